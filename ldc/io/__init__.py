@@ -1,0 +1,1 @@
+"""Network I/O: websocket connections and REST snapshots."""

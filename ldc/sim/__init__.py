@@ -1,0 +1,1 @@
+"""Local Binance exchange simulator (independent of the client code)."""

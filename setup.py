@@ -1,0 +1,17 @@
+"""C extensions. Metadata lives in pyproject.toml; only the compiled parts are declared here."""
+import os
+
+from setuptools import Extension, setup
+
+CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
+
+EXTENSIONS = [
+    # fenced whole-slot seqlock write/read (see docs/LAYOUT.md, "Memory ordering")
+    Extension("ldc.shm._seqlock", ["ldc/shm/_seqlock.c"], extra_compile_args=CFLAGS),
+    # the book hot path: raw depth message -> levels applied -> top N
+    Extension("ldc._fastbook", ["ldc/_fastbook.c"], extra_compile_args=CFLAGS),
+]
+
+# LDC_EXT=ldc._fastbook builds only that extension (for iterating on one C file)
+_only = os.environ.get("LDC_EXT")
+setup(ext_modules=[e for e in EXTENSIONS if not _only or e.name == _only])

@@ -43,11 +43,12 @@ EXCHANGE_FAMILIES: Mapping[str, str] = {
     "binance.com-futures-testnet": USDM,
     "binance.com-coin_futures": COINM,
 }
-# Diff stream speeds: spot @depth (1000 ms) / @depth@100ms; futures @depth (250 ms), @500ms, @100ms, USD-M @0ms.
+# Diff stream speeds: spot @depth (1000 ms) / @depth@100ms; futures @depth (250 ms), @500ms, @100ms, @0ms.
+# Fallback while ldc/venues/binance.py cannot be imported; the venue table wins when it can.
 UPDATE_SPEEDS_MS: Mapping[str, tuple[int, ...]] = {
     SPOT: (100, 1000),
     USDM: (0, 100, 250, 500),
-    COINM: (100, 250, 500),
+    COINM: (0, 100, 250, 500),
 }
 # REQUEST_WEIGHT per minute per IP: spot 6000 (enums.md), USD-M 2400 (WS-API rateLimits example); COIN-M and
 # binance.us are not verified, the USD-M figure is the cautious guess for both.
@@ -186,7 +187,9 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
         exchange=exchange,
         symbols=symbols,
         depth=_integer(table, "depth", where, DEFAULT_DEPTH, 1, MAX_DEPTH),
-        update_speed_ms=_choice(table, "update_speed_ms", where, DEFAULT_UPDATE_SPEED_MS[family], family),
+        update_speed_ms=_choice(
+            table, "update_speed_ms", where, DEFAULT_UPDATE_SPEED_MS[family], family, _update_speeds(exchange)
+        ),
         rest_url=_url(table, "rest_url", where, ("http", "https")),
         ws_url=_url(table, "ws_url", where, ("ws", "wss")),
         refresh_interval_s=_number(table, "refresh_interval_s", where, DEFAULT_REFRESH_INTERVAL_S, 0.0, math.inf),
@@ -212,14 +215,31 @@ def _default_capacity(n_symbols: int) -> int:
 def _exchange(table: dict[str, Any], where: str) -> str:
     exchange = _string(table, "exchange", where, required=True)
     known = known_exchanges()
-    if exchange not in known:
+    if exchange not in known or exchange not in EXCHANGE_FAMILIES:
         raise ConfigError(f"{where}: key 'exchange' expected one of {', '.join(known)}, found {exchange!r}")
     return exchange
 
 
 def known_exchanges() -> tuple[str, ...]:
-    """The exchange names a group may use."""
-    return tuple(EXCHANGE_FAMILIES)
+    """The exchange names a group may use: the venue table's (ldc/venues/binance.py), this module's list
+    while the venue module cannot be imported."""
+    venues = _venue_exchanges()
+    return tuple(sorted(venues)) if venues is not None else tuple(EXCHANGE_FAMILIES)
+
+
+def _venue_exchanges() -> Mapping[str, Any] | None:
+    try:
+        from ldc.venues.binance import EXCHANGES
+    except ImportError:
+        return None
+    return EXCHANGES
+
+
+def _update_speeds(exchange: str) -> tuple[int, ...]:
+    venues = _venue_exchanges()
+    if venues is not None and exchange in venues:
+        return tuple(sorted(venues[exchange].update_speeds_ms))
+    return UPDATE_SPEEDS_MS[EXCHANGE_FAMILIES[exchange]]
 
 
 def _symbols(table: dict[str, Any], where: str) -> tuple[str, ...]:
@@ -268,8 +288,7 @@ def _number(
     return float(value)
 
 
-def _choice(table: dict[str, Any], key: str, where: str, default: int, family: str) -> int:
-    allowed = UPDATE_SPEEDS_MS[family]
+def _choice(table: dict[str, Any], key: str, where: str, default: int, family: str, allowed: tuple[int, ...]) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or value not in allowed:
         choices = ", ".join(map(str, allowed))

@@ -4,7 +4,7 @@
     ├── ConfigError            bad configuration: names the key, the expected and the found value
     ├── ProtocolError          a malformed or unexpected exchange message (field, expected, found)
     ├── SyncError              a sync-rule violation the caller must act on
-    ├── RestError              a REST request failed (status, body)
+    ├── RestError              a REST request failed (status, the exchange's error code)
     │   └── RateLimitError     429 / 418 from the exchange, with retry_after_s
     ├── SegmentError           shared-memory segment problems
     │   ├── SegmentNotFound    no segment for that group
@@ -40,9 +40,10 @@ class SyncError(LdcError):
 class RestError(LdcError):
     """A REST request failed."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code  # Binance's {"code": -1121, "msg": ...}, when the body carried one
 
 
 class RateLimitError(RestError):

@@ -77,9 +77,9 @@ def test_exchange_count_wins_when_higher_and_only_in_its_window() -> None:
     assert observe_used(ledger, 70, T0, T0 + WINDOW_MS).used == 0  # arrived after the window rolled
 
 
-def test_429_blocks_for_retry_after_and_marks_the_window_spent() -> None:
+def test_429_blocks_for_retry_after() -> None:
     banned = observe_ban(Ledger(budget=100, window_start_ms=T0, used=5), 429, 7.0, T0 + 1000)
-    assert (banned.banned_until_ms, banned.ban_status, banned.used) == (T0 + 8000, 429, 100)
+    assert (banned.banned_until_ms, banned.ban_status, banned.used) == (T0 + 8000, 429, 5)
     decision = reserve(banned, 1, T0 + 2000)
     assert (decision.granted, decision.reason, decision.wait_ms) == (False, "banned", 6000)
 
@@ -87,6 +87,10 @@ def test_429_blocks_for_retry_after_and_marks_the_window_spent() -> None:
 def test_418_without_retry_after_waits_the_shortest_ban() -> None:
     banned = observe_ban(Ledger(budget=100, window_start_ms=T0), 418, None, T0)
     assert banned.banned_until_ms == T0 + DEFAULT_418_BACKOFF_MS
+
+
+def test_429_without_retry_after_waits_for_the_next_window() -> None:
+    assert observe_ban(Ledger(budget=100, window_start_ms=T0), 429, None, T0 + 15_000).banned_until_ms == T0 + WINDOW_MS
 
 
 def test_a_shorter_ban_never_shortens_a_longer_one() -> None:

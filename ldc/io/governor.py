@@ -112,18 +112,17 @@ def observe_used(ledger: Ledger, used_weight: int, window_start_ms: int, now_ms:
 
 
 def observe_ban(ledger: Ledger, status: int, retry_after_s: float | None, now_ms: int) -> Ledger:
-    """A 429 or 418: nobody on the host sends until ``Retry-After`` (or a default) has passed."""
+    """A 429 or 418: nobody on the host sends until ``Retry-After`` has passed (the exchange knows when its
+    count resets; without the header, until the window ends, or for the shortest ban after a 418)."""
     current = roll(ledger, now_ms)
     if retry_after_s is None:
         wait_ms = DEFAULT_418_BACKOFF_MS if status == 418 else current.window_start_ms + WINDOW_MS - now_ms
     else:
         wait_ms = int(max(0.0, retry_after_s) * 1000)
     until = now_ms + min(wait_ms, MAX_BAN_MS)
-    # the exchange says the window is spent: do not trust our smaller count for the rest of it
-    spent = replace(current, used=max(current.used, current.budget))
-    if until <= spent.banned_until_ms:
-        return spent
-    return replace(spent, banned_until_ms=until, ban_status=status)
+    if until <= current.banned_until_ms:
+        return current
+    return replace(current, banned_until_ms=until, ban_status=status)
 
 
 def governor_key(rest_url: str) -> str:

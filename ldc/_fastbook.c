@@ -1,5 +1,1503 @@
-/* placeholder module, replaced by the real implementation */
+/*
+ * ldc._fastbook — the book hot path in C: a raw Binance depthUpdate message (bytes) -> parsed levels
+ * held in a C array -> applied to a sorted-array book -> top N copied into caller-owned buffers.
+ *
+ * The executable specification is ldc/book.py (OrderBook); FastBook mirrors its rules line for line
+ * and tests/test_fastbook.py drives both with the same streams. Read book.py's docstring first.
+ *
+ * Exact prices. Binance sends prices and quantities as decimal strings of at most 15 significant
+ * digits. Each string is parsed to the correctly rounded float64 (what strtod gives), and since
+ * DBL_DIG == 15, two decimal values of at most 15 significant digits never round to the same double:
+ * float64 keys are exact for every Binance market today. A venue sending more digits breaks this;
+ * check its precision before reusing this parser. The fast path relies on IEEE-754 binary64
+ * arithmetic with round-to-nearest (SSE2 on x86-64, any AArch64); not on x87 extended precision.
+ *
+ * Book layout. Per side, one array of (key, qty) sorted ascending by key, key = price for bids and
+ * -price for asks, so the best level is the LAST element on both sides. The live elements sit in
+ * buf[lo..hi) with slack at both ends: an insert or delete shifts whichever part of the array is
+ * shorter (near the top: a few elements; near the bottom: a few elements), pruning the worst levels
+ * is lo += k, and the top N are the last N elements. Lookups gallop from the best end, where most
+ * updates land. Nothing is allocated per level: arrays grow by doubling and are reused.
+ */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_fastbook", NULL, -1, NULL};
-PyMODINIT_FUNC PyInit__fastbook(void) { return PyModule_Create(&mod); }
+#include <ctype.h>
+#include <float.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NO_ID (-1LL)              /* an id the venue does not send, as ldc.depth.NO_ID */
+#define MAX_NESTING 32            /* JSON nesting a depth message never approaches */
+#define MAX_DECIMAL_CHARS 63      /* longest decimal string handed to the slow exact parser */
+#define FAST_MANTISSA_MAX (1ULL << 53)  /* integers up to 2^53 are exact doubles */
+#define FAST_POW10_MAX 22         /* 10^22 is the largest power of ten that is an exact double */
+#define MIN_SIDE_CAPACITY 64      /* levels per side allocated up front */
+#define SYMBOL_CACHE_CHARS 32     /* symbols up to this length reuse the previous str object */
+#define FOUND_EXCERPT_CHARS 40    /* how much of an offending value an error message quotes */
+#define ERROR_MESSAGE_CHARS 200
+
+typedef struct {
+    double a; /* price in a ParsedDiff; key (sign * price) in a book side */
+    double qty;
+} Level;
+
+static const double POW10[FAST_POW10_MAX + 1] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* ------------------------------------------------------------------------------------------------
+ * Decimal strings -> float64
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Correctly rounded parse of [0-9]+(\.[0-9]+)? (Binance's form). Clinger's fast path: when the
+ * digits form an integer m <= 2^53 and the scale k <= 22, m and 10^k are exact doubles and one IEEE
+ * division rounds m / 10^k correctly. Anything else goes to CPython's dtoa (also correctly rounded).
+ * Returns 0, or -1 when the text is not such a decimal (no exception set). */
+static int parse_decimal(const char *s, Py_ssize_t n, double *out)
+{
+    const char *p = s, *end = s + n;
+    uint64_t m = 0;
+    int digits = 0, scale = 0, int_digits = 0, frac_digits = 0;
+
+    for (; p < end && *p >= '0' && *p <= '9'; p++, int_digits++) {
+        if (m != 0 || *p != '0') {
+            digits++;
+        }
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (digits > 19) {
+            goto slow;
+        }
+    }
+    if (int_digits == 0) {
+        return -1;
+    }
+    if (p < end) {
+        if (*p != '.') {
+            return -1;
+        }
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++, frac_digits++) {
+            if (m != 0 || *p != '0') {
+                digits++;
+            }
+            m = m * 10 + (uint64_t)(*p - '0');
+            scale++;
+            if (digits > 19) {
+                goto slow;
+            }
+        }
+        if (frac_digits == 0 || p != end) {
+            return -1;
+        }
+    }
+    while (scale > 0 && m % 10 == 0) {
+        m /= 10;
+        scale--;
+    }
+    if (m <= FAST_MANTISSA_MAX && scale <= FAST_POW10_MAX) {
+        *out = (double)m / POW10[scale];
+        return 0;
+    }
+slow:
+    for (p = s; p < end && ((*p >= '0' && *p <= '9') || *p == '.'); p++) {
+    }
+    if (p != end || n > MAX_DECIMAL_CHARS || s[0] == '.' || s[n - 1] == '.') {
+        return -1;
+    }
+    {
+        char buf[MAX_DECIMAL_CHARS + 1];
+        char *stop = NULL;
+        memcpy(buf, s, (size_t)n);
+        buf[n] = '\0';
+        if (memchr(buf, '.', (size_t)n) != strrchr(buf, '.')) {
+            return -1;
+        }
+        *out = PyOS_string_to_double(buf, &stop, NULL);
+        if (*out == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+        return stop == buf + n ? 0 : -1;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * JSON scanning (RFC 8259 syntax, validated; only depthUpdate fields are decoded)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *start, *p, *end;
+    char error[ERROR_MESSAGE_CHARS]; /* first field error: raised only if the message is a depthUpdate */
+    int has_error;
+} Scanner;
+
+enum { SCAN_OK = 0, SCAN_SYNTAX = -1, SCAN_NOT_DEPTH = 1 };
+
+/* fields of a depthUpdate, one bit each, to report the first missing one */
+enum { F_TIME = 1, F_S = 2, F_FIRST = 4, F_FINAL = 8, F_BIDS = 16, F_ASKS = 32 };
+
+typedef struct {
+    int seen;
+    int is_depth; /* "e" was "depthUpdate" */
+    long long event_time, transaction_time, first_id, final_id, prev_final_id;
+    const char *symbol;
+    Py_ssize_t symbol_len;
+} Event;
+
+/* levels of the message being parsed; reused across calls (the GIL serialises them) */
+typedef struct {
+    Level *levels;
+    Py_ssize_t count, capacity;
+} Scratch;
+
+static Scratch scratch_bids, scratch_asks;
+
+static int syntax_error(Scanner *sc, const char *expected)
+{
+    PyErr_Format(PyExc_ValueError, "invalid json at byte %zd: expected %s", (Py_ssize_t)(sc->p - sc->start),
+                 expected);
+    return SCAN_SYNTAX;
+}
+
+static void skip_ws(Scanner *sc)
+{
+    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\n' || *sc->p == '\r' || *sc->p == '\t')) {
+        sc->p++;
+    }
+}
+
+/* length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 */
+static int utf8_sequence(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    int len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (end - p < len || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    for (int i = 2; i < len; i++) {
+        if (p[i] < 0x80 || p[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+/* Scan a string at sc->p ('"'); sets its raw content span and whether it holds escapes. */
+static int scan_string(Scanner *sc, const char **text, Py_ssize_t *len, int *escaped)
+{
+    const unsigned char *p = (const unsigned char *)sc->p + 1, *end = (const unsigned char *)sc->end;
+    *escaped = 0;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c == '"') {
+            *text = sc->p + 1;
+            *len = (const char *)p - sc->p - 1;
+            sc->p = (const char *)p + 1;
+            return SCAN_OK;
+        }
+        if (c == '\\') {
+            *escaped = 1;
+            if (end - p < 2 || !strchr("\"\\/bfnrtu", p[1]) || p[1] == '\0') {
+                sc->p = (const char *)p;
+                return syntax_error(sc, "a valid escape");
+            }
+            if (p[1] == 'u') {
+                if (end - p < 6 || !isxdigit(p[2]) || !isxdigit(p[3]) || !isxdigit(p[4]) || !isxdigit(p[5])) {
+                    sc->p = (const char *)p;
+                    return syntax_error(sc, "four hex digits after \\u");
+                }
+                p += 6;
+            } else {
+                p += 2;
+            }
+        } else if (c < 0x20) {
+            sc->p = (const char *)p;
+            return syntax_error(sc, "no control character inside a string");
+        } else if (c >= 0x80) {
+            int n = utf8_sequence(p, end);
+            if (n == 0) {
+                sc->p = (const char *)p;
+                return syntax_error(sc, "valid utf-8");
+            }
+            p += n;
+        } else {
+            p++;
+        }
+    }
+    return syntax_error(sc, "a closing quote");
+}
+
+static int scan_digits(Scanner *sc)
+{
+    const char *from = sc->p;
+    while (sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9') {
+        sc->p++;
+    }
+    return sc->p > from;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int scan_number(Scanner *sc)
+{
+    if (sc->p < sc->end && *sc->p == '-') {
+        sc->p++;
+    }
+    if (sc->p < sc->end && *sc->p == '0') {
+        sc->p++;
+    } else if (!scan_digits(sc)) {
+        return syntax_error(sc, "a digit");
+    }
+    if (sc->p < sc->end && *sc->p == '.') {
+        sc->p++;
+        if (!scan_digits(sc)) {
+            return syntax_error(sc, "a digit after the decimal point");
+        }
+    }
+    if (sc->p < sc->end && (*sc->p == 'e' || *sc->p == 'E')) {
+        sc->p++;
+        if (sc->p < sc->end && (*sc->p == '+' || *sc->p == '-')) {
+            sc->p++;
+        }
+        if (!scan_digits(sc)) {
+            return syntax_error(sc, "a digit in the exponent");
+        }
+    }
+    return SCAN_OK;
+}
+
+static int scan_literal(Scanner *sc, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0) {
+        return syntax_error(sc, "a json value");
+    }
+    sc->p += n;
+    return SCAN_OK;
+}
+
+static int skip_value(Scanner *sc, int nesting);
+
+/* shared by objects and arrays: elements separated by ',' up to the closer */
+static int skip_container(Scanner *sc, int nesting, char closer)
+{
+    const char *text;
+    Py_ssize_t len;
+    int escaped;
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == closer) {
+        sc->p++;
+        return SCAN_OK;
+    }
+    for (;;) {
+        skip_ws(sc);
+        if (closer == '}') {
+            if (sc->p >= sc->end || *sc->p != '"') {
+                return syntax_error(sc, "an object key");
+            }
+            if (scan_string(sc, &text, &len, &escaped) < 0) {
+                return SCAN_SYNTAX;
+            }
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != ':') {
+                return syntax_error(sc, "':'");
+            }
+            sc->p++;
+        }
+        if (skip_value(sc, nesting + 1) < 0) {
+            return SCAN_SYNTAX;
+        }
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == closer) {
+            sc->p++;
+            return SCAN_OK;
+        }
+        return syntax_error(sc, closer == '}' ? "',' or '}'" : "',' or ']'");
+    }
+}
+
+static int skip_value(Scanner *sc, int nesting)
+{
+    const char *text;
+    Py_ssize_t len;
+    int escaped;
+    if (nesting > MAX_NESTING) {
+        return syntax_error(sc, "nesting at most 32 deep");
+    }
+    skip_ws(sc);
+    if (sc->p >= sc->end) {
+        return syntax_error(sc, "a json value");
+    }
+    switch (*sc->p) {
+    case '"':
+        return scan_string(sc, &text, &len, &escaped);
+    case '{':
+        return skip_container(sc, nesting, '}');
+    case '[':
+        return skip_container(sc, nesting, ']');
+    case 't':
+        return scan_literal(sc, "true");
+    case 'f':
+        return scan_literal(sc, "false");
+    case 'n':
+        return scan_literal(sc, "null");
+    default:
+        return scan_number(sc);
+    }
+}
+
+/* Record the first field error; a field error aborts nothing, the value is skipped as plain JSON. */
+static void field_error(Scanner *sc, const char *field, Py_ssize_t level, const char *expected, const char *found,
+                        Py_ssize_t found_len)
+{
+    char where[48];
+    if (sc->has_error) {
+        return;
+    }
+    if (found_len > FOUND_EXCERPT_CHARS) {
+        found_len = FOUND_EXCERPT_CHARS;
+    }
+    if (level >= 0) {
+        PyOS_snprintf(where, sizeof where, "field '%s' level %zd", field, level);
+    } else {
+        PyOS_snprintf(where, sizeof where, "field '%s'", field);
+    }
+    PyOS_snprintf(sc->error, sizeof sc->error, "%s: expected %s, found %.*s", where, expected, (int)found_len, found);
+    sc->has_error = 1;
+}
+
+/* Skip the value at sc->p, recording a field error that quotes its start. */
+static int reject_value(Scanner *sc, const char *field, const char *expected)
+{
+    const char *from = sc->p;
+    if (skip_value(sc, 1) < 0) {
+        return SCAN_SYNTAX;
+    }
+    field_error(sc, field, -1, expected, from, sc->p - from);
+    return SCAN_OK;
+}
+
+static int parse_id(Scanner *sc, const char *field, long long *out)
+{
+    const char *from = sc->p;
+    long long v = 0;
+    if (sc->p >= sc->end || *sc->p < '0' || *sc->p > '9') {
+        return reject_value(sc, field, "a non-negative integer");
+    }
+    while (sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9') {
+        int d = *sc->p - '0';
+        if (v > (LLONG_MAX - d) / 10) {
+            sc->p = from;
+            return reject_value(sc, field, "an integer below 2^63");
+        }
+        v = v * 10 + d;
+        sc->p++;
+    }
+    if ((sc->p < sc->end && (*sc->p == '.' || *sc->p == 'e' || *sc->p == 'E')) || (*from == '0' && sc->p - from > 1)) {
+        sc->p = from;
+        return reject_value(sc, field, "a non-negative integer");
+    }
+    *out = v;
+    return SCAN_OK;
+}
+
+static int scratch_push(Scratch *s, double price, double qty)
+{
+    if (s->count == s->capacity) {
+        Py_ssize_t capacity = s->capacity ? s->capacity * 2 : MIN_SIDE_CAPACITY;
+        Level *grown = PyMem_Realloc(s->levels, (size_t)capacity * sizeof(Level));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->levels = grown;
+        s->capacity = capacity;
+    }
+    s->levels[s->count].a = price;
+    s->levels[s->count].qty = qty;
+    s->count++;
+    return 0;
+}
+
+/* One decimal string element of a level pair. Returns 0 ok, 1 field error, -1 syntax error. */
+static int parse_level_number(Scanner *sc, double *out)
+{
+    const char *text;
+    Py_ssize_t len;
+    int escaped;
+    skip_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '"') {
+        return 1;
+    }
+    if (scan_string(sc, &text, &len, &escaped) < 0) {
+        return -1;
+    }
+    return escaped || parse_decimal(text, len, out) < 0 ? 1 : 0;
+}
+
+/* [[ "price", "qty" ], ...] into s. Returns 0 ok, -1 syntax error, 1 field error with *bad at the
+ * start of the offending level (the position of sc is then unspecified). */
+static int parse_level_pairs(Scanner *sc, Scratch *s, const char **bad)
+{
+    s->count = 0;
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+        return 0;
+    }
+    for (;;) {
+        double price, qty;
+        int rc;
+        skip_ws(sc);
+        *bad = sc->p;
+        if (sc->p >= sc->end || *sc->p != '[') {
+            return 1;
+        }
+        sc->p++;
+        if ((rc = parse_level_number(sc, &price)) != 0) {
+            return rc;
+        }
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ',') {
+            return 1;
+        }
+        sc->p++;
+        if ((rc = parse_level_number(sc, &qty)) != 0) {
+            return rc;
+        }
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ']') {
+            return 1;
+        }
+        sc->p++;
+        if (scratch_push(s, price, qty) < 0) {
+            return -1;
+        }
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == ']') {
+            sc->p++;
+            return 0;
+        }
+        return 1;
+    }
+}
+
+static int parse_levels(Scanner *sc, const char *field, Scratch *s)
+{
+    const char *from = sc->p, *bad = NULL;
+    if (sc->p >= sc->end || *sc->p != '[') {
+        return reject_value(sc, field, "a list of [price, qty] levels");
+    }
+    int rc = parse_level_pairs(sc, s, &bad);
+    if (rc != 1) {
+        return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+    }
+    /* validate the whole list as JSON first, then quote the level that is not [decimal, decimal] */
+    Py_ssize_t index = s->count;
+    s->count = 0;
+    sc->p = from;
+    if (skip_value(sc, 1) < 0) {
+        return SCAN_SYNTAX;
+    }
+    const char *after = sc->p;
+    sc->p = bad;
+    if (skip_value(sc, 1) < 0) {
+        return SCAN_SYNTAX;
+    }
+    field_error(sc, field, index, "[price, qty] decimal strings", bad, sc->p - bad);
+    sc->p = after;
+    return SCAN_OK;
+}
+
+#define KEY_IS(lit) (klen == (Py_ssize_t)sizeof(lit) - 1 && memcmp(key, lit, sizeof(lit) - 1) == 0)
+
+static int parse_event_field(Scanner *sc, Event *ev, const char *key, Py_ssize_t klen)
+{
+    const char *text;
+    Py_ssize_t len;
+    int escaped;
+    if (KEY_IS("e")) {
+        if (sc->p >= sc->end || *sc->p != '"') {
+            return reject_value(sc, "e", "a string");
+        }
+        if (scan_string(sc, &text, &len, &escaped) < 0) {
+            return SCAN_SYNTAX;
+        }
+        ev->is_depth = len == 11 && memcmp(text, "depthUpdate", 11) == 0;
+        return ev->is_depth ? SCAN_OK : SCAN_NOT_DEPTH;
+    }
+    if (KEY_IS("s")) {
+        if (sc->p >= sc->end || *sc->p != '"') {
+            return reject_value(sc, "s", "a string");
+        }
+        if (scan_string(sc, &text, &len, &escaped) < 0) {
+            return SCAN_SYNTAX;
+        }
+        if (escaped) {
+            field_error(sc, "s", -1, "a symbol without escapes", text, len);
+        }
+        ev->symbol = text;
+        ev->symbol_len = len;
+        ev->seen |= F_S;
+        return SCAN_OK;
+    }
+    if (KEY_IS("b")) {
+        ev->seen |= F_BIDS;
+        return parse_levels(sc, "b", &scratch_bids);
+    }
+    if (KEY_IS("a")) {
+        ev->seen |= F_ASKS;
+        return parse_levels(sc, "a", &scratch_asks);
+    }
+    if (KEY_IS("U")) {
+        ev->seen |= F_FIRST;
+        return parse_id(sc, "U", &ev->first_id);
+    }
+    if (KEY_IS("u")) {
+        ev->seen |= F_FINAL;
+        return parse_id(sc, "u", &ev->final_id);
+    }
+    if (KEY_IS("pu")) {
+        return parse_id(sc, "pu", &ev->prev_final_id);
+    }
+    if (KEY_IS("E")) {
+        ev->seen |= F_TIME;
+        return parse_id(sc, "E", &ev->event_time);
+    }
+    if (KEY_IS("T")) {
+        return parse_id(sc, "T", &ev->transaction_time);
+    }
+    return skip_value(sc, 1);
+}
+
+static void event_reset(Event *ev)
+{
+    ev->seen = 0;
+    ev->is_depth = 0;
+    ev->event_time = NO_ID;
+    ev->transaction_time = NO_ID;
+    ev->first_id = ev->final_id = ev->prev_final_id = NO_ID;
+    ev->symbol = NULL;
+    ev->symbol_len = 0;
+    scratch_bids.count = scratch_asks.count = 0;
+}
+
+/* Parse the object at sc->p. At the top level a "data" object is the event of a combined-stream
+ * message ({"stream":..., "data": {...}}); otherwise the object itself is the event. */
+static int parse_object(Scanner *sc, Event *ev, int top)
+{
+    int combined = 0;
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == '}') {
+        sc->p++;
+        return SCAN_OK;
+    }
+    for (;;) {
+        const char *key;
+        Py_ssize_t klen;
+        int escaped, rc;
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != '"') {
+            return syntax_error(sc, "an object key");
+        }
+        if (scan_string(sc, &key, &klen, &escaped) < 0) {
+            return SCAN_SYNTAX;
+        }
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ':') {
+            return syntax_error(sc, "':'");
+        }
+        sc->p++;
+        skip_ws(sc);
+        if (top && klen == 4 && memcmp(key, "data", 4) == 0 && sc->p < sc->end && *sc->p == '{') {
+            event_reset(ev);
+            sc->has_error = 0;
+            combined = 1;
+            rc = parse_object(sc, ev, 0);
+        } else if (combined || escaped) {
+            rc = skip_value(sc, 1);
+        } else {
+            rc = parse_event_field(sc, ev, key, klen);
+        }
+        if (rc != SCAN_OK) {
+            return rc;
+        }
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == '}') {
+            sc->p++;
+            return SCAN_OK;
+        }
+        return syntax_error(sc, "',' or '}'");
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * ParsedDiff: the DepthDiff attributes, levels in one inline C array (bids first, then asks)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_VAR_HEAD
+    PyObject *symbol;
+    long long first_id, final_id, prev_final_id, event_time_ms, transaction_time_ms;
+    Py_ssize_t n_bids, n_asks;
+    PyObject *bids_list, *asks_list; /* materialised on first access */
+    Level levels[1];
+} ParsedDiff;
+
+static PyTypeObject ParsedDiffType;
+static PyObject *symbol_cache; /* the last symbol str, reused while messages keep the same symbol */
+
+static PyObject *symbol_object(const char *text, Py_ssize_t len)
+{
+    if (symbol_cache != NULL && len <= SYMBOL_CACHE_CHARS) {
+        Py_ssize_t cached_len;
+        const char *cached = PyUnicode_AsUTF8AndSize(symbol_cache, &cached_len);
+        if (cached != NULL && cached_len == len && memcmp(cached, text, (size_t)len) == 0) {
+            Py_INCREF(symbol_cache);
+            return symbol_cache;
+        }
+    }
+    PyObject *symbol = PyUnicode_DecodeUTF8(text, len, "strict");
+    if (symbol != NULL && len <= SYMBOL_CACHE_CHARS) {
+        Py_XSETREF(symbol_cache, Py_NewRef(symbol));
+    }
+    return symbol;
+}
+
+static PyObject *parsed_diff_new(const Event *ev)
+{
+    Py_ssize_t nb = scratch_bids.count, na = scratch_asks.count;
+    ParsedDiff *d = PyObject_NewVar(ParsedDiff, &ParsedDiffType, nb + na);
+    if (d == NULL) {
+        return NULL;
+    }
+    d->symbol = symbol_object(ev->symbol, ev->symbol_len);
+    d->bids_list = d->asks_list = NULL;
+    if (d->symbol == NULL) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    d->first_id = ev->first_id;
+    d->final_id = ev->final_id;
+    d->prev_final_id = ev->prev_final_id;
+    d->event_time_ms = ev->event_time;
+    d->transaction_time_ms = ev->transaction_time;
+    d->n_bids = nb;
+    d->n_asks = na;
+    if (nb) {
+        memcpy(d->levels, scratch_bids.levels, (size_t)nb * sizeof(Level));
+    }
+    if (na) {
+        memcpy(d->levels + nb, scratch_asks.levels, (size_t)na * sizeof(Level));
+    }
+    return (PyObject *)d;
+}
+
+static const char *const REQUIRED_NAMES[] = {"E", "s", "U", "u", "b", "a"};
+
+static PyObject *fb_parse_depth(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Scanner sc;
+    Event ev;
+    Py_buffer view = {0};
+    const char *data;
+    Py_ssize_t size;
+    int rc;
+    PyObject *result = NULL;
+
+    if (PyBytes_Check(arg)) {
+        data = PyBytes_AS_STRING(arg);
+        size = PyBytes_GET_SIZE(arg);
+    } else if (PyUnicode_Check(arg)) {
+        data = PyUnicode_AsUTF8AndSize(arg, &size);
+        if (data == NULL) {
+            return NULL;
+        }
+    } else {
+        if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        data = view.buf;
+        size = view.len;
+    }
+    sc.start = sc.p = data;
+    sc.end = data + size;
+    sc.has_error = 0;
+    event_reset(&ev);
+    skip_ws(&sc);
+    if (sc.p >= sc.end || *sc.p != '{') {
+        rc = sc.p < sc.end && (*sc.p == '[' || *sc.p == '"') ? skip_value(&sc, 0) : syntax_error(&sc, "'{'");
+        rc = rc == SCAN_OK ? SCAN_NOT_DEPTH : rc;
+    } else {
+        rc = parse_object(&sc, &ev, 1);
+    }
+    if (rc == SCAN_OK) {
+        skip_ws(&sc);
+        if (sc.p != sc.end) {
+            rc = syntax_error(&sc, "the end of the message");
+        }
+    }
+    if (rc == SCAN_SYNTAX) {
+        goto done;
+    }
+    if (rc == SCAN_NOT_DEPTH || !ev.is_depth) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (sc.has_error) {
+        PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    {
+        int have[] = {ev.seen & F_TIME, ev.seen & F_S, ev.seen & F_FIRST, ev.seen & F_FINAL, ev.seen & F_BIDS,
+                      ev.seen & F_ASKS};
+        for (size_t i = 0; i < sizeof have / sizeof have[0]; i++) {
+            if (!have[i]) {
+                PyErr_Format(PyExc_ValueError, "field '%s': expected in a depthUpdate, found nothing",
+                             REQUIRED_NAMES[i]);
+                goto done;
+            }
+        }
+    }
+    result = parsed_diff_new(&ev);
+done:
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}
+
+static void parsed_diff_dealloc(ParsedDiff *d)
+{
+    Py_XDECREF(d->symbol);
+    Py_XDECREF(d->bids_list);
+    Py_XDECREF(d->asks_list);
+    PyObject_Free(d);
+}
+
+static PyObject *levels_list(const Level *levels, Py_ssize_t n)
+{
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = Py_BuildValue("(dd)", levels[i].a, levels[i].qty);
+        if (pair == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, pair);
+    }
+    return list;
+}
+
+static PyObject *parsed_diff_bids(ParsedDiff *d, void *closure)
+{
+    (void)closure;
+    if (d->bids_list == NULL && (d->bids_list = levels_list(d->levels, d->n_bids)) == NULL) {
+        return NULL;
+    }
+    return Py_NewRef(d->bids_list);
+}
+
+static PyObject *parsed_diff_asks(ParsedDiff *d, void *closure)
+{
+    (void)closure;
+    if (d->asks_list == NULL && (d->asks_list = levels_list(d->levels + d->n_bids, d->n_asks)) == NULL) {
+        return NULL;
+    }
+    return Py_NewRef(d->asks_list);
+}
+
+static PyObject *parsed_diff_symbol(ParsedDiff *d, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(d->symbol);
+}
+
+#define ID_GETTER(name)                                                                                   \
+    static PyObject *parsed_diff_##name(ParsedDiff *d, void *closure)                                     \
+    {                                                                                                     \
+        (void)closure;                                                                                    \
+        return PyLong_FromLongLong(d->name);                                                              \
+    }
+ID_GETTER(first_id)
+ID_GETTER(final_id)
+ID_GETTER(prev_final_id)
+ID_GETTER(event_time_ms)
+ID_GETTER(transaction_time_ms)
+
+static PyObject *parsed_diff_level_count(ParsedDiff *d, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(d->n_bids + d->n_asks);
+}
+
+static PyObject *parsed_diff_repr(ParsedDiff *d)
+{
+    return PyUnicode_FromFormat("ParsedDiff(symbol=%R, first_id=%lld, final_id=%lld, prev_final_id=%lld, "
+                                "event_time_ms=%lld, transaction_time_ms=%lld, %zd bids, %zd asks)",
+                                d->symbol, d->first_id, d->final_id, d->prev_final_id, d->event_time_ms,
+                                d->transaction_time_ms, d->n_bids, d->n_asks);
+}
+
+static PyGetSetDef parsed_diff_getset[] = {
+    {"symbol", (getter)parsed_diff_symbol, NULL, "market symbol as sent (Binance `s`)", NULL},
+    {"first_id", (getter)parsed_diff_first_id, NULL, "first update id (`U`)", NULL},
+    {"final_id", (getter)parsed_diff_final_id, NULL, "final update id (`u`)", NULL},
+    {"prev_final_id", (getter)parsed_diff_prev_final_id, NULL, "previous final id (`pu`), -1 on spot", NULL},
+    {"event_time_ms", (getter)parsed_diff_event_time_ms, NULL, "event time (`E`), ms", NULL},
+    {"transaction_time_ms", (getter)parsed_diff_transaction_time_ms, NULL, "transaction time (`T`), -1 if absent",
+     NULL},
+    {"bids", (getter)parsed_diff_bids, NULL, "bid levels as a list of (price, qty), message order", NULL},
+    {"asks", (getter)parsed_diff_asks, NULL, "ask levels as a list of (price, qty), message order", NULL},
+    {"level_count", (getter)parsed_diff_level_count, NULL, "bid plus ask levels, without materialising them",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ParsedDiffType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.ParsedDiff",
+    .tp_basicsize = offsetof(ParsedDiff, levels),
+    .tp_itemsize = sizeof(Level),
+    .tp_dealloc = (destructor)parsed_diff_dealloc,
+    .tp_repr = (reprfunc)parsed_diff_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A depthUpdate parsed by parse_depth(): the attributes of ldc.depth.DepthDiff, levels in C.",
+    .tp_getset = parsed_diff_getset,
+};
+
+/* ------------------------------------------------------------------------------------------------
+ * Book sides (see the file comment for the layout)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    Level *buf; /* .a is the key: sign * price */
+    Py_ssize_t cap, lo, hi;
+    double sign;     /* +1 bids, -1 asks */
+    double boundary; /* keys >= boundary are known exactly; -inf whole side, +inf nothing known */
+} Side;
+
+static int side_init(Side *s, double sign)
+{
+    s->buf = PyMem_Malloc(MIN_SIDE_CAPACITY * sizeof(Level));
+    if (s->buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->cap = MIN_SIDE_CAPACITY;
+    s->lo = s->hi = MIN_SIDE_CAPACITY / 2;
+    s->sign = sign;
+    s->boundary = INFINITY;
+    return 0;
+}
+
+static inline Py_ssize_t side_len(const Side *s) { return s->hi - s->lo; }
+
+/* first index in [lo, hi) whose key is >= k, galloping down from the best end */
+static Py_ssize_t lower_bound(const Side *s, double k)
+{
+    Py_ssize_t right = s->hi, left, step = 1;
+    for (;;) {
+        Py_ssize_t probe = right - step;
+        if (probe <= s->lo) {
+            left = s->lo;
+            break;
+        }
+        if (s->buf[probe].a < k) {
+            left = probe + 1;
+            break;
+        }
+        right = probe;
+        step <<= 1;
+    }
+    while (left < right) {
+        Py_ssize_t mid = left + (right - left) / 2;
+        if (s->buf[mid].a < k) {
+            left = mid + 1;
+        } else {
+            right = mid;
+        }
+    }
+    return left;
+}
+
+/* Re-centre the live levels, growing the array when it is more than half full. */
+static int side_recentre(Side *s)
+{
+    Py_ssize_t n = side_len(s), cap = s->cap < MIN_SIDE_CAPACITY ? MIN_SIDE_CAPACITY : s->cap;
+    while (2 * (n + 1) > cap) {
+        cap *= 2;
+    }
+    Py_ssize_t lo = (cap - n) / 2;
+    if (cap != s->cap) {
+        Level *grown = PyMem_Malloc((size_t)cap * sizeof(Level));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(grown + lo, s->buf + s->lo, (size_t)n * sizeof(Level));
+        PyMem_Free(s->buf);
+        s->buf = grown;
+        s->cap = cap;
+    } else {
+        memmove(s->buf + lo, s->buf + s->lo, (size_t)n * sizeof(Level));
+    }
+    s->lo = lo;
+    s->hi = lo + n;
+    return 0;
+}
+
+/* insert (k, qty) before absolute index at, shifting the shorter part */
+static int side_insert(Side *s, Py_ssize_t at, double k, double qty)
+{
+    Py_ssize_t below = at - s->lo, above = s->hi - at;
+    if ((below <= above && s->lo == 0) || (below > above && s->hi == s->cap)) {
+        if (side_recentre(s) < 0) {
+            return -1;
+        }
+        at = s->lo + below;
+    }
+    if (below <= above) {
+        memmove(s->buf + s->lo - 1, s->buf + s->lo, (size_t)below * sizeof(Level));
+        s->lo--;
+        at--;
+    } else {
+        memmove(s->buf + at + 1, s->buf + at, (size_t)above * sizeof(Level));
+        s->hi++;
+    }
+    s->buf[at].a = k;
+    s->buf[at].qty = qty;
+    return 0;
+}
+
+static void side_delete(Side *s, Py_ssize_t at)
+{
+    Py_ssize_t below = at - s->lo, above = s->hi - at - 1;
+    if (below <= above) {
+        memmove(s->buf + s->lo + 1, s->buf + s->lo, (size_t)below * sizeof(Level));
+        s->lo++;
+    } else {
+        memmove(s->buf + at, s->buf + at + 1, (size_t)above * sizeof(Level));
+        s->hi--;
+    }
+}
+
+/* book.py _Side.set: returns 1 when the top `depth` changed, 0 when not, -1 on memory error */
+static int side_set(Side *s, double price, double qty, Py_ssize_t depth)
+{
+    double k = s->sign * price;
+    Py_ssize_t at = lower_bound(s, k);
+    int found = at < s->hi && s->buf[at].a == k;
+    int in_top = side_len(s) < depth || k >= s->buf[s->hi - depth].a;
+    if (qty == 0.0) {
+        if (!found) {
+            return 0;
+        }
+        side_delete(s, at);
+        return in_top;
+    }
+    if (found) {
+        if (s->buf[at].qty == qty) {
+            return 0;
+        }
+        s->buf[at].qty = qty;
+        return in_top;
+    }
+    return side_insert(s, at, k, qty) < 0 ? -1 : in_top;
+}
+
+/* book.py _Side.prune: drop levels ranked beyond window, move the boundary; returns how many */
+static Py_ssize_t side_prune(Side *s, Py_ssize_t window)
+{
+    Py_ssize_t excess = side_len(s) - window;
+    if (excess <= 0) {
+        return 0;
+    }
+    s->lo += excess;
+    if (s->buf[s->lo].a > s->boundary) {
+        s->boundary = s->buf[s->lo].a;
+    }
+    return excess;
+}
+
+static Py_ssize_t side_known(const Side *s) { return s->hi - lower_bound(s, s->boundary); }
+
+/* ------------------------------------------------------------------------------------------------
+ * FastBook
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Side bids, asks;
+    Py_ssize_t depth;
+    Py_ssize_t window; /* snapshot.limit; 0 before the first snapshot (nothing pruned) */
+} FastBook;
+
+static PyTypeObject FastBookType;
+
+static int fastbook_init(FastBook *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"depth", NULL};
+    Py_ssize_t depth = 20;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$n:FastBook", kwlist, &depth)) {
+        return -1;
+    }
+    if (depth < 1) {
+        PyErr_Format(PyExc_ValueError, "depth must be at least 1, found %zd", depth);
+        return -1;
+    }
+    PyMem_Free(self->bids.buf);
+    PyMem_Free(self->asks.buf);
+    self->bids.buf = self->asks.buf = NULL;
+    if (side_init(&self->bids, 1.0) < 0 || side_init(&self->asks, -1.0) < 0) {
+        return -1;
+    }
+    self->depth = depth;
+    self->window = 0;
+    return 0;
+}
+
+static void fastbook_dealloc(FastBook *self)
+{
+    PyMem_Free(self->bids.buf);
+    PyMem_Free(self->asks.buf);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* a (price, qty) pair from any sequence of two numbers */
+static int level_from_object(PyObject *item, double *price, double *qty)
+{
+    PyObject *pair = PySequence_Fast(item, "a level must be a (price, qty) sequence");
+    if (pair == NULL) {
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(pair) != 2) {
+        PyErr_Format(PyExc_ValueError, "a level must hold 2 numbers, found %zd", PySequence_Fast_GET_SIZE(pair));
+        Py_DECREF(pair);
+        return -1;
+    }
+    *price = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(pair, 0));
+    *qty = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(pair, 1));
+    Py_DECREF(pair);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (isnan(*price)) {
+        PyErr_SetString(PyExc_ValueError, "a level price must be a number, found nan");
+        return -1;
+    }
+    return 0;
+}
+
+/* Apply the levels of a Python sequence of pairs; returns 1 changed, 0 not, -1 error. */
+static int apply_sequence(Side *s, PyObject *levels, Py_ssize_t depth)
+{
+    PyObject *seq = PySequence_Fast(levels, "levels must be a sequence of (price, qty)");
+    int changed = 0;
+    if (seq == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        double price, qty;
+        int rc;
+        if (level_from_object(PySequence_Fast_GET_ITEM(seq, i), &price, &qty) < 0 ||
+            (rc = side_set(s, price, qty, depth)) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        changed |= rc;
+    }
+    Py_DECREF(seq);
+    return changed;
+}
+
+static int apply_array(Side *s, const Level *levels, Py_ssize_t n, Py_ssize_t depth)
+{
+    int changed = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int rc = side_set(s, levels[i].a, levels[i].qty, depth);
+        if (rc < 0) {
+            return -1;
+        }
+        changed |= rc;
+    }
+    return changed;
+}
+
+/* after a side's levels: prune to the window (book.py apply_diff) */
+static int prune_changed(FastBook *self, Side *s)
+{
+    return self->window > 0 && side_prune(s, self->window) > 0 && self->window < self->depth;
+}
+
+static PyObject *fastbook_apply_diff(FastBook *self, PyObject *diff)
+{
+    int changed = 0, rc;
+    if (Py_IS_TYPE(diff, &ParsedDiffType)) {
+        ParsedDiff *d = (ParsedDiff *)diff;
+        if ((rc = apply_array(&self->bids, d->levels, d->n_bids, self->depth)) < 0) {
+            return NULL;
+        }
+        changed = rc | prune_changed(self, &self->bids);
+        if ((rc = apply_array(&self->asks, d->levels + d->n_bids, d->n_asks, self->depth)) < 0) {
+            return NULL;
+        }
+        changed |= rc | prune_changed(self, &self->asks);
+        return PyBool_FromLong(changed);
+    }
+    static const char *const names[] = {"bids", "asks"};
+    Side *sides[] = {&self->bids, &self->asks};
+    for (int i = 0; i < 2; i++) {
+        PyObject *levels = PyObject_GetAttrString(diff, names[i]);
+        if (levels == NULL) {
+            return NULL;
+        }
+        rc = apply_sequence(sides[i], levels, self->depth);
+        Py_DECREF(levels);
+        if (rc < 0) {
+            return NULL;
+        }
+        changed |= rc | prune_changed(self, sides[i]);
+    }
+    return PyBool_FromLong(changed);
+}
+
+/* book.py _load_side */
+static int load_side(FastBook *self, Side *s, PyObject *given, Py_ssize_t limit)
+{
+    PyObject *seq = PySequence_Fast(given, "snapshot levels must be a sequence of (price, qty)");
+    if (seq == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    double deepest = INFINITY;
+    s->lo = s->hi = s->cap / 2;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double price, qty;
+        if (level_from_object(PySequence_Fast_GET_ITEM(seq, i), &price, &qty) < 0 ||
+            side_set(s, price, qty, self->depth) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (s->sign * price < deepest) {
+            deepest = s->sign * price;
+        }
+    }
+    Py_DECREF(seq);
+    s->boundary = n < limit ? -INFINITY : deepest;
+    side_prune(s, limit);
+    return 0;
+}
+
+static PyObject *fastbook_load_snapshot(FastBook *self, PyObject *snapshot)
+{
+    PyObject *limit_obj = PyObject_GetAttrString(snapshot, "limit");
+    if (limit_obj == NULL) {
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(limit_obj);
+    Py_DECREF(limit_obj);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 1) {
+        PyErr_Format(PyExc_ValueError, "snapshot limit must be at least 1, found %zd", limit);
+        return NULL;
+    }
+    self->window = limit;
+    static const char *const names[] = {"bids", "asks"};
+    Side *sides[] = {&self->bids, &self->asks};
+    for (int i = 0; i < 2; i++) {
+        PyObject *given = PyObject_GetAttrString(snapshot, names[i]);
+        if (given == NULL) {
+            return NULL;
+        }
+        int rc = load_side(self, sides[i], given, limit);
+        Py_DECREF(given);
+        if (rc < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* native-endian float64 items ("d", "@d", "=d"; "<d" on this little-endian target) */
+static int is_float64_format(const Py_buffer *view)
+{
+    const char *f = view->format;
+    if (view->itemsize != 8 || f == NULL) {
+        return 0;
+    }
+    if (f[0] == '@' || f[0] == '=' || (f[0] == '<' && PY_LITTLE_ENDIAN)) {
+        f++;
+    }
+    return f[0] == 'd' && f[1] == '\0';
+}
+
+/* validate a caller's (>= n, 2) float64 buffer */
+static int get_out_buffer(PyObject *obj, const char *name, Py_ssize_t n, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_RECORDS) < 0) {
+        return -1;
+    }
+    if (view->ndim != 2 || view->shape[1] != 2 || view->shape[0] < n) {
+        PyObject *shape = view->ndim == 2 ? PyUnicode_FromFormat("(%zd, %zd)", view->shape[0], view->shape[1])
+                                          : PyUnicode_FromFormat("%d dimensions", view->ndim);
+        PyErr_Format(PyExc_ValueError, "%s must have shape (>= %zd, 2), found %S", name, n, shape);
+        Py_XDECREF(shape);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (!is_float64_format(view)) {
+        PyErr_Format(PyExc_ValueError, "%s must hold float64, found format '%s'", name,
+                     view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static Py_ssize_t write_top(const Side *s, Py_ssize_t n, Py_buffer *view)
+{
+    Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
+    char *row = view->buf;
+    Py_ssize_t row_stride = view->strides[0], col_stride = view->strides[1];
+    for (Py_ssize_t i = 0; i < count; i++, row += row_stride) {
+        const Level *lv = &s->buf[s->hi - 1 - i];
+        *(double *)row = s->sign * lv->a;
+        *(double *)(row + col_stride) = lv->qty;
+    }
+    return count;
+}
+
+static PyObject *fastbook_top(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer bids_view, asks_view;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "top() takes 3 arguments (n, bids_out, asks_out), found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "n must be at least 0, found %zd", n);
+        return NULL;
+    }
+    if (get_out_buffer(args[1], "bids_out", n, &bids_view) < 0) {
+        return NULL;
+    }
+    if (get_out_buffer(args[2], "asks_out", n, &asks_view) < 0) {
+        PyBuffer_Release(&bids_view);
+        return NULL;
+    }
+    Py_ssize_t nb = write_top(&self->bids, n, &bids_view);
+    Py_ssize_t na = write_top(&self->asks, n, &asks_view);
+    PyBuffer_Release(&bids_view);
+    PyBuffer_Release(&asks_view);
+    return Py_BuildValue("(nn)", nb, na);
+}
+
+static PyObject *best_of(const Side *s)
+{
+    if (side_len(s) == 0) {
+        Py_RETURN_NONE;
+    }
+    const Level *lv = &s->buf[s->hi - 1];
+    return Py_BuildValue("(dd)", s->sign * lv->a, lv->qty);
+}
+
+static PyObject *fastbook_best_bid(FastBook *self, PyObject *unused)
+{
+    (void)unused;
+    return best_of(&self->bids);
+}
+
+static PyObject *fastbook_best_ask(FastBook *self, PyObject *unused)
+{
+    (void)unused;
+    return best_of(&self->asks);
+}
+
+static PyObject *fastbook_crossed(FastBook *self, PyObject *unused)
+{
+    (void)unused;
+    const Side *b = &self->bids, *a = &self->asks;
+    return PyBool_FromLong(side_len(b) > 0 && side_len(a) > 0 && b->buf[b->hi - 1].a >= -a->buf[a->hi - 1].a);
+}
+
+static PyObject *fastbook_covers(FastBook *self, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const Side *sides[] = {&self->bids, &self->asks};
+    for (int i = 0; i < 2; i++) {
+        if (sides[i]->boundary != -INFINITY && side_known(sides[i]) < n) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *fastbook_coverage(FastBook *self, PyObject *unused)
+{
+    (void)unused;
+    return Py_BuildValue("(dd)", self->bids.boundary, -self->asks.boundary);
+}
+
+static PyObject *side_levels(const Side *s)
+{
+    PyObject *list = PyList_New(side_len(s));
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < side_len(s); i++) {
+        const Level *lv = &s->buf[s->hi - 1 - i];
+        PyObject *pair = Py_BuildValue("(dd)", s->sign * lv->a, lv->qty);
+        if (pair == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, pair);
+    }
+    return list;
+}
+
+static PyObject *fastbook_levels(FastBook *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *bids = side_levels(&self->bids);
+    if (bids == NULL) {
+        return NULL;
+    }
+    PyObject *asks = side_levels(&self->asks);
+    if (asks == NULL) {
+        Py_DECREF(bids);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", bids, asks);
+}
+
+static Py_ssize_t fastbook_len(FastBook *self) { return side_len(&self->bids) + side_len(&self->asks); }
+
+static PyObject *fastbook_get_window(FastBook *self, void *closure)
+{
+    (void)closure;
+    if (self->window == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromSsize_t(self->window);
+}
+
+static PyObject *fastbook_get_depth(FastBook *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->depth);
+}
+
+static PyMethodDef fastbook_methods[] = {
+    {"load_snapshot", (PyCFunction)fastbook_load_snapshot, METH_O,
+     "Replace the book with a DepthSnapshot; its limit sets coverage and the retention window."},
+    {"apply_diff", (PyCFunction)fastbook_apply_diff, METH_O,
+     "Apply a ParsedDiff (fast) or any DepthDiff; True when the top `depth` may have changed."},
+    {"top", (PyCFunction)(void (*)(void))fastbook_top, METH_FASTCALL,
+     "top(n, bids_out, asks_out) -> (n_bids, n_asks): best first into (>= n, 2) float64 buffers."},
+    {"best_bid", (PyCFunction)fastbook_best_bid, METH_NOARGS, "(price, qty) of the best bid, or None."},
+    {"best_ask", (PyCFunction)fastbook_best_ask, METH_NOARGS, "(price, qty) of the best ask, or None."},
+    {"crossed", (PyCFunction)fastbook_crossed, METH_NOARGS, "True when best bid >= best ask."},
+    {"covers", (PyCFunction)fastbook_covers, METH_O,
+     "True when the top n levels of both sides are known exactly; else refresh the book."},
+    {"coverage", (PyCFunction)fastbook_coverage, METH_NOARGS,
+     "Deepest known (bid, ask) price: -inf / +inf for a whole side, +inf / -inf when unknown."},
+    {"levels", (PyCFunction)fastbook_levels, METH_NOARGS, "Every level held, best first per side."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef fastbook_getset[] = {
+    {"depth", (getter)fastbook_get_depth, NULL, "levels per side whose changes apply_diff reports", NULL},
+    {"window", (getter)fastbook_get_window, NULL, "snapshot limit (retention window), None before one", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods fastbook_as_sequence = {.sq_length = (lenfunc)fastbook_len};
+
+static PyTypeObject FastBookType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.FastBook",
+    .tp_basicsize = sizeof(FastBook),
+    .tp_dealloc = (destructor)fastbook_dealloc,
+    .tp_as_sequence = &fastbook_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "FastBook(*, depth=20): the C implementation of ldc.depth.Book; same rules as ldc.book.OrderBook.",
+    .tp_methods = fastbook_methods,
+    .tp_getset = fastbook_getset,
+    .tp_init = (initproc)fastbook_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------------------------------------
+ * Module
+ * ---------------------------------------------------------------------------------------------- */
+
+static PyMethodDef module_methods[] = {
+    {"parse_depth", (PyCFunction)fb_parse_depth, METH_O,
+     "parse_depth(raw) -> ParsedDiff | None: a raw Binance depthUpdate (raw /ws or combined form).\n"
+     "None when the message is not a depthUpdate; ValueError naming the field when it is malformed."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef fastbook_module = {
+    PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook.", -1,
+    module_methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__fastbook(void)
+{
+    if (PyType_Ready(&ParsedDiffType) < 0 || PyType_Ready(&FastBookType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&fastbook_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "ParsedDiff", (PyObject *)&ParsedDiffType) < 0 ||
+        PyModule_AddObjectRef(m, "FastBook", (PyObject *)&FastBookType) < 0 ||
+        PyModule_AddIntConstant(m, "NO_ID", NO_ID) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,392 @@
+"""Tests of the C hot path ``ldc._fastbook``: FastBook against the reference ``ldc.book.OrderBook``
+(same streams, level for level) and ``parse_depth`` against orjson on Binance's genuine captures.
+
+Message fixtures follow Binance's ``depthUpdate`` payloads as documented in binance-spot-api-docs
+web-socket-streams.md ("Diff. Depth Stream": e, E, s, U, u, b, a) and the derivatives docs (USD-M
+adds T and pu; COIN-M adds ps), raw ``/ws`` form and combined ``{"stream", "data"}`` form; the
+captures are ``shared/data/binance/`` (see its README).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ldc.book import OrderBook
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
+
+fastbook = pytest.importorskip("ldc._fastbook")
+FastBook = fastbook.FastBook
+ParsedDiff = fastbook.ParsedDiff
+parse_depth = fastbook.parse_depth
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data/binance")
+CAPTURES = ["spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz", "coinm_btcusd_perp_20240808.gz"]
+
+# prices straddling powers of ten, some spelled two ways ("100" / "100.00000000" are one price)
+PRICES = [
+    "9.98", "9.99", "10", "10.01", "99.5", "99.9", "99.95", "99.99", "100", "100.00000000", "100.01",
+    "100.1", "100.5", "101", "999.9", "1000.0", "1000.1", "61837.63000000", "61837.64",
+]
+QTYS = ["0", "0.000", "0.00000000", "1", "0.001", "2.50000000", "3", "1.00000000"]
+
+level_text = st.tuples(st.sampled_from(PRICES), st.sampled_from(QTYS))
+side_text = st.lists(level_text, max_size=7)
+
+
+def as_levels(pairs: list[tuple[str, str]]) -> list[Level]:
+    return [(float(p), float(q)) for p, q in pairs]
+
+
+def depth_message(bids: list[tuple[str, str]], asks: list[tuple[str, str]], *, first_id: int = 7) -> bytes:
+    data = {"e": "depthUpdate", "E": 1723161255208, "s": "BTCUSDT", "U": first_id, "u": first_id + 3,
+            "b": [list(b) for b in bids], "a": [list(a) for a in asks]}
+    return orjson.dumps({"stream": "btcusdt@depth@100ms", "data": data})
+
+
+def assert_same_book(fast: Any, ref: OrderBook, depth: int) -> None:
+    assert fast.levels() == ref.levels()
+    assert fast.coverage() == ref.coverage()
+    assert len(fast) == len(ref)
+    assert fast.best_bid() == ref.best_bid()
+    assert fast.best_ask() == ref.best_ask()
+    assert fast.crossed() == ref.crossed()
+    for n in range(depth + 3):
+        assert fast.covers(n) == ref.covers(n), n
+    out = [np.full((depth, 2), np.nan) for _ in range(4)]
+    assert fast.top(depth, out[0], out[1]) == ref.top(depth, out[2], out[3])
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[3])
+
+
+snapshot_op = st.tuples(st.just("snapshot"), side_text, side_text, st.integers(1, 6))
+diff_op = st.tuples(st.just("diff"), side_text, side_text, st.booleans())
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(depth=st.integers(1, 4), ops=st.lists(st.one_of(snapshot_op, diff_op), min_size=1, max_size=25))
+def test_fast_book_agrees_with_reference_level_for_level(depth: int, ops: list[tuple[Any, ...]]) -> None:
+    fast, ref = FastBook(depth=depth), OrderBook(depth=depth)
+    for kind, bids, asks, extra in ops:
+        if kind == "snapshot":
+            snapshot = DepthSnapshot(1, as_levels(bids), as_levels(asks), extra)
+            fast.load_snapshot(snapshot)
+            ref.load_snapshot(snapshot)
+        else:
+            ref_diff = DepthDiff("BTCUSDT", 7, 10, NO_ID, 0, NO_ID, as_levels(bids), as_levels(asks))
+            fast_diff = parse_depth(depth_message(bids, asks)) if extra else ref_diff
+            assert fast.apply_diff(fast_diff) == ref.apply_diff(ref_diff)
+        assert fast.window == ref.window
+        assert_same_book(fast, ref, depth)
+
+
+def random_walk_diffs(rng: random.Random, count: int, mid: float) -> Iterator[tuple[list[Level], list[Level]]]:
+    """Diffs around a drifting mid, occasionally far away, prices on a 0.01 tick."""
+    for _ in range(count):
+        mid += rng.choice((-0.5, 0.0, 0.5))
+        sides: list[list[Level]] = [[], []]
+        for sign, side in ((-1, sides[0]), (1, sides[1])):
+            for _ in range(rng.randrange(1, 20)):
+                ticks = rng.randrange(1, 3000) if rng.random() < 0.1 else rng.randrange(1, 300)
+                price = round(mid + sign * ticks * 0.01, 2)
+                side.append((price, 0.0 if rng.random() < 0.4 else round(rng.uniform(0.001, 5), 3)))
+        yield sides[0], sides[1]
+
+
+@pytest.mark.parametrize("seed, limit", [(1, 1000), (2, 100), (3, 5000)])
+def test_fast_book_agrees_with_reference_on_deep_random_walks(seed: int, limit: int) -> None:
+    rng = random.Random(seed)
+    fast, ref = FastBook(depth=20), OrderBook(depth=20)
+    bids = [(round(1000.0 - i * 0.01, 2), 1.0) for i in range(min(limit, 1500))]
+    asks = [(round(1000.01 + i * 0.01, 2), 1.0) for i in range(min(limit, 1500))]
+    snapshot = DepthSnapshot(1, bids, asks, limit)
+    fast.load_snapshot(snapshot)
+    ref.load_snapshot(snapshot)
+    out = [np.zeros((20, 2)) for _ in range(4)]
+    for step, (b, a) in enumerate(random_walk_diffs(rng, 1500, 1000.0)):
+        diff = DepthDiff("X", step, step, NO_ID, 0, NO_ID, b, a)
+        assert fast.apply_diff(diff) == ref.apply_diff(diff)
+        assert fast.top(20, out[0], out[1]) == ref.top(20, out[2], out[3])
+        assert [o.tolist() for o in out[:2]] == [o.tolist() for o in out[2:]]
+        assert fast.covers(20) == ref.covers(20)
+    assert_same_book(fast, ref, 20)
+
+
+def capture_lines(name: str) -> Iterator[bytes]:
+    with gzip.open(DATA / name, "rb") as f:
+        for line in f:
+            yield line.split(b" ", 1)[1].rstrip(b"\n")
+
+
+def truth(event: Any) -> tuple[Any, ...] | None:
+    """What parse_depth must return for an orjson-parsed message, None when not a depthUpdate."""
+    data = event.get("data", event) if isinstance(event, dict) else None
+    if not isinstance(data, dict) or data.get("e") != "depthUpdate":
+        return None
+    return (data["s"], data["U"], data["u"], data.get("pu", NO_ID), data["E"], data.get("T", NO_ID),
+            [(float(p), float(q)) for p, q in data["b"]], [(float(p), float(q)) for p, q in data["a"]])
+
+
+def fields(diff: Any) -> tuple[Any, ...]:
+    return (diff.symbol, diff.first_id, diff.final_id, diff.prev_final_id, diff.event_time_ms,
+            diff.transaction_time_ms, diff.bids, diff.asks)
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_parse_depth_equals_orjson_on_every_message_of_the_capture(name: str) -> None:
+    depth_messages = 0
+    for raw in capture_lines(name):
+        event = orjson.loads(raw)
+        expected = truth(event)
+        parsed = parse_depth(raw)
+        if expected is None:
+            assert parsed is None, raw[:80]
+            continue
+        depth_messages += 1
+        assert fields(parsed) == expected, raw[:80]
+        assert parsed.level_count == len(expected[6]) + len(expected[7])
+        if depth_messages % 7 == 0:  # the raw /ws form of the same event, re-serialised
+            assert fields(parse_depth(orjson.dumps(event["data"]))) == expected
+    assert depth_messages > 3000
+
+
+SPOT_RAW = (b'{"e":"depthUpdate","E":1723161255208,"s":"BTCUSDT","U":50093239189,"u":50093239202,'
+            b'"b":[["61737.63000000","0.00000000"]],"a":[["61837.64000000","1.54698000"]]}')
+COINM_COMBINED = (b'{"stream":"btcusd_perp@depth@0ms","data":{"e":"depthUpdate","E":1723161257460,'
+                  b'"T":1723161257451,"s":"BTCUSD_PERP","ps":"BTCUSD","U":1007198631580,"u":1007198631835,'
+                  b'"pu":1007198631565,"b":[["61777.6","0"]],"a":[["61827.6","77"]]}}')
+
+
+def test_parse_depth_reads_spot_raw_form() -> None:
+    diff = parse_depth(SPOT_RAW)
+    assert isinstance(diff, ParsedDiff)
+    assert fields(diff) == ("BTCUSDT", 50093239189, 50093239202, NO_ID, 1723161255208, NO_ID,
+                            [(61737.63, 0.0)], [(61837.64, 1.54698)])
+
+
+def test_parse_depth_reads_coinm_combined_form() -> None:
+    diff = parse_depth(COINM_COMBINED)
+    assert fields(diff) == ("BTCUSD_PERP", 1007198631580, 1007198631835, 1007198631565, 1723161257460,
+                            1723161257451, [(61777.6, 0.0)], [(61827.6, 77.0)])
+    assert repr(diff) == ("ParsedDiff(symbol='BTCUSD_PERP', first_id=1007198631580, final_id=1007198631835, "
+                          "prev_final_id=1007198631565, event_time_ms=1723161257460, "
+                          "transaction_time_ms=1723161257451, 1 bids, 1 asks)")
+
+
+def test_parse_depth_accepts_str_bytearray_and_memoryview() -> None:
+    expected = fields(parse_depth(SPOT_RAW))
+    assert fields(parse_depth(SPOT_RAW.decode())) == expected
+    assert fields(parse_depth(bytearray(SPOT_RAW))) == expected
+    assert fields(parse_depth(memoryview(b"  " + SPOT_RAW + b"\n")[2:-1])) == expected
+    with pytest.raises(TypeError):
+        parse_depth(12)
+
+
+def test_parse_depth_tolerates_whitespace_key_order_and_unknown_fields() -> None:
+    raw = (b' { "b" : [ [ "1.5" , "2" ] ] , "x": {"y": [1, -2.5e3, true, null, "\\u00e9"]}, "u": 9,'
+           b' "a": [], "e": "depthUpdate", "U": 8, "E": 1, "s": "ETHBTC" } \n')
+    assert fields(parse_depth(raw)) == ("ETHBTC", 8, 9, NO_ID, 1, NO_ID, [(1.5, 2.0)], [])
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"result":null,"id":1}',
+    b'{"e":"serverShutdown","E":1723161255208}',
+    b'{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"61837.63","B":"3.7","a":"61837.64","A":"1"}}',
+    b'{"e":"trade","b":"not levels"}',
+    b'{"lastUpdateId":1,"bids":[["1.0","2.0"]],"asks":[]}',
+    b'{"stream":"!ticker@arr","data":[{"e":"24hrTicker"}]}',
+    b'[{"e":"depthUpdate"}]',
+    b'{}',
+])
+def test_parse_depth_returns_none_for_other_messages(raw: bytes) -> None:
+    assert parse_depth(raw) is None
+
+
+def spot_with(**changes: str) -> bytes:
+    text = SPOT_RAW.decode()
+    for old, new in changes.items():
+        assert old in text or old.startswith("_")
+        text = text.replace(old.lstrip("_"), new)
+    return text.encode()
+
+
+@pytest.mark.parametrize("raw, message", [
+    (spot_with(**{'"U":50093239189,': ""}), "field 'U': expected in a depthUpdate, found nothing"),
+    (spot_with(**{'"s":"BTCUSDT",': ""}), "field 's': expected in a depthUpdate, found nothing"),
+    (spot_with(**{'"E":1723161255208,': ""}), "field 'E': expected in a depthUpdate, found nothing"),
+    (spot_with(**{',"a":[["61837.64000000","1.54698000"]]': ""}),
+     "field 'a': expected in a depthUpdate, found nothing"),
+    (spot_with(**{'"U":50093239189': '"U":"50093239189"'}),
+     "field 'U': expected a non-negative integer, found \"50093239189\""),
+    (spot_with(**{'"u":50093239202': '"u":-1'}), "field 'u': expected a non-negative integer, found -1"),
+    (spot_with(**{'"u":50093239202': '"u":5.0'}), "field 'u': expected a non-negative integer, found 5.0"),
+    (spot_with(**{'"u":50093239202': '"u":9223372036854775808'}),
+     "field 'u': expected an integer below 2^63, found 9223372036854775808"),
+    (spot_with(**{'"E":1723161255208': '"E":null'}), "field 'E': expected a non-negative integer, found null"),
+    (spot_with(**{'"61737.63000000"': '"abc"'}),
+     "field 'b' level 0: expected [price, qty] decimal strings, found [\"abc\",\"0.00000000\"]"),
+    (spot_with(**{'"1.54698000"': '"1e5"'}),
+     "field 'a' level 0: expected [price, qty] decimal strings, found [\"61837.64000000\",\"1e5\"]"),
+    (spot_with(**{'"1.54698000"': '"-1.5"'}),
+     "field 'a' level 0: expected [price, qty] decimal strings, found [\"61837.64000000\",\"-1.5\"]"),
+    (spot_with(**{'"1.54698000"]': '"1.5","2"]'}),
+     "field 'a' level 0: expected [price, qty] decimal strings, found [\"61837.64000000\",\"1.5\",\"2\"]"),
+    (spot_with(**{'"1.54698000"': '1.5'}),
+     "field 'a' level 0: expected [price, qty] decimal strings, found [\"61837.64000000\",1.5]"),
+    (spot_with(**{'"a":[["61837.64000000","1.54698000"]]': '"a":[["1.0","2.0"],["3.0"," 4"]]'}),
+     "field 'a' level 1: expected [price, qty] decimal strings, found [\"3.0\",\" 4\"]"),
+    (spot_with(**{'[["61737.63000000","0.00000000"]]': '{}'}),
+     "field 'b': expected a list of [price, qty] levels, found {}"),
+    (spot_with(**{'"BTCUSDT"': '"BTC\\u0055SDT"'}),
+     "field 's': expected a symbol without escapes, found BTC\\u0055SDT"),
+    (spot_with(**{'"s":"BTCUSDT"': '"s":7'}), "field 's': expected a string, found 7"),
+])
+def test_parse_depth_names_the_field_of_a_malformed_depth_message(raw: bytes, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_depth(raw)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("raw, message", [
+    (SPOT_RAW[:-1], "invalid json at byte 158: expected ',' or '}'"),
+    (SPOT_RAW[:40], "invalid json at byte 40: expected ':'"),
+    (SPOT_RAW[:42], "invalid json at byte 41: expected a closing quote"),
+    (SPOT_RAW + b"x", "invalid json at byte 159: expected the end of the message"),
+    (b"", "invalid json at byte 0: expected '{'"),
+    (b'{"e":"depthUpdate","x":"\x01"}', "invalid json at byte 24: expected no control character inside a string"),
+    (b'{"e":"depthUpdate","x":"\xff"}', "invalid json at byte 24: expected valid utf-8"),
+    (b'{"e":"depthUpdate","x":01}', "invalid json at byte 24: expected ',' or '}'"),
+    (b'{"e":"depthUpdate","x":"\\q"}', "invalid json at byte 24: expected a valid escape"),
+    (b'{"e":"depthUpdate","x":tru}', "invalid json at byte 23: expected a json value"),
+    (b'{"e":"depthUpdate","x":' + b"[" * 40 + b"]" * 40 + b"}", "invalid json at byte 55: expected nesting at most 32 deep"),
+])
+def test_parse_depth_rejects_invalid_json_with_its_position(raw: bytes, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_depth(raw)
+    assert str(info.value) == message
+
+
+def mutations() -> st.SearchStrategy[bytes]:
+    base = st.sampled_from([SPOT_RAW, COINM_COMBINED])
+    return st.tuples(base, st.integers(0, 400), st.integers(0, 255), st.sampled_from(["flip", "cut", "drop", "dup"])).map(
+        lambda t: mutate(*t))
+
+
+def mutate(raw: bytes, at: int, byte: int, how: str) -> bytes:
+    at %= len(raw)
+    if how == "flip":
+        return raw[:at] + bytes([byte]) + raw[at + 1:]
+    if how == "cut":
+        return raw[:at]
+    if how == "drop":
+        return raw[:at] + raw[at + 1:]
+    return raw[:at] + raw[at:at + 1] * 2 + raw[at + 1:]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(raw=mutations())
+def test_parse_depth_on_corrupted_messages_is_right_or_refuses(raw: bytes) -> None:
+    try:
+        expected: Any = truth(orjson.loads(raw))
+        valid = True
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        expected, valid = None, False
+    try:
+        got = parse_depth(raw)
+    except ValueError:
+        return  # refused: the caller reparses with the reference parser
+    if got is None:
+        assert expected is None
+    else:
+        assert valid and fields(got) == expected
+
+
+decimal_text = st.builds(
+    lambda i, f: i + ("." + f if f else ""),
+    st.text("0123456789", min_size=1, max_size=22),
+    st.text("0123456789", max_size=24),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(price=decimal_text, qty=decimal_text)
+def test_decimal_strings_parse_to_the_correctly_rounded_double(price: str, qty: str) -> None:
+    diff = parse_depth(depth_message([(price, qty)], []))
+    assert diff.bids == [(float(price), float(qty))]
+
+
+@pytest.mark.parametrize("text", ["9007199254740993", "0.1", "61837.63000000", "1.7976931348623157e308"[:18],
+                                  "123456789012345678901234", "0.000000000000000000000000000001"])
+def test_decimal_edge_cases_are_exact(text: str) -> None:
+    assert parse_depth(depth_message([(text, "1")], [])).bids[0][0] == float(Decimal(text))
+
+
+def test_distinct_15_digit_prices_stay_distinct() -> None:
+    # the exactness assumption of float64 keys (DBL_DIG == 15): neighbours at the 15th digit differ
+    texts = ["99999.9999999999", "100000.000000000", "100000.000000001", "0.00000000000001", "0.00000000000002"]
+    values = [parse_depth(depth_message([(t, "1")], [])).bids[0][0] for t in texts]
+    assert len(set(values)) == len(values)
+
+
+def test_top_writes_into_strided_views_and_validates_buffers() -> None:
+    book = FastBook(depth=2)
+    book.load_snapshot(DepthSnapshot(1, [(100.0, 1.0), (99.0, 2.0)], [(101.0, 3.0)], 10))
+    wide = np.zeros((4, 4))
+    asks = np.zeros((2, 2))
+    assert book.top(2, wide[::2, 1:4:2], asks) == (2, 1)
+    assert wide.tolist() == [[0, 100, 0, 1], [0, 0, 0, 0], [0, 99, 0, 2], [0, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"bids_out must hold float64, found format 'f'"):
+        book.top(2, np.zeros((2, 2), dtype=np.float32), asks)
+    with pytest.raises(ValueError, match=r"asks_out must have shape \(>= 2, 2\), found \(1, 2\)"):
+        book.top(2, np.zeros((2, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match=r"bids_out must have shape \(>= 2, 2\), found 1 dimensions"):
+        book.top(2, np.zeros(4), asks)
+    with pytest.raises(ValueError, match="n must be at least 0, found -1"):
+        book.top(-1, asks, asks)
+    with pytest.raises(ValueError, match="read-only"):  # numpy refuses a writable export
+        frozen = np.zeros((2, 2))
+        frozen.flags.writeable = False
+        book.top(2, frozen, asks)
+
+
+def test_fast_book_rejects_bad_arguments_like_the_reference() -> None:
+    with pytest.raises(ValueError, match="depth must be at least 1, found 0"):
+        FastBook(depth=0)
+    with pytest.raises(TypeError):
+        FastBook(20)  # keyword-only, as OrderBook
+    with pytest.raises(ValueError, match="snapshot limit must be at least 1, found 0"):
+        FastBook().load_snapshot(DepthSnapshot(1, [], [], 0))
+    with pytest.raises(ValueError, match="a level must hold 2 numbers, found 3"):
+        FastBook().apply_diff(DepthDiff("X", 1, 1, NO_ID, 0, NO_ID, [(1.0, 2.0, 3.0)], []))  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="a level price must be a number, found nan"):
+        FastBook().apply_diff(DepthDiff("X", 1, 1, NO_ID, 0, NO_ID, [(math.nan, 2.0)], []))
+
+
+def test_fast_book_grows_from_empty_to_thousands_of_levels_and_back() -> None:
+    book, ref = FastBook(), OrderBook()
+    up = [(float(i), 1.0) for i in range(1, 6001)]
+    for levels in (up, up[::-1], [(p, 0.0) for p, _ in up[::2]], [(p, 0.0) for p, _ in up]):
+        diff = DepthDiff("X", 1, 1, NO_ID, 0, NO_ID, levels, [(p + 10_000.0, q) for p, q in levels])
+        assert book.apply_diff(diff) == ref.apply_diff(diff)
+        assert book.levels() == ref.levels()
+
+
+def test_parsed_diff_levels_are_materialised_once() -> None:
+    diff = parse_depth(SPOT_RAW)
+    assert diff.bids is diff.bids
+    assert diff.asks is diff.asks
+    assert json.loads(SPOT_RAW)["b"] == [["61737.63000000", "0.00000000"]]

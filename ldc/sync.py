@@ -1,0 +1,702 @@
+"""Per-market sync of a local book with Binance's diff-depth stream. Sans-I/O: no sockets, no clock.
+
+One :class:`BookSync` per market. The caller feeds events and carries out the actions returned::
+
+    actions = sync.feed(event, now)      # event: a diff, SnapshotResult, SnapshotFailed, TICK, DISCONNECT
+    actions = sync.on_diff(diff, now)    # the same for a diff, without the dispatch (hot path)
+
+Actions: :class:`FetchSnapshot` (GET the REST snapshot with ``limit`` and feed back a
+:class:`SnapshotResult` or :class:`SnapshotFailed` with the same ``purpose``), :class:`Publish` (write
+the top N of ``sync.book`` with the status of ``sync.state``), :class:`MarkOutOfSync` (write the status
+now: readers must stop trusting the book), :class:`Resubscribe` (resubscribe this market's stream).
+
+Rules (binance-spot-api-docs web-socket-streams.md "How to manage a local order book correctly",
+2025-11-12; derivatives "How to manage a local order book correctly" for USD-M and COIN-M):
+
+- Buffer diffs; fetch a snapshot; if its ``lastUpdateId`` is below the ``U`` of the first buffered
+  diff, the snapshot is older than the stream: fetch again.
+- Spot: drop buffered diffs with ``u <= lastUpdateId``; afterwards a diff with ``u <`` book id is old
+  (ignored), one with ``U >`` book id + 1 is a gap; any other is applied and the book id becomes ``u``.
+- Futures: drop buffered diffs with ``u < lastUpdateId``; the first kept one must have
+  ``U <= lastUpdateId <= u`` (else fetch again); afterwards ``pu`` must equal the book id, else it is a
+  gap, unless ``u <=`` book id (a duplicate or old diff: ignored and counted, never a gap).
+- A gap, a crossed book or a buffer overflow resyncs this market alone.
+
+On top of the documents: staleness (no diff for ``stale_after_s``), the coverage guard (when the
+book no longer knows its top ``depth`` levels exactly, flag it and refresh), and the periodic refresh
+that is an audit: a shadow book is synced from a new snapshot beside the live one, compared with it at
+the same update id, and replaces it with no gap for readers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Callable, Union
+
+import numpy as np
+
+from ldc.depth import Book, DepthDiff, DepthSnapshot
+from ldc.errors import ConfigError
+
+__all__ = [
+    "DISCONNECT",
+    "MAX_BUFFERED_DIFFS",
+    "TICK",
+    "Action",
+    "BookSync",
+    "Disconnect",
+    "Event",
+    "FetchSnapshot",
+    "MarkOutOfSync",
+    "OutOfSyncReason",
+    "Publish",
+    "Resubscribe",
+    "SequenceRule",
+    "SnapshotFailed",
+    "SnapshotPurpose",
+    "SnapshotResult",
+    "SyncConfig",
+    "SyncCounters",
+    "SyncState",
+    "Tick",
+]
+
+logger = logging.getLogger("ldc.sync")
+
+# Limits
+MAX_BUFFERED_DIFFS = 10_000  # per market, while waiting for a snapshot (live or shadow)
+# Backoff of snapshot retries after a failure, doubling from MIN to CAP
+SNAPSHOT_RETRY_MIN_S = 0.5
+SNAPSHOT_RETRY_CAP_S = 30.0
+# Defaults
+DEFAULT_STALE_AFTER_S = 10.0
+DEFAULT_REFRESH_INTERVAL_S = 1800.0
+
+
+class SequenceRule(IntEnum):
+    """How consecutive diffs chain: spot by ``U == previous u + 1``, futures by ``pu == previous u``."""
+
+    SPOT = 1
+    FUTURES = 2
+
+
+class SyncState(IntEnum):
+    WAITING_FOR_DIFF = 0  # nothing buffered: a snapshot is fetched once the first diff arrives
+    BUFFERING = 1  # diffs buffered, a snapshot fetched or awaited; no book
+    SYNCED = 2  # the book is the exchange's book at ``update_id``, its top ``depth`` known exactly
+    UNCOVERED = 3  # exact levels, but the top ``depth`` may have holes: a refresh is under way
+    STALE = 4  # no diff for ``stale_after_s``: resumes on the next diff that continues the book
+    DISCONNECTED = 5  # the connection dropped: resumes on a diff that continues the book, else resyncs
+
+
+class SnapshotPurpose(IntEnum):
+    LIVE = 1  # (re)build the live book
+    SHADOW = 2  # periodic refresh / audit: build a shadow book beside the live one
+
+
+class OutOfSyncReason(IntEnum):
+    GAP = 1
+    CROSSED = 2
+    BUFFER_OVERFLOW = 3
+    STALE = 4
+    DISCONNECTED = 5
+    UNCOVERED = 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResult:
+    snapshot: DepthSnapshot
+    purpose: SnapshotPurpose
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFailed:
+    purpose: SnapshotPurpose
+    reason: str
+    retry_after_s: float = 0.0  # the exchange's Retry-After, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Timer event: feed one every ~0.1-1 s; staleness, retries and refreshes happen on ticks."""
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """The connection carrying this market's stream dropped (feed it to every market on it)."""
+
+
+TICK = Tick()
+DISCONNECT = Disconnect()
+# a diff is fed as itself: a DepthDiff, or the C parser's ParsedDiff (same attributes)
+Event = Union[DepthDiff, SnapshotResult, SnapshotFailed, Tick, Disconnect]
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshot:
+    limit: int
+    purpose: SnapshotPurpose
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    top_changed: bool  # False: only the update id and times advance, the top N is unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOutOfSync:
+    reason: OutOfSyncReason
+
+
+@dataclass(frozen=True, slots=True)
+class Resubscribe:
+    reason: OutOfSyncReason
+
+
+Action = Union[FetchSnapshot, Publish, MarkOutOfSync, Resubscribe]
+Actions = tuple[Action, ...]
+
+NO_ACTIONS: Actions = ()
+PUBLISH_CHANGED: Actions = (Publish(True),)  # preallocated: the hot path allocates no action
+PUBLISH_UNCHANGED: Actions = (Publish(False),)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and counters
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncConfig:
+    rule: SequenceRule
+    depth: int  # levels per side published; the coverage guard keeps these exact
+    snapshot_limit: int  # ``limit`` of every snapshot request (see venues.binance.snapshot_limit_for)
+    # Timeouts
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
+    refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
+    # Limits
+    max_buffered_diffs: int = MAX_BUFFERED_DIFFS
+
+    def __post_init__(self) -> None:
+        for name, value, least in (("depth", self.depth, 1), ("snapshot_limit", self.snapshot_limit, self.depth),
+                                   ("max_buffered_diffs", self.max_buffered_diffs, 1)):  # fmt: skip
+            if value < least:
+                raise ConfigError(f"{name} {value} too small, expected at least {least}")
+        if not self.stale_after_s > 0:
+            raise ConfigError(f"stale_after_s {self.stale_after_s} too small, expected more than 0")
+        if self.refresh_interval_s is not None and not self.refresh_interval_s > 0:
+            raise ConfigError(f"refresh_interval_s {self.refresh_interval_s} too small, expected more than 0 or None")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCounters:
+    diffs_applied: int
+    diffs_ignored: int  # duplicate or old diffs (never a gap)
+    gaps: int
+    resyncs: int
+    snapshots: int  # snapshot requests issued (live and shadow)
+    snapshots_too_old: int
+    snapshot_failures: int
+    buffer_overflows: int
+    audits: int
+    audit_differences: int  # levels differing within the covered depth, summed over audits
+    last_audit_differences: int  # the health figure: levels differing at the last audit
+    audit_faults: int  # audits whose published top N differed: the live book was wrong
+
+
+BookFactory = Callable[[], Book]
+_OLD, _APPLY, _GAP = 0, 1, 2  # verdicts of a diff against a book id
+
+
+class BookSync:
+    """The sync state machine of one market. ``book_factory`` makes an empty book (``OrderBook``,
+    ``FastBook``...) whose ``apply_diff`` reports changes within ``config.depth``."""
+
+    def __init__(self, symbol: str, book_factory: BookFactory, config: SyncConfig) -> None:
+        self.symbol = symbol
+        self.config = config
+        self._factory = book_factory
+        self._futures = config.rule is SequenceRule.FUTURES
+        self.state = SyncState.WAITING_FOR_DIFF
+        self.book: Book | None = None
+        self.update_id = -1  # id of the last diff (or snapshot) in the book
+        self._buffer: list[DepthDiff] = []
+        self._pending: DepthSnapshot | None = None  # a live snapshot ahead of the buffered stream
+        self._live_fetching = False
+        self._retry_at: float | None = None  # when the next live snapshot request is due
+        self._backoff_s = SNAPSHOT_RETRY_MIN_S
+        self._shadow: _ShadowRefresh | None = None
+        self._next_refresh_at: float | None = None
+        self._activity = 0  # diffs seen at the last tick; staleness needs no per-diff clock read
+        self._active_at: float | None = None
+        self._stale_reported = False
+        # counters
+        self.diffs_applied = 0
+        self.diffs_ignored = 0
+        self.diffs_buffered = 0
+        self.gaps = 0
+        self.resyncs = 0
+        self.snapshots = 0
+        self.snapshots_too_old = 0
+        self.snapshot_failures = 0
+        self.buffer_overflows = 0
+        self.audits = 0
+        self.audit_differences = 0
+        self.last_audit_differences = 0
+        self.audit_faults = 0
+        self.on_diff: Callable[[DepthDiff, float], Actions] = self._diff_general
+        self._apply: Callable[[DepthDiff], bool] = _no_book
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        return self.state is SyncState.SYNCED
+
+    def feed(self, event: Event, now: float) -> Actions:
+        """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions."""
+        kind = type(event)
+        if kind is SnapshotResult:
+            return self._on_snapshot(event, now)  # type: ignore[arg-type]
+        if kind is Tick:
+            return self._on_tick(now)
+        if kind is SnapshotFailed:
+            return self._on_snapshot_failed(event, now)  # type: ignore[arg-type]
+        if kind is Disconnect:
+            return self._on_disconnect()
+        return self.on_diff(event, now)  # type: ignore[arg-type]
+
+    def counters(self) -> SyncCounters:
+        return SyncCounters(
+            self.diffs_applied, self.diffs_ignored, self.gaps, self.resyncs, self.snapshots,
+            self.snapshots_too_old, self.snapshot_failures, self.buffer_overflows, self.audits,
+            self.audit_differences, self.last_audit_differences, self.audit_faults,
+        )  # fmt: skip
+
+    # -- diffs --------------------------------------------------------------------------------
+
+    def _diff_synced_spot(self, diff: DepthDiff, now: float) -> Actions:
+        # hot path: SYNCED, no refresh recording; anything unusual goes through the general path
+        if diff.first_id != self.update_id + 1:
+            return self._diff_general(diff, now)
+        self.update_id = diff.final_id
+        self.diffs_applied += 1
+        if self._apply(diff):
+            return self._after_top_change()
+        return PUBLISH_UNCHANGED
+
+    def _diff_synced_futures(self, diff: DepthDiff, now: float) -> Actions:
+        if diff.prev_final_id != self.update_id:
+            return self._diff_general(diff, now)
+        self.update_id = diff.final_id
+        self.diffs_applied += 1
+        if self._apply(diff):
+            return self._after_top_change()
+        return PUBLISH_UNCHANGED
+
+    def _after_top_change(self) -> Actions:
+        book = self.book
+        assert book is not None
+        if book.crossed():
+            return self._resync(OutOfSyncReason.CROSSED, None)
+        if not book.covers(self.config.depth):
+            return self._uncovered()
+        return PUBLISH_CHANGED
+
+    def _diff_general(self, diff: DepthDiff, now: float) -> Actions:
+        state = self.state
+        if state is SyncState.WAITING_FOR_DIFF or state is SyncState.BUFFERING:
+            return self._buffer_diff(diff, now)
+        verdict = self._verdict(diff, self.update_id)
+        if verdict == _OLD:
+            self.diffs_ignored += 1
+            return NO_ACTIONS
+        if verdict == _GAP:
+            self.gaps += 1
+            return self._resync(OutOfSyncReason.GAP, diff)
+        self.update_id = diff.final_id
+        self.diffs_applied += 1
+        changed = self._apply(diff)
+        book = self.book
+        assert book is not None
+        if changed and book.crossed():
+            return self._resync(OutOfSyncReason.CROSSED, None)
+        shadow = self._shadow
+        if shadow is not None and (problem := shadow.record(diff)):
+            self._drop_shadow(problem, now)
+        if state is not SyncState.SYNCED:
+            if not book.covers(self.config.depth):
+                return self._uncovered() if state is not SyncState.UNCOVERED else _publish(changed)
+            self._set_state(SyncState.SYNCED, f"diff {diff.final_id} continues the book")
+        elif changed and not book.covers(self.config.depth):
+            return self._uncovered()
+        if self._shadow is not None and self._shadow.snapshot is not None:
+            return self._try_shadow(now, _publish(changed))
+        return _publish(changed)
+
+    def _verdict(self, diff: DepthDiff, book_id: int) -> int:
+        if self._futures:
+            if diff.prev_final_id == book_id:
+                return _APPLY
+            return _OLD if diff.final_id <= book_id else _GAP
+        if diff.final_id <= book_id:
+            return _OLD
+        return _GAP if diff.first_id > book_id + 1 else _APPLY
+
+    def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:
+        buffer = self._buffer
+        self.diffs_buffered += 1
+        if buffer:
+            verdict = self._verdict(diff, buffer[-1].final_id)
+            if verdict == _OLD:
+                self.diffs_ignored += 1
+                return NO_ACTIONS
+            if verdict == _GAP:
+                # the buffered stream broke: only what follows the gap can meet a snapshot
+                self.gaps += 1
+                buffer.clear()
+        buffer.append(diff)
+        if len(buffer) > self.config.max_buffered_diffs:
+            self.buffer_overflows += 1
+            logger.warning("%s: %d diffs buffered waiting for a snapshot, keeping the newest", self.symbol, len(buffer))
+            del buffer[:-1]
+        actions: Actions = NO_ACTIONS
+        if self.state is SyncState.WAITING_FOR_DIFF:
+            self._set_state(SyncState.BUFFERING, "first diff buffered")
+        if self._pending is not None:
+            return self._try_sync(now)
+        if not self._live_fetching and self._retry_at is None:
+            actions = self._fetch_live()
+        return actions
+
+    # -- live snapshots -----------------------------------------------------------------------
+
+    def _fetch_live(self) -> Actions:
+        self._live_fetching = True
+        self.snapshots += 1
+        return (FetchSnapshot(self.config.snapshot_limit, SnapshotPurpose.LIVE),)
+
+    def _on_snapshot(self, event: SnapshotResult, now: float) -> Actions:
+        if event.purpose is SnapshotPurpose.SHADOW:
+            shadow = self._shadow
+            if shadow is None or shadow.snapshot is not None:
+                return NO_ACTIONS  # a refresh that was abandoned
+            shadow.snapshot = event.snapshot
+            return self._try_shadow(now, NO_ACTIONS)
+        self._live_fetching = False
+        if self.state is not SyncState.WAITING_FOR_DIFF and self.state is not SyncState.BUFFERING:
+            return NO_ACTIONS  # the book resumed without it
+        self._pending = event.snapshot
+        self._backoff_s = SNAPSHOT_RETRY_MIN_S
+        return self._try_sync(now)
+
+    def _try_sync(self, now: float) -> Actions:
+        """Bring the pending snapshot and the buffered diffs together, per the documented rules."""
+        snapshot = self._pending
+        buffer = self._buffer
+        assert snapshot is not None
+        if not buffer:
+            return NO_ACTIONS
+        start = _join(buffer, snapshot.last_update_id, self._futures)
+        if start == _TOO_OLD_INDEX:
+            return self._snapshot_too_old(snapshot)
+        if start is None:
+            return NO_ACTIONS  # the stream has not reached the snapshot yet: keep buffering
+        book = self._factory()
+        book.load_snapshot(snapshot)
+        for diff in buffer[start:]:
+            book.apply_diff(diff)
+        self.diffs_applied += len(buffer) - start
+        self.diffs_ignored += start
+        self.update_id = max(buffer[-1].final_id, snapshot.last_update_id)
+        buffer.clear()
+        self._pending = None
+        self._install(book)
+        if book.crossed():
+            return self._resync(OutOfSyncReason.CROSSED, None)
+        if self.config.refresh_interval_s is not None:
+            self._next_refresh_at = now + self.config.refresh_interval_s
+        if not book.covers(self.config.depth):
+            return self._uncovered()
+        self._set_state(SyncState.SYNCED, f"snapshot {snapshot.last_update_id} joined the stream")
+        return PUBLISH_CHANGED
+
+    def _snapshot_too_old(self, snapshot: DepthSnapshot) -> Actions:
+        self._pending = None
+        self.snapshots_too_old += 1
+        logger.info("%s: snapshot %d is older than the buffered stream (first U %d), fetching again",
+                    self.symbol, snapshot.last_update_id, self._buffer[0].first_id)  # fmt: skip
+        return self._fetch_live()
+
+    def _on_snapshot_failed(self, event: SnapshotFailed, now: float) -> Actions:
+        self.snapshot_failures += 1
+        delay = max(event.retry_after_s, self._backoff_s)
+        self._backoff_s = min(self._backoff_s * 2.0, SNAPSHOT_RETRY_CAP_S)
+        if event.purpose is SnapshotPurpose.SHADOW:
+            if self._shadow is not None:
+                self._drop_shadow(f"snapshot failed: {event.reason}", now, retry_in_s=delay)
+            return NO_ACTIONS
+        self._live_fetching = False
+        if self.state is SyncState.WAITING_FOR_DIFF or self.state is SyncState.BUFFERING:
+            logger.warning("%s: snapshot failed (%s), retrying in %.1f s", self.symbol, event.reason, delay)
+            self._retry_at = now + delay
+        return NO_ACTIONS
+
+    # -- resync, coverage, ticks, disconnects ------------------------------------------------
+
+    def _resync(self, reason: OutOfSyncReason, diff: DepthDiff | None) -> Actions:
+        """Discard this market's book and start over; ``diff`` (the one after a gap) is buffered."""
+        self.resyncs += 1
+        self.book = None
+        self._apply = _no_book
+        self._shadow = None
+        self._pending = None
+        self._buffer.clear()
+        if diff is not None:
+            self._buffer.append(diff)
+        self._set_state(SyncState.BUFFERING, f"resync: {reason.name.lower()} at update id {self.update_id}")
+        if self._live_fetching or self._retry_at is not None:
+            return (MarkOutOfSync(reason),)
+        return (MarkOutOfSync(reason), *self._fetch_live())
+
+    def _uncovered(self) -> Actions:
+        self._set_state(SyncState.UNCOVERED, "book does not cover the published depth")
+        actions: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED), PUBLISH_CHANGED[0])
+        if self._shadow is None:
+            return actions + self._start_shadow()
+        return actions
+
+    def _on_tick(self, now: float) -> Actions:
+        activity = self.diffs_applied + self.diffs_ignored + self.diffs_buffered
+        if activity != self._activity or self._active_at is None:
+            self._activity = activity
+            self._active_at = now
+            self._stale_reported = False
+        actions: Actions = NO_ACTIONS
+        if not self._stale_reported and now - self._active_at >= self.config.stale_after_s:
+            actions = self._stale(now)
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            if self.state is SyncState.BUFFERING and not self._live_fetching:
+                actions += self._fetch_live()
+        book_states = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)
+        refresh_due = self._next_refresh_at is not None and now >= self._next_refresh_at
+        if refresh_due and self._shadow is None and self.state in book_states:
+            actions += self._start_shadow()
+        return actions
+
+    def _stale(self, now: float) -> Actions:
+        self._stale_reported = True
+        assert self._active_at is not None
+        silent_s = now - self._active_at
+        if self.state in (SyncState.SYNCED, SyncState.UNCOVERED):
+            self._set_state(SyncState.STALE, f"no diff for {silent_s:.1f} s")
+            return (MarkOutOfSync(OutOfSyncReason.STALE), Resubscribe(OutOfSyncReason.STALE))
+        logger.warning("%s: no diff for %.1f s in state %s, resubscribing", self.symbol, silent_s, self.state.name.lower())
+        return (Resubscribe(OutOfSyncReason.STALE),)
+
+    def _on_disconnect(self) -> Actions:
+        self._shadow = None
+        if self.state is SyncState.WAITING_FOR_DIFF:
+            return NO_ACTIONS
+        if self.state is SyncState.BUFFERING:
+            self._buffer.clear()  # what follows the reconnect cannot chain to what was buffered
+            return NO_ACTIONS
+        if self.state is SyncState.DISCONNECTED:
+            return NO_ACTIONS
+        self._set_state(SyncState.DISCONNECTED, f"connection lost at update id {self.update_id}")
+        return (MarkOutOfSync(OutOfSyncReason.DISCONNECTED),)
+
+    # -- shadow refresh / audit ---------------------------------------------------------------
+
+    def _start_shadow(self) -> Actions:
+        self._shadow = _ShadowRefresh(self.config.max_buffered_diffs)
+        self._next_refresh_at = None
+        self._route()
+        self.snapshots += 1
+        return (FetchSnapshot(self.config.snapshot_limit, SnapshotPurpose.SHADOW),)
+
+    def _drop_shadow(self, why: str, now: float, *, retry_in_s: float | None = None) -> None:
+        logger.warning("%s: refresh abandoned: %s", self.symbol, why)
+        self._shadow = None
+        interval = self.config.refresh_interval_s
+        delay = retry_in_s if retry_in_s is not None else (interval if interval is not None else SNAPSHOT_RETRY_CAP_S)
+        self._next_refresh_at = now + delay
+        self._route()
+
+    def _try_shadow(self, now: float, live: Actions) -> Actions:
+        """Build the shadow once the stream reached its snapshot; ``live`` are the actions of the
+        diff just applied to the live book (none when called for the snapshot's arrival)."""
+        shadow = self._shadow
+        assert shadow is not None and shadow.snapshot is not None
+        snapshot = shadow.snapshot
+        built = shadow.build(self._factory, self._futures, self.update_id)
+        if built is None:
+            return live
+        if built is _TOO_OLD:
+            self.snapshots_too_old += 1
+            shadow.snapshot = None
+            self.snapshots += 1
+            return live + (FetchSnapshot(self.config.snapshot_limit, SnapshotPurpose.SHADOW),)
+        assert not isinstance(built, str)
+        return self._swap(built, snapshot, now, live)
+
+    def _swap(self, shadow_book: Book, snapshot: DepthSnapshot, now: float, live: Actions) -> Actions:
+        """Audit the live book against the shadow at the same update id, then replace it."""
+        live_book = self.book
+        assert live_book is not None
+        depth = self.config.depth
+        top_differs = _tops_differ(live_book, shadow_book, depth)
+        differences = _count_differences(live_book, shadow_book, snapshot)
+        self.audits += 1
+        self.audit_differences += differences
+        self.last_audit_differences = differences
+        if top_differs:
+            self.audit_faults += 1
+            logger.error("%s: audit at update id %d: the published top %d differed from a fresh snapshot",
+                         self.symbol, self.update_id, depth)  # fmt: skip
+        elif differences:
+            logger.info("%s: audit at update id %d: %d levels differed within coverage", self.symbol, self.update_id, differences)
+        self._shadow = None
+        self._install(shadow_book)
+        interval = self.config.refresh_interval_s
+        if shadow_book.crossed():
+            return self._resync(OutOfSyncReason.CROSSED, None)
+        if shadow_book.covers(depth):
+            self._next_refresh_at = None if interval is None else now + interval
+            if self.state is not SyncState.SYNCED:
+                self._set_state(SyncState.SYNCED, f"refreshed at update id {self.update_id}")
+        else:
+            self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S  # still uncovered: try again soon
+            self._route()
+        if self.state is SyncState.STALE:
+            return live  # no diff came: nothing new to publish
+        return PUBLISH_CHANGED if top_differs or live is PUBLISH_CHANGED else PUBLISH_UNCHANGED
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _install(self, book: Book) -> None:
+        self.book = book
+        self._apply = book.apply_diff
+        self._route()
+
+    def _set_state(self, state: SyncState, why: str) -> None:
+        if state is not self.state:
+            logger.info("%s: %s -> %s (%s)", self.symbol, self.state.name.lower(), state.name.lower(), why)
+            self.state = state
+        self._route()
+
+    def _route(self) -> None:
+        """Point ``on_diff`` at the fast path only where it is valid: SYNCED and no refresh recording."""
+        if self.state is SyncState.SYNCED and self._shadow is None:
+            self.on_diff = self._diff_synced_futures if self._futures else self._diff_synced_spot
+        else:
+            self.on_diff = self._diff_general
+
+
+def _publish(changed: bool) -> Actions:
+    return PUBLISH_CHANGED if changed else PUBLISH_UNCHANGED
+
+
+def _no_book(diff: DepthDiff) -> bool:
+    raise AssertionError("no book to apply a diff to")
+
+
+_TOO_OLD_INDEX = -1
+
+
+def _join(buffer: list[DepthDiff], last_update_id: int, futures: bool) -> int | None:
+    """Where a snapshot joins a contiguous buffered stream: the index of the first diff to apply
+    on top of it (``len(buffer)`` when the snapshot is exactly at the stream's end), None while the
+    stream has not reached the snapshot, or _TOO_OLD_INDEX when the snapshot is older than the
+    stream (spot and futures: ``lastUpdateId`` below the first buffered ``U``; futures also: the
+    first kept event does not have ``U <= lastUpdateId``)."""
+    if last_update_id < buffer[0].first_id:
+        return _TOO_OLD_INDEX
+    if buffer[-1].final_id < last_update_id:
+        return None
+    for index, diff in enumerate(buffer):
+        if diff.final_id > last_update_id or (futures and diff.final_id == last_update_id):
+            if diff.first_id > (last_update_id if futures else last_update_id + 1):
+                return _TOO_OLD_INDEX
+            return index
+    return len(buffer)  # spot: the last buffered u equals lastUpdateId
+
+
+_TOO_OLD = "too old"  # shadow build outcome
+
+
+class _ShadowRefresh:
+    """A refresh in progress: the diffs recorded since the request and, once it came, the snapshot."""
+
+    __slots__ = ("diffs", "snapshot", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.diffs: list[DepthDiff] = []
+        self.snapshot: DepthSnapshot | None = None
+        self.limit = limit
+
+    def record(self, diff: DepthDiff) -> str:
+        """Record a diff applied to the live book; returns a problem ("" when none)."""
+        self.diffs.append(diff)
+        if len(self.diffs) > self.limit:
+            return f"{len(self.diffs)} diffs recorded, expected at most {self.limit}"
+        return ""
+
+    def build(self, factory: BookFactory, futures: bool, live_id: int) -> Book | str | None:
+        """The shadow book at ``live_id``; None while the stream has not reached the snapshot,
+        _TOO_OLD when the snapshot is older than the recorded stream."""
+        snapshot = self.snapshot
+        assert snapshot is not None
+        diffs = self.diffs
+        if not diffs:
+            return None
+        start = _join(diffs, snapshot.last_update_id, futures)
+        if start is None:
+            return None
+        if start == _TOO_OLD_INDEX:
+            return _TOO_OLD
+        book = factory()
+        book.load_snapshot(snapshot)
+        for diff in diffs[start:]:
+            book.apply_diff(diff)
+        assert max(diffs[-1].final_id, snapshot.last_update_id) == live_id
+        return book
+
+
+def _tops_differ(live: Book, shadow: Book, depth: int) -> bool:
+    live_bids, live_asks = np.zeros((depth, 2)), np.zeros((depth, 2))
+    shadow_bids, shadow_asks = np.zeros((depth, 2)), np.zeros((depth, 2))
+    counts = live.top(depth, live_bids, live_asks)
+    if counts != shadow.top(depth, shadow_bids, shadow_asks):
+        return True
+    return not (np.array_equal(live_bids, shadow_bids) and np.array_equal(live_asks, shadow_asks))
+
+
+def _count_differences(live: Book, shadow: Book, snapshot: DepthSnapshot) -> int:
+    """Levels that differ (missing on one side, or another quantity) within the price range the
+    shadow's snapshot covered."""
+    live_bids, live_asks = live.levels()
+    shadow_bids, shadow_asks = shadow.levels()
+    full = len(snapshot.bids) >= snapshot.limit
+    bid_floor = snapshot.bids[-1][0] if full and snapshot.bids else -np.inf
+    full = len(snapshot.asks) >= snapshot.limit
+    ask_ceiling = snapshot.asks[-1][0] if full and snapshot.asks else np.inf
+    bids_a = {p: q for p, q in live_bids if p >= bid_floor}
+    bids_b = {p: q for p, q in shadow_bids if p >= bid_floor}
+    asks_a = {p: q for p, q in live_asks if p <= ask_ceiling}
+    asks_b = {p: q for p, q in shadow_asks if p <= ask_ceiling}
+    return _diff_count(bids_a, bids_b) + _diff_count(asks_a, asks_b)
+
+
+def _diff_count(a: dict[float, float], b: dict[float, float]) -> int:
+    return sum(1 for price in a.keys() | b.keys() if a.get(price) != b.get(price))

@@ -1,0 +1,450 @@
+"""ldc.sync.BookSync: the documented Binance rules, resyncs, staleness, coverage, refresh audits.
+
+Diffs are shaped like Binance's (binance-spot-api-docs web-socket-streams.md "Diff. Depth Stream";
+derivatives "Diff. Book Depth Streams" with ``pu``); every scenario runs with each book class."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import pytest
+
+import ldc._fastbook as fastbook
+from ldc.book import OrderBook
+from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot, Level
+from ldc.errors import ConfigError
+from ldc.sync import (
+    DISCONNECT,
+    MAX_BUFFERED_DIFFS,
+    TICK,
+    BookSync,
+    FetchSnapshot,
+    MarkOutOfSync,
+    OutOfSyncReason,
+    Publish,
+    Resubscribe,
+    SequenceRule,
+    SnapshotFailed,
+    SnapshotPurpose,
+    SnapshotResult,
+    SyncConfig,
+    SyncState,
+)
+
+LIVE, SHADOW = SnapshotPurpose.LIVE, SnapshotPurpose.SHADOW
+DEPTH = 2
+LIMIT = 5
+CHANGED, UNCHANGED = (Publish(True),), (Publish(False),)
+FETCH_LIVE = FetchSnapshot(LIMIT, LIVE)
+FETCH_SHADOW = FetchSnapshot(LIMIT, SHADOW)
+
+BOOK_CLASSES: list[object] = [OrderBook]
+if hasattr(fastbook, "FastBook"):
+    BOOK_CLASSES.append(fastbook.FastBook)
+
+
+@pytest.fixture(params=BOOK_CLASSES, ids=lambda cls: cls.__name__)  # type: ignore[attr-defined]
+def factory(request: pytest.FixtureRequest) -> Callable[[], Book]:
+    cls = request.param
+    return lambda: cls(depth=DEPTH)  # type: ignore[no-any-return]
+
+
+def spot(first: int, final: int, bids: Sequence[Level] = (), asks: Sequence[Level] = ()) -> DepthDiff:
+    return DepthDiff("BTCUSDT", first, final, NO_ID, 1, NO_ID, list(bids), list(asks))
+
+
+def fut(first: int, final: int, prev: int, bids: Sequence[Level] = (), asks: Sequence[Level] = ()) -> DepthDiff:
+    return DepthDiff("BTCUSDT", first, final, prev, 1, 1, list(bids), list(asks))
+
+
+def snap(last_update_id: int, bids: Sequence[Level] = ((100.0, 1.0), (99.0, 1.0)), asks: Sequence[Level] = ((101.0, 1.0), (102.0, 1.0))) -> DepthSnapshot:
+    return DepthSnapshot(last_update_id, list(bids), list(asks), LIMIT)
+
+
+def make(factory: Callable[[], Book], rule: SequenceRule = SequenceRule.SPOT, **options: float | None) -> BookSync:
+    config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=LIMIT, **options)  # type: ignore[arg-type]
+    return BookSync("BTCUSDT", factory, config)
+
+
+def levels(sync: BookSync) -> tuple[list[Level], list[Level]]:
+    assert sync.book is not None
+    return sync.book.levels()
+
+
+def synced_spot(factory: Callable[[], Book], **options: float | None) -> BookSync:
+    """A spot market synced at update id 10 on the default snapshot."""
+    sync = make(factory, **options)
+    sync.feed(spot(9, 10), 0.0)
+    sync.feed(SnapshotResult(snap(10), LIVE), 0.0)
+    assert sync.state is SyncState.SYNCED and sync.update_id == 10
+    return sync
+
+
+def synced_futures(factory: Callable[[], Book], **options: float | None) -> BookSync:
+    sync = make(factory, SequenceRule.FUTURES, **options)
+    sync.feed(fut(5, 10, 3), 0.0)
+    sync.feed(SnapshotResult(snap(10), LIVE), 0.0)
+    assert sync.state is SyncState.SYNCED and sync.update_id == 10
+    return sync
+
+
+# -- initial sync, spot -----------------------------------------------------------------------
+
+
+def test_first_diff_is_buffered_and_fetches_a_snapshot(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    assert sync.state is SyncState.WAITING_FOR_DIFF
+    assert sync.feed(spot(100, 105), 0.0) == (FETCH_LIVE,)
+    assert sync.state is SyncState.BUFFERING
+    assert sync.feed(spot(106, 110), 0.0) == ()  # one request in flight is enough
+    assert sync.book is None
+
+
+def test_spot_drops_diffs_the_snapshot_contains_and_applies_the_rest(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(100, 105, bids=[(100.0, 9.0)]), 0.0)  # u <= lastUpdateId: dropped
+    sync.feed(spot(106, 110, bids=[(100.0, 2.0)]), 0.0)  # straddles lastUpdateId + 1 = 108
+    sync.feed(spot(111, 112, asks=[(101.0, 0.0)]), 0.0)
+    assert sync.feed(SnapshotResult(snap(107), LIVE), 0.0) == CHANGED
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, 112)
+    assert levels(sync) == ([(100.0, 2.0), (99.0, 1.0)], [(102.0, 1.0)])
+    assert (sync.diffs_applied, sync.diffs_ignored) == (2, 1)
+
+
+def test_snapshot_older_than_the_first_buffered_event_is_fetched_again(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(100, 105), 0.0)
+    assert sync.feed(SnapshotResult(snap(98), LIVE), 0.0) == (FETCH_LIVE,)
+    assert sync.state is SyncState.BUFFERING and sync.snapshots_too_old == 1
+    # the document's step 4 is strict: lastUpdateId == U - 1 is also "older than the stream"
+    assert sync.feed(SnapshotResult(snap(99), LIVE), 0.0) == (FETCH_LIVE,)
+    assert sync.feed(SnapshotResult(snap(100), LIVE), 0.0) == CHANGED
+    assert sync.update_id == 105
+
+
+def test_snapshot_ahead_of_the_stream_waits_for_the_stream(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(100, 105), 0.0)
+    assert sync.feed(SnapshotResult(snap(120), LIVE), 0.0) == ()
+    assert sync.state is SyncState.BUFFERING
+    assert sync.feed(spot(106, 115), 0.0) == ()
+    assert sync.feed(spot(116, 125, bids=[(100.0, 3.0)]), 0.0) == CHANGED
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, 125)
+    assert levels(sync)[0][0] == (100.0, 3.0)
+
+
+def test_gap_inside_the_buffer_keeps_only_what_follows_it(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(100, 105), 0.0)
+    sync.feed(spot(110, 112), 0.0)  # 106..109 lost before any snapshot
+    assert sync.gaps == 1
+    # a snapshot at 105 cannot be joined to 110 anymore: older than the first buffered event
+    assert sync.feed(SnapshotResult(snap(105), LIVE), 0.0) == (FETCH_LIVE,)
+    assert sync.feed(SnapshotResult(snap(111), LIVE), 0.0) == CHANGED
+    assert sync.update_id == 112
+
+
+# -- initial sync, futures --------------------------------------------------------------------
+
+
+def test_futures_first_event_must_straddle_last_update_id(factory: Callable[[], Book]) -> None:
+    sync = make(factory, SequenceRule.FUTURES)
+    sync.feed(fut(90, 99, 80, bids=[(100.0, 7.0)]), 0.0)  # u < lastUpdateId: dropped
+    sync.feed(fut(101, 110, 99, bids=[(100.0, 2.0)]), 0.0)  # U <= 105 <= u
+    sync.feed(fut(113, 120, 110, asks=[(101.0, 4.0)]), 0.0)
+    assert sync.feed(SnapshotResult(snap(105), LIVE), 0.0) == CHANGED
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, 120)
+    assert levels(sync) == ([(100.0, 2.0), (99.0, 1.0)], [(101.0, 4.0), (102.0, 1.0)])
+
+
+def test_futures_keeps_the_event_whose_u_equals_last_update_id(factory: Callable[[], Book]) -> None:
+    sync = make(factory, SequenceRule.FUTURES)
+    sync.feed(fut(101, 105, 99, bids=[(100.0, 2.0)]), 0.0)
+    assert sync.feed(SnapshotResult(snap(105), LIVE), 0.0) == CHANGED
+    assert (sync.update_id, levels(sync)[0][0]) == (105, (100.0, 2.0))
+
+
+def test_futures_snapshot_in_the_hole_between_events_is_fetched_again(factory: Callable[[], Book]) -> None:
+    sync = make(factory, SequenceRule.FUTURES)
+    sync.feed(fut(101, 105, 99), 0.0)
+    sync.feed(fut(110, 115, 105), 0.0)
+    # 107 lies between two events: no event has U <= 107 <= u, as the document requires
+    assert sync.feed(SnapshotResult(snap(107), LIVE), 0.0) == (FETCH_LIVE,)
+    assert sync.snapshots_too_old == 1
+
+
+def test_futures_pu_chain_is_followed_when_synced(factory: Callable[[], Book]) -> None:
+    sync = synced_futures(factory)
+    assert sync.feed(fut(20, 30, 10, bids=[(100.0, 5.0)]), 0.0) == CHANGED
+    assert sync.feed(fut(31, 40, 30, bids=[(50.0, 5.0)]), 0.0) == UNCHANGED
+    assert sync.update_id == 40
+    actions = sync.feed(fut(50, 60, 45), 0.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.GAP), FETCH_LIVE)
+    assert (sync.state, sync.gaps, sync.resyncs) == (SyncState.BUFFERING, 1, 1)
+
+
+# -- steady state -----------------------------------------------------------------------------
+
+
+def test_synced_state_uses_the_fast_path(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory)
+    assert sync.on_diff == sync._diff_synced_spot
+    futures = synced_futures(factory)
+    assert futures.on_diff == futures._diff_synced_futures
+
+
+def test_publish_reports_whether_the_top_changed(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory)
+    assert sync.on_diff(spot(11, 11, bids=[(90.0, 1.0)]), 0.0) == UNCHANGED  # below the top 2
+    assert sync.on_diff(spot(12, 12, bids=[(100.0, 3.0)]), 0.0) == CHANGED
+    assert (sync.update_id, sync.diffs_applied) == (12, 2)
+
+
+def test_spot_overlapping_event_is_applied(factory: Callable[[], Book]) -> None:
+    # U <= id + 1 <= u: the event's absolute quantities give the book at u
+    sync = synced_spot(factory)
+    assert sync.feed(spot(8, 12, bids=[(100.0, 4.0)]), 0.0) == CHANGED
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, 12)
+
+
+def test_duplicates_and_old_diffs_are_ignored_and_counted_not_gaps(factory: Callable[[], Book]) -> None:
+    # regression: UNICORN 2.14 treats a duplicate diff as a gap and resyncs
+    sync = synced_spot(factory)
+    sync.feed(spot(11, 15, bids=[(100.0, 2.0)]), 0.0)
+    assert sync.feed(spot(11, 15, bids=[(100.0, 2.0)]), 0.0) == ()
+    assert sync.feed(spot(3, 9), 0.0) == ()
+    assert (sync.state, sync.diffs_ignored, sync.gaps, sync.resyncs) == (SyncState.SYNCED, 3, 0, 0)  # 1 dropped at sync
+    assert sync.feed(spot(16, 16), 0.0) == UNCHANGED
+
+
+def test_futures_duplicate_is_ignored_not_a_gap(factory: Callable[[], Book]) -> None:
+    sync = synced_futures(factory)
+    sync.feed(fut(20, 30, 10), 0.0)
+    assert sync.feed(fut(20, 30, 10), 0.0) == ()
+    assert (sync.diffs_ignored, sync.gaps, sync.state) == (1, 0, SyncState.SYNCED)
+
+
+def test_gap_resyncs_and_the_gap_message_is_not_applied_on_top_of_the_new_snapshot(factory: Callable[[], Book]) -> None:
+    # regression: python-binance 1.0.37 fetches a new snapshot on a gap but still applies the
+    # message that revealed it on top of that snapshot
+    sync = synced_spot(factory)
+    assert sync.feed(spot(20, 25, bids=[(100.0, 77.0)]), 0.0) == (MarkOutOfSync(OutOfSyncReason.GAP), FETCH_LIVE)
+    assert sync.book is None
+    sync.feed(spot(26, 30), 0.0)
+    # the new snapshot is already past the gap message: its stale quantity 77 must not come back
+    assert sync.feed(SnapshotResult(snap(28, bids=[(100.0, 5.0), (99.0, 1.0)]), LIVE), 0.0) == CHANGED
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, 30)
+    assert levels(sync)[0] == [(100.0, 5.0), (99.0, 1.0)]
+
+
+def test_crossed_book_resyncs(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory)
+    assert sync.feed(spot(11, 11, bids=[(101.5, 1.0)], asks=[(101.0, 1.0)]), 0.0) == (MarkOutOfSync(OutOfSyncReason.CROSSED), FETCH_LIVE)
+    assert (sync.state, sync.resyncs, sync.book) == (SyncState.BUFFERING, 1, None)
+
+
+def test_crossed_snapshot_is_not_published(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(9, 10), 0.0)
+    actions = sync.feed(SnapshotResult(snap(10, bids=[(103.0, 1.0)]), LIVE), 0.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.CROSSED), FETCH_LIVE)
+    assert sync.state is SyncState.BUFFERING
+
+
+def test_buffer_overflow_keeps_the_newest_diff(factory: Callable[[], Book]) -> None:
+    sync = make(factory, max_buffered_diffs=3)  # type: ignore[arg-type]
+    for first in range(1, 5):
+        sync.feed(spot(first, first), 0.0)
+    assert (sync.buffer_overflows, len(sync._buffer)) == (1, 1)
+    assert sync.feed(SnapshotResult(snap(3), LIVE), 0.0) == (FETCH_LIVE,)  # older than diff 4
+    assert sync.feed(SnapshotResult(snap(4), LIVE), 0.0) == CHANGED
+
+
+def test_default_buffer_bound() -> None:
+    assert MAX_BUFFERED_DIFFS == 10_000
+    assert SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=1).max_buffered_diffs == MAX_BUFFERED_DIFFS
+
+
+def test_resync_of_one_market_does_not_touch_another(factory: Callable[[], Book]) -> None:
+    # regression: cryptofeed resets every book of the feed on one gap
+    a, b = synced_spot(factory), synced_spot(factory)
+    b.feed(spot(11, 12, bids=[(100.0, 6.0)]), 0.0)
+    a.feed(spot(30, 31), 0.0)  # gap on market a only
+    assert (a.state, b.state) == (SyncState.BUFFERING, SyncState.SYNCED)
+    assert (b.update_id, b.resyncs, levels(b)[0][0]) == (12, 0, (100.0, 6.0))
+    assert b.feed(spot(13, 13), 0.0) == UNCHANGED
+
+
+# -- snapshot failures --------------------------------------------------------------------------
+
+
+def test_snapshot_failure_retries_with_backoff_on_ticks(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(1, 2), 0.0)
+    assert sync.feed(SnapshotFailed(LIVE, "status 503"), 1.0) == ()
+    assert sync.feed(TICK, 1.2) == ()
+    assert sync.feed(TICK, 1.5) == (FETCH_LIVE,)  # first retry after 0.5 s
+    sync.feed(SnapshotFailed(LIVE, "status 503"), 2.0)
+    assert sync.feed(TICK, 2.9) == ()
+    assert sync.feed(TICK, 3.0) == (FETCH_LIVE,)  # then 1 s
+    assert sync.snapshot_failures == 2
+
+
+def test_snapshot_failure_honours_retry_after(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(1, 2), 0.0)
+    sync.feed(SnapshotFailed(LIVE, "429", retry_after_s=7.0), 10.0)
+    assert sync.feed(spot(3, 4), 12.0) == ()  # no request before the retry time
+    assert sync.feed(TICK, 16.9) == ()
+    assert sync.feed(TICK, 17.0) == (FETCH_LIVE,)
+
+
+# -- staleness and disconnects ------------------------------------------------------------------
+
+
+def test_silent_market_turns_stale_and_resumes_on_a_continuing_diff(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, stale_after_s=5.0, refresh_interval_s=None)
+    sync.feed(TICK, 100.0)
+    assert sync.feed(TICK, 104.0) == ()
+    assert sync.feed(TICK, 105.0) == (MarkOutOfSync(OutOfSyncReason.STALE), Resubscribe(OutOfSyncReason.STALE))
+    assert sync.feed(TICK, 110.0) == ()  # reported once
+    assert sync.state is SyncState.STALE
+    assert sync.feed(spot(11, 11), 111.0) == UNCHANGED
+    assert sync.state is SyncState.SYNCED
+
+
+def test_stale_then_gap_resyncs(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, stale_after_s=1.0, refresh_interval_s=None)
+    sync.feed(TICK, 0.0)
+    sync.feed(TICK, 2.0)
+    assert sync.feed(spot(50, 51), 3.0) == (MarkOutOfSync(OutOfSyncReason.GAP), FETCH_LIVE)
+
+
+def test_disconnect_marks_out_of_sync_and_a_continuing_diff_resumes(factory: Callable[[], Book]) -> None:
+    sync = synced_futures(factory)
+    assert sync.feed(DISCONNECT, 1.0) == (MarkOutOfSync(OutOfSyncReason.DISCONNECTED),)
+    assert sync.feed(DISCONNECT, 1.0) == ()
+    assert sync.state is SyncState.DISCONNECTED
+    assert sync.feed(fut(11, 12, 10), 2.0) == UNCHANGED
+    assert sync.state is SyncState.SYNCED
+
+
+def test_disconnect_then_gap_resyncs(factory: Callable[[], Book]) -> None:
+    sync = synced_futures(factory)
+    sync.feed(DISCONNECT, 1.0)
+    assert sync.feed(fut(40, 50, 30), 2.0) == (MarkOutOfSync(OutOfSyncReason.GAP), FETCH_LIVE)
+
+
+def test_disconnect_while_buffering_drops_the_buffer(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(1, 5), 0.0)
+    sync.feed(DISCONNECT, 0.0)
+    sync.feed(spot(20, 25), 0.0)  # after the reconnect: no gap counted, the old buffer is gone
+    assert sync.feed(SnapshotResult(snap(5), LIVE), 0.0) == (FETCH_LIVE,)
+    assert sync.gaps == 0
+
+
+# -- coverage guard -----------------------------------------------------------------------------
+
+
+def test_losing_coverage_flags_and_refreshes(factory: Callable[[], Book]) -> None:
+    sync = make(factory, refresh_interval_s=None)
+    sync.feed(spot(9, 10), 0.0)
+    full = [(100.0 - i, 1.0) for i in range(LIMIT)]  # a full side: known down to 96 only
+    sync.feed(SnapshotResult(snap(10, bids=full), LIVE), 0.0)
+    sync.feed(spot(11, 11, bids=[(100.0, 0.0), (99.0, 0.0), (98.0, 0.0)]), 0.0)
+    actions = sync.feed(spot(12, 12, bids=[(97.0, 0.0)]), 0.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.UNCOVERED), Publish(True), FETCH_SHADOW)
+    assert sync.state is SyncState.UNCOVERED
+    sync.feed(spot(13, 13), 0.0)
+    fresh = [(96.0, 1.0), (95.0, 1.0), (94.0, 1.0)]
+    assert sync.feed(SnapshotResult(snap(13, bids=fresh), SHADOW), 0.0) == CHANGED
+    assert (sync.state, sync.update_id, levels(sync)[0]) == (SyncState.SYNCED, 13, fresh)
+
+
+# -- periodic refresh / audit -------------------------------------------------------------------
+
+
+def test_refresh_builds_a_shadow_and_swaps_it_in_without_a_gap(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=60.0, stale_after_s=1000.0)
+    assert sync.feed(TICK, 59.0) == ()
+    assert sync.feed(TICK, 60.0) == (FETCH_SHADOW,)
+    assert sync.on_diff == sync._diff_general  # recording diffs for the shadow
+    assert sync.feed(spot(11, 12, bids=[(100.0, 2.0)]), 60.1) == CHANGED  # the live book keeps publishing
+    assert sync.feed(SnapshotResult(snap(13, bids=[(100.0, 2.0), (99.0, 1.0)]), SHADOW), 60.2) == ()
+    assert sync.state is SyncState.SYNCED
+    live = sync.book
+    assert sync.feed(spot(13, 14), 60.3) == UNCHANGED  # reaches the snapshot: audit and swap
+    assert sync.book is not live
+    assert (sync.audits, sync.last_audit_differences, sync.audit_faults) == (1, 0, 0)
+    assert sync.on_diff == sync._diff_synced_spot
+    assert sync.feed(TICK, 100.0) == ()
+    assert sync.feed(TICK, 120.3) == (FETCH_SHADOW,)
+
+
+def test_audit_counts_differences_and_a_top_difference_is_a_fault(factory: Callable[[], Book], caplog: pytest.LogCaptureFixture) -> None:
+    sync = synced_spot(factory, refresh_interval_s=1.0)
+    sync.feed(TICK, 1.0)
+    sync.feed(spot(11, 11), 1.0)
+    # the exchange's fresh view differs from ours at the best bid and at one deeper level
+    fresh = snap(11, bids=[(100.0, 9.0), (98.0, 1.0)])
+    with caplog.at_level(logging.INFO, logger="ldc.sync"):
+        assert sync.feed(SnapshotResult(fresh, SHADOW), 1.0) == CHANGED
+    assert (sync.audits, sync.last_audit_differences, sync.audit_differences, sync.audit_faults) == (1, 3, 3, 1)
+    assert levels(sync)[0] == [(100.0, 9.0), (98.0, 1.0)]
+    assert any("differed from a fresh snapshot" in record.message for record in caplog.records)
+
+
+def test_shadow_snapshot_older_than_the_recorded_stream_is_fetched_again(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=1.0)
+    sync.feed(TICK, 1.0)
+    sync.feed(spot(11, 15), 1.0)
+    assert sync.feed(SnapshotResult(snap(9), SHADOW), 1.0) == (FETCH_SHADOW,)
+    assert sync.state is SyncState.SYNCED and sync.snapshots_too_old == 1
+
+
+def test_shadow_failure_abandons_the_refresh_and_retries_later(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=10.0)
+    sync.feed(TICK, 10.0)
+    assert sync.feed(SnapshotFailed(SHADOW, "timeout", retry_after_s=3.0), 10.0) == ()
+    assert sync.on_diff == sync._diff_synced_spot
+    assert sync.feed(TICK, 12.9) == ()
+    assert sync.feed(TICK, 13.0) == (FETCH_SHADOW,)
+
+
+def test_gap_during_a_refresh_drops_the_shadow(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=1.0)
+    sync.feed(TICK, 1.0)
+    sync.feed(spot(20, 21), 1.0)
+    assert sync.feed(SnapshotResult(snap(21), SHADOW), 1.0) == ()  # the refresh is gone
+    assert sync.state is SyncState.BUFFERING and sync.audits == 0
+
+
+# -- configuration and logging ------------------------------------------------------------------
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="snapshot_limit 5 too small, expected at least 10"):
+        SyncConfig(rule=SequenceRule.SPOT, depth=10, snapshot_limit=5)
+    with pytest.raises(ConfigError, match="stale_after_s 0 too small"):
+        SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, stale_after_s=0)
+
+
+def test_one_log_line_per_state_change_never_per_message(factory: Callable[[], Book], caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="ldc.sync"):
+        sync = synced_spot(factory)
+        for uid in range(11, 200):
+            sync.feed(spot(uid, uid, bids=[(100.0, float(uid))]), 0.0)
+        sync.feed(spot(11, 11), 0.0)  # ignored duplicate: counted, not logged
+    assert [record.message for record in caplog.records] == [
+        "BTCUSDT: waiting_for_diff -> buffering (first diff buffered)",
+        "BTCUSDT: buffering -> synced (snapshot 10 joined the stream)",
+    ]
+
+
+def test_counters_snapshot(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory)
+    sync.feed(spot(11, 11), 0.0)
+    counters = sync.counters()
+    assert (counters.diffs_applied, counters.diffs_ignored, counters.snapshots, counters.gaps) == (1, 1, 1, 0)  # the buffered 9..10 was in the snapshot

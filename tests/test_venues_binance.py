@@ -1,0 +1,309 @@
+"""ldc.venues.binance: the exchange table, control messages and the reference parsers.
+
+Fixtures in tests/fixtures/binance/ each name the Binance document they follow (first lines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
+from ldc.errors import ConfigError, ProtocolError
+from ldc.sync import SequenceRule
+from ldc.venues import binance
+from ldc.venues.binance import (
+    EXCHANGES,
+    ControlKind,
+    MarketType,
+    SnapshotLimit,
+    parse_control,
+    parse_depth_update,
+    parse_message,
+    parse_snapshot,
+    snapshot_limit_for,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "binance"
+
+
+def fixture(name: str) -> bytes:
+    """The message of a fixture file: every line that is not a '#' comment."""
+    lines = (FIXTURES / name).read_bytes().splitlines()
+    return b"\n".join(line for line in lines if not line.startswith(b"#"))
+
+
+# -- exchange table ---------------------------------------------------------------------------
+
+
+def test_every_unicorn_exchange_name_is_in_the_table() -> None:
+    assert sorted(EXCHANGES) == [
+        "binance.com",
+        "binance.com-coin_futures",
+        "binance.com-futures",
+        "binance.com-futures-testnet",
+        "binance.com-testnet",
+        "binance.us",
+    ]
+
+
+def test_unknown_exchange_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown exchange 'binance.org', expected one of \['binance.com'"):
+        binance.exchange("binance.org")
+
+
+@pytest.mark.parametrize(
+    ("name", "market", "rest", "path", "rule"),
+    [
+        ("binance.com", MarketType.SPOT, "https://api.binance.com", "/api/v3/depth", SequenceRule.SPOT),
+        ("binance.com-testnet", MarketType.SPOT, "https://testnet.binance.vision", "/api/v3/depth", SequenceRule.SPOT),
+        ("binance.us", MarketType.SPOT, "https://api.binance.us", "/api/v3/depth", SequenceRule.SPOT),
+        ("binance.com-futures", MarketType.USDM, "https://fapi.binance.com", "/fapi/v1/depth", SequenceRule.FUTURES),
+        ("binance.com-futures-testnet", MarketType.USDM, "https://testnet.binancefuture.com", "/fapi/v1/depth", SequenceRule.FUTURES),
+        ("binance.com-coin_futures", MarketType.COINM, "https://dapi.binance.com", "/dapi/v1/depth", SequenceRule.FUTURES),
+    ],
+)
+def test_exchange_endpoints_and_rules(name: str, market: MarketType, rest: str, path: str, rule: SequenceRule) -> None:
+    ex = binance.exchange(name)
+    assert (ex.market_type, ex.rest_base_url, ex.snapshot_path, ex.sequence_rule) == (market, rest, path, rule)
+
+
+def test_usdm_depth_streams_use_the_public_route_since_the_2026_split() -> None:
+    ex = binance.exchange("binance.com-futures")
+    streams = [ex.depth_stream("BTCUSDT"), ex.depth_stream("ethusdt", 500)]
+    assert streams == ["btcusdt@depth@100ms", "ethusdt@depth@500ms"]
+    assert ex.stream_url(streams) == "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/ethusdt@depth@500ms"
+    assert ex.raw_stream_url("btcusdt@depth") == "wss://fstream.binance.com/public/ws/btcusdt@depth"
+
+
+def test_spot_and_coinm_stream_urls_have_no_route() -> None:
+    spot = binance.exchange("binance.com")
+    assert spot.stream_url([spot.depth_stream("BNBBTC", 1000)]) == "wss://stream.binance.com:9443/stream?streams=bnbbtc@depth"
+    coinm = binance.exchange("binance.com-coin_futures")
+    assert coinm.raw_stream_url(coinm.depth_stream("BTCUSD_PERP", 0)) == "wss://dstream.binance.com/ws/btcusd_perp@depth@0ms"
+
+
+def test_update_speeds_per_market_type() -> None:
+    assert binance.exchange("binance.com").update_speeds_ms == (1000, 100)
+    assert binance.exchange("binance.com-futures").update_speeds_ms == (250, 500, 100, 0)
+    assert binance.exchange("binance.com-futures").depth_stream("btcusdt", 250) == "btcusdt@depth"
+
+
+def test_update_speed_not_offered_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"update speed 250 ms not offered by binance.com, expected one of \[1000, 100\]"):
+        binance.exchange("binance.com").depth_stream("btcusdt", 250)
+
+
+def test_stream_url_rejects_more_streams_than_a_connection_carries() -> None:
+    ex = binance.exchange("binance.com")
+    with pytest.raises(ConfigError, match="1025 streams on one connection, expected at most 1024"):
+        ex.stream_url([f"s{i}@depth" for i in range(1025)])
+    with pytest.raises(ConfigError, match="streams is empty"):
+        ex.stream_url([])
+
+
+def test_connection_limits_per_market_type() -> None:
+    spot, usdm = binance.exchange("binance.com"), binance.exchange("binance.com-futures")
+    assert (spot.control_messages_per_s, spot.ping_interval_s, spot.pong_timeout_s, spot.weight_limit_per_minute) == (5, 20.0, 60.0, 6000)
+    assert (usdm.control_messages_per_s, usdm.ping_interval_s, usdm.pong_timeout_s, usdm.weight_limit_per_minute) == (10, 180.0, 600.0, 2400)
+    assert spot.max_streams_per_connection == usdm.max_streams_per_connection == 1024
+
+
+# -- snapshot limits and weights ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "weight"), [(1, 5), (100, 5), (101, 25), (500, 25), (1000, 50), (1001, 250), (5000, 250)])
+def test_spot_snapshot_weight_by_limit(limit: int, weight: int) -> None:
+    assert binance.exchange("binance.com").snapshot_weight(limit) == weight
+
+
+@pytest.mark.parametrize(("limit", "weight"), [(5, 2), (50, 2), (100, 5), (500, 10), (1000, 20)])
+def test_futures_snapshot_weight_by_limit(limit: int, weight: int) -> None:
+    assert binance.exchange("binance.com-futures").snapshot_weight(limit) == weight
+
+
+def test_futures_snapshot_limit_outside_the_allowed_values_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"snapshot limit 200 not allowed on binance.com-futures, expected one of \[5, 10, 20, 50, 100, 500, 1000\]"):
+        binance.exchange("binance.com-futures").snapshot_weight(200)
+    with pytest.raises(ConfigError, match="snapshot limit 5001 not allowed on binance.com"):
+        binance.exchange("binance.com").snapshot_url("BTCUSDT", 5001)
+
+
+def test_snapshot_url() -> None:
+    assert binance.exchange("binance.com-coin_futures").snapshot_url("btcusd_perp", 100) == "https://dapi.binance.com/dapi/v1/depth?symbol=BTCUSD_PERP&limit=100"
+
+
+@pytest.mark.parametrize(
+    ("name", "depth", "expected"),
+    [
+        ("binance.com", 1, SnapshotLimit(100, 5)),  # limit 100 costs what limit 2 costs
+        ("binance.com", 20, SnapshotLimit(100, 5)),
+        ("binance.com", 50, SnapshotLimit(100, 5)),
+        ("binance.com", 51, SnapshotLimit(500, 25)),
+        ("binance.com", 400, SnapshotLimit(1000, 50)),
+        ("binance.com", 1000, SnapshotLimit(5000, 250)),
+        ("binance.com", 5000, SnapshotLimit(5000, 250)),  # no margin left: the largest there is
+        ("binance.com-futures", 5, SnapshotLimit(50, 2)),
+        ("binance.com-futures", 20, SnapshotLimit(50, 2)),
+        ("binance.com-futures", 26, SnapshotLimit(100, 5)),
+        ("binance.com-futures", 100, SnapshotLimit(500, 10)),
+        ("binance.com-coin_futures", 500, SnapshotLimit(1000, 20)),
+    ],
+)
+def test_snapshot_limit_for_depth_takes_the_cheapest_covering_limit_with_margin(name: str, depth: int, expected: SnapshotLimit) -> None:
+    assert snapshot_limit_for(binance.exchange(name), depth) == expected
+
+
+def test_snapshot_limit_for_a_depth_beyond_the_largest_snapshot_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="depth 1001 exceeds the largest snapshot of binance.com-futures, expected at most 1000"):
+        snapshot_limit_for(binance.exchange("binance.com-futures"), 1001)
+    with pytest.raises(ConfigError, match="depth 0 too small"):
+        snapshot_limit_for(binance.exchange("binance.com"), 0)
+
+
+# -- control messages -----------------------------------------------------------------------
+
+
+def test_subscribe_unsubscribe_and_list_messages_follow_the_document() -> None:
+    assert orjson.loads(binance.subscribe_message(["btcusdt@aggTrade", "btcusdt@depth"], 1)) == {
+        "method": "SUBSCRIBE",
+        "params": ["btcusdt@aggTrade", "btcusdt@depth"],
+        "id": 1,
+    }
+    assert binance.unsubscribe_message(["btcusdt@depth"], 312) == b'{"method":"UNSUBSCRIBE","params":["btcusdt@depth"],"id":312}'
+    assert binance.list_subscriptions_message(3) == b'{"method":"LIST_SUBSCRIPTIONS","id":3}'
+
+
+def test_control_message_arguments_are_checked() -> None:
+    with pytest.raises(ConfigError, match="subscribe with no streams"):
+        binance.subscribe_message([], 1)
+    with pytest.raises(ConfigError, match="request id -1 out of range"):
+        binance.subscribe_message(["a@depth"], -1)
+
+
+def test_subscription_results_are_classified() -> None:
+    ok = parse_control(fixture("subscribe_result.txt"))
+    assert (ok.kind, ok.request_id, ok.result) == (ControlKind.RESULT, 1, None)
+    listing = parse_control(fixture("list_subscriptions_result.txt"))
+    assert (listing.kind, listing.request_id, listing.result) == (ControlKind.RESULT, 3, ("btcusdt@aggTrade",))
+
+
+def test_errors_are_classified_in_both_shapes() -> None:
+    flat = parse_control(fixture("error_flat.txt"))
+    assert (flat.kind, flat.request_id, flat.error_code, flat.error_message) == (ControlKind.ERROR, 5, 0, "Unknown property")
+    wrapped = parse_control(fixture("error_wrapped.txt"))
+    assert (wrapped.kind, wrapped.request_id, wrapped.error_code) == (ControlKind.ERROR, None, 2)
+    assert wrapped.error_message == "Invalid request: request ID must be an unsigned integer"
+
+
+@pytest.mark.parametrize("name", ["server_shutdown.txt", "server_shutdown_combined.txt"])
+def test_server_shutdown_is_classified(name: str) -> None:
+    message = parse_control(fixture(name))
+    assert (message.kind, message.event_time_ms) == (ControlKind.SERVER_SHUTDOWN, 1747640000000)
+
+
+def test_unexpected_event_is_a_protocol_error_naming_it() -> None:
+    raw = b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":1,"s":"BTCUSDT"}}'
+    with pytest.raises(ProtocolError, match="expected a depthUpdate, a result, an error or serverShutdown, found 'bookTicker'"):
+        parse_message(raw)
+
+
+def test_parse_message_returns_diffs_and_control_messages() -> None:
+    assert isinstance(parse_message(fixture("spot_combined_depth_update.txt")), DepthDiff)
+    assert parse_message(fixture("server_shutdown_combined.txt")).kind is ControlKind.SERVER_SHUTDOWN  # type: ignore[union-attr]
+
+
+# -- depth updates --------------------------------------------------------------------------
+
+
+def test_spot_depth_update_from_the_document() -> None:
+    diff = parse_depth_update(fixture("spot_depth_update.txt"))
+    assert diff == DepthDiff("BNBBTC", 157, 160, NO_ID, 1672515782136, NO_ID, [(0.0024, 10.0)], [(0.0026, 100.0)])
+
+
+def test_combined_stream_wrapper_is_removed() -> None:
+    assert parse_depth_update(fixture("spot_combined_depth_update.txt")) == parse_depth_update(fixture("spot_depth_update.txt"))
+
+
+def test_usdm_depth_update_carries_pu_and_transaction_time() -> None:
+    diff = parse_depth_update(fixture("usdm_depth_update.txt"))
+    assert (diff.symbol, diff.first_id, diff.final_id, diff.prev_final_id) == ("BTCUSDT", 157, 160, 149)
+    assert (diff.event_time_ms, diff.transaction_time_ms) == (123456789, 123456788)
+
+
+def test_coinm_depth_update_with_pair() -> None:
+    diff = parse_depth_update(fixture("coinm_depth_update.txt"))
+    assert (diff.symbol, diff.first_id, diff.final_id, diff.prev_final_id) == ("BTCUSD_200626", 17285681, 17285702, 17285675)
+    assert (list(diff.bids), list(diff.asks)) == ([(9517.6, 10.0)], [(9518.5, 45.0)])
+
+
+def test_futures_zero_quantity_strings_parse_to_zero() -> None:
+    # the USD-M capture's first diff deletes with "0.000" (python-binance only deletes on "0.00000000")
+    raw = b'{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":5,"u":6,"pu":4,"b":[["61510.90","0.000"],["61510.80","0"]],"a":[]}'
+    assert list(parse_depth_update(raw).bids) == [(61510.9, 0.0), (61510.8, 0.0)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"e":"depthUpdate","E":1,"s":"X","U":5,"u":4,"b":[],"a":[]}', "field 'u': expected at least U=5, found 4"),
+        (b'{"e":"depthUpdate","E":1,"s":"X","U":"5","u":6,"b":[],"a":[]}', "field 'U': expected an integer, found '5'"),
+        (b'{"e":"depthUpdate","E":1,"s":"X","u":6,"b":[],"a":[]}', "field 'U': expected an integer, found nothing"),
+        (b'{"e":"depthUpdate","E":1,"s":"X","U":5,"u":6,"b":[["1.0"]],"a":[]}', r"field 'b'\[0\]: expected \[price string, quantity string\], found \['1.0'\]"),
+        (b'{"e":"depthUpdate","E":1,"s":"X","U":5,"u":6,"b":[],"a":[["1.0","-2"]]}', r"field 'a'\[0\]: expected a non-negative decimal string, found '-2'"),
+        (b'{"e":"depthUpdate","E":1,"s":"X","U":5,"u":6,"b":[],"a":[["nan","2"]]}', r"field 'a'\[0\]: expected a non-negative decimal string, found 'nan'"),
+        (b'{"e":"depthUpdate","E":1,"s":"X","U":5,"u":6,"b":[],"a":[["abc","2"]]}', r"field 'a'\[0\]: expected a non-negative decimal string, found 'abc'"),
+        (b'{"e":"depthUpdate","E":1,"s":"X","U":5,"u":6,"b":{},"a":[]}', r"field 'b': expected a list of \[price, quantity\], found \{\}"),
+        (b'{"e":"depthUpdate","E":1,"s":"","U":5,"u":6,"b":[],"a":[]}', "field 's': expected a symbol string, found ''"),
+        (b'{"e":"trade","E":1}', "field 'e': expected 'depthUpdate', found 'trade'"),
+        (b'{"E":1}', "field 'e': expected 'depthUpdate', found nothing"),
+        (b'[1,2]', "field 'message': expected an object, found \\[1, 2\\]"),
+        (b'{"e":"depthUpdate"', "depth update is not valid json"),
+    ],
+)
+def test_malformed_depth_update_names_field_expected_and_found(raw: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        parse_depth_update(raw)
+
+
+# -- snapshots ------------------------------------------------------------------------------
+
+
+def test_spot_snapshot_from_the_document() -> None:
+    snapshot = parse_snapshot(fixture("spot_snapshot.txt"), 100)
+    assert snapshot == DepthSnapshot(1027024, [(4.0, 431.0)], [(4.000002, 12.0)], 100, NO_ID)
+
+
+def test_futures_snapshots_keep_the_event_time() -> None:
+    assert parse_snapshot(fixture("usdm_snapshot.txt"), 5).event_time_ms == 1589436922972
+    coinm = parse_snapshot(fixture("coinm_snapshot.txt"), 5)
+    assert (coinm.last_update_id, list(coinm.bids), list(coinm.asks)) == (16769853, [(9638.0, 431.0)], [(9638.2, 12.0)])
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "message"),
+    [
+        (b'{"lastUpdateId":1,"bids":[["2","1"],["3","1"]],"asks":[]}', 5, r"field 'bids'\[1\]: expected prices strictly descending, found 2.0 then 3.0"),
+        (b'{"lastUpdateId":1,"bids":[],"asks":[["3","1"],["3","2"]]}', 5, r"field 'asks'\[1\]: expected prices strictly ascending, found 3.0 then 3.0"),
+        (b'{"lastUpdateId":1,"bids":[["3","1"],["2","1"]],"asks":[]}', 1, "field 'bids': expected at most 1 levels, found 2"),
+        (b'{"bids":[],"asks":[]}', 5, "field 'lastUpdateId': expected an integer, found nothing"),
+        (b'{"code":-1121,"msg":"Invalid symbol."}', 5, "snapshot is an error response: code -1121, msg 'Invalid symbol.'"),
+    ],
+)
+def test_malformed_snapshot_names_field_expected_and_found(body: bytes, limit: int, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        parse_snapshot(body, limit)
+
+
+def test_real_capture_snapshot_parses_with_1000_levels_per_side() -> None:
+    import gzip
+
+    path = Path("/work/shared/data/binance/usdm_btcusdt_20240808.gz")
+    if not path.exists():
+        pytest.skip("captures not present")
+    with gzip.open(path, "rb") as lines:
+        body = next(line.split(b" ", 1)[1] for line in lines if b'"lastUpdateId"' in line[:40])
+    snapshot = parse_snapshot(body, 1000)
+    assert (snapshot.last_update_id, len(snapshot.bids), len(snapshot.asks)) == (5123107852948, 1000, 1000)
+    assert snapshot.bids[0] == (61800.2, 2.909)

@@ -1,0 +1,150 @@
+"""``ldc sim``: run the local Binance exchange simulator on 127.0.0.1.
+
+The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "ws_usdm": ...,
+"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}. SIGTERM / SIGINT stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import orjson
+
+from ldc.errors import SimError
+from ldc.sim.config import ReplaySource, SimConfig
+from ldc.sim.faults import FaultRule, rule_from_cli
+from ldc.sim.markets import Family, generated_symbols, parse_symbols
+from ldc.sim.simulator import Simulator
+from ldc.sim.weights import WeightConfig
+
+EPILOG = """\
+markets: --symbols names spot markets, --usdm-symbols USD-M, --coinm-symbols COIN-M (e.g. BTCUSD_PERP);
+--markets N / --usdm-markets N / --coinm-markets N add N generated markets of that family
+(BTCUSDT, ETHUSDT, ... then SIM0008USDT ...). With no market option at all: spot BTCUSDT.
+
+routes (one port): REST /api/v3 (spot), /fapi/v1 (USD-M), /dapi/v1 (COIN-M): depth, exchangeInfo, ping,
+time. Websocket /ws/<stream>, /stream?streams=a/b, futures also /public/ws and /public/stream; prefix
+/usdm or /coinm (the "ws_usdm" / "ws_coinm" URLs) when a symbol exists in several families.
+Private: GET /_sim/book?symbol=S&update_id=U&limit=N (truth), /_sim/stats, /_sim/connections,
+GET|POST|DELETE /_sim/faults (POST a JSON rule or list, e.g. {"kind":"drop","count":1}).
+
+faults (--fault KIND:key=value,..., repeatable): drop, duplicate, delay (ms), reorder,
+malformed (detail=json|frame), disconnect (every_s), shutdown (ms), stale_snapshot (behind),
+rest_delay (ms), rest_error (status), rate_limit; selectors conn, port, symbol; count, probability.
+example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
+
+replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of
+one symbol are played in the order given. --replay-copies N serves each also as SYMBOL2..SYMBOLN.
+--replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ldc sim", description="Local Binance exchange simulator (127.0.0.1 only).", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default 0)")
+    p.add_argument("--symbols", default="", help="spot symbols, comma separated")
+    p.add_argument("--usdm-symbols", default="", help="USD-M futures symbols")
+    p.add_argument("--coinm-symbols", default="", help="COIN-M futures symbols")
+    p.add_argument("--markets", type=int, default=0, help="add N generated spot markets")
+    p.add_argument("--usdm-markets", type=int, default=0, help="add N generated USD-M markets")
+    p.add_argument("--coinm-markets", type=int, default=0, help="add N generated COIN-M markets")
+    p.add_argument("--seed", type=int, default=1, help="seed of the market model and the faults (default 1)")
+    p.add_argument("--rate", type=float, default=20.0, help="model events per simulated second per market (default 20)")
+    p.add_argument("--changes", type=int, default=4, help="mean level changes per model event (default 4)")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+    p.add_argument("--history", type=int, default=2000, help="model events per market the truth endpoint can rewind")
+    p.add_argument("--weight-limit", type=int, default=6000, help="spot REQUEST_WEIGHT per window (default 6000)")
+    p.add_argument("--futures-weight-limit", type=int, default=2400, help="fapi/dapi weight per window (default 2400)")
+    p.add_argument("--weight-window-s", type=float, default=60.0, help="weight window length (default 60)")
+    p.add_argument("--ban-after", type=int, default=5, help="requests answered 429 before a 418 ban (default 5)")
+    p.add_argument("--ban-s", type=float, default=120.0, help="418 ban length (default 120)")
+    p.add_argument("--ping-interval-s", type=float, default=None, help="server ping interval (default 20 spot, 180 futures)")
+    p.add_argument("--pong-timeout-s", type=float, default=None, help="pong deadline (default 60 spot, 600 futures)")
+    p.add_argument("--max-lifetime-s", type=float, default=86400.0, help="connection lifetime (default 24 h)")
+    p.add_argument("--max-streams", type=int, default=1024, help="streams per connection (default 1024)")
+    p.add_argument("--fault", action="append", default=[], help="a fault rule active from the start (repeatable)")
+    p.add_argument("--replay", default="", help="capture files to replay, FILE[=SYMBOL],...")
+    p.add_argument("--replay-copies", type=int, default=1, help="serve each replayed market N times under other names")
+    p.add_argument("--replay-pace", default="recorded", help="recorded | client | xF (default recorded)")
+    p.add_argument("--log-level", default="WARNING", help="logging level on stderr (default WARNING)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    families = {
+        Family.SPOT: parse_symbols(args.symbols),
+        Family.USDM: parse_symbols(args.usdm_symbols),
+        Family.COINM: parse_symbols(args.coinm_symbols),
+    }
+    for family, count in ((Family.SPOT, args.markets), (Family.USDM, args.usdm_markets), (Family.COINM, args.coinm_markets)):
+        if count < 0:
+            raise SimError(f"market count must be >= 0, found {count}")
+        families[family] += [s for s in generated_symbols(family, count) if s not in families[family]]
+    replay = tuple(_replay_source(item) for item in args.replay.split(",") if item.strip())
+    if not any(families.values()) and not replay:
+        families[Family.SPOT] = ["BTCUSDT"]
+    faults: tuple[FaultRule, ...] = tuple(rule_from_cli(text) for text in args.fault)
+    if args.rate <= 0 or args.speed <= 0:
+        raise SimError(f"rate and speed must be > 0, found rate={args.rate} speed={args.speed}")
+    return SimConfig(
+        port=args.port,
+        spot_symbols=tuple(families[Family.SPOT]),
+        usdm_symbols=tuple(families[Family.USDM]),
+        coinm_symbols=tuple(families[Family.COINM]),
+        seed=args.seed,
+        rate=args.rate,
+        changes_per_event=max(1, args.changes),
+        speed=args.speed,
+        history_events=max(1, args.history),
+        weights=WeightConfig(
+            spot_limit=args.weight_limit,
+            futures_limit=args.futures_weight_limit,
+            window_s=args.weight_window_s,
+            requests_after_429_before_ban=args.ban_after,
+            ban_s=args.ban_s,
+        ),
+        ping_interval_s=args.ping_interval_s,
+        pong_timeout_s=args.pong_timeout_s,
+        max_lifetime_s=args.max_lifetime_s,
+        max_streams_per_connection=args.max_streams,
+        faults=faults,
+        replay=replay,
+        replay_copies=max(1, args.replay_copies),
+        replay_pace=args.replay_pace,
+    )
+
+
+def _replay_source(item: str) -> ReplaySource:
+    path, _, symbol = item.strip().partition("=")
+    return ReplaySource(path=path, symbol=symbol.upper() or None)
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = config_from_args(args)
+    except SimError as exc:
+        print(f"ldc sim: {exc}", file=sys.stderr)
+        return 2
+    sim = Simulator(config)
+
+    def ready() -> None:
+        print(orjson.dumps(sim.urls()).decode(), flush=True)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sim.request_stop)
+        await sim.serve(on_ready=ready)
+
+    try:
+        asyncio.run(run())
+    except SimError as exc:
+        print(f"ldc sim: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,56 @@
+"""The simulator's configuration: one frozen dataclass, keyword-only, literal defaults by topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ldc.sim.faults import FaultRule
+from ldc.sim.weights import WeightConfig
+
+# Binance's websocket limits (web-socket-streams.md; derivatives "Websocket Market Streams")
+SPOT_PING_INTERVAL_S = 20.0
+SPOT_PONG_TIMEOUT_S = 60.0
+FUTURES_PING_INTERVAL_S = 180.0
+FUTURES_PONG_TIMEOUT_S = 600.0
+MAX_CONNECTION_LIFETIME_S = 24 * 3600.0
+MAX_STREAMS_PER_CONNECTION = 1024
+SPOT_MAX_INCOMING_PER_S = 5
+FUTURES_MAX_INCOMING_PER_S = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplaySource:
+    """One capture file (``path``) served as market ``symbol`` (None: the recorded symbol)."""
+
+    path: str
+    symbol: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimConfig:
+    # Where
+    port: int = 0  # 0: pick a free port; the host is always 127.0.0.1
+    # Markets
+    spot_symbols: tuple[str, ...] = ("BTCUSDT",)
+    usdm_symbols: tuple[str, ...] = ()
+    coinm_symbols: tuple[str, ...] = ()
+    seed: int = 1
+    # Model clock
+    rate: float = 20.0  # base events per simulated second per market
+    changes_per_event: int = 4  # mean level changes per base event
+    speed: float = 1.0  # simulated seconds per wall second
+    history_events: int = 2000  # base events per market the truth can rewind
+    # Limits
+    weights: WeightConfig = field(default_factory=WeightConfig)
+    ping_interval_s: float | None = None  # None: Binance's per family (20 s spot, 180 s futures)
+    pong_timeout_s: float | None = None  # None: 60 s spot, 600 s futures
+    max_lifetime_s: float = MAX_CONNECTION_LIFETIME_S
+    max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
+    spot_max_incoming_per_s: int = SPOT_MAX_INCOMING_PER_S
+    futures_max_incoming_per_s: int = FUTURES_MAX_INCOMING_PER_S
+    # Faults active from the start
+    faults: tuple[FaultRule, ...] = ()
+    # Replay instead of (alongside) the model
+    replay: tuple[ReplaySource, ...] = ()
+    replay_copies: int = 1  # each replayed market is also served as SYMBOL2..SYMBOLn
+    replay_pace: str = "recorded"  # "recorded", "client" (as fast as the slowest subscriber reads) or a factor "x10"

@@ -1,0 +1,264 @@
+"""The exchange: markets, stream batching and fan-out, and the simulated clock.
+
+Each model market steps ``rate`` times per simulated second. A stream ``<symbol>@depth@<N>ms`` is an
+:class:`Aggregator` that merges the base events of its window and, at the window's end, encodes ONE
+payload that every subscriber gets (raw frame once, combined frame once per spelling). Windows are
+aligned on the simulated clock; ``speed`` makes that clock run faster than the wall clock.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+from ldc.sim.faults import FaultTable
+from ldc.sim.markets import Family, MarketSpec
+from ldc.sim.model import ASK, BID, BaseEvent, MarketModel
+from ldc.sim.streams import StreamKey, encode_diff, levels_json, wrap_combined
+from ldc.sim.wsframes import text_frame
+
+MAX_STEPS_PER_TICK = 50  # after a stall, catch up at most this many steps per market, then skip
+
+
+class Subscriber(Protocol):
+    id: int
+    combined: bool
+
+    def send_diff(self, frame: bytes, symbol: str) -> None: ...
+
+
+class Market(Protocol):
+    """What REST and the truth endpoint need from a market, model or replay."""
+
+    symbol: str
+    family: Family
+
+    def snapshot(self, limit: int, *, behind: int = 0) -> tuple[int, list[list[str]], list[list[str]]]: ...
+
+    def truth(self, update_id: int | None, limit: int | None) -> dict[str, object] | None: ...
+
+    def filters(self) -> tuple[str, str]: ...
+
+    def stats(self) -> dict[str, object]: ...
+
+
+class ModelMarket:
+    """A model-driven market: :class:`MarketModel` plus the exchange's strings."""
+
+    def __init__(self, spec: MarketSpec, *, seed: int, history_events: int) -> None:
+        self.spec = spec
+        self.symbol = spec.symbol
+        self.family = spec.family
+        self.model = MarketModel(spec, seed=seed, history_events=history_events)
+        self._prices: dict[int, str] = {}
+
+    def price_s(self, ticks: int) -> str:
+        text = self._prices.get(ticks)
+        if text is None:
+            text = self._prices[ticks] = self.spec.price_str(ticks)
+        return text
+
+    def _strings(self, levels: list[tuple[int, int]]) -> list[list[str]]:
+        return [[self.price_s(p), self.spec.qty_str(q)] for p, q in levels]
+
+    def snapshot(self, limit: int, *, behind: int = 0) -> tuple[int, list[list[str]], list[list[str]]]:
+        """(lastUpdateId, bids, asks) now, or ``behind`` base events ago (a stale snapshot)."""
+        if behind > 0:
+            update_id = self.model.final_id_events_back(behind)
+            books = self.model.book_at(update_id)
+            if books is not None:
+                bids = sorted(books[BID].items(), reverse=True)[:limit]
+                asks = sorted(books[ASK].items())[:limit]
+                return update_id, self._strings(bids), self._strings(asks)
+        bids_l, asks_l = self.model.top(limit)
+        return self.model.last_id, self._strings(bids_l), self._strings(asks_l)
+
+    def truth(self, update_id: int | None, limit: int | None) -> dict[str, object] | None:
+        target = self.model.last_id if update_id is None else update_id
+        books = self.model.book_at(target)
+        if books is None:
+            return None
+        bids = sorted(books[BID].items(), reverse=True)
+        asks = sorted(books[ASK].items())
+        if limit is not None:
+            bids, asks = bids[:limit], asks[:limit]
+        return {"symbol": self.symbol, "update_id": target, "bids": self._strings(bids), "asks": self._strings(asks)}
+
+    def filters(self) -> tuple[str, str]:
+        """(tickSize, stepSize) as the exchange prints them."""
+        return self.spec.price_str(1), self.spec.qty_str(1)
+
+    def stats(self) -> dict[str, object]:
+        m = self.model
+        return {
+            "kind": "model",
+            "events": m.events,
+            "last_update_id": m.last_id,
+            "oldest_update_id": m.oldest_id,
+            "bid_levels": len(m.books[BID]),
+            "ask_levels": len(m.books[ASK]),
+            "best_bid": self.price_s(m.best_bid),
+            "best_ask": self.price_s(m.best_ask),
+        }
+
+
+@dataclass(slots=True)
+class _Pending:
+    first_id: int
+    final_id: int
+    bids: dict[int, int]
+    asks: dict[int, int]
+
+
+class Aggregator:
+    """One stream (market + interval): merges base events, then encodes once and fans out."""
+
+    def __init__(self, key: StreamKey, market: ModelMarket) -> None:
+        self.key = key
+        self.market = market
+        self.subscribers: dict[Subscriber, str] = {}
+        self._pending: _Pending | None = None
+        self._prev_final_id = market.model.last_final_id  # `pu` of the first event sent
+        self.sent = 0
+
+    def add(self, event: BaseEvent) -> None:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = _Pending(event.first_id, event.final_id, {}, {})
+        pending.final_id = event.final_id
+        bids, asks = pending.bids, pending.asks
+        for side, price, lots in event.changes:
+            if side == BID:
+                bids[price] = lots
+            else:
+                asks[price] = lots
+
+    def flush(self, event_ms: int) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        market = self.market
+        price_s, qty_s = market.price_s, market.spec.qty_str
+        bids = levels_json([(price_s(p), qty_s(q)) for p, q in sorted(pending.bids.items(), reverse=True)])
+        asks = levels_json([(price_s(p), qty_s(q)) for p, q in sorted(pending.asks.items())])
+        raw = encode_diff(
+            self.key.family,
+            market.symbol,
+            event_ms=event_ms,
+            first_id=pending.first_id,
+            final_id=pending.final_id,
+            prev_final_id=self._prev_final_id,
+            bids=bids,
+            asks=asks,
+            pair=market.spec.pair,
+        )
+        self._prev_final_id = pending.final_id
+        self.sent += 1
+        self.fan_out(raw)
+
+    def fan_out(self, raw: bytes) -> None:
+        raw_frame: bytes | None = None
+        combined: dict[str, bytes] = {}
+        symbol = self.market.symbol
+        for sub, name in list(self.subscribers.items()):
+            if sub.combined:
+                frame = combined.get(name)
+                if frame is None:
+                    frame = combined[name] = text_frame(wrap_combined(name, raw))
+            else:
+                if raw_frame is None:
+                    raw_frame = text_frame(raw)
+                frame = raw_frame
+            sub.send_diff(frame, symbol)
+
+
+class Exchange:
+    """All markets and streams; single-threaded (the simulator's event loop)."""
+
+    def __init__(self, *, seed: int, rate: float, changes_per_event: int, speed: float, faults: FaultTable) -> None:
+        self.markets: dict[tuple[Family, str], Market] = {}
+        self.model_markets: list[ModelMarket] = []
+        self.aggregators: dict[StreamKey, Aggregator] = {}
+        self._by_market: dict[int, list[Aggregator]] = {}
+        self._by_interval: dict[int, list[Aggregator]] = {}
+        self._window_index: dict[int, int] = {}
+        self.rate = rate
+        self.speed = speed
+        self.changes_per_event = changes_per_event
+        self.faults = faults
+        self._rng = random.Random(f"exchange/{seed}")
+        self._steps_done = 0
+        self.sim_ms = 0.0
+        self.events = 0
+
+    def add_market(self, market: Market) -> None:
+        self.markets[(market.family, market.symbol)] = market
+        if isinstance(market, ModelMarket):
+            self.model_markets.append(market)
+            self._by_market[id(market)] = []
+
+    def find(self, family: Family, symbol: str) -> Market | None:
+        return self.markets.get((family, symbol))
+
+    def subscribe(self, sub: Subscriber, key: StreamKey, name: str) -> bool:
+        market = self.markets.get((key.family, key.symbol))
+        if market is None:
+            return False
+        if not isinstance(market, ModelMarket):
+            subscribe = getattr(market, "subscribe")
+            subscribe(sub, name)
+            return True
+        agg = self.aggregators.get(key)
+        if agg is None:
+            agg = self.aggregators[key] = Aggregator(key, market)
+            self._by_market[id(market)].append(agg)
+            self._by_interval.setdefault(key.interval_ms, []).append(agg)
+        agg.subscribers[sub] = name
+        return True
+
+    def unsubscribe(self, sub: Subscriber, key: StreamKey) -> None:
+        market = self.markets.get((key.family, key.symbol))
+        if market is not None and not isinstance(market, ModelMarket):
+            getattr(market, "unsubscribe")(sub)
+            return
+        agg = self.aggregators.get(key)
+        if agg is None:
+            return
+        agg.subscribers.pop(sub, None)
+        if not agg.subscribers:
+            del self.aggregators[key]
+            self._by_market[id(agg.market)].remove(agg)
+            self._by_interval[key.interval_ms].remove(agg)
+
+    def advance(self, elapsed_s: float, event_ms: int) -> int:
+        """Move the simulated clock to ``elapsed_s`` wall seconds after start; returns steps taken."""
+        self.sim_ms = elapsed_s * self.speed * 1000.0
+        due = int(self.sim_ms * self.rate / 1000.0) - self._steps_done
+        if due <= 0:
+            self._flush_windows(event_ms)
+            return 0
+        steps = min(due, MAX_STEPS_PER_TICK)
+        self._steps_done += due  # a stall skips steps rather than bursting forever
+        rng, base = self._rng, self.changes_per_event
+        for _ in range(steps):
+            for market in self.model_markets:
+                event = market.model.step(rng.randint(1, 2 * base - 1) if base > 1 else 1)
+                for agg in self._by_market[id(market)]:
+                    agg.add(event)
+                    if agg.key.interval_ms == 0:
+                        agg.flush(event_ms)
+        self.events += steps * len(self.model_markets)
+        self._flush_windows(event_ms)
+        return steps
+
+    def _flush_windows(self, event_ms: int) -> None:
+        for interval, aggs in self._by_interval.items():
+            if interval == 0 or not aggs:
+                continue
+            index = int(self.sim_ms // interval)
+            if self._window_index.get(interval) != index:
+                self._window_index[interval] = index
+                for agg in list(aggs):
+                    agg.flush(event_ms)

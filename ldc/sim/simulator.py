@@ -1,0 +1,163 @@
+"""The in-process simulator: serves on a background thread, for tests, benchmarks and ``ldc demo``.
+
+    with Simulator(SimConfig(spot_symbols=("BTCUSDT",))) as sim:
+        requests.get(f"{sim.rest_url}/api/v3/depth", params={"symbol": "BTCUSDT"})
+        websocket.create_connection(f"{sim.ws_url}/ws/btcusdt@depth@100ms")
+        sim.add_fault(FaultRule(FaultKind.DROP, count=1))
+        sim.truth("BTCUSDT", update_id=...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+from ldc.errors import SimError
+from ldc.sim.config import SimConfig
+from ldc.sim.faults import FaultRule
+from ldc.sim.server import HOST, ServerState
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+T = TypeVar("T")
+
+
+class Simulator:
+    """A running simulator. ``start()``/``stop()`` or use it as a context manager."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._state: ServerState | None = None
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+
+    # -- URLs
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Base for spot (``/ws``, ``/stream``); root paths also find futures-only symbols."""
+        return f"ws://{HOST}:{self.port}"
+
+    @property
+    def usdm_ws_url(self) -> str:
+        """Base for USD-M (append ``/ws``, ``/stream``, ``/public/ws``, ``/public/stream``)."""
+        return f"ws://{HOST}:{self.port}/usdm"
+
+    @property
+    def coinm_ws_url(self) -> str:
+        return f"ws://{HOST}:{self.port}/coinm"
+
+    def urls(self) -> dict[str, Any]:
+        """What ``ldc sim`` prints as its first line."""
+        markets: dict[str, list[str]] = {"spot": [], "usdm": [], "coinm": []}
+        for family, symbol in self.state.exchange.markets:
+            markets[family.value].append(symbol)
+        return {"rest": self.rest_url, "ws": self.ws_url, "ws_usdm": self.usdm_ws_url, "ws_coinm": self.coinm_ws_url, "markets": markets}
+
+    @property
+    def state(self) -> ServerState:
+        if self._state is None:
+            raise SimError("simulator is not running, call start() first")
+        return self._state
+
+    # -- life cycle
+
+    def start(self) -> Simulator:
+        if self._thread is not None:
+            raise SimError("simulator already started")
+        ready: Future[int] = Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="ldc-sim", daemon=True)
+        self._thread.start()
+        self.port = ready.result(timeout=START_TIMEOUT_S)
+        return self
+
+    def stop(self) -> None:
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if loop is None or stop is None or thread is None:
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(STOP_TIMEOUT_S)
+        self._thread = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _run(self, ready: Future[int]) -> None:
+        try:
+            asyncio.run(self.serve(ready))
+        except BaseException as exc:  # surfaced to start() when it happens before ready
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                raise
+
+    async def serve(self, ready: Future[int] | None = None, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until :meth:`stop` (or the task is cancelled). Used by the thread and by ``ldc sim``."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._state = state = ServerState(self.config)
+        server = await asyncio.start_server(state.handle, HOST, self.config.port, limit=64 * 1024)
+        self.port = server.sockets[0].getsockname()[1]
+        tasks = [asyncio.create_task(state.model_loop()), asyncio.create_task(state.housekeeping_loop())]
+        if ready is not None:
+            ready.set_result(self.port)
+        if on_ready is not None:
+            on_ready()
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            for session in list(state.sessions.values()):
+                session.abort()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def request_stop(self) -> None:
+        """Thread-safe and signal-safe: ask the serving loop to finish."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    # -- controls (thread-safe: they run on the simulator's loop)
+
+    def call(self, fn: Callable[[ServerState], T]) -> T:
+        """Run ``fn(state)`` on the simulator's loop and return its result."""
+        loop = self._loop
+        if loop is None:
+            raise SimError("simulator is not running, call start() first")
+
+        async def run() -> T:
+            return fn(self.state)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=START_TIMEOUT_S)
+
+    def add_fault(self, rule: FaultRule) -> None:
+        self.call(lambda state: state.apply_fault(rule))
+
+    def clear_faults(self) -> None:
+        self.call(lambda state: state.faults.clear())
+
+    def truth(self, symbol: str, *, update_id: int | None = None, limit: int | None = None, family: str | None = None) -> dict[str, object] | None:
+        def find(state: ServerState) -> dict[str, object] | None:
+            for (fam, name), market in state.exchange.markets.items():
+                if name == symbol and (family is None or fam.value == family):
+                    return market.truth(update_id, limit)
+            raise SimError(f"unknown symbol {symbol!r}, expected one of {sorted(n for _, n in state.exchange.markets)}")
+
+        return self.call(find)
+
+    def stats(self) -> dict[str, Any]:
+        return self.call(lambda state: state.stats())

@@ -1,0 +1,313 @@
+"""The shared-memory segment layout: the single table every offset and size derives from.
+
+``docs/LAYOUT.md`` draws this table for consumers in any language and ``readers/c/ldc.h`` mirrors it
+(``tests/test_shm_layout.py`` checks every field of the header against this module). Offsets are
+never typed: each region is a list of fields, each offset is the previous offset plus the previous
+size, and every field must land on its natural alignment.
+
+Everything is little-endian. A segment is::
+
+    +-------------------+  0
+    | header            |  HEADER_SIZE bytes (3 cache-line pairs: identity, liveness, notify word)
+    +-------------------+  DIRECTORY_OFFSET
+    | directory         |  capacity x DIR_ENTRY_SIZE (symbol + generation per slot)
+    +-------------------+  slots_offset (128-byte aligned)
+    | slot 0            |  slot_size bytes each (128-byte aligned): slot header, bids, asks, message
+    | slot 1 ...        |
+    +-------------------+  segment_size
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+
+# Identity
+MAGIC_BYTES: Final = b"LDCDEPTH"  # the segment's first 8 bytes, so `head -c 8` shows what it is
+MAGIC: Final = int.from_bytes(MAGIC_BYTES, "little")
+VERSION_MAJOR: Final = 1  # a reader rejects any other major version
+VERSION_MINOR: Final = 0  # minors only add fields in reserved space; fields never move
+ENDIAN_MARKER: Final = 0x0102030405060708  # reads back as 0x0807060504030201 on a big-endian host
+
+# Geometry
+CACHE_LINE: Final = 64
+SLOT_ALIGN: Final = 128  # two lines: the adjacent-line prefetcher pulls pairs, keep slots apart
+ARRAY_ALIGN: Final = 64  # unaligned large copies hit a slow glibc path on some CPUs
+LEVEL_SIZE: Final = 16  # one level: price float64, quantity float64
+MESSAGE_SIZE: Final = 128  # per-slot UTF-8 status text, NUL-padded, at most MESSAGE_SIZE - 1 bytes
+SYMBOL_SIZE: Final = 40  # directory symbol field, NUL-padded, at most SYMBOL_SIZE - 1 bytes
+NAME_SIZE: Final = 64  # group name field in the header
+EXCHANGE_SIZE: Final = 32  # exchange name field in the header
+NO_ID: Final = -1  # update_id before the first publish
+
+# Defaults and limits
+DEFAULT_DEPTH: Final = 20
+DEFAULT_CAPACITY: Final = 256
+MAX_DEPTH: Final = 5000
+MAX_CAPACITY: Final = 65_536
+DEFAULT_HEARTBEAT_INTERVAL_MS: Final = 1000
+
+SEGMENT_PREFIX: Final = "ldc-"  # POSIX name /ldc-<group>, file /dev/shm/ldc-<group>
+WAITERS_SUFFIX: Final = ".waiters"  # companion file /dev/shm/ldc-<group>.waiters
+GROUP_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,63}")
+SHM_DIR: Final = "/dev/shm"
+SEGMENT_MODE: Final = 0o640  # group-readable: consumers run as other users in the readers group
+WAITERS_MODE: Final = 0o660  # readers register as waiters, so the group may write this one
+
+
+class State(enum.IntEnum):
+    """Header ``state``. Zero never appears in a valid segment (magic is written after state)."""
+
+    INITIALISING = 1  # a writer is creating or taking over the segment
+    RUNNING = 2  # a writer is attached and publishing
+    STOPPED = 3  # the writer closed cleanly; data is the last published
+
+
+class Status(enum.IntFlag):
+    """Slot ``status`` flags, set by the writer on every publish and by set_status."""
+
+    SYNCED = 1 << 0  # the levels are exactly the exchange's book at update_id
+    STALE = 1 << 1  # data is old: the writer restarted or stopped receiving (readers add it for a dead writer)
+    RESYNCING = 1 << 2  # a gap was seen; a new snapshot is being fetched
+    CROSSED = 1 << 3  # best bid >= best ask after an update: a fault, a resync follows
+    ERROR = 1 << 4  # the market failed (e.g. unknown symbol); the slot message says why
+    INCOMPLETE = 1 << 5  # the known levels no longer cover the published depth (holes possible)
+    REFRESHING = 1 << 6  # a shadow-book refresh is running; the book stays synced meanwhile
+
+
+IN_SYNC_MASK: Final = Status.SYNCED | Status.STALE | Status.RESYNCING | Status.CROSSED | Status.ERROR | Status.INCOMPLETE
+
+
+def is_in_sync(status: int) -> bool:
+    """True when a reader may trust the levels: SYNCED and none of the fault flags."""
+    return (status & IN_SYNC_MASK) == Status.SYNCED
+
+
+class Counter(enum.IntEnum):
+    """Per-slot counters (u64, cumulative for the slot's market). Values index COUNTER_FIELDS."""
+
+    UPDATES = 0  # publishes into the slot (the writer bumps it on every publish)
+    RESYNCS = 1  # full resyncs (new snapshot after a gap, crossed book, or error)
+    GAPS = 2  # update-id gaps detected
+    IGNORED = 3  # diffs dropped as duplicate or older than the book
+    SNAPSHOTS = 4  # REST snapshots loaded (initial, resync and refresh)
+    AUDIT_MISMATCHES = 5  # levels that differed in the last refresh audit (shadow vs live book)
+
+
+COUNTER_FIELDS: Final = ("updates", "resyncs", "gaps", "ignored", "snapshots", "audit_mismatches")
+
+# (type name -> size); the same names are used in docs/LAYOUT.md and readers/c/ldc.h
+TYPE_SIZES: Final = {"u8": 1, "u16": 2, "u32": 4, "i32": 4, "u64": 8, "i64": 8, "f64": 8, "char": 1}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # a TYPE_SIZES key
+    count: int  # array length; 1 for a scalar
+    offset: int
+    doc: str
+
+    @property
+    def size(self) -> int:
+        return TYPE_SIZES[self.type] * self.count
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    size: int
+    fields: tuple[Field, ...]
+
+    def __getitem__(self, name: str) -> Field:
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise KeyError(f"no field {name!r} in {self.name}")
+
+    def offset(self, name: str) -> int:
+        return self[name].offset
+
+
+FieldSpec = tuple[str, str, int, str]  # name, type, count, doc
+
+
+def _region(name: str, size: int, specs: list[FieldSpec]) -> Region:
+    fields: list[Field] = []
+    offset = 0
+    for fname, ftype, count, doc in specs:
+        align = TYPE_SIZES[ftype]
+        if offset % align:
+            raise AssertionError(f"{name}.{fname} at offset {offset} is not {align}-byte aligned")
+        fields.append(Field(fname, ftype, count, offset, doc))
+        offset += TYPE_SIZES[ftype] * count
+    if offset != size:
+        raise AssertionError(f"{name} fields end at {offset}, expected {size}")
+    return Region(name, size, tuple(fields))
+
+
+HEADER: Final = _region(
+    "header",
+    384,
+    [
+        # --- line pair 0: identity and geometry (written once, before magic) ---
+        ("magic", "u64", 1, 'ASCII "LDCDEPTH"; written last on creation (release store): non-zero means ready'),
+        ("version_major", "u16", 1, "layout major version; readers reject any other"),
+        ("version_minor", "u16", 1, "layout minor version; readers accept any"),
+        ("header_size", "u32", 1, "bytes of header (384 in 1.0)"),
+        ("endian_marker", "u64", 1, "0x0102030405060708 written natively"),
+        ("segment_size", "u64", 1, "bytes the segment must have; map at least this many"),
+        ("directory_offset", "u32", 1, "byte offset of directory entry 0"),
+        ("directory_entry_size", "u32", 1, "bytes per directory entry (64 in 1.0)"),
+        ("slots_offset", "u32", 1, "byte offset of slot 0 (128-byte aligned)"),
+        ("slot_size", "u32", 1, "bytes per slot (a multiple of 128)"),
+        ("capacity", "u32", 1, "number of directory entries and of slots"),
+        ("depth", "u32", 1, "levels per side each slot can hold"),
+        ("bids_offset", "u32", 1, "offset of the bids array inside a slot (64-byte aligned)"),
+        ("asks_offset", "u32", 1, "offset of the asks array inside a slot (64-byte aligned)"),
+        ("message_offset", "u32", 1, "offset of the status message inside a slot"),
+        ("message_size", "u32", 1, "bytes of the status message field"),
+        ("heartbeat_interval_ms", "u32", 1, "the writer refreshes heartbeat_ns at least this often"),
+        ("reserved0", "u32", 1, "zero"),
+        ("exchange", "char", EXCHANGE_SIZE, "exchange name, UTF-8, NUL-padded (e.g. binance.com)"),
+        ("reserved1", "u8", 16, "zero"),
+        # --- line pair 1: liveness (rewritten on takeover, heartbeat every interval) ---
+        ("writer_pid", "u32", 1, "pid of the current writer (informational; liveness is the flock probe)"),
+        ("state", "u32", 1, "1 initialising, 2 running, 3 stopped"),
+        ("start_time_ns", "i64", 1, "CLOCK_REALTIME ns when the current writer attached"),
+        ("instance_id", "u64", 1, "random non-zero id of the current writer; changes on takeover"),
+        ("heartbeat_ns", "i64", 1, "CLOCK_REALTIME ns of the writer's last heartbeat"),
+        ("dir_seq", "u64", 1, "directory seqlock counter: odd while the directory changes"),
+        ("takeovers", "u32", 1, "times a writer took the segment over from a dead one"),
+        ("market_count", "u32", 1, "active directory entries (informational)"),
+        ("group", "char", NAME_SIZE, "group name, UTF-8, NUL-padded"),
+        ("reserved2", "u8", 16, "zero"),
+        # --- line pair 2: the notification futex word, alone so waiters do not share its line ---
+        ("notify", "u32", 1, "incremented by the writer after each publish batch; futex word"),
+        ("reserved3", "u8", 124, "zero"),
+    ],
+)
+
+DIR_ENTRY: Final = _region(
+    "directory entry",
+    64,
+    [
+        ("symbol", "char", SYMBOL_SIZE, "market symbol, UTF-8, NUL-padded; empty when free"),
+        ("gen", "u64", 1, "market generation; 0 when free; equals the slot's gen while active"),
+        ("reserved", "u8", 16, "zero"),
+    ],
+)
+
+SLOT_HEADER: Final = _region(
+    "slot header",
+    128,
+    [
+        ("seq", "u64", 1, "slot seqlock counter: odd while the writer writes the slot"),
+        ("gen", "u64", 1, "market generation; 0 when the slot is free"),
+        ("update_id", "i64", 1, "exchange last update id of the book (Binance u); -1 before the first"),
+        ("event_time_ms", "i64", 1, "exchange event time of that update, ms since the Unix epoch (Binance E)"),
+        ("recv_time_ns", "i64", 1, "CLOCK_REALTIME ns when the feeder received that update"),
+        ("publish_time_ns", "i64", 1, "CLOCK_REALTIME ns when the writer published the slot"),
+        ("status", "u32", 1, "status flags (Status)"),
+        ("n_bids", "u32", 1, "valid bid levels; clamp to depth before use"),
+        ("n_asks", "u32", 1, "valid ask levels; clamp to depth before use"),
+        ("reserved0", "u32", 1, "zero"),
+        ("updates", "u64", 1, "counter: publishes"),
+        ("resyncs", "u64", 1, "counter: full resyncs"),
+        ("gaps", "u64", 1, "counter: update-id gaps"),
+        ("ignored", "u64", 1, "counter: duplicate or old diffs dropped"),
+        ("snapshots", "u64", 1, "counter: REST snapshots loaded"),
+        ("audit_mismatches", "u64", 1, "counter: levels differing in the last refresh audit"),
+        ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns of the last set_status"),
+        ("reserved1", "u64", 1, "zero"),
+    ],
+)
+
+HEADER_SIZE: Final = HEADER.size
+DIRECTORY_OFFSET: Final = HEADER_SIZE
+DIR_ENTRY_SIZE: Final = DIR_ENTRY.size
+SLOT_HEADER_SIZE: Final = SLOT_HEADER.size
+COUNTER_OFFSETS: Final = tuple(SLOT_HEADER.offset(name) for name in COUNTER_FIELDS)
+
+
+def align_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes and offsets of one segment, derived from (depth, capacity)."""
+
+    depth: int
+    capacity: int
+    header_size: int
+    directory_offset: int
+    directory_entry_size: int
+    slots_offset: int
+    slot_size: int
+    bids_offset: int
+    asks_offset: int
+    message_offset: int
+    message_size: int
+    segment_size: int
+
+    @classmethod
+    def for_size(cls, *, depth: int, capacity: int) -> Geometry:
+        if not 1 <= depth <= MAX_DEPTH:
+            raise ValueError(f"depth must be 1..{MAX_DEPTH}, got {depth}")
+        if not 1 <= capacity <= MAX_CAPACITY:
+            raise ValueError(f"capacity must be 1..{MAX_CAPACITY}, got {capacity}")
+        bids = align_up(SLOT_HEADER_SIZE, ARRAY_ALIGN)
+        asks = align_up(bids + depth * LEVEL_SIZE, ARRAY_ALIGN)
+        message = align_up(asks + depth * LEVEL_SIZE, ARRAY_ALIGN)
+        slot_size = align_up(message + MESSAGE_SIZE, SLOT_ALIGN)
+        slots = align_up(DIRECTORY_OFFSET + capacity * DIR_ENTRY_SIZE, SLOT_ALIGN)
+        return cls(
+            depth=depth,
+            capacity=capacity,
+            header_size=HEADER_SIZE,
+            directory_offset=DIRECTORY_OFFSET,
+            directory_entry_size=DIR_ENTRY_SIZE,
+            slots_offset=slots,
+            slot_size=slot_size,
+            bids_offset=bids,
+            asks_offset=asks,
+            message_offset=message,
+            message_size=MESSAGE_SIZE,
+            segment_size=slots + capacity * slot_size,
+        )
+
+    def slot_offset(self, slot: int) -> int:
+        return self.slots_offset + slot * self.slot_size
+
+    def dir_entry_offset(self, slot: int) -> int:
+        return self.directory_offset + slot * self.directory_entry_size
+
+    def c_layout(self) -> dict[str, int]:
+        """What the C extension needs: geometry plus the field offsets it touches."""
+        fields = {f"slot_{f.name}": f.offset for f in SLOT_HEADER.fields}
+        fields.update({f"hdr_{name}": HEADER.offset(name) for name in ("magic", "state", "notify", "dir_seq", "heartbeat_ns")})
+        fields.update(dir_symbol=DIR_ENTRY.offset("symbol"), dir_symbol_size=SYMBOL_SIZE, dir_gen=DIR_ENTRY.offset("gen"))
+        fields.update(slot_header_size=SLOT_HEADER_SIZE, segment_size=self.segment_size)
+        for name in ("depth", "capacity", "directory_offset", "directory_entry_size", "slots_offset", "slot_size"):
+            fields[name] = getattr(self, name)
+        for name in ("bids_offset", "asks_offset", "message_offset", "message_size"):
+            fields[name] = getattr(self, name)
+        return fields
+
+
+def segment_name(group: str) -> str:
+    """POSIX shm name of a group's segment (``/ldc-<group>``); rejects names that could escape it."""
+    if not GROUP_NAME_RE.fullmatch(group):
+        raise ValueError(f"group name must match {GROUP_NAME_RE.pattern}, got {group!r}")
+    return f"/{SEGMENT_PREFIX}{group}"
+
+
+def waiters_name(group: str) -> str:
+    return segment_name(group) + WAITERS_SUFFIX
+
+
+def segment_path(group: str) -> str:
+    return SHM_DIR + segment_name(group)

@@ -1,0 +1,492 @@
+"""The consumer side: attach read-only to ``/ldc-<group>`` and take validated copies of books.
+
+``Reader`` maps the segment read-only, so nothing it does can disturb the writer or other readers.
+One Reader per thread (its scratch buffer and directory cache are not shared). The hot loop is
+``read_into(symbol, buf)`` with ``buf = reader.new_buffer()``: one C call, no allocation.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import posix_ipc
+
+from ldc.depth import Level
+from ldc.errors import (
+    LayoutError,
+    MarketNotFound,
+    OutOfSync,
+    ReadContention,
+    SegmentError,
+    SegmentNotFound,
+    WriterDead,
+)
+from ldc.shm import _seqlock
+from ldc.shm.layout import (
+    COUNTER_FIELDS,
+    HEADER,
+    HEADER_SIZE,
+    Geometry,
+    State,
+    Status,
+    is_in_sync,
+    segment_name,
+    segment_path,
+    waiters_name,
+)
+from ldc.shm.segment import header_text, header_value, parse_header
+
+# Limits
+MAX_RESOLVE_ATTEMPTS: Final = 3  # directory re-reads after a slot changed generation under us
+ATTACH_RETRY_S: Final = 0.01
+UNREGISTERED_WAIT_SLICE_S: Final = 0.005  # without the waiters file the writer never wakes us: poll
+
+READ_OK: Final = _seqlock.READ_OK
+READ_OUT_OF_SYNC: Final = _seqlock.READ_OUT_OF_SYNC
+READ_GONE: Final = _seqlock.READ_GONE
+READ_CONTENDED: Final = _seqlock.READ_CONTENDED
+READ_WRITER_DEAD: Final = _seqlock.READ_WRITER_DEAD
+READ_WRITER_DEAD_NO_COPY: Final = _seqlock.READ_WRITER_DEAD_NO_COPY
+
+Levels = npt.NDArray[np.float64]
+
+
+class SnapshotBuffer(_seqlock.SlotBuffer):
+    """A reader-owned copy of one slot, refilled in place by ``Reader.read_into``.
+
+    ``bids`` and ``asks`` are read-only (depth, 2) float64 views, best first; rows from ``n_bids`` /
+    ``n_asks`` on are zero. Scalars: ``update_id``, ``event_time_ms``, ``recv_time_ns``,
+    ``publish_time_ns``, ``status``, ``n_bids``, ``n_asks``, ``counters``, ``best``.
+    """
+
+    bids: Levels
+    asks: Levels
+
+    def __init__(self, segment: _seqlock.Segment, geometry: Geometry) -> None:
+        depth = geometry.depth
+        self.bids = np.frombuffer(self, np.float64, depth * 2, geometry.bids_offset).reshape(depth, 2)
+        self.asks = np.frombuffer(self, np.float64, depth * 2, geometry.asks_offset).reshape(depth, 2)
+
+
+class Snapshot(NamedTuple):
+    """The reader's own copy of one market's top of book. Times: ``event_time_ms`` is the
+    exchange's event time (ms since the Unix epoch), ``recv_time_ns`` / ``publish_time_ns`` are the
+    feeder's CLOCK_REALTIME ns when it received the update and when it published it."""
+
+    symbol: str
+    bids: Levels  # (n, 2) float64 [price, quantity], best (highest) first
+    asks: Levels  # (n, 2) float64 [price, quantity], best (lowest) first
+    update_id: int
+    event_time_ms: int
+    recv_time_ns: int
+    publish_time_ns: int
+    status: Status
+
+    @property
+    def in_sync(self) -> bool:
+        return is_in_sync(self.status)
+
+
+@dataclass(frozen=True)
+class MarketStatus:
+    symbol: str
+    slot: int
+    status: Status
+    message: str
+    in_sync: bool
+    update_id: int
+    event_time_ms: int
+    recv_time_ns: int
+    publish_time_ns: int
+    status_time_ns: int
+    n_bids: int
+    n_asks: int
+    counters: dict[str, int]
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    name: str
+    group: str
+    exchange: str
+    version: tuple[int, int]
+    state: int  # State value (0 only if the segment is corrupt)
+    alive: bool
+    writer_pid: int
+    start_time_ns: int
+    instance_id: int
+    heartbeat_ns: int
+    heartbeat_interval_ms: int
+    takeovers: int
+    market_count: int
+    depth: int
+    capacity: int
+
+
+class Reader:
+    """Read-only access to one group's segment. Use as a context manager or call ``close()``.
+
+    Errors: SegmentNotFound (no segment), LayoutError (wrong magic / major version / truncated),
+    MarketNotFound, OutOfSync (unless ``allow_out_of_sync=True``), WriterDead (writer gone or
+    stopped, unless ``allow_out_of_sync=True``), ReadContention (no consistent copy within 10 ms).
+    """
+
+    def __init__(self, group: str, *, attach_timeout_s: float = 0.0) -> None:
+        self.group = group
+        self.name = segment_name(group)
+        self._slots: dict[str, tuple[int, int]] = {}
+        self._attach_with_retry(attach_timeout_s)
+
+    # ------------------------------------------------------------------ attach
+
+    def _attach_with_retry(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._attach()
+                return
+            except (SegmentNotFound, LayoutError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(ATTACH_RETRY_S)
+
+    def _attach(self) -> None:
+        try:
+            shm = posix_ipc.SharedMemory(self.name, read_only=True)
+        except posix_ipc.ExistentialError:
+            raise SegmentNotFound(f"no segment {self.name}: is the feeder for group {self.group!r} running?") from None
+        except posix_ipc.PermissionsError:
+            raise SegmentError(f"no permission to read {self.name}: join the segment's group (mode 0640)") from None
+        try:
+            self._map(shm)
+        except BaseException:
+            shm.close_fd()
+            raise
+
+    def _map(self, shm: posix_ipc.SharedMemory) -> None:
+        st = os.fstat(shm.fd)
+        if st.st_size < HEADER_SIZE:
+            raise LayoutError(f"segment {self.name} is {st.st_size} bytes, expected at least a {HEADER_SIZE}-byte header")
+        mm = mmap.mmap(shm.fd, st.st_size, access=mmap.ACCESS_READ)
+        try:
+            _seqlock_magic_fence(mm)
+            self.geometry = parse_header(mm[:HEADER_SIZE], self.name, st.st_size)
+            waiters_shm, waiters_mm = _open_waiters(self.group)
+            self._seg = _seqlock.Segment(
+                mm, self.geometry.c_layout(), writable=False, lock_fd=shm.fd, waiters=waiters_mm
+            )
+        except BaseException:
+            mm.close()
+            raise
+        self._shm, self._mm, self._inode = shm, mm, st.st_ino
+        self._waiters_shm, self._waiters_mm = waiters_shm, waiters_mm
+        self._slots.clear()
+        self._scratch = self.new_buffer()
+        self._notify_off = HEADER.offset("notify")
+        self._read = self._seg.read
+
+    def close(self) -> None:
+        seg = getattr(self, "_seg", None)
+        if seg is None:
+            return
+        seg.close()
+        self._seg = None  # type: ignore[assignment]
+        self._mm.close()
+        self._shm.close_fd()
+        if self._waiters_mm is not None:
+            self._waiters_mm.close()
+        if self._waiters_shm is not None:
+            self._waiters_shm.close_fd()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def depth(self) -> int:
+        return self.geometry.depth
+
+    # ------------------------------------------------------------------ segment and markets
+
+    def writer_alive(self) -> bool:
+        """True when a writer holds the segment's lock and its state is running (a ~2 us probe)."""
+        return bool(self._seg.probe())
+
+    def info(self) -> SegmentInfo:
+        raw = self._mm[:HEADER_SIZE]
+        load32, load64 = self._seg.load_u32, self._seg.load_u64
+        return SegmentInfo(
+            name=self.name,
+            group=header_text(raw, "group"),
+            exchange=header_text(raw, "exchange"),
+            version=(header_value(raw, "version_major"), header_value(raw, "version_minor")),
+            state=load32(HEADER.offset("state")),
+            alive=self.writer_alive(),
+            writer_pid=load32(HEADER.offset("writer_pid")),
+            start_time_ns=load64(HEADER.offset("start_time_ns")),
+            instance_id=load64(HEADER.offset("instance_id")),
+            heartbeat_ns=load64(HEADER.offset("heartbeat_ns")),
+            heartbeat_interval_ms=header_value(raw, "heartbeat_interval_ms"),
+            takeovers=load32(HEADER.offset("takeovers")),
+            market_count=load32(HEADER.offset("market_count")),
+            depth=self.geometry.depth,
+            capacity=self.geometry.capacity,
+        )
+
+    def markets(self) -> list[str]:
+        """Symbols currently in the segment's directory, in slot order."""
+        return [symbol for symbol, _ in sorted(self._refresh_directory().items(), key=lambda kv: kv[1][0])]
+
+    def _refresh_directory(self) -> dict[str, tuple[int, int]]:
+        entries = self._seg.read_directory()
+        if entries is None:
+            raise ReadContention(f"directory of {self.name} kept changing for 10 ms")
+        self._slots = {raw.decode(errors="replace"): (slot, gen) for slot, raw, gen in entries}
+        return self._slots
+
+    def _resolve(self, symbol: str) -> tuple[int, int]:
+        entry = self._refresh_directory().get(symbol)
+        if entry is None:
+            raise MarketNotFound(f"market {symbol!r} is not in segment {self.name} ({len(self._slots)} markets)")
+        return entry
+
+    # ------------------------------------------------------------------ reads
+
+    def new_buffer(self) -> SnapshotBuffer:
+        """A buffer for ``read_into``; make one per hot loop and reuse it."""
+        return SnapshotBuffer(self._seg, self.geometry)
+
+    def read_into(self, symbol: str, out: SnapshotBuffer, *, allow_out_of_sync: bool = False) -> SnapshotBuffer:
+        """Refill ``out`` with a validated copy of ``symbol``'s slot and return it. Allocation-free
+        on the fast path; raises like ``snapshot``."""
+        entry = self._slots.get(symbol)
+        if entry is not None and self._read(entry[0], entry[1], out) == READ_OK:
+            return out
+        return self._read_slow(symbol, out, allow_out_of_sync)
+
+    def _read_slow(self, symbol: str, out: SnapshotBuffer, allow_out_of_sync: bool) -> SnapshotBuffer:
+        for _ in range(MAX_RESOLVE_ATTEMPTS):
+            slot, gen = self._resolve(symbol)
+            rc = self._read(slot, gen, out)
+            if rc == READ_OK:
+                return out
+            if rc == READ_GONE:
+                continue
+            if rc == READ_CONTENDED:
+                raise ReadContention(f"market {symbol!r} in {self.name}: no consistent copy within 10 ms")
+            if rc in (READ_WRITER_DEAD, READ_WRITER_DEAD_NO_COPY):
+                # the verdict may be up to 50 ms old: a new writer may have taken over since
+                if self._seg.probe():
+                    continue
+                scratch = self._scratch
+                if self._reattach_if_replaced():
+                    out = self._adopt_buffer(out, scratch)
+                    continue
+                if allow_out_of_sync and rc == READ_WRITER_DEAD:
+                    return out
+                raise WriterDead(self._dead_message())
+            if allow_out_of_sync:
+                return out
+            raise OutOfSync(self._out_of_sync_message(symbol, slot, gen))
+        raise MarketNotFound(f"market {symbol!r} in {self.name} kept being replaced during the read")
+
+    def _adopt_buffer(self, out: SnapshotBuffer, old_scratch: SnapshotBuffer) -> SnapshotBuffer:
+        """After following a replaced segment: our own scratch buffer is swapped for the new one; a
+        caller's buffer of the old geometry cannot be refilled."""
+        if out is old_scratch:
+            return self._scratch
+        if len(memoryview(out)) != self.geometry.slot_size or out.bids.shape[0] != self.geometry.depth:
+            raise LayoutError(
+                f"segment {self.name} was recreated with depth {self.geometry.depth}: "
+                "take a new buffer from new_buffer()"
+            )
+        return out
+
+    def _dead_message(self) -> str:
+        state = self._seg.load_u32(HEADER.offset("state"))
+        pid = self._seg.load_u32(HEADER.offset("writer_pid"))
+        if state == State.STOPPED:
+            return f"writer of {self.name} (pid {pid}) stopped"
+        return f"writer of {self.name} (pid {pid}) is dead: no process holds the segment lock"
+
+    def _out_of_sync_message(self, symbol: str, slot: int, gen: int) -> str:
+        buf = self.new_buffer()
+        self._seg.read(slot, gen, buf, True)
+        text = buf.message.decode(errors="replace")
+        flags = _flag_names(buf.status)
+        return f"market {symbol!r} is out of sync: status {flags}" + (f" ({text})" if text else "")
+
+    def _reattach_if_replaced(self) -> bool:
+        """A writer with another geometry replaces the file: follow it when the new one is live."""
+        try:
+            inode = os.stat(segment_path(self.group)).st_ino
+        except FileNotFoundError:
+            return False
+        if inode == self._inode:
+            return False
+        old = (self._seg, self._mm, self._shm, self._waiters_mm, self._waiters_shm)
+        try:
+            self._attach()
+        except SegmentError:
+            return False
+        seg, mm, shm, wmm, wshm = old
+        seg.close()
+        mm.close()
+        shm.close_fd()
+        if wmm is not None:
+            wmm.close()
+        if wshm is not None:
+            wshm.close_fd()
+        return self.writer_alive()
+
+    def snapshot(self, symbol: str, depth: int | None = None, *, allow_out_of_sync: bool = False) -> Snapshot:
+        """A validated copy of ``symbol``'s top ``depth`` levels (default: all published).
+
+        Raises MarketNotFound, OutOfSync / WriterDead (unless ``allow_out_of_sync``; a dead
+        writer's last book then carries STALE), ReadContention."""
+        buf = self.read_into(symbol, self._scratch, allow_out_of_sync=allow_out_of_sync)
+        update_id, event_ms, recv_ns, publish_ns, status, nb, na = buf.fields
+        if depth is not None:
+            nb, na = min(nb, depth), min(na, depth)
+        if allow_out_of_sync and not self._seg.probe():
+            status |= Status.STALE
+        flags = _STATUS_CACHE.get(status) or Status(status)
+        # tuple.__new__ skips NamedTuple's Python-level __new__: snapshot() is on hot paths too
+        return tuple.__new__(
+            Snapshot, (symbol, _head(buf.bids, nb), _head(buf.asks, na), update_id, event_ms, recv_ns, publish_ns, flags)
+        )
+
+    def status(self, symbol: str) -> MarketStatus:
+        """Status flags, message, counters and times of one market; never raises OutOfSync or
+        WriterDead (a dead writer's markets carry STALE)."""
+        buf = self.new_buffer()
+        for _ in range(MAX_RESOLVE_ATTEMPTS):
+            slot, gen = self._resolve(symbol)
+            rc = self._seg.read(slot, gen, buf, True)
+            if rc == READ_GONE:
+                continue
+            if rc == READ_CONTENDED:
+                raise ReadContention(f"market {symbol!r} in {self.name}: no consistent copy within 10 ms")
+            if rc == READ_WRITER_DEAD_NO_COPY:
+                raise WriterDead(self._dead_message() + f"; market {symbol!r} was left mid-write")
+            dead = rc == READ_WRITER_DEAD and not self._seg.probe()
+            status = buf.status | (Status.STALE if dead else 0)
+            return MarketStatus(
+                symbol=symbol,
+                slot=slot,
+                status=Status(status),
+                message=buf.message.decode(errors="replace"),
+                in_sync=is_in_sync(status),
+                update_id=buf.update_id,
+                event_time_ms=buf.event_time_ms,
+                recv_time_ns=buf.recv_time_ns,
+                publish_time_ns=buf.publish_time_ns,
+                status_time_ns=buf.status_time_ns,
+                n_bids=buf.n_bids,
+                n_asks=buf.n_asks,
+                counters=dict(zip(COUNTER_FIELDS, buf.counters)),
+            )
+        raise MarketNotFound(f"market {symbol!r} in {self.name} kept being replaced during the read")
+
+    def best(self, symbol: str) -> tuple[Level | None, Level | None]:
+        """(best bid, best ask) as (price, quantity), None for an empty side."""
+        best: tuple[Level | None, Level | None] = self.read_into(symbol, self._scratch).best
+        return best
+
+    # ------------------------------------------------------------------ UNICORN-compatible
+
+    def get_asks(self, symbol: str, limit_count: int | None = None, threshold_volume: float | None = None) -> list[list[float]]:
+        """Asks as ``[[price, qty], ...]`` lowest first, trimmed like UNICORN's get_asks: see _trim."""
+        buf = self.read_into(symbol, self._scratch)
+        return _trim(buf.asks[: buf.n_asks].tolist(), limit_count, threshold_volume)
+
+    def get_bids(self, symbol: str, limit_count: int | None = None, threshold_volume: float | None = None) -> list[list[float]]:
+        """Bids as ``[[price, qty], ...]`` highest first, trimmed like UNICORN's get_bids."""
+        buf = self.read_into(symbol, self._scratch)
+        return _trim(buf.bids[: buf.n_bids].tolist(), limit_count, threshold_volume)
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_for_update(self, symbol: str | None = None, timeout: float = 1.0) -> bool:
+        """Sleep until the writer publishes (any market, or ``symbol``'s slot changes); False on
+        timeout. Sleeps on the segment's futex word; no spinning."""
+        deadline = time.monotonic() + timeout
+        word = self._seg.load_u32(self._notify_off)
+        seq_off = -1
+        if symbol is not None:
+            entry = self._slots.get(symbol) or self._resolve(symbol)
+            seq_off = self.geometry.slot_offset(entry[0])
+            seq0 = self._seg.load_u64(seq_off)
+        registered = self._seg.has_waiter_count
+        while True:
+            if seq_off >= 0 and self._seg.load_u64(seq_off) != seq0:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            new = self._seg.wait(word, remaining if registered else min(remaining, UNREGISTERED_WAIT_SLICE_S))
+            if seq_off < 0 and new != word:
+                return True
+            word = new
+
+
+_STATUS_CACHE: Final[dict[int, Status]] = {value: Status(value) for value in range(1 << len(Status))}
+
+
+def _head(levels: Levels, n: int) -> Levels:
+    """Own copy of the first n rows (copying the whole array skips a slice object when it is full)."""
+    return levels.copy() if n == len(levels) else levels[:n].copy()
+
+
+def _trim(levels: list[list[float]], limit_count: int | None, threshold_volume: float | None) -> list[list[float]]:
+    """UNICORN's trimming (manager._sort_depth_cache): without a threshold, the first
+    ``limit_count`` levels (None: all). With one, levels are taken while the running notional
+    (price * qty) stays <= threshold_volume, the first level always; then cut to limit_count."""
+    if threshold_volume is None:
+        return levels[:limit_count]
+    total = 0.0
+    kept: list[list[float]] = []
+    for price, qty in levels:
+        if price * qty + total <= threshold_volume or total == 0.0:
+            kept.append([price, qty])
+            total += price * qty
+        else:
+            break
+    return kept[:limit_count]
+
+
+def _flag_names(status: int) -> str:
+    names = [flag.name or "" for flag in Status if status & flag]
+    return "|".join(names) if names else "0 (no data yet)"
+
+
+def _open_waiters(group: str) -> tuple[posix_ipc.SharedMemory | None, mmap.mmap | None]:
+    """The writer-created waiter counter, read-write; without write access wait() polls instead."""
+    try:
+        shm = posix_ipc.SharedMemory(waiters_name(group))
+    except (posix_ipc.ExistentialError, posix_ipc.PermissionsError):
+        return None, None
+    try:
+        if os.fstat(shm.fd).st_size < mmap.PAGESIZE:
+            shm.close_fd()
+            return None, None
+        return shm, mmap.mmap(shm.fd, mmap.PAGESIZE)
+    except OSError:
+        shm.close_fd()
+        return None, None
+
+
+def _seqlock_magic_fence(mm: mmap.mmap) -> None:
+    """Acquire-load the magic before the header is parsed, pairing with the writer's release store."""
+    _seqlock.load_acquire_u64(mm, HEADER.offset("magic"))

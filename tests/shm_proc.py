@@ -1,0 +1,165 @@
+"""Child processes for the shared-memory tests (run as ``python tests/shm_proc.py MODE GROUP ...``).
+
+Modes:
+  hold GROUP SYMBOL          writer: create, publish one book, print "ready", sleep until killed
+  midwrite GROUP SYMBOL      writer: publish, then leave the slot's seq odd (as if killed inside a
+                             write), print "odd", sleep until killed
+  torture-writer GROUP SECONDS   publish checksummed payloads as fast as possible
+  torture-reader GROUP SECONDS MODE   MODE "validated" (Reader.read_into) or "raw" (no seqlock):
+                             verify every copy, print JSON {"reads", "torn", "contended"}
+  sleep-reader GROUP SYMBOL  register as a waiter, print "waiting", block in wait_for_update
+The payload invariant of the torture modes is payload_errors() below.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import mmap
+import sys
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from ldc.errors import ReadContention
+from ldc.shm.layout import SLOT_HEADER, Status
+from ldc.shm.reader import Reader
+from ldc.shm.writer import SegmentWriter
+
+TORTURE_DEPTH = 20
+TORTURE_SYMBOL = "TORTUREUSDT"
+
+
+def payload(k: int, depth: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int, int]:
+    """Publish number k: every value derives from k, and the counts vary so clamping is exercised."""
+    steps = np.arange(depth, dtype=np.float64)
+    bids = np.column_stack([k - steps, k * 2.0 + steps])
+    asks = np.column_stack([k + 1 + steps, k * 3.0 + steps])
+    return np.ascontiguousarray(bids), np.ascontiguousarray(asks), 1 + k % depth, depth - k % depth
+
+
+PAYLOADS = 1000  # distinct payloads the torture writer cycles through (update_id = index)
+
+
+@functools.lru_cache(maxsize=PAYLOADS)
+def _expected(k: int, depth: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int, int]:
+    return payload(k, depth)
+
+
+def payload_errors(update_id: int, event_time_ms: int, n_bids: int, n_asks: int,
+                   bids: npt.NDArray[np.float64], asks: npt.NDArray[np.float64], depth: int) -> int:
+    """0 when a copy is exactly publish number ``update_id``; otherwise the count of wrong fields."""
+    if not 0 <= update_id < PAYLOADS:
+        return 1
+    eb, ea, nb, na = _expected(update_id, depth)
+    k = update_id
+    errors = int(event_time_ms != k * 7) + int(n_bids != nb) + int(n_asks != na)
+    if n_bids == nb and n_asks == na:
+        errors += int(not np.array_equal(bids[:nb], eb[:nb])) + int(not np.array_equal(asks[:na], ea[:na]))
+    return errors
+
+
+def _writer_hold(group: str, symbol: str, leave_odd: bool) -> None:
+    w = SegmentWriter(group, depth=TORTURE_DEPTH, capacity=4)
+    slot = w.add_market(symbol)
+    bids, asks, _, _ = payload(10, TORTURE_DEPTH)
+    w.publish(slot, update_id=10, event_time_ms=70, recv_time_ns=1, status=Status.SYNCED,
+              bids=bids, asks=asks, n_bids=TORTURE_DEPTH, n_asks=TORTURE_DEPTH)
+    if leave_odd:
+        off = w.geometry.slot_offset(slot) + SLOT_HEADER.offset("seq")
+        w._seg.store_u64(off, w._seg.load_u64(off) + 1)  # what a writer killed inside write_begin leaves
+        print("odd", flush=True)
+    else:
+        print("ready", flush=True)
+    while True:
+        time.sleep(1)
+
+
+def torture_writer(group: str, seconds: float) -> None:
+    with SegmentWriter(group, depth=TORTURE_DEPTH, capacity=4) as w:
+        slot = w.add_market(TORTURE_SYMBOL)
+        payloads = [payload(k, TORTURE_DEPTH) for k in range(PAYLOADS)]
+        publish = w.publish
+        print("ready", flush=True)
+        deadline = time.monotonic() + seconds
+        k = 0
+        while True:
+            for j in range(PAYLOADS):
+                bids, asks, nb, na = payloads[j]
+                # update_id is the payload index, so payloads are precomputed on both sides
+                publish(slot, update_id=j, event_time_ms=j * 7, recv_time_ns=k, status=Status.SYNCED,
+                        bids=bids, asks=asks, n_bids=nb, n_asks=na)
+                k += 1
+            if time.monotonic() > deadline:
+                break
+        print(json.dumps({"publishes": k}), flush=True)
+
+
+def torture_reader(group: str, seconds: float, mode: str) -> None:
+    reads = torn = contended = 0
+    with Reader(group, attach_timeout_s=10) as r:
+        deadline = time.monotonic() + seconds
+        if mode == "validated":
+            buf = r.new_buffer()
+            while time.monotonic() < deadline:
+                for _ in range(200):
+                    try:
+                        r.read_into(TORTURE_SYMBOL, buf)
+                    except ReadContention:
+                        contended += 1
+                        continue
+                    reads += 1
+                    torn += payload_errors(buf.update_id, buf.event_time_ms, buf.n_bids, buf.n_asks,
+                                           buf.bids, buf.asks, TORTURE_DEPTH) > 0
+        else:
+            reads, torn = _raw_reads(r, deadline)
+    print(json.dumps({"reads": reads, "torn": torn, "contended": contended}), flush=True)
+
+
+def _raw_reads(r: Reader, deadline: float) -> tuple[int, int]:
+    """The negative control: copy the slot with no seqlock at all and apply the same check."""
+    g = r.geometry
+    slot = r._slots.get(TORTURE_SYMBOL) or r._resolve(TORTURE_SYMBOL)
+    base = g.slot_offset(slot[0])
+    mm: mmap.mmap = r._mm
+    off = {name: SLOT_HEADER.offset(name) for name in ("update_id", "event_time_ms", "n_bids", "n_asks")}
+    reads = torn = 0
+    while time.monotonic() < deadline:
+        for _ in range(200):
+            raw = mm[base : base + g.slot_size]
+            hdr = np.frombuffer(raw, np.int64, 16)
+            counts = np.frombuffer(raw, np.uint32, 32)
+            nb = min(int(counts[off["n_bids"] // 4]), g.depth)
+            na = min(int(counts[off["n_asks"] // 4]), g.depth)
+            bids = np.frombuffer(raw, np.float64, g.depth * 2, g.bids_offset).reshape(g.depth, 2)
+            asks = np.frombuffer(raw, np.float64, g.depth * 2, g.asks_offset).reshape(g.depth, 2)
+            reads += 1
+            torn += payload_errors(int(hdr[off["update_id"] // 8]), int(hdr[off["event_time_ms"] // 8]),
+                                   nb, na, bids, asks, g.depth) > 0
+    return reads, torn
+
+
+def sleep_reader(group: str, symbol: str) -> None:
+    with Reader(group) as r:
+        print("waiting", flush=True)
+        woke = r.wait_for_update(symbol, timeout=30)
+        print(json.dumps({"woke": woke}), flush=True)
+
+
+def main(argv: list[str]) -> None:
+    mode, group = argv[0], argv[1]
+    if mode in ("hold", "midwrite"):
+        _writer_hold(group, argv[2], leave_odd=mode == "midwrite")
+    elif mode == "torture-writer":
+        torture_writer(group, float(argv[2]))
+    elif mode == "torture-reader":
+        torture_reader(group, float(argv[2]), argv[3])
+    elif mode == "sleep-reader":
+        sleep_reader(group, argv[2])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -77,7 +77,7 @@ def server() -> Iterator[ScriptedServer]:
 @pytest.fixture
 def governor() -> Iterator[RateGovernor]:
     key = f"test-rest-{uuid.uuid4().hex[:12]}"
-    gov = RateGovernor(key, budget_per_min=100)
+    gov = RateGovernor(key, budget=100)
     yield gov
     gov.close()
     unlink_governor(key)
@@ -89,7 +89,7 @@ def test_snapshot_returns_the_body_and_the_exchange_weight(server: ScriptedServe
         response = client.snapshot("/api/v3/depth", symbol="BNBBTC", limit=100, weight=5)
     assert (response.status, response.body, response.used_weight) == (200, SNAPSHOT, 42)
     assert server.paths == ["/api/v3/depth?symbol=BNBBTC&limit=100"]
-    assert governor.ledger().used == 42  # the exchange's count won over our 5
+    assert governor.used() == 42  # the exchange's count won over our 5
 
 
 def test_requests_reuse_one_connection(server: ScriptedServer) -> None:

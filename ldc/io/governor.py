@@ -1,28 +1,31 @@
 """REST weight governor shared by every feeder process on the host.
 
-Binance counts request weight per IP and per API host family, in one-minute windows, and bans an IP (418)
-that keeps sending after a 429. So the budget is a property of the host, not of one process: every feeder
-that talks to the same REST host reserves weight in one small POSIX shared-memory segment before each
-request, and every 429 / 418 it sees stops all of them until ``Retry-After`` has passed.
+Binance counts request weight per IP and per API host family in one-minute windows, and bans an IP (418)
+that keeps sending after a 429. So the budget belongs to the host, not to one process: every feeder that
+talks to the same REST host reserves weight in one small POSIX shared-memory segment before each request,
+and a 429 / 418 seen by any of them stops all of them until ``Retry-After`` has passed.
+
+The ledger is a sliding window: weight granted is counted in ``BUCKETS`` buckets per window, and a grant
+must keep the last ``BUCKETS + 1`` buckets within the budget. Any interval of one window's length touches
+at most that many buckets, so *every* window the exchange may count in — whatever its alignment against
+our clock — stays within the budget. A cold start pays one bucket (1/60) more than a perfectly aligned
+fixed window would. The exchange's ``X-MBX-USED-WEIGHT-1M`` wins when it is higher than our count (some
+other client of the IP spent weight): the difference is booked into the current bucket.
 
 Segment ``/ldc-governor-<key>`` (``/dev/shm/ldc-governor-<key>``), ``<key>`` = the REST host and port
-(``api.binance.com``, ``127.0.0.1_18080``): one ledger per host family, since each has its own limit.
-64 bytes, little-endian, every access a read-modify-write under ``flock(LOCK_EX)`` on the segment's file
-(plus a thread lock: flock is per open file, threads of one process share it)::
+(``api.binance.com``, ``127.0.0.1_18080``): one ledger per host, each has its own limit. Little-endian,
+every access a read-modify-write under ``flock(LOCK_EX)`` on the segment's file (plus a thread lock, flock
+being per open file)::
 
-    0       8      12     16              24                32      40                48           56          64
-    +-------+------+------+---------------+-----------------+-------+-----------------+------------+-----------+
-    | magic | ver  | pad  | budget / min  | window start ms | used  | banned until ms | ban status | granted   |
-    +-------+------+------+---------------+-----------------+-------+-----------------+------------+-----------+
+    0       8      12          16            24                32           40          48
+    +-------+------+-----------+-------------+-----------------+------------+-----------+
+    | magic | ver  | window ms | budget      | banned until ms | ban status | granted   |   header, 48 B
+    +-------+------+-----------+-------------+-----------------+------------+-----------+
+    48: RING x (bucket number i64, weight i64), slot = bucket number % RING              ring, 976 B
 
-``budget`` is the smallest budget any attached process asked for; windows are wall-clock minutes (epoch ms
-floored to 60 000, as the exchange counts them); ``used`` is our reservations in the window, raised to the
-exchange's own ``X-MBX-USED-WEIGHT-1M`` when that is higher (a lower count is not trusted: reservations still
-in flight are not in it). Clock skew against the exchange is covered by the budget's headroom
-(``weight_budget_fraction``) and corrected by the header.
-
-The decisions are pure functions of (ledger, now): ``reserve``, ``observe_used``, ``observe_ban``.
-``RateGovernor`` only loads, applies and stores them, and sleeps.
+``budget`` and ``window ms`` are the most cautious (smallest budget, longest window) any attached process
+asked for. The decisions are pure functions of (ledger, now): ``reserve``, ``observe_used``,
+``observe_ban``; ``RateGovernor`` loads, applies, stores, and sleeps.
 """
 
 from __future__ import annotations
@@ -42,29 +45,35 @@ import posix_ipc
 from ldc.errors import ConfigError, RateLimitError
 
 WINDOW_MS = 60_000  # Binance's REQUEST_WEIGHT interval: 1 minute
-DEFAULT_429_BACKOFF_MS = WINDOW_MS  # a 429 without Retry-After: wait out a whole window
+BUCKETS = 60  # per window: the sliding count's resolution
+RING = BUCKETS + 1  # a window-long interval touches at most this many buckets
 DEFAULT_418_BACKOFF_MS = 120_000  # a 418 without Retry-After: bans start at 2 minutes
 MAX_BAN_MS = 3 * 24 * 3600 * 1000  # bans scale up to 3 days; a longer Retry-After is clamped
 STATUS_LOCAL = 0  # RateLimitError.status when the governor refused and nothing was sent
 SEGMENT_PREFIX = "/ldc-governor-"
 SEGMENT_MODE = 0o660  # feeders of one service user and group share it
-MAGIC = 0x3130564F47434C44  # b"LDCGOV01" little-endian
-VERSION = 1
-_LAYOUT = struct.Struct("<QII6q")
-SEGMENT_SIZE = 64
-assert _LAYOUT.size == SEGMENT_SIZE
+MAGIC = 0x3230564F47434C44  # b"LDCGOV02" little-endian
+VERSION = 2
+_HEADER = struct.Struct("<QIIqqqq")
+_RING = struct.Struct(f"<{2 * RING}q")
+SEGMENT_SIZE = _HEADER.size + _RING.size
+EMPTY_RING: tuple[tuple[int, int], ...] = ((-1, 0),) * RING
 
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """The host's weight account for the current window."""
+    """The host's weight account: ``ring[n % RING]`` holds (bucket number n, weight granted in it)."""
 
     budget: int
-    window_start_ms: int = 0
-    used: int = 0
+    window_ms: int = WINDOW_MS
+    ring: tuple[tuple[int, int], ...] = EMPTY_RING
     banned_until_ms: int = 0
     ban_status: int = 0
     granted: int = 0  # requests granted since the segment was created, for status displays
+
+    @property
+    def bucket_ms(self) -> int:
+        return max(1, self.window_ms // BUCKETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,52 +86,64 @@ class Decision:
     reason: str  # "granted", "banned" or "budget"
 
 
-def window_of(now_ms: int) -> int:
-    """Start of the wall-clock minute holding ``now_ms``."""
-    return now_ms - now_ms % WINDOW_MS
+def used(ledger: Ledger, now_ms: int) -> int:
+    """Weight counted against the budget at ``now_ms``: the current bucket and the ``BUCKETS`` before it."""
+    current = now_ms // ledger.bucket_ms
+    return sum(weight for number, weight in ledger.ring if current - BUCKETS <= number <= current)
 
 
-def roll(ledger: Ledger, now_ms: int) -> Ledger:
-    """The ledger as seen at ``now_ms``: a new window starts with nothing used."""
-    start = window_of(now_ms)
-    if start <= ledger.window_start_ms:
-        return ledger
-    return replace(ledger, window_start_ms=start, used=0)
+def _book(ledger: Ledger, weight: int, now_ms: int) -> Ledger:
+    number = now_ms // ledger.bucket_ms
+    slot = number % RING
+    held_number, held = ledger.ring[slot]
+    total = held + weight if held_number == number else weight
+    ring = ledger.ring[:slot] + ((number, total),) + ledger.ring[slot + 1 :]
+    return replace(ledger, ring=ring)
 
 
 def reserve(ledger: Ledger, weight: int, now_ms: int) -> Decision:
     """Reserve ``weight`` at ``now_ms`` if the host stays within its budget and is not banned."""
     if weight > ledger.budget:
-        raise ConfigError(f"request weight {weight} exceeds the host budget of {ledger.budget} per minute")
-    current = roll(ledger, now_ms)
-    if now_ms < current.banned_until_ms:
-        return Decision(current, False, current.banned_until_ms - now_ms, "banned")
-    if current.used + weight > current.budget:
-        return Decision(current, False, current.window_start_ms + WINDOW_MS - now_ms, "budget")
-    granted = replace(current, used=current.used + weight, granted=current.granted + 1)
-    return Decision(granted, True, 0, "granted")
+        raise ConfigError(f"request weight {weight} exceeds the host budget of {ledger.budget} per window")
+    if now_ms < ledger.banned_until_ms:
+        return Decision(ledger, False, ledger.banned_until_ms - now_ms, "banned")
+    excess = used(ledger, now_ms) + weight - ledger.budget
+    if excess > 0:
+        return Decision(ledger, False, _wait_until_freed(ledger, excess, now_ms), "budget")
+    granted = _book(ledger, weight, now_ms)
+    return Decision(replace(granted, granted=granted.granted + 1), True, 0, "granted")
 
 
-def observe_used(ledger: Ledger, used_weight: int, window_start_ms: int, now_ms: int) -> Ledger:
-    """Take the exchange's ``X-MBX-USED-WEIGHT-1M`` of a request reserved in ``window_start_ms``."""
-    current = roll(ledger, now_ms)
-    if window_start_ms != current.window_start_ms or used_weight <= current.used:
-        return current
-    return replace(current, used=used_weight)
+def _wait_until_freed(ledger: Ledger, excess: int, now_ms: int) -> int:
+    """Time until the oldest live buckets, leaving the count, free ``excess`` weight."""
+    current = now_ms // ledger.bucket_ms
+    live = sorted((n, w) for n, w in ledger.ring if current - BUCKETS <= n <= current and w > 0)
+    freed = 0
+    for number, weight in live:
+        freed += weight
+        if freed >= excess:
+            return (number + RING) * ledger.bucket_ms - now_ms  # the first instant bucket n is out
+    return ledger.window_ms  # unreachable while weight <= budget; a full window is always enough
+
+
+def observe_used(ledger: Ledger, used_weight: int, now_ms: int) -> Ledger:
+    """Take the exchange's ``X-MBX-USED-WEIGHT-1M``: weight it counts beyond ours is booked now. A lower
+    count changes nothing (our reservations still in flight are not in it)."""
+    missing = used_weight - used(ledger, now_ms)
+    return _book(ledger, missing, now_ms) if missing > 0 else ledger
 
 
 def observe_ban(ledger: Ledger, status: int, retry_after_s: float | None, now_ms: int) -> Ledger:
     """A 429 or 418: nobody on the host sends until ``Retry-After`` has passed (the exchange knows when its
-    count resets; without the header, until the window ends, or for the shortest ban after a 418)."""
-    current = roll(ledger, now_ms)
+    count resets; without the header, a whole window, or the shortest ban after a 418)."""
     if retry_after_s is None:
-        wait_ms = DEFAULT_418_BACKOFF_MS if status == 418 else current.window_start_ms + WINDOW_MS - now_ms
+        wait_ms = DEFAULT_418_BACKOFF_MS if status == 418 else ledger.window_ms
     else:
         wait_ms = int(max(0.0, retry_after_s) * 1000)
     until = now_ms + min(wait_ms, MAX_BAN_MS)
-    if until <= current.banned_until_ms:
-        return current
-    return replace(current, banned_until_ms=until, ban_status=status)
+    if until <= ledger.banned_until_ms:
+        return ledger
+    return replace(ledger, banned_until_ms=until, ban_status=status)
 
 
 def governor_key(rest_url: str) -> str:
@@ -145,12 +166,13 @@ class RateGovernor:
         self,
         key: str,
         *,
-        budget_per_min: int,
+        budget: int,
+        window_ms: int = WINDOW_MS,
         clock_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if budget_per_min < 1:
-            raise ConfigError(f"weight budget {budget_per_min} per minute, expected at least 1")
+        if budget < 1 or window_ms < BUCKETS:
+            raise ConfigError(f"weight budget {budget} per {window_ms} ms, expected >= 1 per >= {BUCKETS} ms")
         self.name = SEGMENT_PREFIX + key
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._sleep = sleep
@@ -161,10 +183,11 @@ class RateGovernor:
             os.fchmod(self._fd, SEGMENT_MODE)  # the umask masked the mode given at creation
         except PermissionError:
             pass  # created by another user of the group: its mode already holds
-        self._update(lambda ledger: _lower_budget(ledger, budget_per_min))
+        now_ms = self._clock_ms()
+        self._update(lambda ledger: _most_cautious(ledger, budget, window_ms, now_ms))
 
-    def acquire(self, weight: int, *, timeout_s: float, stop: threading.Event | None = None) -> int:
-        """Reserve ``weight``; return the window it was counted in (give it back to ``observe_response``).
+    def acquire(self, weight: int, *, timeout_s: float, stop: threading.Event | None = None) -> None:
+        """Reserve ``weight``, waiting while the host is out of budget or banned.
 
         Raises ``RateLimitError`` (status ``STATUS_LOCAL``, nothing sent) when the wait would pass
         ``timeout_s`` or ``stop`` is set; its ``retry_after_s`` says when asking again can succeed.
@@ -174,28 +197,29 @@ class RateGovernor:
             now_ms = self._clock_ms()
             decision = self._decide(weight, now_ms)
             if decision.granted:
-                return decision.ledger.window_start_ms
+                return
             if now_ms + decision.wait_ms > deadline_ms or (stop is not None and stop.is_set()):
-                raise _refusal(decision, weight, timeout_s)
+                raise _refusal(decision, weight, now_ms, timeout_s)
             if stop is not None:
                 stop.wait(decision.wait_ms / 1000)
             else:
                 self._sleep(decision.wait_ms / 1000)
 
-    def observe_response(
-        self, *, status: int, used_weight: int | None, retry_after_s: float | None, window_start_ms: int
-    ) -> None:
+    def observe_response(self, *, status: int, used_weight: int | None, retry_after_s: float | None) -> None:
         """Fold a response into the ledger: the exchange's weight count, and 429 / 418 bans for the host."""
         now_ms = self._clock_ms()
         if used_weight is not None:
-            self._update(lambda ledger: observe_used(ledger, used_weight, window_start_ms, now_ms))
+            self._update(lambda ledger: observe_used(ledger, used_weight, now_ms))
         if status in (418, 429):
             self._update(lambda ledger: observe_ban(ledger, status, retry_after_s, now_ms))
 
     def ledger(self) -> Ledger:
-        """The ledger as of now (read under the lock)."""
-        now_ms = self._clock_ms()
-        return self._update(lambda ledger: roll(ledger, now_ms))
+        """The ledger as stored now."""
+        return self._update(lambda ledger: ledger)
+
+    def used(self) -> int:
+        """Weight counted against the budget now."""
+        return used(self.ledger(), self._clock_ms())
 
     def close(self) -> None:
         """Close this process's handle; the segment stays for the other feeders."""
@@ -212,7 +236,8 @@ class RateGovernor:
     def _decide(self, weight: int, now_ms: int) -> Decision:
         with self._lock, _Flock(self._fd):
             decision = reserve(self._load(), weight, now_ms)
-            self._store(decision.ledger)
+            if decision.granted:
+                self._store(decision.ledger)
             return decision
 
     def _update(self, change: Callable[[Ledger], Ledger]) -> Ledger:
@@ -223,22 +248,24 @@ class RateGovernor:
 
     def _load(self) -> Ledger:
         raw = os.pread(self._fd, SEGMENT_SIZE, 0)
-        magic, version, _, budget, start, used, banned_until, ban_status, granted = _LAYOUT.unpack(raw)
+        magic, version, window_ms, budget, banned_until, ban_status, granted = _HEADER.unpack_from(raw)
         if magic == 0:  # freshly created: zero-filled by ftruncate
-            return Ledger(budget=0)
+            return Ledger(budget=0, window_ms=0)
         if magic != MAGIC or version != VERSION:
             raise ConfigError(
                 f"governor segment {self.name}: magic {magic:#x} version {version}, "
                 f"expected magic {MAGIC:#x} version {VERSION}"
             )
-        return Ledger(budget, start, used, banned_until, ban_status, granted)
+        flat = _RING.unpack_from(raw, _HEADER.size)
+        ring = tuple(zip(flat[0::2], flat[1::2], strict=True))
+        return Ledger(budget, window_ms, ring, banned_until, ban_status, granted)
 
     def _store(self, ledger: Ledger) -> None:
-        raw = _LAYOUT.pack(
-            MAGIC, VERSION, 0, ledger.budget, ledger.window_start_ms, ledger.used,
-            ledger.banned_until_ms, ledger.ban_status, ledger.granted,
-        )  # fmt: skip
-        os.pwrite(self._fd, raw, 0)
+        header = _HEADER.pack(
+            MAGIC, VERSION, ledger.window_ms, ledger.budget, ledger.banned_until_ms, ledger.ban_status, ledger.granted
+        )
+        flat = [value for pair in ledger.ring for value in pair]
+        os.pwrite(self._fd, header + _RING.pack(*flat), 0)
 
 
 def unlink_governor(key: str) -> None:
@@ -249,19 +276,26 @@ def unlink_governor(key: str) -> None:
         pass
 
 
-def _lower_budget(ledger: Ledger, budget: int) -> Ledger:
-    # processes may be configured differently; the most cautious budget holds for the whole host
-    if ledger.budget == 0 or budget < ledger.budget:
-        return replace(ledger, budget=budget)
-    return ledger
+def _most_cautious(ledger: Ledger, budget: int, window_ms: int, now_ms: int) -> Ledger:
+    # processes may be configured differently; the smallest budget over the longest window holds for all
+    if ledger.budget == 0:
+        return Ledger(budget=budget, window_ms=window_ms)
+    cautious = replace(ledger, budget=min(budget, ledger.budget))
+    if window_ms <= ledger.window_ms:
+        return cautious
+    # bucket numbers change meaning with the window: carry what is in use into the new current bucket
+    return _book(replace(cautious, window_ms=window_ms, ring=EMPTY_RING), used(ledger, now_ms), now_ms)
 
 
-def _refusal(decision: Decision, weight: int, timeout_s: float) -> RateLimitError:
+def _refusal(decision: Decision, weight: int, now_ms: int, timeout_s: float) -> RateLimitError:
     ledger, wait_s = decision.ledger, decision.wait_ms / 1000
     if decision.reason == "banned":
         what = f"host banned by the exchange (status {ledger.ban_status}) for another {wait_s:.1f} s"
     else:
-        what = f"host weight budget spent: {ledger.used} of {ledger.budget} used, need {weight}, next window in {wait_s:.1f} s"
+        what = (
+            f"host weight budget spent: {used(ledger, now_ms)} of {ledger.budget} used, "
+            f"need {weight}, free again in {wait_s:.1f} s"
+        )
     return RateLimitError(f"{what}, expected a grant within {timeout_s:g} s", status=STATUS_LOCAL, retry_after_s=wait_s)
 
 

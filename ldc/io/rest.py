@@ -75,9 +75,8 @@ class RestClient:
         self, path: str, *, params: Mapping[str, str | int], weight: int, stop: threading.Event | None = None
     ) -> RestResponse:
         """GET ``path`` after reserving ``weight`` with the governor (waiting for it up to the grant timeout)."""
-        window = 0
         if self._governor is not None:
-            window = self._governor.acquire(weight, timeout_s=self._grant_timeout_s, stop=stop)
+            self._governor.acquire(weight, timeout_s=self._grant_timeout_s, stop=stop)
         what = f"GET {path}{_query(params)}"
         try:
             response = self._session.get(self.base_url + path, params=dict(params), timeout=self._timeout)
@@ -90,9 +89,7 @@ class RestClient:
         used = _int_header(response.headers.get(USED_WEIGHT_HEADER))
         retry_after = _float_header(response.headers.get(RETRY_AFTER_HEADER))
         if self._governor is not None:
-            self._governor.observe_response(
-                status=response.status_code, used_weight=used, retry_after_s=retry_after, window_start_ms=window
-            )
+            self._governor.observe_response(status=response.status_code, used_weight=used, retry_after_s=retry_after)
         if response.status_code >= 300:
             raise _status_error(what, response.status_code, body, retry_after)
         return RestResponse(response.status_code, body, used, recv_time_ns)

@@ -129,8 +129,8 @@ class MarketModel:
         """The final id of the base event ``count`` events before the latest (clamped to the history)."""
         if count <= 0 or not self._history:
             return self.last_final_id
-        index = max(0, len(self._history) - 1 - count)
-        return self._history[index].final_id if index < len(self._history) else self.last_final_id
+        index = len(self._history) - 1 - count
+        return self._history[index].final_id if index >= 0 else self.oldest_id
 
     # -- moving
 

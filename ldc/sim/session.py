@@ -148,7 +148,7 @@ class Session:
     def send_diff(self, frame: bytes, symbol: str) -> None:
         if self.closing:
             return
-        if self.state.faults.stream_active:
+        if self.state.faults.stream_active or self._reorder is not None:
             self._send_faulty(frame, symbol)
         else:
             self._write(frame)

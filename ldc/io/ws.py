@@ -1,0 +1,438 @@
+"""Websocket connections of one feeder: streams spread over connections of up to 1024 streams each, one
+reader thread per connection, frames handed over as raw bytes.
+
+    pool = WsPool("wss://stream.binance.com:9443/stream", handler, control_msgs_per_s=4)
+    pool.start(["btcusdt@depth@100ms", ...])      # returns at once; connections open in their threads
+    ...
+    pool.stop()                                    # from any thread
+
+The handler (``WsHandler``) is called from the connection threads; with several connections, from several
+threads at once:
+
+- ``on_open(conn_id, streams, replaces)`` after the handshake, before any of that connection's frames.
+  ``replaces`` is the id of a connection being rolled over (age, or ``serverShutdown``): both deliver the
+  same streams until the consumer has moved its markets and calls ``pool.release(replaces)`` (or
+  ``ROLLOVER_OVERLAP_MAX_S`` passes), so no market needs to go out of sync.
+- ``on_message(conn_id, raw, recv_time_ns)`` for every data frame, raw bytes (``skip_utf8_validation``:
+  websocket-client's pure-Python UTF-8 check costs ~155 us per 1.3 KB frame, parsing validates anyway),
+  ``recv_time_ns`` on the wall clock (compare with the exchange's event time). Malformed frames are passed
+  through; only SUBSCRIBE answers and ``serverShutdown`` are consumed here.
+- ``on_close(conn_id, reason, streams)`` once per opened connection; the markets of ``streams`` must resync
+  unless ``reason`` is ``ROLLED_OVER`` (their successor is already open). A dropped connection is reopened
+  with jittered exponential backoff under a new id.
+
+Pings: websocket-client's ``recv_data_frame`` answers every server ping with a pong echoing its payload.
+A silent connection is probed with our own ping and dropped when nothing answers (``PONG_TIMEOUT_S``).
+Control messages (SUBSCRIBE, UNSUBSCRIBE, our pings) are spaced below the venue's per-connection rate.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+import websocket
+from websocket import ABNF
+
+log = logging.getLogger(__name__)
+
+# Limits (web-socket-streams.md)
+MAX_STREAMS_PER_CONNECTION = 1024
+URL_STREAMS_MAX = 100  # streams carried in the URL at connect; more go by SUBSCRIBE (keeps the URL short)
+SUBSCRIBE_BATCH = 100  # streams per SUBSCRIBE / UNSUBSCRIBE message
+SMALL_FRAME_BYTES = 512  # frames up to this size are checked for control answers and serverShutdown
+# Rates
+DEFAULT_CONTROL_MSGS_PER_S = 4.0  # spot allows 5 incoming messages/s (pongs included), futures 10
+# Timeouts
+CONNECT_TIMEOUT_S = 10.0
+READ_POLL_S = 0.2  # the reader wakes at least this often to notice stop, rollover and pending subscriptions
+IDLE_PING_AFTER_S = 30.0  # nothing received for this long: send a ping
+PONG_TIMEOUT_S = 15.0  # then nothing at all for this long: the connection is dead
+CLOSE_TIMEOUT_S = 1.0
+# Rollover (Binance cuts every connection at 24 h)
+CONNECTION_LIFETIME_S = 24 * 3600.0
+ROLLOVER_AFTER_S = CONNECTION_LIFETIME_S - 1800.0  # open the successor 30 min before the cut
+ROLLOVER_OVERLAP_MAX_S = 120.0  # close the old connection this long after its successor opened, released or not
+# Backoff
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_CAP_S = 30.0  # 300 connection attempts per 5 min per IP: a capped lane tries at most 10 times
+BACKOFF_RESET_AFTER_S = 30.0  # a connection that stayed up this long starts the backoff afresh
+
+
+class CloseReason(str, enum.Enum):
+    STOPPED = "stopped"  # pool.stop()
+    REMOVED = "removed"  # every stream of the connection was removed
+    ROLLED_OVER = "rolled over"  # its successor carries its streams
+    SERVER_CLOSED = "server closed"  # a close frame or EOF from the server
+    SERVER_SHUTDOWN = "server shutdown"  # closed after serverShutdown before the successor took over
+    PING_TIMEOUT = "ping timeout"  # silent and did not answer our ping
+    ERROR = "error"  # a socket or protocol error
+
+
+_GRACEFUL = frozenset((CloseReason.STOPPED, CloseReason.REMOVED, CloseReason.ROLLED_OVER, CloseReason.PING_TIMEOUT))
+
+
+class WsHandler(Protocol):
+    def on_open(self, conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None: ...
+
+    def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None: ...
+
+    def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WsOptions:
+    """Per-pool settings; the defaults follow Binance spot."""
+
+    max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
+    control_msgs_per_s: float = DEFAULT_CONTROL_MSGS_PER_S
+    url_streams_max: int = URL_STREAMS_MAX
+    subscribe_batch: int = SUBSCRIBE_BATCH
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    read_poll_s: float = READ_POLL_S
+    idle_ping_after_s: float = IDLE_PING_AFTER_S
+    pong_timeout_s: float = PONG_TIMEOUT_S
+    rollover_after_s: float = ROLLOVER_AFTER_S
+    rollover_overlap_max_s: float = ROLLOVER_OVERLAP_MAX_S
+    backoff_initial_s: float = BACKOFF_INITIAL_S
+    backoff_cap_s: float = BACKOFF_CAP_S
+    backoff_reset_after_s: float = BACKOFF_RESET_AFTER_S
+
+
+def backoff_delay(attempt: int, *, initial_s: float, cap_s: float, rand: float) -> float:
+    """Delay before reconnect number ``attempt`` (0-based): exponential, capped, jittered into its upper
+    half by ``rand`` in [0, 1) so that many feeders do not reconnect in step."""
+    base = min(cap_s, initial_s * 2.0 ** min(attempt, 62))
+    return base * (0.5 + 0.5 * rand)
+
+
+def combined_url(endpoint: str, streams: Sequence[str]) -> str:
+    """``wss://host/stream`` + streams -> ``wss://host/stream?streams=a/b``."""
+    return f"{endpoint}?streams={'/'.join(streams)}"
+
+
+class _ControlRate:
+    """Spacing of control messages on one connection: at least ``1 / per_s`` apart, no bursts, so any
+    one-second window holds at most ``per_s`` of ours and room remains for the pongs."""
+
+    def __init__(self, per_s: float, now: float) -> None:
+        self._gap_s = 1.0 / per_s
+        self._next = now
+
+    def take(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = now + self._gap_s
+        return True
+
+
+class _Lane:
+    """A set of streams meant to share one connection, and the reader currently serving it."""
+
+    def __init__(self, lane_id: int, streams: list[str]) -> None:
+        self.lane_id = lane_id
+        self.streams: list[str] = streams  # desired, in subscription order; guarded by the pool lock
+        self.version = 0  # bumped on every change, so readers reconcile only when needed
+
+
+class _Conn:
+    """One reader thread: opens a connection for its lane, reads it, reopens it with backoff."""
+
+    def __init__(self, pool: WsPool, lane: _Lane, replaces: _Conn | None) -> None:
+        self.pool, self.lane, self.replaces = pool, lane, replaces
+        self.conn_id = 0  # of the current physical connection; 0 while connecting
+        self.subscribed: list[str] = []
+        self.retire_at = 0.0  # monotonic; set when a successor opened, or inf once released
+        self.released = False
+        self.successor: _Conn | None = None
+        self._pending: list[str] = []  # streams to SUBSCRIBE on the open connection
+        self._unwanted: list[str] = []  # streams to UNSUBSCRIBE
+        self._seen_version = -1
+        self.thread = threading.Thread(target=self._run, name=f"ldc-ws-lane{lane.lane_id}", daemon=True)
+
+    # thread body ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self.pool._stop.is_set() and self._lane_streams():
+            ws = self._connect()
+            if ws is None:
+                if not self._wait(attempt):
+                    return
+                attempt += 1
+                continue
+            opened = time.monotonic()
+            reason = self._serve(ws)
+            if reason in (CloseReason.STOPPED, CloseReason.REMOVED, CloseReason.ROLLED_OVER, CloseReason.SERVER_SHUTDOWN):
+                return
+            if self.successor is not None:  # died while handing over: the successor carries on
+                return
+            attempt = 0 if time.monotonic() - opened >= self.pool.options.backoff_reset_after_s else attempt
+            if not self._wait(attempt):
+                return
+            attempt += 1
+
+    def _lane_streams(self) -> list[str]:
+        with self.pool._lock:
+            return list(self.lane.streams)
+
+    def _connect(self) -> websocket.WebSocket | None:
+        opts = self.pool.options
+        streams = self._lane_streams()
+        if not streams:
+            return None
+        url = combined_url(self.pool.endpoint, streams[: opts.url_streams_max])
+        try:
+            ws = websocket.create_connection(
+                url, timeout=opts.connect_timeout_s, skip_utf8_validation=True, enable_multithread=False
+            )
+        except (OSError, websocket.WebSocketException) as exc:
+            log.warning("ws lane %d: connect to %s failed: %s", self.lane.lane_id, self.pool.endpoint, exc)
+            return None
+        ws.settimeout(opts.read_poll_s)
+        self.conn_id = next(self.pool._ids)
+        self.subscribed = streams[: opts.url_streams_max]
+        replaces = self.replaces.conn_id if self.replaces is not None else None
+        log.info("ws %d open: lane %d, %d streams%s", self.conn_id, self.lane.lane_id, len(streams),
+                 f", replacing ws {replaces}" if replaces else "")  # fmt: skip
+        self.pool.handler.on_open(self.conn_id, tuple(streams), replaces)
+        if self.replaces is not None:
+            self.replaces._successor_open(self.pool.options.rollover_overlap_max_s)
+            self.replaces = None
+        self._pending, self._unwanted = streams[opts.url_streams_max :], []
+        self._seen_version = -1
+        return ws
+
+    def _serve(self, ws: websocket.WebSocket) -> CloseReason:
+        try:
+            reason = self._read(ws)
+        except (OSError, websocket.WebSocketException) as exc:
+            reason = CloseReason.STOPPED if self.pool._stop.is_set() else CloseReason.ERROR
+            if reason is CloseReason.ERROR:
+                log.warning("ws %d: %s: %s", self.conn_id, type(exc).__name__, exc)
+        except Exception:  # a consumer bug must not end the lane silently: log it, reconnect, resync
+            log.exception("ws %d: the handler raised", self.conn_id)
+            reason = CloseReason.ERROR
+        if reason in _GRACEFUL:
+            try:
+                ws.close(timeout=CLOSE_TIMEOUT_S)
+            except (OSError, websocket.WebSocketException):
+                pass
+        ws.shutdown()
+        log.info("ws %d closed: %s", self.conn_id, reason.value)
+        self.pool.handler.on_close(self.conn_id, reason, tuple(self.subscribed))
+        return reason
+
+    def _read(self, ws: websocket.WebSocket) -> CloseReason:
+        opts, handler, conn_id = self.pool.options, self.pool.handler, self.conn_id
+        rate = _ControlRate(opts.control_msgs_per_s, time.monotonic())
+        opened = last_rx = time.monotonic()
+        pinged = 0.0
+        shutdown_seen = False
+        next_check_ns = 0
+        while True:
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                opcode, frame = -1, None
+            now_ns = time.time_ns()
+            if frame is not None:
+                last_rx, pinged = time.monotonic(), 0.0
+                if opcode == ABNF.OPCODE_TEXT or opcode == ABNF.OPCODE_BINARY:
+                    raw: bytes = frame.data
+                    if len(raw) > SMALL_FRAME_BYTES or not self._control(raw):
+                        handler.on_message(conn_id, raw, now_ns)
+                    elif not shutdown_seen and b"serverShutdown" in raw:
+                        shutdown_seen = True
+                        log.info("ws %d: serverShutdown, rolling over", conn_id)
+                        self._start_successor()
+                elif opcode == ABNF.OPCODE_CLOSE:
+                    return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
+                if now_ns < next_check_ns:
+                    continue
+            next_check_ns = now_ns + int(opts.read_poll_s * 1e9)
+            now = time.monotonic()
+            if self.pool._stop.is_set():
+                return CloseReason.STOPPED
+            if self.retire_at and now >= self.retire_at:
+                return CloseReason.ROLLED_OVER
+            if self.successor is None and (now - opened >= opts.rollover_after_s or self._rollover_requested()):
+                log.info("ws %d: %.0f s old, rolling over", conn_id, now - opened)
+                self._start_successor()
+            if self.successor is None and not self._reconcile(ws, rate, now):
+                return CloseReason.REMOVED
+            if now - last_rx >= opts.idle_ping_after_s:
+                if pinged and now - pinged >= opts.pong_timeout_s:
+                    return CloseReason.PING_TIMEOUT
+                if not pinged and rate.take(now):
+                    ws.ping(b"ldc")
+                    pinged = now
+
+    # control frames ---------------------------------------------------------------------------------------
+
+    def _control(self, raw: bytes) -> bool:
+        """True when ``raw`` is ours to consume: an answer to a control message, or serverShutdown."""
+        if b"serverShutdown" in raw:
+            return True
+        if raw.startswith(b'{"stream"') or b'"id"' not in raw:
+            return False
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False  # malformed: the consumer decides what to do with it
+        if not isinstance(doc, dict) or "id" not in doc or not ("result" in doc or "error" in doc):
+            return False
+        if "error" in doc:
+            log.warning("ws %d: control message %s refused: %s", self.conn_id, doc.get("id"), doc["error"])
+        return True
+
+    def _reconcile(self, ws: websocket.WebSocket, rate: _ControlRate, now: float) -> bool:
+        """Send the SUBSCRIBE / UNSUBSCRIBE the lane's desired streams call for; False once it is empty."""
+        with self.pool._lock:
+            version = self.lane.version
+            desired = list(self.lane.streams) if version != self._seen_version else None
+        if desired is not None:
+            if not desired:
+                return False
+            wanted = set(desired)
+            have = set(self.subscribed) | set(self._pending)
+            self._pending = [s for s in self._pending if s in wanted] + [s for s in desired if s not in have]
+            self._unwanted = [s for s in self.subscribed if s not in wanted]
+            self._seen_version = version
+        batch = self.pool.options.subscribe_batch
+        if self._unwanted and rate.take(now):
+            streams, self._unwanted = self._unwanted[:batch], self._unwanted[batch:]
+            ws.send(self.pool._control_message("UNSUBSCRIBE", streams))
+            dropped = set(streams)
+            self.subscribed = [s for s in self.subscribed if s not in dropped]
+        if self._pending and rate.take(now):
+            streams, self._pending = self._pending[:batch], self._pending[batch:]
+            ws.send(self.pool._control_message("SUBSCRIBE", streams))
+            self.subscribed += streams
+        return True
+
+    # rollover ---------------------------------------------------------------------------------------------
+
+    def _rollover_requested(self) -> bool:
+        with self.pool._lock:
+            return self.pool._rollover_requests.pop(self.conn_id, False)
+
+    def _start_successor(self) -> None:
+        if self.successor is not None:
+            return
+        self.successor = self.pool._spawn(self.lane, replaces=self)
+
+    def _successor_open(self, overlap_max_s: float) -> None:
+        if not self.released:
+            self.retire_at = time.monotonic() + overlap_max_s
+
+    def _wait(self, attempt: int) -> bool:
+        opts = self.pool.options
+        delay = backoff_delay(attempt, initial_s=opts.backoff_initial_s, cap_s=opts.backoff_cap_s, rand=random.random())
+        log.info("ws lane %d: reconnect in %.2f s (attempt %d)", self.lane.lane_id, delay, attempt + 1)
+        return not self.pool._stop.wait(delay)
+
+
+class WsPool:
+    """The websocket connections of one feeder, ``endpoint`` being the venue's combined-stream URL without
+    a query (``wss://stream.binance.com:9443/stream``, ``wss://fstream.binance.com/public/stream``)."""
+
+    def __init__(self, endpoint: str, handler: WsHandler, *, options: WsOptions | None = None) -> None:
+        self.endpoint = endpoint
+        self.handler = handler
+        self.options = options or WsOptions()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
+        self._lane_ids = itertools.count(1)
+        self._lanes: list[_Lane] = []
+        self._conns: list[_Conn] = []
+        self._rollover_requests: dict[int, bool] = {}
+        self._started = False
+
+    def start(self, streams: Iterable[str]) -> None:
+        """Open connections for ``streams``; returns at once."""
+        self._started = True
+        self.add_streams(streams)
+
+    def add_streams(self, streams: Iterable[str]) -> None:
+        """Subscribe more streams: into a connection with room, else on a new connection."""
+        new_lanes = []
+        with self._lock:
+            present = {s for lane in self._lanes for s in lane.streams}
+            for stream in dict.fromkeys(streams):
+                if stream in present:
+                    continue
+                lane = next((ln for ln in self._lanes if len(ln.streams) < self.options.max_streams_per_connection), None)
+                if lane is None:
+                    lane = _Lane(next(self._lane_ids), [])
+                    self._lanes.append(lane)
+                    new_lanes.append(lane)
+                lane.streams.append(stream)
+                lane.version += 1
+                present.add(stream)
+        if self._started:
+            for lane in new_lanes:
+                self._spawn(lane, replaces=None)
+
+    def remove_streams(self, streams: Iterable[str]) -> None:
+        """Unsubscribe ``streams``; a connection left with none closes (``CloseReason.REMOVED``)."""
+        gone = set(streams)
+        with self._lock:
+            for lane in self._lanes:
+                kept = [s for s in lane.streams if s not in gone]
+                if len(kept) != len(lane.streams):
+                    lane.streams, lane.version = kept, lane.version + 1
+            self._lanes = [lane for lane in self._lanes if lane.streams]
+
+    def request_rollover(self, conn_id: int) -> None:
+        """Roll connection ``conn_id`` over now, as at its 24-hour mark (open a successor; see ``release``)."""
+        with self._lock:
+            self._rollover_requests[conn_id] = True
+
+    def release(self, conn_id: int) -> None:
+        """The consumer has moved every market off ``conn_id`` (after ``on_open(..., replaces=conn_id)``):
+        close it now."""
+        for conn in self._live_conns():
+            if conn.conn_id == conn_id:
+                conn.released = True
+                conn.retire_at = time.monotonic()
+
+    def connections(self) -> dict[int, tuple[str, ...]]:
+        """Open connection ids and the streams each has subscribed."""
+        return {c.conn_id: tuple(c.subscribed) for c in self._live_conns() if c.conn_id}
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close every connection (``CloseReason.STOPPED``) and join the reader threads; any thread."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout_s
+        for conn in list(self._conns):
+            if conn.thread is not threading.current_thread():
+                conn.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _live_conns(self) -> list[_Conn]:
+        with self._lock:
+            self._conns = [c for c in self._conns if c.thread.is_alive() or not c.thread.ident]
+            return list(self._conns)
+
+    def _spawn(self, lane: _Lane, *, replaces: _Conn | None) -> _Conn | None:
+        conn = _Conn(self, lane, replaces)
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            self._conns.append(conn)
+            conn.thread.start()
+        return conn
+
+    def _control_message(self, method: str, streams: list[str]) -> bytes:
+        return orjson.dumps({"method": method, "params": streams, "id": next(self._request_ids)})
+

@@ -57,69 +57,53 @@ static const double POW10[FAST_POW10_MAX + 1] = {
  * Returns 0, or -1 when the text is not such a decimal (no exception set). */
 static int parse_decimal(const char *s, Py_ssize_t n, double *out)
 {
-    const char *p = s, *end = s + n;
-    uint64_t m = 0;
-    int digits = 0, scale = 0, int_digits = 0, frac_digits = 0;
-
-    for (; p < end && *p >= '0' && *p <= '9'; p++, int_digits++) {
-        if (m != 0 || *p != '0') {
-            digits++;
-        }
-        m = m * 10 + (uint64_t)(*p - '0');
-        if (digits > 19) {
-            goto slow;
-        }
+    const char *p = s, *end = s + n, *frac = end;
+    uint64_t m = 0; /* wraps when there are more than 19 digits: then unused */
+    while (p < end && (unsigned)(*p - '0') < 10) {
+        m = m * 10 + (uint64_t)(*p++ - '0');
     }
+    Py_ssize_t int_digits = p - s;
     if (int_digits == 0) {
         return -1;
     }
     if (p < end) {
-        if (*p != '.') {
+        if (*p++ != '.') {
             return -1;
         }
-        for (p++; p < end && *p >= '0' && *p <= '9'; p++, frac_digits++) {
-            if (m != 0 || *p != '0') {
-                digits++;
-            }
-            m = m * 10 + (uint64_t)(*p - '0');
-            scale++;
-            if (digits > 19) {
-                goto slow;
-            }
+        frac = p;
+        while (p < end && (unsigned)(*p - '0') < 10) {
+            m = m * 10 + (uint64_t)(*p++ - '0');
         }
-        if (frac_digits == 0 || p != end) {
+        if (p == frac || p != end) {
             return -1;
         }
     }
-    while (scale > 0 && m % 10 == 0) {
-        m /= 10;
-        scale--;
+    int scale = (int)(end - frac);
+    if (int_digits + scale <= 19) {
+        if (m > FAST_MANTISSA_MAX || scale > FAST_POW10_MAX) {
+            while (scale > 0 && m % 10 == 0) { /* "1.10000000000000000" */
+                m /= 10;
+                scale--;
+            }
+        }
+        if (m <= FAST_MANTISSA_MAX && scale <= FAST_POW10_MAX) {
+            *out = (double)m / POW10[scale];
+            return 0;
+        }
     }
-    if (m <= FAST_MANTISSA_MAX && scale <= FAST_POW10_MAX) {
-        *out = (double)m / POW10[scale];
-        return 0;
-    }
-slow:
-    for (p = s; p < end && ((*p >= '0' && *p <= '9') || *p == '.'); p++) {
-    }
-    if (p != end || n > MAX_DECIMAL_CHARS || s[0] == '.' || s[n - 1] == '.') {
+    if (n > MAX_DECIMAL_CHARS) {
         return -1;
     }
-    {
-        char buf[MAX_DECIMAL_CHARS + 1];
-        char *stop = NULL;
-        memcpy(buf, s, (size_t)n);
-        buf[n] = '\0';
-        if (memchr(buf, '.', (size_t)n) != strrchr(buf, '.')) {
-            return -1;
-        }
-        *out = PyOS_string_to_double(buf, &stop, NULL);
-        if (*out == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return -1;
-        }
-        return stop == buf + n ? 0 : -1;
+    char buf[MAX_DECIMAL_CHARS + 1];
+    char *stop = NULL;
+    memcpy(buf, s, (size_t)n);
+    buf[n] = '\0';
+    *out = PyOS_string_to_double(buf, &stop, NULL);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
     }
+    return stop == buf + n ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -448,10 +432,20 @@ static int parse_level_number(Scanner *sc, double *out)
     if (sc->p >= sc->end || *sc->p != '"') {
         return 1;
     }
+    /* fast scan: a decimal string holds only digits and '.', so nothing to unescape or validate */
+    const char *q = sc->p + 1;
+    while (q < sc->end && ((unsigned)(*q - '0') < 10 || *q == '.')) {
+        q++;
+    }
+    if (q < sc->end && *q == '"') {
+        text = sc->p + 1;
+        sc->p = q + 1;
+        return parse_decimal(text, q - text, out) < 0 ? 1 : 0;
+    }
     if (scan_string(sc, &text, &len, &escaped) < 0) {
         return -1;
     }
-    return escaped || parse_decimal(text, len, out) < 0 ? 1 : 0;
+    return 1;
 }
 
 /* [[ "price", "qty" ], ...] into s. Returns 0 ok, -1 syntax error, 1 field error with *bad at the
@@ -925,7 +919,8 @@ static int side_init(Side *s, double sign)
 
 static inline Py_ssize_t side_len(const Side *s) { return s->hi - s->lo; }
 
-/* first index in [lo, hi) whose key is >= k, galloping down from the best end */
+/* first index in [lo, hi) whose key is >= k. Gallops down from the best end, where most updates
+ * land, then a branchless binary search (no mispredicted branches on deep levels). */
 static Py_ssize_t lower_bound(const Side *s, double k)
 {
     Py_ssize_t right = s->hi, left, step = 1;
@@ -942,15 +937,18 @@ static Py_ssize_t lower_bound(const Side *s, double k)
         right = probe;
         step <<= 1;
     }
-    while (left < right) {
-        Py_ssize_t mid = left + (right - left) / 2;
-        if (s->buf[mid].a < k) {
-            left = mid + 1;
-        } else {
-            right = mid;
-        }
+    /* the answer is in [left, right] */
+    const Level *base = s->buf + left;
+    Py_ssize_t n = right - left;
+    if (n == 0) {
+        return left;
     }
-    return left;
+    while (n > 1) {
+        Py_ssize_t half = n / 2;
+        base = base[half - 1].a < k ? base + half : base;
+        n -= half;
+    }
+    return (base - s->buf) + (base[0].a < k);
 }
 
 /* Re-centre the live levels, growing the array when it is more than half full. */

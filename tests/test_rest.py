@@ -1,164 +1,167 @@
-"""ldc.io.rest against a scripted HTTP server on 127.0.0.1 speaking Binance's REST error conventions
-(rest-api.md: error JSON {"code","msg"}, 429 / 418 with Retry-After, X-MBX-USED-WEIGHT-1M)."""
+"""ldc.io.rest against the local exchange simulator (tests/conftest.py `sim_factory`), which follows
+Binance's rest-api.md: GET /api/v3/depth, error JSON {"code","msg"}, X-MBX-USED-WEIGHT-1M, 429 / 418 with
+Retry-After; faults rest_error, rest_delay, rate_limit (a 429 storm)."""
 
 from __future__ import annotations
 
-import http.server
 import threading
-import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 
+import orjson
 import pytest
 
 from ldc.errors import RateLimitError, RestError
 from ldc.io.governor import STATUS_LOCAL, RateGovernor, unlink_governor
 from ldc.io.rest import RestClient
+from ldc.sim import Simulator
+from ldc.sim.faults import FaultKind, FaultRule
+from ldc.sim.weights import WeightConfig
 
-SNAPSHOT = b'{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}'
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = SNAPSHOT
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-
-
-class ScriptedServer:
-    """Answers each GET with the next scripted reply (the last one repeats) and records the paths."""
-
-    def __init__(self) -> None:
-        self.replies: list[Reply] = [Reply()]
-        self.paths: list[str] = []
-        self.times: list[float] = []
-        self.ports: set[int] = set()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                outer.paths.append(self.path)
-                outer.times.append(time.monotonic())
-                outer.ports.add(self.client_address[1])
-                reply = outer.replies.pop(0) if len(outer.replies) > 1 else outer.replies[0]
-                time.sleep(reply.delay_s)
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+DEPTH = "/api/v3/depth"
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    srv = ScriptedServer()
-    yield srv
-    srv.close()
+def spot(sim_factory: Callable[..., Simulator]) -> Simulator:
+    return sim_factory(spot_symbols=("BTCUSDT", "ETHUSDT"))
 
 
 @pytest.fixture
-def governor() -> Iterator[RateGovernor]:
-    key = f"test-rest-{uuid.uuid4().hex[:12]}"
-    gov = RateGovernor(key, budget=100)
-    yield gov
-    gov.close()
-    unlink_governor(key)
+def governor_factory() -> Iterator[Callable[..., RateGovernor]]:
+    made: list[tuple[str, RateGovernor]] = []
+
+    def make(budget: int, window_ms: int = 60_000) -> RateGovernor:
+        key = f"test-rest-{uuid.uuid4().hex[:12]}"
+        governor = RateGovernor(key, budget=budget, window_ms=window_ms)
+        made.append((key, governor))
+        return governor
+
+    yield make
+    for key, governor in made:
+        governor.close()
+        unlink_governor(key)
 
 
-def test_snapshot_returns_the_body_and_the_exchange_weight(server: ScriptedServer, governor: RateGovernor) -> None:
-    server.replies = [Reply(headers={"X-MBX-USED-WEIGHT-1M": "42"})]
-    with RestClient(server.url, governor=governor) as client:
-        response = client.snapshot("/api/v3/depth", symbol="BNBBTC", limit=100, weight=5)
-    assert (response.status, response.body, response.used_weight) == (200, SNAPSHOT, 42)
-    assert server.paths == ["/api/v3/depth?symbol=BNBBTC&limit=100"]
-    assert governor.used() == 42  # the exchange's count won over our 5
+def _counters(sim: Simulator) -> dict[str, int]:
+    return dict(sim.stats()["counters"])
 
 
-def test_requests_reuse_one_connection(server: ScriptedServer) -> None:
-    with RestClient(server.url, governor=None) as client:
+def test_snapshot_returns_the_body_and_the_exchange_weight(spot: Simulator, governor_factory: Callable[..., RateGovernor]) -> None:
+    governor = governor_factory(100)
+    with RestClient(spot.rest_url, governor=governor) as client:
+        response = client.snapshot(DEPTH, symbol="BTCUSDT", limit=100, weight=5)
+        again = client.snapshot(DEPTH, symbol="ETHUSDT", limit=100, weight=5)
+    doc = orjson.loads(response.body)
+    assert response.status == 200 and set(doc) == {"lastUpdateId", "bids", "asks"}
+    assert (response.used_weight, again.used_weight) == (5, 10)
+    assert governor.used() == 10
+
+
+def test_the_exchange_count_wins_when_someone_else_spent_weight(spot: Simulator, governor_factory: Callable[..., RateGovernor]) -> None:
+    with RestClient(spot.rest_url, governor=None) as other_client:
+        for _ in range(4):
+            other_client.snapshot(DEPTH, symbol="BTCUSDT", limit=1000, weight=50)  # 200 weight we never booked
+    governor = governor_factory(1000)
+    with RestClient(spot.rest_url, governor=governor) as client:
+        client.snapshot(DEPTH, symbol="BTCUSDT", limit=100, weight=5)
+    assert governor.used() == 205
+
+
+def test_requests_reuse_one_keep_alive_connection(spot: Simulator) -> None:
+    with RestClient(spot.rest_url, governor=None) as client:
         for _ in range(5):
-            client.snapshot("/api/v3/depth", symbol="BNBBTC", limit=5, weight=5)
-    assert len(server.paths) == 5
-    assert len(server.ports) == 1
+            client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
+        pools = client._session.get_adapter(spot.rest_url).poolmanager.pools
+        assert [pools[key].num_connections for key in pools.keys()] == [1]  # one pool, one socket opened
 
 
-def test_binance_error_json_becomes_rest_error_with_code(server: ScriptedServer) -> None:
-    server.replies = [Reply(status=400, body=b'{"code":-1121,"msg":"Invalid symbol."}')]
-    with RestClient(server.url, governor=None) as client, pytest.raises(RestError) as info:
-        client.snapshot("/api/v3/depth", symbol="NOPE", limit=100, weight=5)
+def test_unknown_symbol_is_a_rest_error_with_binance_code(spot: Simulator) -> None:
+    with RestClient(spot.rest_url, governor=None) as client, pytest.raises(RestError) as info:
+        client.snapshot(DEPTH, symbol="NOPE", limit=100, weight=5)
     assert (info.value.status, info.value.code) == (400, -1121)
     assert str(info.value) == (
         "GET /api/v3/depth?symbol=NOPE&limit=100: status 400, expected 200, exchange error -1121 'Invalid symbol.'"
     )
 
 
-def test_non_json_server_error_quotes_the_body(server: ScriptedServer) -> None:
-    server.replies = [Reply(status=502, body=b"<html>bad gateway</html>")]
-    with RestClient(server.url, governor=None) as client, pytest.raises(RestError) as info:
-        client.get("/api/v3/depth", params={"symbol": "BTCUSDT"}, weight=1)
-    assert (info.value.status, info.value.code) == (502, None)
-    assert str(info.value).endswith("status 502, expected 200, body b'<html>bad gateway</html>'")
+def test_server_error_carries_code_and_message(spot: Simulator) -> None:
+    spot.add_fault(FaultRule(FaultKind.REST_ERROR, count=1, status=503))
+    with RestClient(spot.rest_url, governor=None) as client:
+        with pytest.raises(RestError) as info:
+            client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
+        assert client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5).status == 200  # one fault, then fine
+    assert (info.value.status, info.value.code) == (503, -1001)
+    assert "status 503, expected 200, exchange error -1001 'Internal error;" in str(info.value)
 
 
-def test_read_timeout_is_a_rest_error_without_status(server: ScriptedServer) -> None:
-    server.replies = [Reply(delay_s=1.5)]
-    with RestClient(server.url, governor=None, read_timeout_s=0.2) as client, pytest.raises(RestError) as info:
-        client.snapshot("/api/v3/depth", symbol="BTCUSDT", limit=5, weight=5)
+def test_slow_answer_times_out_as_a_rest_error_without_status(spot: Simulator) -> None:
+    spot.add_fault(FaultRule(FaultKind.REST_DELAY, count=1, ms=2000))
+    with RestClient(spot.rest_url, governor=None, read_timeout_s=0.3) as client, pytest.raises(RestError) as info:
+        client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
     assert info.value.status is None
-    assert "no answer within 0.2 s" in str(info.value)
+    assert str(info.value).startswith("GET /api/v3/depth?symbol=BTCUSDT&limit=5: no answer within 0.3 s")
 
 
 def test_refused_connection_is_a_rest_error() -> None:
     with RestClient("http://127.0.0.1:9", governor=None) as client, pytest.raises(RestError, match="request failed"):
-        client.snapshot("/api/v3/depth", symbol="BTCUSDT", limit=5, weight=5)
+        client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
 
 
-def test_429_raises_with_retry_after_and_bans_the_host(server: ScriptedServer, governor: RateGovernor) -> None:
-    server.replies = [Reply(status=429, body=b'{"code":-1003,"msg":"Too many requests."}', headers={"Retry-After": "30"})]
-    with RestClient(server.url, governor=governor, grant_timeout_s=1) as client:
+def test_429_raises_with_retry_after_and_holds_back_the_whole_host(
+    spot: Simulator, governor_factory: Callable[..., RateGovernor]
+) -> None:
+    spot.add_fault(FaultRule(FaultKind.RATE_LIMIT, count=1, ms=30_000))
+    governor = governor_factory(1000)
+    with RestClient(spot.rest_url, governor=governor, grant_timeout_s=1) as client:
         with pytest.raises(RateLimitError) as info:
-            client.snapshot("/api/v3/depth", symbol="BTCUSDT", limit=5, weight=5)
-        assert (info.value.status, info.value.retry_after_s) == (429, 30.0)
-        assert "status 429 rate limited, retry after 30 s, exchange error -1003" in str(info.value)
+            client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
         with pytest.raises(RateLimitError) as refused:
-            client.snapshot("/api/v3/depth", symbol="BTCUSDT", limit=5, weight=5)
-    assert refused.value.status == STATUS_LOCAL
-    assert len(server.paths) == 1  # the second request never left the host
+            client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
+    assert (info.value.status, info.value.retry_after_s) == (429, 30.0)
+    assert "status 429 rate limited, retry after 30 s, exchange error -1003" in str(info.value)
+    assert refused.value.status == STATUS_LOCAL  # the second request never left the host
+    assert _counters(spot)["rest_requests"] == 1
 
 
-def test_418_is_an_ip_ban(server: ScriptedServer, governor: RateGovernor) -> None:
-    server.replies = [Reply(status=418, body=b'{"code":-1003,"msg":"Way too many requests; IP banned."}', headers={"Retry-After": "120"})]
-    with RestClient(server.url, governor=governor) as client, pytest.raises(RateLimitError, match="status 418 ip banned"):
-        client.snapshot("/api/v3/depth", symbol="BTCUSDT", limit=5, weight=5)
-    assert governor.ledger().ban_status == 418
-
-
-def test_429_storm_sends_nothing_more_until_retry_after(server: ScriptedServer, governor: RateGovernor) -> None:
-    server.replies = [Reply(status=429, headers={"Retry-After": "1"}), Reply(status=429, headers={"Retry-After": "1"}), Reply()]
-    with RestClient(server.url, governor=governor, grant_timeout_s=5) as client:
+def test_429_storm_is_waited_out_without_a_418(spot: Simulator, governor_factory: Callable[..., RateGovernor]) -> None:
+    spot.add_fault(FaultRule(FaultKind.RATE_LIMIT, count=3, ms=1000))
+    governor = governor_factory(1000)
+    statuses = []
+    with RestClient(spot.rest_url, governor=governor, grant_timeout_s=10) as client:
         while True:
             try:
-                client.snapshot("/api/v3/depth", symbol="BTCUSDT", limit=5, weight=5)
+                client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
+                statuses.append(200)
                 break
             except RateLimitError as exc:
-                assert exc.status == 429
-    assert len(server.paths) == 3  # each retry waited for the ban to pass, none was refused locally
-    assert server.times[1] - server.times[0] >= 0.95 and server.times[2] - server.times[1] >= 0.95
+                statuses.append(exc.status)
+    assert statuses == [429, 429, 429, 200]  # each retry waited for Retry-After: none refused locally
+    assert "rest_418" not in _counters(spot)
+
+
+def test_two_clients_hammering_never_pass_the_weight_limit(
+    sim_factory: Callable[..., Simulator], governor_factory: Callable[..., RateGovernor]
+) -> None:
+    # a 2-second window keeps the test short; the exchange's limit and our budget are equal: no headroom
+    sim = sim_factory(spot_symbols=("BTCUSDT",), weights=WeightConfig(spot_limit=50, window_s=2.0))
+    budget = governor_factory(50, window_ms=2000)
+    used: list[int] = []
+    failures: list[BaseException] = []
+
+    def hammer() -> None:
+        with RestClient(sim.rest_url, governor=budget, grant_timeout_s=10) as client:
+            for _ in range(12):
+                try:
+                    used.append(client.snapshot(DEPTH, symbol="BTCUSDT", limit=100, weight=5).used_weight or 0)
+                except RestError as exc:
+                    failures.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert len(used) == 24 and max(used) <= 50
+    counters = _counters(sim)
+    assert "rest_429" not in counters and "rest_418" not in counters

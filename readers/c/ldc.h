@@ -1,0 +1,430 @@
+/* ldc.h -- header-only C11 reader for ldc shared-memory depth segments, layout 1.0.
+ *
+ * The contract is docs/LAYOUT.md; every struct below mirrors ldc/shm/layout.py and
+ * tests/test_shm_layout.py checks each offset against it. Linux only (futex, flock, /dev/shm).
+ * Uses the GCC/Clang __atomic builtins for the seqlock loads and fences.
+ *
+ * Include this header before any system header (it needs _GNU_SOURCE), or build with -D_GNU_SOURCE.
+ *
+ *   ldc_segment seg; char err[256];
+ *   if (ldc_open(&seg, "spot", err, sizeof err) != LDC_OK) { fprintf(stderr, "%s\n", err); ... }
+ *   ldc_market m; ldc_find(&seg, "BTCUSDT", &m);
+ *   ldc_slot_header h; ldc_level bids[seg.depth], asks[seg.depth];
+ *   int rc = ldc_read(&seg, &m, &h, bids, asks, NULL);   // LDC_OK: h.n_bids bids, h.n_asks asks
+ *   ldc_close(&seg);
+ *
+ * One ldc_segment per thread (it caches the liveness verdict); segments never write to the mapping.
+ */
+#ifndef LDC_H
+#define LDC_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LDC_MAGIC 0x485450454443444CULL /* "LDCDEPTH" little-endian */
+#define LDC_VERSION_MAJOR 1
+#define LDC_VERSION_MINOR 0
+#define LDC_ENDIAN_MARKER 0x0102030405060708ULL
+#define LDC_HEADER_SIZE 384
+#define LDC_DIR_ENTRY_SIZE 64
+#define LDC_SLOT_HEADER_SIZE 128
+#define LDC_SYMBOL_SIZE 40
+#define LDC_LEVEL_SIZE 16
+#define LDC_N_COUNTERS 6
+
+/* header state */
+#define LDC_STATE_INITIALISING 1u
+#define LDC_STATE_RUNNING 2u
+#define LDC_STATE_STOPPED 3u
+
+/* slot status flags */
+#define LDC_SYNCED 0x01u
+#define LDC_STALE 0x02u
+#define LDC_RESYNCING 0x04u
+#define LDC_CROSSED 0x08u
+#define LDC_ERROR 0x10u
+#define LDC_INCOMPLETE 0x20u
+#define LDC_REFRESHING 0x40u
+#define LDC_IN_SYNC_MASK 0x3Fu
+
+/* results */
+#define LDC_OK 0
+#define LDC_OUT_OF_SYNC 1        /* copy valid, status not in sync */
+#define LDC_GONE 2               /* market removed or slot reused: ldc_find again */
+#define LDC_CONTENDED 3          /* no consistent copy within LDC_READ_SPIN_LIMIT_NS, writer alive */
+#define LDC_WRITER_DEAD 4        /* copy valid, but the writer is dead or stopped */
+#define LDC_WRITER_DEAD_NO_COPY 5 /* slot left odd by a dead writer: nothing copied */
+#define LDC_NOT_FOUND 6          /* no such segment or market */
+#define LDC_LAYOUT 7             /* not an ldc segment, other major version, truncated, inconsistent */
+#define LDC_SYSTEM 8             /* a system call failed (errno in the message) */
+
+#define LDC_READ_SPIN_LIMIT_NS 10000000LL       /* give up a read after 10 ms of odd/changing seq */
+#define LDC_LIVENESS_PROBE_INTERVAL_NS 50000000LL /* re-probe the writer lock at most every 50 ms */
+
+typedef struct {
+    uint64_t magic;
+    uint16_t version_major;
+    uint16_t version_minor;
+    uint32_t header_size;
+    uint64_t endian_marker;
+    uint64_t segment_size;
+    uint32_t directory_offset;
+    uint32_t directory_entry_size;
+    uint32_t slots_offset;
+    uint32_t slot_size;
+    uint32_t capacity;
+    uint32_t depth;
+    uint32_t bids_offset;
+    uint32_t asks_offset;
+    uint32_t message_offset;
+    uint32_t message_size;
+    uint32_t heartbeat_interval_ms;
+    uint32_t reserved0;
+    char exchange[32];
+    uint8_t reserved1[16];
+    /* liveness block */
+    uint32_t writer_pid;
+    uint32_t state;
+    int64_t start_time_ns;
+    uint64_t instance_id;
+    int64_t heartbeat_ns;
+    uint64_t dir_seq;
+    uint32_t takeovers;
+    uint32_t market_count;
+    char group[64];
+    uint8_t reserved2[16];
+    /* notify block: alone so sleepers do not share its cache lines */
+    uint32_t notify;
+    uint8_t reserved3[124];
+} ldc_header;
+
+typedef struct {
+    char symbol[LDC_SYMBOL_SIZE];
+    uint64_t gen;
+    uint8_t reserved[16];
+} ldc_dir_entry;
+
+typedef struct {
+    uint64_t seq;
+    uint64_t gen;
+    int64_t update_id;       /* exchange last update id (Binance u); -1 before the first */
+    int64_t event_time_ms;   /* exchange event time, ms since the Unix epoch (Binance E) */
+    int64_t recv_time_ns;    /* feeder receive time, CLOCK_REALTIME ns */
+    int64_t publish_time_ns; /* writer publish time, CLOCK_REALTIME ns */
+    uint32_t status;
+    uint32_t n_bids; /* after ldc_read: clamped to depth */
+    uint32_t n_asks;
+    uint32_t reserved0;
+    uint64_t updates;
+    uint64_t resyncs;
+    uint64_t gaps;
+    uint64_t ignored;
+    uint64_t snapshots;
+    uint64_t audit_mismatches;
+    int64_t status_time_ns;
+    uint64_t reserved1;
+} ldc_slot_header;
+
+typedef struct {
+    double price;
+    double qty;
+} ldc_level;
+
+_Static_assert(sizeof(ldc_header) == LDC_HEADER_SIZE, "header is 384 bytes");
+_Static_assert(offsetof(ldc_header, writer_pid) == 128, "liveness block at 128");
+_Static_assert(offsetof(ldc_header, dir_seq) == 160, "dir_seq at 160");
+_Static_assert(offsetof(ldc_header, notify) == 256, "notify block at 256");
+_Static_assert(sizeof(ldc_dir_entry) == LDC_DIR_ENTRY_SIZE, "directory entry is 64 bytes");
+_Static_assert(offsetof(ldc_dir_entry, gen) == 40, "entry gen at 40");
+_Static_assert(sizeof(ldc_slot_header) == LDC_SLOT_HEADER_SIZE, "slot header is 128 bytes");
+_Static_assert(offsetof(ldc_slot_header, status) == 48, "status at 48");
+_Static_assert(offsetof(ldc_slot_header, updates) == 64, "counters at 64");
+_Static_assert(sizeof(ldc_level) == LDC_LEVEL_SIZE, "level is 16 bytes");
+
+typedef struct {
+    int fd;                 /* read-only fd of the segment file, also the liveness probe's */
+    const uint8_t *base;    /* PROT_READ mapping */
+    size_t mapped;
+    const ldc_header *hdr;
+    /* geometry, copied from the validated header */
+    uint32_t depth, capacity, slot_size, slots_offset, directory_offset, directory_entry_size;
+    uint32_t bids_offset, asks_offset, message_offset, message_size;
+    uint32_t *waiters;      /* waiter counter (RW), or NULL: then ldc_wait polls */
+    int64_t next_probe_ns;
+    int last_alive;
+    uint64_t retries;       /* failed read attempts, cumulative (for benchmarks) */
+    char name[96];
+} ldc_segment;
+
+typedef struct {
+    uint32_t slot;
+    uint64_t gen;
+    char symbol[LDC_SYMBOL_SIZE];
+} ldc_market;
+
+static inline int ldc_in_sync(uint32_t status) { return (status & LDC_IN_SYNC_MASK) == LDC_SYNCED; }
+
+static inline int64_t ldc__now(clockid_t clk) {
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline void ldc__relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+__attribute__((format(printf, 4, 5))) static inline int ldc__fail(char *err, size_t errlen, int code,
+                                                                   const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* Section 7 of docs/LAYOUT.md, in order. */
+static inline int ldc__validate(ldc_segment *s, char *err, size_t errlen) {
+    const ldc_header *h = s->hdr;
+    uint64_t magic = __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE); /* pairs with the writer's release */
+    if (magic == 0)
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s is not initialised (magic is 0)", s->name);
+    if (magic != LDC_MAGIC)
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has magic %#llx, expected %#llx", s->name,
+                         (unsigned long long)magic, LDC_MAGIC);
+    if (h->version_major != LDC_VERSION_MAJOR)
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has layout version %u.%u, this reader understands %d.%d",
+                         s->name, (unsigned)h->version_major, (unsigned)h->version_minor, LDC_VERSION_MAJOR,
+                         LDC_VERSION_MINOR);
+    if (h->endian_marker != LDC_ENDIAN_MARKER)
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has endian marker %#llx, expected %#llx", s->name,
+                         (unsigned long long)h->endian_marker, LDC_ENDIAN_MARKER);
+    uint64_t d = h->depth, c = h->capacity;
+    int bad = h->header_size < LDC_HEADER_SIZE || h->directory_entry_size < LDC_DIR_ENTRY_SIZE ||
+              h->directory_offset < h->header_size ||
+              h->directory_offset + c * h->directory_entry_size > h->slots_offset || h->slots_offset % 128 ||
+              h->slot_size % 128 || d < 1 || c < 1 || h->bids_offset < LDC_SLOT_HEADER_SIZE ||
+              h->asks_offset < h->bids_offset + d * LDC_LEVEL_SIZE ||
+              h->message_offset < h->asks_offset + d * LDC_LEVEL_SIZE ||
+              (uint64_t)h->message_offset + h->message_size > h->slot_size ||
+              h->slots_offset + c * h->slot_size > h->segment_size;
+    if (bad)
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has an inconsistent layout (depth %llu, capacity %llu)",
+                         s->name, (unsigned long long)d, (unsigned long long)c);
+    if (h->segment_size > s->mapped)
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has segment_size %llu but the file has %zu bytes (truncated)",
+                         s->name, (unsigned long long)h->segment_size, s->mapped);
+    s->depth = h->depth;
+    s->capacity = h->capacity;
+    s->slot_size = h->slot_size;
+    s->slots_offset = h->slots_offset;
+    s->directory_offset = h->directory_offset;
+    s->directory_entry_size = h->directory_entry_size;
+    s->bids_offset = h->bids_offset;
+    s->asks_offset = h->asks_offset;
+    s->message_offset = h->message_offset;
+    s->message_size = h->message_size;
+    return LDC_OK;
+}
+
+static inline void ldc__open_waiters(ldc_segment *s, const char *group) {
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/ldc-%s.waiters", group);
+    s->waiters = NULL;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return; /* no write access: ldc_wait polls */
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p != MAP_FAILED) s->waiters = (uint32_t *)p;
+}
+
+/* Attach read-only to /dev/shm/ldc-<group>. On failure returns LDC_NOT_FOUND, LDC_LAYOUT or
+ * LDC_SYSTEM with a message in err. */
+static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    snprintf(s->name, sizeof s->name, "/ldc-%s", group);
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/ldc-%s", group);
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0)
+        return ldc__fail(err, errlen, errno == ENOENT ? LDC_NOT_FOUND : LDC_SYSTEM,
+                         "cannot open segment %s: %s", s->name, strerror(errno));
+    struct stat st = {0};
+    if (fstat(s->fd, &st) < 0 || st.st_size < LDC_HEADER_SIZE) {
+        long long size = (long long)st.st_size;
+        close(s->fd);
+        s->fd = -1;
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s is %lld bytes, expected at least a %d-byte header",
+                         s->name, size, LDC_HEADER_SIZE);
+    }
+    s->mapped = (size_t)st.st_size;
+    void *p = mmap(NULL, s->mapped, PROT_READ, MAP_SHARED, s->fd, 0);
+    if (p == MAP_FAILED) {
+        close(s->fd);
+        s->fd = -1;
+        return ldc__fail(err, errlen, LDC_SYSTEM, "cannot map segment %s: %s", s->name, strerror(errno));
+    }
+    s->base = p;
+    s->hdr = p;
+    int rc = ldc__validate(s, err, errlen);
+    if (rc != LDC_OK) {
+        munmap(p, s->mapped);
+        close(s->fd);
+        s->fd = -1;
+        s->base = NULL;
+        return rc;
+    }
+    s->last_alive = 1;
+    ldc__open_waiters(s, group);
+    return LDC_OK;
+}
+
+static inline void ldc_close(ldc_segment *s) {
+    if (s->base) munmap((void *)s->base, s->mapped);
+    if (s->waiters) munmap(s->waiters, 4096);
+    if (s->fd >= 0) close(s->fd);
+    s->base = NULL;
+    s->waiters = NULL;
+    s->fd = -1;
+}
+
+/* 1 when a running writer holds the segment's exclusive flock (section 10), else 0. */
+static inline int ldc_writer_alive(ldc_segment *s) {
+    if (__atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) != LDC_STATE_RUNNING) return 0;
+    if (flock(s->fd, LOCK_SH | LOCK_NB) == 0) {
+        flock(s->fd, LOCK_UN);
+        return 0;
+    }
+    return 1;
+}
+
+static inline int ldc__alive_cached(ldc_segment *s) {
+    if (__atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) != LDC_STATE_RUNNING) return 0;
+    int64_t now = ldc__now(CLOCK_MONOTONIC_COARSE);
+    if (now >= s->next_probe_ns) {
+        s->last_alive = ldc_writer_alive(s);
+        s->next_probe_ns = now + LDC_LIVENESS_PROBE_INTERVAL_NS;
+    }
+    return s->last_alive;
+}
+
+/* Resolve a symbol through the directory seqlock (section 9). LDC_OK, LDC_NOT_FOUND or LDC_CONTENDED. */
+static inline int ldc_find(ldc_segment *s, const char *symbol, ldc_market *out) {
+    const uint64_t *seq = &s->hdr->dir_seq;
+    const uint8_t *dir = s->base + s->directory_offset;
+    int64_t deadline = ldc__now(CLOCK_MONOTONIC) + LDC_READ_SPIN_LIMIT_NS;
+    while (ldc__now(CLOCK_MONOTONIC) < deadline) {
+        uint64_t d1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        if (d1 & 1) {
+            ldc__relax();
+            continue;
+        }
+        int found = 0;
+        ldc_market m = {0};
+        for (uint32_t i = 0; i < s->capacity; i++) {
+            ldc_dir_entry e;
+            memcpy(&e, dir + (size_t)i * s->directory_entry_size, sizeof e);
+            if (e.gen != 0 && strncmp(e.symbol, symbol, LDC_SYMBOL_SIZE) == 0 && !found) {
+                found = 1;
+                m.slot = i;
+                m.gen = e.gen;
+                memcpy(m.symbol, e.symbol, LDC_SYMBOL_SIZE);
+                m.symbol[LDC_SYMBOL_SIZE - 1] = '\0';
+            }
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(seq, __ATOMIC_RELAXED) != d1) continue;
+        if (!found) return LDC_NOT_FOUND;
+        *out = m;
+        return LDC_OK;
+    }
+    return LDC_CONTENDED;
+}
+
+/* Validated copy of one market (section 8). bids and asks must hold seg->depth levels each;
+ * message (may be NULL) seg->message_size bytes. On LDC_OK / LDC_OUT_OF_SYNC / LDC_WRITER_DEAD the
+ * copy is consistent and h->n_bids / h->n_asks are clamped to depth. */
+static inline int ldc_read(ldc_segment *s, const ldc_market *m, ldc_slot_header *h, ldc_level *bids,
+                           ldc_level *asks, char *message) {
+    if (m->slot >= s->capacity) return LDC_GONE;
+    const uint8_t *p = s->base + s->slots_offset + (size_t)m->slot * s->slot_size;
+    const uint64_t *seq = (const uint64_t *)p;
+    int64_t deadline = 0;
+    for (unsigned attempt = 1;; attempt++) {
+        uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        if (!(s1 & 1)) {
+            memcpy(h, p, sizeof *h);
+            uint32_t nb = h->n_bids < s->depth ? h->n_bids : s->depth; /* garbage until validated: clamp */
+            uint32_t na = h->n_asks < s->depth ? h->n_asks : s->depth;
+            memcpy(bids, p + s->bids_offset, (size_t)nb * LDC_LEVEL_SIZE);
+            memcpy(asks, p + s->asks_offset, (size_t)na * LDC_LEVEL_SIZE);
+            if (message) memcpy(message, p + s->message_offset, s->message_size);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(seq, __ATOMIC_RELAXED) == s1) {
+                h->seq = s1;
+                h->n_bids = nb;
+                h->n_asks = na;
+                if (message) message[s->message_size - 1] = '\0';
+                break;
+            }
+        }
+        s->retries++;
+        ldc__relax();
+        if (attempt % 256 == 0) {
+            int64_t now = ldc__now(CLOCK_MONOTONIC);
+            if (deadline == 0) {
+                deadline = now + LDC_READ_SPIN_LIMIT_NS;
+            } else if (now >= deadline) {
+                s->next_probe_ns = 0; /* stuck odd: most likely a dead writer, probe now */
+                return ldc__alive_cached(s) ? LDC_CONTENDED : LDC_WRITER_DEAD_NO_COPY;
+            }
+        }
+    }
+    if (h->gen != m->gen) return LDC_GONE;
+    if (!ldc__alive_cached(s)) return LDC_WRITER_DEAD;
+    return ldc_in_sync(h->status) ? LDC_OK : LDC_OUT_OF_SYNC;
+}
+
+/* Current value of the notify word; read it before checking what you wait for (section 11). */
+static inline uint32_t ldc_notify_value(const ldc_segment *s) {
+    return __atomic_load_n(&s->hdr->notify, __ATOMIC_ACQUIRE);
+}
+
+/* Sleep while the notify word equals `expected`, at most timeout_ns. Returns the word's value
+ * afterwards (differs from expected when the writer published). Spurious returns happen. */
+static inline uint32_t ldc_wait(ldc_segment *s, uint32_t expected, int64_t timeout_ns) {
+    const int64_t poll_ns = 5000000; /* without the waiter counter the writer never wakes us */
+    if (!s->waiters && timeout_ns > poll_ns) timeout_ns = poll_ns;
+    if (timeout_ns < 0) timeout_ns = 0;
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000LL), (long)(timeout_ns % 1000000000LL)};
+    if (s->waiters) __atomic_add_fetch(s->waiters, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, (uint32_t *)&s->hdr->notify, FUTEX_WAIT, expected, &ts, NULL, 0);
+    if (s->waiters) __atomic_sub_fetch(s->waiters, 1, __ATOMIC_SEQ_CST);
+    return ldc_notify_value(s);
+}
+
+#endif /* LDC_H */

@@ -109,7 +109,8 @@ def run_full(capture: Capture, timer: Callable[[], int] | None) -> tuple[float, 
     """raw bytes -> parse -> sync -> book -> top-20 per diff; returns (seconds, per-diff ns, sync)."""
     sync = synced(capture)
     bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
-    on_diff, parse, per_diff = sync.on_diff, parse_depth, []
+    on_diff, parse = sync.on_diff, parse_depth
+    per_diff: list[float] = []
     start = time.perf_counter()
     if timer is None:
         for raw, now in capture.timed:
@@ -129,7 +130,8 @@ def run_parsed(capture: Capture, timer: Callable[[], int] | None) -> tuple[float
     sync = synced(capture)
     diffs = [(parse_depth(raw), now) for raw, now in capture.timed]
     bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
-    on_diff, per_diff = sync.on_diff, []
+    on_diff = sync.on_diff
+    per_diff: list[float] = []
     start = time.perf_counter()
     if timer is None:
         for diff, now in diffs:

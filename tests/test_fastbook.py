@@ -390,3 +390,63 @@ def test_parsed_diff_levels_are_materialised_once() -> None:
     assert diff.bids is diff.bids
     assert diff.asks is diff.asks
     assert json.loads(SPOT_RAW)["b"] == [["61737.63000000", "0.00000000"]]
+
+
+def snapshot_from(raw: bytes) -> DepthSnapshot:
+    msg = orjson.loads(raw)
+    return DepthSnapshot(msg["lastUpdateId"], as_levels(msg["bids"]), as_levels(msg["asks"]), 1000)
+
+
+def continues(diff: Any, book_id: int, futures: bool) -> bool:
+    """Binance's documented chaining: spot ``U == previous u + 1``, futures ``pu == previous u``."""
+    return diff.prev_final_id == book_id if futures else diff.first_id == book_id + 1
+
+
+@pytest.mark.parametrize("name, futures, checkpoints", [
+    ("spot_btcusdt_20240808.gz", False, 564),
+    ("usdm_btcusdt_20240808.gz", True, 629),
+    ("coinm_btcusd_perp_20240808.gz", True, 1124),
+])
+def test_both_books_replay_the_capture_and_match_binance_book_ticker(name: str, futures: bool, checkpoints: int) -> None:
+    """Snapshot (limit 1000) + diffs with the documented rules; after every diff the C book and the
+    reference agree on the top 20 and on coverage, and wherever Binance's own ``@bookTicker`` names
+    the book's update id, both books' best bid and ask equal it (price and quantity)."""
+    fast, ref = FastBook(depth=20), OrderBook(depth=20)
+    buffered: list[Any] = []
+    book_id: int | None = None
+    tops: dict[int, tuple[Any, Any]] = {}
+    tickers: dict[int, tuple[Level, Level]] = {}
+    out = [np.zeros((20, 2)) for _ in range(4)]
+    for raw in capture_lines(name):
+        diff = parse_depth(raw)
+        if diff is None and raw.startswith(b'{"lastUpdateId"'):
+            snapshot = snapshot_from(raw)
+            fast.load_snapshot(snapshot)
+            ref.load_snapshot(snapshot)
+            book_id = snapshot.last_update_id
+            # spot drops u <= lastUpdateId, futures u < lastUpdateId; the first kept diff straddles it
+            kept = [d for d in buffered if d.final_id >= book_id + (0 if futures else 1)]
+            assert kept and kept[0].first_id <= book_id + (0 if futures else 1)
+            for d in kept:
+                fast.apply_diff(d)
+                ref.apply_diff(d)
+                book_id = d.final_id
+        elif diff is None:
+            data = orjson.loads(raw)["data"]
+            if "A" in data:  # bookTicker
+                tickers[data["u"]] = ((float(data["b"]), float(data["B"])), (float(data["a"]), float(data["A"])))
+        elif book_id is None:
+            buffered.append(diff)
+        else:
+            assert continues(diff, book_id, futures), f"gap after {book_id}"
+            assert fast.apply_diff(diff) == ref.apply_diff(diff)
+            book_id = diff.final_id
+            assert fast.top(20, out[0], out[1]) == ref.top(20, out[2], out[3])
+            assert out[0].tolist() == out[2].tolist() and out[1].tolist() == out[3].tolist()
+            assert fast.covers(20) == ref.covers(20)
+            tops[book_id] = (fast.best_bid(), fast.best_ask())
+    matched = [u for u in tops if u in tickers]
+    assert len(matched) == checkpoints
+    assert [tops[u] for u in matched] == [tickers[u] for u in matched]
+    assert fast.levels() == ref.levels()
+    assert fast.coverage() == ref.coverage()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
+from requests.adapters import HTTPAdapter
 
 from ldc.errors import RateLimitError, RestError
 from ldc.io.governor import STATUS_LOCAL, RateGovernor, unlink_governor
@@ -71,7 +72,9 @@ def test_requests_reuse_one_keep_alive_connection(spot: Simulator) -> None:
     with RestClient(spot.rest_url, governor=None) as client:
         for _ in range(5):
             client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
-        pools = client._session.get_adapter(spot.rest_url).poolmanager.pools
+        adapter = client._session.get_adapter(spot.rest_url)
+        assert isinstance(adapter, HTTPAdapter)
+        pools = adapter.poolmanager.pools
         assert [pools[key].num_connections for key in pools.keys()] == [1]  # one pool, one socket opened
 
 
@@ -126,7 +129,7 @@ def test_429_raises_with_retry_after_and_holds_back_the_whole_host(
 def test_429_storm_is_waited_out_without_a_418(spot: Simulator, governor_factory: Callable[..., RateGovernor]) -> None:
     spot.add_fault(FaultRule(FaultKind.RATE_LIMIT, count=3, ms=1000))
     governor = governor_factory(1000)
-    statuses = []
+    statuses: list[int | None] = []
     with RestClient(spot.rest_url, governor=governor, grant_timeout_s=10) as client:
         while True:
             try:

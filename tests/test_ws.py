@@ -276,6 +276,64 @@ def test_refused_connections_back_off_until_the_server_appears(sim_factory: Call
         pool.stop()
 
 
+class Blackhole:
+    """A TCP relay in front of the simulator; ``cut()`` makes its open connections swallow everything both
+    ways, as a dead network path does (no FIN, no RST). New connections pass normally."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_conns: set[int] = set()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            ident = id(client)
+            threading.Thread(target=self._pump, args=(client, upstream, ident), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, ident), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, ident: int) -> None:
+        try:
+            while data := src.recv(65536):
+                if ident not in self.cut_conns:
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        self.cut_conns |= {id(s) for s in self.sockets[0::2]}
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_silent_connection_is_pinged_then_dropped_and_reopened(spot: Simulator) -> None:
+    relay = Blackhole(spot.port)
+    recorder = Recorder()
+    options = WsOptions(idle_ping_after_s=0.3, pong_timeout_s=0.5, read_poll_s=0.05, backoff_initial_s=0.05)
+    pool = WsPool(f"ws://127.0.0.1:{relay.port}/stream", recorder, options=options)
+    pool.start(SPOT[:1])
+    try:
+        wait_for(lambda: recorder.messages, "first frames")
+        relay.cut()
+        wait_for(lambda: len(recorder.opens()) == 2, "the reconnect")
+        wait_for(lambda: recorder.count(recorder.opens()[1][0]) > 0, "frames on the new connection")
+    finally:
+        pool.stop()
+        relay.close()
+    assert recorder.closes()[0] == (recorder.opens()[0][0], CloseReason.PING_TIMEOUT)
+
+
 def test_stop_from_another_thread_is_prompt(spot: Simulator) -> None:
     recorder = Recorder()
     pool = _pool(spot, recorder, WsOptions(max_streams_per_connection=1))

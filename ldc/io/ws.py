@@ -77,7 +77,7 @@ class CloseReason(str, enum.Enum):
     ERROR = "error"  # a socket or protocol error
 
 
-_GRACEFUL = frozenset((CloseReason.STOPPED, CloseReason.REMOVED, CloseReason.ROLLED_OVER, CloseReason.PING_TIMEOUT))
+_GRACEFUL = frozenset((CloseReason.STOPPED, CloseReason.REMOVED, CloseReason.ROLLED_OVER))  # a silent path gets no close handshake
 
 
 class WsHandler(Protocol):
@@ -226,7 +226,7 @@ class _Conn:
                 ws.close(timeout=CLOSE_TIMEOUT_S)
             except (OSError, websocket.WebSocketException):
                 pass
-        ws.shutdown()
+        ws.shutdown()  # type: ignore[no-untyped-call]
         log.info("ws %d closed: %s", self.conn_id, reason.value)
         self.pool.handler.on_close(self.conn_id, reason, tuple(self.subscribed))
         return reason

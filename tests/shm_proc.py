@@ -4,7 +4,8 @@ Modes:
   hold GROUP SYMBOL          writer: create, publish one book, print "ready", sleep until killed
   midwrite GROUP SYMBOL      writer: publish, then leave the slot's seq odd (as if killed inside a
                              write), print "odd", sleep until killed
-  torture-writer GROUP SECONDS   publish checksummed payloads as fast as possible
+  torture-writer GROUP SECONDS   publish checksummed payloads as fast as possible until SIGTERM
+                             (or SECONDS), then print JSON {"publishes"}
   torture-reader GROUP SECONDS MODE   MODE "validated" (Reader.read_into) or "raw" (no seqlock):
                              verify every copy, print JSON {"reads", "torn", "contended"}
   sleep-reader GROUP SYMBOL  register as a waiter, print "waiting", block in wait_for_update
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import mmap
+import signal
 import sys
 import time
 
@@ -77,6 +79,8 @@ def _writer_hold(group: str, symbol: str, leave_odd: bool) -> None:
 
 
 def torture_writer(group: str, seconds: float) -> None:
+    stop: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     with SegmentWriter(group, depth=TORTURE_DEPTH, capacity=4) as w:
         slot = w.add_market(TORTURE_SYMBOL)
         payloads = [payload(k, TORTURE_DEPTH) for k in range(PAYLOADS)]
@@ -84,15 +88,13 @@ def torture_writer(group: str, seconds: float) -> None:
         print("ready", flush=True)
         deadline = time.monotonic() + seconds
         k = 0
-        while True:
+        while not stop and time.monotonic() < deadline:
             for j in range(PAYLOADS):
                 bids, asks, nb, na = payloads[j]
                 # update_id is the payload index, so payloads are precomputed on both sides
                 publish(slot, update_id=j, event_time_ms=j * 7, recv_time_ns=k, status=Status.SYNCED,
                         bids=bids, asks=asks, n_bids=nb, n_asks=na)
                 k += 1
-            if time.monotonic() > deadline:
-                break
         print(json.dumps({"publishes": k}), flush=True)
 
 

@@ -119,6 +119,25 @@ class Config:
         raise ConfigError(f"{self.path}: no group {name!r}, expected one of {known}")
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a group's feeder connects."""
+
+    rest_url: str  # REST base, e.g. https://api.binance.com
+    ws_stream_url: str  # combined-stream endpoint without its query, e.g. wss://fstream.binance.com/public/stream
+
+
+def endpoints(group: GroupConfig) -> Endpoints:
+    """The exchange's endpoints, or the group's overrides: ``rest_url`` replaces the REST base, ``ws_url``
+    replaces the websocket base and the venue's route (USD-M ``/public``) and ``/stream`` still follow."""
+    venues = _venue_exchanges()
+    if venues is None:
+        raise ConfigError(f"group {group.name!r}: the venue table ldc.venues.binance cannot be imported")
+    venue = venues[group.exchange]
+    ws_base = group.ws_url or venue.ws_base_url
+    return Endpoints(rest_url=group.rest_url or venue.rest_base_url, ws_stream_url=f"{ws_base}{venue.ws_route}/stream")
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a configuration file; ``ConfigError`` on any problem, before anything starts."""
     source = str(path)

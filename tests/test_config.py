@@ -11,6 +11,7 @@ from ldc.config import (
     DEFAULT_REFRESH_INTERVAL_S,
     MAX_STREAMS_PER_CONNECTION,
     GroupConfig,
+    endpoints,
     known_exchanges,
     load_config,
     parse_config,
@@ -166,3 +167,16 @@ def test_reload_of_a_broken_file_raises_and_leaves_the_old_group(tmp_path: Path)
     with pytest.raises(ConfigError, match="found 'ETH USDT'"):
         reload_group(path, "spot")
     assert old.symbols == ("BTCUSDT", "ETHUSDT")
+
+
+def test_endpoints_come_from_the_venue_table_or_the_overrides() -> None:
+    spot = parse_config(_group()).groups[0]
+    assert (endpoints(spot).rest_url, endpoints(spot).ws_stream_url) == (
+        "https://api.binance.com",
+        "wss://stream.binance.com:9443/stream",
+    )
+    usdm = parse_config(_group('ws_url = "ws://127.0.0.1:9000/usdm"', exchange="binance.com-futures")).groups[0]
+    assert (endpoints(usdm).rest_url, endpoints(usdm).ws_stream_url) == (
+        "https://fapi.binance.com",
+        "ws://127.0.0.1:9000/usdm/public/stream",  # the 2026 URL split's route follows the override
+    )

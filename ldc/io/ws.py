@@ -12,7 +12,8 @@ threads at once:
 - ``on_open(conn_id, streams, replaces)`` after the handshake, before any of that connection's frames.
   ``replaces`` is the id of a connection being rolled over (age, or ``serverShutdown``): both deliver the
   same streams until the consumer has moved its markets and calls ``pool.release(replaces)`` (or
-  ``ROLLOVER_OVERLAP_MAX_S`` passes), so no market needs to go out of sync.
+  ``ROLLOVER_OVERLAP_MAX_S`` passes), so no market needs to go out of sync. (If the old connection died
+  first, its ``on_close`` came already: treat the open as a plain one.)
 - ``on_message(conn_id, raw, recv_time_ns)`` for every data frame, raw bytes (``skip_utf8_validation``:
   websocket-client's pure-Python UTF-8 check costs ~155 us per 1.3 KB frame, parsing validates anyway),
   ``recv_time_ns`` on the wall clock (compare with the exchange's event time). Malformed frames are passed
@@ -234,7 +235,8 @@ class _Conn:
     def _read(self, ws: websocket.WebSocket) -> CloseReason:
         opts, handler, conn_id = self.pool.options, self.pool.handler, self.conn_id
         rate = _ControlRate(opts.control_msgs_per_s, time.monotonic())
-        opened = last_rx = time.monotonic()
+        opened = time.monotonic()
+        last_rx_ns = time.time_ns()  # the wall clock already read per frame; a jump only shifts one ping
         pinged = 0.0
         shutdown_seen = False
         next_check_ns = 0
@@ -245,7 +247,7 @@ class _Conn:
                 opcode, frame = -1, None
             now_ns = time.time_ns()
             if frame is not None:
-                last_rx, pinged = time.monotonic(), 0.0
+                last_rx_ns, pinged = now_ns, 0.0
                 if opcode == ABNF.OPCODE_TEXT or opcode == ABNF.OPCODE_BINARY:
                     raw: bytes = frame.data
                     if len(raw) > SMALL_FRAME_BYTES or not self._control(raw):
@@ -267,9 +269,11 @@ class _Conn:
             if self.successor is None and (now - opened >= opts.rollover_after_s or self._rollover_requested()):
                 log.info("ws %d: %.0f s old, rolling over", conn_id, now - opened)
                 self._start_successor()
-            if self.successor is None and not self._reconcile(ws, rate, now):
+            if not self._lane_streams():
                 return CloseReason.REMOVED
-            if now - last_rx >= opts.idle_ping_after_s:
+            if self.successor is None:
+                self._reconcile(ws, rate, now)
+            if now_ns - last_rx_ns >= opts.idle_ping_after_s * 1e9:
                 if pinged and now - pinged >= opts.pong_timeout_s:
                     return CloseReason.PING_TIMEOUT
                 if not pinged and rate.take(now):
@@ -294,14 +298,12 @@ class _Conn:
             log.warning("ws %d: control message %s refused: %s", self.conn_id, doc.get("id"), doc["error"])
         return True
 
-    def _reconcile(self, ws: websocket.WebSocket, rate: _ControlRate, now: float) -> bool:
-        """Send the SUBSCRIBE / UNSUBSCRIBE the lane's desired streams call for; False once it is empty."""
+    def _reconcile(self, ws: websocket.WebSocket, rate: _ControlRate, now: float) -> None:
+        """Send the SUBSCRIBE / UNSUBSCRIBE the lane's desired streams call for, one message at a time."""
         with self.pool._lock:
             version = self.lane.version
             desired = list(self.lane.streams) if version != self._seen_version else None
         if desired is not None:
-            if not desired:
-                return False
             wanted = set(desired)
             have = set(self.subscribed) | set(self._pending)
             self._pending = [s for s in self._pending if s in wanted] + [s for s in desired if s not in have]
@@ -317,7 +319,6 @@ class _Conn:
             streams, self._pending = self._pending[:batch], self._pending[batch:]
             ws.send(self.pool._control_message("SUBSCRIBE", streams))
             self.subscribed += streams
-        return True
 
     # rollover ---------------------------------------------------------------------------------------------
 

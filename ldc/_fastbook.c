@@ -34,7 +34,8 @@
 #define FAST_MANTISSA_MAX (1ULL << 53)  /* integers up to 2^53 are exact doubles */
 #define FAST_POW10_MAX 22         /* 10^22 is the largest power of ten that is an exact double */
 #define MIN_SIDE_CAPACITY 64      /* levels per side allocated up front */
-#define SYMBOL_CACHE_CHARS 32     /* symbols up to this length reuse the previous str object */
+#define SYMBOL_CACHE_CHARS 32     /* symbols up to this length are cached */
+#define SYMBOL_CACHE_SLOTS 256    /* cached symbol strs */
 #define FOUND_EXCERPT_CHARS 40    /* how much of an offending value an error message quotes */
 #define ERROR_MESSAGE_CHARS 200
 
@@ -668,21 +669,30 @@ typedef struct {
 } ParsedDiff;
 
 static PyTypeObject ParsedDiffType;
-static PyObject *symbol_cache; /* the last symbol str, reused while messages keep the same symbol */
+/* Symbol strs reused across messages: a feeder sees the same few hundred symbols all day, so one
+ * str per message would be waste. Direct-mapped by a hash of the symbol's bytes. */
+static PyObject *symbol_cache[SYMBOL_CACHE_SLOTS];
 
 static PyObject *symbol_object(const char *text, Py_ssize_t len)
 {
-    if (symbol_cache != NULL && len <= SYMBOL_CACHE_CHARS) {
+    if (len > SYMBOL_CACHE_CHARS) {
+        return PyUnicode_DecodeUTF8(text, len, "strict");
+    }
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < len; i++) {
+        hash = (hash ^ (unsigned char)text[i]) * 16777619u;
+    }
+    PyObject **slot = &symbol_cache[hash % SYMBOL_CACHE_SLOTS];
+    if (*slot != NULL) {
         Py_ssize_t cached_len;
-        const char *cached = PyUnicode_AsUTF8AndSize(symbol_cache, &cached_len);
+        const char *cached = PyUnicode_AsUTF8AndSize(*slot, &cached_len);
         if (cached != NULL && cached_len == len && memcmp(cached, text, (size_t)len) == 0) {
-            Py_INCREF(symbol_cache);
-            return symbol_cache;
+            return Py_NewRef(*slot);
         }
     }
     PyObject *symbol = PyUnicode_DecodeUTF8(text, len, "strict");
-    if (symbol != NULL && len <= SYMBOL_CACHE_CHARS) {
-        Py_XSETREF(symbol_cache, Py_NewRef(symbol));
+    if (symbol != NULL) {
+        Py_XSETREF(*slot, Py_NewRef(symbol));
     }
     return symbol;
 }

@@ -397,7 +397,7 @@ def snapshot_from(raw: bytes) -> DepthSnapshot:
     return DepthSnapshot(msg["lastUpdateId"], as_levels(msg["bids"]), as_levels(msg["asks"]), 1000)
 
 
-def continues(diff: Any, book_id: int, futures: bool) -> bool:
+def continues(diff: DepthDiff, book_id: int, futures: bool) -> bool:
     """Binance's documented chaining: spot ``U == previous u + 1``, futures ``pu == previous u``."""
     return diff.prev_final_id == book_id if futures else diff.first_id == book_id + 1
 

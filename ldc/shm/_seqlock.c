@@ -149,6 +149,7 @@ typedef struct {
     int lock_fd;            /* fd of the segment file, for the flock liveness probe (readers) */
     int64_t next_probe_ns;  /* CLOCK_MONOTONIC_COARSE deadline of the next probe */
     int last_probe_alive;
+    unsigned long long retries; /* failed read attempts, cumulative (benchmarks) */
     Layout L;
 } Segment;
 
@@ -244,6 +245,7 @@ static int seq_copy(Segment *s, Py_ssize_t slot, char *dst, int with_message, Py
                 return 1;
             }
         }
+        s->retries++;
         cpu_relax();
         if (attempt % SPIN_CHECK_EVERY == 0) {
             int64_t now = clock_ns(CLOCK_MONOTONIC);
@@ -751,6 +753,8 @@ static void Segment_dealloc(Segment *s) {
 
 static PyObject *Segment_has_waiter_count(Segment *s, void *Py_UNUSED(c)) { return PyBool_FromLong(s->waiters != NULL); }
 
+static PyObject *Segment_retries(Segment *s, void *Py_UNUSED(c)) { return PyLong_FromUnsignedLongLong(s->retries); }
+
 static PyMethodDef Segment_methods[] = {
     {"read", (PyCFunction)(void (*)(void))Segment_read, METH_FASTCALL,
      "read(slot, gen, out, with_message=False) -> result code; copies one slot under the seqlock"},
@@ -782,6 +786,7 @@ static PyMethodDef Segment_methods[] = {
 
 static PyGetSetDef Segment_getset[] = {
     {"has_waiter_count", (getter)Segment_has_waiter_count, NULL, "True when wait() registers as a waiter", NULL},
+    {"retries", (getter)Segment_retries, NULL, "failed read attempts so far (seq odd or changed)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

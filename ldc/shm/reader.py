@@ -355,17 +355,23 @@ class Reader:
 
         Raises MarketNotFound, OutOfSync / WriterDead (unless ``allow_out_of_sync``; a dead
         writer's last book then carries STALE), ReadContention."""
-        buf = self.read_into(symbol, self._scratch, allow_out_of_sync=allow_out_of_sync)
+        # read_into's fast path inlined: snapshot() sits in hot loops too
+        buf = self._scratch
+        entry = self._slots.get(symbol)
+        if entry is None or self._read(entry[0], entry[1], buf) != READ_OK:
+            buf = self._read_slow(symbol, buf, allow_out_of_sync)
         update_id, event_ms, recv_ns, publish_ns, status, nb, na = buf.fields
         if depth is not None:
             nb, na = min(nb, depth), min(na, depth)
         if allow_out_of_sync and not self._seg.probe():
             status |= Status.STALE
+        bids, asks = buf.bids, buf.asks
+        # copying a whole array skips building a slice view first (the common, full-depth case)
+        bids = bids.copy() if nb == len(bids) else bids[:nb].copy()
+        asks = asks.copy() if na == len(asks) else asks[:na].copy()
         flags = _STATUS_CACHE.get(status) or Status(status)
-        # tuple.__new__ skips NamedTuple's Python-level __new__: snapshot() is on hot paths too
-        return tuple.__new__(
-            Snapshot, (symbol, _head(buf.bids, nb), _head(buf.asks, na), update_id, event_ms, recv_ns, publish_ns, flags)
-        )
+        # tuple.__new__ skips NamedTuple's Python-level __new__
+        return tuple.__new__(Snapshot, (symbol, bids, asks, update_id, event_ms, recv_ns, publish_ns, flags))
 
     def status(self, symbol: str) -> MarketStatus:
         """Status flags, message, counters and times of one market; never raises OutOfSync or
@@ -442,11 +448,6 @@ class Reader:
 
 
 _STATUS_CACHE: Final[dict[int, Status]] = {value: Status(value) for value in range(1 << len(Status))}
-
-
-def _head(levels: Levels, n: int) -> Levels:
-    """Own copy of the first n rows (copying the whole array skips a slice object when it is full)."""
-    return levels.copy() if n == len(levels) else levels[:n].copy()
 
 
 def _trim(levels: list[list[float]], limit_count: int | None, threshold_volume: float | None) -> list[list[float]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
-from ldc.io.ws import CloseReason, WsOptions, WsPool, backoff_delay, combined_url
+from ldc.io.ws import RECV_CHUNK_BYTES, CloseReason, WsOptions, WsPool, _BufferedWebSocket, backoff_delay, combined_url
 from ldc.sim import Simulator
 from ldc.sim.faults import FaultKind, FaultRule
 
@@ -346,6 +346,33 @@ def test_stop_from_another_thread_is_prompt(spot: Simulator) -> None:
     assert time.monotonic() - started < 5.0
     assert sorted(reason for _, reason in recorder.closes()) == [CloseReason.STOPPED] * 4
     assert pool.connections() == {}
+
+
+def _server_frame(payload: bytes) -> bytes:
+    n = len(payload)  # RFC 6455 5.2: server frames are unmasked
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65_536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def test_chunked_reads_deliver_frames_intact_across_chunk_boundaries() -> None:
+    payloads = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i * 37 % 3000)) for i in range(400)]
+    payloads.insert(200, b"y" * (RECV_CHUNK_BYTES * 2 + 5))  # one frame spanning three chunks
+    wire = b"".join(_server_frame(p) for p in payloads)
+    ours, theirs = socket.socketpair()
+    ws = _BufferedWebSocket(skip_utf8_validation=True, enable_multithread=False)
+    ws.sock, ws.connected = ours, True
+    sender = threading.Thread(target=lambda: [theirs.sendall(wire[i : i + 1000]) for i in range(0, len(wire), 1000)])
+    sender.start()
+    try:
+        got = [ws.recv_data_frame(True)[1].data for _ in payloads]
+    finally:
+        sender.join(WAIT_S)
+        ours.close()
+        theirs.close()
+    assert got == payloads
 
 
 def test_backoff_grows_exponentially_to_the_cap_with_jitter_in_the_upper_half() -> None:

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import websocket
@@ -50,6 +50,7 @@ MAX_STREAMS_PER_CONNECTION = 1024
 URL_STREAMS_MAX = 100  # streams carried in the URL at connect; more go by SUBSCRIBE (keeps the URL short)
 SUBSCRIBE_BATCH = 100  # streams per SUBSCRIBE / UNSUBSCRIBE message
 SMALL_FRAME_BYTES = 512  # frames up to this size are checked for control answers and serverShutdown
+RECV_CHUNK_BYTES = 65_536  # socket reads; websocket-client alone makes 2-3 recv calls per frame
 # Rates
 DEFAULT_CONTROL_MSGS_PER_S = 4.0  # spot allows 5 incoming messages/s (pongs included), futures 10
 # Timeouts
@@ -118,6 +119,26 @@ def backoff_delay(attempt: int, *, initial_s: float, cap_s: float, rand: float) 
 def combined_url(endpoint: str, streams: Sequence[str]) -> str:
     """``wss://host/stream`` + streams -> ``wss://host/stream?streams=a/b``."""
     return f"{endpoint}?streams={'/'.join(streams)}"
+
+
+class _BufferedWebSocket(websocket.WebSocket):
+    """websocket-client reads every frame with 2-3 ``recv`` calls sized to its header and payload (plus a
+    ``poll`` each when a timeout is set); this reads the socket in ``RECV_CHUNK_BYTES`` chunks and serves
+    those calls from memory. Its base ``_recv`` keeps websocket-client's timeout and close handling."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._chunk = b""
+        self._pos = 0
+
+    def _recv(self, bufsize: int) -> bytes:
+        chunk, pos = self._chunk, self._pos
+        if pos >= len(chunk):
+            chunk, pos = super()._recv(RECV_CHUNK_BYTES), 0  # type: ignore[no-untyped-call]
+            self._chunk = chunk
+        end = min(pos + bufsize, len(chunk))
+        self._pos = end
+        return chunk[pos:end]
 
 
 class _ControlRate:
@@ -193,7 +214,11 @@ class _Conn:
         url = combined_url(self.pool.endpoint, streams[: opts.url_streams_max])
         try:
             ws = websocket.create_connection(
-                url, timeout=opts.connect_timeout_s, skip_utf8_validation=True, enable_multithread=False
+                url,
+                timeout=opts.connect_timeout_s,
+                class_=_BufferedWebSocket,
+                skip_utf8_validation=True,
+                enable_multithread=False,
             )
         except (OSError, websocket.WebSocketException) as exc:
             log.warning("ws lane %d: connect to %s failed: %s", self.lane.lane_id, self.pool.endpoint, exc)

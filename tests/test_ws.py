@@ -364,7 +364,12 @@ def test_chunked_reads_deliver_frames_intact_across_chunk_boundaries() -> None:
     ours, theirs = socket.socketpair()
     ws = _BufferedWebSocket(skip_utf8_validation=True, enable_multithread=False)
     ws.sock, ws.connected = ours, True
-    sender = threading.Thread(target=lambda: [theirs.sendall(wire[i : i + 1000]) for i in range(0, len(wire), 1000)])
+
+    def send_in_pieces() -> None:
+        for i in range(0, len(wire), 1000):
+            theirs.sendall(wire[i : i + 1000])
+
+    sender = threading.Thread(target=send_in_pieces)
     sender.start()
     try:
         got = [ws.recv_data_frame(True)[1].data for _ in payloads]

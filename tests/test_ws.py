@@ -164,6 +164,45 @@ def test_disconnect_reconnects_under_a_new_id(spot: Simulator) -> None:
     assert recorder.closes()[0] in ((first, CloseReason.SERVER_CLOSED), (first, CloseReason.ERROR))
 
 
+def test_repeated_disconnects_back_off_exponentially(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory(spot_symbols=("BTCUSDT",), faults=(FaultRule(FaultKind.DISCONNECT, every_s=0.01),))
+    recorder = Recorder()
+    opened_at: list[float] = []
+    on_open = recorder.on_open
+
+    def timed_open(conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None:
+        opened_at.append(time.monotonic())
+        on_open(conn_id, streams, replaces)
+
+    recorder.on_open = timed_open  # type: ignore[method-assign]
+    options = WsOptions(backoff_initial_s=0.1, backoff_cap_s=0.4, read_poll_s=0.05)
+    pool = WsPool(f"{sim.ws_url}/stream", recorder, options=options)
+    pool.start(SPOT[:1])
+    try:
+        wait_for(lambda: len(opened_at) >= 5, "five connections")
+    finally:
+        pool.stop()
+    gaps = [b - a for a, b in zip(opened_at, opened_at[1:])][:4]
+    # each delay is at least half its exponential step (jitter fills the upper half): 0.05, 0.1, 0.2, 0.2
+    assert [gap >= low for gap, low in zip(gaps, (0.05, 0.1, 0.2, 0.2))] == [True] * 4
+    assert all(reason in (CloseReason.SERVER_CLOSED, CloseReason.ERROR) for _, reason in recorder.closes()[:4])
+
+
+def test_request_rollover_opens_a_successor_at_once(spot: Simulator) -> None:
+    recorder = Recorder()
+    pool = _pool(spot, recorder)
+    pool.start(SPOT[:1])
+    try:
+        wait_for(lambda: recorder.messages, "first frames")
+        old = recorder.opens()[0][0]
+        pool.request_rollover(old)
+        wait_for(lambda: recorder.closes(), "the rollover")
+    finally:
+        pool.stop()
+    assert recorder.opens()[1][2] == old
+    assert recorder.closes()[0] == (old, CloseReason.ROLLED_OVER)
+
+
 def test_server_shutdown_opens_the_successor_before_the_old_connection_closes(spot: Simulator) -> None:
     recorder = Recorder()
     pool = _pool(spot, recorder)

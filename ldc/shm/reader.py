@@ -71,8 +71,9 @@ class SnapshotBuffer(_seqlock.SlotBuffer):
 
     def __init__(self, segment: _seqlock.Segment, geometry: Geometry) -> None:
         depth = geometry.depth
-        self.bids = np.frombuffer(self, np.float64, depth * 2, geometry.bids_offset).reshape(depth, 2)
-        self.asks = np.frombuffer(self, np.float64, depth * 2, geometry.asks_offset).reshape(depth, 2)
+        raw = memoryview(self)  # the C type exports the buffer protocol
+        self.bids = np.frombuffer(raw, np.float64, depth * 2, geometry.bids_offset).reshape(depth, 2)
+        self.asks = np.frombuffer(raw, np.float64, depth * 2, geometry.asks_offset).reshape(depth, 2)
 
 
 class Snapshot(NamedTuple):

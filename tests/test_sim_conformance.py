@@ -33,7 +33,7 @@ class DocClient:
 
     def __init__(self, rest_url: str, ws_url: str, symbol: str, *, family: str, stream: str) -> None:
         self.rest_url, self.symbol, self.family = rest_url, symbol, family
-        self.ws = websocket.create_connection(f"{ws_url}/ws/{symbol.lower()}@{stream}", timeout=RECV_TIMEOUT_S)
+        self.ws = websocket.create_connection(f"{ws_url}/ws/{symbol.lower()}@{stream}", timeout=RECV_TIMEOUT_S, skip_utf8_validation=True)
         self.bids: dict[Decimal, Decimal] = {}
         self.asks: dict[Decimal, Decimal] = {}
         self.update_id = 0

@@ -40,6 +40,7 @@ log = logging.getLogger("ldc.sim")
 
 MAX_SEND_BUFFER_BYTES = 64 * 1024 * 1024  # a client this far behind is dropped, as Binance drops slow readers
 CLOSE_TIMEOUT_S = 2.0
+SEND_HIGH_WATER_BYTES = 256 * 1024  # drain() waits above this (replays paced by the client)
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 MAX_ID_STRING_CHARS = 36
 
@@ -71,6 +72,7 @@ class Session:
         self.port = port
         self.writer = writer
         self.transport = writer.transport
+        self.transport.set_write_buffer_limits(high=SEND_HIGH_WATER_BYTES)
         self.created = time.monotonic()
         self.streams: dict[str, StreamKey] = {}
         self.closing = False

@@ -1,0 +1,363 @@
+"""Replay of genuine Binance captures (shared/data/binance format) instead of the model.
+
+A capture is gzip text, one message per line: ``<receive time ns> <raw JSON>``; the JSON is a REST
+depth snapshot (``lastUpdateId``...) or a combined-stream message. Depth diffs are served; bookTicker
+and trades are skipped. Every diff is encoded once per served symbol (raw frame, and one combined frame
+per stream spelling), so a replay "as fast as the client reads" measures the client, not us.
+
+One timeline per served market: the replay starts when the first client subscribes and advances at the
+recorded pace, a multiple of it, or as fast as the slowest subscriber drains its socket. After the
+recorded snapshot the book is known exactly (snapshot + diffs, Binance's documented algorithm), so REST
+serves snapshots at the current replay position and ``/_sim/book`` answers as it does for the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import gzip
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import orjson
+
+from ldc.errors import SimError
+from ldc.sim.config import ReplaySource
+from ldc.sim.markets import Family, fixed_str
+from ldc.sim.streams import wrap_combined
+from ldc.sim.wsframes import text_frame
+
+log = logging.getLogger("ldc.sim")
+
+CLIENT_PACE_BATCH = 64  # frames joined into one write when pacing by the client
+CHECKPOINT_EVERY_DIFFS = 500  # truth rewinds restart from the nearest checkpoint
+
+
+class ReplaySubscriber(Protocol):
+    id: int
+    combined: bool
+    closing: bool
+    writer: asyncio.StreamWriter
+
+    def send_many(self, frames: list[bytes], symbol: str) -> None: ...
+
+
+@dataclass(slots=True)
+class Capture:
+    """The diffs and the snapshot of one recorded market, in recorded order.
+
+    Diffs stay raw bytes (the ``data`` object as received) with their ids pulled out by a regex; they
+    are parsed only when the known book needs them, so loading 30 MB of capture takes a fraction of a
+    second and the replay sends the exchange's own bytes.
+    """
+
+    family: Family
+    symbol: str
+    stream_suffix: str  # "@depth@100ms"
+    times_ns: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    final_ids: list[int] = field(default_factory=list)
+    snapshot: dict[str, Any] | None = None
+    snapshot_index: int = 0  # diffs recorded before the snapshot
+    _parsed: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def diff(self, index: int) -> dict[str, Any]:
+        parsed = self._parsed.get(index)
+        if parsed is None:
+            parsed = self._parsed[index] = orjson.loads(self.payloads[index])
+        return parsed
+
+
+_IDS = re.compile(rb'"U":(\d+),"u":(\d+)')
+_SYMBOL = re.compile(rb'"s":"([A-Za-z0-9_]+)"')
+_STREAM = re.compile(rb'^\{"stream":"([^"]+)","data":')
+HEAD_BYTES = 200  # every field but the levels sits in the first bytes of a diff
+
+
+def _family_of(head: bytes) -> Family:
+    if b'"ps":' in head:
+        return Family.COINM
+    return Family.USDM if b'"pu":' in head else Family.SPOT
+
+
+def read_capture_lines(path: str) -> list[tuple[int, bytes]]:
+    """(receive ns, raw JSON) of every depth diff and snapshot line; other streams are skipped."""
+    try:
+        with open(path, "rb") as handle:
+            blob = handle.read()
+        if path.endswith(".gz"):
+            blob = gzip.decompress(blob)  # whole-file: GzipFile line iteration is ~20x slower
+    except (OSError, EOFError) as exc:
+        raise SimError(f"cannot read capture {path!r}: {exc}") from exc
+    out = []
+    for number, line in enumerate(blob.split(b"\n"), 1):
+        stamp, sep, payload = line.partition(b" ")
+        if not sep or not (b"@depth" in payload[:48] or b"lastUpdateId" in payload[:24]):
+            continue  # bookTicker and trades are not served
+        if not stamp.isdigit() or not payload.startswith(b"{"):
+            raise SimError(f"{path}:{number}: expected '<ns> <json>', found {line[:60]!r}")
+        out.append((int(stamp), payload.rstrip(b"\r")))
+    return out
+
+
+def load_captures(sources: tuple[ReplaySource, ...]) -> list[Capture]:
+    """Captures grouped by (family, served symbol); files of one market are concatenated in order."""
+    captures: dict[tuple[Family, str], Capture] = {}
+    for source in sources:
+        pending_snapshot: dict[str, Any] | None = None
+        current: Capture | None = None
+        for stamp, payload in read_capture_lines(source.path):
+            stream = _STREAM.match(payload)
+            if stream is None:
+                snapshot = orjson.loads(payload)
+                if "lastUpdateId" not in snapshot:
+                    continue
+                pending_snapshot = snapshot
+                if current is not None and current.snapshot is None:
+                    current.snapshot, current.snapshot_index = snapshot, len(current.payloads)
+                continue
+            data = payload[stream.end() : -1]
+            head = data[:HEAD_BYTES]
+            ids, symbol_match = _IDS.search(head), _SYMBOL.search(head)
+            if ids is None or symbol_match is None or b'"depthUpdate"' not in head:
+                continue
+            family = _family_of(head)
+            symbol = source.symbol or symbol_match.group(1).decode()
+            current = captures.get((family, symbol))
+            if current is None:
+                name = stream.group(1).decode()
+                current = captures[(family, symbol)] = Capture(family, symbol, name[name.index("@depth") :])
+                if pending_snapshot is not None:
+                    current.snapshot = pending_snapshot
+            current.times_ns.append(stamp)
+            current.payloads.append(data)
+            current.final_ids.append(int(ids.group(2)))
+    for capture in captures.values():
+        if capture.snapshot is None:
+            raise SimError(f"capture of {capture.symbol} has no REST snapshot, expected one line with lastUpdateId")
+    return list(captures.values())
+
+
+def parse_pace(pace: str) -> float | None:
+    """None for "client"; otherwise the factor on recorded time ("recorded" = 1.0, "x10" = 10.0)."""
+    if pace == "client":
+        return None
+    if pace == "recorded":
+        return 1.0
+    try:
+        factor = float(pace.lstrip("x"))
+    except ValueError:
+        raise SimError(f"replay pace must be 'recorded', 'client' or 'xF', found {pace!r}") from None
+    if factor <= 0:
+        raise SimError(f"replay pace factor must be > 0, found {factor}")
+    return factor
+
+
+class _KnownBook:
+    """Snapshot plus diffs, keyed by exact decimal price; keeps the exchange's strings."""
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self.update_id = int(snapshot["lastUpdateId"])
+        self.bids = {Decimal(p): (p, q) for p, q in snapshot["bids"] if Decimal(q) != 0}
+        self.asks = {Decimal(p): (p, q) for p, q in snapshot["asks"] if Decimal(q) != 0}
+
+    def copy(self) -> _KnownBook:
+        other = object.__new__(_KnownBook)
+        other.update_id, other.bids, other.asks = self.update_id, dict(self.bids), dict(self.asks)
+        return other
+
+    def apply(self, diff: dict[str, Any]) -> None:
+        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
+            for price, qty in levels:
+                if Decimal(qty) == 0:
+                    side.pop(Decimal(price), None)
+                else:
+                    side[Decimal(price)] = (price, qty)
+        self.update_id = int(diff["u"])
+
+    def levels(self, limit: int | None) -> tuple[list[list[str]], list[list[str]]]:
+        bids = [list(self.bids[p]) for p in sorted(self.bids, reverse=True)[:limit]]
+        asks = [list(self.asks[p]) for p in sorted(self.asks)[:limit]]
+        return bids, asks
+
+
+class ReplayMarket:
+    """One served copy of a capture: its frames, its timeline and its known book."""
+
+    def __init__(self, capture: Capture, symbol: str, *, pace: float | None) -> None:
+        self.capture = capture
+        self.symbol = symbol
+        self.family = capture.family
+        self.pace = pace
+        self.subscribers: dict[ReplaySubscriber, str] = {}
+        self.sent_index = 0
+        self._raw: list[bytes] | None = None
+        self._raw_frames: list[bytes] | None = None
+        self._combined: dict[str, list[bytes]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._snapshot_id = int(capture.snapshot["lastUpdateId"]) if capture.snapshot else 0
+        self._checkpoints: list[tuple[int, _KnownBook]] = []  # (diffs applied, book)
+        self._book: _KnownBook | None = None
+        self._book_index = 0
+        self.done = False
+
+    # -- frames
+
+    def _payloads(self) -> list[bytes]:
+        if self._raw is None:
+            recorded = _SYMBOL.search(self.capture.payloads[0][:HEAD_BYTES]) if self.capture.payloads else None
+            old = recorded.group(0) if recorded else b""
+            if not old or old == b'"s":"' + self.symbol.encode() + b'"':
+                self._raw = self.capture.payloads
+            else:
+                new = b'"s":"' + self.symbol.encode() + b'"'
+                self._raw = [p.replace(old, new, 1) for p in self.capture.payloads]
+        return self._raw
+
+    def frames_for(self, sub: ReplaySubscriber, name: str) -> list[bytes]:
+        if not sub.combined:
+            if self._raw_frames is None:
+                self._raw_frames = [text_frame(p) for p in self._payloads()]
+            return self._raw_frames
+        frames = self._combined.get(name)
+        if frames is None:
+            frames = self._combined[name] = [text_frame(wrap_combined(name, p)) for p in self._payloads()]
+        return frames
+
+    # -- subscriptions
+
+    def subscribe(self, sub: ReplaySubscriber, name: str) -> None:
+        self.frames_for(sub, name)
+        self.subscribers[sub] = name
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def unsubscribe(self, sub: ReplaySubscriber) -> None:
+        self.subscribers.pop(sub, None)
+
+    # -- the timeline
+
+    async def _run(self) -> None:
+        diffs = self.capture.payloads
+        times = self.capture.times_ns
+        try:
+            while self.sent_index < len(diffs):
+                if not self.subscribers:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                if self.pace is None:
+                    await self._send_upto(min(len(diffs), self.sent_index + CLIENT_PACE_BATCH))
+                    await self._drained()
+                    continue
+                base_ns, base_wall = times[self.sent_index], time.monotonic()
+                while self.sent_index < len(diffs) and self.subscribers:
+                    due = base_ns + int((time.monotonic() - base_wall) * self.pace * 1e9)
+                    end = self.sent_index
+                    while end < len(diffs) and times[end] <= due:
+                        end += 1
+                    if end > self.sent_index:
+                        await self._send_upto(end)
+                    else:
+                        await asyncio.sleep(min(0.5, (times[end] - due) / 1e9 / self.pace))
+        finally:
+            self.done = self.sent_index >= len(diffs)
+
+    async def _send_upto(self, end: int) -> None:
+        start = self.sent_index
+        for sub, name in list(self.subscribers.items()):
+            if sub.closing:
+                self.subscribers.pop(sub, None)
+                continue
+            sub.send_many(self.frames_for(sub, name)[start:end], self.symbol)
+        self.sent_index = end
+        if (end - start) >= CLIENT_PACE_BATCH:
+            await asyncio.sleep(0)
+
+    async def _drained(self) -> None:
+        for sub in list(self.subscribers):
+            try:
+                await sub.writer.drain()
+            except (ConnectionError, RuntimeError):
+                self.subscribers.pop(sub, None)
+
+    # -- the known book
+
+    def _book_at_index(self, index: int) -> _KnownBook:
+        """The book after the first ``index`` diffs (those the snapshot already holds are skipped)."""
+        if self._book is None or index < self._book_index:
+            start, book = 0, None
+            for at, saved in self._checkpoints:
+                if at <= index:
+                    start, book = at, saved
+            self._book = book.copy() if book is not None else _KnownBook(self.capture.snapshot or {})
+            self._book_index = start
+        book, capture, futures = self._book, self.capture, self.family.futures
+        snap = self._snapshot_id
+        while self._book_index < index:
+            at = self._book_index
+            self._book_index += 1
+            final = capture.final_ids[at]
+            if final < snap if futures else final <= snap:
+                continue
+            book.apply(capture.diff(at))
+            if self._book_index % CHECKPOINT_EVERY_DIFFS == 0 and all(at != self._book_index for at, _ in self._checkpoints):
+                self._checkpoints.append((self._book_index, book.copy()))
+        return book
+
+    def _index_of(self, update_id: int) -> int:
+        """How many diffs make the book at ``update_id`` (the last one applied has u <= update_id)."""
+        # diffs are in update-id order: the first with u > update_id ends the book
+        return bisect.bisect_right(self.capture.final_ids, update_id, 0, self.sent_index)
+
+    def snapshot(self, limit: int, *, behind: int = 0) -> tuple[int, list[list[str]], list[list[str]]]:
+        book = self._book_at_index(max(0, self.sent_index - behind))
+        if behind and book.update_id == self._snapshot_id and self.sent_index > 0:
+            book = self._book_at_index(0)
+        bids, asks = book.levels(limit)
+        return book.update_id, bids, asks
+
+    def truth(self, update_id: int | None, limit: int | None) -> dict[str, object] | None:
+        current = self._book_at_index(self.sent_index).update_id
+        target = current if update_id is None else update_id
+        if target < self._snapshot_id or target > current:
+            return None
+        book = self._book_at_index(self._index_of(target))
+        bids, asks = book.levels(limit)
+        return {"symbol": self.symbol, "update_id": book.update_id, "bids": bids, "asks": asks}
+
+    def filters(self) -> tuple[str, str]:
+        snap = self.capture.snapshot or {"bids": [], "asks": []}
+        levels = snap["bids"] + snap["asks"]
+        return _step([p for p, _ in levels]), _step([q for _, q in levels])
+
+    def stats(self) -> dict[str, object]:
+        return {"kind": "replay", "sent": self.sent_index, "diffs": len(self.capture.payloads), "done": self.done, "subscribers": len(self.subscribers)}
+
+
+def _step(values: list[str]) -> str:
+    """The largest step that divides every value, printed with the values' own decimals."""
+    if not values:
+        return "1"
+    decimals = max(len(v.partition(".")[2]) for v in values)
+    step = 0
+    for value in values:
+        step = math.gcd(step, int(Decimal(value).scaleb(decimals)))
+    return fixed_str(step or 1, decimals)
+
+
+def load_replays(sources: tuple[ReplaySource, ...], *, copies: int, pace: str) -> list[ReplayMarket]:
+    factor = parse_pace(pace)
+    markets = []
+    for capture in load_captures(sources):
+        for i in range(copies):
+            name = capture.symbol if i == 0 else f"{capture.symbol}{i + 1}"
+            markets.append(ReplayMarket(capture, name, pace=factor))
+    return markets

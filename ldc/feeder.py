@@ -1,0 +1,520 @@
+"""`ldc feed CONFIG --group NAME`: one group's markets from the exchange into its shared-memory segment.
+
+Glue only; every decision is made elsewhere:
+
+    WsPool thread ── raw frame ──► _fastbook.parse_depth ──► BookSync.on_diff ──► FastBook ──► SegmentWriter.publish
+    snapshot workers ◄── FetchSnapshot ── BookSync ◄── SnapshotResult / SnapshotFailed ◄── RestClient (+ governor)
+    main thread: ticks (staleness, retries, refresh audits), counters, heartbeat, systemd watchdog, signals
+
+One lock serialises every market event (websocket threads, snapshot workers, ticks): the GIL allows one
+at a time anyway, and the slot seqlock needs a single writer. A fault in one market — a gap, an unknown
+symbol, a REST error, a malformed frame — changes only that market's slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from ldc._fastbook import FastBook, parse_depth
+from ldc.config import GroupConfig, endpoints, load_config, reload_group, restart_keys, symbol_changes
+from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, RestError, SegmentError
+from ldc.io.governor import RateGovernor, governor_key
+from ldc.io.rest import RestClient
+from ldc.io.ws import CloseReason, WsOptions, WsPool
+from ldc.sdnotify import Notifier
+from ldc.shm.layout import Counter, Status
+from ldc.shm.writer import SegmentWriter
+from ldc.sync import (
+    DISCONNECT,
+    PUBLISH_CHANGED,
+    PUBLISH_UNCHANGED,
+    TICK,
+    Actions,
+    BookSync,
+    FetchSnapshot,
+    MarkOutOfSync,
+    OutOfSyncReason,
+    Publish,
+    Resubscribe,
+    SnapshotFailed,
+    SnapshotPurpose,
+    SnapshotResult,
+    SyncConfig,
+    SequenceRule,
+    SyncState,
+)
+from ldc.venues import binance
+from ldc.venues.binance import ControlKind
+
+log = logging.getLogger("ldc.feeder")
+
+# Timers
+TICK_INTERVAL_S = 0.25  # staleness, retries, refreshes, counters, heartbeat
+LAG_WARN_MS = 1000  # receive time minus exchange event time above this: the feeder is falling behind
+LAG_WARN_EVERY_S = 30.0
+BAD_FRAME_LOG_EVERY_S = 10.0  # malformed frames are counted; one log line per market per interval at most
+# Limits
+SNAPSHOT_WORKERS = 8  # snapshot requests in flight at once; the governor paces them within the weight budget
+EXCHANGE_INFO_TIMEOUT_S = 10.0
+# Exchange info (symbol validation before subscribing): weight per family (rest-api.md, derivatives docs)
+EXCHANGE_INFO_WEIGHT = {binance.MarketType.SPOT: 20, binance.MarketType.USDM: 1, binance.MarketType.COINM: 1}
+INVALID_SYMBOL_CODE = -1121  # Binance: "Invalid symbol."
+
+# BookSync state -> slot status flags
+_STATE_STATUS = {
+    SyncState.WAITING_FOR_DIFF: Status.RESYNCING,
+    SyncState.BUFFERING: Status.RESYNCING,
+    SyncState.SYNCED: Status.SYNCED,
+    SyncState.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
+    SyncState.STALE: Status.SYNCED | Status.STALE,
+    SyncState.DISCONNECTED: Status.STALE | Status.RESYNCING,
+}
+_STATE_TEXT = {
+    SyncState.WAITING_FOR_DIFF: "waiting for the first diff",
+    SyncState.BUFFERING: "buffering diffs for a snapshot",
+    SyncState.SYNCED: "",
+    SyncState.UNCOVERED: "top levels no longer covered: refreshing",
+    SyncState.STALE: "no diff for stale_after_s",
+    SyncState.DISCONNECTED: "connection dropped: reconnecting",
+}
+_REASON_STATUS = {
+    OutOfSyncReason.GAP: Status.RESYNCING,
+    OutOfSyncReason.CROSSED: Status.RESYNCING | Status.CROSSED,
+    OutOfSyncReason.BUFFER_OVERFLOW: Status.RESYNCING,
+    OutOfSyncReason.STALE: Status.SYNCED | Status.STALE,
+    OutOfSyncReason.DISCONNECTED: Status.STALE | Status.RESYNCING,
+    OutOfSyncReason.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
+}
+# slot counter <- BookSync attribute (cumulative; the feeder adds the difference)
+_COUNTERS = (
+    (Counter.RESYNCS, "resyncs"),
+    (Counter.GAPS, "gaps"),
+    (Counter.IGNORED, "diffs_ignored"),
+    (Counter.SNAPSHOTS, "snapshots"),
+    (Counter.AUDIT_MISMATCHES, "audit_differences"),
+)
+
+
+@dataclass(eq=False)
+class Market:
+    """One market's sync engine, slot and connection bookkeeping."""
+
+    symbol: str
+    stream: str
+    slot: int
+    sync: BookSync
+    bids: np.ndarray
+    asks: np.ndarray
+    conn: int | None = None  # the connection whose diffs feed the book
+    successor: int | None = None  # a rollover successor carrying the same stream
+    shown_state: SyncState | None = None  # the state whose text the slot message shows
+    error: str = ""  # a market-level failure (unknown symbol...): the slot says so, nothing is fetched
+    published: dict[Counter, int] = field(default_factory=dict)
+    fetching: set[SnapshotPurpose] = field(default_factory=set)
+    last_event_ms: int = -1  # exchange event time of the last diff fed
+    last_recv_ns: int = 0  # and when it was received
+    bad_frames: int = 0
+    bad_frame_logged_at: float = -1e18
+    lag_warned_at: float = -1e18
+
+
+class Feeder:
+    """Keeps every market of one group synced and published until ``stop()``."""
+
+    def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None,
+                 ws_options: WsOptions | None = None) -> None:  # fmt: skip
+        self.group = group
+        self.config_path = config_path
+        self.venue = binance.exchange(group.exchange)
+        self.endpoints = endpoints(group)
+        self.limit = binance.snapshot_limit_for(self.venue, group.depth)
+        self._notifier = notifier or Notifier()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.markets: dict[str, Market] = {}  # exchange symbol (upper case) -> market
+        self._by_stream: dict[str, Market] = {}
+        self._conns: dict[int, set[Market]] = {}
+        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
+        self._governor = RateGovernor(governor_key(self.endpoints.rest_url), budget=group.weight_budget_per_min)
+        self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
+                                connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s)  # fmt: skip
+        self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
+        options = ws_options or WsOptions(
+            max_streams_per_connection=min(group.streams_per_connection, self.venue.max_streams_per_connection),
+            control_msgs_per_s=max(1.0, self.venue.control_messages_per_s - 1.0),
+        )
+        self.pool = WsPool(self.endpoints.ws_stream_url, self, options=options)
+        self._sync_config = SyncConfig(
+            rule=self.venue.sequence_rule,
+            depth=group.depth,
+            snapshot_limit=self.limit.limit,
+            stale_after_s=group.stale_after_s,
+            refresh_interval_s=group.refresh_interval_s or None,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Validate the symbols, claim slots and open the connections; returns at once."""
+        unknown = self._unknown_symbols(self.group.symbols)
+        for symbol in self.group.symbols:
+            self._add_market(symbol, error=unknown.get(symbol, ""))
+        self.pool.start([m.stream for m in self.markets.values() if not m.error])
+        log.info("group %s: %d markets on %s, depth %d, snapshot limit %d (weight %d)", self.group.name,
+                 len(self.markets), self.endpoints.ws_stream_url, self.group.depth, self.limit.limit, self.limit.weight)  # fmt: skip
+
+    def run(self) -> int:
+        """Tick until stopped; the caller installed the signal handlers. Returns the exit status."""
+        self.start()
+        self._notifier.ready(f"{len(self.markets)} markets syncing")
+        next_watchdog = 0.0
+        ping_every = self._notifier.watchdog_ping_every_s
+        while not self._stop.wait(TICK_INTERVAL_S):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            self.tick()
+            now = time.monotonic()
+            if ping_every is not None and now >= next_watchdog:
+                self._notifier.watchdog()
+                next_watchdog = now + ping_every
+        self._notifier.stopping()
+        self.close()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def close(self) -> None:
+        """Stop the connections and workers, then mark the segment stopped."""
+        self._stop.set()
+        self.pool.stop()
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._rest.close()
+            self._governor.close()
+            self.writer.close()
+
+    # -- markets --------------------------------------------------------------------------------
+
+    def _add_market(self, symbol: str, *, error: str = "") -> Market:
+        slot = self.writer.add_market(symbol)
+        sync = BookSync(symbol, self._new_book, self._sync_config)
+        depth = self.group.depth
+        market = Market(symbol, self.venue.depth_stream(symbol, self.group.update_speed_ms), slot, sync,
+                        np.zeros((depth, 2)), np.zeros((depth, 2)), error=error)  # fmt: skip
+        market.published = {counter: 0 for counter, _ in _COUNTERS}
+        self.markets[symbol] = market
+        self._by_stream[market.stream] = market
+        if error:
+            log.error("market %s: %s", symbol, error)
+            self.writer.set_status(slot, Status.ERROR, error)
+        else:
+            self.writer.set_status(slot, Status.RESYNCING, "waiting for the first diff")
+        return market
+
+    def _new_book(self) -> FastBook:
+        return FastBook(depth=self.group.depth)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read this group's symbols and add / remove markets live. A broken file changes nothing."""
+        if self.config_path is None:
+            return
+        try:
+            new = reload_group(self.config_path, self.group.name)
+        except ConfigError as exc:
+            log.error("reload ignored, the running markets stay as they are: %s", exc)
+            return
+        added, removed = symbol_changes(self.group, new)
+        later = restart_keys(self.group, new)
+        if later:
+            log.warning("reload: %s changed; those take effect at the next restart", ", ".join(later))
+        self.group = _with_symbols(self.group, new.symbols)
+        with self._lock:
+            for symbol in removed:
+                market = self.markets.pop(symbol)
+                del self._by_stream[market.stream]
+                for members in self._conns.values():
+                    members.discard(market)
+                self.writer.remove_market(symbol)
+            unknown = self._unknown_symbols(added) if added else {}
+            fresh = [self._add_market(symbol, error=unknown.get(symbol, "")) for symbol in added]
+        self.pool.remove_streams(self._stream_of(removed))
+        self.pool.add_streams(m.stream for m in fresh if not m.error)
+        log.info("reload: %d markets added, %d removed, %d running", len(added), len(removed), len(self.markets))
+
+    def _stream_of(self, symbols: Iterable[str]) -> list[str]:
+        return [self.venue.depth_stream(s, self.group.update_speed_ms) for s in symbols]
+
+    def _unknown_symbols(self, symbols: Iterable[str]) -> dict[str, str]:
+        """symbol -> error for symbols the exchange does not list; {} when exchangeInfo cannot be had
+        (the snapshot's -1121 answer then reports an unknown symbol)."""
+        path = self.venue.snapshot_path.rsplit("/", 1)[0] + "/exchangeInfo"
+        try:
+            response = self._rest.get(path, params={}, weight=EXCHANGE_INFO_WEIGHT[self.venue.market_type])
+            listed = {entry["symbol"] for entry in orjson.loads(response.body)["symbols"]}
+        except (LdcError, ValueError, KeyError, TypeError) as exc:
+            log.warning("symbols not validated: %s %s failed: %s", self.group.exchange, path, exc)
+            return {}
+        return {s: f"unknown symbol {s}: not listed by {self.group.exchange} exchangeInfo" for s in symbols if s not in listed}
+
+    # -- websocket events (connection threads) --------------------------------------------------
+
+    def on_open(self, conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None:
+        with self._lock:
+            members = self._conns.setdefault(conn_id, set())
+            for stream in streams:
+                market = self._by_stream.get(stream)
+                if market is None:
+                    continue
+                members.add(market)
+                if replaces is not None and market.conn == replaces:
+                    market.successor = conn_id  # moves over once the successor's diffs continue the book
+                else:
+                    market.conn = conn_id
+            if replaces is not None:
+                self._release_if_moved(replaces)
+
+    def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None:
+        with self._lock:
+            members = self._conns.pop(conn_id, set())
+            now = time.monotonic()
+            for market in members:
+                if market.successor == conn_id:
+                    market.successor = None
+                if market.conn != conn_id:
+                    continue
+                market.conn = None
+                if market.successor is not None:  # died during rollover: the successor takes over as is
+                    market.conn, market.successor = market.successor, None
+                if reason is not CloseReason.ROLLED_OVER and reason is not CloseReason.STOPPED:
+                    self._carry_out(market, market.sync.feed(DISCONNECT, now))
+        if reason is not CloseReason.STOPPED:
+            log.info("connection %d closed (%s) carrying %d streams", conn_id, reason.value, len(streams))
+
+    def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        try:
+            diff = parse_depth(raw)
+        except ValueError:
+            self._bad_frame(raw)
+            return
+        if diff is None:
+            self._control(conn_id, raw)
+            return
+        market = self.markets.get(diff.symbol)
+        if market is None:
+            return  # a stream just removed by SIGHUP
+        with self._lock:
+            if market.conn != conn_id and not self._from_successor(market, conn_id, diff):
+                return
+            market.last_event_ms, market.last_recv_ns = diff.event_time_ms, recv_time_ns
+            actions = market.sync.on_diff(diff, time.monotonic())
+            if actions is PUBLISH_CHANGED:
+                n_bids, n_asks = market.sync.book.top(self.group.depth, market.bids, market.asks)  # type: ignore[union-attr]
+                self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
+                                    recv_time_ns=recv_time_ns, status=Status.SYNCED, bids=market.bids,
+                                    asks=market.asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
+            elif actions is PUBLISH_UNCHANGED:
+                self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
+                                    recv_time_ns=recv_time_ns, status=Status.SYNCED, copy_levels=False)  # fmt: skip
+            elif actions:
+                self._carry_out(market, actions)
+            self.writer.notify()
+
+    def _from_successor(self, market: Market, conn_id: int, diff: object) -> bool:
+        """During a rollover: move the market to its successor once the successor's diff continues the book
+        (or is older than it); until then the old connection keeps feeding it."""
+        if market.successor != conn_id:
+            return False
+        sync = market.sync
+        if sync.synced:
+            if sync.config.rule is SequenceRule.SPOT:
+                ahead = diff.first_id > sync.update_id + 1  # type: ignore[attr-defined]
+            else:
+                ahead = diff.final_id > sync.update_id and diff.prev_final_id != sync.update_id  # type: ignore[attr-defined]
+            if ahead:
+                return False
+        old = market.conn
+        market.conn, market.successor = conn_id, None
+        if old is not None:
+            self._release_if_moved(old)
+        return True
+
+    def _release_if_moved(self, old: int) -> None:
+        if not any(m.conn == old for m in self._conns.get(old, ())):
+            self.pool.release(old)
+
+    def _control(self, conn_id: int, raw: bytes) -> None:
+        try:
+            message = binance.parse_message(raw)
+        except ProtocolError as exc:
+            log.warning("connection %d: %s", conn_id, exc)
+            return
+        if isinstance(message, binance.ControlMessage) and message.kind is ControlKind.ERROR:
+            log.error("connection %d: exchange error %s %r for request %r", conn_id, message.error_code,
+                      message.error_message, message.request_id)  # fmt: skip
+
+    def _bad_frame(self, raw: bytes) -> None:
+        """A depth message the fast parser refused: the reference parser names the fault; that market only
+        counts it (its next diff then shows a gap if one was lost)."""
+        try:
+            binance.parse_message(raw)
+            why = "the fast parser refused a message the reference parser accepts"
+        except ProtocolError as exc:
+            why = str(exc)
+        symbol = _symbol_hint(raw)
+        market = self.markets.get(symbol) if symbol else None
+        now = time.monotonic()
+        if market is None:
+            log.warning("malformed frame: %s: %r", why, raw[:120])
+            return
+        market.bad_frames += 1
+        if now - market.bad_frame_logged_at >= BAD_FRAME_LOG_EVERY_S:
+            market.bad_frame_logged_at = now
+            log.warning("market %s: malformed frame (%d so far): %s", market.symbol, market.bad_frames, why)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _carry_out(self, market: Market, actions: Actions) -> None:
+        """Everything but the two preallocated hot-path answers. Caller holds the lock. A publish carries
+        the times of the last diff fed (the book's update id is that diff's or older)."""
+        sync = market.sync
+        for action in actions:
+            if type(action) is Publish:
+                status = _STATE_STATUS[sync.state]
+                if sync.book is None or sync.update_id < 0:
+                    self.writer.set_status(market.slot, status)
+                    continue
+                n_bids, n_asks = sync.book.top(self.group.depth, market.bids, market.asks)
+                self.writer.publish(market.slot, update_id=sync.update_id,
+                                    event_time_ms=market.last_event_ms, recv_time_ns=market.last_recv_ns,
+                                    status=status, bids=market.bids,
+                                    asks=market.asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
+            elif type(action) is FetchSnapshot:
+                self._fetch(market, action)
+            elif type(action) is MarkOutOfSync:
+                market.shown_state = None
+                self.writer.set_status(market.slot, _REASON_STATUS[action.reason], action.reason.name.lower().replace("_", " "))
+            elif type(action) is Resubscribe:
+                self.pool.remove_streams([market.stream])
+                self.pool.add_streams([market.stream])
+        if sync.state is not market.shown_state and not any(type(a) is MarkOutOfSync for a in actions):
+            market.shown_state = sync.state
+            self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])
+        self._publish_counters(market)
+
+    def _fetch(self, market: Market, action: FetchSnapshot) -> None:
+        if market.error or action.purpose in market.fetching:
+            return
+        market.fetching.add(action.purpose)
+        self._workers.submit(self._snapshot_worker, market, action)
+
+    def _snapshot_worker(self, market: Market, action: FetchSnapshot) -> None:
+        event: SnapshotResult | SnapshotFailed
+        try:
+            response = self._rest.snapshot(self.venue.snapshot_path, symbol=market.symbol, limit=action.limit,
+                                           weight=self.venue.snapshot_weight(action.limit), stop=self._stop)  # fmt: skip
+            event = SnapshotResult(binance.parse_snapshot(response.body, action.limit), action.purpose)
+        except RateLimitError as exc:
+            event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
+        except (RestError, ProtocolError) as exc:
+            event = SnapshotFailed(action.purpose, str(exc))
+            if getattr(exc, "code", None) == INVALID_SYMBOL_CODE:
+                market.error = f"unknown symbol {market.symbol}: {exc}"
+        except Exception as exc:  # a worker must always hand its market back
+            log.exception("market %s: snapshot worker failed", market.symbol)
+            event = SnapshotFailed(action.purpose, f"{type(exc).__name__}: {exc}")
+        with self._lock:
+            market.fetching.discard(action.purpose)
+            if self.markets.get(market.symbol) is not market or self._stop.is_set():
+                return  # removed meanwhile
+            if market.error:
+                self.pool.remove_streams([market.stream])
+                self.writer.set_status(market.slot, Status.ERROR, market.error)
+                log.error("market %s: %s", market.symbol, market.error)
+                return
+            if isinstance(event, SnapshotFailed):
+                log.warning("market %s: %s snapshot failed: %s", market.symbol, action.purpose.name.lower(), event.reason)
+            self._carry_out(market, market.sync.feed(event, time.monotonic()))
+            self.writer.notify()
+
+    # -- ticks (main thread) --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for market in list(self.markets.values()):
+                if market.error:
+                    continue
+                self._carry_out(market, market.sync.feed(TICK, now))
+                self._check_lag(market, now)
+            self.writer.heartbeat()
+            self.writer.notify()
+
+    def _check_lag(self, market: Market, now: float) -> None:
+        """Say so when diffs arrive late (a slow socket reader, a starved host); readers see the same
+        figure as recv_time - event_time in the slot."""
+        if market.last_event_ms < 0 or now - market.lag_warned_at < LAG_WARN_EVERY_S:
+            return
+        lag_ms = market.last_recv_ns // 1_000_000 - market.last_event_ms
+        if lag_ms > LAG_WARN_MS:
+            market.lag_warned_at = now
+            log.warning("market %s: %d ms behind the exchange (receive time - event time)", market.symbol, lag_ms)
+
+    def _publish_counters(self, market: Market) -> None:
+        sync = market.sync
+        for counter, attribute in _COUNTERS:
+            value = getattr(sync, attribute)
+            delta = value - market.published[counter]
+            if delta:
+                self.writer.bump(market.slot, counter, delta)
+                market.published[counter] = value
+
+
+def _with_symbols(group: GroupConfig, symbols: tuple[str, ...]) -> GroupConfig:
+    import dataclasses
+
+    return dataclasses.replace(group, symbols=symbols)
+
+
+def _symbol_hint(raw: bytes) -> str | None:
+    """The `"s":"SYMBOL"` of a frame too broken to parse, to charge the fault to its market."""
+    start = raw.find(b'"s":"')
+    if start < 0:
+        return None
+    end = raw.find(b'"', start + 5)
+    return raw[start + 5 : end].decode("ascii", "replace") if end > 0 else None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ldc feed", description="Run the feeder of one group.")
+    parser.add_argument("config", help="path of the TOML configuration file")
+    parser.add_argument("--group", required=True, help="the [[group]] name to feed")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        group = load_config(args.config).group(args.group)
+        feeder = Feeder(group, config_path=args.config)
+    except (ConfigError, SegmentError) as exc:
+        print(f"ldc feed: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: feeder.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: feeder.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: feeder.request_reload())
+    return feeder.run()

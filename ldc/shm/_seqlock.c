@@ -33,6 +33,7 @@ enum {
     READ_CONTENDED = 3,   /* no consistent copy within the spin bound, writer alive */
     READ_WRITER_DEAD = 4, /* copy valid, but the writer is dead or stopped */
     READ_WRITER_DEAD_NO_COPY = 5, /* slot stuck odd and the writer is dead: nothing was copied */
+    READ_UNKNOWN = 6,     /* read_symbol: the symbol is not in the cached directory */
 };
 
 #define STATE_RUNNING 2u
@@ -150,6 +151,7 @@ typedef struct {
     int64_t next_probe_ns;  /* CLOCK_MONOTONIC_COARSE deadline of the next probe */
     int last_probe_alive;
     unsigned long long retries; /* failed read attempts, cumulative (benchmarks) */
+    PyObject *slots;            /* reader's directory cache {symbol: (slot, gen)}, or NULL */
     Layout L;
 } Segment;
 
@@ -280,6 +282,19 @@ static int check_buffer(Segment *s, PyObject *o) {
     return 0;
 }
 
+static long read_checked(Segment *s, Py_ssize_t slot, uint64_t gen, SlotBuffer *b, int with_message) {
+    Py_ssize_t nb = 0, na = 0;
+    if (!seq_copy(s, slot, b->mem, with_message, &nb, &na)) {
+        s->next_probe_ns = 0; /* stuck odd: a dead writer is the likely cause, probe now */
+        return alive_cached(s) ? READ_CONTENDED : READ_WRITER_DEAD_NO_COPY;
+    }
+    zero_tail(b, nb, na);
+    if (U64(b->mem, s->L.s_gen) != gen) return READ_GONE;
+    if (!alive_cached(s)) return READ_WRITER_DEAD;
+    uint32_t status = U32(b->mem, s->L.s_status);
+    return (status & IN_SYNC_MASK) == STATUS_SYNCED ? READ_OK : READ_OUT_OF_SYNC;
+}
+
 /* read(slot, gen, out, with_message=False) -> result code (READ_*) */
 static PyObject *Segment_read(Segment *s, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 3 || nargs > 4) {
@@ -292,17 +307,39 @@ static PyObject *Segment_read(Segment *s, PyObject *const *args, Py_ssize_t narg
     if (gen == (uint64_t)-1 && PyErr_Occurred()) return NULL;
     int with_message = nargs == 4 ? PyObject_IsTrue(args[3]) : 0;
     if (with_message < 0 || check_slot(s, slot) < 0 || check_buffer(s, args[2]) < 0) return NULL;
-    SlotBuffer *b = (SlotBuffer *)args[2];
-    Py_ssize_t nb = 0, na = 0;
-    if (!seq_copy(s, slot, b->mem, with_message, &nb, &na)) {
-        s->next_probe_ns = 0; /* stuck odd: a dead writer is the likely cause, probe now */
-        return PyLong_FromLong(alive_cached(s) ? READ_CONTENDED : READ_WRITER_DEAD_NO_COPY);
+    return PyLong_FromLong(read_checked(s, slot, gen, (SlotBuffer *)args[2], with_message));
+}
+
+/* read_symbol(symbol, out) -> result code; the hot path of Reader.read_into: one dict lookup in
+ * the directory cache given to set_slots(), then read(). READ_UNKNOWN when not cached. */
+static PyObject *Segment_read_symbol(Segment *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read_symbol(symbol, out)");
+        return NULL;
     }
-    zero_tail(b, nb, na);
-    if (U64(b->mem, s->L.s_gen) != gen) return PyLong_FromLong(READ_GONE);
-    if (!alive_cached(s)) return PyLong_FromLong(READ_WRITER_DEAD);
-    uint32_t status = U32(b->mem, s->L.s_status);
-    return PyLong_FromLong((status & IN_SYNC_MASK) == STATUS_SYNCED ? READ_OK : READ_OUT_OF_SYNC);
+    if (check_open(s) < 0 || check_buffer(s, args[1]) < 0) return NULL;
+    if (s->slots == NULL) return PyLong_FromLong(READ_UNKNOWN);
+    PyObject *entry = PyDict_GetItemWithError(s->slots, args[0]); /* borrowed */
+    if (entry == NULL) return PyErr_Occurred() ? NULL : PyLong_FromLong(READ_UNKNOWN);
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+        PyErr_SetString(PyExc_TypeError, "directory cache entries must be (slot, gen) tuples");
+        return NULL;
+    }
+    Py_ssize_t slot = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
+    uint64_t gen = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(entry, 1));
+    if (PyErr_Occurred() || check_slot(s, slot) < 0) return NULL;
+    return PyLong_FromLong(read_checked(s, slot, gen, (SlotBuffer *)args[1], 0));
+}
+
+/* set_slots(dict): the directory cache read_symbol() looks symbols up in (kept by reference) */
+static PyObject *Segment_set_slots(Segment *s, PyObject *arg) {
+    if (!PyDict_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "set_slots needs a dict");
+        return NULL;
+    }
+    Py_INCREF(arg);
+    Py_XSETREF(s->slots, arg);
+    Py_RETURN_NONE;
 }
 
 /* read_directory() -> list of (slot, symbol bytes, gen) for active entries, or None on contention */
@@ -695,6 +732,7 @@ static PyObject *Segment_notify(Segment *s, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Segment_close(Segment *s, PyObject *Py_UNUSED(ignored)) {
+    Py_CLEAR(s->slots);
     if (s->base != NULL) {
         s->base = NULL;
         PyBuffer_Release(&s->view);
@@ -758,6 +796,9 @@ static PyObject *Segment_retries(Segment *s, void *Py_UNUSED(c)) { return PyLong
 static PyMethodDef Segment_methods[] = {
     {"read", (PyCFunction)(void (*)(void))Segment_read, METH_FASTCALL,
      "read(slot, gen, out, with_message=False) -> result code; copies one slot under the seqlock"},
+    {"read_symbol", (PyCFunction)(void (*)(void))Segment_read_symbol, METH_FASTCALL,
+     "read_symbol(symbol, out) -> result code, READ_UNKNOWN when the symbol is not in set_slots()"},
+    {"set_slots", (PyCFunction)Segment_set_slots, METH_O, "set_slots({symbol: (slot, gen)}) for read_symbol"},
     {"read_directory", (PyCFunction)Segment_read_directory, METH_NOARGS,
      "read_directory() -> [(slot, symbol bytes, gen)] of active entries, or None on contention"},
     {"probe", (PyCFunction)Segment_probe, METH_NOARGS, "probe() -> True when a running writer holds the lock"},
@@ -1003,6 +1044,7 @@ PyMODINIT_FUNC PyInit__seqlock(void) {
         PyModule_AddIntConstant(m, "READ_CONTENDED", READ_CONTENDED) < 0 ||
         PyModule_AddIntConstant(m, "READ_WRITER_DEAD", READ_WRITER_DEAD) < 0 ||
         PyModule_AddIntConstant(m, "READ_WRITER_DEAD_NO_COPY", READ_WRITER_DEAD_NO_COPY) < 0 ||
+        PyModule_AddIntConstant(m, "READ_UNKNOWN", READ_UNKNOWN) < 0 ||
         PyModule_AddIntConstant(m, "IN_SYNC_MASK", IN_SYNC_MASK) < 0) {
         Py_DECREF(m);
         return NULL;

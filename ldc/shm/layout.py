@@ -55,6 +55,7 @@ GROUP_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,63}")
 SHM_DIR: Final = "/dev/shm"
 SEGMENT_MODE: Final = 0o640  # group-readable: consumers run as other users in the readers group
 WAITERS_MODE: Final = 0o660  # readers register as waiters, so the group may write this one
+WAITERS_SIZE: Final = 4096  # bytes of the waiters file; its u32 waiter count is at offset 0
 
 
 class State(enum.IntEnum):

@@ -40,6 +40,7 @@ from ldc.shm.layout import (
     segment_name,
     segment_path,
     waiters_name,
+    WAITERS_SIZE,
 )
 from ldc.shm.segment import header_text, header_value, parse_header
 
@@ -192,6 +193,8 @@ class Reader:
         self._scratch = self.new_buffer()
         self._notify_off = HEADER.offset("notify")
         self._read = self._seg.read
+        self._read_symbol = self._seg.read_symbol
+        self._seg.set_slots(self._slots)
 
     def close(self) -> None:
         seg = getattr(self, "_seg", None)
@@ -254,6 +257,7 @@ class Reader:
         if entries is None:
             raise ReadContention(f"directory of {self.name} kept changing for 10 ms")
         self._slots = {raw.decode(errors="replace"): (slot, gen) for slot, raw, gen in entries}
+        self._seg.set_slots(self._slots)
         return self._slots
 
     def _resolve(self, symbol: str) -> tuple[int, int]:
@@ -271,8 +275,7 @@ class Reader:
     def read_into(self, symbol: str, out: SnapshotBuffer, *, allow_out_of_sync: bool = False) -> SnapshotBuffer:
         """Refill ``out`` with a validated copy of ``symbol``'s slot and return it. Allocation-free
         on the fast path; raises like ``snapshot``."""
-        entry = self._slots.get(symbol)
-        if entry is not None and self._read(entry[0], entry[1], out) == READ_OK:
+        if self._read_symbol(symbol, out) == 0:  # READ_OK, as a literal: this is the hot path
             return out
         return self._read_slow(symbol, out, allow_out_of_sync)
 
@@ -358,8 +361,7 @@ class Reader:
         writer's last book then carries STALE), ReadContention."""
         # read_into's fast path inlined: snapshot() sits in hot loops too
         buf = self._scratch
-        entry = self._slots.get(symbol)
-        if entry is None or self._read(entry[0], entry[1], buf) != READ_OK:
+        if self._read_symbol(symbol, buf) != 0:
             buf = self._read_slow(symbol, buf, allow_out_of_sync)
         update_id, event_ms, recv_ns, publish_ns, status, nb, na = buf.fields
         if depth is not None:
@@ -480,10 +482,10 @@ def _open_waiters(group: str) -> tuple[posix_ipc.SharedMemory | None, mmap.mmap 
     except (posix_ipc.ExistentialError, posix_ipc.PermissionsError):
         return None, None
     try:
-        if os.fstat(shm.fd).st_size < mmap.PAGESIZE:
+        if os.fstat(shm.fd).st_size < WAITERS_SIZE:
             shm.close_fd()
             return None, None
-        return shm, mmap.mmap(shm.fd, mmap.PAGESIZE)
+        return shm, mmap.mmap(shm.fd, WAITERS_SIZE)
     except OSError:
         shm.close_fd()
         return None, None

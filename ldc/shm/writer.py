@@ -38,6 +38,7 @@ from ldc.shm.layout import (
     VERSION_MAJOR,
     VERSION_MINOR,
     WAITERS_MODE,
+    WAITERS_SIZE,
     Counter,
     Geometry,
     State,
@@ -161,10 +162,10 @@ class SegmentWriter:
 
     def _open_waiters(self) -> tuple[posix_ipc.SharedMemory, mmap.mmap]:
         shm = posix_ipc.SharedMemory(waiters_name(self.group), posix_ipc.O_CREAT, mode=WAITERS_MODE, size=0)
-        if os.fstat(shm.fd).st_size < mmap.PAGESIZE:
-            os.ftruncate(shm.fd, mmap.PAGESIZE)
+        if os.fstat(shm.fd).st_size < WAITERS_SIZE:
+            os.ftruncate(shm.fd, WAITERS_SIZE)
         os.fchmod(shm.fd, WAITERS_MODE)
-        return shm, mmap.mmap(shm.fd, mmap.PAGESIZE)
+        return shm, mmap.mmap(shm.fd, WAITERS_SIZE)
 
     def _initialise(self) -> None:
         """Fill a fresh (all-zero) segment; magic and version go last so readers never see half of it."""

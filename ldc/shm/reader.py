@@ -33,6 +33,7 @@ from ldc.shm.layout import (
     COUNTER_FIELDS,
     HEADER,
     HEADER_SIZE,
+    WAITERS_SIZE,
     Geometry,
     State,
     Status,
@@ -40,7 +41,6 @@ from ldc.shm.layout import (
     segment_name,
     segment_path,
     waiters_name,
-    WAITERS_SIZE,
 )
 from ldc.shm.segment import header_text, header_value, parse_header
 

@@ -137,3 +137,101 @@ def test_every_c_header_offset_matches_the_layout_table(tmp_path: Path) -> None:
         assert consts[f"LDC_{flag.name}"] == flag.value
     for name in ("OK", "OUT_OF_SYNC", "GONE", "CONTENDED", "WRITER_DEAD", "WRITER_DEAD_NO_COPY"):
         assert consts[f"LDC_{name}"] == getattr(_seqlock, f"READ_{name}")
+
+
+def _doc_reader(group: str, symbol: str) -> dict[str, object]:
+    """A reader written only from docs/LAYOUT.md section 14 (literal offsets, struct, mmap, flock):
+    it proves the page is enough to interoperate. x86-64 only (no fences in Python)."""
+    import fcntl
+    import mmap
+    import os
+    import struct
+
+    fd = os.open(f"/dev/shm/ldc-{group}", os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        assert size >= 384
+        base = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        u16 = lambda off: struct.unpack_from("<H", base, off)[0]  # noqa: E731
+        u32 = lambda off: struct.unpack_from("<I", base, off)[0]  # noqa: E731
+        u64 = lambda off: struct.unpack_from("<Q", base, off)[0]  # noqa: E731
+        assert u64(0) == 0x485450454443444C and u16(8) == 1 and u64(16) == 0x0102030405060708
+        h = {"segment_size": u64(24), "directory_offset": u32(32), "directory_entry_size": u32(36),
+             "slots_offset": u32(40), "slot_size": u32(44), "capacity": u32(48), "depth": u32(52),
+             "bids_offset": u32(56), "asks_offset": u32(60), "message_offset": u32(64), "message_size": u32(68)}
+        assert h["segment_size"] <= size
+        while True:
+            d1 = u64(160)
+            if d1 & 1:
+                continue
+            entries = base[h["directory_offset"]:h["directory_offset"] + h["capacity"] * h["directory_entry_size"]]
+            if u64(160) == d1:
+                break
+        found = None
+        for i in range(h["capacity"]):
+            e = entries[i * h["directory_entry_size"]:(i + 1) * h["directory_entry_size"]]
+            gen = struct.unpack_from("<Q", e, 40)[0]
+            if gen and e[:40].split(b"\0", 1)[0] == symbol.encode():
+                found = (i, gen)
+        assert found is not None
+        p = h["slots_offset"] + found[0] * h["slot_size"]
+        while True:
+            s1 = u64(p)
+            if s1 & 1:
+                continue
+            hdr = base[p:p + 128]
+            nb, na = (min(struct.unpack_from("<I", hdr, off)[0], h["depth"]) for off in (52, 56))
+            bids = base[p + h["bids_offset"]:p + h["bids_offset"] + 16 * nb]
+            asks = base[p + h["asks_offset"]:p + h["asks_offset"] + 16 * na]
+            message = base[p + h["message_offset"]:p + h["message_offset"] + h["message_size"]]
+            if u64(p) == s1:
+                break
+        assert struct.unpack_from("<Q", hdr, 8)[0] == found[1]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            alive = False
+        except BlockingIOError:
+            alive = u32(132) == 2
+        base.close()
+    finally:
+        os.close(fd)
+    update_id, event_ms, recv_ns, publish_ns = struct.unpack_from("<qqqq", hdr, 16)
+    return {
+        "update_id": update_id, "event_time_ms": event_ms, "recv_time_ns": recv_ns, "publish_time_ns": publish_ns,
+        "status": struct.unpack_from("<I", hdr, 48)[0], "alive": alive,
+        "bids": [list(struct.unpack_from("<dd", bids, 16 * k)) for k in range(nb)],
+        "asks": [list(struct.unpack_from("<dd", asks, 16 * k)) for k in range(na)],
+        "message": message.split(b"\0", 1)[0].decode(),
+        "counters": list(struct.unpack_from("<6Q", hdr, 64)),
+    }
+
+
+def test_a_reader_written_from_layout_md_alone_agrees_with_ldc(tmp_path: Path) -> None:
+    import numpy as np
+    from shm_helpers import book, unique_group, unlink_group
+
+    from ldc.shm.reader import Reader
+    from ldc.shm.writer import SegmentWriter
+
+    group = unique_group()
+    try:
+        with SegmentWriter(group, depth=13, capacity=5) as w:
+            w.add_market("ETHUSDT")
+            slot = w.add_market("BTCUSDT")
+            bids, asks = book(13, mid=64_000.0, tick=0.01)
+            w.publish(slot, update_id=123456789, event_time_ms=1_723_075_200_000, recv_time_ns=1_723_075_200_001_000_000,
+                      status=Status.SYNCED | Status.REFRESHING, bids=bids, asks=asks, n_bids=13, n_asks=9)
+            w.bump(slot, Counter.IGNORED, 4)
+            w.set_status(slot, Status.SYNCED | Status.REFRESHING, "refresh audit running")
+            got = _doc_reader(group, "BTCUSDT")
+            with Reader(group) as r:
+                snap = r.snapshot("BTCUSDT")
+                st = r.status("BTCUSDT")
+        assert got["alive"] is True
+        assert (got["update_id"], got["event_time_ms"], got["recv_time_ns"], got["publish_time_ns"], got["status"]) == (
+            snap.update_id, snap.event_time_ms, snap.recv_time_ns, snap.publish_time_ns, snap.status)
+        assert np.array_equal(np.array(got["bids"]), snap.bids) and np.array_equal(np.array(got["asks"]), snap.asks)
+        assert got["message"] == st.message and got["counters"] == list(st.counters.values())
+    finally:
+        unlink_group(group)

@@ -209,6 +209,13 @@ class Reader:
         if self._waiters_shm is not None:
             self._waiters_shm.close_fd()
 
+    def __del__(self) -> None:
+        # posix_ipc never closes its fd on its own; an abandoned Reader must not leak it
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001  (interpreter shutdown may have torn modules down)
+            pass
+
     def __enter__(self) -> Reader:
         return self
 

@@ -85,6 +85,10 @@ class SegmentWriter:
     ``copy_levels=False`` only ids, times and status advance and bids/asks/n_* may be omitted.
     Every publish bumps the slot's ``updates`` counter and stamps ``publish_time_ns``. Call
     ``notify()`` after a batch of publishes to wake sleeping readers.
+
+    Threads: every slot write (publish, set_status, bump) is one C call holding the GIL, so they
+    may come from different threads; add_market / remove_market / close must come from one.
+    The status message persists until the next set_status (``set_status(slot, status)`` clears it).
     """
 
     publish: PublishFn

@@ -224,6 +224,24 @@ def wait_latency(group: str, seconds: float) -> dict[str, float]:
             "wait_observed_publishes": len(lat), "wait_torn_reads": bad}
 
 
+def publish_cost(seconds: float) -> dict[str, float]:
+    """Writer side, for the feeder's budget: one publish with and without the level copy."""
+    group = f"benchpub{os.getpid()}"
+    try:
+        with SegmentWriter(group, depth=DEPTH, capacity=1) as w:
+            slot = w.add_market(SYMBOL)
+            bids, asks = payload(1)
+            publish = w.publish
+            copy = median_ns(lambda: publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=1,
+                                             bids=bids, asks=asks, n_bids=DEPTH, n_asks=DEPTH), seconds)
+            ids_only = median_ns(lambda: publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=1,
+                                                 copy_levels=False), seconds)
+            notify = median_ns(w.notify, seconds)
+    finally:
+        cleanup(group)
+    return {"publish_top20_ns": copy, "publish_ids_only_ns": ids_only, "notify_no_waiter_ns": notify}
+
+
 def cleanup(group: str) -> None:
     import posix_ipc
 
@@ -271,8 +289,10 @@ def bench(seconds: float, rate: float) -> dict[str, Any]:
     return {
         "benchmark": "validated top-20 read",
         "machine": machine(),
+        "load_average": os.getloadavg(),
         "depth": DEPTH,
         "phases": phases,
+        "writer": publish_cost(seconds / 2),
         "ratio": {
             "read_into_vs_baseline_idle": round(phases["idle"]["read_into_ns"] / phases["idle"]["baseline_pure_python_ns"], 3),
             "read_into_vs_baseline_publishing": round(busy["read_into_ns"] / busy["baseline_pure_python_ns"], 3),

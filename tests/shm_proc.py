@@ -112,8 +112,11 @@ def torture_reader(group: str, seconds: float, mode: str) -> None:
                         contended += 1
                         continue
                     reads += 1
-                    torn += payload_errors(buf.update_id, buf.event_time_ms, buf.n_bids, buf.n_asks,
-                                           buf.bids, buf.asks, TORTURE_DEPTH) > 0
+                    errors = payload_errors(buf.update_id, buf.event_time_ms, buf.n_bids, buf.n_asks,
+                                            buf.bids, buf.asks, TORTURE_DEPTH)
+                    # rows beyond the counts must be zero, even after discarded (torn) copies wrote them
+                    errors += bool(buf.bids[buf.n_bids:].any() or buf.asks[buf.n_asks:].any())
+                    torn += errors > 0
         else:
             reads, torn = _raw_reads(r, deadline)
     print(json.dumps({"reads": reads, "torn": torn, "contended": contended}), flush=True)

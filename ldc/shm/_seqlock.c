@@ -134,7 +134,8 @@ typedef struct {
     PyObject *dict; /* subclasses keep numpy views here */
     char *mem;      /* 64-byte aligned copy of one slot */
     Layout L;
-    Py_ssize_t prev_nb, prev_na; /* rows beyond the current counts are kept zero */
+    Py_ssize_t nb, na;             /* level counts of the last validated copy (clamped) */
+    Py_ssize_t dirty_nb, dirty_na; /* rows possibly written since they were last zeroed */
     Py_ssize_t exports;
 } SlotBuffer;
 
@@ -221,9 +222,10 @@ static int alive_cached(Segment *s) {
 
 /* Copy one slot into dst under the seqlock. Returns 1 with a validated copy, 0 when the slot
  * stayed odd (or kept changing) for READ_SPIN_LIMIT_NS. */
-static int seq_copy(Segment *s, Py_ssize_t slot, char *dst, int with_message, Py_ssize_t *nb_out,
+static int seq_copy(Segment *s, Py_ssize_t slot, SlotBuffer *b, int with_message, Py_ssize_t *nb_out,
                     Py_ssize_t *na_out) {
     const Layout *L = &s->L;
+    char *dst = b->mem;
     char *src = slot_ptr(s, slot);
     uint64_t *seq = slot_seq(s, src);
     int64_t deadline = 0;
@@ -235,6 +237,9 @@ static int seq_copy(Segment *s, Py_ssize_t slot, char *dst, int with_message, Py
             Py_ssize_t nb = U32(dst, L->s_n_bids), na = U32(dst, L->s_n_asks);
             if (nb > L->depth) nb = L->depth;
             if (na > L->depth) na = L->depth;
+            /* a discarded copy still wrote these rows: remember them so they get zeroed */
+            if (nb > b->dirty_nb) b->dirty_nb = nb;
+            if (na > b->dirty_na) b->dirty_na = na;
             memcpy(dst + L->bids_offset, src + L->bids_offset, (size_t)(nb * LEVEL_SIZE));
             memcpy(dst + L->asks_offset, src + L->asks_offset, (size_t)(na * LEVEL_SIZE));
             if (with_message) memcpy(dst + L->message_offset, src + L->message_offset, (size_t)L->message_size);
@@ -260,12 +265,12 @@ static int seq_copy(Segment *s, Py_ssize_t slot, char *dst, int with_message, Py
 }
 
 static void zero_tail(SlotBuffer *b, Py_ssize_t nb, Py_ssize_t na) {
-    if (nb < b->prev_nb)
-        memset(b->mem + b->L.bids_offset + nb * LEVEL_SIZE, 0, (size_t)((b->prev_nb - nb) * LEVEL_SIZE));
-    if (na < b->prev_na)
-        memset(b->mem + b->L.asks_offset + na * LEVEL_SIZE, 0, (size_t)((b->prev_na - na) * LEVEL_SIZE));
-    b->prev_nb = nb;
-    b->prev_na = na;
+    if (nb < b->dirty_nb)
+        memset(b->mem + b->L.bids_offset + nb * LEVEL_SIZE, 0, (size_t)((b->dirty_nb - nb) * LEVEL_SIZE));
+    if (na < b->dirty_na)
+        memset(b->mem + b->L.asks_offset + na * LEVEL_SIZE, 0, (size_t)((b->dirty_na - na) * LEVEL_SIZE));
+    b->nb = b->dirty_nb = nb;
+    b->na = b->dirty_na = na;
 }
 
 static int check_buffer(Segment *s, PyObject *o) {
@@ -284,7 +289,7 @@ static int check_buffer(Segment *s, PyObject *o) {
 
 static long read_checked(Segment *s, Py_ssize_t slot, uint64_t gen, SlotBuffer *b, int with_message) {
     Py_ssize_t nb = 0, na = 0;
-    if (!seq_copy(s, slot, b->mem, with_message, &nb, &na)) {
+    if (!seq_copy(s, slot, b, with_message, &nb, &na)) {
         s->next_probe_ns = 0; /* stuck odd: a dead writer is the likely cause, probe now */
         return alive_cached(s) ? READ_CONTENDED : READ_WRITER_DEAD_NO_COPY;
     }
@@ -916,8 +921,8 @@ GET_I64(status_time_ns, s_status_time_ns)
 GET_U32(status, s_status)
 
 /* counts clamped the same way as the copy, so they always index the copied rows */
-static PyObject *SlotBuffer_n_bids(SlotBuffer *b, void *c) { (void)c; return PyLong_FromSsize_t(b->prev_nb); }
-static PyObject *SlotBuffer_n_asks(SlotBuffer *b, void *c) { (void)c; return PyLong_FromSsize_t(b->prev_na); }
+static PyObject *SlotBuffer_n_bids(SlotBuffer *b, void *c) { (void)c; return PyLong_FromSsize_t(b->nb); }
+static PyObject *SlotBuffer_n_asks(SlotBuffer *b, void *c) { (void)c; return PyLong_FromSsize_t(b->na); }
 
 /* (update_id, event_time_ms, recv_time_ns, publish_time_ns, status, n_bids, n_asks) in one call */
 static PyObject *SlotBuffer_fields(SlotBuffer *b, void *c) {
@@ -925,7 +930,7 @@ static PyObject *SlotBuffer_fields(SlotBuffer *b, void *c) {
     const Layout *L = &b->L;
     return Py_BuildValue("(LLLLknn)", (long long)I64(b->mem, L->s_update_id), (long long)I64(b->mem, L->s_event_time_ms),
                          (long long)I64(b->mem, L->s_recv_time_ns), (long long)I64(b->mem, L->s_publish_time_ns),
-                         (unsigned long)U32(b->mem, L->s_status), b->prev_nb, b->prev_na);
+                         (unsigned long)U32(b->mem, L->s_status), b->nb, b->na);
 }
 
 static PyObject *SlotBuffer_counters(SlotBuffer *b, void *c) {
@@ -946,8 +951,8 @@ static PyObject *SlotBuffer_best(SlotBuffer *b, void *c) {
     (void)c;
     const double *bid = (const double *)(b->mem + b->L.bids_offset);
     const double *ask = (const double *)(b->mem + b->L.asks_offset);
-    PyObject *pb = b->prev_nb ? Py_BuildValue("(dd)", bid[0], bid[1]) : Py_NewRef(Py_None);
-    PyObject *pa = b->prev_na ? Py_BuildValue("(dd)", ask[0], ask[1]) : Py_NewRef(Py_None);
+    PyObject *pb = b->nb ? Py_BuildValue("(dd)", bid[0], bid[1]) : Py_NewRef(Py_None);
+    PyObject *pa = b->na ? Py_BuildValue("(dd)", ask[0], ask[1]) : Py_NewRef(Py_None);
     if (pb == NULL || pa == NULL) {
         Py_XDECREF(pb);
         Py_XDECREF(pa);

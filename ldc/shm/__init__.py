@@ -1,1 +1,9 @@
-"""Shared-memory segments: layout, writer, reader."""
+"""Shared-memory segments (docs/LAYOUT.md is the contract for every language).
+
+- ``layout``: the single table of offsets, sizes, flags and counters.
+- ``_seqlock``: the C extension doing fenced whole-slot writes and reads, the liveness probe and
+  the futex wait / wake.
+- ``writer.SegmentWriter``: create or take over ``/ldc-<group>``, add / remove markets, publish.
+- ``reader.Reader`` (also ``ldc.Reader``): attach read-only, validate, take consistent copies.
+- ``segment``: header validation shared by both sides.
+"""

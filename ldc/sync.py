@@ -309,7 +309,7 @@ class BookSync:
         if book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
         if not book.covers(self.config.depth):
-            return self._uncovered()
+            return self._uncovered() + PUBLISH_CHANGED
         return PUBLISH_CHANGED
 
     def _diff_general(self, diff: DepthDiff, now: float) -> Actions:
@@ -333,15 +333,17 @@ class BookSync:
         shadow = self._shadow
         if shadow is not None and (problem := shadow.record(diff)):
             self._drop_shadow(problem, now)
+        flags = NO_ACTIONS
         if state is not SyncState.SYNCED:
-            if not book.covers(self.config.depth):
-                return self._uncovered() if state is not SyncState.UNCOVERED else _publish(changed)
-            self._set_state(SyncState.SYNCED, f"diff {diff.final_id} continues the book")
+            if book.covers(self.config.depth):
+                self._set_state(SyncState.SYNCED, f"diff {diff.final_id} continues the book")
+            elif state is not SyncState.UNCOVERED:
+                flags = self._uncovered()
         elif changed and not book.covers(self.config.depth):
-            return self._uncovered()
+            flags = self._uncovered()
         if self._shadow is not None and self._shadow.snapshot is not None:
-            return self._try_shadow(now, _publish(changed))
-        return _publish(changed)
+            return flags + self._try_shadow(now, _publish(changed))
+        return flags + _publish(changed)
 
     def _verdict(self, diff: DepthDiff, book_id: int) -> int:
         if self._futures:
@@ -426,7 +428,7 @@ class BookSync:
         if self.config.refresh_interval_s is not None:
             self._next_refresh_at = now + self.config.refresh_interval_s
         if not book.covers(self.config.depth):
-            return self._uncovered()
+            return self._uncovered() + PUBLISH_CHANGED
         self._set_state(SyncState.SYNCED, f"snapshot {snapshot.last_update_id} joined the stream")
         return PUBLISH_CHANGED
 
@@ -469,11 +471,10 @@ class BookSync:
         return (MarkOutOfSync(reason), *self._fetch_live())
 
     def _uncovered(self) -> Actions:
+        """Flag the book (its top may have holes) and refresh it; the caller still publishes."""
         self._set_state(SyncState.UNCOVERED, "book does not cover the published depth")
-        actions: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED), PUBLISH_CHANGED[0])
-        if self._shadow is None:
-            return actions + self._start_shadow()
-        return actions
+        flag: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
+        return flag + self._start_shadow() if self._shadow is None else flag
 
     def _on_tick(self, now: float) -> Actions:
         activity = self.diffs_applied + self.diffs_ignored + self.diffs_buffered
@@ -519,7 +520,7 @@ class BookSync:
     # -- shadow refresh / audit ---------------------------------------------------------------
 
     def _start_shadow(self) -> Actions:
-        self._shadow = _ShadowRefresh(self.config.max_buffered_diffs)
+        self._shadow = _ShadowRefresh(self.update_id, self.config.max_buffered_diffs)
         self._next_refresh_at = None
         self._route()
         self.snapshots += 1
@@ -560,11 +561,12 @@ class BookSync:
         self.audits += 1
         self.audit_differences += differences
         self.last_audit_differences = differences
-        if top_differs:
+        if top_differs and self.state is SyncState.SYNCED:
+            # published as exact, yet not what the exchange holds: the fault audits exist to catch
             self.audit_faults += 1
             logger.error("%s: audit at update id %d: the published top %d differed from a fresh snapshot",
                          self.symbol, self.update_id, depth)  # fmt: skip
-        elif differences:
+        elif differences or top_differs:
             logger.info("%s: audit at update id %d: %d levels differed within coverage", self.symbol, self.update_id, differences)
         self._shadow = None
         self._install(shadow_book)
@@ -638,9 +640,10 @@ _TOO_OLD = "too old"  # shadow build outcome
 class _ShadowRefresh:
     """A refresh in progress: the diffs recorded since the request and, once it came, the snapshot."""
 
-    __slots__ = ("diffs", "snapshot", "limit")
+    __slots__ = ("start_id", "diffs", "snapshot", "limit")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, start_id: int, limit: int) -> None:
+        self.start_id = start_id  # the live book's id when recording began: diffs continue it
         self.diffs: list[DepthDiff] = []
         self.snapshot: DepthSnapshot | None = None
         self.limit = limit
@@ -658,9 +661,14 @@ class _ShadowRefresh:
         snapshot = self.snapshot
         assert snapshot is not None
         diffs = self.diffs
+        last_update_id = snapshot.last_update_id
+        if last_update_id < self.start_id:
+            return _TOO_OLD
         if not diffs:
             return None
-        start = _join(diffs, snapshot.last_update_id, futures)
+        # unlike a cold start, the stream is known to continue the book at start_id, so a
+        # snapshot at exactly that id joins it (the documented check would refetch)
+        start = 0 if last_update_id == self.start_id else _join(diffs, last_update_id, futures)
         if start is None:
             return None
         if start == _TOO_OLD_INDEX:

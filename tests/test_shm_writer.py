@@ -8,6 +8,8 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,6 +117,42 @@ def test_takeover_after_sigkill_mid_write_repairs_the_odd_slot(group: str) -> No
                 assert r.snapshot("BNBUSDT").update_id == 11
     finally:
         kill(proc)
+
+
+def test_takeover_repairs_a_directory_left_mid_change(group: str) -> None:
+    w = SegmentWriter(group, depth=DEPTH, capacity=4)
+    publish_book(w, w.add_market("BTCUSDT"), update_id=3)
+    dir_seq = HEADER.offset("dir_seq")
+    w._seg.store_u64(dir_seq, w._seg.load_u64(dir_seq) + 1)  # as if killed inside write_dir_entry
+    w.close()
+    with Reader(group) as r:
+        with pytest.raises(WriterDead, match=r"stopped; the directory was left mid-change"):
+            r.markets()
+        with SegmentWriter(group, depth=DEPTH, capacity=4) as w2:
+            assert w2._seg.load_u64(dir_seq) % 2 == 0
+            assert r.markets() == ["BTCUSDT"]
+            assert r.status("BTCUSDT").update_id == 3
+
+
+def test_reads_during_a_takeover_wait_for_the_new_writer(group: str) -> None:
+    with SegmentWriter(group, depth=DEPTH, capacity=4) as w:
+        slot = w.add_market("BTCUSDT")
+        publish_book(w, slot, update_id=5)
+        with Reader(group) as r:
+            r.snapshot("BTCUSDT")
+            w._seg.store_u32(HEADER.offset("state"), State.INITIALISING)
+
+            def finish_takeover() -> None:
+                time.sleep(0.1)
+                w._seg.store_u32(HEADER.offset("state"), State.RUNNING)
+
+            t = threading.Thread(target=finish_takeover)
+            time.sleep(0.06)  # past the reader's cached liveness verdict
+            t.start()
+            try:
+                assert r.snapshot("BTCUSDT").update_id == 5
+            finally:
+                t.join()
 
 
 def test_takeover_with_other_geometry_replaces_the_segment(group: str) -> None:

@@ -48,6 +48,8 @@ from ldc.shm.segment import header_text, header_value, parse_header
 MAX_RESOLVE_ATTEMPTS: Final = 3  # directory re-reads after a slot changed generation under us
 ATTACH_RETRY_S: Final = 0.01
 UNREGISTERED_WAIT_SLICE_S: Final = 0.005  # without the waiters file the writer never wakes us: poll
+TAKEOVER_WAIT_S: Final = 0.5  # how long a read waits for a writer that is taking the segment over
+TAKEOVER_POLL_S: Final = 0.001
 
 READ_OK: Final = _seqlock.READ_OK
 READ_OUT_OF_SYNC: Final = _seqlock.READ_OUT_OF_SYNC
@@ -262,6 +264,8 @@ class Reader:
     def _refresh_directory(self) -> dict[str, tuple[int, int]]:
         entries = self._seg.read_directory()
         if entries is None:
+            if not self._seg.probe():
+                raise WriterDead(self._dead_message() + "; the directory was left mid-change")
             raise ReadContention(f"directory of {self.name} kept changing for 10 ms")
         self._slots = {raw.decode(errors="replace"): (slot, gen) for slot, raw, gen in entries}
         self._seg.set_slots(self._slots)
@@ -298,7 +302,7 @@ class Reader:
                 raise ReadContention(f"market {symbol!r} in {self.name}: no consistent copy within 10 ms")
             if rc in (READ_WRITER_DEAD, READ_WRITER_DEAD_NO_COPY):
                 # the verdict may be up to 50 ms old: a new writer may have taken over since
-                if self._seg.probe():
+                if self._seg.probe() or self._wait_running():
                     continue
                 scratch = self._scratch
                 if self._reattach_if_replaced():
@@ -324,11 +328,21 @@ class Reader:
             )
         return out
 
+    def _wait_running(self) -> bool:
+        """A writer taking the segment over shows INITIALISING for a moment: wait for RUNNING."""
+        state_off = HEADER.offset("state")
+        deadline = time.monotonic() + TAKEOVER_WAIT_S
+        while self._seg.load_u32(state_off) == State.INITIALISING and time.monotonic() < deadline:
+            time.sleep(TAKEOVER_POLL_S)
+        return bool(self._seg.probe())
+
     def _dead_message(self) -> str:
         state = self._seg.load_u32(HEADER.offset("state"))
         pid = self._seg.load_u32(HEADER.offset("writer_pid"))
         if state == State.STOPPED:
             return f"writer of {self.name} (pid {pid}) stopped"
+        if state == State.INITIALISING:
+            return f"writer of {self.name} (pid {pid}) died while starting or taking over"
         return f"writer of {self.name} (pid {pid}) is dead: no process holds the segment lock"
 
     def _out_of_sync_message(self, symbol: str, slot: int, gen: int) -> str:

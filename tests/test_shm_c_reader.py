@@ -76,6 +76,17 @@ def test_c_reader_sees_exactly_what_the_python_reader_sees(example: Path, group:
             assert np.array_equal(np.array(got["asks"]).reshape(-1, 2), snap.asks)
 
 
+def test_c_reader_lists_the_markets_in_slot_order(example: Path, group: str) -> None:
+    with SegmentWriter(group, depth=DEPTH, capacity=8) as w, Reader(group) as r:
+        for symbol in ("BTCUSDT", "ETHUSDT", "BNBUSDT"):
+            w.add_market(symbol)
+        w.remove_market("ETHUSDT")
+        w.add_market("XRPUSDT")  # reuses slot 1
+        out = run_c(example, group, "--list")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == r.markets() == ["BTCUSDT", "XRPUSDT", "BNBUSDT"]
+
+
 def test_c_reader_reports_out_of_sync_and_a_stopped_writer(example: Path, group: str) -> None:
     w = SegmentWriter(group, depth=DEPTH, capacity=2)
     slot = w.add_market("BADUSDT")

@@ -8,7 +8,7 @@
  *
  *   ldc_segment seg; char err[256];
  *   if (ldc_open(&seg, "spot", err, sizeof err) != LDC_OK) { fprintf(stderr, "%s\n", err); ... }
- *   ldc_market m; ldc_find(&seg, "BTCUSDT", &m);
+ *   ldc_market m; ldc_find(&seg, "BTCUSDT", &m);          // or ldc_list() for every market
  *   ldc_slot_header h; ldc_level bids[seg.depth], asks[seg.depth];
  *   int rc = ldc_read(&seg, &m, &h, bids, asks, NULL);   // LDC_OK: h.n_bids bids, h.n_asks asks
  *   ldc_close(&seg);
@@ -360,6 +360,39 @@ static inline int ldc_find(ldc_segment *s, const char *symbol, ldc_market *out) 
         if (__atomic_load_n(seq, __ATOMIC_RELAXED) != d1) continue;
         if (!found) return LDC_NOT_FOUND;
         *out = m;
+        return LDC_OK;
+    }
+    return LDC_CONTENDED;
+}
+
+/* Active markets in slot order (section 9): fills up to max entries of out and sets *count to the
+ * number of active markets (which may exceed max). LDC_OK or LDC_CONTENDED. */
+static inline int ldc_list(ldc_segment *s, ldc_market *out, uint32_t max, uint32_t *count) {
+    const uint64_t *seq = &s->hdr->dir_seq;
+    const uint8_t *dir = s->base + s->directory_offset;
+    int64_t deadline = ldc__now(CLOCK_MONOTONIC) + LDC_READ_SPIN_LIMIT_NS;
+    while (ldc__now(CLOCK_MONOTONIC) < deadline) {
+        uint64_t d1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        if (d1 & 1) {
+            ldc__relax();
+            continue;
+        }
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < s->capacity; i++) {
+            ldc_dir_entry e;
+            memcpy(&e, dir + (size_t)i * s->directory_entry_size, sizeof e);
+            if (e.gen == 0) continue;
+            if (n < max) {
+                out[n].slot = i;
+                out[n].gen = e.gen;
+                memcpy(out[n].symbol, e.symbol, LDC_SYMBOL_SIZE);
+                out[n].symbol[LDC_SYMBOL_SIZE - 1] = '\0';
+            }
+            n++;
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(seq, __ATOMIC_RELAXED) != d1) continue;
+        *count = n;
         return LDC_OK;
     }
     return LDC_CONTENDED;

@@ -1,8 +1,10 @@
 /* ldc_example GROUP SYMBOL [--wait SECONDS]
+ * ldc_example GROUP --list
  *
  * Attaches to /dev/shm/ldc-GROUP, reads SYMBOL once (or after the next publish with --wait) and
  * prints one JSON object: ids, times, status, message, counters and every level with %.17g, so a
- * float prints back to the identical double. Exit status: 0 in sync, 1 any other read result,
+ * float prints back to the identical double. --list prints the market symbols as a JSON array.
+ * Exit status: 0 in sync, 1 any other read result,
  * 2 cannot attach or find the market.
  */
 #include "ldc.h"
@@ -31,9 +33,24 @@ static void print_json_string(const char *s) {
     putchar('"');
 }
 
+static int list_markets(ldc_segment *seg) {
+    ldc_market *markets = calloc(seg->capacity, sizeof *markets);
+    uint32_t n = 0;
+    if (!markets || ldc_list(seg, markets, seg->capacity, &n) != LDC_OK) return 1;
+    putchar('[');
+    for (uint32_t i = 0; i < n; i++) {
+        if (i) putchar(',');
+        print_json_string(markets[i].symbol);
+    }
+    printf("]\n");
+    free(markets);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    int list = argc == 3 && strcmp(argv[2], "--list") == 0;
     if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--wait") == 0)) {
-        fprintf(stderr, "usage: %s GROUP SYMBOL [--wait SECONDS]\n", argv[0]);
+        fprintf(stderr, "usage: %s GROUP SYMBOL [--wait SECONDS] | %s GROUP --list\n", argv[0], argv[0]);
         return 2;
     }
     ldc_segment seg;
@@ -41,6 +58,11 @@ int main(int argc, char **argv) {
     if (ldc_open(&seg, argv[1], err, sizeof err) != LDC_OK) {
         fprintf(stderr, "%s\n", err);
         return 2;
+    }
+    if (list) {
+        int rc = list_markets(&seg);
+        ldc_close(&seg);
+        return rc;
     }
     ldc_market m;
     if (ldc_find(&seg, argv[2], &m) != LDC_OK) {

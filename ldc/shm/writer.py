@@ -141,7 +141,12 @@ class SegmentWriter:
         return shm
 
     def _open_existing(self) -> posix_ipc.SharedMemory:
-        shm = posix_ipc.SharedMemory(self.name)
+        try:
+            shm = posix_ipc.SharedMemory(self.name)
+        except posix_ipc.ExistentialError:  # unlinked between our create attempt and this open
+            return self._open_locked()
+        except posix_ipc.PermissionsError:
+            raise SegmentError(f"segment {self.name} exists and is not writable by this user") from None
         if not _try_lock(shm.fd, attempts=TAKEOVER_LOCK_ATTEMPTS):
             pid = _peek_pid(shm.fd)
             shm.close_fd()

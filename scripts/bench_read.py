@@ -42,6 +42,7 @@ BATCH = 2000  # reads per timed batch
 PAYLOADS = 1000
 WAIT_RATE_HZ = 1000  # publish rate while measuring wake-up latency
 BURST_PERIOD_S = 0.001  # the writer publishes what is due, then sleeps this long
+TARGETS_NS = {"read_into": 300, "snapshot": 2000, "c": 100}  # issue 2, on a 2-core machine
 
 
 def payload(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +299,16 @@ def bench(seconds: float, rate: float) -> dict[str, Any]:
             "read_into_vs_baseline_publishing": round(busy["read_into_ns"] / busy["baseline_pure_python_ns"], 3),
             "snapshot_vs_baseline_idle": round(phases["idle"]["snapshot_ns"] / phases["idle"]["baseline_pure_python_ns"], 3),
         },
-        "targets_ns": {"read_into": 300, "snapshot": 2000, "c": 100},
+        "targets_ns": TARGETS_NS,
+        "within_target": {
+            phase: {
+                "read_into": figures["read_into_ns"] <= TARGETS_NS["read_into"],
+                "snapshot": figures["snapshot_ns"] <= TARGETS_NS["snapshot"],
+                "c": figures.get("c_read_ns", float("inf")) <= TARGETS_NS["c"],
+            }
+            for phase, figures in phases.items()
+            if "read_into_ns" in figures
+        },
     }
 
 

@@ -221,11 +221,21 @@ class BookSync:
     """The sync state machine of one market. ``book_factory`` makes an empty book (``OrderBook``,
     ``FastBook``...) whose ``apply_diff`` reports changes within ``config.depth``."""
 
+    __slots__ = (
+        "symbol", "config", "state", "book", "update_id", "on_diff",
+        "_factory", "_futures", "_depth", "_apply", "_crossed", "_covers",
+        "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
+        "_activity", "_active_at", "_stale_reported",
+        "diffs_applied", "diffs_ignored", "diffs_buffered", "gaps", "resyncs", "snapshots", "snapshots_too_old",
+        "snapshot_failures", "buffer_overflows", "audits", "audit_differences", "last_audit_differences", "audit_faults",
+    )  # fmt: skip
+
     def __init__(self, symbol: str, book_factory: BookFactory, config: SyncConfig) -> None:
         self.symbol = symbol
         self.config = config
         self._factory = book_factory
         self._futures = config.rule is SequenceRule.FUTURES
+        self._depth = config.depth
         self.state = SyncState.WAITING_FOR_DIFF
         self.book: Book | None = None
         self.update_id = -1  # id of the last diff (or snapshot) in the book
@@ -254,7 +264,10 @@ class BookSync:
         self.last_audit_differences = 0
         self.audit_faults = 0
         self.on_diff: Callable[[DepthDiff, float], Actions] = self._diff_general
+        # the book's methods, bound once: the hot path calls them without attribute lookups
         self._apply: Callable[[DepthDiff], bool] = _no_book
+        self._crossed: Callable[[], bool] = _no_book_check
+        self._covers: Callable[[int], bool] = _no_book_check
 
     # -- public -------------------------------------------------------------------------------
 
@@ -291,7 +304,9 @@ class BookSync:
         self.update_id = diff.final_id
         self.diffs_applied += 1
         if self._apply(diff):
-            return self._after_top_change()
+            if self._crossed() or not self._covers(self._depth):
+                return self._top_fault()
+            return PUBLISH_CHANGED
         return PUBLISH_UNCHANGED
 
     def _diff_synced_futures(self, diff: DepthDiff, now: float) -> Actions:
@@ -300,17 +315,16 @@ class BookSync:
         self.update_id = diff.final_id
         self.diffs_applied += 1
         if self._apply(diff):
-            return self._after_top_change()
+            if self._crossed() or not self._covers(self._depth):
+                return self._top_fault()
+            return PUBLISH_CHANGED
         return PUBLISH_UNCHANGED
 
-    def _after_top_change(self) -> Actions:
-        book = self.book
-        assert book is not None
-        if book.crossed():
+    def _top_fault(self) -> Actions:
+        """After a diff changed the top: a crossed book resyncs, a lost coverage flags and refreshes."""
+        if self._crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
-        if not book.covers(self.config.depth):
-            return self._uncovered() + PUBLISH_CHANGED
-        return PUBLISH_CHANGED
+        return self._uncovered() + PUBLISH_CHANGED
 
     def _diff_general(self, diff: DepthDiff, now: float) -> Actions:
         state = self.state
@@ -460,6 +474,7 @@ class BookSync:
         self.resyncs += 1
         self.book = None
         self._apply = _no_book
+        self._crossed = self._covers = _no_book_check
         self._shadow = None
         self._pending = None
         self._buffer.clear()
@@ -589,6 +604,8 @@ class BookSync:
     def _install(self, book: Book) -> None:
         self.book = book
         self._apply = book.apply_diff
+        self._crossed = book.crossed
+        self._covers = book.covers
         self._route()
 
     def _set_state(self, state: SyncState, why: str) -> None:
@@ -611,6 +628,10 @@ def _publish(changed: bool) -> Actions:
 
 def _no_book(diff: DepthDiff) -> bool:
     raise AssertionError("no book to apply a diff to")
+
+
+def _no_book_check(*args: int) -> bool:
+    raise AssertionError("no book to check")
 
 
 _TOO_OLD_INDEX = -1

@@ -211,7 +211,7 @@ def test_spot_overlapping_event_is_applied(factory: Callable[[], Book]) -> None:
     assert (sync.state, sync.update_id) == (SyncState.SYNCED, 12)
 
 
-def test_duplicates_and_old_diffs_are_ignored_and_counted_not_gaps(factory: Callable[[], Book]) -> None:
+def test_regression_unicorn_duplicate_diff_is_ignored_and_counted_not_a_gap(factory: Callable[[], Book]) -> None:
     # regression: UNICORN 2.14 treats a duplicate diff as a gap and resyncs
     sync = synced_spot(factory)
     sync.feed(spot(11, 15, bids=[(100.0, 2.0)]), 0.0)
@@ -228,7 +228,7 @@ def test_futures_duplicate_is_ignored_not_a_gap(factory: Callable[[], Book]) -> 
     assert (sync.diffs_ignored, sync.gaps, sync.state) == (1, 0, SyncState.SYNCED)
 
 
-def test_gap_resyncs_and_the_gap_message_is_not_applied_on_top_of_the_new_snapshot(factory: Callable[[], Book]) -> None:
+def test_regression_python_binance_gap_message_is_not_applied_on_top_of_the_new_snapshot(factory: Callable[[], Book]) -> None:
     # regression: python-binance 1.0.37 fetches a new snapshot on a gap but still applies the
     # message that revealed it on top of that snapshot
     sync = synced_spot(factory)
@@ -269,7 +269,7 @@ def test_default_buffer_bound() -> None:
     assert SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=1).max_buffered_diffs == MAX_BUFFERED_DIFFS
 
 
-def test_resync_of_one_market_does_not_touch_another(factory: Callable[[], Book]) -> None:
+def test_regression_cryptofeed_resync_of_one_market_does_not_touch_another(factory: Callable[[], Book]) -> None:
     # regression: cryptofeed resets every book of the feed on one gap
     a, b = synced_spot(factory), synced_spot(factory)
     b.feed(spot(11, 12, bids=[(100.0, 6.0)]), 0.0)

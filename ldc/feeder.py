@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -67,6 +68,7 @@ BAD_FRAME_LOG_EVERY_S = 10.0  # malformed frames are counted; one log line per m
 # Limits
 SNAPSHOT_WORKERS = 8  # snapshot requests in flight at once; the governor paces them within the weight budget
 EXCHANGE_INFO_TIMEOUT_S = 10.0
+WORKERS_STOP_TIMEOUT_S = 5.0  # close() waits this long at most for snapshot requests in flight
 # Exchange info (symbol validation before subscribing): weight per family (rest-api.md, derivatives docs)
 EXCHANGE_INFO_WEIGHT = {binance.MarketType.SPOT: 20, binance.MarketType.USDM: 1, binance.MarketType.COINM: 1}
 INVALID_SYMBOL_CODE = -1121  # Binance: "Invalid symbol."
@@ -96,12 +98,12 @@ _REASON_STATUS = {
     OutOfSyncReason.DISCONNECTED: Status.STALE | Status.RESYNCING,
     OutOfSyncReason.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
 }
-# slot counter <- BookSync attribute (cumulative; the feeder adds the difference)
+# slot counter <- BookSync attribute (cumulative; the feeder adds the difference). SNAPSHOTS is the feeder's
+# own count of snapshots loaded (answered and parsed), as the layout defines it; BookSync counts requests.
 _COUNTERS = (
     (Counter.RESYNCS, "resyncs"),
     (Counter.GAPS, "gaps"),
     (Counter.IGNORED, "diffs_ignored"),
-    (Counter.SNAPSHOTS, "snapshots"),
     (Counter.AUDIT_MISMATCHES, "audit_differences"),
 )
 
@@ -125,6 +127,7 @@ class Market:
     last_event_ms: int = -1  # exchange event time of the last diff fed
     last_recv_ns: int = 0  # and when it was received
     bad_frames: int = 0
+    snapshots_loaded: int = 0
     bad_frame_logged_at: float = -1e18
     lag_warned_at: float = -1e18
 
@@ -151,6 +154,7 @@ class Feeder:
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
+        self._in_flight: set[futures.Future[None]] = set()
         options = ws_options or WsOptions(
             max_streams_per_connection=min(group.streams_per_connection, self.venue.max_streams_per_connection),
             control_msgs_per_s=max(1.0, self.venue.control_messages_per_s - 1.0),
@@ -201,13 +205,18 @@ class Feeder:
         self._reload.set()
 
     def close(self) -> None:
-        """Stop the connections and workers, then mark the segment stopped."""
+        """Stop the connections and workers, then mark the segment stopped. Snapshot requests in flight
+        are waited for (bounded): they still use the governor's ledger when their answer comes."""
         self._stop.set()
         self.pool.stop()
         self._workers.shutdown(wait=False, cancel_futures=True)
         with self._lock:
+            in_flight = list(self._in_flight)
+        _, unfinished = futures.wait(in_flight, timeout=min(WORKERS_STOP_TIMEOUT_S, self.group.rest_timeout_s + 1.0))
+        with self._lock:
             self._rest.close()
-            self._governor.close()
+            if not unfinished:  # else the process exit releases it; a stuck worker must not touch a closed fd
+                self._governor.close()
             self.writer.close()
 
     # -- markets --------------------------------------------------------------------------------
@@ -218,7 +227,7 @@ class Feeder:
         depth = self.group.depth
         market = Market(symbol, self.venue.depth_stream(symbol, self.group.update_speed_ms), slot, sync,
                         np.zeros((depth, 2)), np.zeros((depth, 2)), error=error)  # fmt: skip
-        market.published = {counter: 0 for counter, _ in _COUNTERS}
+        market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
         self.markets[symbol] = market
         self._by_stream[market.stream] = market
         if error:
@@ -323,7 +332,8 @@ class Feeder:
             if market.conn != conn_id and not self._from_successor(market, conn_id, diff):
                 return
             market.last_event_ms, market.last_recv_ns = diff.event_time_ms, recv_time_ns
-            actions = market.sync.on_diff(diff, time.monotonic())
+            # ParsedDiff carries DepthDiff's attributes (ldc/_fastbook.pyi); BookSync reads only those
+            actions = market.sync.on_diff(diff, time.monotonic())  # type: ignore[arg-type]
             if actions is PUBLISH_CHANGED:
                 n_bids, n_asks = market.sync.book.top(self.group.depth, market.bids, market.asks)  # type: ignore[union-attr]
                 self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
@@ -422,7 +432,17 @@ class Feeder:
         if market.error or action.purpose in market.fetching:
             return
         market.fetching.add(action.purpose)
-        self._workers.submit(self._snapshot_worker, market, action)
+        try:
+            future = self._workers.submit(self._snapshot_worker, market, action)
+        except RuntimeError:  # shut down: the feeder is stopping
+            market.fetching.discard(action.purpose)
+            return
+        self._in_flight.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: futures.Future[None]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
 
     def _snapshot_worker(self, market: Market, action: FetchSnapshot) -> None:
         event: SnapshotResult | SnapshotFailed
@@ -448,7 +468,9 @@ class Feeder:
                 self.writer.set_status(market.slot, Status.ERROR, market.error)
                 log.error("market %s: %s", market.symbol, market.error)
                 return
-            if isinstance(event, SnapshotFailed):
+            if isinstance(event, SnapshotResult):
+                market.snapshots_loaded += 1
+            else:
                 log.warning("market %s: %s snapshot failed: %s", market.symbol, action.purpose.name.lower(), event.reason)
             self._carry_out(market, market.sync.feed(event, time.monotonic()))
             self.writer.notify()
@@ -479,11 +501,14 @@ class Feeder:
     def _publish_counters(self, market: Market) -> None:
         sync = market.sync
         for counter, attribute in _COUNTERS:
-            value = getattr(sync, attribute)
-            delta = value - market.published[counter]
-            if delta:
-                self.writer.bump(market.slot, counter, delta)
-                market.published[counter] = value
+            self._bump_to(market, counter, getattr(sync, attribute))
+        self._bump_to(market, Counter.SNAPSHOTS, market.snapshots_loaded)
+
+    def _bump_to(self, market: Market, counter: Counter, value: int) -> None:
+        delta = value - market.published[counter]
+        if delta:
+            self.writer.bump(market.slot, counter, delta)
+            market.published[counter] = value
 
 
 def _with_symbols(group: GroupConfig, symbols: tuple[str, ...]) -> GroupConfig:

@@ -40,7 +40,7 @@ POLL_INTERVAL_S = 0.2
 
 def restart_delay_s(failures: int, *, rng: random.Random) -> float:
     """Backoff before restart number ``failures`` (1-based): doubling from the initial delay up to the cap."""
-    base = min(RESTART_BACKOFF_CAP_S, RESTART_BACKOFF_INITIAL_S * 2 ** max(0, failures - 1))
+    base: float = min(RESTART_BACKOFF_CAP_S, RESTART_BACKOFF_INITIAL_S * 2.0 ** max(0, failures - 1))
     return base * (1.0 + rng.uniform(-RESTART_JITTER_FRACTION, RESTART_JITTER_FRACTION))
 
 

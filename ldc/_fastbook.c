@@ -18,6 +18,10 @@
  * shorter (near the top: a few elements; near the bottom: a few elements), pruning the worst levels
  * is lo += k, and the top N are the last N elements. Lookups gallop from the best end, where most
  * updates land. Nothing is allocated per level: arrays grow by doubling and are reused.
+ * Measured against a chunked variant (64-level blocks with slack at both ends, bounded shifts) on
+ * the spot capture, CPU time per applied level: windows of 100 levels 32 vs 44 ns, 1000: 63 vs 70,
+ * 5000: 74 vs 67. Windows of 100-1000 levels are what ldc asks for, so the simpler array stays; the
+ * cost is the search (a chain of dependent loads), not the shifting.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -934,6 +938,9 @@ static inline Py_ssize_t side_len(const Side *s) { return s->hi - s->lo; }
 static Py_ssize_t lower_bound(const Side *s, double k)
 {
     Py_ssize_t right = s->hi, left, step = 1;
+    if (s->lo == s->hi || k <= s->buf[s->lo].a) { /* a new worst level: deep updates, soon pruned */
+        return s->lo;
+    }
     for (;;) {
         Py_ssize_t probe = right - step;
         if (probe <= s->lo) {
@@ -955,7 +962,7 @@ static Py_ssize_t lower_bound(const Side *s, double k)
     }
     while (n > 1) {
         Py_ssize_t half = n / 2;
-        base = base[half - 1].a < k ? base + half : base;
+        base += (Py_ssize_t)(base[half - 1].a < k) * half; /* arithmetic: no branch to mispredict */
         n -= half;
     }
     return (base - s->buf) + (base[0].a < k);

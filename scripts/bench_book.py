@@ -105,13 +105,27 @@ def synced(capture: Capture) -> BookSync:
     return sync
 
 
-def run_full(capture: Capture, timer: Callable[[], int] | None) -> tuple[float, list[float], BookSync]:
+Clock = tuple[float, float]  # (wall s, this thread's CPU s)
+Run = tuple[Clock, list[float], Any]  # elapsed, per-diff ns (timed runs only), final state
+
+
+def clock() -> Clock:
+    return time.perf_counter(), time.thread_time()
+
+
+def elapsed(start: Clock) -> Clock:
+    """Wall and CPU seconds since start: CPU time is what other processes on the machine cannot
+    inflate, wall time what a caller waits."""
+    return time.perf_counter() - start[0], time.thread_time() - start[1]
+
+
+def run_full(capture: Capture, timer: Callable[[], int] | None) -> tuple[Clock, list[float], BookSync]:
     """raw bytes -> parse -> sync -> book -> top-20 per diff; returns (seconds, per-diff ns, sync)."""
     sync = synced(capture)
     bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
     on_diff, parse = sync.on_diff, parse_depth
     per_diff: list[float] = []
-    start = time.perf_counter()
+    start = clock()
     if timer is None:
         for raw, now in capture.timed:
             on_diff(parse(raw), now)  # type: ignore[arg-type]
@@ -122,17 +136,17 @@ def run_full(capture: Capture, timer: Callable[[], int] | None) -> tuple[float, 
             on_diff(parse(raw), now)  # type: ignore[arg-type]
             sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
             per_diff.append(timer() - t0)
-    return time.perf_counter() - start, per_diff, sync
+    return elapsed(start), per_diff, sync
 
 
-def run_parsed(capture: Capture, timer: Callable[[], int] | None) -> tuple[float, list[float], BookSync]:
+def run_parsed(capture: Capture, timer: Callable[[], int] | None) -> tuple[Clock, list[float], BookSync]:
     """The same as run_full with the diffs parsed beforehand."""
     sync = synced(capture)
     diffs = [(parse_depth(raw), now) for raw, now in capture.timed]
     bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
     on_diff = sync.on_diff
     per_diff: list[float] = []
-    start = time.perf_counter()
+    start = clock()
     if timer is None:
         for diff, now in diffs:
             on_diff(diff, now)  # type: ignore[arg-type]
@@ -143,7 +157,7 @@ def run_parsed(capture: Capture, timer: Callable[[], int] | None) -> tuple[float
             on_diff(diff, now)  # type: ignore[arg-type]
             sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
             per_diff.append(timer() - t0)
-    return time.perf_counter() - start, per_diff, sync
+    return elapsed(start), per_diff, sync
 
 
 def baseline_book(capture: Capture) -> tuple[SortedDict, SortedDict]:
@@ -169,13 +183,13 @@ def baseline_apply(bids: SortedDict, asks: SortedDict, data: dict[str, Any]) -> 
                 side[float(p)] = qty
 
 
-def run_baseline(capture: Capture, parsed: bool, timer: Callable[[], int] | None) -> tuple[float, list[float], Any]:
+def run_baseline(capture: Capture, parsed: bool, timer: Callable[[], int] | None) -> Run:
     """SortedDict per side + json.loads (or pre-parsed dicts) + top-20 slice per diff."""
     bids, asks = baseline_book(capture)
     loads = json.loads
     messages: list[Any] = [loads(raw) for raw, _ in capture.timed] if parsed else [raw for raw, _ in capture.timed]
     per_diff: list[float] = []
-    start = time.perf_counter()
+    start = clock()
     for message in messages:
         t0 = timer() if timer else 0
         data = (message if parsed else loads(message))["data"]
@@ -184,7 +198,7 @@ def run_baseline(capture: Capture, parsed: bool, timer: Callable[[], int] | None
         if timer:
             per_diff.append(timer() - t0)
     del top
-    return time.perf_counter() - start, per_diff, (bids, asks)
+    return elapsed(start), per_diff, (bids, asks)
 
 
 def time_top20(capture: Capture) -> dict[str, float]:
@@ -235,14 +249,17 @@ def time_top20(capture: Capture) -> dict[str, float]:
     }
 
 
-def summarise(capture: Capture, runs: list[tuple[float, list[float], Any]]) -> dict[str, float]:
-    seconds = statistics.median(run[0] for run in runs[: len(runs) // 2])  # untimed runs
-    per_diff = statistics.median(statistics.median(run[1]) for run in runs[len(runs) // 2:])
+def summarise(capture: Capture, runs: list[Run]) -> dict[str, float]:
+    untimed, timed = runs[: len(runs) // 2], runs[len(runs) // 2:]
+    wall = statistics.median(run[0][0] for run in untimed)
+    cpu = statistics.median(run[0][1] for run in untimed)
+    per_diff = statistics.median(statistics.median(run[1]) for run in timed)
     return {
-        "level_updates_per_s": capture.levels / seconds,
-        "diffs_per_s": len(capture.timed) / seconds,
+        "level_updates_per_s": capture.levels / wall,
+        "level_updates_per_cpu_s": capture.levels / cpu,
+        "diffs_per_s": len(capture.timed) / wall,
         "median_us_per_diff": per_diff / 1e3,
-        "mean_us_per_diff": seconds / len(capture.timed) * 1e6,
+        "mean_us_per_diff": wall / len(capture.timed) * 1e6,
     }
 
 
@@ -253,13 +270,13 @@ def bench_capture(capture: Capture, repeats: int) -> dict[str, Any]:
         "level_updates": capture.levels,
         "levels_per_diff": capture.levels / len(capture.timed),
     }
-    variants: dict[str, Callable[[Callable[[], int] | None], tuple[float, list[float], Any]]] = {
+    variants: dict[str, Callable[[Callable[[], int] | None], Run]] = {
         "full": lambda t: run_full(capture, t),
         "parsed": lambda t: run_parsed(capture, t),
         "baseline_full": lambda t: run_baseline(capture, False, t),
         "baseline_parsed": lambda t: run_baseline(capture, True, t),
     }
-    runs: dict[str, list[tuple[float, list[float], Any]]] = {name: [] for name in variants}
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
     for name, run in variants.items():
         run(None)  # warm-up
     for with_timer in (None, timer):  # interleaved, so that noise hits every variant alike
@@ -268,9 +285,10 @@ def bench_capture(capture: Capture, repeats: int) -> dict[str, Any]:
                 runs[name].append(run(with_timer))
     for name in variants:
         results[name] = summarise(capture, runs[name])
-    results["full_vs_baseline"] = results["full"]["level_updates_per_s"] / results["baseline_full"]["level_updates_per_s"]
-    results["parsed_vs_baseline"] = (results["parsed"]["level_updates_per_s"]
-                                     / results["baseline_parsed"]["level_updates_per_s"])
+    for ours, theirs in (("full", "baseline_full"), ("parsed", "baseline_parsed")):
+        results[f"{ours}_vs_baseline"] = results[ours]["level_updates_per_s"] / results[theirs]["level_updates_per_s"]
+        results[f"{ours}_vs_baseline_cpu"] = (results[ours]["level_updates_per_cpu_s"]
+                                              / results[theirs]["level_updates_per_cpu_s"])
     results["checks"] = final_checks(runs["full"][-1][2], runs["baseline_full"][-1][2])
     return results
 

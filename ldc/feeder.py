@@ -329,7 +329,7 @@ class Feeder:
         if market is None:
             return  # a stream just removed by SIGHUP
         with self._lock:
-            if market.conn != conn_id and not self._from_successor(market, conn_id, diff):
+            if market.conn != conn_id and not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
                 return
             market.last_event_ms, market.last_recv_ns = diff.event_time_ms, recv_time_ns
             # ParsedDiff carries DepthDiff's attributes (ldc/_fastbook.pyi); BookSync reads only those
@@ -363,6 +363,20 @@ class Feeder:
         market.conn, market.successor = conn_id, None
         if old is not None:
             self._release_if_moved(old)
+        return True
+
+    def _adopt(self, market: Market, conn_id: int) -> bool:
+        """A stream subscribed on a running connection (SIGHUP, resubscribe) gets no ``on_open``: its first diff
+        names the connection. Diffs of a connection that no longer carries the market's stream are refused
+        until then. Rare path: only the first diff of such a market comes here."""
+        if market.successor is not None or conn_id not in self._conns:
+            return False
+        if market.conn is not None and market.stream in self.pool.connections().get(market.conn, ()):
+            return False  # its own connection still carries it: a stray diff of a stream on its way out
+        if market.conn is not None:
+            self._conns.get(market.conn, set()).discard(market)
+        market.conn = conn_id
+        self._conns[conn_id].add(market)
         return True
 
     def _release_if_moved(self, old: int) -> None:

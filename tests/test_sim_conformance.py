@@ -143,6 +143,7 @@ def test_documented_client_equals_truth_after_minutes_of_traffic(sim_factory: Ca
         truth_bids, truth_asks = truth_levels(sim.rest_url, symbol, family, client.update_id, client.low_bid, client.high_ask)
         assert bids == truth_bids
         assert asks == truth_asks
+        assert len(bids) > 10 and len(asks) > 10, "the compared window must not be empty"
         assert bids[0][0] < asks[0][0]
         simulated_s = (sim.stats()["sim_ms"] - start_ms) / 1000
         assert simulated_s > SIMULATED_S, f"expected minutes of simulated traffic, found {simulated_s:.0f} s"

@@ -15,10 +15,11 @@ from typing import Protocol
 from ldc.sim.faults import FaultTable
 from ldc.sim.markets import Family, MarketSpec
 from ldc.sim.model import ASK, BID, BaseEvent, MarketModel
-from ldc.sim.streams import StreamKey, encode_diff, levels_json, wrap_combined
+from ldc.sim.streams import StreamKey, encode_diff, wrap_combined
 from ldc.sim.wsframes import text_frame
 
-MAX_STEPS_PER_TICK = 50  # after a stall, catch up at most this many steps per market, then skip
+MAX_STEPS_PER_TICK = 50
+MAX_CACHED_QTY_STRINGS = 50_000  # per market and kind; a cache is dropped and rebuilt beyond this  # after a stall, catch up at most this many steps per market, then skip
 
 
 class Subscriber(Protocol):
@@ -52,15 +53,30 @@ class ModelMarket:
         self.family = spec.family
         self.model = MarketModel(spec, seed=seed, history_events=history_events)
         self._prices: dict[int, str] = {}
+        self._qtys: dict[int, str] = {}
 
     def price_s(self, ticks: int) -> str:
         text = self._prices.get(ticks)
         if text is None:
+            if len(self._prices) > MAX_CACHED_QTY_STRINGS:
+                self._prices.clear()
             text = self._prices[ticks] = self.spec.price_str(ticks)
         return text
 
+    def qty_s(self, lots: int) -> str:
+        text = self._qtys.get(lots)
+        if text is None:
+            if len(self._qtys) > MAX_CACHED_QTY_STRINGS:
+                self._qtys.clear()
+            text = self._qtys[lots] = self.spec.qty_str(lots)
+        return text
+
+    def level_json(self, price: int, lots: int) -> str:
+        """One ``["price","qty"]`` level, strings cached per market (most prices and sizes repeat)."""
+        return f'["{self.price_s(price)}","{self.qty_s(lots)}"]'
+
     def _strings(self, levels: list[tuple[int, int]]) -> list[list[str]]:
-        return [[self.price_s(p), self.spec.qty_str(q)] for p, q in levels]
+        return [[self.price_s(p), self.qty_s(q)] for p, q in levels]
 
     def snapshot(self, limit: int, *, behind: int = 0) -> tuple[int, list[list[str]], list[list[str]]]:
         """(lastUpdateId, bids, asks) now, or ``behind`` base events ago (a stale snapshot)."""
@@ -140,9 +156,9 @@ class Aggregator:
             return
         self._pending = None
         market = self.market
-        price_s, qty_s = market.price_s, market.spec.qty_str
-        bids = levels_json([(price_s(p), qty_s(q)) for p, q in sorted(pending.bids.items(), reverse=True)])
-        asks = levels_json([(price_s(p), qty_s(q)) for p, q in sorted(pending.asks.items())])
+        level = market.level_json
+        bids = ",".join([level(p, q) for p, q in sorted(pending.bids.items(), reverse=True)])
+        asks = ",".join([level(p, q) for p, q in sorted(pending.asks.items())])
         raw = encode_diff(
             self.key.family,
             market.symbol,
@@ -233,32 +249,39 @@ class Exchange:
             self._by_interval[key.interval_ms].remove(agg)
 
     def advance(self, elapsed_s: float, event_ms: int) -> int:
-        """Move the simulated clock to ``elapsed_s`` wall seconds after start; returns steps taken."""
+        """Move the simulated clock to ``elapsed_s`` wall seconds after start; returns steps taken.
+
+        Windows close on the simulated time of each step, so a tick that had to catch up several
+        steps still sends one message per window, as the exchange would have.
+        """
         self.sim_ms = elapsed_s * self.speed * 1000.0
         due = int(self.sim_ms * self.rate / 1000.0) - self._steps_done
         if due <= 0:
-            self._flush_windows(event_ms)
+            self._flush_windows(event_ms, self.sim_ms)
             return 0
         steps = min(due, MAX_STEPS_PER_TICK)
-        self._steps_done += due  # a stall skips steps rather than bursting forever
+        first = self._steps_done + due - steps  # a stall skips steps rather than bursting forever
+        self._steps_done += due
         rng, base = self._rng, self.changes_per_event
-        for _ in range(steps):
+        by_market = self._by_market
+        for i in range(steps):
             for market in self.model_markets:
                 event = market.model.step(rng.randint(1, 2 * base - 1) if base > 1 else 1)
-                for agg in self._by_market[id(market)]:
+                for agg in by_market[id(market)]:
                     agg.add(event)
                     if agg.key.interval_ms == 0:
                         agg.flush(event_ms)
+            self._flush_windows(event_ms, (first + i + 1) * 1000.0 / self.rate)
         self.events += steps * len(self.model_markets)
-        self._flush_windows(event_ms)
+        self._flush_windows(event_ms, self.sim_ms)
         return steps
 
-    def _flush_windows(self, event_ms: int) -> None:
+    def _flush_windows(self, event_ms: int, sim_ms: float) -> None:
         for interval, aggs in self._by_interval.items():
             if interval == 0 or not aggs:
                 continue
-            index = int(self.sim_ms // interval)
-            if self._window_index.get(interval) != index:
+            index = int(sim_ms // interval)
+            if self._window_index.get(interval, -1) < index:
                 self._window_index[interval] = index
                 for agg in list(aggs):
                     agg.flush(event_ms)

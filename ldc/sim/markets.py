@@ -84,6 +84,10 @@ USDM_PRICE_DECIMALS = 2
 USDM_QTY_DECIMALS = 3
 COINM_PRICE_DECIMALS = 1
 
+SYNTHETIC_PREFIX = "SIM"
+MIN_SYNTHETIC_DEPTH = 300
+MAX_SYNTHETIC_DEPTH = 1000
+
 # A few well-known names first so logs read naturally; then synthetic ones.
 SPOT_NAMES = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "LTCUSDT")
 USDM_NAMES = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT")
@@ -115,7 +119,12 @@ def make_spec(symbol: str, family: Family, *, seed: int) -> MarketSpec:
     rng = _rng_for(symbol, family, seed)
     kind = rng.random()
     thin = 0.2 <= kind < 0.4
-    depth = rng.randint(20, 60) if thin else rng.randint(1500, 4000)
+    if thin:
+        depth = rng.randint(20, 60)
+    elif symbol.startswith(SYNTHETIC_PREFIX):
+        depth = rng.randint(MIN_SYNTHETIC_DEPTH, MAX_SYNTHETIC_DEPTH)  # hundreds of markets must fit in memory
+    else:
+        depth = rng.randint(1500, 4000)
     spread = rng.randint(5, 40) if thin else rng.randint(1, 3)
     if family is Family.SPOT:
         tick_units = 10**6  # 0.01 printed with 8 decimals

@@ -14,6 +14,8 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from ldc.sim.markets import MarketSpec
 
 BID = 0
@@ -26,6 +28,9 @@ FUTURES_MAX_HIDDEN_IDS = 40  # futures ids also count updates the depth stream n
 SPOT_EXTRA_ID_PROBABILITY = 0.2  # a spot change sometimes nets out several updates at one level
 NEAR_TOUCH_MEAN_TICKS = 12.0
 DRIFT_REVERSION = 0.02  # pull of the pressure back towards the starting price
+PRESSURE_NOISE = 0.1  # buy/sell imbalance random walk step (uniform width)
+PRESSURE_PULL = 200.0  # imbalance added per unit of relative distance from the starting price
+RANDOM_BLOCK = 4096  # random numbers drawn per refill, per market
 
 
 @dataclass(slots=True)
@@ -58,6 +63,10 @@ class MarketModel:
         self._sorted: tuple[list[int], list[int]] = ([], [])  # ascending prices per side
         self._history: deque[_History] = deque(maxlen=history_events)
         self._pressure = 0.0
+        self._np_rng = np.random.default_rng(self._rng.getrandbits(64))
+        self._uni: list[float] = []
+        self._expo: list[float] = []
+        self._pos = 0
         self.initial_id = self._rng.randrange(10**10, 10**11) if not spec.family.futures else self._rng.randrange(10**12, 10**13)
         self.last_id = self.initial_id
         self.last_final_id = self.initial_id  # final id of the latest base event
@@ -67,19 +76,26 @@ class MarketModel:
     # -- construction
 
     def _seed_book(self) -> None:
+        """Both sides laid out at once (sorted lists built directly: no insort per level)."""
         spec, rng = self.spec, self._rng
         low = spec.base_ticks - spec.spread_ticks // 2
         high = low + max(1, spec.spread_ticks)
+        bid_prices, ask_prices = [], []
         price = low
         for _ in range(spec.depth_levels):
-            self._set(BID, price, self._lots())
-            price -= rng.randint(1, 3)
             if price <= 0:
                 break
+            bid_prices.append(price)
+            price -= rng.randint(1, 3)
         price = high
         for _ in range(spec.depth_levels):
-            self._set(ASK, price, self._lots())
+            ask_prices.append(price)
             price += rng.randint(1, 3)
+        bid_prices.reverse()
+        self._sorted[BID].extend(bid_prices)
+        self._sorted[ASK].extend(ask_prices)
+        self.books[BID].update((p, self._lots()) for p in bid_prices)
+        self.books[ASK].update((p, self._lots()) for p in ask_prices)
 
     # -- reading
 
@@ -135,30 +151,113 @@ class MarketModel:
     # -- moving
 
     def step(self, changes: int) -> BaseEvent:
-        """Apply one base event of about ``changes`` level changes and return it."""
-        rng = self._rng
-        if rng.random() < BURST_PROBABILITY:
+        """Apply one base event of about ``changes`` level changes and return it.
+
+        One flat loop on pre-drawn random numbers (refilled in blocks by numpy): this is the
+        simulator's hot path, run tens of thousands of times a second across hundreds of markets.
+        """
+        uni, expo = self._uni, self._expo
+        need = 8 * changes * BURST_FACTOR
+        if self._pos + need >= len(uni):
+            self._refill(need)
+            uni, expo = self._uni, self._expo
+        k = self._pos
+        if uni[k] < BURST_PROBABILITY:
             changes *= BURST_FACTOR
-        if self.spec.family.futures:
-            self.last_id += rng.randint(0, FUTURES_MAX_HIDDEN_IDS)
-        first_id = self.last_id + 1
+        k += 1
+        spec = self.spec
+        futures = spec.family.futures
+        last_id = self.last_id
+        if futures:
+            last_id += int(uni[k] * (FUTURES_MAX_HIDDEN_IDS + 1))
+            k += 1
+        first_id = last_id + 1
+        bids, asks = self.books
+        bid_prices, ask_prices = self._sorted
+        depth = spec.depth_levels
+        far = max(1, min(depth * 2, spec.base_ticks // 2))
+        mean_lots = spec.mean_lots
+        spread = max(1, spec.spread_ticks)
+        pressure = self._pressure * (1 - DRIFT_REVERSION) + (uni[k] - 0.5) * PRESSURE_NOISE
+        pressure -= DRIFT_REVERSION * (bid_prices[-1] - spec.base_ticks) / max(1, spec.base_ticks) * PRESSURE_PULL
+        self._pressure = pressure
+        k += 1
         applied: list[tuple[int, int, int]] = []
         undo: list[int] = []
-        self._pressure = self._pressure * (1 - DRIFT_REVERSION) + rng.gauss(0.0, 0.08)
-        self._pressure -= DRIFT_REVERSION * (self.best_bid - self.spec.base_ticks) / max(1, self.spec.base_ticks) * 50
-        for _ in range(max(1, changes)):
-            side, price, lots = self._pick()
-            old = self._set(side, price, lots)
-            self.last_id += 1
-            if not self.spec.family.futures and rng.random() < SPOT_EXTRA_ID_PROBABILITY:
-                self.last_id += rng.randint(1, 3)
-            undo += (self.last_id, side, price, old)
+        for _ in range(changes if changes > 0 else 1):
+            r = uni[k]
+            side_draw = uni[k + 1]
+            size = uni[k + 2]
+            dist = expo[k]
+            k += 3
+            best_bid, best_ask = bid_prices[-1], ask_prices[0]
+            if r < 0.12:  # a trade takes from the touch
+                side = ASK if side_draw < 0.5 + pressure else BID
+                prices = ask_prices if side == ASK else bid_prices
+                if len(prices) <= MIN_LEVELS_PER_SIDE:
+                    r = 1.0
+                else:
+                    price = best_ask if side == ASK else best_bid
+                    lots = (asks if side == ASK else bids)[price] - int(dist * mean_lots) - 1
+                    if lots < 0:
+                        lots = 0
+            elif r < 0.22 and best_ask - best_bid > 1:  # a new best inside the spread
+                side = BID if side_draw < 0.5 + pressure else ASK
+                gap = best_ask - best_bid - 1
+                step_ticks = 1 + int(size * min(gap, spread))
+                if step_ticks > gap:
+                    step_ticks = gap
+                price = best_bid + step_ticks if side == BID else best_ask - step_ticks
+                lots = 1 + int(dist * mean_lots)
+            else:
+                r = 1.0
+            if r >= 1.0:
+                side = BID if side_draw < 0.5 else ASK
+                prices = bid_prices if side == BID else ask_prices
+                count = len(prices)
+                cancel_bias = 0.35 + 0.3 * (count - depth) / depth
+                if count > MIN_LEVELS_PER_SIDE and uni[k] < cancel_bias:
+                    rank = int(dist * NEAR_TOUCH_MEAN_TICKS) if size < 0.8 else int(uni[k + 1] * count)
+                    if rank >= count:
+                        rank = count - 1
+                    price = prices[-1 - rank] if side == BID else prices[rank]
+                    lots = 0
+                else:
+                    distance = int(expo[k + 1] * NEAR_TOUCH_MEAN_TICKS) if size < 0.7 else int(uni[k + 1] * far)
+                    price = best_bid - distance if side == BID else best_ask + distance
+                    if price < 1:
+                        price = 1
+                    lots = 1 + int(dist * mean_lots)
+                k += 2
+            book = bids if side == BID else asks
+            old = book.get(price, 0)
+            if lots:
+                if not old:
+                    bisect.insort(bid_prices if side == BID else ask_prices, price)
+                book[price] = lots
+            elif old:
+                del book[price]
+                prices = bid_prices if side == BID else ask_prices
+                del prices[bisect.bisect_left(prices, price)]
+            last_id += 1
+            if not futures and uni[k] < SPOT_EXTRA_ID_PROBABILITY:
+                last_id += 1 + int(uni[k + 1] * 3)
+            k += 2
+            undo += (last_id, side, price, old)
             applied.append((side, price, lots))
-        event = BaseEvent(first_id, self.last_id, self.last_final_id, applied)
-        self._history.append(_History(first_id, self.last_id, undo))
-        self.last_final_id = self.last_id
+        self._pos = k
+        self.last_id = last_id
+        event = BaseEvent(first_id, last_id, self.last_final_id, applied)
+        self._history.append(_History(first_id, last_id, undo))
+        self.last_final_id = last_id
         self.events += 1
         return event
+
+    def _refill(self, need: int) -> None:
+        block = max(RANDOM_BLOCK, 2 * need)
+        self._uni = self._np_rng.random(block).tolist()
+        self._expo = self._np_rng.exponential(1.0, block).tolist()
+        self._pos = 0
 
     def skip_ids(self, count: int) -> None:
         """Advance the update id without a visible change (used by replays and tests)."""
@@ -178,59 +277,3 @@ class MarketModel:
             del book[price]
             del prices[bisect.bisect_left(prices, price)]
         return old
-
-    def _pick(self) -> tuple[int, int, int]:
-        rng = self._rng
-        r = rng.random()
-        if r < 0.12:
-            return self._trade(ASK if rng.random() < 0.5 + self._pressure else BID)
-        if r < 0.22:
-            improved = self._improve(BID if rng.random() < 0.5 + self._pressure else ASK)
-            if improved is not None:
-                return improved
-        side = BID if rng.random() < 0.5 else ASK
-        count = len(self._sorted[side])
-        cancel_bias = 0.35 + 0.3 * (count - self.spec.depth_levels) / max(1, self.spec.depth_levels)
-        if count > MIN_LEVELS_PER_SIDE and rng.random() < cancel_bias:
-            return self._cancel(side, count)
-        return self._add(side)
-
-    def _rank(self, count: int) -> int:
-        if self._rng.random() < 0.8:
-            return min(count - 1, int(self._rng.expovariate(1.0 / NEAR_TOUCH_MEAN_TICKS)))
-        return self._rng.randrange(count)
-
-    def _cancel(self, side: int, count: int) -> tuple[int, int, int]:
-        rank = self._rank(count)
-        prices = self._sorted[side]
-        return side, prices[-1 - rank] if side == BID else prices[rank], 0
-
-    def _add(self, side: int) -> tuple[int, int, int]:
-        rng = self._rng
-        spread_room = max(1, min(self.spec.depth_levels * 2, self.spec.base_ticks // 2))
-        if rng.random() < 0.7:
-            distance = int(rng.expovariate(1.0 / NEAR_TOUCH_MEAN_TICKS))
-        else:
-            distance = rng.randrange(spread_room)
-        if side == BID:
-            price = max(1, self.best_bid - distance)
-        else:
-            price = self.best_ask + distance
-        return side, price, self._lots()
-
-    def _trade(self, side: int) -> tuple[int, int, int]:
-        prices = self._sorted[side]
-        if len(prices) <= MIN_LEVELS_PER_SIDE:
-            return self._add(side)
-        price = prices[-1] if side == BID else prices[0]
-        lots = self.books[side][price]
-        taken = int(self._rng.expovariate(1.0 / self.spec.mean_lots)) + 1
-        return side, price, max(0, lots - taken)
-
-    def _improve(self, side: int) -> tuple[int, int, int] | None:
-        gap = self.best_ask - self.best_bid
-        if gap <= 1:
-            return None
-        step = self._rng.randint(1, min(gap - 1, max(1, self.spec.spread_ticks)))
-        price = self.best_bid + step if side == BID else self.best_ask - step
-        return side, price, self._lots()

@@ -21,6 +21,7 @@ log = logging.getLogger("ldc.sim")
 HOST = "127.0.0.1"  # never anything else: nothing here may reach beyond the loopback
 MODEL_TICK_S = 0.005
 HOUSEKEEPING_TICK_S = 0.05
+CLOSE_ALL_TIMEOUT_S = 2.0
 FAMILY_PREFIXES = {"spot": Family.SPOT, "usdm": Family.USDM, "coinm": Family.COINM}
 
 
@@ -36,6 +37,8 @@ class ServerState:
         self.limiter = WeightLimiter(config.weights)
         self.sessions: dict[int, Session] = {}
         self.counters: dict[str, int] = {}
+        self.pending_output: list[Session] = []  # sessions with frames queued this tick
+        self.writers: set[asyncio.StreamWriter] = set()
         self.rest = RestApi(self)
         self._next_id = 1
         self.started = time.monotonic()
@@ -104,6 +107,12 @@ class ServerState:
         while True:
             await asyncio.sleep(MODEL_TICK_S)
             self.exchange.advance(time.monotonic() - start, int(time.time() * 1000))
+            self.flush_output()
+
+    def flush_output(self) -> None:
+        pending, self.pending_output = self.pending_output, []
+        for session in pending:
+            session.flush_output()
 
     async def housekeeping_loop(self) -> None:
         while True:
@@ -121,6 +130,7 @@ class ServerState:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or (HOST, 0)
+        self.writers.add(writer)
         try:
             while True:
                 try:
@@ -145,7 +155,18 @@ class ServerState:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.writers.discard(writer)
             writer.close()
+
+    async def close_all(self) -> None:
+        """Drop every connection and let their handlers finish (no task is left to be cancelled)."""
+        for session in list(self.sessions.values()):
+            session.abort()
+        for writer in list(self.writers):
+            writer.close()
+        deadline = time.monotonic() + CLOSE_ALL_TIMEOUT_S
+        while self.writers and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     @staticmethod
     async def _body(reader: asyncio.StreamReader, head: bytes) -> bytes:

@@ -78,6 +78,7 @@ class Session:
         self.closing = False
         self.closed = asyncio.get_running_loop().create_future()
         self._held: list[bytes] | None = None  # frames queued behind a delay fault
+        self._out: list[bytes] = []  # frames of the current tick, written together
         self._reorder: bytes | None = None
         self._ping: tuple[bytes, float] | None = None
         self._last_ping = self.created
@@ -164,13 +165,26 @@ class Session:
                 self.send_diff(frame, symbol)
         else:
             self._write(b"".join(frames), count=len(frames))
+        self.flush_output()  # replays pace themselves on drain(): the bytes must be in the transport
 
     def _write(self, frame: bytes, *, count: int = 1) -> None:
         if self._held is not None:
             self._held.append(frame)
             return
-        self.transport.write(frame)
+        if not self._out:
+            self.state.pending_output.append(self)
+        self._out.append(frame)
         self.sent += count
+
+    def flush_output(self) -> None:
+        """Write the frames queued during this tick in one go (one send() for many frames)."""
+        out, self._out = self._out, []
+        if not out or self.closing:
+            return
+        if self.transport.is_closing():  # the peer went away before our reader noticed
+            self.abort()
+            return
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         if self.transport.get_write_buffer_size() > MAX_SEND_BUFFER_BYTES:
             log.warning("connection %d: send buffer over %d bytes, dropping a slow client", self.id, MAX_SEND_BUFFER_BYTES)
             self.abort()

@@ -120,8 +120,7 @@ class Simulator:
             await self._stop.wait()
         finally:
             server.close()
-            for session in list(state.sessions.values()):
-                session.abort()
+            await state.close_all()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -144,12 +144,9 @@ class OrderBook:
         _check_out("asks_out", asks_out, n)
         counts = []
         for side, out in ((self._bids, bids_out), (self._asks, asks_out)):
-            keys = side.keys
-            count = min(n, len(keys))
-            for row in range(count):
-                key = keys[-1 - row]
-                out[row, 0] = side.sign * key
-                out[row, 1] = side.qty[key]
+            count = min(n, len(side.keys))
+            if count:
+                out[:count] = [(side.sign * key, side.qty[key]) for key in side.keys[: -count - 1 : -1]]
             counts.append(count)
         return counts[0], counts[1]
 

@@ -9,6 +9,8 @@ Modes:
   torture-reader GROUP SECONDS MODE   MODE "validated" (Reader.read_into) or "raw" (no seqlock):
                              verify every copy, print JSON {"reads", "torn", "contended"}
   sleep-reader GROUP SYMBOL  register as a waiter, print "waiting", block in wait_for_update
+  churn GROUP                writer: slot 0 alternates between markets AAAUSDT (book around 100)
+                             and BBBUSDT (book around 200), add / publish / remove, until killed
 The payload invariant of the torture modes is payload_errors() below.
 """
 
@@ -152,6 +154,28 @@ def sleep_reader(group: str, symbol: str) -> None:
         print(json.dumps({"woke": woke}), flush=True)
 
 
+CHURN_DEPTH = 20
+
+
+def churn_book(mid: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    steps = np.arange(CHURN_DEPTH, dtype=np.float64)
+    bids = np.column_stack([mid - 0.5 * (steps + 1), 1.0 + steps])
+    asks = np.column_stack([mid + 0.5 * (steps + 1), 1.0 + steps])
+    return np.ascontiguousarray(bids), np.ascontiguousarray(asks)
+
+
+def churn(group: str) -> None:
+    books = [("AAAUSDT", *churn_book(100.0)), ("BBBUSDT", *churn_book(200.0))]
+    with SegmentWriter(group, depth=CHURN_DEPTH, capacity=1) as w:
+        print("ready", flush=True)
+        while True:
+            for symbol, bids, asks in books:
+                slot = w.add_market(symbol)
+                w.publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=Status.SYNCED,
+                          bids=bids, asks=asks, n_bids=CHURN_DEPTH, n_asks=CHURN_DEPTH)
+                w.remove_market(symbol)
+
+
 def main(argv: list[str]) -> None:
     mode, group = argv[0], argv[1]
     if mode in ("hold", "midwrite"):
@@ -162,6 +186,8 @@ def main(argv: list[str]) -> None:
         torture_reader(group, float(argv[2]), argv[3])
     elif mode == "sleep-reader":
         sleep_reader(group, argv[2])
+    elif mode == "churn":
+        churn(group)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -240,38 +240,30 @@ def test_market_removed_and_slot_reused_is_never_read_as_the_old_market(group: s
         assert r.snapshot("NEWUSDT").update_id == 2
 
 
-def test_reads_racing_market_removal_and_slot_reuse_never_return_the_other_market(group: str, writer: SegmentWriter) -> None:
-    a_bids, a_asks = book(DEPTH, mid=100.0)
-    b_bids, b_asks = book(DEPTH, mid=200.0)
-    stop = threading.Event()
+def test_reads_racing_market_removal_and_slot_reuse_never_return_the_other_market(group: str) -> None:
+    from shm_proc import churn_book
 
-    def churn() -> None:  # the same slot alternates between two markets with different books
-        while not stop.is_set():
-            for symbol, bids, asks in (("AAAUSDT", a_bids, a_asks), ("BBBUSDT", b_bids, b_asks)):
-                slot = writer.add_market(symbol)
-                writer.publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=Status.SYNCED,
-                               bids=bids, asks=asks, n_bids=DEPTH, n_asks=DEPTH)
-                writer.remove_market(symbol)
-
-    t = threading.Thread(target=churn)
-    t.start()
+    a_bids, a_asks = churn_book(100.0)
+    proc = spawn("churn", group)  # another process: the removals really race the reads
     seen = missing = 0
     try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         with Reader(group) as r:
             buf = r.new_buffer()
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + 30
+            while (seen < 100 or missing < 100) and time.monotonic() < deadline:
                 try:
                     r.read_into("AAAUSDT", buf)
-                except (MarketNotFound, OutOfSync):
+                except (MarketNotFound, OutOfSync):  # absent, or added and not yet published
                     missing += 1
                     continue
                 seen += 1
                 assert np.array_equal(buf.bids, a_bids) and np.array_equal(buf.asks, a_asks)
     finally:
-        stop.set()
-        t.join()
-    assert seen > 0 and missing > 0
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout and proc.stdout.close()
+    assert seen >= 100 and missing >= 100
 
 
 def test_readers_write_nothing_and_map_read_only(group: str, writer: SegmentWriter) -> None:

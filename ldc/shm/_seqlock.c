@@ -42,6 +42,7 @@ enum {
 #define LEVEL_SIZE 16
 #define N_COUNTERS 6
 #define SPIN_CHECK_EVERY 256            /* attempts between clock reads while a slot stays odd */
+#define MIN_READ_ATTEMPTS 64            /* attempts made whatever the clock says */
 #define READ_SPIN_LIMIT_NS 10000000LL   /* 10 ms: longer than a writer preempted mid-write */
 #define LIVENESS_PROBE_INTERVAL_NS 50000000LL /* 50 ms between flock probes on the read path */
 
@@ -357,7 +358,8 @@ static PyObject *Segment_read_directory(Segment *s, PyObject *Py_UNUSED(ignored)
     uint64_t *seq = (uint64_t *)(s->base + L->hdr_dir_seq);
     int ok = 0;
     int64_t deadline = clock_ns(CLOCK_MONOTONIC) + READ_SPIN_LIMIT_NS;
-    while (!ok && clock_ns(CLOCK_MONOTONIC) < deadline) {
+    /* a minimum of attempts, so a reader descheduled past the deadline still gets to try */
+    for (unsigned attempt = 0; !ok && (attempt < MIN_READ_ATTEMPTS || clock_ns(CLOCK_MONOTONIC) < deadline); attempt++) {
         uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
         if (s1 & 1) {
             cpu_relax();

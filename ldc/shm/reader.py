@@ -288,14 +288,16 @@ class Reader:
         on the fast path; raises like ``snapshot``."""
         if self._read_symbol(symbol, out) == 0:  # READ_OK, as a literal: this is the hot path
             return out
-        return self._read_slow(symbol, out, allow_out_of_sync)
+        return self._read_slow(symbol, out, allow_out_of_sync)[0]
 
-    def _read_slow(self, symbol: str, out: SnapshotBuffer, allow_out_of_sync: bool) -> SnapshotBuffer:
+    def _read_slow(self, symbol: str, out: SnapshotBuffer, allow_out_of_sync: bool) -> tuple[SnapshotBuffer, bool]:
+        """Resolve, read, follow takeovers and replacements, raise what must be raised. Returns the
+        filled buffer and whether it is a dead writer's last copy (only with allow_out_of_sync)."""
         for _ in range(MAX_RESOLVE_ATTEMPTS):
             slot, gen = self._resolve(symbol)
             rc = self._read(slot, gen, out)
             if rc == READ_OK:
-                return out
+                return out, False
             if rc == READ_GONE:
                 continue
             if rc == READ_CONTENDED:
@@ -309,10 +311,10 @@ class Reader:
                     out = self._adopt_buffer(out, scratch)
                     continue
                 if allow_out_of_sync and rc == READ_WRITER_DEAD:
-                    return out
+                    return out, True
                 raise WriterDead(self._dead_message())
             if allow_out_of_sync:
-                return out
+                return out, False
             raise OutOfSync(self._out_of_sync_message(symbol, slot, gen))
         raise MarketNotFound(f"market {symbol!r} in {self.name} kept being replaced during the read")
 
@@ -381,13 +383,13 @@ class Reader:
         Raises MarketNotFound, OutOfSync / WriterDead (unless ``allow_out_of_sync``; a dead
         writer's last book then carries STALE), ReadContention."""
         # read_into's fast path inlined: snapshot() sits in hot loops too
-        buf = self._scratch
+        buf, dead = self._scratch, False
         if self._read_symbol(symbol, buf) != 0:
-            buf = self._read_slow(symbol, buf, allow_out_of_sync)
+            buf, dead = self._read_slow(symbol, buf, allow_out_of_sync)
         update_id, event_ms, recv_ns, publish_ns, status, nb, na = buf.fields
         if depth is not None:
             nb, na = min(nb, depth), min(na, depth)
-        if allow_out_of_sync and not self._seg.probe():
+        if dead:
             status |= Status.STALE
         bids, asks = buf.bids, buf.asks
         # copying a whole array skips building a slice view first (the common, full-depth case)

@@ -77,6 +77,7 @@
 
 #define LDC_READ_SPIN_LIMIT_NS 10000000LL       /* give up a read after 10 ms of odd/changing seq */
 #define LDC_LIVENESS_PROBE_INTERVAL_NS 50000000LL /* re-probe the writer lock at most every 50 ms */
+#define LDC_MIN_READ_ATTEMPTS 64 /* attempts made whatever the clock says (a reader may be descheduled) */
 
 typedef struct {
     uint64_t magic;
@@ -337,7 +338,8 @@ static inline int ldc_find(ldc_segment *s, const char *symbol, ldc_market *out) 
     const uint64_t *seq = &s->hdr->dir_seq;
     const uint8_t *dir = s->base + s->directory_offset;
     int64_t deadline = ldc__now(CLOCK_MONOTONIC) + LDC_READ_SPIN_LIMIT_NS;
-    while (ldc__now(CLOCK_MONOTONIC) < deadline) {
+    /* a minimum of attempts, so a reader descheduled past the deadline still gets to try */
+    for (unsigned attempt = 0; attempt < LDC_MIN_READ_ATTEMPTS || ldc__now(CLOCK_MONOTONIC) < deadline; attempt++) {
         uint64_t d1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
         if (d1 & 1) {
             ldc__relax();
@@ -371,7 +373,8 @@ static inline int ldc_list(ldc_segment *s, ldc_market *out, uint32_t max, uint32
     const uint64_t *seq = &s->hdr->dir_seq;
     const uint8_t *dir = s->base + s->directory_offset;
     int64_t deadline = ldc__now(CLOCK_MONOTONIC) + LDC_READ_SPIN_LIMIT_NS;
-    while (ldc__now(CLOCK_MONOTONIC) < deadline) {
+    /* a minimum of attempts, so a reader descheduled past the deadline still gets to try */
+    for (unsigned attempt = 0; attempt < LDC_MIN_READ_ATTEMPTS || ldc__now(CLOCK_MONOTONIC) < deadline; attempt++) {
         uint64_t d1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
         if (d1 & 1) {
             ldc__relax();

@@ -32,6 +32,7 @@ from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
 
 TORTURE_DEPTH = 20
+RAW_EXTRA_S = 15.0  # the negative control may read this much longer to catch its first torn copy
 TORTURE_SYMBOL = "TORTUREUSDT"
 
 
@@ -132,7 +133,9 @@ def _raw_reads(r: Reader, deadline: float) -> tuple[int, int]:
     mm: mmap.mmap = r._mm
     off = {name: SLOT_HEADER.offset(name) for name in ("update_id", "event_time_ms", "n_bids", "n_asks")}
     reads = torn = 0
-    while time.monotonic() < deadline:
+    # a loaded machine may rarely run writer and reader at once: keep going until one tear shows
+    hard_deadline = deadline + RAW_EXTRA_S
+    while time.monotonic() < deadline or (torn == 0 and time.monotonic() < hard_deadline):
         for _ in range(200):
             raw = mm[base : base + g.slot_size]
             hdr = np.frombuffer(raw, np.int64, 16)

@@ -134,6 +134,18 @@ def test_takeover_repairs_a_directory_left_mid_change(group: str) -> None:
             assert r.status("BTCUSDT").update_id == 3
 
 
+def test_takeover_drops_entries_that_disagree_with_their_slot(group: str) -> None:
+    with SegmentWriter(group, depth=DEPTH, capacity=4) as w:
+        for symbol in ("AAAUSDT", "BBBUSDT", "CCCUSDT"):
+            publish_book(w, w.add_market(symbol))
+        w._seg.reset_slot(0, 999, 0, b"", False)  # slot 0 now claims a generation its entry lacks
+    with SegmentWriter(group, depth=DEPTH, capacity=4) as w2, Reader(group) as r:
+        assert w2.markets() == {"BBBUSDT": 1, "CCCUSDT": 2}
+        assert r.markets() == ["BBBUSDT", "CCCUSDT"]
+        assert r.info().market_count == 2
+        assert w2.add_market("DDDUSDT") == 0
+
+
 def test_reads_during_a_takeover_wait_for_the_new_writer(group: str) -> None:
     with SegmentWriter(group, depth=DEPTH, capacity=4) as w:
         slot = w.add_market("BTCUSDT")

@@ -205,13 +205,15 @@ class SegmentWriter:
         self._put("takeovers", self._get("takeovers") + 1)
         self._seg.repair_dir_seq()
         directory = {slot: (symbol, gen) for slot, symbol, gen in self._directory()}
-        for slot in range(self.geometry.capacity):
-            self._repair_slot(slot, directory.get(slot))
+        cleared = [slot for slot in range(self.geometry.capacity) if not self._repair_slot(slot, directory.get(slot))]
+        if cleared:  # rewrite one freed entry so market_count is final (it changes under dir_seq only)
+            self._write_entry(cleared[-1], b"", 0)
         self._seg.store_u32(HEADER.offset("state"), State.RUNNING)
         self._seg.notify()
         log.info("took over segment %s with %d markets", self.name, len(self._slots))
 
-    def _repair_slot(self, slot: int, entry: tuple[bytes, int] | None) -> None:
+    def _repair_slot(self, slot: int, entry: tuple[bytes, int] | None) -> bool:
+        """Make one slot consistent; True when it keeps a market, False when it is left free."""
         slot_off = self.geometry.slot_offset(slot)
         seq = self._seg.load_u64(slot_off)
         slot_gen = self._seg.load_u64(slot_off + 8)
@@ -221,12 +223,13 @@ class SegmentWriter:
                 self._write_entry(slot, b"", 0)
             if slot_gen or seq & 1:
                 self._seg.reset_slot(slot, 0, 0, b"", False)
-            return
+            return False
         torn = bool(seq & 1)
         message = (TORN_MESSAGE if torn else RESTART_MESSAGE).encode()
         self._seg.reset_slot(slot, slot_gen, Status.STALE, message, not torn)
         self._slots[symbol] = (slot, slot_gen)
         self._next_gen = max(self._next_gen, slot_gen + 1)
+        return True
 
     def _claim(self, state: State) -> None:
         self._seg.store_u32(HEADER.offset("state"), state)

@@ -314,3 +314,55 @@ class Sampler:
                 self.checked += 1
                 if not verdict:
                     self.mismatches.append(symbol)
+
+
+# -- a reader process (python tests/feeder_helpers.py read ...) ---------------------------------------------
+
+
+def read_and_check(group: str, family: str, rest_url: str, duration_s: float, depth: int, *, announce: bool = False) -> dict[str, Any]:
+    """What a strategy process sees for ``duration_s``: every market read in turn, each snapshot marked in sync
+    compared with the exchange's truth at its update id (over HTTP), status flags seen, final counters."""
+    per: dict[str, dict[str, Any]] = {}
+    with Reader(group, attach_timeout_s=WAIT_S) as reader:
+        if announce:
+            print("reading", flush=True)  # the test starts its faults once every reader reads
+        end = time.monotonic() + duration_s
+        while time.monotonic() < end:
+            for symbol in reader.markets():
+                entry = per.setdefault(symbol, {"checked": 0, "unavailable": 0, "mismatches": [], "flags": [], "reads": 0})
+                _read_one(reader, symbol, family, rest_url, depth, entry)
+        for symbol, entry in per.items():
+            st = reader.status(symbol)
+            entry["final_status"], entry["final_message"], entry["counters"] = int(st.status), st.message, st.counters
+    return per
+
+
+def _read_one(reader: Reader, symbol: str, family: str, rest_url: str, depth: int, entry: dict[str, Any]) -> None:
+    entry["reads"] += 1
+    try:
+        st = reader.status(symbol)
+    except LdcError:
+        return
+    if int(st.status) not in entry["flags"]:
+        entry["flags"].append(int(st.status))
+    if not st.in_sync:
+        return
+    try:
+        snap = reader.snapshot(symbol)
+    except LdcError:
+        return
+    truth = truth_over_http(rest_url, symbol, family, snap.update_id, depth)
+    if truth is None:
+        entry["unavailable"] += 1
+        return
+    entry["checked"] += 1
+    if not snapshot_equals_truth(truth, snap):
+        entry["mismatches"].append(snap.update_id)
+
+
+if __name__ == "__main__":
+    import json
+
+    _, command, group_arg, family_arg, rest_arg, duration_arg, depth_arg = sys.argv
+    assert command == "read", f"usage: feeder_helpers.py read GROUP FAMILY REST_URL DURATION_S DEPTH, found {command!r}"
+    print(json.dumps(read_and_check(group_arg, family_arg, rest_arg, float(duration_arg), int(depth_arg), announce=True)), flush=True)

@@ -223,3 +223,24 @@ def test_faults_set_through_the_private_endpoint_of_another_process(sim_process:
         assert requests.get(f"{rest}/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=5).status_code == 200
     finally:
         ws.close()
+
+
+def test_rules_from_the_command_line_and_json() -> None:
+    from ldc.errors import SimError
+    from ldc.sim import rule_from_cli, rule_from_json
+    from ldc.sim.faults import FaultTable
+
+    rule = rule_from_cli("malformed:detail=frame,count=2,probability=0.5")
+    assert (rule.kind, rule.detail, rule.count, rule.probability) == (FaultKind.MALFORMED, "frame", 2, 0.5)
+    assert rule_from_json(rule.to_json()) == rule
+    with pytest.raises(SimError, match="unknown fault key 'colour'"):
+        rule_from_json({"kind": "drop", "colour": "red"})
+    with pytest.raises(SimError, match="rest_error status must be 5xx, found 404"):
+        rule_from_cli("rest_error:status=404")
+    table = FaultTable(seed=1)
+    table.add(FaultRule(FaultKind.DROP, count=2, symbol="BTCUSDT"))
+    assert table.take(FaultKind.DROP, symbol="ETHUSDT") is None
+    assert table.take(FaultKind.DROP, symbol="BTCUSDT") is not None
+    assert table.rules()[0].count == 1
+    assert table.take(FaultKind.DROP, symbol="BTCUSDT") is not None
+    assert table.rules() == [] and not table.stream_active

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from dataclasses import dataclass
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -78,14 +77,6 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
         return b""
     key = (mask * (n // 4 + 1))[:n]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-@dataclass(frozen=True, slots=True)
-class FrameHead:
-    fin: bool
-    opcode: int
-    masked: bool
-    length: int
 
 
 def parse_head(first: int, second: int) -> tuple[bool, int, bool, int]:

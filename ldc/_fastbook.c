@@ -437,17 +437,31 @@ static int parse_level_number(Scanner *sc, double *out)
     if (sc->p >= sc->end || *sc->p != '"') {
         return 1;
     }
-    /* fast scan: a decimal string holds only digits and '.', so nothing to unescape or validate */
-    const char *q = sc->p + 1;
-    while (q < sc->end && ((unsigned)(*q - '0') < 10 || *q == '.')) {
-        q++;
+    /* one pass for the common case, digits[.digits]" with <= 19 digits that Clinger's fast path
+     * takes; anything else is handed to parse_decimal (same format, exact fallback) */
+    const char *start = sc->p + 1, *p = start, *end = sc->end, *frac = NULL;
+    uint64_t m = 0;
+    while (p < end && (unsigned)(*p - '0') < 10) {
+        m = m * 10 + (uint64_t)(*p++ - '0');
     }
-    if (q < sc->end && *q == '"') {
-        text = sc->p + 1;
-        sc->p = q + 1;
-        return parse_decimal(text, q - text, out) < 0 ? 1 : 0;
+    Py_ssize_t int_digits = p - start, scale = 0;
+    if (p < end && *p == '.') {
+        frac = ++p;
+        while (p < end && (unsigned)(*p - '0') < 10) {
+            m = m * 10 + (uint64_t)(*p++ - '0');
+        }
+        scale = p - frac;
     }
-    if (scan_string(sc, &text, &len, &escaped) < 0) {
+    if (p < end && *p == '"') {
+        sc->p = p + 1;
+        if (int_digits > 0 && (frac == NULL || scale > 0) && int_digits + scale <= 19 && m <= FAST_MANTISSA_MAX &&
+            scale <= FAST_POW10_MAX) {
+            *out = (double)m / POW10[scale];
+            return 0;
+        }
+        return parse_decimal(start, p - start, out) < 0 ? 1 : 0;
+    }
+    if (scan_string(sc, &text, &len, &escaped) < 0) { /* not a decimal string: still valid JSON? */
         return -1;
     }
     return 1;

@@ -3,7 +3,7 @@
 `sim` is a Simulator serving on a free 127.0.0.1 port with spot BTCUSDT + ETHUSDT, USD-M BTCUSDT and
 COIN-M BTCUSD_PERP; use `sim.rest_url`, `sim.ws_url` (spot and root routes), `sim.usdm_ws_url`,
 `sim.coinm_ws_url`, `sim.truth(symbol, update_id=...)`, `sim.add_fault(...)`.
-`sim_factory(**SimConfig fields)` starts more with your own settings. `sim_process` runs `ldc sim` in a
+`sim_urls` is `sim.urls()`. `sim_factory(**SimConfig fields)` starts more with your own settings. `sim_process` runs `ldc sim` in a
 subprocess and yields the JSON of its first line ({"rest", "ws", "ws_usdm", "ws_coinm", "markets"}).
 """
 
@@ -39,6 +39,12 @@ def sim_factory() -> Iterator[Callable[..., Simulator]]:
 @pytest.fixture
 def sim(sim_factory: Callable[..., Simulator]) -> Simulator:
     return sim_factory(spot_symbols=("BTCUSDT", "ETHUSDT"), usdm_symbols=("BTCUSDT",), coinm_symbols=("BTCUSD_PERP",), history_events=5000)
+
+
+@pytest.fixture
+def sim_urls(sim: Simulator) -> dict[str, Any]:
+    """The running `sim`'s URLs as `ldc sim` prints them: {"rest", "ws", "ws_usdm", "ws_coinm", "markets"}."""
+    return sim.urls()
 
 
 def start_sim_process(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:

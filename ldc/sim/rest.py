@@ -45,6 +45,14 @@ class RestApi:
     def handle(self, req: Request) -> Response:
         if req.path.startswith("/_sim/"):
             return self._private(req)
+        response = self._public(req)
+        if not any(name == "X-MBX-USED-WEIGHT-1M" for name, _ in response.headers):
+            prefix = req.path.rpartition("/")[0]
+            group = "spot" if PREFIXES.get(prefix, Family.SPOT) is Family.SPOT else "futures"
+            response.headers.append(("X-MBX-USED-WEIGHT-1M", str(self.state.limiter.used(req.client, group, time.time()))))
+        return response
+
+    def _public(self, req: Request) -> Response:
         prefix, _, endpoint = req.path.rpartition("/")
         family = PREFIXES.get(prefix)
         if family is None:
@@ -69,7 +77,7 @@ class RestApi:
     def _charged(self, req: Request, family: Family, weight: int, answer: Any) -> Response:
         state = self.state
         group = "spot" if family is Family.SPOT else "futures"
-        now = time.monotonic()
+        now = time.time()  # Binance's windows start on the wall clock's minute
         symbol = req.query.get("symbol", "").upper() or None
         faults = state.faults
         storm = faults.take(FaultKind.RATE_LIMIT, port=req.client_port, symbol=symbol)

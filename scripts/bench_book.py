@@ -7,6 +7,7 @@ snapshot are buffered by ``BookSync``, the snapshot joins them, and the diffs af
 - ``full``: raw message bytes -> ``parse_depth`` -> ``BookSync.on_diff`` -> ``FastBook`` -> top-20 into
   numpy buffers, after every diff;
 - ``parsed``: the same with parsing excluded (diffs parsed beforehand);
+- ``book_only``: parsed diffs straight into FastBook + top-20, without BookSync (the C part alone);
 - ``baseline_full`` / ``baseline_parsed``: in the same run, on the same diffs, a ``SortedDict`` per side
   with ``json.loads`` (or pre-parsed dicts) and a top-20 slice after every diff;
 - ``top20``: FastBook top-20 extraction after a change of the best level, and the SortedDict slice.
@@ -160,6 +161,25 @@ def run_parsed(capture: Capture, timer: Callable[[], int] | None) -> tuple[Clock
     return elapsed(start), per_diff, sync
 
 
+def run_book_only(capture: Capture, timer: Callable[[], int] | None) -> tuple[Clock, list[float], BookSync]:
+    """Parsed diffs straight into the synced FastBook + top-20, no BookSync: the C part alone."""
+    sync = synced(capture)
+    book = sync.book
+    assert book is not None
+    diffs = [parse_depth(raw) for raw, _ in capture.timed]
+    bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
+    apply, top = book.apply_diff, book.top
+    per_diff: list[float] = []
+    start = clock()
+    for diff in diffs:
+        t0 = timer() if timer else 0
+        apply(diff)  # type: ignore[arg-type]
+        top(DEPTH, bids, asks)
+        if timer:
+            per_diff.append(timer() - t0)
+    return elapsed(start), per_diff, sync
+
+
 def baseline_book(capture: Capture) -> tuple[SortedDict, SortedDict]:
     """The snapshot plus the buffered diffs it does not contain (absolute quantities, so a diff
     ending at the snapshot's id is harmless to reapply)."""
@@ -273,6 +293,7 @@ def bench_capture(capture: Capture, repeats: int) -> dict[str, Any]:
     variants: dict[str, Callable[[Callable[[], int] | None], Run]] = {
         "full": lambda t: run_full(capture, t),
         "parsed": lambda t: run_parsed(capture, t),
+        "book_only": lambda t: run_book_only(capture, t),
         "baseline_full": lambda t: run_baseline(capture, False, t),
         "baseline_parsed": lambda t: run_baseline(capture, True, t),
     }

@@ -275,6 +275,11 @@ class BookSync:
     def synced(self) -> bool:
         return self.state is SyncState.SYNCED
 
+    @property
+    def refreshing(self) -> bool:
+        """A shadow refresh (audit) is under way."""
+        return self._shadow is not None
+
     def feed(self, event: Event, now: float) -> Actions:
         """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions."""
         kind = type(event)
@@ -285,7 +290,7 @@ class BookSync:
         if kind is SnapshotFailed:
             return self._on_snapshot_failed(event, now)  # type: ignore[arg-type]
         if kind is Disconnect:
-            return self._on_disconnect()
+            return self._on_disconnect(now)
         return self.on_diff(event, now)  # type: ignore[arg-type]
 
     def counters(self) -> SyncCounters:
@@ -520,8 +525,9 @@ class BookSync:
         logger.warning("%s: no diff for %.1f s in state %s, resubscribing", self.symbol, silent_s, self.state.name.lower())
         return (Resubscribe(OutOfSyncReason.STALE),)
 
-    def _on_disconnect(self) -> Actions:
-        self._shadow = None
+    def _on_disconnect(self, now: float) -> Actions:
+        if self._shadow is not None:
+            self._drop_shadow("connection lost", now, retry_in_s=0.0)  # again once resumed
         if self.state is SyncState.WAITING_FOR_DIFF:
             return NO_ACTIONS
         if self.state is SyncState.BUFFERING:
@@ -584,6 +590,7 @@ class BookSync:
         elif differences or top_differs:
             logger.info("%s: audit at update id %d: %d levels differed within coverage", self.symbol, self.update_id, differences)
         self._shadow = None
+        self._backoff_s = SNAPSHOT_RETRY_MIN_S
         self._install(shadow_book)
         interval = self.config.refresh_interval_s
         if shadow_book.crossed():
@@ -685,11 +692,12 @@ class _ShadowRefresh:
         last_update_id = snapshot.last_update_id
         if last_update_id < self.start_id:
             return _TOO_OLD
-        if not diffs:
-            return None
         # unlike a cold start, the stream is known to continue the book at start_id, so a
         # snapshot at exactly that id joins it (the documented check would refetch)
-        start = 0 if last_update_id == self.start_id else _join(diffs, last_update_id, futures)
+        if last_update_id == self.start_id:
+            start: int | None = 0
+        else:
+            start = _join(diffs, last_update_id, futures) if diffs else None
         if start is None:
             return None
         if start == _TOO_OLD_INDEX:
@@ -698,7 +706,7 @@ class _ShadowRefresh:
         book.load_snapshot(snapshot)
         for diff in diffs[start:]:
             book.apply_diff(diff)
-        assert max(diffs[-1].final_id, snapshot.last_update_id) == live_id
+        assert max(diffs[-1].final_id if diffs else self.start_id, last_update_id) == live_id
         return book
 
 

@@ -106,9 +106,11 @@ def replay(capture: Capture, rule: SequenceRule, factory: Callable[[], Book], pa
     return result
 
 
-def reference_book(capture: Capture, rule: SequenceRule) -> tuple[int, dict[float, float], dict[float, float]]:
+@lru_cache(maxsize=None)
+def reference_book(names: tuple[str, ...], rule: SequenceRule) -> tuple[int, dict[float, float], dict[float, float]]:
     """A straightforward replay: the snapshot, then every diff it does not contain (buffered ones
     recorded before it included) in order, with plain dicts: no pruning, no coverage."""
+    capture = load(*names)
     snapshot = next(event for _, event in capture.events if isinstance(event, DepthSnapshot))
     bids, asks, last = dict(snapshot.bids), dict(snapshot.asks), snapshot.last_update_id
     for _, event in capture.events:
@@ -154,7 +156,7 @@ def test_capture_replays_without_gap_matching_every_book_ticker_and_a_plain_repl
     assert result.mismatches == []
     assert result.checkpoints == checkpoints
     # at the end every level within the book's snapshot coverage equals a plain replay's
-    last, ref_bids, ref_asks = reference_book(capture, rule)
+    last, ref_bids, ref_asks = reference_book(names, rule)
     assert sync.update_id == last
     book = sync.book
     assert book is not None

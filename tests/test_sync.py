@@ -424,6 +424,17 @@ def test_gap_during_a_refresh_drops_the_shadow(factory: Callable[[], Book]) -> N
     assert sync.state is SyncState.BUFFERING and sync.audits == 0
 
 
+def test_disconnect_during_a_refresh_restarts_it_once_resumed(factory: Callable[[], Book]) -> None:
+    sync = synced_futures(factory, refresh_interval_s=10.0, stale_after_s=1000.0)
+    assert sync.feed(TICK, 10.0) == (FETCH_SHADOW,)
+    sync.feed(DISCONNECT, 11.0)
+    assert sync.feed(SnapshotResult(snap(10), SHADOW), 11.5) == ()  # that refresh is gone
+    assert sync.feed(TICK, 12.0) == ()  # no book to refresh while disconnected
+    sync.feed(fut(11, 12, 10), 13.0)
+    assert sync.state is SyncState.SYNCED
+    assert sync.feed(TICK, 13.0) == (FETCH_SHADOW,)
+
+
 # -- configuration and logging ------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ the same update id, and replaces it with no gap for readers.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Callable, Union
@@ -720,19 +721,36 @@ def _tops_differ(live: Book, shadow: Book, depth: int) -> bool:
 
 
 def _count_differences(live: Book, shadow: Book, snapshot: DepthSnapshot) -> int:
-    """Levels that differ (missing on one side, or another quantity) within the price range the
-    shadow's snapshot covered."""
+    """Levels that differ (missing from one book, or another quantity) where both books claim to
+    know every price: inside the shadow snapshot's range and inside each book's own coverage."""
+    bid_floor, ask_ceiling = _snapshot_range(snapshot)
+    for book in (live, shadow):
+        floor, ceiling = _coverage(book)
+        bid_floor, ask_ceiling = max(bid_floor, floor), min(ask_ceiling, ceiling)
     live_bids, live_asks = live.levels()
     shadow_bids, shadow_asks = shadow.levels()
-    full = len(snapshot.bids) >= snapshot.limit
-    bid_floor = snapshot.bids[-1][0] if full and snapshot.bids else -np.inf
-    full = len(snapshot.asks) >= snapshot.limit
-    ask_ceiling = snapshot.asks[-1][0] if full and snapshot.asks else np.inf
     bids_a = {p: q for p, q in live_bids if p >= bid_floor}
     bids_b = {p: q for p, q in shadow_bids if p >= bid_floor}
     asks_a = {p: q for p, q in live_asks if p <= ask_ceiling}
     asks_b = {p: q for p, q in shadow_asks if p <= ask_ceiling}
     return _diff_count(bids_a, bids_b) + _diff_count(asks_a, asks_b)
+
+
+def _snapshot_range(snapshot: DepthSnapshot) -> tuple[float, float]:
+    """Deepest bid and ask price a snapshot vouches for (a side shorter than the limit is whole)."""
+    bids, asks, limit = snapshot.bids, snapshot.asks, snapshot.limit
+    bid_floor = bids[-1][0] if len(bids) >= limit and bids else -math.inf
+    ask_ceiling = asks[-1][0] if len(asks) >= limit and asks else math.inf
+    return bid_floor, ask_ceiling
+
+
+def _coverage(book: Book) -> tuple[float, float]:
+    """The book's deepest known bid and ask price, when it tells (OrderBook and FastBook do)."""
+    coverage = getattr(book, "coverage", None)
+    if coverage is None:
+        return -math.inf, math.inf
+    floor, ceiling = coverage()
+    return float(floor), float(ceiling)
 
 
 def _diff_count(a: dict[float, float], b: dict[float, float]) -> int:

@@ -84,6 +84,15 @@ def test_spot_and_coinm_stream_urls_have_no_route() -> None:
     assert coinm.raw_stream_url(coinm.depth_stream("BTCUSD_PERP", 0)) == "wss://dstream.binance.com/ws/btcusd_perp@depth@0ms"
 
 
+def test_stream_urls_split_streams_by_the_connection_limit() -> None:
+    ex = binance.exchange("binance.com-futures")
+    streams = [f"s{i}@depth@100ms" for i in range(2049)]
+    urls = ex.stream_urls(streams)
+    assert [url.count("@depth") for url in urls] == [1024, 1024, 1]
+    assert urls[2] == "wss://fstream.binance.com/public/stream?streams=s2048@depth@100ms"
+    assert ex.stream_urls([]) == []
+
+
 def test_update_speeds_per_market_type() -> None:
     assert binance.exchange("binance.com").update_speeds_ms == (1000, 100)
     assert binance.exchange("binance.com-futures").update_speeds_ms == (250, 500, 100, 0)

@@ -122,6 +122,11 @@ class Exchange:
             raise ConfigError(f"{len(streams)} streams on one connection, expected at most {self.max_streams_per_connection}")
         return f"{self.ws_base_url}{self.ws_route}/stream?streams={'/'.join(streams)}"
 
+    def stream_urls(self, streams: Sequence[str]) -> list[str]:
+        """Combined-stream URLs carrying ``streams``, at most ``max_streams_per_connection`` each."""
+        size = self.max_streams_per_connection
+        return [self.stream_url(streams[i : i + size]) for i in range(0, len(streams), size)]
+
     def raw_stream_url(self, stream: str) -> str:
         """Raw-stream URL for one stream (messages unwrapped)."""
         return f"{self.ws_base_url}{self.ws_route}/ws/{stream}"

@@ -19,7 +19,13 @@ from ldc.sim.streams import StreamKey, encode_diff, wrap_combined
 from ldc.sim.wsframes import text_frame
 
 MAX_STEPS_PER_TICK = 50
-MAX_CACHED_QTY_STRINGS = 50_000  # per market and kind; a cache is dropped and rebuilt beyond this  # after a stall, catch up at most this many steps per market, then skip
+MAX_CACHED_STRINGS = 200_000  # per format; a cache is dropped and rebuilt beyond this
+_CACHES: dict[tuple[int, int], dict[int, str]] = {}
+
+
+def _shared_cache(decimals: int, unit: int) -> dict[int, str]:
+    """One int -> string cache per printed format (decimals, unit), shared by all markets using it."""
+    return _CACHES.setdefault((decimals, unit), {})  # after a stall, catch up at most this many steps per market, then skip
 
 
 class Subscriber(Protocol):
@@ -52,13 +58,14 @@ class ModelMarket:
         self.symbol = spec.symbol
         self.family = spec.family
         self.model = MarketModel(spec, seed=seed, history_events=history_events)
-        self._prices: dict[int, str] = {}
-        self._qtys: dict[int, str] = {}
+        # Shared by every market with the same format: hundreds of markets reuse the same strings.
+        self._prices = _shared_cache(spec.price_decimals, spec.tick_units)
+        self._qtys = _shared_cache(spec.qty_decimals, spec.lot_units)
 
     def price_s(self, ticks: int) -> str:
         text = self._prices.get(ticks)
         if text is None:
-            if len(self._prices) > MAX_CACHED_QTY_STRINGS:
+            if len(self._prices) > MAX_CACHED_STRINGS:
                 self._prices.clear()
             text = self._prices[ticks] = self.spec.price_str(ticks)
         return text
@@ -66,14 +73,20 @@ class ModelMarket:
     def qty_s(self, lots: int) -> str:
         text = self._qtys.get(lots)
         if text is None:
-            if len(self._qtys) > MAX_CACHED_QTY_STRINGS:
+            if len(self._qtys) > MAX_CACHED_STRINGS:
                 self._qtys.clear()
             text = self._qtys[lots] = self.spec.qty_str(lots)
         return text
 
-    def level_json(self, price: int, lots: int) -> str:
-        """One ``["price","qty"]`` level, strings cached per market (most prices and sizes repeat)."""
-        return f'["{self.price_s(price)}","{self.qty_s(lots)}"]'
+    def levels_json(self, levels: list[tuple[int, int]]) -> str:
+        """``["price","qty"],...`` with cached strings (most prices and sizes repeat)."""
+        prices, qtys = self._prices, self._qtys
+        parts = []
+        for price, lots in levels:
+            p = prices.get(price) or self.price_s(price)
+            q = qtys.get(lots) or self.qty_s(lots)
+            parts.append(f'["{p}","{q}"]')
+        return ",".join(parts)
 
     def _strings(self, levels: list[tuple[int, int]]) -> list[list[str]]:
         return [[self.price_s(p), self.qty_s(q)] for p, q in levels]
@@ -156,9 +169,8 @@ class Aggregator:
             return
         self._pending = None
         market = self.market
-        level = market.level_json
-        bids = ",".join([level(p, q) for p, q in sorted(pending.bids.items(), reverse=True)])
-        asks = ",".join([level(p, q) for p, q in sorted(pending.asks.items())])
+        bids = market.levels_json(sorted(pending.bids.items(), reverse=True))
+        asks = market.levels_json(sorted(pending.asks.items()))
         raw = encode_diff(
             self.key.family,
             market.symbol,

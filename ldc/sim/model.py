@@ -63,6 +63,15 @@ class MarketModel:
         self._sorted: tuple[list[int], list[int]] = ([], [])  # ascending prices per side
         self._history: deque[_History] = deque(maxlen=history_events)
         self._pressure = 0.0
+        # (futures, depth, far distance, mean lots, typical spread, starting price): read every step
+        self._params = (
+            spec.family.futures,
+            max(1, spec.depth_levels),
+            max(1, min(spec.depth_levels * 2, spec.base_ticks // 2)),
+            spec.mean_lots,
+            max(1, spec.spread_ticks),
+            max(1, spec.base_ticks),
+        )
         self._np_rng = np.random.default_rng(self._rng.getrandbits(64))
         self._uni: list[float] = []
         self._expo: list[float] = []
@@ -164,8 +173,7 @@ class MarketModel:
                 self._refill(8 * changes + 8)
         uni, expo = self._uni, self._expo
         k = self._pos + 1
-        spec = self.spec
-        futures = spec.family.futures
+        futures, depth, far, mean_lots, spread, base = self._params
         last_id = self.last_id
         if futures:
             last_id += int(uni[k] * (FUTURES_MAX_HIDDEN_IDS + 1))
@@ -173,12 +181,8 @@ class MarketModel:
         first_id = last_id + 1
         bids, asks = self.books
         bid_prices, ask_prices = self._sorted
-        depth = spec.depth_levels
-        far = max(1, min(depth * 2, spec.base_ticks // 2))
-        mean_lots = spec.mean_lots
-        spread = max(1, spec.spread_ticks)
         pressure = self._pressure * (1 - DRIFT_REVERSION) + (uni[k] - 0.5) * PRESSURE_NOISE
-        pressure -= DRIFT_REVERSION * (bid_prices[-1] - spec.base_ticks) / max(1, spec.base_ticks) * PRESSURE_PULL
+        pressure -= (bid_prices[-1] - base) / base * (DRIFT_REVERSION * PRESSURE_PULL)
         self._pressure = pressure
         k += 1
         applied: list[tuple[int, int, int]] = []

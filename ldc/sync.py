@@ -5,6 +5,10 @@ One :class:`BookSync` per market. The caller feeds events and carries out the ac
     actions = sync.feed(event, now)      # event: a diff, SnapshotResult, SnapshotFailed, TICK, DISCONNECT
     actions = sync.on_diff(diff, now)    # the same for a diff, without the dispatch (hot path)
 
+In the SYNCED state ``on_diff`` is a dedicated fast method returning the preallocated
+``PUBLISH_CHANGED`` / ``PUBLISH_UNCHANGED`` tuples (compare with ``is``); ``state``, ``update_id``,
+``book`` and the counters (``counters()``) are plain attributes the caller reads after each call.
+
 Actions: :class:`FetchSnapshot` (GET the REST snapshot with ``limit`` and feed back a
 :class:`SnapshotResult` or :class:`SnapshotFailed` with the same ``purpose``), :class:`Publish` (write
 the top N of ``sync.book`` with the status of ``sync.state``), :class:`MarkOutOfSync` (write the status
@@ -15,12 +19,14 @@ Rules (binance-spot-api-docs web-socket-streams.md "How to manage a local order 
 
 - Buffer diffs; fetch a snapshot; if its ``lastUpdateId`` is below the ``U`` of the first buffered
   diff, the snapshot is older than the stream: fetch again.
-- Spot: drop buffered diffs with ``u <= lastUpdateId``; afterwards a diff with ``u <`` book id is old
-  (ignored), one with ``U >`` book id + 1 is a gap; any other is applied and the book id becomes ``u``.
+- Spot: drop buffered diffs with ``u <= lastUpdateId``; afterwards a diff with ``u <=`` book id is old
+  (ignored and counted: the document says ``u <``, ``u ==`` is the last applied diff again), one with
+  ``U >`` book id + 1 is a gap; any other is applied and the book id becomes ``u``.
 - Futures: drop buffered diffs with ``u < lastUpdateId``; the first kept one must have
   ``U <= lastUpdateId <= u`` (else fetch again); afterwards ``pu`` must equal the book id, else it is a
   gap, unless ``u <=`` book id (a duplicate or old diff: ignored and counted, never a gap).
-- A gap, a crossed book or a buffer overflow resyncs this market alone.
+- A gap or a crossed book resyncs this market alone; a buffer overflow keeps the newest diff, so
+  the snapshot in flight will be older than the stream and is fetched again.
 
 On top of the documents: staleness (no diff for ``stale_after_s``), the coverage guard (when the
 book no longer knows its top ``depth`` levels exactly, flag it and refresh), and the periodic refresh
@@ -44,6 +50,9 @@ from ldc.errors import ConfigError
 __all__ = [
     "DISCONNECT",
     "MAX_BUFFERED_DIFFS",
+    "NO_ACTIONS",
+    "PUBLISH_CHANGED",
+    "PUBLISH_UNCHANGED",
     "TICK",
     "Action",
     "BookSync",

@@ -17,6 +17,7 @@ import ldc._fastbook as fastbook
 from ldc.book import OrderBook
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError
+from ldc.venues.binance import parse_depth_update
 from ldc.sync import (
     DISCONNECT,
     MAX_BUFFERED_DIFFS,
@@ -239,6 +240,22 @@ def test_regression_python_binance_gap_message_is_not_applied_on_top_of_the_new_
     assert sync.feed(SnapshotResult(snap(28, bids=[(100.0, 5.0), (99.0, 1.0)]), LIVE), 0.0) == CHANGED
     assert (sync.state, sync.update_id) == (SyncState.SYNCED, 30)
     assert levels(sync)[0] == [(100.0, 5.0), (99.0, 1.0)]
+
+
+def test_regression_ccxt_non_contiguous_event_is_a_gap_not_skipped(factory: Callable[[], Book]) -> None:
+    # ccxt 4.5.90 with checksums off silently skips a non-contiguous event and keeps publishing
+    sync = synced_spot(factory)
+    assert sync.feed(spot(12, 14, bids=[(100.0, 3.0)]), 0.0) == (MarkOutOfSync(OutOfSyncReason.GAP), FETCH_LIVE)
+    assert sync.feed(spot(15, 15), 0.0) == ()  # buffered, not published: no book until a snapshot
+    assert (sync.state, sync.book) == (SyncState.BUFFERING, None)
+
+
+def test_regression_python_binance_futures_zero_quantity_deletes_through_the_whole_path(factory: Callable[[], Book]) -> None:
+    # python-binance deletes only on the string "0.00000000"; USD-M sends "0.000"
+    sync = synced_futures(factory)
+    raw = b'{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":11,"u":12,"pu":10,"b":[["100.0","0.000"]],"a":[["101.0","0"]]}'
+    assert sync.feed(parse_depth_update(raw), 0.0) == CHANGED
+    assert levels(sync) == ([(99.0, 1.0)], [(102.0, 1.0)])
 
 
 def test_crossed_book_resyncs(factory: Callable[[], Book]) -> None:

@@ -435,9 +435,11 @@ def continues(diff: ParsedDiff, book_id: int, futures: bool) -> bool:
 ])
 def test_both_books_replay_the_capture_and_match_binance_book_ticker(name: str, futures: bool, checkpoints: int) -> None:
     """Snapshot (limit 1000) + diffs with the documented rules; after every diff the C book and the
-    reference agree on the top 20 and on coverage, and wherever Binance's own ``@bookTicker`` names
-    the book's update id, both books' best bid and ask equal it (price and quantity)."""
+    reference agree on the top 20 and on coverage and are not crossed; wherever Binance's own
+    ``@bookTicker`` names the book's update id, both books' best bid and ask equal it (price and
+    quantity); at the end, every level inside the coverage boundary equals an unpruned book's."""
     fast, ref = FastBook(depth=20), OrderBook(depth=20)
+    plain: tuple[dict[float, float], dict[float, float]] = ({}, {})  # never pruned
     buffered: list[ParsedDiff] = []
     book_id: int | None = None
     tops: dict[int, tuple[Any, Any]] = {}
@@ -449,6 +451,7 @@ def test_both_books_replay_the_capture_and_match_binance_book_ticker(name: str, 
             snapshot = snapshot_from(raw)
             fast.load_snapshot(snapshot)
             ref.load_snapshot(snapshot)
+            plain_apply(plain, snapshot.bids, snapshot.asks)
             book_id = snapshot.last_update_id
             # spot drops u <= lastUpdateId, futures u < lastUpdateId; the first kept diff straddles it
             kept = [d for d in buffered if d.final_id >= book_id + (0 if futures else 1)]
@@ -456,6 +459,7 @@ def test_both_books_replay_the_capture_and_match_binance_book_ticker(name: str, 
             for d in kept:
                 fast.apply_diff(d)
                 ref.apply_diff(as_depth_diff(d))
+                plain_apply(plain, d.bids, d.asks)
                 book_id = d.final_id
         elif diff is None:
             data = orjson.loads(raw)["data"]
@@ -466,6 +470,8 @@ def test_both_books_replay_the_capture_and_match_binance_book_ticker(name: str, 
         else:
             assert continues(diff, book_id, futures), f"gap after {book_id}"
             assert fast.apply_diff(diff) == ref.apply_diff(as_depth_diff(diff))
+            plain_apply(plain, diff.bids, diff.asks)
+            assert not fast.crossed()
             book_id = diff.final_id
             assert fast.top(20, out[0], out[1]) == ref.top(20, out[2], out[3])
             assert out[0].tolist() == out[2].tolist() and out[1].tolist() == out[3].tolist()
@@ -476,3 +482,18 @@ def test_both_books_replay_the_capture_and_match_binance_book_ticker(name: str, 
     assert [tops[u] for u in matched] == [tickers[u] for u in matched]
     assert fast.levels() == ref.levels()
     assert fast.coverage() == ref.coverage()
+    bid_floor, ask_ceiling = fast.coverage()
+    bids, asks = fast.levels()
+    assert [lv for lv in bids if lv[0] >= bid_floor] == sorted(
+        ((p, q) for p, q in plain[0].items() if p >= bid_floor), reverse=True)
+    assert [lv for lv in asks if lv[0] <= ask_ceiling] == sorted((p, q) for p, q in plain[1].items() if p <= ask_ceiling)
+    assert all(q > 0.0 for side in (bids, asks) for _, q in side)  # every "0.000" / "0.00000000" deleted
+
+
+def plain_apply(book: tuple[dict[float, float], dict[float, float]], bids: Any, asks: Any) -> None:
+    for side, levels in zip(book, (bids, asks)):
+        for price, qty in levels:
+            if qty == 0.0:
+                side.pop(price, None)
+            else:
+                side[price] = qty

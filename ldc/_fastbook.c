@@ -1444,6 +1444,16 @@ static PyObject *fastbook_levels(FastBook *self, PyObject *unused)
 
 static Py_ssize_t fastbook_len(FastBook *self) { return side_len(&self->bids) + side_len(&self->asks); }
 
+static PyObject *fastbook_repr(FastBook *self)
+{
+    if (self->window == 0) {
+        return PyUnicode_FromFormat("FastBook(depth=%zd, window=None, %zd bids, %zd asks)", self->depth,
+                                    side_len(&self->bids), side_len(&self->asks));
+    }
+    return PyUnicode_FromFormat("FastBook(depth=%zd, window=%zd, %zd bids, %zd asks)", self->depth, self->window,
+                                side_len(&self->bids), side_len(&self->asks));
+}
+
 static PyObject *fastbook_get_window(FastBook *self, void *closure)
 {
     (void)closure;
@@ -1489,6 +1499,7 @@ static PyTypeObject FastBookType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.FastBook",
     .tp_basicsize = sizeof(FastBook),
     .tp_dealloc = (destructor)fastbook_dealloc,
+    .tp_repr = (reprfunc)fastbook_repr,
     .tp_as_sequence = &fastbook_as_sequence,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "FastBook(*, depth=20): the C implementation of ldc.depth.Book; same rules as ldc.book.OrderBook.",

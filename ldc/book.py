@@ -176,6 +176,10 @@ class OrderBook:
     def __len__(self) -> int:
         return len(self._bids.keys) + len(self._asks.keys)
 
+    def __repr__(self) -> str:
+        return (f"OrderBook(depth={self.depth}, window={self.window}, "
+                f"{len(self._bids.keys)} bids, {len(self._asks.keys)} asks)")
+
 
 def _load_side(side: _Side, given: Sequence[Level], limit: int, depth: int) -> None:
     side.clear()

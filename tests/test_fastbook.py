@@ -389,6 +389,16 @@ def test_top_writes_into_strided_views_and_validates_buffers() -> None:
         book.top(2, frozen, asks)
 
 
+def test_both_books_describe_themselves_alike() -> None:
+    fast, ref = FastBook(depth=5), OrderBook(depth=5)
+    assert repr(fast) == "FastBook(depth=5, window=None, 0 bids, 0 asks)"
+    snapshot = DepthSnapshot(1, [(100.0, 1.0), (99.0, 1.0)], [(101.0, 1.0)], 10)
+    fast.load_snapshot(snapshot)
+    ref.load_snapshot(snapshot)
+    assert repr(fast) == "FastBook(depth=5, window=10, 2 bids, 1 asks)"
+    assert repr(ref) == "OrderBook(depth=5, window=10, 2 bids, 1 asks)"
+
+
 def test_fast_book_rejects_bad_arguments_like_the_reference() -> None:
     with pytest.raises(ValueError, match="depth must be at least 1, found 0"):
         FastBook(depth=0)

@@ -37,7 +37,7 @@
 #define MAX_DECIMAL_CHARS 63      /* longest decimal string handed to the slow exact parser */
 #define FAST_MANTISSA_MAX (1ULL << 53)  /* integers up to 2^53 are exact doubles */
 #define FAST_POW10_MAX 22         /* 10^22 is the largest power of ten that is an exact double */
-#define MIN_SIDE_CAPACITY 64      /* levels per side allocated up front */
+#define MIN_SIDE_CAPACITY 64      /* levels allocated at first use, per book side and per parse scratch */
 #define SYMBOL_CACHE_CHARS 32     /* symbols up to this length are cached */
 #define SYMBOL_CACHE_SLOTS 256    /* cached symbol strs */
 #define FOUND_EXCERPT_CHARS 40    /* how much of an offending value an error message quotes */

@@ -37,7 +37,7 @@ def fixture(name: str) -> bytes:
 # -- exchange table ---------------------------------------------------------------------------
 
 
-def test_every_unicorn_exchange_name_is_in_the_table() -> None:
+def test_every_unicorn_exchange_name_is_in_the_read_only_table() -> None:
     assert sorted(EXCHANGES) == [
         "binance.com",
         "binance.com-coin_futures",
@@ -46,6 +46,8 @@ def test_every_unicorn_exchange_name_is_in_the_table() -> None:
         "binance.com-testnet",
         "binance.us",
     ]
+    with pytest.raises(TypeError):
+        EXCHANGES["binance.org"] = EXCHANGES["binance.com"]  # type: ignore[index]
 
 
 def test_unknown_exchange_names_the_known_ones() -> None:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 import orjson
 
@@ -206,7 +207,7 @@ _FUTURES_COMMON: dict[str, Any] = dict(
     pong_timeout_s=600.0,
 )
 
-EXCHANGES: dict[str, Exchange] = {
+EXCHANGES: Mapping[str, Exchange] = MappingProxyType({
     e.name: e
     for e in (
         Exchange(name="binance.com", rest_base_url="https://api.binance.com", ws_base_url="wss://stream.binance.com:9443", **_SPOT_COMMON),
@@ -247,7 +248,7 @@ EXCHANGES: dict[str, Exchange] = {
             **_FUTURES_COMMON,
         ),
     )
-}
+})  # read-only: the table is the single source of every exchange's endpoints and limits
 
 
 def exchange(name: str) -> Exchange:

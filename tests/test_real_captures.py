@@ -19,7 +19,7 @@ import pytest
 import ldc._fastbook as fastbook
 from ldc.book import OrderBook
 from ldc.depth import Book, DepthDiff, DepthSnapshot, Level
-from ldc.sync import BookSync, FetchSnapshot, SequenceRule, SnapshotPurpose, SnapshotResult, SyncConfig, SyncState
+from ldc.sync import TICK, BookSync, FetchSnapshot, SequenceRule, SnapshotPurpose, SnapshotResult, SyncConfig, SyncState
 from ldc.venues.binance import parse_depth_update, parse_snapshot
 
 DATA = Path("/work/shared/data/binance")
@@ -181,3 +181,67 @@ def test_spot_capture_0809_continues_0808_with_no_gap() -> None:
     assert not any(isinstance(e, DepthSnapshot) for i, e in both.events if i == 1)  # no snapshot of its own
 
 
+
+
+@pytest.mark.skipif(not hasattr(fastbook, "FastBook"), reason="ldc._fastbook.FastBook not built")
+@pytest.mark.parametrize(("names", "rule", "checkpoints", "covered", "final_state"), CASES)
+def test_refresh_audit_mid_capture_finds_no_difference_and_keeps_matching_book_tickers(
+    names: tuple[str, ...], rule: SequenceRule, checkpoints: list[int], covered: tuple[int, int], final_state: SyncState
+) -> None:
+    """Half way through, a refresh is due; its snapshot is the plain replay's top 1000 levels at the
+    live book's update id. The audit must find no difference, the swap must leave no gap, and every
+    later bookTicker checkpoint must still match."""
+    capture = load(*names)
+    config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=SNAPSHOT_LIMIT, refresh_interval_s=60.0, stale_after_s=1e9)
+    sync = BookSync("CAPTURE", lambda: fastbook.FastBook(depth=DEPTH), config)
+    ref: tuple[dict[float, float], dict[float, float]] = ({}, {})
+    ref_id = -1
+    early: list[Any] = []  # diffs recorded before the snapshot: the plain replay applies them after it
+
+    def plain_apply(diff: Any) -> None:
+        nonlocal ref_id
+        if diff.final_id > ref_id or (rule is SequenceRule.FUTURES and diff.final_id == ref_id):
+            for side, levels in zip(ref, (diff.bids, diff.asks)):
+                for price, qty in levels:
+                    if qty == 0.0:
+                        side.pop(price, None)
+                    else:
+                        side[price] = qty
+            ref_id = diff.final_id
+
+    refresh_at = len(capture.events) // 2
+    shadow_requests = 0
+    matched = 0
+    for index, (_, event) in enumerate(capture.events):
+        if isinstance(event, DepthSnapshot):
+            sync.feed(SnapshotResult(event, SnapshotPurpose.LIVE), 0.0)
+            ref, ref_id = (dict(event.bids), dict(event.asks)), event.last_update_id
+            for diff in early:
+                plain_apply(diff)
+            continue
+        if index == refresh_at:
+            assert sync.feed(TICK, 0.0) == ()  # starts the clock
+            actions = sync.feed(TICK, 61.0)
+            shadow_requests += actions.count(FetchSnapshot(SNAPSHOT_LIMIT, SnapshotPurpose.SHADOW))
+            assert sync.refreshing  # requested now, or already when the book lost coverage
+            fresh = DepthSnapshot(ref_id, sorted(ref[0].items(), reverse=True)[:SNAPSHOT_LIMIT], sorted(ref[1].items())[:SNAPSHOT_LIMIT], SNAPSHOT_LIMIT)
+            sync.feed(SnapshotResult(fresh, SnapshotPurpose.SHADOW), 61.0)
+        diff = c_parse(event)
+        actions = sync.on_diff(diff, 61.0)
+        if index < refresh_at:
+            shadow_requests += actions.count(FetchSnapshot(SNAPSHOT_LIMIT, SnapshotPurpose.SHADOW))
+        if ref_id < 0:
+            early.append(diff)
+        else:
+            plain_apply(diff)
+        book = sync.book
+        if index > refresh_at and book is not None and sync.update_id == diff.final_id and diff.final_id in capture.tickers:
+            bid, ask = book.best_bid(), book.best_ask()
+            assert bid is not None and ask is not None
+            assert (*bid, *ask) == capture.tickers[diff.final_id]
+            matched += 1
+    assert shadow_requests >= 1
+    counters = sync.counters()
+    assert (counters.audits, counters.audit_differences, counters.audit_faults) == (1, 0, 0)
+    assert (counters.gaps, counters.resyncs) == (0, 0)
+    assert matched > 0

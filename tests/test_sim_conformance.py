@@ -185,3 +185,25 @@ def test_snapshot_shapes_and_weight_header(sim: Simulator) -> None:
     assert list(coin.json()) == ["lastUpdateId", "E", "T", "symbol", "pair", "bids", "asks"]
     assert coin.headers["X-MBX-USED-WEIGHT-1M"] == "30"  # default limit 500 -> 10, on the futures budget after 20
     assert len(coin.json()["bids"]) == 500
+
+
+def test_documented_client_sees_an_injected_gap_resyncs_and_equals_truth(sim_factory: Callable[..., Simulator]) -> None:
+    from ldc.sim import FaultKind, FaultRule
+
+    sim = sim_factory(spot_symbols=("BTCUSDT",), speed=10.0, history_events=20_000)
+    client = DocClient(sim.rest_url, sim.ws_url, "BTCUSDT", family="spot", stream="depth@100ms")
+    gaps = 0
+    try:
+        client.sync()
+        sim.add_fault(FaultRule(FaultKind.DROP, count=1, port=int(client.ws.sock.getsockname()[1])))
+        for _ in range(200):
+            try:
+                client.step()
+            except GapError:
+                gaps += 1
+                client.sync()  # "discard the book and restart from the beginning"
+        assert gaps == 1 and client.snapshots == 2
+        bids, asks = client.known_levels()
+        assert (bids, asks) == truth_levels(sim.rest_url, "BTCUSDT", "spot", client.update_id, client.low_bid, client.high_ask)
+    finally:
+        client.close()

@@ -245,3 +245,73 @@ def test_refresh_audit_mid_capture_finds_no_difference_and_keeps_matching_book_t
     assert (counters.audits, counters.audit_differences, counters.audit_faults) == (1, 0, 0)
     assert (counters.gaps, counters.resyncs) == (0, 0)
     assert matched > 0
+
+
+@pytest.mark.skipif(not hasattr(fastbook, "FastBook"), reason="ldc._fastbook.FastBook not built")
+@pytest.mark.parametrize(
+    ("names", "rule", "limit", "refreshes"),
+    [
+        pytest.param(("spot_btcusdt_20240808.gz", "spot_btcusdt_20240809.gz"), SequenceRule.SPOT, 100, 72, id="spot-limit100"),
+        pytest.param(("usdm_btcusdt_20240808.gz",), SequenceRule.FUTURES, 100, 50, id="usdm-limit100"),
+        pytest.param(("coinm_btcusd_perp_20240808.gz",), SequenceRule.FUTURES, 50, 80, id="coinm-limit50"),
+    ],
+)
+def test_small_snapshots_lose_coverage_and_every_refresh_audits_clean(
+    names: tuple[str, ...], rule: SequenceRule, limit: int, refreshes: int
+) -> None:
+    """With ``limit``-level snapshots the price soon leaves what a snapshot vouches for: the book
+    flags itself and asks for a refresh, answered here at once with the plain replay's top ``limit``
+    levels at the live update id. Every refresh audits clean and bookTickers keep matching."""
+    capture = load(*names)
+    config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=limit, refresh_interval_s=None, stale_after_s=1e9)
+    sync = BookSync("CAPTURE", lambda: fastbook.FastBook(depth=DEPTH), config)
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    ref_id = -1
+    early: list[Any] = []
+    requested = matched = 0
+    for _, event in capture.events:
+        if isinstance(event, DepthSnapshot):
+            bids, asks, ref_id = dict(event.bids), dict(event.asks), event.last_update_id
+            for diff in early:
+                ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
+            truncated = DepthSnapshot(event.last_update_id, list(event.bids)[:limit], list(event.asks)[:limit], limit)
+            sync.feed(SnapshotResult(truncated, SnapshotPurpose.LIVE), 0.0)
+            continue
+        diff = c_parse(event)
+        actions = sync.on_diff(diff, 0.0)
+        if ref_id < 0:
+            early.append(diff)
+            continue
+        ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
+        if FetchSnapshot(limit, SnapshotPurpose.SHADOW) in actions:
+            requested += 1
+            fresh = DepthSnapshot(ref_id, sorted(bids.items(), reverse=True)[:limit], sorted(asks.items())[:limit], limit)
+            sync.feed(SnapshotResult(fresh, SnapshotPurpose.SHADOW), 0.0)
+        book = sync.book
+        if book is not None and sync.update_id == diff.final_id and diff.final_id in capture.tickers:
+            bid, ask = book.best_bid(), book.best_ask()
+            assert bid is not None and ask is not None
+            assert (*bid, *ask) == capture.tickers[diff.final_id]
+            matched += 1
+    counters = sync.counters()
+    assert requested == refreshes
+    assert (counters.audits, counters.audit_differences, counters.audit_faults) == (refreshes, 0, 0)
+    assert (counters.gaps, counters.resyncs) == (0, 0)
+    assert matched == sum(CHECKPOINTS[names])
+
+
+CHECKPOINTS = {case.values[0]: case.values[2] for case in CASES}  # type: ignore[attr-defined]
+
+
+def _plain_apply(bids: dict[float, float], asks: dict[float, float], ref_id: int, diff: Any, rule: SequenceRule) -> int:
+    """The plain replay's step: apply a diff the replay does not contain yet; returns the new id."""
+    if diff.final_id < ref_id or (rule is SequenceRule.SPOT and diff.final_id == ref_id):
+        return ref_id
+    for side, levels in ((bids, diff.bids), (asks, diff.asks)):
+        for price, qty in levels:
+            if qty == 0.0:
+                side.pop(price, None)
+            else:
+                side[price] = qty
+    return int(diff.final_id)

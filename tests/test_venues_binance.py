@@ -148,17 +148,18 @@ def test_snapshot_url() -> None:
 @pytest.mark.parametrize(
     ("name", "depth", "expected"),
     [
-        ("binance.com", 1, SnapshotLimit(100, 5)),  # limit 100 costs what limit 2 costs
+        ("binance.com", 1, SnapshotLimit(100, 5)),  # limit 100 costs what limit 5 costs
         ("binance.com", 20, SnapshotLimit(100, 5)),
-        ("binance.com", 50, SnapshotLimit(100, 5)),
-        ("binance.com", 51, SnapshotLimit(500, 25)),
-        ("binance.com", 400, SnapshotLimit(1000, 50)),
-        ("binance.com", 1000, SnapshotLimit(5000, 250)),
+        ("binance.com", 21, SnapshotLimit(500, 25)),
+        ("binance.com", 100, SnapshotLimit(500, 25)),
+        ("binance.com", 101, SnapshotLimit(1000, 50)),
+        ("binance.com", 201, SnapshotLimit(5000, 250)),
         ("binance.com", 5000, SnapshotLimit(5000, 250)),  # no margin left: the largest there is
-        ("binance.com-futures", 5, SnapshotLimit(50, 2)),
-        ("binance.com-futures", 20, SnapshotLimit(50, 2)),
-        ("binance.com-futures", 26, SnapshotLimit(100, 5)),
-        ("binance.com-futures", 100, SnapshotLimit(500, 10)),
+        ("binance.com-futures", 1, SnapshotLimit(50, 2)),  # 5..50 all cost 2
+        ("binance.com-futures", 10, SnapshotLimit(50, 2)),
+        ("binance.com-futures", 11, SnapshotLimit(100, 5)),
+        ("binance.com-futures", 20, SnapshotLimit(100, 5)),
+        ("binance.com-futures", 21, SnapshotLimit(500, 10)),
         ("binance.com-coin_futures", 500, SnapshotLimit(1000, 20)),
     ],
 )

@@ -53,8 +53,12 @@ __all__ = [
 ]
 
 # Limits
-SNAPSHOT_DEPTH_MARGIN = 2  # ask for at least this many times the published depth, so deletions at
-# the top do not immediately leave the published window outside the snapshot's coverage
+# Ask for at least this many times the published depth: as the price moves, the levels a snapshot
+# vouches for run out and the book needs a refresh. Replaying the captures at depth 20 with each
+# refresh answered at once: USD-M BTCUSDT lost coverage 138 times in 6 min with limit 50 (2.1% of
+# diffs unsynced, 46 weight/min), 50 times with limit 100 (0.8%, 42 weight/min); spot 72 times in
+# 11 min with limit 100 (1.1%). Larger limits cost more on a cold start of many markets.
+SNAPSHOT_DEPTH_MARGIN = 5
 MAX_REQUEST_ID = 2**63 - 1  # Binance accepts an int64 id
 
 

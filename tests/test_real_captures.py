@@ -301,7 +301,7 @@ def test_small_snapshots_lose_coverage_and_every_refresh_audits_clean(
     assert matched == sum(CHECKPOINTS[names])
 
 
-CHECKPOINTS = {case.values[0]: case.values[2] for case in CASES}  # type: ignore[attr-defined]
+CHECKPOINTS: dict[Any, list[int]] = {case.values[0]: case.values[2] for case in CASES}  # type: ignore[misc]
 
 
 def _plain_apply(bids: dict[float, float], asks: dict[float, float], ref_id: int, diff: Any, rule: SequenceRule) -> int:

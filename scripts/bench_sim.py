@@ -11,7 +11,8 @@ drains (what the feeder benchmark consumes).
 
     .venv/bin/python scripts/bench_sim.py [--markets 500] [--seconds 5] [--speeds 2,4,8]
 
-Prints one JSON object.
+Prints one JSON object. On a shared machine read `msg_per_sim_cpu_s` (what one core sustains) with
+`sim_cpu_fraction` (how much of a core the simulator actually got) and the calibration ratio.
 """
 
 from __future__ import annotations
@@ -145,6 +146,19 @@ def replay_run(copies: int, seconds: float) -> dict[str, float]:
         stop(proc)
 
 
+def calibration_ops_per_s() -> float:
+    """A fixed pure-Python workload (parse + re-encode one genuine USD-M diff), to compare runs on
+    machines under different load: the simulator's figures move with it."""
+    import orjson
+
+    sample = b'{"e":"depthUpdate","E":1723161256299,"T":1723161256298,"s":"BTCUSDT","U":5123107832006,"u":5123107837557,"pu":5123107831937,"b":[["58710.20","0.014"],["61496.50","0.010"],["61510.90","0.000"]],"a":[["61800.30","2.510"],["61801.00","0.004"]]}'
+    count = 50_000
+    start = time.process_time()
+    for _ in range(count):
+        orjson.dumps(orjson.loads(sample))
+    return count / (time.process_time() - start)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markets", type=int, default=500)
@@ -173,6 +187,7 @@ def main() -> int:
             "baseline_model_only_cpu_fraction_median": round(cpu_alone, 3),
             "ratio_cpu_with_fanout_to_model_only": round(cpu_with / cpu_alone, 2) if cpu_alone else None,
         }
+    calibrations = [calibration_ops_per_s() for _ in range(args.repeats)]
     best = max(summary.values(), key=lambda s: s["delivered_msg_per_s_median"])
     result = {
         "bench": "sim",
@@ -183,6 +198,8 @@ def main() -> int:
         "by_speed": summary,
         "sustained_msg_per_s": best["delivered_msg_per_s_median"],
         "msg_per_sim_cpu_s": max(s["msg_per_sim_cpu_s_median"] for s in summary.values()),
+        "baseline_calibration_ops_per_s_median": round(statistics.median(calibrations)),
+        "ratio_msg_per_sim_cpu_s_to_calibration": round(max(s["msg_per_sim_cpu_s_median"] for s in summary.values()) / statistics.median(calibrations), 4),
         "target_msg_per_s": 20_000,
         "ratio_to_target": round(best["delivered_msg_per_s_median"] / 20_000, 2),
     }

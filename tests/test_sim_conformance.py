@@ -207,3 +207,20 @@ def test_documented_client_sees_an_injected_gap_resyncs_and_equals_truth(sim_fac
         assert (bids, asks) == truth_levels(sim.rest_url, "BTCUSDT", "spot", client.update_id, client.low_bid, client.high_ask)
     finally:
         client.close()
+
+
+def test_partial_book_streams_show_the_truth_top(sim: Simulator) -> None:
+    spot = websocket.create_connection(f"{sim.ws_url}/ws/btcusdt@depth5@100ms", timeout=RECV_TIMEOUT_S)
+    futures = websocket.create_connection(f"{sim.usdm_ws_url}/public/stream?streams=btcusdt@depth10@100ms", timeout=RECV_TIMEOUT_S)
+    try:
+        top = json.loads(spot.recv())
+        assert list(top) == ["lastUpdateId", "bids", "asks"] and len(top["bids"]) == 5
+        truth = sim.truth("BTCUSDT", update_id=top["lastUpdateId"], limit=5, family="spot")
+        assert truth is not None and (truth["bids"], truth["asks"]) == (top["bids"], top["asks"])
+        wrapped = json.loads(futures.recv())
+        assert wrapped["stream"] == "btcusdt@depth10@100ms" and len(wrapped["data"]["b"]) == 10
+        ftruth = sim.truth("BTCUSDT", update_id=wrapped["data"]["u"], limit=10, family="usdm")
+        assert ftruth is not None and ftruth["asks"] == wrapped["data"]["a"]
+    finally:
+        spot.close()
+        futures.close()

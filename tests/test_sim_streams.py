@@ -13,17 +13,22 @@ from ldc.sim.streams import encode_diff, parse_stream, wrap_combined
 
 
 def test_spot_stream_names() -> None:
-    assert parse_stream("btcusdt@depth", Family.SPOT) == ("BTCUSDT", 1000)
-    assert parse_stream("btcusdt@depth@100ms", Family.SPOT) == ("BTCUSDT", 100)
+    assert parse_stream("btcusdt@depth", Family.SPOT) == ("BTCUSDT", 1000, 0)
+    assert parse_stream("btcusdt@depth@100ms", Family.SPOT) == ("BTCUSDT", 100, 0)
     assert parse_stream("btcusdt@depth@0ms", Family.SPOT) is None
     assert parse_stream("BTCUSDT@depth", Family.SPOT) is None  # stream names are lower case
-    assert parse_stream("btcusdt@depth5", Family.SPOT) is None
+    assert parse_stream("btcusdt@depth5", Family.SPOT) == ("BTCUSDT", 1000, 5)
+    assert parse_stream("btcusdt@depth20@100ms", Family.SPOT) == ("BTCUSDT", 100, 20)
+    assert parse_stream("btcusdt@depth7", Family.SPOT) is None
+    assert parse_stream("btcusdt@depth50", Family.SPOT) is None
     assert parse_stream("btcusdt@trade", Family.SPOT) is None
 
 
 def test_futures_stream_names() -> None:
-    assert parse_stream("btcusdt@depth", Family.USDM) == ("BTCUSDT", 250)
-    assert [parse_stream(f"btcusd_perp@depth@{s}", Family.COINM) for s in ("0ms", "100ms", "500ms")] == [("BTCUSD_PERP", 0), ("BTCUSD_PERP", 100), ("BTCUSD_PERP", 500)]
+    assert parse_stream("btcusdt@depth", Family.USDM) == ("BTCUSDT", 250, 0)
+    assert [parse_stream(f"btcusd_perp@depth@{s}", Family.COINM) for s in ("0ms", "100ms", "500ms")] == [("BTCUSD_PERP", 0, 0), ("BTCUSD_PERP", 100, 0), ("BTCUSD_PERP", 500, 0)]
+    assert parse_stream("btcusdt@depth10@500ms", Family.USDM) == ("BTCUSDT", 500, 10)
+    assert parse_stream("btcusdt@depth10@0ms", Family.USDM) is None
 
 
 def test_payloads_are_json_in_the_documented_key_order() -> None:

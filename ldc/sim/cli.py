@@ -29,6 +29,8 @@ markets: --symbols names spot markets, --usdm-symbols USD-M, --coinm-symbols COI
 routes (one port): REST /api/v3 (spot), /fapi/v1 (USD-M), /dapi/v1 (COIN-M): depth, exchangeInfo, ping,
 time. Websocket /ws/<stream>, /stream?streams=a/b, futures also /public/ws and /public/stream; prefix
 /usdm or /coinm (the "ws_usdm" / "ws_coinm" URLs) when a symbol exists in several families.
+Streams: spot <symbol>@depth (1000 ms), @depth@100ms; USD-M/COIN-M @depth (250 ms), @depth@0ms, @100ms,
+@500ms; partial books @depth5|10|20 with the same speeds (not on replays).
 Private: GET /_sim/book?symbol=S&update_id=U&limit=N (truth), /_sim/stats, /_sim/connections,
 GET|POST|DELETE /_sim/faults (POST a JSON rule or list, e.g. {"kind":"drop","count":1}).
 

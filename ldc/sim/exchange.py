@@ -15,7 +15,7 @@ from typing import Protocol
 from ldc.sim.faults import FaultTable
 from ldc.sim.markets import Family, MarketSpec
 from ldc.sim.model import ASK, BID, BaseEvent, MarketModel
-from ldc.sim.streams import StreamKey, encode_diff, wrap_combined
+from ldc.sim.streams import StreamKey, encode_diff, encode_partial_spot, wrap_combined
 from ldc.sim.wsframes import text_frame
 
 MAX_STEPS_PER_TICK = 50
@@ -40,6 +40,7 @@ class Market(Protocol):
 
     symbol: str
     family: Family
+    partial_streams: bool  # serves @depth<levels> streams too
 
     def snapshot(self, limit: int, *, behind: int = 0) -> tuple[int, list[list[str]], list[list[str]]]: ...
 
@@ -57,6 +58,7 @@ class ModelMarket:
         self.spec = spec
         self.symbol = spec.symbol
         self.family = spec.family
+        self.partial_streams = True
         self.model = MarketModel(spec, seed=seed, history_events=history_events)
         # Shared by every market with the same format: hundreds of markets reuse the same strings.
         self._prices = _shared_cache(spec.price_decimals, spec.tick_units)
@@ -169,8 +171,17 @@ class Aggregator:
             return
         self._pending = None
         market = self.market
-        bids = market.levels_json(sorted(pending.bids.items(), reverse=True))
-        asks = market.levels_json(sorted(pending.asks.items()))
+        if self.key.levels:
+            top_bids, top_asks = market.model.top(self.key.levels)
+            bids, asks = market.levels_json(top_bids), market.levels_json(top_asks)
+            if self.key.family is Family.SPOT:
+                raw = encode_partial_spot(pending.final_id, bids, asks)
+                self.sent += 1
+                self.fan_out(raw)
+                return
+        else:
+            bids = market.levels_json(sorted(pending.bids.items(), reverse=True))
+            asks = market.levels_json(sorted(pending.asks.items()))
         raw = encode_diff(
             self.key.family,
             market.symbol,

@@ -193,6 +193,7 @@ class ReplayMarket:
         self.capture = capture
         self.symbol = symbol
         self.family = capture.family
+        self.partial_streams = False  # a capture holds diffs only
         self.pace = pace
         self.subscribers: dict[ReplaySubscriber, str] = {}
         self.sent_index = 0

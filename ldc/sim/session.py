@@ -115,8 +115,11 @@ class Session:
     def resolve(self, name: str) -> StreamKey | None:
         for family in self.route.candidates():
             parsed = parse_stream(name, family)
-            if parsed is not None and self.state.exchange.find(family, parsed[0]) is not None:
-                return StreamKey(family, parsed[0], parsed[1])
+            if parsed is None:
+                continue
+            market = self.state.exchange.find(family, parsed[0])
+            if market is not None and (parsed[2] == 0 or market.partial_streams):
+                return StreamKey(family, parsed[0], parsed[1], parsed[2])
         return None
 
     def subscribe(self, names: list[str]) -> str | None:

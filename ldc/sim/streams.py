@@ -2,7 +2,9 @@
 
 Spot: ``<symbol>@depth`` (1000 ms) and ``<symbol>@depth@100ms`` (``@depth@1000ms`` also accepted).
 USD-M / COIN-M: ``<symbol>@depth`` (250 ms), ``@depth@500ms``, ``@depth@100ms``, ``@depth@0ms`` (every
-update). Payload key order follows the genuine captures in shared/data/binance.
+update). Partial books ``<symbol>@depth<5|10|20>[@speed]``: spot sends ``{"lastUpdateId", "bids", "asks"}``,
+futures a ``depthUpdate`` holding the top levels. Payload key order follows the genuine captures in
+shared/data/binance.
 """
 
 from __future__ import annotations
@@ -16,27 +18,43 @@ FUTURES_INTERVALS_MS = {"": 250, "@0ms": 0, "@100ms": 100, "@250ms": 250, "@500m
 MAX_STREAM_NAME_CHARS = 64
 
 
+PARTIAL_LEVELS = (5, 10, 20)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamKey:
-    """What a subscription delivers: one market's diffs batched over ``interval_ms`` (0: each update)."""
+    """What a subscription delivers: one market's diffs batched over ``interval_ms`` (0: each update),
+    or with ``levels`` > 0 the partial book stream ``@depth<levels>`` (top levels every interval)."""
 
     family: Family
     symbol: str  # upper case, as the exchange names the market
     interval_ms: int
+    levels: int = 0
 
 
-def parse_stream(name: str, family: Family) -> tuple[str, int] | None:
-    """``"btcusdt@depth@100ms"`` -> ``("BTCUSDT", 100)``; None for anything that is not a diff stream."""
+def parse_stream(name: str, family: Family) -> tuple[str, int, int] | None:
+    """``"btcusdt@depth@100ms"`` -> ``("BTCUSDT", 100, 0)``, ``"btcusdt@depth5"`` -> ``("BTCUSDT", 1000, 5)``
+    on spot; None for anything that is not a depth stream of that family."""
     if len(name) > MAX_STREAM_NAME_CHARS or name != name.lower():
         return None
     symbol, sep, rest = name.partition("@depth")
     if not sep or not symbol:
         return None
+    levels = 0
+    for candidate in PARTIAL_LEVELS:
+        if rest.startswith(str(candidate)) and not rest[len(str(candidate)) :][:1].isdigit():
+            levels, rest = candidate, rest[len(str(candidate)) :]
+            break
     intervals = SPOT_INTERVALS_MS if family is Family.SPOT else FUTURES_INTERVALS_MS
     interval = intervals.get(rest)
-    if interval is None:
+    if interval is None or (levels and interval == 0):
         return None
-    return symbol.upper(), interval
+    return symbol.upper(), interval, levels
+
+
+def encode_partial_spot(last_update_id: int, bids: str, asks: str) -> bytes:
+    """Spot ``@depth<levels>`` payload: ``{"lastUpdateId", "bids", "asks"}``."""
+    return f'{{"lastUpdateId":{last_update_id},"bids":[{bids}],"asks":[{asks}]}}'.encode()
 
 
 def levels_json(levels: list[tuple[str, str]]) -> str:

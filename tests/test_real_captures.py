@@ -57,6 +57,7 @@ def load(*names: str) -> Capture:
     return capture
 
 
+@lru_cache(maxsize=None)  # each test replays the same messages: parse them once per process
 def reference_parse(raw: bytes) -> DepthDiff:
     return parse_depth_update(raw)
 
@@ -116,7 +117,7 @@ def reference_book(names: tuple[str, ...], rule: SequenceRule) -> tuple[int, dic
     for _, event in capture.events:
         if isinstance(event, DepthSnapshot):
             continue
-        diff = parse_depth_update(event)
+        diff = reference_parse(event)
         if diff.final_id < last or (rule is SequenceRule.SPOT and diff.final_id == last):
             continue
         for side, levels in ((bids, diff.bids), (asks, diff.asks)):

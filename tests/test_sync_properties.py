@@ -264,7 +264,7 @@ def _book_classes() -> list[Any]:
     return [OrderBook, fastbook.FastBook] if HAS_FASTBOOK else [OrderBook]
 
 
-PROPERTY_SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+PROPERTY_SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 
 @pytest.mark.parametrize("rule", [SequenceRule.SPOT, SequenceRule.FUTURES], ids=["spot", "futures"])

@@ -19,6 +19,9 @@ from ldc.sim.streams import StreamKey, encode_diff, encode_partial_spot, wrap_co
 from ldc.sim.wsframes import text_frame
 
 MAX_STEPS_PER_TICK = 50
+# An overloaded tick must end soon so frames go out and clients are answered; steps beyond this are
+# skipped (the market moves less), never queued up.
+MAX_EVENTS_PER_TICK = 2000
 MAX_CACHED_STRINGS = 200_000  # per format; a cache is dropped and rebuilt beyond this
 _CACHES: dict[tuple[int, int], dict[int, str]] = {}
 
@@ -282,7 +285,8 @@ class Exchange:
         if due <= 0:
             self._flush_windows(event_ms, self.sim_ms)
             return 0
-        steps = min(due, MAX_STEPS_PER_TICK)
+        cap = max(1, min(MAX_STEPS_PER_TICK, MAX_EVENTS_PER_TICK // max(1, len(self.model_markets))))
+        steps = min(due, cap)
         first = self._steps_done + due - steps  # a stall skips steps rather than bursting forever
         self._steps_done += due
         rng, base = self._rng, self.changes_per_event

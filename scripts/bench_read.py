@@ -38,7 +38,8 @@ from ldc.shm.writer import SegmentWriter
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = 20
 SYMBOL = "BENCHUSDT"
-BATCH = 2000  # reads per timed batch
+BATCH_S = 0.0002  # each timed batch lasts about this long: short enough that most batches run
+                  # without being preempted on a busy 2-core machine, so the median is the real cost
 PAYLOADS = 1000
 WAIT_RATE_HZ = 1000  # publish rate while measuring wake-up latency
 BURST_PERIOD_S = 0.001  # the writer publishes what is due, then sleeps this long
@@ -114,16 +115,34 @@ class Writer:
 # ---------------------------------------------------------------- measurements
 
 
+def _batch_size(fn: Callable[[], object]) -> int:
+    t0 = time.perf_counter_ns()
+    for _ in range(100):
+        fn()
+    return max(10, int(BATCH_S * 1e9 * 100 / max(time.perf_counter_ns() - t0, 1)))
+
+
+def _batch(fn: Callable[[], object], batch: int) -> float:
+    t0 = time.perf_counter_ns()
+    for _ in range(batch):
+        fn()
+    return (time.perf_counter_ns() - t0) / batch
+
+
 def median_ns(fn: Callable[[], object], seconds: float) -> float:
-    """Median over batches of the mean ns per call."""
-    samples: list[float] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline or len(samples) < 5:
-        t0 = time.perf_counter_ns()
-        for _ in range(BATCH):
-            fn()
-        samples.append((time.perf_counter_ns() - t0) / BATCH)
-    return round(statistics.median(samples), 1)
+    """Median over short batches of the mean ns per call."""
+    return interleaved_medians({"fn": fn}, seconds)["fn"]
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
+    """Batches of every function in turn, so each sees the same machine load; median per function."""
+    batches = {name: _batch_size(fn) for name, fn in fns.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    deadline = time.monotonic() + seconds * len(fns)
+    while time.monotonic() < deadline or min(len(v) for v in samples.values()) < 5:
+        for name, fn in fns.items():
+            samples[name].append(_batch(fn, batches[name]))
+    return {name: round(statistics.median(v), 1) for name, v in samples.items()}
 
 
 def python_reads(group: str, seconds: float) -> dict[str, float]:
@@ -131,22 +150,25 @@ def python_reads(group: str, seconds: float) -> dict[str, float]:
         buf = r.new_buffer()
         read_into, snapshot = r.read_into, r.snapshot
         before = r._seg.retries
-        result = {"read_into_ns": median_ns(lambda: read_into(SYMBOL, buf), seconds)}
         reads = _calls(seconds, lambda: read_into(SYMBOL, buf))
-        result["read_into_retries_per_read"] = round((r._seg.retries - before) / max(reads, 1), 6)
-        result["snapshot_ns"] = median_ns(lambda: snapshot(SYMBOL), seconds)
-        result["baseline_pure_python_ns"] = median_ns(_pure_python_reader(r), seconds)
-        result["empty_call_ns"] = median_ns(lambda: None, min(seconds, 0.3))
-    return result
+        retries = (r._seg.retries - before) / max(reads, 1)
+        figures = interleaved_medians({
+            "read_into_ns": lambda: read_into(SYMBOL, buf),
+            "snapshot_ns": lambda: snapshot(SYMBOL),
+            "baseline_pure_python_ns": _pure_python_reader(r),
+            "empty_call_ns": lambda: None,
+        }, seconds)
+    figures["read_into_retries_per_read"] = round(retries, 6)
+    return figures
 
 
 def _calls(seconds: float, fn: Callable[[], object]) -> int:
     n = 0
     deadline = time.monotonic() + seconds / 2
     while time.monotonic() < deadline:
-        for _ in range(BATCH):
+        for _ in range(1000):
             fn()
-        n += BATCH
+        n += 1000
     return n
 
 
@@ -233,14 +255,15 @@ def publish_cost(seconds: float) -> dict[str, float]:
             slot = w.add_market(SYMBOL)
             bids, asks = payload(1)
             publish = w.publish
-            copy = median_ns(lambda: publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=1,
-                                             bids=bids, asks=asks, n_bids=DEPTH, n_asks=DEPTH), seconds)
-            ids_only = median_ns(lambda: publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=1,
-                                                 copy_levels=False), seconds)
-            notify = median_ns(w.notify, seconds)
+            return interleaved_medians({
+                "publish_top20_ns": lambda: publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=1,
+                                                    bids=bids, asks=asks, n_bids=DEPTH, n_asks=DEPTH),
+                "publish_ids_only_ns": lambda: publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=1,
+                                                       copy_levels=False),
+                "notify_no_waiter_ns": w.notify,
+            }, seconds)
     finally:
         cleanup(group)
-    return {"publish_top20_ns": copy, "publish_ids_only_ns": ids_only, "notify_no_waiter_ns": notify}
 
 
 def cleanup(group: str) -> None:
@@ -293,7 +316,7 @@ def bench(seconds: float, rate: float) -> dict[str, Any]:
         "load_average": os.getloadavg(),
         "depth": DEPTH,
         "phases": phases,
-        "writer": publish_cost(seconds / 2),
+        "writer": publish_cost(seconds / 3),
         "ratio": {
             "read_into_vs_baseline_idle": round(phases["idle"]["read_into_ns"] / phases["idle"]["baseline_pure_python_ns"], 3),
             "read_into_vs_baseline_publishing": round(busy["read_into_ns"] / busy["baseline_pure_python_ns"], 3),

@@ -198,8 +198,11 @@ def c_reads(group: str, seconds: float, exe: Path | None) -> dict[str, float] | 
         return None
     out = subprocess.run([str(exe), group, SYMBOL, str(seconds)], capture_output=True, text=True, check=True, timeout=120)
     parsed = json.loads(out.stdout)
-    return {"c_read_ns": parsed["median_ns_per_read"], "c_retries_per_read": parsed["retries_per_read"],
-            "c_not_ok": parsed["not_ok"]}
+    figures = {"c_read_ns": parsed["median_ns_per_read"], "c_retries_per_read": parsed["retries_per_read"],
+               "c_not_ok": parsed["not_ok"]}
+    if parsed["observed_publishes"] > 0:
+        figures["c_publish_to_observe_ns"] = parsed["publish_to_observe_ns"]
+    return figures
 
 
 def build_c() -> Path | None:

@@ -334,16 +334,22 @@ class Feeder:
             market.last_event_ms, market.last_recv_ns = diff.event_time_ms, recv_time_ns
             # ParsedDiff carries DepthDiff's attributes (ldc/_fastbook.pyi); BookSync reads only those
             actions = market.sync.on_diff(diff, time.monotonic())  # type: ignore[arg-type]
+            # the hot-path answers come in every book state (an UNCOVERED book publishes too): the flags must
+            # follow the state, or a book with possible holes would be shown as exact
+            state = market.sync.state
             if actions is PUBLISH_CHANGED:
                 n_bids, n_asks = market.sync.book.top(self.group.depth, market.bids, market.asks)  # type: ignore[union-attr]
                 self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
-                                    recv_time_ns=recv_time_ns, status=Status.SYNCED, bids=market.bids,
+                                    recv_time_ns=recv_time_ns, status=_STATE_STATUS[state], bids=market.bids,
                                     asks=market.asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
             elif actions is PUBLISH_UNCHANGED:
                 self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
-                                    recv_time_ns=recv_time_ns, status=Status.SYNCED, copy_levels=False)  # fmt: skip
+                                    recv_time_ns=recv_time_ns, status=_STATE_STATUS[state], copy_levels=False)  # fmt: skip
             elif actions:
                 self._carry_out(market, actions)
+            if state is not market.shown_state:
+                market.shown_state = state  # a state change on the hot path: the slot's message follows it
+                self.writer.set_status(market.slot, _STATE_STATUS[state], _STATE_TEXT[state])
             self.writer.notify()
 
     def _from_successor(self, market: Market, conn_id: int, diff: object) -> bool:

@@ -21,7 +21,7 @@ from shm_helpers import book, group_fixture
 
 from ldc import Reader as LazyReader
 from ldc.errors import LayoutError, MarketNotFound, OutOfSync, SegmentNotFound, WriterDead
-from ldc.shm.layout import HEADER, SLOT_HEADER, Status, segment_name, segment_path
+from ldc.shm.layout import HEADER, SLOT_HEADER, Status, segment_name, segment_path, waiters_name
 from ldc.shm.reader import Reader, _trim
 from ldc.shm.writer import SegmentWriter
 
@@ -333,6 +333,28 @@ def test_wait_for_update_wakes_on_publish_and_times_out_without(group: str, writ
             assert woke is expected
             if expected:
                 assert time.monotonic() - start < 1.4
+
+
+def test_reader_without_the_waiters_file_still_sees_updates_by_polling(group: str, writer: SegmentWriter) -> None:
+    publish(writer, "BTCUSDT")
+    posix_ipc.unlink_shared_memory(waiters_name(group))  # as for a reader that may not open it
+    with Reader(group) as r:
+        assert r._seg.has_waiter_count is False
+
+        def later() -> None:
+            time.sleep(0.1)
+            publish(writer, "BTCUSDT", update_id=2)
+            writer.notify()
+
+        t = threading.Thread(target=later)
+        t.start()
+        start = time.monotonic()
+        try:
+            assert r.wait_for_update("BTCUSDT", timeout=10) is True
+        finally:
+            t.join()
+        assert time.monotonic() - start < 5  # nobody wakes it: it must have polled, not slept 10 s
+        assert r.snapshot("BTCUSDT").update_id == 2
 
 
 def test_sleeping_reader_process_is_woken_and_a_killed_one_harms_nothing(group: str, writer: SegmentWriter) -> None:

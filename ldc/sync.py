@@ -608,12 +608,11 @@ class BookSync:
         if shadow_book.covers(depth):
             self._next_refresh_at = None if interval is None else now + interval
             if self.state is not SyncState.SYNCED:
+                # also a STALE book: the exchange's own snapshot reached the live update id
                 self._set_state(SyncState.SYNCED, f"refreshed at update id {self.update_id}")
         else:
             self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S  # still uncovered: try again soon
             self._route()
-        if self.state is SyncState.STALE:
-            return live  # no diff came: nothing new to publish
         return PUBLISH_CHANGED if top_differs or live is PUBLISH_CHANGED else PUBLISH_UNCHANGED
 
     # -- plumbing ----------------------------------------------------------------------------

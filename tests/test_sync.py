@@ -452,6 +452,169 @@ def test_disconnect_during_a_refresh_restarts_it_once_resumed(factory: Callable[
     assert sync.feed(TICK, 13.0) == (FETCH_SHADOW,)
 
 
+# -- less travelled paths -----------------------------------------------------------------------
+
+
+def test_futures_crossed_book_resyncs_from_the_fast_path(factory: Callable[[], Book]) -> None:
+    sync = synced_futures(factory)
+    assert sync.on_diff(fut(11, 12, 10, asks=[(99.5, 1.0)]), 0.0) == (MarkOutOfSync(OutOfSyncReason.CROSSED), FETCH_LIVE)
+    assert sync.state is SyncState.BUFFERING
+
+
+def test_crossed_book_during_a_refresh_resyncs_and_drops_the_refresh(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=1.0, stale_after_s=1000.0)
+    sync.feed(TICK, 1.0)
+    assert sync.refreshing
+    assert sync.feed(spot(11, 11, bids=[(101.0, 1.0)]), 1.0) == (MarkOutOfSync(OutOfSyncReason.CROSSED), FETCH_LIVE)
+    assert not sync.refreshing
+
+
+def test_duplicate_while_buffering_is_ignored_and_counted(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(1, 5), 0.0)
+    assert sync.feed(spot(1, 5), 0.0) == ()
+    assert (sync.diffs_ignored, sync.gaps, len(sync._buffer)) == (1, 0, 1)
+
+
+def test_live_snapshot_arriving_after_the_book_resumed_is_ignored(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory)
+    sync.feed(spot(20, 21), 0.0)  # gap: a live fetch goes out
+    sync.feed(SnapshotResult(snap(21), LIVE), 0.0)
+    assert sync.state is SyncState.SYNCED
+    assert sync.feed(SnapshotResult(snap(5), LIVE), 0.0) == ()  # a late duplicate answer
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, 21)
+
+
+def test_snapshot_with_an_empty_buffer_waits_for_the_next_diff(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(1, 5), 0.0)
+    sync.feed(DISCONNECT, 0.0)  # the buffer is dropped; the request is still in flight
+    assert sync.feed(SnapshotResult(snap(7), LIVE), 0.0) == ()
+    assert sync.feed(spot(6, 8), 0.0) == CHANGED
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, 8)
+
+
+def test_resync_while_a_request_is_in_flight_does_not_ask_twice(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory)
+    sync.feed(spot(20, 21), 0.0)  # gap: FETCH_LIVE in flight
+    sync.feed(SnapshotResult(snap(21, bids=[(103.0, 1.0)]), LIVE), 0.0)  # crossed: resync again
+    assert sync.resyncs == 2 and sync.state is SyncState.BUFFERING
+    sync.feed(spot(22, 22), 0.0)
+    assert sync.feed(spot(30, 31), 0.0) == ()  # a gap inside the buffer: no second request
+    assert sync.gaps == 2
+
+
+def test_silent_market_while_buffering_is_resubscribed(factory: Callable[[], Book]) -> None:
+    sync = make(factory, stale_after_s=5.0)
+    sync.feed(spot(1, 5), 0.0)
+    sync.feed(TICK, 0.0)
+    assert sync.feed(TICK, 5.0) == (Resubscribe(OutOfSyncReason.STALE),)
+    assert sync.state is SyncState.BUFFERING
+
+
+def test_disconnect_before_any_diff_changes_nothing(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    assert sync.feed(DISCONNECT, 0.0) == ()
+    assert sync.state is SyncState.WAITING_FOR_DIFF
+
+
+def test_snapshot_that_does_not_cover_the_depth_syncs_uncovered_and_refreshes(factory: Callable[[], Book]) -> None:
+    sync = make(factory, refresh_interval_s=None)
+    sync.feed(spot(9, 10), 0.0)
+    full = [(100.0 - i, 1.0) for i in range(LIMIT)]
+    sync.feed(spot(11, 11, bids=[(100.0 - i, 0.0) for i in range(LIMIT - 1)]), 0.0)  # buffered
+    actions = sync.feed(SnapshotResult(snap(10, bids=full), LIVE), 0.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.UNCOVERED), FETCH_SHADOW, Publish(True))
+    assert sync.state is SyncState.UNCOVERED
+
+
+def test_resuming_after_a_disconnect_without_coverage_flags_and_refreshes(factory: Callable[[], Book]) -> None:
+    sync = make(factory, refresh_interval_s=None)
+    sync.feed(spot(9, 10), 0.0)
+    full = [(100.0 - i, 1.0) for i in range(LIMIT)]
+    sync.feed(SnapshotResult(snap(10, bids=full), LIVE), 0.0)
+    sync.feed(DISCONNECT, 0.0)
+    actions = sync.feed(spot(11, 11, bids=[(100.0 - i, 0.0) for i in range(LIMIT - 1)]), 0.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.UNCOVERED), FETCH_SHADOW, Publish(True))
+
+
+def test_losing_coverage_while_recording_a_refresh_flags_without_a_second_request(factory: Callable[[], Book]) -> None:
+    sync = make(factory, refresh_interval_s=1.0, stale_after_s=1000.0)
+    sync.feed(spot(9, 10), 0.0)
+    full = [(100.0 - i, 1.0) for i in range(LIMIT)]
+    sync.feed(SnapshotResult(snap(10, bids=full), LIVE), 0.0)
+    assert sync.feed(TICK, 1.0) == (FETCH_SHADOW,)
+    actions = sync.feed(spot(11, 11, bids=[(100.0 - i, 0.0) for i in range(LIMIT - 1)]), 1.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.UNCOVERED), Publish(True))
+
+
+def test_refresh_recording_overflow_abandons_the_refresh(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=1.0, stale_after_s=1000.0, max_buffered_diffs=2)
+    sync.feed(TICK, 1.0)
+    for uid in (11, 12, 13):
+        assert sync.feed(spot(uid, uid), 1.0) == UNCHANGED  # the live book never stops
+    assert not sync.refreshing
+    assert sync.feed(TICK, 1.5) == ()
+    assert sync.feed(TICK, 2.0) == (FETCH_SHADOW,)  # retried one interval later
+
+
+def test_shadow_snapshot_at_the_live_id_joins_at_once(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=1.0, stale_after_s=1000.0)
+    sync.feed(TICK, 1.0)
+    assert sync.feed(SnapshotResult(snap(10), SHADOW), 1.0) == UNCHANGED
+    assert (sync.audits, sync.refreshing) == (1, False)
+
+
+def test_futures_shadow_snapshot_in_a_hole_is_fetched_again(factory: Callable[[], Book]) -> None:
+    sync = synced_futures(factory, refresh_interval_s=1.0, stale_after_s=1000.0)
+    sync.feed(TICK, 1.0)
+    sync.feed(fut(20, 30, 10), 1.0)
+    assert sync.feed(SnapshotResult(snap(15), SHADOW), 1.0) == (FETCH_SHADOW,)  # 15 lies in 11..19
+    assert sync.snapshots_too_old == 1
+
+
+def test_crossed_shadow_resyncs(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=1.0, stale_after_s=1000.0)
+    sync.feed(TICK, 1.0)
+    actions = sync.feed(SnapshotResult(snap(10, bids=[(103.0, 1.0)]), SHADOW), 1.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.CROSSED), FETCH_LIVE)
+
+
+def test_shadow_that_does_not_cover_keeps_the_flag_and_retries_soon(factory: Callable[[], Book]) -> None:
+    sync = make(factory, refresh_interval_s=None, stale_after_s=1000.0)
+    sync.feed(spot(9, 10), 0.0)
+    full = [(100.0 - i, 1.0) for i in range(LIMIT)]
+    sync.feed(SnapshotResult(snap(10, bids=full), LIVE), 0.0)
+    sync.feed(spot(11, 11, bids=[(100.0 - i, 0.0) for i in range(LIMIT - 1)]), 0.0)  # uncovered
+    sync.feed(spot(12, 12, bids=[(96.0 - i, 0.0) for i in range(LIMIT - 1)]), 0.0)  # recorded
+    thin = [(96.0 - i, 1.0) for i in range(LIMIT - 1)] + [(91.0, 0.5)]
+    # swapped in: the top changed (91 was unknown to the live book), not a fault for an uncovered book
+    assert sync.feed(SnapshotResult(snap(11, bids=thin), SHADOW), 0.0) == CHANGED
+    assert (sync.audits, sync.audit_faults, sync.refreshing, sync.state) == (1, 0, False, SyncState.UNCOVERED)
+    assert levels(sync)[0] == [(91.0, 0.5)]
+    assert sync.feed(TICK, 29.0) == ()
+    assert sync.feed(TICK, 30.0) == (FETCH_SHADOW,)
+
+
+def test_quiet_market_is_stale_until_a_snapshot_at_the_live_id_proves_it_current(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=20.0, stale_after_s=5.0)
+    sync.feed(TICK, 0.0)
+    sync.feed(TICK, 10.0)
+    assert sync.state is SyncState.STALE
+    assert sync.feed(TICK, 20.0) == (FETCH_SHADOW,)
+    assert sync.feed(SnapshotResult(snap(10), SHADOW), 20.0) == UNCHANGED
+    assert (sync.state, sync.audits) == (SyncState.SYNCED, 1)
+
+
+def test_stale_feed_with_a_moving_market_stays_stale(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=20.0, stale_after_s=5.0)
+    sync.feed(TICK, 0.0)
+    sync.feed(TICK, 10.0)
+    sync.feed(TICK, 20.0)
+    assert sync.feed(SnapshotResult(snap(15), SHADOW), 20.0) == ()  # waits for diffs that do not come
+    assert (sync.state, sync.audits, sync.refreshing) == (SyncState.STALE, 0, True)
+
+
 # -- configuration and logging ------------------------------------------------------------------
 
 
@@ -460,6 +623,8 @@ def test_config_is_validated() -> None:
         SyncConfig(rule=SequenceRule.SPOT, depth=10, snapshot_limit=5)
     with pytest.raises(ConfigError, match="stale_after_s 0 too small"):
         SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, stale_after_s=0)
+    with pytest.raises(ConfigError, match="refresh_interval_s -1 too small, expected more than 0 or None"):
+        SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, refresh_interval_s=-1)
 
 
 def test_one_log_line_per_state_change_never_per_message(factory: Callable[[], Book], caplog: pytest.LogCaptureFixture) -> None:

@@ -215,6 +215,16 @@ def test_server_shutdown_is_classified(name: str) -> None:
     assert (message.kind, message.event_time_ms) == (ControlKind.SERVER_SHUTDOWN, 1747640000000)
 
 
+def test_result_that_is_not_a_list_of_streams_is_rejected() -> None:
+    with pytest.raises(ProtocolError, match=r"field 'result': expected null or a list of stream names, found \[1\]"):
+        parse_control(b'{"result":[1],"id":3}')
+
+
+def test_snapshot_limit_must_be_positive() -> None:
+    with pytest.raises(ProtocolError, match="snapshot limit 0 too small, expected at least 1"):
+        parse_snapshot(fixture("spot_snapshot.txt"), 0)
+
+
 def test_unexpected_event_is_a_protocol_error_naming_it() -> None:
     raw = b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":1,"s":"BTCUSDT"}}'
     with pytest.raises(ProtocolError, match="expected a depthUpdate, a result, an error or serverShutdown, found 'bookTicker'"):

@@ -345,10 +345,13 @@ class Feeder:
             elif actions is PUBLISH_UNCHANGED:
                 self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
                                     recv_time_ns=recv_time_ns, status=_STATE_STATUS[state], copy_levels=False)  # fmt: skip
-            elif actions:
-                self._carry_out(market, actions)
-            if state is not market.shown_state:
-                market.shown_state = state  # a state change on the hot path: the slot's message follows it
+            else:
+                if actions:
+                    self._carry_out(market, actions)
+                self.writer.notify()
+                return
+            if state is not market.shown_state:  # the book changed state on the hot path: the message follows
+                market.shown_state = state
                 self.writer.set_status(market.slot, _STATE_STATUS[state], _STATE_TEXT[state])
             self.writer.notify()
 

@@ -451,6 +451,7 @@ class BookSync:
         self.update_id = max(buffer[-1].final_id, snapshot.last_update_id)
         buffer.clear()
         self._pending = None
+        self._retry_at = None  # a retry scheduled before a late answer joined is moot
         self._install(book)
         if book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)

@@ -476,6 +476,16 @@ def test_duplicate_while_buffering_is_ignored_and_counted(factory: Callable[[], 
     assert (sync.diffs_ignored, sync.gaps, len(sync._buffer)) == (1, 0, 1)
 
 
+def test_late_answer_after_a_failure_syncs_and_a_later_gap_fetches_at_once(factory: Callable[[], Book]) -> None:
+    sync = make(factory)
+    sync.feed(spot(1, 5), 0.0)
+    sync.feed(SnapshotFailed(LIVE, "timeout", retry_after_s=60.0), 1.0)
+    assert sync.feed(SnapshotResult(snap(5), LIVE), 2.0) == CHANGED  # the first request answered late
+    assert sync.synced
+    assert sync.feed(spot(9, 9), 3.0) == (MarkOutOfSync(OutOfSyncReason.GAP), FETCH_LIVE)
+    assert not sync.synced
+
+
 def test_live_snapshot_arriving_after_the_book_resumed_is_ignored(factory: Callable[[], Book]) -> None:
     sync = synced_spot(factory)
     sync.feed(spot(20, 21), 0.0)  # gap: a live fetch goes out

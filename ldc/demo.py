@@ -17,11 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import posix_ipc
+
 from ldc.errors import LdcError, SegmentNotFound
-from ldc.shm.layout import Status
+from ldc.shm.layout import Status, segment_name, waiters_name
 from ldc.shm.reader import Reader, Snapshot
 from ldc.sim import SimConfig, Simulator
 
@@ -124,6 +127,23 @@ def _attach(groups: dict[str, str], deadline: float) -> dict[str, Reader]:
     return readers
 
 
+def _remove_segments(groups: Iterable[str]) -> None:
+    """The demo's segments go with it, unless a writer still holds one (a feeder of the same group name
+    that is not ours)."""
+    for group in groups:
+        try:
+            with Reader(group) as reader:
+                if reader.writer_alive():
+                    continue
+        except LdcError:
+            continue
+        for name in (segment_name(group), waiters_name(group)):
+            try:
+                posix_ipc.unlink_shared_memory(name)
+            except posix_ipc.ExistentialError:
+                pass
+
+
 def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
     stop = False
 
@@ -135,6 +155,7 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     groups = {f"{group_prefix}-spot": "spot", f"{group_prefix}-usdm": "usdm"}
     result = Verification()
+    synced_once: set[tuple[str, str]] = set()
     with Simulator(SimConfig(spot_symbols=SPOT_SYMBOLS, usdm_symbols=USDM_SYMBOLS, rate=SIM_RATE, history_events=20_000)) as sim, \
             tempfile.TemporaryDirectory(prefix="ldc-demo-") as tmp:  # fmt: skip
         config = Path(tmp) / "ldc.toml"
@@ -152,7 +173,8 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
                         try:
                             verify(sim, readers[group].snapshot(symbol), family, result)
                         except LdcError:
-                            pass  # not synced yet: nothing to check
+                            continue  # not synced yet (or refreshing): nothing to check
+                        synced_once.add((group, symbol))
                 elapsed = time.monotonic() - started
                 if interactive:
                     sys.stdout.write("\x1b[H\x1b[2J" + render(readers, focus, result, elapsed) + "\n")
@@ -161,7 +183,8 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
                     last_plain = elapsed
                     print(render(readers, focus, result, elapsed), flush=True)
                 time.sleep(REFRESH_S)
-            synced = sum(r.status(s).in_sync for r in readers.values() for s in r.markets())
+            # a market counts once it was read in sync: at the very end one may be refreshing its snapshot
+            synced = len(synced_once)
             total = sum(len(r.markets()) for r in readers.values())
         finally:
             for reader in readers.values():
@@ -172,6 +195,7 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
             except subprocess.TimeoutExpired:
                 supervisor.kill()
                 supervisor.wait()
+            _remove_segments(groups)
     print(f"\n{synced}/{total} markets synced; {result.equal}/{result.checked} snapshots equal to the exchange's book"
           f" at their update id; {len(result.mismatches)} mismatches")  # fmt: skip
     for line in result.mismatches[:10]:

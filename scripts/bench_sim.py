@@ -200,8 +200,9 @@ def main() -> int:
         "msg_per_sim_cpu_s": max(s["msg_per_sim_cpu_s_median"] for s in summary.values()),
         "baseline_calibration_ops_per_s_median": round(statistics.median(calibrations)),
         "ratio_msg_per_sim_cpu_s_to_calibration": round(max(s["msg_per_sim_cpu_s_median"] for s in summary.values()) / statistics.median(calibrations), 4),
-        "target_msg_per_s": 20_000,
-        "ratio_to_target": round(best["delivered_msg_per_s_median"] / 20_000, 2),
+        "target_msg_per_s_one_core": 20_000,
+        "ratio_msg_per_sim_cpu_s_to_target": round(max(s["msg_per_sim_cpu_s_median"] for s in summary.values()) / 20_000, 2),
+        "ratio_delivered_to_target": round(best["delivered_msg_per_s_median"] / 20_000, 2),
     }
     if CAPTURE.exists():
         replays = [replay_run(10, 30.0) for _ in range(args.repeats)]

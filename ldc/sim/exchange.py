@@ -8,7 +8,6 @@ aligned on the simulated clock; ``speed`` makes that clock run faster than the w
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -168,6 +167,21 @@ class Aggregator:
             else:
                 asks[price] = lots
 
+    def send_event(self, event: BaseEvent, event_ms: int) -> None:
+        """A real-time (``@0ms``) stream: one message per base event, no batching."""
+        if self._pending is None and not self.key.levels:
+            bids: dict[int, int] = {}
+            asks: dict[int, int] = {}
+            for side, price, lots in event.changes:
+                if side == BID:
+                    bids[price] = lots
+                else:
+                    asks[price] = lots
+            self._pending = _Pending(event.first_id, event.final_id, bids, asks)
+        else:
+            self.add(event)
+        self.flush(event_ms)
+
     def flush(self, event_ms: int) -> None:
         pending = self._pending
         if pending is None:
@@ -230,7 +244,6 @@ class Exchange:
         self.speed = speed
         self.changes_per_event = changes_per_event
         self.faults = faults
-        self._rng = random.Random(f"exchange/{seed}")
         self._steps_done = 0
         self.sim_ms = 0.0
         self.events = 0
@@ -289,15 +302,16 @@ class Exchange:
         steps = min(due, cap)
         first = self._steps_done + due - steps  # a stall skips steps rather than bursting forever
         self._steps_done += due
-        rng, base = self._rng, self.changes_per_event
+        mean = self.changes_per_event
         by_market = self._by_market
         for i in range(steps):
             for market in self.model_markets:
-                event = market.model.step(rng.randint(1, 2 * base - 1) if base > 1 else 1)
+                event = market.model.step(mean, spread=True)
                 for agg in by_market[id(market)]:
-                    agg.add(event)
                     if agg.key.interval_ms == 0:
-                        agg.flush(event_ms)
+                        agg.send_event(event, event_ms)
+                    else:
+                        agg.add(event)
             self._flush_windows(event_ms, (first + i + 1) * 1000.0 / self.rate)
         self.events += steps * len(self.model_markets)
         self._flush_windows(event_ms, self.sim_ms)

@@ -159,21 +159,26 @@ class MarketModel:
 
     # -- moving
 
-    def step(self, changes: int) -> BaseEvent:
-        """Apply one base event of about ``changes`` level changes and return it.
+    def step(self, changes: int, *, spread: bool = False) -> BaseEvent:
+        """Apply one base event of ``changes`` level changes (``spread``: between 1 and 2 * changes - 1,
+        drawn here) and return it.
 
         One flat loop on pre-drawn random numbers (refilled in blocks by numpy): this is the
         simulator's hot path, run tens of thousands of times a second across hundreds of markets.
         """
-        if self._pos + 8 * changes + 8 >= len(self._uni):
-            self._refill(8 * changes + 8)
-        if self._uni[self._pos] < BURST_PROBABILITY:
+        if self._pos + 2 >= len(self._uni):
+            self._refill(2)
+        burst_draw, count_draw = self._uni[self._pos], self._uni[self._pos + 1]
+        self._pos += 2
+        if spread and changes > 1:
+            changes = 1 + int(count_draw * (2 * changes - 1))
+        if burst_draw < BURST_PROBABILITY:
             changes *= BURST_FACTOR
-            if self._pos + 8 * changes + 8 >= len(self._uni):
-                self._refill(8 * changes + 8)
+        if self._pos + 8 * changes + 8 >= len(self._uni):  # at most 8 draws per change, 3 per step
+            self._refill(8 * changes + 8)
         uni, expo = self._uni, self._expo
-        k = self._pos + 1
-        futures, depth, far, mean_lots, spread, base = self._params
+        k = self._pos
+        futures, depth, far, mean_lots, spread_ticks, base = self._params
         last_id = self.last_id
         if futures:
             last_id += int(uni[k] * (FUTURES_MAX_HIDDEN_IDS + 1))
@@ -207,7 +212,7 @@ class MarketModel:
             elif r < 0.22 and best_ask - best_bid > 1:  # a new best inside the spread
                 side = BID if side_draw < 0.5 + pressure else ASK
                 gap = best_ask - best_bid - 1
-                step_ticks = 1 + int(size * min(gap, spread))
+                step_ticks = 1 + int(size * min(gap, spread_ticks))
                 if step_ticks > gap:
                     step_ticks = gap
                 price = best_bid + step_ticks if side == BID else best_ask - step_ticks

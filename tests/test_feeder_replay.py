@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 from conftest import start_sim_process
 from feeder_helpers import (
     Processes,
+    feeder_in_thread,
     group_table,
     processes,
     sim_stats,
@@ -35,6 +37,8 @@ from feeder_helpers import (
 from ldc.errors import LdcError
 from ldc.io.governor import governor_key
 from ldc.shm.reader import Reader
+from ldc.sim import ReplaySource, Simulator
+from ldc.sync import SyncState
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
 SPOT = DATA / "spot_btcusdt_20240808.gz"
@@ -49,6 +53,8 @@ POLL_PAUSE_S = 0.0002
 # window (limit 100 for depth 20): more snapshots than one are expected, each an audit; an audit that finds the
 # published top N wrong logs this (ldc/sync.py).
 AUDIT_FAULT_LOG = "differed from a fresh snapshot"
+REFUSED_WS_URL = "ws://127.0.0.1:9"  # discard port: nothing listens, the feeder's own connections never open
+FAKE_CONN = 1_000_000  # a connection id the pool never hands out
 
 pytestmark = [
     pytest.mark.skipif(not SPOT.exists(), reason=f"captures not found at {DATA}"),
@@ -182,3 +188,27 @@ def _at(reader: Reader, symbol: str) -> int:
         return reader.snapshot(symbol).update_id
     except LdcError:
         return -1
+
+
+def test_slot_flags_follow_the_book_state_after_every_diff_of_a_genuine_capture(sim_factory: Callable[..., Simulator]) -> None:
+    """Regression: the hot path answers PUBLISH_CHANGED / PUBLISH_UNCHANGED in the UNCOVERED state too, and the
+    feeder used to write SYNCED for them, so readers trusted a top that could have holes. The USD-M capture's
+    frames go straight into ``Feeder.on_message`` (no socket: its websocket URL is refused), and after each one
+    the slot must say in sync exactly when the book is SYNCED."""
+    sim = sim_factory(spot_symbols=(), replay=(ReplaySource(path=str(USDM)),))  # no subscriber: REST keeps the recorded snapshot
+    states: dict[SyncState, int] = {}
+    with feeder_in_thread(sim, "usdm", ("BTCUSDT",), depth=DEPTH, update_speed_ms=0, ws_url=REFUSED_WS_URL) as run:
+        feeder = run.feeder
+        market = wait_until(lambda: feeder.markets.get("BTCUSDT"), what="the market added")
+        feeder.on_open(FAKE_CONN, (market.stream,), None)
+        with gzip.open(USDM, "rb") as handle:
+            for line in handle:
+                raw = line.split(b" ", 1)[1]
+                if b"depthUpdate" not in raw[:80]:
+                    continue
+                feeder.on_message(FAKE_CONN, raw, time.time_ns())
+                with feeder._lock:  # no snapshot worker moves the book between the two reads
+                    state = market.sync.state
+                    assert run.status("BTCUSDT").in_sync == (state is SyncState.SYNCED), (state, market.sync.update_id)
+                states[state] = states.get(state, 0) + 1
+    assert states.get(SyncState.SYNCED, 0) > 100 and states.get(SyncState.UNCOVERED, 0) > 100, states

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,7 +68,9 @@ BAD_FRAME_LOG_EVERY_S = 10.0  # malformed frames are counted; one log line per m
 # Limits
 SNAPSHOT_WORKERS = 8  # snapshot requests in flight at once; the governor paces them within the weight budget
 EXCHANGE_INFO_TIMEOUT_S = 10.0
-WORKERS_STOP_TIMEOUT_S = 5.0  # close() waits this long at most for snapshot requests in flight
+WORKERS_STOP_TIMEOUT_S = 5.0
+VALIDATE_RETRY_MIN_S = 1.0  # exchangeInfo failed: check the symbols again after this, doubling
+VALIDATE_RETRY_CAP_S = 60.0  # close() waits this long at most for snapshot requests in flight
 # Exchange info (symbol validation before subscribing): weight per family (rest-api.md, derivatives docs)
 EXCHANGE_INFO_WEIGHT = {binance.MarketType.SPOT: 20, binance.MarketType.USDM: 1, binance.MarketType.COINM: 1}
 INVALID_SYMBOL_CODE = -1121  # Binance: "Invalid symbol."
@@ -146,6 +148,10 @@ class Feeder:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._notify_failed = False
+        self._unvalidated: set[str] = set()  # symbols exchangeInfo could not check yet
+        self._validate_at = 0.0
+        self._validate_backoff_s = VALIDATE_RETRY_MIN_S
         self.markets: dict[str, Market] = {}  # exchange symbol (upper case) -> market
         self._by_stream: dict[str, Market] = {}
         self._conns: dict[int, set[Market]] = {}
@@ -172,7 +178,7 @@ class Feeder:
 
     def start(self) -> None:
         """Validate the symbols, claim slots and open the connections; returns at once."""
-        unknown = self._unknown_symbols(self.group.symbols)
+        unknown = self._validate(self.group.symbols)
         for symbol in self.group.symbols:
             self._add_market(symbol, error=unknown.get(symbol, ""))
         self.pool.start([m.stream for m in self.markets.values() if not m.error])
@@ -182,21 +188,43 @@ class Feeder:
     def run(self) -> int:
         """Tick until stopped; the caller installed the signal handlers. Returns the exit status."""
         self.start()
-        self._notifier.ready(f"{len(self.markets)} markets syncing")
+        self._notify(self._notifier.ready, f"{len(self.markets)} markets syncing")
         next_watchdog = 0.0
         ping_every = self._notifier.watchdog_ping_every_s
+        shown = ""
         while not self._stop.wait(TICK_INTERVAL_S):
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            self._revalidate()
             self.tick()
             now = time.monotonic()
             if ping_every is not None and now >= next_watchdog:
-                self._notifier.watchdog()
+                self._notify(self._notifier.watchdog)
                 next_watchdog = now + ping_every
-        self._notifier.stopping()
+            line = self._status_line()
+            if line != shown:
+                shown = line
+                self._notify(self._notifier.status, line)
+        self._notify(self._notifier.stopping)
         self.close()
         return 0
+
+    def _status_line(self) -> str:
+        """What ``systemctl status`` shows: how many markets readers can trust right now."""
+        with self._lock:
+            synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
+            failed = sum(1 for m in self.markets.values() if m.error)
+        return f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
+
+    def _notify(self, send: Callable[..., bool], *args: str) -> None:
+        """systemd notifications never stop the feeder: a vanished notify socket is logged once."""
+        try:
+            send(*args)
+        except OSError as exc:
+            if not self._notify_failed:
+                self._notify_failed = True
+                log.error("systemd notification failed: %s", exc)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -253,7 +281,8 @@ class Feeder:
         later = restart_keys(self.group, new)
         if later:
             log.warning("reload: %s changed; those take effect at the next restart", ", ".join(later))
-        self.group = _with_symbols(self.group, new.symbols)
+        unknown = self._validate(added) if added else {}  # a REST request: not under the lock
+        fresh: list[Market] = []
         with self._lock:
             for symbol in removed:
                 market = self.markets.pop(symbol)
@@ -261,25 +290,68 @@ class Feeder:
                 for members in self._conns.values():
                     members.discard(market)
                 self.writer.remove_market(symbol)
-            unknown = self._unknown_symbols(added) if added else {}
-            fresh = [self._add_market(symbol, error=unknown.get(symbol, "")) for symbol in added]
+            for symbol in added:
+                try:
+                    fresh.append(self._add_market(symbol, error=unknown.get(symbol, "")))
+                except SegmentError as exc:  # the segment is full: its capacity was fixed at creation
+                    log.error("reload: market %s not added: %s", symbol, exc)
+            # the running set, so that a market refused now is tried again at the next reload
+            self.group = _with_symbols(self.group, tuple(s for s in new.symbols if s in self.markets))
         self.pool.remove_streams(self._stream_of(removed))
         self.pool.add_streams(m.stream for m in fresh if not m.error)
-        log.info("reload: %d markets added, %d removed, %d running", len(added), len(removed), len(self.markets))
+        log.info("reload: %d markets added, %d removed, %d running", len(fresh), len(removed), len(self.markets))
 
     def _stream_of(self, symbols: Iterable[str]) -> list[str]:
         return [self.venue.depth_stream(s, self.group.update_speed_ms) for s in symbols]
 
-    def _unknown_symbols(self, symbols: Iterable[str]) -> dict[str, str]:
-        """symbol -> error for symbols the exchange does not list; {} when exchangeInfo cannot be had
-        (the snapshot's -1121 answer then reports an unknown symbol)."""
+    def _validate(self, symbols: Iterable[str]) -> dict[str, str]:
+        """symbol -> error for the symbols the exchange does not list. When exchangeInfo cannot be had, the
+        symbols are remembered and validated again from the main loop (``_revalidate``): an unknown stream in
+        the connection URL can make the exchange refuse the whole connection, every market with it."""
+        wanted = tuple(symbols)
+        unknown = self._unknown_symbols(wanted)
+        if unknown is None:
+            self._unvalidated.update(wanted)
+            self._validate_at = time.monotonic() + self._validate_backoff_s
+            return {}
+        return unknown
+
+    def _revalidate(self) -> None:
+        """Main thread, outside the lock (a REST request): retry the symbols exchangeInfo could not check."""
+        if not self._unvalidated or time.monotonic() < self._validate_at:
+            return
+        pending = tuple(self._unvalidated)
+        unknown = self._unknown_symbols(pending)
+        if unknown is None:
+            self._validate_backoff_s = min(self._validate_backoff_s * 2.0, VALIDATE_RETRY_CAP_S)
+            self._validate_at = time.monotonic() + self._validate_backoff_s
+            return
+        self._unvalidated.difference_update(pending)
+        self._validate_backoff_s = VALIDATE_RETRY_MIN_S
+        log.info("symbols validated: %d listed, %d unknown", len(pending) - len(unknown), len(unknown))
+        with self._lock:
+            for symbol, error in unknown.items():
+                market = self.markets.get(symbol)
+                if market is not None and not market.error:
+                    self._fail(market, error)
+
+    def _fail(self, market: Market, error: str) -> None:
+        """A market-level failure (unknown symbol): its slot says why, its stream goes. Caller holds the lock."""
+        market.error = error
+        self.pool.remove_streams([market.stream])
+        self.writer.set_status(market.slot, Status.ERROR, error)
+        log.error("market %s: %s", market.symbol, error)
+
+    def _unknown_symbols(self, symbols: Iterable[str]) -> dict[str, str] | None:
+        """symbol -> error for symbols the exchange does not list; None when exchangeInfo cannot be had."""
         path = self.venue.snapshot_path.rsplit("/", 1)[0] + "/exchangeInfo"
         try:
-            response = self._rest.get(path, params={}, weight=EXCHANGE_INFO_WEIGHT[self.venue.market_type])
+            response = self._rest.get(path, params={}, weight=EXCHANGE_INFO_WEIGHT[self.venue.market_type],
+                                      stop=self._stop)  # fmt: skip
             listed = {entry["symbol"] for entry in orjson.loads(response.body)["symbols"]}
         except (LdcError, ValueError, KeyError, TypeError) as exc:
             log.warning("symbols not validated: %s %s failed: %s", self.group.exchange, path, exc)
-            return {}
+            return None
         return {s: f"unknown symbol {s}: not listed by {self.group.exchange} exchangeInfo" for s in symbols if s not in listed}
 
     # -- websocket events (connection threads) --------------------------------------------------
@@ -469,6 +541,7 @@ class Feeder:
 
     def _snapshot_worker(self, market: Market, action: FetchSnapshot) -> None:
         event: SnapshotResult | SnapshotFailed
+        error = ""
         try:
             response = self._rest.snapshot(self.venue.snapshot_path, symbol=market.symbol, limit=action.limit,
                                            weight=self.venue.snapshot_weight(action.limit), stop=self._stop)  # fmt: skip
@@ -478,7 +551,7 @@ class Feeder:
         except (RestError, ProtocolError) as exc:
             event = SnapshotFailed(action.purpose, str(exc))
             if getattr(exc, "code", None) == INVALID_SYMBOL_CODE:
-                market.error = f"unknown symbol {market.symbol}: {exc}"
+                error = f"unknown symbol {market.symbol}: {exc}"
         except Exception as exc:  # a worker must always hand its market back
             log.exception("market %s: snapshot worker failed", market.symbol)
             event = SnapshotFailed(action.purpose, f"{type(exc).__name__}: {exc}")
@@ -486,10 +559,8 @@ class Feeder:
             market.fetching.discard(action.purpose)
             if self.markets.get(market.symbol) is not market or self._stop.is_set():
                 return  # removed meanwhile
-            if market.error:
-                self.pool.remove_streams([market.stream])
-                self.writer.set_status(market.slot, Status.ERROR, market.error)
-                log.error("market %s: %s", market.symbol, market.error)
+            if error:
+                self._fail(market, error)
                 return
             if isinstance(event, SnapshotResult):
                 market.snapshots_loaded += 1

@@ -118,9 +118,9 @@ class FeederRun:
 
 @contextmanager
 def feeder_in_thread(sim: Simulator, family: str, symbols: tuple[str, ...], *, ws_options: WsOptions | None = None,
-                     **fields: Any) -> Iterator[FeederRun]:  # fmt: skip
+                     config_path: str | None = None, **fields: Any) -> Iterator[FeederRun]:  # fmt: skip
     group = group_config(sim, family, symbols, **fields)
-    feeder = Feeder(group, ws_options=ws_options or fast_ws_options())
+    feeder = Feeder(group, config_path=config_path, ws_options=ws_options or fast_ws_options())
     errors: list[BaseException] = []
 
     def run() -> None:

@@ -11,13 +11,15 @@ exchange's book at its update id.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from feeder_helpers import FeederRun, Sampler, fast_ws_options, feeder_in_thread, wait_until
+from feeder_helpers import FeederRun, Sampler, fast_ws_options, feeder_in_thread, group_table, wait_until, write_config
 from ldc.shm.layout import Status
 from ldc.sim import Simulator
 from ldc.sim.faults import FaultKind, FaultRule
@@ -262,3 +264,37 @@ def test_connection_rollover_before_the_lifetime_cut_leaves_no_gap(sim_factory: 
     assert sampler.out_of_sync_seen == {s: 0 for s in SYMBOLS}
     assert all((got[s]["resyncs"], got[s]["gaps"], got[s]["snapshots"]) == (0, 0, 1) for s in SYMBOLS)
     assert sampler.checked > 0 and sampler.mismatches == []
+
+
+def test_unknown_symbol_is_found_once_exchange_info_answers_again(spot: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    """exchangeInfo fails at start: the unknown stream goes into the connection URL and the exchange refuses
+    the whole connection; the feeder checks the symbols again with backoff, flags the unknown one and the
+    others connect and sync."""
+    caplog.set_level(logging.INFO, logger="ldc.feeder")
+    spot.add_fault(FaultRule(FaultKind.REST_ERROR, status=500, count=2))  # the first two requests: exchangeInfo
+    with feeder_in_thread(spot, "spot", ("BTCUSDT", "NOSUCHCOIN")) as run:
+        run.wait_synced("BTCUSDT")
+        st = run.status("NOSUCHCOIN")
+        assert (st.status, st.message) == (Status.ERROR, "unknown symbol NOSUCHCOIN: not listed by binance.com exchangeInfo")
+        assert {s for c in connections(spot) for s in c["streams"]} == {"btcusdt@depth@100ms"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("symbols not validated: binance.com /api/v3/exchangeInfo failed") for m in messages) == 2
+    assert "symbols validated: 1 listed, 1 unknown" in messages
+
+
+def test_reload_past_the_segment_capacity_adds_what_fits_and_logs_the_rest(spot: Simulator, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, logger="ldc.feeder")
+    path = tmp_path / "ldc.toml"
+    with feeder_in_thread(spot, "spot", ("BTCUSDT",), capacity=2, config_path=str(path)) as run:
+        run.wait_synced()
+        # capacity only changes at a restart (ldc.config.restart_keys): the running segment keeps 2 slots
+        write_config(path, [group_table(run.group.name, "spot", SYMBOLS, spot, capacity=3, refresh_interval_s=0.0)])
+        run.feeder.request_reload()
+        wait_until(lambda: any("reload: 1 markets added" in r.getMessage() for r in caplog.records), what="the reload")
+        run.wait_synced("BTCUSDT", "ETHUSDT")
+        assert sorted(run.reader.markets()) == ["BTCUSDT", "ETHUSDT"]
+        assert run.counters("BTCUSDT")["snapshots"] == 1 and run.feeder.group.symbols == ("BTCUSDT", "ETHUSDT")
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reload: market BNBUSDT not added")]
+    assert refused == [f"reload: market BNBUSDT not added: segment /ldc-{run.group.name} is full: capacity 2 markets"]
+    assert any(r.getMessage() == "reload: capacity changed; those take effect at the next restart" for r in caplog.records)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,3 +136,30 @@ def test_sighup_with_a_broken_file_keeps_the_running_set_and_logs_the_error(tmp_
     line = next(line for line in log.read_text().splitlines() if "reload ignored" in line)
     assert line.split(" ", 2)[2].startswith("ldc.feeder ERROR reload ignored, the running markets stay as they are: ")
     assert "not valid TOML" in line
+
+
+def test_under_systemd_it_notifies_ready_status_watchdog_and_stopping(tmp_path: Path, spot: Simulator) -> None:
+    group = unique_group("sd")
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT", "ETHUSDT"), spot)])
+    address = f"@ldc-test-{uuid.uuid4().hex}"  # abstract namespace: no path length limit, nothing to clean
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, processes() as procs:
+        sock.bind(b"\0" + address[1:].encode())
+        sock.settimeout(20.0)
+        procs.groups.append(group)
+        procs.governors.append(governor_key(endpoints(load_config(config).group(group)).rest_url))
+        env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="600000")  # ping every 0.3 s
+        proc = procs.ldc("feed", str(config), "--group", group, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        messages = [sock.recv(4096).decode()]
+        assert messages[0] == "READY=1\nSTATUS=2 markets syncing"
+        while "STATUS=2/2 markets in sync" not in messages:
+            messages.append(sock.recv(4096).decode())
+        watchdog_before_stop = messages.count("WATCHDOG=1")
+        while messages.count("WATCHDOG=1") < watchdog_before_stop + 2:
+            messages.append(sock.recv(4096).decode())
+        proc.send_signal(signal.SIGTERM)
+        while messages[-1] != "STOPPING=1":
+            messages.append(sock.recv(4096).decode())
+        assert proc.wait(EXIT_TIMEOUT_S) == 0
+    statuses = [m for m in messages if m.startswith("STATUS=")]
+    assert statuses[-1] == "STATUS=2/2 markets in sync" and statuses[0] in ("STATUS=0/2 markets in sync", "STATUS=1/2 markets in sync", "STATUS=2/2 markets in sync")
+    assert set(messages[1:-1]) <= {"WATCHDOG=1", *statuses}

@@ -13,6 +13,8 @@ groups that remain get SIGHUP (they add / remove markets live), new groups start
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
 import logging
 import os
 import random
@@ -36,6 +38,7 @@ STABLE_AFTER_S = 30.0  # a child that ran this long restarts with the initial ba
 # Shutdown
 STOP_GRACE_S = 10.0
 POLL_INTERVAL_S = 0.2
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def restart_delay_s(failures: int, *, rng: random.Random) -> float:
@@ -110,7 +113,7 @@ class Supervisor:
 
     def _start(self, child: Child, now: float) -> None:
         cmd = [self._python, "-m", "ldc.cli", "feed", self._path, "--group", child.group, "--log-level", self._log_level]
-        child.proc = subprocess.Popen(cmd)
+        child.proc = subprocess.Popen(cmd, preexec_fn=functools.partial(_die_with_parent, os.getpid()))
         child.started_at = now
         if child.last_exit is not None:
             child.restarts += 1
@@ -149,6 +152,17 @@ class Supervisor:
                 proc.wait()
         for child in children:
             child.proc = None
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In the child before exec: SIGTERM it when the supervisor dies, even by SIGKILL, so that no orphaned
+    feeder keeps a segment locked against the next `ldc run` (prctl PR_SET_PDEATHSIG; Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _describe_exit(code: int) -> str:

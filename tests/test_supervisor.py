@@ -142,3 +142,58 @@ def test_sigterm_stops_every_feeder_and_marks_their_segments_stopped(tmp_path: P
 def _all_synced(reader: Reader) -> bool:
     markets = reader.markets()
     return bool(markets) and all(reader.status(s).in_sync for s in markets)
+
+
+def test_sighup_starts_added_groups_stops_removed_ones_and_ignores_a_broken_file(tmp_path: Path, spot: Simulator) -> None:
+    first, second = unique_group("h1"), unique_group("h2")
+    path = tmp_path / "ldc.toml"
+    write_config(path, [group_table(first, "spot", ("BTCUSDT",), spot)])
+    log = tmp_path / "run.log"
+    with processes() as procs:
+        procs.groups.append(second)
+        supervisor = start_run(procs, path, log)
+        with Reader(first, attach_timeout_s=EXIT_TIMEOUT_S) as one:
+            wait_until(lambda: _all_synced(one), what=f"{first} in sync")
+            write_config(path, [group_table(first, "spot", ("BTCUSDT",), spot), group_table(second, "usdm", ("BTCUSDT",), spot)])
+            supervisor.send_signal(signal.SIGHUP)
+            with Reader(second, attach_timeout_s=EXIT_TIMEOUT_S) as two:
+                wait_until(lambda: _all_synced(two), what=f"{second} started and in sync")
+                path.write_text("[[group]]\nname = ")
+                supervisor.send_signal(signal.SIGHUP)
+                wait_until(lambda: "reload ignored, the running groups stay as they are" in log.read_text(), what="the error logged")
+                assert one.writer_alive() and two.writer_alive()
+                write_config(path, [group_table(second, "usdm", ("BTCUSDT",), spot)])
+                supervisor.send_signal(signal.SIGHUP)
+                wait_until(lambda: one.info().state == State.STOPPED, what=f"{first} stopped")
+                assert two.writer_alive() and _all_synced(two) and one.info().takeovers == 0
+        assert supervisor.poll() is None
+    text = log.read_text()
+    assert f"group {second} added by reload" in text and f"group {first} removed by reload" in text
+
+
+def test_feeders_die_with_a_supervisor_killed_by_sigkill(tmp_path: Path, spot: Simulator) -> None:
+    group = unique_group("orphan")
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), spot)])
+    with processes() as procs:
+        supervisor = start_run(procs, config, tmp_path / "run.log")
+        with Reader(group, attach_timeout_s=EXIT_TIMEOUT_S) as reader:
+            wait_until(lambda: _all_synced(reader), what="in sync")
+            feeder_pid = reader.info().writer_pid
+            supervisor.kill()
+            supervisor.wait(EXIT_TIMEOUT_S)
+            # no orphan keeps the segment locked: the feeder got SIGTERM and stopped cleanly
+            wait_until(lambda: reader.info().state == State.STOPPED, what="the orphaned feeder to stop")
+            assert not reader.writer_alive()
+        wait_until(lambda: not _pid_alive(feeder_pid), what=f"feeder pid {feeder_pid} gone")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for init to reap it is gone too
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False

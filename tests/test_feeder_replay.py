@@ -12,7 +12,10 @@ and ends exactly on the capture's final book, with no gap and no resync (refresh
 from __future__ import annotations
 
 import gzip
+import json
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +56,7 @@ POLL_PAUSE_S = 0.0002
 # window (limit 100 for depth 20): more snapshots than one are expected, each an audit; an audit that finds the
 # published top N wrong logs this (ldc/sync.py).
 AUDIT_FAULT_LOG = "differed from a fresh snapshot"
+LAG_SHOWN_MS = 1000  # the feeder's own warning threshold (ldc.feeder.LAG_WARN_MS)
 REFUSED_WS_URL = "ws://127.0.0.1:9"  # discard port: nothing listens, the feeder's own connections never open
 FAKE_CONN = 1_000_000  # a connection id the pool never hands out
 
@@ -173,7 +177,16 @@ def test_burst_of_10_markets_as_fast_as_the_socket_allows_ends_on_the_final_book
             wait_until(lambda: all(_at(reader, s) == last_id for s in symbols), what=f"every market at {last_id}", timeout_s=30)
             finals = {s: reader.snapshot(s) for s in symbols}
             counters = {s: reader.status(s).counters for s in symbols}
+            status = subprocess.run([sys.executable, "-m", "ldc.cli", "status", "--json", "--group", group, "--interval", "0"],
+                                    capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
         truth = {s: truth_over_http(urls["rest"], s, "spot", last_id, DEPTH) for s in symbols}
+    # the capture's event times are from 2024: the feeder is "behind the exchange" and says so, in the slot
+    # (ldc status) and in one log line per market, never one per message
+    (segment,) = json.loads(status.stdout)["segments"]
+    assert {m["symbol"] for m in segment["markets"] if m["lag_ms"] > LAG_SHOWN_MS} == set(symbols)
+    log = (tmp_path / "run.log").read_text()
+    lag_lines = {s: len(re.findall(rf"market {s}: \d+ ms behind the exchange", log)) for s in symbols}
+    assert all(1 <= n <= 3 for n in lag_lines.values()), lag_lines
     for symbol in symbols:
         assert truth[symbol] is not None and snapshot_equals_truth(truth[symbol], finals[symbol]), symbol
         assert (counters[symbol]["gaps"], counters[symbol]["resyncs"]) == (0, 0), symbol

@@ -1,0 +1,172 @@
+//! Example: print a market's snapshot, the market list or the writer's state as JSON.
+//!
+//! ldc-read list GROUP
+//! ldc-read snapshot GROUP SYMBOL [--allow-out-of-sync]
+//! ldc-read info GROUP
+//! ldc-read wait GROUP SYMBOL TIMEOUT_MS      (prints whether the slot changed in time)
+//!
+//! Exit status: 0 ok, 2 usage, 3 no segment, 4 layout (magic/version/geometry/truncated),
+//! 5 market not found, 6 out of sync, 7 writer dead or stopped, 8 contention, 1 anything else.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ldc_reader::{Error, Level, ReadOptions, Reader, Snapshot};
+
+const USAGE: &str = "usage: ldc-read list GROUP | snapshot GROUP SYMBOL [--allow-out-of-sync] \
+                     | info GROUP | wait GROUP SYMBOL TIMEOUT_MS";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match argv.as_slice() {
+        ["list", group] => list(group),
+        ["snapshot", group, symbol] => snapshot(group, symbol, false),
+        ["snapshot", group, symbol, "--allow-out-of-sync"] => snapshot(group, symbol, true),
+        ["info", group] => info(group),
+        ["wait", group, symbol, ms] => match ms.parse::<u64>() {
+            Ok(ms) => wait(group, symbol, Duration::from_millis(ms)),
+            Err(_) => return usage(),
+        },
+        _ => return usage(),
+    };
+    match result {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ldc-read: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::NoSegment { .. } | Error::InvalidGroup { .. } => 3,
+        Error::TooSmall { .. }
+        | Error::NotReady { .. }
+        | Error::BadMagic { .. }
+        | Error::Version { .. }
+        | Error::Endian { .. }
+        | Error::Geometry { .. }
+        | Error::Truncated { .. } => 4,
+        Error::MarketNotFound { .. } => 5,
+        Error::OutOfSync { .. } => 6,
+        Error::WriterDead { .. } => 7,
+        Error::Contention { .. } => 8,
+        _ => 1,
+    }
+}
+
+fn list(group: &str) -> Result<String, Error> {
+    let mut r = Reader::attach(group)?;
+    let items: Vec<String> = r
+        .markets()?
+        .iter()
+        .map(|m| format!("{{\"symbol\":{},\"slot\":{},\"gen\":{}}}", js(&m.symbol), m.slot, m.gen))
+        .collect();
+    Ok(format!("{{\"group\":{},\"markets\":[{}]}}", js(group), items.join(",")))
+}
+
+fn snapshot(group: &str, symbol: &str, allow: bool) -> Result<String, Error> {
+    let mut r = Reader::attach(group)?;
+    let s = r.snapshot(symbol, ReadOptions { allow_out_of_sync: allow })?;
+    Ok(snapshot_json(&s))
+}
+
+fn info(group: &str) -> Result<String, Error> {
+    let mut r = Reader::attach(group)?;
+    let g = r.geometry().clone();
+    let w = r.writer_info();
+    let liveness = r.liveness()?;
+    Ok(format!(
+        "{{\"group\":{},\"exchange\":{},\"version\":\"{}.{}\",\"depth\":{},\"capacity\":{},\
+         \"segment_size\":{},\"writer_pid\":{},\"state\":{},\"instance_id\":{},\"heartbeat_ns\":{},\
+         \"takeovers\":{},\"market_count\":{},\"notify\":{},\"liveness\":{}}}",
+        js(&w.group),
+        js(&g.exchange),
+        g.version_major,
+        g.version_minor,
+        g.depth,
+        g.capacity,
+        g.segment_size,
+        w.writer_pid,
+        w.state,
+        w.instance_id,
+        w.heartbeat_ns,
+        w.takeovers,
+        w.market_count,
+        r.notify_value(),
+        js(&liveness.to_string())
+    ))
+}
+
+fn wait(group: &str, symbol: &str, timeout: Duration) -> Result<String, Error> {
+    let mut r = Reader::attach(group)?;
+    let market = r.find(symbol)?;
+    let before = r.slot_seq(&market);
+    // Tell the caller we are about to sleep, so it can publish only after this line.
+    eprintln!("waiting");
+    let updated = r.wait_for_update(Some((&market, before)), timeout)?;
+    let s = r.snapshot(symbol, ReadOptions { allow_out_of_sync: true })?;
+    Ok(format!("{{\"updated\":{updated},\"update_id\":{}}}", s.update_id))
+}
+
+fn snapshot_json(s: &Snapshot) -> String {
+    format!(
+        "{{\"symbol\":{},\"update_id\":{},\"event_time_ms\":{},\"recv_time_ns\":{},\
+         \"publish_time_ns\":{},\"status\":{},\"in_sync\":{},\"updates\":{},\"message\":{},\
+         \"bids\":{},\"asks\":{}}}",
+        js(&s.symbol),
+        s.update_id,
+        s.event_time_ms,
+        s.recv_time_ns,
+        s.publish_time_ns,
+        s.status,
+        s.in_sync(),
+        s.counters.updates,
+        js(&s.message),
+        levels_json(&s.bids),
+        levels_json(&s.asks)
+    )
+}
+
+fn levels_json(levels: &[Level]) -> String {
+    let rows: Vec<String> =
+        levels.iter().map(|l| format!("[{},{}]", num(l.price), num(l.quantity))).collect();
+    format!("[{}]", rows.join(","))
+}
+
+/// Shortest representation that round-trips (Rust's `{:?}` for f64); JSON has no NaN/inf.
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:?}")
+    } else {
+        "null".to_string()
+    }
+}
+
+fn js(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

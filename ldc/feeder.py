@@ -161,6 +161,8 @@ class Feeder:
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
         self._in_flight: set[futures.Future[None]] = set()
+        self._jobs = ThreadPoolExecutor(1, thread_name_prefix=f"ldc-jobs-{group.name}")
+        self._background: futures.Future[None] | None = None  # the reload or symbol check running, if any
         options = ws_options or WsOptions(
             max_streams_per_connection=min(group.streams_per_connection, self.venue.max_streams_per_connection),
             control_msgs_per_s=max(1.0, self.venue.control_messages_per_s - 1.0),
@@ -195,8 +197,9 @@ class Feeder:
         while not self._stop.wait(TICK_INTERVAL_S):
             if self._reload.is_set():
                 self._reload.clear()
-                self.reload()
-            self._revalidate()
+                self._in_background(self.reload)
+            if self._unvalidated and time.monotonic() >= self._validate_at:
+                self._in_background(self._revalidate)
             self.tick()
             now = time.monotonic()
             if ping_every is not None and now >= next_watchdog:
@@ -209,6 +212,22 @@ class Feeder:
         self._notify(self._notifier.stopping)
         self.close()
         return 0
+
+    def _in_background(self, job: Callable[[], None]) -> None:
+        """Reloads and symbol checks make REST requests, which may wait for weight: they run one at a time on
+        their own thread, so that ticks, the heartbeat and the systemd watchdog never wait for them."""
+        if self._background is not None and not self._background.done():
+            if job == self.reload:
+                self._reload.set()  # after the running job
+            return
+        self._background = self._jobs.submit(self._logged, job)
+
+    @staticmethod
+    def _logged(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:  # a failed reload must not go unnoticed, nor stop the feeder
+            log.exception("%s failed", getattr(job, "__name__", "background job"))
 
     def _status_line(self) -> str:
         """What ``systemctl status`` shows: how many markets readers can trust right now."""
@@ -238,8 +257,9 @@ class Feeder:
         self._stop.set()
         self.pool.stop()
         self._workers.shutdown(wait=False, cancel_futures=True)
+        self._jobs.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            in_flight = list(self._in_flight)
+            in_flight = list(self._in_flight) + ([self._background] if self._background is not None else [])
         _, unfinished = futures.wait(in_flight, timeout=min(WORKERS_STOP_TIMEOUT_S, self.group.rest_timeout_s + 1.0))
         with self._lock:
             self._rest.close()
@@ -317,9 +337,7 @@ class Feeder:
         return unknown
 
     def _revalidate(self) -> None:
-        """Main thread, outside the lock (a REST request): retry the symbols exchangeInfo could not check."""
-        if not self._unvalidated or time.monotonic() < self._validate_at:
-            return
+        """Background thread, outside the lock (a REST request): retry the symbols exchangeInfo could not check."""
         pending = tuple(self._unvalidated)
         unknown = self._unknown_symbols(pending)
         if unknown is None:

@@ -298,3 +298,18 @@ def test_reload_past_the_segment_capacity_adds_what_fits_and_logs_the_rest(spot:
     refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reload: market BNBUSDT not added")]
     assert refused == [f"reload: market BNBUSDT not added: segment /ldc-{run.group.name} is full: capacity 2 markets"]
     assert any(r.getMessage() == "reload: capacity changed; those take effect at the next restart" for r in caplog.records)
+
+
+def test_futures_duplicate_diff_is_ignored_by_the_pu_rule_not_a_gap(sim_factory: Callable[..., Simulator]) -> None:
+    sim = sim_factory(spot_symbols=(), usdm_symbols=("BTCUSDT", "ETHUSDT"), rate=RATE, history_events=5000)
+    with feeder_in_thread(sim, "usdm", ("BTCUSDT", "ETHUSDT")) as run:
+        run.wait_synced()
+        before = counters(run)
+        with Sampler(run, ("BTCUSDT", "ETHUSDT")) as sampler:
+            sim.add_fault(FaultRule(FaultKind.DUPLICATE, symbol="BTCUSDT", count=2))
+            wait_until(lambda: run.counters("BTCUSDT")["ignored"] >= before["BTCUSDT"]["ignored"] + 2, what="2 ignored")
+            wait_updates(run, "BTCUSDT", run.counters("BTCUSDT")["updates"])
+        after = counters(run)
+    assert after["BTCUSDT"]["ignored"] - before["BTCUSDT"]["ignored"] == 2
+    assert (after["BTCUSDT"]["gaps"], after["BTCUSDT"]["resyncs"], after["BTCUSDT"]["snapshots"]) == (0, 0, 1)
+    assert sampler.out_of_sync_seen == {"BTCUSDT": 0, "ETHUSDT": 0} and sampler.mismatches == []

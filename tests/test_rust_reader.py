@@ -17,6 +17,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 import pytest
 
 from ldc import Reader
-from ldc.errors import MarketNotFound
+from ldc.errors import MarketNotFound, WriterDead
 from ldc.shm.writer import SegmentWriter
 
 CRATE_DIR = Path(__file__).resolve().parent.parent / "readers" / "rust"
@@ -293,19 +294,24 @@ WRITER_SCRIPT = """
 import sys, time, numpy as np
 from ldc.shm.writer import SegmentWriter
 w = SegmentWriter(sys.argv[1], depth={depth}, capacity={capacity})
+status = int(sys.argv[2])
 slot = w.add_market("BTCUSDT")
 bids = np.array([[100.5, 1.0]] + [[0.0, 0.0]] * {depth_minus_1})
 asks = np.array([[101.5, 2.0]] + [[0.0, 0.0]] * {depth_minus_1})
-w.publish(slot, update_id=77, event_time_ms=1, recv_time_ns=2, status=1, bids=bids, asks=asks, n_bids=1, n_asks=1)
+w.publish(slot, update_id=77, event_time_ms=1, recv_time_ns=2, status=status, bids=bids, asks=asks, n_bids=1, n_asks=1)
 w.notify()
 print("ready", flush=True)
 time.sleep(60)
 """.format(depth=DEPTH, capacity=CAPACITY, depth_minus_1=DEPTH - 1)
 
 
-@pytest.fixture
-def writer_process(group: str) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, group], stdout=subprocess.PIPE, text=True)
+def start_writer_process(group: str, status: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, group, str(status)], stdout=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(params=[SYNCED], ids=["synced"])
+def writer_process(group: str, request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[str]]:
+    proc = start_writer_process(group, request.param)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         yield proc
@@ -324,6 +330,16 @@ def test_killed_writer_is_dead_and_allowed_reads_carry_stale(ldc_read: Path, gro
     last = rust_snapshot(ldc_read, group, "BTCUSDT", allow=True)
     assert (last["status"], last["bids"], last["asks"]) == (SYNCED | STALE, [[100.5, 1.0]], [[101.5, 2.0]])
     assert comparable(last) == python_snapshot(group, "BTCUSDT", allow=True)
+
+
+@pytest.mark.parametrize("writer_process", [RESYNCING], ids=["resyncing"], indirect=True)
+def test_dead_writer_is_reported_before_out_of_sync_like_the_python_reader(ldc_read: Path, group: str, writer_process: subprocess.Popen[str]) -> None:
+    writer_process.send_signal(signal.SIGKILL)
+    writer_process.wait(timeout=RUN_TIMEOUT_S)
+    proc = run(ldc_read, "snapshot", group, "BTCUSDT")
+    assert (proc.returncode, proc.stderr.strip()) == (EXIT_WRITER_DEAD, f"ldc-read: writer of segment /dev/shm/ldc-{group} is dead (state 2, no lock held)")
+    with Reader(group) as reader, pytest.raises(WriterDead):
+        reader.snapshot("BTCUSDT")
 
 
 def test_removed_market_is_not_found(ldc_read: Path, group: str, writer: SegmentWriter) -> None:
@@ -382,3 +398,52 @@ def test_wait_times_out_without_publish(ldc_read: Path, group: str, writer: Segm
     code, out, err = finish(start_wait(ldc_read, group, "BTCUSDT", 200))
     assert code == 0, err
     assert json.loads(out) == {"updated": False, "update_id": 61}
+
+
+TORTURE_DEPTH = 50
+TORTURE_READS = 4000
+TORTURE_WARMUP_PUBLISHES = 100
+
+
+def torture_levels(update_id: int, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every field derives from update_id, so a copy mixing two publishes is detectable."""
+    n = 1 + update_id % TORTURE_DEPTH
+    bids = np.column_stack((update_id * 1000.0 - ks, np.full(TORTURE_DEPTH, float(update_id))))
+    asks = np.column_stack((update_id * 1000.0 + 1 + ks, np.full(TORTURE_DEPTH, float(update_id))))
+    return bids, asks, n
+
+
+def publish_until(w: SegmentWriter, slot: int, stop: threading.Event, published: list[int]) -> None:
+    ks = np.arange(TORTURE_DEPTH, dtype=np.float64)
+    update_id = 0
+    while not stop.is_set():
+        update_id += 1
+        bids, asks, n = torture_levels(update_id, ks)
+        w.publish(slot, update_id=update_id, event_time_ms=update_id, recv_time_ns=update_id, status=SYNCED, bids=bids, asks=asks, n_bids=n, n_asks=n)
+        published[0] = update_id
+
+
+def test_reads_during_concurrent_publishes_are_never_torn(ldc_read: Path, group: str) -> None:
+    w = SegmentWriter(group, depth=TORTURE_DEPTH, capacity=2)
+    stop, published = threading.Event(), [0]
+    thread = threading.Thread(target=publish_until, args=(w, w.add_market("BTCUSDT"), stop, published))
+    thread.start()
+    try:
+        while published[0] < TORTURE_WARMUP_PUBLISHES:
+            time.sleep(0.001)
+        proc = run(ldc_read, "repeat", group, "BTCUSDT", str(TORTURE_READS))
+    finally:
+        stop.set()
+        thread.join()
+        w.close()
+    assert proc.returncode == 0, proc.stderr
+    seen = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(seen) == TORTURE_READS
+    ks = np.arange(TORTURE_DEPTH, dtype=np.float64)
+    for snap in seen:
+        u = snap["update_id"]
+        bids, asks, n = torture_levels(u, ks)
+        assert (snap["status"], snap["event_time_ms"], snap["recv_time_ns"]) == (SYNCED, u, u)
+        assert (snap["bids"], snap["asks"]) == (bids[:n].tolist(), asks[:n].tolist()), f"torn copy at update_id {u}"
+    # the writer ran during the reads, so the reads overlapped publishes
+    assert len({snap["update_id"] for snap in seen}) > 1

@@ -227,36 +227,49 @@ impl Reader {
     }
 
     /// [`Reader::snapshot`] into a reused buffer (no allocation once the buffers have grown).
+    ///
+    /// Checks after the copy, in this order: gen (re-resolving a removed or replaced market),
+    /// writer liveness (following a replaced segment, re-reading after a takeover), then status.
     pub fn read_into(&mut self, symbol: &str, out: &mut Snapshot, opts: ReadOptions) -> Result<()> {
-        self.follow_if_stopped()?;
+        for _ in 0..MAX_RESOLVE_ATTEMPTS {
+            self.read_current(symbol, out)?;
+            let (liveness, waited) = self.liveness_cached()?;
+            match liveness {
+                // A takeover finished while we waited: it rewrote the slots, so copy again.
+                Liveness::Alive if waited => continue,
+                Liveness::Alive => return self.check_in_sync(symbol, out, opts),
+                Liveness::Stopped if self.follow_if_stopped()? => continue,
+                _ if opts.allow_out_of_sync => {
+                    out.status |= status::STALE;
+                    return Ok(());
+                }
+                liveness => return Err(Error::WriterDead { path: self.seg.path.clone(), liveness }),
+            }
+        }
+        Err(Error::Contention { what: format!("market {symbol} (segment kept being taken over)"), waited_ms: 0 })
+    }
+
+    fn check_in_sync(&self, symbol: &str, out: &Snapshot, opts: ReadOptions) -> Result<()> {
+        if out.in_sync() || opts.allow_out_of_sync {
+            return Ok(());
+        }
+        Err(Error::OutOfSync { symbol: symbol.to_string(), status: out.status, message: out.message.clone() })
+    }
+
+    /// A consistent copy of `symbol`'s slot whose gen is the directory's (re-resolving on a mismatch).
+    fn read_current(&mut self, symbol: &str, out: &mut Snapshot) -> Result<()> {
         let mut market = match self.cache.get(symbol) {
             Some(m) => m.clone(),
             None => self.find(symbol)?,
         };
-        let mut attempts = 0;
-        while !self.read_slot(&market, out)? {
-            // The slot's gen differs: the market was removed or its slot reused (section 8).
-            attempts += 1;
-            if attempts >= MAX_RESOLVE_ATTEMPTS {
-                return Err(Error::MarketNotFound { group: self.group.clone(), symbol: symbol.to_string() });
+        for _ in 0..MAX_RESOLVE_ATTEMPTS {
+            if self.read_slot(&market, out)? {
+                return Ok(());
             }
+            // The slot's gen differs: the market was removed or its slot reused (section 8).
             market = self.find(symbol)?;
         }
-        if !out.in_sync() && !opts.allow_out_of_sync {
-            return Err(Error::OutOfSync {
-                symbol: symbol.to_string(),
-                status: out.status,
-                message: out.message.clone(),
-            });
-        }
-        match self.liveness_cached()? {
-            Liveness::Alive => Ok(()),
-            _ if opts.allow_out_of_sync => {
-                out.status |= status::STALE;
-                Ok(())
-            }
-            liveness => Err(Error::WriterDead { path: self.seg.path.clone(), liveness }),
-        }
+        Err(Error::MarketNotFound { group: self.group.clone(), symbol: symbol.to_string() })
     }
 
     /// One seqlock-validated copy of `market`'s slot into `out`; false when the slot's gen is not
@@ -343,15 +356,22 @@ impl Reader {
 
     /// The probe, waiting up to 500 ms while a writer initialises under its lock.
     pub fn liveness(&mut self) -> Result<Liveness> {
+        Ok(self.liveness_waiting()?.0)
+    }
+
+    /// The probe and whether it had to wait for an initialising writer.
+    fn liveness_waiting(&mut self) -> Result<(Liveness, bool)> {
         let deadline = Instant::now() + INITIALISING_WAIT;
+        let mut waited = false;
         loop {
             let l = self.probe()?;
             if l != Liveness::Initialising || Instant::now() >= deadline {
                 if l == Liveness::Alive {
                     self.alive_until = Some(Instant::now() + PROBE_INTERVAL);
                 }
-                return Ok(l);
+                return Ok((l, waited));
             }
+            waited = true;
             std::thread::sleep(INITIALISING_POLL);
         }
     }
@@ -362,16 +382,17 @@ impl Reader {
     }
 
     /// The read path's probe: the flock at most every PROBE_INTERVAL while RUNNING.
-    fn liveness_cached(&mut self) -> Result<Liveness> {
+    fn liveness_cached(&mut self) -> Result<(Liveness, bool)> {
         let running = self.seg.map.atomic_u32(hdr::STATE).load(Ordering::Acquire) == state::RUNNING;
         if running && self.alive_until.is_some_and(|t| Instant::now() < t) {
-            return Ok(Liveness::Alive);
+            return Ok((Liveness::Alive, false));
         }
-        self.liveness()
+        self.liveness_waiting()
     }
 
-    /// When the writer stopped, checks whether a new segment replaced ours under the same name
-    /// (section 10) and attaches to it; true when it did.
+    /// When the writer stopped, checks whether a new, valid segment replaced ours under the same
+    /// name (section 10) and attaches to it; true when it did. A replacement that does not
+    /// validate yet (still being created) leaves us on the old one.
     pub fn follow_if_stopped(&mut self) -> Result<bool> {
         let st = self.seg.map.atomic_u32(hdr::STATE).load(Ordering::Acquire);
         if st != state::STOPPED {
@@ -384,8 +405,13 @@ impl Reader {
             return Ok(false);
         }
         let group = self.group.clone();
-        *self = Reader::from_segment(&group, segment::attach(&group)?);
-        Ok(true)
+        match segment::attach(&group) {
+            Ok(seg) => {
+                *self = Reader::from_segment(&group, seg);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
     }
 }
 

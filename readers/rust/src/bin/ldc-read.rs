@@ -4,6 +4,8 @@
 //! ldc-read snapshot GROUP SYMBOL [--allow-out-of-sync]
 //! ldc-read info GROUP
 //! ldc-read wait GROUP SYMBOL TIMEOUT_MS      (prints whether the slot changed in time)
+//! ldc-read repeat GROUP SYMBOL COUNT         (COUNT snapshots from one Reader, one JSON per line,
+//!                                             out-of-sync ones included)
 //!
 //! Exit status: 0 ok, 2 usage, 3 no segment, 4 layout (magic/version/geometry/truncated),
 //! 5 market not found, 6 out of sync, 7 writer dead or stopped, 8 contention, 1 anything else.
@@ -15,7 +17,7 @@ use std::time::Duration;
 use ldc_reader::{Error, Level, ReadOptions, Reader, Snapshot};
 
 const USAGE: &str = "usage: ldc-read list GROUP | snapshot GROUP SYMBOL [--allow-out-of-sync] \
-                     | info GROUP | wait GROUP SYMBOL TIMEOUT_MS";
+                     | info GROUP | wait GROUP SYMBOL TIMEOUT_MS | repeat GROUP SYMBOL COUNT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +29,10 @@ fn main() -> ExitCode {
         ["info", group] => info(group),
         ["wait", group, symbol, ms] => match ms.parse::<u64>() {
             Ok(ms) => wait(group, symbol, Duration::from_millis(ms)),
+            Err(_) => return usage(),
+        },
+        ["repeat", group, symbol, count] => match count.parse::<u64>() {
+            Ok(count) => repeat(group, symbol, count),
             Err(_) => return usage(),
         },
         _ => return usage(),
@@ -118,6 +124,19 @@ fn wait(group: &str, symbol: &str, timeout: Duration) -> Result<String, Error> {
     let updated = r.wait_for_update(Some((&market, before)), timeout)?;
     let s = r.snapshot(symbol, ReadOptions { allow_out_of_sync: true })?;
     Ok(format!("{{\"updated\":{updated},\"update_id\":{}}}", s.update_id))
+}
+
+fn repeat(group: &str, symbol: &str, count: u64) -> Result<String, Error> {
+    let mut r = Reader::attach(group)?;
+    let mut snap = Snapshot::default();
+    let mut lines = String::new();
+    for _ in 0..count {
+        r.read_into(symbol, &mut snap, ReadOptions { allow_out_of_sync: true })?;
+        lines.push_str(&snapshot_json(&snap));
+        lines.push('\n');
+    }
+    lines.pop();
+    Ok(lines)
 }
 
 fn snapshot_json(s: &Snapshot) -> String {

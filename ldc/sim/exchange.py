@@ -233,7 +233,7 @@ class Aggregator:
 class Exchange:
     """All markets and streams; single-threaded (the simulator's event loop)."""
 
-    def __init__(self, *, seed: int, rate: float, changes_per_event: int, speed: float, faults: FaultTable) -> None:
+    def __init__(self, *, rate: float, changes_per_event: int, speed: float, faults: FaultTable) -> None:
         self.markets: dict[tuple[Family, str], Market] = {}
         self.model_markets: list[ModelMarket] = []
         self.aggregators: dict[StreamKey, Aggregator] = {}

@@ -33,7 +33,7 @@ class ServerState:
 
         self.config = config
         self.faults = FaultTable(seed=config.seed)
-        self.exchange = Exchange(seed=config.seed, rate=config.rate, changes_per_event=config.changes_per_event, speed=config.speed, faults=self.faults)
+        self.exchange = Exchange(rate=config.rate, changes_per_event=config.changes_per_event, speed=config.speed, faults=self.faults)
         self.limiter = WeightLimiter(config.weights)
         self.sessions: dict[int, Session] = {}
         self.counters: dict[str, int] = {}

@@ -257,6 +257,24 @@ def test_other_major_version_is_refused_naming_both(ldc_read: Path, group: str, 
     assert (proc.returncode, proc.stderr.strip()) == (EXIT_LAYOUT, f"ldc-read: segment /dev/shm/ldc-{group} has layout version 2.3, this reader understands 1.0")
 
 
+@pytest.mark.parametrize(
+    ("offset", "value", "rule"),
+    [
+        (48, 0xFFFF_FFFF, "directory_offset + capacity * directory_entry_size <= slots_offset"),
+        (52, 0xFFFF_FFFF, "asks_offset >= bids_offset + 16 * depth"),
+        (52, 0, "1 <= depth"),
+        (44, 900, "slot_size multiple of 128"),
+    ],
+    ids=["huge-capacity", "huge-depth", "zero-depth", "unaligned-slot-size"],
+)
+def test_bad_geometry_is_refused_without_overflow(ldc_read: Path, group: str, writer: SegmentWriter, offset: int, value: int, rule: str) -> None:
+    writer.close()
+    poke(group, offset, struct.pack("<I", value))
+    proc = run(ldc_read, "list", group)
+    assert proc.returncode == EXIT_LAYOUT
+    assert proc.stderr.startswith(f"ldc-read: segment /dev/shm/ldc-{group} has bad geometry: {rule} fails (")
+
+
 def test_other_minor_version_is_accepted(ldc_read: Path, group: str, writer: SegmentWriter) -> None:
     writer.add_market("BTCUSDT")
     publish(writer, "BTCUSDT", update_id=11, bids=BTC_BIDS, asks=BTC_ASKS)
@@ -340,6 +358,20 @@ def test_dead_writer_is_reported_before_out_of_sync_like_the_python_reader(ldc_r
     assert (proc.returncode, proc.stderr.strip()) == (EXIT_WRITER_DEAD, f"ldc-read: writer of segment /dev/shm/ldc-{group} is dead (state 2, no lock held)")
     with Reader(group) as reader, pytest.raises(WriterDead):
         reader.snapshot("BTCUSDT")
+
+
+def test_takeover_keeps_levels_marked_stale(ldc_read: Path, group: str, writer_process: subprocess.Popen[str]) -> None:
+    writer_process.send_signal(signal.SIGKILL)
+    writer_process.wait(timeout=RUN_TIMEOUT_S)
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY):
+        info = json.loads(run(ldc_read, "info", group).stdout)
+        assert (info["takeovers"], info["writer_pid"], info["liveness"]) == (1, os.getpid(), "alive")
+        proc = run(ldc_read, "snapshot", group, "BTCUSDT")
+        assert proc.returncode == EXIT_OUT_OF_SYNC, proc.stderr
+        kept = rust_snapshot(ldc_read, group, "BTCUSDT", allow=True)
+        assert (kept["status"] & STALE, kept["message"]) == (STALE, "writer restarted; waiting for the feeder to republish")
+        assert (kept["update_id"], kept["bids"], kept["asks"]) == (77, [[100.5, 1.0]], [[101.5, 2.0]])
+        assert comparable(kept) == python_snapshot(group, "BTCUSDT", allow=True)
 
 
 def test_removed_market_is_not_found(ldc_read: Path, group: str, writer: SegmentWriter) -> None:

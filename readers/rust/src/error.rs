@@ -32,27 +32,72 @@ impl fmt::Display for Liveness {
 #[derive(Debug)]
 pub enum Error {
     /// The group name does not match `[A-Za-z0-9_-]{1,63}`.
-    InvalidGroup { group: String },
+    InvalidGroup {
+        group: String,
+    },
     /// `/dev/shm/ldc-G` does not exist: the feeder is not running.
-    NoSegment { path: String },
+    NoSegment {
+        path: String,
+    },
     /// A system call failed for another reason.
-    Io { what: &'static str, path: String, source: io::Error },
+    Io {
+        what: &'static str,
+        path: String,
+        source: io::Error,
+    },
     /// The file is smaller than a header: not (yet) a segment.
-    TooSmall { path: String, size: u64, min: u64 },
+    TooSmall {
+        path: String,
+        size: u64,
+        min: u64,
+    },
     /// `magic` is 0: the writer is still creating the segment (or died doing so).
-    NotReady { path: String },
-    BadMagic { path: String, found: u64 },
-    Version { path: String, major: u16, minor: u16 },
-    Endian { path: String, found: u64 },
+    NotReady {
+        path: String,
+    },
+    BadMagic {
+        path: String,
+        found: u64,
+    },
+    Version {
+        path: String,
+        major: u16,
+        minor: u16,
+    },
+    Endian {
+        path: String,
+        found: u64,
+    },
     /// A geometry rule of section 7 failed; `rule` is the rule as written there.
-    Geometry { path: String, rule: &'static str, detail: String },
+    Geometry {
+        path: String,
+        rule: &'static str,
+        detail: String,
+    },
     /// `segment_size` exceeds the file size.
-    Truncated { path: String, segment_size: u64, file_size: u64 },
-    MarketNotFound { group: String, symbol: String },
-    OutOfSync { symbol: String, status: u32, message: String },
-    WriterDead { path: String, liveness: Liveness },
+    Truncated {
+        path: String,
+        segment_size: u64,
+        file_size: u64,
+    },
+    MarketNotFound {
+        group: String,
+        symbol: String,
+    },
+    OutOfSync {
+        symbol: String,
+        status: u32,
+        message: String,
+    },
+    WriterDead {
+        path: String,
+        liveness: Liveness,
+    },
     /// No consistent copy within the retry budget while the writer is alive.
-    Contention { what: String, waited_ms: u64 },
+    Contention {
+        what: String,
+        waited_ms: u64,
+    },
 }
 
 impl fmt::Display for Error {

@@ -131,7 +131,9 @@ pub fn status_names(status: u32) -> String {
 pub fn valid_group(group: &str) -> bool {
     !group.is_empty()
         && group.len() <= GROUP_MAX_LEN
-        && group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub fn segment_path(group: &str) -> String {

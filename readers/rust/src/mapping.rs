@@ -27,7 +27,7 @@ impl Mapping {
     fn check(&self, off: usize, size: usize, align: usize) {
         // Offsets come from a validated geometry; failing here is a bug in this crate.
         assert!(
-            off % align == 0 && off.checked_add(size).is_some_and(|end| end <= self.len),
+            off.is_multiple_of(align) && off.checked_add(size).is_some_and(|end| end <= self.len),
             "mapping access {off}+{size} (align {align}) outside {} bytes",
             self.len
         );

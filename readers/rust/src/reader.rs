@@ -185,9 +185,15 @@ impl Reader {
             let e = &self.dir_buf[i as usize * entry_words..][..entry_words];
             let gen = e[dir::GEN / 8];
             if gen != 0 {
-                let bytes: Vec<u8> =
-                    e[..dir::SYMBOL_LEN / 8].iter().flat_map(|w| w.to_le_bytes()).collect();
-                out.push(Market { symbol: c_text(&bytes), slot: i, gen });
+                let bytes: Vec<u8> = e[..dir::SYMBOL_LEN / 8]
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect();
+                out.push(Market {
+                    symbol: c_text(&bytes),
+                    slot: i,
+                    gen,
+                });
             }
         }
         Ok(out)
@@ -212,7 +218,11 @@ impl Reader {
 
     fn copy_directory(&mut self) -> Result<()> {
         let seq = self.seg.map.atomic_u64(hdr::DIR_SEQ);
-        let (map, off, buf) = (&self.seg.map, self.seg.geo.directory_offset as usize, &mut self.dir_buf);
+        let (map, off, buf) = (
+            &self.seg.map,
+            self.seg.geo.directory_offset as usize,
+            &mut self.dir_buf,
+        );
         if read_consistent(seq, RETRY_BUDGET, || map.copy_words(off, buf)).is_some() {
             return Ok(());
         }
@@ -243,17 +253,29 @@ impl Reader {
                     out.status |= status::STALE;
                     return Ok(());
                 }
-                liveness => return Err(Error::WriterDead { path: self.seg.path.clone(), liveness }),
+                liveness => {
+                    return Err(Error::WriterDead {
+                        path: self.seg.path.clone(),
+                        liveness,
+                    })
+                }
             }
         }
-        Err(Error::Contention { what: format!("market {symbol} (segment kept being taken over)"), waited_ms: 0 })
+        Err(Error::Contention {
+            what: format!("market {symbol} (segment kept being taken over)"),
+            waited_ms: 0,
+        })
     }
 
     fn check_in_sync(&self, symbol: &str, out: &Snapshot, opts: ReadOptions) -> Result<()> {
         if out.in_sync() || opts.allow_out_of_sync {
             return Ok(());
         }
-        Err(Error::OutOfSync { symbol: symbol.to_string(), status: out.status, message: out.message.clone() })
+        Err(Error::OutOfSync {
+            symbol: symbol.to_string(),
+            status: out.status,
+            message: out.message.clone(),
+        })
     }
 
     /// A consistent copy of `symbol`'s slot whose gen is the directory's (re-resolving on a mismatch).
@@ -269,7 +291,10 @@ impl Reader {
             // The slot's gen differs: the market was removed or its slot reused (section 8).
             market = self.find(symbol)?;
         }
-        Err(Error::MarketNotFound { group: self.group.clone(), symbol: symbol.to_string() })
+        Err(Error::MarketNotFound {
+            group: self.group.clone(),
+            symbol: symbol.to_string(),
+        })
     }
 
     /// One seqlock-validated copy of `market`'s slot into `out`; false when the slot's gen is not
@@ -277,7 +302,11 @@ impl Reader {
     pub fn read_slot(&mut self, market: &Market, out: &mut Snapshot) -> Result<bool> {
         let g = &self.seg.geo;
         let base = g.slot_offset(market.slot);
-        let (depth, bids_off, asks_off) = (g.depth, base + g.bids_offset as usize, base + g.asks_offset as usize);
+        let (depth, bids_off, asks_off) = (
+            g.depth,
+            base + g.bids_offset as usize,
+            base + g.asks_offset as usize,
+        );
         let msg_off = base + g.message_offset as usize;
         let map = &self.seg.map;
         let (hdr_buf, msg_buf) = (&mut self.hdr_buf, &mut self.msg_buf);
@@ -291,8 +320,10 @@ impl Reader {
             copy_levels(map, asks_off, na, asks);
             map.copy_bytes(msg_off, msg_buf);
         };
-        let Some(seq) = read_consistent(map.atomic_u64(base + slot::SEQ), RETRY_BUDGET, copy) else {
-            return self.contention_error(format!("market {} (slot {})", market.symbol, market.slot));
+        let Some(seq) = read_consistent(map.atomic_u64(base + slot::SEQ), RETRY_BUDGET, copy)
+        else {
+            return self
+                .contention_error(format!("market {} (slot {})", market.symbol, market.slot));
         };
         let h = &self.hdr_buf;
         if h[slot::GEN / 8] != market.gen {
@@ -324,10 +355,14 @@ impl Reader {
     fn contention_error<T>(&mut self, what: String) -> Result<T> {
         self.alive_until = None;
         match self.liveness()? {
-            Liveness::Alive | Liveness::Initialising => {
-                Err(Error::Contention { what, waited_ms: RETRY_BUDGET.as_millis() as u64 })
-            }
-            liveness => Err(Error::WriterDead { path: self.seg.path.clone(), liveness }),
+            Liveness::Alive | Liveness::Initialising => Err(Error::Contention {
+                what,
+                waited_ms: RETRY_BUDGET.as_millis() as u64,
+            }),
+            liveness => Err(Error::WriterDead {
+                path: self.seg.path.clone(),
+                liveness,
+            }),
         }
     }
 
@@ -345,7 +380,13 @@ impl Reader {
                 false
             }
             Err(e) if e.raw_os_error() == Some(sys::libc_errno::EAGAIN) => true,
-            Err(e) => return Err(Error::Io { what: "flock", path: self.seg.path.clone(), source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    what: "flock",
+                    path: self.seg.path.clone(),
+                    source: e,
+                })
+            }
         };
         Ok(match (st, held) {
             (state::RUNNING, true) => Liveness::Alive,
@@ -417,7 +458,7 @@ impl Reader {
 
 fn word_u32(words: &[u64], off: usize) -> u32 {
     let w = words[off / 8];
-    if off % 8 == 0 {
+    if off.is_multiple_of(8) {
         w as u32
     } else {
         (w >> 32) as u32
@@ -428,6 +469,9 @@ fn copy_levels(map: &crate::mapping::Mapping, off: usize, n: u32, out: &mut Vec<
     out.clear();
     for k in 0..n as usize {
         let at = off + k * layout::LEVEL_SIZE as usize;
-        out.push(Level { price: f64::from_bits(map.u64(at)), quantity: f64::from_bits(map.u64(at + 8)) });
+        out.push(Level {
+            price: f64::from_bits(map.u64(at)),
+            quantity: f64::from_bits(map.u64(at + 8)),
+        });
     }
 }

@@ -52,29 +52,50 @@ pub struct Segment {
 
 pub fn attach(group: &str) -> Result<Segment> {
     if !layout::valid_group(group) {
-        return Err(Error::InvalidGroup { group: group.to_string() });
+        return Err(Error::InvalidGroup {
+            group: group.to_string(),
+        });
     }
     let path = layout::segment_path(group);
     let file = File::open(&path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::NoSegment { path: path.clone() },
-        _ => Error::Io { what: "open", path: path.clone(), source: e },
+        _ => Error::Io {
+            what: "open",
+            path: path.clone(),
+            source: e,
+        },
     })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::Io { what: "fstat", path: path.clone(), source: e })?;
+    let meta = file.metadata().map_err(|e| Error::Io {
+        what: "fstat",
+        path: path.clone(),
+        source: e,
+    })?;
     let file_size = meta.len();
     if file_size < layout::MIN_HEADER_SIZE {
-        return Err(Error::TooSmall { path, size: file_size, min: layout::MIN_HEADER_SIZE });
+        return Err(Error::TooSmall {
+            path,
+            size: file_size,
+            min: layout::MIN_HEADER_SIZE,
+        });
     }
     let len = usize::try_from(file_size).map_err(|_| Error::TooSmall {
         path: path.clone(),
         size: file_size,
         min: layout::MIN_HEADER_SIZE,
     })?;
-    let map = Mapping::map(&file, len, false)
-        .map_err(|e| Error::Io { what: "mmap", path: path.clone(), source: e })?;
+    let map = Mapping::map(&file, len, false).map_err(|e| Error::Io {
+        what: "mmap",
+        path: path.clone(),
+        source: e,
+    })?;
     let geo = validate(&path, &map, file_size)?;
-    Ok(Segment { path, file, map, geo, identity: (meta.dev(), meta.ino()) })
+    Ok(Segment {
+        path,
+        file,
+        map,
+        geo,
+        identity: (meta.dev(), meta.ino()),
+    })
 }
 
 /// Steps 4 to 7 of section 7.
@@ -82,19 +103,31 @@ pub fn validate(path: &str, map: &Mapping, file_size: u64) -> Result<Geometry> {
     // Pairs with the writer's release store of magic: every header field below is complete.
     let magic = map.atomic_u64(hdr::MAGIC).load(Ordering::Acquire);
     if magic == 0 {
-        return Err(Error::NotReady { path: path.to_string() });
+        return Err(Error::NotReady {
+            path: path.to_string(),
+        });
     }
     if magic != layout::MAGIC {
-        return Err(Error::BadMagic { path: path.to_string(), found: magic });
+        return Err(Error::BadMagic {
+            path: path.to_string(),
+            found: magic,
+        });
     }
     let major = map.u16(hdr::VERSION_MAJOR);
     let minor = map.u16(hdr::VERSION_MINOR);
     if major != layout::VERSION_MAJOR {
-        return Err(Error::Version { path: path.to_string(), major, minor });
+        return Err(Error::Version {
+            path: path.to_string(),
+            major,
+            minor,
+        });
     }
     let marker = map.u64(hdr::ENDIAN_MARKER);
     if marker != layout::ENDIAN_MARKER {
-        return Err(Error::Endian { path: path.to_string(), found: marker });
+        return Err(Error::Endian {
+            path: path.to_string(),
+            found: marker,
+        });
     }
     let geo = read_geometry(map, major, minor);
     check_geometry(path, &geo, file_size)?;
@@ -131,25 +164,109 @@ pub fn check_geometry(path: &str, g: &Geometry, file_size: u64) -> Result<()> {
     let u = u64::from;
     let level_bytes = u64::from(layout::LEVEL_SIZE) * u(g.depth);
     let rules: [(&'static str, bool, String); 15] = [
-        ("header_size >= 384", u(g.header_size) >= layout::MIN_HEADER_SIZE, format!("header_size {}", g.header_size)),
-        ("directory_entry_size >= 64", g.directory_entry_size >= layout::MIN_DIRECTORY_ENTRY_SIZE, format!("directory_entry_size {}", g.directory_entry_size)),
-        ("directory_offset >= header_size", g.directory_offset >= g.header_size, format!("directory_offset {}, header_size {}", g.directory_offset, g.header_size)),
-        ("directory_offset and directory_entry_size multiples of 8", g.directory_offset % 8 == 0 && g.directory_entry_size % 8 == 0, format!("directory_offset {}, directory_entry_size {}", g.directory_offset, g.directory_entry_size)),
-        ("1 <= capacity", g.capacity >= 1, format!("capacity {}", g.capacity)),
-        ("directory_offset + capacity * directory_entry_size <= slots_offset", u(g.directory_offset) + u(g.capacity) * u(g.directory_entry_size) <= u(g.slots_offset), format!("{} + {} * {} > {}", g.directory_offset, g.capacity, g.directory_entry_size, g.slots_offset)),
-        ("slots_offset multiple of 128", g.slots_offset % layout::SLOT_ALIGN == 0, format!("slots_offset {}", g.slots_offset)),
-        ("slot_size multiple of 128", g.slot_size % layout::SLOT_ALIGN == 0 && g.slot_size > 0, format!("slot_size {}", g.slot_size)),
+        (
+            "header_size >= 384",
+            u(g.header_size) >= layout::MIN_HEADER_SIZE,
+            format!("header_size {}", g.header_size),
+        ),
+        (
+            "directory_entry_size >= 64",
+            g.directory_entry_size >= layout::MIN_DIRECTORY_ENTRY_SIZE,
+            format!("directory_entry_size {}", g.directory_entry_size),
+        ),
+        (
+            "directory_offset >= header_size",
+            g.directory_offset >= g.header_size,
+            format!(
+                "directory_offset {}, header_size {}",
+                g.directory_offset, g.header_size
+            ),
+        ),
+        (
+            "directory_offset and directory_entry_size multiples of 8",
+            g.directory_offset.is_multiple_of(8) && g.directory_entry_size.is_multiple_of(8),
+            format!(
+                "directory_offset {}, directory_entry_size {}",
+                g.directory_offset, g.directory_entry_size
+            ),
+        ),
+        (
+            "1 <= capacity",
+            g.capacity >= 1,
+            format!("capacity {}", g.capacity),
+        ),
+        (
+            "directory_offset + capacity * directory_entry_size <= slots_offset",
+            u(g.directory_offset) + u(g.capacity) * u(g.directory_entry_size) <= u(g.slots_offset),
+            format!(
+                "{} + {} * {} > {}",
+                g.directory_offset, g.capacity, g.directory_entry_size, g.slots_offset
+            ),
+        ),
+        (
+            "slots_offset multiple of 128",
+            g.slots_offset.is_multiple_of(layout::SLOT_ALIGN),
+            format!("slots_offset {}", g.slots_offset),
+        ),
+        (
+            "slot_size multiple of 128",
+            g.slot_size.is_multiple_of(layout::SLOT_ALIGN) && g.slot_size > 0,
+            format!("slot_size {}", g.slot_size),
+        ),
         ("1 <= depth", g.depth >= 1, format!("depth {}", g.depth)),
-        ("bids_offset >= 128", g.bids_offset >= layout::SLOT_HEADER_SIZE, format!("bids_offset {}", g.bids_offset)),
-        ("bids_offset and asks_offset multiples of 8", g.bids_offset % 8 == 0 && g.asks_offset % 8 == 0, format!("bids_offset {}, asks_offset {}", g.bids_offset, g.asks_offset)),
-        ("asks_offset >= bids_offset + 16 * depth", u(g.asks_offset) >= u(g.bids_offset) + level_bytes, format!("asks_offset {}, bids_offset {}, depth {}", g.asks_offset, g.bids_offset, g.depth)),
-        ("message_offset >= asks_offset + 16 * depth", u(g.message_offset) >= u(g.asks_offset) + level_bytes, format!("message_offset {}, asks_offset {}, depth {}", g.message_offset, g.asks_offset, g.depth)),
-        ("message_offset + message_size <= slot_size", u(g.message_offset) + u(g.message_size) <= u(g.slot_size), format!("{} + {} > {}", g.message_offset, g.message_size, g.slot_size)),
-        ("slots_offset + capacity * slot_size <= segment_size", u(g.slots_offset) + u(g.capacity) * u(g.slot_size) <= g.segment_size, format!("{} + {} * {} > {}", g.slots_offset, g.capacity, g.slot_size, g.segment_size)),
+        (
+            "bids_offset >= 128",
+            g.bids_offset >= layout::SLOT_HEADER_SIZE,
+            format!("bids_offset {}", g.bids_offset),
+        ),
+        (
+            "bids_offset and asks_offset multiples of 8",
+            g.bids_offset.is_multiple_of(8) && g.asks_offset.is_multiple_of(8),
+            format!(
+                "bids_offset {}, asks_offset {}",
+                g.bids_offset, g.asks_offset
+            ),
+        ),
+        (
+            "asks_offset >= bids_offset + 16 * depth",
+            u(g.asks_offset) >= u(g.bids_offset) + level_bytes,
+            format!(
+                "asks_offset {}, bids_offset {}, depth {}",
+                g.asks_offset, g.bids_offset, g.depth
+            ),
+        ),
+        (
+            "message_offset >= asks_offset + 16 * depth",
+            u(g.message_offset) >= u(g.asks_offset) + level_bytes,
+            format!(
+                "message_offset {}, asks_offset {}, depth {}",
+                g.message_offset, g.asks_offset, g.depth
+            ),
+        ),
+        (
+            "message_offset + message_size <= slot_size",
+            u(g.message_offset) + u(g.message_size) <= u(g.slot_size),
+            format!(
+                "{} + {} > {}",
+                g.message_offset, g.message_size, g.slot_size
+            ),
+        ),
+        (
+            "slots_offset + capacity * slot_size <= segment_size",
+            u(g.slots_offset) + u(g.capacity) * u(g.slot_size) <= g.segment_size,
+            format!(
+                "{} + {} * {} > {}",
+                g.slots_offset, g.capacity, g.slot_size, g.segment_size
+            ),
+        ),
     ];
     for (rule, ok, detail) in rules {
         if !ok {
-            return Err(Error::Geometry { path: path.to_string(), rule, detail });
+            return Err(Error::Geometry {
+                path: path.to_string(),
+                rule,
+                detail,
+            });
         }
     }
     if g.segment_size > file_size {

@@ -30,7 +30,7 @@ pub fn read_consistent(seq: &AtomicU64, budget: Duration, mut copy: impl FnMut()
             spin_loop();
         }
         attempts += 1;
-        if attempts % ATTEMPTS_PER_CLOCK_CHECK == 0 {
+        if attempts.is_multiple_of(ATTEMPTS_PER_CLOCK_CHECK) {
             let t0 = *started.get_or_insert_with(Instant::now);
             if t0.elapsed() >= budget {
                 return None;

@@ -30,8 +30,14 @@ struct Timespec {
 }
 
 extern "C" {
-    fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64)
-        -> *mut c_void;
+    fn mmap(
+        addr: *mut c_void,
+        len: usize,
+        prot: c_int,
+        flags: c_int,
+        fd: c_int,
+        off: i64,
+    ) -> *mut c_void;
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
     fn flock(fd: c_int, op: c_int) -> c_int;
     fn syscall(num: c_long, ...) -> c_long;
@@ -39,7 +45,11 @@ extern "C" {
 
 /// Maps `len` bytes of `fd` shared; `writable` adds PROT_WRITE.
 pub fn map_shared(fd: c_int, len: usize, writable: bool) -> io::Result<*mut u8> {
-    let prot = if writable { PROT_READ | PROT_WRITE } else { PROT_READ };
+    let prot = if writable {
+        PROT_READ | PROT_WRITE
+    } else {
+        PROT_READ
+    };
     // SAFETY: a fresh mapping chosen by the kernel; the caller owns and unmaps it.
     let p = unsafe { mmap(std::ptr::null_mut(), len, prot, MAP_SHARED, fd, 0) };
     if p == MAP_FAILED {

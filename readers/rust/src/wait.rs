@@ -21,7 +21,11 @@ pub struct Waiters {
 
 impl Waiters {
     fn open(group: &str) -> Option<Waiters> {
-        let file = OpenOptions::new().read(true).write(true).open(layout::waiters_path(group)).ok()?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(layout::waiters_path(group))
+            .ok()?;
         if file.metadata().ok()?.len() < layout::WAITERS_FILE_SIZE {
             return None;
         }
@@ -37,7 +41,10 @@ impl Waiters {
 impl Reader {
     /// The notify word (acquire). Read it BEFORE checking your condition, then wait on it.
     pub fn notify_value(&self) -> u32 {
-        self.segment().map.atomic_u32(hdr::NOTIFY).load(Ordering::Acquire)
+        self.segment()
+            .map
+            .atomic_u32(hdr::NOTIFY)
+            .load(Ordering::Acquire)
     }
 
     /// The slot's current `seq` (acquire), to compare with [`crate::Snapshot::seq`].
@@ -66,7 +73,11 @@ impl Reader {
 
     /// Sleeps until the writer publishes: any batch (`symbol` None) or a change of `symbol`'s
     /// slot since `since_seq` (the `seq` of the caller's last snapshot). False on timeout.
-    pub fn wait_for_update(&mut self, symbol: Option<(&Market, u64)>, timeout: Duration) -> Result<bool> {
+    pub fn wait_for_update(
+        &mut self,
+        symbol: Option<(&Market, u64)>,
+        timeout: Duration,
+    ) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         let mut seen = self.notify_value();
         loop {
@@ -88,7 +99,11 @@ impl Reader {
 
     fn sleep_on(&self, seen: u32, left: Duration) -> Result<()> {
         let word = self.segment().map.atomic_u32(hdr::NOTIFY);
-        let io = |e| Error::Io { what: "futex wait on", path: self.path().to_string(), source: e };
+        let io = |e| Error::Io {
+            what: "futex wait on",
+            path: self.path().to_string(),
+            source: e,
+        };
         match self.waiters.as_ref().and_then(Option::as_ref) {
             Some(w) => {
                 // SeqCst on both sides: either the writer sees us or FUTEX_WAIT sees its bump.

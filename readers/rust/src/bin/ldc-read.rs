@@ -77,14 +77,30 @@ fn list(group: &str) -> Result<String, Error> {
     let items: Vec<String> = r
         .markets()?
         .iter()
-        .map(|m| format!("{{\"symbol\":{},\"slot\":{},\"gen\":{}}}", js(&m.symbol), m.slot, m.gen))
+        .map(|m| {
+            format!(
+                "{{\"symbol\":{},\"slot\":{},\"gen\":{}}}",
+                js(&m.symbol),
+                m.slot,
+                m.gen
+            )
+        })
         .collect();
-    Ok(format!("{{\"group\":{},\"markets\":[{}]}}", js(group), items.join(",")))
+    Ok(format!(
+        "{{\"group\":{},\"markets\":[{}]}}",
+        js(group),
+        items.join(",")
+    ))
 }
 
 fn snapshot(group: &str, symbol: &str, allow: bool) -> Result<String, Error> {
     let mut r = Reader::attach(group)?;
-    let s = r.snapshot(symbol, ReadOptions { allow_out_of_sync: allow })?;
+    let s = r.snapshot(
+        symbol,
+        ReadOptions {
+            allow_out_of_sync: allow,
+        },
+    )?;
     Ok(snapshot_json(&s))
 }
 
@@ -122,8 +138,16 @@ fn wait(group: &str, symbol: &str, timeout: Duration) -> Result<String, Error> {
     // Tell the caller we are about to sleep, so it can publish only after this line.
     eprintln!("waiting");
     let updated = r.wait_for_update(Some((&market, before)), timeout)?;
-    let s = r.snapshot(symbol, ReadOptions { allow_out_of_sync: true })?;
-    Ok(format!("{{\"updated\":{updated},\"update_id\":{}}}", s.update_id))
+    let s = r.snapshot(
+        symbol,
+        ReadOptions {
+            allow_out_of_sync: true,
+        },
+    )?;
+    Ok(format!(
+        "{{\"updated\":{updated},\"update_id\":{}}}",
+        s.update_id
+    ))
 }
 
 fn repeat(group: &str, symbol: &str, count: u64) -> Result<String, Error> {
@@ -131,7 +155,13 @@ fn repeat(group: &str, symbol: &str, count: u64) -> Result<String, Error> {
     let mut snap = Snapshot::default();
     let mut lines = String::new();
     for _ in 0..count {
-        r.read_into(symbol, &mut snap, ReadOptions { allow_out_of_sync: true })?;
+        r.read_into(
+            symbol,
+            &mut snap,
+            ReadOptions {
+                allow_out_of_sync: true,
+            },
+        )?;
         lines.push_str(&snapshot_json(&snap));
         lines.push('\n');
     }
@@ -159,8 +189,10 @@ fn snapshot_json(s: &Snapshot) -> String {
 }
 
 fn levels_json(levels: &[Level]) -> String {
-    let rows: Vec<String> =
-        levels.iter().map(|l| format!("[{},{}]", num(l.price), num(l.quantity))).collect();
+    let rows: Vec<String> = levels
+        .iter()
+        .map(|l| format!("[{},{}]", num(l.price), num(l.quantity)))
+        .collect();
     format!("[{}]", rows.join(","))
 }
 

@@ -45,6 +45,8 @@ VERSION_MAJOR_OFFSET = 8
 SEGMENT_SIZE_OFFSET = 24
 SLOTS_OFFSET_OFFSET = 40
 SLOT_SIZE_OFFSET = 44
+CAPACITY_OFFSET = 48
+DEPTH_OFFSET = 52
 SLOT_N_BIDS_OFFSET = 52
 HEADER_SIZE = 384
 
@@ -260,10 +262,10 @@ def test_other_major_version_is_refused_naming_both(ldc_read: Path, group: str, 
 @pytest.mark.parametrize(
     ("offset", "value", "rule"),
     [
-        (48, 0xFFFF_FFFF, "directory_offset + capacity * directory_entry_size <= slots_offset"),
-        (52, 0xFFFF_FFFF, "asks_offset >= bids_offset + 16 * depth"),
-        (52, 0, "1 <= depth"),
-        (44, 900, "slot_size multiple of 128"),
+        (CAPACITY_OFFSET, 0xFFFF_FFFF, "directory_offset + capacity * directory_entry_size <= slots_offset"),
+        (DEPTH_OFFSET, 0xFFFF_FFFF, "asks_offset >= bids_offset + 16 * depth"),
+        (DEPTH_OFFSET, 0, "1 <= depth"),
+        (SLOT_SIZE_OFFSET, 900, "slot_size multiple of 128"),
     ],
     ids=["huge-capacity", "huge-depth", "zero-depth", "unaligned-slot-size"],
 )

@@ -481,3 +481,19 @@ def test_reads_during_concurrent_publishes_are_never_torn(ldc_read: Path, group:
         assert (snap["bids"], snap["asks"]) == (bids[:n].tolist(), asks[:n].tolist()), f"torn copy at update_id {u}"
     # the writer ran during the reads, so the reads overlapped publishes
     assert len({snap["update_id"] for snap in seen}) > 1
+
+
+def test_reader_follows_a_segment_replaced_with_another_geometry(ldc_read: Path, group: str, writer: SegmentWriter) -> None:
+    writer.add_market("BTCUSDT")
+    publish(writer, "BTCUSDT", update_id=81, bids=BTC_BIDS, asks=BTC_ASKS)
+    waiting = start_wait(ldc_read, group, "BTCUSDT", 1500)  # holds the old mapping, then reads
+    writer.close()
+    deeper = DEPTH + 2
+    with SegmentWriter(group, depth=deeper, capacity=CAPACITY) as replacement:
+        slot = replacement.add_market("BTCUSDT")
+        bids, asks = np.zeros((deeper, 2)), np.zeros((deeper, 2))
+        bids[0], asks[0] = (10.0, 1.0), (11.0, 2.0)
+        replacement.publish(slot, update_id=82, event_time_ms=1, recv_time_ns=2, status=SYNCED, bids=bids, asks=asks, n_bids=1, n_asks=1)
+        code, out, err = finish(waiting)
+    assert code == 0, err
+    assert json.loads(out) == {"updated": False, "update_id": 82}

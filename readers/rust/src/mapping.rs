@@ -69,6 +69,16 @@ impl Mapping {
         }
     }
 
+    /// `n` u64 words starting at `off`, one relaxed load each, after one bounds check.
+    pub fn words(&self, off: usize, n: usize) -> impl Iterator<Item = u64> + '_ {
+        self.check(off, n * 8, 8);
+        (0..n).map(move |i| {
+            // SAFETY: the whole range was checked above.
+            unsafe { AtomicU64::from_ptr(self.base.add(off + 8 * i).cast()) }
+                .load(Ordering::Relaxed)
+        })
+    }
+
     /// Copies `out.len()` bytes starting at `off`, one relaxed load per byte (text fields need
     /// no alignment).
     pub fn copy_bytes(&self, off: usize, out: &mut [u8]) {

@@ -318,7 +318,7 @@ impl Reader {
             let na = word_u32(hdr_buf, slot::N_ASKS).min(depth);
             copy_levels(map, bids_off, nb, bids);
             copy_levels(map, asks_off, na, asks);
-            map.copy_bytes(msg_off, msg_buf);
+            copy_message(map, msg_off, msg_buf);
         };
         let Some(seq) = read_consistent(map.atomic_u64(base + slot::SEQ), RETRY_BUDGET, copy)
         else {
@@ -347,7 +347,15 @@ impl Reader {
             snapshots: h[slot::SNAPSHOTS / 8],
             audit_mismatches: h[slot::AUDIT_MISMATCHES / 8],
         };
-        out.message = c_text(&self.msg_buf);
+        let text = &self.msg_buf[..self
+            .msg_buf
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.msg_buf.len())];
+        if out.message.as_bytes() != text {
+            // Rebuilt only when it changed: the message is usually empty and the same every read.
+            out.message = c_text(text);
+        }
         Ok(true)
     }
 
@@ -465,13 +473,23 @@ fn word_u32(words: &[u64], off: usize) -> u32 {
     }
 }
 
+/// Word-wise when the message field is 8-aligned (always in 1.0), else byte-wise.
+fn copy_message(map: &crate::mapping::Mapping, off: usize, out: &mut [u8]) {
+    if !(off.is_multiple_of(8) && out.len().is_multiple_of(8)) {
+        return map.copy_bytes(off, out);
+    }
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&map.u64(off + 8 * i).to_le_bytes());
+    }
+}
+
 fn copy_levels(map: &crate::mapping::Mapping, off: usize, n: u32, out: &mut Vec<Level>) {
     out.clear();
-    for k in 0..n as usize {
-        let at = off + k * layout::LEVEL_SIZE as usize;
+    let mut words = map.words(off, 2 * n as usize);
+    while let (Some(price), Some(quantity)) = (words.next(), words.next()) {
         out.push(Level {
-            price: f64::from_bits(map.u64(at)),
-            quantity: f64::from_bits(map.u64(at + 8)),
+            price: f64::from_bits(price),
+            quantity: f64::from_bits(quantity),
         });
     }
 }

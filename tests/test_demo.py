@@ -24,6 +24,9 @@ SUMMARY = re.compile(r"^(\d+)/(\d+) markets synced; (\d+)/(\d+) snapshots equal 
 CHECKED = re.compile(r"checked against the exchange's truth at the same update id: (\d+)/\d+ equal")
 
 
+SYNCED_ROW = re.compile(r"^\S+\s+\S+\s+synced\s", re.M)
+
+
 def assert_clean_summary(out: str, prefix: str) -> None:
     found = SUMMARY.search(out)
     assert found is not None, out[-2000:]
@@ -51,11 +54,15 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
         proc = procs.ldc("demo", "--duration", "0", "--plain", "--group-prefix", prefix, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         assert proc.stdout is not None
-        seen = ""
-        while not (checked := CHECKED.match(seen.rsplit("\n", 2)[-2] if seen.count("\n") > 1 else "")) or checked[1] == "0":
+        seen, block = "", ""
+        while True:  # until a status block shows all 7 markets synced and a snapshot checked
             line = proc.stdout.readline()
-            assert line and time.monotonic() < deadline, f"no snapshot checked: {seen[-2000:]}"
+            assert line and time.monotonic() < deadline, f"the demo never showed every market synced: {seen[-2000:]}"
             seen += line
+            block = line if line.startswith("ldc demo:") else block + line
+            checked = CHECKED.match(line)
+            if checked and checked[1] != "0" and len(SYNCED_ROW.findall(block)) == 7:
+                break
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err[-2000:]

@@ -169,8 +169,8 @@ def check_truth(sim: Simulator, reader: Reader, symbol: str, family: str, depth:
 
 def truth_over_http(rest_url: str, symbol: str, family: str, update_id: int, depth: int) -> dict[str, Any] | None:
     """The simulator's ``/_sim/book`` (for a simulator in another process); None when out of its history."""
-    response = requests.get(f"{rest_url}/_sim/book", params={"symbol": symbol, "update_id": update_id, "limit": depth,
-                                                              "family": family}, timeout=10)  # fmt: skip
+    params: dict[str, str | int] = {"symbol": symbol, "update_id": update_id, "limit": depth, "family": family}
+    response = requests.get(f"{rest_url}/_sim/book", params=params, timeout=10)
     if response.status_code != 200:
         return None
     body: dict[str, Any] = response.json()

@@ -313,3 +313,13 @@ def test_futures_duplicate_diff_is_ignored_by_the_pu_rule_not_a_gap(sim_factory:
     assert after["BTCUSDT"]["ignored"] - before["BTCUSDT"]["ignored"] == 2
     assert (after["BTCUSDT"]["gaps"], after["BTCUSDT"]["resyncs"], after["BTCUSDT"]["snapshots"]) == (0, 0, 1)
     assert sampler.out_of_sync_seen == {"BTCUSDT": 0, "ETHUSDT": 0} and sampler.mismatches == []
+
+
+def test_stop_with_a_snapshot_in_flight_is_clean(spot: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    spot.add_fault(FaultRule(FaultKind.REST_DELAY, symbol="BTCUSDT", ms=1000, count=1))
+    with feeder_in_thread(spot, "spot", SYMBOLS) as run:
+        wait_until(lambda: run.feeder.markets.get("BTCUSDT") and run.feeder.markets["BTCUSDT"].fetching, what="a snapshot in flight")
+        stopped = time.monotonic()
+    # close() waited for the request (bounded by rest_timeout_s + 1 s), then closed the governor it uses
+    assert time.monotonic() - stopped < run.group.rest_timeout_s + 3.0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,7 +113,8 @@ def test_sighup_adds_and_removes_markets_live(tmp_path: Path, spot: Simulator) -
             # the market that stayed was never touched: no resync, no new snapshot
             now = reader.status("BTCUSDT")
             assert now.in_sync and (now.counters["snapshots"], now.counters["resyncs"]) == (kept["snapshots"], kept["resyncs"])
-            subscribed = {s for c in spot.call(lambda state: state.connections_json()) for s in c["streams"]}
+            conns: list[dict[str, Any]] = spot.call(lambda state: state.connections_json())
+            subscribed = {s for c in conns for s in c["streams"]}
             assert subscribed == {"btcusdt@depth@100ms", "bnbusdt@depth@100ms"}
         assert proc.poll() is None
 

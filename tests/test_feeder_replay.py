@@ -192,7 +192,8 @@ def test_burst_of_10_markets_as_fast_as_the_socket_allows_ends_on_the_final_book
     lag_lines = {s: len(re.findall(rf"market {s}: \d+ ms behind the exchange", log)) for s in symbols}
     assert all(1 <= n <= 3 for n in lag_lines.values()), lag_lines
     for symbol in symbols:
-        assert truth[symbol] is not None and snapshot_equals_truth(truth[symbol], finals[symbol]), symbol
+        expected_book = truth[symbol]
+        assert expected_book is not None and snapshot_equals_truth(expected_book, finals[symbol]), symbol
         assert (counters[symbol]["gaps"], counters[symbol]["resyncs"]) == (0, 0), symbol
         assert counters[symbol]["updates"] > 1000, symbol
     assert AUDIT_FAULT_LOG not in (tmp_path / "run.log").read_text()

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,9 +111,9 @@ def _price(level: tuple[float, float] | None) -> str:
     return "-" if level is None else f"{level[0]:.2f}"
 
 
-def _attach(groups: dict[str, str], deadline: float) -> dict[str, Reader]:
+def _attach(groups: dict[str, str], deadline: float, stopped: Callable[[], bool]) -> dict[str, Reader]:
     readers: dict[str, Reader] = {}
-    while len(readers) < len(groups):
+    while len(readers) < len(groups) and not stopped():
         for group in groups:
             if group not in readers:
                 try:
@@ -164,7 +164,7 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
         readers: dict[str, Reader] = {}
         try:
             started = time.monotonic()
-            readers = _attach(groups, started + START_TIMEOUT_S)
+            readers = _attach(groups, started + START_TIMEOUT_S, lambda: stop)
             focus = (f"{group_prefix}-spot", SPOT_SYMBOLS[0])
             last_plain = 0.0
             while not stop and (duration_s <= 0 or time.monotonic() - started < duration_s):

@@ -5,10 +5,12 @@ Glue only; every decision is made elsewhere:
     WsPool thread ── raw frame ──► _fastbook.parse_depth ──► BookSync.on_diff ──► FastBook ──► SegmentWriter.publish
     snapshot workers ◄── FetchSnapshot ── BookSync ◄── SnapshotResult / SnapshotFailed ◄── RestClient (+ governor)
     main thread: ticks (staleness, retries, refresh audits), counters, heartbeat, systemd watchdog, signals
+    jobs thread: SIGHUP reloads and symbol checks (REST requests that may wait for weight), one at a time
 
 One lock serialises every market event (websocket threads, snapshot workers, ticks): the GIL allows one
 at a time anyway, and the slot seqlock needs a single writer. A fault in one market — a gap, an unknown
-symbol, a REST error, a malformed frame — changes only that market's slot.
+symbol, a REST error, a malformed frame — changes only that market's slot. A slot's status flags always
+follow its book's sync state: a book is shown in sync only while BookSync says SYNCED.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ does not hammer the exchange's connection limit (300 attempts per 5 minutes per 
 
 Signals: SIGTERM / SIGINT stop every child (SIGTERM, then SIGKILL after a grace period) and exit 0.
 SIGHUP re-reads the file: a broken file changes nothing (the error is logged); otherwise children of
-groups that remain get SIGHUP (they add / remove markets live), new groups start, removed groups stop.
+groups that remain get SIGHUP (they add / remove markets live) or, when a key that only takes effect at a
+start changed (depth, endpoints...), are restarted; new groups start, removed groups stop.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ldc.config import Config, load_config
+from ldc.config import Config, GroupConfig, load_config, restart_keys
 from ldc.errors import ConfigError
 
 log = logging.getLogger("ldc.supervisor")
@@ -52,6 +53,7 @@ class Child:
     """One group's feeder process and its restart bookkeeping."""
 
     group: str
+    config: GroupConfig
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0
@@ -85,7 +87,7 @@ class Supervisor:
 
     def run(self, config: Config) -> int:
         for group in config.groups:
-            self._children[group.name] = Child(group.name)
+            self._children[group.name] = Child(group.name, group)
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
@@ -125,18 +127,31 @@ class Supervisor:
         except ConfigError as exc:
             log.error("reload ignored, the running groups stay as they are: %s", exc)
             return
-        wanted = {g.name for g in config.groups}
+        wanted = {g.name: g for g in config.groups}
         removed = [c for name, c in self._children.items() if name not in wanted]
-        for child in self._children.values():
-            if child.group in wanted and child.proc is not None:
-                child.proc.send_signal(signal.SIGHUP)
-        for name in wanted - self._children.keys():
-            self._children[name] = Child(name)
+        restart = [c for c in self._children.values() if c.group in wanted and self._reconfigure(c, wanted[c.group])]
+        for name in wanted.keys() - self._children.keys():
+            self._children[name] = Child(name, wanted[name])
             log.info("group %s added by reload", name)
         for child in removed:
             del self._children[child.group]
             log.info("group %s removed by reload", child.group)
-        self._stop_all(removed)
+        self._stop_all(removed + restart)
+        for child in restart:
+            child.restart_at, child.failures = 0.0, 0  # started again at once, with the new file
+
+    def _reconfigure(self, child: Child, new: GroupConfig) -> bool:
+        """A group that stays: SIGHUP when only its symbols changed (the feeder adds / removes markets live);
+        True when a key that only takes effect at a start changed (depth, endpoints...): restart it."""
+        changed = restart_keys(child.config, new)
+        child.config = new
+        if child.proc is None:
+            return False  # waiting to restart: it reads the new file then
+        if changed:
+            log.info("group %s: %s changed, restarting its feeder", child.group, ", ".join(changed))
+            return True
+        child.proc.send_signal(signal.SIGHUP)
+        return False
 
     def _stop_all(self, children: list[Child]) -> None:
         running = [c.proc for c in children if c.proc is not None]

@@ -16,7 +16,7 @@ import pytest
 
 from feeder_helpers import Processes, check_truth, group_table, processes, unique_group, wait_until, write_config
 from ldc.config import endpoints, load_config
-from ldc.errors import OutOfSync, WriterDead
+from ldc.errors import LdcError, OutOfSync, WriterDead
 from ldc.io.governor import governor_key
 from ldc.shm.layout import State, Status, segment_path
 from ldc.shm.reader import Reader
@@ -197,3 +197,31 @@ def _pid_alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_sighup_restarts_a_feeder_whose_depth_changed(tmp_path: Path, spot: Simulator) -> None:
+    group = unique_group("depth")
+    path = tmp_path / "ldc.toml"
+    log = tmp_path / "run.log"
+    write_config(path, [group_table(group, "spot", ("BTCUSDT",), spot, depth=10)])
+    with processes() as procs:
+        supervisor = start_run(procs, path, log)
+        with Reader(group, attach_timeout_s=EXIT_TIMEOUT_S) as reader:
+            wait_until(lambda: _all_synced(reader), what="in sync")
+            first_pid = reader.info().writer_pid
+        write_config(path, [group_table(group, "spot", ("BTCUSDT",), spot, depth=15)])
+        supervisor.send_signal(signal.SIGHUP)
+        wait_until(lambda: _depth_synced(group) == 15, what="the feeder restarted with depth 15")
+        with Reader(group) as reader:
+            assert reader.info().writer_pid != first_pid and len(reader.snapshot("BTCUSDT").bids) == 15
+            assert check_truth(spot, reader, "BTCUSDT", "spot", 15) in (True, None)
+        assert supervisor.poll() is None
+    assert f"group {group}: depth changed, restarting its feeder" in log.read_text()
+
+
+def _depth_synced(group: str) -> int:
+    try:
+        with Reader(group) as reader:
+            return reader.depth if reader.writer_alive() and _all_synced(reader) else 0
+    except LdcError:
+        return 0

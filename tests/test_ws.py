@@ -4,16 +4,35 @@ messages/s, 1024 streams per connection; faults: disconnect, shutdown, malformed
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import itertools
 import socket
+import ssl
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ldc.io.ws import RECV_CHUNK_BYTES, CloseReason, WsOptions, WsPool, _BufferedWebSocket, backoff_delay, combined_url
+from ldc.errors import ProtocolError
+from ldc.io.ws import (
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    MAX_MESSAGE_BYTES,
+    RECV_CHUNK_BYTES,
+    CloseReason,
+    WsOptions,
+    WsPool,
+    _FrameParser,
+    backoff_delay,
+    combined_url,
+)
 from ldc.sim import Simulator
 from ldc.sim.faults import FaultKind, FaultRule
 
@@ -387,36 +406,279 @@ def test_stop_from_another_thread_is_prompt(spot: Simulator) -> None:
     assert pool.connections() == {}
 
 
-def _server_frame(payload: bytes) -> bytes:
-    n = len(payload)  # RFC 6455 5.2: server frames are unmasked
+def _server_frame(payload: bytes, b0: int = 0x81, mask: bytes = b"") -> bytes:
+    """RFC 6455 5.2: byte 0 is FIN | RSV | opcode; server frames are unmasked (``mask`` breaks that)."""
+    n, mask_bit = len(payload), 0x80 if mask else 0
     if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65_536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+        head = bytes((b0, mask_bit | n))
+    elif n < 65_536:
+        head = bytes((b0, mask_bit | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((b0, mask_bit | 127)) + n.to_bytes(8, "big")
+    if mask:
+        payload = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return head + mask + payload
+
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+FIN = 0x80
+
+
+def _parse_in_reads(wire: bytes, read_sizes: Sequence[int]) -> list[tuple[int, bytes]]:
+    """Feed ``wire`` to a parser as reads of the given sizes (cycled), each capped by the space offered."""
+    parser, pos = _FrameParser(), 0
+    got: list[tuple[int, bytes]] = []
+    for size in itertools.cycle(read_sizes):
+        if pos >= len(wire):
+            return got
+        space = parser.space()
+        n = min(len(space), size, len(wire) - pos)
+        space[:n] = wire[pos : pos + n]
+        pos += n
+        got += parser.feed(n)
+        if parser.error is not None:
+            raise parser.error
+    raise AssertionError("unreachable")
+
+
+PAYLOADS = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i * 37 % 3000)) for i in range(400)]
+PAYLOADS.insert(200, b"y" * (RECV_CHUNK_BYTES * 2 + 5))  # a 64-bit length, spanning three chunks
 
 
 def test_chunked_reads_deliver_frames_intact_across_chunk_boundaries() -> None:
-    payloads = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i * 37 % 3000)) for i in range(400)]
-    payloads.insert(200, b"y" * (RECV_CHUNK_BYTES * 2 + 5))  # one frame spanning three chunks
-    wire = b"".join(_server_frame(p) for p in payloads)
-    ours, theirs = socket.socketpair()
-    ws = _BufferedWebSocket(skip_utf8_validation=True, enable_multithread=False)
-    ws.sock, ws.connected = ours, True
+    wire = b"".join(_server_frame(p) for p in PAYLOADS)
+    for sizes in ([1000], [RECV_CHUNK_BYTES], [1, 2, 3, 4096, 7, 70_000], [len(wire)]):
+        assert _parse_in_reads(wire, sizes) == [(TEXT, p) for p in PAYLOADS], sizes
 
-    def send_in_pieces() -> None:
-        for i in range(0, len(wire), 1000):
-            theirs.sendall(wire[i : i + 1000])
 
-    sender = threading.Thread(target=send_in_pieces)
-    sender.start()
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 3000), min_size=1, max_size=20))
+def test_any_split_of_the_stream_parses_the_same(read_sizes: list[int]) -> None:
+    payloads = PAYLOADS[:60:3]
+    wire = b"".join(_server_frame(p, FIN | (BINARY if i % 2 else TEXT)) for i, p in enumerate(payloads))
+    got = _parse_in_reads(wire, read_sizes)
+    assert got == [(BINARY if i % 2 else TEXT, p) for i, p in enumerate(payloads)]
+
+
+def test_a_fragmented_message_is_reassembled_and_control_frames_between_come_in_order() -> None:
+    wire = (
+        _server_frame(b"hel", TEXT)  # FIN clear
+        + _server_frame(b"p1", FIN | PING)
+        + _server_frame(b"l", CONT)
+        + _server_frame(b"o", FIN | CONT)
+        + _server_frame(b"", FIN | PONG)
+        + _server_frame(b"\x00\x01", BINARY)
+        + _server_frame(b"\x02", FIN | CONT)
+    )
+    assert _parse_in_reads(wire, [3]) == [(PING, b"p1"), (TEXT, b"hello"), (PONG, b""), (BINARY, b"\x00\x01\x02")]
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (_server_frame(b"x" * 10, mask=b"abcd"), "expected an unmasked server frame, found a masked one (byte 1 = 0x8a)"),
+        (_server_frame(b"x", FIN | 0x40 | TEXT), "expected no reserved bits (no extension was negotiated), found byte 0 = 0xc1"),
+        (_server_frame(b"x", FIN | 0x3), "expected a known data opcode, found 0x3"),
+        (_server_frame(b"x", FIN | 0xB), "expected a known control opcode, found 0xb"),
+        (_server_frame(b"x", PING), "expected a final control frame of <= 125 bytes, found fin=False with 1 bytes"),
+        (_server_frame(b"x" * 126, FIN | PING), "expected a final control frame of <= 125 bytes, found fin=True with 126 bytes"),
+        (_server_frame(b"x", FIN | CONT), "expected a new message, found a continuation frame"),
+        (_server_frame(b"x", TEXT) + _server_frame(b"y", FIN | TEXT), "expected a continuation frame, found a new message (opcode 0x1)"),
+        (bytes((0x81, 127)) + (MAX_MESSAGE_BYTES + 1).to_bytes(8, "big"), f"frame of {MAX_MESSAGE_BYTES + 1} bytes, expected at most {MAX_MESSAGE_BYTES}"),
+    ],
+)
+def test_protocol_violations_are_refused(wire: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        _parse_in_reads(wire, [len(wire)])
+    assert str(info.value) == message
+
+
+def test_a_fragmented_message_over_the_limit_is_refused() -> None:
+    parser, part = _FrameParser(max_message_bytes=100), _server_frame(b"x" * 60, TEXT)
+    space = parser.space()
+    space[: len(part)] = part
+    assert parser.feed(len(part)) == []
+    more = _server_frame(b"x" * 60, FIN | CONT)
+    parser.space()[: len(more)] = more
+    assert parser.feed(len(more)) == []
+    assert str(parser.error) == "fragmented message of 120 bytes, expected at most 100"
+
+
+def test_frames_before_a_violation_are_returned_and_the_parser_then_stays_failed() -> None:
+    parser, wire = _FrameParser(), _server_frame(b"ok") + _server_frame(b"x", FIN | 0x20 | TEXT) + _server_frame(b"late")
+    parser.space()[: len(wire)] = wire
+    assert parser.feed(len(wire)) == [(TEXT, b"ok")]
+    assert isinstance(parser.error, ProtocolError)
+    with pytest.raises(ProtocolError, match="found byte 0 = 0xa1$"):
+        parser.feed(0)
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError(f"peer left after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def _read_client_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One frame from the client (RFC 6455 5.3: masked), unmasked."""
+    b0, b1 = _read_exact(sock, 2)
+    assert b1 & 0x80, "client frames must be masked"
+    n = b1 & 0x7F
+    if n >= 126:
+        n = int.from_bytes(_read_exact(sock, 2 if n == 126 else 8), "big")
+    mask = _read_exact(sock, 4)
+    return b0 & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(_read_exact(sock, n)))
+
+
+class ScriptedServer:
+    """A websocket server on loopback that answers the handshake (RFC 6455 4.2.2), sends ``script`` to
+    every connection and records the frames each client sends back; TLS with ``tls`` (a server context)."""
+
+    def __init__(self, script: bytes, tls: ssl.SSLContext | None = None) -> None:
+        self.script, self.tls = script, tls
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.received: list[list[tuple[int, bytes]]] = []  # per connection, in accept order
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/stream"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            frames: list[tuple[int, bytes]] = []
+            self.received.append(frames)
+            threading.Thread(target=self._serve, args=(conn, frames), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, frames: list[tuple[int, bytes]]) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += _read_exact(conn, 1)
+            key = next(ln.split(b":", 1)[1].strip() for ln in request.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key"))
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
+            conn.sendall(self.script)
+            while True:
+                frames.append(_read_client_frame(conn))
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_server_pings_are_echoed_and_fragments_delivered_as_one_message() -> None:
+    script = (
+        _server_frame(b"ping-1", FIN | PING)
+        + _server_frame(b'{"a":', TEXT)
+        + _server_frame(b"ping-2", FIN | PING)
+        + _server_frame(b"1}", FIN | CONT)
+    )
+    server, recorder = ScriptedServer(script), Recorder()
+    pool = WsPool(server.url(), recorder, options=FAST)
+    pool.start(SPOT[:1])
     try:
-        got = [ws.recv_data_frame(True)[1].data for _ in payloads]
+        wait_for(lambda: server.received and len(server.received[0]) >= 2 and recorder.messages, "the pongs and the message")
     finally:
-        sender.join(WAIT_S)
-        ours.close()
-        theirs.close()
-    assert got == payloads
+        pool.stop()
+        server.close()
+    assert [raw for _, raw, _ in recorder.messages] == [b'{"a":1}']
+    assert server.received[0][:2] == [(PONG, b"ping-1"), (PONG, b"ping-2")]
+    assert server.received[0][2:] == [(CLOSE, CLOSE_NORMAL.to_bytes(2, "big"))]  # stop: a clean close
+    assert recorder.closes() == [(recorder.opens()[0][0], CloseReason.STOPPED)]
+
+
+def test_a_server_close_is_echoed_and_closes_as_server_closed() -> None:
+    script = _server_frame(b"1") + _server_frame((1001).to_bytes(2, "big") + b"bye", FIN | CLOSE)
+    server, recorder = ScriptedServer(script), Recorder()
+    pool = WsPool(server.url(), recorder, options=WsOptions(backoff_initial_s=30.0, read_poll_s=0.05))
+    pool.start(SPOT[:1])
+    try:
+        wait_for(lambda: recorder.closes(), "the close")
+        wait_for(lambda: server.received and server.received[0], "the echoed close")
+    finally:
+        pool.stop()
+        server.close()
+    assert recorder.closes() == [(recorder.opens()[0][0], CloseReason.SERVER_CLOSED)]
+    assert server.received[0] == [(CLOSE, (1001).to_bytes(2, "big"))]
+    assert [raw for _, raw, _ in recorder.messages] == [b"1"]
+
+
+def test_a_masked_server_frame_drops_the_connection_with_a_protocol_error_close() -> None:
+    script = _server_frame(b'{"ok":1}') + _server_frame(b'{"bad":1}', mask=b"\x01\x02\x03\x04")
+    server, recorder = ScriptedServer(script), Recorder()
+    pool = WsPool(server.url(), recorder, options=FAST)
+    pool.start(SPOT[:1])
+    try:
+        wait_for(lambda: len(recorder.opens()) >= 2, "the reconnect")
+    finally:
+        pool.stop()
+        server.close()
+    first = recorder.opens()[0][0]
+    assert recorder.closes()[0] == (first, CloseReason.ERROR)
+    assert recorder.messages[0][:2] == (first, b'{"ok":1}')
+    assert all(raw != b'{"bad":1}' for _, raw, _ in recorder.messages)
+    assert server.received[0] == [(CLOSE, CLOSE_PROTOCOL_ERROR.to_bytes(2, "big"))]
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (openssl), and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_frames_over_tls_arrive_intact(tls_files: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = tls_files
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", cert)  # websocket-client trusts it, hostname checked
+    server, recorder = ScriptedServer(b"".join(_server_frame(p) for p in PAYLOADS), tls=context), Recorder()
+    pool = WsPool(server.url(), recorder, options=FAST)
+    pool.start(SPOT[:1])
+    try:
+        wait_for(lambda: len(recorder.messages) >= len(PAYLOADS), "every frame")
+    finally:
+        pool.stop()
+        server.close()
+    assert [raw for _, raw, _ in recorder.messages] == PAYLOADS  # TLS records are 16 KB: frames cut everywhere
+    assert recorder.closes() == [(recorder.opens()[0][0], CloseReason.STOPPED)]
+
+
+def test_frames_of_one_read_share_its_receive_time() -> None:
+    server, recorder = ScriptedServer(b"".join(_server_frame(b"%d" % i) for i in range(50))), Recorder()
+    pool = WsPool(server.url(), recorder, options=FAST)
+    before = time.time_ns()
+    pool.start(SPOT[:1])
+    try:
+        wait_for(lambda: len(recorder.messages) == 50, "the frames")
+    finally:
+        pool.stop()
+        server.close()
+    stamps = [ns for _, _, ns in recorder.messages]
+    assert [raw for _, raw, _ in recorder.messages] == [b"%d" % i for i in range(50)]
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= time.time_ns()
+    assert len(set(stamps)) < 50  # one sendall of ~200 bytes: a read or a few, never one stamp per frame
 
 
 def test_backoff_grows_exponentially_to_the_cap_with_jitter_in_the_upper_half() -> None:

@@ -14,15 +14,20 @@ threads at once:
   same streams until the consumer has moved its markets and calls ``pool.release(replaces)`` (or
   ``ROLLOVER_OVERLAP_MAX_S`` passes), so no market needs to go out of sync. (If the old connection died
   first, its ``on_close`` came already: treat the open as a plain one.)
-- ``on_message(conn_id, raw, recv_time_ns)`` for every data frame, raw bytes (``skip_utf8_validation``:
-  websocket-client's pure-Python UTF-8 check costs ~155 us per 1.3 KB frame, parsing validates anyway),
-  ``recv_time_ns`` on the wall clock (compare with the exchange's event time). Malformed frames are passed
+- ``on_message(conn_id, raw, recv_time_ns)`` for every data message (fragments reassembled), its raw
+  payload bytes, UTF-8 not validated (parsing validates anyway; websocket-client's pure-Python check costs
+  ~155 us per 1.3 KB frame). ``recv_time_ns`` is on the wall clock (compare with the exchange's event
+  time), stamped once per socket read: the frames of one read share it. Malformed payloads are passed
   through; only SUBSCRIBE answers and ``serverShutdown`` are consumed here.
 - ``on_close(conn_id, reason, streams)`` once per opened connection; the markets of ``streams`` must resync
   unless ``reason`` is ``ROLLED_OVER`` (their successor is already open). A dropped connection is reopened
   with jittered exponential backoff under a new id.
 
-Pings: websocket-client's ``recv_data_frame`` answers every server ping with a pong echoing its payload.
+websocket-client opens the connection (handshake, TLS, proxies) and sends our frames; the frames received
+are read off its socket in ``RECV_CHUNK_BYTES`` chunks and parsed here (``_FrameParser``, RFC 6455 5.2):
+~10x cheaper per frame than its ``recv_data_frame``. Every server ping is answered with a pong echoing its
+payload, a server close with a close echoing its status code. A protocol violation (a masked frame,
+reserved bits or opcodes, a stray continuation) drops the connection (``CloseReason.ERROR``).
 A silent connection is probed with our own ping and dropped when nothing answers (``PONG_TIMEOUT_S``).
 Control messages (SUBSCRIBE, UNSUBSCRIBE, our pings) are spaced below the venue's per-connection rate.
 """
@@ -43,6 +48,8 @@ import orjson
 import websocket
 from websocket import ABNF
 
+from ldc.errors import ProtocolError
+
 log = logging.getLogger(__name__)
 
 # Limits (web-socket-streams.md)
@@ -50,7 +57,12 @@ MAX_STREAMS_PER_CONNECTION = 1024
 URL_STREAMS_MAX = 100  # streams carried in the URL at connect; more go by SUBSCRIBE (keeps the URL short)
 SUBSCRIBE_BATCH = 100  # streams per SUBSCRIBE / UNSUBSCRIBE message
 SMALL_FRAME_BYTES = 512  # frames up to this size are checked for control answers and serverShutdown
-RECV_CHUNK_BYTES = 65_536  # socket reads; websocket-client alone makes 2-3 recv calls per frame
+RECV_CHUNK_BYTES = 65_536  # socket reads: ~50 spot diff frames per read, websocket-client makes 2-3 per frame
+MIN_READ_BYTES = 4096  # the buffer is compacted when less than this is free after a cut frame
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a frame or fragmented message larger than this is a protocol error
+MAX_CONTROL_PAYLOAD_BYTES = 125  # RFC 6455 5.5
+CLOSE_NORMAL = 1000  # RFC 6455 7.4.1 status codes
+CLOSE_PROTOCOL_ERROR = 1002
 # Rates
 DEFAULT_CONTROL_MSGS_PER_S = 4.0  # spot allows 5 incoming messages/s (pongs included), futures 10
 # Timeouts
@@ -67,6 +79,9 @@ ROLLOVER_OVERLAP_MAX_S = 120.0  # close the old connection this long after its s
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_CAP_S = 30.0  # 300 connection attempts per 5 min per IP: a capped lane tries at most 10 times
 BACKOFF_RESET_AFTER_S = 30.0  # a connection that stayed up this long starts the backoff afresh
+
+
+_CONTROL_OPCODES = frozenset((ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG))
 
 
 class CloseReason(str, enum.Enum):
@@ -121,24 +136,122 @@ def combined_url(endpoint: str, streams: Sequence[str]) -> str:
     return f"{endpoint}?streams={'/'.join(streams)}"
 
 
-class _BufferedWebSocket(websocket.WebSocket):
-    """websocket-client reads every frame with 2-3 ``recv`` calls sized to its header and payload (plus a
-    ``poll`` each when a timeout is set); this reads the socket in ``RECV_CHUNK_BYTES`` chunks and serves
-    those calls from memory. Its base ``_recv`` keeps websocket-client's timeout and close handling."""
+class _FrameParser:
+    """RFC 6455 frames from a server, parsed from bytes read into its own buffer; it does no I/O.
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._chunk = b""
-        self._pos = 0
+    The reader ``recv_into(parser.space())``, then ``parser.feed(n)`` returns the complete messages and
+    control frames those bytes finished, as ``(opcode, payload)``; a frame cut by the read stays buffered
+    until the next. Fragmented messages come back reassembled under their first frame's opcode; control
+    frames between their fragments come back in wire order. Masked frames, reserved bits or opcodes and
+    misplaced continuations raise ``ProtocolError``: the caller must drop the connection."""
 
-    def _recv(self, bufsize: int) -> bytes:
-        chunk, pos = self._chunk, self._pos
-        if pos >= len(chunk):
-            chunk, pos = super()._recv(RECV_CHUNK_BYTES), 0  # type: ignore[no-untyped-call]
-            self._chunk = chunk
-        end = min(pos + bufsize, len(chunk))
-        self._pos = end
-        return chunk[pos:end]
+    def __init__(self, *, chunk_bytes: int = RECV_CHUNK_BYTES, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._chunk = chunk_bytes
+        self._max = max_message_bytes
+        self._buf = bytearray(chunk_bytes)
+        self._view = memoryview(self._buf)
+        self._start = 0  # first byte not parsed yet
+        self._end = 0  # end of the bytes read
+        self._want = 0  # size of the frame cut at _start (header included), once its header is in
+        self._fragments: list[bytes] = []
+        self._fragment_opcode = 0
+        self._fragment_bytes = 0
+        self.error: ProtocolError | None = None  # the violation that ended parsing, if any
+
+    def space(self) -> memoryview:
+        """The free tail of the buffer, for the next read: at least ``MIN_READ_BYTES``, and room for the
+        whole of a frame larger than the buffer."""
+        pending = self._end - self._start
+        if not pending:
+            self._start = self._end = 0
+            if len(self._buf) > self._chunk:  # a large message has gone: give its memory back
+                self._resize(self._chunk)
+        elif len(self._buf) - self._end < MIN_READ_BYTES or self._start + self._want > len(self._buf):
+            needed = max(self._want, pending) + MIN_READ_BYTES
+            if needed > len(self._buf):
+                self._resize(max(self._chunk, needed))
+            else:  # move the cut frame to the front (the slices have equal sizes: no resize)
+                self._buf[:pending] = self._buf[self._start : self._end]
+                self._start, self._end = 0, pending
+        return self._view[self._end :]
+
+    def _resize(self, size: int) -> None:
+        pending = self._end - self._start
+        buf = bytearray(size)
+        buf[:pending] = self._view[self._start : self._end]
+        self._buf, self._view = buf, memoryview(buf)
+        self._start, self._end = 0, pending
+
+    def feed(self, nbytes: int) -> list[tuple[int, bytes]]:
+        """Account for ``nbytes`` just read into ``space()``; the messages and control frames completed.
+        After a protocol violation the frames before it are still returned and the violation is left in
+        ``error``: the caller handles them, then drops the connection (a further ``feed`` raises it)."""
+        if self.error is not None:
+            raise self.error
+        self._end += nbytes
+        buf, view, end = self._buf, self._view, self._end
+        pos = self._start
+        self._want = 0
+        fragmented = self._fragment_opcode
+        out: list[tuple[int, bytes]] = []
+        try:
+            while end - pos >= 2:
+                b0, size = buf[pos], buf[pos + 1]
+                head = 2
+                if size >= 126:  # the mask bit, or a 16 / 64-bit length: the uncommon cases in one branch
+                    if size & 0x80:
+                        raise ProtocolError(f"expected an unmasked server frame, found a masked one (byte 1 = {size:#04x})")
+                    head = 4 if size == 126 else 10
+                    if end - pos < head:
+                        break
+                    size = int.from_bytes(view[pos + 2 : pos + head], "big")
+                    if size > self._max:
+                        raise ProtocolError(f"frame of {size} bytes, expected at most {self._max}")
+                stop = pos + head + size
+                if stop > end:
+                    self._want = head + size
+                    break
+                if (b0 == 0x81 or b0 == 0x82) and not fragmented:  # a whole text / binary message: nearly every frame
+                    out.append((b0 & 0x0F, bytes(view[pos + head : stop])))
+                else:
+                    self._uncommon(b0, bytes(view[pos + head : stop]), out)
+                    fragmented = self._fragment_opcode
+                pos = stop
+        except ProtocolError as exc:
+            self.error = exc
+        self._start = pos
+        return out
+
+    def _uncommon(self, b0: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
+        fin, opcode = b0 & 0x80, b0 & 0x0F
+        if b0 & 0x70:
+            raise ProtocolError(f"expected no reserved bits (no extension was negotiated), found byte 0 = {b0:#04x}")
+        if opcode >= ABNF.OPCODE_CLOSE:
+            if opcode not in _CONTROL_OPCODES:
+                raise ProtocolError(f"expected a known control opcode, found {opcode:#x}")
+            if not fin or len(payload) > MAX_CONTROL_PAYLOAD_BYTES:
+                raise ProtocolError(f"expected a final control frame of <= 125 bytes, found fin={bool(fin)} with {len(payload)} bytes")
+            out.append((opcode, payload))
+        elif opcode == ABNF.OPCODE_CONT:
+            if not self._fragment_opcode:
+                raise ProtocolError("expected a new message, found a continuation frame")
+            self._add_fragment(payload)
+            if fin:
+                out.append((self._fragment_opcode, b"".join(self._fragments)))
+                self._fragments, self._fragment_opcode, self._fragment_bytes = [], 0, 0
+        elif opcode == ABNF.OPCODE_TEXT or opcode == ABNF.OPCODE_BINARY:
+            if self._fragment_opcode:
+                raise ProtocolError(f"expected a continuation frame, found a new message (opcode {opcode:#x})")
+            self._fragment_opcode = opcode
+            self._add_fragment(payload)
+        else:
+            raise ProtocolError(f"expected a known data opcode, found {opcode:#x}")
+
+    def _add_fragment(self, payload: bytes) -> None:
+        self._fragment_bytes += len(payload)
+        if self._fragment_bytes > self._max:
+            raise ProtocolError(f"fragmented message of {self._fragment_bytes} bytes, expected at most {self._max}")
+        self._fragments.append(payload)
 
 
 class _ControlRate:
@@ -216,8 +329,6 @@ class _Conn:
             ws = websocket.create_connection(
                 url,
                 timeout=opts.connect_timeout_s,
-                class_=_BufferedWebSocket,
-                skip_utf8_validation=True,
                 enable_multithread=False,
             )
         except (OSError, websocket.WebSocketException) as exc:
@@ -238,8 +349,13 @@ class _Conn:
         return ws
 
     def _serve(self, ws: websocket.WebSocket) -> CloseReason:
+        parser = _FrameParser()
         try:
-            reason = self._read(ws)
+            reason = self._read(ws, parser)
+        except ProtocolError as exc:
+            log.warning("ws %d: protocol error: %s", self.conn_id, exc)
+            reason = CloseReason.ERROR
+            _send_quietly(ws, ABNF.create_frame(CLOSE_PROTOCOL_ERROR.to_bytes(2, "big"), ABNF.OPCODE_CLOSE))
         except (OSError, websocket.WebSocketException) as exc:
             reason = CloseReason.STOPPED if self.pool._stop.is_set() else CloseReason.ERROR
             if reason is CloseReason.ERROR:
@@ -248,62 +364,89 @@ class _Conn:
             log.exception("ws %d: the handler raised", self.conn_id)
             reason = CloseReason.ERROR
         if reason in _GRACEFUL:
-            try:
-                ws.close(timeout=CLOSE_TIMEOUT_S)
-            except (OSError, websocket.WebSocketException):
-                pass
+            _close_handshake(ws, parser)
         ws.shutdown()  # type: ignore[no-untyped-call]
         log.info("ws %d closed: %s", self.conn_id, reason.value)
         self.pool.handler.on_close(self.conn_id, reason, tuple(self.subscribed))
         return reason
 
-    def _read(self, ws: websocket.WebSocket) -> CloseReason:
+    def _read(self, ws: websocket.WebSocket, parser: _FrameParser) -> CloseReason:
+        """Read frames off the socket until the connection must close; the reason.
+
+        websocket-client did the handshake and sends our frames (masked, as RFC 6455 wants); reading is
+        ours: one ``recv_into`` of up to ``RECV_CHUNK_BYTES`` yields ~50 diff frames at a few hundred ns
+        of parsing each, where websocket-client's ``recv_data_frame`` costs ~10 us per frame. The socket's
+        own timeout (not a ``select`` on the descriptor) ends an idle read, so bytes already decrypted in a
+        TLS socket's buffer are returned by the next read, never stranded. ``recv_time_ns`` is stamped
+        once per read: every frame of one read carries the time its bytes left the kernel, so time spent
+        queued in the socket buffer before that read is not hidden, and the frames' own processing after
+        it shows up as receive-to-publish time."""
         opts, handler, conn_id = self.pool.options, self.pool.handler, self.conn_id
+        sock = ws.sock
+        if sock is None:
+            raise ProtocolError("expected an open socket after the handshake, found none")
         rate = _ControlRate(opts.control_msgs_per_s, time.monotonic())
         opened = time.monotonic()
-        last_rx_ns = time.time_ns()  # the wall clock already read per frame; a jump only shifts one ping
+        last_rx_ns = time.time_ns()  # the wall clock already read per read; a jump only shifts one ping
         pinged = 0.0
         shutdown_seen = False
         next_check_ns = 0
         while True:
             try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
-                opcode, frame = -1, None
+                nbytes = sock.recv_into(parser.space())
+            except TimeoutError:
+                nbytes = -1
             now_ns = time.time_ns()
-            if frame is not None:
+            if nbytes == 0:
+                return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
+            if nbytes > 0:
                 last_rx_ns, pinged = now_ns, 0.0
-                if opcode == ABNF.OPCODE_TEXT or opcode == ABNF.OPCODE_BINARY:
-                    raw: bytes = frame.data
-                    if len(raw) > SMALL_FRAME_BYTES or not self._control(raw):
-                        handler.on_message(conn_id, raw, now_ns)
-                    elif not shutdown_seen and b"serverShutdown" in raw:
-                        shutdown_seen = True
-                        log.info("ws %d: serverShutdown, rolling over", conn_id)
-                        self._start_successor()
-                elif opcode == ABNF.OPCODE_CLOSE:
-                    return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
+                for opcode, raw in parser.feed(nbytes):
+                    if opcode == ABNF.OPCODE_TEXT or opcode == ABNF.OPCODE_BINARY:
+                        if len(raw) > SMALL_FRAME_BYTES or not self._control(raw):
+                            handler.on_message(conn_id, raw, now_ns)
+                        elif not shutdown_seen and b"serverShutdown" in raw:
+                            shutdown_seen = True
+                            log.info("ws %d: serverShutdown, rolling over", conn_id)
+                            self._start_successor()
+                    elif opcode == ABNF.OPCODE_PING:
+                        ws.pong(raw)
+                    elif opcode == ABNF.OPCODE_CLOSE:
+                        _send_quietly(ws, ABNF.create_frame(raw[:2], ABNF.OPCODE_CLOSE))  # echo its status code
+                        return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
+                    # a pong needs nothing more: any bytes received proved the connection alive
+                if parser.error is not None:
+                    raise parser.error
                 if now_ns < next_check_ns:
                     continue
             next_check_ns = now_ns + int(opts.read_poll_s * 1e9)
-            now = time.monotonic()
-            if self.pool._stop.is_set():
-                return CloseReason.STOPPED
-            if self.retire_at and now >= self.retire_at:
-                return CloseReason.ROLLED_OVER
-            if self.successor is None and (now - opened >= opts.rollover_after_s or self._rollover_requested()):
-                log.info("ws %d: %.0f s old, rolling over", conn_id, now - opened)
-                self._start_successor()
-            if not self._lane_streams():
-                return CloseReason.REMOVED
-            if self.successor is None:
-                self._reconcile(ws, rate, now)
-            if now_ns - last_rx_ns >= opts.idle_ping_after_s * 1e9:
-                if pinged and now - pinged >= opts.pong_timeout_s:
-                    return CloseReason.PING_TIMEOUT
-                if not pinged and rate.take(now):
-                    ws.ping(b"ldc")
-                    pinged = now
+            reason = self._housekeeping(ws, rate, opened, now_ns - last_rx_ns, pinged)
+            if isinstance(reason, CloseReason):
+                return reason
+            pinged = reason
+
+    def _housekeeping(self, ws: websocket.WebSocket, rate: _ControlRate, opened: float, idle_ns: int,
+                      pinged: float) -> CloseReason | float:  # fmt: skip
+        """Checks made every ``read_poll_s``: a reason to close, or when our unanswered ping went (0: none)."""
+        opts, now = self.pool.options, time.monotonic()
+        if self.pool._stop.is_set():
+            return CloseReason.STOPPED
+        if self.retire_at and now >= self.retire_at:
+            return CloseReason.ROLLED_OVER
+        if self.successor is None and (now - opened >= opts.rollover_after_s or self._rollover_requested()):
+            log.info("ws %d: %.0f s old, rolling over", self.conn_id, now - opened)
+            self._start_successor()
+        if not self._lane_streams():
+            return CloseReason.REMOVED
+        if self.successor is None:
+            self._reconcile(ws, rate, now)
+        if idle_ns >= opts.idle_ping_after_s * 1e9:
+            if pinged and now - pinged >= opts.pong_timeout_s:
+                return CloseReason.PING_TIMEOUT
+            if not pinged and rate.take(now):
+                ws.ping(b"ldc")
+                return now
+        return pinged
 
     # control frames ---------------------------------------------------------------------------------------
 
@@ -365,6 +508,30 @@ class _Conn:
         delay = backoff_delay(attempt, initial_s=opts.backoff_initial_s, cap_s=opts.backoff_cap_s, rand=random.random())
         log.info("ws lane %d: reconnect in %.2f s (attempt %d)", self.lane.lane_id, delay, attempt + 1)
         return not self.pool._stop.wait(delay)
+
+
+def _send_quietly(ws: websocket.WebSocket, frame: ABNF) -> None:
+    """Send a frame on a connection about to be dropped: a failure changes nothing."""
+    try:
+        ws.send_frame(frame)
+    except (OSError, websocket.WebSocketException):
+        pass
+
+
+def _close_handshake(ws: websocket.WebSocket, parser: _FrameParser) -> None:
+    """Our side of a clean close (RFC 6455 7.1.2): send CLOSE, read until the server's CLOSE, EOF or
+    ``CLOSE_TIMEOUT_S``. Frames arriving meanwhile are dropped: the caller has already closed the stream.
+    websocket-client's ``close`` cannot do this: it would read from the middle of a frame we buffered."""
+    _send_quietly(ws, ABNF.create_frame(CLOSE_NORMAL.to_bytes(2, "big"), ABNF.OPCODE_CLOSE))
+    deadline, sock = time.monotonic() + CLOSE_TIMEOUT_S, ws.sock
+    try:
+        while sock is not None and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            nbytes = sock.recv_into(parser.space())
+            if nbytes == 0 or any(opcode == ABNF.OPCODE_CLOSE for opcode, _ in parser.feed(nbytes)):
+                return
+    except (OSError, ProtocolError):
+        pass
 
 
 class WsPool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ldc.shm import _seqlock
+from ldc.shm.segment import GEOMETRY_RULES
 from ldc.shm.layout import (
     DIR_ENTRY,
     HEADER,
@@ -93,6 +94,39 @@ def test_layout_md_states_flags_and_version() -> None:
     assert f"version {VERSION_MAJOR}.{VERSION_MINOR}" in text.splitlines()[0]
     for flag in Status:
         assert re.search(rf"\| `{flag.value:#04x}` \| {flag.name} \|", text), flag.name
+
+
+def documented_geometry_rules() -> list[str]:
+    text = LAYOUT_MD.read_text()
+    match = re.search(r"<!-- rules:geometry -->\n(.*?)\n<!-- /rules -->", text, re.S)
+    assert match, "docs/LAYOUT.md has no geometry rules table"
+    rows = [line.split("|") for line in match.group(1).splitlines()[2:]]
+    assert [int(row[1]) for row in rows] == list(range(1, len(rows) + 1))
+    return [row[2].strip().strip("`") for row in rows]
+
+
+def test_layout_md_geometry_rules_are_the_ones_segment_py_checks_in_order() -> None:
+    assert documented_geometry_rules() == [rule for rule, _ in GEOMETRY_RULES] + ["segment_size <= file_size"]
+
+
+def test_c_and_rust_readers_name_the_documented_rules_in_order() -> None:
+    rules = [rule for rule, _ in GEOMETRY_RULES]
+    c_rules = re.findall(r'^\s*\{.*, "([^"]+)"\},$', LDC_H.read_text(), re.M)
+    assert c_rules == rules
+    rust = (ROOT / "readers" / "rust" / "src" / "segment.rs").read_text()
+    body = rust[rust.index("pub fn check_geometry"):]
+    assert re.findall(r'(?<!!)\(\s*"([^"]+)",', body) == rules  # the first string of each rule tuple
+
+
+def test_layout_md_lists_every_header_field_a_reader_must_load_atomically() -> None:
+    text = LAYOUT_MD.read_text()
+    table = text[text.index("| field | load | changes when |"):text.index("`writer_pid`, `start_time_ns`, `instance_id` and `takeovers` are")]
+    rows = [row.strip() for row in table.splitlines()[2:] if row.strip().startswith("|")]
+    first_column = "".join(row.split("|")[1] for row in rows)
+    documented = set(re.findall(r"`(\w+)`", first_column)) - {"seq"}
+    # everything a writer changes after magic: the liveness and notify blocks, minus text and padding
+    changing = {f.name for f in HEADER.fields if f.offset >= 128 and f.name != "group" and not f.name.startswith("reserved")}
+    assert documented == changing | {"magic"}
 
 
 def c_offsets_program() -> str:

@@ -154,11 +154,11 @@ HEADER: Final = _region(
     384,
     [
         # --- line pair 0: identity and geometry (written once, before magic) ---
-        ("magic", "u64", 1, 'ASCII "LDCDEPTH"; written last on creation (release store): non-zero means ready'),
+        ("magic", "u64", 1, 'ASCII "LDCDEPTH" (0x485450454443444C); 0 until the writer has filled the header, then written last (release store)'),
         ("version_major", "u16", 1, "layout major version; readers reject any other"),
         ("version_minor", "u16", 1, "layout minor version; readers accept any"),
         ("header_size", "u32", 1, "bytes of header (384 in 1.0)"),
-        ("endian_marker", "u64", 1, "0x0102030405060708 written natively"),
+        ("endian_marker", "u64", 1, "0x0102030405060708 (bytes 08 07 06 05 04 03 02 01: the segment is little-endian)"),
         ("segment_size", "u64", 1, "bytes the segment must have; map at least this many"),
         ("directory_offset", "u32", 1, "byte offset of directory entry 0"),
         ("directory_entry_size", "u32", 1, "bytes per directory entry (64 in 1.0)"),
@@ -166,8 +166,8 @@ HEADER: Final = _region(
         ("slot_size", "u32", 1, "bytes per slot (a multiple of 128)"),
         ("capacity", "u32", 1, "number of directory entries and of slots"),
         ("depth", "u32", 1, "levels per side each slot can hold"),
-        ("bids_offset", "u32", 1, "offset of the bids array inside a slot (64-byte aligned)"),
-        ("asks_offset", "u32", 1, "offset of the asks array inside a slot (64-byte aligned)"),
+        ("bids_offset", "u32", 1, "offset of the bids array inside a slot (a multiple of 8; ldc writes multiples of 64)"),
+        ("asks_offset", "u32", 1, "offset of the asks array inside a slot (a multiple of 8; ldc writes multiples of 64)"),
         ("message_offset", "u32", 1, "offset of the status message inside a slot"),
         ("message_size", "u32", 1, "bytes of the status message field"),
         ("heartbeat_interval_ms", "u32", 1, "the writer refreshes heartbeat_ns at least this often"),
@@ -182,7 +182,7 @@ HEADER: Final = _region(
         ("heartbeat_ns", "i64", 1, "CLOCK_REALTIME ns of the writer's last heartbeat"),
         ("dir_seq", "u64", 1, "directory seqlock counter: odd while the directory changes"),
         ("takeovers", "u32", 1, "times a writer took the segment over from a dead one"),
-        ("market_count", "u32", 1, "active directory entries (informational)"),
+        ("market_count", "u32", 1, "active directory entries; consistent with the entries only when read between the two dir_seq loads"),
         ("group", "char", NAME_SIZE, "group name, UTF-8, NUL-padded"),
         ("reserved2", "u8", 16, "zero"),
         # --- line pair 2: the notification futex word, alone so waiters do not share its line ---
@@ -221,7 +221,7 @@ SLOT_HEADER: Final = _region(
         ("ignored", "u64", 1, "counter: duplicate or old diffs dropped"),
         ("snapshots", "u64", 1, "counter: REST snapshots loaded"),
         ("audit_mismatches", "u64", 1, "counter: levels differing in the last refresh audit"),
-        ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns of the last set_status"),
+        ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns when status and message were last set outside a publish (market added, taken over, status change)"),
         ("reserved1", "u64", 1, "zero"),
     ],
 )
@@ -312,3 +312,7 @@ def waiters_name(group: str) -> str:
 
 def segment_path(group: str) -> str:
     return SHM_DIR + segment_name(group)
+
+
+def waiters_path(group: str) -> str:
+    return SHM_DIR + waiters_name(group)

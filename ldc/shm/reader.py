@@ -7,6 +7,7 @@ One Reader per thread (its scratch buffer and directory cache are not shared). T
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import time
@@ -189,7 +190,7 @@ class Reader:
         except BaseException:
             mm.close()
             raise
-        self._shm, self._mm, self._inode = shm, mm, st.st_ino
+        self._shm, self._mm, self._identity = shm, mm, (st.st_dev, st.st_ino)
         self._waiters_shm, self._waiters_mm = waiters_shm, waiters_mm
         self._slots.clear()
         self._scratch = self.new_buffer()
@@ -332,17 +333,30 @@ class Reader:
 
     def _wait_running(self) -> bool:
         """A writer taking the segment over shows INITIALISING for a moment: wait for RUNNING."""
-        state_off = HEADER.offset("state")
         deadline = time.monotonic() + TAKEOVER_WAIT_S
-        while self._seg.load_u32(state_off) == State.INITIALISING and time.monotonic() < deadline:
+        while self._starting() and time.monotonic() < deadline:
             time.sleep(TAKEOVER_POLL_S)
         return bool(self._seg.probe())
+
+    def _starting(self) -> bool:
+        """INITIALISING with the lock held (docs/LAYOUT.md section 10); without the lock the writer
+        died while starting and waiting is pointless."""
+        if self._seg.load_u32(HEADER.offset("state")) != State.INITIALISING:
+            return False
+        try:
+            fcntl.flock(self._shm.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._shm.fd, fcntl.LOCK_UN)
+        return False
 
     def _dead_message(self) -> str:
         state = self._seg.load_u32(HEADER.offset("state"))
         pid = self._seg.load_u32(HEADER.offset("writer_pid"))
         if state == State.STOPPED:
             return f"writer of {self.name} (pid {pid}) stopped"
+        if state == State.INITIALISING and self._starting():
+            return f"writer of {self.name} (pid {pid}) was still taking the segment over after {TAKEOVER_WAIT_S:g} s"
         if state == State.INITIALISING:
             return f"writer of {self.name} (pid {pid}) died while starting or taking over"
         return f"writer of {self.name} (pid {pid}) is dead: no process holds the segment lock"
@@ -357,10 +371,10 @@ class Reader:
     def _reattach_if_replaced(self) -> bool:
         """A writer with another geometry replaces the file: follow it when the new one is live."""
         try:
-            inode = os.stat(segment_path(self.group)).st_ino
+            st = os.stat(segment_path(self.group))
         except FileNotFoundError:
             return False
-        if inode == self._inode:
+        if (st.st_dev, st.st_ino) == self._identity:
             return False
         old = (self._seg, self._mm, self._shm, self._waiters_mm, self._waiters_shm)
         try:

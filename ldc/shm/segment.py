@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
+from collections.abc import Callable
 from typing import Final
 
 from ldc.errors import LayoutError
 from ldc.shm.layout import (
-    ARRAY_ALIGN,
     DIR_ENTRY_SIZE,
     ENDIAN_MARKER,
     HEADER,
@@ -16,8 +17,6 @@ from ldc.shm.layout import (
     LEVEL_SIZE,
     MAGIC,
     MAGIC_BYTES,
-    MAX_CAPACITY,
-    MAX_DEPTH,
     SLOT_ALIGN,
     SLOT_HEADER_SIZE,
     VERSION_MAJOR,
@@ -47,6 +46,8 @@ def parse_header(raw: bytes, name: str, mapped: int) -> Geometry:
     magic = header_value(raw, "magic")
     if magic == 0:
         raise LayoutError(f"segment {name} is not initialised (magic is 0): its writer is starting or died while creating it")
+    if raw[:8] == MAGIC_BYTES[::-1]:
+        raise LayoutError(f"segment {name} is in the other byte order (magic {raw[:8]!r}): ldc segments are little-endian")
     if magic != MAGIC:
         raise LayoutError(f"segment {name} has magic {raw[:8]!r}, expected {MAGIC_BYTES!r}")
     major, minor = header_value(raw, "version_major"), header_value(raw, "version_minor")
@@ -60,30 +61,47 @@ def parse_header(raw: bytes, name: str, mapped: int) -> Geometry:
     return _geometry(raw, name, mapped)
 
 
+WORD: Final = 8  # readers copy words and load gen atomically: arrays and entries must be 8-aligned
+
+# Step 7 of docs/LAYOUT.md section 7, in its order and with its rule names (the test checks both
+# against the document, readers/c/ldc.h and readers/rust). Python ints never overflow; other
+# languages compute these sums and products in 64 bits, where u32 operands cannot overflow.
+GEOMETRY_RULES: Final[tuple[tuple[str, Callable[[dict[str, int]], bool]], ...]] = (
+    ("header_size >= 384", lambda v: v["header_size"] >= HEADER_SIZE),
+    ("directory_entry_size >= 64", lambda v: v["directory_entry_size"] >= DIR_ENTRY_SIZE),
+    ("directory_offset >= header_size", lambda v: v["directory_offset"] >= v["header_size"]),
+    ("directory_offset and directory_entry_size multiples of 8",
+     lambda v: v["directory_offset"] % WORD == 0 and v["directory_entry_size"] % WORD == 0),
+    ("1 <= capacity", lambda v: v["capacity"] >= 1),
+    ("directory_offset + capacity * directory_entry_size <= slots_offset",
+     lambda v: v["directory_offset"] + v["capacity"] * v["directory_entry_size"] <= v["slots_offset"]),
+    ("slots_offset multiple of 128", lambda v: v["slots_offset"] % SLOT_ALIGN == 0),
+    ("slot_size multiple of 128", lambda v: v["slot_size"] % SLOT_ALIGN == 0 and v["slot_size"] > 0),
+    ("1 <= depth", lambda v: v["depth"] >= 1),
+    ("bids_offset >= 128", lambda v: v["bids_offset"] >= SLOT_HEADER_SIZE),
+    ("bids_offset and asks_offset multiples of 8", lambda v: v["bids_offset"] % WORD == 0 and v["asks_offset"] % WORD == 0),
+    ("asks_offset >= bids_offset + 16 * depth", lambda v: v["asks_offset"] >= v["bids_offset"] + LEVEL_SIZE * v["depth"]),
+    ("message_offset >= asks_offset + 16 * depth",
+     lambda v: v["message_offset"] >= v["asks_offset"] + LEVEL_SIZE * v["depth"]),
+    ("1 <= message_size", lambda v: v["message_size"] >= 1),
+    ("message_offset + message_size <= slot_size", lambda v: v["message_offset"] + v["message_size"] <= v["slot_size"]),
+    ("slots_offset + capacity * slot_size <= segment_size",
+     lambda v: v["slots_offset"] + v["capacity"] * v["slot_size"] <= v["segment_size"]),
+)
+GEOMETRY_FIELDS: Final = (
+    "header_size", "segment_size", "directory_offset", "directory_entry_size", "slots_offset", "slot_size",
+    "capacity", "depth", "bids_offset", "asks_offset", "message_offset", "message_size",
+)
+
+
 def _geometry(raw: bytes, name: str, mapped: int) -> Geometry:
-    v = {f: header_value(raw, f) for f in (
-        "header_size", "segment_size", "directory_offset", "directory_entry_size", "slots_offset", "slot_size",
-        "capacity", "depth", "bids_offset", "asks_offset", "message_offset", "message_size",
-    )}
+    v = {f: header_value(raw, f) for f in GEOMETRY_FIELDS}
+    for rule, holds in GEOMETRY_RULES:
+        if not holds(v):
+            raise LayoutError(f"segment {name} has bad geometry: {rule} fails ({_details(rule, v)})")
+    if v["segment_size"] > mapped:
+        raise LayoutError(f"segment {name} has segment_size {v['segment_size']} but the file has {mapped} bytes (truncated)")
     depth, capacity, slot_size = v["depth"], v["capacity"], v["slot_size"]
-    problems = [
-        (not 1 <= depth <= MAX_DEPTH, f"depth {depth} outside 1..{MAX_DEPTH}"),
-        (not 1 <= capacity <= MAX_CAPACITY, f"capacity {capacity} outside 1..{MAX_CAPACITY}"),
-        (v["header_size"] < HEADER_SIZE, f"header_size {v['header_size']} < {HEADER_SIZE}"),
-        (v["directory_entry_size"] < DIR_ENTRY_SIZE, f"directory_entry_size {v['directory_entry_size']} < {DIR_ENTRY_SIZE}"),
-        (v["directory_offset"] < v["header_size"], f"directory_offset {v['directory_offset']} inside the header"),
-        (v["slots_offset"] % SLOT_ALIGN or slot_size % SLOT_ALIGN, f"slots_offset {v['slots_offset']} / slot_size {slot_size} not {SLOT_ALIGN}-aligned"),
-        (v["directory_offset"] + capacity * v["directory_entry_size"] > v["slots_offset"], "directory overlaps the slots"),
-        (v["bids_offset"] < SLOT_HEADER_SIZE or v["bids_offset"] % ARRAY_ALIGN, f"bids_offset {v['bids_offset']}"),
-        (v["asks_offset"] < v["bids_offset"] + depth * LEVEL_SIZE or v["asks_offset"] % ARRAY_ALIGN, f"asks_offset {v['asks_offset']}"),
-        (v["message_offset"] < v["asks_offset"] + depth * LEVEL_SIZE, f"message_offset {v['message_offset']}"),
-        (v["message_offset"] + v["message_size"] > slot_size or v["message_size"] < 1, f"message_size {v['message_size']}"),
-        (v["slots_offset"] + capacity * slot_size > v["segment_size"], f"segment_size {v['segment_size']} smaller than its slots"),
-        (v["segment_size"] > mapped, f"segment_size {v['segment_size']} but the file has {mapped} bytes (truncated)"),
-    ]
-    for bad, what in problems:
-        if bad:
-            raise LayoutError(f"segment {name} has an inconsistent layout: {what}")
     return Geometry(
         depth=depth,
         capacity=capacity,
@@ -98,6 +116,11 @@ def _geometry(raw: bytes, name: str, mapped: int) -> Geometry:
         message_size=v["message_size"],
         segment_size=v["segment_size"],
     )
+
+
+def _details(rule: str, v: dict[str, int]) -> str:
+    """The values the rule names, e.g. ``asks_offset 448, bids_offset 128, depth 20``."""
+    return ", ".join(f"{k} {v[k]}" for k in GEOMETRY_FIELDS if re.search(rf"\b{k}\b", rule))
 
 
 def read_geometry(fd: int, name: str) -> Geometry:

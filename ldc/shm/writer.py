@@ -15,6 +15,7 @@ import mmap
 import os
 import secrets
 import struct
+import sys
 import time
 from types import TracebackType
 from typing import Final, Protocol
@@ -102,6 +103,8 @@ class SegmentWriter:
         exchange: str = "",
         heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
     ) -> None:
+        if sys.byteorder != "little":  # C stores are native, the contract is little-endian (LAYOUT.md)
+            raise SegmentError(f"ldc segments are little-endian; this host is {sys.byteorder}-endian")
         self.group = group
         self.name = segment_name(group)
         self.geometry = Geometry.for_size(depth=depth, capacity=capacity)
@@ -202,7 +205,7 @@ class SegmentWriter:
     def _take_over(self) -> None:
         """Adopt a dead writer's segment in place: repair odd slots, keep markets, mark them STALE."""
         self._claim(State.INITIALISING)
-        self._put("takeovers", self._get("takeovers") + 1)
+        self._seg.store_u32(HEADER.offset("takeovers"), self._seg.load_u32(HEADER.offset("takeovers")) + 1)
         self._seg.repair_dir_seq()
         directory = {slot: (symbol, gen) for slot, symbol, gen in self._directory()}
         cleared = [slot for slot in range(self.geometry.capacity) if not self._repair_slot(slot, directory.get(slot))]
@@ -233,9 +236,10 @@ class SegmentWriter:
 
     def _claim(self, state: State) -> None:
         self._seg.store_u32(HEADER.offset("state"), state)
-        self._put("writer_pid", os.getpid())
-        self._put("start_time_ns", time.time_ns())
-        self._put("instance_id", secrets.randbits(64) | 1)
+        # readers load these while a takeover rewrites them: single atomic stores, never byte copies
+        self._seg.store_u32(HEADER.offset("writer_pid"), os.getpid())
+        self._seg.store_u64(HEADER.offset("start_time_ns"), time.time_ns())
+        self._seg.store_u64(HEADER.offset("instance_id"), secrets.randbits(64) | 1)
         self._seg.heartbeat()
 
     def close(self) -> None:

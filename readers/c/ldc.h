@@ -78,6 +78,16 @@
 #define LDC_READ_SPIN_LIMIT_NS 10000000LL       /* give up a read after 10 ms of odd/changing seq */
 #define LDC_LIVENESS_PROBE_INTERVAL_NS 50000000LL /* re-probe the writer lock at most every 50 ms */
 #define LDC_MIN_READ_ATTEMPTS 64 /* attempts made whatever the clock says (a reader may be descheduled) */
+#define LDC_TAKEOVER_WAIT_NS 500000000LL     /* wait this long for an INITIALISING writer to run */
+#define LDC_TAKEOVER_POLL_NS 1000000LL
+#define LDC_WAITERS_SIZE 4096                /* the waiter file once its writer has sized it */
+#define LDC_WAITERS_RETRY_NS 1000000000LL    /* retry opening a missing or unsized waiter file */
+
+/* writer liveness (docs/LAYOUT.md section 10) */
+#define LDC_LIVE_ALIVE 0    /* state RUNNING and the lock held */
+#define LDC_LIVE_STARTING 1 /* state INITIALISING and the lock held: a writer is taking over */
+#define LDC_LIVE_STOPPED 2  /* state STOPPED: the writer closed cleanly */
+#define LDC_LIVE_DEAD 3     /* no lock held: the writer died (in any state) */
 
 typedef struct {
     uint64_t magic;
@@ -168,6 +178,9 @@ typedef struct {
     uint32_t depth, capacity, slot_size, slots_offset, directory_offset, directory_entry_size;
     uint32_t bids_offset, asks_offset, message_offset, message_size;
     uint32_t *waiters;      /* waiter counter (RW), or NULL: then ldc_wait polls */
+    int64_t next_waiters_try_ns;
+    dev_t dev;              /* identity of the mapped file, to notice a replaced segment (section 10) */
+    ino_t ino;
     int64_t next_probe_ns;
     int last_alive;
     uint64_t retries;       /* failed read attempts, cumulative (for benchmarks) */
@@ -213,6 +226,9 @@ static inline int ldc__validate(ldc_segment *s, char *err, size_t errlen) {
     uint64_t magic = __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE); /* pairs with the writer's release */
     if (magic == 0)
         return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s is not initialised (magic is 0)", s->name);
+    if (magic == __builtin_bswap64(LDC_MAGIC))
+        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s is in the other byte order (magic %#llx): ldc segments are little-endian",
+                         s->name, (unsigned long long)magic);
     if (magic != LDC_MAGIC)
         return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has magic %#llx, expected %#llx", s->name,
                          (unsigned long long)magic, LDC_MAGIC);
@@ -223,19 +239,34 @@ static inline int ldc__validate(ldc_segment *s, char *err, size_t errlen) {
     if (h->endian_marker != LDC_ENDIAN_MARKER)
         return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has endian marker %#llx, expected %#llx", s->name,
                          (unsigned long long)h->endian_marker, LDC_ENDIAN_MARKER);
-    uint64_t d = h->depth, c = h->capacity;
-    int bad = h->header_size < LDC_HEADER_SIZE || h->directory_entry_size < LDC_DIR_ENTRY_SIZE ||
-              h->directory_offset < h->header_size ||
-              h->directory_offset + c * h->directory_entry_size > h->slots_offset || h->slots_offset % 128 ||
-              h->slot_size % 128 || d < 1 || c < 1 || h->bids_offset < LDC_SLOT_HEADER_SIZE ||
-              h->asks_offset < h->bids_offset + d * LDC_LEVEL_SIZE ||
-              h->message_offset < h->asks_offset + d * LDC_LEVEL_SIZE ||
-              (uint64_t)h->message_offset + h->message_size > h->slot_size ||
-              h->slots_offset + c * h->slot_size > h->segment_size;
-    if (bad)
-        return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has an inconsistent layout (depth %llu, capacity %llu)",
-                         s->name, (unsigned long long)d, (unsigned long long)c);
-    if (h->segment_size > s->mapped)
+    /* Step 7: every rule in 64-bit arithmetic, where sums and products of u32 fields cannot overflow. */
+    uint64_t d = h->depth, c = h->capacity, levels = d * LDC_LEVEL_SIZE;
+    uint64_t hs = h->header_size, des = h->directory_entry_size, dof = h->directory_offset;
+    uint64_t so = h->slots_offset, ss = h->slot_size, bo = h->bids_offset, ao = h->asks_offset;
+    uint64_t mo = h->message_offset, ms = h->message_size;
+    const struct { int ok; const char *rule; } rules[] = {
+        {hs >= LDC_HEADER_SIZE, "header_size >= 384"},
+        {des >= LDC_DIR_ENTRY_SIZE, "directory_entry_size >= 64"},
+        {dof >= hs, "directory_offset >= header_size"},
+        {dof % 8 == 0 && des % 8 == 0, "directory_offset and directory_entry_size multiples of 8"},
+        {c >= 1, "1 <= capacity"},
+        {dof + c * des <= so, "directory_offset + capacity * directory_entry_size <= slots_offset"},
+        {so % 128 == 0, "slots_offset multiple of 128"},
+        {ss % 128 == 0 && ss > 0, "slot_size multiple of 128"},
+        {d >= 1, "1 <= depth"},
+        {bo >= LDC_SLOT_HEADER_SIZE, "bids_offset >= 128"},
+        {bo % 8 == 0 && ao % 8 == 0, "bids_offset and asks_offset multiples of 8"},
+        {ao >= bo + levels, "asks_offset >= bids_offset + 16 * depth"},
+        {mo >= ao + levels, "message_offset >= asks_offset + 16 * depth"},
+        {ms >= 1, "1 <= message_size"},
+        {mo + ms <= ss, "message_offset + message_size <= slot_size"},
+        {so + c * ss <= h->segment_size, "slots_offset + capacity * slot_size <= segment_size"},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (!rules[i].ok)
+            return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has bad geometry: %s fails (depth %llu, capacity %llu)",
+                             s->name, rules[i].rule, (unsigned long long)d, (unsigned long long)c);
+    if (h->segment_size > s->mapped) /* rule 17: a truncated file */
         return ldc__fail(err, errlen, LDC_LAYOUT, "segment %s has segment_size %llu but the file has %zu bytes (truncated)",
                          s->name, (unsigned long long)h->segment_size, s->mapped);
     s->depth = h->depth;
@@ -251,15 +282,21 @@ static inline int ldc__validate(ldc_segment *s, char *err, size_t errlen) {
     return LDC_OK;
 }
 
-static inline void ldc__open_waiters(ldc_segment *s, const char *group) {
+/* Section 11: the writer creates the waiter file with O_CREAT (no O_EXCL) at size 0 and only then
+ * sizes it, so it is mapped only once fstat shows its full size: touching a page beyond the end of
+ * a shorter file raises SIGBUS. Until then ldc_wait polls, and tries again every second. */
+static inline void ldc__open_waiters(ldc_segment *s) {
+    s->next_waiters_try_ns = ldc__now(CLOCK_MONOTONIC_COARSE) + LDC_WAITERS_RETRY_NS;
     char path[128];
-    snprintf(path, sizeof path, "/dev/shm/ldc-%s.waiters", group);
-    s->waiters = NULL;
+    snprintf(path, sizeof path, "/dev/shm%s.waiters", s->name);
     int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return; /* no write access: ldc_wait polls */
-    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd < 0) return; /* missing, or no write access: ldc_wait polls */
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size >= LDC_WAITERS_SIZE) {
+        void *p = mmap(NULL, LDC_WAITERS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED) s->waiters = (uint32_t *)p;
+    }
     close(fd);
-    if (p != MAP_FAILED) s->waiters = (uint32_t *)p;
 }
 
 /* Attach read-only to /dev/shm/ldc-<group>. On failure returns LDC_NOT_FOUND, LDC_LAYOUT or
@@ -283,6 +320,8 @@ static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t 
                          s->name, size, LDC_HEADER_SIZE);
     }
     s->mapped = (size_t)st.st_size;
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
     void *p = mmap(NULL, s->mapped, PROT_READ, MAP_SHARED, s->fd, 0);
     if (p == MAP_FAILED) {
         close(s->fd);
@@ -300,37 +339,67 @@ static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t 
         return rc;
     }
     s->last_alive = 1;
-    ldc__open_waiters(s, group);
+    ldc__open_waiters(s);
     return LDC_OK;
 }
 
 static inline void ldc_close(ldc_segment *s) {
     if (s->base) munmap((void *)s->base, s->mapped);
-    if (s->waiters) munmap(s->waiters, 4096);
+    if (s->waiters) munmap(s->waiters, LDC_WAITERS_SIZE);
     if (s->fd >= 0) close(s->fd);
     s->base = NULL;
     s->waiters = NULL;
     s->fd = -1;
 }
 
-/* 1 when a running writer holds the segment's exclusive flock (section 10), else 0. */
-static inline int ldc_writer_alive(ldc_segment *s) {
-    if (__atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) != LDC_STATE_RUNNING) return 0;
+/* The probe of section 10: LDC_LIVE_ALIVE, _STARTING, _STOPPED or _DEAD. About 2 us (one flock). */
+static inline int ldc_liveness(ldc_segment *s) {
+    uint32_t state = __atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE);
+    if (state == LDC_STATE_STOPPED) return LDC_LIVE_STOPPED;
     if (flock(s->fd, LOCK_SH | LOCK_NB) == 0) {
-        flock(s->fd, LOCK_UN);
-        return 0;
+        flock(s->fd, LOCK_UN); /* at once: a writer taking over retries its LOCK_EX only ~100 ms */
+        return LDC_LIVE_DEAD;
     }
-    return 1;
+    if (state == LDC_STATE_RUNNING) return LDC_LIVE_ALIVE;
+    return state == LDC_STATE_INITIALISING ? LDC_LIVE_STARTING : LDC_LIVE_DEAD;
 }
 
-static inline int ldc__alive_cached(ldc_segment *s) {
-    if (__atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) != LDC_STATE_RUNNING) return 0;
+/* 1 when a running writer holds the segment's exclusive flock (section 10), else 0. */
+static inline int ldc_writer_alive(ldc_segment *s) { return ldc_liveness(s) == LDC_LIVE_ALIVE; }
+
+/* The read path's probe: an ALIVE verdict is reused for LDC_LIVENESS_PROBE_INTERVAL_NS while state
+ * stays RUNNING; any other verdict is probed afresh, so a new writer is seen at once. */
+static inline int ldc__liveness_cached(ldc_segment *s) {
     int64_t now = ldc__now(CLOCK_MONOTONIC_COARSE);
-    if (now >= s->next_probe_ns) {
-        s->last_alive = ldc_writer_alive(s);
-        s->next_probe_ns = now + LDC_LIVENESS_PROBE_INTERVAL_NS;
-    }
-    return s->last_alive;
+    if (s->last_alive && now < s->next_probe_ns &&
+        __atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) == LDC_STATE_RUNNING)
+        return LDC_LIVE_ALIVE;
+    int live = ldc_liveness(s);
+    s->last_alive = live == LDC_LIVE_ALIVE;
+    s->next_probe_ns = now + LDC_LIVENESS_PROBE_INTERVAL_NS;
+    return live;
+}
+
+/* Section 10: a writer INITIALISING under its lock is taking over; wait (bounded) until it runs. */
+static inline int ldc__wait_running(ldc_segment *s) {
+    int64_t deadline = ldc__now(CLOCK_MONOTONIC) + LDC_TAKEOVER_WAIT_NS;
+    const struct timespec poll = {0, LDC_TAKEOVER_POLL_NS};
+    while (__atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) == LDC_STATE_INITIALISING &&
+           ldc__now(CLOCK_MONOTONIC) < deadline)
+        nanosleep(&poll, NULL);
+    return ldc__liveness_cached(s) == LDC_LIVE_ALIVE;
+}
+
+/* 1 when /dev/shm/ldc-<group> is now another file than the one mapped (a writer with another
+ * geometry replaced it, section 10). Then ldc_open a new ldc_segment; only once that succeeds
+ * ldc_close this one and resolve every market again (generations restart in the new file). While
+ * ldc_open still fails (the new file is being created) keep reading this one. */
+static inline int ldc_replaced(const ldc_segment *s) {
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", s->name);
+    struct stat st;
+    if (stat(path, &st) < 0) return 0; /* removed, not replaced: nothing newer to follow */
+    return st.st_dev != s->dev || st.st_ino != s->ino;
 }
 
 /* Resolve a symbol through the directory seqlock (section 9). LDC_OK, LDC_NOT_FOUND or LDC_CONTENDED. */
@@ -401,13 +470,10 @@ static inline int ldc_list(ldc_segment *s, ldc_market *out, uint32_t max, uint32
     return LDC_CONTENDED;
 }
 
-/* Validated copy of one market (section 8). bids and asks must hold seg->depth levels each;
- * message (may be NULL) seg->message_size bytes. On LDC_OK / LDC_OUT_OF_SYNC / LDC_WRITER_DEAD the
- * copy is consistent and h->n_bids / h->n_asks are clamped to depth. */
-static inline int ldc_read(ldc_segment *s, const ldc_market *m, ldc_slot_header *h, ldc_level *bids,
-                           ldc_level *asks, char *message) {
-    if (m->slot >= s->capacity) return LDC_GONE;
-    const uint8_t *p = s->base + s->slots_offset + (size_t)m->slot * s->slot_size;
+/* The seqlock copy of section 8: 1 with a consistent copy, 0 after LDC_READ_SPIN_LIMIT_NS of odd or
+ * changing seq (and at least 256 attempts). */
+static inline int ldc__copy(ldc_segment *s, const uint8_t *p, ldc_slot_header *h, ldc_level *bids, ldc_level *asks,
+                            char *message) {
     const uint64_t *seq = (const uint64_t *)p;
     int64_t deadline = 0;
     for (unsigned attempt = 1;; attempt++) {
@@ -424,25 +490,45 @@ static inline int ldc_read(ldc_segment *s, const ldc_market *m, ldc_slot_header 
                 h->seq = s1;
                 h->n_bids = nb;
                 h->n_asks = na;
-                if (message) message[s->message_size - 1] = '\0';
-                break;
+                if (message) message[s->message_size - 1] = '\0'; /* message_size >= 1 (section 7) */
+                return 1;
             }
         }
         s->retries++;
         ldc__relax();
         if (attempt % 256 == 0) {
             int64_t now = ldc__now(CLOCK_MONOTONIC);
-            if (deadline == 0) {
+            if (deadline == 0)
                 deadline = now + LDC_READ_SPIN_LIMIT_NS;
-            } else if (now >= deadline) {
-                s->next_probe_ns = 0; /* stuck odd: most likely a dead writer, probe now */
-                return ldc__alive_cached(s) ? LDC_CONTENDED : LDC_WRITER_DEAD_NO_COPY;
-            }
+            else if (now >= deadline)
+                return 0;
         }
     }
-    if (h->gen != m->gen) return LDC_GONE;
-    if (!ldc__alive_cached(s)) return LDC_WRITER_DEAD;
-    return ldc_in_sync(h->status) ? LDC_OK : LDC_OUT_OF_SYNC;
+}
+
+/* Validated copy of one market, with the checks of section 10 ("after a copy") in their order:
+ * gen, then writer liveness, then status. bids and asks must hold seg->depth levels each; message
+ * (may be NULL) seg->message_size bytes. On LDC_OK / LDC_OUT_OF_SYNC / LDC_WRITER_DEAD the copy is
+ * consistent and h->n_bids / h->n_asks are clamped to depth. A writer taking the segment over makes
+ * this wait up to LDC_TAKEOVER_WAIT_NS and copy again. */
+static inline int ldc_read(ldc_segment *s, const ldc_market *m, ldc_slot_header *h, ldc_level *bids,
+                           ldc_level *asks, char *message) {
+    if (m->slot >= s->capacity) return LDC_GONE;
+    const uint8_t *p = s->base + s->slots_offset + (size_t)m->slot * s->slot_size;
+    for (int waited = 0;; waited = 1) {
+        if (!ldc__copy(s, p, h, bids, asks, message)) {
+            s->next_probe_ns = 0; /* stuck odd: most likely a dead writer, probe now */
+            int live = ldc__liveness_cached(s);
+            if (live == LDC_LIVE_ALIVE) return LDC_CONTENDED;
+            if (live == LDC_LIVE_STARTING && !waited && ldc__wait_running(s)) continue;
+            return LDC_WRITER_DEAD_NO_COPY; /* stopped, dead, or still starting after the wait */
+        }
+        if (h->gen != m->gen) return LDC_GONE;
+        int live = ldc__liveness_cached(s);
+        if (live == LDC_LIVE_STARTING && !waited && ldc__wait_running(s)) continue; /* takeover rewrote the slot */
+        if (live != LDC_LIVE_ALIVE) return LDC_WRITER_DEAD;
+        return ldc_in_sync(h->status) ? LDC_OK : LDC_OUT_OF_SYNC;
+    }
 }
 
 /* Current value of the notify word; read it before checking what you wait for (section 11). */
@@ -454,6 +540,7 @@ static inline uint32_t ldc_notify_value(const ldc_segment *s) {
  * afterwards (differs from expected when the writer published). Spurious returns happen. */
 static inline uint32_t ldc_wait(ldc_segment *s, uint32_t expected, int64_t timeout_ns) {
     const int64_t poll_ns = 5000000; /* without the waiter counter the writer never wakes us */
+    if (!s->waiters && ldc__now(CLOCK_MONOTONIC_COARSE) >= s->next_waiters_try_ns) ldc__open_waiters(s);
     if (!s->waiters && timeout_ns > poll_ns) timeout_ns = poll_ns;
     if (timeout_ns < 0) timeout_ns = 0;
     struct timespec ts = {(time_t)(timeout_ns / 1000000000LL), (long)(timeout_ns % 1000000000LL)};

@@ -157,13 +157,12 @@ fn read_geometry(map: &Mapping, version_major: u16, version_minor: u16) -> Geome
     }
 }
 
-/// Section 7 step 7, in u64 arithmetic (u32 products overflow for hostile headers), plus the
-/// 8-byte alignment that "every field is naturally aligned" implies and this reader relies on
-/// for its word copies (section 7 does not list it).
+/// Section 7 step 7, its rules in its order, in u64 arithmetic (u32 products overflow for
+/// hostile headers).
 pub fn check_geometry(path: &str, g: &Geometry, file_size: u64) -> Result<()> {
     let u = u64::from;
     let level_bytes = u64::from(layout::LEVEL_SIZE) * u(g.depth);
-    let rules: [(&'static str, bool, String); 15] = [
+    let rules: [(&'static str, bool, String); 16] = [
         (
             "header_size >= 384",
             u(g.header_size) >= layout::MIN_HEADER_SIZE,
@@ -242,6 +241,11 @@ pub fn check_geometry(path: &str, g: &Geometry, file_size: u64) -> Result<()> {
                 "message_offset {}, asks_offset {}, depth {}",
                 g.message_offset, g.asks_offset, g.depth
             ),
+        ),
+        (
+            "1 <= message_size",
+            g.message_size >= 1,
+            format!("message_size {}", g.message_size),
         ),
         (
             "message_offset + message_size <= slot_size",

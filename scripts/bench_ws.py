@@ -6,13 +6,17 @@ as the client reads (one ``sendall`` of a prebuilt buffer per round: the source 
 its own rate into a null reader is printed as ``source``). The client side, in this process:
 
 - ``pool``: ``WsPool`` with a handler that only counts frames (frame in -> ``on_message(conn_id, raw,
-  recv_time_ns)``), the feeder's receive path;
-- ``baseline_raw``: the same connection read by a bare websocket-client loop
-  (``recv_data_frame`` with ``skip_utf8_validation=True``): the floor the pool adds to;
+  recv_time_ns)``), the feeder's receive path: websocket-client's handshake, then 64 KB socket reads parsed
+  by ``ldc.io.ws._FrameParser``;
+- ``baseline_raw``: the same connection read by the stock websocket-client loop (``recv_data_frame`` with
+  ``skip_utf8_validation=True``), the way the pool read before: the baseline;
 - ``baseline_default``: websocket-client's default ``recv()`` (UTF-8 validated in pure Python), on a
-  slice of the frames: why ``skip_utf8_validation`` matters.
+  slice of the frames: why validation is skipped;
+- ``parser_only``: ``_FrameParser`` over the same bytes already in memory (no socket, no handler): the
+  parsing share of ``pool``.
 
-Figures: frames/s (wall) and CPU microseconds per frame of this process, medians over ``--repeats``.
+Figures: frames/s (wall) and CPU microseconds per frame of this process, medians over ``--repeats``;
+``ratio_raw_cpu_to_pool`` is the baseline's CPU per frame over the pool's (the speed-up).
 
     .venv/bin/python scripts/bench_ws.py [--repeats 3] [--rounds 3]
 """
@@ -39,7 +43,7 @@ from typing import Any
 import websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ldc.io.ws import CloseReason, WsOptions, WsPool  # noqa: E402
+from ldc.io.ws import CloseReason, WsOptions, WsPool, _FrameParser  # noqa: E402
 
 CAPTURE = Path("/work/shared/data/binance/spot_btcusdt_20240808.gz")
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
@@ -177,6 +181,24 @@ def run_pool(port: int, total: int) -> tuple[float, float]:
     return total / wall, cpu / total * 1e6
 
 
+def run_parser(blob: bytes, frames: int, rounds: int) -> tuple[float, float]:
+    """``_FrameParser`` fed ``blob`` ``rounds`` times in reads of the size it offers, from memory."""
+    parser, view, count = _FrameParser(), memoryview(blob), 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(rounds):
+        pos = 0
+        while pos < len(blob):
+            space = parser.space()
+            n = min(len(space), len(blob) - pos)
+            space[:n] = view[pos : pos + n]
+            pos += n
+            count += len(parser.feed(n))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if count != frames * rounds:
+        raise RuntimeError(f"parser returned {count} frames, expected {frames * rounds}")
+    return count / wall, cpu / count * 1e6
+
+
 def median_of(runs: list[tuple[float, float]]) -> dict[str, float]:
     return {
         "frames_per_s": round(statistics.median(r[0] for r in runs)),
@@ -200,6 +222,9 @@ def main() -> int:
         raw = [run_raw(port, total) for _ in range(args.repeats)]
         pool = [run_pool(port, total) for _ in range(args.repeats)]
         default = [run_default(port, min(DEFAULT_SLICE, total)) for _ in range(args.repeats)]
+        frames = load_frames(CAPTURE)
+        blob = b"".join(encode_text_frame(f) for f in frames)
+        parser = [run_parser(blob, len(frames), args.rounds) for _ in range(args.repeats)]
     finally:
         source.kill()
         source.join(5)
@@ -213,8 +238,9 @@ def main() -> int:
         "pool": median_of(pool),
         "baseline_raw": median_of(raw),
         "baseline_default": median_of(default),
+        "parser_only": median_of(parser),
     }
-    result["ratio_pool_cpu_to_raw"] = round(result["pool"]["cpu_us_per_frame"] / result["baseline_raw"]["cpu_us_per_frame"], 2)
+    result["ratio_raw_cpu_to_pool"] = round(result["baseline_raw"]["cpu_us_per_frame"] / result["pool"]["cpu_us_per_frame"], 2)
     result["ratio_default_cpu_to_raw"] = round(
         result["baseline_default"]["cpu_us_per_frame"] / result["baseline_raw"]["cpu_us_per_frame"], 1
     )

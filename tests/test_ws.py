@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ldc.errors import ProtocolError
+from ldc.errors import ConfigError, ProtocolError
 from ldc.io.ws import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -494,14 +494,15 @@ def test_protocol_violations_are_refused(wire: bytes, message: str) -> None:
 
 
 def test_a_fragmented_message_over_the_limit_is_refused() -> None:
-    parser, part = _FrameParser(max_message_bytes=100), _server_frame(b"x" * 60, TEXT)
-    space = parser.space()
-    space[: len(part)] = part
+    parser, part = _FrameParser(max_message_bytes=70_000), _server_frame(b"x" * 40_000, TEXT)
+    parser.space()[: len(part)] = part
     assert parser.feed(len(part)) == []
-    more = _server_frame(b"x" * 60, FIN | CONT)
+    more = _server_frame(b"x" * 40_000, FIN | CONT)
     parser.space()[: len(more)] = more
     assert parser.feed(len(more)) == []
-    assert str(parser.error) == "fragmented message of 120 bytes, expected at most 100"
+    assert str(parser.error) == "fragmented message of 80000 bytes, expected at most 70000"
+    with pytest.raises(ConfigError, match="^max_message_bytes must be >= 65535, found 100$"):
+        _FrameParser(max_message_bytes=100)
 
 
 def test_frames_before_a_violation_are_returned_and_the_parser_then_stays_failed() -> None:

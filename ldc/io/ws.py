@@ -48,7 +48,7 @@ import orjson
 import websocket
 from websocket import ABNF
 
-from ldc.errors import ProtocolError
+from ldc.errors import ConfigError, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ RECV_CHUNK_BYTES = 65_536  # socket reads: ~50 spot diff frames per read, websoc
 MIN_READ_BYTES = 4096  # the buffer is compacted when less than this is free after a cut frame
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a frame or fragmented message larger than this is a protocol error
 MAX_CONTROL_PAYLOAD_BYTES = 125  # RFC 6455 5.5
+MAX_16BIT_FRAME_BYTES = 65_535
 CLOSE_NORMAL = 1000  # RFC 6455 7.4.1 status codes
 CLOSE_PROTOCOL_ERROR = 1002
 # Rates
@@ -146,6 +147,8 @@ class _FrameParser:
     misplaced continuations raise ``ProtocolError``: the caller must drop the connection."""
 
     def __init__(self, *, chunk_bytes: int = RECV_CHUNK_BYTES, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        if max_message_bytes < MAX_16BIT_FRAME_BYTES:  # 16-bit lengths are not checked against it
+            raise ConfigError(f"max_message_bytes must be >= {MAX_16BIT_FRAME_BYTES}, found {max_message_bytes}")
         self._chunk = chunk_bytes
         self._max = max_message_bytes
         self._buf = bytearray(chunk_bytes)
@@ -194,27 +197,32 @@ class _FrameParser:
         self._want = 0
         fragmented = self._fragment_opcode
         out: list[tuple[int, bytes]] = []
+        append = out.append
         try:
             while end - pos >= 2:
                 b0, size = buf[pos], buf[pos + 1]
-                head = 2
-                if size >= 126:  # the mask bit, or a 16 / 64-bit length: the uncommon cases in one branch
+                if size < 126:
+                    head = pos + 2
+                elif size == 126:  # 16-bit length: most diff frames (~1.3 KB)
+                    if end - pos < 4:
+                        break
+                    size, head = buf[pos + 2] << 8 | buf[pos + 3], pos + 4
+                else:  # the mask bit, or a 64-bit length
                     if size & 0x80:
                         raise ProtocolError(f"expected an unmasked server frame, found a masked one (byte 1 = {size:#04x})")
-                    head = 4 if size == 126 else 10
-                    if end - pos < head:
+                    if end - pos < 10:
                         break
-                    size = int.from_bytes(view[pos + 2 : pos + head], "big")
+                    size, head = int.from_bytes(view[pos + 2 : pos + 10], "big"), pos + 10
                     if size > self._max:
                         raise ProtocolError(f"frame of {size} bytes, expected at most {self._max}")
-                stop = pos + head + size
+                stop = head + size
                 if stop > end:
-                    self._want = head + size
+                    self._want = stop - pos
                     break
                 if (b0 == 0x81 or b0 == 0x82) and not fragmented:  # a whole text / binary message: nearly every frame
-                    out.append((b0 & 0x0F, bytes(view[pos + head : stop])))
+                    append((b0 & 0x0F, view[head:stop].tobytes()))
                 else:
-                    self._uncommon(b0, bytes(view[pos + head : stop]), out)
+                    self._uncommon(b0, view[head:stop].tobytes(), out)
                     fragmented = self._fragment_opcode
                 pos = stop
         except ProtocolError as exc:
@@ -381,7 +389,8 @@ class _Conn:
         once per read: every frame of one read carries the time its bytes left the kernel, so time spent
         queued in the socket buffer before that read is not hidden, and the frames' own processing after
         it shows up as receive-to-publish time."""
-        opts, handler, conn_id = self.pool.options, self.pool.handler, self.conn_id
+        opts, on_message, conn_id = self.pool.options, self.pool.handler.on_message, self.conn_id
+        close_opcode, small_bytes = ABNF.OPCODE_CLOSE, SMALL_FRAME_BYTES  # locals: read per frame
         sock = ws.sock
         if sock is None:
             raise ProtocolError("expected an open socket after the handshake, found none")
@@ -402,9 +411,9 @@ class _Conn:
             if nbytes > 0:
                 last_rx_ns, pinged = now_ns, 0.0
                 for opcode, raw in parser.feed(nbytes):
-                    if opcode == ABNF.OPCODE_TEXT or opcode == ABNF.OPCODE_BINARY:
-                        if len(raw) > SMALL_FRAME_BYTES or not self._control(raw):
-                            handler.on_message(conn_id, raw, now_ns)
+                    if opcode < close_opcode:  # text or binary (continuations come reassembled)
+                        if len(raw) > small_bytes or not self._control(raw):
+                            on_message(conn_id, raw, now_ns)
                         elif not shutdown_seen and b"serverShutdown" in raw:
                             shutdown_seen = True
                             log.info("ws %d: serverShutdown, rolling over", conn_id)

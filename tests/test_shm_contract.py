@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,6 +222,25 @@ def test_state_initialising_without_the_lock_is_dead_at_once(group: str, c_examp
     assert got["result"] == "writer_dead"
     with Reader(group) as r, pytest.raises(WriterDead, match=r"died while starting or taking over"):
         r.snapshot("BTCUSDT")
+
+
+def test_python_reader_waits_for_a_writer_taking_over_and_reads_the_slot_again(group: str) -> None:
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w, Reader(group) as r:
+        slot = w.add_market("BTCUSDT")
+        publish(w, slot, 1)
+        assert r.snapshot("BTCUSDT").update_id == 1  # the ALIVE verdict is now cached
+
+        def finish_takeover() -> None:
+            publish(w, slot, 2)
+            poke_header(group, "state", State.RUNNING)
+
+        hold_starting(group)
+        timer = threading.Timer(0.1, finish_takeover)
+        timer.start()
+        try:
+            assert r.snapshot("BTCUSDT").update_id == 2
+        finally:
+            timer.join()
 
 
 def test_python_reader_reports_a_takeover_that_outlasts_the_wait(group: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import posix_ipc
 
 from ldc.errors import LdcError, SegmentNotFound
+from ldc.io.governor import governor_key, unlink_governor
 from ldc.shm.layout import Status, segment_name, waiters_name
 from ldc.shm.reader import Reader, Snapshot
 from ldc.sim import SimConfig, Simulator
@@ -196,6 +197,7 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
                 supervisor.kill()
                 supervisor.wait()
             _remove_segments(groups)
+            unlink_governor(governor_key(sim.rest_url))  # the ledger of this demo's own simulator
     print(f"\n{synced}/{total} markets synced; {result.equal}/{result.checked} snapshots equal to the exchange's book"
           f" at their update id; {len(result.mismatches)} mismatches")  # fmt: skip
     for line in result.mismatches[:10]:

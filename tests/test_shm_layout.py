@@ -186,14 +186,33 @@ def _doc_reader(group: str, symbol: str) -> dict[str, object]:
         size = os.fstat(fd).st_size
         assert size >= 384
         base = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        u16 = lambda off: struct.unpack_from("<H", base, off)[0]  # noqa: E731
-        u32 = lambda off: struct.unpack_from("<I", base, off)[0]  # noqa: E731
-        u64 = lambda off: struct.unpack_from("<Q", base, off)[0]  # noqa: E731
+
+        def u16(off: int) -> int:
+            return int(struct.unpack_from("<H", base, off)[0])
+
+        def u32(off: int) -> int:
+            return int(struct.unpack_from("<I", base, off)[0])
+
+        def u64(off: int) -> int:
+            return int(struct.unpack_from("<Q", base, off)[0])
+
         assert u64(0) == 0x485450454443444C and u16(8) == 1 and u64(16) == 0x0102030405060708
-        h = {"segment_size": u64(24), "directory_offset": u32(32), "directory_entry_size": u32(36),
-             "slots_offset": u32(40), "slot_size": u32(44), "capacity": u32(48), "depth": u32(52),
-             "bids_offset": u32(56), "asks_offset": u32(60), "message_offset": u32(64), "message_size": u32(68)}
-        assert h["segment_size"] <= size
+        h = {"header_size": u32(12), "segment_size": u64(24), "directory_offset": u32(32),
+             "directory_entry_size": u32(36), "slots_offset": u32(40), "slot_size": u32(44), "capacity": u32(48),
+             "depth": u32(52), "bids_offset": u32(56), "asks_offset": u32(60), "message_offset": u32(64),
+             "message_size": u32(68)}
+        rules = [  # section 7 step 7, as its table words them
+            h["header_size"] >= 384, h["directory_entry_size"] >= 64, h["directory_offset"] >= h["header_size"],
+            h["directory_offset"] % 8 == 0 and h["directory_entry_size"] % 8 == 0, h["capacity"] >= 1,
+            h["directory_offset"] + h["capacity"] * h["directory_entry_size"] <= h["slots_offset"],
+            h["slots_offset"] % 128 == 0, h["slot_size"] % 128 == 0 and h["slot_size"] > 0, h["depth"] >= 1,
+            h["bids_offset"] >= 128, h["bids_offset"] % 8 == 0 and h["asks_offset"] % 8 == 0,
+            h["asks_offset"] >= h["bids_offset"] + 16 * h["depth"],
+            h["message_offset"] >= h["asks_offset"] + 16 * h["depth"], h["message_size"] >= 1,
+            h["message_offset"] + h["message_size"] <= h["slot_size"],
+            h["slots_offset"] + h["capacity"] * h["slot_size"] <= h["segment_size"], h["segment_size"] <= size,
+        ]
+        assert all(rules) and len(rules) == len(documented_geometry_rules())
         while True:
             d1 = u64(160)
             if d1 & 1:
@@ -221,12 +240,17 @@ def _doc_reader(group: str, symbol: str) -> dict[str, object]:
             if u64(p) == s1:
                 break
         assert struct.unpack_from("<Q", hdr, 8)[0] == found[1]
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            alive = False
-        except BlockingIOError:
-            alive = u32(132) == 2
+        state = u32(132)  # the probe of section 10: state, then the lock
+        if state == 3:
+            verdict = "STOPPED"
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                verdict = "DEAD"
+            except BlockingIOError:
+                verdict = {2: "ALIVE", 1: "STARTING"}.get(state, "DEAD")
+        alive = verdict == "ALIVE"
         base.close()
     finally:
         os.close(fd)

@@ -94,7 +94,7 @@ class Counter(enum.IntEnum):
     GAPS = 2  # update-id gaps detected
     IGNORED = 3  # diffs dropped as duplicate or older than the book
     SNAPSHOTS = 4  # REST snapshots loaded (initial, resync and refresh)
-    AUDIT_MISMATCHES = 5  # levels that differed in the last refresh audit (shadow vs live book)
+    AUDIT_MISMATCHES = 5  # levels that differed in refresh audits (shadow vs live book), summed
 
 
 COUNTER_FIELDS: Final = ("updates", "resyncs", "gaps", "ignored", "snapshots", "audit_mismatches")
@@ -220,7 +220,7 @@ SLOT_HEADER: Final = _region(
         ("gaps", "u64", 1, "counter: update-id gaps"),
         ("ignored", "u64", 1, "counter: duplicate or old diffs dropped"),
         ("snapshots", "u64", 1, "counter: REST snapshots loaded"),
-        ("audit_mismatches", "u64", 1, "counter: levels differing in the last refresh audit"),
+        ("audit_mismatches", "u64", 1, "counter: levels differing in refresh audits, summed"),
         ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns when status and message were last set outside a publish (market added, taken over, status change)"),
         ("reserved1", "u64", 1, "zero"),
     ],

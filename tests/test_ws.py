@@ -537,10 +537,11 @@ def _read_client_frame(sock: socket.socket) -> tuple[int, bytes]:
 
 class ScriptedServer:
     """A websocket server on loopback that answers the handshake (RFC 6455 4.2.2), sends ``script`` to
-    every connection and records the frames each client sends back; TLS with ``tls`` (a server context)."""
+    every connection and records the frames each client sends back; TLS with ``tls`` (a server context).
+    A client's CLOSE is echoed (RFC 6455 5.5.1) with ``answers_close``; no more is read after it."""
 
-    def __init__(self, script: bytes, tls: ssl.SSLContext | None = None) -> None:
-        self.script, self.tls = script, tls
+    def __init__(self, script: bytes, *, tls: ssl.SSLContext | None = None, answers_close: bool = True) -> None:
+        self.script, self.tls, self.answers_close = script, tls, answers_close
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.received: list[list[tuple[int, bytes]]] = []  # per connection, in accept order
@@ -573,6 +574,10 @@ class ScriptedServer:
             conn.sendall(self.script)
             while True:
                 frames.append(_read_client_frame(conn))
+                if frames[-1][0] == CLOSE:
+                    if self.answers_close:
+                        conn.sendall(_server_frame(frames[-1][1], FIN | CLOSE))
+                    return
         except (OSError, ConnectionError):
             pass
         finally:
@@ -605,7 +610,7 @@ def test_server_pings_are_echoed_and_fragments_delivered_as_one_message() -> Non
 
 def test_a_server_close_is_echoed_and_closes_as_server_closed() -> None:
     script = _server_frame(b"1") + _server_frame((1001).to_bytes(2, "big") + b"bye", FIN | CLOSE)
-    server, recorder = ScriptedServer(script), Recorder()
+    server, recorder = ScriptedServer(script, answers_close=False), Recorder()  # its close came first
     pool = WsPool(server.url(), recorder, options=WsOptions(backoff_initial_s=30.0, read_poll_s=0.05))
     pool.start(SPOT[:1])
     try:

@@ -25,7 +25,7 @@ threads at once:
 
 websocket-client opens the connection (handshake, TLS, proxies) and sends our frames; the frames received
 are read off its socket in ``RECV_CHUNK_BYTES`` chunks and parsed here (``_FrameParser``, RFC 6455 5.2):
-~10x cheaper per frame than its ``recv_data_frame``. Every server ping is answered with a pong echoing its
+~5x cheaper per frame than its ``recv_data_frame`` (scripts/bench_ws.py). Every server ping is answered with a pong echoing its
 payload, a server close with a close echoing its status code. A protocol violation (a masked frame,
 reserved bits or opcodes, a stray continuation) drops the connection (``CloseReason.ERROR``).
 A silent connection is probed with our own ping and dropped when nothing answers (``PONG_TIMEOUT_S``).
@@ -143,8 +143,9 @@ class _FrameParser:
     The reader ``recv_into(parser.space())``, then ``parser.feed(n)`` returns the complete messages and
     control frames those bytes finished, as ``(opcode, payload)``; a frame cut by the read stays buffered
     until the next. Fragmented messages come back reassembled under their first frame's opcode; control
-    frames between their fragments come back in wire order. Masked frames, reserved bits or opcodes and
-    misplaced continuations raise ``ProtocolError``: the caller must drop the connection."""
+    frames between their fragments come back in wire order. A masked frame, reserved bits or opcodes, a
+    misplaced continuation or an oversized message is a ``ProtocolError`` (see ``feed``): the caller must
+    drop the connection."""
 
     def __init__(self, *, chunk_bytes: int = RECV_CHUNK_BYTES, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         if max_message_bytes < MAX_16BIT_FRAME_BYTES:  # 16-bit lengths are not checked against it
@@ -421,7 +422,8 @@ class _Conn:
                     elif opcode == ABNF.OPCODE_PING:
                         ws.pong(raw)
                     elif opcode == ABNF.OPCODE_CLOSE:
-                        _send_quietly(ws, ABNF.create_frame(raw[:2], ABNF.OPCODE_CLOSE))  # echo its status code
+                        status = raw[:2] if len(raw) >= 2 else b""  # RFC 6455 5.5.1: echo its status code
+                        _send_quietly(ws, ABNF.create_frame(status, ABNF.OPCODE_CLOSE))
                         return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
                     # a pong needs nothing more: any bytes received proved the connection alive
                 if parser.error is not None:

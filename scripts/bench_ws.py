@@ -224,7 +224,7 @@ def main() -> int:
         default = [run_default(port, min(DEFAULT_SLICE, total)) for _ in range(args.repeats)]
         frames = load_frames(CAPTURE)
         blob = b"".join(encode_text_frame(f) for f in frames)
-        parser = [run_parser(blob, len(frames), args.rounds) for _ in range(args.repeats)]
+        parsed = [run_parser(blob, len(frames), args.rounds) for _ in range(args.repeats)]
     finally:
         source.kill()
         source.join(5)
@@ -238,7 +238,7 @@ def main() -> int:
         "pool": median_of(pool),
         "baseline_raw": median_of(raw),
         "baseline_default": median_of(default),
-        "parser_only": median_of(parser),
+        "parser_only": median_of(parsed),
     }
     result["ratio_raw_cpu_to_pool"] = round(result["baseline_raw"]["cpu_us_per_frame"] / result["pool"]["cpu_us_per_frame"], 2)
     result["ratio_default_cpu_to_raw"] = round(

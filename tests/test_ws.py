@@ -424,9 +424,9 @@ TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 FIN = 0x80
 
 
-def _parse_in_reads(wire: bytes, read_sizes: Sequence[int]) -> list[tuple[int, bytes]]:
+def _parse_in_reads(wire: bytes, read_sizes: Sequence[int], chunk_bytes: int = RECV_CHUNK_BYTES) -> list[tuple[int, bytes]]:
     """Feed ``wire`` to a parser as reads of the given sizes (cycled), each capped by the space offered."""
-    parser, pos = _FrameParser(), 0
+    parser, pos = _FrameParser(chunk_bytes=chunk_bytes), 0
     got: list[tuple[int, bytes]] = []
     for size in itertools.cycle(read_sizes):
         if pos >= len(wire):
@@ -454,9 +454,9 @@ def test_chunked_reads_deliver_frames_intact_across_chunk_boundaries() -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(1, 3000), min_size=1, max_size=20))
 def test_any_split_of_the_stream_parses_the_same(read_sizes: list[int]) -> None:
-    payloads = PAYLOADS[:60:3]
+    payloads = [*PAYLOADS[:60:3], b"z" * 20_000, *PAYLOADS[1:30:4]]  # one frame over the 8 KB buffer
     wire = b"".join(_server_frame(p, FIN | (BINARY if i % 2 else TEXT)) for i, p in enumerate(payloads))
-    got = _parse_in_reads(wire, read_sizes)
+    got = _parse_in_reads(wire, read_sizes, chunk_bytes=8192)  # small: compaction and growth on every run
     assert got == [(BINARY if i % 2 else TEXT, p) for i, p in enumerate(payloads)]
 
 

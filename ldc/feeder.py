@@ -174,6 +174,7 @@ class Feeder:
             rule=self.venue.sequence_rule,
             depth=group.depth,
             snapshot_limit=self.limit.limit,
+            escalation_limits=tuple(tier.limit for tier in binance.snapshot_ladder(self.venue, group.depth)[1:]),
             stale_after_s=group.stale_after_s,
             refresh_interval_s=group.refresh_interval_s or None,
         )

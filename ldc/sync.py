@@ -83,6 +83,12 @@ SNAPSHOT_RETRY_CAP_S = 30.0
 # Defaults
 DEFAULT_STALE_AFTER_S = 10.0
 DEFAULT_REFRESH_INTERVAL_S = 1800.0
+# Snapshot limit ladder (SyncConfig.escalation_limits): a book that loses coverage this soon after its
+# snapshot was installed asks for the next larger limit; one that stays covered this long steps down a
+# limit. Replaying the captures at depth 20 (scripts/bench_sync_coverage.py), USD-M BTCUSDT lost coverage
+# every ~8 s on limit 100 and every ~60 s on limit 500; a quiet market keeps a limit-100 book for minutes.
+ESCALATE_IF_UNCOVERED_WITHIN_S = 60.0
+STEP_DOWN_AFTER_COVERED_S = 1800.0  # one default refresh interval: that refresh is then the cheaper one
 
 
 class SequenceRule(IntEnum):
@@ -189,7 +195,12 @@ PUBLISH_UNCHANGED: Actions = (Publish(False),)
 class SyncConfig:
     rule: SequenceRule
     depth: int  # levels per side published; the coverage guard keeps these exact
-    snapshot_limit: int  # ``limit`` of every snapshot request (see venues.binance.snapshot_limit_for)
+    snapshot_limit: int  # ``limit`` of the first snapshot request (see venues.binance.snapshot_limit_for)
+    # Snapshot limit ladder: larger allowed limits, ascending, for markets that keep losing coverage
+    # (see venues.binance.snapshot_ladder); empty: every request uses ``snapshot_limit``
+    escalation_limits: tuple[int, ...] = ()
+    escalate_within_s: float = ESCALATE_IF_UNCOVERED_WITHIN_S
+    step_down_after_s: float = STEP_DOWN_AFTER_COVERED_S
     # Timeouts
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
@@ -201,8 +212,14 @@ class SyncConfig:
                                    ("max_buffered_diffs", self.max_buffered_diffs, 1)):  # fmt: skip
             if value < least:
                 raise ConfigError(f"{name} {value} too small, expected at least {least}")
-        if not self.stale_after_s > 0:
-            raise ConfigError(f"stale_after_s {self.stale_after_s} too small, expected more than 0")
+        ladder = (self.snapshot_limit, *self.escalation_limits)
+        if any(lower >= higher for lower, higher in zip(ladder, ladder[1:])):
+            raise ConfigError(f"escalation_limits {list(self.escalation_limits)} not ascending above "
+                              f"snapshot_limit {self.snapshot_limit}, expected each larger than the one before")  # fmt: skip
+        for period, seconds in (("stale_after_s", self.stale_after_s), ("escalate_within_s", self.escalate_within_s),
+                                ("step_down_after_s", self.step_down_after_s)):  # fmt: skip
+            if not seconds > 0:
+                raise ConfigError(f"{period} {seconds} too small, expected more than 0")
         if self.refresh_interval_s is not None and not self.refresh_interval_s > 0:
             raise ConfigError(f"refresh_interval_s {self.refresh_interval_s} too small, expected more than 0 or None")
 
@@ -221,6 +238,8 @@ class SyncCounters:
     audit_differences: int  # levels differing within the covered depth, summed over audits
     last_audit_differences: int  # the health figure: levels differing at the last audit
     audit_faults: int  # audits whose published top N differed: the live book was wrong
+    limit_escalations: int  # times the snapshot limit went up a step (coverage lost soon after a snapshot)
+    snapshot_limit: int  # the limit of the next snapshot request
 
 
 BookFactory = Callable[[], Book]
@@ -236,6 +255,7 @@ class BookSync:
         "_factory", "_futures", "_depth", "_apply", "_crossed", "_covers",
         "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
         "_activity", "_active_at", "_stale_reported",
+        "snapshot_limit", "_ladder", "_tier", "_installed_at", "_covered_since", "limit_escalations",
         "diffs_applied", "diffs_ignored", "diffs_buffered", "gaps", "resyncs", "snapshots", "snapshots_too_old",
         "snapshot_failures", "buffer_overflows", "audits", "audit_differences", "last_audit_differences", "audit_faults",
     )  # fmt: skip
@@ -259,6 +279,13 @@ class BookSync:
         self._activity = 0  # diffs seen at the last tick; staleness needs no per-diff clock read
         self._active_at: float | None = None
         self._stale_reported = False
+        # snapshot limit ladder: the first snapshot is the cheap one
+        self._ladder = (config.snapshot_limit, *config.escalation_limits)
+        self._tier = 0
+        self.snapshot_limit = config.snapshot_limit  # the limit of the next request
+        self._installed_at: float | None = None  # when the book's current snapshot joined
+        self._covered_since: float | None = None  # start of the current covered stretch (step-down clock)
+        self.limit_escalations = 0
         # counters
         self.diffs_applied = 0
         self.diffs_ignored = 0
@@ -307,7 +334,8 @@ class BookSync:
         return SyncCounters(
             self.diffs_applied, self.diffs_ignored, self.gaps, self.resyncs, self.snapshots,
             self.snapshots_too_old, self.snapshot_failures, self.buffer_overflows, self.audits,
-            self.audit_differences, self.last_audit_differences, self.audit_faults,
+            self.audit_differences, self.last_audit_differences, self.audit_faults, self.limit_escalations,
+            self.snapshot_limit,
         )  # fmt: skip
 
     # -- diffs --------------------------------------------------------------------------------
@@ -320,7 +348,7 @@ class BookSync:
         self.diffs_applied += 1
         if self._apply(diff):
             if self._crossed() or not self._covers(self._depth):
-                return self._top_fault()
+                return self._top_fault(now)
             return PUBLISH_CHANGED
         return PUBLISH_UNCHANGED
 
@@ -331,15 +359,15 @@ class BookSync:
         self.diffs_applied += 1
         if self._apply(diff):
             if self._crossed() or not self._covers(self._depth):
-                return self._top_fault()
+                return self._top_fault(now)
             return PUBLISH_CHANGED
         return PUBLISH_UNCHANGED
 
-    def _top_fault(self) -> Actions:
+    def _top_fault(self, now: float) -> Actions:
         """After a diff changed the top: a crossed book resyncs, a lost coverage flags and refreshes."""
         if self._crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
-        return self._uncovered() + PUBLISH_CHANGED
+        return self._uncovered(now) + PUBLISH_CHANGED
 
     def _diff_general(self, diff: DepthDiff, now: float) -> Actions:
         state = self.state
@@ -367,9 +395,9 @@ class BookSync:
             if book.covers(self.config.depth):
                 self._set_state(SyncState.SYNCED, f"diff {diff.final_id} continues the book")
             elif state is not SyncState.UNCOVERED:
-                flags = self._uncovered()
+                flags = self._uncovered(now)
         elif changed and not book.covers(self.config.depth):
-            flags = self._uncovered()
+            flags = self._uncovered(now)
         if self._shadow is not None and self._shadow.snapshot is not None:
             return flags + self._try_shadow(now, _publish(changed))
         return flags + _publish(changed)
@@ -414,7 +442,7 @@ class BookSync:
     def _fetch_live(self) -> Actions:
         self._live_fetching = True
         self.snapshots += 1
-        return (FetchSnapshot(self.config.snapshot_limit, SnapshotPurpose.LIVE),)
+        return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.LIVE),)
 
     def _on_snapshot(self, event: SnapshotResult, now: float) -> Actions:
         if event.purpose is SnapshotPurpose.SHADOW:
@@ -425,7 +453,7 @@ class BookSync:
             return self._try_shadow(now, NO_ACTIONS)
         self._live_fetching = False
         if self.state is not SyncState.WAITING_FOR_DIFF and self.state is not SyncState.BUFFERING:
-            return NO_ACTIONS  # the book resumed without it
+            return self._late_live_snapshot(event.snapshot, now)
         self._pending = event.snapshot
         self._backoff_s = SNAPSHOT_RETRY_MIN_S
         return self._try_sync(now)
@@ -452,15 +480,25 @@ class BookSync:
         buffer.clear()
         self._pending = None
         self._retry_at = None  # a retry scheduled before a late answer joined is moot
-        self._install(book)
+        self._install(book, now)
         if book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
         if self.config.refresh_interval_s is not None:
             self._next_refresh_at = now + self.config.refresh_interval_s
         if not book.covers(self.config.depth):
-            return self._uncovered() + PUBLISH_CHANGED
+            return self._uncovered(now) + PUBLISH_CHANGED
         self._set_state(SyncState.SYNCED, f"snapshot {snapshot.last_update_id} joined the stream")
         return PUBLISH_CHANGED
+
+    def _late_live_snapshot(self, snapshot: DepthSnapshot, now: float) -> Actions:
+        """A live snapshot for a book that exists: moot for a SYNCED book or one at another id; a
+        flagged book (UNCOVERED, STALE, DISCONNECTED) exactly at its id is audited and replaced at once,
+        as no diff may come to join it on an idle stream."""
+        if self.state is SyncState.SYNCED or self.book is None or snapshot.last_update_id != self.update_id:
+            return NO_ACTIONS
+        book = self._factory()
+        book.load_snapshot(snapshot)
+        return self._swap(book, snapshot, now, NO_ACTIONS)
 
     def _snapshot_too_old(self, snapshot: DepthSnapshot) -> Actions:
         self._pending = None
@@ -501,8 +539,9 @@ class BookSync:
             return (MarkOutOfSync(reason),)
         return (MarkOutOfSync(reason), *self._fetch_live())
 
-    def _uncovered(self) -> Actions:
+    def _uncovered(self, now: float) -> Actions:
         """Flag the book (its top may have holes) and refresh it; the caller still publishes."""
+        self._lost_coverage(now)
         self._set_state(SyncState.UNCOVERED, "book does not cover the published depth")
         flag: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
         return flag + self._start_shadow() if self._shadow is None else flag
@@ -521,6 +560,8 @@ class BookSync:
             if self.state is SyncState.BUFFERING and not self._live_fetching:
                 actions += self._fetch_live()
         book_states = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)
+        if self._tier and self.state is SyncState.SYNCED:
+            self._maybe_step_down(now)
         refresh_due = self._next_refresh_at is not None and now >= self._next_refresh_at
         if refresh_due and self._shadow is None and self.state in book_states:
             actions += self._start_shadow()
@@ -549,6 +590,31 @@ class BookSync:
         self._set_state(SyncState.DISCONNECTED, f"connection lost at update id {self.update_id}")
         return (MarkOutOfSync(OutOfSyncReason.DISCONNECTED),)
 
+    # -- snapshot limit ladder -----------------------------------------------------------------
+
+    def _lost_coverage(self, now: float) -> None:
+        """Coverage lost within ``escalate_within_s`` of the snapshot joining: that limit is too small
+        for this market, so the next request (the refresh about to start) asks for the next step."""
+        self._covered_since = None
+        installed = self._installed_at
+        if installed is None or now - installed > self.config.escalate_within_s or self._tier + 1 >= len(self._ladder):
+            return
+        self._installed_at = None  # one step per snapshot: the larger one must fall short too
+        self._tier += 1
+        self.limit_escalations += 1
+        self.snapshot_limit = self._ladder[self._tier]
+        logger.info("%s: coverage lost %.1f s after a snapshot, next snapshot limit %d",
+                    self.symbol, now - installed, self.snapshot_limit)  # fmt: skip
+
+    def _maybe_step_down(self, now: float) -> None:
+        covered_since = self._covered_since
+        if covered_since is None or now - covered_since < self.config.step_down_after_s:
+            return
+        self._covered_since = now  # another whole stretch before the next step down
+        self._tier -= 1
+        self.snapshot_limit = self._ladder[self._tier]
+        logger.info("%s: covered for %.0f s, next snapshot limit %d", self.symbol, now - covered_since, self.snapshot_limit)
+
     # -- shadow refresh / audit ---------------------------------------------------------------
 
     def _start_shadow(self) -> Actions:
@@ -556,7 +622,7 @@ class BookSync:
         self._next_refresh_at = None
         self._route()
         self.snapshots += 1
-        return (FetchSnapshot(self.config.snapshot_limit, SnapshotPurpose.SHADOW),)
+        return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
 
     def _drop_shadow(self, why: str, now: float, *, retry_in_s: float | None = None) -> None:
         logger.warning("%s: refresh abandoned: %s", self.symbol, why)
@@ -579,7 +645,7 @@ class BookSync:
             self.snapshots_too_old += 1
             shadow.snapshot = None
             self.snapshots += 1
-            return live + (FetchSnapshot(self.config.snapshot_limit, SnapshotPurpose.SHADOW),)
+            return live + (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
         assert not isinstance(built, str)
         return self._swap(built, snapshot, now, live)
 
@@ -602,7 +668,7 @@ class BookSync:
             logger.info("%s: audit at update id %d: %d levels differed within coverage", self.symbol, self.update_id, differences)
         self._shadow = None
         self._backoff_s = SNAPSHOT_RETRY_MIN_S
-        self._install(shadow_book)
+        self._install(shadow_book, now)
         interval = self.config.refresh_interval_s
         if shadow_book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
@@ -612,13 +678,15 @@ class BookSync:
                 # also a STALE book: the exchange's own snapshot reached the live update id
                 self._set_state(SyncState.SYNCED, f"refreshed at update id {self.update_id}")
         else:
+            self._lost_coverage(now)  # a fresh snapshot that does not cover: too small for this market
             self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S  # still uncovered: try again soon
             self._route()
         return PUBLISH_CHANGED if top_differs or live is PUBLISH_CHANGED else PUBLISH_UNCHANGED
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _install(self, book: Book) -> None:
+    def _install(self, book: Book, now: float) -> None:
+        self._installed_at = self._covered_since = now
         self.book = book
         self._apply = book.apply_diff
         self._crossed = book.crossed

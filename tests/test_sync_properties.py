@@ -48,6 +48,7 @@ from ldc.sync import (
 
 DEPTH = 3
 LIMIT = 4  # snapshot levels per side: deep enough to sync, shallow enough to lose coverage often
+LADDER = (LIMIT, 6, 10)  # limits a market that keeps losing coverage climbs (10 holds a whole side)
 BID_PRICES = [90.0 + i for i in range(10)]  # the truth never crosses: bids <= 99 < 101 <= asks
 ASK_PRICES = [101.0 + i for i in range(10)]
 EVENTS = 100  # events in a world: the corruption script consumes at most ~2 * OPS, healing ~20
@@ -70,11 +71,11 @@ class World:
         assert index >= 0, f"no truth before update id {update_id}"
         return self.states[index]
 
-    def snapshot(self, update_id: int) -> DepthSnapshot:
+    def snapshot(self, update_id: int, limit: int = LIMIT) -> DepthSnapshot:
         bids, asks = self.truth(update_id)
-        top_bids = sorted(bids.items(), reverse=True)[:LIMIT]
-        top_asks = sorted(asks.items())[:LIMIT]
-        return DepthSnapshot(update_id, top_bids, top_asks, LIMIT)
+        top_bids = sorted(bids.items(), reverse=True)[:limit]
+        top_asks = sorted(asks.items())[:limit]
+        return DepthSnapshot(update_id, top_bids, top_asks, limit)
 
 
 WORLD_SEEDS = 64  # worlds are cached and reused: the corruption scripts bring the variety
@@ -136,12 +137,16 @@ class Driver:
 
     def __init__(self, world: World, book_classes: list[Any]) -> None:
         self.world = world
-        config = SyncConfig(rule=world.rule, depth=DEPTH, snapshot_limit=LIMIT, stale_after_s=5.0, refresh_interval_s=4.0)
+        # the limit ladder climbs and steps down within a script: tick steps (up to 31 s) meet both windows
+        config = SyncConfig(rule=world.rule, depth=DEPTH, snapshot_limit=LIMIT, escalation_limits=LADDER[1:],
+                            escalate_within_s=10.0, step_down_after_s=30.0,
+                            stale_after_s=5.0, refresh_interval_s=4.0)  # fmt: skip
         self.syncs = [BookSync("SIM", _factory(cls), config) for cls in book_classes]
         self.now = 0.0
         self.emitted = 0  # index of the next event the exchange emits
         self.last_delivered: DepthDiff | None = None
-        self.outstanding: list[SnapshotPurpose] = []
+        self.outstanding: list[tuple[SnapshotPurpose, int]] = []  # requests not answered yet, with their limit
+        self.had_book = False  # until a first snapshot joined, every request is the cheap one
         self.ever_synced = False
 
     # feeding ---------------------------------------------------------------------------------
@@ -155,9 +160,11 @@ class Driver:
         # the exchange model never rots: an audit finding a wrong published top, or any level
         # differing where both books claim to know every price, is a sync bug
         assert (self.syncs[0].audit_faults, self.syncs[0].audit_differences) == (0, 0)
+        self.had_book |= self.syncs[0].book is not None
         for action in reference:
             if isinstance(action, FetchSnapshot):
-                self.outstanding.append(action.purpose)
+                assert action.limit in LADDER and (self.had_book or action.limit == LIMIT), action  # cold start: cheap
+                self.outstanding.append((action.purpose, action.limit))
         self.check(reference)
 
     def deliver(self, index: int) -> None:
@@ -165,12 +172,16 @@ class Driver:
             self.last_delivered = self.world.events[index]
             self.feed(self.last_delivered)
 
-    def snapshot_at(self, offset: int, where: str) -> DepthSnapshot:
+    def answer(self, offset: int, where: str) -> None:
+        purpose, limit = self.outstanding.pop(0)
+        self.feed(SnapshotResult(self.snapshot_at(offset, where, limit), purpose))
+
+    def snapshot_at(self, offset: int, where: str, limit: int = LIMIT) -> DepthSnapshot:
         events = self.world.events
         index = min(max(self.emitted - 1 + offset, 0), len(events) - 1)
         event = events[index]
         update_id = {"end": event.final_id, "middle": (event.first_id + event.final_id) // 2, "before": event.first_id - 1}[where]
-        return self.world.snapshot(update_id)
+        return self.world.snapshot(update_id, limit)
 
     def run(self, op: tuple[Any, ...]) -> None:
         kind = op[0]
@@ -188,11 +199,11 @@ class Driver:
         elif kind == "disconnect":
             self.feed(DISCONNECT)
         elif kind == "snapshot" and self.outstanding:
-            self.feed(SnapshotResult(self.snapshot_at(op[1], op[2]), self.outstanding.pop(0)))
+            self.answer(op[1], op[2])
         elif kind == "fresh" and self.outstanding:
-            self.feed(SnapshotResult(self.snapshot_at(op[1] % 2, "end"), self.outstanding.pop(0)))
+            self.answer(op[1] % 2, "end")
         elif kind == "fail" and self.outstanding:
-            self.feed(SnapshotFailed(self.outstanding.pop(0), "status 503"))
+            self.feed(SnapshotFailed(self.outstanding.pop(0)[0], "status 503"))
         elif kind == "tick":
             self.now += op[3]
             self.feed(TICK)
@@ -203,7 +214,7 @@ class Driver:
         """In-order delivery and fresh snapshots from now on: the market must sync again."""
         for _ in range(20):
             while self.outstanding:
-                self.feed(SnapshotResult(self.snapshot_at(0, "end"), self.outstanding.pop(0)))
+                self.answer(0, "end")
             if self.syncs[0].state is SyncState.SYNCED:
                 return self.check_refresh_is_scheduled()
             self.deliver(self.emitted)
@@ -219,7 +230,7 @@ class Driver:
         self.outstanding.clear()
         self.now += 31.0  # beyond the refresh interval
         self.feed(TICK)
-        assert SnapshotPurpose.SHADOW in self.outstanding or self.syncs[0].refreshing
+        assert any(purpose is SnapshotPurpose.SHADOW for purpose, _ in self.outstanding) or self.syncs[0].refreshing
 
     # invariants ------------------------------------------------------------------------------
 

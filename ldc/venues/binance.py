@@ -47,6 +47,7 @@ __all__ = [
     "parse_depth_update",
     "parse_message",
     "parse_snapshot",
+    "snapshot_ladder",
     "snapshot_limit_for",
     "subscribe_message",
     "unsubscribe_message",
@@ -59,6 +60,10 @@ __all__ = [
 # diffs unsynced, 46 weight/min), 50 times with limit 100 (0.8%, 42 weight/min); spot 72 times in
 # 11 min with limit 100 (1.1%). Larger limits cost more on a cold start of many markets.
 SNAPSHOT_DEPTH_MARGIN = 5
+# Largest limit a market that keeps losing coverage escalates to (sync.SyncConfig.escalation_limits).
+# Replaying the 6-minute captures at depth 20, limit 1000 left the top uncovered for 1 USD-M diff and
+# no COIN-M diff; spot's next tier (5000) costs 250 weight, five times limit 1000.
+SNAPSHOT_LADDER_CAP = 1000  # levels per side
 MAX_REQUEST_ID = 2**63 - 1  # Binance accepts an int64 id
 
 
@@ -169,6 +174,14 @@ def snapshot_limit_for(exchange: Exchange, depth: int) -> SnapshotLimit:
     chosen = next((tier for tier in tiers if tier.limit >= wanted), tiers[-1])
     same_weight = [tier for tier in tiers if tier.weight == chosen.weight]
     return same_weight[-1]
+
+
+def snapshot_ladder(exchange: Exchange, depth: int, *, cap: int = SNAPSHOT_LADDER_CAP) -> tuple[SnapshotLimit, ...]:
+    """The limits a market climbs as it keeps losing coverage: ``snapshot_limit_for(depth)`` first
+    (every cold start stays this cheap), then each larger allowed tier up to ``cap``."""
+    first = snapshot_limit_for(exchange, depth)
+    larger = tuple(tier for tier in exchange.snapshot_limits if first.limit < tier.limit <= cap)
+    return (first, *larger)
 
 
 # Spot weights since 2023-10-19 (rest-api.md): 1-100 -> 5, 101-500 -> 25, 501-1000 -> 50, 1001-5000 -> 250.

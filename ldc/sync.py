@@ -31,7 +31,14 @@ Rules (binance-spot-api-docs web-socket-streams.md "How to manage a local order 
 On top of the documents: staleness (no diff for ``stale_after_s``), the coverage guard (when the
 book no longer knows its top ``depth`` levels exactly, flag it and refresh), and the periodic refresh
 that is an audit: a shadow book is synced from a new snapshot beside the live one, compared with it at
-the same update id, and replaces it with no gap for readers.
+the same update id, and replaces it with no gap for readers. A snapshot exactly at the book's update id
+(refresh, or a live one for a flagged book) is swapped in at once: on an idle stream no diff comes to join it.
+
+Snapshot limits climb a ladder (``SyncConfig.escalation_limits``): the first request of a market uses the
+cheap ``snapshot_limit``, so a cold start of many markets costs what it always did; a book that loses
+coverage within ``escalate_within_s`` of its snapshot joining asks the next limit for its refresh (and any
+later request), and a book covered for ``step_down_after_s`` steps one limit down. ``snapshot_limit``
+(an attribute) is the limit of the next request.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ moment, cut to the requested limit, as the exchange would answer an idle-free st
 ``TICK_S``. Printed as JSON per capture and configuration: diffs applied while the published top was
 not known exactly (state not SYNCED), snapshot requests, their total request weight, the cold-start
 weight (the first request), audits and their faults (must be 0), and bookTicker mismatches while SYNCED
-(must be 0); then each ladder figure as a ratio of the static baseline measured in the same run.
+(must be 0), and the state once the stream went idle with the answers still due delivered (SYNCED: a
+refresh at the book's own id joins without waiting for a diff); then each ladder figure as a ratio of the static baseline measured in the same run.
 
     .venv/bin/python scripts/bench_sync_coverage.py [--rtt-s 0.25] [--depth 20]
 """
@@ -149,6 +150,11 @@ def run(capture: Capture, venue: Exchange, depth: int, ladder: tuple[int, ...], 
         elif diff.final_id in capture.tickers and sync.update_id == diff.final_id:
             bid, ask = sync.book.best_bid(), sync.book.best_ask()
             mismatches += (*bid, *ask) != capture.tickers[diff.final_id]  # type: ignore[misc]
+    state_at_end = sync.state.name
+    # the stream goes idle: the answers still due come at the book's own id and must join at once
+    while pending:
+        due, action = pending.pop(0)
+        carry_out(sync.feed(SnapshotResult(truth.snapshot(action.limit), action.purpose), due), due)
     counters = sync.counters()
     return {
         "ladder": list(ladder),
@@ -163,6 +169,8 @@ def run(capture: Capture, venue: Exchange, depth: int, ladder: tuple[int, ...], 
         "audit_differences": counters.audit_differences,
         "gaps": counters.gaps,
         "book_ticker_mismatches_while_synced": mismatches,
+        "state_at_last_diff": state_at_end,
+        "state_once_idle": sync.state.name,  # SYNCED: no refresh waits for a diff that will not come
     }
 
 

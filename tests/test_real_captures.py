@@ -316,3 +316,83 @@ def _plain_apply(bids: dict[float, float], asks: dict[float, float], ref_id: int
             else:
                 side[price] = qty
     return int(diff.final_id)
+
+
+@pytest.mark.skipif(not hasattr(fastbook, "FastBook"), reason="ldc._fastbook.FastBook not built")
+@pytest.mark.parametrize("purpose", [SnapshotPurpose.SHADOW, SnapshotPurpose.LIVE], ids=["shadow", "live"])
+@pytest.mark.parametrize(("names", "rule"), [CASES[0].values[:2], CASES[2].values[:2]], ids=["spot-0808-0809", "usdm"])
+def test_flagged_book_at_the_end_of_a_capture_is_synced_by_a_snapshot_at_its_id_with_no_further_diff(
+    names: tuple[str, ...], rule: SequenceRule, purpose: SnapshotPurpose
+) -> None:
+    """Spot and USD-M end UNCOVERED with a refresh requested, and the stream ends: the exchange's
+    answer (the plain replay at the book's own id) must join at once, audited clean, not wait for a
+    diff that never comes (issue 8: every replay ended flagged)."""
+    result = replay(load(*names), rule, lambda: fastbook.FastBook(depth=DEPTH), c_parse, len(names))
+    sync = result.sync
+    assert (sync.state, sync.refreshing) == (SyncState.UNCOVERED, True)
+    last, bids, asks = reference_book(names, rule)
+    fresh = DepthSnapshot(last, sorted(bids.items(), reverse=True)[:SNAPSHOT_LIMIT], sorted(asks.items())[:SNAPSHOT_LIMIT], SNAPSHOT_LIMIT)
+    sync.feed(SnapshotResult(fresh, purpose), 0.0)
+    assert (sync.state, sync.update_id, sync.refreshing) == (SyncState.SYNCED, last, False)
+    counters = sync.counters()
+    assert (counters.audits, counters.audit_differences, counters.audit_faults, counters.resyncs) == (1, 0, 0, 0)
+
+
+@pytest.mark.skipif(not hasattr(fastbook, "FastBook"), reason="ldc._fastbook.FastBook not built")
+@pytest.mark.parametrize(
+    ("names", "rule", "requests"),
+    [
+        pytest.param(CASES[0].values[0], SequenceRule.SPOT, {500: 1, 1000: 1}, id="spot-0808-0809"),
+        pytest.param(CASES[2].values[0], SequenceRule.FUTURES, {500: 1, 1000: 2}, id="usdm"),
+    ],
+)
+def test_snapshot_limit_ladder_climbs_on_real_data_and_every_refresh_audits_clean(
+    names: tuple[str, ...], rule: SequenceRule, requests: dict[int, int]
+) -> None:
+    """The first snapshot is the capture's cut to 100 levels; each coverage loss comes at once (the
+    clock stands still), so each refresh asks the next limit up to 1000, answered at once with the
+    plain replay's top levels at the live id. The books the refreshes swap in hold windows of
+    different sizes: audits stay clean, bookTickers keep matching, and far fewer requests go out
+    than with a static limit 100 (72 on spot, 50 on USD-M: test_small_snapshots_lose_coverage_and_every_refresh_audits_clean)."""
+    ladder = (100, 500, 1000)
+    capture = load(*names)
+    config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=ladder[0], escalation_limits=ladder[1:],
+                        refresh_interval_s=None, stale_after_s=1e9)  # fmt: skip
+    sync = BookSync("CAPTURE", lambda: fastbook.FastBook(depth=DEPTH), config)
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    ref_id = -1
+    early: list[Any] = []
+    asked: dict[int, int] = {}
+    matched = 0
+    for _, event in capture.events:
+        if isinstance(event, DepthSnapshot):
+            bids, asks, ref_id = dict(event.bids), dict(event.asks), event.last_update_id
+            for diff in early:
+                ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
+            cut = DepthSnapshot(event.last_update_id, list(event.bids)[:100], list(event.asks)[:100], 100)
+            sync.feed(SnapshotResult(cut, SnapshotPurpose.LIVE), 0.0)
+            continue
+        diff = c_parse(event)
+        actions = sync.on_diff(diff, 0.0)
+        if ref_id < 0:
+            early.append(diff)
+            continue
+        ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
+        for action in actions:
+            if isinstance(action, FetchSnapshot) and action.purpose is SnapshotPurpose.SHADOW:
+                limit = action.limit
+                asked[limit] = asked.get(limit, 0) + 1
+                fresh = DepthSnapshot(ref_id, sorted(bids.items(), reverse=True)[:limit], sorted(asks.items())[:limit], limit)
+                sync.feed(SnapshotResult(fresh, SnapshotPurpose.SHADOW), 0.0)
+        book = sync.book
+        if book is not None and sync.update_id == diff.final_id and diff.final_id in capture.tickers:
+            bid, ask = book.best_bid(), book.best_ask()
+            assert bid is not None and ask is not None
+            assert (*bid, *ask) == capture.tickers[diff.final_id]
+            matched += 1
+    assert asked == requests
+    counters = sync.counters()
+    assert (counters.audits, counters.audit_differences, counters.audit_faults) == (sum(requests.values()), 0, 0)
+    assert (counters.gaps, counters.resyncs, counters.limit_escalations, counters.snapshot_limit) == (0, 0, 2, 1000)
+    assert matched == sum(CHECKPOINTS[names])

@@ -654,3 +654,197 @@ def test_counters_snapshot(factory: Callable[[], Book]) -> None:
     sync.feed(spot(11, 11), 0.0)
     counters = sync.counters()
     assert (counters.diffs_applied, counters.diffs_ignored, counters.snapshots, counters.gaps) == (1, 1, 1, 0)  # the buffered 9..10 was in the snapshot
+
+
+# -- a refresh at the live id on an idle stream (issues 7 and 8: flagged books at the end of a replay) --
+
+RULES = pytest.mark.parametrize("rule", [SequenceRule.SPOT, SequenceRule.FUTURES], ids=["spot", "futures"])
+FULL_BIDS = [(100.0 - i, 1.0) for i in range(LIMIT)]  # a full side: known down to 96 only
+FRESH_BIDS = [(95.0, 1.0), (94.0, 1.0)]
+
+
+def step(rule: SequenceRule, first: int, final: int, prev: int, bids: Sequence[Level] = ()) -> DepthDiff:
+    """The diff after update id ``prev`` under ``rule``: spot chains by U, futures by pu."""
+    return spot(first, final, bids) if rule is SequenceRule.SPOT else fut(first, final, prev, bids)
+
+
+def uncovered(factory: Callable[[], Book], rule: SequenceRule, **options: float | None) -> BookSync:
+    """A market synced at 10 on a full bid side, flagged UNCOVERED at 11 with a refresh in flight."""
+    sync = make(factory, rule, refresh_interval_s=None, stale_after_s=1000.0, **options)
+    sync.feed(step(rule, 9, 10, 8), 0.0)
+    sync.feed(SnapshotResult(snap(10, bids=FULL_BIDS), LIVE), 0.0)
+    actions = sync.feed(step(rule, 11, 11, 10, bids=[(100.0 - i, 0.0) for i in range(LIMIT - 1)]), 0.0)
+    assert actions == (MarkOutOfSync(OutOfSyncReason.UNCOVERED), FETCH_SHADOW, Publish(True))
+    assert (sync.state, sync.update_id, sync.refreshing) == (SyncState.UNCOVERED, 11, True)
+    return sync
+
+
+@RULES
+def test_shadow_snapshot_at_the_id_of_an_uncovered_book_on_an_idle_stream_swaps_at_once(factory: Callable[[], Book], rule: SequenceRule) -> None:
+    sync = uncovered(factory, rule)
+    assert sync.feed(SnapshotResult(snap(11, bids=[(96.0, 1.0), *FRESH_BIDS]), SHADOW), 1.0) == CHANGED
+    assert (sync.state, sync.update_id, sync.refreshing) == (SyncState.SYNCED, 11, False)
+    assert (sync.audits, sync.last_audit_differences, sync.audit_faults) == (1, 0, 0)
+    assert levels(sync)[0] == [(96.0, 1.0), *FRESH_BIDS]
+    assert sync.on_diff == (sync._diff_synced_spot if rule is SequenceRule.SPOT else sync._diff_synced_futures)
+
+
+@RULES
+def test_shadow_snapshot_the_recorded_stream_already_reached_swaps_at_once(factory: Callable[[], Book], rule: SequenceRule) -> None:
+    sync = uncovered(factory, rule)
+    sync.feed(step(rule, 12, 12, 11, bids=[(96.0, 0.0)]), 0.5)  # recorded for the shadow
+    sync.feed(step(rule, 13, 14, 12, bids=[(95.0, 3.0)]), 0.6)
+    assert sync.feed(SnapshotResult(snap(14, bids=[(95.0, 3.0), (94.0, 1.0)]), SHADOW), 1.0) == CHANGED
+    assert (sync.state, sync.update_id, sync.refreshing, sync.audits) == (SyncState.SYNCED, 14, False, 1)
+    assert levels(sync)[0] == [(95.0, 3.0), (94.0, 1.0)]
+
+
+def flagged(factory: Callable[[], Book], rule: SequenceRule, state: SyncState) -> BookSync:
+    """A market whose book is at update id 11 and flagged ``state``."""
+    if state is SyncState.UNCOVERED:
+        return uncovered(factory, rule)
+    sync = make(factory, rule, refresh_interval_s=None, stale_after_s=5.0)
+    sync.feed(step(rule, 9, 10, 8), 0.0)
+    sync.feed(SnapshotResult(snap(10), LIVE), 0.0)
+    sync.feed(step(rule, 11, 11, 10), 0.0)
+    if state is SyncState.STALE:
+        sync.feed(TICK, 0.0)
+        sync.feed(TICK, 5.0)
+    else:
+        sync.feed(DISCONNECT, 0.0)
+    assert (sync.state, sync.update_id) == (state, 11)
+    return sync
+
+
+FLAGGED = pytest.mark.parametrize("state", [SyncState.UNCOVERED, SyncState.STALE, SyncState.DISCONNECTED], ids=lambda s: s.name.lower())
+
+
+@RULES
+@FLAGGED
+def test_live_snapshot_at_the_id_of_a_flagged_book_replaces_it_at_once(factory: Callable[[], Book], rule: SequenceRule, state: SyncState) -> None:
+    sync = flagged(factory, rule, state)
+    fresh = snap(11, bids=[(100.0, 1.0), (99.0, 1.0)] if state is not SyncState.UNCOVERED else FRESH_BIDS)
+    assert sync.feed(SnapshotResult(fresh, LIVE), 6.0) in (CHANGED, UNCHANGED)
+    assert (sync.state, sync.update_id, sync.refreshing, sync.audits, sync.audit_faults) == (SyncState.SYNCED, 11, False, 1, 0)
+    assert levels(sync)[0] == fresh.bids
+    assert sync.feed(SnapshotResult(snap(11), SHADOW), 6.0) == ()  # the refresh it made moot
+    assert sync.feed(step(rule, 12, 12, 11), 7.0) == UNCHANGED  # the stream continues the new book
+    assert (sync.gaps, sync.resyncs) == (0, 0)
+
+
+@RULES
+@FLAGGED
+def test_live_snapshot_at_another_id_of_a_flagged_book_changes_nothing(factory: Callable[[], Book], rule: SequenceRule, state: SyncState) -> None:
+    sync = flagged(factory, rule, state)
+    book = sync.book
+    for other in (10, 12):
+        assert sync.feed(SnapshotResult(snap(other), LIVE), 6.0) == ()
+    assert (sync.state, sync.update_id, sync.book, sync.audits) == (state, 11, book, 0)
+
+
+# -- snapshot limit ladder ------------------------------------------------------------------------
+
+LADDER = (LIMIT, 8, 12)
+
+
+def laddered(factory: Callable[[], Book], rule: SequenceRule = SequenceRule.SPOT, **options: float | None) -> BookSync:
+    config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=LIMIT, escalation_limits=LADDER[1:],
+                        refresh_interval_s=None, stale_after_s=1e9, **options)  # type: ignore[arg-type]  # fmt: skip
+    return BookSync("BTCUSDT", factory, config)
+
+
+def lose_coverage(sync: BookSync, rule: SequenceRule, now: float) -> tuple[object, ...]:
+    """Delete every bid the book holds at once: it no longer knows its top 2 bids."""
+    assert sync.book is not None
+    held = sync.book.levels()[0]
+    uid = sync.update_id
+    return sync.feed(step(rule, uid + 1, uid + 1, uid, bids=[(p, 0.0) for p, _ in held]), now)
+
+
+def full_snapshot(update_id: int, limit: int, top: float) -> DepthSnapshot:
+    return DepthSnapshot(update_id, [(top - i, 1.0) for i in range(limit)], [(101.0, 1.0)], limit)
+
+
+@RULES
+def test_cold_start_asks_the_cheap_limit_and_a_quick_loss_of_coverage_climbs_the_ladder(factory: Callable[[], Book], rule: SequenceRule) -> None:
+    sync = laddered(factory, rule)
+    assert sync.feed(step(rule, 9, 10, 8), 0.0) == (FetchSnapshot(LIMIT, LIVE),)
+    sync.feed(SnapshotResult(full_snapshot(10, LIMIT, 100.0), LIVE), 0.0)
+    actions = lose_coverage(sync, rule, 59.0)  # within ESCALATE_IF_UNCOVERED_WITHIN_S of the snapshot
+    assert actions == (MarkOutOfSync(OutOfSyncReason.UNCOVERED), FetchSnapshot(8, SHADOW), Publish(True))
+    assert (sync.limit_escalations, sync.snapshot_limit) == (1, 8)
+    sync.feed(SnapshotResult(full_snapshot(11, 8, 90.0), SHADOW), 60.0)
+    assert sync.state is SyncState.SYNCED
+    assert lose_coverage(sync, rule, 61.0)[1] == FetchSnapshot(12, SHADOW)
+    sync.feed(SnapshotResult(full_snapshot(12, 12, 80.0), SHADOW), 62.0)
+    assert lose_coverage(sync, rule, 63.0)[1] == FetchSnapshot(12, SHADOW)  # the top of the ladder
+    assert (sync.limit_escalations, sync.counters().snapshot_limit) == (2, 12)
+
+
+def test_coverage_lost_long_after_the_snapshot_keeps_the_limit(factory: Callable[[], Book]) -> None:
+    sync = laddered(factory, escalate_within_s=60.0)
+    sync.feed(spot(9, 10), 0.0)
+    sync.feed(SnapshotResult(full_snapshot(10, LIMIT, 100.0), LIVE), 0.0)
+    assert lose_coverage(sync, SequenceRule.SPOT, 60.5)[1] == FETCH_SHADOW
+    assert (sync.limit_escalations, sync.snapshot_limit) == (0, LIMIT)
+
+
+def test_a_fresh_snapshot_that_does_not_cover_climbs_for_the_retry(factory: Callable[[], Book]) -> None:
+    sync = laddered(factory)
+    sync.feed(spot(9, 10), 0.0)
+    sync.feed(SnapshotResult(full_snapshot(10, LIMIT, 100.0), LIVE), 0.0)
+    lose_coverage(sync, SequenceRule.SPOT, 100.0)  # long after: same limit
+    sync.feed(spot(12, 12, bids=[(95.0 - i, 0.0) for i in range(LIMIT - 1)]), 100.0)
+    thin = DepthSnapshot(11, [(95.0 - i, 1.0) for i in range(LIMIT)], [(101.0, 1.0)], LIMIT)
+    sync.feed(SnapshotResult(thin, SHADOW), 100.0)  # joins at 12 knowing one bid of LIMIT: still uncovered
+    assert (sync.state, sync.snapshot_limit) == (SyncState.UNCOVERED, 8)
+    assert sync.feed(TICK, 130.0) == (FetchSnapshot(8, SHADOW),)
+
+
+def test_a_book_covered_for_step_down_after_s_steps_down_one_limit(factory: Callable[[], Book]) -> None:
+    sync = laddered(factory, step_down_after_s=100.0)
+    sync.feed(spot(9, 10), 0.0)
+    sync.feed(SnapshotResult(full_snapshot(10, LIMIT, 100.0), LIVE), 0.0)
+    lose_coverage(sync, SequenceRule.SPOT, 1.0)
+    sync.feed(SnapshotResult(full_snapshot(11, 8, 90.0), SHADOW), 2.0)  # covered again from 2.0
+    lose_coverage(sync, SequenceRule.SPOT, 3.0)
+    sync.feed(SnapshotResult(full_snapshot(12, 12, 80.0), SHADOW), 4.0)  # covered again from 4.0
+    assert sync.snapshot_limit == 12
+    sync.feed(TICK, 103.9)
+    assert sync.snapshot_limit == 12
+    sync.feed(TICK, 104.0)
+    assert sync.snapshot_limit == 8
+    sync.feed(TICK, 203.9)
+    assert sync.snapshot_limit == 8
+    sync.feed(TICK, 204.0)
+    assert sync.snapshot_limit == LIMIT
+    sync.feed(TICK, 1000.0)
+    assert (sync.snapshot_limit, sync.limit_escalations) == (LIMIT, 2)  # the bottom of the ladder
+
+
+def test_an_uncovered_book_does_not_step_down(factory: Callable[[], Book]) -> None:
+    sync = laddered(factory, step_down_after_s=100.0)
+    sync.feed(spot(9, 10), 0.0)
+    sync.feed(SnapshotResult(full_snapshot(10, LIMIT, 100.0), LIVE), 0.0)
+    lose_coverage(sync, SequenceRule.SPOT, 1.0)  # the refresh at limit 8 is never answered
+    sync.feed(TICK, 500.0)
+    assert (sync.state, sync.snapshot_limit) == (SyncState.UNCOVERED, 8)
+
+
+def test_a_resync_asks_the_limit_the_market_climbed_to(factory: Callable[[], Book]) -> None:
+    sync = laddered(factory)
+    sync.feed(spot(9, 10), 0.0)
+    sync.feed(SnapshotResult(full_snapshot(10, LIMIT, 100.0), LIVE), 0.0)
+    lose_coverage(sync, SequenceRule.SPOT, 1.0)
+    assert sync.feed(spot(50, 51), 2.0) == (MarkOutOfSync(OutOfSyncReason.GAP), FetchSnapshot(8, LIVE))
+
+
+def test_ladder_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"escalation_limits \[5, 8\] not ascending above snapshot_limit 5, expected each larger than the one before"):
+        SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, escalation_limits=(5, 8))
+    with pytest.raises(ConfigError, match=r"escalation_limits \[9, 8\] not ascending"):
+        SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, escalation_limits=(9, 8))
+    with pytest.raises(ConfigError, match="escalate_within_s 0 too small, expected more than 0"):
+        SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, escalate_within_s=0)
+    with pytest.raises(ConfigError, match="step_down_after_s -1 too small, expected more than 0"):
+        SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, step_down_after_s=-1)

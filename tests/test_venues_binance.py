@@ -22,6 +22,7 @@ from ldc.venues.binance import (
     parse_depth_update,
     parse_message,
     parse_snapshot,
+    snapshot_ladder,
     snapshot_limit_for,
 )
 
@@ -172,6 +173,27 @@ def test_snapshot_limit_for_a_depth_beyond_the_largest_snapshot_is_rejected() ->
         snapshot_limit_for(binance.exchange("binance.com-futures"), 1001)
     with pytest.raises(ConfigError, match="depth 0 too small"):
         snapshot_limit_for(binance.exchange("binance.com"), 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "depth", "expected"),
+    [
+        # the first step is snapshot_limit_for's, so a cold start costs what it did without a ladder
+        ("binance.com", 20, (SnapshotLimit(100, 5), SnapshotLimit(500, 25), SnapshotLimit(1000, 50))),
+        ("binance.com", 21, (SnapshotLimit(500, 25), SnapshotLimit(1000, 50))),
+        ("binance.com", 201, (SnapshotLimit(5000, 250),)),  # already beyond the cap: no step up
+        ("binance.com-futures", 10, (SnapshotLimit(50, 2), SnapshotLimit(100, 5), SnapshotLimit(500, 10), SnapshotLimit(1000, 20))),
+        ("binance.com-futures", 20, (SnapshotLimit(100, 5), SnapshotLimit(500, 10), SnapshotLimit(1000, 20))),
+        ("binance.com-coin_futures", 60, (SnapshotLimit(500, 10), SnapshotLimit(1000, 20))),
+    ],
+)
+def test_snapshot_ladder_starts_at_the_cheap_limit_and_stops_at_the_cap(name: str, depth: int, expected: tuple[SnapshotLimit, ...]) -> None:
+    assert snapshot_ladder(binance.exchange(name), depth) == expected
+
+
+def test_snapshot_ladder_with_a_lower_cap_stops_there() -> None:
+    ladder = snapshot_ladder(binance.exchange("binance.com"), 20, cap=500)
+    assert ladder == (SnapshotLimit(100, 5), SnapshotLimit(500, 25))
 
 
 # -- control messages -----------------------------------------------------------------------

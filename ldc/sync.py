@@ -599,19 +599,27 @@ class BookSync:
 
     # -- snapshot limit ladder -----------------------------------------------------------------
 
-    def _lost_coverage(self, now: float) -> None:
+    def _lost_coverage(self, now: float) -> bool:
         """Coverage lost within ``escalate_within_s`` of the snapshot joining: that limit is too small
-        for this market, so the next request (the refresh about to start) asks for the next step."""
+        for this market, so the next request (the refresh about to start) asks for the next step.
+        Returns whether the limit went up."""
         self._covered_since = None
         installed = self._installed_at
-        if installed is None or now - installed > self.config.escalate_within_s or self._tier + 1 >= len(self._ladder):
-            return
+        if installed is None or now - installed > self.config.escalate_within_s or not self._climb():
+            return False
         self._installed_at = None  # one step per snapshot: the larger one must fall short too
+        logger.info("%s: coverage lost %.1f s after a snapshot, next snapshot limit %d",
+                    self.symbol, now - installed, self.snapshot_limit)  # fmt: skip
+        return True
+
+    def _climb(self) -> bool:
+        """One step up the ladder, unless at its top; returns whether the limit went up."""
+        if self._tier + 1 >= len(self._ladder):
+            return False
         self._tier += 1
         self.limit_escalations += 1
         self.snapshot_limit = self._ladder[self._tier]
-        logger.info("%s: coverage lost %.1f s after a snapshot, next snapshot limit %d",
-                    self.symbol, now - installed, self.snapshot_limit)  # fmt: skip
+        return True
 
     def _maybe_step_down(self, now: float) -> None:
         covered_since = self._covered_since
@@ -666,6 +674,8 @@ class BookSync:
         self.audits += 1
         self.audit_differences += differences
         self.last_audit_differences = differences
+        if self.state is SyncState.SYNCED and not differences and not shadow_book.covers(depth):
+            return self._keep_live(now, live)
         if top_differs and self.state is SyncState.SYNCED:
             # published as exact, yet not what the exchange holds: the fault audits exist to catch
             self.audit_faults += 1
@@ -685,10 +695,36 @@ class BookSync:
                 # also a STALE book: the exchange's own snapshot reached the live update id
                 self._set_state(SyncState.SYNCED, f"refreshed at update id {self.update_id}")
         else:
-            self._lost_coverage(now)  # a fresh snapshot that does not cover: too small for this market
-            self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S  # still uncovered: try again soon
-            self._route()
+            return self._swapped_uncovered(now) + _publish(top_differs or live is PUBLISH_CHANGED)
         return PUBLISH_CHANGED if top_differs or live is PUBLISH_CHANGED else PUBLISH_UNCHANGED
+
+    def _keep_live(self, now: float, live: Actions) -> Actions:
+        """The refresh's book agrees with the live one where both know every price but does not know
+        its own top, while the live book (from a larger snapshot) does: keep the live book, and ask
+        the next limit from now on, as this one proved too small for the market."""
+        logger.info("%s: refresh at update id %d kept the live book: a %d-level snapshot does not cover the top %d",
+                    self.symbol, self.update_id, self.snapshot_limit, self._depth)  # fmt: skip
+        self._shadow = None
+        self._backoff_s = SNAPSHOT_RETRY_MIN_S
+        self._climb()
+        interval = self.config.refresh_interval_s
+        self._next_refresh_at = None if interval is None else now + interval
+        self._route()
+        return live
+
+    def _swapped_uncovered(self, now: float) -> Actions:
+        """A fresh book that does not cover the depth (the stream moved through a snapshot too small
+        for this market): flag it; ask a larger limit at once if the ladder has one (an idle stream
+        brings no diff to fill the top), else try again in SNAPSHOT_RETRY_CAP_S."""
+        flags: Actions = NO_ACTIONS
+        if self.state is SyncState.SYNCED:
+            self._set_state(SyncState.UNCOVERED, "refreshed book does not cover the published depth")
+            flags = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
+        if self._lost_coverage(now):
+            return flags + self._start_shadow()
+        self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S
+        self._route()
+        return flags
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -789,16 +789,50 @@ def test_coverage_lost_long_after_the_snapshot_keeps_the_limit(factory: Callable
     assert (sync.limit_escalations, sync.snapshot_limit) == (0, LIMIT)
 
 
-def test_a_fresh_snapshot_that_does_not_cover_climbs_for_the_retry(factory: Callable[[], Book]) -> None:
+def test_a_fresh_snapshot_that_does_not_cover_asks_the_next_limit_at_once(factory: Callable[[], Book]) -> None:
+    """The stream moved through the refresh's snapshot before it arrived (spot BTCUSDT in the
+    simulator's replay): on an idle stream no diff would fill the top, so the larger limit is asked
+    now; at the top of the ladder the retry waits SNAPSHOT_RETRY_CAP_S as without a ladder."""
     sync = laddered(factory)
     sync.feed(spot(9, 10), 0.0)
     sync.feed(SnapshotResult(full_snapshot(10, LIMIT, 100.0), LIVE), 0.0)
     lose_coverage(sync, SequenceRule.SPOT, 100.0)  # long after: same limit
     sync.feed(spot(12, 12, bids=[(95.0 - i, 0.0) for i in range(LIMIT - 1)]), 100.0)
     thin = DepthSnapshot(11, [(95.0 - i, 1.0) for i in range(LIMIT)], [(101.0, 1.0)], LIMIT)
-    sync.feed(SnapshotResult(thin, SHADOW), 100.0)  # joins at 12 knowing one bid of LIMIT: still uncovered
-    assert (sync.state, sync.snapshot_limit) == (SyncState.UNCOVERED, 8)
-    assert sync.feed(TICK, 130.0) == (FetchSnapshot(8, SHADOW),)
+    # joins at 12 knowing one bid of LIMIT: still uncovered
+    assert sync.feed(SnapshotResult(thin, SHADOW), 100.0) == (FetchSnapshot(8, SHADOW), Publish(True))
+    assert (sync.state, sync.snapshot_limit, sync.refreshing) == (SyncState.UNCOVERED, 8, True)
+    sync.feed(SnapshotResult(full_snapshot(12, 8, 94.0), SHADOW), 100.1)
+    assert sync.state is SyncState.SYNCED
+    lose_coverage(sync, SequenceRule.SPOT, 100.2)  # climbs to 12
+    sync.feed(spot(14, 14, bids=[(90.0 - i, 0.0) for i in range(11)]), 100.2)
+    thin = DepthSnapshot(13, [(90.0 - i, 1.0) for i in range(12)], [(101.0, 1.0)], 12)
+    assert sync.feed(SnapshotResult(thin, SHADOW), 100.3) == CHANGED  # the top of the ladder: wait
+    assert (sync.state, sync.refreshing) == (SyncState.UNCOVERED, False)
+    assert sync.feed(TICK, 130.3) == (FetchSnapshot(12, SHADOW),)
+
+
+@pytest.mark.parametrize("ladder", [(), (8,)], ids=["static", "ladder"])
+def test_a_refresh_too_small_to_cover_keeps_a_live_book_that_covers(factory: Callable[[], Book], ladder: tuple[int, ...]) -> None:
+    """The live book came from a larger snapshot (the limit stepped down since) and knows the whole bid
+    side; the refresh's snapshot vouches down to 96 only, and the recorded diff leaves it one bid there.
+    Both agree where both know every price: the live book stays (swapping would flag a correct book),
+    and with a ladder the next request asks the next limit."""
+    config = SyncConfig(rule=SequenceRule.SPOT, depth=DEPTH, snapshot_limit=LIMIT, escalation_limits=ladder,
+                        refresh_interval_s=1.0, stale_after_s=1000.0)  # fmt: skip
+    sync = BookSync("BTCUSDT", factory, config)
+    sync.feed(spot(9, 10), 0.0)
+    wide = DepthSnapshot(10, [(100.0 - i, 1.0) for i in range(7)], [(101.0, 1.0), (102.0, 1.0)], 10)
+    sync.feed(SnapshotResult(wide, LIVE), 0.0)
+    assert sync.feed(TICK, 1.0) == (FETCH_SHADOW,)
+    sync.feed(spot(11, 11, bids=[(100.0 - i, 0.0) for i in range(4)]), 1.0)  # recorded; live: 96, 95, 94
+    live = sync.book
+    narrow = DepthSnapshot(10, [(100.0 - i, 1.0) for i in range(LIMIT)], [(101.0, 1.0), (102.0, 1.0)], LIMIT)
+    assert sync.feed(SnapshotResult(narrow, SHADOW), 1.0) == ()
+    assert (sync.state, sync.book, sync.refreshing) == (SyncState.SYNCED, live, False)
+    assert (sync.audits, sync.audit_differences, sync.audit_faults) == (1, 0, 0)
+    assert levels(sync)[0] == [(96.0, 1.0), (95.0, 1.0), (94.0, 1.0)]
+    assert sync.feed(TICK, 2.0) == (FetchSnapshot((LIMIT, *ladder)[-1], SHADOW),)  # the next interval
 
 
 def test_a_book_covered_for_step_down_after_s_steps_down_one_limit(factory: Callable[[], Book]) -> None:

@@ -675,7 +675,7 @@ class BookSync:
         self.audit_differences += differences
         self.last_audit_differences = differences
         if self.state is SyncState.SYNCED and not differences and not shadow_book.covers(depth):
-            return self._keep_live(now, live)
+            return self._keep_live(snapshot, now, live)
         if top_differs and self.state is SyncState.SYNCED:
             # published as exact, yet not what the exchange holds: the fault audits exist to catch
             self.audit_faults += 1
@@ -698,12 +698,12 @@ class BookSync:
             return self._swapped_uncovered(now) + _publish(top_differs or live is PUBLISH_CHANGED)
         return PUBLISH_CHANGED if top_differs or live is PUBLISH_CHANGED else PUBLISH_UNCHANGED
 
-    def _keep_live(self, now: float, live: Actions) -> Actions:
+    def _keep_live(self, snapshot: DepthSnapshot, now: float, live: Actions) -> Actions:
         """The refresh's book agrees with the live one where both know every price but does not know
         its own top, while the live book (from a larger snapshot) does: keep the live book, and ask
         the next limit from now on, as this one proved too small for the market."""
         logger.info("%s: refresh at update id %d kept the live book: a %d-level snapshot does not cover the top %d",
-                    self.symbol, self.update_id, self.snapshot_limit, self._depth)  # fmt: skip
+                    self.symbol, self.update_id, snapshot.limit, self._depth)  # fmt: skip
         self._shadow = None
         self._backoff_s = SNAPSHOT_RETRY_MIN_S
         self._climb()

@@ -2,8 +2,9 @@
 
 Each capture (shared/data/binance) is replayed through ``BookSync`` on its recorded clock at depth 20.
 The first snapshot is the capture's own, cut to the first limit asked for; every later request is
-answered ``--rtt-s`` seconds (capture time) after it was made with a plain replay's book at that
-moment, cut to the requested limit, as the exchange would answer an idle-free stream. Ticks every
+answered ``--rtt-s`` seconds (capture time) after it was made with a plain replay's book as it was half
+way (when the exchange took the snapshot), cut to the requested limit: the diffs of the second half
+are already applied to the live book when the answer arrives, as on a real connection. Ticks every
 ``TICK_S``. Printed as JSON per capture and configuration: diffs applied while the published top was
 not known exactly (state not SYNCED), snapshot requests, their total request weight, the cold-start
 weight (the first request), audits and their faults (must be 0), and bookTicker mismatches while SYNCED
@@ -102,13 +103,21 @@ class Truth:
         return DepthSnapshot(self.update_id, bids, asks, limit)
 
 
+@dataclass
+class Request:
+    action: FetchSnapshot
+    taken_at: float  # capture time the exchange takes the snapshot
+    due: float  # capture time the answer arrives
+    snapshot: DepthSnapshot | None = None
+
+
 def run(capture: Capture, venue: Exchange, depth: int, ladder: tuple[int, ...], rtt_s: float) -> dict[str, Any]:
     futures = venue.sequence_rule.name == "FUTURES"
     config = SyncConfig(rule=venue.sequence_rule, depth=depth, snapshot_limit=ladder[0], escalation_limits=ladder[1:],
                         refresh_interval_s=None, stale_after_s=1e9)  # fmt: skip
     sync = BookSync("CAPTURE", lambda: fastbook.FastBook(depth=depth), config)
     truth = Truth(futures)
-    pending: list[tuple[float, FetchSnapshot]] = []  # answers due, in request order
+    pending: list[Request] = []  # in request order
     cold_limit: int | None = None
     weights: list[int] = []
     limits: dict[int, int] = {}
@@ -124,12 +133,16 @@ def run(capture: Capture, venue: Exchange, depth: int, ladder: tuple[int, ...], 
                 if cold_limit is None:
                     cold_limit = action.limit  # the cold start: answered by the capture's own snapshot
                 else:
-                    pending.append((t + rtt_s, action))
+                    pending.append(Request(action, taken_at=t + rtt_s / 2, due=t + rtt_s))
 
     for t, event in capture.events:
-        while pending and pending[0][0] <= t:
-            due, action = pending.pop(0)
-            carry_out(sync.feed(SnapshotResult(truth.snapshot(action.limit), action.purpose), due), due)
+        for request in pending:
+            if request.snapshot is None and request.taken_at <= t:
+                request.snapshot = truth.snapshot(request.action.limit)
+        while pending and pending[0].due <= t:
+            request = pending.pop(0)
+            answer = request.snapshot or truth.snapshot(request.action.limit)
+            carry_out(sync.feed(SnapshotResult(answer, request.action.purpose), request.due), request.due)
         if next_tick is None or t >= next_tick:
             carry_out(sync.feed(TICK, t), t)
             next_tick = t + TICK_S
@@ -153,8 +166,9 @@ def run(capture: Capture, venue: Exchange, depth: int, ladder: tuple[int, ...], 
     state_at_end = sync.state.name
     # the stream goes idle: the answers still due come at the book's own id and must join at once
     while pending:
-        due, action = pending.pop(0)
-        carry_out(sync.feed(SnapshotResult(truth.snapshot(action.limit), action.purpose), due), due)
+        request = pending.pop(0)
+        answer = request.snapshot or truth.snapshot(request.action.limit)
+        carry_out(sync.feed(SnapshotResult(answer, request.action.purpose), request.due), request.due)
     counters = sync.counters()
     return {
         "ladder": list(ladder),
@@ -193,6 +207,7 @@ def main(argv: list[str]) -> int:
             key: round(adaptive[key] / base[key], 3) if base[key] else None
             for key in ("diffs_uncovered", "snapshots", "weight", "cold_start_weight")
         }
+        runs["span_s"] = round(capture.events[-1][0] - capture.events[0][0], 1)
         results["captures"][name] = runs
     json.dump(results, sys.stdout, indent=1)
     print()

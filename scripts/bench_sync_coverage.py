@@ -198,7 +198,7 @@ def main(argv: list[str]) -> int:
         venue = binance.exchange(exchange_name)
         capture = load(files)
         ladder = tuple(tier.limit for tier in binance.snapshot_ladder(venue, args.depth))
-        runs = {"static_baseline": run(capture, venue, args.depth, ladder[:1], args.rtt_s),
+        runs: dict[str, Any] = {"static_baseline": run(capture, venue, args.depth, ladder[:1], args.rtt_s),
                 "ladder": run(capture, venue, args.depth, ladder, args.rtt_s)}  # fmt: skip
         for limit in ladder[1:]:
             runs[f"static_{limit}"] = run(capture, venue, args.depth, (limit,), args.rtt_s)

@@ -39,8 +39,9 @@ from sortedcontainers import SortedDict
 from ldc._fastbook import FastBook, ParsedDiff, parse_depth
 from ldc.depth import DepthSnapshot
 from ldc.sync import BookSync, FetchSnapshot, SequenceRule, SnapshotPurpose, SnapshotResult, SyncConfig
+from ldc.sim.replay import captures_dir
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+DATA_DIR = captures_dir()
 CAPTURES = {  # file -> sequence rule
     "spot_btcusdt_20240808.gz": SequenceRule.SPOT,
     "usdm_btcusdt_20240808.gz": SequenceRule.FUTURES,
@@ -349,7 +350,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant (median)")
     parser.add_argument("--capture", action="append", choices=sorted(CAPTURES), help="default: all three")
-    parser.add_argument("--data", type=Path, default=DATA_DIR if DATA_DIR.is_dir() else Path("/work/shared/data/binance"))
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"machine": machine(), "depth": DEPTH, "repeats": args.repeats, "captures": {}}
     for name in args.capture or list(CAPTURES):

@@ -61,8 +61,9 @@ from ldc._fastbook import parse_depth  # noqa: E402
 from ldc.errors import LayoutError, SegmentNotFound  # noqa: E402
 from ldc.shm.layout import COUNTER_FIELDS, is_in_sync  # noqa: E402
 from ldc.shm.reader import Reader, SnapshotBuffer  # noqa: E402
+from ldc.sim.replay import captures_dir
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+DATA_DIR = captures_dir()
 CAPTURES = (DATA_DIR / "spot_btcusdt_20240808.gz", DATA_DIR / "spot_btcusdt_20240809.gz")  # the second continues the first
 SYMBOL = "BTCUSDT"
 DEPTH = 20

@@ -31,8 +31,9 @@ from ldc.depth import DepthSnapshot
 from ldc.sync import TICK, BookSync, FetchSnapshot, SnapshotPurpose, SnapshotResult, SyncConfig, SyncState
 from ldc.venues import binance
 from ldc.venues.binance import Exchange, parse_snapshot
+from ldc.sim.replay import captures_dir
 
-DATA = Path("/work/shared/data/binance")
+DATA = captures_dir()
 CAPTURES = {
     "spot": (("spot_btcusdt_20240808.gz", "spot_btcusdt_20240809.gz"), "binance.com"),
     "usdm": (("usdm_btcusdt_20240808.gz",), "binance.com-futures"),

@@ -44,8 +44,9 @@ import websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ldc.io.ws import CloseReason, WsOptions, WsPool, _FrameParser  # noqa: E402
+from ldc.sim.replay import captures_dir
 
-CAPTURE = Path("/work/shared/data/binance/spot_btcusdt_20240808.gz")
+CAPTURE = captures_dir() / "spot_btcusdt_20240808.gz"
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 DEFAULT_SLICE = 500  # frames read through the UTF-8-validating recv(): it is ~20x slower
 

@@ -26,10 +26,9 @@ from hypothesis import strategies as st
 from ldc._fastbook import FastBook, ParsedDiff, parse_depth
 from ldc.book import OrderBook
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
+from ldc.sim.replay import captures_dir
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data/binance")
+DATA = captures_dir()
 CAPTURES = ["spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz", "coinm_btcusd_perp_20240808.gz"]
 
 # prices straddling powers of ten, some spelled two ways ("100" / "100.00000000" are one price)

@@ -42,8 +42,9 @@ from ldc.io.governor import governor_key
 from ldc.shm.reader import Reader
 from ldc.sim import ReplaySource, Simulator
 from ldc.sync import SyncState
+from ldc.sim.replay import captures_dir
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+DATA = captures_dir()
 SPOT = DATA / "spot_btcusdt_20240808.gz"
 USDM = DATA / "usdm_btcusdt_20240808.gz"
 COINM = DATA / "coinm_btcusd_perp_20240808.gz"

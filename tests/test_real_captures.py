@@ -21,8 +21,9 @@ from ldc.book import OrderBook
 from ldc.depth import Book, DepthDiff, DepthSnapshot, Level
 from ldc.sync import TICK, BookSync, FetchSnapshot, SequenceRule, SnapshotPurpose, SnapshotResult, SyncConfig, SyncState
 from ldc.venues.binance import parse_depth_update, parse_snapshot
+from ldc.sim.replay import captures_dir
 
-DATA = Path("/work/shared/data/binance")
+DATA = captures_dir()
 SNAPSHOT_LIMIT = 1000  # the captures' snapshots hold 1000 levels per side
 DEPTH = 20
 

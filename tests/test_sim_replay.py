@@ -21,8 +21,9 @@ from ldc.errors import SimError
 from ldc.sim import ReplaySource, Simulator
 from ldc.sim.replay import load_captures, parse_pace
 from test_sim_conformance import DocClient, truth_levels
+from ldc.sim.replay import captures_dir
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+DATA = captures_dir()
 SPOT_1 = DATA / "spot_btcusdt_20240808.gz"
 SPOT_2 = DATA / "spot_btcusdt_20240809.gz"
 USDM = DATA / "usdm_btcusdt_20240808.gz"

@@ -11,6 +11,7 @@ import pytest
 
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
+from ldc.sim.replay import captures_dir
 from ldc.sync import SequenceRule
 from ldc.venues import binance
 from ldc.venues.binance import (
@@ -343,7 +344,7 @@ def test_malformed_snapshot_names_field_expected_and_found(body: bytes, limit: i
 def test_real_capture_snapshot_parses_with_1000_levels_per_side() -> None:
     import gzip
 
-    path = Path("/work/shared/data/binance/usdm_btcusdt_20240808.gz")
+    path = captures_dir() / "usdm_btcusdt_20240808.gz"
     if not path.exists():
         pytest.skip("captures not present")
     with gzip.open(path, "rb") as lines:

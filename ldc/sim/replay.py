@@ -18,10 +18,12 @@ import bisect
 import gzip
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -34,6 +36,11 @@ from ldc.sim.wsframes import text_frame
 
 log = logging.getLogger("ldc.sim")
 
+CAPTURES_ENV = "LDC_CAPTURES"  # a directory of recorded captures, overriding the places below
+CAPTURES_SEARCHED = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "binance",  # beside the checkout
+    Path("/work/shared/data/binance"),
+)
 CLIENT_PACE_BATCH = 64  # frames joined into one write when pacing by the client
 CHECKPOINT_EVERY_DIFFS = 500  # truth rewinds restart from the nearest checkpoint
 
@@ -77,6 +84,15 @@ _IDS = re.compile(rb'"U":(\d+),"u":(\d+)')
 _SYMBOL = re.compile(rb'"s":"([A-Za-z0-9_]+)"')
 _STREAM = re.compile(rb'^\{"stream":"([^"]+)","data":')
 HEAD_BYTES = 200  # every field but the levels sits in the first bytes of a diff
+
+
+def captures_dir() -> Path:
+    """Where the genuine Binance captures are (tests, benchmarks): ``$LDC_CAPTURES``, else the first of
+    ``CAPTURES_SEARCHED`` that exists, else the first of them (callers skip when it is missing)."""
+    given = os.environ.get(CAPTURES_ENV)
+    if given:
+        return Path(given)
+    return next((path for path in CAPTURES_SEARCHED if path.is_dir()), CAPTURES_SEARCHED[0])
 
 
 def _family_of(head: bytes) -> Family:

@@ -61,6 +61,7 @@ from ldc.venues import binance
 from ldc.venues.binance import ControlKind
 
 log = logging.getLogger("ldc.feeder")
+_monotonic = time.monotonic
 
 # Timers
 TICK_INTERVAL_S = 0.25  # staleness, retries, refreshes, counters, heartbeat
@@ -86,6 +87,8 @@ _STATE_STATUS = {
     SyncState.STALE: Status.SYNCED | Status.STALE,
     SyncState.DISCONNECTED: Status.STALE | Status.RESYNCING,
 }
+# the same, indexed by the state's value: IntEnum hashes in Python, an index costs nothing (hot path)
+_STATUS_OF_STATE = tuple(_STATE_STATUS[state] for state in sorted(SyncState))
 _STATE_TEXT = {
     SyncState.WAITING_FOR_DIFF: "waiting for the first diff",
     SyncState.BUFFERING: "buffering diffs for a snapshot",
@@ -158,6 +161,10 @@ class Feeder:
         self._by_stream: dict[str, Market] = {}
         self._conns: dict[int, set[Market]] = {}
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
+        # bound once: on_message runs per diff
+        self._depth = group.depth
+        self._publish = self.writer.publish
+        self._wake_readers = self.writer.notify
         self._governor = RateGovernor(governor_key(self.endpoints.rest_url), budget=group.weight_budget_per_min)
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s)  # fmt: skip
@@ -421,32 +428,36 @@ class Feeder:
         market = self.markets.get(diff.symbol)
         if market is None:
             return  # a stream just removed by SIGHUP
+        # each ParsedDiff getter builds a new int: read them once
+        event_time_ms = diff.event_time_ms
         with self._lock:
             if market.conn != conn_id and not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
                 return
-            market.last_event_ms, market.last_recv_ns = diff.event_time_ms, recv_time_ns
+            market.last_event_ms, market.last_recv_ns = event_time_ms, recv_time_ns
+            sync = market.sync
             # ParsedDiff carries DepthDiff's attributes (ldc/_fastbook.pyi); BookSync reads only those
-            actions = market.sync.on_diff(diff, time.monotonic())  # type: ignore[arg-type]
+            actions = sync.on_diff(diff, _monotonic())  # type: ignore[arg-type]
             # the hot-path answers come in every book state (an UNCOVERED book publishes too): the flags must
             # follow the state, or a book with possible holes would be shown as exact
-            state = market.sync.state
+            state = sync.state
             if actions is PUBLISH_CHANGED:
-                n_bids, n_asks = market.sync.book.top(self.group.depth, market.bids, market.asks)  # type: ignore[union-attr]
-                self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
-                                    recv_time_ns=recv_time_ns, status=_STATE_STATUS[state], bids=market.bids,
-                                    asks=market.asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
+                bids, asks = market.bids, market.asks
+                n_bids, n_asks = sync.book.top(self._depth, bids, asks)  # type: ignore[union-attr]
+                self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
+                              recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], bids=bids,
+                              asks=asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
             elif actions is PUBLISH_UNCHANGED:
-                self.writer.publish(market.slot, update_id=diff.final_id, event_time_ms=diff.event_time_ms,
-                                    recv_time_ns=recv_time_ns, status=_STATE_STATUS[state], copy_levels=False)  # fmt: skip
+                self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
+                              recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], copy_levels=False)  # fmt: skip
             else:
                 if actions:
                     self._carry_out(market, actions)
-                self.writer.notify()
+                self._wake_readers()
                 return
             if state is not market.shown_state:  # the book changed state on the hot path: the message follows
                 market.shown_state = state
                 self.writer.set_status(market.slot, _STATE_STATUS[state], _STATE_TEXT[state])
-            self.writer.notify()
+            self._wake_readers()
 
     def _from_successor(self, market: Market, conn_id: int, diff: object) -> bool:
         """During a rollover: move the market to its successor once the successor's diff continues the book

@@ -70,12 +70,9 @@ LAG_WARN_EVERY_S = 30.0
 BAD_FRAME_LOG_EVERY_S = 10.0  # malformed frames are counted; one log line per market per interval at most
 # Limits
 SNAPSHOT_WORKERS = 8  # snapshot requests in flight at once; the governor paces them within the weight budget
-EXCHANGE_INFO_TIMEOUT_S = 10.0
-WORKERS_STOP_TIMEOUT_S = 5.0
+WORKERS_STOP_TIMEOUT_S = 5.0  # close() waits this long at most for snapshot requests in flight
 VALIDATE_RETRY_MIN_S = 1.0  # exchangeInfo failed: check the symbols again after this, doubling
-VALIDATE_RETRY_CAP_S = 60.0  # close() waits this long at most for snapshot requests in flight
-# Exchange info (symbol validation before subscribing): weight per family (rest-api.md, derivatives docs)
-EXCHANGE_INFO_WEIGHT = {binance.MarketType.SPOT: 20, binance.MarketType.USDM: 1, binance.MarketType.COINM: 1}
+VALIDATE_RETRY_CAP_S = 60.0  # up to this
 INVALID_SYMBOL_CODE = -1121  # Binance: "Invalid symbol."
 
 # BookSync state -> slot status flags
@@ -372,9 +369,9 @@ class Feeder:
 
     def _unknown_symbols(self, symbols: Iterable[str]) -> dict[str, str] | None:
         """symbol -> error for symbols the exchange does not list; None when exchangeInfo cannot be had."""
-        path = self.venue.snapshot_path.rsplit("/", 1)[0] + "/exchangeInfo"
+        path = self.venue.exchange_info_path
         try:
-            response = self._rest.get(path, params={}, weight=EXCHANGE_INFO_WEIGHT[self.venue.market_type],
+            response = self._rest.get(path, params={}, weight=self.venue.exchange_info_weight,
                                       stop=self._stop)  # fmt: skip
             listed = {entry["symbol"] for entry in orjson.loads(response.body)["symbols"]}
         except (LdcError, ValueError, KeyError, TypeError) as exc:

@@ -352,3 +352,13 @@ def test_real_capture_snapshot_parses_with_1000_levels_per_side() -> None:
     snapshot = parse_snapshot(body, 1000)
     assert (snapshot.last_update_id, len(snapshot.bids), len(snapshot.asks)) == (5123107852948, 1000, 1000)
     assert snapshot.bids[0] == (61800.2, 2.909)
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "weight"),
+    [("binance.com", "/api/v3/exchangeInfo", 20), ("binance.com-futures", "/fapi/v1/exchangeInfo", 1),
+     ("binance.com-coin_futures", "/dapi/v1/exchangeInfo", 1)],
+)
+def test_exchange_info_sits_beside_the_snapshot_path_with_the_documented_weight(name: str, path: str, weight: int) -> None:
+    venue = binance.exchange(name)
+    assert (venue.exchange_info_path, venue.exchange_info_weight) == (path, weight)

@@ -93,6 +93,7 @@ class Exchange:
     ws_base_url: str
     ws_route: str
     snapshot_path: str
+    exchange_info_weight: int  # GET <api prefix>/exchangeInfo (all symbols): spot 20, futures 1
     # Streams: update speed in ms -> stream name suffix after "<symbol>"
     depth_streams: tuple[tuple[int, str], ...]
     default_update_speed_ms: int
@@ -140,6 +141,11 @@ class Exchange:
     def raw_stream_url(self, stream: str) -> str:
         """Raw-stream URL for one stream (messages unwrapped)."""
         return f"{self.ws_base_url}{self.ws_route}/ws/{stream}"
+
+    @property
+    def exchange_info_path(self) -> str:
+        """``/api/v3/exchangeInfo``, ``/fapi/v1/exchangeInfo``...: beside the snapshot path."""
+        return self.snapshot_path.rsplit("/", 1)[0] + "/exchangeInfo"
 
     def snapshot_url(self, symbol: str, limit: int) -> str:
         self.snapshot_weight(limit)  # validates the limit
@@ -200,6 +206,7 @@ _SPOT_COMMON: dict[str, Any] = dict(
     market_type=MarketType.SPOT,
     ws_route="",
     snapshot_path="/api/v3/depth",
+    exchange_info_weight=20,
     depth_streams=_SPOT_STREAMS,
     default_update_speed_ms=100,
     snapshot_limits=_SPOT_LIMITS,
@@ -212,6 +219,7 @@ _SPOT_COMMON: dict[str, Any] = dict(
     pong_timeout_s=60.0,
 )
 _FUTURES_COMMON: dict[str, Any] = dict(
+    exchange_info_weight=1,
     depth_streams=_FUTURES_STREAMS,
     default_update_speed_ms=100,
     snapshot_limits=_FUTURES_LIMITS,

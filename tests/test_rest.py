@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
-from requests.adapters import HTTPAdapter
 
 from ldc.errors import RateLimitError, RestError
 from ldc.io.governor import STATUS_LOCAL, RateGovernor, unlink_governor
@@ -72,9 +71,7 @@ def test_requests_reuse_one_keep_alive_connection(spot: Simulator) -> None:
     with RestClient(spot.rest_url, governor=None) as client:
         for _ in range(5):
             client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
-        adapter = client._session.get_adapter(spot.rest_url)
-        assert isinstance(adapter, HTTPAdapter)
-        pools = adapter.poolmanager.pools
+        pools = client._pools.pools
         assert [pools[key].num_connections for key in pools.keys()] == [1]  # one pool, one socket opened
 
 

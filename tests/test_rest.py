@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
+import urllib3
 
 from ldc.errors import RateLimitError, RestError
 from ldc.io.governor import STATUS_LOCAL, RateGovernor, unlink_governor
-from ldc.io.rest import RestClient
+from ldc.io.rest import RestClient, _pool_manager
 from ldc.sim import Simulator
 from ldc.sim.faults import FaultKind, FaultRule
 from ldc.sim.weights import WeightConfig
@@ -165,3 +166,15 @@ def test_two_clients_hammering_never_pass_the_weight_limit(
     assert len(used) == 24 and max(used) <= 50
     counters = _counters(sim)
     assert "rest_429" not in counters and "rest_418" not in counters
+
+
+def test_the_environment_proxy_is_followed_unless_the_host_is_excluded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests' behaviour, kept: a daemon behind a corporate proxy reaches the exchange through it
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:3128")
+    proxied = _pool_manager("https://api.binance.com")
+    assert isinstance(proxied, urllib3.ProxyManager) and proxied.proxy is not None and proxied.proxy.port == 3128
+    assert not isinstance(_pool_manager("http://api.binance.com"), urllib3.ProxyManager)  # no http_proxy set
+    monkeypatch.setenv("no_proxy", "api.binance.com")
+    assert not isinstance(_pool_manager("https://api.binance.com"), urllib3.ProxyManager)

@@ -25,7 +25,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <ctype.h>
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -186,6 +185,45 @@ static int utf8_sequence(const unsigned char *p, const unsigned char *end)
     return len;
 }
 
+/* the code unit of the 4 hex digits at p, or -1 */
+static int hex4(const unsigned char *p, const unsigned char *end)
+{
+    int unit = 0;
+    if (end - p < 4) {
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        int c = p[i];
+        int value = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+        if (value < 0) {
+            return -1;
+        }
+        unit = unit * 16 + value;
+    }
+    return unit;
+}
+
+/* Length of the \u escape at p (6, or 12 for a surrogate pair); -1 bad hex, -2 a lone surrogate.
+ * A lone surrogate is valid JSON syntax but no Unicode string: orjson refuses it, and so must we. */
+static int unicode_escape(const unsigned char *p, const unsigned char *end)
+{
+    int unit = hex4(p + 2, end);
+    if (unit < 0) {
+        return -1;
+    }
+    if (unit < 0xD800 || unit > 0xDFFF) {
+        return 6;
+    }
+    if (unit >= 0xDC00 || end - p < 12 || p[6] != '\\' || p[7] != 'u') {
+        return -2;
+    }
+    int low = hex4(p + 8, end);
+    return low >= 0xDC00 && low <= 0xDFFF ? 12 : -2;
+}
+
 /* Scan a string at sc->p ('"'); sets its raw content span and whether it holds escapes. */
 static int scan_string(Scanner *sc, const char **text, Py_ssize_t *len, int *escaped)
 {
@@ -206,11 +244,13 @@ static int scan_string(Scanner *sc, const char **text, Py_ssize_t *len, int *esc
                 return syntax_error(sc, "a valid escape");
             }
             if (p[1] == 'u') {
-                if (end - p < 6 || !isxdigit(p[2]) || !isxdigit(p[3]) || !isxdigit(p[4]) || !isxdigit(p[5])) {
+                int step = unicode_escape(p, end);
+                if (step < 0) {
                     sc->p = (const char *)p;
-                    return syntax_error(sc, "four hex digits after \\u");
+                    return syntax_error(sc, step == -1 ? "four hex digits after \\u"
+                                                       : "a \\u surrogate pair (high then low)");
                 }
-                p += 6;
+                p += step;
             } else {
                 p += 2;
             }
@@ -240,17 +280,42 @@ static int scan_digits(Scanner *sc)
     return sc->p > from;
 }
 
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+/* The number [from, to) (valid JSON) is finite as a double: orjson refuses one that is not. */
+static int number_is_finite(const char *from, Py_ssize_t len)
+{
+    char small[MAX_DECIMAL_CHARS + 1];
+    char *buf = len <= MAX_DECIMAL_CHARS ? small : PyMem_Malloc((size_t)len + 1);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(buf, from, (size_t)len);
+    buf[len] = '\0';
+    double value = PyOS_string_to_double(buf, NULL, NULL); /* +-inf on overflow, no exception */
+    if (buf != small) {
+        PyMem_Free(buf);
+    }
+    if (value == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    return isinf(value) ? 0 : 1;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? whose value is a finite double */
 static int scan_number(Scanner *sc)
 {
+    const char *from = sc->p, *digits;
+    int exponent = 0;
     if (sc->p < sc->end && *sc->p == '-') {
         sc->p++;
     }
+    digits = sc->p;
     if (sc->p < sc->end && *sc->p == '0') {
         sc->p++;
     } else if (!scan_digits(sc)) {
         return syntax_error(sc, "a digit");
     }
+    Py_ssize_t int_digits = sc->p - digits;
     if (sc->p < sc->end && *sc->p == '.') {
         sc->p++;
         if (!scan_digits(sc)) {
@@ -258,12 +323,23 @@ static int scan_number(Scanner *sc)
         }
     }
     if (sc->p < sc->end && (*sc->p == 'e' || *sc->p == 'E')) {
+        exponent = 1;
         sc->p++;
         if (sc->p < sc->end && (*sc->p == '+' || *sc->p == '-')) {
             sc->p++;
         }
         if (!scan_digits(sc)) {
             return syntax_error(sc, "a digit in the exponent");
+        }
+    }
+    if (exponent || int_digits > DBL_MAX_10_EXP) { /* only these can overflow */
+        int finite = number_is_finite(from, sc->p - from);
+        if (finite <= 0) {
+            if (finite == 0) {
+                sc->p = from;
+                syntax_error(sc, "a number within the range of a double");
+            }
+            return SCAN_SYNTAX;
         }
     }
     return SCAN_OK;
@@ -619,11 +695,12 @@ static void event_reset(Event *ev)
     scratch_bids.count = scratch_asks.count = 0;
 }
 
-/* Parse the object at sc->p. At the top level a "data" object is the event of a combined-stream
- * message ({"stream":..., "data": {...}}); otherwise the object itself is the event. */
-static int parse_object(Scanner *sc, Event *ev, int top)
+/* Called with sc->p at the value of key (raw span, escaped when it holds escapes); consumes it. */
+typedef int (*FieldHandler)(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped);
+
+/* Walk the object at sc->p, handing each value to on_field. */
+static int scan_object(Scanner *sc, FieldHandler on_field, void *ctx)
 {
-    int combined = 0;
     sc->p++;
     skip_ws(sc);
     if (sc->p < sc->end && *sc->p == '}') {
@@ -647,17 +724,7 @@ static int parse_object(Scanner *sc, Event *ev, int top)
         }
         sc->p++;
         skip_ws(sc);
-        if (top && klen == 4 && memcmp(key, "data", 4) == 0 && sc->p < sc->end && *sc->p == '{') {
-            event_reset(ev);
-            sc->has_error = 0;
-            combined = 1;
-            rc = parse_object(sc, ev, 0);
-        } else if (combined || escaped) {
-            rc = skip_value(sc, 1);
-        } else {
-            rc = parse_event_field(sc, ev, key, klen);
-        }
-        if (rc != SCAN_OK) {
+        if ((rc = on_field(sc, ctx, key, klen, escaped)) != SCAN_OK) {
             return rc;
         }
         skip_ws(sc);
@@ -671,6 +738,60 @@ static int parse_object(Scanner *sc, Event *ev, int top)
         }
         return syntax_error(sc, "',' or '}'");
     }
+}
+
+typedef struct {
+    Event *ev;
+    int top;      /* the message itself, where "data" may hold the event */
+    int combined; /* "data" was the event: the wrapper's other fields are skipped */
+} EventObject;
+
+static int parse_object(Scanner *sc, Event *ev, int top);
+
+static int event_object_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    EventObject *obj = ctx;
+    if (obj->top && klen == 4 && memcmp(key, "data", 4) == 0 && sc->p < sc->end && *sc->p == '{') {
+        event_reset(obj->ev);
+        sc->has_error = 0;
+        obj->combined = 1;
+        return parse_object(sc, obj->ev, 0);
+    }
+    if (obj->combined || escaped) {
+        return skip_value(sc, 1);
+    }
+    return parse_event_field(sc, obj->ev, key, klen);
+}
+
+/* Parse the object at sc->p. At the top level a "data" object is the event of a combined-stream
+ * message ({"stream":..., "data": {...}}); otherwise the object itself is the event. */
+static int parse_object(Scanner *sc, Event *ev, int top)
+{
+    EventObject obj = {ev, top, 0};
+    return scan_object(sc, event_object_field, &obj);
+}
+
+/* The bytes of a message: bytes, str (its UTF-8) or any contiguous buffer (released by the caller
+ * when view->obj is set). TypeError for anything else. */
+static int message_bytes(PyObject *arg, const char **data, Py_ssize_t *size, Py_buffer *view)
+{
+    if (PyBytes_Check(arg)) {
+        *data = PyBytes_AS_STRING(arg);
+        *size = PyBytes_GET_SIZE(arg);
+        return 0;
+    }
+    if (PyUnicode_Check(arg)) {
+        *data = PyUnicode_AsUTF8AndSize(arg, size);
+        return *data == NULL ? -1 : 0;
+    }
+    if (PyObject_GetBuffer(arg, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "expected bytes, a contiguous buffer or str, found %.80s", Py_TYPE(arg)->tp_name);
+        return -1;
+    }
+    *data = view->buf;
+    *size = view->len;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -757,20 +878,8 @@ static PyObject *fb_parse_depth(PyObject *module, PyObject *arg)
     int rc;
     PyObject *result = NULL;
 
-    if (PyBytes_Check(arg)) {
-        data = PyBytes_AS_STRING(arg);
-        size = PyBytes_GET_SIZE(arg);
-    } else if (PyUnicode_Check(arg)) {
-        data = PyUnicode_AsUTF8AndSize(arg, &size);
-        if (data == NULL) {
-            return NULL;
-        }
-    } else {
-        if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
-            return NULL;
-        }
-        data = view.buf;
-        size = view.len;
+    if (message_bytes(arg, &data, &size, &view) < 0) {
+        return NULL;
     }
     sc.start = sc.p = data;
     sc.end = data + size;
@@ -827,6 +936,26 @@ static void parsed_diff_dealloc(ParsedDiff *d)
     PyObject_Free(d);
 }
 
+/* (price, qty) as a tuple of two floats */
+static PyObject *level_pair(double price, double qty)
+{
+    PyObject *pair = PyTuple_New(2), *item;
+    if (pair == NULL) {
+        return NULL;
+    }
+    if ((item = PyFloat_FromDouble(price)) == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, item);
+    if ((item = PyFloat_FromDouble(qty)) == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 1, item);
+    return pair;
+}
+
 static PyObject *levels_list(const Level *levels, Py_ssize_t n)
 {
     PyObject *list = PyList_New(n);
@@ -834,7 +963,7 @@ static PyObject *levels_list(const Level *levels, Py_ssize_t n)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = Py_BuildValue("(dd)", levels[i].a, levels[i].qty);
+        PyObject *pair = level_pair(levels[i].a, levels[i].qty);
         if (pair == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -919,6 +1048,174 @@ static PyTypeObject ParsedDiffType = {
     .tp_doc = "A depthUpdate parsed by parse_depth(): the attributes of ldc.depth.DepthDiff, levels in C.",
     .tp_getset = parsed_diff_getset,
 };
+
+/* ------------------------------------------------------------------------------------------------
+ * REST depth snapshots ({"lastUpdateId":N,["E":N,"T":N,...]"bids":[...],"asks":[...]})
+ *
+ * The fast path of ldc.venues.binance.parse_snapshot: it accepts only what that reference parser
+ * accepts and then yields exactly its values (the decimals above are correctly rounded, as float()
+ * is). Anything else (an error response, a negative id, an escaped key or price, a duplicate key...)
+ * raises ValueError and the caller hands the body to the reference parser, which names the fault.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* fields of a snapshot, one bit each */
+enum { S_ID = 1, S_TIME = 2, S_BIDS = 4, S_ASKS = 8 };
+
+typedef struct {
+    int seen;
+    long long last_update_id, event_time;
+    Scratch bids, asks; /* per call, not shared: building the lists may run a GC and any finaliser */
+} Snapshot;
+
+/* a known key seen twice: orjson keeps the last value, the fast path does not guess */
+static int snapshot_key_once(Scanner *sc, Snapshot *snap, int bit, const char *field)
+{
+    if (snap->seen & bit) {
+        field_error(sc, field, -1, "the key once", "a second time", 13);
+    }
+    snap->seen |= bit;
+    return SCAN_OK;
+}
+
+static int snapshot_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    Snapshot *snap = ctx;
+    if (escaped) { /* it might spell a known key */
+        field_error(sc, "key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("lastUpdateId")) {
+        snapshot_key_once(sc, snap, S_ID, "lastUpdateId");
+        return parse_id(sc, "lastUpdateId", &snap->last_update_id);
+    }
+    if (KEY_IS("E")) {
+        snapshot_key_once(sc, snap, S_TIME, "E");
+        return parse_id(sc, "E", &snap->event_time);
+    }
+    if (KEY_IS("bids")) {
+        snapshot_key_once(sc, snap, S_BIDS, "bids");
+        return parse_levels(sc, "bids", &snap->bids);
+    }
+    if (KEY_IS("asks")) {
+        snapshot_key_once(sc, snap, S_ASKS, "asks");
+        return parse_levels(sc, "asks", &snap->asks);
+    }
+    return skip_value(sc, 1);
+}
+
+/* repr() of a double, for messages (PyErr_Format has no %g) */
+static PyObject *double_repr(double x)
+{
+    char *text = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *repr = PyUnicode_FromString(text);
+    PyMem_Free(text);
+    return repr;
+}
+
+/* At most limit levels, prices strictly descending (sign -1, bids) or ascending (+1, asks). */
+static int check_side(const Scratch *s, const char *field, double sign, Py_ssize_t limit)
+{
+    if (s->count > limit) {
+        PyErr_Format(PyExc_ValueError, "field '%s': expected at most %zd levels, found %zd", field, limit, s->count);
+        return -1;
+    }
+    for (Py_ssize_t i = 1; i < s->count; i++) {
+        double before = sign * s->levels[i - 1].a, after = sign * s->levels[i].a;
+        if (!(after > before)) {
+            PyObject *a = double_repr(s->levels[i - 1].a), *b = double_repr(s->levels[i].a);
+            if (a != NULL && b != NULL) {
+                PyErr_Format(PyExc_ValueError, "field '%s' level %zd: expected prices strictly %s, found %U then %U",
+                             field, i, sign < 0 ? "descending" : "ascending", a, b);
+            }
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const struct {
+    int bit;
+    const char *name;
+} SNAPSHOT_REQUIRED[] = {{S_ID, "lastUpdateId"}, {S_BIDS, "bids"}, {S_ASKS, "asks"}};
+
+/* Scan the body into snap and validate it; -1 with ValueError (or MemoryError) set. */
+static int scan_snapshot(const char *data, Py_ssize_t size, Snapshot *snap, Py_ssize_t limit)
+{
+    Scanner sc = {.start = data, .p = data, .end = data + size, .has_error = 0};
+    skip_ws(&sc);
+    if (sc.p >= sc.end || *sc.p != '{') {
+        syntax_error(&sc, "'{'");
+        return -1;
+    }
+    if (scan_object(&sc, snapshot_field, snap) != SCAN_OK) {
+        return -1;
+    }
+    skip_ws(&sc);
+    if (sc.p != sc.end) {
+        syntax_error(&sc, "the end of the body");
+        return -1;
+    }
+    if (sc.has_error) {
+        PyErr_SetString(PyExc_ValueError, sc.error);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof SNAPSHOT_REQUIRED / sizeof SNAPSHOT_REQUIRED[0]; i++) {
+        if (!(snap->seen & SNAPSHOT_REQUIRED[i].bit)) {
+            PyErr_Format(PyExc_ValueError, "field '%s': expected in a snapshot, found nothing", SNAPSHOT_REQUIRED[i].name);
+            return -1;
+        }
+    }
+    if (check_side(&snap->bids, "bids", -1.0, limit) < 0 || check_side(&snap->asks, "asks", 1.0, limit) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *fb_parse_snapshot_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Snapshot snap = {.event_time = NO_ID};
+    Py_buffer view = {0};
+    const char *data;
+    Py_ssize_t size;
+    PyObject *result = NULL;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "parse_snapshot_levels() takes 2 arguments (raw, limit), found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t limit = PyNumber_AsSsize_t(args[1], NULL); /* clipped: a huge limit bounds nothing */
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 1) {
+        PyErr_Format(PyExc_ValueError, "limit must be at least 1, found %zd", limit);
+        return NULL;
+    }
+    if (message_bytes(args[0], &data, &size, &view) < 0) {
+        return NULL;
+    }
+    if (scan_snapshot(data, size, &snap, limit) == 0) {
+        PyObject *bids = levels_list(snap.bids.levels, snap.bids.count);
+        PyObject *asks = bids == NULL ? NULL : levels_list(snap.asks.levels, snap.asks.count);
+        if (asks != NULL) {
+            result = Py_BuildValue("(LLNN)", snap.last_update_id, snap.event_time, bids, asks);
+        } else {
+            Py_XDECREF(bids);
+        }
+    }
+    PyMem_Free(snap.bids.levels);
+    PyMem_Free(snap.asks.levels);
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}
 
 /* ------------------------------------------------------------------------------------------------
  * Book sides (see the file comment for the layout)
@@ -1409,6 +1706,59 @@ static PyObject *fastbook_coverage(FastBook *self, PyObject *unused)
     return Py_BuildValue("(dd)", self->bids.boundary, -self->asks.boundary);
 }
 
+/* Levels with key >= floor that differ between a and b (sync.py _count_differences): present in
+ * one side only, or at the same price with another quantity. Merge-walks both from the best end. */
+static Py_ssize_t side_differences(const Side *a, const Side *b, double floor)
+{
+    Py_ssize_t i = a->hi - 1, j = b->hi - 1, count = 0;
+    while (i >= a->lo && a->buf[i].a >= floor && j >= b->lo && b->buf[j].a >= floor) {
+        double ka = a->buf[i].a, kb = b->buf[j].a;
+        if (ka == kb) {
+            count += a->buf[i].qty != b->buf[j].qty;
+            i--;
+            j--;
+        } else if (ka > kb) {
+            count++;
+            i--;
+        } else {
+            count++;
+            j--;
+        }
+    }
+    for (; i >= a->lo && a->buf[i].a >= floor; i--) {
+        count++;
+    }
+    for (; j >= b->lo && b->buf[j].a >= floor; j--) {
+        count++;
+    }
+    return count;
+}
+
+static PyObject *fastbook_count_differences(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "count_differences() takes 3 arguments (other, bid_floor, ask_ceiling), found %zd",
+                     nargs);
+        return NULL;
+    }
+    if (!Py_IS_TYPE(args[0], &FastBookType)) {
+        PyErr_Format(PyExc_TypeError, "other must be a FastBook, found %.80s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    const FastBook *other = (const FastBook *)args[0];
+    double bid_floor = PyFloat_AsDouble(args[1]);
+    if (bid_floor == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    double ask_ceiling = PyFloat_AsDouble(args[2]);
+    if (ask_ceiling == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    /* ask keys are -price: price <= ceiling is key >= -ceiling (negation is exact) */
+    return PyLong_FromSsize_t(side_differences(&self->bids, &other->bids, bid_floor) +
+                              side_differences(&self->asks, &other->asks, -ask_ceiling));
+}
+
 static PyObject *side_levels(const Side *s)
 {
     PyObject *list = PyList_New(side_len(s));
@@ -1417,7 +1767,7 @@ static PyObject *side_levels(const Side *s)
     }
     for (Py_ssize_t i = 0; i < side_len(s); i++) {
         const Level *lv = &s->buf[s->hi - 1 - i];
-        PyObject *pair = Py_BuildValue("(dd)", s->sign * lv->a, lv->qty);
+        PyObject *pair = level_pair(s->sign * lv->a, lv->qty);
         if (pair == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -1484,6 +1834,9 @@ static PyMethodDef fastbook_methods[] = {
     {"coverage", (PyCFunction)fastbook_coverage, METH_NOARGS,
      "Deepest known (bid, ask) price: -inf / +inf for a whole side, +inf / -inf when unknown."},
     {"levels", (PyCFunction)fastbook_levels, METH_NOARGS, "Every level held, best first per side."},
+    {"count_differences", (PyCFunction)(void (*)(void))fastbook_count_differences, METH_FASTCALL,
+     "count_differences(other, bid_floor, ask_ceiling) -> int: levels at bid prices >= bid_floor and ask\n"
+     "prices <= ask_ceiling held by one book only or with another quantity (the refresh audit)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1517,11 +1870,14 @@ static PyMethodDef module_methods[] = {
     {"parse_depth", (PyCFunction)fb_parse_depth, METH_O,
      "parse_depth(raw) -> ParsedDiff | None: a raw Binance depthUpdate (raw /ws or combined form).\n"
      "None when the message is not a depthUpdate; ValueError naming the field when it is malformed."},
+    {"parse_snapshot_levels", (PyCFunction)(void (*)(void))fb_parse_snapshot_levels, METH_FASTCALL,
+     "parse_snapshot_levels(raw, limit) -> (last_update_id, event_time_ms, bids, asks): a REST depth body.\n"
+     "ValueError for anything ldc.venues.binance's reference parser might refuse (it names the fault)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef fastbook_module = {
-    PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook.", -1,
+    PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook, parse_snapshot_levels.", -1,
     module_methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__fastbook(void)

@@ -35,6 +35,12 @@ def parse_depth(raw: bytes | bytearray | memoryview | str, /) -> ParsedDiff | No
     """A raw Binance depthUpdate (raw /ws or combined form); None when the message is something
     else; ValueError naming the field when a depthUpdate is malformed (reparse it the slow way)."""
 
+def parse_snapshot_levels(
+    raw: bytes | bytearray | memoryview | str, limit: int, /
+) -> tuple[int, int, list[Level], list[Level]]:
+    """A REST depth body -> (last_update_id, event_time_ms or NO_ID, bids, asks), validated as
+    ldc.venues.binance.parse_snapshot does; ValueError for anything that parser might refuse."""
+
 class FastBook:
     def __init__(self, *, depth: int = 20) -> None: ...
     @property
@@ -52,4 +58,7 @@ class FastBook:
     def covers(self, n: int, /) -> bool: ...
     def coverage(self) -> tuple[float, float]: ...
     def levels(self) -> tuple[list[Level], list[Level]]: ...
+    def count_differences(self, other: FastBook, bid_floor: float, ask_ceiling: float, /) -> int:
+        """Levels (bid price >= bid_floor, ask price <= ask_ceiling) in one book only or with
+        another quantity in the other."""
     def __len__(self) -> int: ...

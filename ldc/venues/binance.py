@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
+from ldc._fastbook import parse_snapshot_levels
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
 from ldc.sync import SequenceRule
@@ -426,7 +427,19 @@ def _depth_update(data: dict[str, Any]) -> DepthDiff:
 
 def parse_snapshot(body: bytes | str, limit: int) -> DepthSnapshot:
     """Parse a REST depth response (``/api/v3/depth``, ``/fapi/v1/depth``, ``/dapi/v1/depth``)
-    requested with ``limit``. Bids must be strictly descending and asks strictly ascending."""
+    requested with ``limit``. Bids must be strictly descending and asks strictly ascending.
+
+    The C parser takes every body it can vouch for (the same values as the reference parser, float
+    for float); the reference parser takes the rest and names the fault in its ProtocolError."""
+    try:
+        last_update_id, event_time_ms, bids, asks = parse_snapshot_levels(body, limit)
+    except (ValueError, TypeError):
+        return _parse_snapshot_reference(body, limit)
+    return DepthSnapshot(last_update_id=last_update_id, bids=bids, asks=asks, limit=limit, event_time_ms=event_time_ms)
+
+
+def _parse_snapshot_reference(body: bytes | str, limit: int) -> DepthSnapshot:
+    """parse_snapshot in Python: the specification of the C parser, and the one that explains a refusal."""
     if limit < 1:
         raise ProtocolError(f"snapshot limit {limit} too small, expected at least 1")
     msg = _expect_dict(_load(body, "snapshot"), "snapshot")

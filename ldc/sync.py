@@ -51,6 +51,7 @@ from typing import Callable, Union
 
 import numpy as np
 
+from ldc._fastbook import FastBook
 from ldc.depth import Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError
 
@@ -847,6 +848,8 @@ def _count_differences(live: Book, shadow: Book, snapshot: DepthSnapshot) -> int
     for book in (live, shadow):
         floor, ceiling = _coverage(book)
         bid_floor, ask_ceiling = max(bid_floor, floor), min(ask_ceiling, ceiling)
+    if isinstance(live, FastBook) and isinstance(shadow, FastBook):
+        return live.count_differences(shadow, bid_floor, ask_ceiling)  # the same count, merge-walked in C
     live_bids, live_asks = live.levels()
     shadow_bids, shadow_asks = shadow.levels()
     bids_a = {p: q for p, q in live_bids if p >= bid_floor}

@@ -17,6 +17,7 @@ import secrets
 import struct
 import sys
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Final, Protocol
 
@@ -85,7 +86,8 @@ class SegmentWriter:
     copy_levels=True)`` with bids/asks (>= n, 2) float64 C-contiguous arrays, best first. With
     ``copy_levels=False`` only ids, times and status advance and bids/asks/n_* may be omitted.
     Every publish bumps the slot's ``updates`` counter and stamps ``publish_time_ns``. Call
-    ``notify()`` after a batch of publishes to wake sleeping readers.
+    ``notify()`` (the C method too) after a batch of publishes to wake readers blocked in
+    ``wait_for_update`` (a futex wake only when one is registered).
 
     Threads: every slot write (publish, set_status, bump) is one C call holding the GIL, so they
     may come from different threads; add_market / remove_market / close must come from one.
@@ -93,6 +95,7 @@ class SegmentWriter:
     """
 
     publish: PublishFn
+    notify: Callable[[], None]
 
     def __init__(
         self,
@@ -128,6 +131,7 @@ class SegmentWriter:
             self._release()
             raise
         self.publish = self._seg.publish  # type: ignore[assignment]
+        self.notify = self._seg.notify
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -340,10 +344,6 @@ class SegmentWriter:
     def heartbeat(self) -> None:
         """Refresh heartbeat_ns (one store); call about once per heartbeat interval."""
         self._seg.heartbeat()
-
-    def notify(self) -> None:
-        """Wake readers blocked in wait_for_update (a futex wake only when one is registered)."""
-        self._seg.notify()
 
     # ------------------------------------------------------------------ header access
 

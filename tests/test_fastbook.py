@@ -13,6 +13,8 @@ import gzip
 import json
 import math
 import random
+import sys
+import tracemalloc
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, cast
@@ -23,10 +25,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ldc._fastbook import FastBook, ParsedDiff, parse_depth
+from ldc._fastbook import FastBook, ParsedDiff, parse_depth, parse_snapshot_levels
 from ldc.book import OrderBook
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.sim.replay import captures_dir
+from ldc.sync import _count_differences, _diff_count
 
 DATA = captures_dir()
 CAPTURES = ["spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz", "coinm_btcusd_perp_20240808.gz"]
@@ -506,3 +509,119 @@ def plain_apply(book: tuple[dict[float, float], dict[float, float]], bids: Any, 
                 side.pop(price, None)
             else:
                 side[price] = qty
+
+
+# -- the refresh audit: FastBook.count_differences against sync's Python path on OrderBooks -------
+
+
+def book_pair(depth: int, ops: list[tuple[Any, ...]]) -> tuple[FastBook, OrderBook]:
+    fast, ref = FastBook(depth=depth), OrderBook(depth=depth)
+    for kind, bids, asks, extra in ops:
+        if kind == "snapshot":
+            snapshot = DepthSnapshot(1, as_levels(bids), as_levels(asks), extra)
+            fast.load_snapshot(snapshot)
+            ref.load_snapshot(snapshot)
+        else:
+            diff = DepthDiff("BTCUSDT", 7, 10, NO_ID, 0, NO_ID, as_levels(bids), as_levels(asks))
+            fast.apply_diff(diff)
+            ref.apply_diff(diff)
+    return fast, ref
+
+
+def python_count(live: FastBook, shadow: FastBook, bid_floor: float, ask_ceiling: float) -> int:
+    """sync._count_differences's dict path, given the range."""
+    (live_bids, live_asks), (shadow_bids, shadow_asks) = live.levels(), shadow.levels()
+    return _diff_count({p: q for p, q in live_bids if p >= bid_floor}, {p: q for p, q in shadow_bids if p >= bid_floor}) + \
+        _diff_count({p: q for p, q in live_asks if p <= ask_ceiling}, {p: q for p, q in shadow_asks if p <= ask_ceiling})
+
+
+# every price of the books exactly, between two prices, beyond all of them, and nan (no level)
+BOUNDS = [float(p) for p in PRICES] + [9.985, 100.005, 0.0, 1e9, -math.inf, math.inf, math.nan]
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(depth=st.integers(1, 4), live_ops=st.lists(stream_op, max_size=10), shadow_ops=st.lists(stream_op, max_size=10),
+       snapshot=stream_op, bounds=st.lists(st.tuples(st.sampled_from(BOUNDS), st.sampled_from(BOUNDS)), max_size=6))
+def test_count_differences_equals_the_python_audit(depth: int, live_ops: list[tuple[Any, ...]], shadow_ops: list[tuple[Any, ...]],
+                                                   snapshot: tuple[Any, ...], bounds: list[tuple[float, float]]) -> None:
+    fast_live, ref_live = book_pair(depth, live_ops)
+    fast_shadow, ref_shadow = book_pair(depth, shadow_ops)
+    _, bids, asks, limit = snapshot
+    shadow_snapshot = DepthSnapshot(1, as_levels(bids), as_levels(asks), limit)
+    # the C walk for FastBooks, the dict path for the reference books: one count
+    assert _count_differences(fast_live, fast_shadow, shadow_snapshot) == _count_differences(ref_live, ref_shadow, shadow_snapshot)
+    for bid_floor, ask_ceiling in bounds:
+        expected = python_count(fast_live, fast_shadow, bid_floor, ask_ceiling)
+        assert fast_live.count_differences(fast_shadow, bid_floor, ask_ceiling) == expected
+        assert fast_shadow.count_differences(fast_live, bid_floor, ask_ceiling) == expected
+
+
+def loaded(bids: list[Level], asks: list[Level]) -> FastBook:
+    book = FastBook(depth=5)
+    book.load_snapshot(DepthSnapshot(1, bids, asks, 100))
+    return book
+
+
+def test_count_differences_counts_levels_at_the_bounds_and_no_further() -> None:
+    live = loaded([(100.0, 1.0), (99.0, 2.0), (98.0, 3.0)], [(101.0, 1.0), (102.0, 1.0)])
+    shadow = loaded([(100.0, 1.0), (99.0, 5.0), (97.0, 1.0)], [])
+    # bids: 99 has another quantity, 98 is in live only, 97 in shadow only; asks: both in live only
+    assert [live.count_differences(shadow, floor, -math.inf) for floor in (100.0, 99.0, 98.0, 97.0, -math.inf)] == [0, 1, 2, 3, 3]
+    assert [live.count_differences(shadow, math.inf, ceiling) for ceiling in (100.0, 101.0, 101.5, 102.0, math.inf)] == [0, 1, 1, 2, 2]
+    assert live.count_differences(shadow, -math.inf, math.inf) == 5
+    assert live.count_differences(live, -math.inf, math.inf) == 0
+    assert FastBook().count_differences(FastBook(), -math.inf, math.inf) == 0
+    assert live.count_differences(FastBook(), -math.inf, math.inf) == 5
+
+
+def test_count_differences_takes_a_fast_book_and_two_prices() -> None:
+    with pytest.raises(TypeError, match="other must be a FastBook, found OrderBook"):
+        FastBook().count_differences(OrderBook(), 0.0, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes 3 arguments"):
+        FastBook().count_differences(FastBook(), 0.0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        FastBook().count_differences(FastBook(), "0", 1.0)  # type: ignore[arg-type]
+
+
+# -- parse_snapshot_levels: the C side of ldc.venues.binance.parse_snapshot (its tests compare it
+# with the reference parser); here what only C can get wrong: references and memory
+
+
+def test_parse_snapshot_levels_releases_buffers_and_memory() -> None:
+    body = orjson.dumps({"lastUpdateId": 7, "E": 3, "bids": [[f"{100 - i * 0.01:.8f}", "1.50000000"] for i in range(300)],
+                         "asks": [[f"{101 + i * 0.01:.8f}", "0.00100000"] for i in range(300)]})
+    refused = [body[:-1], body.replace(b'"E":3', b'"E":null'), body.replace(b"99.99000000", b"100.00000000"), body]
+    limits = [300, 300, 300, 299]  # the last: too many levels
+    buffer = bytearray(body)
+    assert parse_snapshot_levels(buffer, 300)[:2] == (7, 3)
+    for raw, limit in zip(refused, limits):
+        with pytest.raises(ValueError):
+            parse_snapshot_levels(bytearray(raw), limit)
+    buffer.extend(b" ")  # a buffer still exported could not be resized
+    tracemalloc.start()
+    try:
+        for rounds in range(2):
+            for _ in range(200):
+                parse_snapshot_levels(body, 300)
+                for raw, limit in zip(refused, limits):
+                    try:
+                        parse_snapshot_levels(raw, limit)
+                    except ValueError:
+                        pass
+            if rounds == 0:  # warmed up: caches and free lists filled
+                baseline, references = tracemalloc.get_traced_memory()[0], sys.getrefcount(body)
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, f"{grown} bytes kept after 1000 parses"
+    assert sys.getrefcount(body) == references
+
+
+def test_parse_snapshot_levels_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="expected bytes, a contiguous buffer or str, found int"):
+        parse_snapshot_levels(12, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse_snapshot_levels(b"{}", 5.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit must be at least 1, found 0"):
+        parse_snapshot_levels(b"{}", 0)
+    assert parse_snapshot_levels(b'{"lastUpdateId":1,"bids":[],"asks":[]}', 2**80) == (1, NO_ID, [], [])

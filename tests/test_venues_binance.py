@@ -4,12 +4,17 @@ Fixtures in tests/fixtures/binance/ each name the Binance document they follow (
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
+from ldc._fastbook import parse_snapshot_levels
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
 from ldc.sim.replay import captures_dir
 from ldc.sync import SequenceRule
@@ -362,3 +367,167 @@ def test_real_capture_snapshot_parses_with_1000_levels_per_side() -> None:
 def test_exchange_info_sits_beside_the_snapshot_path_with_the_documented_weight(name: str, path: str, weight: int) -> None:
     venue = binance.exchange(name)
     assert (venue.exchange_info_path, venue.exchange_info_weight) == (path, weight)
+
+
+# -- snapshots: the C parser (ldc._fastbook.parse_snapshot_levels) against the reference ---------
+# Bodies follow rest-api.md "Order book" (spot: lastUpdateId, bids, asks) and the derivatives "Order
+# Book" pages (USD-M adds E and T, COIN-M also symbol and pair), as the fixtures above; the generated
+# ones vary what JSON and Binance's decimal strings allow.
+
+FUTURES_EXTRAS = ('"T":1589436922959', '"symbol":"BTCUSD_PERP"', '"pair":"BTCUSD"')
+UNKNOWN_VALUES = (
+    '{"nested":[1,-2.5e-3,true,false,null,{}]}', '"caf\\u00e9 \\ud83d\\ude00 \\"q\\""', "1.5E+300", "-0", "[]",
+    "123456789012345678901234567890",
+)  # fmt: skip
+WHITESPACE = ("", "", " ", "\n", "\t", "\r\n  ")
+
+
+def decimal_text(units: int, decimals: int, extra_zeros: int) -> str:
+    """units / 10**decimals spelled with ``decimals`` digits after the point, plus trailing zeros."""
+    if decimals == 0:
+        return str(units) + ("." + "0" * extra_zeros if extra_zeros else "")
+    digits = str(units).rjust(decimals + 1, "0")
+    return f"{digits[:-decimals]}.{digits[-decimals:]}" + "0" * extra_zeros
+
+
+# (units, decimals): Binance's 8-decimal spot and 1-3 decimal futures forms, with mantissas from 0 up
+# to 20 digits (past 2**53 and 19 digits: the exact slow path of the decimal parser)
+decimals_st = st.tuples(
+    st.one_of(st.integers(0, 10**9), st.integers(0, 10**20)), st.integers(0, 12), st.integers(0, 3)
+)
+
+
+@st.composite
+def snapshot_bodies(draw: st.DrawFn) -> tuple[bytes, int]:
+    layout = draw(st.randoms(use_true_random=False))
+    prices = draw(st.lists(decimals_st, max_size=40, unique_by=lambda d: Decimal(d[0]).scaleb(-d[1])))
+    qtys = draw(st.lists(decimals_st, min_size=len(prices), max_size=len(prices)))
+    n_bids = draw(st.integers(0, len(prices)))
+    levels = sorted(zip(prices, qtys), key=lambda level: Decimal(level[0][0]).scaleb(-level[0][1]))
+    texts = [(decimal_text(*p), decimal_text(*q)) for p, q in levels]
+    bids, asks = texts[:n_bids][::-1], texts[n_bids:]
+
+    def ws() -> str:
+        return layout.choice(WHITESPACE)
+
+    def side(pairs: list[tuple[str, str]]) -> str:
+        return f"[{ws()}" + f"{ws()},{ws()}".join(f'[{ws()}"{p}"{ws()},{ws()}"{q}"{ws()}]' for p, q in pairs) + f"{ws()}]"
+
+    fields = [f'"lastUpdateId":{ws()}{draw(st.integers(0, 2**63 - 1))}', f'"bids":{ws()}{side(bids)}', f'"asks":{side(asks)}']
+    if draw(st.booleans()):  # futures
+        fields += [f'"E":{draw(st.integers(0, 2**63 - 1))}', *FUTURES_EXTRAS]
+    fields += [f'"x{i}":{ws()}{value}' for i, value in enumerate(draw(st.lists(st.sampled_from(UNKNOWN_VALUES), max_size=3)))]
+    layout.shuffle(fields)
+    body = f"{ws()}{{{ws()}" + f"{ws()},{ws()}".join(fields) + f"{ws()}}}{ws()}"
+    limit = max(len(bids), len(asks), 1) + draw(st.integers(0, 2))
+    return body.encode(), limit
+
+
+def outcome(parse: Any, body: Any, limit: int) -> tuple[Any, ...]:
+    """What a parser does with a body: its snapshot, floats as their exact hex, or its error message."""
+    try:
+        snapshot = parse(body, limit)
+    except ProtocolError as exc:
+        return ("error", str(exc))
+    exact = [[(p.hex(), q.hex()) for p, q in side] for side in (snapshot.bids, snapshot.asks)]
+    return (snapshot, exact, [type(x) for x in (snapshot.bids, snapshot.asks)])
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=snapshot_bodies())
+def test_generated_snapshot_bodies_take_the_c_path_and_equal_the_reference(case: tuple[bytes, int]) -> None:
+    body, limit = case
+    expected = outcome(binance._parse_snapshot_reference, body, limit)
+    assert outcome(parse_snapshot, body, limit) == expected
+    if expected[0] != "error":  # distinct decimals that round to one float are refused by both
+        parse_snapshot_levels(body, limit)  # accepted by C: no fallback behind the equality
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=snapshot_bodies(), at=st.integers(0, 10**6), byte=st.sampled_from(b'"[]{},:-.0159eE \\x'), how=st.sampled_from(["flip", "cut", "drop", "dup"]))
+def test_corrupted_snapshot_bodies_parse_as_the_reference_does(case: tuple[bytes, int], at: int, byte: int, how: str) -> None:
+    body, limit = case
+    at %= len(body)
+    body = {"flip": body[:at] + bytes([byte]) + body[at + 1:], "cut": body[:at], "drop": body[:at] + body[at + 1:],
+            "dup": body[:at] + body[at:at + 1] * 2 + body[at + 1:]}[how]  # fmt: skip
+    assert outcome(parse_snapshot, body, limit) == outcome(binance._parse_snapshot_reference, body, limit)
+
+
+def test_documented_snapshots_take_the_c_path() -> None:
+    for name, event_time in (("spot_snapshot.txt", NO_ID), ("usdm_snapshot.txt", 1589436922972), ("coinm_snapshot.txt", 1591250106370)):
+        last_update_id, time_ms, bids, asks = parse_snapshot_levels(fixture(name), 5)
+        assert time_ms == event_time
+        assert parse_snapshot(fixture(name), 5) == DepthSnapshot(last_update_id, bids, asks, 5, time_ms)
+
+
+SPOT_BODY = b'{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"],["3.99","1"]],"asks":[["4.00000200","12.00000000"]]}'
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "message"),
+    [
+        (SPOT_BODY[:-1], 5, "snapshot is not valid json"),
+        (SPOT_BODY[:40], 5, "snapshot is not valid json"),
+        (b"", 5, "snapshot is not valid json"),
+        (b'{"lastUpdateId":1,"x":"\\ud800","bids":[],"asks":[]}', 5, "snapshot is not valid json"),
+        (b'{"lastUpdateId":1,"x":1e999,"bids":[],"asks":[]}', 5, "snapshot is not valid json"),
+        (b'{"lastUpdateId":1,"bids":[],"asks":[]}\xff', 5, "snapshot is not valid json"),
+        (b'{"code":-1121,"msg":"Invalid symbol."}', 5, "snapshot is an error response: code -1121, msg 'Invalid symbol.'"),
+        (b"[1,2]", 5, r"field 'snapshot': expected an object, found [1, 2]"),
+        (SPOT_BODY, 1, "field 'bids': expected at most 1 levels, found 2"),
+        (SPOT_BODY, 0, "snapshot limit 0 too small, expected at least 1"),
+        (b'{"lastUpdateId":1,"bids":[["3","1"],["3.5","1"]],"asks":[]}', 5, "field 'bids'[1]: expected prices strictly descending, found 3.0 then 3.5"),
+        (b'{"lastUpdateId":1,"bids":[],"asks":[["100","1"],["100.000","2"]]}', 5, "field 'asks'[1]: expected prices strictly ascending, found 100.0 then 100.0"),
+        (b'{"lastUpdateId":1,"bids":[[1.5,"1"]],"asks":[]}', 5, "field 'bids'[0]: expected [price string, quantity string], found [1.5, '1']"),
+        (b'{"lastUpdateId":1,"bids":[["1.5","1","2"]],"asks":[]}', 5, "field 'bids'[0]: expected [price string, quantity string], found ['1.5', '1', '2']"),
+        (b'{"lastUpdateId":1,"bids":[],"asks":[["1.5","-1"]]}', 5, "field 'asks'[0]: expected a non-negative decimal string, found '-1'"),
+        (b'{"lastUpdateId":1,"bids":[],"asks":[["nan","1"]]}', 5, "field 'asks'[0]: expected a non-negative decimal string, found 'nan'"),
+        (b'{"lastUpdateId":1,"bids":[],"asks":[["1' + b"9" * 400 + b'","1"]]}', 5, "field 'asks'[0]: expected a non-negative decimal string, found '1999"),
+        (b'{"lastUpdateId":1,"bids":[],"asks":[["","1"]]}', 5, "field 'asks'[0]: expected a non-negative decimal string, found ''"),
+        (b'{"lastUpdateId":1,"bids":{},"asks":[]}', 5, "field 'bids': expected a list of [price, quantity], found {}"),
+        (b'{"lastUpdateId":1,"asks":[]}', 5, "field 'bids': expected a list of [price, quantity], found None"),
+        (b'{"bids":[],"asks":[]}', 5, "field 'lastUpdateId': expected an integer, found nothing"),
+        (b'{"lastUpdateId":"5","bids":[],"asks":[]}', 5, "field 'lastUpdateId': expected an integer, found '5'"),
+        (b'{"lastUpdateId":5.0,"bids":[],"asks":[]}', 5, "field 'lastUpdateId': expected an integer, found 5.0"),
+        (b'{"lastUpdateId":5,"E":null,"bids":[],"asks":[]}', 5, "field 'E': expected an integer, found None"),
+        (b'{"lastUpdateId":true,"bids":[],"asks":[]}', 5, "field 'lastUpdateId': expected an integer, found True"),
+    ],
+)
+def test_refused_snapshot_raises_the_reference_message(body: bytes, limit: int, message: str) -> None:
+    with pytest.raises(ProtocolError) as reference:
+        binance._parse_snapshot_reference(body, limit)
+    with pytest.raises(ProtocolError) as got:
+        parse_snapshot(body, limit)
+    assert str(got.value) == str(reference.value)
+    assert str(got.value).startswith(message)
+    with pytest.raises(ValueError):
+        parse_snapshot_levels(body, limit)
+
+
+@pytest.mark.parametrize(
+    ("body", "bids"),
+    [
+        (b'{"lastUpdateId":-5,"bids":[["1","2"]],"asks":[]}', [(1.0, 2.0)]),
+        (b'{"lastUpdateId":18446744073709551615,"bids":[["1","2"]],"asks":[]}', [(1.0, 2.0)]),
+        (b'{"lastUpdateId":1,"lastUpdateId":2,"bids":[["9","9"]],"bids":[["1","2"]],"asks":[]}', [(1.0, 2.0)]),
+        (b'{"lastUpdateId":1,"bid\\u0073":[["1","2"]],"asks":[]}', [(1.0, 2.0)]),
+        (b'{"lastUpdateId":1,"bids":[["\\u0031","2"]],"asks":[]}', [(1.0, 2.0)]),
+        (b'{"lastUpdateId":1,"bids":[["1e0"," 2 "]],"asks":[]}', [(1.0, 2.0)]),
+        (b'{"lastUpdateId":1,"bids":[["+1","2_0"]],"asks":[]}', [(1.0, 20.0)]),
+        (b'{"lastUpdateId":1,"bids":[[".5","-0"]],"asks":[]}', [(0.5, -0.0)]),
+    ],
+)
+def test_bodies_only_the_reference_accepts_parse_as_before(body: bytes, bids: list[Level]) -> None:
+    with pytest.raises(ValueError):
+        parse_snapshot_levels(body, 5)
+    snapshot = parse_snapshot(body, 5)
+    assert snapshot == binance._parse_snapshot_reference(body, 5)
+    assert list(snapshot.bids) == bids
+
+
+def test_snapshot_body_may_be_str_bytearray_or_memoryview() -> None:
+    expected = parse_snapshot(SPOT_BODY, 5)
+    for body in (SPOT_BODY.decode(), bytearray(SPOT_BODY), memoryview(SPOT_BODY)):
+        assert parse_snapshot(body, 5) == expected  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError, match="snapshot is not valid json"):
+        parse_snapshot(None, 5)  # type: ignore[arg-type]

@@ -7,9 +7,9 @@ CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
 
 EXTENSIONS = [
     # fenced whole-slot seqlock write/read (see docs/LAYOUT.md, "Memory ordering")
-    Extension("ldc.shm._seqlock", ["ldc/shm/_seqlock.c"], extra_compile_args=CFLAGS),
-    # the book hot path: raw depth message -> levels applied -> top N
-    Extension("ldc._fastbook", ["ldc/_fastbook.c"], extra_compile_args=CFLAGS),
+    Extension("ldc.shm._seqlock", ["ldc/shm/_seqlock.c"], depends=["ldc/shm/ldc_seqlock_api.h"], extra_compile_args=CFLAGS),
+    # the book hot path: raw depth message -> levels applied -> top N (-> slot, through _seqlock's C API)
+    Extension("ldc._fastbook", ["ldc/_fastbook.c"], depends=["ldc/shm/ldc_seqlock_api.h"], extra_compile_args=CFLAGS),
 ]
 
 # LDC_EXT=ldc._fastbook builds only that extension (for iterating on one C file)

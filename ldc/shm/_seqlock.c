@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ldc_seqlock_api.h"
+
 /* read results (mirrored in reader.py) */
 enum {
     READ_OK = 0,
@@ -486,6 +488,41 @@ static int get_levels(PyObject *o, const char *side, Py_ssize_t n, Py_buffer *vi
 
 /* publish(slot, *, update_id, event_time_ms, recv_time_ns, status, bids, asks, n_bids, n_asks,
  *         copy_levels=True) */
+/* The one slot write of a book: ids, times, status, the updates counter and (copy_levels) the top
+ * levels, between an odd and an even seq. bids / asks: nb and na (price, qty) pairs of doubles, best
+ * first. Shared by Segment.publish and the C API that ldc._fastbook's hot path calls (ldc_seqlock_api.h). */
+static int publish_slot(Segment *s, Py_ssize_t slot, int64_t update_id, int64_t event_ms, int64_t recv_ns,
+                        uint32_t status, int copy, const double *bids, Py_ssize_t nb, const double *asks,
+                        Py_ssize_t na) {
+    if (check_slot(s, slot) < 0 || check_writable(s) < 0) return -1;
+    if (copy && (nb < 0 || na < 0 || nb > s->L.depth || na > s->L.depth)) {
+        PyErr_Format(PyExc_ValueError, "level counts must be 0..%zd, got n_bids %zd n_asks %zd", s->L.depth, nb, na);
+        return -1;
+    }
+    const Layout *L = &s->L;
+    char *p = slot_ptr(s, slot);
+    if (U64(p, L->s_gen) == 0) {
+        PyErr_Format(PyExc_ValueError, "slot %zd holds no market", slot);
+        return -1;
+    }
+    int64_t now = clock_ns(CLOCK_REALTIME);
+    uint64_t odd = write_begin(p, L);
+    I64(p, L->s_update_id) = update_id;
+    I64(p, L->s_event_time_ms) = event_ms;
+    I64(p, L->s_recv_time_ns) = recv_ns;
+    I64(p, L->s_publish_time_ns) = now;
+    U32(p, L->s_status) = status;
+    U64(p, L->s_counter[0]) += 1;
+    if (copy) {
+        U32(p, L->s_n_bids) = (uint32_t)nb;
+        U32(p, L->s_n_asks) = (uint32_t)na;
+        memcpy(p + L->bids_offset, bids, (size_t)(nb * LEVEL_SIZE));
+        memcpy(p + L->asks_offset, asks, (size_t)(na * LEVEL_SIZE));
+    }
+    write_end(p, L, odd);
+    return 0;
+}
+
 static PyObject *Segment_publish(Segment *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *kw[KW_N] = {NULL};
     if (nargs != 1) {
@@ -532,34 +569,43 @@ static PyObject *Segment_publish(Segment *s, PyObject *const *args, Py_ssize_t n
             return NULL;
         }
     }
-    const Layout *L = &s->L;
-    char *p = slot_ptr(s, slot);
-    if (U64(p, L->s_gen) == 0) {
-        if (copy) { PyBuffer_Release(&bv); PyBuffer_Release(&av); }
-        PyErr_Format(PyExc_ValueError, "slot %zd holds no market", slot);
-        return NULL;
-    }
-    int64_t now = clock_ns(CLOCK_REALTIME);
-    uint64_t odd = write_begin(p, L);
-    I64(p, L->s_update_id) = update_id;
-    I64(p, L->s_event_time_ms) = event_ms;
-    I64(p, L->s_recv_time_ns) = recv_ns;
-    I64(p, L->s_publish_time_ns) = now;
-    U32(p, L->s_status) = (uint32_t)status;
-    U64(p, L->s_counter[0]) += 1;
-    if (copy) {
-        U32(p, L->s_n_bids) = (uint32_t)nb;
-        U32(p, L->s_n_asks) = (uint32_t)na;
-        memcpy(p + L->bids_offset, bv.buf, (size_t)(nb * LEVEL_SIZE));
-        memcpy(p + L->asks_offset, av.buf, (size_t)(na * LEVEL_SIZE));
-    }
-    write_end(p, L, odd);
+    int rc = publish_slot(s, slot, update_id, event_ms, recv_ns, (uint32_t)status, copy, bv.buf, nb, av.buf, na);
     if (copy) {
         PyBuffer_Release(&bv);
         PyBuffer_Release(&av);
     }
+    if (rc < 0) return NULL;
     Py_RETURN_NONE;
 }
+
+/* ---------------------------------------------------------------- C API (ldc_seqlock_api.h) */
+
+static int capi_is_segment(PyObject *obj) { return PyObject_TypeCheck(obj, &SegmentType); }
+
+static Py_ssize_t capi_depth(PyObject *obj) {
+    if (!capi_is_segment(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected a Segment, found %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return ((Segment *)obj)->L.depth;
+}
+
+static int capi_publish(PyObject *obj, Py_ssize_t slot, int64_t update_id, int64_t event_ms, int64_t recv_ns,
+                        uint32_t status, int copy, const double *bids, Py_ssize_t nb, const double *asks,
+                        Py_ssize_t na) {
+    if (!capi_is_segment(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected a Segment, found %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return publish_slot((Segment *)obj, slot, update_id, event_ms, recv_ns, status, copy, bids, nb, asks, na);
+}
+
+static const LdcSeqlockAPI seqlock_api = {
+    .version = LDC_SEQLOCK_API_VERSION,
+    .is_segment = capi_is_segment,
+    .depth = capi_depth,
+    .publish = capi_publish,
+};
 
 /* write_status(slot, status, message: bytes | None) -- None keeps the message */
 static PyObject *Segment_write_status(Segment *s, PyObject *const *args, Py_ssize_t nargs) {
@@ -1056,5 +1102,12 @@ PyMODINIT_FUNC PyInit__seqlock(void) {
         Py_DECREF(m);
         return NULL;
     }
+    PyObject *api = PyCapsule_New((void *)&seqlock_api, LDC_SEQLOCK_API_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddObjectRef(m, "_C_API", api) < 0) {
+        Py_XDECREF(api);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_DECREF(api);
     return m;
 }

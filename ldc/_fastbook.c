@@ -1,6 +1,9 @@
 /*
  * ldc._fastbook — the book hot path in C: a raw Binance depthUpdate message (bytes) -> parsed levels
  * held in a C array -> applied to a sorted-array book -> top N copied into caller-owned buffers.
+ * Beside it, the two costly steps of a snapshot: parsing the REST depth body (parse_snapshot_levels,
+ * the fast path of ldc.venues.binance.parse_snapshot) and the refresh audit's comparison of two books
+ * (FastBook.count_differences, the fast path of ldc.sync._count_differences).
  *
  * The executable specification is ldc/book.py (OrderBook); FastBook mirrors its rules line for line
  * and tests/test_fastbook.py drives both with the same streams. Read book.py's docstring first.
@@ -111,7 +114,8 @@ static int parse_decimal(const char *s, Py_ssize_t n, double *out)
 }
 
 /* ------------------------------------------------------------------------------------------------
- * JSON scanning (RFC 8259 syntax, validated; only depthUpdate fields are decoded)
+ * JSON scanning (RFC 8259 syntax, validated as orjson does: a lone \u surrogate or a number beyond
+ * the range of a double is refused too; only the fields of a depthUpdate or a snapshot are decoded)
  * ---------------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1068,13 +1072,12 @@ typedef struct {
 } Snapshot;
 
 /* a known key seen twice: orjson keeps the last value, the fast path does not guess */
-static int snapshot_key_once(Scanner *sc, Snapshot *snap, int bit, const char *field)
+static void snapshot_key_once(Scanner *sc, Snapshot *snap, int bit, const char *field)
 {
     if (snap->seen & bit) {
         field_error(sc, field, -1, "the key once", "a second time", 13);
     }
     snap->seen |= bit;
-    return SCAN_OK;
 }
 
 static int snapshot_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)

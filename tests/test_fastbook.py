@@ -298,11 +298,27 @@ def test_parse_depth_names_the_field_of_a_malformed_depth_message(raw: bytes, me
     (b'{"e":"depthUpdate","x":"\\q"}', "invalid json at byte 24: expected a valid escape"),
     (b'{"e":"depthUpdate","x":tru}', "invalid json at byte 23: expected a json value"),
     (b'{"e":"depthUpdate","x":' + b"[" * 40 + b"]" * 40 + b"}", "invalid json at byte 55: expected nesting at most 32 deep"),
+    # valid syntax that orjson refuses all the same: no Unicode string, no double
+    (b'{"e":"depthUpdate","x":"\\ud800"}', "invalid json at byte 24: expected a \\u surrogate pair (high then low)"),
+    (b'{"e":"depthUpdate","x":"\\udc00\\ud800"}', "invalid json at byte 24: expected a \\u surrogate pair (high then low)"),
+    (b'{"e":"depthUpdate","x":"\\ud800\\u0041"}', "invalid json at byte 24: expected a \\u surrogate pair (high then low)"),
+    (b'{"e":"depthUpdate","x":-1.8e308}', "invalid json at byte 23: expected a number within the range of a double"),
+    (b'{"e":"depthUpdate","x":1' + b"0" * 309 + b"}", "invalid json at byte 23: expected a number within the range of a double"),
 ])
 def test_parse_depth_rejects_invalid_json_with_its_position(raw: bytes, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_depth(raw)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"e":"depthUpdate","x":"\\ud83d\\ude00 \\uDBFF\\uDFFF \\u00e9"}',
+    b'{"e":"depthUpdate","x":[1.7976931348623157e308,-1e-400,1' + b"0" * 308 + b',12345678901234567890123]}',
+])
+def test_parse_depth_reads_what_orjson_reads_near_those_limits(raw: bytes) -> None:
+    orjson.loads(raw)
+    with pytest.raises(ValueError, match="field 'E': expected in a depthUpdate, found nothing"):
+        parse_depth(raw)  # the JSON passed; the event lacks its fields
 
 
 def mutations() -> st.SearchStrategy[bytes]:

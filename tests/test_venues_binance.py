@@ -531,3 +531,17 @@ def test_snapshot_body_may_be_str_bytearray_or_memoryview() -> None:
         assert parse_snapshot(body, 5) == expected  # type: ignore[arg-type]
     with pytest.raises(ProtocolError, match="snapshot is not valid json"):
         parse_snapshot(None, 5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz", "coinm_btcusd_perp_20240808.gz"])
+def test_genuine_snapshots_take_the_c_path_and_equal_the_reference(name: str) -> None:
+    import gzip
+
+    path = captures_dir() / name
+    if not path.exists():
+        pytest.skip("captures not present")
+    with gzip.open(path, "rb") as lines:
+        body = next(line.split(b" ", 1)[1] for line in lines if b'"lastUpdateId"' in line[:40])
+    _, _, bids, asks = parse_snapshot_levels(body, 1000)
+    assert (len(bids), len(asks)) == (1000, 1000)
+    assert outcome(parse_snapshot, body, 1000) == outcome(binance._parse_snapshot_reference, body, 1000)

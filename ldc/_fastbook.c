@@ -34,6 +34,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 #define NO_ID (-1LL)              /* an id the venue does not send, as ldc.depth.NO_ID */
 #define MAX_NESTING 32            /* JSON nesting a depth message never approaches */
 #define MAX_DECIMAL_CHARS 63      /* longest decimal string handed to the slow exact parser */
@@ -702,8 +708,9 @@ static void event_reset(Event *ev)
 /* Called with sc->p at the value of key (raw span, escaped when it holds escapes); consumes it. */
 typedef int (*FieldHandler)(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped);
 
-/* Walk the object at sc->p, handing each value to on_field. */
-static int scan_object(Scanner *sc, FieldHandler on_field, void *ctx)
+/* Walk the object at sc->p, handing each value to on_field. Inlined into each caller, so that the
+ * handler is a direct call there (parse_depth runs it for every key of every message). */
+static ALWAYS_INLINE int scan_object(Scanner *sc, FieldHandler on_field, void *ctx)
 {
     sc->p++;
     skip_ws(sc);

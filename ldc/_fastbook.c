@@ -3,7 +3,9 @@
  * held in a C array -> applied to a sorted-array book -> top N copied into caller-owned buffers.
  * Beside it, the two costly steps of a snapshot: parsing the REST depth body (parse_snapshot_levels,
  * the fast path of ldc.venues.binance.parse_snapshot) and the refresh audit's comparison of two books
- * (FastBook.count_differences, the fast path of ldc.sync._count_differences).
+ * (FastBook.count_differences, the fast path of ldc.sync._count_differences). And the feeder's per-diff
+ * path for a book in sync, parse result to published slot in one call (HotPath, at the end: it publishes
+ * through ldc.shm._seqlock's C API, ldc/shm/ldc_seqlock_api.h).
  *
  * The executable specification is ldc/book.py (OrderBook); FastBook mirrors its rules line for line
  * and tests/test_fastbook.py drives both with the same streams. Read book.py's docstring first.
@@ -33,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "shm/ldc_seqlock_api.h"
 
 #if defined(__GNUC__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -1498,20 +1502,26 @@ static int prune_changed(FastBook *self, Side *s)
     return self->window > 0 && side_prune(s, self->window) > 0 && self->window < self->depth;
 }
 
+/* a ParsedDiff's levels: 1 when the top `depth` may have changed, 0 when not, -1 on memory error */
+static int apply_parsed(FastBook *self, const ParsedDiff *d)
+{
+    int changed, rc;
+    if ((rc = apply_array(&self->bids, d->levels, d->n_bids, self->depth)) < 0) {
+        return -1;
+    }
+    changed = rc | prune_changed(self, &self->bids);
+    if ((rc = apply_array(&self->asks, d->levels + d->n_bids, d->n_asks, self->depth)) < 0) {
+        return -1;
+    }
+    return changed | rc | prune_changed(self, &self->asks);
+}
+
 static PyObject *fastbook_apply_diff(FastBook *self, PyObject *diff)
 {
     int changed = 0, rc;
     if (Py_IS_TYPE(diff, &ParsedDiffType)) {
-        ParsedDiff *d = (ParsedDiff *)diff;
-        if ((rc = apply_array(&self->bids, d->levels, d->n_bids, self->depth)) < 0) {
-            return NULL;
-        }
-        changed = rc | prune_changed(self, &self->bids);
-        if ((rc = apply_array(&self->asks, d->levels + d->n_bids, d->n_asks, self->depth)) < 0) {
-            return NULL;
-        }
-        changed |= rc | prune_changed(self, &self->asks);
-        return PyBool_FromLong(changed);
+        changed = apply_parsed(self, (const ParsedDiff *)diff);
+        return changed < 0 ? NULL : PyBool_FromLong(changed);
     }
     static const char *const names[] = {"bids", "asks"};
     Side *sides[] = {&self->bids, &self->asks};
@@ -1638,6 +1648,18 @@ static Py_ssize_t write_top(const Side *s, Py_ssize_t n, Py_buffer *view)
     return count;
 }
 
+/* the best n levels of a side into out[2 * n] as (price, qty) pairs, best first; how many */
+static Py_ssize_t top_into(const Side *s, Py_ssize_t n, double *out)
+{
+    Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Level *lv = &s->buf[s->hi - 1 - i];
+        out[2 * i] = s->sign * lv->a;
+        out[2 * i + 1] = lv->qty;
+    }
+    return count;
+}
+
 static PyObject *fastbook_top(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer bids_view, asks_view;
@@ -1688,11 +1710,28 @@ static PyObject *fastbook_best_ask(FastBook *self, PyObject *unused)
     return best_of(&self->asks);
 }
 
+static int book_crossed(const FastBook *self)
+{
+    const Side *b = &self->bids, *a = &self->asks;
+    return side_len(b) > 0 && side_len(a) > 0 && b->buf[b->hi - 1].a >= -a->buf[a->hi - 1].a;
+}
+
 static PyObject *fastbook_crossed(FastBook *self, PyObject *unused)
 {
     (void)unused;
-    const Side *b = &self->bids, *a = &self->asks;
-    return PyBool_FromLong(side_len(b) > 0 && side_len(a) > 0 && b->buf[b->hi - 1].a >= -a->buf[a->hi - 1].a);
+    return PyBool_FromLong(book_crossed(self));
+}
+
+/* the top n levels of both sides are known exactly (inside snapshot coverage) */
+static int book_covers(const FastBook *self, Py_ssize_t n)
+{
+    const Side *sides[] = {&self->bids, &self->asks};
+    for (int i = 0; i < 2; i++) {
+        if (sides[i]->boundary != -INFINITY && side_known(sides[i]) < n) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static PyObject *fastbook_covers(FastBook *self, PyObject *arg)
@@ -1701,13 +1740,7 @@ static PyObject *fastbook_covers(FastBook *self, PyObject *arg)
     if (n == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    const Side *sides[] = {&self->bids, &self->asks};
-    for (int i = 0; i < 2; i++) {
-        if (sides[i]->boundary != -INFINITY && side_known(sides[i]) < n) {
-            Py_RETURN_FALSE;
-        }
-    }
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(book_covers(self, n));
 }
 
 static PyObject *fastbook_coverage(FastBook *self, PyObject *unused)
@@ -1873,6 +1906,231 @@ static PyTypeObject FastBookType = {
 };
 
 /* ------------------------------------------------------------------------------------------------
+ * HotPath: a market's diff, from ParsedDiff to published slot, in one call while its book is in sync
+ *
+ * The feeder's per-diff work for a book in sync is always the same: check that the diff continues the
+ * book (spot: U == last u + 1; futures: pu == last u), apply it, check the top is neither crossed nor
+ * beyond the snapshot's coverage, copy the top N into the slot. In Python that is a dozen calls per diff;
+ * here it is one. Anything else -- a diff that does not continue the book, a crossed or uncovered top,
+ * a market not in sync -- is handed back to ldc.sync.BookSync, which owns every decision: the feeder
+ * arms a HotPath only while BookSync.fast_path_ready, and gives BookSync the diffs applied here
+ * (take_applied, update_id) before it feeds BookSync anything.
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2 };
+
+static const LdcSeqlockAPI *seqlock_api; /* ldc.shm._seqlock's C API, imported by the first HotPath */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *segment;   /* ldc.shm._seqlock.Segment */
+    FastBook *book;      /* NULL while disarmed */
+    Py_ssize_t slot;
+    Py_ssize_t depth;    /* levels per side published: the segment's depth */
+    int futures;         /* sequence rule: 1 futures (pu), 0 spot (U) */
+    long long update_id; /* the book's update id while armed */
+    long long applied;   /* diffs applied since the last take_applied() */
+    uint32_t status;     /* slot status flags published with every diff */
+    double *levels;      /* 4 * depth doubles: the top bids (depth x 2), then the top asks */
+} HotPath;
+
+static PyTypeObject HotPathType;
+
+static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"segment", "slot", "futures", NULL};
+    PyObject *segment;
+    Py_ssize_t slot;
+    int futures;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On$p:HotPath", kwlist, &segment, &slot, &futures)) {
+        return -1;
+    }
+    if (seqlock_api == NULL) {
+        const LdcSeqlockAPI *api = PyCapsule_Import(LDC_SEQLOCK_API_CAPSULE, 0);
+        if (api == NULL) {
+            return -1;
+        }
+        if (api->version != LDC_SEQLOCK_API_VERSION) {
+            PyErr_Format(PyExc_ImportError, "ldc.shm._seqlock C API version %d, expected %d: rebuild both extensions",
+                         api->version, LDC_SEQLOCK_API_VERSION);
+            return -1;
+        }
+        seqlock_api = api;
+    }
+    Py_ssize_t depth = seqlock_api->depth(segment);
+    if (depth < 0) {
+        return -1;
+    }
+    if (slot < 0) {
+        PyErr_Format(PyExc_ValueError, "slot must be at least 0, found %zd", slot);
+        return -1;
+    }
+    double *levels = PyMem_Malloc((size_t)(4 * (depth > 0 ? depth : 1)) * sizeof(double));
+    if (levels == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(self->levels);
+    Py_CLEAR(self->book);
+    Py_XSETREF(self->segment, Py_NewRef(segment));
+    self->levels = levels;
+    self->slot = slot;
+    self->depth = depth;
+    self->futures = futures;
+    self->update_id = NO_ID;
+    self->applied = 0;
+    self->status = 0;
+    return 0;
+}
+
+static void hotpath_dealloc(HotPath *self)
+{
+    Py_CLEAR(self->book);
+    Py_CLEAR(self->segment);
+    PyMem_Free(self->levels);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* arm(book, update_id, status): diffs continuing update_id are applied to book and published with status */
+static PyObject *hotpath_arm(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "arm() takes 3 arguments (book, update_id, status), found %zd", nargs);
+        return NULL;
+    }
+    if (!Py_IS_TYPE(args[0], &FastBookType)) {
+        PyErr_Format(PyExc_TypeError, "arm() needs a FastBook, found %s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    long long update_id = PyLong_AsLongLong(args[1]);
+    unsigned long status = PyLong_AsUnsignedLong(args[2]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (update_id < 0) {
+        PyErr_Format(PyExc_ValueError, "update_id must be at least 0, found %lld", update_id);
+        return NULL;
+    }
+    if (status > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "status must fit 32 bits, found %lu", status);
+        return NULL;
+    }
+    Py_XSETREF(self->book, (FastBook *)Py_NewRef(args[0]));
+    self->update_id = update_id;
+    self->status = (uint32_t)status;
+    Py_RETURN_NONE;
+}
+
+static PyObject *hotpath_disarm(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    Py_CLEAR(self->book);
+    Py_RETURN_NONE;
+}
+
+static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    long long applied = self->applied;
+    self->applied = 0;
+    return PyLong_FromLongLong(applied);
+}
+
+/* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied and
+ * published), HOT_TOP_FAULT (applied, not published: the top is crossed or uncovered) */
+static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "feed() takes 2 arguments (diff, recv_time_ns), found %zd", nargs);
+        return NULL;
+    }
+    FastBook *book = self->book;
+    if (book == NULL || !Py_IS_TYPE(args[0], &ParsedDiffType)) {
+        return PyLong_FromLong(HOT_PASS);
+    }
+    const ParsedDiff *d = (const ParsedDiff *)args[0];
+    if (self->futures ? d->prev_final_id != self->update_id : d->first_id != self->update_id + 1) {
+        return PyLong_FromLong(HOT_PASS);
+    }
+    long long recv_ns = PyLong_AsLongLong(args[1]);
+    if (recv_ns == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int changed = apply_parsed(book, d);
+    if (changed < 0) {
+        return NULL;
+    }
+    self->update_id = d->final_id;
+    self->applied++;
+    int rc;
+    if (changed) {
+        if (book_crossed(book) || !book_covers(book, self->depth)) {
+            return PyLong_FromLong(HOT_TOP_FAULT);
+        }
+        double *bids = self->levels, *asks = self->levels + 2 * self->depth;
+        Py_ssize_t nb = top_into(&book->bids, self->depth, bids);
+        Py_ssize_t na = top_into(&book->asks, self->depth, asks);
+        rc = seqlock_api->publish(self->segment, self->slot, d->final_id, d->event_time_ms, recv_ns, self->status,
+                                  1, bids, nb, asks, na);
+    } else {
+        rc = seqlock_api->publish(self->segment, self->slot, d->final_id, d->event_time_ms, recv_ns, self->status,
+                                  0, NULL, 0, NULL, 0);
+    }
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(HOT_DONE);
+}
+
+static PyObject *hotpath_get_armed(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->book != NULL);
+}
+
+static PyObject *hotpath_get_update_id(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLongLong(self->update_id);
+}
+
+static PyObject *hotpath_get_slot(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->slot);
+}
+
+static PyMethodDef hotpath_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))hotpath_feed, METH_FASTCALL,
+     "feed(diff, recv_time_ns) -> HOT_PASS | HOT_DONE | HOT_TOP_FAULT (see the module's HotPath notes)."},
+    {"arm", (PyCFunction)(void (*)(void))hotpath_arm, METH_FASTCALL,
+     "arm(book, update_id, status): apply and publish the diffs that continue update_id."},
+    {"disarm", (PyCFunction)hotpath_disarm, METH_NOARGS, "Stop: every diff is HOT_PASS until the next arm()."},
+    {"take_applied", (PyCFunction)hotpath_take_applied, METH_NOARGS,
+     "Diffs applied since the last call (and reset to 0)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef hotpath_getset[] = {
+    {"armed", (getter)hotpath_get_armed, NULL, "True between arm() and disarm().", NULL},
+    {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
+    {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject HotPathType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.HotPath",
+    .tp_basicsize = sizeof(HotPath),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "HotPath(segment, slot, *, futures): one market's in-sync diffs applied and published in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)hotpath_init,
+    .tp_dealloc = (destructor)hotpath_dealloc,
+    .tp_methods = hotpath_methods,
+    .tp_getset = hotpath_getset,
+};
+
+/* ------------------------------------------------------------------------------------------------
  * Module
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1887,12 +2145,12 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef fastbook_module = {
-    PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook, parse_snapshot_levels.", -1,
+    PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook, HotPath, parse_snapshot_levels.", -1,
     module_methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__fastbook(void)
 {
-    if (PyType_Ready(&ParsedDiffType) < 0 || PyType_Ready(&FastBookType) < 0) {
+    if (PyType_Ready(&ParsedDiffType) < 0 || PyType_Ready(&FastBookType) < 0 || PyType_Ready(&HotPathType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&fastbook_module);
@@ -1901,6 +2159,9 @@ PyMODINIT_FUNC PyInit__fastbook(void)
     }
     if (PyModule_AddObjectRef(m, "ParsedDiff", (PyObject *)&ParsedDiffType) < 0 ||
         PyModule_AddObjectRef(m, "FastBook", (PyObject *)&FastBookType) < 0 ||
+        PyModule_AddObjectRef(m, "HotPath", (PyObject *)&HotPathType) < 0 ||
+        PyModule_AddIntConstant(m, "HOT_PASS", HOT_PASS) < 0 || PyModule_AddIntConstant(m, "HOT_DONE", HOT_DONE) < 0 ||
+        PyModule_AddIntConstant(m, "HOT_TOP_FAULT", HOT_TOP_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "NO_ID", NO_ID) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -2,13 +2,17 @@
 
 Glue only; every decision is made elsewhere:
 
-    WsPool thread ── raw frame ──► _fastbook.parse_depth ──► BookSync.on_diff ──► FastBook ──► SegmentWriter.publish
+    WsPool thread ── raw frame ──► _fastbook.parse_depth ──► HotPath (C: in-sync diff applied, top published)
+                                                         └─ anything else ──► BookSync ──► FastBook ──► SegmentWriter
     snapshot workers ◄── FetchSnapshot ── BookSync ◄── SnapshotResult / SnapshotFailed ◄── RestClient (+ governor)
     main thread: ticks (staleness, retries, refresh audits), counters, heartbeat, systemd watchdog, signals
     jobs thread: SIGHUP reloads and symbol checks (REST requests that may wait for weight), one at a time
 
 One lock serialises every market event (websocket threads, snapshot workers, ticks): the GIL allows one
-at a time anyway, and the slot seqlock needs a single writer. A fault in one market — a gap, an unknown
+at a time anyway, and the slot seqlock needs a single writer. BookSync makes every decision; a market's
+``HotPath`` (C) only repeats the one BookSync allows while ``fast_path_ready`` (a diff continuing a book in
+sync: apply, publish), and BookSync is told what it applied before anything else reaches it
+(``_settle``, then ``_rearm``). A fault in one market — a gap, an unknown
 symbol, a REST error, a malformed frame — changes only that market's slot. A slot's status flags always
 follow its book's sync state: a book is shown in sync only while BookSync says SYNCED.
 """
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from ldc._fastbook import FastBook, parse_depth
+from ldc._fastbook import HOT_DONE, HOT_TOP_FAULT, FastBook, HotPath, ParsedDiff, parse_depth
 from ldc.config import GroupConfig, endpoints, load_config, reload_group, restart_keys, symbol_changes
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, RestError, SegmentError
 from ldc.io.governor import RateGovernor, governor_key
@@ -45,6 +49,7 @@ from ldc.sync import (
     TICK,
     Actions,
     BookSync,
+    Event,
     FetchSnapshot,
     MarkOutOfSync,
     OutOfSyncReason,
@@ -124,6 +129,7 @@ class Market:
     stream: str
     slot: int
     sync: BookSync
+    hot: HotPath  # armed only while sync.fast_path_ready
     bids: np.ndarray
     asks: np.ndarray
     conn: int | None = None  # the connection whose diffs feed the book
@@ -284,7 +290,8 @@ class Feeder:
         slot = self.writer.add_market(symbol)
         sync = BookSync(symbol, self._new_book, self._sync_config)
         depth = self.group.depth
-        market = Market(symbol, self.venue.depth_stream(symbol, self.group.update_speed_ms), slot, sync,
+        hot = HotPath(self.writer.segment, slot, futures=self.venue.sequence_rule is SequenceRule.FUTURES)
+        market = Market(symbol, self.venue.depth_stream(symbol, self.group.update_speed_ms), slot, sync, hot,
                         np.zeros((depth, 2)), np.zeros((depth, 2)), error=error)  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
         self.markets[symbol] = market
@@ -413,7 +420,7 @@ class Feeder:
                 if market.successor is not None:  # died during rollover: the successor takes over as is
                     market.conn, market.successor = market.successor, None
                 if reason is not CloseReason.ROLLED_OVER and reason is not CloseReason.STOPPED:
-                    self._carry_out(market, market.sync.feed(DISCONNECT, now))
+                    self._feed(market, DISCONNECT, now)
         if reason is not CloseReason.STOPPED:
             log.info("connection %d closed (%s) carrying %d streams", conn_id, reason.value, len(streams))
 
@@ -432,33 +439,73 @@ class Feeder:
         # each ParsedDiff getter builds a new int: read them once
         event_time_ms = diff.event_time_ms
         with self._lock:
-            if market.conn != conn_id and not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
-                return
-            market.last_event_ms, market.last_recv_ns = event_time_ms, recv_time_ns
-            sync = market.sync
-            # ParsedDiff carries DepthDiff's attributes (ldc/_fastbook.pyi); BookSync reads only those
-            actions = sync.on_diff(diff, _monotonic())  # type: ignore[arg-type]
-            # the hot-path answers come in every book state (an UNCOVERED book publishes too): the flags must
-            # follow the state, or a book with possible holes would be shown as exact
-            state = sync.state
-            if actions is PUBLISH_CHANGED:
-                bids, asks = market.bids, market.asks
-                n_bids, n_asks = sync.book.top(self._depth, bids, asks)  # type: ignore[union-attr]
-                self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
-                              recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], bids=bids,
-                              asks=asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
-            elif actions is PUBLISH_UNCHANGED:
-                self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
-                              recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], copy_levels=False)  # fmt: skip
+            if market.conn == conn_id:
+                market.last_event_ms, market.last_recv_ns = event_time_ms, recv_time_ns
+                outcome = market.hot.feed(diff, recv_time_ns)
+                if outcome == HOT_DONE:  # nearly every diff: applied and published in C
+                    self._wake_readers()
+                    return
+                self._settle(market)
+                if outcome == HOT_TOP_FAULT:  # applied: the top is crossed or beyond the snapshot's coverage
+                    self._carry_out(market, market.sync.top_fault(_monotonic()))
+                    self._rearm(market)
+                    self._wake_readers()
+                    return
             else:
-                if actions:
-                    self._carry_out(market, actions)
-                self._wake_readers()
-                return
-            if state is not market.shown_state:  # the book changed state on the hot path: the message follows
-                market.shown_state = state
-                self.writer.set_status(market.slot, _STATE_STATUS[state], _STATE_TEXT[state])
+                self._settle(market)
+                if not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
+                    self._rearm(market)
+                    return
+                market.last_event_ms, market.last_recv_ns = event_time_ms, recv_time_ns
+            self._slow_diff(market, diff, event_time_ms, recv_time_ns)
+            self._rearm(market)
             self._wake_readers()
+
+    def _slow_diff(self, market: Market, diff: ParsedDiff, event_time_ms: int, recv_time_ns: int) -> None:
+        """A diff BookSync decides on (the market is settled). Caller holds the lock."""
+        sync = market.sync
+        # ParsedDiff carries DepthDiff's attributes (ldc/_fastbook.pyi); BookSync reads only those
+        actions = sync.on_diff(diff, _monotonic())  # type: ignore[arg-type]
+        # BookSync's two preallocated answers come in every book state (an UNCOVERED book publishes too): the
+        # flags must follow the state, or a book with possible holes would be shown as exact
+        state = sync.state
+        if actions is PUBLISH_CHANGED:
+            bids, asks = market.bids, market.asks
+            n_bids, n_asks = sync.book.top(self._depth, bids, asks)  # type: ignore[union-attr]
+            self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
+                          recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], bids=bids,
+                          asks=asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
+        elif actions is PUBLISH_UNCHANGED:
+            self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
+                          recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], copy_levels=False)  # fmt: skip
+        else:
+            if actions:
+                self._carry_out(market, actions)
+            return
+        if state is not market.shown_state:  # the book changed state with this diff: the message follows
+            market.shown_state = state
+            self.writer.set_status(market.slot, _STATE_STATUS[state], _STATE_TEXT[state])
+
+    def _settle(self, market: Market) -> None:
+        """Hand BookSync the diffs the market's HotPath applied, and stop it: BookSync decides next.
+        Before anything else reads or feeds ``market.sync``. Caller holds the lock."""
+        hot = market.hot
+        if hot.armed:
+            market.sync.adopt(hot.update_id, hot.take_applied())
+            hot.disarm()
+
+    def _rearm(self, market: Market) -> None:
+        """After BookSync handled an event: the HotPath takes the market's diffs again if BookSync allows it."""
+        sync = market.sync
+        book = sync.book
+        if sync.fast_path_ready and type(book) is FastBook and not market.error and market.shown_state is SyncState.SYNCED:
+            market.hot.arm(book, sync.update_id, _STATUS_OF_STATE[SyncState.SYNCED])
+
+    def _feed(self, market: Market, event: Event, now: float) -> None:
+        """A non-diff event to BookSync and its actions carried out. Caller holds the lock."""
+        self._settle(market)
+        self._carry_out(market, market.sync.feed(event, now))
+        self._rearm(market)
 
     def _from_successor(self, market: Market, conn_id: int, diff: object) -> bool:
         """During a rollover: move the market to its successor once the successor's diff continues the book
@@ -599,7 +646,7 @@ class Feeder:
                 market.snapshots_loaded += 1
             else:
                 log.warning("market %s: %s snapshot failed: %s", market.symbol, action.purpose.name.lower(), event.reason)
-            self._carry_out(market, market.sync.feed(event, time.monotonic()))
+            self._feed(market, event, time.monotonic())
             self.writer.notify()
 
     # -- ticks (main thread) --------------------------------------------------------------------
@@ -610,7 +657,7 @@ class Feeder:
             for market in list(self.markets.values()):
                 if market.error:
                     continue
-                self._carry_out(market, market.sync.feed(TICK, now))
+                self._feed(market, TICK, now)
                 self._check_lag(market, now)
             self.writer.heartbeat()
             self.writer.notify()

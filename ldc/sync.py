@@ -325,6 +325,25 @@ class BookSync:
         """A shadow refresh (audit) is under way."""
         return self._shadow is not None
 
+    @property
+    def fast_path_ready(self) -> bool:
+        """SYNCED and no refresh recording: the one state in which a diff that continues the book needs no
+        decision (apply it; publish; a crossed or uncovered top goes to ``top_fault``). A caller may then
+        apply such diffs to ``book`` itself (the feeder's C ``HotPath``) and report them with ``adopt``
+        before feeding anything else."""
+        return self.state is SyncState.SYNCED and self._shadow is None
+
+    def adopt(self, update_id: int, applied: int) -> None:
+        """``applied`` diffs continuing the book were applied to ``book`` outside ``on_diff`` while
+        ``fast_path_ready``; the book is now at ``update_id``."""
+        self.update_id = update_id
+        self.diffs_applied += applied
+
+    def top_fault(self, now: float) -> Actions:
+        """An adopted diff left the top crossed (resync) or beyond the snapshot's coverage (flag, refresh,
+        publish), as ``on_diff`` answers it."""
+        return self._top_fault(now)
+
     def feed(self, event: Event, now: float) -> Actions:
         """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions."""
         kind = type(event)

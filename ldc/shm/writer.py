@@ -133,6 +133,11 @@ class SegmentWriter:
         self.publish = self._seg.publish  # type: ignore[assignment]
         self.notify = self._seg.notify
 
+    @property
+    def segment(self) -> object:
+        """The C ``Segment`` itself, for publishers written in C (``ldc._fastbook.HotPath``)."""
+        return self._seg
+
     # ------------------------------------------------------------------ lifecycle
 
     def _open_locked(self) -> posix_ipc.SharedMemory:

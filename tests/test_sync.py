@@ -403,6 +403,38 @@ def test_refresh_builds_a_shadow_and_swaps_it_in_without_a_gap(factory: Callable
     assert sync.feed(TICK, 120.3) == (FETCH_SHADOW,)
 
 
+def test_fast_path_ready_only_while_synced_and_not_recording(factory: Callable[[], Book]) -> None:
+    sync = make(factory, refresh_interval_s=60.0, stale_after_s=1000.0)
+    assert not sync.fast_path_ready  # waiting for a diff
+    sync.feed(spot(9, 10), 0.0)
+    sync.feed(SnapshotResult(snap(10), LIVE), 0.1)
+    sync.feed(spot(11, 11), 0.2)
+    assert sync.state is SyncState.SYNCED and sync.fast_path_ready
+    assert sync.feed(TICK, 60.2) == (FETCH_SHADOW,)
+    assert not sync.fast_path_ready  # every diff must be recorded for the shadow
+
+
+def test_adopted_diffs_continue_the_book_as_on_diff_would(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=None)
+    book, applied = sync.book, sync.diffs_applied
+    assert book is not None
+    book.apply_diff(spot(11, 12, bids=[(100.0, 3.0)]))  # what the feeder's HotPath does, then tells BookSync
+    sync.adopt(12, 1)
+    assert (sync.update_id, sync.diffs_applied) == (12, applied + 1)
+    assert sync.feed(spot(13, 13, bids=[(100.0, 4.0)]), 1.0) == CHANGED  # the next diff continues it
+    assert sync.feed(spot(15, 15), 1.1)[0] == MarkOutOfSync(OutOfSyncReason.GAP)
+
+
+def test_top_fault_after_an_adopted_diff_resyncs_a_crossed_book(factory: Callable[[], Book]) -> None:
+    sync = synced_spot(factory, refresh_interval_s=None)
+    assert sync.book is not None
+    sync.book.apply_diff(spot(11, 11, bids=[(101.5, 1.0)]))  # crosses the best ask 101
+    sync.adopt(11, 1)
+    actions = sync.top_fault(1.0)
+    assert actions[0] == MarkOutOfSync(OutOfSyncReason.CROSSED) and sync.state is SyncState.BUFFERING
+    assert not sync.fast_path_ready
+
+
 def test_audit_counts_differences_and_a_top_difference_is_a_fault(factory: Callable[[], Book], caplog: pytest.LogCaptureFixture) -> None:
     sync = synced_spot(factory, refresh_interval_s=1.0)
     sync.feed(TICK, 1.0)

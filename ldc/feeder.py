@@ -652,13 +652,18 @@ class Feeder:
     # -- ticks (main thread) --------------------------------------------------------------------
 
     def tick(self) -> None:
+        """One market at a time under the lock: the websocket thread's diffs wait for one market's tick
+        (microseconds), not for a whole group's (milliseconds for hundreds of markets)."""
         now = time.monotonic()
         with self._lock:
-            for market in list(self.markets.values()):
-                if market.error:
+            markets = list(self.markets.values())
+        for market in markets:
+            with self._lock:
+                if market.error or self.markets.get(market.symbol) is not market:  # failed or removed meanwhile
                     continue
                 self._feed(market, TICK, now)
                 self._check_lag(market, now)
+        with self._lock:
             self.writer.heartbeat()
             self.writer.notify()
 

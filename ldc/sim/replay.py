@@ -42,7 +42,8 @@ CAPTURES_SEARCHED = (
     Path("/work/shared/data/binance"),
 )
 CLIENT_PACE_BATCH = 64  # frames joined into one write when pacing by the client
-CHECKPOINT_EVERY_DIFFS = 500  # truth rewinds restart from the nearest checkpoint
+CHECKPOINT_EVERY_BYTES = 512 * 1024  # diff JSON between two saved known books (~15k levels, ~10 ms to replay)
+PLAIN_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]*)?")  # as Binance writes: "61820.99000000", "0.00100000"
 
 
 class ReplaySubscriber(Protocol):
@@ -71,13 +72,13 @@ class Capture:
     final_ids: list[int] = field(default_factory=list)
     snapshot: dict[str, Any] | None = None
     snapshot_index: int = 0  # diffs recorded before the snapshot
-    _parsed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _known: KnownTimeline | None = None
 
-    def diff(self, index: int) -> dict[str, Any]:
-        parsed = self._parsed.get(index)
-        if parsed is None:
-            parsed = self._parsed[index] = orjson.loads(self.payloads[index])
-        return parsed
+    def known(self) -> KnownTimeline:
+        """The known book at any diff index, one per capture: copies served from it share the work."""
+        if self._known is None:
+            self._known = KnownTimeline(self)
+        return self._known
 
 
 _IDS = re.compile(rb'"U":(\d+),"u":(\d+)')
@@ -174,32 +175,138 @@ def parse_pace(pace: str) -> float | None:
     return factor
 
 
-class _KnownBook:
-    """Snapshot plus diffs, keyed by exact decimal price; keeps the exchange's strings."""
+def decimal_key(text: object) -> str:
+    """The exact key of a plain decimal string: fractional trailing zeros (then a bare '.') stripped.
 
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        self.update_id = int(snapshot["lastUpdateId"])
-        self.bids = {Decimal(p): (p, q) for p, q in snapshot["bids"] if Decimal(q) != 0}
-        self.asks = {Decimal(p): (p, q) for p, q in snapshot["asks"] if Decimal(q) != 0}
+    Two plain decimals are one number iff their keys are equal, because a plain decimal has no sign, no
+    exponent and no leading zero ("0.5", "61820.99000000"; not "00.5", ".5", "-1", "1e-5"): Binance
+    writes prices and quantities that way. Anything else is refused with SimError naming it rather than
+    read through Decimal: the replay serves the capture's own strings, and a capture spelling numbers
+    another way is not one this simulator was checked against.
+    """
+    if not isinstance(text, str) or PLAIN_DECIMAL.fullmatch(text) is None:
+        raise SimError(f"expected a plain decimal string like '61820.99000000', found {text!r}")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class _KnownBook:
+    """One side per dict: price key (``price_key``) -> the exchange's own [price, qty] level."""
+
+    __slots__ = ("update_id", "bids", "asks")
+
+    def __init__(self, update_id: int, bids: dict[str, list[str]], asks: dict[str, list[str]]) -> None:
+        self.update_id, self.bids, self.asks = update_id, bids, asks
 
     def copy(self) -> _KnownBook:
-        other = object.__new__(_KnownBook)
-        other.update_id, other.bids, other.asks = self.update_id, dict(self.bids), dict(self.asks)
-        return other
-
-    def apply(self, diff: dict[str, Any]) -> None:
-        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
-            for price, qty in levels:
-                if Decimal(qty) == 0:
-                    side.pop(Decimal(price), None)
-                else:
-                    side[Decimal(price)] = (price, qty)
-        self.update_id = int(diff["u"])
+        return _KnownBook(self.update_id, dict(self.bids), dict(self.asks))
 
     def levels(self, limit: int | None) -> tuple[list[list[str]], list[list[str]]]:
-        bids = [list(self.bids[p]) for p in sorted(self.bids, reverse=True)[:limit]]
-        asks = [list(self.asks[p]) for p in sorted(self.asks)[:limit]]
-        return bids, asks
+        # Decimal only here: sorting ~5k keys per side costs a few ms, keying every diff level by it was the stall
+        bid_keys = sorted(self.bids, key=Decimal, reverse=True)[:limit]
+        ask_keys = sorted(self.asks, key=Decimal)[:limit]
+        return [list(self.bids[k]) for k in bid_keys], [list(self.asks[k]) for k in ask_keys]
+
+
+class KnownTimeline:
+    """The known book of one capture after any number of its diffs, shared by every copy served from it.
+
+    The recorded snapshot, then Binance's documented algorithm: diffs the snapshot already holds are
+    skipped (spot: ``u <= lastUpdateId``, futures: ``u < lastUpdateId``), the others applied in order.
+    Books are saved every ``CHECKPOINT_EVERY_BYTES`` of diff JSON, so the book at any index costs one
+    dict copy and at most that much parsing; one cursor book moves forward between requests. Captures
+    are in update-id order (``ReplayMarket._index_of`` bisects on it too).
+    """
+
+    def __init__(self, capture: Capture) -> None:
+        self._capture = capture
+        snapshot = capture.snapshot or {"lastUpdateId": 0, "bids": [], "asks": []}
+        self.snapshot_id = int(snapshot["lastUpdateId"])
+        self._keys: dict[str, str] = {}  # exchange's price spelling -> price key, each checked once
+        self._zero: dict[str, bool] = {}  # exchange's quantity spelling -> is zero, each checked once
+        start = _KnownBook(self.snapshot_id, {}, {})
+        try:
+            self._apply(start, snapshot["bids"], snapshot["asks"])
+        except (SimError, KeyError, TypeError) as exc:
+            raise SimError(f"{capture.symbol} snapshot {self.snapshot_id}: {_reason(exc)}") from None
+        final_ids = capture.final_ids
+        if capture.family.futures:
+            self.first_applied = bisect.bisect_left(final_ids, self.snapshot_id)
+        else:
+            self.first_applied = bisect.bisect_right(final_ids, self.snapshot_id)
+        self._plan = _checkpoint_plan(capture.payloads, self.first_applied)
+        self._saved: list[_KnownBook] = [start]  # the books at self._plan[:len(self._saved)]
+        self._cursor, self._cursor_index = start.copy(), self._plan[0]
+
+    def update_id_at(self, index: int) -> int:
+        """The update id of the book after the first ``index`` diffs (no book is built)."""
+        return self._capture.final_ids[index - 1] if index > self.first_applied else self.snapshot_id
+
+    def book_at(self, index: int) -> _KnownBook:
+        """The book after the first ``index`` diffs. It is the shared cursor: read it before the next
+        call moves it."""
+        index = max(index, self.first_applied)
+        saved = bisect.bisect_right(self._plan, index, 0, len(self._saved)) - 1
+        if not self._plan[saved] <= self._cursor_index <= index:
+            self._cursor, self._cursor_index = self._saved[saved].copy(), self._plan[saved]
+        self._advance(index)
+        return self._cursor
+
+    def prepare(self) -> None:
+        """Walk the whole capture once, saving every checkpoint, so that no later request waits for more
+        than one checkpoint's worth of diffs (the simulator calls this before it serves)."""
+        self.book_at(len(self._capture.payloads))
+
+    def _advance(self, index: int) -> None:
+        capture, book, plan = self._capture, self._cursor, self._plan
+        for at in range(self._cursor_index, index):
+            try:
+                diff = orjson.loads(capture.payloads[at])
+                self._apply(book, diff["b"], diff["a"])
+            except (SimError, ValueError, KeyError, TypeError) as exc:
+                raise SimError(f"{capture.symbol} diff {at} (u={capture.final_ids[at]}): {_reason(exc)}") from None
+            book.update_id = capture.final_ids[at]
+            self._cursor_index = at + 1
+            if len(self._saved) < len(plan) and plan[len(self._saved)] == at + 1:
+                self._saved.append(book.copy())
+
+    def _apply(self, book: _KnownBook, bids: list[Any], asks: list[Any]) -> None:
+        keys, zero = self._keys, self._zero
+        for side, levels in ((book.bids, bids), (book.asks, asks)):
+            for level in levels:
+                try:
+                    price, qty = level
+                except (ValueError, TypeError):
+                    raise SimError(f"expected a [price, qty] level, found {level!r}") from None
+                key = keys.get(price)
+                if key is None:
+                    key = keys[price] = decimal_key(price)
+                is_zero = zero.get(qty)
+                if is_zero is None:
+                    is_zero = zero[qty] = decimal_key(qty) == "0"
+                if is_zero:
+                    side.pop(key, None)
+                else:
+                    side[key] = level
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, SimError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"expected the level lists 'b' and 'a', found no {exc}"
+    return f"expected a depth diff object, found {type(exc).__name__}: {exc}"
+
+
+def _checkpoint_plan(payloads: list[bytes], first_applied: int) -> list[int]:
+    """Diff counts after which the book is saved: the first applied one, then every
+    ``CHECKPOINT_EVERY_BYTES`` of diff JSON."""
+    plan, pending = [first_applied], 0
+    for at in range(first_applied, len(payloads)):
+        pending += len(payloads[at])
+        if pending >= CHECKPOINT_EVERY_BYTES:
+            plan.append(at + 1)
+            pending = 0
+    return plan
 
 
 class ReplayMarket:
@@ -218,10 +325,7 @@ class ReplayMarket:
         self._combined: dict[str, list[bytes]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._snapshot_id = int(capture.snapshot["lastUpdateId"]) if capture.snapshot else 0
-        self._checkpoints: list[tuple[int, _KnownBook]] = []  # (diffs applied, book)
-        self._book: _KnownBook | None = None
-        self._book_index = 0
+        self._known = capture.known()
         self.done = False
 
     # -- frames
@@ -307,46 +411,23 @@ class ReplayMarket:
 
     # -- the known book
 
-    def _book_at_index(self, index: int) -> _KnownBook:
-        """The book after the first ``index`` diffs (those the snapshot already holds are skipped)."""
-        if self._book is None or index < self._book_index:
-            start, book = 0, None
-            for at, saved in self._checkpoints:
-                if at <= index:
-                    start, book = at, saved
-            self._book = book.copy() if book is not None else _KnownBook(self.capture.snapshot or {})
-            self._book_index = start
-        book, capture, futures = self._book, self.capture, self.family.futures
-        snap = self._snapshot_id
-        while self._book_index < index:
-            at = self._book_index
-            self._book_index += 1
-            final = capture.final_ids[at]
-            if final < snap if futures else final <= snap:
-                continue
-            book.apply(capture.diff(at))
-            if self._book_index % CHECKPOINT_EVERY_DIFFS == 0 and all(at != self._book_index for at, _ in self._checkpoints):
-                self._checkpoints.append((self._book_index, book.copy()))
-        return book
-
     def _index_of(self, update_id: int) -> int:
         """How many diffs make the book at ``update_id`` (the last one applied has u <= update_id)."""
         # diffs are in update-id order: the first with u > update_id ends the book
         return bisect.bisect_right(self.capture.final_ids, update_id, 0, self.sent_index)
 
     def snapshot(self, limit: int, *, behind: int = 0) -> tuple[int, list[list[str]], list[list[str]]]:
-        book = self._book_at_index(max(0, self.sent_index - behind))
-        if behind and book.update_id == self._snapshot_id and self.sent_index > 0:
-            book = self._book_at_index(0)
+        """The book ``behind`` diffs before the last one sent (never before the recorded snapshot)."""
+        book = self._known.book_at(max(0, self.sent_index - behind))
         bids, asks = book.levels(limit)
         return book.update_id, bids, asks
 
     def truth(self, update_id: int | None, limit: int | None) -> dict[str, object] | None:
-        current = self._book_at_index(self.sent_index).update_id
+        current = self._known.update_id_at(self.sent_index)
         target = current if update_id is None else update_id
-        if target < self._snapshot_id or target > current:
+        if target < self._known.snapshot_id or target > current:
             return None
-        book = self._book_at_index(self._index_of(target))
+        book = self._known.book_at(self._index_of(target))
         bids, asks = book.levels(limit)
         return {"symbol": self.symbol, "update_id": book.update_id, "bids": bids, "asks": asks}
 
@@ -377,4 +458,5 @@ def load_replays(sources: tuple[ReplaySource, ...], *, copies: int, pace: str) -
         for i in range(copies):
             name = capture.symbol if i == 0 else f"{capture.symbol}{i + 1}"
             markets.append(ReplayMarket(capture, name, pace=factor))
+        capture.known().prepare()
     return markets

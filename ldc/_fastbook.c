@@ -1909,12 +1909,12 @@ static PyTypeObject FastBookType = {
  * HotPath: a market's diff, from ParsedDiff to published slot, in one call while its book is in sync
  *
  * The feeder's per-diff work for a book in sync is always the same: check that the diff continues the
- * book (spot: U == last u + 1; futures: pu == last u), apply it, check the top is neither crossed nor
- * beyond the snapshot's coverage, copy the top N into the slot. In Python that is a dozen calls per diff;
- * here it is one. Anything else -- a diff that does not continue the book, a crossed or uncovered top,
- * a market not in sync -- is handed back to ldc.sync.BookSync, which owns every decision: the feeder
- * arms a HotPath only while BookSync.fast_path_ready, and gives BookSync the diffs applied here
- * (take_applied, update_id) before it feeds BookSync anything.
+ * book (spot: U == last u + 1; futures: pu == last u), apply it, record it when a refresh is pending,
+ * check the top is neither crossed nor changed in coverage, copy the top N into the slot. In Python that
+ * is a dozen calls per diff; here it is one. Anything else -- a diff that does not continue the book, a
+ * crossed top, a coverage change, a market not in sync -- is handed back to ldc.sync.BookSync, which owns
+ * every decision: the feeder arms a HotPath as BookSync.fast_path() says, and gives BookSync the diffs
+ * applied here (take_applied, update_id) before it feeds BookSync anything.
  * ---------------------------------------------------------------------------------------------- */
 
 enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2 };
@@ -1931,6 +1931,9 @@ typedef struct {
     long long update_id; /* the book's update id while armed */
     long long applied;   /* diffs applied since the last take_applied() */
     uint32_t status;     /* slot status flags published with every diff */
+    int uncovered;       /* armed on an UNCOVERED book: its coverage coming back is BookSync's to handle */
+    PyObject *record;    /* a pending refresh's list of diffs (each applied diff appended), or NULL */
+    Py_ssize_t record_limit; /* the list's length at which BookSync takes over (it drops the refresh) */
     double *levels;      /* 4 * depth doubles: the top bids (depth x 2), then the top asks */
 } HotPath;
 
@@ -1972,6 +1975,7 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     }
     PyMem_Free(self->levels);
     Py_CLEAR(self->book);
+    Py_CLEAR(self->record);
     Py_XSETREF(self->segment, Py_NewRef(segment));
     self->levels = levels;
     self->slot = slot;
@@ -1986,16 +1990,33 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
 static void hotpath_dealloc(HotPath *self)
 {
     Py_CLEAR(self->book);
+    Py_CLEAR(self->record);
     Py_CLEAR(self->segment);
     PyMem_Free(self->levels);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* arm(book, update_id, status): diffs continuing update_id are applied to book and published with status */
+/* arm(book, update_id, status, uncovered=False, record=None, record_limit=0): diffs continuing update_id
+ * are applied to book, appended to record (while it is shorter than record_limit) and published with status */
 static PyObject *hotpath_arm(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "arm() takes 3 arguments (book, update_id, status), found %zd", nargs);
+    if (nargs < 3 || nargs > 6) {
+        PyErr_Format(PyExc_TypeError,
+                     "arm() takes 3 to 6 arguments (book, update_id, status, uncovered, record, record_limit), found %zd",
+                     nargs);
+        return NULL;
+    }
+    int uncovered = nargs > 3 ? PyObject_IsTrue(args[3]) : 0;
+    if (uncovered < 0) {
+        return NULL;
+    }
+    PyObject *record = nargs > 4 && args[4] != Py_None ? args[4] : NULL;
+    if (record != NULL && !PyList_CheckExact(record)) {
+        PyErr_Format(PyExc_TypeError, "arm() record must be a list or None, found %s", Py_TYPE(record)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t record_limit = nargs > 5 ? PyLong_AsSsize_t(args[5]) : 0;
+    if (record_limit == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (!Py_IS_TYPE(args[0], &FastBookType)) {
@@ -2016,6 +2037,9 @@ static PyObject *hotpath_arm(HotPath *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_XSETREF(self->book, (FastBook *)Py_NewRef(args[0]));
+    Py_XSETREF(self->record, Py_XNewRef(record));
+    self->record_limit = record_limit;
+    self->uncovered = uncovered;
     self->update_id = update_id;
     self->status = (uint32_t)status;
     Py_RETURN_NONE;
@@ -2025,6 +2049,7 @@ static PyObject *hotpath_disarm(HotPath *self, PyObject *unused)
 {
     (void)unused;
     Py_CLEAR(self->book);
+    Py_CLEAR(self->record);
     Py_RETURN_NONE;
 }
 
@@ -2036,8 +2061,9 @@ static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
     return PyLong_FromLongLong(applied);
 }
 
-/* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied and
- * published), HOT_TOP_FAULT (applied, not published: the top is crossed or uncovered) */
+/* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied, recorded,
+ * published), HOT_TOP_FAULT (applied, not published: the top is crossed -- not recorded then --, or its
+ * coverage changed: lost on a covered book, back on an uncovered one) */
 static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
@@ -2052,6 +2078,9 @@ static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t n
     if (self->futures ? d->prev_final_id != self->update_id : d->first_id != self->update_id + 1) {
         return PyLong_FromLong(HOT_PASS);
     }
+    if (self->record != NULL && PyList_GET_SIZE(self->record) >= self->record_limit) {
+        return PyLong_FromLong(HOT_PASS); /* BookSync records it and drops the refresh */
+    }
     long long recv_ns = PyLong_AsLongLong(args[1]);
     if (recv_ns == -1 && PyErr_Occurred()) {
         return NULL;
@@ -2062,11 +2091,17 @@ static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t n
     }
     self->update_id = d->final_id;
     self->applied++;
+    if (changed && book_crossed(book)) {
+        return PyLong_FromLong(HOT_TOP_FAULT);
+    }
+    if (self->record != NULL && PyList_Append(self->record, args[0]) < 0) {
+        return NULL;
+    }
+    if (self->uncovered ? book_covers(book, self->depth) : changed && !book_covers(book, self->depth)) {
+        return PyLong_FromLong(HOT_TOP_FAULT);
+    }
     int rc;
     if (changed) {
-        if (book_crossed(book) || !book_covers(book, self->depth)) {
-            return PyLong_FromLong(HOT_TOP_FAULT);
-        }
         double *bids = self->levels, *asks = self->levels + 2 * self->depth;
         Py_ssize_t nb = top_into(&book->bids, self->depth, bids);
         Py_ssize_t na = top_into(&book->asks, self->depth, asks);

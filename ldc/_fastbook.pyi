@@ -1,6 +1,6 @@
 """Type stub of the C extension ldc/_fastbook.c (the book hot path)."""
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -65,11 +65,11 @@ class FastBook:
 
 HOT_PASS: Final[int]  # nothing done: BookSync decides
 HOT_DONE: Final[int]  # applied and published
-HOT_TOP_FAULT: Final[int]  # applied, not published: the top is crossed or beyond coverage (BookSync.top_fault)
+HOT_TOP_FAULT: Final[int]  # applied, not published: a crossed top or a coverage change (BookSync.top_fault)
 
 class HotPath:
     """One market's diffs while its book is in sync: continuity check, apply, top N into the slot, in one
-    call. Armed only while ``BookSync.fast_path_ready``; ``take_applied`` / ``update_id`` go to ``BookSync.adopt``."""
+    call. Armed as ``BookSync.fast_path()`` says; ``take_applied`` / ``update_id`` go to ``BookSync.adopt``."""
 
     def __init__(self, segment: object, slot: int, *, futures: bool) -> None: ...
     @property
@@ -78,7 +78,10 @@ class HotPath:
     def update_id(self) -> int: ...
     @property
     def slot(self) -> int: ...
-    def arm(self, book: FastBook, update_id: int, status: int, /) -> None: ...
+    def arm(
+        self, book: FastBook, update_id: int, status: int, uncovered: bool = False,
+        record: list[Any] | None = None, record_limit: int = 0, /,
+    ) -> None: ...
     def disarm(self) -> None: ...
     def feed(self, diff: ParsedDiff | DepthDiff, recv_time_ns: int, /) -> int: ...
     def take_applied(self) -> int: ...

@@ -10,9 +10,9 @@ Glue only; every decision is made elsewhere:
 
 One lock serialises every market event (websocket threads, snapshot workers, ticks): the GIL allows one
 at a time anyway, and the slot seqlock needs a single writer. BookSync makes every decision; a market's
-``HotPath`` (C) only repeats the one BookSync allows while ``fast_path_ready`` (a diff continuing a book in
-sync: apply, publish), and BookSync is told what it applied before anything else reaches it
-(``_settle``, then ``_rearm``). A fault in one market — a gap, an unknown
+``HotPath`` (C) only repeats what ``BookSync.fast_path()`` allows (a diff continuing a book in sync or
+flagged uncovered: apply, record for a pending refresh, publish), and BookSync is told what it applied
+before anything else reaches it (``_settle``, then ``_rearm``). A fault in one market — a gap, an unknown
 symbol, a REST error, a malformed frame — changes only that market's slot. A slot's status flags always
 follow its book's sync state: a book is shown in sync only while BookSync says SYNCED.
 """
@@ -129,7 +129,7 @@ class Market:
     stream: str
     slot: int
     sync: BookSync
-    hot: HotPath  # armed only while sync.fast_path_ready
+    hot: HotPath  # armed as sync.fast_path() allows
     bids: np.ndarray
     asks: np.ndarray
     conn: int | None = None  # the connection whose diffs feed the book
@@ -446,7 +446,7 @@ class Feeder:
                     self._wake_readers()
                     return
                 self._settle(market)
-                if outcome == HOT_TOP_FAULT:  # applied: the top is crossed or beyond the snapshot's coverage
+                if outcome == HOT_TOP_FAULT:  # applied: the top is crossed, or its coverage changed
                     self._carry_out(market, market.sync.top_fault(_monotonic()))
                     self._rearm(market)
                     self._wake_readers()
@@ -497,9 +497,11 @@ class Feeder:
     def _rearm(self, market: Market) -> None:
         """After BookSync handled an event: the HotPath takes the market's diffs again if BookSync allows it."""
         sync = market.sync
-        book = sync.book
-        if sync.fast_path_ready and type(book) is FastBook and not market.error and market.shown_state is SyncState.SYNCED:
-            market.hot.arm(book, sync.update_id, _STATUS_OF_STATE[SyncState.SYNCED])
+        book, fast = sync.book, sync.fast_path()
+        # the slot's status (and message) must already be the state's: the HotPath publishes with its flags
+        if fast is not None and type(book) is FastBook and not market.error and market.shown_state is fast.state:
+            market.hot.arm(book, sync.update_id, _STATUS_OF_STATE[fast.state], fast.state is SyncState.UNCOVERED,
+                           fast.record, fast.record_limit)  # fmt: skip
 
     def _feed(self, market: Market, event: Event, now: float) -> None:
         """A non-diff event to BookSync and its actions carried out. Caller holds the lock."""

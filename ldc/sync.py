@@ -47,7 +47,7 @@ import logging
 import math
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable, Union
+from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
@@ -199,6 +199,15 @@ PUBLISH_UNCHANGED: Actions = (Publish(False),)
 # Configuration and counters
 
 
+class FastPath(NamedTuple):
+    """BookSync.fast_path(): a diff continuing the book is applied, appended to ``record`` (a pending refresh's
+    diffs, None when none) while it holds fewer than ``record_limit``, and published with ``state``'s flags."""
+
+    state: SyncState  # SYNCED or UNCOVERED
+    record: list[DepthDiff] | None
+    record_limit: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncConfig:
     rule: SequenceRule
@@ -325,24 +334,36 @@ class BookSync:
         """A shadow refresh (audit) is under way."""
         return self._shadow is not None
 
-    @property
-    def fast_path_ready(self) -> bool:
-        """SYNCED and no refresh recording: the one state in which a diff that continues the book needs no
-        decision (apply it; publish; a crossed or uncovered top goes to ``top_fault``). A caller may then
-        apply such diffs to ``book`` itself (the feeder's C ``HotPath``) and report them with ``adopt``
-        before feeding anything else."""
-        return self.state is SyncState.SYNCED and self._shadow is None
+    def fast_path(self) -> FastPath | None:
+        """What a diff that continues the book needs right now, when that is no decision: the states in which
+        ``on_diff`` would apply it, record it for a pending refresh (until the refresh's snapshot comes) and
+        publish with the state's flags, unless the top turns crossed or changes coverage (then ``top_fault``).
+        None in every other state. A caller may apply such diffs to ``book`` itself (the feeder's C
+        ``HotPath``) and report them with ``adopt`` before it feeds anything else."""
+        state = self.state
+        if state is not SyncState.SYNCED and state is not SyncState.UNCOVERED:
+            return None
+        shadow = self._shadow
+        if shadow is None:
+            return FastPath(state, None, 0)
+        if shadow.snapshot is not None:  # every diff now tries to join the refresh's snapshot
+            return None
+        return FastPath(state, shadow.diffs, shadow.limit)
 
     def adopt(self, update_id: int, applied: int) -> None:
-        """``applied`` diffs continuing the book were applied to ``book`` outside ``on_diff`` while
-        ``fast_path_ready``; the book is now at ``update_id``."""
+        """``applied`` diffs continuing the book were applied to ``book`` (and recorded, see ``fast_path``)
+        outside ``on_diff``; the book is now at ``update_id``."""
         self.update_id = update_id
         self.diffs_applied += applied
 
     def top_fault(self, now: float) -> Actions:
-        """An adopted diff left the top crossed (resync) or beyond the snapshot's coverage (flag, refresh,
-        publish), as ``on_diff`` answers it."""
-        return self._top_fault(now)
+        """After an adopted diff left the top crossed (resync), beyond the snapshot's coverage (flag, refresh)
+        or, UNCOVERED, covered again (SYNCED): ``on_diff``'s answer to that diff."""
+        book = self.book
+        assert book is not None
+        if book.crossed():
+            return self._resync(OutOfSyncReason.CROSSED, None)
+        return self._after_apply(True, now)
 
     def feed(self, event: Event, now: float) -> Actions:
         """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions."""
@@ -417,10 +438,17 @@ class BookSync:
         shadow = self._shadow
         if shadow is not None and (problem := shadow.record(diff)):
             self._drop_shadow(problem, now)
+        return self._after_apply(changed, now)
+
+    def _after_apply(self, changed: bool, now: float) -> Actions:
+        """A continuing diff was applied to a book in SYNCED, UNCOVERED or STALE state (and recorded):
+        coverage flags, a pending refresh's join, the publish."""
+        state, book = self.state, self.book
+        assert book is not None
         flags = NO_ACTIONS
         if state is not SyncState.SYNCED:
             if book.covers(self.config.depth):
-                self._set_state(SyncState.SYNCED, f"diff {diff.final_id} continues the book")
+                self._set_state(SyncState.SYNCED, f"diff {self.update_id} continues the book")
             elif state is not SyncState.UNCOVERED:
                 flags = self._uncovered(now)
         elif changed and not book.covers(self.config.depth):

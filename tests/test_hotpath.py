@@ -148,6 +148,42 @@ def test_a_top_beyond_the_snapshot_coverage_is_applied_but_not_published(group: 
     assert not book.covers(DEPTH) and _slot(group).update_id == -1
 
 
+def test_a_pending_refresh_records_every_applied_diff_up_to_its_limit(group: str, writer: SegmentWriter) -> None:
+    book = _book()
+    slot = writer.add_market("BTCUSDT")
+    hot = HotPath(writer.segment, slot, futures=False)
+    record: list[object] = []
+    hot.arm(book, 100, SYNCED, False, record, 2)
+    first, second, third = _diff(101, 101, [("99", "2")]), _diff(102, 102, [("91", "2")]), _diff(103, 103, [("99", "3")])
+    assert (hot.feed(first, 1), hot.feed(second, 2)) == (HOT_DONE, HOT_DONE)
+    assert record == [first, second] and _slot(group).update_id == 102
+    assert hot.feed(third, 3) == HOT_PASS  # full: BookSync records it, sees the overflow and drops the refresh
+    assert record == [first, second] and book.best_bid() == (99.0, 2.0) and hot.update_id == 102
+
+
+def test_a_crossing_diff_is_not_recorded(writer: SegmentWriter) -> None:
+    slot = writer.add_market("BTCUSDT")
+    hot = HotPath(writer.segment, slot, futures=False)
+    record: list[object] = []
+    hot.arm(_book(), 100, SYNCED, False, record, 10)
+    assert hot.feed(_diff(101, 101, [("101.5", "1")]), 1) == HOT_TOP_FAULT and record == []  # BookSync resyncs
+
+
+def test_an_uncovered_book_publishes_its_flags_until_coverage_comes_back(group: str, writer: SegmentWriter) -> None:
+    book = _book(limit=10)
+    deletes = [(str(float(99 - i)), "0") for i in range(6)]
+    book.apply_diff(_diff(101, 101, deletes))
+    assert not book.covers(DEPTH)
+    slot = writer.add_market("BTCUSDT")
+    hot = HotPath(writer.segment, slot, futures=False)
+    flags = int(Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING)
+    hot.arm(book, 101, flags, True)
+    assert hot.feed(_diff(102, 102, [], [("101", "2")]), 1) == HOT_DONE  # still 4 known bids: published, flagged
+    assert (_slot(group).update_id, _slot(group).status) == (102, Status(flags))
+    assert hot.feed(_diff(103, 103, [("98.5", "1")]), 2) == HOT_TOP_FAULT  # 5 known bids again: BookSync says SYNCED
+    assert book.covers(DEPTH) and _slot(group).update_id == 102
+
+
 def test_a_disarmed_path_passes_everything(group: str, writer: SegmentWriter) -> None:
     book = _book()
     hot = _armed(writer, book)
@@ -171,6 +207,8 @@ def test_wrong_arguments_name_what_was_expected(writer: SegmentWriter) -> None:
         hot.arm(OrderBook(depth=DEPTH), 100, SYNCED)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="update_id must be at least 0, found -1"):
         hot.arm(_book(), -1, SYNCED)
+    with pytest.raises(TypeError, match="record must be a list or None, found tuple"):
+        hot.arm(_book(), 100, SYNCED, False, ())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="feed\\(\\) takes 2 arguments"):
         hot.feed(_diff(101, 101))  # type: ignore[call-arg]
 

@@ -21,6 +21,7 @@ from ldc.venues.binance import parse_depth_update
 from ldc.sync import (
     DISCONNECT,
     MAX_BUFFERED_DIFFS,
+    FastPath,
     TICK,
     BookSync,
     FetchSnapshot,
@@ -403,15 +404,20 @@ def test_refresh_builds_a_shadow_and_swaps_it_in_without_a_gap(factory: Callable
     assert sync.feed(TICK, 120.3) == (FETCH_SHADOW,)
 
 
-def test_fast_path_ready_only_while_synced_and_not_recording(factory: Callable[[], Book]) -> None:
+def test_fast_path_covers_synced_and_uncovered_books_until_a_refresh_snapshot_comes(factory: Callable[[], Book]) -> None:
     sync = make(factory, refresh_interval_s=60.0, stale_after_s=1000.0)
-    assert not sync.fast_path_ready  # waiting for a diff
+    assert sync.fast_path() is None  # waiting for a diff
     sync.feed(spot(9, 10), 0.0)
     sync.feed(SnapshotResult(snap(10), LIVE), 0.1)
     sync.feed(spot(11, 11), 0.2)
-    assert sync.state is SyncState.SYNCED and sync.fast_path_ready
+    assert sync.fast_path() == FastPath(SyncState.SYNCED, None, 0)
     assert sync.feed(TICK, 60.2) == (FETCH_SHADOW,)
-    assert not sync.fast_path_ready  # every diff must be recorded for the shadow
+    fast = sync.fast_path()  # recording for the refresh: the fast path appends to the shadow's own list
+    assert fast is not None and fast.state is SyncState.SYNCED and fast.record == [] and fast.record_limit == MAX_BUFFERED_DIFFS
+    sync.feed(spot(12, 12), 60.3)
+    assert fast.record is not None and [d.final_id for d in fast.record] == [12]
+    sync.feed(SnapshotResult(snap(20), SHADOW), 60.4)
+    assert sync.fast_path() is None  # every diff now tries to join the snapshot
 
 
 def test_adopted_diffs_continue_the_book_as_on_diff_would(factory: Callable[[], Book]) -> None:
@@ -432,7 +438,7 @@ def test_top_fault_after_an_adopted_diff_resyncs_a_crossed_book(factory: Callabl
     sync.adopt(11, 1)
     actions = sync.top_fault(1.0)
     assert actions[0] == MarkOutOfSync(OutOfSyncReason.CROSSED) and sync.state is SyncState.BUFFERING
-    assert not sync.fast_path_ready
+    assert sync.fast_path() is None
 
 
 def test_audit_counts_differences_and_a_top_difference_is_a_fault(factory: Callable[[], Book], caplog: pytest.LogCaptureFixture) -> None:

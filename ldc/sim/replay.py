@@ -237,6 +237,11 @@ class KnownTimeline:
         self._saved: list[_KnownBook] = [start]  # the books at self._plan[:len(self._saved)]
         self._cursor, self._cursor_index = start.copy(), self._plan[0]
 
+    @property
+    def checkpoints(self) -> tuple[int, ...]:
+        """The diff counts after which a book is (or will be) saved."""
+        return tuple(self._plan)
+
     def update_id_at(self, index: int) -> int:
         """The update id of the book after the first ``index`` diffs (no book is built)."""
         return self._capture.final_ids[index - 1] if index > self.first_applied else self.snapshot_id

@@ -9,7 +9,14 @@ run): the simulator at the same speed with no subscriber, i.e. the model alone, 
 encoding and fan-out add. A second part replays a genuine capture under 10 names as fast as the reader
 drains (what the feeder benchmark consumes).
 
-    .venv/bin/python scripts/bench_sim.py [--markets 500] [--seconds 5] [--speeds 2,4,8]
+A third part, ``replay_snapshot``, times a REST depth snapshot (limit 1000) of the spot capture once all
+3,451 diffs were sent, for 1 and 10 copies: over HTTP from a running ``ldc sim`` (the reader drained the
+whole replay first; each copy asked in turn), and in-process. The baseline in the same run is the cold
+rebuild a snapshot costs when the capture's known book was not walked at start (the snapshot plus every
+diff, once per capture); ``warm`` is what the simulator does: the walk is paid at start (``prepare_ms``)
+and copies share it, so a snapshot is one sort of the book's levels.
+
+    .venv/bin/python scripts/bench_sim.py [--markets 500] [--seconds 5] [--speeds 2,4,6] [--replay-snapshot-only]
 
 Prints one JSON object. On a shared machine read `msg_per_sim_cpu_s` (what one core sustains) with
 `sim_cpu_fraction` (how much of a core the simulator actually got) and the calibration ratio.
@@ -31,7 +38,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CAPTURE = ROOT.parent / "shared" / "data" / "binance" / "spot_btcusdt_20240808.gz"
+sys.path.insert(0, str(ROOT))
+from ldc.sim.replay import captures_dir  # noqa: E402
+
+CAPTURE = captures_dir() / "spot_btcusdt_20240808.gz"
+CAPTURE_DIFFS = 3451
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READ_CHUNK_BYTES = 1 << 20
 
@@ -138,12 +149,85 @@ def replay_run(copies: int, seconds: float) -> dict[str, float]:
         names = "/".join(f"{s.lower()}@depth@100ms" for s in urls["markets"]["spot"])
         sock = open_ws(port, f"/stream?streams={names}")
         cpu0 = cpu_seconds(proc.pid)
-        frames, wall = count_frames(sock, seconds, stop_at=3451 * copies)
+        frames, wall = count_frames(sock, seconds, stop_at=CAPTURE_DIFFS * copies)
         cpu = cpu_seconds(proc.pid) - cpu0
         sock.close()
         return {"copies": copies, "msgs": frames, "wall_s": round(wall, 3), "sim_cpu_s": round(cpu, 3), "msg_per_s": round(frames / wall)}
     finally:
         stop(proc)
+
+
+SNAPSHOT_LIMIT = 1000
+SNAPSHOT_ASKS_PER_COPY = 3
+
+
+def http_snapshot_run(copies: int) -> dict[str, Any]:
+    """Snapshots of every copy after the reader drained the whole replay at client pace."""
+    import requests
+
+    started = time.monotonic()
+    proc, urls = start_sim("--replay", str(CAPTURE), "--replay-copies", str(copies), "--replay-pace", "client")
+    startup_s = time.monotonic() - started
+    try:
+        port = int(urls["rest"].rsplit(":", 1)[1])
+        symbols = urls["markets"]["spot"]
+        sock = open_ws(port, "/stream?streams=" + "/".join(f"{s.lower()}@depth@100ms" for s in symbols))
+        frames, _ = count_frames(sock, 60.0, stop_at=CAPTURE_DIFFS * copies)
+        times_ms = []
+        for _ in range(SNAPSHOT_ASKS_PER_COPY):
+            for symbol in symbols:
+                t0 = time.perf_counter()
+                response = requests.get(f"{urls['rest']}/api/v3/depth", params={"symbol": symbol, "limit": SNAPSHOT_LIMIT}, timeout=30)
+                times_ms.append((time.perf_counter() - t0) * 1000)
+                response.raise_for_status()
+        sock.close()
+        first_round = times_ms[: len(symbols)]
+        return {"copies": copies, "frames_read": frames, "startup_s": round(startup_s, 3), "first_round_total_ms": round(sum(first_round), 2), "snapshot_ms_median": round(statistics.median(times_ms), 2)}
+    finally:
+        stop(proc)
+
+
+def in_process_snapshot_run(copies: int) -> dict[str, float]:
+    """Cold: a fresh capture, its first snapshot after the last diff (the known book walked from the
+    recorded snapshot on the spot). Warm: the simulator's way, walked at load, then every copy asks."""
+    from ldc.sim.config import ReplaySource
+    from ldc.sim.replay import load_captures, load_replays
+
+    sources = (ReplaySource(path=str(CAPTURE)),)
+    capture = load_captures(sources)[0]
+    t0 = time.perf_counter()
+    capture.known().levels_at(len(capture.payloads), SNAPSHOT_LIMIT)
+    cold_ms = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    markets = load_replays(sources, copies=copies, pace="client")
+    load_ms = (time.perf_counter() - t0) * 1000
+    for market in markets:
+        market.sent_index = len(market.capture.payloads)
+    t0 = time.perf_counter()
+    for market in markets:
+        market.snapshot(SNAPSHOT_LIMIT)
+    warm_ms = (time.perf_counter() - t0) * 1000
+    return {"cold_rebuild_ms": cold_ms, "load_and_prepare_ms": load_ms, "warm_all_copies_ms": warm_ms}
+
+
+def replay_snapshot(repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"capture": CAPTURE.name, "diffs": CAPTURE_DIFFS, "limit": SNAPSHOT_LIMIT}
+    for copies in (1, 10):
+        runs = [in_process_snapshot_run(copies) for _ in range(repeats)]
+        cold = statistics.median(r["cold_rebuild_ms"] for r in runs)
+        warm = statistics.median(r["warm_all_copies_ms"] for r in runs)
+        http = [http_snapshot_run(copies) for _ in range(repeats)]
+        out[f"copies_{copies}"] = {
+            "baseline_cold_rebuild_ms_median": round(cold, 2),
+            "estimate_unshared_all_copies_ms": round(cold * copies, 2),  # computed: one cold rebuild per copy
+            "warm_all_copies_ms_median": round(warm, 2),
+            "ratio_cold_rebuild_to_warm_all_copies": round(cold / warm, 1) if warm else None,
+            "load_and_prepare_ms_median": round(statistics.median(r["load_and_prepare_ms"] for r in runs), 1),
+            "http_snapshot_ms_median": statistics.median(r["snapshot_ms_median"] for r in http),
+            "http_first_round_all_copies_ms_median": statistics.median(r["first_round_total_ms"] for r in http),
+            "http_runs": http,
+        }
+    return out
 
 
 def calibration_ops_per_s() -> float:
@@ -165,7 +249,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--speeds", default="2,4,6")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--replay-snapshot-only", action="store_true", help="only the replay_snapshot part")
     args = parser.parse_args()
+    if args.replay_snapshot_only:
+        print(json.dumps({"bench": "sim", "load_avg": os.getloadavg(), "replay_snapshot": replay_snapshot(args.repeats)}, indent=2))
+        return 0
     speeds = [float(s) for s in args.speeds.split(",")]
     runs: dict[str, list[dict[str, float]]] = {}
     baseline: dict[str, list[dict[str, float]]] = {}
@@ -207,6 +295,7 @@ def main() -> int:
     if CAPTURE.exists():
         replays = [replay_run(10, 30.0) for _ in range(args.repeats)]
         result["replay_client_pace_10_copies"] = {"msg_per_s_median": statistics.median(r["msg_per_s"] for r in replays), "runs": replays}
+        result["replay_snapshot"] = replay_snapshot(args.repeats)
     print(json.dumps(result, indent=2))
     return 0
 

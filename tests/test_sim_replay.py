@@ -227,13 +227,12 @@ def test_known_book_equals_a_decimal_replay_at_any_index_in_any_order(path: Path
     expected = reference_books(capture, set(order))
     known = capture.known()
     for index in order:  # lazily: checkpoints saved on the way, rewinds from the nearest one
-        book = known.book_at(index)
-        assert (book.update_id, *book.levels(None)) == expected[index], index
+        assert known.levels_at(index, None) == expected[index], index
         assert known.update_id_at(index) == expected[index][0]
     known.prepare()
     for index in reversed(order):
-        book = known.book_at(index)
-        assert (book.update_id, *book.levels(None)) == expected[index], index
+        assert known.levels_at(index, None) == expected[index], index
+        assert known.levels_at(index, 5) == (expected[index][0], expected[index][1][:5], expected[index][2][:5])
 
 
 @needs_captures

@@ -200,11 +200,11 @@ class _KnownBook:
     def copy(self) -> _KnownBook:
         return _KnownBook(self.update_id, dict(self.bids), dict(self.asks))
 
-    def levels(self, limit: int | None) -> tuple[list[list[str]], list[list[str]]]:
+    def sorted_levels(self) -> tuple[list[list[str]], list[list[str]]]:
+        """Every level, best first (the lists themselves: callers copy what they hand out)."""
         # Decimal only here: sorting ~5k keys per side costs a few ms, keying every diff level by it was the stall
-        bid_keys = sorted(self.bids, key=Decimal, reverse=True)[:limit]
-        ask_keys = sorted(self.asks, key=Decimal)[:limit]
-        return [list(self.bids[k]) for k in bid_keys], [list(self.asks[k]) for k in ask_keys]
+        bids, asks = self.bids, self.asks
+        return [bids[k] for k in sorted(bids, key=Decimal, reverse=True)], [asks[k] for k in sorted(asks, key=Decimal)]
 
 
 class KnownTimeline:
@@ -213,8 +213,9 @@ class KnownTimeline:
     The recorded snapshot, then Binance's documented algorithm: diffs the snapshot already holds are
     skipped (spot: ``u <= lastUpdateId``, futures: ``u < lastUpdateId``), the others applied in order.
     Books are saved every ``CHECKPOINT_EVERY_BYTES`` of diff JSON, so the book at any index costs one
-    dict copy and at most that much parsing; one cursor book moves forward between requests. Captures
-    are in update-id order (``ReplayMarket._index_of`` bisects on it too).
+    dict copy and at most that much parsing; one cursor book moves forward between requests, and the
+    last sorted levels are kept (copies at one index share the sort). Captures are in update-id order
+    (``ReplayMarket._index_of`` bisects on it too).
     """
 
     def __init__(self, capture: Capture) -> None:
@@ -236,6 +237,7 @@ class KnownTimeline:
         self._plan = _checkpoint_plan(capture.payloads, self.first_applied)
         self._saved: list[_KnownBook] = [start]  # the books at self._plan[:len(self._saved)]
         self._cursor, self._cursor_index = start.copy(), self._plan[0]
+        self._sorted: tuple[int, int, list[list[str]], list[list[str]]] | None = None  # index, update id, bids, asks
 
     @property
     def checkpoints(self) -> tuple[int, ...]:
@@ -246,9 +248,18 @@ class KnownTimeline:
         """The update id of the book after the first ``index`` diffs (no book is built)."""
         return self._capture.final_ids[index - 1] if index > self.first_applied else self.snapshot_id
 
-    def book_at(self, index: int) -> _KnownBook:
-        """The book after the first ``index`` diffs. It is the shared cursor: read it before the next
-        call moves it."""
+    def levels_at(self, index: int, limit: int | None) -> tuple[int, list[list[str]], list[list[str]]]:
+        """(update id, bids, asks) after the first ``index`` diffs: the best ``limit`` levels a side
+        (all for None), each ``[price, qty]`` as the exchange wrote it, in new lists the caller owns."""
+        index = max(index, self.first_applied)
+        if self._sorted is None or self._sorted[0] != index:
+            book = self._book_at(index)
+            self._sorted = (index, book.update_id, *book.sorted_levels())
+        _, update_id, bids, asks = self._sorted
+        return update_id, [list(level) for level in bids[:limit]], [list(level) for level in asks[:limit]]
+
+    def _book_at(self, index: int) -> _KnownBook:
+        """The book after the first ``index`` diffs: the shared cursor, moved there."""
         index = max(index, self.first_applied)
         saved = bisect.bisect_right(self._plan, index, 0, len(self._saved)) - 1
         if not self._plan[saved] <= self._cursor_index <= index:
@@ -259,7 +270,7 @@ class KnownTimeline:
     def prepare(self) -> None:
         """Walk the whole capture once, saving every checkpoint, so that no later request waits for more
         than one checkpoint's worth of diffs (the simulator calls this before it serves)."""
-        self.book_at(len(self._capture.payloads))
+        self._book_at(len(self._capture.payloads))
 
     def _advance(self, index: int) -> None:
         capture, book, plan = self._capture, self._cursor, self._plan
@@ -423,18 +434,15 @@ class ReplayMarket:
 
     def snapshot(self, limit: int, *, behind: int = 0) -> tuple[int, list[list[str]], list[list[str]]]:
         """The book ``behind`` diffs before the last one sent (never before the recorded snapshot)."""
-        book = self._known.book_at(max(0, self.sent_index - behind))
-        bids, asks = book.levels(limit)
-        return book.update_id, bids, asks
+        return self._known.levels_at(max(0, self.sent_index - behind), limit)
 
     def truth(self, update_id: int | None, limit: int | None) -> dict[str, object] | None:
         current = self._known.update_id_at(self.sent_index)
         target = current if update_id is None else update_id
         if target < self._known.snapshot_id or target > current:
             return None
-        book = self._known.book_at(self._index_of(target))
-        bids, asks = book.levels(limit)
-        return {"symbol": self.symbol, "update_id": book.update_id, "bids": bids, "asks": asks}
+        book_id, bids, asks = self._known.levels_at(self._index_of(target), limit)
+        return {"symbol": self.symbol, "update_id": book_id, "bids": bids, "asks": asks}
 
     def filters(self) -> tuple[str, str]:
         snap = self.capture.snapshot or {"bids": [], "asks": []}

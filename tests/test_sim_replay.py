@@ -345,3 +345,14 @@ def test_decimal_key_is_equal_exactly_for_equal_numbers(value: Decimal, zeros_a:
     assert Decimal(key) == value
     assert (key == "0") == (value == 0)
     assert decimal_key(spelled(value + Decimal("0.00000001"), zeros_a)) != key
+
+
+def test_books_before_a_refused_diff_are_still_served(tmp_path: Path) -> None:
+    # the refused diff sets 9 before its bad level: the half-applied book must not be served as index 1
+    path = write_capture(tmp_path / "late.gz", [["10", "1"]], [([["10", "2"], ["9", "1"]], []), ([["9", "5"], ["11", "-1"]], [])])
+    capture = load_captures((ReplaySource(path=str(path)),))[0]
+    known = capture.known()
+    assert known.levels_at(0, None) == (SNAPSHOT_ID, [["10", "1"]], [["90.00", "1.00"]])
+    with pytest.raises(SimError, match=r"BTCUSDT diff 1 \(u=104\): expected a plain decimal string like '61820.99000000', found '-1'"):
+        known.levels_at(2, None)
+    assert known.levels_at(1, None) == (102, [["10", "2"], ["9", "1"]], [["90.00", "1.00"]])

@@ -9,6 +9,8 @@ One timeline per served market: the replay starts when the first client subscrib
 recorded pace, a multiple of it, or as fast as the slowest subscriber drains its socket. After the
 recorded snapshot the book is known exactly (snapshot + diffs, Binance's documented algorithm), so REST
 serves snapshots at the current replay position and ``/_sim/book`` answers as it does for the model.
+That known book belongs to the capture (``KnownTimeline``), not to a served copy: it is walked once
+before serving, keyed by the exchange's decimal strings, and books saved on the way answer any index.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ def decimal_key(text: object) -> str:
 
 
 class _KnownBook:
-    """One side per dict: price key (``price_key``) -> the exchange's own [price, qty] level."""
+    """One side per dict: price key (``decimal_key``) -> the exchange's own [price, qty] level."""
 
     __slots__ = ("update_id", "bids", "asks")
 
@@ -279,6 +281,7 @@ class KnownTimeline:
                 diff = orjson.loads(capture.payloads[at])
                 self._apply(book, diff["b"], diff["a"])
             except (SimError, ValueError, KeyError, TypeError) as exc:
+                self._cursor_index = -1  # diff partly applied: the next request starts from a saved book
                 raise SimError(f"{capture.symbol} diff {at} (u={capture.final_ids[at]}): {_reason(exc)}") from None
             book.update_id = capture.final_ids[at]
             self._cursor_index = at + 1
@@ -326,7 +329,7 @@ def _checkpoint_plan(payloads: list[bytes], first_applied: int) -> list[int]:
 
 
 class ReplayMarket:
-    """One served copy of a capture: its frames, its timeline and its known book."""
+    """One served copy of a capture: its frames and its timeline; the known book is the capture's."""
 
     def __init__(self, capture: Capture, symbol: str, *, pace: float | None) -> None:
         self.capture = capture

@@ -10,6 +10,8 @@ EXTENSIONS = [
     Extension("ldc.shm._seqlock", ["ldc/shm/_seqlock.c"], depends=["ldc/shm/ldc_seqlock_api.h"], extra_compile_args=CFLAGS),
     # the book hot path: raw depth message -> levels applied -> top N (-> slot, through _seqlock's C API)
     Extension("ldc._fastbook", ["ldc/_fastbook.c"], depends=["ldc/shm/ldc_seqlock_api.h"], extra_compile_args=CFLAGS),
+    # websocket frames off the socket: whole text / binary frames split in C, the rest in ldc/io/ws.py
+    Extension("ldc.io._frames", ["ldc/io/_frames.c"], extra_compile_args=CFLAGS),
 ]
 
 # LDC_EXT=ldc._fastbook builds only that extension (for iterating on one C file)

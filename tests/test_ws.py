@@ -424,9 +424,10 @@ TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 FIN = 0x80
 
 
-def _parse_in_reads(wire: bytes, read_sizes: Sequence[int], chunk_bytes: int = RECV_CHUNK_BYTES) -> list[tuple[int, bytes]]:
+def _parse_in_reads(wire: bytes, read_sizes: Sequence[int], chunk_bytes: int = RECV_CHUNK_BYTES,
+                    c_split: bool = True) -> list[tuple[int, bytes]]:  # fmt: skip
     """Feed ``wire`` to a parser as reads of the given sizes (cycled), each capped by the space offered."""
-    parser, pos = _FrameParser(chunk_bytes=chunk_bytes), 0
+    parser, pos = _FrameParser(chunk_bytes=chunk_bytes, c_split=c_split), 0
     got: list[tuple[int, bytes]] = []
     for size in itertools.cycle(read_sizes):
         if pos >= len(wire):
@@ -458,6 +459,32 @@ def test_any_split_of_the_stream_parses_the_same(read_sizes: list[int]) -> None:
     wire = b"".join(_server_frame(p, FIN | (BINARY if i % 2 else TEXT)) for i, p in enumerate(payloads))
     got = _parse_in_reads(wire, read_sizes, chunk_bytes=8192)  # small: compaction and growth on every run
     assert got == [(BINARY if i % 2 else TEXT, p) for i, p in enumerate(payloads)]
+
+
+_FRAME_KINDS = [  # (byte 0, payload sizes): what a server may send, and one violation
+    (FIN | TEXT, (0, 5, 125, 126, 1300, 65_535, 70_000)), (FIN | BINARY, (3, 200)), (FIN | PING, (0, 4)),
+    (FIN | PONG, (2,)), (TEXT, (7,)), (CONT, (9,)), (FIN | CONT, (1, 300)), (FIN | 0x40 | TEXT, (2,)),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_FRAME_KINDS) - 1), st.integers(0, 6)), min_size=1, max_size=30),
+       st.lists(st.integers(1, 5000), min_size=1, max_size=8))  # fmt: skip
+def test_the_c_splitter_parses_any_stream_as_the_python_parser_does(frames: list[tuple[int, int]], read_sizes: list[int]) -> None:
+    """ldc.io._frames takes the whole text / binary frames; anything else (fragments, control frames,
+    64-bit lengths, reserved bits) is left to the Python parser: same messages, same errors, any reads."""
+    wire = b""
+    for kind, size_index in frames:
+        b0, sizes = _FRAME_KINDS[kind]
+        size = sizes[size_index % len(sizes)]
+        wire += _server_frame(bytes((size_index + i) % 251 for i in range(size)), b0)
+    outcomes = []
+    for c_split in (True, False):
+        try:
+            outcomes.append(("ok", _parse_in_reads(wire, read_sizes, chunk_bytes=8192, c_split=c_split)))
+        except ProtocolError as exc:
+            outcomes.append(("error", str(exc)))
+    assert outcomes[0] == outcomes[1]
 
 
 def test_a_fragmented_message_is_reassembled_and_control_frames_between_come_in_order() -> None:

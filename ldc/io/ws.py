@@ -49,6 +49,7 @@ import websocket
 from websocket import ABNF
 
 from ldc.errors import ConfigError, ProtocolError
+from ldc.io._frames import split_frames
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,11 @@ class _FrameParser:
     misplaced continuation or an oversized message is a ``ProtocolError`` (see ``feed``): the caller must
     drop the connection."""
 
-    def __init__(self, *, chunk_bytes: int = RECV_CHUNK_BYTES, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(self, *, chunk_bytes: int = RECV_CHUNK_BYTES, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 c_split: bool = True) -> None:  # fmt: skip
         if max_message_bytes < MAX_16BIT_FRAME_BYTES:  # 16-bit lengths are not checked against it
             raise ConfigError(f"max_message_bytes must be >= {MAX_16BIT_FRAME_BYTES}, found {max_message_bytes}")
+        self._split = split_frames if c_split else None  # None: every frame in Python (the reference)
         self._chunk = chunk_bytes
         self._max = max_message_bytes
         self._buf = bytearray(chunk_bytes)
@@ -189,47 +192,61 @@ class _FrameParser:
     def feed(self, nbytes: int) -> list[tuple[int, bytes]]:
         """Account for ``nbytes`` just read into ``space()``; the messages and control frames completed.
         After a protocol violation the frames before it are still returned and the violation is left in
-        ``error``: the caller handles them, then drops the connection (a further ``feed`` raises it)."""
+        ``error``: the caller handles them, then drops the connection (a further ``feed`` raises it).
+
+        Whole text / binary frames (every depth message) are split by ``ldc.io._frames`` in C; any other
+        frame, and everything when ``split`` is None, goes through ``_frame`` here, one at a time."""
         if self.error is not None:
             raise self.error
         self._end += nbytes
-        buf, view, end = self._buf, self._view, self._end
-        pos = self._start
+        end, pos, split = self._end, self._start, self._split
         self._want = 0
-        fragmented = self._fragment_opcode
         out: list[tuple[int, bytes]] = []
-        append = out.append
         try:
-            while end - pos >= 2:
-                b0, size = buf[pos], buf[pos + 1]
-                if size < 126:
-                    head = pos + 2
-                elif size == 126:  # 16-bit length: most diff frames (~1.3 KB)
-                    if end - pos < 4:
+            while True:
+                if split is not None and not self._fragment_opcode:
+                    pos, self._want, uncommon = split(self._buf, pos, end, out)
+                    if not uncommon:
                         break
-                    size, head = buf[pos + 2] << 8 | buf[pos + 3], pos + 4
-                else:  # the mask bit, or a 64-bit length
-                    if size & 0x80:
-                        raise ProtocolError(f"expected an unmasked server frame, found a masked one (byte 1 = {size:#04x})")
-                    if end - pos < 10:
-                        break
-                    size, head = int.from_bytes(view[pos + 2 : pos + 10], "big"), pos + 10
-                    if size > self._max:
-                        raise ProtocolError(f"frame of {size} bytes, expected at most {self._max}")
-                stop = head + size
-                if stop > end:
-                    self._want = stop - pos
+                stop = self._frame(pos, end, out)
+                if stop < 0:
                     break
-                if (b0 == 0x81 or b0 == 0x82) and not fragmented:  # a whole text / binary message: nearly every frame
-                    append((b0 & 0x0F, view[head:stop].tobytes()))
-                else:
-                    self._uncommon(b0, view[head:stop].tobytes(), out)
-                    fragmented = self._fragment_opcode
                 pos = stop
         except ProtocolError as exc:
             self.error = exc
         self._start = pos
         return out
+
+    def _frame(self, pos: int, end: int, out: list[tuple[int, bytes]]) -> int:
+        """The frame at ``pos``: appended to ``out`` (or held as a fragment); where the next one starts, or
+        -1 when the frame is not complete yet (``_want`` set once its header is in)."""
+        buf, view = self._buf, self._view
+        if end - pos < 2:
+            return -1
+        b0, size = buf[pos], buf[pos + 1]
+        if size < 126:
+            head = pos + 2
+        elif size == 126:  # 16-bit length: most diff frames (~1.3 KB)
+            if end - pos < 4:
+                return -1
+            size, head = buf[pos + 2] << 8 | buf[pos + 3], pos + 4
+        else:  # the mask bit, or a 64-bit length
+            if size & 0x80:
+                raise ProtocolError(f"expected an unmasked server frame, found a masked one (byte 1 = {size:#04x})")
+            if end - pos < 10:
+                return -1
+            size, head = int.from_bytes(view[pos + 2 : pos + 10], "big"), pos + 10
+            if size > self._max:
+                raise ProtocolError(f"frame of {size} bytes, expected at most {self._max}")
+        stop = head + size
+        if stop > end:
+            self._want = stop - pos
+            return -1
+        if (b0 == 0x81 or b0 == 0x82) and not self._fragment_opcode:  # a whole text / binary message
+            out.append((b0 & 0x0F, view[head:stop].tobytes()))
+        else:
+            self._uncommon(b0, view[head:stop].tobytes(), out)
+        return stop
 
     def _uncommon(self, b0: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
         fin, opcode = b0 & 0x80, b0 & 0x0F

@@ -13,8 +13,9 @@ A third part, ``replay_snapshot``, times a REST depth snapshot (limit 1000) of t
 3,451 diffs were sent, for 1 and 10 copies: over HTTP from a running ``ldc sim`` (the reader drained the
 whole replay first; each copy asked in turn), and in-process. The baseline in the same run is the cold
 rebuild a snapshot costs when the capture's known book was not walked at start (the snapshot plus every
-diff, once per capture); ``warm`` is what the simulator does: the walk is paid at start (``prepare_ms``)
-and copies share it, so a snapshot is one sort of the book's levels.
+diff, once per capture); ``warm`` is what the simulator does: the walk is paid at start (inside
+``load_and_prepare_ms``, and the HTTP runs' ``startup_s``) and copies share it, so a snapshot is one sort
+of the book's levels, and copies at one index share that too.
 
     .venv/bin/python scripts/bench_sim.py [--markets 500] [--seconds 5] [--speeds 2,4,6] [--replay-snapshot-only]
 
@@ -252,6 +253,9 @@ def main() -> int:
     parser.add_argument("--replay-snapshot-only", action="store_true", help="only the replay_snapshot part")
     args = parser.parse_args()
     if args.replay_snapshot_only:
+        if not CAPTURE.exists():
+            print(f"capture not found: {CAPTURE}", file=sys.stderr)
+            return 1
         print(json.dumps({"bench": "sim", "load_avg": os.getloadavg(), "replay_snapshot": replay_snapshot(args.repeats)}, indent=2))
         return 0
     speeds = [float(s) for s in args.speeds.split(",")]

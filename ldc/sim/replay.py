@@ -191,19 +191,22 @@ def decimal_key(text: object) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+Level = tuple[str, str]  # (price, qty) as the exchange wrote them
+
+
 class _KnownBook:
-    """One side per dict: price key (``decimal_key``) -> the exchange's own [price, qty] level."""
+    """One side per dict: price key (``decimal_key``) -> the exchange's own (price, qty) strings."""
 
     __slots__ = ("update_id", "bids", "asks")
 
-    def __init__(self, update_id: int, bids: dict[str, list[str]], asks: dict[str, list[str]]) -> None:
+    def __init__(self, update_id: int, bids: dict[str, Level], asks: dict[str, Level]) -> None:
         self.update_id, self.bids, self.asks = update_id, bids, asks
 
     def copy(self) -> _KnownBook:
         return _KnownBook(self.update_id, dict(self.bids), dict(self.asks))
 
-    def sorted_levels(self) -> tuple[list[list[str]], list[list[str]]]:
-        """Every level, best first (the lists themselves: callers copy what they hand out)."""
+    def sorted_levels(self) -> tuple[list[Level], list[Level]]:
+        """Every level, best first."""
         # Decimal only here: sorting ~5k keys per side costs a few ms, keying every diff level by it was the stall
         bids, asks = self.bids, self.asks
         return [bids[k] for k in sorted(bids, key=Decimal, reverse=True)], [asks[k] for k in sorted(asks, key=Decimal)]
@@ -239,7 +242,7 @@ class KnownTimeline:
         self._plan = _checkpoint_plan(capture.payloads, self.first_applied)
         self._saved: list[_KnownBook] = [start]  # the books at self._plan[:len(self._saved)]
         self._cursor, self._cursor_index = start.copy(), self._plan[0]
-        self._sorted: tuple[int, int, list[list[str]], list[list[str]]] | None = None  # index, update id, bids, asks
+        self._sorted: tuple[int, int, list[Level], list[Level]] | None = None  # index, update id, bids, asks
 
     @property
     def checkpoints(self) -> tuple[int, ...]:
@@ -305,7 +308,7 @@ class KnownTimeline:
                 if is_zero:
                     side.pop(key, None)
                 else:
-                    side[key] = level
+                    side[key] = (price, qty)  # a tuple of strings, which the GC stops tracking: books hold ~10^5
 
 
 def _reason(exc: Exception) -> str:

@@ -968,6 +968,9 @@ static PyObject *level_pair(double price, double qty)
         return NULL;
     }
     PyTuple_SET_ITEM(pair, 1, item);
+    /* two floats can hold no cycle: untracked now, the garbage collector never visits the thousands of
+     * pairs a snapshot brings (a collection would untrack them itself, after walking them under the GIL) */
+    PyObject_GC_UnTrack(pair);
     return pair;
 }
 

@@ -5,7 +5,8 @@
  * the fast path of ldc.venues.binance.parse_snapshot) and the refresh audit's comparison of two books
  * (FastBook.count_differences, the fast path of ldc.sync._count_differences). And the feeder's per-diff
  * path for a book in sync, parse result to published slot in one call (HotPath, at the end: it publishes
- * through ldc.shm._seqlock's C API, ldc/shm/ldc_seqlock_api.h).
+ * through ldc.shm._seqlock's C API, ldc/shm/ldc_seqlock_api.h), and the Router that takes a socket
+ * read's frames through it.
  *
  * The executable specification is ldc/book.py (OrderBook); FastBook mirrors its rules line for line
  * and tests/test_fastbook.py drives both with the same streams. Read book.py's docstring first.
@@ -1935,6 +1936,9 @@ typedef struct {
     long long applied;   /* diffs applied since the last take_applied() */
     uint32_t status;     /* slot status flags published with every diff */
     int uncovered;       /* armed on an UNCOVERED book: its coverage coming back is BookSync's to handle */
+    long long conn;      /* the connection whose diffs feed the book (-1: none); Router checks it */
+    long long last_event_ms; /* exchange event time of the last diff routed to this market (-1: none) */
+    long long last_recv_ns;  /* and when it was received */
     PyObject *record;    /* a pending refresh's list of diffs (each applied diff appended), or NULL */
     Py_ssize_t record_limit; /* the list's length at which BookSync takes over (it drops the refresh) */
     double *levels;      /* 4 * depth doubles: the top bids (depth x 2), then the top asks */
@@ -1987,6 +1991,9 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     self->update_id = NO_ID;
     self->applied = 0;
     self->status = 0;
+    self->conn = -1;
+    self->last_event_ms = -1;
+    self->last_recv_ns = 0;
     return 0;
 }
 
@@ -2067,41 +2074,34 @@ static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
 /* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied, recorded,
  * published), HOT_TOP_FAULT (applied, not published: the top is crossed -- not recorded then --, or its
  * coverage changed: lost on a covered book, back on an uncovered one) */
-static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+/* the outcome of one diff (see feed), or -1 with an exception set */
+static int hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "feed() takes 2 arguments (diff, recv_time_ns), found %zd", nargs);
-        return NULL;
-    }
     FastBook *book = self->book;
-    if (book == NULL || !Py_IS_TYPE(args[0], &ParsedDiffType)) {
-        return PyLong_FromLong(HOT_PASS);
+    if (book == NULL || !Py_IS_TYPE(diff, &ParsedDiffType)) {
+        return HOT_PASS;
     }
-    const ParsedDiff *d = (const ParsedDiff *)args[0];
+    const ParsedDiff *d = (const ParsedDiff *)diff;
     if (self->futures ? d->prev_final_id != self->update_id : d->first_id != self->update_id + 1) {
-        return PyLong_FromLong(HOT_PASS);
+        return HOT_PASS;
     }
     if (self->record != NULL && PyList_GET_SIZE(self->record) >= self->record_limit) {
-        return PyLong_FromLong(HOT_PASS); /* BookSync records it and drops the refresh */
-    }
-    long long recv_ns = PyLong_AsLongLong(args[1]);
-    if (recv_ns == -1 && PyErr_Occurred()) {
-        return NULL;
+        return HOT_PASS; /* BookSync records it and drops the refresh */
     }
     int changed = apply_parsed(book, d);
     if (changed < 0) {
-        return NULL;
+        return -1;
     }
     self->update_id = d->final_id;
     self->applied++;
     if (changed && book_crossed(book)) {
-        return PyLong_FromLong(HOT_TOP_FAULT);
+        return HOT_TOP_FAULT;
     }
-    if (self->record != NULL && PyList_Append(self->record, args[0]) < 0) {
-        return NULL;
+    if (self->record != NULL && PyList_Append(self->record, diff) < 0) {
+        return -1;
     }
     if (self->uncovered ? book_covers(book, self->depth) : changed && !book_covers(book, self->depth)) {
-        return PyLong_FromLong(HOT_TOP_FAULT);
+        return HOT_TOP_FAULT;
     }
     int rc;
     if (changed) {
@@ -2114,10 +2114,21 @@ static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t n
         rc = seqlock_api->publish(self->segment, self->slot, d->final_id, d->event_time_ms, recv_ns, self->status,
                                   0, NULL, 0, NULL, 0);
     }
-    if (rc < 0) {
+    return rc < 0 ? -1 : HOT_DONE;
+}
+
+static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "feed() takes 2 arguments (diff, recv_time_ns), found %zd", nargs);
         return NULL;
     }
-    return PyLong_FromLong(HOT_DONE);
+    long long recv_ns = PyLong_AsLongLong(args[1]);
+    if (recv_ns == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int outcome = hot_feed(self, args[0], recv_ns);
+    return outcome < 0 ? NULL : PyLong_FromLong(outcome);
 }
 
 static PyObject *hotpath_get_armed(HotPath *self, void *closure)
@@ -2138,6 +2149,26 @@ static PyObject *hotpath_get_slot(HotPath *self, void *closure)
     return PyLong_FromSsize_t(self->slot);
 }
 
+/* conn, last_event_ms, last_recv_ns: int64 fields the feeder reads and sets (their offset in the closure) */
+static PyObject *hotpath_get_i64(HotPath *self, void *closure)
+{
+    return PyLong_FromLongLong(*(long long *)((char *)self + (size_t)closure));
+}
+
+static int hotpath_set_i64(HotPath *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a HotPath field");
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *(long long *)((char *)self + (size_t)closure) = v;
+    return 0;
+}
+
 static PyMethodDef hotpath_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))hotpath_feed, METH_FASTCALL,
      "feed(diff, recv_time_ns) -> HOT_PASS | HOT_DONE | HOT_TOP_FAULT (see the module's HotPath notes)."},
@@ -2153,6 +2184,13 @@ static PyGetSetDef hotpath_getset[] = {
     {"armed", (getter)hotpath_get_armed, NULL, "True between arm() and disarm().", NULL},
     {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
     {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
+    {"conn", (getter)hotpath_get_i64, (setter)hotpath_set_i64,
+     "The connection whose diffs feed the book (-1: none): a Router leaves the others' diffs to Python.",
+     (void *)offsetof(HotPath, conn)},
+    {"last_event_ms", (getter)hotpath_get_i64, (setter)hotpath_set_i64,
+     "Exchange event time of the last diff routed to the market (-1: none).", (void *)offsetof(HotPath, last_event_ms)},
+    {"last_recv_ns", (getter)hotpath_get_i64, (setter)hotpath_set_i64, "When that diff was received.",
+     (void *)offsetof(HotPath, last_recv_ns)},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2169,6 +2207,150 @@ static PyTypeObject HotPathType = {
 };
 
 /* ------------------------------------------------------------------------------------------------
+ * Router: the frames of one socket read to their markets' HotPaths, in one call
+ *
+ * feed(raws, start, conn_id, recv_time_ns) takes raws[start:], in order: each message is parsed
+ * (parse_depth), its symbol's HotPath found in the dict `paths`, and when that path's conn is conn_id its
+ * last_event_ms / last_recv_ns are stamped and the diff fed to it; a published diff wakes the segment's
+ * waiting readers. It stops at the first message Python must see and returns (index, kind, value):
+ *   (len(raws), ROUTE_END, None)         every message from start was applied and published;
+ *   (i, ROUTE_DIFF, diff)                a diff for BookSync: HOT_PASS, an unknown symbol, another conn;
+ *   (i, ROUTE_TOP_FAULT, diff)           applied, not published (HotPath.feed's HOT_TOP_FAULT);
+ *   (i, ROUTE_CONTROL, None)             not a depthUpdate;
+ *   (i, ROUTE_MALFORMED, message)        parse_depth refused it (its ValueError's message).
+ * Messages before i are done; the caller handles message i and calls again from i + 1. The caller holds
+ * the lock that serialises its markets' events. One call per read, not one Python call per frame: a burst
+ * of frames goes through warm C code back to back.
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { ROUTE_END = 0, ROUTE_DIFF = 1, ROUTE_TOP_FAULT = 2, ROUTE_CONTROL = 3, ROUTE_MALFORMED = 4 };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *paths; /* dict: symbol str -> HotPath */
+} Router;
+
+static int router_init(Router *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Router", kwlist)) {
+        return -1;
+    }
+    PyObject *paths = PyDict_New();
+    if (paths == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->paths, paths);
+    return 0;
+}
+
+static void router_dealloc(Router *self)
+{
+    Py_CLEAR(self->paths);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *routed(Py_ssize_t index, int kind, PyObject *value) /* steals value */
+{
+    PyObject *result = Py_BuildValue("(niO)", index, kind, value);
+    Py_DECREF(value);
+    return result;
+}
+
+static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "feed() takes 4 arguments (raws, start, conn_id, recv_time_ns), found %zd",
+                     nargs);
+        return NULL;
+    }
+    if (!PyList_CheckExact(args[0])) {
+        PyErr_Format(PyExc_TypeError, "feed() raws must be a list, found %s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    long long conn = PyLong_AsLongLong(args[2]);
+    long long recv_ns = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *raws = args[0];
+    Py_ssize_t i = start < 0 ? 0 : start;
+    for (; i < PyList_GET_SIZE(raws); i++) {
+        PyObject *diff = fb_parse_depth(NULL, PyList_GET_ITEM(raws, i));
+        if (diff == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+                return NULL;
+            }
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *message = value != NULL ? PyObject_Str(value) : PyUnicode_FromString("malformed");
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return message == NULL ? NULL : routed(i, ROUTE_MALFORMED, message);
+        }
+        if (diff == Py_None) {
+            return routed(i, ROUTE_CONTROL, diff);
+        }
+        PyObject *hot = PyDict_GetItemWithError(self->paths, ((ParsedDiff *)diff)->symbol); /* borrowed */
+        if (hot == NULL || !Py_IS_TYPE(hot, &HotPathType) || ((HotPath *)hot)->conn != conn) {
+            if (hot == NULL && PyErr_Occurred()) {
+                Py_DECREF(diff);
+                return NULL;
+            }
+            return routed(i, ROUTE_DIFF, diff);
+        }
+        HotPath *h = (HotPath *)hot;
+        h->last_event_ms = ((ParsedDiff *)diff)->event_time_ms;
+        h->last_recv_ns = recv_ns;
+        int outcome = hot_feed(h, diff, recv_ns);
+        if (outcome < 0) {
+            Py_DECREF(diff);
+            return NULL;
+        }
+        if (outcome != HOT_DONE) {
+            return routed(i, outcome == HOT_TOP_FAULT ? ROUTE_TOP_FAULT : ROUTE_DIFF, diff);
+        }
+        Py_DECREF(diff);
+        if (seqlock_api->notify(h->segment) < 0) {
+            return NULL;
+        }
+    }
+    return routed(i, ROUTE_END, Py_NewRef(Py_None));
+}
+
+static PyObject *router_get_paths(Router *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->paths);
+}
+
+static PyMethodDef router_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))router_feed, METH_FASTCALL,
+     "feed(raws, start, conn_id, recv_time_ns) -> (index, kind, value): see the module's Router notes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef router_getset[] = {
+    {"paths", (getter)router_get_paths, NULL, "The dict symbol -> HotPath the caller maintains.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RouterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.Router",
+    .tp_basicsize = sizeof(Router),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Router(): the raw depth messages of one read to their markets' HotPaths (see the module notes).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)router_init,
+    .tp_dealloc = (destructor)router_dealloc,
+    .tp_methods = router_methods,
+    .tp_getset = router_getset,
+};
+
+
+/* ------------------------------------------------------------------------------------------------
  * Module
  * ---------------------------------------------------------------------------------------------- */
 
@@ -2183,12 +2365,13 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef fastbook_module = {
-    PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook, HotPath, parse_snapshot_levels.", -1,
+    PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook, HotPath, Router, parse_snapshot_levels.", -1,
     module_methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__fastbook(void)
 {
-    if (PyType_Ready(&ParsedDiffType) < 0 || PyType_Ready(&FastBookType) < 0 || PyType_Ready(&HotPathType) < 0) {
+    if (PyType_Ready(&ParsedDiffType) < 0 || PyType_Ready(&FastBookType) < 0 || PyType_Ready(&HotPathType) < 0 ||
+        PyType_Ready(&RouterType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&fastbook_module);
@@ -2198,6 +2381,11 @@ PyMODINIT_FUNC PyInit__fastbook(void)
     if (PyModule_AddObjectRef(m, "ParsedDiff", (PyObject *)&ParsedDiffType) < 0 ||
         PyModule_AddObjectRef(m, "FastBook", (PyObject *)&FastBookType) < 0 ||
         PyModule_AddObjectRef(m, "HotPath", (PyObject *)&HotPathType) < 0 ||
+        PyModule_AddObjectRef(m, "Router", (PyObject *)&RouterType) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_END", ROUTE_END) < 0 || PyModule_AddIntConstant(m, "ROUTE_DIFF", ROUTE_DIFF) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_TOP_FAULT", ROUTE_TOP_FAULT) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_CONTROL", ROUTE_CONTROL) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_MALFORMED", ROUTE_MALFORMED) < 0 ||
         PyModule_AddIntConstant(m, "HOT_PASS", HOT_PASS) < 0 || PyModule_AddIntConstant(m, "HOT_DONE", HOT_DONE) < 0 ||
         PyModule_AddIntConstant(m, "HOT_TOP_FAULT", HOT_TOP_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "NO_ID", NO_ID) < 0) {

@@ -78,6 +78,9 @@ class HotPath:
     def update_id(self) -> int: ...
     @property
     def slot(self) -> int: ...
+    conn: int  # the connection whose diffs feed the book (-1: none); a Router leaves the others' diffs to Python
+    last_event_ms: int  # exchange event time of the last diff routed to the market (-1: none)
+    last_recv_ns: int  # when that diff was received
     def arm(
         self, book: FastBook, update_id: int, status: int, uncovered: bool = False,
         record: list[Any] | None = None, record_limit: int = 0, /,
@@ -85,3 +88,18 @@ class HotPath:
     def disarm(self) -> None: ...
     def feed(self, diff: ParsedDiff | DepthDiff, recv_time_ns: int, /) -> int: ...
     def take_applied(self) -> int: ...
+
+ROUTE_END: Final[int]  # every message from start applied and published
+ROUTE_DIFF: Final[int]  # value: a diff for BookSync
+ROUTE_TOP_FAULT: Final[int]  # value: a diff applied, not published (HOT_TOP_FAULT)
+ROUTE_CONTROL: Final[int]  # not a depthUpdate
+ROUTE_MALFORMED: Final[int]  # value: parse_depth's error message
+
+class Router:
+    """The frames of one socket read to their markets' HotPaths in one call (see ldc/_fastbook.c)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def paths(self) -> dict[str, HotPath]: ...
+    def feed(self, raws: list[bytes], start: int, conn_id: int, recv_time_ns: int, /) -> tuple[int, int, Any]:
+        """(index, kind, value): raws[start:index] are done; raws[index] is ``kind`` (ROUTE_*)."""

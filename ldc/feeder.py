@@ -2,8 +2,8 @@
 
 Glue only; every decision is made elsewhere:
 
-    WsPool thread ── raw frame ──► _fastbook.parse_depth ──► HotPath (C: in-sync diff applied, top published)
-                                                         └─ anything else ──► BookSync ──► FastBook ──► SegmentWriter
+    WsPool thread ── a read's frames ──► _fastbook.Router ──► each market's HotPath (C: diff applied, top published)
+                                                     └─ anything else ──► BookSync ──► FastBook ──► SegmentWriter
     snapshot workers ◄── FetchSnapshot ── BookSync ◄── SnapshotResult / SnapshotFailed ◄── RestClient (+ governor)
     main thread: ticks (staleness, retries, refresh audits), counters, heartbeat, systemd watchdog, signals
     jobs thread: SIGHUP reloads and symbol checks (REST requests that may wait for weight), one at a time
@@ -35,7 +35,17 @@ from queue import SimpleQueue
 import numpy as np
 import orjson
 
-from ldc._fastbook import HOT_DONE, HOT_TOP_FAULT, FastBook, HotPath, ParsedDiff, parse_depth
+from ldc._fastbook import (
+    ROUTE_CONTROL,
+    ROUTE_DIFF,
+    ROUTE_END,
+    ROUTE_MALFORMED,
+    ROUTE_TOP_FAULT,
+    FastBook,
+    HotPath,
+    ParsedDiff,
+    Router,
+)
 from ldc.config import GroupConfig, endpoints, load_config, reload_group, restart_keys, symbol_changes
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, RestError, SegmentError
 from ldc.io.governor import RateGovernor, governor_key
@@ -134,21 +144,41 @@ class Market:
     stream: str
     slot: int
     sync: BookSync
-    hot: HotPath  # armed as sync.fast_path() allows
+    hot: HotPath  # armed as sync.fast_path() allows; holds conn and the last diff's times too (the Router reads them)
     bids: np.ndarray
     asks: np.ndarray
-    conn: int | None = None  # the connection whose diffs feed the book
     successor: int | None = None  # a rollover successor carrying the same stream
     shown_state: SyncState | None = None  # the state whose text the slot message shows
     error: str = ""  # a market-level failure (unknown symbol...): the slot says so, nothing is fetched
     published: dict[Counter, int] = field(default_factory=dict)
     fetching: set[SnapshotPurpose] = field(default_factory=set)
-    last_event_ms: int = -1  # exchange event time of the last diff fed
-    last_recv_ns: int = 0  # and when it was received
     bad_frames: int = 0
     snapshots_loaded: int = 0
     bad_frame_logged_at: float = -1e18
     lag_warned_at: float = -1e18
+
+    @property
+    def conn(self) -> int | None:
+        """The connection whose diffs feed the book."""
+        conn = self.hot.conn
+        return None if conn < 0 else conn
+
+    @conn.setter
+    def conn(self, conn_id: int | None) -> None:
+        self.hot.conn = -1 if conn_id is None else conn_id
+
+    @property
+    def last_event_ms(self) -> int:
+        """Exchange event time of the last diff fed (-1: none yet)."""
+        return self.hot.last_event_ms
+
+    @property
+    def last_recv_ns(self) -> int:
+        """When the last diff fed was received."""
+        return self.hot.last_recv_ns
+
+    def stamp(self, event_time_ms: int, recv_time_ns: int) -> None:
+        self.hot.last_event_ms, self.hot.last_recv_ns = event_time_ms, recv_time_ns
 
 
 class Feeder:
@@ -171,6 +201,8 @@ class Feeder:
         self._validate_backoff_s = VALIDATE_RETRY_MIN_S
         self.markets: dict[str, Market] = {}  # exchange symbol (upper case) -> market
         self._by_stream: dict[str, Market] = {}
+        self._router = Router()  # symbol -> HotPath: takes each socket read's frames (on_messages)
+        self._route = self._router.feed
         self._conns: dict[int, set[Market]] = {}
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
         # bound once: on_message runs per diff
@@ -301,6 +333,7 @@ class Feeder:
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
         self.markets[symbol] = market
         self._by_stream[market.stream] = market
+        self._router.paths[symbol] = hot
         if error:
             log.error("market %s: %s", symbol, error)
             self.writer.set_status(slot, Status.ERROR, error)
@@ -330,6 +363,7 @@ class Feeder:
             for symbol in removed:
                 market = self.markets.pop(symbol)
                 del self._by_stream[market.stream]
+                del self._router.paths[symbol]
                 for members in self._conns.values():
                     members.discard(market)
                 self.writer.remove_market(symbol)
@@ -430,41 +464,44 @@ class Feeder:
             log.info("connection %d closed (%s) carrying %d streams", conn_id, reason.value, len(streams))
 
     def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
-        try:
-            diff = parse_depth(raw)
-        except ValueError:
-            self._bad_frame(raw)
-            return
-        if diff is None:
-            self._control(conn_id, raw)
-            return
+        self.on_messages(conn_id, [raw], recv_time_ns)
+
+    def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
+        """The data messages of one socket read, in order. The Router (C) parses, applies and publishes every
+        diff its market's HotPath takes, and stops at the first one Python must see."""
+        start, count = 0, len(raws)
+        while start < count:
+            with self._lock:
+                index, kind, value = self._route(raws, start, conn_id, recv_time_ns)
+                if kind == ROUTE_END:
+                    return
+                if kind == ROUTE_DIFF or kind == ROUTE_TOP_FAULT:
+                    self._routed_diff(conn_id, value, kind == ROUTE_TOP_FAULT, recv_time_ns)
+                    self._wake_readers()
+            if kind == ROUTE_CONTROL:
+                self._control(conn_id, raws[index])
+            elif kind == ROUTE_MALFORMED:
+                self._bad_frame(raws[index])  # the reference parser names the fault
+            start = index + 1
+
+    def _routed_diff(self, conn_id: int, diff: ParsedDiff, top_fault: bool, recv_time_ns: int) -> None:
+        """A diff the Router left to BookSync. Caller holds the lock."""
         market = self.markets.get(diff.symbol)
         if market is None:
             return  # a stream just removed by SIGHUP
-        # each ParsedDiff getter builds a new int: read them once
-        event_time_ms = diff.event_time_ms
-        with self._lock:
-            if market.conn == conn_id:
-                market.last_event_ms, market.last_recv_ns = event_time_ms, recv_time_ns
-                outcome = market.hot.feed(diff, recv_time_ns)
-                if outcome == HOT_DONE:  # nearly every diff: applied and published in C
-                    self._wake_readers()
-                    return
-                self._settle(market)
-                if outcome == HOT_TOP_FAULT:  # applied: the top is crossed, or its coverage changed
-                    self._carry_out(market, market.sync.top_fault(_monotonic()))
-                    self._rearm(market)
-                    self._wake_readers()
-                    return
-            else:
-                self._settle(market)
-                if not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
-                    self._rearm(market)
-                    return
-                market.last_event_ms, market.last_recv_ns = event_time_ms, recv_time_ns
-            self._slow_diff(market, diff, event_time_ms, recv_time_ns)
+        self._settle(market)
+        if top_fault:  # applied by the HotPath: the top is crossed, or its coverage changed
+            self._carry_out(market, market.sync.top_fault(_monotonic()))
             self._rearm(market)
-            self._wake_readers()
+            return
+        event_time_ms = diff.event_time_ms
+        if market.conn != conn_id:  # (the Router stamped the diff of the market's own connection)
+            if not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
+                self._rearm(market)
+                return
+            market.stamp(event_time_ms, recv_time_ns)
+        self._slow_diff(market, diff, event_time_ms, recv_time_ns)
+        self._rearm(market)
 
     def _slow_diff(self, market: Market, diff: ParsedDiff, event_time_ms: int, recv_time_ns: int) -> None:
         """A diff BookSync decides on (the market is settled). Caller holds the lock."""

@@ -14,7 +14,21 @@ import numpy as np
 import orjson
 import pytest
 
-from ldc._fastbook import HOT_DONE, HOT_PASS, HOT_TOP_FAULT, FastBook, HotPath, ParsedDiff, parse_depth
+from ldc._fastbook import (
+    HOT_DONE,
+    HOT_PASS,
+    HOT_TOP_FAULT,
+    ROUTE_CONTROL,
+    ROUTE_DIFF,
+    ROUTE_END,
+    ROUTE_MALFORMED,
+    ROUTE_TOP_FAULT,
+    FastBook,
+    HotPath,
+    ParsedDiff,
+    Router,
+    parse_depth,
+)
 from ldc.book import OrderBook
 from ldc.config import GroupConfig
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
@@ -221,6 +235,68 @@ def test_a_closed_segment_raises_instead_of_writing(group: str) -> None:
         hot.feed(_diff(101, 101, [("99", "2")]), 1)
 
 
+# -- Router: a read's raw messages -> their markets' HotPaths ------------------------------------------
+
+
+def _routed(writer: SegmentWriter, book: FastBook, *, conn: int = 7) -> tuple[Router, HotPath]:
+    router, hot = Router(), _armed(writer, book)
+    hot.conn = conn
+    router.paths["BTCUSDT"] = hot
+    return router, hot
+
+
+def test_the_router_applies_a_whole_read_and_stamps_the_market(group: str, writer: SegmentWriter) -> None:
+    book = _book()
+    router, hot = _routed(writer, book)
+    raws = [_raw(101, 101, [("99", "2")], []), _raw(102, 102, [("99", "3")], []), _raw(103, 104, [], [("101", "4")])]
+    assert router.feed(raws, 0, 7, 555) == (3, ROUTE_END, None)
+    assert (hot.last_event_ms, hot.last_recv_ns, hot.update_id, hot.take_applied()) == (1_700_000_000_104, 555, 104, 3)
+    assert (_slot(group).update_id, book.best_bid(), book.best_ask()) == (104, (99.0, 3.0), (101.0, 4.0))
+
+
+def test_the_router_stops_at_each_message_python_must_see_and_resumes_after_it(writer: SegmentWriter) -> None:
+    book = _book()
+    router, hot = _routed(writer, book)
+    raws = [
+        _raw(101, 101, [("99", "2")], []),  # applied
+        b'{"result":null,"id":1}',  # a control message
+        _raw(105, 105, [("99", "9")], []),  # a gap: BookSync's
+        _raw(102, 102, [], []).replace(b"BTCUSDT", b"ETHUSDT"),  # no HotPath for it
+        b'{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":"x","b":[],"a":[]}',  # malformed
+        _raw(102, 102, [("101.5", "1")], []),  # crosses the book: applied, a top fault
+    ]
+    seen = []
+    start = 0
+    while True:
+        index, kind, value = router.feed(raws, start, 7, 9)
+        seen.append((index, kind))
+        if kind == ROUTE_END:
+            break
+        if kind in (ROUTE_DIFF, ROUTE_TOP_FAULT):
+            assert isinstance(value, ParsedDiff) and value.final_id == (105, 102, 102)[[2, 3, 5].index(index)]
+        if kind == ROUTE_MALFORMED:
+            assert "field 'u'" in value
+        start = index + 1
+    assert seen == [(1, ROUTE_CONTROL), (2, ROUTE_DIFF), (3, ROUTE_DIFF), (4, ROUTE_MALFORMED), (5, ROUTE_TOP_FAULT), (6, ROUTE_END)]
+    assert hot.update_id == 102 and book.crossed()
+
+
+def test_the_router_leaves_another_connections_diffs_unstamped(writer: SegmentWriter) -> None:
+    book = _book()
+    router, hot = _routed(writer, book)
+    index, kind, value = router.feed([_raw(101, 101, [("99", "2")], [])], 0, 8, 1)
+    assert (index, kind) == (0, ROUTE_DIFF) and value.final_id == 101
+    assert (hot.last_recv_ns, hot.update_id, book.best_bid()) == (0, 100, (99.0, 1.0))
+
+
+def test_the_router_names_a_wrong_argument(writer: SegmentWriter) -> None:
+    router, _ = _routed(writer, _book())
+    with pytest.raises(TypeError, match="raws must be a list, found tuple"):
+        router.feed((b"{}",), 0, 7, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes 4 arguments"):
+        router.feed([b"{}"], 0, 7)  # type: ignore[call-arg]
+
+
 # -- the feeder's hand-over, on the genuine capture with faults -----------------------------------------
 
 
@@ -274,9 +350,10 @@ def _snapshot(last_id: int, bids: list[list[str]], asks: list[list[str]], limit:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_feeder_publishes_only_the_exchange_book_through_gaps_and_duplicates(group: str, seed: int) -> None:
-    """Every diff of the spot capture through ``Feeder.on_message`` with drops and duplicates; snapshots
-    answered from the truth a few diffs after they are asked for. After every message: a slot marked in
-    sync holds exactly the exchange's top 20 at its update id. Most diffs take the HotPath."""
+    """Every diff of the spot capture through ``Feeder.on_messages`` in reads of 1-10 messages, with drops
+    and duplicates; snapshots answered from the truth a few reads after they are asked for. After every
+    read: a slot marked in sync holds exactly the exchange's top 20 at its update id. Most diffs take the
+    HotPath."""
     snapshot, raws = _capture("spot_btcusdt_20240808.gz")
     rng = random.Random(seed)
     config = GroupConfig(name=group, exchange="binance.com", symbols=("BTCUSDT",), depth=20, refresh_interval_s=0,
@@ -290,7 +367,8 @@ def test_the_feeder_publishes_only_the_exchange_book_through_gaps_and_duplicates
     try:
         market = feeder._add_market("BTCUSDT")
         market.conn = 1
-        checked = dropped = hot_published = fed = last_fed = 0
+        checked = dropped = hot_published = fed = last_fed = reads = 0
+        read: list[bytes] = []
         with Reader(group) as reader:
             for i, raw in enumerate(raws):
                 diff = parse_depth(raw)
@@ -303,12 +381,17 @@ def test_the_feeder_publishes_only_the_exchange_book_through_gaps_and_duplicates
                 if fault < 0.004:
                     dropped += 1
                     continue
-                armed = market.hot.armed
-                feeder.on_message(1, raw, i)
+                read.append(raw)
                 last_fed = diff.final_id
-                hot_published += armed and market.hot.armed
                 if fault > 0.996:
-                    feeder.on_message(1, raw, i)  # a duplicate
+                    read.append(raw)  # a duplicate
+                if len(read) < 10 and rng.random() < 0.7 and fed < 2000:
+                    continue  # more frames in this socket read
+                armed = market.hot.armed
+                feeder.on_messages(1, read, i)
+                reads += 1
+                hot_published += len(read) if armed and market.hot.armed else 0
+                read = []
                 for entry in list(asked):
                     m, action, answer, wait = entry
                     if wait > 0:
@@ -323,10 +406,11 @@ def test_the_feeder_publishes_only_the_exchange_book_through_gaps_and_duplicates
                     assert truth is not None, f"in sync at {slot.update_id}, where the truth has no covered top"
                     assert (slot.bids.tolist(), slot.asks.tolist()) == truth, f"diff {i}: slot {slot.update_id}"
                     checked += 1
+        feeder.on_messages(1, read, len(raws))
         feeder._settle(market)
         assert dropped >= 3 and market.sync.gaps >= 1
         assert market.sync.state is SyncState.SYNCED and market.sync.update_id == last_fed
-        assert fed > 2000 and checked > fed * 0.8 and hot_published > fed * 0.6
+        assert fed > 2000 and checked > reads * 0.8 and hot_published > fed * 0.6
     finally:
         feeder.writer.close()
         feeder._governor.close()

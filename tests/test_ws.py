@@ -29,6 +29,7 @@ from ldc.io.ws import (
     CloseReason,
     WsOptions,
     WsPool,
+    _deliverer,
     _FrameParser,
     backoff_delay,
     combined_url,
@@ -404,6 +405,31 @@ def test_stop_from_another_thread_is_prompt(spot: Simulator) -> None:
     assert time.monotonic() - started < 5.0
     assert sorted(reason for _, reason in recorder.closes()) == [CloseReason.STOPPED] * 4
     assert pool.connections() == {}
+
+
+class _OneByOne:
+    def __init__(self) -> None:
+        self.got: list[tuple[int, bytes, int]] = []
+
+    def on_open(self, conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None: ...
+
+    def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        self.got.append((conn_id, raw, recv_time_ns))
+
+    def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None: ...
+
+
+class _Batched(_OneByOne):
+    def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
+        self.got.append((conn_id, b"|".join(raws), recv_time_ns))
+
+
+def test_a_read_is_delivered_in_one_call_when_the_handler_takes_batches() -> None:
+    one, batched = _OneByOne(), _Batched()
+    _deliverer(one)(3, [b"a", b"b"], 9)
+    _deliverer(batched)(3, [b"a", b"b"], 9)
+    assert one.got == [(3, b"a", 9), (3, b"b", 9)]
+    assert batched.got == [(3, b"a|b", 9)]
 
 
 def _server_frame(payload: bytes, b0: int = 0x81, mask: bytes = b"") -> bytes:

@@ -40,7 +40,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,6 +100,9 @@ _GRACEFUL = frozenset((CloseReason.STOPPED, CloseReason.REMOVED, CloseReason.ROL
 
 
 class WsHandler(Protocol):
+    """A handler may also define ``on_messages(conn_id, raws: list[bytes], recv_time_ns)``: it then gets the
+    data messages of each socket read in one call, in order, instead of one ``on_message`` call each."""
+
     def on_open(self, conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None: ...
 
     def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None: ...
@@ -409,7 +412,8 @@ class _Conn:
         reached this process, so a frame's wait behind the earlier frames of its read counts in its
         receive-to-publish time (a stamp per frame would hide that queueing). Time spent in the kernel's
         socket buffer before the read is not seen either way."""
-        opts, on_message, conn_id = self.pool.options, self.pool.handler.on_message, self.conn_id
+        opts, conn_id = self.pool.options, self.conn_id
+        deliver = _deliverer(self.pool.handler)
         close_opcode, small_bytes = ABNF.OPCODE_CLOSE, SMALL_FRAME_BYTES  # locals: read per frame
         sock = ws.sock
         if sock is None:
@@ -430,10 +434,11 @@ class _Conn:
                 return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
             if nbytes > 0:
                 last_rx_ns, pinged = now_ns, 0.0
+                batch: list[bytes] = []  # the read's data messages, handed over in one call
                 for opcode, raw in parser.feed(nbytes):
                     if opcode < close_opcode:  # text or binary (continuations come reassembled)
                         if len(raw) > small_bytes or not self._control(raw):
-                            on_message(conn_id, raw, now_ns)
+                            batch.append(raw)
                         elif not shutdown_seen and b"serverShutdown" in raw:
                             shutdown_seen = True
                             log.info("ws %d: serverShutdown, rolling over", conn_id)
@@ -441,10 +446,14 @@ class _Conn:
                     elif opcode == ABNF.OPCODE_PING:
                         ws.pong(raw)
                     elif opcode == ABNF.OPCODE_CLOSE:
+                        if batch:
+                            deliver(conn_id, batch, now_ns)
                         status = raw[:2] if len(raw) >= 2 else b""  # RFC 6455 5.5.1: echo its status code
                         _send_quietly(ws, ABNF.create_frame(status, ABNF.OPCODE_CLOSE))
                         return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
                     # a pong needs nothing more: any bytes received proved the connection alive
+                if batch:
+                    deliver(conn_id, batch, now_ns)
                 if parser.error is not None:
                     raise parser.error
                 if now_ns < next_check_ns:
@@ -538,6 +547,20 @@ class _Conn:
         delay = backoff_delay(attempt, initial_s=opts.backoff_initial_s, cap_s=opts.backoff_cap_s, rand=random.random())
         log.info("ws lane %d: reconnect in %.2f s (attempt %d)", self.lane.lane_id, delay, attempt + 1)
         return not self.pool._stop.wait(delay)
+
+
+def _deliverer(handler: WsHandler) -> Callable[[int, list[bytes], int], None]:
+    """The handler's ``on_messages``, or one ``on_message`` call per message when it has none."""
+    on_messages: Callable[[int, list[bytes], int], None] | None = getattr(handler, "on_messages", None)
+    if on_messages is not None:
+        return on_messages
+    on_message = handler.on_message
+
+    def one_by_one(conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
+        for raw in raws:
+            on_message(conn_id, raw, recv_time_ns)
+
+    return one_by_one
 
 
 def _send_quietly(ws: websocket.WebSocket, frame: ABNF) -> None:

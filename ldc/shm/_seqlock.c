@@ -523,6 +523,17 @@ static int publish_slot(Segment *s, Py_ssize_t slot, int64_t update_id, int64_t 
     return 0;
 }
 
+/* notify(): bump the futex word; FUTEX_WAKE only when a reader has registered as waiting. Both
+ * sides use seq_cst so either the writer sees the waiter or the waiter sees the new word. */
+static int notify_segment(Segment *s) {
+    if (check_open(s) < 0 || check_writable(s) < 0) return -1;
+    uint32_t *word = (uint32_t *)(s->base + s->L.hdr_notify);
+    __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+    if (s->waiters == NULL || __atomic_load_n(s->waiters, __ATOMIC_SEQ_CST) != 0)
+        syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    return 0;
+}
+
 static PyObject *Segment_publish(Segment *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *kw[KW_N] = {NULL};
     if (nargs != 1) {
@@ -600,11 +611,20 @@ static int capi_publish(PyObject *obj, Py_ssize_t slot, int64_t update_id, int64
     return publish_slot((Segment *)obj, slot, update_id, event_ms, recv_ns, status, copy, bids, nb, asks, na);
 }
 
+static int capi_notify(PyObject *obj) {
+    if (!capi_is_segment(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected a Segment, found %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return notify_segment((Segment *)obj);
+}
+
 static const LdcSeqlockAPI seqlock_api = {
     .version = LDC_SEQLOCK_API_VERSION,
     .is_segment = capi_is_segment,
     .depth = capi_depth,
     .publish = capi_publish,
+    .notify = capi_notify,
 };
 
 /* write_status(slot, status, message: bytes | None) -- None keeps the message */
@@ -773,14 +793,8 @@ static PyObject *Segment_heartbeat(Segment *s, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
-/* notify(): bump the futex word; FUTEX_WAKE only when a reader has registered as waiting. Both
- * sides use seq_cst so either the writer sees the waiter or the waiter sees the new word. */
 static PyObject *Segment_notify(Segment *s, PyObject *Py_UNUSED(ignored)) {
-    if (check_open(s) < 0 || check_writable(s) < 0) return NULL;
-    uint32_t *word = (uint32_t *)(s->base + s->L.hdr_notify);
-    __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
-    if (s->waiters == NULL || __atomic_load_n(s->waiters, __ATOMIC_SEQ_CST) != 0)
-        syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (notify_segment(s) < 0) return NULL;
     Py_RETURN_NONE;
 }
 

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define LDC_SEQLOCK_API_CAPSULE "ldc.shm._seqlock._C_API"
-#define LDC_SEQLOCK_API_VERSION 1
+#define LDC_SEQLOCK_API_VERSION 2
 
 typedef struct {
     int version; /* LDC_SEQLOCK_API_VERSION */
@@ -26,6 +26,8 @@ typedef struct {
     int (*publish)(PyObject *segment, Py_ssize_t slot, int64_t update_id, int64_t event_ms, int64_t recv_ns,
                    uint32_t status, int copy, const double *bids, Py_ssize_t nb, const double *asks,
                    Py_ssize_t na);
+    /* Segment.notify(): wake the readers blocked in wait_for_update (a futex wake only when one is registered) */
+    int (*notify)(PyObject *segment);
 } LdcSeqlockAPI;
 
 #endif

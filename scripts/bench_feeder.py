@@ -15,9 +15,10 @@ Medians over ``--repeats`` runs:
   every market's published top 20 is compared with the simulator's book at the same update id.
 - ``source``: the simulator's own send rate for the same replay into a raw-socket reader that only counts
   frames, in the same run; and ``source_snapshot_s``, its time to answer one REST snapshot at the end of
-  the replay: it rebuilds its replay book for a snapshot on its one event loop and sends nothing meanwhile,
-  so the feeder's syncs and refreshes stall the replay, and the wall rate above then measures the
-  simulator (``busy_fraction`` says how much); the CPU figure is the feeder's alone either way.
+  the replay: it walks its replay book forward on its one event loop and sends nothing meanwhile (a few
+  ms since the replay keeps one known book per capture; it was ~1 s), so a slow answer would stall the
+  replay and the wall rate would measure the simulator (``busy_fraction`` says how much: ~0.95 now); the
+  CPU figure is the feeder's alone either way.
 - ``latency``: receive-to-publish (the slot's ``publish_time_ns - recv_time_ns``) at ~5,000 diffs/s
   (10 markets at 50x the recorded pace), for every diff publish this reader catches while polling.
 - ``cold_start``: 500 generated markets synced, from the feeder's spawn, against the time the weight
@@ -255,7 +256,7 @@ def run_throughput(index: CaptureIndex, markets: int) -> dict[str, Any]:
         "diffs_per_s": diffs / wall,
         "levels_per_s": levels / wall,
         "cpu_us_per_diff": cpu / diffs * 1e6,
-        "busy_fraction": cpu / wall,  # below 1: the feeder waited for frames (the simulator stalls on snapshots)
+        "busy_fraction": cpu / wall,  # below 1: the feeder waited for frames (e.g. the simulator answering a snapshot)
         "diffs_per_cpu_s": diffs / cpu,
         "whole_process_cpu_s": whole_cpu,
         "whole_process_diffs_per_cpu_s": len(index.final_ids) * markets / whole_cpu,
@@ -326,7 +327,7 @@ def _difference(symbol: str, snap: Any, truth: dict[str, Any], *sides: list[list
 
 def run_source(index: CaptureIndex, markets: int) -> dict[str, float]:
     """The simulator's send rate into a reader that only counts frames; then the time it takes to answer a
-    REST snapshot at the end of the replay (it rebuilds its replay book for a snapshot on its one event loop
+    REST snapshot at the end of the replay (it walks its replay book forward for a snapshot on its one event loop
     and sends nothing meanwhile, as during the feeder's syncs and refreshes)."""
     symbols = symbols_of(markets)
     with SimProcess(replay_args("client", markets)) as sim:

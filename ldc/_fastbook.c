@@ -2029,6 +2029,10 @@ static PyObject *hotpath_arm(HotPath *self, PyObject *const *args, Py_ssize_t na
     if (record_limit == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    if (self->segment == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "HotPath was not initialised: HotPath(segment, slot, futures=...)");
+        return NULL;
+    }
     if (!Py_IS_TYPE(args[0], &FastBookType)) {
         PyErr_Format(PyExc_TypeError, "arm() needs a FastBook, found %s", Py_TYPE(args[0])->tp_name);
         return NULL;
@@ -2082,7 +2086,10 @@ static int hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
         return HOT_PASS;
     }
     const ParsedDiff *d = (const ParsedDiff *)diff;
-    if (self->futures ? d->prev_final_id != self->update_id : d->first_id != self->update_id + 1) {
+    /* ids are >= 0 (parse_depth), so first_id - 1 cannot overflow; a diff ending at or before the book is
+     * BookSync's to ignore, whatever its other ids say */
+    if ((self->futures ? d->prev_final_id != self->update_id : d->first_id - 1 != self->update_id) ||
+        d->final_id <= self->update_id) {
         return HOT_PASS;
     }
     if (self->record != NULL && PyList_GET_SIZE(self->record) >= self->record_limit) {
@@ -2274,6 +2281,10 @@ static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nar
     if (PyErr_Occurred()) {
         return NULL;
     }
+    if (self->paths == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Router was not initialised: Router()");
+        return NULL;
+    }
     PyObject *raws = args[0];
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < PyList_GET_SIZE(raws); i++) {
@@ -2323,6 +2334,10 @@ static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nar
 static PyObject *router_get_paths(Router *self, void *closure)
 {
     (void)closure;
+    if (self->paths == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Router was not initialised: Router()");
+        return NULL;
+    }
     return Py_NewRef(self->paths);
 }
 

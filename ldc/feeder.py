@@ -411,7 +411,9 @@ class Feeder:
                     self._fail(market, error)
 
     def _fail(self, market: Market, error: str) -> None:
-        """A market-level failure (unknown symbol): its slot says why, its stream goes. Caller holds the lock."""
+        """A market-level failure (unknown symbol): its slot says why, its stream goes; no diff in flight
+        touches its book again (the HotPath stops, ``_rearm`` and ``_routed_diff`` refuse it). Caller holds the lock."""
+        self._settle(market)
         market.error = error
         self.pool.remove_streams([market.stream])
         self.writer.set_status(market.slot, Status.ERROR, error)
@@ -487,8 +489,8 @@ class Feeder:
     def _routed_diff(self, conn_id: int, diff: ParsedDiff, top_fault: bool, recv_time_ns: int) -> None:
         """A diff the Router left to BookSync. Caller holds the lock."""
         market = self.markets.get(diff.symbol)
-        if market is None:
-            return  # a stream just removed by SIGHUP
+        if market is None or market.error:
+            return  # a stream just removed by SIGHUP, or a failed market's diffs still in flight
         self._settle(market)
         if top_fault:  # applied by the HotPath: the top is crossed, or its coverage changed
             self._carry_out(market, market.sync.top_fault(_monotonic()))

@@ -390,7 +390,7 @@ class BookSync:
 
     def _diff_synced_spot(self, diff: DepthDiff, now: float) -> Actions:
         # hot path: SYNCED, no refresh recording; anything unusual goes through the general path
-        if diff.first_id != self.update_id + 1:
+        if diff.first_id != self.update_id + 1 or diff.final_id <= self.update_id:
             return self._diff_general(diff, now)
         self.update_id = diff.final_id
         self.diffs_applied += 1
@@ -401,7 +401,7 @@ class BookSync:
         return PUBLISH_UNCHANGED
 
     def _diff_synced_futures(self, diff: DepthDiff, now: float) -> Actions:
-        if diff.prev_final_id != self.update_id:
+        if diff.prev_final_id != self.update_id or diff.final_id <= self.update_id:
             return self._diff_general(diff, now)
         self.update_id = diff.final_id
         self.diffs_applied += 1
@@ -458,12 +458,12 @@ class BookSync:
         return flags + _publish(changed)
 
     def _verdict(self, diff: DepthDiff, book_id: int) -> int:
-        if self._futures:
-            if diff.prev_final_id == book_id:
-                return _APPLY
-            return _OLD if diff.final_id <= book_id else _GAP
+        # a diff ending at or before the book is old, whatever its other ids say (u < U, u <= pu: never
+        # sent by Binance, and never allowed to move the book backwards)
         if diff.final_id <= book_id:
             return _OLD
+        if self._futures:
+            return _APPLY if diff.prev_final_id == book_id else _GAP
         return _GAP if diff.first_id > book_id + 1 else _APPLY
 
     def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:

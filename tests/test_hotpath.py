@@ -37,7 +37,7 @@ from ldc.shm.layout import Status
 from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
 from ldc.sim.replay import captures_dir
-from ldc.sync import FetchSnapshot, SnapshotResult, SyncState
+from ldc.sync import FetchSnapshot, SnapshotPurpose, SnapshotResult, SyncState
 from shm_helpers import group_fixture
 
 DEPTH = 5
@@ -137,6 +137,17 @@ def test_a_spot_diff_that_does_not_continue_the_book_is_left_to_book_sync(
     assert _slot(group).update_id == -1  # nothing published
 
 
+@pytest.mark.parametrize(("futures", "first", "final", "prev"), [(False, 101, 50, None), (True, 90, 100, 100), (True, 90, 60, 100)])
+def test_a_diff_ending_at_or_before_the_book_never_moves_it(
+    group: str, writer: SegmentWriter, futures: bool, first: int, final: int, prev: int | None
+) -> None:
+    """u < U, or u <= pu: never sent by Binance; BookSync calls it old, so the HotPath must not apply it."""
+    book = _book()
+    hot = _armed(writer, book, futures=futures)
+    assert hot.feed(_diff(first, final, [("99", "777")], prev=prev), 1) == HOT_PASS
+    assert (hot.update_id, book.best_bid(), _slot(group).update_id) == (100, (99.0, 1.0), -1)
+
+
 def test_futures_diffs_continue_on_pu(group: str, writer: SegmentWriter) -> None:
     book = _book()
     hot = _armed(writer, book, futures=True)
@@ -227,6 +238,15 @@ def test_wrong_arguments_name_what_was_expected(writer: SegmentWriter) -> None:
         hot.feed(_diff(101, 101))  # type: ignore[call-arg]
 
 
+def test_objects_made_without_init_say_so_instead_of_crashing() -> None:
+    with pytest.raises(RuntimeError, match="HotPath was not initialised"):
+        HotPath.__new__(HotPath).arm(_book(), 100, SYNCED)
+    with pytest.raises(RuntimeError, match="Router was not initialised"):
+        Router.__new__(Router).paths
+    with pytest.raises(RuntimeError, match="Router was not initialised"):
+        Router.__new__(Router).feed([], 0, 1, 1)
+
+
 def test_a_closed_segment_raises_instead_of_writing(group: str) -> None:
     writer = SegmentWriter(group, depth=DEPTH, capacity=4)
     hot = _armed(writer, _book())
@@ -295,6 +315,34 @@ def test_the_router_names_a_wrong_argument(writer: SegmentWriter) -> None:
         router.feed((b"{}",), 0, 7, 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="takes 4 arguments"):
         router.feed([b"{}"], 0, 7)  # type: ignore[call-arg]
+
+
+def test_a_failed_market_takes_no_more_diffs_even_those_in_flight(group: str) -> None:
+    """An unknown symbol found after start (exchangeInfo, or a snapshot's -1121): the slot says ERROR and no
+    diff already on its way may republish the book as in sync."""
+    config = GroupConfig(name=group, exchange="binance.com", symbols=("BTCUSDT",), depth=DEPTH, refresh_interval_s=0,
+                         rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")  # fmt: skip  (never contacted)
+    feeder = Feeder(config)
+    feeder._fetch = lambda market, action: None  # type: ignore[method-assign]
+    try:
+        market = feeder._add_market("BTCUSDT")
+        market.conn = 1
+        feeder.on_messages(1, [_raw(100, 100, [], [])], 1)
+        with feeder._lock:
+            feeder._feed(market, SnapshotResult(DepthSnapshot(100, [(99.0 - i, 1.0) for i in range(10)],
+                                                              [(101.0 + i, 1.0) for i in range(10)], 1000), SnapshotPurpose.LIVE), 0.0)  # fmt: skip
+        feeder.on_messages(1, [_raw(101, 101, [("99", "2")], [])], 2)
+        assert market.hot.armed and _slot(group).update_id == 101
+        with feeder._lock:
+            feeder._fail(market, "unknown symbol BTCUSDT: test")
+        feeder.on_messages(1, [_raw(102, 102, [("99", "3")], [])], 3)
+        feeder.tick()
+        slot = _slot(group)
+        assert (slot.update_id, slot.in_sync, market.hot.armed) == (101, False, False)
+        assert slot.status & Status.ERROR
+    finally:
+        feeder.writer.close()
+        feeder._governor.close()
 
 
 # -- the feeder's hand-over, on the genuine capture with faults -----------------------------------------

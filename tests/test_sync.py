@@ -420,6 +420,20 @@ def test_fast_path_covers_synced_and_uncovered_books_until_a_refresh_snapshot_co
     assert sync.fast_path() is None  # every diff now tries to join the snapshot
 
 
+def test_a_diff_ending_before_the_book_is_old_even_when_its_first_ids_continue_it(factory: Callable[[], Book]) -> None:
+    spot_sync = synced_spot(factory, refresh_interval_s=None)
+    before, ignored = levels(spot_sync), spot_sync.diffs_ignored
+    assert spot_sync.feed(spot(11, 9, bids=[(100.0, 7.0)]), 1.0) == ()  # U continues, u < U: never sent by Binance
+    assert (spot_sync.update_id, spot_sync.diffs_ignored, levels(spot_sync)) == (10, ignored + 1, before)
+    futures_sync = make(factory, SequenceRule.FUTURES, refresh_interval_s=None)
+    futures_sync.feed(fut(8, 10, 7), 0.0)
+    futures_sync.feed(SnapshotResult(snap(9), LIVE), 0.1)
+    assert futures_sync.state is SyncState.SYNCED and futures_sync.update_id == 10
+    ignored = futures_sync.diffs_ignored
+    assert futures_sync.feed(fut(5, 10, 10, bids=[(100.0, 7.0)]), 1.0) == ()  # pu continues, u == pu
+    assert (futures_sync.update_id, futures_sync.diffs_ignored) == (10, ignored + 1)
+
+
 def test_adopted_diffs_continue_the_book_as_on_diff_would(factory: Callable[[], Book]) -> None:
     sync = synced_spot(factory, refresh_interval_s=None)
     book, applied = sync.book, sync.diffs_applied

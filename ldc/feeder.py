@@ -108,6 +108,7 @@ _STATE_STATUS = {
     SyncState.STALE: Status.SYNCED | Status.STALE,
     SyncState.DISCONNECTED: Status.STALE | Status.RESYNCING,
 }
+_BOOK_STATES = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)  # a book diffs continue
 # the same, indexed by the state's value: IntEnum hashes in Python, an index costs nothing (hot path)
 _STATUS_OF_STATE = tuple(_STATE_STATUS[state] for state in sorted(SyncState))
 _STATE_TEXT = {
@@ -553,17 +554,18 @@ class Feeder:
         self._carry_out(market, market.sync.feed(event, now))
         self._rearm(market)
 
-    def _from_successor(self, market: Market, conn_id: int, diff: object) -> bool:
+    def _from_successor(self, market: Market, conn_id: int, diff: ParsedDiff) -> bool:
         """During a rollover: move the market to its successor once the successor's diff continues the book
-        (or is older than it); until then the old connection keeps feeding it."""
+        (or is older than it); until then the old connection keeps feeding it. A book flagged uncovered or
+        stale is a book all the same: a successor ahead of it would only make a gap."""
         if market.successor != conn_id:
             return False
         sync = market.sync
-        if sync.synced:
+        if sync.state in _BOOK_STATES:
             if sync.config.rule is SequenceRule.SPOT:
-                ahead = diff.first_id > sync.update_id + 1  # type: ignore[attr-defined]
+                ahead = diff.first_id > sync.update_id + 1
             else:
-                ahead = diff.final_id > sync.update_id and diff.prev_final_id != sync.update_id  # type: ignore[attr-defined]
+                ahead = diff.final_id > sync.update_id and diff.prev_final_id != sync.update_id
             if ahead:
                 return False
         old = market.conn

@@ -345,6 +345,32 @@ def test_a_failed_market_takes_no_more_diffs_even_those_in_flight(group: str) ->
         feeder._governor.close()
 
 
+def test_a_rollover_successor_ahead_of_an_uncovered_book_waits_like_for_a_synced_one(group: str) -> None:
+    config = GroupConfig(name=group, exchange="binance.com", symbols=("BTCUSDT",), depth=DEPTH, refresh_interval_s=0,
+                         rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")  # fmt: skip  (never contacted)
+    feeder = Feeder(config)
+    feeder._fetch = lambda market, action: None  # type: ignore[method-assign]
+    try:
+        market = feeder._add_market("BTCUSDT")
+        market.conn = 1
+        feeder.on_messages(1, [_raw(100, 100, [], [])], 1)
+        snapshot = DepthSnapshot(100, [(99.0 - i, 1.0) for i in range(10)], [(101.0 + i, 1.0) for i in range(10)], 10)
+        with feeder._lock:
+            feeder._feed(market, SnapshotResult(snapshot, SnapshotPurpose.LIVE), 0.0)
+        feeder.on_messages(1, [_raw(101, 101, [(str(float(99 - i)), "0") for i in range(6)], [])], 2)
+        assert market.sync.state is SyncState.UNCOVERED
+        market.successor = 2
+        feeder.on_messages(2, [_raw(103, 103, [("90", "5")], [])], 3)  # the successor is ahead: not yet
+        assert (market.conn, market.sync.gaps, market.sync.update_id) == (1, 0, 101)
+        feeder.on_messages(1, [_raw(102, 102, [("90", "2")], [])], 4)
+        feeder.on_messages(2, [_raw(103, 103, [("90", "5")], [])], 5)  # continues the book: the market moves
+        feeder._settle(market)
+        assert (market.conn, market.successor, market.sync.gaps, market.sync.update_id) == (2, None, 0, 103)
+    finally:
+        feeder.writer.close()
+        feeder._governor.close()
+
+
 # -- the feeder's hand-over, on the genuine capture with faults -----------------------------------------
 
 

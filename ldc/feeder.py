@@ -449,6 +449,17 @@ class Feeder:
             if replaces is not None:
                 self._release_if_moved(replaces)
 
+    def on_connect_failed(self, streams: tuple[str, ...], error: str) -> None:
+        """Say why in the slots of the markets that wait for this connection (their flags stay as they are)."""
+        with self._lock:
+            for stream in streams:
+                market = self._by_stream.get(stream)
+                if market is None or market.error or market.sync.state is SyncState.SYNCED:
+                    continue
+                market.shown_state = None  # the next state change writes its own message again
+                self.writer.set_status(market.slot, _STATE_STATUS[market.sync.state],
+                                       f"websocket connection failed, retrying: {error}")  # fmt: skip
+
     def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None:
         with self._lock:
             members = self._conns.pop(conn_id, set())

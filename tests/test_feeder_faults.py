@@ -232,6 +232,16 @@ def test_unknown_symbol_shows_error_in_its_slot_and_the_others_run(spot: Simulat
         assert subscribed == {"btcusdt@depth@100ms", "ethusdt@depth@100ms"}
 
 
+def test_a_websocket_that_cannot_connect_says_so_in_the_waiting_markets_slots(spot: Simulator) -> None:
+    # REST answers (the symbol is valid), the websocket endpoint refuses: readers learn why nothing syncs
+    with feeder_in_thread(spot, "spot", ("BTCUSDT",), ws_url="ws://127.0.0.1:9") as run:
+        wait_until(lambda: run.in_sync("BTCUSDT") or "websocket" in run.status("BTCUSDT").message
+                   if "BTCUSDT" in run.reader.markets() else False, what="the connect failure in the slot")  # fmt: skip
+        st = run.status("BTCUSDT")
+        assert st.message.startswith("websocket connection failed, retrying: ConnectionRefusedError")
+        assert st.status == Status.RESYNCING and not st.in_sync
+
+
 def test_server_shutdown_rolls_the_connection_over_with_no_gap_for_readers(spot: Simulator) -> None:
     with feeder_in_thread(spot, "spot", SYMBOLS) as run:
         run.wait_synced()

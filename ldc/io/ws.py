@@ -101,7 +101,9 @@ _GRACEFUL = frozenset((CloseReason.STOPPED, CloseReason.REMOVED, CloseReason.ROL
 
 class WsHandler(Protocol):
     """A handler may also define ``on_messages(conn_id, raws: list[bytes], recv_time_ns)``: it then gets the
-    data messages of each socket read in one call, in order, instead of one ``on_message`` call each."""
+    data messages of each socket read in one call, in order, instead of one ``on_message`` call each; and
+    ``on_connect_failed(streams, error: str)``: a connection for those streams could not be opened (refused,
+    an HTTP error in the handshake, a timeout); the pool retries with backoff."""
 
     def on_open(self, conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None: ...
 
@@ -362,6 +364,9 @@ class _Conn:
             )
         except (OSError, websocket.WebSocketException) as exc:
             log.warning("ws lane %d: connect to %s failed: %s", self.lane.lane_id, self.pool.endpoint, exc)
+            failed = getattr(self.pool.handler, "on_connect_failed", None)
+            if failed is not None:
+                failed(tuple(streams), f"{type(exc).__name__}: {exc}")
             return None
         ws.settimeout(opts.read_poll_s)
         self.conn_id = next(self.pool._ids)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ldc.io.governor import governor_key, unlink_governor
 from ldc.sim import SimConfig, Simulator
 
 SIM_PROCESS_START_TIMEOUT_S = 20.0
@@ -34,6 +35,8 @@ def sim_factory() -> Iterator[Callable[..., Simulator]]:
     yield start
     for sim in started:
         sim.stop()
+        # a feeder or REST client pointed at it made the host's weight ledger for its port: gone with it
+        unlink_governor(governor_key(sim.rest_url))
 
 
 @pytest.fixture

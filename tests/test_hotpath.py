@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -317,20 +318,31 @@ def test_the_router_names_a_wrong_argument(writer: SegmentWriter) -> None:
         router.feed([b"{}"], 0, 7)  # type: ignore[call-arg]
 
 
-def test_a_failed_market_takes_no_more_diffs_even_those_in_flight(group: str) -> None:
-    """An unknown symbol found after start (exchangeInfo, or a snapshot's -1121): the slot says ERROR and no
-    diff already on its way may republish the book as in sync."""
+@contextmanager
+def _synced_feeder(group: str, *, limit: int) -> Iterator[tuple[Feeder, Market]]:
+    """A feeder of this process (nothing is contacted: snapshot requests are dropped), its BTCUSDT market on
+    connection 1 and synced at update id 100 on a 10-level snapshot asked with ``limit``."""
     config = GroupConfig(name=group, exchange="binance.com", symbols=("BTCUSDT",), depth=DEPTH, refresh_interval_s=0,
-                         rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")  # fmt: skip  (never contacted)
+                         rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")  # fmt: skip
     feeder = Feeder(config)
     feeder._fetch = lambda market, action: None  # type: ignore[method-assign]
     try:
         market = feeder._add_market("BTCUSDT")
         market.conn = 1
         feeder.on_messages(1, [_raw(100, 100, [], [])], 1)
+        snapshot = DepthSnapshot(100, [(99.0 - i, 1.0) for i in range(10)], [(101.0 + i, 1.0) for i in range(10)], limit)
         with feeder._lock:
-            feeder._feed(market, SnapshotResult(DepthSnapshot(100, [(99.0 - i, 1.0) for i in range(10)],
-                                                              [(101.0 + i, 1.0) for i in range(10)], 1000), SnapshotPurpose.LIVE), 0.0)  # fmt: skip
+            feeder._feed(market, SnapshotResult(snapshot, SnapshotPurpose.LIVE), 0.0)
+        yield feeder, market
+    finally:
+        feeder.writer.close()
+        feeder._governor.close()
+
+
+def test_a_failed_market_takes_no_more_diffs_even_those_in_flight(group: str) -> None:
+    """An unknown symbol found after start (exchangeInfo, or a snapshot's -1121): the slot says ERROR and no
+    diff already on its way may republish the book as in sync."""
+    with _synced_feeder(group, limit=1000) as (feeder, market):
         feeder.on_messages(1, [_raw(101, 101, [("99", "2")], [])], 2)
         assert market.hot.armed and _slot(group).update_id == 101
         with feeder._lock:
@@ -340,23 +352,10 @@ def test_a_failed_market_takes_no_more_diffs_even_those_in_flight(group: str) ->
         slot = _slot(group)
         assert (slot.update_id, slot.in_sync, market.hot.armed) == (101, False, False)
         assert slot.status & Status.ERROR
-    finally:
-        feeder.writer.close()
-        feeder._governor.close()
 
 
 def test_a_rollover_successor_ahead_of_an_uncovered_book_waits_like_for_a_synced_one(group: str) -> None:
-    config = GroupConfig(name=group, exchange="binance.com", symbols=("BTCUSDT",), depth=DEPTH, refresh_interval_s=0,
-                         rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")  # fmt: skip  (never contacted)
-    feeder = Feeder(config)
-    feeder._fetch = lambda market, action: None  # type: ignore[method-assign]
-    try:
-        market = feeder._add_market("BTCUSDT")
-        market.conn = 1
-        feeder.on_messages(1, [_raw(100, 100, [], [])], 1)
-        snapshot = DepthSnapshot(100, [(99.0 - i, 1.0) for i in range(10)], [(101.0 + i, 1.0) for i in range(10)], 10)
-        with feeder._lock:
-            feeder._feed(market, SnapshotResult(snapshot, SnapshotPurpose.LIVE), 0.0)
+    with _synced_feeder(group, limit=10) as (feeder, market):
         feeder.on_messages(1, [_raw(101, 101, [(str(float(99 - i)), "0") for i in range(6)], [])], 2)
         assert market.sync.state is SyncState.UNCOVERED
         market.successor = 2
@@ -366,9 +365,6 @@ def test_a_rollover_successor_ahead_of_an_uncovered_book_waits_like_for_a_synced
         feeder.on_messages(2, [_raw(103, 103, [("90", "5")], [])], 5)  # continues the book: the market moves
         feeder._settle(market)
         assert (market.conn, market.successor, market.sync.gaps, market.sync.update_id) == (2, None, 0, 103)
-    finally:
-        feeder.writer.close()
-        feeder._governor.close()
 
 
 # -- the feeder's hand-over, on the genuine capture with faults -----------------------------------------

@@ -365,7 +365,7 @@ def test_a_rollover_successor_ahead_of_an_uncovered_book_waits_like_for_a_synced
         feeder.on_messages(2, [_raw(103, 103, [("90", "5")], [])], 5)  # continues the book: the market moves
         feeder._settle(market)
         assert (market.conn, market.sync.gaps, market.sync.update_id) == (2, 0, 103)
-        assert market.successor is None  # type: ignore[comparison-overlap]
+        assert market.successor is None
 
 
 # -- the feeder's hand-over, on the genuine capture with faults -----------------------------------------

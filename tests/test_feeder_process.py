@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +166,23 @@ def test_under_systemd_it_notifies_ready_status_watchdog_and_stopping(tmp_path: 
     statuses = [m for m in messages if m.startswith("STATUS=")]
     assert statuses[-1] == "STATUS=2/2 markets in sync" and statuses[0] in ("STATUS=0/2 markets in sync", "STATUS=1/2 markets in sync", "STATUS=2/2 markets in sync")
     assert set(messages[1:-1]) <= {"WATCHDOG=1", *statuses}
+
+
+def test_feeder_logs_info_through_its_queue_and_errors_at_once() -> None:
+    """ldc feed's logging: records below ERROR are written by a listener thread (off the feeder's lock), errors
+    directly, so a process that dies before the listener drains still leaves its errors on stderr."""
+    script = (
+        "import logging, os, sys\n"
+        "from ldc.feeder import _log_through_a_queue\n"
+        "listener = _log_through_a_queue('INFO')\n"
+        "logging.getLogger('ldc.test').info('an info line, queued')\n"
+        "listener.stop()  # from here on, a queued record would never be written\n"
+        "logging.getLogger('ldc.test').error('an error line, written at once')\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+    lines = done.stderr.splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "ldc.test INFO an info line, queued",
+        "ldc.test ERROR an error line, written at once",
+    ]

@@ -151,6 +151,35 @@ def test_malformed_control_messages_get_binance_errors_and_the_connection_lives(
         ws.close()
 
 
+def test_other_binance_streams_of_a_listed_market_are_accepted_and_stay_silent(sim: Simulator) -> None:
+    # a peer's client asking for trades or tickers beside the book still gets its depth stream
+    names = "btcusdt@aggTrade/btcusdt@depth@100ms/!miniTicker@arr/ethusdt@kline_1m"
+    ws = websocket.create_connection(f"{sim.ws_url}/stream?streams={names}", timeout=RECV_TIMEOUT_S)
+    try:
+        for _ in range(3):
+            message = json.loads(ws.recv())
+            assert message["stream"] == "btcusdt@depth@100ms" and message["data"]["e"] == "depthUpdate"
+    finally:
+        ws.close()
+    answers = control(
+        sim,
+        [
+            {"method": "SUBSCRIBE", "params": ["btcusdt@bookTicker", "btcusdt@depth"], "id": 1},
+            {"method": "LIST_SUBSCRIPTIONS", "id": 2},
+            {"method": "UNSUBSCRIBE", "params": ["btcusdt@bookTicker"], "id": 3},
+            {"method": "SUBSCRIBE", "params": ["btcusdt@kline_7m"], "id": 4},  # no such interval
+            {"method": "SUBSCRIBE", "params": ["nosuch@trade"], "id": 5},  # no such market
+        ],
+    )
+    assert answers == [
+        {"result": None, "id": 1},
+        {"result": ["btcusdt@bookTicker", "btcusdt@depth"], "id": 2},
+        {"result": None, "id": 3},
+        {"error": {"code": 2, "msg": "Invalid request: unknown stream 'btcusdt@kline_7m'"}, "id": 4},
+        {"error": {"code": 2, "msg": "Invalid request: unknown stream 'nosuch@trade'"}, "id": 5},
+    ]
+
+
 def test_unknown_stream_or_path_in_the_url_is_refused(sim: Simulator) -> None:
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(f"{sim.ws_url}/ws/nosuch@depth", timeout=RECV_TIMEOUT_S)

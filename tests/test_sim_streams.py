@@ -9,7 +9,7 @@ import pytest
 
 from ldc.sim.httpmsg import HttpError, Response, parse_head, split_target
 from ldc.sim.markets import Family
-from ldc.sim.streams import encode_diff, parse_stream, wrap_combined
+from ldc.sim.streams import encode_diff, parse_stream, silent_stream_symbol, wrap_combined
 
 
 def test_spot_stream_names() -> None:
@@ -29,6 +29,17 @@ def test_futures_stream_names() -> None:
     assert [parse_stream(f"btcusd_perp@depth@{s}", Family.COINM) for s in ("0ms", "100ms", "500ms")] == [("BTCUSD_PERP", 0, 0), ("BTCUSD_PERP", 100, 0), ("BTCUSD_PERP", 500, 0)]
     assert parse_stream("btcusdt@depth10@500ms", Family.USDM) == ("BTCUSDT", 500, 10)
     assert parse_stream("btcusdt@depth10@0ms", Family.USDM) is None
+
+
+def test_other_documented_stream_types_are_known_and_silent() -> None:
+    known = {"btcusdt@aggTrade": "BTCUSDT", "btcusdt@trade": "BTCUSDT", "bnbbtc@kline_1M": "BNBBTC",
+             "bnbbtc@kline_1s@+08:00": "BNBBTC", "btcusdt@bookTicker": "BTCUSDT", "btcusdt@ticker_4h": "BTCUSDT",
+             "btcusdt@markPrice@1s": "BTCUSDT", "btcusd_perp@forceOrder": "BTCUSD_PERP", "!miniTicker@arr": "",
+             "!markPrice@arr@1s": "", "!bookTicker": ""}  # fmt: skip
+    assert {name: silent_stream_symbol(name) for name in known} == known
+    for name in ("btcusdt@kline_7m", "BTCUSDT@trade", "btcusdt@trades", "btcusdt@trade,ethusdt@trade", "!nothing@arr",
+                 "btcusdt@depth", "@trade"):  # fmt: skip
+        assert silent_stream_symbol(name) is None, name
 
 
 def test_payloads_are_json_in_the_documented_key_order() -> None:

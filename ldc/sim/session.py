@@ -12,7 +12,7 @@ import orjson
 
 from ldc.sim.faults import FaultKind
 from ldc.sim.markets import Family
-from ldc.sim.streams import StreamKey, parse_stream, server_shutdown, wrap_combined
+from ldc.sim.streams import StreamKey, parse_stream, server_shutdown, silent_stream_symbol, wrap_combined
 from ldc.sim.wsframes import (
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
@@ -120,6 +120,12 @@ class Session:
             market = self.state.exchange.find(family, parsed[0])
             if market is not None and (parsed[2] == 0 or market.partial_streams):
                 return StreamKey(family, parsed[0], parsed[1], parsed[2])
+        symbol = silent_stream_symbol(name)
+        if symbol is None:
+            return None
+        for family in self.route.candidates():
+            if not symbol or self.state.exchange.find(family, symbol) is not None:
+                return StreamKey(family, symbol, 0, silent=True)
         return None
 
     def subscribe(self, names: list[str]) -> str | None:
@@ -137,16 +143,18 @@ class Session:
         for name, key in keys:
             if name in self.streams:
                 continue
+            self.streams[name] = key
+            if key.silent:
+                continue
             if not self._family_fixed:
                 self.family, self._family_fixed = key.family, True
-            self.streams[name] = key
             self.state.exchange.subscribe(self, key, name)
         return None
 
     def unsubscribe(self, names: list[str]) -> None:
         for name in names:
             key = self.streams.pop(name, None)
-            if key is not None and key not in self.streams.values():
+            if key is not None and not key.silent and key not in self.streams.values():
                 self.state.exchange.unsubscribe(self, key)
 
     # -- sending
@@ -252,7 +260,8 @@ class Session:
 
     def _unsubscribe_all(self) -> None:
         for key in set(self.streams.values()):
-            self.state.exchange.unsubscribe(self, key)
+            if not key.silent:
+                self.state.exchange.unsubscribe(self, key)
         self.streams.clear()
 
     # -- timers (called by the housekeeping loop)

@@ -4,11 +4,15 @@ Spot: ``<symbol>@depth`` (1000 ms) and ``<symbol>@depth@100ms`` (``@depth@1000ms
 USD-M / COIN-M: ``<symbol>@depth`` (250 ms), ``@depth@500ms``, ``@depth@100ms``, ``@depth@0ms`` (every
 update). Partial books ``<symbol>@depth<5|10|20>[@speed]``: spot sends ``{"lastUpdateId", "bids", "asks"}``,
 futures a ``depthUpdate`` holding the top levels. Payload key order follows the genuine captures in
-shared/data/binance.
+shared/data/binance. The other stream types of those documents (trades, tickers, klines, book tickers, mark
+prices...) are accepted for a listed market and stay silent: a client that also asks for them still gets
+its depth streams, as it would from Binance, which refuses only names it does not know (HTTP 400 in the
+URL, error code 2 in a SUBSCRIBE).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ldc.sim.markets import Family
@@ -16,6 +20,15 @@ from ldc.sim.markets import Family
 SPOT_INTERVALS_MS = {"": 1000, "@100ms": 100, "@1000ms": 1000}
 FUTURES_INTERVALS_MS = {"": 250, "@0ms": 0, "@100ms": 100, "@250ms": 250, "@500ms": 500}
 MAX_STREAM_NAME_CHARS = 64
+_KLINE_INTERVALS = "1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M"
+_SILENT_MARKET_STREAM = re.compile(
+    r"([a-z0-9_]+)@(?:aggTrade|trade|miniTicker|ticker|ticker_(?:1h|4h|1d)|bookTicker|avgPrice|markPrice(?:@1s)?"
+    rf"|forceOrder|compositeIndex|kline_(?:{_KLINE_INTERVALS})(?:@\+08:00)?)"
+)
+_SILENT_ALL_MARKETS_STREAM = re.compile(
+    r"!(?:miniTicker@arr|ticker@arr|ticker_(?:1h|4h|1d)@arr|bookTicker|markPrice@arr(?:@1s)?|forceOrder@arr"
+    r"|contractInfo|assetIndex@arr)"
+)
 
 
 PARTIAL_LEVELS = (5, 10, 20)
@@ -24,12 +37,25 @@ PARTIAL_LEVELS = (5, 10, 20)
 @dataclass(frozen=True, slots=True)
 class StreamKey:
     """What a subscription delivers: one market's diffs batched over ``interval_ms`` (0: each update),
-    or with ``levels`` > 0 the partial book stream ``@depth<levels>`` (top levels every interval)."""
+    or with ``levels`` > 0 the partial book stream ``@depth<levels>`` (top levels every interval);
+    ``silent``: a valid non-depth stream, which delivers nothing here."""
 
     family: Family
-    symbol: str  # upper case, as the exchange names the market
+    symbol: str  # upper case, as the exchange names the market ("" for an all-market stream)
     interval_ms: int
     levels: int = 0
+    silent: bool = False
+
+
+def silent_stream_symbol(name: str) -> str | None:
+    """The market (upper case; "" for an all-market ``!...`` stream) of a valid non-depth stream name, e.g.
+    ``"btcusdt@aggTrade"`` -> ``"BTCUSDT"``; None for anything else."""
+    if len(name) > MAX_STREAM_NAME_CHARS:
+        return None
+    if _SILENT_ALL_MARKETS_STREAM.fullmatch(name):
+        return ""
+    match = _SILENT_MARKET_STREAM.fullmatch(name)
+    return match.group(1).upper() if match else None
 
 
 def parse_stream(name: str, family: Family) -> tuple[str, int, int] | None:

@@ -55,6 +55,7 @@ from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
 from ldc.sync import (
+    BOOK_STATES,
     DISCONNECT,
     PUBLISH_CHANGED,
     PUBLISH_UNCHANGED,
@@ -108,7 +109,6 @@ _STATE_STATUS = {
     SyncState.STALE: Status.SYNCED | Status.STALE,
     SyncState.DISCONNECTED: Status.STALE | Status.RESYNCING,
 }
-_BOOK_STATES = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)  # a book diffs continue
 # the same, indexed by the state's value: IntEnum hashes in Python, an index costs nothing (hot path)
 _STATUS_OF_STATE = tuple(_STATE_STATUS[state] for state in sorted(SyncState))
 _STATE_TEXT = {
@@ -572,7 +572,7 @@ class Feeder:
         if market.successor != conn_id:
             return False
         sync = market.sync
-        if sync.state in _BOOK_STATES:
+        if sync.state in BOOK_STATES:
             if sync.config.rule is SequenceRule.SPOT:
                 ahead = diff.first_id > sync.update_id + 1
             else:

@@ -56,6 +56,7 @@ from ldc.depth import Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError
 
 __all__ = [
+    "BOOK_STATES",
     "DISCONNECT",
     "MAX_BUFFERED_DIFFS",
     "NO_ACTIONS",
@@ -66,6 +67,7 @@ __all__ = [
     "BookSync",
     "Disconnect",
     "Event",
+    "FastPath",
     "FetchSnapshot",
     "MarkOutOfSync",
     "OutOfSyncReason",
@@ -113,6 +115,9 @@ class SyncState(IntEnum):
     UNCOVERED = 3  # exact levels, but the top ``depth`` may have holes: a refresh is under way
     STALE = 4  # no diff for ``stale_after_s``: resumes on the next diff that continues the book
     DISCONNECTED = 5  # the connection dropped: resumes on a diff that continues the book, else resyncs
+
+
+BOOK_STATES = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)  # a book exists and diffs continue it
 
 
 class SnapshotPurpose(IntEnum):
@@ -396,7 +401,7 @@ class BookSync:
         self.diffs_applied += 1
         if self._apply(diff):
             if self._crossed() or not self._covers(self._depth):
-                return self._top_fault(now)
+                return self.top_fault(now)
             return PUBLISH_CHANGED
         return PUBLISH_UNCHANGED
 
@@ -407,15 +412,9 @@ class BookSync:
         self.diffs_applied += 1
         if self._apply(diff):
             if self._crossed() or not self._covers(self._depth):
-                return self._top_fault(now)
+                return self.top_fault(now)
             return PUBLISH_CHANGED
         return PUBLISH_UNCHANGED
-
-    def _top_fault(self, now: float) -> Actions:
-        """After a diff changed the top: a crossed book resyncs, a lost coverage flags and refreshes."""
-        if self._crossed():
-            return self._resync(OutOfSyncReason.CROSSED, None)
-        return self._uncovered(now) + PUBLISH_CHANGED
 
     def _diff_general(self, diff: DepthDiff, now: float) -> Actions:
         state = self.state
@@ -614,11 +613,10 @@ class BookSync:
             self._retry_at = None
             if self.state is SyncState.BUFFERING and not self._live_fetching:
                 actions += self._fetch_live()
-        book_states = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)
         if self._tier and self.state is SyncState.SYNCED:
             self._maybe_step_down(now)
         refresh_due = self._next_refresh_at is not None and now >= self._next_refresh_at
-        if refresh_due and self._shadow is None and self.state in book_states:
+        if refresh_due and self._shadow is None and self.state in BOOK_STATES:
             actions += self._start_shadow()
         return actions
 

@@ -126,9 +126,9 @@ class RestClient:
 def _pool_manager(base_url: str) -> urllib3.PoolManager:
     """Keep-alive pools for ``base_url``'s host, through the environment's proxy when it names one for it."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
-    scheme = urllib3.util.parse_url(base_url).scheme or "http"
-    proxy = urllib.request.getproxies().get(scheme)
-    if proxy and not urllib.request.proxy_bypass(urllib3.util.parse_url(base_url).host or ""):
+    url = urllib3.util.parse_url(base_url)
+    proxy = urllib.request.getproxies().get(url.scheme or "http")
+    if proxy and not urllib.request.proxy_bypass(url.host or ""):
         return urllib3.ProxyManager(proxy, num_pools=1, maxsize=POOL_MAXSIZE, headers=headers)
     return urllib3.PoolManager(num_pools=1, maxsize=POOL_MAXSIZE, headers=headers)
 

@@ -593,30 +593,30 @@ static PyObject *Segment_publish(Segment *s, PyObject *const *args, Py_ssize_t n
 
 static int capi_is_segment(PyObject *obj) { return PyObject_TypeCheck(obj, &SegmentType); }
 
-static Py_ssize_t capi_depth(PyObject *obj) {
+/* obj as a Segment, or NULL with a TypeError naming what was found */
+static Segment *segment_arg(PyObject *obj) {
     if (!capi_is_segment(obj)) {
         PyErr_Format(PyExc_TypeError, "expected a Segment, found %s", Py_TYPE(obj)->tp_name);
-        return -1;
+        return NULL;
     }
-    return ((Segment *)obj)->L.depth;
+    return (Segment *)obj;
+}
+
+static Py_ssize_t capi_depth(PyObject *obj) {
+    Segment *s = segment_arg(obj);
+    return s == NULL ? -1 : s->L.depth;
 }
 
 static int capi_publish(PyObject *obj, Py_ssize_t slot, int64_t update_id, int64_t event_ms, int64_t recv_ns,
                         uint32_t status, int copy, const double *bids, Py_ssize_t nb, const double *asks,
                         Py_ssize_t na) {
-    if (!capi_is_segment(obj)) {
-        PyErr_Format(PyExc_TypeError, "expected a Segment, found %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    return publish_slot((Segment *)obj, slot, update_id, event_ms, recv_ns, status, copy, bids, nb, asks, na);
+    Segment *s = segment_arg(obj);
+    return s == NULL ? -1 : publish_slot(s, slot, update_id, event_ms, recv_ns, status, copy, bids, nb, asks, na);
 }
 
 static int capi_notify(PyObject *obj) {
-    if (!capi_is_segment(obj)) {
-        PyErr_Format(PyExc_TypeError, "expected a Segment, found %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    return notify_segment((Segment *)obj);
+    Segment *s = segment_arg(obj);
+    return s == NULL ? -1 : notify_segment(s);
 }
 
 static const LdcSeqlockAPI seqlock_api = {

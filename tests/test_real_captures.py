@@ -267,35 +267,8 @@ def test_small_snapshots_lose_coverage_and_every_refresh_audits_clean(
     capture = load(*names)
     config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=limit, refresh_interval_s=None, stale_after_s=1e9)
     sync = BookSync("CAPTURE", lambda: fastbook.FastBook(depth=DEPTH), config)
-    bids: dict[float, float] = {}
-    asks: dict[float, float] = {}
-    ref_id = -1
-    early: list[Any] = []
-    requested = matched = 0
-    for _, event in capture.events:
-        if isinstance(event, DepthSnapshot):
-            bids, asks, ref_id = dict(event.bids), dict(event.asks), event.last_update_id
-            for diff in early:
-                ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
-            truncated = DepthSnapshot(event.last_update_id, list(event.bids)[:limit], list(event.asks)[:limit], limit)
-            sync.feed(SnapshotResult(truncated, SnapshotPurpose.LIVE), 0.0)
-            continue
-        diff = c_parse(event)
-        actions = sync.on_diff(diff, 0.0)
-        if ref_id < 0:
-            early.append(diff)
-            continue
-        ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
-        if FetchSnapshot(limit, SnapshotPurpose.SHADOW) in actions:
-            requested += 1
-            fresh = DepthSnapshot(ref_id, sorted(bids.items(), reverse=True)[:limit], sorted(asks.items())[:limit], limit)
-            sync.feed(SnapshotResult(fresh, SnapshotPurpose.SHADOW), 0.0)
-        book = sync.book
-        if book is not None and sync.update_id == diff.final_id and diff.final_id in capture.tickers:
-            bid, ask = book.best_bid(), book.best_ask()
-            assert bid is not None and ask is not None
-            assert (*bid, *ask) == capture.tickers[diff.final_id]
-            matched += 1
+    asked, matched = _replay_answering_refreshes(capture, sync, rule, first_limit=limit)
+    requested = asked.get(limit, 0)
     counters = sync.counters()
     assert requested == refreshes
     assert (counters.audits, counters.audit_differences, counters.audit_faults) == (refreshes, 0, 0)
@@ -304,6 +277,45 @@ def test_small_snapshots_lose_coverage_and_every_refresh_audits_clean(
 
 
 CHECKPOINTS: dict[Any, list[int]] = {case.values[0]: case.values[2] for case in CASES}  # type: ignore[misc]
+
+
+def _replay_answering_refreshes(capture: Capture, sync: BookSync, rule: SequenceRule, *, first_limit: int) -> tuple[dict[int, int], int]:
+    """The capture through ``sync``: its snapshot cut to ``first_limit`` levels, every refresh answered at once
+    with the plain replay's top levels at the live id and the limit asked. Every bookTicker at an update id
+    the book is at must equal its best bid / ask. Returns (refreshes asked per limit, bookTickers matched)."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    ref_id = -1
+    early: list[Any] = []
+    asked: dict[int, int] = {}
+    matched = 0
+    for _, event in capture.events:
+        if isinstance(event, DepthSnapshot):
+            bids, asks, ref_id = dict(event.bids), dict(event.asks), event.last_update_id
+            for diff in early:
+                ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
+            cut = DepthSnapshot(event.last_update_id, list(event.bids)[:first_limit], list(event.asks)[:first_limit], first_limit)
+            sync.feed(SnapshotResult(cut, SnapshotPurpose.LIVE), 0.0)
+            continue
+        diff = c_parse(event)
+        actions = sync.on_diff(diff, 0.0)
+        if ref_id < 0:
+            early.append(diff)
+            continue
+        ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
+        for action in actions:
+            if isinstance(action, FetchSnapshot) and action.purpose is SnapshotPurpose.SHADOW:
+                limit = action.limit
+                asked[limit] = asked.get(limit, 0) + 1
+                fresh = DepthSnapshot(ref_id, sorted(bids.items(), reverse=True)[:limit], sorted(asks.items())[:limit], limit)
+                sync.feed(SnapshotResult(fresh, SnapshotPurpose.SHADOW), 0.0)
+        book = sync.book
+        if book is not None and sync.update_id == diff.final_id and diff.final_id in capture.tickers:
+            bid, ask = book.best_bid(), book.best_ask()
+            assert bid is not None and ask is not None
+            assert (*bid, *ask) == capture.tickers[diff.final_id]
+            matched += 1
+    return asked, matched
 
 
 def _plain_apply(bids: dict[float, float], asks: dict[float, float], ref_id: int, diff: Any, rule: SequenceRule) -> int:
@@ -360,38 +372,7 @@ def test_snapshot_limit_ladder_climbs_on_real_data_and_every_refresh_audits_clea
     config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=ladder[0], escalation_limits=ladder[1:],
                         refresh_interval_s=None, stale_after_s=1e9)  # fmt: skip
     sync = BookSync("CAPTURE", lambda: fastbook.FastBook(depth=DEPTH), config)
-    bids: dict[float, float] = {}
-    asks: dict[float, float] = {}
-    ref_id = -1
-    early: list[Any] = []
-    asked: dict[int, int] = {}
-    matched = 0
-    for _, event in capture.events:
-        if isinstance(event, DepthSnapshot):
-            bids, asks, ref_id = dict(event.bids), dict(event.asks), event.last_update_id
-            for diff in early:
-                ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
-            cut = DepthSnapshot(event.last_update_id, list(event.bids)[:100], list(event.asks)[:100], 100)
-            sync.feed(SnapshotResult(cut, SnapshotPurpose.LIVE), 0.0)
-            continue
-        diff = c_parse(event)
-        actions = sync.on_diff(diff, 0.0)
-        if ref_id < 0:
-            early.append(diff)
-            continue
-        ref_id = _plain_apply(bids, asks, ref_id, diff, rule)
-        for action in actions:
-            if isinstance(action, FetchSnapshot) and action.purpose is SnapshotPurpose.SHADOW:
-                limit = action.limit
-                asked[limit] = asked.get(limit, 0) + 1
-                fresh = DepthSnapshot(ref_id, sorted(bids.items(), reverse=True)[:limit], sorted(asks.items())[:limit], limit)
-                sync.feed(SnapshotResult(fresh, SnapshotPurpose.SHADOW), 0.0)
-        book = sync.book
-        if book is not None and sync.update_id == diff.final_id and diff.final_id in capture.tickers:
-            bid, ask = book.best_bid(), book.best_ask()
-            assert bid is not None and ask is not None
-            assert (*bid, *ask) == capture.tickers[diff.final_id]
-            matched += 1
+    asked, matched = _replay_answering_refreshes(capture, sync, rule, first_limit=ladder[0])
     assert asked == requests
     counters = sync.counters()
     assert (counters.audits, counters.audit_differences, counters.audit_faults) == (sum(requests.values()), 0, 0)

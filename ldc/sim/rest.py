@@ -15,7 +15,7 @@ import orjson
 
 from ldc.errors import SimError
 from ldc.sim.exchangeinfo import SymbolInfo, exchange_info
-from ldc.sim.faults import FaultKind, rule_from_json
+from ldc.sim.faults import BAN_STATUS, FaultKind, rule_from_json
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.markets import Family
 from ldc.sim.weights import futures_depth_weight, spot_depth_weight
@@ -103,6 +103,11 @@ class RestApi:
             state.counters[f"rest_{decision.status}"] = state.counters.get(f"rest_{decision.status}", 0) + 1
             return self._limited(decision.status, decision.used, decision.retry_after_s, state.limiter.limit_for(group))
         failure = faults.take(FaultKind.REST_ERROR, port=req.client_port, symbol=symbol)
+        if failure is not None and failure.status == BAN_STATUS:
+            ban_s = failure.ms / 1000.0 if failure.ms else state.limiter.config.ban_s
+            banned = state.limiter.ban(req.client, group, now, ban_s)
+            state.counters["rest_418"] = state.counters.get("rest_418", 0) + 1
+            return self._limited(418, banned.used, banned.retry_after_s, state.limiter.limit_for(group))
         if failure is not None:
             response = error(failure.status, -1001, "Internal error; unable to process your request. Please try again.")
         else:

@@ -22,6 +22,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def child_command(*args: str) -> list[str]:
+    """`ldc ARGS` for a child process that imports the very ldc package this process imported.
+
+    `python -m ldc.cli` would put the working directory first on the child's path: started inside a source
+    checkout with a non-editable install, the child would import the uncompiled tree there instead of the
+    installed package (issue 14 item 11). The child's path starts with the directory this `ldc` came from.
+    """
+    import ldc
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ldc.__file__)))
+    bootstrap = f"import sys; sys.path[0] = {root!r}; from ldc.cli import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", bootstrap, *args]
+
+
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: ldc COMMAND [ARGS...]", "", "commands:"]

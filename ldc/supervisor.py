@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ldc.cli import child_command
 from ldc.config import Config, GroupConfig, load_config, restart_keys
 from ldc.errors import ConfigError
 
@@ -65,11 +66,9 @@ class Child:
 class Supervisor:
     """Keeps one `ldc feed` child per configured group alive until stopped."""
 
-    def __init__(self, config_path: str, *, python: str = sys.executable, log_level: str = "INFO",
-                 seed: int | None = None) -> None:  # fmt: skip
+    def __init__(self, config_path: str, *, log_level: str = "INFO", seed: int | None = None) -> None:
         self._path = config_path
         self._log_level = log_level
-        self._python = python
         self._rng = random.Random(seed)
         self._children: dict[str, Child] = {}
         self._stop = threading.Event()
@@ -114,8 +113,8 @@ class Supervisor:
             self._start(child, now)
 
     def _start(self, child: Child, now: float) -> None:
-        cmd = [self._python, "-m", "ldc.cli", "feed", self._path, "--group", child.group, "--log-level", self._log_level]
-        child.proc = subprocess.Popen(cmd, preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+        cmd = child_command("feed", self._path, "--group", child.group, "--log-level", self._log_level)
+        child.proc = subprocess.Popen(cmd, preexec_fn=functools.partial(die_with_parent, os.getpid()))
         child.started_at = now
         if child.last_exit is not None:
             child.restarts += 1
@@ -169,7 +168,7 @@ class Supervisor:
             child.proc = None
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     """In the child before exec: SIGTERM it when the supervisor dies, even by SIGKILL, so that no orphaned
     feeder keeps a segment locked against the next `ldc run` (prctl PR_SET_PDEATHSIG; Linux only)."""
     if not sys.platform.startswith("linux"):

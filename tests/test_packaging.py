@@ -66,7 +66,8 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     out = run(sys.executable, "-c", f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp)!r}))", cwd=tree)
     sdist = tmp / out.stdout.strip().splitlines()[-1]
     with tarfile.open(sdist) as tar:
-        tar.extractall(tmp / "unpacked", filter="data")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12 / 3.11.4
+        tar.extractall(tmp / "unpacked", **safe)  # type: ignore[arg-type]
     source = next((tmp / "unpacked").iterdir())
     run(sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index", "-q", "-w", tmp / "wheels", source, cwd=tmp)
     wheel = next((tmp / "wheels").glob("ldc-*.whl"))

@@ -51,7 +51,6 @@ DEFAULT_WATCHDOG_S = 30.0
 WATCHDOG_CHECK_S = 1.0  # how often each child's heartbeat is read
 # A group fed by another process is probed again this often (its writer may stop)
 FOREIGN_WRITER_RECHECK_S = 5.0
-NS_PER_S = 1_000_000_000
 # Shutdown
 STOP_GRACE_S = 10.0
 POLL_INTERVAL_S = 0.2
@@ -80,9 +79,9 @@ def live_writer_pid(group: str) -> int | None:
     return info.writer_pid if info.alive else None
 
 
-def heartbeat_age_s(group: str, pid: int) -> float | None:
-    """Seconds since process ``pid`` last stored its heartbeat in ``group``'s segment; None when the segment
-    is not (yet) that process's or it is stopping: there is nothing of it to judge."""
+def heartbeat_ns(group: str, pid: int) -> int | None:
+    """The last heartbeat process ``pid`` stored in ``group``'s segment; None when the segment is not (yet)
+    that process's or it is stopping: there is nothing of it to judge."""
     try:
         with Reader(group) as reader:
             info = reader.info()
@@ -90,7 +89,7 @@ def heartbeat_age_s(group: str, pid: int) -> float | None:
         return None
     if info.writer_pid != pid or info.state not in (State.INITIALISING, State.RUNNING) or not info.heartbeat_ns:
         return None
-    return (time.time_ns() - info.heartbeat_ns) / NS_PER_S
+    return info.heartbeat_ns
 
 
 @dataclass
@@ -106,6 +105,7 @@ class Child:
     restarts: int = 0
     last_exit: int | None = field(default=None)
     next_watch: float = 0.0  # monotonic time of the next heartbeat check
+    heartbeat: tuple[int, float] = (0, 0.0)  # the last heartbeat value read and the monotonic time it changed
     foreign_writer: int | None = None  # pid of another process found feeding this group (logged once)
 
 
@@ -167,10 +167,16 @@ class Supervisor:
         if self._watchdog_s <= 0 or now < child.next_watch or child.proc is None:
             return
         child.next_watch = now + WATCHDOG_CHECK_S
-        age = heartbeat_age_s(child.group, child.proc.pid)
-        if age is not None and age > self._watchdog_s:
+        # judged by whether the value moves on this process's monotonic clock, not by the wall clock the
+        # feeder stamps it with: a step of the system clock must not look like a frozen feeder
+        value = heartbeat_ns(child.group, child.proc.pid)
+        if value is None or value != child.heartbeat[0]:
+            child.heartbeat = (value or 0, now)
+            return
+        still_s = now - child.heartbeat[1]
+        if still_s > self._watchdog_s:
             log.error("feeder %s (pid %d) stored no heartbeat for %.1f s (limit %g s): killing it",
-                      child.group, child.proc.pid, age, self._watchdog_s)  # fmt: skip
+                      child.group, child.proc.pid, still_s, self._watchdog_s)  # fmt: skip
             child.proc.kill()
 
     def _start(self, child: Child, now: float) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +24,12 @@ from ldc.shm.layout import State, Status, segment_path
 from ldc.shm.reader import Reader
 from ldc.sim import Simulator
 from ldc.supervisor import (
+    FOREIGN_WRITER_RECHECK_S,
+    HEALTHY_RUN_S,
     RESTART_BACKOFF_CAP_S,
     RESTART_BACKOFF_INITIAL_S,
     RESTART_JITTER_FRACTION,
+    failures_after_exit,
     restart_delay_s,
 )
 
@@ -40,6 +45,19 @@ def test_restart_delay_doubles_from_the_initial_delay_up_to_the_cap() -> None:
     assert delays[-1] == RESTART_BACKOFF_CAP_S and max(delays) == RESTART_BACKOFF_CAP_S
     assert all(b >= a for a, b in zip(delays, delays[1:]))
     assert restart_delay_s(0, rng=no_jitter) == RESTART_BACKOFF_INITIAL_S  # out of range: the first delay
+
+
+def test_backoff_resets_after_a_short_healthy_run() -> None:
+    """Issue 14: a crash 8 s after a restart waited 37 s (the reset needed 30 s up). A child up HEALTHY_RUN_S
+    (5 s) restarts after the initial delay; a quicker death doubles the delay."""
+    no_jitter = _FixedUniform(0.0)
+    crash_loop = 6  # six quick deaths: the next (seventh) delay is 32 s
+    assert restart_delay_s(failures_after_exit(crash_loop, 1.0), rng=no_jitter) == RESTART_BACKOFF_INITIAL_S * 2 ** crash_loop
+    assert HEALTHY_RUN_S <= 8.0
+    assert failures_after_exit(crash_loop, 8.0) == 1
+    assert restart_delay_s(failures_after_exit(crash_loop, 8.0), rng=no_jitter) == RESTART_BACKOFF_INITIAL_S
+    assert failures_after_exit(crash_loop, HEALTHY_RUN_S) == 1 and failures_after_exit(0, HEALTHY_RUN_S - 0.01) == 1
+    assert failures_after_exit(3, HEALTHY_RUN_S - 0.01) == 4
 
 
 def test_restart_delay_jitter_stays_within_its_fraction_and_is_seeded() -> None:
@@ -69,12 +87,12 @@ def spot(sim_factory: Callable[..., Simulator]) -> Simulator:
     return sim_factory(spot_symbols=("BTCUSDT", "ETHUSDT"), usdm_symbols=("BTCUSDT",), rate=20.0, history_events=5000)
 
 
-def start_run(procs: Processes, config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_run(procs: Processes, config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
     for group in load_config(config).groups:
         procs.groups.append(group.name)
         procs.governors.append(governor_key(endpoints(group).rest_url))
     with log.open("wb") as sink:
-        return procs.ldc("run", str(config), stdout=sink, stderr=subprocess.STDOUT)
+        return procs.ldc("run", str(config), *args, stdout=sink, stderr=subprocess.STDOUT)
 
 
 def test_bad_config_exits_2_and_starts_no_feeder(tmp_path: Path, spot: Simulator) -> None:
@@ -225,3 +243,70 @@ def _depth_synced(group: str) -> int:
             return reader.depth if reader.writer_alive() and _all_synced(reader) else 0
     except LdcError:
         return 0
+
+
+def test_a_second_run_on_the_same_config_refuses_once_and_clearly(tmp_path: Path, spot: Simulator) -> None:
+    group = unique_group("twice")
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), spot)])
+    with processes() as procs:
+        first = start_run(procs, config, tmp_path / "run.log")
+        with Reader(group, attach_timeout_s=EXIT_TIMEOUT_S) as reader:
+            wait_until(lambda: _all_synced(reader), what="in sync")
+            before = reader.info()
+            second = procs.ldc("run", str(config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = second.communicate(timeout=EXIT_TIMEOUT_S)
+            assert (second.returncode, out) == (2, "")
+            assert err.splitlines() == [f"ldc run: already fed by another process: {group} (pid {before.writer_pid}); one "
+                                        "feeder per group (another `ldc run` on this file, an `ldc feed` or a systemd "
+                                        "unit?): stop it first"]  # fmt: skip
+            after = reader.info()
+            assert (after.writer_pid, after.takeovers, after.instance_id) == (before.writer_pid, before.takeovers, before.instance_id)
+            assert first.poll() is None and _all_synced(reader)
+
+
+def test_a_group_added_by_sighup_that_another_process_feeds_waits_logged_once(tmp_path: Path, spot: Simulator) -> None:
+    mine, theirs = unique_group("mine"), unique_group("theirs")
+    their_config = write_config(tmp_path / "theirs.toml", [group_table(theirs, "spot", ("BTCUSDT",), spot)])
+    my_config = write_config(tmp_path / "mine.toml", [group_table(mine, "spot", ("BTCUSDT",), spot)])
+    log = tmp_path / "mine.log"
+    with processes() as procs:
+        start_run(procs, their_config, tmp_path / "theirs.log")
+        supervisor = start_run(procs, my_config, log)
+        with Reader(theirs, attach_timeout_s=EXIT_TIMEOUT_S) as reader, Reader(mine, attach_timeout_s=EXIT_TIMEOUT_S) as own:
+            wait_until(lambda: _all_synced(reader) and _all_synced(own), what="both in sync")
+            owner = reader.info()
+            write_config(my_config, [group_table(mine, "spot", ("BTCUSDT",), spot), group_table(theirs, "spot", ("BTCUSDT",), spot)])
+            supervisor.send_signal(signal.SIGHUP)
+            wait_until(lambda: "is fed by another process" in log.read_text(), what="the foreign writer logged")
+            time.sleep(FOREIGN_WRITER_RECHECK_S + 1.0)  # at least one more probe: it must not log again nor start
+            after = reader.info()
+            assert (after.writer_pid, after.takeovers) == (owner.writer_pid, owner.takeovers)
+            assert supervisor.poll() is None and _all_synced(reader) and _all_synced(own)
+    text = log.read_text()
+    expected = f"group {theirs} is fed by another process (pid {owner.writer_pid}): not starting a feeder until it stops"
+    assert text.count(expected) == 1 and "live writer" not in text
+
+
+def test_a_feeder_whose_heartbeat_stops_is_killed_and_restarted(tmp_path: Path, spot: Simulator) -> None:
+    """Issue 13 item 7: a SIGSTOPped feeder keeps its lock and its SYNCED slots; `ldc run --watchdog` sees its
+    heartbeat age and replaces it."""
+    group = unique_group("frozen")
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), spot)])
+    log = tmp_path / "run.log"
+    with processes() as procs:
+        supervisor = start_run(procs, config, log, "--watchdog", "2")
+        with Reader(group, attach_timeout_s=EXIT_TIMEOUT_S) as reader:
+            wait_until(lambda: _all_synced(reader), what="in sync")
+            frozen = reader.info().writer_pid
+            os.kill(frozen, signal.SIGSTOP)
+            try:
+                wait_until(lambda: reader.writer_alive() and reader.info().writer_pid != frozen and _all_synced(reader),
+                           what="a new feeder in sync")  # fmt: skip
+                assert not _pid_alive(frozen) and supervisor.poll() is None
+                assert check_truth(spot, reader, "BTCUSDT", "spot", 10) in (True, None)
+            finally:
+                if _pid_alive(frozen):
+                    os.kill(frozen, signal.SIGKILL)
+    text = log.read_text()
+    assert re.search(rf"feeder {group} \(pid {frozen}\) stored no heartbeat for \d+\.\d s \(limit 2 s\): killing it", text), text
+    assert f"feeder {group} exited with signal SIGKILL; restarting in " in text

@@ -6,10 +6,12 @@ sees the writer die and come back with no torn slot, and SIGTERM stopping every 
 from __future__ import annotations
 
 import os
+import pwd
 import random
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from ldc.supervisor import (
 pytestmark = pytest.mark.timeout(90)
 
 EXIT_TIMEOUT_S = 20.0
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the owner of the segments this test's feeders create
 
 
 def test_restart_delay_doubles_from_the_initial_delay_up_to_the_cap() -> None:
@@ -272,7 +275,7 @@ def test_a_second_run_on_the_same_config_refuses_once_and_clearly(tmp_path: Path
         second = run.procs.ldc("run", str(run.config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = second.communicate(timeout=EXIT_TIMEOUT_S)
         assert (second.returncode, out) == (2, "")
-        assert err.splitlines() == [f"ldc run: already fed by another process: {run.group} (pid {before.writer_pid}); "
+        assert err.splitlines() == [f"ldc run: already fed by another process: {run.group} (pid {before.writer_pid}, user {ME}); "
                                     "one feeder per group (another `ldc run` on this file, an `ldc feed` or a systemd "
                                     "unit?): stop it first"]  # fmt: skip
         after = run.reader.info()
@@ -299,7 +302,7 @@ def test_a_group_added_by_sighup_that_another_process_feeds_waits_logged_once(tm
             assert (after.writer_pid, after.takeovers) == (owner.writer_pid, owner.takeovers)
             assert supervisor.poll() is None and _all_synced(reader) and _all_synced(own)
     text = log.read_text()
-    expected = f"group {theirs} is fed by another process (pid {owner.writer_pid}): not starting a feeder until it stops"
+    expected = f"group {theirs} is fed by another process (pid {owner.writer_pid}, user {ME}): not starting a feeder until it stops"
     assert text.count(expected) == 1 and "live writer" not in text
 
 
@@ -321,3 +324,23 @@ def test_a_feeder_whose_heartbeat_stops_is_killed_and_restarted(tmp_path: Path, 
     text = run.log.read_text()
     assert re.search(rf"feeder {group} \(pid {frozen}\) stored no heartbeat for \d+\.\d s \(limit 2 s\): killing it", text), text
     assert f"feeder {group} exited with signal SIGKILL; restarting in " in text
+
+
+def test_a_group_another_account_feeds_is_refused_naming_that_account(tmp_path: Path, spot: Simulator) -> None:
+    """A live writer of another local account (a service, or a squatter that pre-created the segment) is named
+    with its user, so the operator sees who holds the group."""
+    group = unique_group("other")
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), spot)])
+    hold = ("import sys, time; sys.path.insert(0, sys.argv[2]); from ldc.shm.writer import SegmentWriter\n"
+            "with SegmentWriter(sys.argv[1], depth=5, capacity=1):\n    print('ready', flush=True); time.sleep(60)")  # fmt: skip
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    with processes() as procs:
+        procs.groups.append(group)
+        squatter = subprocess.Popen([*as_nobody, sys.executable, "-c", hold, group, str(Path(__file__).resolve().parents[1])],
+                                    stdout=subprocess.PIPE, cwd="/", text=True)  # fmt: skip
+        procs.procs.append(squatter)
+        assert squatter.stdout is not None and squatter.stdout.readline() == "ready\n"
+        proc = procs.ldc("run", str(config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=EXIT_TIMEOUT_S)
+    assert proc.returncode == 2
+    assert err.startswith(f"ldc run: already fed by another process: {group} (pid {squatter.pid}, user nobody); ")

@@ -213,11 +213,14 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
                             continue  # not synced yet (or refreshing): nothing to check
                         synced_once.add((group, symbol))
                 elapsed = time.monotonic() - started
+                shown = True
                 if interactive:
-                    stop |= not _show("\x1b[H\x1b[2J" + render(readers, focus, result, elapsed))
+                    shown = _show("\x1b[H\x1b[2J" + render(readers, focus, result, elapsed))
                 elif elapsed - last_plain >= 2.0:
                     last_plain = elapsed
-                    stop |= not _show(render(readers, focus, result, elapsed))
+                    shown = _show(render(readers, focus, result, elapsed))
+                if not shown:  # only ever set here: `stop |= ...` could undo a signal handled during the write
+                    stop = True
                 time.sleep(REFRESH_S)
             # a market counts once it was read in sync: at the very end one may be refreshing its snapshot
             synced = len(synced_once)

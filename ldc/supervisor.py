@@ -25,6 +25,7 @@ import ctypes
 import functools
 import logging
 import os
+import pwd
 import random
 import signal
 import subprocess
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from ldc.cli import child_command
 from ldc.config import Config, GroupConfig, load_config, restart_keys
 from ldc.errors import ConfigError, SegmentError
-from ldc.shm.layout import State
+from ldc.shm.layout import State, segment_path
 from ldc.shm.reader import Reader
 
 log = logging.getLogger("ldc.supervisor")
@@ -69,14 +70,23 @@ def failures_after_exit(failures: int, uptime_s: float) -> int:
     return 1 if uptime_s >= HEALTHY_RUN_S else failures + 1
 
 
-def live_writer_pid(group: str) -> int | None:
-    """The pid of the process that feeds ``group`` now (it holds the segment's lock, running), else None."""
+def live_writer(group: str) -> str | None:
+    """"pid N, user U" of the process that feeds ``group`` now (it holds the segment's lock, running), else
+    None. The file's owner is named: a writer of another account is a service or a squatter to look at."""
     try:
         with Reader(group) as reader:
             info = reader.info()
-    except SegmentError:  # no segment, or one the feeder will judge itself
+            owner = os.stat(segment_path(group)).st_uid
+    except (SegmentError, OSError):  # no segment, or one the feeder will judge itself
         return None
-    return info.writer_pid if info.alive else None
+    return f"pid {info.writer_pid}, user {_user_name(owner)}" if info.alive else None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def heartbeat_ns(group: str, pid: int) -> int | None:
@@ -106,7 +116,7 @@ class Child:
     last_exit: int | None = field(default=None)
     next_watch: float = 0.0  # monotonic time of the next heartbeat check
     heartbeat: tuple[int, float] = (0, 0.0)  # the last heartbeat value read and the monotonic time it changed
-    foreign_writer: int | None = None  # pid of another process found feeding this group (logged once)
+    foreign_writer: str | None = None  # another process found feeding this group ("pid N, user U"; logged once)
 
 
 class Supervisor:
@@ -180,10 +190,10 @@ class Supervisor:
             child.proc.kill()
 
     def _start(self, child: Child, now: float) -> None:
-        other = live_writer_pid(child.group)
+        other = live_writer(child.group)
         if other is not None:
             if child.foreign_writer != other:
-                log.error("group %s is fed by another process (pid %d): not starting a feeder until it stops",
+                log.error("group %s is fed by another process (%s): not starting a feeder until it stops",
                           child.group, other)  # fmt: skip
             child.foreign_writer, child.restart_at = other, now + FOREIGN_WRITER_RECHECK_S
             return
@@ -277,9 +287,9 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"ldc run: {exc}", file=sys.stderr)
         return 2
-    fed = {g.name: pid for g in config.groups if (pid := live_writer_pid(g.name)) is not None}
+    fed = {g.name: writer for g in config.groups if (writer := live_writer(g.name)) is not None}
     if fed:
-        owners = ", ".join(f"{name} (pid {pid})" for name, pid in fed.items())
+        owners = ", ".join(f"{name} ({writer})" for name, writer in fed.items())
         print(f"ldc run: already fed by another process: {owners}; one feeder per group "
               f"(another `ldc run` on this file, an `ldc feed` or a systemd unit?): stop it first", file=sys.stderr)  # fmt: skip
         return 2

@@ -15,9 +15,8 @@ import pytest
 from feeder_helpers import group_table, processes, unique_group, wait_until, write_config
 from ldc.config import load_config
 from ldc.errors import ConfigError
-from ldc.shm.reader import Reader
 from ldc.sim import Simulator
-from test_supervisor import EXIT_TIMEOUT_S, _all_synced, spot, start_run  # noqa: F401  (spot is a fixture)
+from test_supervisor import EXIT_TIMEOUT_S, _all_synced, one_group_run, spot  # noqa: F401  (spot is a fixture)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -58,21 +57,16 @@ def test_start_with_a_non_utf8_config_is_a_one_line_error_exit_2(tmp_path: Path,
 
 
 def test_sighup_with_a_non_utf8_config_keeps_every_group_running(tmp_path: Path, spot: Simulator) -> None:
-    group = unique_group("utfhup")
-    path = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), spot)])
-    log = tmp_path / "run.log"
-    with processes() as procs:
-        supervisor = start_run(procs, path, log)
-        with Reader(group, attach_timeout_s=EXIT_TIMEOUT_S) as reader:
-            wait_until(lambda: _all_synced(reader), what="in sync")
-            feeder_pid = reader.info().writer_pid
-            break_utf8(path)
-            supervisor.send_signal(signal.SIGHUP)
-            wait_until(lambda: "reload ignored, the running groups stay as they are" in log.read_text(), what="the supervisor's error logged")
-            os.kill(feeder_pid, signal.SIGHUP)  # as `systemctl reload` does to a feeder
-            wait_until(lambda: "reload ignored, the running markets stay as they are" in log.read_text(), what="the feeder's error logged")
-            assert supervisor.poll() is None and reader.writer_alive() and reader.info().writer_pid == feeder_pid
-            assert _all_synced(reader)
+    with one_group_run(tmp_path, spot, "utfhup") as run:
+        reader, log = run.reader, run.log
+        feeder_pid = reader.info().writer_pid
+        break_utf8(run.config)
+        run.supervisor.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload ignored, the running groups stay as they are" in log.read_text(), what="the supervisor's error logged")
+        os.kill(feeder_pid, signal.SIGHUP)  # as `systemctl reload` does to a feeder
+        wait_until(lambda: "reload ignored, the running markets stay as they are" in log.read_text(), what="the feeder's error logged")
+        assert run.supervisor.poll() is None and reader.writer_alive() and reader.info().writer_pid == feeder_pid
+        assert _all_synced(reader)
     text = log.read_text()
     assert "Traceback" not in text and "UnicodeDecodeError" not in text
     assert text.count("expected UTF-8 text (TOML), found byte 0xe9") == 2

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from feeder_helpers import processes, unique_group, wait_until
+from ldc import demo
+from shm_helpers import unlink_group
 from ldc.shm.layout import segment_path
 
 pytestmark = pytest.mark.timeout(90)
@@ -147,3 +149,30 @@ def test_an_invalid_group_prefix_is_a_one_line_error_naming_the_rule() -> None:
         "ldc demo: --group-prefix expected letters, digits, '_' and '-', starting with a letter or digit, so that "
         "PREFIX-spot/-usdm match [A-Za-z0-9][A-Za-z0-9_-]{0,47} (5 characters are added), found '../x'"
     ]
+
+
+def test_a_ctrl_c_handled_during_a_screen_write_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C lands while the demo writes a status block (what a user watching it does): the handler's stop
+    must survive the write. `stop |= not _show(...)` read `stop` before the write and stored it back after,
+    undoing the handler: the demo ran on (seen under load in test_demo_stops_cleanly_on_ctrl_c)."""
+    prefix = unique_group("demow")
+    blocks: list[str] = []
+    real_show = demo._show
+
+    def show_and_press_ctrl_c(text: str) -> bool:
+        if text.startswith("ldc demo:"):
+            assert not blocks, "a status block was drawn after Ctrl-C: the demo went on"
+            blocks.append(text)
+            os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode, inside this write
+        return real_show(text)
+
+    monkeypatch.setattr(demo, "_show", show_and_press_ctrl_c)
+    handlers = {signum: signal.getsignal(signum) for signum in demo.STOP_SIGNALS}
+    try:
+        demo.run(0, prefix, interactive=False)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for group in (f"{prefix}-spot", f"{prefix}-usdm"):
+            unlink_group(group)
+    assert len(blocks) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ldc.sim.faults import FaultRule
+from ldc.sim.venue_faults import VenueFault
 from ldc.sim.weights import WeightConfig
 
 # Binance's websocket limits (web-socket-streams.md; derivatives "Websocket Market Streams")
@@ -54,3 +55,17 @@ class SimConfig:
     replay: tuple[ReplaySource, ...] = ()
     replay_copies: int = 1  # each replayed market is also served as SYMBOL2..SYMBOLn
     replay_pace: str = "recorded"  # "recorded", "client" (as fast as the slowest subscriber reads) or a factor "x10"
+    # OKX v5 (ldc.sim.okx) and Bybit v5 (ldc.sim.bybit), each on its own port; none started when empty
+    okx_symbols: tuple[str, ...] = ()  # BTC-USDT (SPOT), BTC-USDT-SWAP (SWAP), BTC-USD-250926 (FUTURES)
+    okx_port: int = 0
+    okx_checksum: bool = True  # False: checksum 0, as OKX production since 2026-06-23
+    okx_ws_snapshot: bool = True  # False: no websocket snapshot (REST book with seqId), OKX's announced change
+    okx_idle_s: float = 30.0  # nothing pushed for this long: the connection is closed
+    okx_faults: tuple[VenueFault, ...] = ()
+    bybit_spot_symbols: tuple[str, ...] = ()
+    bybit_linear_symbols: tuple[str, ...] = ()
+    bybit_inverse_symbols: tuple[str, ...] = ()
+    bybit_port: int = 0
+    bybit_ping_timeout_s: float = 600.0  # no {"op":"ping"} for this long: the connection is closed
+    bybit_faults: tuple[VenueFault, ...] = ()
+    venue_replay: tuple[str, ...] = ()  # genuine OKX / Bybit recordings (shared/data/venues), paced by replay_pace

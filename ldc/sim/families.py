@@ -1,0 +1,113 @@
+"""The OKX and Bybit simulator families, started beside the Binance simulator from one :class:`SimConfig`.
+
+Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port``, 0: a free one):
+
+- OKX when ``okx_symbols`` is set or an OKX recording is in ``venue_replay``: REST ``http://127.0.0.1:P``
+  (``/api/v5/...``, ``/_sim/...``), websocket ``ws://127.0.0.1:P/ws/v5/public``.
+- Bybit when ``bybit_spot_symbols`` / ``bybit_linear_symbols`` / ``bybit_inverse_symbols`` is set or a Bybit
+  recording is replayed: REST ``http://127.0.0.1:P`` (``/v5/market/...``, ``/_sim/...``), websocket
+  ``ws://127.0.0.1:P/v5/public/{spot,linear,inverse}``.
+
+:meth:`VenueFamilies.urls` is what ``ldc sim`` prints under ``"okx"`` and ``"bybit"``.
+"""
+
+from __future__ import annotations
+
+from ldc.errors import SimError
+from ldc.sim.bybit import CATEGORIES, BybitDialect, BybitMarket, BybitModelMarket
+from ldc.sim.config import SimConfig
+from ldc.sim.okx import OkxDialect, OkxMarket, OkxModelMarket, inst_type_of
+from ldc.sim.venue_faults import VenueFault, VenueFaultTable
+from ldc.sim.venue_replay import BybitReplayMarket, OkxReplayMarket, bybit_replay_markets, okx_replay_markets, parse_pace, read_recording
+from ldc.sim.venue_transport import HOST, VenueServer
+
+
+def okx_markets(config: SimConfig, faults: VenueFaultTable, replays: list[OkxMarket]) -> list[OkxMarket]:
+    markets: list[OkxMarket] = list(replays)
+    for inst_id in config.okx_symbols:
+        inst_type = inst_type_of(inst_id)
+        if inst_type is None:
+            raise SimError(f"OKX instId must look like BTC-USDT, BTC-USDT-SWAP or BTC-USD-250926, found {inst_id!r}")
+        if any(m.inst_id == inst_id for m in markets):
+            raise SimError(f"OKX instId {inst_id!r} is listed twice (as a model market and a replay?)")
+        markets.append(OkxModelMarket(inst_id, inst_type, config=config, faults=faults))
+    return markets
+
+
+def bybit_markets(config: SimConfig, faults: VenueFaultTable, replays: list[BybitMarket]) -> list[BybitMarket]:
+    markets: list[BybitMarket] = list(replays)
+    listed = zip(CATEGORIES, (config.bybit_spot_symbols, config.bybit_linear_symbols, config.bybit_inverse_symbols))
+    for category, symbols in listed:
+        for symbol in symbols:
+            if not symbol.isalnum() or symbol.upper() != symbol:
+                raise SimError(f"Bybit symbol must be upper-case letters and digits such as BTCUSDT, found {symbol!r}")
+            if any((m.category, m.symbol) == (category, symbol) for m in markets):
+                raise SimError(f"Bybit {category} symbol {symbol!r} is listed twice (as a model market and a replay?)")
+            markets.append(BybitModelMarket(category, symbol, config=config, faults=faults))
+    return markets
+
+
+class VenueFamilies:
+    """The venue servers of one simulator. Built and run on the simulator's event loop."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.servers: dict[str, VenueServer] = {}
+        okx_faults = VenueFaultTable(seed=config.seed, venue="okx")
+        bybit_faults = VenueFaultTable(seed=config.seed, venue="bybit")
+        okx_replays: list[OkxMarket] = []
+        bybit_replays: list[BybitMarket] = []
+        pace = parse_pace(config.replay_pace) if config.venue_replay else None
+        for path in config.venue_replay:
+            rec = read_recording(path)
+            if rec.venue == "okx":
+                okx_replays += okx_replay_markets(rec, pace=pace)
+            else:
+                bybit_replays += bybit_replay_markets(rec, pace=pace)
+        okx = okx_markets(config, okx_faults, okx_replays)
+        bybit = bybit_markets(config, bybit_faults, bybit_replays)
+        self.timelines = [m.timeline for m in [*okx_replays, *bybit_replays] if isinstance(m, (OkxReplayMarket, BybitReplayMarket))]
+        self.okx = OkxDialect(config, okx_faults, okx) if okx else None
+        self.bybit = BybitDialect(config, bybit_faults, bybit) if bybit else None
+        if self.okx is not None:
+            self.servers["okx"] = VenueServer(self.okx, faults=okx_faults)
+        if self.bybit is not None:
+            self.servers["bybit"] = VenueServer(self.bybit, faults=bybit_faults)
+        for name, rules in (("okx", config.okx_faults), ("bybit", config.bybit_faults)):
+            for rule in rules:
+                if name not in self.servers:
+                    raise SimError(f"a {name} fault was given but no {name} market is served")
+                self.servers[name].faults.add(rule)
+
+    async def start(self) -> None:
+        ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port}
+        for name, server in self.servers.items():
+            await server.start(ports[name])
+
+    async def stop(self) -> None:
+        for timeline in self.timelines:
+            timeline.stop()
+        for server in self.servers.values():
+            await server.stop()
+
+    def server(self, venue: str) -> VenueServer:
+        found = self.servers.get(venue)
+        if found is None:
+            raise SimError(f"no {venue} markets are served, the venues running are {sorted(self.servers) or 'none'}")
+        return found
+
+    def apply_fault(self, venue: str, rule: VenueFault) -> None:
+        self.server(venue).apply_fault(rule)
+
+    def urls(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.okx is not None:
+            port = self.servers["okx"].port
+            out["okx"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/ws/v5/public", "markets": sorted(self.okx.markets)}
+        if self.bybit is not None:
+            server = self.servers["bybit"]
+            base = f"ws://{HOST}:{server.port}"
+            keys = sorted(self.bybit.markets)
+            markets = {cat: [sym for c, sym in keys if c == cat] for cat in CATEGORIES}
+            out["bybit"] = {"rest": f"http://{HOST}:{server.port}", "ws": base, **{f"ws_{cat}": f"{base}/v5/public/{cat}" for cat in CATEGORIES}, "markets": markets}
+        return out

@@ -140,7 +140,8 @@ class BybitModelMarket:
         if found is None:
             model = self.book.model
             first_u = 1 + model.initial_id % 1_000_000  # any start: clients must not expect 1
-            found = self.topics[depth] = _Topic(f"orderbook.{depth}.{self.symbol}", DepthView(depth), DEPTHS[depth], first_u, model.last_id)
+            found = _Topic(f"orderbook.{depth}.{self.symbol}", DepthView(depth), DEPTHS[depth], first_u, model.last_id, last_sent_s=time.monotonic())
+            self.topics[depth] = found
             found.view.refresh(model)
             found.remember()
         return found

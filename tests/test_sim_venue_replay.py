@@ -1,0 +1,161 @@
+"""Replay of the genuine OKX and Bybit recordings (shared/data/venues) through the simulator families.
+
+What is known to be true in them (shared/data/venues/README.md): OKX, 191 recorded checksums all match
+the book; Bybit, the linear tickers' best bid / ask equal the book after the last orderbook message with
+``seq <= cs`` at 332 checkpoints. Both are checked here on what the simulator streamed, with the
+independent Decimal reference (tests/venue_reference.py), and every streamed id's book equals
+``/_sim/book``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from venue_clients import collect, connect, recv_json, send_json
+from venue_reference import BybitReference, OkxReference, okx_crc
+
+from ldc.errors import SimError
+from ldc.sim import SimConfig, Simulator
+from ldc.sim.cli import build_parser, config_from_args
+from ldc.sim.venue_replay import read_recording, recording_venue
+
+VENUES_DIR = Path("/work/shared/data/venues")
+OKX_FILE = VENUES_DIR / "okx_books400_20220513.jsonl.gz"
+BYBIT_FILE = VENUES_DIR / "bybit_v5_orderbook200_20260809.jsonl.gz"
+OKX_RECORDED_CHECKSUMS = 191
+BYBIT_CHECKPOINTS = 332
+BYBIT_BOOK_MESSAGES = {("linear", "BTCUSDT"): 414, ("linear", "ETHUSDT"): 421, ("spot", "BTCUSDT"): 300, ("spot", "ETHUSDT"): 250}
+
+pytestmark = pytest.mark.skipif(not OKX_FILE.exists() or not BYBIT_FILE.exists(), reason="the shared venue recordings are not on this machine")
+
+
+@pytest.fixture(scope="module")
+def replay() -> Iterator[Simulator]:
+    sim = Simulator(SimConfig(spot_symbols=(), venue_replay=(str(OKX_FILE), str(BYBIT_FILE)), replay_pace="client")).start()
+    yield sim
+    sim.stop()
+
+
+def test_recordings_are_told_apart_by_their_header(tmp_path: Path) -> None:
+    assert recording_venue(str(OKX_FILE)) == "okx" and recording_venue(str(BYBIT_FILE)) == "bybit"
+    binance = tmp_path / "capture.gz"
+    binance.write_bytes(gzip.compress(b'1723161256172216566 {"stream":"btcusdt@depth@100ms","data":{}}\n'))
+    assert recording_venue(str(binance)) is None and recording_venue(str(tmp_path / "missing.gz")) is None
+    with pytest.raises(SimError, match="is not an OKX or Bybit recording"):
+        read_recording(str(binance))
+
+
+def test_cli_replay_sends_venue_recordings_to_their_families() -> None:
+    args = build_parser().parse_args(["--replay", f"{OKX_FILE},{BYBIT_FILE}", "--bybit-fault", "reset:count=1"])
+    config = config_from_args(args)
+    assert config.venue_replay == (str(OKX_FILE), str(BYBIT_FILE)) and config.replay == () and config.spot_symbols == ()
+    assert [r.kind.value for r in config.bybit_faults] == ["reset"]
+
+
+def okx_recorded_items() -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for line in gzip.open(OKX_FILE, "rt"):
+        item = json.loads(line)
+        if item["t"] == "recv" and '"books"' in item["data"] and '"action"' in item["data"]:
+            msg = json.loads(item["data"])
+            out.setdefault(msg["arg"]["instId"], []).extend(msg["data"])
+    return out
+
+
+def test_okx_replay_keeps_every_recorded_checksum_valid_with_linked_seq_ids(replay: Simulator) -> None:
+    ws = connect(replay.okx_ws_url)
+    send_json(ws, {"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}, {"channel": "books", "instId": "UNI-USD-SWAP"}]})
+    messages = [m for m in collect(ws, 15.0, until=OKX_RECORDED_CHECKSUMS + 2) if "action" in m]
+    ws.close()
+    recorded = okx_recorded_items()
+    refs: dict[str, OkxReference] = {}
+    streamed: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        inst_id = message["arg"]["instId"]
+        ref = refs.setdefault(inst_id, OkxReference())
+        seq = ref.apply(message)
+        item = message["data"][0]
+        streamed.setdefault(inst_id, []).append({k: item[k] for k in ("asks", "bids", "ts", "checksum")})
+        truth = replay.venue_truth("okx", inst_id, update_id=seq, limit=400)
+        assert [truth["bids"], truth["asks"]] == [[lvl[:2] for lvl in side] for side in ref.book.top(400)], (inst_id, seq)
+    assert sum(r.checksums for r in refs.values()) == OKX_RECORDED_CHECKSUMS
+    assert sum(r.mismatches for r in refs.values()) == 0
+    assert streamed == {k: [{f: i[f] for f in ("asks", "bids", "ts", "checksum")} for i in v] for k, v in recorded.items()}
+
+
+def test_okx_client_joining_after_the_replay_gets_a_valid_snapshot(replay: Simulator) -> None:
+    first = connect(replay.okx_ws_url)
+    send_json(first, {"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]})
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        market = replay.venue_stats("okx")["markets"]["BTC-USDT"]  # type: ignore[index]
+        if market["sent"] == market["messages"]:
+            break
+        time.sleep(0.05)
+    late = connect(replay.okx_ws_url)
+    send_json(late, {"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]})
+    recv_json(late)
+    snapshot = recv_json(late)
+    first.close()
+    late.close()
+    item = snapshot["data"][0]
+    assert snapshot["action"] == "snapshot" and item["checksum"] == okx_crc(item["bids"], item["asks"])
+    truth = replay.venue_truth("okx", "BTC-USDT", update_id=item["seqId"])
+    assert truth["bids"] == [lvl[:2] for lvl in item["bids"]]
+    rest = requests.get(f"{replay.okx_rest_url}/api/v5/market/books", params={"instId": "BTC-USDT", "sz": "400"}, timeout=5).json()["data"][0]
+    assert rest["seqId"] == item["seqId"] and rest["bids"] == item["bids"]
+
+
+def bybit_checkpoints(messages: list[Any], books: dict[str, list[tuple[int, tuple[Decimal | None, Decimal | None]]]]) -> tuple[int, int]:
+    """(checkpoints, mismatches): tickers carrying bid1Price / ask1Price against the book at seq <= cs."""
+    count = bad = 0
+    for message in messages:
+        data, cs = message["data"], message.get("cs")
+        if not str(message["topic"]).startswith("tickers.") or cs is None or not ("bid1Price" in data or "ask1Price" in data):
+            continue
+        history = [best for seq, best in books.get(data["symbol"], []) if seq <= cs]
+        if not history:
+            continue
+        count += 1
+        best_bid, best_ask = history[-1]
+        bad += ("bid1Price" in data and Decimal(data["bid1Price"]) != best_bid) or ("ask1Price" in data and Decimal(data["ask1Price"]) != best_ask)
+    return count, bad
+
+
+def test_bybit_replay_books_follow_u_and_meet_the_tickers_at_every_checkpoint(replay: Simulator) -> None:
+    sockets = {}
+    for category in ("linear", "spot"):
+        sockets[category] = ws = connect(replay.bybit_ws_url(category))
+        send_json(ws, {"op": "subscribe", "args": ["orderbook.200.BTCUSDT", "orderbook.200.ETHUSDT", "tickers.BTCUSDT", "tickers.ETHUSDT"]})
+        assert recv_json(ws)["success"] is True
+    checkpoints = mismatches = 0
+    deadline = time.monotonic() + 20.0
+    for category, ws in sockets.items():
+        expected = sum(n for (cat, _), n in BYBIT_BOOK_MESSAGES.items() if cat == category)
+        messages: list[Any] = []
+        while sum(1 for m in messages if m["topic"].startswith("orderbook.")) < expected and time.monotonic() < deadline:
+            messages += collect(ws, 1.0)
+        ws.close()
+        refs: dict[str, BybitReference] = {}
+        books: dict[str, list[tuple[int, tuple[Decimal | None, Decimal | None]]]] = {}
+        for index, message in enumerate(m for m in messages if m["topic"].startswith("orderbook.")):
+            symbol = message["data"]["s"]
+            ref = refs.setdefault(symbol, BybitReference())
+            u = ref.apply(message)
+            books.setdefault(symbol, []).append((message["data"]["seq"], ref.book.best()))
+            if index % 7 == 0:
+                truth = replay.venue_truth("bybit", symbol, category=category, update_id=u)
+                assert [truth["bids"], truth["asks"]] == list(ref.book.top(None)), (category, symbol, u)
+        assert {(category, s): len(v) for s, v in books.items()} == {k: v for k, v in BYBIT_BOOK_MESSAGES.items() if k[0] == category}
+        found, bad = bybit_checkpoints(messages, books)
+        checkpoints += found
+        mismatches += bad
+    assert (checkpoints, mismatches) == (BYBIT_CHECKPOINTS, 0)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -251,3 +252,27 @@ def test_disconnect_and_rest_error_faults(okx: Simulator) -> None:
     assert requests.get(f"{okx.okx_rest_url}/api/v5/market/books", params={"instId": "BTC-USDT"}, timeout=5).json()["code"] == "0"
     bad = requests.post(f"{okx.okx_rest_url}/_sim/faults", json={"kind": "explode"}, timeout=5)
     assert bad.status_code == 400 and "fault kind must be one of" in bad.json()["msg"]
+
+
+def test_other_public_channels_are_acknowledged_and_silent(okx: Simulator) -> None:
+    ws = connect(okx.okx_ws_url)
+    send_json(ws, {"op": "subscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}, {"channel": "books", "instId": "BTC-USDT"}]})
+    first, second = recv_json(ws), recv_json(ws)
+    assert (first["event"], first["arg"]["channel"], second["event"], second["arg"]["channel"]) == ("subscribe", "tickers", "subscribe", "books")
+    send_json(ws, {"op": "unsubscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]})
+    later = collect(ws, 0.5)
+    ws.close()
+    assert {m.get("arg", {}).get("channel") for m in later} == {"books", "tickers"} and any("action" in m for m in later[-3:])
+
+
+def test_more_than_480_requests_an_hour_are_refused_with_60014(okx: Simulator) -> None:
+    ws = connect(okx.okx_ws_url)
+    request = json.dumps({"op": "unsubscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]})
+    for _ in range(480):
+        ws.send(request)
+    answers = [recv_json(ws) for _ in range(480)]
+    ws.send(request)
+    refused = recv_json(ws)
+    ws.close()
+    assert all(a["event"] == "unsubscribe" for a in answers)
+    assert (refused["event"], refused["code"], refused["msg"]) == ("error", "60014", "Requests too frequent.")

@@ -14,6 +14,7 @@ Written from OKX's documents (``shared/reference/exchanges.md`` section 2), not 
   ``60018`` (unknown channel or instId), ``60014`` (more than 480 subscribe / unsubscribe requests an
   hour). Text ``ping`` is answered ``pong``; a connection with nothing pushed for 30 s is closed.
   With no depth change for 60 s a channel sends an empty update with ``prevSeqId == seqId``.
+  Other public channels of a listed instId (``tickers``, ``trades``, ...) are acknowledged and silent.
 - REST ``/api/v5/market/books?instId=&sz=`` (``seqId`` included) and
   ``/api/v5/public/instruments?instType=SPOT|SWAP|FUTURES``.
 - ``/_sim/book?symbol=INSTID&update_id=SEQID&limit=N``: the exact book after the message with that
@@ -49,6 +50,9 @@ REST_MAX_SZ = 400
 MODEL_DEPTH_LEVELS = 700  # the model keeps more than 400 so levels move in and out of the channels
 SNAPSHOT_PREV_SEQ_ID = -1
 INST_TYPES = ("SPOT", "SWAP", "FUTURES")
+# Other public channels of a listed instrument: acknowledged and silent, so a peer's client that also
+# asks for them still gets its books (as the Binance simulator does with its other stream types).
+SILENT_CHANNELS = frozenset(("tickers", "trades", "trades-all", "mark-price", "index-tickers", "funding-rate", "open-interest", "price-limit"))
 
 
 def okx_checksum(bids: Levels, asks: Levels) -> int:
@@ -331,9 +335,9 @@ class OkxDialect:
 
     def on_close(self, conn: VenueConn) -> None:
         for name, inst_id in list(conn.topics.items()):
-            market = self.markets.get(inst_id)
-            if market is not None:
-                market.unsubscribe(conn, name.partition(":")[0])
+            market, channel = self.markets.get(inst_id), name.partition(":")[0]
+            if market is not None and channel in CHANNELS:
+                market.unsubscribe(conn, channel)
         conn.topics.clear()
 
     def on_text(self, conn: VenueConn, text: str) -> None:
@@ -365,7 +369,7 @@ class OkxDialect:
             return
         channel, inst_id = arg["channel"], arg["instId"]
         market = self.markets.get(inst_id)
-        if market is None or channel not in market.channels_served():
+        if market is None or (channel not in market.channels_served() and channel not in SILENT_CHANNELS):
             msg = f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist. Please use the correct URL, channel and parameters referring to API document."
             self._error(conn, req_id, "60018", msg)
             return
@@ -373,11 +377,12 @@ class OkxDialect:
         if req_id is not None:
             ack = {"id": req_id, **ack}
         conn.send_text(orjson.dumps(ack))
-        topic = f"{channel}:{inst_id}"
+        topic, book = f"{channel}:{inst_id}", channel in CHANNELS
         if op == "subscribe" and topic not in conn.topics:
             conn.topics[topic] = inst_id
-            market.subscribe(conn, channel)
-        elif op == "unsubscribe" and conn.topics.pop(topic, None) is not None:
+            if book:
+                market.subscribe(conn, channel)
+        elif op == "unsubscribe" and conn.topics.pop(topic, None) is not None and book:
             market.unsubscribe(conn, channel)
 
     @staticmethod

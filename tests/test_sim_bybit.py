@@ -4,6 +4,7 @@ Decimal replay (tests/venue_reference.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -245,3 +246,13 @@ def test_rest_error_fault_answers_the_status_with_bybit_s_body(bybit: Simulator)
     bybit.add_venue_fault("bybit", venue_fault_from_cli("rest_error:count=1,status=502"))
     failing = requests.get(f"{bybit.bybit_rest_url}/v5/market/orderbook", params={"category": "linear", "symbol": "BTCUSDT"}, timeout=5)
     assert failing.status_code == 502 and failing.json()["retCode"] == 10016
+
+
+def test_an_unchanged_level_one_is_re_sent_with_the_same_u() -> None:
+    with Simulator(SimConfig(spot_symbols=(), bybit_linear_symbols=("BTCUSDT",), rate=0.001, bybit_level1_repush_s=0.2)) as sim:
+        ws = subscribe(sim, "linear", "orderbook.1.BTCUSDT")
+        recv_json(ws)
+        messages = books(collect(ws, 0.7))
+        ws.close()
+    assert len(messages) >= 3 and {m["type"] for m in messages} == {"snapshot"}
+    assert len({m["data"]["u"] for m in messages}) == 1 and len({json.dumps(m["data"]) for m in messages}) == 1

@@ -276,3 +276,38 @@ def test_more_than_480_requests_an_hour_are_refused_with_60014(okx: Simulator) -
     ws.close()
     assert all(a["event"] == "unsubscribe" for a in answers)
     assert (refused["event"], refused["code"], refused["msg"]) == ("error", "60014", "Requests too frequent.")
+
+
+def test_rest_book_plus_buffered_updates_follows_okx_s_2026_procedure() -> None:
+    """No websocket snapshot: buffer, fetch /market/books, drop updates with seqId <= its seqId; the first
+    kept one has prevSeqId <= seqId < its seqId, and applying the rest gives the truth at every seqId."""
+    with Simulator(SimConfig(spot_symbols=(), okx_symbols=("BTC-USDT",), okx_ws_snapshot=False, rate=200.0, history_events=20000)) as sim:
+        ws = subscribe(sim, "books-l2-tbt", "BTC-USDT")
+        recv_json(ws)
+        for _ in range(6):
+            collect(ws, 0.05)  # drop what came before this round
+            rest = requests.get(f"{sim.okx_rest_url}/api/v5/market/books", params={"instId": "BTC-USDT", "sz": "400"}, timeout=5).json()["data"][0]
+            buffered = book_messages(collect(ws, 0.3))
+            kept = [m for m in buffered if m["data"][0]["seqId"] > rest["seqId"]]
+            assert kept and kept[0]["data"][0]["prevSeqId"] <= rest["seqId"] < kept[0]["data"][0]["seqId"]
+            ref = OkxReference()
+            ref.apply({"action": "snapshot", "data": [{**rest, "prevSeqId": -1, "checksum": 0}]})
+            ref.seq = kept[0]["data"][0]["prevSeqId"]  # the procedure's join
+            for message in kept:
+                seq = ref.apply(message)
+                truth = sim.venue_truth("okx", "BTC-USDT", update_id=seq, limit=400)
+                assert [truth["bids"], truth["asks"]] == [[b[:2] for b in side] for side in ref.book.top(400)], seq
+            assert ref.mismatches == 0
+        ws.close()
+
+
+def test_an_unchanged_channel_sends_an_empty_update_with_prev_seq_id_equal_to_seq_id() -> None:
+    with Simulator(SimConfig(spot_symbols=(), okx_symbols=("BTC-USDT",), rate=0.001, okx_no_change_update_s=0.2)) as sim:
+        ws = subscribe(sim, "books", "BTC-USDT")
+        recv_json(ws)
+        snapshot = recv_json(ws)
+        updates = book_messages(collect(ws, 0.7))
+        ws.close()
+    seq = snapshot["data"][0]["seqId"]
+    assert len(updates) >= 2
+    assert all((m["data"][0]["prevSeqId"], m["data"][0]["seqId"], m["data"][0]["bids"], m["data"][0]["asks"]) == (seq, seq, [], []) for m in updates)

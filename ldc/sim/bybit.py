@@ -43,7 +43,6 @@ from ldc.sim.wsframes import CLOSE_NORMAL, text_frame
 CATEGORIES = ("spot", "linear", "inverse")
 WS_PREFIX = "/v5/public/"
 DEPTHS = {1: 10, 50: 20, 200: 100, 1000: 200}  # depth -> push interval, ms
-LEVEL1_REPUSH_S = 3.0  # depth 1: the snapshot is re-sent with the same u after this long unchanged
 SPOT_MAX_ARGS_PER_SUBSCRIBE = 10
 MAX_ARGS_CHARS_PER_CONNECTION = 21_000
 PING_TIMEOUT_S = 600.0
@@ -130,10 +129,14 @@ class BybitModelMarket:
         self.book = ModelBook(self.spec, seed=config.seed, history_events=config.history_events)
         self.faults = faults
         self.topics: dict[int, _Topic] = {}
+        self.level1_repush_s = config.bybit_level1_repush_s
         self.sent = 0
 
     def book_depths(self) -> tuple[int, ...]:
         return tuple(DEPTHS)
+
+    def step_model(self, changes: int) -> None:
+        self.book.model.step(changes, spread=True)  # topics diff their views: the snapshot is in the stream
 
     def topic(self, depth: int) -> _Topic:
         found = self.topics.get(depth)
@@ -193,7 +196,7 @@ class BybitModelMarket:
     def _flush_topic(self, t: _Topic, now_ms: int, now: float) -> None:
         model = self.book.model
         if model.last_id == t.model_id:
-            if t.view.depth == 1 and now - t.last_sent_s >= LEVEL1_REPUSH_S and t.subscribers:
+            if t.view.depth == 1 and now - t.last_sent_s >= self.level1_repush_s and t.subscribers:
                 bids, asks = t.view.levels()
                 t.last_sent_s = now
                 self._fan_out(t, "snapshot", self.book.strings(bids), self.book.strings(asks), now_ms)
@@ -295,7 +298,7 @@ class BybitDialect:
     # -- clock
 
     def tick(self, sim_ms: float, now_ms: int) -> None:
-        self.clock.advance(sim_ms, [m.book.model for m in self.model_markets])
+        self.clock.advance(sim_ms, self.model_markets)
         closed = {interval for interval in DEPTHS.values() if window_closed(self._windows, interval, self.clock.sim_ms)}
         for market in self.markets.values():
             market.flush(now_ms, closed)

@@ -61,11 +61,13 @@ class SimConfig:
     okx_checksum: bool = True  # False: checksum 0, as OKX production since 2026-06-23
     okx_ws_snapshot: bool = True  # False: no websocket snapshot (REST book with seqId), OKX's announced change
     okx_idle_s: float = 30.0  # nothing pushed for this long: the connection is closed
+    okx_no_change_update_s: float = 60.0  # a channel unchanged this long sends an empty update (prevSeqId == seqId)
     okx_faults: tuple[VenueFault, ...] = ()
     bybit_spot_symbols: tuple[str, ...] = ()
     bybit_linear_symbols: tuple[str, ...] = ()
     bybit_inverse_symbols: tuple[str, ...] = ()
     bybit_port: int = 0
     bybit_ping_timeout_s: float = 600.0  # no {"op":"ping"} for this long: the connection is closed
+    bybit_level1_repush_s: float = 3.0  # orderbook.1 unchanged this long is re-sent with the same u
     bybit_faults: tuple[VenueFault, ...] = ()
     venue_replay: tuple[str, ...] = ()  # genuine OKX / Bybit recordings (shared/data/venues), paced by replay_pace

@@ -44,7 +44,6 @@ WS_PATH = "/ws/v5/public"
 CHANNELS = {"books": (400, 100), "books-l2-tbt": (400, 10), "books50-l2-tbt": (50, 10)}  # depth, interval ms
 CHECKSUM_LEVELS = 25
 IDLE_TIMEOUT_S = 30.0  # nothing pushed for this long: OKX closes the connection
-NO_CHANGE_UPDATE_S = 60.0  # an empty update (prevSeqId == seqId) after this long without a change
 MAX_OPS_PER_HOUR = 480  # subscribe / unsubscribe / login requests per connection
 REST_MAX_SZ = 400
 MODEL_DEPTH_LEVELS = 700  # the model keeps more than 400 so levels move in and out of the channels
@@ -143,6 +142,7 @@ class OkxModelMarket:
         self.faults = faults
         self.checksums = config.okx_checksum
         self.ws_snapshot = config.okx_ws_snapshot
+        self.no_change_update_s = config.okx_no_change_update_s
         self.channels: dict[str, _Channel] = {}
         self._offset = 0
         self._epochs: list[tuple[int, int]] = [(self.book.model.initial_id, 0)]  # (first model id, offset)
@@ -150,6 +150,11 @@ class OkxModelMarket:
 
     def channels_served(self) -> tuple[str, ...]:
         return tuple(CHANNELS)
+
+    def step_model(self, changes: int) -> None:
+        event = self.book.model.step(changes, spread=True)
+        for ch in self.channels.values():
+            ch.view.note(event.changes)
 
     def seq_of(self, model_id: int) -> int:
         return model_id - self._offset
@@ -223,16 +228,15 @@ class OkxModelMarket:
 
     def _flush_channel(self, ch: _Channel, now_ms: int, now: float) -> None:
         model = self.book.model
-        if model.last_id == ch.last_model_id:
-            if now - ch.last_sent_s >= NO_CHANGE_UPDATE_S:
-                self._publish(ch, [], [], ch.last_seq, now_ms, now)
-            return
-        bids, asks = ch.view.refresh(model)
-        ch.last_model_id = model.last_id
-        seq = self.seq_of(model.last_id)
-        if not bids and not asks and seq >= ch.last_seq:
-            return  # nothing inside this channel's depth moved
-        self._publish(ch, self.book.strings(bids), self.book.strings(asks), seq, now_ms, now)
+        if model.last_id != ch.last_model_id:
+            bids, asks = ch.view.refresh(model)
+            ch.last_model_id = model.last_id
+            seq = self.seq_of(model.last_id)
+            if bids or asks or seq < ch.last_seq:  # a reset is sent even when nothing moved
+                self._publish(ch, self.book.strings(bids), self.book.strings(asks), seq, now_ms, now)
+                return
+        if now - ch.last_sent_s >= self.no_change_update_s:
+            self._publish(ch, [], [], ch.last_seq, now_ms, now)  # OKX's keep-alive: prevSeqId == seqId
 
     def _publish(self, ch: _Channel, bids: Levels, asks: Levels, seq: int, now_ms: int, now: float) -> None:
         top_bids, top_asks = self.book.model.top(CHECKSUM_LEVELS)
@@ -316,7 +320,7 @@ class OkxDialect:
     # -- clock
 
     def tick(self, sim_ms: float, now_ms: int) -> None:
-        self.clock.advance(sim_ms, [m.book.model for m in self.model_markets])
+        self.clock.advance(sim_ms, self.model_markets)
         closed = {interval for _, interval in CHANNELS.values() if window_closed(self._windows, interval, self.clock.sim_ms)}
         for market in self.markets.values():  # every tick: a reset fault acts even between windows
             market.flush(self.clock.sim_ms, now_ms, closed)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Protocol
 
 from ldc.errors import SimError
 from ldc.sim.markets import Family, MarketSpec, fixed_str
@@ -118,30 +120,51 @@ class ModelBook:
 
 
 class DepthView:
-    """What one channel of ``depth`` levels per side last published for a market."""
+    """What one channel of ``depth`` levels per side last published for a market.
+
+    ``touched`` collects the prices the model changed since the last publication (``note``): OKX sends
+    every level changed in the interval with its final size, even one that came back to the size it had,
+    so a book fetched over REST at any id inside the interval is made right by the update (OKX's
+    documented sync: ``prevSeqId <= snapshot.seqId < seqId``). A touched price outside the new view is
+    sent as a deletion, as OKX does for levels a client may never have held.
+    """
 
     def __init__(self, depth: int) -> None:
         self.depth = depth
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
+        self.touched: tuple[set[int], set[int]] = (set(), set())
+
+    def note(self, changes: list[tuple[int, int, int]]) -> None:
+        for side, price, _ in changes:
+            self.touched[side].add(price)
 
     def refresh(self, model: MarketModel) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The changes (price, lots; 0 deletes) that turn the published view into the model's top now."""
         top_bids, top_asks = model.top(self.depth)
-        return _diff(self.bids, top_bids, descending=True), _diff(self.asks, top_asks, descending=False)
+        bids = _diff(self.bids, top_bids, self.touched[BID], descending=True)
+        asks = _diff(self.asks, top_asks, self.touched[ASK], descending=False)
+        self.touched[BID].clear()
+        self.touched[ASK].clear()
+        return bids, asks
 
     def levels(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         return sorted(self.bids.items(), reverse=True), sorted(self.asks.items())
 
 
-def _diff(old: dict[int, int], new_levels: list[tuple[int, int]], *, descending: bool) -> list[tuple[int, int]]:
+def _diff(old: dict[int, int], new_levels: list[tuple[int, int]], touched: set[int], *, descending: bool) -> list[tuple[int, int]]:
     new = dict(new_levels)
-    out = [(p, q) for p, q in new_levels if old.get(p) != q]
+    out = [(p, q) for p, q in new_levels if p in touched or old.get(p) != q]
     out += [(p, 0) for p in old if p not in new]
+    out += [(p, 0) for p in touched if p not in new and p not in old]
     old.clear()
     old.update(new)
     out.sort(reverse=descending)
     return out
+
+
+class Stepper(Protocol):
+    def step_model(self, changes: int) -> None: ...
 
 
 class ModelClock:
@@ -155,7 +178,7 @@ class ModelClock:
         self.sim_ms = 0.0
         self.events = 0
 
-    def advance(self, elapsed_ms: float, models: list[MarketModel]) -> int:
+    def advance(self, elapsed_ms: float, markets: Sequence[Stepper]) -> int:
         """Move to ``elapsed_ms`` wall milliseconds after start; returns the steps each market took."""
         self.sim_ms = elapsed_ms * self.speed
         due = int(self.sim_ms * self.rate / 1000.0) - self._done
@@ -164,9 +187,9 @@ class ModelClock:
         self._done += due
         steps = min(due, MAX_STEPS_PER_TICK)
         for _ in range(steps):
-            for model in models:
-                model.step(self.changes, spread=True)
-        self.events += steps * len(models)
+            for market in markets:
+                market.step_model(self.changes)
+        self.events += steps * len(markets)
         return steps
 
 

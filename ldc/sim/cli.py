@@ -1,7 +1,9 @@
 """``ldc sim``: run the local Binance exchange simulator on 127.0.0.1.
 
 The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "ws_usdm": ...,
-"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}. SIGTERM / SIGINT stop it.
+"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus "okx": {"rest", "ws",
+"markets"} and "bybit": {"rest", "ws", "ws_spot", "ws_linear", "ws_inverse", "markets"} when those families
+serve markets (ldc.sim.families). SIGTERM / SIGINT stop it.
 """
 
 from __future__ import annotations

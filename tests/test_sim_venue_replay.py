@@ -9,6 +9,7 @@ independent Decimal reference (tests/venue_reference.py), and every streamed id'
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import time
@@ -30,26 +31,28 @@ from ldc.sim.venue_replay import read_recording, recording_venue
 VENUES_DIR = Path("/work/shared/data/venues")
 OKX_FILE = VENUES_DIR / "okx_books400_20220513.jsonl.gz"
 BYBIT_FILE = VENUES_DIR / "bybit_v5_orderbook200_20260809.jsonl.gz"
+HTX_FILE = VENUES_DIR / "huobi_depth_step0_20210417.jsonl.gz"
+HTX_BOOKS = 292
 OKX_RECORDED_CHECKSUMS = 191
 BYBIT_CHECKPOINTS = 332
 BYBIT_BOOK_MESSAGES = {("linear", "BTCUSDT"): 414, ("linear", "ETHUSDT"): 421, ("spot", "BTCUSDT"): 300, ("spot", "ETHUSDT"): 250}
 
-pytestmark = pytest.mark.skipif(not OKX_FILE.exists() or not BYBIT_FILE.exists(), reason="the shared venue recordings are not on this machine")
+pytestmark = pytest.mark.skipif(not all(f.exists() for f in (OKX_FILE, BYBIT_FILE, HTX_FILE)), reason="the shared venue recordings are not on this machine")
 
 
 @pytest.fixture(scope="module")
 def replay() -> Iterator[Simulator]:
-    sim = Simulator(SimConfig(spot_symbols=(), venue_replay=(str(OKX_FILE), str(BYBIT_FILE)), replay_pace="client")).start()
+    sim = Simulator(SimConfig(spot_symbols=(), venue_replay=(str(OKX_FILE), str(BYBIT_FILE), str(HTX_FILE)), replay_pace="client")).start()
     yield sim
     sim.stop()
 
 
 def test_recordings_are_told_apart_by_their_header(tmp_path: Path) -> None:
-    assert recording_venue(str(OKX_FILE)) == "okx" and recording_venue(str(BYBIT_FILE)) == "bybit"
+    assert recording_venue(str(OKX_FILE)) == "okx" and recording_venue(str(BYBIT_FILE)) == "bybit" and recording_venue(str(HTX_FILE)) == "htx"
     binance = tmp_path / "capture.gz"
     binance.write_bytes(gzip.compress(b'1723161256172216566 {"stream":"btcusdt@depth@100ms","data":{}}\n'))
     assert recording_venue(str(binance)) is None and recording_venue(str(tmp_path / "missing.gz")) is None
-    with pytest.raises(SimError, match="is not an OKX or Bybit recording"):
+    with pytest.raises(SimError, match="is not a venue recording"):
         read_recording(str(binance))
 
 
@@ -159,3 +162,38 @@ def test_bybit_replay_books_follow_u_and_meet_the_tickers_at_every_checkpoint(re
         checkpoints += found
         mismatches += bad
     assert (checkpoints, mismatches) == (BYBIT_CHECKPOINTS, 0)
+
+
+def htx_recorded_frames() -> dict[str, list[bytes]]:
+    out: dict[str, list[bytes]] = {}
+    for line in gzip.open(HTX_FILE, "rt"):
+        item = json.loads(line)
+        if item["t"] == "recv" and "b64" in item:
+            frame = base64.b64decode(item["b64"])
+            msg = json.loads(gzip.decompress(frame))
+            if str(msg.get("ch", "")).endswith(".depth.step0") and "tick" in msg:
+                out.setdefault(msg["ch"].split(".")[1], []).append(frame)
+    return out
+
+
+def test_htx_replay_sends_every_recorded_whole_book_as_recorded(replay: Simulator) -> None:
+    recorded = htx_recorded_frames()
+    ws = connect(replay.htx_ws_url("/ws"))
+    for number, symbol in enumerate(sorted(recorded)):
+        ws.send(json.dumps({"sub": f"market.{symbol}.depth.step0", "id": number}))
+    frames: dict[str, list[bytes]] = {}
+    deadline = time.monotonic() + 20.0
+    while sum(map(len, frames.values())) < HTX_BOOKS and time.monotonic() < deadline:
+        _, data = ws.recv_data()
+        msg = json.loads(gzip.decompress(data), parse_float=Decimal, parse_int=Decimal)
+        if "tick" not in msg:
+            continue
+        symbol, tick = msg["ch"].split(".")[1], msg["tick"]
+        frames.setdefault(symbol, []).append(data)
+        bids, asks = [p for p, _ in tick["bids"]], [p for p, _ in tick["asks"]]
+        assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and (not bids or not asks or bids[0] < asks[0])
+        truth = replay.venue_truth("htx", symbol, update_id=int(tick["version"]))
+        assert [[Decimal(p), Decimal(q)] for p, q in truth["bids"]] == tick["bids"]
+        assert [[Decimal(p), Decimal(q)] for p, q in truth["asks"]] == tick["asks"]
+    ws.close()
+    assert frames == recorded and sum(map(len, frames.values())) == HTX_BOOKS

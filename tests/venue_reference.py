@@ -113,3 +113,54 @@ class BybitReference:
         self.book.apply(data["b"], data["a"])
         self.u = u
         return u
+
+
+class DecimalBook:
+    """A book keyed and valued by exact decimals (HTX sends JSON numbers: parse them with Decimal)."""
+
+    def __init__(self) -> None:
+        self.bids: dict[Decimal, Decimal] = {}
+        self.asks: dict[Decimal, Decimal] = {}
+
+    def apply(self, bids: list[list[Decimal]], asks: list[list[Decimal]]) -> None:
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for price, size in levels:
+                if size == 0:
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+
+    def top(self, limit: int | None = None) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        bids = [(p, self.bids[p]) for p in sorted(self.bids, reverse=True)[:limit]]
+        asks = [(p, self.asks[p]) for p in sorted(self.asks)[:limit]]
+        return bids, asks
+
+
+@dataclass
+class HtxReference:
+    """HTX market-by-price: a ``req`` refresh starts the book at ``seqNum``; the cached incremental whose
+    ``prevSeqNum`` equals it is applied, then each message's ``prevSeqNum`` must equal the last ``seqNum``."""
+
+    book: DecimalBook = field(default_factory=DecimalBook)
+    seq: int | None = None
+
+    def join(self, refresh: dict[str, Any]) -> None:
+        """Start from a refresh; the next message must link to its ``seqNum``."""
+        self.book = DecimalBook()
+        self.book.apply(refresh["bids"], refresh["asks"])
+        self.seq = int(refresh["seqNum"])
+
+    def start(self, refresh: dict[str, Any], cached: list[dict[str, Any]]) -> list[int]:
+        """Apply the refresh and the cached ticks from the one that links to it; the seqNums applied."""
+        self.join(refresh)
+        linked = [i for i, tick in enumerate(cached) if int(tick["prevSeqNum"]) == self.seq]
+        if not linked:
+            raise ReferenceGap(f"no cached message links to the refresh's seqNum {self.seq}")
+        return [self.apply(tick) for tick in cached[linked[0] :]]
+
+    def apply(self, tick: dict[str, Any]) -> int:
+        if int(tick["prevSeqNum"]) != self.seq:
+            raise ReferenceGap(f"prevSeqNum {tick['prevSeqNum']} does not follow seqNum {self.seq}")
+        self.book.apply(tick.get("bids", []), tick.get("asks", []))
+        self.seq = int(tick["seqNum"])
+        return self.seq

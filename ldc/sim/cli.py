@@ -2,7 +2,8 @@
 
 The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "ws_usdm": ...,
 "ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus "okx": {"rest", "ws",
-"markets"} and "bybit": {"rest", "ws", "ws_spot", "ws_linear", "ws_inverse", "markets"} when those families
+"markets"}, "bybit": {"rest", "ws", "ws_spot", "ws_linear", "ws_inverse", "markets"} and "htx": {"rest", "ws",
+"ws_feed", "markets"} when those families
 serve markets (ldc.sim.families). SIGTERM / SIGINT stop it.
 """
 
@@ -47,7 +48,7 @@ example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
 replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of
 one symbol are played in the order given. --replay-copies N serves each also as SYMBOL2..SYMBOLN.
 --replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
-A genuine OKX or Bybit recording (shared/data/venues, known by its header line) is replayed by that
+A genuine OKX, Bybit or HTX recording (shared/data/venues, known by its header line) is replayed by that
 venue's family instead.
 
 OKX v5 and Bybit v5 (each on its own port, URLs under "okx" and "bybit" in the first line):
@@ -56,8 +57,11 @@ books50-l2-tbt) and /api/v5/market/books, /api/v5/public/instruments; --bybit-sp
 --bybit-linear-symbols, --bybit-inverse-symbols serve /v5/public/{spot,linear,inverse}
 (orderbook.{1,50,200,1000}.SYMBOL) and /v5/market/orderbook, /v5/market/instruments-info. Both answer
 /_sim/book (Bybit adds category= and depth=), /_sim/faults, /_sim/stats, /_sim/connections.
---okx-fault / --bybit-fault KIND:key=value,... (repeatable): drop, duplicate, reorder, disconnect,
-checksum (OKX), reset, stale_snapshot (behind), rest_error (status); selectors conn, symbol.
+--htx-symbols btcusdt serves /feed (market.SYM.mbp.{5,20,150,400}, req), /ws (market.SYM.depth.step0),
+/market/depth and /v1/common/symbols, gzip binary frames, server pings.
+--okx-fault / --bybit-fault / --htx-fault KIND:key=value,... (repeatable): drop, duplicate, reorder,
+disconnect, checksum (OKX), reset (OKX, Bybit), stale_snapshot (behind), rest_error (status); selectors
+conn, symbol.
 """
 
 
@@ -106,6 +110,10 @@ def add_venue_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bybit-port", type=int, default=0, help="Bybit port; 0 picks a free one")
     p.add_argument("--bybit-ping-timeout-s", type=float, default=600.0, help="Bybit closes a client silent this long (default 600)")
     p.add_argument("--bybit-fault", action="append", default=[], help="a Bybit fault rule active from the start (repeatable)")
+    p.add_argument("--htx-symbols", default="", help="HTX spot symbols, lower case: btcusdt,ethusdt")
+    p.add_argument("--htx-port", type=int, default=0, help="HTX port; 0 picks a free one")
+    p.add_argument("--htx-ping-interval-s", type=float, default=5.0, help="HTX server ping interval; two unanswered close (default 5)")
+    p.add_argument("--htx-fault", action="append", default=[], help="an HTX fault rule active from the start (repeatable)")
 
 
 def venue_fields(args: argparse.Namespace, recordings: list[str]) -> dict[str, Any]:
@@ -123,6 +131,10 @@ def venue_fields(args: argparse.Namespace, recordings: list[str]) -> dict[str, A
         "bybit_port": args.bybit_port,
         "bybit_ping_timeout_s": args.bybit_ping_timeout_s,
         "bybit_faults": tuple(venue_fault_from_cli(text) for text in args.bybit_fault),
+        "htx_symbols": tuple(s.lower() for s in parse_symbols(args.htx_symbols)),
+        "htx_port": args.htx_port,
+        "htx_ping_interval_s": args.htx_ping_interval_s,
+        "htx_faults": tuple(venue_fault_from_cli(text) for text in args.htx_fault),
         "venue_replay": tuple(recordings),
     }
 
@@ -141,7 +153,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     recordings = [source.path for source in replay if recording_venue(source.path) is not None]
     replay = tuple(source for source in replay if source.path not in recordings)
     venues = venue_fields(args, recordings)
-    venue_asked = any(venues[k] for k in ("okx_symbols", "bybit_spot_symbols", "bybit_linear_symbols", "bybit_inverse_symbols", "venue_replay"))
+    venue_asked = any(venues[k] for k in ("okx_symbols", "bybit_spot_symbols", "bybit_linear_symbols", "bybit_inverse_symbols", "htx_symbols", "venue_replay"))
     if not any(families.values()) and not replay and not venue_asked:
         families[Family.SPOT] = ["BTCUSDT"]
     faults: tuple[FaultRule, ...] = tuple(rule_from_cli(text) for text in args.fault)

@@ -1,4 +1,4 @@
-"""The OKX and Bybit simulator families, started beside the Binance simulator from one :class:`SimConfig`.
+"""The OKX, Bybit and HTX simulator families, started beside the Binance simulator from one :class:`SimConfig`.
 
 Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port``, 0: a free one):
 
@@ -7,6 +7,9 @@ Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port
 - Bybit when ``bybit_spot_symbols`` / ``bybit_linear_symbols`` / ``bybit_inverse_symbols`` is set or a Bybit
   recording is replayed: REST ``http://127.0.0.1:P`` (``/v5/market/...``, ``/_sim/...``), websocket
   ``ws://127.0.0.1:P/v5/public/{spot,linear,inverse}``.
+- HTX when ``htx_symbols`` is set or an HTX (Huobi) recording is replayed: REST ``http://127.0.0.1:P``
+  (``/market/depth``, ``/v1/common/symbols``, ``/_sim/...``), websocket ``ws://127.0.0.1:P/feed`` (mbp, req)
+  and ``ws://127.0.0.1:P/ws`` (depth.step0).
 
 :meth:`VenueFamilies.urls` is what ``ldc sim`` prints under ``"okx"`` and ``"bybit"``.
 """
@@ -18,7 +21,17 @@ from ldc.sim.bybit import CATEGORIES, BybitDialect, BybitMarket, BybitModelMarke
 from ldc.sim.config import SimConfig
 from ldc.sim.okx import OkxDialect, OkxMarket, OkxModelMarket, inst_type_of
 from ldc.sim.venue_faults import VenueFault, VenueFaultTable
-from ldc.sim.venue_replay import BybitReplayMarket, OkxReplayMarket, bybit_replay_markets, okx_replay_markets, parse_pace, read_recording
+from ldc.sim.htx import HtxDialect, HtxMarket, HtxModelMarket
+from ldc.sim.venue_replay import (
+    BybitReplayMarket,
+    HtxReplayMarket,
+    OkxReplayMarket,
+    bybit_replay_markets,
+    htx_replay_markets,
+    okx_replay_markets,
+    parse_pace,
+    read_recording,
+)
 from ldc.sim.venue_transport import HOST, VenueServer
 
 
@@ -47,6 +60,17 @@ def bybit_markets(config: SimConfig, faults: VenueFaultTable, replays: list[Bybi
     return markets
 
 
+def htx_markets(config: SimConfig, faults: VenueFaultTable, replays: list[HtxMarket]) -> list[HtxMarket]:
+    markets: list[HtxMarket] = list(replays)
+    for symbol in config.htx_symbols:
+        if not symbol.isalnum() or symbol.lower() != symbol:
+            raise SimError(f"HTX symbol must be lower-case letters and digits such as btcusdt, found {symbol!r}")
+        if any(m.symbol == symbol for m in markets):
+            raise SimError(f"HTX symbol {symbol!r} is listed twice (as a model market and a replay?)")
+        markets.append(HtxModelMarket(symbol, config=config, faults=faults))
+    return markets
+
+
 class VenueFamilies:
     """The venue servers of one simulator. Built and run on the simulator's event loop."""
 
@@ -55,32 +79,41 @@ class VenueFamilies:
         self.servers: dict[str, VenueServer] = {}
         okx_faults = VenueFaultTable(seed=config.seed, venue="okx")
         bybit_faults = VenueFaultTable(seed=config.seed, venue="bybit")
+        htx_faults = VenueFaultTable(seed=config.seed, venue="htx")
         okx_replays: list[OkxMarket] = []
         bybit_replays: list[BybitMarket] = []
+        htx_replays: list[HtxMarket] = []
         pace = parse_pace(config.replay_pace) if config.venue_replay else None
         for path in config.venue_replay:
             rec = read_recording(path)
             if rec.venue == "okx":
                 okx_replays += okx_replay_markets(rec, pace=pace)
-            else:
+            elif rec.venue == "bybit":
                 bybit_replays += bybit_replay_markets(rec, pace=pace)
+            else:
+                htx_replays += htx_replay_markets(rec, pace=pace)
         okx = okx_markets(config, okx_faults, okx_replays)
         bybit = bybit_markets(config, bybit_faults, bybit_replays)
-        self.timelines = [m.timeline for m in [*okx_replays, *bybit_replays] if isinstance(m, (OkxReplayMarket, BybitReplayMarket))]
+        htx = htx_markets(config, htx_faults, htx_replays)
+        replays = [*okx_replays, *bybit_replays, *htx_replays]
+        self.timelines = [m.timeline for m in replays if isinstance(m, (OkxReplayMarket, BybitReplayMarket, HtxReplayMarket))]
         self.okx = OkxDialect(config, okx_faults, okx) if okx else None
         self.bybit = BybitDialect(config, bybit_faults, bybit) if bybit else None
         if self.okx is not None:
             self.servers["okx"] = VenueServer(self.okx, faults=okx_faults)
         if self.bybit is not None:
             self.servers["bybit"] = VenueServer(self.bybit, faults=bybit_faults)
-        for name, rules in (("okx", config.okx_faults), ("bybit", config.bybit_faults)):
+        self.htx = HtxDialect(config, htx_faults, htx) if htx else None
+        if self.htx is not None:
+            self.servers["htx"] = VenueServer(self.htx, faults=htx_faults)
+        for name, rules in (("okx", config.okx_faults), ("bybit", config.bybit_faults), ("htx", config.htx_faults)):
             for rule in rules:
                 if name not in self.servers:
                     raise SimError(f"a {name} fault was given but no {name} market is served")
                 self.servers[name].faults.add(rule)
 
     async def start(self) -> None:
-        ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port}
+        ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port, "htx": self.config.htx_port}
         for name, server in self.servers.items():
             await server.start(ports[name])
 
@@ -110,4 +143,7 @@ class VenueFamilies:
             keys = sorted(self.bybit.markets)
             markets = {cat: [sym for c, sym in keys if c == cat] for cat in CATEGORIES}
             out["bybit"] = {"rest": f"http://{HOST}:{server.port}", "ws": base, **{f"ws_{cat}": f"{base}/v5/public/{cat}" for cat in CATEGORIES}, "markets": markets}
+        if self.htx is not None:
+            port = self.servers["htx"].port
+            out["htx"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/ws", "ws_feed": f"ws://{HOST}:{port}/feed", "markets": sorted(self.htx.markets)}
         return out

@@ -100,6 +100,14 @@ class Simulator:
         return f"ws://{HOST}:{self.families.server('bybit').port}/v5/public/{category}"
 
     @property
+    def htx_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('htx').port}"
+
+    def htx_ws_url(self, path: str = "/feed") -> str:
+        """``/feed`` (mbp and its req) or ``/ws`` (depth.step0)."""
+        return f"ws://{HOST}:{self.families.server('htx').port}{path}"
+
+    @property
     def state(self) -> ServerState:
         if self._state is None:
             raise SimError("simulator is not running, call start() first")
@@ -203,7 +211,7 @@ class Simulator:
     # -- OKX and Bybit (thread-safe as above)
 
     def add_venue_fault(self, venue: str, rule: VenueFault) -> None:
-        """``venue`` is "okx" or "bybit"."""
+        """``venue`` is "okx", "bybit" or "htx"."""
         self.call(lambda _: self.families.apply_fault(venue, rule))
 
     def clear_venue_faults(self, venue: str) -> None:

@@ -104,7 +104,7 @@ def _convert(key: str, value: object) -> object:
             return float(str(value))
     except ValueError:
         raise SimError(f"fault key {key!r} must be a number, found {value!r}") from None
-    return str(value).upper()  # symbol: instIds and Bybit symbols are upper case
+    return str(value)  # symbol: matched without regard to case (HTX's are lower case, the others upper)
 
 
 def venue_fault_from_cli(text: str) -> VenueFault:
@@ -117,6 +117,11 @@ def venue_fault_from_cli(text: str) -> VenueFault:
             raise SimError(f"fault option must be key=value, found {item!r} in {text!r}")
         obj[key.strip()] = value.strip()
     return venue_fault_from_json(obj)
+
+
+def same_symbol(selector: str | None, symbol: str | None) -> bool:
+    """True when a rule's ``symbol`` selector (None: any) names ``symbol``, whatever the case."""
+    return selector is None or (symbol is not None and selector.upper() == symbol.upper())
 
 
 @dataclass(slots=True)
@@ -151,7 +156,7 @@ class VenueFaultTable:
             rule = active.rule
             if rule.kind is not kind or rule.every_s is not None:
                 continue
-            if (rule.conn is not None and rule.conn != conn) or (rule.symbol is not None and rule.symbol != symbol):
+            if (rule.conn is not None and rule.conn != conn) or not same_symbol(rule.symbol, symbol):
                 continue
             if rule.probability < 1.0 and self._rng.random() >= rule.probability:
                 continue

@@ -12,6 +12,11 @@ reads the header, so ``ldc sim --replay FILE`` sends OKX and Bybit files here an
 - Bybit (``orderbook.200`` and the other recorded topics, ``tickers`` included): recorded messages are
   sent byte for byte on the category's path (linear or spot, from the connection's address), ``u`` and
   ``seq`` as recorded.
+- HTX (``market.SYM.depth.step0`` on ``/ws``): each whole book is sent as the recorded gzip frame;
+  ``/_sim/book`` answers by the recorded ``version`` with the numbers' recorded text (``9.121E-7``).
+
+Faults on replays: drop, duplicate, reorder, disconnect, checksum (OKX) and REST ones act; ``reset`` and a
+stale websocket snapshot do not (the recorded ids are served as they are).
 
 One timeline per market starts when its first client subscribes and runs at the recorded pace, a
 multiple of it (``"x10"``) or as fast as it can be written (``"client"``). A client subscribing after
@@ -23,8 +28,10 @@ from them), then the recorded messages. ``/_sim/book`` answers the book after an
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import hashlib
+import json as stdjson
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +46,9 @@ from ldc.sim.okx import book_message as okx_book_message
 from ldc.sim.okx import inst_type_of, instrument_entry, okx_checksum, wrong_checksum
 from ldc.sim.venue_book import BookMessage, ReplayBooks, truth_json
 from ldc.sim.venue_transport import VenueConn
-from ldc.sim.wsframes import text_frame
+from ldc.sim.wsframes import OP_BINARY, encode_frame, text_frame
 
-VENUES = {"OKX": "okx", "BYBIT": "bybit"}
+VENUES = {"OKX": "okx", "BYBIT": "bybit", "HUOBI": "htx", "HTX": "htx"}
 OKX_SEQ_BASE = 10**9
 OKX_MAX_SEQ_STEP = 16
 
@@ -53,6 +60,7 @@ class Recording:
     http: list[tuple[str, str]] = field(default_factory=list)  # (url, body)
     addresses: dict[str, str] = field(default_factory=dict)  # conn -> websocket address
     received: list[tuple[str, float, str]] = field(default_factory=list)  # (conn, ts, text) in file order
+    binary: dict[int, bytes] = field(default_factory=dict)  # index in received -> the frame as recorded (HTX gzip)
 
 
 def _open_lines(path: str) -> list[bytes]:
@@ -84,7 +92,7 @@ def recording_venue(path: str) -> str | None:
 def read_recording(path: str) -> Recording:
     venue = recording_venue(path)
     if venue is None:
-        raise SimError(f"{path!r} is not an OKX or Bybit recording: expected a first line {{\"t\":\"header\",\"exchange\":\"OKX\"|\"BYBIT\",...}}")
+        raise SimError(f"{path!r} is not a venue recording: expected a first line {{\"t\":\"header\",\"exchange\":...}} naming one of {sorted(VENUES)}")
     rec = Recording(venue, path)
     for number, line in enumerate(_open_lines(path)[1:], start=2):
         try:
@@ -96,7 +104,11 @@ def read_recording(path: str) -> Recording:
                 rec.addresses[str(item["conn"])] = str(item.get("addr", ""))
             elif kind == "recv" and "data" in item:
                 rec.received.append((str(item["conn"]), float(item["ts"]), str(item["data"])))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            elif kind == "recv" and "b64" in item:
+                frame = base64.b64decode(item["b64"], validate=True)
+                rec.binary[len(rec.received)] = frame
+                rec.received.append((str(item["conn"]), float(item["ts"]), gzip.decompress(frame).decode()))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OSError, EOFError) as exc:
             raise SimError(f"{path}:{number}: expected a recording line with t, conn, ts and data, found {line[:80]!r} ({exc})") from None
     return rec
 
@@ -396,4 +408,97 @@ def _bybit_instruments(rec: Recording) -> dict[tuple[str, str], dict[str, object
         for entry in result.get("list") or []:
             if isinstance(entry, dict) and "symbol" in entry:
                 out[(str(result.get("category")), str(entry["symbol"]))] = entry
+    return out
+
+
+# -- HTX
+
+
+@dataclass(slots=True)
+class _HtxPush:
+    time: float
+    frame: bytes  # the gzip frame exactly as recorded
+    version: int
+    bids: list[list[str]]  # number tokens as recorded ("9.121E-7")
+    asks: list[list[str]]
+
+
+class HtxReplayMarket:
+    """One recorded ``market.SYM.depth.step0`` market: whole books, sent as the recorded gzip frames."""
+
+    def __init__(self, symbol: str, pushes: list[_HtxPush], instrument: dict[str, object] | None, *, pace: float | None) -> None:
+        self.symbol = symbol
+        self.pushes = pushes
+        self._by_version = {p.version: i for i, p in enumerate(pushes)}
+        self._instrument = instrument
+        self.subscribers: dict[VenueConn, None] = {}
+        self.timeline = Timeline([p.time for p in pushes], pace, self._send)
+
+    def serves(self, kind: str) -> bool:
+        return kind == "step0"
+
+    def subscribe(self, conn: VenueConn, kind: str, levels: int) -> None:
+        self.subscribers[conn] = None
+        self.timeline.start()
+
+    def unsubscribe(self, conn: VenueConn, kind: str, levels: int) -> None:
+        self.subscribers.pop(conn, None)
+
+    def _send(self, index: int) -> None:
+        frame = encode_frame(OP_BINARY, self.pushes[index].frame)
+        for conn in list(self.subscribers):
+            conn.send_book(frame, self.symbol)
+
+    def flush(self, now_ms: int, closed: set[int]) -> None:
+        pass  # the timeline sends
+
+    def _current(self) -> _HtxPush:
+        return self.pushes[max(0, self.timeline.position - 1)]
+
+    def refresh(self, levels: int, behind: int) -> tuple[int, list[list[str]], list[list[str]]]:
+        raise SimError("a depth.step0 replay serves no mbp refresh")  # never reached: serves() refuses mbp
+
+    def rest_depth(self, depth: int, behind: int) -> dict[str, object]:
+        push = self.pushes[max(0, self.timeline.position - 1 - behind)]
+        return {"bids": push.bids[:depth], "asks": push.asks[:depth], "version": push.version}
+
+    def truth(self, update_id: int | None, limit: int | None) -> dict[str, object] | None:
+        index = self._by_version.get(update_id) if update_id is not None else max(0, self.timeline.position - 1)
+        if index is None:
+            return None
+        push = self.pushes[index]
+        return truth_json(self.symbol, push.version, push.bids[:limit], push.asks[:limit])
+
+    def instrument(self) -> dict[str, object]:
+        return self._instrument or {"symbol": self.symbol, "state": "online"}
+
+    def stats(self) -> dict[str, object]:
+        return {"kind": "replay", "messages": len(self.pushes), "sent": self.timeline.position}
+
+
+def htx_replay_markets(rec: Recording, *, pace: float | None) -> list[HtxReplayMarket]:
+    found: dict[str, list[_HtxPush]] = {}
+    for index, (_, ts, text) in enumerate(rec.received):
+        frame = rec.binary.get(index)
+        if frame is None or ".depth.step0" not in text:
+            continue
+        msg = stdjson.loads(text, parse_float=str, parse_int=str)  # keep every number's text
+        tick, channel = msg.get("tick"), str(msg.get("ch", ""))
+        if not isinstance(tick, dict) or not channel.endswith(".depth.step0"):
+            continue
+        symbol = channel.split(".")[1]
+        found.setdefault(symbol, []).append(_HtxPush(ts, frame, int(tick["version"]), tick["bids"], tick["asks"]))
+    if not found:
+        raise SimError(f"{rec.path}: no HTX depth.step0 messages found")
+    symbols = _htx_symbols(rec)
+    return [HtxReplayMarket(symbol, pushes, symbols.get(symbol), pace=pace) for symbol, pushes in found.items()]
+
+
+def _htx_symbols(rec: Recording) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for url, body in rec.http:
+        if "/v1/common/symbols" in url:
+            for entry in (_json_object(body) or {}).get("data") or []:
+                if isinstance(entry, dict) and "symbol" in entry:
+                    out[str(entry["symbol"])] = entry
     return out

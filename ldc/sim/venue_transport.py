@@ -20,7 +20,7 @@ import orjson
 
 from ldc.errors import SimError
 from ldc.sim.httpmsg import MAX_BODY_BYTES, HttpError, Request, Response, parse_head, split_target
-from ldc.sim.venue_faults import VenueFault, VenueFaultKind, VenueFaultTable, venue_fault_from_json
+from ldc.sim.venue_faults import VenueFault, VenueFaultKind, VenueFaultTable, same_symbol, venue_fault_from_json
 from ldc.sim.wsframes import (
     CLOSE_NORMAL,
     CLOSE_TOO_BIG,
@@ -107,6 +107,10 @@ class VenueConn:
     def send_text(self, payload: bytes) -> None:
         """A control answer (ack, error, pong): never subject to stream faults."""
         self._write(text_frame(payload))
+
+    def send_frame(self, frame: bytes) -> None:
+        """A control message already framed (HTX's are gzip binary frames)."""
+        self._write(frame)
 
     def send_book(self, frame: bytes, symbol: str, wrong_checksum: Callable[[], bytes] | None = None) -> None:
         """A book message (a text frame already encoded once for every subscriber)."""
@@ -413,7 +417,7 @@ class VenueServer:
 def _targets(rule: VenueFault, conn: VenueConn) -> bool:
     if rule.conn is not None and rule.conn != conn.id:
         return False
-    return rule.symbol is None or rule.symbol in conn.topics.values()
+    return rule.symbol is None or any(same_symbol(rule.symbol, symbol) for symbol in conn.topics.values())
 
 
 async def _request(reader: asyncio.StreamReader, head: bytes, peer: tuple[Any, ...]) -> Request:

@@ -14,6 +14,7 @@ import gzip
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 from venue_clients import collect, connect, recv_json, send_json
-from venue_reference import BybitReference, OkxReference, okx_crc
+from venue_reference import BybitReference, KrakenReference, OkxReference, kraken_crc, okx_crc
 
 from ldc.errors import SimError
 from ldc.sim import SimConfig, Simulator
@@ -33,16 +34,19 @@ OKX_FILE = VENUES_DIR / "okx_books400_20220513.jsonl.gz"
 BYBIT_FILE = VENUES_DIR / "bybit_v5_orderbook200_20260809.jsonl.gz"
 HTX_FILE = VENUES_DIR / "huobi_depth_step0_20210417.jsonl.gz"
 HTX_BOOKS = 292
+KRAKEN_FILE = VENUES_DIR / "kraken_v1_book1000_20210417.jsonl.gz"
+KRAKEN_MESSAGES = 2688  # 6 snapshots and 2,682 updates, each update with a recorded v1 checksum
+KRAKEN_V1_CHECKSUMS = 2682
 OKX_RECORDED_CHECKSUMS = 191
 BYBIT_CHECKPOINTS = 332
 BYBIT_BOOK_MESSAGES = {("linear", "BTCUSDT"): 414, ("linear", "ETHUSDT"): 421, ("spot", "BTCUSDT"): 300, ("spot", "ETHUSDT"): 250}
 
-pytestmark = pytest.mark.skipif(not all(f.exists() for f in (OKX_FILE, BYBIT_FILE, HTX_FILE)), reason="the shared venue recordings are not on this machine")
+pytestmark = pytest.mark.skipif(not all(f.exists() for f in (OKX_FILE, BYBIT_FILE, HTX_FILE, KRAKEN_FILE)), reason="the shared venue recordings are not on this machine")
 
 
 @pytest.fixture(scope="module")
 def replay() -> Iterator[Simulator]:
-    sim = Simulator(SimConfig(spot_symbols=(), venue_replay=(str(OKX_FILE), str(BYBIT_FILE), str(HTX_FILE)), replay_pace="client")).start()
+    sim = Simulator(SimConfig(spot_symbols=(), venue_replay=(str(OKX_FILE), str(BYBIT_FILE), str(HTX_FILE), str(KRAKEN_FILE)), replay_pace="client")).start()
     yield sim
     sim.stop()
 
@@ -197,3 +201,62 @@ def test_htx_replay_sends_every_recorded_whole_book_as_recorded(replay: Simulato
         assert [[Decimal(p), Decimal(q)] for p, q in truth["asks"]] == tick["asks"]
     ws.close()
     assert frames == recorded and sum(map(len, frames.values())) == HTX_BOOKS
+
+
+def kraken_recording() -> tuple[dict[str, tuple[int, int]], dict[str, list[str | None]], dict[str, tuple[int, int]]]:
+    """From the recording alone: v2 pair -> AssetPairs decimals, v1 checksums per message (None on
+    snapshots) and the v1 texts' decimals (price, volume)."""
+    decimals: dict[str, tuple[int, int]] = {}
+    checksums: dict[str, list[str | None]] = {}
+    v1_decimals: dict[str, tuple[int, int]] = {}
+    for line in gzip.open(KRAKEN_FILE, "rt"):
+        item = json.loads(line)
+        if item["t"] == "http" and "AssetPairs" in item["url"]:
+            for entry in json.loads(item["data"])["result"].values():
+                if "wsname" in entry:
+                    decimals[entry["wsname"].replace("XBT", "BTC")] = (entry["pair_decimals"], entry["lot_decimals"])
+        elif item["t"] == "recv" and '"book-1000"' in item["data"] and item["data"].startswith("["):
+            msg = json.loads(item["data"])
+            pair = msg[-1].replace("XBT", "BTC")
+            sides = {k: v for part in msg[1:-2] for k, v in part.items()}
+            checksums.setdefault(pair, []).append(sides.get("c"))
+            if "as" in sides:
+                price, volume = sides["as"][0][0], sides["as"][0][1]
+                v1_decimals[pair] = (len(price.split(".")[1]), len(volume.split(".")[1]))
+    return decimals, checksums, v1_decimals
+
+
+def test_kraken_v1_recording_served_as_v2_keeps_both_checksums(replay: Simulator) -> None:
+    decimals, v1_checksums, v1_decimals = kraken_recording()
+    ws = connect(replay.kraken_ws_url)
+    recv_json(ws)
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": sorted(v1_checksums), "depth": 1000}}))
+    messages: list[Any] = []
+    deadline = time.monotonic() + 30.0
+    while len(messages) < KRAKEN_MESSAGES and time.monotonic() < deadline:
+        message = json.loads(ws.recv(), parse_float=Decimal, parse_int=Decimal)
+        if message.get("channel") == "book":
+            messages.append(message)
+    ws.close()
+    refs = {pair: KrakenReference(depth=1000, price_decimals=d[0], qty_decimals=d[1]) for pair, d in decimals.items()}
+    seen: dict[str, int] = {}
+    v1_checked = v1_bad = 0
+    for number, message in enumerate(messages):
+        pair = message["data"][0]["symbol"]
+        ref = refs[pair]
+        ref.apply(message)
+        index = seen[pair] = seen.get(pair, -1) + 1
+        recorded = v1_checksums[pair][index]
+        if recorded is not None:
+            bids, asks = ref.book.top(10)
+            v1_checked += 1
+            v1_bad += kraken_crc(bids, asks, *v1_decimals[pair]) != int(recorded)
+        if number % 11 == 0:
+            stamp = message["data"][0]["timestamp"]
+            moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+            us = int(moment.timestamp()) * 1_000_000 + moment.microsecond
+            truth = replay.venue_truth("kraken", pair, update_id=us)
+            assert [[Decimal(p), Decimal(q)] for p, q in truth["bids"]] == [[p, q] for p, q in ref.book.top(1000)[0]]
+    assert len(messages) == KRAKEN_MESSAGES and seen == {pair: len(c) - 1 for pair, c in v1_checksums.items()}
+    assert sum(r.checksums for r in refs.values()) == KRAKEN_MESSAGES and sum(r.mismatches for r in refs.values()) == 0
+    assert (v1_checked, v1_bad) == (KRAKEN_V1_CHECKSUMS, 0)

@@ -164,3 +164,42 @@ class HtxReference:
         self.book.apply(tick.get("bids", []), tick.get("asks", []))
         self.seq = int(tick["seqNum"])
         return self.seq
+
+
+def kraken_crc(bids: list[tuple[Decimal, Decimal]], asks: list[tuple[Decimal, Decimal]], price_decimals: int, qty_decimals: int) -> int:
+    """Kraken's checksum: CRC32 (unsigned) of the top 10 asks then bids, each price and qty printed with
+    the pair's decimals, the point removed and leading zeros stripped."""
+
+    def text(value: Decimal, decimals: int) -> str:
+        return f"{value.quantize(Decimal(1).scaleb(-decimals)):f}".replace(".", "").lstrip("0")
+
+    parts = [text(p, price_decimals) + text(q, qty_decimals) for p, q in asks[:10] + bids[:10]]
+    return zlib.crc32("".join(parts).encode())
+
+
+@dataclass
+class KrakenReference:
+    """Kraken websocket v2 ``book``: a snapshot replaces the book, updates apply in order, then each side
+    is cut to the subscribed depth; every message's checksum is checked (there is no sequence number)."""
+
+    depth: int
+    price_decimals: int
+    qty_decimals: int
+    book: DecimalBook = field(default_factory=DecimalBook)
+    checksums: int = 0
+    mismatches: int = 0
+
+    def apply(self, message: dict[str, Any]) -> None:
+        for data in message["data"]:
+            if message["type"] == "snapshot":
+                self.book = DecimalBook()
+            bids = [[level["price"], level["qty"]] for level in data["bids"]]
+            asks = [[level["price"], level["qty"]] for level in data["asks"]]
+            self.book.apply(bids, asks)
+            for side, best_first in ((self.book.bids, sorted(self.book.bids, reverse=True)), (self.book.asks, sorted(self.book.asks))):
+                for price in best_first[self.depth :]:
+                    del side[price]
+            self.checksums += 1
+            bids_top, asks_top = self.book.top(10)
+            if kraken_crc(bids_top, asks_top, self.price_decimals, self.qty_decimals) != int(data["checksum"]):
+                self.mismatches += 1

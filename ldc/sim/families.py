@@ -1,4 +1,4 @@
-"""The OKX, Bybit and HTX simulator families, started beside the Binance simulator from one :class:`SimConfig`.
+"""The OKX, Bybit, HTX and Kraken simulator families, started beside the Binance simulator from one :class:`SimConfig`.
 
 Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port``, 0: a free one):
 
@@ -10,6 +10,9 @@ Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port
 - HTX when ``htx_symbols`` is set or an HTX (Huobi) recording is replayed: REST ``http://127.0.0.1:P``
   (``/market/depth``, ``/v1/common/symbols``, ``/_sim/...``), websocket ``ws://127.0.0.1:P/feed`` (mbp, req)
   and ``ws://127.0.0.1:P/ws`` (depth.step0).
+- Kraken when ``kraken_symbols`` is set or a Kraken recording is replayed (v1 served as v2): REST
+  ``http://127.0.0.1:P`` (``/0/public/AssetPairs``, ``/0/public/Depth``, ``/_sim/...``), websocket
+  ``ws://127.0.0.1:P/v2``.
 
 :meth:`VenueFamilies.urls` is what ``ldc sim`` prints under ``"okx"`` and ``"bybit"``.
 """
@@ -22,6 +25,8 @@ from ldc.sim.config import SimConfig
 from ldc.sim.okx import OkxDialect, OkxMarket, OkxModelMarket, inst_type_of
 from ldc.sim.venue_faults import VenueFault, VenueFaultTable
 from ldc.sim.htx import HtxDialect, HtxMarket, HtxModelMarket
+from ldc.sim.kraken import KrakenDialect, KrakenMarket, KrakenModelMarket
+from ldc.sim.kraken_replay import KrakenReplayMarket, kraken_replay_markets
 from ldc.sim.venue_replay import (
     BybitReplayMarket,
     HtxReplayMarket,
@@ -71,6 +76,18 @@ def htx_markets(config: SimConfig, faults: VenueFaultTable, replays: list[HtxMar
     return markets
 
 
+def kraken_markets(config: SimConfig, faults: VenueFaultTable, replays: list[KrakenMarket]) -> list[KrakenMarket]:
+    markets: list[KrakenMarket] = list(replays)
+    for symbol in config.kraken_symbols:
+        base, slash, quote = symbol.partition("/")
+        if not slash or not base.isalnum() or not quote.isalnum() or symbol.upper() != symbol:
+            raise SimError(f"Kraken symbol must look like BTC/USD, found {symbol!r}")
+        if any(m.symbol == symbol for m in markets):
+            raise SimError(f"Kraken symbol {symbol!r} is listed twice (as a model market and a replay?)")
+        markets.append(KrakenModelMarket(symbol, config=config, faults=faults))
+    return markets
+
+
 class VenueFamilies:
     """The venue servers of one simulator. Built and run on the simulator's event loop."""
 
@@ -83,6 +100,8 @@ class VenueFamilies:
         okx_replays: list[OkxMarket] = []
         bybit_replays: list[BybitMarket] = []
         htx_replays: list[HtxMarket] = []
+        kraken_replays: list[KrakenMarket] = []
+        kraken_faults = VenueFaultTable(seed=config.seed, venue="kraken")
         pace = parse_pace(config.replay_pace) if config.venue_replay else None
         for path in config.venue_replay:
             rec = read_recording(path)
@@ -90,13 +109,16 @@ class VenueFamilies:
                 okx_replays += okx_replay_markets(rec, pace=pace)
             elif rec.venue == "bybit":
                 bybit_replays += bybit_replay_markets(rec, pace=pace)
-            else:
+            elif rec.venue == "htx":
                 htx_replays += htx_replay_markets(rec, pace=pace)
+            else:
+                kraken_replays += kraken_replay_markets(rec, pace=pace)
         okx = okx_markets(config, okx_faults, okx_replays)
         bybit = bybit_markets(config, bybit_faults, bybit_replays)
         htx = htx_markets(config, htx_faults, htx_replays)
-        replays = [*okx_replays, *bybit_replays, *htx_replays]
-        self.timelines = [m.timeline for m in replays if isinstance(m, (OkxReplayMarket, BybitReplayMarket, HtxReplayMarket))]
+        kraken = kraken_markets(config, kraken_faults, kraken_replays)
+        replays = [*okx_replays, *bybit_replays, *htx_replays, *kraken_replays]
+        self.timelines = [m.timeline for m in replays if isinstance(m, (OkxReplayMarket, BybitReplayMarket, HtxReplayMarket, KrakenReplayMarket))]
         self.okx = OkxDialect(config, okx_faults, okx) if okx else None
         self.bybit = BybitDialect(config, bybit_faults, bybit) if bybit else None
         if self.okx is not None:
@@ -106,14 +128,18 @@ class VenueFamilies:
         self.htx = HtxDialect(config, htx_faults, htx) if htx else None
         if self.htx is not None:
             self.servers["htx"] = VenueServer(self.htx, faults=htx_faults)
-        for name, rules in (("okx", config.okx_faults), ("bybit", config.bybit_faults), ("htx", config.htx_faults)):
+        self.kraken = KrakenDialect(config, kraken_faults, kraken) if kraken else None
+        if self.kraken is not None:
+            self.servers["kraken"] = VenueServer(self.kraken, faults=kraken_faults)
+        rules_by_venue = (("okx", config.okx_faults), ("bybit", config.bybit_faults), ("htx", config.htx_faults), ("kraken", config.kraken_faults))
+        for name, rules in rules_by_venue:
             for rule in rules:
                 if name not in self.servers:
                     raise SimError(f"a {name} fault was given but no {name} market is served")
                 self.servers[name].faults.add(rule)
 
     async def start(self) -> None:
-        ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port, "htx": self.config.htx_port}
+        ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port, "htx": self.config.htx_port, "kraken": self.config.kraken_port}
         for name, server in self.servers.items():
             await server.start(ports[name])
 
@@ -146,4 +172,7 @@ class VenueFamilies:
         if self.htx is not None:
             port = self.servers["htx"].port
             out["htx"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/ws", "ws_feed": f"ws://{HOST}:{port}/feed", "markets": sorted(self.htx.markets)}
+        if self.kraken is not None:
+            port = self.servers["kraken"].port
+            out["kraken"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/v2", "markets": sorted(self.kraken.markets)}
         return out

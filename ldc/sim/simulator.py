@@ -103,6 +103,14 @@ class Simulator:
     def htx_rest_url(self) -> str:
         return f"http://{HOST}:{self.families.server('htx').port}"
 
+    @property
+    def kraken_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('kraken').port}"
+
+    @property
+    def kraken_ws_url(self) -> str:
+        return f"ws://{HOST}:{self.families.server('kraken').port}/v2"
+
     def htx_ws_url(self, path: str = "/feed") -> str:
         """``/feed`` (mbp and its req) or ``/ws`` (depth.step0)."""
         return f"ws://{HOST}:{self.families.server('htx').port}{path}"
@@ -211,7 +219,7 @@ class Simulator:
     # -- OKX and Bybit (thread-safe as above)
 
     def add_venue_fault(self, venue: str, rule: VenueFault) -> None:
-        """``venue`` is "okx", "bybit" or "htx"."""
+        """``venue`` is "okx", "bybit", "htx" or "kraken"."""
         self.call(lambda _: self.families.apply_fault(venue, rule))
 
     def clear_venue_faults(self, venue: str) -> None:

@@ -238,6 +238,13 @@ class StringBook:
                 else:
                     book[price] = level
 
+    def truncate(self, depth: int) -> None:
+        """Keep the best ``depth`` levels per side (Kraken's rule after each message)."""
+        for side, worst_first in ((self.sides[BID], False), (self.sides[ASK], True)):
+            if len(side) > depth:
+                for price in sorted(side, reverse=worst_first)[: len(side) - depth]:
+                    del side[price]
+
     def top(self, limit: int | None) -> tuple[list[list[str]], list[list[str]]]:
         bids, asks = self.sides
         bid_keys = sorted(bids, reverse=True)[:limit]
@@ -257,14 +264,13 @@ class BookMessage:
 class ReplayBooks:
     """The book after each recorded message, with copies saved every few messages to answer any index."""
 
-    def __init__(self, messages: list[BookMessage]) -> None:
+    def __init__(self, messages: list[BookMessage], *, depth: int | None = None) -> None:
         self.messages = messages
+        self.depth = depth  # a client's book truncated to this after each message (Kraken), or None
         self._saved: list[tuple[int, StringBook]] = []
         book = StringBook()
         for index, message in enumerate(messages):
-            if message.snapshot:
-                book = StringBook()
-            book.apply(message.bids, message.asks)
+            book = self._apply(book, message)
             if index % CHECKPOINT_EVERY_MESSAGES == 0:
                 self._saved.append((index, book.copy()))
 
@@ -275,9 +281,15 @@ class ReplayBooks:
         start, saved = self._saved[bisect.bisect_right([i for i, _ in self._saved], index) - 1]
         book = saved.copy()
         for message in self.messages[start + 1 : index + 1]:
-            if message.snapshot:
-                book = StringBook()
-            book.apply(message.bids, message.asks)
+            book = self._apply(book, message)
+        return book
+
+    def _apply(self, book: StringBook, message: BookMessage) -> StringBook:
+        if message.snapshot:
+            book = StringBook()
+        book.apply(message.bids, message.asks)
+        if self.depth is not None:
+            book.truncate(self.depth)
         return book
 
 

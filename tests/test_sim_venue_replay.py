@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 from venue_clients import collect, connect, recv_json, send_json
-from venue_reference import BybitReference, KrakenReference, OkxReference, kraken_crc, okx_crc
+from venue_reference import BybitReference, CoinbaseReference, KrakenReference, OkxReference, kraken_crc, okx_crc
 
 from ldc.errors import SimError
 from ldc.sim import SimConfig, Simulator
@@ -37,16 +37,27 @@ HTX_BOOKS = 292
 KRAKEN_FILE = VENUES_DIR / "kraken_v1_book1000_20210417.jsonl.gz"
 KRAKEN_MESSAGES = 2688  # 6 snapshots and 2,682 updates, each update with a recorded v1 checksum
 KRAKEN_V1_CHECKSUMS = 2682
+COINBASE_FILE = VENUES_DIR / "coinbase_advanced_level2_20260809.jsonl.gz"
+COINBASE_L2_MESSAGES = 775
+COINBASE_TICKERS_AT_ONCE = (132, 154)  # the README's count: a ticker is not ordered with level2
 OKX_RECORDED_CHECKSUMS = 191
 BYBIT_CHECKPOINTS = 332
 BYBIT_BOOK_MESSAGES = {("linear", "BTCUSDT"): 414, ("linear", "ETHUSDT"): 421, ("spot", "BTCUSDT"): 300, ("spot", "ETHUSDT"): 250}
 
-pytestmark = pytest.mark.skipif(not all(f.exists() for f in (OKX_FILE, BYBIT_FILE, HTX_FILE, KRAKEN_FILE)), reason="the shared venue recordings are not on this machine")
+pytestmark = pytest.mark.skipif(not all(f.exists() for f in (OKX_FILE, BYBIT_FILE, HTX_FILE, KRAKEN_FILE, COINBASE_FILE)), reason="the shared venue recordings are not on this machine")
 
 
 @pytest.fixture(scope="module")
 def replay() -> Iterator[Simulator]:
     sim = Simulator(SimConfig(spot_symbols=(), venue_replay=(str(OKX_FILE), str(BYBIT_FILE), str(HTX_FILE), str(KRAKEN_FILE)), replay_pace="client")).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def replay_coinbase() -> Iterator[Simulator]:
+    """Its own simulator: the recorded connection's timeline is shared by every client of it."""
+    sim = Simulator(SimConfig(spot_symbols=(), venue_replay=(str(COINBASE_FILE),), replay_pace="client")).start()
     yield sim
     sim.stop()
 
@@ -260,3 +271,33 @@ def test_kraken_v1_recording_served_as_v2_keeps_both_checksums(replay: Simulator
     assert len(messages) == KRAKEN_MESSAGES and seen == {pair: len(c) - 1 for pair, c in v1_checksums.items()}
     assert sum(r.checksums for r in refs.values()) == KRAKEN_MESSAGES and sum(r.mismatches for r in refs.values()) == 0
     assert (v1_checked, v1_bad) == (KRAKEN_V1_CHECKSUMS, 0)
+
+
+def test_coinbase_replay_renumbers_per_connection_and_meets_the_tickers(replay_coinbase: Simulator) -> None:
+    ws = connect(replay_coinbase.coinbase_ws_url)
+    for channel in ("level2", "ticker"):
+        ws.send(json.dumps({"type": "subscribe", "channel": channel, "product_ids": ["BTC-USD", "ETH-USD"]}))
+    messages: list[Any] = []
+    deadline = time.monotonic() + 20.0
+    while sum(1 for m in messages if m["channel"] == "l2_data") < COINBASE_L2_MESSAGES and time.monotonic() < deadline:
+        messages += collect(ws, 1.0)
+    port = int(ws.sock.getsockname()[1])
+    ws.close()
+    ref = CoinbaseReference()
+    at_once = tickers = 0
+    for number, message in enumerate(messages):
+        seq = ref.apply(message)
+        if message["channel"] == "l2_data" and number % 25 == 0:  # whole books of ~10k levels: a sample
+            product = message["events"][0]["product_id"]
+            truth = replay_coinbase.venue_truth("coinbase", product, update_id=seq, port=port, limit=50)
+            assert [truth["bids"], truth["asks"]] == list(ref.books[product].top(50)), seq
+        if message["channel"] == "ticker":
+            for event in message["events"]:
+                for ticker in event["tickers"]:
+                    book = ref.books.get(ticker["product_id"])
+                    if book is None or not book.bids:
+                        continue
+                    tickers += 1
+                    at_once += book.best() == (Decimal(ticker["best_bid"]), Decimal(ticker["best_ask"]))
+    assert sum(1 for m in messages if m["channel"] == "l2_data") == COINBASE_L2_MESSAGES
+    assert (at_once, tickers) == COINBASE_TICKERS_AT_ONCE

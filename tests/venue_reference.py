@@ -203,3 +203,26 @@ class KrakenReference:
             bids_top, asks_top = self.book.top(10)
             if kraken_crc(bids_top, asks_top, self.price_decimals, self.qty_decimals) != int(data["checksum"]):
                 self.mismatches += 1
+
+
+@dataclass
+class CoinbaseReference:
+    """Coinbase Advanced Trade on one connection: ``sequence_num`` must be the last + 1 across every
+    channel; ``l2_data`` snapshots replace a product's book, updates set absolute sizes ("0" deletes)."""
+
+    books: dict[str, RefBook] = field(default_factory=dict)
+    seq: int | None = None
+
+    def apply(self, message: dict[str, Any]) -> int:
+        seq = int(message["sequence_num"])
+        if self.seq is not None and seq != self.seq + 1:
+            raise ReferenceGap(f"sequence_num {seq} does not follow {self.seq} on this connection")
+        self.seq = seq
+        if message["channel"] == "l2_data":
+            for event in message["events"]:
+                if event["type"] == "snapshot":
+                    self.books[event["product_id"]] = RefBook()
+                bids = [[u["price_level"], u["new_quantity"]] for u in event["updates"] if u["side"] == "bid"]
+                asks = [[u["price_level"], u["new_quantity"]] for u in event["updates"] if u["side"] != "bid"]
+                self.books[event["product_id"]].apply(bids, asks)
+        return seq

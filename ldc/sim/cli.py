@@ -3,7 +3,7 @@
 The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "ws_usdm": ...,
 "ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus "okx": {"rest", "ws",
 "markets"}, "bybit": {"rest", "ws", "ws_spot", "ws_linear", "ws_inverse", "markets"} and "htx": {"rest", "ws",
-"ws_feed", "markets"}, "kraken": {"rest", "ws", "markets"} when those families
+"ws_feed", "markets"}, "kraken" and "coinbase": {"rest", "ws", "markets"} when those families
 serve markets (ldc.sim.families). SIGTERM / SIGINT stop it.
 """
 
@@ -48,7 +48,7 @@ example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
 replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of
 one symbol are played in the order given. --replay-copies N serves each also as SYMBOL2..SYMBOLN.
 --replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
-A genuine OKX, Bybit, HTX or Kraken recording (shared/data/venues, known by its header line) is replayed by that
+A genuine OKX, Bybit, HTX, Kraken or Coinbase recording (shared/data/venues, known by its header line) is replayed by that
 venue's family instead.
 
 OKX v5 and Bybit v5 (each on its own port, URLs under "okx" and "bybit" in the first line):
@@ -60,8 +60,9 @@ books50-l2-tbt) and /api/v5/market/books, /api/v5/public/instruments; --bybit-sp
 --htx-symbols btcusdt serves /feed (market.SYM.mbp.{5,20,150,400}, req), /ws (market.SYM.depth.step0),
 /market/depth and /v1/common/symbols, gzip binary frames, server pings.
 --kraken-symbols BTC/USD serves /v2 (book depth 10/25/100/500/1000 with the top-10 checksum, heartbeat,
-instrument), /0/public/AssetPairs and /0/public/Depth.
---okx-fault / --bybit-fault / --htx-fault / --kraken-fault KIND:key=value,... (repeatable): drop, duplicate, reorder,
+instrument), /0/public/AssetPairs and /0/public/Depth. --coinbase-symbols BTC-USD serves / (level2 as
+l2_data, heartbeats, sequence_num per connection), /api/v3/brokerage/market/product_book and /products.
+--okx-fault / --bybit-fault / --htx-fault / --kraken-fault / --coinbase-fault KIND:key=value,... (repeatable): drop, duplicate, reorder,
 disconnect, checksum (OKX, Kraken), reset (OKX, Bybit), stale_snapshot (behind), rest_error (status); selectors
 conn, symbol.
 """
@@ -119,6 +120,10 @@ def add_venue_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kraken-symbols", default="", help="Kraken v2 symbols: BTC/USD,ETH/USD")
     p.add_argument("--kraken-port", type=int, default=0, help="Kraken port; 0 picks a free one")
     p.add_argument("--kraken-fault", action="append", default=[], help="a Kraken fault rule active from the start (repeatable)")
+    p.add_argument("--coinbase-symbols", default="", help="Coinbase Advanced Trade product ids: BTC-USD,ETH-USD")
+    p.add_argument("--coinbase-port", type=int, default=0, help="Coinbase port; 0 picks a free one")
+    p.add_argument("--coinbase-idle-s", type=float, default=60.0, help="Coinbase closes a connection sent nothing this long (default 60)")
+    p.add_argument("--coinbase-fault", action="append", default=[], help="a Coinbase fault rule active from the start (repeatable)")
 
 
 def venue_fields(args: argparse.Namespace, recordings: list[str]) -> dict[str, Any]:
@@ -143,6 +148,10 @@ def venue_fields(args: argparse.Namespace, recordings: list[str]) -> dict[str, A
         "kraken_symbols": tuple(parse_symbols(args.kraken_symbols)),
         "kraken_port": args.kraken_port,
         "kraken_faults": tuple(venue_fault_from_cli(text) for text in args.kraken_fault),
+        "coinbase_symbols": tuple(parse_symbols(args.coinbase_symbols)),
+        "coinbase_port": args.coinbase_port,
+        "coinbase_idle_s": args.coinbase_idle_s,
+        "coinbase_faults": tuple(venue_fault_from_cli(text) for text in args.coinbase_fault),
         "venue_replay": tuple(recordings),
     }
 
@@ -161,7 +170,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     recordings = [source.path for source in replay if recording_venue(source.path) is not None]
     replay = tuple(source for source in replay if source.path not in recordings)
     venues = venue_fields(args, recordings)
-    venue_asked = any(venues[k] for k in ("okx_symbols", "bybit_spot_symbols", "bybit_linear_symbols", "bybit_inverse_symbols", "htx_symbols", "kraken_symbols", "venue_replay"))
+    venue_asked = any(venues[k] for k in ("okx_symbols", "bybit_spot_symbols", "bybit_linear_symbols", "bybit_inverse_symbols", "htx_symbols", "kraken_symbols", "coinbase_symbols", "venue_replay"))
     if not any(families.values()) and not replay and not venue_asked:
         families[Family.SPOT] = ["BTCUSDT"]
     faults: tuple[FaultRule, ...] = tuple(rule_from_cli(text) for text in args.fault)

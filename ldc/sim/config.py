@@ -55,7 +55,8 @@ class SimConfig:
     replay: tuple[ReplaySource, ...] = ()
     replay_copies: int = 1  # each replayed market is also served as SYMBOL2..SYMBOLn
     replay_pace: str = "recorded"  # "recorded", "client" (as fast as the slowest subscriber reads) or a factor "x10"
-    # OKX v5 (ldc.sim.okx), Bybit v5 (ldc.sim.bybit), HTX (ldc.sim.htx), Kraken v2 (ldc.sim.kraken), each on its own port; none started when empty
+    # OKX v5 (ldc.sim.okx), Bybit v5 (ldc.sim.bybit), HTX (ldc.sim.htx), Kraken v2 (ldc.sim.kraken), Coinbase
+    # Advanced Trade (ldc.sim.coinbase), each on its own port; none started when empty
     okx_symbols: tuple[str, ...] = ()  # BTC-USDT (SPOT), BTC-USDT-SWAP (SWAP), BTC-USD-250926 (FUTURES)
     okx_port: int = 0
     okx_checksum: bool = True  # False: checksum 0, as OKX production since 2026-06-23
@@ -79,4 +80,9 @@ class SimConfig:
     kraken_symbols: tuple[str, ...] = ()
     kraken_port: int = 0
     kraken_faults: tuple[VenueFault, ...] = ()
+    # Coinbase Advanced Trade (ldc.sim.coinbase): product ids such as BTC-USD
+    coinbase_symbols: tuple[str, ...] = ()
+    coinbase_port: int = 0
+    coinbase_idle_s: float = 60.0  # nothing sent for this long (no heartbeats subscribed): the connection is closed
+    coinbase_faults: tuple[VenueFault, ...] = ()
     venue_replay: tuple[str, ...] = ()  # genuine OKX / Bybit / HTX / Kraken recordings (shared/data/venues), paced by replay_pace

@@ -1,4 +1,4 @@
-"""The OKX, Bybit, HTX and Kraken simulator families, started beside the Binance simulator from one :class:`SimConfig`.
+"""The OKX, Bybit, HTX, Kraken and Coinbase simulator families, started beside the Binance simulator from one :class:`SimConfig`.
 
 Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port``, 0: a free one):
 
@@ -13,6 +13,8 @@ Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port
 - Kraken when ``kraken_symbols`` is set or a Kraken recording is replayed (v1 served as v2): REST
   ``http://127.0.0.1:P`` (``/0/public/AssetPairs``, ``/0/public/Depth``, ``/_sim/...``), websocket
   ``ws://127.0.0.1:P/v2``.
+- Coinbase when ``coinbase_symbols`` is set or a Coinbase recording is replayed: REST ``http://127.0.0.1:P``
+  (``/api/v3/brokerage/market/...``, ``/_sim/...``), websocket ``ws://127.0.0.1:P``.
 
 :meth:`VenueFamilies.urls` is what ``ldc sim`` prints under ``"okx"`` and ``"bybit"``.
 """
@@ -24,13 +26,16 @@ from ldc.sim.bybit import CATEGORIES, BybitDialect, BybitMarket, BybitModelMarke
 from ldc.sim.config import SimConfig
 from ldc.sim.okx import OkxDialect, OkxMarket, OkxModelMarket, inst_type_of
 from ldc.sim.venue_faults import VenueFault, VenueFaultTable
+from ldc.sim.coinbase import CoinbaseDialect, CoinbaseMarket, CoinbaseModelMarket
 from ldc.sim.htx import HtxDialect, HtxMarket, HtxModelMarket
 from ldc.sim.kraken import KrakenDialect, KrakenMarket, KrakenModelMarket
 from ldc.sim.kraken_replay import KrakenReplayMarket, kraken_replay_markets
+from ldc.sim.coinbase_replay import CoinbaseReplayFeed
 from ldc.sim.venue_replay import (
     BybitReplayMarket,
     HtxReplayMarket,
     OkxReplayMarket,
+    Timeline,
     bybit_replay_markets,
     htx_replay_markets,
     okx_replay_markets,
@@ -88,12 +93,25 @@ def kraken_markets(config: SimConfig, faults: VenueFaultTable, replays: list[Kra
     return markets
 
 
+def coinbase_markets(config: SimConfig, replays: list[CoinbaseMarket]) -> list[CoinbaseMarket]:
+    markets: list[CoinbaseMarket] = list(replays)
+    for product_id in config.coinbase_symbols:
+        base, dash, quote = product_id.partition("-")
+        if not dash or not base.isalnum() or not quote.isalnum() or product_id.upper() != product_id:
+            raise SimError(f"Coinbase product id must look like BTC-USD, found {product_id!r}")
+        if any(m.product_id == product_id for m in markets):
+            raise SimError(f"Coinbase product {product_id!r} is listed twice (as a model market and a replay?)")
+        markets.append(CoinbaseModelMarket(product_id, config=config))
+    return markets
+
+
 class VenueFamilies:
     """The venue servers of one simulator. Built and run on the simulator's event loop."""
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.servers: dict[str, VenueServer] = {}
+        self.timelines: list[Timeline] = []
         okx_faults = VenueFaultTable(seed=config.seed, venue="okx")
         bybit_faults = VenueFaultTable(seed=config.seed, venue="bybit")
         htx_faults = VenueFaultTable(seed=config.seed, venue="htx")
@@ -102,6 +120,8 @@ class VenueFamilies:
         htx_replays: list[HtxMarket] = []
         kraken_replays: list[KrakenMarket] = []
         kraken_faults = VenueFaultTable(seed=config.seed, venue="kraken")
+        coinbase_replays: list[CoinbaseMarket] = []
+        coinbase_faults = VenueFaultTable(seed=config.seed, venue="coinbase")
         pace = parse_pace(config.replay_pace) if config.venue_replay else None
         for path in config.venue_replay:
             rec = read_recording(path)
@@ -111,14 +131,18 @@ class VenueFamilies:
                 bybit_replays += bybit_replay_markets(rec, pace=pace)
             elif rec.venue == "htx":
                 htx_replays += htx_replay_markets(rec, pace=pace)
-            else:
+            elif rec.venue == "kraken":
                 kraken_replays += kraken_replay_markets(rec, pace=pace)
+            else:
+                feed = CoinbaseReplayFeed(rec, pace=pace)
+                self.timelines.append(feed.timeline)
+                coinbase_replays += feed.markets
         okx = okx_markets(config, okx_faults, okx_replays)
         bybit = bybit_markets(config, bybit_faults, bybit_replays)
         htx = htx_markets(config, htx_faults, htx_replays)
         kraken = kraken_markets(config, kraken_faults, kraken_replays)
         replays = [*okx_replays, *bybit_replays, *htx_replays, *kraken_replays]
-        self.timelines = [m.timeline for m in replays if isinstance(m, (OkxReplayMarket, BybitReplayMarket, HtxReplayMarket, KrakenReplayMarket))]
+        self.timelines += [m.timeline for m in replays if isinstance(m, (OkxReplayMarket, BybitReplayMarket, HtxReplayMarket, KrakenReplayMarket))]
         self.okx = OkxDialect(config, okx_faults, okx) if okx else None
         self.bybit = BybitDialect(config, bybit_faults, bybit) if bybit else None
         if self.okx is not None:
@@ -131,7 +155,14 @@ class VenueFamilies:
         self.kraken = KrakenDialect(config, kraken_faults, kraken) if kraken else None
         if self.kraken is not None:
             self.servers["kraken"] = VenueServer(self.kraken, faults=kraken_faults)
-        rules_by_venue = (("okx", config.okx_faults), ("bybit", config.bybit_faults), ("htx", config.htx_faults), ("kraken", config.kraken_faults))
+        coinbase = coinbase_markets(config, coinbase_replays)
+        self.coinbase = CoinbaseDialect(config, coinbase_faults, coinbase) if coinbase else None
+        if self.coinbase is not None:
+            self.servers["coinbase"] = VenueServer(self.coinbase, faults=coinbase_faults)
+        rules_by_venue = (
+            ("okx", config.okx_faults), ("bybit", config.bybit_faults), ("htx", config.htx_faults),
+            ("kraken", config.kraken_faults), ("coinbase", config.coinbase_faults),
+        )  # fmt: skip
         for name, rules in rules_by_venue:
             for rule in rules:
                 if name not in self.servers:
@@ -139,7 +170,7 @@ class VenueFamilies:
                 self.servers[name].faults.add(rule)
 
     async def start(self) -> None:
-        ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port, "htx": self.config.htx_port, "kraken": self.config.kraken_port}
+        ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port, "htx": self.config.htx_port, "kraken": self.config.kraken_port, "coinbase": self.config.coinbase_port}
         for name, server in self.servers.items():
             await server.start(ports[name])
 
@@ -175,4 +206,7 @@ class VenueFamilies:
         if self.kraken is not None:
             port = self.servers["kraken"].port
             out["kraken"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/v2", "markets": sorted(self.kraken.markets)}
+        if self.coinbase is not None:
+            port = self.servers["coinbase"].port
+            out["coinbase"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}", "markets": sorted(self.coinbase.markets)}
         return out

@@ -111,6 +111,14 @@ class Simulator:
     def kraken_ws_url(self) -> str:
         return f"ws://{HOST}:{self.families.server('kraken').port}/v2"
 
+    @property
+    def coinbase_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('coinbase').port}"
+
+    @property
+    def coinbase_ws_url(self) -> str:
+        return f"ws://{HOST}:{self.families.server('coinbase').port}"
+
     def htx_ws_url(self, path: str = "/feed") -> str:
         """``/feed`` (mbp and its req) or ``/ws`` (depth.step0)."""
         return f"ws://{HOST}:{self.families.server('htx').port}{path}"
@@ -219,17 +227,29 @@ class Simulator:
     # -- OKX and Bybit (thread-safe as above)
 
     def add_venue_fault(self, venue: str, rule: VenueFault) -> None:
-        """``venue`` is "okx", "bybit", "htx" or "kraken"."""
+        """``venue`` is "okx", "bybit", "htx", "kraken" or "coinbase"."""
         self.call(lambda _: self.families.apply_fault(venue, rule))
 
     def clear_venue_faults(self, venue: str) -> None:
         self.call(lambda _: self.families.server(venue).faults.clear())
 
     def venue_truth(
-        self, venue: str, symbol: str, *, update_id: int | None = None, limit: int | None = None, category: str | None = None, depth: int | None = None
+        self,
+        venue: str,
+        symbol: str,
+        *,
+        update_id: int | None = None,
+        limit: int | None = None,
+        category: str | None = None,
+        depth: int | None = None,
+        conn: int | None = None,
+        port: int | None = None,
     ) -> dict[str, object]:
-        """The ``/_sim/book`` answer of that venue; :class:`SimError` says why there is none."""
-        query = {k: str(v) for k, v in (("symbol", symbol), ("update_id", update_id), ("limit", limit), ("category", category), ("depth", depth)) if v is not None}
+        """The ``/_sim/book`` answer of that venue; :class:`SimError` says why there is none. ``category``
+        and ``depth`` are Bybit's (depth also Kraken's), ``conn`` / ``port`` Coinbase's (its numbers are per
+        connection)."""
+        given = (("symbol", symbol), ("update_id", update_id), ("limit", limit), ("category", category), ("depth", depth), ("conn", conn), ("port", port))
+        query = {k: str(v) for k, v in given if v is not None}
         found = self.call(lambda _: self.families.server(venue).dialect.truth(query))
         if isinstance(found, str):
             raise SimError(found)

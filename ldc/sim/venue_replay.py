@@ -48,7 +48,7 @@ from ldc.sim.venue_book import BookMessage, ReplayBooks, truth_json
 from ldc.sim.venue_transport import VenueConn
 from ldc.sim.wsframes import OP_BINARY, encode_frame, text_frame
 
-VENUES = {"OKX": "okx", "BYBIT": "bybit", "HUOBI": "htx", "HTX": "htx", "KRAKEN": "kraken"}
+VENUES = {"OKX": "okx", "BYBIT": "bybit", "HUOBI": "htx", "HTX": "htx", "KRAKEN": "kraken", "COINBASE": "coinbase"}
 OKX_SEQ_BASE = 10**9
 OKX_MAX_SEQ_STEP = 16
 

@@ -452,9 +452,9 @@ class Control:
     """Control a running feeder of ``group`` through its socket. Each call sends one command and returns
     its result; a refused or failed command raises ``ControlError`` naming why."""
 
-    def __init__(self, group: str, *, timeout_s: float = DEFAULT_CALL_TIMEOUT_S) -> None:
+    def __init__(self, group: str, *, timeout_s: float = DEFAULT_CALL_TIMEOUT_S, path: Path | None = None) -> None:
         self.group = group
-        self.path = socket_path(group)
+        self.path = path or socket_path(group)
         self.timeout_s = timeout_s
 
     def list(self) -> builtins.list[MarketInfo]:

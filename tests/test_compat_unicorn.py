@@ -123,7 +123,7 @@ def test_unicorns_readme_runs_unchanged_but_for_the_import_and_reads_the_exact_b
     for side, market, kwargs, result, update_id in reads:
         truth = sim.truth(market, update_id=update_id, limit=DEPTH, family="spot")
         assert truth is not None, f"update id {update_id} left the simulator's history"
-        expected = unicorn_select(truth[side], kwargs.get("limit_count"), kwargs.get("threshold_volume"))  # type: ignore[arg-type]
+        expected = unicorn_select(truth[side], kwargs.get("limit_count"), kwargs.get("threshold_volume"))
         assert result == expected, (side, kwargs)
         assert all(type(level) is list and list(map(type, level)) == [float, float] for level in result)
     assert [len(r[3]) for r in reads] == [DEPTH, DEPTH, 10, 10, DEPTH, DEPTH, 5, 5]

@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -274,6 +275,40 @@ def async_wait_latency(group: str, seconds: float) -> dict[str, float]:
             "async_wait_observed_publishes": len(lat), "async_wait_torn_reads": bad}
 
 
+def handoff_floor_ns(seconds: float) -> float:
+    """The asyncio floor any thread-to-loop wake pays: a thread's ``call_soon_threadsafe`` to the coroutine
+    resuming (median ns), with no shared memory involved."""
+    import asyncio
+    import queue
+
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def firer() -> None:
+        while (job := requests.get()) is not None:
+            loop, future = job
+            time.sleep(0.0005)  # the coroutine is asleep in the loop's selector by then
+            loop.call_soon_threadsafe(future.set_result, time.perf_counter_ns())
+
+    async def run() -> list[int]:
+        loop, lat = asyncio.get_running_loop(), []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            future = loop.create_future()
+            requests.put((loop, future))
+            fired = await future
+            lat.append(time.perf_counter_ns() - fired)
+        return lat
+
+    thread = threading.Thread(target=firer, daemon=True)
+    thread.start()
+    try:
+        lat = asyncio.run(run())
+    finally:
+        requests.put(None)
+        thread.join()
+    return float(statistics.median(lat))
+
+
 def wake_latencies(group: str, seconds: float) -> dict[str, float]:
     """Blocking and asyncio waits, alternated twice (half the time each) so that both see the same machine."""
     runs: dict[str, list[dict[str, float]]] = {"wait": [], "async_wait": []}
@@ -286,6 +321,7 @@ def wake_latencies(group: str, seconds: float) -> dict[str, float]:
         out[f"{kind}_observed_publishes"] = sum(h[f"{kind}_observed_publishes"] for h in halves)
         out[f"{kind}_torn_reads"] = sum(h[f"{kind}_torn_reads"] for h in halves)
     out["async_vs_blocking_wake"] = round(out["async_wait_publish_to_observe_ns"] / out["wait_publish_to_observe_ns"], 2)
+    out["asyncio_handoff_floor_ns"] = handoff_floor_ns(seconds / 2)
     return out
 
 

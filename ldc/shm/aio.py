@@ -97,16 +97,24 @@ class _Hub:
         self._waits: list[_Wait] = []
         self._own = (ctypes.c_uint32 * 1)()  # bumped to wake the thread
         self._words: dict[int, _Word] = {}  # id(reader) -> its word, for the readers waited on
+        self._sleeping: dict[int, int] = {}  # id(reader) -> the word's value the hub sleeps on (or is about to)
+        self._sleeping_deadline = 0.0
+        self._handed = False  # results were handed to loops in this round
         self._thread = threading.Thread(target=self._run, name="ldc-aio-hub", daemon=True)
         self._thread.start()
 
     def add(self, wait: _Wait) -> None:
+        key = id(wait.reader)
         with self._lock:
-            if id(wait.reader) not in self._words and len(self._words) >= MAX_SEGMENTS:
+            if key not in self._words and len(self._words) >= MAX_SEGMENTS:
                 raise RuntimeError(f"asyncio waits on more than {MAX_SEGMENTS} segments at once")
-            self._words.setdefault(id(wait.reader), _word_of(wait.reader))
+            self._words.setdefault(key, _word_of(wait.reader))
             self._waits.append(wait)
-        self.wake()
+            # the hub already sleeps on this word with the value this wait began from (so no publish came
+            # in between) and will wake before this wait's deadline: waking it would only cost a round
+            covered = self._sleeping.get(key) == wait.word and wait.deadline >= self._sleeping_deadline
+        if not covered:
+            self.wake()
 
     def wake(self) -> None:
         self._own[0] = (self._own[0] + 1) & 0xFFFFFFFF
@@ -124,6 +132,12 @@ class _Hub:
                 self._words = {key: word for key, word in self._words.items() if key in live}
                 words = [(self._words[key], value) for key in live if (value := values[key]) is not None]
                 deadline = min((w.deadline for w in self._waits), default=math.inf)
+                self._sleeping = {key: value for key in live if (value := values[key]) is not None}
+                self._sleeping_deadline = deadline
+                handed = self._handed
+                self._handed = False
+            if handed:
+                time.sleep(0)  # let the loops that were just handed results take the GIL before we re-arm
             self._sleep(own, words, deadline)
 
     def _settle(self, waits: list[_Wait]) -> list[_Wait]:
@@ -140,6 +154,7 @@ class _Hub:
                 continue
             if result is not None or now >= wait.deadline:
                 wait.loop.call_soon_threadsafe(_set_result, wait.future, result)
+                self._handed = True
             else:
                 pending.append(wait)
         return pending

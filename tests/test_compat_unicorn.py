@@ -240,3 +240,23 @@ def test_unicorns_cluster_and_unknown_exchanges_are_refused() -> None:
         BinanceLocalDepthCacheManager(ubdcc_address="127.0.0.1")
     with pytest.raises(ValueError, match="^exchange expected one of .*, found 'binance.org'$"):
         BinanceLocalDepthCacheManager(exchange="binance.org")
+
+
+def test_reads_equal_unicorns_own_get_asks_and_get_bids_on_the_same_book(pointed_at: Callable[[str], Simulator]) -> None:
+    """With UNICORN installed (the optional extra .[unicorn]): its own manager code, loaded with the truth at
+    the update id the facade read, answers every trimming the same (the README's and a threshold that cuts)."""
+    unicorn = pytest.importorskip("unicorn_binance_local_depth_cache.manager")
+    sim = pointed_at("spot")
+    with BinanceLocalDepthCacheManager() as ubldc:
+        ubldc.create_depthcache("btcusdt")
+        wait_until(lambda: ubldc.is_depth_cache_synchronized("btcusdt"), what="btcusdt in sync")
+        theirs = unicorn.BinanceLocalDepthCacheManager.__new__(unicorn.BinanceLocalDepthCacheManager)
+        for kwargs in ({}, {"limit_count": 10}, {"limit_count": 0}, {"threshold_volume": 300000.0},
+                       {"threshold_volume": 2.0}, {"limit_count": 3, "threshold_volume": 2.0}):  # fmt: skip
+            for side in ("asks", "bids"):
+                ours = getattr(ubldc, f"get_{side}")("btcusdt", **kwargs)
+                truth = sim.truth("BTCUSDT", update_id=ubldc.last_read_update_id, limit=DEPTH, family="spot")
+                assert truth is not None
+                book = {price: float(qty) for price, qty in truth[side]}
+                expected = theirs._select_from_depthcache(items=book, reverse=side == "bids", **kwargs)
+                assert ours == expected, (side, kwargs)

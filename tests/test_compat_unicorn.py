@@ -165,56 +165,57 @@ def test_markets_the_feeder_does_not_have_raise_the_seeds_exceptions_at_once(poi
             ubldc.stop_depthcache("xrpusdt")
 
 
-def test_out_of_sync_raises_depthcacheoutofsync_and_resync_and_refresh_are_carried_out(pointed_at: Callable[[str], Simulator]) -> None:
+@pytest.fixture
+def synced(pointed_at: Callable[[str], Simulator]) -> Iterator[BinanceLocalDepthCacheManager]:
+    """A manager with its own feeder and btcusdt in sync, on the spot simulator."""
     pointed_at("spot")
     with BinanceLocalDepthCacheManager() as ubldc:
         ubldc.create_depthcache("btcusdt")
         wait_until(lambda: ubldc.is_depth_cache_synchronized("btcusdt"), what="btcusdt in sync")
-        assert ubldc.set_resync_request("btcusdt") is True
-        with pytest.raises(DepthCacheOutOfSync, match="^The depth_cache for market 'btcusdt' is out of sync, please try again later"):
-            ubldc.get_asks("btcusdt", limit_count=10)
-        assert ubldc.is_depth_cache_synchronized("btcusdt") is False
-        wait_until(lambda: ubldc.is_depth_cache_synchronized("btcusdt"), what="btcusdt in sync again")
-        assert ubldc.set_refresh_request(["btcusdt"]) is True
-        assert len(ubldc.get_asks("btcusdt", limit_count=10)) == 10  # a refresh keeps the book readable
-        assert ubldc.get_last_update_time("btcusdt") is not None
-        assert "btcusdt" in ubldc.summary()
+        yield ubldc
 
 
-def test_a_feeder_that_dies_is_reported_not_waited_for(pointed_at: Callable[[str], Simulator]) -> None:
-    pointed_at("spot")
-    with BinanceLocalDepthCacheManager() as ubldc:
-        ubldc.create_depthcache("btcusdt")
-        wait_until(lambda: ubldc.is_depth_cache_synchronized("btcusdt"), what="btcusdt in sync")
-        assert ubldc._child is not None
-        os.kill(ubldc._child.pid, signal.SIGKILL)
-        ubldc._child.wait()
-        with pytest.raises(FeederDied, match=r"feeder of group '.*' \(pid \d+\) exited with status -9"):
-            ubldc.get_asks("btcusdt", limit_count=10)
-        with pytest.raises(DepthCacheOutOfSync):  # what UNICORN code catches
-            ubldc.is_depth_cache_synchronized("btcusdt")
+def test_out_of_sync_raises_depthcacheoutofsync_and_resync_and_refresh_are_carried_out(synced: BinanceLocalDepthCacheManager) -> None:
+    ubldc = synced
+    assert ubldc.set_resync_request("btcusdt") is True
+    with pytest.raises(DepthCacheOutOfSync, match="^The depth_cache for market 'btcusdt' is out of sync, please try again later"):
+        ubldc.get_asks("btcusdt", limit_count=10)
+    assert ubldc.is_depth_cache_synchronized("btcusdt") is False
+    wait_until(lambda: ubldc.is_depth_cache_synchronized("btcusdt"), what="btcusdt in sync again")
+    assert ubldc.set_refresh_request(["btcusdt"]) is True
+    assert len(ubldc.get_asks("btcusdt", limit_count=10)) == 10  # a refresh keeps the book readable
+    assert ubldc.get_last_update_time("btcusdt") is not None
+    assert "btcusdt" in ubldc.summary()
 
 
-def test_a_hung_feeder_is_reported_within_the_liveness_limit(pointed_at: Callable[[str], Simulator]) -> None:
-    pointed_at("spot")
-    with BinanceLocalDepthCacheManager() as ubldc:
-        ubldc.create_depthcache("btcusdt")
-        wait_until(lambda: ubldc.is_depth_cache_synchronized("btcusdt"), what="btcusdt in sync")
-        assert ubldc._child is not None
-        os.kill(ubldc._child.pid, signal.SIGSTOP)
-        try:
+def test_a_feeder_that_dies_is_reported_not_waited_for(synced: BinanceLocalDepthCacheManager) -> None:
+    ubldc = synced
+    assert ubldc._child is not None
+    os.kill(ubldc._child.pid, signal.SIGKILL)
+    ubldc._child.wait()
+    with pytest.raises(FeederDied, match=r"feeder of group '.*' \(pid \d+\) exited with status -9"):
+        ubldc.get_asks("btcusdt", limit_count=10)
+    with pytest.raises(DepthCacheOutOfSync):  # what UNICORN code catches
+        ubldc.is_depth_cache_synchronized("btcusdt")
 
-            def reported() -> str:
-                try:
-                    ubldc.is_depth_cache_synchronized("btcusdt")
-                except FeederDied as exc:
-                    return exc.why
-                return ""
 
-            why = wait_until(reported, what="the hung feeder reported")
-            assert "gave no heartbeat for" in why and "(limit 4 s)" in why
-        finally:
-            os.kill(ubldc._child.pid, signal.SIGCONT)
+def test_a_hung_feeder_is_reported_within_the_liveness_limit(synced: BinanceLocalDepthCacheManager) -> None:
+    ubldc = synced
+    assert ubldc._child is not None
+    os.kill(ubldc._child.pid, signal.SIGSTOP)
+    try:
+
+        def reported() -> str:
+            try:
+                ubldc.is_depth_cache_synchronized("btcusdt")
+            except FeederDied as exc:
+                return exc.why
+            return ""
+
+        why = wait_until(reported, what="the hung feeder reported")
+        assert "gave no heartbeat for" in why and "(limit 4 s)" in why
+    finally:
+        os.kill(ubldc._child.pid, signal.SIGCONT)
 
 
 def test_a_hosts_running_group_is_used_and_only_the_managers_own_markets_are_removed(markets: Simulator) -> None:
@@ -242,21 +243,19 @@ def test_unicorns_cluster_and_unknown_exchanges_are_refused() -> None:
         BinanceLocalDepthCacheManager(exchange="binance.org")
 
 
-def test_reads_equal_unicorns_own_get_asks_and_get_bids_on_the_same_book(pointed_at: Callable[[str], Simulator]) -> None:
+def test_reads_equal_unicorns_own_get_asks_and_get_bids_on_the_same_book(markets: Simulator, synced: BinanceLocalDepthCacheManager) -> None:
     """With UNICORN installed (the optional extra .[unicorn]): its own manager code, loaded with the truth at
     the update id the facade read, answers every trimming the same (the README's and a threshold that cuts)."""
     unicorn = pytest.importorskip("unicorn_binance_local_depth_cache.manager")
-    sim = pointed_at("spot")
-    with BinanceLocalDepthCacheManager() as ubldc:
-        ubldc.create_depthcache("btcusdt")
-        wait_until(lambda: ubldc.is_depth_cache_synchronized("btcusdt"), what="btcusdt in sync")
-        theirs = unicorn.BinanceLocalDepthCacheManager.__new__(unicorn.BinanceLocalDepthCacheManager)
-        for kwargs in ({}, {"limit_count": 10}, {"limit_count": 0}, {"threshold_volume": 300000.0},
-                       {"threshold_volume": 2.0}, {"limit_count": 3, "threshold_volume": 2.0}):  # fmt: skip
-            for side in ("asks", "bids"):
-                ours = getattr(ubldc, f"get_{side}")("btcusdt", **kwargs)
-                truth = sim.truth("BTCUSDT", update_id=ubldc.last_read_update_id, limit=DEPTH, family="spot")
-                assert truth is not None
-                book = {price: float(qty) for price, qty in truth[side]}
-                expected = theirs._select_from_depthcache(items=book, reverse=side == "bids", **kwargs)
-                assert ours == expected, (side, kwargs)
+    sim, ubldc = markets, synced
+    theirs = unicorn.BinanceLocalDepthCacheManager.__new__(unicorn.BinanceLocalDepthCacheManager)
+    for kwargs in ({}, {"limit_count": 10}, {"limit_count": 0}, {"threshold_volume": 300000.0},
+                   {"threshold_volume": 2.0}, {"limit_count": 3, "threshold_volume": 2.0}):  # fmt: skip
+        for side in ("asks", "bids"):
+            ours = getattr(ubldc, f"get_{side}")("btcusdt", **kwargs)
+            truth = sim.truth("BTCUSDT", update_id=ubldc.last_read_update_id, limit=DEPTH, family="spot")
+            assert truth is not None
+            levels: Any = truth[side]
+            book = {price: float(qty) for price, qty in levels}
+            expected = theirs._select_from_depthcache(items=book, reverse=side == "bids", **kwargs)
+            assert ours == expected, (side, kwargs)

@@ -9,6 +9,7 @@ import grp
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,10 @@ from ldc.sim import Simulator
 pytestmark = pytest.mark.timeout(120)
 
 NOBODY = "65534"  # a real second user with no business on this feeder
+as_root_with_setpriv = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("groupadd"),
+    reason="needs root, setpriv and groupadd: a second user and a control group are made for the test",
+)
 
 
 @pytest.fixture
@@ -134,6 +139,7 @@ def test_no_feeder_listening_is_said_by_the_client() -> None:
         Control(group).list()
 
 
+@as_root_with_setpriv
 def test_reading_a_book_does_not_grant_control_only_the_control_group_does(
     spot: Simulator, control_group: grp.struct_group
 ) -> None:
@@ -159,6 +165,7 @@ def test_reading_a_book_does_not_grant_control_only_the_control_group_does(
         assert json.loads(allowed.stdout)["result"] == [{"symbol": "BTCUSDT", "state": "synced", "in_sync": True, "error": ""}]
 
 
+@as_root_with_setpriv
 def test_a_socket_opened_too_wide_still_refuses_strangers_and_logs_them(
     spot: Simulator, control_group: grp.struct_group, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -54,7 +54,7 @@ from ldc import __version__
 from ldc.config import EXCHANGE_FAMILIES, SYMBOL_RE
 from ldc.control import CONTROL_DIR_ENV, Control, ControlError, socket_path
 from ldc.errors import LdcError, MarketNotFound, OutOfSync, SegmentError, WriterDead
-from ldc.shm.layout import Status, segment_name, segment_path, waiters_name
+from ldc.shm.layout import Status, segment_path
 from ldc.shm.reader import Reader, SnapshotBuffer, _trim
 
 __all__ = [
@@ -88,38 +88,37 @@ _group_numbers = itertools.count(1)
 # -- UNICORN's exceptions (unicorn_binance_local_depth_cache.exceptions), same names and messages --------
 
 
-class DepthCacheOutOfSync(LdcError):
+class _UnicornError(LdcError):
+    """UNICORN's market exceptions: its message without a market, and with one; ldc adds why in brackets."""
+
+    without_market = ""
+    with_market = ""
+
+    def __init__(self, market: str | None = None, detail: str = "") -> None:
+        self.market = market
+        self.message = self.without_market if market is None else self.with_market.format(market=market)
+        super().__init__(self.message + (f" ({detail})" if detail else ""))
+
+
+class DepthCacheOutOfSync(_UnicornError):
     """The market's book is not in sync (or its feeder died: ``FeederDied``); try again later."""
 
-    def __init__(self, market: str | None = None, detail: str = "") -> None:
-        self.market = market
-        if market is None:
-            self.message = "The depth_cache is out of sync, please try again later"
-        else:
-            self.message = f"The depth_cache for market '{market}' is out of sync, please try again later"
-        super().__init__(self.message + (f" ({detail})" if detail else ""))
+    without_market = "The depth_cache is out of sync, please try again later"
+    with_market = "The depth_cache for market '{market}' is out of sync, please try again later"
 
 
-class DepthCacheNotFound(LdcError):
+class DepthCacheNotFound(_UnicornError):
     """No depth cache of that market: never created, stopped and removed, or unknown to the exchange."""
 
-    def __init__(self, market: str | None = None, detail: str = "") -> None:
-        self.market = market
-        if market is None:
-            self.message = "The depth_cache does not exist!"
-        else:
-            self.message = f"The depth_cache for market '{market}' does not exist!"
-        super().__init__(self.message + (f" ({detail})" if detail else ""))
+    without_market = "The depth_cache does not exist!"
+    with_market = "The depth_cache for market '{market}' does not exist!"
 
 
-class DepthCacheAlreadyStopped(LdcError):
-    def __init__(self, market: str | None = None) -> None:
-        self.market = market
-        if market is None:
-            self.message = "The depth_cache is already stopped!"
-        else:
-            self.message = f"The depth_cache for market '{market}' is already stopped!"
-        super().__init__(self.message)
+class DepthCacheAlreadyStopped(_UnicornError):
+    """The market's depth cache was stopped with ``stop_depthcache``."""
+
+    without_market = "The depth_cache is already stopped!"
+    with_market = "The depth_cache for market '{market}' is already stopped!"
 
 
 class DepthCacheClusterNotReachableError(LdcError):
@@ -391,7 +390,9 @@ class BinanceLocalDepthCacheManager:
                 child.kill()
                 child.wait()
         if child is not None:
-            _unlink_segment(self.group)
+            from ldc.demo import _remove_segments  # the child's segment goes with it, as the demo's do
+
+            _remove_segments([self.group])
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -575,15 +576,3 @@ def _levels(side: Any, n: int, limit_count: int | None, threshold_volume: float 
         rows: list[list[float]] = side[:n][:limit_count].tolist()  # list slicing's rules, as UNICORN's
         return rows
     return _trim(side[:n].tolist(), limit_count, threshold_volume)
-
-
-def _unlink_segment(group: str) -> None:
-    """The child's segment goes with the manager (its feeder marked it stopped)."""
-    import posix_ipc
-
-    for name in (segment_name(group), waiters_name(group)):
-        try:
-            posix_ipc.unlink_shared_memory(name)
-        except posix_ipc.ExistentialError:
-            pass
-

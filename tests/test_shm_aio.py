@@ -148,12 +148,15 @@ def test_updates_ends_after_its_timeout_and_refuses_no_markets(feeds: list[Feed]
             asyncio.run(empty())
 
 
-def test_a_cancelled_wait_is_dropped_by_the_hub(feeds: list[Feed]) -> None:
+def test_a_waiting_hub_is_registered_and_a_cancelled_wait_is_dropped(feeds: list[Feed]) -> None:
     with Reader(feeds[0].group) as reader:
 
         async def run() -> None:
             task = asyncio.ensure_future(reader.wait_for_update_async("AAA", timeout=30.0))
-            await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 5.0
+            while feeds[0].waiters() != 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert feeds[0].waiters() == 1  # the hub sleeps registered: the writer's notify wakes it (section 11)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

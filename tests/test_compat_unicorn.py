@@ -23,6 +23,7 @@ from ldc.compat.unicorn import (
     FeederDied,
 )
 from ldc.control import socket_path
+from ldc.errors import LdcError
 from ldc.sim import Simulator
 
 pytestmark = pytest.mark.timeout(120)
@@ -185,6 +186,10 @@ def test_out_of_sync_raises_depthcacheoutofsync_and_resync_and_refresh_are_carri
     assert ubldc.set_refresh_request(["btcusdt"]) is True
     assert len(ubldc.get_asks("btcusdt", limit_count=10)) == 10  # a refresh keeps the book readable
     assert ubldc.get_last_update_time("btcusdt") is not None
+    assert ubldc.get_restart_count("btcusdt") == 1  # the resync above
+    assert (ubldc.is_update_available(), ubldc.get_latest_version()) == (False, None)
+    with pytest.raises(LdcError, match="^ldc has no UNICORN REST manager"):
+        ubldc.get_ubra_manager()
     assert "btcusdt" in ubldc.summary()
 
 

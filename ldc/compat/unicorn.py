@@ -511,6 +511,29 @@ class BinanceLocalDepthCacheManager:
             raise DepthCacheNotFound(market.lower()) from None
         return recv_ns // 1_000_000 if recv_ns else None
 
+    def get_restart_count(self, market: str | None = None) -> int:
+        """Resyncs of the market's book since its slot was made (UNICORN counts its stream's restarts)."""
+        if market is None:
+            raise DepthCacheNotFound(market=None)
+        reader = self._known(market.lower())
+        try:
+            return reader.status(market.upper()).counters["resyncs"]
+        except MarketNotFound:
+            raise DepthCacheNotFound(market.lower()) from None
+
+    def get_ubra_manager(self) -> Any:
+        raise LdcError("ldc has no UNICORN REST manager: the feeder makes every REST request (see ldc.io.rest)")
+
+    def get_ubwa_manager(self) -> Any:
+        raise LdcError("ldc has no UNICORN websocket manager: the feeder holds the connections (see ldc.io.ws)")
+
+    def is_update_available(self) -> bool:
+        """Always False: ldc never asks GitHub (nothing leaves the host but the feeder's exchange traffic)."""
+        return False
+
+    def get_latest_version(self) -> str | None:
+        return None
+
     def get_list_of_depthcaches(self) -> list[str]:
         """The markets created and not stopped, lower case, in creation order (as UNICORN)."""
         return [market for market, stopped in self._markets.items() if not stopped]

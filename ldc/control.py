@@ -134,11 +134,10 @@ class ControlServer:
         self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         _remove_stale_socket(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # no moment in which the socket is open to others
-        try:
-            sock.bind(str(self.path))
-        finally:
-            os.umask(old_umask)
+        # Linux makes the socket file with the socket inode's mode (less the umask): never open to others,
+        # not even before the chmod below; the process-wide umask is left alone (other threads run)
+        os.fchmod(sock.fileno(), OWNER_ONLY_MODE)
+        sock.bind(str(self.path))
         mode = OWNER_ONLY_MODE
         if self._gid is not None:
             try:
@@ -172,10 +171,12 @@ class ControlServer:
                 conn, _ = self._sock.accept()
             except TimeoutError:
                 continue
-            except OSError:
+            except OSError as exc:  # out of descriptors, say: the socket stays, the next accept may work
                 if self._stop.is_set():
                     return
-                raise
+                log.error("control socket %s: accept failed: %s", self.path, exc)
+                self._stop.wait(ACCEPT_POLL_S)
+                continue
             with conn:
                 try:
                     self._session(conn)

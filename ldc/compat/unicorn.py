@@ -521,6 +521,19 @@ class BinanceLocalDepthCacheManager:
         except MarketNotFound:
             raise DepthCacheNotFound(market.lower()) from None
 
+    def get_last_restart_time(self, market: str | None = None) -> float | None:
+        """None: ldc's connections are not restarted per market (a resync is counted: ``get_restart_count``)."""
+        if market is None:
+            raise DepthCacheNotFound(market=None)
+        self._known(market.lower())
+        return None
+
+    def set_credentials(self, api_key: str | None = None, api_secret: str | None = None) -> None:
+        """Accepted and unused: depth data is public, the feeder sends no key."""
+
+    def print_summary_to_png(self, *args: Any, **kwargs: Any) -> bool:
+        raise LdcError("print_summary_to_png: ldc prints text only (print_summary, or `ldc status`)")
+
     def get_ubra_manager(self) -> Any:
         raise LdcError("ldc has no UNICORN REST manager: the feeder makes every REST request (see ldc.io.rest)")
 

@@ -31,7 +31,10 @@ Where ldc is stricter than UNICORN:
   new snapshot with no gap for readers; ``set_refresh_request`` starts one now.
 - Accepted and without effect (ldc decides these itself): ``high_performance``, ``init_interval``,
   ``init_time_window``, ``auto_data_cleanup_stopped_streams``, the websocket timeouts, ``disable_colorama``,
-  ``ubra_manager``, ``warn_on_update``, ``on_restart``. ``ubdcc_address`` (UNICORN's cluster) is refused.
+  ``ubra_manager``, ``warn_on_update``, ``on_restart``, ``set_credentials``. Refused: ``ubdcc_address``
+  (UNICORN's cluster), ``get_ubra_manager`` / ``get_ubwa_manager`` (its REST and websocket clients: the
+  feeder holds ldc's) and ``print_summary_to_png``.
+- ``get_version`` is ldc's version; ``is_update_available`` is always False (nothing asks GitHub).
 """
 
 from __future__ import annotations

@@ -264,3 +264,29 @@ def test_reads_equal_unicorns_own_get_asks_and_get_bids_on_the_same_book(markets
             book = {price: float(qty) for price, qty in levels}
             expected = theirs._select_from_depthcache(items=book, reverse=side == "bids", **kwargs)
             assert ours == expected, (side, kwargs)
+
+
+def test_threads_reading_and_creating_at_once_share_one_feeder(pointed_at: Callable[[str], Simulator]) -> None:
+    import threading
+
+    pointed_at("spot")
+    errors: list[BaseException] = []
+    with BinanceLocalDepthCacheManager() as ubldc:
+
+        def create(market: str) -> None:
+            try:
+                ubldc.create_depthcache(market)
+                wait_until(lambda: ubldc.is_depth_cache_synchronized(market), what=f"{market} in sync")
+                for _ in range(200):
+                    assert len(ubldc.get_bids(market, limit_count=5)) == 5
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=create, args=(m,)) for m in ("btcusdt", "ethusdt", "btcusdt")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors
+        assert sorted(ubldc.get_list_of_depthcaches()) == ["btcusdt", "ethusdt"]
+        assert ubldc._child is not None and ubldc.summary().count("feeder pid=") == 1

@@ -213,3 +213,16 @@ def test_sighup_and_control_coexist_the_last_one_sets_the_running_set(tmp_path: 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert not socket_path(group).exists()
+
+
+def test_ldc_ctl_says_how_it_is_used_and_exits_2_for_a_wrong_call(capsys: pytest.CaptureFixture[str]) -> None:
+    from ldc.control import main
+
+    assert main([]) == 2
+    assert main(["spot", "explode"]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        "usage: ldc ctl GROUP list | add SYMBOL... | remove SYMBOL... | resync SYMBOL | refresh SYMBOL"
+    ] * 2
+    group = unique_group("absent")
+    assert main([group, "list"]) == 2
+    assert capsys.readouterr().err == f"ldc ctl: no feeder of group '{group}' is listening on {socket_path(group)}\n"

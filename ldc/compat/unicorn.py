@@ -176,7 +176,8 @@ class BinanceLocalDepthCacheManager:
         self._reader: Reader | None = None
         self._control: Control | None = None
         self._buf: SnapshotBuffer | None = None
-        self._lock = threading.Lock()  # one Reader and buffer, shared by the caller's threads
+        self._lock = threading.RLock()  # one Reader and buffer, shared by the caller's threads
+        self._manage_lock = threading.Lock()  # create / stop, which may start or change the feeder
         self.last_read_update_id = -1
         self._next_liveness_check = 0.0  # ldc extension: the update id of the book the last get_asks/get_bids read
         if self._attached:
@@ -271,17 +272,19 @@ class BinanceLocalDepthCacheManager:
         bad = [s for s in symbols if not SYMBOL_RE.fullmatch(s)]
         if bad:
             raise ValueError(f"markets expected symbols like 'BTCUSDT', found {bad[0]!r}")
-        if self._reader is None:
-            self._start_feeder(symbols)
-            self._ours.update(wanted)
-        else:
-            present = set(self._reader.markets())
-            new = [s for s in symbols if s not in present]
-            if new:
-                self._ours.update(s.lower() for s in new)
-                self._add(new)
-        for market in wanted:
-            self._markets[market] = False
+        with self._manage_lock:  # one child feeder however many threads create at once
+            if self._reader is None:
+                self._start_feeder(symbols)
+                self._ours.update(wanted)
+            else:
+                with self._lock:
+                    present = set(self._reader.markets())
+                new = [s for s in symbols if s not in present]
+                if new:
+                    self._ours.update(s.lower() for s in new)
+                    self._add(new)
+            for market in wanted:
+                self._markets[market] = False
         return self._check_unknown(wanted)
 
     def _add(self, symbols: list[str]) -> None:
@@ -299,7 +302,8 @@ class BinanceLocalDepthCacheManager:
         ok = True
         for market in markets:
             try:
-                status = reader.status(market.upper())
+                with self._lock:
+                    status = reader.status(market.upper())
             except MarketNotFound:
                 continue
             if status.status & Status.ERROR:
@@ -509,7 +513,8 @@ class BinanceLocalDepthCacheManager:
             raise DepthCacheNotFound(market=None)
         reader = self._known(market.lower())
         try:
-            recv_ns = reader.status(market.upper()).recv_time_ns
+            with self._lock:
+                recv_ns = reader.status(market.upper()).recv_time_ns
         except MarketNotFound:
             raise DepthCacheNotFound(market.lower()) from None
         return recv_ns // 1_000_000 if recv_ns else None
@@ -520,7 +525,8 @@ class BinanceLocalDepthCacheManager:
             raise DepthCacheNotFound(market=None)
         reader = self._known(market.lower())
         try:
-            return reader.status(market.upper()).counters["resyncs"]
+            with self._lock:
+                return reader.status(market.upper()).counters["resyncs"]
         except MarketNotFound:
             raise DepthCacheNotFound(market.lower()) from None
 
@@ -584,6 +590,14 @@ class BinanceLocalDepthCacheManager:
         title = title or self.get_user_agent()
         lines = [f"{title}", f" exchange={self.exchange} group={self.group} depth={self.depth} "
                  f"update_interval_ms={self.depth_cache_update_interval}"]  # fmt: skip
+        with self._lock:
+            self._summary_lines(lines)
+        if add_string is not None:
+            lines.append(f" {add_string}")
+        lines.append(footer or f"Powered by {self.get_user_agent()}")
+        return "\n".join(lines)
+
+    def _summary_lines(self, lines: list[str]) -> None:
         reader = self._reader
         if reader is not None:
             info = reader.info()
@@ -595,10 +609,6 @@ class BinanceLocalDepthCacheManager:
                                  f"bids={st.n_bids} asks={st.n_asks} {st.message}")  # fmt: skip
                 except LdcError as exc:
                     lines.append(f"  {market:<14} {exc}")
-        if add_string is not None:
-            lines.append(f" {add_string}")
-        lines.append(footer or f"Powered by {self.get_user_agent()}")
-        return "\n".join(lines)
 
 
 def _market_list(markets: str | Iterable[str] | None) -> list[str]:

@@ -290,3 +290,10 @@ def test_threads_reading_and_creating_at_once_share_one_feeder(pointed_at: Calla
         assert not errors, errors
         assert sorted(ubldc.get_list_of_depthcaches()) == ["btcusdt", "ethusdt"]
         assert ubldc._child is not None and ubldc.summary().count("feeder pid=") == 1
+
+
+def test_a_feeder_that_dies_while_starting_is_reported_with_its_last_words(pointed_at: Callable[[str], Simulator]) -> None:
+    pointed_at("spot")
+    with BinanceLocalDepthCacheManager(depth=0) as ubldc:  # the feeder refuses its configuration and exits 2
+        with pytest.raises(FeederDied, match=r"exited with status 2: ldc feed: .*key 'depth' expected an integer in 1\.\.1000, found 0"):
+            ubldc.create_depthcache("btcusdt")

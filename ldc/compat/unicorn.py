@@ -178,8 +178,8 @@ class BinanceLocalDepthCacheManager:
         self._buf: SnapshotBuffer | None = None
         self._lock = threading.RLock()  # one Reader and buffer, shared by the caller's threads
         self._manage_lock = threading.Lock()  # create / stop, which may start or change the feeder
-        self.last_read_update_id = -1
-        self._next_liveness_check = 0.0  # ldc extension: the update id of the book the last get_asks/get_bids read
+        self.last_read_update_id = -1  # ldc extension: the update id of the book the last get_asks/get_bids read
+        self._next_liveness_check = 0.0
         if self._attached:
             self._attach()
 

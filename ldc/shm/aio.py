@@ -121,6 +121,7 @@ class _Hub:
         _libc.syscall(SYS_FUTEX, ctypes.c_void_p(ctypes.addressof(self._own)), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, None, None, 0)
 
     def _run(self) -> None:
+        registered: list[int] = []
         while True:
             own = self._own[0]
             with self._lock:
@@ -136,9 +137,13 @@ class _Hub:
                 self._sleeping_deadline = deadline
                 handed = self._handed
                 self._handed = False
+            # unregistered only now: the results above reach their loops first (each syscall here lets a
+            # loop take the GIL); staying registered a little longer costs the writer a wake, nothing more
+            for address in registered:
+                _counter_add(address, -1)
             if handed:
                 time.sleep(0)  # let the loops that were just handed results take the GIL before we re-arm
-            self._sleep(own, words, deadline)
+            registered = self._sleep(own, words, deadline)
 
     def _settle(self, waits: list[_Wait]) -> list[_Wait]:
         """Hand finished waits to their loops; return those still waiting. Caller holds the lock."""
@@ -159,8 +164,9 @@ class _Hub:
                 pending.append(wait)
         return pending
 
-    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> None:
-        """futex_waitv on the hub's own word and each segment's notify word, registered as a waiter."""
+    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> list[int]:
+        """futex_waitv on the hub's own word and each segment's notify word, registered as a waiter; returns
+        the waiter counters it registered in (the caller unregisters once it has handed results over)."""
         remaining = min(IDLE_SLEEP_S, max(0.0, deadline - time.monotonic()))
         if any(word.waiters_address == 0 for word, _ in words):
             remaining = min(remaining, UNREGISTERED_WAIT_SLICE_S)
@@ -171,13 +177,10 @@ class _Hub:
         registered = [word.waiters_address for word, _ in words if word.waiters_address]
         for address in registered:
             _counter_add(address, 1)
-        try:
-            absolute = time.clock_gettime(time.CLOCK_MONOTONIC) + remaining
-            timeout = _Timespec(int(absolute), int((absolute % 1) * 1e9))
-            _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC)
-        finally:
-            for address in registered:
-                _counter_add(address, -1)
+        absolute = time.clock_gettime(time.CLOCK_MONOTONIC) + remaining
+        timeout = _Timespec(int(absolute), int((absolute % 1) * 1e9))
+        _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC)
+        return registered
 
 
 def _notify_value(reader: Reader) -> int | None:

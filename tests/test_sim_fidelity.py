@@ -187,3 +187,17 @@ def test_unicorn_reads_the_used_weight_with_its_date(sim_factory: Callable[..., 
     response = requests.get(f"{sim.rest_url}/api/v3/ping", timeout=TIMEOUT_S)
     stamp = datetime.datetime.strptime(response.headers["Date"], "%a, %d %b %Y %H:%M:%S GMT")
     assert int(response.headers["X-MBX-USED-WEIGHT"]) == 1 and stamp.year >= 2024
+
+
+@pytest.mark.parametrize(("host", "family_key"), [("stream.binance.com", None), ("fstream.binance.com/public", "pu"), ("dstream.binance.com", "ps")])
+def test_binance_host_as_first_path_segment_selects_the_family(sim: Simulator, host: str, family_key: str | None) -> None:
+    """ccxt.pro tells spot from futures by "/stream" in its URL; on the loopback the host goes in the path."""
+    stream = "btcusd_perp@depth@100ms" if host.startswith("dstream") else "btcusdt@depth@100ms"
+    ws = websocket.create_connection(f"{sim.ws_url}/{host}/ws/0", timeout=TIMEOUT_S)
+    try:
+        ws.send(json.dumps({"method": "SUBSCRIBE", "params": [stream], "id": 1}))
+        assert json.loads(ws.recv()) == {"result": None, "id": 1}
+        event = json.loads(ws.recv())
+        assert ("pu" in event) == (family_key is not None) and (family_key is None or family_key in event)
+    finally:
+        ws.close()

@@ -179,6 +179,9 @@ def test_rest_answers_carry_date_and_binance_headers(sim: Simulator, path: str) 
     assert len(response.headers["x-mbx-uuid"]) == 36
     assert response.headers["X-MBX-USED-WEIGHT-1M"] == response.headers["X-MBX-USED-WEIGHT"]
     assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
+    assert response.headers["Content-Security-Policy"] == "default-src 'self'"
 
 
 def test_unicorn_reads_the_used_weight_with_its_date(sim_factory: Callable[..., Simulator]) -> None:

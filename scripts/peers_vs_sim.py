@@ -85,8 +85,8 @@ def guard_loopback() -> None:
         check(sock, address)
         return real_connect_ex(sock, address)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
 
 
 class Recorder:
@@ -123,7 +123,7 @@ def run_python_binance(urls: dict[str, Any], seconds: float, levels: int) -> Non
     from binance import AsyncClient, BinanceSocketManager, DepthCacheManager
 
     rest, ws = urls["rest"], urls["ws"]
-    client_class = type("SimAsyncClient", (AsyncClient,), {"API_URL": f"{rest}/api", "FUTURES_URL": f"{rest}/fapi", "FUTURES_COIN_URL": f"{rest}/dapi"})
+    client_class: Any = type("SimAsyncClient", (AsyncClient,), {"API_URL": f"{rest}/api", "FUTURES_URL": f"{rest}/fapi", "FUTURES_COIN_URL": f"{rest}/dapi"})
 
     async def follow(client: Any, bm: Any, symbol: str, deadline: float) -> None:
         recorder = Recorder("spot", symbol, levels)
@@ -259,7 +259,7 @@ def run_cryptofeed(urls: dict[str, Any], seconds: float, levels: int) -> None:
     handler = FeedHandler(config={"log": {"disabled": True}})
     for feed_class, family, symbols, ws in plan:
         routes = feed_class.rest_endpoints[0].routes
-        sim_class = type(f"Sim{feed_class.__name__}", (feed_class,), {"websocket_endpoints": [WebsocketEndpoint(ws)], "rest_endpoints": [RestEndpoint(rest, routes=routes)]})
+        sim_class: Any = type(f"Sim{feed_class.__name__}", (feed_class,), {"websocket_endpoints": [WebsocketEndpoint(ws)], "rest_endpoints": [RestEndpoint(rest, routes=routes)]})
         std_of = {exchange_name: std for std, exchange_name in sim_class.symbol_mapping().items()}  # its exchangeInfo
         by_pair = {std_of[symbol]: Recorder(family, symbol, levels) for symbol in symbols}
 

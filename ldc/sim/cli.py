@@ -42,7 +42,8 @@ GET|POST|DELETE /_sim/faults (POST a JSON rule or list, e.g. {"kind":"drop","cou
 
 faults (--fault KIND:key=value,..., repeatable): drop, duplicate, delay (ms), reorder,
 malformed (detail=json|frame), disconnect (every_s), shutdown (ms), stale_snapshot (behind),
-rest_delay (ms), rest_error (status), rate_limit; selectors conn, port, symbol; count, probability.
+rest_delay (ms), rest_error (status 5xx, or 418 with ms: an IP ban), rate_limit; selectors conn, port,
+symbol; count, probability.
 example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
 
 replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of

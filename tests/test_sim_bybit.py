@@ -228,6 +228,8 @@ def test_duplicate_and_reorder_faults_break_u_continuity(bybit: Simulator) -> No
 
 
 def test_stale_snapshot_fault_on_rest_and_on_subscribe(bybit: Simulator) -> None:
+    requests.get(f"{bybit.bybit_rest_url}/v5/market/orderbook", params={"category": "inverse", "symbol": "BTCUSD"}, timeout=5)
+    time.sleep(1.5)  # the 1000-level topic (started by that request if it was not) has published a few times
     fresh = requests.get(f"{bybit.bybit_rest_url}/v5/market/orderbook", params={"category": "inverse", "symbol": "BTCUSD"}, timeout=5).json()["result"]
     bybit.add_venue_fault("bybit", venue_fault_from_cli("stale_snapshot:count=2,behind=20,symbol=BTCUSD"))
     stale = requests.get(f"{bybit.bybit_rest_url}/v5/market/orderbook", params={"category": "inverse", "symbol": "BTCUSD"}, timeout=5).json()["result"]

@@ -143,13 +143,13 @@ def test_ping_is_answered_with_the_category_pong(bybit: Simulator) -> None:
 
 
 def test_a_client_that_stops_pinging_is_disconnected() -> None:
-    with Simulator(SimConfig(spot_symbols=(), bybit_linear_symbols=("BTCUSDT",), bybit_ping_timeout_s=0.6)) as sim:
+    with Simulator(SimConfig(spot_symbols=(), bybit_linear_symbols=("BTCUSDT",), bybit_ping_timeout_s=1.0)) as sim:
         quiet = subscribe(sim, "linear", "orderbook.50.BTCUSDT")
         pinging = subscribe(sim, "linear", "orderbook.50.BTCUSDT")
-        for _ in range(6):
+        for _ in range(8):
             send_json(pinging, {"op": "ping", "req_id": "k"})
             time.sleep(0.2)
-        assert wait_closed(quiet, 2.0)
+        assert wait_closed(quiet, 3.0)
         assert pinging.connected and any(m.get("ret_msg") == "pong" for m in collect(pinging, 0.3))
         pinging.close()
 

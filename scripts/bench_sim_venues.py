@@ -51,7 +51,7 @@ def plan(venue: str, markets: int, rate: float) -> tuple[list[str], Any, Any]:
         names = OKX_NAMES[:markets]
         args = ["--okx-symbols", ",".join(names), *common]
         request = {"op": "subscribe", "args": [{"channel": "books-l2-tbt", "instId": n} for n in names]}
-        return args, lambda urls: urls["okx"]["ws"], request
+        return args, lambda urls: urls["okx"]["ws_public"], request
     if venue == "bybit":
         names = BYBIT_NAMES[:markets]
         args = ["--bybit-linear-symbols", ",".join(names), *common]

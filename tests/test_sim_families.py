@@ -37,6 +37,10 @@ def test_one_server_per_venue_on_its_own_port_and_none_without_markets() -> None
         urls = sim.urls()
         rests = [urls[v]["rest"] for v in ("okx", "bybit", "htx", "kraken", "coinbase")]
         assert len(set(rests)) == 5 and urls["rest"] not in rests
+        assert all(urls[v]["ws"] == urls[v]["rest"].replace("http://", "ws://") for v in ("okx", "bybit", "htx", "kraken", "coinbase"))
+        assert urls["okx"]["ws_public"] == sim.okx_ws_url and urls["bybit"]["ws_linear"] == sim.bybit_ws_url("linear")
+        assert (urls["htx"]["ws_feed"], urls["kraken"]["ws_v2"]) == (sim.htx_ws_url("/feed"), sim.kraken_ws_url)
+        assert urls["bybit"]["markets"] == {"spot": ["BTCUSDT"], "linear": [], "inverse": []}
         answer = requests.get(f"{sim.okx_rest_url}/_sim/book", params={"symbol": "BTC-USDT", "limit": "x"}, timeout=5)
         assert answer.status_code == 404 and answer.json()["msg"] == "limit must be an integer, found 'x'"
 

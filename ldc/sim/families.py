@@ -16,7 +16,8 @@ Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port
 - Coinbase when ``coinbase_symbols`` is set or a Coinbase recording is replayed: REST ``http://127.0.0.1:P``
   (``/api/v3/brokerage/market/...``, ``/_sim/...``), websocket ``ws://127.0.0.1:P``.
 
-:meth:`VenueFamilies.urls` is what ``ldc sim`` prints under ``"okx"`` and ``"bybit"``.
+:meth:`VenueFamilies.urls` is what ``ldc sim`` prints under each venue's name: ``rest`` and ``ws`` are bases
+(a client adds the venue's paths, as it would to the exchange's host), ``ws_*`` full websocket URLs.
 """
 
 from __future__ import annotations
@@ -188,23 +189,36 @@ class VenueFamilies:
         self.server(venue).apply_fault(rule)
 
     def urls(self) -> dict[str, object]:
+        """Per venue: ``rest`` and ``ws`` are bases (a client adds the venue's own paths, as against the
+        exchange); the ``ws_*`` keys are the full websocket URLs."""
         out: dict[str, object] = {}
+        for venue, server in self.servers.items():
+            rest, base = f"http://{HOST}:{server.port}", f"ws://{HOST}:{server.port}"
+            out[venue] = {"rest": rest, "ws": base, **{key: f"{base}{path}" for key, path in WS_PATHS[venue].items()}}
         if self.okx is not None:
-            port = self.servers["okx"].port
-            out["okx"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/ws/v5/public", "markets": sorted(self.okx.markets)}
+            _markets(out, "okx", sorted(self.okx.markets))
         if self.bybit is not None:
-            server = self.servers["bybit"]
-            base = f"ws://{HOST}:{server.port}"
             keys = sorted(self.bybit.markets)
-            markets = {cat: [sym for c, sym in keys if c == cat] for cat in CATEGORIES}
-            out["bybit"] = {"rest": f"http://{HOST}:{server.port}", "ws": base, **{f"ws_{cat}": f"{base}/v5/public/{cat}" for cat in CATEGORIES}, "markets": markets}
+            _markets(out, "bybit", {cat: [sym for c, sym in keys if c == cat] for cat in CATEGORIES})
         if self.htx is not None:
-            port = self.servers["htx"].port
-            out["htx"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/ws", "ws_feed": f"ws://{HOST}:{port}/feed", "markets": sorted(self.htx.markets)}
+            _markets(out, "htx", sorted(self.htx.markets))
         if self.kraken is not None:
-            port = self.servers["kraken"].port
-            out["kraken"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/v2", "markets": sorted(self.kraken.markets)}
+            _markets(out, "kraken", sorted(self.kraken.markets))
         if self.coinbase is not None:
-            port = self.servers["coinbase"].port
-            out["coinbase"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}", "markets": sorted(self.coinbase.markets)}
+            _markets(out, "coinbase", sorted(self.coinbase.markets))
         return out
+
+
+WS_PATHS: dict[str, dict[str, str]] = {
+    "okx": {"ws_public": "/ws/v5/public"},
+    "bybit": {f"ws_{cat}": f"/v5/public/{cat}" for cat in CATEGORIES},
+    "htx": {"ws_feed": "/feed", "ws_market": "/ws"},
+    "kraken": {"ws_v2": "/v2"},
+    "coinbase": {},
+}
+
+
+def _markets(out: dict[str, object], venue: str, markets: object) -> None:
+    entry = out[venue]
+    assert isinstance(entry, dict)
+    entry["markets"] = markets

@@ -189,6 +189,9 @@ def test_rest_errors_and_instruments(bybit: Simulator) -> None:
 
 
 def test_truth_needs_a_depth_when_a_market_has_several_topics(bybit: Simulator) -> None:
+    ws = subscribe(bybit, "spot", "orderbook.1.BTCUSDT", "orderbook.50.BTCUSDT")  # two topics at least
+    recv_json(ws)
+    ws.close()
     with pytest.raises(SimError, match="depth must be given for spot BTCUSDT"):
         bybit.venue_truth("bybit", "BTCUSDT", category="spot")
     with pytest.raises(SimError, match="category and symbol must name one market, found 2"):

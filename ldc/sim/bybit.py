@@ -136,7 +136,9 @@ class BybitModelMarket:
         return tuple(DEPTHS)
 
     def step_model(self, changes: int) -> None:
-        self.book.model.step(changes, spread=True)  # topics diff their views: the snapshot is in the stream
+        event = self.book.model.step(changes, spread=True)
+        for t in self.topics.values():
+            t.view.note(event.changes)
 
     def topic(self, depth: int) -> _Topic:
         found = self.topics.get(depth)

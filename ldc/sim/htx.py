@@ -127,7 +127,9 @@ class HtxModelMarket:
         return True
 
     def step_model(self, changes: int) -> None:
-        self.book.model.step(changes, spread=True)
+        event = self.book.model.step(changes, spread=True)
+        for ch in self.mbp.values():
+            ch.view.note(event.changes)
 
     def channel(self, levels: int) -> _Mbp:
         found = self.mbp.get(levels)

@@ -128,7 +128,9 @@ class KrakenModelMarket:
         return DEPTHS
 
     def step_model(self, changes: int) -> None:
-        self.book.model.step(changes, spread=True)
+        event = self.book.model.step(changes, spread=True)
+        for book in self.books.values():
+            book.view.note(event.changes)
 
     def _stamp(self, now_us: int) -> int:
         us = self._last_us = max(now_us, self._last_us + 1)

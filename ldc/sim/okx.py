@@ -173,7 +173,7 @@ class OkxModelMarket:
         model = self.book.model
         if ch is None:
             depth, interval = CHANNELS[channel]
-            ch = self.channels[channel] = _Channel(channel, DepthView(depth), interval, last_sent_s=time.monotonic())
+            ch = self.channels[channel] = _Channel(channel, DepthView(depth, resend_touched=True), interval, last_sent_s=time.monotonic())
             ch.view.refresh(model)
             ch.last_model_id, ch.last_seq = model.last_id, self.seq_of(model.last_id)
         ch.subscribers[conn] = None

@@ -1,10 +1,10 @@
 """``ldc sim``: run the local Binance exchange simulator on 127.0.0.1.
 
 The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "ws_usdm": ...,
-"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus "okx": {"rest", "ws",
-"markets"}, "bybit": {"rest", "ws", "ws_spot", "ws_linear", "ws_inverse", "markets"} and "htx": {"rest", "ws",
-"ws_feed", "markets"}, "kraken" and "coinbase": {"rest", "ws", "markets"} when those families
-serve markets (ldc.sim.families). SIGTERM / SIGINT stop it.
+"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus, for each venue family
+serving markets (ldc.sim.families), "okx" / "bybit" / "htx" / "kraken" / "coinbase": {"rest": base,
+"ws": base, "ws_...": full websocket URLs ("ws_public"; "ws_spot", "ws_linear", "ws_inverse"; "ws_feed",
+"ws_market"; "ws_v2"), "markets": ...}. SIGTERM / SIGINT stop it.
 """
 
 from __future__ import annotations

@@ -190,6 +190,12 @@ def test_a_reader_closed_under_a_wait_fails_that_wait_and_the_hub_serves_on(feed
             return await kept.wait_for_update_async("AAA", timeout=10.0)
 
         assert asyncio.run(run()) is True
+        # the hub left the closed reader's segment counter through its own mapping of it (the reader's is
+        # gone; a later mapping at the same address must not take the hub's -1)
+        deadline = time.monotonic() + 5.0
+        while any(feed.waiters() for feed in feeds) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [feed.waiters() for feed in feeds] == [0, 0]
     finally:
         doomed.close()
         kept.close()

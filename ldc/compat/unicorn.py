@@ -377,8 +377,8 @@ class BinanceLocalDepthCacheManager:
         dead = self._dead_feeder()
         if dead:
             return FeederDied(market, dead)
-        if market is not None and "is not running" in str(exc):
-            return DepthCacheNotFound(market, str(exc))
+        if market is not None and (market in self._errors or "is not running" in str(exc)):
+            return DepthCacheNotFound(market, self._errors.get(market) or str(exc))
         return exc
 
     def stop_manager(self) -> bool:

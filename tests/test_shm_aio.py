@@ -207,3 +207,15 @@ def test_an_unknown_market_raises_at_once(feeds: list[Feed]) -> None:
     with Reader(feeds[0].group) as reader:
         with pytest.raises(MarketNotFound, match="^market 'ZZZ' is not in segment"):
             asyncio.run(reader.wait_for_update_async("ZZZ", timeout=10.0))
+
+
+def test_without_futex_waitv_the_hub_polls_and_waits_still_end(feeds: list[Feed], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aio.hub(), "_waitv", False)  # what a kernel before 5.16 answers (ENOSYS) leads to
+    feed = feeds[0]
+    with Reader(feed.group) as reader:
+
+        async def run() -> tuple[bool, bool]:
+            feed.later(0.05, "AAA")
+            return await reader.wait_for_update_async("AAA", timeout=10.0), await reader.wait_for_update_async("AAA", timeout=0.05)
+
+        assert asyncio.run(run()) == (True, False)

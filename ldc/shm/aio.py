@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import math
 import mmap
 import os
@@ -128,6 +129,7 @@ class _Hub:
         self._sleeping: dict[tuple[int, int], int] = {}  # segment -> the word's value the hub sleeps on (or is about to)
         self._sleeping_deadline = 0.0
         self._handed = False  # results were handed to loops in this round
+        self._waitv = True  # futex_waitv exists (Linux 5.16+); else the hub polls every 5 ms
         self._thread = threading.Thread(target=self._run, name="ldc-aio-hub", daemon=True)
         self._thread.start()
 
@@ -207,9 +209,14 @@ class _Hub:
         registered = [word for word, _ in words if word.waiters_address]
         for word in registered:
             _counter_add(word.waiters_address, 1)
+        if not self._waitv:  # a kernel before 5.16: poll
+            time.sleep(min(remaining, UNREGISTERED_WAIT_SLICE_S))
+            return registered
         absolute = time.clock_gettime(time.CLOCK_MONOTONIC) + remaining
         timeout = _Timespec(int(absolute), int((absolute % 1) * 1e9))
-        _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC)
+        if _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC) < 0:
+            if ctypes.get_errno() == errno.ENOSYS:
+                self._waitv = False
         return registered
 
 

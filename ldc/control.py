@@ -35,6 +35,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ CLIENT_IDLE_TIMEOUT_S: Final = 5.0  # a connected client that sends nothing is d
 ACCEPT_POLL_S: Final = 0.2  # how often the server thread looks at its stop flag
 DEFAULT_CALL_TIMEOUT_S: Final = 60.0  # add checks symbols with the exchange (REST, paced by the governor)
 MAX_SYMBOLS_PER_COMMAND: Final = 1024
+CONNECT_REFUSED_RETRY_S: Final = 0.5  # a refused connect is tried again this long (a feeder just starting)
+CONNECT_RETRY_POLL_S: Final = 0.01
 _PEERCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 COMMANDS: Final = ("list", "add", "remove", "resync", "refresh")
@@ -163,6 +166,7 @@ class ControlServer:
         os.fchmod(sock.fileno(), OWNER_ONLY_MODE)
         try:
             sock.bind(str(self.path))
+            sock.listen(8)  # at once: a client that sees the file must not be refused (it is 0600 until the chmod)
         except OSError:
             sock.close()
             raise
@@ -174,11 +178,10 @@ class ControlServer:
             except OSError as exc:  # the feeder's user is not a member of the control group
                 log.warning("control socket %s stays %o: cannot give it to group %s: %s", self.path, mode,
                             control_group(), exc.strerror)  # fmt: skip
-        else:
-            log.warning("control group %r does not exist: %s is for the feeder's user and root only", control_group(), self.path)
+        else:  # the safe default (a host without the group, a developer's machine): said, not warned
+            log.info("control group %r does not exist: %s is for the feeder's user and root only", control_group(), self.path)
         os.chmod(self.path, mode)
         self._inode = os.lstat(self.path).st_ino
-        sock.listen(8)
         sock.settimeout(ACCEPT_POLL_S)
         log.info("control socket %s (mode %o, group %s)", self.path, mode, control_group() if mode == SOCKET_MODE else "-")
         return sock
@@ -530,6 +533,16 @@ class Control:
         return reply
 
     def _connect(self, sock: socket.socket) -> None:
+        deadline = time.monotonic() + CONNECT_REFUSED_RETRY_S
+        while True:
+            try:
+                return self._connect_once(sock)
+            except ConnectionRefusedError:  # a feeder between bind and listen, or a dead feeder's socket file
+                if time.monotonic() >= deadline:
+                    raise ControlError(f"no feeder of group {self.group!r} is listening on {self.path}") from None
+                time.sleep(CONNECT_RETRY_POLL_S)
+
+    def _connect_once(self, sock: socket.socket) -> None:
         try:
             sock.connect(str(self.path))
         except PermissionError:
@@ -537,7 +550,7 @@ class Control:
                        f"group {control_group()!r} (reading a book does not grant it)")  # fmt: skip
             log.warning("control: %s", message)
             raise ControlError(message) from None
-        except (FileNotFoundError, ConnectionRefusedError):
+        except FileNotFoundError:
             raise ControlError(f"no feeder of group {self.group!r} is listening on {self.path}") from None
 
 

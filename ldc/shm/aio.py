@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import math
+import mmap
 import os
 import threading
 import time
@@ -24,6 +26,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
+import posix_ipc
+
+from ldc.shm.layout import HEADER_SIZE, WAITERS_SIZE, waiters_name
 
 
 if TYPE_CHECKING:
@@ -80,13 +85,37 @@ class _Wait:
         return moved or None
 
 
-@dataclass(frozen=True)
 class _Word:
-    """A segment's notify word as the hub sleeps on it (addresses only: no buffer stays exported, so the
-    reader can close its mapping at any time; a word unmapped meanwhile makes the kernel answer EFAULT)."""
+    """A segment's notify word and waiter counter in mappings of the hub's own: their addresses stay valid
+    while the hub sleeps on them or is registered in them, whatever the readers do with theirs (a reader
+    closed meanwhile must not let a later mapping at the same address take the hub's -1)."""
 
-    address: int
-    waiters_address: int  # the waiter counter, 0 when the segment has no usable waiter file
+    def __init__(self, reader: Reader) -> None:
+        segment = posix_ipc.SharedMemory(reader.name, read_only=True)
+        try:
+            self._mm = mmap.mmap(segment.fd, HEADER_SIZE, access=mmap.ACCESS_READ)
+        finally:
+            segment.close_fd()
+        self.address = _address(self._mm) + reader._notify_off
+        self._waiters_mm: mmap.mmap | None = None
+        self.waiters_address = 0  # 0: no usable waiter file, the hub polls this segment
+        if reader._waiters_mm is not None:  # the reader could open it read-write: so can we
+            waiters = posix_ipc.SharedMemory(waiters_name(reader.group))
+            try:
+                self._waiters_mm = mmap.mmap(waiters.fd, WAITERS_SIZE)
+            finally:
+                waiters.close_fd()
+            self.waiters_address = _address(self._waiters_mm)
+
+    def close(self) -> None:
+        self._mm.close()
+        if self._waiters_mm is not None:
+            self._waiters_mm.close()
+
+
+def _address(mm: mmap.mmap) -> int:
+    """The mapping's address (the numpy view that tells it is dropped at once: the mapping stays closable)."""
+    return int(np.frombuffer(mm, dtype=np.uint8, count=1).ctypes.data)
 
 
 class _Hub:
@@ -96,19 +125,21 @@ class _Hub:
         self._lock = threading.Lock()
         self._waits: list[_Wait] = []
         self._own = (ctypes.c_uint32 * 1)()  # bumped to wake the thread
-        self._words: dict[int, _Word] = {}  # id(reader) -> its word, for the readers waited on
-        self._sleeping: dict[int, int] = {}  # id(reader) -> the word's value the hub sleeps on (or is about to)
+        self._words: dict[tuple[int, int], _Word] = {}  # segment file (st_dev, st_ino) -> its word
+        self._sleeping: dict[tuple[int, int], int] = {}  # segment -> the word's value the hub sleeps on (or is about to)
         self._sleeping_deadline = 0.0
         self._handed = False  # results were handed to loops in this round
+        self._waitv = True  # futex_waitv exists (Linux 5.16+); else the hub polls every 5 ms
         self._thread = threading.Thread(target=self._run, name="ldc-aio-hub", daemon=True)
         self._thread.start()
 
     def add(self, wait: _Wait) -> None:
-        key = id(wait.reader)
+        key = wait.reader._identity
         with self._lock:
-            if key not in self._words and len(self._words) >= MAX_SEGMENTS:
-                raise RuntimeError(f"asyncio waits on more than {MAX_SEGMENTS} segments at once")
-            self._words.setdefault(key, _word_of(wait.reader))
+            if key not in self._words:
+                if len(self._words) >= MAX_SEGMENTS:
+                    raise RuntimeError(f"asyncio waits on more than {MAX_SEGMENTS} segments at once")
+                self._words[key] = _Word(wait.reader)
             self._waits.append(wait)
             # the hub already sleeps on this word with the value this wait began from (so no publish came
             # in between) and will wake before this wait's deadline: waking it would only cost a round
@@ -121,26 +152,27 @@ class _Hub:
         _libc.syscall(SYS_FUTEX, ctypes.c_void_p(ctypes.addressof(self._own)), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, None, None, 0)
 
     def _run(self) -> None:
-        registered: list[int] = []
+        registered: list[_Word] = []
         while True:
             own = self._own[0]
             with self._lock:
                 # each word is loaded before the slots are checked: a publish after the check moves the word,
                 # and the kernel then returns at once instead of sleeping (section 11's order)
-                values = {id(w.reader): _notify_value(w.reader) for w in self._waits}
+                values = {w.reader._identity: _notify_value(w.reader) for w in self._waits}
                 self._waits = self._settle(self._waits)
-                live = {id(w.reader) for w in self._waits}
+                live = {w.reader._identity for w in self._waits}
+                dropped = [word for key, word in self._words.items() if key not in live]
                 self._words = {key: word for key, word in self._words.items() if key in live}
-                words = [(self._words[key], value) for key in live if (value := values[key]) is not None]
-                deadline = min((w.deadline for w in self._waits), default=math.inf)
                 self._sleeping = {key: value for key in live if (value := values[key]) is not None}
-                self._sleeping_deadline = deadline
-                handed = self._handed
-                self._handed = False
+                words = [(self._words[key], value) for key, value in self._sleeping.items()]
+                deadline = self._sleeping_deadline = min((w.deadline for w in self._waits), default=math.inf)
+                handed, self._handed = self._handed, False
             # unregistered only now: the results above reach their loops first (each syscall here lets a
             # loop take the GIL); staying registered a little longer costs the writer a wake, nothing more
-            for address in registered:
-                _counter_add(address, -1)
+            for word in registered:
+                _counter_add(word.waiters_address, -1)
+            for word in dropped:  # after unregistering: the counter's mapping was ours until now
+                word.close()
             if handed:
                 time.sleep(0)  # let the loops that were just handed results take the GIL before we re-arm
             registered = self._sleep(own, words, deadline)
@@ -164,9 +196,9 @@ class _Hub:
                 pending.append(wait)
         return pending
 
-    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> list[int]:
+    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> list[_Word]:
         """futex_waitv on the hub's own word and each segment's notify word, registered as a waiter; returns
-        the waiter counters it registered in (the caller unregisters once it has handed results over)."""
+        the words it registered in (the caller unregisters once it has handed results over)."""
         remaining = min(IDLE_SLEEP_S, max(0.0, deadline - time.monotonic()))
         if any(word.waiters_address == 0 for word, _ in words):
             remaining = min(remaining, UNREGISTERED_WAIT_SLICE_S)
@@ -174,12 +206,17 @@ class _Hub:
         vector[0] = _FutexWaitv(own, ctypes.addressof(self._own), FUTEX2_SIZE_U32 | FUTEX_PRIVATE_FLAG, 0)
         for i, (word, value) in enumerate(words, 1):
             vector[i] = _FutexWaitv(value, word.address, FUTEX2_SIZE_U32, 0)  # shared: the word is in a file mapping
-        registered = [word.waiters_address for word, _ in words if word.waiters_address]
-        for address in registered:
-            _counter_add(address, 1)
+        registered = [word for word, _ in words if word.waiters_address]
+        for word in registered:
+            _counter_add(word.waiters_address, 1)
+        if not self._waitv:  # a kernel before 5.16: poll
+            time.sleep(min(remaining, UNREGISTERED_WAIT_SLICE_S))
+            return registered
         absolute = time.clock_gettime(time.CLOCK_MONOTONIC) + remaining
         timeout = _Timespec(int(absolute), int((absolute % 1) * 1e9))
-        _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC)
+        if _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC) < 0:
+            if ctypes.get_errno() == errno.ENOSYS:
+                self._waitv = False
         return registered
 
 
@@ -196,14 +233,6 @@ def _counter_add(address: int, delta: int) -> None:
     # ctypes passes a bare int as a C int: every address goes as a pointer
     _libc.syscall(SYS_FUTEX, ctypes.byref(dummy), FUTEX_WAKE_OP, 0, ctypes.c_void_p(0), ctypes.c_void_p(address),
                   ctypes.c_uint(_op_add(delta)))  # fmt: skip
-
-
-def _word_of(reader: Reader) -> _Word:
-    """The addresses of the reader's notify word and waiter counter (the views are dropped at once)."""
-    base = int(np.frombuffer(reader._mm, dtype=np.uint8, count=1).ctypes.data)
-    waiters = reader._waiters_mm
-    counter = int(np.frombuffer(waiters, dtype=np.uint32, count=1).ctypes.data) if waiters is not None else 0
-    return _Word(base + reader._notify_off, counter)
 
 
 def _set_result(future: asyncio.Future[list[str] | None], result: list[str] | None) -> None:

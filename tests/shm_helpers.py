@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
-import posix_ipc
 
-from ldc.shm.layout import segment_name, waiters_name
+from ldc.shm.layout import lock_path, segment_path, temp_path, waiters_path
 
 
 def unique_group(prefix: str = "t") -> str:
@@ -18,10 +17,12 @@ def unique_group(prefix: str = "t") -> str:
 
 
 def unlink_group(group: str) -> None:
-    for name in (segment_name(group), waiters_name(group)):
+    """Remove every file a group can have in /dev/shm (the segment, its ownership lock, a half-built
+    segment, a layout 1.x waiters file)."""
+    for path in (segment_path(group), lock_path(group), temp_path(group), waiters_path(group)):
         try:
-            posix_ipc.unlink_shared_memory(name)
-        except posix_ipc.ExistentialError:
+            os.unlink(path)
+        except FileNotFoundError:
             pass
 
 

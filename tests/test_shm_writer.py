@@ -146,33 +146,12 @@ def test_takeover_drops_entries_that_disagree_with_their_slot(group: str) -> Non
         assert w2.add_market("DDDUSDT") == 0
 
 
-def test_reads_during_a_takeover_wait_for_the_new_writer(group: str) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=4) as w:
-        slot = w.add_market("BTCUSDT")
-        publish_book(w, slot, update_id=5)
-        with Reader(group) as r:
-            r.snapshot("BTCUSDT")
-            w._seg.store_u32(HEADER.offset("state"), State.INITIALISING)
-
-            def finish_takeover() -> None:
-                time.sleep(0.1)
-                w._seg.store_u32(HEADER.offset("state"), State.RUNNING)
-
-            t = threading.Thread(target=finish_takeover)
-            time.sleep(0.06)  # past the reader's cached liveness verdict
-            t.start()
-            try:
-                assert r.snapshot("BTCUSDT").update_id == 5
-            finally:
-                t.join()
-
-
 def test_takeover_with_other_geometry_replaces_the_segment(group: str) -> None:
     with SegmentWriter(group, depth=DEPTH, capacity=4) as w:
         publish_book(w, w.add_market("BTCUSDT"))
     old_inode = os.stat(segment_path(group)).st_ino
     with Reader(group) as r, SegmentWriter(group, depth=10, capacity=8) as w2:
-        assert not w2.took_over
+        assert w2.took_over
         assert os.stat(segment_path(group)).st_ino != old_inode
         slot = w2.add_market("BTCUSDT")
         bids, asks = book(10)

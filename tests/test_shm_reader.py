@@ -382,3 +382,19 @@ def test_sleeping_reader_process_is_woken_and_a_killed_one_harms_nothing(group: 
             p.kill()
             p.wait(timeout=30)
             p.stdout and p.stdout.close()
+
+
+def test_read_into_after_a_depth_change_raises_an_ldc_error_naming_what_to_do(group: str) -> None:
+    """Issue 14 item 8: the caller's buffer has the old depth: LayoutError (an LdcError), never ValueError,
+    on the first read after the change and on every one after it; a new buffer reads the new file."""
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["BTCUSDT"]) as w:
+        publish(w, "BTCUSDT")
+    with Reader(group) as r:
+        buf = r.new_buffer()
+        r.read_into("BTCUSDT", buf, allow_out_of_sync=True)
+        with SegmentWriter(group, depth=DEPTH + 3, capacity=4, markets=["BTCUSDT"]) as w2:
+            publish(w2, "BTCUSDT", update_id=9)
+            for _ in range(2):
+                with pytest.raises(LayoutError, match=rf"recreated with depth {DEPTH + 3}: take a new buffer from new_buffer\(\)"):
+                    r.read_into("BTCUSDT", buf)
+            assert r.read_into("BTCUSDT", r.new_buffer()).update_id == 9

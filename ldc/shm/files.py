@@ -62,7 +62,7 @@ def open_owned(path: str, flags: int, mode: int, *, create: bool = False) -> int
                 continue  # removed between the two opens: create it after all
             return None
         except OSError as exc:
-            raise _refusal(path, exc) from None
+            raise refusal(path, exc) from None
         try:
             check_owned(fd, path, mode)
         except BaseException:
@@ -79,7 +79,7 @@ def create_exclusive(path: str, mode: int, flags: int = os.O_RDWR) -> int:
     except FileExistsError:
         raise
     except OSError as exc:
-        raise _refusal(path, exc) from None
+        raise refusal(path, exc) from None
     os.fchmod(fd, mode)
     return fd
 
@@ -114,7 +114,8 @@ def ofd_holder(fd: int) -> bool:
     return bool(_FLOCK.unpack(raw)[0] != fcntl.F_UNLCK)
 
 
-def _refusal(path: str, exc: OSError) -> SegmentError:
+def refusal(path: str, exc: OSError) -> SegmentError:
+    """The error for a file ldc will not open, naming why (a link, another user's file)."""
     if exc.errno == errno.ELOOP:
         return SegmentError(f"{path} is a symbolic link; ldc never follows one in /dev/shm: remove it")
     if exc.errno == errno.EACCES:

@@ -559,7 +559,7 @@ static int publish_slot(Segment *s, Py_ssize_t slot, int64_t update_id, int64_t 
 
 /* notify(): bump the futex word and FUTEX_WAKE. Layout 1.x skipped the wake when a reader-written
  * waiter count was 0; a file readers can write lets them SIGBUS the writer (issue 14), and a wake
- * nobody waits for is one syscall per batch (bench_read.py --notify measures it). */
+ * nobody waits for is one syscall per batch (bench_read.py: notify_no_waiter_ns). */
 static int notify_segment(Segment *s) {
     if (check_open(s) < 0 || check_writable(s) < 0) return -1;
     uint32_t *word = (uint32_t *)(s->base + s->L.hdr_notify);

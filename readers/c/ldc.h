@@ -385,7 +385,8 @@ static inline int ldc_writer_alive(ldc_segment *s) { return ldc_liveness(s) == L
 static inline int ldc_stale(const ldc_segment *s) {
     uint32_t limit_ms = s->hdr->stale_after_ms; /* written once, before magic */
     int64_t beat = __atomic_load_n(&s->hdr->heartbeat_ns, __ATOMIC_RELAXED);
-    return limit_ms != 0 && ldc__now(CLOCK_REALTIME) - beat > (int64_t)limit_ms * 1000000LL;
+    /* the coarse clock (a few ms of resolution, no counter read) is plenty against a limit of seconds */
+    return limit_ms != 0 && ldc__now(CLOCK_REALTIME_COARSE) - beat > (int64_t)limit_ms * 1000000LL;
 }
 
 /* The read path's probe: an ALIVE verdict of the lock probe is reused for

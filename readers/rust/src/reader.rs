@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Liveness, Result};
 use crate::layout::{self, dir, hdr, slot, state, status};
@@ -288,10 +288,7 @@ impl Reader {
         let m = &self.seg.map;
         let limit_ms = m.u32(hdr::STALE_AFTER_MS);
         let beat = m.atomic_u64(hdr::HEARTBEAT_NS).load(Ordering::Relaxed) as i64;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        limit_ms != 0 && now - beat > i64::from(limit_ms) * 1_000_000
+        limit_ms != 0 && sys::realtime_coarse_ns() - beat > i64::from(limit_ms) * 1_000_000
     }
 
     fn check_in_sync(&self, symbol: &str, out: &Snapshot, opts: ReadOptions) -> Result<()> {

@@ -59,15 +59,25 @@ extern "C" {
     fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
 }
 
-/// CLOCK_MONOTONIC in ns: the same clock other processes on the host read (std's Instant hides it).
-pub fn monotonic_ns() -> i64 {
+fn clock_ns(clock: c_int) -> i64 {
     let mut ts = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a live timespec the kernel fills; CLOCK_MONOTONIC (1) always exists.
-    unsafe { clock_gettime(1, &mut ts) };
+    // SAFETY: `ts` is a live timespec the kernel fills; the clocks used here always exist.
+    unsafe { clock_gettime(clock, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// CLOCK_MONOTONIC in ns: the same clock other processes on the host read (std's Instant hides it).
+pub fn monotonic_ns() -> i64 {
+    clock_ns(1)
+}
+
+/// CLOCK_REALTIME_COARSE in ns: a few ms of resolution, no counter read; enough against a
+/// staleness limit of seconds on the read path.
+pub fn realtime_coarse_ns() -> i64 {
+    clock_ns(5)
 }
 
 /// Maps `len` bytes of `fd` shared; `writable` adds PROT_WRITE.

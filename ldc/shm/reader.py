@@ -241,8 +241,7 @@ class Reader:
 
     def info(self) -> SegmentInfo:
         """The header of the group's current file (a replaced one is followed first)."""
-        if not self._seg.probe():
-            self._reattach_if_replaced()
+        alive = self.writer_alive()  # follows a replaced file: every load below is from the same one
         raw = self._mm[:HEADER_SIZE]
         load32, load64 = self._seg.load_u32, self._seg.load_u64
         return SegmentInfo(
@@ -251,7 +250,7 @@ class Reader:
             exchange=header_text(raw, "exchange"),
             version=(header_value(raw, "version_major"), header_value(raw, "version_minor")),
             state=load32(HEADER.offset("state")),
-            alive=self.writer_alive(),
+            alive=alive,
             writer_pid=load32(HEADER.offset("writer_pid")),
             start_time_ns=load64(HEADER.offset("start_time_ns")),
             instance_id=load64(HEADER.offset("instance_id")),

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from shm_helpers import book, group_fixture
+from shm_helpers import book, c_tool, group_fixture, rust_read  # c_tool, rust_read: module fixtures
 
 from ldc.errors import LayoutError, OutOfSync, SegmentError, WriterDead
 from ldc.shm.files import ofd_lock
@@ -30,12 +30,10 @@ from ldc.shm.writer import SegmentWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 C_DIR = ROOT / "readers" / "c"
-RUST_DIR = ROOT / "readers" / "rust"
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
 DEPTH = 20
 CAPACITY = 4  # geometry of LAYOUT.md section 2 for D=20, C=4: slots at 640, slot_size 896, segment 4224
 RUN_TIMEOUT_S = 60
-CARGO_BUILD_TIMEOUT_S = 120
 PROC = str(Path(__file__).with_name("shm_proc.py"))
 TORTURE_DEPTH = 20  # tests/shm_proc.py's writers
 HEARTBEAT_MS = 100
@@ -91,25 +89,6 @@ def c_replaced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = src.with_suffix("")
     subprocess.run(["cc", *CFLAGS, f"-I{C_DIR}", "-o", str(out), str(src)], check=True, capture_output=True, text=True)
     return out
-
-
-@pytest.fixture(scope="module")
-def c_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("c") / "shm_reader_tool"
-    subprocess.run(["cc", *CFLAGS, f"-I{C_DIR}", "-o", str(out), str(Path(__file__).with_name("shm_reader_tool.c"))],
-                   check=True, capture_output=True, text=True)  # fmt: skip
-    return out
-
-
-@pytest.fixture(scope="module")
-def rust_read() -> Path:
-    cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
-    if not Path(cargo).is_file():
-        pytest.skip("cargo is not installed: the Rust reader cannot be built")
-    build = subprocess.run([cargo, "build", "--release", "--offline", "--quiet"], cwd=RUST_DIR,
-                           capture_output=True, text=True, timeout=CARGO_BUILD_TIMEOUT_S)
-    assert build.returncode == 0, build.stderr
-    return RUST_DIR / "target" / "release" / "ldc-read"
 
 
 @pytest.fixture

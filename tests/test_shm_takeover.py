@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,13 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from shm_helpers import group_fixture
+from shm_helpers import c_tool, group_fixture, rust_read  # c_tool, rust_read: module fixtures
 
 from ldc.shm.writer import SegmentWriter
 
-ROOT = Path(__file__).resolve().parents[1]
 PROC = str(Path(__file__).with_name("shm_proc.py"))
-RUST_DIR = ROOT / "readers" / "rust"
 SYMBOL = "TAKEOVERUSDT"
 DEPTH = 20  # tests/shm_proc.py TORTURE_DEPTH
 CYCLES = int(os.environ.get("LDC_TAKEOVER_CYCLES", "100"))
@@ -50,26 +47,6 @@ class Run:
 @pytest.fixture
 def group() -> Iterator[str]:
     yield from group_fixture()
-
-
-@pytest.fixture(scope="module")
-def c_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("cc") is None:
-        pytest.skip("no C compiler")
-    out = tmp_path_factory.mktemp("c") / "shm_reader_tool"
-    subprocess.run(["cc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'readers' / 'c'}", "-o", str(out),
-                    str(Path(__file__).with_name("shm_reader_tool.c"))], check=True, capture_output=True, text=True)  # fmt: skip
-    return out
-
-
-@pytest.fixture(scope="module")
-def rust_read() -> Path:
-    cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
-    if not Path(cargo).is_file():
-        pytest.skip("cargo is not installed: the Rust reader cannot be built")
-    subprocess.run([cargo, "build", "--release", "--offline", "--quiet"], cwd=RUST_DIR, check=True, capture_output=True,
-                   timeout=300)  # fmt: skip
-    return RUST_DIR / "target" / "release" / "ldc-read"
 
 
 def python_proc(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:

@@ -35,8 +35,9 @@ def test_a_stopped_groups_files_are_removed_and_the_group_starts_again(group: st
     SegmentWriter(group, depth=DEPTH, capacity=2, markets=["BTCUSDT"]).close()
     Path(waiters_path(group)).touch()  # a layout 1.x leftover
     Path(temp_path(group)).touch()  # a writer that died while building
+    assert files(group) == [segment_path(group), temp_path(group), waiters_path(group)]  # a clean stop drops its lock file
     assert main(["--group", group, "--dry-run"]) == 0
-    assert len(files(group)) == 4 and capsys.readouterr().out.count("would remove") == 4
+    assert len(files(group)) == 3 and capsys.readouterr().out.count("would remove") == 3  # a dry run creates nothing
     assert main(["--group", group]) == 0
     out = capsys.readouterr().out
     assert files(group) == []
@@ -49,7 +50,7 @@ def test_a_stopped_groups_files_are_removed_and_the_group_starts_again(group: st
 def test_a_live_groups_files_stay(group: str, capsys: pytest.CaptureFixture[str]) -> None:
     with SegmentWriter(group, depth=DEPTH, capacity=2):
         assert main(["--group", group]) == 0
-        assert len(files(group)) == 2
+        assert files(group) == [segment_path(group), lock_path(group)]
         assert "its writer is running (the ownership lock is held)" in capsys.readouterr().out
 
 

@@ -232,7 +232,7 @@ SLOT_HEADER: Final = _region(
         ("ignored", "u64", 1, "counter: duplicate or old diffs dropped"),
         ("snapshots", "u64", 1, "counter: REST snapshots loaded"),
         ("audit_mismatches", "u64", 1, "counter: levels differing in refresh audits, summed"),
-        ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns when status and message were last set outside a publish (market added, taken over, status change)"),
+        ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns when status and message were last set outside a publish (market added, carried into a new file, status change)"),
         ("reserved1", "u64", 1, "zero"),
     ],
 )

@@ -252,16 +252,25 @@ class SegmentWriter:
     def close(self) -> None:
         """Mark the segment stopped (readers see the last books with WriterDead) and release it.
         The segment file stays so readers learn why; the next writer of the group replaces it, and
-        ``ldc clean`` removes a stopped group's files."""
+        ``ldc clean`` removes it. The ownership lock file goes."""
         if getattr(self, "_seg", None) is None:
             return
         try:
             self._seg.store_u32(HEADER.offset("state"), State.STOPPED)
             self._seg.heartbeat()
             self._seg.notify()  # wake sleepers so they see the stop
+            self._drop_lock_file()
         finally:
             self._release()
         log.info("closed segment %s", self.name)
+
+    def _drop_lock_file(self) -> None:
+        """A clean stop removes the ownership lock file while still holding its lock: a writer that
+        opened it meanwhile finds, once it holds the lock, that the name no longer leads to it and
+        starts over (_own_group), so nothing is left in /dev/shm but the stopped segment."""
+        path = lock_path(self.group)
+        if self._lock_fd is not None and _same_file(self._lock_fd, path):
+            os.unlink(path)
 
     def _release(self) -> None:
         seg = getattr(self, "_seg", None)

@@ -22,8 +22,9 @@ import sys
 from dataclasses import dataclass
 from typing import Final
 
-from ldc.shm.files import ofd_holder, ofd_lock, owner_name
-from ldc.shm.layout import GROUP_NAME_RE, LOCK_SUFFIX, SEGMENT_PREFIX, SHM_DIR, TEMP_SUFFIX, WAITERS_SUFFIX
+from ldc.errors import SegmentError
+from ldc.shm.files import ofd_holder, ofd_lock, open_owned, owner_name
+from ldc.shm.layout import GROUP_NAME_RE, LOCK_MODE, LOCK_SUFFIX, SEGMENT_PREFIX, SHM_DIR, TEMP_SUFFIX, WAITERS_SUFFIX
 
 GOVERNOR_PREFIX: Final = "ldc-governor-"
 SUFFIXES: Final = ("", TEMP_SUFFIX, WAITERS_SUFFIX, LOCK_SUFFIX)  # the lock file last: it guards the others
@@ -60,7 +61,11 @@ def clean_group(group: str, *, dry_run: bool, shm_dir: str = SHM_DIR) -> list[Ou
     file at the name)."""
     base = f"{shm_dir}/{SEGMENT_PREFIX}{group}"
     paths = [base + suffix for suffix in SUFFIXES if os.path.lexists(base + suffix)]
-    lock_fd = _take_ownership(base + LOCK_SUFFIX)
+    if not paths:
+        return []
+    lock_fd = _take_ownership(base + LOCK_SUFFIX, create=not dry_run)
+    if lock_fd is not None and lock_fd >= 0 and base + LOCK_SUFFIX not in paths:
+        paths.append(base + LOCK_SUFFIX)  # ours, made just now: it goes last, like any lock file
     try:
         if lock_fd == -1:
             return [Outcome(p, "kept", "its writer is running (the ownership lock is held)") for p in paths]
@@ -106,12 +111,16 @@ def main(argv: list[str]) -> int:
     return 1 if any(o.action == "failed" for o in outcomes) else 0
 
 
-def _take_ownership(path: str) -> int | None:
-    """The group's ownership lock: an fd holding it, None without a lock file (or one we may not
-    open: its owner will be named when removing), -1 when a writer holds it."""
+def _take_ownership(path: str, *, create: bool) -> int | None:
+    """The group's ownership lock, as a writer takes it (a missing lock file is created, so that a
+    writer starting meanwhile waits for us instead of building a file we would then remove): an fd
+    holding it, None when the lock file is not ours (its owner is named when removing), -1 when a
+    writer holds it."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        fd = open_owned(path, os.O_RDWR, LOCK_MODE, create=create)
+    except SegmentError:
+        return None
+    if fd is None:  # a dry run creates nothing
         return None
     if ofd_lock(fd, write=True):
         return fd

@@ -12,8 +12,8 @@ Modes:
   beat GROUP SYMBOL HB_MS STALE_MS   writer with that heartbeat interval and stale limit: publish one
                              book, print "ready", heartbeat every HB_MS / 2 until killed
   zygote GROUP SYMBOL        fork writers on command, so a kill -9 -> restart cycle costs no
-                             interpreter start: stdin "start K [legacy]" forks a writer publishing
-                             update_id K * 10^9 + n (it prints "ready K"), "kill" SIGKILLs it and
+                             interpreter start: stdin "start K DEPTH [legacy]" forks a writer of that
+                             depth publishing update_id K * 10^9 + n (it prints "ready K"), "kill" SIGKILLs it and
                              prints "reaped K T" (T: CLOCK_MONOTONIC ns after waitpid), "quit".
                              "legacy" makes the new writer first look alive on its predecessor's
                              file, as a 1.x in-place takeover did (the negative control)
@@ -38,7 +38,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from ldc.errors import LdcError, ReadContention, WriterDead
+from ldc.errors import LayoutError, LdcError, ReadContention, WriterDead
 from ldc.shm import _seqlock
 from ldc.shm.files import ofd_lock
 from ldc.shm.layout import HEADER, SLOT_HEADER, State, Status, segment_name, segment_path
@@ -214,17 +214,17 @@ LEGACY_WINDOW_S = 0.2  # how long the negative control's successor looks alive o
 PUBLISH_PAUSE_S = 0.0002  # the zygote's writers publish about 5,000 times a second, not flat out
 
 
-def _zygote_writer(group: str, symbol: str, cycle: int, legacy: bool) -> None:
+def _zygote_writer(group: str, symbol: str, cycle: int, depth: int, legacy: bool) -> None:
     if legacy:
         _look_alive_on_the_old_file(group)
-    w = SegmentWriter(group, depth=TORTURE_DEPTH, capacity=4, markets=[symbol])
+    w = SegmentWriter(group, depth=depth, capacity=4, markets=[symbol])
     slot = w.slot(symbol)
-    bids, asks, _, _ = payload(10, TORTURE_DEPTH)
+    bids, asks, _, _ = payload(10, depth)
     publish = w.publish
     n = 0
     while True:
         publish(slot, update_id=cycle * CYCLE + n, event_time_ms=n, recv_time_ns=n, status=Status.SYNCED,
-                bids=bids, asks=asks, n_bids=TORTURE_DEPTH, n_asks=TORTURE_DEPTH)
+                bids=bids, asks=asks, n_bids=depth, n_asks=depth)
         if n == 0:
             print(f"ready {cycle}", flush=True)
         n += 1
@@ -258,7 +258,7 @@ def zygote(group: str, symbol: str) -> None:
             pid = os.fork()
             if pid == 0:
                 try:
-                    _zygote_writer(group, symbol, cycle, legacy=words[2:] == ["legacy"])
+                    _zygote_writer(group, symbol, cycle, int(words[2]), legacy=words[3:] == ["legacy"])
                 finally:
                     os._exit(1)
             child = (cycle, pid)
@@ -287,6 +287,9 @@ def spin(group: str, symbol: str, ms: int) -> None:
             except WriterDead:
                 if r._seg.load_u32(HEADER.offset("state")) == State.STOPPED:
                     break  # the test's last writer stopped cleanly: the run is over
+                continue
+            except LayoutError:  # the writer restarted at another depth: our buffer has the old one
+                buf = r.new_buffer()
                 continue
             except LdcError:
                 if reads % 64 == 0:

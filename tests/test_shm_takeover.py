@@ -1,6 +1,6 @@
 """Issue 13's torture test: a spinning reader in each language (Python ldc.shm.reader, C readers/c/ldc.h,
-Rust readers/rust) across >= 100 kill -9 -> restart cycles of the writer (same geometry, so every
-restart replaces the file), counting reads accepted as live and in sync whose data is a writer that
+Rust readers/rust) across >= 100 kill -9 -> restart cycles of the writer (mostly the same geometry,
+every tenth restart another depth; every restart replaces the file), counting reads accepted as live and in sync whose data is a writer that
 had already been reaped when the read started. It must be 0. The negative control runs the same
 readers against successors that look alive on their predecessor's file before anything marks its
 data dead (what a 1.x in-place takeover did): they must count such reads, so the test can fail.
@@ -30,6 +30,8 @@ from ldc.shm.writer import SegmentWriter
 PROC = str(Path(__file__).with_name("shm_proc.py"))
 SYMBOL = "TAKEOVERUSDT"
 DEPTH = 20  # tests/shm_proc.py TORTURE_DEPTH
+OTHER_DEPTH = 21  # every OTHER_EVERY-th writer restarts at this depth: readers follow a new geometry too
+OTHER_EVERY = 10
 CYCLES = int(os.environ.get("LDC_TAKEOVER_CYCLES", "100"))
 CONTROL_CYCLES = 8
 HOLD_S = 0.01  # each writer publishes this long before it is killed
@@ -76,7 +78,7 @@ def run_cycles(group: str, cycles: int, c_tool: Path, rust_read: Path, *, legacy
     spinners: dict[str, subprocess.Popen[str]] = {}
     reaped: dict[int, int] = {}
     try:
-        command(zygote, "start 0")
+        command(zygote, f"start 0 {DEPTH}")
         expect(zygote, "ready 0")
         spin = [group, SYMBOL, str(SPIN_MAX_MS)]
         spinners = {
@@ -91,7 +93,8 @@ def run_cycles(group: str, cycles: int, c_tool: Path, rust_read: Path, *, legacy
             words = expect(zygote, f"reaped {cycle} ").split()
             reaped[cycle] = int(words[2])
             if cycle + 1 < cycles:
-                command(zygote, f"start {cycle + 1}" + (" legacy" if legacy else ""))
+                depth = OTHER_DEPTH if (cycle + 1) % OTHER_EVERY == 0 else DEPTH
+                command(zygote, f"start {cycle + 1} {depth}" + (" legacy" if legacy else ""))
                 expect(zygote, f"ready {cycle + 1}")
         command(zygote, "quit")
         zygote.wait(timeout=LINE_TIMEOUT_S)

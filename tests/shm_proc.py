@@ -17,8 +17,9 @@ Modes:
                              prints "reaped K T" (T: CLOCK_MONOTONIC ns after waitpid), "quit".
                              "legacy" makes the new writer first look alive on its predecessor's
                              file, as a 1.x in-place takeover did (the negative control)
-  spin GROUP SYMBOL MS       Python reader spinning for MS ms (or until the segment says STOPPED),
-                             output as readers/rust ldc-read spin
+  spin GROUP SYMBOL MS [--attach-each]   Python reader spinning for MS ms (or until the segment
+                             says STOPPED), output as readers/rust ldc-read spin; with
+                             --attach-each every read is made by a fresh Reader
   churn GROUP                writer: slot 0 alternates between markets AAAUSDT (book around 100)
                              and BBBUSDT (book around 200), add / publish / remove, until killed
 The payload invariant of the torture modes is payload_errors() below.
@@ -274,15 +275,20 @@ def zygote(group: str, symbol: str) -> None:
         os.waitpid(child[1], 0)
 
 
-def spin(group: str, symbol: str, ms: int) -> None:
+def spin(group: str, symbol: str, ms: int, attach_each: bool) -> None:
     reads = accepted = 0
     cycles: dict[int, tuple[list[int], collections.deque[int]]] = {}
-    with Reader(group, attach_timeout_s=10) as r:
+    r = Reader(group, attach_timeout_s=10)
+    try:
         buf = r.new_buffer()
         end = time.monotonic_ns() + ms * 1_000_000
         while (t0 := time.monotonic_ns()) < end:
             reads += 1
             try:
+                if attach_each:  # a reader attaching now, perhaps in the middle of a takeover
+                    fresh = Reader(group)
+                    r.close()
+                    r, buf = fresh, fresh.new_buffer()
                 r.read_into(symbol, buf)
             except WriterDead:
                 if r._seg.load_u32(HEADER.offset("state")) == State.STOPPED:
@@ -299,6 +305,8 @@ def spin(group: str, symbol: str, ms: int) -> None:
             count, tail = cycles.setdefault(buf.update_id // CYCLE, ([0], collections.deque(maxlen=SPIN_TAIL)))
             count[0] += 1
             tail.append(t0)
+    finally:
+        r.close()
     out = {str(c): {"count": count[0], "tail": list(tail)} for c, (count, tail) in sorted(cycles.items())}
     print(json.dumps({"reads": reads, "accepted": accepted, "cycles": out}), flush=True)
 
@@ -320,7 +328,7 @@ def main(argv: list[str]) -> None:
     elif mode == "zygote":
         zygote(group, argv[2])
     elif mode == "spin":
-        spin(group, argv[2], int(argv[3]))
+        spin(group, argv[2], int(argv[3]), attach_each=argv[4:] == ["--attach-each"])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

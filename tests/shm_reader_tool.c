@@ -3,7 +3,9 @@
  * LDC_OK, LDC_OUT_OF_SYNC or LDC_GONE).
  *
  *   shm_reader_tool watch GROUP SYMBOL     one read per line of stdin: {"result","update_id","status"}
- *   shm_reader_tool spin GROUP SYMBOL MS   reads as fast as it can for MS ms; per data cycle
+ *   shm_reader_tool spin GROUP SYMBOL MS [--attach-each]
+ *                                          reads as fast as it can for MS ms (with --attach-each,
+ *                                          each read from a fresh ldc_open); per data cycle
  *                                          (update_id / 10^9) the number of reads accepted live and
  *                                          in sync, and the CLOCK_MONOTONIC start times of the last
  *                                          TAIL of them (the takeover torture test compares them
@@ -84,7 +86,19 @@ static int watch(tool *t) {
     return 0;
 }
 
-static int spin(tool *t, long ms) {
+/* A fresh attach for every read: ldc_open, find, read, close (a reader that may attach mid-takeover). */
+static int read_fresh(tool *t, ldc_slot_header *h) {
+    ldc_segment fresh;
+    char err[256];
+    if (ldc_open(&fresh, t->group, err, sizeof err) != LDC_OK) return LDC_NOT_FOUND;
+    ldc_close(&t->seg);
+    t->seg = fresh;
+    t->found = 0;
+    if (!buffers(t)) return LDC_NOT_FOUND;
+    return read_once(t, h);
+}
+
+static int spin(tool *t, long ms, int attach_each) {
     static long long counts[MAX_CYCLES];
     static int64_t tails[MAX_CYCLES][TAIL];
     static int heads[MAX_CYCLES];
@@ -95,7 +109,7 @@ static int spin(tool *t, long ms) {
         if (t0 >= end) break;
         ldc_slot_header h;
         reads++;
-        int rc = read_once(t, &h);
+        int rc = attach_each ? read_fresh(t, &h) : read_once(t, &h);
         if ((rc == LDC_WRITER_DEAD || rc == LDC_WRITER_DEAD_NO_COPY) && ldc_liveness(&t->seg) == LDC_LIVE_STOPPED)
             break; /* the test's last writer stopped cleanly: the run is over */
         if (rc == LDC_OK) {
@@ -124,9 +138,10 @@ static int spin(tool *t, long ms) {
 }
 
 int main(int argc, char **argv) {
+    int attach_each = argc == 6 && strcmp(argv[5], "--attach-each") == 0;
     if (argc < 4 || (strcmp(argv[1], "watch") != 0 && strcmp(argv[1], "spin") != 0) ||
-        (strcmp(argv[1], "spin") == 0 && argc != 5)) {
-        fprintf(stderr, "usage: %s watch GROUP SYMBOL | spin GROUP SYMBOL MS\n", argv[0]);
+        (strcmp(argv[1], "spin") == 0 && argc != 5 && !attach_each)) {
+        fprintf(stderr, "usage: %s watch GROUP SYMBOL | spin GROUP SYMBOL MS [--attach-each]\n", argv[0]);
         return 2;
     }
     tool t = {.group = argv[2], .symbol = argv[3]};
@@ -136,7 +151,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!buffers(&t)) return 2;
-    int rc = strcmp(argv[1], "watch") == 0 ? watch(&t) : spin(&t, atol(argv[4]));
+    int rc = strcmp(argv[1], "watch") == 0 ? watch(&t) : spin(&t, atol(argv[4]), attach_each);
     ldc_close(&t.seg);
     return rc;
 }

@@ -38,6 +38,7 @@ HOLD_S = 0.01  # each writer publishes this long before it is killed
 SPIN_MAX_MS = 600_000  # readers stop when the last writer stops cleanly; this only bounds a hang
 LINE_TIMEOUT_S = 60
 MIN_CYCLES_SEEN = 4  # each reader must have accepted the data of several writers: it followed them
+LANGUAGES = ("python", "c", "rust", "python_attaching", "c_attaching")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ def run_cycles(group: str, cycles: int, c_tool: Path, rust_read: Path, *, legacy
             "python": python_proc("spin", *spin),
             "c": subprocess.Popen([str(c_tool), "spin", *spin], stdout=subprocess.PIPE, text=True),
             "rust": subprocess.Popen([str(rust_read), "spin", *spin], stdout=subprocess.PIPE, text=True),
+            # readers that attach afresh for every read, so some attach in the middle of a takeover
+            "python_attaching": python_proc("spin", *spin, "--attach-each"),
+            "c_attaching": subprocess.Popen([str(c_tool), "spin", *spin, "--attach-each"], stdout=subprocess.PIPE, text=True),
         }
         time.sleep(0.5)  # the Python reader imports numpy first
         for cycle in range(cycles):
@@ -120,7 +124,7 @@ def dead_reads(run: Run, language: str) -> int:
 def test_no_reader_accepts_a_dead_writers_book_across_kill_restart_cycles(group: str, c_tool: Path, rust_read: Path) -> None:
     run = run_cycles(group, CYCLES, c_tool, rust_read, legacy=False)
     summary = {lang: (r["reads"], r["accepted"], len(r["cycles"])) for lang, r in run.readers.items()}  # type: ignore[arg-type]
-    for language in ("python", "c", "rust"):
+    for language in LANGUAGES:
         assert dead_reads(run, language) == 0, (language, summary)
         assert len(run.readers[language]["cycles"]) >= MIN_CYCLES_SEEN, (language, summary)  # type: ignore[arg-type]
 
@@ -129,5 +133,5 @@ def test_negative_control_the_same_count_catches_a_successor_that_looks_alive_on
     group: str, c_tool: Path, rust_read: Path
 ) -> None:
     run = run_cycles(group, CONTROL_CYCLES, c_tool, rust_read, legacy=True)
-    caught = {language: dead_reads(run, language) for language in ("python", "c", "rust")}
+    caught = {language: dead_reads(run, language) for language in LANGUAGES}
     assert all(count > 0 for count in caught.values()), caught

@@ -3,6 +3,7 @@ checks. Follows docs/LAYOUT.md ("Writer lifecycle", "Seqlock protocol")."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import stat
@@ -314,3 +315,17 @@ def test_a_segment_too_big_for_a_java_reader_is_refused(group: str) -> None:
     with pytest.raises(ValueError, match=r"depth 5000 x capacity 20000 makes a \d+-byte segment; at most 2147483647 bytes"):
         SegmentWriter(group, depth=5000, capacity=20000)
     assert not os.path.exists(segment_path(group))
+
+
+def test_a_live_layout_1_writer_is_never_replaced(group: str) -> None:
+    """During an upgrade a 1.x feeder may still run: it holds flock(LOCK_EX) on the segment (its
+    liveness lock), which the 2.0 probe does not see; the new writer must refuse, not replace it."""
+    SegmentWriter(group, depth=DEPTH, capacity=4).close()
+    fd = os.open(segment_path(group), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SegmentError, match=rf"{segment_path(group)} has a live layout 1.x writer \(pid \d+\): stop it first"):
+            SegmentWriter(group, depth=DEPTH, capacity=4)
+        assert os.stat(segment_path(group)).st_ino == os.fstat(fd).st_ino  # not replaced
+    finally:
+        os.close(fd)

@@ -6,9 +6,8 @@ word that some coroutine waits for (each segment's ``notify`` word, docs/LAYOUT.
 of its own that wakes it when a wait is added or cancelled. When a word moves, it checks the slots its
 waiters watch and hands each finished wait to that waiter's event loop (``call_soon_threadsafe``).
 
-The waiter counter protocol of section 11 is kept: before sleeping the hub registers in each segment's
-waiter file (an atomic add done by the kernel, ``FUTEX_WAKE_OP``, so no C is needed here) and
-unregisters after. A segment without a usable waiter file is polled every 5 ms, as ``Reader`` does.
+Section 11's protocol needs nothing more: the writer wakes every sleeper after each publish batch, so the
+hub registers nowhere and writes nothing to a segment. A kernel without ``futex_waitv`` is polled every 5 ms.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import posix_ipc
 
-from ldc.shm.layout import HEADER_SIZE, WAITERS_SIZE, waiters_name
+from ldc.shm.layout import HEADER_SIZE
 
 
 if TYPE_CHECKING:
@@ -38,14 +37,12 @@ if TYPE_CHECKING:
 SYS_FUTEX: Final = 202 if os.uname().machine == "x86_64" else 98
 SYS_FUTEX_WAITV: Final = 449
 FUTEX_WAKE: Final = 1
-FUTEX_WAKE_OP: Final = 5
 FUTEX_PRIVATE_FLAG: Final = 128
 FUTEX2_SIZE_U32: Final = 0x02
-FUTEX_OP_ADD: Final = 1
 FUTEX_WAITV_MAX: Final = 128  # the kernel's limit of words per futex_waitv
 CLOCK_MONOTONIC: Final = 1
 # Limits
-UNREGISTERED_WAIT_SLICE_S: Final = 0.005  # no waiter file: the writer never wakes us, poll
+POLL_SLICE_S: Final = 0.005  # a kernel without futex_waitv (before 5.16): poll
 MAX_SEGMENTS: Final = FUTEX_WAITV_MAX - 1  # one word is the hub's own
 IDLE_SLEEP_S: Final = 3600.0  # nothing to wait for: sleep until a wait is added
 
@@ -59,11 +56,6 @@ class _FutexWaitv(ctypes.Structure):
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-def _op_add(delta: int) -> int:
-    """FUTEX_WAKE_OP's encoded ``*uaddr2 += delta`` (oparg: 12-bit signed), comparison never true."""
-    return (FUTEX_OP_ADD << 28) | ((delta & 0xFFF) << 12)
 
 
 @dataclass(eq=False)
@@ -86,9 +78,8 @@ class _Wait:
 
 
 class _Word:
-    """A segment's notify word and waiter counter in mappings of the hub's own: their addresses stay valid
-    while the hub sleeps on them or is registered in them, whatever the readers do with theirs (a reader
-    closed meanwhile must not let a later mapping at the same address take the hub's -1)."""
+    """A segment's notify word in a mapping of the hub's own: its address stays valid while the hub sleeps on
+    it, whatever the readers do with theirs (a reader may close its mapping meanwhile)."""
 
     def __init__(self, reader: Reader) -> None:
         segment = posix_ipc.SharedMemory(reader.name, read_only=True)
@@ -97,20 +88,9 @@ class _Word:
         finally:
             segment.close_fd()
         self.address = _address(self._mm) + reader._notify_off
-        self._waiters_mm: mmap.mmap | None = None
-        self.waiters_address = 0  # 0: no usable waiter file, the hub polls this segment
-        if reader._waiters_mm is not None:  # the reader could open it read-write: so can we
-            waiters = posix_ipc.SharedMemory(waiters_name(reader.group))
-            try:
-                self._waiters_mm = mmap.mmap(waiters.fd, WAITERS_SIZE)
-            finally:
-                waiters.close_fd()
-            self.waiters_address = _address(self._waiters_mm)
 
     def close(self) -> None:
         self._mm.close()
-        if self._waiters_mm is not None:
-            self._waiters_mm.close()
 
 
 def _address(mm: mmap.mmap) -> int:
@@ -152,7 +132,6 @@ class _Hub:
         _libc.syscall(SYS_FUTEX, ctypes.c_void_p(ctypes.addressof(self._own)), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, None, None, 0)
 
     def _run(self) -> None:
-        registered: list[_Word] = []
         while True:
             own = self._own[0]
             with self._lock:
@@ -167,15 +146,11 @@ class _Hub:
                 words = [(self._words[key], value) for key, value in self._sleeping.items()]
                 deadline = self._sleeping_deadline = min((w.deadline for w in self._waits), default=math.inf)
                 handed, self._handed = self._handed, False
-            # unregistered only now: the results above reach their loops first (each syscall here lets a
-            # loop take the GIL); staying registered a little longer costs the writer a wake, nothing more
-            for word in registered:
-                _counter_add(word.waiters_address, -1)
-            for word in dropped:  # after unregistering: the counter's mapping was ours until now
+            for word in dropped:
                 word.close()
             if handed:
                 time.sleep(0)  # let the loops that were just handed results take the GIL before we re-arm
-            registered = self._sleep(own, words, deadline)
+            self._sleep(own, words, deadline)
 
     def _settle(self, waits: list[_Wait]) -> list[_Wait]:
         """Hand finished waits to their loops; return those still waiting. Caller holds the lock."""
@@ -196,28 +171,21 @@ class _Hub:
                 pending.append(wait)
         return pending
 
-    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> list[_Word]:
-        """futex_waitv on the hub's own word and each segment's notify word, registered as a waiter; returns
-        the words it registered in (the caller unregisters once it has handed results over)."""
+    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> None:
+        """futex_waitv on the hub's own word and each segment's notify word until one moves or the deadline."""
         remaining = min(IDLE_SLEEP_S, max(0.0, deadline - time.monotonic()))
-        if any(word.waiters_address == 0 for word, _ in words):
-            remaining = min(remaining, UNREGISTERED_WAIT_SLICE_S)
         vector = (_FutexWaitv * (len(words) + 1))()
         vector[0] = _FutexWaitv(own, ctypes.addressof(self._own), FUTEX2_SIZE_U32 | FUTEX_PRIVATE_FLAG, 0)
         for i, (word, value) in enumerate(words, 1):
             vector[i] = _FutexWaitv(value, word.address, FUTEX2_SIZE_U32, 0)  # shared: the word is in a file mapping
-        registered = [word for word, _ in words if word.waiters_address]
-        for word in registered:
-            _counter_add(word.waiters_address, 1)
         if not self._waitv:  # a kernel before 5.16: poll
-            time.sleep(min(remaining, UNREGISTERED_WAIT_SLICE_S))
-            return registered
+            time.sleep(min(remaining, POLL_SLICE_S))
+            return
         absolute = time.clock_gettime(time.CLOCK_MONOTONIC) + remaining
         timeout = _Timespec(int(absolute), int((absolute % 1) * 1e9))
         if _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC) < 0:
             if ctypes.get_errno() == errno.ENOSYS:
                 self._waitv = False
-        return registered
 
 
 def _notify_value(reader: Reader) -> int | None:
@@ -225,14 +193,6 @@ def _notify_value(reader: Reader) -> int | None:
         return int(reader._seg.load_u32(reader._notify_off))
     except AttributeError:  # closed: its waits are answered with the error by _settle
         return None
-
-
-def _counter_add(address: int, delta: int) -> None:
-    """Atomic ``*address += delta`` on a shared u32, done by the kernel (FUTEX_WAKE_OP waking nobody)."""
-    dummy = ctypes.c_uint32(0)
-    # ctypes passes a bare int as a C int: every address goes as a pointer
-    _libc.syscall(SYS_FUTEX, ctypes.byref(dummy), FUTEX_WAKE_OP, 0, ctypes.c_void_p(0), ctypes.c_void_p(address),
-                  ctypes.c_uint(_op_add(delta)))  # fmt: skip
 
 
 def _set_result(future: asyncio.Future[list[str] | None], result: list[str] | None) -> None:

@@ -65,6 +65,7 @@ from ldc.sync import (
     Event,
     FetchSnapshot,
     MarkOutOfSync,
+    Notice,
     OutOfSyncReason,
     Publish,
     Resubscribe,
@@ -657,6 +658,9 @@ class Feeder:
             elif type(action) is Resubscribe:
                 self.pool.remove_streams([market.stream])
                 self.pool.add_streams([market.stream])
+            elif type(action) is Notice:  # the state's flags, BookSync's words (a backoff, an abandoned refresh)
+                market.shown_state = sync.state
+                self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
         if sync.state is not market.shown_state and not any(type(a) is MarkOutOfSync for a in actions):
             market.shown_state = sync.state
             self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])

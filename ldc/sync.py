@@ -70,6 +70,7 @@ __all__ = [
     "FastPath",
     "FetchSnapshot",
     "MarkOutOfSync",
+    "Notice",
     "OutOfSyncReason",
     "Publish",
     "Resubscribe",
@@ -90,6 +91,18 @@ MAX_BUFFERED_DIFFS = 10_000  # per market, while waiting for a snapshot (live or
 # Backoff of snapshot retries after a failure, doubling from MIN to CAP
 SNAPSHOT_RETRY_MIN_S = 0.5
 SNAPSHOT_RETRY_CAP_S = 30.0
+# A refresh answered by snapshots older than the book (a lagging REST cache or proxy re-serving an old
+# answer): the first is asked again at once (the documented race of a request and the stream), the next
+# ones after SNAPSHOT_RETRY_MIN_S doubling, and the refresh is abandoned after this many answers, until
+# the next refresh interval. Measured before the bound: 192 requests in 0.12 s, a minute's weight gone.
+MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH = 6
+# Refresh snapshot requests one market may make in any minute (audits, coverage refreshes, re-asks): the
+# weight a market spends on refreshes is at most this times its largest limit's weight per minute.
+MAX_REFRESH_REQUESTS_PER_MIN = 12
+REFRESH_WINDOW_S = 60.0
+# Live snapshots older than the buffered stream asked again at once, while each answer is newer than the
+# one before (the stream keeps overtaking the request); an answer that did not advance waits.
+MAX_LIVE_TOO_OLD_AT_ONCE = 3
 # Defaults
 DEFAULT_STALE_AFTER_S = 10.0
 DEFAULT_REFRESH_INTERVAL_S = 1800.0
@@ -192,7 +205,14 @@ class Resubscribe:
     reason: OutOfSyncReason
 
 
-Action = Union[FetchSnapshot, Publish, MarkOutOfSync, Resubscribe]
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Say ``text`` in the market's slot message; its flags stay those of the state ("" clears it)."""
+
+    text: str
+
+
+Action = Union[FetchSnapshot, Publish, MarkOutOfSync, Resubscribe, Notice]
 Actions = tuple[Action, ...]
 
 NO_ACTIONS: Actions = ()
@@ -228,10 +248,12 @@ class SyncConfig:
     refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
     # Limits
     max_buffered_diffs: int = MAX_BUFFERED_DIFFS
+    max_refresh_requests_per_min: int = MAX_REFRESH_REQUESTS_PER_MIN
 
     def __post_init__(self) -> None:
         for name, value, least in (("depth", self.depth, 1), ("snapshot_limit", self.snapshot_limit, self.depth),
-                                   ("max_buffered_diffs", self.max_buffered_diffs, 1)):  # fmt: skip
+                                   ("max_buffered_diffs", self.max_buffered_diffs, 1),
+                                   ("max_refresh_requests_per_min", self.max_refresh_requests_per_min, 1)):  # fmt: skip
             if value < least:
                 raise ConfigError(f"{name} {value} too small, expected at least {least}")
         ladder = (self.snapshot_limit, *self.escalation_limits)
@@ -276,6 +298,7 @@ class BookSync:
         "symbol", "config", "state", "book", "update_id", "on_diff",
         "_factory", "_futures", "_depth", "_apply", "_crossed", "_covers",
         "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
+        "_refresh_requests", "_live_too_old", "_live_too_old_id", "_noticed",
         "_activity", "_active_at", "_stale_reported",
         "snapshot_limit", "_ladder", "_tier", "_installed_at", "_covered_since", "limit_escalations",
         "diffs_applied", "diffs_ignored", "diffs_buffered", "gaps", "resyncs", "snapshots", "snapshots_too_old",
@@ -298,6 +321,10 @@ class BookSync:
         self._backoff_s = SNAPSHOT_RETRY_MIN_S
         self._shadow: _ShadowRefresh | None = None
         self._next_refresh_at: float | None = None
+        self._refresh_requests: list[float] = []  # when this market's refresh requests of the last minute went
+        self._live_too_old = 0  # live snapshots older than the buffered stream in a row
+        self._live_too_old_id = -1  # the last of them
+        self._noticed = False  # a Notice is in the slot: cleared once the book is exact again
         self._activity = 0  # diffs seen at the last tick; staleness needs no per-diff clock read
         self._active_at: float | None = None
         self._stale_reported = False
@@ -521,7 +548,7 @@ class BookSync:
             return NO_ACTIONS
         start = _join(buffer, snapshot.last_update_id, self._futures)
         if start == _TOO_OLD_INDEX:
-            return self._snapshot_too_old(snapshot)
+            return self._snapshot_too_old(snapshot, now)
         if start is None:
             return NO_ACTIONS  # the stream has not reached the snapshot yet: keep buffering
         book = self._factory()
@@ -534,6 +561,8 @@ class BookSync:
         buffer.clear()
         self._pending = None
         self._retry_at = None  # a retry scheduled before a late answer joined is moot
+        self._live_too_old, self._live_too_old_id = 0, -1
+        self._noticed = False  # the state's own message replaces any notice
         self._install(book, now)
         if book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
@@ -554,12 +583,21 @@ class BookSync:
         book.load_snapshot(snapshot)
         return self._swap(book, snapshot, now, NO_ACTIONS)
 
-    def _snapshot_too_old(self, snapshot: DepthSnapshot) -> Actions:
+    def _snapshot_too_old(self, snapshot: DepthSnapshot, now: float) -> Actions:
+        """Fetch again: at once the first time (the stream overtook the request), then after a doubling delay
+        (an answer that stays old is a lagging cache: asking at once would only spend the weight budget)."""
         self._pending = None
         self.snapshots_too_old += 1
+        self._live_too_old += 1
+        advanced, self._live_too_old_id = snapshot.last_update_id > self._live_too_old_id, snapshot.last_update_id
         logger.info("%s: snapshot %d is older than the buffered stream (first U %d), fetching again",
                     self.symbol, snapshot.last_update_id, self._buffer[0].first_id)  # fmt: skip
-        return self._fetch_live()
+        if advanced and self._live_too_old <= MAX_LIVE_TOO_OLD_AT_ONCE:
+            return self._fetch_live()
+        delay = _too_old_delay_s(self._live_too_old)
+        self._retry_at = now + delay
+        return (self._notice(f"snapshot older than the stream {self._live_too_old} times in a row: "
+                             f"asking again in {delay:.1f} s"),)  # fmt: skip
 
     def _on_snapshot_failed(self, event: SnapshotFailed, now: float) -> Actions:
         self.snapshot_failures += 1
@@ -580,6 +618,7 @@ class BookSync:
     def _resync(self, reason: OutOfSyncReason, diff: DepthDiff | None) -> Actions:
         """Discard this market's book and start over; ``diff`` (the one after a gap) is buffered."""
         self.resyncs += 1
+        self._noticed = False  # MarkOutOfSync writes the slot message
         self.book = None
         self._apply = _no_book
         self._crossed = self._covers = _no_book_check
@@ -598,7 +637,7 @@ class BookSync:
         self._lost_coverage(now)
         self._set_state(SyncState.UNCOVERED, "book does not cover the published depth")
         flag: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
-        return flag + self._start_shadow() if self._shadow is None else flag
+        return flag + self._start_shadow(now) if self._shadow is None else flag
 
     def _on_tick(self, now: float) -> Actions:
         activity = self.diffs_applied + self.diffs_ignored + self.diffs_buffered
@@ -617,7 +656,11 @@ class BookSync:
             self._maybe_step_down(now)
         refresh_due = self._next_refresh_at is not None and now >= self._next_refresh_at
         if refresh_due and self._shadow is None and self.state in BOOK_STATES:
-            actions += self._start_shadow()
+            actions += self._start_shadow(now)
+        shadow = self._shadow
+        if shadow is not None and shadow.retry_at is not None and now >= shadow.retry_at:
+            shadow.retry_at = None
+            actions += self._ask_shadow(now)
         return actions
 
     def _stale(self, now: float) -> Actions:
@@ -678,12 +721,59 @@ class BookSync:
 
     # -- shadow refresh / audit ---------------------------------------------------------------
 
-    def _start_shadow(self) -> Actions:
+    def _start_shadow(self, now: float) -> Actions:
+        wait_s = self._refresh_wait_s(now)
+        if wait_s > 0.0:  # this market spent its refresh budget of the minute: the refresh waits
+            if self._next_refresh_at is None or self._next_refresh_at < now + wait_s:
+                self._next_refresh_at = now + wait_s
+            return NO_ACTIONS
         self._shadow = _ShadowRefresh(self.update_id, self.config.max_buffered_diffs)
         self._next_refresh_at = None
         self._route()
+        return self._ask_shadow(now)
+
+    def _ask_shadow(self, now: float) -> Actions:
+        self._refresh_requests.append(now)
         self.snapshots += 1
         return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
+
+    def _refresh_wait_s(self, now: float) -> float:
+        """How long until this market may ask another refresh snapshot (0: now)."""
+        times = self._refresh_requests
+        while times and now - times[0] >= REFRESH_WINDOW_S:
+            del times[0]
+        if len(times) < self.config.max_refresh_requests_per_min:
+            return 0.0
+        return times[0] + REFRESH_WINDOW_S - now
+
+    def _shadow_too_old(self, shadow: _ShadowRefresh, now: float) -> Actions:
+        """The refresh's snapshot is older than the book: ask again at once the first time, then after a
+        doubling delay (``_on_tick`` asks), and give up after MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH answers."""
+        self.snapshots_too_old += 1
+        shadow.snapshot = None
+        shadow.too_old += 1
+        if shadow.too_old >= MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH:
+            why = f"{shadow.too_old} snapshots older than the book"
+            self._drop_shadow(why, now)
+            return (self._notice(f"refresh abandoned: {why}; next refresh in {self._next_refresh_at - now:.0f} s"),)  # type: ignore[operator]
+        delay = 0.0 if shadow.too_old == 1 else _too_old_delay_s(shadow.too_old)
+        delay = max(delay, self._refresh_wait_s(now))
+        if delay <= 0.0:
+            return self._ask_shadow(now)
+        shadow.retry_at = now + delay
+        return (self._notice(f"refresh snapshot older than the book {shadow.too_old} times in a row: "
+                             f"asking again in {delay:.1f} s"),)  # fmt: skip
+
+    def _notice(self, text: str) -> Notice:
+        self._noticed = True
+        logger.warning("%s: %s", self.symbol, text)
+        return Notice(text)
+
+    def _clear_notice(self) -> Actions:
+        if not self._noticed:
+            return NO_ACTIONS
+        self._noticed = False
+        return (Notice(""),)
 
     def _drop_shadow(self, why: str, now: float, *, retry_in_s: float | None = None) -> None:
         logger.warning("%s: refresh abandoned: %s", self.symbol, why)
@@ -703,15 +793,16 @@ class BookSync:
         if built is None:
             return live
         if built is _TOO_OLD:
-            self.snapshots_too_old += 1
-            shadow.snapshot = None
-            self.snapshots += 1
-            return live + (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
+            return live + self._shadow_too_old(shadow, now)
         assert not isinstance(built, str)
         return self._swap(built, snapshot, now, live)
 
     def _swap(self, shadow_book: Book, snapshot: DepthSnapshot, now: float, live: Actions) -> Actions:
         """Audit the live book against the shadow at the same update id, then replace it."""
+        actions = self._audit_and_swap(shadow_book, snapshot, now, live)
+        return self._clear_notice() + actions if self._noticed else actions
+
+    def _audit_and_swap(self, shadow_book: Book, snapshot: DepthSnapshot, now: float, live: Actions) -> Actions:
         live_book = self.book
         assert live_book is not None
         depth = self.config.depth
@@ -767,7 +858,7 @@ class BookSync:
             self._set_state(SyncState.UNCOVERED, "refreshed book does not cover the published depth")
             flags = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
         if self._lost_coverage(now):
-            return flags + self._start_shadow()
+            return flags + self._start_shadow(now)
         self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S
         self._route()
         return flags
@@ -794,6 +885,11 @@ class BookSync:
             self.on_diff = self._diff_synced_futures if self._futures else self._diff_synced_spot
         else:
             self.on_diff = self._diff_general
+
+
+def _too_old_delay_s(streak: int) -> float:
+    """Delay before asking again after the ``streak``-th too-old answer in a row (the second waits MIN)."""
+    return float(min(SNAPSHOT_RETRY_MIN_S * 2.0 ** (streak - 2), SNAPSHOT_RETRY_CAP_S))
 
 
 def _publish(changed: bool) -> Actions:
@@ -835,13 +931,15 @@ _TOO_OLD = "too old"  # shadow build outcome
 class _ShadowRefresh:
     """A refresh in progress: the diffs recorded since the request and, once it came, the snapshot."""
 
-    __slots__ = ("start_id", "diffs", "snapshot", "limit")
+    __slots__ = ("start_id", "diffs", "snapshot", "limit", "too_old", "retry_at")
 
     def __init__(self, start_id: int, limit: int) -> None:
         self.start_id = start_id  # the live book's id when recording began: diffs continue it
         self.diffs: list[DepthDiff] = []
         self.snapshot: DepthSnapshot | None = None
         self.limit = limit
+        self.too_old = 0  # answers older than the book so far
+        self.retry_at: float | None = None  # when to ask again after a too-old answer
 
     def record(self, diff: DepthDiff) -> str:
         """Record a diff applied to the live book; returns a problem ("" when none)."""

@@ -934,3 +934,66 @@ def test_ladder_config_is_validated() -> None:
         SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, escalate_within_s=0)
     with pytest.raises(ConfigError, match="step_down_after_s -1 too small, expected more than 0"):
         SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, step_down_after_s=-1)
+
+
+# -- a refresh answered by older snapshots (issue 14 item 12) ------------------------------------
+
+
+def test_regression_refresh_answered_by_older_snapshots_backs_off_and_gives_up(factory: Callable[[], Book]) -> None:
+    """A lagging REST cache that keeps serving the same old snapshot: the first too-old answer is asked
+    again at once (the documented race), the next ones only after a growing delay, and the refresh is
+    abandoned after MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH answers; each wait is said in the slot."""
+    from ldc.sync import MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH, Notice
+
+    sync = synced_spot(factory, refresh_interval_s=100.0, stale_after_s=1e9)
+    sync.feed(TICK, 100.0)  # the refresh starts
+    sync.feed(spot(11, 15), 100.0)
+    requests, now = 1, 100.0
+    assert sync.feed(SnapshotResult(snap(9), SHADOW), now) == (FETCH_SHADOW,)
+    requests += 1
+    notices: list[str] = []
+    for _ in range(MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH * 4):
+        actions = sync.feed(SnapshotResult(snap(9), SHADOW), now)
+        assert FETCH_SHADOW not in actions  # never at once again
+        notices += [a.text for a in actions if isinstance(a, Notice)]
+        for _ in range(240):  # ticks until the delayed request (or none within 60 s: the refresh was abandoned)
+            now += 0.25
+            if FETCH_SHADOW in sync.feed(TICK, now):
+                requests += 1
+                break
+        else:
+            break
+    assert requests == MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH
+    assert sync.state is SyncState.SYNCED and not sync.refreshing
+    assert notices and "older than the book" in notices[0] and "abandoned" in notices[-1]
+
+
+def test_refresh_requests_of_one_market_are_bounded_per_minute(factory: Callable[[], Book]) -> None:
+    """Whatever keeps asking (a refresh interval of a second, too-old answers), one market never asks more
+    than max_refresh_requests_per_min refresh snapshots in any minute."""
+    sync = synced_spot(factory, refresh_interval_s=0.5, stale_after_s=1e9)
+    times: list[float] = []
+    update_id, now = 10, 0.0
+    while now < 180.0:
+        now += 0.25
+        actions = sync.feed(TICK, now)
+        if FETCH_SHADOW in actions:
+            times.append(now)
+            update_id += 1
+            sync.feed(spot(update_id, update_id), now)
+            actions = sync.feed(SnapshotResult(snap(update_id - 1), SHADOW), now)  # too old
+            times += [now] * actions.count(FETCH_SHADOW)
+    limit = SyncConfig(rule=SequenceRule.SPOT, depth=DEPTH, snapshot_limit=LIMIT).max_refresh_requests_per_min
+    assert times and max(sum(1 for t in times if start <= t < start + 60.0) for start in times) <= limit
+
+
+def test_regression_live_snapshot_that_stays_older_than_the_stream_is_asked_again_after_a_delay(factory: Callable[[], Book]) -> None:
+    from ldc.sync import Notice
+
+    sync = make(factory, stale_after_s=1e9)
+    sync.feed(spot(100, 105), 0.0)
+    assert sync.feed(SnapshotResult(snap(98), LIVE), 0.0) == (FETCH_LIVE,)
+    actions = sync.feed(SnapshotResult(snap(98), LIVE), 0.0)  # the same old answer: a lagging cache
+    assert FETCH_LIVE not in actions and isinstance(actions[0], Notice) and "asking again in 0.5 s" in actions[0].text
+    assert sync.feed(TICK, 0.25) == ()
+    assert sync.feed(TICK, 0.5) == (FETCH_LIVE,)

@@ -96,9 +96,11 @@ SNAPSHOT_RETRY_CAP_S = 30.0
 # ones after SNAPSHOT_RETRY_MIN_S doubling, and the refresh is abandoned after this many answers, until
 # the next refresh interval. Measured before the bound: 192 requests in 0.12 s, a minute's weight gone.
 MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH = 6
-# Refresh snapshot requests one market may make in any minute (audits, coverage refreshes, re-asks): the
-# weight a market spends on refreshes is at most this times its largest limit's weight per minute.
-MAX_REFRESH_REQUESTS_PER_MIN = 12
+# Snapshot requests one market may make in any minute to re-ask after answers older than its book (live
+# and refresh); a refresh abandoned for such answers is started again no sooner than REFRESH_WINDOW_S later.
+# So with a lagging source a market spends at most (2 + this) snapshot weights a minute, whatever the
+# refresh interval; refreshes that meet their stream (coverage, audits) are not held back.
+MAX_TOO_OLD_REASKS_PER_MIN = 6
 REFRESH_WINDOW_S = 60.0
 # Live snapshots older than the buffered stream asked again at once, while each answer is newer than the
 # one before (the stream keeps overtaking the request); an answer that did not advance waits.
@@ -248,12 +250,12 @@ class SyncConfig:
     refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
     # Limits
     max_buffered_diffs: int = MAX_BUFFERED_DIFFS
-    max_refresh_requests_per_min: int = MAX_REFRESH_REQUESTS_PER_MIN
+    max_too_old_reasks_per_min: int = MAX_TOO_OLD_REASKS_PER_MIN
 
     def __post_init__(self) -> None:
         for name, value, least in (("depth", self.depth, 1), ("snapshot_limit", self.snapshot_limit, self.depth),
                                    ("max_buffered_diffs", self.max_buffered_diffs, 1),
-                                   ("max_refresh_requests_per_min", self.max_refresh_requests_per_min, 1)):  # fmt: skip
+                                   ("max_too_old_reasks_per_min", self.max_too_old_reasks_per_min, 1)):  # fmt: skip
             if value < least:
                 raise ConfigError(f"{name} {value} too small, expected at least {least}")
         ladder = (self.snapshot_limit, *self.escalation_limits)
@@ -298,7 +300,7 @@ class BookSync:
         "symbol", "config", "state", "book", "update_id", "on_diff",
         "_factory", "_futures", "_depth", "_apply", "_crossed", "_covers",
         "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
-        "_refresh_requests", "_live_too_old", "_live_too_old_id", "_noticed",
+        "_reasks", "_live_too_old", "_live_too_old_id", "_noticed",
         "_activity", "_active_at", "_stale_reported",
         "snapshot_limit", "_ladder", "_tier", "_installed_at", "_covered_since", "limit_escalations",
         "diffs_applied", "diffs_ignored", "diffs_buffered", "gaps", "resyncs", "snapshots", "snapshots_too_old",
@@ -321,7 +323,7 @@ class BookSync:
         self._backoff_s = SNAPSHOT_RETRY_MIN_S
         self._shadow: _ShadowRefresh | None = None
         self._next_refresh_at: float | None = None
-        self._refresh_requests: list[float] = []  # when this market's refresh requests of the last minute went
+        self._reasks: list[float] = []  # when this market re-asked after too-old answers, within the last minute
         self._live_too_old = 0  # live snapshots older than the buffered stream in a row
         self._live_too_old_id = -1  # the last of them
         self._noticed = False  # a Notice is in the slot: cleared once the book is exact again
@@ -592,10 +594,12 @@ class BookSync:
         advanced, self._live_too_old_id = snapshot.last_update_id > self._live_too_old_id, snapshot.last_update_id
         logger.info("%s: snapshot %d is older than the buffered stream (first U %d), fetching again",
                     self.symbol, snapshot.last_update_id, self._buffer[0].first_id)  # fmt: skip
-        if advanced and self._live_too_old <= MAX_LIVE_TOO_OLD_AT_ONCE:
+        if advanced and self._live_too_old <= MAX_LIVE_TOO_OLD_AT_ONCE and not self._reask_wait_s(now):
+            self._reasks.append(now)
             return self._fetch_live()
-        delay = _too_old_delay_s(self._live_too_old)
+        delay = max(_too_old_delay_s(self._live_too_old), self._reask_wait_s(now))
         self._retry_at = now + delay
+        self._reasks.append(now + delay)  # the tick asks then: it counts against the budget
         return (self._notice(f"snapshot older than the stream {self._live_too_old} times in a row: "
                              f"asking again in {delay:.1f} s"),)  # fmt: skip
 
@@ -660,7 +664,7 @@ class BookSync:
         shadow = self._shadow
         if shadow is not None and shadow.retry_at is not None and now >= shadow.retry_at:
             shadow.retry_at = None
-            actions += self._ask_shadow(now)
+            actions += self._reask_shadow(now)
         return actions
 
     def _stale(self, now: float) -> Actions:
@@ -722,27 +726,23 @@ class BookSync:
     # -- shadow refresh / audit ---------------------------------------------------------------
 
     def _start_shadow(self, now: float) -> Actions:
-        wait_s = self._refresh_wait_s(now)
-        if wait_s > 0.0:  # this market spent its refresh budget of the minute: the refresh waits
-            if self._next_refresh_at is None or self._next_refresh_at < now + wait_s:
-                self._next_refresh_at = now + wait_s
-            return NO_ACTIONS
         self._shadow = _ShadowRefresh(self.update_id, self.config.max_buffered_diffs)
         self._next_refresh_at = None
         self._route()
-        return self._ask_shadow(now)
-
-    def _ask_shadow(self, now: float) -> Actions:
-        self._refresh_requests.append(now)
         self.snapshots += 1
         return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
 
-    def _refresh_wait_s(self, now: float) -> float:
-        """How long until this market may ask another refresh snapshot (0: now)."""
-        times = self._refresh_requests
+    def _reask_shadow(self, now: float) -> Actions:
+        self._reasks.append(now)
+        self.snapshots += 1
+        return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
+
+    def _reask_wait_s(self, now: float) -> float:
+        """How long until this market may re-ask after a too-old answer (0: now)."""
+        times = self._reasks
         while times and now - times[0] >= REFRESH_WINDOW_S:
             del times[0]
-        if len(times) < self.config.max_refresh_requests_per_min:
+        if len(times) < self.config.max_too_old_reasks_per_min:
             return 0.0
         return times[0] + REFRESH_WINDOW_S - now
 
@@ -754,12 +754,13 @@ class BookSync:
         shadow.too_old += 1
         if shadow.too_old >= MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH:
             why = f"{shadow.too_old} snapshots older than the book"
-            self._drop_shadow(why, now)
+            interval = self.config.refresh_interval_s
+            self._drop_shadow(why, now, retry_in_s=max(REFRESH_WINDOW_S, interval if interval is not None else 0.0))
             return (self._notice(f"refresh abandoned: {why}; next refresh in {self._next_refresh_at - now:.0f} s"),)  # type: ignore[operator]
         delay = 0.0 if shadow.too_old == 1 else _too_old_delay_s(shadow.too_old)
-        delay = max(delay, self._refresh_wait_s(now))
+        delay = max(delay, self._reask_wait_s(now))
         if delay <= 0.0:
-            return self._ask_shadow(now)
+            return self._reask_shadow(now)
         shadow.retry_at = now + delay
         return (self._notice(f"refresh snapshot older than the book {shadow.too_old} times in a row: "
                              f"asking again in {delay:.1f} s"),)  # fmt: skip

@@ -968,23 +968,22 @@ def test_regression_refresh_answered_by_older_snapshots_backs_off_and_gives_up(f
     assert notices and "older than the book" in notices[0] and "abandoned" in notices[-1]
 
 
-def test_refresh_requests_of_one_market_are_bounded_per_minute(factory: Callable[[], Book]) -> None:
-    """Whatever keeps asking (a refresh interval of a second, too-old answers), one market never asks more
-    than max_refresh_requests_per_min refresh snapshots in any minute."""
+def test_refresh_requests_of_one_market_answered_too_old_are_bounded_per_minute(factory: Callable[[], Book]) -> None:
+    """Whatever the refresh interval, a market whose refreshes are all answered by older snapshots asks at
+    most 2 + max_too_old_reasks_per_min refresh snapshots in any minute (a refresh, its re-asks, the next)."""
     sync = synced_spot(factory, refresh_interval_s=0.5, stale_after_s=1e9)
     times: list[float] = []
     update_id, now = 10, 0.0
-    while now < 180.0:
+    while now < 300.0:
         now += 0.25
-        actions = sync.feed(TICK, now)
-        if FETCH_SHADOW in actions:
+        update_id += 1
+        actions = sync.feed(TICK, now) + sync.feed(spot(update_id, update_id), now)
+        while FETCH_SHADOW in actions:
             times.append(now)
-            update_id += 1
-            sync.feed(spot(update_id, update_id), now)
-            actions = sync.feed(SnapshotResult(snap(update_id - 1), SHADOW), now)  # too old
-            times += [now] * actions.count(FETCH_SHADOW)
-    limit = SyncConfig(rule=SequenceRule.SPOT, depth=DEPTH, snapshot_limit=LIMIT).max_refresh_requests_per_min
-    assert times and max(sum(1 for t in times if start <= t < start + 60.0) for start in times) <= limit
+            actions = sync.feed(SnapshotResult(snap(9), SHADOW), now)  # older than the book
+    bound = 2 + SyncConfig(rule=SequenceRule.SPOT, depth=DEPTH, snapshot_limit=LIMIT).max_too_old_reasks_per_min
+    assert len(times) > bound
+    assert max(sum(1 for t in times if start <= t < start + 60.0) for start in times) <= bound
 
 
 def test_regression_live_snapshot_that_stays_older_than_the_stream_is_asked_again_after_a_delay(factory: Callable[[], Book]) -> None:

@@ -73,10 +73,10 @@ from ldc.sync import (
     SnapshotPurpose,
     SnapshotResult,
     SyncConfig,
-    SequenceRule,
     SyncState,
 )
 from ldc.venues import binance
+from ldc.venues.base import Verdict, hot_path_links_prev, verdict
 from ldc.venues.binance import ControlKind
 
 log = logging.getLogger("ldc.feeder")
@@ -127,6 +127,7 @@ _REASON_STATUS = {
     OutOfSyncReason.STALE: Status.SYNCED | Status.STALE,
     OutOfSyncReason.DISCONNECTED: Status.STALE | Status.RESYNCING,
     OutOfSyncReason.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
+    OutOfSyncReason.CHECKSUM: Status.RESYNCING,
 }
 # slot counter <- BookSync attribute (cumulative; the feeder adds the difference). SNAPSHOTS is the feeder's
 # own count of snapshots loaded (answered and parsed), as the layout defines it; BookSync counts requests.
@@ -329,7 +330,7 @@ class Feeder:
         slot = self.writer.add_market(symbol)
         sync = BookSync(symbol, self._new_book, self._sync_config)
         depth = self.group.depth
-        hot = HotPath(self.writer.segment, slot, futures=self.venue.sequence_rule is SequenceRule.FUTURES)
+        hot = HotPath(self.writer.segment, slot, futures=hot_path_links_prev(self.venue.sequence_rule))
         market = Market(symbol, self.venue.depth_stream(symbol, self.group.update_speed_ms), slot, sync, hot,
                         np.zeros((depth, 2)), np.zeros((depth, 2)), error=error)  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
@@ -574,11 +575,8 @@ class Feeder:
             return False
         sync = market.sync
         if sync.state in BOOK_STATES:
-            if sync.config.rule is SequenceRule.SPOT:
-                ahead = diff.first_id > sync.update_id + 1
-            else:
-                ahead = diff.final_id > sync.update_id and diff.prev_final_id != sync.update_id
-            if ahead:
+            found = verdict(sync.config.rule, diff.first_id, diff.final_id, diff.prev_final_id, sync.update_id)
+            if found is Verdict.GAP:  # ahead of the book
                 return False
         old = market.conn
         market.conn, market.successor = conn_id, None

@@ -52,8 +52,9 @@ from typing import Callable, NamedTuple, Union
 import numpy as np
 
 from ldc._fastbook import FastBook
-from ldc.depth import Book, DepthDiff, DepthSnapshot
+from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError
+from ldc.venues.base import JoinWait, SequenceRule, SnapshotSource, Verdict, hot_path_links_prev, join_index, verdict
 
 __all__ = [
     "BOOK_STATES",
@@ -116,13 +117,6 @@ ESCALATE_IF_UNCOVERED_WITHIN_S = 60.0
 STEP_DOWN_AFTER_COVERED_S = 1800.0  # one default refresh interval: that refresh is then the cheaper one
 
 
-class SequenceRule(IntEnum):
-    """How consecutive diffs chain: spot by ``U == previous u + 1``, futures by ``pu == previous u``."""
-
-    SPOT = 1
-    FUTURES = 2
-
-
 class SyncState(IntEnum):
     WAITING_FOR_DIFF = 0  # nothing buffered: a snapshot is fetched once the first diff arrives
     BUFFERING = 1  # diffs buffered, a snapshot fetched or awaited; no book
@@ -147,6 +141,7 @@ class OutOfSyncReason(IntEnum):
     STALE = 4
     DISCONNECTED = 5
     UNCOVERED = 6
+    CHECKSUM = 7  # the book's checksum differs from the venue's
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +243,10 @@ class SyncConfig:
     # Timeouts
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
+    # Venue policies: where books start, and the venue's checksum of a book (compared with a diff's or a
+    # snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
+    snapshot_source: SnapshotSource = SnapshotSource.REST
+    checksum: Callable[[Book], int] | None = None
     # Limits
     max_buffered_diffs: int = MAX_BUFFERED_DIFFS
     max_too_old_reasks_per_min: int = MAX_TOO_OLD_REASKS_PER_MIN
@@ -289,7 +288,6 @@ class SyncCounters:
 
 
 BookFactory = Callable[[], Book]
-_OLD, _APPLY, _GAP = 0, 1, 2  # verdicts of a diff against a book id
 
 
 class BookSync:
@@ -298,7 +296,7 @@ class BookSync:
 
     __slots__ = (
         "symbol", "config", "state", "book", "update_id", "on_diff",
-        "_factory", "_futures", "_depth", "_apply", "_crossed", "_covers",
+        "_factory", "_futures", "_rule", "_stream", "_checksum", "checksums", "checksum_mismatches", "_depth", "_apply", "_crossed", "_covers",
         "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
         "_reasks", "_live_too_old", "_live_too_old_id", "_noticed",
         "_activity", "_active_at", "_stale_reported",
@@ -311,7 +309,12 @@ class BookSync:
         self.symbol = symbol
         self.config = config
         self._factory = book_factory
-        self._futures = config.rule is SequenceRule.FUTURES
+        self._rule = config.rule
+        self._futures = hot_path_links_prev(config.rule)  # which fast path (and C HotPath) checks the rule
+        self._stream = config.snapshot_source is SnapshotSource.STREAM
+        self._checksum = config.checksum
+        self.checksums = 0  # venue checksums verified
+        self.checksum_mismatches = 0
         self._depth = config.depth
         self.state = SyncState.WAITING_FOR_DIFF
         self.book: Book | None = None
@@ -375,8 +378,8 @@ class BookSync:
         None in every other state. A caller may apply such diffs to ``book`` itself (the feeder's C
         ``HotPath``) and report them with ``adopt`` before it feeds anything else."""
         state = self.state
-        if state is not SyncState.SYNCED and state is not SyncState.UNCOVERED:
-            return None
+        if (state is not SyncState.SYNCED and state is not SyncState.UNCOVERED) or self._checksum is not None:
+            return None  # a venue checksum is verified in Python after every diff carrying one
         shadow = self._shadow
         if shadow is None:
             return FastPath(state, None, 0)
@@ -449,20 +452,25 @@ class BookSync:
         state = self.state
         if state is SyncState.WAITING_FOR_DIFF or state is SyncState.BUFFERING:
             return self._buffer_diff(diff, now)
-        verdict = self._verdict(diff, self.update_id)
-        if verdict == _OLD:
+        found = self._verdict(diff, self.update_id)
+        if found is Verdict.OLD:
             self.diffs_ignored += 1
             return NO_ACTIONS
-        if verdict == _GAP:
+        if found is Verdict.GAP:
             self.gaps += 1
             return self._resync(OutOfSyncReason.GAP, diff)
-        self.update_id = diff.final_id
+        if found is Verdict.RESET:
+            logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
+        # a venue message without ids (OKX before seqId) is numbered by the book: its checksum is the proof
+        self.update_id = diff.final_id if diff.final_id != NO_ID else self.update_id + 1
         self.diffs_applied += 1
         changed = self._apply(diff)
         book = self.book
         assert book is not None
         if changed and book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
+        if self._checksum is not None and diff.checksum and not self._checksum_holds(book, diff.checksum):
+            return self._resync(OutOfSyncReason.CHECKSUM, None)
         shadow = self._shadow
         if shadow is not None and (problem := shadow.record(diff)):
             self._drop_shadow(problem, now)
@@ -485,24 +493,36 @@ class BookSync:
             return flags + self._try_shadow(now, _publish(changed))
         return flags + _publish(changed)
 
-    def _verdict(self, diff: DepthDiff, book_id: int) -> int:
+    def _verdict(self, diff: DepthDiff, book_id: int) -> Verdict:
         # a diff ending at or before the book is old, whatever its other ids say (u < U, u <= pu: never
-        # sent by Binance, and never allowed to move the book backwards)
-        if diff.final_id <= book_id:
-            return _OLD
-        if self._futures:
-            return _APPLY if diff.prev_final_id == book_id else _GAP
-        return _GAP if diff.first_id > book_id + 1 else _APPLY
+        # sent by Binance, and never allowed to move the book backwards); only OKX's documented reset may
+        return verdict(self._rule, diff.first_id, diff.final_id, diff.prev_final_id, book_id)
+
+    def _checksum_holds(self, book: Book, expected: int) -> bool:
+        """The venue's checksum of ``book`` against the one it sent; a mismatch is counted and logged."""
+        assert self._checksum is not None
+        self.checksums += 1
+        found = self._checksum(book)
+        if found == expected:
+            return True
+        self.checksum_mismatches += 1
+        logger.warning("%s: checksum %d at update id %d, the venue sent %d", self.symbol, found, self.update_id, expected)
+        return False
 
     def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:
         buffer = self._buffer
         self.diffs_buffered += 1
+        if self._stream:  # the venue's snapshot comes in the stream: nothing before it can be used
+            self.diffs_ignored += 1
+            if self.state is SyncState.WAITING_FOR_DIFF:
+                self._set_state(SyncState.BUFFERING, "waiting for the stream's snapshot")
+            return NO_ACTIONS
         if buffer:
-            verdict = self._verdict(diff, buffer[-1].final_id)
-            if verdict == _OLD:
+            found = self._verdict(diff, buffer[-1].final_id)
+            if found is Verdict.OLD:
                 self.diffs_ignored += 1
                 return NO_ACTIONS
-            if verdict == _GAP:
+            if found is Verdict.GAP:
                 # the buffered stream broke: only what follows the gap can meet a snapshot
                 self.gaps += 1
                 buffer.clear()
@@ -535,6 +555,8 @@ class BookSync:
             shadow.snapshot = event.snapshot
             return self._try_shadow(now, NO_ACTIONS)
         self._live_fetching = False
+        if self._stream:
+            return self._stream_snapshot(event.snapshot, now)
         if self.state is not SyncState.WAITING_FOR_DIFF and self.state is not SyncState.BUFFERING:
             return self._late_live_snapshot(event.snapshot, now)
         self._pending = event.snapshot
@@ -548,10 +570,10 @@ class BookSync:
         assert snapshot is not None
         if not buffer:
             return NO_ACTIONS
-        start = _join(buffer, snapshot.last_update_id, self._futures)
-        if start == _TOO_OLD_INDEX:
+        start = _join(buffer, snapshot.last_update_id, self._rule)
+        if start is JoinWait.TOO_OLD:
             return self._snapshot_too_old(snapshot, now)
-        if start is None:
+        if start is JoinWait.NOT_YET:
             return NO_ACTIONS  # the stream has not reached the snapshot yet: keep buffering
         book = self._factory()
         book.load_snapshot(snapshot)
@@ -573,6 +595,27 @@ class BookSync:
         if not book.covers(self.config.depth):
             return self._uncovered(now) + PUBLISH_CHANGED
         self._set_state(SyncState.SYNCED, f"snapshot {snapshot.last_update_id} joined the stream")
+        return PUBLISH_CHANGED
+
+    def _stream_snapshot(self, snapshot: DepthSnapshot, now: float) -> Actions:
+        """A snapshot the venue sent in the stream (after a subscribe, or at will: Bybit's ``u == 1`` after a
+        restart): it replaces whatever book there was, in any state."""
+        book = self._factory()
+        book.load_snapshot(snapshot)
+        self.book = None
+        self._buffer.clear()
+        self._pending = None
+        self._shadow = None
+        # ids continue from the snapshot's; a venue without ids numbers its messages from 0
+        self.update_id = snapshot.last_update_id if snapshot.last_update_id != NO_ID else 0
+        self._install(book, now)
+        if book.crossed():
+            return self._resync(OutOfSyncReason.CROSSED, None)
+        if self._checksum is not None and snapshot.checksum and not self._checksum_holds(book, snapshot.checksum):
+            return self._resync(OutOfSyncReason.CHECKSUM, None)
+        if not book.covers(self.config.depth):
+            return self._uncovered(now) + PUBLISH_CHANGED
+        self._set_state(SyncState.SYNCED, f"stream snapshot at update id {self.update_id}")
         return PUBLISH_CHANGED
 
     def _late_live_snapshot(self, snapshot: DepthSnapshot, now: float) -> Actions:
@@ -632,6 +675,9 @@ class BookSync:
         if diff is not None:
             self._buffer.append(diff)
         self._set_state(SyncState.BUFFERING, f"resync: {reason.name.lower()} at update id {self.update_id}")
+        if self._stream:  # a new subscription brings the venue's snapshot (this market's stream only)
+            self._buffer.clear()
+            return (MarkOutOfSync(reason), Resubscribe(reason))
         if self._live_fetching or self._retry_at is not None:
             return (MarkOutOfSync(reason),)
         return (MarkOutOfSync(reason), *self._fetch_live())
@@ -726,6 +772,9 @@ class BookSync:
     # -- shadow refresh / audit ---------------------------------------------------------------
 
     def _start_shadow(self, now: float) -> Actions:
+        if self._stream:  # no snapshot to ask for: a new subscription brings one, which replaces the book
+            self._next_refresh_at = None
+            return (Resubscribe(OutOfSyncReason.UNCOVERED),)
         self._shadow = _ShadowRefresh(self.update_id, self.config.max_buffered_diffs)
         self._next_refresh_at = None
         self._route()
@@ -790,12 +839,11 @@ class BookSync:
         shadow = self._shadow
         assert shadow is not None and shadow.snapshot is not None
         snapshot = shadow.snapshot
-        built = shadow.build(self._factory, self._futures, self.update_id)
-        if built is None:
+        built = shadow.build(self._factory, self._rule, self.update_id)
+        if built is JoinWait.NOT_YET:
             return live
-        if built is _TOO_OLD:
+        if built is JoinWait.TOO_OLD:
             return live + self._shadow_too_old(shadow, now)
-        assert not isinstance(built, str)
         return self._swap(built, snapshot, now, live)
 
     def _swap(self, shadow_book: Book, snapshot: DepthSnapshot, now: float, live: Actions) -> Actions:
@@ -881,8 +929,9 @@ class BookSync:
         self._route()
 
     def _route(self) -> None:
-        """Point ``on_diff`` at the fast path only where it is valid: SYNCED and no refresh recording."""
-        if self.state is SyncState.SYNCED and self._shadow is None:
+        """Point ``on_diff`` at the fast path only where it is valid: SYNCED, no refresh recording, no venue
+        checksum to verify."""
+        if self.state is SyncState.SYNCED and self._shadow is None and self._checksum is None:
             self.on_diff = self._diff_synced_futures if self._futures else self._diff_synced_spot
         else:
             self.on_diff = self._diff_general
@@ -905,28 +954,9 @@ def _no_book_check(*args: int) -> bool:
     raise AssertionError("no book to check")
 
 
-_TOO_OLD_INDEX = -1
-
-
-def _join(buffer: list[DepthDiff], last_update_id: int, futures: bool) -> int | None:
-    """Where a snapshot joins a contiguous buffered stream: the index of the first diff to apply
-    on top of it (``len(buffer)`` when the snapshot is exactly at the stream's end), None while the
-    stream has not reached the snapshot, or _TOO_OLD_INDEX when the snapshot is older than the
-    stream (spot and futures: ``lastUpdateId`` below the first buffered ``U``; futures also: the
-    first kept event does not have ``U <= lastUpdateId``)."""
-    if last_update_id < buffer[0].first_id:
-        return _TOO_OLD_INDEX
-    if buffer[-1].final_id < last_update_id:
-        return None
-    for index, diff in enumerate(buffer):
-        if diff.final_id > last_update_id or (futures and diff.final_id == last_update_id):
-            if diff.first_id > (last_update_id if futures else last_update_id + 1):
-                return _TOO_OLD_INDEX
-            return index
-    return len(buffer)  # spot: the last buffered u equals lastUpdateId
-
-
-_TOO_OLD = "too old"  # shadow build outcome
+def _join(buffer: list[DepthDiff], last_update_id: int, rule: SequenceRule) -> int | JoinWait:
+    """Where a snapshot joins a contiguous buffered stream (``venues.base.join_index``)."""
+    return join_index(rule, [(diff.first_id, diff.final_id) for diff in buffer], last_update_id)
 
 
 class _ShadowRefresh:
@@ -949,25 +979,23 @@ class _ShadowRefresh:
             return f"{len(self.diffs)} diffs recorded, expected at most {self.limit}"
         return ""
 
-    def build(self, factory: BookFactory, futures: bool, live_id: int) -> Book | str | None:
-        """The shadow book at ``live_id``; None while the stream has not reached the snapshot,
-        _TOO_OLD when the snapshot is older than the recorded stream."""
+    def build(self, factory: BookFactory, rule: SequenceRule, live_id: int) -> Book | JoinWait:
+        """The shadow book at ``live_id``, or why not yet (the stream has not reached the snapshot, or the
+        snapshot is older than the recorded stream)."""
         snapshot = self.snapshot
         assert snapshot is not None
         diffs = self.diffs
         last_update_id = snapshot.last_update_id
         if last_update_id < self.start_id:
-            return _TOO_OLD
+            return JoinWait.TOO_OLD
         # unlike a cold start, the stream is known to continue the book at start_id, so a
         # snapshot at exactly that id joins it (the documented check would refetch)
         if last_update_id == self.start_id:
-            start: int | None = 0
+            start: int | JoinWait = 0
         else:
-            start = _join(diffs, last_update_id, futures) if diffs else None
-        if start is None:
-            return None
-        if start == _TOO_OLD_INDEX:
-            return _TOO_OLD
+            start = _join(diffs, last_update_id, rule) if diffs else JoinWait.NOT_YET
+        if isinstance(start, JoinWait):
+            return start
         book = factory()
         book.load_snapshot(snapshot)
         for diff in diffs[start:]:

@@ -30,10 +30,9 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
-from ldc._fastbook import parse_snapshot_levels
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
-from ldc.sync import SequenceRule
+from ldc.venues.base import SequenceRule, VenueTable
 
 __all__ = [
     "EXCHANGES",
@@ -431,6 +430,8 @@ def parse_snapshot(body: bytes | str, limit: int) -> DepthSnapshot:
 
     The C parser takes every body it can vouch for (the same values as the reference parser, float
     for float); the reference parser takes the rest and names the fault in its ProtocolError."""
+    from ldc._fastbook import parse_snapshot_levels  # here: the venue table imports without the C extension
+
     try:
         last_update_id, event_time_ms, bids, asks = parse_snapshot_levels(body, limit)
     except (ValueError, TypeError):
@@ -499,3 +500,27 @@ def parse_message(raw: bytes | str) -> DepthDiff | ControlMessage:
     if data.get("e") == "depthUpdate":
         return _depth_update(data)
     return _control_message(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# The seam's table (ldc.venues.VENUES): what configuration needs of each exchange name
+
+SYMBOL_PATTERN = r"[A-Z0-9][A-Z0-9_]{1,31}"  # COIN-M symbols carry an underscore: BTCUSD_PERP
+
+TABLES: tuple[VenueTable, ...] = tuple(
+    VenueTable(
+        name=e.name,
+        family=e.market_type.value,
+        module=__name__,
+        rest_base_url=e.rest_base_url,
+        ws_base_url=e.ws_base_url,
+        ws_path=f"{e.ws_route}/stream",
+        symbol_pattern=SYMBOL_PATTERN,
+        symbol_form="'BTCUSDT'",
+        update_speeds_ms=tuple(sorted(e.update_speeds_ms)),
+        default_update_speed_ms=e.default_update_speed_ms,
+        weight_limit_per_min=e.weight_limit_per_minute,
+        max_streams_per_connection=e.max_streams_per_connection,
+    )
+    for e in EXCHANGES.values()
+)

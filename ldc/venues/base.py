@@ -1,0 +1,166 @@
+"""The venue seam: what every exchange module declares, and the sequence rules in one place.
+
+Pure data and pure functions: no I/O, no clock, no C extension (``config`` and the simulator import the
+venue tables without it). ``ldc.sync.BookSync`` takes a venue's :class:`SequenceRule`,
+:class:`SnapshotSource` and optional :class:`Checksum` as policies; the feeder asks the venue for URLs,
+stream names, control messages and limits. Nothing outside ``ldc/venues/`` names an exchange.
+
+Sequence rules (one function, :func:`verdict`, decides a diff against a book id; ``BookSync``'s fast paths
+and the C ``HotPath`` repeat its APPLY case inline and are differential-tested against it):
+
+========================  =========================================================  ====================
+rule                      a diff continues the book at id ``b`` when                 venues
+========================  =========================================================  ====================
+``RANGE`` (``SPOT``)      ``U <= b + 1 < u + 1`` (``U == b+1`` once synced)          Binance spot
+``PREV_LINK`` (FUTURES)   ``pu == b`` (and ``u > b``)                                Binance USD-M/COIN-M
+``PREV_LINK_RESET``       ``prevSeqId == b``; also ``seqId < prevSeqId == b``        OKX ``seqId``
+                          (the documented maintenance reset); a message without
+                          ``seqId`` (before 2023) is applied, its checksum the proof
+``PLUS_ONE``              ``u == b + 1`` (the parser sets ``U = u``)                 Bybit ``u``
+========================  =========================================================  ====================
+
+A diff ending at or before the book (``u <= b``) is old on every rule (ignored and counted, never a gap),
+except the PREV_LINK_RESET reset, which is the one way an id may go down.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from ldc.depth import NO_ID
+
+__all__ = [
+    "Checksum",
+    "JoinWait",
+    "Precision",
+    "SequenceRule",
+    "SnapshotSource",
+    "VenueTable",
+    "Verdict",
+    "hot_path_links_prev",
+    "join_index",
+    "verdict",
+]
+
+
+class SequenceRule(enum.IntEnum):
+    """How consecutive diffs chain (see the module's table). SPOT and FUTURES are Binance's names."""
+
+    RANGE = 1
+    PREV_LINK = 2
+    PREV_LINK_RESET = 3
+    PLUS_ONE = 4
+    SPOT = 1  # alias of RANGE
+    FUTURES = 2  # alias of PREV_LINK
+
+
+class SnapshotSource(enum.Enum):
+    """Where a market's book starts: a REST request (``FetchSnapshot``), or the stream itself (the venue
+    sends a snapshot after subscribing, and again at will: each one resets the book; a gap resubscribes)."""
+
+    REST = "rest"
+    STREAM = "stream"
+
+
+class Verdict(enum.Enum):
+    """A diff against the id of the book (or of the last buffered diff) it would continue."""
+
+    OLD = "old"  # ends at or before the book: ignored and counted, never a gap
+    APPLY = "apply"  # continues the book
+    GAP = "gap"  # something was lost: resync
+    RESET = "reset"  # the venue restarted its ids (OKX seqId < prevSeqId == book id): apply, the id goes down
+
+
+def verdict(rule: SequenceRule, first_id: int, final_id: int, prev_final_id: int, book_id: int) -> Verdict:
+    """The sequence rule, in one place. Ids as :class:`ldc.depth.DepthDiff` names them."""
+    if rule is SequenceRule.PREV_LINK_RESET:
+        if final_id == NO_ID:  # a venue message without ids (OKX before seqId): the checksum proves it
+            return Verdict.APPLY
+        if prev_final_id == book_id and final_id < prev_final_id:
+            return Verdict.RESET
+    if final_id <= book_id:
+        return Verdict.OLD
+    if rule is SequenceRule.RANGE:
+        return Verdict.GAP if first_id > book_id + 1 else Verdict.APPLY
+    if rule is SequenceRule.PLUS_ONE:
+        return Verdict.APPLY if final_id == book_id + 1 else Verdict.GAP
+    return Verdict.APPLY if prev_final_id == book_id else Verdict.GAP
+
+
+def hot_path_links_prev(rule: SequenceRule) -> bool:
+    """The C HotPath's ``futures`` flag for ``rule``: it checks ``pu == book id`` (True) or ``U == book id + 1``
+    (False; PLUS_ONE diffs carry ``U == u``). Either way it applies only the APPLY case of :func:`verdict`;
+    anything else (an OKX reset, an id-less message) goes to BookSync."""
+    return rule is SequenceRule.PREV_LINK or rule is SequenceRule.PREV_LINK_RESET
+
+
+class JoinWait(enum.Enum):
+    """Where a REST snapshot joins a buffered stream, when it does not (yet)."""
+
+    NOT_YET = "the stream has not reached the snapshot"
+    TOO_OLD = "the snapshot is older than the stream"
+
+
+def join_index(rule: SequenceRule, firsts_finals: list[tuple[int, int]], last_update_id: int) -> int | JoinWait:
+    """Where a snapshot at ``last_update_id`` joins a contiguous buffered stream given as ``(U, u)`` pairs:
+    the index of the first diff to apply on top of it (``len`` when the snapshot is exactly at the stream's
+    end), or why not. Binance's documented rules: spot drops ``u <= lastUpdateId`` and the first kept diff
+    must have ``U <= lastUpdateId + 1``; futures keep ``u >= lastUpdateId`` and need ``U <= lastUpdateId``;
+    both: ``lastUpdateId`` below the first buffered ``U`` is too old."""
+    links_prev = rule is not SequenceRule.RANGE and rule is not SequenceRule.PLUS_ONE
+    if last_update_id < firsts_finals[0][0]:
+        return JoinWait.TOO_OLD
+    if firsts_finals[-1][1] < last_update_id:
+        return JoinWait.NOT_YET
+    for index, (first_id, final_id) in enumerate(firsts_finals):
+        if final_id > last_update_id or (links_prev and final_id == last_update_id):
+            if first_id > (last_update_id if links_prev else last_update_id + 1):
+                return JoinWait.TOO_OLD
+            return index
+    return len(firsts_finals)  # spot: the last buffered u equals lastUpdateId
+
+
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """Decimals of a market's prices and sizes, from the venue's instrument list (tick and lot sizes)."""
+
+    price_decimals: int
+    size_decimals: int
+
+
+class Checksum(Protocol):  # pragma: no cover - a protocol
+    """A venue's book checksum over its top levels (OKX / Bitget top 25 signed CRC32, Kraken top 10)."""
+
+    levels: int  # per side
+
+    def compute(self, bids: list[tuple[float, float]], asks: list[tuple[float, float]], precision: Precision) -> int:
+        """The checksum of a book's top ``levels`` bids (best first) and asks, its numbers written with the
+        market's precision as the venue writes them."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueTable:
+    """What the configuration and the feeder's wiring need of one exchange name, as data (each venue module
+    builds one per name it serves; ``ldc.venues.venue_table`` finds it)."""
+
+    name: str  # the TOML ``exchange`` value
+    family: str  # the API family whose rules and limits apply (binance "spot" / "usdm" / "coinm", "okx", "bybit-linear"...)
+    module: str  # the venue module, e.g. "ldc.venues.okx"
+    # Endpoints: defaults, and the paths the venue adds to a configured base (``ws://127.0.0.1:PORT``)
+    rest_base_url: str
+    ws_base_url: str
+    ws_path: str  # e.g. "/ws/v5/public", "/v5/public/linear", Binance's "/stream" after its route
+    # Symbols, in the venue's own syntax
+    symbol_pattern: str  # a regular expression the whole (upper-cased) symbol must match
+    symbol_form: str  # the expected form, said when a symbol does not match: "'BTC-USDT', 'BTC-USDT-SWAP' or ..."
+    # Streams: Binance chooses an update speed, the others a book channel
+    update_speeds_ms: tuple[int, ...] = ()
+    default_update_speed_ms: int = 0
+    channels: tuple[str, ...] = ()
+    default_channel: str = ""
+    # Limits
+    weight_limit_per_min: int
+    max_streams_per_connection: int

@@ -30,6 +30,7 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from logging.handlers import QueueHandler, QueueListener
+from typing import TYPE_CHECKING
 from queue import SimpleQueue
 
 import numpy as np
@@ -75,9 +76,12 @@ from ldc.sync import (
     SyncConfig,
     SyncState,
 )
-from ldc.venues import binance
+from ldc.venues import binance, stream_venue
 from ldc.venues.base import Verdict, hot_path_links_prev, verdict
 from ldc.venues.binance import ControlKind
+
+if TYPE_CHECKING:
+    from ldc.stream_feeder import StreamFeeder
 
 log = logging.getLogger("ldc.feeder")
 _monotonic = time.monotonic
@@ -777,7 +781,7 @@ def main(argv: list[str]) -> int:
     try:
         try:
             group = load_config(args.config).group(args.group)
-            feeder = Feeder(group, config_path=args.config)
+            feeder = _feeder_for(group, args.config)
         except (ConfigError, SegmentError) as exc:
             print(f"ldc feed: {exc}", file=sys.stderr)
             return 2
@@ -787,6 +791,15 @@ def main(argv: list[str]) -> int:
         return feeder.run()
     finally:
         listener.stop()  # writes what is queued
+
+
+def _feeder_for(group: GroupConfig, config_path: str) -> Feeder | StreamFeeder:
+    """A venue whose books start in the stream (OKX, Bybit) has its own feeder; REST-snapshot venues this one."""
+    from ldc.stream_feeder import StreamFeeder
+
+    if stream_venue(group.exchange) is not None:
+        return StreamFeeder(group, config_path=config_path)
+    return Feeder(group, config_path=config_path)
 
 
 def _log_through_a_queue(level: str) -> QueueListener:

@@ -13,9 +13,9 @@ from typing import Mapping
 
 from ldc.errors import ConfigError
 from ldc.venues import binance, bybit, okx
-from ldc.venues.base import VenueTable
+from ldc.venues.base import StreamVenue, VenueTable
 
-__all__ = ["VENUES", "venue_table"]
+__all__ = ["VENUES", "stream_venue", "venue_table"]
 
 VENUES: Mapping[str, VenueTable] = MappingProxyType({
     table.name: table for module in (binance, okx, bybit) for table in module.TABLES
@@ -28,3 +28,13 @@ def venue_table(name: str) -> VenueTable:
         return VENUES[name]
     except KeyError:
         raise ConfigError(f"unknown exchange {name!r}, expected one of {', '.join(sorted(VENUES))}") from None
+
+
+def stream_venue(name: str) -> StreamVenue | None:
+    """The stream-snapshot venue serving exchange ``name`` (OKX, Bybit), None for a REST-snapshot one (Binance)."""
+    table = venue_table(name)
+    if table.module == okx.__name__:
+        return okx.OkxStream()
+    if table.module == bybit.__name__:
+        return bybit.BybitStream(table.ws_path.rsplit("/", 1)[-1])
+    return None

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-from ldc.depth import NO_ID
+from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
+
+if TYPE_CHECKING:
+    from ldc.venues._parse import VenueControl
 
 __all__ = [
     "Checksum",
@@ -37,6 +40,8 @@ __all__ = [
     "Precision",
     "SequenceRule",
     "SnapshotSource",
+    "StreamEvent",
+    "StreamVenue",
     "VenueTable",
     "Verdict",
     "hot_path_links_prev",
@@ -164,3 +169,33 @@ class VenueTable:
     # Limits
     weight_limit_per_min: int
     max_streams_per_connection: int
+
+
+StreamEvent = tuple[str, "DepthSnapshot | DepthDiff"]  # (the market's stream key, its event)
+
+
+class StreamVenue(Protocol):  # pragma: no cover - a protocol
+    """A venue whose books start from a snapshot in the stream (OKX, Bybit): what the stream feeder asks of it.
+    Stream keys are what the venue's messages name a market by (an OKX instId, a Bybit topic)."""
+
+    name: str
+    ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long
+    rule: SequenceRule
+
+    def stream(self, channel: str, symbol: str) -> str: ...
+
+    def subscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]:
+        """Subscribe requests for ``streams``, split to the venue's per-request limit."""
+        ...
+
+    def unsubscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]: ...
+
+    def ping_message(self, request_id: str) -> bytes: ...
+
+    def parse(self, raw: bytes | str) -> "list[StreamEvent] | VenueControl":
+        """Book events of one message (ProtocolError names a malformed field), or what else it is."""
+        ...
+
+    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book], int] | None":
+        """``SyncConfig.checksum`` for one market (None: the venue sends none)."""
+        ...

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import orjson
 
-from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
+from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import SequenceRule, SnapshotSource, VenueTable
+from ldc.venues.base import Precision, SequenceRule, SnapshotSource, VenueTable
 
 __all__ = [
     "CATEGORIES",
@@ -168,3 +168,39 @@ def _control(msg: dict[str, Any]) -> VenueControl:
         found = _ERROR_TOPIC_RE.search(text)
         return VenueControl(ControlKind.ERROR, message=text, topic=found.group(1) if found else "")
     return VenueControl(ControlKind.OTHER, message=str(op))
+
+
+class BybitStream:
+    """The stream feeder's view of one Bybit category (``ldc.venues.base.StreamVenue``): stream keys are topics."""
+
+    ping_interval_s = PING_INTERVAL_S
+    rule = SEQUENCE_RULE
+
+    def __init__(self, category: str) -> None:
+        if category not in CATEGORIES:
+            raise ConfigError(f"Bybit category {category!r}, expected one of {list(CATEGORIES)}")
+        self.category = category
+        self.name = f"bybit-{category}"
+
+    def stream(self, channel: str, symbol: str) -> str:
+        return topic(channel, symbol)
+
+    def _batches(self, op: str, streams: Sequence[str], request_id: str) -> list[bytes]:
+        size = MAX_ARGS_PER_SUBSCRIBE[self.category]
+        return [_request(op, self.category, streams[i : i + size], request_id) for i in range(0, len(streams), size)]
+
+    def subscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]:
+        return self._batches("subscribe", streams, request_id)
+
+    def unsubscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]:
+        return self._batches("unsubscribe", streams, request_id)
+
+    def ping_message(self, request_id: str) -> bytes:
+        return ping_message(request_id)
+
+    def parse(self, raw: bytes | str) -> list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl:
+        parsed = parse_message(raw)
+        return parsed if isinstance(parsed, VenueControl) else [(parsed.topic, parsed.event)]
+
+    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
+        return None  # Bybit sends no book checksum

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from decimal import Decimal
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -218,7 +219,11 @@ def _decimals(step: Any) -> int:
 
 
 def _text(value: float, decimals: int) -> str:
-    """A number as OKX writes it: fixed to the market's decimals, trailing zeros (and point) dropped."""
+    """A number as OKX writes it: fixed to the market's decimals, trailing zeros (and point) dropped; with no
+    decimals known (-1), the shortest decimal that reads back as ``value``, without an exponent."""
+    if decimals < 0:
+        text = format(Decimal(repr(value)), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
     text = f"{value:.{decimals}f}"
     return text.rstrip("0").rstrip(".") if decimals else text
 
@@ -247,3 +252,45 @@ def book_checksum(precision: Precision) -> Callable[[Book], int]:
         return checksum(bids_out[:n_bids].tolist(), asks_out[:n_asks].tolist(), precision)
 
     return of_book
+
+
+class OkxStream:
+    """The stream feeder's view of OKX (``ldc.venues.base.StreamVenue``): stream keys are instIds."""
+
+    name = NAME
+    ping_interval_s = PING_AFTER_IDLE_S
+    rule = SEQUENCE_RULE
+
+    def stream(self, channel: str, symbol: str) -> str:
+        return symbol
+
+    def subscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]:
+        return [subscribe_message(channel, streams[i : i + MAX_ARGS_PER_SUBSCRIBE], request_id)
+                for i in range(0, len(streams), MAX_ARGS_PER_SUBSCRIBE)]  # fmt: skip
+
+    def unsubscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]:
+        return [unsubscribe_message(channel, streams[i : i + MAX_ARGS_PER_SUBSCRIBE], request_id)
+                for i in range(0, len(streams), MAX_ARGS_PER_SUBSCRIBE)]  # fmt: skip
+
+    def ping_message(self, request_id: str) -> bytes:
+        return PING
+
+    def parse(self, raw: bytes | str) -> list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl:
+        parsed = parse_message(raw)
+        return parsed if isinstance(parsed, VenueControl) else [(event.symbol, event.event) for event in parsed]
+
+    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
+        return book_checksum(precision if precision is not None else SHORTEST)
+
+
+# No instrument list: each number in its shortest round-trip form, which is OKX's own form for every price and
+# size of up to 15 significant digits (OKX sends no trailing zeros)
+SHORTEST = Precision(-1, -1)
+
+
+def instrument_type(symbol: str) -> str:
+    """``SPOT``, ``SWAP`` or ``FUTURES``: the ``instType`` of the instrument list holding ``symbol``."""
+    last = symbol.rsplit("-", 1)[-1]
+    if last == "SWAP":
+        return "SWAP"
+    return "FUTURES" if last.isdigit() and symbol.count("-") == 2 else "SPOT"

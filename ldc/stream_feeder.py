@@ -1,0 +1,351 @@
+"""The feeder of a group on a venue whose books start from a snapshot in the stream (OKX, Bybit).
+
+Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is named here.
+
+    StreamConnection threads ── raw messages ──► venue.parse ──► each market's BookSync ──► FastBook ──► SegmentWriter
+    main thread: ticks (staleness), counters, heartbeat, systemd notifications, signals
+
+Each connection subscribes its markets' streams (split to the venue's per-request and per-connection limits),
+sends the venue's keep-alive, and reconnects with a doubling backoff. BookSync decides everything: a stream
+snapshot (re)starts a book, a gap, a checksum mismatch or a crossed book resubscribes that market alone.
+A venue's error answer naming a market lands in that market's slot, in the venue's own words. These venues
+have no C dialect yet: messages are parsed by the venue's reference parser (correct, slower than Binance's C path).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import websocket
+
+from ldc._fastbook import FastBook
+from ldc.config import GroupConfig, endpoints
+from ldc.depth import DepthSnapshot
+from ldc.errors import LdcError, ProtocolError
+from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
+from ldc.io.rest import RestClient
+from ldc.sdnotify import Notifier
+from ldc.shm.layout import Counter, Status
+from ldc.shm.writer import SegmentWriter
+from ldc.sync import (
+    DISCONNECT,
+    TICK,
+    Actions,
+    BookSync,
+    Event,
+    MarkOutOfSync,
+    Notice,
+    Publish,
+    Resubscribe,
+    SnapshotPurpose,
+    SnapshotResult,
+    SyncConfig,
+    SyncState,
+)
+from ldc.venues import okx, stream_venue
+from ldc.venues._parse import ControlKind, VenueControl
+from ldc.venues.base import Precision, SnapshotSource, StreamVenue
+
+log = logging.getLogger("ldc.feeder")
+
+# Timers
+TICK_INTERVAL_S = 0.25
+RECV_POLL_S = 0.5  # a read waits this long at most, so pings and resubscriptions go out on time
+CONNECT_TIMEOUT_S = 10.0
+RECONNECT_MIN_S = 0.5  # doubling up to the cap, with jitter
+RECONNECT_CAP_S = 30.0
+SUBSCRIBE_SPACING_S = 0.05  # between two requests on one connection: well under every venue's rate limit
+SILENT_CONNECTION_S = 60.0  # nothing received for this long (pongs included): the connection is dead
+# Limits
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class StreamMarket:
+    symbol: str
+    stream: str
+    slot: int
+    sync: BookSync
+    bids: np.ndarray
+    asks: np.ndarray
+    conn: int = -1
+    shown_state: SyncState | None = None
+    error: str = ""
+    published: dict[Counter, int] = field(default_factory=dict)
+    last_event_ms: int = -1
+    last_recv_ns: int = 0
+
+
+class StreamFeeder:
+    """Keeps every market of one stream-snapshot group synced and published until ``request_stop()``."""
+
+    def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None) -> None:
+        venue = stream_venue(group.exchange)
+        if venue is None:
+            raise LdcError(f"group {group.name!r}: {group.exchange} books start from REST snapshots: use ldc.feeder.Feeder")
+        self.group, self.venue, self.config_path = group, venue, config_path
+        self.endpoints = endpoints(group)
+        self._notifier = notifier or Notifier()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
+        self.markets: dict[str, StreamMarket] = {}  # stream key -> market
+        self.connections: list[StreamConnection] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        precision = self._precision()
+        for symbol in self.group.symbols:
+            self._add_market(symbol, precision.get(symbol))
+        streams = list(self.markets)
+        size = self.group.streams_per_connection
+        for conn_id, start in enumerate(range(0, len(streams), size)):
+            connection = StreamConnection(self, conn_id, streams[start : start + size])
+            self.connections.append(connection)
+            connection.start()
+        log.info("group %s: %d markets on %s (%s), depth %d", self.group.name, len(self.markets),
+                 self.endpoints.ws_stream_url, self.group.channel, self.group.depth)  # fmt: skip
+
+    def run(self) -> int:
+        self.start()
+        self._notifier.ready(f"{len(self.markets)} markets syncing")
+        while not self._stop.wait(TICK_INTERVAL_S):
+            self.tick()
+        self._notifier.stopping()
+        self.close()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        log.warning("reload: symbol changes on %s take effect at the next restart", self.group.exchange)
+
+    def close(self) -> None:
+        self._stop.set()
+        for connection in self.connections:
+            connection.join(timeout=CONNECT_TIMEOUT_S)
+        with self._lock:
+            self.writer.close()
+
+    def _precision(self) -> dict[str, Precision]:
+        """Tick and lot decimals for the venue's checksum, from its instrument list (OKX); best effort: without
+        it the checksum writes each number in its shortest form, which is OKX's own for these values."""
+        if self.venue.name != okx.NAME:
+            return {}
+        out: dict[str, Precision] = {}
+        with RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=self.group.rest_timeout_s,
+                        read_timeout_s=self.group.rest_timeout_s) as rest:  # fmt: skip
+            for kind in sorted({okx.instrument_type(symbol) for symbol in self.group.symbols}):
+                try:
+                    out.update(okx.parse_instruments(rest.get(okx.INSTRUMENTS_PATH, params={"instType": kind}, weight=1).body))
+                except (LdcError, ValueError) as exc:
+                    log.warning("instrument list %s not read (%s): checksums use the shortest number form", kind, exc)
+        return out
+
+    def _add_market(self, symbol: str, precision: Precision | None) -> None:
+        depth = self.group.depth
+        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, _channel_depth(self.group.channel)),
+                            snapshot_source=SnapshotSource.STREAM, refresh_interval_s=None,
+                            stale_after_s=self.group.stale_after_s, checksum=self.venue.checksum_for(symbol, precision))  # fmt: skip
+        slot = self.writer.add_market(symbol)
+        market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
+                              BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
+        market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
+        self.markets[market.stream] = market
+        self.writer.set_status(slot, Status.RESYNCING, "waiting for the stream's snapshot")
+
+    # -- connection events (connection threads) --------------------------------------------------
+
+    def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        try:
+            parsed = self.venue.parse(raw)
+        except ProtocolError as exc:
+            log.warning("connection %d: malformed message: %s: %r", conn_id, exc, raw[:120])
+            return
+        if isinstance(parsed, VenueControl):
+            self._control(conn_id, parsed)
+            return
+        with self._lock:
+            for stream, event in parsed:
+                market = self.markets.get(stream)
+                if market is None or market.error:
+                    continue
+                market.conn = conn_id
+                market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
+                now = time.monotonic()
+                if isinstance(event, DepthSnapshot):
+                    self._feed(market, SnapshotResult(event, SnapshotPurpose.LIVE), now)
+                else:
+                    self._carry_out(market, market.sync.on_diff(event, now))
+            self.writer.notify()
+
+    def _control(self, conn_id: int, control: VenueControl) -> None:
+        if control.kind is ControlKind.ERROR:
+            with self._lock:
+                market = self.markets.get(control.topic) if control.topic else None
+                if market is not None:
+                    market.error = f"{self.venue.name} refused {market.stream}: {control.message}"
+                    self.writer.set_status(market.slot, Status.ERROR, market.error)
+                    log.error("market %s: %s", market.symbol, market.error)
+                    return
+            log.error("connection %d: %s error %s: %s", conn_id, self.venue.name, control.code, control.message)
+        elif control.kind is ControlKind.SHUTDOWN:
+            log.info("connection %d: %s notice %s, reconnecting: %s", conn_id, self.venue.name, control.code, control.message)
+            self.connections[conn_id].reconnect_soon()
+
+    def on_connect_failed(self, streams: list[str], error: str) -> None:
+        with self._lock:
+            for stream in streams:
+                market = self.markets[stream]
+                if not market.error:
+                    market.shown_state = None
+                    self.writer.set_status(market.slot, _STATE_STATUS[market.sync.state],
+                                           f"websocket connection failed, retrying: {error}")  # fmt: skip
+
+    def on_close(self, conn_id: int, streams: list[str]) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for stream in streams:
+                market = self.markets[stream]
+                if not market.error:
+                    self._feed(market, DISCONNECT, now)
+
+    # -- BookSync's actions ----------------------------------------------------------------------
+
+    def _feed(self, market: StreamMarket, event: Event, now: float) -> None:
+        self._carry_out(market, market.sync.feed(event, now))
+
+    def _carry_out(self, market: StreamMarket, actions: Actions) -> None:
+        """Caller holds the lock. The slot's flags always follow BookSync's state."""
+        sync = market.sync
+        marked = False
+        for action in actions:
+            if type(action) is Publish:
+                status = _STATE_STATUS[sync.state]
+                if sync.book is None:
+                    self.writer.set_status(market.slot, status)
+                    continue
+                n_bids, n_asks = sync.book.top(self.group.depth, market.bids, market.asks)
+                self.writer.publish(market.slot, update_id=max(sync.update_id, 0), event_time_ms=market.last_event_ms,
+                                    recv_time_ns=market.last_recv_ns, status=status, bids=market.bids, asks=market.asks,
+                                    n_bids=n_bids, n_asks=n_asks)  # fmt: skip
+            elif type(action) is MarkOutOfSync:
+                marked = True
+                market.shown_state = None
+                self.writer.set_status(market.slot, _REASON_STATUS[action.reason], action.reason.name.lower().replace("_", " "))
+            elif type(action) is Resubscribe:
+                if 0 <= market.conn < len(self.connections):
+                    self.connections[market.conn].resubscribe(market.stream)
+            elif type(action) is Notice:
+                market.shown_state = sync.state
+                self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
+        if sync.state is not market.shown_state and not marked:
+            market.shown_state = sync.state
+            self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])
+        for counter, attribute in _COUNTERS:
+            value = getattr(sync, attribute)
+            if value != market.published[counter]:
+                self.writer.bump(market.slot, counter, value - market.published[counter])
+                market.published[counter] = value
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for market in self.markets.values():
+                if not market.error:
+                    self._feed(market, TICK, now)
+            self.writer.heartbeat()
+            self.writer.notify()
+
+
+def _channel_depth(channel: str) -> int:
+    """Levels a side a book channel keeps: OKX's table, or the number in Bybit's ``orderbook.N``."""
+    if channel in okx.CHANNELS:
+        return okx.CHANNELS[channel]
+    return int(channel.rsplit(".", 1)[-1])
+
+
+class StreamConnection(threading.Thread):
+    """One websocket connection carrying some markets' streams, reconnecting until the feeder stops."""
+
+    def __init__(self, feeder: StreamFeeder, conn_id: int, streams: list[str]) -> None:
+        super().__init__(name=f"ldc-ws-{feeder.group.name}-{conn_id}", daemon=True)
+        self.feeder, self.conn_id, self.streams = feeder, conn_id, streams
+        self._resubscribe: list[str] = []
+        self._reconnect = threading.Event()
+        self._lock = threading.Lock()
+        self._requests = 0
+
+    def resubscribe(self, stream: str) -> None:
+        with self._lock:
+            if stream not in self._resubscribe:
+                self._resubscribe.append(stream)
+
+    def reconnect_soon(self) -> None:
+        self._reconnect.set()
+
+    def _request_id(self) -> str:
+        self._requests += 1
+        return str(self._requests)
+
+    def run(self) -> None:
+        stop, attempt = self.feeder._stop, 0
+        while not stop.is_set():
+            try:
+                ws = websocket.create_connection(self.feeder.endpoints.ws_stream_url, timeout=CONNECT_TIMEOUT_S,
+                                                 skip_utf8_validation=True)  # fmt: skip
+            except (OSError, websocket.WebSocketException) as exc:
+                self.feeder.on_connect_failed(self.streams, f"{type(exc).__name__}: {exc}")
+                attempt += 1
+                stop.wait(min(RECONNECT_CAP_S, RECONNECT_MIN_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+                continue
+            attempt = 0
+            try:
+                self._serve(ws)
+            except (OSError, websocket.WebSocketException) as exc:
+                log.warning("connection %d: %s: %s", self.conn_id, type(exc).__name__, exc)
+            finally:
+                ws.close()
+                self.feeder.on_close(self.conn_id, self.streams)
+            stop.wait(RECONNECT_MIN_S)
+
+    def _send_all(self, ws: websocket.WebSocket, messages: list[bytes]) -> None:
+        for message in messages:
+            ws.send(message.decode())
+            time.sleep(SUBSCRIBE_SPACING_S)
+
+    def _serve(self, ws: websocket.WebSocket) -> None:
+        venue, channel, stop = self.feeder.venue, self.feeder.group.channel, self.feeder._stop
+        self._reconnect.clear()
+        self._send_all(ws, venue.subscribe_messages(channel, self.streams, self._request_id()))
+        ws.settimeout(RECV_POLL_S)
+        pinged = heard = time.monotonic()
+        while not stop.is_set() and not self._reconnect.is_set():
+            now = time.monotonic()
+            if now - pinged >= venue.ping_interval_s:
+                ws.send(venue.ping_message(self._request_id()).decode())
+                pinged = now
+            if now - heard >= SILENT_CONNECTION_S:
+                log.warning("connection %d: nothing received for %.0f s, reconnecting", self.conn_id, now - heard)
+                return
+            with self._lock:
+                again, self._resubscribe = self._resubscribe, []
+            if again:
+                self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
+                self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))
+            try:
+                opcode, data = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                continue
+            heard = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                self.feeder.on_message(self.conn_id, data, time.time_ns())

@@ -1,0 +1,156 @@
+"""ldc.stream_feeder end to end on the genuine OKX and Bybit recordings: a local websocket server speaking the
+venue's protocol (subscribe answers, its keep-alive answer, the recorded book messages of the markets asked
+for, the venue's error for an unknown one) -> StreamFeeder -> segment -> Reader. The published top 20 must
+equal an independent Decimal replay of the recording, and an unknown market's slot must carry the venue's words."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+from websockets.sync.server import ServerConnection, serve
+
+from ldc.config import GroupConfig
+from ldc.shm.layout import Status
+from ldc.shm.reader import Reader
+from ldc.stream_feeder import StreamFeeder
+from shm_helpers import group_fixture
+from venue_recordings import BYBIT_FILE, OKX_FILE, DecimalBook, records, venues_dir
+
+DEPTH = 20
+WAIT_S = 30.0
+pytestmark = pytest.mark.skipif(not (venues_dir() / OKX_FILE).is_file(), reason="shared/data/venues recordings not present")
+
+
+@pytest.fixture
+def group() -> Iterator[str]:
+    yield from group_fixture()
+
+
+def _okx_book_messages() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for record in records(OKX_FILE):
+        if record["t"] == "recv" and '"channel":"books"' in str(record["data"]) and '"action"' in str(record["data"]):
+            out.setdefault(json.loads(str(record["data"]))["arg"]["instId"], []).append(str(record["data"]))
+    return out
+
+
+def _bybit_book_messages(conn: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for record in records(BYBIT_FILE):
+        if record["t"] == "recv" and record["conn"] == conn and str(record["data"]).startswith('{"topic":"orderbook.'):
+            out.setdefault(json.loads(str(record["data"]))["topic"], []).append(str(record["data"]))
+    return out
+
+
+def _serve(handler: Callable[[ServerConnection], None]) -> Iterator[int]:
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server.socket.getsockname()[1]
+        server.shutdown()
+
+
+def _replay(messages: list[str], book_of: Callable[[dict[str, Any]], tuple[str, list[list[str]], list[list[str]]]]) -> DecimalBook:
+    ref = DecimalBook()
+    for raw in messages:
+        kind, bids, asks = book_of(json.loads(raw))
+        (ref.reset if kind == "snapshot" else ref.apply)(bids, asks)
+    return ref
+
+
+def _wait_for(reader: Reader, symbol: str, update_id: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if reader.status(symbol).update_id == update_id:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{symbol}: update id {reader.status(symbol).update_id}, expected {update_id} within {WAIT_S} s")
+
+
+def _run(group: GroupConfig) -> StreamFeeder:
+    feeder = StreamFeeder(group)
+    feeder.start()
+    return feeder
+
+
+def test_okx_recording_through_the_feeder_equals_a_decimal_replay_and_an_unknown_market_says_okx_words(group: str) -> None:
+    books = _okx_book_messages()
+
+    def okx_server(ws: ServerConnection) -> None:
+        for message in ws:
+            if message == "ping":
+                ws.send("pong")
+                continue
+            request = json.loads(message)
+            for arg in request["args"]:
+                if arg["instId"] not in books:
+                    ws.send(json.dumps({"event": "error", "code": "60018", "connId": "a4d3ae55",
+                                        "msg": f"Wrong URL or channel:books,instId:{arg['instId']} doesn't exist"}))
+                    continue
+                ws.send(json.dumps({"id": request["id"], "event": "subscribe", "arg": arg, "connId": "a4d3ae55"}))
+            for arg in request["args"]:
+                for raw in books.get(arg["instId"], []):
+                    ws.send(raw)
+
+    for port in _serve(okx_server):
+        config = GroupConfig(name=group, exchange="okx", symbols=("BTC-USDT", "UNI-USD-SWAP", "NOPE-USDT"), depth=DEPTH,
+                             ws_url=f"ws://127.0.0.1:{port}", rest_url="http://127.0.0.1:9", channel="books",
+                             capacity=4, streams_per_connection=30, rest_timeout_s=1.0)  # fmt: skip
+        feeder = _run(config)
+        try:
+            with Reader(group) as reader:
+                for symbol, messages in books.items():
+                    _wait_for(reader, symbol, len(messages) - 1)  # ids count the messages after the snapshot
+                    snap = reader.snapshot(symbol)
+                    ref = _replay(messages, lambda m: (m["action"], m["data"][0]["bids"], m["data"][0]["asks"]))
+                    assert (snap.bids.tolist(), snap.asks.tolist()) == ref.top_floats(DEPTH)
+                    assert snap.status == Status.SYNCED
+                deadline = time.monotonic() + WAIT_S
+                while reader.status("NOPE-USDT").status != Status.ERROR and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                nope = reader.status("NOPE-USDT")
+                assert nope.status == Status.ERROR and "instId:NOPE-USDT doesn't exist" in nope.message
+                counters = {symbol: reader.status(symbol).counters for symbol in books}
+            assert all(c.get("resyncs", 0) == 0 and c.get("gaps", 0) == 0 for c in counters.values()), counters
+            assert sum(m.sync.checksums for m in feeder.markets.values()) == 191
+            assert sum(m.sync.checksum_mismatches for m in feeder.markets.values()) == 0
+        finally:
+            feeder.close()
+
+
+def test_bybit_recording_through_the_feeder_equals_a_decimal_replay(group: str) -> None:
+    books = _bybit_book_messages("BYBIT.ws.2")  # the linear connection
+    requests: list[dict[str, Any]] = []
+
+    def bybit_server(ws: ServerConnection) -> None:
+        for message in ws:
+            request = json.loads(message)
+            requests.append(request)
+            if request["op"] == "ping":
+                ws.send(json.dumps({"success": True, "ret_msg": "pong", "conn_id": "c", "req_id": request["req_id"], "op": "ping"}))
+                continue
+            ws.send(json.dumps({"success": True, "ret_msg": "", "conn_id": "c", "req_id": request["req_id"], "op": request["op"]}))
+            for topic in request["args"]:
+                for raw in books.get(topic, []):
+                    ws.send(raw)
+
+    for port in _serve(bybit_server):
+        config = GroupConfig(name=group, exchange="bybit-linear", symbols=("BTCUSDT", "ETHUSDT"), depth=DEPTH,
+                             ws_url=f"ws://127.0.0.1:{port}", channel="orderbook.200", capacity=4, streams_per_connection=500)  # fmt: skip
+        feeder = _run(config)
+        try:
+            with Reader(group) as reader:
+                for topic, messages in books.items():
+                    symbol = topic.rsplit(".", 1)[1]
+                    _wait_for(reader, symbol, json.loads(messages[-1])["data"]["u"])
+                    snap = reader.snapshot(symbol)
+                    ref = _replay(messages, lambda m: (m["type"], m["data"]["b"], m["data"]["a"]))
+                    assert (snap.bids.tolist(), snap.asks.tolist()) == ref.top_floats(DEPTH)
+            assert requests[0] == {"req_id": "1", "op": "subscribe", "args": ["orderbook.200.BTCUSDT", "orderbook.200.ETHUSDT"]}
+        finally:
+            feeder.close()

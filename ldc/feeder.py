@@ -132,6 +132,7 @@ _REASON_STATUS = {
     OutOfSyncReason.DISCONNECTED: Status.STALE | Status.RESYNCING,
     OutOfSyncReason.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
     OutOfSyncReason.CHECKSUM: Status.RESYNCING,
+    OutOfSyncReason.FAULT: Status.RESYNCING,
 }
 # slot counter <- BookSync attribute (cumulative; the feeder adds the difference). SNAPSHOTS is the feeder's
 # own count of snapshots loaded (answered and parsed), as the layout defines it; BookSync counts requests.

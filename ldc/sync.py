@@ -142,6 +142,7 @@ class OutOfSyncReason(IntEnum):
     DISCONNECTED = 5
     UNCOVERED = 6
     CHECKSUM = 7  # the book's checksum differs from the venue's
+    FAULT = 8  # the engine raised while handling an event: the book may be half-applied (fail closed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +297,7 @@ class BookSync:
 
     __slots__ = (
         "symbol", "config", "state", "book", "update_id", "on_diff",
-        "_factory", "_futures", "_rule", "_stream", "_checksum", "checksums", "checksum_mismatches", "_depth", "_apply", "_crossed", "_covers",
+        "_factory", "_futures", "_rule", "_stream", "_checksum", "checksums", "checksum_mismatches", "faults", "_depth", "_apply", "_crossed", "_covers",
         "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
         "_reasks", "_live_too_old", "_live_too_old_id", "_noticed",
         "_activity", "_active_at", "_stale_reported",
@@ -315,6 +316,7 @@ class BookSync:
         self._checksum = config.checksum
         self.checksums = 0  # venue checksums verified
         self.checksum_mismatches = 0
+        self.faults = 0  # exceptions inside the engine, each answered by a resync of this market
         self._depth = config.depth
         self.state = SyncState.WAITING_FOR_DIFF
         self.book: Book | None = None
@@ -403,7 +405,20 @@ class BookSync:
         return self._after_apply(True, now)
 
     def feed(self, event: Event, now: float) -> Actions:
-        """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions."""
+        """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions. An exception
+        inside the engine resyncs the market (its book may be half-applied) instead of escaping: fail closed."""
+        try:
+            return self._dispatch(event, now)
+        except Exception as exc:
+            return self._fault(exc, event)
+
+    def _fault(self, exc: Exception, event: object) -> Actions:
+        self.faults += 1
+        logger.error("%s: %s handling %s, resyncing: %s", self.symbol, type(exc).__name__, type(event).__name__, exc,
+                     exc_info=exc)  # fmt: skip
+        return self._resync(OutOfSyncReason.FAULT, None)
+
+    def _dispatch(self, event: Event, now: float) -> Actions:
         kind = type(event)
         if kind is SnapshotResult:
             return self._on_snapshot(event, now)  # type: ignore[arg-type]
@@ -431,24 +446,36 @@ class BookSync:
             return self._diff_general(diff, now)
         self.update_id = diff.final_id
         self.diffs_applied += 1
-        if self._apply(diff):
-            if self._crossed() or not self._covers(self._depth):
-                return self.top_fault(now)
-            return PUBLISH_CHANGED
-        return PUBLISH_UNCHANGED
+        try:  # free in CPython 3.11 until something raises
+            if self._apply(diff):
+                if self._crossed() or not self._covers(self._depth):
+                    return self.top_fault(now)
+                return PUBLISH_CHANGED
+            return PUBLISH_UNCHANGED
+        except Exception as exc:
+            return self._fault(exc, diff)
 
     def _diff_synced_futures(self, diff: DepthDiff, now: float) -> Actions:
         if diff.prev_final_id != self.update_id or diff.final_id <= self.update_id:
             return self._diff_general(diff, now)
         self.update_id = diff.final_id
         self.diffs_applied += 1
-        if self._apply(diff):
-            if self._crossed() or not self._covers(self._depth):
-                return self.top_fault(now)
-            return PUBLISH_CHANGED
-        return PUBLISH_UNCHANGED
+        try:
+            if self._apply(diff):
+                if self._crossed() or not self._covers(self._depth):
+                    return self.top_fault(now)
+                return PUBLISH_CHANGED
+            return PUBLISH_UNCHANGED
+        except Exception as exc:
+            return self._fault(exc, diff)
 
     def _diff_general(self, diff: DepthDiff, now: float) -> Actions:
+        try:
+            return self._diff_decided(diff, now)
+        except Exception as exc:
+            return self._fault(exc, diff)
+
+    def _diff_decided(self, diff: DepthDiff, now: float) -> Actions:
         state = self.state
         if state is SyncState.WAITING_FOR_DIFF or state is SyncState.BUFFERING:
             return self._buffer_diff(diff, now)

@@ -996,3 +996,42 @@ def test_regression_live_snapshot_that_stays_older_than_the_stream_is_asked_agai
     assert FETCH_LIVE not in actions and isinstance(actions[0], Notice) and "asking again in 0.5 s" in actions[0].text
     assert sync.feed(TICK, 0.25) == ()
     assert sync.feed(TICK, 0.5) == (FETCH_LIVE,)
+
+
+# -- fail closed -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", [SequenceRule.SPOT, SequenceRule.FUTURES])
+def test_an_exception_inside_the_engine_resyncs_that_market_instead_of_escaping(factory: Callable[[], Book], rule: SequenceRule) -> None:
+    """h11's rule: a half-applied book is never resumed. A book that raises while applying a diff (fast path and
+    general path alike) leaves the market resyncing, counted; the exception does not reach the caller."""
+    raising = {"on": False}
+
+    def flaky() -> Book:
+        book = factory()
+
+        class Flaky:
+            def __getattr__(self, name: str) -> object:
+                return getattr(book, name)
+
+            def apply_diff(self, diff: DepthDiff) -> bool:
+                if raising["on"]:
+                    raise ValueError("level table full")
+                return book.apply_diff(diff)
+
+        return Flaky()  # type: ignore[return-value]
+
+    sync = make(flaky, rule, stale_after_s=1e9)
+    other = synced_spot(factory)
+    diff = spot if rule is SequenceRule.SPOT else (lambda first, final, **kw: fut(first, final, first - 1))
+    sync.feed(diff(9, 10), 0.0)  # type: ignore[operator]
+    sync.feed(SnapshotResult(snap(10), LIVE), 0.0)
+    assert sync.state is SyncState.SYNCED
+    raising["on"] = True
+    actions = sync.on_diff(diff(11, 11, bids=[(100.0, 2.0)]), 0.0)  # type: ignore[operator]
+    assert actions == (MarkOutOfSync(OutOfSyncReason.FAULT), FETCH_LIVE)
+    assert (sync.state, sync.book, sync.faults) == (SyncState.BUFFERING, None, 1)
+    raising["on"] = False
+    sync.feed(diff(12, 12), 0.0)  # type: ignore[operator]
+    assert sync.feed(SnapshotResult(snap(12), LIVE), 0.0) == CHANGED and sync.state is SyncState.SYNCED
+    assert other.state is SyncState.SYNCED

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 from queue import SimpleQueue
 
 import numpy as np
-import orjson
 
 from ldc._fastbook import (
     ROUTE_CONTROL,
@@ -96,7 +95,6 @@ SNAPSHOT_WORKERS = 8  # snapshot requests in flight at once; the governor paces 
 WORKERS_STOP_TIMEOUT_S = 5.0  # close() waits this long at most for snapshot requests in flight
 VALIDATE_RETRY_MIN_S = 1.0  # exchangeInfo failed: check the symbols again after this, doubling
 VALIDATE_RETRY_CAP_S = 60.0  # up to this
-INVALID_SYMBOL_CODE = -1121  # Binance: "Invalid symbol."
 # The websocket thread waits for the GIL while another thread (a snapshot worker, the tick) runs Python, and
 # CPython hands the GIL over only every switch interval: 5 ms by default, a 5 ms receive-to-publish stall.
 # Set for the feeder process (``main``); a switch costs a few microseconds, and only while two threads want it.
@@ -433,8 +431,8 @@ class Feeder:
         try:
             response = self._rest.get(path, params={}, weight=self.venue.exchange_info_weight,
                                       stop=self._stop)  # fmt: skip
-            listed = {entry["symbol"] for entry in orjson.loads(response.body)["symbols"]}
-        except (LdcError, ValueError, KeyError, TypeError) as exc:
+            listed = binance.listed_symbols(response.body)
+        except LdcError as exc:
             log.warning("symbols not validated: %s %s failed: %s", self.group.exchange, path, exc)
             return None
         return {s: f"unknown symbol {s}: not listed by {self.group.exchange} exchangeInfo" for s in symbols if s not in listed}
@@ -625,7 +623,7 @@ class Feeder:
             why = "the fast parser refused a message the reference parser accepts"
         except ProtocolError as exc:
             why = str(exc)
-        symbol = _symbol_hint(raw)
+        symbol = binance.symbol_hint(raw)
         market = self.markets.get(symbol) if symbol else None
         now = time.monotonic()
         if market is None:
@@ -696,7 +694,7 @@ class Feeder:
             event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
         except (RestError, ProtocolError) as exc:
             event = SnapshotFailed(action.purpose, str(exc))
-            if getattr(exc, "code", None) == INVALID_SYMBOL_CODE:
+            if getattr(exc, "code", None) == binance.INVALID_SYMBOL_CODE:
                 error = f"unknown symbol {market.symbol}: {exc}"
         except Exception as exc:  # a worker must always hand its market back
             log.exception("market %s: snapshot worker failed", market.symbol)
@@ -760,15 +758,6 @@ def _with_symbols(group: GroupConfig, symbols: tuple[str, ...]) -> GroupConfig:
     import dataclasses
 
     return dataclasses.replace(group, symbols=symbols)
-
-
-def _symbol_hint(raw: bytes) -> str | None:
-    """The `"s":"SYMBOL"` of a frame too broken to parse, to charge the fault to its market."""
-    start = raw.find(b'"s":"')
-    if start < 0:
-        return None
-    end = raw.find(b'"', start + 5)
-    return raw[start + 5 : end].decode("ascii", "replace") if end > 0 else None
 
 
 def main(argv: list[str]) -> int:

@@ -524,3 +524,46 @@ TABLES: tuple[VenueTable, ...] = tuple(
     )
     for e in EXCHANGES.values()
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# What the socket layer, the REST client and the feeder ask of Binance (they name no exchange themselves)
+
+SHUTDOWN_MARKER = b"serverShutdown"  # in a small frame: the server will close this connection
+DATA_PREFIX = b'{"stream"'  # a combined-stream data message (never a control answer)
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"  # the IP's request weight used in the current minute
+INVALID_SYMBOL_CODE = -1121  # "Invalid symbol."
+
+
+def control_request(method: str, streams: Sequence[str], request_id: int) -> bytes:
+    """``{"method":"SUBSCRIBE","params":[...],"id":N}`` (SUBSCRIBE / UNSUBSCRIBE), as the socket layer sends it."""
+    return orjson.dumps({"method": method, "params": list(streams), "id": request_id})
+
+
+def error_of(body: bytes) -> tuple[int | None, str]:
+    """The ``{"code": -1121, "msg": "Invalid symbol."}`` of a REST error answer, or (None, "")."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, ""
+    if isinstance(doc, dict) and type(doc.get("code")) is int:
+        return doc["code"], str(doc.get("msg", ""))
+    return None, ""
+
+
+def listed_symbols(body: bytes | str) -> set[str]:
+    """The symbols of an exchangeInfo answer; ProtocolError when it has none."""
+    msg = _expect_dict(_load(body, "exchangeInfo"), "exchangeInfo")
+    entries = msg.get("symbols")
+    if not isinstance(entries, list):
+        raise ProtocolError(f"field 'symbols': expected a list, found {_show(entries)}")
+    return {entry["symbol"] for entry in entries if isinstance(entry, dict) and type(entry.get("symbol")) is str}
+
+
+def symbol_hint(raw: bytes) -> str | None:
+    """The `"s":"SYMBOL"` of a frame too broken to parse, to charge the fault to its market."""
+    start = raw.find(b'"s":"')
+    if start < 0:
+        return None
+    end = raw.find(b'"', start + 5)
+    return raw[start + 5 : end].decode("ascii", "replace") if end > 0 else None

@@ -218,38 +218,49 @@ def _decimals(step: Any) -> int:
     return len(step.split(".", 1)[1].rstrip("0")) if "." in step else 0
 
 
-def _text(value: float, decimals: int) -> str:
-    """A number as OKX writes it: fixed to the market's decimals, trailing zeros (and point) dropped; with no
-    decimals known (-1), the shortest decimal that reads back as ``value``, without an exponent."""
+def _texts(values: Sequence[float], decimals: int) -> list[str]:
+    """Numbers as OKX writes them: fixed to the market's decimals, trailing zeros (and point) dropped; with no
+    decimals known (-1), the shortest decimal that reads back as the value, without an exponent."""
     if decimals < 0:
-        text = format(Decimal(repr(value)), "f")
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    text = f"{value:.{decimals}f}"
-    return text.rstrip("0").rstrip(".") if decimals else text
+        texts = [format(Decimal(repr(value)), "f") for value in values]
+        return [text.rstrip("0").rstrip(".") if "." in text else text for text in texts]
+    form = f"%.{decimals}f"
+    if not decimals:
+        return [form % value for value in values]
+    return [(form % value).rstrip("0").rstrip(".") for value in values]
+
+
+def _crc_of(bid_px: list[str], bid_sz: list[str], ask_px: list[str], ask_sz: list[str]) -> int:
+    parts: list[str] = []
+    n_bids, n_asks = len(bid_px), len(ask_px)
+    for index in range(max(n_bids, n_asks)):
+        if index < n_bids:
+            parts += (bid_px[index], bid_sz[index])
+        if index < n_asks:
+            parts += (ask_px[index], ask_sz[index])
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
 def checksum(bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, float]], precision: Precision) -> int:
     """OKX's signed CRC32 of ``bid1px:bid1sz:ask1px:ask1sz:...`` over the top 25 of each side (a shorter
     side simply ends). The documented worked example: bids [3366.1,7],[3366,6] and asks [3366.8,9],[3368,8]
     give -1881014294."""
-    parts: list[str] = []
+    bids, asks = bids[:CHECKSUM_LEVELS], asks[:CHECKSUM_LEVELS]
     p, s = precision.price_decimals, precision.size_decimals
-    for index in range(CHECKSUM_LEVELS):
-        if index < len(bids):
-            parts += (_text(bids[index][0], p), _text(bids[index][1], s))
-        if index < len(asks):
-            parts += (_text(asks[index][0], p), _text(asks[index][1], s))
-    crc = zlib.crc32(":".join(parts).encode())
-    return crc - (1 << 32) if crc >= 1 << 31 else crc
+    return _crc_of(_texts([b[0] for b in bids], p), _texts([b[1] for b in bids], s),
+                   _texts([a[0] for a in asks], p), _texts([a[1] for a in asks], s))  # fmt: skip
 
 
 def book_checksum(precision: Precision) -> Callable[[Book], int]:
     """``SyncConfig.checksum`` for one OKX market: the checksum of a book's top 25."""
     bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
+    p, s = precision.price_decimals, precision.size_decimals
 
     def of_book(book: Book) -> int:
         n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
-        return checksum(bids_out[:n_bids].tolist(), asks_out[:n_asks].tolist(), precision)
+        bids, asks = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
+        return _crc_of(_texts(bids[0], p), _texts(bids[1], s), _texts(asks[0], p), _texts(asks[1], s))
 
     return of_book
 

@@ -61,6 +61,7 @@ RECONNECT_MIN_S = 0.5  # doubling up to the cap, with jitter
 RECONNECT_CAP_S = 30.0
 SUBSCRIBE_SPACING_S = 0.05  # between two requests on one connection: well under every venue's rate limit
 SILENT_CONNECTION_S = 60.0  # nothing received for this long (pongs included): the connection is dead
+REQUEST_WINDOW_S = 3600.0  # the venue's requests-per-hour window
 # Limits
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -282,6 +283,7 @@ class StreamConnection(threading.Thread):
         self._reconnect = threading.Event()
         self._lock = threading.Lock()
         self._requests = 0
+        self._sent_at: list[float] = []  # when this connection's subscribe / unsubscribe requests went, last hour
 
     def resubscribe(self, stream: str) -> None:
         with self._lock:
@@ -297,6 +299,7 @@ class StreamConnection(threading.Thread):
 
     def run(self) -> None:
         stop, attempt = self.feeder._stop, 0
+        stop.wait(self.conn_id / self.feeder.venue.connections_per_s)  # the venue's connections per second per IP
         while not stop.is_set():
             try:
                 ws = websocket.create_connection(self.feeder.endpoints.ws_stream_url, timeout=CONNECT_TIMEOUT_S,
@@ -319,7 +322,18 @@ class StreamConnection(threading.Thread):
     def _send_all(self, ws: websocket.WebSocket, messages: list[bytes]) -> None:
         for message in messages:
             ws.send(message.decode())
+            self._sent_at.append(time.monotonic())
             time.sleep(SUBSCRIBE_SPACING_S)
+
+    def _requests_left(self, now: float) -> int:
+        """Requests this connection may still send within the venue's hourly limit (OKX: 480 an hour)."""
+        limit = self.feeder.venue.requests_per_hour
+        if not limit:
+            return 1 << 30
+        sent = self._sent_at
+        while sent and now - sent[0] >= REQUEST_WINDOW_S:
+            del sent[0]
+        return limit - len(sent)
 
     def _serve(self, ws: websocket.WebSocket) -> None:
         venue, channel, stop = self.feeder.venue, self.feeder.group.channel, self.feeder._stop
@@ -336,7 +350,9 @@ class StreamConnection(threading.Thread):
                 log.warning("connection %d: nothing received for %.0f s, reconnecting", self.conn_id, now - heard)
                 return
             with self._lock:
-                again, self._resubscribe = self._resubscribe, []
+                # a resubscription costs two requests (unsubscribe, subscribe); it waits for room in the hour
+                room = self._requests_left(now) >= 2 * len(self._resubscribe)
+                again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
             if again:
                 self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
                 self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))

@@ -154,3 +154,18 @@ def test_bybit_recording_through_the_feeder_equals_a_decimal_replay(group: str) 
             assert requests[0] == {"req_id": "1", "op": "subscribe", "args": ["orderbook.200.BTCUSDT", "orderbook.200.ETHUSDT"]}
         finally:
             feeder.close()
+
+
+def test_okx_requests_are_kept_within_480_an_hour_per_connection(group: str) -> None:
+    from ldc.stream_feeder import StreamConnection
+
+    feeder = StreamFeeder(GroupConfig(name=group, exchange="okx", symbols=("BTC-USDT",), channel="books", capacity=2))
+    try:
+        connection = StreamConnection(feeder, 0, ["BTC-USDT"])
+        now = time.monotonic()
+        connection._sent_at = [now - 10.0] * 479
+        assert connection._requests_left(now) == 1  # a resubscription (2 requests) now waits
+        connection._sent_at = [now - 3601.0] * 479 + [now - 1.0]
+        assert connection._requests_left(now) == 479
+    finally:
+        feeder.close()

@@ -181,6 +181,9 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     name: str
     ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long
     rule: SequenceRule
+    # Limits
+    requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
+    connections_per_s: float  # new connections per second per IP
 
     def stream(self, channel: str, symbol: str) -> str: ...
 

@@ -175,6 +175,8 @@ class BybitStream:
 
     ping_interval_s = PING_INTERVAL_S
     rule = SEQUENCE_RULE
+    requests_per_hour = 0  # none documented for public subscriptions
+    connections_per_s = NEW_CONNECTIONS_PER_5_MIN / 300.0
 
     def __init__(self, category: str) -> None:
         if category not in CATEGORIES:

@@ -271,6 +271,8 @@ class OkxStream:
     name = NAME
     ping_interval_s = PING_AFTER_IDLE_S
     rule = SEQUENCE_RULE
+    requests_per_hour = SUBSCRIBE_OPS_PER_HOUR
+    connections_per_s = float(CONNECTIONS_PER_S)
 
     def stream(self, channel: str, symbol: str) -> str:
         return symbol

@@ -169,3 +169,47 @@ def test_okx_requests_are_kept_within_480_an_hour_per_connection(group: str) -> 
         assert connection._requests_left(now) == 479
     finally:
         feeder.close()
+
+
+def test_bybit_gap_resubscribes_that_topic_alone_and_the_new_snapshot_brings_it_back(group: str) -> None:
+    books = _bybit_book_messages("BYBIT.ws.2")
+    requests: list[dict[str, Any]] = []
+    dropped = books["orderbook.200.ETHUSDT"][50]
+
+    def lossy_server(ws: ServerConnection) -> None:
+        for message in ws:
+            request = json.loads(message)
+            requests.append(request)
+            if request["op"] == "ping":
+                ws.send(json.dumps({"success": True, "ret_msg": "pong", "conn_id": "c", "req_id": request["req_id"], "op": "ping"}))
+                continue
+            ws.send(json.dumps({"success": True, "ret_msg": "", "conn_id": "c", "req_id": request["req_id"], "op": request["op"]}))
+            if request["op"] != "subscribe":
+                continue
+            first = sum(1 for r in requests if r["op"] == "subscribe") == 1
+            for topic in request["args"]:
+                for raw in books.get(topic, []):
+                    if not (first and raw is dropped):  # the first subscription loses one ETHUSDT delta
+                        ws.send(raw)
+
+    for port in _serve(lossy_server):
+        config = GroupConfig(name=group, exchange="bybit-linear", symbols=("BTCUSDT", "ETHUSDT"), depth=DEPTH,
+                             ws_url=f"ws://127.0.0.1:{port}", channel="orderbook.200", capacity=4, streams_per_connection=500)  # fmt: skip
+        feeder = _run(config)
+        try:
+            with Reader(group) as reader:
+                for topic, messages in books.items():
+                    symbol = topic.rsplit(".", 1)[1]
+                    _wait_for(reader, symbol, json.loads(messages[-1])["data"]["u"])
+                    deadline = time.monotonic() + WAIT_S
+                    while reader.status(symbol).status != Status.SYNCED and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    snap = reader.snapshot(symbol)
+                    ref = _replay(messages, lambda m: (m["type"], m["data"]["b"], m["data"]["a"]))
+                    assert (snap.bids.tolist(), snap.asks.tolist()) == ref.top_floats(DEPTH)
+                eth, btc = reader.status("ETHUSDT").counters, reader.status("BTCUSDT").counters
+            assert (eth["gaps"], eth["resyncs"], btc["gaps"], btc["resyncs"]) == (1, 1, 0, 0)
+            again = [(r["op"], r["args"]) for r in requests[1:] if r["op"] != "ping"]
+            assert again == [("unsubscribe", ["orderbook.200.ETHUSDT"]), ("subscribe", ["orderbook.200.ETHUSDT"])]
+        finally:
+            feeder.close()

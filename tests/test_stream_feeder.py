@@ -213,3 +213,28 @@ def test_bybit_gap_resubscribes_that_topic_alone_and_the_new_snapshot_brings_it_
             assert again == [("unsubscribe", ["orderbook.200.ETHUSDT"]), ("subscribe", ["orderbook.200.ETHUSDT"])]
         finally:
             feeder.close()
+
+
+def test_the_stream_feeder_tells_systemd_ready_status_and_watchdog(group: str, tmp_path: Any) -> None:
+    import socket
+
+    from ldc.sdnotify import Notifier
+
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(10.0)
+        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+        config = GroupConfig(name=group, exchange="bybit-spot", symbols=("BTCUSDT",), channel="orderbook.50",
+                             ws_url="ws://127.0.0.1:9", capacity=2)  # fmt: skip
+        feeder = StreamFeeder(config, notifier=notifier)
+        runner = threading.Thread(target=feeder.run)
+        runner.start()
+        seen: set[str] = set()
+        try:
+            while not {"READY=1", "WATCHDOG=1", "STATUS=0/1 markets in sync"} <= seen:
+                seen.update(sock.recv(4096).decode().split("\n"))
+        finally:
+            feeder.request_stop()
+            runner.join(timeout=15.0)
+        assert not runner.is_alive()

@@ -110,6 +110,8 @@ class StreamFeeder:
         size = self.group.streams_per_connection
         for conn_id, start in enumerate(range(0, len(streams), size)):
             connection = StreamConnection(self, conn_id, streams[start : start + size])
+            for stream in connection.streams:  # its connection from the start: a resubscription needs one
+                self.markets[stream].conn = conn_id
             self.connections.append(connection)
             connection.start()
         log.info("group %s: %d markets on %s (%s), depth %d", self.group.name, len(self.markets),
@@ -203,7 +205,6 @@ class StreamFeeder:
                 market = self.markets.get(stream)
                 if market is None or market.error:
                     continue
-                market.conn = conn_id
                 market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
                 now = time.monotonic()
                 if isinstance(event, DepthSnapshot):

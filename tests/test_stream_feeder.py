@@ -238,3 +238,37 @@ def test_the_stream_feeder_tells_systemd_ready_status_and_watchdog(group: str, t
             feeder.request_stop()
             runner.join(timeout=15.0)
         assert not runner.is_alive()
+
+
+def test_regression_a_market_whose_stream_stays_silent_is_resubscribed_before_it_ever_received(group: str) -> None:
+    """A subscription the venue acknowledged but never served: after stale_after_s that market alone is asked again
+    (it was dropped: the market had no connection until its first message)."""
+    books = _bybit_book_messages("BYBIT.ws.2")
+    subscribes: list[list[str]] = []
+
+    def forgetful_server(ws: ServerConnection) -> None:
+        for message in ws:
+            request = json.loads(message)
+            if request["op"] == "ping":
+                continue
+            ws.send(json.dumps({"success": True, "ret_msg": "", "conn_id": "c", "req_id": request["req_id"], "op": request["op"]}))
+            if request["op"] == "subscribe":
+                subscribes.append(request["args"])
+                for topic in request["args"]:
+                    if len(subscribes) > 1 or topic.endswith("BTCUSDT"):  # ETHUSDT served only when asked again
+                        for raw in books[topic]:
+                            ws.send(raw)
+
+    for port in _serve(forgetful_server):
+        config = GroupConfig(name=group, exchange="bybit-linear", symbols=("BTCUSDT", "ETHUSDT"), depth=DEPTH, stale_after_s=1.0,
+                             ws_url=f"ws://127.0.0.1:{port}", channel="orderbook.200", capacity=4, streams_per_connection=500)  # fmt: skip
+        feeder = StreamFeeder(config)
+        runner = threading.Thread(target=feeder.run)  # ticks: staleness is judged on them
+        runner.start()
+        try:
+            with Reader(group) as reader:
+                _wait_for(reader, "ETHUSDT", json.loads(books["orderbook.200.ETHUSDT"][-1])["data"]["u"])
+            assert "orderbook.200.ETHUSDT" in subscribes[1]  # (BTCUSDT too goes silent once its replay ends)
+        finally:
+            feeder.request_stop()
+            runner.join(timeout=15.0)

@@ -135,6 +135,13 @@ class Precision:
     size_decimals: int
 
 
+def window_limit(levels: int) -> int:
+    """``DepthSnapshot.limit`` of a snapshot in a windowed stream (OKX ``books`` 400, Bybit ``orderbook.200``):
+    the venue keeps the window exact, deleting the levels that fall out of it and sending the ones that come in,
+    so every side held is whole (a side shorter than the limit is whole) and nothing is pruned."""
+    return levels + 1
+
+
 class Checksum(Protocol):  # pragma: no cover - a protocol
     """A venue's book checksum over its top levels (OKX / Bitget top 25 signed CRC32, Kraken top 10)."""
 
@@ -165,6 +172,7 @@ class VenueTable:
     update_speeds_ms: tuple[int, ...] = ()
     default_update_speed_ms: int = 0
     channels: tuple[str, ...] = ()
+    channel_levels: tuple[int, ...] = ()  # levels a side each channel keeps: the most a group may publish
     default_channel: str = ""
     # Limits
     weight_limit_per_min: int

@@ -37,7 +37,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SnapshotSource, VenueTable
+from ldc.venues.base import Precision, SequenceRule, SnapshotSource, VenueTable, window_limit
 
 __all__ = [
     "CHANNELS",
@@ -87,7 +87,7 @@ TABLES: tuple[VenueTable, ...] = (
     VenueTable(
         name=NAME, family=NAME, module=__name__, rest_base_url=REST_BASE_URL, ws_base_url=WS_BASE_URL,
         ws_path=WS_PATH, symbol_pattern=SYMBOL_PATTERN, symbol_form=SYMBOL_FORM,
-        channels=tuple(CHANNELS), default_channel=DEFAULT_CHANNEL,
+        channels=tuple(CHANNELS), channel_levels=tuple(CHANNELS.values()), default_channel=DEFAULT_CHANNEL,
         weight_limit_per_min=20 * 30,  # market/books: 20 requests per 2 s per IP
         max_streams_per_connection=MAX_CHANNELS_PER_CONNECTION,
     ),
@@ -175,8 +175,8 @@ def _book_data(item: dict[str, Any], symbol: str, depth: int, snapshot: bool) ->
     if snapshot:
         if len(bids) > depth or len(asks) > depth:
             raise ProtocolError(f"snapshot of {symbol}: expected at most {depth} levels a side, found {len(bids)} bids, {len(asks)} asks")
-        return DepthSnapshot(seq_id, sorted_levels(bids, "bids", True), sorted_levels(asks, "asks", False), depth,
-                             ts, checksum_value)  # fmt: skip
+        return DepthSnapshot(seq_id, sorted_levels(bids, "bids", True), sorted_levels(asks, "asks", False),
+                             window_limit(depth), ts, checksum_value)  # fmt: skip
     # U = prevSeqId: a REST snapshot joins where prevSeqId <= its seqId < seqId (the 2026 procedure)
     return DepthDiff(symbol, prev_seq_id, seq_id, prev_seq_id, ts, NO_ID, bids, asks, checksum_value)
 

@@ -14,6 +14,7 @@ have no C dialect yet: messages are parsed by the venue's reference parser (corr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -25,9 +26,9 @@ import numpy as np
 import websocket
 
 from ldc._fastbook import FastBook
-from ldc.config import GroupConfig, endpoints
+from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbol_changes
 from ldc.depth import DepthSnapshot
-from ldc.errors import LdcError, ProtocolError
+from ldc.errors import ConfigError, LdcError, ProtocolError
 from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
 from ldc.io.rest import RestClient
 from ldc.sdnotify import Notifier
@@ -95,6 +96,7 @@ class StreamFeeder:
         self._notifier = notifier or Notifier()
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._reload = threading.Event()
         self._notify_failed = False
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
@@ -124,6 +126,9 @@ class StreamFeeder:
         self._notify(self._notifier.ready, f"{len(self.markets)} markets syncing")
         ping_every, next_watchdog, shown = self._notifier.watchdog_ping_every_s, 0.0, ""
         while not self._stop.wait(TICK_INTERVAL_S):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
             self.tick()
             now = time.monotonic()
             if ping_every is not None and now >= next_watchdog:
@@ -153,7 +158,49 @@ class StreamFeeder:
         self._stop.set()
 
     def request_reload(self) -> None:
-        log.warning("reload: symbol changes on %s take effect at the next restart", self.group.exchange)
+        self._reload.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read this group's symbols and add / remove markets live. A broken file changes nothing."""
+        if self.config_path is None:
+            return
+        try:
+            new = reload_group(self.config_path, self.group.name)
+        except ConfigError as exc:
+            log.error("reload ignored, the running markets stay as they are: %s", exc)
+            return
+        added, removed = symbol_changes(self.group, new)
+        later = restart_keys(self.group, new)
+        if later:
+            log.warning("reload: %s changed; those take effect at the next restart", ", ".join(later))
+        with self._lock:
+            for symbol in removed:
+                market = self.markets.pop(self.venue.stream(self.group.channel, symbol))
+                self.connections[market.conn].remove(market.stream)
+                self.writer.remove_market(symbol)
+            for symbol in added:
+                try:
+                    market = self._add_market(symbol, None)  # no instrument list read: see _precision
+                except LdcError as exc:  # the segment is full: its capacity was fixed at creation
+                    log.error("reload: market %s not added: %s", symbol, exc)
+                    continue
+                connection = self._connection_with_room()
+                connection.add(market.stream)
+                market.conn = connection.conn_id
+            self.group = dataclasses.replace(self.group, symbols=tuple(s for s in new.symbols if s in self._symbols()))
+        log.info("reload: %d markets added, %d removed, %d running", len(added), len(removed), len(self.markets))
+
+    def _symbols(self) -> set[str]:
+        return {market.symbol for market in self.markets.values()}
+
+    def _connection_with_room(self) -> StreamConnection:
+        """The last connection while it carries fewer than streams_per_connection streams, else a new one."""
+        if self.connections and len(self.connections[-1].streams) < self.group.streams_per_connection:
+            return self.connections[-1]
+        connection = StreamConnection(self, len(self.connections), [])
+        self.connections.append(connection)
+        connection.start()
+        return connection
 
     def close(self) -> None:
         self._stop.set()
@@ -177,7 +224,7 @@ class StreamFeeder:
                     log.warning("instrument list %s not read (%s): checksums use the shortest number form", kind, exc)
         return out
 
-    def _add_market(self, symbol: str, precision: Precision | None) -> None:
+    def _add_market(self, symbol: str, precision: Precision | None) -> StreamMarket:
         depth = self.group.depth
         config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, _channel_depth(self.group.channel)),
                             snapshot_source=SnapshotSource.STREAM, refresh_interval_s=None,
@@ -188,6 +235,7 @@ class StreamFeeder:
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
         self.markets[market.stream] = market
         self.writer.set_status(slot, Status.RESYNCING, "waiting for the stream's snapshot")
+        return market
 
     # -- connection events (connection threads) --------------------------------------------------
 
@@ -230,8 +278,8 @@ class StreamFeeder:
     def on_connect_failed(self, streams: list[str], error: str) -> None:
         with self._lock:
             for stream in streams:
-                market = self.markets[stream]
-                if not market.error:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
                     market.shown_state = None
                     self.writer.set_status(market.slot, _STATE_STATUS[market.sync.state],
                                            f"websocket connection failed, retrying: {error}")  # fmt: skip
@@ -240,8 +288,8 @@ class StreamFeeder:
         with self._lock:
             now = time.monotonic()
             for stream in streams:
-                market = self.markets[stream]
-                if not market.error:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
                     self._feed(market, DISCONNECT, now)
 
     # -- BookSync's actions ----------------------------------------------------------------------
@@ -306,6 +354,8 @@ class StreamConnection(threading.Thread):
         super().__init__(name=f"ldc-ws-{feeder.group.name}-{conn_id}", daemon=True)
         self.feeder, self.conn_id, self.streams = feeder, conn_id, streams
         self._resubscribe: list[str] = []
+        self._added: list[str] = []  # streams to subscribe on the open connection (SIGHUP)
+        self._removed: list[str] = []  # streams to unsubscribe
         self._reconnect = threading.Event()
         self._lock = threading.Lock()
         self._requests = 0
@@ -315,6 +365,18 @@ class StreamConnection(threading.Thread):
         with self._lock:
             if stream not in self._resubscribe:
                 self._resubscribe.append(stream)
+
+    def add(self, stream: str) -> None:
+        with self._lock:
+            self.streams = [*self.streams, stream]
+            self._added.append(stream)
+
+    def remove(self, stream: str) -> None:
+        with self._lock:
+            self.streams = [s for s in self.streams if s != stream]
+            self._added = [s for s in self._added if s != stream]
+            self._resubscribe = [s for s in self._resubscribe if s != stream]
+            self._removed.append(stream)
 
     def reconnect_soon(self) -> None:
         self._reconnect.set()
@@ -364,7 +426,10 @@ class StreamConnection(threading.Thread):
     def _serve(self, ws: websocket.WebSocket) -> None:
         venue, channel, stop = self.feeder.venue, self.feeder.group.channel, self.feeder._stop
         self._reconnect.clear()
-        self._send_all(ws, venue.subscribe_messages(channel, self.streams, self._request_id()))
+        with self._lock:
+            streams, self._added, self._removed = self.streams, [], []
+        if streams:
+            self._send_all(ws, venue.subscribe_messages(channel, streams, self._request_id()))
         ws.settimeout(RECV_POLL_S)
         pinged = heard = time.monotonic()
         while not stop.is_set() and not self._reconnect.is_set():
@@ -379,9 +444,14 @@ class StreamConnection(threading.Thread):
                 # a resubscription costs two requests (unsubscribe, subscribe); it waits for room in the hour
                 room = self._requests_left(now) >= 2 * len(self._resubscribe)
                 again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
+                added, removed, self._added, self._removed = self._added, self._removed, [], []
             if again:
                 self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
                 self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))
+            if removed:
+                self._send_all(ws, venue.unsubscribe_messages(channel, removed, self._request_id()))
+            if added:
+                self._send_all(ws, venue.subscribe_messages(channel, added, self._request_id()))
             try:
                 opcode, data = ws.recv_data()
             except websocket.WebSocketTimeoutException:

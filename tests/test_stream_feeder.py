@@ -272,3 +272,51 @@ def test_regression_a_market_whose_stream_stays_silent_is_resubscribed_before_it
         finally:
             feeder.request_stop()
             runner.join(timeout=15.0)
+
+
+def test_sighup_adds_and_removes_markets_on_the_running_connection(group: str, tmp_path: Any) -> None:
+    books = _bybit_book_messages("BYBIT.ws.2")
+    requests: list[dict[str, Any]] = []
+
+    def bybit_server(ws: ServerConnection) -> None:
+        for message in ws:
+            request = json.loads(message)
+            requests.append(request)
+            if request["op"] == "ping":
+                continue
+            ws.send(json.dumps({"success": True, "ret_msg": "", "conn_id": "c", "req_id": request["req_id"], "op": request["op"]}))
+            if request["op"] == "subscribe":
+                for topic in request["args"]:
+                    for raw in books.get(topic, []):
+                        ws.send(raw)
+
+    def write(symbols: str) -> Any:
+        path = tmp_path / "ldc.toml"
+        path.write_text(f'[[group]]\nname = "{group}"\nexchange = "bybit-linear"\nsymbols = {symbols}\n'
+                        f'ws_url = "ws://127.0.0.1:{port}"\ncapacity = 4\n')  # fmt: skip
+        return path
+
+    for port in _serve(bybit_server):
+        from ldc.config import load_config
+
+        path = write('["BTCUSDT"]')
+        feeder = StreamFeeder(load_config(path).group(group), config_path=str(path))
+        runner = threading.Thread(target=feeder.run)
+        runner.start()
+        try:
+            with Reader(group) as reader:
+                _wait_for(reader, "BTCUSDT", json.loads(books["orderbook.200.BTCUSDT"][-1])["data"]["u"])
+                write('["ETHUSDT"]')
+                feeder.request_reload()
+            deadline = time.monotonic() + WAIT_S
+            while "ETHUSDT" not in feeder._symbols() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with Reader(group) as reader:  # a reader attached before sees the markets of its time
+                _wait_for(reader, "ETHUSDT", json.loads(books["orderbook.200.ETHUSDT"][-1])["data"]["u"])
+            assert feeder.group.symbols == ("ETHUSDT",) and len(feeder.connections) == 1
+            ops = [(r["op"], r["args"]) for r in requests if r["op"] != "ping"]
+            assert ops == [("subscribe", ["orderbook.200.BTCUSDT"]), ("unsubscribe", ["orderbook.200.BTCUSDT"]),
+                           ("subscribe", ["orderbook.200.ETHUSDT"])]  # fmt: skip
+        finally:
+            feeder.request_stop()
+            runner.join(timeout=15.0)

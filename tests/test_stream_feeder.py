@@ -320,3 +320,45 @@ def test_sighup_adds_and_removes_markets_on_the_running_connection(group: str, t
         finally:
             feeder.request_stop()
             runner.join(timeout=15.0)
+
+
+def test_okx_checksum_mismatch_resyncs_that_market_alone_counted_and_it_comes_back(group: str) -> None:
+    books = _okx_book_messages()
+    corrupted = json.loads(books["BTC-USDT"][30])
+    corrupted["data"][0]["checksum"] += 1
+    subscribes: list[list[str]] = []
+
+    def okx_server(ws: ServerConnection) -> None:
+        for message in ws:
+            if message == "ping":
+                ws.send("pong")
+                continue
+            request = json.loads(message)
+            for arg in request["args"]:
+                ws.send(json.dumps({"id": request["id"], "event": request["op"], "arg": arg, "connId": "a4d3ae55"}))
+            if request["op"] != "subscribe":
+                continue
+            subscribes.append([arg["instId"] for arg in request["args"]])
+            for arg in request["args"]:
+                for index, raw in enumerate(books[arg["instId"]]):
+                    bad = len(subscribes) == 1 and arg["instId"] == "BTC-USDT" and index == 30
+                    ws.send(json.dumps(corrupted) if bad else raw)
+
+    for port in _serve(okx_server):
+        config = GroupConfig(name=group, exchange="okx", symbols=("BTC-USDT", "UNI-USD-SWAP"), depth=DEPTH,
+                             ws_url=f"ws://127.0.0.1:{port}", rest_url="http://127.0.0.1:9", channel="books",
+                             capacity=4, streams_per_connection=30, rest_timeout_s=1.0)  # fmt: skip
+        feeder = _run(config)
+        try:
+            with Reader(group) as reader:
+                for symbol, messages in books.items():
+                    _wait_for(reader, symbol, len(messages) - 1)
+                    ref = _replay(messages, lambda m: (m["action"], m["data"][0]["bids"], m["data"][0]["asks"]))
+                    snap = reader.snapshot(symbol)
+                    assert (snap.bids.tolist(), snap.asks.tolist()) == ref.top_floats(DEPTH)
+                btc, uni = reader.status("BTC-USDT").counters, reader.status("UNI-USD-SWAP").counters
+            assert (btc["resyncs"], uni["resyncs"]) == (1, 0)
+            assert [m.sync.checksum_mismatches for m in feeder.markets.values()] == [1, 0]
+            assert subscribes == [["BTC-USDT", "UNI-USD-SWAP"], ["BTC-USDT"]]
+        finally:
+            feeder.close()

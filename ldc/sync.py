@@ -244,10 +244,10 @@ class SyncConfig:
     # Timeouts
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
-    # Venue policies: where books start, and the venue's checksum of a book (compared with a diff's or a
-    # snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
+    # Venue policies: where books start, and whether a book's checksum is the one the venue sent (called with a
+    # diff's or a snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
     snapshot_source: SnapshotSource = SnapshotSource.REST
-    checksum: Callable[[Book], int] | None = None
+    checksum: Callable[[Book, int], bool] | None = None
     # Limits
     max_buffered_diffs: int = MAX_BUFFERED_DIFFS
     max_too_old_reasks_per_min: int = MAX_TOO_OLD_REASKS_PER_MIN
@@ -529,11 +529,10 @@ class BookSync:
         """The venue's checksum of ``book`` against the one it sent; a mismatch is counted and logged."""
         assert self._checksum is not None
         self.checksums += 1
-        found = self._checksum(book)
-        if found == expected:
+        if self._checksum(book, expected):
             return True
         self.checksum_mismatches += 1
-        logger.warning("%s: checksum %d at update id %d, the venue sent %d", self.symbol, found, self.update_id, expected)
+        logger.warning("%s: the book's checksum at update id %d is not %d, the venue's", self.symbol, self.update_id, expected)
         return False
 
     def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:

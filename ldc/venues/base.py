@@ -207,6 +207,6 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
         """Book events of one message (ProtocolError names a malformed field), or what else it is."""
         ...
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book], int] | None":
-        """``SyncConfig.checksum`` for one market (None: the venue sends none)."""
+    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
+        """``SyncConfig.checksum`` for one market: whether a book's checksum is the venue's (None: none sent)."""
         ...

@@ -204,5 +204,5 @@ class BybitStream:
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(parsed.topic, parsed.event)]
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
+    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return None  # Bybit sends no book checksum

@@ -252,17 +252,24 @@ def checksum(bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, fl
                    _texts([a[0] for a in asks], p), _texts([a[1] for a in asks], s))  # fmt: skip
 
 
-def book_checksum(precision: Precision) -> Callable[[Book], int]:
-    """``SyncConfig.checksum`` for one OKX market: the checksum of a book's top 25."""
+def book_checksum(precision: Precision) -> Callable[[Book, int], bool]:
+    """``SyncConfig.checksum`` for one OKX market: whether the checksum of a book's top 25, its numbers written
+    with the market's tick and lot decimals, is ``expected``. When it is not, the numbers are written once more
+    in their shortest round-trip form (OKX's own for every value of up to 15 significant digits): a tick size in
+    the instrument list finer or coarser than the prices streamed must not make every message a mismatch."""
     bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
     p, s = precision.price_decimals, precision.size_decimals
 
-    def of_book(book: Book) -> int:
+    def holds(book: Book, expected: int) -> bool:
         n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
         bids, asks = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
-        return _crc_of(_texts(bids[0], p), _texts(bids[1], s), _texts(asks[0], p), _texts(asks[1], s))
+        if _crc_of(_texts(bids[0], p), _texts(bids[1], s), _texts(asks[0], p), _texts(asks[1], s)) == expected:
+            return True
+        shortest = SHORTEST.price_decimals
+        return precision != SHORTEST and expected == _crc_of(
+            _texts(bids[0], shortest), _texts(bids[1], shortest), _texts(asks[0], shortest), _texts(asks[1], shortest))
 
-    return of_book
+    return holds
 
 
 class OkxStream:
@@ -292,7 +299,7 @@ class OkxStream:
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.symbol, event.event) for event in parsed]
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
+    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return book_checksum(precision if precision is not None else SHORTEST)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import random
 import threading
 import time
@@ -28,7 +29,7 @@ import websocket
 from ldc._fastbook import FastBook
 from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbol_changes
 from ldc.depth import DepthSnapshot
-from ldc.errors import ConfigError, LdcError, ProtocolError
+from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
 from ldc.io.rest import RestClient
 from ldc.sdnotify import Notifier
@@ -40,10 +41,12 @@ from ldc.sync import (
     Actions,
     BookSync,
     Event,
+    FetchSnapshot,
     MarkOutOfSync,
     Notice,
     Publish,
     Resubscribe,
+    SnapshotFailed,
     SnapshotPurpose,
     SnapshotResult,
     SyncConfig,
@@ -51,7 +54,7 @@ from ldc.sync import (
 )
 from ldc.venues import okx, stream_venue
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision, SnapshotSource, StreamVenue
+from ldc.venues.base import Precision
 
 log = logging.getLogger("ldc.feeder")
 
@@ -65,7 +68,7 @@ SUBSCRIBE_SPACING_S = 0.05  # between two requests on one connection: well under
 SILENT_CONNECTION_S = 60.0  # nothing received for this long (pongs included): the connection is dead
 REQUEST_WINDOW_S = 3600.0  # the venue's requests-per-hour window
 # Limits
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SNAPSHOT_WORKERS = 2  # REST snapshot requests in flight at once (only without the stream's snapshot)
 
 
 @dataclass(eq=False)
@@ -82,6 +85,7 @@ class StreamMarket:
     published: dict[Counter, int] = field(default_factory=dict)
     last_event_ms: int = -1
     last_recv_ns: int = 0
+    fetching: bool = False  # a REST snapshot request is in flight
 
 
 class StreamFeeder:
@@ -101,6 +105,10 @@ class StreamFeeder:
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
+        # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
+        self._rest = RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=group.rest_timeout_s,
+                                read_timeout_s=group.rest_timeout_s)  # fmt: skip
+        self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -206,8 +214,38 @@ class StreamFeeder:
         self._stop.set()
         for connection in self.connections:
             connection.join(timeout=CONNECT_TIMEOUT_S)
+        self._workers.shutdown(wait=True, cancel_futures=True)
         with self._lock:
+            self._rest.close()
             self.writer.close()
+
+    def _fetch(self, market: StreamMarket, action: FetchSnapshot) -> None:
+        request = self.venue.snapshot_request(market.symbol, action.limit)
+        if request is None or market.fetching:
+            return
+        market.fetching = True
+        try:
+            self._workers.submit(self._snapshot_worker, market, action, *request)
+        except RuntimeError:  # shut down: the feeder is stopping
+            market.fetching = False
+
+    def _snapshot_worker(self, market: StreamMarket, action: FetchSnapshot, path: str, params: dict[str, str | int]) -> None:
+        event: SnapshotResult | SnapshotFailed
+        try:
+            body = self._rest.get(path, params=params, weight=1, stop=self._stop).body
+            event = SnapshotResult(self.venue.parse_snapshot(body, action.limit), action.purpose)
+        except RateLimitError as exc:
+            event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
+        except LdcError as exc:
+            event = SnapshotFailed(action.purpose, str(exc))
+        with self._lock:
+            market.fetching = False
+            if self._stop.is_set() or self.markets.get(market.stream) is not market:
+                return
+            if isinstance(event, SnapshotFailed):
+                log.warning("market %s: snapshot failed: %s", market.symbol, event.reason)
+            self._feed(market, event, time.monotonic())
+            self.writer.notify()
 
     def _precision(self) -> dict[str, Precision]:
         """Tick and lot decimals for the venue's checksum, from its instrument list (OKX); best effort: without
@@ -227,7 +265,7 @@ class StreamFeeder:
     def _add_market(self, symbol: str, precision: Precision | None) -> StreamMarket:
         depth = self.group.depth
         config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, _channel_depth(self.group.channel)),
-                            snapshot_source=SnapshotSource.STREAM, refresh_interval_s=None,
+                            snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
                             stale_after_s=self.group.stale_after_s, checksum=self.venue.checksum_for(symbol, precision))  # fmt: skip
         slot = self.writer.add_market(symbol)
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
@@ -256,7 +294,7 @@ class StreamFeeder:
                 market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
                 now = time.monotonic()
                 if isinstance(event, DepthSnapshot):
-                    self._feed(market, SnapshotResult(event, SnapshotPurpose.LIVE), now)
+                    self._feed(market, SnapshotResult(event, SnapshotPurpose.STREAM), now)
                 else:
                     self._carry_out(market, market.sync.on_diff(event, now))
             self.writer.notify()
@@ -318,6 +356,8 @@ class StreamFeeder:
             elif type(action) is Resubscribe:
                 if 0 <= market.conn < len(self.connections):
                     self.connections[market.conn].resubscribe(market.stream)
+            elif type(action) is FetchSnapshot:
+                self._fetch(market, action)
             elif type(action) is Notice:
                 market.shown_state = sync.state
                 self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])

@@ -362,3 +362,70 @@ def test_okx_checksum_mismatch_resyncs_that_market_alone_counted_and_it_comes_ba
             assert subscribes == [["BTC-USDT", "UNI-USD-SWAP"], ["BTC-USDT"]]
         finally:
             feeder.close()
+
+
+def test_okx_channel_without_its_snapshot_joins_a_rest_book_by_seq_ids(group: str) -> None:
+    """OKX's 2026 procedure (its channels may stop sending the initial snapshot): the updates are buffered, the
+    book comes from GET /api/v5/market/books with its seqId, and the first kept update has prevSeqId <= seqId <
+    its own seqId. Ids jump (not contiguous), as OKX's do."""
+    import http.server
+
+    ids = [100 + 3 * i for i in range(40)]  # seqIds 100, 103, ...
+    start = [[f"{1000 - i}", f"{i + 1}", "0", "1"] for i in range(30)], [[f"{1001 + i}", f"{i + 1}", "0", "1"] for i in range(30)]
+    updates: list[dict[str, Any]] = []
+    for n, (prev, seq) in enumerate(zip(ids, ids[1:])):
+        bids = [[f"{1000 - n % 7}", f"{n + 5}", "0", "2"]]
+        asks = [[f"{1001 + n % 5}", "0" if n % 3 == 0 else f"{n + 2}", "0", "1"]]
+        updates.append({"prevSeqId": prev, "seqId": seq, "bids": bids, "asks": asks})
+    rest_at = 7  # the REST book is at ids[rest_at]: the updates up to it are dropped
+    ref = DecimalBook()
+    ref.reset(*start)
+    for update in updates[:rest_at]:
+        ref.apply(update["bids"], update["asks"])
+    rest_bids, rest_asks = ref.top(400)
+
+    class Books(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the handler's API
+            assert self.path.startswith("/api/v5/market/books?instId=BTC-USDT&sz=400"), self.path
+            data = {"asks": [[p, q, "0", "1"] for p, q in rest_asks], "bids": [[p, q, "0", "1"] for p, q in rest_bids],
+                    "ts": "1597026383085", "seqId": ids[rest_at]}  # fmt: skip
+            body = json.dumps({"code": "0", "msg": "", "data": [data]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    def okx_server(ws: ServerConnection) -> None:
+        for message in ws:
+            if message == "ping":
+                ws.send("pong")
+                continue
+            request = json.loads(message)
+            ws.send(json.dumps({"id": request["id"], "event": "subscribe", "arg": request["args"][0], "connId": "c"}))
+            for update in updates:  # no snapshot first
+                ws.send(json.dumps({"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update", "data": [
+                    {**update, "ts": "1597026383185", "checksum": 0}]}))  # fmt: skip
+
+    rest = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Books)
+    threading.Thread(target=rest.serve_forever, daemon=True).start()
+    try:
+        for port in _serve(okx_server):
+            config = GroupConfig(name=group, exchange="okx", symbols=("BTC-USDT",), depth=DEPTH, channel="books", capacity=2,
+                                 ws_url=f"ws://127.0.0.1:{port}", rest_url=f"http://127.0.0.1:{rest.server_address[1]}")  # fmt: skip
+            feeder = _run(config)
+            try:
+                with Reader(group) as reader:
+                    _wait_for(reader, "BTC-USDT", ids[-1])
+                    snap = reader.snapshot("BTC-USDT")
+                for update in updates[rest_at:]:
+                    ref.apply(update["bids"], update["asks"])
+                assert (snap.bids.tolist(), snap.asks.tolist()) == ref.top_floats(DEPTH)
+                market = feeder.markets["BTC-USDT"]
+                assert (market.sync.gaps, market.sync.resyncs, market.sync.diffs_ignored) == (0, 0, rest_at)
+            finally:
+                feeder.close()
+    finally:
+        rest.shutdown()

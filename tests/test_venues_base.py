@@ -136,3 +136,13 @@ def test_the_core_imports_no_io() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_okx_join_drops_the_update_at_the_snapshots_seq_id() -> None:
+    """OKX's 2026 procedure: drop buffered events with seqId <= the snapshot's; the first kept one has
+    prevSeqId <= snapshot seqId < seqId (Binance futures, unlike it, apply the event whose u equals lastUpdateId)."""
+    okx_buffer = [(100, 103), (103, 106), (106, 109)]  # (prevSeqId, seqId)
+    assert join_index(SequenceRule.PREV_LINK_RESET, okx_buffer, 106) == 2
+    assert join_index(SequenceRule.PREV_LINK_RESET, okx_buffer, 104) == 1  # a snapshot between two updates joins too
+    assert join_index(SequenceRule.PREV_LINK_RESET, okx_buffer, 99) is JoinWait.TOO_OLD
+    assert join_index(SequenceRule.PREV_LINK, okx_buffer, 106) == 1

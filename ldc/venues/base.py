@@ -67,6 +67,9 @@ class SnapshotSource(enum.Enum):
 
     REST = "rest"
     STREAM = "stream"
+    # the stream's snapshot when the venue sends one, else REST with the stream's ids (OKX: the 2026 procedure,
+    # for a channel without its initial snapshot: buffer, GET /api/v5/market/books, join by seqId / prevSeqId)
+    STREAM_OR_REST = "stream or rest"
 
 
 class Verdict(enum.Enum):
@@ -113,14 +116,17 @@ def join_index(rule: SequenceRule, firsts_finals: list[tuple[int, int]], last_up
     the index of the first diff to apply on top of it (``len`` when the snapshot is exactly at the stream's
     end), or why not. Binance's documented rules: spot drops ``u <= lastUpdateId`` and the first kept diff
     must have ``U <= lastUpdateId + 1``; futures keep ``u >= lastUpdateId`` and need ``U <= lastUpdateId``;
-    both: ``lastUpdateId`` below the first buffered ``U`` is too old."""
+    OKX (``U`` = prevSeqId) drops ``seqId <= snapshot seqId`` and needs ``prevSeqId <= snapshot seqId``; all:
+    ``lastUpdateId`` below the first buffered ``U`` is too old."""
     links_prev = rule is not SequenceRule.RANGE and rule is not SequenceRule.PLUS_ONE
+    keeps_equal = rule is SequenceRule.PREV_LINK  # Binance futures apply the event whose u == lastUpdateId;
+    # OKX drops every buffered event with seqId <= the snapshot's and needs prevSeqId <= seqId(snapshot) < seqId
     if last_update_id < firsts_finals[0][0]:
         return JoinWait.TOO_OLD
     if firsts_finals[-1][1] < last_update_id:
         return JoinWait.NOT_YET
     for index, (first_id, final_id) in enumerate(firsts_finals):
-        if final_id > last_update_id or (links_prev and final_id == last_update_id):
+        if final_id > last_update_id or (keeps_equal and final_id == last_update_id):
             if first_id > (last_update_id if links_prev else last_update_id + 1):
                 return JoinWait.TOO_OLD
             return index
@@ -189,6 +195,7 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     name: str
     ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long
     rule: SequenceRule
+    snapshot_source: SnapshotSource  # STREAM, or STREAM_OR_REST with ``snapshot_request``
     # Limits
     requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
     connections_per_s: float  # new connections per second per IP
@@ -202,6 +209,14 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     def unsubscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]: ...
 
     def ping_message(self, request_id: str) -> bytes: ...
+
+    def snapshot_request(self, symbol: str, limit: int) -> "tuple[str, dict[str, str | int]] | None":
+        """The REST path and query of a snapshot joining the stream's ids (None: the venue has none that does)."""
+        ...
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        """A REST snapshot answer (ProtocolError carries the venue's own error message)."""
+        ...
 
     def parse(self, raw: bytes | str) -> "list[StreamEvent] | VenueControl":
         """Book events of one message (ProtocolError names a malformed field), or what else it is."""

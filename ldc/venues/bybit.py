@@ -177,6 +177,13 @@ class BybitStream:
     rule = SEQUENCE_RULE
     requests_per_hour = 0  # none documented for public subscriptions
     connections_per_s = NEW_CONNECTIONS_PER_5_MIN / 300.0
+    snapshot_source = SnapshotSource.STREAM
+
+    def snapshot_request(self, symbol: str, limit: int) -> tuple[str, dict[str, str | int]] | None:
+        return None  # the REST book's u is the 1000-level topic's: it joins no other depth
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        raise ProtocolError("Bybit books start from the stream's snapshot only")
 
     def __init__(self, category: str) -> None:
         if category not in CATEGORIES:

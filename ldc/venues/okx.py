@@ -60,6 +60,8 @@ REST_BASE_URL = "https://www.okx.com"
 WS_BASE_URL = "wss://ws.okx.com:8443"
 WS_PATH = "/ws/v5/public"
 INSTRUMENTS_PATH = "/api/v5/public/instruments"  # ?instType=SPOT|SWAP|FUTURES
+REST_BOOKS_PATH = "/api/v5/market/books"  # ?instId=&sz=: the book with its seqId (the 2026 procedure)
+REST_BOOKS_MAX_SZ = 400
 # Channels: name -> levels a side the server keeps (it deletes what falls out: the window is exact)
 CHANNELS: dict[str, int] = {"books": 400, "books-l2-tbt": 400, "books50-l2-tbt": 50}
 DEFAULT_CHANNEL = "books"  # the public one; the tbt channels need a login (VIP tiers)
@@ -196,6 +198,22 @@ def _control(msg: dict[str, Any]) -> VenueControl:
     return VenueControl(ControlKind.OTHER, message=str(event))
 
 
+def parse_rest_books(body: bytes | str, limit: int) -> DepthSnapshot:
+    """``GET /api/v5/market/books?instId=&sz=limit``: ``{"code":"0","msg":"","data":[{"asks":..,"bids":..,"ts":..,
+    "seqId":..}]}``. Its levels are the channel's window (``limit`` is the channel's depth), so it is whole as a
+    stream snapshot is; an error answer raises ProtocolError with OKX's code and message."""
+    msg = expect_dict(load(body, "books"), "books")
+    if msg.get("code") != "0":
+        raise ProtocolError(f"OKX error {msg.get('code')}: {msg.get('msg')}")
+    data = msg.get("data")
+    if not isinstance(data, list) or len(data) != 1:
+        raise ProtocolError(f"field 'data': expected one book, found {show(data)}")
+    item = expect_dict(data[0], "data[0]")
+    bids = sorted_levels(levels(item.get("bids"), "bids", 4), "bids", True)
+    asks = sorted_levels(levels(item.get("asks"), "asks", 4), "asks", False)
+    return DepthSnapshot(int_field(item, "seqId"), bids, asks, window_limit(limit), int_field(item, "ts", text=True))
+
+
 # ---------------------------------------------------------------------------------------------
 # Instruments and the checksum
 
@@ -280,6 +298,13 @@ class OkxStream:
     rule = SEQUENCE_RULE
     requests_per_hour = SUBSCRIBE_OPS_PER_HOUR
     connections_per_s = float(CONNECTIONS_PER_S)
+    snapshot_source = SnapshotSource.STREAM_OR_REST
+
+    def snapshot_request(self, symbol: str, limit: int) -> tuple[str, dict[str, str | int]] | None:
+        return REST_BOOKS_PATH, {"instId": symbol, "sz": min(limit, REST_BOOKS_MAX_SZ)}
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        return parse_rest_books(body, limit)
 
     def stream(self, channel: str, symbol: str) -> str:
         return symbol

@@ -987,7 +987,7 @@ def _no_book_check(*args: int) -> bool:
 
 def _join(buffer: list[DepthDiff], last_update_id: int, rule: SequenceRule) -> int | JoinWait:
     """Where a snapshot joins a contiguous buffered stream (``venues.base.join_index``)."""
-    return join_index(rule, [(diff.first_id, diff.final_id) for diff in buffer], last_update_id)
+    return join_index(rule, buffer, last_update_id)
 
 
 class _ShadowRefresh:

@@ -111,8 +111,18 @@ class JoinWait(enum.Enum):
     TOO_OLD = "the snapshot is older than the stream"
 
 
-def join_index(rule: SequenceRule, firsts_finals: list[tuple[int, int]], last_update_id: int) -> int | JoinWait:
-    """Where a snapshot at ``last_update_id`` joins a contiguous buffered stream given as ``(U, u)`` pairs:
+class Ids(Protocol):  # pragma: no cover - a protocol
+    """What a join reads of a diff (``DepthDiff``, the C parser's ``ParsedDiff``)."""
+
+    @property
+    def first_id(self) -> int: ...
+
+    @property
+    def final_id(self) -> int: ...
+
+
+def join_index(rule: SequenceRule, diffs: Sequence[Ids], last_update_id: int) -> int | JoinWait:
+    """Where a snapshot at ``last_update_id`` joins a contiguous buffered stream of ``diffs``:
     the index of the first diff to apply on top of it (``len`` when the snapshot is exactly at the stream's
     end), or why not. Binance's documented rules: spot drops ``u <= lastUpdateId`` and the first kept diff
     must have ``U <= lastUpdateId + 1``; futures keep ``u >= lastUpdateId`` and need ``U <= lastUpdateId``;
@@ -121,16 +131,16 @@ def join_index(rule: SequenceRule, firsts_finals: list[tuple[int, int]], last_up
     links_prev = rule is not SequenceRule.RANGE and rule is not SequenceRule.PLUS_ONE
     keeps_equal = rule is SequenceRule.PREV_LINK  # Binance futures apply the event whose u == lastUpdateId;
     # OKX drops every buffered event with seqId <= the snapshot's and needs prevSeqId <= seqId(snapshot) < seqId
-    if last_update_id < firsts_finals[0][0]:
+    if last_update_id < diffs[0].first_id:
         return JoinWait.TOO_OLD
-    if firsts_finals[-1][1] < last_update_id:
-        return JoinWait.NOT_YET
-    for index, (first_id, final_id) in enumerate(firsts_finals):
-        if final_id > last_update_id or (keeps_equal and final_id == last_update_id):
-            if first_id > (last_update_id if links_prev else last_update_id + 1):
+    if diffs[-1].final_id < last_update_id:
+        return JoinWait.NOT_YET  # (checked first: a buffer waiting for its stream costs O(1) a diff)
+    for index, diff in enumerate(diffs):
+        if diff.final_id > last_update_id or (keeps_equal and diff.final_id == last_update_id):
+            if diff.first_id > (last_update_id if links_prev else last_update_id + 1):
                 return JoinWait.TOO_OLD
             return index
-    return len(firsts_finals)  # spot: the last buffered u equals lastUpdateId
+    return len(diffs)  # spot: the last buffered u equals lastUpdateId
 
 
 @dataclass(frozen=True, slots=True)

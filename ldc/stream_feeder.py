@@ -113,9 +113,13 @@ class StreamFeeder:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        # the slots first: readers and ``ldc status`` see every market while the instrument list is read
+        slots = {symbol: self.writer.add_market(symbol) for symbol in self.group.symbols}
+        for slot in slots.values():
+            self.writer.set_status(slot, Status.RESYNCING, "reading the instrument list")
         precision = self._precision()
         for symbol in self.group.symbols:
-            self._add_market(symbol, precision.get(symbol))
+            self._add_market(symbol, precision.get(symbol), slots[symbol])
         streams = list(self.markets)
         size = self.group.streams_per_connection
         for conn_id, start in enumerate(range(0, len(streams), size)):
@@ -262,12 +266,12 @@ class StreamFeeder:
                     log.warning("instrument list %s not read (%s): checksums use the shortest number form", kind, exc)
         return out
 
-    def _add_market(self, symbol: str, precision: Precision | None) -> StreamMarket:
+    def _add_market(self, symbol: str, precision: Precision | None, slot: int | None = None) -> StreamMarket:
         depth = self.group.depth
         config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, _channel_depth(self.group.channel)),
                             snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
                             stale_after_s=self.group.stale_after_s, checksum=self.venue.checksum_for(symbol, precision))  # fmt: skip
-        slot = self.writer.add_market(symbol)
+        slot = self.writer.add_market(symbol) if slot is None else slot
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
                               BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}

@@ -27,37 +27,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ldc.errors import ConfigError
+from ldc.venues import VENUES, venue_table
+from ldc.venues.base import VenueTable
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - the project runs on 3.11, pyproject declares tomli for 3.10
     import tomli as tomllib
 
-# Exchanges, by UNICORN's names -> the API family whose limits apply (binance-and-peers.md §1).
-SPOT, USDM, COINM = "spot", "usdm", "coinm"
-EXCHANGE_FAMILIES: Mapping[str, str] = {
-    "binance.com": SPOT,
-    "binance.com-testnet": SPOT,
-    "binance.us": SPOT,
-    "binance.com-futures": USDM,
-    "binance.com-futures-testnet": USDM,
-    "binance.com-coin_futures": COINM,
-}
-# Diff stream speeds: spot @depth (1000 ms) / @depth@100ms; futures @depth (250 ms), @500ms, @100ms, @0ms.
-# Fallback while ldc/venues/binance.py cannot be imported; the venue table wins when it can.
-UPDATE_SPEEDS_MS: Mapping[str, tuple[int, ...]] = {
-    SPOT: (100, 1000),
-    USDM: (0, 100, 250, 500),
-    COINM: (0, 100, 250, 500),
-}
-# REQUEST_WEIGHT per minute per IP: spot 6000 (enums.md), USD-M 2400 (WS-API rateLimits example); COIN-M and
-# binance.us are not verified, the USD-M figure is the cautious guess for both.
-WEIGHT_LIMITS_PER_MIN: Mapping[str, int] = {SPOT: 6000, USDM: 2400, COINM: 2400}
+# Exchanges: the venue tables (ldc.venues.VENUES) are the one source of names, families, endpoints, symbol
+# syntax, update speeds, channels and limits; they import without the C extension, so none is copied here.
+DEFAULT_WEIGHT_LIMIT_PER_MIN = 6000  # binance.com spot: GroupConfig's default when built without a venue
 
 # Defaults and bounds
 DEFAULT_DEPTH = 20
 MAX_DEPTH = 1000  # the futures snapshot maximum; deeper books cannot be kept exact on every venue
-DEFAULT_UPDATE_SPEED_MS: Mapping[str, int] = {SPOT: 100, USDM: 100, COINM: 100}
 DEFAULT_REFRESH_INTERVAL_S = 1800.0  # shadow-book refresh against a new snapshot; 0 disables it
 DEFAULT_STALE_AFTER_S = 30.0  # no diff for this long: the market is flagged stale
 DEFAULT_REST_TIMEOUT_S = 10.0
@@ -70,7 +54,6 @@ MAX_CAPACITY = 65_536
 MAX_SYMBOLS = MAX_CAPACITY
 
 GROUP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")  # also a POSIX shm name and a systemd instance
-SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9_]{1,31}")  # COIN-M symbols carry an underscore: BTCUSD_PERP
 
 
 @dataclass(frozen=True)
@@ -88,14 +71,15 @@ class GroupConfig:
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     rest_timeout_s: float = DEFAULT_REST_TIMEOUT_S
     capacity: int = MIN_DEFAULT_CAPACITY
-    weight_limit_per_min: int = WEIGHT_LIMITS_PER_MIN[SPOT]
+    weight_limit_per_min: int = DEFAULT_WEIGHT_LIMIT_PER_MIN
     weight_budget_fraction: float = DEFAULT_WEIGHT_BUDGET_FRACTION
     streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
+    channel: str = ""  # the venue's book channel (OKX "books", Bybit "orderbook.200"); "" for Binance
 
     @property
     def family(self) -> str:
-        """``spot``, ``usdm`` or ``coinm``: which API family's rules and limits apply."""
-        return EXCHANGE_FAMILIES[self.exchange]
+        """Which API family's rules and limits apply: Binance ``spot`` / ``usdm`` / ``coinm``, ``okx``, ``bybit-linear``..."""
+        return venue_table(self.exchange).family
 
     @property
     def weight_budget_per_min(self) -> int:
@@ -124,18 +108,16 @@ class Endpoints:
     """Where a group's feeder connects."""
 
     rest_url: str  # REST base, e.g. https://api.binance.com
-    ws_stream_url: str  # combined-stream endpoint without its query, e.g. wss://fstream.binance.com/public/stream
+    ws_stream_url: str  # the stream endpoint: wss://fstream.binance.com/public/stream, wss://ws.okx.com:8443/ws/v5/public
 
 
 def endpoints(group: GroupConfig) -> Endpoints:
     """The exchange's endpoints, or the group's overrides: ``rest_url`` replaces the REST base, ``ws_url``
-    replaces the websocket base and the venue's route (USD-M ``/public``) and ``/stream`` still follow."""
-    venues = _venue_exchanges()
-    if venues is None:
-        raise ConfigError(f"group {group.name!r}: the venue table ldc.venues.binance cannot be imported")
-    venue = venues[group.exchange]
+    replaces the websocket base and the venue's path still follows (USD-M ``/public/stream``, OKX
+    ``/ws/v5/public``, Bybit ``/v5/public/linear``)."""
+    venue = venue_table(group.exchange)
     ws_base = group.ws_url or venue.ws_base_url
-    return Endpoints(rest_url=group.rest_url or venue.rest_base_url, ws_stream_url=f"{ws_base}{venue.ws_route}/stream")
+    return Endpoints(rest_url=group.rest_url or venue.rest_base_url, ws_stream_url=f"{ws_base}{venue.ws_path}")
 
 
 def load_config(path: str | Path) -> Config:
@@ -204,33 +186,34 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
     if not GROUP_NAME_RE.fullmatch(name):
         raise ConfigError(f"{where}: key 'name' expected 1-48 of [A-Za-z0-9_-] starting alphanumeric, found {name!r}")
     where = f"{source}: group {name!r}"
-    _no_unknown_keys(table, _GROUP_KEYS, where=where)
     exchange = _exchange(table, where)
-    family = EXCHANGE_FAMILIES[exchange]
-    symbols = _symbols(table, where)
+    venue = venue_table(exchange)
+    # Binance groups choose an update speed, the other venues a book channel
+    _no_unknown_keys(table, _GROUP_KEYS - ({"channel"} if venue.update_speeds_ms else {"update_speed_ms"}), where=where)
+    symbols = _symbols(table, where, venue)
+    limit = venue.max_streams_per_connection
+    channel = _text_choice(table, "channel", where, venue.default_channel, exchange, venue.channels) if venue.channels else ""
+    levels = venue.channel_levels[venue.channels.index(channel)] if channel else MAX_DEPTH
     return GroupConfig(
         name=name,
         exchange=exchange,
         symbols=symbols,
-        depth=_integer(table, "depth", where, DEFAULT_DEPTH, 1, MAX_DEPTH),
+        depth=_integer(table, "depth", where, min(DEFAULT_DEPTH, levels), 1, min(MAX_DEPTH, levels)),
         update_speed_ms=_choice(
-            table, "update_speed_ms", where, DEFAULT_UPDATE_SPEED_MS[family], family, _update_speeds(exchange)
-        ),
+            table, "update_speed_ms", where, venue.default_update_speed_ms, venue.family, venue.update_speeds_ms
+        ) if venue.update_speeds_ms else 0,
+        channel=channel,
         rest_url=_url(table, "rest_url", where, ("http", "https")),
         ws_url=_url(table, "ws_url", where, ("ws", "wss")),
         refresh_interval_s=_number(table, "refresh_interval_s", where, DEFAULT_REFRESH_INTERVAL_S, 0.0, math.inf),
         stale_after_s=_number(table, "stale_after_s", where, DEFAULT_STALE_AFTER_S, 0.001, math.inf, open_low=False),
         rest_timeout_s=_number(table, "rest_timeout_s", where, DEFAULT_REST_TIMEOUT_S, 0.001, MAX_REST_TIMEOUT_S),
         capacity=_integer(table, "capacity", where, _default_capacity(len(symbols)), len(symbols), MAX_CAPACITY),
-        weight_limit_per_min=_integer(
-            table, "weight_limit_per_min", where, WEIGHT_LIMITS_PER_MIN[family], 1, 1_000_000
-        ),
+        weight_limit_per_min=_integer(table, "weight_limit_per_min", where, venue.weight_limit_per_min, 1, 1_000_000),
         weight_budget_fraction=_number(
             table, "weight_budget_fraction", where, DEFAULT_WEIGHT_BUDGET_FRACTION, 0.01, 1.0
         ),
-        streams_per_connection=_integer(
-            table, "streams_per_connection", where, MAX_STREAMS_PER_CONNECTION, 1, MAX_STREAMS_PER_CONNECTION
-        ),
+        streams_per_connection=_integer(table, "streams_per_connection", where, limit, 1, limit),
     )
 
 
@@ -241,44 +224,28 @@ def _default_capacity(n_symbols: int) -> int:
 def _exchange(table: dict[str, Any], where: str) -> str:
     exchange = _string(table, "exchange", where, required=True)
     known = known_exchanges()
-    if exchange not in known or exchange not in EXCHANGE_FAMILIES:
+    if exchange not in known:
         raise ConfigError(f"{where}: key 'exchange' expected one of {', '.join(known)}, found {exchange!r}")
     return exchange
 
 
 def known_exchanges() -> tuple[str, ...]:
-    """The exchange names a group may use: the venue table's (ldc/venues/binance.py), this module's list
-    while the venue module cannot be imported."""
-    venues = _venue_exchanges()
-    return tuple(sorted(venues)) if venues is not None else tuple(EXCHANGE_FAMILIES)
+    """The exchange names a group may use (ldc.venues.VENUES), sorted."""
+    return tuple(sorted(VENUES))
 
 
-def _venue_exchanges() -> Mapping[str, Any] | None:
-    try:
-        from ldc.venues.binance import EXCHANGES
-    except ImportError:
-        return None
-    return EXCHANGES
-
-
-def _update_speeds(exchange: str) -> tuple[int, ...]:
-    venues = _venue_exchanges()
-    if venues is not None and exchange in venues:
-        return tuple(sorted(venues[exchange].update_speeds_ms))
-    return UPDATE_SPEEDS_MS[EXCHANGE_FAMILIES[exchange]]
-
-
-def _symbols(table: dict[str, Any], where: str) -> tuple[str, ...]:
+def _symbols(table: dict[str, Any], where: str, venue: VenueTable) -> tuple[str, ...]:
     raw = table.get("symbols")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{where}: key 'symbols' expected a non-empty list of strings, found {_describe(raw)}")
     if len(raw) > MAX_SYMBOLS:
         raise ConfigError(f"{where}: key 'symbols' expected at most {MAX_SYMBOLS} symbols, found {len(raw)}")
     symbols = []
+    pattern = re.compile(venue.symbol_pattern)
     for item in raw:
         symbol = item.upper() if isinstance(item, str) else None
-        if symbol is None or not SYMBOL_RE.fullmatch(symbol):
-            raise ConfigError(f"{where}: key 'symbols' expected symbols like 'BTCUSDT', found {item!r}")
+        if symbol is None or not pattern.fullmatch(symbol):
+            raise ConfigError(f"{where}: key 'symbols' expected symbols like {venue.symbol_form}, found {item!r}")
         symbols.append(symbol)
     _unique(symbols, f"{where}: key 'symbols'", "symbols")
     return tuple(symbols)
@@ -320,6 +287,13 @@ def _choice(table: dict[str, Any], key: str, where: str, default: int, family: s
         choices = ", ".join(map(str, allowed))
         raise ConfigError(f"{where}: key {key!r} expected one of {choices} for {family}, found {_describe(value)}")
     return int(value)
+
+
+def _text_choice(table: dict[str, Any], key: str, where: str, default: str, exchange: str, allowed: tuple[str, ...]) -> str:
+    value = table.get(key, default)
+    if value not in allowed:
+        raise ConfigError(f"{where}: key {key!r} expected one of {', '.join(allowed)} for {exchange}, found {_describe(value)}")
+    return str(value)
 
 
 def _url(table: dict[str, Any], key: str, where: str, schemes: tuple[str, ...]) -> str | None:

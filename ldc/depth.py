@@ -29,6 +29,7 @@ class DepthDiff:
     transaction_time_ms: int  # NO_ID when absent
     bids: Sequence[Level]
     asks: Sequence[Level]
+    checksum: int = 0  # the venue's checksum of its top levels after this diff (OKX); 0: none sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class DepthSnapshot:
     asks: Sequence[Level]
     limit: int
     event_time_ms: int = NO_ID
+    checksum: int = 0  # the venue's checksum of the snapshot's top levels (OKX); 0: none sent
 
 
 class Book(Protocol):

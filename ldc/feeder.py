@@ -30,10 +30,10 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from logging.handlers import QueueHandler, QueueListener
+from typing import TYPE_CHECKING
 from queue import SimpleQueue
 
 import numpy as np
-import orjson
 
 from ldc._fastbook import (
     ROUTE_CONTROL,
@@ -66,6 +66,7 @@ from ldc.sync import (
     Event,
     FetchSnapshot,
     MarkOutOfSync,
+    Notice,
     OutOfSyncReason,
     Publish,
     Resubscribe,
@@ -73,11 +74,14 @@ from ldc.sync import (
     SnapshotPurpose,
     SnapshotResult,
     SyncConfig,
-    SequenceRule,
     SyncState,
 )
-from ldc.venues import binance
+from ldc.venues import binance, stream_venue
+from ldc.venues.base import Verdict, hot_path_links_prev, verdict
 from ldc.venues.binance import ControlKind
+
+if TYPE_CHECKING:
+    from ldc.stream_feeder import StreamFeeder
 
 log = logging.getLogger("ldc.feeder")
 _monotonic = time.monotonic
@@ -92,7 +96,6 @@ SNAPSHOT_WORKERS = 8  # snapshot requests in flight at once; the governor paces 
 WORKERS_STOP_TIMEOUT_S = 5.0  # close() waits this long at most for snapshot requests in flight
 VALIDATE_RETRY_MIN_S = 1.0  # exchangeInfo failed: check the symbols again after this, doubling
 VALIDATE_RETRY_CAP_S = 60.0  # up to this
-INVALID_SYMBOL_CODE = -1121  # Binance: "Invalid symbol."
 # The websocket thread waits for the GIL while another thread (a snapshot worker, the tick) runs Python, and
 # CPython hands the GIL over only every switch interval: 5 ms by default, a 5 ms receive-to-publish stall.
 # Set for the feeder process (``main``); a switch costs a few microseconds, and only while two threads want it.
@@ -127,6 +130,8 @@ _REASON_STATUS = {
     OutOfSyncReason.STALE: Status.SYNCED | Status.STALE,
     OutOfSyncReason.DISCONNECTED: Status.STALE | Status.RESYNCING,
     OutOfSyncReason.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
+    OutOfSyncReason.CHECKSUM: Status.RESYNCING,
+    OutOfSyncReason.FAULT: Status.RESYNCING,
 }
 # slot counter <- BookSync attribute (cumulative; the feeder adds the difference). SNAPSHOTS is the feeder's
 # own count of snapshots loaded (answered and parsed), as the layout defines it; BookSync counts requests.
@@ -333,7 +338,7 @@ class Feeder:
         slot = self.writer.add_market(symbol)
         sync = BookSync(symbol, self._new_book, self._sync_config)
         depth = self.group.depth
-        hot = HotPath(self.writer.segment, slot, futures=self.venue.sequence_rule is SequenceRule.FUTURES)
+        hot = HotPath(self.writer.segment, slot, futures=hot_path_links_prev(self.venue.sequence_rule))
         market = Market(symbol, self.venue.depth_stream(symbol, self.group.update_speed_ms), slot, sync, hot,
                         np.zeros((depth, 2)), np.zeros((depth, 2)), error=error)  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
@@ -435,8 +440,8 @@ class Feeder:
         try:
             response = self._rest.get(path, params={}, weight=self.venue.exchange_info_weight,
                                       stop=self._stop)  # fmt: skip
-            listed = {entry["symbol"] for entry in orjson.loads(response.body)["symbols"]}
-        except (LdcError, ValueError, KeyError, TypeError) as exc:
+            listed = binance.listed_symbols(response.body)
+        except LdcError as exc:
             log.warning("symbols not validated: %s %s failed: %s", self.group.exchange, path, exc)
             return None
         return {s: f"unknown symbol {s}: not listed by {self.group.exchange} exchangeInfo" for s in symbols if s not in listed}
@@ -582,11 +587,8 @@ class Feeder:
             return False
         sync = market.sync
         if sync.state in BOOK_STATES:
-            if sync.config.rule is SequenceRule.SPOT:
-                ahead = diff.first_id > sync.update_id + 1
-            else:
-                ahead = diff.final_id > sync.update_id and diff.prev_final_id != sync.update_id
-            if ahead:
+            found = verdict(sync.config.rule, diff.first_id, diff.final_id, diff.prev_final_id, sync.update_id)
+            if found is Verdict.GAP:  # ahead of the book
                 return False
         old = market.conn
         market.conn, market.successor = conn_id, None
@@ -630,7 +632,7 @@ class Feeder:
             why = "the fast parser refused a message the reference parser accepts"
         except ProtocolError as exc:
             why = str(exc)
-        symbol = _symbol_hint(raw)
+        symbol = binance.symbol_hint(raw)
         market = self.markets.get(symbol) if symbol else None
         now = time.monotonic()
         if market is None:
@@ -666,6 +668,9 @@ class Feeder:
             elif type(action) is Resubscribe:
                 self.pool.remove_streams([market.stream])
                 self.pool.add_streams([market.stream])
+            elif type(action) is Notice:  # the state's flags, BookSync's words (a backoff, an abandoned refresh)
+                market.shown_state = sync.state
+                self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
         if sync.state is not market.shown_state and not any(type(a) is MarkOutOfSync for a in actions):
             market.shown_state = sync.state
             self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])
@@ -698,7 +703,7 @@ class Feeder:
             event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
         except (RestError, ProtocolError) as exc:
             event = SnapshotFailed(action.purpose, str(exc))
-            if getattr(exc, "code", None) == INVALID_SYMBOL_CODE:
+            if getattr(exc, "code", None) == binance.INVALID_SYMBOL_CODE:
                 error = f"unknown symbol {market.symbol}: {exc}"
         except Exception as exc:  # a worker must always hand its market back
             log.exception("market %s: snapshot worker failed", market.symbol)
@@ -764,15 +769,6 @@ def _with_symbols(group: GroupConfig, symbols: tuple[str, ...]) -> GroupConfig:
     return dataclasses.replace(group, symbols=symbols)
 
 
-def _symbol_hint(raw: bytes) -> str | None:
-    """The `"s":"SYMBOL"` of a frame too broken to parse, to charge the fault to its market."""
-    start = raw.find(b'"s":"')
-    if start < 0:
-        return None
-    end = raw.find(b'"', start + 5)
-    return raw[start + 5 : end].decode("ascii", "replace") if end > 0 else None
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ldc feed", description="Run the feeder of one group.")
     parser.add_argument("config", help="path of the TOML configuration file")
@@ -784,7 +780,7 @@ def main(argv: list[str]) -> int:
     try:
         try:
             group = load_config(args.config).group(args.group)
-            feeder = Feeder(group, config_path=args.config)
+            feeder = _feeder_for(group, args.config)
         except (ConfigError, SegmentError) as exc:
             print(f"ldc feed: {exc}", file=sys.stderr)
             return 2
@@ -794,6 +790,15 @@ def main(argv: list[str]) -> int:
         return feeder.run()
     finally:
         listener.stop()  # writes what is queued
+
+
+def _feeder_for(group: GroupConfig, config_path: str) -> Feeder | StreamFeeder:
+    """A venue whose books start in the stream (OKX, Bybit) has its own feeder; REST-snapshot venues this one."""
+    from ldc.stream_feeder import StreamFeeder
+
+    if stream_venue(group.exchange) is not None:
+        return StreamFeeder(group, config_path=config_path)
+    return Feeder(group, config_path=config_path)
 
 
 def _log_through_a_queue(level: str) -> QueueListener:

@@ -52,8 +52,9 @@ from typing import Callable, NamedTuple, Union
 import numpy as np
 
 from ldc._fastbook import FastBook
-from ldc.depth import Book, DepthDiff, DepthSnapshot
+from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError
+from ldc.venues.base import JoinWait, SequenceRule, SnapshotSource, Verdict, hot_path_links_prev, join_index, verdict
 
 __all__ = [
     "BOOK_STATES",
@@ -70,6 +71,7 @@ __all__ = [
     "FastPath",
     "FetchSnapshot",
     "MarkOutOfSync",
+    "Notice",
     "OutOfSyncReason",
     "Publish",
     "Resubscribe",
@@ -90,6 +92,20 @@ MAX_BUFFERED_DIFFS = 10_000  # per market, while waiting for a snapshot (live or
 # Backoff of snapshot retries after a failure, doubling from MIN to CAP
 SNAPSHOT_RETRY_MIN_S = 0.5
 SNAPSHOT_RETRY_CAP_S = 30.0
+# A refresh answered by snapshots older than the book (a lagging REST cache or proxy re-serving an old
+# answer): the first is asked again at once (the documented race of a request and the stream), the next
+# ones after SNAPSHOT_RETRY_MIN_S doubling, and the refresh is abandoned after this many answers, until
+# the next refresh interval. Measured before the bound: 192 requests in 0.12 s, a minute's weight gone.
+MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH = 6
+# Snapshot requests one market may make in any minute to re-ask after answers older than its book (live
+# and refresh); a refresh abandoned for such answers is started again no sooner than REFRESH_WINDOW_S later.
+# So with a lagging source a market spends at most (2 + this) snapshot weights a minute, whatever the
+# refresh interval; refreshes that meet their stream (coverage, audits) are not held back.
+MAX_TOO_OLD_REASKS_PER_MIN = 6
+REFRESH_WINDOW_S = 60.0
+# Live snapshots older than the buffered stream asked again at once, while each answer is newer than the
+# one before (the stream keeps overtaking the request); an answer that did not advance waits.
+MAX_LIVE_TOO_OLD_AT_ONCE = 3
 # Defaults
 DEFAULT_STALE_AFTER_S = 10.0
 DEFAULT_REFRESH_INTERVAL_S = 1800.0
@@ -99,13 +115,6 @@ DEFAULT_REFRESH_INTERVAL_S = 1800.0
 # every ~8 s on limit 100 and every ~60 s on limit 500; a quiet market keeps a limit-100 book for minutes.
 ESCALATE_IF_UNCOVERED_WITHIN_S = 60.0
 STEP_DOWN_AFTER_COVERED_S = 1800.0  # one default refresh interval: that refresh is then the cheaper one
-
-
-class SequenceRule(IntEnum):
-    """How consecutive diffs chain: spot by ``U == previous u + 1``, futures by ``pu == previous u``."""
-
-    SPOT = 1
-    FUTURES = 2
 
 
 class SyncState(IntEnum):
@@ -123,6 +132,7 @@ BOOK_STATES = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)  # a book
 class SnapshotPurpose(IntEnum):
     LIVE = 1  # (re)build the live book
     SHADOW = 2  # periodic refresh / audit: build a shadow book beside the live one
+    STREAM = 3  # a snapshot the venue sent in the stream: it replaces the book (SnapshotSource STREAM*)
 
 
 class OutOfSyncReason(IntEnum):
@@ -132,6 +142,8 @@ class OutOfSyncReason(IntEnum):
     STALE = 4
     DISCONNECTED = 5
     UNCOVERED = 6
+    CHECKSUM = 7  # the book's checksum differs from the venue's
+    FAULT = 8  # the engine raised while handling an event: the book may be half-applied (fail closed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +204,14 @@ class Resubscribe:
     reason: OutOfSyncReason
 
 
-Action = Union[FetchSnapshot, Publish, MarkOutOfSync, Resubscribe]
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Say ``text`` in the market's slot message; its flags stay those of the state ("" clears it)."""
+
+    text: str
+
+
+Action = Union[FetchSnapshot, Publish, MarkOutOfSync, Resubscribe, Notice]
 Actions = tuple[Action, ...]
 
 NO_ACTIONS: Actions = ()
@@ -226,12 +245,18 @@ class SyncConfig:
     # Timeouts
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
+    # Venue policies: where books start, and whether a book's checksum is the one the venue sent (called with a
+    # diff's or a snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
+    snapshot_source: SnapshotSource = SnapshotSource.REST
+    checksum: Callable[[Book, int], bool] | None = None
     # Limits
     max_buffered_diffs: int = MAX_BUFFERED_DIFFS
+    max_too_old_reasks_per_min: int = MAX_TOO_OLD_REASKS_PER_MIN
 
     def __post_init__(self) -> None:
         for name, value, least in (("depth", self.depth, 1), ("snapshot_limit", self.snapshot_limit, self.depth),
-                                   ("max_buffered_diffs", self.max_buffered_diffs, 1)):  # fmt: skip
+                                   ("max_buffered_diffs", self.max_buffered_diffs, 1),
+                                   ("max_too_old_reasks_per_min", self.max_too_old_reasks_per_min, 1)):  # fmt: skip
             if value < least:
                 raise ConfigError(f"{name} {value} too small, expected at least {least}")
         ladder = (self.snapshot_limit, *self.escalation_limits)
@@ -265,7 +290,6 @@ class SyncCounters:
 
 
 BookFactory = Callable[[], Book]
-_OLD, _APPLY, _GAP = 0, 1, 2  # verdicts of a diff against a book id
 
 
 class BookSync:
@@ -274,8 +298,9 @@ class BookSync:
 
     __slots__ = (
         "symbol", "config", "state", "book", "update_id", "on_diff",
-        "_factory", "_futures", "_depth", "_apply", "_crossed", "_covers",
+        "_factory", "_futures", "_rule", "_stream", "_stream_only", "_checksum", "checksums", "checksum_mismatches", "faults", "_depth", "_apply", "_crossed", "_covers",
         "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
+        "_reasks", "_live_too_old", "_live_too_old_id", "_noticed",
         "_activity", "_active_at", "_stale_reported",
         "snapshot_limit", "_ladder", "_tier", "_installed_at", "_covered_since", "limit_escalations",
         "diffs_applied", "diffs_ignored", "diffs_buffered", "gaps", "resyncs", "snapshots", "snapshots_too_old",
@@ -286,7 +311,15 @@ class BookSync:
         self.symbol = symbol
         self.config = config
         self._factory = book_factory
-        self._futures = config.rule is SequenceRule.FUTURES
+        self._rule = config.rule
+        self._futures = hot_path_links_prev(config.rule)  # which fast path (and C HotPath) checks the rule
+        # books start in the stream: a gap resubscribes; STREAM_OR_REST also buffers and asks REST meanwhile
+        self._stream = config.snapshot_source is not SnapshotSource.REST
+        self._stream_only = config.snapshot_source is SnapshotSource.STREAM
+        self._checksum = config.checksum
+        self.checksums = 0  # venue checksums verified
+        self.checksum_mismatches = 0
+        self.faults = 0  # exceptions inside the engine, each answered by a resync of this market
         self._depth = config.depth
         self.state = SyncState.WAITING_FOR_DIFF
         self.book: Book | None = None
@@ -298,6 +331,10 @@ class BookSync:
         self._backoff_s = SNAPSHOT_RETRY_MIN_S
         self._shadow: _ShadowRefresh | None = None
         self._next_refresh_at: float | None = None
+        self._reasks: list[float] = []  # when this market re-asked after too-old answers, within the last minute
+        self._live_too_old = 0  # live snapshots older than the buffered stream in a row
+        self._live_too_old_id = -1  # the last of them
+        self._noticed = False  # a Notice is in the slot: cleared once the book is exact again
         self._activity = 0  # diffs seen at the last tick; staleness needs no per-diff clock read
         self._active_at: float | None = None
         self._stale_reported = False
@@ -346,8 +383,8 @@ class BookSync:
         None in every other state. A caller may apply such diffs to ``book`` itself (the feeder's C
         ``HotPath``) and report them with ``adopt`` before it feeds anything else."""
         state = self.state
-        if state is not SyncState.SYNCED and state is not SyncState.UNCOVERED:
-            return None
+        if (state is not SyncState.SYNCED and state is not SyncState.UNCOVERED) or self._checksum is not None:
+            return None  # a venue checksum is verified in Python after every diff carrying one
         shadow = self._shadow
         if shadow is None:
             return FastPath(state, None, 0)
@@ -371,7 +408,20 @@ class BookSync:
         return self._after_apply(True, now)
 
     def feed(self, event: Event, now: float) -> Actions:
-        """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions."""
+        """Feed one event at time ``now`` (seconds, any monotonic origin); returns the actions. An exception
+        inside the engine resyncs the market (its book may be half-applied) instead of escaping: fail closed."""
+        try:
+            return self._dispatch(event, now)
+        except Exception as exc:
+            return self._fault(exc, event)
+
+    def _fault(self, exc: Exception, event: object) -> Actions:
+        self.faults += 1
+        logger.error("%s: %s handling %s, resyncing: %s", self.symbol, type(exc).__name__, type(event).__name__, exc,
+                     exc_info=exc)  # fmt: skip
+        return self._resync(OutOfSyncReason.FAULT, None)
+
+    def _dispatch(self, event: Event, now: float) -> Actions:
         kind = type(event)
         if kind is SnapshotResult:
             return self._on_snapshot(event, now)  # type: ignore[arg-type]
@@ -399,41 +449,58 @@ class BookSync:
             return self._diff_general(diff, now)
         self.update_id = diff.final_id
         self.diffs_applied += 1
-        if self._apply(diff):
-            if self._crossed() or not self._covers(self._depth):
-                return self.top_fault(now)
-            return PUBLISH_CHANGED
-        return PUBLISH_UNCHANGED
+        try:  # free in CPython 3.11 until something raises
+            if self._apply(diff):
+                if self._crossed() or not self._covers(self._depth):
+                    return self.top_fault(now)
+                return PUBLISH_CHANGED
+            return PUBLISH_UNCHANGED
+        except Exception as exc:
+            return self._fault(exc, diff)
 
     def _diff_synced_futures(self, diff: DepthDiff, now: float) -> Actions:
         if diff.prev_final_id != self.update_id or diff.final_id <= self.update_id:
             return self._diff_general(diff, now)
         self.update_id = diff.final_id
         self.diffs_applied += 1
-        if self._apply(diff):
-            if self._crossed() or not self._covers(self._depth):
-                return self.top_fault(now)
-            return PUBLISH_CHANGED
-        return PUBLISH_UNCHANGED
+        try:
+            if self._apply(diff):
+                if self._crossed() or not self._covers(self._depth):
+                    return self.top_fault(now)
+                return PUBLISH_CHANGED
+            return PUBLISH_UNCHANGED
+        except Exception as exc:
+            return self._fault(exc, diff)
 
     def _diff_general(self, diff: DepthDiff, now: float) -> Actions:
+        try:
+            return self._diff_decided(diff, now)
+        except Exception as exc:
+            return self._fault(exc, diff)
+
+    def _diff_decided(self, diff: DepthDiff, now: float) -> Actions:
         state = self.state
         if state is SyncState.WAITING_FOR_DIFF or state is SyncState.BUFFERING:
             return self._buffer_diff(diff, now)
-        verdict = self._verdict(diff, self.update_id)
-        if verdict == _OLD:
+        found = self._verdict(diff, self.update_id)
+        if found is Verdict.OLD:
             self.diffs_ignored += 1
             return NO_ACTIONS
-        if verdict == _GAP:
+        if found is Verdict.GAP:
             self.gaps += 1
             return self._resync(OutOfSyncReason.GAP, diff)
-        self.update_id = diff.final_id
+        if found is Verdict.RESET:
+            logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
+        # a venue message without ids (OKX before seqId) is numbered by the book: its checksum is the proof
+        self.update_id = diff.final_id if diff.final_id != NO_ID else self.update_id + 1
         self.diffs_applied += 1
         changed = self._apply(diff)
         book = self.book
         assert book is not None
         if changed and book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
+        if self._checksum is not None and diff.checksum and not self._checksum_holds(book, diff.checksum):
+            return self._resync(OutOfSyncReason.CHECKSUM, None)
         shadow = self._shadow
         if shadow is not None and (problem := shadow.record(diff)):
             self._drop_shadow(problem, now)
@@ -456,24 +523,35 @@ class BookSync:
             return flags + self._try_shadow(now, _publish(changed))
         return flags + _publish(changed)
 
-    def _verdict(self, diff: DepthDiff, book_id: int) -> int:
+    def _verdict(self, diff: DepthDiff, book_id: int) -> Verdict:
         # a diff ending at or before the book is old, whatever its other ids say (u < U, u <= pu: never
-        # sent by Binance, and never allowed to move the book backwards)
-        if diff.final_id <= book_id:
-            return _OLD
-        if self._futures:
-            return _APPLY if diff.prev_final_id == book_id else _GAP
-        return _GAP if diff.first_id > book_id + 1 else _APPLY
+        # sent by Binance, and never allowed to move the book backwards); only OKX's documented reset may
+        return verdict(self._rule, diff.first_id, diff.final_id, diff.prev_final_id, book_id)
+
+    def _checksum_holds(self, book: Book, expected: int) -> bool:
+        """The venue's checksum of ``book`` against the one it sent; a mismatch is counted and logged."""
+        assert self._checksum is not None
+        self.checksums += 1
+        if self._checksum(book, expected):
+            return True
+        self.checksum_mismatches += 1
+        logger.warning("%s: the book's checksum at update id %d is not %d, the venue's", self.symbol, self.update_id, expected)
+        return False
 
     def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:
         buffer = self._buffer
         self.diffs_buffered += 1
+        if self._stream_only:  # the venue's snapshot comes in the stream: nothing before it can be used
+            self.diffs_ignored += 1
+            if self.state is SyncState.WAITING_FOR_DIFF:
+                self._set_state(SyncState.BUFFERING, "waiting for the stream's snapshot")
+            return NO_ACTIONS
         if buffer:
-            verdict = self._verdict(diff, buffer[-1].final_id)
-            if verdict == _OLD:
+            found = self._verdict(diff, buffer[-1].final_id)
+            if found is Verdict.OLD:
                 self.diffs_ignored += 1
                 return NO_ACTIONS
-            if verdict == _GAP:
+            if found is Verdict.GAP:
                 # the buffered stream broke: only what follows the gap can meet a snapshot
                 self.gaps += 1
                 buffer.clear()
@@ -505,6 +583,8 @@ class BookSync:
                 return NO_ACTIONS  # a refresh that was abandoned
             shadow.snapshot = event.snapshot
             return self._try_shadow(now, NO_ACTIONS)
+        if event.purpose is SnapshotPurpose.STREAM or self._stream_only:
+            return self._stream_snapshot(event.snapshot, now)  # (a REST answer still in flight finds a book)
         self._live_fetching = False
         if self.state is not SyncState.WAITING_FOR_DIFF and self.state is not SyncState.BUFFERING:
             return self._late_live_snapshot(event.snapshot, now)
@@ -519,10 +599,10 @@ class BookSync:
         assert snapshot is not None
         if not buffer:
             return NO_ACTIONS
-        start = _join(buffer, snapshot.last_update_id, self._futures)
-        if start == _TOO_OLD_INDEX:
-            return self._snapshot_too_old(snapshot)
-        if start is None:
+        start = _join(buffer, snapshot.last_update_id, self._rule)
+        if start is JoinWait.TOO_OLD:
+            return self._snapshot_too_old(snapshot, now)
+        if start is JoinWait.NOT_YET:
             return NO_ACTIONS  # the stream has not reached the snapshot yet: keep buffering
         book = self._factory()
         book.load_snapshot(snapshot)
@@ -534,6 +614,8 @@ class BookSync:
         buffer.clear()
         self._pending = None
         self._retry_at = None  # a retry scheduled before a late answer joined is moot
+        self._live_too_old, self._live_too_old_id = 0, -1
+        self._noticed = False  # the state's own message replaces any notice
         self._install(book, now)
         if book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
@@ -542,6 +624,29 @@ class BookSync:
         if not book.covers(self.config.depth):
             return self._uncovered(now) + PUBLISH_CHANGED
         self._set_state(SyncState.SYNCED, f"snapshot {snapshot.last_update_id} joined the stream")
+        return PUBLISH_CHANGED
+
+    def _stream_snapshot(self, snapshot: DepthSnapshot, now: float) -> Actions:
+        """A snapshot the venue sent in the stream (after a subscribe, or at will: Bybit's ``u == 1`` after a
+        restart): it replaces whatever book there was, in any state."""
+        book = self._factory()
+        book.load_snapshot(snapshot)
+        self.book = None
+        self._buffer.clear()
+        self._pending = None
+        self._shadow = None
+        self._retry_at = None
+        self._live_too_old, self._live_too_old_id = 0, -1
+        # ids continue from the snapshot's; a venue without ids numbers its messages from 0
+        self.update_id = snapshot.last_update_id if snapshot.last_update_id != NO_ID else 0
+        self._install(book, now)
+        if book.crossed():
+            return self._resync(OutOfSyncReason.CROSSED, None)
+        if self._checksum is not None and snapshot.checksum and not self._checksum_holds(book, snapshot.checksum):
+            return self._resync(OutOfSyncReason.CHECKSUM, None)
+        if not book.covers(self.config.depth):
+            return self._uncovered(now) + PUBLISH_CHANGED
+        self._set_state(SyncState.SYNCED, f"stream snapshot at update id {self.update_id}")
         return PUBLISH_CHANGED
 
     def _late_live_snapshot(self, snapshot: DepthSnapshot, now: float) -> Actions:
@@ -554,12 +659,23 @@ class BookSync:
         book.load_snapshot(snapshot)
         return self._swap(book, snapshot, now, NO_ACTIONS)
 
-    def _snapshot_too_old(self, snapshot: DepthSnapshot) -> Actions:
+    def _snapshot_too_old(self, snapshot: DepthSnapshot, now: float) -> Actions:
+        """Fetch again: at once the first time (the stream overtook the request), then after a doubling delay
+        (an answer that stays old is a lagging cache: asking at once would only spend the weight budget)."""
         self._pending = None
         self.snapshots_too_old += 1
+        self._live_too_old += 1
+        advanced, self._live_too_old_id = snapshot.last_update_id > self._live_too_old_id, snapshot.last_update_id
         logger.info("%s: snapshot %d is older than the buffered stream (first U %d), fetching again",
                     self.symbol, snapshot.last_update_id, self._buffer[0].first_id)  # fmt: skip
-        return self._fetch_live()
+        if advanced and self._live_too_old <= MAX_LIVE_TOO_OLD_AT_ONCE and not self._reask_wait_s(now):
+            self._reasks.append(now)
+            return self._fetch_live()
+        delay = max(_too_old_delay_s(self._live_too_old), self._reask_wait_s(now))
+        self._retry_at = now + delay
+        self._reasks.append(now + delay)  # the tick asks then: it counts against the budget
+        return (self._notice(f"snapshot older than the stream {self._live_too_old} times in a row: "
+                             f"asking again in {delay:.1f} s"),)  # fmt: skip
 
     def _on_snapshot_failed(self, event: SnapshotFailed, now: float) -> Actions:
         self.snapshot_failures += 1
@@ -580,6 +696,7 @@ class BookSync:
     def _resync(self, reason: OutOfSyncReason, diff: DepthDiff | None) -> Actions:
         """Discard this market's book and start over; ``diff`` (the one after a gap) is buffered."""
         self.resyncs += 1
+        self._noticed = False  # MarkOutOfSync writes the slot message
         self.book = None
         self._apply = _no_book
         self._crossed = self._covers = _no_book_check
@@ -589,6 +706,9 @@ class BookSync:
         if diff is not None:
             self._buffer.append(diff)
         self._set_state(SyncState.BUFFERING, f"resync: {reason.name.lower()} at update id {self.update_id}")
+        if self._stream:  # a new subscription brings the venue's snapshot (this market's stream only)
+            self._buffer.clear()
+            return (MarkOutOfSync(reason), Resubscribe(reason))
         if self._live_fetching or self._retry_at is not None:
             return (MarkOutOfSync(reason),)
         return (MarkOutOfSync(reason), *self._fetch_live())
@@ -598,7 +718,7 @@ class BookSync:
         self._lost_coverage(now)
         self._set_state(SyncState.UNCOVERED, "book does not cover the published depth")
         flag: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
-        return flag + self._start_shadow() if self._shadow is None else flag
+        return flag + self._start_shadow(now) if self._shadow is None else flag
 
     def _on_tick(self, now: float) -> Actions:
         activity = self.diffs_applied + self.diffs_ignored + self.diffs_buffered
@@ -617,7 +737,11 @@ class BookSync:
             self._maybe_step_down(now)
         refresh_due = self._next_refresh_at is not None and now >= self._next_refresh_at
         if refresh_due and self._shadow is None and self.state in BOOK_STATES:
-            actions += self._start_shadow()
+            actions += self._start_shadow(now)
+        shadow = self._shadow
+        if shadow is not None and shadow.retry_at is not None and now >= shadow.retry_at:
+            shadow.retry_at = None
+            actions += self._reask_shadow(now)
         return actions
 
     def _stale(self, now: float) -> Actions:
@@ -678,12 +802,59 @@ class BookSync:
 
     # -- shadow refresh / audit ---------------------------------------------------------------
 
-    def _start_shadow(self) -> Actions:
+    def _start_shadow(self, now: float) -> Actions:
+        if self._stream:  # no snapshot to ask for: a new subscription brings one, which replaces the book
+            self._next_refresh_at = None
+            return (Resubscribe(OutOfSyncReason.UNCOVERED),)
         self._shadow = _ShadowRefresh(self.update_id, self.config.max_buffered_diffs)
         self._next_refresh_at = None
         self._route()
         self.snapshots += 1
         return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
+
+    def _reask_shadow(self, now: float) -> Actions:
+        self._reasks.append(now)
+        self.snapshots += 1
+        return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
+
+    def _reask_wait_s(self, now: float) -> float:
+        """How long until this market may re-ask after a too-old answer (0: now)."""
+        times = self._reasks
+        while times and now - times[0] >= REFRESH_WINDOW_S:
+            del times[0]
+        if len(times) < self.config.max_too_old_reasks_per_min:
+            return 0.0
+        return times[0] + REFRESH_WINDOW_S - now
+
+    def _shadow_too_old(self, shadow: _ShadowRefresh, now: float) -> Actions:
+        """The refresh's snapshot is older than the book: ask again at once the first time, then after a
+        doubling delay (``_on_tick`` asks), and give up after MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH answers."""
+        self.snapshots_too_old += 1
+        shadow.snapshot = None
+        shadow.too_old += 1
+        if shadow.too_old >= MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH:
+            why = f"{shadow.too_old} snapshots older than the book"
+            interval = self.config.refresh_interval_s
+            self._drop_shadow(why, now, retry_in_s=max(REFRESH_WINDOW_S, interval if interval is not None else 0.0))
+            return (self._notice(f"refresh abandoned: {why}; next refresh in {self._next_refresh_at - now:.0f} s"),)  # type: ignore[operator]
+        delay = 0.0 if shadow.too_old == 1 else _too_old_delay_s(shadow.too_old)
+        delay = max(delay, self._reask_wait_s(now))
+        if delay <= 0.0:
+            return self._reask_shadow(now)
+        shadow.retry_at = now + delay
+        return (self._notice(f"refresh snapshot older than the book {shadow.too_old} times in a row: "
+                             f"asking again in {delay:.1f} s"),)  # fmt: skip
+
+    def _notice(self, text: str) -> Notice:
+        self._noticed = True
+        logger.warning("%s: %s", self.symbol, text)
+        return Notice(text)
+
+    def _clear_notice(self) -> Actions:
+        if not self._noticed:
+            return NO_ACTIONS
+        self._noticed = False
+        return (Notice(""),)
 
     def _drop_shadow(self, why: str, now: float, *, retry_in_s: float | None = None) -> None:
         logger.warning("%s: refresh abandoned: %s", self.symbol, why)
@@ -699,19 +870,19 @@ class BookSync:
         shadow = self._shadow
         assert shadow is not None and shadow.snapshot is not None
         snapshot = shadow.snapshot
-        built = shadow.build(self._factory, self._futures, self.update_id)
-        if built is None:
+        built = shadow.build(self._factory, self._rule, self.update_id)
+        if built is JoinWait.NOT_YET:
             return live
-        if built is _TOO_OLD:
-            self.snapshots_too_old += 1
-            shadow.snapshot = None
-            self.snapshots += 1
-            return live + (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
-        assert not isinstance(built, str)
+        if built is JoinWait.TOO_OLD:
+            return live + self._shadow_too_old(shadow, now)
         return self._swap(built, snapshot, now, live)
 
     def _swap(self, shadow_book: Book, snapshot: DepthSnapshot, now: float, live: Actions) -> Actions:
         """Audit the live book against the shadow at the same update id, then replace it."""
+        actions = self._audit_and_swap(shadow_book, snapshot, now, live)
+        return self._clear_notice() + actions if self._noticed else actions
+
+    def _audit_and_swap(self, shadow_book: Book, snapshot: DepthSnapshot, now: float, live: Actions) -> Actions:
         live_book = self.book
         assert live_book is not None
         depth = self.config.depth
@@ -767,7 +938,7 @@ class BookSync:
             self._set_state(SyncState.UNCOVERED, "refreshed book does not cover the published depth")
             flags = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
         if self._lost_coverage(now):
-            return flags + self._start_shadow()
+            return flags + self._start_shadow(now)
         self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S
         self._route()
         return flags
@@ -789,11 +960,17 @@ class BookSync:
         self._route()
 
     def _route(self) -> None:
-        """Point ``on_diff`` at the fast path only where it is valid: SYNCED and no refresh recording."""
-        if self.state is SyncState.SYNCED and self._shadow is None:
+        """Point ``on_diff`` at the fast path only where it is valid: SYNCED, no refresh recording, no venue
+        checksum to verify."""
+        if self.state is SyncState.SYNCED and self._shadow is None and self._checksum is None:
             self.on_diff = self._diff_synced_futures if self._futures else self._diff_synced_spot
         else:
             self.on_diff = self._diff_general
+
+
+def _too_old_delay_s(streak: int) -> float:
+    """Delay before asking again after the ``streak``-th too-old answer in a row (the second waits MIN)."""
+    return float(min(SNAPSHOT_RETRY_MIN_S * 2.0 ** (streak - 2), SNAPSHOT_RETRY_CAP_S))
 
 
 def _publish(changed: bool) -> Actions:
@@ -808,40 +985,23 @@ def _no_book_check(*args: int) -> bool:
     raise AssertionError("no book to check")
 
 
-_TOO_OLD_INDEX = -1
-
-
-def _join(buffer: list[DepthDiff], last_update_id: int, futures: bool) -> int | None:
-    """Where a snapshot joins a contiguous buffered stream: the index of the first diff to apply
-    on top of it (``len(buffer)`` when the snapshot is exactly at the stream's end), None while the
-    stream has not reached the snapshot, or _TOO_OLD_INDEX when the snapshot is older than the
-    stream (spot and futures: ``lastUpdateId`` below the first buffered ``U``; futures also: the
-    first kept event does not have ``U <= lastUpdateId``)."""
-    if last_update_id < buffer[0].first_id:
-        return _TOO_OLD_INDEX
-    if buffer[-1].final_id < last_update_id:
-        return None
-    for index, diff in enumerate(buffer):
-        if diff.final_id > last_update_id or (futures and diff.final_id == last_update_id):
-            if diff.first_id > (last_update_id if futures else last_update_id + 1):
-                return _TOO_OLD_INDEX
-            return index
-    return len(buffer)  # spot: the last buffered u equals lastUpdateId
-
-
-_TOO_OLD = "too old"  # shadow build outcome
+def _join(buffer: list[DepthDiff], last_update_id: int, rule: SequenceRule) -> int | JoinWait:
+    """Where a snapshot joins a contiguous buffered stream (``venues.base.join_index``)."""
+    return join_index(rule, buffer, last_update_id)
 
 
 class _ShadowRefresh:
     """A refresh in progress: the diffs recorded since the request and, once it came, the snapshot."""
 
-    __slots__ = ("start_id", "diffs", "snapshot", "limit")
+    __slots__ = ("start_id", "diffs", "snapshot", "limit", "too_old", "retry_at")
 
     def __init__(self, start_id: int, limit: int) -> None:
         self.start_id = start_id  # the live book's id when recording began: diffs continue it
         self.diffs: list[DepthDiff] = []
         self.snapshot: DepthSnapshot | None = None
         self.limit = limit
+        self.too_old = 0  # answers older than the book so far
+        self.retry_at: float | None = None  # when to ask again after a too-old answer
 
     def record(self, diff: DepthDiff) -> str:
         """Record a diff applied to the live book; returns a problem ("" when none)."""
@@ -850,25 +1010,23 @@ class _ShadowRefresh:
             return f"{len(self.diffs)} diffs recorded, expected at most {self.limit}"
         return ""
 
-    def build(self, factory: BookFactory, futures: bool, live_id: int) -> Book | str | None:
-        """The shadow book at ``live_id``; None while the stream has not reached the snapshot,
-        _TOO_OLD when the snapshot is older than the recorded stream."""
+    def build(self, factory: BookFactory, rule: SequenceRule, live_id: int) -> Book | JoinWait:
+        """The shadow book at ``live_id``, or why not yet (the stream has not reached the snapshot, or the
+        snapshot is older than the recorded stream)."""
         snapshot = self.snapshot
         assert snapshot is not None
         diffs = self.diffs
         last_update_id = snapshot.last_update_id
         if last_update_id < self.start_id:
-            return _TOO_OLD
+            return JoinWait.TOO_OLD
         # unlike a cold start, the stream is known to continue the book at start_id, so a
         # snapshot at exactly that id joins it (the documented check would refetch)
         if last_update_id == self.start_id:
-            start: int | None = 0
+            start: int | JoinWait = 0
         else:
-            start = _join(diffs, last_update_id, futures) if diffs else None
-        if start is None:
-            return None
-        if start == _TOO_OLD_INDEX:
-            return _TOO_OLD
+            start = _join(diffs, last_update_id, rule) if diffs else JoinWait.NOT_YET
+        if isinstance(start, JoinWait):
+            return start
         book = factory()
         book.load_snapshot(snapshot)
         for diff in diffs[start:]:

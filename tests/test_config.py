@@ -180,3 +180,43 @@ def test_endpoints_come_from_the_venue_table_or_the_overrides() -> None:
         "https://fapi.binance.com",
         "ws://127.0.0.1:9000/usdm/public/stream",  # the 2026 URL split's route follows the override
     )
+
+
+# -- other venues (issue 12): names, symbol syntax, channels, endpoints ------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", ["okx", "bybit-spot", "bybit-linear", "bybit-inverse"])
+def test_the_other_venues_are_known_by_their_exact_names(exchange: str) -> None:
+    assert exchange in known_exchanges()
+
+
+def test_okx_group_takes_okx_symbols_a_channel_and_adds_its_path_to_a_base_url() -> None:
+    text = _group('channel = "books-l2-tbt"\nws_url = "ws://127.0.0.1:9001"\nrest_url = "http://127.0.0.1:9002"',
+                  exchange="okx", symbols='["BTC-USDT", "btc-usdt-swap", "BTC-USD-250926"]')  # fmt: skip
+    group = parse_config(text).groups[0]
+    assert (group.symbols, group.channel, group.family) == (("BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-250926"), "books-l2-tbt", "okx")
+    assert endpoints(group) == type(endpoints(group))("http://127.0.0.1:9002", "ws://127.0.0.1:9001/ws/v5/public")
+    assert parse_config(_group(exchange="okx", symbols='["ETH-USDT"]')).groups[0].channel == "books"
+
+
+@pytest.mark.parametrize(
+    ("exchange", "symbols", "message"),
+    [
+        ("okx", '["BTCUSDT"]', "ldc.toml: group 'g1': key 'symbols' expected symbols like 'BTC-USDT', 'BTC-USDT-SWAP' or 'BTC-USD-250926', found 'BTCUSDT'"),
+        ("bybit-linear", '["BTC-USDT"]', "ldc.toml: group 'g1': key 'symbols' expected symbols like 'BTCUSDT', found 'BTC-USDT'"),
+    ],
+)
+def test_a_symbol_in_another_venues_syntax_names_the_expected_form(exchange: str, symbols: str, message: str) -> None:
+    assert _error(_group(exchange=exchange, symbols=symbols)) == message
+
+
+def test_bybit_groups_take_an_orderbook_depth_and_one_url_per_category() -> None:
+    group = parse_config(_group('channel = "orderbook.50"\nws_url = "ws://127.0.0.1:9001"', exchange="bybit-inverse",
+                                symbols='["BTCUSD"]')).groups[0]  # fmt: skip
+    assert (group.channel, endpoints(group).ws_stream_url) == ("orderbook.50", "ws://127.0.0.1:9001/v5/public/inverse")
+    assert endpoints(parse_config(_group(exchange="bybit-spot")).groups[0]).ws_stream_url == "wss://stream.bybit.com/v5/public/spot"
+    assert _error(_group('channel = "orderbook.25"', exchange="bybit-spot")) == (
+        "ldc.toml: group 'g1': key 'channel' expected one of orderbook.1, orderbook.50, orderbook.200, orderbook.1000 "
+        "for bybit-spot, found 'orderbook.25'")
+    assert _error(_group("update_speed_ms = 100", exchange="bybit-spot")).startswith(
+        "ldc.toml: group 'g1': unknown key 'update_speed_ms', expected one of capacity, channel, depth")

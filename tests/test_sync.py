@@ -934,3 +934,104 @@ def test_ladder_config_is_validated() -> None:
         SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, escalate_within_s=0)
     with pytest.raises(ConfigError, match="step_down_after_s -1 too small, expected more than 0"):
         SyncConfig(rule=SequenceRule.SPOT, depth=1, snapshot_limit=5, step_down_after_s=-1)
+
+
+# -- a refresh answered by older snapshots (issue 14 item 12) ------------------------------------
+
+
+def test_regression_refresh_answered_by_older_snapshots_backs_off_and_gives_up(factory: Callable[[], Book]) -> None:
+    """A lagging REST cache that keeps serving the same old snapshot: the first too-old answer is asked
+    again at once (the documented race), the next ones only after a growing delay, and the refresh is
+    abandoned after MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH answers; each wait is said in the slot."""
+    from ldc.sync import MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH, Notice
+
+    sync = synced_spot(factory, refresh_interval_s=100.0, stale_after_s=1e9)
+    sync.feed(TICK, 100.0)  # the refresh starts
+    sync.feed(spot(11, 15), 100.0)
+    requests, now = 1, 100.0
+    assert sync.feed(SnapshotResult(snap(9), SHADOW), now) == (FETCH_SHADOW,)
+    requests += 1
+    notices: list[str] = []
+    for _ in range(MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH * 4):
+        actions = sync.feed(SnapshotResult(snap(9), SHADOW), now)
+        assert FETCH_SHADOW not in actions  # never at once again
+        notices += [a.text for a in actions if isinstance(a, Notice)]
+        for _ in range(240):  # ticks until the delayed request (or none within 60 s: the refresh was abandoned)
+            now += 0.25
+            if FETCH_SHADOW in sync.feed(TICK, now):
+                requests += 1
+                break
+        else:
+            break
+    assert requests == MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH
+    assert sync.state is SyncState.SYNCED and not sync.refreshing
+    assert notices and "older than the book" in notices[0] and "abandoned" in notices[-1]
+
+
+def test_refresh_requests_of_one_market_answered_too_old_are_bounded_per_minute(factory: Callable[[], Book]) -> None:
+    """Whatever the refresh interval, a market whose refreshes are all answered by older snapshots asks at
+    most 2 + max_too_old_reasks_per_min refresh snapshots in any minute (a refresh, its re-asks, the next)."""
+    sync = synced_spot(factory, refresh_interval_s=0.5, stale_after_s=1e9)
+    times: list[float] = []
+    update_id, now = 10, 0.0
+    while now < 300.0:
+        now += 0.25
+        update_id += 1
+        actions = sync.feed(TICK, now) + sync.feed(spot(update_id, update_id), now)
+        while FETCH_SHADOW in actions:
+            times.append(now)
+            actions = sync.feed(SnapshotResult(snap(9), SHADOW), now)  # older than the book
+    bound = 2 + SyncConfig(rule=SequenceRule.SPOT, depth=DEPTH, snapshot_limit=LIMIT).max_too_old_reasks_per_min
+    assert len(times) > bound
+    assert max(sum(1 for t in times if start <= t < start + 60.0) for start in times) <= bound
+
+
+def test_regression_live_snapshot_that_stays_older_than_the_stream_is_asked_again_after_a_delay(factory: Callable[[], Book]) -> None:
+    from ldc.sync import Notice
+
+    sync = make(factory, stale_after_s=1e9)
+    sync.feed(spot(100, 105), 0.0)
+    assert sync.feed(SnapshotResult(snap(98), LIVE), 0.0) == (FETCH_LIVE,)
+    actions = sync.feed(SnapshotResult(snap(98), LIVE), 0.0)  # the same old answer: a lagging cache
+    assert FETCH_LIVE not in actions and isinstance(actions[0], Notice) and "asking again in 0.5 s" in actions[0].text
+    assert sync.feed(TICK, 0.25) == ()
+    assert sync.feed(TICK, 0.5) == (FETCH_LIVE,)
+
+
+# -- fail closed -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", [SequenceRule.SPOT, SequenceRule.FUTURES])
+def test_an_exception_inside_the_engine_resyncs_that_market_instead_of_escaping(factory: Callable[[], Book], rule: SequenceRule) -> None:
+    """h11's rule: a half-applied book is never resumed. A book that raises while applying a diff (fast path and
+    general path alike) leaves the market resyncing, counted; the exception does not reach the caller."""
+    raising = {"on": False}
+
+    def flaky() -> Book:
+        book = factory()
+
+        class Flaky:
+            def __getattr__(self, name: str) -> object:
+                return getattr(book, name)
+
+            def apply_diff(self, diff: DepthDiff) -> bool:
+                if raising["on"]:
+                    raise ValueError("level table full")
+                return book.apply_diff(diff)
+
+        return Flaky()  # type: ignore[return-value]
+
+    sync = make(flaky, rule, stale_after_s=1e9)
+    other = synced_spot(factory)
+    diff = spot if rule is SequenceRule.SPOT else (lambda first, final, **kw: fut(first, final, first - 1))
+    sync.feed(diff(9, 10), 0.0)  # type: ignore[operator]
+    sync.feed(SnapshotResult(snap(10), LIVE), 0.0)
+    assert sync.state is SyncState.SYNCED
+    raising["on"] = True
+    actions = sync.on_diff(diff(11, 11, bids=[(100.0, 2.0)]), 0.0)  # type: ignore[operator]
+    assert actions == (MarkOutOfSync(OutOfSyncReason.FAULT), FETCH_LIVE)
+    assert (sync.state, sync.book, sync.faults) == (SyncState.BUFFERING, None, 1)
+    raising["on"] = False
+    sync.feed(diff(12, 12), 0.0)  # type: ignore[operator]
+    assert sync.feed(SnapshotResult(snap(12), LIVE), 0.0) == CHANGED and sync.state is SyncState.SYNCED
+    assert other.state is SyncState.SYNCED

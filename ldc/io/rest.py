@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlencode
 
-import orjson
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from ldc.errors import RateLimitError, RestError
 from ldc.io.governor import RateGovernor
+from ldc.venues import binance
 
 # Timeouts
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
@@ -40,7 +40,7 @@ DEFAULT_GRANT_TIMEOUT_S = 65.0  # waiting for weight: a little over one window
 # Limits
 POOL_MAXSIZE = 16  # keep-alive connections to the host: as many as snapshots fetched at once
 ERROR_BODY_SHOWN = 120  # bytes of a non-JSON error body quoted in the message
-USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+USED_WEIGHT_HEADER = binance.USED_WEIGHT_HEADER  # the venue's; REST-snapshot venues are Binance's so far
 RETRY_AFTER_HEADER = "Retry-After"
 USER_AGENT = "ldc/0.1 (local depth cache)"
 
@@ -134,7 +134,7 @@ def _pool_manager(base_url: str) -> urllib3.PoolManager:
 
 
 def _status_error(what: str, status: int, body: bytes, retry_after_s: float | None) -> RestError:
-    code, msg = _binance_error(body)
+    code, msg = binance.error_of(body)
     detail = f"exchange error {code} {msg!r}" if code is not None else f"body {body[:ERROR_BODY_SHOWN]!r}"
     if status in (418, 429):
         wait = "no Retry-After" if retry_after_s is None else f"retry after {retry_after_s:g} s"
@@ -143,16 +143,6 @@ def _status_error(what: str, status: int, body: bytes, retry_after_s: float | No
             f"{what}: status {status} {kind}, {wait}, {detail}", status=status, retry_after_s=retry_after_s or 0.0
         )
     return RestError(f"{what}: status {status}, expected 200, {detail}", status=status, code=code)
-
-
-def _binance_error(body: bytes) -> tuple[int | None, str]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, ""
-    if isinstance(doc, dict) and type(doc.get("code")) is int:
-        return doc["code"], str(doc.get("msg", ""))
-    return None, ""
 
 
 def _query(params: Mapping[str, str | int]) -> str:

@@ -50,6 +50,7 @@ from websocket import ABNF
 
 from ldc.errors import ConfigError, ProtocolError
 from ldc.io._frames import split_frames
+from ldc.venues.binance import DATA_PREFIX, SHUTDOWN_MARKER, control_request  # the combined-stream protocol
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +445,7 @@ class _Conn:
                     if opcode < close_opcode:  # text or binary (continuations come reassembled)
                         if len(raw) > small_bytes or not self._control(raw):
                             batch.append(raw)
-                        elif not shutdown_seen and b"serverShutdown" in raw:
+                        elif not shutdown_seen and SHUTDOWN_MARKER in raw:
                             shutdown_seen = True
                             log.info("ws %d: serverShutdown, rolling over", conn_id)
                             self._start_successor()
@@ -496,9 +497,9 @@ class _Conn:
 
     def _control(self, raw: bytes) -> bool:
         """True when ``raw`` is ours to consume: an answer to a control message, or serverShutdown."""
-        if b"serverShutdown" in raw:
+        if SHUTDOWN_MARKER in raw:
             return True
-        if raw.startswith(b'{"stream"') or b'"id"' not in raw:
+        if raw.startswith(DATA_PREFIX) or b'"id"' not in raw:
             return False
         try:
             doc = orjson.loads(raw)
@@ -685,5 +686,5 @@ class WsPool:
         return conn
 
     def _control_message(self, method: str, streams: list[str]) -> bytes:
-        return orjson.dumps({"method": method, "params": streams, "id": next(self._request_ids)})
+        return control_request(method, streams, next(self._request_ids))
 

@@ -1,5 +1,40 @@
 """One module per exchange protocol: URLs, stream names, control messages, parsers, limits.
 
-``ldc.venues.binance`` covers binance.com (spot), its testnet, USD-M and COIN-M futures and
-Binance.US. Venue modules do no I/O; ``ldc.sync`` applies their sequence rules.
+``ldc.venues.binance`` covers binance.com (spot), its testnet, USD-M and COIN-M futures and Binance.US;
+``ldc.venues.okx`` OKX v5 public books; ``ldc.venues.bybit`` Bybit v5 public order books (spot, linear,
+inverse). ``ldc.venues.base`` is the seam they share. Venue modules do no I/O and import without the C
+extension; ``ldc.sync`` applies their sequence rules. ``docs/VENUES.md`` says how to add one.
 """
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+from ldc.errors import ConfigError
+from ldc.venues import binance, bybit, okx
+from ldc.venues.base import StreamVenue, VenueTable
+
+__all__ = ["VENUES", "stream_venue", "venue_table"]
+
+VENUES: Mapping[str, VenueTable] = MappingProxyType({
+    table.name: table for module in (binance, okx, bybit) for table in module.TABLES
+})  # fmt: skip
+
+
+def venue_table(name: str) -> VenueTable:
+    """The venue serving exchange ``name``, or ConfigError listing the known ones."""
+    try:
+        return VENUES[name]
+    except KeyError:
+        raise ConfigError(f"unknown exchange {name!r}, expected one of {', '.join(sorted(VENUES))}") from None
+
+
+def stream_venue(name: str) -> StreamVenue | None:
+    """The stream-snapshot venue serving exchange ``name`` (OKX, Bybit), None for a REST-snapshot one (Binance)."""
+    table = venue_table(name)
+    if table.module == okx.__name__:
+        return okx.OkxStream()
+    if table.module == bybit.__name__:
+        return bybit.BybitStream(table.ws_path.rsplit("/", 1)[-1])
+    return None

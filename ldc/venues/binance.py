@@ -30,10 +30,9 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
-from ldc._fastbook import parse_snapshot_levels
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
-from ldc.sync import SequenceRule
+from ldc.venues.base import SequenceRule, VenueTable
 
 __all__ = [
     "EXCHANGES",
@@ -431,6 +430,8 @@ def parse_snapshot(body: bytes | str, limit: int) -> DepthSnapshot:
 
     The C parser takes every body it can vouch for (the same values as the reference parser, float
     for float); the reference parser takes the rest and names the fault in its ProtocolError."""
+    from ldc._fastbook import parse_snapshot_levels  # here: the venue table imports without the C extension
+
     try:
         last_update_id, event_time_ms, bids, asks = parse_snapshot_levels(body, limit)
     except (ValueError, TypeError):
@@ -499,3 +500,70 @@ def parse_message(raw: bytes | str) -> DepthDiff | ControlMessage:
     if data.get("e") == "depthUpdate":
         return _depth_update(data)
     return _control_message(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# The seam's table (ldc.venues.VENUES): what configuration needs of each exchange name
+
+SYMBOL_PATTERN = r"[A-Z0-9][A-Z0-9_]{1,31}"  # COIN-M symbols carry an underscore: BTCUSD_PERP
+
+TABLES: tuple[VenueTable, ...] = tuple(
+    VenueTable(
+        name=e.name,
+        family=e.market_type.value,
+        module=__name__,
+        rest_base_url=e.rest_base_url,
+        ws_base_url=e.ws_base_url,
+        ws_path=f"{e.ws_route}/stream",
+        symbol_pattern=SYMBOL_PATTERN,
+        symbol_form="'BTCUSDT'",
+        update_speeds_ms=tuple(sorted(e.update_speeds_ms)),
+        default_update_speed_ms=e.default_update_speed_ms,
+        weight_limit_per_min=e.weight_limit_per_minute,
+        max_streams_per_connection=e.max_streams_per_connection,
+    )
+    for e in EXCHANGES.values()
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the socket layer, the REST client and the feeder ask of Binance (they name no exchange themselves)
+
+SHUTDOWN_MARKER = b"serverShutdown"  # in a small frame: the server will close this connection
+DATA_PREFIX = b'{"stream"'  # a combined-stream data message (never a control answer)
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"  # the IP's request weight used in the current minute
+INVALID_SYMBOL_CODE = -1121  # "Invalid symbol."
+
+
+def control_request(method: str, streams: Sequence[str], request_id: int) -> bytes:
+    """``{"method":"SUBSCRIBE","params":[...],"id":N}`` (SUBSCRIBE / UNSUBSCRIBE), as the socket layer sends it."""
+    return orjson.dumps({"method": method, "params": list(streams), "id": request_id})
+
+
+def error_of(body: bytes) -> tuple[int | None, str]:
+    """The ``{"code": -1121, "msg": "Invalid symbol."}`` of a REST error answer, or (None, "")."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, ""
+    if isinstance(doc, dict) and type(doc.get("code")) is int:
+        return doc["code"], str(doc.get("msg", ""))
+    return None, ""
+
+
+def listed_symbols(body: bytes | str) -> set[str]:
+    """The symbols of an exchangeInfo answer; ProtocolError when it has none."""
+    msg = _expect_dict(_load(body, "exchangeInfo"), "exchangeInfo")
+    entries = msg.get("symbols")
+    if not isinstance(entries, list):
+        raise ProtocolError(f"field 'symbols': expected a list, found {_show(entries)}")
+    return {entry["symbol"] for entry in entries if isinstance(entry, dict) and type(entry.get("symbol")) is str}
+
+
+def symbol_hint(raw: bytes) -> str | None:
+    """The `"s":"SYMBOL"` of a frame too broken to parse, to charge the fault to its market."""
+    start = raw.find(b'"s":"')
+    if start < 0:
+        return None
+    end = raw.find(b'"', start + 5)
+    return raw[start + 5 : end].decode("ascii", "replace") if end > 0 else None

@@ -1,0 +1,507 @@
+"""The feeder of a group on a venue whose books start from a snapshot in the stream (OKX, Bybit).
+
+Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is named here.
+
+    StreamConnection threads ── raw messages ──► venue.parse ──► each market's BookSync ──► FastBook ──► SegmentWriter
+    main thread: ticks (staleness), counters, heartbeat, systemd notifications, signals
+
+Each connection subscribes its markets' streams (split to the venue's per-request and per-connection limits),
+sends the venue's keep-alive, and reconnects with a doubling backoff. BookSync decides everything: a stream
+snapshot (re)starts a book, a gap, a checksum mismatch or a crossed book resubscribes that market alone.
+A venue's error answer naming a market lands in that market's slot, in the venue's own words. These venues
+have no C dialect yet: messages are parsed by the venue's reference parser (correct, slower than Binance's C path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from concurrent.futures import ThreadPoolExecutor
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import websocket
+
+from ldc._fastbook import FastBook
+from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbol_changes
+from ldc.depth import DepthSnapshot
+from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
+from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
+from ldc.io.rest import RestClient
+from ldc.sdnotify import Notifier
+from ldc.shm.layout import Counter, Status
+from ldc.shm.writer import SegmentWriter
+from ldc.sync import (
+    DISCONNECT,
+    TICK,
+    Actions,
+    BookSync,
+    Event,
+    FetchSnapshot,
+    MarkOutOfSync,
+    Notice,
+    Publish,
+    Resubscribe,
+    SnapshotFailed,
+    SnapshotPurpose,
+    SnapshotResult,
+    SyncConfig,
+    SyncState,
+)
+from ldc.venues import okx, stream_venue
+from ldc.venues._parse import ControlKind, VenueControl
+from ldc.venues.base import Precision
+
+log = logging.getLogger("ldc.feeder")
+
+# Timers
+TICK_INTERVAL_S = 0.25
+RECV_POLL_S = 0.5  # a read waits this long at most, so pings and resubscriptions go out on time
+CONNECT_TIMEOUT_S = 10.0
+RECONNECT_MIN_S = 0.5  # doubling up to the cap, with jitter
+RECONNECT_CAP_S = 30.0
+SUBSCRIBE_SPACING_S = 0.05  # between two requests on one connection: well under every venue's rate limit
+SILENT_CONNECTION_S = 60.0  # nothing received for this long (pongs included): the connection is dead
+REQUEST_WINDOW_S = 3600.0  # the venue's requests-per-hour window
+# Limits
+SNAPSHOT_WORKERS = 2  # REST snapshot requests in flight at once (only without the stream's snapshot)
+
+
+@dataclass(eq=False)
+class StreamMarket:
+    symbol: str
+    stream: str
+    slot: int
+    sync: BookSync
+    bids: np.ndarray
+    asks: np.ndarray
+    conn: int = -1
+    shown_state: SyncState | None = None
+    error: str = ""
+    published: dict[Counter, int] = field(default_factory=dict)
+    last_event_ms: int = -1
+    last_recv_ns: int = 0
+    fetching: bool = False  # a REST snapshot request is in flight
+
+
+class StreamFeeder:
+    """Keeps every market of one stream-snapshot group synced and published until ``request_stop()``."""
+
+    def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None) -> None:
+        venue = stream_venue(group.exchange)
+        if venue is None:
+            raise LdcError(f"group {group.name!r}: {group.exchange} books start from REST snapshots: use ldc.feeder.Feeder")
+        self.group, self.venue, self.config_path = group, venue, config_path
+        self.endpoints = endpoints(group)
+        self._notifier = notifier or Notifier()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._notify_failed = False
+        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
+        self.markets: dict[str, StreamMarket] = {}  # stream key -> market
+        self.connections: list[StreamConnection] = []
+        # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
+        self._rest = RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=group.rest_timeout_s,
+                                read_timeout_s=group.rest_timeout_s)  # fmt: skip
+        self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        # the slots first: readers and ``ldc status`` see every market while the instrument list is read
+        slots = {symbol: self.writer.add_market(symbol) for symbol in self.group.symbols}
+        for slot in slots.values():
+            self.writer.set_status(slot, Status.RESYNCING, "reading the instrument list")
+        precision = self._precision()
+        for symbol in self.group.symbols:
+            self._add_market(symbol, precision.get(symbol), slots[symbol])
+        streams = list(self.markets)
+        size = self.group.streams_per_connection
+        for conn_id, start in enumerate(range(0, len(streams), size)):
+            connection = StreamConnection(self, conn_id, streams[start : start + size])
+            for stream in connection.streams:  # its connection from the start: a resubscription needs one
+                self.markets[stream].conn = conn_id
+            self.connections.append(connection)
+            connection.start()
+        log.info("group %s: %d markets on %s (%s), depth %d", self.group.name, len(self.markets),
+                 self.endpoints.ws_stream_url, self.group.channel, self.group.depth)  # fmt: skip
+
+    def run(self) -> int:
+        """Tick until stopped (the caller installed the signal handlers), telling systemd as ``Feeder`` does:
+        ready, a status line of the markets in sync, the watchdog."""
+        self.start()
+        self._notify(self._notifier.ready, f"{len(self.markets)} markets syncing")
+        ping_every, next_watchdog, shown = self._notifier.watchdog_ping_every_s, 0.0, ""
+        while not self._stop.wait(TICK_INTERVAL_S):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            self.tick()
+            now = time.monotonic()
+            if ping_every is not None and now >= next_watchdog:
+                self._notify(self._notifier.watchdog)
+                next_watchdog = now + ping_every
+            with self._lock:
+                synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
+                failed = sum(1 for m in self.markets.values() if m.error)
+            line = f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
+            if line != shown:
+                shown = line
+                self._notify(self._notifier.status, line)
+        self._notify(self._notifier.stopping)
+        self.close()
+        return 0
+
+    def _notify(self, send: Callable[..., bool], *args: str) -> None:
+        """systemd notifications never stop the feeder: a vanished notify socket is logged once."""
+        try:
+            send(*args)
+        except OSError as exc:
+            if not self._notify_failed:
+                self._notify_failed = True
+                log.error("systemd notification failed: %s", exc)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read this group's symbols and add / remove markets live. A broken file changes nothing."""
+        if self.config_path is None:
+            return
+        try:
+            new = reload_group(self.config_path, self.group.name)
+        except ConfigError as exc:
+            log.error("reload ignored, the running markets stay as they are: %s", exc)
+            return
+        added, removed = symbol_changes(self.group, new)
+        later = restart_keys(self.group, new)
+        if later:
+            log.warning("reload: %s changed; those take effect at the next restart", ", ".join(later))
+        with self._lock:
+            for symbol in removed:
+                market = self.markets.pop(self.venue.stream(self.group.channel, symbol))
+                self.connections[market.conn].remove(market.stream)
+                self.writer.remove_market(symbol)
+            for symbol in added:
+                try:
+                    market = self._add_market(symbol, None)  # no instrument list read: see _precision
+                except LdcError as exc:  # the segment is full: its capacity was fixed at creation
+                    log.error("reload: market %s not added: %s", symbol, exc)
+                    continue
+                connection = self._connection_with_room()
+                connection.add(market.stream)
+                market.conn = connection.conn_id
+            self.group = dataclasses.replace(self.group, symbols=tuple(s for s in new.symbols if s in self._symbols()))
+        log.info("reload: %d markets added, %d removed, %d running", len(added), len(removed), len(self.markets))
+
+    def _symbols(self) -> set[str]:
+        return {market.symbol for market in self.markets.values()}
+
+    def _connection_with_room(self) -> StreamConnection:
+        """The last connection while it carries fewer than streams_per_connection streams, else a new one."""
+        if self.connections and len(self.connections[-1].streams) < self.group.streams_per_connection:
+            return self.connections[-1]
+        connection = StreamConnection(self, len(self.connections), [])
+        self.connections.append(connection)
+        connection.start()
+        return connection
+
+    def close(self) -> None:
+        self._stop.set()
+        for connection in self.connections:
+            connection.join(timeout=CONNECT_TIMEOUT_S)
+        self._workers.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._rest.close()
+            self.writer.close()
+
+    def _fetch(self, market: StreamMarket, action: FetchSnapshot) -> None:
+        request = self.venue.snapshot_request(market.symbol, action.limit)
+        if request is None or market.fetching:
+            return
+        market.fetching = True
+        try:
+            self._workers.submit(self._snapshot_worker, market, action, *request)
+        except RuntimeError:  # shut down: the feeder is stopping
+            market.fetching = False
+
+    def _snapshot_worker(self, market: StreamMarket, action: FetchSnapshot, path: str, params: dict[str, str | int]) -> None:
+        event: SnapshotResult | SnapshotFailed
+        try:
+            body = self._rest.get(path, params=params, weight=1, stop=self._stop).body
+            event = SnapshotResult(self.venue.parse_snapshot(body, action.limit), action.purpose)
+        except RateLimitError as exc:
+            event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
+        except LdcError as exc:
+            event = SnapshotFailed(action.purpose, str(exc))
+        with self._lock:
+            market.fetching = False
+            if self._stop.is_set() or self.markets.get(market.stream) is not market:
+                return
+            if isinstance(event, SnapshotFailed):
+                log.warning("market %s: snapshot failed: %s", market.symbol, event.reason)
+            self._feed(market, event, time.monotonic())
+            self.writer.notify()
+
+    def _precision(self) -> dict[str, Precision]:
+        """Tick and lot decimals for the venue's checksum, from its instrument list (OKX); best effort: without
+        it the checksum writes each number in its shortest form, which is OKX's own for these values."""
+        if self.venue.name != okx.NAME:
+            return {}
+        out: dict[str, Precision] = {}
+        with RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=self.group.rest_timeout_s,
+                        read_timeout_s=self.group.rest_timeout_s) as rest:  # fmt: skip
+            for kind in sorted({okx.instrument_type(symbol) for symbol in self.group.symbols}):
+                try:
+                    out.update(okx.parse_instruments(rest.get(okx.INSTRUMENTS_PATH, params={"instType": kind}, weight=1).body))
+                except (LdcError, ValueError) as exc:
+                    log.warning("instrument list %s not read (%s): checksums use the shortest number form", kind, exc)
+        return out
+
+    def _add_market(self, symbol: str, precision: Precision | None, slot: int | None = None) -> StreamMarket:
+        depth = self.group.depth
+        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, _channel_depth(self.group.channel)),
+                            snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
+                            stale_after_s=self.group.stale_after_s, checksum=self.venue.checksum_for(symbol, precision))  # fmt: skip
+        slot = self.writer.add_market(symbol) if slot is None else slot
+        market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
+                              BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
+        market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
+        self.markets[market.stream] = market
+        self.writer.set_status(slot, Status.RESYNCING, "waiting for the stream's snapshot")
+        return market
+
+    # -- connection events (connection threads) --------------------------------------------------
+
+    def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        try:
+            parsed = self.venue.parse(raw)
+        except ProtocolError as exc:
+            log.warning("connection %d: malformed message: %s: %r", conn_id, exc, raw[:120])
+            return
+        if isinstance(parsed, VenueControl):
+            self._control(conn_id, parsed)
+            return
+        with self._lock:
+            for stream, event in parsed:
+                market = self.markets.get(stream)
+                if market is None or market.error:
+                    continue
+                market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
+                now = time.monotonic()
+                if isinstance(event, DepthSnapshot):
+                    self._feed(market, SnapshotResult(event, SnapshotPurpose.STREAM), now)
+                else:
+                    self._carry_out(market, market.sync.on_diff(event, now))
+            self.writer.notify()
+
+    def _control(self, conn_id: int, control: VenueControl) -> None:
+        if control.kind is ControlKind.ERROR:
+            with self._lock:
+                market = self.markets.get(control.topic) if control.topic else None
+                if market is not None:
+                    market.error = f"{self.venue.name} refused {market.stream}: {control.message}"
+                    self.writer.set_status(market.slot, Status.ERROR, market.error)
+                    log.error("market %s: %s", market.symbol, market.error)
+                    return
+            log.error("connection %d: %s error %s: %s", conn_id, self.venue.name, control.code, control.message)
+        elif control.kind is ControlKind.SHUTDOWN:
+            log.info("connection %d: %s notice %s, reconnecting: %s", conn_id, self.venue.name, control.code, control.message)
+            self.connections[conn_id].reconnect_soon()
+
+    def on_connect_failed(self, streams: list[str], error: str) -> None:
+        with self._lock:
+            for stream in streams:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
+                    market.shown_state = None
+                    self.writer.set_status(market.slot, _STATE_STATUS[market.sync.state],
+                                           f"websocket connection failed, retrying: {error}")  # fmt: skip
+
+    def on_close(self, conn_id: int, streams: list[str]) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for stream in streams:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
+                    self._feed(market, DISCONNECT, now)
+
+    # -- BookSync's actions ----------------------------------------------------------------------
+
+    def _feed(self, market: StreamMarket, event: Event, now: float) -> None:
+        self._carry_out(market, market.sync.feed(event, now))
+
+    def _carry_out(self, market: StreamMarket, actions: Actions) -> None:
+        """Caller holds the lock. The slot's flags always follow BookSync's state."""
+        sync = market.sync
+        marked = False
+        for action in actions:
+            if type(action) is Publish:
+                status = _STATE_STATUS[sync.state]
+                if sync.book is None:
+                    self.writer.set_status(market.slot, status)
+                    continue
+                n_bids, n_asks = sync.book.top(self.group.depth, market.bids, market.asks)
+                self.writer.publish(market.slot, update_id=max(sync.update_id, 0), event_time_ms=market.last_event_ms,
+                                    recv_time_ns=market.last_recv_ns, status=status, bids=market.bids, asks=market.asks,
+                                    n_bids=n_bids, n_asks=n_asks)  # fmt: skip
+            elif type(action) is MarkOutOfSync:
+                marked = True
+                market.shown_state = None
+                self.writer.set_status(market.slot, _REASON_STATUS[action.reason], action.reason.name.lower().replace("_", " "))
+            elif type(action) is Resubscribe:
+                if 0 <= market.conn < len(self.connections):
+                    self.connections[market.conn].resubscribe(market.stream)
+            elif type(action) is FetchSnapshot:
+                self._fetch(market, action)
+            elif type(action) is Notice:
+                market.shown_state = sync.state
+                self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
+        if sync.state is not market.shown_state and not marked:
+            market.shown_state = sync.state
+            self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])
+        for counter, attribute in _COUNTERS:
+            value = getattr(sync, attribute)
+            if value != market.published[counter]:
+                self.writer.bump(market.slot, counter, value - market.published[counter])
+                market.published[counter] = value
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for market in self.markets.values():
+                if not market.error:
+                    self._feed(market, TICK, now)
+            self.writer.heartbeat()
+            self.writer.notify()
+
+
+def _channel_depth(channel: str) -> int:
+    """Levels a side a book channel keeps: OKX's table, or the number in Bybit's ``orderbook.N``."""
+    if channel in okx.CHANNELS:
+        return okx.CHANNELS[channel]
+    return int(channel.rsplit(".", 1)[-1])
+
+
+class StreamConnection(threading.Thread):
+    """One websocket connection carrying some markets' streams, reconnecting until the feeder stops."""
+
+    def __init__(self, feeder: StreamFeeder, conn_id: int, streams: list[str]) -> None:
+        super().__init__(name=f"ldc-ws-{feeder.group.name}-{conn_id}", daemon=True)
+        self.feeder, self.conn_id, self.streams = feeder, conn_id, streams
+        self._resubscribe: list[str] = []
+        self._added: list[str] = []  # streams to subscribe on the open connection (SIGHUP)
+        self._removed: list[str] = []  # streams to unsubscribe
+        self._reconnect = threading.Event()
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._sent_at: list[float] = []  # when this connection's subscribe / unsubscribe requests went, last hour
+
+    def resubscribe(self, stream: str) -> None:
+        with self._lock:
+            if stream not in self._resubscribe:
+                self._resubscribe.append(stream)
+
+    def add(self, stream: str) -> None:
+        with self._lock:
+            self.streams = [*self.streams, stream]
+            self._added.append(stream)
+
+    def remove(self, stream: str) -> None:
+        with self._lock:
+            self.streams = [s for s in self.streams if s != stream]
+            self._added = [s for s in self._added if s != stream]
+            self._resubscribe = [s for s in self._resubscribe if s != stream]
+            self._removed.append(stream)
+
+    def reconnect_soon(self) -> None:
+        self._reconnect.set()
+
+    def _request_id(self) -> str:
+        self._requests += 1
+        return str(self._requests)
+
+    def run(self) -> None:
+        stop, attempt = self.feeder._stop, 0
+        stop.wait(self.conn_id / self.feeder.venue.connections_per_s)  # the venue's connections per second per IP
+        while not stop.is_set():
+            try:
+                ws = websocket.create_connection(self.feeder.endpoints.ws_stream_url, timeout=CONNECT_TIMEOUT_S,
+                                                 skip_utf8_validation=True)  # fmt: skip
+            except (OSError, websocket.WebSocketException) as exc:
+                self.feeder.on_connect_failed(self.streams, f"{type(exc).__name__}: {exc}")
+                attempt += 1
+                stop.wait(min(RECONNECT_CAP_S, RECONNECT_MIN_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+                continue
+            attempt = 0
+            try:
+                self._serve(ws)
+            except (OSError, websocket.WebSocketException) as exc:
+                log.warning("connection %d: %s: %s", self.conn_id, type(exc).__name__, exc)
+            finally:
+                ws.close()
+                self.feeder.on_close(self.conn_id, self.streams)
+            stop.wait(RECONNECT_MIN_S)
+
+    def _send_all(self, ws: websocket.WebSocket, messages: list[bytes]) -> None:
+        for message in messages:
+            ws.send(message.decode())
+            self._sent_at.append(time.monotonic())
+            time.sleep(SUBSCRIBE_SPACING_S)
+
+    def _requests_left(self, now: float) -> int:
+        """Requests this connection may still send within the venue's hourly limit (OKX: 480 an hour)."""
+        limit = self.feeder.venue.requests_per_hour
+        if not limit:
+            return 1 << 30
+        sent = self._sent_at
+        while sent and now - sent[0] >= REQUEST_WINDOW_S:
+            del sent[0]
+        return limit - len(sent)
+
+    def _serve(self, ws: websocket.WebSocket) -> None:
+        venue, channel, stop = self.feeder.venue, self.feeder.group.channel, self.feeder._stop
+        self._reconnect.clear()
+        with self._lock:
+            streams, self._added, self._removed = self.streams, [], []
+        if streams:
+            self._send_all(ws, venue.subscribe_messages(channel, streams, self._request_id()))
+        ws.settimeout(RECV_POLL_S)
+        pinged = heard = time.monotonic()
+        while not stop.is_set() and not self._reconnect.is_set():
+            now = time.monotonic()
+            if now - pinged >= venue.ping_interval_s:
+                ws.send(venue.ping_message(self._request_id()).decode())
+                pinged = now
+            if now - heard >= SILENT_CONNECTION_S:
+                log.warning("connection %d: nothing received for %.0f s, reconnecting", self.conn_id, now - heard)
+                return
+            with self._lock:
+                # a resubscription costs two requests (unsubscribe, subscribe); it waits for room in the hour
+                room = self._requests_left(now) >= 2 * len(self._resubscribe)
+                again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
+                added, removed, self._added, self._removed = self._added, self._removed, [], []
+            if again:
+                self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
+                self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))
+            if removed:
+                self._send_all(ws, venue.unsubscribe_messages(channel, removed, self._request_id()))
+            if added:
+                self._send_all(ws, venue.subscribe_messages(channel, added, self._request_id()))
+            try:
+                opcode, data = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                continue
+            heard = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                self.feeder.on_message(self.conn_id, data, time.time_ns())

@@ -1,0 +1,237 @@
+"""The venue seam: what every exchange module declares, and the sequence rules in one place.
+
+Pure data and pure functions: no I/O, no clock, no C extension (``config`` and the simulator import the
+venue tables without it). ``ldc.sync.BookSync`` takes a venue's :class:`SequenceRule`,
+:class:`SnapshotSource` and optional :class:`Checksum` as policies; the feeder asks the venue for URLs,
+stream names, control messages and limits. Nothing outside ``ldc/venues/`` names an exchange.
+
+Sequence rules (one function, :func:`verdict`, decides a diff against a book id; ``BookSync``'s fast paths
+and the C ``HotPath`` repeat its APPLY case inline and are differential-tested against it):
+
+========================  =========================================================  ====================
+rule                      a diff continues the book at id ``b`` when                 venues
+========================  =========================================================  ====================
+``RANGE`` (``SPOT``)      ``U <= b + 1 < u + 1`` (``U == b+1`` once synced)          Binance spot
+``PREV_LINK`` (FUTURES)   ``pu == b`` (and ``u > b``)                                Binance USD-M/COIN-M
+``PREV_LINK_RESET``       ``prevSeqId == b``; also ``seqId < prevSeqId == b``        OKX ``seqId``
+                          (the documented maintenance reset); a message without
+                          ``seqId`` (before 2023) is applied, its checksum the proof
+``PLUS_ONE``              ``u == b + 1`` (the parser sets ``U = u``)                 Bybit ``u``
+========================  =========================================================  ====================
+
+A diff ending at or before the book (``u <= b``) is old on every rule (ignored and counted, never a gap),
+except the PREV_LINK_RESET reset, which is the one way an id may go down.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
+
+if TYPE_CHECKING:
+    from ldc.venues._parse import VenueControl
+
+__all__ = [
+    "Checksum",
+    "JoinWait",
+    "Precision",
+    "SequenceRule",
+    "SnapshotSource",
+    "StreamEvent",
+    "StreamVenue",
+    "VenueTable",
+    "Verdict",
+    "hot_path_links_prev",
+    "join_index",
+    "verdict",
+]
+
+
+class SequenceRule(enum.IntEnum):
+    """How consecutive diffs chain (see the module's table). SPOT and FUTURES are Binance's names."""
+
+    RANGE = 1
+    PREV_LINK = 2
+    PREV_LINK_RESET = 3
+    PLUS_ONE = 4
+    SPOT = 1  # alias of RANGE
+    FUTURES = 2  # alias of PREV_LINK
+
+
+class SnapshotSource(enum.Enum):
+    """Where a market's book starts: a REST request (``FetchSnapshot``), or the stream itself (the venue
+    sends a snapshot after subscribing, and again at will: each one resets the book; a gap resubscribes)."""
+
+    REST = "rest"
+    STREAM = "stream"
+    # the stream's snapshot when the venue sends one, else REST with the stream's ids (OKX: the 2026 procedure,
+    # for a channel without its initial snapshot: buffer, GET /api/v5/market/books, join by seqId / prevSeqId)
+    STREAM_OR_REST = "stream or rest"
+
+
+class Verdict(enum.Enum):
+    """A diff against the id of the book (or of the last buffered diff) it would continue."""
+
+    OLD = "old"  # ends at or before the book: ignored and counted, never a gap
+    APPLY = "apply"  # continues the book
+    GAP = "gap"  # something was lost: resync
+    RESET = "reset"  # the venue restarted its ids (OKX seqId < prevSeqId == book id): apply, the id goes down
+
+
+def verdict(rule: SequenceRule, first_id: int, final_id: int, prev_final_id: int, book_id: int) -> Verdict:
+    """The sequence rule, in one place. Ids as :class:`ldc.depth.DepthDiff` names them."""
+    if rule is SequenceRule.PREV_LINK_RESET:
+        if final_id == NO_ID:  # a venue message without ids (OKX before seqId): the checksum proves it
+            return Verdict.APPLY
+        if prev_final_id == book_id and final_id < prev_final_id:
+            return Verdict.RESET
+    if final_id <= book_id:
+        return Verdict.OLD
+    if rule is SequenceRule.RANGE:
+        return Verdict.GAP if first_id > book_id + 1 else Verdict.APPLY
+    if rule is SequenceRule.PLUS_ONE:
+        return Verdict.APPLY if final_id == book_id + 1 else Verdict.GAP
+    return Verdict.APPLY if prev_final_id == book_id else Verdict.GAP
+
+
+def hot_path_links_prev(rule: SequenceRule) -> bool:
+    """The C HotPath's ``futures`` flag for ``rule``: it checks ``pu == book id`` (True) or ``U == book id + 1``
+    (False; PLUS_ONE diffs carry ``U == u``). Either way it applies only the APPLY case of :func:`verdict`;
+    anything else (an OKX reset, an id-less message) goes to BookSync."""
+    return rule is SequenceRule.PREV_LINK or rule is SequenceRule.PREV_LINK_RESET
+
+
+class JoinWait(enum.Enum):
+    """Where a REST snapshot joins a buffered stream, when it does not (yet)."""
+
+    NOT_YET = "the stream has not reached the snapshot"
+    TOO_OLD = "the snapshot is older than the stream"
+
+
+class Ids(Protocol):  # pragma: no cover - a protocol
+    """What a join reads of a diff (``DepthDiff``, the C parser's ``ParsedDiff``)."""
+
+    @property
+    def first_id(self) -> int: ...
+
+    @property
+    def final_id(self) -> int: ...
+
+
+def join_index(rule: SequenceRule, diffs: Sequence[Ids], last_update_id: int) -> int | JoinWait:
+    """Where a snapshot at ``last_update_id`` joins a contiguous buffered stream of ``diffs``:
+    the index of the first diff to apply on top of it (``len`` when the snapshot is exactly at the stream's
+    end), or why not. Binance's documented rules: spot drops ``u <= lastUpdateId`` and the first kept diff
+    must have ``U <= lastUpdateId + 1``; futures keep ``u >= lastUpdateId`` and need ``U <= lastUpdateId``;
+    OKX (``U`` = prevSeqId) drops ``seqId <= snapshot seqId`` and needs ``prevSeqId <= snapshot seqId``; all:
+    ``lastUpdateId`` below the first buffered ``U`` is too old."""
+    links_prev = rule is not SequenceRule.RANGE and rule is not SequenceRule.PLUS_ONE
+    keeps_equal = rule is SequenceRule.PREV_LINK  # Binance futures apply the event whose u == lastUpdateId;
+    # OKX drops every buffered event with seqId <= the snapshot's and needs prevSeqId <= seqId(snapshot) < seqId
+    if last_update_id < diffs[0].first_id:
+        return JoinWait.TOO_OLD
+    if diffs[-1].final_id < last_update_id:
+        return JoinWait.NOT_YET  # (checked first: a buffer waiting for its stream costs O(1) a diff)
+    for index, diff in enumerate(diffs):
+        if diff.final_id > last_update_id or (keeps_equal and diff.final_id == last_update_id):
+            if diff.first_id > (last_update_id if links_prev else last_update_id + 1):
+                return JoinWait.TOO_OLD
+            return index
+    return len(diffs)  # spot: the last buffered u equals lastUpdateId
+
+
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """Decimals of a market's prices and sizes, from the venue's instrument list (tick and lot sizes)."""
+
+    price_decimals: int
+    size_decimals: int
+
+
+def window_limit(levels: int) -> int:
+    """``DepthSnapshot.limit`` of a snapshot in a windowed stream (OKX ``books`` 400, Bybit ``orderbook.200``):
+    the venue keeps the window exact, deleting the levels that fall out of it and sending the ones that come in,
+    so every side held is whole (a side shorter than the limit is whole) and nothing is pruned."""
+    return levels + 1
+
+
+class Checksum(Protocol):  # pragma: no cover - a protocol
+    """A venue's book checksum over its top levels (OKX / Bitget top 25 signed CRC32, Kraken top 10)."""
+
+    levels: int  # per side
+
+    def compute(self, bids: list[tuple[float, float]], asks: list[tuple[float, float]], precision: Precision) -> int:
+        """The checksum of a book's top ``levels`` bids (best first) and asks, its numbers written with the
+        market's precision as the venue writes them."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueTable:
+    """What the configuration and the feeder's wiring need of one exchange name, as data (each venue module
+    builds one per name it serves; ``ldc.venues.venue_table`` finds it)."""
+
+    name: str  # the TOML ``exchange`` value
+    family: str  # the API family whose rules and limits apply (binance "spot" / "usdm" / "coinm", "okx", "bybit-linear"...)
+    module: str  # the venue module, e.g. "ldc.venues.okx"
+    # Endpoints: defaults, and the paths the venue adds to a configured base (``ws://127.0.0.1:PORT``)
+    rest_base_url: str
+    ws_base_url: str
+    ws_path: str  # e.g. "/ws/v5/public", "/v5/public/linear", Binance's "/stream" after its route
+    # Symbols, in the venue's own syntax
+    symbol_pattern: str  # a regular expression the whole (upper-cased) symbol must match
+    symbol_form: str  # the expected form, said when a symbol does not match: "'BTC-USDT', 'BTC-USDT-SWAP' or ..."
+    # Streams: Binance chooses an update speed, the others a book channel
+    update_speeds_ms: tuple[int, ...] = ()
+    default_update_speed_ms: int = 0
+    channels: tuple[str, ...] = ()
+    channel_levels: tuple[int, ...] = ()  # levels a side each channel keeps: the most a group may publish
+    default_channel: str = ""
+    # Limits
+    weight_limit_per_min: int
+    max_streams_per_connection: int
+
+
+StreamEvent = tuple[str, "DepthSnapshot | DepthDiff"]  # (the market's stream key, its event)
+
+
+class StreamVenue(Protocol):  # pragma: no cover - a protocol
+    """A venue whose books start from a snapshot in the stream (OKX, Bybit): what the stream feeder asks of it.
+    Stream keys are what the venue's messages name a market by (an OKX instId, a Bybit topic)."""
+
+    name: str
+    ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long
+    rule: SequenceRule
+    snapshot_source: SnapshotSource  # STREAM, or STREAM_OR_REST with ``snapshot_request``
+    # Limits
+    requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
+    connections_per_s: float  # new connections per second per IP
+
+    def stream(self, channel: str, symbol: str) -> str: ...
+
+    def subscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]:
+        """Subscribe requests for ``streams``, split to the venue's per-request limit."""
+        ...
+
+    def unsubscribe_messages(self, channel: str, streams: Sequence[str], request_id: str) -> list[bytes]: ...
+
+    def ping_message(self, request_id: str) -> bytes: ...
+
+    def snapshot_request(self, symbol: str, limit: int) -> "tuple[str, dict[str, str | int]] | None":
+        """The REST path and query of a snapshot joining the stream's ids (None: the venue has none that does)."""
+        ...
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        """A REST snapshot answer (ProtocolError carries the venue's own error message)."""
+        ...
+
+    def parse(self, raw: bytes | str) -> "list[StreamEvent] | VenueControl":
+        """Book events of one message (ProtocolError names a malformed field), or what else it is."""
+        ...
+
+    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
+        """``SyncConfig.checksum`` for one market: whether a book's checksum is the venue's (None: none sent)."""
+        ...

@@ -42,6 +42,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,11 +55,11 @@ from types import TracebackType
 from typing import Any, Final
 
 from ldc import __version__
-from ldc.config import EXCHANGE_FAMILIES, SYMBOL_RE
 from ldc.control import CONTROL_DIR_ENV, Control, ControlError, socket_path
 from ldc.errors import LdcError, MarketNotFound, OutOfSync, SegmentError, WriterDead
 from ldc.shm.layout import Status, segment_path
 from ldc.shm.reader import Reader, SnapshotBuffer, _trim
+from ldc.venues import binance
 
 __all__ = [
     "BinanceLocalDepthCacheManager",
@@ -149,8 +150,10 @@ class BinanceLocalDepthCacheManager:
                  ubdcc_address: str | None = None, ubdcc_port: int = 80, ubra_manager: Any = None,
                  warn_on_update: bool = True, *, group: str | None = None, depth: int = DEFAULT_DEPTH,
                  rest_url: str | None = None, ws_url: str | None = None, log_path: str | None = None) -> None:  # fmt: skip
-        if exchange not in EXCHANGE_FAMILIES:
-            raise ValueError(f"exchange expected one of {', '.join(EXCHANGE_FAMILIES)}, found {exchange!r}")
+        tables = {table.name: table for table in binance.TABLES}  # UNICORN's exchange names are Binance's
+        if exchange not in tables:
+            raise ValueError(f"exchange expected one of {', '.join(tables)}, found {exchange!r}")
+        self._symbol_re = re.compile(tables[exchange].symbol_pattern)
         if ubdcc_address is not None:
             raise DepthCacheClusterNotReachableError(
                 f"ubdcc_address {ubdcc_address!r}: ldc has no UNICORN cluster; every process on the host reads "
@@ -269,7 +272,7 @@ class BinanceLocalDepthCacheManager:
         if refresh_interval is not None:
             logger.info("refresh_interval %s: ldc refreshes every market of the group at its own interval", refresh_interval)
         symbols = [m.upper() for m in wanted]
-        bad = [s for s in symbols if not SYMBOL_RE.fullmatch(s)]
+        bad = [s for s in symbols if not self._symbol_re.fullmatch(s)]
         if bad:
             raise ValueError(f"markets expected symbols like 'BTCUSDT', found {bad[0]!r}")
         with self._manage_lock:  # one child feeder however many threads create at once

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("ldc.tools.status", "every segment on the host: markets, sync state, ages, rates"),
     "book": ("ldc.tools.book", "print one consistent snapshot of a market"),
     "top": ("ldc.tools.top", "a live ladder of a market in the terminal"),
+    "metrics": ("ldc.metrics", "serve Prometheus metrics of every segment on the host (read from shared memory)"),
     "sim": ("ldc.sim.cli", "run the local Binance exchange simulator on 127.0.0.1"),
 }
 

@@ -51,6 +51,7 @@ from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, Res
 from ldc.io.governor import RateGovernor, governor_key
 from ldc.io.rest import RestClient
 from ldc.io.ws import CloseReason, WsOptions, WsPool
+from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
@@ -211,6 +212,8 @@ class Feeder:
         self._publish = self.writer.publish
         self._wake_readers = self.writer.notify
         self._governor = RateGovernor(governor_key(self.endpoints.rest_url), budget=group.weight_budget_per_min)
+        recording = config_for(group.record, group.name, group.record_rotate_mb, group.record_rotate_s)
+        self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
@@ -235,6 +238,8 @@ class Feeder:
 
     def start(self) -> None:
         """Validate the symbols, claim slots and open the connections; returns at once."""
+        if self._recorder is not None:
+            self._recorder.start()
         unknown = self._validate(self.group.symbols)
         for symbol in self.group.symbols:
             self._add_market(symbol, error=unknown.get(symbol, ""))
@@ -316,6 +321,8 @@ class Feeder:
         with self._lock:
             in_flight = list(self._in_flight) + ([self._background] if self._background is not None else [])
         _, unfinished = futures.wait(in_flight, timeout=min(WORKERS_STOP_TIMEOUT_S, self.group.rest_timeout_s + 1.0))
+        if self._recorder is not None:
+            self._recorder.close()  # every frame and snapshot is in: finish the file
         with self._lock:
             self._rest.close()
             if not unfinished:  # else the process exit releases it; a stuck worker must not touch a closed fd
@@ -483,6 +490,8 @@ class Feeder:
     def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
         """The data messages of one socket read, in order. The Router (C) parses, applies and publishes every
         diff its market's HotPath takes, and stops at the first one Python must see."""
+        if self._recorder is not None:
+            self._recorder.frames(raws, recv_time_ns)
         start, count = 0, len(raws)
         while start < count:
             with self._lock:
@@ -685,6 +694,9 @@ class Feeder:
             response = self._rest.snapshot(self.venue.snapshot_path, symbol=market.symbol, limit=action.limit,
                                            weight=self.venue.snapshot_weight(action.limit), stop=self._stop)  # fmt: skip
             event = SnapshotResult(binance.parse_snapshot(response.body, action.limit), action.purpose)
+            if self._recorder is not None:
+                self._recorder.snapshot(self.venue.snapshot_path, {"symbol": market.symbol, "limit": action.limit},
+                                        response.body, response.recv_time_ns)  # fmt: skip
         except RateLimitError as exc:
             event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
         except (RestError, ProtocolError) as exc:

@@ -40,7 +40,8 @@ rest_delay (ms), rest_error (status), rate_limit; selectors conn, port, symbol; 
 example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
 
 replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of
-one symbol are played in the order given. --replay-copies N serves each also as SYMBOL2..SYMBOLN.
+one symbol are played in the order given. A feeder's recording (ldc/record.py) replays the same way: a
+file, or its directory (every file in it, in time order). --replay-copies N serves each also as SYMBOL2..SYMBOLN.
 --replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
 """
 

@@ -1,0 +1,429 @@
+"""Raw-feed recording: every frame a feeder receives and every REST snapshot it loads, with its receive
+time, gzip-compressed and rotated, so that an incident replays offline (``ldc sim --replay DIR``).
+
+    [[group]]
+    record = "/var/lib/ldc/record"    # files in /var/lib/ldc/record/<group>/
+    record_rotate_mb = 256            # a new file after this many compressed MB ...
+    record_rotate_s = 3600            # ... or this many seconds, whichever comes first
+
+**Format.** The captures' format (``shared/data/binance/README.md``) with one documented addition. Each
+file is one gzip member of text lines ``<receive time, ns since the epoch> <JSON>``:
+
+- a websocket data frame exactly as received, a combined-stream message ``{"stream":...,"data":...}``;
+  its time is the feeder's receive stamp (one per socket read, ``ldc.io.ws``);
+- a REST snapshot the feeder loaded: ``{"rest":"<path>?<query>","data":<the response body as received>}``
+  (the addition: a capture's bare snapshot line cannot say whose book it is once several markets share a
+  file). Its time is when the body had arrived.
+
+A line feed inside a frame (JSON whitespace; Binance sends none) is written as a space, so that a line
+is always one message. Websocket control answers the connection layer consumes (SUBSCRIBE results,
+``serverShutdown``) are not recorded. Files are named ``<group>-<UTC start>.gz`` and sort in time order.
+
+**Costs and bounds.** The feeder's threads only append the frames of a socket read (one list, already
+allocated) to a queue bounded in bytes; one writer thread formats, compresses (ISA-L's igzip when the
+``isal`` package is there: ~3x cheaper than zlib at level 1) and writes. When the queue is full the frames
+are dropped and counted: the books never wait for the disk. The compressor is flushed to a byte boundary
+every ``FLUSH_INTERVAL_S``, so a feeder killed at any moment leaves a file readable up to then.
+
+**Failures.** A directory that cannot be created or written, or a full disk, stops recording: one error
+in the log, the ``errors`` counter, and every later frame counted as dropped; the feeder goes on.
+
+**Reading.** ``read_recording(path)`` returns a file's lines and the first damage found (the line number
+and the reason); nothing after that damage is returned. ``recording_files(path)`` lists a directory's
+files in order (a file is itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import orjson
+
+
+
+def _deflate_module() -> ModuleType:
+    """ISA-L's deflate: the same gzip format at ~1.8 us of CPU per 1.3 KB frame (zlib level 1: ~6.6 us)."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; zlib is the portable fallback
+        return zlib
+    return isal_zlib
+
+
+_deflate: Final = _deflate_module()
+
+log = logging.getLogger("ldc.record")
+
+# Limits
+QUEUE_MAX_BYTES: Final = 64 * 1024 * 1024  # frames waiting for the writer thread; beyond this they are dropped
+BLOCK_BYTES: Final = 1024 * 1024  # uncompressed bytes handed to the compressor at once (fewer, cheaper calls)
+COMPRESS_LEVEL: Final = 1  # the cheapest level that still compresses Binance JSON ~5x
+GZIP_WBITS: Final = 31  # zlib's window bits for a gzip header and trailer
+# Timers
+FLUSH_INTERVAL_S: Final = 1.0  # compressed data reaches the file (a crash loses at most this much)
+DROP_LOG_EVERY_S: Final = 10.0  # a warning at most this often while frames are dropped
+CLOSE_TIMEOUT_S: Final = 10.0  # close() waits this long for the queue to drain
+# Defaults and bounds of the group keys
+DEFAULT_ROTATE_MB: Final = 256.0
+DEFAULT_ROTATE_S: Final = 3600.0
+MIN_ROTATE_MB: Final = 0.001  # 1 kB: small values exist for tests
+MAX_ROTATE_MB: Final = 1024.0 * 1024.0
+MIN_ROTATE_S: Final = 0.1
+MAX_ROTATE_S: Final = 7 * 86400.0
+FILE_SUFFIX: Final = ".gz"
+REST_PREFIX: Final = b'{"rest":'
+
+_STOP: Final = object()
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Where one group records and when its files rotate."""
+
+    directory: str  # the group key ``record``; the group's files go in ``directory/<group>``
+    group: str
+    rotate_bytes: int
+    rotate_s: float
+
+    @property
+    def group_directory(self) -> Path:
+        return Path(self.directory) / self.group
+
+
+@dataclass(frozen=True)
+class RecordStats:
+    frames: int  # frames written
+    snapshots: int  # REST snapshots written
+    dropped: int  # frames and snapshots not recorded (queue full, or after a failure)
+    errors: int  # write failures (recording stops at the first)
+    files: int  # files opened
+    compressed_bytes: int
+    failed: str  # why recording stopped, "" while it runs
+
+
+class Recorder:
+    """One group's recording: ``frames`` and ``snapshot`` from any thread, never blocking; ``close`` at the end."""
+
+    def __init__(self, config: RecordConfig, *, queue_max_bytes: int = QUEUE_MAX_BYTES, block_bytes: int = BLOCK_BYTES) -> None:
+        self.config = config
+        self._block = block_bytes
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._max = queue_max_bytes
+        self._queued = 0  # bytes in the queue; changed under _lock by both sides
+        self._lock = threading.Lock()
+        self._failed = ""
+        self._dropped = self._frames = self._snapshots = self._errors = self._files = self._compressed = 0
+        self._thread = threading.Thread(target=self._run, name=f"ldc-record-{config.group}", daemon=True)
+        self._file: _GzipFile | None = None
+
+    # -- producers (any thread) -----------------------------------------------------------------
+
+    def frames(self, raws: list[bytes], recv_time_ns: int) -> None:
+        """The data frames of one socket read. ``raws`` must not be changed afterwards (the websocket
+        layer makes a new list per read)."""
+        self._put((recv_time_ns, raws), sum(map(len, raws)), len(raws))
+
+    def snapshot(self, path: str, params: Mapping[str, str | int], body: bytes, recv_time_ns: int) -> None:
+        """A REST answer the feeder loaded, as ``GET path?params`` returned it."""
+        request = path + ("?" + urlencode(params) if params else "")
+        self._put((recv_time_ns, request, body), len(body), 1)
+
+    def _put(self, item: tuple[Any, ...], nbytes: int, count: int) -> None:
+        with self._lock:
+            if self._failed or self._queued + nbytes > self._max:
+                self._dropped += count
+                return
+            self._queued += nbytes
+        self._queue.put(item)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the group's directory and start the writer thread; a failure stops recording (logged)."""
+        try:
+            self.config.group_directory.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.config.group_directory, os.W_OK | os.X_OK):
+                raise PermissionError(f"directory {str(self.config.group_directory)!r} is not writable")
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._thread.start()
+        log.info("recording group %s in %s", self.config.group, self.config.group_directory)
+
+    def close(self) -> None:
+        """Write what is queued, finish the file and stop the writer (bounded by ``CLOSE_TIMEOUT_S``)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(CLOSE_TIMEOUT_S)
+            if self._thread.is_alive():
+                log.error("recording of group %s: the writer did not finish within %g s", self.config.group, CLOSE_TIMEOUT_S)
+
+    def stats(self) -> RecordStats:
+        with self._lock:
+            return RecordStats(self._frames, self._snapshots, self._dropped, self._errors, self._files,
+                               self._compressed, self._failed)  # fmt: skip
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: list[bytes] = []
+        pending_bytes, frames, snapshots = 0, 0, 0
+        next_flush = time.monotonic() + FLUSH_INTERVAL_S
+        dropped_logged, next_drop_log = 0, 0.0
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                break
+            if item is not None:
+                text, nbytes, is_snapshot = _lines(item)
+                pending.append(text)
+                pending_bytes += len(text)
+                if is_snapshot:
+                    snapshots += 1
+                else:
+                    frames += len(item[1])
+                with self._lock:
+                    self._queued -= nbytes
+            now = time.monotonic()
+            if pending_bytes >= self._block or now >= next_flush:
+                if not self._write(pending, sync=now >= next_flush, frames=frames, snapshots=snapshots):
+                    return
+                pending, pending_bytes, frames, snapshots = [], 0, 0, 0
+                if now >= next_flush:
+                    next_flush = now + FLUSH_INTERVAL_S
+                    dropped_logged, next_drop_log = self._log_drops(dropped_logged, next_drop_log, now)
+        if self._write(pending, sync=True, frames=frames, snapshots=snapshots):
+            try:
+                self._finish_file()
+            except OSError as exc:
+                self._fail(exc)
+
+    def _write(self, pending: list[bytes], *, sync: bool, frames: int, snapshots: int) -> bool:
+        """Compress and write ``pending``; rotate when due. False once recording failed."""
+        try:
+            if self._file is not None and self._file.due(self.config):
+                self._finish_file()
+            if pending:
+                if self._file is None:
+                    self._file = _GzipFile.create(self.config)
+                    self._count(files=1)
+                self._file.write(b"".join(pending), sync=sync)
+                self._count(frames=frames, snapshots=snapshots)
+            elif sync and self._file is not None:
+                self._file.write(b"", sync=True)
+            if self._file is not None and self._file.due(self.config):
+                self._finish_file()
+        except OSError as exc:
+            self._fail(exc, lost=frames + snapshots if pending else 0)
+            return False
+        return True
+
+    def _finish_file(self) -> None:
+        """Write the gzip trailer and close; OSError is the caller's to handle (``_fail``)."""
+        done = self._file
+        if done is None:
+            return
+        try:
+            done.close()
+            self._file = None
+        finally:
+            self._count(compressed=done.written)
+
+    def _count(self, *, files: int = 0, frames: int = 0, snapshots: int = 0, compressed: int = 0) -> None:
+        with self._lock:
+            self._files += files
+            self._frames += frames
+            self._snapshots += snapshots
+            self._compressed += compressed
+
+    def _fail(self, exc: OSError, *, lost: int = 0) -> None:
+        """Recording stops for good: ``lost`` (taken off the queue, not written) and later frames are only
+        counted. The feeder is not told to wait."""
+        where = getattr(self._file, "path", None) or self.config.group_directory
+        with self._lock:
+            self._errors += 1
+            self._dropped += lost
+            self._failed = f"{where}: {exc.strerror or exc}"
+            self._queued = 0
+        log.error("recording of group %s stopped, the feeder goes on without it: %s", self.config.group, self._failed)
+        if self._file is not None:
+            self._file.abandon()
+            self._file = None
+        while True:  # what was queued is dropped: count it
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                with self._lock:
+                    self._dropped += len(item[1]) if len(item) == 2 else 1
+
+    def _log_drops(self, logged: int, next_log: float, now: float) -> tuple[int, float]:
+        with self._lock:
+            dropped = self._dropped
+        if dropped > logged and now >= next_log:
+            log.warning("recording of group %s: %d frames dropped so far (the writer falls behind)", self.config.group, dropped)
+            return dropped, now + DROP_LOG_EVERY_S
+        return logged, next_log
+
+
+def _lines(item: tuple[Any, ...]) -> tuple[bytes, int, bool]:
+    """(text lines, the bytes the item counted in the queue, whether it is a snapshot)."""
+    if len(item) == 2:
+        recv_time_ns, raws = item
+        prefix = b"%d " % recv_time_ns
+        text = prefix + (b"\n" + prefix).join(raws) + b"\n"
+        if text.count(b"\n") != len(raws):  # a frame holds a line feed: one line each all the same
+            text = b"".join(prefix + raw.replace(b"\n", b" ") + b"\n" for raw in raws)
+        return text, sum(map(len, raws)), False
+    recv_time_ns, request, body = item
+    line = b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" "))
+    return line, len(body), True
+
+
+class _GzipFile:
+    """One recording file: a gzip member written through a raw file descriptor (errors surface at once)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
+        self._compressor = _deflate.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, GZIP_WBITS)
+        self.opened = time.monotonic()
+        self.written = 0
+
+    @classmethod
+    def create(cls, config: RecordConfig) -> _GzipFile:
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+        path = config.group_directory / f"{config.group}-{stamp}{FILE_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        return cls(path, fd)
+
+    def write(self, data: bytes, *, sync: bool) -> None:
+        out = self._compressor.compress(data) if data else b""
+        if sync:
+            out += self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        self._write_all(out)
+
+    def due(self, config: RecordConfig) -> bool:
+        return self.written >= config.rotate_bytes or time.monotonic() - self.opened >= config.rotate_s
+
+    def close(self) -> None:
+        try:
+            self._write_all(self._compressor.flush(zlib.Z_FINISH))
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Close the descriptor once (a number closed twice may meanwhile be another thread's file)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            self.written += n
+            view = view[n:]
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The lines of one file up to its first damage: ``(receive ns, JSON bytes)``, and that damage."""
+
+    path: str
+    lines: list[tuple[int, bytes]]
+    damage: str  # "" when the whole file is sound; else "<path>:<line>: <reason>"
+    unfinished: bool  # the gzip member has no trailer (its writer was killed or still writes), no line cut
+
+
+def recording_files(path: str) -> list[str]:
+    """A directory's recording files in name (= time) order, or the path itself when it is a file."""
+    if not os.path.isdir(path):
+        return [path]
+    return [str(p) for p in sorted(Path(path).iterdir()) if p.name.endswith(FILE_SUFFIX) and p.is_file()]
+
+
+def read_recording(path: str, *, wanted: tuple[bytes, ...] = (b"@depth", b"lastUpdateId", REST_PREFIX)) -> Recording:
+    """The lines of ``path`` (gzip or plain) whose first bytes hold one of ``wanted`` (the other lines
+    are checked for their form only). Stops at the first damage: a line that is not
+    ``<digits> <JSON object>``, a wanted line that is not JSON, gzip data that is corrupt, or a file that
+    ends inside a line. ``OSError`` when the file cannot be read at all."""
+    with open(path, "rb") as handle:
+        blob = handle.read()
+    text, gzip_error, unfinished = _decompress(blob) if path.endswith(FILE_SUFFIX) else (blob, "", False)
+    lines: list[tuple[int, bytes]] = []
+    body, cut = text, b""
+    if not text.endswith(b"\n") and text:
+        end = text.rfind(b"\n") + 1
+        body, cut = text[:end], text[end:]
+    number = 0
+    for number, line in enumerate(body.split(b"\n")[:-1] if body else [], 1):
+        reason = _check_line(line, wanted, lines)
+        if reason:
+            return Recording(path, lines, f"{path}:{number}: {reason}", unfinished)
+    if gzip_error:
+        return Recording(path, lines, f"{path}:{number + 1}: {gzip_error}", unfinished)
+    if cut:
+        return Recording(path, lines, f"{path}:{number + 1}: the file ends inside this line "
+                                      f"({len(cut)} bytes, no line feed): truncated", unfinished)  # fmt: skip
+    return Recording(path, lines, "", unfinished)
+
+
+def _check_line(line: bytes, wanted: tuple[bytes, ...], out: list[tuple[int, bytes]]) -> str:
+    """Why ``line`` is damaged ("" when it is sound); a sound wanted line is appended to ``out``."""
+    stamp, sep, payload = line.partition(b" ")
+    payload = payload.rstrip(b"\r")
+    if not sep or not stamp.isdigit() or not payload.startswith(b"{") or not payload.endswith(b"}"):
+        return f"expected '<receive ns> <JSON object>', found {line[:60]!r}"
+    head = payload[:48]
+    if any(w in head for w in wanted):
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            return f"not valid JSON ({exc}): {payload[:60]!r}"
+        out.append((int(stamp), payload))
+    return ""
+
+
+def _decompress(blob: bytes) -> tuple[bytes, str, bool]:
+    """(the text decoded, why decoding stopped early or "", no gzip trailer but nothing cut)."""
+    parts: list[bytes] = []
+    rest = blob
+    while rest:  # concatenated members (gzip(1) allows them) are read one after another
+        decoder = zlib.decompressobj(GZIP_WBITS)
+        try:
+            parts.append(decoder.decompress(rest))
+        except zlib.error as exc:
+            return b"".join(parts), f"corrupt gzip data ({exc})", False
+        if not decoder.eof:
+            return b"".join(parts) + decoder.flush(), "", True
+        rest = decoder.unused_data
+    return b"".join(parts), "", False
+
+
+def config_for(directory: str | None, group: str, rotate_mb: float, rotate_s: float) -> RecordConfig | None:
+    """The recording of a group whose key ``record`` is ``directory`` (None: it does not record)."""
+    if not directory:
+        return None
+    return RecordConfig(directory=directory, group=group, rotate_bytes=max(1, int(rotate_mb * 1e6)), rotate_s=rotate_s)

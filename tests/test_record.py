@@ -35,7 +35,7 @@ def frame(update_id: int) -> bytes:
 def recorder(tmp_path: Path, **fields: object) -> Recorder:
     values: dict[str, object] = dict(directory=str(tmp_path), group="g", rotate_bytes=10**9, rotate_s=3600.0)
     values.update(fields)
-    options = {k: values.pop(k) for k in ("queue_max_bytes", "block_bytes") if k in values}
+    options = {k: values.pop(k) for k in ("queue_max_bytes", "poll_s") if k in values}
     return Recorder(RecordConfig(**values), **options)  # type: ignore[arg-type]
 
 
@@ -72,7 +72,7 @@ def test_a_line_feed_inside_a_frame_keeps_one_line_per_frame(tmp_path: Path) -> 
 def test_rotation_by_size_and_by_age(tmp_path: Path) -> None:
     # the size is the compressed bytes in the file: frames of noise reach it at once, each fills a file
     big = [b'{"stream":"x@depth","data":"' + base64.b64encode(os.urandom(200_000)) + b'"}' for _ in range(3)]
-    rec = recorder(tmp_path, rotate_bytes=100_000, block_bytes=1)
+    rec = recorder(tmp_path, rotate_bytes=100_000, poll_s=0.01)
     rec.start()
     for i in range(3):
         rec.frames([big[i]], i)
@@ -82,7 +82,7 @@ def test_rotation_by_size_and_by_age(tmp_path: Path) -> None:
     assert len(files) == 3 and files == sorted(files)
     assert [read_recording(f).lines for f in files] == [[(i, big[i])] for i in range(3)]
 
-    aged = recorder(tmp_path, group="h", rotate_s=0.1, block_bytes=1)
+    aged = recorder(tmp_path, group="h", rotate_s=0.1, poll_s=0.01)
     aged.start()
     aged.frames([frame(1)], 1)
     wait_until(lambda: aged.stats().frames == 1, what="the frame written")
@@ -129,7 +129,7 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_stops_recording_and_later_frames_are_counted(tiny_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
-    rec = recorder(tiny_fs, block_bytes=1)
+    rec = recorder(tiny_fs, poll_s=0.01)
     rec.start()
     noise = [b'{"x":"' + base64.b64encode(os.urandom(3000)) + b'"}' for _ in range(10)]  # compresses ~25%
     for i in range(10):

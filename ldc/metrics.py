@@ -34,6 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ldc.errors import LdcError, MarketNotFound, SegmentNotFound
+from ldc.logjournal import stderr_handler
 from ldc.shm.layout import COUNTER_FIELDS, SHM_DIR
 from ldc.shm.reader import MarketStatus, Reader, SegmentInfo
 from ldc.tools import list_groups
@@ -215,7 +216,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--once", action="store_true", help="print one exposition on stdout and exit")
     parser.add_argument("--log-level", default="INFO", help="logging level on stderr (default INFO)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), handlers=[stderr_handler()])  # journald's fields under systemd
     collector = SegmentCollector(tuple(args.group))
     if args.once:
         sys.stdout.write(exposition(collector).decode())

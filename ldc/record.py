@@ -19,11 +19,13 @@ A line feed inside a frame (JSON whitespace; Binance sends none) is written as a
 is always one message. Websocket control answers the connection layer consumes (SUBSCRIBE results,
 ``serverShutdown``) are not recorded. Files are named ``<group>-<UTC start>.gz`` and sort in time order.
 
-**Costs and bounds.** The feeder's threads only append the frames of a socket read (one list, already
-allocated) to a queue bounded in bytes; one writer thread formats, compresses (ISA-L's igzip when the
-``isal`` package is there: ~3x cheaper than zlib at level 1) and writes. When the queue is full the frames
-are dropped and counted: the books never wait for the disk. The compressor is flushed to a byte boundary
-every ``FLUSH_INTERVAL_S``, so a feeder killed at any moment leaves a file readable up to then.
+**Costs and bounds.** The feeder's threads append each socket read's lines to a buffer bounded in bytes
+(``QUEUE_MAX_BYTES``), under a lock held for the copy; one writer thread takes the buffer every ``POLL_S``,
+compresses it (ISA-L's igzip when the ``isal`` package is there: ~3x cheaper than zlib at level 1) and
+writes it. When the buffer is full the frames are dropped and counted: the books never wait for the disk.
+The compressor is flushed to a byte boundary every ``FLUSH_INTERVAL_S``, so a feeder killed at any moment
+leaves a file readable up to then. Measured (``scripts/bench_feeder.py --record``): the feeder spends
+~1.7-1.9x the CPU per diff with recording on; ~2 us of the ~4 us per 1.3 KB frame is the deflate itself.
 
 **Failures.** A directory that cannot be created or written, or a full disk, stops recording: one error
 in the log, the ``errors`` counter, and every later frame counted as dropped; the feeder goes on.
@@ -40,7 +42,6 @@ import os
 import threading
 import time
 import zlib
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +67,11 @@ _deflate: Final = _deflate_module()
 log = logging.getLogger("ldc.record")
 
 # Limits
-QUEUE_MAX_BYTES: Final = 64 * 1024 * 1024  # frames waiting for the writer thread; beyond this they are dropped
+QUEUE_MAX_BYTES: Final = 64 * 1024 * 1024  # lines waiting for the writer thread; beyond this frames are dropped
 COMPRESS_LEVEL: Final = 1  # the cheapest level that still compresses Binance JSON ~5x
 GZIP_WBITS: Final = 31  # zlib's window bits for a gzip header and trailer
 # Timers
-POLL_S: Final = 0.1  # the writer takes what is queued this often: a wake-up per socket read cost more than the writing
+POLL_S: Final = 0.1  # the writer takes the buffer this often (a wake-up per socket read cost more)
 FLUSH_INTERVAL_S: Final = 1.0  # compressed data reaches the file (a crash loses at most this much)
 DROP_LOG_EVERY_S: Final = 10.0  # a warning at most this often while frames are dropped
 CLOSE_TIMEOUT_S: Final = 10.0  # close() waits this long for the queue to drain
@@ -83,7 +84,6 @@ MIN_ROTATE_S: Final = 0.1
 MAX_ROTATE_S: Final = 7 * 86400.0
 FILE_SUFFIX: Final = ".gz"
 REST_PREFIX: Final = b'{"rest":'
-_NL: Final = b"\n"  # the line separator object itself: the slow path tells it from frame bytes by identity
 
 @dataclass(frozen=True)
 class RecordConfig:
@@ -116,10 +116,13 @@ class Recorder:
     def __init__(self, config: RecordConfig, *, queue_max_bytes: int = QUEUE_MAX_BYTES, poll_s: float = POLL_S) -> None:
         self.config = config
         self._poll_s = poll_s
-        self._queue: deque[tuple[Any, ...]] = deque()  # appended by producers, emptied by the writer every poll_s
+        # the lines not written yet: producers append under _lock, the writer swaps it for an empty one every
+        # poll_s. Copied in at once rather than queued as the frames themselves (no measurable difference on
+        # the bench; the bound is then the bytes the buffer really holds)
+        self._pending = bytearray()
+        self._pending_frames = self._pending_snapshots = 0
         self._stop = threading.Event()
         self._max = queue_max_bytes
-        self._queued = 0  # bytes in the queue; changed under _lock by both sides
         self._lock = threading.Lock()
         self._failed = ""
         self._dropped = self._frames = self._snapshots = self._errors = self._files = self._compressed = 0
@@ -129,22 +132,29 @@ class Recorder:
     # -- producers (any thread) -----------------------------------------------------------------
 
     def frames(self, raws: list[bytes], recv_time_ns: int) -> None:
-        """The data frames of one socket read. ``raws`` must not be changed afterwards (the websocket
-        layer makes a new list per read)."""
-        self._put((recv_time_ns, raws), sum(map(len, raws)), len(raws))
+        """The data frames of one socket read, received at ``recv_time_ns``."""
+        prefix = b"%d " % recv_time_ns
+        text = prefix + (b"\n" + prefix).join(raws) + b"\n"
+        if text.count(b"\n") != len(raws):  # a frame holds a line feed (JSON whitespace): one line each all the same
+            text = b"".join(prefix + raw.replace(b"\n", b" ") + b"\n" for raw in raws)
+        with self._lock:
+            if self._failed or len(self._pending) + len(text) > self._max:
+                self._dropped += len(raws)
+                return
+            self._pending += text
+            self._pending_frames += len(raws)
 
     def snapshot(self, path: str, params: Mapping[str, str | int], body: bytes, recv_time_ns: int) -> None:
-        """A REST answer the feeder loaded, as ``GET path?params`` returned it."""
+        """A REST answer the feeder loaded, as ``GET path?params`` returned it (a line feed in the body, JSON
+        whitespace, is written as a space)."""
         request = path + ("?" + urlencode(params) if params else "")
-        self._put((recv_time_ns, request, body), len(body), 1)
-
-    def _put(self, item: tuple[Any, ...], nbytes: int, count: int) -> None:
+        line = b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" "))
         with self._lock:
-            if self._failed or self._queued + nbytes > self._max:
-                self._dropped += count
+            if self._failed or len(self._pending) + len(line) > self._max:
+                self._dropped += 1
                 return
-            self._queued += nbytes
-            self._queue.append(item)
+            self._pending += line
+            self._pending_snapshots += 1
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -197,40 +207,15 @@ class Recorder:
         except OSError as exc:
             self._fail(exc)
 
-    def _take(self) -> tuple[list[bytes], int, int]:
-        """Everything queued, as one block of text lines in a list: ([block], frames, snapshots). The lines
-        are joined once (a copy per frame costs as much as a fifth of compressing it)."""
-        pieces: list[bytes] = []
-        add = pieces.append
-        frames = snapshots = taken = 0
-        queued, pop = self._queue, self._queue.popleft
-        while queued:
-            item = pop()
-            if len(item) == 2:
-                recv_time_ns, raws = item
-                prefix = b"%d " % recv_time_ns
-                for raw in raws:
-                    add(prefix)
-                    add(raw)
-                    add(_NL)
-                    taken += len(raw)
-                frames += len(raws)
-            else:
-                line, nbytes = _snapshot_line(item)
-                add(line)
-                add(_NL)
-                taken += nbytes
-                snapshots += 1
-        if not pieces:
-            return [], 0, 0
+    def _take(self) -> tuple[bytearray, int, int]:
+        """The lines appended since the last call (maybe none), and how many frames and snapshots they hold."""
         with self._lock:
-            self._queued -= taken
-        block = b"".join(pieces)
-        if block.count(b"\n") != frames + snapshots:  # a frame holds a line feed: one line each all the same
-            block = b"".join(p if p is _NL else p.replace(b"\n", b" ") for p in pieces)
-        return [block], frames, snapshots
+            block, self._pending = self._pending, bytearray()
+            frames, snapshots = self._pending_frames, self._pending_snapshots
+            self._pending_frames = self._pending_snapshots = 0
+        return block, frames, snapshots
 
-    def _write(self, pending: list[bytes], *, sync: bool, frames: int, snapshots: int) -> bool:
+    def _write(self, pending: bytearray, *, sync: bool, frames: int, snapshots: int) -> bool:
         """Compress and write ``pending``; rotate when due. False once recording failed."""
         try:
             if self._file is not None and self._file.due(self.config):
@@ -239,7 +224,7 @@ class Recorder:
                 if self._file is None:
                     self._file = _GzipFile.create(self.config)
                     self._count(files=1)
-                self._file.write(b"".join(pending), sync=sync)
+                self._file.write(pending, sync=sync)
                 self._count(frames=frames, snapshots=snapshots)
             elif sync and self._file is not None:
                 self._file.write(b"", sync=True)
@@ -276,15 +261,13 @@ class Recorder:
             self._errors += 1
             self._dropped += lost
             self._failed = f"{where}: {exc.strerror or exc}"
-            self._queued = 0
         log.error("recording of group %s stopped, the feeder goes on without it: %s", self.config.group, self._failed)
         if self._file is not None:
             self._file.abandon()
             self._file = None
-        with self._lock:  # what was queued is dropped: count it
-            while self._queue:
-                item = self._queue.popleft()
-                self._dropped += len(item[1]) if len(item) == 2 else 1
+        with self._lock:  # what was pending is dropped: count it
+            self._dropped += self._pending_frames + self._pending_snapshots
+            self._pending, self._pending_frames, self._pending_snapshots = bytearray(), 0, 0
 
     def _log_drops(self, logged: int, next_log: float, now: float) -> tuple[int, float]:
         with self._lock:
@@ -293,14 +276,6 @@ class Recorder:
             log.warning("recording of group %s: %d frames dropped so far (the writer falls behind)", self.config.group, dropped)
             return dropped, now + DROP_LOG_EVERY_S
         return logged, next_log
-
-
-def _snapshot_line(item: tuple[Any, ...]) -> tuple[bytes, int]:
-    """A REST snapshot's line without its line feed (one in the body is JSON whitespace: written as a
-    space) and the bytes it counted in the queue."""
-    recv_time_ns, request, body = item
-    line = b'%d {"rest":%s,"data":%s}' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" "))
-    return line, len(body)
 
 
 class _GzipFile:
@@ -320,7 +295,7 @@ class _GzipFile:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         return cls(path, fd)
 
-    def write(self, data: bytes, *, sync: bool) -> None:
+    def write(self, data: bytes | bytearray, *, sync: bool) -> None:
         out = self._compressor.compress(data) if data else b""
         if sync:
             out += self._compressor.flush(zlib.Z_SYNC_FLUSH)

@@ -93,7 +93,7 @@ def test_rotation_by_size_and_by_age(tmp_path: Path) -> None:
 
 
 def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path) -> None:
-    rec = recorder(tmp_path, queue_max_bytes=3 * len(frame(1)))
+    rec = recorder(tmp_path, queue_max_bytes=sum(len(b"%d %s\n" % (i, frame(i))) for i in range(3)))  # 3 lines
     for i in range(5):  # the writer is not started yet: nothing leaves the queue
         rec.frames([frame(i)], i)
     assert rec.stats().dropped == 2

@@ -259,3 +259,13 @@ def test_a_feeder_whose_recording_fails_keeps_its_books(sim: Simulator, tmp_path
         stats = run.feeder._recorder.stats()  # type: ignore[union-attr]
     assert stats.errors == 1 and stats.frames == 0 and stats.dropped > 0 and "Not a directory" in stats.failed
     assert any("recording of group" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_diffs_recorded_twice_across_a_rollover_are_replayed_once(tmp_path: Path) -> None:
+    """During a connection rollover both connections deliver the market's diffs: the known book must not
+    apply an older copy after a newer diff."""
+    snapshot = b'0 {"rest":"/api/v3/depth?symbol=BTCUSDT&limit=100","data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n'
+    path = tmp_path / "g-1.gz"
+    write_gz(path, snapshot + good_lines(3) + b"".join(b"%d %s\n" % (i, frame(i)) for i in (2, 4, 3, 5)))
+    [capture] = load_captures((ReplaySource(path=str(path)),))
+    assert capture.final_ids == [1, 2, 3, 4, 5]

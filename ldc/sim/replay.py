@@ -169,9 +169,12 @@ def load_captures(sources: tuple[ReplaySource, ...]) -> list[Capture]:
                 current = captures[(family, symbol)] = Capture(family, symbol, name[name.index("@depth") :])
                 if pending_snapshot is not None or symbol in recorded:
                     current.snapshot = recorded.get(symbol, pending_snapshot)
+            final_id = int(ids.group(2))
+            if current.final_ids and final_id <= current.final_ids[-1]:
+                continue  # a copy already recorded (a recording spans a connection rollover: both carried it)
             current.times_ns.append(stamp)
             current.payloads.append(data)
-            current.final_ids.append(int(ids.group(2)))
+            current.final_ids.append(final_id)
         if damaged:
             break  # nothing past a damaged line is replayed, from this source or a later one
     for capture in captures.values():

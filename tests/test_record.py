@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+from conftest import start_sim_process
 from feeder_helpers import feeder_in_thread, wait_until
 
 from ldc.config import parse_config
@@ -269,3 +271,19 @@ def test_diffs_recorded_twice_across_a_rollover_are_replayed_once(tmp_path: Path
     write_gz(path, snapshot + good_lines(3) + b"".join(b"%d %s\n" % (i, frame(i)) for i in (2, 4, 3, 5)))
     [capture] = load_captures((ReplaySource(path=str(path)),))
     assert capture.final_ids == [1, 2, 3, 4, 5]
+
+
+def test_ldc_sim_replays_a_recording_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "spot"
+    directory.mkdir()
+    snapshot = b'0 {"rest":"/api/v3/depth?symbol=BTCUSDT&limit=100","data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n'
+    write_gz(directory / "spot-1.gz", snapshot + good_lines(3))
+    write_gz(directory / "spot-2.gz", good_lines(3, 4))
+    proc, urls = start_sim_process("--replay", str(directory))
+    try:
+        assert urls["markets"]["spot"] == ["BTCUSDT"]
+        book = requests.get(f"{urls['rest']}/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 5}, timeout=10).json()
+        assert book == {"lastUpdateId": 0, "bids": [], "asks": []}  # no subscriber yet: the replay has not started
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -282,7 +282,7 @@ def test_ldc_sim_replays_a_recording_directory(tmp_path: Path) -> None:
     proc, urls = start_sim_process("--replay", str(directory))
     try:
         assert urls["markets"]["spot"] == ["BTCUSDT"]
-        book = requests.get(f"{urls['rest']}/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 5}, timeout=10).json()
+        book = requests.get(f"{urls['rest']}/api/v3/depth?symbol=BTCUSDT&limit=5", timeout=10).json()
         assert book == {"lastUpdateId": 0, "bids": [], "asks": []}  # no subscriber yet: the replay has not started
     finally:
         proc.terminate()

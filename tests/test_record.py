@@ -28,6 +28,7 @@ from ldc.sim.replay import load_captures
 FRAME = b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":%d,"u":%d,"b":[],"a":[]}}'
 SNAPSHOT = b'{"lastUpdateId":5,"bids":[["1.0","2.0"]],"asks":[["3.0","4.0"]]}'
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
+REST_LINE = b'0 {"rest":"/api/v3/depth?symbol=BTCUSDT&limit=100","data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n'
 
 
 def frame(update_id: int) -> bytes:
@@ -194,8 +195,7 @@ def test_a_killed_writer_leaves_a_file_readable_to_its_last_flush(tmp_path: Path
 def test_replay_stops_at_the_damage_across_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     directory = tmp_path / "rec"
     directory.mkdir()
-    snapshot = b'0 {"rest":"/api/v3/depth?symbol=BTCUSDT&limit=100","data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n'
-    write_gz(directory / "g-1.gz", snapshot + good_lines(3) + b"4 {bad\n" + good_lines(2, 5))
+    write_gz(directory / "g-1.gz", REST_LINE + good_lines(3) + b"4 {bad\n" + good_lines(2, 5))
     write_gz(directory / "g-2.gz", good_lines(3, 7))
     [capture] = load_captures((ReplaySource(path=str(directory)),))
     assert capture.final_ids == [1, 2, 3] and capture.snapshot is not None
@@ -266,9 +266,8 @@ def test_a_feeder_whose_recording_fails_keeps_its_books(sim: Simulator, tmp_path
 def test_diffs_recorded_twice_across_a_rollover_are_replayed_once(tmp_path: Path) -> None:
     """During a connection rollover both connections deliver the market's diffs: the known book must not
     apply an older copy after a newer diff."""
-    snapshot = b'0 {"rest":"/api/v3/depth?symbol=BTCUSDT&limit=100","data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n'
     path = tmp_path / "g-1.gz"
-    write_gz(path, snapshot + good_lines(3) + b"".join(b"%d %s\n" % (i, frame(i)) for i in (2, 4, 3, 5)))
+    write_gz(path, REST_LINE + good_lines(3) + b"".join(b"%d %s\n" % (i, frame(i)) for i in (2, 4, 3, 5)))
     [capture] = load_captures((ReplaySource(path=str(path)),))
     assert capture.final_ids == [1, 2, 3, 4, 5]
 
@@ -276,8 +275,7 @@ def test_diffs_recorded_twice_across_a_rollover_are_replayed_once(tmp_path: Path
 def test_ldc_sim_replays_a_recording_directory(tmp_path: Path) -> None:
     directory = tmp_path / "spot"
     directory.mkdir()
-    snapshot = b'0 {"rest":"/api/v3/depth?symbol=BTCUSDT&limit=100","data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n'
-    write_gz(directory / "spot-1.gz", snapshot + good_lines(3))
+    write_gz(directory / "spot-1.gz", REST_LINE + good_lines(3))
     write_gz(directory / "spot-2.gz", good_lines(3, 4))
     proc, urls = start_sim_process("--replay", str(directory))
     try:

@@ -83,6 +83,8 @@ MAX_ROTATE_MB: Final = 1024.0 * 1024.0
 MIN_ROTATE_S: Final = 0.1
 MAX_ROTATE_S: Final = 7 * 86400.0
 FILE_SUFFIX: Final = ".gz"
+NAME_ATTEMPTS: Final = 100  # file names are stamped to the microsecond: a taken one is tried again this often
+NAME_RETRY_S: Final = 0.000_01
 REST_PREFIX: Final = b'{"rest":'
 
 @dataclass(frozen=True)
@@ -289,11 +291,17 @@ class _GzipFile:
 
     @classmethod
     def create(cls, config: RecordConfig) -> _GzipFile:
-        now = time.time()
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-        path = config.group_directory / f"{config.group}-{stamp}{FILE_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-        return cls(path, fd)
+        """A new file named by its UTC start to the microsecond; never an existing one (a name taken in the
+        same microsecond is tried again with a later stamp, so that names keep sorting in time order)."""
+        for _ in range(NAME_ATTEMPTS):
+            now_ns = time.time_ns()
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 1_000_000_000)) + f".{now_ns // 1000 % 1_000_000:06d}Z"
+            path = config.group_directory / f"{config.group}-{stamp}{FILE_SUFFIX}"
+            try:
+                return cls(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640))
+            except FileExistsError:
+                time.sleep(NAME_RETRY_S)
+        raise FileExistsError(f"no free file name in {config.group_directory} after {NAME_ATTEMPTS} attempts")
 
     def write(self, data: bytes | bytearray, *, sync: bool) -> None:
         out = self._compressor.compress(data) if data else b""

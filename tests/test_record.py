@@ -285,3 +285,18 @@ def test_ldc_sim_replays_a_recording_directory(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_file_name_taken_in_the_same_microsecond_is_not_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ldc import record as record_module
+
+    stamps = iter([1_765_000_000_250_000_000, 1_765_000_000_250_000_999, 1_765_000_000_250_002_000])
+    monkeypatch.setattr(time, "time_ns", lambda: next(stamps))  # the module ldc.record stamps its names with
+    config = RecordConfig(directory=str(tmp_path), group="g", rotate_bytes=10**9, rotate_s=3600.0)
+    config.group_directory.mkdir()
+    first = record_module._GzipFile.create(config)
+    second = record_module._GzipFile.create(config)  # the same stamp first: tried again with the next one
+    first.close()
+    second.close()
+    assert [p.name for p in sorted(config.group_directory.iterdir())] == [
+        "g-20251206T054640.250000Z.gz", "g-20251206T054640.250002Z.gz"]

@@ -136,14 +136,18 @@ class Recorder:
     def frames(self, raws: list[bytes], recv_time_ns: int) -> None:
         """The data frames of one socket read, received at ``recv_time_ns``."""
         prefix = b"%d " % recv_time_ns
-        text = prefix + (b"\n" + prefix).join(raws) + b"\n"
-        if text.count(b"\n") != len(raws):  # a frame holds a line feed (JSON whitespace): one line each all the same
-            text = b"".join(prefix + raw.replace(b"\n", b" ") + b"\n" for raw in raws)
+        separator = b"\n" + prefix
+        body = separator.join(raws)  # the one copy before the buffer's (each more is a copy of every frame)
+        if body.count(b"\n") != len(raws) - 1:  # a frame holds a line feed (JSON whitespace): one line each all the same
+            body = separator.join(raw.replace(b"\n", b" ") for raw in raws)
         with self._lock:
-            if self._failed or len(self._pending) + len(text) > self._max:
+            pending = self._pending
+            if self._failed or len(pending) + len(prefix) + len(body) + 1 > self._max:
                 self._dropped += len(raws)
                 return
-            self._pending += text
+            pending += prefix
+            pending += body
+            pending += b"\n"
             self._pending_frames += len(raws)
 
     def snapshot(self, path: str, params: Mapping[str, str | int], body: bytes, recv_time_ns: int) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -34,11 +33,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ldc.errors import ConfigError, LdcError, MarketNotFound, SegmentNotFound
-from ldc.io.governor import SEGMENT_PREFIX as GOVERNOR_PREFIX
-from ldc.io.governor import SEGMENT_SIZE as GOVERNOR_SIZE
-from ldc.io.governor import parse_ledger
-from ldc.io.governor import used as weight_used
+from ldc.errors import LdcError, MarketNotFound, SegmentNotFound
 from ldc.logjournal import stderr_handler
 from ldc.shm.layout import COUNTER_FIELDS, SHM_DIR
 from ldc.shm.reader import MarketStatus, Reader, SegmentInfo
@@ -116,7 +111,6 @@ class SegmentCollector(Collector):
                 one = _error_families(group, exc)
             self._note(group, one)
             out.merge(one)
-        _governors(self._shm_dir, out)
         out.gauge("scrape_duration_seconds", "time this scrape spent reading segments", (), (), time.monotonic() - started)
         out.gauge("segments", "segment files found in /dev/shm", (), (), len(groups))
         yield from out.all()
@@ -199,43 +193,6 @@ def _market_metrics(group: str, exchange: str, st: MarketStatus, alive: bool, no
     for counter in COUNTER_FIELDS:
         name, help_ = COUNTER_HELP[counter]
         out.counter(name, help_, MARKET_LABELS, labels, st.counters[counter])
-
-
-def _governors(shm_dir: str, out: _Families) -> None:
-    """The host's REST weight ledgers (``ldc/io/governor.py``, one per REST host, shared by its feeders):
-    weight used in the sliding window, the budget, a ban in force. Read without the ledger's lock (a scrape
-    must never make a feeder wait for weight) and never written; a copy torn by a store shows for one scrape."""
-    now_ms = time.time_ns() // 1_000_000
-    prefix = GOVERNOR_PREFIX.lstrip("/")
-    try:
-        names = sorted(n for n in os.listdir(shm_dir) if n.startswith(prefix))
-    except OSError:
-        return
-    for name in names:
-        host = name[len(prefix) :]
-        try:
-            fd = os.open(os.path.join(shm_dir, name), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                ledger = parse_ledger(os.pread(fd, GOVERNOR_SIZE, 0), "/" + name)
-            finally:
-                os.close(fd)
-        except (OSError, ConfigError) as exc:
-            log.debug("governor %s not read: %s", name, exc)
-            continue
-        if ledger.window_ms == 0:
-            continue  # being created
-        labels = (host,)
-        out.gauge("rest_weight_used", "request weight the host's feeders used in the sliding window", ("host",), labels,
-                  weight_used(ledger, now_ms))  # fmt: skip
-        out.gauge("rest_weight_budget", "request weight the host's feeders may use per window", ("host",), labels, ledger.budget)
-        out.gauge("rest_weight_window_seconds", "the weight window", ("host",), labels, ledger.window_ms / 1e3)
-        banned = ledger.banned_until_ms > now_ms
-        out.gauge("rest_banned", "1 while a 429 / 418 answer stops every feeder's requests to the host", ("host",), labels, int(banned))
-        out.gauge("rest_ban_status", "HTTP status of the last ban (429 or 418; 0: none yet)", ("host",), labels, ledger.ban_status)
-        if banned:
-            out.gauge("rest_ban_remaining_seconds", "seconds until the ban ends", ("host",), labels,
-                      (ledger.banned_until_ms - now_ms) / 1e3)  # fmt: skip
-        out.counter("rest_requests_granted", "requests the host's feeders were granted weight for", ("host",), labels, ledger.granted)
 
 
 def exposition(collector: SegmentCollector) -> bytes:

@@ -20,8 +20,6 @@ from feeder_helpers import feeder_in_thread, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from shm_helpers import group_fixture, unique_group, unlink_group
 
-from ldc.io.governor import SEGMENT_PREFIX as GOVERNOR_PREFIX
-from ldc.io.governor import RateGovernor, unlink_governor
 from ldc.metrics import SegmentCollector, exposition, parse_listen
 from ldc.shm.layout import Counter, Status, segment_path
 from ldc.shm.writer import SegmentWriter
@@ -183,36 +181,11 @@ def test_grafana_dashboard_queries_metrics_the_exporter_serves(group: str, damag
     """Every metric a panel queries exists in an exposition (a renamed metric would leave a panel empty)."""
     dashboard = json.loads((REPO / "docs" / "grafana-ldc.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    key = f"metrics-test-{unique_group()}"
-    try:
-        with SegmentWriter(group, depth=DEPTH, capacity=2, exchange="binance.com") as writer, \
-                RateGovernor(key, budget=100) as governor:  # fmt: skip
-            governor.observe_response(status=418, used_weight=5, retry_after_s=30.0)  # every REST metric shows
-            writer.add_market("BTCUSDT")
-            writer.publish(0, update_id=1, event_time_ms=1, recv_time_ns=1, status=Status.SYNCED, bids=np.zeros((DEPTH, 2)),
-                           asks=np.zeros((DEPTH, 2)), n_bids=0, n_asks=0)  # fmt: skip
-            served = {f.name for f in text_string_to_metric_families(exposition(SegmentCollector((group, damaged))).decode())}
-    finally:
-        unlink_governor(key)
+    with SegmentWriter(group, depth=DEPTH, capacity=2, exchange="binance.com") as writer:
+        writer.add_market("BTCUSDT")
+        writer.publish(0, update_id=1, event_time_ms=1, recv_time_ns=1, status=Status.SYNCED, bids=np.zeros((DEPTH, 2)),
+                       asks=np.zeros((DEPTH, 2)), n_bids=0, n_asks=0)  # fmt: skip
+        served = {f.name for f in text_string_to_metric_families(exposition(SegmentCollector((group, damaged))).decode())}
     served |= {name + "_total" for name in served}
     queried = {name for expr in exprs for name in re.findall(r"\b(ldc_[a-z_]+)", expr)}
     assert exprs and queried and queried <= served, queried - served
-
-
-def test_the_host_s_rest_weight_ledger_is_served_and_left_untouched(group: str) -> None:
-    key = f"metrics-test-{unique_group()}"
-    try:
-        with RateGovernor(key, budget=100) as governor:
-            governor.acquire(10, timeout_s=1.0)
-            governor.observe_response(status=429, used_weight=None, retry_after_s=30.0)
-            path = Path("/dev/shm") / (GOVERNOR_PREFIX.lstrip("/") + key)
-            before = path.read_bytes()
-            got = samples(exposition(SegmentCollector((group,))).decode())
-            assert path.read_bytes() == before  # read only, never written
-    finally:
-        unlink_governor(key)
-    assert value(got, "ldc_rest_weight_used", host=key) == 10
-    assert value(got, "ldc_rest_weight_budget", host=key) == 100
-    assert (value(got, "ldc_rest_banned", host=key), value(got, "ldc_rest_ban_status", host=key)) == (1, 429)
-    assert 0 < value(got, "ldc_rest_ban_remaining_seconds", host=key) <= 30
-    assert value(got, "ldc_rest_requests_granted_total", host=key) == 1

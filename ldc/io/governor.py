@@ -247,7 +247,18 @@ class RateGovernor:
             return ledger
 
     def _load(self) -> Ledger:
-        return parse_ledger(os.pread(self._fd, SEGMENT_SIZE, 0), self.name)
+        raw = os.pread(self._fd, SEGMENT_SIZE, 0)
+        magic, version, window_ms, budget, banned_until, ban_status, granted = _HEADER.unpack_from(raw)
+        if magic == 0:  # freshly created: zero-filled by ftruncate
+            return Ledger(budget=0, window_ms=0)
+        if magic != MAGIC or version != VERSION:
+            raise ConfigError(
+                f"governor segment {self.name}: magic {magic:#x} version {version}, "
+                f"expected magic {MAGIC:#x} version {VERSION}"
+            )
+        flat = _RING.unpack_from(raw, _HEADER.size)
+        ring = tuple(zip(flat[0::2], flat[1::2], strict=True))
+        return Ledger(budget, window_ms, ring, banned_until, ban_status, granted)
 
     def _store(self, ledger: Ledger) -> None:
         header = _HEADER.pack(
@@ -255,24 +266,6 @@ class RateGovernor:
         )
         flat = [value for pair in ledger.ring for value in pair]
         os.pwrite(self._fd, header + _RING.pack(*flat), 0)
-
-
-def parse_ledger(raw: bytes, name: str) -> Ledger:
-    """The ledger stored in ``raw`` (a segment's ``SEGMENT_SIZE`` bytes); ``name`` names it in errors.
-    Also what ``ldc metrics`` reads, without the lock: a copy torn by a concurrent store is possible there."""
-    if len(raw) < SEGMENT_SIZE:  # being created: not sized yet
-        return Ledger(budget=0, window_ms=0)
-    magic, version, window_ms, budget, banned_until, ban_status, granted = _HEADER.unpack_from(raw)
-    if magic == 0:  # freshly created: zero-filled by ftruncate
-        return Ledger(budget=0, window_ms=0)
-    if magic != MAGIC or version != VERSION:
-        raise ConfigError(
-            f"governor segment {name}: magic {magic:#x} version {version}, "
-            f"expected magic {MAGIC:#x} version {VERSION}"
-        )
-    flat = _RING.unpack_from(raw, _HEADER.size)
-    ring = tuple(zip(flat[0::2], flat[1::2], strict=True))
-    return Ledger(budget, window_ms, ring, banned_until, ban_status, granted)
 
 
 def unlink_governor(key: str) -> None:

@@ -79,7 +79,7 @@ class Session:
         self.closed = asyncio.get_running_loop().create_future()
         self._held: list[bytes] | None = None  # frames queued behind a delay fault
         self._out: list[bytes] = []  # frames of the current tick, written together
-        self._reorder: bytes | None = None
+        self._reorder: dict[str, bytes] = {}  # per symbol: a frame held until that symbol's next one
         self._ping: tuple[bytes, float] | None = None
         self._last_ping = self.created
         self._window_start = self.created
@@ -162,7 +162,7 @@ class Session:
     def send_diff(self, frame: bytes, symbol: str) -> None:
         if self.closing:
             return
-        if self.state.faults.stream_active or self._reorder is not None:
+        if self.state.faults.stream_active or self._reorder:
             self._send_faulty(frame, symbol)
         else:
             self._write(frame)
@@ -171,7 +171,7 @@ class Session:
         """Several diff frames at once (replay); one write when no fault is active."""
         if self.closing:
             return
-        if self.state.faults.stream_active or self._held is not None:
+        if self.state.faults.stream_active or self._held is not None or self._reorder:
             for frame in frames:
                 self.send_diff(frame, symbol)
         else:
@@ -213,8 +213,10 @@ class Session:
                 frame = encode_frame(OP_TEXT, payload, rsv=0b100)
             else:
                 frame = text_frame(b'{"e":"depthUpdate","E":')
-        elif take(FaultKind.REORDER, **target) is not None and self._reorder is None:
-            self._reorder = frame
+        elif symbol not in self._reorder and take(FaultKind.REORDER, **target) is not None:
+            # Held until the next frame of the SAME symbol: on a connection shared by several
+            # markets, another market's frame in between would swap nothing that one client sees.
+            self._reorder[symbol] = frame
             return
         delay = take(FaultKind.DELAY, **target)
         if delay is not None and self._held is None:
@@ -223,8 +225,8 @@ class Session:
         self._write(frame)
         if take(FaultKind.DUPLICATE, **target) is not None:
             self._write(frame)
-        if self._reorder is not None and self._reorder is not frame:
-            held, self._reorder = self._reorder, None
+        held = self._reorder.pop(symbol, None)
+        if held is not None:
             self._write(held)
 
     def _release(self) -> None:
@@ -378,8 +380,8 @@ class Session:
     def _on_text(self, text: str) -> None:
         try:
             msg = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            self.send_json({"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None})
+        except orjson.JSONDecodeError as exc:  # Binance's wording (web-socket-streams.md "Error Messages")
+            self.send_json({"error": {"code": 3, "msg": f"Invalid JSON: expected value at line {exc.lineno} column {exc.colno}"}, "id": None})
             return
         if not isinstance(msg, dict):
             self.send_json({"error": {"code": 3, "msg": "Invalid JSON: expected an object"}, "id": None})
@@ -418,6 +420,9 @@ class Session:
         self.send_json({"result": None, "id": req_id})
 
     def _property(self, method: str, params: object, req_id: object) -> None:
+        if isinstance(params, list) and params and not isinstance(params[0], str):
+            self.send_json({"error": {"code": 2, "msg": "Invalid request: property name must be a string"}, "id": req_id})
+            return
         if not isinstance(params, list) or not params or params[0] != "combined":
             self.send_json({"error": {"code": 0, "msg": "Unknown property"}, "id": req_id})
             return
@@ -448,6 +453,6 @@ def _valid_id(value: object) -> bool:
         return True
     if isinstance(value, bool):
         return False
-    if isinstance(value, int):
-        return 0 <= value < 1 << 63
+    if isinstance(value, int):  # "64-bit signed integer" (the error message still says unsigned)
+        return -(1 << 63) <= value < 1 << 63
     return isinstance(value, str) and len(value) <= MAX_ID_STRING_CHARS and value.isalnum()

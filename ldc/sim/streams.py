@@ -32,6 +32,15 @@ _SILENT_ALL_MARKETS_STREAM = re.compile(
 
 
 PARTIAL_LEVELS = (5, 10, 20)
+# Binance's websocket host names, accepted as a first path segment (``ws://127.0.0.1:P/fstream.binance.com/ws``):
+# some clients tell the family by the host they connected to (ccxt.pro takes a URL containing "/stream"
+# for spot), and on the loopback the host is always 127.0.0.1.
+HOST_PREFIXES = {
+    "stream.binance.com": Family.SPOT,
+    "data-stream.binance.vision": Family.SPOT,
+    "fstream.binance.com": Family.USDM,
+    "dstream.binance.com": Family.COINM,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,17 @@ def silent_stream_symbol(name: str) -> str | None:
         return ""
     match = _SILENT_MARKET_STREAM.fullmatch(name)
     return match.group(1).upper() if match else None
+
+
+def path_stream_names(segments: list[str]) -> list[str]:
+    """The stream names among the path segments after ``/ws``: those with an ``@`` or a leading ``!``.
+
+    Binance documents ``/ws/<streamName>``; the same path also takes a user-data listen key
+    (``/ws/<listenKey>``, no ``@``), and ccxt.pro connects to ``/ws/<index>`` (``/ws/0``) and then
+    SUBSCRIBEs, which Binance accepts. So a segment that is no stream name is accepted and delivers
+    nothing here (the simulator has no user data); a name that looks like a stream but is not one
+    (``nosuch@depth``, ``BTCUSDT@depth``) is still refused, as Binance refuses it."""
+    return [s for s in segments if s and ("@" in s or s.startswith("!"))]
 
 
 def parse_stream(name: str, family: Family) -> tuple[str, int, int] | None:

@@ -183,6 +183,9 @@ class Recorder:
             self._thread.join(CLOSE_TIMEOUT_S)
             if self._thread.is_alive():
                 log.error("recording of group %s: the writer did not finish within %g s", self.config.group, CLOSE_TIMEOUT_S)
+        stats = self.stats()
+        log.info("recording of group %s closed: %d frames and %d snapshots written in %d files, %d dropped, %d errors",
+                 self.config.group, stats.frames, stats.snapshots, stats.files, stats.dropped, stats.errors)  # fmt: skip
 
     def stats(self) -> RecordStats:
         with self._lock:

@@ -42,7 +42,8 @@ def recorder(tmp_path: Path, **fields: object) -> Recorder:
     return Recorder(RecordConfig(**values), **options)  # type: ignore[arg-type]
 
 
-def test_frames_and_snapshots_come_back_as_written(tmp_path: Path) -> None:
+def test_frames_and_snapshots_come_back_as_written(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ldc.record")
     rec = recorder(tmp_path)
     rec.start()
     rec.frames([frame(1), frame(2)], 1_000)
@@ -59,6 +60,7 @@ def test_frames_and_snapshots_come_back_as_written(tmp_path: Path) -> None:
     assert gzip.decompress(Path(path).read_bytes()).count(b"\n") == 4  # plain gzip: zcat reads it
     stats = rec.stats()
     assert (stats.frames, stats.snapshots, stats.dropped, stats.errors, stats.files) == (3, 1, 0, 0, 1)
+    assert "recording of group g closed: 3 frames and 1 snapshots written in 1 files, 0 dropped, 0 errors" in caplog.text
 
 
 def test_a_line_feed_inside_a_frame_keeps_one_line_per_frame(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Reader", "__version__"]
+__all__ = ["Control", "Reader", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from ldc.shm.reader import Reader
 
         return Reader
+    if name == "Control":
+        from ldc.control import Control
+
+        return Control
     raise AttributeError(f"module 'ldc' has no attribute {name!r}")

@@ -124,9 +124,16 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a configuration file; ``ConfigError`` on any problem, before anything starts."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the config file: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a ValueError here would escape every caller's ConfigError
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{source}: expected UTF-8 text (TOML), found byte 0x{raw[exc.start]:02x} at line {line}, offset {exc.start}"
+        ) from None
     return parse_config(text, source=source)
 
 

@@ -11,6 +11,7 @@ every market synced and every checked snapshot equalled the exchange's book.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -23,11 +24,14 @@ from pathlib import Path
 
 import posix_ipc
 
+from ldc.cli import child_command
+from ldc.config import GROUP_NAME_RE
 from ldc.errors import LdcError, SegmentNotFound
 from ldc.io.governor import governor_key, unlink_governor
 from ldc.shm.layout import Status, segment_name, waiters_name
 from ldc.shm.reader import Reader, Snapshot
 from ldc.sim import SimConfig, Simulator
+from ldc.supervisor import die_with_parent
 
 SPOT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 USDM_SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -38,6 +42,9 @@ START_TIMEOUT_S = 20.0  # segments must appear within this
 STOP_TIMEOUT_S = 15.0
 DEFAULT_DURATION_S = 20.0
 SIM_RATE = 40.0  # model events per second per market: lively but light on 2 cores
+GROUP_SUFFIXES = ("spot", "usdm")
+# Ctrl-C, `kill`, and the terminal closing (SIGHUP of the session) all end the demo the same clean way
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -145,6 +152,35 @@ def _remove_segments(groups: Iterable[str]) -> None:
                 pass
 
 
+def _start_supervisor(config: Path) -> subprocess.Popen[bytes]:
+    """`ldc run` in a session of its own: this process alone decides when it stops (the terminal's Ctrl-C or
+    hang-up reaches the demo, which stops it with SIGTERM), and it gets SIGTERM if the demo dies unannounced."""
+    return subprocess.Popen(child_command("run", str(config), "--log-level", "WARNING"), start_new_session=True,
+                            preexec_fn=functools.partial(die_with_parent, os.getpid()))  # fmt: skip
+
+
+def _show(text: str) -> bool:
+    """Write a block to the terminal; False once it cannot be written (the terminal was closed: stop)."""
+    if not text:
+        return True
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError:  # EIO from a hung-up terminal, EPIPE from a closed pipe
+        return False
+    return True
+
+
+def group_prefix_error(prefix: str) -> str | None:
+    """None when PREFIX-spot and PREFIX-usdm are valid group names, else the error naming the rule."""
+    if all(GROUP_NAME_RE.fullmatch(f"{prefix}-{suffix}") for suffix in GROUP_SUFFIXES):
+        return None
+    longest = max(len(s) for s in GROUP_SUFFIXES) + 1
+    return (f"--group-prefix expected letters, digits, '_' and '-', starting with a letter or digit, so that "
+            f"PREFIX-{'/-'.join(GROUP_SUFFIXES)} match {GROUP_NAME_RE.pattern} ({longest} characters are added), "
+            f"found {prefix!r}")  # fmt: skip
+
+
 def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
     stop = False
 
@@ -152,16 +188,16 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
         nonlocal stop
         stop = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    groups = {f"{group_prefix}-spot": "spot", f"{group_prefix}-usdm": "usdm"}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
+    groups = {f"{group_prefix}-{suffix}": suffix for suffix in GROUP_SUFFIXES}
     result = Verification()
     synced_once: set[tuple[str, str]] = set()
     with Simulator(SimConfig(spot_symbols=SPOT_SYMBOLS, usdm_symbols=USDM_SYMBOLS, rate=SIM_RATE, history_events=20_000)) as sim, \
             tempfile.TemporaryDirectory(prefix="ldc-demo-") as tmp:  # fmt: skip
         config = Path(tmp) / "ldc.toml"
         config.write_text(_config_text(group_prefix, sim))
-        supervisor = subprocess.Popen([sys.executable, "-m", "ldc.cli", "run", str(config), "--log-level", "WARNING"])
+        supervisor = _start_supervisor(config)
         readers: dict[str, Reader] = {}
         try:
             started = time.monotonic()
@@ -177,12 +213,14 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
                             continue  # not synced yet (or refreshing): nothing to check
                         synced_once.add((group, symbol))
                 elapsed = time.monotonic() - started
+                shown = True
                 if interactive:
-                    sys.stdout.write("\x1b[H\x1b[2J" + render(readers, focus, result, elapsed) + "\n")
-                    sys.stdout.flush()
+                    shown = _show("\x1b[H\x1b[2J" + render(readers, focus, result, elapsed))
                 elif elapsed - last_plain >= 2.0:
                     last_plain = elapsed
-                    print(render(readers, focus, result, elapsed), flush=True)
+                    shown = _show(render(readers, focus, result, elapsed))
+                if not shown:  # only ever set here: `stop |= ...` could undo a signal handled during the write
+                    stop = True
                 time.sleep(REFRESH_S)
             # a market counts once it was read in sync: at the very end one may be refreshing its snapshot
             synced = len(synced_once)
@@ -198,10 +236,9 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
                 supervisor.wait()
             _remove_segments(groups)
             unlink_governor(governor_key(sim.rest_url))  # the ledger of this demo's own simulator
-    print(f"\n{synced}/{total} markets synced; {result.equal}/{result.checked} snapshots equal to the exchange's book"
+    _show(f"\n{synced}/{total} markets synced; {result.equal}/{result.checked} snapshots equal to the exchange's book"
           f" at their update id; {len(result.mismatches)} mismatches")  # fmt: skip
-    for line in result.mismatches[:10]:
-        print(f"  mismatch: {line}")
+    _show("\n".join(f"  mismatch: {line}" for line in result.mismatches[:10]))
     return 0 if synced == total and result.checked > 0 and not result.mismatches else 1
 
 
@@ -212,6 +249,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--group-prefix", default="demo", help="segments are /ldc-PREFIX-spot and -usdm (default demo)")
     parser.add_argument("--plain", action="store_true", help="print a status block every 2 s instead of redrawing")
     args = parser.parse_args(argv)
+    bad_prefix = group_prefix_error(args.group_prefix)
+    if bad_prefix:
+        print(f"ldc demo: {bad_prefix}", file=sys.stderr)
+        return 2
     interactive = sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb"
     try:
         return run(args.duration, args.group_prefix, interactive=interactive)

@@ -47,6 +47,7 @@ from ldc._fastbook import (
     Router,
 )
 from ldc.config import GroupConfig, endpoints, load_config, reload_group, restart_keys, symbol_changes
+from ldc.control import serve_feeder
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, RestError, SegmentError
 from ldc.io.governor import RateGovernor, governor_key
 from ldc.io.rest import RestClient
@@ -250,6 +251,7 @@ class Feeder:
     def run(self) -> int:
         """Tick until stopped; the caller installed the signal handlers. Returns the exit status."""
         self.start()
+        control = serve_feeder(self)  # ldc ctl / ldc.Control: its own thread, calls back through FeederControl
         self._notify(self._notifier.ready, f"{len(self.markets)} markets syncing")
         next_watchdog = 0.0
         ping_every = self._notifier.watchdog_ping_every_s
@@ -270,6 +272,8 @@ class Feeder:
                 shown = line
                 self._notify(self._notifier.status, line)
         self._notify(self._notifier.stopping)
+        if control is not None:
+            control.close()
         self.close()
         return 0
 
@@ -359,11 +363,15 @@ class Feeder:
         except ConfigError as exc:
             log.error("reload ignored, the running markets stay as they are: %s", exc)
             return
+        self.apply_group(new)
+
+    def apply_group(self, new: GroupConfig, unknown: dict[str, str] | None = None) -> None:
+        """Make the running set ``new``'s symbols (SIGHUP, ldc.control); ``unknown``: errors already known."""
         added, removed = symbol_changes(self.group, new)
         later = restart_keys(self.group, new)
         if later:
             log.warning("reload: %s changed; those take effect at the next restart", ", ".join(later))
-        unknown = self._validate(added) if added else {}  # a REST request: not under the lock
+        unknown = unknown if unknown is not None else self._validate(added) if added else {}  # REST: not under the lock
         fresh: list[Market] = []
         with self._lock:
             for symbol in removed:

@@ -5,8 +5,8 @@
 Prints one JSON object: median ns per validated read via ``Reader.read_into``, ``Reader.snapshot``
 and the C reader (readers/c/ldc_bench.c), each with the writer idle and with a writer process
 publishing ``--rate`` times per second; retries per read; torn reads seen (every copy in the latency
-phase is checked against the payload invariant); publish-to-observe latency for a spinning reader
-and for one sleeping in ``wait_for_update``. Baseline, measured in the same run: a pure-Python
+phase is checked against the payload invariant); publish-to-observe latency for a spinning reader,
+for one sleeping in ``wait_for_update`` and for a coroutine in ``wait_for_update_async`` (alternated). Baseline, measured in the same run: a pure-Python
 seqlock read (memoryview seq + bytes slice, correct only on x86-64), the fastest pure-Python path in
 docs/reference measurements; ``ratio`` is ours / baseline. Medians over batches; the machine is
 noisy, compare ratios.
@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -250,6 +251,80 @@ def wait_latency(group: str, seconds: float) -> dict[str, float]:
             "wait_observed_publishes": len(lat), "wait_torn_reads": bad}
 
 
+def async_wait_latency(group: str, seconds: float) -> dict[str, float]:
+    """The same as wait_latency from a coroutine: ``await wait_for_update_async`` (ldc/shm/aio.py's one waiter
+    thread wakes, then hands the result to the event loop)."""
+    import asyncio
+
+    lat: list[int] = []
+    bad = 0
+
+    async def run(r: Reader) -> None:
+        nonlocal bad
+        buf = r.new_buffer()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if await r.wait_for_update_async(SYMBOL, timeout=0.5):
+                r.read_into(SYMBOL, buf)
+                lat.append(time.time_ns() - buf.publish_time_ns)
+                bad += torn(buf.update_id, buf.bids, buf.asks)
+
+    with Reader(group) as r:
+        asyncio.run(run(r))
+    return {"async_wait_publish_to_observe_ns": float(statistics.median(lat)) if lat else -1.0,
+            "async_wait_observed_publishes": len(lat), "async_wait_torn_reads": bad}
+
+
+def handoff_floor_ns(seconds: float) -> float:
+    """The asyncio floor any thread-to-loop wake pays: a thread's ``call_soon_threadsafe`` to the coroutine
+    resuming (median ns), with no shared memory involved."""
+    import asyncio
+    import queue
+
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def firer() -> None:
+        while (job := requests.get()) is not None:
+            loop, future = job
+            time.sleep(0.0005)  # the coroutine is asleep in the loop's selector by then
+            loop.call_soon_threadsafe(future.set_result, time.perf_counter_ns())
+
+    async def run() -> list[int]:
+        loop, lat = asyncio.get_running_loop(), []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            future = loop.create_future()
+            requests.put((loop, future))
+            fired = await future
+            lat.append(time.perf_counter_ns() - fired)
+        return lat
+
+    thread = threading.Thread(target=firer, daemon=True)
+    thread.start()
+    try:
+        lat = asyncio.run(run())
+    finally:
+        requests.put(None)
+        thread.join()
+    return float(statistics.median(lat))
+
+
+def wake_latencies(group: str, seconds: float) -> dict[str, float]:
+    """Blocking and asyncio waits, alternated twice (half the time each) so that both see the same machine."""
+    runs: dict[str, list[dict[str, float]]] = {"wait": [], "async_wait": []}
+    for _ in range(2):
+        runs["wait"].append(wait_latency(group, seconds / 2))
+        runs["async_wait"].append(async_wait_latency(group, seconds / 2))
+    out: dict[str, float] = {}
+    for kind, halves in runs.items():
+        out[f"{kind}_publish_to_observe_ns"] = float(statistics.median(h[f"{kind}_publish_to_observe_ns"] for h in halves))
+        out[f"{kind}_observed_publishes"] = sum(h[f"{kind}_observed_publishes"] for h in halves)
+        out[f"{kind}_torn_reads"] = sum(h[f"{kind}_torn_reads"] for h in halves)
+    out["async_vs_blocking_wake"] = round(out["async_wait_publish_to_observe_ns"] / out["wait_publish_to_observe_ns"], 2)
+    out["asyncio_handoff_floor_ns"] = handoff_floor_ns(seconds / 2)
+    return out
+
+
 def publish_cost(seconds: float) -> dict[str, float]:
     """Writer side, for the feeder's budget: one publish with and without the level copy."""
     group = f"benchpub{os.getpid()}"
@@ -307,7 +382,7 @@ def bench(seconds: float, rate: float) -> dict[str, Any]:
             phases[label] = phase
         writer = Writer(group, WAIT_RATE_HZ, notify_each=True)
         try:
-            phases[f"wake_{WAIT_RATE_HZ}_per_s"] = wait_latency(group, seconds)
+            phases[f"wake_{WAIT_RATE_HZ}_per_s"] = wake_latencies(group, seconds)
         finally:
             phases[f"wake_{WAIT_RATE_HZ}_per_s"]["writer"] = writer.stop()
     finally:

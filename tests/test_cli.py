@@ -18,3 +18,9 @@ def test_unknown_command_names_the_choices(capsys):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "ldc.cli", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("ldc ")
+
+
+def test_usage_says_the_demo_starts_two_feeders(capsys):
+    assert main(["--help"]) == 0
+    demo = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("demo "))
+    assert "two feeders" in demo

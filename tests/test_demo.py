@@ -6,14 +6,20 @@ Ctrl-C, and leaves no process and no segment behind.
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from feeder_helpers import processes, unique_group
+from feeder_helpers import processes, unique_group, wait_until
+from ldc import demo
+from shm_helpers import unlink_group
 from ldc.shm.layout import segment_path
 
 pytestmark = pytest.mark.timeout(90)
@@ -67,3 +73,106 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
         out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err[-2000:]
     assert_clean_summary(seen + out, prefix)
+
+
+def test_closing_the_terminal_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    """The demo runs as the session leader of a pseudo-terminal; closing the terminal's master side hangs it
+    up (the kernel sends SIGHUP, as when a terminal window is closed). Every process the demo started (their
+    command lines name its temporary directory), its segments and its temporary directory must go."""
+    prefix = unique_group("demohup")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    with processes() as procs:
+        procs.groups += [f"{prefix}-spot", f"{prefix}-usdm"]
+        pid, master = pty.fork()
+        if pid == 0:  # the child: the session leader of the new terminal
+            try:
+                os.execve(sys.executable, [sys.executable, "-m", "ldc.cli", "demo", "--duration", "0", "--plain",
+                                           "--group-prefix", prefix], env)  # fmt: skip
+            finally:
+                os._exit(127)
+        try:
+            seen = _read_until(master, CHECKED_SOME, deadline=time.monotonic() + 60)
+            started = _processes_naming(str(tmp_path))
+            assert len(started) >= 3, f"expected the supervisor and two feeders: {started}\n{seen[-2000:]}"
+        finally:
+            os.close(master)  # the terminal is gone
+        try:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) in (0, 1), status  # ended by itself, not killed by SIGHUP
+            wait_until(lambda: not _processes_naming(str(tmp_path)), what="every process the demo started to end")
+        finally:
+            for leftover, _ in _processes_naming(str(tmp_path)):  # a failed run leaves nothing behind either
+                os.kill(leftover, signal.SIGKILL)
+    for group in (f"{prefix}-spot", f"{prefix}-usdm"):
+        assert not os.path.exists(segment_path(group)), f"{group} left behind"
+    assert list(tmp_path.glob("ldc-demo-*")) == []
+
+
+CHECKED_SOME = re.compile(r"checked against the exchange's truth at the same update id: [1-9]\d*/\d+ equal")
+
+
+def _read_until(fd: int, pattern: re.Pattern[str], *, deadline: float) -> str:
+    seen = ""
+    while pattern.search(seen) is None:
+        assert time.monotonic() < deadline, f"the demo never checked a snapshot: {seen[-2000:]}"
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(fd, 65536).decode(errors="replace")
+            except OSError:  # EIO: the demo's side closed
+                raise AssertionError(f"the demo ended early: {seen[-2000:]}") from None
+    return seen
+
+
+def _processes_naming(text: str) -> list[tuple[int, str]]:
+    """Live (not zombie) processes whose command line contains ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                zombie = f.read().split(") ", 1)[1][0] == "Z"
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if text in cmdline and not zombie:
+            found.append((int(entry), cmdline))
+    return found
+
+
+def test_an_invalid_group_prefix_is_a_one_line_error_naming_the_rule() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ldc.cli", "demo", "--group-prefix", "../x"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines() == [
+        "ldc demo: --group-prefix expected letters, digits, '_' and '-', starting with a letter or digit, so that "
+        "PREFIX-spot/-usdm match [A-Za-z0-9][A-Za-z0-9_-]{0,47} (5 characters are added), found '../x'"
+    ]
+
+
+def test_a_ctrl_c_handled_during_a_screen_write_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C lands while the demo writes a status block (what a user watching it does): the handler's stop
+    must survive the write. `stop |= not _show(...)` read `stop` before the write and stored it back after,
+    undoing the handler: the demo ran on (seen under load in test_demo_stops_cleanly_on_ctrl_c)."""
+    prefix = unique_group("demow")
+    blocks: list[str] = []
+    real_show = demo._show
+
+    def show_and_press_ctrl_c(text: str) -> bool:
+        if text.startswith("ldc demo:"):
+            assert not blocks, "a status block was drawn after Ctrl-C: the demo went on"
+            blocks.append(text)
+            os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode, inside this write
+        return real_show(text)
+
+    monkeypatch.setattr(demo, "_show", show_and_press_ctrl_c)
+    handlers = {signum: signal.getsignal(signum) for signum in demo.STOP_SIGNALS}
+    try:
+        demo.run(0, prefix, interactive=False)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for group in (f"{prefix}-spot", f"{prefix}-usdm"):
+            unlink_group(group)
+    assert len(blocks) == 1

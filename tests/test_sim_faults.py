@@ -91,6 +91,24 @@ def test_reorder_swaps_two_events(fast: Simulator) -> None:
         ws.close()
 
 
+def test_reorder_of_one_symbol_on_a_shared_connection_is_a_gap_for_it(sim_factory: Callable[..., Simulator]) -> None:
+    """Issue 14 item 13: the held frame waits for its own market's next frame, not any frame."""
+    sim = sim_factory(spot_symbols=("BTCUSDT", "ETHUSDT", "BNBUSDT"), speed=5.0)
+    streams = "/".join(f"{s}@depth@100ms" for s in ("btcusdt", "ethusdt", "bnbusdt"))
+    ws = websocket.create_connection(f"{sim.ws_url}/stream?streams={streams}", timeout=RECV_TIMEOUT_S)
+    try:
+        seen = events(ws, 3)
+        sim.add_fault(FaultRule(FaultKind.REORDER, count=1, symbol="ETHUSDT"))
+        seen += events(ws, 30)
+        by_symbol = {s: [e["data"] for e in seen if e["data"]["s"] == s] for s in ("BTCUSDT", "ETHUSDT", "BNBUSDT")}
+        assert len(spot_gaps(by_symbol["ETHUSDT"])) == 3  # x B A y: a jump ahead, the late one behind, a jump again
+        finals = [e["u"] for e in by_symbol["ETHUSDT"]]
+        assert sorted(finals) == sorted(set(finals))  # nothing lost, nothing repeated
+        assert spot_gaps(by_symbol["BTCUSDT"]) == [] and spot_gaps(by_symbol["BNBUSDT"]) == []
+    finally:
+        ws.close()
+
+
 def test_delay_holds_the_stream_and_keeps_order(fast: Simulator) -> None:
     ws = spot_ws(fast)
     try:
@@ -205,6 +223,26 @@ def test_rest_error_delay_and_429_storm(fast: Simulator) -> None:
     assert statuses[0].headers["Retry-After"] == "1" and statuses[0].json()["code"] == -1003
 
 
+def test_rest_error_418_bans_the_ip_with_retry_after(sim_factory: Callable[..., Simulator]) -> None:
+    """Issue 14 item 13: a ban can be injected; it lasts its Retry-After, as Binance's bans do."""
+    sim = sim_factory(spot_symbols=("BTCUSDT",), usdm_symbols=("BTCUSDT",))
+    url = f"{sim.rest_url}/api/v3/depth"
+    sim.add_fault(FaultRule(FaultKind.REST_ERROR, count=1, status=418, ms=90_000))
+    banned = requests.get(url, params={"symbol": "BTCUSDT"}, timeout=5)
+    assert banned.status_code == 418 and banned.json()["code"] == -1003
+    assert 89 <= int(banned.headers["Retry-After"]) <= 90
+    assert "IP banned until" in banned.json()["msg"]
+    again = requests.get(f"{sim.rest_url}/api/v3/ping", timeout=5)  # the rule is used up; the ban is not
+    assert again.status_code == 418 and 1 <= int(again.headers["Retry-After"]) <= 90
+    assert requests.get(f"{sim.rest_url}/fapi/v1/ping", timeout=5).status_code == 200  # futures hosts count apart
+    from ldc.errors import SimError
+    from ldc.sim import rule_from_cli
+
+    assert rule_from_cli("rest_error:status=418").status == 418
+    with pytest.raises(SimError, match="within"):
+        rule_from_cli("rest_error:status=418,ms=300000000")
+
+
 def test_faults_set_through_the_private_endpoint_of_another_process(sim_process: dict[str, Any]) -> None:
     rest = sim_process["rest"]
     ws = websocket.create_connection(f"{sim_process['ws']}/ws/btcusdt@depth@100ms", timeout=RECV_TIMEOUT_S)
@@ -235,7 +273,7 @@ def test_rules_from_the_command_line_and_json() -> None:
     assert rule_from_json(rule.to_json()) == rule
     with pytest.raises(SimError, match="unknown fault key 'colour'"):
         rule_from_json({"kind": "drop", "colour": "red"})
-    with pytest.raises(SimError, match="rest_error status must be 5xx, found 404"):
+    with pytest.raises(SimError, match="rest_error status must be 5xx or 418 .an IP ban., found 404"):
         rule_from_cli("rest_error:status=404")
     table = FaultTable(seed=1)
     table.add(FaultRule(FaultKind.DROP, count=2, symbol="BTCUSDT"))

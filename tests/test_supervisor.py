@@ -6,10 +6,16 @@ sees the writer die and come back with no torn slot, and SIGTERM stopping every 
 from __future__ import annotations
 
 import os
+import pwd
 import random
+import re
 import signal
 import subprocess
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,15 +28,19 @@ from ldc.shm.layout import State, Status, segment_path
 from ldc.shm.reader import Reader
 from ldc.sim import Simulator
 from ldc.supervisor import (
+    FOREIGN_WRITER_RECHECK_S,
+    HEALTHY_RUN_S,
     RESTART_BACKOFF_CAP_S,
     RESTART_BACKOFF_INITIAL_S,
     RESTART_JITTER_FRACTION,
+    failures_after_exit,
     restart_delay_s,
 )
 
 pytestmark = pytest.mark.timeout(90)
 
 EXIT_TIMEOUT_S = 20.0
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the owner of the segments this test's feeders create
 
 
 def test_restart_delay_doubles_from_the_initial_delay_up_to_the_cap() -> None:
@@ -40,6 +50,19 @@ def test_restart_delay_doubles_from_the_initial_delay_up_to_the_cap() -> None:
     assert delays[-1] == RESTART_BACKOFF_CAP_S and max(delays) == RESTART_BACKOFF_CAP_S
     assert all(b >= a for a, b in zip(delays, delays[1:]))
     assert restart_delay_s(0, rng=no_jitter) == RESTART_BACKOFF_INITIAL_S  # out of range: the first delay
+
+
+def test_backoff_resets_after_a_short_healthy_run() -> None:
+    """Issue 14: a crash 8 s after a restart waited 37 s (the reset needed 30 s up). A child up HEALTHY_RUN_S
+    (5 s) restarts after the initial delay; a quicker death doubles the delay."""
+    no_jitter = _FixedUniform(0.0)
+    crash_loop = 6  # six quick deaths: the next (seventh) delay is 32 s
+    assert restart_delay_s(failures_after_exit(crash_loop, 1.0), rng=no_jitter) == RESTART_BACKOFF_INITIAL_S * 2 ** crash_loop
+    assert HEALTHY_RUN_S <= 8.0
+    assert failures_after_exit(crash_loop, 8.0) == 1
+    assert restart_delay_s(failures_after_exit(crash_loop, 8.0), rng=no_jitter) == RESTART_BACKOFF_INITIAL_S
+    assert failures_after_exit(crash_loop, HEALTHY_RUN_S) == 1 and failures_after_exit(0, HEALTHY_RUN_S - 0.01) == 1
+    assert failures_after_exit(3, HEALTHY_RUN_S - 0.01) == 4
 
 
 def test_restart_delay_jitter_stays_within_its_fraction_and_is_seeded() -> None:
@@ -69,12 +92,35 @@ def spot(sim_factory: Callable[..., Simulator]) -> Simulator:
     return sim_factory(spot_symbols=("BTCUSDT", "ETHUSDT"), usdm_symbols=("BTCUSDT",), rate=20.0, history_events=5000)
 
 
-def start_run(procs: Processes, config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_run(procs: Processes, config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
     for group in load_config(config).groups:
         procs.groups.append(group.name)
         procs.governors.append(governor_key(endpoints(group).rest_url))
     with log.open("wb") as sink:
-        return procs.ldc("run", str(config), stdout=sink, stderr=subprocess.STDOUT)
+        return procs.ldc("run", str(config), *args, stdout=sink, stderr=subprocess.STDOUT)
+
+
+@dataclass(frozen=True)
+class GroupRun:
+    group: str
+    config: Path
+    log: Path
+    procs: Processes
+    supervisor: subprocess.Popen[bytes]
+    reader: Reader
+
+
+@contextmanager
+def one_group_run(tmp_path: Path, sim: Simulator, tag: str, *run_args: str) -> Iterator[GroupRun]:
+    """`ldc run` of a one-group config (spot BTCUSDT), a reader attached and the market in sync."""
+    group = unique_group(tag)
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), sim)])
+    log = tmp_path / "run.log"
+    with processes() as procs:
+        supervisor = start_run(procs, config, log, *run_args)
+        with Reader(group, attach_timeout_s=EXIT_TIMEOUT_S) as reader:
+            wait_until(lambda: _all_synced(reader), what=f"{group} in sync")
+            yield GroupRun(group, config, log, procs, supervisor, reader)
 
 
 def test_bad_config_exits_2_and_starts_no_feeder(tmp_path: Path, spot: Simulator) -> None:
@@ -172,18 +218,14 @@ def test_sighup_starts_added_groups_stops_removed_ones_and_ignores_a_broken_file
 
 
 def test_feeders_die_with_a_supervisor_killed_by_sigkill(tmp_path: Path, spot: Simulator) -> None:
-    group = unique_group("orphan")
-    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), spot)])
-    with processes() as procs:
-        supervisor = start_run(procs, config, tmp_path / "run.log")
-        with Reader(group, attach_timeout_s=EXIT_TIMEOUT_S) as reader:
-            wait_until(lambda: _all_synced(reader), what="in sync")
-            feeder_pid = reader.info().writer_pid
-            supervisor.kill()
-            supervisor.wait(EXIT_TIMEOUT_S)
-            # no orphan keeps the segment locked: the feeder got SIGTERM and stopped cleanly
-            wait_until(lambda: reader.info().state == State.STOPPED, what="the orphaned feeder to stop")
-            assert not reader.writer_alive()
+    with one_group_run(tmp_path, spot, "orphan") as run:
+        reader = run.reader
+        feeder_pid = reader.info().writer_pid
+        run.supervisor.kill()
+        run.supervisor.wait(EXIT_TIMEOUT_S)
+        # no orphan keeps the segment locked: the feeder got SIGTERM and stopped cleanly
+        wait_until(lambda: reader.info().state == State.STOPPED, what="the orphaned feeder to stop")
+        assert not reader.writer_alive()
         wait_until(lambda: not _pid_alive(feeder_pid), what=f"feeder pid {feeder_pid} gone")
 
 
@@ -225,3 +267,80 @@ def _depth_synced(group: str) -> int:
             return reader.depth if reader.writer_alive() and _all_synced(reader) else 0
     except LdcError:
         return 0
+
+
+def test_a_second_run_on_the_same_config_refuses_once_and_clearly(tmp_path: Path, spot: Simulator) -> None:
+    with one_group_run(tmp_path, spot, "twice") as run:
+        before = run.reader.info()
+        second = run.procs.ldc("run", str(run.config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = second.communicate(timeout=EXIT_TIMEOUT_S)
+        assert (second.returncode, out) == (2, "")
+        assert err.splitlines() == [f"ldc run: already fed by another process: {run.group} (pid {before.writer_pid}, user {ME}); "
+                                    "one feeder per group (another `ldc run` on this file, an `ldc feed` or a systemd "
+                                    "unit?): stop it first"]  # fmt: skip
+        after = run.reader.info()
+        assert (after.writer_pid, after.takeovers, after.instance_id) == (before.writer_pid, before.takeovers, before.instance_id)
+        assert run.supervisor.poll() is None and _all_synced(run.reader)
+
+
+def test_a_group_added_by_sighup_that_another_process_feeds_waits_logged_once(tmp_path: Path, spot: Simulator) -> None:
+    mine, theirs = unique_group("mine"), unique_group("theirs")
+    their_config = write_config(tmp_path / "theirs.toml", [group_table(theirs, "spot", ("BTCUSDT",), spot)])
+    my_config = write_config(tmp_path / "mine.toml", [group_table(mine, "spot", ("BTCUSDT",), spot)])
+    log = tmp_path / "mine.log"
+    with processes() as procs:
+        start_run(procs, their_config, tmp_path / "theirs.log")
+        supervisor = start_run(procs, my_config, log)
+        with Reader(theirs, attach_timeout_s=EXIT_TIMEOUT_S) as reader, Reader(mine, attach_timeout_s=EXIT_TIMEOUT_S) as own:
+            wait_until(lambda: _all_synced(reader) and _all_synced(own), what="both in sync")
+            owner = reader.info()
+            write_config(my_config, [group_table(mine, "spot", ("BTCUSDT",), spot), group_table(theirs, "spot", ("BTCUSDT",), spot)])
+            supervisor.send_signal(signal.SIGHUP)
+            wait_until(lambda: "is fed by another process" in log.read_text(), what="the foreign writer logged")
+            time.sleep(FOREIGN_WRITER_RECHECK_S + 1.0)  # at least one more probe: it must not log again nor start
+            after = reader.info()
+            assert (after.writer_pid, after.takeovers) == (owner.writer_pid, owner.takeovers)
+            assert supervisor.poll() is None and _all_synced(reader) and _all_synced(own)
+    text = log.read_text()
+    expected = f"group {theirs} is fed by another process (pid {owner.writer_pid}, user {ME}): not starting a feeder until it stops"
+    assert text.count(expected) == 1 and "live writer" not in text
+
+
+def test_a_feeder_whose_heartbeat_stops_is_killed_and_restarted(tmp_path: Path, spot: Simulator) -> None:
+    """Issue 13 item 7: a SIGSTOPped feeder keeps its lock and its SYNCED slots; `ldc run --watchdog` sees its
+    heartbeat age and replaces it."""
+    with one_group_run(tmp_path, spot, "frozen", "--watchdog", "2") as run:
+        reader, group = run.reader, run.group
+        frozen = reader.info().writer_pid
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            wait_until(lambda: reader.writer_alive() and reader.info().writer_pid != frozen and _all_synced(reader),
+                       what="a new feeder in sync")  # fmt: skip
+            assert not _pid_alive(frozen) and run.supervisor.poll() is None
+            assert check_truth(spot, reader, "BTCUSDT", "spot", 10) in (True, None)
+        finally:
+            if _pid_alive(frozen):
+                os.kill(frozen, signal.SIGKILL)
+    text = run.log.read_text()
+    assert re.search(rf"feeder {group} \(pid {frozen}\) stored no heartbeat for \d+\.\d s \(limit 2 s\): killing it", text), text
+    assert f"feeder {group} exited with signal SIGKILL; restarting in " in text
+
+
+def test_a_group_another_account_feeds_is_refused_naming_that_account(tmp_path: Path, spot: Simulator) -> None:
+    """A live writer of another local account (a service, or a squatter that pre-created the segment) is named
+    with its user, so the operator sees who holds the group."""
+    group = unique_group("other")
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", ("BTCUSDT",), spot)])
+    hold = ("import sys, time; sys.path.insert(0, sys.argv[2]); from ldc.shm.writer import SegmentWriter\n"
+            "with SegmentWriter(sys.argv[1], depth=5, capacity=1):\n    print('ready', flush=True); time.sleep(60)")  # fmt: skip
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    with processes() as procs:
+        procs.groups.append(group)
+        squatter = subprocess.Popen([*as_nobody, sys.executable, "-c", hold, group, str(Path(__file__).resolve().parents[1])],
+                                    stdout=subprocess.PIPE, cwd="/", text=True)  # fmt: skip
+        procs.procs.append(squatter)
+        assert squatter.stdout is not None and squatter.stdout.readline() == "ready\n"
+        proc = procs.ldc("run", str(config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=EXIT_TIMEOUT_S)
+    assert proc.returncode == 2
+    assert err.startswith(f"ldc run: already fed by another process: {group} (pid {squatter.pid}, user nobody); ")

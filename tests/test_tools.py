@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,10 +15,11 @@ import numpy as np
 import pytest
 from shm_helpers import group_fixture, unique_group, unlink_group
 
+from ldc.cli import EXIT_BROKEN_PIPE
 from ldc.cli import main as cli
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
-from ldc.tools import list_groups
+from ldc.tools import human_ms, list_groups
 
 DEPTH = 5
 BIDS = np.array([[100.5, 1.0], [100.0, 2.0], [99.5, 3.0], [99.0, 4.0], [98.5, 5.0]])
@@ -64,8 +68,8 @@ def test_book_ladder_shows_asks_above_bids_with_the_spread(capsys: pytest.Captur
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("BTCUSDT  update_id 7  SYNCED  published ")
     assert [line.split() for line in lines[2:]] == [
-        ["101.5", "2.5", "ask"], ["101", "1.5", "ask"], ["------------------", "spread", "0.5"],
-        ["100.5", "1", "bid"], ["100", "2", "bid"],
+        ["101.5", "2.5", "ask"], ["101.0", "1.5", "ask"], ["------------------", "spread", "0.5"],
+        ["100.5", "1.0", "bid"], ["100.0", "2.0", "bid"],
     ]
 
 
@@ -186,3 +190,74 @@ def test_top_draws_the_ladder_and_redraws_on_publish(capsys: pytest.CaptureFixtu
 def test_top_without_a_segment_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "top", "nosuchgroup-z", "BTCUSDT", "--duration", "0.1")
     assert code == 2 and "no segment /ldc-nosuchgroup-z" in err
+
+
+# ---------------------------------------------------------------- hardening (issue 14 items 9, 10 and rough edges)
+
+
+@pytest.mark.parametrize("argv", [["book", "../etc", "X"], ["status", "--group", "../etc"], ["top", "../etc", "X"],
+                                  ["book", "", "X"], ["status", "--group", "a/b"], ["top", "x" * 64, "X"]])  # fmt: skip
+def test_an_invalid_group_name_is_a_one_line_error_naming_the_rule(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    group = argv[2] if argv[0] == "status" else argv[1]
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"ldc {argv[0]}: group name expected [A-Za-z0-9_-]{{1,63}} (letters, digits, '_', '-'), found {group!r}"]
+
+
+@pytest.mark.parametrize("argv", [["book", "{g}", "BTCUSDT"], ["book", "{g}", "BTCUSDT", "--json"],
+                                  ["status", "--group", "{g}", "--interval", "0"], ["top", "{g}", "BTCUSDT", "--duration", "5"]])  # fmt: skip
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(group: str, writer: SegmentWriter, argv: list[str]) -> None:
+    """`ldc book ... | head -1`: the pipe's reading end is closed before the command writes (the race made
+    deterministic), so every write fails with EPIPE."""
+    proc = subprocess.Popen([sys.executable, "-m", "ldc.cli", *[a.format(g=group) for a in argv]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == EXIT_BROKEN_PIPE
+    assert err == b""
+
+
+def test_book_keeps_the_exchange_decimals_and_an_exact_spread(capsys: pytest.CaptureFixture[str], group: str) -> None:
+    with SegmentWriter(group, depth=2, capacity=1, exchange="binance.com") as w:
+        slot = w.add_market("ETHUSDT")
+        w.publish(slot, update_id=1, event_time_ms=1, recv_time_ns=1, status=Status.SYNCED,
+                  bids=np.array([[150.2, 0.3], [150.19, 12.0]]), asks=np.array([[150.5, 0.125], [150.6, 1.0]]),
+                  n_bids=2, n_asks=2)  # fmt: skip
+        code, out, _ = run(capsys, "book", group, "ethusdt")
+    assert code == 0 and out.startswith("ETHUSDT  update_id 1  SYNCED  published ")
+    assert [line.split() for line in out.splitlines()[2:]] == [
+        ["150.60", "1.000", "ask"], ["150.50", "0.125", "ask"], ["------------------", "spread", "0.30"],
+        ["150.20", "0.300", "bid"], ["150.19", "12.000", "bid"],
+    ]  # 150.5 - 150.2 in floats is 0.30000000000001137
+
+
+def test_a_market_never_published_says_so(capsys: pytest.CaptureFixture[str], group: str, writer: SegmentWriter) -> None:
+    bad = writer.add_market("BADUSDT")
+    writer.set_status(bad, Status.ERROR, "unknown symbol: -1121 Invalid symbol.")
+    code, out, _ = run(capsys, "book", group, "badusdt")
+    assert code == 1 and out.splitlines()[0] == "BADUSDT  update_id -1  ERROR  never published"
+    assert "nan" not in out
+
+
+@pytest.mark.parametrize(("ms", "text"), [(0.04, "0.0 ms"), (4.0, "4.0 ms"), (999.0, "999.0 ms"), (7_344.0, "7.3 s"),
+                                          (720_000.0, "12.0 min"), (73_445_900.0, "20.4 h"), (7.34459e10, "850 d")])  # fmt: skip
+def test_human_durations(ms: float, text: str) -> None:
+    assert human_ms(ms) == text
+
+
+def test_status_text_gives_lag_and_ages_in_human_units(capsys: pytest.CaptureFixture[str], group: str, writer: SegmentWriter) -> None:
+    slot = writer.slot("BTCUSDT")
+    writer.publish(slot, update_id=8, event_time_ms=1_000, recv_time_ns=73_445_901_000_000, status=Status.SYNCED,
+                   bids=BIDS, asks=ASKS, n_bids=DEPTH, n_asks=DEPTH)  # fmt: skip
+    code, out, _ = run(capsys, "status", "--group", group, "--interval", "0")
+    row = out.splitlines()[2]
+    assert code == 0 and " 20.4 h " in row and "e+" not in out
+    assert re.search(r"heartbeat \d+\.\d (ms|s) ago", out.splitlines()[0])
+
+
+def test_status_help_says_when_it_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli(["status", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "1 when any segment on the host (or given with --group) is unhealthy" in help_text

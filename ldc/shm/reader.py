@@ -11,6 +11,7 @@ import fcntl
 import mmap
 import os
 import time
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, NamedTuple
@@ -485,6 +486,20 @@ class Reader:
             if seq_off < 0 and new != word:
                 return True
             word = new
+
+    # asyncio (ldc/shm/aio.py): one waiter thread in the process sleeps on every segment's futex word
+    async def wait_for_update_async(self, symbol: str | None = None, timeout: float = 1.0) -> bool:
+        """``wait_for_update`` for a coroutine: the event loop runs on while it waits."""
+        from ldc.shm import aio
+
+        return await aio.wait_for_update(self, symbol, timeout)
+
+    def updates(self, symbols: Iterable[str], timeout: float = float("inf")) -> AsyncIterator[Snapshot]:
+        """``async for snap in reader.updates(["BTCUSDT", ...])``: each market's latest snapshot as it changes
+        (ends after ``timeout`` seconds without one)."""
+        from ldc.shm import aio
+
+        return aio.updates(self, symbols, timeout=timeout)
 
 
 _STATUS_CACHE: Final[dict[int, Status]] = {value: Status(value) for value in range(1 << len(Status))}

@@ -1,7 +1,10 @@
 """``ldc sim``: run the local Binance exchange simulator on 127.0.0.1.
 
 The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "ws_usdm": ...,
-"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}. SIGTERM / SIGINT stop it.
+"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus "okx": {"rest", "ws",
+"markets"}, "bybit": {"rest", "ws", "ws_spot", "ws_linear", "ws_inverse", "markets"} and "htx": {"rest", "ws",
+"ws_feed", "markets"}, "kraken" and "coinbase": {"rest", "ws", "markets"} when those families
+serve markets (ldc.sim.families). SIGTERM / SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 import orjson
 
@@ -19,6 +23,8 @@ from ldc.sim.config import ReplaySource, SimConfig
 from ldc.sim.faults import FaultRule, rule_from_cli
 from ldc.sim.markets import Family, generated_symbols, parse_symbols
 from ldc.sim.simulator import Simulator
+from ldc.sim.venue_faults import venue_fault_from_cli
+from ldc.sim.venue_replay import recording_venue
 from ldc.sim.weights import WeightConfig
 
 EPILOG = """\
@@ -42,6 +48,23 @@ example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
 replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of
 one symbol are played in the order given. --replay-copies N serves each also as SYMBOL2..SYMBOLN.
 --replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
+A genuine OKX, Bybit, HTX, Kraken or Coinbase recording (shared/data/venues, known by its header line) is replayed by that
+venue's family instead.
+
+OKX v5 and Bybit v5 (each on its own port, URLs under "okx" and "bybit" in the first line):
+--okx-symbols BTC-USDT,BTC-USDT-SWAP,BTC-USD-250926 serves /ws/v5/public (books, books-l2-tbt,
+books50-l2-tbt) and /api/v5/market/books, /api/v5/public/instruments; --bybit-spot-symbols,
+--bybit-linear-symbols, --bybit-inverse-symbols serve /v5/public/{spot,linear,inverse}
+(orderbook.{1,50,200,1000}.SYMBOL) and /v5/market/orderbook, /v5/market/instruments-info. Both answer
+/_sim/book (Bybit adds category= and depth=), /_sim/faults, /_sim/stats, /_sim/connections.
+--htx-symbols btcusdt serves /feed (market.SYM.mbp.{5,20,150,400}, req), /ws (market.SYM.depth.step0),
+/market/depth and /v1/common/symbols, gzip binary frames, server pings.
+--kraken-symbols BTC/USD serves /v2 (book depth 10/25/100/500/1000 with the top-10 checksum, heartbeat,
+instrument), /0/public/AssetPairs and /0/public/Depth. --coinbase-symbols BTC-USD serves / (level2 as
+l2_data, heartbeats, sequence_num per connection), /api/v3/brokerage/market/product_book and /products.
+--okx-fault / --bybit-fault / --htx-fault / --kraken-fault / --coinbase-fault KIND:key=value,... (repeatable): drop, duplicate, reorder,
+disconnect, checksum (OKX, Kraken), reset (OKX, Bybit), stale_snapshot (behind), rest_error (status); selectors
+conn, symbol.
 """
 
 
@@ -73,7 +96,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay-copies", type=int, default=1, help="serve each replayed market N times under other names")
     p.add_argument("--replay-pace", default="recorded", help="recorded | client | xF (default recorded)")
     p.add_argument("--log-level", default="WARNING", help="logging level on stderr (default WARNING)")
+    add_venue_options(p)
     return p
+
+
+def add_venue_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--okx-symbols", default="", help="OKX instIds: BTC-USDT, BTC-USDT-SWAP, BTC-USD-250926")
+    p.add_argument("--okx-port", type=int, default=0, help="OKX port; 0 picks a free one")
+    p.add_argument("--okx-no-checksum", action="store_true", help="OKX checksum 0, as production since 2026-06-23")
+    p.add_argument("--okx-no-ws-snapshot", action="store_true", help="no OKX websocket snapshot (REST book with seqId)")
+    p.add_argument("--okx-idle-s", type=float, default=30.0, help="OKX closes a connection with nothing pushed this long (default 30)")
+    p.add_argument("--okx-fault", action="append", default=[], help="an OKX fault rule active from the start (repeatable)")
+    p.add_argument("--bybit-spot-symbols", default="", help="Bybit spot symbols")
+    p.add_argument("--bybit-linear-symbols", default="", help="Bybit linear (USDT perpetual) symbols")
+    p.add_argument("--bybit-inverse-symbols", default="", help="Bybit inverse symbols (BTCUSD)")
+    p.add_argument("--bybit-port", type=int, default=0, help="Bybit port; 0 picks a free one")
+    p.add_argument("--bybit-ping-timeout-s", type=float, default=600.0, help="Bybit closes a client silent this long (default 600)")
+    p.add_argument("--bybit-fault", action="append", default=[], help="a Bybit fault rule active from the start (repeatable)")
+    p.add_argument("--htx-symbols", default="", help="HTX spot symbols, lower case: btcusdt,ethusdt")
+    p.add_argument("--htx-port", type=int, default=0, help="HTX port; 0 picks a free one")
+    p.add_argument("--htx-ping-interval-s", type=float, default=5.0, help="HTX server ping interval; two unanswered close (default 5)")
+    p.add_argument("--htx-fault", action="append", default=[], help="an HTX fault rule active from the start (repeatable)")
+    p.add_argument("--kraken-symbols", default="", help="Kraken v2 symbols: BTC/USD,ETH/USD")
+    p.add_argument("--kraken-port", type=int, default=0, help="Kraken port; 0 picks a free one")
+    p.add_argument("--kraken-fault", action="append", default=[], help="a Kraken fault rule active from the start (repeatable)")
+    p.add_argument("--coinbase-symbols", default="", help="Coinbase Advanced Trade product ids: BTC-USD,ETH-USD")
+    p.add_argument("--coinbase-port", type=int, default=0, help="Coinbase port; 0 picks a free one")
+    p.add_argument("--coinbase-idle-s", type=float, default=60.0, help="Coinbase closes a connection sent nothing this long (default 60)")
+    p.add_argument("--coinbase-fault", action="append", default=[], help="a Coinbase fault rule active from the start (repeatable)")
+
+
+def venue_fields(args: argparse.Namespace, recordings: list[str]) -> dict[str, Any]:
+    """The SimConfig fields of the OKX and Bybit families (ldc.sim.families)."""
+    return {
+        "okx_symbols": tuple(parse_symbols(args.okx_symbols)),
+        "okx_port": args.okx_port,
+        "okx_checksum": not args.okx_no_checksum,
+        "okx_ws_snapshot": not args.okx_no_ws_snapshot,
+        "okx_idle_s": args.okx_idle_s,
+        "okx_faults": tuple(venue_fault_from_cli(text) for text in args.okx_fault),
+        "bybit_spot_symbols": tuple(parse_symbols(args.bybit_spot_symbols)),
+        "bybit_linear_symbols": tuple(parse_symbols(args.bybit_linear_symbols)),
+        "bybit_inverse_symbols": tuple(parse_symbols(args.bybit_inverse_symbols)),
+        "bybit_port": args.bybit_port,
+        "bybit_ping_timeout_s": args.bybit_ping_timeout_s,
+        "bybit_faults": tuple(venue_fault_from_cli(text) for text in args.bybit_fault),
+        "htx_symbols": tuple(s.lower() for s in parse_symbols(args.htx_symbols)),
+        "htx_port": args.htx_port,
+        "htx_ping_interval_s": args.htx_ping_interval_s,
+        "htx_faults": tuple(venue_fault_from_cli(text) for text in args.htx_fault),
+        "kraken_symbols": tuple(parse_symbols(args.kraken_symbols)),
+        "kraken_port": args.kraken_port,
+        "kraken_faults": tuple(venue_fault_from_cli(text) for text in args.kraken_fault),
+        "coinbase_symbols": tuple(parse_symbols(args.coinbase_symbols)),
+        "coinbase_port": args.coinbase_port,
+        "coinbase_idle_s": args.coinbase_idle_s,
+        "coinbase_faults": tuple(venue_fault_from_cli(text) for text in args.coinbase_fault),
+        "venue_replay": tuple(recordings),
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -87,7 +167,11 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             raise SimError(f"market count must be >= 0, found {count}")
         families[family] += [s for s in generated_symbols(family, count) if s not in families[family]]
     replay = tuple(_replay_source(item) for item in args.replay.split(",") if item.strip())
-    if not any(families.values()) and not replay:
+    recordings = [source.path for source in replay if recording_venue(source.path) is not None]
+    replay = tuple(source for source in replay if source.path not in recordings)
+    venues = venue_fields(args, recordings)
+    venue_asked = any(venues[k] for k in ("okx_symbols", "bybit_spot_symbols", "bybit_linear_symbols", "bybit_inverse_symbols", "htx_symbols", "kraken_symbols", "coinbase_symbols", "venue_replay"))
+    if not any(families.values()) and not replay and not venue_asked:
         families[Family.SPOT] = ["BTCUSDT"]
     faults: tuple[FaultRule, ...] = tuple(rule_from_cli(text) for text in args.fault)
     if args.rate <= 0 or args.speed <= 0:
@@ -117,6 +201,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         replay=replay,
         replay_copies=max(1, args.replay_copies),
         replay_pace=args.replay_pace,
+        **venues,
     )
 
 

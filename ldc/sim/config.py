@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ldc.sim.faults import FaultRule
+from ldc.sim.venue_faults import VenueFault
 from ldc.sim.weights import WeightConfig
 
 # Binance's websocket limits (web-socket-streams.md; derivatives "Websocket Market Streams")
@@ -54,3 +55,34 @@ class SimConfig:
     replay: tuple[ReplaySource, ...] = ()
     replay_copies: int = 1  # each replayed market is also served as SYMBOL2..SYMBOLn
     replay_pace: str = "recorded"  # "recorded", "client" (as fast as the slowest subscriber reads) or a factor "x10"
+    # OKX v5 (ldc.sim.okx), Bybit v5 (ldc.sim.bybit), HTX (ldc.sim.htx), Kraken v2 (ldc.sim.kraken), Coinbase
+    # Advanced Trade (ldc.sim.coinbase), each on its own port; none started when empty
+    okx_symbols: tuple[str, ...] = ()  # BTC-USDT (SPOT), BTC-USDT-SWAP (SWAP), BTC-USD-250926 (FUTURES)
+    okx_port: int = 0
+    okx_checksum: bool = True  # False: checksum 0, as OKX production since 2026-06-23
+    okx_ws_snapshot: bool = True  # False: no websocket snapshot (REST book with seqId), OKX's announced change
+    okx_idle_s: float = 30.0  # nothing pushed for this long: the connection is closed
+    okx_no_change_update_s: float = 60.0  # a channel unchanged this long sends an empty update (prevSeqId == seqId)
+    okx_faults: tuple[VenueFault, ...] = ()
+    bybit_spot_symbols: tuple[str, ...] = ()
+    bybit_linear_symbols: tuple[str, ...] = ()
+    bybit_inverse_symbols: tuple[str, ...] = ()
+    bybit_port: int = 0
+    bybit_ping_timeout_s: float = 600.0  # no {"op":"ping"} for this long: the connection is closed
+    bybit_level1_repush_s: float = 3.0  # orderbook.1 unchanged this long is re-sent with the same u
+    bybit_faults: tuple[VenueFault, ...] = ()
+    # HTX spot (ldc.sim.htx): lower-case symbols such as btcusdt
+    htx_symbols: tuple[str, ...] = ()
+    htx_port: int = 0
+    htx_ping_interval_s: float = 5.0  # the server's {"ping": ts}; two unanswered close the connection
+    htx_faults: tuple[VenueFault, ...] = ()
+    # Kraken websocket v2 (ldc.sim.kraken): symbols such as BTC/USD
+    kraken_symbols: tuple[str, ...] = ()
+    kraken_port: int = 0
+    kraken_faults: tuple[VenueFault, ...] = ()
+    # Coinbase Advanced Trade (ldc.sim.coinbase): product ids such as BTC-USD
+    coinbase_symbols: tuple[str, ...] = ()
+    coinbase_port: int = 0
+    coinbase_idle_s: float = 60.0  # nothing sent for this long (no heartbeats subscribed): the connection is closed
+    coinbase_faults: tuple[VenueFault, ...] = ()
+    venue_replay: tuple[str, ...] = ()  # genuine OKX / Bybit / HTX / Kraken recordings (shared/data/venues), paced by replay_pace

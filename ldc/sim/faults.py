@@ -8,7 +8,8 @@ kind            effect
 drop            a diff frame is not sent on the matching connection (that client sees a gap)
 duplicate       a diff frame is sent twice
 delay           the connection's output is held for ``ms`` (frames keep their order)
-reorder         a diff frame is held and sent after the next one
+reorder         a diff frame is held and sent after the next frame of the same symbol on that
+                connection (a gap for that market, however many markets share the connection)
 malformed       ``detail=json``: a diff is replaced by truncated JSON; ``detail=frame``: a frame with
                 reserved bits set (an RFC 6455 violation the client must fail on)
 disconnect      matching connections are dropped now (``count`` of them), or each one after it has
@@ -16,7 +17,8 @@ disconnect      matching connections are dropped now (``count`` of them), or eac
 shutdown        a ``serverShutdown`` event is sent, the connection is closed ``ms`` later
 stale_snapshot  REST depth answers the book from ``behind`` model events ago (older than the stream)
 rest_delay      REST answers ``ms`` later
-rest_error      REST answers ``status`` (5xx) with Binance's error body
+rest_error      REST answers ``status`` (5xx) with Binance's error body; ``status=418`` bans the client's
+                IP for ``ms`` (0: the configured ban, 2 min) with Retry-After, every request 418 until then
 rate_limit      REST answers 429 with Retry-After (a 429 storm), whatever the weight
 ==============  ====================================================================================
 
@@ -33,6 +35,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ldc.errors import SimError
+from ldc.sim.weights import MAX_BAN_S
 
 
 class FaultKind(enum.Enum):
@@ -54,6 +57,7 @@ REST_KINDS = frozenset((FaultKind.STALE_SNAPSHOT, FaultKind.REST_DELAY, FaultKin
 IMMEDIATE_KINDS = frozenset((FaultKind.SHUTDOWN,))  # act once on the connections open when set
 
 DEFAULT_STALE_EVENTS_BEHIND = 50
+BAN_STATUS = 418
 DEFAULT_SHUTDOWN_GRACE_MS = 500
 
 
@@ -125,8 +129,10 @@ def _check(rule: FaultRule) -> None:
         raise SimError(f"fault count must be >= 1, found {rule.count}")
     if rule.kind is FaultKind.MALFORMED and rule.detail not in ("json", "frame"):
         raise SimError(f"malformed detail must be 'json' or 'frame', found {rule.detail!r}")
-    if rule.kind is FaultKind.REST_ERROR and not 500 <= rule.status <= 599:
-        raise SimError(f"rest_error status must be 5xx, found {rule.status}")
+    if rule.kind is FaultKind.REST_ERROR and not (500 <= rule.status <= 599 or rule.status == BAN_STATUS):
+        raise SimError(f"rest_error status must be 5xx or {BAN_STATUS} (an IP ban), found {rule.status}")
+    if rule.kind is FaultKind.REST_ERROR and rule.status == BAN_STATUS and not 0 <= rule.ms <= MAX_BAN_S * 1000:
+        raise SimError(f"rest_error 418 ban length ms must be within [0, {int(MAX_BAN_S * 1000)}] (3 days), found {rule.ms}")
 
 
 def rule_from_cli(text: str) -> FaultRule:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from urllib.parse import parse_qsl, urlsplit
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -62,6 +63,9 @@ class Response:
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}"]
         lines.append("Content-Type: application/json;charset=UTF-8")
         lines.append(f"Content-Length: {len(self.body)}")
+        # RFC 9110 6.6.1: an origin server with a clock must send Date; clients read it (UNICORN
+        # timestamps the used weight with it).
+        lines.append(f"Date: {formatdate(usegmt=True)}")
         lines += [f"{k}: {v}" for k, v in self.headers]
         if not keep_alive:
             lines.append("Connection: close")

@@ -8,12 +8,14 @@ parameter value, -1003 too much request weight, -1001 internal error.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ldc.errors import SimError
-from ldc.sim.faults import FaultKind, rule_from_json
+from ldc.sim.exchangeinfo import SymbolInfo, exchange_info
+from ldc.sim.faults import BAN_STATUS, FaultKind, rule_from_json
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.markets import Family
 from ldc.sim.weights import futures_depth_weight, spot_depth_weight
@@ -28,6 +30,16 @@ FUTURES_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 EXCHANGE_INFO_WEIGHT = {Family.SPOT: 20, Family.USDM: 1, Family.COINM: 1}
 PREFIXES = {"/api/v3": Family.SPOT, "/fapi/v1": Family.USDM, "/dapi/v1": Family.COINM}
 LIMIT_LEGAL = "'^[0-9]{1,20}$'"
+# Sent with every answer of api.binance.com / fapi / dapi, besides Date, x-mbx-uuid and the weights (as
+# logged from live answers in public issue threads). The CDN's own headers (X-Cache, Via, X-Amz-Cf-*) and
+# Strict-Transport-Security (this is plain HTTP) are left out: docs/SIMULATOR.md.
+BINANCE_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'self'"),
+    ("Cache-Control", "no-cache, no-store, must-revalidate"),
+    ("Pragma", "no-cache"),
+    ("Expires", "0"),
+)
 
 
 def error(status: int, code: int, msg: str) -> Response:
@@ -50,6 +62,8 @@ class RestApi:
             prefix = req.path.rpartition("/")[0]
             group = "spot" if PREFIXES.get(prefix, Family.SPOT) is Family.SPOT else "futures"
             response.headers.append(("X-MBX-USED-WEIGHT-1M", str(self.state.limiter.used(req.client, group, time.time()))))
+        response.headers[:0] = [("x-mbx-uuid", str(uuid.uuid4()))]
+        response.headers += BINANCE_HEADERS
         return response
 
     def _public(self, req: Request) -> Response:
@@ -65,7 +79,7 @@ class RestApi:
             weight = self._depth_weight(family, req.query.get("limit"))
             return self._charged(req, family, weight, lambda: self._depth(family, req))
         if endpoint == "exchangeInfo":
-            return self._charged(req, family, EXCHANGE_INFO_WEIGHT[family], lambda: self._exchange_info(family))
+            return self._charged(req, family, EXCHANGE_INFO_WEIGHT[family], lambda: self._exchange_info(family, req))
         if endpoint == "ping":
             return self._charged(req, family, 1, lambda: ok({}))
         if endpoint == "time":
@@ -89,6 +103,11 @@ class RestApi:
             state.counters[f"rest_{decision.status}"] = state.counters.get(f"rest_{decision.status}", 0) + 1
             return self._limited(decision.status, decision.used, decision.retry_after_s, state.limiter.limit_for(group))
         failure = faults.take(FaultKind.REST_ERROR, port=req.client_port, symbol=symbol)
+        if failure is not None and failure.status == BAN_STATUS:
+            ban_s = failure.ms / 1000.0 if failure.ms else state.limiter.config.ban_s
+            banned = state.limiter.ban(req.client, group, now, ban_s)
+            state.counters["rest_418"] = state.counters.get("rest_418", 0) + 1
+            return self._limited(418, banned.used, banned.retry_after_s, state.limiter.limit_for(group))
         if failure is not None:
             response = error(failure.status, -1001, "Internal error; unable to process your request. Please try again.")
         else:
@@ -151,35 +170,21 @@ class RestApi:
         body["bids"], body["asks"] = bids, asks
         return ok(body)
 
-    def _exchange_info(self, family: Family) -> Response:
+    def _exchange_info(self, family: Family, req: Request) -> Response:
         state = self.state
+        listed = [market for (fam, _), market in state.exchange.markets.items() if fam is family]
+        if family is Family.SPOT:  # spot's optional symbol / symbols (rest-api.md); futures take none
+            wanted = _requested_symbols(req.query)
+            if isinstance(wanted, Response):
+                return wanted
+            if wanted is not None:
+                by_name = {m.symbol: m for m in listed}
+                if any(name not in by_name for name in wanted):
+                    return error(400, -1121, "Invalid symbol.")
+                listed = [by_name[name] for name in wanted]
+        infos = [SymbolInfo(m.symbol, family, *m.filters()) for m in listed]
         limit = state.limiter.limit_for("spot" if family is Family.SPOT else "futures")
-        symbols = []
-        for (fam, name), market in state.exchange.markets.items():
-            if fam is not family:
-                continue
-            tick, step = market.filters()
-            entry: dict[str, object] = {"symbol": name, "status": "TRADING"}
-            if family is Family.COINM:
-                entry["pair"] = name.split("_")[0]
-                entry["contractStatus"] = "TRADING"
-                entry["contractType"] = "PERPETUAL" if name.endswith("_PERP") else "CURRENT_QUARTER"
-            elif family is Family.USDM:
-                entry["pair"] = name
-                entry["contractType"] = "PERPETUAL"
-            entry["filters"] = [
-                {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000" if family.futures else "1000000.00000000", "tickSize": tick},
-                {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000000" if family.futures else "9000000.00000000", "stepSize": step},
-            ]
-            symbols.append(entry)
-        return ok(
-            {
-                "timezone": "UTC",
-                "serverTime": int(time.time() * 1000),
-                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit}],
-                "symbols": symbols,
-            }
-        )
+        return ok(exchange_info(family, infos, weight_limit=limit, server_ms=int(time.time() * 1000)))
 
     # -- private endpoints (no weight)
 
@@ -227,3 +232,21 @@ class RestApi:
         elif req.method != "GET":
             return error(405, -1000, f"method {req.method} not allowed on /_sim/faults")
         return ok({"faults": [r.to_json() for r in state.faults.rules()]})
+
+
+def _requested_symbols(query: dict[str, str]) -> list[str] | None | Response:
+    """``symbol=BTCUSDT`` or ``symbols=["BTCUSDT","ETHUSDT"]`` (a JSON array), None when neither is sent."""
+    if "symbol" in query and "symbols" in query:
+        return error(400, -1101, "Combination of optional parameters invalid. Recommendation: 'symbol' and 'symbols' cannot be sent together.")
+    if query.get("symbol"):
+        return [query["symbol"].upper()]
+    text = query.get("symbols")
+    if not text:
+        return None
+    try:
+        names = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return error(400, -1100, f"Illegal characters found in parameter 'symbols'; expected a JSON array of symbol names, found {text[:80]!r}.")
+    return [n.upper() for n in names]

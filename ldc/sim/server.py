@@ -14,6 +14,7 @@ from ldc.sim.httpmsg import MAX_BODY_BYTES, HttpError, Request, Response, parse_
 from ldc.sim.markets import Family, make_spec
 from ldc.sim.rest import RestApi, error
 from ldc.sim.session import Route, Session
+from ldc.sim.streams import path_stream_names
 from ldc.sim.wsframes import CLOSE_GOING_AWAY, accept_key
 
 log = logging.getLogger("ldc.sim")
@@ -242,5 +243,5 @@ def route_ws(req: Request) -> tuple[Route, bool, list[str]] | Response:
     if combined:
         names = [n for n in req.query.get("streams", "").split("/") if n]
     else:
-        names = [n for n in parts[i + 1 :] if n]
+        names = path_stream_names(parts[i + 1 :])
     return Route(family=family, public=public), combined, names

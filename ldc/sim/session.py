@@ -79,7 +79,7 @@ class Session:
         self.closed = asyncio.get_running_loop().create_future()
         self._held: list[bytes] | None = None  # frames queued behind a delay fault
         self._out: list[bytes] = []  # frames of the current tick, written together
-        self._reorder: bytes | None = None
+        self._reorder: dict[str, bytes] = {}  # per symbol: a frame held until that symbol's next one
         self._ping: tuple[bytes, float] | None = None
         self._last_ping = self.created
         self._window_start = self.created
@@ -162,7 +162,7 @@ class Session:
     def send_diff(self, frame: bytes, symbol: str) -> None:
         if self.closing:
             return
-        if self.state.faults.stream_active or self._reorder is not None:
+        if self.state.faults.stream_active or self._reorder:
             self._send_faulty(frame, symbol)
         else:
             self._write(frame)
@@ -171,7 +171,7 @@ class Session:
         """Several diff frames at once (replay); one write when no fault is active."""
         if self.closing:
             return
-        if self.state.faults.stream_active or self._held is not None:
+        if self.state.faults.stream_active or self._held is not None or self._reorder:
             for frame in frames:
                 self.send_diff(frame, symbol)
         else:
@@ -213,8 +213,10 @@ class Session:
                 frame = encode_frame(OP_TEXT, payload, rsv=0b100)
             else:
                 frame = text_frame(b'{"e":"depthUpdate","E":')
-        elif take(FaultKind.REORDER, **target) is not None and self._reorder is None:
-            self._reorder = frame
+        elif symbol not in self._reorder and take(FaultKind.REORDER, **target) is not None:
+            # Held until the next frame of the SAME symbol: on a connection shared by several
+            # markets, another market's frame in between would swap nothing that one client sees.
+            self._reorder[symbol] = frame
             return
         delay = take(FaultKind.DELAY, **target)
         if delay is not None and self._held is None:
@@ -223,8 +225,8 @@ class Session:
         self._write(frame)
         if take(FaultKind.DUPLICATE, **target) is not None:
             self._write(frame)
-        if self._reorder is not None and self._reorder is not frame:
-            held, self._reorder = self._reorder, None
+        held = self._reorder.pop(symbol, None)
+        if held is not None:
             self._write(held)
 
     def _release(self) -> None:

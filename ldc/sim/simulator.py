@@ -5,6 +5,16 @@
         websocket.create_connection(f"{sim.ws_url}/ws/btcusdt@depth@100ms")
         sim.add_fault(FaultRule(FaultKind.DROP, count=1))
         sim.truth("BTCUSDT", update_id=...)
+
+OKX and Bybit (``ldc.sim.families``) run on their own ports when ``SimConfig.okx_symbols``,
+``bybit_*_symbols`` or ``venue_replay`` name markets:
+
+    with Simulator(SimConfig(okx_symbols=("BTC-USDT",), bybit_linear_symbols=("BTCUSDT",))) as sim:
+        sim.okx_rest_url, sim.okx_ws_url          # http://127.0.0.1:P, ws://127.0.0.1:P/ws/v5/public
+        sim.bybit_rest_url, sim.bybit_ws_url("linear")   # ws://127.0.0.1:Q/v5/public/linear
+        sim.venue_truth("okx", "BTC-USDT", update_id=seq_id, limit=25)
+        sim.venue_truth("bybit", "BTCUSDT", category="linear", update_id=u, depth=50)
+        sim.add_venue_fault("bybit", venue_fault_from_cli("reset:count=1,symbol=BTCUSDT"))
 """
 
 from __future__ import annotations
@@ -17,8 +27,10 @@ from typing import Any, Callable, TypeVar
 
 from ldc.errors import SimError
 from ldc.sim.config import SimConfig
+from ldc.sim.families import VenueFamilies
 from ldc.sim.faults import FaultRule
 from ldc.sim.server import HOST, ServerState
+from ldc.sim.venue_faults import VenueFault
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -34,6 +46,7 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._state: ServerState | None = None
         self._stop: asyncio.Event | None = None
+        self._families: VenueFamilies | None = None
         self.port = 0
 
     # -- URLs
@@ -61,7 +74,54 @@ class Simulator:
         markets: dict[str, list[str]] = {"spot": [], "usdm": [], "coinm": []}
         for family, symbol in self.state.exchange.markets:
             markets[family.value].append(symbol)
-        return {"rest": self.rest_url, "ws": self.ws_url, "ws_usdm": self.usdm_ws_url, "ws_coinm": self.coinm_ws_url, "markets": markets}
+        venues = self._families.urls() if self._families is not None else {}
+        return {"rest": self.rest_url, "ws": self.ws_url, "ws_usdm": self.usdm_ws_url, "ws_coinm": self.coinm_ws_url, "markets": markets, **venues}
+
+    @property
+    def families(self) -> VenueFamilies:
+        if self._families is None:
+            raise SimError("simulator is not running, call start() first")
+        return self._families
+
+    @property
+    def okx_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('okx').port}"
+
+    @property
+    def okx_ws_url(self) -> str:
+        return f"ws://{HOST}:{self.families.server('okx').port}/ws/v5/public"
+
+    @property
+    def bybit_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('bybit').port}"
+
+    def bybit_ws_url(self, category: str) -> str:
+        """``category`` is spot, linear or inverse."""
+        return f"ws://{HOST}:{self.families.server('bybit').port}/v5/public/{category}"
+
+    @property
+    def htx_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('htx').port}"
+
+    @property
+    def kraken_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('kraken').port}"
+
+    @property
+    def kraken_ws_url(self) -> str:
+        return f"ws://{HOST}:{self.families.server('kraken').port}/v2"
+
+    @property
+    def coinbase_rest_url(self) -> str:
+        return f"http://{HOST}:{self.families.server('coinbase').port}"
+
+    @property
+    def coinbase_ws_url(self) -> str:
+        return f"ws://{HOST}:{self.families.server('coinbase').port}"
+
+    def htx_ws_url(self, path: str = "/feed") -> str:
+        """``/feed`` (mbp and its req) or ``/ws`` (depth.step0)."""
+        return f"ws://{HOST}:{self.families.server('htx').port}{path}"
 
     @property
     def state(self) -> ServerState:
@@ -109,8 +169,10 @@ class Simulator:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._state = state = ServerState(self.config)
+        families = self._families = VenueFamilies(self.config)
         server = await asyncio.start_server(state.handle, HOST, self.config.port, limit=64 * 1024)
         self.port = server.sockets[0].getsockname()[1]
+        await families.start()
         tasks = [asyncio.create_task(state.model_loop()), asyncio.create_task(state.housekeeping_loop())]
         if ready is not None:
             ready.set_result(self.port)
@@ -120,6 +182,7 @@ class Simulator:
             await self._stop.wait()
         finally:
             server.close()
+            await families.stop()
             await state.close_all()
             for task in tasks:
                 task.cancel()
@@ -160,3 +223,37 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         return self.call(lambda state: state.stats())
+
+    # -- OKX and Bybit (thread-safe as above)
+
+    def add_venue_fault(self, venue: str, rule: VenueFault) -> None:
+        """``venue`` is "okx", "bybit", "htx", "kraken" or "coinbase"."""
+        self.call(lambda _: self.families.apply_fault(venue, rule))
+
+    def clear_venue_faults(self, venue: str) -> None:
+        self.call(lambda _: self.families.server(venue).faults.clear())
+
+    def venue_truth(
+        self,
+        venue: str,
+        symbol: str,
+        *,
+        update_id: int | None = None,
+        limit: int | None = None,
+        category: str | None = None,
+        depth: int | None = None,
+        conn: int | None = None,
+        port: int | None = None,
+    ) -> dict[str, object]:
+        """The ``/_sim/book`` answer of that venue; :class:`SimError` says why there is none. ``category``
+        and ``depth`` are Bybit's (depth also Kraken's), ``conn`` / ``port`` Coinbase's (its numbers are per
+        connection)."""
+        given = (("symbol", symbol), ("update_id", update_id), ("limit", limit), ("category", category), ("depth", depth), ("conn", conn), ("port", port))
+        query = {k: str(v) for k, v in given if v is not None}
+        found = self.call(lambda _: self.families.server(venue).dialect.truth(query))
+        if isinstance(found, str):
+            raise SimError(found)
+        return found
+
+    def venue_stats(self, venue: str) -> dict[str, object]:
+        return self.call(lambda _: self.families.server(venue).stats())

@@ -58,6 +58,17 @@ def silent_stream_symbol(name: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
+def path_stream_names(segments: list[str]) -> list[str]:
+    """The stream names among the path segments after ``/ws``: those with an ``@`` or a leading ``!``.
+
+    Binance documents ``/ws/<streamName>``; the same path also takes a user-data listen key
+    (``/ws/<listenKey>``, no ``@``), and ccxt.pro connects to ``/ws/<index>`` (``/ws/0``) and then
+    SUBSCRIBEs, which Binance accepts. So a segment that is no stream name is accepted and delivers
+    nothing here (the simulator has no user data); a name that looks like a stream but is not one
+    (``nosuch@depth``, ``BTCUSDT@depth``) is still refused, as Binance refuses it."""
+    return [s for s in segments if s and ("@" in s or s.startswith("!"))]
+
+
 def parse_stream(name: str, family: Family) -> tuple[str, int, int] | None:
     """``"btcusdt@depth@100ms"`` -> ``("BTCUSDT", 100, 0)``, ``"btcusdt@depth5"`` -> ``("BTCUSDT", 1000, 5)``
     on spot; None for anything that is not a depth stream of that family."""

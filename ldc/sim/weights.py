@@ -17,6 +17,7 @@ FUTURES_WEIGHT_LIMIT_1M = 2400
 WEIGHT_WINDOW_S = 60.0
 REQUESTS_AFTER_429_BEFORE_BAN = 5  # Binance does not publish this number
 BAN_S = 120.0  # Binance's first ban is 2 minutes, scaling up to 3 days for repeat offenders
+MAX_BAN_S = 3 * 24 * 3600.0  # rest-api.md "IP Limits": bans scale from 2 minutes to 3 days
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,13 @@ class WeightLimiter:
             return Decision(429, state.used, max(1, math.ceil(start + window - now)))
         state.used += weight
         return Decision(200, state.used, 0)
+
+    def ban(self, client: str, group: str, now: float, seconds: float) -> Decision:
+        """Ban ``client`` on ``group`` for ``seconds`` from ``now`` (an injected 418): every request
+        until then is answered 418, as after a ban Binance decided itself."""
+        state = self._clients.setdefault((client, group), _Client())
+        state.banned_until = max(state.banned_until, now + seconds)
+        return Decision(418, state.used, max(1, math.ceil(state.banned_until - now)))
 
     def used(self, client: str, group: str, now: float) -> int:
         state = self._clients.get((client, group))

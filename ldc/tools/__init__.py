@@ -7,13 +7,56 @@ segment. Shared formatting lives here.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Final
 
 from ldc.shm.layout import SEGMENT_PREFIX, SHM_DIR, WAITERS_SUFFIX, GROUP_NAME_RE, Status
 from ldc.shm.reader import Snapshot
 
-PRICE_FORMAT: Final = ".12g"  # Binance prices have at most 8 decimals and < 15 significant digits
+MAX_DECIMALS: Final = 12  # Binance prices and quantities have at most 8 decimals; a float beyond this is noise
+MS_PER_S: Final = 1000.0
+S_PER_MIN: Final = 60.0
+S_PER_H: Final = 3600.0
+S_PER_DAY: Final = 86400.0
+
+
+def group_name_error(group: str) -> str | None:
+    """None for a group name a segment can have, else the one-line error naming the rule (a name is a path
+    component of /dev/shm/ldc-GROUP, so '../etc' and the like never reach the file system)."""
+    if GROUP_NAME_RE.fullmatch(group):
+        return None
+    return f"group name expected {GROUP_NAME_RE.pattern} (letters, digits, '_', '-'), found {group!r}"
+
+
+def decimals(values: Iterable[float]) -> int:
+    """Decimals that show every value exactly: the segment holds each exchange decimal string as the nearest
+    f64, whose shortest repr is that string without its trailing zeros; the finest value of a ladder gives
+    the column its decimals back (150.20 next to 150.21, never 150.2)."""
+    places = 0
+    for value in values:
+        exponent = Decimal(repr(float(value))).normalize().as_tuple().exponent
+        if isinstance(exponent, int):  # not NaN / infinity
+            places = max(places, -exponent)
+    return min(places, MAX_DECIMALS)
+
+
+def fixed(value: float, places: int) -> str:
+    return f"{value:.{places}f}"
+
+
+def human_ms(ms: float) -> str:
+    """A duration for people: 12.3 ms, 7.3 s, 12.0 min, 20.4 h, 850 d."""
+    s = ms / MS_PER_S
+    if abs(s) < 1.0:
+        return f"{ms:.1f} ms"
+    if abs(s) < 2 * S_PER_MIN:
+        return f"{s:.1f} s"
+    if abs(s) < 2 * S_PER_H:
+        return f"{s / S_PER_MIN:.1f} min"
+    if abs(s) < 2 * S_PER_DAY:
+        return f"{s / S_PER_H:.1f} h"
+    return f"{s / S_PER_DAY:.0f} d"
 
 
 def flag_names(status: int) -> list[str]:
@@ -40,22 +83,28 @@ def levels_json(levels: Sequence[Sequence[float]]) -> list[list[float]]:
 
 
 def ladder(snap: Snapshot) -> list[str]:
-    """Asks above (best ask lowest, next to the spread), bids below, one level per line."""
+    """Asks above (best ask lowest, next to the spread), bids below, one level per line; each column with the
+    decimals of its finest value, the spread exact in those decimals."""
     width = 18
+    asks, bids = snap.asks.tolist(), snap.bids.tolist()
+    price_places = decimals(p for p, _ in asks + bids)
+    qty_places = decimals(q for _, q in asks + bids)
+
+    def row(level: list[float], side: str) -> str:
+        return f"{fixed(level[0], price_places):>{width}}  {fixed(level[1], qty_places):>{width}}  {side}"
+
     lines = [f"{'price':>{width}}  {'quantity':>{width}}"]
-    for price, qty in reversed(snap.asks.tolist()):
-        lines.append(f"{format(price, PRICE_FORMAT):>{width}}  {format(qty, PRICE_FORMAT):>{width}}  ask")
-    if len(snap.bids) and len(snap.asks):
-        spread = snap.asks[0, 0] - snap.bids[0, 0]
-        lines.append(f"{'-' * width}  spread {format(spread, PRICE_FORMAT)}")
+    lines += [row(level, "ask") for level in reversed(asks)]
+    if bids and asks:
+        spread = Decimal(repr(asks[0][0])) - Decimal(repr(bids[0][0]))  # exact: no 0.300000000003
+        lines.append(f"{'-' * width}  spread {spread:.{price_places}f}")
     else:
         lines.append("-" * width)
-    for price, qty in snap.bids.tolist():
-        lines.append(f"{format(price, PRICE_FORMAT):>{width}}  {format(qty, PRICE_FORMAT):>{width}}  bid")
+    lines += [row(level, "bid") for level in bids]
     return lines
 
 
 def header_line(snap: Snapshot, now_ns: int) -> str:
-    age_ms = (now_ns - snap.publish_time_ns) / 1e6 if snap.publish_time_ns else float("nan")
+    published = f"published {human_ms((now_ns - snap.publish_time_ns) / 1e6)} ago" if snap.publish_time_ns else "never published"
     flags = "|".join(flag_names(snap.status)) or "no data yet"
-    return f"{snap.symbol}  update_id {snap.update_id}  {flags}  published {age_ms:.1f} ms ago"
+    return f"{snap.symbol}  update_id {snap.update_id}  {flags}  {published}"

@@ -13,13 +13,13 @@ import time
 
 from ldc.errors import SegmentError
 from ldc.shm.reader import Reader, Snapshot
-from ldc.tools import flag_names, header_line, ladder, levels_json
+from ldc.tools import flag_names, group_name_error, header_line, ladder, levels_json
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ldc book", description="print one consistent snapshot of a market")
     parser.add_argument("group", help="market group (segment /dev/shm/ldc-GROUP)")
-    parser.add_argument("symbol", help="market symbol as the exchange spells it, e.g. BTCUSDT")
+    parser.add_argument("symbol", type=str.upper, help="market symbol, e.g. BTCUSDT (any case, as in the config)")
     parser.add_argument("--depth", type=int, default=None, help="levels per side (default: all published)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a ladder")
     return parser.parse_args(argv)
@@ -44,6 +44,10 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.depth is not None and args.depth < 1:
         print(f"ldc book: --depth must be >= 1, got {args.depth}", file=sys.stderr)
+        return 2
+    bad_group = group_name_error(args.group)
+    if bad_group:
+        print(f"ldc book: {bad_group}", file=sys.stderr)
         return 2
     try:
         with Reader(args.group) as reader:

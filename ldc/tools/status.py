@@ -19,7 +19,7 @@ from typing import Any, Final
 from ldc.errors import SegmentError
 from ldc.shm.layout import State
 from ldc.shm.reader import MarketStatus, Reader, SegmentInfo
-from ldc.tools import flag_names, list_groups
+from ldc.tools import flag_names, group_name_error, human_ms, list_groups
 
 NS_PER_S: Final = 1_000_000_000
 STATE_NAMES: Final[dict[int, str]] = {State.INITIALISING: "initialising", State.RUNNING: "running", State.STOPPED: "stopped"}
@@ -38,7 +38,11 @@ class GroupReport:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ldc status", description="every ldc segment on this host")
+    parser = argparse.ArgumentParser(
+        prog="ldc status", description="every ldc segment on this host",
+        epilog="exit status: 0 when every listed segment has a live writer and every market is in sync; 1 when any "
+               "segment on the host (or given with --group) is unhealthy, or none exists; 2 for a bad argument",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     parser.add_argument("--group", action="append", default=None, help="only this group (repeatable)")
     parser.add_argument("--interval", type=float, default=0.5,
@@ -129,15 +133,15 @@ def as_text(reports: list[GroupReport]) -> str:
         i = r.info
         alive = "alive" if i["writer_alive"] else "NOT RUNNING"
         lines.append(f"{r.group}  {i['exchange'] or '-'}  writer {alive} ({i['state']}, pid {i['writer_pid']}, "
-                     f"heartbeat {i['heartbeat_age_s']} s ago, takeovers {i['takeovers']})  "
+                     f"heartbeat {_age(i['heartbeat_age_s'])} ago, takeovers {i['takeovers']})  "
                      f"{len(r.markets)}/{i['capacity']} markets, depth {i['depth']}")
-        lines.append(f"  {'symbol':<16} {'sync':<5} {'age_s':>8} {'lag_ms':>8} {'upd/s':>8} {'resyncs':>7} "
+        lines.append(f"  {'symbol':<16} {'sync':<5} {'age':>9} {'lag':>9} {'upd/s':>8} {'resyncs':>7} "
                      f"{'gaps':>5} {'ignored':>7}  status")
         for m in r.markets:
             flags = "|".join(m["status"]) or "no data yet"
             note = f"  {m['message']}" if m["message"] else ""
-            lines.append(f"  {m['symbol']:<16} {'yes' if m['synced'] else 'NO':<5} {_num(m['age_s']):>8} "
-                         f"{_num(m['lag_ms']):>8} {_num(m['updates_per_s']):>8} {m['resyncs']:>7} {m['gaps']:>5} "
+            lines.append(f"  {m['symbol']:<16} {'yes' if m['synced'] else 'NO':<5} {_age(m['age_s']):>9} "
+                         f"{_ms(m['lag_ms']):>9} {_num(m['updates_per_s']):>8} {m['resyncs']:>7} {m['gaps']:>5} "
                          f"{m['ignored']:>7}  {flags}{note}")
         lines.append("")
     return "\n".join(lines).rstrip()
@@ -147,8 +151,21 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else human_ms(value)
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else human_ms(seconds * 1000.0)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    for group in args.group or ():
+        bad_group = group_name_error(group)
+        if bad_group:
+            print(f"ldc status: {bad_group}", file=sys.stderr)
+            return 2
     groups = args.group or list_groups()
     if not groups:
         print("ldc status: no ldc segments in /dev/shm (is a feeder running?)", file=sys.stderr)

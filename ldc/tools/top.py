@@ -13,7 +13,7 @@ from typing import Final, TextIO
 
 from ldc.errors import LdcError, SegmentError
 from ldc.shm.reader import Reader
-from ldc.tools import header_line, ladder
+from ldc.tools import group_name_error, header_line, ladder
 
 CLEAR_SCREEN: Final = "\x1b[H\x1b[2J"
 IDLE_REDRAW_S: Final = 1.0  # redraw at least this often, so ages and a dead writer show
@@ -22,7 +22,7 @@ IDLE_REDRAW_S: Final = 1.0  # redraw at least this often, so ages and a dead wri
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ldc top", description="a live ladder of a market in the terminal")
     parser.add_argument("group", help="market group (segment /dev/shm/ldc-GROUP)")
-    parser.add_argument("symbol", help="market symbol, e.g. BTCUSDT")
+    parser.add_argument("symbol", type=str.upper, help="market symbol, e.g. BTCUSDT (any case, as in the config)")
     parser.add_argument("--depth", type=int, default=10, help="levels per side (default 10)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--max-fps", type=float, default=20.0, help="redraws per second at most (default 20)")
@@ -61,6 +61,10 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.depth < 1 or args.max_fps <= 0:
         print(f"ldc top: --depth must be >= 1 and --max-fps > 0, got {args.depth} and {args.max_fps}", file=sys.stderr)
+        return 2
+    bad_group = group_name_error(args.group)
+    if bad_group:
+        print(f"ldc top: {bad_group}", file=sys.stderr)
         return 2
     try:
         with Reader(args.group) as reader:

@@ -1,0 +1,149 @@
+"""The Kraken websocket v2 simulator family (ldc.sim.kraken), checked against Kraken's documented protocol
+(shared/reference/exchanges.md section 4) and an independent Decimal replay (tests/venue_reference.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+import websocket
+from venue_clients import connect, recv_json
+from venue_reference import KrakenReference
+
+from ldc.sim import SimConfig, Simulator
+from ldc.sim.venue_faults import venue_fault_from_cli
+
+
+@pytest.fixture(scope="module")
+def kraken() -> Iterator[Simulator]:
+    sim = Simulator(SimConfig(spot_symbols=(), kraken_symbols=("BTC/USD", "ETH/USD"), history_events=5000, seed=11)).start()
+    yield sim
+    sim.stop()
+
+
+def decimal_json(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+def subscribe(sim: Simulator, symbols: list[str], depth: int, req_id: int = 1) -> websocket.WebSocket:
+    ws = connect(sim.kraken_ws_url)
+    status = recv_json(ws)
+    assert status["channel"] == "status" and status["data"][0]["api_version"] == "v2"
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": symbols, "depth": depth}, "req_id": req_id}))
+    return ws
+
+
+def recv_decimal(ws: websocket.WebSocket) -> Any:
+    return decimal_json(ws.recv())
+
+
+def book_messages(ws: websocket.WebSocket, seconds: float) -> list[Any]:
+    out = []
+    for text in raw_texts(ws, seconds):
+        message = decimal_json(text)
+        if message.get("channel") == "book":
+            out.append(message)
+    return out
+
+
+def raw_texts(ws: websocket.WebSocket, seconds: float) -> list[str]:
+    texts = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ws.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            texts.append(ws.recv())
+        except websocket.WebSocketTimeoutException:
+            break
+    return texts
+
+
+def us_of(timestamp: str) -> int:
+    moment = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int((moment - datetime(1970, 1, 1)).total_seconds()) * 1_000_000 + moment.microsecond
+
+
+@pytest.mark.parametrize("depth", [10, 100])
+def test_book_messages_keep_the_checksum_and_equal_the_truth(kraken: Simulator, depth: int) -> None:
+    ws = subscribe(kraken, ["BTC/USD"], depth, req_id=7)
+    ack = recv_decimal(ws)
+    assert ack["method"] == "subscribe" and ack["success"] is True and ack["req_id"] == 7
+    assert ack["result"] == {"channel": "book", "depth": depth, "snapshot": True, "symbol": "BTC/USD"}
+    messages = book_messages(ws, 1.0)
+    ws.close()
+    assert messages[0]["type"] == "snapshot" and len(messages) > 10
+    assert len(messages[0]["data"][0]["bids"]) == depth
+    ref = KrakenReference(depth=depth, price_decimals=1, qty_decimals=8)
+    stamps = []
+    for message in messages:
+        ref.apply(message)
+        stamps.append(us_of(message["data"][0]["timestamp"]))
+        truth = kraken.venue_truth("kraken", "BTC/USD", update_id=stamps[-1], depth=depth)
+        assert ref.book.top(depth) == ([(Decimal(p), Decimal(q)) for p, q in truth["bids"]], [(Decimal(p), Decimal(q)) for p, q in truth["asks"]])
+    assert ref.checksums == len(messages) and ref.mismatches == 0
+    assert stamps == sorted(set(stamps))
+
+
+def test_numbers_keep_the_pair_precision_as_json_number_tokens(kraken: Simulator) -> None:
+    ws = subscribe(kraken, ["ETH/USD"], 10)
+    recv_decimal(ws)
+    text = next(t for t in raw_texts(ws, 0.5) if '"snapshot"' in t)
+    ws.close()
+    level = text.split('"bids":[')[1].split("}")[0]
+    price, qty = level.split(",")
+    assert price.startswith('{"price":') and len(price.split(".")[1]) == 2
+    assert qty.startswith('"qty":') and len(qty.split(".")[1]) == 8 and '"' not in qty.split(":")[1]
+
+
+def test_one_ack_per_symbol_and_errors_name_the_pair(kraken: Simulator) -> None:
+    ws = subscribe(kraken, ["BTC/USD", "DOGE/USD"], 25, req_id=9)
+    answers = [m for m in (recv_decimal(ws) for _ in range(3)) if m.get("method") == "subscribe"]
+    assert [a["success"] for a in answers] == [True, False]
+    assert answers[1]["error"] == "Currency pair not supported DOGE/USD" and answers[1]["symbol"] == "DOGE/USD"
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 7}}))
+    refusal = next(m for m in (recv_decimal(ws) for _ in range(5)) if m.get("success") is False)
+    assert refusal["error"] == "depth must be one of 10, 25, 100, 500, 1000, found 7"
+    ws.send(json.dumps({"method": "ping", "req_id": 42}))
+    pong = next(m for m in (recv_decimal(ws) for _ in range(20)) if m.get("method") == "pong")
+    assert pong["req_id"] == 42 and "time_in" in pong
+    ws.close()
+
+
+def test_heartbeats_flow_on_a_subscribed_connection(kraken: Simulator) -> None:
+    ws = subscribe(kraken, ["ETH/USD"], 10)
+    texts = raw_texts(ws, 2.3)
+    ws.close()
+    assert 2 <= texts.count('{"channel":"heartbeat"}') <= 3
+
+
+def test_instrument_channel_and_asset_pairs_give_the_precisions(kraken: Simulator) -> None:
+    ws = connect(kraken.kraken_ws_url)
+    recv_decimal(ws)
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "instrument"}}))
+    recv_decimal(ws)
+    pairs = {p["symbol"]: (p["price_precision"], p["qty_precision"]) for p in recv_decimal(ws)["data"]["pairs"]}
+    ws.close()
+    assert pairs == {"BTC/USD": (1, 8), "ETH/USD": (2, 8)}
+    rest = requests.get(f"{kraken.kraken_rest_url}/0/public/AssetPairs", timeout=5).json()["result"]
+    assert rest["XBTUSD"]["wsname"] == "XBT/USD" and rest["XBTUSD"]["pair_decimals"] == 1
+
+
+def test_wrong_checksum_and_drop_faults_are_caught_by_the_checksum(kraken: Simulator) -> None:
+    for rule in ("checksum:count=1,symbol=BTC/USD", "drop:count=1,symbol=BTC/USD"):
+        ws = subscribe(kraken, ["BTC/USD"], 10)
+        recv_decimal(ws)
+        ref = KrakenReference(depth=10, price_decimals=1, qty_decimals=8)
+        first = book_messages(ws, 0.2)
+        for message in first:
+            ref.apply(message)
+        kraken.add_venue_fault("kraken", venue_fault_from_cli(rule))
+        for message in book_messages(ws, 1.0):
+            ref.apply(message)
+        ws.close()
+        assert ref.mismatches >= 1, rule

@@ -33,6 +33,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -280,11 +281,14 @@ class FeederControl:
     def _add(self, symbols: Sequence[str]) -> list[SymbolResult]:
         import dataclasses
 
-        from ldc.config import SYMBOL_RE
+        import re
+
+        from ldc.venues import venue_table
 
         feeder = self._feeder
+        pattern = re.compile(venue_table(feeder.group.exchange).symbol_pattern)
         results = {s: SymbolResult(s, False, f"symbol expected like 'BTCUSDT', found {s!r}") for s in symbols
-                   if not SYMBOL_RE.fullmatch(s)}  # fmt: skip
+                   if not pattern.fullmatch(s)}  # fmt: skip
         running = set(feeder.markets)
         for symbol in symbols:
             if symbol in running and symbol not in results:
@@ -357,7 +361,7 @@ class FeederControl:
                 feeder._rearm(market)
                 return f"market {symbol}: a refresh was already under way"
             # an audit: a shadow book from a new snapshot replaces the live one with no gap for readers
-            feeder._carry_out(market, sync._start_shadow())
+            feeder._carry_out(market, sync._start_shadow(time.monotonic()))
             feeder._rearm(market)
         return f"market {symbol} refreshing against a new snapshot"
 

@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,7 +55,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from ldc import __version__
-from ldc.config import EXCHANGE_FAMILIES, SYMBOL_RE
+from ldc.venues import VENUES, binance
 from ldc.control import CONTROL_DIR_ENV, Control, ControlError, socket_path
 from ldc.errors import LdcError, MarketNotFound, OutOfSync, SegmentError, WriterDead
 from ldc.shm.layout import Status, segment_path
@@ -70,6 +71,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ldc.compat.unicorn")
+
+# UNICORN's exchanges are Binance's: its venue tables give the names and the symbol syntax
+EXCHANGE_FAMILIES: Final = {name: table.family for name, table in VENUES.items() if table.module == binance.__name__}
+SYMBOL_RE: Final = re.compile(binance.SYMBOL_PATTERN)
 
 GROUP_ENV: Final = "LDC_COMPAT_GROUP"
 REST_URL_ENV: Final = "LDC_COMPAT_REST_URL"

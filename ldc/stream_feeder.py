@@ -1,4 +1,4 @@
-"""The feeder of a group on a venue whose books start from a snapshot in the stream (OKX, Bybit).
+"""The feeder of a group on a venue whose books start from its websocket (OKX, Bybit, Kraken, Coinbase, HTX).
 
 Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is named here.
 
@@ -8,8 +8,13 @@ Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is n
 Each connection subscribes its markets' streams (split to the venue's per-request and per-connection limits),
 sends the venue's keep-alive, and reconnects with a doubling backoff. BookSync decides everything: a stream
 snapshot (re)starts a book, a gap, a checksum mismatch or a crossed book resubscribes that market alone.
-A venue's error answer naming a market lands in that market's slot, in the venue's own words. These venues
-have no C dialect yet: messages are parsed by the venue's reference parser (correct, slower than Binance's C path).
+A venue's error answer naming a market lands in that market's slot, in the venue's own words. A venue whose
+snapshot is requested on the websocket (HTX ``req``: ``snapshot_source`` REST) gets BookSync's FetchSnapshot as
+that request on the market's connection. A venue whose sequence counts the whole connection (Coinbase:
+``SequenceScope.CONNECTION``) is checked here, per connection: a gap (or an unreadable message, whose number
+is lost with it) counts a gap on every market of that connection and reconnects it (new snapshots, the
+sequence starts again). A server's ping is answered with the venue's reply. These venues have no C dialect
+yet: messages are parsed by the venue's reference parser (correct, slower than Binance's C path).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import websocket
 
 from ldc._fastbook import FastBook
 from ldc.config import GroupConfig, endpoints
-from ldc.depth import DepthSnapshot
-from ldc.errors import LdcError, ProtocolError
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
+from ldc.errors import ConfigError, LdcError, ProtocolError
 from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
 from ldc.io.rest import RestClient
 from ldc.sdnotify import Notifier
@@ -38,6 +43,7 @@ from ldc.sync import (
     Actions,
     BookSync,
     Event,
+    FetchSnapshot,
     MarkOutOfSync,
     Notice,
     Publish,
@@ -47,9 +53,9 @@ from ldc.sync import (
     SyncConfig,
     SyncState,
 )
-from ldc.venues import okx, stream_venue
+from ldc.venues import stream_venue
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision, SnapshotSource, StreamVenue
+from ldc.venues.base import Precision, SequenceScope, SnapshotSource, StreamVenue
 
 log = logging.getLogger("ldc.feeder")
 
@@ -80,13 +86,14 @@ class StreamMarket:
     published: dict[Counter, int] = field(default_factory=dict)
     last_event_ms: int = -1
     last_recv_ns: int = 0
+    snapshot_purpose: SnapshotPurpose = SnapshotPurpose.LIVE  # of the snapshot requested last (REST source)
 
 
 class StreamFeeder:
     """Keeps every market of one stream-snapshot group synced and published until ``request_stop()``."""
 
     def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None) -> None:
-        venue = stream_venue(group.exchange)
+        venue = stream_venue(group.exchange, group.channel)
         if venue is None:
             raise LdcError(f"group {group.name!r}: {group.exchange} books start from REST snapshots: use ldc.feeder.Feeder")
         self.group, self.venue, self.config_path = group, venue, config_path
@@ -97,6 +104,8 @@ class StreamFeeder:
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
+        self.malformed = 0  # messages the venue's parser refused (each logged)
+        self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -136,39 +145,58 @@ class StreamFeeder:
             self.writer.close()
 
     def _precision(self) -> dict[str, Precision]:
-        """Tick and lot decimals for the venue's checksum, from its instrument list (OKX); best effort: without
-        it the checksum writes each number in its shortest form, which is OKX's own for these values."""
-        if self.venue.name != okx.NAME:
-            return {}
+        """Price and size decimals for the venue's checksum, from its instrument list (OKX, Kraken); best
+        effort: without it OKX writes each number in its shortest form, and a Kraken pair says why in its slot."""
+        requests = self.venue.instrument_requests(self.group.symbols)
         out: dict[str, Precision] = {}
+        if not requests:
+            return out
         with RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=self.group.rest_timeout_s,
                         read_timeout_s=self.group.rest_timeout_s) as rest:  # fmt: skip
-            for kind in sorted({okx.instrument_type(symbol) for symbol in self.group.symbols}):
+            for path, params in requests:
                 try:
-                    out.update(okx.parse_instruments(rest.get(okx.INSTRUMENTS_PATH, params={"instType": kind}, weight=1).body))
+                    out.update(self.venue.instruments(rest.get(path, params=params, weight=1).body))
                 except (LdcError, ValueError) as exc:
-                    log.warning("instrument list %s not read (%s): checksums use the shortest number form", kind, exc)
+                    log.warning("instrument list %s %s not read: %s", path, params, exc)
         return out
 
     def _add_market(self, symbol: str, precision: Precision | None) -> None:
         depth = self.group.depth
-        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, _channel_depth(self.group.channel)),
-                            snapshot_source=SnapshotSource.STREAM, refresh_interval_s=None,
-                            stale_after_s=self.group.stale_after_s, checksum=self.venue.checksum_for(symbol, precision))  # fmt: skip
+        try:
+            checksum, error = self.venue.checksum_for(symbol, precision), ""
+        except ConfigError as exc:
+            checksum, error = None, str(exc)
+        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, self.venue.book_window(self.group.channel)),
+                            snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
+                            stale_after_s=self.group.stale_after_s, checksum=checksum)  # fmt: skip
         slot = self.writer.add_market(symbol)
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
                               BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
         self.markets[market.stream] = market
+        if error:
+            market.error = error
+            self.writer.set_status(slot, Status.ERROR, error)
+            log.error("market %s: %s", symbol, error)
+            return
         self.writer.set_status(slot, Status.RESYNCING, "waiting for the stream's snapshot")
 
     # -- connection events (connection threads) --------------------------------------------------
 
     def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        connection_scope = self.venue.scope is SequenceScope.CONNECTION
+        if connection_scope and self.connections[conn_id].resyncing:
+            return  # what follows a connection gap is not read: the reconnect starts the connection's books again
         try:
             parsed = self.venue.parse(raw)
         except ProtocolError as exc:
+            self.malformed += 1
             log.warning("connection %d: malformed message: %s: %r", conn_id, exc, raw[:120])
+            if connection_scope:  # its sequence number is lost with it: the connection's books cannot be proved
+                self._connection_gap(conn_id, f"unreadable message ({exc})")
+            return
+        if connection_scope and not self.connections[conn_id].sequence_continues(_sequence_of(parsed)):
+            self._connection_gap(conn_id, f"sequence {_sequence_of(parsed)} after {self.connections[conn_id].sequence}")
             return
         if isinstance(parsed, VenueControl):
             self._control(conn_id, parsed)
@@ -182,10 +210,24 @@ class StreamFeeder:
                 market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
                 now = time.monotonic()
                 if isinstance(event, DepthSnapshot):
-                    self._feed(market, SnapshotResult(event, SnapshotPurpose.LIVE), now)
+                    self._feed(market, SnapshotResult(event, market.snapshot_purpose), now)
                 else:
                     self._carry_out(market, market.sync.on_diff(event, now))
             self.writer.notify()
+
+    def _connection_gap(self, conn_id: int, why: str) -> None:
+        """A connection-scoped sequence broke: every market on the connection counts a gap; the reconnect
+        brings new snapshots (on_close flags the books meanwhile)."""
+        connection = self.connections[conn_id]
+        connection.resyncing = True
+        with self._lock:
+            self.connection_gaps += 1
+            for stream in connection.streams:
+                market = self.markets[stream]
+                if not market.error:
+                    self.writer.bump(market.slot, Counter.GAPS, 1)
+        log.warning("connection %d: %s: resyncing its %d markets by reconnecting", conn_id, why, len(connection.streams))
+        connection.reconnect_soon()
 
     def _control(self, conn_id: int, control: VenueControl) -> None:
         if control.kind is ControlKind.ERROR:
@@ -197,6 +239,8 @@ class StreamFeeder:
                     log.error("market %s: %s", market.symbol, market.error)
                     return
             log.error("connection %d: %s error %s: %s", conn_id, self.venue.name, control.code, control.message)
+        elif control.kind is ControlKind.PING:
+            self.connections[conn_id].send_soon(control.reply)
         elif control.kind is ControlKind.SHUTDOWN:
             log.info("connection %d: %s notice %s, reconnecting: %s", conn_id, self.venue.name, control.code, control.message)
             self.connections[conn_id].reconnect_soon()
@@ -244,6 +288,10 @@ class StreamFeeder:
             elif type(action) is Resubscribe:
                 if 0 <= market.conn < len(self.connections):
                     self.connections[market.conn].resubscribe(market.stream)
+            elif type(action) is FetchSnapshot:  # a snapshot the venue serves on the websocket (HTX req)
+                market.snapshot_purpose = action.purpose
+                if 0 <= market.conn < len(self.connections):
+                    self.connections[market.conn].send_soon(self.venue.snapshot_request(market.stream, "0"))
             elif type(action) is Notice:
                 market.shown_state = sync.state
                 self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
@@ -266,11 +314,14 @@ class StreamFeeder:
             self.writer.notify()
 
 
-def _channel_depth(channel: str) -> int:
-    """Levels a side a book channel keeps: OKX's table, or the number in Bybit's ``orderbook.N``."""
-    if channel in okx.CHANNELS:
-        return okx.CHANNELS[channel]
-    return int(channel.rsplit(".", 1)[-1])
+def _sequence_of(parsed: list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl) -> int:
+    """The connection sequence number a parsed message carried (NO_ID: none)."""
+    if isinstance(parsed, VenueControl):
+        return parsed.sequence
+    if not parsed:
+        return NO_ID
+    event = parsed[0][1]
+    return event.last_update_id if isinstance(event, DepthSnapshot) else event.final_id
 
 
 class StreamConnection(threading.Thread):
@@ -280,6 +331,9 @@ class StreamConnection(threading.Thread):
         super().__init__(name=f"ldc-ws-{feeder.group.name}-{conn_id}", daemon=True)
         self.feeder, self.conn_id, self.streams = feeder, conn_id, streams
         self._resubscribe: list[str] = []
+        self._outbox: list[bytes] = []  # replies and requests other threads asked for (pongs, snapshot requests)
+        self.sequence = NO_ID  # the connection-scoped sequence number last seen (Coinbase), NO_ID on a new connection
+        self.resyncing = False  # a connection-scoped gap was seen: nothing more is read until the reconnect
         self._reconnect = threading.Event()
         self._lock = threading.Lock()
         self._requests = 0
@@ -292,6 +346,19 @@ class StreamConnection(threading.Thread):
 
     def reconnect_soon(self) -> None:
         self._reconnect.set()
+
+    def send_soon(self, message: bytes) -> None:
+        with self._lock:
+            self._outbox.append(message)
+
+    def sequence_continues(self, sequence: int) -> bool:
+        """A connection-scoped sequence number: the first on a connection starts it, each next must be +1."""
+        if sequence == NO_ID:
+            return True
+        if self.sequence != NO_ID and sequence != self.sequence + 1:
+            return False
+        self.sequence = sequence
+        return True
 
     def _request_id(self) -> str:
         self._requests += 1
@@ -338,6 +405,9 @@ class StreamConnection(threading.Thread):
     def _serve(self, ws: websocket.WebSocket) -> None:
         venue, channel, stop = self.feeder.venue, self.feeder.group.channel, self.feeder._stop
         self._reconnect.clear()
+        self.sequence, self.resyncing = NO_ID, False
+        with self._lock:
+            self._outbox.clear()  # answers meant for the connection that closed
         self._send_all(ws, venue.subscribe_messages(channel, self.streams, self._request_id()))
         ws.settimeout(RECV_POLL_S)
         pinged = heard = time.monotonic()
@@ -353,6 +423,9 @@ class StreamConnection(threading.Thread):
                 # a resubscription costs two requests (unsubscribe, subscribe); it waits for room in the hour
                 room = self._requests_left(now) >= 2 * len(self._resubscribe)
                 again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
+                outbox, self._outbox = self._outbox, []
+            for message in outbox:
+                ws.send(message.decode())
             if again:
                 self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
                 self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))

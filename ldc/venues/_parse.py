@@ -23,6 +23,7 @@ class ControlKind(IntEnum):
     SHUTDOWN = 3  # the server will close this connection (a service upgrade): reconnect now
     PONG = 4  # the answer to our keep-alive
     OTHER = 5  # another channel's data (tickers...): not ours to use
+    PING = 6  # the server's keep-alive: send ``reply`` back on the same connection (HTX ``{"pong": ts}``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class VenueControl:
     message: str = ""
     code: str = ""
     topic: str = ""  # the stream (Bybit topic, OKX instId) an error names, "" when it names none
+    reply: bytes = b""  # PING: the answer the venue expects
+    sequence: int = NO_ID  # the connection's sequence number the message carried (Coinbase), NO_ID if none
 
 
 def load(raw: bytes | str, what: str) -> Any:

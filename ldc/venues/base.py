@@ -17,6 +17,9 @@ rule                      a diff continues the book at id ``b`` when            
                           (the documented maintenance reset); a message without
                           ``seqId`` (before 2023) is applied, its checksum the proof
 ``PLUS_ONE``              ``u == b + 1`` (the parser sets ``U = u``)                 Bybit ``u``
+``NONE``                  always (no sequence: the venue's checksum is the proof,    Kraken; Coinbase
+                          or the sequence is the connection's, checked by the        (``sequence_num``,
+                          feeder: :class:`SequenceScope`)                            per connection)
 ========================  =========================================================  ====================
 
 A diff ending at or before the book (``u <= b``) is old on every rule (ignored and counted, never a gap),
@@ -39,6 +42,7 @@ __all__ = [
     "JoinWait",
     "Precision",
     "SequenceRule",
+    "SequenceScope",
     "SnapshotSource",
     "StreamEvent",
     "StreamVenue",
@@ -57,6 +61,7 @@ class SequenceRule(enum.IntEnum):
     PREV_LINK = 2
     PREV_LINK_RESET = 3
     PLUS_ONE = 4
+    NONE = 5  # no per-market sequence: Kraken (checksum only), Coinbase (its sequence is per connection)
     SPOT = 1  # alias of RANGE
     FUTURES = 2  # alias of PREV_LINK
 
@@ -67,6 +72,15 @@ class SnapshotSource(enum.Enum):
 
     REST = "rest"
     STREAM = "stream"
+
+
+class SequenceScope(enum.Enum):
+    """What a venue's sequence numbers count: one market's messages (every venue but one), or every message
+    of a connection, all channels together (Coinbase's ``sequence_num``): then a gap resyncs every market on
+    that connection, and the group's ``streams_per_connection`` bounds how many that is."""
+
+    MARKET = "market"
+    CONNECTION = "connection"
 
 
 class Verdict(enum.Enum):
@@ -80,6 +94,8 @@ class Verdict(enum.Enum):
 
 def verdict(rule: SequenceRule, first_id: int, final_id: int, prev_final_id: int, book_id: int) -> Verdict:
     """The sequence rule, in one place. Ids as :class:`ldc.depth.DepthDiff` names them."""
+    if rule is SequenceRule.NONE:  # nothing to check per market (a message without ids is numbered by the book)
+        return Verdict.APPLY
     if rule is SequenceRule.PREV_LINK_RESET:
         if final_id == NO_ID:  # a venue message without ids (OKX before seqId): the checksum proves it
             return Verdict.APPLY
@@ -158,9 +174,11 @@ class VenueTable:
     rest_base_url: str
     ws_base_url: str
     ws_path: str  # e.g. "/ws/v5/public", "/v5/public/linear", Binance's "/stream" after its route
+    channel_paths: tuple[tuple[str, str], ...] = ()  # (channel, path) where a channel has its own (HTX mbp on /feed)
     # Symbols, in the venue's own syntax
     symbol_pattern: str  # a regular expression the whole (upper-cased) symbol must match
     symbol_form: str  # the expected form, said when a symbol does not match: "'BTC-USDT', 'BTC-USDT-SWAP' or ..."
+    symbols_lower_case: bool = False  # the venue names markets in lower case (HTX ``btcusdt``); others upper
     # Streams: Binance chooses an update speed, the others a book channel
     update_speeds_ms: tuple[int, ...] = ()
     default_update_speed_ms: int = 0
@@ -170,17 +188,24 @@ class VenueTable:
     weight_limit_per_min: int
     max_streams_per_connection: int
 
+    def path_of(self, channel: str) -> str:
+        """The websocket path serving ``channel``."""
+        return dict(self.channel_paths).get(channel, self.ws_path)
+
 
 StreamEvent = tuple[str, "DepthSnapshot | DepthDiff"]  # (the market's stream key, its event)
 
 
 class StreamVenue(Protocol):  # pragma: no cover - a protocol
-    """A venue whose books start from a snapshot in the stream (OKX, Bybit): what the stream feeder asks of it.
-    Stream keys are what the venue's messages name a market by (an OKX instId, a Bybit topic)."""
+    """A venue whose books start from its websocket (a snapshot in the stream, or one requested on the same
+    connection as HTX's ``req``): what the stream feeder asks of it. Stream keys are what the venue's messages
+    name a market by (an OKX instId, a Bybit topic)."""
 
     name: str
-    ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long
+    ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long (inf: the server pings)
     rule: SequenceRule
+    scope: SequenceScope  # CONNECTION: the feeder checks ``VenueControl.sequence`` / the events' ids +1 per connection
+    snapshot_source: SnapshotSource  # STREAM, or REST: ``snapshot_request`` asks for it on the market's connection
     # Limits
     requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
     connections_per_s: float  # new connections per second per IP
@@ -201,4 +226,20 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
 
     def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book], int] | None":
         """``SyncConfig.checksum`` for one market (None: the venue sends none)."""
+        ...
+
+    def book_window(self, channel: str) -> int:
+        """Levels a side the channel keeps (the retention window: levels beyond it are dropped)."""
+        ...
+
+    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        """REST (path, params) whose answers give the markets' precision for the checksum ([]: none needed)."""
+        ...
+
+    def instruments(self, body: bytes | str) -> dict[str, Precision]:
+        """Symbol -> precision, from the answer to one of ``instrument_requests``."""
+        ...
+
+    def snapshot_request(self, stream: str, request_id: str) -> bytes:
+        """The websocket request for a market's snapshot (``snapshot_source`` REST: HTX ``req``)."""
         ...

@@ -30,7 +30,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SnapshotSource, VenueTable
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, VenueTable
 
 __all__ = [
     "CATEGORIES",
@@ -175,6 +175,8 @@ class BybitStream:
 
     ping_interval_s = PING_INTERVAL_S
     rule = SEQUENCE_RULE
+    scope = SequenceScope.MARKET
+    snapshot_source = SNAPSHOT_SOURCE
     requests_per_hour = 0  # none documented for public subscriptions
     connections_per_s = NEW_CONNECTIONS_PER_5_MIN / 300.0
 
@@ -206,3 +208,15 @@ class BybitStream:
 
     def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
         return None  # Bybit sends no book checksum
+
+    def book_window(self, channel: str) -> int:
+        return int(channel.rsplit(".", 1)[-1])
+
+    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        return []  # no checksum: no precision needed
+
+    def instruments(self, body: bytes | str) -> dict[str, Precision]:
+        return {}
+
+    def snapshot_request(self, stream: str, request_id: str) -> bytes:
+        raise ConfigError("Bybit books start in the stream: no snapshot request")

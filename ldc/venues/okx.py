@@ -37,7 +37,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SnapshotSource, VenueTable
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, VenueTable
 
 __all__ = [
     "CHANNELS",
@@ -271,6 +271,8 @@ class OkxStream:
     name = NAME
     ping_interval_s = PING_AFTER_IDLE_S
     rule = SEQUENCE_RULE
+    scope = SequenceScope.MARKET
+    snapshot_source = SNAPSHOT_SOURCE
     requests_per_hour = SUBSCRIBE_OPS_PER_HOUR
     connections_per_s = float(CONNECTIONS_PER_S)
 
@@ -294,6 +296,18 @@ class OkxStream:
 
     def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
         return book_checksum(precision if precision is not None else SHORTEST)
+
+    def book_window(self, channel: str) -> int:
+        return CHANNELS[channel]
+
+    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        return [(INSTRUMENTS_PATH, {"instType": kind}) for kind in sorted({instrument_type(s) for s in symbols})]
+
+    def instruments(self, body: bytes | str) -> dict[str, Precision]:
+        return parse_instruments(body)
+
+    def snapshot_request(self, stream: str, request_id: str) -> bytes:
+        raise ConfigError("OKX books start in the stream: no snapshot request")
 
 
 # No instrument list: each number in its shortest round-trip form, which is OKX's own form for every price and

@@ -65,7 +65,6 @@ RECV_POLL_S = 0.5  # a read waits this long at most, so pings and resubscription
 CONNECT_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.5  # doubling up to the cap, with jitter
 RECONNECT_CAP_S = 30.0
-SUBSCRIBE_SPACING_S = 0.05  # between two requests on one connection: well under every venue's rate limit
 SILENT_CONNECTION_S = 60.0  # nothing received for this long (pongs included): the connection is dead
 REQUEST_WINDOW_S = 3600.0  # the venue's requests-per-hour window
 # Limits
@@ -390,7 +389,7 @@ class StreamConnection(threading.Thread):
         for message in messages:
             ws.send(message.decode())
             self._sent_at.append(time.monotonic())
-            time.sleep(SUBSCRIBE_SPACING_S)
+            time.sleep(self.feeder.venue.request_spacing_s)
 
     def _requests_left(self, now: float) -> int:
         """Requests this connection may still send within the venue's hourly limit (OKX: 480 an hour)."""

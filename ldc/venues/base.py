@@ -208,6 +208,7 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     snapshot_source: SnapshotSource  # STREAM, or REST: ``snapshot_request`` asks for it on the market's connection
     # Limits
     requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
+    request_spacing_s: float  # between two requests on one connection (the venue's message rate)
     connections_per_s: float  # new connections per second per IP
 
     def stream(self, channel: str, symbol: str) -> str: ...

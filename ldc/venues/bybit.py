@@ -178,6 +178,7 @@ class BybitStream:
     scope = SequenceScope.MARKET
     snapshot_source = SNAPSHOT_SOURCE
     requests_per_hour = 0  # none documented for public subscriptions
+    request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = NEW_CONNECTIONS_PER_5_MIN / 300.0
 
     def __init__(self, category: str) -> None:

@@ -336,6 +336,7 @@ class KrakenStream:
     scope = SequenceScope.MARKET
     snapshot_source = SNAPSHOT_SOURCE
     requests_per_hour = 0
+    request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = CONNECTIONS_PER_S
 
     def __init__(self, channel: str = DEFAULT_CHANNEL) -> None:

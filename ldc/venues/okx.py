@@ -274,6 +274,7 @@ class OkxStream:
     scope = SequenceScope.MARKET
     snapshot_source = SNAPSHOT_SOURCE
     requests_per_hour = SUBSCRIBE_OPS_PER_HOUR
+    request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = float(CONNECTIONS_PER_S)
 
     def stream(self, channel: str, symbol: str) -> str:

@@ -48,6 +48,7 @@ from ldc.sync import (
     Notice,
     Publish,
     Resubscribe,
+    SnapshotFailed,
     SnapshotPurpose,
     SnapshotResult,
     SyncConfig,
@@ -238,6 +239,12 @@ class StreamFeeder:
                     log.error("market %s: %s", market.symbol, market.error)
                     return
             log.error("connection %d: %s error %s: %s", conn_id, self.venue.name, control.code, control.message)
+        elif control.kind is ControlKind.SNAPSHOT_FAILED:
+            with self._lock:
+                market = self.markets.get(control.topic)
+                if market is not None and not market.error:
+                    log.warning("market %s: %s refused the snapshot request: %s", market.symbol, self.venue.name, control.message)
+                    self._feed(market, SnapshotFailed(market.snapshot_purpose, f"{self.venue.name}: {control.message}"), time.monotonic())
         elif control.kind is ControlKind.PING:
             self.connections[conn_id].send_soon(control.reply)
         elif control.kind is ControlKind.SHUTDOWN:
@@ -423,7 +430,9 @@ class StreamConnection(threading.Thread):
                 room = self._requests_left(now) >= 2 * len(self._resubscribe)
                 again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
                 outbox, self._outbox = self._outbox, []
-            for message in outbox:
+            for index, message in enumerate(outbox):  # pongs and snapshot requests, at the venue's request pace
+                if index:
+                    time.sleep(venue.request_spacing_s)
                 ws.send(message.decode())
             if again:
                 self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))

@@ -3,7 +3,7 @@
 ``ldc.venues.binance`` covers binance.com (spot), its testnet, USD-M and COIN-M futures and Binance.US;
 ``ldc.venues.okx`` OKX v5 public books; ``ldc.venues.bybit`` Bybit v5 public order books (spot, linear,
 inverse); ``ldc.venues.kraken`` Kraken websocket v2 ``book``; ``ldc.venues.coinbase`` Coinbase Advanced Trade
-``level2``. ``ldc.venues.base`` is the seam they share. Venue modules do no I/O and import without the C
+``level2``; ``ldc.venues.htx`` HTX spot ``mbp`` and ``depth.step0``. ``ldc.venues.base`` is the seam they share. Venue modules do no I/O and import without the C
 extension; ``ldc.sync`` applies their sequence rules. ``docs/VENUES.md`` says how to add one.
 """
 
@@ -13,13 +13,13 @@ from types import MappingProxyType
 from typing import Mapping
 
 from ldc.errors import ConfigError
-from ldc.venues import binance, bybit, coinbase, kraken, okx
+from ldc.venues import binance, bybit, coinbase, htx, kraken, okx
 from ldc.venues.base import StreamVenue, VenueTable
 
 __all__ = ["VENUES", "stream_venue", "venue_table"]
 
 VENUES: Mapping[str, VenueTable] = MappingProxyType({
-    table.name: table for module in (binance, okx, bybit, kraken, coinbase) for table in module.TABLES
+    table.name: table for module in (binance, okx, bybit, kraken, coinbase, htx) for table in module.TABLES
 })  # fmt: skip
 
 
@@ -40,6 +40,8 @@ def stream_venue(name: str, channel: str = "") -> StreamVenue | None:
         return kraken.KrakenStream(channel)
     if table.module == coinbase.__name__:
         return coinbase.CoinbaseStream()
+    if table.module == htx.__name__:
+        return htx.HtxStream(channel)
     if table.module == okx.__name__:
         return okx.OkxStream()
     if table.module == bybit.__name__:

@@ -24,6 +24,7 @@ class ControlKind(IntEnum):
     PONG = 4  # the answer to our keep-alive
     OTHER = 5  # another channel's data (tickers...): not ours to use
     PING = 6  # the server's keep-alive: send ``reply`` back on the same connection (HTX ``{"pong": ts}``)
+    SNAPSHOT_FAILED = 7  # the venue refused a snapshot requested on the websocket (HTX ``req``) for ``topic``
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ log = logging.getLogger("ldc.feeder")
 # Timers
 TICK_INTERVAL_S = 0.25
 RECV_POLL_S = 0.5  # a read waits this long at most, so pings and resubscriptions go out on time
+OUTBOX_SPACING_S = 0.1  # between two queued requests (pongs, snapshot requests): HTX's req limit, the strictest
 CONNECT_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.5  # doubling up to the cap, with jitter
 RECONNECT_CAP_S = 30.0
@@ -246,7 +247,7 @@ class StreamFeeder:
                     log.warning("market %s: %s refused the snapshot request: %s", market.symbol, self.venue.name, control.message)
                     self._feed(market, SnapshotFailed(market.snapshot_purpose, f"{self.venue.name}: {control.message}"), time.monotonic())
         elif control.kind is ControlKind.PING:
-            self.connections[conn_id].send_soon(control.reply)
+            self.connections[conn_id].send_soon(control.reply, first=True)
         elif control.kind is ControlKind.SHUTDOWN:
             log.info("connection %d: %s notice %s, reconnecting: %s", conn_id, self.venue.name, control.code, control.message)
             self.connections[conn_id].reconnect_soon()
@@ -338,8 +339,10 @@ class StreamConnection(threading.Thread):
         self.feeder, self.conn_id, self.streams = feeder, conn_id, streams
         self._resubscribe: list[str] = []
         self._outbox: list[bytes] = []  # replies and requests other threads asked for (pongs, snapshot requests)
+        self._outbox_at = 0.0  # when the last of them went
         self.sequence = NO_ID  # the connection-scoped sequence number last seen (Coinbase), NO_ID on a new connection
         self.resyncing = False  # a connection-scoped gap was seen: nothing more is read until the reconnect
+        self.connects = 0  # websocket connections opened (1 + reconnects)
         self._reconnect = threading.Event()
         self._lock = threading.Lock()
         self._requests = 0
@@ -353,9 +356,10 @@ class StreamConnection(threading.Thread):
     def reconnect_soon(self) -> None:
         self._reconnect.set()
 
-    def send_soon(self, message: bytes) -> None:
+    def send_soon(self, message: bytes, *, first: bool = False) -> None:
+        """Queue ``message`` for this connection (``first``: ahead of the others, as a pong must be)."""
         with self._lock:
-            self._outbox.append(message)
+            self._outbox.insert(0 if first else len(self._outbox), message)
 
     def sequence_continues(self, sequence: int) -> bool:
         """A connection-scoped sequence number: the first on a connection starts it, each next must be +1."""
@@ -383,6 +387,7 @@ class StreamConnection(threading.Thread):
                 stop.wait(min(RECONNECT_CAP_S, RECONNECT_MIN_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
                 continue
             attempt = 0
+            self.connects += 1
             try:
                 self._serve(ws)
             except (OSError, websocket.WebSocketException) as exc:
@@ -429,11 +434,13 @@ class StreamConnection(threading.Thread):
                 # a resubscription costs two requests (unsubscribe, subscribe); it waits for room in the hour
                 room = self._requests_left(now) >= 2 * len(self._resubscribe)
                 again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
-                outbox, self._outbox = self._outbox, []
-            for index, message in enumerate(outbox):  # pongs and snapshot requests, at the venue's request pace
-                if index:
-                    time.sleep(venue.request_spacing_s)
+                # pongs and snapshot requests: one a pass, OUTBOX_SPACING_S apart, never blocking the reads
+                due = self._outbox[:1] if now - self._outbox_at >= OUTBOX_SPACING_S else []
+                del self._outbox[: len(due)]
+                ws.settimeout(OUTBOX_SPACING_S if self._outbox else RECV_POLL_S)
+            for message in due:
                 ws.send(message.decode())
+                self._outbox_at = now
             if again:
                 self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
                 self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))

@@ -61,7 +61,8 @@ SEQUENCE_RULE = SequenceRule.PREV_LINK
 # Keep-alive: the server pings; the client answers and never needs to ping
 PING_INTERVAL_S = math.inf
 # Limits
-REQ_SPACING_S = 0.1  # "the limitation of single connection is 100 ms" for req
+REQ_SPACING_S = 0.1  # "the limitation of single connection is 100 ms" for req (the feeder's OUTBOX_SPACING_S)
+SUB_SPACING_S = 0.02  # ours: none documented; short, as nothing is read (no ping answered) while subscribing
 MAX_TOPICS_PER_CONNECTION = 100  # ours: HTX advises few topics a connection and documents no figure
 CONNECTIONS_PER_S = 2.0  # ours: none documented
 MAX_INFLATED_BYTES = 16 * 1024 * 1024  # a frame inflating beyond this is refused (a 150-level book is ~10 kB)
@@ -202,7 +203,7 @@ class HtxStream:
     rule = SEQUENCE_RULE
     scope = SequenceScope.MARKET
     requests_per_hour = 0
-    request_spacing_s = REQ_SPACING_S
+    request_spacing_s = SUB_SPACING_S
     connections_per_s = CONNECTIONS_PER_S
 
     def __init__(self, channel: str = DEFAULT_CHANNEL) -> None:

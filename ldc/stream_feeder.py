@@ -56,7 +56,7 @@ from ldc.sync import (
 )
 from ldc.venues import stream_venue
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision, SequenceScope, SnapshotSource, StreamVenue
+from ldc.venues.base import Precision, SequenceScope, StreamVenue
 
 log = logging.getLogger("ldc.feeder")
 

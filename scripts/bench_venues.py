@@ -27,7 +27,6 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -116,13 +115,21 @@ def _stream_sync(key: str, rule: SequenceRule, window: int, checksum: Callable[[
     return BookSync(key, lambda: FastBook(depth=DEPTH), config)
 
 
-def _drive(syncs: dict[str, BookSync], key: str, event: Any, bids: np.ndarray, asks: np.ndarray) -> None:
-    sync = syncs[key]
-    if isinstance(event, DepthSnapshot):
-        sync.feed(SnapshotResult(event, SnapshotPurpose.LIVE), 0.0)
-    else:
-        sync.on_diff(event, 0.0)
-    sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
+def _run_stream(messages: list[Any], parse: Callable[[Any], Any], make_sync: Callable[[str, Any], BookSync]) -> dict[str, BookSync]:
+    """Each message through the venue's parser and its market's BookSync (made on first sight), then the top 20."""
+    syncs: dict[str, BookSync] = {}
+    bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
+    for raw in messages:
+        events = parse(raw)
+        assert isinstance(events, list)
+        for key, event in events:
+            sync = syncs.get(key) or syncs.setdefault(key, make_sync(key, raw))
+            if isinstance(event, DepthSnapshot):
+                sync.feed(SnapshotResult(event, SnapshotPurpose.LIVE), 0.0)
+            else:
+                sync.on_diff(event, 0.0)
+            sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
+    return syncs
 
 
 def kraken_messages() -> list[str]:
@@ -131,16 +138,13 @@ def kraken_messages() -> list[str]:
 
 
 def run_kraken(messages: list[str]) -> int:
-    syncs: dict[str, BookSync] = {}
-    bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
-    for raw in messages:
-        events = kraken.parse_v1_message(raw)
-        assert isinstance(events, list)
-        for event in events:
-            if event.symbol not in syncs:
-                syncs[event.symbol] = _stream_sync(event.symbol, kraken.SEQUENCE_RULE, 1000, kraken.book_checksum(kraken.v1_precision(raw)))
-            _drive(syncs, event.symbol, event.event, bids, asks)
-    return sum(s.checksum_mismatches + s.resyncs for s in syncs.values())
+    def parse(raw: str) -> Any:
+        return [(e.symbol, e.event) for e in kraken.parse_v1_message(raw)]  # type: ignore[union-attr]
+
+    def make(key: str, raw: str) -> BookSync:  # v1's precision: its snapshot's decimals
+        return _stream_sync(key, kraken.SEQUENCE_RULE, 1000, kraken.book_checksum(kraken.v1_precision(raw)))
+
+    return sum(s.checksum_mismatches + s.resyncs for s in _run_stream(messages, parse, make).values())
 
 
 def coinbase_messages() -> list[str]:
@@ -148,15 +152,7 @@ def coinbase_messages() -> list[str]:
 
 
 def run_coinbase(messages: list[str]) -> int:
-    syncs: dict[str, BookSync] = {}
-    bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
-    for raw in messages:
-        events = coinbase.parse_message(raw)
-        assert isinstance(events, list)
-        for event in events:
-            if event.product not in syncs:
-                syncs[event.product] = _stream_sync(event.product, coinbase.SEQUENCE_RULE, DEPTH)
-            _drive(syncs, event.product, event.event, bids, asks)
+    syncs = _run_stream(messages, coinbase.CoinbaseStream().parse, lambda key, _: _stream_sync(key, coinbase.SEQUENCE_RULE, DEPTH))
     return sum(s.resyncs for s in syncs.values())
 
 
@@ -166,15 +162,7 @@ def htx_frames() -> list[bytes]:
 
 
 def run_htx(frames: list[bytes]) -> int:
-    syncs: dict[str, BookSync] = {}
-    bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
-    for raw in frames:
-        events = htx.parse_message(raw)
-        assert isinstance(events, list)
-        for event in events:
-            if event.topic not in syncs:
-                syncs[event.topic] = _stream_sync(event.topic, htx.SEQUENCE_RULE, 150)
-            _drive(syncs, event.topic, event.event, bids, asks)
+    syncs = _run_stream(frames, htx.HtxStream("depth.step0").parse, lambda key, _: _stream_sync(key, htx.SEQUENCE_RULE, 150))
     return sum(s.resyncs for s in syncs.values())
 
 

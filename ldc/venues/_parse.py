@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import IntEnum
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import orjson
 
-from ldc.depth import NO_ID, Level
+from ldc.depth import NO_ID, Book, Level
 from ldc.errors import ProtocolError
 
-__all__ = ["ControlKind", "VenueControl", "decimal", "expect_dict", "int_field", "levels", "load", "show", "sorted_levels"]
+__all__ = [
+    "ControlKind",
+    "VenueControl",
+    "decimal",
+    "exact_number",
+    "expect_dict",
+    "int_field",
+    "levels",
+    "load",
+    "load_exact",
+    "show",
+    "sorted_levels",
+    "top_columns",
+]
 
 
 class ControlKind(IntEnum):
@@ -42,6 +58,36 @@ def load(raw: bytes | str, what: str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(f"{what} is not valid json: {exc}") from None
+
+
+def load_exact(raw: bytes | str, what: str) -> Any:
+    """JSON whose numbers are prices (Kraken v2, HTX): every number with a point or exponent read as Decimal,
+    exactly as written, never through a binary float first."""
+    try:
+        return json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what} is not valid json: {exc}") from None
+
+
+def exact_number(value: Any, field: str, index: int) -> float:
+    """A price or size sent as a JSON number (read by ``load_exact``) as float64: the correctly rounded double
+    of the exact decimal."""
+    if (type(value) is not Decimal and type(value) is not int) or not value >= 0 or not Decimal(value).is_finite():
+        raise ProtocolError(f"field {field!r}[{index}]: expected a non-negative JSON number, found {show(value)}")
+    return float(value)
+
+
+def top_columns(levels: int) -> Callable[[Book], tuple[list[float], list[float], list[float], list[float]]]:
+    """For a checksum: the top ``levels`` of a book as columns (bid prices, bid sizes, ask prices, ask sizes),
+    best first, read into buffers allocated once."""
+    bids_out, asks_out = np.zeros((levels, 2)), np.zeros((levels, 2))
+
+    def columns(book: Book) -> tuple[list[float], list[float], list[float], list[float]]:
+        n_bids, n_asks = book.top(levels, bids_out, asks_out)
+        (bid_px, bid_sz), (ask_px, ask_sz) = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
+        return bid_px, bid_sz, ask_px, ask_sz
+
+    return columns
 
 
 def show(value: Any) -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
+from ldc.errors import ConfigError
 
 if TYPE_CHECKING:
     from ldc.venues._parse import VenueControl
@@ -45,6 +46,7 @@ __all__ = [
     "SequenceScope",
     "SnapshotSource",
     "StreamEvent",
+    "StreamDefaults",
     "StreamVenue",
     "VenueTable",
     "Verdict",
@@ -244,3 +246,22 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     def snapshot_request(self, stream: str, request_id: str) -> bytes:
         """The websocket request for a market's snapshot (``snapshot_source`` REST: HTX ``req``)."""
         ...
+
+
+class StreamDefaults:
+    """What most stream venues answer for the optional parts of :class:`StreamVenue`: no checksum, no
+    instrument list, no snapshot request (their books start in the stream). A venue overrides what it has."""
+
+    name: str
+
+    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book], int] | None":
+        return None
+
+    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        return []
+
+    def instruments(self, body: bytes | str) -> dict[str, Precision]:
+        return {}
+
+    def snapshot_request(self, stream: str, request_id: str) -> bytes:
+        raise ConfigError(f"{self.name} books start in the stream: no snapshot request")

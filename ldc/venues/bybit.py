@@ -30,7 +30,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, VenueTable
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
 
 __all__ = [
     "CATEGORIES",
@@ -170,7 +170,7 @@ def _control(msg: dict[str, Any]) -> VenueControl:
     return VenueControl(ControlKind.OTHER, message=str(op))
 
 
-class BybitStream:
+class BybitStream(StreamDefaults):
     """The stream feeder's view of one Bybit category (``ldc.venues.base.StreamVenue``): stream keys are topics."""
 
     ping_interval_s = PING_INTERVAL_S
@@ -212,12 +212,3 @@ class BybitStream:
 
     def book_window(self, channel: str) -> int:
         return int(channel.rsplit(".", 1)[-1])
-
-    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
-        return []  # no checksum: no precision needed
-
-    def instruments(self, body: bytes | str) -> dict[str, Precision]:
-        return {}
-
-    def snapshot_request(self, stream: str, request_id: str) -> bytes:
-        raise ConfigError("Bybit books start in the stream: no snapshot request")

@@ -28,14 +28,14 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import orjson
 
-from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot, Level
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, decimal, expect_dict, int_field, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, VenueTable
+from ldc.venues.base import SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
 
 __all__ = ["CHANNEL", "TABLES", "BookEvent", "CoinbaseStream", "parse_message", "subscribe_messages", "symbol_error"]
 
@@ -170,7 +170,7 @@ def parse_message(raw: bytes | str) -> list[BookEvent] | VenueControl:
     return out
 
 
-class CoinbaseStream:
+class CoinbaseStream(StreamDefaults):
     """``ldc.venues.base.StreamVenue`` for Coinbase Advanced Trade ``level2``: stream keys are product ids."""
 
     name = NAME
@@ -198,17 +198,5 @@ class CoinbaseStream:
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.product, event.event) for event in parsed]
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
-        return None  # Coinbase sends no book checksum
-
     def book_window(self, channel: str) -> int:
         return WHOLE_BOOK_LEVELS
-
-    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
-        return []
-
-    def instruments(self, body: bytes | str) -> dict[str, Precision]:
-        return {}
-
-    def snapshot_request(self, stream: str, request_id: str) -> bytes:
-        raise ConfigError("Coinbase books start in the stream: no snapshot request")

@@ -30,20 +30,18 @@ failed snapshot (BookSync retries it).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import zlib
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import orjson
 
-from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot, Level
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
-from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, VenueTable
+from ldc.venues._parse import ControlKind, VenueControl, exact_number, expect_dict, int_field, load_exact, show, sorted_levels
+from ldc.venues.base import SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
 
 __all__ = ["CHANNELS", "TABLES", "BookEvent", "HtxStream", "decompress", "parse_message", "symbol_error", "topic"]
 
@@ -118,12 +116,6 @@ class BookEvent:
     event: DepthSnapshot | DepthDiff
 
 
-def _number(value: Any, field: str, index: int) -> float:
-    if (type(value) is not Decimal and type(value) is not int) or not value >= 0 or not Decimal(value).is_finite():
-        raise ProtocolError(f"field {field!r}[{index}]: expected a non-negative JSON number, found {show(value)}")
-    return float(value)
-
-
 def _levels(tick: dict[str, Any], field: str) -> list[Level]:
     value = tick.get(field, [])  # 150-level diffs leave an unchanged side out (or send it empty)
     if not isinstance(value, list):
@@ -132,7 +124,7 @@ def _levels(tick: dict[str, Any], field: str) -> list[Level]:
     for index, level in enumerate(value):
         if not isinstance(level, list) or len(level) != 2:
             raise ProtocolError(f"field {field!r}[{index}]: expected [price, size] numbers, found {show(level)}")
-        out.append((_number(level[0], field, index), _number(level[1], field, index)))
+        out.append((exact_number(level[0], field, index), exact_number(level[1], field, index)))
     return out
 
 
@@ -148,10 +140,7 @@ def _channel_of(name: Any, field: str) -> tuple[str, int]:
 
 def parse_message(raw: bytes | str) -> list[BookEvent] | VenueControl:
     """A frame of an HTX market connection. ProtocolError names what is wrong (a bad gzip frame included)."""
-    try:
-        msg = expect_dict(json.loads(decompress(raw), parse_float=Decimal), "message")
-    except ValueError as exc:
-        raise ProtocolError(f"message is not valid json: {exc}") from None
+    msg = expect_dict(load_exact(decompress(raw), "message"), "message")
     if "ping" in msg:
         return VenueControl(ControlKind.PING, reply=orjson.dumps({"pong": msg["ping"]}))
     if "status" in msg and "rep" not in msg:
@@ -195,7 +184,7 @@ def _control(msg: dict[str, Any]) -> VenueControl:
     return VenueControl(failed, message=text, code=str(msg.get("err-code", "")), topic=name)
 
 
-class HtxStream:
+class HtxStream(StreamDefaults):
     """``ldc.venues.base.StreamVenue`` for one HTX book channel: stream keys are topics."""
 
     name = NAME
@@ -229,17 +218,8 @@ class HtxStream:
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.topic, event.event) for event in parsed]
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
-        return None  # HTX sends no book checksum
-
     def book_window(self, channel: str) -> int:
         return CHANNELS[channel]
-
-    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
-        return []
-
-    def instruments(self, body: bytes | str) -> dict[str, Precision]:
-        return {}
 
     def snapshot_request(self, stream: str, request_id: str) -> bytes:
         """``{"req":"market.btcusdt.mbp.150","id":"req:market.btcusdt.mbp.150"}``, on the market's connection."""

@@ -28,20 +28,18 @@ and v1 hashes that padded text: :func:`v1_precision` reads the decimals off the 
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import orjson
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
-from ldc.venues._parse import ControlKind, VenueControl, expect_dict, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, VenueTable
+from ldc.venues._parse import ControlKind, VenueControl, exact_number, expect_dict, load, load_exact, show, sorted_levels, top_columns
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
 
 __all__ = [
     "CHANNELS",
@@ -136,20 +134,6 @@ class BookEvent:
     event: DepthSnapshot | DepthDiff
 
 
-def _load_exact(raw: bytes | str) -> Any:
-    """JSON with every number token read as Decimal (exact), never through a float."""
-    try:
-        return json.loads(raw, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"message is not valid json: {exc}") from None
-
-
-def _number(value: Any, field: str, index: int) -> float:
-    if (type(value) is not Decimal and type(value) is not int) or not value >= 0 or not Decimal(value).is_finite():
-        raise ProtocolError(f"field {field!r}[{index}]: expected a non-negative JSON number, found {show(value)}")
-    return float(value)
-
-
 def _v2_levels(value: Any, field: str) -> list[Level]:
     if not isinstance(value, list):
         raise ProtocolError(f"field {field!r}: expected a list of levels, found {show(value)}")
@@ -157,13 +141,13 @@ def _v2_levels(value: Any, field: str) -> list[Level]:
     for index, level in enumerate(value):
         if not isinstance(level, dict) or "price" not in level or "qty" not in level:
             raise ProtocolError(f"field {field!r}[{index}]: expected {{\"price\": number, \"qty\": number}}, found {show(level)}")
-        out.append((_number(level["price"], field, index), _number(level["qty"], field, index)))
+        out.append((exact_number(level["price"], field, index), exact_number(level["qty"], field, index)))
     return out
 
 
 def parse_message(raw: bytes | str, depth: int) -> list[BookEvent] | VenueControl:
     """A message of a Kraken v2 connection subscribed to ``book`` at ``depth``. ProtocolError names the field."""
-    msg = expect_dict(_load_exact(raw), "message")
+    msg = expect_dict(load_exact(raw, "message"), "message")
     channel = msg.get("channel")
     if channel != "book":
         if "method" in msg:
@@ -236,13 +220,11 @@ def checksum(bids: Sequence[Level], asks: Sequence[Level], precision: Precision)
 
 def book_checksum(precision: Precision) -> Callable[[Book], int]:
     """``SyncConfig.checksum`` for one Kraken pair: the checksum of a book's top 10."""
-    bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
-    p, s = precision.price_decimals, precision.size_decimals
+    columns, p, s = top_columns(CHECKSUM_LEVELS), precision.price_decimals, precision.size_decimals
 
     def of_book(book: Book) -> int:
-        n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
-        bids, asks = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
-        return _crc(_texts(bids[0], p), _texts(bids[1], s), _texts(asks[0], p), _texts(asks[1], s))
+        bid_px, bid_sz, ask_px, ask_sz = columns(book)
+        return _crc(_texts(bid_px, p), _texts(bid_sz, s), _texts(ask_px, p), _texts(ask_sz, s))
 
     return of_book
 
@@ -327,7 +309,7 @@ def v1_precision(raw: bytes | str) -> Precision:
 # The stream feeder's view
 
 
-class KrakenStream:
+class KrakenStream(StreamDefaults):
     """``ldc.venues.base.StreamVenue`` for Kraken v2 ``book`` at one depth: stream keys are pairs."""
 
     name = NAME
@@ -377,6 +359,3 @@ class KrakenStream:
 
     def instruments(self, body: bytes | str) -> dict[str, Precision]:
         return parse_asset_pairs(body)
-
-    def snapshot_request(self, stream: str, request_id: str) -> bytes:
-        raise ConfigError("Kraken books start in the stream: no snapshot request")

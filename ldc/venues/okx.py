@@ -31,13 +31,12 @@ from decimal import Decimal
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import orjson
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
-from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, VenueTable
+from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels, top_columns
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
 
 __all__ = [
     "CHANNELS",
@@ -254,18 +253,16 @@ def checksum(bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, fl
 
 def book_checksum(precision: Precision) -> Callable[[Book], int]:
     """``SyncConfig.checksum`` for one OKX market: the checksum of a book's top 25."""
-    bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
-    p, s = precision.price_decimals, precision.size_decimals
+    columns, p, s = top_columns(CHECKSUM_LEVELS), precision.price_decimals, precision.size_decimals
 
     def of_book(book: Book) -> int:
-        n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
-        bids, asks = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
-        return _crc_of(_texts(bids[0], p), _texts(bids[1], s), _texts(asks[0], p), _texts(asks[1], s))
+        bid_px, bid_sz, ask_px, ask_sz = columns(book)
+        return _crc_of(_texts(bid_px, p), _texts(bid_sz, s), _texts(ask_px, p), _texts(ask_sz, s))
 
     return of_book
 
 
-class OkxStream:
+class OkxStream(StreamDefaults):
     """The stream feeder's view of OKX (``ldc.venues.base.StreamVenue``): stream keys are instIds."""
 
     name = NAME
@@ -306,9 +303,6 @@ class OkxStream:
 
     def instruments(self, body: bytes | str) -> dict[str, Precision]:
         return parse_instruments(body)
-
-    def snapshot_request(self, stream: str, request_id: str) -> bytes:
-        raise ConfigError("OKX books start in the stream: no snapshot request")
 
 
 # No instrument list: each number in its shortest round-trip form, which is OKX's own form for every price and

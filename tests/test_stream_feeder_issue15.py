@@ -202,3 +202,72 @@ def test_htx_mbp_joins_req_refreshes_on_the_same_connection_and_equals_the_truth
             assert all(m.sync.gaps == 0 and m.sync.snapshots >= 1 for m in feeder.markets.values())
         finally:
             feeder.close()
+
+
+# -- faults: each costs its market (Coinbase: its connection) and is counted -----------------------------------
+
+
+def _synced_again(reader: Reader, symbol: str, feeder: StreamFeeder, counter: str) -> None:
+    _wait(f"{symbol}: a {counter} counted and synced again",
+          lambda: reader.status(symbol).counters.get(counter, 0) >= 1 and reader.status(symbol).status == Status.SYNCED)  # fmt: skip
+
+
+def test_kraken_a_wrong_checksum_resubscribes_that_pair_alone(group: str) -> None:
+    from ldc.sim.venue_faults import VenueFault, VenueFaultKind
+
+    faults = (VenueFault(VenueFaultKind.CHECKSUM, count=1, symbol="BTC/USD"),)
+    with Simulator(SimConfig(spot_symbols=(), kraken_symbols=("BTC/USD", "ETH/USD"), kraken_faults=faults)) as sim:
+        config = GroupConfig(name=group, exchange="kraken", symbols=("BTC/USD", "ETH/USD"), depth=DEPTH, channel="book.25",
+                             ws_url=sim.kraken_ws_url.removesuffix("/v2"), rest_url=sim.kraken_rest_url, capacity=4)  # fmt: skip
+        feeder = StreamFeeder(config)
+        feeder.start()
+        try:
+            with Reader(group) as reader:
+                _synced_again(reader, "BTC/USD", feeder, "resyncs")
+                _wait("ETH/USD synced", lambda: reader.status("ETH/USD").status == Status.SYNCED)
+            btc, eth = feeder.markets["BTC/USD"].sync, feeder.markets["ETH/USD"].sync
+            assert (btc.checksum_mismatches, eth.checksum_mismatches, eth.resyncs) == (1, 0, 0)
+            _wait("checksums verified after the resubscription", lambda: btc.checksums > btc.checksum_mismatches + 5)
+            assert btc.checksum_mismatches == 1
+        finally:
+            feeder.close()
+
+
+def test_htx_a_lost_diff_asks_for_a_new_refresh_for_that_market_alone(group: str) -> None:
+    from ldc.sim.venue_faults import VenueFault, VenueFaultKind
+
+    # a few drops at random: some after the book joined (one before it is absorbed by the join)
+    faults = (VenueFault(VenueFaultKind.DROP, count=5, probability=0.1, symbol="btcusdt"),)
+    with Simulator(SimConfig(spot_symbols=(), htx_symbols=("btcusdt", "ethusdt"), htx_faults=faults)) as sim:
+        config = GroupConfig(name=group, exchange="htx", symbols=("btcusdt", "ethusdt"), depth=DEPTH, channel="mbp.150",
+                             ws_url=sim.htx_ws_url("").rstrip("/"), capacity=4)  # fmt: skip
+        feeder = StreamFeeder(config)
+        feeder.start()
+        try:
+            with Reader(group) as reader:
+                _synced_again(reader, "btcusdt", feeder, "gaps")
+                snap = reader.snapshot("btcusdt")
+                truth = sim.venue_truth("htx", "btcusdt", update_id=snap.update_id, limit=DEPTH)
+                assert (snap.bids.tolist(), snap.asks.tolist()) == (_decimals(truth["bids"]), _decimals(truth["asks"]))
+            assert feeder.markets["market.ethusdt.mbp.150"].sync.gaps == 0
+            assert feeder.markets["market.btcusdt.mbp.150"].sync.snapshots >= 2
+        finally:
+            feeder.close()
+
+
+def test_coinbase_a_lost_message_resyncs_its_connection_by_reconnecting(group: str) -> None:
+    from ldc.sim.venue_faults import VenueFault, VenueFaultKind
+
+    faults = (VenueFault(VenueFaultKind.DROP, count=3, probability=0.2, symbol="BTC-USD"),)
+    with Simulator(SimConfig(spot_symbols=(), coinbase_symbols=("BTC-USD", "ETH-USD"), coinbase_faults=faults)) as sim:
+        config = GroupConfig(name=group, exchange="coinbase", symbols=("BTC-USD", "ETH-USD"), depth=DEPTH, channel="level2",
+                             ws_url=sim.coinbase_ws_url, capacity=4)  # fmt: skip
+        feeder = StreamFeeder(config)
+        feeder.start()
+        try:
+            with Reader(group) as reader:
+                for product in ("BTC-USD", "ETH-USD"):  # one connection: both count the gap, both start again
+                    _synced_again(reader, product, feeder, "gaps")
+            assert feeder.connection_gaps >= 1 and feeder.connections[0].connects >= 2
+        finally:
+            feeder.close()

@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import orjson
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
-from ldc.venues._parse import ControlKind, VenueControl, exact_number, expect_dict, load, load_exact, show, sorted_levels, top_columns
+from ldc.venues._parse import ControlKind, VenueControl, exact_number, expect_dict, load, load_exact, show, sorted_levels
 from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
 
 __all__ = [
@@ -198,33 +199,30 @@ def _control(msg: dict[str, Any]) -> VenueControl:
 # Checksum and precision
 
 
-def _texts(values: Sequence[float], decimals: int) -> list[str]:
-    form = f"%.{decimals}f"
-    return [(form % value).replace(".", "").lstrip("0") for value in values]
-
-
-def _crc(bid_px: list[str], bid_sz: list[str], ask_px: list[str], ask_sz: list[str]) -> int:
-    parts = [text for pair in zip(ask_px, ask_sz) for text in pair] + [text for pair in zip(bid_px, bid_sz) for text in pair]
-    return zlib.crc32("".join(parts).encode())
+def _crc(bids: np.ndarray, asks: np.ndarray, precision: Precision) -> int:
+    """The CRC32 of the asks then the bids given as (n, 2) arrays, best first. A number written with ``d``
+    decimals, its point and leading zeros removed, is the integer ``round(value * 10**d)`` in decimal: exact
+    while that integer is below 2**51 (15 significant digits, what the float64 book keeps anyway)."""
+    scale = np.array((10.0**precision.price_decimals, 10.0**precision.size_decimals))
+    numbers = np.rint(np.concatenate((asks, bids)) * scale).astype(np.int64).ravel().tolist()
+    return zlib.crc32("".join(map(str, numbers)).encode())
 
 
 def checksum(bids: Sequence[Level], asks: Sequence[Level], precision: Precision) -> int:
     """Kraken's unsigned CRC32 of the top 10 asks (ascending) then bids (descending), each price and quantity
     written with the pair's decimals, the point removed and leading zeros stripped. The documented example
     (MATIC/USD, precisions 4 and 8) gives 2439117997 for the snapshot."""
-    bids, asks = bids[:CHECKSUM_LEVELS], asks[:CHECKSUM_LEVELS]
-    p, s = precision.price_decimals, precision.size_decimals
-    return _crc(_texts([b[0] for b in bids], p), _texts([b[1] for b in bids], s),
-                _texts([a[0] for a in asks], p), _texts([a[1] for a in asks], s))  # fmt: skip
+    top = [np.array(side[:CHECKSUM_LEVELS], dtype=np.float64).reshape(-1, 2) for side in (bids, asks)]
+    return _crc(top[0], top[1], precision)
 
 
 def book_checksum(precision: Precision) -> Callable[[Book], int]:
     """``SyncConfig.checksum`` for one Kraken pair: the checksum of a book's top 10."""
-    columns, p, s = top_columns(CHECKSUM_LEVELS), precision.price_decimals, precision.size_decimals
+    bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
 
     def of_book(book: Book) -> int:
-        bid_px, bid_sz, ask_px, ask_sz = columns(book)
-        return _crc(_texts(bid_px, p), _texts(bid_sz, s), _texts(ask_px, p), _texts(ask_sz, s))
+        n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
+        return _crc(bids_out[:n_bids], asks_out[:n_asks], precision)
 
     return of_book
 

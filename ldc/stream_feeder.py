@@ -39,6 +39,7 @@ from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
 from ldc.sync import (
     DISCONNECT,
+    MESSAGE_LOST,
     TICK,
     Actions,
     BookSync,
@@ -195,6 +196,8 @@ class StreamFeeder:
             log.warning("connection %d: malformed message: %s: %r", conn_id, exc, raw[:120])
             if connection_scope:  # its sequence number is lost with it: the connection's books cannot be proved
                 self._connection_gap(conn_id, f"unreadable message ({exc})")
+            else:
+                self._message_lost(self.venue.stream_of(raw))
             return
         if connection_scope and not self.connections[conn_id].sequence_continues(_sequence_of(parsed)):
             self._connection_gap(conn_id, f"sequence {_sequence_of(parsed)} after {self.connections[conn_id].sequence}")
@@ -215,6 +218,14 @@ class StreamFeeder:
                 else:
                     self._carry_out(market, market.sync.on_diff(event, now))
             self.writer.notify()
+
+    def _message_lost(self, stream: str) -> None:
+        """A message of ``stream`` was refused: its market resyncs (counted as a gap), the others go on."""
+        with self._lock:
+            market = self.markets.get(stream)
+            if market is not None and not market.error:
+                self._feed(market, MESSAGE_LOST, time.monotonic())
+                self.writer.notify()
 
     def _connection_gap(self, conn_id: int, why: str) -> None:
         """A connection-scoped sequence broke: every market on the connection counts a gap; the reconnect

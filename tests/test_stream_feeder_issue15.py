@@ -271,3 +271,33 @@ def test_coinbase_a_lost_message_resyncs_its_connection_by_reconnecting(group: s
             assert feeder.connection_gaps >= 1 and feeder.connections[0].connects >= 2
         finally:
             feeder.close()
+
+
+def test_a_malformed_kraken_update_resyncs_its_pair_alone_and_is_counted(group: str) -> None:
+    from ldc.sim.kraken import kraken_checksum
+    from ldc.venues.base import Precision
+
+    config = GroupConfig(name=group, exchange="kraken", symbols=("BTC/USD", "ETH/USD"), depth=5, channel="book.10", capacity=4)
+    feeder = StreamFeeder(config)
+    try:
+        for symbol in config.symbols:
+            feeder._add_market(symbol, Precision(1, 2))
+        feeder.connections = [StreamConnection(feeder, 0, list(config.symbols))]
+
+        def book(kind: str, symbol: str, bids: str, asks: str, crc: int) -> bytes:
+            return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}","bids":{bids},"asks":{asks},'
+                    f'"checksum":{crc},"timestamp":"2026-08-09T21:05:48.483587Z"}}]}}').encode()  # fmt: skip
+
+        bids, asks = '[{"price":10.0,"qty":1.00}]', '[{"price":11.0,"qty":1.00}]'
+        crc = kraken_checksum([["10.0", "1.00"]], [["11.0", "1.00"]])  # type: ignore[list-item]
+        for symbol in config.symbols:
+            feeder.on_message(0, book("snapshot", symbol, bids, asks, crc), 0)
+        assert [m.sync.state.name for m in feeder.markets.values()] == ["SYNCED", "SYNCED"]
+        feeder.on_message(0, book("update", "BTC/USD", '[{"price":9.0,"qty":"1"}]', "[]", crc), 0)
+        with Reader(group) as reader:
+            assert reader.status("BTC/USD").counters.get("gaps", 0) == 1 and reader.status("ETH/USD").counters.get("gaps", 0) == 0
+            assert reader.status("BTC/USD").status & Status.RESYNCING and reader.status("ETH/USD").status == Status.SYNCED
+        assert feeder.malformed == 1 and feeder.connections[0]._resubscribe == ["BTC/USD"]
+    finally:
+        feeder.connections = []  # never started: nothing to join
+        feeder.close()

@@ -204,3 +204,22 @@ def _top_floats(ref: KrakenReference, shaped: dict[str, Any]) -> tuple[list[tupl
     bids = sorted(((float(x["price"]), float(x["qty"])) for x in data["bids"]), reverse=True)[:10]
     asks = sorted((float(x["price"]), float(x["qty"])) for x in data["asks"])[:10]
     return bids, asks
+
+
+def test_an_unreadable_message_of_a_pair_resyncs_that_pair_its_checksum_covers_only_the_top_10() -> None:
+    """Kraken has no sequence: a refused update may have changed level 15 and the next checksum still match."""
+    from ldc.sync import MESSAGE_LOST
+
+    precision = Precision(1, 2)
+    bids, asks = [(f"{100 - i}.0", "1.00") for i in range(12)], [(f"{101 + i}.0", "1.00") for i in range(12)]
+    crc = kraken_checksum([list(b) for b in bids], [list(a) for a in asks])  # type: ignore[arg-type]
+    venue = kraken.KrakenStream("book.25")
+    raw = _message("update", [("88.0", "oops")], [], crc).replace(b"oops", b'"oops"')
+    with pytest.raises(ProtocolError, match=r"field 'bids'\[0\]"):
+        venue.parse(raw)
+    assert venue.stream_of(raw) == "BTC/USD" and venue.stream_of(b"{") == ""
+    sync = _sync("BTC/USD", precision, 25, 5)
+    assert sync.feed(MESSAGE_LOST, 0.0) == ()  # no book yet: the snapshot decides
+    _feed(sync, _event(_message("snapshot", bids, asks, crc), 25))
+    assert sync.feed(MESSAGE_LOST, 0.0) == (MarkOutOfSync(OutOfSyncReason.GAP), Resubscribe(OutOfSyncReason.GAP))
+    assert (sync.gaps, sync.state, sync.book) == (1, SyncState.BUFFERING, None)

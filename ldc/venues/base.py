@@ -247,6 +247,10 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
         """The websocket request for a market's snapshot (``snapshot_source`` REST: HTX ``req``)."""
         ...
 
+    def stream_of(self, raw: bytes | str) -> str:
+        """The stream a message the parser refused was for, when that can still be read ("": unknown)."""
+        ...
+
 
 class StreamDefaults:
     """What most stream venues answer for the optional parts of :class:`StreamVenue`: no checksum, no
@@ -265,3 +269,6 @@ class StreamDefaults:
 
     def snapshot_request(self, stream: str, request_id: str) -> bytes:
         raise ConfigError(f"{self.name} books start in the stream: no snapshot request")
+
+    def stream_of(self, raw: bytes | str) -> str:
+        return ""  # the venue's sequence shows a lost message as a gap

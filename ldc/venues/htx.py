@@ -221,6 +221,14 @@ class HtxStream(StreamDefaults):
     def book_window(self, channel: str) -> int:
         return CHANNELS[channel]
 
+    def stream_of(self, raw: bytes | str) -> str:
+        """The topic of a frame the parser refused (a depth.step0 book has no sequence to show the loss)."""
+        try:
+            msg = load_exact(decompress(raw), "message")
+            return str(msg.get("ch") or msg.get("rep") or "") if isinstance(msg, dict) else ""
+        except ProtocolError:
+            return ""
+
     def snapshot_request(self, stream: str, request_id: str) -> bytes:
         """``{"req":"market.btcusdt.mbp.150","id":"req:market.btcusdt.mbp.150"}``, on the market's connection."""
         if self.snapshot_source is not SnapshotSource.REST:

@@ -357,3 +357,12 @@ class KrakenStream(StreamDefaults):
 
     def instruments(self, body: bytes | str) -> dict[str, Precision]:
         return parse_asset_pairs(body)
+
+    def stream_of(self, raw: bytes | str) -> str:
+        """The pair of a book message the parser refused: without a sequence, nothing else would show that a
+        change was lost (the checksum covers the top 10 only)."""
+        try:
+            data = load_exact(raw, "message")["data"][0]
+            return str(data["symbol"]) if isinstance(data, dict) else ""
+        except (ProtocolError, LookupError, TypeError):
+            return ""

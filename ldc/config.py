@@ -192,15 +192,17 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
     _no_unknown_keys(table, _GROUP_KEYS - ({"channel"} if venue.update_speeds_ms else {"update_speed_ms"}), where=where)
     symbols = _symbols(table, where, venue)
     limit = venue.max_streams_per_connection
+    channel = _text_choice(table, "channel", where, venue.default_channel, exchange, venue.channels) if venue.channels else ""
+    levels = venue.channel_levels[venue.channels.index(channel)] if channel else MAX_DEPTH
     return GroupConfig(
         name=name,
         exchange=exchange,
         symbols=symbols,
-        depth=_integer(table, "depth", where, DEFAULT_DEPTH, 1, MAX_DEPTH),
+        depth=_integer(table, "depth", where, min(DEFAULT_DEPTH, levels), 1, min(MAX_DEPTH, levels)),
         update_speed_ms=_choice(
             table, "update_speed_ms", where, venue.default_update_speed_ms, venue.family, venue.update_speeds_ms
         ) if venue.update_speeds_ms else 0,
-        channel=_text_choice(table, "channel", where, venue.default_channel, exchange, venue.channels) if venue.channels else "",
+        channel=channel,
         rest_url=_url(table, "rest_url", where, ("http", "https")),
         ws_url=_url(table, "ws_url", where, ("ws", "wss")),
         refresh_interval_s=_number(table, "refresh_interval_s", where, DEFAULT_REFRESH_INTERVAL_S, 0.0, math.inf),

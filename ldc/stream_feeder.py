@@ -9,29 +9,34 @@ Each connection subscribes its markets' streams (split to the venue's per-reques
 sends the venue's keep-alive, and reconnects with a doubling backoff. BookSync decides everything: a stream
 snapshot (re)starts a book, a gap, a checksum mismatch or a crossed book resubscribes that market alone.
 A venue's error answer naming a market lands in that market's slot, in the venue's own words. A venue whose
-snapshot is requested on the websocket (HTX ``req``: ``snapshot_source`` REST) gets BookSync's FetchSnapshot as
+snapshot is requested on the websocket (HTX ``req``: ``ws_snapshot_request``) gets BookSync's FetchSnapshot as
 that request on the market's connection. A venue whose sequence counts the whole connection (Coinbase:
 ``SequenceScope.CONNECTION``) is checked here, per connection: a gap (or an unreadable message, whose number
 is lost with it) counts a gap on every market of that connection and reconnects it (new snapshots, the
-sequence starts again). A server's ping is answered with the venue's reply. These venues have no C dialect
-yet: messages are parsed by the venue's reference parser (correct, slower than Binance's C path).
+sequence starts again). A message the parser refuses resyncs its market when the venue can still name it
+(``stream_of``: Kraken, HTX, whose sequences would not show the loss). A server's ping is answered with the
+venue's reply. These venues have no C dialect yet: messages are parsed by the venue's reference parser
+(correct, slower than Binance's C path).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import websocket
 
 from ldc._fastbook import FastBook
-from ldc.config import GroupConfig, endpoints
+from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbol_changes
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
-from ldc.errors import ConfigError, LdcError, ProtocolError
+from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
 from ldc.io.rest import RestClient
 from ldc.sdnotify import Notifier
@@ -55,23 +60,23 @@ from ldc.sync import (
     SyncConfig,
     SyncState,
 )
-from ldc.venues import stream_venue
+from ldc.venues import stream_venue, venue_table
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision, SequenceScope, StreamVenue
+from ldc.venues.base import Precision, SequenceScope, SnapshotSource
 
 log = logging.getLogger("ldc.feeder")
 
 # Timers
 TICK_INTERVAL_S = 0.25
 RECV_POLL_S = 0.5  # a read waits this long at most, so pings and resubscriptions go out on time
-OUTBOX_SPACING_S = 0.1  # between two queued requests (pongs, snapshot requests): HTX's req limit, the strictest
 CONNECT_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.5  # doubling up to the cap, with jitter
 RECONNECT_CAP_S = 30.0
+OUTBOX_SPACING_S = 0.1  # between two queued requests (pongs, snapshot requests): HTX's req limit, the strictest
 SILENT_CONNECTION_S = 60.0  # nothing received for this long (pongs included): the connection is dead
 REQUEST_WINDOW_S = 3600.0  # the venue's requests-per-hour window
 # Limits
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SNAPSHOT_WORKERS = 2  # REST snapshot requests in flight at once (only without the stream's snapshot)
 
 
 @dataclass(eq=False)
@@ -88,7 +93,8 @@ class StreamMarket:
     published: dict[Counter, int] = field(default_factory=dict)
     last_event_ms: int = -1
     last_recv_ns: int = 0
-    snapshot_purpose: SnapshotPurpose = SnapshotPurpose.LIVE  # of the snapshot requested last (REST source)
+    fetching: bool = False  # a REST snapshot request is in flight
+    snapshot_purpose: SnapshotPurpose = SnapshotPurpose.LIVE  # of the websocket snapshot requested last (HTX req)
 
 
 class StreamFeeder:
@@ -99,79 +105,191 @@ class StreamFeeder:
         if venue is None:
             raise LdcError(f"group {group.name!r}: {group.exchange} books start from REST snapshots: use ldc.feeder.Feeder")
         self.group, self.venue, self.config_path = group, venue, config_path
+        self.table = venue_table(group.exchange)
         self.endpoints = endpoints(group)
         self._notifier = notifier or Notifier()
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._notify_failed = False
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
         self.malformed = 0  # messages the venue's parser refused (each logged)
         self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
+        # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
+        self._rest = RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=group.rest_timeout_s,
+                                read_timeout_s=group.rest_timeout_s)  # fmt: skip
+        self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        # the slots first: readers and ``ldc status`` see every market while the instrument list is read
+        slots = {symbol: self.writer.add_market(symbol) for symbol in self.group.symbols}
+        for slot in slots.values():
+            self.writer.set_status(slot, Status.RESYNCING, "reading the instrument list")
         precision = self._precision()
         for symbol in self.group.symbols:
-            self._add_market(symbol, precision.get(symbol))
+            self._add_market(symbol, precision.get(symbol), slots[symbol])
         streams = list(self.markets)
         size = self.group.streams_per_connection
         for conn_id, start in enumerate(range(0, len(streams), size)):
             connection = StreamConnection(self, conn_id, streams[start : start + size])
+            for stream in connection.streams:  # its connection from the start: a resubscription needs one
+                self.markets[stream].conn = conn_id
             self.connections.append(connection)
             connection.start()
         log.info("group %s: %d markets on %s (%s), depth %d", self.group.name, len(self.markets),
                  self.endpoints.ws_stream_url, self.group.channel, self.group.depth)  # fmt: skip
 
     def run(self) -> int:
+        """Tick until stopped (the caller installed the signal handlers), telling systemd as ``Feeder`` does:
+        ready, a status line of the markets in sync, the watchdog."""
         self.start()
-        self._notifier.ready(f"{len(self.markets)} markets syncing")
+        self._notify(self._notifier.ready, f"{len(self.markets)} markets syncing")
+        ping_every, next_watchdog, shown = self._notifier.watchdog_ping_every_s, 0.0, ""
         while not self._stop.wait(TICK_INTERVAL_S):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
             self.tick()
-        self._notifier.stopping()
+            now = time.monotonic()
+            if ping_every is not None and now >= next_watchdog:
+                self._notify(self._notifier.watchdog)
+                next_watchdog = now + ping_every
+            with self._lock:
+                synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
+                failed = sum(1 for m in self.markets.values() if m.error)
+            line = f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
+            if line != shown:
+                shown = line
+                self._notify(self._notifier.status, line)
+        self._notify(self._notifier.stopping)
         self.close()
         return 0
+
+    def _notify(self, send: Callable[..., bool], *args: str) -> None:
+        """systemd notifications never stop the feeder: a vanished notify socket is logged once."""
+        try:
+            send(*args)
+        except OSError as exc:
+            if not self._notify_failed:
+                self._notify_failed = True
+                log.error("systemd notification failed: %s", exc)
 
     def request_stop(self) -> None:
         self._stop.set()
 
     def request_reload(self) -> None:
-        log.warning("reload: symbol changes on %s take effect at the next restart", self.group.exchange)
+        self._reload.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read this group's symbols and add / remove markets live. A broken file changes nothing."""
+        if self.config_path is None:
+            return
+        try:
+            new = reload_group(self.config_path, self.group.name)
+        except ConfigError as exc:
+            log.error("reload ignored, the running markets stay as they are: %s", exc)
+            return
+        added, removed = symbol_changes(self.group, new)
+        later = restart_keys(self.group, new)
+        if later:
+            log.warning("reload: %s changed; those take effect at the next restart", ", ".join(later))
+        with self._lock:
+            for symbol in removed:
+                market = self.markets.pop(self.venue.stream(self.group.channel, symbol))
+                self.connections[market.conn].remove(market.stream)
+                self.writer.remove_market(symbol)
+            for symbol in added:
+                try:
+                    market = self._add_market(symbol, None)  # no instrument list read: see _precision
+                except LdcError as exc:  # the segment is full: its capacity was fixed at creation
+                    log.error("reload: market %s not added: %s", symbol, exc)
+                    continue
+                connection = self._connection_with_room()
+                connection.add(market.stream)
+                market.conn = connection.conn_id
+            self.group = dataclasses.replace(self.group, symbols=tuple(s for s in new.symbols if s in self._symbols()))
+        log.info("reload: %d markets added, %d removed, %d running", len(added), len(removed), len(self.markets))
+
+    def _symbols(self) -> set[str]:
+        return {market.symbol for market in self.markets.values()}
+
+    def _connection_with_room(self) -> StreamConnection:
+        """The last connection while it carries fewer than streams_per_connection streams, else a new one."""
+        if self.connections and len(self.connections[-1].streams) < self.group.streams_per_connection:
+            return self.connections[-1]
+        connection = StreamConnection(self, len(self.connections), [])
+        self.connections.append(connection)
+        connection.start()
+        return connection
 
     def close(self) -> None:
         self._stop.set()
         for connection in self.connections:
             connection.join(timeout=CONNECT_TIMEOUT_S)
+        self._workers.shutdown(wait=True, cancel_futures=True)
         with self._lock:
+            self._rest.close()
             self.writer.close()
+
+    def _fetch(self, market: StreamMarket, action: FetchSnapshot) -> None:
+        message = self.venue.ws_snapshot_request(market.stream)
+        if message is not None:  # asked on the market's own connection (HTX aligns req only with that stream)
+            market.snapshot_purpose = action.purpose
+            if 0 <= market.conn < len(self.connections):
+                self.connections[market.conn].send_soon(message)
+            return
+        request = self.venue.snapshot_request(market.symbol, action.limit)
+        if request is None or market.fetching:
+            return
+        market.fetching = True
+        try:
+            self._workers.submit(self._snapshot_worker, market, action, *request)
+        except RuntimeError:  # shut down: the feeder is stopping
+            market.fetching = False
+
+    def _snapshot_worker(self, market: StreamMarket, action: FetchSnapshot, path: str, params: dict[str, str | int]) -> None:
+        event: SnapshotResult | SnapshotFailed
+        try:
+            body = self._rest.get(path, params=params, weight=1, stop=self._stop).body
+            event = SnapshotResult(self.venue.parse_snapshot(body, action.limit), action.purpose)
+        except RateLimitError as exc:
+            event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
+        except LdcError as exc:
+            event = SnapshotFailed(action.purpose, str(exc))
+        with self._lock:
+            market.fetching = False
+            if self._stop.is_set() or self.markets.get(market.stream) is not market:
+                return
+            if isinstance(event, SnapshotFailed):
+                log.warning("market %s: snapshot failed: %s", market.symbol, event.reason)
+            self._feed(market, event, time.monotonic())
+            self.writer.notify()
 
     def _precision(self) -> dict[str, Precision]:
         """Price and size decimals for the venue's checksum, from its instrument list (OKX, Kraken); best
         effort: without it OKX writes each number in its shortest form, and a Kraken pair says why in its slot."""
-        requests = self.venue.instrument_requests(self.group.symbols)
         out: dict[str, Precision] = {}
-        if not requests:
-            return out
-        with RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=self.group.rest_timeout_s,
-                        read_timeout_s=self.group.rest_timeout_s) as rest:  # fmt: skip
-            for path, params in requests:
-                try:
-                    out.update(self.venue.instruments(rest.get(path, params=params, weight=1).body))
-                except (LdcError, ValueError) as exc:
-                    log.warning("instrument list %s %s not read: %s", path, params, exc)
+        for path, params in self.venue.instrument_requests(self.group.symbols):
+            try:
+                out.update(self.venue.instruments(self._rest.get(path, params=params, weight=1).body))
+            except (LdcError, ValueError) as exc:
+                log.warning("instrument list %s %s not read: %s", path, params, exc)
         return out
 
-    def _add_market(self, symbol: str, precision: Precision | None) -> None:
+    def _add_market(self, symbol: str, precision: Precision | None, slot: int | None = None) -> StreamMarket:
         depth = self.group.depth
         try:
             checksum, error = self.venue.checksum_for(symbol, precision), ""
-        except ConfigError as exc:
+        except ConfigError as exc:  # a checksum that cannot be verified (Kraken without the pair's precision)
             checksum, error = None, str(exc)
-        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, self.venue.book_window(self.group.channel)),
+        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, self.table.levels_of(self.group.channel)),
                             snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
                             stale_after_s=self.group.stale_after_s, checksum=checksum)  # fmt: skip
-        slot = self.writer.add_market(symbol)
+        slot = self.writer.add_market(symbol) if slot is None else slot
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
                               BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
@@ -180,8 +298,9 @@ class StreamFeeder:
             market.error = error
             self.writer.set_status(slot, Status.ERROR, error)
             log.error("market %s: %s", symbol, error)
-            return
+            return market
         self.writer.set_status(slot, Status.RESYNCING, "waiting for the stream's snapshot")
+        return market
 
     # -- connection events (connection threads) --------------------------------------------------
 
@@ -205,16 +324,17 @@ class StreamFeeder:
         if isinstance(parsed, VenueControl):
             self._control(conn_id, parsed)
             return
+        # a snapshot in the stream, or the answer to the websocket snapshot request (HTX req) with its purpose
+        requested = self.venue.snapshot_source is SnapshotSource.REST
         with self._lock:
             for stream, event in parsed:
                 market = self.markets.get(stream)
                 if market is None or market.error:
                     continue
-                market.conn = conn_id
                 market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
                 now = time.monotonic()
                 if isinstance(event, DepthSnapshot):
-                    self._feed(market, SnapshotResult(event, market.snapshot_purpose), now)
+                    self._feed(market, SnapshotResult(event, market.snapshot_purpose if requested else SnapshotPurpose.STREAM), now)
                 else:
                     self._carry_out(market, market.sync.on_diff(event, now))
             self.writer.notify()
@@ -235,8 +355,8 @@ class StreamFeeder:
         with self._lock:
             self.connection_gaps += 1
             for stream in connection.streams:
-                market = self.markets[stream]
-                if not market.error:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
                     self.writer.bump(market.slot, Counter.GAPS, 1)
         log.warning("connection %d: %s: resyncing its %d markets by reconnecting", conn_id, why, len(connection.streams))
         connection.reconnect_soon()
@@ -266,8 +386,8 @@ class StreamFeeder:
     def on_connect_failed(self, streams: list[str], error: str) -> None:
         with self._lock:
             for stream in streams:
-                market = self.markets[stream]
-                if not market.error:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
                     market.shown_state = None
                     self.writer.set_status(market.slot, _STATE_STATUS[market.sync.state],
                                            f"websocket connection failed, retrying: {error}")  # fmt: skip
@@ -276,8 +396,8 @@ class StreamFeeder:
         with self._lock:
             now = time.monotonic()
             for stream in streams:
-                market = self.markets[stream]
-                if not market.error:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
                     self._feed(market, DISCONNECT, now)
 
     # -- BookSync's actions ----------------------------------------------------------------------
@@ -306,10 +426,8 @@ class StreamFeeder:
             elif type(action) is Resubscribe:
                 if 0 <= market.conn < len(self.connections):
                     self.connections[market.conn].resubscribe(market.stream)
-            elif type(action) is FetchSnapshot:  # a snapshot the venue serves on the websocket (HTX req)
-                market.snapshot_purpose = action.purpose
-                if 0 <= market.conn < len(self.connections):
-                    self.connections[market.conn].send_soon(self.venue.snapshot_request(market.stream, "0"))
+            elif type(action) is FetchSnapshot:
+                self._fetch(market, action)
             elif type(action) is Notice:
                 market.shown_state = sync.state
                 self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
@@ -349,20 +467,34 @@ class StreamConnection(threading.Thread):
         super().__init__(name=f"ldc-ws-{feeder.group.name}-{conn_id}", daemon=True)
         self.feeder, self.conn_id, self.streams = feeder, conn_id, streams
         self._resubscribe: list[str] = []
+        self._added: list[str] = []  # streams to subscribe on the open connection (SIGHUP)
+        self._removed: list[str] = []  # streams to unsubscribe
+        self._reconnect = threading.Event()
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._sent_at: list[float] = []  # when this connection's subscribe / unsubscribe requests went, last hour
         self._outbox: list[bytes] = []  # replies and requests other threads asked for (pongs, snapshot requests)
         self._outbox_at = 0.0  # when the last of them went
         self.sequence = NO_ID  # the connection-scoped sequence number last seen (Coinbase), NO_ID on a new connection
         self.resyncing = False  # a connection-scoped gap was seen: nothing more is read until the reconnect
         self.connects = 0  # websocket connections opened (1 + reconnects)
-        self._reconnect = threading.Event()
-        self._lock = threading.Lock()
-        self._requests = 0
-        self._sent_at: list[float] = []  # when this connection's subscribe / unsubscribe requests went, last hour
 
     def resubscribe(self, stream: str) -> None:
         with self._lock:
             if stream not in self._resubscribe:
                 self._resubscribe.append(stream)
+
+    def add(self, stream: str) -> None:
+        with self._lock:
+            self.streams = [*self.streams, stream]
+            self._added.append(stream)
+
+    def remove(self, stream: str) -> None:
+        with self._lock:
+            self.streams = [s for s in self.streams if s != stream]
+            self._added = [s for s in self._added if s != stream]
+            self._resubscribe = [s for s in self._resubscribe if s != stream]
+            self._removed.append(stream)
 
     def reconnect_soon(self) -> None:
         self._reconnect.set()
@@ -429,8 +561,10 @@ class StreamConnection(threading.Thread):
         self._reconnect.clear()
         self.sequence, self.resyncing = NO_ID, False
         with self._lock:
+            streams, self._added, self._removed = self.streams, [], []
             self._outbox.clear()  # answers meant for the connection that closed
-        self._send_all(ws, venue.subscribe_messages(channel, self.streams, self._request_id()))
+        if streams:
+            self._send_all(ws, venue.subscribe_messages(channel, streams, self._request_id()))
         ws.settimeout(RECV_POLL_S)
         pinged = heard = time.monotonic()
         while not stop.is_set() and not self._reconnect.is_set():
@@ -445,6 +579,7 @@ class StreamConnection(threading.Thread):
                 # a resubscription costs two requests (unsubscribe, subscribe); it waits for room in the hour
                 room = self._requests_left(now) >= 2 * len(self._resubscribe)
                 again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
+                added, removed, self._added, self._removed = self._added, self._removed, [], []
                 # pongs and snapshot requests: one a pass, OUTBOX_SPACING_S apart, never blocking the reads
                 due = self._outbox[:1] if now - self._outbox_at >= OUTBOX_SPACING_S else []
                 del self._outbox[: len(due)]
@@ -455,6 +590,10 @@ class StreamConnection(threading.Thread):
             if again:
                 self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
                 self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))
+            if removed:
+                self._send_all(ws, venue.unsubscribe_messages(channel, removed, self._request_id()))
+            if added:
+                self._send_all(ws, venue.subscribe_messages(channel, added, self._request_id()))
             try:
                 opcode, data = ws.recv_data()
             except websocket.WebSocketTimeoutException:

@@ -134,6 +134,7 @@ BOOK_STATES = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)  # a book
 class SnapshotPurpose(IntEnum):
     LIVE = 1  # (re)build the live book
     SHADOW = 2  # periodic refresh / audit: build a shadow book beside the live one
+    STREAM = 3  # a snapshot the venue sent in the stream: it replaces the book (SnapshotSource STREAM*)
 
 
 class OutOfSyncReason(IntEnum):
@@ -253,10 +254,10 @@ class SyncConfig:
     # Timeouts
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
-    # Venue policies: where books start, and the venue's checksum of a book (compared with a diff's or a
-    # snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
+    # Venue policies: where books start, and whether a book's checksum is the one the venue sent (called with a
+    # diff's or a snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
     snapshot_source: SnapshotSource = SnapshotSource.REST
-    checksum: Callable[[Book], int] | None = None
+    checksum: Callable[[Book, int], bool] | None = None
     # Limits
     max_buffered_diffs: int = MAX_BUFFERED_DIFFS
     max_too_old_reasks_per_min: int = MAX_TOO_OLD_REASKS_PER_MIN
@@ -306,7 +307,7 @@ class BookSync:
 
     __slots__ = (
         "symbol", "config", "state", "book", "update_id", "on_diff",
-        "_factory", "_futures", "_rule", "_stream", "_checksum", "checksums", "checksum_mismatches", "faults", "_depth", "_apply", "_crossed", "_covers",
+        "_factory", "_futures", "_rule", "_stream", "_stream_only", "_checksum", "checksums", "checksum_mismatches", "faults", "_depth", "_apply", "_crossed", "_covers",
         "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
         "_reasks", "_live_too_old", "_live_too_old_id", "_noticed",
         "_activity", "_active_at", "_stale_reported",
@@ -321,7 +322,9 @@ class BookSync:
         self._factory = book_factory
         self._rule = config.rule
         self._futures = hot_path_links_prev(config.rule)  # which fast path (and C HotPath) checks the rule
-        self._stream = config.snapshot_source is SnapshotSource.STREAM
+        # books start in the stream: a gap resubscribes; STREAM_OR_REST also buffers and asks REST meanwhile
+        self._stream = config.snapshot_source is not SnapshotSource.REST
+        self._stream_only = config.snapshot_source is SnapshotSource.STREAM
         self._checksum = config.checksum
         self.checksums = 0  # venue checksums verified
         self.checksum_mismatches = 0
@@ -540,17 +543,16 @@ class BookSync:
         """The venue's checksum of ``book`` against the one it sent; a mismatch is counted and logged."""
         assert self._checksum is not None
         self.checksums += 1
-        found = self._checksum(book)
-        if found == expected:
+        if self._checksum(book, expected):
             return True
         self.checksum_mismatches += 1
-        logger.warning("%s: checksum %d at update id %d, the venue sent %d", self.symbol, found, self.update_id, expected)
+        logger.warning("%s: the book's checksum at update id %d is not %d, the venue's", self.symbol, self.update_id, expected)
         return False
 
     def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:
         buffer = self._buffer
         self.diffs_buffered += 1
-        if self._stream:  # the venue's snapshot comes in the stream: nothing before it can be used
+        if self._stream_only:  # the venue's snapshot comes in the stream: nothing before it can be used
             self.diffs_ignored += 1
             if self.state is SyncState.WAITING_FOR_DIFF:
                 self._set_state(SyncState.BUFFERING, "waiting for the stream's snapshot")
@@ -592,9 +594,9 @@ class BookSync:
                 return NO_ACTIONS  # a refresh that was abandoned
             shadow.snapshot = event.snapshot
             return self._try_shadow(now, NO_ACTIONS)
+        if event.purpose is SnapshotPurpose.STREAM or self._stream_only:
+            return self._stream_snapshot(event.snapshot, now)  # (a REST answer still in flight finds a book)
         self._live_fetching = False
-        if self._stream:
-            return self._stream_snapshot(event.snapshot, now)
         if self.state is not SyncState.WAITING_FOR_DIFF and self.state is not SyncState.BUFFERING:
             return self._late_live_snapshot(event.snapshot, now)
         self._pending = event.snapshot
@@ -644,6 +646,8 @@ class BookSync:
         self._buffer.clear()
         self._pending = None
         self._shadow = None
+        self._retry_at = None
+        self._live_too_old, self._live_too_old_id = 0, -1
         # ids continue from the snapshot's; a venue without ids numbers its messages from 0
         self.update_id = snapshot.last_update_id if snapshot.last_update_id != NO_ID else 0
         self._install(book, now)
@@ -1001,7 +1005,7 @@ def _no_book_check(*args: int) -> bool:
 
 def _join(buffer: list[DepthDiff], last_update_id: int, rule: SequenceRule) -> int | JoinWait:
     """Where a snapshot joins a contiguous buffered stream (``venues.base.join_index``)."""
-    return join_index(rule, [(diff.first_id, diff.final_id) for diff in buffer], last_update_id)
+    return join_index(rule, buffer, last_update_id)
 
 
 class _ShadowRefresh:

@@ -281,7 +281,7 @@ def test_a_malformed_kraken_update_resyncs_its_pair_alone_and_is_counted(group: 
     feeder = StreamFeeder(config)
     try:
         for symbol in config.symbols:
-            feeder._add_market(symbol, Precision(1, 2))
+            feeder._add_market(symbol, Precision(1, 2)).conn = 0  # as start() does
         feeder.connections = [StreamConnection(feeder, 0, list(config.symbols))]
 
         def book(kind: str, symbol: str, bids: str, asks: str, crc: int) -> bytes:

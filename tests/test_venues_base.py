@@ -15,7 +15,7 @@ import pytest
 import orjson
 
 from ldc._fastbook import HOT_PASS, FastBook, HotPath, ParsedDiff, parse_depth
-from ldc.depth import NO_ID, DepthSnapshot
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.shm.layout import Status
 from ldc.shm.writer import SegmentWriter
 from ldc.sync import PUBLISH_CHANGED, PUBLISH_UNCHANGED, BookSync, SnapshotPurpose, SnapshotResult, SyncConfig, SyncState
@@ -103,14 +103,18 @@ def test_plus_one_needs_exactly_the_next_id() -> None:
     assert [verdict(rule, u, u, NO_ID, 10) for u in (9, 10, 11, 12)] == [Verdict.OLD, Verdict.OLD, Verdict.APPLY, Verdict.GAP]
 
 
+def _buffer(*pairs: tuple[int, int]) -> list[DepthDiff]:
+    return [DepthDiff("X", first, final, NO_ID, 1, NO_ID, [], []) for first, final in pairs]
+
+
 def test_join_index_follows_the_documented_rules() -> None:
-    spot = [(101, 105), (106, 110)]
+    spot = _buffer((101, 105), (106, 110))
     assert join_index(SequenceRule.RANGE, spot, 100) is JoinWait.TOO_OLD  # the document's step 4 is strict
     assert join_index(SequenceRule.RANGE, spot, 101) == 0
     assert join_index(SequenceRule.RANGE, spot, 107) == 1
     assert join_index(SequenceRule.RANGE, spot, 110) == 2
     assert join_index(SequenceRule.RANGE, spot, 111) is JoinWait.NOT_YET
-    futures = [(101, 105), (108, 110)]
+    futures = _buffer((101, 105), (108, 110))
     assert join_index(SequenceRule.PREV_LINK, futures, 106) is JoinWait.TOO_OLD  # in the hole
     assert join_index(SequenceRule.PREV_LINK, futures, 105) == 0
 
@@ -136,3 +140,13 @@ def test_the_core_imports_no_io() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_okx_join_drops_the_update_at_the_snapshots_seq_id() -> None:
+    """OKX's 2026 procedure: drop buffered events with seqId <= the snapshot's; the first kept one has
+    prevSeqId <= snapshot seqId < seqId (Binance futures, unlike it, apply the event whose u equals lastUpdateId)."""
+    okx_buffer = _buffer((100, 103), (103, 106), (106, 109))  # (prevSeqId, seqId)
+    assert join_index(SequenceRule.PREV_LINK_RESET, okx_buffer, 106) == 2
+    assert join_index(SequenceRule.PREV_LINK_RESET, okx_buffer, 104) == 1  # a snapshot between two updates joins too
+    assert join_index(SequenceRule.PREV_LINK_RESET, okx_buffer, 99) is JoinWait.TOO_OLD
+    assert join_index(SequenceRule.PREV_LINK, okx_buffer, 106) == 1

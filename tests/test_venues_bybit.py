@@ -156,3 +156,25 @@ def test_recording_best_prices_equal_the_tickers_and_the_top_20_a_decimal_replay
     assert matched == 332 and compared > 1300
     assert sum(s.gaps + s.resyncs for s in syncs.values()) == 0
     assert len(syncs) == 4
+
+
+def test_regression_a_window_thinner_than_the_published_depth_stays_synced_without_resubscribing() -> None:
+    """orderbook.50 keeps exactly 50 levels a side: a book built from it is whole, even when deletions leave
+    fewer levels than the depth published (it was flagged uncovered and resubscribed on every such delta)."""
+    levels = 50
+    sync = BookSync("orderbook.50.BTCUSDT", lambda: FastBook(depth=levels), SyncConfig(
+        rule=bybit.SEQUENCE_RULE, depth=levels, snapshot_limit=levels, snapshot_source=SnapshotSource.STREAM, refresh_interval_s=None))  # fmt: skip
+    bids = [[f"{1000 - i}.00", "1"] for i in range(levels)]
+    asks = [[f"{1001 + i}.00", "1"] for i in range(levels)]
+    _feed(sync, _event(_message("snapshot", 10, bids, asks)))
+    assert sync.state is SyncState.SYNCED
+    actions = _feed(sync, _event(_message("delta", 11, [["1000.00", "0"]], [])))  # 49 bids left, as on the exchange
+    assert (sync.state, [a for a in actions if isinstance(a, Resubscribe)]) == (SyncState.SYNCED, [])
+
+
+def test_a_group_cannot_publish_more_levels_than_its_channel_keeps() -> None:
+    from ldc.config import parse_config
+
+    text = '[[group]]\nname = "g"\nexchange = "bybit-spot"\nsymbols = ["BTCUSDT"]\nchannel = "orderbook.50"\ndepth = 60\n'
+    with pytest.raises(ConfigError, match=r"key 'depth' expected an integer in 1..50, found 60"):
+        parse_config(text)

@@ -18,7 +18,7 @@ from ldc._fastbook import FastBook
 from ldc.depth import DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.sync import BookSync, SnapshotPurpose, SnapshotResult, SyncConfig, SyncState
-from ldc.venues import coinbase, stream_venue
+from ldc.venues import coinbase, stream_venue, venue_table
 from ldc.venues._parse import ControlKind, VenueControl
 from ldc.venues.base import SequenceScope, SnapshotSource
 from venue_recordings import venues_dir
@@ -91,7 +91,7 @@ def test_malformed_messages_name_the_field(raw: bytes, error: str) -> None:
 def test_the_stream_venue_is_connection_scoped_and_keeps_the_whole_book() -> None:
     venue = stream_venue("coinbase")
     assert isinstance(venue, coinbase.CoinbaseStream)
-    assert venue.scope is SequenceScope.CONNECTION and venue.book_window("level2") == coinbase.WHOLE_BOOK_LEVELS
+    assert venue.scope is SequenceScope.CONNECTION and venue_table("coinbase").levels_of("level2") == coinbase.WHOLE_BOOK_LEVELS
 
 
 # -- the genuine recording ---------------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ def test_bad_frames_and_fields_are_named(raw: bytes, error: str) -> None:
 def test_requests_carry_the_topic_so_htxs_errors_name_the_market() -> None:
     venue = htx.HtxStream()
     assert [orjson.loads(m) for m in venue.subscribe_messages("mbp.150", [TOPIC], "1")] == [{"sub": TOPIC, "id": f"sub:{TOPIC}"}]
-    assert orjson.loads(venue.snapshot_request(TOPIC, "1")) == {"req": TOPIC, "id": f"req:{TOPIC}"}
+    assert orjson.loads(venue.ws_snapshot_request(TOPIC) or b"") == {"req": TOPIC, "id": f"req:{TOPIC}"}
+    assert venue.snapshot_request("btcusdt", 150) is None and htx.HtxStream("depth.step0").ws_snapshot_request(TOPIC) is None
     refused = htx.parse_message(_frame({"status": "error", "err-code": "bad-request", "err-msg": "invalid topic market.nope.mbp.150",
                                         "id": "sub:market.nope.mbp.150", "ts": 1}))  # fmt: skip
     assert isinstance(refused, VenueControl)

@@ -20,7 +20,7 @@ from ldc.depth import DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.sim.kraken import kraken_checksum
 from ldc.sync import BookSync, MarkOutOfSync, OutOfSyncReason, Resubscribe, SnapshotPurpose, SnapshotResult, SyncConfig, SyncState
-from ldc.venues import kraken, stream_venue
+from ldc.venues import kraken, stream_venue, venue_table
 from ldc.venues._parse import ControlKind
 from ldc.venues.base import Precision, SnapshotSource
 from venue_recordings import venues_dir
@@ -122,7 +122,7 @@ def test_asset_pairs_give_v2_names_and_decimals() -> None:
 
 def test_stream_venue_needs_the_pairs_precision_and_keeps_the_channels_depth() -> None:
     venue = stream_venue("kraken", "book.100")
-    assert isinstance(venue, kraken.KrakenStream) and venue.depth == 100 and venue.book_window("book.100") == 100
+    assert isinstance(venue, kraken.KrakenStream) and venue.depth == 100 and venue_table("kraken").levels_of("book.100") == 100
     with pytest.raises(ConfigError, match="BTC/USD: no precision known"):
         venue.checksum_for("BTC/USD", None)
 

@@ -185,3 +185,14 @@ def test_recording_every_checksum_verified_and_the_top_20_equal_a_decimal_replay
     assert sum(s.checksums for s in syncs.values()) == 191
     assert sum(s.checksum_mismatches + s.resyncs + s.gaps for s in syncs.values()) == 0
     assert sorted(syncs) == ["BTC-USDT", "UNI-USD-SWAP"]
+
+
+def test_an_instrument_list_whose_tick_disagrees_with_the_stream_still_verifies_the_strings_as_sent() -> None:
+    """OKX sends numbers without trailing zeros: a book written back in its shortest form reproduces them, so a
+    tick size coarser than the prices streamed (here 0 decimals for 3366.1) does not turn every message into a
+    mismatch; a wrong checksum still is one."""
+    holds = okx.book_checksum(Precision(0, 0))
+    book = OrderBook(depth=DEPTH)
+    book.load_snapshot(DepthSnapshot(1, [(3366.1, 7.0), (3366.0, 6.0)], [(3366.8, 9.0), (3368.0, 8.0)], 400))
+    assert holds(book, -1881014294) and not holds(book, -1881014293)
+    assert okx.book_checksum(okx.SHORTEST)(book, -1881014294)

@@ -7,12 +7,11 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import orjson
 
-from ldc.depth import NO_ID, Book, Level
+from ldc.depth import NO_ID, Level
 from ldc.errors import ProtocolError
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "load_exact",
     "show",
     "sorted_levels",
-    "top_columns",
 ]
 
 
@@ -75,19 +73,6 @@ def exact_number(value: Any, field: str, index: int) -> float:
     if (type(value) is not Decimal and type(value) is not int) or not value >= 0 or not Decimal(value).is_finite():
         raise ProtocolError(f"field {field!r}[{index}]: expected a non-negative JSON number, found {show(value)}")
     return float(value)
-
-
-def top_columns(levels: int) -> Callable[[Book], tuple[list[float], list[float], list[float], list[float]]]:
-    """For a checksum: the top ``levels`` of a book as columns (bid prices, bid sizes, ask prices, ask sizes),
-    best first, read into buffers allocated once."""
-    bids_out, asks_out = np.zeros((levels, 2)), np.zeros((levels, 2))
-
-    def columns(book: Book) -> tuple[list[float], list[float], list[float], list[float]]:
-        n_bids, n_asks = book.top(levels, bids_out, asks_out)
-        (bid_px, bid_sz), (ask_px, ask_sz) = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
-        return bid_px, bid_sz, ask_px, ask_sz
-
-    return columns
 
 
 def show(value: Any) -> str:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
-from ldc.errors import ConfigError
+from ldc.errors import ProtocolError
 
 if TYPE_CHECKING:
     from ldc.venues._parse import VenueControl
@@ -74,6 +74,9 @@ class SnapshotSource(enum.Enum):
 
     REST = "rest"
     STREAM = "stream"
+    # the stream's snapshot when the venue sends one, else REST with the stream's ids (OKX: the 2026 procedure,
+    # for a channel without its initial snapshot: buffer, GET /api/v5/market/books, join by seqId / prevSeqId)
+    STREAM_OR_REST = "stream or rest"
 
 
 class SequenceScope(enum.Enum):
@@ -126,23 +129,36 @@ class JoinWait(enum.Enum):
     TOO_OLD = "the snapshot is older than the stream"
 
 
-def join_index(rule: SequenceRule, firsts_finals: list[tuple[int, int]], last_update_id: int) -> int | JoinWait:
-    """Where a snapshot at ``last_update_id`` joins a contiguous buffered stream given as ``(U, u)`` pairs:
+class Ids(Protocol):  # pragma: no cover - a protocol
+    """What a join reads of a diff (``DepthDiff``, the C parser's ``ParsedDiff``)."""
+
+    @property
+    def first_id(self) -> int: ...
+
+    @property
+    def final_id(self) -> int: ...
+
+
+def join_index(rule: SequenceRule, diffs: Sequence[Ids], last_update_id: int) -> int | JoinWait:
+    """Where a snapshot at ``last_update_id`` joins a contiguous buffered stream of ``diffs``:
     the index of the first diff to apply on top of it (``len`` when the snapshot is exactly at the stream's
     end), or why not. Binance's documented rules: spot drops ``u <= lastUpdateId`` and the first kept diff
     must have ``U <= lastUpdateId + 1``; futures keep ``u >= lastUpdateId`` and need ``U <= lastUpdateId``;
-    both: ``lastUpdateId`` below the first buffered ``U`` is too old."""
+    OKX (``U`` = prevSeqId) drops ``seqId <= snapshot seqId`` and needs ``prevSeqId <= snapshot seqId``; all:
+    ``lastUpdateId`` below the first buffered ``U`` is too old."""
     links_prev = rule is not SequenceRule.RANGE and rule is not SequenceRule.PLUS_ONE
-    if last_update_id < firsts_finals[0][0]:
+    keeps_equal = rule is SequenceRule.PREV_LINK  # Binance futures apply the event whose u == lastUpdateId;
+    # OKX drops every buffered event with seqId <= the snapshot's and needs prevSeqId <= seqId(snapshot) < seqId
+    if last_update_id < diffs[0].first_id:
         return JoinWait.TOO_OLD
-    if firsts_finals[-1][1] < last_update_id:
-        return JoinWait.NOT_YET
-    for index, (first_id, final_id) in enumerate(firsts_finals):
-        if final_id > last_update_id or (links_prev and final_id == last_update_id):
-            if first_id > (last_update_id if links_prev else last_update_id + 1):
+    if diffs[-1].final_id < last_update_id:
+        return JoinWait.NOT_YET  # (checked first: a buffer waiting for its stream costs O(1) a diff)
+    for index, diff in enumerate(diffs):
+        if diff.final_id > last_update_id or (keeps_equal and diff.final_id == last_update_id):
+            if diff.first_id > (last_update_id if links_prev else last_update_id + 1):
                 return JoinWait.TOO_OLD
             return index
-    return len(firsts_finals)  # spot: the last buffered u equals lastUpdateId
+    return len(diffs)  # spot: the last buffered u equals lastUpdateId
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +167,13 @@ class Precision:
 
     price_decimals: int
     size_decimals: int
+
+
+def window_limit(levels: int) -> int:
+    """``DepthSnapshot.limit`` of a snapshot in a windowed stream (OKX ``books`` 400, Bybit ``orderbook.200``):
+    the venue keeps the window exact, deleting the levels that fall out of it and sending the ones that come in,
+    so every side held is whole (a side shorter than the limit is whole) and nothing is pruned."""
+    return levels + 1
 
 
 class Checksum(Protocol):  # pragma: no cover - a protocol
@@ -185,10 +208,15 @@ class VenueTable:
     update_speeds_ms: tuple[int, ...] = ()
     default_update_speed_ms: int = 0
     channels: tuple[str, ...] = ()
+    channel_levels: tuple[int, ...] = ()  # levels a side each channel keeps: the most a group may publish
     default_channel: str = ""
     # Limits
     weight_limit_per_min: int
     max_streams_per_connection: int
+
+    def levels_of(self, channel: str) -> int:
+        """Levels a side ``channel`` keeps (``channel_levels``)."""
+        return self.channel_levels[self.channels.index(channel)]
 
     def path_of(self, channel: str) -> str:
         """The websocket path serving ``channel``."""
@@ -207,7 +235,9 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long (inf: the server pings)
     rule: SequenceRule
     scope: SequenceScope  # CONNECTION: the feeder checks ``VenueControl.sequence`` / the events' ids +1 per connection
-    snapshot_source: SnapshotSource  # STREAM, or REST: ``snapshot_request`` asks for it on the market's connection
+    # STREAM; STREAM_OR_REST with ``snapshot_request``; REST with ``ws_snapshot_request`` (HTX ``req``, asked on
+    # the market's own connection)
+    snapshot_source: SnapshotSource
     # Limits
     requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
     request_spacing_s: float  # between two requests on one connection (the venue's message rate)
@@ -223,16 +253,20 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
 
     def ping_message(self, request_id: str) -> bytes: ...
 
+    def snapshot_request(self, symbol: str, limit: int) -> "tuple[str, dict[str, str | int]] | None":
+        """The REST path and query of a snapshot joining the stream's ids (None: the venue has none that does)."""
+        ...
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        """A REST snapshot answer (ProtocolError carries the venue's own error message)."""
+        ...
+
     def parse(self, raw: bytes | str) -> "list[StreamEvent] | VenueControl":
         """Book events of one message (ProtocolError names a malformed field), or what else it is."""
         ...
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book], int] | None":
-        """``SyncConfig.checksum`` for one market (None: the venue sends none)."""
-        ...
-
-    def book_window(self, channel: str) -> int:
-        """Levels a side the channel keeps (the retention window: levels beyond it are dropped)."""
+    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
+        """``SyncConfig.checksum`` for one market: whether a book's checksum is the venue's (None: none sent)."""
         ...
 
     def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
@@ -243,8 +277,8 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
         """Symbol -> precision, from the answer to one of ``instrument_requests``."""
         ...
 
-    def snapshot_request(self, stream: str, request_id: str) -> bytes:
-        """The websocket request for a market's snapshot (``snapshot_source`` REST: HTX ``req``)."""
+    def ws_snapshot_request(self, stream: str) -> bytes | None:
+        """The websocket request for a market's snapshot, sent on its connection (HTX ``req``; None: REST)."""
         ...
 
     def stream_of(self, raw: bytes | str) -> str:
@@ -258,7 +292,16 @@ class StreamDefaults:
 
     name: str
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book], int] | None":
+    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
+        return None
+
+    def snapshot_request(self, symbol: str, limit: int) -> "tuple[str, dict[str, str | int]] | None":
+        return None  # no REST snapshot joins the stream's ids
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        raise ProtocolError(f"{self.name} books start from the stream: no REST snapshot")
+
+    def ws_snapshot_request(self, stream: str) -> bytes | None:
         return None
 
     def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
@@ -266,9 +309,6 @@ class StreamDefaults:
 
     def instruments(self, body: bytes | str) -> dict[str, Precision]:
         return {}
-
-    def snapshot_request(self, stream: str, request_id: str) -> bytes:
-        raise ConfigError(f"{self.name} books start in the stream: no snapshot request")
 
     def stream_of(self, raw: bytes | str) -> str:
         return ""  # the venue's sequence shows a lost message as a gap

@@ -30,7 +30,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable, window_limit
 
 __all__ = [
     "CATEGORIES",
@@ -72,7 +72,7 @@ TABLES: tuple[VenueTable, ...] = tuple(
     VenueTable(
         name=f"bybit-{category}", family=f"bybit-{category}", module=__name__, rest_base_url=REST_BASE_URL,
         ws_base_url=WS_BASE_URL, ws_path=f"/v5/public/{category}", symbol_pattern=SYMBOL_PATTERN,
-        symbol_form=SYMBOL_FORM, channels=tuple(f"orderbook.{depth}" for depth in DEPTHS),
+        symbol_form=SYMBOL_FORM, channels=tuple(f"orderbook.{depth}" for depth in DEPTHS), channel_levels=DEPTHS,
         default_channel=f"orderbook.{DEFAULT_DEPTH}",
         weight_limit_per_min=600,  # REST: 600 requests per 5 s per IP; ldc asks Bybit for no snapshot
         max_streams_per_connection=MAX_TOPICS_PER_CONNECTION,
@@ -150,7 +150,7 @@ def parse_message(raw: bytes | str) -> BookEvent | VenueControl:
         if len(bids) > depth or len(asks) > depth:
             raise ProtocolError(f"snapshot of {name}: expected at most {depth} levels a side, found {len(bids)} bids, {len(asks)} asks")
         event: DepthSnapshot | DepthDiff = DepthSnapshot(
-            update_id, sorted_levels(bids, "b", True), sorted_levels(asks, "a", False), depth, event_time_ms
+            update_id, sorted_levels(bids, "b", True), sorted_levels(asks, "a", False), window_limit(depth), event_time_ms
         )
     else:
         event = DepthDiff(symbol, update_id, update_id, NO_ID, event_time_ms, int_field(msg, "cts", optional=True), bids, asks)
@@ -176,10 +176,16 @@ class BybitStream(StreamDefaults):
     ping_interval_s = PING_INTERVAL_S
     rule = SEQUENCE_RULE
     scope = SequenceScope.MARKET
-    snapshot_source = SNAPSHOT_SOURCE
     requests_per_hour = 0  # none documented for public subscriptions
     request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = NEW_CONNECTIONS_PER_5_MIN / 300.0
+    snapshot_source = SnapshotSource.STREAM
+
+    def snapshot_request(self, symbol: str, limit: int) -> tuple[str, dict[str, str | int]] | None:
+        return None  # the REST book's u is the 1000-level topic's: it joins no other depth
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        raise ProtocolError("Bybit books start from the stream's snapshot only")
 
     def __init__(self, category: str) -> None:
         if category not in CATEGORIES:
@@ -207,8 +213,5 @@ class BybitStream(StreamDefaults):
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(parsed.topic, parsed.event)]
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
+    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return None  # Bybit sends no book checksum
-
-    def book_window(self, channel: str) -> int:
-        return int(channel.rsplit(".", 1)[-1])

@@ -68,7 +68,7 @@ TABLES: tuple[VenueTable, ...] = (
     VenueTable(
         name=NAME, family=NAME, module=__name__, rest_base_url=REST_BASE_URL, ws_base_url=WS_BASE_URL,
         ws_path=WS_PATH, symbol_pattern=SYMBOL_PATTERN, symbol_form=SYMBOL_FORM,
-        channels=(CHANNEL,), default_channel=CHANNEL,
+        channels=(CHANNEL,), channel_levels=(WHOLE_BOOK_LEVELS,), default_channel=CHANNEL,
         weight_limit_per_min=10 * 60,  # public REST: 10 requests/s per IP; ldc asks Coinbase for no snapshot
         max_streams_per_connection=MAX_PRODUCTS_PER_CONNECTION,
     ),
@@ -198,5 +198,3 @@ class CoinbaseStream(StreamDefaults):
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.product, event.event) for event in parsed]
 
-    def book_window(self, channel: str) -> int:
-        return WHOLE_BOOK_LEVELS

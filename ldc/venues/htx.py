@@ -75,7 +75,7 @@ TABLES: tuple[VenueTable, ...] = (
         name=NAME, family=NAME, module=__name__, rest_base_url=REST_BASE_URL, ws_base_url=WS_BASE_URL,
         ws_path=WS_PATH, channel_paths=tuple((channel, MBP_PATH) for channel in CHANNELS if channel.startswith("mbp.")),
         symbol_pattern=SYMBOL_PATTERN, symbol_form=SYMBOL_FORM, symbols_lower_case=True,
-        channels=tuple(CHANNELS), default_channel=DEFAULT_CHANNEL,
+        channels=tuple(CHANNELS), channel_levels=tuple(CHANNELS.values()), default_channel=DEFAULT_CHANNEL,
         weight_limit_per_min=60,  # REST: ldc asks HTX for nothing by REST (its refreshes come by websocket)
         max_streams_per_connection=MAX_TOPICS_PER_CONNECTION,
     ),
@@ -218,9 +218,6 @@ class HtxStream(StreamDefaults):
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.topic, event.event) for event in parsed]
 
-    def book_window(self, channel: str) -> int:
-        return CHANNELS[channel]
-
     def stream_of(self, raw: bytes | str) -> str:
         """The topic of a frame the parser refused (a depth.step0 book has no sequence to show the loss)."""
         try:
@@ -229,8 +226,9 @@ class HtxStream(StreamDefaults):
         except ProtocolError:
             return ""
 
-    def snapshot_request(self, stream: str, request_id: str) -> bytes:
-        """``{"req":"market.btcusdt.mbp.150","id":"req:market.btcusdt.mbp.150"}``, on the market's connection."""
+    def ws_snapshot_request(self, stream: str) -> bytes | None:
+        """``{"req":"market.btcusdt.mbp.150","id":"req:market.btcusdt.mbp.150"}``, on the market's connection
+        (None for depth.step0: its books are whole in every message)."""
         if self.snapshot_source is not SnapshotSource.REST:
-            raise ConfigError(f"HTX {self.channel} books are whole in every message: no refresh request")
+            return None
         return orjson.dumps({"req": stream, "id": f"req:{stream}"})

@@ -86,7 +86,7 @@ TABLES: tuple[VenueTable, ...] = (
     VenueTable(
         name=NAME, family=NAME, module=__name__, rest_base_url=REST_BASE_URL, ws_base_url=WS_BASE_URL,
         ws_path=WS_PATH, symbol_pattern=SYMBOL_PATTERN, symbol_form=SYMBOL_FORM,
-        channels=tuple(CHANNELS), default_channel=DEFAULT_CHANNEL,
+        channels=tuple(CHANNELS), channel_levels=tuple(CHANNELS.values()), default_channel=DEFAULT_CHANNEL,
         weight_limit_per_min=60,  # REST: ldc asks only AssetPairs (public calls cost 1 of a 15 budget, -0.33/s)
         max_streams_per_connection=MAX_SYMBOLS_PER_CONNECTION,
     ),
@@ -216,15 +216,15 @@ def checksum(bids: Sequence[Level], asks: Sequence[Level], precision: Precision)
     return _crc(top[0], top[1], precision)
 
 
-def book_checksum(precision: Precision) -> Callable[[Book], int]:
-    """``SyncConfig.checksum`` for one Kraken pair: the checksum of a book's top 10."""
+def book_checksum(precision: Precision) -> Callable[[Book, int], bool]:
+    """``SyncConfig.checksum`` for one Kraken pair: whether the checksum of a book's top 10 is ``expected``."""
     bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
 
-    def of_book(book: Book) -> int:
+    def holds(book: Book, expected: int) -> bool:
         n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
-        return _crc(bids_out[:n_bids], asks_out[:n_asks], precision)
+        return _crc(bids_out[:n_bids], asks_out[:n_asks], precision) == expected
 
-    return of_book
+    return holds
 
 
 def v2_symbol(wsname: str) -> str:
@@ -344,13 +344,10 @@ class KrakenStream(StreamDefaults):
         parsed = parse_message(raw, self.depth)
         return parsed if isinstance(parsed, VenueControl) else [(event.symbol, event.event) for event in parsed]
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
+    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         if precision is None:
             raise ConfigError(f"Kraken pair {symbol}: no precision known (AssetPairs did not list it): its checksum cannot be verified")
         return book_checksum(precision)
-
-    def book_window(self, channel: str) -> int:
-        return CHANNELS[channel]
 
     def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
         return [(ASSET_PAIRS_PATH, {})]

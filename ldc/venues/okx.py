@@ -31,12 +31,13 @@ from decimal import Decimal
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import orjson
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
-from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels, top_columns
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
+from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable, window_limit
 
 __all__ = [
     "CHANNELS",
@@ -59,6 +60,8 @@ REST_BASE_URL = "https://www.okx.com"
 WS_BASE_URL = "wss://ws.okx.com:8443"
 WS_PATH = "/ws/v5/public"
 INSTRUMENTS_PATH = "/api/v5/public/instruments"  # ?instType=SPOT|SWAP|FUTURES
+REST_BOOKS_PATH = "/api/v5/market/books"  # ?instId=&sz=: the book with its seqId (the 2026 procedure)
+REST_BOOKS_MAX_SZ = 400
 # Channels: name -> levels a side the server keeps (it deletes what falls out: the window is exact)
 CHANNELS: dict[str, int] = {"books": 400, "books-l2-tbt": 400, "books50-l2-tbt": 50}
 DEFAULT_CHANNEL = "books"  # the public one; the tbt channels need a login (VIP tiers)
@@ -86,7 +89,7 @@ TABLES: tuple[VenueTable, ...] = (
     VenueTable(
         name=NAME, family=NAME, module=__name__, rest_base_url=REST_BASE_URL, ws_base_url=WS_BASE_URL,
         ws_path=WS_PATH, symbol_pattern=SYMBOL_PATTERN, symbol_form=SYMBOL_FORM,
-        channels=tuple(CHANNELS), default_channel=DEFAULT_CHANNEL,
+        channels=tuple(CHANNELS), channel_levels=tuple(CHANNELS.values()), default_channel=DEFAULT_CHANNEL,
         weight_limit_per_min=20 * 30,  # market/books: 20 requests per 2 s per IP
         max_streams_per_connection=MAX_CHANNELS_PER_CONNECTION,
     ),
@@ -174,8 +177,8 @@ def _book_data(item: dict[str, Any], symbol: str, depth: int, snapshot: bool) ->
     if snapshot:
         if len(bids) > depth or len(asks) > depth:
             raise ProtocolError(f"snapshot of {symbol}: expected at most {depth} levels a side, found {len(bids)} bids, {len(asks)} asks")
-        return DepthSnapshot(seq_id, sorted_levels(bids, "bids", True), sorted_levels(asks, "asks", False), depth,
-                             ts, checksum_value)  # fmt: skip
+        return DepthSnapshot(seq_id, sorted_levels(bids, "bids", True), sorted_levels(asks, "asks", False),
+                             window_limit(depth), ts, checksum_value)  # fmt: skip
     # U = prevSeqId: a REST snapshot joins where prevSeqId <= its seqId < seqId (the 2026 procedure)
     return DepthDiff(symbol, prev_seq_id, seq_id, prev_seq_id, ts, NO_ID, bids, asks, checksum_value)
 
@@ -193,6 +196,22 @@ def _control(msg: dict[str, Any]) -> VenueControl:
     if event == "notice":  # e.g. code 64008: "the connection will soon be closed for a service upgrade"
         return VenueControl(ControlKind.SHUTDOWN, message=str(msg.get("msg", "")), code=str(msg.get("code", "")))
     return VenueControl(ControlKind.OTHER, message=str(event))
+
+
+def parse_rest_books(body: bytes | str, limit: int) -> DepthSnapshot:
+    """``GET /api/v5/market/books?instId=&sz=limit``: ``{"code":"0","msg":"","data":[{"asks":..,"bids":..,"ts":..,
+    "seqId":..}]}``. Its levels are the channel's window (``limit`` is the channel's depth), so it is whole as a
+    stream snapshot is; an error answer raises ProtocolError with OKX's code and message."""
+    msg = expect_dict(load(body, "books"), "books")
+    if msg.get("code") != "0":
+        raise ProtocolError(f"OKX error {msg.get('code')}: {msg.get('msg')}")
+    data = msg.get("data")
+    if not isinstance(data, list) or len(data) != 1:
+        raise ProtocolError(f"field 'data': expected one book, found {show(data)}")
+    item = expect_dict(data[0], "data[0]")
+    bids = sorted_levels(levels(item.get("bids"), "bids", 4), "bids", True)
+    asks = sorted_levels(levels(item.get("asks"), "asks", 4), "asks", False)
+    return DepthSnapshot(int_field(item, "seqId"), bids, asks, window_limit(limit), int_field(item, "ts", text=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,15 +270,24 @@ def checksum(bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, fl
                    _texts([a[0] for a in asks], p), _texts([a[1] for a in asks], s))  # fmt: skip
 
 
-def book_checksum(precision: Precision) -> Callable[[Book], int]:
-    """``SyncConfig.checksum`` for one OKX market: the checksum of a book's top 25."""
-    columns, p, s = top_columns(CHECKSUM_LEVELS), precision.price_decimals, precision.size_decimals
+def book_checksum(precision: Precision) -> Callable[[Book, int], bool]:
+    """``SyncConfig.checksum`` for one OKX market: whether the checksum of a book's top 25, its numbers written
+    with the market's tick and lot decimals, is ``expected``. When it is not, the numbers are written once more
+    in their shortest round-trip form (OKX's own for every value of up to 15 significant digits): a tick size in
+    the instrument list finer or coarser than the prices streamed must not make every message a mismatch."""
+    bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
+    p, s = precision.price_decimals, precision.size_decimals
 
-    def of_book(book: Book) -> int:
-        bid_px, bid_sz, ask_px, ask_sz = columns(book)
-        return _crc_of(_texts(bid_px, p), _texts(bid_sz, s), _texts(ask_px, p), _texts(ask_sz, s))
+    def holds(book: Book, expected: int) -> bool:
+        n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
+        bids, asks = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
+        if _crc_of(_texts(bids[0], p), _texts(bids[1], s), _texts(asks[0], p), _texts(asks[1], s)) == expected:
+            return True
+        shortest = SHORTEST.price_decimals
+        return precision != SHORTEST and expected == _crc_of(
+            _texts(bids[0], shortest), _texts(bids[1], shortest), _texts(asks[0], shortest), _texts(asks[1], shortest))
 
-    return of_book
+    return holds
 
 
 class OkxStream(StreamDefaults):
@@ -269,10 +297,16 @@ class OkxStream(StreamDefaults):
     ping_interval_s = PING_AFTER_IDLE_S
     rule = SEQUENCE_RULE
     scope = SequenceScope.MARKET
-    snapshot_source = SNAPSHOT_SOURCE
     requests_per_hour = SUBSCRIBE_OPS_PER_HOUR
     request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = float(CONNECTIONS_PER_S)
+    snapshot_source = SnapshotSource.STREAM_OR_REST
+
+    def snapshot_request(self, symbol: str, limit: int) -> tuple[str, dict[str, str | int]] | None:
+        return REST_BOOKS_PATH, {"instId": symbol, "sz": min(limit, REST_BOOKS_MAX_SZ)}
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        return parse_rest_books(body, limit)
 
     def stream(self, channel: str, symbol: str) -> str:
         return symbol
@@ -292,11 +326,8 @@ class OkxStream(StreamDefaults):
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.symbol, event.event) for event in parsed]
 
-    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book], int] | None:
+    def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return book_checksum(precision if precision is not None else SHORTEST)
-
-    def book_window(self, channel: str) -> int:
-        return CHANNELS[channel]
 
     def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
         return [(INSTRUMENTS_PATH, {"instType": kind}) for kind in sorted({instrument_type(s) for s in symbols})]

@@ -1,6 +1,7 @@
 """Control of a running feeder from code: ``ldc.Control(group)`` and ``ldc ctl GROUP ...``.
 
-The feeder of group G owns a Unix stream socket, ``/run/ldc/G.sock`` (directory: ``$LDC_CONTROL_DIR``).
+The feeder of group G owns a Unix stream socket, ``/run/ldc/G.sock`` (directory: ``$LDC_CONTROL_DIR``; a
+feeder that may not write /run uses ``$XDG_RUNTIME_DIR/ldc``, where ``ldc.Control`` also looks).
 The socket is mode 0660, owned by the feeder's user and by the *control* group (``$LDC_CONTROL_GROUP``,
 default ``ldc-control``): a group distinct from the readers' (the segment's group, mode 0640), so that
 reading a book never grants the right to change a feeder. The kernel refuses everyone else's connect();
@@ -24,6 +25,7 @@ sets the running set. Neither is written back to the configuration file: after a
 from __future__ import annotations
 
 import builtins
+import errno
 import grp
 import json
 import logging
@@ -60,6 +62,8 @@ CLIENT_IDLE_TIMEOUT_S: Final = 5.0  # a connected client that sends nothing is d
 ACCEPT_POLL_S: Final = 0.2  # how often the server thread looks at its stop flag
 DEFAULT_CALL_TIMEOUT_S: Final = 60.0  # add checks symbols with the exchange (REST, paced by the governor)
 MAX_SYMBOLS_PER_COMMAND: Final = 1024
+CONNECT_REFUSED_RETRY_S: Final = 0.5  # a refused connect is tried again this long (a feeder just starting)
+CONNECT_RETRY_POLL_S: Final = 0.01
 _PEERCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 COMMANDS: Final = ("list", "add", "remove", "resync", "refresh")
@@ -102,13 +106,20 @@ class Controlled(Protocol):
     def list_markets(self) -> list[MarketInfo]: ...
 
 
-def control_dir() -> Path:
-    return Path(os.environ.get(CONTROL_DIR_ENV) or DEFAULT_CONTROL_DIR)
+def control_dirs() -> list[Path]:
+    """Where control sockets live: ``$LDC_CONTROL_DIR`` when set; else /run/ldc, then (for a feeder run by a
+    user who may not write /run) ``$XDG_RUNTIME_DIR/ldc``."""
+    chosen = os.environ.get(CONTROL_DIR_ENV)
+    if chosen:
+        return [Path(chosen)]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return [Path(DEFAULT_CONTROL_DIR)] + ([Path(runtime) / "ldc"] if runtime else [])
 
 
 def socket_path(group: str) -> Path:
-    """The control socket of ``group``'s feeder."""
-    return control_dir() / f"{group}.sock"
+    """The control socket of ``group``'s feeder: the first that exists, else where the first would be."""
+    paths = [directory / f"{group}.sock" for directory in control_dirs()]
+    return next((path for path in paths if path.exists()), paths[0])
 
 
 def control_group() -> str:
@@ -123,13 +134,28 @@ class ControlServer:
 
     def __init__(self, group: str, target: Controlled) -> None:
         self.group = group
-        self.path = socket_path(group)
         self._target = target
         self._stop = threading.Event()
         self._gid = _group_id(control_group())
-        self._sock = self._bind()
+        self._sock = self._bind_first()
         self._thread = threading.Thread(target=self._serve, name=f"ldc-control-{group}", daemon=True)
         self._thread.start()
+
+    def _bind_first(self) -> socket.socket:
+        """The socket in the first control directory this process may write."""
+        refused: OSError | None = None
+        for directory in control_dirs():
+            self.path = directory / f"{self.group}.sock"
+            try:
+                return self._bind()
+            except (PermissionError, FileNotFoundError) as exc:  # /run/ldc is root's: try the user's runtime dir
+                refused = exc
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+                refused = exc
+        assert refused is not None
+        raise refused
 
     def _bind(self) -> socket.socket:
         self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
@@ -138,7 +164,12 @@ class ControlServer:
         # Linux makes the socket file with the socket inode's mode (less the umask): never open to others,
         # not even before the chmod below; the process-wide umask is left alone (other threads run)
         os.fchmod(sock.fileno(), OWNER_ONLY_MODE)
-        sock.bind(str(self.path))
+        try:
+            sock.bind(str(self.path))
+            sock.listen(8)  # at once: a client that sees the file must not be refused (it is 0600 until the chmod)
+        except OSError:
+            sock.close()
+            raise
         mode = OWNER_ONLY_MODE
         if self._gid is not None:
             try:
@@ -147,11 +178,10 @@ class ControlServer:
             except OSError as exc:  # the feeder's user is not a member of the control group
                 log.warning("control socket %s stays %o: cannot give it to group %s: %s", self.path, mode,
                             control_group(), exc.strerror)  # fmt: skip
-        else:
-            log.warning("control group %r does not exist: %s is for the feeder's user and root only", control_group(), self.path)
+        else:  # the safe default (a host without the group, a developer's machine): said, not warned
+            log.info("control group %r does not exist: %s is for the feeder's user and root only", control_group(), self.path)
         os.chmod(self.path, mode)
         self._inode = os.lstat(self.path).st_ino
-        sock.listen(8)
         sock.settimeout(ACCEPT_POLL_S)
         log.info("control socket %s (mode %o, group %s)", self.path, mode, control_group() if mode == SOCKET_MODE else "-")
         return sock
@@ -506,6 +536,16 @@ class Control:
         return reply
 
     def _connect(self, sock: socket.socket) -> None:
+        deadline = time.monotonic() + CONNECT_REFUSED_RETRY_S
+        while True:
+            try:
+                return self._connect_once(sock)
+            except ConnectionRefusedError:  # a feeder between bind and listen, or a dead feeder's socket file
+                if time.monotonic() >= deadline:
+                    raise ControlError(f"no feeder of group {self.group!r} is listening on {self.path}") from None
+                time.sleep(CONNECT_RETRY_POLL_S)
+
+    def _connect_once(self, sock: socket.socket) -> None:
         try:
             sock.connect(str(self.path))
         except PermissionError:
@@ -513,7 +553,7 @@ class Control:
                        f"group {control_group()!r} (reading a book does not grant it)")  # fmt: skip
             log.warning("control: %s", message)
             raise ControlError(message) from None
-        except (FileNotFoundError, ConnectionRefusedError):
+        except FileNotFoundError:
             raise ControlError(f"no feeder of group {self.group!r} is listening on {self.path}") from None
 
 

@@ -211,7 +211,8 @@ class Feeder:
         self._router = Router()  # symbol -> HotPath: takes each socket read's frames (on_messages)
         self._route = self._router.feed
         self._conns: dict[int, set[Market]] = {}
-        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
+        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
+                                    markets=group.symbols)  # a symbol no longer configured is not carried over  # fmt: skip
         # bound once: on_message runs per diff
         self._depth = group.depth
         self._publish = self.writer.publish

@@ -93,6 +93,8 @@ def run_writer(group: str, rate: float, notify_each: bool) -> None:
                     w.notify()
                 k += 1
             time.sleep(BURST_PERIOD_S)
+            if k % 100 == 0 or not rate:
+                w.heartbeat()  # layout 2.0 readers flag a writer STALE once its heartbeat is old
         elapsed = time.monotonic() - start
         print(json.dumps({"publishes": k - 1, "rate_per_s": round((k - 1) / elapsed)}), flush=True)
 
@@ -347,7 +349,7 @@ def publish_cost(seconds: float) -> dict[str, float]:
 def cleanup(group: str) -> None:
     import posix_ipc
 
-    for name in (segment_name(group), waiters_name(group)):
+    for name in (segment_name(group), waiters_name(group), segment_name(group) + ".lock"):
         try:
             posix_ipc.unlink_shared_memory(name)
         except posix_ipc.ExistentialError:

@@ -8,7 +8,18 @@ Modes:
                              (or SECONDS), then print JSON {"publishes"}
   torture-reader GROUP SECONDS MODE   MODE "validated" (Reader.read_into) or "raw" (no seqlock):
                              verify every copy, print JSON {"reads", "torn", "contended"}
-  sleep-reader GROUP SYMBOL  register as a waiter, print "waiting", block in wait_for_update
+  sleep-reader GROUP SYMBOL  print "waiting", block in wait_for_update
+  beat GROUP SYMBOL HB_MS STALE_MS   writer with that heartbeat interval and stale limit: publish one
+                             book, print "ready", heartbeat every HB_MS / 2 until killed
+  zygote GROUP SYMBOL        fork writers on command, so a kill -9 -> restart cycle costs no
+                             interpreter start: stdin "start K DEPTH [legacy]" forks a writer of that
+                             depth publishing update_id K * 10^9 + n (it prints "ready K"), "kill" SIGKILLs it and
+                             prints "reaped K T" (T: CLOCK_MONOTONIC ns after waitpid), "quit".
+                             "legacy" makes the new writer first look alive on its predecessor's
+                             file, as a 1.x in-place takeover did (the negative control)
+  spin GROUP SYMBOL MS [--attach-each]   Python reader spinning for MS ms (or until the segment
+                             says STOPPED), output as readers/rust ldc-read spin; with
+                             --attach-each every read is made by a fresh Reader
   churn GROUP                writer: slot 0 alternates between markets AAAUSDT (book around 100)
                              and BBBUSDT (book around 200), add / publish / remove, until killed
 The payload invariant of the torture modes is payload_errors() below.
@@ -16,9 +27,11 @@ The payload invariant of the torture modes is payload_errors() below.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import mmap
+import os
 import signal
 import sys
 import time
@@ -26,9 +39,12 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from ldc.errors import ReadContention
-from ldc.shm.layout import SLOT_HEADER, Status
+from ldc.errors import LayoutError, LdcError, ReadContention, WriterDead
+from ldc.shm import _seqlock
+from ldc.shm.files import ofd_lock
+from ldc.shm.layout import HEADER, SLOT_HEADER, State, Status, segment_name, segment_path
 from ldc.shm.reader import Reader
+from ldc.shm.segment import read_geometry
 from ldc.shm.writer import SegmentWriter
 
 TORTURE_DEPTH = 20
@@ -92,6 +108,7 @@ def torture_writer(group: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         k = 0
         while not stop and time.monotonic() < deadline:
+            w.heartbeat()  # readers flag a writer whose heartbeat is older than stale_after_ms STALE
             for j in range(PAYLOADS):
                 bids, asks, nb, na = payloads[j]
                 # update_id is the payload index, so payloads are precomputed on both sides
@@ -179,6 +196,121 @@ def churn(group: str) -> None:
                 w.remove_market(symbol)
 
 
+def beat(group: str, symbol: str, heartbeat_ms: int, stale_ms: int) -> None:
+    w = SegmentWriter(group, depth=TORTURE_DEPTH, capacity=4, heartbeat_interval_ms=heartbeat_ms,
+                      stale_after_ms=stale_ms, markets=[symbol])
+    bids, asks, _, _ = payload(10, TORTURE_DEPTH)
+    w.publish(w.slot(symbol), update_id=10, event_time_ms=70, recv_time_ns=1, status=Status.SYNCED,
+              bids=bids, asks=asks, n_bids=TORTURE_DEPTH, n_asks=TORTURE_DEPTH)
+    print("ready", flush=True)
+    while True:
+        w.heartbeat()
+        time.sleep(heartbeat_ms / 2000)
+
+
+CYCLE = 10**9  # update_id // CYCLE names the writer generation (tests/test_shm_takeover.py)
+SPIN_TAIL = 256
+LEGACY_WINDOW_S = 0.2  # how long the negative control's successor looks alive on the old file (a
+# loaded 2-core machine may not run every reader within a shorter window)
+PUBLISH_PAUSE_S = 0.0002  # the zygote's writers publish about 5,000 times a second, not flat out
+
+
+def _zygote_writer(group: str, symbol: str, cycle: int, depth: int, legacy: bool) -> None:
+    if legacy:
+        _look_alive_on_the_old_file(group)
+    w = SegmentWriter(group, depth=depth, capacity=4, markets=[symbol])
+    slot = w.slot(symbol)
+    bids, asks, _, _ = payload(10, depth)
+    publish = w.publish
+    n = 0
+    while True:
+        publish(slot, update_id=cycle * CYCLE + n, event_time_ms=n, recv_time_ns=n, status=Status.SYNCED,
+                bids=bids, asks=asks, n_bids=depth, n_asks=depth)
+        if n == 0:
+            print(f"ready {cycle}", flush=True)
+        n += 1
+        w.heartbeat()
+        time.sleep(PUBLISH_PAUSE_S)
+
+
+def _look_alive_on_the_old_file(group: str) -> None:
+    """What a 1.x successor did: take the old file's liveness signals first and mark its data dead
+    only later. Readers following LAYOUT.md then accept the dead writer's books for the window."""
+    fd = os.open(segment_path(group), os.O_RDWR)
+    try:
+        ofd_lock(fd, write=True)
+        geometry = read_geometry(fd, segment_name(group))
+        mm = mmap.mmap(fd, geometry.segment_size)
+        seg = _seqlock.Segment(mm, geometry.c_layout(), writable=True)
+        seg.hold_owner_lock()
+        time.sleep(LEGACY_WINDOW_S)
+        seg.close()
+        mm.close()
+    finally:
+        os.close(fd)
+
+
+def zygote(group: str, symbol: str) -> None:
+    child: tuple[int, int] | None = None  # (cycle, pid)
+    for line in sys.stdin:
+        words = line.split()
+        if words[0] == "start":
+            cycle = int(words[1])
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    _zygote_writer(group, symbol, cycle, int(words[2]), legacy=words[3:] == ["legacy"])
+                finally:
+                    os._exit(1)
+            child = (cycle, pid)
+        elif words[0] == "kill" and child is not None:
+            os.kill(child[1], signal.SIGKILL)
+            os.waitpid(child[1], 0)
+            print(f"reaped {child[0]} {time.monotonic_ns()}", flush=True)
+            child = None
+        elif words[0] == "quit":
+            break
+    if child is not None:
+        os.kill(child[1], signal.SIGKILL)
+        os.waitpid(child[1], 0)
+
+
+def spin(group: str, symbol: str, ms: int, attach_each: bool) -> None:
+    reads = accepted = 0
+    cycles: dict[int, tuple[list[int], collections.deque[int]]] = {}
+    r = Reader(group, attach_timeout_s=10)
+    try:
+        buf = r.new_buffer()
+        end = time.monotonic_ns() + ms * 1_000_000
+        while (t0 := time.monotonic_ns()) < end:
+            reads += 1
+            try:
+                if attach_each:  # a reader attaching now, perhaps in the middle of a takeover
+                    fresh = Reader(group)
+                    r.close()
+                    r, buf = fresh, fresh.new_buffer()
+                r.read_into(symbol, buf)
+            except WriterDead:
+                if r._seg.load_u32(HEADER.offset("state")) == State.STOPPED:
+                    break  # the test's last writer stopped cleanly: the run is over
+                continue
+            except LayoutError:  # the writer restarted at another depth: our buffer has the old one
+                buf = r.new_buffer()
+                continue
+            except LdcError:
+                if reads % 64 == 0:
+                    os.sched_yield()  # a writer restarting on a loaded host needs the CPU
+                continue
+            accepted += 1
+            count, tail = cycles.setdefault(buf.update_id // CYCLE, ([0], collections.deque(maxlen=SPIN_TAIL)))
+            count[0] += 1
+            tail.append(t0)
+    finally:
+        r.close()
+    out = {str(c): {"count": count[0], "tail": list(tail)} for c, (count, tail) in sorted(cycles.items())}
+    print(json.dumps({"reads": reads, "accepted": accepted, "cycles": out}), flush=True)
+
+
 def main(argv: list[str]) -> None:
     mode, group = argv[0], argv[1]
     if mode in ("hold", "midwrite"):
@@ -191,6 +323,12 @@ def main(argv: list[str]) -> None:
         sleep_reader(group, argv[2])
     elif mode == "churn":
         churn(group)
+    elif mode == "beat":
+        beat(group, argv[2], int(argv[3]), int(argv[4]))
+    elif mode == "zygote":
+        zygote(group, argv[2])
+    elif mode == "spin":
+        spin(group, argv[2], int(argv[3]), attach_each=argv[4:] == ["--attach-each"])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

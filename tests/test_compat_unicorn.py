@@ -152,6 +152,8 @@ def test_markets_the_feeder_does_not_have_raise_the_seeds_exceptions_at_once(poi
             ubldc.get_bids("nosuchcoin")
         with pytest.raises(DepthCacheNotFound, match="^The depth_cache for market 'nosuchcoin' does not exist!"):
             ubldc.is_depth_cache_synchronized("nosuchcoin")
+        with pytest.raises(DepthCacheNotFound, match="^The depth_cache for market 'nosuchcoin' does not exist! .*unknown symbol NOSUCHCOIN"):
+            ubldc.set_resync_request("nosuchcoin")
         with pytest.raises(DepthCacheNotFound, match="^The depth_cache for market 'ethusdt' does not exist!$"):
             ubldc.get_asks("ethusdt")  # listed by the exchange, never created here
         with pytest.raises(DepthCacheNotFound, match="^The depth_cache does not exist!$"):

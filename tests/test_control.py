@@ -226,3 +226,17 @@ def test_ldc_ctl_says_how_it_is_used_and_exits_2_for_a_wrong_call(capsys: pytest
     group = unique_group("absent")
     assert main([group, "list"]) == 2
     assert capsys.readouterr().err == f"ldc ctl: no feeder of group '{group}' is listening on {socket_path(group)}\n"
+
+
+def test_a_feeder_that_may_not_write_run_ldc_serves_from_the_users_runtime_dir(
+    spot: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import ldc.control
+
+    monkeypatch.setattr(ldc.control, "DEFAULT_CONTROL_DIR", "/proc/ldc-not-writable")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with feeder_in_thread(spot, "spot", ("BTCUSDT",)) as run:
+        path = wait_until(lambda: socket_path(run.group.name) if socket_path(run.group.name).exists() else None,
+                          what="the control socket")  # fmt: skip
+        assert path == tmp_path / "ldc" / f"{run.group.name}.sock"
+        assert Control(run.group.name).list()[0].symbol == "BTCUSDT"

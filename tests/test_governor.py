@@ -3,10 +3,13 @@ per IP, X-MBX-USED-WEIGHT-1M, 429 / 418 with Retry-After)."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import os
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +19,7 @@ from ldc.errors import ConfigError, RateLimitError
 from ldc.io.governor import (
     BUCKETS,
     DEFAULT_418_BACKOFF_MS,
+    MAX_BAN_MS,
     SEGMENT_PREFIX,
     STATUS_LOCAL,
     WINDOW_MS,
@@ -234,3 +238,49 @@ def test_processes_racing_for_weight_never_exceed_the_budget(key: str) -> None:
     assert sum(counts) == 1000 // 3
     with RateGovernor(key, budget=1000, clock_ms=lambda: T0) as governor:
         assert governor.used() == 999
+
+
+# A ledger no exchange answer can have produced ---------------------------------------------------------------
+
+
+def _plant(key: str, ledger: Ledger) -> None:
+    """Write ``ledger`` as it would be stored, whatever its values (as damage or a tamperer would)."""
+    with RateGovernor(key, budget=max(1, min(ledger.budget, 1_000_000))) as governor:
+        governor._store(ledger)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"banned_until_ms": T0 + MAX_BAN_MS + 3_600_000, "ban_status": 418}, "banned for another 73.0 h, the exchange bans for at most 72 h"),
+        ({"ban_status": 500, "banned_until_ms": T0 + 1000}, "ban status 500, expected one of (0, 418, 429)"),
+        ({"budget": 0}, "budget 0, expected 1..1000000"),
+        ({"ring": ((T0 // BUCKET_MS + 5, 1),) + ((-1, 0),) * (BUCKETS)}, f"bucket {T0 // BUCKET_MS + 5} with weight 1"),
+    ],
+)
+def test_a_corrupt_ledger_is_named_and_reset(key: str, change: dict[str, object], named: str, caplog: pytest.LogCaptureFixture) -> None:
+    _plant(key, replace(Ledger(budget=100), **change))  # type: ignore[arg-type]
+    clock = FakeClock(T0)
+    with caplog.at_level(logging.ERROR, logger="ldc.io.governor"), RateGovernor(key, budget=100, clock_ms=clock) as governor:
+        governor.acquire(1, timeout_s=0)  # not stopped by the damage
+        assert governor.ledger().banned_until_ms == 0
+    assert any(named in r.getMessage() and "is corrupt" in r.getMessage() and "reset" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_ban_the_exchange_can_give_is_kept(key: str) -> None:
+    clock = FakeClock(T0)
+    with RateGovernor(key, budget=100, clock_ms=clock) as governor:
+        governor.observe_response(status=418, used_weight=None, retry_after_s=MAX_BAN_MS / 1000)
+        with pytest.raises(RateLimitError, match=r"host banned by the exchange \(status 418\) for another 259200.0 s"):
+            governor.acquire(1, timeout_s=0)
+
+
+def test_a_ledger_an_older_ldc_left_group_writable_is_replaced(key: str) -> None:
+    path = "/dev/shm" + SEGMENT_PREFIX + key
+    clock = FakeClock(T0)
+    with RateGovernor(key, budget=100, clock_ms=clock) as governor:
+        governor.observe_response(status=429, used_weight=None, retry_after_s=30)
+    os.chmod(path, 0o660)  # what 1.x made; a group member may have written anything into it
+    with RateGovernor(key, budget=100, clock_ms=clock) as governor:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        governor.acquire(1, timeout_s=0)

@@ -88,7 +88,7 @@ def ldc_read() -> Path:
 
 
 def unlink_segment(group: str) -> None:
-    for path in (f"/dev/shm/ldc-{group}", f"/dev/shm/ldc-{group}.waiters"):
+    for path in (f"/dev/shm/ldc-{group}", f"/dev/shm/ldc-{group}.lock", f"/dev/shm/ldc-{group}.new"):
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -198,7 +198,7 @@ def test_list_shows_active_markets_in_slot_order(ldc_read: Path, group: str, wri
 def test_info_reports_header_and_live_writer(ldc_read: Path, group: str, writer: SegmentWriter) -> None:
     writer.add_market("BTCUSDT")
     info = json.loads(run(ldc_read, "info", group).stdout)
-    assert (info["group"], info["exchange"], info["version"], info["depth"], info["capacity"]) == (group, EXCHANGE, "1.0", DEPTH, CAPACITY)
+    assert (info["group"], info["exchange"], info["version"], info["depth"], info["capacity"]) == (group, EXCHANGE, "2.0", DEPTH, CAPACITY)
     assert (info["writer_pid"], info["state"], info["market_count"], info["liveness"]) == (os.getpid(), 2, 1, "alive")
 
 
@@ -254,9 +254,9 @@ def test_zero_magic_is_not_ready(ldc_read: Path, group: str, writer: SegmentWrit
 
 def test_other_major_version_is_refused_naming_both(ldc_read: Path, group: str, writer: SegmentWriter) -> None:
     writer.close()
-    poke(group, VERSION_MAJOR_OFFSET, struct.pack("<HH", 2, 3))
+    poke(group, VERSION_MAJOR_OFFSET, struct.pack("<HH", 3, 3))
     proc = run(ldc_read, "list", group)
-    assert (proc.returncode, proc.stderr.strip()) == (EXIT_LAYOUT, f"ldc-read: segment /dev/shm/ldc-{group} has layout version 2.3, this reader understands 1.0")
+    assert (proc.returncode, proc.stderr.strip()) == (EXIT_LAYOUT, f"ldc-read: segment /dev/shm/ldc-{group} has layout version 3.3, this reader understands 2.0")
 
 
 @pytest.mark.parametrize(
@@ -280,7 +280,7 @@ def test_bad_geometry_is_refused_without_overflow(ldc_read: Path, group: str, wr
 def test_other_minor_version_is_accepted(ldc_read: Path, group: str, writer: SegmentWriter) -> None:
     writer.add_market("BTCUSDT")
     publish(writer, "BTCUSDT", update_id=11, bids=BTC_BIDS, asks=BTC_ASKS)
-    poke(group, VERSION_MAJOR_OFFSET, struct.pack("<HH", 1, 7))
+    poke(group, VERSION_MAJOR_OFFSET, struct.pack("<HH", 2, 7))
     assert rust_snapshot(ldc_read, group, "BTCUSDT")["update_id"] == 11
 
 

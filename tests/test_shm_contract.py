@@ -1,7 +1,8 @@
 """docs/LAYOUT.md as one contract: ldc's Python reader, readers/c/ldc.h and readers/rust refuse the
-same bad geometries with the same rule (section 7), readers survive a waiter file not yet sized
-(section 1), wait for a writer taking the segment over (section 10) and notice a replaced segment
-(section 10)."""
+same bad geometries with the same rule, a file others can write, a link and a bad group name
+(section 7); they see a killed writer dead on the next read, follow its successor's file (also from
+the give-up path), flag a frozen writer STALE within its published limit (section 10); and a
+reader's locks never block a restart (section 12)."""
 
 from __future__ import annotations
 
@@ -9,32 +10,34 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from shm_helpers import book, group_fixture
+from shm_helpers import book, c_tool, group_fixture, rust_read  # c_tool, rust_read: module fixtures
 
-from ldc.errors import LayoutError, SegmentError, WriterDead
-from ldc.shm.layout import HEADER, State, Status, segment_path, waiters_path
+from ldc.errors import LayoutError, OutOfSync, SegmentError, WriterDead
+from ldc.shm.files import ofd_lock
+from ldc.shm.layout import HEADER, State, Status, segment_path
 from ldc.shm.reader import Reader
 from ldc.shm.segment import GEOMETRY_RULES
 from ldc.shm.writer import SegmentWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 C_DIR = ROOT / "readers" / "c"
-RUST_DIR = ROOT / "readers" / "rust"
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
 DEPTH = 20
 CAPACITY = 4  # geometry of LAYOUT.md section 2 for D=20, C=4: slots at 640, slot_size 896, segment 4224
 RUN_TIMEOUT_S = 60
-CARGO_BUILD_TIMEOUT_S = 120
-TAKEOVER_WAIT_S = 0.5  # LAYOUT.md section 10: ldc's readers wait this long for a STARTING writer
+PROC = str(Path(__file__).with_name("shm_proc.py"))
+TORTURE_DEPTH = 20  # tests/shm_proc.py's writers
+HEARTBEAT_MS = 100
+STALE_MS = 300
 
 # One header change per rule of LAYOUT.md section 7 step 7, each breaking that rule and no earlier one
 # (from the D=20, C=4 geometry above). u32 fields unless named in U64_FIELDS.
@@ -86,17 +89,6 @@ def c_replaced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = src.with_suffix("")
     subprocess.run(["cc", *CFLAGS, f"-I{C_DIR}", "-o", str(out), str(src)], check=True, capture_output=True, text=True)
     return out
-
-
-@pytest.fixture(scope="module")
-def rust_read() -> Path:
-    cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
-    if not Path(cargo).is_file():
-        pytest.skip("cargo is not installed: the Rust reader cannot be built")
-    build = subprocess.run([cargo, "build", "--release", "--offline", "--quiet"], cwd=RUST_DIR,
-                           capture_output=True, text=True, timeout=CARGO_BUILD_TIMEOUT_S)
-    assert build.returncode == 0, build.stderr
-    return RUST_DIR / "target" / "release" / "ldc-read"
 
 
 @pytest.fixture
@@ -160,95 +152,187 @@ def test_python_and_c_name_a_segment_of_the_other_byte_order(group: str, c_examp
     assert c.stderr.strip() == f"segment /ldc-{group} is in the other byte order (magic 0x4c44434445505448): ldc segments are little-endian"
 
 
-def test_c_reader_does_not_map_a_waiter_file_its_writer_has_not_sized_yet(group: str, c_example: Path) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w:
-        publish(w, w.add_market("BTCUSDT"), 1)
-    # the state between the writer's O_CREAT and its ftruncate (LAYOUT.md section 1): mapping the
-    # file and touching the counter would kill the reader with SIGBUS
-    os.truncate(waiters_path(group), 0)
-    out = run(c_example, group, "BTCUSDT", "--wait", "0.05")
-    assert out.returncode == 1, (out.returncode, out.stderr)
-    got = json.loads(out.stdout)
-    assert (got["result"], got["update_id"]) == ("writer_dead", 1)
+def test_python_c_and_rust_refuse_a_segment_others_can_write(group: str, c_example: Path, rust_read: Path) -> None:
+    """Section 7 step 2: a file its group or others may write is nobody's segment, whatever it holds."""
+    SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
+    for mode in (0o660, 0o646):
+        os.chmod(segment_path(group), mode)
+        text = f"segment /ldc-{group} has mode {mode:04o} (owner uid {os.getuid()}): a segment must be a regular file writable by its owner alone"
+        with pytest.raises(SegmentError) as err:
+            Reader(group)
+        assert str(err.value) == text
+        assert run(c_example, group, "--list").stderr.strip() == text
+        assert run(rust_read, "list", group).stderr.strip() == f"ldc-read: {text.replace('/ldc-', '/dev/shm/ldc-')}"
 
 
-def test_readers_do_not_map_a_waiter_file_shorter_than_a_page(group: str) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w:
-        w.add_market("BTCUSDT")
-    os.truncate(waiters_path(group), 0)
-    with Reader(group) as r:
-        assert r.wait_for_update("BTCUSDT", timeout=0.02) is False
+def test_python_c_and_rust_refuse_a_symbolic_link_at_the_name(group: str, c_example: Path, rust_read: Path) -> None:
+    SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
+    os.rename(segment_path(group), segment_path(group) + "-real")
+    os.symlink(segment_path(group) + "-real", segment_path(group))
+    try:
+        with pytest.raises(SegmentError, match="Too many levels of symbolic links"):
+            Reader(group)
+        assert "Too many levels of symbolic links" in run(c_example, group, "--list").stderr
+        assert "Too many levels of symbolic links" in run(rust_read, "list", group).stderr
+    finally:
+        os.unlink(segment_path(group) + "-real")
 
 
-def hold_starting(group: str) -> None:
-    """What a writer taking the segment over shows: state INITIALISING under its LOCK_EX."""
-    poke_header(group, "state", State.INITIALISING)
+def test_python_c_and_rust_check_the_group_name_before_opening_anything(c_example: Path, rust_read: Path) -> None:
+    for bad in ("x.waiters", "../etc", ""):
+        with pytest.raises(SegmentError, match=r"group name must match"):
+            Reader(bad)
+        assert "group name must match [A-Za-z0-9_-]{1,63}" in run(c_example, bad, "--list").stderr
+        assert "invalid group name" in run(rust_read, "list", bad).stderr
 
 
-def test_c_reader_waits_for_a_writer_taking_over_and_reads_the_slot_again(group: str, c_example: Path) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w:  # this process holds the lock
-        slot = w.add_market("BTCUSDT")
-        publish(w, slot, 1)
-        hold_starting(group)
-        proc = subprocess.Popen([str(c_example), group, "BTCUSDT"], stdout=subprocess.PIPE, text=True)
+class Watchers:
+    """One reader per language attached to a group, each reading SYMBOL once per call of read()."""
+
+    def __init__(self, group: str, c_tool: Path, rust_read: Path) -> None:
+        self.python = Reader(group)
+        self.procs = [subprocess.Popen([str(exe), "watch", group, "BTCUSDT"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True) for exe in (c_tool, rust_read)]  # fmt: skip
+        for proc in self.procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def read(self) -> dict[str, tuple[str, int, int]]:
+        """language -> (result, update_id, status)"""
+        out: dict[str, tuple[str, int, int]] = {"python": self._python()}
+        for name, proc in zip(("c", "rust"), self.procs):
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("read\n")
+            proc.stdin.flush()
+            got = json.loads(proc.stdout.readline())
+            out[name] = (got["result"], got["update_id"], got["status"])
+        return out
+
+    def _python(self) -> tuple[str, int, int]:
         try:
-            time.sleep(0.1)
-            publish(w, slot, 2)  # the takeover rewrites the slot before state goes back to RUNNING
-            poke_header(group, "state", State.RUNNING)
-            out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
-        finally:
+            snap = self.python.snapshot("BTCUSDT")
+            return "ok", snap.update_id, int(snap.status)
+        except OutOfSync:
+            st = self.python.status("BTCUSDT")
+            return "out_of_sync", st.update_id, int(st.status)
+        except WriterDead:
+            return "writer_dead", 0, 0
+
+    def close(self) -> None:
+        self.python.close()
+        for proc in self.procs:
             proc.kill()
             proc.wait(timeout=RUN_TIMEOUT_S)
-    got = json.loads(out)
-    assert (got["result"], got["update_id"]) == ("ok", 2)
 
 
-def test_c_reader_reports_a_takeover_that_outlasts_the_wait_as_writer_dead(group: str, c_example: Path) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w:
-        publish(w, w.add_market("BTCUSDT"), 1)
-        hold_starting(group)
-        t0 = time.monotonic()
-        got = json.loads(run(c_example, group, "BTCUSDT").stdout)
-        elapsed = time.monotonic() - t0
-    assert (got["result"], got["update_id"], got["writer_alive"]) == ("writer_dead", 1, False)
-    assert elapsed >= TAKEOVER_WAIT_S * 0.9
+@pytest.fixture
+def watchers(group: str, c_tool: Path, rust_read: Path) -> Iterator[Callable[[], Watchers]]:
+    made: list[Watchers] = []
+
+    def make() -> Watchers:
+        made.append(Watchers(group, c_tool, rust_read))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
 
 
-def test_state_initialising_without_the_lock_is_dead_at_once(group: str, c_example: Path) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w:
-        publish(w, w.add_market("BTCUSDT"), 1)
-    hold_starting(group)  # a writer that died while taking over: no lock
-    got = json.loads(run(c_example, group, "BTCUSDT").stdout)
-    assert got["result"] == "writer_dead"
-    with Reader(group) as r, pytest.raises(WriterDead, match=r"died while starting or taking over"):
-        r.snapshot("BTCUSDT")
+def spawn_writer(*args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, PROC, *args], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() in ("ready", "odd")
+    return proc
 
 
-def test_python_reader_waits_for_a_writer_taking_over_and_reads_the_slot_again(group: str) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w, Reader(group) as r:
-        slot = w.add_market("BTCUSDT")
-        publish(w, slot, 1)
-        assert r.snapshot("BTCUSDT").update_id == 1  # the ALIVE verdict is now cached
-
-        def finish_takeover() -> None:
-            publish(w, slot, 2)
-            poke_header(group, "state", State.RUNNING)
-
-        hold_starting(group)
-        timer = threading.Timer(0.1, finish_takeover)
-        timer.start()
-        try:
-            assert r.snapshot("BTCUSDT").update_id == 2
-        finally:
-            timer.join()
+def results(got: dict[str, tuple[str, int, int]]) -> set[str]:
+    return {result for result, _, _ in got.values()}
 
 
-def test_python_reader_reports_a_takeover_that_outlasts_the_wait(group: str) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w, Reader(group) as r:
-        publish(w, w.add_market("BTCUSDT"), 1)
-        hold_starting(group)
-        with pytest.raises(WriterDead, match=rf"was still taking the segment over after {TAKEOVER_WAIT_S:g} s"):
-            r.snapshot("BTCUSDT")
+def test_a_killed_writer_is_dead_to_all_three_on_the_next_read_and_they_follow_its_successor(
+    group: str, watchers: Callable[[], Watchers]
+) -> None:
+    writer = spawn_writer("hold", group, "BTCUSDT")
+    try:
+        w = watchers()
+        assert {k: v[:2] for k, v in w.read().items()} == {k: ("ok", 10) for k in ("python", "c", "rust")}
+        writer.kill()
+        writer.wait(timeout=RUN_TIMEOUT_S)
+        # the robust word: no waiting out a cached verdict, the very next read knows
+        assert results(w.read()) == {"writer_dead"}
+        with SegmentWriter(group, depth=TORTURE_DEPTH, capacity=CAPACITY, markets=["BTCUSDT"]) as successor:
+            got = w.read()  # every reader followed the replaced file: the book is kept, marked STALE
+            assert {k: (v[0], v[1], v[2] & Status.STALE) for k, v in got.items()} == {
+                k: ("out_of_sync", 10, Status.STALE) for k in ("python", "c", "rust")}
+            publish(successor, successor.slot("BTCUSDT"), 11)
+            assert {k: v[:2] for k, v in w.read().items()} == {k: ("ok", 11) for k in ("python", "c", "rust")}
+    finally:
+        writer.kill()
+        writer.wait(timeout=RUN_TIMEOUT_S)
+
+
+def test_the_give_up_path_checks_for_a_replaced_segment_too(group: str, watchers: Callable[[], Watchers]) -> None:
+    """Issue 13 item 5: a slot its dead writer left odd gives no copy; the readers must still notice
+    the successor's file instead of reporting the writer dead."""
+    writer = spawn_writer("midwrite", group, "BTCUSDT")
+    try:
+        w = watchers()
+        writer.kill()
+        writer.wait(timeout=RUN_TIMEOUT_S)
+        assert results(w.read()) <= {"writer_dead", "writer_dead_no_copy"}
+        with SegmentWriter(group, depth=TORTURE_DEPTH, capacity=CAPACITY, markets=["BTCUSDT"]):
+            got = w.read()
+        assert {k: (v[0], v[2]) for k, v in got.items()} == {k: ("out_of_sync", Status.STALE) for k in ("python", "c", "rust")}
+        assert w.python.status("BTCUSDT").message == "writer died mid-write; levels discarded"
+    finally:
+        writer.kill()
+        writer.wait(timeout=RUN_TIMEOUT_S)
+
+
+def test_a_frozen_writer_is_stale_to_all_three_within_its_published_limit(group: str, watchers: Callable[[], Watchers]) -> None:
+    """Issue 13 item 7: SIGSTOP keeps the writer's locks, so only the readers can tell; each flags
+    STALE once the heartbeat is older than the header's stale_after_ms, and recovers after SIGCONT."""
+    writer = spawn_writer("beat", group, "BTCUSDT", str(HEARTBEAT_MS), str(STALE_MS))
+    try:
+        w = watchers()
+        assert results(w.read()) == {"ok"}
+        assert w.python.info().stale_after_ms == STALE_MS
+        writer.send_signal(signal.SIGSTOP)
+        time.sleep(STALE_MS / 1000 + 0.1)  # the heartbeat cannot move now: it is at least this old
+        got = w.read()
+        assert {k: (v[0], v[2]) for k, v in got.items()} == {
+            k: ("out_of_sync", Status.SYNCED | Status.STALE) for k in ("python", "c", "rust")}, got
+        with pytest.raises(OutOfSync, match=r"writer pid \d+ is stuck: heartbeat \d+\.\d s old, limit 0\.3 s"):
+            w.python.snapshot("BTCUSDT")
+        assert w.python.writer_alive() and w.python.writer_stale()
+        writer.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while results(got := w.read()) != {"ok"} and time.monotonic() < deadline:
+            time.sleep(HEARTBEAT_MS / 1000)
+        assert results(got) == {"ok"}
+    finally:
+        writer.send_signal(signal.SIGCONT)
+        writer.kill()
+        writer.wait(timeout=RUN_TIMEOUT_S)
+
+
+def test_a_reader_holding_every_kind_of_lock_never_blocks_a_restart(group: str) -> None:
+    """Issue 13 item 6: a reader that holds flock, fcntl and OFD read locks on the segment (forever)
+    while its writer is killed: the next writer starts at once (it locks only a file of its own)."""
+    writer = spawn_writer("hold", group, "BTCUSDT")
+    fd = os.open(segment_path(group), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what blocked every 1.x restart
+        writer.kill()
+        writer.wait(timeout=RUN_TIMEOUT_S)
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a Java / .NET probe that never lets go
+        assert ofd_lock(fd, write=False)
+        with SegmentWriter(group, depth=TORTURE_DEPTH, capacity=CAPACITY, markets=["BTCUSDT"]) as successor, Reader(group) as r:
+            assert successor.took_over and r.writer_alive()
+            assert r.info().takeovers == 1
+    finally:
+        os.close(fd)
+        writer.kill()
+        writer.wait(timeout=RUN_TIMEOUT_S)
 
 
 def test_c_reader_notices_a_replaced_segment_by_device_and_inode(group: str, c_replaced: Path) -> None:
@@ -259,7 +343,7 @@ def test_c_reader_notices_a_replaced_segment_by_device_and_inode(group: str, c_r
         proc.stdin.write("?\n")
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == "0"
-        SegmentWriter(group, depth=DEPTH + 1, capacity=CAPACITY).close()  # other geometry: a new file
+        SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()  # every start builds a new file
         proc.stdin.write("?\n")
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == "1"
@@ -276,7 +360,7 @@ def test_python_reader_stays_on_the_old_segment_while_the_new_one_is_not_valid(g
     r = Reader(group)
     try:
         os.unlink(segment_path(group))
-        fd = os.open(segment_path(group), os.O_CREAT | os.O_RDWR, 0o640)  # a writer between create and magic
+        fd = os.open(segment_path(group), os.O_CREAT | os.O_RDWR, 0o640)  # damage: a file without magic
         os.ftruncate(fd, 4224)
         os.close(fd)
         with pytest.raises(WriterDead, match="stopped"):
@@ -293,18 +377,15 @@ def test_writer_refuses_a_big_endian_host(group: str, monkeypatch: pytest.Monkey
     assert not os.path.exists(segment_path(group))
 
 
-def test_takeover_counter_and_writer_identity_are_rewritten(group: str) -> None:
+def test_each_start_is_a_new_file_whose_identity_never_changes(group: str) -> None:
     SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
     with Reader(group) as r:
         first = r.info()
         with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY):
-            second = r.info()
+            # the old file is retired, never taken over: its identity is as it was
+            assert r._seg.load_u32(HEADER.offset("state")) == State.RETIRED
+            assert r._seg.load_u64(HEADER.offset("instance_id")) == first.instance_id
+            second = r.info()  # follows the name to the new file
     assert (first.takeovers, second.takeovers) == (0, 1)
     assert second.instance_id != first.instance_id and second.instance_id & 1
     assert second.writer_pid == os.getpid() and second.start_time_ns >= first.start_time_ns
-    fd = os.open(segment_path(group), os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # no writer left holding the lock
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)

@@ -13,6 +13,7 @@ from ldc.shm import _seqlock
 from ldc.shm.segment import GEOMETRY_RULES
 from ldc.shm.layout import (
     DIR_ENTRY,
+    FUTEX_TID_MASK,
     HEADER,
     MAGIC,
     SLOT_HEADER,
@@ -120,12 +121,13 @@ def test_c_and_rust_readers_name_the_documented_rules_in_order() -> None:
 
 def test_layout_md_lists_every_header_field_a_reader_must_load_atomically() -> None:
     text = LAYOUT_MD.read_text()
-    table = text[text.index("| field | load | changes when |"):text.index("`writer_pid`, `start_time_ns`, `instance_id` and `takeovers` are")]
+    table = text[text.index("| field | load | changes when |"):text.index("`writer_pid`, `start_time_ns`, `instance_id`, `takeovers` and `stale_after_ms` are")]
     rows = [row.strip() for row in table.splitlines()[2:] if row.strip().startswith("|")]
     first_column = "".join(row.split("|")[1] for row in rows)
     documented = set(re.findall(r"`(\w+)`", first_column)) - {"seq"}
-    # everything a writer changes after magic: the liveness and notify blocks, minus text and padding
-    changing = {f.name for f in HEADER.fields if f.offset >= 128 and f.name != "group" and not f.name.startswith("reserved")}
+    # everything that changes after magic (2.0: the writer's identity is written once, before it)
+    once = {"writer_pid", "start_time_ns", "instance_id", "takeovers", "group"}
+    changing = {f.name for f in HEADER.fields if f.offset >= 128 and f.name not in once and not f.name.startswith("reserved")}
     assert documented == changing | {"magic"}
 
 
@@ -139,7 +141,7 @@ def c_offsets_program() -> str:
                 f'    printf("{region.name}|{f.name}|%zu|%zu\\n", offsetof({struct}, {f.name}), sizeof((({struct} *)0)->{f.name}));'
             )
     constants = ["LDC_MAGIC", "LDC_VERSION_MAJOR", "LDC_VERSION_MINOR", "LDC_STATE_RUNNING", "LDC_STATE_STOPPED",
-                 "LDC_STATE_INITIALISING", "LDC_IN_SYNC_MASK", "LDC_N_COUNTERS", "LDC_OK", "LDC_OUT_OF_SYNC",
+                 "LDC_STATE_INITIALISING", "LDC_STATE_RETIRED", "LDC_FUTEX_TID_MASK", "LDC_IN_SYNC_MASK", "LDC_N_COUNTERS", "LDC_OK", "LDC_OUT_OF_SYNC",
                  "LDC_GONE", "LDC_CONTENDED", "LDC_WRITER_DEAD", "LDC_WRITER_DEAD_NO_COPY"]
     constants += [f"LDC_{flag.name}" for flag in Status]
     for name in constants:
@@ -164,7 +166,9 @@ def test_every_c_header_offset_matches_the_layout_table(tmp_path: Path) -> None:
     consts = {line.split()[1]: int(line.split()[2]) for line in out if line.startswith("const")}
     assert consts["LDC_MAGIC"] == MAGIC
     assert (consts["LDC_VERSION_MAJOR"], consts["LDC_VERSION_MINOR"]) == (VERSION_MAJOR, VERSION_MINOR)
-    assert (consts["LDC_STATE_INITIALISING"], consts["LDC_STATE_RUNNING"], consts["LDC_STATE_STOPPED"]) == tuple(State)
+    states = ("LDC_STATE_INITIALISING", "LDC_STATE_RUNNING", "LDC_STATE_STOPPED", "LDC_STATE_RETIRED")
+    assert tuple(consts[name] for name in states) == tuple(State)
+    assert consts["LDC_FUTEX_TID_MASK"] == FUTEX_TID_MASK
     assert consts["LDC_IN_SYNC_MASK"] == _seqlock.IN_SYNC_MASK
     assert consts["LDC_N_COUNTERS"] == len(Counter)
     for flag in Status:
@@ -174,16 +178,19 @@ def test_every_c_header_offset_matches_the_layout_table(tmp_path: Path) -> None:
 
 
 def _doc_reader(group: str, symbol: str) -> dict[str, object]:
-    """A reader written only from docs/LAYOUT.md section 14 (literal offsets, struct, mmap, flock):
+    """A reader written only from docs/LAYOUT.md section 14 (literal offsets, struct, mmap, fcntl):
     it proves the page is enough to interoperate. x86-64 only (no fences in Python)."""
     import fcntl
     import mmap
     import os
     import struct
 
-    fd = os.open(f"/dev/shm/ldc-{group}", os.O_RDONLY)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,63}", group)
+    fd = os.open(f"/dev/shm/ldc-{group}", os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        assert st.st_mode & 0o022 == 0
+        size = st.st_size
         assert size >= 384
         base = mmap.mmap(fd, size, prot=mmap.PROT_READ)
 
@@ -196,7 +203,7 @@ def _doc_reader(group: str, symbol: str) -> dict[str, object]:
         def u64(off: int) -> int:
             return int(struct.unpack_from("<Q", base, off)[0])
 
-        assert u64(0) == 0x485450454443444C and u16(8) == 1 and u64(16) == 0x0102030405060708
+        assert u64(0) == 0x485450454443444C and u16(8) == 2 and u64(16) == 0x0102030405060708
         h = {"header_size": u32(12), "segment_size": u64(24), "directory_offset": u32(32),
              "directory_entry_size": u32(36), "slots_offset": u32(40), "slot_size": u32(44), "capacity": u32(48),
              "depth": u32(52), "bids_offset": u32(56), "asks_offset": u32(60), "message_offset": u32(64),
@@ -240,16 +247,15 @@ def _doc_reader(group: str, symbol: str) -> dict[str, object]:
             if u64(p) == s1:
                 break
         assert struct.unpack_from("<Q", hdr, 8)[0] == found[1]
-        state = u32(132)  # the probe of section 10: state, then the lock
-        if state == 3:
-            verdict = "STOPPED"
+        state = u32(132)  # the probe of section 10: state, the lock, the robust word, state again
+        if state in (3, 4):
+            verdict = {3: "STOPPED", 4: "RETIRED"}[state]
         else:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, struct.pack("=hh4xqqi4x", fcntl.F_RDLCK, 0, 0, 0, 0))
+            if struct.unpack("=hh4xqqi4x", answer)[0] == fcntl.F_UNLCK or u32(320) & 0x3FFFFFFF == 0:
                 verdict = "DEAD"
-            except BlockingIOError:
-                verdict = {2: "ALIVE", 1: "STARTING"}.get(state, "DEAD")
+            else:
+                verdict = {2: "ALIVE", 3: "STOPPED", 4: "RETIRED"}.get(u32(132), "DEAD")
         alive = verdict == "ALIVE"
         base.close()
     finally:

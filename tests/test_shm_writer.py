@@ -3,6 +3,7 @@ checks. Follows docs/LAYOUT.md ("Writer lifecycle", "Seqlock protocol")."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import stat
@@ -146,33 +147,12 @@ def test_takeover_drops_entries_that_disagree_with_their_slot(group: str) -> Non
         assert w2.add_market("DDDUSDT") == 0
 
 
-def test_reads_during_a_takeover_wait_for_the_new_writer(group: str) -> None:
-    with SegmentWriter(group, depth=DEPTH, capacity=4) as w:
-        slot = w.add_market("BTCUSDT")
-        publish_book(w, slot, update_id=5)
-        with Reader(group) as r:
-            r.snapshot("BTCUSDT")
-            w._seg.store_u32(HEADER.offset("state"), State.INITIALISING)
-
-            def finish_takeover() -> None:
-                time.sleep(0.1)
-                w._seg.store_u32(HEADER.offset("state"), State.RUNNING)
-
-            t = threading.Thread(target=finish_takeover)
-            time.sleep(0.06)  # past the reader's cached liveness verdict
-            t.start()
-            try:
-                assert r.snapshot("BTCUSDT").update_id == 5
-            finally:
-                t.join()
-
-
 def test_takeover_with_other_geometry_replaces_the_segment(group: str) -> None:
     with SegmentWriter(group, depth=DEPTH, capacity=4) as w:
         publish_book(w, w.add_market("BTCUSDT"))
     old_inode = os.stat(segment_path(group)).st_ino
     with Reader(group) as r, SegmentWriter(group, depth=10, capacity=8) as w2:
-        assert not w2.took_over
+        assert w2.took_over
         assert os.stat(segment_path(group)).st_ino != old_inode
         slot = w2.add_market("BTCUSDT")
         bids, asks = book(10)
@@ -285,3 +265,67 @@ def test_heartbeat_advances_the_header_clock(group: str) -> None:
 def test_bad_group_names_are_rejected() -> None:
     with pytest.raises(ValueError, match=r"group name must match \[A-Za-z0-9_-\]\{1,63\}, got 'a/b'"):
         SegmentWriter("a/b")
+
+
+def test_a_market_no_longer_configured_does_not_survive_a_restart(group: str) -> None:
+    """Issue 14 item 6: only the configured markets are carried into the new file."""
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT", "BBBUSDT"]) as w:
+        publish_book(w, w.slot("AAAUSDT"), update_id=5)
+        publish_book(w, w.slot("BBBUSDT"), update_id=6)
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"]) as w2, Reader(group) as r:
+        assert w2.markets() == {"AAAUSDT": 0}
+        assert r.markets() == ["AAAUSDT"] and r.info().market_count == 1
+        with pytest.raises(MarketNotFound, match="market 'BBBUSDT' is not in segment"):
+            r.status("BBBUSDT")
+        kept = r.status("AAAUSDT")
+        assert (kept.update_id, kept.status, kept.message) == (5, Status.STALE, RESTART_MESSAGE)
+
+
+def test_a_replacing_file_has_every_configured_market_before_it_has_its_name(group: str) -> None:
+    """Issue 13 item 4: a reader that follows the new file at once finds every configured market
+    (a new one with status 0, "no data yet"), never "not found" for a market not added yet."""
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"]) as w:
+        publish_book(w, w.slot("AAAUSDT"), update_id=5)
+    with Reader(group) as r:
+        with SegmentWriter(group, depth=DEPTH + 1, capacity=4, markets=["AAAUSDT", "NEWUSDT"]):
+            assert r.markets() == ["AAAUSDT", "NEWUSDT"]  # followed at once, both there
+            fresh = r.status("NEWUSDT")
+            assert (fresh.status, fresh.update_id) == (0, -1)
+            moved = r.status("AAAUSDT")  # another depth: the symbol is kept, its levels are not
+            assert moved.status == Status.STALE and moved.message == f"{RESTART_MESSAGE} (depth {DEPTH} -> {DEPTH + 1})"
+
+
+def test_the_writer_never_shrinks_a_file_it_replaces(group: str) -> None:
+    """Issue 13 item 8: a restart at a smaller depth builds a new file; a reader's old mapping stays whole."""
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"]) as w:
+        publish_book(w, w.slot("AAAUSDT"), update_id=5)
+    old_size = os.path.getsize(segment_path(group))
+    with Reader(group) as r:
+        fd = os.open(segment_path(group), os.O_RDONLY)
+        try:
+            with SegmentWriter(group, depth=1, capacity=1, markets=["AAAUSDT"]):
+                assert os.fstat(fd).st_size == old_size  # the file the reader maps kept its size
+                assert os.path.getsize(segment_path(group)) < old_size
+            assert r.snapshot("AAAUSDT", allow_out_of_sync=True).update_id == -1  # followed, no SIGBUS
+        finally:
+            os.close(fd)
+
+
+def test_a_segment_too_big_for_a_java_reader_is_refused(group: str) -> None:
+    with pytest.raises(ValueError, match=r"depth 5000 x capacity 20000 makes a \d+-byte segment; at most 2147483647 bytes"):
+        SegmentWriter(group, depth=5000, capacity=20000)
+    assert not os.path.exists(segment_path(group))
+
+
+def test_a_live_layout_1_writer_is_never_replaced(group: str) -> None:
+    """During an upgrade a 1.x feeder may still run: it holds flock(LOCK_EX) on the segment (its
+    liveness lock), which the 2.0 probe does not see; the new writer must refuse, not replace it."""
+    SegmentWriter(group, depth=DEPTH, capacity=4).close()
+    fd = os.open(segment_path(group), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SegmentError, match=rf"{segment_path(group)} has a live layout 1.x writer \(pid \d+\): stop it first"):
+            SegmentWriter(group, depth=DEPTH, capacity=4)
+        assert os.stat(segment_path(group)).st_ino == os.fstat(fd).st_ino  # not replaced
+    finally:
+        os.close(fd)

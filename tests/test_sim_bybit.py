@@ -143,13 +143,13 @@ def test_ping_is_answered_with_the_category_pong(bybit: Simulator) -> None:
 
 
 def test_a_client_that_stops_pinging_is_disconnected() -> None:
-    with Simulator(SimConfig(spot_symbols=(), bybit_linear_symbols=("BTCUSDT",), bybit_ping_timeout_s=0.6)) as sim:
+    with Simulator(SimConfig(spot_symbols=(), bybit_linear_symbols=("BTCUSDT",), bybit_ping_timeout_s=1.0)) as sim:
         quiet = subscribe(sim, "linear", "orderbook.50.BTCUSDT")
         pinging = subscribe(sim, "linear", "orderbook.50.BTCUSDT")
-        for _ in range(6):
+        for _ in range(8):
             send_json(pinging, {"op": "ping", "req_id": "k"})
             time.sleep(0.2)
-        assert wait_closed(quiet, 2.0)
+        assert wait_closed(quiet, 3.0)
         assert pinging.connected and any(m.get("ret_msg") == "pong" for m in collect(pinging, 0.3))
         pinging.close()
 
@@ -189,6 +189,9 @@ def test_rest_errors_and_instruments(bybit: Simulator) -> None:
 
 
 def test_truth_needs_a_depth_when_a_market_has_several_topics(bybit: Simulator) -> None:
+    ws = subscribe(bybit, "spot", "orderbook.1.BTCUSDT", "orderbook.50.BTCUSDT")  # two topics at least
+    recv_json(ws)
+    ws.close()
     with pytest.raises(SimError, match="depth must be given for spot BTCUSDT"):
         bybit.venue_truth("bybit", "BTCUSDT", category="spot")
     with pytest.raises(SimError, match="category and symbol must name one market, found 2"):
@@ -228,6 +231,8 @@ def test_duplicate_and_reorder_faults_break_u_continuity(bybit: Simulator) -> No
 
 
 def test_stale_snapshot_fault_on_rest_and_on_subscribe(bybit: Simulator) -> None:
+    requests.get(f"{bybit.bybit_rest_url}/v5/market/orderbook", params={"category": "inverse", "symbol": "BTCUSD"}, timeout=5)
+    time.sleep(1.5)  # the 1000-level topic (started by that request if it was not) has published a few times
     fresh = requests.get(f"{bybit.bybit_rest_url}/v5/market/orderbook", params={"category": "inverse", "symbol": "BTCUSD"}, timeout=5).json()["result"]
     bybit.add_venue_fault("bybit", venue_fault_from_cli("stale_snapshot:count=2,behind=20,symbol=BTCUSD"))
     stale = requests.get(f"{bybit.bybit_rest_url}/v5/market/orderbook", params={"category": "inverse", "symbol": "BTCUSD"}, timeout=5).json()["result"]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import pytest
 import requests
@@ -55,22 +56,18 @@ FAMILIES = {
 }
 
 
-def exchange_info(sim: Simulator, prefix: str, **params: str) -> dict[str, object]:
+def exchange_info(sim: Simulator, prefix: str, **params: str) -> dict[str, Any]:
     response = requests.get(f"{sim.rest_url}{prefix}/exchangeInfo", params=params, timeout=TIMEOUT_S)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
 
-def symbol_entry(info: dict[str, object], symbol: str) -> dict[str, object]:
-    symbols = info["symbols"]
-    assert isinstance(symbols, list)
-    return next(s for s in symbols if s["symbol"] == symbol)
+def symbol_entry(info: dict[str, Any], symbol: str) -> dict[str, Any]:
+    return dict(next(s for s in info["symbols"] if s["symbol"] == symbol))
 
 
-def filter_of(entry: dict[str, object], kind: str) -> dict[str, str]:
-    filters = entry["filters"]
-    assert isinstance(filters, list)
-    return next(f for f in filters if f["filterType"] == kind)
+def filter_of(entry: dict[str, Any], kind: str) -> dict[str, str]:
+    return dict(next(f for f in entry["filters"] if f["filterType"] == kind))
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -80,8 +77,8 @@ def test_exchange_info_has_every_documented_field(sim: Simulator, family: str) -
     assert top <= set(info), top - set(info)
     entry = symbol_entry(info, symbol)
     assert keys <= set(entry), keys - set(entry)
-    assert {f["filterType"] for f in entry["filters"]} >= {"PRICE_FILTER", "LOT_SIZE"}  # type: ignore[union-attr]
-    assert {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000 if family == "spot" else 2400} in info["rateLimits"]  # type: ignore[operator]
+    assert {f["filterType"] for f in entry["filters"]} >= {"PRICE_FILTER", "LOT_SIZE"}
+    assert {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000 if family == "spot" else 2400} in info["rateLimits"]
 
 
 def test_exchange_info_names_assets_as_binance_does(sim: Simulator) -> None:
@@ -90,15 +87,15 @@ def test_exchange_info_names_assets_as_binance_does(sim: Simulator) -> None:
     usdm_info = exchange_info(sim, "/fapi/v1")
     usdm = symbol_entry(usdm_info, "BTCUSDT")
     assert (usdm["baseAsset"], usdm["quoteAsset"], usdm["marginAsset"], usdm["contractType"]) == ("BTC", "USDT", "USDT", "PERPETUAL")
-    assert [a["asset"] for a in usdm_info["assets"]] == ["USDT"]  # type: ignore[union-attr]
+    assert [a["asset"] for a in usdm_info["assets"]] == ["USDT"]
     coinm = symbol_entry(exchange_info(sim, "/dapi/v1"), "BTCUSD_PERP")
     assert (coinm["baseAsset"], coinm["quoteAsset"], coinm["marginAsset"], coinm["pair"], coinm["contractSize"]) == ("BTC", "USD", "BTC", "BTCUSD", 100)
 
 
 def test_spot_exchange_info_symbol_and_symbols_parameters(sim: Simulator) -> None:
-    assert [s["symbol"] for s in exchange_info(sim, "/api/v3", symbol="ETHUSDT")["symbols"]] == ["ETHUSDT"]  # type: ignore[union-attr]
+    assert [s["symbol"] for s in exchange_info(sim, "/api/v3", symbol="ETHUSDT")["symbols"]] == ["ETHUSDT"]
     both = exchange_info(sim, "/api/v3", symbols='["ETHUSDT","BTCUSDT"]')["symbols"]
-    assert [s["symbol"] for s in both] == ["ETHUSDT", "BTCUSDT"]  # type: ignore[union-attr]
+    assert [s["symbol"] for s in both] == ["ETHUSDT", "BTCUSDT"]
     bad = requests.get(f"{sim.rest_url}/api/v3/exchangeInfo", params={"symbol": "NOPE"}, timeout=TIMEOUT_S)
     assert (bad.status_code, bad.json()) == (400, {"code": -1121, "msg": "Invalid symbol."})
     garbled = requests.get(f"{sim.rest_url}/api/v3/exchangeInfo", params={"symbols": "BTCUSDT"}, timeout=TIMEOUT_S)
@@ -129,7 +126,7 @@ def test_tick_and_lot_sizes_fit_what_is_streamed(sim: Simulator, family: str) ->
     stream = "depth@100ms"
     ws = websocket.create_connection(f"{sim.ws_url}{ws_prefix}/ws/{symbol.lower()}@{stream}", timeout=TIMEOUT_S)
     try:
-        book = requests.get(f"{sim.rest_url}{prefix}/depth", params={"symbol": symbol, "limit": 1000}, timeout=TIMEOUT_S).json()
+        book = requests.get(f"{sim.rest_url}{prefix}/depth", params={"symbol": symbol, "limit": "1000"}, timeout=TIMEOUT_S).json()
         checked = _check_levels(book["bids"] + book["asks"], price_filter, lot, precision)
         for _ in range(DIFFS_CHECKED):
             diff = json.loads(ws.recv())
@@ -179,6 +176,9 @@ def test_rest_answers_carry_date_and_binance_headers(sim: Simulator, path: str) 
     assert len(response.headers["x-mbx-uuid"]) == 36
     assert response.headers["X-MBX-USED-WEIGHT-1M"] == response.headers["X-MBX-USED-WEIGHT"]
     assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
+    assert response.headers["Content-Security-Policy"] == "default-src 'self'"
 
 
 def test_unicorn_reads_the_used_weight_with_its_date(sim_factory: Callable[..., Simulator]) -> None:
@@ -187,3 +187,17 @@ def test_unicorn_reads_the_used_weight_with_its_date(sim_factory: Callable[..., 
     response = requests.get(f"{sim.rest_url}/api/v3/ping", timeout=TIMEOUT_S)
     stamp = datetime.datetime.strptime(response.headers["Date"], "%a, %d %b %Y %H:%M:%S GMT")
     assert int(response.headers["X-MBX-USED-WEIGHT"]) == 1 and stamp.year >= 2024
+
+
+@pytest.mark.parametrize(("host", "family_key"), [("stream.binance.com", None), ("fstream.binance.com/public", "pu"), ("dstream.binance.com", "ps")])
+def test_binance_host_as_first_path_segment_selects_the_family(sim: Simulator, host: str, family_key: str | None) -> None:
+    """ccxt.pro tells spot from futures by "/stream" in its URL; on the loopback the host goes in the path."""
+    stream = "btcusd_perp@depth@100ms" if host.startswith("dstream") else "btcusdt@depth@100ms"
+    ws = websocket.create_connection(f"{sim.ws_url}/{host}/ws/0", timeout=TIMEOUT_S)
+    try:
+        ws.send(json.dumps({"method": "SUBSCRIBE", "params": [stream], "id": 1}))
+        assert json.loads(ws.recv()) == {"result": None, "id": 1}
+        event = json.loads(ws.recv())
+        assert ("pu" in event) == (family_key is not None) and (family_key is None or family_key in event)
+    finally:
+        ws.close()

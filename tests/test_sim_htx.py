@@ -141,17 +141,17 @@ def test_errors_are_htx_s_error_messages(htx: Simulator) -> None:
 
 
 def test_a_client_that_does_not_pong_is_closed_after_two_pings() -> None:
-    with Simulator(SimConfig(spot_symbols=(), htx_symbols=("btcusdt",), htx_ping_interval_s=0.25)) as sim:
+    with Simulator(SimConfig(spot_symbols=(), htx_symbols=("btcusdt",), htx_ping_interval_s=0.4)) as sim:
         silent, polite = connect(sim.htx_ws_url("/ws")), connect(sim.htx_ws_url("/ws"))
         pings = 0
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             message = gather(polite, 0.1)
             for m in message:
                 if "ping" in m:
                     pings += 1
                     polite.send(json.dumps({"pong": int(m["ping"])}))
-        assert pings >= 4 and polite.connected
+        assert pings >= 3 and polite.connected
         closed = False
         try:
             while True:

@@ -126,14 +126,14 @@ def test_unsubscribe_is_acknowledged_and_stops_the_channel(okx: Simulator) -> No
 
 
 def test_a_connection_with_nothing_pushed_is_closed_after_the_idle_limit() -> None:
-    with Simulator(SimConfig(spot_symbols=(), okx_symbols=("BTC-USDT",), okx_idle_s=0.5)) as sim:
+    with Simulator(SimConfig(spot_symbols=(), okx_symbols=("BTC-USDT",), okx_idle_s=1.0)) as sim:
         idle = connect(sim.okx_ws_url)
         pinging = connect(sim.okx_ws_url)
-        for _ in range(8):
+        for _ in range(10):
             pinging.send("ping")
             assert pinging.recv() == "pong"
             time.sleep(0.2)
-        assert wait_closed(idle, 2.0)
+        assert wait_closed(idle, 3.0)
         assert pinging.connected
         pinging.close()
 

@@ -151,6 +151,32 @@ def test_malformed_control_messages_get_binance_errors_and_the_connection_lives(
         ws.close()
 
 
+def test_control_message_errors_follow_the_documented_table(sim: Simulator) -> None:
+    """web-socket-streams.md "Error Messages" and the accepted id formats (64-bit signed integer,
+    alphanumeric string of at most 36, null)."""
+    answers = control(
+        sim,
+        [
+            {"method": "LIST_SUBSCRIPTIONS", "id": -5},
+            {"method": "GET_PROPERTY", "params": [7], "id": 2},
+            {"method": "LIST_SUBSCRIPTIONS", "id": 1 << 63},
+            {"method": "LIST_SUBSCRIPTIONS", "id": None},
+        ],
+    )
+    assert answers == [
+        {"result": [], "id": -5},
+        {"error": {"code": 2, "msg": "Invalid request: property name must be a string"}, "id": 2},
+        {"error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"}, "id": None},
+        {"result": [], "id": None},
+    ]
+    ws = websocket.create_connection(f"{sim.ws_url}/ws", timeout=RECV_TIMEOUT_S)
+    try:
+        ws.send('{"method": "SUBSCRIBE",\n "params": [}')
+        assert json.loads(ws.recv()) == {"error": {"code": 3, "msg": "Invalid JSON: expected value at line 2 column 13"}, "id": None}
+    finally:
+        ws.close()
+
+
 def test_other_binance_streams_of_a_listed_market_are_accepted_and_stay_silent(sim: Simulator) -> None:
     # a peer's client asking for trades or tickers beside the book still gets its depth stream
     names = "btcusdt@aggTrade/btcusdt@depth@100ms/!miniTicker@arr/ethusdt@kline_1m"

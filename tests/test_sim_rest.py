@@ -104,3 +104,11 @@ def test_unknown_path_and_keep_alive(sim: Simulator) -> None:
 def test_sim_urls_fixture_names_every_route(sim_urls: dict[str, object]) -> None:
     assert set(sim_urls) == {"rest", "ws", "ws_usdm", "ws_coinm", "markets"}
     assert str(sim_urls["ws_usdm"]).endswith("/usdm")
+
+
+def test_spot_depth_symbol_status_filter(sim: Simulator) -> None:
+    """rest-api.md "Order book": symbolStatus; a mismatch is -1220 (every simulated market is TRADING)."""
+    assert get(sim, "/api/v3/depth", symbol="BTCUSDT", limit=5, symbolStatus="TRADING").status_code == 200
+    halted = get(sim, "/api/v3/depth", symbol="BTCUSDT", limit=5, symbolStatus="HALT")
+    assert (halted.status_code, halted.json()["code"]) == (400, -1220)
+    assert get(sim, "/api/v3/depth", symbol="BTCUSDT", symbolStatus="ASLEEP").json()["code"] == -1130

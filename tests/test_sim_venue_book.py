@@ -18,7 +18,7 @@ def test_a_level_changed_and_restored_inside_the_window_is_still_sent() -> None:
     """OKX's updates carry every level changed in the interval: a REST book taken between the two
     changes holds the interim size, and only the update's final size puts it right."""
     book = model_book()
-    view = DepthView(5)
+    view = DepthView(5, resend_touched=True)
     view.refresh(book.model)
     price, lots = book.model.top(5)[0][2]
     for size in (lots + 7, lots):
@@ -29,13 +29,50 @@ def test_a_level_changed_and_restored_inside_the_window_is_still_sent() -> None:
 
 def test_a_level_added_and_removed_inside_the_window_is_sent_as_a_deletion() -> None:
     book = model_book()
-    view = DepthView(5)
+    view = DepthView(5, resend_touched=True)
     view.refresh(book.model)
     price = book.model.best_bid + 1
     for size in (3, 0):
         book.model._set(BID, price, size)
         view.note([(BID, price, size)])
     assert view.refresh(book.model) == ([(price, 0)], [])
+
+
+def test_without_resend_a_restored_level_is_not_sent() -> None:
+    """Bybit, HTX, Kraken: the update is the difference of the two books."""
+    book = model_book()
+    view = DepthView(5)
+    view.refresh(book.model)
+    price, lots = book.model.top(5)[0][2]
+    for size in (lots + 7, lots):
+        book.model._set(BID, price, size)
+        view.note([(BID, price, size)])
+    assert view.refresh(book.model) == ([], [])
+
+
+@pytest.mark.parametrize("resend", [False, True])
+def test_applying_every_refresh_keeps_exactly_the_model_s_top(resend: bool) -> None:
+    """Against the plain rule (compare every level of the old and new top N) over many model steps."""
+    book = model_book()
+    view = DepthView(40, resend_touched=resend)
+    shadow_bids, shadow_asks = (dict(side) for side in view.refresh(book.model))
+    for step in range(600):
+        view.note(book.model.step(6, spread=True).changes)
+        if step % 3:
+            continue
+        before = (dict(shadow_bids), dict(shadow_asks))
+        bids, asks = view.refresh(book.model)
+        for shadow, changes in ((shadow_bids, bids), (shadow_asks, asks)):
+            for price, lots in changes:
+                if lots:
+                    shadow[price] = lots
+                else:
+                    shadow.pop(price, None)
+        top_bids, top_asks = book.model.top(40)
+        assert (shadow_bids, shadow_asks) == (dict(top_bids), dict(top_asks)), step
+        if not resend:  # exactly the plain difference, nothing more
+            plain = {p for p, q in top_bids if before[0].get(p) != q} | (before[0].keys() - dict(top_bids).keys())
+            assert {p for p, _ in bids} == plain
 
 
 def test_levels_falling_out_of_the_depth_are_deleted_and_the_next_one_comes_in() -> None:

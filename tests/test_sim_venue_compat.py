@@ -41,7 +41,7 @@ def test_aiohttp_reads_bybit_rest_and_websocket(venues: Simulator) -> None:
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{venues.bybit_rest_url}/v5/market/orderbook", params={"category": "linear", "symbol": "BTCUSDT", "limit": "50"}) as response:
                 body = await response.json()
-            async with session.ws_connect(venues.bybit_ws_url("linear"), heartbeat=0.2) as ws:
+            async with session.ws_connect(venues.bybit_ws_url("linear"), heartbeat=2.0) as ws:
                 await ws.send_str(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}))
                 messages = [json.loads(await ws.receive_str(timeout=5)) for _ in range(3)]
         return int(body["retCode"]), messages

@@ -382,8 +382,8 @@ class BinanceLocalDepthCacheManager:
         dead = self._dead_feeder()
         if dead:
             return FeederDied(market, dead)
-        if market is not None and "is not running" in str(exc):
-            return DepthCacheNotFound(market, str(exc))
+        if market is not None and (market in self._errors or "is not running" in str(exc)):
+            return DepthCacheNotFound(market, self._errors.get(market) or str(exc))
         return exc
 
     def stop_manager(self) -> bool:
@@ -606,7 +606,8 @@ class BinanceLocalDepthCacheManager:
         reader = self._reader
         if reader is not None:
             info = reader.info()
-            lines.append(f" feeder pid={info.writer_pid} alive={info.alive} markets={info.market_count}")
+            control = self._control.path if self._control is not None else "-"
+            lines.append(f" feeder pid={info.writer_pid} alive={info.alive} markets={info.market_count} control={control}")
             for market in self.get_list_of_depthcaches():
                 try:
                     st = reader.status(market.upper())

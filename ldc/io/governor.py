@@ -26,13 +26,21 @@ being per open file)::
 ``budget`` and ``window ms`` are the most cautious (smallest budget, longest window) any attached process
 asked for. The decisions are pure functions of (ledger, now): ``reserve``, ``observe_used``,
 ``observe_ban``; ``RateGovernor`` loads, applies, stores, and sleeps.
+
+The ledger belongs to the feeders' user alone (mode 0600, created with ``O_EXCL | O_NOFOLLOW``, a file
+of another owner refused naming it): a reader of the order books must not be able to fake a ban. Every
+load is checked against what the exchange can say (a ban of at most ``MAX_BAN_MS`` with status 418 or
+429, buckets not in the future, weights within the budget): a ledger outside that is corrupt, said in
+the log with the value found, and reset.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
+import stat
 import struct
 import threading
 import time
@@ -42,7 +50,10 @@ from urllib.parse import urlsplit
 
 import posix_ipc
 
-from ldc.errors import ConfigError, RateLimitError
+from ldc.errors import ConfigError, RateLimitError, SegmentError
+from ldc.shm.files import create_exclusive, owner_name, refusal
+
+log = logging.getLogger(__name__)
 
 WINDOW_MS = 60_000  # Binance's REQUEST_WEIGHT interval: 1 minute
 BUCKETS = 60  # per window: the sliding count's resolution
@@ -51,7 +62,11 @@ DEFAULT_418_BACKOFF_MS = 120_000  # a 418 without Retry-After: bans start at 2 m
 MAX_BAN_MS = 3 * 24 * 3600 * 1000  # bans scale up to 3 days; a longer Retry-After is clamped
 STATUS_LOCAL = 0  # RateLimitError.status when the governor refused and nothing was sent
 SEGMENT_PREFIX = "/ldc-governor-"
-SEGMENT_MODE = 0o660  # feeders of one service user and group share it
+SEGMENT_MODE = 0o600  # the feeders' user alone: readers must not be able to fake a ban (issue 14)
+SHM_DIR = "/dev/shm"
+MAX_BUDGET = 1_000_000  # weight per window; Binance's limits are in the thousands
+MAX_WINDOW_MS = 24 * 3600 * 1000  # REQUEST_WEIGHT intervals are a minute; a day bounds any future one
+BAN_STATUSES = (0, 418, 429)
 MAGIC = 0x3230564F47434C44  # b"LDCGOV02" little-endian
 VERSION = 2
 _HEADER = struct.Struct("<QIIqqqq")
@@ -174,15 +189,12 @@ class RateGovernor:
         if budget < 1 or window_ms < BUCKETS:
             raise ConfigError(f"weight budget {budget} per {window_ms} ms, expected >= 1 per >= {BUCKETS} ms")
         self.name = SEGMENT_PREFIX + key
+        self.path = SHM_DIR + self.name
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._sleep = sleep
         self._lock = threading.Lock()
-        shm = posix_ipc.SharedMemory(self.name, posix_ipc.O_CREAT, mode=SEGMENT_MODE, size=SEGMENT_SIZE)
-        self._fd = shm.fd  # kept for flock and pread/pwrite; closed by close()
-        try:
-            os.fchmod(self._fd, SEGMENT_MODE)  # the umask masked the mode given at creation
-        except PermissionError:
-            pass  # created by another user of the group: its mode already holds
+        self._budget, self._window_ms = budget, window_ms
+        self._fd = _open_ledger(self.path)  # kept for flock and pread/pwrite; closed by close()
         now_ms = self._clock_ms()
         self._update(lambda ledger: _most_cautious(ledger, budget, window_ms, now_ms))
 
@@ -235,30 +247,33 @@ class RateGovernor:
 
     def _decide(self, weight: int, now_ms: int) -> Decision:
         with self._lock, _Flock(self._fd):
-            decision = reserve(self._load(), weight, now_ms)
+            decision = reserve(self._load(now_ms), weight, now_ms)
             if decision.granted:
                 self._store(decision.ledger)
             return decision
 
     def _update(self, change: Callable[[Ledger], Ledger]) -> Ledger:
         with self._lock, _Flock(self._fd):
-            ledger = change(self._load())
+            ledger = change(self._load(self._clock_ms()))
             self._store(ledger)
             return ledger
 
-    def _load(self) -> Ledger:
+    def _load(self, now_ms: int) -> Ledger:
         raw = os.pread(self._fd, SEGMENT_SIZE, 0)
-        magic, version, window_ms, budget, banned_until, ban_status, granted = _HEADER.unpack_from(raw)
-        if magic == 0:  # freshly created: zero-filled by ftruncate
+        if len(raw) < SEGMENT_SIZE or _HEADER.unpack_from(raw)[0] == 0:  # being created: zero-filled
             return Ledger(budget=0, window_ms=0)
-        if magic != MAGIC or version != VERSION:
-            raise ConfigError(
-                f"governor segment {self.name}: magic {magic:#x} version {version}, "
-                f"expected magic {MAGIC:#x} version {VERSION}"
-            )
+        magic, version, window_ms, budget, banned_until, ban_status, granted = _HEADER.unpack_from(raw)
         flat = _RING.unpack_from(raw, _HEADER.size)
         ring = tuple(zip(flat[0::2], flat[1::2], strict=True))
-        return Ledger(budget, window_ms, ring, banned_until, ban_status, granted)
+        problem = (
+            f"magic {magic:#x} version {version}, expected magic {MAGIC:#x} version {VERSION}"
+            if magic != MAGIC or version != VERSION
+            else corruption(Ledger(budget, window_ms, ring, banned_until, ban_status, granted), now_ms)
+        )
+        if problem is None:
+            return Ledger(budget, window_ms, ring, banned_until, ban_status, granted)
+        log.error("governor ledger %s is corrupt (%s): reset to an empty ledger", self.path, problem)
+        return Ledger(budget=self._budget, window_ms=self._window_ms)
 
     def _store(self, ledger: Ledger) -> None:
         header = _HEADER.pack(
@@ -266,6 +281,57 @@ class RateGovernor:
         )
         flat = [value for pair in ledger.ring for value in pair]
         os.pwrite(self._fd, header + _RING.pack(*flat), 0)
+
+
+def corruption(ledger: Ledger, now_ms: int) -> str | None:
+    """What in ``ledger`` no exchange answer can have produced (None when nothing): the ledger is then
+    damaged or was written by someone else, and must not stop a host's requests."""
+    if not 1 <= ledger.budget <= MAX_BUDGET:
+        return f"budget {ledger.budget}, expected 1..{MAX_BUDGET}"
+    if not BUCKETS <= ledger.window_ms <= MAX_WINDOW_MS:
+        return f"window {ledger.window_ms} ms, expected {BUCKETS}..{MAX_WINDOW_MS}"
+    if ledger.banned_until_ms - now_ms > MAX_BAN_MS:
+        ahead_h = (ledger.banned_until_ms - now_ms) / 3_600_000
+        return f"banned for another {ahead_h:.1f} h, the exchange bans for at most {MAX_BAN_MS // 3_600_000} h"
+    if ledger.ban_status not in BAN_STATUSES:
+        return f"ban status {ledger.ban_status}, expected one of {BAN_STATUSES}"
+    current = now_ms // ledger.bucket_ms
+    for number, weight in ledger.ring:
+        if number > current or not 0 <= weight <= ledger.budget or (number < 0 and (number, weight) != (-1, 0)):
+            return f"bucket {number} with weight {weight} (now bucket {current}, budget {ledger.budget})"
+    if ledger.granted < 0:
+        return f"granted {ledger.granted}"
+    return None
+
+
+def _open_ledger(path: str) -> int:
+    """The ledger file, this user's alone: created with O_EXCL; an existing one adopted only when it is
+    this user's regular file with mode 0600. Another owner is refused (naming it); a file of ours with a
+    looser mode (an older ldc made them 0660) may have been written by others: replaced."""
+    for _ in range(2):
+        try:
+            fd = create_exclusive(path, SEGMENT_MODE)
+        except FileExistsError:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:  # a link (ELOOP), or another user's file we may not open
+                raise refusal(path, exc) from None
+        st = os.fstat(fd)
+        mode = st.st_mode & 0o7777
+        if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise SegmentError(
+                f"governor ledger {path} belongs to {owner_name(st.st_uid)} with mode {mode:04o}; ldc adopts only "
+                f"a ledger of its own user {owner_name(os.geteuid())} with mode {SEGMENT_MODE:04o}: remove it"
+            )
+        if mode == SEGMENT_MODE:
+            if st.st_size < SEGMENT_SIZE:
+                os.ftruncate(fd, SEGMENT_SIZE)  # ours: only ever grown to its size, never shrunk
+            return fd
+        log.warning("governor ledger %s has mode %04o, expected %04o: replacing it", path, mode, SEGMENT_MODE)
+        os.close(fd)
+        os.unlink(path)
+    raise SegmentError(f"governor ledger {path} was replaced by someone else while being opened")
 
 
 def unlink_governor(key: str) -> None:

@@ -14,13 +14,14 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,13 +41,15 @@ enum {
 
 #define STATE_RUNNING 2u
 #define STATUS_SYNCED 1u
+#define STATUS_STALE 2u
+#define FUTEX_TID_MASK_ 0x3FFFFFFFu /* robust-futex ABI (linux/futex.h FUTEX_TID_MASK) */
 #define IN_SYNC_MASK 0x3Fu /* SYNCED|STALE|RESYNCING|CROSSED|ERROR|INCOMPLETE, see layout.IN_SYNC_MASK */
 #define LEVEL_SIZE 16
 #define N_COUNTERS 6
 #define SPIN_CHECK_EVERY 256            /* attempts between clock reads while a slot stays odd */
 #define MIN_READ_ATTEMPTS 64            /* attempts made whatever the clock says */
 #define READ_SPIN_LIMIT_NS 10000000LL   /* 10 ms: longer than a writer preempted mid-write */
-#define LIVENESS_PROBE_INTERVAL_NS 50000000LL /* 50 ms between flock probes on the read path */
+#define LIVENESS_PROBE_INTERVAL_NS 50000000LL /* 50 ms between lock probes on the read path */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -67,7 +70,7 @@ static inline int64_t clock_ns(clockid_t clk) {
 typedef struct {
     Py_ssize_t depth, capacity, directory_offset, directory_entry_size, slots_offset, slot_size;
     Py_ssize_t bids_offset, asks_offset, message_offset, message_size, slot_header_size, segment_size;
-    Py_ssize_t hdr_magic, hdr_state, hdr_notify, hdr_dir_seq, hdr_heartbeat_ns;
+    Py_ssize_t hdr_magic, hdr_state, hdr_notify, hdr_dir_seq, hdr_heartbeat_ns, hdr_stale_after_ms, hdr_writer_lock;
     Py_ssize_t dir_symbol, dir_symbol_size, dir_gen;
     Py_ssize_t s_seq, s_gen, s_update_id, s_event_time_ms, s_recv_time_ns, s_publish_time_ns;
     Py_ssize_t s_status, s_n_bids, s_n_asks, s_status_time_ns;
@@ -95,6 +98,7 @@ static int layout_load(PyObject *d, Layout *L) {
         {"slot_header_size", &L->slot_header_size}, {"segment_size", &L->segment_size},
         {"hdr_magic", &L->hdr_magic}, {"hdr_state", &L->hdr_state}, {"hdr_notify", &L->hdr_notify},
         {"hdr_dir_seq", &L->hdr_dir_seq}, {"hdr_heartbeat_ns", &L->hdr_heartbeat_ns},
+        {"hdr_stale_after_ms", &L->hdr_stale_after_ms}, {"hdr_writer_lock", &L->hdr_writer_lock},
         {"dir_symbol", &L->dir_symbol}, {"dir_symbol_size", &L->dir_symbol_size}, {"dir_gen", &L->dir_gen},
         {"slot_seq", &L->s_seq}, {"slot_gen", &L->s_gen}, {"slot_update_id", &L->s_update_id},
         {"slot_event_time_ms", &L->s_event_time_ms}, {"slot_recv_time_ns", &L->s_recv_time_ns},
@@ -144,14 +148,25 @@ typedef struct {
 
 static PyTypeObject SlotBufferType;
 
+/* The writer's robust lock (LAYOUT.md section 10): a thread of its own locks a robust, process-shared
+ * pthread mutex in the header and keeps it until close. When the process dies, however it dies,
+ * the kernel walks that thread's robust list before it releases any file lock and marks the word
+ * OWNER_DIED with the TID cleared: readers see the death with one load, no system call. */
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t *mutex;
+    int ready[2], stop[2]; /* pipes: the thread says it holds the lock; we tell it to let go */
+    int started;
+    int result; /* 0 held, else an errno-style failure from the thread */
+} OwnerLock;
+
 typedef struct {
     PyObject_HEAD
     char *base; /* NULL once closed */
+    OwnerLock *owner; /* writer only, while it holds the robust lock */
     Py_buffer view;
-    uint32_t *waiters; /* waiter counter in the companion RW file, or NULL */
-    Py_buffer waiters_view;
     int writable;
-    int lock_fd;            /* fd of the segment file, for the flock liveness probe (readers) */
+    int lock_fd;            /* fd of the segment file, for the fcntl liveness probe (readers) */
     int64_t next_probe_ns;  /* CLOCK_MONOTONIC_COARSE deadline of the next probe */
     int last_probe_alive;
     unsigned long long retries; /* failed read attempts, cumulative (benchmarks) */
@@ -197,24 +212,45 @@ static int check_writable(Segment *s) {
 
 /* ---------------------------------------------------------------- liveness */
 
-/* 1 alive, 0 dead or stopped. A shared non-blocking flock succeeds only when no writer holds its
- * exclusive lock; the kernel drops that lock when the writer dies, so pid reuse cannot fool it. */
+/* 1 while the writer's thread holds its robust lock: its TID is in the word (one load, every read). */
+static inline int owner_alive(const Segment *s) {
+    return (__atomic_load_n((uint32_t *)(s->base + s->L.hdr_writer_lock), __ATOMIC_ACQUIRE) & FUTEX_TID_MASK_) != 0;
+}
+
+/* 1 alive, 0 dead, stopped or retired (docs/LAYOUT.md section 10). The writer holds an OFD write
+ * lock over the whole file from before the file is linked under its name until it exits; the
+ * kernel drops it the instant the writer dies, so pid reuse cannot fool the test. F_OFD_GETLK
+ * only asks: it takes no lock, so a probing reader can never stand in a writer's way. A file is
+ * never locked by a second writer (each writer builds its own), so a lock seen here is the lock
+ * of the writer that published this file's data. Any error but EINTR counts as not alive. */
 static int probe_alive(Segment *s) {
     uint32_t state = __atomic_load_n((uint32_t *)(s->base + s->L.hdr_state), __ATOMIC_ACQUIRE);
     if (state != STATE_RUNNING) return 0;
     if (s->lock_fd < 0) return 1;
-    if (flock(s->lock_fd, LOCK_SH | LOCK_NB) == 0) {
-        flock(s->lock_fd, LOCK_UN);
-        return 0;
-    }
-    return 1; /* EWOULDBLOCK: a writer holds LOCK_EX */
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0, .l_pid = 0};
+    int rc;
+    do rc = fcntl(s->lock_fd, F_OFD_GETLK, &fl);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0 || fl.l_type == F_UNLCK || !owner_alive(s)) return 0;
+    /* the verdict is about the writer of the data copied before it only if state is still RUNNING:
+     * a successor stores RETIRED into this file before it links its own */
+    return __atomic_load_n((uint32_t *)(s->base + s->L.hdr_state), __ATOMIC_ACQUIRE) == STATE_RUNNING;
+}
+
+/* 1 when the heartbeat is older than the writer's published stale_after_ms (a stopped, frozen or
+ * starved writer: the process holds its lock but publishes nothing). */
+static int heartbeat_stale(const Segment *s) {
+    uint32_t limit_ms = __atomic_load_n((uint32_t *)(s->base + s->L.hdr_stale_after_ms), __ATOMIC_RELAXED);
+    if (limit_ms == 0) return 0;
+    int64_t beat = __atomic_load_n((int64_t *)(s->base + s->L.hdr_heartbeat_ns), __ATOMIC_RELAXED);
+    return clock_ns(CLOCK_REALTIME_COARSE) - beat > (int64_t)limit_ms * 1000000LL;
 }
 
 static int alive_cached(Segment *s) {
     uint32_t state = __atomic_load_n((uint32_t *)(s->base + s->L.hdr_state), __ATOMIC_ACQUIRE);
-    if (state != STATE_RUNNING) return 0;
+    if (state != STATE_RUNNING || !owner_alive(s)) return 0;
     int64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
-    if (now >= s->next_probe_ns) {
+    if (now >= s->next_probe_ns || !s->last_probe_alive) { /* only ALIVE is reused (LAYOUT.md 10) */
         s->last_probe_alive = probe_alive(s);
         s->next_probe_ns = now + LIVENESS_PROBE_INTERVAL_NS;
     }
@@ -299,6 +335,7 @@ static long read_checked(Segment *s, Py_ssize_t slot, uint64_t gen, SlotBuffer *
     zero_tail(b, nb, na);
     if (U64(b->mem, s->L.s_gen) != gen) return READ_GONE;
     if (!alive_cached(s)) return READ_WRITER_DEAD;
+    if (heartbeat_stale(s)) U32(b->mem, s->L.s_status) |= STATUS_STALE; /* the reader's own judgement */
     uint32_t status = U32(b->mem, s->L.s_status);
     return (status & IN_SYNC_MASK) == STATUS_SYNCED ? READ_OK : READ_OUT_OF_SYNC;
 }
@@ -420,7 +457,7 @@ static PyObject *Segment_load_u32(Segment *s, PyObject *arg) {
 }
 
 /* wait(expected, timeout_s) -> current notify value. Sleeps on the notify futex word while it
- * still equals `expected`; registers in the waiter count so the writer knows to FUTEX_WAKE. */
+ * still equals `expected`. Nothing is written anywhere: the writer wakes after every batch. */
 static PyObject *Segment_wait(Segment *s, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "wait(expected, timeout_s)");
@@ -434,13 +471,10 @@ static PyObject *Segment_wait(Segment *s, PyObject *const *args, Py_ssize_t narg
     if (timeout < 0) timeout = 0;
     struct timespec ts = {(time_t)timeout, (long)((timeout - (double)(time_t)timeout) * 1e9)};
     uint32_t *word = (uint32_t *)(s->base + s->L.hdr_notify);
-    uint32_t *waiters = s->waiters;
-    if (waiters) __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
     Py_BEGIN_ALLOW_THREADS
     /* shared futex (no FUTEX_PRIVATE_FLAG): the word lives in a file mapping of several processes */
     syscall(SYS_futex, word, FUTEX_WAIT, (uint32_t)expected, &ts, NULL, 0);
     Py_END_ALLOW_THREADS
-    if (waiters) __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
     return PyLong_FromUnsignedLong(__atomic_load_n(word, __ATOMIC_ACQUIRE));
 }
 
@@ -523,14 +557,14 @@ static int publish_slot(Segment *s, Py_ssize_t slot, int64_t update_id, int64_t 
     return 0;
 }
 
-/* notify(): bump the futex word; FUTEX_WAKE only when a reader has registered as waiting. Both
- * sides use seq_cst so either the writer sees the waiter or the waiter sees the new word. */
+/* notify(): bump the futex word and FUTEX_WAKE. Layout 1.x skipped the wake when a reader-written
+ * waiter count was 0; a file readers can write lets them SIGBUS the writer (issue 14), and a wake
+ * nobody waits for is one syscall per batch (bench_read.py: notify_no_waiter_ns). */
 static int notify_segment(Segment *s) {
     if (check_open(s) < 0 || check_writable(s) < 0) return -1;
     uint32_t *word = (uint32_t *)(s->base + s->L.hdr_notify);
     __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
-    if (s->waiters == NULL || __atomic_load_n(s->waiters, __ATOMIC_SEQ_CST) != 0)
-        syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     return 0;
 }
 
@@ -798,26 +832,103 @@ static PyObject *Segment_notify(Segment *s, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
+static void *owner_main(void *arg) {
+    OwnerLock *o = arg;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    int rc = pthread_mutex_init(o->mutex, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (rc == 0) rc = pthread_mutex_lock(o->mutex);
+    /* readers find the TID at offset 0 (glibc's __lock); refuse a C library that puts it elsewhere */
+    if (rc == 0 && (*(volatile uint32_t *)o->mutex & FUTEX_TID_MASK_) != (uint32_t)syscall(SYS_gettid)) rc = ENOTSUP;
+    o->result = rc;
+    char c = 0;
+    if (write(o->ready[1], &c, 1) != 1) return NULL;
+    if (rc != 0) return NULL;
+    ssize_t n;
+    do n = read(o->stop[0], &c, 1);
+    while (n < 0 && errno == EINTR);
+    pthread_mutex_unlock(o->mutex); /* a clean stop: the word goes back to 0 */
+    return NULL;
+}
+
+static void owner_free(OwnerLock *o) {
+    if (o->started) {
+        char c = 0;
+        if (write(o->stop[1], &c, 1) == 1) pthread_join(o->thread, NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (o->ready[i] >= 0) close(o->ready[i]);
+        if (o->stop[i] >= 0) close(o->stop[i]);
+    }
+    free(o);
+}
+
+/* hold_owner_lock(): lock the header's writer_lock from a thread of its own, until close() */
+static PyObject *Segment_hold_owner_lock(Segment *s, PyObject *Py_UNUSED(ignored)) {
+    if (check_open(s) < 0 || check_writable(s) < 0) return NULL;
+    if (s->owner != NULL) Py_RETURN_NONE;
+    if (s->L.hdr_writer_lock % 8 || (Py_ssize_t)sizeof(pthread_mutex_t) > 64) {
+        PyErr_SetString(PyExc_ValueError, "writer_lock must be 8-aligned and hold a pthread_mutex_t");
+        return NULL;
+    }
+    OwnerLock *o = calloc(1, sizeof *o);
+    if (o == NULL) return PyErr_NoMemory();
+    o->ready[0] = o->ready[1] = o->stop[0] = o->stop[1] = -1;
+    o->mutex = (pthread_mutex_t *)(s->base + s->L.hdr_writer_lock);
+    int rc = 0;
+    char c;
+    Py_BEGIN_ALLOW_THREADS
+    if (pipe2(o->ready, O_CLOEXEC) < 0 || pipe2(o->stop, O_CLOEXEC) < 0) rc = errno;
+    else if ((rc = pthread_create(&o->thread, NULL, owner_main, o)) == 0) {
+        o->started = 1;
+        if (read(o->ready[0], &c, 1) != 1) rc = EIO;
+        else rc = o->result;
+    }
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        owner_free(o);
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    s->owner = o;
+    Py_RETURN_NONE;
+}
+
+static void owner_release(Segment *s) {
+    if (s->owner != NULL) {
+        OwnerLock *o = s->owner;
+        s->owner = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        owner_free(o);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+/* owner_alive() -> True while a live writer thread holds the robust lock */
+static PyObject *Segment_owner_alive(Segment *s, PyObject *Py_UNUSED(ignored)) {
+    if (check_open(s) < 0) return NULL;
+    return PyBool_FromLong(owner_alive(s));
+}
+
 static PyObject *Segment_close(Segment *s, PyObject *Py_UNUSED(ignored)) {
+    owner_release(s); /* before the mapping goes: the kernel walks the robust list through it */
     Py_CLEAR(s->slots);
     if (s->base != NULL) {
         s->base = NULL;
         PyBuffer_Release(&s->view);
-        if (s->waiters != NULL) {
-            s->waiters = NULL;
-            PyBuffer_Release(&s->waiters_view);
-        }
     }
     Py_RETURN_NONE;
 }
 
-/* Segment(mapping, layout, *, writable, lock_fd=-1, waiters=None) */
+/* Segment(mapping, layout, *, writable, lock_fd=-1) */
 static int Segment_init(Segment *s, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"mapping", "layout", "writable", "lock_fd", "waiters", NULL};
-    PyObject *mapping, *layout, *waiters = Py_None;
+    static char *kwlist[] = {"mapping", "layout", "writable", "lock_fd", NULL};
+    PyObject *mapping, *layout;
     int writable = 0, lock_fd = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$piO", kwlist, &mapping, &layout, &writable, &lock_fd,
-                                     &waiters))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$pi", kwlist, &mapping, &layout, &writable, &lock_fd))
         return -1;
     if (s->base != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Segment already initialised");
@@ -829,19 +940,6 @@ static int Segment_init(Segment *s, PyObject *args, PyObject *kwds) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "mapping is not 128-byte aligned");
         PyBuffer_Release(&s->view);
         return -1;
-    }
-    if (waiters != Py_None) {
-        if (PyObject_GetBuffer(waiters, &s->waiters_view, PyBUF_WRITABLE) < 0) {
-            PyBuffer_Release(&s->view);
-            return -1;
-        }
-        if (s->waiters_view.len < 4 || ((uintptr_t)s->waiters_view.buf % 4) != 0) {
-            PyBuffer_Release(&s->waiters_view);
-            PyBuffer_Release(&s->view);
-            PyErr_SetString(PyExc_ValueError, "waiters mapping must hold an aligned u32");
-            return -1;
-        }
-        s->waiters = (uint32_t *)s->waiters_view.buf;
     }
     s->base = s->view.buf;
     s->writable = writable;
@@ -856,7 +954,11 @@ static void Segment_dealloc(Segment *s) {
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
-static PyObject *Segment_has_waiter_count(Segment *s, void *Py_UNUSED(c)) { return PyBool_FromLong(s->waiters != NULL); }
+/* stale() -> True when the heartbeat is older than the header's stale_after_ms */
+static PyObject *Segment_stale(Segment *s, PyObject *Py_UNUSED(ignored)) {
+    if (check_open(s) < 0) return NULL;
+    return PyBool_FromLong(heartbeat_stale(s));
+}
 
 static PyObject *Segment_retries(Segment *s, void *Py_UNUSED(c)) { return PyLong_FromUnsignedLongLong(s->retries); }
 
@@ -887,13 +989,15 @@ static PyMethodDef Segment_methods[] = {
     {"store_u64", (PyCFunction)(void (*)(void))Segment_store_u64, METH_FASTCALL, "store_u64(offset, value)"},
     {"store_u32", (PyCFunction)(void (*)(void))Segment_store_u32, METH_FASTCALL, "store_u32(offset, value)"},
     {"heartbeat", (PyCFunction)Segment_heartbeat, METH_NOARGS, "heartbeat_ns := now"},
-    {"notify", (PyCFunction)Segment_notify, METH_NOARGS, "bump the futex word, wake registered waiters"},
+    {"notify", (PyCFunction)Segment_notify, METH_NOARGS, "bump the futex word, wake waiters"},
+    {"hold_owner_lock", (PyCFunction)Segment_hold_owner_lock, METH_NOARGS, "lock writer_lock from a thread of its own until close()"},
+    {"owner_alive", (PyCFunction)Segment_owner_alive, METH_NOARGS, "owner_alive() -> True while the writer thread holds writer_lock"},
+    {"stale", (PyCFunction)Segment_stale, METH_NOARGS, "stale() -> True when the heartbeat is older than stale_after_ms"},
     {"close", (PyCFunction)Segment_close, METH_NOARGS, "release the mapping; later calls raise"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef Segment_getset[] = {
-    {"has_waiter_count", (getter)Segment_has_waiter_count, NULL, "True when wait() registers as a waiter", NULL},
     {"retries", (getter)Segment_retries, NULL, "failed read attempts so far (seq odd or changed)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -902,7 +1006,7 @@ static PyTypeObject SegmentType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc.shm._seqlock.Segment",
     .tp_basicsize = sizeof(Segment),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Segment(mapping, layout, *, writable, lock_fd=-1, waiters=None): seqlock access to a mapped segment",
+    .tp_doc = "Segment(mapping, layout, *, writable, lock_fd=-1): seqlock access to a mapped segment",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Segment_init,
     .tp_dealloc = (destructor)Segment_dealloc,
@@ -1083,7 +1187,37 @@ static PyObject *load_acquire_u64(PyObject *Py_UNUSED(m), PyObject *const *args,
     return PyLong_FromUnsignedLongLong(v);
 }
 
+/* retire(buffer, state_offset, state, notify_offset): a successor's last word in its predecessor's
+ * file, before it links its own: state := RETIRED (seq_cst, so it is visible before anything the
+ * successor does next), then bump notify and wake its sleepers so they look at the name again. */
+static PyObject *retire(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "retire(buffer, state_offset, state, notify_offset)");
+        return NULL;
+    }
+    Py_ssize_t state_off = PyLong_AsSsize_t(args[1]), notify_off = PyLong_AsSsize_t(args[3]);
+    unsigned long state = PyLong_AsUnsignedLong(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) return NULL;
+    if (state_off < 0 || state_off % 4 || state_off + 4 > view.len || notify_off < 0 || notify_off % 4 ||
+        notify_off + 4 > view.len || (uintptr_t)view.buf % 8) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "offsets %zd / %zd are not aligned u32s inside %zd bytes", state_off,
+                     notify_off, view.len);
+        return NULL;
+    }
+    uint32_t *word = (uint32_t *)((char *)view.buf + notify_off);
+    __atomic_store_n((uint32_t *)((char *)view.buf + state_off), (uint32_t)state, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"retire", (PyCFunction)(void (*)(void))retire, METH_FASTCALL,
+     "retire(buffer, state_offset, state, notify_offset): mark a predecessor's file and wake its readers"},
     {"load_acquire_u64", (PyCFunction)(void (*)(void))load_acquire_u64, METH_FASTCALL,
      "load_acquire_u64(buffer, offset) -> value (acquire load)"},
     {NULL, NULL, 0, NULL},

@@ -6,16 +6,17 @@ word that some coroutine waits for (each segment's ``notify`` word, docs/LAYOUT.
 of its own that wakes it when a wait is added or cancelled. When a word moves, it checks the slots its
 waiters watch and hands each finished wait to that waiter's event loop (``call_soon_threadsafe``).
 
-The waiter counter protocol of section 11 is kept: before sleeping the hub registers in each segment's
-waiter file (an atomic add done by the kernel, ``FUTEX_WAKE_OP``, so no C is needed here) and
-unregisters after. A segment without a usable waiter file is polled every 5 ms, as ``Reader`` does.
+Section 11's protocol needs nothing more: the writer wakes every sleeper after each publish batch, so the
+hub registers nowhere and writes nothing to a segment. A kernel without ``futex_waitv`` is polled every 5 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import math
+import mmap
 import os
 import threading
 import time
@@ -24,6 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
+import posix_ipc
+
+from ldc.shm.layout import HEADER_SIZE
 
 
 if TYPE_CHECKING:
@@ -33,14 +37,12 @@ if TYPE_CHECKING:
 SYS_FUTEX: Final = 202 if os.uname().machine == "x86_64" else 98
 SYS_FUTEX_WAITV: Final = 449
 FUTEX_WAKE: Final = 1
-FUTEX_WAKE_OP: Final = 5
 FUTEX_PRIVATE_FLAG: Final = 128
 FUTEX2_SIZE_U32: Final = 0x02
-FUTEX_OP_ADD: Final = 1
 FUTEX_WAITV_MAX: Final = 128  # the kernel's limit of words per futex_waitv
 CLOCK_MONOTONIC: Final = 1
 # Limits
-UNREGISTERED_WAIT_SLICE_S: Final = 0.005  # no waiter file: the writer never wakes us, poll
+POLL_SLICE_S: Final = 0.005  # a kernel without futex_waitv (before 5.16): poll
 MAX_SEGMENTS: Final = FUTEX_WAITV_MAX - 1  # one word is the hub's own
 IDLE_SLEEP_S: Final = 3600.0  # nothing to wait for: sleep until a wait is added
 
@@ -54,11 +56,6 @@ class _FutexWaitv(ctypes.Structure):
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-def _op_add(delta: int) -> int:
-    """FUTEX_WAKE_OP's encoded ``*uaddr2 += delta`` (oparg: 12-bit signed), comparison never true."""
-    return (FUTEX_OP_ADD << 28) | ((delta & 0xFFF) << 12)
 
 
 @dataclass(eq=False)
@@ -80,13 +77,25 @@ class _Wait:
         return moved or None
 
 
-@dataclass(frozen=True)
 class _Word:
-    """A segment's notify word as the hub sleeps on it (addresses only: no buffer stays exported, so the
-    reader can close its mapping at any time; a word unmapped meanwhile makes the kernel answer EFAULT)."""
+    """A segment's notify word in a mapping of the hub's own: its address stays valid while the hub sleeps on
+    it, whatever the readers do with theirs (a reader may close its mapping meanwhile)."""
 
-    address: int
-    waiters_address: int  # the waiter counter, 0 when the segment has no usable waiter file
+    def __init__(self, reader: Reader) -> None:
+        segment = posix_ipc.SharedMemory(reader.name, read_only=True)
+        try:
+            self._mm = mmap.mmap(segment.fd, HEADER_SIZE, access=mmap.ACCESS_READ)
+        finally:
+            segment.close_fd()
+        self.address = _address(self._mm) + reader._notify_off
+
+    def close(self) -> None:
+        self._mm.close()
+
+
+def _address(mm: mmap.mmap) -> int:
+    """The mapping's address (the numpy view that tells it is dropped at once: the mapping stays closable)."""
+    return int(np.frombuffer(mm, dtype=np.uint8, count=1).ctypes.data)
 
 
 class _Hub:
@@ -96,19 +105,21 @@ class _Hub:
         self._lock = threading.Lock()
         self._waits: list[_Wait] = []
         self._own = (ctypes.c_uint32 * 1)()  # bumped to wake the thread
-        self._words: dict[int, _Word] = {}  # id(reader) -> its word, for the readers waited on
-        self._sleeping: dict[int, int] = {}  # id(reader) -> the word's value the hub sleeps on (or is about to)
+        self._words: dict[tuple[int, int], _Word] = {}  # segment file (st_dev, st_ino) -> its word
+        self._sleeping: dict[tuple[int, int], int] = {}  # segment -> the word's value the hub sleeps on (or is about to)
         self._sleeping_deadline = 0.0
         self._handed = False  # results were handed to loops in this round
+        self._waitv = True  # futex_waitv exists (Linux 5.16+); else the hub polls every 5 ms
         self._thread = threading.Thread(target=self._run, name="ldc-aio-hub", daemon=True)
         self._thread.start()
 
     def add(self, wait: _Wait) -> None:
-        key = id(wait.reader)
+        key = wait.reader._identity
         with self._lock:
-            if key not in self._words and len(self._words) >= MAX_SEGMENTS:
-                raise RuntimeError(f"asyncio waits on more than {MAX_SEGMENTS} segments at once")
-            self._words.setdefault(key, _word_of(wait.reader))
+            if key not in self._words:
+                if len(self._words) >= MAX_SEGMENTS:
+                    raise RuntimeError(f"asyncio waits on more than {MAX_SEGMENTS} segments at once")
+                self._words[key] = _Word(wait.reader)
             self._waits.append(wait)
             # the hub already sleeps on this word with the value this wait began from (so no publish came
             # in between) and will wake before this wait's deadline: waking it would only cost a round
@@ -121,29 +132,25 @@ class _Hub:
         _libc.syscall(SYS_FUTEX, ctypes.c_void_p(ctypes.addressof(self._own)), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, None, None, 0)
 
     def _run(self) -> None:
-        registered: list[int] = []
         while True:
             own = self._own[0]
             with self._lock:
                 # each word is loaded before the slots are checked: a publish after the check moves the word,
                 # and the kernel then returns at once instead of sleeping (section 11's order)
-                values = {id(w.reader): _notify_value(w.reader) for w in self._waits}
+                values = {w.reader._identity: _notify_value(w.reader) for w in self._waits}
                 self._waits = self._settle(self._waits)
-                live = {id(w.reader) for w in self._waits}
+                live = {w.reader._identity for w in self._waits}
+                dropped = [word for key, word in self._words.items() if key not in live]
                 self._words = {key: word for key, word in self._words.items() if key in live}
-                words = [(self._words[key], value) for key in live if (value := values[key]) is not None]
-                deadline = min((w.deadline for w in self._waits), default=math.inf)
                 self._sleeping = {key: value for key in live if (value := values[key]) is not None}
-                self._sleeping_deadline = deadline
-                handed = self._handed
-                self._handed = False
-            # unregistered only now: the results above reach their loops first (each syscall here lets a
-            # loop take the GIL); staying registered a little longer costs the writer a wake, nothing more
-            for address in registered:
-                _counter_add(address, -1)
+                words = [(self._words[key], value) for key, value in self._sleeping.items()]
+                deadline = self._sleeping_deadline = min((w.deadline for w in self._waits), default=math.inf)
+                handed, self._handed = self._handed, False
+            for word in dropped:
+                word.close()
             if handed:
                 time.sleep(0)  # let the loops that were just handed results take the GIL before we re-arm
-            registered = self._sleep(own, words, deadline)
+            self._sleep(own, words, deadline)
 
     def _settle(self, waits: list[_Wait]) -> list[_Wait]:
         """Hand finished waits to their loops; return those still waiting. Caller holds the lock."""
@@ -164,23 +171,21 @@ class _Hub:
                 pending.append(wait)
         return pending
 
-    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> list[int]:
-        """futex_waitv on the hub's own word and each segment's notify word, registered as a waiter; returns
-        the waiter counters it registered in (the caller unregisters once it has handed results over)."""
+    def _sleep(self, own: int, words: list[tuple[_Word, int]], deadline: float) -> None:
+        """futex_waitv on the hub's own word and each segment's notify word until one moves or the deadline."""
         remaining = min(IDLE_SLEEP_S, max(0.0, deadline - time.monotonic()))
-        if any(word.waiters_address == 0 for word, _ in words):
-            remaining = min(remaining, UNREGISTERED_WAIT_SLICE_S)
         vector = (_FutexWaitv * (len(words) + 1))()
         vector[0] = _FutexWaitv(own, ctypes.addressof(self._own), FUTEX2_SIZE_U32 | FUTEX_PRIVATE_FLAG, 0)
         for i, (word, value) in enumerate(words, 1):
             vector[i] = _FutexWaitv(value, word.address, FUTEX2_SIZE_U32, 0)  # shared: the word is in a file mapping
-        registered = [word.waiters_address for word, _ in words if word.waiters_address]
-        for address in registered:
-            _counter_add(address, 1)
+        if not self._waitv:  # a kernel before 5.16: poll
+            time.sleep(min(remaining, POLL_SLICE_S))
+            return
         absolute = time.clock_gettime(time.CLOCK_MONOTONIC) + remaining
         timeout = _Timespec(int(absolute), int((absolute % 1) * 1e9))
-        _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC)
-        return registered
+        if _libc.syscall(SYS_FUTEX_WAITV, vector, len(words) + 1, 0, ctypes.byref(timeout), CLOCK_MONOTONIC) < 0:
+            if ctypes.get_errno() == errno.ENOSYS:
+                self._waitv = False
 
 
 def _notify_value(reader: Reader) -> int | None:
@@ -188,22 +193,6 @@ def _notify_value(reader: Reader) -> int | None:
         return int(reader._seg.load_u32(reader._notify_off))
     except AttributeError:  # closed: its waits are answered with the error by _settle
         return None
-
-
-def _counter_add(address: int, delta: int) -> None:
-    """Atomic ``*address += delta`` on a shared u32, done by the kernel (FUTEX_WAKE_OP waking nobody)."""
-    dummy = ctypes.c_uint32(0)
-    # ctypes passes a bare int as a C int: every address goes as a pointer
-    _libc.syscall(SYS_FUTEX, ctypes.byref(dummy), FUTEX_WAKE_OP, 0, ctypes.c_void_p(0), ctypes.c_void_p(address),
-                  ctypes.c_uint(_op_add(delta)))  # fmt: skip
-
-
-def _word_of(reader: Reader) -> _Word:
-    """The addresses of the reader's notify word and waiter counter (the views are dropped at once)."""
-    base = int(np.frombuffer(reader._mm, dtype=np.uint8, count=1).ctypes.data)
-    waiters = reader._waiters_mm
-    counter = int(np.frombuffer(waiters, dtype=np.uint32, count=1).ctypes.data) if waiters is not None else 0
-    return _Word(base + reader._notify_off, counter)
 
 
 def _set_result(future: asyncio.Future[list[str] | None], result: list[str] | None) -> None:

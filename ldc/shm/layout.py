@@ -27,7 +27,7 @@ from typing import Final
 # Identity
 MAGIC_BYTES: Final = b"LDCDEPTH"  # the segment's first 8 bytes, so `head -c 8` shows what it is
 MAGIC: Final = int.from_bytes(MAGIC_BYTES, "little")
-VERSION_MAJOR: Final = 1  # a reader rejects any other major version
+VERSION_MAJOR: Final = 2  # a reader rejects any other major version (2.0: fcntl liveness lock, replace-only)
 VERSION_MINOR: Final = 0  # minors only add fields in reserved space; fields never move
 ENDIAN_MARKER: Final = 0x0102030405060708  # reads back as 0x0807060504030201 on a big-endian host
 
@@ -41,6 +41,8 @@ SYMBOL_SIZE: Final = 40  # directory symbol field, NUL-padded, at most SYMBOL_SI
 NAME_SIZE: Final = 64  # group name field in the header
 EXCHANGE_SIZE: Final = 32  # exchange name field in the header
 NO_ID: Final = -1  # update_id before the first publish
+WRITER_LOCK_SIZE: Final = 64  # a glibc pthread_mutex_t (40 bytes on x86-64, 48 on arm64) in a line of its own
+FUTEX_TID_MASK: Final = 0x3FFFFFFF  # Linux robust-futex ABI: the owner's TID; 0 once the kernel saw it die
 
 # Defaults and limits
 DEFAULT_DEPTH: Final = 20
@@ -48,22 +50,29 @@ DEFAULT_CAPACITY: Final = 256
 MAX_DEPTH: Final = 5000
 MAX_CAPACITY: Final = 65_536
 DEFAULT_HEARTBEAT_INTERVAL_MS: Final = 1000
+DEFAULT_STALE_AFTER_MS: Final = 5000  # readers flag STALE once the heartbeat is older than this
+MIN_STALE_INTERVALS: Final = 2  # stale_after_ms must cover at least two heartbeat intervals
+# Java 17 maps at most Integer.MAX_VALUE bytes in one MappedByteBuffer (LAYOUT.md, notes per language)
+MAX_SEGMENT_SIZE: Final = 2**31 - 1
 
 SEGMENT_PREFIX: Final = "ldc-"  # POSIX name /ldc-<group>, file /dev/shm/ldc-<group>
-WAITERS_SUFFIX: Final = ".waiters"  # companion file /dev/shm/ldc-<group>.waiters
+WAITERS_SUFFIX: Final = ".waiters"  # layout 1.x's reader-writable waiter file; 2.0 has none (ldc clean removes it)
+LOCK_SUFFIX: Final = ".lock"  # /dev/shm/ldc-<group>.lock: writers' ownership lock, mode 0600 (readers cannot open it)
+TEMP_SUFFIX: Final = ".new"  # /dev/shm/ldc-<group>.new: a segment being built, mode 0600 until linked
 GROUP_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,63}")
 SHM_DIR: Final = "/dev/shm"
 SEGMENT_MODE: Final = 0o640  # group-readable: consumers run as other users in the readers group
-WAITERS_MODE: Final = 0o660  # readers register as waiters, so the group may write this one
-WAITERS_SIZE: Final = 4096  # bytes of the waiters file; its u32 waiter count is at offset 0
+LOCK_MODE: Final = 0o600  # the ownership lock file: the feeders' user alone
+BUILD_MODE: Final = 0o600  # a segment under construction: no reader may open (or lock) it yet
 
 
 class State(enum.IntEnum):
     """Header ``state``. Zero never appears in a valid segment (magic is written after state)."""
 
-    INITIALISING = 1  # a writer is creating or taking over the segment
+    INITIALISING = 1  # never in a linked 2.x file (files are built under a private name); kept reserved
     RUNNING = 2  # a writer is attached and publishing
     STOPPED = 3  # the writer closed cleanly; data is the last published
+    RETIRED = 4  # a newer writer replaced this file (its successor stores this before linking its own)
 
 
 class Status(enum.IntFlag):
@@ -157,11 +166,11 @@ HEADER: Final = _region(
         ("magic", "u64", 1, 'ASCII "LDCDEPTH" (0x485450454443444C); 0 until the writer has filled the header, then written last (release store)'),
         ("version_major", "u16", 1, "layout major version; readers reject any other"),
         ("version_minor", "u16", 1, "layout minor version; readers accept any"),
-        ("header_size", "u32", 1, "bytes of header (384 in 1.0)"),
+        ("header_size", "u32", 1, "bytes of header (384 in 2.0)"),
         ("endian_marker", "u64", 1, "0x0102030405060708 (bytes 08 07 06 05 04 03 02 01: the segment is little-endian)"),
         ("segment_size", "u64", 1, "bytes the segment must have; map at least this many"),
         ("directory_offset", "u32", 1, "byte offset of directory entry 0"),
-        ("directory_entry_size", "u32", 1, "bytes per directory entry (64 in 1.0)"),
+        ("directory_entry_size", "u32", 1, "bytes per directory entry (64 in 2.0)"),
         ("slots_offset", "u32", 1, "byte offset of slot 0 (128-byte aligned)"),
         ("slot_size", "u32", 1, "bytes per slot (a multiple of 128)"),
         ("capacity", "u32", 1, "number of directory entries and of slots"),
@@ -171,23 +180,25 @@ HEADER: Final = _region(
         ("message_offset", "u32", 1, "offset of the status message inside a slot"),
         ("message_size", "u32", 1, "bytes of the status message field"),
         ("heartbeat_interval_ms", "u32", 1, "the writer refreshes heartbeat_ns at least this often"),
-        ("reserved0", "u32", 1, "zero"),
+        ("stale_after_ms", "u32", 1, "readers flag every market STALE once heartbeat_ns is older than this"),
         ("exchange", "char", EXCHANGE_SIZE, "exchange name, UTF-8, NUL-padded (e.g. binance.com)"),
         ("reserved1", "u8", 16, "zero"),
-        # --- line pair 1: liveness (rewritten on takeover, heartbeat every interval) ---
-        ("writer_pid", "u32", 1, "pid of the current writer (informational; liveness is the flock probe)"),
-        ("state", "u32", 1, "1 initialising, 2 running, 3 stopped"),
-        ("start_time_ns", "i64", 1, "CLOCK_REALTIME ns when the current writer attached"),
-        ("instance_id", "u64", 1, "random non-zero id of the current writer; changes on takeover"),
+        # --- line pair 1: liveness (identity written once before magic; heartbeat every interval) ---
+        ("writer_pid", "u32", 1, "pid of the file's writer (informational; liveness is the fcntl lock probe)"),
+        ("state", "u32", 1, "2 running, 3 stopped, 4 retired (replaced by a newer file)"),
+        ("start_time_ns", "i64", 1, "CLOCK_REALTIME ns when the file's writer created it"),
+        ("instance_id", "u64", 1, "random non-zero id of the file's writer; identifies the file"),
         ("heartbeat_ns", "i64", 1, "CLOCK_REALTIME ns of the writer's last heartbeat"),
         ("dir_seq", "u64", 1, "directory seqlock counter: odd while the directory changes"),
-        ("takeovers", "u32", 1, "times a writer took the segment over from a dead one"),
+        ("takeovers", "u32", 1, "writers of this group before this file's, carried from file to file"),
         ("market_count", "u32", 1, "active directory entries; consistent with the entries only when read between the two dir_seq loads"),
         ("group", "char", NAME_SIZE, "group name, UTF-8, NUL-padded"),
         ("reserved2", "u8", 16, "zero"),
         # --- line pair 2: the notification futex word, alone so waiters do not share its line ---
         ("notify", "u32", 1, "incremented by the writer after each publish batch; futex word"),
-        ("reserved3", "u8", 124, "zero"),
+        ("reserved3", "u8", 60, "zero"),
+        # --- its own line: loaded by readers on every read, never written while the writer lives ---
+        ("writer_lock", "u8", WRITER_LOCK_SIZE, "the writer's robust futex: u32 at +0 holds the writer thread's TID (bits 0-29) while it lives; the kernel clears it and sets bit 30 when that thread dies"),
     ],
 )
 
@@ -221,7 +232,7 @@ SLOT_HEADER: Final = _region(
         ("ignored", "u64", 1, "counter: duplicate or old diffs dropped"),
         ("snapshots", "u64", 1, "counter: REST snapshots loaded"),
         ("audit_mismatches", "u64", 1, "counter: levels differing in refresh audits, summed"),
-        ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns when status and message were last set outside a publish (market added, taken over, status change)"),
+        ("status_time_ns", "i64", 1, "CLOCK_REALTIME ns when status and message were last set outside a publish (market added, carried into a new file, status change)"),
         ("reserved1", "u64", 1, "zero"),
     ],
 )
@@ -260,6 +271,16 @@ class Geometry:
             raise ValueError(f"depth must be 1..{MAX_DEPTH}, got {depth}")
         if not 1 <= capacity <= MAX_CAPACITY:
             raise ValueError(f"capacity must be 1..{MAX_CAPACITY}, got {capacity}")
+        geometry = cls._derive(depth, capacity)
+        if geometry.segment_size > MAX_SEGMENT_SIZE:
+            raise ValueError(
+                f"depth {depth} x capacity {capacity} makes a {geometry.segment_size}-byte segment; "
+                f"at most {MAX_SEGMENT_SIZE} bytes (2 GiB - 1, what a Java reader can map)"
+            )
+        return geometry
+
+    @classmethod
+    def _derive(cls, depth: int, capacity: int) -> Geometry:
         bids = align_up(SLOT_HEADER_SIZE, ARRAY_ALIGN)
         asks = align_up(bids + depth * LEVEL_SIZE, ARRAY_ALIGN)
         message = align_up(asks + depth * LEVEL_SIZE, ARRAY_ALIGN)
@@ -289,7 +310,8 @@ class Geometry:
     def c_layout(self) -> dict[str, int]:
         """What the C extension needs: geometry plus the field offsets it touches."""
         fields = {f"slot_{f.name}": f.offset for f in SLOT_HEADER.fields}
-        fields.update({f"hdr_{name}": HEADER.offset(name) for name in ("magic", "state", "notify", "dir_seq", "heartbeat_ns")})
+        names = ("magic", "state", "notify", "dir_seq", "heartbeat_ns", "stale_after_ms", "writer_lock")
+        fields.update({f"hdr_{name}": HEADER.offset(name) for name in names})
         fields.update(dir_symbol=DIR_ENTRY.offset("symbol"), dir_symbol_size=SYMBOL_SIZE, dir_gen=DIR_ENTRY.offset("gen"))
         fields.update(slot_header_size=SLOT_HEADER_SIZE, segment_size=self.segment_size)
         for name in ("depth", "capacity", "directory_offset", "directory_entry_size", "slots_offset", "slot_size"):
@@ -308,6 +330,14 @@ def segment_name(group: str) -> str:
 
 def waiters_name(group: str) -> str:
     return segment_name(group) + WAITERS_SUFFIX
+
+
+def lock_path(group: str) -> str:
+    return SHM_DIR + segment_name(group) + LOCK_SUFFIX
+
+
+def temp_path(group: str) -> str:
+    return SHM_DIR + segment_name(group) + TEMP_SUFFIX
 
 
 def segment_path(group: str) -> str:

@@ -7,7 +7,6 @@ One Reader per thread (its scratch buffer and directory cache are not shared). T
 
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 import time
@@ -18,7 +17,6 @@ from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import posix_ipc
 
 from ldc.depth import Level
 from ldc.errors import (
@@ -35,23 +33,18 @@ from ldc.shm.layout import (
     COUNTER_FIELDS,
     HEADER,
     HEADER_SIZE,
-    WAITERS_SIZE,
     Geometry,
     State,
     Status,
     is_in_sync,
     segment_name,
     segment_path,
-    waiters_name,
 )
-from ldc.shm.segment import header_text, header_value, parse_header
+from ldc.shm.segment import check_mode, header_text, header_value, parse_header
 
 # Limits
 MAX_RESOLVE_ATTEMPTS: Final = 3  # directory re-reads after a slot changed generation under us
 ATTACH_RETRY_S: Final = 0.01
-UNREGISTERED_WAIT_SLICE_S: Final = 0.005  # without the waiters file the writer never wakes us: poll
-TAKEOVER_WAIT_S: Final = 0.5  # how long a read waits for a writer that is taking the segment over
-TAKEOVER_POLL_S: Final = 0.001
 
 READ_OK: Final = _seqlock.READ_OK
 READ_OUT_OF_SYNC: Final = _seqlock.READ_OUT_OF_SYNC
@@ -130,6 +123,8 @@ class SegmentInfo:
     instance_id: int
     heartbeat_ns: int
     heartbeat_interval_ms: int
+    stale_after_ms: int  # the writer's limit: readers flag its markets STALE past it
+    stale: bool  # heartbeat_ns older than stale_after_ms: the writer holds its lock but is stuck
     takeovers: int
     market_count: int
     depth: int
@@ -146,7 +141,10 @@ class Reader:
 
     def __init__(self, group: str, *, attach_timeout_s: float = 0.0) -> None:
         self.group = group
-        self.name = segment_name(group)
+        try:
+            self.name = segment_name(group)
+        except ValueError as exc:  # a group name that could leave /dev/shm: refused before any open
+            raise SegmentError(str(exc)) from None
         self._slots: dict[str, tuple[int, int]] = {}
         self._attach_with_retry(attach_timeout_s)
 
@@ -164,35 +162,35 @@ class Reader:
                 time.sleep(ATTACH_RETRY_S)
 
     def _attach(self) -> None:
+        path = segment_path(self.group)
         try:
-            shm = posix_ipc.SharedMemory(self.name, read_only=True)
-        except posix_ipc.ExistentialError:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
             raise SegmentNotFound(f"no segment {self.name}: is the feeder for group {self.group!r} running?") from None
-        except posix_ipc.PermissionsError:
+        except PermissionError:
             raise SegmentError(f"no permission to read {self.name}: join the segment's group (mode 0640)") from None
+        except OSError as exc:  # ELOOP: a symbolic link where the segment should be
+            raise SegmentError(f"cannot open {path}: {exc.strerror}") from None
         try:
-            self._map(shm)
+            self._map(fd)
         except BaseException:
-            shm.close_fd()
+            os.close(fd)
             raise
 
-    def _map(self, shm: posix_ipc.SharedMemory) -> None:
-        st = os.fstat(shm.fd)
+    def _map(self, fd: int) -> None:
+        st = os.fstat(fd)
+        check_mode(st, self.name)
         if st.st_size < HEADER_SIZE:
             raise LayoutError(f"segment {self.name} is {st.st_size} bytes, expected at least a {HEADER_SIZE}-byte header")
-        mm = mmap.mmap(shm.fd, st.st_size, access=mmap.ACCESS_READ)
+        mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
         try:
             _seqlock_magic_fence(mm)
             self.geometry = parse_header(mm[:HEADER_SIZE], self.name, st.st_size)
-            waiters_shm, waiters_mm = _open_waiters(self.group)
-            self._seg = _seqlock.Segment(
-                mm, self.geometry.c_layout(), writable=False, lock_fd=shm.fd, waiters=waiters_mm
-            )
+            self._seg = _seqlock.Segment(mm, self.geometry.c_layout(), writable=False, lock_fd=fd)
         except BaseException:
             mm.close()
             raise
-        self._shm, self._mm, self._identity = shm, mm, (st.st_dev, st.st_ino)
-        self._waiters_shm, self._waiters_mm = waiters_shm, waiters_mm
+        self._fd, self._mm, self._identity = fd, mm, (st.st_dev, st.st_ino)
         self._slots.clear()
         self._scratch = self.new_buffer()
         self._notify_off = HEADER.offset("notify")
@@ -207,14 +205,10 @@ class Reader:
         seg.close()
         self._seg = None  # type: ignore[assignment]
         self._mm.close()
-        self._shm.close_fd()
-        if self._waiters_mm is not None:
-            self._waiters_mm.close()
-        if self._waiters_shm is not None:
-            self._waiters_shm.close_fd()
+        os.close(self._fd)
 
     def __del__(self) -> None:
-        # posix_ipc never closes its fd on its own; an abandoned Reader must not leak it
+        # a raw fd is never closed on its own; an abandoned Reader must not leak it
         try:
             self.close()
         except Exception:  # noqa: BLE001  (interpreter shutdown may have torn modules down)
@@ -235,10 +229,20 @@ class Reader:
     # ------------------------------------------------------------------ segment and markets
 
     def writer_alive(self) -> bool:
-        """True when a writer holds the segment's lock and its state is running (a ~2 us probe)."""
-        return bool(self._seg.probe())
+        """True when the group's writer holds its file's lock and runs (one fcntl). A stopped or
+        dead file that a newer one replaced is followed first, as a read would."""
+        if self._seg.probe():
+            return True
+        return self._reattach_if_replaced() and bool(self._seg.probe())
+
+    def writer_stale(self) -> bool:
+        """True when the heartbeat is older than the writer's published stale_after_ms: its process
+        holds the lock but has stopped (SIGSTOP, a hung host); its markets read as STALE."""
+        return bool(self._seg.stale())
 
     def info(self) -> SegmentInfo:
+        """The header of the group's current file (a replaced one is followed first)."""
+        alive = self.writer_alive()  # follows a replaced file: every load below is from the same one
         raw = self._mm[:HEADER_SIZE]
         load32, load64 = self._seg.load_u32, self._seg.load_u64
         return SegmentInfo(
@@ -247,12 +251,14 @@ class Reader:
             exchange=header_text(raw, "exchange"),
             version=(header_value(raw, "version_major"), header_value(raw, "version_minor")),
             state=load32(HEADER.offset("state")),
-            alive=self.writer_alive(),
+            alive=alive,
             writer_pid=load32(HEADER.offset("writer_pid")),
             start_time_ns=load64(HEADER.offset("start_time_ns")),
             instance_id=load64(HEADER.offset("instance_id")),
             heartbeat_ns=load64(HEADER.offset("heartbeat_ns")),
             heartbeat_interval_ms=header_value(raw, "heartbeat_interval_ms"),
+            stale_after_ms=header_value(raw, "stale_after_ms"),
+            stale=self.writer_stale(),
             takeovers=load32(HEADER.offset("takeovers")),
             market_count=load32(HEADER.offset("market_count")),
             depth=self.geometry.depth,
@@ -264,6 +270,8 @@ class Reader:
         return [symbol for symbol, _ in sorted(self._refresh_directory().items(), key=lambda kv: kv[1][0])]
 
     def _refresh_directory(self) -> dict[str, tuple[int, int]]:
+        if self._seg.load_u32(HEADER.offset("state")) != State.RUNNING:
+            self._reattach_if_replaced()  # a stopped or retired file: a newer one may be at the name
         entries = self._seg.read_directory()
         if entries is None:
             if not self._seg.probe():
@@ -275,6 +283,8 @@ class Reader:
 
     def _resolve(self, symbol: str) -> tuple[int, int]:
         entry = self._refresh_directory().get(symbol)
+        if entry is None and not self._seg.probe() and self._reattach_if_replaced():
+            entry = self._refresh_directory().get(symbol)  # the newer file has every configured market
         if entry is None:
             raise MarketNotFound(f"market {symbol!r} is not in segment {self.name} ({len(self._slots)} markets)")
         return entry
@@ -288,30 +298,34 @@ class Reader:
     def read_into(self, symbol: str, out: SnapshotBuffer, *, allow_out_of_sync: bool = False) -> SnapshotBuffer:
         """Refill ``out`` with a validated copy of ``symbol``'s slot and return it. Allocation-free
         on the fast path; raises like ``snapshot``."""
-        if self._read_symbol(symbol, out) == 0:  # READ_OK, as a literal: this is the hot path
-            return out
+        try:
+            if self._read_symbol(symbol, out) == 0:  # READ_OK, as a literal: this is the hot path
+                return out
+        except ValueError:  # a buffer of another geometry (the segment was replaced at another depth)
+            self._adopt_buffer(out, None)
+            raise
         return self._read_slow(symbol, out, allow_out_of_sync)[0]
 
     def _read_slow(self, symbol: str, out: SnapshotBuffer, allow_out_of_sync: bool) -> tuple[SnapshotBuffer, bool]:
-        """Resolve, read, follow takeovers and replacements, raise what must be raised. Returns the
-        filled buffer and whether it is a dead writer's last copy (only with allow_out_of_sync)."""
+        """Resolve, read, follow replaced segments, raise what must be raised. Returns the filled
+        buffer and whether it is a dead writer's last copy (only with allow_out_of_sync)."""
         for _ in range(MAX_RESOLVE_ATTEMPTS):
-            slot, gen = self._resolve(symbol)
+            scratch = self._scratch
+            slot, gen = self._resolve(symbol)  # may itself follow a replaced segment
+            if self._scratch is not scratch:
+                out = self._adopt_buffer(out, scratch)
             rc = self._read(slot, gen, out)
             if rc == READ_OK:
                 return out, False
             if rc == READ_GONE:
                 continue
-            if rc == READ_CONTENDED:
-                raise ReadContention(f"market {symbol!r} in {self.name}: no consistent copy within 10 ms")
-            if rc in (READ_WRITER_DEAD, READ_WRITER_DEAD_NO_COPY):
-                # the verdict may be up to 50 ms old: a new writer may have taken over since
-                if self._seg.probe() or self._wait_running():
+            if rc in (READ_CONTENDED, READ_WRITER_DEAD, READ_WRITER_DEAD_NO_COPY):
+                followed = self._follow_replaced(out)  # the give-up path checks it too (LAYOUT.md 10)
+                if followed is not None:
+                    out = followed
                     continue
-                scratch = self._scratch
-                if self._reattach_if_replaced():
-                    out = self._adopt_buffer(out, scratch)
-                    continue
+                if rc == READ_CONTENDED:
+                    raise ReadContention(f"market {symbol!r} in {self.name}: no consistent copy within 10 ms")
                 if allow_out_of_sync and rc == READ_WRITER_DEAD:
                     return out, True
                 raise WriterDead(self._dead_message())
@@ -320,7 +334,12 @@ class Reader:
             raise OutOfSync(self._out_of_sync_message(symbol, slot, gen))
         raise MarketNotFound(f"market {symbol!r} in {self.name} kept being replaced during the read")
 
-    def _adopt_buffer(self, out: SnapshotBuffer, old_scratch: SnapshotBuffer) -> SnapshotBuffer:
+    def _follow_replaced(self, out: SnapshotBuffer) -> SnapshotBuffer | None:
+        """The buffer to read into after attaching to a newer file at the name, or None."""
+        scratch = self._scratch
+        return self._adopt_buffer(out, scratch) if self._reattach_if_replaced() else None
+
+    def _adopt_buffer(self, out: SnapshotBuffer, old_scratch: SnapshotBuffer | None) -> SnapshotBuffer:
         """After following a replaced segment: our own scratch buffer is swapped for the new one; a
         caller's buffer of the old geometry cannot be refilled."""
         if out is old_scratch:
@@ -332,34 +351,13 @@ class Reader:
             )
         return out
 
-    def _wait_running(self) -> bool:
-        """A writer taking the segment over shows INITIALISING for a moment: wait for RUNNING."""
-        deadline = time.monotonic() + TAKEOVER_WAIT_S
-        while self._starting() and time.monotonic() < deadline:
-            time.sleep(TAKEOVER_POLL_S)
-        return bool(self._seg.probe())
-
-    def _starting(self) -> bool:
-        """INITIALISING with the lock held (docs/LAYOUT.md section 10); without the lock the writer
-        died while starting and waiting is pointless."""
-        if self._seg.load_u32(HEADER.offset("state")) != State.INITIALISING:
-            return False
-        try:
-            fcntl.flock(self._shm.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(self._shm.fd, fcntl.LOCK_UN)
-        return False
-
     def _dead_message(self) -> str:
         state = self._seg.load_u32(HEADER.offset("state"))
         pid = self._seg.load_u32(HEADER.offset("writer_pid"))
         if state == State.STOPPED:
             return f"writer of {self.name} (pid {pid}) stopped"
-        if state == State.INITIALISING and self._starting():
-            return f"writer of {self.name} (pid {pid}) was still taking the segment over after {TAKEOVER_WAIT_S:g} s"
-        if state == State.INITIALISING:
-            return f"writer of {self.name} (pid {pid}) died while starting or taking over"
+        if state == State.RETIRED:
+            return f"writer of {self.name} (pid {pid}) was replaced by a newer writer whose segment is not readable yet"
         return f"writer of {self.name} (pid {pid}) is dead: no process holds the segment lock"
 
     def _out_of_sync_message(self, symbol: str, slot: int, gen: int) -> str:
@@ -367,6 +365,12 @@ class Reader:
         self._seg.read(slot, gen, buf, True)
         text = buf.message.decode(errors="replace")
         flags = _flag_names(buf.status)
+        if self._seg.stale():
+            info = self.info()
+            age_s = (time.time_ns() - info.heartbeat_ns) / 1e9
+            text = f"writer pid {info.writer_pid} is stuck: heartbeat {age_s:.1f} s old, limit {info.stale_after_ms / 1000:g} s" + (
+                f"; {text}" if text else ""
+            )
         return f"market {symbol!r} is out of sync: status {flags}" + (f" ({text})" if text else "")
 
     def _reattach_if_replaced(self) -> bool:
@@ -377,20 +381,16 @@ class Reader:
             return False
         if (st.st_dev, st.st_ino) == self._identity:
             return False
-        old = (self._seg, self._mm, self._shm, self._waiters_mm, self._waiters_shm)
+        old = (self._seg, self._mm, self._fd)
         try:
             self._attach()
         except SegmentError:
             return False
-        seg, mm, shm, wmm, wshm = old
+        seg, mm, fd = old
         seg.close()
         mm.close()
-        shm.close_fd()
-        if wmm is not None:
-            wmm.close()
-        if wshm is not None:
-            wshm.close_fd()
-        return self.writer_alive()
+        os.close(fd)
+        return True
 
     def snapshot(self, symbol: str, depth: int | None = None, *, allow_out_of_sync: bool = False) -> Snapshot:
         """A validated copy of ``symbol``'s top ``depth`` levels (default: all published).
@@ -420,8 +420,13 @@ class Reader:
         buf = self.new_buffer()
         for _ in range(MAX_RESOLVE_ATTEMPTS):
             slot, gen = self._resolve(symbol)
+            if len(memoryview(buf)) != self.geometry.slot_size:  # _resolve followed a replaced segment
+                buf = self.new_buffer()
             rc = self._seg.read(slot, gen, buf, True)
             if rc == READ_GONE:
+                continue
+            if rc in (READ_CONTENDED, READ_WRITER_DEAD, READ_WRITER_DEAD_NO_COPY) and self._reattach_if_replaced():
+                buf = self.new_buffer()
                 continue
             if rc == READ_CONTENDED:
                 raise ReadContention(f"market {symbol!r} in {self.name}: no consistent copy within 10 ms")
@@ -475,14 +480,13 @@ class Reader:
             entry = self._slots.get(symbol) or self._resolve(symbol)
             seq_off = self.geometry.slot_offset(entry[0])
             seq0 = self._seg.load_u64(seq_off)
-        registered = self._seg.has_waiter_count
         while True:
             if seq_off >= 0 and self._seg.load_u64(seq_off) != seq0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            new = self._seg.wait(word, remaining if registered else min(remaining, UNREGISTERED_WAIT_SLICE_S))
+            new = self._seg.wait(word, remaining)
             if seq_off < 0 and new != word:
                 return True
             word = new
@@ -525,22 +529,6 @@ def _trim(levels: list[list[float]], limit_count: int | None, threshold_volume: 
 def _flag_names(status: int) -> str:
     names = [flag.name or "" for flag in Status if status & flag]
     return "|".join(names) if names else "0 (no data yet)"
-
-
-def _open_waiters(group: str) -> tuple[posix_ipc.SharedMemory | None, mmap.mmap | None]:
-    """The writer-created waiter counter, read-write; without write access wait() polls instead."""
-    try:
-        shm = posix_ipc.SharedMemory(waiters_name(group))
-    except (posix_ipc.ExistentialError, posix_ipc.PermissionsError):
-        return None, None
-    try:
-        if os.fstat(shm.fd).st_size < WAITERS_SIZE:
-            shm.close_fd()
-            return None, None
-        return shm, mmap.mmap(shm.fd, WAITERS_SIZE)
-    except OSError:
-        shm.close_fd()
-        return None, None
 
 
 def _seqlock_magic_fence(mm: mmap.mmap) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable
 from typing import Final
 
-from ldc.errors import LayoutError
+from ldc.errors import LayoutError, SegmentError
 from ldc.shm.layout import (
     DIR_ENTRY_SIZE,
     ENDIAN_MARKER,
@@ -121,6 +122,20 @@ def _geometry(raw: bytes, name: str, mapped: int) -> Geometry:
 def _details(rule: str, v: dict[str, int]) -> str:
     """The values the rule names, e.g. ``asks_offset 448, bids_offset 128, depth 20``."""
     return ", ".join(f"{k} {v[k]}" for k in GEOMETRY_FIELDS if re.search(rf"\b{k}\b", rule))
+
+
+GROUP_OTHER_WRITE: Final = stat.S_IWGRP | stat.S_IWOTH
+
+
+def check_mode(st: os.stat_result, name: str) -> None:
+    """Step 2 of LAYOUT.md section 7: a segment only its owner can write. A file another account can
+    write (or a non-regular file) is not an ldc writer's, whatever its header says."""
+    if not stat.S_ISREG(st.st_mode) or st.st_mode & GROUP_OTHER_WRITE:
+        raise SegmentError(
+            f"segment {name} has mode {stat.S_IMODE(st.st_mode):04o}"
+            + ("" if stat.S_ISREG(st.st_mode) else " and is not a regular file")
+            + f" (owner uid {st.st_uid}): a segment must be a regular file writable by its owner alone"
+        )
 
 
 def read_geometry(fd: int, name: str) -> Geometry:

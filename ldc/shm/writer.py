@@ -1,10 +1,14 @@
-"""The segment writer: create or take over ``/ldc-<group>``, publish books, keep the header alive.
+"""The segment writer: build ``/ldc-<group>``, publish books, keep the header alive.
 
-One writer per segment, for the writer's whole life holding ``flock(LOCK_EX)`` on the segment file.
-A new writer creates the segment exclusively; when it already exists and no live writer holds the
-lock, it takes the segment over in place (same geometry: readers keep their mapping and see only
-STALE markets until the feeder republishes) or replaces it (other geometry: the old file is marked
-stopped and unlinked, readers notice ``writer_alive() == False``). See docs/LAYOUT.md.
+One writer per group (docs/LAYOUT.md section 12). A writer first takes the group's ownership lock
+(an OFD write lock on ``/dev/shm/ldc-<group>.lock``, mode 0600: no reader can open it, so no reader
+can stand in its way). It never reuses a file: it builds a new segment under a private name (mode
+0600), holding the file's liveness lock (an OFD write lock over the whole file) before anyone else
+can open it, and locks the robust futex in its header from a thread of its own (the kernel clears
+that word when the process dies, before it drops any file lock), carries the configured markets of its predecessor's file over as STALE, stores
+RETIRED into the predecessor's file, and only then renames its own into place. So a file whose
+liveness lock is held is always the file of the writer that holds it: a reader that sees the lock
+held and ``state`` RUNNING after its copy has read the live writer's data, never a dead one's.
 """
 
 from __future__ import annotations
@@ -17,46 +21,56 @@ import secrets
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import posix_ipc
 
 from ldc.errors import LayoutError, MarketNotFound, SegmentError
 from ldc.shm import _seqlock
+from ldc.shm.files import create_exclusive, ofd_holder, ofd_lock, open_owned, unlink_own
 from ldc.shm.layout import (
     DEFAULT_CAPACITY,
     DEFAULT_DEPTH,
     DEFAULT_HEARTBEAT_INTERVAL_MS,
+    DEFAULT_STALE_AFTER_MS,
     DIR_ENTRY,
     ENDIAN_MARKER,
     HEADER,
+    HEADER_SIZE,
+    LOCK_MODE,
     MAGIC,
+    MIN_STALE_INTERVALS,
     SEGMENT_MODE,
+    BUILD_MODE,
+    SLOT_HEADER,
     SYMBOL_SIZE,
     VERSION_MAJOR,
     VERSION_MINOR,
-    WAITERS_MODE,
-    WAITERS_SIZE,
     Counter,
     Geometry,
     State,
     Status,
+    lock_path,
     segment_name,
-    waiters_name,
+    segment_path,
+    temp_path,
 )
 from ldc.shm.segment import read_geometry, truncate_utf8
 
 log = logging.getLogger(__name__)
 
-# Takeover
-TAKEOVER_LOCK_ATTEMPTS: Final = 50  # a reader's liveness probe holds LOCK_SH for ~2 us; retry past it
-TAKEOVER_LOCK_RETRY_S: Final = 0.002
+# Ownership
+OWNER_LOCK_ATTEMPTS: Final = 50  # a writer that was just killed releases its locks within microseconds
+OWNER_LOCK_RETRY_S: Final = 0.002
+PREDECESSOR_EXIT_S: Final = 1.0  # a predecessor that lost its ownership lock is exiting: wait this long for its file lock
+PREDECESSOR_POLL_S: Final = 0.001
 RESTART_MESSAGE: Final = "writer restarted; waiting for the feeder to republish"
 TORN_MESSAGE: Final = "writer died mid-write; levels discarded"
+U32_MAX: Final = 2**32 - 1
 
 Levels = npt.NDArray[np.float64]
 
@@ -78,6 +92,13 @@ class PublishFn(Protocol):
     ) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Market:
+    slot: int
+    symbol: str
+    torn: bool  # the predecessor died inside a write of this slot
+
+
 class SegmentWriter:
     """The single writer of one group's segment.
 
@@ -87,7 +108,11 @@ class SegmentWriter:
     ``copy_levels=False`` only ids, times and status advance and bids/asks/n_* may be omitted.
     Every publish bumps the slot's ``updates`` counter and stamps ``publish_time_ns``. Call
     ``notify()`` (the C method too) after a batch of publishes to wake readers blocked in
-    ``wait_for_update`` (a futex wake only when one is registered).
+    ``wait_for_update``.
+
+    ``markets``: the symbols the feeder is configured for. They are in the segment before readers
+    can see it (kept from the predecessor's file as STALE, or new with status 0), and the
+    predecessor's other markets are dropped. None keeps every market of the predecessor.
 
     Threads: every slot write (publish, set_status, bump) is one C call holding the GIL, so they
     may come from different threads; add_market / remove_market / close must come from one.
@@ -105,28 +130,32 @@ class SegmentWriter:
         capacity: int = DEFAULT_CAPACITY,
         exchange: str = "",
         heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
+        stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
+        markets: Iterable[str] | None = None,
     ) -> None:
         if sys.byteorder != "little":  # C stores are native, the contract is little-endian (LAYOUT.md)
             raise SegmentError(f"ldc segments are little-endian; this host is {sys.byteorder}-endian")
+        if not 1 <= heartbeat_interval_ms <= U32_MAX // MIN_STALE_INTERVALS:
+            raise ValueError(f"heartbeat_interval_ms must be 1..{U32_MAX // MIN_STALE_INTERVALS}, got {heartbeat_interval_ms}")
+        if not MIN_STALE_INTERVALS * heartbeat_interval_ms <= stale_after_ms <= U32_MAX:
+            raise ValueError(
+                f"stale_after_ms must be at least {MIN_STALE_INTERVALS} heartbeat intervals "
+                f"({MIN_STALE_INTERVALS * heartbeat_interval_ms} ms), got {stale_after_ms}"
+            )
         self.group = group
         self.name = segment_name(group)
         self.geometry = Geometry.for_size(depth=depth, capacity=capacity)
         self._exchange = exchange
         self._heartbeat_interval_ms = heartbeat_interval_ms
+        self._stale_after_ms = stale_after_ms
         self._slots: dict[str, tuple[int, int]] = {}  # symbol -> (slot, gen)
         self._next_gen = 1
-        self.took_over = False
-        self._shm = self._open_locked()
+        self.took_over = False  # a predecessor's file existed and this writer replaced it
+        self._lock_fd: int | None = _own_group(group)
+        self._fd: int | None = None
         try:
-            self._mm = mmap.mmap(self._shm.fd, self.geometry.segment_size)
-            self._waiters_shm, self._waiters_mm = self._open_waiters()
-            self._seg = _seqlock.Segment(
-                self._mm, self.geometry.c_layout(), writable=True, waiters=self._waiters_mm
-            )
-            if self.took_over:
-                self._take_over()
-            else:
-                self._initialise()
+            with _Predecessor.open(group) as previous:
+                self._build(previous, None if markets is None else list(markets))
         except BaseException:
             self._release()
             raise
@@ -140,56 +169,45 @@ class SegmentWriter:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _open_locked(self) -> posix_ipc.SharedMemory:
-        """Create exclusively, or open an existing segment whose writer is dead; hold LOCK_EX."""
+    def _build(self, previous: _Predecessor | None, markets: list[str] | None) -> None:
+        """Make the new file under the private name, locked before anyone can open it, fill it, retire
+        the predecessor's file, then rename the new one into place (LAYOUT.md section 12)."""
+        tmp = temp_path(self.group)
+        unlink_own(tmp)  # a predecessor died while building: we hold the ownership lock, it is garbage
+        self._fd = create_exclusive(tmp, BUILD_MODE)
         try:
-            shm = posix_ipc.SharedMemory(self.name, posix_ipc.O_CREX, mode=SEGMENT_MODE, size=self.geometry.segment_size)
-        except posix_ipc.ExistentialError:
-            return self._open_existing()
-        os.fchmod(shm.fd, SEGMENT_MODE)  # the umask masked the mode given to shm_open
-        if not _try_lock(shm.fd, attempts=1):
-            shm.close_fd()
-            raise SegmentError(f"segment {self.name} was opened by another writer while being created")
-        return shm
+            if not ofd_lock(self._fd, write=True):
+                raise SegmentError(f"{tmp} was locked by another process while being built")
+            os.ftruncate(self._fd, self.geometry.segment_size)
+            self._mm = mmap.mmap(self._fd, self.geometry.segment_size)
+            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=True)
+            self._seg.hold_owner_lock()  # the robust word readers load on every read
+            self._initialise(previous)
+            if previous is not None:
+                for market in previous.markets(markets):
+                    self._carry(previous, market)
+            for symbol in markets or ():
+                self.add_market(symbol)
+            self._put("version_major", VERSION_MAJOR)
+            self._put("version_minor", VERSION_MINOR)
+            self._seg.store_u64(HEADER.offset("magic"), MAGIC)  # release: everything above is visible first
+            if previous is not None:
+                previous.retire()  # before our file can be seen: no reader may take its data as live after this
+                self.took_over = True
+            os.fchmod(self._fd, SEGMENT_MODE)
+            os.rename(tmp, segment_path(self.group))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        g = self.geometry
+        log.info("%s segment %s (depth %d, capacity %d, %d markets)",
+                 "replaced" if self.took_over else "created", self.name, g.depth, g.capacity, len(self._slots))  # fmt: skip
 
-    def _open_existing(self) -> posix_ipc.SharedMemory:
-        try:
-            shm = posix_ipc.SharedMemory(self.name)
-        except posix_ipc.ExistentialError:  # unlinked between our create attempt and this open
-            return self._open_locked()
-        except posix_ipc.PermissionsError:
-            raise SegmentError(f"segment {self.name} exists and is not writable by this user") from None
-        if not _try_lock(shm.fd, attempts=TAKEOVER_LOCK_ATTEMPTS):
-            pid = _peek_pid(shm.fd)
-            shm.close_fd()
-            raise SegmentError(f"segment {self.name} has a live writer (pid {pid}); one writer per group")
-        if self._compatible(shm.fd):
-            self.took_over = True
-            return shm
-        # other geometry or garbage: retire the old file (readers see it stopped) and start afresh
-        log.warning("segment %s has another layout or is damaged; replacing it", self.name)
-        _mark_stopped(shm.fd)
-        posix_ipc.unlink_shared_memory(self.name)
-        shm.close_fd()  # drops our lock on the retired file
-        return self._open_locked()
-
-    def _compatible(self, fd: int) -> bool:
-        try:
-            found = read_geometry(fd, self.name)
-        except LayoutError as exc:
-            log.warning("cannot take over %s: %s", self.name, exc)
-            return False
-        return found == self.geometry
-
-    def _open_waiters(self) -> tuple[posix_ipc.SharedMemory, mmap.mmap]:
-        shm = posix_ipc.SharedMemory(waiters_name(self.group), posix_ipc.O_CREAT, mode=WAITERS_MODE, size=0)
-        if os.fstat(shm.fd).st_size < WAITERS_SIZE:
-            os.ftruncate(shm.fd, WAITERS_SIZE)
-        os.fchmod(shm.fd, WAITERS_MODE)
-        return shm, mmap.mmap(shm.fd, WAITERS_SIZE)
-
-    def _initialise(self) -> None:
-        """Fill a fresh (all-zero) segment; magic and version go last so readers never see half of it."""
+    def _initialise(self, previous: _Predecessor | None) -> None:
+        """Fill the header of the fresh (all-zero) file; magic and version go last, in _build."""
         g = self.geometry
         put = self._put
         put("header_size", g.header_size)
@@ -200,84 +218,73 @@ class SegmentWriter:
         for name in ("bids_offset", "asks_offset", "message_offset", "message_size"):
             put(name, getattr(g, name))
         put("heartbeat_interval_ms", self._heartbeat_interval_ms)
+        put("stale_after_ms", self._stale_after_ms)
         self._put_text("exchange", self._exchange)
         self._put_text("group", self.group)
-        self._claim(State.INITIALISING)
+        put("state", State.RUNNING)
+        put("writer_pid", os.getpid())
+        put("start_time_ns", time.time_ns())
+        put("instance_id", secrets.randbits(64) | 1)
+        put("takeovers", previous.takeovers + 1 if previous is not None else 0)
+        self._seg.heartbeat()
         for slot in range(g.capacity):
             self._seg.reset_slot(slot, 0, 0, b"", False)
-        put("version_major", VERSION_MAJOR)
-        put("version_minor", VERSION_MINOR)
-        self._seg.store_u32(HEADER.offset("state"), State.RUNNING)
-        self._seg.store_u64(HEADER.offset("magic"), MAGIC)  # release: everything above is visible first
-        log.info("created segment %s (depth %d, capacity %d)", self.name, g.depth, g.capacity)
 
-    def _take_over(self) -> None:
-        """Adopt a dead writer's segment in place: repair odd slots, keep markets, mark them STALE."""
-        self._claim(State.INITIALISING)
-        self._seg.store_u32(HEADER.offset("takeovers"), self._seg.load_u32(HEADER.offset("takeovers")) + 1)
-        self._seg.repair_dir_seq()
-        directory = {slot: (symbol, gen) for slot, symbol, gen in self._directory()}
-        cleared = [slot for slot in range(self.geometry.capacity) if not self._repair_slot(slot, directory.get(slot))]
-        if cleared:  # rewrite one freed entry so market_count is final (it changes under dir_seq only)
-            self._write_entry(cleared[-1], b"", 0)
-        self._seg.store_u32(HEADER.offset("state"), State.RUNNING)
-        self._seg.notify()
-        log.info("took over segment %s with %d markets", self.name, len(self._slots))
-
-    def _repair_slot(self, slot: int, entry: tuple[bytes, int] | None) -> bool:
-        """Make one slot consistent; True when it keeps a market, False when it is left free."""
-        slot_off = self.geometry.slot_offset(slot)
-        seq = self._seg.load_u64(slot_off)
-        slot_gen = self._seg.load_u64(slot_off + 8)
-        symbol = _decode_symbol(entry[0]) if entry else None
-        if entry is None or symbol is None or entry[1] != slot_gen:
-            if entry is not None:
-                self._write_entry(slot, b"", 0)
-            if slot_gen or seq & 1:
-                self._seg.reset_slot(slot, 0, 0, b"", False)
-            return False
-        torn = bool(seq & 1)
-        message = (TORN_MESSAGE if torn else RESTART_MESSAGE).encode()
-        self._seg.reset_slot(slot, slot_gen, Status.STALE, message, not torn)
-        self._slots[symbol] = (slot, slot_gen)
-        self._next_gen = max(self._next_gen, slot_gen + 1)
-        return True
-
-    def _claim(self, state: State) -> None:
-        self._seg.store_u32(HEADER.offset("state"), state)
-        # readers load these while a takeover rewrites them: single atomic stores, never byte copies
-        self._seg.store_u32(HEADER.offset("writer_pid"), os.getpid())
-        self._seg.store_u64(HEADER.offset("start_time_ns"), time.time_ns())
-        self._seg.store_u64(HEADER.offset("instance_id"), secrets.randbits(64) | 1)
-        self._seg.heartbeat()
+    def _carry(self, previous: _Predecessor, market: _Market) -> None:
+        """Keep one of the predecessor's markets in the same slot: its last levels, ids and counters
+        when the geometry is the same and it was not torn, marked STALE until the feeder republishes."""
+        old = previous.mm
+        if previous.geometry != self.geometry or old is None:  # other geometry: the symbol is kept, in a slot of the new file, without levels
+            slot = self.add_market(market.symbol)
+            message = f"{RESTART_MESSAGE} (depth {previous.geometry.depth if previous.geometry else '?'} -> {self.geometry.depth})"
+            self.set_status(slot, Status.STALE, message)
+            return
+        gen = self._next_gen
+        self._next_gen += 1
+        if not market.torn:
+            off, size = self.geometry.slot_offset(market.slot), self.geometry.slot_size
+            self._mm[off : off + size] = old[off : off + size]  # nobody can see this file yet
+        message = TORN_MESSAGE if market.torn else RESTART_MESSAGE
+        self._seg.reset_slot(market.slot, gen, Status.STALE, message.encode(), not market.torn)
+        self._slots[market.symbol] = (market.slot, gen)
+        self._write_entry(market.slot, _encode_symbol(market.symbol), gen)
 
     def close(self) -> None:
         """Mark the segment stopped (readers see the last books with WriterDead) and release it.
-        The segment file stays so readers learn why; the next writer for the group takes it over."""
+        The segment file stays so readers learn why; the next writer of the group replaces it, and
+        ``ldc clean`` removes it. The ownership lock file goes."""
         if getattr(self, "_seg", None) is None:
             return
         try:
             self._seg.store_u32(HEADER.offset("state"), State.STOPPED)
             self._seg.heartbeat()
             self._seg.notify()  # wake sleepers so they see the stop
+            self._drop_lock_file()
         finally:
             self._release()
         log.info("closed segment %s", self.name)
+
+    def _drop_lock_file(self) -> None:
+        """A clean stop removes the ownership lock file while still holding its lock: a writer that
+        opened it meanwhile finds, once it holds the lock, that the name no longer leads to it and
+        starts over (_own_group), so nothing is left in /dev/shm but the stopped segment."""
+        path = lock_path(self.group)
+        if self._lock_fd is not None and _same_file(self._lock_fd, path):
+            os.unlink(path)
 
     def _release(self) -> None:
         seg = getattr(self, "_seg", None)
         if seg is not None:
             seg.close()
             self._seg = None  # type: ignore[assignment]
-        for attr in ("_mm", "_waiters_mm"):
-            mm = getattr(self, attr, None)
-            if mm is not None:
-                mm.close()
-                setattr(self, attr, None)
-        for attr in ("_shm", "_waiters_shm"):
-            shm = getattr(self, attr, None)
-            if shm is not None:
-                shm.close_fd()  # closing the fd drops the flock
+        mm = getattr(self, "_mm", None)
+        if mm is not None:
+            mm.close()
+            self._mm = None  # type: ignore[assignment]
+        for attr in ("_fd", "_lock_fd"):  # the file's liveness lock first, the group's ownership last
+            fd = getattr(self, attr, None)
+            if fd is not None:
+                os.close(fd)
                 setattr(self, attr, None)
 
     def __enter__(self) -> SegmentWriter:
@@ -330,12 +337,6 @@ class SegmentWriter:
         count = len(self._slots)
         self._seg.write_dir_entry(slot, symbol, gen, HEADER.offset("market_count"), count)
 
-    def _directory(self) -> list[tuple[int, bytes, int]]:
-        entries = self._seg.read_directory()
-        if entries is None:  # we hold the lock and repaired dir_seq: nobody else writes
-            raise SegmentError(f"directory of {self.name} is busy after repair")
-        return list(entries)
-
     # ------------------------------------------------------------------ per-slot state
 
     def set_status(self, slot: int, status: int, message: str = "") -> None:
@@ -370,29 +371,142 @@ class SegmentWriter:
 _STRUCT_CODES: Final = {"u16": "H", "u32": "I", "i32": "i", "u64": "Q", "i64": "q"}
 
 
-def _try_lock(fd: int, *, attempts: int) -> bool:
-    for attempt in range(attempts):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if attempt + 1 < attempts:
-                time.sleep(TAKEOVER_LOCK_RETRY_S)
-    return False
+def _own_group(group: str) -> int:
+    """The group's ownership lock: an OFD write lock on ``ldc-<group>.lock`` (0600, this user's).
+    Refuses when a live writer holds it, naming its pid."""
+    path = lock_path(group)
+    for attempt in range(OWNER_LOCK_ATTEMPTS):
+        fd = open_owned(path, os.O_RDWR, LOCK_MODE, create=True)
+        assert fd is not None  # create=True never answers None
+        if ofd_lock(fd, write=True):
+            if _same_file(fd, path):
+                return fd
+            # `ldc clean` removed the name between our open and our lock: lock the current file instead
+        os.close(fd)
+        if attempt + 1 < OWNER_LOCK_ATTEMPTS:
+            time.sleep(OWNER_LOCK_RETRY_S)
+    raise SegmentError(f"segment {segment_name(group)} has a live writer (pid {_peek_pid(group)}); one writer per group")
 
 
-def _peek_pid(fd: int) -> int:
+def _same_file(fd: int, path: str) -> bool:
     try:
-        raw = os.pread(fd, 4, HEADER.offset("writer_pid"))
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _peek_pid(group: str) -> int:
+    try:
+        with open(segment_path(group), "rb") as f:
+            return _peek_pid_fd(f.fileno())
     except OSError:
         return 0
+
+
+class _Predecessor:
+    """The file a new writer replaces: its owner and mode checked, its writer certainly gone."""
+
+    def __init__(self, group: str, fd: int) -> None:
+        self.group, self.fd = group, fd
+        self.name = segment_name(group)
+        size = os.fstat(fd).st_size
+        self.mm: mmap.mmap | None = mmap.mmap(fd, size) if size >= HEADER_SIZE else None
+        self.geometry: Geometry | None = None
+        try:
+            self.geometry = read_geometry(fd, self.name)
+        except LayoutError as exc:
+            log.warning("segment %s is replaced without keeping its markets: %s", self.name, exc)
+        self.takeovers = _u32(self.mm, HEADER.offset("takeovers")) if self.geometry is not None else 0
+
+    @classmethod
+    def open(cls, group: str) -> _Predecessor | _NoPredecessor:
+        path = segment_path(group)
+        fd = open_owned(path, os.O_RDWR, SEGMENT_MODE)  # another user's file, or a link: refused here
+        if fd is None:
+            return _NoPredecessor()
+        try:
+            _wait_gone(fd, path)
+            return cls(group, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def __enter__(self) -> _Predecessor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mm is not None:
+            self.mm.close()
+        os.close(self.fd)
+
+    def markets(self, wanted: list[str] | None) -> list[_Market]:
+        """Active, consistent markets of the old directory (its writer is gone: the bytes are still),
+        those in ``wanted`` only when given."""
+        g, mm = self.geometry, self.mm
+        if g is None or mm is None:
+            return []
+        keep = None if wanted is None else set(wanted)
+        found: list[_Market] = []
+        seen: set[str] = set()
+        for slot in range(g.capacity):
+            entry = g.dir_entry_offset(slot)
+            gen = _u64(mm, entry + DIR_ENTRY.offset("gen"))
+            symbol = _decode_symbol(bytes(mm[entry : entry + SYMBOL_SIZE]).split(b"\0", 1)[0])
+            slot_off = g.slot_offset(slot)
+            if gen == 0 or symbol is None or symbol in seen or _u64(mm, slot_off + SLOT_HEADER.offset("gen")) != gen:
+                continue
+            if keep is not None and symbol not in keep:
+                log.info("market %s of %s is no longer configured: not kept", symbol, self.name)
+                continue
+            seen.add(symbol)
+            found.append(_Market(slot, symbol, torn=bool(_u64(mm, slot_off) & 1)))
+        return found
+
+    def retire(self) -> None:
+        if self.mm is not None:
+            _seqlock.retire(self.mm, HEADER.offset("state"), State.RETIRED, HEADER.offset("notify"))
+
+
+class _NoPredecessor:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _wait_gone(fd: int, path: str) -> None:
+    """The predecessor released the ownership lock; its file's liveness lock goes a moment later
+    (a process's locks are dropped one file at a time as it exits). A layout 1.x writer holds a
+    flock instead: refuse to replace it while it lives."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise SegmentError(f"{path} has a live layout 1.x writer (pid {_peek_pid_fd(fd)}): stop it first") from None
+    deadline = time.monotonic() + PREDECESSOR_EXIT_S
+    while ofd_holder(fd):
+        if time.monotonic() >= deadline:
+            raise SegmentError(f"{path} is still locked by its writer (pid {_peek_pid_fd(fd)}) {PREDECESSOR_EXIT_S:g} s "
+                               "after it released the group's ownership lock")  # fmt: skip
+        time.sleep(PREDECESSOR_POLL_S)
+
+
+def _peek_pid_fd(fd: int) -> int:
+    raw = os.pread(fd, 4, HEADER.offset("writer_pid"))
     return int.from_bytes(raw, "little") if len(raw) == 4 else 0
 
 
-def _mark_stopped(fd: int) -> None:
-    size = os.fstat(fd).st_size
-    if size >= HEADER.size:
-        os.pwrite(fd, int(State.STOPPED).to_bytes(4, "little"), HEADER.offset("state"))
+def _u64(mm: mmap.mmap | None, off: int) -> int:
+    value: int = struct.unpack_from("<Q", mm, off)[0] if mm is not None else 0
+    return value
+
+
+def _u32(mm: mmap.mmap | None, off: int) -> int:
+    value: int = struct.unpack_from("<I", mm, off)[0] if mm is not None else 0
+    return value
 
 
 def _encode_symbol(symbol: str) -> bytes:

@@ -37,7 +37,7 @@ from ldc.sim.config import SimConfig
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.venue_book import DepthView, Levels, ModelBook, ModelClock, NumberFormat, VenueSpec, base_price_units, truth_json, window_closed
 from ldc.sim.venue_faults import VenueFaultKind, VenueFaultTable
-from ldc.sim.venue_transport import VenueConn, json_response
+from ldc.sim.venue_transport import VenueConn, int_params, json_response
 from ldc.sim.wsframes import CLOSE_NORMAL, text_frame
 
 CATEGORIES = ("spot", "linear", "inverse")
@@ -136,7 +136,9 @@ class BybitModelMarket:
         return tuple(DEPTHS)
 
     def step_model(self, changes: int) -> None:
-        self.book.model.step(changes, spread=True)  # topics diff their views: the snapshot is in the stream
+        event = self.book.model.step(changes, spread=True)
+        for t in self.topics.values():
+            t.view.note(event.changes)
 
     def topic(self, depth: int) -> _Topic:
         found = self.topics.get(depth)
@@ -429,12 +431,10 @@ class BybitDialect:
         if len(found) != 1:
             where = sorted(f"{cat}:{sym}" for cat, sym in self.markets)
             return f"category and symbol must name one market, found {len(found)} for {category or 'any'}:{symbol} among {where}"
-        try:
-            u = int(query["update_id"]) if query.get("update_id") else None
-            limit = int(query["limit"]) if query.get("limit") else None
-            depth = int(query["depth"]) if query.get("depth") else None
-        except ValueError:
-            return "update_id, limit and depth must be integers"
+        params = int_params(query, "update_id", "limit", "depth")
+        if isinstance(params, str):
+            return params
+        u, limit, depth = params
         return found[0].truth(u, limit, depth)
 
     def stats(self) -> dict[str, object]:

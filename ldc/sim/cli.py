@@ -1,10 +1,10 @@
 """``ldc sim``: run the local Binance exchange simulator on 127.0.0.1.
 
 The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127.0.0.1:P", "ws_usdm": ...,
-"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus "okx": {"rest", "ws",
-"markets"}, "bybit": {"rest", "ws", "ws_spot", "ws_linear", "ws_inverse", "markets"} and "htx": {"rest", "ws",
-"ws_feed", "markets"}, "kraken" and "coinbase": {"rest", "ws", "markets"} when those families
-serve markets (ldc.sim.families). SIGTERM / SIGINT stop it.
+"ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus, for each venue family
+serving markets (ldc.sim.families), "okx" / "bybit" / "htx" / "kraken" / "coinbase": {"rest": base,
+"ws": base, "ws_...": full websocket URLs ("ws_public"; "ws_spot", "ws_linear", "ws_inverse"; "ws_feed",
+"ws_market"; "ws_v2"), "markets": ...}. SIGTERM / SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ GET|POST|DELETE /_sim/faults (POST a JSON rule or list, e.g. {"kind":"drop","cou
 
 faults (--fault KIND:key=value,..., repeatable): drop, duplicate, delay (ms), reorder,
 malformed (detail=json|frame), disconnect (every_s), shutdown (ms), stale_snapshot (behind),
-rest_delay (ms), rest_error (status), rate_limit; selectors conn, port, symbol; count, probability.
+rest_delay (ms), rest_error (status 5xx, or 418 with ms: an IP ban), rate_limit; selectors conn, port,
+symbol; count, probability.
 example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
 
 replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of

@@ -33,7 +33,7 @@ from ldc.sim.config import SimConfig
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.venue_book import Levels, ModelBook, ModelClock, NumberFormat, VenueSpec, base_price_units, truth_json
 from ldc.sim.venue_faults import VenueFaultKind, VenueFaultTable
-from ldc.sim.venue_transport import VenueConn, json_response
+from ldc.sim.venue_transport import VenueConn, int_params, json_response
 from ldc.sim.wsframes import CLOSE_NORMAL, text_frame
 
 WS_PATHS = ("", "/")
@@ -312,12 +312,12 @@ class CoinbaseDialect:
         market = self.markets.get(product_id)
         if market is None:
             return f"unknown product {product_id!r}, expected one of {sorted(self.markets)}"
-        try:
-            seq = int(query["update_id"]) if query.get("update_id") else None
-            limit = int(query["limit"]) if query.get("limit") else None
-            conn = int(query["conn"]) if query.get("conn") else self._ports.get(int(query["port"])) if query.get("port") else None
-        except ValueError:
-            return "update_id, limit, conn and port must be integers"
+        params = int_params(query, "update_id", "limit", "conn", "port")
+        if isinstance(params, str):
+            return params
+        seq, limit, conn, port = params
+        if conn is None and port is not None:
+            conn = self._ports.get(port)
         key = -1 if seq is None else self._key(product_id, seq, conn)
         if key is None:
             return f"sequence_num {seq} is not an l2_data message of {product_id} on connection {conn if conn is not None else 'any'}"

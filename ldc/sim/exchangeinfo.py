@@ -165,41 +165,24 @@ def delivery_ms(symbol: str) -> tuple[str, int]:
     return "PERPETUAL", PERPETUAL_DELIVERY_MS
 
 
-def usdm_symbol(info: SymbolInfo) -> dict[str, object]:
+def futures_symbol(info: SymbolInfo) -> dict[str, object]:
+    """A USD-M or COIN-M entry: the margin asset is the quote on USD-M, the base (the coin) on COIN-M."""
     base, quote = split_assets(info.symbol, info.family)
     contract, delivery = delivery_ms(info.symbol)
-    return {
+    entry: dict[str, object] = {
         "symbol": info.symbol,
         "pair": info.symbol.split("_")[0],
         "contractType": contract,
         "deliveryDate": delivery,
         "onboardDate": ONBOARD_MS,
-        "status": "TRADING",
-        "baseAsset": base,
-        "quoteAsset": quote,
-        "marginAsset": quote,
-        "settlePlan": 0,
-        **_common_futures(info),
     }
-
-
-def coinm_symbol(info: SymbolInfo) -> dict[str, object]:
-    base, quote = split_assets(info.symbol, info.family)
-    contract, delivery = delivery_ms(info.symbol)
-    return {
-        "symbol": info.symbol,
-        "pair": info.symbol.split("_")[0],
-        "contractType": contract,
-        "deliveryDate": delivery,
-        "onboardDate": ONBOARD_MS,
-        "contractStatus": "TRADING",
-        "contractSize": COINM_CONTRACT_USD.get(base, COINM_DEFAULT_CONTRACT_USD),
-        "baseAsset": base,
-        "quoteAsset": quote,
-        "marginAsset": base,
-        "equalQtyPrecision": 4,
-        **_common_futures(info),
-    }
+    if info.family is Family.USDM:
+        entry.update(status="TRADING", baseAsset=base, quoteAsset=quote, marginAsset=quote, settlePlan=0)
+    else:
+        contract_size = COINM_CONTRACT_USD.get(base, COINM_DEFAULT_CONTRACT_USD)
+        entry.update(contractStatus="TRADING", contractSize=contract_size, baseAsset=base, quoteAsset=quote, marginAsset=base, equalQtyPrecision=4)
+    entry.update(_common_futures(info))
+    return entry
 
 
 def exchange_info(family: Family, symbols: list[SymbolInfo], *, weight_limit: int, server_ms: int) -> dict[str, object]:
@@ -220,7 +203,5 @@ def exchange_info(family: Family, symbols: list[SymbolInfo], *, weight_limit: in
     if family is Family.USDM:
         margins = sorted({split_assets(s.symbol, family)[1] for s in symbols})
         doc["assets"] = [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000"} for a in margins]
-        doc["symbols"] = [usdm_symbol(s) for s in symbols]
-    else:
-        doc["symbols"] = [coinm_symbol(s) for s in symbols]
+    doc["symbols"] = [futures_symbol(s) for s in symbols]
     return doc

@@ -16,10 +16,15 @@ Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port
 - Coinbase when ``coinbase_symbols`` is set or a Coinbase recording is replayed: REST ``http://127.0.0.1:P``
   (``/api/v3/brokerage/market/...``, ``/_sim/...``), websocket ``ws://127.0.0.1:P``.
 
-:meth:`VenueFamilies.urls` is what ``ldc sim`` prints under ``"okx"`` and ``"bybit"``.
+:meth:`VenueFamilies.urls` is what ``ldc sim`` prints under each venue's name: ``rest`` and ``ws`` are bases
+(a client adds the venue's paths, as it would to the exchange's host), ``ws_*`` full websocket URLs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TypeVar
 
 from ldc.errors import SimError
 from ldc.sim.bybit import CATEGORIES, BybitDialect, BybitMarket, BybitModelMarket
@@ -45,64 +50,49 @@ from ldc.sim.venue_replay import (
 from ldc.sim.venue_transport import HOST, VenueServer
 
 
-def okx_markets(config: SimConfig, faults: VenueFaultTable, replays: list[OkxMarket]) -> list[OkxMarket]:
-    markets: list[OkxMarket] = list(replays)
-    for inst_id in config.okx_symbols:
-        inst_type = inst_type_of(inst_id)
-        if inst_type is None:
-            raise SimError(f"OKX instId must look like BTC-USDT, BTC-USDT-SWAP or BTC-USD-250926, found {inst_id!r}")
-        if any(m.inst_id == inst_id for m in markets):
-            raise SimError(f"OKX instId {inst_id!r} is listed twice (as a model market and a replay?)")
-        markets.append(OkxModelMarket(inst_id, inst_type, config=config, faults=faults))
-    return markets
+T = TypeVar("T")
+
+
+def _pair_of(text: str, sep: str) -> bool:
+    base, found, quote = text.partition(sep)
+    return bool(found) and base.isalnum() and quote.isalnum() and text.upper() == text
+
+
+# venue -> (does a name have the venue's syntax, the syntax expected): bad names are refused before start
+SYNTAX: dict[str, tuple[Callable[[str], bool], str]] = {
+    "OKX instId": (lambda s: inst_type_of(s) is not None, "BTC-USDT, BTC-USDT-SWAP or BTC-USD-250926"),
+    "Bybit symbol": (lambda s: s.isalnum() and s.upper() == s, "BTCUSDT"),
+    "HTX symbol": (lambda s: s.isalnum() and s.lower() == s, "btcusdt"),
+    "Kraken symbol": (lambda s: _pair_of(s, "/"), "BTC/USD"),
+    "Coinbase product id": (lambda s: _pair_of(s, "-"), "BTC-USD"),
+}
+
+
+def with_models(markets: list[T], names: Iterable[str], *, what: str, key: Callable[[T], str], make: Callable[[str], T]) -> list[T]:
+    """``markets`` (replays) plus a model market per name, each name checked against the venue's syntax."""
+    valid, expected = SYNTAX[what]
+    out = list(markets)
+    for name in names:
+        if not valid(name):
+            raise SimError(f"{what} must look like {expected}, found {name!r}")
+        made = make(name)
+        if any(key(m) == key(made) for m in out):
+            raise SimError(f"{what} {name!r} is listed twice (as a model market and a replay?)")
+        out.append(made)
+    return out
 
 
 def bybit_markets(config: SimConfig, faults: VenueFaultTable, replays: list[BybitMarket]) -> list[BybitMarket]:
-    markets: list[BybitMarket] = list(replays)
+    markets = replays
     listed = zip(CATEGORIES, (config.bybit_spot_symbols, config.bybit_linear_symbols, config.bybit_inverse_symbols))
     for category, symbols in listed:
-        for symbol in symbols:
-            if not symbol.isalnum() or symbol.upper() != symbol:
-                raise SimError(f"Bybit symbol must be upper-case letters and digits such as BTCUSDT, found {symbol!r}")
-            if any((m.category, m.symbol) == (category, symbol) for m in markets):
-                raise SimError(f"Bybit {category} symbol {symbol!r} is listed twice (as a model market and a replay?)")
-            markets.append(BybitModelMarket(category, symbol, config=config, faults=faults))
+        make = partial(_bybit_model, category, config, faults)
+        markets = with_models(markets, symbols, what="Bybit symbol", key=lambda m: f"{m.category}:{m.symbol}", make=make)
     return markets
 
 
-def htx_markets(config: SimConfig, faults: VenueFaultTable, replays: list[HtxMarket]) -> list[HtxMarket]:
-    markets: list[HtxMarket] = list(replays)
-    for symbol in config.htx_symbols:
-        if not symbol.isalnum() or symbol.lower() != symbol:
-            raise SimError(f"HTX symbol must be lower-case letters and digits such as btcusdt, found {symbol!r}")
-        if any(m.symbol == symbol for m in markets):
-            raise SimError(f"HTX symbol {symbol!r} is listed twice (as a model market and a replay?)")
-        markets.append(HtxModelMarket(symbol, config=config, faults=faults))
-    return markets
-
-
-def kraken_markets(config: SimConfig, faults: VenueFaultTable, replays: list[KrakenMarket]) -> list[KrakenMarket]:
-    markets: list[KrakenMarket] = list(replays)
-    for symbol in config.kraken_symbols:
-        base, slash, quote = symbol.partition("/")
-        if not slash or not base.isalnum() or not quote.isalnum() or symbol.upper() != symbol:
-            raise SimError(f"Kraken symbol must look like BTC/USD, found {symbol!r}")
-        if any(m.symbol == symbol for m in markets):
-            raise SimError(f"Kraken symbol {symbol!r} is listed twice (as a model market and a replay?)")
-        markets.append(KrakenModelMarket(symbol, config=config, faults=faults))
-    return markets
-
-
-def coinbase_markets(config: SimConfig, replays: list[CoinbaseMarket]) -> list[CoinbaseMarket]:
-    markets: list[CoinbaseMarket] = list(replays)
-    for product_id in config.coinbase_symbols:
-        base, dash, quote = product_id.partition("-")
-        if not dash or not base.isalnum() or not quote.isalnum() or product_id.upper() != product_id:
-            raise SimError(f"Coinbase product id must look like BTC-USD, found {product_id!r}")
-        if any(m.product_id == product_id for m in markets):
-            raise SimError(f"Coinbase product {product_id!r} is listed twice (as a model market and a replay?)")
-        markets.append(CoinbaseModelMarket(product_id, config=config))
-    return markets
+def _bybit_model(category: str, config: SimConfig, faults: VenueFaultTable, symbol: str) -> BybitMarket:
+    return BybitModelMarket(category, symbol, config=config, faults=faults)
 
 
 class VenueFamilies:
@@ -137,10 +127,16 @@ class VenueFamilies:
                 feed = CoinbaseReplayFeed(rec, pace=pace)
                 self.timelines.append(feed.timeline)
                 coinbase_replays += feed.markets
-        okx = okx_markets(config, okx_faults, okx_replays)
+        okx = with_models(
+            okx_replays, config.okx_symbols, what="OKX instId", key=lambda m: m.inst_id,
+            make=lambda s: OkxModelMarket(s, inst_type_of(s) or "SPOT", config=config, faults=okx_faults),
+        )  # fmt: skip
         bybit = bybit_markets(config, bybit_faults, bybit_replays)
-        htx = htx_markets(config, htx_faults, htx_replays)
-        kraken = kraken_markets(config, kraken_faults, kraken_replays)
+        htx = with_models(htx_replays, config.htx_symbols, what="HTX symbol", key=lambda m: m.symbol, make=lambda s: HtxModelMarket(s, config=config, faults=htx_faults))
+        kraken = with_models(
+            kraken_replays, config.kraken_symbols, what="Kraken symbol", key=lambda m: m.symbol,
+            make=lambda s: KrakenModelMarket(s, config=config, faults=kraken_faults),
+        )  # fmt: skip
         replays = [*okx_replays, *bybit_replays, *htx_replays, *kraken_replays]
         self.timelines += [m.timeline for m in replays if isinstance(m, (OkxReplayMarket, BybitReplayMarket, HtxReplayMarket, KrakenReplayMarket))]
         self.okx = OkxDialect(config, okx_faults, okx) if okx else None
@@ -155,7 +151,10 @@ class VenueFamilies:
         self.kraken = KrakenDialect(config, kraken_faults, kraken) if kraken else None
         if self.kraken is not None:
             self.servers["kraken"] = VenueServer(self.kraken, faults=kraken_faults)
-        coinbase = coinbase_markets(config, coinbase_replays)
+        coinbase = with_models(
+            coinbase_replays, config.coinbase_symbols, what="Coinbase product id", key=lambda m: m.product_id,
+            make=lambda s: CoinbaseModelMarket(s, config=config),
+        )  # fmt: skip
         self.coinbase = CoinbaseDialect(config, coinbase_faults, coinbase) if coinbase else None
         if self.coinbase is not None:
             self.servers["coinbase"] = VenueServer(self.coinbase, faults=coinbase_faults)
@@ -190,23 +189,36 @@ class VenueFamilies:
         self.server(venue).apply_fault(rule)
 
     def urls(self) -> dict[str, object]:
+        """Per venue: ``rest`` and ``ws`` are bases (a client adds the venue's own paths, as against the
+        exchange); the ``ws_*`` keys are the full websocket URLs."""
         out: dict[str, object] = {}
+        for venue, server in self.servers.items():
+            rest, base = f"http://{HOST}:{server.port}", f"ws://{HOST}:{server.port}"
+            out[venue] = {"rest": rest, "ws": base, **{key: f"{base}{path}" for key, path in WS_PATHS[venue].items()}}
         if self.okx is not None:
-            port = self.servers["okx"].port
-            out["okx"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/ws/v5/public", "markets": sorted(self.okx.markets)}
+            _markets(out, "okx", sorted(self.okx.markets))
         if self.bybit is not None:
-            server = self.servers["bybit"]
-            base = f"ws://{HOST}:{server.port}"
             keys = sorted(self.bybit.markets)
-            markets = {cat: [sym for c, sym in keys if c == cat] for cat in CATEGORIES}
-            out["bybit"] = {"rest": f"http://{HOST}:{server.port}", "ws": base, **{f"ws_{cat}": f"{base}/v5/public/{cat}" for cat in CATEGORIES}, "markets": markets}
+            _markets(out, "bybit", {cat: [sym for c, sym in keys if c == cat] for cat in CATEGORIES})
         if self.htx is not None:
-            port = self.servers["htx"].port
-            out["htx"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/ws", "ws_feed": f"ws://{HOST}:{port}/feed", "markets": sorted(self.htx.markets)}
+            _markets(out, "htx", sorted(self.htx.markets))
         if self.kraken is not None:
-            port = self.servers["kraken"].port
-            out["kraken"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}/v2", "markets": sorted(self.kraken.markets)}
+            _markets(out, "kraken", sorted(self.kraken.markets))
         if self.coinbase is not None:
-            port = self.servers["coinbase"].port
-            out["coinbase"] = {"rest": f"http://{HOST}:{port}", "ws": f"ws://{HOST}:{port}", "markets": sorted(self.coinbase.markets)}
+            _markets(out, "coinbase", sorted(self.coinbase.markets))
         return out
+
+
+WS_PATHS: dict[str, dict[str, str]] = {
+    "okx": {"ws_public": "/ws/v5/public"},
+    "bybit": {f"ws_{cat}": f"/v5/public/{cat}" for cat in CATEGORIES},
+    "htx": {"ws_feed": "/feed", "ws_market": "/ws"},
+    "kraken": {"ws_v2": "/v2"},
+    "coinbase": {},
+}
+
+
+def _markets(out: dict[str, object], venue: str, markets: object) -> None:
+    entry = out[venue]
+    assert isinstance(entry, dict)
+    entry["markets"] = markets

@@ -36,7 +36,7 @@ from ldc.sim.config import SimConfig
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.venue_book import DepthView, Levels, ModelBook, ModelClock, NumberFormat, VenueSpec, base_price_units, truth_json, window_closed
 from ldc.sim.venue_faults import VenueFaultKind, VenueFaultTable
-from ldc.sim.venue_transport import VenueConn, json_response
+from ldc.sim.venue_transport import VenueConn, int_params, json_response
 from ldc.sim.wsframes import CLOSE_NORMAL, OP_BINARY, encode_frame
 
 PATHS = {"/feed": "feed", "/ws": "ws"}
@@ -127,7 +127,9 @@ class HtxModelMarket:
         return True
 
     def step_model(self, changes: int) -> None:
-        self.book.model.step(changes, spread=True)
+        event = self.book.model.step(changes, spread=True)
+        for ch in self.mbp.values():
+            ch.view.note(event.changes)
 
     def channel(self, levels: int) -> _Mbp:
         found = self.mbp.get(levels)
@@ -390,11 +392,10 @@ class HtxDialect:
         market = self.markets.get(symbol)
         if market is None:
             return f"unknown symbol {symbol!r}, expected one of {sorted(self.markets)}"
-        try:
-            update_id = int(query["update_id"]) if query.get("update_id") else None
-            limit = int(query["limit"]) if query.get("limit") else None
-        except ValueError:
-            return "update_id and limit must be integers"
+        params = int_params(query, "update_id", "limit")
+        if isinstance(params, str):
+            return params
+        update_id, limit = params
         found = market.truth(update_id, limit)
         return found if found is not None else f"seqNum / version {update_id} is outside the kept history of {symbol}"
 

@@ -37,7 +37,7 @@ from ldc.sim.config import SimConfig
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.venue_book import DepthView, Levels, ModelBook, ModelClock, NumberFormat, VenueSpec, base_price_units, truth_json
 from ldc.sim.venue_faults import VenueFaultKind, VenueFaultTable
-from ldc.sim.venue_transport import VenueConn, json_response
+from ldc.sim.venue_transport import VenueConn, int_params, json_response
 from ldc.sim.wsframes import text_frame
 
 WS_PATH = "/v2"
@@ -128,7 +128,9 @@ class KrakenModelMarket:
         return DEPTHS
 
     def step_model(self, changes: int) -> None:
-        self.book.model.step(changes, spread=True)
+        event = self.book.model.step(changes, spread=True)
+        for book in self.books.values():
+            book.view.note(event.changes)
 
     def _stamp(self, now_us: int) -> int:
         us = self._last_us = max(now_us, self._last_us + 1)
@@ -348,12 +350,10 @@ class KrakenDialect:
         market = self.markets.get(symbol)
         if market is None:
             return f"unknown symbol {symbol!r}, expected one of {sorted(self.markets)}"
-        try:
-            us = int(query["update_id"]) if query.get("update_id") else None
-            limit = int(query["limit"]) if query.get("limit") else None
-            depth = int(query["depth"]) if query.get("depth") else None
-        except ValueError:
-            return "update_id, limit and depth must be integers"
+        params = int_params(query, "update_id", "limit", "depth")
+        if isinstance(params, str):
+            return params
+        us, limit, depth = params
         return market.truth(us, limit, depth)
 
     def stats(self) -> dict[str, object]:

@@ -37,7 +37,7 @@ from ldc.sim.config import SimConfig
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.venue_book import DepthView, Levels, ModelBook, ModelClock, NumberFormat, VenueSpec, base_price_units, truth_json, window_closed
 from ldc.sim.venue_faults import VenueFaultKind, VenueFaultTable
-from ldc.sim.venue_transport import VenueConn, json_response
+from ldc.sim.venue_transport import VenueConn, int_params, json_response
 from ldc.sim.wsframes import CLOSE_NORMAL, text_frame
 
 WS_PATH = "/ws/v5/public"
@@ -173,7 +173,7 @@ class OkxModelMarket:
         model = self.book.model
         if ch is None:
             depth, interval = CHANNELS[channel]
-            ch = self.channels[channel] = _Channel(channel, DepthView(depth), interval, last_sent_s=time.monotonic())
+            ch = self.channels[channel] = _Channel(channel, DepthView(depth, resend_touched=True), interval, last_sent_s=time.monotonic())
             ch.view.refresh(model)
             ch.last_model_id, ch.last_seq = model.last_id, self.seq_of(model.last_id)
         ch.subscribers[conn] = None
@@ -439,11 +439,10 @@ class OkxDialect:
         market = self.markets.get(inst_id)
         if market is None:
             return f"unknown instId {inst_id!r}, expected one of {sorted(self.markets)}"
-        try:
-            seq = int(query["update_id"]) if query.get("update_id") else None
-            limit = int(query["limit"]) if query.get("limit") else None
-        except ValueError:
-            return f"update_id and limit must be integers, found {query.get('update_id')!r} and {query.get('limit')!r}"
+        params = int_params(query, "update_id", "limit")
+        if isinstance(params, str):
+            return params
+        seq, limit = params
         book = market.truth(seq, limit)
         return book if book is not None else f"seqId {seq} is outside the kept history of {inst_id}"
 

@@ -28,6 +28,7 @@ SPOT_MAX_LIMIT = 5000  # larger limits are truncated to this, as Binance does
 FUTURES_DEFAULT_LIMIT = 500
 FUTURES_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 EXCHANGE_INFO_WEIGHT = {Family.SPOT: 20, Family.USDM: 1, Family.COINM: 1}
+SYMBOL_STATUSES = ("TRADING", "HALT", "BREAK")
 PREFIXES = {"/api/v3": Family.SPOT, "/fapi/v1": Family.USDM, "/dapi/v1": Family.COINM}
 LIMIT_LEGAL = "'^[0-9]{1,20}$'"
 # Sent with every answer of api.binance.com / fapi / dapi, besides Date, x-mbx-uuid and the weights (as
@@ -157,6 +158,11 @@ class RestApi:
                 limit = min(limit, SPOT_MAX_LIMIT)
             elif limit not in FUTURES_LIMITS:
                 return error(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        status = req.query.get("symbolStatus") if family is Family.SPOT else None  # spot only, since 2025-10-28
+        if status is not None and status not in SYMBOL_STATUSES:
+            return error(400, -1130, "Data sent for parameter 'symbolStatus' is not valid.")
+        if status is not None and status != "TRADING":  # every simulated market trades
+            return error(400, -1220, "The symbol's status does not match the requested symbolStatus.")
         stale = self.state.faults.take(FaultKind.STALE_SNAPSHOT, port=req.client_port, symbol=market.symbol)
         last_id, bids, asks = market.snapshot(limit, behind=stale.behind if stale else 0)
         self.state.counters["snapshots"] = self.state.counters.get("snapshots", 0) + 1

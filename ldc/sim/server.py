@@ -14,7 +14,7 @@ from ldc.sim.httpmsg import MAX_BODY_BYTES, HttpError, Request, Response, parse_
 from ldc.sim.markets import Family, make_spec
 from ldc.sim.rest import RestApi, error
 from ldc.sim.session import Route, Session
-from ldc.sim.streams import path_stream_names
+from ldc.sim.streams import HOST_PREFIXES, path_stream_names
 from ldc.sim.wsframes import CLOSE_GOING_AWAY, accept_key
 
 log = logging.getLogger("ldc.sim")
@@ -23,7 +23,7 @@ HOST = "127.0.0.1"  # never anything else: nothing here may reach beyond the loo
 MODEL_TICK_S = 0.005
 HOUSEKEEPING_TICK_S = 0.05
 CLOSE_ALL_TIMEOUT_S = 2.0
-FAMILY_PREFIXES = {"spot": Family.SPOT, "usdm": Family.USDM, "coinm": Family.COINM}
+FAMILY_PREFIXES = {"spot": Family.SPOT, "usdm": Family.USDM, "coinm": Family.COINM, **HOST_PREFIXES}
 
 
 class ServerState:

@@ -380,8 +380,8 @@ class Session:
     def _on_text(self, text: str) -> None:
         try:
             msg = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            self.send_json({"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None})
+        except orjson.JSONDecodeError as exc:  # Binance's wording (web-socket-streams.md "Error Messages")
+            self.send_json({"error": {"code": 3, "msg": f"Invalid JSON: expected value at line {exc.lineno} column {exc.colno}"}, "id": None})
             return
         if not isinstance(msg, dict):
             self.send_json({"error": {"code": 3, "msg": "Invalid JSON: expected an object"}, "id": None})
@@ -420,6 +420,9 @@ class Session:
         self.send_json({"result": None, "id": req_id})
 
     def _property(self, method: str, params: object, req_id: object) -> None:
+        if isinstance(params, list) and params and not isinstance(params[0], str):
+            self.send_json({"error": {"code": 2, "msg": "Invalid request: property name must be a string"}, "id": req_id})
+            return
         if not isinstance(params, list) or not params or params[0] != "combined":
             self.send_json({"error": {"code": 0, "msg": "Unknown property"}, "id": req_id})
             return
@@ -450,6 +453,6 @@ def _valid_id(value: object) -> bool:
         return True
     if isinstance(value, bool):
         return False
-    if isinstance(value, int):
-        return 0 <= value < 1 << 63
+    if isinstance(value, int):  # "64-bit signed integer" (the error message still says unsigned)
+        return -(1 << 63) <= value < 1 << 63
     return isinstance(value, str) and len(value) <= MAX_ID_STRING_CHARS and value.isalnum()

@@ -32,6 +32,15 @@ _SILENT_ALL_MARKETS_STREAM = re.compile(
 
 
 PARTIAL_LEVELS = (5, 10, 20)
+# Binance's websocket host names, accepted as a first path segment (``ws://127.0.0.1:P/fstream.binance.com/ws``):
+# some clients tell the family by the host they connected to (ccxt.pro takes a URL containing "/stream"
+# for spot), and on the loopback the host is always 127.0.0.1.
+HOST_PREFIXES = {
+    "stream.binance.com": Family.SPOT,
+    "data-stream.binance.vision": Family.SPOT,
+    "fstream.binance.com": Family.USDM,
+    "dstream.binance.com": Family.COINM,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,15 +122,18 @@ class ModelBook:
 class DepthView:
     """What one channel of ``depth`` levels per side last published for a market.
 
-    ``touched`` collects the prices the model changed since the last publication (``note``): OKX sends
-    every level changed in the interval with its final size, even one that came back to the size it had,
-    so a book fetched over REST at any id inside the interval is made right by the update (OKX's
-    documented sync: ``prevSeqId <= snapshot.seqId < seqId``). A touched price outside the new view is
-    sent as a deletion, as OKX does for levels a client may never have held.
+    The model's changes are noted as they happen (``note``), so a refresh looks only at the touched prices
+    and at the levels that entered or left the depth (set operations on the model's sorted prices), not at
+    every level. With ``resend_touched`` (OKX) every level changed in the interval is sent with its final
+    size, even one that came back to the size it had, so a book fetched over REST at any id inside the
+    interval is made right by the update (OKX's documented sync: ``prevSeqId <= snapshot.seqId < seqId``);
+    a touched price outside the new view is then sent as a deletion, as OKX does for levels a client may
+    never have held. Without it (Bybit, HTX, Kraken) the update is the difference of the two books.
     """
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, *, resend_touched: bool = False) -> None:
         self.depth = depth
+        self.resend_touched = resend_touched
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
         self.touched: tuple[set[int], set[int]] = (set(), set())
@@ -140,27 +143,39 @@ class DepthView:
             self.touched[side].add(price)
 
     def refresh(self, model: MarketModel) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """The changes (price, lots; 0 deletes) that turn the published view into the model's top now."""
-        top_bids, top_asks = model.top(self.depth)
-        bids = _diff(self.bids, top_bids, self.touched[BID], descending=True)
-        asks = _diff(self.asks, top_asks, self.touched[ASK], descending=False)
-        self.touched[BID].clear()
-        self.touched[ASK].clear()
+        """The changes (price, lots; 0 deletes) that turn the published view into the model's top now.
+
+        Every change of the model since the last refresh must have been noted: levels that stayed in
+        the depth are compared only when touched.
+        """
+        bid_prices, ask_prices = model._sorted  # the model's ascending price lists, read only
+        depth = self.depth
+        bids = self._side(self.bids, bid_prices[-depth:] if depth else [], model.books[BID], self.touched[BID])
+        asks = self._side(self.asks, ask_prices[:depth], model.books[ASK], self.touched[ASK])
+        bids.sort(reverse=True)
+        asks.sort()
         return bids, asks
+
+    def _side(self, old: dict[int, int], prices: list[int], book: dict[int, int], touched: set[int]) -> list[tuple[int, int]]:
+        new = set(prices)
+        entered = new - old.keys()
+        left = old.keys() - new
+        if self.resend_touched:
+            out = [(p, book[p]) for p in (touched & new) | entered]
+            gone = left | (touched - new)
+        else:
+            out = [(p, book[p]) for p in entered]
+            out += [(p, q) for p in (touched & new) - entered if (q := book[p]) != old[p]]
+            gone = left
+        for p in left:
+            del old[p]
+        old.update(out)
+        out += [(p, 0) for p in gone]
+        touched.clear()
+        return out
 
     def levels(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         return sorted(self.bids.items(), reverse=True), sorted(self.asks.items())
-
-
-def _diff(old: dict[int, int], new_levels: list[tuple[int, int]], touched: set[int], *, descending: bool) -> list[tuple[int, int]]:
-    new = dict(new_levels)
-    out = [(p, q) for p, q in new_levels if p in touched or old.get(p) != q]
-    out += [(p, 0) for p in old if p not in new]
-    out += [(p, 0) for p in touched if p not in new and p not in old]
-    old.clear()
-    old.update(new)
-    out.sort(reverse=descending)
-    return out
 
 
 class Stepper(Protocol):

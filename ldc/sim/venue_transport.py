@@ -55,6 +55,21 @@ def json_response(obj: object, status: int = 200) -> Response:
     return Response(status, orjson.dumps(obj))
 
 
+def int_params(query: dict[str, str], *names: str) -> list[int | None] | str:
+    """The named query parameters as integers (None when absent), or why one of them is not one."""
+    out: list[int | None] = []
+    for name in names:
+        text = query.get(name)
+        if not text:
+            out.append(None)
+            continue
+        try:
+            out.append(int(text))
+        except ValueError:
+            return f"{name} must be an integer, found {text!r}"
+    return out
+
+
 def sim_error(status: int, msg: str) -> Response:
     """The private endpoints' error body."""
     return json_response({"code": status, "msg": msg}, status)

@@ -22,7 +22,7 @@ from ldc.shm.reader import MarketStatus, Reader, SegmentInfo
 from ldc.tools import flag_names, group_name_error, human_ms, list_groups
 
 NS_PER_S: Final = 1_000_000_000
-STATE_NAMES: Final[dict[int, str]] = {State.INITIALISING: "initialising", State.RUNNING: "running", State.STOPPED: "stopped"}
+STATE_NAMES: Final[dict[int, str]] = {state: state.name.lower() for state in State}
 
 
 @dataclass

@@ -1,7 +1,7 @@
-/* ldc.h -- header-only C11 reader for ldc shared-memory depth segments, layout 1.0.
+/* ldc.h -- header-only C11 reader for ldc shared-memory depth segments, layout 2.0.
  *
  * The contract is docs/LAYOUT.md; every struct below mirrors ldc/shm/layout.py and
- * tests/test_shm_layout.py checks each offset against it. Linux only (futex, flock, /dev/shm).
+ * tests/test_shm_layout.py checks each offset against it. Linux only (futex, OFD locks, /dev/shm).
  * Uses the GCC/Clang __atomic builtins for the seqlock loads and fences.
  *
  * Include this header before any system header (it needs _GNU_SOURCE), or build with -D_GNU_SOURCE.
@@ -31,7 +31,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -39,7 +38,7 @@
 #include <unistd.h>
 
 #define LDC_MAGIC 0x485450454443444CULL /* "LDCDEPTH" little-endian */
-#define LDC_VERSION_MAJOR 1
+#define LDC_VERSION_MAJOR 2
 #define LDC_VERSION_MINOR 0
 #define LDC_ENDIAN_MARKER 0x0102030405060708ULL
 #define LDC_HEADER_SIZE 384
@@ -50,9 +49,10 @@
 #define LDC_N_COUNTERS 6
 
 /* header state */
-#define LDC_STATE_INITIALISING 1u
+#define LDC_STATE_INITIALISING 1u /* never in a 2.x file (a 1.x writer's takeover) */
 #define LDC_STATE_RUNNING 2u
 #define LDC_STATE_STOPPED 3u
+#define LDC_STATE_RETIRED 4u /* a newer writer replaced this file: see ldc_replaced() */
 
 /* slot status flags */
 #define LDC_SYNCED 0x01u
@@ -69,7 +69,7 @@
 #define LDC_OUT_OF_SYNC 1        /* copy valid, status not in sync */
 #define LDC_GONE 2               /* market removed or slot reused: ldc_find again */
 #define LDC_CONTENDED 3          /* no consistent copy within LDC_READ_SPIN_LIMIT_NS, writer alive */
-#define LDC_WRITER_DEAD 4        /* copy valid, but the writer is dead or stopped */
+#define LDC_WRITER_DEAD 4        /* copy valid, but the writer is dead, stopped or replaced */
 #define LDC_WRITER_DEAD_NO_COPY 5 /* slot left odd by a dead writer: nothing copied */
 #define LDC_NOT_FOUND 6          /* no such segment or market */
 #define LDC_LAYOUT 7             /* not an ldc segment, other major version, truncated, inconsistent */
@@ -78,16 +78,14 @@
 #define LDC_READ_SPIN_LIMIT_NS 10000000LL       /* give up a read after 10 ms of odd/changing seq */
 #define LDC_LIVENESS_PROBE_INTERVAL_NS 50000000LL /* re-probe the writer lock at most every 50 ms */
 #define LDC_MIN_READ_ATTEMPTS 64 /* attempts made whatever the clock says (a reader may be descheduled) */
-#define LDC_TAKEOVER_WAIT_NS 500000000LL     /* wait this long for an INITIALISING writer to run */
-#define LDC_TAKEOVER_POLL_NS 1000000LL
-#define LDC_WAITERS_SIZE 4096                /* the waiter file once its writer has sized it */
-#define LDC_WAITERS_RETRY_NS 1000000000LL    /* retry opening a missing or unsized waiter file */
+#define LDC_FUTEX_TID_MASK 0x3FFFFFFFu /* robust-futex ABI: the owner's TID, 0 once the kernel saw it die */
+#define LDC_GROUP_MAX 63         /* group names match [A-Za-z0-9_-]{1,63} (section 1) */
 
 /* writer liveness (docs/LAYOUT.md section 10) */
-#define LDC_LIVE_ALIVE 0    /* state RUNNING and the lock held */
-#define LDC_LIVE_STARTING 1 /* state INITIALISING and the lock held: a writer is taking over */
+#define LDC_LIVE_ALIVE 0    /* state RUNNING and the file's lock held */
 #define LDC_LIVE_STOPPED 2  /* state STOPPED: the writer closed cleanly */
-#define LDC_LIVE_DEAD 3     /* no lock held: the writer died (in any state) */
+#define LDC_LIVE_DEAD 3     /* no lock held (the writer died), a failed probe, or an unknown state */
+#define LDC_LIVE_RETIRED 4  /* state RETIRED: a newer writer replaced the file (ldc_replaced) */
 
 typedef struct {
     uint64_t magic;
@@ -107,7 +105,7 @@ typedef struct {
     uint32_t message_offset;
     uint32_t message_size;
     uint32_t heartbeat_interval_ms;
-    uint32_t reserved0;
+    uint32_t stale_after_ms; /* readers flag STALE once heartbeat_ns is older */
     char exchange[32];
     uint8_t reserved1[16];
     /* liveness block */
@@ -123,7 +121,9 @@ typedef struct {
     uint8_t reserved2[16];
     /* notify block: alone so sleepers do not share its cache lines */
     uint32_t notify;
-    uint8_t reserved3[124];
+    uint8_t reserved3[60];
+    /* the writer's robust futex: TID in bits 0-29 of writer_lock[0] while its thread lives */
+    uint32_t writer_lock[16];
 } ldc_header;
 
 typedef struct {
@@ -162,6 +162,7 @@ _Static_assert(sizeof(ldc_header) == LDC_HEADER_SIZE, "header is 384 bytes");
 _Static_assert(offsetof(ldc_header, writer_pid) == 128, "liveness block at 128");
 _Static_assert(offsetof(ldc_header, dir_seq) == 160, "dir_seq at 160");
 _Static_assert(offsetof(ldc_header, notify) == 256, "notify block at 256");
+_Static_assert(offsetof(ldc_header, writer_lock) == 320, "writer_lock at 320");
 _Static_assert(sizeof(ldc_dir_entry) == LDC_DIR_ENTRY_SIZE, "directory entry is 64 bytes");
 _Static_assert(offsetof(ldc_dir_entry, gen) == 40, "entry gen at 40");
 _Static_assert(sizeof(ldc_slot_header) == LDC_SLOT_HEADER_SIZE, "slot header is 128 bytes");
@@ -177,8 +178,6 @@ typedef struct {
     /* geometry, copied from the validated header */
     uint32_t depth, capacity, slot_size, slots_offset, directory_offset, directory_entry_size;
     uint32_t bids_offset, asks_offset, message_offset, message_size;
-    uint32_t *waiters;      /* waiter counter (RW), or NULL: then ldc_wait polls */
-    int64_t next_waiters_try_ns;
     dev_t dev;              /* identity of the mapped file, to notice a replaced segment (section 10) */
     ino_t ino;
     int64_t next_probe_ns;
@@ -282,21 +281,16 @@ static inline int ldc__validate(ldc_segment *s, char *err, size_t errlen) {
     return LDC_OK;
 }
 
-/* Section 11: the writer creates the waiter file with O_CREAT (no O_EXCL) at size 0 and only then
- * sizes it, so it is mapped only once fstat shows its full size: touching a page beyond the end of
- * a shorter file raises SIGBUS. Until then ldc_wait polls, and tries again every second. */
-static inline void ldc__open_waiters(ldc_segment *s) {
-    s->next_waiters_try_ns = ldc__now(CLOCK_MONOTONIC_COARSE) + LDC_WAITERS_RETRY_NS;
-    char path[128];
-    snprintf(path, sizeof path, "/dev/shm%s.waiters", s->name);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return; /* missing, or no write access: ldc_wait polls */
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_size >= LDC_WAITERS_SIZE) {
-        void *p = mmap(NULL, LDC_WAITERS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p != MAP_FAILED) s->waiters = (uint32_t *)p;
+/* Section 1: a group name is [A-Za-z0-9_-]{1,63}; anything else (a '.', a '/') is refused before any open. */
+static inline int ldc__group_ok(const char *group) {
+    size_t n = strlen(group);
+    if (n < 1 || n > LDC_GROUP_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = group[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
     }
-    close(fd);
+    return 1;
 }
 
 /* Attach read-only to /dev/shm/ldc-<group>. On failure returns LDC_NOT_FOUND, LDC_LAYOUT or
@@ -304,15 +298,25 @@ static inline void ldc__open_waiters(ldc_segment *s) {
 static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     s->fd = -1;
+    if (!ldc__group_ok(group))
+        return ldc__fail(err, errlen, LDC_NOT_FOUND, "group name must match [A-Za-z0-9_-]{1,63}, got \"%.80s\"", group);
     snprintf(s->name, sizeof s->name, "/ldc-%s", group);
     char path[128];
     snprintf(path, sizeof path, "/dev/shm/ldc-%s", group);
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (s->fd < 0)
         return ldc__fail(err, errlen, errno == ENOENT ? LDC_NOT_FOUND : LDC_SYSTEM,
                          "cannot open segment %s: %s", s->name, strerror(errno));
     struct stat st = {0};
-    if (fstat(s->fd, &st) < 0 || st.st_size < LDC_HEADER_SIZE) {
+    if (fstat(s->fd, &st) == 0 && (!S_ISREG(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+        unsigned mode = (unsigned)(st.st_mode & 07777);
+        close(s->fd);
+        s->fd = -1; /* step 2: only its owner may write a segment (a squatter's file is not ldc's) */
+        return ldc__fail(err, errlen, LDC_LAYOUT,
+                         "segment %s has mode %04o (owner uid %u): a segment must be a regular file writable by its owner alone",
+                         s->name, mode, (unsigned)st.st_uid);
+    }
+    if (st.st_size < LDC_HEADER_SIZE) {
         long long size = (long long)st.st_size;
         close(s->fd);
         s->fd = -1;
@@ -339,61 +343,71 @@ static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t 
         return rc;
     }
     s->last_alive = 1;
-    ldc__open_waiters(s);
     return LDC_OK;
 }
 
 static inline void ldc_close(ldc_segment *s) {
     if (s->base) munmap((void *)s->base, s->mapped);
-    if (s->waiters) munmap(s->waiters, LDC_WAITERS_SIZE);
     if (s->fd >= 0) close(s->fd);
     s->base = NULL;
-    s->waiters = NULL;
     s->fd = -1;
 }
 
-/* The probe of section 10: LDC_LIVE_ALIVE, _STARTING, _STOPPED or _DEAD. About 2 us (one flock). */
+/* The probe of section 10: LDC_LIVE_ALIVE, _STOPPED, _RETIRED or _DEAD. One fcntl(F_OFD_GETLK),
+ * which only asks whether a write lock is held: it takes no lock, so it never stands in a writer's
+ * way. The writer of a file locks it before the file gets its name and no other writer ever
+ * locks it, so the lock held with state still RUNNING (loaded again after the probe) means the
+ * data copied before the probe is the live writer's. */
+static inline int ldc__owner_alive(const ldc_segment *s) {
+    return (__atomic_load_n(&s->hdr->writer_lock[0], __ATOMIC_ACQUIRE) & LDC_FUTEX_TID_MASK) != 0;
+}
+
 static inline int ldc_liveness(ldc_segment *s) {
     uint32_t state = __atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE);
     if (state == LDC_STATE_STOPPED) return LDC_LIVE_STOPPED;
-    if (flock(s->fd, LOCK_SH | LOCK_NB) == 0) {
-        flock(s->fd, LOCK_UN); /* at once: a writer taking over retries its LOCK_EX only ~100 ms */
-        return LDC_LIVE_DEAD;
-    }
+    if (state == LDC_STATE_RETIRED) return LDC_LIVE_RETIRED;
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0, .l_pid = 0};
+    int rc;
+    do rc = fcntl(s->fd, F_OFD_GETLK, &fl);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0 || fl.l_type == F_UNLCK || !ldc__owner_alive(s))
+        return LDC_LIVE_DEAD; /* no writer (or no answer: never ALIVE) */
+    state = __atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE);
     if (state == LDC_STATE_RUNNING) return LDC_LIVE_ALIVE;
-    return state == LDC_STATE_INITIALISING ? LDC_LIVE_STARTING : LDC_LIVE_DEAD;
+    return state == LDC_STATE_STOPPED ? LDC_LIVE_STOPPED : state == LDC_STATE_RETIRED ? LDC_LIVE_RETIRED : LDC_LIVE_DEAD;
 }
 
-/* 1 when a running writer holds the segment's exclusive flock (section 10), else 0. */
+/* 1 when a running writer holds the segment's lock (section 10), else 0. */
 static inline int ldc_writer_alive(ldc_segment *s) { return ldc_liveness(s) == LDC_LIVE_ALIVE; }
 
-/* The read path's probe: an ALIVE verdict is reused for LDC_LIVENESS_PROBE_INTERVAL_NS while state
- * stays RUNNING; any other verdict is probed afresh, so a new writer is seen at once. */
+/* 1 when heartbeat_ns is older than the header's stale_after_ms (section 10): the writer's process
+ * holds its lock but publishes nothing (stopped, hung). ldc_read then adds LDC_STALE to the status. */
+static inline int ldc_stale(const ldc_segment *s) {
+    uint32_t limit_ms = s->hdr->stale_after_ms; /* written once, before magic */
+    int64_t beat = __atomic_load_n(&s->hdr->heartbeat_ns, __ATOMIC_RELAXED);
+    /* the coarse clock (a few ms of resolution, no counter read) is plenty against a limit of seconds */
+    return limit_ms != 0 && ldc__now(CLOCK_REALTIME_COARSE) - beat > (int64_t)limit_ms * 1000000LL;
+}
+
+/* The read path's probe: an ALIVE verdict of the lock probe is reused for
+ * LDC_LIVENESS_PROBE_INTERVAL_NS while state stays RUNNING and the writer's robust word still holds
+ * a TID (both loaded on every read); any other verdict is probed afresh. */
 static inline int ldc__liveness_cached(ldc_segment *s) {
     int64_t now = ldc__now(CLOCK_MONOTONIC_COARSE);
     if (s->last_alive && now < s->next_probe_ns &&
-        __atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) == LDC_STATE_RUNNING)
-        return LDC_LIVE_ALIVE;
+        __atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) == LDC_STATE_RUNNING && ldc__owner_alive(s))
+        return LDC_LIVE_ALIVE; /* the robust word, loaded on every read, sees a death at once */
     int live = ldc_liveness(s);
     s->last_alive = live == LDC_LIVE_ALIVE;
     s->next_probe_ns = now + LDC_LIVENESS_PROBE_INTERVAL_NS;
     return live;
 }
 
-/* Section 10: a writer INITIALISING under its lock is taking over; wait (bounded) until it runs. */
-static inline int ldc__wait_running(ldc_segment *s) {
-    int64_t deadline = ldc__now(CLOCK_MONOTONIC) + LDC_TAKEOVER_WAIT_NS;
-    const struct timespec poll = {0, LDC_TAKEOVER_POLL_NS};
-    while (__atomic_load_n(&s->hdr->state, __ATOMIC_ACQUIRE) == LDC_STATE_INITIALISING &&
-           ldc__now(CLOCK_MONOTONIC) < deadline)
-        nanosleep(&poll, NULL);
-    return ldc__liveness_cached(s) == LDC_LIVE_ALIVE;
-}
-
-/* 1 when /dev/shm/ldc-<group> is now another file than the one mapped (a writer with another
- * geometry replaced it, section 10). Then ldc_open a new ldc_segment; only once that succeeds
- * ldc_close this one and resolve every market again (generations restart in the new file). While
- * ldc_open still fails (the new file is being created) keep reading this one. */
+/* 1 when /dev/shm/ldc-<group> is now another file than the one mapped (every new writer replaces
+ * the file, section 12). Check it whenever a read or find does not succeed (LDC_WRITER_DEAD,
+ * LDC_WRITER_DEAD_NO_COPY, LDC_CONTENDED, LDC_NOT_FOUND). Then ldc_open a new ldc_segment; only once
+ * that succeeds ldc_close this one and resolve every market again (generations restart in the new
+ * file). While ldc_open fails keep reading this one. */
 static inline int ldc_replaced(const ldc_segment *s) {
     char path[128];
     snprintf(path, sizeof path, "/dev/shm%s", s->name);
@@ -507,28 +521,23 @@ static inline int ldc__copy(ldc_segment *s, const uint8_t *p, ldc_slot_header *h
 }
 
 /* Validated copy of one market, with the checks of section 10 ("after a copy") in their order:
- * gen, then writer liveness, then status. bids and asks must hold seg->depth levels each; message
- * (may be NULL) seg->message_size bytes. On LDC_OK / LDC_OUT_OF_SYNC / LDC_WRITER_DEAD the copy is
- * consistent and h->n_bids / h->n_asks are clamped to depth. A writer taking the segment over makes
- * this wait up to LDC_TAKEOVER_WAIT_NS and copy again. */
+ * gen, then writer liveness, then staleness and status. bids and asks must hold seg->depth levels
+ * each; message (may be NULL) seg->message_size bytes. On LDC_OK / LDC_OUT_OF_SYNC / LDC_WRITER_DEAD
+ * the copy is consistent and h->n_bids / h->n_asks are clamped to depth; a writer whose heartbeat is
+ * older than its stale_after_ms gets LDC_STALE added to h->status (so LDC_OUT_OF_SYNC). On anything
+ * but LDC_OK / LDC_OUT_OF_SYNC / LDC_GONE, check ldc_replaced(). */
 static inline int ldc_read(ldc_segment *s, const ldc_market *m, ldc_slot_header *h, ldc_level *bids,
                            ldc_level *asks, char *message) {
     if (m->slot >= s->capacity) return LDC_GONE;
     const uint8_t *p = s->base + s->slots_offset + (size_t)m->slot * s->slot_size;
-    for (int waited = 0;; waited = 1) {
-        if (!ldc__copy(s, p, h, bids, asks, message)) {
-            s->next_probe_ns = 0; /* stuck odd: most likely a dead writer, probe now */
-            int live = ldc__liveness_cached(s);
-            if (live == LDC_LIVE_ALIVE) return LDC_CONTENDED;
-            if (live == LDC_LIVE_STARTING && !waited && ldc__wait_running(s)) continue;
-            return LDC_WRITER_DEAD_NO_COPY; /* stopped, dead, or still starting after the wait */
-        }
-        if (h->gen != m->gen) return LDC_GONE;
-        int live = ldc__liveness_cached(s);
-        if (live == LDC_LIVE_STARTING && !waited && ldc__wait_running(s)) continue; /* takeover rewrote the slot */
-        if (live != LDC_LIVE_ALIVE) return LDC_WRITER_DEAD;
-        return ldc_in_sync(h->status) ? LDC_OK : LDC_OUT_OF_SYNC;
+    if (!ldc__copy(s, p, h, bids, asks, message)) {
+        s->next_probe_ns = 0; /* stuck odd: most likely a dead writer, probe now */
+        return ldc__liveness_cached(s) == LDC_LIVE_ALIVE ? LDC_CONTENDED : LDC_WRITER_DEAD_NO_COPY;
     }
+    if (h->gen != m->gen) return LDC_GONE;
+    if (ldc__liveness_cached(s) != LDC_LIVE_ALIVE) return LDC_WRITER_DEAD;
+    if (ldc_stale(s)) h->status |= LDC_STALE; /* the reader's own judgement (section 10) */
+    return ldc_in_sync(h->status) ? LDC_OK : LDC_OUT_OF_SYNC;
 }
 
 /* Current value of the notify word; read it before checking what you wait for (section 11). */
@@ -537,16 +546,12 @@ static inline uint32_t ldc_notify_value(const ldc_segment *s) {
 }
 
 /* Sleep while the notify word equals `expected`, at most timeout_ns. Returns the word's value
- * afterwards (differs from expected when the writer published). Spurious returns happen. */
+ * afterwards (differs from expected when the writer published). Spurious returns happen. Nothing is
+ * written anywhere: the writer wakes every sleeper after each batch (section 11). */
 static inline uint32_t ldc_wait(ldc_segment *s, uint32_t expected, int64_t timeout_ns) {
-    const int64_t poll_ns = 5000000; /* without the waiter counter the writer never wakes us */
-    if (!s->waiters && ldc__now(CLOCK_MONOTONIC_COARSE) >= s->next_waiters_try_ns) ldc__open_waiters(s);
-    if (!s->waiters && timeout_ns > poll_ns) timeout_ns = poll_ns;
     if (timeout_ns < 0) timeout_ns = 0;
     struct timespec ts = {(time_t)(timeout_ns / 1000000000LL), (long)(timeout_ns % 1000000000LL)};
-    if (s->waiters) __atomic_add_fetch(s->waiters, 1, __ATOMIC_SEQ_CST);
     syscall(SYS_futex, (uint32_t *)&s->hdr->notify, FUTEX_WAIT, expected, &ts, NULL, 0);
-    if (s->waiters) __atomic_sub_fetch(s->waiters, 1, __ATOMIC_SEQ_CST);
     return ldc_notify_value(s);
 }
 

@@ -8,12 +8,12 @@ use crate::layout::status_names;
 /// What the liveness probe (LAYOUT.md section 10) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
-    /// `state` is RUNNING and a writer holds the LOCK_EX.
+    /// `state` is RUNNING and the file's writer holds its write lock.
     Alive,
-    /// `state` is INITIALISING and the lock is held: a writer is creating or taking over.
-    Initialising,
     /// `state` is STOPPED: the writer closed cleanly.
     Stopped,
+    /// `state` is RETIRED: a newer writer replaced the file.
+    Retired,
     /// Nobody holds the lock (the writer died), or `state` is something else.
     Dead { state: u32 },
 }
@@ -22,7 +22,7 @@ impl fmt::Display for Liveness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Liveness::Alive => write!(f, "alive"),
-            Liveness::Initialising => write!(f, "initialising"),
+            Liveness::Retired => write!(f, "retired (replaced by a newer writer's file)"),
             Liveness::Stopped => write!(f, "stopped"),
             Liveness::Dead { state } => write!(f, "dead (state {state}, no lock held)"),
         }
@@ -31,6 +31,12 @@ impl fmt::Display for Liveness {
 
 #[derive(Debug)]
 pub enum Error {
+    /// The file is not a regular file, or others than its owner may write it (section 7 step 2).
+    Mode {
+        path: String,
+        mode: u32,
+        uid: u32,
+    },
     /// The group name does not match `[A-Za-z0-9_-]{1,63}`.
     InvalidGroup {
         group: String,
@@ -108,6 +114,11 @@ impl fmt::Display for Error {
                 write!(f, "invalid group name {group:?}: expected [A-Za-z0-9_-]{{1,63}}")
             }
             NoSegment { path } => write!(f, "no segment {path} (the feeder is not running)"),
+            Mode { path, mode, uid } => write!(
+                f,
+                "segment {path} has mode {mode:04o} (owner uid {uid}): a segment must be a regular \
+                 file writable by its owner alone"
+            ),
             Io { what, path, source } => write!(f, "{what} {path}: {source}"),
             TooSmall { path, size, min } => {
                 write!(f, "segment {path} has {size} bytes, expected at least {min}")

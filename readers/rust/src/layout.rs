@@ -1,17 +1,16 @@
-//! Offsets and constants of docs/LAYOUT.md 1.0 (the only source this crate was written from).
+//! Offsets and constants of docs/LAYOUT.md 2.0 (the only source this crate was written from).
 
 /// u64 whose little-endian bytes are ASCII "LDCDEPTH" (section 3).
 pub const MAGIC: u64 = 0x4854_5045_4443_444C;
 pub const ENDIAN_MARKER: u64 = 0x0102_0304_0506_0708;
-pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MAJOR: u16 = 2;
 pub const VERSION_MINOR: u16 = 0;
-/// Header size in 1.0 and the smallest file that can be a segment (section 7, step 2).
+/// Header size in 2.0 and the smallest file that can be a segment (section 7, step 2).
 pub const MIN_HEADER_SIZE: u64 = 384;
 pub const MIN_DIRECTORY_ENTRY_SIZE: u32 = 64;
 pub const SLOT_HEADER_SIZE: u32 = 128;
 pub const SLOT_ALIGN: u32 = 128;
 pub const LEVEL_SIZE: u32 = 16;
-pub const WAITERS_FILE_SIZE: u64 = 4;
 pub const GROUP_MAX_LEN: usize = 63;
 
 /// Header fields (byte offsets from the start of the mapping).
@@ -33,6 +32,7 @@ pub mod hdr {
     pub const MESSAGE_OFFSET: usize = 64;
     pub const MESSAGE_SIZE: usize = 68;
     pub const HEARTBEAT_INTERVAL_MS: usize = 72;
+    pub const STALE_AFTER_MS: usize = 76;
     pub const EXCHANGE: usize = 80;
     pub const EXCHANGE_LEN: usize = 32;
     pub const WRITER_PID: usize = 128;
@@ -46,6 +46,9 @@ pub mod hdr {
     pub const GROUP: usize = 176;
     pub const GROUP_LEN: usize = 64;
     pub const NOTIFY: usize = 256;
+    /// The writer's robust futex word: bits 0-29 hold its thread's TID while it lives (section 10).
+    pub const WRITER_LOCK: usize = 320;
+    pub const FUTEX_TID_MASK: u32 = 0x3FFF_FFFF;
 }
 
 /// Directory entry fields (offsets within an entry).
@@ -77,9 +80,10 @@ pub mod slot {
 
 /// Writer state (header `state`, section 3).
 pub mod state {
-    pub const INITIALISING: u32 = 1;
     pub const RUNNING: u32 = 2;
     pub const STOPPED: u32 = 3;
+    /// A newer writer replaced the file (section 12): follow the name.
+    pub const RETIRED: u32 = 4;
 }
 
 /// Status bits (section 6).
@@ -138,8 +142,4 @@ pub fn valid_group(group: &str) -> bool {
 
 pub fn segment_path(group: &str) -> String {
     format!("/dev/shm/ldc-{group}")
-}
-
-pub fn waiters_path(group: &str) -> String {
-    format!("/dev/shm/ldc-{group}.waiters")
 }

@@ -1,4 +1,4 @@
-//! Read-only reader of ldc shared-memory order books, written from `docs/LAYOUT.md` 1.0 alone.
+//! Read-only reader of ldc shared-memory order books, written from `docs/LAYOUT.md` (layout 2.0).
 //!
 //! ```no_run
 //! use ldc_reader::{Reader, ReadOptions};
@@ -24,4 +24,4 @@ pub use error::{Error, Liveness, Result};
 pub use reader::{Counters, Level, Market, ReadOptions, Reader, Snapshot, WriterInfo};
 pub use segment::Geometry;
 pub use seqlock::RETRY_BUDGET;
-pub use wait::POLL_SLICE;
+pub use sys::monotonic_ns;

@@ -13,13 +13,11 @@ use crate::mapping::c_text;
 use crate::segment::{self, Geometry, Segment};
 use crate::seqlock::{read_consistent, RETRY_BUDGET};
 use crate::sys;
-use crate::wait::Waiters;
 
-/// ldc's readers re-probe the flock at most this often on the read path (section 10).
+/// ldc's readers re-probe the lock at most this often on the read path (section 10); a successor
+/// stores RETIRED before its file gets the name, so a reused verdict never outlives a takeover.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(50);
-/// How long a reader waits for INITIALISING to become RUNNING under a held lock (section 10).
-pub const INITIALISING_WAIT: Duration = Duration::from_millis(500);
-const INITIALISING_POLL: Duration = Duration::from_millis(5);
+const ATTACH_POLL: Duration = Duration::from_millis(5);
 /// A gen mismatch re-resolves the symbol; a market replaced this often in a row is not there.
 const MAX_RESOLVE_ATTEMPTS: u32 = 3;
 const SLOT_HEADER_WORDS: usize = layout::SLOT_HEADER_SIZE as usize / 8;
@@ -62,7 +60,8 @@ pub struct Snapshot {
     pub recv_time_ns: i64,
     pub publish_time_ns: i64,
     pub status_time_ns: i64,
-    /// Status flags; STALE is added when the writer is dead or stopped (allow_out_of_sync only).
+    /// Status flags; STALE is added when the writer is dead or stopped (allow_out_of_sync only)
+    /// and when its heartbeat is older than its published `stale_after_ms`.
     pub status: u32,
     pub counters: Counters,
     pub bids: Vec<Level>,
@@ -90,6 +89,7 @@ pub struct WriterInfo {
     pub start_time_ns: i64,
     pub instance_id: u64,
     pub heartbeat_ns: i64,
+    pub stale_after_ms: u32,
     pub takeovers: u32,
     pub market_count: u32,
     pub group: String,
@@ -100,7 +100,6 @@ pub struct Reader {
     seg: Segment,
     cache: HashMap<String, Market>,
     alive_until: Option<Instant>,
-    pub(crate) waiters: Option<Option<Waiters>>,
     hdr_buf: [u64; SLOT_HEADER_WORDS],
     dir_buf: Vec<u64>,
     msg_buf: Vec<u8>,
@@ -121,7 +120,7 @@ impl Reader {
                 Err(Error::NoSegment { .. } | Error::TooSmall { .. } | Error::NotReady { .. })
                     if Instant::now() < deadline =>
                 {
-                    std::thread::sleep(INITIALISING_POLL)
+                    std::thread::sleep(ATTACH_POLL)
                 }
                 other => return other,
             }
@@ -136,7 +135,6 @@ impl Reader {
             seg,
             cache: HashMap::new(),
             alive_until: None,
-            waiters: None,
             hdr_buf: [0; SLOT_HEADER_WORDS],
             dir_buf: vec![0; words],
             msg_buf: vec![0; msg],
@@ -169,6 +167,7 @@ impl Reader {
             start_time_ns: m.u64(hdr::START_TIME_NS) as i64,
             instance_id: m.u64(hdr::INSTANCE_ID),
             heartbeat_ns: m.atomic_u64(hdr::HEARTBEAT_NS).load(Ordering::Acquire) as i64,
+            stale_after_ms: m.u32(hdr::STALE_AFTER_MS),
             takeovers: m.u32(hdr::TAKEOVERS),
             market_count: m.u32(hdr::MARKET_COUNT),
             group: c_text(&group),
@@ -239,16 +238,32 @@ impl Reader {
     /// [`Reader::snapshot`] into a reused buffer (no allocation once the buffers have grown).
     ///
     /// Checks after the copy, in this order: gen (re-resolving a removed or replaced market),
-    /// writer liveness (following a replaced segment, re-reading after a takeover), then status.
+    /// writer liveness (following a replaced segment), then staleness and status. A read that
+    /// gives up (contention, a dead writer, a missing market) checks for a replaced file too.
     pub fn read_into(&mut self, symbol: &str, out: &mut Snapshot, opts: ReadOptions) -> Result<()> {
         for _ in 0..MAX_RESOLVE_ATTEMPTS {
-            self.read_current(symbol, out)?;
-            let (liveness, waited) = self.liveness_cached()?;
-            match liveness {
-                // A takeover finished while we waited: it rewrote the slots, so copy again.
-                Liveness::Alive if waited => continue,
-                Liveness::Alive => return self.check_in_sync(symbol, out, opts),
-                Liveness::Stopped if self.follow_if_stopped()? => continue,
+            match self.read_current(symbol, out) {
+                Ok(()) => {}
+                Err(
+                    e @ (Error::Contention { .. }
+                    | Error::WriterDead { .. }
+                    | Error::MarketNotFound { .. }),
+                ) => {
+                    if self.follow_if_replaced()? {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+            match self.liveness_cached()? {
+                Liveness::Alive => {
+                    if self.writer_stale() {
+                        out.status |= status::STALE; // the reader's own judgement (section 10)
+                    }
+                    return self.check_in_sync(symbol, out, opts);
+                }
+                _ if self.follow_if_replaced()? => continue,
                 _ if opts.allow_out_of_sync => {
                     out.status |= status::STALE;
                     return Ok(());
@@ -262,9 +277,18 @@ impl Reader {
             }
         }
         Err(Error::Contention {
-            what: format!("market {symbol} (segment kept being taken over)"),
+            what: format!("market {symbol} (segment kept being replaced)"),
             waited_ms: 0,
         })
+    }
+
+    /// True when `heartbeat_ns` is older than the header's `stale_after_ms`: the writer's process
+    /// holds its lock but publishes nothing (stopped, hung).
+    pub fn writer_stale(&self) -> bool {
+        let m = &self.seg.map;
+        let limit_ms = m.u32(hdr::STALE_AFTER_MS);
+        let beat = m.atomic_u64(hdr::HEARTBEAT_NS).load(Ordering::Relaxed) as i64;
+        limit_ms != 0 && sys::realtime_coarse_ns() - beat > i64::from(limit_ms) * 1_000_000
     }
 
     fn check_in_sync(&self, symbol: &str, out: &Snapshot, opts: ReadOptions) -> Result<()> {
@@ -363,7 +387,7 @@ impl Reader {
     fn contention_error<T>(&mut self, what: String) -> Result<T> {
         self.alive_until = None;
         match self.liveness()? {
-            Liveness::Alive | Liveness::Initialising => Err(Error::Contention {
+            Liveness::Alive => Err(Error::Contention {
                 what,
                 waited_ms: RETRY_BUDGET.as_millis() as u64,
             }),
@@ -374,81 +398,65 @@ impl Reader {
         }
     }
 
-    /// The probe of section 10, without waiting: `state`, then a non-blocking LOCK_SH.
+    /// The probe of section 10: `state`, then `fcntl(F_OFD_GETLK)` (asks, takes no lock), then
+    /// `state` again, so a verdict ALIVE says the data copied before it is the live writer's.
     pub fn probe(&self) -> Result<Liveness> {
-        let st = self.seg.map.atomic_u32(hdr::STATE).load(Ordering::Acquire);
-        if st == state::STOPPED {
-            return Ok(Liveness::Stopped);
+        let state_word = self.seg.map.atomic_u32(hdr::STATE);
+        let before = state_word.load(Ordering::Acquire);
+        match before {
+            state::STOPPED => return Ok(Liveness::Stopped),
+            state::RETIRED => return Ok(Liveness::Retired),
+            _ => {}
         }
-        let fd = self.seg.file.as_raw_fd();
-        let held = match sys::flock_op(fd, sys::LOCK_SH | sys::LOCK_NB) {
-            Ok(()) => {
-                // Release at once: a writer taking over retries its LOCK_EX only ~100 ms.
-                let _ = sys::flock_op(fd, sys::LOCK_UN);
-                false
-            }
-            Err(e) if e.raw_os_error() == Some(sys::libc_errno::EAGAIN) => true,
-            Err(e) => {
-                return Err(Error::Io {
-                    what: "flock",
-                    path: self.seg.path.clone(),
-                    source: e,
-                })
-            }
-        };
-        Ok(match (st, held) {
+        let held = sys::write_locked(self.seg.file.as_raw_fd()).map_err(|e| Error::Io {
+            what: "fcntl(F_OFD_GETLK)",
+            path: self.seg.path.clone(),
+            source: e,
+        })? && self.owner_alive();
+        Ok(match (state_word.load(Ordering::Acquire), held) {
             (state::RUNNING, true) => Liveness::Alive,
-            (state::INITIALISING, true) => Liveness::Initialising,
+            (state::STOPPED, _) => Liveness::Stopped,
+            (state::RETIRED, _) => Liveness::Retired,
             (st, _) => Liveness::Dead { state: st },
         })
     }
 
-    /// The probe, waiting up to 500 ms while a writer initialises under its lock.
+    /// The writer's robust word still holds its thread's TID: the kernel clears it when the writer
+    /// dies, before any of its file locks go. One load, on every read.
+    fn owner_alive(&self) -> bool {
+        let word = self.seg.map.atomic_u32(hdr::WRITER_LOCK).load(Ordering::Acquire);
+        word & hdr::FUTEX_TID_MASK != 0
+    }
+
+    /// The probe, remembering an ALIVE verdict for the read path.
     pub fn liveness(&mut self) -> Result<Liveness> {
-        Ok(self.liveness_waiting()?.0)
-    }
-
-    /// The probe and whether it had to wait for an initialising writer.
-    fn liveness_waiting(&mut self) -> Result<(Liveness, bool)> {
-        let deadline = Instant::now() + INITIALISING_WAIT;
-        let mut waited = false;
-        loop {
-            let l = self.probe()?;
-            if l != Liveness::Initialising || Instant::now() >= deadline {
-                if l == Liveness::Alive {
-                    self.alive_until = Some(Instant::now() + PROBE_INTERVAL);
-                }
-                return Ok((l, waited));
-            }
-            waited = true;
-            std::thread::sleep(INITIALISING_POLL);
+        let l = self.probe()?;
+        if l == Liveness::Alive {
+            self.alive_until = Some(Instant::now() + PROBE_INTERVAL);
         }
+        Ok(l)
     }
 
-    /// True when a writer holds the lock and runs.
+    /// True when the file's writer holds its lock and runs.
     pub fn writer_alive(&mut self) -> Result<bool> {
         Ok(self.liveness()? == Liveness::Alive)
     }
 
-    /// The read path's probe: the flock at most every PROBE_INTERVAL while RUNNING.
-    fn liveness_cached(&mut self) -> Result<(Liveness, bool)> {
+    /// The read path's probe: the lock at most every PROBE_INTERVAL while RUNNING.
+    fn liveness_cached(&mut self) -> Result<Liveness> {
         let running = self.seg.map.atomic_u32(hdr::STATE).load(Ordering::Acquire) == state::RUNNING;
-        if running && self.alive_until.is_some_and(|t| Instant::now() < t) {
-            return Ok((Liveness::Alive, false));
+        if running && self.owner_alive() && self.alive_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(Liveness::Alive);
         }
-        self.liveness_waiting()
+        self.liveness()
     }
 
-    /// When the writer stopped, checks whether a new, valid segment replaced ours under the same
-    /// name (section 10) and attaches to it; true when it did. A replacement that does not
-    /// validate yet (still being created) leaves us on the old one.
-    pub fn follow_if_stopped(&mut self) -> Result<bool> {
-        let st = self.seg.map.atomic_u32(hdr::STATE).load(Ordering::Acquire);
-        if st != state::STOPPED {
-            return Ok(false);
-        }
+    /// When the name now leads to another file (every new writer replaces it, section 12) that
+    /// validates, attaches to it and drops every cached market; true when it did. A file that
+    /// does not validate leaves us on the old one.
+    pub fn follow_if_replaced(&mut self) -> Result<bool> {
         let Ok(meta) = std::fs::metadata(&self.seg.path) else {
-            return Ok(false); // no newer file: keep reading the stopped one
+            return Ok(false); // no newer file: keep reading this one
         };
         if (meta.dev(), meta.ino()) == self.seg.identity {
             return Ok(false);

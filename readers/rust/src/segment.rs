@@ -1,13 +1,14 @@
 //! Attaching: open, fstat, map, and the validation of LAYOUT.md section 7, in its order.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::layout::{self, hdr};
 use crate::mapping::{c_text, Mapping};
+use crate::sys;
 
 /// The header's identity and geometry (written once, before `magic`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +41,7 @@ impl Geometry {
     }
 }
 
-/// An attached, validated segment: the open fd (kept for the flock probe) and its mapping.
+/// An attached, validated segment: the open fd (kept for the lock probe) and its mapping.
 pub struct Segment {
     pub path: String,
     pub file: File,
@@ -57,7 +58,11 @@ pub fn attach(group: &str) -> Result<Segment> {
         });
     }
     let path = layout::segment_path(group);
-    let file = File::open(&path).map_err(|e| match e.kind() {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(sys::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::NoSegment { path: path.clone() },
         _ => Error::Io {
             what: "open",
@@ -70,6 +75,13 @@ pub fn attach(group: &str) -> Result<Segment> {
         path: path.clone(),
         source: e,
     })?;
+    if !meta.file_type().is_file() || meta.mode() & 0o022 != 0 {
+        return Err(Error::Mode {
+            path,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+        });
+    }
     let file_size = meta.len();
     if file_size < layout::MIN_HEADER_SIZE {
         return Err(Error::TooSmall {

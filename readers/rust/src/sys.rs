@@ -10,9 +10,14 @@ use std::time::Duration;
 pub const PROT_READ: c_int = 1;
 pub const PROT_WRITE: c_int = 2;
 pub const MAP_SHARED: c_int = 1;
-pub const LOCK_SH: c_int = 1;
-pub const LOCK_NB: c_int = 4;
-pub const LOCK_UN: c_int = 8;
+const F_OFD_GETLK: c_int = 36;
+const F_RDLCK: i16 = 0;
+const F_UNLCK: i16 = 2;
+const SEEK_SET: i16 = 0;
+#[cfg(target_arch = "x86_64")]
+pub const O_NOFOLLOW: i32 = 0o400000;
+#[cfg(target_arch = "aarch64")]
+pub const O_NOFOLLOW: i32 = 0o100000;
 const FUTEX_WAIT: c_int = 0; // shared futex: no FUTEX_PRIVATE_FLAG (LAYOUT.md section 11)
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
@@ -22,6 +27,16 @@ const SYS_FUTEX: c_long = 202;
 const SYS_FUTEX: c_long = 98;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("ldc-reader supports Linux x86-64 and aarch64 only");
+
+/// `struct flock` of Linux x86-64 and aarch64 (the compiler adds the padding C has).
+#[repr(C)]
+struct Flock {
+    l_type: i16,
+    l_whence: i16,
+    l_start: i64,
+    l_len: i64,
+    l_pid: i32,
+}
 
 #[repr(C)]
 struct Timespec {
@@ -39,8 +54,30 @@ extern "C" {
         off: i64,
     ) -> *mut c_void;
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
-    fn flock(fd: c_int, op: c_int) -> c_int;
+    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
     fn syscall(num: c_long, ...) -> c_long;
+    fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
+}
+
+fn clock_ns(clock: c_int) -> i64 {
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec the kernel fills; the clocks used here always exist.
+    unsafe { clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// CLOCK_MONOTONIC in ns: the same clock other processes on the host read (std's Instant hides it).
+pub fn monotonic_ns() -> i64 {
+    clock_ns(1)
+}
+
+/// CLOCK_REALTIME_COARSE in ns: a few ms of resolution, no counter read; enough against a
+/// staleness limit of seconds on the read path.
+pub fn realtime_coarse_ns() -> i64 {
+    clock_ns(5)
 }
 
 /// Maps `len` bytes of `fd` shared; `writable` adds PROT_WRITE.
@@ -64,13 +101,25 @@ pub unsafe fn unmap(base: *mut u8, len: usize) {
     munmap(base.cast(), len);
 }
 
-/// `flock(fd, op)`; Err carries errno (EWOULDBLOCK when a LOCK_NB request conflicts).
-pub fn flock_op(fd: c_int, op: c_int) -> io::Result<()> {
-    // SAFETY: flock only reads its integer arguments.
-    if unsafe { flock(fd, op) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// True when some open file description holds a write lock on the file: `fcntl(F_OFD_GETLK)`
+/// for a read lock over the whole file. It only asks; it takes no lock (LAYOUT.md section 10).
+pub fn write_locked(fd: c_int) -> io::Result<bool> {
+    let mut fl = Flock {
+        l_type: F_RDLCK,
+        l_whence: SEEK_SET,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    loop {
+        // SAFETY: `fl` is a live struct flock the kernel reads and rewrites in place.
+        if unsafe { fcntl(fd, F_OFD_GETLK, &mut fl as *mut Flock) } == 0 {
+            return Ok(fl.l_type != F_UNLCK);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc_errno::EINTR) {
+            return Err(err);
+        }
     }
 }
 

@@ -6,18 +6,32 @@
 //! ldc-read wait GROUP SYMBOL TIMEOUT_MS      (prints whether the slot changed in time)
 //! ldc-read repeat GROUP SYMBOL COUNT         (COUNT snapshots from one Reader, one JSON per line,
 //!                                             out-of-sync ones included)
+//! ldc-read watch GROUP SYMBOL                (one read per line of stdin, from one Reader: prints
+//!                                             {"result", "update_id", "status"} per line)
+//! ldc-read spin GROUP SYMBOL MS              (reads as fast as it can for MS ms; per data cycle
+//!                                             update_id / 10^9, the count of reads accepted live and
+//!                                             in sync and the CLOCK_MONOTONIC start times of the
+//!                                             last 256 of them; stops early once the
+//!                                             segment says STOPPED)
 //!
 //! Exit status: 0 ok, 2 usage, 3 no segment, 4 layout (magic/version/geometry/truncated),
 //! 5 market not found, 6 out of sync, 7 writer dead or stopped, 8 contention, 1 anything else.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
+use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ldc_reader::{Error, Level, ReadOptions, Reader, Snapshot};
+use ldc_reader::{monotonic_ns, Error, Level, Liveness, ReadOptions, Reader, Snapshot};
+
+/// update_id / CYCLE is the writer generation a spin counts reads of (tests/test_shm_takeover.py).
+const CYCLE: i64 = 1_000_000_000;
+const SPIN_TAIL: usize = 256;
 
 const USAGE: &str = "usage: ldc-read list GROUP | snapshot GROUP SYMBOL [--allow-out-of-sync] \
-                     | info GROUP | wait GROUP SYMBOL TIMEOUT_MS | repeat GROUP SYMBOL COUNT";
+                     | info GROUP | wait GROUP SYMBOL TIMEOUT_MS | repeat GROUP SYMBOL COUNT \
+                     | watch GROUP SYMBOL | spin GROUP SYMBOL MS";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +47,11 @@ fn main() -> ExitCode {
         },
         ["repeat", group, symbol, count] => match count.parse::<u64>() {
             Ok(count) => repeat(group, symbol, count),
+            Err(_) => return usage(),
+        },
+        ["watch", group, symbol] => watch(group, symbol),
+        ["spin", group, symbol, ms] => match ms.parse::<u64>() {
+            Ok(ms) => spin(group, symbol, Duration::from_millis(ms)),
             Err(_) => return usage(),
         },
         _ => return usage(),
@@ -112,7 +131,7 @@ fn info(group: &str) -> Result<String, Error> {
     Ok(format!(
         "{{\"group\":{},\"exchange\":{},\"version\":\"{}.{}\",\"depth\":{},\"capacity\":{},\
          \"segment_size\":{},\"writer_pid\":{},\"state\":{},\"instance_id\":{},\"heartbeat_ns\":{},\
-         \"takeovers\":{},\"market_count\":{},\"notify\":{},\"liveness\":{}}}",
+         \"stale_after_ms\":{},\"stale\":{},\"takeovers\":{},\"market_count\":{},\"notify\":{},\"liveness\":{}}}",
         js(&w.group),
         js(&g.exchange),
         g.version_major,
@@ -124,6 +143,8 @@ fn info(group: &str) -> Result<String, Error> {
         w.state,
         w.instance_id,
         w.heartbeat_ns,
+        w.stale_after_ms,
+        r.writer_stale(),
         w.takeovers,
         w.market_count,
         r.notify_value(),
@@ -167,6 +188,81 @@ fn repeat(group: &str, symbol: &str, count: u64) -> Result<String, Error> {
     }
     lines.pop();
     Ok(lines)
+}
+
+fn result_name(e: &Error) -> &'static str {
+    match e {
+        Error::OutOfSync { .. } => "out_of_sync",
+        Error::WriterDead { .. } => "writer_dead",
+        Error::Contention { .. } => "contended",
+        Error::MarketNotFound { .. } => "not_found",
+        _ => "error",
+    }
+}
+
+fn watch(group: &str, symbol: &str) -> Result<String, Error> {
+    let mut r = Reader::attach(group)?;
+    let mut snap = Snapshot::default();
+    println!("ready");
+    for _ in std::io::stdin().lock().lines().map_while(Result::ok) {
+        let result = r.read_into(symbol, &mut snap, ReadOptions::default());
+        let name = result.as_ref().map_or_else(result_name, |()| "ok");
+        let status = match &result {
+            Err(Error::OutOfSync { status, .. }) => *status,
+            _ => snap.status,
+        };
+        println!(
+            "{{\"result\":\"{name}\",\"update_id\":{},\"status\":{status},\"message\":{}}}",
+            snap.update_id,
+            js(&snap.message)
+        );
+    }
+    Ok("{\"done\":true}".to_string())
+}
+
+fn spin(group: &str, symbol: &str, time: Duration) -> Result<String, Error> {
+    let mut r = Reader::attach(group)?;
+    let mut snap = Snapshot::default();
+    let end = monotonic_ns() + time.as_nanos() as i64;
+    let (mut reads, mut accepted) = (0u64, 0u64);
+    let mut cycles: BTreeMap<i64, (u64, VecDeque<i64>)> = BTreeMap::new();
+    loop {
+        let t0 = monotonic_ns();
+        if t0 >= end {
+            break;
+        }
+        reads += 1;
+        let result = r.read_into(symbol, &mut snap, ReadOptions::default());
+        if let Err(Error::WriterDead {
+            liveness: Liveness::Stopped,
+            ..
+        }) = result
+        {
+            break; // the writer stopped cleanly: the run is over
+        }
+        if result.is_ok() {
+            accepted += 1;
+            let (count, tail) = cycles.entry(snap.update_id / CYCLE).or_default();
+            *count += 1;
+            if tail.len() == SPIN_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(t0);
+        } else if reads % 64 == 0 {
+            std::thread::yield_now(); // a writer restarting on a loaded host needs the CPU
+        }
+    }
+    let items: Vec<String> = cycles
+        .iter()
+        .map(|(cycle, (count, tail))| {
+            let t: Vec<String> = tail.iter().map(i64::to_string).collect();
+            format!("\"{cycle}\":{{\"count\":{count},\"tail\":[{}]}}", t.join(","))
+        })
+        .collect();
+    Ok(format!(
+        "{{\"reads\":{reads},\"accepted\":{accepted},\"cycles\":{{{}}}}}",
+        items.join(",")
+    ))
 }
 
 fn snapshot_json(s: &Snapshot) -> String {

@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Other projects' own Binance clients pointed at ``ldc sim``, unchanged but for their base URLs.
+
+Each peer (python-binance, UNICORN Binance Local Depth Cache, cryptofeed, ccxt.pro) runs in a child
+process of this script for ``--seconds``, keeps its books with its own code, and reports samples
+(update id + top levels) taken from its book. The parent compares every sample with the simulator's
+truth at the same update id (``/_sim/book?update_id=...``): a sample matches when its top ``--levels``
+levels per side equal the truth's, price and quantity. The report is one JSON object per peer:
+``{"peer", "markets", "checked", "matched", "unverifiable", "mismatches", "error"}``.
+
+    pip install -e '.[peers]'         # the peers (see pyproject.toml)
+    python scripts/peers_vs_sim.py                      # every installed peer, 20 s each
+    python scripts/peers_vs_sim.py --peers ccxt --seconds 60 --fault drop:probability=0.01
+
+A peer that is not installed is reported as ``"skipped"``. Every child refuses to resolve or connect to
+anything but the loopback (a guard on ``socket.getaddrinfo``), so a URL the script did not redirect
+fails loudly instead of reaching an exchange. How each peer reads the update id of its book:
+python-binance ``DepthCacheManager._last_update_id``; UNICORN ``depth_caches[market]["last_update_id"]``
+(read twice around the levels, kept only when stable: its book is updated from another thread);
+cryptofeed the ``sequence_number`` its book callback gets; ccxt.pro the order book's ``nonce``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+
+SPOT = ("BTCUSDT", "ETHUSDT")
+USDM = ("BTCUSDT",)
+COINM = ("BTCUSD_PERP",)
+DEFAULT_SECONDS = 20.0
+DEFAULT_LEVELS = 20
+SAMPLE_EVERY_S = 0.25  # per market: a few hundred truth checks per peer and run
+CHILD_GRACE_S = 60.0  # start-up (UNICORN waits ~6 s before its first snapshot) and shutdown
+HISTORY_EVENTS = 100_000  # the truth must still know every sampled update id at the end
+PEER_MODULES = {"python-binance": "binance", "unicorn": "unicorn_binance_local_depth_cache", "cryptofeed": "cryptofeed", "ccxt": "ccxt"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+Sample = dict[str, Any]
+
+
+# -- the child side: one peer, its samples as JSON lines on stdout
+
+
+def guard_loopback() -> None:
+    """Refuse every name but the loopback: no peer may reach an exchange from here."""
+    real = socket.getaddrinfo
+
+    def loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in LOOPBACK:
+            raise OSError(f"peers_vs_sim: refusing to resolve {name!r}, only the loopback is allowed")
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = loopback_only
+    # aiohttp resolves with c-ares when aiodns is installed (it is, with cryptofeed): guard the connect too.
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
+            raise OSError(f"peers_vs_sim: refusing to connect to {address[0]}, only the loopback is allowed")
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        check(sock, address)
+        real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        check(sock, address)
+        return real_connect_ex(sock, address)
+
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
+
+
+class Recorder:
+    """Samples of one market, at most one per SAMPLE_EVERY_S, written as JSON lines."""
+
+    def __init__(self, family: str, symbol: str, levels: int) -> None:
+        self.family, self.symbol, self.levels = family, symbol, levels
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= SAMPLE_EVERY_S
+
+    def record(self, update_id: int, bids: list[Any], asks: list[Any]) -> None:
+        """``bids`` / ``asks``: best first, [price, qty] as str, float or Decimal."""
+        with self._lock:
+            self._last = time.monotonic()
+            line = {
+                "family": self.family,
+                "symbol": self.symbol,
+                "update_id": int(update_id),
+                "bids": [[str(p), str(q)] for p, q in bids[: self.levels]],
+                "asks": [[str(p), str(q)] for p, q in asks[: self.levels]],
+            }
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+
+
+async def _until(deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+def run_python_binance(urls: dict[str, Any], seconds: float, levels: int) -> None:
+    from binance import AsyncClient, BinanceSocketManager, DepthCacheManager
+
+    rest, ws = urls["rest"], urls["ws"]
+    client_class: Any = type("SimAsyncClient", (AsyncClient,), {"API_URL": f"{rest}/api", "FUTURES_URL": f"{rest}/fapi", "FUTURES_COIN_URL": f"{rest}/dapi"})
+
+    async def follow(client: Any, bm: Any, symbol: str, deadline: float) -> None:
+        recorder = Recorder("spot", symbol, levels)
+        async with DepthCacheManager(client, symbol, bm=bm, ws_interval=100) as dcm:
+            while time.monotonic() < deadline:
+                cache = await dcm.recv()
+                if recorder.due():
+                    recorder.record(dcm._last_update_id, cache.get_bids(), cache.get_asks())
+
+    async def main() -> None:
+        client = await client_class.create()
+        bm = BinanceSocketManager(client)
+        bm.STREAM_URL = f"{ws}/"
+        deadline = time.monotonic() + seconds
+        try:
+            await asyncio.gather(*(follow(client, bm, s, deadline) for s in SPOT))
+        finally:
+            await client.close_connection()
+
+    asyncio.run(main())
+
+
+def run_unicorn(urls: dict[str, Any], seconds: float, levels: int) -> None:
+    from unicorn_binance_local_depth_cache import BinanceLocalDepthCacheManager
+    from unicorn_binance_rest_api import BinanceRestApiManager
+
+    rest = urls["rest"]
+
+    def fixed(url: str) -> property:
+        """Its constructor assigns the exchange's URLs and calls /api/v3/time at once: a base URL that
+        stays the simulator's whatever the constructor assigns."""
+        return property(lambda self: url, lambda self, value: None)
+
+    sim_ubra = type("SimRestApiManager", (BinanceRestApiManager,), {"API_URL": fixed(f"{rest}/api"), "FUTURES_URL": fixed(f"{rest}/fapi")})
+    managers = []
+    plan = [("binance.com", "spot", SPOT, urls["ws"]), ("binance.com-futures", "usdm", USDM, urls["ws_usdm"])]
+    for exchange, family, symbols, ws in plan:
+        ubra = sim_ubra(exchange=exchange, warn_on_update=False, disable_colorama=True)
+        manager = BinanceLocalDepthCacheManager(exchange=exchange, ubra_manager=ubra, warn_on_update=False, disable_colorama=True)
+        manager.ubwa.websocket_base_uri = f"{ws}/"
+        manager.create_depthcache(markets=[s.lower() for s in symbols])
+        managers.append((manager, family, symbols))
+    recorders = {(f, s): Recorder(f, s, levels) for _, f, symbols in managers for s in symbols}
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(SAMPLE_EVERY_S)
+            for manager, family, symbols in managers:
+                for symbol in symbols:
+                    sample = _unicorn_stable_read(manager, symbol, levels)
+                    if sample is not None:
+                        recorders[(family, symbol)].record(*sample)
+    finally:
+        for manager, _, _ in managers:
+            manager.stop_manager()
+
+
+def _unicorn_stable_read(manager: Any, symbol: str, levels: int) -> tuple[int, list[Any], list[Any]] | None:
+    """The book read twice, 10 ms apart; kept only if both reads agree (its writer is another thread)."""
+    reads = []
+    symbol = symbol.lower()  # its markets are named as the streams are
+    for _ in range(2):
+        try:
+            if not manager.is_depth_cache_synchronized(symbol):
+                return None
+            first = manager.depth_caches[symbol]["last_update_id"]
+            bids = manager.get_bids(symbol, limit_count=levels)
+            asks = manager.get_asks(symbol, limit_count=levels)
+            last = manager.depth_caches[symbol]["last_update_id"]
+        except Exception:  # out of sync between the check and the read: no sample this time
+            return None
+        if first is None or first != last:
+            return None
+        reads.append((int(first), bids, asks))
+        time.sleep(0.01)
+    return reads[0] if reads[0] == reads[1] else None
+
+
+def tls_front(plain_port: int) -> int:
+    """A TLS listener on the loopback that forwards to ``plain_port`` (for a peer that insists on wss://).
+
+    Its self-signed certificate (for 127.0.0.1) becomes the process's trusted CA via SSL_CERT_FILE, which
+    the default SSL context of the peer's websocket library reads. Returns the TLS port."""
+    directory = tempfile.mkdtemp(prefix="peers-vs-sim-")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    os.environ["SSL_CERT_FILE"] = cert
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", plain_port)
+        await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer))
+
+    started: Future[int] = Future()
+
+    def run() -> None:
+        async def main() -> None:
+            server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
+            started.set_result(server.sockets[0].getsockname()[1])
+            await server.serve_forever()
+
+        asyncio.run(main())
+
+    threading.Thread(target=run, name="tls-front", daemon=True).start()
+    return started.result(timeout=10)
+
+
+def run_cryptofeed(urls: dict[str, Any], seconds: float, levels: int) -> None:
+    from cryptofeed import FeedHandler
+    from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
+    from cryptofeed.defines import L2_BOOK
+    from cryptofeed.exchanges import Binance, BinanceDelivery, BinanceFutures
+
+    rest = urls["rest"]
+    # cryptofeed refuses a websocket address that is not wss:// (as every live exchange is)
+    wss = f"wss://127.0.0.1:{tls_front(int(urls['rest'].rpartition(':')[2]))}"
+    plan = [(Binance, "spot", SPOT, wss), (BinanceFutures, "usdm", USDM, f"{wss}/usdm"), (BinanceDelivery, "coinm", COINM, f"{wss}/coinm")]
+    handler = FeedHandler(config={"log": {"disabled": True}})
+    for feed_class, family, symbols, ws in plan:
+        routes = feed_class.rest_endpoints[0].routes
+        sim_class: Any = type(f"Sim{feed_class.__name__}", (feed_class,), {"websocket_endpoints": [WebsocketEndpoint(ws)], "rest_endpoints": [RestEndpoint(rest, routes=routes)]})
+        std_of = {exchange_name: std for std, exchange_name in sim_class.symbol_mapping().items()}  # its exchangeInfo
+        by_pair = {std_of[symbol]: Recorder(family, symbol, levels) for symbol in symbols}
+
+        async def on_book(book: Any, receipt: float, by_pair: dict[str, Recorder] = by_pair) -> None:
+            recorder = by_pair[book.symbol]
+            if recorder.due() and book.sequence_number is not None:
+                bids = book.book.bids.to_list()[:levels]
+                asks = book.book.asks.to_list()[:levels]
+                recorder.record(book.sequence_number, bids, asks)
+
+        handler.add_feed(sim_class(symbols=list(by_pair), channels=[L2_BOOK], callbacks={L2_BOOK: on_book}))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    handler.run(start_loop=False, install_signal_handlers=False)
+    loop.run_until_complete(asyncio.sleep(seconds))
+    handler.stop(loop=loop)
+
+
+def run_ccxt(urls: dict[str, Any], seconds: float, levels: int) -> None:
+    import ccxt
+    import ccxt.pro
+
+    rest = urls["rest"]
+    exchange = ccxt.pro.binance({"options": {"fetchMarkets": {"types": ["spot", "linear", "inverse"]}, "fetchCurrencies": False}})
+    api = exchange.urls["api"]
+    for key, value in list(api.items()):
+        if isinstance(value, str):  # every REST base; only the three market-data ones are served
+            path = value.split("binance.com", 1)[-1] if "binance.com" in value else "/unserved"
+            api[key] = rest + path
+    # ccxt.pro tells spot from futures by the host in the URL ("/stream" in it: spot), so the simulator
+    # is given Binance's host names as the first path segment, which it accepts for this.
+    ws = urls["ws"]
+    spot_ws = f"{ws}/stream.binance.com/ws"
+    api["ws"] = {"spot": spot_ws, "margin": spot_ws, "linear": f"{ws}/fstream.binance.com/ws", "inverse": f"{ws}/dstream.binance.com/ws"}
+    markets = [("spot", s, f"{s[:-4]}/{s[-4:]}") for s in SPOT]
+    markets += [("usdm", s, f"{s[:-4]}/{s[-4:]}:{s[-4:]}") for s in USDM]
+    markets += [("coinm", s, f"{s[:-8]}/USD:{s[:-8]}") for s in COINM]
+
+    async def follow(family: str, symbol: str, unified: str, deadline: float) -> None:
+        recorder = Recorder(family, symbol, levels)
+        while time.monotonic() < deadline:
+            try:
+                book = await exchange.watch_order_book(unified)
+            except ccxt.ChecksumError:  # a gap: its documented remedy is to call watchOrderBook again
+                continue
+            if recorder.due() and book.get("nonce") is not None:
+                recorder.record(book["nonce"], book["bids"], book["asks"])
+
+    async def main() -> None:
+        deadline = time.monotonic() + seconds
+        try:
+            await asyncio.gather(*(follow(f, s, u, deadline) for f, s, u in markets))
+        finally:
+            await exchange.close()
+
+    asyncio.run(main())
+
+
+RUNNERS: dict[str, Callable[[dict[str, Any], float, int], None]] = {
+    "python-binance": run_python_binance,
+    "unicorn": run_unicorn,
+    "cryptofeed": run_cryptofeed,
+    "ccxt": run_ccxt,
+}
+
+
+# -- the parent side: the simulator, the children, the truth
+
+
+@contextmanager
+def simulator(extra: list[str]) -> Iterator[dict[str, Any]]:
+    args = [sys.executable, "-m", "ldc.cli", "sim", "--port", "0", "--symbols", ",".join(SPOT), "--usdm-symbols", ",".join(USDM)]
+    args += ["--coinm-symbols", ",".join(COINM), "--history", str(HISTORY_EVENTS), *extra]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"ldc sim exited without printing its urls (exit {proc.wait()})")
+        yield dict(json.loads(line))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run_child(peer: str, urls: dict[str, Any], seconds: float, levels: int) -> tuple[list[Sample], str | None]:
+    args = [sys.executable, os.path.abspath(__file__), "--child", peer, "--urls", json.dumps(urls), "--seconds", str(seconds), "--levels", str(levels)]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + CHILD_GRACE_S)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return _samples(out), f"did not stop within {seconds + CHILD_GRACE_S:.0f} s"
+    error = None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-600:]}"
+    return _samples(done.stdout), error
+
+
+def _samples(text: str) -> list[Sample]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith('{"family"'):
+            out.append(json.loads(line))
+    return out
+
+
+def _same(mine: list[list[str]], truth: list[list[str]]) -> bool:
+    """Equal level for level; prices and sizes compared as numbers (peers print floats or Decimals)."""
+    return len(mine) == len(truth) and all(float(a) == float(c) and float(b) == float(d) for (a, b), (c, d) in zip(mine, truth))
+
+
+def check(rest: str, samples: list[Sample], levels: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"checked": 0, "matched": 0, "unverifiable": 0, "mismatches": []}
+    session = requests.Session()
+    for sample in samples:
+        params = {"symbol": sample["symbol"], "family": sample["family"], "update_id": sample["update_id"], "limit": levels}
+        answer = session.get(f"{rest}/_sim/book", params=params, timeout=10)
+        if answer.status_code == 404:  # older than the kept history
+            result["unverifiable"] += 1
+            continue
+        truth = answer.json()
+        result["checked"] += 1
+        if _same(sample["bids"], truth["bids"]) and _same(sample["asks"], truth["asks"]):
+            result["matched"] += 1
+        elif len(result["mismatches"]) < 3:
+            result["mismatches"].append({"sample": sample, "truth": truth})
+    return result
+
+
+def compare_peer(peer: str, urls: dict[str, Any], seconds: float, levels: int) -> dict[str, Any]:
+    if importlib.util.find_spec(PEER_MODULES[peer]) is None:
+        return {"peer": peer, "skipped": f"module {PEER_MODULES[peer]!r} is not installed (pip install -e '.[peers]')"}
+    samples, error = run_child(peer, urls, seconds, levels)
+    report: dict[str, Any] = {"peer": peer, "markets": sorted({f"{s['family']}:{s['symbol']}" for s in samples}), "error": error}
+    report.update(check(urls["rest"], samples, levels))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", default=",".join(RUNNERS), help=f"comma separated, of {', '.join(RUNNERS)}")
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="how long each peer follows its books")
+    parser.add_argument("--levels", type=int, default=DEFAULT_LEVELS, help="levels per side compared with the truth")
+    parser.add_argument("--fault", action="append", default=[], help="a simulator fault rule (ldc sim --fault)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--urls", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        guard_loopback()
+        RUNNERS[args.child](json.loads(args.urls), args.seconds, args.levels)
+        return 0
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in RUNNERS]
+    if unknown:
+        parser.error(f"unknown peers {unknown}, expected some of {list(RUNNERS)}")
+    failed = False
+    with simulator([f"--fault={f}" for f in args.fault]) as urls:
+        for peer in peers:
+            report = compare_peer(peer, urls, args.seconds, args.levels)
+            print(json.dumps(report), flush=True)
+            failed |= "skipped" not in report and (report["checked"] == 0 or report["matched"] != report["checked"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -121,7 +121,7 @@ def endpoints(group: GroupConfig) -> Endpoints:
     ``/ws/v5/public``, Bybit ``/v5/public/linear``)."""
     venue = venue_table(group.exchange)
     ws_base = group.ws_url or venue.ws_base_url
-    return Endpoints(rest_url=group.rest_url or venue.rest_base_url, ws_stream_url=f"{ws_base}{venue.ws_path}")
+    return Endpoints(rest_url=group.rest_url or venue.rest_base_url, ws_stream_url=f"{ws_base}{venue.path_of(group.channel)}")
 
 
 def load_config(path: str | Path) -> Config:
@@ -262,7 +262,7 @@ def _symbols(table: dict[str, Any], where: str, venue: VenueTable) -> tuple[str,
     symbols = []
     pattern = re.compile(venue.symbol_pattern)
     for item in raw:
-        symbol = item.upper() if isinstance(item, str) else None
+        symbol = (item.lower() if venue.symbols_lower_case else item.upper()) if isinstance(item, str) else None
         if symbol is None or not pattern.fullmatch(symbol):
             raise ConfigError(f"{where}: key 'symbols' expected symbols like {venue.symbol_form}, found {item!r}")
         symbols.append(symbol)

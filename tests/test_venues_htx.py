@@ -31,7 +31,7 @@ TOPIC = "market.btcusdt.mbp.150"
 
 
 def _frame(obj: dict[str, Any] | str) -> bytes:
-    return gzip.compress(obj.encode() if isinstance(obj, str) else orjson.dumps(obj))
+    return gzip.compress(obj.encode() if isinstance(obj, str) else orjson.dumps(obj), mtime=0)
 
 
 def _events(raw: bytes) -> list[tuple[str, DepthSnapshot | DepthDiff]]:
@@ -64,7 +64,7 @@ def test_numbers_in_scientific_notation_are_read_exactly() -> None:
 
 @pytest.mark.parametrize(("raw", "error"), [
     (b'{"ping": 1}', r"frame: expected gzip-compressed JSON, found"),
-    (gzip.compress(b'{"ping": 1}')[:-6], r"frame: expected a whole gzip stream"),
+    (gzip.compress(b'{"ping": 1}', mtime=0)[:-6], r"frame: expected a whole gzip stream"),
     (b"\x1f\x8b" + b"\x00" * 30, r"frame: expected gzip-compressed JSON, found a broken gzip stream"),
     (_frame(f'{{"ch":"{TOPIC}","tick":{{"seqNum":2,"prevSeqNum":1,"bids":[["9058.27",0]]}}}}'),
      r"field 'bids'\[0\]: expected a non-negative JSON number, found '9058.27'"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class GroupConfig:
     weight_limit_per_min: int = WEIGHT_LIMITS_PER_MIN[SPOT]
     weight_budget_fraction: float = DEFAULT_WEIGHT_BUDGET_FRACTION
     streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
+    ca_file: str | None = None  # CA certificates (PEM) trusted for https:// and wss://; None: the system's store
 
     @property
     def family(self) -> str:
@@ -231,6 +233,7 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
         streams_per_connection=_integer(
             table, "streams_per_connection", where, MAX_STREAMS_PER_CONNECTION, 1, MAX_STREAMS_PER_CONNECTION
         ),
+        ca_file=_ca_file(table, where),
     )
 
 
@@ -331,6 +334,22 @@ def _url(table: dict[str, Any], key: str, where: str, schemes: tuple[str, ...]) 
         expected = " or ".join(f"{s}://host[:port][/path]" for s in schemes)
         raise ConfigError(f"{where}: key {key!r} expected {expected}, found {value!r}")
     return value.rstrip("/")
+
+
+def _ca_file(table: dict[str, Any], where: str) -> str | None:
+    """An absolute path (a feeder's working directory is not the config's) that loads as PEM CA certificates."""
+    if "ca_file" not in table:
+        return None
+    path = _string(table, "ca_file", where, required=True)
+    if not path.startswith("/"):
+        raise ConfigError(f"{where}: key 'ca_file' expected an absolute path, found {path!r}")
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:  # read, but no certificate in it
+        raise ConfigError(f"{where}: key 'ca_file' expected PEM CA certificates, found {path!r} with none ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: key 'ca_file' expected a readable file, found {path!r}: {exc.strerror or exc}") from None
+    return path
 
 
 def _no_unknown_keys(table: dict[str, Any], allowed: set[str], *, where: str) -> None:

@@ -85,6 +85,7 @@ class GroupConfig:
     update_speed_ms: int = 100
     rest_url: str | None = None
     ws_url: str | None = None
+    ca_file: str | None = None  # CA certificates (PEM) trusted for https:// and wss://; None: the system's store
     refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     rest_timeout_s: float = DEFAULT_REST_TIMEOUT_S
@@ -92,7 +93,6 @@ class GroupConfig:
     weight_limit_per_min: int = WEIGHT_LIMITS_PER_MIN[SPOT]
     weight_budget_fraction: float = DEFAULT_WEIGHT_BUDGET_FRACTION
     streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
-    ca_file: str | None = None  # CA certificates (PEM) trusted for https:// and wss://; None: the system's store
 
     @property
     def family(self) -> str:
@@ -220,6 +220,7 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
         ),
         rest_url=_url(table, "rest_url", where, ("http", "https")),
         ws_url=_url(table, "ws_url", where, ("ws", "wss")),
+        ca_file=_ca_file(table, where),
         refresh_interval_s=_number(table, "refresh_interval_s", where, DEFAULT_REFRESH_INTERVAL_S, 0.0, math.inf),
         stale_after_s=_number(table, "stale_after_s", where, DEFAULT_STALE_AFTER_S, 0.001, math.inf, open_low=False),
         rest_timeout_s=_number(table, "rest_timeout_s", where, DEFAULT_REST_TIMEOUT_S, 0.001, MAX_REST_TIMEOUT_S),
@@ -233,7 +234,6 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
         streams_per_connection=_integer(
             table, "streams_per_connection", where, MAX_STREAMS_PER_CONNECTION, 1, MAX_STREAMS_PER_CONNECTION
         ),
-        ca_file=_ca_file(table, where),
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class GroupConfig:
     update_speed_ms: int = 100
     rest_url: str | None = None
     ws_url: str | None = None
+    ca_file: str | None = None  # CA certificates (PEM) trusted for https:// and wss://; None: the system's store
     refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     rest_timeout_s: float = DEFAULT_REST_TIMEOUT_S
@@ -209,6 +211,7 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
         channel=channel,
         rest_url=_url(table, "rest_url", where, ("http", "https")),
         ws_url=_url(table, "ws_url", where, ("ws", "wss")),
+        ca_file=_ca_file(table, where),
         refresh_interval_s=_number(table, "refresh_interval_s", where, DEFAULT_REFRESH_INTERVAL_S, 0.0, math.inf),
         stale_after_s=_number(table, "stale_after_s", where, DEFAULT_STALE_AFTER_S, 0.001, math.inf, open_low=False),
         rest_timeout_s=_number(table, "rest_timeout_s", where, DEFAULT_REST_TIMEOUT_S, 0.001, MAX_REST_TIMEOUT_S),
@@ -324,6 +327,22 @@ def _url(table: dict[str, Any], key: str, where: str, schemes: tuple[str, ...]) 
         expected = " or ".join(f"{s}://host[:port][/path]" for s in schemes)
         raise ConfigError(f"{where}: key {key!r} expected {expected}, found {value!r}")
     return value.rstrip("/")
+
+
+def _ca_file(table: dict[str, Any], where: str) -> str | None:
+    """An absolute path (a feeder's working directory is not the config's) that loads as PEM CA certificates."""
+    if "ca_file" not in table:
+        return None
+    path = _string(table, "ca_file", where, required=True)
+    if not path.startswith("/"):
+        raise ConfigError(f"{where}: key 'ca_file' expected an absolute path, found {path!r}")
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:  # read, but no certificate in it
+        raise ConfigError(f"{where}: key 'ca_file' expected PEM CA certificates, found {path!r} with none ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: key 'ca_file' expected a readable file, found {path!r}: {exc.strerror or exc}") from None
+    return path
 
 
 def _no_unknown_keys(table: dict[str, Any], allowed: set[str], *, where: str) -> None:

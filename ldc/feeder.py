@@ -223,7 +223,8 @@ class Feeder:
         recording = config_for(group.record, group.name, group.record_rotate_mb, group.record_rotate_s)
         self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
-                                connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s)  # fmt: skip
+                                connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s,
+                                ca_file=group.ca_file)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
         self._in_flight: set[futures.Future[None]] = set()
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix=f"ldc-jobs-{group.name}")
@@ -232,7 +233,7 @@ class Feeder:
             max_streams_per_connection=min(group.streams_per_connection, self.venue.max_streams_per_connection),
             control_msgs_per_s=max(1.0, self.venue.control_messages_per_s - 1.0),
         )
-        self.pool = WsPool(self.endpoints.ws_stream_url, self, options=options)
+        self.pool = WsPool(self.endpoints.ws_stream_url, self, options=options, ca_file=group.ca_file)
         self._sync_config = SyncConfig(
             rule=self.venue.sequence_rule,
             depth=group.depth,

@@ -39,6 +39,7 @@ from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
 from ldc.io.rest import RestClient
+from ldc.io.ws import tls_options
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
@@ -119,7 +120,7 @@ class StreamFeeder:
         self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
         # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
         self._rest = RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=group.rest_timeout_s,
-                                read_timeout_s=group.rest_timeout_s)  # fmt: skip
+                                read_timeout_s=group.rest_timeout_s, ca_file=group.ca_file)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -523,7 +524,7 @@ class StreamConnection(threading.Thread):
         while not stop.is_set():
             try:
                 ws = websocket.create_connection(self.feeder.endpoints.ws_stream_url, timeout=CONNECT_TIMEOUT_S,
-                                                 skip_utf8_validation=True)  # fmt: skip
+                                                 skip_utf8_validation=True, sslopt=tls_options(self.feeder.group.ca_file))  # fmt: skip
             except (OSError, websocket.WebSocketException) as exc:
                 self.feeder.on_connect_failed(self.streams, f"{type(exc).__name__}: {exc}")
                 attempt += 1

@@ -32,7 +32,15 @@ Targets (issue 8): >= 90,000 spot diffs per CPU-second; p99 receive-to-publish <
 <= 1.2x the weight bound. Peers (reference/binance-and-peers.md §4, same kind of replay): cryptofeed
 17,300 and ccxt 18,200 diffs per CPU-second. The host is shared and noisy: the load average is printed.
 
-    .venv/bin/python scripts/bench_feeder.py [--repeats 3] [--quick]
+- ``tls`` (with ``--tls``): the throughput and latency runs again over TLS (``ldc sim --tls``; the feeder's
+  group trusts the simulator's CA with ``ca_file``, certificates and host names verified as against the
+  exchange), each TLS run right after its plain twin; diffs per CPU-second with and without TLS and their
+  ratio, medians. The TLS record layer (AES-GCM, in OpenSSL) and ``ssl.SSLSocket.recv_into`` are on the
+  feeder's CPU, as against Binance. The latency pair is not TLS's cost: the receive stamp is taken when a
+  read returns, after its record is decrypted, and a TLS read returns one record (at most 16 KB), so fewer
+  frames wait behind one stamp than in a plain read (LATENCY_NOTE).
+
+    .venv/bin/python scripts/bench_feeder.py [--repeats 3] [--quick] [--tls]
     .venv/bin/python scripts/bench_feeder.py --record [--repeats 5]   # recording off vs on (issue 17)
 """
 
@@ -134,8 +142,9 @@ def load_index(paths: tuple[Path, ...]) -> CaptureIndex:
     return CaptureIndex(final_ids, levels)
 
 
-def replay_args(pace: str, copies: int) -> list[str]:
-    return ["--replay", ",".join(str(p) for p in CAPTURES), "--replay-pace", pace, "--replay-copies", str(copies)]
+def replay_args(pace: str, copies: int, *, tls: bool = False) -> list[str]:
+    tls_arg = ["--tls"] if tls else []  # every connection TLS, the feeder trusting the simulator's CA (ca_file)
+    return ["--replay", ",".join(str(p) for p in CAPTURES), "--replay-pace", pace, "--replay-copies", str(copies), *tls_arg]
 
 
 # ---------------------------------------------------------------- reading the segment
@@ -230,12 +239,13 @@ _RUNS = itertools.count(1)
 
 
 def run_throughput(index: CaptureIndex, markets: int, *, record: str | None = None,
-                   settle_s: float = IDLE_SETTLE_S) -> dict[str, Any]:  # fmt: skip
+                   settle_s: float = IDLE_SETTLE_S, tls: bool = False) -> dict[str, Any]:  # fmt: skip
     """``record``: the group records into this directory (``--record``); ``settle_s``: wait this long for the
-    feeder (and its recording writer, which flushes every second) to be idle before its CPU clock is read."""
+    feeder (and its recording writer, which flushes every second) to be idle before its CPU clock is read;
+    ``tls``: the simulator speaks TLS and the group trusts its CA (``--tls``)."""
     symbols = symbols_of(markets)
     group = new_group(f"tp{markets}")
-    sim_args = replay_args("client", markets)
+    sim_args = replay_args("client", markets, tls=tls)
     keys: dict[str, object] = {"depth": DEPTH} if record is None else {"depth": DEPTH, "record": f'"{record}"'}
     with SimProcess(sim_args) as sim, FeederProcess(group, config_text(group, sim, symbols, **keys)) as feeder:
         reader = attach(group, markets)
@@ -304,7 +314,7 @@ def final_books(reader: Reader, sim: SimProcess, symbols: list[str]) -> dict[str
     for symbol in symbols:
         snap = reader.snapshot(symbol, DEPTH, allow_out_of_sync=True)
         query: dict[str, str | int] = {"symbol": symbol, "update_id": snap.update_id, "limit": DEPTH}
-        truth = requests.get(f"{sim.urls['rest']}/_sim/book", params=query, timeout=10).json()
+        truth = requests.get(f"{sim.urls['rest']}/_sim/book", params=query, timeout=10, verify=sim.verify).json()
         bids, asks = snap.bids.tolist(), snap.asks.tolist()
         true_bids = [[float(p), float(q)] for p, q in truth["bids"]][: len(bids)]
         true_asks = [[float(p), float(q)] for p, q in truth["asks"]][: len(asks)]
@@ -336,16 +346,16 @@ def _difference(symbol: str, snap: Any, truth: dict[str, Any], *sides: list[list
     return f"{symbol}: update id {snap.update_id}, truth {truth['update_id']}"
 
 
-def run_source(index: CaptureIndex, markets: int) -> dict[str, float]:
+def run_source(index: CaptureIndex, markets: int, *, tls: bool = False) -> dict[str, float]:
     """The simulator's send rate into a reader that only counts frames; then the time it takes to answer a
     REST snapshot at the end of the replay (it walks its replay book forward for a snapshot on its one event loop
     and sends nothing meanwhile, as during the feeder's syncs and refreshes)."""
     symbols = symbols_of(markets)
-    with SimProcess(replay_args("client", markets)) as sim:
-        result = raw_reader_rate(sim.port, streams_of(symbols), len(index.final_ids) * markets, RUN_TIMEOUT_S)
+    with SimProcess(replay_args("client", markets, tls=tls)) as sim:
+        result = raw_reader_rate(sim.port, streams_of(symbols), len(index.final_ids) * markets, RUN_TIMEOUT_S, ca_file=sim.ca_file)
         start = time.perf_counter()
         query: dict[str, str | int] = {"symbol": symbols[0], "limit": SNAPSHOT_LIMIT}
-        requests.get(f"{sim.urls['rest']}/api/v3/depth", params=query, timeout=RUN_TIMEOUT_S)
+        requests.get(f"{sim.urls['rest']}/api/v3/depth", params=query, timeout=RUN_TIMEOUT_S, verify=sim.verify)
         result["snapshot_s"] = time.perf_counter() - start
         return result
 
@@ -353,10 +363,10 @@ def run_source(index: CaptureIndex, markets: int) -> dict[str, float]:
 # ---------------------------------------------------------------- latency
 
 
-def run_latency(seconds: float) -> dict[str, Any]:
+def run_latency(seconds: float, *, tls: bool = False) -> dict[str, Any]:
     symbols = symbols_of(LATENCY_MARKETS)
     group = new_group("lat")
-    sim_args = replay_args(LATENCY_PACE, LATENCY_MARKETS)
+    sim_args = replay_args(LATENCY_PACE, LATENCY_MARKETS, tls=tls)
     with SimProcess(sim_args) as sim, FeederProcess(group, config_text(group, sim, symbols, depth=DEPTH)) as feeder:
         reader = attach(group, LATENCY_MARKETS)
         try:
@@ -507,11 +517,63 @@ def _round(value: float) -> float:
     return round(value, 2)
 
 
+TP_KEYS = ["diffs_per_s", "levels_per_s", "cpu_us_per_diff", "diffs_per_cpu_s", "busy_fraction", "wall_s", "diffs",
+           "whole_process_diffs_per_cpu_s"]  # fmt: skip
+LATENCY_KEYS = ["publishes_per_s", "p50_us", "p99_us", "max_us", "over_200_us_fraction", "sampled", "sampled_fraction", "feeder_cpu_fraction"]
+
+
+def throughput_summary(runs: list[dict[str, Any]], sources: list[dict[str, float]]) -> dict[str, Any]:
+    med = median_of(runs, TP_KEYS)
+    source_rate = statistics.median(s["frames_per_s"] for s in sources)
+    return {
+        **med,
+        "runs_diffs_per_cpu_s": [round(r["diffs_per_cpu_s"]) for r in runs],
+        "source_frames_per_s": round(source_rate),
+        "source_to_feeder_wall_ratio": round(source_rate / med["diffs_per_s"], 2),
+        "source_to_feeder_cpu_ratio": round(source_rate / med["diffs_per_cpu_s"], 2),
+        "source_snapshot_s": round(statistics.median(s["snapshot_s"] for s in sources), 3),
+        "snapshots": max(r["snapshots"] for r in runs),
+        "resyncs": max(r["resyncs"] for r in runs),
+        "gaps": max(r["gaps"] for r in runs),
+        "final_books": final_tally([r["final_books"] for r in runs]),
+        "exit_status": sorted({r["exit_status"] for r in runs}),
+    }
+
+
+def latency_summary(runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    return {"markets": LATENCY_MARKETS, "pace": LATENCY_PACE, "seconds": seconds, **median_of(runs, LATENCY_KEYS),
+            "runs_p99_us": [round(r["p99_us"]) for r in runs]}  # fmt: skip
+
+
+LATENCY_NOTE = "receive stamped after decryption; a TLS read returns one record, fewer frames per stamp: not the cost of TLS"
+
+
+def tls_comparison(plain: dict[str, Any], tls: dict[str, Any], plain_latency: dict[str, Any], tls_latency: dict[str, Any]) -> dict[str, Any]:
+    """TLS against plain, medians of runs interleaved in this one run (the host's load drifts alike for both)."""
+    out: dict[str, Any] = {}
+    for key, with_tls in tls.items():
+        without = plain[key]
+        out[key] = {
+            "diffs_per_cpu_s": {"plain": without["diffs_per_cpu_s"], "tls": with_tls["diffs_per_cpu_s"],
+                                "tls_to_plain": round(with_tls["diffs_per_cpu_s"] / without["diffs_per_cpu_s"], 2)},
+            "cpu_us_per_diff": {"plain": without["cpu_us_per_diff"], "tls": with_tls["cpu_us_per_diff"],
+                                "tls_extra_us": round(with_tls["cpu_us_per_diff"] - without["cpu_us_per_diff"], 2)},
+            "runs_diffs_per_cpu_s": {"plain": without["runs_diffs_per_cpu_s"], "tls": with_tls["runs_diffs_per_cpu_s"]},
+            "tls_detail": with_tls,
+        }  # fmt: skip
+    out["latency"] = {k: {"plain": plain_latency[k], "tls": tls_latency[k]} for k in ("p50_us", "p99_us", "feeder_cpu_fraction")}
+    out["latency"]["runs_p99_us"] = {"plain": plain_latency["runs_p99_us"], "tls": tls_latency["runs_p99_us"]}
+    out["latency"]["note"] = LATENCY_NOTE
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 2 markets, short latency, 50-market cold start")
     parser.add_argument("--record", action="store_true", help="only: CPU per diff with recording off vs on, alternated")
+    parser.add_argument("--tls", action="store_true", help="also every throughput and latency run over TLS (ldc sim --tls, the feeder "
+                        "trusting its CA), interleaved with the plain ones; the comparison is under \"tls\"")
     args = parser.parse_args()
     repeats = 1 if args.quick else max(1, args.repeats)
     many = 2 if args.quick else 10
@@ -524,33 +586,26 @@ def main() -> int:
         return 0
     cold_markets, window_s = (50, 1.2) if args.quick else (500, 3.0)  # window ms a multiple of the governor's 60 buckets
     latency_s = 1.0 if args.quick else 3.0
+    modes = (False, True) if args.tls else (False,)
 
     load_start = round(os.getloadavg()[0], 2)
     index = load_index(CAPTURES)
-    tp_keys = ["diffs_per_s", "levels_per_s", "cpu_us_per_diff", "diffs_per_cpu_s", "busy_fraction", "wall_s", "diffs",
-               "whole_process_diffs_per_cpu_s"]  # fmt: skip
-    throughput: dict[str, Any] = {}
+    throughput: dict[str, dict[str, Any]] = {}
+    tls_throughput: dict[str, dict[str, Any]] = {}
     for markets in (1, many):
-        runs, sources = [], []
+        runs: dict[bool, list[dict[str, Any]]] = {tls: [] for tls in modes}
+        sources: dict[bool, list[dict[str, float]]] = {tls: [] for tls in modes}
         for _ in range(repeats):
-            runs.append(run_throughput(index, markets))
-            sources.append(run_source(index, markets))
-        med = median_of(runs, tp_keys)
-        source_rate = statistics.median(s["frames_per_s"] for s in sources)
-        throughput[f"{markets}_markets"] = {
-            **med,
-            "runs_diffs_per_cpu_s": [round(r["diffs_per_cpu_s"]) for r in runs],
-            "source_frames_per_s": round(source_rate),
-            "source_to_feeder_wall_ratio": round(source_rate / med["diffs_per_s"], 2),
-            "source_to_feeder_cpu_ratio": round(source_rate / med["diffs_per_cpu_s"], 2),
-            "source_snapshot_s": round(statistics.median(s["snapshot_s"] for s in sources), 3),
-            "snapshots": max(r["snapshots"] for r in runs),
-            "resyncs": max(r["resyncs"] for r in runs),
-            "gaps": max(r["gaps"] for r in runs),
-            "final_books": final_tally([r["final_books"] for r in runs]),
-            "exit_status": sorted({r["exit_status"] for r in runs}),
-        }
-    latency_runs = [run_latency(latency_s) for _ in range(repeats)]
+            for tls in modes:
+                runs[tls].append(run_throughput(index, markets, tls=tls))
+                sources[tls].append(run_source(index, markets, tls=tls))
+        throughput[f"{markets}_markets"] = throughput_summary(runs[False], sources[False])
+        if args.tls:
+            tls_throughput[f"{markets}_markets"] = throughput_summary(runs[True], sources[True])
+    latency_runs: dict[bool, list[dict[str, Any]]] = {tls: [] for tls in modes}
+    for _ in range(repeats):
+        for tls in modes:
+            latency_runs[tls].append(run_latency(latency_s, tls=tls))
     plan = weight_plan(cold_markets, window_s)
     cold_runs = [run_cold_start(plan) for _ in range(repeats)]
 
@@ -561,10 +616,7 @@ def main() -> int:
         "capture": {"files": [p.name for p in CAPTURES], "diffs": len(index.final_ids), "levels": index.levels_before[-1]},
         "repeats": repeats,
         "throughput": throughput,
-        "latency": {"markets": LATENCY_MARKETS, "pace": LATENCY_PACE, "seconds": latency_s,
-                    **median_of(latency_runs, ["publishes_per_s", "p50_us", "p99_us", "max_us", "over_200_us_fraction", "sampled",
-                                                    "sampled_fraction", "feeder_cpu_fraction"]),
-                    "runs_p99_us": [round(r["p99_us"]) for r in latency_runs]},  # fmt: skip
+        "latency": latency_summary(latency_runs[False], latency_s),
         "cold_start": {"markets": plan.markets, "window_s": plan.window_s, "weight": plan.weight, "budget_per_window": plan.budget,
                        "simulator_limit_per_window": plan.limit, "bound_s": plan.bound_s,
                        **median_of(cold_runs, ["measured_s", "ratio", "overhead_s", "startup_s", "ratio_after_startup"]),
@@ -581,6 +633,8 @@ def main() -> int:
     }
     result["targets"]["p99_us"]["measured"] = result["latency"]["p99_us"]
     result["targets"]["cold_start_ratio"]["measured"] = result["cold_start"]["ratio"]
+    if args.tls:
+        result["tls"] = tls_comparison(throughput, tls_throughput, result["latency"], latency_summary(latency_runs[True], latency_s))
     print(json.dumps(result, indent=2))
     return 0
 

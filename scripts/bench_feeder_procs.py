@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -55,11 +56,17 @@ class SimProcess:
             raise RuntimeError(f"simulator exited with {self.proc.returncode} before printing its urls")
         self.urls: dict[str, Any] = json.loads(line)
         self.port = int(self.urls["rest"].rsplit(":", 1)[1])
+        self.ca_file: str | None = self.urls.get("ca_file")  # with --tls: the CA every client here trusts
+
+    @property
+    def verify(self) -> str | bool:
+        """``requests``' verify=: the simulator's CA with --tls (verified as the feeder verifies), else the default."""
+        return self.ca_file or True
 
     def stats(self) -> dict[str, Any]:
         import requests
 
-        result: dict[str, Any] = requests.get(f"{self.urls['rest']}/_sim/stats", timeout=10).json()
+        result: dict[str, Any] = requests.get(f"{self.urls['rest']}/_sim/stats", timeout=10, verify=self.verify).json()
         return result
 
     def stop(self) -> None:
@@ -82,7 +89,7 @@ class SimProcess:
 
 def config_text(group: str, sim: SimProcess, symbols: list[str], **keys: object) -> str:
     quoted = ", ".join(f'"{s}"' for s in symbols)
-    extra = "".join(f"{k} = {v}\n" for k, v in keys.items())
+    extra = "".join(f"{k} = {v}\n" for k, v in keys.items()) + (f'ca_file = "{sim.ca_file}"\n' if sim.ca_file else "")
     return (f'[[group]]\nname = "{group}"\nexchange = "binance.com"\nsymbols = [{quoted}]\n'
             f'rest_url = "{sim.urls["rest"]}"\nws_url = "{sim.urls["ws"]}"\n{extra}')  # fmt: skip
 
@@ -148,10 +155,13 @@ class FeederProcess:
         self.close()
 
 
-def raw_reader_rate(port: int, streams: list[str], frames: int, timeout_s: float) -> dict[str, float]:
+def raw_reader_rate(port: int, streams: list[str], frames: int, timeout_s: float, *, ca_file: str | None = None) -> dict[str, float]:
     """Subscribe like the feeder (combined stream URL) and only count frames, walking the frame headers
-    of raw socket reads: the simulator's own send rate, frames/s from the first byte to the last frame."""
+    of raw socket reads: the simulator's own send rate, frames/s from the first byte to the last frame.
+    With ``ca_file`` the connection is TLS (``ldc sim --tls``), verified against it."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    if ca_file is not None:
+        sock = ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname="127.0.0.1")
     key = base64.b64encode(os.urandom(16))
     sock.sendall(f"GET /stream?streams={'/'.join(streams)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
                  + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key

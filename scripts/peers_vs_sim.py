@@ -29,14 +29,11 @@ import ipaddress
 import json
 import os
 import socket
-import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,6 +49,7 @@ CHILD_GRACE_S = 60.0  # start-up (UNICORN waits ~6 s before its first snapshot) 
 HISTORY_EVENTS = 100_000  # the truth must still know every sampled update id at the end
 PEER_MODULES = {"python-binance": "binance", "unicorn": "unicorn_binance_local_depth_cache", "cryptofeed": "cryptofeed", "ccxt": "ccxt"}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WSS_ONLY = ("cryptofeed",)  # peers that refuse ws://: they get `ldc sim --tls` (every peer may: see simulator())
 
 Sample = dict[str, Any]
 
@@ -202,59 +200,15 @@ def _unicorn_stable_read(manager: Any, symbol: str, levels: int) -> tuple[int, l
     return reads[0] if reads[0] == reads[1] else None
 
 
-def tls_front(plain_port: int) -> int:
-    """A TLS listener on the loopback that forwards to ``plain_port`` (for a peer that insists on wss://).
-
-    Its self-signed certificate (for 127.0.0.1) becomes the process's trusted CA via SSL_CERT_FILE, which
-    the default SSL context of the peer's websocket library reads. Returns the TLS port."""
-    directory = tempfile.mkdtemp(prefix="peers-vs-sim-")
-    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    os.environ["SSL_CERT_FILE"] = cert
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", plain_port)
-        await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer))
-
-    started: Future[int] = Future()
-
-    def run() -> None:
-        async def main() -> None:
-            server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
-            started.set_result(server.sockets[0].getsockname()[1])
-            await server.serve_forever()
-
-        asyncio.run(main())
-
-    threading.Thread(target=run, name="tls-front", daemon=True).start()
-    return started.result(timeout=10)
-
-
 def run_cryptofeed(urls: dict[str, Any], seconds: float, levels: int) -> None:
     from cryptofeed import FeedHandler
     from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
     from cryptofeed.defines import L2_BOOK
     from cryptofeed.exchanges import Binance, BinanceDelivery, BinanceFutures
 
-    rest = urls["rest"]
-    # cryptofeed refuses a websocket address that is not wss:// (as every live exchange is)
-    wss = f"wss://127.0.0.1:{tls_front(int(urls['rest'].rpartition(':')[2]))}"
+    # cryptofeed refuses a websocket address that is not wss:// (as every live exchange is): its simulator
+    # runs with --tls (WSS_ONLY), REST over https too, the CA trusted through the environment (run_child)
+    rest, wss = urls["rest"], urls["ws"]
     plan = [(Binance, "spot", SPOT, wss), (BinanceFutures, "usdm", USDM, f"{wss}/usdm"), (BinanceDelivery, "coinm", COINM, f"{wss}/coinm")]
     handler = FeedHandler(config={"log": {"disabled": True}})
     for feed_class, family, symbols, ws in plan:
@@ -330,9 +284,10 @@ RUNNERS: dict[str, Callable[[dict[str, Any], float, int], None]] = {
 
 
 @contextmanager
-def simulator(extra: list[str]) -> Iterator[dict[str, Any]]:
+def simulator(extra: list[str], *, tls: bool = False) -> Iterator[dict[str, Any]]:
+    """``ldc sim`` for one peer; with ``tls`` every URL is https:// / wss:// and ``urls["ca_file"]`` is its CA."""
     args = [sys.executable, "-m", "ldc.cli", "sim", "--port", "0", "--symbols", ",".join(SPOT), "--usdm-symbols", ",".join(USDM)]
-    args += ["--coinm-symbols", ",".join(COINM), "--history", str(HISTORY_EVENTS), *extra]
+    args += ["--coinm-symbols", ",".join(COINM), "--history", str(HISTORY_EVENTS), *(["--tls"] if tls else []), *extra]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
@@ -348,12 +303,22 @@ def simulator(extra: list[str]) -> Iterator[dict[str, Any]]:
 def run_child(peer: str, urls: dict[str, Any], seconds: float, levels: int) -> tuple[list[Sample], str | None]:
     args = [sys.executable, os.path.abspath(__file__), "--child", peer, "--urls", json.dumps(urls), "--seconds", str(seconds), "--levels", str(levels)]
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + CHILD_GRACE_S)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + CHILD_GRACE_S, env=trusting(urls.get("ca_file")))
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         return _samples(out), f"did not stop within {seconds + CHILD_GRACE_S:.0f} s"
     error = None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-600:]}"
     return _samples(done.stdout), error
+
+
+def trusting(ca_file: str | None) -> dict[str, str]:
+    """The child's environment: with a TLS simulator its CA is what the peer's unchanged code trusts, the way a
+    user points any Python client at a private CA: the ssl module's default paths (SSL_CERT_FILE: aiohttp,
+    websockets) and requests' bundle (REQUESTS_CA_BUNDLE). Verification stays on."""
+    env = dict(os.environ)
+    if ca_file is not None:
+        env["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"] = ca_file
+    return env
 
 
 def _samples(text: str) -> list[Sample]:
@@ -369,12 +334,13 @@ def _same(mine: list[list[str]], truth: list[list[str]]) -> bool:
     return len(mine) == len(truth) and all(float(a) == float(c) and float(b) == float(d) for (a, b), (c, d) in zip(mine, truth))
 
 
-def check(rest: str, samples: list[Sample], levels: int) -> dict[str, Any]:
+def check(rest: str, samples: list[Sample], levels: int, ca_file: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"checked": 0, "matched": 0, "unverifiable": 0, "mismatches": []}
     session = requests.Session()
+    verify = ca_file or True  # per request: a REQUESTS_CA_BUNDLE in the environment overrides Session.verify
     for sample in samples:
         params = {"symbol": sample["symbol"], "family": sample["family"], "update_id": sample["update_id"], "limit": levels}
-        answer = session.get(f"{rest}/_sim/book", params=params, timeout=10)
+        answer = session.get(f"{rest}/_sim/book", params=params, timeout=10, verify=verify)
         if answer.status_code == 404:  # older than the kept history
             result["unverifiable"] += 1
             continue
@@ -392,7 +358,7 @@ def compare_peer(peer: str, urls: dict[str, Any], seconds: float, levels: int) -
         return {"peer": peer, "skipped": f"module {PEER_MODULES[peer]!r} is not installed (pip install -e '.[peers]')"}
     samples, error = run_child(peer, urls, seconds, levels)
     report: dict[str, Any] = {"peer": peer, "markets": sorted({f"{s['family']}:{s['symbol']}" for s in samples}), "error": error}
-    report.update(check(urls["rest"], samples, levels))
+    report.update(check(urls["rest"], samples, levels, urls.get("ca_file")))
     return report
 
 
@@ -414,11 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown peers {unknown}, expected some of {list(RUNNERS)}")
     failed = False
-    with simulator([f"--fault={f}" for f in args.fault]) as urls:
-        for peer in peers:
+    for peer in peers:
+        with simulator([f"--fault={f}" for f in args.fault], tls=peer in WSS_ONLY) as urls:
             report = compare_peer(peer, urls, args.seconds, args.levels)
-            print(json.dumps(report), flush=True)
-            failed |= "skipped" not in report and (report["checked"] == 0 or report["matched"] != report["checked"])
+        print(json.dumps(report), flush=True)
+        failed |= "skipped" not in report and (report["checked"] == 0 or report["matched"] != report["checked"])
     return 1 if failed else 0
 
 

@@ -35,7 +35,7 @@ def load_script() -> ModuleType:
 def test_peer_client_syncs_and_matches_the_truth(peer: str) -> None:
     script = load_script()
     pytest.importorskip(script.PEER_MODULES[peer], reason=f"{peer} is in the peers extra: pip install -e '.[peers]'")
-    with script.simulator([]) as urls:
+    with script.simulator([], tls=peer in script.WSS_ONLY) as urls:
         report: dict[str, Any] = script.compare_peer(peer, urls, SECONDS[peer], script.DEFAULT_LEVELS)
     assert report["error"] is None, report["error"]
     assert report["checked"] >= MIN_CHECKED, report

@@ -90,3 +90,15 @@ def test_bybit_simulator_through_the_stream_feeder_equals_its_truth(group: str, 
         truth = lambda s, u: sim.venue_truth("bybit", s, category=category, update_id=u, limit=DEPTH, depth=200)  # noqa: E731
         assert _check_against_truth(group, feeder, truth, symbols) >= 20
         assert sum(m.sync.gaps + m.sync.resyncs for m in feeder.markets.values()) == 0
+
+
+def test_okx_over_tls_through_the_stream_feeder_equals_its_truth(group: str) -> None:
+    """ldc sim --tls's OKX family -> the stream feeder trusting its CA (ca_file) -> segment: equal to the truth."""
+    symbols = ("BTC-USDT", "BTC-USDT-SWAP")
+    with Simulator(SimConfig(spot_symbols=(), okx_symbols=symbols, seed=11, tls=True)) as sim:
+        assert sim.okx_ws_url.startswith("wss://") and sim.ca_file is not None
+        config = GroupConfig(name=group, exchange="okx", symbols=symbols, depth=DEPTH, channel="books", capacity=8,
+                             ws_url=_base(sim.okx_ws_url), rest_url=sim.okx_rest_url, ca_file=sim.ca_file)  # fmt: skip
+        feeder = StreamFeeder(config)
+        checked = _check_against_truth(group, feeder, lambda s, u: sim.venue_truth("okx", s, update_id=u, limit=DEPTH), symbols)
+        assert checked >= 30

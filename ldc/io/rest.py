@@ -66,13 +66,14 @@ class RestClient:
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         grant_timeout_s: float = DEFAULT_GRANT_TIMEOUT_S,
+        ca_file: str | None = None,  # CA certificates trusted for https://; None: the system's store
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._governor = governor
         self._connect_timeout_s, self._read_timeout_s = connect_timeout_s, read_timeout_s
         self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self._grant_timeout_s = grant_timeout_s
-        self._pools = _pool_manager(self.base_url)
+        self._pools = _pool_manager(self.base_url, ca_file)
         self._pool_lock = threading.Lock()  # the pools are shared by snapshot threads; close() must not race
 
     def get(
@@ -123,14 +124,15 @@ class RestClient:
         self.close()
 
 
-def _pool_manager(base_url: str) -> urllib3.PoolManager:
-    """Keep-alive pools for ``base_url``'s host, through the environment's proxy when it names one for it."""
+def _pool_manager(base_url: str, ca_file: str | None = None) -> urllib3.PoolManager:
+    """Keep-alive pools for ``base_url``'s host, through the environment's proxy when it names one for it.
+    urllib3 verifies the certificate and the host name (CERT_REQUIRED) against ``ca_file`` or the system's store."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
     url = urllib3.util.parse_url(base_url)
     proxy = urllib.request.getproxies().get(url.scheme or "http")
     if proxy and not urllib.request.proxy_bypass(url.host or ""):
-        return urllib3.ProxyManager(proxy, num_pools=1, maxsize=POOL_MAXSIZE, headers=headers)
-    return urllib3.PoolManager(num_pools=1, maxsize=POOL_MAXSIZE, headers=headers)
+        return urllib3.ProxyManager(proxy, num_pools=1, maxsize=POOL_MAXSIZE, headers=headers, ca_certs=ca_file)
+    return urllib3.PoolManager(num_pools=1, maxsize=POOL_MAXSIZE, headers=headers, ca_certs=ca_file)
 
 
 def _status_error(what: str, status: int, body: bytes, retry_after_s: float | None) -> RestError:

@@ -362,6 +362,7 @@ class _Conn:
                 url,
                 timeout=opts.connect_timeout_s,
                 enable_multithread=False,
+                sslopt=self.pool.sslopt,
             )
         except (OSError, websocket.WebSocketException) as exc:
             log.warning("ws lane %d: connect to %s failed: %s", self.lane.lane_id, self.pool.endpoint, exc)
@@ -593,14 +594,22 @@ def _close_handshake(ws: websocket.WebSocket, parser: _FrameParser) -> None:
         pass
 
 
+def tls_options(ca_file: str | None) -> dict[str, str]:
+    """websocket-client's ``sslopt`` for wss://: trust ``ca_file`` (None: the system's store). Its defaults stay:
+    CERT_REQUIRED and the host name checked."""
+    return {"ca_certs": ca_file} if ca_file else {}
+
+
 class WsPool:
     """The websocket connections of one feeder, ``endpoint`` being the venue's combined-stream URL without
     a query (``wss://stream.binance.com:9443/stream``, ``wss://fstream.binance.com/public/stream``)."""
 
-    def __init__(self, endpoint: str, handler: WsHandler, *, options: WsOptions | None = None) -> None:
+    def __init__(self, endpoint: str, handler: WsHandler, *, options: WsOptions | None = None,
+                 ca_file: str | None = None) -> None:  # fmt: skip
         self.endpoint = endpoint
         self.handler = handler
         self.options = options or WsOptions()
+        self.sslopt = tls_options(ca_file)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)

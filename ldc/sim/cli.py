@@ -4,7 +4,8 @@ The first line on stdout is JSON: {"rest": "http://127.0.0.1:P", "ws": "ws://127
 "ws_coinm": ..., "markets": {"spot": [...], "usdm": [...], "coinm": [...]}}, plus, for each venue family
 serving markets (ldc.sim.families), "okx" / "bybit" / "htx" / "kraken" / "coinbase": {"rest": base,
 "ws": base, "ws_...": full websocket URLs ("ws_public"; "ws_spot", "ws_linear", "ws_inverse"; "ws_feed",
-"ws_market"; "ws_v2"), "markets": ...}. SIGTERM / SIGINT stop it.
+"ws_market"; "ws_v2"), "markets": ...}. With --tls the URLs are https:// and wss:// and "ca_file" names the CA
+to trust (removed when the simulator stops). SIGTERM / SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ conn, symbol.
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ldc sim", description="Local Binance exchange simulator (127.0.0.1 only).", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default 0)")
+    p.add_argument("--tls", action="store_true", help="every port speaks TLS (https://, wss://): a CA and a certificate for 127.0.0.1 "
+                   "are made at start, the CA file's path is \"ca_file\" in the first line")
     p.add_argument("--symbols", default="", help="spot symbols, comma separated")
     p.add_argument("--usdm-symbols", default="", help="USD-M futures symbols")
     p.add_argument("--coinm-symbols", default="", help="COIN-M futures symbols")
@@ -180,6 +183,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         raise SimError(f"rate and speed must be > 0, found rate={args.rate} speed={args.speed}")
     return SimConfig(
         port=args.port,
+        tls=args.tls,
         spot_symbols=tuple(families[Family.SPOT]),
         usdm_symbols=tuple(families[Family.USDM]),
         coinm_symbols=tuple(families[Family.COINM]),

@@ -31,6 +31,7 @@ class ReplaySource:
 class SimConfig:
     # Where
     port: int = 0  # 0: pick a free port; the host is always 127.0.0.1
+    tls: bool = False  # every port speaks TLS (https://, wss://) with a certificate made at start (ldc.sim.tls)
     # Markets
     spot_symbols: tuple[str, ...] = ("BTCUSDT",)
     usdm_symbols: tuple[str, ...] = ()

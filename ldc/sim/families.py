@@ -17,11 +17,13 @@ Each venue with markets gets its own 127.0.0.1 port (``okx_port`` / ``bybit_port
   (``/api/v3/brokerage/market/...``, ``/_sim/...``), websocket ``ws://127.0.0.1:P``.
 
 :meth:`VenueFamilies.urls` is what ``ldc sim`` prints under each venue's name: ``rest`` and ``ws`` are bases
-(a client adds the venue's paths, as it would to the exchange's host), ``ws_*`` full websocket URLs.
+(a client adds the venue's paths, as it would to the exchange's host), ``ws_*`` full websocket URLs. With
+``SimConfig.tls`` every one of these ports speaks TLS: ``https://`` and ``wss://`` (ldc.sim.tls).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TypeVar
@@ -47,6 +49,7 @@ from ldc.sim.venue_replay import (
     parse_pace,
     read_recording,
 )
+from ldc.sim.tls import schemes
 from ldc.sim.venue_transport import HOST, VenueServer
 
 
@@ -168,10 +171,10 @@ class VenueFamilies:
                     raise SimError(f"a {name} fault was given but no {name} market is served")
                 self.servers[name].faults.add(rule)
 
-    async def start(self) -> None:
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
         ports = {"okx": self.config.okx_port, "bybit": self.config.bybit_port, "htx": self.config.htx_port, "kraken": self.config.kraken_port, "coinbase": self.config.coinbase_port}
         for name, server in self.servers.items():
-            await server.start(ports[name])
+            await server.start(ports[name], tls=tls)
 
     async def stop(self) -> None:
         for timeline in self.timelines:
@@ -193,7 +196,7 @@ class VenueFamilies:
         exchange); the ``ws_*`` keys are the full websocket URLs."""
         out: dict[str, object] = {}
         for venue, server in self.servers.items():
-            rest, base = f"http://{HOST}:{server.port}", f"ws://{HOST}:{server.port}"
+            rest, base = (f"{scheme}://{HOST}:{server.port}" for scheme in schemes(self.config.tls))
             out[venue] = {"rest": rest, "ws": base, **{key: f"{base}{path}" for key, path in WS_PATHS[venue].items()}}
         if self.okx is not None:
             _markets(out, "okx", sorted(self.okx.markets))

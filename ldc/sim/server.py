@@ -14,6 +14,7 @@ from ldc.sim.httpmsg import MAX_BODY_BYTES, HttpError, Request, Response, parse_
 from ldc.sim.markets import Family, make_spec
 from ldc.sim.rest import RestApi, error
 from ldc.sim.session import Route, Session
+from ldc.sim.tls import drop
 from ldc.sim.streams import HOST_PREFIXES, path_stream_names
 from ldc.sim.wsframes import CLOSE_GOING_AWAY, accept_key
 
@@ -164,7 +165,7 @@ class ServerState:
         for session in list(self.sessions.values()):
             session.abort()
         for writer in list(self.writers):
-            writer.close()
+            drop(writer)
         deadline = time.monotonic() + CLOSE_ALL_TIMEOUT_S
         while self.writers and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

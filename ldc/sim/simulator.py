@@ -15,11 +15,18 @@ OKX and Bybit (``ldc.sim.families``) run on their own ports when ``SimConfig.okx
         sim.venue_truth("okx", "BTC-USDT", update_id=seq_id, limit=25)
         sim.venue_truth("bybit", "BTCUSDT", category="linear", update_id=u, depth=50)
         sim.add_venue_fault("bybit", venue_fault_from_cli("reset:count=1,symbol=BTCUSDT"))
+
+With ``SimConfig(tls=True)`` every port speaks TLS: the URLs are ``https://`` / ``wss://`` and ``sim.ca_file`` is
+the CA to trust (``ssl.create_default_context(cafile=sim.ca_file)``), made at start and removed at stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import ssl
+import tempfile
 import threading
 from concurrent.futures import Future
 from types import TracebackType
@@ -30,6 +37,7 @@ from ldc.sim.config import SimConfig
 from ldc.sim.families import VenueFamilies
 from ldc.sim.faults import FaultRule
 from ldc.sim.server import HOST, ServerState
+from ldc.sim.tls import SimTls, make_sim_tls, schemes
 from ldc.sim.venue_faults import VenueFault
 
 START_TIMEOUT_S = 10.0
@@ -47,27 +55,39 @@ class Simulator:
         self._state: ServerState | None = None
         self._stop: asyncio.Event | None = None
         self._families: VenueFamilies | None = None
+        self._tls: SimTls | None = None
         self.port = 0
 
     # -- URLs
 
+    def _rest_base(self, port: int) -> str:
+        return f"{schemes(self.config.tls)[0]}://{HOST}:{port}"
+
+    def _ws_base(self, port: int) -> str:
+        return f"{schemes(self.config.tls)[1]}://{HOST}:{port}"
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA file a client trusts with ``SimConfig(tls=True)`` (None without TLS); it lives while the simulator runs."""
+        return self._tls.ca_file if self._tls is not None else None
+
     @property
     def rest_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return self._rest_base(self.port)
 
     @property
     def ws_url(self) -> str:
         """Base for spot (``/ws``, ``/stream``); root paths also find futures-only symbols."""
-        return f"ws://{HOST}:{self.port}"
+        return self._ws_base(self.port)
 
     @property
     def usdm_ws_url(self) -> str:
         """Base for USD-M (append ``/ws``, ``/stream``, ``/public/ws``, ``/public/stream``)."""
-        return f"ws://{HOST}:{self.port}/usdm"
+        return f"{self._ws_base(self.port)}/usdm"
 
     @property
     def coinm_ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}/coinm"
+        return f"{self._ws_base(self.port)}/coinm"
 
     def urls(self) -> dict[str, Any]:
         """What ``ldc sim`` prints as its first line."""
@@ -75,7 +95,8 @@ class Simulator:
         for family, symbol in self.state.exchange.markets:
             markets[family.value].append(symbol)
         venues = self._families.urls() if self._families is not None else {}
-        return {"rest": self.rest_url, "ws": self.ws_url, "ws_usdm": self.usdm_ws_url, "ws_coinm": self.coinm_ws_url, "markets": markets, **venues}
+        tls = {"ca_file": self.ca_file} if self.ca_file is not None else {}
+        return {"rest": self.rest_url, "ws": self.ws_url, "ws_usdm": self.usdm_ws_url, "ws_coinm": self.coinm_ws_url, **tls, "markets": markets, **venues}
 
     @property
     def families(self) -> VenueFamilies:
@@ -85,43 +106,43 @@ class Simulator:
 
     @property
     def okx_rest_url(self) -> str:
-        return f"http://{HOST}:{self.families.server('okx').port}"
+        return self._rest_base(self.families.server("okx").port)
 
     @property
     def okx_ws_url(self) -> str:
-        return f"ws://{HOST}:{self.families.server('okx').port}/ws/v5/public"
+        return f"{self._ws_base(self.families.server('okx').port)}/ws/v5/public"
 
     @property
     def bybit_rest_url(self) -> str:
-        return f"http://{HOST}:{self.families.server('bybit').port}"
+        return self._rest_base(self.families.server("bybit").port)
 
     def bybit_ws_url(self, category: str) -> str:
         """``category`` is spot, linear or inverse."""
-        return f"ws://{HOST}:{self.families.server('bybit').port}/v5/public/{category}"
+        return f"{self._ws_base(self.families.server('bybit').port)}/v5/public/{category}"
 
     @property
     def htx_rest_url(self) -> str:
-        return f"http://{HOST}:{self.families.server('htx').port}"
+        return self._rest_base(self.families.server("htx").port)
 
     @property
     def kraken_rest_url(self) -> str:
-        return f"http://{HOST}:{self.families.server('kraken').port}"
+        return self._rest_base(self.families.server("kraken").port)
 
     @property
     def kraken_ws_url(self) -> str:
-        return f"ws://{HOST}:{self.families.server('kraken').port}/v2"
+        return f"{self._ws_base(self.families.server('kraken').port)}/v2"
 
     @property
     def coinbase_rest_url(self) -> str:
-        return f"http://{HOST}:{self.families.server('coinbase').port}"
+        return self._rest_base(self.families.server("coinbase").port)
 
     @property
     def coinbase_ws_url(self) -> str:
-        return f"ws://{HOST}:{self.families.server('coinbase').port}"
+        return self._ws_base(self.families.server("coinbase").port)
 
     def htx_ws_url(self, path: str = "/feed") -> str:
         """``/feed`` (mbp and its req) or ``/ws`` (depth.step0)."""
-        return f"ws://{HOST}:{self.families.server('htx').port}{path}"
+        return f"{self._ws_base(self.families.server('htx').port)}{path}"
 
     @property
     def state(self) -> ServerState:
@@ -170,9 +191,19 @@ class Simulator:
         self._stop = asyncio.Event()
         self._state = state = ServerState(self.config)
         families = self._families = VenueFamilies(self.config)
-        server = await asyncio.start_server(state.handle, HOST, self.config.port, limit=64 * 1024)
+        tls = self._start_tls()
+        try:
+            await self._serve(state, families, tls, ready, on_ready)
+        finally:
+            if self._tls is not None:
+                shutil.rmtree(self._tls.directory, ignore_errors=True)
+
+    async def _serve(self, state: ServerState, families: VenueFamilies, tls: ssl.SSLContext | None,
+                     ready: Future[int] | None, on_ready: Callable[[], None] | None) -> None:  # fmt: skip
+        assert self._stop is not None
+        server = await asyncio.start_server(state.handle, HOST, self.config.port, limit=64 * 1024, ssl=tls)
         self.port = server.sockets[0].getsockname()[1]
-        await families.start()
+        await families.start(tls)
         tasks = [asyncio.create_task(state.model_loop()), asyncio.create_task(state.housekeeping_loop())]
         if ready is not None:
             ready.set_result(self.port)
@@ -187,6 +218,19 @@ class Simulator:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start_tls(self) -> ssl.SSLContext | None:
+        """With ``config.tls``: a new CA and server certificate (ldc.sim.tls) and the context every port serves."""
+        if not self.config.tls:
+            return None
+        directory = tempfile.mkdtemp(prefix="ldc-sim-tls-")
+        os.chmod(directory, 0o755)  # a feeder running as another user reads ca.pem; server.key stays 0600
+        try:
+            self._tls = make_sim_tls(directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return self._tls.server_context()
 
     def request_stop(self) -> None:
         """Thread-safe and signal-safe: ask the serving loop to finish."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import time
 from typing import Any, Callable, Protocol
@@ -20,6 +21,7 @@ import orjson
 
 from ldc.errors import SimError
 from ldc.sim.httpmsg import MAX_BODY_BYTES, HttpError, Request, Response, parse_head, split_target
+from ldc.sim.tls import drop
 from ldc.sim.venue_faults import VenueFault, VenueFaultKind, VenueFaultTable, same_symbol, venue_fault_from_json
 from ldc.sim.wsframes import (
     CLOSE_NORMAL,
@@ -276,8 +278,8 @@ class VenueServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = time.monotonic()
 
-    async def start(self, port: int) -> int:
-        self._server = await asyncio.start_server(self.handle, HOST, port, limit=READ_LIMIT_BYTES)
+    async def start(self, port: int, *, tls: ssl.SSLContext | None = None) -> int:
+        self._server = await asyncio.start_server(self.handle, HOST, port, limit=READ_LIMIT_BYTES, ssl=tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._tasks = [asyncio.create_task(self._tick_loop()), asyncio.create_task(self._housekeeping_loop())]
         return self.port
@@ -288,7 +290,7 @@ class VenueServer:
         for conn in list(self.conns.values()):
             conn.abort()
         for writer in list(self.writers):
-            writer.close()
+            drop(writer)
         deadline = time.monotonic() + CLOSE_ALL_TIMEOUT_S
         while self.writers and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

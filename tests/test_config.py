@@ -219,4 +219,4 @@ def test_bybit_groups_take_an_orderbook_depth_and_one_url_per_category() -> None
         "ldc.toml: group 'g1': key 'channel' expected one of orderbook.1, orderbook.50, orderbook.200, orderbook.1000 "
         "for bybit-spot, found 'orderbook.25'")
     assert _error(_group("update_speed_ms = 100", exchange="bybit-spot")).startswith(
-        "ldc.toml: group 'g1': unknown key 'update_speed_ms', expected one of capacity, channel, depth")
+        "ldc.toml: group 'g1': unknown key 'update_speed_ms', expected one of ca_file, capacity, channel, depth")

@@ -698,8 +698,9 @@ class BookSync:
             return NO_ACTIONS
         self._live_fetching = False
         if self.state is SyncState.WAITING_FOR_DIFF or self.state is SyncState.BUFFERING:
-            logger.warning("%s: snapshot failed (%s), retrying in %.1f s", self.symbol, event.reason, delay)
             self._retry_at = now + delay
+            # the slot says why the market waits (an exchange error, a ban and its end), not only "buffering"
+            return (self._notice(f"snapshot failed: {event.reason}; retrying in {delay:.1f} s"),)
         return NO_ACTIONS
 
     # -- resync, coverage, ticks, disconnects ------------------------------------------------

@@ -26,6 +26,7 @@ from ldc.sync import (
     BookSync,
     FetchSnapshot,
     MarkOutOfSync,
+    Notice,
     OutOfSyncReason,
     Publish,
     Resubscribe,
@@ -303,7 +304,8 @@ def test_regression_cryptofeed_resync_of_one_market_does_not_touch_another(facto
 def test_snapshot_failure_retries_with_backoff_on_ticks(factory: Callable[[], Book]) -> None:
     sync = make(factory)
     sync.feed(spot(1, 2), 0.0)
-    assert sync.feed(SnapshotFailed(LIVE, "status 503"), 1.0) == ()
+    # the slot says why the market waits and for how long (it said only "buffering diffs for a snapshot")
+    assert sync.feed(SnapshotFailed(LIVE, "status 503"), 1.0) == (Notice("snapshot failed: status 503; retrying in 0.5 s"),)
     assert sync.feed(TICK, 1.2) == ()
     assert sync.feed(TICK, 1.5) == (FETCH_LIVE,)  # first retry after 0.5 s
     sync.feed(SnapshotFailed(LIVE, "status 503"), 2.0)
@@ -315,7 +317,8 @@ def test_snapshot_failure_retries_with_backoff_on_ticks(factory: Callable[[], Bo
 def test_snapshot_failure_honours_retry_after(factory: Callable[[], Book]) -> None:
     sync = make(factory)
     sync.feed(spot(1, 2), 0.0)
-    sync.feed(SnapshotFailed(LIVE, "429", retry_after_s=7.0), 10.0)
+    banned = "status 418 ip banned, retry after 7 s"
+    assert sync.feed(SnapshotFailed(LIVE, banned, retry_after_s=7.0), 10.0) == (Notice(f"snapshot failed: {banned}; retrying in 7.0 s"),)
     assert sync.feed(spot(3, 4), 12.0) == ()  # no request before the retry time
     assert sync.feed(TICK, 16.9) == ()
     assert sync.feed(TICK, 17.0) == (FETCH_LIVE,)

@@ -205,6 +205,7 @@ class RateGovernor:
         ``timeout_s`` or ``stop`` is set; its ``retry_after_s`` says when asking again can succeed.
         """
         deadline_ms = self._clock_ms() + int(timeout_s * 1000)
+        said_ban = False
         while True:
             now_ms = self._clock_ms()
             decision = self._decide(weight, now_ms)
@@ -212,6 +213,10 @@ class RateGovernor:
                 return
             if now_ms + decision.wait_ms > deadline_ms or (stop is not None and stop.is_set()):
                 raise _refusal(decision, weight, now_ms, timeout_s)
+            if decision.reason == "banned" and not said_ban:  # a ban's wait is never silent
+                said_ban = True
+                log.warning("REST request waits %.1f s: host banned by the exchange (status %d)",
+                            decision.wait_ms / 1000, decision.ledger.ban_status)  # fmt: skip
             if stop is not None:
                 stop.wait(decision.wait_ms / 1000)
             else:

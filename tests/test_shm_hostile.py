@@ -143,15 +143,31 @@ def test_a_hostile_readers_locks_held_forever_do_not_block_a_restart(group: str)
                 proc.wait(timeout=RUN_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("suffix", [".lock", ".new"])
-def test_a_pre_created_lock_or_build_file_is_refused_naming_its_owner(group: str, suffix: str) -> None:
-    """Item 4: another user's file at a name the writer needs stops the start with a clear error (an
-    administrator removes it); it never crashes it with a traceback in a restart loop."""
-    path = lock_path(group) if suffix == ".lock" else temp_path(group)
+def test_a_pre_created_lock_file_is_refused_naming_its_owner(group: str) -> None:
+    """Item 4: another user's file at the ownership lock's name stops a standalone start with a clear
+    error (the deployed unit's root pre-start step removes it: tests/test_clean_foreign.py); it never
+    crashes it with a traceback in a restart loop."""
+    path = lock_path(group)
     planted = as_user(f"import os\nfd = os.open({path!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)\nos.fchmod(fd, 0o666)\n")
     assert planted.returncode == 0, planted.stderr
     with pytest.raises(SegmentError, match=rf"{path} .*{HOSTILE} \(uid {hostile_uid()}\)"):
         SegmentWriter(group, depth=DEPTH, capacity=4)
+
+
+@pytest.mark.parametrize("token", ["", "0123456789abcdef"])
+def test_a_pre_created_build_file_no_longer_stops_the_group(group: str, token: str) -> None:
+    """The file being built has a random name: another user's file at the old fixed name ``ldc-G.new``
+    (or at any name it guesses) is left alone and the writer starts (it refused before)."""
+    path = temp_path(group, token)
+    planted = as_user(f"import os\nfd = os.open({path!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)\nos.fchmod(fd, 0o666)\n")
+    assert planted.returncode == 0, planted.stderr
+    try:
+        with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["BTCUSDT"]) as w, Reader(group) as r:
+            publish(w, "BTCUSDT", 3)
+            assert r.snapshot("BTCUSDT").update_id == 3
+        assert os.stat(path).st_uid == hostile_uid()  # never removed: not ours
+    finally:
+        os.unlink(path)
 
 
 def test_a_pre_created_waiters_file_changes_nothing(group: str) -> None:

@@ -57,7 +57,9 @@ from ldc.shm.layout import (
     lock_path,
     segment_name,
     segment_path,
+    TEMP_TOKEN_BYTES,
     temp_path,
+    temp_paths,
 )
 from ldc.shm.segment import read_geometry, truncate_utf8
 
@@ -172,8 +174,8 @@ class SegmentWriter:
     def _build(self, previous: _Predecessor | None, markets: list[str] | None) -> None:
         """Make the new file under the private name, locked before anyone can open it, fill it, retire
         the predecessor's file, then rename the new one into place (LAYOUT.md section 12)."""
-        tmp = temp_path(self.group)
-        unlink_own(tmp)  # a predecessor died while building: we hold the ownership lock, it is garbage
+        _remove_dead_builds(self.group)
+        tmp = temp_path(self.group, secrets.token_hex(TEMP_TOKEN_BYTES))  # a name no other account can squat
         self._fd = create_exclusive(tmp, BUILD_MODE)
         try:
             if not ofd_lock(self._fd, write=True):
@@ -403,6 +405,17 @@ def _peek_pid(group: str) -> int:
             return _peek_pid_fd(f.fileno())
     except OSError:
         return 0
+
+
+def _remove_dead_builds(group: str) -> None:
+    """Remove this user's build files of ``group``: we hold the ownership lock, so their builders died.
+    Another account's file at such a name is left alone: it cannot be the one we build (random name)."""
+    for path in temp_paths(group):
+        try:
+            if unlink_own(path):
+                log.info("removed %s: a writer died while building it", path)
+        except SegmentError as exc:
+            log.warning("ignoring %s", exc)
 
 
 class _Predecessor:

@@ -24,11 +24,11 @@ from typing import Final
 
 from ldc.errors import SegmentError
 from ldc.shm.files import ofd_holder, ofd_lock, open_owned, owner_name
-from ldc.shm.layout import GROUP_NAME_RE, LOCK_MODE, LOCK_SUFFIX, SEGMENT_PREFIX, SHM_DIR, TEMP_SUFFIX, WAITERS_SUFFIX
+from ldc.shm.layout import GROUP_NAME_RE, LOCK_MODE, LOCK_SUFFIX, SEGMENT_PREFIX, SHM_DIR, TEMP_NAME_RE, TEMP_SUFFIX, WAITERS_SUFFIX
 
 GOVERNOR_PREFIX: Final = "ldc-governor-"
-SUFFIXES: Final = ("", TEMP_SUFFIX, WAITERS_SUFFIX, LOCK_SUFFIX)  # the lock file last: it guards the others
-_GROUP_FILE: Final = re.compile(rf"{re.escape(SEGMENT_PREFIX)}(?P<group>[A-Za-z0-9_-]{{1,63}})(?:\.(?:lock|new|waiters))?")
+SUFFIXES: Final = ("", WAITERS_SUFFIX, LOCK_SUFFIX)  # the lock file last: it guards the others
+_GROUP_FILE: Final = re.compile(rf"{re.escape(SEGMENT_PREFIX)}(?P<group>[A-Za-z0-9_-]{{1,63}})(?:\.(?:lock|waiters)|{TEMP_NAME_RE.pattern})?")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def clean_group(group: str, *, dry_run: bool, shm_dir: str = SHM_DIR) -> list[Ou
     no writer can start in between (a writer checks, once it holds the lock, that it is still the
     file at the name)."""
     base = f"{shm_dir}/{SEGMENT_PREFIX}{group}"
-    paths = [base + suffix for suffix in SUFFIXES if os.path.lexists(base + suffix)]
+    paths = _group_paths(group, shm_dir)
     if not paths:
         return []
     lock_fd = _take_ownership(base + LOCK_SUFFIX, create=not dry_run)
@@ -75,6 +75,16 @@ def clean_group(group: str, *, dry_run: bool, shm_dir: str = SHM_DIR) -> list[Ou
     finally:
         if lock_fd is not None and lock_fd >= 0:
             os.close(lock_fd)
+
+
+def _group_paths(group: str, shm_dir: str) -> list[str]:
+    """The group's files that exist: segment, build files (the fixed and the random names), 1.x
+    waiters file, and the ownership lock last (it guards the others)."""
+    name = f"{SEGMENT_PREFIX}{group}"
+    builds = sorted(f"{shm_dir}/{n}" for n in _listdir(shm_dir) if n.startswith(name) and TEMP_NAME_RE.fullmatch(n[len(name):]))
+    fixed = [f"{shm_dir}/{name}{suffix}" for suffix in SUFFIXES]
+    present = [p for p in fixed if os.path.lexists(p)]
+    return [p for p in present if p == fixed[0]] + builds + [p for p in present if p != fixed[0]]
 
 
 def clean_ledgers(*, dry_run: bool, shm_dir: str = SHM_DIR) -> list[Outcome]:
@@ -166,7 +176,9 @@ def _kind(path: str) -> str:
     name = os.path.basename(path)
     if name.startswith(GOVERNOR_PREFIX):
         return "REST weight ledger"
-    kinds = {LOCK_SUFFIX: "ownership lock", TEMP_SUFFIX: "half-built segment", WAITERS_SUFFIX: "layout 1.x waiters file"}
+    if TEMP_SUFFIX in name:
+        return "half-built segment"
+    kinds = {LOCK_SUFFIX: "ownership lock", WAITERS_SUFFIX: "layout 1.x waiters file"}
     return next((kind for suffix, kind in kinds.items() if name.endswith(suffix)), "segment of a stopped or dead writer")
 
 

@@ -199,3 +199,30 @@ def test_a_reader_cannot_touch_the_governor_ledger_and_a_planted_one_is_refused(
     assert planted.returncode == 0, planted.stderr
     with pytest.raises(SegmentError, match=rf"governor ledger {path} belongs to {HOSTILE} \(uid {hostile_uid()}\) with mode 0666"):
         RateGovernor(ledger_key, budget=100)
+
+
+def test_a_readers_exclusive_flock_does_not_block_a_restart(group: str) -> None:
+    """A member of the readers' group can open the segment read-only and take flock(LOCK_EX) on it (flock
+    needs no write access). Only a layout 1.x writer's file may be refused for that: a 2.x file held so
+    by a reader after its writer was killed must not stop the group (it did: "has a live layout 1.x
+    writer", on every restart, for as long as the reader held it)."""
+    writer = subprocess.Popen([sys.executable, PROC, "hold", group, "BTCUSDT"], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    user = pwd.getpwnam(HOSTILE)
+    locker = None
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=RUN_TIMEOUT_S)
+        code = (f"import fcntl, os, time\nfd = os.open({segment_path(group)!r}, os.O_RDONLY)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(600)\n")  # fmt: skip
+        locker = subprocess.Popen(["setpriv", f"--reuid={user.pw_uid}", "--regid=0", "--clear-groups", sys.executable, "-c", code],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        with SegmentWriter(group, depth=20, capacity=4, markets=["BTCUSDT"]) as w, Reader(group) as r:
+            assert w.took_over and r.writer_alive()
+    finally:
+        for proc in (writer, locker):
+            if proc is not None:
+                proc.kill()
+                proc.wait(timeout=RUN_TIMEOUT_S)

@@ -493,18 +493,27 @@ class _NoPredecessor:
 def _wait_gone(fd: int, path: str) -> None:
     """The predecessor released the ownership lock; its file's liveness lock goes a moment later
     (a process's locks are dropped one file at a time as it exits). A layout 1.x writer holds a
-    flock instead: refuse to replace it while it lives."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    except BlockingIOError:
-        raise SegmentError(f"{path} has a live layout 1.x writer (pid {_peek_pid_fd(fd)}): stop it first") from None
+    flock instead: refuse to replace it while it lives. Only a file that is not a complete 2.x segment
+    can be a 1.x writer's: any reader can take a flock on a file it may read, and must not stop a
+    group by flocking a 2.x file its dead writer left."""
+    if not _is_layout2(fd):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            raise SegmentError(f"{path} has a live layout 1.x writer (pid {_peek_pid_fd(fd)}): stop it first") from None
     deadline = time.monotonic() + PREDECESSOR_EXIT_S
     while ofd_holder(fd):
         if time.monotonic() >= deadline:
             raise SegmentError(f"{path} is still locked by its writer (pid {_peek_pid_fd(fd)}) {PREDECESSOR_EXIT_S:g} s "
                                "after it released the group's ownership lock")  # fmt: skip
         time.sleep(PREDECESSOR_POLL_S)
+
+
+def _is_layout2(fd: int) -> bool:
+    """The file's header is complete (magic set, written last) and says layout major 2."""
+    raw = os.pread(fd, 10, 0)
+    return len(raw) == 10 and struct.unpack_from("<QH", raw) == (MAGIC, VERSION_MAJOR)
 
 
 def _peek_pid_fd(fd: int) -> int:

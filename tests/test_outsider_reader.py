@@ -82,7 +82,7 @@ def test_kill_restart_and_sigstop_no_dead_writer_data_accepted(classes: Path, sh
     truth = result["truth"]
     assert truth["checked"] > 0 and truth["matched"] == truth["checked"], truth
     [(rc, out)] = books
-    assert (rc, out["kind"]) == (2, "refused") and "belongs to uid" in str(out["message"])
+    assert (rc, out["kind"]) == (2, "refused") and "not to a feeders' account" in str(out["message"])
 
 
 def test_negative_control_a_reader_without_the_probe_is_caught(classes: Path, shm_names: list[str]) -> None:

@@ -226,3 +226,24 @@ def test_a_readers_exclusive_flock_does_not_block_a_restart(group: str) -> None:
             if proc is not None:
                 proc.kill()
                 proc.wait(timeout=RUN_TIMEOUT_S)
+
+
+def test_another_accounts_complete_live_segment_is_refused_by_readers(group: str) -> None:
+    """While a group's name is free (no feeder yet, or a stopped one removed by ``ldc clean``), another
+    account can run a writer of its own: a complete segment, live, mode 0640. The mode check alone
+    let readers take its books as the feeder's (SYNCED, update 10 here); the owner check refuses it,
+    naming the account, unless the reader was told that account feeds the group."""
+    user = pwd.getpwnam(HOSTILE)
+    squatter = subprocess.Popen(["setpriv", f"--reuid={user.pw_uid}", "--regid=0", "--clear-groups", sys.executable, PROC,
+                                 "hold", group, "BTCUSDT"], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
+        assert os.stat(segment_path(group)).st_uid == user.pw_uid
+        with pytest.raises(SegmentError, match=rf"segment /ldc-{group} belongs to {HOSTILE} \(uid {user.pw_uid}\), not to a feeders' account"):
+            Reader(group)
+        with Reader(group, owner=HOSTILE) as r:  # told so explicitly: the reader's choice
+            assert r.snapshot("BTCUSDT").update_id == 10
+    finally:
+        squatter.kill()
+        squatter.wait(timeout=RUN_TIMEOUT_S)

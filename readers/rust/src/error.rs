@@ -37,6 +37,11 @@ pub enum Error {
         mode: u32,
         uid: u32,
     },
+    /// The segment belongs to an account this reader does not trust to feed groups (section 7 step 2).
+    Owner {
+        path: String,
+        uid: u32,
+    },
     /// The group name does not match `[A-Za-z0-9_-]{1,63}`.
     InvalidGroup {
         group: String,
@@ -118,6 +123,11 @@ impl fmt::Display for Error {
                 f,
                 "segment {path} has mode {mode:04o} (owner uid {uid}): a segment must be a regular \
                  file writable by its owner alone"
+            ),
+            Owner { path, uid } => write!(
+                f,
+                "segment {path} belongs to uid {uid}, not to a feeders' account this reader trusts \
+                 (set LDC_FEEDER_USER to the feeders' user)"
             ),
             Io { what, path, source } => write!(f, "{what} {path}: {source}"),
             TooSmall { path, size, min } => {

@@ -191,6 +191,24 @@ def test_python_c_and_rust_refuse_a_segment_of_an_account_they_do_not_trust(grou
         Reader(group)
 
 
+def test_python_c_and_rust_refuse_another_groups_segment_at_the_name(group: str, c_example: Path, rust_read: Path) -> None:
+    """Section 7 step 8: a hard link (which a reader-group member can make where fs.protected_hardlinks
+    is 0, or an operator's mistake) puts group G's live file at group H's name; every check before
+    passes (owner, mode, geometry, a live writer), so H's readers took G's books as H's."""
+    other = group + "h"
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY, markets=["BTCUSDT"]):
+        os.link(segment_path(group), segment_path(other))
+        try:
+            text = f'segment /ldc-{other} holds group "{group}": a segment of another group at this name'
+            with pytest.raises(LayoutError) as err:
+                Reader(other)
+            assert str(err.value) == text.replace(f'"{group}"', f"'{group}'")
+            assert run(c_example, other, "--list").stderr.strip() == text
+            assert text.replace("/ldc-", "/dev/shm/ldc-") in run(rust_read, "list", other).stderr
+        finally:
+            os.unlink(segment_path(other))
+
+
 def test_python_c_and_rust_refuse_a_symbolic_link_at_the_name(group: str, c_example: Path, rust_read: Path) -> None:
     SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
     os.rename(segment_path(group), segment_path(group) + "-real")

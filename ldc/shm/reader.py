@@ -188,6 +188,9 @@ class Reader:
         try:
             _seqlock_magic_fence(mm)
             self.geometry = parse_header(mm[:HEADER_SIZE], self.name, st.st_size)
+            named = header_text(mm[:HEADER_SIZE], "group")
+            if named != self.group:  # step 8: a hard link can put one group's file at another's name
+                raise LayoutError(f"segment {self.name} holds group {named!r}: a segment of another group at this name")
             self._seg = _seqlock.Segment(mm, self.geometry.c_layout(), writable=False, lock_fd=fd)
         except BaseException:
             mm.close()

@@ -363,6 +363,10 @@ static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t 
     s->base = p;
     s->hdr = p;
     int rc = ldc__validate(s, err, errlen);
+    /* step 8: the header names the group opened (a hard link can put one group's file at another's name) */
+    if (rc == LDC_OK && strncmp(s->hdr->group, group, sizeof s->hdr->group) != 0)
+        rc = ldc__fail(err, errlen, LDC_LAYOUT, "segment %s holds group \"%.63s\": a segment of another group at this name",
+                       s->name, s->hdr->group);
     if (rc != LDC_OK) {
         munmap(p, s->mapped);
         close(s->fd);

@@ -135,6 +135,8 @@ public final class OutsiderReader {
                 instanceId = buf.getLong(144);
                 takeovers = buf.getInt(168);
                 groupField = cstring(176, 64);
+                if (!groupField.equals(group))   // step 8: another group's file at this name (a hard link)
+                    throw new LdcException("refused", "segment /ldc-" + group + " holds group " + quote(groupField) + ": a segment of another group at this name");
             } catch (LdcException | IOException | RuntimeException e) {
                 c.close();
                 throw e;

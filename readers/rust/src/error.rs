@@ -37,6 +37,11 @@ pub enum Error {
         mode: u32,
         uid: u32,
     },
+    /// The header's `group` is not the group opened (section 7 step 8).
+    OtherGroup {
+        path: String,
+        found: String,
+    },
     /// The segment belongs to an account this reader does not trust to feed groups (section 7 step 2).
     Owner {
         path: String,
@@ -123,6 +128,10 @@ impl fmt::Display for Error {
                 f,
                 "segment {path} has mode {mode:04o} (owner uid {uid}): a segment must be a regular \
                  file writable by its owner alone"
+            ),
+            OtherGroup { path, found } => write!(
+                f,
+                "segment {path} holds group \"{found}\": a segment of another group at this name"
             ),
             Owner { path, uid } => write!(
                 f,

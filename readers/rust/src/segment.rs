@@ -107,6 +107,13 @@ pub fn attach(group: &str) -> Result<Segment> {
         source: e,
     })?;
     let geo = validate(&path, &map, file_size)?;
+    // Step 8: the header names the group opened (a hard link can put one group's file at another's name).
+    let mut named = [0u8; hdr::GROUP_LEN];
+    map.copy_bytes(hdr::GROUP, &mut named);
+    let found = c_text(&named);
+    if found != group {
+        return Err(Error::OtherGroup { path, found });
+    }
     Ok(Segment {
         path,
         file,

@@ -6,8 +6,9 @@
 // Spin mode reads the symbols round robin as fast as it can, following replaced files, and takes commands
 // on stdin from the harness (tests/outsider/torture.py), each answered with one JSON line:
 //   arm PID              start remembering the copy-start time of every read of writer PID accepted live
-//   dead PID T_KILL T_REAPED   PID was sent SIGKILL at T_KILL and reaped at T_REAPED: count accepted reads
-//                              whose copy began after T_REAPED (the dead writer's data), and between the two
+//   dead PID T_KILL T_DEAD     PID was sent SIGKILL at T_KILL and was dead at T_DEAD (the kernel had cleared
+//                              its robust word): count accepted reads whose copy began after T_DEAD (the dead
+//                              writer's data), and those that began between the two
 //   frozen PID T_STOP MS       PID is SIGSTOPped since T_STOP: count accepted reads after T_STOP + MS
 //   stats                counters so far
 // It also prints a sample of accepted in-sync books (every SAMPLE_NS) for the harness to check against the
@@ -468,7 +469,7 @@ public final class OutsiderReader {
                             System.out.println("{\"ev\":\"armed\",\"pid\":" + w[1] + "}");
                         }
                         case "dead", "frozen" -> {
-                            // dead PID T_SIGNAL T_REAPED; frozen PID T_SIGSTOP STALE_AFTER_MS
+                            // dead PID T_SIGNAL T_DEAD; frozen PID T_SIGSTOP STALE_AFTER_MS
                             int pid = Integer.parseInt(w[1]);
                             long signal = Long.parseLong(w[2]);
                             long after = w[0].equals("dead") ? Long.parseLong(w[3]) : signal + Long.parseLong(w[3]) * 1_000_000L;

@@ -2,9 +2,10 @@
 
     .venv/bin/python tests/outsider/torture.py --cycles 100 [--stop] [--classes DIR]
 
-Each cycle arms the Java reader for the running feeder's pid, lets it read for a moment, sends SIGKILL, reaps
-the feeder and tells the reader when: every read it accepted as live and in sync whose copy began after the
-feeder was reaped is the dead writer's data (must be 0). Every third restart uses another depth (the file is
+Each cycle arms the Java reader for the running feeder's pid, lets it read for a moment, sends SIGKILL, watches
+the writer's robust word until the kernel clears it (the writer is dead then) and tells the reader when: every
+read it accepted as live and in sync whose copy began after that instant is the dead writer's data (must be
+0); those that began between the SIGKILL and that instant are counted apart (`racing_reads`). Every third restart uses another depth (the file is
 replaced with a new geometry). `--stop` SIGSTOPs one feeder for its `stale_after_ms` + 1.5 s: reads accepted
 after the limit must be 0. Sampled accepted books are compared with the simulator's truth at their update id.
 One JSON line of results on stdout.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import queue
 import random
@@ -40,6 +42,8 @@ NEW_WRITER_TIMEOUT_S = 20.0   # a restarted feeder on a loaded 2-core machine: s
 REPLY_TIMEOUT_S = 10.0
 STOP_MARGIN_S = 1.5
 CONTROL_READ_S = 0.5
+ROBUST_WORD_OFFSET = 320  # LAYOUT.md section 3: writer_lock, the TID in its first u32
+FUTEX_TID_MASK = 0x3FFFFFFF
 
 
 def compile_reader(out_dir: Path) -> None:
@@ -132,6 +136,31 @@ class Java:
         self.proc.wait(timeout=10)
 
 
+class RobustWord:
+    """The writer's robust futex word (LAYOUT.md section 10) of the file now at the group's name: the
+    kernel clears its TID bits when the writer dies, before the lock goes and before it can be reaped.
+    A copy that began after that instant is the dead writer's data for certain."""
+
+    def __init__(self, group: str) -> None:
+        self._fd = os.open(f"/dev/shm/ldc-{group}", os.O_RDONLY | os.O_NOFOLLOW)
+        self._map = mmap.mmap(self._fd, ROBUST_WORD_OFFSET + 4, access=mmap.ACCESS_READ)
+
+    def __enter__(self) -> RobustWord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+    def wait_cleared(self) -> int:
+        """CLOCK_REALTIME ns just after the word was first seen without a TID."""
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while int.from_bytes(self._map[ROBUST_WORD_OFFSET : ROBUST_WORD_OFFSET + 4], "little") & FUTEX_TID_MASK:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the killed writer's robust word still holds a TID")
+        return time.time_ns()
+
+
 def start_feeder(config: Path, group: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "ldc.cli", "feed", str(config), "--group", group, "--log-level", "WARNING"],
@@ -169,14 +198,15 @@ def run(cycles: int, stop: bool, classes: Path, group: str, control: bool = Fals
                 pid = feeder.pid
                 assert java.ask(f"arm {pid}")["ev"] == "armed"
                 time.sleep(random.uniform(0.05, 0.3))
-                t_kill = time.time_ns()
-                feeder.send_signal(signal.SIGKILL)
+                with RobustWord(group) as word:
+                    t_kill = time.time_ns()
+                    feeder.send_signal(signal.SIGKILL)
+                    t_dead = word.wait_cleared()
                 feeder.wait()
-                t_reaped = time.time_ns()
                 feeder = start_feeder(configs[(cycle + 1) // 3 % 2], group)
                 if control:   # a reader that never probes never follows a replaced file: let it read the dead one
                     time.sleep(CONTROL_READ_S)
-                verdict = java.ask(f"dead {pid} {t_kill} {t_reaped}")
+                verdict = java.ask(f"dead {pid} {t_kill} {t_dead}")
                 result["dead_reads"] += verdict["accepted_after"]
                 result["racing_reads"] += verdict["accepted_after_signal"]
                 if not control:

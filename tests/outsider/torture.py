@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # run as a script from anywhere
 from ldc.io.governor import governor_key, unlink_governor  # noqa: E402
+from ldc.tools.clean import clean_group  # noqa: E402
 
 JAVA_SOURCE = Path(__file__).with_name("OutsiderReader.java")
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -262,7 +263,10 @@ def main() -> int:
         classes = args.classes or Path(tmp)
         if args.classes is None:
             compile_reader(classes)
-        result = run(args.cycles, args.stop, classes, args.group, args.control)
+        try:
+            result = run(args.cycles, args.stop, classes, args.group, args.control)
+        finally:
+            clean_group(args.group, dry_run=False)  # the last feeder's stopped segment and lock file
     print(json.dumps(result))
     return 0 if result["dead_reads"] == 0 and not result["frozen_reads"] else 1
 

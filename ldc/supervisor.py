@@ -74,9 +74,9 @@ def live_writer(group: str) -> str | None:
     """"pid N, user U" of the process that feeds ``group`` now (it holds the segment's lock, running), else
     None. The file's owner is named: a writer of another account is a service or a squatter to look at."""
     try:
-        with Reader(group) as reader:
+        owner = os.stat(segment_path(group), follow_symlinks=False).st_uid
+        with Reader(group, owner=owner) as reader:  # whoever owns it: this is to name it, not to read its books
             info = reader.info()
-            owner = os.stat(segment_path(group)).st_uid
     except (SegmentError, OSError):  # no segment, or one the feeder will judge itself
         return None
     return f"pid {info.writer_pid}, user {_user_name(owner)}" if info.alive else None

@@ -165,6 +165,50 @@ def test_python_c_and_rust_refuse_a_segment_others_can_write(group: str, c_examp
         assert run(rust_read, "list", group).stderr.strip() == f"ldc-read: {text.replace('/ldc-', '/dev/shm/ldc-')}"
 
 
+def test_python_c_and_rust_refuse_a_segment_of_an_account_they_do_not_trust(group: str, c_example: Path, rust_read: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Section 7 step 2, the owner: another account's own complete segment is refused by default (root,
+    the reader's user and `ldc` are trusted), accepted when LDC_FEEDER_USER names that account, and then
+    a segment of anyone else (here root's) is refused."""
+    if os.geteuid() != 0:
+        pytest.skip("chown to another account needs root")
+    stranger = 65534
+    SegmentWriter(group, depth=DEPTH, capacity=CAPACITY, markets=["BTCUSDT"]).close()
+    os.chown(segment_path(group), stranger, -1)
+    with pytest.raises(SegmentError, match=rf"segment /ldc-{group} belongs to .*uid {stranger}\), not to a feeders' account"):
+        Reader(group)
+    refusal = f"belongs to uid {stranger}, not to a feeders' account this reader trusts"
+    assert refusal in run(c_example, group, "--list").stderr
+    assert refusal in run(rust_read, "list", group).stderr
+    monkeypatch.setenv("LDC_FEEDER_USER", str(stranger))
+    Reader(group).close()
+    assert run(c_example, group, "--list").returncode == 0
+    assert run(rust_read, "list", group).returncode == 0
+    os.chown(segment_path(group), 0, -1)
+    assert "belongs to uid 0, not to a feeders' account" in run(c_example, group, "--list").stderr
+    assert "belongs to uid 0, not to a feeders' account" in run(rust_read, "list", group).stderr
+    with pytest.raises(SegmentError, match="belongs to root"):
+        Reader(group)
+
+
+def test_python_c_and_rust_refuse_another_groups_segment_at_the_name(group: str, c_example: Path, rust_read: Path) -> None:
+    """Section 7 step 8: a hard link (which a reader-group member can make where fs.protected_hardlinks
+    is 0, or an operator's mistake) puts group G's live file at group H's name; every check before
+    passes (owner, mode, geometry, a live writer), so H's readers took G's books as H's."""
+    other = group + "h"
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY, markets=["BTCUSDT"]):
+        os.link(segment_path(group), segment_path(other))
+        try:
+            text = f'segment /ldc-{other} holds group "{group}": a segment of another group at this name'
+            with pytest.raises(LayoutError) as err:
+                Reader(other)
+            assert str(err.value) == text.replace(f'"{group}"', f"'{group}'")
+            assert run(c_example, other, "--list").stderr.strip() == text
+            assert text.replace("/ldc-", "/dev/shm/ldc-") in run(rust_read, "list", other).stderr
+        finally:
+            os.unlink(segment_path(other))
+
+
 def test_python_c_and_rust_refuse_a_symbolic_link_at_the_name(group: str, c_example: Path, rust_read: Path) -> None:
     SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
     os.rename(segment_path(group), segment_path(group) + "-real")

@@ -118,9 +118,13 @@ def test_a_reader_group_member_can_read_but_write_truncate_or_lock_out_nothing(g
             assert r.wait_for_update("BTCUSDT", timeout=0.01) is False  # waiting needs no file either
 
 
-def test_a_hostile_readers_locks_held_forever_do_not_block_a_restart(group: str) -> None:
+@pytest.mark.parametrize("locks", ["fcntl.flock(fd, fcntl.LOCK_SH)\nfcntl.lockf(fd, fcntl.LOCK_SH)\n",
+                                   "fcntl.flock(fd, fcntl.LOCK_EX)\n"])  # fmt: skip
+def test_a_hostile_readers_locks_held_forever_do_not_block_a_restart(group: str, locks: str) -> None:
     """Issue 13 item 6 with a second user: a reader-group member holds flock and fcntl read locks on the
-    segment after the writer is killed; the supervisor's next start must succeed at once."""
+    segment after the writer is killed; the supervisor's next start must succeed at once. flock needs
+    no write access, so a reader can also hold flock(LOCK_EX): only a 1.x writer's file may be refused
+    for that (a 2.x file was: "has a live layout 1.x writer", on every restart, while it was held)."""
     writer = subprocess.Popen([sys.executable, PROC, "hold", group, "BTCUSDT"], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
     user = pwd.getpwnam(HOSTILE)
@@ -130,7 +134,7 @@ def test_a_hostile_readers_locks_held_forever_do_not_block_a_restart(group: str)
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=RUN_TIMEOUT_S)
         code = (f"import fcntl, os, time\nfd = os.open({segment_path(group)!r}, os.O_RDONLY)\n"
-                "fcntl.flock(fd, fcntl.LOCK_SH)\nfcntl.lockf(fd, fcntl.LOCK_SH)\nprint('locked', flush=True)\ntime.sleep(600)\n")  # fmt: skip
+                f"{locks}print('locked', flush=True)\ntime.sleep(600)\n")  # fmt: skip
         locker = subprocess.Popen(["setpriv", f"--reuid={user.pw_uid}", "--regid=0", "--clear-groups", sys.executable, "-c", code],
                                   stdout=subprocess.PIPE, text=True)  # fmt: skip
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
@@ -143,15 +147,31 @@ def test_a_hostile_readers_locks_held_forever_do_not_block_a_restart(group: str)
                 proc.wait(timeout=RUN_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("suffix", [".lock", ".new"])
-def test_a_pre_created_lock_or_build_file_is_refused_naming_its_owner(group: str, suffix: str) -> None:
-    """Item 4: another user's file at a name the writer needs stops the start with a clear error (an
-    administrator removes it); it never crashes it with a traceback in a restart loop."""
-    path = lock_path(group) if suffix == ".lock" else temp_path(group)
+def test_a_pre_created_lock_file_is_refused_naming_its_owner(group: str) -> None:
+    """Item 4: another user's file at the ownership lock's name stops a standalone start with a clear
+    error (the deployed unit's root pre-start step removes it: tests/test_clean_foreign.py); it never
+    crashes it with a traceback in a restart loop."""
+    path = lock_path(group)
     planted = as_user(f"import os\nfd = os.open({path!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)\nos.fchmod(fd, 0o666)\n")
     assert planted.returncode == 0, planted.stderr
     with pytest.raises(SegmentError, match=rf"{path} .*{HOSTILE} \(uid {hostile_uid()}\)"):
         SegmentWriter(group, depth=DEPTH, capacity=4)
+
+
+@pytest.mark.parametrize("token", ["", "0123456789abcdef"])
+def test_a_pre_created_build_file_no_longer_stops_the_group(group: str, token: str) -> None:
+    """The file being built has a random name: another user's file at the old fixed name ``ldc-G.new``
+    (or at any name it guesses) is left alone and the writer starts (it refused before)."""
+    path = temp_path(group, token)
+    planted = as_user(f"import os\nfd = os.open({path!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)\nos.fchmod(fd, 0o666)\n")
+    assert planted.returncode == 0, planted.stderr
+    try:
+        with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["BTCUSDT"]) as w, Reader(group) as r:
+            publish(w, "BTCUSDT", 3)
+            assert r.snapshot("BTCUSDT").update_id == 3
+        assert os.stat(path).st_uid == hostile_uid()  # never removed: not ours
+    finally:
+        os.unlink(path)
 
 
 def test_a_pre_created_waiters_file_changes_nothing(group: str) -> None:
@@ -183,3 +203,24 @@ def test_a_reader_cannot_touch_the_governor_ledger_and_a_planted_one_is_refused(
     assert planted.returncode == 0, planted.stderr
     with pytest.raises(SegmentError, match=rf"governor ledger {path} belongs to {HOSTILE} \(uid {hostile_uid()}\) with mode 0666"):
         RateGovernor(ledger_key, budget=100)
+
+
+def test_another_accounts_complete_live_segment_is_refused_by_readers(group: str) -> None:
+    """While a group's name is free (no feeder yet, or a stopped one removed by ``ldc clean``), another
+    account can run a writer of its own: a complete segment, live, mode 0640. The mode check alone
+    let readers take its books as the feeder's (SYNCED, update 10 here); the owner check refuses it,
+    naming the account, unless the reader was told that account feeds the group."""
+    user = pwd.getpwnam(HOSTILE)
+    squatter = subprocess.Popen(["setpriv", f"--reuid={user.pw_uid}", "--regid=0", "--clear-groups", sys.executable, PROC,
+                                 "hold", group, "BTCUSDT"], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
+        assert os.stat(segment_path(group)).st_uid == user.pw_uid
+        with pytest.raises(SegmentError, match=rf"segment /ldc-{group} belongs to {HOSTILE} \(uid {user.pw_uid}\), not to a feeders' account"):
+            Reader(group)
+        with Reader(group, owner=HOSTILE) as r:  # told so explicitly: the reader's choice
+            assert r.snapshot("BTCUSDT").update_id == 10
+    finally:
+        squatter.kill()
+        squatter.wait(timeout=RUN_TIMEOUT_S)

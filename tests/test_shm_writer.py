@@ -323,6 +323,7 @@ def test_a_live_layout_1_writer_is_never_replaced(group: str) -> None:
     SegmentWriter(group, depth=DEPTH, capacity=4).close()
     fd = os.open(segment_path(group), os.O_RDWR)
     try:
+        os.pwrite(fd, (1).to_bytes(2, "little"), 8)  # version_major 1: a 1.x writer's file (a 2.x one is never refused for a flock)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(SegmentError, match=rf"{segment_path(group)} has a live layout 1.x writer \(pid \d+\): stop it first"):
             SegmentWriter(group, depth=DEPTH, capacity=4)

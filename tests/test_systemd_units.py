@@ -71,6 +71,7 @@ def test_verify_catches_a_missing_executable(tmp_path: Path) -> None:
 def test_feeder_unit_runs_one_group_under_notify_and_watchdog() -> None:
     keys = _keys(UNITS / "ldc-feeder@.service")
     assert keys["ExecStart"] == [f"{INSTALLED_LDC} feed /etc/ldc/ldc.toml --group %i"]
+    assert keys["ExecStartPre"] == [f"+{INSTALLED_LDC} clean --group %i --foreign-owner ldc"]  # as root: squatters gone
     assert (keys["Type"], keys["Restart"], keys["NotifyAccess"]) == (["notify"], ["always"], ["main"])
     assert int(keys["WatchdogSec"][0]) > 0
     assert keys["ExecReload"] == ["/bin/kill -HUP $MAINPID"]

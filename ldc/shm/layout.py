@@ -20,6 +20,7 @@ Everything is little-endian. A segment is::
 from __future__ import annotations
 
 import enum
+import os
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -58,7 +59,11 @@ MAX_SEGMENT_SIZE: Final = 2**31 - 1
 SEGMENT_PREFIX: Final = "ldc-"  # POSIX name /ldc-<group>, file /dev/shm/ldc-<group>
 WAITERS_SUFFIX: Final = ".waiters"  # layout 1.x's reader-writable waiter file; 2.0 has none (ldc clean removes it)
 LOCK_SUFFIX: Final = ".lock"  # /dev/shm/ldc-<group>.lock: writers' ownership lock, mode 0600 (readers cannot open it)
-TEMP_SUFFIX: Final = ".new"  # /dev/shm/ldc-<group>.new: a segment being built, mode 0600 until linked
+TEMP_SUFFIX: Final = ".new"  # /dev/shm/ldc-<group>.new-<token>: a segment being built, mode 0600 until linked
+# The build file's name ends in a random token, so no other account can predict and pre-create it (a
+# squatted fixed name stopped the group from starting). 2.0 writers up to this change used ".new" alone.
+TEMP_TOKEN_BYTES: Final = 8
+TEMP_NAME_RE: Final = re.compile(rf"{re.escape(TEMP_SUFFIX)}(?:-[0-9a-f]{{{2 * TEMP_TOKEN_BYTES}}})?")
 GROUP_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,63}")
 SHM_DIR: Final = "/dev/shm"
 SEGMENT_MODE: Final = 0o640  # group-readable: consumers run as other users in the readers group
@@ -336,8 +341,20 @@ def lock_path(group: str) -> str:
     return SHM_DIR + segment_name(group) + LOCK_SUFFIX
 
 
-def temp_path(group: str) -> str:
-    return SHM_DIR + segment_name(group) + TEMP_SUFFIX
+def temp_path(group: str, token: str = "") -> str:
+    """The build file ``/dev/shm/ldc-G.new-<token>`` (``token`` hex); without a token the fixed name
+    earlier 2.0 writers used, which ``ldc clean`` and a new writer still remove when it is theirs."""
+    return SHM_DIR + segment_name(group) + TEMP_SUFFIX + (f"-{token}" if token else "")
+
+
+def temp_paths(group: str) -> list[str]:
+    """Every build file of ``group`` in /dev/shm, of any owner (the fixed and the random names)."""
+    prefix = segment_name(group).lstrip("/")
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return []
+    return sorted(f"{SHM_DIR}/{n}" for n in names if n.startswith(prefix) and TEMP_NAME_RE.fullmatch(n[len(prefix):]))
 
 
 def segment_path(group: str) -> str:

@@ -40,7 +40,7 @@ from ldc.shm.layout import (
     segment_name,
     segment_path,
 )
-from ldc.shm.segment import check_mode, header_text, header_value, parse_header
+from ldc.shm.segment import check_mode, check_owner, header_text, header_value, parse_header, trusted_owners
 
 # Limits
 MAX_RESOLVE_ATTEMPTS: Final = 3  # directory re-reads after a slot changed generation under us
@@ -139,8 +139,9 @@ class Reader:
     stopped, unless ``allow_out_of_sync=True``), ReadContention (no consistent copy within 10 ms).
     """
 
-    def __init__(self, group: str, *, attach_timeout_s: float = 0.0) -> None:
+    def __init__(self, group: str, *, attach_timeout_s: float = 0.0, owner: str | int | None = None) -> None:
         self.group = group
+        self._trusted = trusted_owners(owner)  # the accounts whose segments it accepts (section 7 step 2)
         try:
             self.name = segment_name(group)
         except ValueError as exc:  # a group name that could leave /dev/shm: refused before any open
@@ -180,12 +181,16 @@ class Reader:
     def _map(self, fd: int) -> None:
         st = os.fstat(fd)
         check_mode(st, self.name)
+        check_owner(st, self.name, self._trusted)
         if st.st_size < HEADER_SIZE:
             raise LayoutError(f"segment {self.name} is {st.st_size} bytes, expected at least a {HEADER_SIZE}-byte header")
         mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
         try:
             _seqlock_magic_fence(mm)
             self.geometry = parse_header(mm[:HEADER_SIZE], self.name, st.st_size)
+            named = header_text(mm[:HEADER_SIZE], "group")
+            if named != self.group:  # step 8: a hard link can put one group's file at another's name
+                raise LayoutError(f"segment {self.name} holds group {named!r}: a segment of another group at this name")
             self._seg = _seqlock.Segment(mm, self.geometry.c_layout(), writable=False, lock_fd=fd)
         except BaseException:
             mm.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import stat
 import struct
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ldc.errors import LayoutError, SegmentError
+from ldc.shm.files import owner_name
 from ldc.shm.layout import (
     DIR_ENTRY_SIZE,
     ENDIAN_MARKER,
@@ -135,6 +137,45 @@ def check_mode(st: os.stat_result, name: str) -> None:
             f"segment {name} has mode {stat.S_IMODE(st.st_mode):04o}"
             + ("" if stat.S_ISREG(st.st_mode) else " and is not a regular file")
             + f" (owner uid {st.st_uid}): a segment must be a regular file writable by its owner alone"
+        )
+
+
+FEEDER_USER_ENV: Final = "LDC_FEEDER_USER"  # the feeders' account (name or uid) a reader trusts, alone
+DEFAULT_FEEDER_USER: Final = "ldc"  # the systemd unit's static user (systemd/sysusers.d/ldc.conf)
+
+
+def trusted_owners(owner: str | int | None = None) -> frozenset[int]:
+    """The uids whose segments a reader accepts (LAYOUT.md section 7 step 2): ``owner`` if given, else
+    ``$LDC_FEEDER_USER`` if set, else root, this process's own user and the account ``ldc`` if it exists.
+    Any other account could otherwise present a complete, live segment of its own whenever the name is
+    free (no feeder yet, a stopped one removed by ``ldc clean``): only the mode was checked."""
+    chosen = owner if owner is not None else os.environ.get(FEEDER_USER_ENV) or None
+    if chosen is not None:
+        return frozenset({_uid(chosen)})
+    found = {0, os.geteuid()}
+    try:
+        found.add(pwd.getpwnam(DEFAULT_FEEDER_USER).pw_uid)
+    except KeyError:
+        pass
+    return frozenset(found)
+
+
+def _uid(user: str | int) -> int:
+    if isinstance(user, int) or user.isdigit():
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise SegmentError(f"no user {user!r} on this host (the feeders' account a reader trusts)") from None
+
+
+def check_owner(st: os.stat_result, name: str, trusted: frozenset[int]) -> None:
+    """Step 2 of LAYOUT.md section 7, the owner: a segment of an account the reader does not trust."""
+    if st.st_uid not in trusted:
+        names = ", ".join(owner_name(uid) for uid in sorted(trusted))
+        raise SegmentError(
+            f"segment {name} belongs to {owner_name(st.st_uid)}, not to a feeders' account this reader trusts "
+            f"({names}; set {FEEDER_USER_ENV} or Reader(owner=...) to the feeders' user)"
         )
 
 

@@ -57,7 +57,9 @@ from ldc.shm.layout import (
     lock_path,
     segment_name,
     segment_path,
+    TEMP_TOKEN_BYTES,
     temp_path,
+    temp_paths,
 )
 from ldc.shm.segment import read_geometry, truncate_utf8
 
@@ -172,8 +174,8 @@ class SegmentWriter:
     def _build(self, previous: _Predecessor | None, markets: list[str] | None) -> None:
         """Make the new file under the private name, locked before anyone can open it, fill it, retire
         the predecessor's file, then rename the new one into place (LAYOUT.md section 12)."""
-        tmp = temp_path(self.group)
-        unlink_own(tmp)  # a predecessor died while building: we hold the ownership lock, it is garbage
+        _remove_dead_builds(self.group)
+        tmp = temp_path(self.group, secrets.token_hex(TEMP_TOKEN_BYTES))  # a name no other account can squat
         self._fd = create_exclusive(tmp, BUILD_MODE)
         try:
             if not ofd_lock(self._fd, write=True):
@@ -405,6 +407,17 @@ def _peek_pid(group: str) -> int:
         return 0
 
 
+def _remove_dead_builds(group: str) -> None:
+    """Remove this user's build files of ``group``: we hold the ownership lock, so their builders died.
+    Another account's file at such a name is left alone: it cannot be the one we build (random name)."""
+    for path in temp_paths(group):
+        try:
+            if unlink_own(path):
+                log.info("removed %s: a writer died while building it", path)
+        except SegmentError as exc:
+            log.warning("ignoring %s", exc)
+
+
 class _Predecessor:
     """The file a new writer replaces: its owner and mode checked, its writer certainly gone."""
 
@@ -480,18 +493,27 @@ class _NoPredecessor:
 def _wait_gone(fd: int, path: str) -> None:
     """The predecessor released the ownership lock; its file's liveness lock goes a moment later
     (a process's locks are dropped one file at a time as it exits). A layout 1.x writer holds a
-    flock instead: refuse to replace it while it lives."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    except BlockingIOError:
-        raise SegmentError(f"{path} has a live layout 1.x writer (pid {_peek_pid_fd(fd)}): stop it first") from None
+    flock instead: refuse to replace it while it lives. Only a file that is not a complete 2.x segment
+    can be a 1.x writer's: any reader can take a flock on a file it may read, and must not stop a
+    group by flocking a 2.x file its dead writer left."""
+    if not _is_layout2(fd):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            raise SegmentError(f"{path} has a live layout 1.x writer (pid {_peek_pid_fd(fd)}): stop it first") from None
     deadline = time.monotonic() + PREDECESSOR_EXIT_S
     while ofd_holder(fd):
         if time.monotonic() >= deadline:
             raise SegmentError(f"{path} is still locked by its writer (pid {_peek_pid_fd(fd)}) {PREDECESSOR_EXIT_S:g} s "
                                "after it released the group's ownership lock")  # fmt: skip
         time.sleep(PREDECESSOR_POLL_S)
+
+
+def _is_layout2(fd: int) -> bool:
+    """The file's header is complete (magic set, written last) and says layout major 2."""
+    raw = os.pread(fd, 10, 0)
+    return len(raw) == 10 and struct.unpack_from("<QH", raw) == (MAGIC, VERSION_MAJOR)
 
 
 def _peek_pid_fd(fd: int) -> int:

@@ -25,11 +25,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <linux/futex.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -293,6 +295,25 @@ static inline int ldc__group_ok(const char *group) {
     return 1;
 }
 
+/* Section 7 step 2, the owner: a uid the reader trusts to feed groups. Exactly $LDC_FEEDER_USER (a user
+ * name or uid) when set; otherwise root, this process's user and the account "ldc" (the systemd unit's).
+ * Another account could otherwise link a complete, live segment of its own while the name is free. */
+static inline int ldc__owner_trusted(uid_t uid) {
+    const char *want = getenv("LDC_FEEDER_USER");
+    if (want != NULL && *want != '\0') {
+        char *end = NULL;
+        unsigned long n = strtoul(want, &end, 10);
+        if (end != want && *end == '\0') return (uid_t)n == uid;
+        struct passwd pw, *found = NULL;
+        char buf[4096];
+        return getpwnam_r(want, &pw, buf, sizeof buf, &found) == 0 && found != NULL && found->pw_uid == uid;
+    }
+    if (uid == 0 || uid == geteuid()) return 1;
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    return getpwnam_r("ldc", &pw, buf, sizeof buf, &found) == 0 && found != NULL && found->pw_uid == uid;
+}
+
 /* Attach read-only to /dev/shm/ldc-<group>. On failure returns LDC_NOT_FOUND, LDC_LAYOUT or
  * LDC_SYSTEM with a message in err. */
 static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t errlen) {
@@ -316,6 +337,13 @@ static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t 
                          "segment %s has mode %04o (owner uid %u): a segment must be a regular file writable by its owner alone",
                          s->name, mode, (unsigned)st.st_uid);
     }
+    if (!ldc__owner_trusted(st.st_uid)) {
+        close(s->fd);
+        s->fd = -1;
+        return ldc__fail(err, errlen, LDC_LAYOUT,
+                         "segment %s belongs to uid %u, not to a feeders' account this reader trusts "
+                         "(set LDC_FEEDER_USER to the feeders' user)", s->name, (unsigned)st.st_uid);
+    }
     if (st.st_size < LDC_HEADER_SIZE) {
         long long size = (long long)st.st_size;
         close(s->fd);
@@ -335,6 +363,10 @@ static inline int ldc_open(ldc_segment *s, const char *group, char *err, size_t 
     s->base = p;
     s->hdr = p;
     int rc = ldc__validate(s, err, errlen);
+    /* step 8: the header names the group opened (a hard link can put one group's file at another's name) */
+    if (rc == LDC_OK && strncmp(s->hdr->group, group, sizeof s->hdr->group) != 0)
+        rc = ldc__fail(err, errlen, LDC_LAYOUT, "segment %s holds group \"%.63s\": a segment of another group at this name",
+                       s->name, s->hdr->group);
     if (rc != LDC_OK) {
         munmap(p, s->mapped);
         close(s->fd);

@@ -37,6 +37,16 @@ pub enum Error {
         mode: u32,
         uid: u32,
     },
+    /// The header's `group` is not the group opened (section 7 step 8).
+    OtherGroup {
+        path: String,
+        found: String,
+    },
+    /// The segment belongs to an account this reader does not trust to feed groups (section 7 step 2).
+    Owner {
+        path: String,
+        uid: u32,
+    },
     /// The group name does not match `[A-Za-z0-9_-]{1,63}`.
     InvalidGroup {
         group: String,
@@ -118,6 +128,15 @@ impl fmt::Display for Error {
                 f,
                 "segment {path} has mode {mode:04o} (owner uid {uid}): a segment must be a regular \
                  file writable by its owner alone"
+            ),
+            OtherGroup { path, found } => write!(
+                f,
+                "segment {path} holds group \"{found}\": a segment of another group at this name"
+            ),
+            Owner { path, uid } => write!(
+                f,
+                "segment {path} belongs to uid {uid}, not to a feeders' account this reader trusts \
+                 (set LDC_FEEDER_USER to the feeders' user)"
             ),
             Io { what, path, source } => write!(f, "{what} {path}: {source}"),
             TooSmall { path, size, min } => {

@@ -82,6 +82,12 @@ pub fn attach(group: &str) -> Result<Segment> {
             uid: meta.uid(),
         });
     }
+    if !owner_trusted(meta.uid()) {
+        return Err(Error::Owner {
+            path,
+            uid: meta.uid(),
+        });
+    }
     let file_size = meta.len();
     if file_size < layout::MIN_HEADER_SIZE {
         return Err(Error::TooSmall {
@@ -101,6 +107,13 @@ pub fn attach(group: &str) -> Result<Segment> {
         source: e,
     })?;
     let geo = validate(&path, &map, file_size)?;
+    // Step 8: the header names the group opened (a hard link can put one group's file at another's name).
+    let mut named = [0u8; hdr::GROUP_LEN];
+    map.copy_bytes(hdr::GROUP, &mut named);
+    let found = c_text(&named);
+    if found != group {
+        return Err(Error::OtherGroup { path, found });
+    }
     Ok(Segment {
         path,
         file,
@@ -293,4 +306,34 @@ pub fn check_geometry(path: &str, g: &Geometry, file_size: u64) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Section 7 step 2, the owner: exactly `$LDC_FEEDER_USER` (a user name or uid) when set; otherwise
+/// root, this process's effective user and the account `ldc` (the systemd unit's). Another account
+/// could otherwise link a complete, live segment of its own while the name is free. Names are looked
+/// up in `/etc/passwd` (std has no `getpwnam`; ldc's feeders' account is a local system user).
+fn owner_trusted(uid: u32) -> bool {
+    if let Some(want) = std::env::var_os("LDC_FEEDER_USER").filter(|v| !v.is_empty()) {
+        let want = want.to_string_lossy().into_owned();
+        return match want.parse::<u32>() {
+            Ok(n) => n == uid,
+            Err(_) => passwd_uid(&want) == Some(uid),
+        };
+    }
+    uid == 0 || Some(uid) == effective_uid() || passwd_uid("ldc") == Some(uid)
+}
+
+fn passwd_uid(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then(|| fields.nth(1)?.parse().ok())?
+    })
+}
+
+/// The effective uid from `/proc/self/status` ("Uid: real effective saved fs").
+fn effective_uid() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }

@@ -104,7 +104,7 @@ def sim_config(venues: Iterable[VenueDemo]) -> SimConfig:
     return SimConfig(**markets, rate=SIM_RATE, history_events=20_000)
 
 
-def _endpoints(sim: Simulator, venue: VenueDemo) -> tuple[str, str]:
+def endpoints(sim: Simulator, venue: VenueDemo) -> tuple[str, str]:
     """(rest_url, ws_url) of the venue's simulator family: bases, the client adds the venue's own paths."""
     if venue.sim_family in BINANCE_WS_URLS:
         return sim.rest_url, getattr(sim, BINANCE_WS_URLS[venue.sim_family])
@@ -113,10 +113,10 @@ def _endpoints(sim: Simulator, venue: VenueDemo) -> tuple[str, str]:
     return urls["rest"], urls["ws"]
 
 
-def _config_text(group_prefix: str, sim: Simulator, venues: Iterable[VenueDemo]) -> str:
+def config_text(group_prefix: str, sim: Simulator, venues: Iterable[VenueDemo]) -> str:
     tables = []
     for venue in venues:
-        rest_url, ws_url = _endpoints(sim, venue)
+        rest_url, ws_url = endpoints(sim, venue)
         quoted = ", ".join(f'"{s}"' for s in venue.symbols)
         channel = f'channel = "{venue.channel}"\n' if venue.channel else ""
         tables.append(f'[[group]]\nname = "{group_prefix}-{venue.suffix}"\nexchange = "{venue.exchange}"\n'
@@ -278,7 +278,7 @@ def run(duration_s: float, group_prefix: str, *, interactive: bool) -> int:
     synced_once: set[tuple[str, str]] = set()
     with Simulator(sim_config(venues.values())) as sim, tempfile.TemporaryDirectory(prefix="ldc-demo-") as tmp:
         config = Path(tmp) / "ldc.toml"
-        config.write_text(_config_text(group_prefix, sim, venues.values()))
+        config.write_text(config_text(group_prefix, sim, venues.values()))
         supervisor = _start_supervisor(config)
         readers: dict[str, Reader] = {}
         try:

@@ -214,7 +214,7 @@ def _attach(groups: Iterable[str], deadline: float, stopped: Callable[[], bool])
             missing = sorted(set(groups) - readers.keys())
             raise LdcError(f"segments {missing} did not appear within {START_TIMEOUT_S:.0f} s")
         time.sleep(0.1)
-    return readers
+    return {group: readers[group] for group in groups if group in readers}  # in the venue table's order, not attach order
 
 
 def _remove_segments(groups: Iterable[str]) -> None:

@@ -73,8 +73,10 @@ def test_demo_runs_for_its_duration_and_exits_0(tmp_path: object) -> None:
         proc = procs.ldc("demo", "--duration", "6", "--plain", "--group-prefix", prefix, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(timeout=80)
     assert proc.returncode == 0, err[-2000:]
-    for v in VENUES:  # every venue's book, side by side
-        assert f"{prefix}-{v.suffix} {v.symbols[0]}, top {demo.LADDER_LEVELS}:" in out
+    last_block = out[out.rindex("ldc demo:"):]
+    titles = [f"{prefix}-{v.suffix} {v.symbols[0]}, top {demo.LADDER_LEVELS}:" for v in VENUES]
+    places = [last_block.find(title) for title in titles]  # every venue's book, side by side, in the table's order
+    assert -1 not in places and places == sorted(places), last_block
     assert_clean_summary(out, prefix)
 
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "book": ("ldc.tools.book", "print one consistent snapshot of a market"),
     "top": ("ldc.tools.top", "a live ladder of a market in the terminal"),
     "clean": ("ldc.tools.clean", "remove the /dev/shm files of groups no writer runs (--dry-run to list)"),
+    "metrics": ("ldc.metrics", "serve Prometheus metrics of every segment on the host (read from shared memory)"),
     "sim": ("ldc.sim.cli", "run the local Binance exchange simulator on 127.0.0.1"),
     "ctl": ("ldc.control", "control a running feeder: add / remove markets, resync, refresh, list"),
 }

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ldc import record as record_limits
 from ldc.errors import ConfigError
 from ldc.venues import VENUES, venue_table
 from ldc.venues.base import VenueTable
@@ -75,6 +76,9 @@ class GroupConfig:
     weight_budget_fraction: float = DEFAULT_WEIGHT_BUDGET_FRACTION
     streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
     channel: str = ""  # the venue's book channel (OKX "books", Bybit "orderbook.200"); "" for Binance
+    record: str | None = None  # directory of raw-feed recordings (ldc/record.py); None: no recording
+    record_rotate_mb: float = record_limits.DEFAULT_ROTATE_MB
+    record_rotate_s: float = record_limits.DEFAULT_ROTATE_S
 
     @property
     def family(self) -> str:
@@ -117,7 +121,7 @@ def endpoints(group: GroupConfig) -> Endpoints:
     ``/ws/v5/public``, Bybit ``/v5/public/linear``)."""
     venue = venue_table(group.exchange)
     ws_base = group.ws_url or venue.ws_base_url
-    return Endpoints(rest_url=group.rest_url or venue.rest_base_url, ws_stream_url=f"{ws_base}{venue.ws_path}")
+    return Endpoints(rest_url=group.rest_url or venue.rest_base_url, ws_stream_url=f"{ws_base}{venue.path_of(group.channel)}")
 
 
 def load_config(path: str | Path) -> Config:
@@ -214,6 +218,21 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
             table, "weight_budget_fraction", where, DEFAULT_WEIGHT_BUDGET_FRACTION, 0.01, 1.0
         ),
         streams_per_connection=_integer(table, "streams_per_connection", where, limit, 1, limit),
+        **_record_keys(table, where),
+    )
+
+
+def _record_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """``record`` (an absolute directory) and its rotation: a new file after so many MB or seconds."""
+    directory = _string(table, "record", where, required=False) or None
+    if directory is not None and not directory.startswith("/"):
+        raise ConfigError(f"{where}: key 'record' expected an absolute directory path, found {directory!r}")
+    return dict(
+        record=directory,
+        record_rotate_mb=_number(table, "record_rotate_mb", where, record_limits.DEFAULT_ROTATE_MB,
+                                 record_limits.MIN_ROTATE_MB, record_limits.MAX_ROTATE_MB),  # fmt: skip
+        record_rotate_s=_number(table, "record_rotate_s", where, record_limits.DEFAULT_ROTATE_S,
+                                record_limits.MIN_ROTATE_S, record_limits.MAX_ROTATE_S),  # fmt: skip
     )
 
 
@@ -243,7 +262,7 @@ def _symbols(table: dict[str, Any], where: str, venue: VenueTable) -> tuple[str,
     symbols = []
     pattern = re.compile(venue.symbol_pattern)
     for item in raw:
-        symbol = item.upper() if isinstance(item, str) else None
+        symbol = (item.lower() if venue.symbols_lower_case else item.upper()) if isinstance(item, str) else None
         if symbol is None or not pattern.fullmatch(symbol):
             raise ConfigError(f"{where}: key 'symbols' expected symbols like {venue.symbol_form}, found {item!r}")
         symbols.append(symbol)

@@ -52,6 +52,8 @@ from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, Res
 from ldc.io.governor import RateGovernor, governor_key
 from ldc.io.rest import RestClient
 from ldc.io.ws import CloseReason, WsOptions, WsPool
+from ldc.logjournal import StructuredFields, stderr_handler
+from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
@@ -218,6 +220,8 @@ class Feeder:
         self._publish = self.writer.publish
         self._wake_readers = self.writer.notify
         self._governor = RateGovernor(governor_key(self.endpoints.rest_url), budget=group.weight_budget_per_min)
+        recording = config_for(group.record, group.name, group.record_rotate_mb, group.record_rotate_s)
+        self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
@@ -242,6 +246,8 @@ class Feeder:
 
     def start(self) -> None:
         """Validate the symbols, claim slots and open the connections; returns at once."""
+        if self._recorder is not None:
+            self._recorder.start()
         unknown = self._validate(self.group.symbols)
         for symbol in self.group.symbols:
             self._add_market(symbol, error=unknown.get(symbol, ""))
@@ -326,6 +332,8 @@ class Feeder:
         with self._lock:
             in_flight = list(self._in_flight) + ([self._background] if self._background is not None else [])
         _, unfinished = futures.wait(in_flight, timeout=min(WORKERS_STOP_TIMEOUT_S, self.group.rest_timeout_s + 1.0))
+        if self._recorder is not None:
+            self._recorder.close()  # every frame and snapshot is in: finish the file
         with self._lock:
             self._rest.close()
             if not unfinished:  # else the process exit releases it; a stuck worker must not touch a closed fd
@@ -497,6 +505,8 @@ class Feeder:
     def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
         """The data messages of one socket read, in order. The Router (C) parses, applies and publishes every
         diff its market's HotPath takes, and stops at the first one Python must see."""
+        if self._recorder is not None:
+            self._recorder.frames(raws, recv_time_ns)
         start, count = 0, len(raws)
         while start < count:
             with self._lock:
@@ -553,8 +563,18 @@ class Feeder:
                 self._carry_out(market, actions)
             return
         if state is not market.shown_state:  # the book changed state with this diff: the message follows
+            self._log_transition(market, state)
             market.shown_state = state
             self.writer.set_status(market.slot, _STATE_STATUS[state], _STATE_TEXT[state])
+
+    def _log_transition(self, market: Market, state: SyncState, reason: str = "") -> None:
+        """One line when a market goes out of sync (and why) or back in sync, with the journal's fields."""
+        if reason:
+            log.info("market %s: out of sync: %s", market.symbol, reason,
+                     extra={"symbol": market.symbol, "state": state.name.lower(), "reason": reason})  # fmt: skip
+        elif state is SyncState.SYNCED and market.shown_state is not SyncState.SYNCED:
+            log.info("market %s: in sync at update id %d", market.symbol, market.sync.update_id,
+                     extra={"symbol": market.symbol, "state": state.name.lower()})  # fmt: skip
 
     def _settle(self, market: Market) -> None:
         """Hand BookSync the diffs the market's HotPath applied, and stop it: BookSync decides next.
@@ -663,6 +683,7 @@ class Feeder:
             elif type(action) is FetchSnapshot:
                 self._fetch(market, action)
             elif type(action) is MarkOutOfSync:
+                self._log_transition(market, sync.state, action.reason.name.lower().replace("_", " "))
                 market.shown_state = None
                 self.writer.set_status(market.slot, _REASON_STATUS[action.reason], action.reason.name.lower().replace("_", " "))
             elif type(action) is Resubscribe:
@@ -672,6 +693,7 @@ class Feeder:
                 market.shown_state = sync.state
                 self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
         if sync.state is not market.shown_state and not any(type(a) is MarkOutOfSync for a in actions):
+            self._log_transition(market, sync.state)
             market.shown_state = sync.state
             self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])
         self._publish_counters(market)
@@ -699,6 +721,9 @@ class Feeder:
             response = self._rest.snapshot(self.venue.snapshot_path, symbol=market.symbol, limit=action.limit,
                                            weight=self.venue.snapshot_weight(action.limit), stop=self._stop)  # fmt: skip
             event = SnapshotResult(binance.parse_snapshot(response.body, action.limit), action.purpose)
+            if self._recorder is not None:
+                self._recorder.snapshot(self.venue.snapshot_path, {"symbol": market.symbol, "limit": action.limit},
+                                        response.body, response.recv_time_ns)  # fmt: skip
         except RateLimitError as exc:
             event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
         except (RestError, ProtocolError) as exc:
@@ -775,7 +800,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--group", required=True, help="the [[group]] name to feed")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
-    listener = _log_through_a_queue(args.log_level.upper())
+    listener = _log_through_a_queue(args.log_level.upper(), args.group)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         try:
@@ -801,20 +826,22 @@ def _feeder_for(group: GroupConfig, config_path: str) -> Feeder | StreamFeeder:
     return Feeder(group, config_path=config_path)
 
 
-def _log_through_a_queue(level: str) -> QueueListener:
+def _log_through_a_queue(level: str, group: str = "") -> QueueListener:
     """Log records below ERROR go through a queue to a listener thread that writes them to stderr: a thread
     holding the feeder's lock (a snapshot joining, a state change) pays for the record, not for the write
     (measured in the latency bench: ~0.1-0.2 ms per line written under the lock, a stall for every market's
     diffs). Errors are written at once, so that the lines before a crash are not left in the queue (they
     may then come out a few milliseconds ahead of queued lines)."""
     formatter = logging.Formatter(LOG_FORMAT)
-    queued, direct = logging.StreamHandler(), logging.StreamHandler()
-    queued.setFormatter(formatter)
-    direct.setFormatter(formatter)
+    # journald's native protocol with fields (group, symbol, ...) when stderr is the journal, else plain lines
+    queued, direct = stderr_handler(formatter), stderr_handler(formatter)
     direct.setLevel(logging.ERROR)
     records: SimpleQueue[logging.LogRecord] = SimpleQueue()
     to_queue = QueueHandler(records)
     to_queue.addFilter(lambda record: record.levelno < logging.ERROR)
+    fields = StructuredFields(group)  # before the queue, which merges a record's arguments into its message
+    to_queue.addFilter(fields)
+    direct.addFilter(fields)
     root = logging.getLogger()
     root.setLevel(level)
     root.addHandler(to_queue)

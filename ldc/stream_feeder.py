@@ -1,4 +1,4 @@
-"""The feeder of a group on a venue whose books start from a snapshot in the stream (OKX, Bybit).
+"""The feeder of a group on a venue whose books start from its websocket (OKX, Bybit, Kraken, Coinbase, HTX).
 
 Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is named here.
 
@@ -8,8 +8,15 @@ Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is n
 Each connection subscribes its markets' streams (split to the venue's per-request and per-connection limits),
 sends the venue's keep-alive, and reconnects with a doubling backoff. BookSync decides everything: a stream
 snapshot (re)starts a book, a gap, a checksum mismatch or a crossed book resubscribes that market alone.
-A venue's error answer naming a market lands in that market's slot, in the venue's own words. These venues
-have no C dialect yet: messages are parsed by the venue's reference parser (correct, slower than Binance's C path).
+A venue's error answer naming a market lands in that market's slot, in the venue's own words. A venue whose
+snapshot is requested on the websocket (HTX ``req``: ``ws_snapshot_request``) gets BookSync's FetchSnapshot as
+that request on the market's connection. A venue whose sequence counts the whole connection (Coinbase:
+``SequenceScope.CONNECTION``) is checked here, per connection: a gap (or an unreadable message, whose number
+is lost with it) counts a gap on every market of that connection and reconnects it (new snapshots, the
+sequence starts again). A message the parser refuses resyncs its market when the venue can still name it
+(``stream_of``: Kraken, HTX, whose sequences would not show the loss). A server's ping is answered with the
+venue's reply. These venues have no C dialect yet: messages are parsed by the venue's reference parser
+(correct, slower than Binance's C path).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import websocket
 
 from ldc._fastbook import FastBook
 from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbol_changes
-from ldc.depth import DepthSnapshot
+from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
 from ldc.io.rest import RestClient
@@ -37,6 +44,7 @@ from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
 from ldc.sync import (
     DISCONNECT,
+    MESSAGE_LOST,
     TICK,
     Actions,
     BookSync,
@@ -52,9 +60,9 @@ from ldc.sync import (
     SyncConfig,
     SyncState,
 )
-from ldc.venues import okx, stream_venue
+from ldc.venues import stream_venue, venue_table
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision
+from ldc.venues.base import Precision, SequenceScope, SnapshotSource
 
 log = logging.getLogger("ldc.feeder")
 
@@ -64,7 +72,7 @@ RECV_POLL_S = 0.5  # a read waits this long at most, so pings and resubscription
 CONNECT_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.5  # doubling up to the cap, with jitter
 RECONNECT_CAP_S = 30.0
-SUBSCRIBE_SPACING_S = 0.05  # between two requests on one connection: well under every venue's rate limit
+OUTBOX_SPACING_S = 0.1  # between two queued requests (pongs, snapshot requests): HTX's req limit, the strictest
 SILENT_CONNECTION_S = 60.0  # nothing received for this long (pongs included): the connection is dead
 REQUEST_WINDOW_S = 3600.0  # the venue's requests-per-hour window
 # Limits
@@ -86,16 +94,18 @@ class StreamMarket:
     last_event_ms: int = -1
     last_recv_ns: int = 0
     fetching: bool = False  # a REST snapshot request is in flight
+    snapshot_purpose: SnapshotPurpose = SnapshotPurpose.LIVE  # of the websocket snapshot requested last (HTX req)
 
 
 class StreamFeeder:
     """Keeps every market of one stream-snapshot group synced and published until ``request_stop()``."""
 
     def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None) -> None:
-        venue = stream_venue(group.exchange)
+        venue = stream_venue(group.exchange, group.channel)
         if venue is None:
             raise LdcError(f"group {group.name!r}: {group.exchange} books start from REST snapshots: use ldc.feeder.Feeder")
         self.group, self.venue, self.config_path = group, venue, config_path
+        self.table = venue_table(group.exchange)
         self.endpoints = endpoints(group)
         self._notifier = notifier or Notifier()
         self._lock = threading.RLock()
@@ -105,6 +115,8 @@ class StreamFeeder:
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
+        self.malformed = 0  # messages the venue's parser refused (each logged)
+        self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
         # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
         self._rest = RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=group.rest_timeout_s,
                                 read_timeout_s=group.rest_timeout_s)  # fmt: skip
@@ -224,6 +236,12 @@ class StreamFeeder:
             self.writer.close()
 
     def _fetch(self, market: StreamMarket, action: FetchSnapshot) -> None:
+        message = self.venue.ws_snapshot_request(market.stream)
+        if message is not None:  # asked on the market's own connection (HTX aligns req only with that stream)
+            market.snapshot_purpose = action.purpose
+            if 0 <= market.conn < len(self.connections):
+                self.connections[market.conn].send_soon(message)
+            return
         request = self.venue.snapshot_request(market.symbol, action.limit)
         if request is None or market.fetching:
             return
@@ -252,44 +270,62 @@ class StreamFeeder:
             self.writer.notify()
 
     def _precision(self) -> dict[str, Precision]:
-        """Tick and lot decimals for the venue's checksum, from its instrument list (OKX); best effort: without
-        it the checksum writes each number in its shortest form, which is OKX's own for these values."""
-        if self.venue.name != okx.NAME:
-            return {}
+        """Price and size decimals for the venue's checksum, from its instrument list (OKX, Kraken); best
+        effort: without it OKX writes each number in its shortest form, and a Kraken pair says why in its slot."""
         out: dict[str, Precision] = {}
-        with RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=self.group.rest_timeout_s,
-                        read_timeout_s=self.group.rest_timeout_s) as rest:  # fmt: skip
-            for kind in sorted({okx.instrument_type(symbol) for symbol in self.group.symbols}):
-                try:
-                    out.update(okx.parse_instruments(rest.get(okx.INSTRUMENTS_PATH, params={"instType": kind}, weight=1).body))
-                except (LdcError, ValueError) as exc:
-                    log.warning("instrument list %s not read (%s): checksums use the shortest number form", kind, exc)
+        for path, params in self.venue.instrument_requests(self.group.symbols):
+            try:
+                out.update(self.venue.instruments(self._rest.get(path, params=params, weight=1).body))
+            except (LdcError, ValueError) as exc:
+                log.warning("instrument list %s %s not read: %s", path, params, exc)
         return out
 
     def _add_market(self, symbol: str, precision: Precision | None, slot: int | None = None) -> StreamMarket:
         depth = self.group.depth
-        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, _channel_depth(self.group.channel)),
+        try:
+            checksum, error = self.venue.checksum_for(symbol, precision), ""
+        except ConfigError as exc:  # a checksum that cannot be verified (Kraken without the pair's precision)
+            checksum, error = None, str(exc)
+        config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, self.table.levels_of(self.group.channel)),
                             snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
-                            stale_after_s=self.group.stale_after_s, checksum=self.venue.checksum_for(symbol, precision))  # fmt: skip
+                            stale_after_s=self.group.stale_after_s, checksum=checksum)  # fmt: skip
         slot = self.writer.add_market(symbol) if slot is None else slot
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
                               BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
         self.markets[market.stream] = market
+        if error:
+            market.error = error
+            self.writer.set_status(slot, Status.ERROR, error)
+            log.error("market %s: %s", symbol, error)
+            return market
         self.writer.set_status(slot, Status.RESYNCING, "waiting for the stream's snapshot")
         return market
 
     # -- connection events (connection threads) --------------------------------------------------
 
     def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        connection_scope = self.venue.scope is SequenceScope.CONNECTION
+        if connection_scope and self.connections[conn_id].resyncing:
+            return  # what follows a connection gap is not read: the reconnect starts the connection's books again
         try:
             parsed = self.venue.parse(raw)
         except ProtocolError as exc:
+            self.malformed += 1
             log.warning("connection %d: malformed message: %s: %r", conn_id, exc, raw[:120])
+            if connection_scope:  # its sequence number is lost with it: the connection's books cannot be proved
+                self._connection_gap(conn_id, f"unreadable message ({exc})")
+            else:
+                self._message_lost(self.venue.stream_of(raw))
+            return
+        if connection_scope and not self.connections[conn_id].sequence_continues(_sequence_of(parsed)):
+            self._connection_gap(conn_id, f"sequence {_sequence_of(parsed)} after {self.connections[conn_id].sequence}")
             return
         if isinstance(parsed, VenueControl):
             self._control(conn_id, parsed)
             return
+        # a snapshot in the stream, or the answer to the websocket snapshot request (HTX req) with its purpose
+        requested = self.venue.snapshot_source is SnapshotSource.REST
         with self._lock:
             for stream, event in parsed:
                 market = self.markets.get(stream)
@@ -298,10 +334,32 @@ class StreamFeeder:
                 market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
                 now = time.monotonic()
                 if isinstance(event, DepthSnapshot):
-                    self._feed(market, SnapshotResult(event, SnapshotPurpose.STREAM), now)
+                    self._feed(market, SnapshotResult(event, market.snapshot_purpose if requested else SnapshotPurpose.STREAM), now)
                 else:
                     self._carry_out(market, market.sync.on_diff(event, now))
             self.writer.notify()
+
+    def _message_lost(self, stream: str) -> None:
+        """A message of ``stream`` was refused: its market resyncs (counted as a gap), the others go on."""
+        with self._lock:
+            market = self.markets.get(stream)
+            if market is not None and not market.error:
+                self._feed(market, MESSAGE_LOST, time.monotonic())
+                self.writer.notify()
+
+    def _connection_gap(self, conn_id: int, why: str) -> None:
+        """A connection-scoped sequence broke: every market on the connection counts a gap; the reconnect
+        brings new snapshots (on_close flags the books meanwhile)."""
+        connection = self.connections[conn_id]
+        connection.resyncing = True
+        with self._lock:
+            self.connection_gaps += 1
+            for stream in connection.streams:
+                market = self.markets.get(stream)
+                if market is not None and not market.error:
+                    self.writer.bump(market.slot, Counter.GAPS, 1)
+        log.warning("connection %d: %s: resyncing its %d markets by reconnecting", conn_id, why, len(connection.streams))
+        connection.reconnect_soon()
 
     def _control(self, conn_id: int, control: VenueControl) -> None:
         if control.kind is ControlKind.ERROR:
@@ -313,6 +371,14 @@ class StreamFeeder:
                     log.error("market %s: %s", market.symbol, market.error)
                     return
             log.error("connection %d: %s error %s: %s", conn_id, self.venue.name, control.code, control.message)
+        elif control.kind is ControlKind.SNAPSHOT_FAILED:
+            with self._lock:
+                market = self.markets.get(control.topic)
+                if market is not None and not market.error:
+                    log.warning("market %s: %s refused the snapshot request: %s", market.symbol, self.venue.name, control.message)
+                    self._feed(market, SnapshotFailed(market.snapshot_purpose, f"{self.venue.name}: {control.message}"), time.monotonic())
+        elif control.kind is ControlKind.PING:
+            self.connections[conn_id].send_soon(control.reply, first=True)
         elif control.kind is ControlKind.SHUTDOWN:
             log.info("connection %d: %s notice %s, reconnecting: %s", conn_id, self.venue.name, control.code, control.message)
             self.connections[conn_id].reconnect_soon()
@@ -384,11 +450,14 @@ class StreamFeeder:
             self.writer.notify()
 
 
-def _channel_depth(channel: str) -> int:
-    """Levels a side a book channel keeps: OKX's table, or the number in Bybit's ``orderbook.N``."""
-    if channel in okx.CHANNELS:
-        return okx.CHANNELS[channel]
-    return int(channel.rsplit(".", 1)[-1])
+def _sequence_of(parsed: list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl) -> int:
+    """The connection sequence number a parsed message carried (NO_ID: none)."""
+    if isinstance(parsed, VenueControl):
+        return parsed.sequence
+    if not parsed:
+        return NO_ID
+    event = parsed[0][1]
+    return event.last_update_id if isinstance(event, DepthSnapshot) else event.final_id
 
 
 class StreamConnection(threading.Thread):
@@ -404,6 +473,11 @@ class StreamConnection(threading.Thread):
         self._lock = threading.Lock()
         self._requests = 0
         self._sent_at: list[float] = []  # when this connection's subscribe / unsubscribe requests went, last hour
+        self._outbox: list[bytes] = []  # replies and requests other threads asked for (pongs, snapshot requests)
+        self._outbox_at = 0.0  # when the last of them went
+        self.sequence = NO_ID  # the connection-scoped sequence number last seen (Coinbase), NO_ID on a new connection
+        self.resyncing = False  # a connection-scoped gap was seen: nothing more is read until the reconnect
+        self.connects = 0  # websocket connections opened (1 + reconnects)
 
     def resubscribe(self, stream: str) -> None:
         with self._lock:
@@ -425,6 +499,20 @@ class StreamConnection(threading.Thread):
     def reconnect_soon(self) -> None:
         self._reconnect.set()
 
+    def send_soon(self, message: bytes, *, first: bool = False) -> None:
+        """Queue ``message`` for this connection (``first``: ahead of the others, as a pong must be)."""
+        with self._lock:
+            self._outbox.insert(0 if first else len(self._outbox), message)
+
+    def sequence_continues(self, sequence: int) -> bool:
+        """A connection-scoped sequence number: the first on a connection starts it, each next must be +1."""
+        if sequence == NO_ID:
+            return True
+        if self.sequence != NO_ID and sequence != self.sequence + 1:
+            return False
+        self.sequence = sequence
+        return True
+
     def _request_id(self) -> str:
         self._requests += 1
         return str(self._requests)
@@ -442,6 +530,7 @@ class StreamConnection(threading.Thread):
                 stop.wait(min(RECONNECT_CAP_S, RECONNECT_MIN_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
                 continue
             attempt = 0
+            self.connects += 1
             try:
                 self._serve(ws)
             except (OSError, websocket.WebSocketException) as exc:
@@ -455,7 +544,7 @@ class StreamConnection(threading.Thread):
         for message in messages:
             ws.send(message.decode())
             self._sent_at.append(time.monotonic())
-            time.sleep(SUBSCRIBE_SPACING_S)
+            time.sleep(self.feeder.venue.request_spacing_s)
 
     def _requests_left(self, now: float) -> int:
         """Requests this connection may still send within the venue's hourly limit (OKX: 480 an hour)."""
@@ -470,8 +559,10 @@ class StreamConnection(threading.Thread):
     def _serve(self, ws: websocket.WebSocket) -> None:
         venue, channel, stop = self.feeder.venue, self.feeder.group.channel, self.feeder._stop
         self._reconnect.clear()
+        self.sequence, self.resyncing = NO_ID, False
         with self._lock:
             streams, self._added, self._removed = self.streams, [], []
+            self._outbox.clear()  # answers meant for the connection that closed
         if streams:
             self._send_all(ws, venue.subscribe_messages(channel, streams, self._request_id()))
         ws.settimeout(RECV_POLL_S)
@@ -489,6 +580,13 @@ class StreamConnection(threading.Thread):
                 room = self._requests_left(now) >= 2 * len(self._resubscribe)
                 again, self._resubscribe = (self._resubscribe, []) if room else ([], self._resubscribe)
                 added, removed, self._added, self._removed = self._added, self._removed, [], []
+                # pongs and snapshot requests: one a pass, OUTBOX_SPACING_S apart, never blocking the reads
+                due = self._outbox[:1] if now - self._outbox_at >= OUTBOX_SPACING_S else []
+                del self._outbox[: len(due)]
+                ws.settimeout(OUTBOX_SPACING_S if self._outbox else RECV_POLL_S)
+            for message in due:
+                ws.send(message.decode())
+                self._outbox_at = now
             if again:
                 self._send_all(ws, venue.unsubscribe_messages(channel, again, self._request_id()))
                 self._send_all(ws, venue.subscribe_messages(channel, again, self._request_id()))

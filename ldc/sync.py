@@ -60,6 +60,7 @@ __all__ = [
     "BOOK_STATES",
     "DISCONNECT",
     "MAX_BUFFERED_DIFFS",
+    "MESSAGE_LOST",
     "NO_ACTIONS",
     "PUBLISH_CHANGED",
     "PUBLISH_UNCHANGED",
@@ -71,6 +72,7 @@ __all__ = [
     "FastPath",
     "FetchSnapshot",
     "MarkOutOfSync",
+    "MessageLost",
     "Notice",
     "OutOfSyncReason",
     "Publish",
@@ -173,10 +175,17 @@ class Disconnect:
     """The connection carrying this market's stream dropped (feed it to every market on it)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MessageLost:
+    """A message of this market's stream could not be read (malformed): what it changed is unknown. A gap,
+    for venues whose sequence would not show it (Kraken has none; its checksum covers only the top 10)."""
+
+
 TICK = Tick()
 DISCONNECT = Disconnect()
+MESSAGE_LOST = MessageLost()
 # a diff is fed as itself: a DepthDiff, or the C parser's ParsedDiff (same attributes)
-Event = Union[DepthDiff, SnapshotResult, SnapshotFailed, Tick, Disconnect]
+Event = Union[DepthDiff, SnapshotResult, SnapshotFailed, Tick, Disconnect, MessageLost]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,6 +440,8 @@ class BookSync:
             return self._on_snapshot_failed(event, now)  # type: ignore[arg-type]
         if kind is Disconnect:
             return self._on_disconnect(now)
+        if kind is MessageLost:
+            return self._on_message_lost()
         return self.on_diff(event, now)  # type: ignore[arg-type]
 
     def counters(self) -> SyncCounters:
@@ -753,6 +764,13 @@ class BookSync:
             return (MarkOutOfSync(OutOfSyncReason.STALE), Resubscribe(OutOfSyncReason.STALE))
         logger.warning("%s: no diff for %.1f s in state %s, resubscribing", self.symbol, silent_s, self.state.name.lower())
         return (Resubscribe(OutOfSyncReason.STALE),)
+
+    def _on_message_lost(self) -> Actions:
+        if self.book is None:  # no book yet: the snapshot it waits for (or the join's own checks) decide
+            return NO_ACTIONS
+        self.gaps += 1
+        logger.warning("%s: a message of its stream could not be read at update id %d: resyncing", self.symbol, self.update_id)
+        return self._resync(OutOfSyncReason.GAP, None)
 
     def _on_disconnect(self, now: float) -> Actions:
         if self._shadow is not None:

@@ -33,6 +33,7 @@ Targets (issue 8): >= 90,000 spot diffs per CPU-second; p99 receive-to-publish <
 17,300 and ccxt 18,200 diffs per CPU-second. The host is shared and noisy: the load average is printed.
 
     .venv/bin/python scripts/bench_feeder.py [--repeats 3] [--quick]
+    .venv/bin/python scripts/bench_feeder.py --record [--repeats 5]   # recording off vs on (issue 17)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +79,8 @@ PEER_DIFFS_PER_CPU_S = {"cryptofeed 2.4.1": 17_300, "ccxt 4.5.90 pro": 18_200, "
 # Polling
 THROUGHPUT_POLL_S = 0.0005
 IDLE_SETTLE_S = 0.02  # after the last diff: the feeder blocks in recv, its CPU clock is exact again
+RECORD_SETTLE_S = 1.5  # --record: the recording writer compresses what is pending at its 1 s flush
+TARGET_RECORD_RATIO = 1.15  # issue 17: recording on costs at most 15% more CPU per diff
 LATENCY_POLL_S = 0.00005  # sleeps ~0.1-0.3 ms on a loaded 2-core host
 COLD_POLL_S = 0.05
 RUN_TIMEOUT_S = 120.0
@@ -225,15 +229,20 @@ _RUNS = itertools.count(1)
 # ---------------------------------------------------------------- throughput
 
 
-def run_throughput(index: CaptureIndex, markets: int) -> dict[str, Any]:
+def run_throughput(index: CaptureIndex, markets: int, *, record: str | None = None,
+                   settle_s: float = IDLE_SETTLE_S) -> dict[str, Any]:  # fmt: skip
+    """``record``: the group records into this directory (``--record``); ``settle_s``: wait this long for the
+    feeder (and its recording writer, which flushes every second) to be idle before its CPU clock is read."""
     symbols = symbols_of(markets)
     group = new_group(f"tp{markets}")
     sim_args = replay_args("client", markets)
-    with SimProcess(sim_args) as sim, FeederProcess(group, config_text(group, sim, symbols, depth=DEPTH)) as feeder:
+    keys: dict[str, object] = {"depth": DEPTH} if record is None else {"depth": DEPTH, "record": f'"{record}"'}
+    with SimProcess(sim_args) as sim, FeederProcess(group, config_text(group, sim, symbols, **keys)) as feeder:
         reader = attach(group, markets)
+        attached_cpu_ns = feeder.cpu_ns()  # markets added, connections not yet open: before the first frame
         try:
             samples = poll_until(reader, symbols, feeder, lambda s: s.all_at(index.last_id), THROUGHPUT_POLL_S)
-            time.sleep(IDLE_SETTLE_S)
+            time.sleep(settle_s)
             idle_cpu_ns = feeder.cpu_ns()
             books = final_books(reader, sim, symbols)
         finally:
@@ -256,6 +265,8 @@ def run_throughput(index: CaptureIndex, markets: int) -> dict[str, Any]:
         "diffs_per_s": diffs / wall,
         "levels_per_s": levels / wall,
         "cpu_us_per_diff": cpu / diffs * 1e6,
+        # every frame of the replay, the ones before the snapshot too: what a per-frame cost (recording) adds to
+        "replay_cpu_us_per_diff": (idle_cpu_ns - attached_cpu_ns) / 1e3 / (len(index.final_ids) * markets),
         "busy_fraction": cpu / wall,  # below 1: the feeder waited for frames (e.g. the simulator answering a snapshot)
         "diffs_per_cpu_s": diffs / cpu,
         "whole_process_cpu_s": whole_cpu,
@@ -457,6 +468,35 @@ def run_cold_start(plan: WeightPlan) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 
 
+def run_record_comparison(index: CaptureIndex, markets: int, repeats: int) -> dict[str, Any]:
+    """Recording off and on, alternated, the same settle time for both (the writer flushes every second:
+    its last compression must be in the CPU clock); the recording is read back and its frames counted."""
+    from ldc.record import read_recording, recording_files
+
+    off, on, recorded = [], [], []
+    for _ in range(repeats):
+        off.append(run_throughput(index, markets, settle_s=RECORD_SETTLE_S))
+        with tempfile.TemporaryDirectory(prefix="ldc-bench-record-") as directory:
+            on.append(run_throughput(index, markets, record=directory, settle_s=RECORD_SETTLE_S))
+            files = [f for d in Path(directory).iterdir() for f in recording_files(str(d))]
+            lines = [line for f in files for line in read_recording(f).lines]
+            recorded.append({"frames": sum(1 for _, p in lines if p.startswith(b'{"stream"')),
+                             "snapshots": sum(1 for _, p in lines if p.startswith(b'{"rest"')),
+                             "compressed_bytes": sum(os.path.getsize(f) for f in files)})  # fmt: skip
+    keys = ["replay_cpu_us_per_diff", "cpu_us_per_diff", "diffs_per_cpu_s", "diffs_per_s", "diffs"]
+    med_off, med_on = median_of(off, keys), median_of(on, keys)
+    metric = "replay_cpu_us_per_diff"  # the recording compresses every frame, not only those after the snapshot
+    return {
+        "off": {**med_off, "runs_replay_cpu_us_per_diff": [round(r[metric], 2) for r in off]},
+        "on": {**med_on, "runs_replay_cpu_us_per_diff": [round(r[metric], 2) for r in on]},
+        "cpu_per_diff_ratio_on_off": round(med_on[metric] / med_off[metric], 3),
+        "pair_ratios": [round(b[metric] / a[metric], 3) for a, b in zip(off, on)],
+        "recorded": recorded,
+        "final_books_on": final_tally([r["final_books"] for r in on]),
+        "target_ratio": TARGET_RECORD_RATIO,
+    }
+
+
 def median_of(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     return {k: _round(statistics.median(r[k] for r in runs)) for k in keys}
 
@@ -471,9 +511,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 2 markets, short latency, 50-market cold start")
+    parser.add_argument("--record", action="store_true", help="only: CPU per diff with recording off vs on, alternated")
     args = parser.parse_args()
     repeats = 1 if args.quick else max(1, args.repeats)
     many = 2 if args.quick else 10
+    if args.record:
+        index = load_index(CAPTURES)
+        load_start = round(os.getloadavg()[0], 2)
+        record = {f"{m}_markets": run_record_comparison(index, m, repeats) for m in (1, many)}
+        print(json.dumps({"load_avg_1m": [load_start, round(os.getloadavg()[0], 2)], "repeats": repeats,
+                          "capture_diffs": len(index.final_ids), "record": record}, indent=2))  # fmt: skip
+        return 0
     cold_markets, window_s = (50, 1.2) if args.quick else (500, 3.0)  # window ms a multiple of the governor's 60 buckets
     latency_s = 1.0 if args.quick else 3.0
 

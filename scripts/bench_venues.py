@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Benchmark of the OKX and Bybit book paths on their genuine recordings (shared/data/venues); prints JSON.
+"""Benchmark of the OKX, Bybit, Kraken, Coinbase and HTX book paths on their genuine recordings; prints JSON.
 
 Per venue, every book message of the recording, as received, in order (each market its own BookSync):
 
 - ``full``: raw text -> the venue's reference parser -> ``BookSync`` (sequence rule, OKX's checksum of the top
-  25 on every message carrying one) -> ``FastBook`` -> top 20 into numpy buffers, after every message;
+  25 on every message carrying one, Kraken's top 10 on every update) -> ``FastBook`` -> top 20 into numpy
+  buffers, after every message (Kraken: its v1 recording; HTX: gunzip and Decimal JSON included);
 - ``baseline``: in the same run, on the same messages, ``json.loads`` + a ``SortedDict`` per side + a top-20
   slice per message (no sequence check, no checksum): the usual Python book.
 
 Figures are medians over ``--repeats`` runs: level updates per second (wall) and per CPU-second. The machine is
 shared and noisy: compare the ratio, measured in the same run. OKX and Bybit have no C dialect yet: this is the
-reference parser's speed (issue 12 item 9's target, >= 3 M level updates/s, needs the C dialects).
+reference parser's speed (issue 12 item 9's target, >= 3 M level updates/s, needs the C dialects); nor have
+Kraken, Coinbase and HTX, whose numbers are also read as Decimal (Kraken, HTX). cryptofeed is not installed here:
+the baseline is json + SortedDict, as for OKX and Bybit.
 
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
 """
@@ -18,12 +21,12 @@ reference parser's speed (issue 12 item 9's target, >= 3 M level updates/s, need
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -33,13 +36,16 @@ from ldc._fastbook import FastBook
 from ldc.depth import DepthSnapshot
 from ldc.sim.replay import captures_dir
 from ldc.sync import BookSync, SnapshotPurpose, SnapshotResult, SyncConfig
-from ldc.venues import bybit, okx
-from ldc.venues.base import Precision, SnapshotSource
+from ldc.venues import bybit, coinbase, htx, kraken, okx
+from ldc.venues.base import Precision, SequenceRule, SnapshotSource
 
 DEPTH = 20
 DATA = captures_dir().parent / "venues"
 OKX_FILE = "okx_books400_20220513.jsonl.gz"
 BYBIT_FILE = "bybit_v5_orderbook200_20260809.jsonl.gz"
+KRAKEN_FILE = "kraken_v1_book1000_20210417.jsonl.gz"
+COINBASE_FILE = "coinbase_advanced_level2_20260809.jsonl.gz"
+HTX_FILE = "huobi_depth_step0_20210417.jsonl.gz"
 
 
 def _records(name: str) -> list[dict[str, Any]]:
@@ -103,11 +109,68 @@ def run_bybit(messages: list[tuple[str, str]]) -> int:
     return sum(s.gaps + s.resyncs for s in syncs.values())
 
 
-def baseline(levels_of: Callable[[Any], tuple[str, str, Any, Any]], messages: list[str]) -> None:
+def _stream_sync(key: str, rule: SequenceRule, window: int, checksum: Callable[[Any], int] | None = None) -> BookSync:
+    config = SyncConfig(rule=rule, depth=DEPTH, snapshot_limit=max(DEPTH, window), snapshot_source=SnapshotSource.STREAM,
+                        refresh_interval_s=None, checksum=checksum)  # fmt: skip
+    return BookSync(key, lambda: FastBook(depth=DEPTH), config)
+
+
+def _run_stream(messages: list[Any], parse: Callable[[Any], Any], make_sync: Callable[[str, Any], BookSync]) -> dict[str, BookSync]:
+    """Each message through the venue's parser and its market's BookSync (made on first sight), then the top 20."""
+    syncs: dict[str, BookSync] = {}
+    bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
+    for raw in messages:
+        events = parse(raw)
+        assert isinstance(events, list)
+        for key, event in events:
+            sync = syncs.get(key) or syncs.setdefault(key, make_sync(key, raw))
+            if isinstance(event, DepthSnapshot):
+                sync.feed(SnapshotResult(event, SnapshotPurpose.LIVE), 0.0)
+            else:
+                sync.on_diff(event, 0.0)
+            sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
+    return syncs
+
+
+def kraken_messages() -> list[str]:
+    return [r["data"] for r in _records(KRAKEN_FILE)
+            if r["t"] == "recv" and r["data"].startswith("[") and '"book-1000"' in r["data"]]  # fmt: skip
+
+
+def run_kraken(messages: list[str]) -> int:
+    def parse(raw: str) -> Any:
+        return [(e.symbol, e.event) for e in kraken.parse_v1_message(raw)]  # type: ignore[union-attr]
+
+    def make(key: str, raw: str) -> BookSync:  # v1's precision: its snapshot's decimals
+        return _stream_sync(key, kraken.SEQUENCE_RULE, 1000, kraken.book_checksum(kraken.v1_precision(raw)))
+
+    return sum(s.checksum_mismatches + s.resyncs for s in _run_stream(messages, parse, make).values())
+
+
+def coinbase_messages() -> list[str]:
+    return [r["data"] for r in _records(COINBASE_FILE) if r["t"] == "recv" and r["data"].startswith('{"channel":"l2_data"')]
+
+
+def run_coinbase(messages: list[str]) -> int:
+    syncs = _run_stream(messages, coinbase.CoinbaseStream().parse, lambda key, _: _stream_sync(key, coinbase.SEQUENCE_RULE, DEPTH))
+    return sum(s.resyncs for s in syncs.values())
+
+
+def htx_frames() -> list[bytes]:
+    frames = [base64.b64decode(r["b64"]) for r in _records(HTX_FILE) if r["t"] == "recv" and "b64" in r]
+    return [f for f in frames if b".depth.step0" in gzip.decompress(f)[:60] and b'"tick"' in gzip.decompress(f)[:80]]
+
+
+def run_htx(frames: list[bytes]) -> int:
+    syncs = _run_stream(frames, htx.HtxStream("depth.step0").parse, lambda key, _: _stream_sync(key, htx.SEQUENCE_RULE, 150))
+    return sum(s.resyncs for s in syncs.values())
+
+
+def baseline(levels_of: Callable[[Any], tuple[str, str, Any, Any]], messages: list[Any], load: Callable[[Any], Any] = json.loads) -> None:
     """json.loads, a SortedDict per side (bids keyed negative), a top-20 slice after every message."""
     books: dict[str, tuple[SortedDict, SortedDict]] = {}
     for raw in messages:
-        key, kind, bid_levels, ask_levels = levels_of(json.loads(raw))
+        key, kind, bid_levels, ask_levels = levels_of(load(raw))
         if kind == "snapshot" or key not in books:
             books[key] = (SortedDict(), SortedDict())
         book_bids, book_asks = books[key]
@@ -121,6 +184,24 @@ def baseline(levels_of: Callable[[Any], tuple[str, str, Any, Any]], messages: li
         book_bids.items()[:DEPTH], book_asks.items()[:DEPTH]
 
 
+def _kraken_levels(msg: Any) -> tuple[str, str, Any, Any]:
+    sides = {k: v for part in msg[1:-2] for k, v in part.items()}
+    if "as" in sides or "bs" in sides:
+        return msg[-1], "snapshot", sides.get("bs", []), sides.get("as", [])
+    return msg[-1], "update", sides.get("b", []), sides.get("a", [])
+
+
+def _coinbase_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
+    event = msg["events"][0]  # one event a message in the recording
+    bids = [(u["price_level"], u["new_quantity"]) for u in event["updates"] if u["side"] == "bid"]
+    asks = [(u["price_level"], u["new_quantity"]) for u in event["updates"] if u["side"] != "bid"]
+    return event["product_id"], event["type"], bids, asks
+
+
+def _htx_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
+    return msg["ch"], "snapshot", msg["tick"]["bids"], msg["tick"]["asks"]
+
+
 def _okx_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
     data = msg["data"][0]
     return msg["arg"]["instId"], msg["action"], data["bids"], data["asks"]
@@ -128,6 +209,11 @@ def _okx_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
 
 def _bybit_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
     return msg["topic"], msg["type"], msg["data"]["b"], msg["data"]["a"]
+
+
+def _htx_load(frame: bytes) -> Any:
+    """The baseline pays HTX's gunzip too."""
+    return json.loads(gzip.decompress(frame))
 
 
 def _timed(run: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -140,10 +226,10 @@ def _timed(run: Callable[[], object], repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def _level_updates(messages: list[str], levels_of: Callable[[Any], tuple[str, str, Any, Any]]) -> int:
+def _level_updates(messages: list[Any], levels_of: Callable[[Any], tuple[str, str, Any, Any]], load: Callable[[Any], Any] = json.loads) -> int:
     total = 0
     for raw in messages:
-        _, _, bid_levels, ask_levels = levels_of(json.loads(raw))
+        _, _, bid_levels, ask_levels = levels_of(load(raw))
         total += len(bid_levels) + len(ask_levels)
     return total
 
@@ -151,21 +237,27 @@ def _level_updates(messages: list[str], levels_of: Callable[[Any], tuple[str, st
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--venues", default="okx,bybit,kraken,coinbase,htx", help="comma-separated subset")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: the venue recordings are not there")
     okx_raw, precision = okx_messages()
     bybit_raw = bybit_messages()
-    venues = {
-        "okx": (lambda: run_okx(okx_raw, precision), okx_raw, _okx_levels),
-        "bybit": (lambda: run_bybit(bybit_raw), [raw for _, raw in bybit_raw], _bybit_levels),
+    kraken_raw, coinbase_raw, htx_raw = kraken_messages(), coinbase_messages(), htx_frames()
+    venues: dict[str, tuple[Callable[[], int], list[Any], Callable[[Any], tuple[str, str, Any, Any]], Callable[[Any], Any]]] = {
+        "okx": (lambda: run_okx(okx_raw, precision), okx_raw, _okx_levels, json.loads),
+        "bybit": (lambda: run_bybit(bybit_raw), [raw for _, raw in bybit_raw], _bybit_levels, json.loads),
+        "kraken": (lambda: run_kraken(kraken_raw), kraken_raw, _kraken_levels, json.loads),
+        "coinbase": (lambda: run_coinbase(coinbase_raw), coinbase_raw, _coinbase_levels, json.loads),
+        "htx": (lambda: run_htx(htx_raw), htx_raw, _htx_levels, _htx_load),
     }
     out: dict[str, Any] = {"depth": DEPTH, "repeats": args.repeats, "venues": {}}
-    for name, (run, raws, levels_of) in venues.items():
+    for name in args.venues.split(","):
+        run, raws, levels_of, load = venues[name]
         faults = run()
-        levels = _level_updates(raws, levels_of)
+        levels = _level_updates(raws, levels_of, load)
         wall, cpu = _timed(run, args.repeats)
-        base_wall, base_cpu = _timed(lambda: baseline(levels_of, raws), args.repeats)
+        base_wall, base_cpu = _timed(lambda: baseline(levels_of, raws, load), args.repeats)
         out["venues"][name] = {
             "messages": len(raws), "level_updates": levels, "faults": faults,
             "full": {"level_updates_per_s": levels / wall, "level_updates_per_cpu_s": levels / cpu,

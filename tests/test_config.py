@@ -96,7 +96,7 @@ def test_systemd_example_config_is_valid() -> None:
         ('rest_url = "ftp://x"', "ldc.toml: group 'g1': key 'rest_url' expected http://host[:port][/path] or https://host[:port][/path], found 'ftp://x'"),
         ('ws_url = "http://127.0.0.1:1"', "ldc.toml: group 'g1': key 'ws_url' expected ws://host[:port][/path] or wss://host[:port][/path], found 'http://127.0.0.1:1'"),
         ("speed = 100", "ldc.toml: group 'g1': unknown key 'speed', expected one of capacity, depth, exchange, name, "
-         "refresh_interval_s, rest_timeout_s, rest_url, stale_after_s, streams_per_connection, symbols, "
+         "record, record_rotate_mb, record_rotate_s, refresh_interval_s, rest_timeout_s, rest_url, stale_after_s, streams_per_connection, symbols, "
          "update_speed_ms, weight_budget_fraction, weight_limit_per_min, ws_url"),
     ],
 )

@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path

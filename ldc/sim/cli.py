@@ -47,7 +47,8 @@ symbol; count, probability.
 example: --fault drop:count=1,symbol=BTCUSDT --fault disconnect:every_s=30
 
 replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/binance format); files of
-one symbol are played in the order given. --replay-copies N serves each also as SYMBOL2..SYMBOLN.
+one symbol are played in the order given. A feeder's recording (ldc/record.py) replays the same way: a
+file, or its directory (every file in it, in time order). --replay-copies N serves each also as SYMBOL2..SYMBOLN.
 --replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
 A genuine OKX, Bybit, HTX, Kraken or Coinbase recording (shared/data/venues, known by its header line) is replayed by that
 venue's family instead.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import gzip
 import logging
 import math
 import os
@@ -27,10 +26,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
 from ldc.errors import SimError
+from ldc.record import FILE_SUFFIX as RECORDING_SUFFIX
+from ldc.record import REST_PREFIX, read_recording, recording_files
 from ldc.sim.config import ReplaySource
 from ldc.sim.markets import Family, fixed_str
 from ldc.sim.streams import wrap_combined
@@ -105,32 +107,46 @@ def _family_of(head: bytes) -> Family:
 
 
 def read_capture_lines(path: str) -> list[tuple[int, bytes]]:
-    """(receive ns, raw JSON) of every depth diff and snapshot line; other streams are skipped."""
-    try:
-        with open(path, "rb") as handle:
-            blob = handle.read()
-        if path.endswith(".gz"):
-            blob = gzip.decompress(blob)  # whole-file: GzipFile line iteration is ~20x slower
-    except (OSError, EOFError) as exc:
-        raise SimError(f"cannot read capture {path!r}: {exc}") from exc
-    out = []
-    for number, line in enumerate(blob.split(b"\n"), 1):
-        stamp, sep, payload = line.partition(b" ")
-        if not sep or not (b"@depth" in payload[:48] or b"lastUpdateId" in payload[:24]):
-            continue  # bookTicker and trades are not served
-        if not stamp.isdigit() or not payload.startswith(b"{"):
-            raise SimError(f"{path}:{number}: expected '<ns> <json>', found {line[:60]!r}")
-        out.append((int(stamp), payload.rstrip(b"\r")))
-    return out
+    """(receive ns, raw JSON) of every depth diff and snapshot line; other streams are skipped. ``path`` is a
+    capture, an ldc recording or a directory of recordings (``ldc/record.py``: the same line format plus
+    ``{"rest":...}`` snapshot lines); a damaged line ends it (see ``_read_lines``)."""
+    return _read_lines(path)[0]
+
+
+def _read_lines(path: str) -> tuple[list[tuple[int, bytes]], bool]:
+    """The lines of ``path``'s files in order, and whether a damage ended them: the damaged line is logged
+    with its number and reason, and nothing after it (in that file or a later one) is returned."""
+    files = recording_files(path)
+    if not files:
+        raise SimError(f"no recording files (*{RECORDING_SUFFIX}) in directory {path!r}")
+    out: list[tuple[int, bytes]] = []
+    for name in files:
+        try:
+            recording = read_recording(name)
+        except OSError as exc:
+            raise SimError(f"cannot read capture {name!r}: {exc}") from exc
+        out += recording.lines
+        if recording.damage:
+            log.error("replay: %s; nothing after it is replayed", recording.damage)
+            return out, True
+        if recording.unfinished:
+            log.warning("replay: %s has no gzip trailer (its recorder did not close it); its %d lines are replayed",
+                        name, len(recording.lines))  # fmt: skip
+    return out, False
 
 
 def load_captures(sources: tuple[ReplaySource, ...]) -> list[Capture]:
     """Captures grouped by (family, served symbol); files of one market are concatenated in order."""
     captures: dict[tuple[Family, str], Capture] = {}
     for source in sources:
+        recorded: dict[str, dict[str, Any]] = {}  # symbol -> its first recorded REST snapshot ({"rest":...} lines)
         pending_snapshot: dict[str, Any] | None = None
         current: Capture | None = None
-        for stamp, payload in read_capture_lines(source.path):
+        lines, damaged = _read_lines(source.path)
+        for stamp, payload in lines:
+            if payload.startswith(REST_PREFIX):
+                _recorded_snapshot(orjson.loads(payload), captures, recorded)
+                continue
             stream = _STREAM.match(payload)
             if stream is None:
                 snapshot = orjson.loads(payload)
@@ -151,15 +167,35 @@ def load_captures(sources: tuple[ReplaySource, ...]) -> list[Capture]:
             if current is None:
                 name = stream.group(1).decode()
                 current = captures[(family, symbol)] = Capture(family, symbol, name[name.index("@depth") :])
-                if pending_snapshot is not None:
-                    current.snapshot = pending_snapshot
+                if pending_snapshot is not None or symbol in recorded:
+                    current.snapshot = recorded.get(symbol, pending_snapshot)
+            final_id = int(ids.group(2))
+            if current.final_ids and final_id <= current.final_ids[-1]:
+                continue  # a copy already recorded (a recording spans a connection rollover: both carried it)
             current.times_ns.append(stamp)
             current.payloads.append(data)
-            current.final_ids.append(int(ids.group(2)))
+            current.final_ids.append(final_id)
+        if damaged:
+            break  # nothing past a damaged line is replayed, from this source or a later one
     for capture in captures.values():
         if capture.snapshot is None:
             raise SimError(f"capture of {capture.symbol} has no REST snapshot, expected one line with lastUpdateId")
     return list(captures.values())
+
+
+def _recorded_snapshot(line: dict[str, Any], captures: dict[tuple[Family, str], Capture],
+                       recorded: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+    """A recording's ``{"rest":"<path>?symbol=S&limit=N","data":<snapshot>}``: the first one of each symbol
+    starts its known book (later ones were resyncs or audits of the same stream: the replay serves its own)."""
+    query = parse_qs(urlsplit(str(line.get("rest", ""))).query)
+    data = line.get("data")
+    symbol = query.get("symbol", [""])[0]
+    if not symbol or not isinstance(data, dict) or "lastUpdateId" not in data or symbol in recorded:
+        return
+    recorded[symbol] = data
+    for (_, served), capture in captures.items():
+        if served == symbol and capture.snapshot is None:
+            capture.snapshot, capture.snapshot_index = data, len(capture.payloads)
 
 
 def parse_pace(pace: str) -> float | None:

@@ -2,7 +2,8 @@
 
 ``ldc.venues.binance`` covers binance.com (spot), its testnet, USD-M and COIN-M futures and Binance.US;
 ``ldc.venues.okx`` OKX v5 public books; ``ldc.venues.bybit`` Bybit v5 public order books (spot, linear,
-inverse). ``ldc.venues.base`` is the seam they share. Venue modules do no I/O and import without the C
+inverse); ``ldc.venues.kraken`` Kraken websocket v2 ``book``; ``ldc.venues.coinbase`` Coinbase Advanced Trade
+``level2``; ``ldc.venues.htx`` HTX spot ``mbp`` and ``depth.step0``. ``ldc.venues.base`` is the seam they share. Venue modules do no I/O and import without the C
 extension; ``ldc.sync`` applies their sequence rules. ``docs/VENUES.md`` says how to add one.
 """
 
@@ -12,13 +13,13 @@ from types import MappingProxyType
 from typing import Mapping
 
 from ldc.errors import ConfigError
-from ldc.venues import binance, bybit, okx
+from ldc.venues import binance, bybit, coinbase, htx, kraken, okx
 from ldc.venues.base import StreamVenue, VenueTable
 
 __all__ = ["VENUES", "stream_venue", "venue_table"]
 
 VENUES: Mapping[str, VenueTable] = MappingProxyType({
-    table.name: table for module in (binance, okx, bybit) for table in module.TABLES
+    table.name: table for module in (binance, okx, bybit, kraken, coinbase, htx) for table in module.TABLES
 })  # fmt: skip
 
 
@@ -30,9 +31,17 @@ def venue_table(name: str) -> VenueTable:
         raise ConfigError(f"unknown exchange {name!r}, expected one of {', '.join(sorted(VENUES))}") from None
 
 
-def stream_venue(name: str) -> StreamVenue | None:
-    """The stream-snapshot venue serving exchange ``name`` (OKX, Bybit), None for a REST-snapshot one (Binance)."""
+def stream_venue(name: str, channel: str = "") -> StreamVenue | None:
+    """The websocket-snapshot venue serving exchange ``name`` on book ``channel`` (OKX, Bybit, Kraken, Coinbase,
+    HTX; "" the venue's default), None for a REST-snapshot one (Binance)."""
     table = venue_table(name)
+    channel = channel or table.default_channel
+    if table.module == kraken.__name__:
+        return kraken.KrakenStream(channel)
+    if table.module == coinbase.__name__:
+        return coinbase.CoinbaseStream()
+    if table.module == htx.__name__:
+        return htx.HtxStream(channel)
     if table.module == okx.__name__:
         return okx.OkxStream()
     if table.module == bybit.__name__:

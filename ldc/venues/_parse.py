@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import IntEnum
 from typing import Any
 
@@ -12,7 +14,19 @@ import orjson
 from ldc.depth import NO_ID, Level
 from ldc.errors import ProtocolError
 
-__all__ = ["ControlKind", "VenueControl", "decimal", "expect_dict", "int_field", "levels", "load", "show", "sorted_levels"]
+__all__ = [
+    "ControlKind",
+    "VenueControl",
+    "decimal",
+    "exact_number",
+    "expect_dict",
+    "int_field",
+    "levels",
+    "load",
+    "load_exact",
+    "show",
+    "sorted_levels",
+]
 
 
 class ControlKind(IntEnum):
@@ -23,6 +37,8 @@ class ControlKind(IntEnum):
     SHUTDOWN = 3  # the server will close this connection (a service upgrade): reconnect now
     PONG = 4  # the answer to our keep-alive
     OTHER = 5  # another channel's data (tickers...): not ours to use
+    PING = 6  # the server's keep-alive: send ``reply`` back on the same connection (HTX ``{"pong": ts}``)
+    SNAPSHOT_FAILED = 7  # the venue refused a snapshot requested on the websocket (HTX ``req``) for ``topic``
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +47,8 @@ class VenueControl:
     message: str = ""
     code: str = ""
     topic: str = ""  # the stream (Bybit topic, OKX instId) an error names, "" when it names none
+    reply: bytes = b""  # PING: the answer the venue expects
+    sequence: int = NO_ID  # the connection's sequence number the message carried (Coinbase), NO_ID if none
 
 
 def load(raw: bytes | str, what: str) -> Any:
@@ -38,6 +56,23 @@ def load(raw: bytes | str, what: str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(f"{what} is not valid json: {exc}") from None
+
+
+def load_exact(raw: bytes | str, what: str) -> Any:
+    """JSON whose numbers are prices (Kraken v2, HTX): every number with a point or exponent read as Decimal,
+    exactly as written, never through a binary float first."""
+    try:
+        return json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what} is not valid json: {exc}") from None
+
+
+def exact_number(value: Any, field: str, index: int) -> float:
+    """A price or size sent as a JSON number (read by ``load_exact``) as float64: the correctly rounded double
+    of the exact decimal."""
+    if (type(value) is not Decimal and type(value) is not int) or not value >= 0 or not Decimal(value).is_finite():
+        raise ProtocolError(f"field {field!r}[{index}]: expected a non-negative JSON number, found {show(value)}")
+    return float(value)
 
 
 def show(value: Any) -> str:

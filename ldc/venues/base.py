@@ -17,6 +17,9 @@ rule                      a diff continues the book at id ``b`` when            
                           (the documented maintenance reset); a message without
                           ``seqId`` (before 2023) is applied, its checksum the proof
 ``PLUS_ONE``              ``u == b + 1`` (the parser sets ``U = u``)                 Bybit ``u``
+``NONE``                  always (no sequence: the venue's checksum is the proof,    Kraken; Coinbase
+                          or the sequence is the connection's, checked by the        (``sequence_num``,
+                          feeder: :class:`SequenceScope`)                            per connection)
 ========================  =========================================================  ====================
 
 A diff ending at or before the book (``u <= b``) is old on every rule (ignored and counted, never a gap),
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
+from ldc.errors import ProtocolError
 
 if TYPE_CHECKING:
     from ldc.venues._parse import VenueControl
@@ -39,8 +43,10 @@ __all__ = [
     "JoinWait",
     "Precision",
     "SequenceRule",
+    "SequenceScope",
     "SnapshotSource",
     "StreamEvent",
+    "StreamDefaults",
     "StreamVenue",
     "VenueTable",
     "Verdict",
@@ -57,6 +63,7 @@ class SequenceRule(enum.IntEnum):
     PREV_LINK = 2
     PREV_LINK_RESET = 3
     PLUS_ONE = 4
+    NONE = 5  # no per-market sequence: Kraken (checksum only), Coinbase (its sequence is per connection)
     SPOT = 1  # alias of RANGE
     FUTURES = 2  # alias of PREV_LINK
 
@@ -72,6 +79,15 @@ class SnapshotSource(enum.Enum):
     STREAM_OR_REST = "stream or rest"
 
 
+class SequenceScope(enum.Enum):
+    """What a venue's sequence numbers count: one market's messages (every venue but one), or every message
+    of a connection, all channels together (Coinbase's ``sequence_num``): then a gap resyncs every market on
+    that connection, and the group's ``streams_per_connection`` bounds how many that is."""
+
+    MARKET = "market"
+    CONNECTION = "connection"
+
+
 class Verdict(enum.Enum):
     """A diff against the id of the book (or of the last buffered diff) it would continue."""
 
@@ -83,6 +99,8 @@ class Verdict(enum.Enum):
 
 def verdict(rule: SequenceRule, first_id: int, final_id: int, prev_final_id: int, book_id: int) -> Verdict:
     """The sequence rule, in one place. Ids as :class:`ldc.depth.DepthDiff` names them."""
+    if rule is SequenceRule.NONE:  # nothing to check per market (a message without ids is numbered by the book)
+        return Verdict.APPLY
     if rule is SequenceRule.PREV_LINK_RESET:
         if final_id == NO_ID:  # a venue message without ids (OKX before seqId): the checksum proves it
             return Verdict.APPLY
@@ -181,9 +199,11 @@ class VenueTable:
     rest_base_url: str
     ws_base_url: str
     ws_path: str  # e.g. "/ws/v5/public", "/v5/public/linear", Binance's "/stream" after its route
+    channel_paths: tuple[tuple[str, str], ...] = ()  # (channel, path) where a channel has its own (HTX mbp on /feed)
     # Symbols, in the venue's own syntax
     symbol_pattern: str  # a regular expression the whole (upper-cased) symbol must match
     symbol_form: str  # the expected form, said when a symbol does not match: "'BTC-USDT', 'BTC-USDT-SWAP' or ..."
+    symbols_lower_case: bool = False  # the venue names markets in lower case (HTX ``btcusdt``); others upper
     # Streams: Binance chooses an update speed, the others a book channel
     update_speeds_ms: tuple[int, ...] = ()
     default_update_speed_ms: int = 0
@@ -194,20 +214,33 @@ class VenueTable:
     weight_limit_per_min: int
     max_streams_per_connection: int
 
+    def levels_of(self, channel: str) -> int:
+        """Levels a side ``channel`` keeps (``channel_levels``)."""
+        return self.channel_levels[self.channels.index(channel)]
+
+    def path_of(self, channel: str) -> str:
+        """The websocket path serving ``channel``."""
+        return dict(self.channel_paths).get(channel, self.ws_path)
+
 
 StreamEvent = tuple[str, "DepthSnapshot | DepthDiff"]  # (the market's stream key, its event)
 
 
 class StreamVenue(Protocol):  # pragma: no cover - a protocol
-    """A venue whose books start from a snapshot in the stream (OKX, Bybit): what the stream feeder asks of it.
-    Stream keys are what the venue's messages name a market by (an OKX instId, a Bybit topic)."""
+    """A venue whose books start from its websocket (a snapshot in the stream, or one requested on the same
+    connection as HTX's ``req``): what the stream feeder asks of it. Stream keys are what the venue's messages
+    name a market by (an OKX instId, a Bybit topic)."""
 
     name: str
-    ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long
+    ping_interval_s: float  # send ``ping_message`` when nothing was sent for this long (inf: the server pings)
     rule: SequenceRule
-    snapshot_source: SnapshotSource  # STREAM, or STREAM_OR_REST with ``snapshot_request``
+    scope: SequenceScope  # CONNECTION: the feeder checks ``VenueControl.sequence`` / the events' ids +1 per connection
+    # STREAM; STREAM_OR_REST with ``snapshot_request``; REST with ``ws_snapshot_request`` (HTX ``req``, asked on
+    # the market's own connection)
+    snapshot_source: SnapshotSource
     # Limits
     requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
+    request_spacing_s: float  # between two requests on one connection (the venue's message rate)
     connections_per_s: float  # new connections per second per IP
 
     def stream(self, channel: str, symbol: str) -> str: ...
@@ -235,3 +268,47 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
         """``SyncConfig.checksum`` for one market: whether a book's checksum is the venue's (None: none sent)."""
         ...
+
+    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        """REST (path, params) whose answers give the markets' precision for the checksum ([]: none needed)."""
+        ...
+
+    def instruments(self, body: bytes | str) -> dict[str, Precision]:
+        """Symbol -> precision, from the answer to one of ``instrument_requests``."""
+        ...
+
+    def ws_snapshot_request(self, stream: str) -> bytes | None:
+        """The websocket request for a market's snapshot, sent on its connection (HTX ``req``; None: REST)."""
+        ...
+
+    def stream_of(self, raw: bytes | str) -> str:
+        """The stream a message the parser refused was for, when that can still be read ("": unknown)."""
+        ...
+
+
+class StreamDefaults:
+    """What most stream venues answer for the optional parts of :class:`StreamVenue`: no checksum, no
+    instrument list, no snapshot request (their books start in the stream). A venue overrides what it has."""
+
+    name: str
+
+    def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
+        return None
+
+    def snapshot_request(self, symbol: str, limit: int) -> "tuple[str, dict[str, str | int]] | None":
+        return None  # no REST snapshot joins the stream's ids
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        raise ProtocolError(f"{self.name} books start from the stream: no REST snapshot")
+
+    def ws_snapshot_request(self, stream: str) -> bytes | None:
+        return None
+
+    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        return []
+
+    def instruments(self, body: bytes | str) -> dict[str, Precision]:
+        return {}
+
+    def stream_of(self, raw: bytes | str) -> str:
+        return ""  # the venue's sequence shows a lost message as a gap

@@ -30,7 +30,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SnapshotSource, VenueTable, window_limit
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable, window_limit
 
 __all__ = [
     "CATEGORIES",
@@ -170,12 +170,14 @@ def _control(msg: dict[str, Any]) -> VenueControl:
     return VenueControl(ControlKind.OTHER, message=str(op))
 
 
-class BybitStream:
+class BybitStream(StreamDefaults):
     """The stream feeder's view of one Bybit category (``ldc.venues.base.StreamVenue``): stream keys are topics."""
 
     ping_interval_s = PING_INTERVAL_S
     rule = SEQUENCE_RULE
+    scope = SequenceScope.MARKET
     requests_per_hour = 0  # none documented for public subscriptions
+    request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = NEW_CONNECTIONS_PER_5_MIN / 300.0
     snapshot_source = SnapshotSource.STREAM
 

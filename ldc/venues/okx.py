@@ -37,7 +37,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, expect_dict, int_field, levels, load, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SnapshotSource, VenueTable, window_limit
+from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable, window_limit
 
 __all__ = [
     "CHANNELS",
@@ -290,13 +290,15 @@ def book_checksum(precision: Precision) -> Callable[[Book, int], bool]:
     return holds
 
 
-class OkxStream:
+class OkxStream(StreamDefaults):
     """The stream feeder's view of OKX (``ldc.venues.base.StreamVenue``): stream keys are instIds."""
 
     name = NAME
     ping_interval_s = PING_AFTER_IDLE_S
     rule = SEQUENCE_RULE
+    scope = SequenceScope.MARKET
     requests_per_hour = SUBSCRIBE_OPS_PER_HOUR
+    request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = float(CONNECTIONS_PER_S)
     snapshot_source = SnapshotSource.STREAM_OR_REST
 
@@ -326,6 +328,12 @@ class OkxStream:
 
     def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return book_checksum(precision if precision is not None else SHORTEST)
+
+    def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+        return [(INSTRUMENTS_PATH, {"instType": kind}) for kind in sorted({instrument_type(s) for s in symbols})]
+
+    def instruments(self, body: bytes | str) -> dict[str, Precision]:
+        return parse_instruments(body)
 
 
 # No instrument list: each number in its shortest round-trip form, which is OKX's own form for every price and

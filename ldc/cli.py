@@ -12,7 +12,7 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a command ki
 
 # subcommand -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("ldc.demo", "start the simulator and two feeders (spot, USD-M), show live books (no network, no config)"),
+    "demo": ("ldc.demo", "start the simulator and a feeder per venue (Binance spot, USD-M, OKX, Bybit, HTX, Coinbase), show live books (no network, no config)"),
     "run": ("ldc.supervisor", "run one feeder process per group of a config file, restarting them"),
     "feed": ("ldc.feeder", "run the feeder of one group (what ldc-feeder@.service runs)"),
     "status": ("ldc.tools.status", "every segment on the host: markets, sync state, ages, rates"),

@@ -20,7 +20,7 @@ def test_console_script_runs():
     assert out.stdout.startswith("ldc ")
 
 
-def test_usage_says_the_demo_starts_two_feeders(capsys):
+def test_usage_says_the_demo_starts_a_feeder_per_venue(capsys):
     assert main(["--help"]) == 0
     demo = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("demo "))
-    assert "two feeders" in demo
+    assert "a feeder per venue" in demo

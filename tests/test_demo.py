@@ -1,6 +1,7 @@
-"""`ldc demo` (issue 8 "What to build" 5): the README's first command runs the simulator, `ldc run` and a
-reader, checks every snapshot it reads against the simulator's truth, exits 0 after `--duration` or on
-Ctrl-C, and leaves no process and no segment behind.
+"""`ldc demo` (issue 8 "What to build" 5, issue 12 item 8): the README's first command runs the simulator with
+every venue of ``demo.VENUE_DEMOS`` (Binance spot and USD-M, OKX, Bybit, ...), `ldc run` with a group per venue
+and a reader, checks every snapshot it reads against that venue's truth in the simulator, exits 0 after
+`--duration` or on Ctrl-C, and leaves no process and no segment behind.
 """
 
 from __future__ import annotations
@@ -30,44 +31,70 @@ SUMMARY = re.compile(r"^(\d+)/(\d+) markets synced; (\d+)/(\d+) snapshots equal 
 CHECKED = re.compile(r"checked against the exchange's truth at the same update id: (\d+)/\d+ equal")
 
 
-SYNCED_ROW = re.compile(r"^\S+\s+\S+\s+synced\s", re.M)
+SYNCED_ROW = re.compile(r"^\S+\s+\S+\s+\S+\s+synced\s", re.M)
+
+VENUE_LINE = re.compile(r"^  (\S+)\s+(\S+)\s+(\d+)/(\d+) markets synced, (\d+)/(\d+) snapshots equal, (\d+) mismatches$", re.M)
+
+VENUES = demo.venue_demos()
+MARKETS = sum(len(v.symbols) for v in VENUES)
+
+
+def groups_of(prefix: str) -> list[str]:
+    return [f"{prefix}-{v.suffix}" for v in VENUES]
+
+
+def test_the_demo_shows_binance_okx_and_bybit_each_in_its_own_group() -> None:
+    assert {v.exchange for v in VENUES} >= {"binance.com", "binance.com-futures", "okx", "bybit-linear"}
+    assert len({v.suffix for v in VENUES}) == len(VENUES)
 
 
 def assert_clean_summary(out: str, prefix: str) -> None:
+    """Every venue: every market synced, snapshots checked, all equal; the totals agree; nothing left behind."""
     found = SUMMARY.search(out)
     assert found is not None, out[-2000:]
     synced, total, equal, checked = map(int, found.groups())
-    assert (synced, total) == (7, 7) and equal == checked and checked > 0
-    for group in (f"{prefix}-spot", f"{prefix}-usdm"):
+    assert (synced, total) == (MARKETS, MARKETS) and equal == checked and checked > 0
+    per_venue = {m[2]: m for m in VENUE_LINE.finditer(out)}
+    assert sorted(per_venue) == sorted(groups_of(prefix)), out[-2000:]
+    for v in VENUES:
+        line = per_venue[f"{prefix}-{v.suffix}"]
+        assert line[1] == v.exchange
+        v_synced, v_total, v_equal, v_checked, v_mismatches = map(int, line.groups()[2:])
+        assert (v_synced, v_total) == (len(v.symbols), len(v.symbols)), line[0]
+        assert v_checked > 0 and v_equal == v_checked and v_mismatches == 0, line[0]
+    for group in groups_of(prefix):
         assert not os.path.exists(segment_path(group)), f"{group} left behind"
 
 
 def test_demo_runs_for_its_duration_and_exits_0(tmp_path: object) -> None:
     prefix = unique_group("demo")
     with processes() as procs:
-        procs.groups += [f"{prefix}-spot", f"{prefix}-usdm"]
+        procs.groups += groups_of(prefix)
         proc = procs.ldc("demo", "--duration", "6", "--plain", "--group-prefix", prefix, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(timeout=80)
     assert proc.returncode == 0, err[-2000:]
-    assert f"{prefix}-spot BTCUSDT, top 10:" in out
+    last_block = out[out.rindex("ldc demo:"):]
+    titles = [f"{prefix}-{v.suffix} {v.symbols[0]}, top {demo.LADDER_LEVELS}:" for v in VENUES]
+    places = [last_block.find(title) for title in titles]  # every venue's book, side by side, in the table's order
+    assert -1 not in places and places == sorted(places), last_block
     assert_clean_summary(out, prefix)
 
 
 def test_demo_stops_cleanly_on_ctrl_c() -> None:
     prefix = unique_group("demoi")
     with processes() as procs:
-        procs.groups += [f"{prefix}-spot", f"{prefix}-usdm"]
+        procs.groups += groups_of(prefix)
         proc = procs.ldc("demo", "--duration", "0", "--plain", "--group-prefix", prefix, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         assert proc.stdout is not None
         seen, block = "", ""
-        while True:  # until a status block shows all 7 markets synced and a snapshot checked
+        while True:  # until a status block shows every market of every venue synced and a snapshot checked
             line = proc.stdout.readline()
             assert line and time.monotonic() < deadline, f"the demo never showed every market synced: {seen[-2000:]}"
             seen += line
             block = line if line.startswith("ldc demo:") else block + line
             checked = CHECKED.match(line)
-            if checked and checked[1] != "0" and len(SYNCED_ROW.findall(block)) == 7:
+            if checked and checked[1] != "0" and len(SYNCED_ROW.findall(block)) == MARKETS:
                 break
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=40)
@@ -82,7 +109,7 @@ def test_closing_the_terminal_stops_everything_the_demo_started(tmp_path: Path) 
     prefix = unique_group("demohup")
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     with processes() as procs:
-        procs.groups += [f"{prefix}-spot", f"{prefix}-usdm"]
+        procs.groups += groups_of(prefix)
         pid, master = pty.fork()
         if pid == 0:  # the child: the session leader of the new terminal
             try:
@@ -93,7 +120,7 @@ def test_closing_the_terminal_stops_everything_the_demo_started(tmp_path: Path) 
         try:
             seen = _read_until(master, CHECKED_SOME, deadline=time.monotonic() + 60)
             started = _processes_naming(str(tmp_path))
-            assert len(started) >= 3, f"expected the supervisor and two feeders: {started}\n{seen[-2000:]}"
+            assert len(started) >= 1 + len(VENUES), f"expected the supervisor and a feeder per venue: {started}\n{seen[-2000:]}"
         finally:
             os.close(master)  # the terminal is gone
         try:
@@ -103,7 +130,7 @@ def test_closing_the_terminal_stops_everything_the_demo_started(tmp_path: Path) 
         finally:
             for leftover, _ in _processes_naming(str(tmp_path)):  # a failed run leaves nothing behind either
                 os.kill(leftover, signal.SIGKILL)
-    for group in (f"{prefix}-spot", f"{prefix}-usdm"):
+    for group in groups_of(prefix):
         assert not os.path.exists(segment_path(group)), f"{group} left behind"
     assert list(tmp_path.glob("ldc-demo-*")) == []
 
@@ -147,7 +174,8 @@ def test_an_invalid_group_prefix_is_a_one_line_error_naming_the_rule() -> None:
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.splitlines() == [
         "ldc demo: --group-prefix expected letters, digits, '_' and '-', starting with a letter or digit, so that "
-        "PREFIX-spot/-usdm match [A-Za-z0-9][A-Za-z0-9_-]{0,47} (5 characters are added), found '../x'"
+        f"PREFIX-{'/-'.join(v.suffix for v in VENUES)} match [A-Za-z0-9][A-Za-z0-9_-]{{0,47}} (up to {1 + max(len(v.suffix) for v in VENUES)} characters are added), "
+        "found '../x'"
     ]
 
 
@@ -173,6 +201,6 @@ def test_a_ctrl_c_handled_during_a_screen_write_is_not_lost(monkeypatch: pytest.
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-        for group in (f"{prefix}-spot", f"{prefix}-usdm"):
+        for group in groups_of(prefix):
             unlink_group(group)
     assert len(blocks) == 1

@@ -84,7 +84,7 @@ def test_book_of_an_out_of_sync_market_is_shown_with_exit_1(capsys: pytest.Captu
 
 def test_book_errors_exit_2_with_the_reason(capsys: pytest.CaptureFixture[str], group: str, writer: SegmentWriter) -> None:
     code, _, err = run(capsys, "book", group, "ETHUSDT")
-    assert code == 2 and err.strip() == f"ldc book: market 'ETHUSDT' is not in segment /ldc-{group} (1 markets)"
+    assert code == 2 and err.strip() == f"ldc book: market 'ETHUSDT' is not in segment /ldc-{group}, expected one of: BTCUSDT"
     code, _, err = run(capsys, "book", "nosuchgroup-x", "BTCUSDT")
     assert code == 2 and "no segment /ldc-nosuchgroup-x" in err
     code, _, err = run(capsys, "book", group, "BTCUSDT", "--depth", "0")
@@ -192,6 +192,31 @@ def test_top_without_a_segment_exits_2(capsys: pytest.CaptureFixture[str]) -> No
     assert code == 2 and "no segment /ldc-nosuchgroup-z" in err
 
 
+# ---------------------------------------------------------------- every venue's symbol syntax (issue 12 item 8)
+
+
+@pytest.mark.parametrize("typed", ["btcusdt", "BTCUSDT", "BtcUsdt"])
+def test_book_and_top_find_a_lower_case_market_typed_in_any_case(capsys: pytest.CaptureFixture[str], group: str, typed: str) -> None:
+    """HTX spells its markets in lower case (btcusdt): the argument was upper-cased, so no case found them."""
+    with SegmentWriter(group, depth=DEPTH, capacity=2, exchange="htx") as w:
+        publish(w, w.add_market("btcusdt"), 3)
+        book_code, out, err = run(capsys, "book", group, typed, "--json")
+        top_code, frame_text, _ = run(capsys, "top", group, typed, "--depth", "1", "--duration", "0")
+    assert (book_code, top_code) == (0, 0), err
+    assert json.loads(out)["symbol"] == "btcusdt" and json.loads(out)["exchange"] == "htx"
+    assert frame_text.startswith("btcusdt  update_id 3  SYNCED  published ") and "  htx\n" in frame_text
+
+
+def test_book_asks_for_the_exact_spelling_when_two_markets_differ_only_in_case(capsys: pytest.CaptureFixture[str], group: str) -> None:
+    with SegmentWriter(group, depth=DEPTH, capacity=2, exchange="binance.com") as w:
+        publish(w, w.add_market("ABC"), 1)
+        publish(w, w.add_market("abc"), 2)
+        exact = [json.loads(run(capsys, "book", group, name, "--json")[1])["update_id"] for name in ("ABC", "abc")]
+        code, _, err = run(capsys, "book", group, "Abc")
+    assert exact == [1, 2]
+    assert code == 2 and err.strip() == f"ldc book: market 'Abc' is not in segment /ldc-{group}, expected one of: ABC, abc"
+
+
 # ---------------------------------------------------------------- hardening (issue 14 items 9, 10 and rough edges)
 
 
@@ -236,8 +261,8 @@ def test_a_market_never_published_says_so(capsys: pytest.CaptureFixture[str], gr
     bad = writer.add_market("BADUSDT")
     writer.set_status(bad, Status.ERROR, "unknown symbol: -1121 Invalid symbol.")
     code, out, _ = run(capsys, "book", group, "badusdt")
-    assert code == 1 and out.splitlines()[0] == "BADUSDT  update_id -1  ERROR  never published"
-    assert "nan" not in out
+    assert code == 1 and out.splitlines()[0] == "BADUSDT  update_id -1  ERROR  never published  binance.com"
+    assert re.search(r"\bnan\b", out) is None  # no price or quantity printed as nan ("binance" has one inside)
 
 
 @pytest.mark.parametrize(("ms", "text"), [(0.04, "0.0 ms"), (4.0, "4.0 ms"), (999.0, "999.0 ms"), (7_344.0, "7.3 s"),

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Final
 
+from ldc.errors import MarketNotFound
 from ldc.shm.layout import SEGMENT_PREFIX, SHM_DIR, WAITERS_SUFFIX, GROUP_NAME_RE, Status
-from ldc.shm.reader import Snapshot
+from ldc.shm.reader import Reader, Snapshot
 
 MAX_DECIMALS: Final = 12  # Binance prices and quantities have at most 8 decimals; a float beyond this is noise
 MS_PER_S: Final = 1000.0
@@ -104,7 +105,21 @@ def ladder(snap: Snapshot) -> list[str]:
     return lines
 
 
-def header_line(snap: Snapshot, now_ns: int) -> str:
+def header_line(snap: Snapshot, now_ns: int, exchange: str = "") -> str:
     published = f"published {human_ms((now_ns - snap.publish_time_ns) / 1e6)} ago" if snap.publish_time_ns else "never published"
     flags = "|".join(flag_names(snap.status)) or "no data yet"
-    return f"{snap.symbol}  update_id {snap.update_id}  {flags}  {published}"
+    return f"{snap.symbol}  update_id {snap.update_id}  {flags}  {published}" + (f"  {exchange}" if exchange else "")
+
+
+def resolve_symbol(reader: Reader, symbol: str) -> str:
+    """The segment's spelling of ``symbol``: itself when the segment has it, else the one market equal to it
+    ignoring case. Venues spell markets their own way (BTCUSDT, BTC-USDT-SWAP, BTC/USD, HTX's btcusdt) and
+    people type any case, so neither upper- nor lower-casing the argument finds every venue's market."""
+    markets = reader.markets()
+    if symbol in markets:
+        return symbol
+    folded = [market for market in markets if market.casefold() == symbol.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    known = ", ".join(markets) or "none yet"
+    raise MarketNotFound(f"market {symbol!r} is not in segment {reader.name}, expected one of: {known}")

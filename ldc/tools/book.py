@@ -13,21 +13,22 @@ import time
 
 from ldc.errors import SegmentError
 from ldc.shm.reader import Reader, Snapshot
-from ldc.tools import flag_names, group_name_error, header_line, ladder, levels_json
+from ldc.tools import flag_names, group_name_error, header_line, ladder, levels_json, resolve_symbol
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ldc book", description="print one consistent snapshot of a market")
     parser.add_argument("group", help="market group (segment /dev/shm/ldc-GROUP)")
-    parser.add_argument("symbol", type=str.upper, help="market symbol, e.g. BTCUSDT (any case, as in the config)")
+    parser.add_argument("symbol", help="market symbol in the venue's syntax, e.g. BTCUSDT, BTC-USDT-SWAP, BTC/USD (any case)")
     parser.add_argument("--depth", type=int, default=None, help="levels per side (default: all published)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a ladder")
     return parser.parse_args(argv)
 
 
-def to_json(snap: Snapshot, *, writer_alive: bool) -> dict[str, object]:
+def to_json(snap: Snapshot, *, writer_alive: bool, exchange: str = "") -> dict[str, object]:
     return {
         "symbol": snap.symbol,
+        "exchange": exchange,
         "update_id": snap.update_id,
         "synced": snap.in_sync and writer_alive,
         "status": flag_names(snap.status),
@@ -51,16 +52,18 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         with Reader(args.group) as reader:
-            snap = reader.snapshot(args.symbol, args.depth, allow_out_of_sync=True)
+            symbol = resolve_symbol(reader, args.symbol)
+            snap = reader.snapshot(symbol, args.depth, allow_out_of_sync=True)
             alive = reader.writer_alive()
-            message = reader.status(args.symbol).message
+            message = reader.status(symbol).message
+            exchange = reader.info().exchange
     except SegmentError as exc:
         print(f"ldc book: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(to_json(snap, writer_alive=alive)))
+        print(json.dumps(to_json(snap, writer_alive=alive, exchange=exchange)))
     else:
-        print(header_line(snap, time.time_ns()) + ("" if alive else "  (writer not running)"))
+        print(header_line(snap, time.time_ns(), exchange) + ("" if alive else "  (writer not running)"))
         if message:
             print(f"message: {message}")
         print("\n".join(ladder(snap)))

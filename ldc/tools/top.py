@@ -13,7 +13,7 @@ from typing import Final, TextIO
 
 from ldc.errors import LdcError, SegmentError
 from ldc.shm.reader import Reader
-from ldc.tools import group_name_error, header_line, ladder
+from ldc.tools import group_name_error, header_line, ladder, resolve_symbol
 
 CLEAR_SCREEN: Final = "\x1b[H\x1b[2J"
 IDLE_REDRAW_S: Final = 1.0  # redraw at least this often, so ages and a dead writer show
@@ -22,17 +22,17 @@ IDLE_REDRAW_S: Final = 1.0  # redraw at least this often, so ages and a dead wri
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ldc top", description="a live ladder of a market in the terminal")
     parser.add_argument("group", help="market group (segment /dev/shm/ldc-GROUP)")
-    parser.add_argument("symbol", type=str.upper, help="market symbol, e.g. BTCUSDT (any case, as in the config)")
+    parser.add_argument("symbol", help="market symbol in the venue's syntax, e.g. BTCUSDT, BTC-USDT-SWAP, BTC/USD (any case)")
     parser.add_argument("--depth", type=int, default=10, help="levels per side (default 10)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--max-fps", type=float, default=20.0, help="redraws per second at most (default 20)")
     return parser.parse_args(argv)
 
 
-def frame(reader: Reader, symbol: str, depth: int) -> str:
+def frame(reader: Reader, symbol: str, depth: int, exchange: str = "") -> str:
     snap = reader.snapshot(symbol, depth, allow_out_of_sync=True)
     status = reader.status(symbol)
-    lines = [header_line(snap, time.time_ns())]
+    lines = [header_line(snap, time.time_ns(), exchange)]
     if not reader.writer_alive():
         lines.append("writer not running: showing its last book")
     if status.message:
@@ -46,15 +46,16 @@ def run(reader: Reader, args: argparse.Namespace, out: TextIO) -> None:
     deadline = None if args.duration is None else time.monotonic() + args.duration
     min_gap = 1.0 / args.max_fps
     tty = out.isatty()
+    symbol, exchange = resolve_symbol(reader, args.symbol), reader.info().exchange
     while True:
-        text = frame(reader, args.symbol, args.depth)
+        text = frame(reader, symbol, args.depth, exchange)
         out.write((CLEAR_SCREEN + text + "\n") if tty else (text + "\n\n"))
         out.flush()
         if deadline is not None and time.monotonic() >= deadline:
             return
         time.sleep(min_gap)
         remaining = IDLE_REDRAW_S if deadline is None else min(IDLE_REDRAW_S, max(0.0, deadline - time.monotonic()))
-        reader.wait_for_update(args.symbol, timeout=remaining)
+        reader.wait_for_update(symbol, timeout=remaining)
 
 
 def main(argv: list[str]) -> int:

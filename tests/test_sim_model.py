@@ -94,3 +94,19 @@ def test_exchange_string_formats() -> None:
 def test_thin_and_deep_books_exist() -> None:
     depths = [make_spec(s, Family.SPOT, seed=1).depth_levels for s in generated_symbols(Family.SPOT, 30)]
     assert min(depths) < 100 and max(depths) >= 1500
+
+
+def test_well_known_names_trade_at_their_real_price_level() -> None:
+    """The demo's books look like the exchange's (issue 14: spot BTCUSDT traded near 150, USD-M ETHUSDT near
+    61,800): each well-known market starts at its real level, with the tick Binance quotes there."""
+    for symbol, family, mid, tick in (("BTCUSDT", Family.SPOT, "61800.00000000", "0.01000000"),
+                                      ("ETHUSDT", Family.USDM, "3200.00", "0.01"),
+                                      ("BTCUSDT", Family.USDM, "61800.00", "0.10"),
+                                      ("XRPUSDT", Family.SPOT, "0.58000000", "0.00010000"),
+                                      ("BTCUSD_PERP", Family.COINM, "61800.0", "0.1")):  # fmt: skip
+        spec = make_spec(symbol, family, seed=7)
+        assert (spec.price_str(spec.base_ticks), str(spec.tick_size)) == (mid, tick), symbol
+        m = MarketModel(spec, seed=7, history_events=10)
+        for _ in range(500):
+            m.step(4)
+        assert 0.8 * float(mid) < float(spec.price_str(m.best_bid)) < 1.2 * float(mid), symbol

@@ -103,6 +103,41 @@ def generated_symbols(family: Family, count: int) -> list[str]:
     return names
 
 
+# Where the well-known names trade (mid prices of mid-2024, the captures' time), so a demo's books look like the
+# exchange's; synthetic names keep the seeded levels, one in five on a power of ten.
+KNOWN_MIDS: dict[str, Decimal] = {
+    "BTC": Decimal("61800"), "ETH": Decimal("3200"), "BNB": Decimal("580"), "SOL": Decimal("150"),
+    "LTC": Decimal("80"), "XRP": Decimal("0.58"), "ADA": Decimal("0.45"), "DOGE": Decimal("0.12"),
+}  # fmt: skip
+SUB_UNIT_DECIMALS = 4  # a market below 1 quotes 0.0001 ticks (XRP, ADA, DOGE), as Binance does
+
+
+def known_mid(symbol: str) -> Decimal | None:
+    """The mid a well-known symbol trades at (BTCUSDT, ETHUSD_PERP, ...); None for any other name."""
+    base = symbol.split("_")[0]
+    for asset, mid in KNOWN_MIDS.items():
+        if base in (f"{asset}USDT", f"{asset}USD"):
+            return mid
+    return None
+
+
+def _known_spec(symbol: str, family: Family, mid: Decimal, depth: int, spread: int) -> MarketSpec:
+    """A well-known market at its real price level: the tick is 0.01 (0.10 on USD-M above 10,000, 0.1 on
+    COIN-M), or 0.0001 below 1."""
+    small = mid < 1
+    if family is Family.SPOT:
+        tick = Decimal("0.0001") if small else Decimal("0.01")
+        tick_units = int(tick.scaleb(SPOT_DECIMALS))
+        return MarketSpec(symbol, family, SPOT_DECIMALS, tick_units, SPOT_DECIMALS, 10**3, int(mid / tick), depth, spread, 500)
+    if family is Family.USDM:
+        decimals = SUB_UNIT_DECIMALS if small else USDM_PRICE_DECIMALS
+        tick_units = 10 if mid >= 10_000 else 1
+        tick = Decimal(tick_units).scaleb(-decimals)
+        return MarketSpec(symbol, family, decimals, tick_units, USDM_QTY_DECIMALS, 1, int(mid / tick), depth, spread, 400)
+    decimals = SUB_UNIT_DECIMALS if small else COINM_PRICE_DECIMALS
+    return MarketSpec(symbol, family, decimals, 1, 0, 1, int(mid.scaleb(decimals)), depth, spread, 200)
+
+
 def _rng_for(symbol: str, family: Family, seed: int) -> random.Random:
     digest = hashlib.sha256(f"{seed}/{family.value}/{symbol}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "little"))
@@ -111,8 +146,9 @@ def _rng_for(symbol: str, family: Family, seed: int) -> random.Random:
 def make_spec(symbol: str, family: Family, *, seed: int) -> MarketSpec:
     """A deterministic market for ``symbol``: the same seed and name always give the same market.
 
-    About one market in five sits on a power of ten (mid 99.9-100.1 with a 0.01 tick) so its prices
-    cross 99.99 / 100.00; one in five is thin and wide; the rest are deep (thousands of levels).
+    A well-known name (``KNOWN_MIDS``) trades at its real price level; about one other market in five sits
+    on a power of ten (mid 99.9-100.1 with a 0.01 tick) so its prices cross 99.99 / 100.00; one in five of
+    all markets is thin and wide; the rest are deep (thousands of levels).
     """
     if not symbol or not symbol.replace("_", "").isalnum() or symbol.upper() != symbol:
         raise SimError(f"symbol must be upper-case letters, digits or '_', found {symbol!r}")
@@ -126,6 +162,9 @@ def make_spec(symbol: str, family: Family, *, seed: int) -> MarketSpec:
     else:
         depth = rng.randint(1500, 4000)
     spread = rng.randint(5, 40) if thin else rng.randint(1, 3)
+    mid = known_mid(symbol)
+    if mid is not None:
+        return _known_spec(symbol, family, mid, depth, spread)
     if family is Family.SPOT:
         tick_units = 10**6  # 0.01 printed with 8 decimals
         base = 10_000 if kind < 0.2 else rng.choice((6_180_000, 320_000, 58_000, 15_000))

@@ -200,6 +200,16 @@ def test_a_ban_seen_by_one_process_stops_the_other(key: str) -> None:
             two.acquire(1, timeout_s=5)
 
 
+def test_waiting_out_a_ban_is_logged_once(key: str, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(T0)
+    with caplog.at_level(logging.WARNING, logger="ldc.io.governor"), \
+            RateGovernor(key, budget=100, clock_ms=clock, sleep=clock.sleep) as governor:  # fmt: skip
+        governor.observe_response(status=418, used_weight=None, retry_after_s=12.0)
+        governor.acquire(1, timeout_s=60)  # waits the ban out (a 418 wait was silent, issue 14)
+    assert clock.slept_s and sum(clock.slept_s) >= 12.0
+    assert [r.getMessage() for r in caplog.records] == ["REST request waits 12.0 s: host banned by the exchange (status 418)"]
+
+
 def test_a_set_stop_event_ends_the_wait(key: str) -> None:
     stop = threading.Event()
     stop.set()

@@ -29,11 +29,24 @@ class ParsedDiff:
     @property
     def asks(self) -> list[Level]: ...
     @property
+    def checksum(self) -> int:
+        """The venue's checksum of its top levels after this diff (OKX), 0: none sent."""
+    @property
     def level_count(self) -> int: ...
 
 def parse_depth(raw: bytes | bytearray | memoryview | str, /) -> ParsedDiff | None:
     """A raw Binance depthUpdate (raw /ws or combined form); None when the message is something
     else; ValueError naming the field when a depthUpdate is malformed (reparse it the slow way)."""
+
+OKX_CHANNELS: Final[tuple[str, ...]]  # the OKX book channels parse_okx reads (ldc.venues.okx.CHANNELS)
+
+def parse_okx(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
+    """An OKX v5 book update -> [(instId, diff)] as ldc.venues.okx.parse_message reads it; None for what that
+    reference parser reads (control, other channels, snapshots); ValueError on any doubt (hand it over)."""
+
+def parse_bybit(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
+    """A Bybit v5 book delta -> [(topic, diff)] as ldc.venues.bybit.parse_message reads it; None for what that
+    reference parser reads (control, other topics, snapshots, the u == 1 reset); ValueError on any doubt."""
 
 def parse_snapshot_levels(
     raw: bytes | bytearray | memoryview | str, limit: int, /

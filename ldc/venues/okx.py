@@ -326,6 +326,15 @@ class OkxStream(StreamDefaults):
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.symbol, event.event) for event in parsed]
 
+    @property
+    def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None]:
+        """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_okx``): a book update's
+        ``[(instId, ParsedDiff)]``, value for value what :meth:`parse` gives; None for everything it leaves to
+        :meth:`parse` (control, snapshots, other channels); ValueError on any doubt (then :meth:`parse` reads it)."""
+        from ldc._fastbook import parse_okx  # here: the venue table imports without the C extension
+
+        return parse_okx
+
     def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return book_checksum(precision if precision is not None else SHORTEST)
 

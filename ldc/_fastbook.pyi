@@ -74,6 +74,10 @@ class FastBook:
     def count_differences(self, other: FastBook, bid_floor: float, ask_ceiling: float, /) -> int:
         """Levels (bid price >= bid_floor, ask price <= ask_ceiling) in one book only or with
         another quantity in the other."""
+    def top_crc32(self, n: int, price_decimals: int, size_decimals: int, /) -> int | None:
+        """OKX's signed CRC32 of the top ``n`` levels a side, interleaved ``bid:size:ask:size:...``, each number
+        fixed to its decimals and trimmed (-1: its shortest round-trip form), as ldc.venues.okx.checksum writes
+        them; None when a number must be written by Python (its shortest form has an exponent)."""
     def __len__(self) -> int: ...
 
 HOT_PASS: Final[int]  # nothing done: BookSync decides

@@ -255,3 +255,43 @@ def test_snapshots_in_the_recordings_stay_with_the_reference() -> None:
                 seen += 1
                 assert fast(raw) is None
     assert seen > 0
+
+
+def _python_crc(book: Any, precision: Any) -> int:
+    bids, asks = book.levels()
+    return okx.checksum(bids, asks, precision)
+
+
+def test_the_c_checksum_writes_the_numbers_as_the_reference_writes_them() -> None:
+    """FastBook.top_crc32 against ldc.venues.okx.checksum: the documented example, random books and decimals
+    (fixed and shortest), and None (Python writes it) only where a shortest form has an exponent."""
+    from ldc._fastbook import FastBook
+    from ldc.venues.base import Precision
+
+    book = FastBook(depth=20)
+    book.load_snapshot(DepthSnapshot(1, [(3366.1, 7.0), (3366.0, 6.0)], [(3366.8, 9.0), (3368.0, 8.0)], 400))
+    assert book.top_crc32(okx.CHECKSUM_LEVELS, 1, 0) == -1881014294 == _python_crc(book, Precision(1, 0))
+    rng = random.Random(7)
+    handed_back = 0
+    for _ in range(400):
+        decimals = (rng.randint(-1, 9), rng.randint(-1, 9))
+        scale = 10.0 ** rng.randint(-6, 6)
+        mid = rng.uniform(1, 1e5) * scale
+        bids = sorted({round(mid - rng.random() * mid / 10, 8) for _ in range(rng.randint(0, 40))} - {0.0}, reverse=True)
+        asks = sorted({round(mid + rng.random() * mid / 10, 8) for _ in range(rng.randint(0, 40))})
+        sizes = [round(rng.uniform(0, 1000) * 10.0 ** rng.randint(-6, 3), rng.randint(0, 8)) or 1.0 for _ in range(80)]
+        book.load_snapshot(DepthSnapshot(1, list(zip(bids, sizes)), list(zip(asks, sizes[40:])), 400))
+        got = book.top_crc32(okx.CHECKSUM_LEVELS, *decimals)
+        if got is None:
+            handed_back += 1
+            assert -1 in decimals
+            continue
+        assert got == _python_crc(book, Precision(*decimals)), (decimals, bids[:3], asks[:3])
+    assert handed_back < 400  # the C path is the common one
+
+
+def test_the_c_checksum_refuses_bad_arguments_naming_them() -> None:
+    from ldc._fastbook import FastBook
+
+    with pytest.raises(ValueError, match=r"expected n >= 0 and decimals in -1\.\.30, found 25, -2, 0"):
+        FastBook(depth=20).top_crc32(25, -2, 0)

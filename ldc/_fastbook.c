@@ -2488,8 +2488,56 @@ static uint32_t crc32_add(uint32_t crc, const char *p, size_t n)
 /* x as the venue writes it: fixed to `decimals` (trailing zeros and point dropped when decimals > 0), or with
  * SHORTEST_DECIMALS the shortest text that reads back as x, trailing zeros dropped. Returns its length, 0
  * when Python is to write it (an exponent, a text too long), -1 with an exception. */
+#define FIXED_FAST_MAX 1e14          /* x * 10^d below it: ulp <= 1/64, the product is off by at most 1/128 */
+#define FIXED_FAST_HALF_MARGIN 0.0625 /* so a product this far from a tie rounds as the exact one does */
+
+/* "%.*f" % x, trailing zeros and point dropped, for the common case: x * 10^d well inside the doubles' integers
+ * and not near a rounding tie, where rounding the product is rounding the exact value (what dtoa does). Returns
+ * its length, 0 when not taken. */
+static Py_ssize_t fixed_text_fast(double x, int decimals, char *out)
+{
+    if (!(x >= 0.0) || decimals > FAST_POW10_MAX) {
+        return 0;
+    }
+    double y = x * POW10[decimals];
+    if (!(y < FIXED_FAST_MAX) || fabs(fabs(y - floor(y)) - 0.5) < FIXED_FAST_HALF_MARGIN) {
+        return 0;
+    }
+    uint64_t m = (uint64_t)floor(y + 0.5);
+    char digits[32];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m > 0);
+    while (n <= decimals) { /* at least one digit before the point */
+        digits[n++] = '0';
+    }
+    int skip = 0; /* trailing zeros of the fraction, dropped */
+    while (skip < decimals && digits[skip] == '0') {
+        skip++;
+    }
+    Py_ssize_t len = 0;
+    for (int i = n - 1; i >= decimals; i--) {
+        out[len++] = digits[i];
+    }
+    if (skip < decimals) {
+        out[len++] = '.';
+        for (int i = decimals - 1; i >= skip; i--) {
+            out[len++] = digits[i];
+        }
+    }
+    return len;
+}
+
 static Py_ssize_t venue_text(double x, int decimals, char *out)
 {
+    if (decimals >= 0) {
+        Py_ssize_t len = fixed_text_fast(x, decimals, out);
+        if (len > 0) {
+            return len;
+        }
+    }
     char *text = decimals >= 0 ? PyOS_double_to_string(x, 'f', decimals, 0, NULL)
                                : PyOS_double_to_string(x, 'r', 0, 0, NULL);
     if (text == NULL) {

@@ -295,3 +295,18 @@ def test_the_c_checksum_refuses_bad_arguments_naming_them() -> None:
 
     with pytest.raises(ValueError, match=r"expected n >= 0 and decimals in -1\.\.30, found 25, -2, 0"):
         FastBook(depth=20).top_crc32(25, -2, 0)
+
+
+@pytest.mark.parametrize(
+    ("price", "size", "decimals"),
+    [(2.5, 0.125, (0, 2)), (3.5, 1e-05, (0, 8)), (100.0, 0.0, (3, 3)), (0.0001, 1234.5, (4, 1)),
+     (1e13, 7.0, (1, 0)), (8476.98, 415.0, (2, 0)), (0.30000000000000004, 2.675, (17, 2))],
+)  # fmt: skip
+def test_the_c_checksum_edge_numbers(price: float, size: float, decimals: tuple[int, int]) -> None:
+    """Ties (2.5 -> "2", 0.125 -> "0.12": the exact binary value rounded half to even), zeros, tiny and huge."""
+    from ldc._fastbook import FastBook
+    from ldc.venues.base import Precision
+
+    book = FastBook(depth=20)
+    book.load_snapshot(DepthSnapshot(1, [(price, size or 1.0)], [(price * 2, size or 1.0)], 400))
+    assert book.top_crc32(okx.CHECKSUM_LEVELS, *decimals) == _python_crc(book, Precision(*decimals))

@@ -14,7 +14,10 @@ shared and noisy: compare the ratio, measured in the same run. ``full`` is the r
 Bybit also have ``c``: the same run through the stream feeder's per-message path (``read_message``: the venue's C
 dialect, the reference parser for snapshots and anything it hands back), with ``c_vs_baseline_cpu`` and
 ``c_vs_full_cpu``. Kraken, Coinbase and HTX have no C dialect (their numbers are also read as Decimal: Kraken,
-HTX). cryptofeed is not installed here: the baseline is json + SortedDict.
+HTX). The baseline is json + SortedDict; OKX and Bybit also have ``cryptofeed``: cryptofeed's own book code
+for the venue on the same messages (its message handler, Decimal levels, order_book's ``OrderBook``, OKX's
+checksum validated), with ``c_vs_cryptofeed_cpu``; it needs the ``peers`` extra (``pip install -e '.[peers]'``)
+and is left out, said so in the JSON, without it.
 
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
 """
@@ -124,6 +127,43 @@ def run_bybit(messages: list[tuple[str, bytes]], parse: Parse) -> int:
                 sync.on_diff(event, 0.0)
             sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
     return sum(s.gaps + s.resyncs for s in syncs.values())
+
+
+def cryptofeed_run(name: str, messages: list[tuple[str, str]]) -> Callable[[], int] | None:
+    """cryptofeed's own book code for the venue on (connection address, text) messages: its ``message_handler``
+    (json with Decimal floats, Decimal levels, order_book's ``OrderBook``; OKX's checksum validated, as ldc's path
+    does) and a top-20 read per book callback. The feed is made without its constructor, which would fetch the
+    venue's symbol list: symbols are used as sent. None when cryptofeed is not installed."""
+    try:
+        from cryptofeed.defines import L2_BOOK
+        from cryptofeed.exchanges import OKX, Bybit
+    except ImportError:
+        return None
+    import asyncio
+    from types import SimpleNamespace
+
+    def run() -> int:
+        feed: Any = (OKX if name == "okx" else Bybit).__new__(OKX if name == "okx" else Bybit)
+        tops = 0
+
+        async def top_20(book: Any, receipt_timestamp: float) -> None:
+            nonlocal tops
+            for side in (book.book.bids, book.book.asks):
+                [side.index(i) for i in range(min(DEPTH, len(side)))]
+            tops += 1
+
+        feed._l2_book, feed.max_depth, feed.checksum_validation, feed.cross_check = {}, 0, True, False
+        feed.callbacks = {L2_BOOK: [top_20]}
+        feed.exchange_symbol_to_std_symbol = lambda symbol: symbol
+
+        async def replay() -> None:
+            for address, raw in messages:
+                await feed.message_handler(raw, SimpleNamespace(address=address, uuid=address), 0.0)
+
+        asyncio.run(replay())
+        return tops
+
+    return run
 
 
 def _stream_sync(key: str, rule: SequenceRule, window: int, checksum: Callable[[Any], int] | None = None) -> BookSync:
@@ -262,6 +302,9 @@ def main(argv: list[str]) -> int:
     bybit_raw = bybit_messages()
     kraken_raw, coinbase_raw, htx_raw = kraken_messages(), coinbase_messages(), htx_frames()
     okx_venue, bybit_venue = okx.OkxStream(), bybit.BybitStream("linear")
+    addresses = {r["conn"]: r["addr"] for r in _records(BYBIT_FILE) if r["t"] == "connect"}
+    peer_messages = {"okx": [(okx.WS_PATH, raw.decode()) for raw in okx_raw],
+                     "bybit": [(addresses[conn], raw.decode()) for conn, raw in bybit_raw]}  # fmt: skip
     # the C path of the venues with a C dialect: the stream feeder's per-message path (read_message)
     c_runs: dict[str, Callable[[], int]] = {
         "okx": lambda: run_okx(okx_raw, precision, c_path(okx_venue)),
@@ -288,6 +331,14 @@ def main(argv: list[str]) -> int:
             "baseline": {"level_updates_per_s": levels / base_wall, "level_updates_per_cpu_s": levels / base_cpu},
             "full_vs_baseline_cpu": base_cpu / cpu,
         }  # fmt: skip
+        peer = cryptofeed_run(name, peer_messages[name]) if name in peer_messages else None
+        if peer is None and name in peer_messages:
+            out["venues"][name]["cryptofeed"] = "not installed: pip install -e '.[peers]'"
+        if peer is not None:
+            tops = peer()
+            peer_wall, peer_cpu = _timed(peer, args.repeats)
+            out["venues"][name]["cryptofeed"] = {"level_updates_per_s": levels / peer_wall, "level_updates_per_cpu_s": levels / peer_cpu,
+                                                 "books_read": tops}  # fmt: skip
         if name in c_runs:
             c_faults = c_runs[name]()
             c_wall, c_cpu = _timed(c_runs[name], args.repeats)
@@ -297,6 +348,8 @@ def main(argv: list[str]) -> int:
                       "us_per_message": c_wall / len(raws) * 1e6},
                 "c_vs_baseline_cpu": base_cpu / c_cpu, "c_vs_full_cpu": cpu / c_cpu,
             })  # fmt: skip
+            if peer is not None:
+                out["venues"][name]["c_vs_cryptofeed_cpu"] = peer_cpu / c_cpu
     print(json.dumps(out, indent=1))
     return 0
 

@@ -4,6 +4,7 @@ every message, to the book the reference parser's path keeps."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -120,3 +121,50 @@ def test_a_doubted_message_is_read_and_refused_by_the_reference_parser() -> None
     raw = b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[["1","x","0","0"]],"bids":[],"ts":"1"}]}'
     with pytest.raises(ProtocolError, match=r"field 'asks'\[0\]: expected a non-negative decimal string, found 'x'"):
         read_message(venue.fast_parse, venue.parse, raw)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def group() -> Any:
+    from shm_helpers import group_fixture
+
+    yield from group_fixture()
+
+
+def test_the_stream_feeder_reads_recorded_okx_updates_in_c_and_snapshots_in_python(group: str) -> None:
+    """StreamFeeder.on_message on OKX's recorded BTC-USDT messages: the snapshot by the reference parser, every
+    update by the C dialect, every checksum verified (in C) with 0 mismatches."""
+    from ldc.config import GroupConfig
+    from ldc.stream_feeder import StreamFeeder
+
+    precision: dict[str, Precision] = {}
+    messages: list[bytes] = []
+    for record in _recording(OKX_FILE):
+        if record["t"] == "http" and "/instruments" in str(record["url"]):
+            precision.update(okx.parse_instruments(str(record["data"])))
+        elif record["t"] == "recv" and '"instId":"BTC-USDT"' in str(record["data"]) and '"channel":"books"' in str(record["data"]):
+            messages.append(str(record["data"]).encode())
+    feeder = StreamFeeder(GroupConfig(name=group, exchange="okx", symbols=("BTC-USDT",), channel="books", capacity=2))
+    calls = {"c": 0, "python": 0}
+    fast, parse = feeder._fast_parse, feeder.venue.parse
+    assert fast is not None
+
+    def counted_fast(raw: bytes) -> Any:
+        events = fast(raw)
+        calls["c"] += events is not None
+        return events
+
+    def counted_parse(raw: bytes | str) -> Any:
+        calls["python"] += 1
+        return parse(raw)
+
+    try:
+        market = feeder._add_market("BTC-USDT", precision["BTC-USDT"])
+        feeder._fast_parse, feeder.venue.parse = counted_fast, counted_parse  # type: ignore[method-assign]
+        for raw in messages:
+            feeder.on_message(0, raw, time.time_ns())
+        updates = sum(1 for raw in messages if b'"action":"update"' in raw)
+        assert updates > 90 and calls == {"c": updates, "python": len(messages) - updates}  # the ack and the snapshot
+        assert market.sync.state is SyncState.SYNCED and feeder.malformed == 0
+        assert market.sync.checksums == updates + 1 and market.sync.checksum_mismatches == 0
+    finally:
+        feeder.close()

@@ -144,6 +144,7 @@ typedef struct {
     int seen;
     int is_depth; /* "e" was "depthUpdate" */
     long long event_time, transaction_time, first_id, final_id, prev_final_id;
+    long long checksum; /* the venue's checksum of its top levels (OKX), 0: none */
     const char *symbol;
     Py_ssize_t symbol_len;
 } Event;
@@ -558,9 +559,10 @@ static int parse_level_number(Scanner *sc, double *out)
     return 1;
 }
 
-/* [[ "price", "qty" ], ...] into s. Returns 0 ok, -1 syntax error, 1 field error with *bad at the
- * start of the offending level (the position of sc is then unspecified). */
-static int parse_level_pairs(Scanner *sc, Scratch *s, const char **bad)
+/* [[ "price", "qty" ], ...] into s; with width 4 (OKX), [ "price", "qty", any, any ]. Returns 0 ok, -1
+ * syntax error, 1 field error with *bad at the start of the offending level (the position of sc is
+ * then unspecified). */
+static int parse_level_pairs(Scanner *sc, Scratch *s, const char **bad, int width)
 {
     s->count = 0;
     sc->p++;
@@ -589,6 +591,16 @@ static int parse_level_pairs(Scanner *sc, Scratch *s, const char **bad)
         if ((rc = parse_level_number(sc, &qty)) != 0) {
             return rc;
         }
+        for (int extra = 2; extra < width; extra++) { /* the reference parser reads only price and size */
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != ',') {
+                return 1;
+            }
+            sc->p++;
+            if (skip_value(sc, 2) < 0) {
+                return -1;
+            }
+        }
         skip_ws(sc);
         if (sc->p >= sc->end || *sc->p != ']') {
             return 1;
@@ -610,13 +622,13 @@ static int parse_level_pairs(Scanner *sc, Scratch *s, const char **bad)
     }
 }
 
-static int parse_levels(Scanner *sc, const char *field, Scratch *s)
+static int parse_levels_of(Scanner *sc, const char *field, Scratch *s, int width)
 {
     const char *from = sc->p, *bad = NULL;
     if (sc->p >= sc->end || *sc->p != '[') {
         return reject_value(sc, field, "a list of [price, qty] levels");
     }
-    int rc = parse_level_pairs(sc, s, &bad);
+    int rc = parse_level_pairs(sc, s, &bad, width);
     if (rc != 1) {
         return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
     }
@@ -632,10 +644,13 @@ static int parse_levels(Scanner *sc, const char *field, Scratch *s)
     if (skip_value(sc, 1) < 0) {
         return SCAN_SYNTAX;
     }
-    field_error(sc, field, index, "[price, qty] decimal strings", bad, sc->p - bad);
+    field_error(sc, field, index, width == 2 ? "[price, qty] decimal strings" : "[price, qty, _, _] (decimal strings)",
+                bad, sc->p - bad);
     sc->p = after;
     return SCAN_OK;
 }
+
+static int parse_levels(Scanner *sc, const char *field, Scratch *s) { return parse_levels_of(sc, field, s, 2); }
 
 #define KEY_IS(lit) (klen == (Py_ssize_t)sizeof(lit) - 1 && memcmp(key, lit, sizeof(lit) - 1) == 0)
 
@@ -705,6 +720,7 @@ static void event_reset(Event *ev)
     ev->event_time = NO_ID;
     ev->transaction_time = NO_ID;
     ev->first_id = ev->final_id = ev->prev_final_id = NO_ID;
+    ev->checksum = 0;
     ev->symbol = NULL;
     ev->symbol_len = 0;
     scratch_bids.count = scratch_asks.count = 0;
@@ -817,7 +833,7 @@ static int message_bytes(PyObject *arg, const char **data, Py_ssize_t *size, Py_
 typedef struct {
     PyObject_VAR_HEAD
     PyObject *symbol;
-    long long first_id, final_id, prev_final_id, event_time_ms, transaction_time_ms;
+    long long first_id, final_id, prev_final_id, event_time_ms, transaction_time_ms, checksum;
     Py_ssize_t n_bids, n_asks;
     PyObject *bids_list, *asks_list; /* materialised on first access */
     Level levels[1];
@@ -870,6 +886,7 @@ static PyObject *parsed_diff_new(const Event *ev)
     d->prev_final_id = ev->prev_final_id;
     d->event_time_ms = ev->event_time;
     d->transaction_time_ms = ev->transaction_time;
+    d->checksum = ev->checksum;
     d->n_bids = nb;
     d->n_asks = na;
     if (nb) {
@@ -1027,6 +1044,7 @@ ID_GETTER(final_id)
 ID_GETTER(prev_final_id)
 ID_GETTER(event_time_ms)
 ID_GETTER(transaction_time_ms)
+ID_GETTER(checksum)
 
 static PyObject *parsed_diff_level_count(ParsedDiff *d, void *closure)
 {
@@ -1052,6 +1070,7 @@ static PyGetSetDef parsed_diff_getset[] = {
      NULL},
     {"bids", (getter)parsed_diff_bids, NULL, "bid levels as a list of (price, qty), message order", NULL},
     {"asks", (getter)parsed_diff_asks, NULL, "ask levels as a list of (price, qty), message order", NULL},
+    {"checksum", (getter)parsed_diff_checksum, NULL, "the venue's checksum of its top levels (OKX), 0: none", NULL},
     {"level_count", (getter)parsed_diff_level_count, NULL, "bid plus ask levels, without materialising them",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1067,6 +1086,576 @@ static PyTypeObject ParsedDiffType = {
     .tp_doc = "A depthUpdate parsed by parse_depth(): the attributes of ldc.depth.DepthDiff, levels in C.",
     .tp_getset = parsed_diff_getset,
 };
+
+/* ------------------------------------------------------------------------------------------------
+ * Stream venue dialects: OKX v5 and Bybit v5 book updates
+ *
+ * The fast path of ldc.venues.okx.parse_message and ldc.venues.bybit.parse_message for the messages
+ * that carry book updates: the result is the reference's events, [(stream, ParsedDiff)], value for
+ * value (decimals as parse_depth reads them: correctly rounded, as float() is). None: the message is
+ * the reference's to read (a control message, another channel, a snapshot, Bybit's u == 1 reset).
+ * ValueError: the reference might refuse it or read it otherwise (a missing, repeated or escaped key,
+ * a level that is not decimal strings, a field out of order): the caller hands it to the reference,
+ * which names the fault. The dialect accepts a subset of what the reference accepts, never more.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* ldc.venues.okx.CHANNELS (a test holds the two equal) */
+static const char *const OKX_BOOK_CHANNELS[] = {"books", "books-l2-tbt", "books50-l2-tbt"};
+#define OKX_CHANNEL_COUNT (sizeof OKX_BOOK_CHANNELS / sizeof OKX_BOOK_CHANNELS[0])
+#define BYBIT_RESET_UPDATE_ID 1 /* ldc.venues.bybit.RESET_UPDATE_ID: snapshot data after a restart */
+
+/* keys of the two dialects, one bit each: a repeated one is a doubt (orjson keeps the last value) */
+enum {
+    K_ARG = 1, K_ACTION = 2, K_DATA = 4, K_CHANNEL = 8, K_INST = 16, K_BIDS = 32, K_ASKS = 64, K_SEQ = 128,
+    K_PREV_SEQ = 256, K_CHECKSUM = 512, K_TS = 1024, K_TOPIC = 2048, K_TYPE = 4096, K_CTS = 8192, K_S = 16384,
+    K_U = 32768,
+};
+
+static void dialect_key_once(Scanner *sc, int *seen, int bit, const char *field)
+{
+    if (*seen & bit) {
+        field_error(sc, field, -1, "the key once", "a second time", 13);
+    }
+    *seen |= bit;
+}
+
+/* a JSON integer of either sign (OKX's checksum is a signed CRC32) */
+static int parse_signed(Scanner *sc, const char *field, long long *out)
+{
+    int negative = sc->p < sc->end && *sc->p == '-';
+    if (negative && (sc->end - sc->p < 2 || sc->p[1] < '0' || sc->p[1] > '9')) {
+        return reject_value(sc, field, "an integer"); /* not JSON: skip_value raises the syntax error */
+    }
+    sc->p += negative;
+    int rc = parse_id(sc, field, out);
+    if (negative) {
+        *out = -*out;
+    }
+    return rc;
+}
+
+/* A string value without escapes: 0 with its span, 1 after a field error (value skipped), -1 syntax. */
+static int plain_string(Scanner *sc, const char *field, const char **text, Py_ssize_t *len)
+{
+    int escaped;
+    if (sc->p >= sc->end || *sc->p != '"') {
+        return reject_value(sc, field, "a string") < 0 ? -1 : 1;
+    }
+    if (scan_string(sc, text, len, &escaped) < 0) {
+        return -1;
+    }
+    if (escaped) {
+        field_error(sc, field, -1, "a string without escapes", *text, *len);
+        return 1;
+    }
+    return 0;
+}
+
+#define SPAN_IS(text, len, lit) ((len) == (Py_ssize_t)sizeof(lit) - 1 && memcmp((text), lit, sizeof(lit) - 1) == 0)
+
+typedef struct {
+    int seen;         /* K_* of the message */
+    int not_ours;     /* the reference's to read: "event", another channel, a snapshot */
+    int book_channel; /* arg.channel is one of OKX_BOOK_CHANNELS */
+    const char *inst;
+    Py_ssize_t inst_len;
+    PyObject *diffs; /* ParsedDiffs of data[], in order */
+} OkxMessage;
+
+static int okx_arg_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    OkxMessage *msg = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        field_error(sc, "arg key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("channel")) {
+        dialect_key_once(sc, &msg->seen, K_CHANNEL, "arg.channel");
+        if ((rc = plain_string(sc, "arg.channel", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        for (size_t i = 0; i < OKX_CHANNEL_COUNT; i++) {
+            if ((size_t)len == strlen(OKX_BOOK_CHANNELS[i]) && memcmp(text, OKX_BOOK_CHANNELS[i], (size_t)len) == 0) {
+                msg->book_channel = 1;
+            }
+        }
+        return SCAN_OK;
+    }
+    if (KEY_IS("instId")) {
+        dialect_key_once(sc, &msg->seen, K_INST, "arg.instId");
+        if ((rc = plain_string(sc, "arg.instId", &msg->inst, &msg->inst_len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if (msg->inst_len == 0) {
+            field_error(sc, "arg.instId", -1, "an instrument id", "\"\"", 2);
+        }
+        return SCAN_OK;
+    }
+    return skip_value(sc, 1);
+}
+
+/* ts: a string of ASCII digits (the reference: str.isdigit(), then int()), or an integer as it accepts too */
+static int parse_digit_string(Scanner *sc, const char *field, long long *out)
+{
+    const char *text;
+    Py_ssize_t len;
+    if (sc->p < sc->end && *sc->p != '"') {
+        return parse_id(sc, field, out);
+    }
+    int rc = plain_string(sc, field, &text, &len);
+    if (rc != 0) {
+        return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+    }
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        int d = text[i] - '0';
+        if (d < 0 || d > 9 || v > (LLONG_MAX - d) / 10) {
+            field_error(sc, field, -1, "an integer string below 2^63", text, len);
+            return SCAN_OK;
+        }
+        v = v * 10 + d;
+    }
+    if (len == 0) {
+        field_error(sc, field, -1, "an integer string", "\"\"", 2);
+    }
+    *out = v;
+    return SCAN_OK;
+}
+
+typedef struct {
+    int seen;
+    Event *ev;
+} OkxItem;
+
+static int okx_item_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    OkxItem *item = ctx;
+    Event *ev = item->ev;
+    if (escaped) {
+        field_error(sc, "data[] key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("bids")) {
+        dialect_key_once(sc, &item->seen, K_BIDS, "bids");
+        return parse_levels_of(sc, "bids", &scratch_bids, 4);
+    }
+    if (KEY_IS("asks")) {
+        dialect_key_once(sc, &item->seen, K_ASKS, "asks");
+        return parse_levels_of(sc, "asks", &scratch_asks, 4);
+    }
+    if (KEY_IS("seqId")) {
+        dialect_key_once(sc, &item->seen, K_SEQ, "seqId");
+        return parse_id(sc, "seqId", &ev->final_id);
+    }
+    if (KEY_IS("prevSeqId")) {
+        dialect_key_once(sc, &item->seen, K_PREV_SEQ, "prevSeqId");
+        return parse_id(sc, "prevSeqId", &ev->prev_final_id);
+    }
+    if (KEY_IS("checksum")) {
+        dialect_key_once(sc, &item->seen, K_CHECKSUM, "checksum");
+        return parse_signed(sc, "checksum", &ev->checksum);
+    }
+    if (KEY_IS("ts")) {
+        dialect_key_once(sc, &item->seen, K_TS, "ts");
+        return parse_digit_string(sc, "ts", &ev->event_time);
+    }
+    return skip_value(sc, 1);
+}
+
+/* one element of data[]: an update of msg->inst, appended to msg->diffs */
+static int okx_item(Scanner *sc, OkxMessage *msg)
+{
+    Event ev;
+    OkxItem item = {0, &ev};
+    event_reset(&ev);
+    if (sc->p >= sc->end || *sc->p != '{') {
+        return reject_value(sc, "data[]", "an object");
+    }
+    int rc = scan_object(sc, okx_item_field, &item);
+    if (rc != SCAN_OK || sc->has_error) {
+        return rc;
+    }
+    static const struct { int bit; const char *name; } required[] = {{K_BIDS, "bids"}, {K_ASKS, "asks"}, {K_TS, "ts"}};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        if (!(item.seen & required[i].bit)) {
+            field_error(sc, required[i].name, -1, "a value", "nothing", 7);
+            return SCAN_OK;
+        }
+    }
+    ev.first_id = ev.prev_final_id; /* U = prevSeqId, as the reference sets it */
+    ev.symbol = msg->inst;
+    ev.symbol_len = msg->inst_len;
+    PyObject *diff = parsed_diff_new(&ev);
+    if (diff == NULL) {
+        return SCAN_SYNTAX;
+    }
+    rc = PyList_Append(msg->diffs, diff);
+    Py_DECREF(diff);
+    return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+}
+
+static int okx_data(Scanner *sc, OkxMessage *msg)
+{
+    if (sc->p >= sc->end || *sc->p != '[' || !(msg->seen & K_ARG) || !msg->book_channel || msg->inst == NULL) {
+        if (!(msg->seen & K_ARG)) {
+            field_error(sc, "data", -1, "'arg' before it", "'data' first", 12);
+        }
+        return skip_value(sc, 1); /* the reference names what is wrong, or reads another channel */
+    }
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+        field_error(sc, "data", -1, "a non-empty list", "[]", 2);
+        return SCAN_OK;
+    }
+    for (;;) {
+        skip_ws(sc);
+        int rc = okx_item(sc, msg);
+        if (rc != SCAN_OK) {
+            return rc;
+        }
+        skip_ws(sc);
+        if (sc->has_error) { /* the reference names the fault: only the syntax of the rest matters */
+            while (sc->p < sc->end && *sc->p == ',') {
+                sc->p++;
+                if (skip_value(sc, 2) < 0) {
+                    return SCAN_SYNTAX;
+                }
+                skip_ws(sc);
+            }
+        }
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == ']') {
+            sc->p++;
+            return SCAN_OK;
+        }
+        return syntax_error(sc, "',' or ']'");
+    }
+}
+
+static int okx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    OkxMessage *msg = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        field_error(sc, "key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("event")) {
+        msg->not_ours = 1;
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("arg")) {
+        dialect_key_once(sc, &msg->seen, K_ARG, "arg");
+        if (sc->p >= sc->end || *sc->p != '{') {
+            return reject_value(sc, "arg", "an object");
+        }
+        return scan_object(sc, okx_arg_field, msg);
+    }
+    if (KEY_IS("action")) {
+        dialect_key_once(sc, &msg->seen, K_ACTION, "action");
+        if ((rc = plain_string(sc, "action", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if (SPAN_IS(text, len, "snapshot")) {
+            msg->not_ours = 1;
+        } else if (!SPAN_IS(text, len, "update")) {
+            field_error(sc, "action", -1, "'snapshot' or 'update'", text, len);
+        }
+        return SCAN_OK;
+    }
+    if (KEY_IS("data")) {
+        dialect_key_once(sc, &msg->seen, K_DATA, "data");
+        return okx_data(sc, msg);
+    }
+    return skip_value(sc, 1);
+}
+
+/* The message's top object with on_field; -1 with an exception (a syntax error), 0 scanned, 1 not an
+ * object (the reference's to read). */
+static int scan_message(const char *data, Py_ssize_t size, Scanner *sc, FieldHandler on_field, void *ctx)
+{
+    sc->start = sc->p = data;
+    sc->end = data + size;
+    sc->has_error = 0;
+    skip_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '{') {
+        return 1;
+    }
+    if (scan_object(sc, on_field, ctx) != SCAN_OK) {
+        return -1;
+    }
+    skip_ws(sc);
+    if (sc->p != sc->end) {
+        syntax_error(sc, "the end of the message");
+        return -1;
+    }
+    return 0;
+}
+
+/* [(stream, diff), ...] from diffs (consumed) */
+static PyObject *stream_events(PyObject *diffs, PyObject *stream)
+{
+    Py_ssize_t n = PyList_GET_SIZE(diffs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *diff = PyList_GET_ITEM(diffs, i);
+        PyObject *pair = PyTuple_Pack(2, stream != NULL ? stream : ((ParsedDiff *)diff)->symbol, diff);
+        if (pair == NULL) {
+            Py_DECREF(diffs);
+            return NULL;
+        }
+        PyList_SET_ITEM(diffs, i, pair); /* drops the list's reference to diff: the pair holds one */
+        Py_DECREF(diff);
+    }
+    return diffs;
+}
+
+static PyObject *fb_parse_okx(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Scanner sc;
+    Py_buffer view = {0};
+    const char *data;
+    Py_ssize_t size;
+    PyObject *result = NULL;
+    OkxMessage msg = {0, 0, 0, NULL, 0, NULL};
+    if (message_bytes(arg, &data, &size, &view) < 0) {
+        return NULL;
+    }
+    if ((msg.diffs = PyList_New(0)) == NULL) { /* before the scan: the scratch levels are not GC-safe */
+        goto done;
+    }
+    int rc = scan_message(data, size, &sc, okx_field, &msg);
+    if (rc < 0) {
+        goto done;
+    }
+    if (rc > 0 || msg.not_ours || ((msg.seen & K_ARG) && !msg.book_channel && !sc.has_error)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (!sc.has_error && !(msg.seen & K_ARG)) {
+        field_error(&sc, "arg", -1, "an object", "nothing", 7);
+    }
+    if (!sc.has_error && (msg.inst == NULL || !(msg.seen & K_DATA))) {
+        field_error(&sc, msg.inst == NULL ? "arg.instId" : "data", -1, "a value", "nothing", 7);
+    }
+    if (sc.has_error) {
+        PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    result = stream_events(msg.diffs, NULL);
+    msg.diffs = NULL;
+done:
+    Py_XDECREF(msg.diffs);
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}
+
+typedef struct {
+    int seen;
+    int not_ours; /* the reference's to read: a control message, another topic, a snapshot */
+    const char *topic, *topic_symbol;
+    Py_ssize_t topic_len, topic_symbol_len;
+    Event ev;
+} BybitMessage;
+
+static int bybit_data_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    BybitMessage *msg = ctx;
+    Event *ev = &msg->ev;
+    int rc;
+    if (escaped) {
+        field_error(sc, "data key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("s")) {
+        dialect_key_once(sc, &msg->seen, K_S, "s");
+        rc = plain_string(sc, "s", &ev->symbol, &ev->symbol_len);
+        return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+    }
+    if (KEY_IS("u")) {
+        dialect_key_once(sc, &msg->seen, K_U, "u");
+        return parse_id(sc, "u", &ev->final_id);
+    }
+    if (KEY_IS("b")) {
+        dialect_key_once(sc, &msg->seen, K_BIDS, "b");
+        return parse_levels_of(sc, "b", &scratch_bids, 2);
+    }
+    if (KEY_IS("a")) {
+        dialect_key_once(sc, &msg->seen, K_ASKS, "a");
+        return parse_levels_of(sc, "a", &scratch_asks, 2);
+    }
+    return skip_value(sc, 1);
+}
+
+/* topic "orderbook.DEPTH.SYMBOL": 0 a book topic (its symbol noted), 1 another topic */
+static int bybit_topic(Scanner *sc, BybitMessage *msg, const char *text, Py_ssize_t len)
+{
+    static const char prefix[] = "orderbook.";
+    const Py_ssize_t plen = (Py_ssize_t)sizeof prefix - 1;
+    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0) {
+        return 1;
+    }
+    const char *depth = text + plen, *end = text + len, *dot = depth;
+    while (dot < end && *dot != '.') {
+        dot++;
+    }
+    int digits = dot > depth;
+    for (const char *p = depth; p < dot; p++) {
+        digits &= *p >= '0' && *p <= '9';
+    }
+    if (!digits || dot == end || memchr(dot + 1, '.', (size_t)(end - dot - 1)) != NULL) {
+        field_error(sc, "topic", -1, "'orderbook.DEPTH.SYMBOL'", text, len);
+        return 0;
+    }
+    msg->topic = text;
+    msg->topic_len = len;
+    msg->topic_symbol = dot + 1;
+    msg->topic_symbol_len = end - dot - 1;
+    return 0;
+}
+
+static int bybit_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    BybitMessage *msg = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        field_error(sc, "key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("topic")) {
+        dialect_key_once(sc, &msg->seen, K_TOPIC, "topic");
+        if (sc->p < sc->end && *sc->p != '"') { /* null or another type: the reference's control or other */
+            msg->not_ours = 1;
+            return skip_value(sc, 1);
+        }
+        if ((rc = plain_string(sc, "topic", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        msg->not_ours |= bybit_topic(sc, msg, text, len);
+        return SCAN_OK;
+    }
+    if (KEY_IS("type")) {
+        dialect_key_once(sc, &msg->seen, K_TYPE, "type");
+        if ((rc = plain_string(sc, "type", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if (SPAN_IS(text, len, "snapshot")) {
+            msg->not_ours = 1;
+        } else if (!SPAN_IS(text, len, "delta")) {
+            field_error(sc, "type", -1, "'snapshot' or 'delta'", text, len);
+        }
+        return SCAN_OK;
+    }
+    if (KEY_IS("ts")) {
+        dialect_key_once(sc, &msg->seen, K_TS, "ts");
+        return parse_id(sc, "ts", &msg->ev.event_time);
+    }
+    if (KEY_IS("cts")) {
+        dialect_key_once(sc, &msg->seen, K_CTS, "cts");
+        return parse_id(sc, "cts", &msg->ev.transaction_time);
+    }
+    if (KEY_IS("data")) {
+        dialect_key_once(sc, &msg->seen, K_DATA, "data");
+        if (sc->p >= sc->end || *sc->p != '{') {
+            return reject_value(sc, "data", "an object");
+        }
+        return scan_object(sc, bybit_data_field, msg);
+    }
+    return skip_value(sc, 1);
+}
+
+static const struct {
+    int bit;
+    const char *name;
+} BYBIT_REQUIRED[] = {{K_TYPE, "type"}, {K_DATA, "data"}, {K_S, "s"}, {K_U, "u"}, {K_TS, "ts"}, {K_BIDS, "b"}, {K_ASKS, "a"}};
+
+static PyObject *fb_parse_bybit(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Scanner sc;
+    Py_buffer view = {0};
+    const char *data;
+    Py_ssize_t size;
+    PyObject *result = NULL, *diffs = NULL, *topic = NULL;
+    BybitMessage msg = {0};
+    event_reset(&msg.ev);
+    if (message_bytes(arg, &data, &size, &view) < 0) {
+        return NULL;
+    }
+    int rc = scan_message(data, size, &sc, bybit_field, &msg);
+    if (rc < 0) {
+        goto done;
+    }
+    if (rc > 0 || msg.not_ours || !(msg.seen & K_TOPIC)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof BYBIT_REQUIRED / sizeof BYBIT_REQUIRED[0] && !sc.has_error; i++) {
+        if (!(msg.seen & BYBIT_REQUIRED[i].bit)) {
+            field_error(&sc, BYBIT_REQUIRED[i].name, -1, "a value", "nothing", 7);
+        }
+    }
+    if (!sc.has_error && (msg.ev.symbol_len != msg.topic_symbol_len ||
+                          memcmp(msg.ev.symbol, msg.topic_symbol, (size_t)msg.topic_symbol_len) != 0)) {
+        field_error(&sc, "s", -1, "the topic's symbol", msg.ev.symbol, msg.ev.symbol_len);
+    }
+    if (sc.has_error) {
+        PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    if (msg.ev.final_id == BYBIT_RESET_UPDATE_ID) { /* a reset: snapshot data, the reference's */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    msg.ev.first_id = msg.ev.final_id; /* U = u: the PLUS_ONE rule, as the reference sets it */
+    PyObject *diff = parsed_diff_new(&msg.ev);
+    if (diff == NULL || (diffs = PyList_New(1)) == NULL) {
+        Py_XDECREF(diff);
+        goto done;
+    }
+    PyList_SET_ITEM(diffs, 0, diff);
+    if ((topic = symbol_object(msg.topic, msg.topic_len)) == NULL) {
+        goto done;
+    }
+    result = stream_events(diffs, topic);
+    diffs = NULL;
+done:
+    Py_XDECREF(diffs);
+    Py_XDECREF(topic);
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}
+
+/* ldc.venues.okx.CHANNELS' names, as the OKX dialect knows them */
+static PyObject *okx_channels_tuple(void)
+{
+    PyObject *names = PyTuple_New((Py_ssize_t)OKX_CHANNEL_COUNT);
+    for (size_t i = 0; names != NULL && i < OKX_CHANNEL_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(OKX_BOOK_CHANNELS[i]);
+        if (name == NULL) {
+            Py_CLEAR(names);
+            break;
+        }
+        PyTuple_SET_ITEM(names, (Py_ssize_t)i, name);
+    }
+    return names;
+}
 
 /* ------------------------------------------------------------------------------------------------
  * REST depth snapshots ({"lastUpdateId":N,["E":N,"T":N,...]"bids":[...],"asks":[...]})
@@ -1866,6 +2455,163 @@ static PyObject *fastbook_get_depth(FastBook *self, void *closure)
     return PyLong_FromSsize_t(self->depth);
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * A venue's checksum of the top of the book (OKX: a signed CRC32 of the top levels, interleaved, as
+ * "bid1px:bid1sz:ask1px:ask1sz:..."), the numbers written as ldc.venues.okx._texts writes them
+ * ---------------------------------------------------------------------------------------------- */
+
+#define CRC_TEXT_CHARS 64 /* one number's text; a longer one is handed back to Python */
+#define SHORTEST_DECIMALS (-1) /* the shortest round-trip form (repr without an exponent) */
+#define MAX_TEXT_DECIMALS 30   /* a tick or lot finer than 1e-30 is no market's */
+
+static uint32_t crc32_table[256];
+
+static void crc32_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1; /* zlib's polynomial, reflected */
+        }
+        crc32_table[i] = c;
+    }
+}
+
+static uint32_t crc32_add(uint32_t crc, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        crc = crc32_table[(crc ^ (unsigned char)p[i]) & 0xFF] ^ (crc >> 8);
+    }
+    return crc;
+}
+
+/* x as the venue writes it: fixed to `decimals` (trailing zeros and point dropped when decimals > 0), or with
+ * SHORTEST_DECIMALS the shortest text that reads back as x, trailing zeros dropped. Returns its length, 0
+ * when Python is to write it (an exponent, a text too long), -1 with an exception. */
+#define FIXED_FAST_MAX 1e14          /* x * 10^d below it: ulp <= 1/64, the product is off by at most 1/128 */
+#define FIXED_FAST_HALF_MARGIN 0.0625 /* so a product this far from a tie rounds as the exact one does */
+
+/* "%.*f" % x, trailing zeros and point dropped, for the common case: x * 10^d well inside the doubles' integers
+ * and not near a rounding tie, where rounding the product is rounding the exact value (what dtoa does). Returns
+ * its length, 0 when not taken. */
+static Py_ssize_t fixed_text_fast(double x, int decimals, char *out)
+{
+    if (!(x >= 0.0) || decimals > FAST_POW10_MAX) {
+        return 0;
+    }
+    double y = x * POW10[decimals];
+    if (!(y < FIXED_FAST_MAX) || fabs(fabs(y - floor(y)) - 0.5) < FIXED_FAST_HALF_MARGIN) {
+        return 0;
+    }
+    uint64_t m = (uint64_t)floor(y + 0.5);
+    char digits[32];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m > 0);
+    while (n <= decimals) { /* at least one digit before the point */
+        digits[n++] = '0';
+    }
+    int skip = 0; /* trailing zeros of the fraction, dropped */
+    while (skip < decimals && digits[skip] == '0') {
+        skip++;
+    }
+    Py_ssize_t len = 0;
+    for (int i = n - 1; i >= decimals; i--) {
+        out[len++] = digits[i];
+    }
+    if (skip < decimals) {
+        out[len++] = '.';
+        for (int i = decimals - 1; i >= skip; i--) {
+            out[len++] = digits[i];
+        }
+    }
+    return len;
+}
+
+static Py_ssize_t venue_text(double x, int decimals, char *out)
+{
+    if (decimals >= 0) {
+        Py_ssize_t len = fixed_text_fast(x, decimals, out);
+        if (len > 0) {
+            return len;
+        }
+    }
+    char *text = decimals >= 0 ? PyOS_double_to_string(x, 'f', decimals, 0, NULL)
+                               : PyOS_double_to_string(x, 'r', 0, 0, NULL);
+    if (text == NULL) {
+        return -1;
+    }
+    size_t len = strlen(text);
+    Py_ssize_t result = 0;
+    if (len < CRC_TEXT_CHARS && strpbrk(text, "eEni") == NULL) { /* no exponent, nan or inf */
+        if (decimals != 0 && strchr(text, '.') != NULL) {
+            while (text[len - 1] == '0') {
+                len--;
+            }
+            if (text[len - 1] == '.') {
+                len--;
+            }
+        }
+        memcpy(out, text, len);
+        result = (Py_ssize_t)len;
+    }
+    PyMem_Free(text);
+    return result;
+}
+
+/* top_crc32(n, price_decimals, size_decimals) -> the signed CRC32, or None when Python must write a number */
+static PyObject *fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "top_crc32() takes 3 arguments (n, price_decimals, size_decimals), found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    int decimals[2] = {given[0] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[0],
+                       given[1] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[1]};
+    if (n < 0 || decimals[0] < SHORTEST_DECIMALS || decimals[1] < SHORTEST_DECIMALS || decimals[0] > MAX_TEXT_DECIMALS ||
+        decimals[1] > MAX_TEXT_DECIMALS) {
+        PyErr_Format(PyExc_ValueError, "top_crc32: expected n >= 0 and decimals in -1..%d, found %zd, %ld, %ld",
+                     MAX_TEXT_DECIMALS, n, given[0], given[1]);
+        return NULL;
+    }
+    const Side *sides[2] = {&self->bids, &self->asks};
+    Py_ssize_t counts[2] = {side_len(&self->bids) < n ? side_len(&self->bids) : n,
+                            side_len(&self->asks) < n ? side_len(&self->asks) : n};
+    uint32_t crc = 0xFFFFFFFFu;
+    int first = 1;
+    char text[CRC_TEXT_CHARS];
+    for (Py_ssize_t i = 0; i < counts[0] || i < counts[1]; i++) {
+        for (int side = 0; side < 2; side++) {
+            if (i >= counts[side]) {
+                continue;
+            }
+            const Side *s = sides[side];
+            const Level *lv = &s->buf[s->hi - 1 - i];
+            double values[2] = {s->sign * lv->a, lv->qty};
+            for (int k = 0; k < 2; k++) {
+                Py_ssize_t len = venue_text(values[k], decimals[k], text);
+                if (len <= 0) {
+                    return len < 0 ? NULL : Py_NewRef(Py_None);
+                }
+                if (!first) {
+                    crc = crc32_add(crc, ":", 1);
+                }
+                first = 0;
+                crc = crc32_add(crc, text, (size_t)len);
+            }
+        }
+    }
+    crc ^= 0xFFFFFFFFu;
+    return PyLong_FromLongLong(crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc);
+}
+
 static PyMethodDef fastbook_methods[] = {
     {"load_snapshot", (PyCFunction)fastbook_load_snapshot, METH_O,
      "Replace the book with a DepthSnapshot; its limit sets coverage and the retention window."},
@@ -1884,6 +2630,9 @@ static PyMethodDef fastbook_methods[] = {
     {"count_differences", (PyCFunction)(void (*)(void))fastbook_count_differences, METH_FASTCALL,
      "count_differences(other, bid_floor, ask_ceiling) -> int: levels at bid prices >= bid_floor and ask\n"
      "prices <= ask_ceiling held by one book only or with another quantity (the refresh audit)."},
+    {"top_crc32", (PyCFunction)(void (*)(void))fastbook_top_crc32, METH_FASTCALL,
+     "top_crc32(n, price_decimals, size_decimals) -> int | None: OKX's signed CRC32 of the top n levels a side,\n"
+     "interleaved, each number fixed to its decimals and trimmed (-1: its shortest form); None: write it in Python."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2376,6 +3125,12 @@ static PyMethodDef module_methods[] = {
     {"parse_snapshot_levels", (PyCFunction)(void (*)(void))fb_parse_snapshot_levels, METH_FASTCALL,
      "parse_snapshot_levels(raw, limit) -> (last_update_id, event_time_ms, bids, asks): a REST depth body.\n"
      "ValueError for anything ldc.venues.binance's reference parser might refuse (it names the fault)."},
+    {"parse_okx", (PyCFunction)fb_parse_okx, METH_O,
+     "parse_okx(raw) -> [(instId, ParsedDiff)] | None: an OKX v5 book update (C dialect of ldc.venues.okx).\n"
+     "None for what the reference parser reads (control, other channels, snapshots); ValueError on any doubt."},
+    {"parse_bybit", (PyCFunction)fb_parse_bybit, METH_O,
+     "parse_bybit(raw) -> [(topic, ParsedDiff)] | None: a Bybit v5 book delta (C dialect of ldc.venues.bybit).\n"
+     "None for what the reference parser reads (control, other topics, snapshots, u == 1); ValueError on any doubt."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2383,12 +3138,21 @@ static struct PyModuleDef fastbook_module = {
     PyModuleDef_HEAD_INIT, "_fastbook", "The book hot path in C: parse_depth, ParsedDiff, FastBook, HotPath, Router, parse_snapshot_levels.", -1,
     module_methods, NULL, NULL, NULL, NULL};
 
+/* PyModule_Add (3.13) for older Pythons: steals value, also on failure */
+static int add_owned(PyObject *m, const char *name, PyObject *value)
+{
+    int rc = value == NULL ? -1 : PyModule_AddObjectRef(m, name, value);
+    Py_XDECREF(value);
+    return rc;
+}
+
 PyMODINIT_FUNC PyInit__fastbook(void)
 {
     if (PyType_Ready(&ParsedDiffType) < 0 || PyType_Ready(&FastBookType) < 0 || PyType_Ready(&HotPathType) < 0 ||
         PyType_Ready(&RouterType) < 0) {
         return NULL;
     }
+    crc32_init();
     PyObject *m = PyModule_Create(&fastbook_module);
     if (m == NULL) {
         return NULL;
@@ -2403,7 +3167,8 @@ PyMODINIT_FUNC PyInit__fastbook(void)
         PyModule_AddIntConstant(m, "ROUTE_MALFORMED", ROUTE_MALFORMED) < 0 ||
         PyModule_AddIntConstant(m, "HOT_PASS", HOT_PASS) < 0 || PyModule_AddIntConstant(m, "HOT_DONE", HOT_DONE) < 0 ||
         PyModule_AddIntConstant(m, "HOT_TOP_FAULT", HOT_TOP_FAULT) < 0 ||
-        PyModule_AddIntConstant(m, "NO_ID", NO_ID) < 0) {
+        PyModule_AddIntConstant(m, "NO_ID", NO_ID) < 0 ||
+        add_owned(m, "OKX_CHANNELS", okx_channels_tuple()) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -29,11 +29,24 @@ class ParsedDiff:
     @property
     def asks(self) -> list[Level]: ...
     @property
+    def checksum(self) -> int:
+        """The venue's checksum of its top levels after this diff (OKX), 0: none sent."""
+    @property
     def level_count(self) -> int: ...
 
 def parse_depth(raw: bytes | bytearray | memoryview | str, /) -> ParsedDiff | None:
     """A raw Binance depthUpdate (raw /ws or combined form); None when the message is something
     else; ValueError naming the field when a depthUpdate is malformed (reparse it the slow way)."""
+
+OKX_CHANNELS: Final[tuple[str, ...]]  # the OKX book channels parse_okx reads (ldc.venues.okx.CHANNELS)
+
+def parse_okx(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
+    """An OKX v5 book update -> [(instId, diff)] as ldc.venues.okx.parse_message reads it; None for what that
+    reference parser reads (control, other channels, snapshots); ValueError on any doubt (hand it over)."""
+
+def parse_bybit(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
+    """A Bybit v5 book delta -> [(topic, diff)] as ldc.venues.bybit.parse_message reads it; None for what that
+    reference parser reads (control, other topics, snapshots, the u == 1 reset); ValueError on any doubt."""
 
 def parse_snapshot_levels(
     raw: bytes | bytearray | memoryview | str, limit: int, /
@@ -61,6 +74,10 @@ class FastBook:
     def count_differences(self, other: FastBook, bid_floor: float, ask_ceiling: float, /) -> int:
         """Levels (bid price >= bid_floor, ask price <= ask_ceiling) in one book only or with
         another quantity in the other."""
+    def top_crc32(self, n: int, price_decimals: int, size_decimals: int, /) -> int | None:
+        """OKX's signed CRC32 of the top ``n`` levels a side, interleaved ``bid:size:ask:size:...``, each number
+        fixed to its decimals and trimmed (-1: its shortest round-trip form), as ldc.venues.okx.checksum writes
+        them; None when a number must be written by Python (its shortest form has an exponent)."""
     def __len__(self) -> int: ...
 
 HOT_PASS: Final[int]  # nothing done: BookSync decides

@@ -15,8 +15,9 @@ that request on the market's connection. A venue whose sequence counts the whole
 is lost with it) counts a gap on every market of that connection and reconnects it (new snapshots, the
 sequence starts again). A message the parser refuses resyncs its market when the venue can still name it
 (``stream_of``: Kraken, HTX, whose sequences would not show the loss). A server's ping is answered with the
-venue's reply. These venues have no C dialect yet: messages are parsed by the venue's reference parser
-(correct, slower than Binance's C path).
+venue's reply. A venue with a C dialect (``fast_parse``: OKX, Bybit) has its book updates read in C
+(``ldc/_fastbook.c``, the same values as its reference parser); everything else, any message the dialect
+doubts, and every message of a venue without one, is read by the venue's reference parser (correct, slower).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +65,7 @@ from ldc.sync import (
 )
 from ldc.venues import stream_venue, venue_table
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision, SequenceScope, SnapshotSource
+from ldc.venues.base import Precision, SequenceScope, SnapshotSource, StreamEvent
 
 log = logging.getLogger("ldc.feeder")
 
@@ -117,6 +119,8 @@ class StreamFeeder:
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
         self.malformed = 0  # messages the venue's parser refused (each logged)
+        # the venue's C dialect, if it has one: None from it (or a ValueError) hands the message to venue.parse
+        self._fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None = getattr(venue, "fast_parse", None)
         self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
         # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
         self._rest = RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=group.rest_timeout_s,
@@ -310,7 +314,7 @@ class StreamFeeder:
         if connection_scope and self.connections[conn_id].resyncing:
             return  # what follows a connection gap is not read: the reconnect starts the connection's books again
         try:
-            parsed = self.venue.parse(raw)
+            parsed = self._parse(raw)
         except ProtocolError as exc:
             self.malformed += 1
             log.warning("connection %d: malformed message: %s: %r", conn_id, exc, raw[:120])
@@ -339,6 +343,9 @@ class StreamFeeder:
                 else:
                     self._carry_out(market, market.sync.on_diff(event, now))
             self.writer.notify()
+
+    def _parse(self, raw: bytes) -> list[tuple[str, Any]] | VenueControl:
+        return read_message(self._fast_parse, self.venue.parse, raw)
 
     def _message_lost(self, stream: str) -> None:
         """A message of ``stream`` was refused: its market resyncs (counted as a gap), the others go on."""
@@ -449,6 +456,23 @@ class StreamFeeder:
                     self._feed(market, TICK, now)
             self.writer.heartbeat()
             self.writer.notify()
+
+
+def read_message(
+    fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None,
+    parse: Callable[[bytes], list[StreamEvent] | VenueControl],
+    raw: bytes,
+) -> list[tuple[str, Any]] | VenueControl:
+    """A message's book updates as the venue's C dialect reads them (ParsedDiff carries DepthDiff's attributes:
+    BookSync reads only those), or the reference parser's reading of anything else (ProtocolError from it)."""
+    if fast_parse is not None:
+        try:
+            events = fast_parse(raw)
+        except ValueError:  # a doubt or a fault: the reference parser reads it and names any fault
+            events = None
+        if events is not None:
+            return events
+    return parse(raw)
 
 
 def _sequence_of(parsed: list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl) -> int:

@@ -10,10 +10,14 @@ Per venue, every book message of the recording, as received, in order (each mark
   slice per message (no sequence check, no checksum): the usual Python book.
 
 Figures are medians over ``--repeats`` runs: level updates per second (wall) and per CPU-second. The machine is
-shared and noisy: compare the ratio, measured in the same run. OKX and Bybit have no C dialect yet: this is the
-reference parser's speed (issue 12 item 9's target, >= 3 M level updates/s, needs the C dialects); nor have
-Kraken, Coinbase and HTX, whose numbers are also read as Decimal (Kraken, HTX). cryptofeed is not installed here:
-the baseline is json + SortedDict, as for OKX and Bybit.
+shared and noisy: compare the ratio, measured in the same run. ``full`` is the reference parser's speed; OKX and
+Bybit also have ``c``: the same run through the stream feeder's per-message path (``read_message``: the venue's C
+dialect, the reference parser for snapshots and anything it hands back), with ``c_vs_baseline_cpu`` and
+``c_vs_full_cpu``. Kraken, Coinbase and HTX have no C dialect (their numbers are also read as Decimal: Kraken,
+HTX). The baseline is json + SortedDict; OKX and Bybit also have ``cryptofeed``: cryptofeed's own book code
+for the venue on the same messages (its message handler, Decimal levels, order_book's ``OrderBook``, OKX's
+checksum validated), with ``c_vs_cryptofeed_cpu``; it needs the ``peers`` extra (``pip install -e '.[peers]'``)
+and is left out, said so in the JSON, without it.
 
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
 """
@@ -36,8 +40,9 @@ from ldc._fastbook import FastBook
 from ldc.depth import DepthSnapshot
 from ldc.sim.replay import captures_dir
 from ldc.sync import BookSync, SnapshotPurpose, SnapshotResult, SyncConfig
+from ldc.stream_feeder import read_message
 from ldc.venues import bybit, coinbase, htx, kraken, okx
-from ldc.venues.base import Precision, SequenceRule, SnapshotSource
+from ldc.venues.base import Precision, SequenceRule, SnapshotSource, StreamVenue
 
 DEPTH = 20
 DATA = captures_dir().parent / "venues"
@@ -53,60 +58,112 @@ def _records(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in lines]
 
 
-def okx_messages() -> tuple[list[str], dict[str, Precision]]:
+def okx_messages() -> tuple[list[bytes], dict[str, Precision]]:
     precision: dict[str, Precision] = {}
     messages = []
     for record in _records(OKX_FILE):
         if record["t"] == "http" and "/instruments" in record["url"]:
             precision.update(okx.parse_instruments(record["data"]))
         elif record["t"] == "recv" and '"channel":"books"' in record["data"] and '"action"' in record["data"]:
-            messages.append(record["data"])
+            messages.append(record["data"].encode())  # bytes, as the stream feeder receives them
     return messages, precision
 
 
-def bybit_messages() -> list[tuple[str, str]]:
-    return [(r["conn"], r["data"]) for r in _records(BYBIT_FILE)
+def bybit_messages() -> list[tuple[str, bytes]]:
+    return [(r["conn"], r["data"].encode()) for r in _records(BYBIT_FILE)
             if r["t"] == "recv" and r["data"].startswith('{"topic":"orderbook.')]  # fmt: skip
 
 
-def run_okx(messages: list[str], precision: dict[str, Precision]) -> int:
+Parse = Callable[[bytes], Any]
+
+
+def python_path(venue: StreamVenue) -> Parse:
+    """The venue's reference parser alone (a venue without a C dialect)."""
+    return venue.parse
+
+
+def c_path(venue: StreamVenue) -> Parse:
+    """The stream feeder's per-message path: the venue's C dialect, the reference parser for what it hands back."""
+    fast = venue.fast_parse  # type: ignore[attr-defined]
+    return lambda raw: read_message(fast, venue.parse, raw)
+
+
+def run_okx(messages: list[bytes], precision: dict[str, Precision], parse: Parse) -> int:
     syncs: dict[str, BookSync] = {}
     bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
     for raw in messages:
-        events = okx.parse_message(raw)
+        events = parse(raw)
         assert isinstance(events, list)
-        for event in events:
-            sync = syncs.get(event.symbol)
+        for symbol, event in events:
+            sync = syncs.get(symbol)
             if sync is None:
                 config = SyncConfig(rule=okx.SEQUENCE_RULE, depth=DEPTH, snapshot_limit=400, snapshot_source=SnapshotSource.STREAM,
-                                    refresh_interval_s=None, checksum=okx.book_checksum(precision[event.symbol]))  # fmt: skip
-                sync = syncs[event.symbol] = BookSync(event.symbol, lambda: FastBook(depth=DEPTH), config)
-            if isinstance(event.event, DepthSnapshot):
-                sync.feed(SnapshotResult(event.event, SnapshotPurpose.LIVE), 0.0)
+                                    refresh_interval_s=None, checksum=okx.book_checksum(precision[symbol]))  # fmt: skip
+                sync = syncs[symbol] = BookSync(symbol, lambda: FastBook(depth=DEPTH), config)
+            if isinstance(event, DepthSnapshot):
+                sync.feed(SnapshotResult(event, SnapshotPurpose.LIVE), 0.0)
             else:
-                sync.on_diff(event.event, 0.0)
+                sync.on_diff(event, 0.0)
             sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
     return sum(s.checksum_mismatches + s.resyncs for s in syncs.values())
 
 
-def run_bybit(messages: list[tuple[str, str]]) -> int:
+def run_bybit(messages: list[tuple[str, bytes]], parse: Parse) -> int:
     syncs: dict[tuple[str, str], BookSync] = {}
     bids, asks = np.zeros((DEPTH, 2)), np.zeros((DEPTH, 2))
     for conn, raw in messages:
-        event = bybit.parse_message(raw)
-        assert isinstance(event, bybit.BookEvent)
-        key = (conn, event.topic)
-        sync = syncs.get(key)
-        if sync is None:
-            config = SyncConfig(rule=bybit.SEQUENCE_RULE, depth=DEPTH, snapshot_limit=200,
-                                snapshot_source=SnapshotSource.STREAM, refresh_interval_s=None)  # fmt: skip
-            sync = syncs[key] = BookSync(event.topic, lambda: FastBook(depth=DEPTH), config)
-        if isinstance(event.event, DepthSnapshot):
-            sync.feed(SnapshotResult(event.event, SnapshotPurpose.LIVE), 0.0)
-        else:
-            sync.on_diff(event.event, 0.0)
-        sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
+        events = parse(raw)
+        assert isinstance(events, list)
+        for topic, event in events:
+            key = (conn, topic)  # the same topic on the spot and the linear URL
+            sync = syncs.get(key)
+            if sync is None:
+                config = SyncConfig(rule=bybit.SEQUENCE_RULE, depth=DEPTH, snapshot_limit=200,
+                                    snapshot_source=SnapshotSource.STREAM, refresh_interval_s=None)  # fmt: skip
+                sync = syncs[key] = BookSync(topic, lambda: FastBook(depth=DEPTH), config)
+            if isinstance(event, DepthSnapshot):
+                sync.feed(SnapshotResult(event, SnapshotPurpose.LIVE), 0.0)
+            else:
+                sync.on_diff(event, 0.0)
+            sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
     return sum(s.gaps + s.resyncs for s in syncs.values())
+
+
+def cryptofeed_run(name: str, messages: list[tuple[str, str]]) -> Callable[[], int] | None:
+    """cryptofeed's own book code for the venue on (connection address, text) messages: its ``message_handler``
+    (json with Decimal floats, Decimal levels, order_book's ``OrderBook``; OKX's checksum validated, as ldc's path
+    does) and a top-20 read per book callback. The feed is made without its constructor, which would fetch the
+    venue's symbol list: symbols are used as sent. None when cryptofeed is not installed."""
+    try:
+        from cryptofeed.defines import L2_BOOK
+        from cryptofeed.exchanges import OKX, Bybit
+    except ImportError:
+        return None
+    import asyncio
+    from types import SimpleNamespace
+
+    def run() -> int:
+        feed: Any = (OKX if name == "okx" else Bybit).__new__(OKX if name == "okx" else Bybit)
+        tops = 0
+
+        async def top_20(book: Any, receipt_timestamp: float) -> None:
+            nonlocal tops
+            for side in (book.book.bids, book.book.asks):
+                [side.index(i) for i in range(min(DEPTH, len(side)))]
+            tops += 1
+
+        feed._l2_book, feed.max_depth, feed.checksum_validation, feed.cross_check = {}, 0, True, False
+        feed.callbacks = {L2_BOOK: [top_20]}
+        feed.exchange_symbol_to_std_symbol = lambda symbol: symbol
+
+        async def replay() -> None:
+            for address, raw in messages:
+                await feed.message_handler(raw, SimpleNamespace(address=address, uuid=address), 0.0)
+
+        asyncio.run(replay())
+        return tops
+
+    return run
 
 
 def _stream_sync(key: str, rule: SequenceRule, window: int, checksum: Callable[[Any], int] | None = None) -> BookSync:
@@ -244,9 +301,18 @@ def main(argv: list[str]) -> int:
     okx_raw, precision = okx_messages()
     bybit_raw = bybit_messages()
     kraken_raw, coinbase_raw, htx_raw = kraken_messages(), coinbase_messages(), htx_frames()
+    okx_venue, bybit_venue = okx.OkxStream(), bybit.BybitStream("linear")
+    addresses = {r["conn"]: r["addr"] for r in _records(BYBIT_FILE) if r["t"] == "connect"}
+    peer_messages = {"okx": [(okx.WS_PATH, raw.decode()) for raw in okx_raw],
+                     "bybit": [(addresses[conn], raw.decode()) for conn, raw in bybit_raw]}  # fmt: skip
+    # the C path of the venues with a C dialect: the stream feeder's per-message path (read_message)
+    c_runs: dict[str, Callable[[], int]] = {
+        "okx": lambda: run_okx(okx_raw, precision, c_path(okx_venue)),
+        "bybit": lambda: run_bybit(bybit_raw, c_path(bybit_venue)),
+    }
     venues: dict[str, tuple[Callable[[], int], list[Any], Callable[[Any], tuple[str, str, Any, Any]], Callable[[Any], Any]]] = {
-        "okx": (lambda: run_okx(okx_raw, precision), okx_raw, _okx_levels, json.loads),
-        "bybit": (lambda: run_bybit(bybit_raw), [raw for _, raw in bybit_raw], _bybit_levels, json.loads),
+        "okx": (lambda: run_okx(okx_raw, precision, python_path(okx_venue)), okx_raw, _okx_levels, json.loads),
+        "bybit": (lambda: run_bybit(bybit_raw, python_path(bybit_venue)), [raw for _, raw in bybit_raw], _bybit_levels, json.loads),
         "kraken": (lambda: run_kraken(kraken_raw), kraken_raw, _kraken_levels, json.loads),
         "coinbase": (lambda: run_coinbase(coinbase_raw), coinbase_raw, _coinbase_levels, json.loads),
         "htx": (lambda: run_htx(htx_raw), htx_raw, _htx_levels, _htx_load),
@@ -265,6 +331,25 @@ def main(argv: list[str]) -> int:
             "baseline": {"level_updates_per_s": levels / base_wall, "level_updates_per_cpu_s": levels / base_cpu},
             "full_vs_baseline_cpu": base_cpu / cpu,
         }  # fmt: skip
+        peer = cryptofeed_run(name, peer_messages[name]) if name in peer_messages else None
+        if peer is None and name in peer_messages:
+            out["venues"][name]["cryptofeed"] = "not installed: pip install -e '.[peers]'"
+        if peer is not None:
+            tops = peer()
+            peer_wall, peer_cpu = _timed(peer, args.repeats)
+            out["venues"][name]["cryptofeed"] = {"level_updates_per_s": levels / peer_wall, "level_updates_per_cpu_s": levels / peer_cpu,
+                                                 "books_read": tops}  # fmt: skip
+        if name in c_runs:
+            c_faults = c_runs[name]()
+            c_wall, c_cpu = _timed(c_runs[name], args.repeats)
+            out["venues"][name].update({
+                "c_faults": c_faults,
+                "c": {"level_updates_per_s": levels / c_wall, "level_updates_per_cpu_s": levels / c_cpu,
+                      "us_per_message": c_wall / len(raws) * 1e6},
+                "c_vs_baseline_cpu": base_cpu / c_cpu, "c_vs_full_cpu": cpu / c_cpu,
+            })  # fmt: skip
+            if peer is not None:
+                out["venues"][name]["c_vs_cryptofeed_cpu"] = peer_cpu / c_cpu
     print(json.dumps(out, indent=1))
     return 0
 

@@ -213,5 +213,14 @@ class BybitStream(StreamDefaults):
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(parsed.topic, parsed.event)]
 
+    @property
+    def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None]:
+        """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_bybit``): a delta's ``[(topic,
+        ParsedDiff)]``, value for value what :meth:`parse` gives; None for everything it leaves to :meth:`parse`
+        (control, snapshots, the ``u == 1`` reset, other topics); ValueError on any doubt (then :meth:`parse`)."""
+        from ldc._fastbook import parse_bybit  # here: the venue table imports without the C extension
+
+        return parse_bybit
+
     def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return None  # Bybit sends no book checksum

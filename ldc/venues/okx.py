@@ -279,6 +279,15 @@ def book_checksum(precision: Precision) -> Callable[[Book, int], bool]:
     p, s = precision.price_decimals, precision.size_decimals
 
     def holds(book: Book, expected: int) -> bool:
+        fast = getattr(book, "top_crc32", None)  # FastBook writes the same texts in C
+        if fast is not None:
+            first = fast(CHECKSUM_LEVELS, p, s)
+            if first == expected:
+                return True
+            again = None if first is None or precision == SHORTEST else fast(CHECKSUM_LEVELS, -1, -1)
+            if first is not None and (precision == SHORTEST or again is not None):
+                return bool(again == expected)
+            # None: a number C hands back (an exponent in its shortest form): written here
         n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
         bids, asks = bids_out[:n_bids].T.tolist(), asks_out[:n_asks].T.tolist()
         if _crc_of(_texts(bids[0], p), _texts(bids[1], s), _texts(asks[0], p), _texts(asks[1], s)) == expected:
@@ -325,6 +334,15 @@ class OkxStream(StreamDefaults):
     def parse(self, raw: bytes | str) -> list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl:
         parsed = parse_message(raw)
         return parsed if isinstance(parsed, VenueControl) else [(event.symbol, event.event) for event in parsed]
+
+    @property
+    def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None]:
+        """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_okx``): a book update's
+        ``[(instId, ParsedDiff)]``, value for value what :meth:`parse` gives; None for everything it leaves to
+        :meth:`parse` (control, snapshots, other channels); ValueError on any doubt (then :meth:`parse` reads it)."""
+        from ldc._fastbook import parse_okx  # here: the venue table imports without the C extension
+
+        return parse_okx
 
     def checksum_for(self, symbol: str, precision: Precision | None) -> Callable[[Book, int], bool] | None:
         return book_checksum(precision if precision is not None else SHORTEST)

@@ -70,9 +70,10 @@ def test_demo_runs_for_its_duration_and_exits_0(tmp_path: object) -> None:
     prefix = unique_group("demo")
     with processes() as procs:
         procs.groups += groups_of(prefix)
-        proc = procs.ldc("demo", "--duration", "6", "--plain", "--group-prefix", prefix, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = proc.communicate(timeout=80)
-    assert proc.returncode == 0, err[-2000:]
+        # six feeders, thirteen markets: long enough for all of them to sync on a loaded 2-core host
+        proc = procs.ldc("demo", "--duration", "12", "--plain", "--group-prefix", prefix, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out[-3000:] + err[-2000:]
     last_block = out[out.rindex("ldc demo:"):]
     titles = [f"{prefix}-{v.suffix} {v.symbols[0]}, top {demo.LADDER_LEVELS}:" for v in VENUES]
     places = [last_block.find(title) for title in titles]  # every venue's book, side by side, in the table's order

@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "book": ("ldc.tools.book", "print one consistent snapshot of a market"),
     "top": ("ldc.tools.top", "a live ladder of a market in the terminal"),
     "sim": ("ldc.sim.cli", "run the local Binance exchange simulator on 127.0.0.1"),
+    "relay": ("ldc.fanout.relay", "publish a group's books to NATS for mirrors on other hosts"),
+    "mirror": ("ldc.fanout.mirror", "write a group relayed over NATS into this host's segment"),
 }
 
 

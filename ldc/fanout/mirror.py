@@ -1,0 +1,365 @@
+"""``ldc mirror``: write a relayed group into this host's ``/dev/shm/ldc-<group>``, exact or flagged.
+
+The segment is written with the project's own ``SegmentWriter``, so it is the feeder's layout byte
+for byte and every reader works unchanged. Each update carries the origin slot: levels, update id,
+event and receive times, status flags, status message and counters are copied as they are (counters
+by bumping the difference just before the publish, ``updates`` by the publish itself), so a mirror
+slot equals the origin slot at the same update id; only ``publish_time_ns`` and ``status_time_ns``
+are this host's clock.
+
+Exact or flagged:
+
+- a sequence gap (a lost or reordered message, or the heartbeat claiming a later sequence twice in a
+  row) marks that market alone RESYNCING and re-fetches its state from the relay;
+- a lost NATS connection marks every market STALE; the reconnect re-fetches them all;
+- a silent relay (no heartbeat for ``RELAY_SILENT_S``) or an origin feeder that is not running marks
+  every market STALE until the relay says otherwise, then re-fetches them all;
+- a new relay epoch (the relay restarted) is followed from each market's first update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ldc.fanout import codec
+from ldc.fanout.conn import NatsOptions, connect
+from ldc.fanout.conn import connected_url
+from ldc.fanout.relay import nats_options, run_command
+from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, Counter, Status
+from ldc.shm.writer import SegmentWriter
+
+log = logging.getLogger("ldc.mirror")
+
+RELAY_SILENT_S: Final = 1.5  # three missed relay heartbeats (codec: every 0.5 s)
+WATCH_INTERVAL_S: Final = 0.25  # relay-silence check and the segment's own heartbeat
+REQUEST_TIMEOUT_S: Final = 1.0  # an info or state request unanswered this long is retried
+STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets resync at once
+_UPDATES: Final = int(Counter.UPDATES)
+
+
+@dataclass
+class Market:
+    """What the mirror knows of one market's slot (mutable, owned by the event loop)."""
+
+    slot: int
+    epoch: int = 0
+    seq: int = 0
+    origin_gen: int = 0
+    counters: list[int] = field(default_factory=lambda: [0] * len(COUNTER_FIELDS))
+    status: int = 0  # the origin's status last applied
+    message: bytes = b""  # the message last written into the slot
+    resyncing: bool = False
+    newest: codec.Update | None = None  # newest stream update seen while resyncing
+    behind_once: bool = False  # the last heartbeat claimed a later sequence
+
+
+@dataclass
+class Stats:
+    applied: int = 0
+    old: int = 0  # duplicates and reordered older updates
+    gaps: int = 0
+    undecodable: int = 0
+    foreign: int = 0  # another group's, or a symbol other than its subject's
+    unwanted: int = 0  # a symbol outside --symbols
+
+
+class Mirror:
+    def __init__(self, group: str, options: NatsOptions, *, symbols: list[str] | None = None,
+                 local_group: str | None = None, depth: int = DEFAULT_DEPTH) -> None:
+        self.group = codec.check_group(group)
+        self.local_group = codec.check_group(local_group or group)
+        self.options = options
+        self.wanted = set(symbols) if symbols else None
+        self.writer = SegmentWriter(self.local_group, depth=depth, capacity=DEFAULT_CAPACITY)
+        self.markets: dict[str, Market] = {}
+        self.stats = Stats()
+        self.relay_epoch = 0
+        self.last_heartbeat = 0.0  # monotonic; 0: none yet
+        self.stale_reason = ""  # non-empty while every market is flagged STALE for it
+        self.exchange = ""  # the origin's, once the relay said it
+        self._nc: Any = None
+        self._requests = asyncio.Semaphore(STATE_REQUESTS_IN_FLIGHT)
+        for symbol in sorted(self.wanted or ()):
+            self._add(symbol)
+
+    # ------------------------------------------------------------------ markets and flags
+
+    def _add(self, symbol: str) -> Market:
+        market = Market(self.writer.add_market(symbol))
+        self.markets[symbol] = market
+        return market
+
+    def _readd(self, symbol: str) -> Market:
+        """The origin's market restarted (new generation, counters back to 0): so does ours."""
+        self.writer.remove_market(symbol)
+        return self._add(symbol)
+
+    def _flag(self, market: Market, flag: Status, message: str) -> None:
+        encoded = message.encode()[:127]
+        self.writer.set_status(market.slot, market.status | flag, message)
+        market.message = encoded
+
+    def flag_all_stale(self, reason: str) -> None:
+        if reason != self.stale_reason:
+            log.warning("mirror %s: every market STALE: %s", self.local_group, reason)
+        self.stale_reason = reason
+        for market in self.markets.values():
+            self._flag(market, Status.STALE, reason)
+        self.writer.notify()
+
+    # ------------------------------------------------------------------ updates
+
+    async def on_data(self, msg: Any) -> None:
+        token = msg.subject.rsplit(".", 1)[-1]
+        if token == codec.HEARTBEAT_TOKEN:
+            await self.on_heartbeat(msg.data)
+            return
+        if token.startswith("_"):  # other mirrors' state requests share the group's subject space
+            return
+        self.handle_update(msg.data, token, from_stream=True)
+
+    def handle_update(self, data: bytes, token: str, *, from_stream: bool) -> None:
+        try:
+            update = codec.decode_update(data, self.writer.geometry.depth)
+        except (codec.DecodeError, ValueError) as exc:
+            self.stats.undecodable += 1
+            _log_count(self.stats.undecodable, "undecodable message on %s dropped: %s", token, exc)
+            return
+        if update.group != self.group or update.symbol != token:
+            self.stats.foreign += 1
+            _log_count(self.stats.foreign, "message of group %s / %s on subject %s dropped (this mirror follows %s)",
+                       update.group, update.symbol, token, self.group)
+            return
+        market = self.markets.get(update.symbol)
+        if market is None:
+            if self.wanted is not None:
+                self.stats.unwanted += 1
+                return
+            market = self._add(update.symbol)
+        if self.stale_reason:  # every market is flagged until the relay is heard again
+            market.newest = update
+            return
+        if market.resyncing:
+            if from_stream:
+                if market.newest is None or update.seq > market.newest.seq or update.epoch != market.newest.epoch:
+                    market.newest = update
+                return
+            self._finish_resync(market, update)
+            return
+        if update.epoch == market.epoch and update.seq <= market.seq:
+            self.stats.old += 1
+            return
+        in_sequence = (update.epoch == market.epoch and update.seq == market.seq + 1) or update.seq == 1
+        if in_sequence or not from_stream or market.epoch == 0 and market.seq == 0:
+            self._apply(market, update)
+            return
+        self.stats.gaps += 1
+        self.start_resync(update.symbol, f"sequence gap: expected {market.seq + 1}, got {update.seq}")
+        market.newest = update
+
+    def _finish_resync(self, market: Market, reply: codec.Update) -> None:
+        newest = market.newest
+        best = reply
+        if newest is not None and newest.epoch == reply.epoch and newest.seq > reply.seq:
+            best = newest
+        market.resyncing, market.newest = False, None
+        self._apply(market, best)
+
+    def _apply(self, market: Market, update: codec.Update) -> None:
+        gen = update.field("gen")
+        counters = update.counters
+        if (market.origin_gen and gen != market.origin_gen) or any(c < m for c, m in zip(counters, market.counters)):
+            market = self._readd(update.symbol)
+        market.origin_gen, market.epoch, market.seq = gen, update.epoch, update.seq
+        writer, slot = self.writer, market.slot
+        published = counters[_UPDATES] > market.counters[_UPDATES]
+        for i, (target, have) in enumerate(zip(counters, market.counters)):
+            delta = target - have - (1 if i == _UPDATES and published else 0)
+            if delta > 0:
+                writer.bump(slot, Counter(i), delta)
+        market.counters = list(counters)
+        if update.message != market.message or not published:
+            writer.set_status(slot, update.status, update.message.decode(errors="replace"))
+            market.message = update.message
+        if published:
+            bids, asks = update.bids, update.asks
+            writer.publish(slot, update_id=update.update_id, event_time_ms=update.field("event_time_ms"),
+                           recv_time_ns=update.field("recv_time_ns"), status=update.status,
+                           bids=bids, asks=asks, n_bids=len(bids), n_asks=len(asks))
+        market.status = update.status
+        writer.notify()
+        self.stats.applied += 1
+
+    # ------------------------------------------------------------------ resync
+
+    def start_resync(self, symbol: str, reason: str) -> None:
+        market = self.markets[symbol]
+        if market.resyncing:
+            return
+        market.resyncing = True
+        self._flag(market, Status.RESYNCING, f"{reason}; re-fetching from the relay")
+        self.writer.notify()
+        log.info("mirror %s: %s %s", self.local_group, symbol, reason)
+        asyncio.get_running_loop().create_task(self._fetch(symbol))
+
+    async def _fetch(self, symbol: str) -> None:
+        subject = codec.control_subject(self.group, codec.STATE_TOKEN)
+        while True:
+            market = self.markets.get(symbol)
+            if market is None or not market.resyncing:
+                return
+            async with self._requests:
+                try:
+                    reply = await self._nc.request(subject, symbol.encode(), timeout=REQUEST_TIMEOUT_S)
+                except Exception as exc:  # noqa: BLE001  (timeout, no responders, reconnecting)
+                    log.debug("state of %s not fetched: %s", symbol, exc)
+                    await asyncio.sleep(REQUEST_TIMEOUT_S)
+                    continue
+            if reply.data:
+                self.handle_update(reply.data, symbol, from_stream=False)
+                return
+            await asyncio.sleep(REQUEST_TIMEOUT_S)  # the relay does not know it (yet)
+
+    def resync_all(self, reason: str) -> None:
+        self.stale_reason = ""
+        for symbol in list(self.markets):
+            self.markets[symbol].resyncing = False
+            self.start_resync(symbol, reason)
+
+    # ------------------------------------------------------------------ relay heartbeat
+
+    async def on_heartbeat(self, data: bytes) -> None:
+        try:
+            info = codec.Info.decode(data)
+        except codec.DecodeError as exc:
+            self.stats.undecodable += 1
+            _log_count(self.stats.undecodable, "undecodable heartbeat dropped: %s", exc)
+            return
+        if info.group != self.group:
+            self.stats.foreign += 1
+            return
+        self.last_heartbeat = time.monotonic()
+        if not info.origin_alive or not info.depth:
+            self.flag_all_stale(f"origin feeder of group {self.group} is not running (relay epoch {info.epoch:x})")
+            return
+        if (info.depth, info.capacity, info.exchange) != (self.writer.geometry.depth, self.writer.geometry.capacity, self.exchange):
+            self._recreate(info)
+        new_relay = info.epoch != self.relay_epoch
+        self.relay_epoch = info.epoch
+        self._follow_directory(info)
+        if self.stale_reason or new_relay:
+            self.resync_all("relay " + ("started" if new_relay else "heard again") + f" (epoch {info.epoch:x})")
+            return
+        for symbol, market in self.markets.items():
+            claimed = info.seqs.get(symbol, 0)
+            behind = market.epoch == info.epoch and claimed > market.seq and not market.resyncing
+            if behind and market.behind_once:
+                self.stats.gaps += 1
+                self.start_resync(symbol, f"heartbeat says sequence {claimed}, last applied {market.seq}")
+            market.behind_once = behind
+
+    def _recreate(self, info: codec.Info) -> None:
+        """The origin's geometry differs from our segment's: replace ours (readers follow it)."""
+        log.warning("mirror %s: origin depth %d capacity %d exchange %r: recreating the segment",
+                    self.local_group, info.depth, info.capacity, info.exchange)
+        symbols = list(self.markets)
+        self.writer.close()
+        self.writer = SegmentWriter(self.local_group, depth=info.depth, capacity=info.capacity, exchange=info.exchange)
+        self.exchange = info.exchange
+        self.markets = {}
+        for symbol in symbols:
+            self._add(symbol)
+
+    def _follow_directory(self, info: codec.Info) -> None:
+        origin = set(info.seqs)
+        for symbol in origin - set(self.markets):
+            if self.wanted is None:
+                self._add(symbol)
+                self.start_resync(symbol, "new market at the origin")
+        for symbol in set(self.markets) - origin:
+            if self.wanted is None:
+                self.writer.remove_market(symbol)
+                del self.markets[symbol]
+            else:
+                self._flag(self.markets[symbol], Status.ERROR, f"market {symbol} is not in the origin group {self.group}")
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            self.writer.heartbeat()
+            silent = time.monotonic() - self.last_heartbeat
+            if self.last_heartbeat and silent > RELAY_SILENT_S and self._nc.is_connected and not self.stale_reason:
+                self.flag_all_stale(f"relay of group {self.group} silent for {silent:.1f} s")
+
+    # ------------------------------------------------------------------ connection
+
+    async def on_disconnect(self) -> None:
+        self.flag_all_stale(f"lost the connection to NATS server {self.options.describe()}; reconnecting")
+
+    async def on_reconnect(self) -> None:
+        log.info("mirror %s: reconnected to %s", self.local_group, connected_url(self._nc))
+        self.last_heartbeat = 0.0  # the next heartbeat resyncs everything
+
+    def on_wait(self, cause: str) -> None:
+        self.flag_all_stale(cause)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            self._nc = await connect(self.options, on_wait=self.on_wait, disconnected_cb=self.on_disconnect,
+                                     reconnected_cb=self.on_reconnect)
+            log.info("mirror %s of group %s connected to %s", self.local_group, self.group, connected_url(self._nc))
+            if self.wanted is None:
+                await self._nc.subscribe(f"{codec.SUBJECT_PREFIX}.{self.group}.*", cb=self.on_data)
+            else:
+                for symbol in sorted(self.wanted) + [codec.HEARTBEAT_TOKEN]:
+                    await self._nc.subscribe(codec.control_subject(self.group, symbol), cb=self.on_data)
+            if self.markets:
+                self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
+            watcher = asyncio.create_task(self.watch())
+            try:
+                await stop.wait()
+            finally:
+                watcher.cancel()
+                await self._nc.close()
+        finally:
+            self.writer.close()
+            log.info("mirror %s stopped: %s", self.local_group, self.stats)
+
+
+def _log_count(count: int, fmt: str, *args: object) -> None:
+    if count & (count - 1) == 0:  # at 1, 2, 4, 8 ...: a flood is visible without flooding the log
+        log.warning(fmt + f" ({count} so far)", *args)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ldc mirror", description="write a group relayed over NATS into this host's segment")
+    p.add_argument("config", nargs="?", help="TOML file with a [nats] table (servers, TLS, credentials)")
+    p.add_argument("--group", required=True, help="the relayed group (its relay runs `ldc relay --group GROUP`)")
+    p.add_argument("--nats", help="NATS URL(s), comma-separated, instead of a config file")
+    p.add_argument("--symbols", help="comma-separated markets to mirror (default: every market of the group)")
+    p.add_argument("--local-group", help="segment name on this host (default: the group's own name)")
+    p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="depth until the relay says the origin's")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+class _Command:
+    parse_args = staticmethod(parse_args)
+
+    @staticmethod
+    def make(args: argparse.Namespace) -> Mirror:
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+        for symbol in symbols or ():
+            if not codec.symbol_is_token(symbol):
+                raise ValueError(f"--symbols: {symbol!r} cannot be a NATS subject token (no '.', '*', '>', spaces, leading '_')")
+        options = nats_options(args.config, args.nats, f"ldc-mirror-{args.local_group or args.group}")
+        return Mirror(args.group, options, symbols=symbols, local_group=args.local_group, depth=args.depth)
+
+
+def main(argv: list[str]) -> int:
+    return run_command(argv, "ldc mirror", _Command)

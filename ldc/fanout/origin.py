@@ -1,0 +1,174 @@
+"""The relay's view of the origin segment: which markets changed since the last look, as updates.
+
+It reads the feeder's segment as any reader does (read-only mapping, seqlock copies through
+``ldc.shm.reader.Reader``), so the feeder pays nothing for it. To find what changed without copying
+every slot it keeps its own read-only mapping of the same file and compares each active slot's
+``seq`` word (one numpy gather) with the ``seq`` of the copy it last sent; the notify futex word
+wakes it after each publish batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ldc.errors import MarketNotFound, SegmentError
+from ldc.fanout import codec
+from ldc.shm import _seqlock
+from ldc.shm.layout import HEADER, WAITERS_SIZE, Geometry, segment_path, waiters_path
+from ldc.shm.reader import Reader, SnapshotBuffer
+
+log = logging.getLogger(__name__)
+
+WORD: Final = 8  # bytes of a u64 seq word
+
+
+@dataclass(frozen=True)
+class Change:
+    symbol: str
+    seq: int  # the relay's per-market sequence of this update
+    payload: bytes
+
+
+class Origin:
+    """One attachment to the origin segment. Not thread-safe: one thread calls everything."""
+
+    def __init__(self, group: str, epoch: int) -> None:
+        self.group = group
+        self.epoch = epoch
+        self.reader = Reader(group)
+        self.geometry: Geometry = self.reader.geometry
+        self.exchange = self.reader.info().exchange
+        self.identity = _identity(group)
+        fd = os.open(segment_path(group), os.O_RDONLY)
+        try:
+            self._mm = mmap.mmap(fd, self.geometry.segment_size, access=mmap.ACCESS_READ)
+            self._waiters = _open_waiters(group)
+            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=False, lock_fd=fd,
+                                         waiters=self._waiters)
+        except BaseException:
+            os.close(fd)
+            self.reader.close()
+            raise
+        self._fd = fd
+        self._words = np.frombuffer(self._mm, np.uint64)
+        self._buf: SnapshotBuffer = self.reader.new_buffer()
+        self._group_b = group.encode()
+        self._notify_off = HEADER.offset("notify")
+        self._dir_seq_off = HEADER.offset("dir_seq")
+        self._dir_seq = -1
+        self._symbols: list[str] = []
+        self._symbol_b: list[bytes] = []
+        self._seq_index: npt.NDArray[np.intp] = np.zeros(0, np.intp)
+        self._sent: npt.NDArray[np.uint64] = np.zeros(0, np.uint64)
+        self.seqs: dict[str, int] = {}  # symbol -> last sequence published
+        self.last: dict[str, bytes] = {}  # symbol -> last update published (served to newcomers)
+
+    def close(self) -> None:
+        self._seg.close()
+        del self._words
+        self._mm.close()
+        if self._waiters is not None:
+            self._waiters.close()
+        os.close(self._fd)
+        self.reader.close()
+
+    # ------------------------------------------------------------------ waiting and liveness
+
+    def notify_word(self) -> int:
+        return self._seg.load_u32(self._notify_off)
+
+    def wait(self, word: int, timeout_s: float) -> None:
+        """Sleep until the writer's next publish batch (returns at once if ``word`` is already old)."""
+        self._seg.wait(word, timeout_s)
+
+    def alive(self) -> bool:
+        return self.reader.writer_alive()
+
+    def replaced(self) -> bool:
+        """True when the segment file was replaced (a feeder of another geometry): re-attach."""
+        try:
+            return _identity(self.group) != self.identity
+        except FileNotFoundError:
+            return False
+
+    # ------------------------------------------------------------------ changes
+
+    def changes(self) -> list[Change]:
+        """Updates for every market whose slot changed since its last update (and new markets)."""
+        if self._seg.load_u64(self._dir_seq_off) != self._dir_seq:
+            self._load_directory()
+        current = self._words[self._seq_index]
+        changed = np.flatnonzero(current != self._sent)
+        return [c for i in changed.tolist() if (c := self._change(i)) is not None]
+
+    def _change(self, i: int) -> Change | None:
+        symbol = self._symbols[i]
+        try:
+            buf = self.reader.read_into(symbol, self._buf, allow_out_of_sync=True)
+        except (MarketNotFound, SegmentError) as exc:  # removed under us, contention, dead writer
+            log.debug("no copy of %s this round: %s", symbol, exc)
+            self._dir_seq = -1
+            return None
+        if buf.seq == self._sent[i]:
+            return None
+        self._sent[i] = buf.seq
+        seq = self.seqs.get(symbol, 0) + 1
+        g = self.geometry
+        payload = codec.encode_update(
+            self.epoch, seq, self._group_b, self._symbol_b[i], memoryview(buf),
+            g.bids_offset, g.asks_offset, g.message_offset, g.message_size,
+        )
+        self.seqs[symbol] = seq
+        self.last[symbol] = payload
+        return Change(symbol, seq, payload)
+
+    def _load_directory(self) -> None:
+        before = self._seg.load_u64(self._dir_seq_off)
+        entries = self._seg.read_directory()
+        if entries is None or before & 1:  # changing (or its writer died mid-change): next round
+            self._dir_seq = -1
+            return
+        self._dir_seq = before
+        sent = dict(zip(self._symbols, self._sent.tolist()))
+        symbols, slots = [], []
+        for slot, raw, _gen in sorted(entries):
+            symbol = raw.decode(errors="replace")
+            if not codec.symbol_is_token(symbol):
+                log.error("market %r of group %s cannot be a NATS subject token: not relayed", symbol, self.group)
+                continue
+            symbols.append(symbol)
+            slots.append(slot)
+        for gone in set(self.seqs) - set(symbols):
+            self.seqs.pop(gone, None)
+            self.last.pop(gone, None)
+        self._symbols = symbols
+        self._symbol_b = [s.encode() for s in symbols]
+        self._seq_index = np.array([self.geometry.slot_offset(s) // WORD for s in slots], np.intp)
+        self._sent = np.array([sent.get(s, 0) for s in symbols], np.uint64)
+        log.info("origin %s: %d markets", self.group, len(symbols))
+
+
+def _open_waiters(group: str) -> mmap.mmap | None:
+    """The waiter counter (LAYOUT.md section 11), so the feeder wakes us; None: we poll in slices."""
+    try:
+        fd = os.open(waiters_path(group), os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size < WAITERS_SIZE:
+            return None
+        return mmap.mmap(fd, WAITERS_SIZE)
+    finally:
+        os.close(fd)
+
+
+def _identity(group: str) -> tuple[int, int]:
+    st = os.stat(segment_path(group))
+    return st.st_dev, st.st_ino

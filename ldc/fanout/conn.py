@@ -157,6 +157,8 @@ async def connect(
             await error_cb(exc)
         if task is not None and not task.done():
             on_wait(f"waiting for NATS server {options.describe()}: {_cause(exc)}")
+        else:  # slow consumer, a failing callback, a broken connection: never silent
+            log.warning("NATS %s: %s", options.describe(), _cause(exc))
 
     async def noop() -> None:
         return None

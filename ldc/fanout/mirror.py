@@ -79,7 +79,7 @@ class Mirror:
         self.markets: dict[str, Market] = {}
         self.stats = Stats()
         self.relay_epoch = 0
-        self.last_heartbeat = 0.0  # monotonic; 0: none yet
+        self.last_heartbeat = 0.0  # monotonic; the connect counts as one (a relay never heard is silent)
         self.stale_reason = ""  # non-empty while every market is flagged STALE for it
         self.exchange = ""  # the origin's, once the relay said it
         self._nc: Any = None
@@ -293,8 +293,8 @@ class Mirror:
             await asyncio.sleep(WATCH_INTERVAL_S)
             self.writer.heartbeat()
             silent = time.monotonic() - self.last_heartbeat
-            if self.last_heartbeat and silent > RELAY_SILENT_S and self._nc.is_connected and not self.stale_reason:
-                self.flag_all_stale(f"relay of group {self.group} silent for {silent:.1f} s")
+            if silent > RELAY_SILENT_S and self._nc.is_connected and not self.stale_reason:
+                self.flag_all_stale(f"no heartbeat from the relay of group {self.group} for {silent:.1f} s")
 
     # ------------------------------------------------------------------ connection
 
@@ -303,7 +303,7 @@ class Mirror:
 
     async def on_reconnect(self) -> None:
         log.info("mirror %s: reconnected to %s", self.local_group, connected_url(self._nc))
-        self.last_heartbeat = 0.0  # the next heartbeat resyncs everything
+        self.last_heartbeat = time.monotonic()  # the next heartbeat resyncs everything (stale_reason)
 
     def on_wait(self, cause: str) -> None:
         self.flag_all_stale(cause)
@@ -313,6 +313,7 @@ class Mirror:
             self._nc = await connect(self.options, on_wait=self.on_wait, disconnected_cb=self.on_disconnect,
                                      reconnected_cb=self.on_reconnect)
             log.info("mirror %s of group %s connected to %s", self.local_group, self.group, connected_url(self._nc))
+            self.last_heartbeat = time.monotonic()
             if self.wanted is None:
                 await self._nc.subscribe(f"{codec.SUBJECT_PREFIX}.{self.group}.*", cb=self.on_data)
             else:

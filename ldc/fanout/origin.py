@@ -2,9 +2,10 @@
 
 It reads the feeder's segment as any reader does (read-only mapping, seqlock copies through
 ``ldc.shm.reader.Reader``), so the feeder pays nothing for it. To find what changed without copying
-every slot it keeps its own read-only mapping of the same file and compares each active slot's
-``seq`` word (one numpy gather) with the ``seq`` of the copy it last sent; the notify futex word
-wakes it after each publish batch.
+every slot it keeps its own read-only mapping of the same file (a ``_seqlock.Segment``, the C reader
+the Reader itself uses), compares each active slot's ``seq`` word (one numpy gather) with the
+``seq`` of the copy it last sent, and copies the changed slots with their status message; the
+notify futex word wakes it after each publish batch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ldc.errors import MarketNotFound, SegmentError
 from ldc.fanout import codec
 from ldc.shm import _seqlock
 from ldc.shm.layout import HEADER, WAITERS_SIZE, Geometry, segment_path, waiters_path
@@ -27,6 +27,8 @@ from ldc.shm.reader import Reader, SnapshotBuffer
 log = logging.getLogger(__name__)
 
 WORD: Final = 8  # bytes of a u64 seq word
+# consistent copies, in or out of sync, of a live or dead writer (the relay says which separately)
+_COPIED: Final = frozenset((_seqlock.READ_OK, _seqlock.READ_OUT_OF_SYNC, _seqlock.READ_WRITER_DEAD))
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,14 @@ class Origin:
             raise
         self._fd = fd
         self._words = np.frombuffer(self._mm, np.uint64)
-        self._buf: SnapshotBuffer = self.reader.new_buffer()
+        self._buf = SnapshotBuffer(self._seg, self.geometry)
         self._group_b = group.encode()
         self._notify_off = HEADER.offset("notify")
         self._dir_seq_off = HEADER.offset("dir_seq")
         self._dir_seq = -1
         self._symbols: list[str] = []
+        self._slots: list[int] = []
+        self._gens: list[int] = []
         self._symbol_b: list[bytes] = []
         self._seq_index: npt.NDArray[np.intp] = np.zeros(0, np.intp)
         self._sent: npt.NDArray[np.uint64] = np.zeros(0, np.uint64)
@@ -109,16 +113,16 @@ class Origin:
         return [c for i in changed.tolist() if (c := self._change(i)) is not None]
 
     def _change(self, i: int) -> Change | None:
-        symbol = self._symbols[i]
-        try:
-            buf = self.reader.read_into(symbol, self._buf, allow_out_of_sync=True)
-        except (MarketNotFound, SegmentError) as exc:  # removed under us, contention, dead writer
-            log.debug("no copy of %s this round: %s", symbol, exc)
+        # the status message is copied too (Reader.read_into leaves it out): it travels with the data
+        rc = self._seg.read(self._slots[i], self._gens[i], self._buf, True)
+        if rc not in _COPIED:  # removed or reused under us, or no consistent copy: next round
             self._dir_seq = -1
             return None
+        buf = self._buf
         if buf.seq == self._sent[i]:
             return None
         self._sent[i] = buf.seq
+        symbol = self._symbols[i]
         seq = self.seqs.get(symbol, 0) + 1
         g = self.geometry
         payload = codec.encode_update(
@@ -137,18 +141,19 @@ class Origin:
             return
         self._dir_seq = before
         sent = dict(zip(self._symbols, self._sent.tolist()))
-        symbols, slots = [], []
-        for slot, raw, _gen in sorted(entries):
+        symbols, slots, gens = [], [], []
+        for slot, raw, gen in sorted(entries):
             symbol = raw.decode(errors="replace")
             if not codec.symbol_is_token(symbol):
                 log.error("market %r of group %s cannot be a NATS subject token: not relayed", symbol, self.group)
                 continue
             symbols.append(symbol)
             slots.append(slot)
+            gens.append(gen)
         for gone in set(self.seqs) - set(symbols):
             self.seqs.pop(gone, None)
             self.last.pop(gone, None)
-        self._symbols = symbols
+        self._symbols, self._slots, self._gens = symbols, slots, gens
         self._symbol_b = [s.encode() for s in symbols]
         self._seq_index = np.array([self.geometry.slot_offset(s) // WORD for s in slots], np.intp)
         self._sent = np.array([sent.get(s, 0) for s in symbols], np.uint64)

@@ -100,16 +100,27 @@ def start_relay(group: str, url: str, log: Path) -> subprocess.Popen[bytes]:
 class MirrorHost:
     """`ldc mirror` in a new mount namespace with its own /dev/shm; its own NATS connection."""
 
-    def __init__(self, group: str, url: str, *args: str, name: str = "m") -> None:
+    def __init__(self, group: str, url: str, *args: str, name: str = "m", config: Path | None = None) -> None:
         self.group = group
         self.log_path = Path(tempfile.mkstemp(prefix=f"ldc-{name}-", suffix=".log")[1])
         self.args = args
-        self.url = url
+        self.nats_args = [str(config)] if config is not None else ["--nats", url]
         self.proc = self._start()
+        # until the shell has mounted the private /dev/shm and exec'd the mirror, entering the
+        # process's namespace would land on this host's /dev/shm (the origin's segment)
+        wait_for(self._in_own_host, "the mirror host's namespace")
+
+    def _in_own_host(self) -> bool:
+        if self.proc.poll() is not None:
+            return True
+        try:
+            return b"ldc.cli" in Path(f"/proc/{self.proc.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
 
     def _start(self) -> subprocess.Popen[bytes]:
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", HOST_SHELL,
-               sys.executable, "-m", "ldc.cli", "mirror", "--group", self.group, "--nats", self.url, *self.args]
+               sys.executable, "-m", "ldc.cli", "mirror", "--group", self.group, *self.nats_args, *self.args]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"), cwd=REPO)
 
     def run(self, *argv: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,7 @@ origin feeder, a slow mirror cut by the server, a sequence gap, NATS down at sta
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,3 +108,139 @@ def test_relay_nats_server_and_origin_restarts_recover_without_an_operator(nats:
         for host in hosts:
             host.stop()
         stop_process(relay)
+
+
+def test_a_gap_resyncs_only_that_market(nats: NatsServer, origin: Origin, logdir: Path) -> None:
+    """A mirror too slow for its client's queue (20 updates) loses updates of the one busy market:
+    that market alone is flagged RESYNCING and re-fetched, the quiet ones never leave sync."""
+    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+    host = MirrorHost(origin.group, nats.url, "--pending-msgs", "20", name="gap")
+    try:
+        host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+        origin.paused.update({"AAAUSDT", "CCCUSDT"})
+        origin.rate_hz = 1000.0  # BBBUSDT alone, fast
+        host.signal(signal.SIGSTOP)  # the socket fills while the mirror sleeps
+        time.sleep(0.5)
+        host.signal(signal.SIGCONT)  # one read of it overflows the 20-update queue
+        quiet = {s: origin.uid[s] for s in ("AAAUSDT", "CCCUSDT")}
+        host.probe("sync", ["BBBUSDT"], origin.uid["BBBUSDT"] + 10)
+        host.probe("sync", ["AAAUSDT", "CCCUSDT"], min(quiet.values()))
+        log = host.log()
+        assert "BBBUSDT sequence gap" in log, log[-3000:]
+        assert "AAAUSDT sequence gap" not in log and "CCCUSDT sequence gap" not in log
+        assert "every market STALE" not in log.split("relay started")[-1]  # the connection stayed up
+    finally:
+        host.stop()
+        stop_process(relay)
+
+
+# the server cuts a client once 64 KB wait for it, or a write to it stalls for 200 ms
+SLOW_CONSUMER_CONF = 'max_payload: 65536\nmax_pending: 65536\nwrite_deadline: "200ms"'
+
+
+def test_a_mirror_cut_by_the_server_as_a_slow_consumer_recovers(origin: Origin, logdir: Path) -> None:
+    with NatsServer(extra_conf=SLOW_CONSUMER_CONF) as nats:
+        relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+        host = MirrorHost(origin.group, nats.url, name="slow")
+        try:
+            host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+            origin.rate_hz = 1000.0
+            host.signal(signal.SIGSTOP)
+            wait_for(lambda: "Slow Consumer" in nats.log(), "the server to cut the stopped mirror")
+            host.signal(signal.SIGCONT)
+            host.probe("sync", SYMBOLS, now_uid(origin) + 10)
+            assert "every market STALE: lost the connection" in host.log()
+        finally:
+            host.signal(signal.SIGCONT)
+            host.stop()
+            stop_process(relay)
+
+
+def publish_raw(url: str, subject: str, payloads: list[bytes]) -> None:
+    """Publish as any NATS client could (nats-py), and wait for the server to have it all."""
+    import asyncio
+
+    import nats as nats_client
+
+    async def go() -> None:
+        nc = await nats_client.connect(url)
+        for payload in payloads:
+            await nc.publish(subject, payload)
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(go())
+
+
+def test_nats_down_at_start_is_said_in_the_slots_then_bad_messages_are_counted_and_dropped(origin: Origin, logdir: Path) -> None:
+    from ldc.fanout import codec
+
+    nats = NatsServer()  # its port is chosen, nothing listens there yet
+    host = MirrorHost(origin.group, nats.url, "--symbols", "AAAUSDT,BBBUSDT", name="down")
+    relay = None
+    try:
+        states = host.probe("flag", ["AAAUSDT", "BBBUSDT"], "STALE")["states"]
+        assert states["AAAUSDT"]["message"].startswith(f"waiting for NATS server {nats.url}: "), states
+        assert host.proc.poll() is None, "the mirror must wait, not exit"
+        nats.start()
+        relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+        host.probe("sync", ["AAAUSDT", "BBBUSDT"], now_uid(origin) + 5)
+        # garbage, and a genuine update of another group, on this group's subject
+        other = Origin(["AAAUSDT"])
+        try:
+            other.publish("AAAUSDT")
+            slot = memoryview(other.writer._mm)[other.writer.geometry.slot_offset(0):]  # a real slot's bytes
+            g = other.writer.geometry
+            foreign = codec.encode_update(1, 1, other.group.encode(), b"AAAUSDT", slot, g.bids_offset, g.asks_offset,
+                                          g.message_offset, g.message_size)
+            slot.release()
+        finally:
+            other.close()
+        publish_raw(nats.url, codec.data_subject(origin.group, "AAAUSDT"), [b"not an update, but 32 bytes long", foreign])
+        host.probe("sync", ["AAAUSDT", "BBBUSDT"], now_uid(origin) + 10)
+    finally:
+        assert host.stop() == 0
+        if relay is not None:
+            stop_process(relay)
+        nats.close()
+    log = host.log()
+    assert "undecodable message on AAAUSDT dropped: magic b'not ', expected b'LDCN'" in log, log[-3000:]
+    assert f"message of group {other.group} / AAAUSDT on subject AAAUSDT dropped" in log
+    assert "undecodable=1, foreign=1" in log
+
+
+def test_a_second_mirror_or_another_user_cannot_write_the_segment(nats: NatsServer, origin: Origin, logdir: Path) -> None:
+    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+    host = MirrorHost(origin.group, nats.url, name="excl")
+    try:
+        host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+        second = host.run(sys.executable, "-m", "ldc.cli", "mirror", "--group", origin.group, "--nats", nats.url)
+        assert second.returncode == 2
+        assert f"segment /ldc-{origin.group} has a live writer (pid {host.proc.pid}); one writer per group" in second.stderr
+        other_user = host.run("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                              sys.executable, "-m", "ldc.cli", "mirror", "--group", origin.group, "--nats", nats.url)
+        assert other_user.returncode == 2
+        assert "is not writable by this user" in other_user.stderr or "Permission" in other_user.stderr, other_user.stderr
+        host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+    finally:
+        host.stop()
+        stop_process(relay)
+
+
+def test_wrong_credentials_name_the_server_and_the_cause(origin: Origin, logdir: Path) -> None:
+    auth = 'authorization { user: "ldc", password: "right" }'
+    with NatsServer(extra_conf=auth) as nats:
+        good, bad = logdir / "good.toml", logdir / "bad.toml"
+        good.write_text(f'[nats]\nservers = ["{nats.url}"]\nuser = "ldc"\npassword = "right"\n')
+        bad.write_text(f'[nats]\nservers = ["{nats.url}"]\nuser = "ldc"\npassword = "wrong"\n')
+        refused = MirrorHost(origin.group, "", config=bad, name="refused")
+        assert refused.proc.wait(60) == 1
+        assert f"NATS server {nats.url} refused the connection: Error: nats: 'Authorization Violation'" in refused.log()
+        relay = subprocess.Popen([sys.executable, "-m", "ldc.cli", "relay", str(good), "--group", origin.group],
+                                 stdout=subprocess.DEVNULL, stderr=open(logdir / "relay.log", "ab"))
+        host = MirrorHost(origin.group, "", config=good, name="cred")
+        try:
+            host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+        finally:
+            host.stop()
+            stop_process(relay)

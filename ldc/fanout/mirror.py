@@ -39,6 +39,9 @@ RELAY_SILENT_S: Final = 1.5  # three missed relay heartbeats (codec: every 0.5 s
 WATCH_INTERVAL_S: Final = 0.25  # relay-silence check and the segment's own heartbeat
 REQUEST_TIMEOUT_S: Final = 1.0  # an info or state request unanswered this long is retried
 STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets resync at once
+# updates the client may queue for us before it drops (nats-py's slow-consumer limit): a drop is a
+# sequence gap, so that market resyncs; the server cuts a mirror slower still (a lost connection)
+DEFAULT_PENDING_MSGS: Final = 65_536
 _UPDATES: Final = int(Counter.UPDATES)
 
 
@@ -70,10 +73,12 @@ class Stats:
 
 class Mirror:
     def __init__(self, group: str, options: NatsOptions, *, symbols: list[str] | None = None,
-                 local_group: str | None = None, depth: int = DEFAULT_DEPTH) -> None:
+                 local_group: str | None = None, depth: int = DEFAULT_DEPTH,
+                 pending_msgs: int = DEFAULT_PENDING_MSGS) -> None:
         self.group = codec.check_group(group)
         self.local_group = codec.check_group(local_group or group)
         self.options = options
+        self.pending_msgs = pending_msgs
         self.wanted = set(symbols) if symbols else None
         self.writer = SegmentWriter(self.local_group, depth=depth, capacity=DEFAULT_CAPACITY)
         self.markets: dict[str, Market] = {}
@@ -83,6 +88,7 @@ class Mirror:
         self.stale_reason = ""  # non-empty while every market is flagged STALE for it
         self.exchange = ""  # the origin's, once the relay said it
         self._nc: Any = None
+        self._closing = False
         self._requests = asyncio.Semaphore(STATE_REQUESTS_IN_FLIGHT)
         for symbol in sorted(self.wanted or ()):
             self._add(symbol)
@@ -299,6 +305,8 @@ class Mirror:
     # ------------------------------------------------------------------ connection
 
     async def on_disconnect(self) -> None:
+        if self._closing:
+            return
         self.flag_all_stale(f"lost the connection to NATS server {self.options.describe()}; reconnecting")
 
     async def on_reconnect(self) -> None:
@@ -314,11 +322,10 @@ class Mirror:
                                      reconnected_cb=self.on_reconnect)
             log.info("mirror %s of group %s connected to %s", self.local_group, self.group, connected_url(self._nc))
             self.last_heartbeat = time.monotonic()
-            if self.wanted is None:
-                await self._nc.subscribe(f"{codec.SUBJECT_PREFIX}.{self.group}.*", cb=self.on_data)
-            else:
-                for symbol in sorted(self.wanted) + [codec.HEARTBEAT_TOKEN]:
-                    await self._nc.subscribe(codec.control_subject(self.group, symbol), cb=self.on_data)
+            subjects = [f"{codec.SUBJECT_PREFIX}.{self.group}.*"] if self.wanted is None else [
+                codec.control_subject(self.group, symbol) for symbol in sorted(self.wanted) + [codec.HEARTBEAT_TOKEN]]
+            for subject in subjects:
+                await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
             watcher = asyncio.create_task(self.watch())
@@ -326,6 +333,7 @@ class Mirror:
                 await stop.wait()
             finally:
                 watcher.cancel()
+                self._closing = True
                 await self._nc.close()
         finally:
             self.writer.close()
@@ -345,6 +353,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--symbols", help="comma-separated markets to mirror (default: every market of the group)")
     p.add_argument("--local-group", help="segment name on this host (default: the group's own name)")
     p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="depth until the relay says the origin's")
+    p.add_argument("--pending-msgs", type=int, default=DEFAULT_PENDING_MSGS,
+                   help="updates queued in the client before it drops some (each drop resyncs its market)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -359,7 +369,10 @@ class _Command:
             if not codec.symbol_is_token(symbol):
                 raise ValueError(f"--symbols: {symbol!r} cannot be a NATS subject token (no '.', '*', '>', spaces, leading '_')")
         options = nats_options(args.config, args.nats, f"ldc-mirror-{args.local_group or args.group}")
-        return Mirror(args.group, options, symbols=symbols, local_group=args.local_group, depth=args.depth)
+        if args.pending_msgs < 1:
+            raise ValueError(f"--pending-msgs must be >= 1, got {args.pending_msgs}")
+        return Mirror(args.group, options, symbols=symbols, local_group=args.local_group, depth=args.depth,
+                      pending_msgs=args.pending_msgs)
 
 
 def main(argv: list[str]) -> int:

@@ -49,6 +49,7 @@ class Relay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[list[Change]] | None = None
         self._nc: Any = None
+        self._closing = False
 
     # ------------------------------------------------------------------ watcher thread
 
@@ -118,6 +119,7 @@ class Relay:
                 task.cancel()
             await asyncio.to_thread(watcher.join)
             self._detach()
+            self._closing = True
             await self._nc.close()
 
     async def _publisher(self) -> None:
@@ -157,7 +159,8 @@ class Relay:
         await msg.respond(last or b"")
 
     async def _on_disconnect(self) -> None:
-        log.warning("relay %s: lost the NATS connection; reconnecting", self.group)
+        if not self._closing:
+            log.warning("relay %s: lost the NATS connection; reconnecting", self.group)
 
     async def _on_reconnect(self) -> None:
         log.info("relay %s: reconnected to %s", self.group, connected_url(self._nc))

@@ -23,15 +23,15 @@ import argparse
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, cast
 
 from ldc.fanout import codec
 from ldc.fanout.conn import NatsOptions, connect
 from ldc.fanout.conn import connected_url
 from ldc.fanout.relay import nats_options, run_command
 from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, Counter, Status
-from ldc.shm.writer import SegmentWriter
+from ldc.shm.writer import Levels, SegmentWriter
 
 log = logging.getLogger("ldc.mirror")
 
@@ -43,6 +43,7 @@ STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets 
 # sequence gap, so that market resyncs; the server cuts a mirror slower still (a lost connection)
 DEFAULT_PENDING_MSGS: Final = 65_536
 _UPDATES: Final = int(Counter.UPDATES)
+_COUNTERS: Final = tuple(Counter)  # in COUNTER_FIELDS order
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Market:
     epoch: int = 0
     seq: int = 0
     origin_gen: int = 0
-    counters: list[int] = field(default_factory=lambda: [0] * len(COUNTER_FIELDS))
+    counters: tuple[int, ...] = (0,) * len(COUNTER_FIELDS)
     status: int = 0  # the origin's status last applied
     message: bytes = b""  # the message last written into the slot
     resyncing: bool = False
@@ -183,17 +184,20 @@ class Mirror:
             market = self._readd(update.symbol)
         market.origin_gen, market.epoch, market.seq = gen, update.epoch, update.seq
         writer, slot = self.writer, market.slot
-        published = counters[_UPDATES] > market.counters[_UPDATES]
-        for i, (target, have) in enumerate(zip(counters, market.counters)):
-            delta = target - have - (1 if i == _UPDATES and published else 0)
-            if delta > 0:
-                writer.bump(slot, Counter(i), delta)
-        market.counters = list(counters)
+        have = market.counters
+        published = counters[_UPDATES] > have[_UPDATES]
+        if counters != have:
+            for i, counter in enumerate(_COUNTERS):
+                delta = counters[i] - have[i] - (1 if i == _UPDATES and published else 0)
+                if delta > 0:
+                    writer.bump(slot, counter, delta)
+            market.counters = counters
         if update.message != market.message or not published:
             writer.set_status(slot, update.status, update.message.decode(errors="replace"))
             market.message = update.message
         if published:
-            bids, asks = update.bids, update.asks
+            # publish is the C method: it takes any C-contiguous (n, 2) float64 buffer, as the views are
+            bids, asks = cast(Levels, update.bids), cast(Levels, update.asks)
             writer.publish(slot, update_id=update.update_id, event_time_ms=update.field("event_time_ms"),
                            recv_time_ns=update.field("recv_time_ns"), status=update.status,
                            bids=bids, asks=asks, n_bids=len(bids), n_asks=len(asks))

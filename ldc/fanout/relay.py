@@ -1,8 +1,8 @@
 """``ldc relay``: publish every market of a group's segment to NATS, and serve newcomers.
 
-A watcher thread sleeps on the segment's notify word, collects the markets whose slot changed
-(``Origin.changes``) and hands each batch to the asyncio loop, which publishes one message per
-change on ``ldc.<group>.<symbol>``. The loop also answers ``_info`` and ``_state`` requests from the
+The event loop sleeps on the segment's notify word (in slices, see ``Relay._pump``), collects the
+markets whose slot changed (``Origin.changes``) and publishes one message per change on
+``ldc.<group>.<symbol>``. The loop also answers ``_info`` and ``_state`` requests from the
 last update of each market (kept in memory: a newcomer costs one reply, the stream nothing), and
 publishes the heartbeat (``codec.Info``) every ``HEARTBEAT_INTERVAL_S``.
 
@@ -19,19 +19,18 @@ import logging
 import secrets
 import signal
 import sys
-import threading
 import time
 from typing import Any, Final
 
 from ldc.errors import ConfigError, LdcError, SegmentError
 from ldc.fanout import codec
 from ldc.fanout.conn import NatsConnectError, NatsOptions, connect, connected_url, load_options, options_from_url
-from ldc.fanout.origin import Change, Origin
+from ldc.fanout.origin import Origin
 
 log = logging.getLogger("ldc.relay")
 
 HEARTBEAT_INTERVAL_S: Final = 0.5
-WAIT_SLICE_S: Final = 0.1  # the watcher re-checks its stop flag at least this often
+WAIT_SLICE_S: Final = 0.002  # the loop blocks in the origin's futex at most this long (see _pump)
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
 
@@ -45,20 +44,25 @@ class Relay:
         self.origin_alive = False
         self.published = 0
         self.dropped = 0  # updates not published (NATS unreachable and its buffer full)
-        self._stop = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[list[Change]] | None = None
         self._nc: Any = None
         self._closing = False
 
-    # ------------------------------------------------------------------ watcher thread
+    # ------------------------------------------------------------------ the pump
 
-    def _watch(self) -> None:
+    async def _pump(self) -> None:
+        """Sleep on the origin's notify word, publish each batch of changes, let the loop run.
+
+        The loop thread itself blocks in the futex wait, for at most ``WAIT_SLICE_S``: no thread
+        hand-off per batch (a watcher thread cost a self-pipe write, an epoll wake and a queue per
+        update, several times the publish itself). Requests, pings and the heartbeat wait at most
+        one slice; while the origin publishes the loop never blocks at all."""
+        publish, prefix = self._nc.publish, f"{codec.SUBJECT_PREFIX}.{self.group}."
         next_check = 0.0
-        while not self._stop.is_set():
+        while True:
             origin = self.origin
             if origin is None:
-                self._attach()
+                if not self._attach():
+                    await asyncio.sleep(ATTACH_RETRY_S)
                 continue
             now = time.monotonic()
             if now >= next_check:
@@ -74,59 +78,6 @@ class Relay:
             except SegmentError as exc:
                 log.warning("origin %s: %s", self.group, exc)
                 batch = []
-            if batch:
-                self._post(batch)
-            else:
-                origin.wait(word, WAIT_SLICE_S)
-
-    def _attach(self) -> None:
-        try:
-            self.origin = Origin(self.group, self.epoch)
-        except SegmentError as exc:
-            log.info("waiting for the origin segment of %s: %s", self.group, exc)
-            self._stop.wait(ATTACH_RETRY_S)
-            return
-        self.origin_alive = self.origin.alive()
-        log.info("attached to %s (depth %d, capacity %d)", self.origin.reader.name, self.origin.geometry.depth, self.origin.geometry.capacity)
-
-    def _detach(self) -> None:
-        origin, self.origin = self.origin, None
-        if origin is not None:
-            origin.close()
-
-    def _post(self, batch: list[Change]) -> None:
-        loop, queue = self._loop, self._queue
-        if loop is not None and queue is not None:
-            loop.call_soon_threadsafe(queue.put_nowait, batch)
-
-    # ------------------------------------------------------------------ asyncio side
-
-    async def run(self, stop: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
-        self._nc = await connect(self.options, on_wait=lambda cause: log.warning("%s", cause),
-                                 disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect)
-        log.info("relay %s connected to %s (epoch %x)", self.group, connected_url(self._nc), self.epoch)
-        await self._nc.subscribe(codec.control_subject(self.group, codec.STATE_TOKEN), cb=self._on_state)
-        watcher = threading.Thread(target=self._watch, name=f"relay-{self.group}", daemon=True)
-        watcher.start()
-        tasks = [asyncio.create_task(self._publisher()), asyncio.create_task(self._heartbeat())]
-        try:
-            await stop.wait()
-        finally:
-            self._stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.to_thread(watcher.join)
-            self._detach()
-            self._closing = True
-            await self._nc.close()
-
-    async def _publisher(self) -> None:
-        assert self._queue is not None
-        publish, prefix = self._nc.publish, f"{codec.SUBJECT_PREFIX}.{self.group}."
-        while True:
-            batch = await self._queue.get()
             for change in batch:
                 try:
                     await publish(prefix + change.symbol, change.payload)
@@ -135,6 +86,41 @@ class Relay:
                     self.dropped += 1
                     if self.dropped & (self.dropped - 1) == 0:  # log at 1, 2, 4, 8 ... drops
                         log.warning("relay %s: %d updates dropped (%s)", self.group, self.dropped, exc)
+            if not batch:
+                origin.wait(word, WAIT_SLICE_S)
+            await asyncio.sleep(0)  # the flusher writes what was published; callbacks run
+
+    def _attach(self) -> bool:
+        try:
+            self.origin = Origin(self.group, self.epoch)
+        except SegmentError as exc:
+            log.info("waiting for the origin segment of %s: %s", self.group, exc)
+            return False
+        self.origin_alive = self.origin.alive()
+        log.info("attached to %s (depth %d, capacity %d)", self.origin.reader.name, self.origin.geometry.depth, self.origin.geometry.capacity)
+        return True
+
+    def _detach(self) -> None:
+        origin, self.origin = self.origin, None
+        if origin is not None:
+            origin.close()
+
+    # ------------------------------------------------------------------ asyncio side
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._nc = await connect(self.options, on_wait=lambda cause: log.warning("%s", cause),
+                                 disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect)
+        log.info("relay %s connected to %s (epoch %x)", self.group, connected_url(self._nc), self.epoch)
+        await self._nc.subscribe(codec.control_subject(self.group, codec.STATE_TOKEN), cb=self._on_state)
+        tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._detach()
+            self._closing = True
+            await self._nc.close()
 
     def info(self) -> codec.Info:
         origin = self.origin

@@ -117,12 +117,17 @@ class Update(NamedTuple):
         return self.fields[_STATUS]
 
     @property
+    def gen(self) -> int:
+        return self.fields[_GEN]
+
+    @property
     def counters(self) -> tuple[int, ...]:
         return self.fields[_COUNTERS_AT : _COUNTERS_AT + len(COUNTER_FIELDS)]
 
 
 _UPDATE_ID: Final = _INDEX["update_id"]
 _STATUS: Final = _INDEX["status"]
+_GEN: Final = _INDEX["gen"]
 _N_BIDS: Final = _INDEX["n_bids"]
 _N_ASKS: Final = _INDEX["n_asks"]
 

@@ -44,6 +44,7 @@ STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets 
 DEFAULT_PENDING_MSGS: Final = 65_536
 _UPDATES: Final = int(Counter.UPDATES)
 _COUNTERS: Final = tuple(Counter)  # in COUNTER_FIELDS order
+assert _UPDATES == 0, "_apply compares the counters after updates as one slice"
 
 
 @dataclass
@@ -178,20 +179,22 @@ class Mirror:
         self._apply(market, best)
 
     def _apply(self, market: Market, update: codec.Update) -> None:
-        gen = update.field("gen")
+        gen = update.gen
         counters = update.counters
-        if (market.origin_gen and gen != market.origin_gen) or any(c < m for c, m in zip(counters, market.counters)):
-            market = self._readd(update.symbol)
+        restarted = market.origin_gen and gen != market.origin_gen
+        if restarted or (counters != market.counters and any(c < m for c, m in zip(counters, market.counters))):
+            market = self._readd(update.symbol)  # the origin re-added it: counters start again
         market.origin_gen, market.epoch, market.seq = gen, update.epoch, update.seq
         writer, slot = self.writer, market.slot
         have = market.counters
         published = counters[_UPDATES] > have[_UPDATES]
-        if counters != have:
+        # the common update moves `updates` by one, which the publish itself does: no bump at all
+        if counters[_UPDATES] - have[_UPDATES] > 1 or counters[_UPDATES + 1 :] != have[_UPDATES + 1 :]:
             for i, counter in enumerate(_COUNTERS):
                 delta = counters[i] - have[i] - (1 if i == _UPDATES and published else 0)
                 if delta > 0:
                     writer.bump(slot, counter, delta)
-            market.counters = counters
+        market.counters = counters
         if update.message != market.message or not published:
             writer.set_status(slot, update.status, update.message.decode(errors="replace"))
             market.message = update.message

@@ -114,7 +114,8 @@ class MirrorHost:
         if self.proc.poll() is not None:
             return True
         try:
-            return b"ldc.cli" in Path(f"/proc/{self.proc.pid}/cmdline").read_bytes()
+            # argv[0] is "unshare", then "sh", and the Python executable only once sh exec'd it
+            return Path(f"/proc/{self.proc.pid}/cmdline").read_bytes().split(b"\0")[0] == sys.executable.encode()
         except OSError:
             return False
 
@@ -128,11 +129,14 @@ class MirrorHost:
         return subprocess.run(["nsenter", "--target", str(self.proc.pid), "--mount", "--", *argv],
                               capture_output=True, text=True, timeout=timeout + 10, cwd=REPO)
 
-    def probe(self, mode: str, symbols: list[str], arg: str | int, timeout_s: float = WAIT_S) -> dict[str, Any]:
+    def probe(self, mode: str, symbols: list[str], arg: str | int, timeout_s: float = WAIT_S, *, exact: bool = True) -> dict[str, Any]:
+        """Run fanout_probe.py on this host; with ``exact`` every in-sync read must equal the origin."""
         done = self.run(sys.executable, str(TESTS / "fanout_probe.py"), self.group, mode, ",".join(symbols),
                         str(arg), str(timeout_s), timeout=timeout_s)
         assert done.returncode == 0, done.stderr
         result: dict[str, Any] = json.loads(done.stdout)
+        if not exact:
+            return result
         assert result["n_mismatches"] == 0, result["mismatches"]
         assert result["writer_pid"] in (0, self.proc.pid), "the probe read a segment the mirror did not write"
         assert result["ok"], f"{mode} {arg} not reached: {result['states']}\n{self.log()[-3000:]}"

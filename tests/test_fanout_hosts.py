@@ -8,6 +8,7 @@ origin feeder, a slow mirror cut by the server, a sequence gap, NATS down at sta
 from __future__ import annotations
 
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -209,6 +210,20 @@ def test_nats_down_at_start_is_said_in_the_slots_then_bad_messages_are_counted_a
     assert "undecodable=1, foreign=1" in log
 
 
+def test_a_mirror_or_relay_waiting_for_nats_stops_on_sigterm(origin: Origin, logdir: Path) -> None:
+    nats = NatsServer()  # nothing listens on its port
+    host = MirrorHost(origin.group, nats.url, "--symbols", "AAAUSDT", name="term")
+    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+    try:
+        host.probe("flag", ["AAAUSDT"], "STALE")
+        wait_for(lambda: "waiting for NATS server" in (logdir / "relay.log").read_text(), "the relay to say it waits")
+    finally:
+        assert host.stop() == 0, host.log()[-2000:]
+        stop_process(relay)
+        nats.close()
+    assert relay.returncode == 0
+
+
 def test_a_second_mirror_or_another_user_cannot_write_the_segment(nats: NatsServer, origin: Origin, logdir: Path) -> None:
     relay = start_relay(origin.group, nats.url, logdir / "relay.log")
     host = MirrorHost(origin.group, nats.url, name="excl")
@@ -241,6 +256,73 @@ def test_wrong_credentials_name_the_server_and_the_cause(origin: Origin, logdir:
         host = MirrorHost(origin.group, "", config=good, name="cred")
         try:
             host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+        finally:
+            host.stop()
+            stop_process(relay)
+
+
+def permissions(group: str) -> str:
+    """The README's NATS permissions: only the relay's user may publish books."""
+    return f"""authorization {{ users = [
+  {{ user: relay, password: r, permissions: {{ publish: ["ldc.{group}.>", "_INBOX.>"], subscribe: ["ldc.{group}._state"] }} }}
+  {{ user: mirror, password: m, permissions: {{ publish: ["ldc.{group}._state"], subscribe: ["ldc.{group}.>", "_INBOX.>"] }} }}
+] }}"""
+
+
+def forge(url: str, user: str, password: str, group: str, symbol: str) -> None:
+    """Fetch a quiet market's last update as a mirror would, and publish it back as ``user``, one
+    sequence later with its best bid moved: what a mirror would apply if the server let ``user``
+    publish books."""
+    import asyncio
+
+    import nats as nats_client
+    import numpy as np
+
+    from ldc.fanout import codec
+    from ldc.shm.layout import SLOT_HEADER
+
+    async def go() -> None:
+        nc = await nats_client.connect(url, user="mirror", password="m")
+        publisher = await nats_client.connect(url, user=user, password=password)
+        reply = await nc.request(codec.control_subject(group, codec.STATE_TOKEN), symbol.encode(), timeout=5)
+        data = bytearray(reply.data)
+        update = codec.decode_update(bytes(data), 64)
+        codec.ENVELOPE.pack_into(data, 0, codec.MAGIC, codec.VERSION, codec.KIND_UPDATE, 0, update.epoch, update.seq + 1)
+        header_at = codec.ENVELOPE.size + 2 + len(update.group) + len(update.symbol)
+        updates_at = header_at + SLOT_HEADER.offset("updates")
+        struct.pack_into("<Q", data, updates_at, update.counters[0] + 1)  # a publish, not a status change
+        bids_at = len(data) - 16 * (len(update.bids) + len(update.asks))
+        np.frombuffer(data, np.float64, 1, bids_at)[:] = float(np.asarray(update.bids)[0, 0]) - 0.25  # best bid price
+        await publisher.publish(codec.data_subject(group, symbol), bytes(data))
+        await publisher.flush()
+        await publisher.close()
+        await nc.close()
+
+    asyncio.run(go())
+
+
+def test_only_the_relays_nats_user_can_change_what_mirrors_show(origin: Origin, logdir: Path) -> None:
+    with NatsServer(extra_conf=permissions(origin.group)) as nats:
+        relay_conf, mirror_conf = logdir / "relay.toml", logdir / "mirror.toml"
+        relay_conf.write_text(f'[nats]\nservers = ["{nats.url}"]\nuser = "relay"\npassword = "r"\n')
+        mirror_conf.write_text(f'[nats]\nservers = ["{nats.url}"]\nuser = "mirror"\npassword = "m"\n')
+        relay = subprocess.Popen([sys.executable, "-m", "ldc.cli", "relay", str(relay_conf), "--group", origin.group],
+                                 stdout=subprocess.DEVNULL, stderr=open(logdir / "relay.log", "ab"))
+        host = MirrorHost(origin.group, "", config=mirror_conf, name="perm")
+        try:
+            host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+            origin.paused.add("CCCUSDT")
+            time.sleep(0.3)  # its last update reached the mirror
+            quiet = origin.uid["CCCUSDT"]
+            forge(nats.url, "mirror", "m", origin.group, "CCCUSDT")  # refused by the server
+            time.sleep(0.3)
+            assert f'"$G/user:mirror" - Publish Violation - Subject "ldc.{origin.group}.CCCUSDT"' in nats.log()
+            host.probe("sync", ["CCCUSDT"], quiet)
+            # negative control: the same forgery with the relay's rights is applied, and the probe sees it
+            forge(nats.url, "relay", "r", origin.group, "CCCUSDT")
+            time.sleep(0.3)
+            forged = host.probe("sync", ["CCCUSDT"], quiet, exact=False)
+            assert forged["n_mismatches"] > 0, forged
         finally:
             host.stop()
             stop_process(relay)

@@ -184,6 +184,22 @@ async def connect(
         raise
 
 
+async def connect_until(stop: asyncio.Event, options: NatsOptions, **kwargs: Any) -> Any | None:
+    """``connect``, or None when ``stop`` is set first (SIGTERM while the servers are unreachable)."""
+    connecting = asyncio.ensure_future(connect(options, **kwargs))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((connecting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    try:
+        await connecting
+    except asyncio.CancelledError:
+        pass
+    return None
+
+
 def connected_url(nc: Any) -> str:
     """The server a client is connected to, for logs."""
     url = nc.connected_url

@@ -153,7 +153,8 @@ def _wait_for_exec(pid: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            if b"ldc.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            # argv[0] is "unshare", then "sh", and the Python executable only once sh exec'd it
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == sys.executable.encode():
                 return
         except OSError:
             return

@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from ldc.errors import SegmentError
 from ldc.fanout import codec
-from ldc.fanout.conn import NatsOptions, connect
+from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
 from ldc.fanout.relay import nats_options, run_command
 from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, Counter, Status
@@ -82,7 +83,9 @@ class Mirror:
         self.options = options
         self.pending_msgs = pending_msgs
         self.wanted = set(symbols) if symbols else None
-        self.writer = SegmentWriter(self.local_group, depth=depth, capacity=DEFAULT_CAPACITY)
+        # the segment is made once the relay says the origin's geometry; with --symbols at once (its
+        # slots then say what the mirror waits for), replaced if the origin's geometry differs
+        self._writer = SegmentWriter(self.local_group, depth=depth, capacity=DEFAULT_CAPACITY) if symbols else None
         self.markets: dict[str, Market] = {}
         self.stats = Stats()
         self.relay_epoch = 0
@@ -91,6 +94,8 @@ class Mirror:
         self.exchange = ""  # the origin's, once the relay said it
         self._nc: Any = None
         self._closing = False
+        self._stop = asyncio.Event()
+        self.failure = ""  # why the mirror gave up (its segment belongs to another writer)
         self._requests = asyncio.Semaphore(STATE_REQUESTS_IN_FLIGHT)
         for symbol in sorted(self.wanted or ()):
             self._add(symbol)
@@ -118,7 +123,14 @@ class Mirror:
         self.stale_reason = reason
         for market in self.markets.values():
             self._flag(market, Status.STALE, reason)
-        self.writer.notify()
+        if self._writer is not None:
+            self._writer.notify()
+
+    @property
+    def writer(self) -> SegmentWriter:
+        if self._writer is None:
+            raise RuntimeError("the mirror's segment is made at the relay's first heartbeat")
+        return self._writer
 
     # ------------------------------------------------------------------ updates
 
@@ -132,8 +144,10 @@ class Mirror:
         self.handle_update(msg.data, token, from_stream=True)
 
     def handle_update(self, data: bytes, token: str, *, from_stream: bool) -> None:
+        if self._writer is None:  # before the relay's first heartbeat: it resyncs everything then
+            return
         try:
-            update = codec.decode_update(data, self.writer.geometry.depth)
+            update = codec.decode_update(data, self._writer.geometry.depth)
         except (codec.DecodeError, ValueError) as exc:
             self.stats.undecodable += 1
             _log_count(self.stats.undecodable, "undecodable message on %s dropped: %s", token, exc)
@@ -260,8 +274,14 @@ class Mirror:
         if not info.origin_alive or not info.depth:
             self.flag_all_stale(f"origin feeder of group {self.group} is not running (relay epoch {info.epoch:x})")
             return
-        if (info.depth, info.capacity, info.exchange) != (self.writer.geometry.depth, self.writer.geometry.capacity, self.exchange):
-            self._recreate(info)
+        w = self._writer
+        if w is None or (info.depth, info.capacity, info.exchange) != (w.geometry.depth, w.geometry.capacity, self.exchange):
+            try:
+                self._recreate(info)
+            except SegmentError as exc:  # another writer has the segment: refuse, as a second feeder does
+                self.failure = str(exc)
+                self._stop.set()
+                return
         new_relay = info.epoch != self.relay_epoch
         self.relay_epoch = info.epoch
         self._follow_directory(info)
@@ -277,12 +297,15 @@ class Mirror:
             market.behind_once = behind
 
     def _recreate(self, info: codec.Info) -> None:
-        """The origin's geometry differs from our segment's: replace ours (readers follow it)."""
-        log.warning("mirror %s: origin depth %d capacity %d exchange %r: recreating the segment",
-                    self.local_group, info.depth, info.capacity, info.exchange)
+        """Make the segment with the origin's geometry, replacing ours if it differs (readers follow)."""
+        verb = "creating" if self._writer is None else "replacing"
+        log.info("mirror %s: origin depth %d capacity %d exchange %r: %s the segment",
+                 self.local_group, info.depth, info.capacity, info.exchange, verb)
         symbols = list(self.markets)
-        self.writer.close()
-        self.writer = SegmentWriter(self.local_group, depth=info.depth, capacity=info.capacity, exchange=info.exchange)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._writer = SegmentWriter(self.local_group, depth=info.depth, capacity=info.capacity, exchange=info.exchange)
         self.exchange = info.exchange
         self.markets = {}
         for symbol in symbols:
@@ -304,7 +327,8 @@ class Mirror:
     async def watch(self) -> None:
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
-            self.writer.heartbeat()
+            if self._writer is not None:
+                self._writer.heartbeat()
             silent = time.monotonic() - self.last_heartbeat
             if silent > RELAY_SILENT_S and self._nc.is_connected and not self.stale_reason:
                 self.flag_all_stale(f"no heartbeat from the relay of group {self.group} for {silent:.1f} s")
@@ -325,8 +349,10 @@ class Mirror:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            self._nc = await connect(self.options, on_wait=self.on_wait, disconnected_cb=self.on_disconnect,
-                                     reconnected_cb=self.on_reconnect)
+            self._nc = await connect_until(stop, self.options, on_wait=self.on_wait, disconnected_cb=self.on_disconnect,
+                                           reconnected_cb=self.on_reconnect)
+            if self._nc is None:
+                return
             log.info("mirror %s of group %s connected to %s", self.local_group, self.group, connected_url(self._nc))
             self.last_heartbeat = time.monotonic()
             subjects = [f"{codec.SUBJECT_PREFIX}.{self.group}.*"] if self.wanted is None else [
@@ -336,15 +362,21 @@ class Mirror:
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
             watcher = asyncio.create_task(self.watch())
+            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self._stop.wait())]
             try:
-                await stop.wait()
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                for waiter in waiters:
+                    waiter.cancel()
                 watcher.cancel()
                 self._closing = True
                 await self._nc.close()
         finally:
-            self.writer.close()
+            if self._writer is not None:
+                self._writer.close()
             log.info("mirror %s stopped: %s", self.local_group, self.stats)
+        if self.failure:
+            raise SegmentError(self.failure)
 
 
 def _log_count(count: int, fmt: str, *args: object) -> None:

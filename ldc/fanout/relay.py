@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from ldc.errors import ConfigError, LdcError, SegmentError
 from ldc.fanout import codec
-from ldc.fanout.conn import NatsConnectError, NatsOptions, connect, connected_url, load_options, options_from_url
+from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
 from ldc.fanout.origin import Origin
 
 log = logging.getLogger("ldc.relay")
@@ -108,8 +108,10 @@ class Relay:
     # ------------------------------------------------------------------ asyncio side
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._nc = await connect(self.options, on_wait=lambda cause: log.warning("%s", cause),
-                                 disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect)
+        self._nc = await connect_until(stop, self.options, on_wait=lambda cause: log.warning("%s", cause),
+                                       disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect)
+        if self._nc is None:
+            return
         log.info("relay %s connected to %s (epoch %x)", self.group, connected_url(self._nc), self.epoch)
         await self._nc.subscribe(codec.control_subject(self.group, codec.STATE_TOKEN), cb=self._on_state)
         tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]

@@ -34,6 +34,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,8 +50,9 @@ import orjson
 from ldc.errors import SegmentError
 from ldc.fanout import codec
 from ldc.fanout.origin import Origin
-from ldc.fanout.server import NatsServer, free_port
-from ldc.shm.layout import Status, segment_name, waiters_name
+from ldc.fanout.demo import remove_segment_files
+from ldc.fanout.server import NatsServer, free_port, stop_process
+from ldc.shm.layout import Status
 from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
 
@@ -136,6 +138,12 @@ def run_http_server(group: str, port: int) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as any serious poller uses
 
+        def setup(self) -> None:
+            super().setup()
+            # headers and body leave in two writes: without this, Nagle holds the body for the client's
+            # delayed ACK (~40 ms a poll), which would make the baseline look worse than it is
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def do_GET(self) -> None:  # noqa: N802
             books = {}
             for symbol in names:
@@ -190,14 +198,7 @@ def child(*args: str, stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[str]
 
 def stop(*procs: subprocess.Popen[str]) -> None:
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def cpu_s(pid: int) -> float:
@@ -220,16 +221,6 @@ def wait_in_sync(group: str, names: list[str]) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"mirror {group} did not get in sync within {READY_TIMEOUT_S} s")
-
-
-def unlink(group: str) -> None:
-    import posix_ipc
-
-    for name in (segment_name(group), waiters_name(group)):
-        try:
-            posix_ipc.unlink_shared_memory(name)
-        except posix_ipc.ExistentialError:
-            pass
 
 
 def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -259,7 +250,7 @@ def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float
     finally:
         stop(*procs)
         for g in [group, *locals_]:
-            unlink(g)
+            remove_segment_files(g)
 
 
 def http_run(tag: str, markets: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -284,7 +275,7 @@ def http_run(tag: str, markets: int, rate: float, seconds: float) -> dict[str, A
                 "server_cpu_us_per_update": round((after[1] - before[1]) / updates * 1e6, 2)}
     finally:
         stop(*procs)
-        unlink(group)
+        remove_segment_files(group)
 
 
 async def state_fetch(url: str) -> dict[str, float]:

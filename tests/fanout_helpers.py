@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import fanout_truth
+from ldc.fanout.server import stop_process
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
 from shm_helpers import unique_group, unlink_group
@@ -149,24 +149,7 @@ class MirrorHost:
         os.kill(self.proc.pid, sig)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        return stop_process(self.proc, STOP_S)
 
 
 def wait_for(predicate: Any, what: str, timeout_s: float = WAIT_S) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fanout_helpers import MirrorHost, Origin, start_relay, stop_process, wait_for
-from ldc.fanout.server import NatsServer
+from fanout_helpers import MirrorHost, Origin, start_relay, wait_for
+from ldc.fanout.server import NatsServer, stop_process
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mount namespaces are Linux")
 
@@ -77,34 +77,32 @@ def test_mirrors_on_two_hosts_equal_the_origin_and_readers_work_unchanged(nats: 
     assert "undecodable=0, foreign=0" in hosts[0].log()
 
 
+def each(hosts: list[MirrorHost], mode: str, arg: str | int) -> None:
+    for host in hosts:
+        host.probe(mode, SYMBOLS, arg)
+
+
 def test_relay_nats_server_and_origin_restarts_recover_without_an_operator(nats: NatsServer, origin: Origin, logdir: Path) -> None:
     relay = start_relay(origin.group, nats.url, logdir / "relay.log")
     hosts = [MirrorHost(origin.group, nats.url, name=f"r{i}") for i in range(2)]
     try:
-        for host in hosts:
-            host.probe("sync", SYMBOLS, now_uid(origin) + 10)
+        each(hosts, "sync", now_uid(origin) + 10)
         # the relay dies: mirrors flag everything STALE, a new relay (new epoch) brings them back
         relay.send_signal(signal.SIGKILL)
         relay.wait()
-        for host in hosts:
-            host.probe("flag", SYMBOLS, "STALE")
+        each(hosts, "flag", "STALE")
         relay = start_relay(origin.group, nats.url, logdir / "relay.log")
-        for host in hosts:
-            host.probe("sync", SYMBOLS, now_uid(origin) + 10)
+        each(hosts, "sync", now_uid(origin) + 10)
         # the NATS server restarts: every market STALE on the lost connection, then back on reconnect
         nats.stop()
-        for host in hosts:
-            host.probe("flag", SYMBOLS, "STALE")
+        each(hosts, "flag", "STALE")
         nats.start()
-        for host in hosts:
-            host.probe("sync", SYMBOLS, now_uid(origin) + 10)
+        each(hosts, "sync", now_uid(origin) + 10)
         # the origin feeder restarts: stopped -> STALE everywhere; the new writer republishes
         origin.restart_writer()
-        for host in hosts:
-            host.probe("flag", SYMBOLS, "STALE")
+        each(hosts, "flag", "STALE")
         origin.start()
-        for host in hosts:
-            host.probe("sync", SYMBOLS, now_uid(origin) + 10)
+        each(hosts, "sync", now_uid(origin) + 10)
     finally:
         for host in hosts:
             host.stop()

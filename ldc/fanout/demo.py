@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from typing import Any, Final
 import posix_ipc
 
 from ldc.errors import LdcError
-from ldc.fanout.server import NatsServer
+from ldc.fanout.server import NatsServer, stop_process
 from ldc.shm.layout import segment_name, waiters_name
 from ldc.shm.reader import Reader
 
@@ -143,9 +142,9 @@ def run(duration_s: float, prefix: str) -> int:
             return subprocess.run(checker, timeout=duration_s + START_TIMEOUT_S + 30).returncode
         finally:
             for proc in reversed(procs):
-                _stop(proc)
+                stop_process(proc, STOP_TIMEOUT_S)
             for g in {group, mirror_group}:
-                _unlink(g)
+                remove_segment_files(g)
 
 
 def _wait_for_exec(pid: int) -> None:
@@ -161,17 +160,8 @@ def _wait_for_exec(pid: int) -> None:
         time.sleep(0.02)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _unlink(group: str) -> None:
+def remove_segment_files(group: str) -> None:
+    """Unlink a group's segment and waiter file (a demo's or a benchmark's own, once its writer stopped)."""
     for name in (segment_name(group), waiters_name(group)):
         try:
             posix_ipc.unlink_shared_memory(name)

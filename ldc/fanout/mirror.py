@@ -31,7 +31,8 @@ from ldc.fanout import codec
 from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
 from ldc.fanout.relay import nats_options, run_command
-from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, Counter, Status
+from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, MESSAGE_SIZE, Counter, Status
+from ldc.shm.segment import truncate_utf8
 from ldc.shm.writer import Levels, SegmentWriter
 
 log = logging.getLogger("ldc.mirror")
@@ -113,9 +114,8 @@ class Mirror:
         return self._add(symbol)
 
     def _flag(self, market: Market, flag: Status, message: str) -> None:
-        encoded = message.encode()[:127]
         self.writer.set_status(market.slot, market.status | flag, message)
-        market.message = encoded
+        market.message = truncate_utf8(message, MESSAGE_SIZE - 1)  # as set_status stored it
 
     def flag_all_stale(self, reason: str) -> None:
         if reason != self.stale_reason:

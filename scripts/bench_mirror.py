@@ -18,7 +18,9 @@ every market's top 20 read from the origin segment, and a client polling it back
 
 Also measured: what a JetStream key-value bucket would cost the relay per update (``kv.put``) against
 the plain publish it does (``nc.publish``), and a newcomer's fetch of 200 markets by request/reply
-against ``kv.get``: the relay serves state by request/reply (README, "Past one host").
+against ``kv.get``: the relay serves state by request/reply (README, "Past one host"). And the
+feeder's diffs per CPU-second with the relay attached and without (bench_feeder.py's throughput run,
+alternated).
 
 Prints one JSON object; figures are medians over ``--repeat`` runs. Targets (issue 16, loopback):
 p99 <= 1 ms, relay <= 5 us and mirror <= 10 us CPU per update.
@@ -314,6 +316,40 @@ async def state_fetch(url: str) -> dict[str, float]:
             f"request_reply_{STATE_MARKETS}_markets_ms": round(request_ms, 2), f"kv_get_{STATE_MARKETS}_markets_ms": round(kv_get_ms, 2)}
 
 
+def feeder_relay_on_off(nats: NatsServer, repeats: int, markets: int = 10) -> dict[str, Any]:
+    """bench_feeder.py's throughput run (the genuine spot capture replayed as fast as the feeder reads,
+    ``markets`` copies), alternately without ``ldc relay``, with it (polling the notify word, the
+    default) and with ``--wake-on-notify`` (a registered waiter the feeder wakes): the feeder's diffs
+    per CPU-second each way (issue 16: the relay must not slow the feeder)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_feeder
+
+    index = bench_feeder.load_index(bench_feeder.CAPTURES)
+    new_group = bench_feeder.new_group
+    modes: dict[str, list[str] | None] = {"off": None, "relay_polling": [], "relay_woken": ["--wake-on-notify"]}
+    runs: dict[str, list[float]] = {mode: [] for mode in modes}
+    for r in range(repeats):
+        for mode, extra in modes.items():
+            if extra is None:
+                runs[mode].append(bench_feeder.run_throughput(index, markets)["diffs_per_cpu_s"])
+                continue
+            group = f"bench-feeder-{os.getpid()}-{mode}-{r}"
+            relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING", *extra)
+            bench_feeder.new_group = lambda tag: group  # the run's group is the one the relay waits for
+            try:
+                runs[mode].append(bench_feeder.run_throughput(index, markets)["diffs_per_cpu_s"])
+            finally:
+                bench_feeder.new_group = new_group
+                stop(relay)
+    off = statistics.median(runs["off"])
+    result: dict[str, Any] = {"markets": markets, "diffs_per_cpu_s_relay_off": round(off)}
+    for mode in ("relay_polling", "relay_woken"):
+        result[f"diffs_per_cpu_s_{mode}"] = round(statistics.median(runs[mode]))
+        result[f"ratio_{mode}_over_off"] = round(statistics.median(runs[mode]) / off, 3)
+    result["runs"] = {mode: [round(x) for x in found] for mode, found in runs.items()}
+    return result
+
+
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
     return {k: statistics.median(r[k] for r in runs if k in r) for k in keys}
@@ -324,7 +360,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rate", type=float, default=5000.0, help="origin updates per second, all markets together")
-    p.add_argument("--only", help="comma-separated parts to run: nats10x1,nats10x10,nats200x1,nats200x10,http10,http200,state")
+    p.add_argument("--only", help="comma-separated parts to run: nats10x1,nats10x10,nats200x1,nats200x10,http10,http200,state,feeder")
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -357,6 +393,8 @@ def main() -> int:
         result.update({name: median_of(found) for name, found in runs.items()})
         if wanted is None or "state" in wanted:
             result["state_for_newcomers"] = asyncio.run(state_fetch(nats.url))
+        if wanted is None or "feeder" in wanted:
+            result["feeder_with_relay"] = feeder_relay_on_off(nats, args.repeat)
     shutil.rmtree(js_dir, ignore_errors=True)
     for markets in (10, 200):
         nats_p99 = result.get(f"nats_{markets}_markets_1_mirrors", {}).get("p99_us")

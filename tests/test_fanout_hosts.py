@@ -7,6 +7,8 @@ origin feeder, a slow mirror cut by the server, a sequence gap, NATS down at sta
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -21,7 +23,10 @@ import pytest
 from fanout_helpers import MirrorHost, Origin, start_relay, wait_for
 from ldc.fanout.server import NatsServer, stop_process
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mount namespaces are Linux")
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or os.geteuid() != 0 or not all(shutil.which(t) for t in ("unshare", "nsenter", "setpriv")),
+    reason="hosts are mount namespaces: Linux, root, util-linux's unshare / nsenter / setpriv",
+)
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
 

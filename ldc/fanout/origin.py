@@ -41,7 +41,7 @@ class Change:
 class Origin:
     """One attachment to the origin segment. Not thread-safe: one thread calls everything."""
 
-    def __init__(self, group: str, epoch: int) -> None:
+    def __init__(self, group: str, epoch: int, *, register_waiter: bool = True) -> None:
         self.group = group
         self.epoch = epoch
         self.reader = Reader(group)
@@ -51,7 +51,8 @@ class Origin:
         fd = os.open(segment_path(group), os.O_RDONLY)
         try:
             self._mm = mmap.mmap(fd, self.geometry.segment_size, access=mmap.ACCESS_READ)
-            self._waiters = _open_waiters(group)
+            # registered, the feeder makes a FUTEX_WAKE call for us after every publish batch
+            self._waiters = _open_waiters(group) if register_waiter else None
             self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=False, lock_fd=fd,
                                          waiters=self._waiters)
         except BaseException:
@@ -89,7 +90,8 @@ class Origin:
         return self._seg.load_u32(self._notify_off)
 
     def wait(self, word: int, timeout_s: float) -> None:
-        """Sleep until the writer's next publish batch (returns at once if ``word`` is already old)."""
+        """Sleep until the writer's next publish batch or ``timeout_s`` (at once if ``word`` is already
+        old). Unregistered, only the timeout (or another registered reader's wake) ends the sleep."""
         self._seg.wait(word, timeout_s)
 
     def alive(self) -> bool:

@@ -30,15 +30,21 @@ from ldc.fanout.origin import Origin
 log = logging.getLogger("ldc.relay")
 
 HEARTBEAT_INTERVAL_S: Final = 0.5
-WAIT_SLICE_S: Final = 0.002  # the loop blocks in the origin's futex at most this long (see _pump)
+WAIT_SLICE_S: Final = 0.002  # --wake-on-notify: the loop blocks in the origin's futex at most this long
+# Default: the relay is not a registered waiter, so the feeder makes no system call for it (registered,
+# the feeder's diffs per CPU-second fell to 0.85x in scripts/bench_mirror.py's feeder part); it looks
+# at the notify word this often instead, which adds at most this much to the fan-out latency.
+POLL_S: Final = 0.0002
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
 
 
 class Relay:
-    def __init__(self, group: str, options: NatsOptions) -> None:
+    def __init__(self, group: str, options: NatsOptions, *, wake_on_notify: bool = False) -> None:
         self.group = codec.check_group(group)
         self.options = options
+        self.wake_on_notify = wake_on_notify
+        self._wait_s = WAIT_SLICE_S if wake_on_notify else POLL_S
         self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
         self.origin: Origin | None = None
         self.origin_alive = False
@@ -52,10 +58,10 @@ class Relay:
     async def _pump(self) -> None:
         """Sleep on the origin's notify word, publish each batch of changes, let the loop run.
 
-        The loop thread itself blocks in the futex wait, for at most ``WAIT_SLICE_S``: no thread
-        hand-off per batch (a watcher thread cost a self-pipe write, an epoll wake and a queue per
-        update, several times the publish itself). Requests, pings and the heartbeat wait at most
-        one slice; while the origin publishes the loop never blocks at all."""
+        The loop thread itself blocks in the futex wait, for at most ``POLL_S`` (``WAIT_SLICE_S`` when
+        woken by the feeder): no thread hand-off per batch (a watcher thread cost a self-pipe write,
+        an epoll wake and a queue per update, several times the publish itself). Requests, pings and
+        the heartbeat wait at most one slice; while the origin publishes the loop never blocks."""
         publish, prefix = self._nc.publish, f"{codec.SUBJECT_PREFIX}.{self.group}."
         next_check = 0.0
         while True:
@@ -87,12 +93,12 @@ class Relay:
                     if self.dropped & (self.dropped - 1) == 0:  # log at 1, 2, 4, 8 ... drops
                         log.warning("relay %s: %d updates dropped (%s)", self.group, self.dropped, exc)
             if not batch:
-                origin.wait(word, WAIT_SLICE_S)
+                origin.wait(word, self._wait_s)
             await asyncio.sleep(0)  # the flusher writes what was published; callbacks run
 
     def _attach(self) -> bool:
         try:
-            self.origin = Origin(self.group, self.epoch)
+            self.origin = Origin(self.group, self.epoch, register_waiter=self.wake_on_notify)
         except SegmentError as exc:
             log.info("waiting for the origin segment of %s: %s", self.group, exc)
             return False
@@ -159,6 +165,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("config", nargs="?", help="TOML file with a [nats] table (servers, TLS, credentials)")
     p.add_argument("--group", required=True, help="the group whose segment /dev/shm/ldc-GROUP is relayed")
     p.add_argument("--nats", help="NATS URL(s), comma-separated, instead of a config file")
+    p.add_argument("--wake-on-notify", action="store_true",
+                   help="be woken by the feeder after each publish batch (less latency; costs the feeder a system call per batch)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -201,7 +209,8 @@ class _Command:
 
     @staticmethod
     def make(args: argparse.Namespace) -> Relay:
-        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"))
+        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"),
+                     wake_on_notify=args.wake_on_notify)
 
 
 def main(argv: list[str]) -> int:

@@ -114,6 +114,24 @@ def test_relay_nats_server_and_origin_restarts_recover_without_an_operator(nats:
         stop_process(relay)
 
 
+def test_markets_added_and_removed_at_the_origin_follow_on_the_mirror(nats: NatsServer, origin: Origin, logdir: Path) -> None:
+    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+    host = MirrorHost(origin.group, nats.url, name="dir")
+    try:
+        host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+        with origin._lock:
+            origin.writer.add_market("DDDUSDT")
+            origin.uid["DDDUSDT"] = 0
+            origin.symbols = [*SYMBOLS[1:], "DDDUSDT"]
+            origin.writer.remove_market("AAAUSDT")
+        host.probe("sync", ["DDDUSDT", "BBBUSDT"], 5)
+        gone = host.run(sys.executable, "-m", "ldc.cli", "book", origin.group, "AAAUSDT")
+        assert gone.returncode == 2 and "market 'AAAUSDT' is not in segment" in gone.stderr, gone.stderr
+    finally:
+        host.stop()
+        stop_process(relay)
+
+
 def test_a_gap_resyncs_only_that_market(nats: NatsServer, origin: Origin, logdir: Path) -> None:
     """A mirror too slow for its client's queue (20 updates) loses updates of the one busy market:
     that market alone is flagged RESYNCING and re-fetched, the quiet ones never leave sync."""
@@ -227,6 +245,19 @@ def test_a_mirror_or_relay_waiting_for_nats_stops_on_sigterm(origin: Origin, log
     assert relay.returncode == 0
 
 
+def test_a_second_relay_of_a_group_refuses(nats: NatsServer, origin: Origin, logdir: Path) -> None:
+    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+    try:
+        wait_for(lambda: "connected to" in (logdir / "relay.log").read_text(), "the first relay")
+        second = subprocess.run([sys.executable, "-m", "ldc.cli", "relay", "--group", origin.group, "--nats", nats.url],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"group {origin.group} already has a relay on NATS server {nats.url} (epoch" in second.stderr
+        assert relay.poll() is None
+    finally:
+        stop_process(relay)
+
+
 def test_a_second_mirror_or_another_user_cannot_write_the_segment(nats: NatsServer, origin: Origin, logdir: Path) -> None:
     relay = start_relay(origin.group, nats.url, logdir / "relay.log")
     host = MirrorHost(origin.group, nats.url, name="excl")
@@ -267,7 +298,7 @@ def test_wrong_credentials_name_the_server_and_the_cause(origin: Origin, logdir:
 def permissions(group: str) -> str:
     """The README's NATS permissions: only the relay's user may publish books."""
     return f"""authorization {{ users = [
-  {{ user: relay, password: r, permissions: {{ publish: ["ldc.{group}.>", "_INBOX.>"], subscribe: ["ldc.{group}._state"] }} }}
+  {{ user: relay, password: r, permissions: {{ publish: ["ldc.{group}.>", "_INBOX.>"], subscribe: ["ldc.{group}._state", "ldc.{group}._hb"] }} }}
   {{ user: mirror, password: m, permissions: {{ publish: ["ldc.{group}._state"], subscribe: ["ldc.{group}.>", "_INBOX.>"] }} }}
 ] }}"""
 

@@ -37,6 +37,11 @@ WAIT_SLICE_S: Final = 0.002  # --wake-on-notify: the loop blocks in the origin's
 POLL_S: Final = 0.0002
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
+RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is another relay's heartbeat heard?
+
+
+class RelayConflict(LdcError):
+    """Another relay already publishes the group."""
 
 
 class Relay:
@@ -52,6 +57,8 @@ class Relay:
         self.dropped = 0  # updates not published (NATS unreachable and its buffer full)
         self._nc: Any = None
         self._closing = False
+        self._started = False
+        self.rival = 0  # epoch of another relay heard on this group's heartbeat subject
 
     # ------------------------------------------------------------------ the pump
 
@@ -119,7 +126,14 @@ class Relay:
         if self._nc is None:
             return
         log.info("relay %s connected to %s (epoch %x)", self.group, connected_url(self._nc), self.epoch)
+        await self._nc.subscribe(codec.control_subject(self.group, codec.HEARTBEAT_TOKEN), cb=self._on_heartbeat)
+        await asyncio.sleep(RIVAL_LISTEN_S)  # a running relay of the group is heard within this
+        if self.rival:
+            await self._nc.close()
+            raise RelayConflict(f"group {self.group} already has a relay on NATS server {self.options.describe()} "
+                                f"(epoch {self.rival:x}): one relay per group, or mirrors follow two epochs")
         await self._nc.subscribe(codec.control_subject(self.group, codec.STATE_TOKEN), cb=self._on_state)
+        self._started = True
         tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
         try:
             await stop.wait()
@@ -145,6 +159,16 @@ class Relay:
             except Exception as exc:  # noqa: BLE001
                 log.debug("heartbeat not sent: %s", exc)
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    async def _on_heartbeat(self, msg: Any) -> None:
+        try:
+            epoch = codec.Info.decode(msg.data).epoch
+        except codec.DecodeError:
+            return
+        if epoch != self.epoch and epoch != self.rival:
+            if self.rival == 0 and self._started:
+                log.error("relay %s: another relay (epoch %x) publishes this group: stop one of them", self.group, epoch)
+            self.rival = epoch
 
     async def _on_state(self, msg: Any) -> None:
         origin = self.origin

@@ -204,20 +204,25 @@ class Mirror:
         published = counters[_UPDATES] > have[_UPDATES]
         # the common update moves `updates` by one, which the publish itself does: no bump at all
         if counters[_UPDATES] - have[_UPDATES] > 1 or counters[_UPDATES + 1 :] != have[_UPDATES + 1 :]:
+            # counters and levels are separate slot writes: flagged in between, a reader never takes
+            # the new counters for the old book's (the publish or set_status below clears the flag)
+            writer.set_status(slot, market.status | Status.STALE, update.message.decode(errors="replace"))
+            market.message = update.message
             for i, counter in enumerate(_COUNTERS):
                 delta = counters[i] - have[i] - (1 if i == _UPDATES and published else 0)
                 if delta > 0:
                     writer.bump(slot, counter, delta)
         market.counters = counters
-        if update.message != market.message or not published:
-            writer.set_status(slot, update.status, update.message.decode(errors="replace"))
-            market.message = update.message
         if published:
             # publish is the C method: it takes any C-contiguous (n, 2) float64 buffer, as the views are
             bids, asks = cast(Levels, update.bids), cast(Levels, update.asks)
             writer.publish(slot, update_id=update.update_id, event_time_ms=update.field("event_time_ms"),
                            recv_time_ns=update.field("recv_time_ns"), status=update.status,
                            bids=bids, asks=asks, n_bids=len(bids), n_asks=len(asks))
+        # the message after the levels: set first, a new in-sync status would stand over the old book
+        if update.message != market.message or not published:
+            writer.set_status(slot, update.status, update.message.decode(errors="replace"))
+            market.message = update.message
         market.status = update.status
         writer.notify()
         self.stats.applied += 1

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +153,20 @@ class MirrorHost:
 
     def stop(self) -> int:
         return stop_process(self.proc, STOP_S)
+
+
+@contextmanager
+def relayed_host(origin: Origin, url: str, logdir: Path, *mirror_args: str, name: str = "m") -> Iterator[MirrorHost]:
+    """`ldc relay` of the origin and one mirror host in sync with it; both stopped on exit."""
+    relay = start_relay(origin.group, url, logdir / "relay.log")
+    host = MirrorHost(origin.group, url, *mirror_args, name=name)
+    try:
+        host.probe("sync", origin.symbols, min(origin.uid[s] for s in origin.symbols) + 5)
+        yield host
+    finally:
+        host.signal(signal.SIGCONT)  # a test may have stopped it
+        host.stop()
+        stop_process(relay)
 
 
 def wait_for(predicate: Any, what: str, timeout_s: float = WAIT_S) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fanout_helpers import MirrorHost, Origin, start_relay, wait_for
+from fanout_helpers import MirrorHost, Origin, relayed_host, start_relay, wait_for
 from ldc.fanout.server import NatsServer, stop_process
 
 pytestmark = pytest.mark.skipif(
@@ -115,10 +115,7 @@ def test_relay_nats_server_and_origin_restarts_recover_without_an_operator(nats:
 
 
 def test_markets_added_and_removed_at_the_origin_follow_on_the_mirror(nats: NatsServer, origin: Origin, logdir: Path) -> None:
-    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
-    host = MirrorHost(origin.group, nats.url, name="dir")
-    try:
-        host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+    with relayed_host(origin, nats.url, logdir, name="dir") as host:
         with origin._lock:
             origin.writer.add_market("DDDUSDT")
             origin.uid["DDDUSDT"] = 0
@@ -128,18 +125,12 @@ def test_markets_added_and_removed_at_the_origin_follow_on_the_mirror(nats: Nats
         # removals travel with the relay's heartbeat (the origin's market list), every 0.5 s
         wait_for(lambda: "market 'AAAUSDT' is not in segment" in host.run(sys.executable, "-m", "ldc.cli", "book", origin.group,
                                                                           "AAAUSDT").stderr, "AAAUSDT to leave the mirror")
-    finally:
-        host.stop()
-        stop_process(relay)
 
 
 def test_a_gap_resyncs_only_that_market(nats: NatsServer, origin: Origin, logdir: Path) -> None:
     """A mirror too slow for its client's queue (20 updates) loses updates of the one busy market:
     that market alone is flagged RESYNCING and re-fetched, the quiet ones never leave sync."""
-    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
-    host = MirrorHost(origin.group, nats.url, "--pending-msgs", "20", name="gap")
-    try:
-        host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+    with relayed_host(origin, nats.url, logdir, "--pending-msgs", "20", name="gap") as host:
         origin.paused.update({"AAAUSDT", "CCCUSDT"})
         origin.rate_hz = 1000.0  # BBBUSDT alone, fast
         host.signal(signal.SIGSTOP)  # the socket fills while the mirror sleeps
@@ -152,9 +143,6 @@ def test_a_gap_resyncs_only_that_market(nats: NatsServer, origin: Origin, logdir
         assert "BBBUSDT sequence gap" in log, log[-3000:]
         assert "AAAUSDT sequence gap" not in log and "CCCUSDT sequence gap" not in log
         assert "every market STALE" not in log.split("relay started")[-1]  # the connection stayed up
-    finally:
-        host.stop()
-        stop_process(relay)
 
 
 # the server cuts a client once 64 KB wait for it, or a write to it stalls for 200 ms
@@ -260,10 +248,7 @@ def test_a_second_relay_of_a_group_refuses(nats: NatsServer, origin: Origin, log
 
 
 def test_a_second_mirror_or_another_user_cannot_write_the_segment(nats: NatsServer, origin: Origin, logdir: Path) -> None:
-    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
-    host = MirrorHost(origin.group, nats.url, name="excl")
-    try:
-        host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+    with relayed_host(origin, nats.url, logdir, name="excl") as host:
         second = host.run(sys.executable, "-m", "ldc.cli", "mirror", "--group", origin.group, "--nats", nats.url)
         assert second.returncode == 2
         assert f"segment /ldc-{origin.group} has a live writer (pid {host.proc.pid}); one writer per group" in second.stderr
@@ -272,9 +257,6 @@ def test_a_second_mirror_or_another_user_cannot_write_the_segment(nats: NatsServ
         assert other_user.returncode == 2
         assert "is not writable by this user" in other_user.stderr or "Permission" in other_user.stderr, other_user.stderr
         host.probe("sync", SYMBOLS, now_uid(origin) + 5)
-    finally:
-        host.stop()
-        stop_process(relay)
 
 
 def test_wrong_credentials_name_the_server_and_the_cause(origin: Origin, logdir: Path) -> None:

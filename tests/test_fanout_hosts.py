@@ -343,3 +343,38 @@ def test_only_the_relays_nats_user_can_change_what_mirrors_show(origin: Origin, 
         finally:
             host.stop()
             stop_process(relay)
+
+
+def make_tls(d: Path) -> tuple[Path, Path, Path, Path]:
+    """A CA, a server certificate for 127.0.0.1 signed by it, and a CA nobody signed with (openssl)."""
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=ldc test CA")
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem", "-days", "1", "-subj", "/CN=other CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
+        "-days", "1", "-extfile", "san.ext")
+    return d / "ca.pem", d / "server.pem", d / "server.key", d / "other.pem"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificates")
+def test_tls_with_the_servers_ca_and_a_refusal_naming_the_cause_without_it(origin: Origin, logdir: Path) -> None:
+    ca, cert, key, other_ca = make_tls(logdir)
+    with NatsServer(extra_conf=f'tls {{ cert_file: "{cert}"\n key_file: "{key}" }}') as nats:
+        url = nats.url.replace("nats://", "tls://")
+        good, bad = logdir / "good.toml", logdir / "bad.toml"
+        good.write_text(f'[nats]\nservers = ["{url}"]\ntls_ca = "{ca}"\n')
+        bad.write_text(f'[nats]\nservers = ["{url}"]\ntls_ca = "{other_ca}"\n')
+        refused = MirrorHost(origin.group, "", config=bad, name="tlsbad")
+        assert refused.proc.wait(60) == 1
+        assert f"NATS server {url} refused the connection: SSLCertVerificationError" in refused.log(), refused.log()[-2000:]
+        relay = subprocess.Popen([sys.executable, "-m", "ldc.cli", "relay", str(good), "--group", origin.group],
+                                 stdout=subprocess.DEVNULL, stderr=open(logdir / "relay.log", "ab"))
+        host = MirrorHost(origin.group, "", config=good, name="tls")
+        try:
+            host.probe("sync", SYMBOLS, now_uid(origin) + 5)
+        finally:
+            host.stop()
+            stop_process(relay)

@@ -378,3 +378,44 @@ def test_tls_with_the_servers_ca_and_a_refusal_naming_the_cause_without_it(origi
         finally:
             host.stop()
             stop_process(relay)
+
+
+def test_a_restarted_mirror_takes_its_segment_over_with_the_origins_counters(nats: NatsServer, origin: Origin, logdir: Path) -> None:
+    """The mirror's segment outlives the mirror (as a feeder's does): the next mirror takes it over and
+    its slots must again equal the origin's, counters included (not added to the last mirror's)."""
+    import fanout_truth
+    from ldc.errors import SegmentError
+    from ldc.shm.reader import Reader
+    from shm_helpers import unlink_group
+
+    local = origin.group + "-m"  # on this host: a namespace would not outlive its mirror
+
+    def exact_at(target: int) -> bool:
+        try:
+            with Reader(local) as reader:
+                for symbol in SYMBOLS:
+                    st = reader.status(symbol)
+                    snap = reader.snapshot(symbol, allow_out_of_sync=True)
+                    if not st.in_sync or st.update_id < target or snap.update_id != st.update_id:
+                        return False
+                    bad = fanout_truth.mismatch(symbol, snap.update_id, snap.bids, snap.asks, snap.event_time_ms,
+                                                snap.recv_time_ns, st.counters)
+                    assert not bad, bad
+        except SegmentError:  # not made yet, or being replaced
+            return False
+        return True
+
+    mirror = [sys.executable, "-m", "ldc.cli", "mirror", "--group", origin.group, "--nats", nats.url, "--local-group", local]
+    relay = start_relay(origin.group, nats.url, logdir / "relay.log")
+    try:
+        for run in range(2):
+            proc = subprocess.Popen(mirror, stdout=subprocess.DEVNULL, stderr=open(logdir / f"mirror{run}.log", "ab"))
+            try:
+                target = now_uid(origin) + 10
+                wait_for(lambda: exact_at(target), f"mirror run {run} in sync and equal to the origin")
+            finally:
+                stop_process(proc)
+        assert "took over segment" in (logdir / "mirror1.log").read_text()
+    finally:
+        stop_process(relay)
+        unlink_group(local)

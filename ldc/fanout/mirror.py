@@ -86,7 +86,7 @@ class Mirror:
         self.wanted = set(symbols) if symbols else None
         # the segment is made once the relay says the origin's geometry; with --symbols at once (its
         # slots then say what the mirror waits for), replaced if the origin's geometry differs
-        self._writer = SegmentWriter(self.local_group, depth=depth, capacity=DEFAULT_CAPACITY) if symbols else None
+        self._writer = self._new_writer(depth, DEFAULT_CAPACITY, "") if symbols else None
         self.markets: dict[str, Market] = {}
         self.stats = Stats()
         self.relay_epoch = 0
@@ -102,6 +102,14 @@ class Mirror:
             self._add(symbol)
 
     # ------------------------------------------------------------------ markets and flags
+
+    def _new_writer(self, depth: int, capacity: int, exchange: str) -> SegmentWriter:
+        """The segment, created or taken over from a previous mirror: its markets start afresh (new
+        generations, counters 0), since what this mirror knows of each slot starts at nothing."""
+        writer = SegmentWriter(self.local_group, depth=depth, capacity=capacity, exchange=exchange)
+        for symbol in writer.markets():
+            writer.remove_market(symbol)
+        return writer
 
     def _add(self, symbol: str) -> Market:
         market = Market(self.writer.add_market(symbol))
@@ -310,7 +318,7 @@ class Mirror:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self._writer = SegmentWriter(self.local_group, depth=info.depth, capacity=info.capacity, exchange=info.exchange)
+        self._writer = self._new_writer(info.depth, info.capacity, info.exchange)
         self.exchange = info.exchange
         self.markets = {}
         for symbol in symbols:

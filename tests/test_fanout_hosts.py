@@ -125,6 +125,41 @@ def test_markets_added_and_removed_at_the_origin_follow_on_the_mirror(nats: Nats
         # removals travel with the relay's heartbeat (the origin's market list), every 0.5 s
         wait_for(lambda: "market 'AAAUSDT' is not in segment" in host.run(sys.executable, "-m", "ldc.cli", "book", origin.group,
                                                                           "AAAUSDT").stderr, "AAAUSDT to leave the mirror")
+        with origin._lock:  # added again: a new generation, its counters and update ids start again
+            origin.writer.add_market("AAAUSDT")
+            origin.uid["AAAUSDT"] = 0
+            origin.symbols = [*origin.symbols, "AAAUSDT"]
+        host.probe("sync", ["AAAUSDT"], 5)
+
+
+def test_a_heartbeat_claiming_a_later_sequence_twice_resyncs_that_market(nats: NatsServer, origin: Origin, logdir: Path) -> None:
+    """The last update of a quiet market lost: only the heartbeat's sequences can tell. Two heartbeats in
+    a row claiming more than the mirror applied make it re-fetch that market alone."""
+    import asyncio
+
+    import nats as nats_client
+
+    from ldc.fanout import codec
+
+    with relayed_host(origin, nats.url, logdir, name="hb") as host:
+        origin.paused.add("CCCUSDT")
+        time.sleep(0.3)
+
+        async def claim() -> None:
+            nc = await nats_client.connect(nats.url)
+            subject = codec.control_subject(origin.group, codec.HEARTBEAT_TOKEN)
+            sub = await nc.subscribe(subject)
+            info = codec.Info.decode((await sub.next_msg(timeout=5)).data)  # the relay's own
+            claimed = codec.Info(**{**info.__dict__, "seqs": {**info.seqs, "CCCUSDT": info.seqs["CCCUSDT"] + 3}})
+            for _ in range(2):
+                await nc.publish(subject, claimed.encode())
+            await nc.flush()
+            await nc.close()
+
+        asyncio.run(claim())
+        wait_for(lambda: "CCCUSDT heartbeat says sequence" in host.log(), "the mirror to resync CCCUSDT")
+        host.probe("sync", SYMBOLS, origin.uid["CCCUSDT"])
+        assert "AAAUSDT heartbeat says" not in host.log() and "BBBUSDT heartbeat says" not in host.log()
 
 
 def test_a_gap_resyncs_only_that_market(nats: NatsServer, origin: Origin, logdir: Path) -> None:

@@ -1,0 +1,181 @@
+"""The relay's view of the origin segment: which markets changed since the last look, as updates.
+
+It reads the feeder's segment as any reader does (read-only mapping, seqlock copies through
+``ldc.shm.reader.Reader``), so the feeder pays nothing for it. To find what changed without copying
+every slot it keeps its own read-only mapping of the same file (a ``_seqlock.Segment``, the C reader
+the Reader itself uses), compares each active slot's ``seq`` word (one numpy gather) with the
+``seq`` of the copy it last sent, and copies the changed slots with their status message; the
+notify futex word wakes it after each publish batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ldc.fanout import codec
+from ldc.shm import _seqlock
+from ldc.shm.layout import HEADER, WAITERS_SIZE, Geometry, segment_path, waiters_path
+from ldc.shm.reader import Reader, SnapshotBuffer
+
+log = logging.getLogger(__name__)
+
+WORD: Final = 8  # bytes of a u64 seq word
+# consistent copies, in or out of sync, of a live or dead writer (the relay says which separately)
+_COPIED: Final = frozenset((_seqlock.READ_OK, _seqlock.READ_OUT_OF_SYNC, _seqlock.READ_WRITER_DEAD))
+
+
+@dataclass(frozen=True)
+class Change:
+    symbol: str
+    seq: int  # the relay's per-market sequence of this update
+    payload: bytes
+
+
+class Origin:
+    """One attachment to the origin segment. Not thread-safe: one thread calls everything."""
+
+    def __init__(self, group: str, epoch: int, *, register_waiter: bool = True) -> None:
+        self.group = group
+        self.epoch = epoch
+        self.reader = Reader(group)
+        self.geometry: Geometry = self.reader.geometry
+        self.exchange = self.reader.info().exchange
+        self.identity = _identity(group)
+        fd = os.open(segment_path(group), os.O_RDONLY)
+        try:
+            self._mm = mmap.mmap(fd, self.geometry.segment_size, access=mmap.ACCESS_READ)
+            # registered, the feeder makes a FUTEX_WAKE call for us after every publish batch
+            self._waiters = _open_waiters(group) if register_waiter else None
+            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=False, lock_fd=fd,
+                                         waiters=self._waiters)
+        except BaseException:
+            os.close(fd)
+            self.reader.close()
+            raise
+        self._fd = fd
+        self._words = np.frombuffer(self._mm, np.uint64)
+        self._buf = SnapshotBuffer(self._seg, self.geometry)
+        self._group_b = group.encode()
+        self._notify_off = HEADER.offset("notify")
+        self._dir_seq_off = HEADER.offset("dir_seq")
+        self._dir_seq = -1
+        self._symbols: list[str] = []
+        self._slots: list[int] = []
+        self._gens: list[int] = []
+        self._symbol_b: list[bytes] = []
+        self._seq_index: npt.NDArray[np.intp] = np.zeros(0, np.intp)
+        self._sent: npt.NDArray[np.uint64] = np.zeros(0, np.uint64)
+        self.seqs: dict[str, int] = {}  # symbol -> last sequence published
+        self.last: dict[str, bytes] = {}  # symbol -> last update published (served to newcomers)
+
+    def close(self) -> None:
+        self._seg.close()
+        del self._words
+        self._mm.close()
+        if self._waiters is not None:
+            self._waiters.close()
+        os.close(self._fd)
+        self.reader.close()
+
+    # ------------------------------------------------------------------ waiting and liveness
+
+    def notify_word(self) -> int:
+        return self._seg.load_u32(self._notify_off)
+
+    def wait(self, word: int, timeout_s: float) -> None:
+        """Sleep until the writer's next publish batch or ``timeout_s`` (at once if ``word`` is already
+        old). Unregistered, only the timeout (or another registered reader's wake) ends the sleep."""
+        self._seg.wait(word, timeout_s)
+
+    def alive(self) -> bool:
+        return self.reader.writer_alive()
+
+    def replaced(self) -> bool:
+        """True when the segment file was replaced (a feeder of another geometry): re-attach."""
+        try:
+            return _identity(self.group) != self.identity
+        except FileNotFoundError:
+            return False
+
+    # ------------------------------------------------------------------ changes
+
+    def changes(self) -> list[Change]:
+        """Updates for every market whose slot changed since its last update (and new markets)."""
+        if self._seg.load_u64(self._dir_seq_off) != self._dir_seq:
+            self._load_directory()
+        current = self._words[self._seq_index]
+        changed = np.flatnonzero(current != self._sent)
+        return [c for i in changed.tolist() if (c := self._change(i)) is not None]
+
+    def _change(self, i: int) -> Change | None:
+        # the status message is copied too (Reader.read_into leaves it out): it travels with the data
+        rc = self._seg.read(self._slots[i], self._gens[i], self._buf, True)
+        if rc not in _COPIED:  # removed or reused under us, or no consistent copy: next round
+            self._dir_seq = -1
+            return None
+        buf = self._buf
+        if buf.seq == self._sent[i]:
+            return None
+        self._sent[i] = buf.seq
+        symbol = self._symbols[i]
+        seq = self.seqs.get(symbol, 0) + 1
+        g = self.geometry
+        payload = codec.encode_update(
+            self.epoch, seq, self._group_b, self._symbol_b[i], memoryview(buf),
+            g.bids_offset, g.asks_offset, g.message_offset, g.message_size,
+        )
+        self.seqs[symbol] = seq
+        self.last[symbol] = payload
+        return Change(symbol, seq, payload)
+
+    def _load_directory(self) -> None:
+        before = self._seg.load_u64(self._dir_seq_off)
+        entries = self._seg.read_directory()
+        if entries is None or before & 1:  # changing (or its writer died mid-change): next round
+            self._dir_seq = -1
+            return
+        self._dir_seq = before
+        sent = dict(zip(self._symbols, self._sent.tolist()))
+        symbols, slots, gens = [], [], []
+        for slot, raw, gen in sorted(entries):
+            symbol = raw.decode(errors="replace")
+            if not codec.symbol_is_token(symbol):
+                log.error("market %r of group %s cannot be a NATS subject token: not relayed", symbol, self.group)
+                continue
+            symbols.append(symbol)
+            slots.append(slot)
+            gens.append(gen)
+        for gone in set(self.seqs) - set(symbols):
+            self.seqs.pop(gone, None)
+            self.last.pop(gone, None)
+        self._symbols, self._slots, self._gens = symbols, slots, gens
+        self._symbol_b = [s.encode() for s in symbols]
+        self._seq_index = np.array([self.geometry.slot_offset(s) // WORD for s in slots], np.intp)
+        self._sent = np.array([sent.get(s, 0) for s in symbols], np.uint64)
+        log.info("origin %s: %d markets", self.group, len(symbols))
+
+
+def _open_waiters(group: str) -> mmap.mmap | None:
+    """The waiter counter (LAYOUT.md section 11), so the feeder wakes us; None: we poll in slices."""
+    try:
+        fd = os.open(waiters_path(group), os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size < WAITERS_SIZE:
+            return None
+        return mmap.mmap(fd, WAITERS_SIZE)
+    finally:
+        os.close(fd)
+
+
+def _identity(group: str) -> tuple[int, int]:
+    st = os.stat(segment_path(group))
+    return st.st_dev, st.st_ino

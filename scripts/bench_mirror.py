@@ -318,15 +318,15 @@ async def state_fetch(url: str) -> dict[str, float]:
 
 def feeder_relay_on_off(nats: NatsServer, repeats: int, markets: int = 10) -> dict[str, Any]:
     """bench_feeder.py's throughput run (the genuine spot capture replayed as fast as the feeder reads,
-    ``markets`` copies), alternately without ``ldc relay``, with it (polling the notify word, the
-    default) and with ``--wake-on-notify`` (a registered waiter the feeder wakes): the feeder's diffs
-    per CPU-second each way (issue 16: the relay must not slow the feeder)."""
+    ``markets`` copies), alternately without and with ``ldc relay`` (asleep on the notify word, which the
+    feeder bumps and wakes after every batch whether anyone sleeps or not): the feeder's diffs per
+    CPU-second each way (issue 16: the relay must not slow the feeder)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_feeder
 
     index = bench_feeder.load_index(bench_feeder.CAPTURES)
     new_group = bench_feeder.new_group
-    modes: dict[str, list[str] | None] = {"off": None, "relay_polling": [], "relay_woken": ["--wake-on-notify"]}
+    modes: dict[str, list[str] | None] = {"off": None, "relay": []}
     runs: dict[str, list[float]] = {mode: [] for mode in modes}
     for r in range(repeats):
         for mode, extra in modes.items():
@@ -343,7 +343,7 @@ def feeder_relay_on_off(nats: NatsServer, repeats: int, markets: int = 10) -> di
                 stop(relay)
     off = statistics.median(runs["off"])
     result: dict[str, Any] = {"markets": markets, "diffs_per_cpu_s_relay_off": round(off)}
-    for mode in ("relay_polling", "relay_woken"):
+    for mode in ("relay",):
         result[f"diffs_per_cpu_s_{mode}"] = round(statistics.median(runs[mode]))
         result[f"ratio_{mode}_over_off"] = round(statistics.median(runs[mode]) / off, 3)
     result["runs"] = {mode: [round(x) for x in found] for mode, found in runs.items()}

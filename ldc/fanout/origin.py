@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from ldc.fanout import codec
 from ldc.shm import _seqlock
-from ldc.shm.layout import HEADER, WAITERS_SIZE, Geometry, segment_path, waiters_path
+from ldc.shm.layout import HEADER, Geometry, segment_path
 from ldc.shm.reader import Reader, SnapshotBuffer
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Change:
 class Origin:
     """One attachment to the origin segment. Not thread-safe: one thread calls everything."""
 
-    def __init__(self, group: str, epoch: int, *, register_waiter: bool = True) -> None:
+    def __init__(self, group: str, epoch: int) -> None:
         self.group = group
         self.epoch = epoch
         self.reader = Reader(group)
@@ -51,10 +51,7 @@ class Origin:
         fd = os.open(segment_path(group), os.O_RDONLY)
         try:
             self._mm = mmap.mmap(fd, self.geometry.segment_size, access=mmap.ACCESS_READ)
-            # registered, the feeder makes a FUTEX_WAKE call for us after every publish batch
-            self._waiters = _open_waiters(group) if register_waiter else None
-            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=False, lock_fd=fd,
-                                         waiters=self._waiters)
+            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=False, lock_fd=fd)
         except BaseException:
             os.close(fd)
             self.reader.close()
@@ -79,8 +76,6 @@ class Origin:
         self._seg.close()
         del self._words
         self._mm.close()
-        if self._waiters is not None:
-            self._waiters.close()
         os.close(self._fd)
         self.reader.close()
 
@@ -91,7 +86,7 @@ class Origin:
 
     def wait(self, word: int, timeout_s: float) -> None:
         """Sleep until the writer's next publish batch or ``timeout_s`` (at once if ``word`` is already
-        old). Unregistered, only the timeout (or another registered reader's wake) ends the sleep."""
+        old). The writer wakes every sleeper after each batch (LAYOUT.md section 11): this costs it nothing."""
         self._seg.wait(word, timeout_s)
 
     def alive(self) -> bool:
@@ -160,20 +155,6 @@ class Origin:
         self._seq_index = np.array([self.geometry.slot_offset(s) // WORD for s in slots], np.intp)
         self._sent = np.array([sent.get(s, 0) for s in symbols], np.uint64)
         log.info("origin %s: %d markets", self.group, len(symbols))
-
-
-def _open_waiters(group: str) -> mmap.mmap | None:
-    """The waiter counter (LAYOUT.md section 11), so the feeder wakes us; None: we poll in slices."""
-    try:
-        fd = os.open(waiters_path(group), os.O_RDWR)
-    except OSError:
-        return None
-    try:
-        if os.fstat(fd).st_size < WAITERS_SIZE:
-            return None
-        return mmap.mmap(fd, WAITERS_SIZE)
-    finally:
-        os.close(fd)
 
 
 def _identity(group: str) -> tuple[int, int]:

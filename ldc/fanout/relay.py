@@ -30,11 +30,9 @@ from ldc.fanout.origin import Origin
 log = logging.getLogger("ldc.relay")
 
 HEARTBEAT_INTERVAL_S: Final = 0.5
-WAIT_SLICE_S: Final = 0.002  # --wake-on-notify: the loop blocks in the origin's futex at most this long
-# Default: the relay is not a registered waiter, so the feeder makes no system call for it (registered,
-# the feeder's diffs per CPU-second fell to 0.85x in scripts/bench_mirror.py's feeder part); it looks
-# at the notify word this often instead, which adds at most this much to the fan-out latency.
-POLL_S: Final = 0.0002
+# The loop blocks in the origin's notify futex at most this long (the writer wakes every sleeper after each
+# publish batch, layout 2.0: a sleeping relay costs the feeder nothing), so NATS callbacks run in between.
+WAIT_SLICE_S: Final = 0.002
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
 RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is another relay's heartbeat heard?
@@ -45,11 +43,10 @@ class RelayConflict(LdcError):
 
 
 class Relay:
-    def __init__(self, group: str, options: NatsOptions, *, wake_on_notify: bool = False) -> None:
+    def __init__(self, group: str, options: NatsOptions) -> None:
         self.group = codec.check_group(group)
         self.options = options
-        self.wake_on_notify = wake_on_notify
-        self._wait_s = WAIT_SLICE_S if wake_on_notify else POLL_S
+        self._wait_s = WAIT_SLICE_S
         self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
         self.origin: Origin | None = None
         self.origin_alive = False
@@ -105,7 +102,7 @@ class Relay:
 
     def _attach(self) -> bool:
         try:
-            self.origin = Origin(self.group, self.epoch, register_waiter=self.wake_on_notify)
+            self.origin = Origin(self.group, self.epoch)
         except SegmentError as exc:
             log.info("waiting for the origin segment of %s: %s", self.group, exc)
             return False
@@ -189,8 +186,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("config", nargs="?", help="TOML file with a [nats] table (servers, TLS, credentials)")
     p.add_argument("--group", required=True, help="the group whose segment /dev/shm/ldc-GROUP is relayed")
     p.add_argument("--nats", help="NATS URL(s), comma-separated, instead of a config file")
-    p.add_argument("--wake-on-notify", action="store_true",
-                   help="be woken by the feeder after each publish batch (less latency; costs the feeder a system call per batch)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -233,8 +228,7 @@ class _Command:
 
     @staticmethod
     def make(args: argparse.Namespace) -> Relay:
-        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"),
-                     wake_on_notify=args.wake_on_notify)
+        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"))
 
 
 def main(argv: list[str]) -> int:

@@ -290,7 +290,9 @@ def test_a_second_mirror_or_another_user_cannot_write_the_segment(nats: NatsServ
         other_user = host.run("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
                               sys.executable, "-m", "ldc.cli", "mirror", "--group", origin.group, "--nats", nats.url)
         assert other_user.returncode == 2
-        assert "is not writable by this user" in other_user.stderr or "Permission" in other_user.stderr, other_user.stderr
+        # the group's ownership lock (layout 2.0) is the mirror user's, 0600: another user cannot even open it
+        assert f"/dev/shm/ldc-{origin.group}.lock belongs to root (uid 0) with mode 0600 and cannot be opened by nobody" \
+            in other_user.stderr, other_user.stderr
         host.probe("sync", SYMBOLS, now_uid(origin) + 5)
 
 

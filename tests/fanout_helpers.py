@@ -75,6 +75,8 @@ class Origin:
                 for symbol in self.symbols:
                     if symbol not in self.paused:
                         self.publish(symbol)
+                # as a feeder does (layout 2.0): readers judge a writer with an old heartbeat STALE
+                self.writer.heartbeat()
                 self.writer.notify()
 
     def stop_publishing(self) -> None:

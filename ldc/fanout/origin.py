@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,13 +22,16 @@ import numpy.typing as npt
 
 from ldc.fanout import codec
 from ldc.shm import _seqlock
-from ldc.shm.layout import HEADER, Geometry, segment_path
+from ldc.errors import SegmentError, SegmentNotFound
+from ldc.shm.layout import HEADER, SLOT_HEADER, Geometry, Status, segment_name, segment_path
 from ldc.shm.reader import Reader, SnapshotBuffer
 
 log = logging.getLogger(__name__)
 
 WORD: Final = 8  # bytes of a u64 seq word
 # consistent copies, in or out of sync, of a live or dead writer (the relay says which separately)
+_STATUS_AT: Final = SLOT_HEADER.offset("status")
+_STATUS: Final = struct.Struct("<I")
 _COPIED: Final = frozenset((_seqlock.READ_OK, _seqlock.READ_OUT_OF_SYNC, _seqlock.READ_WRITER_DEAD))
 
 
@@ -41,15 +45,25 @@ class Change:
 class Origin:
     """One attachment to the origin segment. Not thread-safe: one thread calls everything."""
 
-    def __init__(self, group: str, epoch: int) -> None:
+    def __init__(self, group: str, epoch: int, seqs: dict[str, int] | None = None) -> None:
+        """``seqs``: the relay's sequences from a previous attachment (the epoch's sequences go on
+        across a replaced origin file: a mirror takes a sequence that starts again for an old one)."""
         self.group = group
         self.epoch = epoch
-        self.reader = Reader(group)
-        self.geometry: Geometry = self.reader.geometry
-        self.exchange = self.reader.info().exchange
-        self.identity = _identity(group)
-        fd = os.open(segment_path(group), os.O_RDONLY)
+        # our own descriptor first, then the Reader, then the name again: the name leads to no older
+        # file once replaced, so if it still leads to ours the Reader mapped ours too (same geometry)
+        fd = _open(group)
         try:
+            self.identity = _fd_identity(fd)
+            self.reader = Reader(group)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            self.exchange = self.reader.info().exchange
+            self.geometry: Geometry = self.reader.geometry
+            if self.replaced():
+                raise SegmentError(f"segment {self.reader.name} was replaced while attaching")
             self._mm = mmap.mmap(fd, self.geometry.segment_size, access=mmap.ACCESS_READ)
             self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=False, lock_fd=fd)
         except BaseException:
@@ -69,7 +83,7 @@ class Origin:
         self._symbol_b: list[bytes] = []
         self._seq_index: npt.NDArray[np.intp] = np.zeros(0, np.intp)
         self._sent: npt.NDArray[np.uint64] = np.zeros(0, np.uint64)
-        self.seqs: dict[str, int] = {}  # symbol -> last sequence published
+        self.seqs: dict[str, int] = dict(seqs or {})  # symbol -> last sequence published
         self.last: dict[str, bytes] = {}  # symbol -> last update published (served to newcomers)
 
     def close(self) -> None:
@@ -90,10 +104,15 @@ class Origin:
         self._seg.wait(word, timeout_s)
 
     def alive(self) -> bool:
-        return self.reader.writer_alive()
+        """The writer of *our* file runs and heartbeats. (``Reader.writer_alive`` would follow a
+        replaced file and speak of the new writer while we still read the old file.) A writer whose
+        heartbeat is older than its ``stale_after_ms`` (stopped, hung) counts as not running: its
+        readers see every market STALE, so the mirrors must too, and only the heartbeat can say so."""
+        return bool(self._seg.probe()) and not self._seg.stale()
 
     def replaced(self) -> bool:
-        """True when the segment file was replaced (a feeder of another geometry): re-attach."""
+        """True when the name leads to another file than ours: every feeder start builds a new file
+        and retires the old one (LAYOUT.md section 12), so the relay re-attaches."""
         try:
             return _identity(self.group) != self.identity
         except FileNotFoundError:
@@ -118,17 +137,37 @@ class Origin:
         buf = self._buf
         if buf.seq == self._sent[i]:
             return None
+        slot = self._stored_status(i, memoryview(buf), buf.seq, buf.status)
+        if slot is None:  # republished since the copy: next round
+            return None
         self._sent[i] = buf.seq
         symbol = self._symbols[i]
         seq = self.seqs.get(symbol, 0) + 1
         g = self.geometry
         payload = codec.encode_update(
-            self.epoch, seq, self._group_b, self._symbol_b[i], memoryview(buf),
+            self.epoch, seq, self._group_b, self._symbol_b[i], slot,
             g.bids_offset, g.asks_offset, g.message_offset, g.message_size,
         )
         self.seqs[symbol] = seq
         self.last[symbol] = payload
         return Change(symbol, seq, payload)
+
+    def _stored_status(self, i: int, slot: memoryview, seq: int, status: int) -> memoryview | None:
+        """The copy with the status its writer stored. The reader adds STALE to a copy when the
+        origin's heartbeat is old (its own judgement, LAYOUT.md section 10); relayed, that flag would
+        stay on the mirror's slot after the origin's heartbeat resumed, until the market changed.
+        The relay says it in its heartbeat instead (``alive``). None: the slot changed since."""
+        if not status & Status.STALE:
+            return slot
+        at = int(self._seq_index[i]) * WORD
+        stored = self._seg.load_u32(at + _STATUS_AT)
+        if self._seg.load_u64(at) != seq:  # after the status load: that status is the copy's
+            return None
+        if stored & Status.STALE:
+            return slot
+        patched = bytearray(slot)
+        _STATUS.pack_into(patched, _STATUS_AT, stored)
+        return memoryview(patched)
 
     def _load_directory(self) -> None:
         before = self._seg.load_u64(self._dir_seq_off)
@@ -157,6 +196,20 @@ class Origin:
         log.info("origin %s: %d markets", self.group, len(symbols))
 
 
+def _open(group: str) -> int:
+    try:
+        return os.open(segment_path(group), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SegmentNotFound(f"no segment {segment_name(group)}: is the feeder for group {group!r} running?") from None
+    except OSError as exc:  # no permission, a symbolic link: the Reader names the cause
+        raise SegmentError(f"cannot open {segment_path(group)}: {exc.strerror}") from None
+
+
 def _identity(group: str) -> tuple[int, int]:
     st = os.stat(segment_path(group))
+    return st.st_dev, st.st_ino
+
+
+def _fd_identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
     return st.st_dev, st.st_ino

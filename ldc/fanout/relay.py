@@ -49,6 +49,7 @@ class Relay:
         self._wait_s = WAIT_SLICE_S
         self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
         self.origin: Origin | None = None
+        self._seqs: dict[str, int] = {}  # the last origin file's sequences: the epoch's go on in the next
         self.origin_alive = False
         self.published = 0
         self.dropped = 0  # updates not published (NATS unreachable and its buffer full)
@@ -102,7 +103,7 @@ class Relay:
 
     def _attach(self) -> bool:
         try:
-            self.origin = Origin(self.group, self.epoch)
+            self.origin = Origin(self.group, self.epoch, self._seqs)
         except SegmentError as exc:
             log.info("waiting for the origin segment of %s: %s", self.group, exc)
             return False
@@ -113,6 +114,7 @@ class Relay:
     def _detach(self) -> None:
         origin, self.origin = self.origin, None
         if origin is not None:
+            self._seqs = origin.seqs
             origin.close()
 
     # ------------------------------------------------------------------ asyncio side

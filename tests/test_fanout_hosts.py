@@ -452,7 +452,8 @@ def test_a_restarted_mirror_takes_its_segment_over_with_the_origins_counters(nat
                 wait_for(lambda: exact_at(target), f"mirror run {run} in sync and equal to the origin")
             finally:
                 stop_process(proc)
-        assert "took over segment" in (logdir / "mirror1.log").read_text()
+        # layout 2.0: the second mirror builds a new file and retires the first one's
+        assert f"replaced segment /ldc-{local} " in (logdir / "mirror1.log").read_text()
     finally:
         stop_process(relay)
         unlink_group(local)

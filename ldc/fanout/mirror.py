@@ -12,7 +12,8 @@ Exact or flagged:
 - a sequence gap (a lost or reordered message, or the heartbeat claiming a later sequence twice in a
   row) marks that market alone RESYNCING and re-fetches its state from the relay;
 - a lost NATS connection marks every market STALE; the reconnect re-fetches them all;
-- a silent relay (no heartbeat for ``RELAY_SILENT_S``) or an origin feeder that is not running marks
+- a silent relay (no heartbeat for ``RELAY_SILENT_S``) or an origin feeder that is not running (or
+  whose heartbeat is older than its ``stale_after_ms``: its own readers see STALE too) marks
   every market STALE until the relay says otherwise, then re-fetches them all;
 - a new relay epoch (the relay restarted) is followed from each market's first update.
 """
@@ -285,7 +286,7 @@ class Mirror:
             return
         self.last_heartbeat = time.monotonic()
         if not info.origin_alive or not info.depth:
-            self.flag_all_stale(f"origin feeder of group {self.group} is not running (relay epoch {info.epoch:x})")
+            self.flag_all_stale(f"origin feeder of group {self.group} is not running or its heartbeat is stale (relay epoch {info.epoch:x})")
             return
         w = self._writer
         if w is None or (info.depth, info.capacity, info.exchange) != (w.geometry.depth, w.geometry.capacity, self.exchange):

@@ -20,7 +20,7 @@ from typing import Any
 
 import fanout_truth
 from ldc.fanout.server import stop_process
-from ldc.shm.layout import Counter, Status
+from ldc.shm.layout import DEFAULT_STALE_AFTER_MS, MIN_STALE_INTERVALS, Counter, Status
 from ldc.shm.writer import SegmentWriter
 from shm_helpers import unique_group, unlink_group
 
@@ -35,10 +35,11 @@ HOST_SHELL = 'mount -t tmpfs -o mode=1777,size=64m ldc-host /dev/shm && exec "$0
 class Origin:
     """The origin host's feeder stand-in: a real SegmentWriter publishing fanout_truth books."""
 
-    def __init__(self, symbols: list[str], *, rate_hz: float = 100.0) -> None:
+    def __init__(self, symbols: list[str], *, rate_hz: float = 100.0, stale_after_ms: int = DEFAULT_STALE_AFTER_MS) -> None:
         self.group = unique_group("fo")
         self.symbols = symbols
         self.rate_hz = rate_hz
+        self.stale_after_ms = stale_after_ms
         self.uid = {s: 0 for s in symbols}
         self.paused: set[str] = set()  # markets not published (quiet)
         self._stop = threading.Event()
@@ -47,7 +48,9 @@ class Origin:
         self._thread: threading.Thread | None = None
 
     def _open(self) -> SegmentWriter:
-        writer = SegmentWriter(self.group, depth=fanout_truth.DEPTH, capacity=16, exchange="binance.com")
+        writer = SegmentWriter(self.group, depth=fanout_truth.DEPTH, capacity=16, exchange="binance.com",
+                               heartbeat_interval_ms=self.stale_after_ms // MIN_STALE_INTERVALS,
+                               stale_after_ms=self.stale_after_ms)
         for symbol in self.symbols:
             writer.add_market(symbol)
         return writer

@@ -114,6 +114,21 @@ def test_relay_nats_server_and_origin_restarts_recover_without_an_operator(nats:
         stop_process(relay)
 
 
+def test_a_frozen_origin_feeder_reads_stale_on_the_mirror_until_its_heartbeat_resumes(nats: NatsServer, logdir: Path) -> None:
+    """Layout 2.0: a feeder that holds its lock but stops running (SIGSTOP, a hung loop) is judged by
+    its heartbeat; its readers see every market STALE, and so must the mirror's, with nothing changing
+    at the origin to carry the flag. Running again, the mirror is back in sync by itself."""
+    origin = Origin(SYMBOLS, stale_after_ms=400).start()
+    try:
+        with relayed_host(origin, nats.url, logdir, name="frozen") as host:
+            origin.stop_publishing()  # no publish and no heartbeat: frozen, its lock still held
+            host.probe("flag", SYMBOLS, "STALE")
+            origin.start()
+            host.probe("sync", SYMBOLS, now_uid(origin) + 10)
+    finally:
+        origin.close()
+
+
 def test_markets_added_and_removed_at_the_origin_follow_on_the_mirror(nats: NatsServer, origin: Origin, logdir: Path) -> None:
     with relayed_host(origin, nats.url, logdir, name="dir") as host:
         with origin._lock:

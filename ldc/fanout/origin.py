@@ -32,6 +32,7 @@ WORD: Final = 8  # bytes of a u64 seq word
 # consistent copies, in or out of sync, of a live or dead writer (the relay says which separately)
 _STATUS_AT: Final = SLOT_HEADER.offset("status")
 _STATUS: Final = struct.Struct("<I")
+_STALE: Final = int(Status.STALE)  # a plain int: an IntFlag operand costs a flag object per update
 _COPIED: Final = frozenset((_seqlock.READ_OK, _seqlock.READ_OUT_OF_SYNC, _seqlock.READ_WRITER_DEAD))
 
 
@@ -157,13 +158,13 @@ class Origin:
         origin's heartbeat is old (its own judgement, LAYOUT.md section 10); relayed, that flag would
         stay on the mirror's slot after the origin's heartbeat resumed, until the market changed.
         The relay says it in its heartbeat instead (``alive``). None: the slot changed since."""
-        if not status & Status.STALE:
+        if not status & _STALE:
             return slot
         at = int(self._seq_index[i]) * WORD
         stored = self._seg.load_u32(at + _STATUS_AT)
         if self._seg.load_u64(at) != seq:  # after the status load: that status is the copy's
             return None
-        if stored & Status.STALE:
+        if stored & _STALE:
             return slot
         patched = bytearray(slot)
         _STATUS.pack_into(patched, _STATUS_AT, stored)

@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("ldc.metrics", "serve Prometheus metrics of every segment on the host (read from shared memory)"),
     "sim": ("ldc.sim.cli", "run the local Binance exchange simulator on 127.0.0.1"),
     "ctl": ("ldc.control", "control a running feeder: add / remove markets, resync, refresh, list"),
+    "relay": ("ldc.fanout.relay", "publish a group's books to NATS for mirrors on other hosts"),
+    "mirror": ("ldc.fanout.mirror", "write a group relayed over NATS into this host's segment"),
+    "demo-hosts": ("ldc.fanout.demo", "simulator, feeder, NATS, relay and a mirror on a second host, checked"),
 }
 
 

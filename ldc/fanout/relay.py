@@ -1,0 +1,237 @@
+"""``ldc relay``: publish every market of a group's segment to NATS, and serve newcomers.
+
+The event loop sleeps on the segment's notify word (in slices, see ``Relay._pump``), collects the
+markets whose slot changed (``Origin.changes``) and publishes one message per change on
+``ldc.<group>.<symbol>``. The loop also answers ``_info`` and ``_state`` requests from the
+last update of each market (kept in memory: a newcomer costs one reply, the stream nothing), and
+publishes the heartbeat (``codec.Info``) every ``HEARTBEAT_INTERVAL_S``.
+
+Request/reply rather than a JetStream key-value bucket: a bucket would store every update a second
+time on the server (``scripts/bench_mirror.py`` measures the relay's CPU per update both ways);
+here a newcomer's request is the only extra cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+import time
+from typing import Any, Final
+
+from ldc.errors import ConfigError, LdcError, SegmentError
+from ldc.fanout import codec
+from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
+from ldc.fanout.origin import Origin
+
+log = logging.getLogger("ldc.relay")
+
+HEARTBEAT_INTERVAL_S: Final = 0.5
+# The loop blocks in the origin's notify futex at most this long (the writer wakes every sleeper after each
+# publish batch, layout 2.0: a sleeping relay costs the feeder nothing), so NATS callbacks run in between.
+WAIT_SLICE_S: Final = 0.002
+ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
+LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
+RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is another relay's heartbeat heard?
+
+
+class RelayConflict(LdcError):
+    """Another relay already publishes the group."""
+
+
+class Relay:
+    def __init__(self, group: str, options: NatsOptions) -> None:
+        self.group = codec.check_group(group)
+        self.options = options
+        self._wait_s = WAIT_SLICE_S
+        self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
+        self.origin: Origin | None = None
+        self._seqs: dict[str, int] = {}  # the last origin file's sequences: the epoch's go on in the next
+        self.origin_alive = False
+        self.published = 0
+        self.dropped = 0  # updates not published (NATS unreachable and its buffer full)
+        self._nc: Any = None
+        self._closing = False
+        self._started = False
+        self.rival = 0  # epoch of another relay heard on this group's heartbeat subject
+
+    # ------------------------------------------------------------------ the pump
+
+    async def _pump(self) -> None:
+        """Sleep on the origin's notify word, publish each batch of changes, let the loop run.
+
+        The loop thread itself blocks in the futex wait, for at most ``POLL_S`` (``WAIT_SLICE_S`` when
+        woken by the feeder): no thread hand-off per batch (a watcher thread cost a self-pipe write,
+        an epoll wake and a queue per update, several times the publish itself). Requests, pings and
+        the heartbeat wait at most one slice; while the origin publishes the loop never blocks."""
+        publish, prefix = self._nc.publish, f"{codec.SUBJECT_PREFIX}.{self.group}."
+        next_check = 0.0
+        while True:
+            origin = self.origin
+            if origin is None:
+                if not self._attach():
+                    await asyncio.sleep(ATTACH_RETRY_S)
+                continue
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + LIVENESS_CHECK_S
+                self.origin_alive = origin.alive()
+                if not self.origin_alive and origin.replaced():
+                    log.warning("origin segment of %s was replaced: attaching to the new one", self.group)
+                    self._detach()
+                    continue
+            word = origin.notify_word()
+            try:
+                batch = origin.changes()
+            except SegmentError as exc:
+                log.warning("origin %s: %s", self.group, exc)
+                batch = []
+            for change in batch:
+                try:
+                    await publish(prefix + change.symbol, change.payload)
+                    self.published += 1
+                except Exception as exc:  # noqa: BLE001  (nats-py raises several kinds while reconnecting)
+                    self.dropped += 1
+                    if self.dropped & (self.dropped - 1) == 0:  # log at 1, 2, 4, 8 ... drops
+                        log.warning("relay %s: %d updates dropped (%s)", self.group, self.dropped, exc)
+            if not batch:
+                origin.wait(word, self._wait_s)
+            await asyncio.sleep(0)  # the flusher writes what was published; callbacks run
+
+    def _attach(self) -> bool:
+        try:
+            self.origin = Origin(self.group, self.epoch, self._seqs)
+        except SegmentError as exc:
+            log.info("waiting for the origin segment of %s: %s", self.group, exc)
+            return False
+        self.origin_alive = self.origin.alive()
+        log.info("attached to %s (depth %d, capacity %d)", self.origin.reader.name, self.origin.geometry.depth, self.origin.geometry.capacity)
+        return True
+
+    def _detach(self) -> None:
+        origin, self.origin = self.origin, None
+        if origin is not None:
+            self._seqs = origin.seqs
+            origin.close()
+
+    # ------------------------------------------------------------------ asyncio side
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._nc = await connect_until(stop, self.options, on_wait=lambda cause: log.warning("%s", cause),
+                                       disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect)
+        if self._nc is None:
+            return
+        log.info("relay %s connected to %s (epoch %x)", self.group, connected_url(self._nc), self.epoch)
+        await self._nc.subscribe(codec.control_subject(self.group, codec.HEARTBEAT_TOKEN), cb=self._on_heartbeat)
+        await asyncio.sleep(RIVAL_LISTEN_S)  # a running relay of the group is heard within this
+        if self.rival:
+            await self._nc.close()
+            raise RelayConflict(f"group {self.group} already has a relay on NATS server {self.options.describe()} "
+                                f"(epoch {self.rival:x}): one relay per group, or mirrors follow two epochs")
+        await self._nc.subscribe(codec.control_subject(self.group, codec.STATE_TOKEN), cb=self._on_state)
+        self._started = True
+        tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._detach()
+            self._closing = True
+            await self._nc.close()
+
+    def info(self) -> codec.Info:
+        origin = self.origin
+        if origin is None:
+            return codec.Info(self.group, "", 0, 0, self.epoch, False, {})
+        return codec.Info(self.group, origin.exchange, origin.geometry.depth, origin.geometry.capacity,
+                          self.epoch, self.origin_alive, dict(origin.seqs))
+
+    async def _heartbeat(self) -> None:
+        subject = codec.control_subject(self.group, codec.HEARTBEAT_TOKEN)
+        while True:
+            try:
+                await self._nc.publish(subject, self.info().encode())
+            except Exception as exc:  # noqa: BLE001
+                log.debug("heartbeat not sent: %s", exc)
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    async def _on_heartbeat(self, msg: Any) -> None:
+        try:
+            epoch = codec.Info.decode(msg.data).epoch
+        except codec.DecodeError:
+            return
+        if epoch != self.epoch and epoch != self.rival:
+            if self.rival == 0 and self._started:
+                log.error("relay %s: another relay (epoch %x) publishes this group: stop one of them", self.group, epoch)
+            self.rival = epoch
+
+    async def _on_state(self, msg: Any) -> None:
+        origin = self.origin
+        symbol = msg.data.decode(errors="replace")
+        last = origin.last.get(symbol) if origin is not None else None
+        await msg.respond(last or b"")
+
+    async def _on_disconnect(self) -> None:
+        if not self._closing:
+            log.warning("relay %s: lost the NATS connection; reconnecting", self.group)
+
+    async def _on_reconnect(self) -> None:
+        log.info("relay %s: reconnected to %s", self.group, connected_url(self._nc))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ldc relay", description="publish a group's books to NATS for mirrors on other hosts")
+    p.add_argument("config", nargs="?", help="TOML file with a [nats] table (servers, TLS, credentials)")
+    p.add_argument("--group", required=True, help="the group whose segment /dev/shm/ldc-GROUP is relayed")
+    p.add_argument("--nats", help="NATS URL(s), comma-separated, instead of a config file")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def nats_options(config: str | None, url: str | None, name: str) -> NatsOptions:
+    if config and url:
+        raise ConfigError("give a config file or --nats URL, not both")
+    if config:
+        options = load_options(config)
+        return options if options.name else NatsOptions(**{**options.__dict__, "name": name})
+    return options_from_url(url or "nats://127.0.0.1:4222", name)
+
+
+def run_command(argv: list[str], prog: str, build: Any) -> int:
+    """Shared main of relay and mirror: parse, log, run until SIGTERM / SIGINT, clear errors."""
+    args = build.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s {prog}[%(process)d] %(levelname)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await build.make(args).run(stop)
+
+    try:
+        asyncio.run(main())
+    except NatsConnectError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except (LdcError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class _Command:
+    parse_args = staticmethod(parse_args)
+
+    @staticmethod
+    def make(args: argparse.Namespace) -> Relay:
+        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"))
+
+
+def main(argv: list[str]) -> int:
+    return run_command(argv, "ldc relay", _Command)

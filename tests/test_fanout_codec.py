@@ -1,0 +1,108 @@
+"""The fan-out's wire format and NATS options (issue 16): an update carries one origin slot as
+ldc.shm.layout lays it out, and bad input is refused naming what was expected and what was found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ldc.errors import ConfigError
+from ldc.fanout import codec
+from ldc.fanout.conn import load_options, options_from_url
+from ldc.shm.layout import SLOT_HEADER, Geometry, Status
+from ldc.shm.reader import Reader
+from ldc.shm.writer import SegmentWriter
+from shm_helpers import unique_group, unlink_group
+
+
+@pytest.fixture
+def slot_copy() -> tuple[bytes, Geometry]:
+    """A real slot written by SegmentWriter and copied by Reader (with its message)."""
+    group = unique_group("codec")
+    try:
+        with SegmentWriter(group, depth=4, capacity=2, exchange="binance.com") as w:
+            slot = w.add_market("BTCUSDT")
+            w.set_status(slot, Status.SYNCED, "all good")
+            bids = np.array([[100.0, 1.0], [99.5, 2.0], [99.0, 3.0]])
+            asks = np.array([[100.5, 4.0], [101.0, 5.0]])
+            w.publish(slot, update_id=42, event_time_ms=7, recv_time_ns=8, status=Status.SYNCED, bids=bids, asks=asks, n_bids=3, n_asks=2)
+            with Reader(group) as r:
+                buf = r.new_buffer()
+                assert r._seg.read(0, 1, buf, True) == 0
+                return bytes(memoryview(buf)), r.geometry
+    finally:
+        unlink_group(group)
+
+
+def encode(raw: bytes, g: Geometry, group: bytes = b"spot") -> bytes:
+    return codec.encode_update(5, 9, group, b"BTCUSDT", memoryview(raw), g.bids_offset, g.asks_offset, g.message_offset, g.message_size)
+
+
+def test_an_update_round_trips_the_slot(slot_copy: tuple[bytes, Geometry]) -> None:
+    raw, g = slot_copy
+    update = codec.decode_update(encode(raw, g), max_depth=4)
+    assert (update.epoch, update.seq, update.group, update.symbol) == (5, 9, "spot", "BTCUSDT")
+    assert update.update_id == 42 and update.status == Status.SYNCED and update.message == b"all good"
+    assert update.field("event_time_ms") == 7 and update.field("recv_time_ns") == 8
+    assert update.counters[0] == 1  # updates: one publish
+    assert update.bids.tolist() == [[100.0, 1.0], [99.5, 2.0], [99.0, 3.0]] and update.asks.tolist() == [[100.5, 4.0], [101.0, 5.0]]
+
+
+def test_the_slot_header_on_the_wire_is_the_layout_table() -> None:
+    assert codec.SLOT_STRUCT.size == SLOT_HEADER.size
+    offsets = [f.offset for f in SLOT_HEADER.fields]
+    assert offsets == sorted(offsets)  # the struct follows the table's order, so offsets agree
+
+
+@pytest.mark.parametrize(
+    ("mangle", "expected"),
+    [
+        (lambda b: b[:10], "update of 10 bytes, expected at least 24"),
+        (lambda b: b"XXXX" + b[4:], "magic b'XXXX', expected b'LDCN'"),
+        (lambda b: b[:4] + b"\x07" + b[5:], "version 7 kind 1, expected version 1 kind 1"),
+        (lambda b: b[:-16], "update of"),
+        (lambda b: b + b"\0" * 16, "its fields say"),
+    ],
+)
+def test_bad_updates_are_refused_saying_what_was_expected(slot_copy: tuple[bytes, Geometry], mangle: object, expected: str) -> None:
+    raw, g = slot_copy
+    with pytest.raises(codec.DecodeError, match=None) as info:
+        codec.decode_update(mangle(encode(raw, g)), max_depth=4)  # type: ignore[operator]
+    assert expected in str(info.value)
+
+
+def test_more_levels_than_the_mirror_holds_are_refused(slot_copy: tuple[bytes, Geometry]) -> None:
+    raw, g = slot_copy
+    with pytest.raises(codec.DecodeError, match="3 bids / 2 asks, the segment holds at most 2"):
+        codec.decode_update(encode(raw, g), max_depth=2)
+
+
+def test_info_round_trips_and_garbage_is_refused() -> None:
+    info = codec.Info("spot", "binance.com", 20, 256, 3, True, {"BTCUSDT": 4})
+    assert codec.Info.decode(info.encode()) == info
+    with pytest.raises(codec.DecodeError, match="not the relay's JSON"):
+        codec.Info.decode(b'{"group": "spot"}')
+
+
+def test_symbols_that_cannot_be_subject_tokens() -> None:
+    assert codec.symbol_is_token("BTCUSD_PERP")
+    for bad in ("A.B", "A*", ">", "A B", "_hb", ""):
+        assert not codec.symbol_is_token(bad)
+
+
+def test_nats_options_from_toml_and_url(tmp_path: Path) -> None:
+    path = tmp_path / "nats.toml"
+    path.write_text('[nats]\nservers = ["nats://a:4222", "nats://b:4222"]\nuser = "u"\npassword = "p"\n')
+    options = load_options(path)
+    assert options.connect_kwargs() == {"servers": ["nats://a:4222", "nats://b:4222"], "user": "u", "password": "p"}
+    path.write_text('[nats]\nservers = ["nats://a:4222"]\npasword = "p"\n')
+    with pytest.raises(ConfigError, match="unknown key 'pasword', expected one of"):
+        load_options(path)
+    path.write_text("[other]\n")
+    with pytest.raises(ConfigError, match=r"expected a \[nats\] table"):
+        load_options(path)
+    assert options_from_url("nats://x:1,nats://y:2").servers == ("nats://x:1", "nats://y:2")
+    with pytest.raises(ConfigError, match="expected a URL"):
+        options_from_url(" , ")

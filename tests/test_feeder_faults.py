@@ -90,7 +90,9 @@ def test_gap_flags_that_market_alone_and_one_snapshot_brings_it_back(spot: Simul
         assert sampler.out_of_sync_seen[symbol] == 0
     seen = sampler.states["BTCUSDT"]
     assert [flags for i, (flags, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != flags] == [Status.SYNCED, Status.RESYNCING, Status.SYNCED]
-    assert (Status.RESYNCING, "gap") in seen
+    # the slot said "gap" (asserted above, when flagged); the sampler, a thread of its own, may sample only
+    # the next diff's "buffering diffs for a snapshot" on a loaded host
+    assert {message for flags, message in seen if flags == Status.RESYNCING} <= {"gap", "buffering diffs for a snapshot"}
     assert sampler.checked > 0 and sampler.mismatches == []
 
 

@@ -503,7 +503,12 @@ class BookSync:
         if found is Verdict.RESET:
             logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
         # a venue message without ids (OKX before seqId) is numbered by the book: its checksum is the proof
-        self.update_id = diff.final_id if diff.final_id != NO_ID else self.update_id + 1
+        if diff.final_id == NO_ID:
+            self.update_id += 1
+        elif self._rule is SequenceRule.NONE:  # ids that are a clock (Kraken's timestamp) may repeat: never go back
+            self.update_id = max(self.update_id, diff.final_id)
+        else:
+            self.update_id = diff.final_id
         self.diffs_applied += 1
         changed = self._apply(diff)
         book = self.book

@@ -31,9 +31,9 @@ KRAKEN_FILE = "kraken_v1_book1000_20210417.jsonl.gz"
 RECORDED = (venues_dir() / KRAKEN_FILE).is_file()
 
 
-def _sync(symbol: str, precision: Precision, window: int = 1000, published: int = DEPTH) -> BookSync:
+def _sync(symbol: str, precision: Precision, window: int = 1000, published: int = DEPTH, whole: bool = True) -> BookSync:
     config = SyncConfig(rule=kraken.SEQUENCE_RULE, depth=published, snapshot_limit=window, snapshot_source=SnapshotSource.STREAM,
-                        refresh_interval_s=None, checksum=kraken.book_checksum(precision))  # fmt: skip
+                        refresh_interval_s=None, checksum=kraken.book_checksum(precision), window_kept_whole=whole)  # fmt: skip
     return BookSync(symbol, lambda: FastBook(depth=published), config)
 
 
@@ -188,6 +188,28 @@ def test_levels_beyond_the_depth_are_dropped_and_the_checksum_holds_then_a_misma
         MarkOutOfSync(OutOfSyncReason.CHECKSUM), Resubscribe(OutOfSyncReason.CHECKSUM))
     assert (sync.checksum_mismatches, sync.state) == (1, SyncState.BUFFERING)
     assert other.state is SyncState.SYNCED and other.checksum_mismatches == 0
+
+
+def test_a_level_entering_the_depth_keeps_the_book_in_sync_as_kraken_keeps_its_window_whole() -> None:
+    """book.10 published at depth 10: a bid inside the window is deleted and Kraken sends the level that comes into
+    the 10th place, deeper than any level the snapshot showed. The venue keeps its window whole (the stream venue
+    says so, the feeder passes it on): the book stays SYNCED, its checksum verified. Without the declaration (the
+    coverage rule of a REST snapshot cut at its limit) the same messages flag it UNCOVERED."""
+    assert stream_venue("kraken", "book.10").keeps_window_whole is True  # type: ignore[union-attr]
+    assert stream_venue("okx", "books").keeps_window_whole is False  # type: ignore[union-attr]
+    precision = Precision(1, 2)
+    bids = [(f"{100 - i}.0", "1.00") for i in range(10)]
+    asks = [(f"{101 + i}.0", "1.00") for i in range(10)]
+    new_bids = bids[:3] + bids[4:] + [("90.0", "5.00")]  # 97.0 deleted, 90.0 enters at the 10th place
+    crc, crc2 = (kraken_checksum([list(b) for b in side], [list(a) for a in asks]) for side in (bids, new_bids))  # type: ignore[arg-type]
+    for whole, expected in ((True, SyncState.SYNCED), (False, SyncState.UNCOVERED)):
+        sync = _sync("BTC/USD", precision, 10, 10, whole=whole)
+        _feed(sync, _event(_message("snapshot", bids, asks, crc)))
+        actions = _feed(sync, _event(_message("update", [("97.0", "0.00"), ("90.0", "5.00")], [], crc2)))
+        assert (sync.state, sync.checksums, sync.checksum_mismatches) == (expected, 2, 0), actions
+        assert sync.book is not None and sync.book.levels()[0] == [(float(p), float(q)) for p, q in new_bids]
+    with pytest.raises(ConfigError, match="window_kept_whole needs a stream snapshot source, found rest"):
+        SyncConfig(rule=kraken.SEQUENCE_RULE, depth=10, snapshot_limit=10, window_kept_whole=True)
 
 
 # -- the genuine recording (v1) ----------------------------------------------------------------------------------

@@ -338,6 +338,9 @@ class KrakenStream(StreamDefaults):
     rule = SEQUENCE_RULE
     scope = SequenceScope.MARKET
     snapshot_source = SNAPSHOT_SOURCE
+    # the server keeps the book whole to the subscribed depth (it sends the level entering the window when one
+    # leaves; the client cuts what falls out): the levels within it are always known, never "uncovered"
+    keeps_window_whole = True
     requests_per_hour = 0
     request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = CONNECTIONS_PER_S

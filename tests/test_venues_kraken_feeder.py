@@ -18,6 +18,7 @@ from ldc.shm.layout import Status
 from ldc.shm.reader import Reader
 from ldc.sim import SimConfig, Simulator
 from ldc.stream_feeder import StreamFeeder
+from ldc.sync import SyncState
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,7 +61,10 @@ def test_book_10_at_depth_10_stays_in_sync_while_every_checksum_holds(group: str
                         time.sleep(0.01)
                         assert len(statuses) < WAIT_S / 0.01, f"only {sync.checksums - start} checksums verified"
                 left_sync = [r.getMessage() for r in caplog.records if "-> uncovered" in r.getMessage()]
-                assert left_sync == [] and set(statuses) == {Status.SYNCED}, (left_sync[:3], sorted(set(statuses)))
+                # INCOMPLETE is what UNCOVERED publishes; a reader may add STALE on its own when the writer's
+                # heartbeat is late on a loaded machine (not the book's state: the log shows every state change)
+                flagged = sorted({int(status) for status in statuses if status & (Status.INCOMPLETE | Status.RESYNCING)})
+                assert left_sync == [] and flagged == [] and sync.state is SyncState.SYNCED, (left_sync[:3], flagged)
                 assert (sync.checksum_mismatches, sync.resyncs, sync.gaps) == (0, 0, 0)
                 snap = reader.snapshot(PAIR)  # the simulator keeps every message's book of its recent history
                 truth = sim.venue_truth("kraken", PAIR, update_id=snap.update_id, depth=DEPTH, limit=DEPTH)

@@ -1,8 +1,8 @@
 """`ldc demo`: the whole product on one machine with no network and no config.
 
 It starts the local exchange simulator (127.0.0.1) with every venue of :data:`VENUE_DEMOS` (Binance spot and
-USD-M, OKX, Bybit, HTX, Coinbase), writes a config with one group per venue (PREFIX-spot, PREFIX-usdm,
-PREFIX-okx, PREFIX-bybit, PREFIX-htx, PREFIX-coinbase) into a temporary directory, runs `ldc run` on it — a
+USD-M, OKX, Bybit, HTX, Coinbase, Kraken), writes a config with one group per venue (PREFIX-spot, PREFIX-usdm,
+PREFIX-okx, PREFIX-bybit, PREFIX-htx, PREFIX-coinbase, PREFIX-kraken) into a temporary directory, runs `ldc run` on it — a
 supervisor and one feeder process per group, as in production — and reads the shared-memory segments from this process like any strategy would:
 the venues' books side by side, the state of every market, and a running check of each snapshot against
 the simulator's ground truth for that venue at the same update id. Ctrl-C or `--duration` ends it; the
@@ -82,9 +82,9 @@ VENUE_DEMOS: tuple[VenueDemo, ...] = (
     # Coinbase numbers messages per connection: the truth is looked up on every connection, newest first (the
     # demo's feeder has one)
     VenueDemo("coinbase", "coinbase", ("BTC-USD",), "coinbase", "coinbase_symbols"),
-    # Kraken joins once its segment's update id is the simulator's truth key (the message timestamp in µs;
-    # today the feeder counts messages, so no snapshot could be checked and the demo would exit 1):
-    # VenueDemo("kraken", "kraken", ("BTC/USD",), "kraken", "kraken_symbols", "book.25", (("depth", 25),)),
+    # Kraken has no update id: its segment's is the message timestamp in µs, the simulator's truth key; the truth
+    # is the book a client of the channel's depth holds
+    VenueDemo("kraken", "kraken", ("BTC/USD",), "kraken", "kraken_symbols", "book.25", (("depth", 25),)),
 )
 
 

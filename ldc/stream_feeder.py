@@ -293,7 +293,8 @@ class StreamFeeder:
             checksum, error = None, str(exc)
         config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, self.table.levels_of(self.group.channel)),
                             snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
-                            stale_after_s=self.group.stale_after_s, checksum=checksum)  # fmt: skip
+                            stale_after_s=self.group.stale_after_s, checksum=checksum,
+                            window_kept_whole=self.venue.keeps_window_whole)  # fmt: skip
         slot = self.writer.add_market(symbol) if slot is None else slot
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
                               BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip

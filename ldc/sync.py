@@ -258,6 +258,9 @@ class SyncConfig:
     # diff's or a snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
     snapshot_source: SnapshotSource = SnapshotSource.REST
     checksum: Callable[[Book, int], bool] | None = None
+    # The venue keeps the book whole to ``snapshot_limit`` in the stream (``StreamVenue.keeps_window_whole``,
+    # Kraken): the top ``depth`` is always known, so the coverage guard (a REST snapshot's deepest price) is off
+    window_kept_whole: bool = False
     # Limits
     max_buffered_diffs: int = MAX_BUFFERED_DIFFS
     max_too_old_reasks_per_min: int = MAX_TOO_OLD_REASKS_PER_MIN
@@ -276,6 +279,9 @@ class SyncConfig:
                                 ("step_down_after_s", self.step_down_after_s)):  # fmt: skip
             if not seconds > 0:
                 raise ConfigError(f"{period} {seconds} too small, expected more than 0")
+        if self.window_kept_whole and self.snapshot_source is not SnapshotSource.STREAM:
+            raise ConfigError(f"window_kept_whole needs a stream snapshot source, found {self.snapshot_source.value} "
+                              "(a REST snapshot's limit is what it covers)")  # fmt: skip
         if self.refresh_interval_s is not None and not self.refresh_interval_s > 0:
             raise ConfigError(f"refresh_interval_s {self.refresh_interval_s} too small, expected more than 0 or None")
 
@@ -394,6 +400,8 @@ class BookSync:
         state = self.state
         if (state is not SyncState.SYNCED and state is not SyncState.UNCOVERED) or self._checksum is not None:
             return None  # a venue checksum is verified in Python after every diff carrying one
+        if self.config.window_kept_whole:
+            return None  # the C HotPath checks the book's coverage itself
         shadow = self._shadow
         if shadow is None:
             return FastPath(state, None, 0)
@@ -503,7 +511,12 @@ class BookSync:
         if found is Verdict.RESET:
             logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
         # a venue message without ids (OKX before seqId) is numbered by the book: its checksum is the proof
-        self.update_id = diff.final_id if diff.final_id != NO_ID else self.update_id + 1
+        if diff.final_id == NO_ID:
+            self.update_id += 1
+        elif self._rule is SequenceRule.NONE:  # ids that are a clock (Kraken's timestamp) may repeat: never go back
+            self.update_id = max(self.update_id, diff.final_id)
+        else:
+            self.update_id = diff.final_id
         self.diffs_applied += 1
         changed = self._apply(diff)
         book = self.book
@@ -524,11 +537,11 @@ class BookSync:
         assert book is not None
         flags = NO_ACTIONS
         if state is not SyncState.SYNCED:
-            if book.covers(self.config.depth):
+            if self._covers(self._depth):
                 self._set_state(SyncState.SYNCED, f"diff {self.update_id} continues the book")
             elif state is not SyncState.UNCOVERED:
                 flags = self._uncovered(now)
-        elif changed and not book.covers(self.config.depth):
+        elif changed and not self._covers(self._depth):
             flags = self._uncovered(now)
         if self._shadow is not None and self._shadow.snapshot is not None:
             return flags + self._try_shadow(now, _publish(changed))
@@ -632,7 +645,7 @@ class BookSync:
             return self._resync(OutOfSyncReason.CROSSED, None)
         if self.config.refresh_interval_s is not None:
             self._next_refresh_at = now + self.config.refresh_interval_s
-        if not book.covers(self.config.depth):
+        if not self._covers(self._depth):
             return self._uncovered(now) + PUBLISH_CHANGED
         self._set_state(SyncState.SYNCED, f"snapshot {snapshot.last_update_id} joined the stream")
         return PUBLISH_CHANGED
@@ -655,7 +668,7 @@ class BookSync:
             return self._resync(OutOfSyncReason.CROSSED, None)
         if self._checksum is not None and snapshot.checksum and not self._checksum_holds(book, snapshot.checksum):
             return self._resync(OutOfSyncReason.CHECKSUM, None)
-        if not book.covers(self.config.depth):
+        if not self._covers(self._depth):
             return self._uncovered(now) + PUBLISH_CHANGED
         self._set_state(SyncState.SYNCED, f"stream snapshot at update id {self.update_id}")
         return PUBLISH_CHANGED
@@ -969,7 +982,7 @@ class BookSync:
         self.book = book
         self._apply = book.apply_diff
         self._crossed = book.crossed
-        self._covers = book.covers
+        self._covers = _window_whole if self.config.window_kept_whole else book.covers
         self._route()
 
     def _set_state(self, state: SyncState, why: str) -> None:
@@ -1002,6 +1015,11 @@ def _no_book(diff: DepthDiff) -> bool:
 
 def _no_book_check(*args: int) -> bool:
     raise AssertionError("no book to check")
+
+
+def _window_whole(depth: int) -> bool:
+    """``Book.covers`` of a book the venue keeps whole to its window (``SyncConfig.window_kept_whole``)."""
+    return True
 
 
 def _join(buffer: list[DepthDiff], last_update_id: int, rule: SequenceRule) -> int | JoinWait:

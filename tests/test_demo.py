@@ -44,7 +44,7 @@ def groups_of(prefix: str) -> list[str]:
 
 
 def test_the_demo_shows_binance_okx_and_bybit_each_in_its_own_group() -> None:
-    assert {v.exchange for v in VENUES} >= {"binance.com", "binance.com-futures", "okx", "bybit-linear"}
+    assert {v.exchange for v in VENUES} >= {"binance.com", "binance.com-futures", "okx", "bybit-linear", "kraken"}
     assert len({v.suffix for v in VENUES}) == len(VENUES)
 
 

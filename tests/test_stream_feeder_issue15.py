@@ -56,7 +56,7 @@ def _wait_error(reader: Reader, symbol: str) -> str:
 
 
 def _kraken_updates() -> dict[str, int]:
-    """v2 pair -> how many updates the recording holds after its snapshot (the update id ldc ends at)."""
+    """v2 pair -> how many updates the recording holds after its snapshot (the diffs ldc applies)."""
     out: dict[str, int] = {}
     for line in gzip.open(KRAKEN_FILE, "rt"):
         item = json.loads(line)
@@ -78,9 +78,10 @@ def test_kraken_v1_recording_served_as_v2_through_the_feeder_every_checksum_hold
         try:
             with Reader(group) as reader:
                 for pair, last in updates.items():
-                    _wait(f"{pair} at {last}", lambda: reader.status(pair).update_id == last)
+                    sync = feeder.markets[pair].sync  # the slot's id is the message timestamp (µs), the truth's key
+                    _wait(f"{pair} after {last} updates", lambda: sync.diffs_applied == last and reader.status(pair).update_id == sync.update_id)
                     snap = reader.snapshot(pair)
-                    truth = sim.venue_truth("kraken", pair, depth=1000, limit=DEPTH)
+                    truth = sim.venue_truth("kraken", pair, update_id=snap.update_id, depth=1000, limit=DEPTH)
                     assert (snap.bids.tolist(), snap.asks.tolist()) == (_decimals(truth["bids"]), _decimals(truth["asks"]))
                     assert snap.status == Status.SYNCED
                 assert "Currency pair not supported NOPE/USD" in _wait_error(reader, "NOPE/USD")

@@ -2,7 +2,7 @@
 venue on the simulator: Binance spot and USD-M, OKX, Bybit (spot, linear, inverse), HTX, Coinbase, Kraken and
 any venue the demo shows. Markets are typed in the venue's syntax (BTC-USDT-SWAP, BTCUSD, btcusdt, BTC/USD) and
 any case; the exchange is shown; every book read equals the simulator's truth for that venue at its update id
-(Kraken's, which has no such id, its newest book)."""
+(Kraken's, which has none of its own, is the message timestamp in µs: the simulator's key too)."""
 
 from __future__ import annotations
 
@@ -32,19 +32,14 @@ SYNC_WAIT_S = 40.0
 TRUTH_TRIES = 20  # a book whose update id the simulator no longer keeps is read again
 BYBIT_50 = "orderbook.50"
 
-# the demo's venues, and the Bybit categories it does not show
+# the demo's venues, the Bybit categories it does not show, and Kraken on another channel
 MORE_VENUES = (
     demo.VenueDemo("bspot", "bybit-spot", ("BTCUSDT",), "bybit", "bybit_spot_symbols", BYBIT_50, (("category", "spot"), ("depth", 50))),
     demo.VenueDemo("binv", "bybit-inverse", ("BTCUSD",), "bybit", "bybit_inverse_symbols", BYBIT_50, (("category", "inverse"), ("depth", 50))),
+    # Kraken on a deeper channel than the demo's book.25 (the simulator then serves both pairs to both groups)
+    demo.VenueDemo("kr100", "kraken", ("BTC/USD", "ETH/USD"), "kraken", "kraken_symbols", "book.100", (("depth", 100),)),
 )
-# Kraken's segment carries no id the simulator's truth is keyed by (the message timestamp): its books are compared
-# with the simulator's newest book instead (KRAKEN below). book.100 for 20 levels: on book.25 / book.10 the feeder
-# flags the book "uncovered" part of the time (reported; not the tools' doing)
-KRAKEN = demo.VenueDemo("kraken", "kraken", ("BTC/USD", "ETH/USD"), "kraken", "kraken_symbols", "book.100", (("depth", 100),))
-UNKEYED = tuple(v for v in (KRAKEN,) if v.exchange in VENUES)
-TOOL_VENUES = demo.venue_demos() + tuple(v for v in MORE_VENUES if v.exchange in VENUES) + UNKEYED
-KEYED = tuple(v for v in TOOL_VENUES if v not in UNKEYED)
-NEWEST_TRIES = 50  # reads until the feeder's book and the simulator's newest book are taken between two updates
+TOOL_VENUES = demo.venue_demos() + tuple(v for v in MORE_VENUES if v.exchange in VENUES)
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ def _group_of(live: Live, venue: demo.VenueDemo) -> str:
     return next(group for group, v in live.groups.items() if v is venue)
 
 
-VENUE_IDS = [v.exchange for v in TOOL_VENUES]
+VENUE_IDS = [v.exchange if v.exchange != "kraken" else f"kraken-{v.channel}" for v in TOOL_VENUES]
 
 
 @pytest.mark.parametrize("venue", TOOL_VENUES, ids=VENUE_IDS)
@@ -124,7 +119,7 @@ def test_status_names_the_exchange_and_every_market_in_sync(capsys: pytest.Captu
     assert code == 0 and out.startswith(f"{group}  {venue.exchange}  writer alive (")
 
 
-@pytest.mark.parametrize("venue", KEYED, ids=[v.exchange for v in KEYED])
+@pytest.mark.parametrize("venue", TOOL_VENUES, ids=VENUE_IDS)
 def test_book_in_the_venues_syntax_and_any_case_equals_the_truth(capsys: pytest.CaptureFixture[str], live: Live, venue: demo.VenueDemo) -> None:
     group = _group_of(live, venue)
     for symbol in venue.symbols:
@@ -153,23 +148,3 @@ def test_top_draws_the_venues_market_with_its_exchange(capsys: pytest.CaptureFix
     first = frames[0].splitlines()
     assert first[0].endswith(f"  {venue.exchange}") and "SYNCED" in first[0]
     assert sum(line.endswith((" ask", " bid")) for line in first) == 6  # three levels a side
-
-
-@pytest.mark.parametrize("venue", UNKEYED, ids=[v.exchange for v in UNKEYED])
-def test_book_of_a_venue_without_a_truth_key_equals_the_newest_truth(capsys: pytest.CaptureFixture[str], live: Live, venue: demo.VenueDemo) -> None:
-    """``ldc book`` read again until it equals the simulator's newest book read just after it (the feeder may be a
-    message behind): a wrong book never matches, however often it is read."""
-    group = _group_of(live, venue)
-    for symbol in venue.symbols:
-        for _ in range(NEWEST_TRIES):
-            code, out, err = run(capsys, "book", group, symbol.lower(), "--json", "--depth", str(demo.DEPTH))
-            after = live.sim.venue_truth(venue.sim_family, symbol, limit=demo.DEPTH, **dict(venue.truth_args))  # type: ignore[arg-type]
-            book = json.loads(out)
-            assert code == 0, err
-            assert (book["symbol"], book["exchange"], book["synced"]) == (symbol, venue.exchange, True)
-            expected = ([[float(p), float(q)] for p, q in after["bids"]], [[float(p), float(q)] for p, q in after["asks"]])
-            if (book["bids"], book["asks"]) == expected:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail(f"{venue.exchange} {symbol}: the book never equalled the simulator's newest book: {book}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -30,9 +31,9 @@ KRAKEN_FILE = "kraken_v1_book1000_20210417.jsonl.gz"
 RECORDED = (venues_dir() / KRAKEN_FILE).is_file()
 
 
-def _sync(symbol: str, precision: Precision, window: int = 1000, published: int = DEPTH) -> BookSync:
+def _sync(symbol: str, precision: Precision, window: int = 1000, published: int = DEPTH, whole: bool = True) -> BookSync:
     config = SyncConfig(rule=kraken.SEQUENCE_RULE, depth=published, snapshot_limit=window, snapshot_source=SnapshotSource.STREAM,
-                        refresh_interval_s=None, checksum=kraken.book_checksum(precision))  # fmt: skip
+                        refresh_interval_s=None, checksum=kraken.book_checksum(precision), window_kept_whole=whole)  # fmt: skip
     return BookSync(symbol, lambda: FastBook(depth=published), config)
 
 
@@ -42,11 +43,16 @@ def _feed(sync: BookSync, event: DepthSnapshot | DepthDiff) -> Any:
     return sync.on_diff(event, 0.0)
 
 
-def _message(kind: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], crc: int, symbol: str = "BTC/USD") -> bytes:
+STAMP = "2026-08-09T21:05:48.483587Z"
+STAMP_US = 1786309548483587  # STAMP in microseconds since the epoch
+
+
+def _message(kind: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], crc: int, symbol: str = "BTC/USD",
+             stamp: str = STAMP) -> bytes:
     """A v2 book message, numbers written as JSON number tokens with their trailing zeros (as Kraken does)."""
     def side(levels: list[tuple[str, str]]) -> str:
         return "[" + ",".join(f'{{"price":{p},"qty":{q}}}' for p, q in levels) + "]"
-    data = f'{{"symbol":"{symbol}","bids":{side(bids)},"asks":{side(asks)},"checksum":{crc},"timestamp":"2026-08-09T21:05:48.483587Z"}}'
+    data = f'{{"symbol":"{symbol}","bids":{side(bids)},"asks":{side(asks)},"checksum":{crc},"timestamp":"{stamp}"}}'
     return f'{{"channel":"book","type":"{kind}","data":[{data}]}}'.encode()
 
 
@@ -109,6 +115,12 @@ def test_controls_carry_krakens_words_and_the_pair() -> None:
      r"field 'checksum': expected an unsigned 32-bit integer, found -1"),
     (b'{"channel":"book","type":"snap","data":[]}', r"field 'type': expected 'snapshot' or 'update', found 'snap'"),
     (b'{"channel":"book",', r"message is not valid json"),
+    (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[],"checksum":1}]}',
+     r"field 'timestamp': expected an RFC 3339 UTC time like '2023-10-06T17:35:55.440295Z', found None"),
+    (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[],"checksum":1,"timestamp":"2026-08-09 21:05:48Z"}]}',
+     r"field 'timestamp': expected an RFC 3339 UTC time .*, found '2026-08-09 21:05:48Z'"),
+    (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[],"checksum":1,"timestamp":"2026-02-30T21:05:48.1Z"}]}',
+     r"field 'timestamp': expected a valid UTC date and time, found '2026-02-30T21:05:48.1Z'"),
 ])  # fmt: skip
 def test_malformed_book_messages_name_the_field(raw: bytes, error: str) -> None:
     with pytest.raises(ProtocolError, match=error):
@@ -125,6 +137,34 @@ def test_stream_venue_needs_the_pairs_precision_and_keeps_the_channels_depth() -
     assert isinstance(venue, kraken.KrakenStream) and venue.depth == 100 and venue_table("kraken").levels_of("book.100") == 100
     with pytest.raises(ConfigError, match="BTC/USD: no precision known"):
         venue.checksum_for("BTC/USD", None)
+
+
+def test_update_id_is_the_timestamp_in_microseconds_and_event_time_its_milliseconds() -> None:
+    """Kraken has no update id: a book is keyed by its message's ``timestamp`` (as the simulator's truth and any
+    replay are), read exactly from the text; digits beyond the microsecond are cut, never rounded up."""
+    assert datetime.fromisoformat(STAMP[:-1]).replace(tzinfo=timezone.utc).timestamp() * 1e6 == pytest.approx(STAMP_US, abs=1)
+    snapshot = _event(_message("snapshot", [("1.0", "1")], [("2.0", "1")], 0))
+    assert isinstance(snapshot, DepthSnapshot) and (snapshot.last_update_id, snapshot.event_time_ms) == (STAMP_US, STAMP_US // 1000)
+    update = _event(_message("update", [("1.0", "2")], [], 0, stamp="2026-08-09T21:05:48.483587999Z"))
+    assert isinstance(update, DepthDiff)
+    assert (update.first_id, update.final_id, update.event_time_ms) == (STAMP_US, STAMP_US, STAMP_US // 1000)
+    assert kraken.timestamp_us("1970-01-01T00:00:01Z") == 1_000_000 and kraken.timestamp_us("2026-08-09T21:05:48.5Z") == STAMP_US - 483587 + 500000
+
+
+def test_the_published_id_is_the_newest_timestamp_equal_for_equal_stamps_and_never_back() -> None:
+    """Two messages with one timestamp publish one id (the later message's book: equal ids mean the same exchange
+    microsecond, not the same book); a timestamp that steps back leaves the id where it was."""
+    precision = Precision(1, 2)
+    bids, asks = [("100.0", "1.00")], [("101.0", "1.00")]
+    sync = _sync("BTC/USD", precision, 10, 1)
+    _feed(sync, _event(_message("snapshot", bids, asks, kraken_checksum([list(b) for b in bids], [list(a) for a in asks]))))  # type: ignore[arg-type]
+    assert (sync.state, sync.update_id) == (SyncState.SYNCED, STAMP_US)
+    later = "2026-08-09T21:05:48.483600Z"
+    for quantity, stamp, expected in (("2.00", later, STAMP_US + 13), ("3.00", later, STAMP_US + 13), ("4.00", STAMP, STAMP_US + 13)):
+        crc = kraken_checksum([["100.0", quantity]], [list(a) for a in asks])  # type: ignore[list-item]
+        _feed(sync, _event(_message("update", [("100.0", quantity)], [], crc, stamp=stamp)))
+        assert (sync.state, sync.update_id, sync.checksum_mismatches) == (SyncState.SYNCED, expected, 0)
+    assert sync.book is not None and sync.book.levels()[0] == [(100.0, 4.0)]
 
 
 # -- BookSync with Kraken's policies -----------------------------------------------------------------------------
@@ -148,6 +188,28 @@ def test_levels_beyond_the_depth_are_dropped_and_the_checksum_holds_then_a_misma
         MarkOutOfSync(OutOfSyncReason.CHECKSUM), Resubscribe(OutOfSyncReason.CHECKSUM))
     assert (sync.checksum_mismatches, sync.state) == (1, SyncState.BUFFERING)
     assert other.state is SyncState.SYNCED and other.checksum_mismatches == 0
+
+
+def test_a_level_entering_the_depth_keeps_the_book_in_sync_as_kraken_keeps_its_window_whole() -> None:
+    """book.10 published at depth 10: a bid inside the window is deleted and Kraken sends the level that comes into
+    the 10th place, deeper than any level the snapshot showed. The venue keeps its window whole (the stream venue
+    says so, the feeder passes it on): the book stays SYNCED, its checksum verified. Without the declaration (the
+    coverage rule of a REST snapshot cut at its limit) the same messages flag it UNCOVERED."""
+    assert stream_venue("kraken", "book.10").keeps_window_whole is True  # type: ignore[union-attr]
+    assert stream_venue("okx", "books").keeps_window_whole is False  # type: ignore[union-attr]
+    precision = Precision(1, 2)
+    bids = [(f"{100 - i}.0", "1.00") for i in range(10)]
+    asks = [(f"{101 + i}.0", "1.00") for i in range(10)]
+    new_bids = bids[:3] + bids[4:] + [("90.0", "5.00")]  # 97.0 deleted, 90.0 enters at the 10th place
+    crc, crc2 = (kraken_checksum([list(b) for b in side], [list(a) for a in asks]) for side in (bids, new_bids))  # type: ignore[arg-type]
+    for whole, expected in ((True, SyncState.SYNCED), (False, SyncState.UNCOVERED)):
+        sync = _sync("BTC/USD", precision, 10, 10, whole=whole)
+        _feed(sync, _event(_message("snapshot", bids, asks, crc)))
+        actions = _feed(sync, _event(_message("update", [("97.0", "0.00"), ("90.0", "5.00")], [], crc2)))
+        assert (sync.state, sync.checksums, sync.checksum_mismatches) == (expected, 2, 0), actions
+        assert sync.book is not None and sync.book.levels()[0] == [(float(p), float(q)) for p, q in new_bids]
+    with pytest.raises(ConfigError, match="window_kept_whole needs a stream snapshot source, found rest"):
+        SyncConfig(rule=kraken.SEQUENCE_RULE, depth=10, snapshot_limit=10, window_kept_whole=True)
 
 
 # -- the genuine recording (v1) ----------------------------------------------------------------------------------

@@ -238,6 +238,10 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
     # STREAM; STREAM_OR_REST with ``snapshot_request``; REST with ``ws_snapshot_request`` (HTX ``req``, asked on
     # the market's own connection)
     snapshot_source: SnapshotSource
+    # True: the server keeps the book whole to the channel's depth (it sends the level that comes into the window
+    # when one leaves, Kraken), so every level within it is known although the snapshot was cut at that depth:
+    # no coverage flag (``SyncConfig.window_kept_whole``). False: the snapshot's ``limit`` says what is known.
+    keeps_window_whole: bool
     # Limits
     requests_per_hour: int  # subscribe / unsubscribe requests a connection may send in any hour (0: no limit)
     request_spacing_s: float  # between two requests on one connection (the venue's message rate)
@@ -291,6 +295,7 @@ class StreamDefaults:
     instrument list, no snapshot request (their books start in the stream). A venue overrides what it has."""
 
     name: str
+    keeps_window_whole = False  # the snapshot's limit says what is known (OKX, Bybit: base.window_limit)
 
     def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
         return None

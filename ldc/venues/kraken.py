@@ -11,7 +11,8 @@ the pair's precision, trailing zeros kept)::
 
 ``qty`` 0 deletes; one message may change a price several times (applied in order). There is no sequence
 number (rule ``NONE``): the checksum after every message is the only proof, and a mismatch resubscribes that
-market alone. Kraken never deletes a level that falls out of the subscribed depth: the client cuts each side to
+market alone. Nor is there an update id: a book is keyed by its message's ``timestamp`` in microseconds (the
+id published, ``first_id = final_id``; ``event_time_ms`` in milliseconds), as the simulator and any replay key it. Kraken never deletes a level that falls out of the subscribed depth: the client cuts each side to
 its depth after every message (the snapshot's ``limit`` is the depth: ``FastBook``'s retention window).
 
 Numbers: the text is read as ``Decimal`` (``json`` with ``parse_float=Decimal``), never through a binary float
@@ -28,6 +29,7 @@ and v1 hashes that padded text: :func:`v1_precision` reads the decimals off the 
 
 from __future__ import annotations
 
+import calendar
 import re
 import zlib
 from dataclasses import dataclass
@@ -81,6 +83,10 @@ SYMBOL_PATTERN = r"[A-Z0-9]{1,16}/[A-Z0-9]{1,16}"
 SYMBOL_FORM = "'BTC/USD'"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 _V1_BOOK_RE = re.compile(r"book-(\d+)")
+# v2 ``timestamp``: RFC 3339 in UTC, microseconds (read to the microsecond; finer digits are cut, never rounded up)
+_TIMESTAMP_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
+US_PER_S = 1_000_000
+US_PER_MS = 1_000
 
 TABLES: tuple[VenueTable, ...] = (
     VenueTable(
@@ -129,6 +135,20 @@ def unsubscribe_message(channel: str, symbols: Sequence[str], request_id: str) -
 # v2 messages
 
 
+def timestamp_us(value: Any) -> int:
+    """A v2 book message's ``timestamp`` (``"2023-10-06T17:35:55.440295Z"``) in microseconds since the epoch:
+    Kraken has no update id, so this is the id a Kraken book is published and replayed at (read from the text,
+    exactly: no float on the way)."""
+    found = _TIMESTAMP_RE.fullmatch(value) if type(value) is str else None
+    if found is None:
+        raise ProtocolError(f"field 'timestamp': expected an RFC 3339 UTC time like '2023-10-06T17:35:55.440295Z', found {show(value)}")
+    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60 and second < 60):
+        raise ProtocolError(f"field 'timestamp': expected a valid UTC date and time, found {show(value)}")
+    fraction = (found.group(7) or "").ljust(6, "0")[:6]
+    return calendar.timegm((year, month, day, hour, minute, second)) * US_PER_S + int(fraction)
+
+
 @dataclass(frozen=True, slots=True)
 class BookEvent:
     symbol: str
@@ -168,16 +188,19 @@ def parse_message(raw: bytes | str, depth: int) -> list[BookEvent] | VenueContro
     if type(crc) is not int or not 0 <= crc < 1 << 32:
         raise ProtocolError(f"field 'checksum': expected an unsigned 32-bit integer, found {show(crc)}")
     bids, asks = _v2_levels(item.get("bids"), "bids"), _v2_levels(item.get("asks"), "asks")
+    us = timestamp_us(item.get("timestamp"))
     if kind == "snapshot":
-        return [BookEvent(symbol, _snapshot(symbol, bids, asks, depth, crc))]
-    return [BookEvent(symbol, DepthDiff(symbol, NO_ID, NO_ID, NO_ID, NO_ID, NO_ID, bids, asks, crc))]
+        return [BookEvent(symbol, _snapshot(symbol, bids, asks, depth, crc, us))]
+    # the update id is the timestamp (first = final: one message); BookSync keeps a pair's id from going back
+    return [BookEvent(symbol, DepthDiff(symbol, us, us, NO_ID, us // US_PER_MS, NO_ID, bids, asks, crc))]
 
 
-def _snapshot(symbol: str, bids: list[Level], asks: list[Level], depth: int, crc: int) -> DepthSnapshot:
+def _snapshot(symbol: str, bids: list[Level], asks: list[Level], depth: int, crc: int, us: int = NO_ID) -> DepthSnapshot:
     if len(bids) > depth or len(asks) > depth:
         raise ProtocolError(f"snapshot of {symbol}: expected at most {depth} levels a side, found {len(bids)} bids, {len(asks)} asks")
     # limit = the subscribed depth: a side with fewer levels is the whole side; the book is cut to it
-    return DepthSnapshot(NO_ID, sorted_levels(bids, "bids", True), sorted_levels(asks, "asks", False), depth, NO_ID, crc)
+    event_ms = us // US_PER_MS if us != NO_ID else NO_ID
+    return DepthSnapshot(us, sorted_levels(bids, "bids", True), sorted_levels(asks, "asks", False), depth, event_ms, crc)
 
 
 def _control(msg: dict[str, Any]) -> VenueControl:
@@ -315,6 +338,9 @@ class KrakenStream(StreamDefaults):
     rule = SEQUENCE_RULE
     scope = SequenceScope.MARKET
     snapshot_source = SNAPSHOT_SOURCE
+    # the server keeps the book whole to the subscribed depth (it sends the level entering the window when one
+    # leaves; the client cuts what falls out): the levels within it are always known, never "uncovered"
+    keeps_window_whole = True
     requests_per_hour = 0
     request_spacing_s = 0.05  # between two requests on one connection: well under the venue's rate limit
     connections_per_s = CONNECTIONS_PER_S

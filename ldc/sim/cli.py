@@ -51,6 +51,7 @@ replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/bi
 one symbol are played in the order given. A feeder's recording (ldc/record.py) replays the same way: a
 file, or its directory (every file in it, in time order). --replay-copies N serves each also as SYMBOL2..SYMBOLN.
 --replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
+--replay-loops N plays an OKX / Bybit recording N times (ids running on; with --replay-copies: benchmarks).
 A genuine OKX, Bybit, HTX, Kraken or Coinbase recording (shared/data/venues, known by its header line) is replayed by that
 venue's family instead.
 

@@ -51,6 +51,7 @@ replay: --replay FILE[=SYMBOL][,FILE...] serves genuine captures (shared/data/bi
 one symbol are played in the order given. A feeder's recording (ldc/record.py) replays the same way: a
 file, or its directory (every file in it, in time order). --replay-copies N serves each also as SYMBOL2..SYMBOLN.
 --replay-pace recorded | client (as fast as the slowest subscriber reads) | xF (F times recorded speed).
+--replay-loops N plays an OKX / Bybit recording N times (ids running on; with --replay-copies: benchmarks).
 A genuine OKX, Bybit, HTX, Kraken or Coinbase recording (shared/data/venues, known by its header line) is replayed by that
 venue's family instead.
 
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", action="append", default=[], help="a fault rule active from the start (repeatable)")
     p.add_argument("--replay", default="", help="capture files to replay, FILE[=SYMBOL],...")
     p.add_argument("--replay-copies", type=int, default=1, help="serve each replayed market N times under other names")
+    p.add_argument("--replay-loops", type=int, default=1, help="OKX / Bybit recordings played N times, ids running on")
     p.add_argument("--replay-pace", default="recorded", help="recorded | client | xF (default recorded)")
     p.add_argument("--log-level", default="WARNING", help="logging level on stderr (default WARNING)")
     add_venue_options(p)
@@ -207,6 +209,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         replay=replay,
         replay_copies=max(1, args.replay_copies),
         replay_pace=args.replay_pace,
+        replay_loops=args.replay_loops,
         **venues,
     )
 

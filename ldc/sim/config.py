@@ -55,6 +55,7 @@ class SimConfig:
     # Replay instead of (alongside) the model
     replay: tuple[ReplaySource, ...] = ()
     replay_copies: int = 1  # each replayed market is also served as SYMBOL2..SYMBOLn
+    replay_loops: int = 1  # OKX / Bybit replays: the recording played this many times, ids running on
     replay_pace: str = "recorded"  # "recorded", "client" (as fast as the slowest subscriber reads) or a factor "x10"
     # OKX v5 (ldc.sim.okx), Bybit v5 (ldc.sim.bybit), HTX (ldc.sim.htx), Kraken v2 (ldc.sim.kraken), Coinbase
     # Advanced Trade (ldc.sim.coinbase), each on its own port; none started when empty

@@ -36,6 +36,7 @@ from ldc.sim.venue_faults import VenueFault, VenueFaultTable
 from ldc.sim.coinbase import CoinbaseDialect, CoinbaseMarket, CoinbaseModelMarket
 from ldc.sim.htx import HtxDialect, HtxMarket, HtxModelMarket
 from ldc.sim.kraken import KrakenDialect, KrakenMarket, KrakenModelMarket
+from ldc.sim.venue_replay_copies import bybit_copies, okx_copies
 from ldc.sim.kraken_replay import KrakenReplayMarket, kraken_replay_markets
 from ldc.sim.coinbase_replay import CoinbaseReplayFeed
 from ldc.sim.venue_replay import (
@@ -119,9 +120,9 @@ class VenueFamilies:
         for path in config.venue_replay:
             rec = read_recording(path)
             if rec.venue == "okx":
-                okx_replays += okx_replay_markets(rec, pace=pace)
+                okx_replays += okx_copies(okx_replay_markets(rec, pace=pace), copies=config.replay_copies, loops=config.replay_loops, pace=pace)
             elif rec.venue == "bybit":
-                bybit_replays += bybit_replay_markets(rec, pace=pace)
+                bybit_replays += bybit_copies(bybit_replay_markets(rec, pace=pace), copies=config.replay_copies, loops=config.replay_loops, pace=pace)
             elif rec.venue == "htx":
                 htx_replays += htx_replay_markets(rec, pace=pace)
             elif rec.venue == "kraken":

@@ -51,6 +51,8 @@ from ldc.sim.wsframes import OP_BINARY, encode_frame, text_frame
 VENUES = {"OKX": "okx", "BYBIT": "bybit", "HUOBI": "htx", "HTX": "htx", "KRAKEN": "kraken", "COINBASE": "coinbase"}
 OKX_SEQ_BASE = 10**9
 OKX_MAX_SEQ_STEP = 16
+CLIENT_PACE_BACKLOG_BYTES = 256 * 1024  # pace "client": wait while a subscriber has this much unsent
+CLIENT_PACE_POLL_S = 0.0005  # how often a waiting client-paced timeline looks at the backlog again
 
 
 @dataclass(slots=True)
@@ -137,6 +139,7 @@ class Timeline:
         self.pace = pace
         self._send = send
         self.position = 0  # messages sent
+        self.backlogged: Any = lambda: False  # pace "client": a subscriber still has much to read
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -154,11 +157,17 @@ class Timeline:
                 due = start + (self.times[self.position] - first) / self.pace
                 if due > time.monotonic():
                     await asyncio.sleep(due - time.monotonic())
-            else:
+            else:  # as fast as the slowest subscriber reads
                 await asyncio.sleep(0)
+                while self.backlogged():
+                    await asyncio.sleep(CLIENT_PACE_POLL_S)
             index = self.position
             self.position += 1
             self._send(index)
+
+
+def backlogged(subscribers: dict[VenueConn, None]) -> bool:
+    return any(conn.transport.get_write_buffer_size() > CLIENT_PACE_BACKLOG_BYTES for conn in subscribers)
 
 
 # -- OKX
@@ -187,6 +196,7 @@ class OkxReplayMarket:
         self._instrument = instrument
         self.subscribers: dict[VenueConn, None] = {}
         self.timeline = Timeline([m.time for m in messages], pace, self._send)
+        self.timeline.backlogged = lambda: backlogged(self.subscribers)
 
     def channels_served(self) -> tuple[str, ...]:
         return ("books",)
@@ -324,6 +334,7 @@ class BybitReplayMarket:
         self._instrument = instrument
         self.subscribers: dict[str, dict[VenueConn, None]] = {}
         self.timeline = Timeline([e.time for e in entries], pace, self._send)
+        self.timeline.backlogged = lambda: any(backlogged(subs) for subs in self.subscribers.values())
         self._last_book = -1
 
     def book_depths(self) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ from ldc.sync import BookSync, SnapshotPurpose, SnapshotResult, SyncConfig, Sync
 from ldc.venues import okx, stream_venue
 from ldc.venues._parse import VenueControl
 from ldc.venues.base import Precision, SnapshotSource
-from venue_recordings import BYBIT_FILE, OKX_FILE, records, venues_dir
+from venue_recordings import BYBIT_FILE, COINBASE_FILE, OKX_FILE, records, venues_dir
 
 DEPTH = 20
 OKX_RECORDED_CHECKSUMS = 191  # the shared recording's (its README)
@@ -105,6 +105,18 @@ def test_bybit_recording_books_equal_the_reference_path_at_every_message() -> No
         if record["t"] == "recv":
             replay.message(str(record["data"]), str(record["conn"]))
     assert replay.read_in_c > 1000
+    assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
+
+
+def test_coinbase_recording_books_equal_the_reference_path_at_every_message() -> None:
+    """Coinbase's whole-book snapshot by the reference parser, every l2_data update in C, the books equal."""
+    from ldc.venues import coinbase
+
+    replay = _Replay("coinbase", lambda key: _sync(key, coinbase.SEQUENCE_RULE, coinbase.WHOLE_BOOK_LEVELS))
+    for record in _recording(COINBASE_FILE):
+        if record["t"] == "recv":
+            replay.message(str(record["data"]), str(record["conn"]))
+    assert replay.read_in_c > 700
     assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
 
 

@@ -31,6 +31,7 @@ import json
 import statistics
 import sys
 import time
+from decimal import Decimal
 from typing import Any, Callable
 
 import numpy as np
@@ -223,6 +224,42 @@ def run_htx(frames: list[bytes]) -> int:
     return sum(s.resyncs for s in syncs.values())
 
 
+def htx_mbp_frames(step0_frames: list[bytes]) -> list[bytes]:
+    """mbp.150 frames made from the recorded depth.step0 books (no mbp recording exists): per market, the first
+    book as the refresh answer (``rep``), then each next book as the diff from the one before (changed and new
+    levels, removed ones at size 0; a side without a change left out), ``seqNum`` the book's ``version`` and
+    ``prevSeqNum`` the one before. Every number keeps its recorded text (``9.121E-7`` included), gzip as HTX sends."""
+    books: dict[str, tuple[int, dict[Decimal, str], dict[Decimal, str]]] = {}
+    out: list[bytes] = []
+    for frame in step0_frames:
+        msg = json.loads(gzip.decompress(frame), parse_float=str, parse_int=str)  # every number as sent
+        topic = msg["ch"].replace(".depth.step0", ".mbp.150")
+        tick = msg["tick"]
+        version = int(tick["version"])
+        new = tuple({Decimal(price): f"[{price},{size}]" for price, size in tick[side]} for side in ("bids", "asks"))
+        old = books.get(topic)
+        books[topic] = (version, *new)
+        if old is None:
+            sides = ",".join(f'"{side}":[{",".join(levels.values())}]' for side, levels in zip(("bids", "asks"), new))
+            text = f'{{"id":"req:{topic}","rep":"{topic}","status":"ok","ts":{msg["ts"]},"data":{{"seqNum":{version},{sides}}}}}'
+        else:
+            changes = []
+            for side, before, after in zip(("bids", "asks"), old[1:], new):
+                levels = [level for price, level in after.items() if before.get(price) != level]
+                levels += [f"[{level[1:].split(',')[0]},0]" for price, level in before.items() if price not in after]
+                if levels:
+                    changes.append(f'"{side}":[{",".join(levels)}]')
+            ticks = ",".join([f'"seqNum":{version}', f'"prevSeqNum":{old[0]}'] + changes)
+            text = f'{{"ch":"{topic}","ts":{msg["ts"]},"tick":{{{ticks}}}}}'
+        out.append(gzip.compress(text.encode(), mtime=0))
+    return out
+
+
+def run_htx_mbp(frames: list[bytes], parse: Parse) -> int:
+    syncs = _run_stream(frames, parse, lambda key, _: _stream_sync(key, htx.SEQUENCE_RULE, 150))
+    return sum(s.gaps + s.resyncs for s in syncs.values())
+
+
 def baseline(levels_of: Callable[[Any], tuple[str, str, Any, Any]], messages: list[Any], load: Callable[[Any], Any] = json.loads) -> None:
     """json.loads, a SortedDict per side (bids keyed negative), a top-20 slice after every message."""
     books: dict[str, tuple[SortedDict, SortedDict]] = {}
@@ -257,6 +294,12 @@ def _coinbase_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
 
 def _htx_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
     return msg["ch"], "snapshot", msg["tick"]["bids"], msg["tick"]["asks"]
+
+
+def _htx_mbp_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
+    if "rep" in msg:
+        return msg["rep"], "snapshot", msg["data"]["bids"], msg["data"]["asks"]
+    return msg["ch"], "update", msg["tick"].get("bids", []), msg["tick"].get("asks", [])
 
 
 def _okx_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:

@@ -8,9 +8,13 @@ the field, what it expected and what it found)."""
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import random
 import re
 from contextlib import nullcontext
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable
 
 import orjson
@@ -19,8 +23,8 @@ import pytest
 from ldc import _fastbook
 from ldc.depth import DepthDiff, DepthSnapshot
 from ldc.errors import ProtocolError
-from ldc.venues import bybit, coinbase, okx
-from venue_recordings import BYBIT_FILE, COINBASE_FILE, OKX_FILE, records, venues_dir
+from ldc.venues import bybit, coinbase, htx, okx
+from venue_recordings import BYBIT_FILE, COINBASE_FILE, HTX_FILE, OKX_FILE, records, venues_dir
 
 OKX_UPDATE = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update",
               "data": [{"asks": [["8476.98", "415", "0", "13"]], "bids": [["8476.5", "0", "0", "0"]],
@@ -385,3 +389,135 @@ def test_coinbase_events_of_several_products_keep_their_order() -> None:
     msg["events"].append({"type": "update", "product_id": "ETH-USD", "updates": []})
     assert [product for product, _ in _fastbook.parse_coinbase(orjson.dumps(msg))] == ["BTC-USD", "ETH-USD"]
     assert agree("coinbase", orjson.dumps(msg)) == "c"
+
+
+# -- HTX mbp: the dialect reads the gunzipped frame (gzip stays in Python); the reference reads the gzip frame
+
+
+def htx_reference(text: bytes | str) -> Any:
+    parsed = htx.parse_message(gzip.compress(text.encode() if isinstance(text, str) else text))
+    return parsed if not isinstance(parsed, list) else [(e.topic, e.event) for e in parsed]
+
+
+VENUES["htx"] = (_fastbook.parse_htx, htx_reference)
+HTX_UPDATE = ('{"ch":"market.btcusdt.mbp.150","ts":1573199608679,"tick":{"seqNum":100020146795,'
+              '"prevSeqNum":100020146794,"bids":[[9058.27,0],[9058.1,1.5]],"asks":[[645.14,26.75],[0.0000213,9.121E-7]]}}')  # fmt: skip
+
+
+def _bench() -> Any:
+    """scripts/bench_venues.py: its mbp frames made from the recorded depth.step0 books (no mbp recording exists)."""
+    spec = importlib.util.spec_from_file_location("bench_venues", Path(__file__).resolve().parent.parent / "scripts" / "bench_venues.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def htx_texts() -> list[str]:
+    if not (venues_dir() / HTX_FILE).is_file():
+        pytest.skip(f"{HTX_FILE} is not in {venues_dir()}")
+    bench = _bench()
+    return [gzip.decompress(frame).decode() for frame in bench.htx_mbp_frames(bench.htx_frames())]
+
+
+def test_htx_mbp_made_from_the_recording_reads_as_the_reference_reads_it(htx_texts: list[str]) -> None:
+    outcomes = [agree("htx", text) for text in htx_texts]
+    updates = sum(1 for text in htx_texts if _is_update(htx_reference(text)))
+    assert updates > 200 and sum("E-" in text for text in htx_texts) > 100  # exponents (9.121E-7) among them
+    assert outcomes.count("c") == updates
+
+
+def test_htx_recorded_whole_books_stay_with_the_reference() -> None:
+    if not (venues_dir() / HTX_FILE).is_file():
+        pytest.skip(f"{HTX_FILE} is not in {venues_dir()}")
+    frames = _bench().htx_frames()
+    assert len(frames) > 100 and all(_fastbook.parse_htx(gzip.decompress(frame)) is None for frame in frames)
+    assert htx.HtxStream("depth.step0").fast_parse is None  # no C call at all on that channel
+
+
+def test_htx_mutated_updates_never_read_otherwise(htx_texts: list[str]) -> None:
+    updates = [text for text in htx_texts if _is_update(htx_reference(text))]
+    rng = random.Random(13)
+    alphabet = b'0123456789.-+eE"[]{},:x \\'
+    for _ in range(FUZZ_MUTATIONS):
+        raw = bytearray(rng.choice(updates)[:4000].encode())
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(raw))
+            choice = rng.random()
+            if choice < 0.5:
+                raw[at] = rng.choice(alphabet)
+            elif choice < 0.75:
+                del raw[at]
+            else:
+                raw.insert(at, rng.choice(alphabet))
+        agree("htx", bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["9.121E-7", "9.121e-7", "1E+2", "0.1", "5", "0", "0.30000000000000004", "123456789012345678901234567890",
+     "12345678901234567890.5", "1.7976931348623157e308", "4.9e-324", "2.2250738585072011e-308", "1e-400",
+     "9007199254740993", "0.000000000000000000000000001", "8.98846567431158e307"],
+)  # fmt: skip
+def test_htx_numbers_read_exactly_as_decimal_then_float(number: str) -> None:
+    """The correctly rounded double of the exact decimal, as float(Decimal(text)) or float(int(text))."""
+    text = HTX_UPDATE.replace("9.121E-7", number)
+    assert agree("htx", text) == "c"
+    assert _fastbook.parse_htx(text)[0][1].asks[1][1] == float(Decimal(number))  # type: ignore[index]
+
+
+HTX_MALFORMED = [
+    (HTX_UPDATE.replace("[9058.27,0]", "[9058.27]"), "bids"),
+    (HTX_UPDATE.replace("[9058.27,0]", '["9058.27",0]'), "bids"),
+    (HTX_UPDATE.replace("[9058.27,0]", "[9058.27,-1]"), "bids"),
+    (HTX_UPDATE.replace("[645.14,26.75]", "[645.14,26.75,1]"), "asks"),
+    (HTX_UPDATE.replace('"prevSeqNum":100020146794,', ""), "prevSeqNum"),
+    (HTX_UPDATE.replace('"seqNum":100020146795', '"seqNum":"100020146795"'), "seqNum"),
+    (HTX_UPDATE.replace('"ts":1573199608679', '"ts":null'), "ts"),
+    (HTX_UPDATE.replace("mbp.150", "mbp.400"), "ch"),
+    (HTX_UPDATE.replace("btcusdt", "BTCUSDT"), "ch"),
+    (HTX_UPDATE.replace('"tick":{', '"tick":[{').replace("]]}}", "]]}]}"), "tick"),
+]
+
+
+@pytest.mark.parametrize(("text", "field"), HTX_MALFORMED)
+def test_htx_malformed_updates_are_handed_back_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(ProtocolError):
+        htx_reference(text)
+    with pytest.raises(ValueError, match=rf"field '{re.escape(field)}'.*expected .*, found "):
+        _fastbook.parse_htx(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"ping":1492420473027}', '{"id":"sub:market.btcusdt.mbp.150","status":"ok","subbed":"market.btcusdt.mbp.150","ts":1}',
+     '{"id":"req:market.btcusdt.mbp.150","rep":"market.btcusdt.mbp.150","status":"ok","data":{"seqNum":1,"bids":[],"asks":[]}}',
+     '{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[1.5,2]],"asks":[],"version":3}}',
+     '{"ch":"market.btcusdt.trade.detail","ts":1,"tick":{}}', HTX_UPDATE[:-1] + ',"status":"ok"}'],
+)  # fmt: skip
+def test_htx_what_is_not_an_update_is_the_references(text: str) -> None:
+    assert _fastbook.parse_htx(text) is None
+    assert not _is_update(htx_reference(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [HTX_UPDATE.replace("[9058.1,1.5]", "[9058.1,-0.0]"),  # -0.0 there: a sign is a doubt
+     HTX_UPDATE.replace('"seqNum"', '"seqNum":1,"seqNum"'),  # a repeated key: json keeps the last
+     HTX_UPDATE.replace('"bids"', '"bi\\u0064s"'), HTX_UPDATE.replace('"ts":1573199608679', '"ts":-1')],
+)  # fmt: skip
+def test_htx_doubts_are_handed_back(text: str) -> None:
+    with pytest.raises(ValueError, match="field .*expected"):
+        _fastbook.parse_htx(text)
+    agree("htx", text)
+
+
+def test_htx_venue_gunzips_then_reads_in_c_and_hands_back_a_broken_frame() -> None:
+    fast = htx.HtxStream("mbp.150").fast_parse
+    assert fast is not None
+    frame = gzip.compress(HTX_UPDATE.encode())
+    assert _fields(fast(frame)[0][1]) == _fields(htx_reference(HTX_UPDATE)[0][1])  # type: ignore[index]
+    assert fast(frame[:-4]) is None and fast(HTX_UPDATE.encode()) is None  # the reference names the fault
+    with pytest.raises(ProtocolError):
+        htx.parse_message(frame[:-4])

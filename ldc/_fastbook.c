@@ -1780,8 +1780,10 @@ static int cb_event_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
         if ((rc = plain_string(sc, "type", &text, &len)) != 0) {
             return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
         }
-        if (!SPAN_IS(text, len, "update")) { /* a snapshot (or a fault): the reference's */
+        if (!SPAN_IS(text, len, "update")) { /* a snapshot (5 MB for BTC-USD) or a fault: the reference's, now */
             field_error(sc, "type", -1, "'update'", text, len);
+            PyErr_SetString(PyExc_ValueError, sc->error);
+            return SCAN_SYNTAX;
         }
         return SCAN_OK;
     }

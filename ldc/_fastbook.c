@@ -1642,6 +1642,642 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * Coinbase Advanced Trade l2_data (C dialect of ldc.venues.coinbase.parse_message)
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { CB_CHANNEL = 1, CB_SEQ = 2, CB_EVENTS = 4, CB_TIMESTAMP = 8 };
+enum { CBE_TYPE = 1, CBE_PRODUCT = 2, CBE_UPDATES = 4 };
+enum { CBU_SIDE = 1, CBU_PRICE = 2, CBU_QTY = 4 };
+#define CB_TIMESTAMP_MIN_CHARS 20 /* ldc.venues.coinbase._time_ms: shorter is NO_ID */
+
+typedef struct {
+    int seen;
+    int not_ours;    /* another channel or a snapshot event: the reference's */
+    long long sequence;
+    long long time_ms;
+    PyObject *diffs; /* ParsedDiffs of events[], in order (ids set once the whole message is read) */
+} CoinbaseMessage;
+
+typedef struct {
+    int seen, side; /* side: 1 bid, 2 offer */
+    double price, qty;
+} CoinbaseUpdate;
+
+typedef struct {
+    int seen;
+    Event ev;
+} CoinbaseEvent;
+
+static int cb_key_once(Scanner *sc, int *seen, int bit, const char *field)
+{
+    if (*seen & bit) {
+        field_error(sc, field, -1, "the key once", "a second time", 13);
+        return 1;
+    }
+    *seen |= bit;
+    return 0;
+}
+
+/* A price_level / new_quantity: a decimal string read exactly as float(); anything else a doubt. */
+static int cb_decimal(Scanner *sc, const char *field, double *out)
+{
+    const char *from = sc->p;
+    int rc = parse_level_number(sc, out);
+    if (rc == 1) {
+        sc->p = from;
+        return reject_value(sc, field, "a non-negative decimal string");
+    }
+    return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+}
+
+static int cb_update_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    CoinbaseUpdate *u = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        field_error(sc, "updates key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("side")) {
+        cb_key_once(sc, &u->seen, CBU_SIDE, "side");
+        if ((rc = plain_string(sc, "side", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        u->side = SPAN_IS(text, len, "bid") ? 1 : SPAN_IS(text, len, "offer") ? 2 : 0;
+        if (!u->side) {
+            field_error(sc, "side", -1, "'bid' or 'offer'", text, len);
+        }
+        return SCAN_OK;
+    }
+    if (KEY_IS("price_level")) {
+        cb_key_once(sc, &u->seen, CBU_PRICE, "price_level");
+        return cb_decimal(sc, "price_level", &u->price);
+    }
+    if (KEY_IS("new_quantity")) {
+        cb_key_once(sc, &u->seen, CBU_QTY, "new_quantity");
+        return cb_decimal(sc, "new_quantity", &u->qty);
+    }
+    return skip_value(sc, 1);
+}
+
+/* updates[]: each {"side", "price_level", "new_quantity"} onto the scratch side it names */
+static int cb_updates(Scanner *sc)
+{
+    if (sc->p >= sc->end || *sc->p != '[') {
+        return reject_value(sc, "updates", "a list");
+    }
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+        return SCAN_OK;
+    }
+    for (;;) {
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != '{') {
+            if (reject_value(sc, "updates[]", "an object") != SCAN_OK) {
+                return SCAN_SYNTAX;
+            }
+        } else {
+            CoinbaseUpdate u = {0, 0, 0.0, 0.0};
+            if (scan_object(sc, cb_update_field, &u) != SCAN_OK) {
+                return SCAN_SYNTAX;
+            }
+            if ((u.seen & (CBU_SIDE | CBU_PRICE | CBU_QTY)) != (CBU_SIDE | CBU_PRICE | CBU_QTY)) {
+                field_error(sc, "updates[]", -1, "side, price_level and new_quantity", "fewer", 5);
+            } else if (!sc->has_error && scratch_push(u.side == 1 ? &scratch_bids : &scratch_asks, u.price, u.qty) < 0) {
+                return SCAN_SYNTAX; /* MemoryError set */
+            }
+        }
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == ']') {
+            sc->p++;
+            return SCAN_OK;
+        }
+        return syntax_error(sc, "',' or ']'");
+    }
+}
+
+static int cb_event_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    CoinbaseEvent *e = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        field_error(sc, "events key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("type")) {
+        cb_key_once(sc, &e->seen, CBE_TYPE, "type");
+        if ((rc = plain_string(sc, "type", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if (!SPAN_IS(text, len, "update")) { /* a snapshot (5 MB for BTC-USD) or a fault: the reference's, now */
+            field_error(sc, "type", -1, "'update'", text, len);
+            PyErr_SetString(PyExc_ValueError, sc->error);
+            return SCAN_SYNTAX;
+        }
+        return SCAN_OK;
+    }
+    if (KEY_IS("product_id")) {
+        cb_key_once(sc, &e->seen, CBE_PRODUCT, "product_id");
+        if ((rc = plain_string(sc, "product_id", &e->ev.symbol, &e->ev.symbol_len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if (e->ev.symbol_len == 0) {
+            field_error(sc, "product_id", -1, "a product id", "''", 2);
+        }
+        return SCAN_OK;
+    }
+    if (KEY_IS("updates")) {
+        if (cb_key_once(sc, &e->seen, CBE_UPDATES, "updates")) {
+            return skip_value(sc, 1);
+        }
+        return cb_updates(sc);
+    }
+    return skip_value(sc, 1);
+}
+
+/* events[]: each update event a ParsedDiff appended to msg->diffs */
+static int cb_events(Scanner *sc, CoinbaseMessage *msg)
+{
+    if (sc->p >= sc->end || *sc->p != '[') {
+        return reject_value(sc, "events", "a non-empty list");
+    }
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+        field_error(sc, "events", -1, "a non-empty list", "[]", 2);
+        sc->p++;
+        return SCAN_OK;
+    }
+    for (;;) {
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != '{') {
+            if (reject_value(sc, "events[]", "an object") != SCAN_OK) {
+                return SCAN_SYNTAX;
+            }
+        } else {
+            CoinbaseEvent e = {0};
+            event_reset(&e.ev);
+            if (scan_object(sc, cb_event_field, &e) != SCAN_OK) {
+                return SCAN_SYNTAX;
+            }
+            if ((e.seen & (CBE_TYPE | CBE_PRODUCT | CBE_UPDATES)) != (CBE_TYPE | CBE_PRODUCT | CBE_UPDATES)) {
+                field_error(sc, "events[]", -1, "type, product_id and updates", "fewer", 5);
+            }
+            if (!sc->has_error) {
+                PyObject *diff = parsed_diff_new(&e.ev);
+                if (diff == NULL || PyList_Append(msg->diffs, diff) < 0) {
+                    Py_XDECREF(diff);
+                    return SCAN_SYNTAX;
+                }
+                Py_DECREF(diff);
+            }
+        }
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == ']') {
+            sc->p++;
+            return SCAN_OK;
+        }
+        return syntax_error(sc, "',' or ']'");
+    }
+}
+
+static int two_digits(const char *p, int *out)
+{
+    if ((unsigned)(p[0] - '0') >= 10 || (unsigned)(p[1] - '0') >= 10) {
+        return -1;
+    }
+    *out = (p[0] - '0') * 10 + (p[1] - '0');
+    return 0;
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil) */
+static long long days_from_civil(long long y, int m, int d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.fff...]..." -> ms since the epoch as _time_ms gives it; -1 for any other form (a
+ * doubt: strptime accepts forms this does not, and refuses dates this would take) */
+static int cb_time_ms(const char *t, Py_ssize_t n, long long *out)
+{
+    static const int MONTH_DAYS[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int yh, yl, mo, d, h, mi, s;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)t[i] >= 0x80) { /* Python counts characters, not bytes */
+            return -1;
+        }
+    }
+    if (n < CB_TIMESTAMP_MIN_CHARS) {
+        *out = NO_ID;
+        return 0;
+    }
+    if (two_digits(t, &yh) || two_digits(t + 2, &yl) || t[4] != '-' || two_digits(t + 5, &mo) || t[7] != '-' ||
+        two_digits(t + 8, &d) || t[10] != 'T' || two_digits(t + 11, &h) || t[13] != ':' || two_digits(t + 14, &mi) ||
+        t[16] != ':' || two_digits(t + 17, &s)) {
+        return -1;
+    }
+    int year = yh * 100 + yl, leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || mo < 1 || mo > 12 || d < 1 || d > MONTH_DAYS[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 ||
+        mi > 59 || s > 59) {
+        return -1;
+    }
+    long long ms = 0;
+    if (t[19] == '.') {
+        int digits = 0;
+        for (Py_ssize_t i = 20; i < n && i < 23; i++, digits++) {
+            if ((unsigned)(t[i] - '0') >= 10) {
+                ms = -1;
+                break;
+            }
+            ms = ms * 10 + (t[i] - '0');
+        }
+        if (ms < 0 || digits == 0) {
+            ms = 0; /* "".isdigit() is False: no fraction */
+        } else {
+            for (; digits < 3; digits++) {
+                ms *= 10;
+            }
+        }
+    }
+    *out = ((days_from_civil(year, mo, d) * 24 + h) * 60 + mi) * 60000LL + s * 1000LL + ms;
+    return 0;
+}
+
+static int cb_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    CoinbaseMessage *msg = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        field_error(sc, "key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("channel")) {
+        cb_key_once(sc, &msg->seen, CB_CHANNEL, "channel");
+        if (sc->p < sc->end && *sc->p != '"') { /* null or another type: the reference's */
+            msg->not_ours = 1;
+            return skip_value(sc, 1);
+        }
+        if ((rc = plain_string(sc, "channel", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        msg->not_ours |= !SPAN_IS(text, len, "l2_data");
+        return SCAN_OK;
+    }
+    if (KEY_IS("sequence_num")) {
+        cb_key_once(sc, &msg->seen, CB_SEQ, "sequence_num");
+        return parse_id(sc, "sequence_num", &msg->sequence);
+    }
+    if (KEY_IS("timestamp")) {
+        cb_key_once(sc, &msg->seen, CB_TIMESTAMP, "timestamp");
+        if (sc->p < sc->end && *sc->p != '"') {
+            return reject_value(sc, "timestamp", "a time string");
+        }
+        if ((rc = plain_string(sc, "timestamp", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if (cb_time_ms(text, len, &msg->time_ms) < 0) {
+            field_error(sc, "timestamp", -1, "'YYYY-MM-DDTHH:MM:SS.fffZ'", text, len);
+        }
+        return SCAN_OK;
+    }
+    if (KEY_IS("events")) {
+        if (cb_key_once(sc, &msg->seen, CB_EVENTS, "events") || msg->not_ours) {
+            return skip_value(sc, 1);
+        }
+        return cb_events(sc, msg);
+    }
+    return skip_value(sc, 1);
+}
+
+static PyObject *fb_parse_coinbase(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Scanner sc;
+    Py_buffer view = {0};
+    const char *data;
+    Py_ssize_t size;
+    PyObject *result = NULL;
+    CoinbaseMessage msg = {0, 0, NO_ID, NO_ID, NULL};
+    if (message_bytes(arg, &data, &size, &view) < 0) {
+        return NULL;
+    }
+    if ((msg.diffs = PyList_New(0)) == NULL) {
+        goto done;
+    }
+    int rc = scan_message(data, size, &sc, cb_field, &msg);
+    if (rc < 0) {
+        goto done;
+    }
+    if (rc > 0 || msg.not_ours || !(msg.seen & CB_CHANNEL)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (!sc.has_error && (msg.seen & (CB_SEQ | CB_EVENTS)) != (CB_SEQ | CB_EVENTS)) {
+        field_error(&sc, (msg.seen & CB_SEQ) ? "events" : "sequence_num", -1, "a value", "nothing", 7);
+    }
+    if (sc.has_error) {
+        PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(msg.diffs);
+    for (Py_ssize_t i = 0; i < n; i++) { /* U = u = the connection's sequence_num, as the reference sets them */
+        ParsedDiff *d = (ParsedDiff *)PyList_GET_ITEM(msg.diffs, i);
+        d->first_id = d->final_id = msg.sequence;
+        d->event_time_ms = msg.time_ms;
+    }
+    result = stream_events(msg.diffs, NULL);
+    msg.diffs = NULL;
+done:
+    Py_XDECREF(msg.diffs);
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * HTX mbp (C dialect of ldc.venues.htx.parse_message, on the inflated frame)
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64 };
+static const char *const HTX_MBP_LEVELS[] = {"5", "20", "150"}; /* ldc.venues.htx.CHANNELS' mbp.N */
+
+typedef struct {
+    int seen;
+    int not_ours; /* the reference's: control (ping, status, rep), another channel, a depth.step0 book */
+    Event ev;
+} HtxMessage;
+
+/* A JSON number read as the reference reads it (json's int or Decimal, then float(): the correctly rounded
+ * double of the exact decimal). 0 read, 1 a doubt (a sign: "-0.0" is -0.0 there; too long; not a number),
+ * -1 a syntax error (exception set). */
+static int htx_number(Scanner *sc, double *out)
+{
+    const char *from = sc->p;
+    if (sc->p >= sc->end || (unsigned)(*sc->p - '0') >= 10) {
+        return 1;
+    }
+    if (scan_number(sc) < 0) {
+        return -1;
+    }
+    Py_ssize_t n = sc->p - from;
+    if (memchr(from, 'e', (size_t)n) == NULL && memchr(from, 'E', (size_t)n) == NULL) {
+        return parse_decimal(from, n, out) < 0 ? 1 : 0; /* digits[.digits]: Clinger's fast path or dtoa */
+    }
+    if (n > MAX_DECIMAL_CHARS) {
+        return 1;
+    }
+    char buf[MAX_DECIMAL_CHARS + 1];
+    char *stop = NULL;
+    memcpy(buf, from, (size_t)n);
+    buf[n] = '\0';
+    *out = PyOS_string_to_double(buf, &stop, NULL); /* dtoa: correctly rounded, as float(Decimal) */
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    return stop == buf + n && isfinite(*out) ? 0 : 1;
+}
+
+/* bids / asks: [[price, size], ...] of non-negative numbers into s */
+static int htx_levels(Scanner *sc, const char *field, Scratch *s)
+{
+    const char *from = sc->p;
+    double price, qty;
+    int rc = 0;
+    s->count = 0;
+    if (sc->p >= sc->end || *sc->p != '[') {
+        goto doubt;
+    }
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+        return SCAN_OK;
+    }
+    for (;;) {
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != '[') {
+            goto doubt;
+        }
+        sc->p++;
+        skip_ws(sc);
+        if ((rc = htx_number(sc, &price)) != 0) {
+            goto doubt;
+        }
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ',') {
+            goto doubt;
+        }
+        sc->p++;
+        skip_ws(sc);
+        if ((rc = htx_number(sc, &qty)) != 0) {
+            goto doubt;
+        }
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ']') {
+            goto doubt;
+        }
+        sc->p++;
+        if (scratch_push(s, price, qty) < 0) {
+            return SCAN_SYNTAX; /* MemoryError set */
+        }
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == ']') {
+            sc->p++;
+            return SCAN_OK;
+        }
+        goto doubt;
+    }
+doubt:
+    if (rc < 0) {
+        return SCAN_SYNTAX;
+    }
+    sc->p = from;
+    return reject_value(sc, field, "[[price, size], ...] of non-negative numbers");
+}
+
+static int htx_tick_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    HtxMessage *msg = ctx;
+    if (escaped) {
+        field_error(sc, "tick key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("seqNum")) {
+        dialect_key_once(sc, &msg->seen, HX_SEQ, "seqNum");
+        return parse_id(sc, "seqNum", &msg->ev.final_id);
+    }
+    if (KEY_IS("prevSeqNum")) {
+        dialect_key_once(sc, &msg->seen, HX_PREV, "prevSeqNum");
+        return parse_id(sc, "prevSeqNum", &msg->ev.prev_final_id);
+    }
+    if (KEY_IS("bids")) {
+        dialect_key_once(sc, &msg->seen, HX_BIDS, "bids");
+        return htx_levels(sc, "bids", &scratch_bids);
+    }
+    if (KEY_IS("asks")) {
+        dialect_key_once(sc, &msg->seen, HX_ASKS, "asks");
+        return htx_levels(sc, "asks", &scratch_asks);
+    }
+    return skip_value(sc, 1);
+}
+
+/* ch: "market.SYMBOL.mbp.N" ours; depth.step0 and other channels the reference's; a malformed book topic a doubt */
+static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize_t len)
+{
+    static const char prefix[] = "market.", step0[] = ".depth.step0", mbp[] = ".mbp.";
+    const Py_ssize_t plen = (Py_ssize_t)sizeof prefix - 1, slen = (Py_ssize_t)sizeof step0 - 1;
+    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0 ||
+        (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0)) {
+        msg->not_ours = 1; /* another channel (OTHER) or a whole book (a snapshot) */
+        return;
+    }
+    const char *p = text + plen, *end = text + len;
+    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
+        p++;
+    }
+    int symbol = p > text + plen;
+    if (symbol && end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
+        const char *levels = p + sizeof mbp - 1;
+        for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
+            size_t n = strlen(HTX_MBP_LEVELS[i]);
+            if ((size_t)(end - levels) == n && memcmp(levels, HTX_MBP_LEVELS[i], n) == 0) {
+                msg->ev.symbol = text;
+                msg->ev.symbol_len = len;
+                return;
+            }
+        }
+    }
+    int has_mbp = 0;
+    for (const char *q = text; !has_mbp && end - q >= (Py_ssize_t)sizeof mbp - 1; q++) {
+        has_mbp = memcmp(q, mbp, sizeof mbp - 1) == 0;
+    }
+    if (!has_mbp) {
+        msg->not_ours = 1; /* "market.x.trade.detail": OTHER there */
+        return;
+    }
+    field_error(sc, "ch", -1, "'market.SYMBOL.mbp.N' (N 5, 20 or 150)", text, len);
+}
+
+static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    HtxMessage *msg = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        field_error(sc, "key", -1, "no escapes", key, klen);
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("ping") || KEY_IS("status") || KEY_IS("rep")) { /* control or a refresh: the reference's */
+        msg->not_ours = 1;
+        return skip_value(sc, 1);
+    }
+    if (KEY_IS("ch")) {
+        dialect_key_once(sc, &msg->seen, HX_CH, "ch");
+        if (sc->p < sc->end && *sc->p != '"') { /* not a string: OTHER there */
+            msg->not_ours = 1;
+            return skip_value(sc, 1);
+        }
+        if ((rc = plain_string(sc, "ch", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        htx_channel(sc, msg, text, len);
+        return SCAN_OK;
+    }
+    if (KEY_IS("ts")) {
+        dialect_key_once(sc, &msg->seen, HX_TS, "ts");
+        return parse_id(sc, "ts", &msg->ev.event_time);
+    }
+    if (KEY_IS("tick")) {
+        dialect_key_once(sc, &msg->seen, HX_TICK, "tick");
+        if (sc->p >= sc->end || *sc->p != '{') {
+            return reject_value(sc, "tick", "an object");
+        }
+        return scan_object(sc, htx_tick_field, msg);
+    }
+    return skip_value(sc, 1);
+}
+
+static const struct {
+    int bit;
+    const char *name;
+} HTX_REQUIRED[] = {{HX_TICK, "tick"}, {HX_SEQ, "seqNum"}, {HX_PREV, "prevSeqNum"}};
+
+static PyObject *fb_parse_htx(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Scanner sc;
+    Py_buffer view = {0};
+    const char *data;
+    Py_ssize_t size;
+    PyObject *result = NULL, *diffs = NULL;
+    HtxMessage msg = {0};
+    event_reset(&msg.ev);
+    if (message_bytes(arg, &data, &size, &view) < 0) {
+        return NULL;
+    }
+    int rc = scan_message(data, size, &sc, htx_field, &msg);
+    if (rc < 0) {
+        goto done;
+    }
+    if (rc > 0 || msg.not_ours || !(msg.seen & HX_CH)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof HTX_REQUIRED / sizeof HTX_REQUIRED[0] && !sc.has_error; i++) {
+        if (!(msg.seen & HTX_REQUIRED[i].bit)) {
+            field_error(&sc, HTX_REQUIRED[i].name, -1, "a value", "nothing", 7);
+        }
+    }
+    if (sc.has_error) {
+        PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    msg.ev.first_id = msg.ev.prev_final_id; /* U = pu = prevSeqNum: the PREV_LINK rule, as the reference sets it */
+    PyObject *diff = parsed_diff_new(&msg.ev);
+    if (diff == NULL || (diffs = PyList_New(1)) == NULL) {
+        Py_XDECREF(diff);
+        goto done;
+    }
+    PyList_SET_ITEM(diffs, 0, diff);
+    result = stream_events(diffs, NULL);
+    diffs = NULL;
+done:
+    Py_XDECREF(diffs);
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}
+
 /* ldc.venues.okx.CHANNELS' names, as the OKX dialect knows them */
 static PyObject *okx_channels_tuple(void)
 {
@@ -3131,6 +3767,14 @@ static PyMethodDef module_methods[] = {
     {"parse_bybit", (PyCFunction)fb_parse_bybit, METH_O,
      "parse_bybit(raw) -> [(topic, ParsedDiff)] | None: a Bybit v5 book delta (C dialect of ldc.venues.bybit).\n"
      "None for what the reference parser reads (control, other topics, snapshots, u == 1); ValueError on any doubt."},
+    {"parse_coinbase", (PyCFunction)fb_parse_coinbase, METH_O,
+     "parse_coinbase(raw) -> [(product_id, ParsedDiff)] | None: a Coinbase l2_data update (C dialect of "
+     "ldc.venues.coinbase).\nNone for what the reference reads (other channels, control); ValueError on any "
+     "doubt (a snapshot event too)."},
+    {"parse_htx", (PyCFunction)fb_parse_htx, METH_O,
+     "parse_htx(inflated) -> [(topic, ParsedDiff)] | None: an HTX mbp update, gunzipped (C dialect of "
+     "ldc.venues.htx).\nNone for what the reference reads (control, refreshes, depth.step0, other channels); "
+     "ValueError on any doubt."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -48,6 +48,15 @@ def parse_bybit(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str,
     """A Bybit v5 book delta -> [(topic, diff)] as ldc.venues.bybit.parse_message reads it; None for what that
     reference parser reads (control, other topics, snapshots, the u == 1 reset); ValueError on any doubt."""
 
+def parse_coinbase(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
+    """A Coinbase l2_data update -> [(product_id, diff)] as ldc.venues.coinbase.parse_message reads it; None for
+    what that reference parser reads (control, other channels); ValueError on any doubt (a snapshot event too)."""
+
+def parse_htx(inflated: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
+    """An HTX mbp update, gunzipped -> [(topic, diff)] as ldc.venues.htx.parse_message reads it (numbers as the
+    correctly rounded double of their exact decimal); None for what that reference parser reads (ping, acks,
+    refreshes, depth.step0, other channels); ValueError on any doubt (a sign, a malformed topic, a repeated key)."""
+
 def parse_snapshot_levels(
     raw: bytes | bytearray | memoryview | str, limit: int, /
 ) -> tuple[int, int, list[Level], list[Level]]:

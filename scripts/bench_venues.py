@@ -10,13 +10,15 @@ Per venue, every book message of the recording, as received, in order (each mark
   slice per message (no sequence check, no checksum): the usual Python book.
 
 Figures are medians over ``--repeats`` runs: level updates per second (wall) and per CPU-second. The machine is
-shared and noisy: compare the ratio, measured in the same run. ``full`` is the reference parser's speed; OKX and
-Bybit also have ``c``: the same run through the stream feeder's per-message path (``read_message``: the venue's C
-dialect, the reference parser for snapshots and anything it hands back), with ``c_vs_baseline_cpu`` and
-``c_vs_full_cpu``. Kraken, Coinbase and HTX have no C dialect (their numbers are also read as Decimal: Kraken,
-HTX). The baseline is json + SortedDict; OKX and Bybit also have ``cryptofeed``: cryptofeed's own book code
-for the venue on the same messages (its message handler, Decimal levels, order_book's ``OrderBook``, OKX's
-checksum validated), with ``c_vs_cryptofeed_cpu``; it needs the ``peers`` extra (``pip install -e '.[peers]'``)
+shared and noisy: compare the ratio, measured in the same run. ``full`` is the reference parser's speed; OKX,
+Bybit, Coinbase and ``htx-mbp`` also have ``c``: the same run through the stream feeder's per-message path
+(``read_message``: the venue's C dialect, the reference parser for snapshots and anything it hands back), with
+``c_vs_baseline_cpu`` and ``c_vs_full_cpu``. ``htx-mbp`` is HTX's mbp.150 made from the recorded depth.step0
+books (``htx_mbp_frames``: no mbp recording exists; gunzip in every path). Kraken and HTX depth.step0 (whole
+books) have no C dialect (their numbers are read as Decimal). The baseline is json + SortedDict; OKX, Bybit and
+Coinbase also have ``cryptofeed``: cryptofeed's own book code for the venue on the same messages (its message
+handler, Decimal levels, order_book's ``OrderBook``, OKX's checksum validated), with ``c_vs_cryptofeed_cpu``
+(cryptofeed's HTX reads depth.step0 only, no mbp); it needs the ``peers`` extra (``pip install -e '.[peers]'``)
 and is left out, said so in the JSON, without it.
 
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
@@ -31,6 +33,7 @@ import json
 import statistics
 import sys
 import time
+from decimal import Decimal
 from typing import Any, Callable
 
 import numpy as np
@@ -136,14 +139,15 @@ def cryptofeed_run(name: str, messages: list[tuple[str, str]]) -> Callable[[], i
     venue's symbol list: symbols are used as sent. None when cryptofeed is not installed."""
     try:
         from cryptofeed.defines import L2_BOOK
-        from cryptofeed.exchanges import OKX, Bybit
+        from cryptofeed.exchanges import OKX, Bybit, Coinbase
     except ImportError:
         return None
     import asyncio
     from types import SimpleNamespace
 
     def run() -> int:
-        feed: Any = (OKX if name == "okx" else Bybit).__new__(OKX if name == "okx" else Bybit)
+        kind = {"okx": OKX, "bybit": Bybit, "coinbase": Coinbase}[name]
+        feed: Any = kind.__new__(kind)
         tops = 0
 
         async def top_20(book: Any, receipt_timestamp: float) -> None:
@@ -204,12 +208,12 @@ def run_kraken(messages: list[str]) -> int:
     return sum(s.checksum_mismatches + s.resyncs for s in _run_stream(messages, parse, make).values())
 
 
-def coinbase_messages() -> list[str]:
-    return [r["data"] for r in _records(COINBASE_FILE) if r["t"] == "recv" and r["data"].startswith('{"channel":"l2_data"')]
+def coinbase_messages() -> list[bytes]:
+    return [r["data"].encode() for r in _records(COINBASE_FILE) if r["t"] == "recv" and r["data"].startswith('{"channel":"l2_data"')]
 
 
-def run_coinbase(messages: list[str]) -> int:
-    syncs = _run_stream(messages, coinbase.CoinbaseStream().parse, lambda key, _: _stream_sync(key, coinbase.SEQUENCE_RULE, DEPTH))
+def run_coinbase(messages: list[bytes], parse: Parse) -> int:
+    syncs = _run_stream(messages, parse, lambda key, _: _stream_sync(key, coinbase.SEQUENCE_RULE, DEPTH))
     return sum(s.resyncs for s in syncs.values())
 
 
@@ -221,6 +225,42 @@ def htx_frames() -> list[bytes]:
 def run_htx(frames: list[bytes]) -> int:
     syncs = _run_stream(frames, htx.HtxStream("depth.step0").parse, lambda key, _: _stream_sync(key, htx.SEQUENCE_RULE, 150))
     return sum(s.resyncs for s in syncs.values())
+
+
+def htx_mbp_frames(step0_frames: list[bytes]) -> list[bytes]:
+    """mbp.150 frames made from the recorded depth.step0 books (no mbp recording exists): per market, the first
+    book as the refresh answer (``rep``), then each next book as the diff from the one before (changed and new
+    levels, removed ones at size 0; a side without a change left out), ``seqNum`` the book's ``version`` and
+    ``prevSeqNum`` the one before. Every number keeps its recorded text (``9.121E-7`` included), gzip as HTX sends."""
+    books: dict[str, tuple[int, dict[Decimal, str], dict[Decimal, str]]] = {}
+    out: list[bytes] = []
+    for frame in step0_frames:
+        msg = json.loads(gzip.decompress(frame), parse_float=str, parse_int=str)  # every number as sent
+        topic = msg["ch"].replace(".depth.step0", ".mbp.150")
+        tick = msg["tick"]
+        version = int(tick["version"])
+        new = tuple({Decimal(price): f"[{price},{size}]" for price, size in tick[side]} for side in ("bids", "asks"))
+        old = books.get(topic)
+        books[topic] = (version, *new)
+        if old is None:
+            sides = ",".join(f'"{side}":[{",".join(levels.values())}]' for side, levels in zip(("bids", "asks"), new))
+            text = f'{{"id":"req:{topic}","rep":"{topic}","status":"ok","ts":{msg["ts"]},"data":{{"seqNum":{version},{sides}}}}}'
+        else:
+            changes = []
+            for side, before, after in zip(("bids", "asks"), old[1:], new):
+                levels = [level for price, level in after.items() if before.get(price) != level]
+                levels += [f"[{level[1:].split(',')[0]},0]" for price, level in before.items() if price not in after]
+                if levels:
+                    changes.append(f'"{side}":[{",".join(levels)}]')
+            ticks = ",".join([f'"seqNum":{version}', f'"prevSeqNum":{old[0]}'] + changes)
+            text = f'{{"ch":"{topic}","ts":{msg["ts"]},"tick":{{{ticks}}}}}'
+        out.append(gzip.compress(text.encode(), mtime=0))
+    return out
+
+
+def run_htx_mbp(frames: list[bytes], parse: Parse) -> int:
+    syncs = _run_stream(frames, parse, lambda key, _: _stream_sync(key, htx.SEQUENCE_RULE, 150))
+    return sum(s.gaps + s.resyncs for s in syncs.values())
 
 
 def baseline(levels_of: Callable[[Any], tuple[str, str, Any, Any]], messages: list[Any], load: Callable[[Any], Any] = json.loads) -> None:
@@ -259,6 +299,12 @@ def _htx_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
     return msg["ch"], "snapshot", msg["tick"]["bids"], msg["tick"]["asks"]
 
 
+def _htx_mbp_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
+    if "rep" in msg:
+        return msg["rep"], "snapshot", msg["data"]["bids"], msg["data"]["asks"]
+    return msg["ch"], "update", msg["tick"].get("bids", []), msg["tick"].get("asks", [])
+
+
 def _okx_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
     data = msg["data"][0]
     return msg["arg"]["instId"], msg["action"], data["bids"], data["asks"]
@@ -294,28 +340,34 @@ def _level_updates(messages: list[Any], levels_of: Callable[[Any], tuple[str, st
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--venues", default="okx,bybit,kraken,coinbase,htx", help="comma-separated subset")
+    parser.add_argument("--venues", default="okx,bybit,kraken,coinbase,htx,htx-mbp", help="comma-separated subset")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: the venue recordings are not there")
     okx_raw, precision = okx_messages()
     bybit_raw = bybit_messages()
     kraken_raw, coinbase_raw, htx_raw = kraken_messages(), coinbase_messages(), htx_frames()
+    htx_mbp_raw = htx_mbp_frames(htx_raw)
     okx_venue, bybit_venue = okx.OkxStream(), bybit.BybitStream("linear")
+    coinbase_venue, htx_mbp_venue = coinbase.CoinbaseStream(), htx.HtxStream("mbp.150")
     addresses = {r["conn"]: r["addr"] for r in _records(BYBIT_FILE) if r["t"] == "connect"}
     peer_messages = {"okx": [(okx.WS_PATH, raw.decode()) for raw in okx_raw],
-                     "bybit": [(addresses[conn], raw.decode()) for conn, raw in bybit_raw]}  # fmt: skip
+                     "bybit": [(addresses[conn], raw.decode()) for conn, raw in bybit_raw],
+                     "coinbase": [(coinbase.WS_BASE_URL, raw.decode()) for raw in coinbase_raw]}  # fmt: skip
     # the C path of the venues with a C dialect: the stream feeder's per-message path (read_message)
     c_runs: dict[str, Callable[[], int]] = {
         "okx": lambda: run_okx(okx_raw, precision, c_path(okx_venue)),
         "bybit": lambda: run_bybit(bybit_raw, c_path(bybit_venue)),
+        "coinbase": lambda: run_coinbase(coinbase_raw, c_path(coinbase_venue)),
+        "htx-mbp": lambda: run_htx_mbp(htx_mbp_raw, c_path(htx_mbp_venue)),
     }
     venues: dict[str, tuple[Callable[[], int], list[Any], Callable[[Any], tuple[str, str, Any, Any]], Callable[[Any], Any]]] = {
         "okx": (lambda: run_okx(okx_raw, precision, python_path(okx_venue)), okx_raw, _okx_levels, json.loads),
         "bybit": (lambda: run_bybit(bybit_raw, python_path(bybit_venue)), [raw for _, raw in bybit_raw], _bybit_levels, json.loads),
         "kraken": (lambda: run_kraken(kraken_raw), kraken_raw, _kraken_levels, json.loads),
-        "coinbase": (lambda: run_coinbase(coinbase_raw), coinbase_raw, _coinbase_levels, json.loads),
+        "coinbase": (lambda: run_coinbase(coinbase_raw, python_path(coinbase_venue)), coinbase_raw, _coinbase_levels, json.loads),
         "htx": (lambda: run_htx(htx_raw), htx_raw, _htx_levels, _htx_load),
+        "htx-mbp": (lambda: run_htx_mbp(htx_mbp_raw, python_path(htx_mbp_venue)), htx_mbp_raw, _htx_mbp_levels, _htx_load),
     }
     out: dict[str, Any] = {"depth": DEPTH, "repeats": args.repeats, "venues": {}}
     for name in args.venues.split(","):

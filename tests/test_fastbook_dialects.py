@@ -8,7 +8,13 @@ the field, what it expected and what it found)."""
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import random
+import re
+from contextlib import nullcontext
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable
 
 import orjson
@@ -17,8 +23,8 @@ import pytest
 from ldc import _fastbook
 from ldc.depth import DepthDiff, DepthSnapshot
 from ldc.errors import ProtocolError
-from ldc.venues import bybit, okx
-from venue_recordings import BYBIT_FILE, OKX_FILE, records, venues_dir
+from ldc.venues import bybit, coinbase, htx, okx
+from venue_recordings import BYBIT_FILE, COINBASE_FILE, HTX_FILE, OKX_FILE, records, venues_dir
 
 OKX_UPDATE = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update",
               "data": [{"asks": [["8476.98", "415", "0", "13"]], "bids": [["8476.5", "0", "0", "0"]],
@@ -26,6 +32,12 @@ OKX_UPDATE = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "upda
 BYBIT_DELTA = {"topic": "orderbook.50.BTCUSDT", "type": "delta", "ts": 1687940967466,
                "data": {"s": "BTCUSDT", "b": [["30247.20", "30.028"], ["30240.00", "0"]], "a": [["30248.70", "0"]],
                         "u": 177400507, "seq": 66544703342}, "cts": 1687940967464}  # fmt: skip
+COINBASE_UPDATE = {"channel": "l2_data", "client_id": "", "timestamp": "2026-08-09T21:05:48.505350477Z",
+                   "sequence_num": 14, "events": [{"type": "update", "product_id": "BTC-USD", "updates": [
+                       {"side": "bid", "event_time": "2026-08-09T21:05:48.210883Z", "price_level": "65062.5",
+                        "new_quantity": "0.00583"},
+                       {"side": "offer", "event_time": "2026-08-09T21:05:48.210883Z", "price_level": "65070.01",
+                        "new_quantity": "0"}]}]}  # fmt: skip
 FUZZ_MUTATIONS = 3000  # per venue: enough to hit every field's edge, fast (a few ms each)
 
 
@@ -39,9 +51,15 @@ def bybit_reference(raw: bytes | str) -> Any:
     return parsed if not isinstance(parsed, bybit.BookEvent) else [(parsed.topic, parsed.event)]
 
 
+def coinbase_reference(raw: bytes | str) -> Any:
+    parsed = coinbase.parse_message(raw)
+    return parsed if not isinstance(parsed, list) else [(e.product, e.event) for e in parsed]
+
+
 VENUES: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "okx": (_fastbook.parse_okx, okx_reference),
     "bybit": (_fastbook.parse_bybit, bybit_reference),
+    "coinbase": (_fastbook.parse_coinbase, coinbase_reference),
 }
 
 
@@ -79,7 +97,10 @@ def recorded(name: str) -> list[str]:
     return [str(r["data"]) for r in records(name) if r["t"] == "recv"]
 
 
-@pytest.mark.parametrize(("venue", "name"), [("okx", OKX_FILE), ("bybit", BYBIT_FILE)])
+RECORDINGS = [("okx", OKX_FILE), ("bybit", BYBIT_FILE), ("coinbase", COINBASE_FILE)]
+
+
+@pytest.mark.parametrize(("venue", "name"), RECORDINGS)
 def test_every_recorded_message_reads_as_the_reference_reads_it(venue: str, name: str) -> None:
     messages = recorded(name)
     _, reference = VENUES[venue]
@@ -97,9 +118,9 @@ def test_the_okx_dialect_knows_the_venues_channels() -> None:
     assert set(_fastbook.OKX_CHANNELS) == set(okx.CHANNELS)
 
 
-@pytest.mark.parametrize("venue", ["okx", "bybit"])
+@pytest.mark.parametrize("venue", ["okx", "bybit", "coinbase"])
 def test_the_documented_example_reads_as_the_reference(venue: str) -> None:
-    raw = orjson.dumps(OKX_UPDATE if venue == "okx" else BYBIT_DELTA)
+    raw = orjson.dumps({"okx": OKX_UPDATE, "bybit": BYBIT_DELTA, "coinbase": COINBASE_UPDATE}[venue])
     assert agree(venue, raw) == "c"
     assert agree(venue, raw.decode()) == "c"  # str as well as bytes
     assert _fields(VENUES[venue][0](memoryview(raw))[0][1]) == _fields(VENUES[venue][0](raw)[0][1])  # a buffer too
@@ -112,6 +133,21 @@ def test_an_integer_ts_reads_as_the_reference_reads_it() -> None:
 
 def _okx(**changes: Any) -> bytes:
     msg = orjson.loads(orjson.dumps(OKX_UPDATE))
+    for path, value in changes.items():
+        target = msg
+        keys = path.split("__")
+        for key in keys[:-1]:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if value is _DROP:
+            del target[keys[-1]]
+        else:
+            target[keys[-1]] = value
+    return orjson.dumps(msg)
+
+
+def _coinbase(**changes: Any) -> bytes:
+    """COINBASE_UPDATE with changes: ``events__0__updates__1__side="ask"`` (paths as _okx's)."""
+    msg = orjson.loads(orjson.dumps(COINBASE_UPDATE))
     for path, value in changes.items():
         target = msg
         keys = path.split("__")
@@ -167,14 +203,30 @@ BYBIT_MALFORMED = [
     (_bybit(topic="orderbook.50.BTC.USDT"), "topic"),
     (_bybit(data=[]), "data"),
 ]
+COINBASE_MALFORMED = [
+    (_coinbase(events__0__updates__0__side="ask"), "side"),
+    (_coinbase(events__0__updates__0__price_level="-1"), "price_level"),
+    (_coinbase(events__0__updates__1__new_quantity=0.5), "new_quantity"),  # a JSON number, a string expected
+    (_coinbase(events__0__updates__1__new_quantity=_DROP), "updates[]"),
+    (_coinbase(events__0__updates=None), "updates"),
+    (_coinbase(events__0__product_id=""), "product_id"),
+    (_coinbase(events__0__product_id=_DROP), "events[]"),
+    (_coinbase(events__0__type="partial"), "type"),
+    (_coinbase(events=[]), "events"),
+    (_coinbase(events=_DROP), "events"),
+    (_coinbase(sequence_num="14"), "sequence_num"),
+    (_coinbase(sequence_num=_DROP), "sequence_num"),
+]
+MALFORMED = ([("okx", r, f) for r, f in OKX_MALFORMED] + [("bybit", r, f) for r, f in BYBIT_MALFORMED]
+             + [("coinbase", r, f) for r, f in COINBASE_MALFORMED])  # fmt: skip
 
 
-@pytest.mark.parametrize(("venue", "raw", "field"), [("okx", r, f) for r, f in OKX_MALFORMED] + [("bybit", r, f) for r, f in BYBIT_MALFORMED])
+@pytest.mark.parametrize(("venue", "raw", "field"), MALFORMED)
 def test_malformed_updates_are_handed_back_naming_the_field(venue: str, raw: bytes, field: str) -> None:
     fast, reference = VENUES[venue]
     with pytest.raises(ProtocolError):
         reference(raw)
-    with pytest.raises(ValueError, match=rf"field '{field}'.*expected .*, found "):
+    with pytest.raises(ValueError, match=rf"field '{re.escape(field)}'.*expected .*, found "):
         fast(raw)
 
 
@@ -189,6 +241,10 @@ def test_malformed_updates_are_handed_back_naming_the_field(venue: str, raw: byt
         ("bybit", _bybit(data__u=1)),  # u == 1: the documented reset, snapshot data
         ("bybit", _bybit(topic="tickers.BTCUSDT")),
         ("bybit", b'{"success":true,"ret_msg":"pong","conn_id":"x","op":"ping"}'),
+        ("coinbase", _coinbase(channel="heartbeats")),
+        ("coinbase", b'{"channel":"subscriptions","client_id":"","timestamp":"2026-08-09T21:05:48.1Z","sequence_num":1,'
+                     b'"events":[{"subscriptions":{"level2":["BTC-USD"]}}]}'),
+        ("coinbase", b'{"type":"error","message":"Failed to subscribe"}'),
     ],
 )
 def test_what_is_not_an_update_is_the_references(venue: str, raw: bytes) -> None:
@@ -205,6 +261,11 @@ def test_what_is_not_an_update_is_the_references(venue: str, raw: bytes) -> None
         ("okx", b'{"data":[{"asks":[],"bids":[],"ts":"1"}],"arg":{"channel":"books","instId":"BTC-USDT"}}'),
         ("bybit", _bybit().replace(b'"u"', b'"u":5,"u"')),
         ("bybit", _bybit().replace(b'"s":"BTCUSDT"', b'"s":"BTC\\u0055SDT"')),
+        ("coinbase", _coinbase().replace(b'"sequence_num"', b'"sequence_num":5,"sequence_num"')),
+        ("coinbase", _coinbase().replace(b'"side":"bid"', b'"side":"bid","side":"offer"')),
+        ("coinbase", _coinbase(events__0__type="snapshot")),  # the whole book: sorted and checked there
+        ("coinbase", _coinbase(timestamp="2026-02-30T21:05:48.5Z")),  # strptime refuses it: NO_ID there
+        ("coinbase", _coinbase(timestamp="2026-8-09T21:05:48.505Z")),  # strptime reads it, this form is not ours
     ],
 )
 def test_doubts_are_handed_back(venue: str, raw: bytes) -> None:
@@ -213,9 +274,9 @@ def test_doubts_are_handed_back(venue: str, raw: bytes) -> None:
     agree(venue, raw)
 
 
-@pytest.mark.parametrize("venue", ["okx", "bybit"])
+@pytest.mark.parametrize("venue", ["okx", "bybit", "coinbase"])
 def test_invalid_json_is_refused(venue: str) -> None:
-    raw = _okx() if venue == "okx" else _bybit()
+    raw = {"okx": _okx, "bybit": _bybit, "coinbase": _coinbase}[venue]()
     for broken in (raw[:-1], raw + b"x", raw.replace(b":", b"", 1), raw.replace(b'"0"', b'"0\x01"', 1)):
         with pytest.raises(ValueError):
             VENUES[venue][0](broken)
@@ -223,7 +284,7 @@ def test_invalid_json_is_refused(venue: str) -> None:
             VENUES[venue][1](broken)
 
 
-@pytest.mark.parametrize(("venue", "name"), [("okx", OKX_FILE), ("bybit", BYBIT_FILE)])
+@pytest.mark.parametrize(("venue", "name"), RECORDINGS)
 def test_mutated_recorded_updates_never_read_otherwise(venue: str, name: str) -> None:
     """Byte mutations of recorded updates: the C dialect reads a message only as the reference does."""
     updates = [raw for raw in recorded(name) if _is_update(VENUES[venue][1](raw))]
@@ -247,13 +308,14 @@ def test_mutated_recorded_updates_never_read_otherwise(venue: str, name: str) ->
 def test_snapshots_in_the_recordings_stay_with_the_reference() -> None:
     """Snapshots (and Bybit's u == 1) reset a book: the dialect leaves them to the reference parser."""
     seen = 0
-    for venue, name in (("okx", OKX_FILE), ("bybit", BYBIT_FILE)):
+    for venue, name in RECORDINGS:
         fast, reference = VENUES[venue]
         for raw in recorded(name):
             parsed = reference(raw)
             if isinstance(parsed, list) and any(isinstance(event, DepthSnapshot) for _, event in parsed):
                 seen += 1
-                assert fast(raw) is None
+                with pytest.raises(ValueError) if venue == "coinbase" else nullcontext():  # Coinbase: a doubt
+                    assert fast(raw) is None
     assert seen > 0
 
 
@@ -310,3 +372,152 @@ def test_the_c_checksum_edge_numbers(price: float, size: float, decimals: tuple[
     book = FastBook(depth=20)
     book.load_snapshot(DepthSnapshot(1, [(price, size or 1.0)], [(price * 2, size or 1.0)], 400))
     assert book.top_crc32(okx.CHECKSUM_LEVELS, *decimals) == _python_crc(book, Precision(*decimals))
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2026-08-09T21:05:48.505350477Z", "2026-08-09T21:05:48Z", "2026-08-09T21:05:48.5Z", "2026-08-09T21:05:48.50",
+     "2024-02-29T00:00:00.999Z", "1970-01-01T00:00:00.000Z", "2026-08-09T21:05", "", "2026-12-31T23:59:59.1234"],
+)  # fmt: skip
+def test_coinbase_timestamps_read_as_the_reference_reads_them(timestamp: str) -> None:
+    """_time_ms's milliseconds: the first three fraction digits when all are digits, NO_ID below 20 characters."""
+    assert agree("coinbase", _coinbase(timestamp=timestamp)) == "c"
+
+
+def test_coinbase_events_of_several_products_keep_their_order() -> None:
+    msg = orjson.loads(_coinbase())
+    msg["events"].append({"type": "update", "product_id": "ETH-USD", "updates": []})
+    assert [product for product, _ in _fastbook.parse_coinbase(orjson.dumps(msg))] == ["BTC-USD", "ETH-USD"]
+    assert agree("coinbase", orjson.dumps(msg)) == "c"
+
+
+# -- HTX mbp: the dialect reads the gunzipped frame (gzip stays in Python); the reference reads the gzip frame
+
+
+def htx_reference(text: bytes | str) -> Any:
+    parsed = htx.parse_message(gzip.compress(text.encode() if isinstance(text, str) else text))
+    return parsed if not isinstance(parsed, list) else [(e.topic, e.event) for e in parsed]
+
+
+VENUES["htx"] = (_fastbook.parse_htx, htx_reference)
+HTX_UPDATE = ('{"ch":"market.btcusdt.mbp.150","ts":1573199608679,"tick":{"seqNum":100020146795,'
+              '"prevSeqNum":100020146794,"bids":[[9058.27,0],[9058.1,1.5]],"asks":[[645.14,26.75],[0.0000213,9.121E-7]]}}')  # fmt: skip
+
+
+def _bench() -> Any:
+    """scripts/bench_venues.py: its mbp frames made from the recorded depth.step0 books (no mbp recording exists)."""
+    spec = importlib.util.spec_from_file_location("bench_venues", Path(__file__).resolve().parent.parent / "scripts" / "bench_venues.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def htx_texts() -> list[str]:
+    if not (venues_dir() / HTX_FILE).is_file():
+        pytest.skip(f"{HTX_FILE} is not in {venues_dir()}")
+    bench = _bench()
+    return [gzip.decompress(frame).decode() for frame in bench.htx_mbp_frames(bench.htx_frames())]
+
+
+def test_htx_mbp_made_from_the_recording_reads_as_the_reference_reads_it(htx_texts: list[str]) -> None:
+    outcomes = [agree("htx", text) for text in htx_texts]
+    updates = sum(1 for text in htx_texts if _is_update(htx_reference(text)))
+    assert updates > 200 and sum("E-" in text for text in htx_texts) > 100  # exponents (9.121E-7) among them
+    assert outcomes.count("c") == updates
+
+
+def test_htx_recorded_whole_books_stay_with_the_reference() -> None:
+    if not (venues_dir() / HTX_FILE).is_file():
+        pytest.skip(f"{HTX_FILE} is not in {venues_dir()}")
+    frames = _bench().htx_frames()
+    assert len(frames) > 100 and all(_fastbook.parse_htx(gzip.decompress(frame)) is None for frame in frames)
+    assert htx.HtxStream("depth.step0").fast_parse is None  # no C call at all on that channel
+
+
+def test_htx_mutated_updates_never_read_otherwise(htx_texts: list[str]) -> None:
+    updates = [text for text in htx_texts if _is_update(htx_reference(text))]
+    rng = random.Random(13)
+    alphabet = b'0123456789.-+eE"[]{},:x \\'
+    for _ in range(FUZZ_MUTATIONS):
+        raw = bytearray(rng.choice(updates)[:4000].encode())
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(raw))
+            choice = rng.random()
+            if choice < 0.5:
+                raw[at] = rng.choice(alphabet)
+            elif choice < 0.75:
+                del raw[at]
+            else:
+                raw.insert(at, rng.choice(alphabet))
+        agree("htx", bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["9.121E-7", "9.121e-7", "1E+2", "0.1", "5", "0", "0.30000000000000004", "123456789012345678901234567890",
+     "12345678901234567890.5", "1.7976931348623157e308", "4.9e-324", "2.2250738585072011e-308", "1e-400",
+     "9007199254740993", "0.000000000000000000000000001", "8.98846567431158e307"],
+)  # fmt: skip
+def test_htx_numbers_read_exactly_as_decimal_then_float(number: str) -> None:
+    """The correctly rounded double of the exact decimal, as float(Decimal(text)) or float(int(text))."""
+    text = HTX_UPDATE.replace("9.121E-7", number)
+    assert agree("htx", text) == "c"
+    assert _fastbook.parse_htx(text)[0][1].asks[1][1] == float(Decimal(number))  # type: ignore[index]
+
+
+HTX_MALFORMED = [
+    (HTX_UPDATE.replace("[9058.27,0]", "[9058.27]"), "bids"),
+    (HTX_UPDATE.replace("[9058.27,0]", '["9058.27",0]'), "bids"),
+    (HTX_UPDATE.replace("[9058.27,0]", "[9058.27,-1]"), "bids"),
+    (HTX_UPDATE.replace("[645.14,26.75]", "[645.14,26.75,1]"), "asks"),
+    (HTX_UPDATE.replace('"prevSeqNum":100020146794,', ""), "prevSeqNum"),
+    (HTX_UPDATE.replace('"seqNum":100020146795', '"seqNum":"100020146795"'), "seqNum"),
+    (HTX_UPDATE.replace('"ts":1573199608679', '"ts":null'), "ts"),
+    (HTX_UPDATE.replace("mbp.150", "mbp.400"), "ch"),
+    (HTX_UPDATE.replace("btcusdt", "BTCUSDT"), "ch"),
+    (HTX_UPDATE.replace('"tick":{', '"tick":[{').replace("]]}}", "]]}]}"), "tick"),
+]
+
+
+@pytest.mark.parametrize(("text", "field"), HTX_MALFORMED)
+def test_htx_malformed_updates_are_handed_back_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(ProtocolError):
+        htx_reference(text)
+    with pytest.raises(ValueError, match=rf"field '{re.escape(field)}'.*expected .*, found "):
+        _fastbook.parse_htx(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"ping":1492420473027}', '{"id":"sub:market.btcusdt.mbp.150","status":"ok","subbed":"market.btcusdt.mbp.150","ts":1}',
+     '{"id":"req:market.btcusdt.mbp.150","rep":"market.btcusdt.mbp.150","status":"ok","data":{"seqNum":1,"bids":[],"asks":[]}}',
+     '{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[1.5,2]],"asks":[],"version":3}}',
+     '{"ch":"market.btcusdt.trade.detail","ts":1,"tick":{}}', HTX_UPDATE[:-1] + ',"status":"ok"}'],
+)  # fmt: skip
+def test_htx_what_is_not_an_update_is_the_references(text: str) -> None:
+    assert _fastbook.parse_htx(text) is None
+    assert not _is_update(htx_reference(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [HTX_UPDATE.replace("[9058.1,1.5]", "[9058.1,-0.0]"),  # -0.0 there: a sign is a doubt
+     HTX_UPDATE.replace('"seqNum"', '"seqNum":1,"seqNum"'),  # a repeated key: json keeps the last
+     HTX_UPDATE.replace('"bids"', '"bi\\u0064s"'), HTX_UPDATE.replace('"ts":1573199608679', '"ts":-1')],
+)  # fmt: skip
+def test_htx_doubts_are_handed_back(text: str) -> None:
+    with pytest.raises(ValueError, match="field .*expected"):
+        _fastbook.parse_htx(text)
+    agree("htx", text)
+
+
+def test_htx_venue_gunzips_then_reads_in_c_and_hands_back_a_broken_frame() -> None:
+    fast = htx.HtxStream("mbp.150").fast_parse
+    assert fast is not None
+    frame = gzip.compress(HTX_UPDATE.encode())
+    assert _fields(fast(frame)[0][1]) == _fields(htx_reference(HTX_UPDATE)[0][1])  # type: ignore[index]
+    assert fast(frame[:-4]) is None and fast(HTX_UPDATE.encode()) is None  # the reference names the fault
+    with pytest.raises(ProtocolError):
+        htx.parse_message(frame[:-4])

@@ -18,7 +18,7 @@ from ldc.sync import BookSync, SnapshotPurpose, SnapshotResult, SyncConfig, Sync
 from ldc.venues import okx, stream_venue
 from ldc.venues._parse import VenueControl
 from ldc.venues.base import Precision, SnapshotSource
-from venue_recordings import BYBIT_FILE, OKX_FILE, records, venues_dir
+from venue_recordings import BYBIT_FILE, COINBASE_FILE, OKX_FILE, records, venues_dir
 
 DEPTH = 20
 OKX_RECORDED_CHECKSUMS = 191  # the shared recording's (its README)
@@ -63,11 +63,14 @@ class _Replay:
         self.read_in_c = 0
 
     def message(self, raw: str, conn: str = "") -> None:
+        self.message_bytes(raw.encode(), conn)
+
+    def message_bytes(self, raw: bytes, conn: str = "") -> None:
         try:
-            reference = self.parse(raw.encode())
+            reference = self.parse(raw)
         except ProtocolError:
             return
-        events = read_message(self.fast, self.parse, raw.encode())
+        events = read_message(self.fast, self.parse, raw)
         if isinstance(events, VenueControl):
             assert isinstance(reference, VenueControl)
             return
@@ -105,6 +108,40 @@ def test_bybit_recording_books_equal_the_reference_path_at_every_message() -> No
         if record["t"] == "recv":
             replay.message(str(record["data"]), str(record["conn"]))
     assert replay.read_in_c > 1000
+    assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
+
+
+def test_coinbase_recording_books_equal_the_reference_path_at_every_message() -> None:
+    """Coinbase's whole-book snapshot by the reference parser, every l2_data update in C, the books equal."""
+    from ldc.venues import coinbase
+
+    replay = _Replay("coinbase", lambda key: _sync(key, coinbase.SEQUENCE_RULE, coinbase.WHOLE_BOOK_LEVELS))
+    for record in _recording(COINBASE_FILE):
+        if record["t"] == "recv":
+            replay.message(str(record["data"]), str(record["conn"]))
+    assert replay.read_in_c > 700
+    assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
+
+
+def test_htx_mbp_books_equal_the_reference_path_at_every_message() -> None:
+    """HTX mbp.150 frames made from the recorded depth.step0 books (scripts/bench_venues.py): the refresh by the
+    reference parser, every update gunzipped and read in C, the books equal after every frame."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    from ldc.venues import htx
+    from venue_recordings import HTX_FILE
+
+    _recording(HTX_FILE)
+    spec = importlib.util.spec_from_file_location("bench_venues", Path(__file__).resolve().parent.parent / "scripts" / "bench_venues.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    replay = _Replay("htx", lambda key: _sync(key, htx.SEQUENCE_RULE, 150))
+    for frame in bench.htx_mbp_frames(bench.htx_frames()):
+        replay.message_bytes(frame)
+    assert replay.read_in_c > 200
     assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
 
 

@@ -28,7 +28,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import orjson
 
@@ -193,6 +193,15 @@ class CoinbaseStream(StreamDefaults):
 
     def ping_message(self, request_id: str) -> bytes:
         raise ConfigError("Coinbase is kept alive by its heartbeats channel: no ping")
+
+    @property
+    def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None]:
+        """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_coinbase``): an ``l2_data`` update's
+        ``[(product_id, ParsedDiff)]``, value for value what :meth:`parse` gives; None for everything it leaves to
+        :meth:`parse` (control, other channels); ValueError on any doubt, a snapshot event too (then :meth:`parse`)."""
+        from ldc._fastbook import parse_coinbase  # here: the venue table imports without the C extension
+
+        return parse_coinbase
 
     def parse(self, raw: bytes | str) -> list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl:
         parsed = parse_message(raw)

@@ -118,7 +118,7 @@ def test_the_demo_runs_from_inside_an_unbuilt_source_tree(release: Release) -> N
     venues = venue_demos()  # every venue the demo shows: a group and its markets each
     groups, markets = tuple(f"{prefix}-{v.suffix}" for v in venues), sum(len(v.symbols) for v in venues)
     try:
-        demo = subprocess.run([str(release.venv / "bin" / "ldc"), "demo", "--duration", "4", "--plain", "--group-prefix", prefix],
+        demo = subprocess.run([str(release.venv / "bin" / "ldc"), "demo", "--duration", "12", "--plain", "--group-prefix", prefix],
                               cwd=release.source, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)  # fmt: skip
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
         assert " 0 mismatches" in demo.stdout and f"{markets}/{markets} markets synced" in demo.stdout

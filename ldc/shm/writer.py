@@ -399,9 +399,8 @@ class FeederStats:
     field newer than another is off by the events in between, which the next scrape includes. Counts
     restart at 0 in every new file (a new writer): Prometheus takes that as a counter reset.
 
-    ``add`` and ``set`` may come from any thread (a lock: they run per REST answer or connection
-    event, not per frame). ``read_done`` runs per socket read and must come from one thread only
-    (the receiving one), so it takes no lock.
+    Every method may come from any thread: one uncontended lock (tens of ns) per call, and
+    ``read_done``, the only one per socket read, is called once per read, not per frame.
     """
 
     def __init__(self, seg: _seqlock.Segment, base: int) -> None:
@@ -419,7 +418,7 @@ class FeederStats:
     def add(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter (or gauge) ``name`` (a STATS_COUNTERS / STATS_GAUGES name)."""
         with self._lock:
-            value = self._values[name] = self._values[name] + n
+            value = self._values[name] = max(0, self._values[name] + n)  # a gauge never below 0 (u64)
             self._store(self._offsets[name], value)
 
     def set(self, name: str, value: int) -> None:
@@ -430,14 +429,15 @@ class FeederStats:
 
     def read_done(self, frames: int, latency_ns: int) -> None:
         """One socket read: ``frames`` data frames received, the last published ``latency_ns`` after it
-        arrived. The receiving thread only."""
-        self._frames += frames
-        self._store(self._frames_off, self._frames)
+        arrived."""
         bucket = bisect_left(LATENCY_BOUNDS_NS, latency_ns)
-        count = self._counts[bucket] = self._counts[bucket] + 1
-        self._store(self._counts_off + 8 * bucket, count)
-        self._sum += max(latency_ns, 0)
-        self._store(self._sum_off, self._sum)
+        with self._lock:
+            self._frames += frames
+            self._store(self._frames_off, self._frames)
+            count = self._counts[bucket] = self._counts[bucket] + 1
+            self._store(self._counts_off + 8 * bucket, count)
+            self._sum += max(latency_ns, 0)
+            self._store(self._sum_off, self._sum)
 
 
 def _own_group(group: str) -> int:

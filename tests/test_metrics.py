@@ -187,8 +187,8 @@ def test_grafana_dashboard_queries_metrics_the_exporter_serves(group: str, damag
         writer.publish(0, update_id=1, event_time_ms=1, recv_time_ns=1, status=Status.SYNCED, bids=np.zeros((DEPTH, 2)),
                        asks=np.zeros((DEPTH, 2)), n_bids=0, n_asks=0)  # fmt: skip
         served = {f.name for f in text_string_to_metric_families(exposition(SegmentCollector((group, damaged))).decode())}
-    served |= {name + "_total" for name in served}
-    queried = {name for expr in exprs for name in re.findall(r"\b(ldc_[a-z_]+)", expr)}
+    served |= {name + suffix for name in served for suffix in ("_total", "_bucket", "_sum", "_count")}
+    queried = {name for expr in exprs for name in re.findall(r"\b(ldc_[a-z0-9_]+)", expr)}
     assert exprs and queried and queried <= served, queried - served
 
 

@@ -477,3 +477,13 @@ def test_a_damaged_feeder_stats_block_is_refused_by_name(group: str) -> None:
     os.close(fd)
     with Reader(group) as r, pytest.raises(LayoutError, match=r"feeder-stats block of 1048576 bytes with 16 latency buckets, expected >= 384"):
         r.feeder_stats()
+
+
+def test_a_latency_from_another_clock_is_counted_in_the_last_bucket_and_bounded_in_the_sum(group: str) -> None:
+    """A receive stamp of another clock (a test's or a replay's small integer) made read_done overflow the u64 sum."""
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w, Reader(group) as r:
+        w.stats.read_done(2, 1_700_000_000 * 10**9)  # now - 0
+        w.stats.read_done(1, -5)  # a stamp in the future: the first bucket, nothing added to the sum
+        stats = r.feeder_stats()
+    assert stats is not None and stats.counters["frames"] == 3
+    assert stats.latency_counts[-1] == stats.latency_counts[0] == 1 and stats.latency_sum_ns == 60 * 10**9

@@ -79,6 +79,10 @@ PREDECESSOR_POLL_S: Final = 0.001
 RESTART_MESSAGE: Final = "writer restarted; waiting for the feeder to republish"
 TORN_MESSAGE: Final = "writer died mid-write; levels discarded"
 U32_MAX: Final = 2**32 - 1
+U64_MASK: Final = 2**64 - 1
+# One latency adds at most this to latency_sum_ns: a receive stamp from another clock (a replayed or
+# test stamp, a clock step) must not overflow the u64 sum; such a read lands in the +Inf bucket anyway.
+MAX_LATENCY_NS: Final = 60 * 10**9
 
 Levels = npt.NDArray[np.float64]
 
@@ -436,7 +440,7 @@ class FeederStats:
             self._store(self._frames_off, self._frames)
             count = self._counts[bucket] = self._counts[bucket] + 1
             self._store(self._counts_off + 8 * bucket, count)
-            self._sum += max(latency_ns, 0)
+            self._sum = (self._sum + min(max(latency_ns, 0), MAX_LATENCY_NS)) & U64_MASK  # wraps after 9 years of 60 s
             self._store(self._sum_off, self._sum)
 
 

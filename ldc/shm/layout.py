@@ -279,7 +279,7 @@ FEEDER_STATS: Final = _region(
         ("latency_buckets", "u32", 1, f"entries of latency_bounds_ns and latency_counts ({LATENCY_BUCKETS} in 2.1)"),
         *[(name, "u64", 1, f"counter: {doc}") for name, doc in STATS_COUNTERS],
         *[(name, "u64", 1, f"gauge: {doc}") for name, doc in STATS_GAUGES],
-        ("latency_sum_ns", "u64", 1, "counter: sum of every receive-to-publish latency observed, ns"),
+        ("latency_sum_ns", "u64", 1, "counter: sum of every receive-to-publish latency observed, ns, each capped at 60 s (wraps at 2^64)"),
         ("reserved", "u8", 24, "zero"),
         ("latency_bounds_ns", "u64", LATENCY_BUCKETS, "bucket upper bounds, ns, inclusive, ascending; the last is 2^64-1 (+Inf); written once"),
         ("latency_counts", "u64", LATENCY_BUCKETS, "counters: observations in each bucket (not cumulative)"),

@@ -219,12 +219,14 @@ class Feeder:
         self._depth = group.depth
         self._publish = self.writer.publish
         self._wake_readers = self.writer.notify
+        self._stats = self.writer.stats  # the feeder's own figures in the segment (LAYOUT.md section 16)
+        self._stats.set("rest_weight_limit", group.weight_budget_per_min)
         self._governor = RateGovernor(governor_key(self.endpoints.rest_url), budget=group.weight_budget_per_min)
         recording = config_for(group.record, group.name, group.record_rotate_mb, group.record_rotate_s)
         self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s,
-                                ca_file=group.ca_file)  # fmt: skip
+                                ca_file=group.ca_file, on_answer=self._rest_answer)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
         self._in_flight: set[futures.Future[None]] = set()
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix=f"ldc-jobs-{group.name}")
@@ -458,6 +460,8 @@ class Feeder:
     # -- websocket events (connection threads) --------------------------------------------------
 
     def on_open(self, conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None:
+        self._stats.add("ws_opened")
+        self._stats.add("ws_open")
         with self._lock:
             members = self._conns.setdefault(conn_id, set())
             for stream in streams:
@@ -484,6 +488,9 @@ class Feeder:
                                        f"websocket connection failed, retrying: {error}")  # fmt: skip
 
     def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None:
+        self._stats.add("ws_open", -1)
+        if reason is not CloseReason.ROLLED_OVER and reason is not CloseReason.STOPPED:
+            self._stats.add("ws_reconnects")  # the pool reopens it
         with self._lock:
             members = self._conns.pop(conn_id, set())
             now = time.monotonic()
@@ -508,6 +515,12 @@ class Feeder:
         diff its market's HotPath takes, and stops at the first one Python must see."""
         if self._recorder is not None:
             self._recorder.frames(raws, recv_time_ns)
+        try:
+            self._route_all(conn_id, raws, recv_time_ns)
+        finally:  # receive-to-publish: the read's last publish (or decision) is done
+            self._stats.read_done(len(raws), time.time_ns() - recv_time_ns)
+
+    def _route_all(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
         start, count = 0, len(raws)
         while start < count:
             with self._lock:
@@ -765,6 +778,23 @@ class Feeder:
         with self._lock:
             self.writer.heartbeat()
             self.writer.notify()
+        self._recorder_stats()
+
+    def _rest_answer(self, status: int, used_weight: int | None) -> None:
+        """Every REST answer (snapshot-worker threads): the 429 / 418 counters and the weight gauge."""
+        if status in (429, 418):
+            self._stats.add(f"rest_{status}")
+        if used_weight is not None:
+            self._stats.set("rest_weight_used", used_weight)
+
+    def _recorder_stats(self) -> None:
+        """The recorder's own counts into the segment, once per tick (they only go up)."""
+        if self._recorder is None:
+            return
+        counts = self._recorder.stats()
+        self._stats.set("record_written", counts.frames + counts.snapshots)
+        self._stats.set("record_dropped", counts.dropped)
+        self._stats.set("record_errors", counts.errors)
 
     def _check_lag(self, market: Market, now: float) -> None:
         """Say so when diffs arrive late (a slow socket reader, a starved host); readers see the same

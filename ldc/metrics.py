@@ -9,7 +9,10 @@ every other segment is served as usual.
 Per segment (labels ``group``, ``exchange``): writer alive, state, heartbeat age, takeovers, markets,
 capacity, depth. Per market (``group``, ``exchange``, ``symbol``): in sync, status flags, update id,
 seconds since the last publish, feeder lag, levels, and the slot's counters (updates, resyncs, gaps,
-ignored diffs, snapshots, audit mismatches) as Prometheus counters.
+ignored diffs, snapshots, audit mismatches) as Prometheus counters. Per feeder (``group``, ``exchange``;
+layout 2.1's feeder-stats block, absent for a 2.0 writer's segment): REST 429 / 418 answers and weight,
+websocket connections open, opened and lost, frames received, the recorder's counts, and the
+receive-to-publish latency of each socket read as a histogram.
 
     ldc metrics                          # serves http://127.0.0.1:9464/metrics until SIGTERM
     ldc metrics --once                   # prints one exposition on stdout (node_exporter's textfile)
@@ -28,15 +31,15 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ldc.errors import LdcError, MarketNotFound, SegmentNotFound
 from ldc.logjournal import stderr_handler
-from ldc.shm.layout import COUNTER_FIELDS, SHM_DIR
-from ldc.shm.reader import MarketStatus, Reader, SegmentInfo
+from ldc.shm.layout import COUNTER_FIELDS, SHM_DIR, STATS_COUNTERS, STATS_GAUGES
+from ldc.shm.reader import FeederStatsView, MarketStatus, Reader, SegmentInfo
 from ldc.tools import list_groups
 
 log = logging.getLogger("ldc.metrics")
@@ -55,6 +58,21 @@ COUNTER_HELP: Final[dict[str, tuple[str, str]]] = {
     "snapshots": ("market_snapshots", "REST snapshots loaded"),
     "audit_mismatches": ("market_audit_mismatches", "levels that differed in refresh audits, summed"),
 }
+# feeder-stats field -> metric name (counters end in _total once prometheus-client adds it); help from layout
+FEEDER_NAMES: Final[dict[str, str]] = {
+    "rest_429": "feeder_rest_429",
+    "rest_418": "feeder_rest_418",
+    "ws_opened": "feeder_ws_connections_opened",
+    "ws_reconnects": "feeder_ws_reconnects",
+    "frames": "feeder_frames_received",
+    "record_written": "feeder_record_written",
+    "record_dropped": "feeder_record_dropped",
+    "record_errors": "feeder_record_errors",
+    "ws_open": "feeder_ws_connections_open",
+    "rest_weight_used": "feeder_rest_weight_used",
+    "rest_weight_limit": "feeder_rest_weight_limit",
+}
+LATENCY_METRIC: Final = "feeder_receive_to_publish_seconds"
 
 
 @dataclass
@@ -74,6 +92,13 @@ class _Families:
         if family is None:
             family = self.families[name] = CounterMetricFamily(f"{PREFIX}_{name}", help_, labels=labels)
         family.add_metric(list(values), value)  # type: ignore[attr-defined]
+
+    def histogram(self, name: str, help_: str, labels: tuple[str, ...], values: Iterable[str],
+                  buckets: list[tuple[str, float]], sum_value: float) -> None:  # fmt: skip
+        family = self.families.get(name)
+        if family is None:
+            family = self.families[name] = HistogramMetricFamily(f"{PREFIX}_{name}", help_, labels=labels)
+        family.add_metric(list(values), buckets, sum_value)  # type: ignore[attr-defined]
 
     def merge(self, other: _Families) -> None:
         for name, family in other.families.items():
@@ -143,8 +168,11 @@ def _read_segment(group: str, out: _Families) -> None:
     with Reader(group) as reader:
         info = reader.info()
         statuses = [(symbol, _status(reader, symbol)) for symbol in reader.markets()]
+        stats = reader.feeder_stats()
     now_ns = time.time_ns()
     _segment_metrics(info, now_ns, out)
+    if stats is not None:
+        _feeder_metrics(info, stats, out)
     for _, status in statuses:
         if status is not None:
             _market_metrics(group, info.exchange, status, info.alive, now_ns, out)
@@ -173,6 +201,21 @@ def _segment_metrics(info: SegmentInfo, now_ns: int, out: _Families) -> None:
     out.gauge("markets", "markets in the segment's directory", SEGMENT_LABELS, labels, info.market_count)
     out.gauge("capacity", "market slots of the segment", SEGMENT_LABELS, labels, info.capacity)
     out.gauge("depth", "levels per side each slot holds", SEGMENT_LABELS, labels, info.depth)
+
+
+def _feeder_metrics(info: SegmentInfo, stats: FeederStatsView, out: _Families) -> None:
+    labels = (info.group, info.exchange)
+    for field_name, help_ in STATS_COUNTERS:
+        out.counter(FEEDER_NAMES[field_name], help_, SEGMENT_LABELS, labels, stats.counters[field_name])
+    for field_name, help_ in STATS_GAUGES:
+        out.gauge(FEEDER_NAMES[field_name], help_, SEGMENT_LABELS, labels, stats.gauges[field_name])
+    buckets: list[tuple[str, float]] = []
+    cumulative, last = 0, len(stats.latency_counts) - 1
+    for i, (bound_ns, count) in enumerate(zip(stats.latency_bounds_ns, stats.latency_counts)):
+        cumulative += count  # the count is the buckets' sum as loaded, so _count and +Inf agree
+        buckets.append(("+Inf" if i == last else f"{bound_ns / NS_PER_S:g}", cumulative))
+    out.histogram(LATENCY_METRIC, "receive time of a socket read to the end of its publishes (one observation per read)",
+                  SEGMENT_LABELS, labels, buckets, stats.latency_sum_ns / NS_PER_S)  # fmt: skip
 
 
 def _market_metrics(group: str, exchange: str, st: MarketStatus, alive: bool, now_ns: int, out: _Families) -> None:

@@ -24,6 +24,7 @@ from ldc.metrics import SegmentCollector, exposition, parse_listen
 from ldc.shm.layout import Counter, Status, segment_path
 from ldc.shm.writer import SegmentWriter
 from ldc.sim import Simulator
+from ldc.sim.faults import FaultKind, FaultRule
 
 DEPTH = 5
 REPO = Path(__file__).resolve().parent.parent
@@ -186,6 +187,41 @@ def test_grafana_dashboard_queries_metrics_the_exporter_serves(group: str, damag
         writer.publish(0, update_id=1, event_time_ms=1, recv_time_ns=1, status=Status.SYNCED, bids=np.zeros((DEPTH, 2)),
                        asks=np.zeros((DEPTH, 2)), n_bids=0, n_asks=0)  # fmt: skip
         served = {f.name for f in text_string_to_metric_families(exposition(SegmentCollector((group, damaged))).decode())}
-    served |= {name + "_total" for name in served}
-    queried = {name for expr in exprs for name in re.findall(r"\b(ldc_[a-z_]+)", expr)}
+    served |= {name + suffix for name in served for suffix in ("_total", "_bucket", "_sum", "_count")}
+    queried = {name for expr in exprs for name in re.findall(r"\b(ldc_[a-z0-9_]+)", expr)}
     assert exprs and queried and queried <= served, queried - served
+
+
+def feeder_figures(group: str) -> dict[Any, float]:
+    """One scrape of ``group``, parsed by prometheus-client's own parser, with the ``group`` and ``exchange``
+    labels dropped: (sample name, the other labels) -> value."""
+    got = samples(exposition(SegmentCollector((group,))).decode())
+    return {(name, tuple(kv for kv in labels if kv[0] not in ("group", "exchange"))): v
+            for (name, labels), v in got.items() if name.startswith("ldc_feeder_")}  # fmt: skip
+
+
+def test_feeder_figures_move_with_a_429_a_disconnect_and_the_frames(sim: Simulator) -> None:
+    """A live feeder against the simulator: a 429 answer, a dropped connection and the frames received show
+    in the exposition as the feeder's counters (layout 2.1's feeder-stats block)."""
+    sim.add_fault(FaultRule(FaultKind.RATE_LIMIT, count=1))  # the feeder's first REST request is answered 429
+    with feeder_in_thread(sim, "spot", ("BTCUSDT", "ETHUSDT")) as run:
+        run.wait_synced()
+        group = run.group.name
+        first, budget = feeder_figures(group), run.group.weight_budget_per_min
+        sim.add_fault(FaultRule(FaultKind.DISCONNECT, count=1))
+        frames = ("ldc_feeder_frames_received_total", ())
+
+        def moved() -> dict[Any, float] | None:
+            f = feeder_figures(group)
+            done = f[("ldc_feeder_ws_reconnects_total", ())] >= 1 and f[("ldc_feeder_ws_connections_open", ())] == 1
+            return f if done and f[frames] > first[frames] else None
+
+        later = wait_until(moved, what="a reconnect counted and more frames")
+    assert first[("ldc_feeder_rest_429_total", ())] == 1 and first[("ldc_feeder_rest_418_total", ())] == 0
+    assert first[("ldc_feeder_rest_weight_limit", ())] == budget and first[("ldc_feeder_rest_weight_used", ())] > 0
+    assert first[("ldc_feeder_ws_connections_open", ())] == 1 and first[("ldc_feeder_ws_reconnects_total", ())] == 0
+    assert later[("ldc_feeder_ws_connections_opened_total", ())] == 2
+    assert first[frames] > 0
+    count = later[("ldc_feeder_receive_to_publish_seconds_count", ())]
+    assert count == later[("ldc_feeder_receive_to_publish_seconds_bucket", (("le", "+Inf"),))] > 0
+    assert 0 < later[("ldc_feeder_receive_to_publish_seconds_sum", ())] < count  # each read well under a second

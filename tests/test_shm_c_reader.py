@@ -108,7 +108,7 @@ def test_c_reader_fails_clearly_without_a_segment_or_with_another_major(example:
     os.close(fd)
     out = run_c(example, group, "BTCUSDT")
     assert out.returncode == 2
-    assert out.stderr.strip() == f"segment /ldc-{group} has layout version 3.0, this reader understands 2.0"
+    assert out.stderr.strip() == f"segment /ldc-{group} has layout version 3.1, this reader understands 2.0"
 
 
 def test_c_reader_wakes_on_the_notify_word(example: Path, group: str) -> None:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 C_DIR = ROOT / "readers" / "c"
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
 DEPTH = 20
-CAPACITY = 4  # geometry of LAYOUT.md section 2 for D=20, C=4: slots at 640, slot_size 896, segment 4224
+CAPACITY = 4  # geometry of LAYOUT.md section 2 for D=20, C=4: slots at 640, slot_size 896, slots end at 4224, segment 4608 (with the 2.1 feeder stats)
 RUN_TIMEOUT_S = 60
 PROC = str(Path(__file__).with_name("shm_proc.py"))
 TORTURE_DEPTH = 20  # tests/shm_proc.py's writers
@@ -134,11 +134,11 @@ def test_python_c_and_rust_refuse_a_bad_geometry_with_the_same_rule(rule: str, g
 def test_python_c_and_rust_refuse_a_truncated_file_last(group: str, c_example: Path, rust_read: Path) -> None:
     SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
     os.truncate(segment_path(group), 4224 - 128)
-    with pytest.raises(LayoutError, match=r"segment_size 4224 but the file has 4096 bytes \(truncated\)"):
+    with pytest.raises(LayoutError, match=r"segment_size 4608 but the file has 4096 bytes \(truncated\)"):
         Reader(group)
     c = run(c_example, group, "--list")
-    assert c.stderr.strip() == f"segment /ldc-{group} has segment_size 4224 but the file has 4096 bytes (truncated)"
-    assert "is truncated: segment_size 4224 bytes, file has 4096" in run(rust_read, "list", group).stderr
+    assert c.stderr.strip() == f"segment /ldc-{group} has segment_size 4608 but the file has 4096 bytes (truncated)"
+    assert "is truncated: segment_size 4608 bytes, file has 4096" in run(rust_read, "list", group).stderr
 
 
 def test_python_and_c_name_a_segment_of_the_other_byte_order(group: str, c_example: Path) -> None:
@@ -433,3 +433,57 @@ def test_each_start_is_a_new_file_whose_identity_never_changes(group: str) -> No
     assert (first.takeovers, second.takeovers) == (0, 1)
     assert second.instance_id != first.instance_id and second.instance_id & 1
     assert second.writer_pid == os.getpid() and second.start_time_ns >= first.start_time_ns
+
+
+def test_c_and_rust_2_0_readers_read_a_2_1_segment_with_its_feeder_stats_filled(group: str, c_example: Path, rust_read: Path) -> None:
+    """LAYOUT.md section 13: 2.1 only adds the feeder-stats block after the last slot. The C and Rust readers
+    (written for 2.0) read the slot next to it exactly while every stats word is non-zero."""
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w:
+        slots = [w.add_market(f"M{i}") for i in range(CAPACITY)]
+        for slot in slots:
+            publish(w, slot, 40 + slot)
+        for name in ("rest_429", "rest_418", "ws_opened", "ws_reconnects", "record_written", "record_dropped", "record_errors"):
+            w.stats.add(name, 2**63)
+        w.stats.set("rest_weight_used", 2**64 - 1)
+        for latency_ns in (1, 7_000, 3_000_000_000):
+            w.stats.read_done(5, latency_ns)
+        last = f"M{CAPACITY - 1}"
+        c = run(c_example, group, last)
+        assert c.returncode == 0, c.stderr
+        rust = run(rust_read, "snapshot", group, last)
+        assert rust.returncode == 0, rust.stderr
+        with Reader(group) as r:
+            snap, stats = r.snapshot(last), r.feeder_stats()
+        assert json.loads(c.stdout)["update_id"] == json.loads(rust.stdout)["update_id"] == snap.update_id == 40 + CAPACITY - 1
+        assert json.loads(c.stdout)["asks"] == json.loads(rust.stdout)["asks"] == snap.asks.tolist()
+    assert stats is not None and stats.counters["rest_429"] == 2**63 and stats.counters["frames"] == 15
+    assert stats.gauges["rest_weight_used"] == 2**64 - 1
+    assert stats.latency_counts[0] == stats.latency_counts[1] == stats.latency_counts[-1] == 1 and sum(stats.latency_counts) == 3
+
+
+def test_a_2_0_segment_has_no_feeder_stats(group: str) -> None:
+    SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
+    fd = os.open(segment_path(group), os.O_RDWR)
+    os.pwrite(fd, struct.pack("<H", 0), HEADER.offset("version_minor"))  # what a 2.0 writer wrote (its file ends at the slots)
+    os.close(fd)
+    with Reader(group) as r:
+        assert r.feeder_stats() is None
+
+
+def test_a_damaged_feeder_stats_block_is_refused_by_name(group: str) -> None:
+    SegmentWriter(group, depth=DEPTH, capacity=CAPACITY).close()
+    fd = os.open(segment_path(group), os.O_RDWR)
+    os.pwrite(fd, struct.pack("<I", 1 << 20), 4224)  # stats_size past the end of the file (stats at 4224, LAYOUT.md 16)
+    os.close(fd)
+    with Reader(group) as r, pytest.raises(LayoutError, match=r"feeder-stats block of 1048576 bytes with 16 latency buckets, expected >= 384"):
+        r.feeder_stats()
+
+
+def test_a_latency_from_another_clock_is_counted_in_the_last_bucket_and_bounded_in_the_sum(group: str) -> None:
+    """A receive stamp of another clock (a test's or a replay's small integer) made read_done overflow the u64 sum."""
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w, Reader(group) as r:
+        w.stats.read_done(2, 1_700_000_000 * 10**9)  # now - 0
+        w.stats.read_done(1, -5)  # a stamp in the future: the first bucket, nothing added to the sum
+        stats = r.feeder_stats()
+    assert stats is not None and stats.counters["frames"] == 3
+    assert stats.latency_counts[-1] == stats.latency_counts[0] == 1 and stats.latency_sum_ns == 60 * 10**9

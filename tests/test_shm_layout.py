@@ -14,6 +14,7 @@ from ldc.shm.segment import GEOMETRY_RULES
 from ldc.shm.layout import (
     DIR_ENTRY,
     FUTEX_TID_MASK,
+    FEEDER_STATS,
     HEADER,
     MAGIC,
     SLOT_HEADER,
@@ -53,7 +54,7 @@ def test_protocol_words_sit_where_docs_layout_says() -> None:
 def test_geometry_of_the_documented_example() -> None:
     g = Geometry.for_size(depth=20, capacity=256)
     assert (g.bids_offset, g.asks_offset, g.message_offset, g.slot_size) == (128, 448, 768, 896)
-    assert (g.slots_offset, g.segment_size) == (16768, 246144)
+    assert (g.slots_offset, g.stats_offset, g.segment_size) == (16768, 246144, 246528)
     assert g.slot_offset(3) == 19456
 
 
@@ -64,7 +65,7 @@ def test_arrays_are_64_aligned_and_slots_128_aligned_for_any_depth(depth: int) -
     assert g.asks_offset >= g.bids_offset + 16 * depth and g.message_offset >= g.asks_offset + 16 * depth
     assert g.slot_size % 128 == 0 and g.slots_offset % 128 == 0
     assert g.slot_size == align_up(g.message_offset + g.message_size, 128)
-    assert g.segment_size == g.slots_offset + 7 * g.slot_size
+    assert g.stats_offset == g.slots_offset + 7 * g.slot_size and g.segment_size == g.stats_offset + FEEDER_STATS.size
 
 
 def test_geometry_rejects_out_of_range_sizes() -> None:
@@ -84,7 +85,7 @@ def markdown_table(region: Region) -> list[str]:
 
 def test_layout_md_tables_match_the_layout_table() -> None:
     text = LAYOUT_MD.read_text()
-    for region in (HEADER, DIR_ENTRY, SLOT_HEADER):
+    for region in (HEADER, DIR_ENTRY, SLOT_HEADER, FEEDER_STATS):
         match = re.search(rf"<!-- table:{region.name} -->\n(.*?)\n<!-- /table -->", text, re.S)
         assert match, f"docs/LAYOUT.md has no table for {region.name}"
         assert match.group(1).splitlines() == markdown_table(region)
@@ -165,7 +166,8 @@ def test_every_c_header_offset_matches_the_layout_table(tmp_path: Path) -> None:
             assert found[(region.name, f.name)] == [str(f.offset), str(f.size)], f"{region.name}.{f.name}"
     consts = {line.split()[1]: int(line.split()[2]) for line in out if line.startswith("const")}
     assert consts["LDC_MAGIC"] == MAGIC
-    assert (consts["LDC_VERSION_MAJOR"], consts["LDC_VERSION_MINOR"]) == (VERSION_MAJOR, VERSION_MINOR)
+    # ldc.h is a 2.0 reader, kept so: it reads 2.1 files unchanged (LAYOUT.md section 13)
+    assert (consts["LDC_VERSION_MAJOR"], consts["LDC_VERSION_MINOR"]) == (VERSION_MAJOR, 0) and VERSION_MINOR == 1
     states = ("LDC_STATE_INITIALISING", "LDC_STATE_RUNNING", "LDC_STATE_STOPPED", "LDC_STATE_RETIRED")
     assert tuple(consts[name] for name in states) == tuple(State)
     assert consts["LDC_FUTEX_TID_MASK"] == FUTEX_TID_MASK

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlencode
@@ -67,6 +67,7 @@ class RestClient:
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         grant_timeout_s: float = DEFAULT_GRANT_TIMEOUT_S,
         ca_file: str | None = None,  # CA certificates trusted for https://; None: the system's store
+        on_answer: Callable[[int, int | None], None] | None = None,  # (status, used weight) of every answer
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._governor = governor
@@ -74,6 +75,7 @@ class RestClient:
         self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self._grant_timeout_s = grant_timeout_s
         self._pools = _pool_manager(self.base_url, ca_file)
+        self._on_answer = on_answer
         self._pool_lock = threading.Lock()  # the pools are shared by snapshot threads; close() must not race
 
     def get(
@@ -101,6 +103,8 @@ class RestClient:
         retry_after = _float_header(response.headers.get(RETRY_AFTER_HEADER))
         if self._governor is not None:
             self._governor.observe_response(status=status, used_weight=used, retry_after_s=retry_after)
+        if self._on_answer is not None:
+            self._on_answer(status, used)
         if status >= 300:
             raise _status_error(what, status, body, retry_after)
         return RestResponse(status, body, used, recv_time_ns)

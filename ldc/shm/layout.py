@@ -14,6 +14,8 @@ Everything is little-endian. A segment is::
     +-------------------+  slots_offset (128-byte aligned)
     | slot 0            |  slot_size bytes each (128-byte aligned): slot header, bids, asks, message
     | slot 1 ...        |
+    +-------------------+  stats_offset = slots_offset + capacity x slot_size (2.1)
+    | feeder stats      |  FEEDER_STATS_SIZE bytes: the feeder's own counters and latency histogram
     +-------------------+  segment_size
 """
 
@@ -29,7 +31,7 @@ from typing import Final
 MAGIC_BYTES: Final = b"LDCDEPTH"  # the segment's first 8 bytes, so `head -c 8` shows what it is
 MAGIC: Final = int.from_bytes(MAGIC_BYTES, "little")
 VERSION_MAJOR: Final = 2  # a reader rejects any other major version (2.0: fcntl liveness lock, replace-only)
-VERSION_MINOR: Final = 0  # minors only add fields in reserved space; fields never move
+VERSION_MINOR: Final = 1  # minors only add fields in reserved space or past the end; fields never move (2.1: feeder stats)
 ENDIAN_MARKER: Final = 0x0102030405060708  # reads back as 0x0807060504030201 on a big-endian host
 
 # Geometry
@@ -242,6 +244,50 @@ SLOT_HEADER: Final = _region(
     ],
 )
 
+# Receive-to-publish latency buckets (upper bounds, ns, inclusive), fixed so a histogram never needs
+# a lock to resize; the last one is +Inf (u64 max). 5 us .. 1 s covers a healthy read (tens of us) up
+# to a GIL stall or a swapped-out feeder.
+LATENCY_BOUNDS_NS: Final = (
+    5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
+    2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000, 100_000_000, 1_000_000_000, 2**64 - 1,
+)  # fmt: skip
+LATENCY_BUCKETS: Final = len(LATENCY_BOUNDS_NS)
+
+# (field, help) of the feeder-stats counters: each only goes up while its writer lives
+STATS_COUNTERS: Final = (
+    ("rest_429", "REST answers with status 429 (rate limited)"),
+    ("rest_418", "REST answers with status 418 (IP banned)"),
+    ("ws_opened", "websocket connections opened"),
+    ("ws_reconnects", "websocket connections lost (closed other than by stop or rollover); each is reopened"),
+    ("frames", "websocket data frames received"),
+    ("record_written", "frames and snapshots the recorder wrote"),
+    ("record_dropped", "frames the recorder dropped (its queue was full or it had stopped)"),
+    ("record_errors", "recorder write errors (the recording stopped; the books went on)"),
+)
+# gauges: the last value stored
+STATS_GAUGES: Final = (
+    ("ws_open", "websocket connections open now"),
+    ("rest_weight_used", "REST weight used in the exchange's window, from its last answer's header"),
+    ("rest_weight_limit", "REST weight budget per window the feeder keeps to"),
+)
+
+FEEDER_STATS: Final = _region(
+    "feeder stats",
+    384,
+    [
+        ("stats_size", "u32", 1, "bytes of this block (384 in 2.1); a reader uses no field past it"),
+        ("latency_buckets", "u32", 1, f"entries of latency_bounds_ns and latency_counts ({LATENCY_BUCKETS} in 2.1)"),
+        *[(name, "u64", 1, f"counter: {doc}") for name, doc in STATS_COUNTERS],
+        *[(name, "u64", 1, f"gauge: {doc}") for name, doc in STATS_GAUGES],
+        ("latency_sum_ns", "u64", 1, "counter: sum of every receive-to-publish latency observed, ns, each capped at 60 s (wraps at 2^64)"),
+        ("reserved", "u8", 24, "zero"),
+        ("latency_bounds_ns", "u64", LATENCY_BUCKETS, "bucket upper bounds, ns, inclusive, ascending; the last is 2^64-1 (+Inf); written once"),
+        ("latency_counts", "u64", LATENCY_BUCKETS, "counters: observations in each bucket (not cumulative)"),
+    ],
+)
+FEEDER_STATS_SIZE: Final = FEEDER_STATS.size
+STATS_MIN_MINOR: Final = 1  # the first minor version with the block
+
 HEADER_SIZE: Final = HEADER.size
 DIRECTORY_OFFSET: Final = HEADER_SIZE
 DIR_ENTRY_SIZE: Final = DIR_ENTRY.size
@@ -269,6 +315,7 @@ class Geometry:
     message_offset: int
     message_size: int
     segment_size: int
+    stats_offset: int = 0  # the feeder-stats block (2.1); 0: the segment has none (a 2.0 writer's)
 
     @classmethod
     def for_size(cls, *, depth: int, capacity: int) -> Geometry:
@@ -303,7 +350,8 @@ class Geometry:
             asks_offset=asks,
             message_offset=message,
             message_size=MESSAGE_SIZE,
-            segment_size=slots + capacity * slot_size,
+            segment_size=slots + capacity * slot_size + FEEDER_STATS_SIZE,
+            stats_offset=slots + capacity * slot_size,
         )
 
     def slot_offset(self, slot: int) -> int:

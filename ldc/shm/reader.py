@@ -31,7 +31,10 @@ from ldc.errors import (
 from ldc.shm import _seqlock
 from ldc.shm.layout import (
     COUNTER_FIELDS,
+    FEEDER_STATS,
     HEADER,
+    STATS_COUNTERS,
+    STATS_GAUGES,
     HEADER_SIZE,
     Geometry,
     State,
@@ -129,6 +132,18 @@ class SegmentInfo:
     market_count: int
     depth: int
     capacity: int
+
+
+@dataclass(frozen=True)
+class FeederStatsView:
+    """One read of a segment's feeder-stats block (layout 2.1, LAYOUT.md section 16). Each value is one
+    atomic load; the block has no seqlock (its counters only go up), so fields may be a few events apart."""
+
+    counters: dict[str, int]  # STATS_COUNTERS names -> value
+    gauges: dict[str, int]  # STATS_GAUGES names -> value
+    latency_bounds_ns: tuple[int, ...]  # bucket upper bounds, inclusive; the last is 2**64 - 1 (+Inf)
+    latency_counts: tuple[int, ...]  # observations per bucket (not cumulative)
+    latency_sum_ns: int
 
 
 class Reader:
@@ -268,6 +283,31 @@ class Reader:
             market_count=load32(HEADER.offset("market_count")),
             depth=self.geometry.depth,
             capacity=self.geometry.capacity,
+        )
+
+    def feeder_stats(self) -> FeederStatsView | None:
+        """The feeder's own figures, or None for a segment without the block (a 2.0 writer's)."""
+        self.writer_alive()  # follows a replaced file, as info() does
+        base = self.geometry.stats_offset
+        if not base:
+            return None
+        load32, load64 = self._seg.load_u32, self._seg.load_u64
+        size = load32(base + FEEDER_STATS.offset("stats_size"))
+        buckets = load32(base + FEEDER_STATS.offset("latency_buckets"))
+        expected = FEEDER_STATS["latency_counts"].count
+        if not FEEDER_STATS.size <= size <= self.geometry.segment_size - base or buckets != expected:
+            raise LayoutError(f"segment {self.name} has a feeder-stats block of {size} bytes with {buckets} latency buckets, "
+                              f"expected >= {FEEDER_STATS.size} bytes inside the segment and {expected} buckets")  # fmt: skip
+
+        def field(name: str, i: int = 0) -> int:
+            return int(load64(base + FEEDER_STATS.offset(name) + 8 * i))
+
+        return FeederStatsView(
+            counters={name: field(name) for name, _ in STATS_COUNTERS},
+            gauges={name: field(name) for name, _ in STATS_GAUGES},
+            latency_bounds_ns=tuple(field("latency_bounds_ns", i) for i in range(buckets)),
+            latency_counts=tuple(field("latency_counts", i) for i in range(buckets)),
+            latency_sum_ns=field("latency_sum_ns"),
         )
 
     def markets(self) -> list[str]:

@@ -21,7 +21,9 @@ from ldc.shm.layout import (
     MAGIC,
     MAGIC_BYTES,
     SLOT_ALIGN,
+    FEEDER_STATS_SIZE,
     SLOT_HEADER_SIZE,
+    STATS_MIN_MINOR,
     VERSION_MAJOR,
     VERSION_MINOR,
     Geometry,
@@ -61,7 +63,7 @@ def parse_header(raw: bytes, name: str, mapped: int) -> Geometry:
     endian = header_value(raw, "endian_marker")
     if endian != ENDIAN_MARKER:
         raise LayoutError(f"segment {name} has endian marker {endian:#018x}, expected {ENDIAN_MARKER:#018x}")
-    return _geometry(raw, name, mapped)
+    return _geometry(raw, name, mapped, minor)
 
 
 WORD: Final = 8  # readers copy words and load gen atomically: arrays and entries must be 8-aligned
@@ -97,7 +99,7 @@ GEOMETRY_FIELDS: Final = (
 )
 
 
-def _geometry(raw: bytes, name: str, mapped: int) -> Geometry:
+def _geometry(raw: bytes, name: str, mapped: int, minor: int) -> Geometry:
     v = {f: header_value(raw, f) for f in GEOMETRY_FIELDS}
     for rule, holds in GEOMETRY_RULES:
         if not holds(v):
@@ -105,6 +107,9 @@ def _geometry(raw: bytes, name: str, mapped: int) -> Geometry:
     if v["segment_size"] > mapped:
         raise LayoutError(f"segment {name} has segment_size {v['segment_size']} but the file has {mapped} bytes (truncated)")
     depth, capacity, slot_size = v["depth"], v["capacity"], v["slot_size"]
+    slots_end = v["slots_offset"] + capacity * slot_size
+    # 2.1: the feeder-stats block follows the slots (LAYOUT.md section 16); a 2.0 file has none
+    has_stats = minor >= STATS_MIN_MINOR and slots_end + FEEDER_STATS_SIZE <= v["segment_size"]
     return Geometry(
         depth=depth,
         capacity=capacity,
@@ -118,6 +123,7 @@ def _geometry(raw: bytes, name: str, mapped: int) -> Geometry:
         message_offset=v["message_offset"],
         message_size=v["message_size"],
         segment_size=v["segment_size"],
+        stats_offset=slots_end if has_stats else 0,
     )
 
 

@@ -20,7 +20,9 @@ import os
 import secrets
 import struct
 import sys
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -39,7 +41,11 @@ from ldc.shm.layout import (
     DEFAULT_STALE_AFTER_MS,
     DIR_ENTRY,
     ENDIAN_MARKER,
+    FEEDER_STATS,
     HEADER,
+    LATENCY_BOUNDS_NS,
+    STATS_COUNTERS,
+    STATS_GAUGES,
     HEADER_SIZE,
     LOCK_MODE,
     MAGIC,
@@ -73,6 +79,10 @@ PREDECESSOR_POLL_S: Final = 0.001
 RESTART_MESSAGE: Final = "writer restarted; waiting for the feeder to republish"
 TORN_MESSAGE: Final = "writer died mid-write; levels discarded"
 U32_MAX: Final = 2**32 - 1
+U64_MASK: Final = 2**64 - 1
+# One latency adds at most this to latency_sum_ns: a receive stamp from another clock (a replayed or
+# test stamp, a clock step) must not overflow the u64 sum; such a read lands in the +Inf bucket anyway.
+MAX_LATENCY_NS: Final = 60 * 10**9
 
 Levels = npt.NDArray[np.float64]
 
@@ -163,6 +173,7 @@ class SegmentWriter:
             raise
         self.publish = self._seg.publish  # type: ignore[assignment]
         self.notify = self._seg.notify
+        self.stats = FeederStats(self._seg, self.geometry.stats_offset)
 
     @property
     def segment(self) -> object:
@@ -229,6 +240,7 @@ class SegmentWriter:
         put("instance_id", secrets.randbits(64) | 1)
         put("takeovers", previous.takeovers + 1 if previous is not None else 0)
         self._seg.heartbeat()
+        _initialise_stats(self._seg, g.stats_offset)
         for slot in range(g.capacity):
             self._seg.reset_slot(slot, 0, 0, b"", False)
 
@@ -371,6 +383,65 @@ class SegmentWriter:
 
 
 _STRUCT_CODES: Final = {"u16": "H", "u32": "I", "i32": "i", "u64": "Q", "i64": "q"}
+
+
+def _initialise_stats(seg: _seqlock.Segment, base: int) -> None:
+    """The feeder-stats block's constant fields (the fresh file's counters are zero); before magic."""
+    seg.store_u32(base + FEEDER_STATS.offset("stats_size"), FEEDER_STATS.size)
+    seg.store_u32(base + FEEDER_STATS.offset("latency_buckets"), len(LATENCY_BOUNDS_NS))
+    bounds = base + FEEDER_STATS.offset("latency_bounds_ns")
+    for i, bound in enumerate(LATENCY_BOUNDS_NS):
+        seg.store_u64(bounds + 8 * i, bound)
+
+
+class FeederStats:
+    """The feeder's own figures in the segment's feeder-stats block (LAYOUT.md section 16).
+
+    Each value is kept here and stored whole into its aligned u64 (one store: on x86-64 and arm64 an
+    aligned 8-byte store is single-copy atomic, so a reader never sees half of one). No seqlock: the
+    counters only go up, so a reader's load is a value the counter had, and a scrape that sees one
+    field newer than another is off by the events in between, which the next scrape includes. Counts
+    restart at 0 in every new file (a new writer): Prometheus takes that as a counter reset.
+
+    Every method may come from any thread: one uncontended lock (tens of ns) per call, and
+    ``read_done``, the only one per socket read, is called once per read, not per frame.
+    """
+
+    def __init__(self, seg: _seqlock.Segment, base: int) -> None:
+        self._store = seg.store_u64
+        names = [name for name, _ in (*STATS_COUNTERS, *STATS_GAUGES)]
+        self._offsets = {name: base + FEEDER_STATS.offset(name) for name in names}
+        self._values = dict.fromkeys(names, 0)
+        self._lock = threading.Lock()
+        self._frames_off = self._offsets["frames"]
+        self._sum_off = base + FEEDER_STATS.offset("latency_sum_ns")
+        self._counts_off = base + FEEDER_STATS.offset("latency_counts")
+        self._frames = self._sum = 0
+        self._counts = [0] * len(LATENCY_BOUNDS_NS)
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter (or gauge) ``name`` (a STATS_COUNTERS / STATS_GAUGES name)."""
+        with self._lock:
+            value = self._values[name] = max(0, self._values[name] + n)  # a gauge never below 0 (u64)
+            self._store(self._offsets[name], value)
+
+    def set(self, name: str, value: int) -> None:
+        """Store a gauge's value (a STATS_GAUGES name), e.g. the REST weight used."""
+        with self._lock:
+            self._values[name] = value
+            self._store(self._offsets[name], value)
+
+    def read_done(self, frames: int, latency_ns: int) -> None:
+        """One socket read: ``frames`` data frames received, the last published ``latency_ns`` after it
+        arrived."""
+        bucket = bisect_left(LATENCY_BOUNDS_NS, latency_ns)
+        with self._lock:
+            self._frames += frames
+            self._store(self._frames_off, self._frames)
+            count = self._counts[bucket] = self._counts[bucket] + 1
+            self._store(self._counts_off + 8 * bucket, count)
+            self._sum = (self._sum + min(max(latency_ns, 0), MAX_LATENCY_NS)) & U64_MASK  # wraps after 9 years of 60 s
+            self._store(self._sum_off, self._sum)
 
 
 def _own_group(group: str) -> int:

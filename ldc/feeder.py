@@ -226,7 +226,7 @@ class Feeder:
         self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s,
-                                ca_file=group.ca_file, on_answer=self._rest_answer)  # fmt: skip
+                                ca_file=group.ca_file, on_answer=self._stats.rest_answer)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
         self._in_flight: set[futures.Future[None]] = set()
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix=f"ldc-jobs-{group.name}")
@@ -460,8 +460,7 @@ class Feeder:
     # -- websocket events (connection threads) --------------------------------------------------
 
     def on_open(self, conn_id: int, streams: tuple[str, ...], replaces: int | None) -> None:
-        self._stats.add("ws_opened")
-        self._stats.add("ws_open")
+        self._stats.connection_opened()
         with self._lock:
             members = self._conns.setdefault(conn_id, set())
             for stream in streams:
@@ -488,9 +487,7 @@ class Feeder:
                                        f"websocket connection failed, retrying: {error}")  # fmt: skip
 
     def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None:
-        self._stats.add("ws_open", -1)
-        if reason is not CloseReason.ROLLED_OVER and reason is not CloseReason.STOPPED:
-            self._stats.add("ws_reconnects")  # the pool reopens it
+        self._stats.connection_closed(lost=reason is not CloseReason.ROLLED_OVER and reason is not CloseReason.STOPPED)
         with self._lock:
             members = self._conns.pop(conn_id, set())
             now = time.monotonic()
@@ -779,13 +776,6 @@ class Feeder:
             self.writer.heartbeat()
             self.writer.notify()
         self._recorder_stats()
-
-    def _rest_answer(self, status: int, used_weight: int | None) -> None:
-        """Every REST answer (snapshot-worker threads): the 429 / 418 counters and the weight gauge."""
-        if status in (429, 418):
-            self._stats.add(f"rest_{status}")
-        if used_weight is not None:
-            self._stats.set("rest_weight_used", used_weight)
 
     def _recorder_stats(self) -> None:
         """The recorder's own counts into the segment, once per tick (they only go up)."""

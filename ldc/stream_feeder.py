@@ -123,8 +123,10 @@ class StreamFeeder:
         self._fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None = getattr(venue, "fast_parse", None)
         self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
         # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
+        self.stats = self.writer.stats  # the feeder's own figures in the segment (LAYOUT.md section 16)
         self._rest = RestClient(self.endpoints.rest_url, governor=None, connect_timeout_s=group.rest_timeout_s,
-                                read_timeout_s=group.rest_timeout_s, ca_file=group.ca_file)  # fmt: skip
+                                read_timeout_s=group.rest_timeout_s, ca_file=group.ca_file,
+                                on_answer=self.stats.rest_answer)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -557,12 +559,14 @@ class StreamConnection(threading.Thread):
                 continue
             attempt = 0
             self.connects += 1
+            self.feeder.stats.connection_opened()
             try:
                 self._serve(ws)
             except (OSError, websocket.WebSocketException) as exc:
                 log.warning("connection %d: %s: %s", self.conn_id, type(exc).__name__, exc)
             finally:
                 ws.close()
+                self.feeder.stats.connection_closed(lost=not stop.is_set())
                 self.feeder.on_close(self.conn_id, self.streams)
             stop.wait(RECONNECT_MIN_S)
 
@@ -628,4 +632,6 @@ class StreamConnection(threading.Thread):
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                self.feeder.on_message(self.conn_id, data, time.time_ns())
+                recv_time_ns = time.time_ns()
+                self.feeder.on_message(self.conn_id, data, recv_time_ns)
+                self.feeder.stats.read_done(1, time.time_ns() - recv_time_ns)  # one frame a read here

@@ -102,3 +102,40 @@ def test_okx_over_tls_through_the_stream_feeder_equals_its_truth(group: str) -> 
         feeder = StreamFeeder(config)
         checked = _check_against_truth(group, feeder, lambda s, u: sim.venue_truth("okx", s, update_id=u, limit=DEPTH), symbols)
         assert checked >= 30
+
+
+def test_the_stream_feeder_fills_the_feeder_stats_block(group: str) -> None:
+    """Issue 17: a stream venue's feeder writes its own figures into the segment (LAYOUT.md section 16) as the
+    Binance feeder does: frames, one latency per read, connections open and opened, a lost one counted."""
+    from ldc.sim.venue_faults import venue_fault_from_cli
+
+    symbols = ("BTCUSDT",)
+    with Simulator(SimConfig(spot_symbols=(), bybit_linear_symbols=symbols, seed=13)) as sim:
+        config = GroupConfig(name=group, exchange="bybit-linear", symbols=symbols, depth=DEPTH, channel="orderbook.200",
+                             capacity=4, ws_url=_base(sim.bybit_ws_url("linear")), rest_url=sim.bybit_rest_url)  # fmt: skip
+        feeder = StreamFeeder(config)
+        runner = threading.Thread(target=feeder.run)
+        runner.start()
+        try:
+            with Reader(group) as reader:
+
+                def stats_when(ready: Any) -> Any:
+                    deadline = time.monotonic() + SYNC_WAIT_S
+                    while True:
+                        stats = reader.feeder_stats()
+                        assert stats is not None
+                        if ready(stats):
+                            return stats
+                        assert time.monotonic() < deadline, stats
+                        time.sleep(0.05)
+
+                first = stats_when(lambda s: s.counters["frames"] > 5)
+                assert (first.counters["ws_opened"], first.gauges["ws_open"], first.counters["ws_reconnects"]) == (1, 1, 0)
+                assert sum(first.latency_counts) >= first.counters["frames"] - 1  # one observation per frame read
+                sim.add_venue_fault("bybit", venue_fault_from_cli("disconnect:count=1"))
+                frames = first.counters["frames"]
+                again = stats_when(lambda s: s.counters["ws_opened"] == 2 and s.counters["frames"] > frames + 2)
+                assert (again.counters["ws_reconnects"], again.gauges["ws_open"]) == (1, 1)
+        finally:
+            feeder.request_stop()
+            runner.join(timeout=15.0)

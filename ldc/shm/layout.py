@@ -225,7 +225,9 @@ SLOT_HEADER: Final = _region(
     [
         ("seq", "u64", 1, "slot seqlock counter: odd while the writer writes the slot"),
         ("gen", "u64", 1, "market generation; 0 when the slot is free"),
-        ("update_id", "i64", 1, "exchange last update id of the book (Binance u); -1 before the first"),
+        ("update_id", "i64", 1, "the venue's last update id of the book (Binance `u`, OKX `seqId`, Bybit `u`, HTX `seqNum` "
+         "(`depth.step0`: `version`), Coinbase `sequence_num`, Kraken the message timestamp in µs: `docs/VENUES.md`); "
+         "-1 before the first"),
         ("event_time_ms", "i64", 1, "exchange event time of that update, ms since the Unix epoch (Binance E)"),
         ("recv_time_ns", "i64", 1, "CLOCK_REALTIME ns when the feeder received that update"),
         ("publish_time_ns", "i64", 1, "CLOCK_REALTIME ns when the writer published the slot"),

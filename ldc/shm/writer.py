@@ -431,6 +431,23 @@ class FeederStats:
             self._values[name] = value
             self._store(self._offsets[name], value)
 
+    def rest_answer(self, status: int, used_weight: int | None) -> None:
+        """Every REST answer (any thread): the 429 / 418 counters and the exchange's weight count."""
+        if status in (429, 418):
+            self.add(f"rest_{status}")
+        if used_weight is not None:
+            self.set("rest_weight_used", used_weight)
+
+    def connection_opened(self) -> None:
+        self.add("ws_opened")
+        self.add("ws_open")
+
+    def connection_closed(self, *, lost: bool) -> None:
+        """A websocket closed; ``lost`` unless the feeder closed it itself (a stop, a rollover): then it reopens."""
+        self.add("ws_open", -1)
+        if lost:
+            self.add("ws_reconnects")
+
     def read_done(self, frames: int, latency_ns: int) -> None:
         """One socket read: ``frames`` data frames received, the last published ``latency_ns`` after it
         arrived."""

@@ -137,7 +137,7 @@ typedef struct {
 typedef struct {
     uint64_t seq;
     uint64_t gen;
-    int64_t update_id;       /* exchange last update id (Binance u); -1 before the first */
+    int64_t update_id;       /* the venue's last update id (docs/VENUES.md); -1 before the first */
     int64_t event_time_ms;   /* exchange event time, ms since the Unix epoch (Binance E) */
     int64_t recv_time_ns;    /* feeder receive time, CLOCK_REALTIME ns */
     int64_t publish_time_ns; /* writer publish time, CLOCK_REALTIME ns */

@@ -51,10 +51,11 @@ from bench_feeder import (  # noqa: E402
 from bench_feeder_procs import FeederProcess, SimProcess  # noqa: E402
 
 from ldc.shm.reader import Reader  # noqa: E402
+from ldc.sim.replay import captures_dir  # noqa: E402
 from ldc.sim.venue_replay import bybit_replay_markets, okx_replay_markets, read_recording  # noqa: E402
 from ldc.sim.venue_replay_copies import bybit_copies, okx_copies, okx_copy_name  # noqa: E402
 
-VENUES_DIR = Path(os.environ.get("LDC_VENUES_DIR", "/work/shared/data/venues"))
+VENUES_DIR = Path(os.environ.get("LDC_VENUES_DIR") or captures_dir().parent / "venues")  # shared/data/venues
 OKX_FILE = VENUES_DIR / "okx_books400_20220513.jsonl.gz"
 BYBIT_FILE = VENUES_DIR / "bybit_v5_orderbook200_20260809.jsonl.gz"
 OKX_SYMBOL = "BTC-USDT"

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 from venue_clients import collect, connect, recv_json, send_json
+from venue_recordings import venues_dir
 from venue_reference import BybitReference, CoinbaseReference, KrakenReference, OkxReference, kraken_crc, okx_crc
 
 from ldc.errors import SimError
@@ -29,7 +30,7 @@ from ldc.sim import SimConfig, Simulator
 from ldc.sim.cli import build_parser, config_from_args
 from ldc.sim.venue_replay import read_recording, recording_venue
 
-VENUES_DIR = Path("/work/shared/data/venues")
+VENUES_DIR = venues_dir()  # shared/data/venues beside the checkout, or $LDC_VENUE_RECORDINGS
 OKX_FILE = VENUES_DIR / "okx_books400_20220513.jsonl.gz"
 BYBIT_FILE = VENUES_DIR / "bybit_v5_orderbook200_20260809.jsonl.gz"
 HTX_FILE = VENUES_DIR / "huobi_depth_step0_20210417.jsonl.gz"

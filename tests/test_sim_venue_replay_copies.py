@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,10 @@ from ldc.sim.venue_replay import bybit_replay_markets, okx_replay_markets, read_
 from ldc.sim.venue_replay_copies import bybit_copies, check_counts, okx_copies
 from ldc.stream_feeder import StreamFeeder
 from shm_helpers import group_fixture
+from venue_recordings import venues_dir
 
-OKX_FILE = Path("/work/shared/data/venues/okx_books400_20220513.jsonl.gz")
-BYBIT_FILE = Path("/work/shared/data/venues/bybit_v5_orderbook200_20260809.jsonl.gz")
+OKX_FILE = venues_dir() / "okx_books400_20220513.jsonl.gz"  # shared/data/venues beside the checkout
+BYBIT_FILE = venues_dir() / "bybit_v5_orderbook200_20260809.jsonl.gz"
 DEPTH = 20
 COPIES = 10
 LOOPS = 3

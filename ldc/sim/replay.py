@@ -41,10 +41,9 @@ from ldc.sim.wsframes import text_frame
 log = logging.getLogger("ldc.sim")
 
 CAPTURES_ENV = "LDC_CAPTURES"  # a directory of recorded captures, overriding the places below
-CAPTURES_SEARCHED = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "binance",  # beside the checkout
-    Path("/work/shared/data/binance"),
-)
+# ``shared/data/binance`` beside the checkout, or beside any directory above it (a checkout made one level
+# deeper, as CI's may be, still finds the project's shared data): no machine's absolute path
+CAPTURES_SEARCHED = tuple(parent / "shared" / "data" / "binance" for parent in Path(__file__).resolve().parents[3:])
 CLIENT_PACE_BATCH = 64  # frames joined into one write when pacing by the client
 CHECKPOINT_EVERY_BYTES = 512 * 1024  # diff JSON between two saved known books (~15k levels, ~10 ms to replay)
 PLAIN_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]*)?")  # as Binance writes: "61820.99000000", "0.00100000"
@@ -92,7 +91,7 @@ HEAD_BYTES = 200  # every field but the levels sits in the first bytes of a diff
 
 
 def captures_dir() -> Path:
-    """Where the genuine Binance captures are (tests, benchmarks): ``$LDC_CAPTURES``, else the first of
+    """Where the genuine Binance captures are (tests, benchmarks): ``$LDC_CAPTURES``, else the nearest of
     ``CAPTURES_SEARCHED`` that exists, else the first of them (callers skip when it is missing)."""
     given = os.environ.get(CAPTURES_ENV)
     if given:

@@ -151,6 +151,8 @@ def test_fast_book_agrees_with_reference_on_deep_random_walks(seed: int, limit: 
 
 
 def capture_lines(name: str) -> Iterator[bytes]:
+    if not (DATA / name).is_file():
+        pytest.skip(f"capture {name} not present in {DATA} (set LDC_CAPTURES)")
     with gzip.open(DATA / name, "rb") as f:
         for line in f:
             yield line.split(b" ", 1)[1].rstrip(b"\n")

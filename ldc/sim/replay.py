@@ -41,9 +41,11 @@ from ldc.sim.wsframes import text_frame
 log = logging.getLogger("ldc.sim")
 
 CAPTURES_ENV = "LDC_CAPTURES"  # a directory of recorded captures, overriding the places below
-# ``shared/data/binance`` beside the checkout, or beside any directory above it (a checkout made one level
-# deeper, as CI's may be, still finds the project's shared data): no machine's absolute path
-CAPTURES_SEARCHED = tuple(parent / "shared" / "data" / "binance" for parent in Path(__file__).resolve().parents[3:])
+# ``shared/data/binance`` beside the checkout, or beside any directory above it; last, the workplace's shared
+# mount, for a checkout made elsewhere (a CI runner's): without it the capture tests would silently skip there
+WORKPLACE_SHARED = Path("/work/shared")
+CAPTURES_SEARCHED = (*(parent / "shared" / "data" / "binance" for parent in Path(__file__).resolve().parents[3:]),
+                     WORKPLACE_SHARED / "data" / "binance")  # fmt: skip
 CLIENT_PACE_BATCH = 64  # frames joined into one write when pacing by the client
 CHECKPOINT_EVERY_BYTES = 512 * 1024  # diff JSON between two saved known books (~15k levels, ~10 ms to replay)
 PLAIN_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]*)?")  # as Binance writes: "61820.99000000", "0.00100000"

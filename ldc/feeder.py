@@ -204,7 +204,6 @@ class Feeder:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._notify_failed = False
         self._unvalidated: set[str] = set()  # symbols exchangeInfo could not check yet
         self._validate_at = 0.0
         self._validate_backoff_s = VALIDATE_RETRY_MIN_S
@@ -262,7 +261,7 @@ class Feeder:
         """Tick until stopped; the caller installed the signal handlers. Returns the exit status."""
         self.start()
         control = serve_feeder(self)  # ldc ctl / ldc.Control: its own thread, calls back through FeederControl
-        self._notify(self._notifier.ready, f"{len(self.markets)} markets syncing")
+        self._notifier.quietly(self._notifier.ready, f"{len(self.markets)} markets syncing")
         next_watchdog = 0.0
         ping_every = self._notifier.watchdog_ping_every_s
         shown = ""
@@ -275,13 +274,13 @@ class Feeder:
             self.tick()
             now = time.monotonic()
             if ping_every is not None and now >= next_watchdog:
-                self._notify(self._notifier.watchdog)
+                self._notifier.quietly(self._notifier.watchdog)
                 next_watchdog = now + ping_every
             line = self._status_line()
             if line != shown:
                 shown = line
-                self._notify(self._notifier.status, line)
-        self._notify(self._notifier.stopping)
+                self._notifier.quietly(self._notifier.status, line)
+        self._notifier.quietly(self._notifier.stopping)
         if control is not None:
             control.close()
         self.close()
@@ -309,15 +308,6 @@ class Feeder:
             synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
             failed = sum(1 for m in self.markets.values() if m.error)
         return f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
-
-    def _notify(self, send: Callable[..., bool], *args: str) -> None:
-        """systemd notifications never stop the feeder: a vanished notify socket is logged once."""
-        try:
-            send(*args)
-        except OSError as exc:
-            if not self._notify_failed:
-                self._notify_failed = True
-                log.error("systemd notification failed: %s", exc)
 
     def request_stop(self) -> None:
         self._stop.set()

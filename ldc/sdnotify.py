@@ -8,9 +8,12 @@ no-op that returns False, so the feeder calls these unconditionally.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+log = logging.getLogger(__name__)
 
 WATCHDOG_PINGS_PER_INTERVAL = 2  # ping at half the interval, as sd_watchdog_enabled(3) recommends
 MAX_STATUS_CHARS = 200  # systemctl status shows one line; keep ours short
@@ -24,6 +27,7 @@ class Notifier:
         self._address = _address(env.get("NOTIFY_SOCKET", ""))
         self._watchdog_s = _watchdog_interval(env)
         self._sock: socket.socket | None = None
+        self._failed = False  # a failed send was logged: later ones are not
 
     @property
     def enabled(self) -> bool:
@@ -63,6 +67,16 @@ class Notifier:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._sock.sendto("\n".join(assignments).encode(), self._address)
         return True
+
+    def quietly(self, send: Callable[..., bool], *args: str) -> None:
+        """``send(*args)`` (one of the methods above) for a service that must never stop over a notification:
+        a vanished notify socket is logged once, not raised."""
+        try:
+            send(*args)
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                log.error("systemd notification failed: %s", exc)
 
     def close(self) -> None:
         if self._sock is not None:

@@ -114,7 +114,6 @@ class StreamFeeder:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._notify_failed = False
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
@@ -154,7 +153,7 @@ class StreamFeeder:
         """Tick until stopped (the caller installed the signal handlers), telling systemd as ``Feeder`` does:
         ready, a status line of the markets in sync, the watchdog."""
         self.start()
-        self._notify(self._notifier.ready, f"{len(self.markets)} markets syncing")
+        self._notifier.quietly(self._notifier.ready, f"{len(self.markets)} markets syncing")
         ping_every, next_watchdog, shown = self._notifier.watchdog_ping_every_s, 0.0, ""
         while not self._stop.wait(TICK_INTERVAL_S):
             if self._reload.is_set():
@@ -163,7 +162,7 @@ class StreamFeeder:
             self.tick()
             now = time.monotonic()
             if ping_every is not None and now >= next_watchdog:
-                self._notify(self._notifier.watchdog)
+                self._notifier.quietly(self._notifier.watchdog)
                 next_watchdog = now + ping_every
             with self._lock:
                 synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
@@ -171,19 +170,10 @@ class StreamFeeder:
             line = f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
             if line != shown:
                 shown = line
-                self._notify(self._notifier.status, line)
-        self._notify(self._notifier.stopping)
+                self._notifier.quietly(self._notifier.status, line)
+        self._notifier.quietly(self._notifier.stopping)
         self.close()
         return 0
-
-    def _notify(self, send: Callable[..., bool], *args: str) -> None:
-        """systemd notifications never stop the feeder: a vanished notify socket is logged once."""
-        try:
-            send(*args)
-        except OSError as exc:
-            if not self._notify_failed:
-                self._notify_failed = True
-                log.error("systemd notification failed: %s", exc)
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -78,6 +79,15 @@ def test_a_vanished_socket_raises(tmp_path: Path) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
     with pytest.raises(OSError):
         notifier.ready()
+    notifier.close()
+
+
+def test_quietly_logs_a_vanished_socket_once_and_raises_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    with caplog.at_level(logging.ERROR, logger="ldc.sdnotify"):
+        notifier.quietly(notifier.ready, "starting")
+        notifier.quietly(notifier.watchdog)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["systemd notification failed"]
     notifier.close()
 
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from collections.abc import Set as AbstractSet
+from typing import Any, TypeVar
 
 from ldc.errors import SimError
 from ldc.sim.weights import MAX_BAN_S
@@ -87,39 +88,62 @@ _STR_FIELDS = {"symbol", "detail"}
 _FIELD_NAMES = {f.name for f in fields(FaultRule)}
 
 
-def rule_from_json(obj: object) -> FaultRule:
-    """A rule from its JSON object; :class:`SimError` names the bad key and value."""
+K = TypeVar("K", bound=enum.Enum)
+
+
+def fault_fields(obj: object, kinds: type[K], names: AbstractSet[str], ints: AbstractSet[str], floats: AbstractSet[str],
+                 *, upper_symbol: bool) -> tuple[K, dict[str, Any]]:  # fmt: skip
+    """A fault rule's JSON object read into its kind and typed fields (every simulator family's rules have this
+    shape); :class:`SimError` names the bad key and value."""
     if not isinstance(obj, dict):
         raise SimError(f"fault must be a json object, found {type(obj).__name__}")
     try:
-        kind = FaultKind(obj.get("kind"))
+        kind = kinds(obj.get("kind"))
     except ValueError:
-        raise SimError(f"fault kind must be one of {[k.value for k in FaultKind]}, found {obj.get('kind')!r}") from None
+        raise SimError(f"fault kind must be one of {[k.value for k in kinds]}, found {obj.get('kind')!r}") from None
     values: dict[str, Any] = {}
     for key, value in obj.items():
         if key == "kind":
             continue
-        if key not in _FIELD_NAMES:
-            raise SimError(f"unknown fault key {key!r}, expected one of {sorted(_FIELD_NAMES)}")
-        values[key] = _convert(key, value)
-    rule = FaultRule(kind, **values)
-    _check(rule)
-    return rule
+        if key not in names:
+            raise SimError(f"unknown fault key {key!r}, expected one of {sorted(names)}")
+        values[key] = _convert(key, value, ints, floats, upper_symbol)
+    return kind, values
 
 
-def _convert(key: str, value: object) -> object:
+def _convert(key: str, value: object, ints: AbstractSet[str], floats: AbstractSet[str], upper_symbol: bool) -> object:
     if value is None:
         return None
     try:
-        if key in _INT_FIELDS:
+        if key in ints:
             return int(str(value))
-        if key in _FLOAT_FIELDS:
+        if key in floats:
             return float(str(value))
     except ValueError:
         raise SimError(f"fault key {key!r} must be a number, found {value!r}") from None
-    if key == "symbol":
+    if key == "symbol" and upper_symbol:
         return str(value).upper()
     return str(value)
+
+
+def fault_object_from_cli(text: str) -> dict[str, object]:
+    """``"drop:count=1,symbol=BTCUSDT"`` -> ``{"kind": "drop", "count": "1", "symbol": "BTCUSDT"}``."""
+    kind, _, rest = text.partition(":")
+    obj: dict[str, object] = {"kind": kind.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SimError(f"fault option must be key=value, found {item!r} in {text!r}")
+        obj[key.strip()] = value.strip()
+    return obj
+
+
+def rule_from_json(obj: object) -> FaultRule:
+    """A rule from its JSON object; :class:`SimError` names the bad key and value."""
+    kind, values = fault_fields(obj, FaultKind, _FIELD_NAMES, _INT_FIELDS, _FLOAT_FIELDS, upper_symbol=True)
+    rule = FaultRule(kind, **values)
+    _check(rule)
+    return rule
 
 
 def _check(rule: FaultRule) -> None:
@@ -137,14 +161,7 @@ def _check(rule: FaultRule) -> None:
 
 def rule_from_cli(text: str) -> FaultRule:
     """``"drop:count=1,symbol=BTCUSDT"`` -> a rule."""
-    kind, _, rest = text.partition(":")
-    obj: dict[str, object] = {"kind": kind.strip()}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SimError(f"fault option must be key=value, found {item!r} in {text!r}")
-        obj[key.strip()] = value.strip()
-    return rule_from_json(obj)
+    return rule_from_json(fault_object_from_cli(text))
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ldc.errors import SimError
+from ldc.sim.faults import fault_fields, fault_object_from_cli
 
 DEFAULT_STALE_EVENTS_BEHIND = 50
 
@@ -70,20 +71,9 @@ _FIELD_NAMES = frozenset(f.name for f in fields(VenueFault)) - {"kind"}
 
 
 def venue_fault_from_json(obj: object) -> VenueFault:
-    """A rule from its JSON object; :class:`SimError` names the bad key and value."""
-    if not isinstance(obj, dict):
-        raise SimError(f"fault must be a json object, found {type(obj).__name__}")
-    try:
-        kind = VenueFaultKind(obj.get("kind"))
-    except ValueError:
-        raise SimError(f"fault kind must be one of {[k.value for k in VenueFaultKind]}, found {obj.get('kind')!r}") from None
-    values: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key == "kind":
-            continue
-        if key not in _FIELD_NAMES:
-            raise SimError(f"unknown fault key {key!r}, expected one of {sorted(_FIELD_NAMES)}")
-        values[key] = _convert(key, value)
+    """A rule from its JSON object; :class:`SimError` names the bad key and value. A ``symbol`` keeps its case:
+    it is matched without regard to case (HTX's are lower case, the others upper)."""
+    kind, values = fault_fields(obj, VenueFaultKind, _FIELD_NAMES, _INT_FIELDS, _FLOAT_FIELDS, upper_symbol=False)
     rule = VenueFault(kind, **values)
     if not 0.0 <= rule.probability <= 1.0:
         raise SimError(f"fault probability must be within [0, 1], found {rule.probability}")
@@ -94,29 +84,9 @@ def venue_fault_from_json(obj: object) -> VenueFault:
     return rule
 
 
-def _convert(key: str, value: object) -> object:
-    if value is None:
-        return None
-    try:
-        if key in _INT_FIELDS:
-            return int(str(value))
-        if key in _FLOAT_FIELDS:
-            return float(str(value))
-    except ValueError:
-        raise SimError(f"fault key {key!r} must be a number, found {value!r}") from None
-    return str(value)  # symbol: matched without regard to case (HTX's are lower case, the others upper)
-
-
 def venue_fault_from_cli(text: str) -> VenueFault:
     """``"checksum:count=1,symbol=BTC-USDT"`` -> a rule."""
-    kind, _, rest = text.partition(":")
-    obj: dict[str, object] = {"kind": kind.strip()}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SimError(f"fault option must be key=value, found {item!r} in {text!r}")
-        obj[key.strip()] = value.strip()
-    return venue_fault_from_json(obj)
+    return venue_fault_from_json(fault_object_from_cli(text))
 
 
 def same_symbol(selector: str | None, symbol: str | None) -> bool:

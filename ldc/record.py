@@ -65,7 +65,9 @@ from urllib.parse import urlencode
 import orjson
 
 from ldc._spool import Spool
+from ldc.errors import ProtocolError
 from ldc.record_compress import FILE_MODE, FILE_SUFFIX, GZIP_WBITS, SPOOL_SUFFIX, target_of
+from ldc.venues.htx import decompress as htx_frame_json
 
 log = logging.getLogger("ldc.record")
 
@@ -85,6 +87,8 @@ MAX_ROTATE_S: Final = 7 * 86400.0
 NAME_ATTEMPTS: Final = 100  # file names are stamped to the microsecond: a taken one is tried again this often
 NAME_RETRY_S: Final = 0.000_01
 REST_PREFIX: Final = b'{"rest":'
+GZIP_MAGIC: Final = b"\x1f\x8b"
+DIRECTORY_MODE: Final = 0o750  # others can neither add files nor open (and flock) a spool to stall its compression
 COMPRESSOR: Final = [sys.executable, "-m", "ldc.record_compress"]
 
 __all__ = ["FILE_SUFFIX", "SPOOL_SUFFIX", "RecordConfig", "RecordStats", "Recorder", "Recording", "config_for",
@@ -179,13 +183,32 @@ class Recorder:
         request = path + ("?" + urlencode(params) if params else "")
         self._spool.append_line(b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" ")))
 
+    def stream_frame(self, raw: bytes, recv_time_ns: int) -> None:
+        """A stream venue's message (``ldc/stream_feeder.py``, one a read): a JSON object as is; a gzip frame
+        (HTX's every frame) as the JSON it holds, since lines are text; anything else (OKX's ``pong``) is not
+        a recording line. A gzip frame that does not inflate is left out: its parser reports it."""
+        if raw[:1] == b"{":
+            self._spool.append([raw], recv_time_ns)
+        elif raw[:2] == GZIP_MAGIC:
+            try:
+                self._spool.append([htx_frame_json(raw)], recv_time_ns)
+            except ProtocolError:
+                pass
+
+    def publish(self, set_counter: Callable[[str, int], None]) -> None:
+        """The counts into the feeder-stats block (``FeederStats.set``), once per tick: they only go up."""
+        counts = self.stats()
+        set_counter("record_written", counts.frames + counts.snapshots)
+        set_counter("record_dropped", counts.dropped)
+        set_counter("record_errors", counts.errors)
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Create the group's directory and the first spool, compress what earlier feeders left, start the
         supervisor; a failure stops recording (logged)."""
         try:
-            self.config.group_directory.mkdir(parents=True, exist_ok=True)
+            self.config.group_directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
             if not os.access(self.config.group_directory, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EACCES, f"directory {str(self.config.group_directory)!r} is not writable")
             self._file = _SpoolFile.create(self.config)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import resource
 import sys
 import time
 import zlib
@@ -173,7 +174,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m ldc.record_compress SPOOL_OR_DIRECTORY...", file=sys.stderr)
         return 2
     priority = lower_priority()
-    status = 0
+    status, files = 0, 0
     for spool in spool_files(argv):
         try:
             done = compress_spool(spool)
@@ -183,11 +184,15 @@ def main(argv: list[str]) -> int:
             continue
         if done is None:
             continue
+        files += 1
         if done.cut_bytes:
             log.warning("%s: its last %d bytes are a line cut short (its writer was killed): left out", spool, done.cut_bytes)
         log.info("compressed %s: %d -> %d bytes (%.2fx), %.3f s CPU at %s (%.3f s per MB)", done.target, done.spool_bytes,
                  done.gz_bytes, done.spool_bytes / max(1, done.gz_bytes), done.cpu_s, priority,
                  done.cpu_s / max(1e-6, done.spool_bytes / 1e6))  # fmt: skip
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    log.info("compressor done: %d files, %.3f s CPU for the whole process (interpreter start included)",
+             files, usage.ru_utime + usage.ru_stime)  # fmt: skip
     return status
 
 

@@ -69,12 +69,16 @@ class Compressed:
 
 
 def lower_priority() -> str:
-    """Run only on otherwise idle CPU: ``SCHED_IDLE`` if allowed, and ``nice`` 19 either way. Says which."""
-    os.nice(NICE_INCREMENT)
+    """Run only on otherwise idle CPU: ``SCHED_IDLE`` if allowed, and ``nice`` 19 as well. Says which held."""
+    try:
+        os.nice(NICE_INCREMENT)
+        niced = "nice"
+    except OSError:  # a seccomp filter refusing setpriority: the compression still has to happen
+        niced = "normal priority"
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError):  # not allowed here (a container's seccomp): nice alone
-        return "nice"
+        return niced
     return "SCHED_IDLE"
 
 

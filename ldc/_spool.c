@@ -25,6 +25,7 @@
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <Python.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -37,6 +38,8 @@
 #define WAKE_BYTES (256 * 1024) /* the writer is woken at this much pending: the lines are still in cache */
 #define WAKE_FRACTION 8        /* ... or at 1/8 of a smaller ring */
 #define MIN_CAPACITY 64 /* bytes: tests fill small rings */
+#define RESERVE_BYTES (16 * 1024 * 1024) /* fallocate'd ahead of the writes: ext4 then costs ~0.10 us per KB
+                                            written instead of ~0.17 (blocks not reserved page by page) */
 
 typedef struct {
     PyObject_HEAD
@@ -52,6 +55,7 @@ typedef struct {
     uint64_t frames_out, snapshots_out; /* lines written to a file */
     uint64_t dropped;                   /* lines refused by append (no room, failed, closed) */
     uint64_t file_bytes, total_bytes;   /* written to the current file / to every file */
+    uint64_t reserved;                  /* bytes of the current file fallocate'd (beyond its size) */
     int fd, next_fd, prev_fd;
     int switch_req, stop, stopped, thread_started;
     int failed_errno; /* 0 while the spool works */
@@ -131,7 +135,16 @@ static void drain_once(Spool *s)
     uint64_t pos = from % s->cap, len = to - from;
     uint64_t first = len < s->cap - pos ? len : s->cap - pos;
     struct iovec iov[2] = {{s->buf + pos, first}, {s->buf, len - first}};
+    uint64_t reserve_from = s->reserved, reserve_len = 0;
+    if (s->file_bytes + len > s->reserved) {
+        uint64_t short_by = s->file_bytes + len - s->reserved;
+        reserve_len = short_by > RESERVE_BYTES ? short_by : RESERVE_BYTES;
+        s->reserved += reserve_len;
+    }
     pthread_mutex_unlock(&s->lock);
+    if (reserve_len != 0) { /* a file system without it (or a full disk) answers the write itself */
+        (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)reserve_from, (off_t)reserve_len);
+    }
     int err = write_all(fd, iov, len > first ? 2 : 1);
     pthread_mutex_lock(&s->lock);
     if (err != 0) {
@@ -180,7 +193,7 @@ static void *writer_main(void *arg)
         if (s->switch_req) { /* what was appended before the request is in the previous file */
             s->prev_fd = s->fd;
             s->fd = s->next_fd;
-            s->file_bytes = 0;
+            s->file_bytes = s->reserved = 0;
             s->switch_req = 0;
             pthread_cond_broadcast(&s->done);
             continue;

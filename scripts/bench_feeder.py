@@ -42,6 +42,14 @@ Targets (issue 8): >= 90,000 spot diffs per CPU-second; p99 receive-to-publish <
 
     .venv/bin/python scripts/bench_feeder.py [--repeats 3] [--quick] [--tls]
     .venv/bin/python scripts/bench_feeder.py --record [--repeats 5]   # recording off vs on (issue 17)
+
+- ``record`` (with ``--record``, alone): the throughput run with recording off and on, alternated; the
+  feeder's CPU per diff over the whole replay (every frame is recorded, those before the snapshot too),
+  medians and their ratio (target <= 1.15x). The compressor is not the feeder's CPU (its own process, at
+  idle priority, turning the closed spool into its .gz after the feeder stops) and is reported apart from
+  what it logs: its CPU per MB of spool and per frame recorded, the deflate alone and its whole processes
+  (interpreter start included), and the spool-to-gz size ratio. The recording is read back: frames,
+  snapshots and files counted.
 """
 
 from __future__ import annotations

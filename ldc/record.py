@@ -37,7 +37,8 @@ rest of the ring absorbs a slow disk. When the ring is full the frames are dropp
 never wait for the disk. A Python thread looks at the spool every ``SUPERVISE_S`` (rotation, failures,
 finished compressors: a GIL hand-off each). The compressor (ISA-L's deflate, ~1.2-1.6 ms of CPU per MB of
 spool, ~2 us per 1.3 KB frame) runs in its own process at idle priority and is not the feeder's CPU.
-Measured with ``scripts/bench_feeder.py --record``: the README's table.
+Measured with ``scripts/bench_feeder.py --record --repeats 7`` (load average 15-17): the feeder's CPU per
+diff 1.06x with recording on, 1 and 10 markets (medians; pairs 0.73-1.17x); the README's table has the rest.
 
 **Failures.** A directory that cannot be created or written, or a full disk, stops recording: one error
 in the log, the ``errors`` counter, and every line not written and every later frame counted as dropped;

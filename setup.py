@@ -19,6 +19,8 @@ EXTENSIONS = [
               extra_compile_args=[*CFLAGS, "-fvisibility=hidden"]),
     # websocket frames off the socket: whole text / binary frames split in C, the rest in ldc/io/ws.py
     Extension("ldc.io._frames", ["ldc/io/_frames.c"], extra_compile_args=CFLAGS),
+    # the recording's spool: a read's frames copied into a ring, written to the spool file by a native thread
+    Extension("ldc._spool", ["ldc/_spool.c"], extra_compile_args=CFLAGS),
 ]
 
 # LDC_EXT=ldc._fastbook builds only that extension (for iterating on one C file)

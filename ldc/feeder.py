@@ -769,12 +769,8 @@ class Feeder:
 
     def _recorder_stats(self) -> None:
         """The recorder's own counts into the segment, once per tick (they only go up)."""
-        if self._recorder is None:
-            return
-        counts = self._recorder.stats()
-        self._stats.set("record_written", counts.frames + counts.snapshots)
-        self._stats.set("record_dropped", counts.dropped)
-        self._stats.set("record_errors", counts.errors)
+        if self._recorder is not None:
+            self._recorder.publish(self._stats.set)
 
     def _check_lag(self, market: Market, now: float) -> None:
         """Say so when diffs arrive late (a slow socket reader, a starved host); readers see the same

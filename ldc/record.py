@@ -1,34 +1,49 @@
 """Raw-feed recording: every frame a feeder receives and every REST snapshot it loads, with its receive
-time, gzip-compressed and rotated, so that an incident replays offline (``ldc sim --replay DIR``).
+time, in gzip-compressed rotated files, so that an incident replays offline (``ldc sim --replay DIR``).
 
     [[group]]
     record = "/var/lib/ldc/record"    # files in /var/lib/ldc/record/<group>/
-    record_rotate_mb = 256            # a new file after this many compressed MB ...
+    record_rotate_mb = 256            # a new file after this many MB received (uncompressed) ...
     record_rotate_s = 3600            # ... or this many seconds, whichever comes first
 
 **Format.** The captures' format (``shared/data/binance/README.md``) with one documented addition. Each
-file is one gzip member of text lines ``<receive time, ns since the epoch> <JSON>``:
+file is text lines ``<receive time, ns since the epoch> <JSON>``:
 
-- a websocket data frame exactly as received, a combined-stream message ``{"stream":...,"data":...}``;
-  its time is the feeder's receive stamp (one per socket read, ``ldc.io.ws``);
+- a websocket data frame exactly as received (Binance: a combined-stream message ``{"stream":...,"data":...}``;
+  the stream venues: their own messages); its time is the feeder's receive stamp (one per socket read);
 - a REST snapshot the feeder loaded: ``{"rest":"<path>?<query>","data":<the response body as received>}``
   (the addition: a capture's bare snapshot line cannot say whose book it is once several markets share a
   file). Its time is when the body had arrived.
 
 A line feed inside a frame (JSON whitespace; Binance sends none) is written as a space, so that a line
 is always one message. Websocket control answers the connection layer consumes (SUBSCRIBE results,
-``serverShutdown``) are not recorded. Files are named ``<group>-<UTC start>.gz`` and sort in time order.
+``serverShutdown``) are not recorded.
 
-**Costs and bounds.** The feeder's threads append each socket read's lines to a buffer bounded in bytes
-(``QUEUE_MAX_BYTES``), under a lock held for the copy; one writer thread takes the buffer every ``POLL_S``,
-compresses it (ISA-L's igzip when the ``isal`` package is there: ~3x cheaper than zlib at level 1) and
-writes it. When the buffer is full the frames are dropped and counted: the books never wait for the disk.
-The compressor is flushed to a byte boundary every ``FLUSH_INTERVAL_S``, so a feeder killed at any moment
-leaves a file readable up to then. Measured (``scripts/bench_feeder.py --record``): the feeder spends
-~1.7-1.9x the CPU per diff with recording on; ~2 us of the ~4 us per 1.3 KB frame is the deflate itself.
+**Files.** The feeder writes plain lines to a spool file ``<group>-<UTC start>.spool``; at rotation (and
+at close) a separate process at the lowest priority (``ldc/record_compress.py``) turns each closed spool
+into ``<group>-<UTC start>.gz``, one gzip member holding the spool's bytes exactly, and removes the spool.
+Names sort in time order. Replay reads both: a ``.gz``, or a ``.spool`` whose compression has not happened
+(one with a ``.gz`` of the same name is left out). A feeder killed at any moment leaves its spool with every
+line the writer thread wrote (all but the last ``POLL_S`` or so; a last line cut inside a ``write`` is
+left out by the compressor); its next start compresses every spool no feeder holds (``flock``). A
+compressor killed (``systemctl stop`` ends the unit's processes) leaves its spool for the next one.
+
+**Costs and bounds.** One C call per socket read (``ldc/_spool.c``) copies the read's lines into a ring of
+``QUEUE_MAX_BYTES`` under a mutex; a native thread (never the GIL) writes the ring to the spool in large
+``writev``s every ``POLL_S``, or at once when 256 KB are pending, and whenever the ring is empty the lines
+start again at its first byte: in the steady state they are written while still in cache (walking the
+whole 64 MB cost a cache miss and a first-touch page fault on every line: 1.4x the CPU per diff), and the
+rest of the ring absorbs a slow disk. When the ring is full the frames are dropped and counted: the books
+never wait for the disk. A Python thread looks at the spool every ``SUPERVISE_S`` (rotation, failures,
+finished compressors: a GIL hand-off each). The compressor (ISA-L's deflate, ~1.2-1.6 ms of CPU per MB of
+spool, ~2 us per 1.3 KB frame) runs in its own process at idle priority and is not the feeder's CPU.
+Measured with ``scripts/bench_feeder.py --record --repeats 7`` (load average 15-17): the feeder's CPU per
+diff 1.06x with recording on, 1 and 10 markets (medians; pairs 0.73-1.17x); the README's table has the rest.
 
 **Failures.** A directory that cannot be created or written, or a full disk, stops recording: one error
-in the log, the ``errors`` counter, and every later frame counted as dropped; the feeder goes on.
+in the log, the ``errors`` counter, and every line not written and every later frame counted as dropped;
+the feeder goes on. A compression that fails keeps its spool (replayable as is), is logged by the
+compressor and counted in ``errors`` too, and recording goes on.
 
 **Reading.** ``read_recording(path)`` returns a file's lines and the first damage found (the line number
 and the reason); nothing after that damage is returned. ``recording_files(path)`` lists a directory's
@@ -37,55 +52,53 @@ files in order (a file is itself).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlencode
 
 import orjson
 
-
-
-def _deflate_module() -> ModuleType:
-    """ISA-L's deflate: the same gzip format at ~1.8 us of CPU per 1.3 KB frame (zlib level 1: ~6.6 us)."""
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - isal is a dependency; zlib is the portable fallback
-        return zlib
-    return isal_zlib
-
-
-_deflate: Final = _deflate_module()
+from ldc._spool import Spool
+from ldc.errors import ProtocolError
+from ldc.record_compress import FILE_MODE, FILE_SUFFIX, GZIP_WBITS, SPOOL_SUFFIX, target_of
+from ldc.venues.htx import decompress as htx_frame_json
 
 log = logging.getLogger("ldc.record")
 
 # Limits
-QUEUE_MAX_BYTES: Final = 64 * 1024 * 1024  # lines waiting for the writer thread; beyond this frames are dropped
-COMPRESS_LEVEL: Final = 1  # the cheapest level that still compresses Binance JSON ~5x
-GZIP_WBITS: Final = 31  # zlib's window bits for a gzip header and trailer
+QUEUE_MAX_BYTES: Final = 64 * 1024 * 1024  # the ring of lines not yet written (malloc'd: pages are used as it fills)
 # Timers
-POLL_S: Final = 0.1  # the writer takes the buffer this often (a wake-up per socket read cost more)
-FLUSH_INTERVAL_S: Final = 1.0  # compressed data reaches the file (a crash loses at most this much)
+POLL_S: Final = 0.1  # the writer thread writes what is pending this often (a killed feeder loses about this much)
+SUPERVISE_S: Final = 0.5  # rotation, failures and compressors are looked at this often (a GIL hand-off each)
 DROP_LOG_EVERY_S: Final = 10.0  # a warning at most this often while frames are dropped
-CLOSE_TIMEOUT_S: Final = 10.0  # close() waits this long for the queue to drain
 # Defaults and bounds of the group keys
-DEFAULT_ROTATE_MB: Final = 256.0
+DEFAULT_ROTATE_MB: Final = 256.0  # of spool (received bytes); the .gz is ~4-5x smaller
 DEFAULT_ROTATE_S: Final = 3600.0
 MIN_ROTATE_MB: Final = 0.001  # 1 kB: small values exist for tests
 MAX_ROTATE_MB: Final = 1024.0 * 1024.0
 MIN_ROTATE_S: Final = 0.1
 MAX_ROTATE_S: Final = 7 * 86400.0
-FILE_SUFFIX: Final = ".gz"
 NAME_ATTEMPTS: Final = 100  # file names are stamped to the microsecond: a taken one is tried again this often
 NAME_RETRY_S: Final = 0.000_01
 REST_PREFIX: Final = b'{"rest":'
+GZIP_MAGIC: Final = b"\x1f\x8b"
+DIRECTORY_MODE: Final = 0o750  # others can neither add files nor open (and flock) a spool to stall its compression
+COMPRESSOR: Final = [sys.executable, "-m", "ldc.record_compress"]
+
+__all__ = ["FILE_SUFFIX", "SPOOL_SUFFIX", "RecordConfig", "RecordStats", "Recorder", "Recording", "config_for",
+           "read_recording", "recording_files"]  # fmt: skip
+
 
 @dataclass(frozen=True)
 class RecordConfig:
@@ -93,7 +106,7 @@ class RecordConfig:
 
     directory: str  # the group key ``record``; the group's files go in ``directory/<group>``
     group: str
-    rotate_bytes: int
+    rotate_bytes: int  # of spool: the bytes received
     rotate_s: float
 
     @property
@@ -103,243 +116,250 @@ class RecordConfig:
 
 @dataclass(frozen=True)
 class RecordStats:
-    frames: int  # frames written
-    snapshots: int  # REST snapshots written
-    dropped: int  # frames and snapshots not recorded (queue full, or after a failure)
-    errors: int  # write failures (recording stops at the first)
-    files: int  # files opened
-    compressed_bytes: int
+    frames: int  # frames written to a spool
+    snapshots: int  # REST snapshots written to a spool
+    dropped: int  # frames and snapshots not recorded (ring full, or after a failure)
+    errors: int  # the spool's write failure (recording stops at it) and compressions that failed
+    files: int  # spool files opened
+    spooled_bytes: int  # written to spool files
     failed: str  # why recording stopped, "" while it runs
 
 
-class Recorder:
-    """One group's recording: ``frames`` and ``snapshot`` from any thread, never blocking; ``close`` at the end."""
+@dataclass
+class _SpoolFile:
+    """The spool file the writer thread writes now: its descriptor holds an exclusive ``flock`` (no
+    compressor touches it) until it is closed."""
 
-    def __init__(self, config: RecordConfig, *, queue_max_bytes: int = QUEUE_MAX_BYTES, poll_s: float = POLL_S) -> None:
-        self.config = config
-        self._poll_s = poll_s
-        # the lines not written yet: producers append under _lock, the writer swaps it for an empty one every
-        # poll_s. Copied in at once rather than queued as the frames themselves (no measurable difference on
-        # the bench; the bound is then the bytes the buffer really holds)
-        self._pending = bytearray()
-        self._pending_frames = self._pending_snapshots = 0
-        self._stop = threading.Event()
-        self._max = queue_max_bytes
-        self._lock = threading.Lock()
-        self._failed = ""
-        self._dropped = self._frames = self._snapshots = self._errors = self._files = self._compressed = 0
-        self._thread = threading.Thread(target=self._run, name=f"ldc-record-{config.group}", daemon=True)
-        self._file: _GzipFile | None = None
-
-    # -- producers (any thread) -----------------------------------------------------------------
-
-    def frames(self, raws: list[bytes], recv_time_ns: int) -> None:
-        """The data frames of one socket read, received at ``recv_time_ns``."""
-        prefix = b"%d " % recv_time_ns
-        separator = b"\n" + prefix
-        body = separator.join(raws)  # the one copy before the buffer's (each more is a copy of every frame)
-        if body.count(b"\n") != len(raws) - 1:  # a frame holds a line feed (JSON whitespace): one line each all the same
-            body = separator.join(raw.replace(b"\n", b" ") for raw in raws)
-        with self._lock:
-            pending = self._pending
-            if self._failed or len(pending) + len(prefix) + len(body) + 1 > self._max:
-                self._dropped += len(raws)
-                return
-            pending += prefix
-            pending += body
-            pending += b"\n"
-            self._pending_frames += len(raws)
-
-    def snapshot(self, path: str, params: Mapping[str, str | int], body: bytes, recv_time_ns: int) -> None:
-        """A REST answer the feeder loaded, as ``GET path?params`` returned it (a line feed in the body, JSON
-        whitespace, is written as a space)."""
-        request = path + ("?" + urlencode(params) if params else "")
-        line = b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" "))
-        with self._lock:
-            if self._failed or len(self._pending) + len(line) > self._max:
-                self._dropped += 1
-                return
-            self._pending += line
-            self._pending_snapshots += 1
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Create the group's directory and start the writer thread; a failure stops recording (logged)."""
-        try:
-            self.config.group_directory.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.config.group_directory, os.W_OK | os.X_OK):
-                raise PermissionError(f"directory {str(self.config.group_directory)!r} is not writable")
-        except OSError as exc:
-            self._fail(exc)
-            return
-        self._thread.start()
-        log.info("recording group %s in %s", self.config.group, self.config.group_directory)
-
-    def close(self) -> None:
-        """Write what is queued, finish the file and stop the writer (bounded by ``CLOSE_TIMEOUT_S``)."""
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join(CLOSE_TIMEOUT_S)
-            if self._thread.is_alive():
-                log.error("recording of group %s: the writer did not finish within %g s", self.config.group, CLOSE_TIMEOUT_S)
-        stats = self.stats()
-        log.info("recording of group %s closed: %d frames and %d snapshots written in %d files, %d dropped, %d errors",
-                 self.config.group, stats.frames, stats.snapshots, stats.files, stats.dropped, stats.errors)  # fmt: skip
-
-    def stats(self) -> RecordStats:
-        with self._lock:
-            return RecordStats(self._frames, self._snapshots, self._dropped, self._errors, self._files,
-                               self._compressed, self._failed)  # fmt: skip
-
-    # -- the writer thread ----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        """Every ``poll_s``: take everything queued, compress it in one call and write it; every
-        ``FLUSH_INTERVAL_S`` flush the compressor to a byte boundary (the file is readable up to there)."""
-        next_flush = time.monotonic() + FLUSH_INTERVAL_S
-        dropped_logged, next_drop_log = 0, 0.0
-        while True:
-            stopping = self._stop.wait(self._poll_s)
-            pending, frames, snapshots = self._take()
-            now = time.monotonic()
-            sync = stopping or now >= next_flush
-            if not self._write(pending, sync=sync, frames=frames, snapshots=snapshots):
-                return
-            if stopping:
-                break
-            if sync:
-                next_flush = now + FLUSH_INTERVAL_S
-                dropped_logged, next_drop_log = self._log_drops(dropped_logged, next_drop_log, now)
-        try:
-            self._finish_file()
-        except OSError as exc:
-            self._fail(exc)
-
-    def _take(self) -> tuple[bytearray, int, int]:
-        """The lines appended since the last call (maybe none), and how many frames and snapshots they hold."""
-        with self._lock:
-            block, self._pending = self._pending, bytearray()
-            frames, snapshots = self._pending_frames, self._pending_snapshots
-            self._pending_frames = self._pending_snapshots = 0
-        return block, frames, snapshots
-
-    def _write(self, pending: bytearray, *, sync: bool, frames: int, snapshots: int) -> bool:
-        """Compress and write ``pending``; rotate when due. False once recording failed."""
-        try:
-            if self._file is not None and self._file.due(self.config):
-                self._finish_file()
-            if pending:
-                if self._file is None:
-                    self._file = _GzipFile.create(self.config)
-                    self._count(files=1)
-                self._file.write(pending, sync=sync)
-                self._count(frames=frames, snapshots=snapshots)
-            elif sync and self._file is not None:
-                self._file.write(b"", sync=True)
-            if self._file is not None and self._file.due(self.config):
-                self._finish_file()
-        except OSError as exc:
-            self._fail(exc, lost=frames + snapshots if pending else 0)
-            return False
-        return True
-
-    def _finish_file(self) -> None:
-        """Write the gzip trailer and close; OSError is the caller's to handle (``_fail``)."""
-        done = self._file
-        if done is None:
-            return
-        try:
-            done.close()
-            self._file = None
-        finally:
-            self._count(compressed=done.written)
-
-    def _count(self, *, files: int = 0, frames: int = 0, snapshots: int = 0, compressed: int = 0) -> None:
-        with self._lock:
-            self._files += files
-            self._frames += frames
-            self._snapshots += snapshots
-            self._compressed += compressed
-
-    def _fail(self, exc: OSError, *, lost: int = 0) -> None:
-        """Recording stops for good: ``lost`` (taken off the queue, not written) and later frames are only
-        counted. The feeder is not told to wait."""
-        where = getattr(self._file, "path", None) or self.config.group_directory
-        with self._lock:
-            self._errors += 1
-            self._dropped += lost
-            self._failed = f"{where}: {exc.strerror or exc}"
-        log.error("recording of group %s stopped, the feeder goes on without it: %s", self.config.group, self._failed)
-        if self._file is not None:
-            self._file.abandon()
-            self._file = None
-        with self._lock:  # what was pending is dropped: count it
-            self._dropped += self._pending_frames + self._pending_snapshots
-            self._pending, self._pending_frames, self._pending_snapshots = bytearray(), 0, 0
-
-    def _log_drops(self, logged: int, next_log: float, now: float) -> tuple[int, float]:
-        with self._lock:
-            dropped = self._dropped
-        if dropped > logged and now >= next_log:
-            log.warning("recording of group %s: %d frames dropped so far (the writer falls behind)", self.config.group, dropped)
-            return dropped, now + DROP_LOG_EVERY_S
-        return logged, next_log
-
-
-class _GzipFile:
-    """One recording file: a gzip member written through a raw file descriptor (errors surface at once)."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path, self._fd = path, fd
-        self._compressor = _deflate.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, GZIP_WBITS)
-        self.opened = time.monotonic()
-        self.written = 0
+    path: Path
+    fd: int
+    opened: float  # monotonic
 
     @classmethod
-    def create(cls, config: RecordConfig) -> _GzipFile:
+    def create(cls, config: RecordConfig) -> _SpoolFile:
         """A new file named by its UTC start to the microsecond; never an existing one (a name taken in the
         same microsecond is tried again with a later stamp, so that names keep sorting in time order)."""
         for _ in range(NAME_ATTEMPTS):
             now_ns = time.time_ns()
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 1_000_000_000)) + f".{now_ns // 1000 % 1_000_000:06d}Z"
-            path = config.group_directory / f"{config.group}-{stamp}{FILE_SUFFIX}"
+            path = config.group_directory / f"{config.group}-{stamp}{SPOOL_SUFFIX}"
+            if os.path.exists(target_of(str(path))):
+                time.sleep(NAME_RETRY_S)
+                continue
             try:
-                return cls(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640))
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_APPEND, FILE_MODE)
             except FileExistsError:
                 time.sleep(NAME_RETRY_S)
-        raise FileExistsError(f"no free file name in {config.group_directory} after {NAME_ATTEMPTS} attempts")
-
-    def write(self, data: bytes | bytearray, *, sync: bool) -> None:
-        out = self._compressor.compress(data) if data else b""
-        if sync:
-            out += self._compressor.flush(zlib.Z_SYNC_FLUSH)
-        self._write_all(out)
-
-    def due(self, config: RecordConfig) -> bool:
-        return self.written >= config.rotate_bytes or time.monotonic() - self.opened >= config.rotate_s
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a new file nobody else has: never waits
+            return cls(path, fd, time.monotonic())
+        raise FileExistsError(errno.EEXIST, f"no free file name in {config.group_directory} after {NAME_ATTEMPTS} attempts")
 
     def close(self) -> None:
-        try:
-            self._write_all(self._compressor.flush(zlib.Z_FINISH))
-        finally:
-            self.abandon()
-
-    def abandon(self) -> None:
         """Close the descriptor once (a number closed twice may meanwhile be another thread's file)."""
-        fd, self._fd = self._fd, -1
+        fd, self.fd = self.fd, -1
         if fd >= 0:
+            os.close(fd)
+
+
+class Recorder:
+    """One group's recording: ``frames`` and ``snapshot`` from any thread, never blocking; ``close`` at the end."""
+
+    def __init__(self, config: RecordConfig, *, queue_max_bytes: int = QUEUE_MAX_BYTES, poll_s: float = POLL_S,
+                 supervise_s: float = SUPERVISE_S) -> None:  # fmt: skip
+        self.config = config
+        self._spool = Spool(queue_max_bytes, max(1, round(poll_s * 1000)))
+        # the data frames of one socket read, received at ``recv_time_ns``: the C call itself (a Python frame
+        # around it cost ~0.1 us a read); False when they were dropped (counted)
+        self.frames: Callable[[list[bytes], int], bool] = self._spool.append
+        self._supervise_s = supervise_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the supervisor's state below, read by stats() from the feeder's tick
+        self._file: _SpoolFile | None = None
+        self._failed = ""
+        self._compress_errors = self._files = 0
+        self._compressors: list[subprocess.Popen[bytes]] = []
+        self._thread = threading.Thread(target=self._run, name=f"ldc-record-{config.group}", daemon=True)
+
+    # -- producers (any thread) -----------------------------------------------------------------
+
+    def snapshot(self, path: str, params: Mapping[str, str | int], body: bytes, recv_time_ns: int) -> None:
+        """A REST answer the feeder loaded, as ``GET path?params`` returned it (a line feed in the body, JSON
+        whitespace, is written as a space)."""
+        request = path + ("?" + urlencode(params) if params else "")
+        self._spool.append_line(b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" ")))
+
+    def stream_frame(self, raw: bytes, recv_time_ns: int) -> None:
+        """A stream venue's message (``ldc/stream_feeder.py``, one a read): a JSON object as is; a gzip frame
+        (HTX's every frame) as the JSON it holds, since lines are text; anything else (OKX's ``pong``) is not
+        a recording line. A gzip frame that does not inflate is left out: its parser reports it."""
+        if raw[:1] == b"{":
+            self._spool.append([raw], recv_time_ns)
+        elif raw[:2] == GZIP_MAGIC:
             try:
-                os.close(fd)
-            except OSError:
+                self._spool.append([htx_frame_json(raw)], recv_time_ns)
+            except ProtocolError:
                 pass
 
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            self.written += n
-            view = view[n:]
+    def publish(self, set_counter: Callable[[str, int], None]) -> None:
+        """The counts into the feeder-stats block (``FeederStats.set``), once per tick: they only go up."""
+        counts = self.stats()
+        set_counter("record_written", counts.frames + counts.snapshots)
+        set_counter("record_dropped", counts.dropped)
+        set_counter("record_errors", counts.errors)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the group's directory and the first spool, compress what earlier feeders left, start the
+        supervisor; a failure stops recording (logged)."""
+        try:
+            self.config.group_directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+            if not os.access(self.config.group_directory, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, f"directory {str(self.config.group_directory)!r} is not writable")
+            self._file = _SpoolFile.create(self.config)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._spool.switch(self._file.fd)
+        with self._lock:
+            self._files += 1
+        left = [p for p in recording_files(str(self.config.group_directory)) if p.endswith(SPOOL_SUFFIX) and p != str(self._file.path)]
+        if left:
+            self._compress(left)  # spools of a killed feeder (one another feeder holds is locked: skipped)
+        self._thread.start()
+        log.info("recording group %s in %s", self.config.group, self.config.group_directory)
+
+    def close(self) -> None:
+        """Write what is pending, close the spool and hand it to a compressor (not waited for)."""
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+        self._spool.close()
+        self._check_writer()
+        if self._file is not None:
+            self._finish(self._file)
+            self._file = None
+        stats = self.stats()
+        log.info("recording of group %s closed: %d frames and %d snapshots written in %d files, %d dropped, %d errors",
+                 self.config.group, stats.frames, stats.snapshots, stats.files, stats.dropped, stats.errors)  # fmt: skip
+
+    def stats(self) -> RecordStats:
+        frames, snapshots, dropped, err, _file_bytes, total, _pending = self._spool.stats()
+        with self._lock:
+            failed = self._failed or (self._writer_failure(err) if err else "")
+            errors = (1 if failed else 0) + self._compress_errors
+            return RecordStats(frames, snapshots, dropped, errors, self._files, total, failed)
+
+    def wait_compressed(self, timeout_s: float) -> bool:
+        """Wait for the compressors started so far (tests, benchmarks); False if one still runs."""
+        deadline = time.monotonic() + timeout_s
+        for proc in list(self._compressors):
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+        self._reap()
+        return True
+
+    # -- the supervisor thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        dropped_logged, next_drop_log = 0, 0.0
+        while not self._stop.wait(self._supervise_s):
+            if self._check_writer():
+                continue
+            self._rotate_if_due()
+            self._reap()
+            dropped_logged, next_drop_log = self._log_drops(dropped_logged, next_drop_log)
+
+    def _rotate_if_due(self) -> None:
+        current = self._file
+        if current is None:
+            return
+        file_bytes = self._spool.stats()[4]
+        if file_bytes == 0 or (file_bytes < self.config.rotate_bytes and time.monotonic() - current.opened < self.config.rotate_s):
+            return  # an empty file is never rotated: no empty .gz files on an idle feed
+        try:
+            following = _SpoolFile.create(self.config)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._spool.switch(following.fd)  # returns once every line appended before is in ``current``
+        self._file = following
+        with self._lock:
+            self._files += 1
+        self._finish(current)
+
+    def _finish(self, done: _SpoolFile) -> None:
+        """Close a spool the writer no longer writes and compress it (an empty one is removed)."""
+        done.close()
+        try:
+            if done.path.stat().st_size == 0:
+                done.path.unlink()
+                return
+        except OSError:
+            return  # gone already (an operator removed it): nothing to compress
+        self._compress([str(done.path)])
+
+    def _compress(self, paths: list[str]) -> None:
+        """Start a compressor process (it lowers its own priority); its stderr is the feeder's log."""
+        self._reap()
+        try:
+            proc = subprocess.Popen([*COMPRESSOR, *paths], stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            with self._lock:
+                self._compress_errors += 1
+            log.error("recording of group %s: the compressor did not start, %s stays a spool: %s", self.config.group, paths, exc)
+            return
+        self._compressors.append(proc)
+
+    def _reap(self) -> None:
+        """Collect finished compressors; a failed one is counted (it logged why and kept its spool)."""
+        running = []
+        for proc in self._compressors:
+            status = proc.poll()
+            if status is None:
+                running.append(proc)
+            elif status != 0:
+                with self._lock:
+                    self._compress_errors += 1
+        self._compressors = running
+
+    # -- failures -------------------------------------------------------------------------------
+
+    def _check_writer(self) -> bool:
+        """True once recording failed; the writer thread's write error is logged here the first time."""
+        err = self._spool.stats()[3]
+        with self._lock:
+            if self._failed:
+                return True
+            if not err:
+                return False
+            self._failed = self._writer_failure(err)
+        self._log_failure()
+        return True
+
+    def _writer_failure(self, err: int) -> str:
+        where = self._file.path if self._file is not None else self.config.group_directory
+        return f"{where}: {os.strerror(err)}"
+
+    def _fail(self, exc: OSError) -> None:
+        """Recording stops for good (the writer writes nothing more; pending and later lines count as dropped)."""
+        where = exc.filename or self.config.group_directory
+        with self._lock:
+            self._failed = self._failed or f"{where}: {exc.strerror or exc}"
+        self._spool.fail(exc.errno or errno.EIO)
+        self._log_failure()
+
+    def _log_failure(self) -> None:
+        log.error("recording of group %s stopped, the feeder goes on without it: %s", self.config.group, self._failed)
+
+    def _log_drops(self, logged: int, next_log: float) -> tuple[int, float]:
+        dropped, now = self._spool.stats()[2], time.monotonic()
+        if dropped > logged and now >= next_log:
+            log.warning("recording of group %s: %d frames dropped so far (the writer falls behind)", self.config.group, dropped)
+            return dropped, now + DROP_LOG_EVERY_S
+        return logged, next_log
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -356,10 +376,13 @@ class Recording:
 
 
 def recording_files(path: str) -> list[str]:
-    """A directory's recording files in name (= time) order, or the path itself when it is a file."""
+    """A directory's recording files in name (= time) order, or the path itself when it is a file: each
+    ``.gz``, and each ``.spool`` not compressed yet (one whose ``.gz`` is there is that file's leftover)."""
     if not os.path.isdir(path):
         return [path]
-    return [str(p) for p in sorted(Path(path).iterdir()) if p.name.endswith(FILE_SUFFIX) and p.is_file()]
+    files = {p.name: p for p in Path(path).iterdir() if p.name.endswith((FILE_SUFFIX, SPOOL_SUFFIX)) and p.is_file()}
+    return [str(p) for name, p in sorted(files.items())
+            if not (name.endswith(SPOOL_SUFFIX) and Path(target_of(name)).name in files)]  # fmt: skip
 
 
 def read_recording(path: str, *, wanted: tuple[bytes, ...] = (b"@depth", b"lastUpdateId", REST_PREFIX)) -> Recording:

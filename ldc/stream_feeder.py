@@ -42,6 +42,7 @@ from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
 from ldc.io.rest import RestClient
 from ldc.io.ws import tls_options
+from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
@@ -127,10 +128,14 @@ class StreamFeeder:
                                 read_timeout_s=group.rest_timeout_s, ca_file=group.ca_file,
                                 on_answer=self.stats.rest_answer)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
+        recording = config_for(group.record, group.name, group.record_rotate_mb, group.record_rotate_s)
+        self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._recorder is not None:
+            self._recorder.start()
         # the slots first: readers and ``ldc status`` see every market while the instrument list is read
         slots = {symbol: self.writer.add_market(symbol) for symbol in self.group.symbols}
         for slot in slots.values():
@@ -228,6 +233,8 @@ class StreamFeeder:
         for connection in self.connections:
             connection.join(timeout=CONNECT_TIMEOUT_S)
         self._workers.shutdown(wait=True, cancel_futures=True)
+        if self._recorder is not None:
+            self._recorder.close()  # every frame and snapshot is in: its spool goes to the compressor
         with self._lock:
             self._rest.close()
             self.writer.close()
@@ -252,6 +259,8 @@ class StreamFeeder:
         event: SnapshotResult | SnapshotFailed
         try:
             body = self._rest.get(path, params=params, weight=1, stop=self._stop).body
+            if self._recorder is not None:
+                self._recorder.snapshot(path, params, body, time.time_ns())
             event = SnapshotResult(self.venue.parse_snapshot(body, action.limit), action.purpose)
         except RateLimitError as exc:
             event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
@@ -303,6 +312,8 @@ class StreamFeeder:
     # -- connection events (connection threads) --------------------------------------------------
 
     def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        if self._recorder is not None:
+            self._recorder.stream_frame(raw, recv_time_ns)
         connection_scope = self.venue.scope is SequenceScope.CONNECTION
         if connection_scope and self.connections[conn_id].resyncing:
             return  # what follows a connection gap is not read: the reconnect starts the connection's books again
@@ -449,6 +460,8 @@ class StreamFeeder:
                     self._feed(market, TICK, now)
             self.writer.heartbeat()
             self.writer.notify()
+        if self._recorder is not None:
+            self._recorder.publish(self.stats.set)
 
 
 def read_message(

@@ -42,6 +42,14 @@ Targets (issue 8): >= 90,000 spot diffs per CPU-second; p99 receive-to-publish <
 
     .venv/bin/python scripts/bench_feeder.py [--repeats 3] [--quick] [--tls]
     .venv/bin/python scripts/bench_feeder.py --record [--repeats 5]   # recording off vs on (issue 17)
+
+- ``record`` (with ``--record``, alone): the throughput run with recording off and on, alternated; the
+  feeder's CPU per diff over the whole replay (every frame is recorded, those before the snapshot too),
+  medians and their ratio (target <= 1.15x). The compressor is not the feeder's CPU (its own process, at
+  idle priority, turning the closed spool into its .gz after the feeder stops) and is reported apart from
+  what it logs: its CPU per MB of spool and per frame recorded, the deflate alone and its whole processes
+  (interpreter start included), and the spool-to-gz size ratio. The recording is read back: frames,
+  snapshots and files counted.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -87,7 +96,10 @@ PEER_DIFFS_PER_CPU_S = {"cryptofeed 2.4.1": 17_300, "ccxt 4.5.90 pro": 18_200, "
 # Polling
 THROUGHPUT_POLL_S = 0.0005
 IDLE_SETTLE_S = 0.02  # after the last diff: the feeder blocks in recv, its CPU clock is exact again
-RECORD_SETTLE_S = 1.5  # --record: the recording writer compresses what is pending at its 1 s flush
+RECORD_SETTLE_S = 0.5  # --record: the spool's writer thread writes what is pending every 0.1 s
+COMPRESS_TIMEOUT_S = 120.0  # --record: the compressor (SCHED_IDLE) turns the last spool into its .gz after the feeder stops
+COMPRESSED_LINE = re.compile(r"compressed \S+: (\d+) -> (\d+) bytes .*?, ([\d.]+) s CPU at (\S+) ")
+COMPRESSOR_DONE = re.compile(r"compressor done: (\d+) files, ([\d.]+) s CPU for the whole process")
 TARGET_RECORD_RATIO = 1.15  # issue 17: recording on costs at most 15% more CPU per diff
 LATENCY_POLL_S = 0.00005  # sleeps ~0.1-0.3 ms on a loaded 2-core host
 COLD_POLL_S = 0.05
@@ -258,6 +270,7 @@ def run_throughput(index: CaptureIndex, markets: int, *, record: str | None = No
         finally:
             reader.close()
         feeder.stop()
+        compressor = compressor_figures(feeder, record) if record is not None else {}
     start = next(s for s in samples if s.all_published)
     end = samples[-1]
     diffs = levels = 0
@@ -287,7 +300,27 @@ def run_throughput(index: CaptureIndex, markets: int, *, record: str | None = No
         "ignored": sum(s.counters["ignored"] for s in end.slots),
         "final_books": books,
         "exit_status": feeder.returncode,
+        "compressor": compressor,
     }
+
+
+def compressor_figures(feeder: FeederProcess, directory: str) -> dict[str, Any]:
+    """Wait for the compressor processes the feeder started (the last at its close) to leave no spool, and
+    add up what they logged: bytes in and out and their CPU, apart from the feeder's (their own processes)."""
+    deadline = time.monotonic() + COMPRESS_TIMEOUT_S
+    while any(p.name.endswith((".spool", ".part")) for d in Path(directory).iterdir() for p in d.iterdir()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"spools still in {directory} {COMPRESS_TIMEOUT_S} s after the feeder stopped")
+        time.sleep(0.05)
+    time.sleep(0.2)  # the "compressor done" line follows the last file's
+    lines = feeder.log_lines()
+    files = [COMPRESSED_LINE.search(line) for line in lines]
+    done = [COMPRESSOR_DONE.search(line) for line in lines]
+    spool = sum(int(m.group(1)) for m in files if m)
+    return {"spool_bytes": spool, "gz_bytes": sum(int(m.group(2)) for m in files if m),
+            "compress_cpu_s": sum(float(m.group(3)) for m in files if m),
+            "process_cpu_s": sum(float(m.group(2)) for m in done if m),  # interpreter start included
+            "processes": sum(1 for m in done if m), "priority": sorted({m.group(4) for m in files if m})}  # fmt: skip
 
 
 def poll_until(reader: Reader, symbols: list[str], feeder: FeederProcess, done: Callable[[Sample], bool],
@@ -479,8 +512,9 @@ def run_cold_start(plan: WeightPlan) -> dict[str, Any]:
 
 
 def run_record_comparison(index: CaptureIndex, markets: int, repeats: int) -> dict[str, Any]:
-    """Recording off and on, alternated, the same settle time for both (the writer flushes every second:
-    its last compression must be in the CPU clock); the recording is read back and its frames counted."""
+    """Recording off and on, alternated, the same settle time for both; the recording is read back and its
+    frames counted. The feeder's CPU per diff is compared; the compressor's (a process of its own, at idle
+    priority, after the spool is closed) is reported apart, per MB of spool and per diff recorded."""
     from ldc.record import read_recording, recording_files
 
     off, on, recorded = [], [], []
@@ -490,20 +524,34 @@ def run_record_comparison(index: CaptureIndex, markets: int, repeats: int) -> di
             on.append(run_throughput(index, markets, record=directory, settle_s=RECORD_SETTLE_S))
             files = [f for d in Path(directory).iterdir() for f in recording_files(str(d))]
             lines = [line for f in files for line in read_recording(f).lines]
-            recorded.append({"frames": sum(1 for _, p in lines if p.startswith(b'{"stream"')),
+            recorded.append({"files": [Path(f).suffix for f in files],
+                             "frames": sum(1 for _, p in lines if p.startswith(b'{"stream"')),
                              "snapshots": sum(1 for _, p in lines if p.startswith(b'{"rest"')),
                              "compressed_bytes": sum(os.path.getsize(f) for f in files)})  # fmt: skip
     keys = ["replay_cpu_us_per_diff", "cpu_us_per_diff", "diffs_per_cpu_s", "diffs_per_s", "diffs"]
     med_off, med_on = median_of(off, keys), median_of(on, keys)
-    metric = "replay_cpu_us_per_diff"  # the recording compresses every frame, not only those after the snapshot
+    metric = "replay_cpu_us_per_diff"  # the recording copies every frame, not only those after the snapshot
     return {
         "off": {**med_off, "runs_replay_cpu_us_per_diff": [round(r[metric], 2) for r in off]},
         "on": {**med_on, "runs_replay_cpu_us_per_diff": [round(r[metric], 2) for r in on]},
         "cpu_per_diff_ratio_on_off": round(med_on[metric] / med_off[metric], 3),
         "pair_ratios": [round(b[metric] / a[metric], 3) for a, b in zip(off, on)],
         "recorded": recorded,
+        "compressor": compressor_summary([r["compressor"] for r in on], [r["frames"] for r in recorded]),
         "final_books_on": final_tally([r["final_books"] for r in on]),
         "target_ratio": TARGET_RECORD_RATIO,
+    }
+
+
+def compressor_summary(runs: list[dict[str, Any]], frames: list[int]) -> dict[str, Any]:
+    """The compressor's CPU, medians over the runs: per MB of spool and per frame recorded (the deflate
+    alone, and its whole processes with their interpreter start), and the size ratio."""
+    return {
+        "cpu_ms_per_spool_mb": _round(statistics.median(r["compress_cpu_s"] * 1e3 / (r["spool_bytes"] / 1e6) for r in runs)),
+        "cpu_us_per_frame": _round(statistics.median(r["compress_cpu_s"] / f * 1e6 for r, f in zip(runs, frames))),
+        "process_cpu_us_per_frame": _round(statistics.median(r["process_cpu_s"] / f * 1e6 for r, f in zip(runs, frames))),
+        "spool_to_gz_ratio": _round(statistics.median(r["spool_bytes"] / r["gz_bytes"] for r in runs)),
+        "runs": runs,
     }
 
 

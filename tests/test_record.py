@@ -28,6 +28,7 @@ from ldc.sim.replay import load_captures
 FRAME = b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":%d,"u":%d,"b":[],"a":[]}}'
 SNAPSHOT = b'{"lastUpdateId":5,"bids":[["1.0","2.0"]],"asks":[["3.0","4.0"]]}'
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
+COMPRESS_TIMEOUT_S = 30.0
 REST_LINE = b'0 {"rest":"/api/v3/depth?symbol=BTCUSDT&limit=100","data":{"lastUpdateId":0,"bids":[],"asks":[]}}\n'
 
 
@@ -38,8 +39,15 @@ def frame(update_id: int) -> bytes:
 def recorder(tmp_path: Path, **fields: object) -> Recorder:
     values: dict[str, object] = dict(directory=str(tmp_path), group="g", rotate_bytes=10**9, rotate_s=3600.0)
     values.update(fields)
-    options = {k: values.pop(k) for k in ("queue_max_bytes", "poll_s") if k in values}
+    options = {k: values.pop(k) for k in ("queue_max_bytes", "poll_s", "supervise_s") if k in values}
     return Recorder(RecordConfig(**values), **options)  # type: ignore[arg-type]
+
+
+def closed(rec: Recorder) -> Recorder:
+    """Closed, and its spools compressed (the compressor is a process of its own)."""
+    rec.close()
+    assert rec.wait_compressed(COMPRESS_TIMEOUT_S)
+    return rec
 
 
 def test_frames_and_snapshots_come_back_as_written(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -49,7 +57,7 @@ def test_frames_and_snapshots_come_back_as_written(tmp_path: Path, caplog: pytes
     rec.frames([frame(1), frame(2)], 1_000)
     rec.snapshot("/api/v3/depth", {"symbol": "BTCUSDT", "limit": 100}, SNAPSHOT, 2_000)
     rec.frames([frame(3)], 3_000)
-    rec.close()
+    closed(rec)
     [path] = recording_files(str(tmp_path / "g"))
     assert Path(path).name.startswith("g-") and path.endswith(".gz")
     got = read_recording(path)
@@ -67,7 +75,7 @@ def test_a_line_feed_inside_a_frame_keeps_one_line_per_frame(tmp_path: Path) -> 
     rec = recorder(tmp_path)
     rec.start()
     rec.frames([b'{"a":\n1}', frame(1)], 7)
-    rec.close()
+    closed(rec)
     got = read_recording(recording_files(str(tmp_path / "g"))[0])
     assert got.lines == [(7, frame(1))] and got.damage == ""  # the first is not a depth line: checked, not kept
     text = gzip.decompress(Path(recording_files(str(tmp_path / "g"))[0]).read_bytes())
@@ -75,25 +83,27 @@ def test_a_line_feed_inside_a_frame_keeps_one_line_per_frame(tmp_path: Path) -> 
 
 
 def test_rotation_by_size_and_by_age(tmp_path: Path) -> None:
-    # the size is the compressed bytes in the file: frames of noise reach it at once, each fills a file
+    # the size is the spool's bytes (what was received): each of these frames fills a file
     big = [b'{"stream":"x@depth","data":"' + base64.b64encode(os.urandom(200_000)) + b'"}' for _ in range(3)]
-    rec = recorder(tmp_path, rotate_bytes=100_000, poll_s=0.01)
+    rec = recorder(tmp_path, rotate_bytes=100_000, poll_s=0.01, supervise_s=0.01)
     rec.start()
     for i in range(3):
         rec.frames([big[i]], i)
-        wait_until(lambda: rec.stats().frames == i + 1, what="the frame written")
-    rec.close()
+        wait_until(lambda: rec.stats().files == i + 2, what="the file full, the next one opened")
+    closed(rec)
     files = recording_files(str(tmp_path / "g"))
-    assert len(files) == 3 and files == sorted(files)
+    assert len(files) == 3 and files == sorted(files) and all(f.endswith(".gz") for f in files)
     assert [read_recording(f).lines for f in files] == [[(i, big[i])] for i in range(3)]
+    assert not list((tmp_path / "g").glob("*.spool"))  # the last, empty, spool removed at close
 
-    aged = recorder(tmp_path, group="h", rotate_s=0.1, poll_s=0.01)
+    aged = recorder(tmp_path, group="h", rotate_s=0.1, poll_s=0.01, supervise_s=0.01)
     aged.start()
     aged.frames([frame(1)], 1)
-    wait_until(lambda: aged.stats().frames == 1, what="the frame written")
-    time.sleep(0.2)
+    wait_until(lambda: aged.stats().files == 2, what="the file aged out, the next one opened")
+    time.sleep(0.2)  # an empty file is not rotated however old
+    assert aged.stats().files == 2
     aged.frames([frame(2)], 2)
-    aged.close()
+    closed(aged)
     assert [read_recording(f).lines for f in recording_files(str(tmp_path / "h"))] == [[(1, frame(1))], [(2, frame(2))]]
 
 
@@ -103,7 +113,7 @@ def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path) -> None:
         rec.frames([frame(i)], i)
     assert rec.stats().dropped == 2
     rec.start()
-    rec.close()
+    closed(rec)
     assert read_recording(recording_files(str(tmp_path / "g"))[0]).lines == [(i, frame(i)) for i in range(3)]
     assert (rec.stats().frames, rec.stats().dropped) == (3, 2)
 
@@ -114,7 +124,7 @@ def test_an_unusable_directory_stops_recording_with_an_error(tmp_path: Path, cap
     rec = recorder(blocker)
     rec.start()
     rec.frames([frame(1)], 1)
-    rec.close()
+    closed(rec)
     stats = rec.stats()
     assert (stats.errors, stats.dropped, stats.frames) == (1, 1, 0) and "Not a directory" in stats.failed
     assert any(r.levelno == logging.ERROR and "recording of group g stopped" in r.getMessage() for r in caplog.records)
@@ -141,7 +151,7 @@ def test_a_full_disk_stops_recording_and_later_frames_are_counted(tiny_fs: Path,
         rec.frames(noise, i)
     wait_until(lambda: rec.stats().errors == 1, what="the write to fail")
     rec.frames([frame(1)], 99)
-    rec.close()
+    closed(rec)
     stats = rec.stats()
     assert "No space left on device" in stats.failed
     assert stats.frames + stats.dropped == 101 and stats.dropped >= 1
@@ -296,9 +306,9 @@ def test_a_file_name_taken_in_the_same_microsecond_is_not_overwritten(tmp_path: 
     monkeypatch.setattr(time, "time_ns", lambda: next(stamps))  # the module ldc.record stamps its names with
     config = RecordConfig(directory=str(tmp_path), group="g", rotate_bytes=10**9, rotate_s=3600.0)
     config.group_directory.mkdir()
-    first = record_module._GzipFile.create(config)
-    second = record_module._GzipFile.create(config)  # the same stamp first: tried again with the next one
+    first = record_module._SpoolFile.create(config)
+    second = record_module._SpoolFile.create(config)  # the same stamp first: tried again with the next one
     first.close()
     second.close()
     assert [p.name for p in sorted(config.group_directory.iterdir())] == [
-        "g-20251206T054640.250000Z.gz", "g-20251206T054640.250002Z.gz"]
+        "g-20251206T054640.250000Z.spool", "g-20251206T054640.250002Z.spool"]

@@ -264,7 +264,7 @@ STATS_COUNTERS: Final = (
     ("frames", "websocket data frames received"),
     ("record_written", "frames and snapshots the recorder wrote"),
     ("record_dropped", "frames the recorder dropped (its queue was full or it had stopped)"),
-    ("record_errors", "recorder write errors (the recording stopped; the books went on)"),
+    ("record_errors", "recorder write errors (the recording stopped; the books went on) and compressions that failed (their spool kept)"),
 )
 # gauges: the last value stored
 STATS_GAUGES: Final = (

@@ -45,6 +45,7 @@ from ldc.io.ws import tls_options
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
+from ldc.standby import exit_status, role_prefix, standby_for
 from ldc.sync import (
     DISCONNECT,
     MESSAGE_LOST,
@@ -103,7 +104,8 @@ class StreamMarket:
 class StreamFeeder:
     """Keeps every market of one stream-snapshot group synced and published until ``request_stop()``."""
 
-    def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None) -> None:
+    def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None,
+                 standby: bool = False) -> None:  # fmt: skip
         venue = stream_venue(group.exchange, group.channel)
         if venue is None:
             raise LdcError(f"group {group.name!r}: {group.exchange} books start from REST snapshots: use ldc.feeder.Feeder")
@@ -114,7 +116,9 @@ class StreamFeeder:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
+        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
+                                    standby=standby)  # fmt: skip
+        self.standby = standby_for(self.writer, self.request_stop)  # None: this process is the group's writer
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
         self.malformed = 0  # messages the venue's parser refused (each logged)
@@ -146,6 +150,8 @@ class StreamFeeder:
                 self.markets[stream].conn = conn_id
             self.connections.append(connection)
             connection.start()
+        if self.standby is not None:
+            self.standby.start()
         log.info("group %s: %d markets on %s (%s), depth %d", self.group.name, len(self.markets),
                  self.endpoints.ws_stream_url, self.group.channel, self.group.depth)  # fmt: skip
 
@@ -167,13 +173,13 @@ class StreamFeeder:
             with self._lock:
                 synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
                 failed = sum(1 for m in self.markets.values() if m.error)
-            line = f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
+            line = role_prefix(self.writer) + f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
             if line != shown:
                 shown = line
                 self._notifier.quietly(self._notifier.status, line)
         self._notifier.quietly(self._notifier.stopping)
         self.close()
-        return 0
+        return exit_status(self.standby)
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -79,9 +79,9 @@ class Standby:
                 # a clean stop (or ``ldc clean``) removes the lock file while holding it: lock the current one
                 if same_file(fd, path) and self._writer.take_over(fd):
                     self.takeover_ms = (time.monotonic_ns() - granted_ns) / NS_PER_MS
-                    log.info("standby for %s: took over %.3f ms after its writer released the group; publishing "
-                             "its books as they are (no resync, no snapshot)", segment_name(self._writer.group),
-                             self.takeover_ms)  # fmt: skip
+                    log.info("standby for %s: took over %.3f ms after its writer released the group (at "
+                             "CLOCK_MONOTONIC %d ns); publishing its books as they are (no resync, no snapshot)",
+                             segment_name(self._writer.group), self.takeover_ms, granted_ns)  # fmt: skip
                     return
             except BaseException:
                 os.close(fd)

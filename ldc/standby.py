@@ -30,16 +30,18 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from ldc.errors import LdcError
 from ldc.shm.files import ofd_wait_write_lock, open_owned, same_file
-from ldc.shm.layout import LOCK_MODE, lock_path, segment_name
+from ldc.shm.layout import HEADER, LOCK_MODE, lock_path, segment_name, temp_paths
 from ldc.shm.writer import SegmentWriter
 
 log = logging.getLogger("ldc.standby")
 
 NS_PER_MS: Final = 1_000_000
+PROC_LOCKS: Final = "/proc/locks"  # world-readable: who holds a lock on which inode, for ``ldc status``
 
 
 class Standby:
@@ -104,3 +106,55 @@ def role_prefix(writer: SegmentWriter) -> str:
 def exit_status(standby: Standby | None) -> int:
     """A feeder's exit status: 1 when its takeover failed, else 0."""
     return 1 if standby is not None and standby.failed else 0
+
+
+@dataclass(frozen=True)
+class AttachedStandby:
+    """A group's build file some process holds a write lock on: a hot standby's (or, for a moment, a
+    starting writer's)."""
+
+    path: str
+    pid: int | None  # from its header; None when this account cannot read the file (0600: the feeders' user's)
+
+
+def attached_standbys(group: str, proc_locks: str = PROC_LOCKS) -> list[AttachedStandby]:
+    """For ``ldc status``: the group's write-locked build files, found through /proc/locks (any account
+    may read it; the files themselves are the feeders' user's alone)."""
+    held = _write_locked(proc_locks)
+    found = []
+    for path in temp_paths(group):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held:
+            found.append(AttachedStandby(path, _writer_pid(path)))
+    return found
+
+
+def _write_locked(proc_locks: str) -> set[tuple[int, int, int]]:
+    """(major, minor, inode) of every file a process holds a write lock on (blocked requests, ``->``, skipped)."""
+    held = set()
+    try:
+        with open(proc_locks) as f:
+            for line in f:
+                words = line.split()
+                if len(words) < 6 or words[1] == "->" or words[3] != "WRITE":
+                    continue
+                major, minor, inode = words[5].split(":")
+                held.add((int(major, 16), int(minor, 16), int(inode)))
+    except (OSError, ValueError):
+        return set()
+    return held
+
+
+def _writer_pid(path: str) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        raw = os.pread(fd, 4, HEADER.offset("writer_pid"))
+    finally:
+        os.close(fd)
+    return int.from_bytes(raw, "little") if len(raw) == 4 else None

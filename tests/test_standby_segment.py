@@ -26,6 +26,7 @@ from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
 from ldc.standby import Standby
 from ldc.tools.clean import clean_group
+from ldc.tools.status import as_text, collect
 from shm_helpers import book, group_fixture
 
 PROC = str(Path(__file__).with_name("shm_proc.py"))
@@ -229,3 +230,23 @@ os.unlink(fake)
         standby.close()
     with Reader(group) as reader:
         assert reader.info().state == State.STOPPED
+
+
+def test_ldc_status_names_the_writer_and_each_attached_standby(group: str) -> None:
+    active = hold_writer(group)
+    try:
+        (report,) = collect([group], 0)
+        assert report.info["writer_pid"] == active.pid and report.info["standbys"] == []
+        standby = standby_writer(group)
+        try:
+            (report,) = collect([group], 0)
+            assert report.info["writer_pid"] == active.pid and report.info["standbys"] == [os.getpid()]
+            assert f"writer alive (running, pid {active.pid}, " in as_text([report])
+            assert f", standby pid {os.getpid()})" in as_text([report])
+        finally:
+            standby.close()
+        (report,) = collect([group], 0)
+        assert report.info["standbys"] == []
+    finally:
+        active.kill()
+        active.wait()

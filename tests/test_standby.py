@@ -191,3 +191,51 @@ def test_sigkill_the_active_20_times_alternating_roles_the_standby_takes_over_in
     assert snapshots_during == [0] * KILLS
     assert wrong == 0 and checked >= KILLS
     assert max(per_kill) < TAKEOVER_BOUND_MS, figures
+
+
+STREAM_KILLS = 3
+BYBIT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+
+
+def slot_counters(reader: Reader) -> dict[str, dict[str, int]]:
+    return {s: {k: v for k, v in reader.status(s).counters.items() if k != "updates"} for s in BYBIT_SYMBOLS}
+
+
+def test_the_stream_feeder_has_the_same_standby_bybit_taken_over_with_no_resync(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    """The lifecycle part is shared (ldc.standby): a Bybit group's standby takes over in sync, opening no
+    connection and counting no resync or snapshot, killed STREAM_KILLS times alternating roles."""
+    sim = sim_factory(spot_symbols=(), bybit_linear_symbols=BYBIT_SYMBOLS, rate=50.0, history_events=20_000)
+    urls = sim.families.urls()["bybit"]
+    assert isinstance(urls, dict)
+    group = unique_group("sbb")
+    table = {"name": group, "exchange": "bybit-linear", "symbols": list(BYBIT_SYMBOLS), "depth": DEPTH, "channel": "orderbook.50",
+             "rest_url": urls["rest"], "ws_url": urls["ws"]}  # fmt: skip
+    config = write_config(tmp_path / "ldc.toml", [table])
+    log = tmp_path / "feeders.log"
+    with processes() as procs:
+        procs.groups.append(group)
+        active = start_feeder(procs, config, group, log)
+        with Reader(group, attach_timeout_s=READY_TIMEOUT_S) as reader:
+            in_sync = lambda pid: all(reader.status(s).in_sync for s in BYBIT_SYMBOLS) and reader.info().writer_pid == pid  # noqa: E731
+            wait_until(lambda: _quiet(in_sync, active.pid), timeout_s=READY_TIMEOUT_S, what="the first writer in sync")
+            standby = start_feeder(procs, config, group, log)
+            for _ in range(STREAM_KILLS):
+                wait_until(lambda: standby_ready(group, standby.pid, len(BYBIT_SYMBOLS)), timeout_s=READY_TIMEOUT_S, what="the standby in sync")
+                connections = sim.venue_stats("bybit")["counters"]["ws_connections"]  # type: ignore[index]
+                os.kill(active.pid, signal.SIGKILL)
+                active.wait()
+                wait_until(lambda: _quiet(in_sync, standby.pid), timeout_s=READY_TIMEOUT_S, what="the takeover")
+                counters = slot_counters(reader)
+                assert sim.venue_stats("bybit")["counters"]["ws_connections"] == connections  # type: ignore[index]
+                assert all(c["resyncs"] == 0 and c["gaps"] == 0 for c in counters.values()), counters
+                active, standby = standby, start_feeder(procs, config, group, log)
+    assert log.read_text().count(" took over ") >= 2 * STREAM_KILLS  # the writer's line and the standby's
+
+
+def _quiet(check: Callable[[int], bool], pid: int) -> bool:
+    try:
+        return check(pid)
+    except LdcError:
+        return False

@@ -124,6 +124,19 @@ def ofd_holder(fd: int) -> bool:
     return bool(_FLOCK.unpack(raw)[0] != fcntl.F_UNLCK)
 
 
+def write_locked(path: str) -> bool:
+    """Some process holds a write lock over the file at ``path`` (a live writer's, a hot standby's build
+    file); False when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return ofd_holder(fd)
+    finally:
+        os.close(fd)
+
+
 def refusal(path: str, exc: OSError) -> SegmentError:
     """The error for a file ldc will not open, naming why (a link, another user's file)."""
     if exc.errno == errno.ELOOP:

@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from ldc.errors import LayoutError, MarketNotFound, SegmentError
 from ldc.shm import _seqlock
-from ldc.shm.files import create_exclusive, ofd_holder, ofd_lock, open_owned, same_file, unlink_own
+from ldc.shm.files import create_exclusive, ofd_holder, ofd_lock, open_owned, same_file, unlink_own, write_locked
 from ldc.shm.layout import (
     DEFAULT_CAPACITY,
     DEFAULT_DEPTH,
@@ -578,25 +578,13 @@ def _remove_dead_builds(group: str) -> None:
     their builders died. A file still locked is a hot standby's, kept. Another account's file at such a
     name is left alone: it cannot be the one we build (random name)."""
     for path in temp_paths(group):
-        if _held(path):
+        if write_locked(path):
             continue  # a hot standby's file: its writer lives, it names the file when it takes over
         try:
             if unlink_own(path):
                 log.info("removed %s: a writer died while building it", path)
         except SegmentError as exc:
             log.warning("ignoring %s", exc)
-
-
-def _held(path: str) -> bool:
-    """Some process holds a write lock over the file (a hot standby's build file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return ofd_holder(fd)
-    finally:
-        os.close(fd)
 
 
 class _Predecessor:

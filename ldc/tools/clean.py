@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ldc.errors import SegmentError
-from ldc.shm.files import ofd_holder, ofd_lock, open_owned, owner_name
+from ldc.shm.files import ofd_holder, ofd_lock, open_owned, owner_name, write_locked
 from ldc.shm.layout import GROUP_NAME_RE, LOCK_MODE, LOCK_SUFFIX, SEGMENT_PREFIX, SHM_DIR, TEMP_NAME_RE, TEMP_SUFFIX, WAITERS_SUFFIX
 
 GOVERNOR_PREFIX: Final = "ldc-governor-"
@@ -94,7 +94,7 @@ def _remove_unless_standby(path: str, dry_run: bool) -> Outcome:
     """A build file whose lock is held is a live hot standby's (``ldc feed --standby``): it names it when it
     takes the group over, so it stays."""
     name = os.path.basename(path)  # a group name has no ".": the suffix starts at the first
-    if "." in name and TEMP_NAME_RE.fullmatch(name[name.index(".") :]) and _segment_alive(path):
+    if "." in name and TEMP_NAME_RE.fullmatch(name[name.index(".") :]) and write_locked(path):
         return Outcome(path, "kept", "a hot standby holds it (it names it when it takes the group over)")
     return _remove(path, dry_run)
 

@@ -57,7 +57,8 @@ from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
-from ldc.standby import exit_status, role_prefix, standby_for
+from ldc.lifecycle import SystemdReport, status_line
+from ldc.standby import exit_status, standby_for
 from ldc.sync import (
     BOOK_STATES,
     DISCONNECT,
@@ -265,10 +266,8 @@ class Feeder:
         """Tick until stopped; the caller installed the signal handlers. Returns the exit status."""
         self.start()
         control = serve_feeder(self) if self.writer.active else None  # ldc ctl / ldc.Control: its own thread
-        self._notifier.quietly(self._notifier.ready, f"{len(self.markets)} markets syncing")
-        next_watchdog = 0.0
-        ping_every = self._notifier.watchdog_ping_every_s
-        shown = ""
+        report = SystemdReport(self._notifier)
+        report.ready(len(self.markets))
         while not self._stop.wait(TICK_INTERVAL_S):
             if self._reload.is_set():
                 self._reload.clear()
@@ -278,15 +277,8 @@ class Feeder:
             self.tick()
             if control is None and self.writer.active:  # a standby took over: the group's socket is its now
                 control = serve_feeder(self)
-            now = time.monotonic()
-            if ping_every is not None and now >= next_watchdog:
-                self._notifier.quietly(self._notifier.watchdog)
-                next_watchdog = now + ping_every
-            line = self._status_line()
-            if line != shown:
-                shown = line
-                self._notifier.quietly(self._notifier.status, line)
-        self._notifier.quietly(self._notifier.stopping)
+            report.ticked(self._status_line())
+        report.stopping()
         if control is not None:
             control.close()
         self.close()
@@ -311,9 +303,7 @@ class Feeder:
     def _status_line(self) -> str:
         """What ``systemctl status`` shows: how many markets readers can trust right now."""
         with self._lock:
-            synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
-            failed = sum(1 for m in self.markets.values() if m.error)
-        return role_prefix(self.writer) + f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
+            return status_line(self.writer, self.markets.values())
 
     def request_stop(self) -> None:
         self._stop.set()

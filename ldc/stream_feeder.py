@@ -45,7 +45,8 @@ from ldc.io.ws import tls_options
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
-from ldc.standby import exit_status, role_prefix, standby_for
+from ldc.lifecycle import SystemdReport, status_line
+from ldc.standby import exit_status, standby_for
 from ldc.sync import (
     DISCONNECT,
     MESSAGE_LOST,
@@ -159,25 +160,17 @@ class StreamFeeder:
         """Tick until stopped (the caller installed the signal handlers), telling systemd as ``Feeder`` does:
         ready, a status line of the markets in sync, the watchdog."""
         self.start()
-        self._notifier.quietly(self._notifier.ready, f"{len(self.markets)} markets syncing")
-        ping_every, next_watchdog, shown = self._notifier.watchdog_ping_every_s, 0.0, ""
+        report = SystemdReport(self._notifier)
+        report.ready(len(self.markets))
         while not self._stop.wait(TICK_INTERVAL_S):
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
             self.tick()
-            now = time.monotonic()
-            if ping_every is not None and now >= next_watchdog:
-                self._notifier.quietly(self._notifier.watchdog)
-                next_watchdog = now + ping_every
             with self._lock:
-                synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
-                failed = sum(1 for m in self.markets.values() if m.error)
-            line = role_prefix(self.writer) + f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
-            if line != shown:
-                shown = line
-                self._notifier.quietly(self._notifier.status, line)
-        self._notifier.quietly(self._notifier.stopping)
+                line = status_line(self.writer, self.markets.values())
+            report.ticked(line)
+        report.stopping()
         self.close()
         return exit_status(self.standby)
 

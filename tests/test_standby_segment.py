@@ -24,7 +24,9 @@ from ldc.shm.files import ofd_holder
 from ldc.shm.layout import HEADER, State, Status, lock_path, segment_path, temp_paths
 from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
+from ldc.lifecycle import status_line
 from ldc.standby import Standby
+from ldc.sync import SyncState
 from ldc.tools.clean import clean_group
 from ldc.tools.status import as_text, collect
 from shm_helpers import book, group_fixture
@@ -250,3 +252,19 @@ def test_ldc_status_names_the_writer_and_each_attached_standby(group: str) -> No
     finally:
         active.kill()
         active.wait()
+
+
+def test_the_status_line_systemd_shows_says_standby_for_a_standby(group: str) -> None:
+    class M:
+        def __init__(self, state: SyncState, error: str = "") -> None:
+            self.sync, self.error = type("S", (), {"state": state})(), error
+
+    markets = [M(SyncState.SYNCED), M(SyncState.BUFFERING), M(SyncState.WAITING_FOR_DIFF, "unknown symbol")]
+    active = SegmentWriter(group, depth=DEPTH, capacity=4, markets=[SYMBOL])
+    standby = standby_writer(group)
+    try:
+        assert status_line(active, markets) == "1/3 markets in sync, 1 failed"
+        assert status_line(standby, markets) == "standby, 1/3 markets in sync, 1 failed"
+    finally:
+        standby.close()
+        active.close()

@@ -5,11 +5,18 @@ from setuptools import Extension, setup
 
 CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
 
+# ldc._fastbook's compilation units (ldc/fastbook/fastbook.h says what each holds)
+FASTBOOK_UNITS = ["scan", "dialect_binance", "dialect_okx_bybit", "dialect_coinbase", "dialect_htx", "side", "book",
+                  "checksum", "hotpath", "router", "module"]
+
 EXTENSIONS = [
     # fenced whole-slot seqlock write/read (see docs/LAYOUT.md, "Memory ordering")
     Extension("ldc.shm._seqlock", ["ldc/shm/_seqlock.c"], depends=["ldc/shm/ldc_seqlock_api.h"], extra_compile_args=CFLAGS),
     # the book hot path: raw depth message -> levels applied -> top N (-> slot, through _seqlock's C API)
-    Extension("ldc._fastbook", ["ldc/_fastbook.c"], depends=["ldc/shm/ldc_seqlock_api.h"], extra_compile_args=CFLAGS),
+    Extension("ldc._fastbook", [f"ldc/fastbook/{unit}.c" for unit in FASTBOOK_UNITS],
+              depends=["ldc/fastbook/fastbook.h", "ldc/shm/ldc_seqlock_api.h"],
+              # the units' ldc_fb_ functions stay inside the .so: direct calls, not through the PLT
+              extra_compile_args=[*CFLAGS, "-fvisibility=hidden"]),
     # websocket frames off the socket: whole text / binary frames split in C, the rest in ldc/io/ws.py
     Extension("ldc.io._frames", ["ldc/io/_frames.c"], extra_compile_args=CFLAGS),
 ]

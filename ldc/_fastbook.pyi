@@ -1,4 +1,4 @@
-"""Type stub of the C extension ldc/_fastbook.c (the book hot path)."""
+"""Type stub of the C extension built from ldc/fastbook/*.c (the book hot path)."""
 
 from typing import Any, Final
 
@@ -122,7 +122,7 @@ ROUTE_CONTROL: Final[int]  # not a depthUpdate
 ROUTE_MALFORMED: Final[int]  # value: parse_depth's error message
 
 class Router:
-    """The frames of one socket read to their markets' HotPaths in one call (see ldc/_fastbook.c)."""
+    """The frames of one socket read to their markets' HotPaths in one call (see ldc/fastbook/router.c)."""
 
     def __init__(self) -> None: ...
     @property

@@ -9,7 +9,7 @@ Rules (per side):
 - Keys. A level's sort key is its price for bids and minus its price for asks, so on both sides the
   keys ascend from the worst level to the best. Prices are float64: Binance sends decimal strings of at
   most 15 significant digits, and two such strings of different value parse to different doubles, so
-  float keys are exact (see ``ldc/_fastbook.c``, "Exact prices").
+  float keys are exact (see ``ldc/fastbook/fastbook.h``, "Exact prices").
 - Quantities are absolute; any numeric zero ("0", "0.000", "0.00000000" all parse to 0.0) deletes.
 - Coverage. A side of a snapshot with fewer levels than ``snapshot.limit`` is the whole side: every
   price is known. Otherwise the side is known exactly only down to its deepest price, the *boundary*.

@@ -16,7 +16,7 @@ is lost with it) counts a gap on every market of that connection and reconnects 
 sequence starts again). A message the parser refuses resyncs its market when the venue can still name it
 (``stream_of``: Kraken, HTX, whose sequences would not show the loss). A server's ping is answered with the
 venue's reply. A venue with a C dialect (``fast_parse``: OKX, Bybit, Coinbase, HTX mbp) has its book updates read in C
-(``ldc/_fastbook.c``, the same values as its reference parser); everything else, any message the dialect
+(``ldc/fastbook/dialect_*.c``, the same values as its reference parser); everything else, any message the dialect
 doubts, and every message of a venue without one, is read by the venue's reference parser (correct, slower).
 """
 

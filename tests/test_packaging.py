@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD_OUTPUTS = (".git", ".venv", "build", "dist", "*.so", "*.whl", "__pycache__", "*.egg-info", ".pytest_cache",
                  ".mypy_cache", ".hypothesis", "target")  # fmt: skip
 EXTENSIONS = ("ldc/_fastbook", "ldc/shm/_seqlock", "ldc/io/_frames")
-C_FILES = ("ldc/_fastbook.c", "ldc/shm/_seqlock.c", "ldc/io/_frames.c", "ldc/shm/ldc_seqlock_api.h")
+FASTBOOK_FILES = tuple(str(p.relative_to(ROOT)) for p in sorted((ROOT / "ldc" / "fastbook").glob("*.[ch]")))
+C_FILES = (*FASTBOOK_FILES, "ldc/shm/_seqlock.c", "ldc/io/_frames.c", "ldc/shm/ldc_seqlock_api.h")
 STEP_TIMEOUT_S = 180
 
 

@@ -1,0 +1,159 @@
+/* ldc._fastbook: a venue's checksum of the top of the book (fastbook.h describes the whole) */
+#include "fastbook.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * A venue's checksum of the top of the book (OKX: a signed CRC32 of the top levels, interleaved, as
+ * "bid1px:bid1sz:ask1px:ask1sz:..."), the numbers written as ldc.venues.okx._texts writes them
+ * ---------------------------------------------------------------------------------------------- */
+
+#define CRC_TEXT_CHARS 64 /* one number's text; a longer one is handed back to Python */
+#define SHORTEST_DECIMALS (-1) /* the shortest round-trip form (repr without an exponent) */
+#define MAX_TEXT_DECIMALS 30   /* a tick or lot finer than 1e-30 is no market's */
+
+static uint32_t crc32_table[256];
+
+void ldc_fb_crc32_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1; /* zlib's polynomial, reflected */
+        }
+        crc32_table[i] = c;
+    }
+}
+
+static uint32_t crc32_add(uint32_t crc, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        crc = crc32_table[(crc ^ (unsigned char)p[i]) & 0xFF] ^ (crc >> 8);
+    }
+    return crc;
+}
+
+/* x as the venue writes it: fixed to `decimals` (trailing zeros and point dropped when decimals > 0), or with
+ * SHORTEST_DECIMALS the shortest text that reads back as x, trailing zeros dropped. Returns its length, 0
+ * when Python is to write it (an exponent, a text too long), -1 with an exception. */
+#define FIXED_FAST_MAX 1e14          /* x * 10^d below it: ulp <= 1/64, the product is off by at most 1/128 */
+#define FIXED_FAST_HALF_MARGIN 0.0625 /* so a product this far from a tie rounds as the exact one does */
+
+/* "%.*f" % x, trailing zeros and point dropped, for the common case: x * 10^d well inside the doubles' integers
+ * and not near a rounding tie, where rounding the product is rounding the exact value (what dtoa does). Returns
+ * its length, 0 when not taken. */
+static Py_ssize_t fixed_text_fast(double x, int decimals, char *out)
+{
+    if (!(x >= 0.0) || decimals > FAST_POW10_MAX) {
+        return 0;
+    }
+    double y = x * POW10[decimals];
+    if (!(y < FIXED_FAST_MAX) || fabs(fabs(y - floor(y)) - 0.5) < FIXED_FAST_HALF_MARGIN) {
+        return 0;
+    }
+    uint64_t m = (uint64_t)floor(y + 0.5);
+    char digits[32];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m > 0);
+    while (n <= decimals) { /* at least one digit before the point */
+        digits[n++] = '0';
+    }
+    int skip = 0; /* trailing zeros of the fraction, dropped */
+    while (skip < decimals && digits[skip] == '0') {
+        skip++;
+    }
+    Py_ssize_t len = 0;
+    for (int i = n - 1; i >= decimals; i--) {
+        out[len++] = digits[i];
+    }
+    if (skip < decimals) {
+        out[len++] = '.';
+        for (int i = decimals - 1; i >= skip; i--) {
+            out[len++] = digits[i];
+        }
+    }
+    return len;
+}
+
+static Py_ssize_t venue_text(double x, int decimals, char *out)
+{
+    if (decimals >= 0) {
+        Py_ssize_t len = fixed_text_fast(x, decimals, out);
+        if (len > 0) {
+            return len;
+        }
+    }
+    char *text = decimals >= 0 ? PyOS_double_to_string(x, 'f', decimals, 0, NULL)
+                               : PyOS_double_to_string(x, 'r', 0, 0, NULL);
+    if (text == NULL) {
+        return -1;
+    }
+    size_t len = strlen(text);
+    Py_ssize_t result = 0;
+    if (len < CRC_TEXT_CHARS && strpbrk(text, "eEni") == NULL) { /* no exponent, nan or inf */
+        if (decimals != 0 && strchr(text, '.') != NULL) {
+            while (text[len - 1] == '0') {
+                len--;
+            }
+            if (text[len - 1] == '.') {
+                len--;
+            }
+        }
+        memcpy(out, text, len);
+        result = (Py_ssize_t)len;
+    }
+    PyMem_Free(text);
+    return result;
+}
+
+/* top_crc32(n, price_decimals, size_decimals) -> the signed CRC32, or None when Python must write a number */
+PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "top_crc32() takes 3 arguments (n, price_decimals, size_decimals), found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    int decimals[2] = {given[0] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[0],
+                       given[1] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[1]};
+    if (n < 0 || decimals[0] < SHORTEST_DECIMALS || decimals[1] < SHORTEST_DECIMALS || decimals[0] > MAX_TEXT_DECIMALS ||
+        decimals[1] > MAX_TEXT_DECIMALS) {
+        PyErr_Format(PyExc_ValueError, "top_crc32: expected n >= 0 and decimals in -1..%d, found %zd, %ld, %ld",
+                     MAX_TEXT_DECIMALS, n, given[0], given[1]);
+        return NULL;
+    }
+    const Side *sides[2] = {&self->bids, &self->asks};
+    Py_ssize_t counts[2] = {side_len(&self->bids) < n ? side_len(&self->bids) : n,
+                            side_len(&self->asks) < n ? side_len(&self->asks) : n};
+    uint32_t crc = 0xFFFFFFFFu;
+    int first = 1;
+    char text[CRC_TEXT_CHARS];
+    for (Py_ssize_t i = 0; i < counts[0] || i < counts[1]; i++) {
+        for (int side = 0; side < 2; side++) {
+            if (i >= counts[side]) {
+                continue;
+            }
+            const Side *s = sides[side];
+            const Level *lv = &s->buf[s->hi - 1 - i];
+            double values[2] = {s->sign * lv->a, lv->qty};
+            for (int k = 0; k < 2; k++) {
+                Py_ssize_t len = venue_text(values[k], decimals[k], text);
+                if (len <= 0) {
+                    return len < 0 ? NULL : Py_NewRef(Py_None);
+                }
+                if (!first) {
+                    crc = crc32_add(crc, ":", 1);
+                }
+                first = 0;
+                crc = crc32_add(crc, text, (size_t)len);
+            }
+        }
+    }
+    crc ^= 0xFFFFFFFFu;
+    return PyLong_FromLongLong(crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc);
+}

@@ -1,0 +1,263 @@
+/* ldc._fastbook: the HTX mbp dialect (fastbook.h describes the whole) */
+#include "fastbook.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * HTX mbp (C dialect of ldc.venues.htx.parse_message, on the inflated frame)
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64 };
+static const char *const HTX_MBP_LEVELS[] = {"5", "20", "150"}; /* ldc.venues.htx.CHANNELS' mbp.N */
+
+typedef struct {
+    int seen;
+    int not_ours; /* the reference's: control (ping, status, rep), another channel, a depth.step0 book */
+    Event ev;
+} HtxMessage;
+
+/* A JSON number read as the reference reads it (json's int or Decimal, then float(): the correctly rounded
+ * double of the exact decimal). 0 read, 1 a doubt (a sign: "-0.0" is -0.0 there; too long; not a number),
+ * -1 a syntax error (exception set). */
+static int htx_number(Scanner *sc, double *out)
+{
+    const char *from = sc->p;
+    if (sc->p >= sc->end || (unsigned)(*sc->p - '0') >= 10) {
+        return 1;
+    }
+    if (ldc_fb_scan_number(sc) < 0) {
+        return -1;
+    }
+    Py_ssize_t n = sc->p - from;
+    if (memchr(from, 'e', (size_t)n) == NULL && memchr(from, 'E', (size_t)n) == NULL) {
+        return parse_decimal(from, n, out) < 0 ? 1 : 0; /* digits[.digits]: Clinger's fast path or dtoa */
+    }
+    if (n > MAX_DECIMAL_CHARS) {
+        return 1;
+    }
+    char buf[MAX_DECIMAL_CHARS + 1];
+    char *stop = NULL;
+    memcpy(buf, from, (size_t)n);
+    buf[n] = '\0';
+    *out = PyOS_string_to_double(buf, &stop, NULL); /* dtoa: correctly rounded, as float(Decimal) */
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    return stop == buf + n && isfinite(*out) ? 0 : 1;
+}
+
+/* bids / asks: [[price, size], ...] of non-negative numbers into s */
+static int htx_levels(Scanner *sc, const char *field, Scratch *s)
+{
+    const char *from = sc->p;
+    double price, qty;
+    int rc = 0;
+    s->count = 0;
+    if (sc->p >= sc->end || *sc->p != '[') {
+        goto doubt;
+    }
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+        return SCAN_OK;
+    }
+    for (;;) {
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != '[') {
+            goto doubt;
+        }
+        sc->p++;
+        skip_ws(sc);
+        if ((rc = htx_number(sc, &price)) != 0) {
+            goto doubt;
+        }
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ',') {
+            goto doubt;
+        }
+        sc->p++;
+        skip_ws(sc);
+        if ((rc = htx_number(sc, &qty)) != 0) {
+            goto doubt;
+        }
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ']') {
+            goto doubt;
+        }
+        sc->p++;
+        if (scratch_push(s, price, qty) < 0) {
+            return SCAN_SYNTAX; /* MemoryError set */
+        }
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == ']') {
+            sc->p++;
+            return SCAN_OK;
+        }
+        goto doubt;
+    }
+doubt:
+    if (rc < 0) {
+        return SCAN_SYNTAX;
+    }
+    sc->p = from;
+    return ldc_fb_reject_value(sc, field, "[[price, size], ...] of non-negative numbers");
+}
+
+static int htx_tick_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    HtxMessage *msg = ctx;
+    if (escaped) {
+        ldc_fb_field_error(sc, "tick key", -1, "no escapes", key, klen);
+        return ldc_fb_skip_value(sc, 1);
+    }
+    if (KEY_IS("seqNum")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_SEQ, "seqNum");
+        return ldc_fb_parse_id(sc, "seqNum", &msg->ev.final_id);
+    }
+    if (KEY_IS("prevSeqNum")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_PREV, "prevSeqNum");
+        return ldc_fb_parse_id(sc, "prevSeqNum", &msg->ev.prev_final_id);
+    }
+    if (KEY_IS("bids")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_BIDS, "bids");
+        return htx_levels(sc, "bids", &ldc_fb_scratch_bids);
+    }
+    if (KEY_IS("asks")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_ASKS, "asks");
+        return htx_levels(sc, "asks", &ldc_fb_scratch_asks);
+    }
+    return ldc_fb_skip_value(sc, 1);
+}
+
+/* ch: "market.SYMBOL.mbp.N" ours; depth.step0 and other channels the reference's; a malformed book topic a doubt */
+static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize_t len)
+{
+    static const char prefix[] = "market.", step0[] = ".depth.step0", mbp[] = ".mbp.";
+    const Py_ssize_t plen = (Py_ssize_t)sizeof prefix - 1, slen = (Py_ssize_t)sizeof step0 - 1;
+    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0 ||
+        (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0)) {
+        msg->not_ours = 1; /* another channel (OTHER) or a whole book (a snapshot) */
+        return;
+    }
+    const char *p = text + plen, *end = text + len;
+    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
+        p++;
+    }
+    int symbol = p > text + plen;
+    if (symbol && end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
+        const char *levels = p + sizeof mbp - 1;
+        for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
+            size_t n = strlen(HTX_MBP_LEVELS[i]);
+            if ((size_t)(end - levels) == n && memcmp(levels, HTX_MBP_LEVELS[i], n) == 0) {
+                msg->ev.symbol = text;
+                msg->ev.symbol_len = len;
+                return;
+            }
+        }
+    }
+    int has_mbp = 0;
+    for (const char *q = text; !has_mbp && end - q >= (Py_ssize_t)sizeof mbp - 1; q++) {
+        has_mbp = memcmp(q, mbp, sizeof mbp - 1) == 0;
+    }
+    if (!has_mbp) {
+        msg->not_ours = 1; /* "market.x.trade.detail": OTHER there */
+        return;
+    }
+    ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.mbp.N' (N 5, 20 or 150)", text, len);
+}
+
+static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
+{
+    HtxMessage *msg = ctx;
+    const char *text;
+    Py_ssize_t len;
+    int rc;
+    if (escaped) {
+        ldc_fb_field_error(sc, "key", -1, "no escapes", key, klen);
+        return ldc_fb_skip_value(sc, 1);
+    }
+    if (KEY_IS("ping") || KEY_IS("status") || KEY_IS("rep")) { /* control or a refresh: the reference's */
+        msg->not_ours = 1;
+        return ldc_fb_skip_value(sc, 1);
+    }
+    if (KEY_IS("ch")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_CH, "ch");
+        if (sc->p < sc->end && *sc->p != '"') { /* not a string: OTHER there */
+            msg->not_ours = 1;
+            return ldc_fb_skip_value(sc, 1);
+        }
+        if ((rc = ldc_fb_plain_string(sc, "ch", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        htx_channel(sc, msg, text, len);
+        return SCAN_OK;
+    }
+    if (KEY_IS("ts")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_TS, "ts");
+        return ldc_fb_parse_id(sc, "ts", &msg->ev.event_time);
+    }
+    if (KEY_IS("tick")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_TICK, "tick");
+        if (sc->p >= sc->end || *sc->p != '{') {
+            return ldc_fb_reject_value(sc, "tick", "an object");
+        }
+        return scan_object(sc, htx_tick_field, msg);
+    }
+    return ldc_fb_skip_value(sc, 1);
+}
+
+static const struct {
+    int bit;
+    const char *name;
+} HTX_REQUIRED[] = {{HX_TICK, "tick"}, {HX_SEQ, "seqNum"}, {HX_PREV, "prevSeqNum"}};
+
+PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Scanner sc;
+    Py_buffer view = {0};
+    const char *data;
+    Py_ssize_t size;
+    PyObject *result = NULL, *diffs = NULL;
+    HtxMessage msg = {0};
+    event_reset(&msg.ev);
+    if (ldc_fb_message_bytes(arg, &data, &size, &view) < 0) {
+        return NULL;
+    }
+    int rc = ldc_fb_scan_message(data, size, &sc, htx_field, &msg);
+    if (rc < 0) {
+        goto done;
+    }
+    if (rc > 0 || msg.not_ours || !(msg.seen & HX_CH)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof HTX_REQUIRED / sizeof HTX_REQUIRED[0] && !sc.has_error; i++) {
+        if (!(msg.seen & HTX_REQUIRED[i].bit)) {
+            ldc_fb_field_error(&sc, HTX_REQUIRED[i].name, -1, "a value", "nothing", 7);
+        }
+    }
+    if (sc.has_error) {
+        PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    msg.ev.first_id = msg.ev.prev_final_id; /* U = pu = prevSeqNum: the PREV_LINK rule, as the reference sets it */
+    PyObject *diff = ldc_fb_parsed_diff_new(&msg.ev);
+    if (diff == NULL || (diffs = PyList_New(1)) == NULL) {
+        Py_XDECREF(diff);
+        goto done;
+    }
+    PyList_SET_ITEM(diffs, 0, diff);
+    result = ldc_fb_stream_events(diffs, NULL);
+    diffs = NULL;
+done:
+    Py_XDECREF(diffs);
+    if (view.obj != NULL) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}

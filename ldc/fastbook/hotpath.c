@@ -1,0 +1,283 @@
+/* ldc._fastbook: HotPath (fastbook.h describes the whole) */
+#include "fastbook.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * HotPath: a market's diff, from ParsedDiff to published slot, in one call while its book is in sync
+ *
+ * The feeder's per-diff work for a book in sync is always the same: check that the diff continues the
+ * book (spot: U == last u + 1; futures: pu == last u), apply it, record it when a refresh is pending,
+ * check the top is neither crossed nor changed in coverage, copy the top N into the slot. In Python that
+ * is a dozen calls per diff; here it is one. Anything else -- a diff that does not continue the book, a
+ * crossed top, a coverage change, a market not in sync -- is handed back to ldc.sync.BookSync, which owns
+ * every decision: the feeder arms a HotPath as BookSync.fast_path() says, and gives BookSync the diffs
+ * applied here (take_applied, update_id) before it feeds BookSync anything.
+ * ---------------------------------------------------------------------------------------------- */
+
+const LdcSeqlockAPI *ldc_fb_seqlock_api; /* ldc.shm._seqlock's C API, imported by the first HotPath */
+
+static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"segment", "slot", "futures", NULL};
+    PyObject *segment;
+    Py_ssize_t slot;
+    int futures;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On$p:HotPath", kwlist, &segment, &slot, &futures)) {
+        return -1;
+    }
+    if (ldc_fb_seqlock_api == NULL) {
+        const LdcSeqlockAPI *api = PyCapsule_Import(LDC_SEQLOCK_API_CAPSULE, 0);
+        if (api == NULL) {
+            return -1;
+        }
+        if (api->version != LDC_SEQLOCK_API_VERSION) {
+            PyErr_Format(PyExc_ImportError, "ldc.shm._seqlock C API version %d, expected %d: rebuild both extensions",
+                         api->version, LDC_SEQLOCK_API_VERSION);
+            return -1;
+        }
+        ldc_fb_seqlock_api = api;
+    }
+    Py_ssize_t depth = ldc_fb_seqlock_api->depth(segment);
+    if (depth < 0) {
+        return -1;
+    }
+    if (slot < 0) {
+        PyErr_Format(PyExc_ValueError, "slot must be at least 0, found %zd", slot);
+        return -1;
+    }
+    double *levels = PyMem_Malloc((size_t)(4 * (depth > 0 ? depth : 1)) * sizeof(double));
+    if (levels == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(self->levels);
+    Py_CLEAR(self->book);
+    Py_CLEAR(self->record);
+    Py_XSETREF(self->segment, Py_NewRef(segment));
+    self->levels = levels;
+    self->slot = slot;
+    self->depth = depth;
+    self->futures = futures;
+    self->update_id = NO_ID;
+    self->applied = 0;
+    self->status = 0;
+    self->conn = -1;
+    self->last_event_ms = -1;
+    self->last_recv_ns = 0;
+    return 0;
+}
+
+static void hotpath_dealloc(HotPath *self)
+{
+    Py_CLEAR(self->book);
+    Py_CLEAR(self->record);
+    Py_CLEAR(self->segment);
+    PyMem_Free(self->levels);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* arm(book, update_id, status, uncovered=False, record=None, record_limit=0): diffs continuing update_id
+ * are applied to book, appended to record (while it is shorter than record_limit) and published with status */
+static PyObject *hotpath_arm(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3 || nargs > 6) {
+        PyErr_Format(PyExc_TypeError,
+                     "arm() takes 3 to 6 arguments (book, update_id, status, uncovered, record, record_limit), found %zd",
+                     nargs);
+        return NULL;
+    }
+    int uncovered = nargs > 3 ? PyObject_IsTrue(args[3]) : 0;
+    if (uncovered < 0) {
+        return NULL;
+    }
+    PyObject *record = nargs > 4 && args[4] != Py_None ? args[4] : NULL;
+    if (record != NULL && !PyList_CheckExact(record)) {
+        PyErr_Format(PyExc_TypeError, "arm() record must be a list or None, found %s", Py_TYPE(record)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t record_limit = nargs > 5 ? PyLong_AsSsize_t(args[5]) : 0;
+    if (record_limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->segment == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "HotPath was not initialised: HotPath(segment, slot, futures=...)");
+        return NULL;
+    }
+    if (!Py_IS_TYPE(args[0], &ldc_fb_FastBookType)) {
+        PyErr_Format(PyExc_TypeError, "arm() needs a FastBook, found %s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    long long update_id = PyLong_AsLongLong(args[1]);
+    unsigned long status = PyLong_AsUnsignedLong(args[2]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (update_id < 0) {
+        PyErr_Format(PyExc_ValueError, "update_id must be at least 0, found %lld", update_id);
+        return NULL;
+    }
+    if (status > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "status must fit 32 bits, found %lu", status);
+        return NULL;
+    }
+    Py_XSETREF(self->book, (FastBook *)Py_NewRef(args[0]));
+    Py_XSETREF(self->record, Py_XNewRef(record));
+    self->record_limit = record_limit;
+    self->uncovered = uncovered;
+    self->update_id = update_id;
+    self->status = (uint32_t)status;
+    Py_RETURN_NONE;
+}
+
+static PyObject *hotpath_disarm(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    Py_CLEAR(self->book);
+    Py_CLEAR(self->record);
+    Py_RETURN_NONE;
+}
+
+static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    long long applied = self->applied;
+    self->applied = 0;
+    return PyLong_FromLongLong(applied);
+}
+
+/* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied, recorded,
+ * published), HOT_TOP_FAULT (applied, not published: the top is crossed -- not recorded then --, or its
+ * coverage changed: lost on a covered book, back on an uncovered one) */
+/* the outcome of one diff (see feed), or -1 with an exception set */
+int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
+{
+    FastBook *book = self->book;
+    if (book == NULL || !Py_IS_TYPE(diff, &ldc_fb_ParsedDiffType)) {
+        return HOT_PASS;
+    }
+    const ParsedDiff *d = (const ParsedDiff *)diff;
+    /* ids are >= 0 (parse_depth), so first_id - 1 cannot overflow; a diff ending at or before the book is
+     * BookSync's to ignore, whatever its other ids say */
+    if ((self->futures ? d->prev_final_id != self->update_id : d->first_id - 1 != self->update_id) ||
+        d->final_id <= self->update_id) {
+        return HOT_PASS;
+    }
+    if (self->record != NULL && PyList_GET_SIZE(self->record) >= self->record_limit) {
+        return HOT_PASS; /* BookSync records it and drops the refresh */
+    }
+    int changed = ldc_fb_apply_parsed(book, d);
+    if (changed < 0) {
+        return -1;
+    }
+    self->update_id = d->final_id;
+    self->applied++;
+    if (changed && ldc_fb_book_crossed(book)) {
+        return HOT_TOP_FAULT;
+    }
+    if (self->record != NULL && PyList_Append(self->record, diff) < 0) {
+        return -1;
+    }
+    if (self->uncovered ? ldc_fb_book_covers(book, self->depth) : changed && !ldc_fb_book_covers(book, self->depth)) {
+        return HOT_TOP_FAULT;
+    }
+    int rc;
+    if (changed) {
+        double *bids = self->levels, *asks = self->levels + 2 * self->depth;
+        Py_ssize_t nb = ldc_fb_top_into(&book->bids, self->depth, bids);
+        Py_ssize_t na = ldc_fb_top_into(&book->asks, self->depth, asks);
+        rc = ldc_fb_seqlock_api->publish(self->segment, self->slot, d->final_id, d->event_time_ms, recv_ns,
+                                         self->status, 1, bids, nb, asks, na);
+    } else {
+        rc = ldc_fb_seqlock_api->publish(self->segment, self->slot, d->final_id, d->event_time_ms, recv_ns,
+                                         self->status, 0, NULL, 0, NULL, 0);
+    }
+    return rc < 0 ? -1 : HOT_DONE;
+}
+
+static PyObject *hotpath_feed(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "feed() takes 2 arguments (diff, recv_time_ns), found %zd", nargs);
+        return NULL;
+    }
+    long long recv_ns = PyLong_AsLongLong(args[1]);
+    if (recv_ns == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int outcome = ldc_fb_hot_feed(self, args[0], recv_ns);
+    return outcome < 0 ? NULL : PyLong_FromLong(outcome);
+}
+
+static PyObject *hotpath_get_armed(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->book != NULL);
+}
+
+static PyObject *hotpath_get_update_id(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLongLong(self->update_id);
+}
+
+static PyObject *hotpath_get_slot(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->slot);
+}
+
+/* conn, last_event_ms, last_recv_ns: int64 fields the feeder reads and sets (their offset in the closure) */
+static PyObject *hotpath_get_i64(HotPath *self, void *closure)
+{
+    return PyLong_FromLongLong(*(long long *)((char *)self + (size_t)closure));
+}
+
+static int hotpath_set_i64(HotPath *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a HotPath field");
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *(long long *)((char *)self + (size_t)closure) = v;
+    return 0;
+}
+
+static PyMethodDef hotpath_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))hotpath_feed, METH_FASTCALL,
+     "feed(diff, recv_time_ns) -> HOT_PASS | HOT_DONE | HOT_TOP_FAULT (see the module's HotPath notes)."},
+    {"arm", (PyCFunction)(void (*)(void))hotpath_arm, METH_FASTCALL,
+     "arm(book, update_id, status): apply and publish the diffs that continue update_id."},
+    {"disarm", (PyCFunction)hotpath_disarm, METH_NOARGS, "Stop: every diff is HOT_PASS until the next arm()."},
+    {"take_applied", (PyCFunction)hotpath_take_applied, METH_NOARGS,
+     "Diffs applied since the last call (and reset to 0)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef hotpath_getset[] = {
+    {"armed", (getter)hotpath_get_armed, NULL, "True between arm() and disarm().", NULL},
+    {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
+    {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
+    {"conn", (getter)hotpath_get_i64, (setter)hotpath_set_i64,
+     "The connection whose diffs feed the book (-1: none): a Router leaves the others' diffs to Python.",
+     (void *)offsetof(HotPath, conn)},
+    {"last_event_ms", (getter)hotpath_get_i64, (setter)hotpath_set_i64,
+     "Exchange event time of the last diff routed to the market (-1: none).", (void *)offsetof(HotPath, last_event_ms)},
+    {"last_recv_ns", (getter)hotpath_get_i64, (setter)hotpath_set_i64, "When that diff was received.",
+     (void *)offsetof(HotPath, last_recv_ns)},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject ldc_fb_HotPathType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.HotPath",
+    .tp_basicsize = sizeof(HotPath),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "HotPath(segment, slot, *, futures): one market's in-sync diffs applied and published in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)hotpath_init,
+    .tp_dealloc = (destructor)hotpath_dealloc,
+    .tp_methods = hotpath_methods,
+    .tp_getset = hotpath_getset,
+};

@@ -1,0 +1,146 @@
+/* ldc._fastbook: Router (fastbook.h describes the whole) */
+#include "fastbook.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * Router: the frames of one socket read to their markets' HotPaths, in one call
+ *
+ * feed(raws, start, conn_id, recv_time_ns) takes raws[start:], in order: each message is parsed
+ * (parse_depth), its symbol's HotPath found in the dict `paths`, and when that path's conn is conn_id its
+ * last_event_ms / last_recv_ns are stamped and the diff fed to it; a published diff wakes the segment's
+ * waiting readers. It stops at the first message Python must see and returns (index, kind, value):
+ *   (len(raws), ROUTE_END, None)         every message from start was applied and published;
+ *   (i, ROUTE_DIFF, diff)                a diff for BookSync: HOT_PASS, an unknown symbol, another conn;
+ *   (i, ROUTE_TOP_FAULT, diff)           applied, not published (HotPath.feed's HOT_TOP_FAULT);
+ *   (i, ROUTE_CONTROL, None)             not a depthUpdate;
+ *   (i, ROUTE_MALFORMED, message)        parse_depth refused it (its ValueError's message).
+ * Messages before i are done; the caller handles message i and calls again from i + 1. The caller holds
+ * the lock that serialises its markets' events. One call per read, not one Python call per frame: a burst
+ * of frames goes through warm C code back to back.
+ * ---------------------------------------------------------------------------------------------- */
+
+static int router_init(Router *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Router", kwlist)) {
+        return -1;
+    }
+    PyObject *paths = PyDict_New();
+    if (paths == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->paths, paths);
+    return 0;
+}
+
+static void router_dealloc(Router *self)
+{
+    Py_CLEAR(self->paths);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *routed(Py_ssize_t index, int kind, PyObject *value) /* steals value */
+{
+    PyObject *result = Py_BuildValue("(niO)", index, kind, value);
+    Py_DECREF(value);
+    return result;
+}
+
+static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "feed() takes 4 arguments (raws, start, conn_id, recv_time_ns), found %zd",
+                     nargs);
+        return NULL;
+    }
+    if (!PyList_CheckExact(args[0])) {
+        PyErr_Format(PyExc_TypeError, "feed() raws must be a list, found %s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    long long conn = PyLong_AsLongLong(args[2]);
+    long long recv_ns = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->paths == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Router was not initialised: Router()");
+        return NULL;
+    }
+    PyObject *raws = args[0];
+    Py_ssize_t i = start < 0 ? 0 : start;
+    for (; i < PyList_GET_SIZE(raws); i++) {
+        PyObject *diff = ldc_fb_parse_depth(NULL, PyList_GET_ITEM(raws, i));
+        if (diff == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+                return NULL;
+            }
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *message = value != NULL ? PyObject_Str(value) : PyUnicode_FromString("malformed");
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return message == NULL ? NULL : routed(i, ROUTE_MALFORMED, message);
+        }
+        if (diff == Py_None) {
+            return routed(i, ROUTE_CONTROL, diff);
+        }
+        PyObject *hot = PyDict_GetItemWithError(self->paths, ((ParsedDiff *)diff)->symbol); /* borrowed */
+        if (hot == NULL || !Py_IS_TYPE(hot, &ldc_fb_HotPathType) || ((HotPath *)hot)->conn != conn) {
+            if (hot == NULL && PyErr_Occurred()) {
+                Py_DECREF(diff);
+                return NULL;
+            }
+            return routed(i, ROUTE_DIFF, diff);
+        }
+        HotPath *h = (HotPath *)hot;
+        h->last_event_ms = ((ParsedDiff *)diff)->event_time_ms;
+        h->last_recv_ns = recv_ns;
+        int outcome = ldc_fb_hot_feed(h, diff, recv_ns);
+        if (outcome < 0) {
+            Py_DECREF(diff);
+            return NULL;
+        }
+        if (outcome != HOT_DONE) {
+            return routed(i, outcome == HOT_TOP_FAULT ? ROUTE_TOP_FAULT : ROUTE_DIFF, diff);
+        }
+        Py_DECREF(diff);
+        if (ldc_fb_seqlock_api->notify(h->segment) < 0) {
+            return NULL;
+        }
+    }
+    return routed(i, ROUTE_END, Py_NewRef(Py_None));
+}
+
+static PyObject *router_get_paths(Router *self, void *closure)
+{
+    (void)closure;
+    if (self->paths == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Router was not initialised: Router()");
+        return NULL;
+    }
+    return Py_NewRef(self->paths);
+}
+
+static PyMethodDef router_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))router_feed, METH_FASTCALL,
+     "feed(raws, start, conn_id, recv_time_ns) -> (index, kind, value): see the module's Router notes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef router_getset[] = {
+    {"paths", (getter)router_get_paths, NULL, "The dict symbol -> HotPath the caller maintains.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject ldc_fb_RouterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.Router",
+    .tp_basicsize = sizeof(Router),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Router(): the raw depth messages of one read to their markets' HotPaths (see the module notes).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)router_init,
+    .tp_dealloc = (destructor)router_dealloc,
+    .tp_methods = router_methods,
+    .tp_getset = router_getset,
+};

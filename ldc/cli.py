@@ -14,7 +14,7 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a command ki
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ldc.demo", "start the simulator and a feeder per venue (Binance spot, USD-M, OKX, Bybit, HTX, Coinbase), show live books (no network, no config)"),
     "run": ("ldc.supervisor", "run one feeder process per group of a config file, restarting them"),
-    "feed": ("ldc.feeder", "run the feeder of one group (what ldc-feeder@.service runs)"),
+    "feed": ("ldc.feeder", "run the feeder of one group (what ldc-feeder@.service runs; --standby: a hot standby)"),
     "status": ("ldc.tools.status", "every segment on the host: markets, sync state, ages, rates"),
     "book": ("ldc.tools.book", "print one consistent snapshot of a market"),
     "top": ("ldc.tools.top", "a live ladder of a market in the terminal"),

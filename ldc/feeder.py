@@ -57,6 +57,8 @@ from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
+from ldc.lifecycle import SystemdReport, status_line
+from ldc.standby import exit_status, standby_for
 from ldc.sync import (
     BOOK_STATES,
     DISCONNECT,
@@ -194,7 +196,7 @@ class Feeder:
     """Keeps every market of one group synced and published until ``stop()``."""
 
     def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None,
-                 ws_options: WsOptions | None = None) -> None:  # fmt: skip
+                 ws_options: WsOptions | None = None, standby: bool = False) -> None:  # fmt: skip
         self.group = group
         self.config_path = config_path
         self.venue = binance.exchange(group.exchange)
@@ -213,7 +215,8 @@ class Feeder:
         self._route = self._router.feed
         self._conns: dict[int, set[Market]] = {}
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
-                                    markets=group.symbols)  # a symbol no longer configured is not carried over  # fmt: skip
+                                    markets=group.symbols, standby=standby)  # a symbol no longer configured is not carried over  # fmt: skip
+        self.standby = standby_for(self.writer, self.request_stop)  # None: this process is the group's writer
         # bound once: on_message runs per diff
         self._depth = group.depth
         self._publish = self.writer.publish
@@ -254,17 +257,17 @@ class Feeder:
         for symbol in self.group.symbols:
             self._add_market(symbol, error=unknown.get(symbol, ""))
         self.pool.start([m.stream for m in self.markets.values() if not m.error])
+        if self.standby is not None:
+            self.standby.start()
         log.info("group %s: %d markets on %s, depth %d, snapshot limit %d (weight %d)", self.group.name,
                  len(self.markets), self.endpoints.ws_stream_url, self.group.depth, self.limit.limit, self.limit.weight)  # fmt: skip
 
     def run(self) -> int:
         """Tick until stopped; the caller installed the signal handlers. Returns the exit status."""
         self.start()
-        control = serve_feeder(self)  # ldc ctl / ldc.Control: its own thread, calls back through FeederControl
-        self._notifier.quietly(self._notifier.ready, f"{len(self.markets)} markets syncing")
-        next_watchdog = 0.0
-        ping_every = self._notifier.watchdog_ping_every_s
-        shown = ""
+        control = serve_feeder(self) if self.writer.active else None  # ldc ctl / ldc.Control: its own thread
+        report = SystemdReport(self._notifier)
+        report.ready(len(self.markets))
         while not self._stop.wait(TICK_INTERVAL_S):
             if self._reload.is_set():
                 self._reload.clear()
@@ -272,19 +275,14 @@ class Feeder:
             if self._unvalidated and time.monotonic() >= self._validate_at:
                 self._in_background(self._revalidate)
             self.tick()
-            now = time.monotonic()
-            if ping_every is not None and now >= next_watchdog:
-                self._notifier.quietly(self._notifier.watchdog)
-                next_watchdog = now + ping_every
-            line = self._status_line()
-            if line != shown:
-                shown = line
-                self._notifier.quietly(self._notifier.status, line)
-        self._notifier.quietly(self._notifier.stopping)
+            if control is None and self.writer.active:  # a standby took over: the group's socket is its now
+                control = serve_feeder(self)
+            report.ticked(self._status_line())
+        report.stopping()
         if control is not None:
             control.close()
         self.close()
-        return 0
+        return exit_status(self.standby)
 
     def _in_background(self, job: Callable[[], None]) -> None:
         """Reloads and symbol checks make REST requests, which may wait for weight: they run one at a time on
@@ -305,9 +303,7 @@ class Feeder:
     def _status_line(self) -> str:
         """What ``systemctl status`` shows: how many markets readers can trust right now."""
         with self._lock:
-            synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
-            failed = sum(1 for m in self.markets.values() if m.error)
-        return f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
+            return status_line(self.writer, self.markets.values())
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -806,13 +802,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("config", help="path of the TOML configuration file")
     parser.add_argument("--group", required=True, help="the [[group]] name to feed")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--standby", action="store_true",
+                        help="hot standby: when the group has a writer, keep books in sync unpublished and take the "
+                             "segment over when that writer dies; else become the writer")  # fmt: skip
     args = parser.parse_args(argv)
     listener = _log_through_a_queue(args.log_level.upper(), args.group)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         try:
             group = load_config(args.config).group(args.group)
-            feeder = _feeder_for(group, args.config)
+            feeder = _feeder_for(group, args.config, standby=args.standby)
         except (ConfigError, SegmentError) as exc:
             print(f"ldc feed: {exc}", file=sys.stderr)
             return 2
@@ -824,13 +823,13 @@ def main(argv: list[str]) -> int:
         listener.stop()  # writes what is queued
 
 
-def _feeder_for(group: GroupConfig, config_path: str) -> Feeder | StreamFeeder:
+def _feeder_for(group: GroupConfig, config_path: str, *, standby: bool = False) -> Feeder | StreamFeeder:
     """A venue whose books start in the stream (OKX, Bybit) has its own feeder; REST-snapshot venues this one."""
     from ldc.stream_feeder import StreamFeeder
 
     if stream_venue(group.exchange) is not None:
-        return StreamFeeder(group, config_path=config_path)
-    return Feeder(group, config_path=config_path)
+        return StreamFeeder(group, config_path=config_path, standby=standby)
+    return Feeder(group, config_path=config_path, standby=standby)
 
 
 def _log_through_a_queue(level: str, group: str = "") -> QueueListener:

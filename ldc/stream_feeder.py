@@ -46,6 +46,8 @@ from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
+from ldc.lifecycle import SystemdReport, status_line
+from ldc.standby import exit_status, standby_for
 from ldc.sync import (
     DISCONNECT,
     MESSAGE_LOST,
@@ -104,7 +106,8 @@ class StreamMarket:
 class StreamFeeder:
     """Keeps every market of one stream-snapshot group synced and published until ``request_stop()``."""
 
-    def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None) -> None:
+    def __init__(self, group: GroupConfig, *, config_path: str | None = None, notifier: Notifier | None = None,
+                 standby: bool = False) -> None:  # fmt: skip
         venue = stream_venue(group.exchange, group.channel)
         if venue is None:
             raise LdcError(f"group {group.name!r}: {group.exchange} books start from REST snapshots: use ldc.feeder.Feeder")
@@ -115,7 +118,9 @@ class StreamFeeder:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange)
+        self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
+                                    standby=standby)  # fmt: skip
+        self.standby = standby_for(self.writer, self.request_stop)  # None: this process is the group's writer
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
         self.malformed = 0  # messages the venue's parser refused (each logged)
@@ -151,6 +156,8 @@ class StreamFeeder:
                 self.markets[stream].conn = conn_id
             self.connections.append(connection)
             connection.start()
+        if self.standby is not None:
+            self.standby.start()
         log.info("group %s: %d markets on %s (%s), depth %d", self.group.name, len(self.markets),
                  self.endpoints.ws_stream_url, self.group.channel, self.group.depth)  # fmt: skip
 
@@ -158,27 +165,19 @@ class StreamFeeder:
         """Tick until stopped (the caller installed the signal handlers), telling systemd as ``Feeder`` does:
         ready, a status line of the markets in sync, the watchdog."""
         self.start()
-        self._notifier.quietly(self._notifier.ready, f"{len(self.markets)} markets syncing")
-        ping_every, next_watchdog, shown = self._notifier.watchdog_ping_every_s, 0.0, ""
+        report = SystemdReport(self._notifier)
+        report.ready(len(self.markets))
         while not self._stop.wait(TICK_INTERVAL_S):
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
             self.tick()
-            now = time.monotonic()
-            if ping_every is not None and now >= next_watchdog:
-                self._notifier.quietly(self._notifier.watchdog)
-                next_watchdog = now + ping_every
             with self._lock:
-                synced = sum(1 for m in self.markets.values() if m.sync.state is SyncState.SYNCED)
-                failed = sum(1 for m in self.markets.values() if m.error)
-            line = f"{synced}/{len(self.markets)} markets in sync" + (f", {failed} failed" if failed else "")
-            if line != shown:
-                shown = line
-                self._notifier.quietly(self._notifier.status, line)
-        self._notifier.quietly(self._notifier.stopping)
+                line = status_line(self.writer, self.markets.values())
+            report.ticked(line)
+        report.stopping()
         self.close()
-        return 0
+        return exit_status(self.standby)
 
     def request_stop(self) -> None:
         self._stop.set()

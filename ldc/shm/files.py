@@ -96,6 +96,16 @@ def unlink_own(path: str) -> bool:
     return True
 
 
+def same_file(fd: int, path: str) -> bool:
+    """``path`` (not followed if a link) still names the file open as ``fd``."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 def ofd_lock(fd: int, *, write: bool) -> bool:
     """Try to take an OFD lock over the whole file; False when another holder conflicts."""
     kind = fcntl.F_WRLCK if write else fcntl.F_RDLCK
@@ -114,6 +124,19 @@ def ofd_holder(fd: int) -> bool:
     return bool(_FLOCK.unpack(raw)[0] != fcntl.F_UNLCK)
 
 
+def write_locked(path: str) -> bool:
+    """Some process holds a write lock over the file at ``path`` (a live writer's, a hot standby's build
+    file); False when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return ofd_holder(fd)
+    finally:
+        os.close(fd)
+
+
 def refusal(path: str, exc: OSError) -> SegmentError:
     """The error for a file ldc will not open, naming why (a link, another user's file)."""
     if exc.errno == errno.ELOOP:
@@ -128,3 +151,10 @@ def refusal(path: str, exc: OSError) -> SegmentError:
         except OSError:
             pass
     return SegmentError(f"cannot open {path}: {exc.strerror}")
+
+
+def ofd_wait_write_lock(fd: int) -> None:
+    """Block until this open file description holds a write lock over the whole file (F_OFD_SETLKW). The
+    kernel grants it the instant the holder's last descriptor closes, a death included. EINTR is retried
+    (Python's fcntl does). The GIL is released while it waits."""
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, *WHOLE_FILE, 0))

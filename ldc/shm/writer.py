@@ -9,6 +9,10 @@ that word when the process dies, before it drops any file lock), carries the con
 RETIRED into the predecessor's file, and only then renames its own into place. So a file whose
 liveness lock is held is always the file of the writer that holds it: a reader that sees the lock
 held and ``state`` RUNNING after its copy has read the live writer's data, never a dead one's.
+
+A hot standby (``standby=True`` while another writer holds the group) builds and publishes into its
+file the same way, without a name, and ``take_over`` names it once it holds the ownership lock
+(``ldc.standby`` waits for it).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy.typing as npt
 
 from ldc.errors import LayoutError, MarketNotFound, SegmentError
 from ldc.shm import _seqlock
-from ldc.shm.files import create_exclusive, ofd_holder, ofd_lock, open_owned, unlink_own
+from ldc.shm.files import create_exclusive, ofd_holder, ofd_lock, open_owned, same_file, unlink_own, write_locked
 from ldc.shm.layout import (
     DEFAULT_CAPACITY,
     DEFAULT_DEPTH,
@@ -75,6 +79,9 @@ log = logging.getLogger(__name__)
 OWNER_LOCK_ATTEMPTS: Final = 50  # a writer that was just killed releases its locks within microseconds
 OWNER_LOCK_RETRY_S: Final = 0.002
 PREDECESSOR_EXIT_S: Final = 1.0  # a predecessor that lost its ownership lock is exiting: wait this long for its file lock
+# its process closes the ownership lock first (a lower fd) and the segment a moment later: poll from 50 us,
+# doubling to 1 ms (a hot standby's takeover waits here; a fixed 1 ms poll was most of its median 1.1 ms)
+PREDECESSOR_POLL_MIN_S: Final = 0.00005
 PREDECESSOR_POLL_S: Final = 0.001
 RESTART_MESSAGE: Final = "writer restarted; waiting for the feeder to republish"
 TORN_MESSAGE: Final = "writer died mid-write; levels discarded"
@@ -144,6 +151,7 @@ class SegmentWriter:
         heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
         stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
         markets: Iterable[str] | None = None,
+        standby: bool = False,
     ) -> None:
         if sys.byteorder != "little":  # C stores are native, the contract is little-endian (LAYOUT.md)
             raise SegmentError(f"ldc segments are little-endian; this host is {sys.byteorder}-endian")
@@ -163,17 +171,31 @@ class SegmentWriter:
         self._slots: dict[str, tuple[int, int]] = {}  # symbol -> (slot, gen)
         self._next_gen = 1
         self.took_over = False  # a predecessor's file existed and this writer replaced it
-        self._lock_fd: int | None = _own_group(group)
+        self._role = threading.Lock()  # a standby's takeover (its own thread) against close()
+        self._closing = False
         self._fd: int | None = None
+        self._tmp = ""
+        # a standby whose group has a live writer builds its file now and names it at the takeover
+        self._lock_fd: int | None = _try_own_group(group) if standby else _own_group(group)
+        self.active = self._lock_fd is not None
+        wanted = None if markets is None else list(markets)
         try:
-            with _Predecessor.open(group) as previous:
-                self._build(previous, None if markets is None else list(markets))
+            if self.active:
+                with _Predecessor.open(group) as previous:
+                    self._build(previous, wanted)
+            else:
+                self._build_unnamed(wanted)
         except BaseException:
             self._release()
             raise
         self.publish = self._seg.publish  # type: ignore[assignment]
         self.notify = self._seg.notify
         self.stats = FeederStats(self._seg, self.geometry.stats_offset)
+
+    @property
+    def closing(self) -> bool:
+        """close() has begun: a standby's takeover is refused from now on."""
+        return self._closing
 
     @property
     def segment(self) -> object:
@@ -186,41 +208,90 @@ class SegmentWriter:
         """Make the new file under the private name, locked before anyone can open it, fill it, retire
         the predecessor's file, then rename the new one into place (LAYOUT.md section 12)."""
         _remove_dead_builds(self.group)
-        tmp = temp_path(self.group, secrets.token_hex(TEMP_TOKEN_BYTES))  # a name no other account can squat
-        self._fd = create_exclusive(tmp, BUILD_MODE)
+        self._make_file()
         try:
-            if not ofd_lock(self._fd, write=True):
-                raise SegmentError(f"{tmp} was locked by another process while being built")
-            os.ftruncate(self._fd, self.geometry.segment_size)
-            self._mm = mmap.mmap(self._fd, self.geometry.segment_size)
-            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=True)
-            self._seg.hold_owner_lock()  # the robust word readers load on every read
-            self._initialise(previous)
             if previous is not None:
                 for market in previous.markets(markets):
                     self._carry(previous, market)
             for symbol in markets or ():
                 self.add_market(symbol)
-            self._put("version_major", VERSION_MAJOR)
-            self._put("version_minor", VERSION_MINOR)
-            self._seg.store_u64(HEADER.offset("magic"), MAGIC)  # release: everything above is visible first
-            if previous is not None:
-                previous.retire()  # before our file can be seen: no reader may take its data as live after this
-                self.took_over = True
-            os.fchmod(self._fd, SEGMENT_MODE)
-            os.rename(tmp, segment_path(self.group))
+            self._name_file(previous)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            self._unlink_build()
             raise
         g = self.geometry
         log.info("%s segment %s (depth %d, capacity %d, %d markets)",
                  "replaced" if self.took_over else "created", self.name, g.depth, g.capacity, len(self._slots))  # fmt: skip
 
-    def _initialise(self, previous: _Predecessor | None) -> None:
-        """Fill the header of the fresh (all-zero) file; magic and version go last, in _build."""
+    def _build_unnamed(self, markets: list[str] | None) -> None:
+        """A hot standby's file (LAYOUT.md section 12, "Hot standby"): built, locked and published into
+        exactly as a writer's, under its private name (mode 0600, no reader can open it) and without
+        ``magic``, until ``take_over`` names it. Nothing is carried: the standby's own books fill it."""
+        self._make_file()
+        try:
+            for symbol in markets or ():
+                self.add_market(symbol)
+        except BaseException:
+            self._unlink_build()
+            raise
+        log.info("standby for segment %s: building %s (%d markets) until its writer goes", self.name, self._tmp, len(self._slots))
+
+    def take_over(self, lock_fd: int) -> bool:
+        """A standby holding the group's ownership lock ``lock_fd`` (the active writer released it: died or
+        stopped) names its file: wait for the old file's lock to go, complete the header (``takeovers``,
+        version, ``magic`` last), retire the old file, rename. Its slots are published as they are: no book
+        is touched. False (and ``lock_fd`` not kept) when this writer is closing."""
+        with self._role:
+            if self._closing or self.active:
+                return False
+            with _Predecessor.open(self.group) as previous:  # refused (another user's file...): close() unlinks ours
+                self._name_file(previous)
+            self._lock_fd, self.active = lock_fd, True
+        log.info("took over segment %s (%d markets)", self.name, len(self._slots))
+        return True
+
+    def _make_file(self) -> None:
+        """The new file under a random private name, its liveness lock and robust word held, the header
+        filled but for takeovers, version and magic (``_name_file``)."""
+        self._tmp = temp_path(self.group, secrets.token_hex(TEMP_TOKEN_BYTES))  # a name no other account can squat
+        self._fd = create_exclusive(self._tmp, BUILD_MODE)
+        try:
+            if not ofd_lock(self._fd, write=True):
+                raise SegmentError(f"{self._tmp} was locked by another process while being built")
+            os.ftruncate(self._fd, self.geometry.segment_size)
+            self._mm = mmap.mmap(self._fd, self.geometry.segment_size)
+            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=True)
+            self._seg.hold_owner_lock()  # the robust word readers load on every read
+            self._initialise()
+        except BaseException:
+            self._unlink_build()
+            raise
+
+    def _name_file(self, previous: _Predecessor | None) -> None:
+        """The last steps of a start (LAYOUT.md section 12, steps 4-7): takeovers, version, magic, retire
+        the predecessor, then the file gets the group's name."""
+        self._put("takeovers", previous.takeovers + 1 if previous is not None else 0)
+        self._put("version_major", VERSION_MAJOR)
+        self._put("version_minor", VERSION_MINOR)
+        self._seg.store_u64(HEADER.offset("magic"), MAGIC)  # release: everything above is visible first
+        if previous is not None:
+            previous.retire()  # before our file can be seen: no reader may take its data as live after this
+            self.took_over = True
+        assert self._fd is not None
+        os.fchmod(self._fd, SEGMENT_MODE)
+        os.rename(self._tmp, segment_path(self.group))
+        self._tmp = ""
+
+    def _unlink_build(self) -> None:
+        if self._tmp:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = ""
+
+    def _initialise(self) -> None:
+        """Fill the header of the fresh (all-zero) file; takeovers, version and magic go last (_name_file)."""
         g = self.geometry
         put = self._put
         put("header_size", g.header_size)
@@ -238,7 +309,6 @@ class SegmentWriter:
         put("writer_pid", os.getpid())
         put("start_time_ns", time.time_ns())
         put("instance_id", secrets.randbits(64) | 1)
-        put("takeovers", previous.takeovers + 1 if previous is not None else 0)
         self._seg.heartbeat()
         _initialise_stats(self._seg, g.stats_offset)
         for slot in range(g.capacity):
@@ -267,7 +337,14 @@ class SegmentWriter:
         """Mark the segment stopped (readers see the last books with WriterDead) and release it.
         The segment file stays so readers learn why; the next writer of the group replaces it, and
         ``ldc clean`` removes it. The ownership lock file goes."""
+        with self._role:
+            self._closing = True  # a standby's takeover from now on is refused
         if getattr(self, "_seg", None) is None:
+            return
+        if not self.active:  # a standby's file never had the name: nobody saw it
+            self._unlink_build()
+            self._release()
+            log.info("standby for segment %s closed", self.name)
             return
         try:
             self._seg.store_u32(HEADER.offset("state"), State.STOPPED)
@@ -283,7 +360,7 @@ class SegmentWriter:
         opened it meanwhile finds, once it holds the lock, that the name no longer leads to it and
         starts over (_own_group), so nothing is left in /dev/shm but the stopped segment."""
         path = lock_path(self.group)
-        if self._lock_fd is not None and _same_file(self._lock_fd, path):
+        if self._lock_fd is not None and same_file(self._lock_fd, path):
             os.unlink(path)
 
     def _release(self) -> None:
@@ -469,7 +546,7 @@ def _own_group(group: str) -> int:
         fd = open_owned(path, os.O_RDWR, LOCK_MODE, create=True)
         assert fd is not None  # create=True never answers None
         if ofd_lock(fd, write=True):
-            if _same_file(fd, path):
+            if same_file(fd, path):
                 return fd
             # `ldc clean` removed the name between our open and our lock: lock the current file instead
         os.close(fd)
@@ -478,13 +555,17 @@ def _own_group(group: str) -> int:
     raise SegmentError(f"segment {segment_name(group)} has a live writer (pid {_peek_pid(group)}); one writer per group")
 
 
-def _same_file(fd: int, path: str) -> bool:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+def _try_own_group(group: str) -> int | None:
+    """The group's ownership lock if nobody holds it (one attempt, no wait), else None: a live writer runs."""
+    while True:
+        fd = open_owned(lock_path(group), os.O_RDWR, LOCK_MODE, create=True)
+        assert fd is not None  # create=True never answers None
+        if not ofd_lock(fd, write=True):
+            os.close(fd)
+            return None
+        if same_file(fd, lock_path(group)):
+            return fd
+        os.close(fd)  # `ldc clean` or a stopping writer removed the name meanwhile: lock the current file
 
 
 def _peek_pid(group: str) -> int:
@@ -496,9 +577,12 @@ def _peek_pid(group: str) -> int:
 
 
 def _remove_dead_builds(group: str) -> None:
-    """Remove this user's build files of ``group``: we hold the ownership lock, so their builders died.
-    Another account's file at such a name is left alone: it cannot be the one we build (random name)."""
+    """Remove this user's build files of ``group`` that no process holds: we hold the ownership lock, so
+    their builders died. A file still locked is a hot standby's, kept. Another account's file at such a
+    name is left alone: it cannot be the one we build (random name)."""
     for path in temp_paths(group):
+        if write_locked(path):
+            continue  # a hot standby's file: its writer lives, it names the file when it takes over
         try:
             if unlink_own(path):
                 log.info("removed %s: a writer died while building it", path)
@@ -591,11 +675,13 @@ def _wait_gone(fd: int, path: str) -> None:
         except BlockingIOError:
             raise SegmentError(f"{path} has a live layout 1.x writer (pid {_peek_pid_fd(fd)}): stop it first") from None
     deadline = time.monotonic() + PREDECESSOR_EXIT_S
+    poll_s = PREDECESSOR_POLL_MIN_S
     while ofd_holder(fd):
         if time.monotonic() >= deadline:
             raise SegmentError(f"{path} is still locked by its writer (pid {_peek_pid_fd(fd)}) {PREDECESSOR_EXIT_S:g} s "
                                "after it released the group's ownership lock")  # fmt: skip
-        time.sleep(PREDECESSOR_POLL_S)
+        time.sleep(poll_s)
+        poll_s = min(poll_s * 2, PREDECESSOR_POLL_S)
 
 
 def _is_layout2(fd: int) -> bool:

@@ -2,8 +2,8 @@
 
 A stopped feeder leaves its segment (readers can then tell "stopped" from "never started", and the
 next writer replaces it), and the files stay until reboot. This removes, per group without a live
-writer: the segment, the ownership lock ``ldc-G.lock``, a half-built ``ldc-G.new`` and a layout 1.x
-``ldc-G.waiters``; and every REST weight ledger ``ldc-governor-*`` no process has open. A group
+writer: the segment, the ownership lock ``ldc-G.lock``, a half-built ``ldc-G.new`` (``ldc-G.new-T``: one
+a live hot standby holds stays) and a layout 1.x ``ldc-G.waiters``; and every REST weight ledger ``ldc-governor-*`` no process has open. A group
 whose writer lives is left alone (its ownership lock is held); files of another user are listed,
 never removed (their owner or root removes them by hand, as the writer's refusal said).
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ldc.errors import SegmentError
-from ldc.shm.files import ofd_holder, ofd_lock, open_owned, owner_name
+from ldc.shm.files import ofd_holder, ofd_lock, open_owned, owner_name, write_locked
 from ldc.shm.layout import GROUP_NAME_RE, LOCK_MODE, LOCK_SUFFIX, SEGMENT_PREFIX, SHM_DIR, TEMP_NAME_RE, TEMP_SUFFIX, WAITERS_SUFFIX
 
 GOVERNOR_PREFIX: Final = "ldc-governor-"
@@ -84,10 +84,19 @@ def clean_group(group: str, *, dry_run: bool, shm_dir: str = SHM_DIR) -> list[Ou
             return [Outcome(p, "kept", "its writer is running (the ownership lock is held)") for p in paths]
         if _segment_alive(base):
             return [Outcome(p, "kept", "a writer still holds the segment's lock") for p in paths]
-        return [_remove(path, dry_run) for path in paths]
+        return [_remove_unless_standby(path, dry_run) for path in paths]
     finally:
         if lock_fd is not None and lock_fd >= 0:
             os.close(lock_fd)
+
+
+def _remove_unless_standby(path: str, dry_run: bool) -> Outcome:
+    """A build file whose lock is held is a live hot standby's (``ldc feed --standby``): it names it when it
+    takes the group over, so it stays."""
+    name = os.path.basename(path)  # a group name has no ".": the suffix starts at the first
+    if "." in name and TEMP_NAME_RE.fullmatch(name[name.index(".") :]) and write_locked(path):
+        return Outcome(path, "kept", "a hot standby holds it (it names it when it takes the group over)")
+    return _remove(path, dry_run)
 
 
 def _group_paths(group: str, shm_dir: str) -> list[str]:

@@ -1,6 +1,7 @@
 """``ldc status [--json] [--group G ...] [--interval S]``: every ldc segment on this host.
 
-Per segment: exchange, writer alive / state / pid, heartbeat age, takeovers. Per market: in sync
+Per segment: exchange, writer alive / state / pid, heartbeat age, takeovers, the pid of each hot standby
+attached (``ldc feed --standby``). Per market: in sync
 or not (with the flags and message), age of the last publish, feeder lag (receive time minus the
 exchange's event time), updates per second over ``--interval``, and the slot counters.
 Exit status: 0 when every listed writer is alive and every market in sync, 1 otherwise (or when
@@ -19,6 +20,7 @@ from typing import Any, Final
 from ldc.errors import SegmentError
 from ldc.shm.layout import State
 from ldc.shm.reader import MarketStatus, Reader, SegmentInfo
+from ldc.standby import attached_standbys
 from ldc.tools import flag_names, group_name_error, human_ms, list_groups
 
 NS_PER_S: Final = 1_000_000_000
@@ -112,6 +114,7 @@ def collect(groups: list[str], interval: float) -> list[GroupReport]:
             info = r.info()
             now_ns = time.time_ns()
             rep = GroupReport(g, info=_info_dict(info, now_ns))
+            rep.info["standbys"] = [s.pid for s in attached_standbys(g)]  # hot standbys (pid None: not ours to read)
             rep.markets = [market_row(st, first[g].get(s), interval, now_ns, info.alive) for s, st in sample(r).items()]
             reports[g] = rep
     finally:
@@ -133,7 +136,7 @@ def as_text(reports: list[GroupReport]) -> str:
         i = r.info
         alive = "alive" if i["writer_alive"] else "NOT RUNNING"
         lines.append(f"{r.group}  {i['exchange'] or '-'}  writer {alive} ({i['state']}, pid {i['writer_pid']}, "
-                     f"heartbeat {_age(i['heartbeat_age_s'])} ago, takeovers {i['takeovers']})  "
+                     f"heartbeat {_age(i['heartbeat_age_s'])} ago, takeovers {i['takeovers']}{_standbys(i['standbys'])})  "
                      f"{len(r.markets)}/{i['capacity']} markets, depth {i['depth']}")
         lines.append(f"  {'symbol':<16} {'sync':<5} {'age':>9} {'lag':>9} {'upd/s':>8} {'resyncs':>7} "
                      f"{'gaps':>5} {'ignored':>7}  status")
@@ -145,6 +148,11 @@ def as_text(reports: list[GroupReport]) -> str:
                          f"{m['ignored']:>7}  {flags}{note}")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _standbys(pids: list[int | None]) -> str:
+    """", standby pid N" per hot standby attached (``ldc feed --standby``), nothing without one."""
+    return "".join(f", standby pid {pid if pid is not None else '?'}" for pid in pids)
 
 
 def _num(value: float | None) -> str:

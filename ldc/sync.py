@@ -40,15 +40,16 @@ coverage within ``escalate_within_s`` of its snapshot joining asks the next limi
 later request), and a book covered for ``step_down_after_s`` steps one limit down. ``snapshot_limit``
 (an attribute) is the limit of the next request.
 
-Named parts, one module each: ``sync_model`` (states, events, actions, configuration), ``sync_shadow`` (the
-shadow audit), ``sync_ladder`` (the snapshot limit ladder), ``sync_fetch`` (the live fetch: retries, backoff,
-the re-ask budget); the sequence rule is ``venues.base.verdict`` / ``join_index``.
+Named parts, one module each: ``sync_table`` (the transitions: state x trigger -> handler, next states; every
+event but a hot-path diff goes through it), ``sync_model`` (states, events, actions, configuration),
+``sync_shadow`` (the shadow audit), ``sync_ladder`` (the snapshot limit ladder), ``sync_fetch`` (the live fetch:
+retries, backoff, the re-ask budget); the sequence rule is ``venues.base.verdict`` / ``join_index``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.sync_fetch import LiveFetch, too_old_delay_s
@@ -94,6 +95,7 @@ from ldc.sync_model import (
     Tick,
 )
 from ldc.sync_shadow import ShadowRefresh, audit
+from ldc.sync_table import TRIGGER_OF_VERDICT, Do, TransitionError, Trigger, step
 from ldc.sync_shadow import _count_differences as _count_differences  # the audit's count (test_fastbook)
 from ldc.sync_shadow import _diff_count as _diff_count
 from ldc.venues.base import JoinWait, SequenceRule, SnapshotSource, Verdict, hot_path_links_prev, join_index, verdict
@@ -265,16 +267,30 @@ class BookSync:
     def _dispatch(self, event: Event, now: float) -> Actions:
         kind = type(event)
         if kind is SnapshotResult:
-            return self._on_snapshot(event, now)  # type: ignore[arg-type]
-        if kind is Tick:
-            return self._on_tick(now)
-        if kind is SnapshotFailed:
-            return self._on_snapshot_failed(event, now)  # type: ignore[arg-type]
-        if kind is Disconnect:
-            return self._on_disconnect(now)
-        if kind is MessageLost:
-            return self._on_message_lost()
-        return self.on_diff(event, now)  # type: ignore[arg-type]
+            return self._step(self._snapshot_trigger(event), event, now)  # type: ignore[arg-type]
+        trigger = _TRIGGER_OF_EVENT.get(kind)
+        if trigger is None:  # a diff: the fast path when one is armed, else the table
+            return self.on_diff(event, now)  # type: ignore[arg-type]
+        return self._step(trigger, event, now)
+
+    def _snapshot_trigger(self, event: SnapshotResult) -> Trigger:
+        if event.purpose is SnapshotPurpose.SHADOW:
+            return Trigger.SHADOW_SNAPSHOT
+        if event.purpose is SnapshotPurpose.STREAM or self._stream_only:  # (a REST answer still in flight finds a book)
+            return Trigger.STREAM_SNAPSHOT
+        return Trigger.LIVE_SNAPSHOT
+
+    def _step(self, trigger: Trigger, event: Event, now: float) -> Actions:
+        """The table's row for the state and ``trigger``: its handler, then the check that the state it left
+        is one the row allows (TransitionError, a fault, otherwise)."""
+        before = self.state
+        row = step(before, trigger)
+        actions = _HANDLERS[row.do](self, event, now)
+        if self.state not in row.next:
+            raise TransitionError(f"{row.do.name.lower()} on {trigger.value} left {before.name.lower()} for "
+                                  f"{self.state.name.lower()}, expected one of "
+                                  f"{sorted(state.name.lower() for state in row.next)}")  # fmt: skip
+        return actions
 
     def counters(self) -> SyncCounters:
         return SyncCounters(
@@ -324,16 +340,22 @@ class BookSync:
     def _diff_decided(self, diff: DepthDiff, now: float) -> Actions:
         state = self.state
         if state is SyncState.WAITING_FOR_DIFF or state is SyncState.BUFFERING:
-            return self._buffer_diff(diff, now)
-        found = self._verdict(diff, self.update_id)
-        if found is Verdict.OLD:
-            self.diffs_ignored += 1
-            return NO_ACTIONS
-        if found is Verdict.GAP:
-            self.gaps += 1
-            return self._resync(OutOfSyncReason.GAP, diff)
-        if found is Verdict.RESET:
-            logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
+            return self._step(Trigger.DIFF_NO_BOOK, diff, now)
+        return self._step(TRIGGER_OF_VERDICT[self._verdict(diff, self.update_id)], diff, now)
+
+    def _ignore(self, diff: DepthDiff, now: float) -> Actions:
+        self.diffs_ignored += 1
+        return NO_ACTIONS
+
+    def _gap(self, diff: DepthDiff, now: float) -> Actions:
+        self.gaps += 1
+        return self._resync(OutOfSyncReason.GAP, diff)
+
+    def _apply_reset(self, diff: DepthDiff, now: float) -> Actions:
+        logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
+        return self._apply_diff(diff, now)
+
+    def _apply_diff(self, diff: DepthDiff, now: float) -> Actions:
         # a venue message without ids (OKX before seqId) is numbered by the book: its checksum is the proof
         if diff.final_id == NO_ID:
             self.update_id += 1
@@ -386,6 +408,9 @@ class BookSync:
         logger.warning("%s: the book's checksum at update id %d is not %d, the venue's", self.symbol, self.update_id, expected)
         return False
 
+    def _nothing(self, event: Event, now: float) -> Actions:
+        return NO_ACTIONS
+
     def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:
         buffer = self._buffer
         self.diffs_buffered += 1
@@ -424,21 +449,21 @@ class BookSync:
         self.snapshots += 1
         return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.LIVE),)
 
-    def _on_snapshot(self, event: SnapshotResult, now: float) -> Actions:
-        if event.purpose is SnapshotPurpose.SHADOW:
-            shadow = self._shadow
-            if shadow is None or shadow.snapshot is not None:
-                return NO_ACTIONS  # a refresh that was abandoned
-            shadow.snapshot = event.snapshot
-            return self._try_shadow(now, NO_ACTIONS)
-        if event.purpose is SnapshotPurpose.STREAM or self._stream_only:
-            return self._stream_snapshot(event.snapshot, now)  # (a REST answer still in flight finds a book)
+    def _join_live(self, event: SnapshotResult, now: float) -> Actions:
         self._live.fetching = False
-        if self.state is not SyncState.WAITING_FOR_DIFF and self.state is not SyncState.BUFFERING:
-            return self._late_live_snapshot(event.snapshot, now)
         self._pending = event.snapshot
         self._live.backoff_s = SNAPSHOT_RETRY_MIN_S
         return self._try_sync(now)
+
+    def _join_shadow(self, event: SnapshotResult, now: float) -> Actions:
+        shadow = self._shadow
+        if shadow is None or shadow.snapshot is not None:
+            return NO_ACTIONS  # a refresh that was abandoned
+        shadow.snapshot = event.snapshot
+        return self._try_shadow(now, NO_ACTIONS)
+
+    def _replace(self, event: SnapshotResult, now: float) -> Actions:
+        return self._stream_snapshot(event.snapshot, now)
 
     def _try_sync(self, now: float) -> Actions:
         """Bring the pending snapshot and the buffered diffs together, per the documented rules."""
@@ -495,10 +520,12 @@ class BookSync:
         self._set_state(SyncState.SYNCED, f"stream snapshot at update id {self.update_id}")
         return PUBLISH_CHANGED
 
-    def _late_live_snapshot(self, snapshot: DepthSnapshot, now: float) -> Actions:
+    def _late_live(self, event: SnapshotResult, now: float) -> Actions:
         """A live snapshot for a book that exists: moot for a SYNCED book or one at another id; a
         flagged book (UNCOVERED, STALE, DISCONNECTED) exactly at its id is audited and replaced at once,
         as no diff may come to join it on an idle stream."""
+        self._live.fetching = False
+        snapshot = event.snapshot
         if self.state is SyncState.SYNCED or self.book is None or snapshot.last_update_id != self.update_id:
             return NO_ACTIONS
         book = self._factory()
@@ -518,7 +545,7 @@ class BookSync:
         return (self._notice(f"snapshot older than the stream {self._live.too_old} times in a row: "
                              f"asking again in {delay:.1f} s"),)  # fmt: skip
 
-    def _on_snapshot_failed(self, event: SnapshotFailed, now: float) -> Actions:
+    def _back_off(self, event: SnapshotFailed, now: float) -> Actions:
         self.snapshot_failures += 1
         delay = self._live.failed(event.retry_after_s)
         if event.purpose is SnapshotPurpose.SHADOW:
@@ -561,7 +588,7 @@ class BookSync:
         flag: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
         return flag + self._start_shadow(now) if self._shadow is None else flag
 
-    def _on_tick(self, now: float) -> Actions:
+    def _timers(self, event: Tick, now: float) -> Actions:
         activity = self.diffs_applied + self.diffs_ignored + self.diffs_buffered
         if activity != self._activity or self._active_at is None:
             self._activity = activity
@@ -593,21 +620,18 @@ class BookSync:
         logger.warning("%s: no diff for %.1f s in state %s, resubscribing", self.symbol, silent_s, self.state.name.lower())
         return (Resubscribe(OutOfSyncReason.STALE),)
 
-    def _on_message_lost(self) -> Actions:
-        if self.book is None:  # no book yet: the snapshot it waits for (or the join's own checks) decide
-            return NO_ACTIONS
+    def _resync_lost(self, event: MessageLost, now: float) -> Actions:
         self.gaps += 1
         logger.warning("%s: a message of its stream could not be read at update id %d: resyncing", self.symbol, self.update_id)
         return self._resync(OutOfSyncReason.GAP, None)
 
-    def _on_disconnect(self, now: float) -> Actions:
+    def _forget_buffer(self, event: Disconnect, now: float) -> Actions:
+        self._buffer.clear()  # what follows the reconnect cannot chain to what was buffered
+        return NO_ACTIONS
+
+    def _flag_disconnected(self, event: Disconnect, now: float) -> Actions:
         if self._shadow is not None:
             self._drop_shadow("connection lost", now, retry_in_s=0.0)  # again once resumed
-        if self.state is SyncState.WAITING_FOR_DIFF:
-            return NO_ACTIONS
-        if self.state is SyncState.BUFFERING:
-            self._buffer.clear()  # what follows the reconnect cannot chain to what was buffered
-            return NO_ACTIONS
         if self.state is SyncState.DISCONNECTED:
             return NO_ACTIONS
         self._set_state(SyncState.DISCONNECTED, f"connection lost at update id {self.update_id}")
@@ -769,6 +793,32 @@ class BookSync:
             self.on_diff = self._diff_synced_futures if self._futures else self._diff_synced_spot
         else:
             self.on_diff = self._diff_general
+
+
+# the table's handlers (ldc.sync_table.Do), each called as handler(sync, event, now)
+_HANDLERS: dict[Do, Callable[[BookSync, Any, float], Actions]] = {
+    Do.BUFFER: BookSync._buffer_diff,
+    Do.APPLY: BookSync._apply_diff,
+    Do.APPLY_RESET: BookSync._apply_reset,
+    Do.IGNORE: BookSync._ignore,
+    Do.RESYNC_GAP: BookSync._gap,
+    Do.JOIN_LIVE: BookSync._join_live,
+    Do.LATE_LIVE: BookSync._late_live,
+    Do.REPLACE: BookSync._replace,
+    Do.JOIN_SHADOW: BookSync._join_shadow,
+    Do.BACK_OFF: BookSync._back_off,
+    Do.TIMERS: BookSync._timers,
+    Do.FLAG_DISCONNECTED: BookSync._flag_disconnected,
+    Do.FORGET_BUFFER: BookSync._forget_buffer,
+    Do.RESYNC_LOST: BookSync._resync_lost,
+    Do.NOTHING: BookSync._nothing,
+}
+_TRIGGER_OF_EVENT: dict[type, Trigger] = {
+    Tick: Trigger.TICK,
+    SnapshotFailed: Trigger.SNAPSHOT_FAILED,
+    Disconnect: Trigger.DISCONNECT,
+    MessageLost: Trigger.MESSAGE_LOST,
+}
 
 
 def _publish(changed: bool) -> Actions:

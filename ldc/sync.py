@@ -49,7 +49,7 @@ retries, backoff, the re-ask budget); the sequence rule is ``venues.base.verdict
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.sync_fetch import LiveFetch, too_old_delay_s
@@ -222,7 +222,7 @@ class BookSync:
         ``on_diff`` would apply it, record it for a pending refresh (until the refresh's snapshot comes) and
         publish with the state's flags, unless the top turns crossed or changes coverage (then ``top_fault``).
         None in every other state. A caller may apply such diffs to ``book`` itself (the feeder's C
-        ``HotPath``) and report them with ``adopt`` before it feeds anything else."""
+        ``HotPath``, through ``ldc.handoff``) and report them with ``adopt`` before it feeds anything else."""
         state = self.state
         if (state is not SyncState.SYNCED and state is not SyncState.UNCOVERED) or self._checksum is not None:
             return None  # a venue checksum is verified in Python after every diff carrying one
@@ -230,20 +230,34 @@ class BookSync:
             return None  # the C HotPath checks the book's coverage itself
         shadow = self._shadow
         if shadow is None:
-            return FastPath(state, None, 0)
+            return FastPath(state, False, 0)
         if shadow.snapshot is not None:  # every diff now tries to join the refresh's snapshot
             return None
-        return FastPath(state, shadow.diffs, shadow.limit)
+        return FastPath(state, True, shadow.room())
 
-    def adopt(self, update_id: int, applied: int) -> None:
-        """``applied`` diffs continuing the book were applied to ``book`` (and recorded, see ``fast_path``)
-        outside ``on_diff``; the book is now at ``update_id``."""
+    def adopt(self, update_id: int, applied: int, recorded: Sequence[DepthDiff] = ()) -> None:
+        """``applied`` diffs continuing the book were applied to ``book`` outside ``on_diff``, ``recorded`` the
+        ones among them a pending refresh records (see ``fast_path``, at most its ``record_limit``); the book is
+        now at ``update_id``."""
         self.update_id = update_id
         self.diffs_applied += applied
+        if recorded and self._shadow is not None:
+            self._shadow.record_all(list(recorded))
 
     def top_fault(self, now: float) -> Actions:
         """After an adopted diff left the top crossed (resync), beyond the snapshot's coverage (flag, refresh)
         or, UNCOVERED, covered again (SYNCED): ``on_diff``'s answer to that diff."""
+        try:
+            return self._top_fault(now)
+        except Exception as exc:
+            return self._fault(exc, "top fault")
+
+    def fail_closed(self, exc: BaseException, where: str) -> Actions:
+        """An exception outside BookSync while it touched this market's book (the C HotPath): the book may be
+        half-applied, so the market resyncs (counted in ``faults``). Carry out the actions as any others."""
+        return self._fault(exc, where)
+
+    def _top_fault(self, now: float) -> Actions:
         book = self.book
         assert book is not None
         if book.crossed():
@@ -258,10 +272,10 @@ class BookSync:
         except Exception as exc:
             return self._fault(exc, event)
 
-    def _fault(self, exc: Exception, event: object) -> Actions:
+    def _fault(self, exc: BaseException, event: object) -> Actions:
         self.faults += 1
-        logger.error("%s: %s handling %s, resyncing: %s", self.symbol, type(exc).__name__, type(event).__name__, exc,
-                     exc_info=exc)  # fmt: skip
+        what = event if isinstance(event, str) else type(event).__name__
+        logger.error("%s: %s handling %s, resyncing: %s", self.symbol, type(exc).__name__, what, exc, exc_info=exc)
         return self._resync(OutOfSyncReason.FAULT, None)
 
     def _dispatch(self, event: Event, now: float) -> Actions:

@@ -158,12 +158,13 @@ PUBLISH_UNCHANGED: Actions = (Publish(False),)
 
 
 class FastPath(NamedTuple):
-    """BookSync.fast_path(): a diff continuing the book is applied, appended to ``record`` (a pending refresh's
-    diffs, None when none) while it holds fewer than ``record_limit``, and published with ``state``'s flags."""
+    """BookSync.fast_path(): a diff continuing the book is applied, recorded when ``recording`` (a refresh is
+    pending: at most ``record_limit`` diffs, handed back with ``BookSync.adopt``), and published with ``state``'s
+    flags."""
 
     state: SyncState  # SYNCED or UNCOVERED
-    record: list[DepthDiff] | None
-    record_limit: int
+    recording: bool
+    record_limit: int  # diffs the pending refresh may still record (0 when not recording)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

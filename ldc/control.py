@@ -369,7 +369,7 @@ class FeederControl:
         feeder = self._feeder
         with feeder._lock:
             market = self._market(symbol)
-            feeder._settle(market)
+            market.handoff.settle()
             # the book is discarded and synced again from a new snapshot, as after a gap (counted as a resync)
             feeder._carry_out(market, market.sync._resync(OutOfSyncReason.GAP, None))
             feeder._rearm(market)
@@ -383,7 +383,7 @@ class FeederControl:
         feeder = self._feeder
         with feeder._lock:
             market = self._market(symbol)
-            feeder._settle(market)
+            market.handoff.settle()
             sync = market.sync
             if sync.state not in BOOK_STATES:
                 feeder._rearm(market)

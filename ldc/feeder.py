@@ -12,7 +12,8 @@ One lock serialises every market event (websocket threads, snapshot workers, tic
 at a time anyway, and the slot seqlock needs a single writer. BookSync makes every decision; a market's
 ``HotPath`` (C) only repeats what ``BookSync.fast_path()`` allows (a diff continuing a book in sync or
 flagged uncovered: apply, record for a pending refresh, publish), and BookSync is told what it applied
-before anything else reaches it (``_settle``, then ``_rearm``). A fault in one market — a gap, an unknown
+before anything else reaches it: ``ldc.handoff.Handoff`` owns that hand-over (an exception in C while the
+HotPath holds a book resyncs that market: fail closed). A fault in one market — a gap, an unknown
 symbol, a REST error, a malformed frame — changes only that market's slot. A slot's status flags always
 follow its book's sync state: a book is shown in sync only while BookSync says SYNCED.
 """
@@ -52,7 +53,9 @@ from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, Res
 from ldc.io.governor import RateGovernor, governor_key
 from ldc.io.rest import RestClient
 from ldc.io.ws import CloseReason, WsOptions, WsPool
+from ldc.handoff import Handoff
 from ldc.logjournal import StructuredFields, stderr_handler
+from ldc.publish import SlotPublisher
 from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
@@ -65,14 +68,11 @@ from ldc.sync import (
     PUBLISH_CHANGED,
     PUBLISH_UNCHANGED,
     TICK,
+    Action,
     Actions,
     BookSync,
     Event,
     FetchSnapshot,
-    MarkOutOfSync,
-    Notice,
-    OutOfSyncReason,
-    Publish,
     Resubscribe,
     SnapshotFailed,
     SnapshotPurpose,
@@ -108,35 +108,6 @@ VALIDATE_RETRY_CAP_S = 60.0  # up to this
 GIL_SWITCH_INTERVAL_S = 0.00005
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
-# BookSync state -> slot status flags
-_STATE_STATUS = {
-    SyncState.WAITING_FOR_DIFF: Status.RESYNCING,
-    SyncState.BUFFERING: Status.RESYNCING,
-    SyncState.SYNCED: Status.SYNCED,
-    SyncState.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
-    SyncState.STALE: Status.SYNCED | Status.STALE,
-    SyncState.DISCONNECTED: Status.STALE | Status.RESYNCING,
-}
-# the same, indexed by the state's value: IntEnum hashes in Python, an index costs nothing (hot path)
-_STATUS_OF_STATE = tuple(_STATE_STATUS[state] for state in sorted(SyncState))
-_STATE_TEXT = {
-    SyncState.WAITING_FOR_DIFF: "waiting for the first diff",
-    SyncState.BUFFERING: "buffering diffs for a snapshot",
-    SyncState.SYNCED: "",
-    SyncState.UNCOVERED: "top levels no longer covered: refreshing",
-    SyncState.STALE: "no diff for stale_after_s",
-    SyncState.DISCONNECTED: "connection dropped: reconnecting",
-}
-_REASON_STATUS = {
-    OutOfSyncReason.GAP: Status.RESYNCING,
-    OutOfSyncReason.CROSSED: Status.RESYNCING | Status.CROSSED,
-    OutOfSyncReason.BUFFER_OVERFLOW: Status.RESYNCING,
-    OutOfSyncReason.STALE: Status.SYNCED | Status.STALE,
-    OutOfSyncReason.DISCONNECTED: Status.STALE | Status.RESYNCING,
-    OutOfSyncReason.UNCOVERED: Status.SYNCED | Status.INCOMPLETE | Status.REFRESHING,
-    OutOfSyncReason.CHECKSUM: Status.RESYNCING,
-    OutOfSyncReason.FAULT: Status.RESYNCING,
-}
 # slot counter <- BookSync attribute (cumulative; the feeder adds the difference). SNAPSHOTS is the feeder's
 # own count of snapshots loaded (answered and parsed), as the layout defines it; BookSync counts requests.
 _COUNTERS = (
@@ -167,6 +138,10 @@ class Market:
     snapshots_loaded: int = 0
     bad_frame_logged_at: float = -1e18
     lag_warned_at: float = -1e18
+    handoff: Handoff = field(init=False)  # the one owner of the book's hand-over between sync and hot
+
+    def __post_init__(self) -> None:
+        self.handoff = Handoff(self.sync, self.hot)
 
     @property
     def conn(self) -> int | None:
@@ -218,8 +193,7 @@ class Feeder:
                                     markets=group.symbols, standby=standby)  # a symbol no longer configured is not carried over  # fmt: skip
         self.standby = standby_for(self.writer, self.request_stop)  # None: this process is the group's writer
         # bound once: on_message runs per diff
-        self._depth = group.depth
-        self._publish = self.writer.publish
+        self._slots = SlotPublisher(self.writer, group.depth)  # BookSync's answers into the slots
         self._wake_readers = self.writer.notify
         self._stats = self.writer.stats  # the feeder's own figures in the segment (LAYOUT.md section 16)
         self._stats.set("rest_weight_limit", group.weight_budget_per_min)
@@ -425,7 +399,7 @@ class Feeder:
     def _fail(self, market: Market, error: str) -> None:
         """A market-level failure (unknown symbol): its slot says why, its stream goes; no diff in flight
         touches its book again (the HotPath stops, ``_rearm`` and ``_routed_diff`` refuse it). Caller holds the lock."""
-        self._settle(market)
+        market.handoff.settle()
         market.error = error
         self.pool.remove_streams([market.stream])
         self.writer.set_status(market.slot, Status.ERROR, error)
@@ -468,9 +442,7 @@ class Feeder:
                 market = self._by_stream.get(stream)
                 if market is None or market.error or market.sync.state is SyncState.SYNCED:
                     continue
-                market.shown_state = None  # the next state change writes its own message again
-                self.writer.set_status(market.slot, _STATE_STATUS[market.sync.state],
-                                       f"websocket connection failed, retrying: {error}")  # fmt: skip
+                self._slots.say(market, f"websocket connection failed, retrying: {error}")
 
     def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None:
         self._stats.connection_closed(lost=reason is not CloseReason.ROLLED_OVER and reason is not CloseReason.STOPPED)
@@ -507,7 +479,11 @@ class Feeder:
         start, count = 0, len(raws)
         while start < count:
             with self._lock:
-                index, kind, value = self._route(raws, start, conn_id, recv_time_ns)
+                try:
+                    index, kind, value = self._route(raws, start, conn_id, recv_time_ns)
+                except Exception as exc:  # raised in C while a HotPath held a book: fail closed
+                    self._route_failed(raws[start:], exc)
+                    return
                 if kind == ROUTE_END:
                     return
                 if kind == ROUTE_DIFF or kind == ROUTE_TOP_FAULT:
@@ -524,76 +500,55 @@ class Feeder:
         market = self.markets.get(diff.symbol)
         if market is None or market.error:
             return  # a stream just removed by SIGHUP, or a failed market's diffs still in flight
-        self._settle(market)
+        handoff = market.handoff
+        handoff.settle()  # BookSync holds the book: the connection checks below read its id
         if top_fault:  # applied by the HotPath: the top is crossed, or its coverage changed
-            self._carry_out(market, market.sync.top_fault(_monotonic()))
-            self._rearm(market)
-            return
-        event_time_ms = diff.event_time_ms
-        if market.conn != conn_id:  # (the Router stamped the diff of the market's own connection)
-            if not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
-                self._rearm(market)
-                return
-            market.stamp(event_time_ms, recv_time_ns)
-        self._slow_diff(market, diff, event_time_ms, recv_time_ns)
+            self._carry_out(market, handoff.top_fault(_monotonic()))
+        elif self._carries(market, conn_id, diff, recv_time_ns):
+            self._slow_diff(market, diff, diff.event_time_ms, recv_time_ns)
         self._rearm(market)
+
+    def _carries(self, market: Market, conn_id: int, diff: ParsedDiff, recv_time_ns: int) -> bool:
+        """Whether ``conn_id`` feeds the market (the Router stamped the diff of the market's own connection; a
+        successor or a newly subscribed connection taking over is stamped here)."""
+        if market.conn == conn_id:
+            return True
+        if not self._from_successor(market, conn_id, diff) and not self._adopt(market, conn_id):
+            return False
+        market.stamp(diff.event_time_ms, recv_time_ns)
+        return True
+
+    def _route_failed(self, raws: list[bytes], exc: Exception) -> None:
+        """The Router raised (a HotPath's apply or publish failed in C): the book it held may be half-applied.
+        Every market named in the unfinished frames whose HotPath held its book resyncs (BookSync logs the
+        fault); the lost diffs of any other market show as a gap at its next diff. Caller holds the lock."""
+        for symbol in {binance.symbol_hint(raw) for raw in raws}:
+            market = self.markets.get(symbol) if symbol else None
+            if market is not None and not market.error and market.handoff.armed:
+                self._carry_out(market, market.handoff.fault(exc, "a diff in the hot path"))
+                self._rearm(market)
+        self._wake_readers()
 
     def _slow_diff(self, market: Market, diff: ParsedDiff, event_time_ms: int, recv_time_ns: int) -> None:
         """A diff BookSync decides on (the market is settled). Caller holds the lock."""
-        sync = market.sync
         # ParsedDiff carries DepthDiff's attributes (ldc/_fastbook.pyi); BookSync reads only those
-        actions = sync.on_diff(diff, _monotonic())  # type: ignore[arg-type]
+        actions = market.handoff.on_diff(diff, _monotonic())  # type: ignore[arg-type]
         # BookSync's two preallocated answers come in every book state (an UNCOVERED book publishes too): the
-        # flags must follow the state, or a book with possible holes would be shown as exact
-        state = sync.state
-        if actions is PUBLISH_CHANGED:
-            bids, asks = market.bids, market.asks
-            n_bids, n_asks = sync.book.top(self._depth, bids, asks)  # type: ignore[union-attr]
-            self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
-                          recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], bids=bids,
-                          asks=asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
-        elif actions is PUBLISH_UNCHANGED:
-            self._publish(market.slot, update_id=diff.final_id, event_time_ms=event_time_ms,
-                          recv_time_ns=recv_time_ns, status=_STATUS_OF_STATE[state], copy_levels=False)  # fmt: skip
-        else:
-            if actions:
-                self._carry_out(market, actions)
-            return
-        if state is not market.shown_state:  # the book changed state with this diff: the message follows
-            self._log_transition(market, state)
-            market.shown_state = state
-            self.writer.set_status(market.slot, _STATE_STATUS[state], _STATE_TEXT[state])
-
-    def _log_transition(self, market: Market, state: SyncState, reason: str = "") -> None:
-        """One line when a market goes out of sync (and why) or back in sync, with the journal's fields."""
-        if reason:
-            log.info("market %s: out of sync: %s", market.symbol, reason,
-                     extra={"symbol": market.symbol, "state": state.name.lower(), "reason": reason})  # fmt: skip
-        elif state is SyncState.SYNCED and market.shown_state is not SyncState.SYNCED:
-            log.info("market %s: in sync at update id %d", market.symbol, market.sync.update_id,
-                     extra={"symbol": market.symbol, "state": state.name.lower()})  # fmt: skip
-
-    def _settle(self, market: Market) -> None:
-        """Hand BookSync the diffs the market's HotPath applied, and stop it: BookSync decides next.
-        Before anything else reads or feeds ``market.sync``. Caller holds the lock."""
-        hot = market.hot
-        if hot.armed:
-            market.sync.adopt(hot.update_id, hot.take_applied())
-            hot.disarm()
+        # flags follow the state (SlotPublisher), or a book with possible holes would be shown as exact
+        if actions is PUBLISH_CHANGED or actions is PUBLISH_UNCHANGED:
+            self._slots.top(market, update_id=diff.final_id, event_time_ms=event_time_ms, recv_time_ns=recv_time_ns,
+                            changed=actions is PUBLISH_CHANGED)  # fmt: skip
+        elif actions:
+            self._carry_out(market, actions)
 
     def _rearm(self, market: Market) -> None:
-        """After BookSync handled an event: the HotPath takes the market's diffs again if BookSync allows it."""
-        sync = market.sync
-        book, fast = sync.book, sync.fast_path()
-        # the slot's status (and message) must already be the state's: the HotPath publishes with its flags
-        if fast is not None and type(book) is FastBook and not market.error and market.shown_state is fast.state:
-            market.hot.arm(book, sync.update_id, _STATUS_OF_STATE[fast.state], fast.state is SyncState.UNCOVERED,
-                           fast.record, fast.record_limit)  # fmt: skip
+        """After BookSync's actions are carried out: the HotPath takes the market's diffs again if BookSync allows
+        it (``Handoff.rearm``: the slot must already show the state the HotPath publishes with)."""
+        market.handoff.rearm(None if market.error else market.shown_state)
 
     def _feed(self, market: Market, event: Event, now: float) -> None:
         """A non-diff event to BookSync and its actions carried out. Caller holds the lock."""
-        self._settle(market)
-        self._carry_out(market, market.sync.feed(event, now))
+        self._carry_out(market, market.handoff.feed(event, now))
         self._rearm(market)
 
     def _from_successor(self, market: Market, conn_id: int, diff: ParsedDiff) -> bool:
@@ -663,37 +618,17 @@ class Feeder:
     # -- actions --------------------------------------------------------------------------------
 
     def _carry_out(self, market: Market, actions: Actions) -> None:
-        """Everything but the two preallocated hot-path answers. Caller holds the lock. A publish carries
-        the times of the last diff fed (the book's update id is that diff's or older)."""
-        sync = market.sync
-        for action in actions:
-            if type(action) is Publish:
-                status = _STATE_STATUS[sync.state]
-                if sync.book is None or sync.update_id < 0:
-                    self.writer.set_status(market.slot, status)
-                    continue
-                n_bids, n_asks = sync.book.top(self.group.depth, market.bids, market.asks)
-                self.writer.publish(market.slot, update_id=sync.update_id,
-                                    event_time_ms=market.last_event_ms, recv_time_ns=market.last_recv_ns,
-                                    status=status, bids=market.bids,
-                                    asks=market.asks, n_bids=n_bids, n_asks=n_asks)  # fmt: skip
-            elif type(action) is FetchSnapshot:
-                self._fetch(market, action)
-            elif type(action) is MarkOutOfSync:
-                self._log_transition(market, sync.state, action.reason.name.lower().replace("_", " "))
-                market.shown_state = None
-                self.writer.set_status(market.slot, _REASON_STATUS[action.reason], action.reason.name.lower().replace("_", " "))
-            elif type(action) is Resubscribe:
-                self.pool.remove_streams([market.stream])
-                self.pool.add_streams([market.stream])
-            elif type(action) is Notice:  # the state's flags, BookSync's words (a backoff, an abandoned refresh)
-                market.shown_state = sync.state
-                self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
-        if sync.state is not market.shown_state and not any(type(a) is MarkOutOfSync for a in actions):
-            self._log_transition(market, sync.state)
-            market.shown_state = sync.state
-            self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])
+        """Everything but the two preallocated hot-path answers (SlotPublisher writes the slot). Caller holds the lock."""
+        self._slots.carry_out(market, actions, self._act)
         self._publish_counters(market)
+
+    def _act(self, market: Market, action: Action) -> None:
+        """What BookSync asks beyond the slot: a snapshot, a resubscription."""
+        if type(action) is FetchSnapshot:
+            self._fetch(market, action)
+        elif type(action) is Resubscribe:
+            self.pool.remove_streams([market.stream])
+            self.pool.add_streams([market.stream])
 
     def _fetch(self, market: Market, action: FetchSnapshot) -> None:
         if market.error or action.purpose in market.fetching:

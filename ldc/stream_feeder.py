@@ -39,9 +39,10 @@ from ldc._fastbook import FastBook
 from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbol_changes
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
-from ldc.feeder import _COUNTERS, _REASON_STATUS, _STATE_STATUS, _STATE_TEXT
+from ldc.feeder import _COUNTERS
 from ldc.io.rest import RestClient
 from ldc.io.ws import tls_options
+from ldc.publish import SlotPublisher
 from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
@@ -52,13 +53,11 @@ from ldc.sync import (
     DISCONNECT,
     MESSAGE_LOST,
     TICK,
+    Action,
     Actions,
     BookSync,
     Event,
     FetchSnapshot,
-    MarkOutOfSync,
-    Notice,
-    Publish,
     Resubscribe,
     SnapshotFailed,
     SnapshotPurpose,
@@ -121,6 +120,7 @@ class StreamFeeder:
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
                                     standby=standby)  # fmt: skip
         self.standby = standby_for(self.writer, self.request_stop)  # None: this process is the group's writer
+        self._slots = SlotPublisher(self.writer, group.depth)  # BookSync's answers into the slots
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
         self.malformed = 0  # messages the venue's parser refused (each logged)
@@ -399,9 +399,7 @@ class StreamFeeder:
             for stream in streams:
                 market = self.markets.get(stream)
                 if market is not None and not market.error:
-                    market.shown_state = None
-                    self.writer.set_status(market.slot, _STATE_STATUS[market.sync.state],
-                                           f"websocket connection failed, retrying: {error}")  # fmt: skip
+                    self._slots.say(market, f"websocket connection failed, retrying: {error}")
 
     def on_close(self, conn_id: int, streams: list[str]) -> None:
         with self._lock:
@@ -417,39 +415,22 @@ class StreamFeeder:
         self._carry_out(market, market.sync.feed(event, now))
 
     def _carry_out(self, market: StreamMarket, actions: Actions) -> None:
-        """Caller holds the lock. The slot's flags always follow BookSync's state."""
+        """Caller holds the lock. The slot's flags always follow BookSync's state (SlotPublisher)."""
+        self._slots.carry_out(market, actions, self._act)
         sync = market.sync
-        marked = False
-        for action in actions:
-            if type(action) is Publish:
-                status = _STATE_STATUS[sync.state]
-                if sync.book is None:
-                    self.writer.set_status(market.slot, status)
-                    continue
-                n_bids, n_asks = sync.book.top(self.group.depth, market.bids, market.asks)
-                self.writer.publish(market.slot, update_id=max(sync.update_id, 0), event_time_ms=market.last_event_ms,
-                                    recv_time_ns=market.last_recv_ns, status=status, bids=market.bids, asks=market.asks,
-                                    n_bids=n_bids, n_asks=n_asks)  # fmt: skip
-            elif type(action) is MarkOutOfSync:
-                marked = True
-                market.shown_state = None
-                self.writer.set_status(market.slot, _REASON_STATUS[action.reason], action.reason.name.lower().replace("_", " "))
-            elif type(action) is Resubscribe:
-                if 0 <= market.conn < len(self.connections):
-                    self.connections[market.conn].resubscribe(market.stream)
-            elif type(action) is FetchSnapshot:
-                self._fetch(market, action)
-            elif type(action) is Notice:
-                market.shown_state = sync.state
-                self.writer.set_status(market.slot, _STATE_STATUS[sync.state], action.text or _STATE_TEXT[sync.state])
-        if sync.state is not market.shown_state and not marked:
-            market.shown_state = sync.state
-            self.writer.set_status(market.slot, _STATE_STATUS[sync.state], _STATE_TEXT[sync.state])
         for counter, attribute in _COUNTERS:
             value = getattr(sync, attribute)
             if value != market.published[counter]:
                 self.writer.bump(market.slot, counter, value - market.published[counter])
                 market.published[counter] = value
+
+    def _act(self, market: StreamMarket, action: Action) -> None:
+        """What BookSync asks beyond the slot: a resubscription, a snapshot."""
+        if type(action) is Resubscribe:
+            if 0 <= market.conn < len(self.connections):
+                self.connections[market.conn].resubscribe(market.stream)
+        elif type(action) is FetchSnapshot:
+            self._fetch(market, action)
 
     def tick(self) -> None:
         now = time.monotonic()

@@ -39,21 +39,65 @@ cheap ``snapshot_limit``, so a cold start of many markets costs what it always d
 coverage within ``escalate_within_s`` of its snapshot joining asks the next limit for its refresh (and any
 later request), and a book covered for ``step_down_after_s`` steps one limit down. ``snapshot_limit``
 (an attribute) is the limit of the next request.
+
+Named parts, one module each: ``sync_table`` (the transitions: state x trigger -> handler, next states; every
+event but a hot-path diff goes through it), ``sync_model`` (states, events, actions, configuration),
+``sync_shadow`` (the shadow audit), ``sync_ladder`` (the snapshot limit ladder), ``sync_fetch`` (the live fetch:
+retries, backoff, the re-ask budget); the sequence rule is ``venues.base.verdict`` / ``join_index``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
-from enum import IntEnum
-from typing import Callable, NamedTuple, Union
+from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from ldc._fastbook import FastBook
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
-from ldc.errors import ConfigError
+from ldc.sync_fetch import LiveFetch, too_old_delay_s
+from ldc.sync_ladder import SnapshotLadder
+from ldc.sync_model import (
+    BOOK_STATES,
+    DEFAULT_REFRESH_INTERVAL_S as DEFAULT_REFRESH_INTERVAL_S,
+    DEFAULT_STALE_AFTER_S as DEFAULT_STALE_AFTER_S,
+    DISCONNECT,
+    ESCALATE_IF_UNCOVERED_WITHIN_S as ESCALATE_IF_UNCOVERED_WITHIN_S,
+    MAX_BUFFERED_DIFFS,
+    MAX_LIVE_TOO_OLD_AT_ONCE as MAX_LIVE_TOO_OLD_AT_ONCE,
+    MAX_TOO_OLD_REASKS_PER_MIN as MAX_TOO_OLD_REASKS_PER_MIN,
+    MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH as MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH,
+    MESSAGE_LOST,
+    NO_ACTIONS,
+    PUBLISH_CHANGED,
+    PUBLISH_UNCHANGED,
+    REFRESH_WINDOW_S as REFRESH_WINDOW_S,
+    SNAPSHOT_RETRY_CAP_S as SNAPSHOT_RETRY_CAP_S,
+    SNAPSHOT_RETRY_MIN_S as SNAPSHOT_RETRY_MIN_S,
+    STEP_DOWN_AFTER_COVERED_S as STEP_DOWN_AFTER_COVERED_S,
+    TICK,
+    Action,
+    Actions,
+    BookFactory,
+    Disconnect,
+    Event,
+    FastPath,
+    FetchSnapshot,
+    MarkOutOfSync,
+    MessageLost,
+    Notice,
+    OutOfSyncReason,
+    Publish,
+    Resubscribe,
+    SnapshotFailed,
+    SnapshotPurpose,
+    SnapshotResult,
+    SyncConfig,
+    SyncCounters,
+    SyncState,
+    Tick,
+)
+from ldc.sync_shadow import ShadowRefresh, audit
+from ldc.sync_table import TRIGGER_OF_VERDICT, Do, TransitionError, Trigger, step
+from ldc.sync_shadow import _count_differences as _count_differences  # the audit's count (test_fastbook)
+from ldc.sync_shadow import _diff_count as _diff_count
 from ldc.venues.base import JoinWait, SequenceRule, SnapshotSource, Verdict, hot_path_links_prev, join_index, verdict
 
 __all__ = [
@@ -66,6 +110,8 @@ __all__ = [
     "PUBLISH_UNCHANGED",
     "TICK",
     "Action",
+    "Actions",
+    "BookFactory",
     "BookSync",
     "Disconnect",
     "Event",
@@ -89,223 +135,6 @@ __all__ = [
 
 logger = logging.getLogger("ldc.sync")
 
-# Limits
-MAX_BUFFERED_DIFFS = 10_000  # per market, while waiting for a snapshot (live or shadow)
-# Backoff of snapshot retries after a failure, doubling from MIN to CAP
-SNAPSHOT_RETRY_MIN_S = 0.5
-SNAPSHOT_RETRY_CAP_S = 30.0
-# A refresh answered by snapshots older than the book (a lagging REST cache or proxy re-serving an old
-# answer): the first is asked again at once (the documented race of a request and the stream), the next
-# ones after SNAPSHOT_RETRY_MIN_S doubling, and the refresh is abandoned after this many answers, until
-# the next refresh interval. Measured before the bound: 192 requests in 0.12 s, a minute's weight gone.
-MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH = 6
-# Snapshot requests one market may make in any minute to re-ask after answers older than its book (live
-# and refresh); a refresh abandoned for such answers is started again no sooner than REFRESH_WINDOW_S later.
-# So with a lagging source a market spends at most (2 + this) snapshot weights a minute, whatever the
-# refresh interval; refreshes that meet their stream (coverage, audits) are not held back.
-MAX_TOO_OLD_REASKS_PER_MIN = 6
-REFRESH_WINDOW_S = 60.0
-# Live snapshots older than the buffered stream asked again at once, while each answer is newer than the
-# one before (the stream keeps overtaking the request); an answer that did not advance waits.
-MAX_LIVE_TOO_OLD_AT_ONCE = 3
-# Defaults
-DEFAULT_STALE_AFTER_S = 10.0
-DEFAULT_REFRESH_INTERVAL_S = 1800.0
-# Snapshot limit ladder (SyncConfig.escalation_limits): a book that loses coverage this soon after its
-# snapshot was installed asks for the next larger limit; one that stays covered this long steps down a
-# limit. Replaying the captures at depth 20 (scripts/bench_sync_coverage.py), USD-M BTCUSDT lost coverage
-# every ~8 s on limit 100 and every ~60 s on limit 500; a quiet market keeps a limit-100 book for minutes.
-ESCALATE_IF_UNCOVERED_WITHIN_S = 60.0
-STEP_DOWN_AFTER_COVERED_S = 1800.0  # one default refresh interval: that refresh is then the cheaper one
-
-
-class SyncState(IntEnum):
-    WAITING_FOR_DIFF = 0  # nothing buffered: a snapshot is fetched once the first diff arrives
-    BUFFERING = 1  # diffs buffered, a snapshot fetched or awaited; no book
-    SYNCED = 2  # the book is the exchange's book at ``update_id``, its top ``depth`` known exactly
-    UNCOVERED = 3  # exact levels, but the top ``depth`` may have holes: a refresh is under way
-    STALE = 4  # no diff for ``stale_after_s``: resumes on the next diff that continues the book
-    DISCONNECTED = 5  # the connection dropped: resumes on a diff that continues the book, else resyncs
-
-
-BOOK_STATES = (SyncState.SYNCED, SyncState.UNCOVERED, SyncState.STALE)  # a book exists and diffs continue it
-
-
-class SnapshotPurpose(IntEnum):
-    LIVE = 1  # (re)build the live book
-    SHADOW = 2  # periodic refresh / audit: build a shadow book beside the live one
-    STREAM = 3  # a snapshot the venue sent in the stream: it replaces the book (SnapshotSource STREAM*)
-
-
-class OutOfSyncReason(IntEnum):
-    GAP = 1
-    CROSSED = 2
-    BUFFER_OVERFLOW = 3
-    STALE = 4
-    DISCONNECTED = 5
-    UNCOVERED = 6
-    CHECKSUM = 7  # the book's checksum differs from the venue's
-    FAULT = 8  # the engine raised while handling an event: the book may be half-applied (fail closed)
-
-
-# ---------------------------------------------------------------------------------------------
-# Events
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotResult:
-    snapshot: DepthSnapshot
-    purpose: SnapshotPurpose
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotFailed:
-    purpose: SnapshotPurpose
-    reason: str
-    retry_after_s: float = 0.0  # the exchange's Retry-After, if any
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Timer event: feed one every ~0.1-1 s; staleness, retries and refreshes happen on ticks."""
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnect:
-    """The connection carrying this market's stream dropped (feed it to every market on it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MessageLost:
-    """A message of this market's stream could not be read (malformed): what it changed is unknown. A gap,
-    for venues whose sequence would not show it (Kraken has none; its checksum covers only the top 10)."""
-
-
-TICK = Tick()
-DISCONNECT = Disconnect()
-MESSAGE_LOST = MessageLost()
-# a diff is fed as itself: a DepthDiff, or the C parser's ParsedDiff (same attributes)
-Event = Union[DepthDiff, SnapshotResult, SnapshotFailed, Tick, Disconnect, MessageLost]
-
-
-# ---------------------------------------------------------------------------------------------
-# Actions
-
-
-@dataclass(frozen=True, slots=True)
-class FetchSnapshot:
-    limit: int
-    purpose: SnapshotPurpose
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    top_changed: bool  # False: only the update id and times advance, the top N is unchanged
-
-
-@dataclass(frozen=True, slots=True)
-class MarkOutOfSync:
-    reason: OutOfSyncReason
-
-
-@dataclass(frozen=True, slots=True)
-class Resubscribe:
-    reason: OutOfSyncReason
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Say ``text`` in the market's slot message; its flags stay those of the state ("" clears it)."""
-
-    text: str
-
-
-Action = Union[FetchSnapshot, Publish, MarkOutOfSync, Resubscribe, Notice]
-Actions = tuple[Action, ...]
-
-NO_ACTIONS: Actions = ()
-PUBLISH_CHANGED: Actions = (Publish(True),)  # preallocated: the hot path allocates no action
-PUBLISH_UNCHANGED: Actions = (Publish(False),)
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration and counters
-
-
-class FastPath(NamedTuple):
-    """BookSync.fast_path(): a diff continuing the book is applied, appended to ``record`` (a pending refresh's
-    diffs, None when none) while it holds fewer than ``record_limit``, and published with ``state``'s flags."""
-
-    state: SyncState  # SYNCED or UNCOVERED
-    record: list[DepthDiff] | None
-    record_limit: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SyncConfig:
-    rule: SequenceRule
-    depth: int  # levels per side published; the coverage guard keeps these exact
-    snapshot_limit: int  # ``limit`` of the first snapshot request (see venues.binance.snapshot_limit_for)
-    # Snapshot limit ladder: larger allowed limits, ascending, for markets that keep losing coverage
-    # (see venues.binance.snapshot_ladder); empty: every request uses ``snapshot_limit``
-    escalation_limits: tuple[int, ...] = ()
-    escalate_within_s: float = ESCALATE_IF_UNCOVERED_WITHIN_S
-    step_down_after_s: float = STEP_DOWN_AFTER_COVERED_S
-    # Timeouts
-    stale_after_s: float = DEFAULT_STALE_AFTER_S
-    refresh_interval_s: float | None = DEFAULT_REFRESH_INTERVAL_S  # None: no periodic refresh
-    # Venue policies: where books start, and whether a book's checksum is the one the venue sent (called with a
-    # diff's or a snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
-    snapshot_source: SnapshotSource = SnapshotSource.REST
-    checksum: Callable[[Book, int], bool] | None = None
-    # The venue keeps the book whole to ``snapshot_limit`` in the stream (``StreamVenue.keeps_window_whole``,
-    # Kraken): the top ``depth`` is always known, so the coverage guard (a REST snapshot's deepest price) is off
-    window_kept_whole: bool = False
-    # Limits
-    max_buffered_diffs: int = MAX_BUFFERED_DIFFS
-    max_too_old_reasks_per_min: int = MAX_TOO_OLD_REASKS_PER_MIN
-
-    def __post_init__(self) -> None:
-        for name, value, least in (("depth", self.depth, 1), ("snapshot_limit", self.snapshot_limit, self.depth),
-                                   ("max_buffered_diffs", self.max_buffered_diffs, 1),
-                                   ("max_too_old_reasks_per_min", self.max_too_old_reasks_per_min, 1)):  # fmt: skip
-            if value < least:
-                raise ConfigError(f"{name} {value} too small, expected at least {least}")
-        ladder = (self.snapshot_limit, *self.escalation_limits)
-        if any(lower >= higher for lower, higher in zip(ladder, ladder[1:])):
-            raise ConfigError(f"escalation_limits {list(self.escalation_limits)} not ascending above "
-                              f"snapshot_limit {self.snapshot_limit}, expected each larger than the one before")  # fmt: skip
-        for period, seconds in (("stale_after_s", self.stale_after_s), ("escalate_within_s", self.escalate_within_s),
-                                ("step_down_after_s", self.step_down_after_s)):  # fmt: skip
-            if not seconds > 0:
-                raise ConfigError(f"{period} {seconds} too small, expected more than 0")
-        if self.window_kept_whole and self.snapshot_source is not SnapshotSource.STREAM:
-            raise ConfigError(f"window_kept_whole needs a stream snapshot source, found {self.snapshot_source.value} "
-                              "(a REST snapshot's limit is what it covers)")  # fmt: skip
-        if self.refresh_interval_s is not None and not self.refresh_interval_s > 0:
-            raise ConfigError(f"refresh_interval_s {self.refresh_interval_s} too small, expected more than 0 or None")
-
-
-@dataclass(frozen=True, slots=True)
-class SyncCounters:
-    diffs_applied: int
-    diffs_ignored: int  # duplicate or old diffs (never a gap)
-    gaps: int
-    resyncs: int
-    snapshots: int  # snapshot requests issued (live and shadow)
-    snapshots_too_old: int
-    snapshot_failures: int
-    buffer_overflows: int
-    audits: int
-    audit_differences: int  # levels differing within the covered depth, summed over audits
-    last_audit_differences: int  # the health figure: levels differing at the last audit
-    audit_faults: int  # audits whose published top N differed: the live book was wrong
-    limit_escalations: int  # times the snapshot limit went up a step (coverage lost soon after a snapshot)
-    snapshot_limit: int  # the limit of the next snapshot request
-
-
-BookFactory = Callable[[], Book]
-
 
 class BookSync:
     """The sync state machine of one market. ``book_factory`` makes an empty book (``OrderBook``,
@@ -314,10 +143,8 @@ class BookSync:
     __slots__ = (
         "symbol", "config", "state", "book", "update_id", "on_diff",
         "_factory", "_futures", "_rule", "_stream", "_stream_only", "_checksum", "checksums", "checksum_mismatches", "faults", "_depth", "_apply", "_crossed", "_covers",
-        "_buffer", "_pending", "_live_fetching", "_retry_at", "_backoff_s", "_shadow", "_next_refresh_at",
-        "_reasks", "_live_too_old", "_live_too_old_id", "_noticed",
-        "_activity", "_active_at", "_stale_reported",
-        "snapshot_limit", "_ladder", "_tier", "_installed_at", "_covered_since", "limit_escalations",
+        "_buffer", "_pending", "_live", "_shadow", "_next_refresh_at", "_noticed",
+        "_activity", "_active_at", "_stale_reported", "_ladder",
         "diffs_applied", "diffs_ignored", "diffs_buffered", "gaps", "resyncs", "snapshots", "snapshots_too_old",
         "snapshot_failures", "buffer_overflows", "audits", "audit_differences", "last_audit_differences", "audit_faults",
     )  # fmt: skip
@@ -341,25 +168,14 @@ class BookSync:
         self.update_id = -1  # id of the last diff (or snapshot) in the book
         self._buffer: list[DepthDiff] = []
         self._pending: DepthSnapshot | None = None  # a live snapshot ahead of the buffered stream
-        self._live_fetching = False
-        self._retry_at: float | None = None  # when the next live snapshot request is due
-        self._backoff_s = SNAPSHOT_RETRY_MIN_S
-        self._shadow: _ShadowRefresh | None = None
+        self._live = LiveFetch(config.max_too_old_reasks_per_min)  # live snapshot requests, retries, re-ask budget
+        self._shadow: ShadowRefresh | None = None  # the shadow audit under way
         self._next_refresh_at: float | None = None
-        self._reasks: list[float] = []  # when this market re-asked after too-old answers, within the last minute
-        self._live_too_old = 0  # live snapshots older than the buffered stream in a row
-        self._live_too_old_id = -1  # the last of them
         self._noticed = False  # a Notice is in the slot: cleared once the book is exact again
         self._activity = 0  # diffs seen at the last tick; staleness needs no per-diff clock read
         self._active_at: float | None = None
         self._stale_reported = False
-        # snapshot limit ladder: the first snapshot is the cheap one
-        self._ladder = (config.snapshot_limit, *config.escalation_limits)
-        self._tier = 0
-        self.snapshot_limit = config.snapshot_limit  # the limit of the next request
-        self._installed_at: float | None = None  # when the book's current snapshot joined
-        self._covered_since: float | None = None  # start of the current covered stretch (step-down clock)
-        self.limit_escalations = 0
+        self._ladder = SnapshotLadder(symbol, config)  # the first snapshot is the cheap one
         # counters
         self.diffs_applied = 0
         self.diffs_ignored = 0
@@ -387,6 +203,16 @@ class BookSync:
         return self.state is SyncState.SYNCED
 
     @property
+    def snapshot_limit(self) -> int:
+        """The limit of the next snapshot request (the ladder's step)."""
+        return self._ladder.limit
+
+    @property
+    def limit_escalations(self) -> int:
+        """Times the snapshot limit went up a step."""
+        return self._ladder.escalations
+
+    @property
     def refreshing(self) -> bool:
         """A shadow refresh (audit) is under way."""
         return self._shadow is not None
@@ -396,7 +222,7 @@ class BookSync:
         ``on_diff`` would apply it, record it for a pending refresh (until the refresh's snapshot comes) and
         publish with the state's flags, unless the top turns crossed or changes coverage (then ``top_fault``).
         None in every other state. A caller may apply such diffs to ``book`` itself (the feeder's C
-        ``HotPath``) and report them with ``adopt`` before it feeds anything else."""
+        ``HotPath``, through ``ldc.handoff``) and report them with ``adopt`` before it feeds anything else."""
         state = self.state
         if (state is not SyncState.SYNCED and state is not SyncState.UNCOVERED) or self._checksum is not None:
             return None  # a venue checksum is verified in Python after every diff carrying one
@@ -404,20 +230,34 @@ class BookSync:
             return None  # the C HotPath checks the book's coverage itself
         shadow = self._shadow
         if shadow is None:
-            return FastPath(state, None, 0)
+            return FastPath(state, False, 0)
         if shadow.snapshot is not None:  # every diff now tries to join the refresh's snapshot
             return None
-        return FastPath(state, shadow.diffs, shadow.limit)
+        return FastPath(state, True, shadow.room())
 
-    def adopt(self, update_id: int, applied: int) -> None:
-        """``applied`` diffs continuing the book were applied to ``book`` (and recorded, see ``fast_path``)
-        outside ``on_diff``; the book is now at ``update_id``."""
+    def adopt(self, update_id: int, applied: int, recorded: Sequence[DepthDiff] = ()) -> None:
+        """``applied`` diffs continuing the book were applied to ``book`` outside ``on_diff``, ``recorded`` the
+        ones among them a pending refresh records (see ``fast_path``, at most its ``record_limit``); the book is
+        now at ``update_id``."""
         self.update_id = update_id
         self.diffs_applied += applied
+        if recorded and self._shadow is not None:
+            self._shadow.record_all(list(recorded))
 
     def top_fault(self, now: float) -> Actions:
         """After an adopted diff left the top crossed (resync), beyond the snapshot's coverage (flag, refresh)
         or, UNCOVERED, covered again (SYNCED): ``on_diff``'s answer to that diff."""
+        try:
+            return self._top_fault(now)
+        except Exception as exc:
+            return self._fault(exc, "top fault")
+
+    def fail_closed(self, exc: BaseException, where: str) -> Actions:
+        """An exception outside BookSync while it touched this market's book (the C HotPath): the book may be
+        half-applied, so the market resyncs (counted in ``faults``). Carry out the actions as any others."""
+        return self._fault(exc, where)
+
+    def _top_fault(self, now: float) -> Actions:
         book = self.book
         assert book is not None
         if book.crossed():
@@ -432,25 +272,39 @@ class BookSync:
         except Exception as exc:
             return self._fault(exc, event)
 
-    def _fault(self, exc: Exception, event: object) -> Actions:
+    def _fault(self, exc: BaseException, event: object) -> Actions:
         self.faults += 1
-        logger.error("%s: %s handling %s, resyncing: %s", self.symbol, type(exc).__name__, type(event).__name__, exc,
-                     exc_info=exc)  # fmt: skip
+        what = event if isinstance(event, str) else type(event).__name__
+        logger.error("%s: %s handling %s, resyncing: %s", self.symbol, type(exc).__name__, what, exc, exc_info=exc)
         return self._resync(OutOfSyncReason.FAULT, None)
 
     def _dispatch(self, event: Event, now: float) -> Actions:
         kind = type(event)
         if kind is SnapshotResult:
-            return self._on_snapshot(event, now)  # type: ignore[arg-type]
-        if kind is Tick:
-            return self._on_tick(now)
-        if kind is SnapshotFailed:
-            return self._on_snapshot_failed(event, now)  # type: ignore[arg-type]
-        if kind is Disconnect:
-            return self._on_disconnect(now)
-        if kind is MessageLost:
-            return self._on_message_lost()
-        return self.on_diff(event, now)  # type: ignore[arg-type]
+            return self._step(self._snapshot_trigger(event), event, now)  # type: ignore[arg-type]
+        trigger = _TRIGGER_OF_EVENT.get(kind)
+        if trigger is None:  # a diff: the fast path when one is armed, else the table
+            return self.on_diff(event, now)  # type: ignore[arg-type]
+        return self._step(trigger, event, now)
+
+    def _snapshot_trigger(self, event: SnapshotResult) -> Trigger:
+        if event.purpose is SnapshotPurpose.SHADOW:
+            return Trigger.SHADOW_SNAPSHOT
+        if event.purpose is SnapshotPurpose.STREAM or self._stream_only:  # (a REST answer still in flight finds a book)
+            return Trigger.STREAM_SNAPSHOT
+        return Trigger.LIVE_SNAPSHOT
+
+    def _step(self, trigger: Trigger, event: Event, now: float) -> Actions:
+        """The table's row for the state and ``trigger``: its handler, then the check that the state it left
+        is one the row allows (TransitionError, a fault, otherwise)."""
+        before = self.state
+        row = step(before, trigger)
+        actions = _HANDLERS[row.do](self, event, now)
+        if self.state not in row.next:
+            raise TransitionError(f"{row.do.name.lower()} on {trigger.value} left {before.name.lower()} for "
+                                  f"{self.state.name.lower()}, expected one of "
+                                  f"{sorted(state.name.lower() for state in row.next)}")  # fmt: skip
+        return actions
 
     def counters(self) -> SyncCounters:
         return SyncCounters(
@@ -500,16 +354,22 @@ class BookSync:
     def _diff_decided(self, diff: DepthDiff, now: float) -> Actions:
         state = self.state
         if state is SyncState.WAITING_FOR_DIFF or state is SyncState.BUFFERING:
-            return self._buffer_diff(diff, now)
-        found = self._verdict(diff, self.update_id)
-        if found is Verdict.OLD:
-            self.diffs_ignored += 1
-            return NO_ACTIONS
-        if found is Verdict.GAP:
-            self.gaps += 1
-            return self._resync(OutOfSyncReason.GAP, diff)
-        if found is Verdict.RESET:
-            logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
+            return self._step(Trigger.DIFF_NO_BOOK, diff, now)
+        return self._step(TRIGGER_OF_VERDICT[self._verdict(diff, self.update_id)], diff, now)
+
+    def _ignore(self, diff: DepthDiff, now: float) -> Actions:
+        self.diffs_ignored += 1
+        return NO_ACTIONS
+
+    def _gap(self, diff: DepthDiff, now: float) -> Actions:
+        self.gaps += 1
+        return self._resync(OutOfSyncReason.GAP, diff)
+
+    def _apply_reset(self, diff: DepthDiff, now: float) -> Actions:
+        logger.info("%s: the venue reset its ids: %d after %d", self.symbol, diff.final_id, self.update_id)
+        return self._apply_diff(diff, now)
+
+    def _apply_diff(self, diff: DepthDiff, now: float) -> Actions:
         # a venue message without ids (OKX before seqId) is numbered by the book: its checksum is the proof
         if diff.final_id == NO_ID:
             self.update_id += 1
@@ -526,8 +386,8 @@ class BookSync:
         if self._checksum is not None and diff.checksum and not self._checksum_holds(book, diff.checksum):
             return self._resync(OutOfSyncReason.CHECKSUM, None)
         shadow = self._shadow
-        if shadow is not None and (problem := shadow.record(diff)):
-            self._drop_shadow(problem, now)
+        if shadow is not None and not shadow.record(diff):
+            self._drop_shadow(shadow.overflow(), now)
         return self._after_apply(changed, now)
 
     def _after_apply(self, changed: bool, now: float) -> Actions:
@@ -562,6 +422,9 @@ class BookSync:
         logger.warning("%s: the book's checksum at update id %d is not %d, the venue's", self.symbol, self.update_id, expected)
         return False
 
+    def _nothing(self, event: Event, now: float) -> Actions:
+        return NO_ACTIONS
+
     def _buffer_diff(self, diff: DepthDiff, now: float) -> Actions:
         buffer = self._buffer
         self.diffs_buffered += 1
@@ -589,32 +452,32 @@ class BookSync:
             self._set_state(SyncState.BUFFERING, "first diff buffered")
         if self._pending is not None:
             return self._try_sync(now)
-        if not self._live_fetching and self._retry_at is None:
+        if not self._live.fetching and self._live.retry_at is None:
             actions = self._fetch_live()
         return actions
 
     # -- live snapshots -----------------------------------------------------------------------
 
     def _fetch_live(self) -> Actions:
-        self._live_fetching = True
+        self._live.fetching = True
         self.snapshots += 1
         return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.LIVE),)
 
-    def _on_snapshot(self, event: SnapshotResult, now: float) -> Actions:
-        if event.purpose is SnapshotPurpose.SHADOW:
-            shadow = self._shadow
-            if shadow is None or shadow.snapshot is not None:
-                return NO_ACTIONS  # a refresh that was abandoned
-            shadow.snapshot = event.snapshot
-            return self._try_shadow(now, NO_ACTIONS)
-        if event.purpose is SnapshotPurpose.STREAM or self._stream_only:
-            return self._stream_snapshot(event.snapshot, now)  # (a REST answer still in flight finds a book)
-        self._live_fetching = False
-        if self.state is not SyncState.WAITING_FOR_DIFF and self.state is not SyncState.BUFFERING:
-            return self._late_live_snapshot(event.snapshot, now)
+    def _join_live(self, event: SnapshotResult, now: float) -> Actions:
+        self._live.fetching = False
         self._pending = event.snapshot
-        self._backoff_s = SNAPSHOT_RETRY_MIN_S
+        self._live.backoff_s = SNAPSHOT_RETRY_MIN_S
         return self._try_sync(now)
+
+    def _join_shadow(self, event: SnapshotResult, now: float) -> Actions:
+        shadow = self._shadow
+        if shadow is None or shadow.snapshot is not None:
+            return NO_ACTIONS  # a refresh that was abandoned
+        shadow.snapshot = event.snapshot
+        return self._try_shadow(now, NO_ACTIONS)
+
+    def _replace(self, event: SnapshotResult, now: float) -> Actions:
+        return self._stream_snapshot(event.snapshot, now)
 
     def _try_sync(self, now: float) -> Actions:
         """Bring the pending snapshot and the buffered diffs together, per the documented rules."""
@@ -623,7 +486,7 @@ class BookSync:
         assert snapshot is not None
         if not buffer:
             return NO_ACTIONS
-        start = _join(buffer, snapshot.last_update_id, self._rule)
+        start = join_index(self._rule, buffer, snapshot.last_update_id)
         if start is JoinWait.TOO_OLD:
             return self._snapshot_too_old(snapshot, now)
         if start is JoinWait.NOT_YET:
@@ -637,8 +500,7 @@ class BookSync:
         self.update_id = max(buffer[-1].final_id, snapshot.last_update_id)
         buffer.clear()
         self._pending = None
-        self._retry_at = None  # a retry scheduled before a late answer joined is moot
-        self._live_too_old, self._live_too_old_id = 0, -1
+        self._live.joined()
         self._noticed = False  # the state's own message replaces any notice
         self._install(book, now)
         if book.crossed():
@@ -659,8 +521,7 @@ class BookSync:
         self._buffer.clear()
         self._pending = None
         self._shadow = None
-        self._retry_at = None
-        self._live_too_old, self._live_too_old_id = 0, -1
+        self._live.joined()
         # ids continue from the snapshot's; a venue without ids numbers its messages from 0
         self.update_id = snapshot.last_update_id if snapshot.last_update_id != NO_ID else 0
         self._install(book, now)
@@ -673,10 +534,12 @@ class BookSync:
         self._set_state(SyncState.SYNCED, f"stream snapshot at update id {self.update_id}")
         return PUBLISH_CHANGED
 
-    def _late_live_snapshot(self, snapshot: DepthSnapshot, now: float) -> Actions:
+    def _late_live(self, event: SnapshotResult, now: float) -> Actions:
         """A live snapshot for a book that exists: moot for a SYNCED book or one at another id; a
         flagged book (UNCOVERED, STALE, DISCONNECTED) exactly at its id is audited and replaced at once,
         as no diff may come to join it on an idle stream."""
+        self._live.fetching = False
+        snapshot = event.snapshot
         if self.state is SyncState.SYNCED or self.book is None or snapshot.last_update_id != self.update_id:
             return NO_ACTIONS
         book = self._factory()
@@ -688,30 +551,24 @@ class BookSync:
         (an answer that stays old is a lagging cache: asking at once would only spend the weight budget)."""
         self._pending = None
         self.snapshots_too_old += 1
-        self._live_too_old += 1
-        advanced, self._live_too_old_id = snapshot.last_update_id > self._live_too_old_id, snapshot.last_update_id
         logger.info("%s: snapshot %d is older than the buffered stream (first U %d), fetching again",
                     self.symbol, snapshot.last_update_id, self._buffer[0].first_id)  # fmt: skip
-        if advanced and self._live_too_old <= MAX_LIVE_TOO_OLD_AT_ONCE and not self._reask_wait_s(now):
-            self._reasks.append(now)
+        delay = self._live.live_too_old(snapshot.last_update_id, now)
+        if not delay:
             return self._fetch_live()
-        delay = max(_too_old_delay_s(self._live_too_old), self._reask_wait_s(now))
-        self._retry_at = now + delay
-        self._reasks.append(now + delay)  # the tick asks then: it counts against the budget
-        return (self._notice(f"snapshot older than the stream {self._live_too_old} times in a row: "
+        return (self._notice(f"snapshot older than the stream {self._live.too_old} times in a row: "
                              f"asking again in {delay:.1f} s"),)  # fmt: skip
 
-    def _on_snapshot_failed(self, event: SnapshotFailed, now: float) -> Actions:
+    def _back_off(self, event: SnapshotFailed, now: float) -> Actions:
         self.snapshot_failures += 1
-        delay = max(event.retry_after_s, self._backoff_s)
-        self._backoff_s = min(self._backoff_s * 2.0, SNAPSHOT_RETRY_CAP_S)
+        delay = self._live.failed(event.retry_after_s)
         if event.purpose is SnapshotPurpose.SHADOW:
             if self._shadow is not None:
                 self._drop_shadow(f"snapshot failed: {event.reason}", now, retry_in_s=delay)
             return NO_ACTIONS
-        self._live_fetching = False
+        self._live.fetching = False
         if self.state is SyncState.WAITING_FOR_DIFF or self.state is SyncState.BUFFERING:
-            self._retry_at = now + delay
+            self._live.retry_at = now + delay
             # the slot says why the market waits (an exchange error, a ban and its end), not only "buffering"
             return (self._notice(f"snapshot failed: {event.reason}; retrying in {delay:.1f} s"),)
         return NO_ACTIONS
@@ -734,18 +591,18 @@ class BookSync:
         if self._stream:  # a new subscription brings the venue's snapshot (this market's stream only)
             self._buffer.clear()
             return (MarkOutOfSync(reason), Resubscribe(reason))
-        if self._live_fetching or self._retry_at is not None:
+        if self._live.fetching or self._live.retry_at is not None:
             return (MarkOutOfSync(reason),)
         return (MarkOutOfSync(reason), *self._fetch_live())
 
     def _uncovered(self, now: float) -> Actions:
         """Flag the book (its top may have holes) and refresh it; the caller still publishes."""
-        self._lost_coverage(now)
+        self._ladder.lost_coverage(now)
         self._set_state(SyncState.UNCOVERED, "book does not cover the published depth")
         flag: Actions = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
         return flag + self._start_shadow(now) if self._shadow is None else flag
 
-    def _on_tick(self, now: float) -> Actions:
+    def _timers(self, event: Tick, now: float) -> Actions:
         activity = self.diffs_applied + self.diffs_ignored + self.diffs_buffered
         if activity != self._activity or self._active_at is None:
             self._activity = activity
@@ -754,12 +611,10 @@ class BookSync:
         actions: Actions = NO_ACTIONS
         if not self._stale_reported and now - self._active_at >= self.config.stale_after_s:
             actions = self._stale(now)
-        if self._retry_at is not None and now >= self._retry_at:
-            self._retry_at = None
-            if self.state is SyncState.BUFFERING and not self._live_fetching:
-                actions += self._fetch_live()
-        if self._tier and self.state is SyncState.SYNCED:
-            self._maybe_step_down(now)
+        if self._live.due(now) and self.state is SyncState.BUFFERING and not self._live.fetching:
+            actions += self._fetch_live()
+        if self._ladder.raised and self.state is SyncState.SYNCED:
+            self._ladder.maybe_step_down(now)
         refresh_due = self._next_refresh_at is not None and now >= self._next_refresh_at
         if refresh_due and self._shadow is None and self.state in BOOK_STATES:
             actions += self._start_shadow(now)
@@ -779,58 +634,22 @@ class BookSync:
         logger.warning("%s: no diff for %.1f s in state %s, resubscribing", self.symbol, silent_s, self.state.name.lower())
         return (Resubscribe(OutOfSyncReason.STALE),)
 
-    def _on_message_lost(self) -> Actions:
-        if self.book is None:  # no book yet: the snapshot it waits for (or the join's own checks) decide
-            return NO_ACTIONS
+    def _resync_lost(self, event: MessageLost, now: float) -> Actions:
         self.gaps += 1
         logger.warning("%s: a message of its stream could not be read at update id %d: resyncing", self.symbol, self.update_id)
         return self._resync(OutOfSyncReason.GAP, None)
 
-    def _on_disconnect(self, now: float) -> Actions:
+    def _forget_buffer(self, event: Disconnect, now: float) -> Actions:
+        self._buffer.clear()  # what follows the reconnect cannot chain to what was buffered
+        return NO_ACTIONS
+
+    def _flag_disconnected(self, event: Disconnect, now: float) -> Actions:
         if self._shadow is not None:
             self._drop_shadow("connection lost", now, retry_in_s=0.0)  # again once resumed
-        if self.state is SyncState.WAITING_FOR_DIFF:
-            return NO_ACTIONS
-        if self.state is SyncState.BUFFERING:
-            self._buffer.clear()  # what follows the reconnect cannot chain to what was buffered
-            return NO_ACTIONS
         if self.state is SyncState.DISCONNECTED:
             return NO_ACTIONS
         self._set_state(SyncState.DISCONNECTED, f"connection lost at update id {self.update_id}")
         return (MarkOutOfSync(OutOfSyncReason.DISCONNECTED),)
-
-    # -- snapshot limit ladder -----------------------------------------------------------------
-
-    def _lost_coverage(self, now: float) -> bool:
-        """Coverage lost within ``escalate_within_s`` of the snapshot joining: that limit is too small
-        for this market, so the next request (the refresh about to start) asks for the next step.
-        Returns whether the limit went up."""
-        self._covered_since = None
-        installed = self._installed_at
-        if installed is None or now - installed > self.config.escalate_within_s or not self._climb():
-            return False
-        self._installed_at = None  # one step per snapshot: the larger one must fall short too
-        logger.info("%s: coverage lost %.1f s after a snapshot, next snapshot limit %d",
-                    self.symbol, now - installed, self.snapshot_limit)  # fmt: skip
-        return True
-
-    def _climb(self) -> bool:
-        """One step up the ladder, unless at its top; returns whether the limit went up."""
-        if self._tier + 1 >= len(self._ladder):
-            return False
-        self._tier += 1
-        self.limit_escalations += 1
-        self.snapshot_limit = self._ladder[self._tier]
-        return True
-
-    def _maybe_step_down(self, now: float) -> None:
-        covered_since = self._covered_since
-        if covered_since is None or now - covered_since < self.config.step_down_after_s:
-            return
-        self._covered_since = now  # another whole stretch before the next step down
-        self._tier -= 1
-        self.snapshot_limit = self._ladder[self._tier]
-        logger.info("%s: covered for %.0f s, next snapshot limit %d", self.symbol, now - covered_since, self.snapshot_limit)
 
     # -- shadow refresh / audit ---------------------------------------------------------------
 
@@ -838,27 +657,18 @@ class BookSync:
         if self._stream:  # no snapshot to ask for: a new subscription brings one, which replaces the book
             self._next_refresh_at = None
             return (Resubscribe(OutOfSyncReason.UNCOVERED),)
-        self._shadow = _ShadowRefresh(self.update_id, self.config.max_buffered_diffs)
+        self._shadow = ShadowRefresh(self.update_id, self.config.max_buffered_diffs)
         self._next_refresh_at = None
         self._route()
         self.snapshots += 1
         return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
 
     def _reask_shadow(self, now: float) -> Actions:
-        self._reasks.append(now)
+        self._live.reasked(now)
         self.snapshots += 1
         return (FetchSnapshot(self.snapshot_limit, SnapshotPurpose.SHADOW),)
 
-    def _reask_wait_s(self, now: float) -> float:
-        """How long until this market may re-ask after a too-old answer (0: now)."""
-        times = self._reasks
-        while times and now - times[0] >= REFRESH_WINDOW_S:
-            del times[0]
-        if len(times) < self.config.max_too_old_reasks_per_min:
-            return 0.0
-        return times[0] + REFRESH_WINDOW_S - now
-
-    def _shadow_too_old(self, shadow: _ShadowRefresh, now: float) -> Actions:
+    def _shadow_too_old(self, shadow: ShadowRefresh, now: float) -> Actions:
         """The refresh's snapshot is older than the book: ask again at once the first time, then after a
         doubling delay (``_on_tick`` asks), and give up after MAX_TOO_OLD_SNAPSHOTS_PER_REFRESH answers."""
         self.snapshots_too_old += 1
@@ -869,8 +679,8 @@ class BookSync:
             interval = self.config.refresh_interval_s
             self._drop_shadow(why, now, retry_in_s=max(REFRESH_WINDOW_S, interval if interval is not None else 0.0))
             return (self._notice(f"refresh abandoned: {why}; next refresh in {self._next_refresh_at - now:.0f} s"),)  # type: ignore[operator]
-        delay = 0.0 if shadow.too_old == 1 else _too_old_delay_s(shadow.too_old)
-        delay = max(delay, self._reask_wait_s(now))
+        delay = 0.0 if shadow.too_old == 1 else too_old_delay_s(shadow.too_old)
+        delay = max(delay, self._live.reask_wait_s(now))
         if delay <= 0.0:
             return self._reask_shadow(now)
         shadow.retry_at = now + delay
@@ -918,8 +728,7 @@ class BookSync:
         live_book = self.book
         assert live_book is not None
         depth = self.config.depth
-        top_differs = _tops_differ(live_book, shadow_book, depth)
-        differences = _count_differences(live_book, shadow_book, snapshot)
+        top_differs, differences = audit(live_book, shadow_book, snapshot, depth)
         self.audits += 1
         self.audit_differences += differences
         self.last_audit_differences = differences
@@ -933,7 +742,7 @@ class BookSync:
         elif differences or top_differs:
             logger.info("%s: audit at update id %d: %d levels differed within coverage", self.symbol, self.update_id, differences)
         self._shadow = None
-        self._backoff_s = SNAPSHOT_RETRY_MIN_S
+        self._live.backoff_s = SNAPSHOT_RETRY_MIN_S
         self._install(shadow_book, now)
         interval = self.config.refresh_interval_s
         if shadow_book.crossed():
@@ -954,8 +763,8 @@ class BookSync:
         logger.info("%s: refresh at update id %d kept the live book: a %d-level snapshot does not cover the top %d",
                     self.symbol, self.update_id, snapshot.limit, self._depth)  # fmt: skip
         self._shadow = None
-        self._backoff_s = SNAPSHOT_RETRY_MIN_S
-        self._climb()
+        self._live.backoff_s = SNAPSHOT_RETRY_MIN_S
+        self._ladder.climb()
         interval = self.config.refresh_interval_s
         self._next_refresh_at = None if interval is None else now + interval
         self._route()
@@ -969,7 +778,7 @@ class BookSync:
         if self.state is SyncState.SYNCED:
             self._set_state(SyncState.UNCOVERED, "refreshed book does not cover the published depth")
             flags = (MarkOutOfSync(OutOfSyncReason.UNCOVERED),)
-        if self._lost_coverage(now):
+        if self._ladder.lost_coverage(now):
             return flags + self._start_shadow(now)
         self._next_refresh_at = now + SNAPSHOT_RETRY_CAP_S
         self._route()
@@ -978,7 +787,7 @@ class BookSync:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _install(self, book: Book, now: float) -> None:
-        self._installed_at = self._covered_since = now
+        self._ladder.installed(now)
         self.book = book
         self._apply = book.apply_diff
         self._crossed = book.crossed
@@ -1000,9 +809,30 @@ class BookSync:
             self.on_diff = self._diff_general
 
 
-def _too_old_delay_s(streak: int) -> float:
-    """Delay before asking again after the ``streak``-th too-old answer in a row (the second waits MIN)."""
-    return float(min(SNAPSHOT_RETRY_MIN_S * 2.0 ** (streak - 2), SNAPSHOT_RETRY_CAP_S))
+# the table's handlers (ldc.sync_table.Do), each called as handler(sync, event, now)
+_HANDLERS: dict[Do, Callable[[BookSync, Any, float], Actions]] = {
+    Do.BUFFER: BookSync._buffer_diff,
+    Do.APPLY: BookSync._apply_diff,
+    Do.APPLY_RESET: BookSync._apply_reset,
+    Do.IGNORE: BookSync._ignore,
+    Do.RESYNC_GAP: BookSync._gap,
+    Do.JOIN_LIVE: BookSync._join_live,
+    Do.LATE_LIVE: BookSync._late_live,
+    Do.REPLACE: BookSync._replace,
+    Do.JOIN_SHADOW: BookSync._join_shadow,
+    Do.BACK_OFF: BookSync._back_off,
+    Do.TIMERS: BookSync._timers,
+    Do.FLAG_DISCONNECTED: BookSync._flag_disconnected,
+    Do.FORGET_BUFFER: BookSync._forget_buffer,
+    Do.RESYNC_LOST: BookSync._resync_lost,
+    Do.NOTHING: BookSync._nothing,
+}
+_TRIGGER_OF_EVENT: dict[type, Trigger] = {
+    Tick: Trigger.TICK,
+    SnapshotFailed: Trigger.SNAPSHOT_FAILED,
+    Disconnect: Trigger.DISCONNECT,
+    MessageLost: Trigger.MESSAGE_LOST,
+}
 
 
 def _publish(changed: bool) -> Actions:
@@ -1020,103 +850,3 @@ def _no_book_check(*args: int) -> bool:
 def _window_whole(depth: int) -> bool:
     """``Book.covers`` of a book the venue keeps whole to its window (``SyncConfig.window_kept_whole``)."""
     return True
-
-
-def _join(buffer: list[DepthDiff], last_update_id: int, rule: SequenceRule) -> int | JoinWait:
-    """Where a snapshot joins a contiguous buffered stream (``venues.base.join_index``)."""
-    return join_index(rule, buffer, last_update_id)
-
-
-class _ShadowRefresh:
-    """A refresh in progress: the diffs recorded since the request and, once it came, the snapshot."""
-
-    __slots__ = ("start_id", "diffs", "snapshot", "limit", "too_old", "retry_at")
-
-    def __init__(self, start_id: int, limit: int) -> None:
-        self.start_id = start_id  # the live book's id when recording began: diffs continue it
-        self.diffs: list[DepthDiff] = []
-        self.snapshot: DepthSnapshot | None = None
-        self.limit = limit
-        self.too_old = 0  # answers older than the book so far
-        self.retry_at: float | None = None  # when to ask again after a too-old answer
-
-    def record(self, diff: DepthDiff) -> str:
-        """Record a diff applied to the live book; returns a problem ("" when none)."""
-        self.diffs.append(diff)
-        if len(self.diffs) > self.limit:
-            return f"{len(self.diffs)} diffs recorded, expected at most {self.limit}"
-        return ""
-
-    def build(self, factory: BookFactory, rule: SequenceRule, live_id: int) -> Book | JoinWait:
-        """The shadow book at ``live_id``, or why not yet (the stream has not reached the snapshot, or the
-        snapshot is older than the recorded stream)."""
-        snapshot = self.snapshot
-        assert snapshot is not None
-        diffs = self.diffs
-        last_update_id = snapshot.last_update_id
-        if last_update_id < self.start_id:
-            return JoinWait.TOO_OLD
-        # unlike a cold start, the stream is known to continue the book at start_id, so a
-        # snapshot at exactly that id joins it (the documented check would refetch)
-        if last_update_id == self.start_id:
-            start: int | JoinWait = 0
-        else:
-            start = _join(diffs, last_update_id, rule) if diffs else JoinWait.NOT_YET
-        if isinstance(start, JoinWait):
-            return start
-        book = factory()
-        book.load_snapshot(snapshot)
-        for diff in diffs[start:]:
-            book.apply_diff(diff)
-        assert max(diffs[-1].final_id if diffs else self.start_id, last_update_id) == live_id
-        return book
-
-
-def _tops_differ(live: Book, shadow: Book, depth: int) -> bool:
-    live_bids, live_asks = np.zeros((depth, 2)), np.zeros((depth, 2))
-    shadow_bids, shadow_asks = np.zeros((depth, 2)), np.zeros((depth, 2))
-    counts = live.top(depth, live_bids, live_asks)
-    if counts != shadow.top(depth, shadow_bids, shadow_asks):
-        return True
-    return not (np.array_equal(live_bids, shadow_bids) and np.array_equal(live_asks, shadow_asks))
-
-
-def _count_differences(live: Book, shadow: Book, snapshot: DepthSnapshot) -> int:
-    """Levels that differ (missing from one book, or another quantity) where both books claim to
-    know every price: inside the shadow snapshot's range and inside each book's own coverage."""
-    bid_floor, ask_ceiling = _snapshot_range(snapshot)
-    for book in (live, shadow):
-        floor, ceiling = _coverage(book)
-        bid_floor, ask_ceiling = max(bid_floor, floor), min(ask_ceiling, ceiling)
-    if isinstance(live, FastBook) and isinstance(shadow, FastBook):
-        return live.count_differences(shadow, bid_floor, ask_ceiling)  # the same count, merge-walked in C
-    live_bids, live_asks = live.levels()
-    shadow_bids, shadow_asks = shadow.levels()
-    bids_a = {p: q for p, q in live_bids if p >= bid_floor}
-    bids_b = {p: q for p, q in shadow_bids if p >= bid_floor}
-    asks_a = {p: q for p, q in live_asks if p <= ask_ceiling}
-    asks_b = {p: q for p, q in shadow_asks if p <= ask_ceiling}
-    return _diff_count(bids_a, bids_b) + _diff_count(asks_a, asks_b)
-
-
-def _snapshot_range(snapshot: DepthSnapshot) -> tuple[float, float]:
-    """Deepest bid and ask price a snapshot vouches for (a side shorter than the limit is whole)."""
-    bids, asks, limit = snapshot.bids, snapshot.asks, snapshot.limit
-    bid_floor = bids[-1][0] if len(bids) >= limit and bids else -math.inf
-    ask_ceiling = asks[-1][0] if len(asks) >= limit and asks else math.inf
-    return bid_floor, ask_ceiling
-
-
-def _coverage(book: Book) -> tuple[float, float]:
-    """The book's deepest known bid and ask price, when it tells (OrderBook and FastBook do)."""
-    coverage = getattr(book, "coverage", None)
-    if coverage is None:
-        return -math.inf, math.inf
-    floor, ceiling = coverage()
-    return float(floor), float(ceiling)
-
-
-def _diff_count(a: dict[float, float], b: dict[float, float]) -> int:
-    if a == b:  # the usual audit outcome: one C-level comparison instead of a lookup per price
-        return 0
-    return sum(1 for price in a.keys() | b.keys() if a.get(price) != b.get(price))

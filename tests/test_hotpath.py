@@ -1,5 +1,5 @@
 """ldc._fastbook.HotPath: a market's in-sync diffs applied and published in one C call, and the feeder's
-hand-over between it and BookSync (``Feeder._settle`` / ``_rearm``). Sequence rules as Binance documents
+hand-over between it and BookSync (``ldc.handoff.Handoff``, through ``Feeder``). Sequence rules as Binance documents
 them (reference/binance-and-peers.md): spot diffs continue a book when ``U == last u + 1``, futures when
 ``pu == last u``; any other diff is BookSync's to judge, and the HotPath must leave book and slot alone."""
 
@@ -363,7 +363,7 @@ def test_a_rollover_successor_ahead_of_an_uncovered_book_waits_like_for_a_synced
         assert (market.conn, market.sync.gaps, market.sync.update_id) == (1, 0, 101)
         feeder.on_messages(1, [_raw(102, 102, [("90", "2")], [])], 4)
         feeder.on_messages(2, [_raw(103, 103, [("90", "5")], [])], 5)  # continues the book: the market moves
-        feeder._settle(market)
+        market.handoff.settle()
         assert (market.conn, market.sync.gaps, market.sync.update_id) == (2, 0, 103)
         assert market.successor is None
 
@@ -478,7 +478,7 @@ def test_the_feeder_publishes_only_the_exchange_book_through_gaps_and_duplicates
                     assert (slot.bids.tolist(), slot.asks.tolist()) == truth, f"diff {i}: slot {slot.update_id}"
                     checked += 1
         feeder.on_messages(1, read, len(raws))
-        feeder._settle(market)
+        market.handoff.settle()
         assert dropped >= 3 and market.sync.gaps >= 1
         assert market.sync.state is SyncState.SYNCED and market.sync.update_id == last_fed
         assert fed > 2000 and checked > reads * 0.8 and hot_published > fed * 0.6

@@ -413,12 +413,12 @@ def test_fast_path_covers_synced_and_uncovered_books_until_a_refresh_snapshot_co
     sync.feed(spot(9, 10), 0.0)
     sync.feed(SnapshotResult(snap(10), LIVE), 0.1)
     sync.feed(spot(11, 11), 0.2)
-    assert sync.fast_path() == FastPath(SyncState.SYNCED, None, 0)
+    assert sync.fast_path() == FastPath(SyncState.SYNCED, False, 0)
     assert sync.feed(TICK, 60.2) == (FETCH_SHADOW,)
-    fast = sync.fast_path()  # recording for the refresh: the fast path appends to the shadow's own list
-    assert fast is not None and fast.state is SyncState.SYNCED and fast.record == [] and fast.record_limit == MAX_BUFFERED_DIFFS
+    fast = sync.fast_path()  # recording for the refresh: what the fast path records comes back through adopt
+    assert fast == FastPath(SyncState.SYNCED, True, MAX_BUFFERED_DIFFS)
     sync.feed(spot(12, 12), 60.3)
-    assert fast.record is not None and [d.final_id for d in fast.record] == [12]
+    assert sync.fast_path() == FastPath(SyncState.SYNCED, True, MAX_BUFFERED_DIFFS - 1)  # one recorded: less room
     sync.feed(SnapshotResult(snap(20), SHADOW), 60.4)
     assert sync.fast_path() is None  # every diff now tries to join the snapshot
 

@@ -24,6 +24,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,10 +40,7 @@ KRAKEN_DEPTH = 100  # the depth both peers subscribe (ccxt: its limit; cryptofee
 # simulator checks a signature's form only, never a secret; these are not anyone's keys.
 FAKE_KEY_ID, FAKE_KEY_SECRET = "ldc-sim-key", "ldc-sim-secret"
 
-# Peers whose protocol the simulator does not speak: reported as skipped, with why (docs/SIM_VENUES.md).
-UNSERVED = {
-    "cryptofeed-kraken": "cryptofeed 2.4.1's Kraken speaks websocket v1 (wss://ws.kraken.com, channel ids, 'book-1000'); the simulator serves Kraken v2 only",
-}
+V2_NAMES = {"XBT": "BTC", "XDG": "DOGE"}  # Kraken v1's asset names -> v2's
 
 Record = Callable[[str, str, dict[str, Any], int, list[Any], list[Any]], None]
 
@@ -83,6 +81,19 @@ class Ids:
         msg = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
         if isinstance(msg, dict):
             getattr(self, f"_{self.venue}")(msg, path, port)
+        elif isinstance(msg, list) and self.venue == "kraken":
+            self._kraken_v1(msg)
+
+    def _kraken_v1(self, msg: list[Any]) -> None:
+        """``[id, {"a": [[price, qty, "seconds.micros"], ...]}, ..., "book-100", "XBT/USD"]``: the message's
+        time is its levels' (the simulator stamps them all with it)."""
+        if len(msg) < 4 or not str(msg[-2]).startswith("book-"):
+            return
+        stamps = [level[2] for part in msg[1:-2] for key, levels in part.items() if key in ("a", "b", "as", "bs") for level in levels]
+        if stamps:
+            us = max(int(Decimal(stamp) * 1_000_000) for stamp in stamps)
+            symbol = "/".join(V2_NAMES.get(part, part) for part in str(msg[-1]).split("/"))
+            self.last[symbol] = (us, {"depth": int(str(msg[-2])[len("book-") :])})
 
     def _okx(self, msg: dict[str, Any], path: str, port: int | None) -> None:
         arg, data = msg.get("arg") or {}, msg.get("data") or [{}]
@@ -174,6 +185,8 @@ def _cryptofeed_exchange_symbol(venue: str, family: str, symbol: str) -> str:
     """The name cryptofeed's symbol table gives the market (Bybit spot is written ``BTC/USDT`` there)."""
     if venue == "bybit" and family == "spot":
         return f"{symbol[:-4]}/{symbol[-4:]}"
+    if venue == "kraken":  # its Kraken speaks v1, whose pairs are AssetPairs' wsname (XBT/USD)
+        return "/".join({v: k for k, v in V2_NAMES.items()}.get(part, part) for part in symbol.split("/"))
     return symbol
 
 

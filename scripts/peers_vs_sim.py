@@ -394,8 +394,6 @@ def check(urls: dict[str, Any], samples: list[Sample], levels: int) -> dict[str,
 def compare_peer(peer: str, urls: dict[str, Any], seconds: float, levels: int) -> dict[str, Any]:
     if importlib.util.find_spec(PEER_MODULES[peer]) is None:
         return {"peer": peer, "skipped": f"module {PEER_MODULES[peer]!r} is not installed (pip install -e '.[peers]')"}
-    if peer in peers_venues.UNSERVED:
-        return {"peer": peer, "skipped": peers_venues.UNSERVED[peer]}
     samples, error = run_child(peer, urls, seconds, levels)
     report: dict[str, Any] = {"peer": peer, "markets": sorted({f"{s['family']}:{s['symbol']}" for s in samples}), "error": error}
     report.update(check(urls, samples, levels))

@@ -59,8 +59,6 @@ def test_venue_peer_client_keeps_the_simulator_s_book(peer: str) -> None:
     unchanged but for their URLs, hold the venue's truth at the update id of the message they last read."""
     script = load_script()
     pytest.importorskip(script.PEER_MODULES[peer], reason=f"{peer} is in the peers extra: pip install -e '.[peers]'")
-    if peer in script.peers_venues.UNSERVED:
-        pytest.skip(script.peers_venues.UNSERVED[peer])
     with script.simulator([], tls=peer in script.WSS_ONLY, venues=True) as urls:
         report: dict[str, Any] = script.compare_peer(peer, urls, VENUE_SECONDS, script.DEFAULT_LEVELS)
     assert report["error"] is None, report["error"]

@@ -320,12 +320,7 @@ class KrakenDialect:
             return
         result = {"channel": "book", "depth": depth, "snapshot": snapshot, "symbol": market.symbol}
         conn.send_text(orjson.dumps({"method": method, "result": result, "success": True, "time_in": time_in, "time_out": now_text(), **_req(req_id)}))
-        if method == "subscribe":
-            conn.topics[topic] = market.symbol
-            market.subscribe(conn, depth, snapshot)
-        else:
-            del conn.topics[topic]
-            market.unsubscribe(conn, depth)
+        kraken_v1.hold_book(conn, method == "subscribe", market, depth, snapshot=snapshot)
 
     def _instrument(self, conn: VenueConn, method: str, req_id: object, time_in: str) -> None:
         conn.send_text(orjson.dumps({"method": method, "result": {"channel": "instrument", "snapshot": True}, "success": True, "time_in": time_in, "time_out": now_text(), **_req(req_id)}))

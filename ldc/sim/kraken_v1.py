@@ -119,9 +119,15 @@ def _one(conn: VenueConn, event: str, market: KrakenMarket, depth: int, pair: st
         _status(conn, pair, reqid, sub, error="Subscription Not Found")
         return
     _status(conn, pair, reqid, sub, channel=(channel_id(market.symbol, depth), f"book-{depth}"), status="subscribed" if event == "subscribe" else "unsubscribed")
-    if event == "subscribe":
+    hold_book(conn, event == "subscribe", market, depth, snapshot=True)
+
+
+def hold_book(conn: VenueConn, subscribe: bool, market: KrakenMarket, depth: int, *, snapshot: bool) -> None:
+    """The connection takes (or leaves) the pair's book at ``depth``, after its ack (v1 and v2 alike)."""
+    topic = f"book:{depth}:{market.symbol}"
+    if subscribe:
         conn.topics[topic] = market.symbol
-        market.subscribe(conn, depth, True)
+        market.subscribe(conn, depth, snapshot)
     else:
         del conn.topics[topic]
         market.unsubscribe(conn, depth)

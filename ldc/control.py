@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import pwd
+import secrets
 import socket
 import stat
 import struct
@@ -64,6 +65,7 @@ DEFAULT_CALL_TIMEOUT_S: Final = 60.0  # add checks symbols with the exchange (RE
 MAX_SYMBOLS_PER_COMMAND: Final = 1024
 CONNECT_REFUSED_RETRY_S: Final = 0.5  # a refused connect is tried again this long (a feeder just starting)
 CONNECT_RETRY_POLL_S: Final = 0.01
+STAGING_NAME_BYTES: Final = 4  # the socket's private name before it is linked to its path (AF_UNIX: 108 bytes)
 _PEERCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 COMMANDS: Final = ("list", "add", "remove", "resync", "refresh")
@@ -160,31 +162,46 @@ class ControlServer:
     def _bind(self) -> socket.socket:
         self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         _remove_stale_socket(self.path)
+        # Bound under a private name and linked to its path only once its group and mode are final: a client
+        # (or an admin's chmod) that sees the path never meets the socket half made (a group member refused
+        # by the interim 0600, or a later chmod undone by ours).
+        staging = self.path.with_name(f".{secrets.token_hex(STAGING_NAME_BYTES)}")  # no longer than the path
+        staging.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # Linux makes the socket file with the socket inode's mode (less the umask): never open to others,
         # not even before the chmod below; the process-wide umask is left alone (other threads run)
         os.fchmod(sock.fileno(), OWNER_ONLY_MODE)
         try:
-            sock.bind(str(self.path))
-            sock.listen(8)  # at once: a client that sees the file must not be refused (it is 0600 until the chmod)
+            sock.bind(str(staging))
+            sock.listen(8)  # before the link: a client that sees the path is never refused
+            self._finish_mode(staging)
+            os.link(staging, self.path)  # EEXIST: another feeder of the group got there first
+        except FileExistsError:
+            sock.close()
+            raise OSError(f"{self.path} is in use: another feeder of this group is running") from None
         except OSError:
             sock.close()
             raise
+        finally:
+            staging.unlink(missing_ok=True)
+        self._inode = os.lstat(self.path).st_ino
+        sock.settimeout(ACCEPT_POLL_S)
+        return sock
+
+    def _finish_mode(self, staging: Path) -> None:
+        """The socket file's group (the control group, when it exists and may be given) and mode."""
         mode = OWNER_ONLY_MODE
         if self._gid is not None:
             try:
-                os.chown(self.path, -1, self._gid)
+                os.chown(staging, -1, self._gid)
                 mode = SOCKET_MODE
             except OSError as exc:  # the feeder's user is not a member of the control group
                 log.warning("control socket %s stays %o: cannot give it to group %s: %s", self.path, mode,
                             control_group(), exc.strerror)  # fmt: skip
         else:  # the safe default (a host without the group, a developer's machine): said, not warned
             log.info("control group %r does not exist: %s is for the feeder's user and root only", control_group(), self.path)
-        os.chmod(self.path, mode)
-        self._inode = os.lstat(self.path).st_ino
-        sock.settimeout(ACCEPT_POLL_S)
+        os.chmod(staging, mode)
         log.info("control socket %s (mode %o, group %s)", self.path, mode, control_group() if mode == SOCKET_MODE else "-")
-        return sock
 
     def close(self) -> None:
         self._stop.set()

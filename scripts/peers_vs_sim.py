@@ -18,6 +18,11 @@ fails loudly instead of reaching an exchange. How each peer reads the update id 
 python-binance ``DepthCacheManager._last_update_id``; UNICORN ``depth_caches[market]["last_update_id"]``
 (read twice around the levels, kept only when stable: its book is updated from another thread);
 cryptofeed the ``sequence_number`` its book callback gets; ccxt.pro the order book's ``nonce``.
+
+The same peers' OKX, Bybit, HTX, Kraken and Coinbase clients (``cryptofeed-okx``, ``ccxt-okx``, ...) run
+against the simulator's venue families the same way; ``scripts/peers_venues.py`` has them and says how
+their update ids are read. ``--fault`` then takes a venue fault rule (``drop:probability=0.01``,
+``disconnect:every_s=5``), given to every venue.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from typing import Any
 
 import requests
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers_venues  # noqa: E402  (beside this script: the venue peers)
+
 SPOT = ("BTCUSDT", "ETHUSDT")
 USDM = ("BTCUSDT",)
 COINM = ("BTCUSD_PERP",)
@@ -48,8 +56,10 @@ SAMPLE_EVERY_S = 0.25  # per market: a few hundred truth checks per peer and run
 CHILD_GRACE_S = 60.0  # start-up (UNICORN waits ~6 s before its first snapshot) and shutdown
 HISTORY_EVENTS = 100_000  # the truth must still know every sampled update id at the end
 PEER_MODULES = {"python-binance": "binance", "unicorn": "unicorn_binance_local_depth_cache", "cryptofeed": "cryptofeed", "ccxt": "ccxt"}
+PEER_MODULES.update({f"{library}-{venue}": library for venue in peers_venues.VENUES for library in ("cryptofeed", "ccxt")})
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-WSS_ONLY = ("cryptofeed",)  # peers that refuse ws://: they get `ldc sim --tls` (every peer may: see simulator())
+# peers that refuse ws://: they get `ldc sim --tls` (every peer may: see simulator())
+WSS_ONLY = ("cryptofeed", *(f"cryptofeed-{venue}" for venue in peers_venues.VENUES))
 
 Sample = dict[str, Any]
 
@@ -90,25 +100,28 @@ def guard_loopback() -> None:
 class Recorder:
     """Samples of one market, at most one per SAMPLE_EVERY_S, written as JSON lines."""
 
-    def __init__(self, family: str, symbol: str, levels: int) -> None:
-        self.family, self.symbol, self.levels = family, symbol, levels
+    def __init__(self, family: str, symbol: str, levels: int, venue: str | None = None) -> None:
+        self.family, self.symbol, self.levels, self.venue = family, symbol, levels, venue
         self._last = 0.0
         self._lock = threading.Lock()
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= SAMPLE_EVERY_S
 
-    def record(self, update_id: int, bids: list[Any], asks: list[Any]) -> None:
-        """``bids`` / ``asks``: best first, [price, qty] as str, float or Decimal."""
+    def record(self, update_id: int, bids: list[Any], asks: list[Any], query: dict[str, Any] | None = None) -> None:
+        """``bids`` / ``asks``: best first, [price, qty] as str, float or Decimal; ``query``: a venue's further
+        truth parameters (Bybit's category and depth, Kraken's depth, Coinbase's port)."""
         with self._lock:
             self._last = time.monotonic()
-            line = {
+            line: dict[str, Any] = {
                 "family": self.family,
                 "symbol": self.symbol,
                 "update_id": int(update_id),
                 "bids": [[str(p), str(q)] for p, q in bids[: self.levels]],
                 "asks": [[str(p), str(q)] for p, q in asks[: self.levels]],
             }
+            if self.venue is not None:
+                line.update(venue=self.venue, query=query or {})
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
 
@@ -272,22 +285,41 @@ def run_ccxt(urls: dict[str, Any], seconds: float, levels: int) -> None:
     asyncio.run(main())
 
 
+def venue_runner(library: str, venue: str) -> Callable[[dict[str, Any], float, int], None]:
+    """The child of ``cryptofeed-okx``, ``ccxt-kraken``, ...: the peer in ``peers_venues``, one Recorder per market."""
+
+    def run(urls: dict[str, Any], seconds: float, levels: int) -> None:
+        recorders: dict[tuple[str, str], Recorder] = {}
+
+        def record(family: str, symbol: str, query: dict[str, Any], update_id: int, bids: list[Any], asks: list[Any]) -> None:
+            recorder = recorders.setdefault((family, symbol), Recorder(family, symbol, levels, venue))
+            if recorder.due():
+                recorder.record(update_id, bids, asks, query)
+
+        getattr(peers_venues, f"run_{library}")(venue, urls, seconds, levels, record)
+
+    return run
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any], float, int], None]] = {
     "python-binance": run_python_binance,
     "unicorn": run_unicorn,
     "cryptofeed": run_cryptofeed,
     "ccxt": run_ccxt,
 }
+RUNNERS.update({f"{library}-{venue}": venue_runner(library, venue) for venue in peers_venues.VENUES for library in ("cryptofeed", "ccxt")})
 
 
 # -- the parent side: the simulator, the children, the truth
 
 
 @contextmanager
-def simulator(extra: list[str], *, tls: bool = False) -> Iterator[dict[str, Any]]:
-    """``ldc sim`` for one peer; with ``tls`` every URL is https:// / wss:// and ``urls["ca_file"]`` is its CA."""
+def simulator(extra: list[str], *, tls: bool = False, venues: bool = False) -> Iterator[dict[str, Any]]:
+    """``ldc sim`` for one peer; with ``tls`` every URL is https:// / wss:// and ``urls["ca_file"]`` is its CA;
+    with ``venues`` the venue families serve the markets of ``peers_venues``."""
     args = [sys.executable, "-m", "ldc.cli", "sim", "--port", "0", "--symbols", ",".join(SPOT), "--usdm-symbols", ",".join(USDM)]
     args += ["--coinm-symbols", ",".join(COINM), "--history", str(HISTORY_EVENTS), *(["--tls"] if tls else []), *extra]
+    args += peers_venues.sim_args() if venues else []
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
@@ -334,19 +366,25 @@ def _same(mine: list[list[str]], truth: list[list[str]]) -> bool:
     return len(mine) == len(truth) and all(float(a) == float(c) and float(b) == float(d) for (a, b), (c, d) in zip(mine, truth))
 
 
-def check(rest: str, samples: list[Sample], levels: int, ca_file: str | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"checked": 0, "matched": 0, "unverifiable": 0, "mismatches": []}
+def check(urls: dict[str, Any], samples: list[Sample], levels: int) -> dict[str, Any]:
+    """Each sample against the truth at its update id: Binance's (``urls["rest"]``) or its venue's."""
+    result: dict[str, Any] = {"checked": 0, "matched": 0, "bids_matched": 0, "asks_matched": 0, "unverifiable": 0, "mismatches": []}
     session = requests.Session()
-    verify = ca_file or True  # per request: a REQUESTS_CA_BUNDLE in the environment overrides Session.verify
+    verify = urls.get("ca_file") or True  # per request: a REQUESTS_CA_BUNDLE in the environment overrides Session.verify
     for sample in samples:
         params = {"symbol": sample["symbol"], "family": sample["family"], "update_id": sample["update_id"], "limit": levels}
-        answer = session.get(f"{rest}/_sim/book", params=params, timeout=10, verify=verify)
+        params.update(sample.get("query", {}))
+        base = urls[sample["venue"]]["rest"] if "venue" in sample else urls["rest"]
+        answer = session.get(f"{base}/_sim/book", params=params, timeout=10, verify=verify)
         if answer.status_code == 404:  # older than the kept history
             result["unverifiable"] += 1
             continue
         truth = answer.json()
         result["checked"] += 1
-        if _same(sample["bids"], truth["bids"]) and _same(sample["asks"], truth["asks"]):
+        bids, asks = _same(sample["bids"], truth["bids"]), _same(sample["asks"], truth["asks"])
+        result["bids_matched"] += bids
+        result["asks_matched"] += asks
+        if bids and asks:
             result["matched"] += 1
         elif len(result["mismatches"]) < 3:
             result["mismatches"].append({"sample": sample, "truth": truth})
@@ -358,7 +396,7 @@ def compare_peer(peer: str, urls: dict[str, Any], seconds: float, levels: int) -
         return {"peer": peer, "skipped": f"module {PEER_MODULES[peer]!r} is not installed (pip install -e '.[peers]')"}
     samples, error = run_child(peer, urls, seconds, levels)
     report: dict[str, Any] = {"peer": peer, "markets": sorted({f"{s['family']}:{s['symbol']}" for s in samples}), "error": error}
-    report.update(check(urls["rest"], samples, levels, urls.get("ca_file")))
+    report.update(check(urls, samples, levels))
     return report
 
 
@@ -381,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown peers {unknown}, expected some of {list(RUNNERS)}")
     failed = False
     for peer in peers:
-        with simulator([f"--fault={f}" for f in args.fault], tls=peer in WSS_ONLY) as urls:
+        venue = peers_venues.peer_venue(peer)
+        faults = [f"--{venue[1]}-fault={f}" if venue else f"--fault={f}" for f in args.fault]
+        with simulator(faults, tls=peer in WSS_ONLY, venues=venue is not None) as urls:
             report = compare_peer(peer, urls, args.seconds, args.levels)
         print(json.dumps(report), flush=True)
         failed |= "skipped" not in report and (report["checked"] == 0 or report["matched"] != report["checked"])

@@ -181,6 +181,33 @@ def test_a_socket_opened_too_wide_still_refuses_strangers_and_logs_them(
         assert run.reader.markets() == ["BTCUSDT"]
 
 
+def test_the_socket_path_appears_only_with_its_final_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path is never seen before the socket's group and mode are set: the too-wide test's chmod (and any
+    client) used to meet the half-made socket under load, and the server's own chmod then undid the test's."""
+    import ldc.control
+
+    group = unique_group("ctlmode")
+    seen_at_chmod: list[bool] = []
+    real_chmod = os.chmod
+
+    def watching_chmod(path: object, mode: int) -> None:
+        seen_at_chmod.append(socket_path(group).exists())
+        real_chmod(path, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ldc.control.os, "chmod", watching_chmod)
+
+    class Nothing:
+        pass
+
+    server = ControlServer(group, Nothing())  # type: ignore[arg-type]
+    try:
+        assert seen_at_chmod == [False]
+        assert os.stat(socket_path(group)).st_mode & 0o777 in (0o600, 0o660)
+    finally:
+        server.close()
+    assert not socket_path(group).exists()
+
+
 def test_a_second_feeder_of_the_same_group_does_not_steal_the_socket(spot: Simulator) -> None:
     with feeder_in_thread(spot, "spot", ("BTCUSDT",)) as run:
         control_of(run)

@@ -165,7 +165,11 @@ def test_a_heartbeat_claiming_a_later_sequence_twice_resyncs_that_market(nats: N
             subject = codec.control_subject(origin.group, codec.HEARTBEAT_TOKEN)
             sub = await nc.subscribe(subject)
             info = codec.Info.decode((await sub.next_msg(timeout=5)).data)  # the relay's own
-            claimed = codec.Info(**{**info.__dict__, "seqs": {**info.seqs, "CCCUSDT": info.seqs["CCCUSDT"] + 3}})
+            # Only CCCUSDT is claimed ahead; the busy markets claim nothing (0). Repeating their real sequences
+            # twice at once claimed them twice before a loaded mirror had applied the updates in flight, and
+            # resynced them too (the genuine heartbeats are 0.5 s apart, time for the mirror to catch up).
+            seqs = {symbol: 0 for symbol in info.seqs} | {"CCCUSDT": info.seqs["CCCUSDT"] + 3}
+            claimed = codec.Info(**{**info.__dict__, "seqs": seqs})
             for _ in range(2):
                 await nc.publish(subject, claimed.encode())
             await nc.flush()

@@ -112,6 +112,19 @@ def test_rest_product_book_and_products(coinbase: Simulator) -> None:
     assert missing.status_code == 404 and missing.json()["message"] == "ProductID is invalid"
 
 
+def test_the_authenticated_product_list_takes_any_well_formed_signature_and_refuses_none(coinbase: Simulator) -> None:
+    """cryptofeed's Coinbase reads /api/v3/brokerage/products, signed (CB-ACCESS-*): the simulator checks the
+    signature's form only (it holds no secret); unsigned or malformed is Coinbase's 401."""
+    url = f"{coinbase.coinbase_rest_url}/api/v3/brokerage/products"
+    hmac_headers = {"CB-ACCESS-KEY": "any", "CB-ACCESS-TIMESTAMP": "1765000000", "CB-ACCESS-SIGN": "ab" * 32}
+    for headers in (hmac_headers, {"Authorization": "Bearer aGVhZA.cGF5bG9hZA.c2ln"}):
+        answer = requests.get(url, headers=headers, timeout=5)
+        assert answer.status_code == 200 and [p["product_id"] for p in answer.json()["products"]] == ["BTC-USD", "ETH-USD"]
+    for headers in ({}, {**hmac_headers, "CB-ACCESS-SIGN": "not hex"}, {"Authorization": "Bearer nodots"}):
+        answer = requests.get(url, headers=headers, timeout=5)
+        assert answer.status_code == 401 and answer.json()["error"] == "UNAUTHENTICATED", headers
+
+
 def test_truth_needs_a_number_of_that_connection(coinbase: Simulator) -> None:
     answer = requests.get(f"{coinbase.coinbase_rest_url}/_sim/book", params={"symbol": "BTC-USD", "update_id": "999999999", "conn": "1"}, timeout=5)
     assert answer.status_code == 404 and "is not an l2_data message of BTC-USD on connection 1" in answer.json()["msg"]

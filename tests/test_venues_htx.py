@@ -62,6 +62,18 @@ def test_numbers_in_scientific_notation_are_read_exactly() -> None:
         136998124622, [(float(Decimal("9.121E-7")), 92730.24)], [(9.2e-07, 100.0)], 150)
 
 
+def test_a_blank_object_for_the_unchanged_side_is_an_empty_side() -> None:
+    """HTX's documents: the 150 / 400-level diffs "carry a blank object for the unchanged side" (``{}``, not
+    ``[]``); the reference parser refused the update (the C dialect hands it back, so it decides)."""
+    ((topic, diff),) = _events(_mbp(10, 11, bids="[[9058.27,0]]", asks="{}"))
+    assert isinstance(diff, DepthDiff) and topic == TOPIC
+    assert (diff.prev_final_id, diff.final_id, list(diff.bids), list(diff.asks)) == (10, 11, [(9058.27, 0.0)], [])
+    ((_, both),) = _events(_mbp(11, 12, bids="{}", asks="{}"))
+    assert isinstance(both, DepthDiff) and (list(both.bids), list(both.asks)) == ([], [])
+    with pytest.raises(ProtocolError, match=r"field 'asks': expected a list of levels, found"):
+        htx.parse_message(_mbp(12, 13, asks='{"9058.27":0}'))  # an object with levels in it is no blank one
+
+
 @pytest.mark.parametrize(("raw", "error"), [
     (b'{"ping": 1}', r"frame: expected gzip-compressed JSON, found"),
     (gzip.compress(b'{"ping": 1}', mtime=0)[:-6], r"frame: expected a whole gzip stream"),

@@ -108,6 +108,14 @@ def test_controls_carry_krakens_words_and_the_pair() -> None:
     assert kraken.parse_message(b'{"channel":"heartbeat"}', 10).kind is ControlKind.OTHER  # type: ignore[union-attr]
 
 
+def test_an_error_without_method_or_channel_is_an_error_in_krakens_words() -> None:
+    """Kraken answers excess messages with ``{"Error":"Exceeded msg rate"}`` (no channel, no method): it was
+    taken for an unnamed channel and dropped unsaid; now the connection's log says it."""
+    for raw, words in ((b'{"Error":"Exceeded msg rate"}', "Exceeded msg rate"), (b'{"error":"EGeneral:Internal error"}', "EGeneral:Internal error")):
+        control = kraken.parse_message(raw, 10)
+        assert (control.kind, control.topic, control.message) == (ControlKind.ERROR, "", words)  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(("raw", "error"), [
     (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":"1.0","qty":1}],"asks":[],"checksum":1}]}',
      r"field 'bids'\[0\]: expected a non-negative JSON number, found '1.0'"),

@@ -45,6 +45,22 @@ TRUTH_HISTORY_MESSAGES = 20_000  # per connection
 TRUTH_CONNECTIONS_KEPT = 64  # closed connections whose numbers still answer /_sim/book
 REST_MAX_LIMIT = 1000
 SIDES = ("bid", "offer")
+# The product list behind authentication: the same answer, for a well-formed signature of any key.
+AUTHENTICATED_PRODUCTS_PATH = "/api/v3/brokerage/products"
+JWT_PARTS = 3  # header.payload.signature
+HMAC_SHA256_HEX_CHARS = 64
+
+
+def well_formed_auth(headers: dict[str, str]) -> bool:
+    """A request signed in either form Coinbase documents, checked for form only: the simulator holds no
+    secret, so any key and any well-formed signature is taken (a client that insists on signing public
+    data, as cryptofeed's Coinbase does for its product list, gets it)."""
+    bearer = headers.get("authorization", "")
+    if bearer.startswith("Bearer "):
+        return len(bearer[len("Bearer ") :].split(".")) == JWT_PARTS
+    sign = headers.get("cb-access-sign", "")
+    hex_sign = len(sign) == HMAC_SHA256_HEX_CHARS and all(c in "0123456789abcdefABCDEF" for c in sign)
+    return bool(headers.get("cb-access-key")) and headers.get("cb-access-timestamp", "").isdigit() and hex_sign
 
 
 def rfc3339_ns(ts: float | None = None) -> str:
@@ -288,7 +304,10 @@ class CoinbaseDialect:
     # -- REST
 
     def rest(self, req: Request) -> Response:
-        if req.path == "/api/v3/brokerage/market/products":
+        if req.path in ("/api/v3/brokerage/market/products", AUTHENTICATED_PRODUCTS_PATH):
+            unsigned = req.path == AUTHENTICATED_PRODUCTS_PATH and not well_formed_auth(req.headers)
+            if unsigned:
+                return json_response({"error": "UNAUTHENTICATED", "message": "expected a Bearer JWT or CB-ACCESS-KEY, CB-ACCESS-TIMESTAMP and a hex CB-ACCESS-SIGN"}, 401)
             products = [m.product() for m in self.markets.values()]
             return json_response({"products": products, "num_products": len(products)})
         if req.path != "/api/v3/brokerage/market/product_book":

@@ -1,4 +1,4 @@
-"""The Kraken spot websocket v2 simulator family: ``book`` on its own port.
+"""The Kraken spot websocket v2 simulator family: ``book`` on its own port (and v1 at ``/``: ``kraken_v1``).
 
 Written from Kraken's documents (``shared/reference/exchanges.md`` section 4), not from any client:
 
@@ -29,10 +29,11 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Callable, Protocol
 
 import orjson
 
+from ldc.sim import kraken_v1
 from ldc.sim.config import SimConfig
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.venue_book import DepthView, Levels, ModelBook, ModelClock, NumberFormat, VenueSpec, base_price_units, truth_json
@@ -72,6 +73,21 @@ def levels_json(levels: Levels) -> str:
 def book_message(kind: str, symbol: str, bids: Levels, asks: Levels, *, checksum: int, us: int) -> bytes:
     data = f'{{"symbol":{orjson.dumps(symbol).decode()},"bids":{levels_json(bids)},"asks":{levels_json(asks)},"checksum":{checksum},"timestamp":"{iso_us(us)}"}}'
     return f'{{"channel":"book","type":"{kind}","data":[{data}]}}'.encode()
+
+
+def book_frame(category: str, kind: str, symbol: str, depth: int, bids: Levels, asks: Levels, *, checksum: int, us: int) -> bytes:
+    """The book message in the connection's protocol (v2, or v1 on ``/``), framed."""
+    if category == kraken_v1.CATEGORY:
+        return text_frame(kraken_v1.book_message(kind, symbol, depth, bids, asks, checksum=checksum, us=us))
+    return text_frame(book_message(kind, symbol, bids, asks, checksum=checksum, us=us))
+
+
+def fan_out(subscribers: dict[VenueConn, None], symbol: str, encode: Callable[[str, int], bytes], checksum: int) -> None:
+    """One frame per protocol among the subscribers, each encoded once; a checksum fault gets a wrong one."""
+    frames: dict[str, bytes] = {}
+    for conn in list(subscribers):
+        frame = frames.get(conn.category) or frames.setdefault(conn.category, encode(conn.category, checksum))
+        conn.send_book(frame, symbol, lambda category=conn.category: encode(category, checksum ^ 1))  # type: ignore[misc]
 
 
 class KrakenMarket(Protocol):
@@ -148,8 +164,8 @@ class KrakenModelMarket:
         if snapshot:
             bids, asks = book.view.levels()
             b, a = self.book.strings(bids), self.book.strings(asks)
-            raw = book_message("snapshot", self.symbol, b, a, checksum=kraken_checksum(b, a), us=self._stamp(now_us))
-            conn.send_book(text_frame(raw), self.symbol)
+            frame = book_frame(conn.category, "snapshot", self.symbol, depth, b, a, checksum=kraken_checksum(b, a), us=self._stamp(now_us))
+            conn.send_book(frame, self.symbol)
 
     def unsubscribe(self, conn: VenueConn, depth: int) -> None:
         book = self.books.get(depth)
@@ -174,13 +190,11 @@ class KrakenModelMarket:
             self._fan_out(book, self.book.strings(bids), self.book.strings(asks), checksum, us)
 
     def _fan_out(self, book: _Book, bids: Levels, asks: Levels, checksum: int, us: int) -> None:
-        def encode(value: int) -> bytes:
-            return text_frame(book_message("update", self.symbol, bids, asks, checksum=value, us=us))
+        def encode(category: str, value: int) -> bytes:
+            return book_frame(category, "update", self.symbol, book.depth, bids, asks, checksum=value, us=us)
 
-        frame = encode(checksum)
         self.sent += 1
-        for conn in list(book.subscribers):
-            conn.send_book(frame, self.symbol, lambda: encode(checksum ^ 1))
+        fan_out(book.subscribers, self.symbol, encode, checksum)
 
     def _changes(self, book: _Book) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The view's changes without deletions of levels that only fell out of the depth (they still exist)."""
@@ -234,12 +248,18 @@ class KrakenDialect:
     def housekeeping(self, conn: VenueConn, now: float) -> None:
         if conn.topics and now - self._heartbeats.get(conn, 0.0) >= HEARTBEAT_INTERVAL_S:
             self._heartbeats[conn] = now
-            conn.send_text(b'{"channel":"heartbeat"}')
+            conn.send_text(kraken_v1.HEARTBEAT if conn.category == kraken_v1.CATEGORY else b'{"channel":"heartbeat"}')
 
     def ws_category(self, path: str) -> str | None:
+        path = path.split("?")[0]
+        if path in kraken_v1.PATHS:
+            return kraken_v1.CATEGORY
         return "v2" if path.rstrip("/") == WS_PATH else None
 
     def on_open(self, conn: VenueConn) -> None:
+        if conn.category == kraken_v1.CATEGORY:
+            kraken_v1.on_open(conn)
+            return
         status = {"api_version": "v2", "connection_id": conn.id, "system": "online", "version": "2.0.10"}
         conn.send_text(orjson.dumps({"channel": "status", "type": "update", "data": [status]}))
 
@@ -252,6 +272,9 @@ class KrakenDialect:
         conn.topics.clear()
 
     def on_text(self, conn: VenueConn, text: str) -> None:
+        if conn.category == kraken_v1.CATEGORY:
+            kraken_v1.on_text(conn, text, self.markets)
+            return
         time_in = now_text()
         try:
             msg = orjson.loads(text)
@@ -297,12 +320,7 @@ class KrakenDialect:
             return
         result = {"channel": "book", "depth": depth, "snapshot": snapshot, "symbol": market.symbol}
         conn.send_text(orjson.dumps({"method": method, "result": result, "success": True, "time_in": time_in, "time_out": now_text(), **_req(req_id)}))
-        if method == "subscribe":
-            conn.topics[topic] = market.symbol
-            market.subscribe(conn, depth, snapshot)
-        else:
-            del conn.topics[topic]
-            market.unsubscribe(conn, depth)
+        kraken_v1.hold_book(conn, method == "subscribe", market, depth, snapshot=snapshot)
 
     def _instrument(self, conn: VenueConn, method: str, req_id: object, time_in: str) -> None:
         conn.send_text(orjson.dumps({"method": method, "result": {"channel": "instrument", "snapshot": True}, "success": True, "time_in": time_in, "time_out": now_text(), **_req(req_id)}))

@@ -28,11 +28,10 @@ from typing import Any
 import orjson
 
 from ldc.errors import SimError
-from ldc.sim.kraken import book_message, kraken_checksum
+from ldc.sim.kraken import book_frame, fan_out, kraken_checksum
 from ldc.sim.venue_book import BookMessage, Levels, ReplayBooks, StringBook, truth_json
 from ldc.sim.venue_replay import Recording, Timeline
 from ldc.sim.venue_transport import VenueConn
-from ldc.sim.wsframes import text_frame
 
 RECORDED_DEPTH = 1000
 CHECKSUM_LEVELS = 10
@@ -68,8 +67,8 @@ class KrakenReplayMarket:
         sent = self.timeline.position
         if sent > 0 and snapshot:
             bids, asks = self.books.book_after(sent - 1).top(RECORDED_DEPTH)
-            raw = book_message("snapshot", self.symbol, bids, asks, checksum=kraken_checksum(bids, asks), us=self.messages[sent - 1].us)
-            conn.send_book(text_frame(raw), self.symbol)
+            frame = book_frame(conn.category, "snapshot", self.symbol, RECORDED_DEPTH, bids, asks, checksum=kraken_checksum(bids, asks), us=self.messages[sent - 1].us)
+            conn.send_book(frame, self.symbol)
         self.timeline.start()
 
     def unsubscribe(self, conn: VenueConn, depth: int) -> None:
@@ -78,12 +77,11 @@ class KrakenReplayMarket:
     def _send(self, index: int) -> None:
         m = self.messages[index]
 
-        def encode(checksum: int) -> bytes:
-            return text_frame(book_message("snapshot" if m.snapshot else "update", self.symbol, m.bids, m.asks, checksum=checksum, us=m.us))
+        def encode(category: str, checksum: int) -> bytes:
+            kind = "snapshot" if m.snapshot else "update"
+            return book_frame(category, kind, self.symbol, RECORDED_DEPTH, m.bids, m.asks, checksum=checksum, us=m.us)
 
-        frame = encode(m.checksum)
-        for conn in list(self.subscribers):
-            conn.send_book(frame, self.symbol, lambda: encode(m.checksum ^ 1))
+        fan_out(self.subscribers, self.symbol, encode, m.checksum)
 
     def flush(self, now_us: int) -> None:
         pass  # the timeline sends

@@ -48,7 +48,9 @@ MAX_OPS_PER_HOUR = 480  # subscribe / unsubscribe / login requests per connectio
 REST_MAX_SZ = 400
 MODEL_DEPTH_LEVELS = 700  # the model keeps more than 400 so levels move in and out of the channels
 SNAPSHOT_PREV_SEQ_ID = -1
-INST_TYPES = ("SPOT", "SWAP", "FUTURES")
+INST_TYPES = ("SPOT", "SWAP", "FUTURES")  # the types model markets have
+UNLISTED_INST_TYPES = ("MARGIN", "OPTION")  # documented types the simulator lists no instrument of
+FAMILY_REQUIRED_INST_TYPES = ("OPTION",)  # OKX requires uly or instFamily for these
 # Other public channels of a listed instrument: acknowledged and silent, so a peer's client that also
 # asks for them still gets its books (as the Binance simulator does with its other stream types).
 SILENT_CHANNELS = frozenset(("tickers", "trades", "trades-all", "mark-price", "index-tickers", "funding-rate", "open-interest", "price-limit"))
@@ -425,8 +427,13 @@ class OkxDialect:
         inst_type = req.query.get("instType", "")
         if not inst_type:
             return _okx_error(400, "50014", "Parameter instType can not be empty.")
+        if inst_type in FAMILY_REQUIRED_INST_TYPES and not (req.query.get("uly") or req.query.get("instFamily")):
+            return _okx_error(400, "50014", f"Parameter instFamily can not be empty for instType {inst_type}.")
+        if inst_type in UNLISTED_INST_TYPES:
+            return json_response({"code": "0", "msg": "", "data": []})
         if inst_type not in INST_TYPES:
-            return _okx_error(400, "51000", f"Parameter instType error: expected one of {', '.join(INST_TYPES)}, found {inst_type!r}")
+            known = ", ".join(INST_TYPES + UNLISTED_INST_TYPES)
+            return _okx_error(400, "51000", f"Parameter instType error: expected one of {known}, found {inst_type!r}")
         failing = self.faults.take(VenueFaultKind.REST_ERROR)
         if failing is not None:
             return _okx_error(failing.status, "50001", "Service temporarily unavailable. Please try again later.")

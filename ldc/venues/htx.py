@@ -117,7 +117,10 @@ class BookEvent:
 
 
 def _levels(tick: dict[str, Any], field: str) -> list[Level]:
-    value = tick.get(field, [])  # 150-level diffs leave an unchanged side out (or send it empty)
+    # 150 / 400-level diffs leave an unchanged side out, send it empty, or (HTX's documents) as a blank object
+    value = tick.get(field, [])
+    if value == {}:
+        return []
     if not isinstance(value, list):
         raise ProtocolError(f"field {field!r}: expected a list of levels, found {show(value)}")
     out: list[Level] = []

@@ -173,6 +173,9 @@ def parse_message(raw: bytes | str, depth: int) -> list[BookEvent] | VenueContro
     if channel != "book":
         if "method" in msg:
             return _control(msg)
+        words = msg.get("Error", msg.get("error")) if channel is None else None
+        if isinstance(words, str):  # {"Error":"Exceeded msg rate"}: Kraken's answer to too many messages
+            return VenueControl(ControlKind.ERROR, message=words)
         return VenueControl(ControlKind.OTHER, topic=str(channel))  # heartbeat, status, instrument...
     kind = msg.get("type")
     if kind not in ("snapshot", "update"):

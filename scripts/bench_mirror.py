@@ -52,6 +52,7 @@ import orjson
 from ldc.errors import SegmentError
 from ldc.fanout import codec
 from ldc.fanout.origin import Origin
+from ldc.fanout.relay import DEFAULT_COALESCE_US
 from ldc.fanout.demo import remove_segment_files
 from ldc.fanout.server import NatsServer, free_port, stop_process
 from ldc.shm.layout import Status
@@ -112,7 +113,7 @@ def run_probe(group: str, seconds: float) -> None:
         changes = origin.changes()
         now = time.time_ns()
         for change in changes:
-            update = codec.decode_update(change.payload, depth)
+            update = codec.decode_entry(change.entry, depth)
             if update.update_id > last.get(change.symbol, -1):
                 if change.symbol in last:
                     latencies.append(now - update.field("recv_time_ns"))
@@ -225,14 +226,15 @@ def wait_in_sync(group: str, names: list[str]) -> None:
     raise RuntimeError(f"mirror {group} did not get in sync within {READY_TIMEOUT_S} s")
 
 
-def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float) -> dict[str, Any]:
+def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float, coalesce_us: int) -> dict[str, Any]:
     script = str(Path(__file__).resolve())
     group = f"bm{os.getpid()}{tag}"
     locals_ = [f"{group}m{i}" for i in range(mirrors)]
     names = symbols(markets)
     procs = [child(script, "--role", "publisher", group, str(markets), str(rate))]
     try:
-        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING")
+        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING",
+                      "--coalesce-us", str(coalesce_us))
         procs.append(relay)
         for local in locals_:
             procs.append(child("-m", "ldc.cli", "mirror", "--group", group, "--nats", nats.url, "--local-group", local, "--log-level", "WARNING"))
@@ -360,6 +362,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rate", type=float, default=5000.0, help="origin updates per second, all markets together")
+    p.add_argument("--coalesce-us", type=int, default=DEFAULT_COALESCE_US, help="the relay's coalescing window")
     p.add_argument("--only", help="comma-separated parts to run: nats10x1,nats10x10,nats200x1,nats200x10,http10,http200,state,feeder")
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
@@ -377,7 +380,7 @@ def main() -> int:
         run_http_poller(int(args.args[0]), float(args.args[1]))
         return 0
     result: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-                              "rate_updates_per_s": args.rate, "seconds": args.seconds, "repeat": args.repeat, "targets": TARGETS}
+                              "rate_updates_per_s": args.rate, "coalesce_us": args.coalesce_us, "seconds": args.seconds, "repeat": args.repeat, "targets": TARGETS}
     runs: dict[str, list[dict[str, Any]]] = {}
     wanted = set(args.only.split(",")) if args.only else None
     js_dir = Path(tempfile.mkdtemp(prefix="ldc-bench-js-"))
@@ -386,7 +389,7 @@ def main() -> int:
             for markets, mirrors in ((10, 1), (10, 10), (200, 1), (200, 10)):
                 if wanted is None or f"nats{markets}x{mirrors}" in wanted:
                     runs.setdefault(f"nats_{markets}_markets_{mirrors}_mirrors", []).append(
-                        nats_run(nats, f"n{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds))
+                        nats_run(nats, f"n{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds, args.coalesce_us))
             for markets in (10, 200):
                 if wanted is None or f"http{markets}" in wanted:
                     runs.setdefault(f"http_json_poll_{markets}_markets", []).append(http_run(f"h{markets}r{r}", markets, args.rate, args.seconds))

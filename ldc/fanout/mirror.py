@@ -31,7 +31,7 @@ from ldc.errors import SegmentError
 from ldc.fanout import codec
 from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
-from ldc.fanout.relay import nats_options, run_command
+from ldc.fanout.relay import log_count, nats_options, run_command
 from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, MESSAGE_SIZE, Counter, Status
 from ldc.shm.segment import truncate_utf8
 from ldc.shm.writer import Levels, SegmentWriter
@@ -74,6 +74,7 @@ class Stats:
     undecodable: int = 0
     foreign: int = 0  # another group's, or a symbol other than its subject's
     unwanted: int = 0  # a symbol outside --symbols
+    batches: int = 0  # messages decoded (each one or more updates)
 
 
 class Mirror:
@@ -147,25 +148,32 @@ class Mirror:
         token = msg.subject.rsplit(".", 1)[-1]
         if token == codec.HEARTBEAT_TOKEN:
             await self.on_heartbeat(msg.data)
-            return
-        if token.startswith("_"):  # other mirrors' state requests share the group's subject space
-            return
-        self.handle_update(msg.data, token, from_stream=True)
+        elif token == codec.BATCH_TOKEN or not token.startswith("_"):  # a symbol's subject: a version 1 relay
+            self.handle_batch(msg.data, token, from_stream=True)
+        # other tokens: other mirrors' state requests share the group's subject space
 
-    def handle_update(self, data: bytes, token: str, *, from_stream: bool) -> None:
-        if self._writer is None:  # before the relay's first heartbeat: it resyncs everything then
+    def handle_batch(self, data: bytes, token: str, *, from_stream: bool) -> None:
+        """Apply every entry of one batch (from the stream, or a state reply), then wake readers once."""
+        writer = self._writer
+        if writer is None:  # before the relay's first heartbeat: it resyncs everything then
             return
         try:
-            update = codec.decode_update(data, self._writer.geometry.depth)
+            batch = codec.decode_batch(data, writer.geometry.depth)
         except (codec.DecodeError, ValueError) as exc:
             self.stats.undecodable += 1
-            _log_count(self.stats.undecodable, "undecodable message on %s dropped: %s", token, exc)
+            log_count(log, self.stats.undecodable, "undecodable message on %s dropped: %s", token, exc)
             return
-        if update.group != self.group or update.symbol != token:
+        if batch.group != self.group:
             self.stats.foreign += 1
-            _log_count(self.stats.foreign, "message of group %s / %s on subject %s dropped (this mirror follows %s)",
-                       update.group, update.symbol, token, self.group)
+            log_count(log, self.stats.foreign, "batch of group %s on subject %s dropped (this mirror follows %s)",
+                      batch.group, token, self.group)
             return
+        self.stats.batches += 1
+        for update in batch.updates:
+            self.handle_update(update, from_stream=from_stream)
+        writer.notify()
+
+    def handle_update(self, update: codec.Update, *, from_stream: bool) -> None:
         market = self.markets.get(update.symbol)
         if market is None:
             if self.wanted is not None:
@@ -233,8 +241,7 @@ class Mirror:
             writer.set_status(slot, update.status, update.message.decode(errors="replace"))
             market.message = update.message
         market.status = update.status
-        writer.notify()
-        self.stats.applied += 1
+        self.stats.applied += 1  # handle_batch wakes the readers once for the whole batch
 
     # ------------------------------------------------------------------ resync
 
@@ -262,7 +269,7 @@ class Mirror:
                     await asyncio.sleep(REQUEST_TIMEOUT_S)
                     continue
             if reply.data:
-                self.handle_update(reply.data, symbol, from_stream=False)
+                self.handle_batch(reply.data, codec.STATE_TOKEN, from_stream=False)
                 return
             await asyncio.sleep(REQUEST_TIMEOUT_S)  # the relay does not know it (yet)
 
@@ -279,10 +286,15 @@ class Mirror:
             info = codec.Info.decode(data)
         except codec.DecodeError as exc:
             self.stats.undecodable += 1
-            _log_count(self.stats.undecodable, "undecodable heartbeat dropped: %s", exc)
+            log_count(log, self.stats.undecodable, "undecodable heartbeat dropped: %s", exc)
             return
         if info.group != self.group:
             self.stats.foreign += 1
+            return
+        if info.wire != codec.VERSION:
+            self.stats.undecodable += 1
+            self.flag_all_stale(f"the relay of group {self.group} speaks wire version {info.wire}, this mirror "
+                                f"version {codec.VERSION}: run the same ldc version on both")
             return
         self.last_heartbeat = time.monotonic()
         if not info.origin_alive or not info.depth:
@@ -369,8 +381,10 @@ class Mirror:
                 return
             log.info("mirror %s of group %s connected to %s", self.local_group, self.group, connected_url(self._nc))
             self.last_heartbeat = time.monotonic()
+            # a --symbols mirror takes the group's batches too and skips the other markets' entries: the
+            # relay sends one message per window for all of them (docs/FANOUT.md says why)
             subjects = [f"{codec.SUBJECT_PREFIX}.{self.group}.*"] if self.wanted is None else [
-                codec.control_subject(self.group, symbol) for symbol in sorted(self.wanted) + [codec.HEARTBEAT_TOKEN]]
+                codec.data_subject(self.group), codec.control_subject(self.group, codec.HEARTBEAT_TOKEN)]
             for subject in subjects:
                 await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
             if self.markets:
@@ -391,11 +405,6 @@ class Mirror:
             log.info("mirror %s stopped: %s", self.local_group, self.stats)
         if self.failure:
             raise SegmentError(self.failure)
-
-
-def _log_count(count: int, fmt: str, *args: object) -> None:
-    if count & (count - 1) == 0:  # at 1, 2, 4, 8 ...: a flood is visible without flooding the log
-        log.warning(fmt + f" ({count} so far)", *args)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -56,7 +56,7 @@ ENTRY: Final = struct.Struct("<Q" + _HEADER_CODES + "BH")
 _INDEX: Final = {f.name: i for i, f in enumerate(SLOT_HEADER.fields)}
 assert SLOT_STRUCT.size == SLOT_HEADER.size, "every slot header field must be a scalar u32/u64/i64"
 assert ENTRY.size == 8 + SLOT_HEADER.size + 3, "no padding inside an entry's fixed part"
-_N_FIELDS: Final = len(SLOT_HEADER.fields)
+_HEADER_SIZE: Final = SLOT_HEADER.size
 
 Levels = npt.NDArray[np.float64]
 LevelView: TypeAlias = "Levels | memoryview[float]"  # (n, 2) float64 price, quantity: best first
@@ -86,17 +86,16 @@ def check_group(group: str) -> str:
     return group
 
 
-_PACK_ENTRY: Final = struct.Struct("<Q" + "x" * SLOT_HEADER.size + "BH")  # the header bytes are copied as they are
+_SEQ: Final = struct.Struct("<Q")
+_LENGTHS: Final = struct.Struct("<BH")
 
 
 def encode_entry(seq: int, symbol: bytes, slot: memoryview, n_bids: int, n_asks: int, bids_offset: int, asks_offset: int,
                  message: bytes) -> bytes:
     """One market's entry from a consistent slot copy ``slot`` (the reader's buffer: ``slot_size``
     bytes laid out as the origin's geometry says; ``n_bids`` / ``n_asks`` are its header's)."""
-    head = bytearray(_PACK_ENTRY.pack(seq, len(symbol), len(message)))
-    head[8 : 8 + SLOT_HEADER.size] = slot[: SLOT_HEADER.size]
-    return b"".join((head, symbol, message, slot[bids_offset : bids_offset + n_bids * LEVEL_SIZE],
-                     slot[asks_offset : asks_offset + n_asks * LEVEL_SIZE]))
+    return b"".join((_SEQ.pack(seq), slot[:_HEADER_SIZE], _LENGTHS.pack(len(symbol), len(message)), symbol, message,
+                     slot[bids_offset : bids_offset + n_bids * LEVEL_SIZE], slot[asks_offset : asks_offset + n_asks * LEVEL_SIZE]))
 
 
 def encode_batch(epoch: int, batch_seq: int, group: bytes, entries: list[bytes]) -> bytes:

@@ -32,7 +32,7 @@ from ldc.fanout import codec
 from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
 from ldc.fanout.relay import log_count, nats_options, run_command
-from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, MESSAGE_SIZE, Counter, Status
+from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, MESSAGE_SIZE, SLOT_HEADER, Counter, Status
 from ldc.shm.segment import truncate_utf8
 from ldc.shm.writer import Levels, SegmentWriter
 
@@ -46,6 +46,11 @@ STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets 
 # sequence gap, so that market resyncs; the server cuts a mirror slower still (a lost connection)
 DEFAULT_PENDING_MSGS: Final = 65_536
 _UPDATES: Final = int(Counter.UPDATES)
+_FIELD: Final = {f.name: i for i, f in enumerate(SLOT_HEADER.fields)}  # Update.fields indices
+_GEN, _STATUS, _UPDATE_ID = _FIELD["gen"], _FIELD["status"], _FIELD["update_id"]
+_EVENT_TIME, _RECV_TIME = _FIELD["event_time_ms"], _FIELD["recv_time_ns"]
+_COUNTERS_AT: Final = _FIELD[COUNTER_FIELDS[0]]
+_COUNTERS_END: Final = _COUNTERS_AT + len(COUNTER_FIELDS)
 _COUNTERS: Final = tuple(Counter)  # in COUNTER_FIELDS order
 assert _UPDATES == 0, "_apply compares the counters after updates as one slice"
 
@@ -210,8 +215,28 @@ class Mirror:
         self._apply(market, best)
 
     def _apply(self, market: Market, update: codec.Update) -> None:
+        fields = update.fields
+        counters = fields[_COUNTERS_AT:_COUNTERS_END]
+        have = market.counters
+        # the common update: the same market generation, one publish (`updates` + 1, which the publish
+        # itself does), no other counter moved, the same message: one C call
+        if (fields[_GEN] == market.origin_gen and counters[0] == have[0] + 1 and counters[1:] == have[1:]
+                and update.message == market.message):
+            self._publish(market.slot, update)
+            market.epoch, market.seq, market.counters, market.status = update.epoch, update.seq, counters, fields[_STATUS]
+            self.stats.applied += 1
+            return
+        self._apply_slowly(market, update, counters)
+
+    def _publish(self, slot: int, update: codec.Update) -> None:
+        # publish is the C method: it takes any C-contiguous (n, 2) float64 buffer, as the views are
+        bids, asks, fields = cast(Levels, update.bids), cast(Levels, update.asks), update.fields
+        self.writer.publish(slot, update_id=fields[_UPDATE_ID], event_time_ms=fields[_EVENT_TIME], recv_time_ns=fields[_RECV_TIME],
+                            status=fields[_STATUS], bids=bids, asks=asks, n_bids=len(bids), n_asks=len(asks))
+
+    def _apply_slowly(self, market: Market, update: codec.Update, counters: tuple[int, ...]) -> None:
+        """Counters that jumped or went back, a new generation, a new message: several slot writes."""
         gen = update.gen
-        counters = update.counters
         restarted = market.origin_gen and gen != market.origin_gen
         if restarted or (counters != market.counters and any(c < m for c, m in zip(counters, market.counters))):
             market = self._readd(update.symbol)  # the origin re-added it: counters start again
@@ -231,11 +256,7 @@ class Mirror:
                     writer.bump(slot, counter, delta)
         market.counters = counters
         if published:
-            # publish is the C method: it takes any C-contiguous (n, 2) float64 buffer, as the views are
-            bids, asks = cast(Levels, update.bids), cast(Levels, update.asks)
-            writer.publish(slot, update_id=update.update_id, event_time_ms=update.field("event_time_ms"),
-                           recv_time_ns=update.field("recv_time_ns"), status=update.status,
-                           bids=bids, asks=asks, n_bids=len(bids), n_asks=len(asks))
+            self._publish(slot, update)
         # the message after the levels: set first, a new in-sync status would stand over the old book
         if update.message != market.message or not published:
             writer.set_status(slot, update.status, update.message.decode(errors="replace"))

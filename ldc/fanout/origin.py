@@ -74,6 +74,7 @@ class Origin:
         self._fd = fd
         self._words = np.frombuffer(self._mm, np.uint64)
         self._buf = SnapshotBuffer(self._seg, self.geometry)
+        self._view = memoryview(self._buf)  # the buffer's bytes, for every copy (it never moves)
         self._notify_off = HEADER.offset("notify")
         self._dir_seq_off = HEADER.offset("dir_seq")
         self._dir_seq = -1
@@ -87,6 +88,7 @@ class Origin:
         self.last: dict[str, bytes] = {}  # symbol -> last entry published (served to newcomers)
 
     def close(self) -> None:
+        self._view.release()
         self._seg.close()
         del self._words
         self._mm.close()
@@ -135,12 +137,13 @@ class Origin:
             self._dir_seq = -1
             return None
         buf = self._buf
-        if buf.seq == self._sent[i]:
+        copied = buf.seq
+        if copied == self._sent[i]:
             return None
-        slot = self._stored_status(i, memoryview(buf), buf.seq, buf.status)
+        slot = self._view if not buf.status & _STALE else self._stored_status(i, self._view, copied)
         if slot is None:  # republished since the copy: next round
             return None
-        self._sent[i] = buf.seq
+        self._sent[i] = copied
         symbol = self._symbols[i]
         seq = self.seqs.get(symbol, 0) + 1
         g = self.geometry
@@ -150,13 +153,11 @@ class Origin:
         self.last[symbol] = entry
         return Change(symbol, seq, entry)
 
-    def _stored_status(self, i: int, slot: memoryview, seq: int, status: int) -> memoryview | None:
+    def _stored_status(self, i: int, slot: memoryview, seq: int) -> memoryview | None:
         """The copy with the status its writer stored. The reader adds STALE to a copy when the
         origin's heartbeat is old (its own judgement, LAYOUT.md section 10); relayed, that flag would
         stay on the mirror's slot after the origin's heartbeat resumed, until the market changed.
         The relay says it in its heartbeat instead (``alive``). None: the slot changed since."""
-        if not status & _STALE:
-            return slot
         at = int(self._seq_index[i]) * WORD
         stored = self._seg.load_u32(at + _STATUS_AT)
         if self._seg.load_u64(at) != seq:  # after the status load: that status is the copy's

@@ -99,6 +99,11 @@ def test_a_batch_carries_each_markets_own_sequence_and_splits_at_its_size_limit(
     assert codec.split_batches([entries[0]], limit=1) == [[entries[0]]]  # larger than the limit: alone
     assert codec.split_batches([]) == []
     assert codec.decode_entry(entries[2], max_depth=4).seq == 102
+    # a --symbols mirror: the other markets' entries are checked and counted, not decoded
+    some = codec.decode_batch(codec.encode_batch(3, 4, b"spot", entries), max_depth=4, wanted={"M03USDT", "M07USDT"})
+    assert ([u.symbol for u in some.updates], some.skipped) == (["M03USDT", "M07USDT"], 8)
+    with pytest.raises(codec.DecodeError, match="M09USDT: entry ends at"):
+        codec.decode_batch(codec.encode_batch(3, 4, b"spot", entries)[:-1], max_depth=4, wanted={"M03USDT"})
 
 
 def test_info_round_trips_and_garbage_is_refused() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
 from typing import Final, NamedTuple, TypeAlias
 
 import numpy as np
@@ -159,6 +160,7 @@ class Batch(NamedTuple):
     batch_seq: int
     group: str
     updates: list[Update]
+    skipped: int  # entries of markets not wanted (decode_batch's ``wanted``)
 
 
 _UPDATE_ID: Final = _INDEX["update_id"]
@@ -168,9 +170,11 @@ _N_BIDS: Final = _INDEX["n_bids"]
 _N_ASKS: Final = _INDEX["n_asks"]
 
 
-def decode_batch(data: bytes, max_depth: int) -> Batch:
+def decode_batch(data: bytes, max_depth: int, wanted: AbstractSet[str] | None = None) -> Batch:
     """Parse one batch, every entry checked; raises DecodeError naming what was expected and what
-    was found (the whole message is dropped: a garbled length leaves nothing after it trustworthy)."""
+    was found (the whole message is dropped: a garbled length leaves nothing after it trustworthy).
+    With ``wanted``, the other markets' entries are checked and counted (``Batch.skipped``) but not
+    decoded (a ``--symbols`` mirror)."""
     if len(data) < ENVELOPE.size + 1:
         raise DecodeError(f"batch of {len(data)} bytes, expected at least {ENVELOPE.size + 1}")
     magic, version, kind, count, epoch, batch_seq = ENVELOPE.unpack_from(data)
@@ -188,27 +192,29 @@ def decode_batch(data: bytes, max_depth: int) -> Batch:
         updates = []
         pos += glen
         for _ in range(count):
-            update, pos = _entry(data, view, pos, epoch, group, max_depth)
-            updates.append(update)
+            update, pos = _entry(data, view, pos, epoch, group, max_depth, wanted)
+            if update is not None:
+                updates.append(update)
     except (struct.error, UnicodeDecodeError) as exc:
         raise DecodeError(f"truncated or garbled batch: {exc}") from None
     if pos != len(data):
         raise DecodeError(f"batch of {len(data)} bytes, its {count} entries say {pos}")
-    return Batch(epoch, batch_seq, group, updates)
+    return Batch(epoch, batch_seq, group, updates, count - len(updates))
 
 
 def decode_entry(data: bytes, max_depth: int) -> Update:
     """One entry alone (as ``Origin.changes`` makes it), epoch 0 and no group: for tools and tests."""
     try:
-        update, end = _entry(data, memoryview(data), 0, 0, "", max_depth)
+        update, end = _entry(data, memoryview(data), 0, 0, "", max_depth, None)
     except (struct.error, UnicodeDecodeError) as exc:
         raise DecodeError(f"truncated or garbled entry: {exc}") from None
-    if end != len(data):
+    if end != len(data) or update is None:
         raise DecodeError(f"entry of {len(data)} bytes, its fields say {end}")
     return update
 
 
-def _entry(data: bytes, view: memoryview, pos: int, epoch: int, group: str, max_depth: int) -> tuple[Update, int]:
+def _entry(data: bytes, view: memoryview, pos: int, epoch: int, group: str, max_depth: int,
+           wanted: AbstractSet[str] | None) -> tuple[Update | None, int]:
     head = ENTRY.unpack_from(data, pos)
     slen, mlen = head[-2], head[-1]
     fields = head[1:-2]
@@ -226,6 +232,8 @@ def _entry(data: bytes, view: memoryview, pos: int, epoch: int, group: str, max_
     end = mid + n_asks * LEVEL_SIZE
     if end > len(data):
         raise DecodeError(f"{symbol}: entry ends at {end}, past the {len(data)}-byte batch")
+    if wanted is not None and symbol not in wanted:
+        return None, end
     return Update(epoch, head[0], group, symbol, fields, message, _levels(view, pos, n_bids), _levels(view, mid, n_asks)), end
 
 

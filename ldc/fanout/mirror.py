@@ -163,7 +163,7 @@ class Mirror:
         if writer is None:  # before the relay's first heartbeat: it resyncs everything then
             return
         try:
-            batch = codec.decode_batch(data, writer.geometry.depth)
+            batch = codec.decode_batch(data, writer.geometry.depth, self.wanted)
         except (codec.DecodeError, ValueError) as exc:
             self.stats.undecodable += 1
             log_count(log, self.stats.undecodable, "undecodable message on %s dropped: %s", token, exc)
@@ -174,6 +174,7 @@ class Mirror:
                       batch.group, token, self.group)
             return
         self.stats.batches += 1
+        self.stats.unwanted += batch.skipped
         for update in batch.updates:
             self.handle_update(update, from_stream=from_stream)
         writer.notify()

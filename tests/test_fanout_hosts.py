@@ -178,14 +178,14 @@ def test_a_heartbeat_claiming_a_later_sequence_twice_resyncs_that_market(nats: N
 
 
 def test_a_gap_resyncs_only_that_market(nats: NatsServer, origin: Origin, logdir: Path) -> None:
-    """A mirror too slow for its client's queue (20 updates) loses updates of the one busy market:
-    that market alone is flagged RESYNCING and re-fetched, the quiet ones never leave sync."""
+    """A mirror too slow for its client's queue (20 messages) loses batches, which carry only the one
+    busy market: that market alone is flagged RESYNCING and re-fetched, the quiet ones never leave sync."""
     with relayed_host(origin, nats.url, logdir, "--pending-msgs", "20", name="gap") as host:
         origin.paused.update({"AAAUSDT", "CCCUSDT"})
         origin.rate_hz = 1000.0  # BBBUSDT alone, fast
         host.signal(signal.SIGSTOP)  # the socket fills while the mirror sleeps
         time.sleep(0.5)
-        host.signal(signal.SIGCONT)  # one read of it overflows the 20-update queue
+        host.signal(signal.SIGCONT)  # one read of it overflows the 20-message queue
         quiet = {s: origin.uid[s] for s in ("AAAUSDT", "CCCUSDT")}
         host.probe("sync", ["BBBUSDT"], origin.uid["BBBUSDT"] + 10)
         host.probe("sync", ["AAAUSDT", "CCCUSDT"], min(quiet.values()))

@@ -29,6 +29,7 @@ from ldc.errors import ConfigError, LdcError, SegmentError
 from ldc.fanout import codec
 from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
 from ldc.fanout.origin import Change, Origin
+from ldc.shm.layout import NAME_SIZE
 
 log = logging.getLogger("ldc.relay")
 
@@ -46,7 +47,7 @@ RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is anot
 DEFAULT_COALESCE_US: Final = 1000
 MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
 # room for the envelope and the longest group name within the server's max_payload
-_BATCH_OVERHEAD: Final = codec.ENVELOPE.size + 1 + 64
+_BATCH_OVERHEAD: Final = codec.ENVELOPE.size + 1 + NAME_SIZE
 
 
 class RelayConflict(LdcError):
@@ -68,6 +69,7 @@ class Relay:
         self.published = 0  # entries (market updates) published
         self.batches = 0  # messages they travelled in
         self.dropped = 0  # updates not published (NATS unreachable and its buffer full)
+        self._failed_sends = 0
         self._nc: Any = None
         self._closing = False
         self._started = False
@@ -128,7 +130,9 @@ class Relay:
                 self.batches += 1
             except Exception as exc:  # noqa: BLE001  (nats-py raises several kinds while reconnecting)
                 self.dropped += len(run)
-                log_count(log, self.dropped, "relay %s: updates dropped (%s)", self.group, exc)
+                self._failed_sends += 1
+                log_count(log, self._failed_sends, "relay %s: a batch of %d updates not sent (%s); %d updates dropped in all",
+                          self.group, len(run), exc, self.dropped)
 
     def _attach(self) -> bool:
         try:

@@ -40,10 +40,9 @@ WAIT_SLICE_S: Final = 0.002
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
 RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is another relay's heartbeat heard?
-# After a send, changes wait this long for the next one (scripts/bench_mirror.py: a wake and a send cost
-# the relay ~25 us of CPU on the loaded 2-core test host, the mirror ~40 us a message; one send per window
-# at 5,000 updates/s is what brings both per update near their targets, and the window bounds the added
-# latency). 0 sends on every wake.
+# After a send, changes wait this long for the next one: a message costs the relay and each mirror ~90 us
+# of CPU on the loaded 2-core test host, an entry ~2 us (scripts/bench_mirror.py), so CPU per update
+# falls with the window and the window bounds the added latency (docs/FANOUT.md). 0: send on every wake.
 DEFAULT_COALESCE_US: Final = 1000
 MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
 # room for the envelope and the longest group name within the server's max_payload

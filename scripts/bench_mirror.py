@@ -1,6 +1,6 @@
 """Benchmark: book fan-out over NATS (issue 16), origin publish -> mirror slot visible.
 
-    .venv/bin/python scripts/bench_mirror.py [--seconds 4] [--repeat 3] [--rate 5000]
+    .venv/bin/python scripts/bench_mirror.py [--seconds 4] [--repeat 3] [--rate 5000] [--coalesce-us 1000]
 
 Everything runs on this host over loopback, each part its own process: a publisher writing an origin
 segment (depth 20) at ``--rate`` updates/s spread evenly over its markets (stamping ``recv_time_ns``
@@ -16,11 +16,19 @@ design would serve the same books: an HTTP server (keep-alive, orjson) answering
 every market's top 20 read from the origin segment, and a client polling it back to back; latency is
 ``now - recv_time_ns`` of each new update id the poll sees, CPU per update is the server's.
 
+The relay runs with ``--coalesce-us`` (its default unless given): one message per window carries every
+market that changed, so CPU per update falls and latency rises with the window (docs/FANOUT.md).
+``in_process_*``: the per-entry part of those CPU figures alone (the relay's copy and encode, the
+mirror's decode and apply, no NATS), so the rest of a run's figure is what its messages cost.
+
 Also measured: what a JetStream key-value bucket would cost the relay per update (``kv.put``) against
 the plain publish it does (``nc.publish``), and a newcomer's fetch of 200 markets by request/reply
 against ``kv.get``: the relay serves state by request/reply (README, "Past one host"). And the
 feeder's diffs per CPU-second with the relay attached and without (bench_feeder.py's throughput run,
 alternated).
+
+Each probe also reports ``flagged``: updates it saw out of sync (a run that measured flagged mirrors
+says so). ``BENCH_STDERR=1`` lets the children's logs through.
 
 Prints one JSON object; figures are medians over ``--repeat`` runs. Targets (issue 16, loopback):
 p99 <= 1 ms, relay <= 5 us and mirror <= 10 us CPU per update.
@@ -52,9 +60,10 @@ import orjson
 from ldc.errors import SegmentError
 from ldc.fanout import codec
 from ldc.fanout.origin import Origin
+from ldc.fanout.relay import DEFAULT_COALESCE_US
 from ldc.fanout.demo import remove_segment_files
 from ldc.fanout.server import NatsServer, free_port, stop_process
-from ldc.shm.layout import Status
+from ldc.shm.layout import DEFAULT_STALE_AFTER_MS, MIN_STALE_INTERVALS, Status, is_in_sync
 from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
 
@@ -75,9 +84,14 @@ def symbols(n: int) -> list[str]:
 # ---------------------------------------------------------------- child roles
 
 
-def run_publisher(group: str, markets: int, rate: float) -> None:
-    """The origin feeder's stand-in: round-robin publishes at ``rate``, each its own batch."""
-    writer = SegmentWriter(group, depth=DEPTH, capacity=max(markets, 16), exchange="binance.com")
+def run_publisher(group: str, markets: int, rate: float, stale_after_ms: int = DEFAULT_STALE_AFTER_MS) -> None:
+    """The origin feeder's stand-in: round-robin publishes at ``rate``, each its own batch, and its
+    heartbeat as a feeder keeps it (without it the origin reads STALE after ``stale_after_ms``, and so
+    does every mirror: a run would measure flagged mirrors that apply nothing)."""
+    interval_ms = stale_after_ms // MIN_STALE_INTERVALS
+    writer = SegmentWriter(group, depth=DEPTH, capacity=max(markets, 16), exchange="binance.com",
+                           heartbeat_interval_ms=interval_ms, stale_after_ms=stale_after_ms)
+    heartbeat_s = interval_ms / 1000 / 2
     slots = [writer.add_market(s) for s in symbols(markets)]
     steps = np.arange(DEPTH, dtype=np.float64)
     books = [(np.ascontiguousarray(np.column_stack([100.0 - k * 0.01 - steps, np.full(DEPTH, 1.0 + k)])),
@@ -86,6 +100,7 @@ def run_publisher(group: str, markets: int, rate: float) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     uid = [0] * markets
     start, k = time.monotonic(), 0
+    next_heartbeat = start
     while not stop:
         i = k % markets
         uid[i] += 1
@@ -94,7 +109,11 @@ def run_publisher(group: str, markets: int, rate: float) -> None:
                        bids=bids, asks=asks, n_bids=DEPTH, n_asks=DEPTH)
         writer.notify()
         k += 1
-        delay = start + k / rate - time.monotonic()
+        now = time.monotonic()
+        if now >= next_heartbeat:  # as a feeder does: without it readers, relay and mirrors judge the origin STALE
+            writer.heartbeat()
+            next_heartbeat = now + heartbeat_s
+        delay = start + k / rate - now
         if delay > 0:
             time.sleep(delay)
     writer.close()
@@ -105,6 +124,7 @@ def run_probe(group: str, seconds: float) -> None:
     origin = _attach(group)
     last: dict[str, int] = {}
     latencies: list[int] = []
+    flagged = 0  # updates seen out of sync: a run whose mirror was flagged measured something else
     depth = origin.geometry.depth
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -112,14 +132,15 @@ def run_probe(group: str, seconds: float) -> None:
         changes = origin.changes()
         now = time.time_ns()
         for change in changes:
-            update = codec.decode_update(change.payload, depth)
+            update = codec.decode_entry(change.entry, depth)
+            flagged += not is_in_sync(update.status)
             if update.update_id > last.get(change.symbol, -1):
                 if change.symbol in last:
                     latencies.append(now - update.field("recv_time_ns"))
                 last[change.symbol] = update.update_id
         if not changes:
             origin.wait(word, 0.05)
-    print(json.dumps(_percentiles(latencies)))
+    print(json.dumps({**_percentiles(latencies), "flagged": flagged}))
 
 
 def _attach(group: str) -> Origin:
@@ -195,7 +216,7 @@ def _percentiles(latencies_ns: list[int]) -> dict[str, Any]:
 
 
 def child(*args: str, stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=stdout, stderr=None if os.environ.get("BENCH_STDERR") else subprocess.DEVNULL, text=True)
 
 
 def stop(*procs: subprocess.Popen[str]) -> None:
@@ -225,14 +246,15 @@ def wait_in_sync(group: str, names: list[str]) -> None:
     raise RuntimeError(f"mirror {group} did not get in sync within {READY_TIMEOUT_S} s")
 
 
-def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float) -> dict[str, Any]:
+def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float, coalesce_us: int) -> dict[str, Any]:
     script = str(Path(__file__).resolve())
     group = f"bm{os.getpid()}{tag}"
     locals_ = [f"{group}m{i}" for i in range(mirrors)]
     names = symbols(markets)
     procs = [child(script, "--role", "publisher", group, str(markets), str(rate))]
     try:
-        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING")
+        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING",
+                      "--coalesce-us", str(coalesce_us))
         procs.append(relay)
         for local in locals_:
             procs.append(child("-m", "ldc.cli", "mirror", "--group", group, "--nats", nats.url, "--local-group", local, "--log-level", "WARNING"))
@@ -350,6 +372,47 @@ def feeder_relay_on_off(nats: NatsServer, repeats: int, markets: int = 10) -> di
     return result
 
 
+def in_process(markets: int, rounds: int) -> dict[str, float]:
+    """CPU per update of the work done per market entry, without NATS: the relay's copy and encode
+    (``Origin.changes`` + ``encode_batch``) and the mirror's decode and apply (``handle_batch``), every
+    market changed each round. What a message costs on top is the run's figure minus this."""
+    from ldc.fanout.conn import options_from_url
+    from ldc.fanout.mirror import Mirror
+
+    group, local = f"bmi{os.getpid()}o{markets}", f"bmi{os.getpid()}m{markets}"
+    names = symbols(markets)
+    writer = SegmentWriter(group, depth=DEPTH, capacity=max(markets, 16), markets=names)
+    mirror = Mirror(group, options_from_url("nats://127.0.0.1:1"), symbols=names, local_group=local, depth=DEPTH)
+    origin = Origin(group, epoch=1)
+    steps = np.arange(DEPTH, dtype=np.float64)
+    bids = np.ascontiguousarray(np.column_stack([100.0 - steps, np.ones(DEPTH)]))
+    asks = np.ascontiguousarray(np.column_stack([101.0 + steps, np.ones(DEPTH)]))
+    relay_s = mirror_s = 0.0
+    try:
+        for r in range(1, rounds + 1):
+            for slot in range(markets):
+                writer.publish(slot, update_id=r, event_time_ms=r, recv_time_ns=r, status=Status.SYNCED, bids=bids, asks=asks,
+                               n_bids=DEPTH, n_asks=DEPTH)
+            t0 = time.process_time()
+            entries = [c.entry for c in origin.changes()]
+            batches = [codec.encode_batch(1, r, group.encode(), run) for run in codec.split_batches(entries)]
+            t1 = time.process_time()
+            for batch in batches:
+                mirror.handle_batch(batch, codec.BATCH_TOKEN, from_stream=True)
+            mirror_s += time.process_time() - t1
+            relay_s += t1 - t0
+    finally:
+        origin.close()
+        mirror.writer.close()
+        writer.close()
+        remove_segment_files(group)
+        remove_segment_files(local)
+    if mirror.stats.applied != rounds * markets:
+        raise RuntimeError(f"in-process mirror applied {mirror.stats.applied} of {rounds * markets} updates")
+    n = rounds * markets
+    return {"relay_cpu_us_per_update": round(relay_s / n * 1e6, 2), "mirror_cpu_us_per_update": round(mirror_s / n * 1e6, 2)}
+
+
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
     return {k: statistics.median(r[k] for r in runs if k in r) for k in keys}
@@ -360,12 +423,13 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rate", type=float, default=5000.0, help="origin updates per second, all markets together")
-    p.add_argument("--only", help="comma-separated parts to run: nats10x1,nats10x10,nats200x1,nats200x10,http10,http200,state,feeder")
+    p.add_argument("--coalesce-us", type=int, default=DEFAULT_COALESCE_US, help="the relay's coalescing window")
+    p.add_argument("--only", help="comma-separated parts to run: nats10x1,nats10x10,nats200x1,nats200x10,inprocess,http10,http200,state,feeder")
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "publisher":
-        run_publisher(args.args[0], int(args.args[1]), float(args.args[2]))
+        run_publisher(args.args[0], int(args.args[1]), float(args.args[2]), *map(int, args.args[3:4]))
         return 0
     if args.role == "probe":
         run_probe(args.args[0], float(args.args[1]))
@@ -377,7 +441,7 @@ def main() -> int:
         run_http_poller(int(args.args[0]), float(args.args[1]))
         return 0
     result: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-                              "rate_updates_per_s": args.rate, "seconds": args.seconds, "repeat": args.repeat, "targets": TARGETS}
+                              "rate_updates_per_s": args.rate, "coalesce_us": args.coalesce_us, "seconds": args.seconds, "repeat": args.repeat, "targets": TARGETS}
     runs: dict[str, list[dict[str, Any]]] = {}
     wanted = set(args.only.split(",")) if args.only else None
     js_dir = Path(tempfile.mkdtemp(prefix="ldc-bench-js-"))
@@ -386,8 +450,10 @@ def main() -> int:
             for markets, mirrors in ((10, 1), (10, 10), (200, 1), (200, 10)):
                 if wanted is None or f"nats{markets}x{mirrors}" in wanted:
                     runs.setdefault(f"nats_{markets}_markets_{mirrors}_mirrors", []).append(
-                        nats_run(nats, f"n{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds))
+                        nats_run(nats, f"n{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds, args.coalesce_us))
             for markets in (10, 200):
+                if wanted is None or "inprocess" in wanted:
+                    runs.setdefault(f"in_process_{markets}_markets", []).append(in_process(markets, 40_000 // markets))
                 if wanted is None or f"http{markets}" in wanted:
                     runs.setdefault(f"http_json_poll_{markets}_markets", []).append(http_run(f"h{markets}r{r}", markets, args.rate, args.seconds))
         result.update({name: median_of(found) for name, found in runs.items()})

@@ -1,11 +1,13 @@
-"""The fan-out's wire format and NATS options (issue 16): an update carries one origin slot as
-ldc.shm.layout lays it out, and bad input is refused naming what was expected and what was found."""
+"""The fan-out's wire format and NATS options (issue 16): a batch carries origin slots as
+ldc.shm.layout lays them out, each with its market's sequence, and bad input is refused naming what
+was expected and what was found."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from ldc.errors import ConfigError
@@ -36,13 +38,17 @@ def slot_copy() -> tuple[bytes, Geometry]:
         unlink_group(group)
 
 
+def entry(raw: bytes, g: Geometry, seq: int = 9, symbol: bytes = b"BTCUSDT") -> bytes:
+    return codec.encode_entry(seq, symbol, memoryview(raw), 3, 2, g.bids_offset, g.asks_offset, b"all good")
+
+
 def encode(raw: bytes, g: Geometry, group: bytes = b"spot") -> bytes:
-    return codec.encode_update(5, 9, group, b"BTCUSDT", memoryview(raw), g.bids_offset, g.asks_offset, g.message_offset, g.message_size)
+    return codec.encode_batch(5, 77, group, [entry(raw, g)])
 
 
 def test_an_update_round_trips_the_slot(slot_copy: tuple[bytes, Geometry]) -> None:
     raw, g = slot_copy
-    update = codec.decode_update(encode(raw, g), max_depth=4)
+    (update,) = codec.decode_batch(encode(raw, g), max_depth=4).updates
     assert (update.epoch, update.seq, update.group, update.symbol) == (5, 9, "spot", "BTCUSDT")
     assert update.update_id == 42 and update.status == Status.SYNCED and update.message == b"all good"
     assert update.field("event_time_ms") == 7 and update.field("recv_time_ns") == 8
@@ -59,29 +65,52 @@ def test_the_slot_header_on_the_wire_is_the_layout_table() -> None:
 @pytest.mark.parametrize(
     ("mangle", "expected"),
     [
-        (lambda b: b[:10], "update of 10 bytes, expected at least 24"),
+        (lambda b: b[:10], "batch of 10 bytes, expected at least 25"),
         (lambda b: b"XXXX" + b[4:], "magic b'XXXX', expected b'LDCN'"),
-        (lambda b: b[:4] + b"\x07" + b[5:], "version 7 kind 1, expected version 1 kind 1"),
-        (lambda b: b[:-16], "update of"),
-        (lambda b: b + b"\0" * 16, "its fields say"),
+        (lambda b: b[:4] + b"\x01\x01" + b[6:], "version 1 kind 1, expected version 2 kind 2"),
+        (lambda b: b[:-16], "BTCUSDT: entry ends at"),
+        (lambda b: b + b"\0" * 16, "its 1 entries say"),
+        (lambda b: b[:6] + b"\x02" + b[7:], "truncated or garbled batch"),  # two entries claimed, one there
+        (lambda b: b[:24] + b"\x7f" + b[25:], "group name of 127 bytes, at most 63"),
     ],
 )
 def test_bad_updates_are_refused_saying_what_was_expected(slot_copy: tuple[bytes, Geometry], mangle: object, expected: str) -> None:
     raw, g = slot_copy
     with pytest.raises(codec.DecodeError, match=None) as info:
-        codec.decode_update(mangle(encode(raw, g)), max_depth=4)  # type: ignore[operator]
+        codec.decode_batch(mangle(encode(raw, g)), max_depth=4)  # type: ignore[operator]
     assert expected in str(info.value)
 
 
 def test_more_levels_than_the_mirror_holds_are_refused(slot_copy: tuple[bytes, Geometry]) -> None:
     raw, g = slot_copy
     with pytest.raises(codec.DecodeError, match="3 bids / 2 asks, the segment holds at most 2"):
-        codec.decode_update(encode(raw, g), max_depth=2)
+        codec.decode_batch(encode(raw, g), max_depth=2)
+
+
+def test_a_batch_carries_each_markets_own_sequence_and_splits_at_its_size_limit(slot_copy: tuple[bytes, Geometry]) -> None:
+    raw, g = slot_copy
+    entries = [entry(raw, g, seq=100 + i, symbol=f"M{i:02d}USDT".encode()) for i in range(10)]
+    batch = codec.decode_batch(codec.encode_batch(3, 4, b"spot", entries), max_depth=4)
+    assert (batch.epoch, batch.batch_seq, batch.group) == (3, 4, "spot")
+    assert [(u.symbol, u.seq) for u in batch.updates] == [(f"M{i:02d}USDT", 100 + i) for i in range(10)]
+    assert all(u.update_id == 42 and u.bids.tolist()[0] == [100.0, 1.0] for u in batch.updates)
+    runs = codec.split_batches(entries, limit=3 * len(entries[0]))
+    assert [len(r) for r in runs] == [3, 3, 3, 1] and sum(runs, []) == entries
+    assert codec.split_batches([entries[0]], limit=1) == [[entries[0]]]  # larger than the limit: alone
+    assert codec.split_batches([]) == []
+    assert codec.decode_entry(entries[2], max_depth=4).seq == 102
+    # a --symbols mirror: the other markets' entries are checked and counted, not decoded
+    some = codec.decode_batch(codec.encode_batch(3, 4, b"spot", entries), max_depth=4, wanted={"M03USDT", "M07USDT"})
+    assert ([u.symbol for u in some.updates], some.skipped) == (["M03USDT", "M07USDT"], 8)
+    with pytest.raises(codec.DecodeError, match="M09USDT: entry ends at"):
+        codec.decode_batch(codec.encode_batch(3, 4, b"spot", entries)[:-1], max_depth=4, wanted={"M03USDT"})
 
 
 def test_info_round_trips_and_garbage_is_refused() -> None:
-    info = codec.Info("spot", "binance.com", 20, 256, 3, True, {"BTCUSDT": 4})
+    info = codec.Info("spot", "binance.com", 20, 256, 3, True, {"BTCUSDT": 4}, codec.VERSION)
     assert codec.Info.decode(info.encode()) == info
+    before_v2 = {k: v for k, v in info.__dict__.items() if k != "wire"}  # a version 1 relay's heartbeat
+    assert codec.Info.decode(orjson.dumps(before_v2)).wire == 1
     with pytest.raises(codec.DecodeError, match="not the relay's JSON"):
         codec.Info.decode(b'{"group": "spot"}')
 

@@ -70,8 +70,9 @@ def origin_updates(group: str, mode: str) -> list[bytes]:
             else:
                 w.set_status(slot, status, "gap: fetching a snapshot" if u % 2 else "")
             r._seg.read(0, 1, buf, True)  # with the message, in or out of sync (as the relay copies it)
-            payloads.append(codec.encode_update(7, u, group.encode(), b"AAAUSDT", memoryview(buf), g.bids_offset,
-                                                g.asks_offset, g.message_offset, g.message_size))
+            entry = codec.encode_entry(u, b"AAAUSDT", memoryview(buf), buf.n_bids, buf.n_asks, g.bids_offset, g.asks_offset,
+                                       buf.message)
+            payloads.append(codec.encode_batch(7, u, group.encode(), [entry]))  # one update a batch: every write seen
     return payloads
 
 
@@ -85,7 +86,7 @@ def test_no_in_sync_copy_mixes_two_updates_or_loses_a_flag(mode: str) -> None:
         try:
             time.sleep(1.0)  # the reader is attached and spinning
             for payload in payloads:
-                mirror.handle_update(payload, "AAAUSDT", from_stream=True)
+                mirror.handle_batch(payload, codec.BATCH_TOKEN, from_stream=True)
             out, _ = reader.communicate(timeout=60)
         finally:
             reader.kill()

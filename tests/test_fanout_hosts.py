@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import fanout_truth
 from fanout_helpers import MirrorHost, Origin, relayed_host, start_relay, wait_for
 from ldc.fanout.server import NatsServer, stop_process
 
@@ -182,14 +182,14 @@ def test_a_heartbeat_claiming_a_later_sequence_twice_resyncs_that_market(nats: N
 
 
 def test_a_gap_resyncs_only_that_market(nats: NatsServer, origin: Origin, logdir: Path) -> None:
-    """A mirror too slow for its client's queue (20 updates) loses updates of the one busy market:
-    that market alone is flagged RESYNCING and re-fetched, the quiet ones never leave sync."""
+    """A mirror too slow for its client's queue (20 messages) loses batches, which carry only the one
+    busy market: that market alone is flagged RESYNCING and re-fetched, the quiet ones never leave sync."""
     with relayed_host(origin, nats.url, logdir, "--pending-msgs", "20", name="gap") as host:
         origin.paused.update({"AAAUSDT", "CCCUSDT"})
         origin.rate_hz = 1000.0  # BBBUSDT alone, fast
         host.signal(signal.SIGSTOP)  # the socket fills while the mirror sleeps
         time.sleep(0.5)
-        host.signal(signal.SIGCONT)  # one read of it overflows the 20-update queue
+        host.signal(signal.SIGCONT)  # one read of it overflows the 20-message queue
         quiet = {s: origin.uid[s] for s in ("AAAUSDT", "CCCUSDT")}
         host.probe("sync", ["BBBUSDT"], origin.uid["BBBUSDT"] + 10)
         host.probe("sync", ["AAAUSDT", "CCCUSDT"], min(quiet.values()))
@@ -250,18 +250,18 @@ def test_nats_down_at_start_is_said_in_the_slots_then_bad_messages_are_counted_a
         nats.start()
         relay = start_relay(origin.group, nats.url, logdir / "relay.log")
         host.probe("sync", ["AAAUSDT", "BBBUSDT"], now_uid(origin) + 5)
-        # garbage, and a genuine update of another group, on this group's subject
+        # garbage, and a genuine batch of another group, on this group's subject
         other = Origin(["AAAUSDT"])
         try:
             other.publish("AAAUSDT")
             slot = memoryview(other.writer._mm)[other.writer.geometry.slot_offset(0):]  # a real slot's bytes
             g = other.writer.geometry
-            foreign = codec.encode_update(1, 1, other.group.encode(), b"AAAUSDT", slot, g.bids_offset, g.asks_offset,
-                                          g.message_offset, g.message_size)
+            entry = codec.encode_entry(1, b"AAAUSDT", slot, fanout_truth.DEPTH, fanout_truth.DEPTH, g.bids_offset, g.asks_offset, b"")
+            foreign = codec.encode_batch(1, 1, other.group.encode(), [entry])
             slot.release()
         finally:
             other.close()
-        publish_raw(nats.url, codec.data_subject(origin.group, "AAAUSDT"), [b"not an update, but 32 bytes long", foreign])
+        publish_raw(nats.url, codec.data_subject(origin.group), [b"not an update, but 32 bytes long", foreign])
         host.probe("sync", ["AAAUSDT", "BBBUSDT"], now_uid(origin) + 10)
     finally:
         assert host.stop() == 0
@@ -269,8 +269,8 @@ def test_nats_down_at_start_is_said_in_the_slots_then_bad_messages_are_counted_a
             stop_process(relay)
         nats.close()
     log = host.log()
-    assert "undecodable message on AAAUSDT dropped: magic b'not ', expected b'LDCN'" in log, log[-3000:]
-    assert f"message of group {other.group} / AAAUSDT on subject AAAUSDT dropped" in log
+    assert "undecodable message on _batch dropped: magic b'not ', expected b'LDCN'" in log, log[-3000:]
+    assert f"batch of group {other.group} on subject _batch dropped" in log
     assert "undecodable=1, foreign=1" in log
 
 
@@ -358,15 +358,15 @@ def forge(url: str, user: str, password: str, group: str, symbol: str) -> None:
         nc = await nats_client.connect(url, user="mirror", password="m")
         publisher = await nats_client.connect(url, user=user, password=password)
         reply = await nc.request(codec.control_subject(group, codec.STATE_TOKEN), symbol.encode(), timeout=5)
-        data = bytearray(reply.data)
-        update = codec.decode_update(bytes(data), 64)
-        codec.ENVELOPE.pack_into(data, 0, codec.MAGIC, codec.VERSION, codec.KIND_UPDATE, 0, update.epoch, update.seq + 1)
-        header_at = codec.ENVELOPE.size + 2 + len(update.group) + len(update.symbol)
-        updates_at = header_at + SLOT_HEADER.offset("updates")
-        struct.pack_into("<Q", data, updates_at, update.counters[0] + 1)  # a publish, not a status change
-        bids_at = len(data) - 16 * (len(update.bids) + len(update.asks))
-        np.frombuffer(data, np.float64, 1, bids_at)[:] = float(np.asarray(update.bids)[0, 0]) - 0.25  # best bid price
-        await publisher.publish(codec.data_subject(group, symbol), bytes(data))
+        (update,) = codec.decode_batch(reply.data, 64).updates
+        fields = list(update.fields)
+        fields[[f.name for f in SLOT_HEADER.fields].index("updates")] += 1  # a publish, not a status change
+        bids = np.array(update.bids)
+        bids[0, 0] -= 0.25  # best bid price
+        entry = b"".join((codec.ENTRY.pack(update.seq + 1, *fields, len(symbol), len(update.message)), symbol.encode(),
+                          update.message, bids.tobytes(), np.asarray(update.asks).tobytes()))
+        data = codec.encode_batch(update.epoch, 0, group.encode(), [entry])
+        await publisher.publish(codec.data_subject(group), data)
         await publisher.flush()
         await publisher.close()
         await nc.close()
@@ -389,7 +389,7 @@ def test_only_the_relays_nats_user_can_change_what_mirrors_show(origin: Origin, 
             quiet = origin.uid["CCCUSDT"]
             forge(nats.url, "mirror", "m", origin.group, "CCCUSDT")  # refused by the server
             time.sleep(0.3)
-            assert f'"$G/user:mirror" - Publish Violation - Subject "ldc.{origin.group}.CCCUSDT"' in nats.log()
+            assert f'"$G/user:mirror" - Publish Violation - Subject "ldc.{origin.group}._batch"' in nats.log()
             host.probe("sync", ["CCCUSDT"], quiet)
             # negative control: the same forgery with the relay's rights is applied, and the probe sees it
             forge(nats.url, "relay", "r", origin.group, "CCCUSDT")

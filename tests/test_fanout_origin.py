@@ -69,7 +69,7 @@ def test_sequences_go_on_across_a_replaced_origin_file(group: str) -> None:
     finally:
         writer.close()
     assert change.seq == 42
-    assert codec.decode_update(change.payload, DEPTH).seq == 42
+    assert codec.decode_entry(change.entry, DEPTH).seq == 42
 
 
 def test_a_silent_origin_is_not_alive_and_its_updates_carry_the_stored_status(group: str) -> None:
@@ -84,7 +84,7 @@ def test_a_silent_origin_is_not_alive_and_its_updates_carry_the_stored_status(gr
             time.sleep(3 * STALE_AFTER_MS / 1000)  # no heartbeat meanwhile: readers judge it STALE
             assert not origin.alive()
             (change,) = origin.changes()
-            update = codec.decode_update(change.payload, DEPTH)
+            update = codec.decode_entry(change.entry, DEPTH)
             assert (update.update_id, Status(update.status)) == (7, Status.SYNCED)
             writer.heartbeat()
             assert origin.alive()

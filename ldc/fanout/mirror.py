@@ -31,8 +31,8 @@ from ldc.errors import SegmentError
 from ldc.fanout import codec
 from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
-from ldc.fanout.relay import nats_options, run_command
-from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, MESSAGE_SIZE, Counter, Status
+from ldc.fanout.relay import log_count, nats_options, run_command
+from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, MESSAGE_SIZE, SLOT_HEADER, Counter, Status
 from ldc.shm.segment import truncate_utf8
 from ldc.shm.writer import Levels, SegmentWriter
 
@@ -42,10 +42,16 @@ RELAY_SILENT_S: Final = 1.5  # three missed relay heartbeats (codec: every 0.5 s
 WATCH_INTERVAL_S: Final = 0.25  # relay-silence check and the segment's own heartbeat
 REQUEST_TIMEOUT_S: Final = 1.0  # an info or state request unanswered this long is retried
 STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets resync at once
-# updates the client may queue for us before it drops (nats-py's slow-consumer limit): a drop is a
-# sequence gap, so that market resyncs; the server cuts a mirror slower still (a lost connection)
+# messages (batches) the client may queue for us before it drops (nats-py's slow-consumer limit; its
+# 64 MiB byte limit holds too): a dropped batch is a sequence gap in each market it carried, so those
+# resync; the server cuts a mirror slower still (a lost connection)
 DEFAULT_PENDING_MSGS: Final = 65_536
 _UPDATES: Final = int(Counter.UPDATES)
+_FIELD: Final = {f.name: i for i, f in enumerate(SLOT_HEADER.fields)}  # Update.fields indices
+_GEN, _STATUS, _UPDATE_ID = _FIELD["gen"], _FIELD["status"], _FIELD["update_id"]
+_EVENT_TIME, _RECV_TIME = _FIELD["event_time_ms"], _FIELD["recv_time_ns"]
+_COUNTERS_AT: Final = _FIELD[COUNTER_FIELDS[0]]
+_COUNTERS_END: Final = _COUNTERS_AT + len(COUNTER_FIELDS)
 _COUNTERS: Final = tuple(Counter)  # in COUNTER_FIELDS order
 assert _UPDATES == 0, "_apply compares the counters after updates as one slice"
 
@@ -74,6 +80,7 @@ class Stats:
     undecodable: int = 0
     foreign: int = 0  # another group's, or a symbol other than its subject's
     unwanted: int = 0  # a symbol outside --symbols
+    batches: int = 0  # messages decoded (each one or more updates)
 
 
 class Mirror:
@@ -147,25 +154,33 @@ class Mirror:
         token = msg.subject.rsplit(".", 1)[-1]
         if token == codec.HEARTBEAT_TOKEN:
             await self.on_heartbeat(msg.data)
-            return
-        if token.startswith("_"):  # other mirrors' state requests share the group's subject space
-            return
-        self.handle_update(msg.data, token, from_stream=True)
+        elif token == codec.BATCH_TOKEN or not token.startswith("_"):  # a symbol's subject: a version 1 relay
+            self.handle_batch(msg.data, token, from_stream=True)
+        # other tokens: other mirrors' state requests share the group's subject space
 
-    def handle_update(self, data: bytes, token: str, *, from_stream: bool) -> None:
-        if self._writer is None:  # before the relay's first heartbeat: it resyncs everything then
+    def handle_batch(self, data: bytes, token: str, *, from_stream: bool) -> None:
+        """Apply every entry of one batch (from the stream, or a state reply), then wake readers once."""
+        writer = self._writer
+        if writer is None:  # before the relay's first heartbeat: it resyncs everything then
             return
         try:
-            update = codec.decode_update(data, self._writer.geometry.depth)
+            batch = codec.decode_batch(data, writer.geometry.depth, self.wanted)
         except (codec.DecodeError, ValueError) as exc:
             self.stats.undecodable += 1
-            _log_count(self.stats.undecodable, "undecodable message on %s dropped: %s", token, exc)
+            log_count(log, self.stats.undecodable, "undecodable message on %s dropped: %s", token, exc)
             return
-        if update.group != self.group or update.symbol != token:
+        if batch.group != self.group:
             self.stats.foreign += 1
-            _log_count(self.stats.foreign, "message of group %s / %s on subject %s dropped (this mirror follows %s)",
-                       update.group, update.symbol, token, self.group)
+            log_count(log, self.stats.foreign, "batch of group %s on subject %s dropped (this mirror follows %s)",
+                      batch.group, token, self.group)
             return
+        self.stats.batches += 1
+        self.stats.unwanted += batch.skipped
+        for update in batch.updates:
+            self.handle_update(update, from_stream=from_stream)
+        writer.notify()
+
+    def handle_update(self, update: codec.Update, *, from_stream: bool) -> None:
         market = self.markets.get(update.symbol)
         if market is None:
             if self.wanted is not None:
@@ -202,8 +217,28 @@ class Mirror:
         self._apply(market, best)
 
     def _apply(self, market: Market, update: codec.Update) -> None:
+        fields = update.fields
+        counters = fields[_COUNTERS_AT:_COUNTERS_END]
+        have = market.counters
+        # the common update: the same market generation, one publish (`updates` + 1, which the publish
+        # itself does), no other counter moved, the same message: one C call
+        if (fields[_GEN] == market.origin_gen and counters[0] == have[0] + 1 and counters[1:] == have[1:]
+                and update.message == market.message):
+            self._publish(market.slot, update)
+            market.epoch, market.seq, market.counters, market.status = update.epoch, update.seq, counters, fields[_STATUS]
+            self.stats.applied += 1
+            return
+        self._apply_slowly(market, update, counters)
+
+    def _publish(self, slot: int, update: codec.Update) -> None:
+        # publish is the C method: it takes any C-contiguous (n, 2) float64 buffer, as the views are
+        bids, asks, fields = cast(Levels, update.bids), cast(Levels, update.asks), update.fields
+        self.writer.publish(slot, update_id=fields[_UPDATE_ID], event_time_ms=fields[_EVENT_TIME], recv_time_ns=fields[_RECV_TIME],
+                            status=fields[_STATUS], bids=bids, asks=asks, n_bids=len(bids), n_asks=len(asks))
+
+    def _apply_slowly(self, market: Market, update: codec.Update, counters: tuple[int, ...]) -> None:
+        """Counters that jumped or went back, a new generation, a new message: several slot writes."""
         gen = update.gen
-        counters = update.counters
         restarted = market.origin_gen and gen != market.origin_gen
         if restarted or (counters != market.counters and any(c < m for c, m in zip(counters, market.counters))):
             market = self._readd(update.symbol)  # the origin re-added it: counters start again
@@ -223,18 +258,13 @@ class Mirror:
                     writer.bump(slot, counter, delta)
         market.counters = counters
         if published:
-            # publish is the C method: it takes any C-contiguous (n, 2) float64 buffer, as the views are
-            bids, asks = cast(Levels, update.bids), cast(Levels, update.asks)
-            writer.publish(slot, update_id=update.update_id, event_time_ms=update.field("event_time_ms"),
-                           recv_time_ns=update.field("recv_time_ns"), status=update.status,
-                           bids=bids, asks=asks, n_bids=len(bids), n_asks=len(asks))
+            self._publish(slot, update)
         # the message after the levels: set first, a new in-sync status would stand over the old book
         if update.message != market.message or not published:
             writer.set_status(slot, update.status, update.message.decode(errors="replace"))
             market.message = update.message
         market.status = update.status
-        writer.notify()
-        self.stats.applied += 1
+        self.stats.applied += 1  # handle_batch wakes the readers once for the whole batch
 
     # ------------------------------------------------------------------ resync
 
@@ -262,7 +292,7 @@ class Mirror:
                     await asyncio.sleep(REQUEST_TIMEOUT_S)
                     continue
             if reply.data:
-                self.handle_update(reply.data, symbol, from_stream=False)
+                self.handle_batch(reply.data, codec.STATE_TOKEN, from_stream=False)
                 return
             await asyncio.sleep(REQUEST_TIMEOUT_S)  # the relay does not know it (yet)
 
@@ -279,10 +309,15 @@ class Mirror:
             info = codec.Info.decode(data)
         except codec.DecodeError as exc:
             self.stats.undecodable += 1
-            _log_count(self.stats.undecodable, "undecodable heartbeat dropped: %s", exc)
+            log_count(log, self.stats.undecodable, "undecodable heartbeat dropped: %s", exc)
             return
         if info.group != self.group:
             self.stats.foreign += 1
+            return
+        if info.wire != codec.VERSION:
+            self.stats.undecodable += 1
+            self.flag_all_stale(f"the relay of group {self.group} speaks wire version {info.wire}, this mirror "
+                                f"version {codec.VERSION}: run the same ldc version on both")
             return
         self.last_heartbeat = time.monotonic()
         if not info.origin_alive or not info.depth:
@@ -369,8 +404,10 @@ class Mirror:
                 return
             log.info("mirror %s of group %s connected to %s", self.local_group, self.group, connected_url(self._nc))
             self.last_heartbeat = time.monotonic()
+            # a --symbols mirror takes the group's batches too and skips the other markets' entries: the
+            # relay sends one message per window for all of them (docs/FANOUT.md says why)
             subjects = [f"{codec.SUBJECT_PREFIX}.{self.group}.*"] if self.wanted is None else [
-                codec.control_subject(self.group, symbol) for symbol in sorted(self.wanted) + [codec.HEARTBEAT_TOKEN]]
+                codec.data_subject(self.group), codec.control_subject(self.group, codec.HEARTBEAT_TOKEN)]
             for subject in subjects:
                 await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
             if self.markets:
@@ -393,11 +430,6 @@ class Mirror:
             raise SegmentError(self.failure)
 
 
-def _log_count(count: int, fmt: str, *args: object) -> None:
-    if count & (count - 1) == 0:  # at 1, 2, 4, 8 ...: a flood is visible without flooding the log
-        log.warning(fmt + f" ({count} so far)", *args)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ldc mirror", description="write a group relayed over NATS into this host's segment")
     p.add_argument("config", nargs="?", help="TOML file with a [nats] table (servers, TLS, credentials)")
@@ -407,7 +439,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--local-group", help="segment name on this host (default: the group's own name)")
     p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="depth until the relay says the origin's")
     p.add_argument("--pending-msgs", type=int, default=DEFAULT_PENDING_MSGS,
-                   help="updates queued in the client before it drops some (each drop resyncs its market)")
+                   help="messages (batches) queued in the client before it drops some (each drop resyncs the markets it carried)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 

@@ -14,8 +14,7 @@ import logging
 import mmap
 import os
 import struct
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,11 +35,12 @@ _STALE: Final = int(Status.STALE)  # a plain int: an IntFlag operand costs a fla
 _COPIED: Final = frozenset((_seqlock.READ_OK, _seqlock.READ_OUT_OF_SYNC, _seqlock.READ_WRITER_DEAD))
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
+    """One market's entry for the next batch (a NamedTuple: the relay makes one per update)."""
+
     symbol: str
     seq: int  # the relay's per-market sequence of this update
-    payload: bytes
+    entry: bytes  # codec.encode_entry's bytes
 
 
 class Origin:
@@ -74,7 +74,7 @@ class Origin:
         self._fd = fd
         self._words = np.frombuffer(self._mm, np.uint64)
         self._buf = SnapshotBuffer(self._seg, self.geometry)
-        self._group_b = group.encode()
+        self._view = memoryview(self._buf)  # the buffer's bytes, for every copy (it never moves)
         self._notify_off = HEADER.offset("notify")
         self._dir_seq_off = HEADER.offset("dir_seq")
         self._dir_seq = -1
@@ -85,9 +85,10 @@ class Origin:
         self._seq_index: npt.NDArray[np.intp] = np.zeros(0, np.intp)
         self._sent: npt.NDArray[np.uint64] = np.zeros(0, np.uint64)
         self.seqs: dict[str, int] = dict(seqs or {})  # symbol -> last sequence published
-        self.last: dict[str, bytes] = {}  # symbol -> last update published (served to newcomers)
+        self.last: dict[str, bytes] = {}  # symbol -> last entry published (served to newcomers)
 
     def close(self) -> None:
+        self._view.release()
         self._seg.close()
         del self._words
         self._mm.close()
@@ -136,30 +137,27 @@ class Origin:
             self._dir_seq = -1
             return None
         buf = self._buf
-        if buf.seq == self._sent[i]:
+        copied = buf.seq
+        if copied == self._sent[i]:
             return None
-        slot = self._stored_status(i, memoryview(buf), buf.seq, buf.status)
+        slot = self._view if not buf.status & _STALE else self._stored_status(i, self._view, copied)
         if slot is None:  # republished since the copy: next round
             return None
-        self._sent[i] = buf.seq
+        self._sent[i] = copied
         symbol = self._symbols[i]
         seq = self.seqs.get(symbol, 0) + 1
         g = self.geometry
-        payload = codec.encode_update(
-            self.epoch, seq, self._group_b, self._symbol_b[i], slot,
-            g.bids_offset, g.asks_offset, g.message_offset, g.message_size,
-        )
+        entry = codec.encode_entry(seq, self._symbol_b[i], slot, buf.n_bids, buf.n_asks, g.bids_offset, g.asks_offset,
+                                   buf.message)
         self.seqs[symbol] = seq
-        self.last[symbol] = payload
-        return Change(symbol, seq, payload)
+        self.last[symbol] = entry
+        return Change(symbol, seq, entry)
 
-    def _stored_status(self, i: int, slot: memoryview, seq: int, status: int) -> memoryview | None:
+    def _stored_status(self, i: int, slot: memoryview, seq: int) -> memoryview | None:
         """The copy with the status its writer stored. The reader adds STALE to a copy when the
         origin's heartbeat is old (its own judgement, LAYOUT.md section 10); relayed, that flag would
         stay on the mirror's slot after the origin's heartbeat resumed, until the market changed.
         The relay says it in its heartbeat instead (``alive``). None: the slot changed since."""
-        if not status & _STALE:
-            return slot
         at = int(self._seq_index[i]) * WORD
         stored = self._seg.load_u32(at + _STATUS_AT)
         if self._seg.load_u64(at) != seq:  # after the status load: that status is the copy's

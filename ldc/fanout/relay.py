@@ -1,10 +1,13 @@
 """``ldc relay``: publish every market of a group's segment to NATS, and serve newcomers.
 
 The event loop sleeps on the segment's notify word (in slices, see ``Relay._pump``), collects the
-markets whose slot changed (``Origin.changes``) and publishes one message per change on
-``ldc.<group>.<symbol>``. The loop also answers ``_info`` and ``_state`` requests from the
-last update of each market (kept in memory: a newcomer costs one reply, the stream nothing), and
-publishes the heartbeat (``codec.Info``) every ``HEARTBEAT_INTERVAL_S``.
+markets whose slot changed (``Origin.changes``) and publishes them together, one batch message on
+``ldc.<group>._batch`` (split at ``codec.MAX_BATCH_BYTES``). After a send it looks again only once
+``coalesce_s`` has passed, so a busy origin costs one send per window whatever its rate, and an
+update waits at most that window (plus the send) before it leaves: a quiet origin's next change
+goes at once. The loop also answers ``_state`` requests from the last entry of each market (kept
+in memory: a newcomer costs one reply, the stream nothing), and publishes the heartbeat
+(``codec.Info``) every ``HEARTBEAT_INTERVAL_S``.
 
 Request/reply rather than a JetStream key-value bucket: a bucket would store every update a second
 time on the server (``scripts/bench_mirror.py`` measures the relay's CPU per update both ways);
@@ -25,7 +28,8 @@ from typing import Any, Final
 from ldc.errors import ConfigError, LdcError, SegmentError
 from ldc.fanout import codec
 from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
-from ldc.fanout.origin import Origin
+from ldc.fanout.origin import Change, Origin
+from ldc.shm.layout import NAME_SIZE
 
 log = logging.getLogger("ldc.relay")
 
@@ -36,6 +40,13 @@ WAIT_SLICE_S: Final = 0.002
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
 RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is another relay's heartbeat heard?
+# After a send, changes wait this long for the next one: a message costs the relay and each mirror ~90 us
+# of CPU on the loaded 2-core test host, an entry ~2 us (scripts/bench_mirror.py), so CPU per update
+# falls with the window and the window bounds the added latency (docs/FANOUT.md). 0: send on every wake.
+DEFAULT_COALESCE_US: Final = 1000
+MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
+# room for the envelope and the longest group name within the server's max_payload
+_BATCH_OVERHEAD: Final = codec.ENVELOPE.size + 1 + NAME_SIZE
 
 
 class RelayConflict(LdcError):
@@ -43,31 +54,39 @@ class RelayConflict(LdcError):
 
 
 class Relay:
-    def __init__(self, group: str, options: NatsOptions) -> None:
+    def __init__(self, group: str, options: NatsOptions, coalesce_us: int = DEFAULT_COALESCE_US) -> None:
         self.group = codec.check_group(group)
         self.options = options
+        if not 0 <= coalesce_us <= MAX_COALESCE_US:
+            raise ValueError(f"coalescing window must be 0..{MAX_COALESCE_US} us, got {coalesce_us}")
+        self.coalesce_s = coalesce_us / 1e6
         self._wait_s = WAIT_SLICE_S
         self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
         self.origin: Origin | None = None
         self._seqs: dict[str, int] = {}  # the last origin file's sequences: the epoch's go on in the next
         self.origin_alive = False
-        self.published = 0
+        self.published = 0  # entries (market updates) published
+        self.batches = 0  # messages they travelled in
         self.dropped = 0  # updates not published (NATS unreachable and its buffer full)
+        self._failed_sends = 0
         self._nc: Any = None
         self._closing = False
         self._started = False
         self.rival = 0  # epoch of another relay heard on this group's heartbeat subject
+        self.batch_seq = 0
+        self._group_b = self.group.encode()
+        self._subject = codec.data_subject(self.group)
 
     # ------------------------------------------------------------------ the pump
 
     async def _pump(self) -> None:
         """Sleep on the origin's notify word, publish each batch of changes, let the loop run.
 
-        The loop thread itself blocks in the futex wait, for at most ``POLL_S`` (``WAIT_SLICE_S`` when
-        woken by the feeder): no thread hand-off per batch (a watcher thread cost a self-pipe write,
-        an epoll wake and a queue per update, several times the publish itself). Requests, pings and
-        the heartbeat wait at most one slice; while the origin publishes the loop never blocks."""
-        publish, prefix = self._nc.publish, f"{codec.SUBJECT_PREFIX}.{self.group}."
+        The loop thread itself blocks in the futex wait, for at most ``WAIT_SLICE_S``: no thread
+        hand-off per batch (a watcher thread cost a self-pipe write, an epoll wake and a queue per
+        update, several times the publish itself). After a send it sleeps out the coalescing window
+        (after the flusher wrote the batch) in the same thread. Requests, pings and the heartbeat
+        wait at most one slice or one window."""
         next_check = 0.0
         while True:
             origin = self.origin
@@ -85,21 +104,34 @@ class Relay:
                     continue
             word = origin.notify_word()
             try:
-                batch = origin.changes()
+                changes = origin.changes()
             except SegmentError as exc:
                 log.warning("origin %s: %s", self.group, exc)
-                batch = []
-            for change in batch:
-                try:
-                    await publish(prefix + change.symbol, change.payload)
-                    self.published += 1
-                except Exception as exc:  # noqa: BLE001  (nats-py raises several kinds while reconnecting)
-                    self.dropped += 1
-                    if self.dropped & (self.dropped - 1) == 0:  # log at 1, 2, 4, 8 ... drops
-                        log.warning("relay %s: %d updates dropped (%s)", self.group, self.dropped, exc)
-            if not batch:
+                changes = []
+            if not changes:
                 origin.wait(word, self._wait_s)
+                await asyncio.sleep(0)  # callbacks run
+                continue
+            sent_at = time.monotonic()
+            await self._send(changes)
             await asyncio.sleep(0)  # the flusher writes what was published; callbacks run
+            hold = sent_at + self.coalesce_s - time.monotonic()
+            if hold > 0:
+                time.sleep(hold)  # asyncio's timers are whole milliseconds: a window is finer
+
+    async def _send(self, changes: list[Change]) -> None:
+        limit = min(codec.MAX_BATCH_BYTES, self._nc.max_payload - _BATCH_OVERHEAD)
+        for run in codec.split_batches([c.entry for c in changes], limit):
+            self.batch_seq += 1
+            try:
+                await self._nc.publish(self._subject, codec.encode_batch(self.epoch, self.batch_seq, self._group_b, run))
+                self.published += len(run)
+                self.batches += 1
+            except Exception as exc:  # noqa: BLE001  (nats-py raises several kinds while reconnecting)
+                self.dropped += len(run)
+                self._failed_sends += 1
+                log_count(log, self._failed_sends, "relay %s: a batch of %d updates not sent (%s); %d updates dropped in all",
+                          self.group, len(run), exc, self.dropped)
 
     def _attach(self) -> bool:
         try:
@@ -146,9 +178,9 @@ class Relay:
     def info(self) -> codec.Info:
         origin = self.origin
         if origin is None:
-            return codec.Info(self.group, "", 0, 0, self.epoch, False, {})
+            return codec.Info(self.group, "", 0, 0, self.epoch, False, {}, codec.VERSION)
         return codec.Info(self.group, origin.exchange, origin.geometry.depth, origin.geometry.capacity,
-                          self.epoch, self.origin_alive, dict(origin.seqs))
+                          self.epoch, self.origin_alive, dict(origin.seqs), codec.VERSION)
 
     async def _heartbeat(self) -> None:
         subject = codec.control_subject(self.group, codec.HEARTBEAT_TOKEN)
@@ -173,7 +205,7 @@ class Relay:
         origin = self.origin
         symbol = msg.data.decode(errors="replace")
         last = origin.last.get(symbol) if origin is not None else None
-        await msg.respond(last or b"")
+        await msg.respond(codec.encode_batch(self.epoch, 0, self._group_b, [last]) if last else b"")
 
     async def _on_disconnect(self) -> None:
         if not self._closing:
@@ -183,11 +215,20 @@ class Relay:
         log.info("relay %s: reconnected to %s", self.group, connected_url(self._nc))
 
 
+def log_count(logger: logging.Logger, count: int, fmt: str, *args: object) -> None:
+    """Log at the 1st, 2nd, 4th, 8th ... occurrence: a flood is visible without flooding the log."""
+    if count & (count - 1) == 0:
+        logger.warning(fmt + f" ({count} so far)", *args)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ldc relay", description="publish a group's books to NATS for mirrors on other hosts")
     p.add_argument("config", nargs="?", help="TOML file with a [nats] table (servers, TLS, credentials)")
     p.add_argument("--group", required=True, help="the group whose segment /dev/shm/ldc-GROUP is relayed")
     p.add_argument("--nats", help="NATS URL(s), comma-separated, instead of a config file")
+    p.add_argument("--coalesce-us", type=int, default=DEFAULT_COALESCE_US,
+                   help="after a send, changes wait this long for the next one: one message per window "
+                        f"carries every market that changed (default {DEFAULT_COALESCE_US}; 0: send on every wake)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -230,7 +271,7 @@ class _Command:
 
     @staticmethod
     def make(args: argparse.Namespace) -> Relay:
-        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"))
+        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"), args.coalesce_us)
 
 
 def main(argv: list[str]) -> int:

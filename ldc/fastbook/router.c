@@ -45,6 +45,19 @@ static PyObject *routed(Py_ssize_t index, int kind, PyObject *value) /* steals v
     return result;
 }
 
+/* Readers are woken once per feed() call, not once per diff: the wake is a FUTEX_WAKE syscall whether or not
+ * anyone sleeps (layout 2.0 keeps no reader-written waiter count), and one socket read carries many diffs.
+ * `woken` is the segment of the HotPaths that published since the last wake (NULL: none); the wake comes
+ * before Python sees anything, so a reader never waits behind the slow path for a publish already made. */
+static PyObject *woken_then(PyObject *segment, PyObject *result)
+{
+    if (segment != NULL && ldc_fb_seqlock_api->notify(segment) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
 static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4) {
@@ -68,11 +81,12 @@ static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nar
     }
     PyObject *raws = args[0];
     Py_ssize_t i = start < 0 ? 0 : start;
+    PyObject *published = NULL; /* borrowed: the segment a HotPath published into since the last wake */
     for (; i < PyList_GET_SIZE(raws); i++) {
         PyObject *diff = ldc_fb_parse_depth(NULL, PyList_GET_ITEM(raws, i));
         if (diff == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
-                return NULL;
+                return woken_then(published, NULL);
             }
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
@@ -80,18 +94,18 @@ static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nar
             Py_XDECREF(type);
             Py_XDECREF(value);
             Py_XDECREF(tb);
-            return message == NULL ? NULL : routed(i, ROUTE_MALFORMED, message);
+            return woken_then(published, message == NULL ? NULL : routed(i, ROUTE_MALFORMED, message));
         }
         if (diff == Py_None) {
-            return routed(i, ROUTE_CONTROL, diff);
+            return woken_then(published, routed(i, ROUTE_CONTROL, diff));
         }
         PyObject *hot = PyDict_GetItemWithError(self->paths, ((ParsedDiff *)diff)->symbol); /* borrowed */
         if (hot == NULL || !Py_IS_TYPE(hot, &ldc_fb_HotPathType) || ((HotPath *)hot)->conn != conn) {
             if (hot == NULL && PyErr_Occurred()) {
                 Py_DECREF(diff);
-                return NULL;
+                return woken_then(published, NULL);
             }
-            return routed(i, ROUTE_DIFF, diff);
+            return woken_then(published, routed(i, ROUTE_DIFF, diff));
         }
         HotPath *h = (HotPath *)hot;
         h->last_event_ms = ((ParsedDiff *)diff)->event_time_ms;
@@ -99,17 +113,16 @@ static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nar
         int outcome = ldc_fb_hot_feed(h, diff, recv_ns);
         if (outcome < 0) {
             Py_DECREF(diff);
-            return NULL;
+            return woken_then(published, NULL);
         }
         if (outcome != HOT_DONE) {
-            return routed(i, outcome == HOT_TOP_FAULT ? ROUTE_TOP_FAULT : ROUTE_DIFF, diff);
+            /* the feeder wakes readers itself after deciding on this diff */
+            return woken_then(published, routed(i, outcome == HOT_TOP_FAULT ? ROUTE_TOP_FAULT : ROUTE_DIFF, diff));
         }
         Py_DECREF(diff);
-        if (ldc_fb_seqlock_api->notify(h->segment) < 0) {
-            return NULL;
-        }
+        published = h->segment;
     }
-    return routed(i, ROUTE_END, Py_NewRef(Py_None));
+    return woken_then(published, routed(i, ROUTE_END, Py_NewRef(Py_None)));
 }
 
 static PyObject *router_get_paths(Router *self, void *closure)

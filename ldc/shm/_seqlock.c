@@ -807,6 +807,29 @@ static PyObject *Segment_store_u64(Segment *s, PyObject *const *args, Py_ssize_t
     Py_RETURN_NONE;
 }
 
+/* add_u64(offset, delta[, offset, delta ...]): atomic adds to single u64 words (release), modulo 2^64; the
+ * feeder-stats counters from any thread with no lock (LAYOUT.md section 16). Every pair is checked before
+ * any word changes. */
+static PyObject *Segment_add_u64(Segment *s, PyObject *const *args, Py_ssize_t nargs) {
+    enum { MAX_PAIRS = 8 };
+    Py_ssize_t offs[MAX_PAIRS];
+    unsigned long long deltas[MAX_PAIRS];
+    if (nargs < 2 || nargs % 2 != 0 || nargs > 2 * MAX_PAIRS) {
+        PyErr_SetString(PyExc_TypeError, "add_u64(offset, delta[, offset, delta ...]): 1 to 8 pairs");
+        return NULL;
+    }
+    if (check_open(s) < 0 || check_writable(s) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < nargs / 2; i++) {
+        if (offset_arg(s, args[2 * i], 8, &offs[i]) < 0) return NULL;
+        deltas[i] = PyLong_AsUnsignedLongLong(args[2 * i + 1]);
+        if (deltas[i] == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs / 2; i++) {
+        __atomic_fetch_add((uint64_t *)(s->base + offs[i]), (uint64_t)deltas[i], __ATOMIC_RELEASE);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *Segment_store_u32(Segment *s, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t off;
     if (nargs != 2) {
@@ -987,6 +1010,7 @@ static PyMethodDef Segment_methods[] = {
      "write_dir_entry(slot, symbol, gen, count_offset, count)"},
     {"repair_dir_seq", (PyCFunction)Segment_repair_dir_seq, METH_NOARGS, "make an odd dir_seq even"},
     {"store_u64", (PyCFunction)(void (*)(void))Segment_store_u64, METH_FASTCALL, "store_u64(offset, value)"},
+    {"add_u64", (PyCFunction)(void (*)(void))Segment_add_u64, METH_FASTCALL, "add_u64(offset, delta[, offset, delta ...]): atomic adds"},
     {"store_u32", (PyCFunction)(void (*)(void))Segment_store_u32, METH_FASTCALL, "store_u32(offset, value)"},
     {"heartbeat", (PyCFunction)Segment_heartbeat, METH_NOARGS, "heartbeat_ns := now"},
     {"notify", (PyCFunction)Segment_notify, METH_NOARGS, "bump the futex word, wake waiters"},

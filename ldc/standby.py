@@ -47,11 +47,14 @@ PROC_LOCKS: Final = "/proc/locks"  # world-readable: who holds a lock on which i
 class Standby:
     """The waiting thread of a standby feeder. ``on_failure()``: the takeover failed (logged; the feeder
     should stop, with ``exit_status`` 1: systemd restarts it); the group's lock is released so another
-    standby may try."""
+    standby may try. ``on_takeover()``: called on this thread once the segment is the standby's (after the
+    rename, outside ``takeover_ms``): the feeder's recording starts there (``Recorder.take_over``)."""
 
-    def __init__(self, writer: SegmentWriter, *, on_failure: Callable[[], None]) -> None:
+    def __init__(self, writer: SegmentWriter, *, on_failure: Callable[[], None],
+                 on_takeover: Callable[[], None] | None = None) -> None:  # fmt: skip
         self._writer = writer
         self._on_failure = on_failure
+        self._on_takeover = on_takeover
         self.failed = False
         self.takeover_ms: float | None = None  # lock granted -> file named, once taken over
         # daemon: a thread blocked in fcntl cannot be woken; at a standby's stop the process exits, and a
@@ -84,6 +87,7 @@ class Standby:
                     log.info("standby for %s: took over %.3f ms after its writer released the group (at "
                              "CLOCK_MONOTONIC %d ns); publishing its books as they are (no resync, no snapshot)",
                              segment_name(self._writer.group), self.takeover_ms, granted_ns)  # fmt: skip
+                    self._taken_over()
                     return
             except BaseException:
                 os.close(fd)
@@ -92,10 +96,20 @@ class Standby:
             if self._writer.closing:
                 return
 
+    def _taken_over(self) -> None:
+        """The feeder's part of a takeover (its recording): a failure there is logged, the feeder publishes on."""
+        if self._on_takeover is None:
+            return
+        try:
+            self._on_takeover()
+        except Exception:
+            log.exception("standby for %s: after the takeover", segment_name(self._writer.group))
 
-def standby_for(writer: SegmentWriter, on_failure: Callable[[], None]) -> Standby | None:
+
+def standby_for(writer: SegmentWriter, on_failure: Callable[[], None],
+                on_takeover: Callable[[], None] | None = None) -> Standby | None:  # fmt: skip
     """The waiting thread of a feeder whose writer is a standby's (not started); None for an active writer."""
-    return None if writer.active else Standby(writer, on_failure=on_failure)
+    return None if writer.active else Standby(writer, on_failure=on_failure, on_takeover=on_takeover)
 
 
 def role_prefix(writer: SegmentWriter) -> str:

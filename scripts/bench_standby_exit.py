@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 import ldc.standby as standby_module
+from ldc.shm.files import ofd_wait_write_lock
 from ldc.shm.layout import Status, lock_path, segment_path, temp_paths
 from ldc.shm.writer import SegmentWriter
 from ldc.standby import Standby
@@ -34,6 +35,7 @@ SYMBOL = "BTCUSDT"
 HOLDER = r"""
 import sys, time
 import numpy as np
+from ldc.shm.files import ofd_wait_write_lock
 from ldc.shm.layout import Status
 from ldc.shm.writer import SegmentWriter
 w = SegmentWriter(sys.argv[1], depth=%d, capacity=4)
@@ -60,7 +62,7 @@ def one_kill(group: str, granted: list[int]) -> tuple[float, float]:
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     deadline = time.monotonic() + 10.0
-    while not writer.active and time.monotonic() < deadline:
+    while waiter.takeover_ms is None and time.monotonic() < deadline:
         time.sleep(0.0005)
     assert writer.active and waiter.takeover_ms is not None, "no takeover"
     writer.close()
@@ -72,13 +74,13 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=15, help="kills per mode (alternated)")
     args = parser.parse_args()
     granted: list[int] = []
-    wait = standby_module.ofd_wait_write_lock
+    wait = ofd_wait_write_lock
 
     def stamped(fd: int) -> None:
         wait(fd)
         granted.append(time.monotonic_ns())
 
-    standby_module.ofd_wait_write_lock = stamped  # type: ignore[assignment]
+    setattr(standby_module, "ofd_wait_write_lock", stamped)  # the waiting thread's call, stamped on its return
     group = f"benchsbx{os.getpid()}"
     figures: dict[str, list[tuple[float, float]]] = {"idle": [], "busy": []}
     stop = threading.Event()

@@ -58,7 +58,9 @@ directory replays continuously: the held frames cover the dead writer's last unw
 lacks at most the last ``POLL_S``) and a diff already in a book is skipped by its update id. No frame is
 lost between the two: a frame is handed to the recorder before its book applies it, so a frame the
 snapshot does not hold is either held (written after the snapshot lines) or arrives after the switch. The
-one bound: a frame whose socket read waited more than ``HOLD_S`` between its receipt and its book. A
+one bound: a frame whose socket read waited more than ``HOLD_S`` between its receipt and its book. A market
+not in sync at the takeover gets no line (its book is not the exchange's): it is resyncing, and the REST
+snapshot it loads is recorded as any is. A
 stream venue's standby (``ldc/stream_feeder.py``) holds and switches the same way, with no snapshot lines:
 those recordings are for inspection (``ldc sim --replay`` reads Binance recordings only).
 

@@ -266,3 +266,19 @@ def test_the_compressor_of_a_killed_writers_spool_runs_at_the_takeover(tmp_path:
     closed(rec)
     wait_until(lambda: not left.exists(), timeout_s=COMPRESS_TIMEOUT_S, what="the left spool compressed")
     assert [Path(p).name for p in recording_files(str(tmp_path / "g"))][0] == "g-20260101T000000.000000Z.gz"
+
+
+def test_a_takeover_into_an_unusable_directory_stops_recording_with_an_error_and_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rec = Recorder(RecordConfig(directory=str(blocker / "record"), group="g", rotate_bytes=10**9, rotate_s=3600.0), held=True)
+    rec.frames([frame(1)], 1)
+    rec.take_over([book_snapshot_line("/api/v3/depth", "BTCUSDT", 100, 1, [(1.0, 1.0)], [(2.0, 1.0)], 2)])
+    assert rec.frames([frame(2)], 3) is False  # the feeder goes on; the frame is counted, not written
+    rec.close()
+    stats = rec.stats()
+    assert (stats.errors, stats.frames, stats.snapshots, stats.files) == (1, 0, 0, 0) and stats.dropped == 3
+    assert "Not a directory" in stats.failed
+    assert any("recording of group g stopped" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)

@@ -192,7 +192,15 @@ def test_a_group_with_a_standby_records_one_feeder_per_file_and_replays_to_the_t
                 symbol = line["rest"].split("symbol=")[1].split("&")[0]
                 truth = live.truth(symbol, update_id=line["data"]["lastUpdateId"], limit=DEPTH, family="spot")
                 assert truth is not None and _numerically_equal(truth, line["data"]), (truth, line["data"])
-    # the directory as one feed, and the last takeover's file on its own: both replay to the truth
+    # the directory as one feed, and the last takeover's file on its own: no diff missing across the takeovers
+    for source in (str(directory), files[-1]):
+        for capture in load_captures((ReplaySource(path=source),)):
+            first = capture.known().first_applied
+            firsts = [int(orjson.loads(p)["U"]) for p in capture.payloads[first:]]
+            assert firsts[0] <= capture.known().snapshot_id + 1, (source, capture.symbol)  # the snapshot is bridged
+            breaks = [(u, f) for u, f in zip(capture.final_ids[first:], firsts[1:]) if f != u + 1]
+            assert breaks == [], (source, capture.symbol, breaks)  # spot: each diff's U is the last one's u + 1
+    # ... and both replay to the truth
     whole = replayed_books(str(directory), SYMBOLS)
     alone = replayed_books(files[-1], SYMBOLS)
     for symbol in SYMBOLS:

@@ -197,6 +197,8 @@ class Recorder:
         self._held_bytes = 0
         self._hold_s, self._hold_max_bytes = hold_s, hold_max_bytes
         self._hold_lock = threading.Lock()  # the held lines and the switch to the spool (``take_over``)
+        self._life_lock = threading.Lock()  # a takeover (the standby's thread) against close() (the feeder's)
+        self._closed = False
         # the data frames of one socket read, received at ``recv_time_ns``: the C call itself (a Python frame
         # around it cost ~0.1 us a read); False when they were dropped (counted)
         self.frames: Callable[[list[bytes], int], bool] = self._hold_frames if held else self._spool.append
@@ -263,20 +265,21 @@ class Recorder:
     def take_over(self, snapshot_lines: Sequence[bytes] = ()) -> None:
         """The standby became the group's writer: start recording (``start``) with ``snapshot_lines`` first
         (``book_snapshot_line``: its books in sync), then the held frames and snapshots, then everything it
-        receives. Does nothing for a recorder that is not held."""
-        if self._held is None:
-            return
-        self._open()  # a failure stops recording (logged): the lines below are then dropped and counted
-        with self._hold_lock:
-            held, self._held, self._held_bytes = self._held, None, 0
-            for line in snapshot_lines:
-                self._spool.append_line(line)
-            for recv_time_ns, item in held:
-                if isinstance(item, bytes):
-                    self._spool.append_line(item)
-                else:
-                    self._spool.append(item, recv_time_ns)
-            self.frames = self._spool.append
+        receives. Does nothing for a recorder that is not held, or closed (a feeder stopping as it took over)."""
+        with self._life_lock:
+            if self._held is None or self._closed:
+                return
+            self._open()  # a failure stops recording (logged): the lines below are then dropped and counted
+            with self._hold_lock:
+                held, self._held, self._held_bytes = self._held, None, 0
+                for line in snapshot_lines:
+                    self._spool.append_line(line)
+                for recv_time_ns, item in held:
+                    if isinstance(item, bytes):
+                        self._spool.append_line(item)
+                    else:
+                        self._spool.append(item, recv_time_ns)
+                self.frames = self._spool.append
         log.info("recording of group %s taken over: %d book snapshots, then %d held reads and snapshots",
                  self.config.group, len(snapshot_lines), len(held))  # fmt: skip
 
@@ -316,17 +319,19 @@ class Recorder:
     def close(self) -> None:
         """Write what is pending, close the spool and hand it to a compressor (not waited for). A held
         recorder's frames are let go: they are the group writer's to record."""
-        with self._hold_lock:
-            if self._held is not None:
-                self._held.clear()
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join()
-        self._spool.close()
-        self._check_writer()
-        if self._file is not None:
-            self._finish(self._file)
-            self._file = None
+        with self._life_lock:  # after a takeover under way: its file is finished here
+            self._closed = True
+            with self._hold_lock:
+                if self._held is not None:
+                    self._held.clear()
+            if self._thread.is_alive():
+                self._stop.set()
+                self._thread.join()
+            self._spool.close()
+            self._check_writer()
+            if self._file is not None:
+                self._finish(self._file)
+                self._file = None
         stats = self.stats()
         log.info("recording of group %s closed: %d frames and %d snapshots written in %d files, %d dropped, %d errors",
                  self.config.group, stats.frames, stats.snapshots, stats.files, stats.dropped, stats.errors)  # fmt: skip

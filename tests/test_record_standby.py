@@ -290,3 +290,12 @@ def test_a_takeover_into_an_unusable_directory_stops_recording_with_an_error_and
     assert (stats.errors, stats.frames, stats.snapshots, stats.files) == (1, 0, 0, 0) and stats.dropped == 3
     assert "Not a directory" in stats.failed
     assert any("recording of group g stopped" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_a_takeover_after_the_recorder_closed_opens_nothing(tmp_path: Path) -> None:
+    """A feeder stopping while its standby thread takes over: the closed recorder starts no file and no thread."""
+    rec = held(tmp_path)
+    rec.frames([frame(1)], 1)
+    closed(rec)
+    rec.take_over([book_snapshot_line("/api/v3/depth", "BTCUSDT", 100, 1, [(1.0, 1.0)], [(2.0, 1.0)], 2)])
+    assert not (tmp_path / "g").exists() and rec.held and rec.stats().files == 0

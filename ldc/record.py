@@ -61,7 +61,8 @@ snapshot does not hold is either held (written after the snapshot lines) or arri
 one bound: a frame whose socket read waited more than ``HOLD_S`` between its receipt and its book. A market
 not in sync at the takeover gets no line (its book is not the exchange's): it is resyncing, and the REST
 snapshot it loads is recorded as any is. A
-stream venue's standby (``ldc/stream_feeder.py``) holds and switches the same way, with no snapshot lines:
+stream venue's standby (``ldc/stream_feeder.py``) holds and switches the same way, with no snapshot lines
+(its file starts with the held frames, up to ``HOLD_S`` of which the dead writer's file also holds):
 those recordings are for inspection (``ldc sim --replay`` reads Binance recordings only).
 
 **Reading.** ``read_recording(path)`` returns a file's lines and the first damage found (the line number

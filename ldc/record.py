@@ -60,10 +60,10 @@ lost between the two: a frame is handed to the recorder before its book applies 
 snapshot does not hold is either held (written after the snapshot lines) or arrives after the switch. The
 one bound: a frame whose socket read waited more than ``HOLD_S`` between its receipt and its book. A market
 not in sync at the takeover gets no line (its book is not the exchange's): it is resyncing, and the REST
-snapshot it loads is recorded as any is. A
-stream venue's standby (``ldc/stream_feeder.py``) holds and switches the same way, with no snapshot lines
-(its file starts with the held frames, up to ``HOLD_S`` of which the dead writer's file also holds):
-those recordings are for inspection (``ldc sim --replay`` reads Binance recordings only).
+snapshot it loads is recorded as any is. A stream venue's standby (``ldc/stream_feeder.py``) holds and
+switches the same way, with no snapshot lines (its file starts with the held frames, up to ``HOLD_S`` of
+which the dead writer's file also holds): those recordings are for inspection (``ldc sim --replay`` reads
+Binance recordings only).
 
 **Reading.** ``read_recording(path)`` returns a file's lines and the first damage found (the line number
 and the reason); nothing after that damage is returned. ``recording_files(path)`` lists a directory's

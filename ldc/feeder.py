@@ -56,7 +56,7 @@ from ldc.io.ws import CloseReason, WsOptions, WsPool
 from ldc.handoff import Handoff
 from ldc.logjournal import StructuredFields, stderr_handler
 from ldc.publish import SlotPublisher
-from ldc.record import Recorder, config_for
+from ldc.record import Recorder, book_snapshot_line, config_for
 from ldc.sdnotify import Notifier
 from ldc.shm.layout import Counter, Status
 from ldc.shm.writer import SegmentWriter
@@ -191,7 +191,8 @@ class Feeder:
         self._conns: dict[int, set[Market]] = {}
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
                                     markets=group.symbols, standby=standby)  # a symbol no longer configured is not carried over  # fmt: skip
-        self.standby = standby_for(self.writer, self.request_stop)  # None: this process is the group's writer
+        # None: this process is the group's writer; a standby's recording starts at its takeover
+        self.standby = standby_for(self.writer, self.request_stop, self._record_takeover)
         # bound once: on_message runs per diff
         self._slots = SlotPublisher(self.writer, group.depth)  # BookSync's answers into the slots
         self._wake_readers = self.writer.notify
@@ -199,7 +200,8 @@ class Feeder:
         self._stats.set("rest_weight_limit", group.weight_budget_per_min)
         self._governor = RateGovernor(governor_key(self.endpoints.rest_url), budget=group.weight_budget_per_min)
         recording = config_for(group.record, group.name, group.record_rotate_mb, group.record_rotate_s)
-        self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
+        # raw frames and snapshots; a standby's held until its takeover (ldc/record.py)
+        self._recorder = Recorder(recording, held=self.standby is not None) if recording is not None else None
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s,
                                 ca_file=group.ca_file, on_answer=self._stats.rest_answer)  # fmt: skip
@@ -702,6 +704,25 @@ class Feeder:
         """The recorder's own counts into the segment, once per tick (they only go up)."""
         if self._recorder is not None:
             self._recorder.publish(self._stats.set)
+
+    def _record_takeover(self) -> None:
+        """This standby took the segment over (its standby thread): its recording starts with a snapshot line
+        of every book in sync (``ldc/record.py``, "A hot standby's recording"), one market under the lock
+        at a time; the lines are made outside it."""
+        if self._recorder is None:
+            return
+        with self._lock:
+            markets = list(self.markets.values())
+        books = []
+        for market in markets:
+            with self._lock:
+                if market.error or market.sync.state is not SyncState.SYNCED or market.sync.book is None:
+                    continue
+                market.handoff.settle()  # the HotPath's applied diffs into BookSync: its update id is the book's
+                books.append((market.symbol, market.sync.update_id, *market.sync.book.levels(), time.time_ns()))
+                self._rearm(market)
+        self._recorder.take_over([book_snapshot_line(self.venue.snapshot_path, symbol, self.limit.limit, update_id, bids, asks, now)
+                                  for symbol, update_id, bids, asks, now in books])  # fmt: skip
 
     def _check_lag(self, market: Market, now: float) -> None:
         """Say so when diffs arrive late (a slow socket reader, a starved host); readers see the same

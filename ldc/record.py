@@ -45,6 +45,26 @@ in the log, the ``errors`` counter, and every line not written and every later f
 the feeder goes on. A compression that fails keeps its spool (replayable as is), is logged by the
 compressor and counted in ``errors`` too, and recording goes on.
 
+**A hot standby's recording** (``ldc feed --standby``, ``ldc/standby.py``). The group's recording is the
+publishing feeder's: one feeder's lines in a file, files in time order, so a directory replays as one feed.
+A standby's recorder is *held* (``Recorder(config, held=True)``): it opens no file and writes nothing; it
+keeps the frames and snapshots of the last ``HOLD_S`` seconds (at most ``HOLD_MAX_BYTES``) in memory. At
+takeover (``take_over``) it starts its first file, whose first lines are the standby's books that are in
+sync, one REST snapshot line each (``book_snapshot_line``: ``{"rest":"<path>?symbol=S&limit=N","data":
+{"lastUpdateId":U,"bids":...,"asks":...},"source":"takeover"}``, every level the book holds, prices and
+quantities in their shortest exact decimal form), then the held frames, then what it receives. So the file
+replays on its own through ``ldc sim --replay`` + ``ldc feed``, and after the dead writer's files the
+directory replays continuously: the held frames cover the dead writer's last unwritten lines (its spool
+lacks at most the last ``POLL_S``) and a diff already in a book is skipped by its update id. No frame is
+lost between the two: a frame is handed to the recorder before its book applies it, so a frame the
+snapshot does not hold is either held (written after the snapshot lines) or arrives after the switch. The
+one bound: a frame whose socket read waited more than ``HOLD_S`` between its receipt and its book. A market
+not in sync at the takeover gets no line (its book is not the exchange's): it is resyncing, and the REST
+snapshot it loads is recorded as any is. A stream venue's standby (``ldc/stream_feeder.py``) holds and
+switches the same way, with no snapshot lines (its file starts with the held frames, up to ``HOLD_S`` of
+which the dead writer's file also holds): those recordings are for inspection (``ldc sim --replay`` reads
+Binance recordings only).
+
 **Reading.** ``read_recording(path)`` returns a file's lines and the first damage found (the line number
 and the reason); nothing after that damage is returned. ``recording_files(path)`` lists a directory's
 files in order (a file is itself).
@@ -61,8 +81,10 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode
@@ -82,6 +104,8 @@ QUEUE_MAX_BYTES: Final = 64 * 1024 * 1024  # the ring of lines not yet written (
 POLL_S: Final = 0.1  # the writer thread writes what is pending this often (a killed feeder loses about this much)
 SUPERVISE_S: Final = 0.5  # rotation, failures and compressors are looked at this often (a GIL hand-off each)
 DROP_LOG_EVERY_S: Final = 10.0  # a warning at most this often while frames are dropped
+HOLD_S: Final = 5.0  # a held (standby's) recorder keeps this much of the latest frames for its takeover file
+HOLD_MAX_BYTES: Final = 32 * 1024 * 1024  # ... and at most this many bytes of them
 # Defaults and bounds of the group keys
 DEFAULT_ROTATE_MB: Final = 256.0  # of spool (received bytes); the .gz is ~4-5x smaller
 DEFAULT_ROTATE_S: Final = 3600.0
@@ -96,8 +120,8 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 DIRECTORY_MODE: Final = 0o750  # others can neither add files nor open (and flock) a spool to stall its compression
 COMPRESSOR: Final = [sys.executable, "-m", "ldc.record_compress"]
 
-__all__ = ["FILE_SUFFIX", "SPOOL_SUFFIX", "RecordConfig", "RecordStats", "Recorder", "Recording", "config_for",
-           "read_recording", "recording_files"]  # fmt: skip
+__all__ = ["FILE_SUFFIX", "SPOOL_SUFFIX", "RecordConfig", "RecordStats", "Recorder", "Recording", "book_snapshot_line",
+           "config_for", "read_recording", "recording_files"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,12 +189,20 @@ class Recorder:
     """One group's recording: ``frames`` and ``snapshot`` from any thread, never blocking; ``close`` at the end."""
 
     def __init__(self, config: RecordConfig, *, queue_max_bytes: int = QUEUE_MAX_BYTES, poll_s: float = POLL_S,
-                 supervise_s: float = SUPERVISE_S) -> None:  # fmt: skip
+                 supervise_s: float = SUPERVISE_S, held: bool = False, hold_s: float = HOLD_S,
+                 hold_max_bytes: int = HOLD_MAX_BYTES) -> None:  # fmt: skip
         self.config = config
         self._spool = Spool(queue_max_bytes, max(1, round(poll_s * 1000)))
+        # a standby's recorder until its takeover: the latest frames and snapshots in memory, no file
+        self._held: deque[tuple[int, list[bytes] | bytes]] | None = deque() if held else None
+        self._held_bytes = 0
+        self._hold_s, self._hold_max_bytes = hold_s, hold_max_bytes
+        self._hold_lock = threading.Lock()  # the held lines and the switch to the spool (``take_over``)
+        self._life_lock = threading.Lock()  # a takeover (the standby's thread) against close() (the feeder's)
+        self._closed = False
         # the data frames of one socket read, received at ``recv_time_ns``: the C call itself (a Python frame
         # around it cost ~0.1 us a read); False when they were dropped (counted)
-        self.frames: Callable[[list[bytes], int], bool] = self._spool.append
+        self.frames: Callable[[list[bytes], int], bool] = self._hold_frames if held else self._spool.append
         self._supervise_s = supervise_s
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the supervisor's state below, read by stats() from the feeder's tick
@@ -186,19 +218,71 @@ class Recorder:
         """A REST answer the feeder loaded, as ``GET path?params`` returned it (a line feed in the body, JSON
         whitespace, is written as a space)."""
         request = path + ("?" + urlencode(params) if params else "")
-        self._spool.append_line(b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" ")))
+        line = b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" "))
+        if self._held is None or not self._hold(recv_time_ns, line):
+            self._spool.append_line(line)
 
     def stream_frame(self, raw: bytes, recv_time_ns: int) -> None:
         """A stream venue's message (``ldc/stream_feeder.py``, one a read): a JSON object as is; a gzip frame
         (HTX's every frame) as the JSON it holds, since lines are text; anything else (OKX's ``pong``) is not
         a recording line. A gzip frame that does not inflate is left out: its parser reports it."""
         if raw[:1] == b"{":
-            self._spool.append([raw], recv_time_ns)
+            self.frames([raw], recv_time_ns)
         elif raw[:2] == GZIP_MAGIC:
             try:
-                self._spool.append([htx_frame_json(raw)], recv_time_ns)
+                self.frames([htx_frame_json(raw)], recv_time_ns)
             except ProtocolError:
                 pass
+
+    # -- a standby's recorder (held until its takeover) -----------------------------------------
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def _hold_frames(self, frames: list[bytes], recv_time_ns: int) -> bool:
+        """``frames`` while held: kept in memory; after ``take_over`` (a caller that read ``frames`` before the
+        switch): to the spool, after the takeover's lines."""
+        if self._held is not None and self._hold(recv_time_ns, frames):
+            return True
+        return self._spool.append(frames, recv_time_ns)
+
+    def _hold(self, recv_time_ns: int, item: list[bytes] | bytes) -> bool:
+        """Keep ``item`` (a read's frames, or a whole snapshot line) while held, the oldest beyond ``HOLD_S`` or
+        ``HOLD_MAX_BYTES`` let go; False once the recorder took over (the caller writes it to the spool)."""
+        size = len(item) if isinstance(item, bytes) else sum(len(f) for f in item)
+        with self._hold_lock:
+            held = self._held
+            if held is None:
+                return False
+            held.append((recv_time_ns, item))
+            self._held_bytes += size
+            oldest_kept = recv_time_ns - int(self._hold_s * 1e9)
+            while held and (held[0][0] < oldest_kept or self._held_bytes > self._hold_max_bytes) and len(held) > 1:
+                _, gone = held.popleft()
+                self._held_bytes -= len(gone) if isinstance(gone, bytes) else sum(len(f) for f in gone)
+            return True
+
+    def take_over(self, snapshot_lines: Sequence[bytes] = ()) -> None:
+        """The standby became the group's writer: start recording (``start``) with ``snapshot_lines`` first
+        (``book_snapshot_line``: its books in sync), then the held frames and snapshots, then everything it
+        receives. Does nothing for a recorder that is not held, or closed (a feeder stopping as it took over)."""
+        with self._life_lock:
+            if self._held is None or self._closed:
+                return
+            self._open()  # a failure stops recording (logged): the lines below are then dropped and counted
+            with self._hold_lock:
+                held, self._held, self._held_bytes = self._held, None, 0
+                for line in snapshot_lines:
+                    self._spool.append_line(line)
+                for recv_time_ns, item in held:
+                    if isinstance(item, bytes):
+                        self._spool.append_line(item)
+                    else:
+                        self._spool.append(item, recv_time_ns)
+                self.frames = self._spool.append
+        log.info("recording of group %s taken over: %d book snapshots, then %d held reads and snapshots",
+                 self.config.group, len(snapshot_lines), len(held))  # fmt: skip
 
     def publish(self, set_counter: Callable[[str, int], None]) -> None:
         """The counts into the feeder-stats block (``FeederStats.set``), once per tick: they only go up."""
@@ -211,7 +295,11 @@ class Recorder:
 
     def start(self) -> None:
         """Create the group's directory and the first spool, compress what earlier feeders left, start the
-        supervisor; a failure stops recording (logged)."""
+        supervisor; a failure stops recording (logged). A held recorder starts at its ``take_over``."""
+        if self._held is None:
+            self._open()
+
+    def _open(self) -> None:
         try:
             self.config.group_directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
             if not os.access(self.config.group_directory, os.W_OK | os.X_OK):
@@ -230,15 +318,21 @@ class Recorder:
         log.info("recording group %s in %s", self.config.group, self.config.group_directory)
 
     def close(self) -> None:
-        """Write what is pending, close the spool and hand it to a compressor (not waited for)."""
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join()
-        self._spool.close()
-        self._check_writer()
-        if self._file is not None:
-            self._finish(self._file)
-            self._file = None
+        """Write what is pending, close the spool and hand it to a compressor (not waited for). A held
+        recorder's frames are let go: they are the group writer's to record."""
+        with self._life_lock:  # after a takeover under way: its file is finished here
+            self._closed = True
+            with self._hold_lock:
+                if self._held is not None:
+                    self._held.clear()
+            if self._thread.is_alive():
+                self._stop.set()
+                self._thread.join()
+            self._spool.close()
+            self._check_writer()
+            if self._file is not None:
+                self._finish(self._file)
+                self._file = None
         stats = self.stats()
         log.info("recording of group %s closed: %d frames and %d snapshots written in %d files, %d dropped, %d errors",
                  self.config.group, stats.frames, stats.snapshots, stats.files, stats.dropped, stats.errors)  # fmt: skip
@@ -441,6 +535,24 @@ def _decompress(blob: bytes) -> tuple[bytes, str, bool]:
             return b"".join(parts) + decoder.flush(), "", True
         rest = decoder.unused_data
     return b"".join(parts), "", False
+
+
+def book_snapshot_line(path: str, symbol: str, limit: int, update_id: int, bids: Sequence[tuple[float, float]],
+                       asks: Sequence[tuple[float, float]], recv_time_ns: int) -> bytes:  # fmt: skip
+    """A snapshot line made from a book a feeder holds (a standby's at its takeover), in the form of a recorded
+    REST snapshot ``GET path?symbol=S&limit=N`` plus ``"source":"takeover"``: every level, best first, each
+    number the shortest decimal that reads back as the book's double (plain, never an exponent)."""
+    body = orjson.dumps({"lastUpdateId": update_id, "bids": [[_plain(p), _plain(q)] for p, q in bids],
+                         "asks": [[_plain(p), _plain(q)] for p, q in asks]})  # fmt: skip
+    request = orjson.dumps(path + "?" + urlencode({"symbol": symbol, "limit": limit}))
+    return b'%d {"rest":%s,"data":%s,"source":"takeover"}\n' % (recv_time_ns, request, body)
+
+
+def _plain(value: float) -> str:
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text
 
 
 def config_for(directory: str | None, group: str, rotate_mb: float, rotate_s: float) -> RecordConfig | None:

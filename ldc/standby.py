@@ -19,6 +19,11 @@ the name to the new file (LAYOUT.md section 10, "A replaced segment"), unchanged
 Roles alternate: a standby started while no writer holds the group becomes the writer at once (a normal
 start); the active writer killed and restarted with ``--standby`` finds the new writer and waits.
 
+While it waits, the standby's process hands the GIL over every ``WAITING_SWITCH_INTERVAL_S`` instead of
+CPython's 5 ms, so that the takeover (Python between system calls) is not held up behind the standby's own
+busy threads at each call; the default comes back once it took over. Its recording is held until then
+(``ldc/record.py``, "A hot standby's recording"): ``on_takeover`` starts it.
+
 Security: the ownership lock file is the feeders' user's, mode 0600: another account can neither take
 nor release it, nor open the standby's file, so it can neither trigger nor fake a takeover.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,17 +47,29 @@ from ldc.shm.writer import SegmentWriter
 log = logging.getLogger("ldc.standby")
 
 NS_PER_MS: Final = 1_000_000
+# While a standby waits, its process hands the GIL over this often (CPython's default: 5 ms): the takeover is
+# Python between system calls, each a point where a busy thread of the standby (its books, its sockets) takes
+# the GIL, and the takeover then waited up to the whole interval to get it back, at each of them
+# (scripts/bench_standby_exit.py: lock granted -> named max 12.8-63 ms with a spinning thread at 5 ms,
+# 2.4-3.1 ms at 0.2 ms). The default comes back once the standby took over (or failed).
+WAITING_SWITCH_INTERVAL_S: Final = 0.0002
 PROC_LOCKS: Final = "/proc/locks"  # world-readable: who holds a lock on which inode, for ``ldc status``
 
 
 class Standby:
     """The waiting thread of a standby feeder. ``on_failure()``: the takeover failed (logged; the feeder
     should stop, with ``exit_status`` 1: systemd restarts it); the group's lock is released so another
-    standby may try."""
+    standby may try. ``on_takeover()``: called on this thread once the segment is the standby's (after the
+    rename, outside ``takeover_ms``): the feeder's recording starts there (``Recorder.take_over``)."""
 
-    def __init__(self, writer: SegmentWriter, *, on_failure: Callable[[], None]) -> None:
+    def __init__(self, writer: SegmentWriter, *, on_failure: Callable[[], None],
+                 on_takeover: Callable[[], None] | None = None, switch_interval_s: float | None = -1.0) -> None:  # fmt: skip
         self._writer = writer
+        # while waiting (-1: WAITING_SWITCH_INTERVAL_S, read now; None: the process's own, untouched)
+        self._switch_interval_s = WAITING_SWITCH_INTERVAL_S if switch_interval_s == -1.0 else switch_interval_s
+        self._saved_interval_s = sys.getswitchinterval()
         self._on_failure = on_failure
+        self._on_takeover = on_takeover
         self.failed = False
         self.takeover_ms: float | None = None  # lock granted -> file named, once taken over
         # daemon: a thread blocked in fcntl cannot be woken; at a standby's stop the process exits, and a
@@ -59,6 +77,8 @@ class Standby:
         self._thread = threading.Thread(target=self._run, name=f"ldc-standby-{writer.group}", daemon=True)
 
     def start(self) -> None:
+        if self._switch_interval_s is not None:
+            sys.setswitchinterval(self._switch_interval_s)
         self._thread.start()
         log.info("standby for %s: waiting for its writer to go (pid %d here)", segment_name(self._writer.group), os.getpid())
 
@@ -69,6 +89,9 @@ class Standby:
             log.error("standby for %s: takeover failed: %s", segment_name(self._writer.group), exc)
             self.failed = True
             self._on_failure()
+        finally:
+            if self._switch_interval_s is not None:
+                sys.setswitchinterval(self._saved_interval_s)
 
     def _wait_and_take_over(self) -> None:
         path = lock_path(self._writer.group)
@@ -84,6 +107,7 @@ class Standby:
                     log.info("standby for %s: took over %.3f ms after its writer released the group (at "
                              "CLOCK_MONOTONIC %d ns); publishing its books as they are (no resync, no snapshot)",
                              segment_name(self._writer.group), self.takeover_ms, granted_ns)  # fmt: skip
+                    self._taken_over()
                     return
             except BaseException:
                 os.close(fd)
@@ -92,10 +116,20 @@ class Standby:
             if self._writer.closing:
                 return
 
+    def _taken_over(self) -> None:
+        """The feeder's part of a takeover (its recording): a failure there is logged, the feeder publishes on."""
+        if self._on_takeover is None:
+            return
+        try:
+            self._on_takeover()
+        except Exception:
+            log.exception("standby for %s: after the takeover", segment_name(self._writer.group))
 
-def standby_for(writer: SegmentWriter, on_failure: Callable[[], None]) -> Standby | None:
+
+def standby_for(writer: SegmentWriter, on_failure: Callable[[], None],
+                on_takeover: Callable[[], None] | None = None) -> Standby | None:  # fmt: skip
     """The waiting thread of a feeder whose writer is a standby's (not started); None for an active writer."""
-    return None if writer.active else Standby(writer, on_failure=on_failure)
+    return None if writer.active else Standby(writer, on_failure=on_failure, on_takeover=on_takeover)
 
 
 def role_prefix(writer: SegmentWriter) -> str:

@@ -119,7 +119,8 @@ class StreamFeeder:
         self._reload = threading.Event()
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
                                     standby=standby)  # fmt: skip
-        self.standby = standby_for(self.writer, self.request_stop)  # None: this process is the group's writer
+        # None: this process is the group's writer; a standby's recording starts at its takeover (no snapshot lines)
+        self.standby = standby_for(self.writer, self.request_stop, self._record_takeover)
         self._slots = SlotPublisher(self.writer, group.depth)  # BookSync's answers into the slots
         self.markets: dict[str, StreamMarket] = {}  # stream key -> market
         self.connections: list[StreamConnection] = []
@@ -134,7 +135,13 @@ class StreamFeeder:
                                 on_answer=self.stats.rest_answer)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
         recording = config_for(group.record, group.name, group.record_rotate_mb, group.record_rotate_s)
-        self._recorder = Recorder(recording) if recording is not None else None  # raw frames and snapshots
+        # raw frames and snapshots; a standby's held until its takeover (ldc/record.py)
+        self._recorder = Recorder(recording, held=self.standby is not None) if recording is not None else None
+
+    def _record_takeover(self) -> None:
+        """This standby took the segment over: its recording starts with what it holds (ldc/record.py)."""
+        if self._recorder is not None:
+            self._recorder.take_over()
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -7,14 +7,19 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from feeder_helpers import group_table, processes, unique_group, wait_until, write_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_standby import READY_TIMEOUT_S, all_in_sync_from, holds_ledger, standby_ready, start_feeder
 
+from ldc.config import endpoints, load_config
 from ldc.errors import ConfigError, RateLimitError
 from ldc.io.governor import (
     BUCKETS,
@@ -32,6 +37,9 @@ from ldc.io.governor import (
     unlink_governor,
     used,
 )
+from ldc.shm.reader import Reader
+from ldc.sim import Simulator
+from ldc.sim.weights import WeightConfig
 
 T0 = 1_700_000_040_000  # a minute boundary
 BUCKET_MS = WINDOW_MS // BUCKETS
@@ -294,3 +302,53 @@ def test_a_ledger_an_older_ldc_left_group_writable_is_replaced(key: str) -> None
     with RateGovernor(key, budget=100, clock_ms=clock) as governor:
         assert os.stat(path).st_mode & 0o777 == 0o600
         governor.acquire(1, timeout_s=0)
+
+
+# The host's ledger with a hot standby (issue 17 item 3) ---------------------------------------------------
+
+STANDBY_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
+ONE_WINDOW_S = 10 * 365 * 86400.0  # the simulator counts every request of the test in one window
+
+
+def _ledger_weight(key: str) -> tuple[int, int]:
+    """(weight booked in the host's ledger of ``key`` within its window, requests granted), read as any feeder
+    would (a handle asking for the largest budget changes no limit: the most cautious one holds)."""
+    with RateGovernor(key, budget=1_000_000) as governor:
+        ledger = governor.ledger()
+        return used(ledger, time.time_ns() // 1_000_000), ledger.granted
+
+
+def test_the_rest_weight_of_the_active_and_of_its_standby_counts_in_the_hosts_one_ledger(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    """Two feeders of one Binance group, the writer then its standby, each load their own REST snapshots (and
+    exchangeInfo): the host's ledger holds the sum of both, equal to the weight the simulator itself counted
+    for this host; the standby's share is what it fetched (its books start from their own snapshots)."""
+    sim = sim_factory(spot_symbols=STANDBY_SYMBOLS, rate=20.0, weights=WeightConfig(window_s=ONE_WINDOW_S))
+    group = unique_group("gov")
+    config = write_config(tmp_path / "ldc.toml", [group_table(group, "spot", STANDBY_SYMBOLS, sim, refresh_interval_s=0.0)])
+    key = governor_key(endpoints(load_config(config).group(group)).rest_url)
+    sim_weight = lambda: int(sim.call(lambda state: state.limiter.used("127.0.0.1", "spot", time.time())))  # noqa: E731
+    requests = lambda: int(sim.stats()["counters"].get("rest_requests", 0))  # noqa: E731
+    log = tmp_path / "feeders.log"
+    with processes() as procs:
+        procs.groups.append(group)
+        procs.governors.append(key)
+        active = start_feeder(procs, config, group, log)
+        with Reader(group, attach_timeout_s=READY_TIMEOUT_S) as reader:
+            wait_until(lambda: all_in_sync_from(reader, active.pid), timeout_s=READY_TIMEOUT_S, what="the writer in sync")
+            wait_until(lambda: _ledger_weight(key)[0] == sim_weight() > 0, what="the ledger at the simulator's count")
+            alone, alone_requests = _ledger_weight(key)
+            assert alone_requests == requests()
+            standby = start_feeder(procs, config, group, log)
+            wait_until(lambda: standby_ready(group, standby.pid, len(STANDBY_SYMBOLS)), timeout_s=READY_TIMEOUT_S, what="the standby in sync")
+            assert holds_ledger(active.pid, key) and holds_ledger(standby.pid, key)
+            wait_until(lambda: _ledger_weight(key)[0] == sim_weight() > alone, what="the ledger at the simulator's count, both feeders'")
+            both, both_requests = _ledger_weight(key)
+            assert both_requests == requests() > alone_requests
+            snapshots = int(sim.stats()["counters"].get("snapshots", 0))
+        print(f"\nhost ledger: writer alone {alone} weight in {alone_requests} requests; with its standby {both} weight "
+              f"in {both_requests} requests (the simulator counted {sim_weight()} weight, {requests()} requests, "
+              f"{snapshots} depth snapshots)")  # fmt: skip
+    # the standby asked what the writer asked at its start (exchangeInfo, one snapshot a market): twice the weight
+    assert (both, both_requests) == (2 * alone, 2 * alone_requests) and snapshots == 2 * len(STANDBY_SYMBOLS)

@@ -161,3 +161,19 @@ def test_a_failed_instrument_request_costs_only_its_own_markets_precision(
     [warning] = [r.getMessage() for r in caplog.records]
     assert warning.startswith("instrument list /api/v5/public/instruments {'instType': 'SPOT'} not read: GET /api/v5/public/instruments")
     assert "Service temporarily unavailable" in warning
+
+
+def test_the_catalogue_does_no_io_of_its_own() -> None:
+    """Sans-I/O: the feeder lends it its REST client (``get``), so the governor, timeouts and stop event of the
+    group apply, and the catalogue is tested with any client."""
+    import ast
+    from pathlib import Path
+
+    import ldc.catalogue
+
+    tree = ast.parse(Path(ldc.catalogue.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported >= {"ldc.venues.base"}  # the scan reads the module's imports
+    io = ("ldc.io", "ldc.feeder", "ldc.stream_feeder", "socket", "ssl", "urllib", "urllib3", "requests", "websocket", "http")
+    assert sorted(name for name in imported if name.startswith(io)) == []

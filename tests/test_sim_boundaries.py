@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENT_PACKAGES = ("ldc.book", "ldc.sync", "ldc.venues", "ldc.io", "ldc.feeder", "ldc.depth", "ldc.shm", "ldc._fastbook")
+CLIENT_PACKAGES = ("ldc.book", "ldc.sync", "ldc.venues", "ldc.io", "ldc.feeder", "ldc.catalogue", "ldc.depth", "ldc.shm", "ldc._fastbook")
 
 
 def imported_modules(path: Path) -> set[str]:

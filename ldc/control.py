@@ -343,7 +343,7 @@ class FeederControl:
                 results[symbol] = SymbolResult(symbol, True, f"market {symbol} was already running")
         new = tuple(dict.fromkeys(s for s in symbols if s not in results))
         if new:
-            unknown = {s: self._exchange_answer(s, why) for s, why in feeder._validate(new).items()}
+            unknown = {s: self._exchange_answer(s, why) for s, why in feeder.catalogue.check(new).items()}
             feeder.apply_group(dataclasses.replace(feeder.group, symbols=feeder.group.symbols + new), unknown)
             for symbol in new:
                 market = feeder.markets.get(symbol)

@@ -47,9 +47,10 @@ from ldc._fastbook import (
     ParsedDiff,
     Router,
 )
+from ldc.catalogue import Listing, SymbolCatalogue
 from ldc.config import GroupConfig, endpoints, load_config, reload_group, restart_keys, symbol_changes
 from ldc.control import serve_feeder
-from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, RestError, SegmentError
+from ldc.errors import ConfigError, ProtocolError, RateLimitError, RestError, SegmentError
 from ldc.io.governor import RateGovernor, governor_key
 from ldc.io.rest import RestClient
 from ldc.io.ws import CloseReason, WsOptions, WsPool
@@ -98,8 +99,6 @@ BAD_FRAME_LOG_EVERY_S = 10.0  # malformed frames are counted; one log line per m
 # Limits
 SNAPSHOT_WORKERS = 8  # snapshot requests in flight at once; the governor paces them within the weight budget
 WORKERS_STOP_TIMEOUT_S = 5.0  # close() waits this long at most for snapshot requests in flight
-VALIDATE_RETRY_MIN_S = 1.0  # exchangeInfo failed: check the symbols again after this, doubling
-VALIDATE_RETRY_CAP_S = 60.0  # up to this
 # The websocket thread waits for the GIL while another thread (a snapshot worker, the tick) runs Python, and
 # CPython hands the GIL over only every switch interval: 5 ms by default, a 5 ms receive-to-publish stall.
 # Set for the feeder process (``main``); a switch costs a few microseconds, and only while two threads want it.
@@ -181,9 +180,8 @@ class Feeder:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._unvalidated: set[str] = set()  # symbols exchangeInfo could not check yet
-        self._validate_at = 0.0
-        self._validate_backoff_s = VALIDATE_RETRY_MIN_S
+        # exchangeInfo: which symbols the exchange lists (checked before a stream goes into a connection URL)
+        self.catalogue = SymbolCatalogue(group.exchange, exchange_info_listing(self.venue), self._rest_get, log=log)
         self.markets: dict[str, Market] = {}  # exchange symbol (upper case) -> market
         self._by_stream: dict[str, Market] = {}
         self._router = Router()  # symbol -> HotPath: takes each socket read's frames (on_messages)
@@ -229,7 +227,7 @@ class Feeder:
         """Validate the symbols, claim slots and open the connections; returns at once."""
         if self._recorder is not None:
             self._recorder.start()
-        unknown = self._validate(self.group.symbols)
+        unknown = self.catalogue.check(self.group.symbols)
         for symbol in self.group.symbols:
             self._add_market(symbol, error=unknown.get(symbol, ""))
         self.pool.start([m.stream for m in self.markets.values() if not m.error])
@@ -248,7 +246,7 @@ class Feeder:
             if self._reload.is_set():
                 self._reload.clear()
                 self._in_background(self.reload)
-            if self._unvalidated and time.monotonic() >= self._validate_at:
+            if self.catalogue.due():
                 self._in_background(self._revalidate)
             self.tick()
             if control is None and self.writer.active:  # a standby took over: the group's socket is its now
@@ -345,7 +343,7 @@ class Feeder:
         later = restart_keys(self.group, new)
         if later:
             log.warning("reload: %s changed; those take effect at the next restart", ", ".join(later))
-        unknown = unknown if unknown is not None else self._validate(added) if added else {}  # REST: not under the lock
+        unknown = unknown if unknown is not None else self.catalogue.check(added)  # REST: not under the lock
         fresh: list[Market] = []
         with self._lock:
             for symbol in removed:
@@ -369,29 +367,10 @@ class Feeder:
     def _stream_of(self, symbols: Iterable[str]) -> list[str]:
         return [self.venue.depth_stream(s, self.group.update_speed_ms) for s in symbols]
 
-    def _validate(self, symbols: Iterable[str]) -> dict[str, str]:
-        """symbol -> error for the symbols the exchange does not list. When exchangeInfo cannot be had, the
-        symbols are remembered and validated again from the main loop (``_revalidate``): an unknown stream in
-        the connection URL can make the exchange refuse the whole connection, every market with it."""
-        wanted = tuple(symbols)
-        unknown = self._unknown_symbols(wanted)
-        if unknown is None:
-            self._unvalidated.update(wanted)
-            self._validate_at = time.monotonic() + self._validate_backoff_s
-            return {}
-        return unknown
-
     def _revalidate(self) -> None:
-        """Background thread, outside the lock (a REST request): retry the symbols exchangeInfo could not check."""
-        pending = tuple(self._unvalidated)
-        unknown = self._unknown_symbols(pending)
-        if unknown is None:
-            self._validate_backoff_s = min(self._validate_backoff_s * 2.0, VALIDATE_RETRY_CAP_S)
-            self._validate_at = time.monotonic() + self._validate_backoff_s
-            return
-        self._unvalidated.difference_update(pending)
-        self._validate_backoff_s = VALIDATE_RETRY_MIN_S
-        log.info("symbols validated: %d listed, %d unknown", len(pending) - len(unknown), len(unknown))
+        """Background thread, outside the lock (a REST request): the symbols exchangeInfo could not check before
+        are checked again (``SymbolCatalogue.recheck``); an unknown one fails its market."""
+        unknown = self.catalogue.recheck()
         with self._lock:
             for symbol, error in unknown.items():
                 market = self.markets.get(symbol)
@@ -407,17 +386,9 @@ class Feeder:
         self.writer.set_status(market.slot, Status.ERROR, error)
         log.error("market %s: %s", market.symbol, error)
 
-    def _unknown_symbols(self, symbols: Iterable[str]) -> dict[str, str] | None:
-        """symbol -> error for symbols the exchange does not list; None when exchangeInfo cannot be had."""
-        path = self.venue.exchange_info_path
-        try:
-            response = self._rest.get(path, params={}, weight=self.venue.exchange_info_weight,
-                                      stop=self._stop)  # fmt: skip
-            listed = binance.listed_symbols(response.body)
-        except LdcError as exc:
-            log.warning("symbols not validated: %s %s failed: %s", self.group.exchange, path, exc)
-            return None
-        return {s: f"unknown symbol {s}: not listed by {self.group.exchange} exchangeInfo" for s in symbols if s not in listed}
+    def _rest_get(self, path: str, params: dict[str, str], weight: int) -> bytes:
+        """A REST request of the symbol catalogue: through the group's client and governor, given up on stop."""
+        return self._rest.get(path, params=params, weight=weight, stop=self._stop).body
 
     # -- websocket events (connection threads) --------------------------------------------------
 
@@ -745,6 +716,13 @@ class Feeder:
         if delta:
             self.writer.bump(market.slot, counter, delta)
             market.published[counter] = value
+
+
+def exchange_info_listing(venue: binance.Exchange) -> Listing:
+    """A REST-snapshot venue's whole listing: one exchangeInfo request; a symbol it lacks does not exist."""
+    path, weight = venue.exchange_info_path, venue.exchange_info_weight
+    return Listing(name="exchangeInfo", requests=lambda symbols: [(path, {}, weight)],
+                   read=lambda body: dict.fromkeys(binance.listed_symbols(body)), complete=True)  # fmt: skip
 
 
 def _with_symbols(group: GroupConfig, symbols: tuple[str, ...]) -> GroupConfig:

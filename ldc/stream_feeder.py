@@ -282,15 +282,16 @@ class StreamFeeder:
             self.writer.notify()
 
     def _precision(self) -> dict[str, Precision]:
-        """Price and size decimals for the venue's checksum, from its instrument list (OKX, Kraken); best
-        effort: without it OKX writes each number in its shortest form, and a Kraken pair says why in its slot."""
-        out: dict[str, Precision] = {}
-        for path, params in self.venue.instrument_requests(self.group.symbols):
-            try:
-                out.update(self.venue.instruments(self._rest.get(path, params=params, weight=1).body))
-            except (LdcError, ValueError) as exc:
-                log.warning("instrument list %s %s not read: %s", path, params, exc)
-        return out
+        """Price and size decimals for the venue's checksum, from its instrument list (OKX, Kraken; the symbol
+        catalogue reads it); best effort: without it OKX writes each number in its shortest form, and a Kraken
+        pair says why in its slot."""
+        from ldc.catalogue import SymbolCatalogue, stream_venue_listing
+
+        def get(path: str, params: dict[str, str], weight: int) -> bytes:
+            return self._rest.get(path, params=params, weight=weight).body
+
+        catalogue = SymbolCatalogue(self.group.exchange, stream_venue_listing(self.venue), get, log=log)
+        return catalogue.precision(self.group.symbols)
 
     def _add_market(self, symbol: str, precision: Precision | None, slot: int | None = None) -> StreamMarket:
         depth = self.group.depth

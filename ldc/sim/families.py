@@ -35,7 +35,8 @@ from ldc.sim.okx import OkxDialect, OkxMarket, OkxModelMarket, inst_type_of
 from ldc.sim.venue_faults import VenueFault, VenueFaultTable
 from ldc.sim.coinbase import CoinbaseDialect, CoinbaseMarket, CoinbaseModelMarket
 from ldc.sim.htx import HtxDialect, HtxMarket, HtxModelMarket
-from ldc.sim.kraken import KrakenDialect, KrakenMarket, KrakenModelMarket
+from ldc.sim.kraken import KrakenDialect, KrakenModelMarket
+from ldc.sim.kraken_market import KrakenMarket
 from ldc.sim.venue_replay_copies import bybit_copies, okx_copies
 from ldc.sim.kraken_replay import KrakenReplayMarket, kraken_replay_markets
 from ldc.sim.coinbase_replay import CoinbaseReplayFeed

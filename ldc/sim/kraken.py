@@ -29,13 +29,14 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Protocol
+from typing import Callable
 
 import orjson
 
 from ldc.sim import kraken_v1
 from ldc.sim.config import SimConfig
 from ldc.sim.httpmsg import Request, Response
+from ldc.sim.kraken_market import KrakenMarket
 from ldc.sim.venue_book import DepthView, Levels, ModelBook, ModelClock, NumberFormat, VenueSpec, base_price_units, truth_json
 from ldc.sim.venue_faults import VenueFaultKind, VenueFaultTable
 from ldc.sim.venue_transport import VenueConn, int_params, json_response
@@ -88,26 +89,6 @@ def fan_out(subscribers: dict[VenueConn, None], symbol: str, encode: Callable[[s
     for conn in list(subscribers):
         frame = frames.get(conn.category) or frames.setdefault(conn.category, encode(conn.category, checksum))
         conn.send_book(frame, symbol, lambda category=conn.category: encode(category, checksum ^ 1))  # type: ignore[misc]
-
-
-class KrakenMarket(Protocol):
-    symbol: str
-
-    def depths(self) -> tuple[int, ...]: ...
-
-    def subscribe(self, conn: VenueConn, depth: int, snapshot: bool) -> None: ...
-
-    def unsubscribe(self, conn: VenueConn, depth: int) -> None: ...
-
-    def flush(self, now_us: int) -> None: ...
-
-    def truth(self, us: int | None, limit: int | None, depth: int | None) -> dict[str, object] | str: ...
-
-    def precisions(self) -> tuple[int, int]: ...
-
-    def rest_depth(self, count: int) -> tuple[Levels, Levels]: ...
-
-    def stats(self) -> dict[str, object]: ...
 
 
 @dataclass(slots=True)

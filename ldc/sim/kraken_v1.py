@@ -21,15 +21,13 @@ recording's shapes), not from any client:
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from ldc.sim.kraken_market import KrakenMarket
 from ldc.sim.venue_book import Levels
 from ldc.sim.venue_transport import VenueConn
-
-if TYPE_CHECKING:
-    from ldc.sim.kraken import KrakenMarket
 
 CATEGORY = "v1"
 PATHS = ("", "/")

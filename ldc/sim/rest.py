@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from ldc.errors import SimError
+from ldc.sim.context import RestContext
 from ldc.sim.exchangeinfo import SymbolInfo, exchange_info
 from ldc.sim.faults import BAN_STATUS, FaultKind, rule_from_json
 from ldc.sim.httpmsg import Request, Response
 from ldc.sim.markets import Family
 from ldc.sim.weights import futures_depth_weight, spot_depth_weight
-
-if TYPE_CHECKING:
-    from ldc.sim.server import ServerState
 
 SPOT_DEFAULT_LIMIT = 100
 SPOT_MAX_LIMIT = 5000  # larger limits are truncated to this, as Binance does
@@ -52,8 +50,8 @@ def ok(obj: object) -> Response:
 
 
 class RestApi:
-    def __init__(self, state: ServerState) -> None:
-        self.state = state
+    def __init__(self, state: RestContext) -> None:
+        self.state = state  # what the server lends the REST API (ldc.sim.context)
 
     def handle(self, req: Request) -> Response:
         if req.path.startswith("/_sim/"):

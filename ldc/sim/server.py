@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from ldc.sim.config import SimConfig
+from ldc.sim.context import Queued
 from ldc.sim.exchange import Exchange, ModelMarket
 from ldc.sim.faults import FaultKind, FaultRule, FaultTable
 from ldc.sim.httpmsg import MAX_BODY_BYTES, HttpError, Request, Response, parse_head, split_target
@@ -28,7 +29,8 @@ FAMILY_PREFIXES = {"spot": Family.SPOT, "usdm": Family.USDM, "coinm": Family.COI
 
 
 class ServerState:
-    """Everything the connections share. Lives on the simulator's event loop."""
+    """Everything the connections share. Lives on the simulator's event loop. The REST API and each session
+    see it only through the narrow contexts of ``ldc.sim.context`` (``RestContext``, ``SessionContext``)."""
 
     def __init__(self, config: SimConfig) -> None:
         from ldc.sim.weights import WeightLimiter
@@ -39,7 +41,7 @@ class ServerState:
         self.limiter = WeightLimiter(config.weights)
         self.sessions: dict[int, Session] = {}
         self.counters: dict[str, int] = {}
-        self.pending_output: list[Session] = []  # sessions with frames queued this tick
+        self.pending_output: list[Queued] = []  # sessions with frames queued this tick
         self.writers: set[asyncio.StreamWriter] = set()
         self.rest = RestApi(self)
         self._next_id = 1
@@ -110,6 +112,9 @@ class ServerState:
             await asyncio.sleep(MODEL_TICK_S)
             self.exchange.advance(time.monotonic() - start, int(time.time() * 1000))
             self.flush_output()
+
+    def queue_output(self, session: Queued) -> None:
+        self.pending_output.append(session)
 
     def flush_output(self) -> None:
         pending, self.pending_output = self.pending_output, []

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from ldc.sim.context import SessionContext
 from ldc.sim.faults import FaultKind
 from ldc.sim.markets import Family
 from ldc.sim.streams import StreamKey, parse_stream, server_shutdown, silent_stream_symbol, wrap_combined
@@ -32,9 +33,6 @@ from ldc.sim.wsframes import (
     text_frame,
     unmask,
 )
-
-if TYPE_CHECKING:
-    from ldc.sim.server import ServerState
 
 log = logging.getLogger("ldc.sim")
 
@@ -63,8 +61,8 @@ class Route:
 class Session:
     """A websocket session. All methods run on the simulator's event loop."""
 
-    def __init__(self, state: ServerState, writer: asyncio.StreamWriter, *, sid: int, combined: bool, route: Route, path: str, port: int) -> None:
-        self.state = state
+    def __init__(self, state: SessionContext, writer: asyncio.StreamWriter, *, sid: int, combined: bool, route: Route, path: str, port: int) -> None:
+        self.state = state  # what the server lends a session (ldc.sim.context)
         self.id = sid
         self.combined = combined
         self.route = route
@@ -183,7 +181,7 @@ class Session:
             self._held.append(frame)
             return
         if not self._out:
-            self.state.pending_output.append(self)
+            self.state.queue_output(self)
         self._out.append(frame)
         self.sent += count
 

@@ -481,6 +481,9 @@ static PyMethodDef fastbook_methods[] = {
     {"top_crc32", (PyCFunction)(void (*)(void))ldc_fb_fastbook_top_crc32, METH_FASTCALL,
      "top_crc32(n, price_decimals, size_decimals) -> int | None: OKX's signed CRC32 of the top n levels a side,\n"
      "interleaved, each number fixed to its decimals and trimmed (-1: its shortest form); None: write it in Python."},
+    {"kraken_crc32", (PyCFunction)(void (*)(void))ldc_fb_fastbook_kraken_crc32, METH_FASTCALL,
+     "kraken_crc32(n, price_decimals, size_decimals) -> int | None: Kraken's unsigned CRC32 of the top n asks then\n"
+     "bids, each number as rint(value * 10^decimals) (ldc.venues.kraken._crc); None: compute it in Python."},
     {NULL, NULL, 0, NULL},
 };
 

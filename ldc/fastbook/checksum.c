@@ -157,3 +157,55 @@ PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ss
     crc ^= 0xFFFFFFFFu;
     return PyLong_FromLongLong(crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc);
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * Kraken's checksum (ldc.venues.kraken._crc): the unsigned CRC32 of the top n asks (best first) then the top n
+ * bids, each price and quantity written as the integer rint(value * 10^decimals) in decimal (the text with the
+ * pair's decimals, point and leading zeros removed), concatenated. The same double product and the same
+ * round-half-even as numpy's rint there, so the same integers; None (Python writes it) for decimals beyond
+ * the exact powers of ten or a product beyond 2^62.
+ * ---------------------------------------------------------------------------------------------- */
+
+#define KRAKEN_PRODUCT_MAX 4611686018427387904.0 /* 2^62: int64 in numpy's astype, exactly */
+
+PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "kraken_crc32(n, price_decimals, size_decimals): expected 3 arguments, found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0 || given[0] < 0 || given[1] < 0) {
+        PyErr_Format(PyExc_ValueError, "kraken_crc32: expected n >= 0 and decimals >= 0, found %zd, %ld, %ld", n,
+                     given[0], given[1]);
+        return NULL;
+    }
+    if (given[0] > FAST_POW10_MAX || given[1] > FAST_POW10_MAX) {
+        Py_RETURN_NONE;
+    }
+    const double scale[2] = {POW10[given[0]], POW10[given[1]]};
+    const Side *sides[2] = {&self->asks, &self->bids};
+    uint32_t crc = 0xFFFFFFFFu;
+    char text[24];
+    for (int side = 0; side < 2; side++) {
+        const Side *s = sides[side];
+        Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const Level *lv = &s->buf[s->hi - 1 - i];
+            double values[2] = {s->sign * lv->a, lv->qty};
+            for (int k = 0; k < 2; k++) {
+                double y = rint(values[k] * scale[k]);
+                if (!(fabs(y) < KRAKEN_PRODUCT_MAX)) {
+                    Py_RETURN_NONE;
+                }
+                int len = snprintf(text, sizeof text, "%lld", (long long)y);
+                crc = crc32_add(crc, text, (size_t)len);
+            }
+        }
+    }
+    return PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
+}

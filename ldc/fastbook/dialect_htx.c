@@ -1,23 +1,26 @@
-/* ldc._fastbook: the HTX mbp dialect (fastbook.h describes the whole) */
+/* ldc._fastbook: the HTX mbp and depth.step0 dialect (fastbook.h describes the whole) */
 #include "fastbook.h"
 
 /* ------------------------------------------------------------------------------------------------
  * HTX mbp (C dialect of ldc.venues.htx.parse_message, on the inflated frame)
  * ---------------------------------------------------------------------------------------------- */
 
-enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64 };
+enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64, HX_VERSION = 128 };
+#define HTX_STEP0_LEVELS 150 /* ldc.venues.htx.CHANNELS["depth.step0"]: a whole book of at most this many a side */
 static const char *const HTX_MBP_LEVELS[] = {"5", "20", "150"}; /* ldc.venues.htx.CHANNELS' mbp.N */
 
 typedef struct {
     int seen;
-    int not_ours; /* the reference's: control (ping, status, rep), another channel, a depth.step0 book */
+    int not_ours; /* the reference's: control (ping, status, rep), another channel */
+    int step0;    /* ch is a depth.step0 topic: the whole book, a snapshot at tick.version */
+    long long version;
     Event ev;
 } HtxMessage;
 
 /* A JSON number read as the reference reads it (json's int or Decimal, then float(): the correctly rounded
  * double of the exact decimal). 0 read, 1 a doubt (a sign: "-0.0" is -0.0 there; too long; not a number),
  * -1 a syntax error (exception set). */
-static int htx_number(Scanner *sc, double *out)
+int ldc_fb_exact_number(Scanner *sc, double *out)
 {
     const char *from = sc->p;
     if (sc->p >= sc->end || (unsigned)(*sc->p - '0') >= 10) {
@@ -68,7 +71,7 @@ static int htx_levels(Scanner *sc, const char *field, Scratch *s)
         }
         sc->p++;
         skip_ws(sc);
-        if ((rc = htx_number(sc, &price)) != 0) {
+        if ((rc = ldc_fb_exact_number(sc, &price)) != 0) {
             goto doubt;
         }
         skip_ws(sc);
@@ -77,7 +80,7 @@ static int htx_levels(Scanner *sc, const char *field, Scratch *s)
         }
         sc->p++;
         skip_ws(sc);
-        if ((rc = htx_number(sc, &qty)) != 0) {
+        if ((rc = ldc_fb_exact_number(sc, &qty)) != 0) {
             goto doubt;
         }
         skip_ws(sc);
@@ -122,6 +125,10 @@ static int htx_tick_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
         ldc_fb_dialect_key_once(sc, &msg->seen, HX_PREV, "prevSeqNum");
         return ldc_fb_parse_id(sc, "prevSeqNum", &msg->ev.prev_final_id);
     }
+    if (KEY_IS("version")) { /* depth.step0's id (read in mbp too: a malformed one is only a doubt) */
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_VERSION, "version");
+        return ldc_fb_parse_id(sc, "version", &msg->version);
+    }
     if (KEY_IS("bids")) {
         ldc_fb_dialect_key_once(sc, &msg->seen, HX_BIDS, "bids");
         return htx_levels(sc, "bids", &ldc_fb_scratch_bids);
@@ -133,14 +140,14 @@ static int htx_tick_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
     return ldc_fb_skip_value(sc, 1);
 }
 
-/* ch: "market.SYMBOL.mbp.N" ours; depth.step0 and other channels the reference's; a malformed book topic a doubt */
+/* ch: "market.SYMBOL.mbp.N" and "market.SYMBOL.depth.step0" ours; other channels the reference's; a malformed
+ * book topic a doubt */
 static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize_t len)
 {
     static const char prefix[] = "market.", step0[] = ".depth.step0", mbp[] = ".mbp.";
     const Py_ssize_t plen = (Py_ssize_t)sizeof prefix - 1, slen = (Py_ssize_t)sizeof step0 - 1;
-    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0 ||
-        (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0)) {
-        msg->not_ours = 1; /* another channel (OTHER) or a whole book (a snapshot) */
+    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0) {
+        msg->not_ours = 1; /* another channel (OTHER) */
         return;
     }
     const char *p = text + plen, *end = text + len;
@@ -148,6 +155,16 @@ static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize
         p++;
     }
     int symbol = p > text + plen;
+    if (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0) { /* a whole book (a snapshot) */
+        if (!symbol || p != end - slen) {
+            ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.depth.step0'", text, len);
+            return;
+        }
+        msg->step0 = 1;
+        msg->ev.symbol = text;
+        msg->ev.symbol_len = len;
+        return;
+    }
     if (symbol && end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
         const char *levels = p + sizeof mbp - 1;
         for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
@@ -213,7 +230,8 @@ static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, i
 static const struct {
     int bit;
     const char *name;
-} HTX_REQUIRED[] = {{HX_TICK, "tick"}, {HX_SEQ, "seqNum"}, {HX_PREV, "prevSeqNum"}};
+} HTX_REQUIRED[] = {{HX_TICK, "tick"}, {HX_SEQ, "seqNum"}, {HX_PREV, "prevSeqNum"}},
+  HTX_STEP0_REQUIRED[] = {{HX_TICK, "tick"}, {HX_VERSION, "version"}};
 
 PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
 {
@@ -236,13 +254,40 @@ PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
         result = Py_NewRef(Py_None);
         goto done;
     }
-    for (size_t i = 0; i < sizeof HTX_REQUIRED / sizeof HTX_REQUIRED[0] && !sc.has_error; i++) {
+    if (msg.step0) {
+        for (size_t i = 0; i < sizeof HTX_STEP0_REQUIRED / sizeof HTX_STEP0_REQUIRED[0] && !sc.has_error; i++) {
+            if (!(msg.seen & HTX_STEP0_REQUIRED[i].bit)) {
+                ldc_fb_field_error(&sc, HTX_STEP0_REQUIRED[i].name, -1, "a value", "nothing", 7);
+            }
+        }
+        if (!sc.has_error &&
+            (ldc_fb_scratch_bids.count > HTX_STEP0_LEVELS || ldc_fb_scratch_asks.count > HTX_STEP0_LEVELS)) {
+            ldc_fb_field_error(&sc, "tick", -1, "at most 150 levels a side", "more", 4);
+        }
+    }
+    for (size_t i = 0; !msg.step0 && i < sizeof HTX_REQUIRED / sizeof HTX_REQUIRED[0] && !sc.has_error; i++) {
         if (!(msg.seen & HTX_REQUIRED[i].bit)) {
             ldc_fb_field_error(&sc, HTX_REQUIRED[i].name, -1, "a value", "nothing", 7);
         }
     }
     if (sc.has_error) {
         PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    if (msg.step0) { /* [(topic, DepthSnapshot(version, bids, asks, 150, ts))], as the reference reads it */
+        PyObject *topic = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len), *snapshot = NULL;
+        if (topic != NULL) {
+            snapshot = ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.version,
+                                              HTX_STEP0_LEVELS, msg.ev.event_time, 0);
+        }
+        PyObject *pair = snapshot != NULL ? PyTuple_Pack(2, topic, snapshot) : NULL;
+        Py_XDECREF(topic);
+        Py_XDECREF(snapshot);
+        if (pair != NULL && (result = PyList_New(1)) != NULL) {
+            PyList_SET_ITEM(result, 0, pair);
+            pair = NULL;
+        }
+        Py_XDECREF(pair);
         goto done;
     }
     msg.ev.first_id = msg.ev.prev_final_id; /* U = pu = prevSeqNum: the PREV_LINK rule, as the reference sets it */

@@ -19,12 +19,17 @@ static PyMethodDef module_methods[] = {
      "parse_bybit(raw) -> [(topic, ParsedDiff)] | None: a Bybit v5 book delta (C dialect of ldc.venues.bybit).\n"
      "None for what the reference parser reads (control, other topics, snapshots, u == 1); ValueError on any doubt."},
     {"parse_coinbase", (PyCFunction)ldc_fb_parse_coinbase, METH_O,
-     "parse_coinbase(raw) -> [(product_id, ParsedDiff)] | None: a Coinbase l2_data update (C dialect of "
-     "ldc.venues.coinbase).\nNone for what the reference reads (other channels, control); ValueError on any "
-     "doubt (a snapshot event too)."},
+     "parse_coinbase(raw) -> [(product_id, ParsedDiff | DepthSnapshot)] | None: a Coinbase l2_data message, "
+     "updates and snapshot events (C dialect of ldc.venues.coinbase).\nNone for what the reference reads (other "
+     "channels, control); ValueError on any doubt."},
     {"parse_htx", (PyCFunction)ldc_fb_parse_htx, METH_O,
-     "parse_htx(inflated) -> [(topic, ParsedDiff)] | None: an HTX mbp update, gunzipped (C dialect of "
-     "ldc.venues.htx).\nNone for what the reference reads (control, refreshes, depth.step0, other channels); "
+     "parse_htx(inflated) -> [(topic, ParsedDiff | DepthSnapshot)] | None: an HTX mbp update or depth.step0 book, "
+     "gunzipped (C dialect of ldc.venues.htx).\nNone for what the reference reads (control, refreshes, other channels); "
+     "ValueError on any doubt."},
+    /* issue 15: Kraken v2 (dialect_kraken.c) */
+    {"parse_kraken", (PyCFunction)(void (*)(void))ldc_fb_parse_kraken, METH_FASTCALL,
+     "parse_kraken(raw, depth) -> [(symbol, ParsedDiff | DepthSnapshot)] | None: a Kraken v2 book message (C "
+     "dialect of ldc.venues.kraken.parse_message).\nNone for what the reference reads (other channels, control); "
      "ValueError on any doubt."},
     {NULL, NULL, 0, NULL},
 };

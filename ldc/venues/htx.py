@@ -210,12 +210,10 @@ class HtxStream(StreamDefaults):
 
     @property
     def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None] | None:
-        """The C dialect of :func:`parse_message` for mbp (``ldc._fastbook.parse_htx`` on the frame gunzipped
-        here): an update's ``[(topic, ParsedDiff)]``, value for value what :meth:`parse` gives; None for what it
-        leaves to :meth:`parse` (pings, acks, refreshes, a frame that is not whole gzip); ValueError on any doubt.
-        None for depth.step0, whose every message is a whole book (the reference parser's)."""
-        if self.channel == WHOLE_BOOK_CHANNEL:
-            return None
+        """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_htx`` on the frame gunzipped here): an
+        mbp update's ``[(topic, ParsedDiff)]``, a depth.step0 book's ``[(topic, DepthSnapshot)]``, value for value
+        what :meth:`parse` gives; None for what it leaves to :meth:`parse` (pings, acks, refreshes, a frame that
+        is not whole gzip); ValueError on any doubt."""
         from ldc._fastbook import parse_htx  # here: the venue table imports without the C extension
 
         def fast_parse(raw: bytes | str) -> list[tuple[str, Any]] | None:

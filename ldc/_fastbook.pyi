@@ -1,6 +1,6 @@
 """Type stub of the C extension built from ldc/fastbook/*.c (the book hot path)."""
 
-from typing import Any, Final
+from typing import Any, Final, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +57,15 @@ def parse_htx(inflated: bytes | bytearray | memoryview | str, /) -> list[tuple[s
     ldc.venues.htx.parse_message reads it (numbers as the correctly rounded double of their exact decimal); None
     for what that reference parser reads (ping, acks, refreshes, other channels); ValueError on any doubt (a
     sign, a malformed topic, a repeated key)."""
+
+# issue 15: snapshot sides read in C (dialect_snapshot.c), Kraken v2 (dialect_kraken.c)
+class Levels:
+    """A snapshot side read by a C dialect: a read-only sequence of (price, qty) float tuples, best first (equal
+    to the list of them); FastBook.load_snapshot reads its array without making the tuples."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> Level: ...
+    def __iter__(self) -> Iterator[Level]: ...
 
 # issue 15: Kraken v2 (dialect_kraken.c)
 def parse_kraken(raw: bytes | bytearray | memoryview | str, depth: int, /) -> list[tuple[str, ParsedDiff | DepthSnapshot]] | None:

@@ -804,3 +804,43 @@ def test_the_kraken_c_checksum_is_the_references() -> None:
     assert book.kraken_crc32(10, 23, 0) is None
     with pytest.raises(ValueError, match="expected n >= 0 and decimals >= 0, found 10, -1, 0"):
         book.kraken_crc32(10, -1, 0)
+
+
+# -- the snapshot sides the dialects hand over (Levels: read as the reference's list of float tuples)
+
+
+def test_a_snapshot_side_read_in_c_reads_as_the_references_list() -> None:
+    import pickle
+
+    from ldc.book import OrderBook
+    from ldc._fastbook import FastBook
+
+    ((_, snapshot),) = _fastbook.parse_kraken(KRAKEN_SNAPSHOT, 10)  # type: ignore[misc]
+    ((_, reference),) = kraken_reference(KRAKEN_SNAPSHOT)
+    asks, want = snapshot.asks, list(reference.asks)
+    assert type(asks) is _fastbook.Levels and snapshot == reference and asks == want and not asks != want
+    assert len(asks) == 2 and asks[0] == want[0] and asks[-1] == want[-1] and asks[-2:] == want[-2:] and asks[::-1] == want[::-1]
+    assert list(asks) == want and [type(x) for pair in asks for x in pair] == [float] * 4 and repr(asks) == repr(want)
+    assert asks != want[:1] and asks != [(0.5668, 4410.79769741), (0.5669, 100.5)] and asks != snapshot.bids
+    assert pickle.loads(pickle.dumps(asks)) == want
+    with pytest.raises(IndexError):
+        asks[2]
+    with pytest.raises(TypeError):
+        hash(asks)
+    for book_type in (FastBook, OrderBook):  # loaded from the array (FastBook) or as a sequence (OrderBook)
+        c_book, py_book = book_type(depth=20), book_type(depth=20)
+        c_book.load_snapshot(snapshot)
+        py_book.load_snapshot(reference)
+        assert c_book.levels() == py_book.levels() and c_book.coverage() == py_book.coverage()
+
+
+def test_numbers_with_an_exponent_read_exactly() -> None:
+    """The fast path for ``9.121E-7`` (digits times an exact power of ten) against float(Decimal(text))."""
+    rng = random.Random(16)
+    for _ in range(20000):
+        digits = (rng.choice("123456789") + "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 17))))
+        point = rng.randint(1, len(digits))
+        mantissa = digits[:point] + ("." + digits[point:] if point < len(digits) else "")
+        number = f"{mantissa}{rng.choice('eE')}{rng.choice(['', '+', '-'])}{rng.randint(0, 40)}"
+        text = HTX_UPDATE.replace("9.121E-7", number)
+        assert _fastbook.parse_htx(text)[0][1].asks[1][1] == float(Decimal(number)), number  # type: ignore[index]

@@ -141,6 +141,21 @@ static PyObject *fastbook_apply_diff(FastBook *self, PyObject *diff)
 /* book.py _load_side */
 static int load_side(FastBook *self, Side *s, PyObject *given, Py_ssize_t limit)
 {
+    if (Py_IS_TYPE(given, &ldc_fb_LevelsType)) { /* a side a C dialect read: its array, no tuple made */
+        const Levels *levels = (const Levels *)given;
+        double deepest = INFINITY;
+        s->lo = s->hi = s->cap / 2;
+        for (Py_ssize_t i = 0; i < Py_SIZE(levels); i++) {
+            double price = levels->levels[i].a;
+            if (ldc_fb_side_set(s, price, levels->levels[i].qty, self->depth) < 0) {
+                return -1;
+            }
+            deepest = s->sign * price < deepest ? s->sign * price : deepest;
+        }
+        s->boundary = Py_SIZE(levels) < limit ? -INFINITY : deepest;
+        ldc_fb_side_prune(s, limit);
+        return 0;
+    }
     PyObject *seq = PySequence_Fast(given, "snapshot levels must be a sequence of (price, qty)");
     if (seq == NULL) {
         return -1;

@@ -348,6 +348,11 @@ PyObject *ldc_fb_parse_coinbase(PyObject *module, PyObject *arg);
 PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg);
 
 /* dialect_snapshot.c, dialect_kraken.c (issue 15: the stream venues' snapshots, Kraken v2) */
+typedef struct {
+    PyObject_VAR_HEAD /* ob_size: the number of levels */
+    Level levels[1];  /* (price, qty), best first */
+} Levels;             /* a snapshot side read in C: a read-only sequence of (price, qty) tuples made on access */
+extern PyTypeObject ldc_fb_LevelsType;
 void ldc_fb_sort_levels(Scratch *s, int descending);
 PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long long update_id, Py_ssize_t limit,
                                  long long event_time_ms, long long checksum);

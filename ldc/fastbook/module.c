@@ -49,7 +49,8 @@ static int add_owned(PyObject *m, const char *name, PyObject *value)
 PyMODINIT_FUNC PyInit__fastbook(void)
 {
     if (PyType_Ready(&ldc_fb_ParsedDiffType) < 0 || PyType_Ready(&ldc_fb_FastBookType) < 0 ||
-        PyType_Ready(&ldc_fb_HotPathType) < 0 || PyType_Ready(&ldc_fb_RouterType) < 0) {
+        PyType_Ready(&ldc_fb_HotPathType) < 0 || PyType_Ready(&ldc_fb_RouterType) < 0 ||
+        PyType_Ready(&ldc_fb_LevelsType) < 0 /* issue 15: snapshot sides read in C */) {
         return NULL;
     }
     ldc_fb_crc32_init();
@@ -68,7 +69,8 @@ PyMODINIT_FUNC PyInit__fastbook(void)
         PyModule_AddIntConstant(m, "HOT_PASS", HOT_PASS) < 0 || PyModule_AddIntConstant(m, "HOT_DONE", HOT_DONE) < 0 ||
         PyModule_AddIntConstant(m, "HOT_TOP_FAULT", HOT_TOP_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "NO_ID", NO_ID) < 0 ||
-        add_owned(m, "OKX_CHANNELS", ldc_fb_okx_channels_tuple()) < 0) {
+        add_owned(m, "OKX_CHANNELS", ldc_fb_okx_channels_tuple()) < 0 ||
+        PyModule_AddObjectRef(m, "Levels", (PyObject *)&ldc_fb_LevelsType) < 0 /* issue 15 */) {
         Py_DECREF(m);
         return NULL;
     }

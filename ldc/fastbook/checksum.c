@@ -202,8 +202,17 @@ PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py
                 if (!(fabs(y) < KRAKEN_PRODUCT_MAX)) {
                     Py_RETURN_NONE;
                 }
-                int len = snprintf(text, sizeof text, "%lld", (long long)y);
-                crc = crc32_add(crc, text, (size_t)len);
+                long long v = (long long)y; /* exact: |y| < 2^62 */
+                unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+                char *end = text + sizeof text, *p = end;
+                do { /* str(int): the digits, a '-' before a negative one */
+                    *--p = (char)('0' + u % 10);
+                    u /= 10;
+                } while (u > 0);
+                if (v < 0) {
+                    *--p = '-';
+                }
+                crc = crc32_add(crc, p, (size_t)(end - p));
             }
         }
     }

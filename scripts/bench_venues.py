@@ -3,23 +3,28 @@
 
 Per venue, every book message of the recording, as received, in order (each market its own BookSync):
 
-- ``full``: raw text -> the venue's reference parser -> ``BookSync`` (sequence rule, OKX's checksum of the top
-  25 on every message carrying one, Kraken's top 10 on every update) -> ``FastBook`` -> top 20 into numpy
-  buffers, after every message (Kraken: its v1 recording; HTX: gunzip and Decimal JSON included);
+- ``full``: raw bytes -> the venue's reference parser -> ``BookSync`` (sequence rule, OKX's checksum of the top
+  25 on every message carrying one, Kraken's top 10 on every message) -> ``FastBook`` -> top 20 into numpy
+  buffers, after every message (HTX: gunzip and Decimal JSON included);
+- ``c``: the same run through the stream feeder's per-message path (``ldc.stream_feeder.read_message``: the
+  venue's C dialect, the reference parser for anything it hands back), with ``c_vs_baseline_cpu`` and
+  ``c_vs_full_cpu``: every venue has one (OKX, Bybit: updates in C, snapshots by the reference parser;
+  Coinbase, Kraken, HTX: snapshots / whole books in C too);
 - ``baseline``: in the same run, on the same messages, ``json.loads`` + a ``SortedDict`` per side + a top-20
-  slice per message (no sequence check, no checksum): the usual Python book.
+  slice per message (no sequence check, no checksum): the usual Python book;
+- ``cryptofeed``: cryptofeed's own book code for the venue on the same book updates (its message handler,
+  Decimal levels, order_book's ``OrderBook``, OKX's and Kraken's checksums validated), with
+  ``c_vs_cryptofeed_cpu``; it needs the ``peers`` extra (``pip install -e '.[peers]'``) and is left out, said so
+  in the JSON, without it. cryptofeed's HTX reads depth.step0 only (no mbp).
+
+Kraken: the genuine recording is websocket v1; the feeder speaks v2, so ldc's paths read it as ``ldc sim
+--replay`` serves it (v2 ``book.1000``, values at the pair's AssetPairs decimals, the v2 checksum of the book
+after every message, ``kraken_v2_messages``), cryptofeed's Kraken (a v1 client) the recorded v1 messages
+themselves: the same book updates. ``htx`` is the recorded depth.step0 (a whole book a frame); ``htx-mbp`` is
+HTX's mbp.150 made from those books (``htx_mbp_frames``: no mbp recording exists; gunzip in every path).
 
 Figures are medians over ``--repeats`` runs: level updates per second (wall) and per CPU-second. The machine is
-shared and noisy: compare the ratio, measured in the same run. ``full`` is the reference parser's speed; OKX,
-Bybit, Coinbase and ``htx-mbp`` also have ``c``: the same run through the stream feeder's per-message path
-(``read_message``: the venue's C dialect, the reference parser for snapshots and anything it hands back), with
-``c_vs_baseline_cpu`` and ``c_vs_full_cpu``. ``htx-mbp`` is HTX's mbp.150 made from the recorded depth.step0
-books (``htx_mbp_frames``: no mbp recording exists; gunzip in every path). Kraken and HTX depth.step0 (whole
-books) have no C dialect (their numbers are read as Decimal). The baseline is json + SortedDict; OKX, Bybit and
-Coinbase also have ``cryptofeed``: cryptofeed's own book code for the venue on the same messages (its message
-handler, Decimal levels, order_book's ``OrderBook``, OKX's checksum validated), with ``c_vs_cryptofeed_cpu``
-(cryptofeed's HTX reads depth.step0 only, no mbp); it needs the ``peers`` extra (``pip install -e '.[peers]'``)
-and is left out, said so in the JSON, without it.
+shared and noisy: compare the ratio, measured in the same run.
 
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
 """

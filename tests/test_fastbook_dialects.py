@@ -844,3 +844,21 @@ def test_numbers_with_an_exponent_read_exactly() -> None:
         number = f"{mantissa}{rng.choice('eE')}{rng.choice(['', '+', '-'])}{rng.randint(0, 40)}"
         text = HTX_UPDATE.replace("9.121E-7", number)
         assert _fastbook.parse_htx(text)[0][1].asks[1][1] == float(Decimal(number)), number  # type: ignore[index]
+
+
+def test_htx_frames_inflate_to_zlibs_bytes_and_broken_ones_are_refused() -> None:
+    """htx.decompress (ISA-L's inflate when installed) gives zlib's bytes on every recorded frame, and refuses what
+    zlib refuses: a bad CRC or size trailer, a damaged block, a truncated stream."""
+    import zlib
+
+    if not (venues_dir() / HTX_FILE).is_file():
+        pytest.skip(f"{HTX_FILE} is not in {venues_dir()}")
+    frames = _bench().htx_frames()
+    assert all(htx.decompress(frame) == zlib.decompress(frame, 31) for frame in frames)
+    frame = frames[0]
+    for broken in (frame[:-8] + bytes([frame[-8] ^ 1]) + frame[-7:], frame[:-1] + bytes([frame[-1] ^ 1]), frame[:-3],
+                   frame[:10] + b"x" * 12 + frame[22:], frame[:40]):  # fmt: skip
+        with pytest.raises(zlib.error):
+            zlib.decompress(broken, 31)
+        with pytest.raises(ProtocolError, match="frame: expected .*gzip"):
+            htx.decompress(broken)

@@ -465,8 +465,9 @@ def htx_texts() -> list[str]:
 def test_htx_mbp_made_from_the_recording_reads_as_the_reference_reads_it(htx_texts: list[str]) -> None:
     outcomes = [agree("htx", text) for text in htx_texts]
     updates = sum(1 for text in htx_texts if _is_update(htx_reference(text)))
-    assert updates > 200 and sum("E-" in text for text in htx_texts) > 100  # exponents (9.121E-7) among them
-    assert outcomes.count("c") == updates
+    refreshes = sum(1 for text in htx_texts if _is_snapshot(htx_reference(text)))  # the req answers (rep)
+    assert updates > 200 and refreshes > 0 and sum("E-" in text for text in htx_texts) > 100  # exponents among them
+    assert outcomes.count("c") == updates + refreshes
 
 
 def test_htx_recorded_whole_books_read_as_the_reference_reads_them() -> None:
@@ -481,6 +482,10 @@ def test_htx_recorded_whole_books_read_as_the_reference_reads_them() -> None:
     assert fast is not None and all(isinstance(fast(frame)[0][1], DepthSnapshot) for frame in _bench().htx_frames()[:20])  # type: ignore[index]
 
 
+HTX_REP = ('{"id":"req:market.btcusdt.mbp.5","rep":"market.btcusdt.mbp.5","status":"ok","ts":1618678069870,'
+           '"data":{"seqNum":100020146795,"bids":[[9058.27,1],[9058.1,1.5]],"asks":[[9058.3,2E-3]]}}')  # fmt: skip
+
+
 HTX_STEP0 = ('{"ch":"market.btcusdt.depth.step0","ts":1618678069870,"tick":{"bids":[[9.121E-7,92730.24],[9.12E-7,5]],'
              '"asks":[[9.2E-7,1],[10,2.5]],"version":102734436,"ts":1618678069000}}')  # fmt: skip
 
@@ -492,7 +497,11 @@ HTX_STEP0 = ('{"ch":"market.btcusdt.depth.step0","ts":1618678069870,"tick":{"bid
      (HTX_STEP0.replace("[9.12E-7,5]", "[9.13E-7,5]"), "bids"),  # not descending: sorted_levels refuses it
      (HTX_STEP0.replace("[10,2.5]", "[9.2E-7,2.5]"), "asks"),  # a price twice
      (HTX_STEP0.replace('"bids":[', '"bids":[' + "[1,1]," * 150), "tick"),  # 152 levels, at most 150
-     (HTX_STEP0.replace("market.btcusdt.", "market.BTC.usdt."), "ch")],
+     (HTX_STEP0.replace("market.btcusdt.", "market.BTC.usdt."), "ch"),
+     (HTX_REP.replace('"seqNum":100020146795,', ""), "seqNum"),
+     (HTX_REP.replace("[9058.3,2E-3]", "[9058.3,2E-3],[9058.4,1]," * 3 + "[9058.5,1]"), "data"),  # 8 levels, mbp.5
+     (HTX_REP.replace("mbp.5", "mbp.400"), "rep"),
+     (HTX_REP.replace('"data":{', '"data":[{').replace("]]}}", "]]}]}"), "data")],
 )  # fmt: skip
 def test_htx_malformed_whole_books_are_handed_back_naming_the_field(text: str, field: str) -> None:
     with pytest.raises(ProtocolError):
@@ -503,7 +512,10 @@ def test_htx_malformed_whole_books_are_handed_back_naming_the_field(text: str, f
 
 @pytest.mark.parametrize(
     "text",
-    [HTX_STEP0, HTX_STEP0.replace('"asks":[[9.2E-7,1],[10,2.5]],', ""), HTX_STEP0.replace(',"ts":1618678069870', ""),
+    [HTX_REP, HTX_REP.replace(',"ts":1618678069870', ""), HTX_REP.replace("mbp.5", "mbp.150"),
+     HTX_REP.replace("mbp.5", "depth.step0"),
+     '{"rep":"market.btcusdt.mbp.20","data":{"bids":[],"asks":[],"seqNum":7},"status":"ok"}',
+     HTX_STEP0, HTX_STEP0.replace('"asks":[[9.2E-7,1],[10,2.5]],', ""), HTX_STEP0.replace(',"ts":1618678069870', ""),
      HTX_STEP0.replace('"bids":[[9.121E-7,92730.24],[9.12E-7,5]]', '"bids":[]'),
      '{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[1.5,2]],"asks":[],"version":3}}'],
 )  # fmt: skip
@@ -511,10 +523,10 @@ def test_htx_whole_books_read_as_the_reference_reads_them(text: str) -> None:
     assert agree("htx", text) == "c"
 
 
-def test_htx_mutated_whole_books_never_read_otherwise() -> None:
-    if not (venues_dir() / HTX_FILE).is_file():
-        pytest.skip(f"{HTX_FILE} is not in {venues_dir()}")
+def test_htx_mutated_whole_books_never_read_otherwise(htx_texts: list[str]) -> None:
+    """Recorded depth.step0 books and the refresh answers (rep) of the mbp frames made from them."""
     texts = [gzip.decompress(frame).decode() for frame in _bench().htx_frames()]
+    texts += [text for text in htx_texts if _is_snapshot(htx_reference(text))] * 10
     rng = random.Random(14)
     alphabet = b'0123456789.-+eE"[]{},:x \\'
     for _ in range(FUZZ_MUTATIONS):
@@ -587,7 +599,9 @@ def test_htx_malformed_updates_are_handed_back_naming_the_field(text: str, field
 @pytest.mark.parametrize(
     "text",
     ['{"ping":1492420473027}', '{"id":"sub:market.btcusdt.mbp.150","status":"ok","subbed":"market.btcusdt.mbp.150","ts":1}',
-     '{"id":"req:market.btcusdt.mbp.150","rep":"market.btcusdt.mbp.150","status":"ok","data":{"seqNum":1,"bids":[],"asks":[]}}',
+     '{"id":"req:market.btcusdt.mbp.150","rep":"market.btcusdt.mbp.150","status":"error","err-code":"bad-request","err-msg":"x"}',
+     '{"id":"req:market.btcusdt.mbp.150","rep":"market.btcusdt.mbp.150","data":{"seqNum":1,"bids":[],"asks":[]}}',
+     '{"ping":1,"rep":"market.btcusdt.mbp.150","status":"ok","data":{"seqNum":1,"bids":[],"asks":[]}}',
      '{"ch":"market.btcusdt.trade.detail","ts":1,"tick":{}}', HTX_UPDATE[:-1] + ',"status":"ok"}'],
 )  # fmt: skip
 def test_htx_what_is_not_an_update_is_the_references(text: str) -> None:

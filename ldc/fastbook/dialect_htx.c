@@ -5,7 +5,8 @@
  * HTX mbp (C dialect of ldc.venues.htx.parse_message, on the inflated frame)
  * ---------------------------------------------------------------------------------------------- */
 
-enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64, HX_VERSION = 128 };
+enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64, HX_VERSION = 128,
+       HX_REP = 256, HX_DATA = 512, HX_STATUS = 1024, HX_PING = 2048 };
 #define HTX_STEP0_LEVELS 150 /* ldc.venues.htx.CHANNELS["depth.step0"]: a whole book of at most this many a side */
 static const char *const HTX_MBP_LEVELS[] = {"5", "20", "150"}; /* ldc.venues.htx.CHANNELS' mbp.N */
 
@@ -13,6 +14,8 @@ typedef struct {
     int seen;
     int not_ours; /* the reference's: control (ping, status, rep), another channel */
     int step0;    /* ch is a depth.step0 topic: the whole book, a snapshot at tick.version */
+    int status_ok; /* "status":"ok" */
+    Py_ssize_t rep_levels; /* a refresh answer ("rep"): the levels a side its channel keeps */
     long long version;
     Event ev;
 } HtxMessage;
@@ -237,6 +240,37 @@ static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize
     ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.mbp.N' (N 5, 20 or 150)", text, len);
 }
 
+/* The levels a side of a book topic's channel ("market.SYMBOL.mbp.N", N 5, 20, 150: N; depth.step0: 150), as
+ * ldc.venues.htx._channel_of reads it; 0 for any other text. */
+static Py_ssize_t htx_book_levels(const char *text, Py_ssize_t len)
+{
+    static const char prefix[] = "market.", step0[] = "depth.step0", mbp[] = "mbp.";
+    const char *p = text + sizeof prefix - 1, *end = text + len;
+    if (len < (Py_ssize_t)sizeof prefix || memcmp(text, prefix, sizeof prefix - 1) != 0) {
+        return 0;
+    }
+    const char *symbol = p;
+    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
+        p++;
+    }
+    if (p == symbol || p >= end || *p++ != '.') {
+        return 0;
+    }
+    if (end - p == (Py_ssize_t)sizeof step0 - 1 && memcmp(p, step0, sizeof step0 - 1) == 0) {
+        return HTX_STEP0_LEVELS;
+    }
+    if (end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
+        const char *levels = p + sizeof mbp - 1;
+        for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
+            size_t n = strlen(HTX_MBP_LEVELS[i]);
+            if ((size_t)(end - levels) == n && memcmp(levels, HTX_MBP_LEVELS[i], n) == 0) {
+                return atoi(HTX_MBP_LEVELS[i]);
+            }
+        }
+    }
+    return 0;
+}
+
 static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
 {
     HtxMessage *msg = ctx;
@@ -247,9 +281,39 @@ static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, i
         ldc_fb_field_error(sc, "key", -1, "no escapes", key, klen);
         return ldc_fb_skip_value(sc, 1);
     }
-    if (KEY_IS("ping") || KEY_IS("status") || KEY_IS("rep")) { /* control or a refresh: the reference's */
-        msg->not_ours = 1;
+    if (KEY_IS("ping")) { /* the server's keep-alive: the reference's */
+        msg->seen |= HX_PING;
         return ldc_fb_skip_value(sc, 1);
+    }
+    if (KEY_IS("status")) { /* "ok" with "rep": a refresh answer, ours; anything else the reference's */
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_STATUS, "status");
+        if (sc->p < sc->end && *sc->p != '"') {
+            return ldc_fb_skip_value(sc, 1);
+        }
+        if ((rc = ldc_fb_plain_string(sc, "status", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        msg->status_ok = SPAN_IS(text, len, "ok");
+        return SCAN_OK;
+    }
+    if (KEY_IS("rep")) { /* the answer to our refresh request: the book at data.seqNum */
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_REP, "rep");
+        if ((rc = ldc_fb_plain_string(sc, "rep", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if ((msg->rep_levels = htx_book_levels(text, len)) == 0) {
+            ldc_fb_field_error(sc, "rep", -1, "'market.SYMBOL.mbp.N' or 'market.SYMBOL.depth.step0'", text, len);
+        }
+        msg->ev.symbol = text;
+        msg->ev.symbol_len = len;
+        return SCAN_OK;
+    }
+    if (KEY_IS("data")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_DATA, "data");
+        if (sc->p >= sc->end || *sc->p != '{') {
+            return ldc_fb_reject_value(sc, "data", "an object");
+        }
+        return scan_object(sc, htx_tick_field, msg);
     }
     if (KEY_IS("ch")) {
         ldc_fb_dialect_key_once(sc, &msg->seen, HX_CH, "ch");
@@ -300,11 +364,33 @@ PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
     if (rc < 0) {
         goto done;
     }
-    if (rc > 0 || msg.not_ours || !(msg.seen & HX_CH)) {
-        result = Py_NewRef(Py_None);
+    int rep = (msg.seen & HX_REP) != 0;
+    if (rc > 0 || (msg.seen & HX_PING) || ((msg.seen & HX_STATUS) && !rep) || (rep && !msg.status_ok) ||
+        (!rep && (msg.not_ours || !(msg.seen & HX_CH)))) {
+        result = Py_NewRef(Py_None); /* control (a ping, an ack, a refused request), another channel */
         goto done;
     }
-    if (msg.step0) {
+    if (rep) { /* [(topic, DepthSnapshot(data.seqNum, bids, asks, the channel's levels, ts))], as the reference */
+        if (!sc.has_error && (msg.seen & (HX_CH | HX_TICK))) {
+            ldc_fb_field_error(&sc, "rep", -1, "a refresh answer without ch or tick", "them", 4);
+        }
+        if (!sc.has_error && (msg.seen & (HX_DATA | HX_SEQ)) != (HX_DATA | HX_SEQ)) {
+            ldc_fb_field_error(&sc, (msg.seen & HX_DATA) ? "seqNum" : "data", -1, "a value", "nothing", 7);
+        }
+        if (!sc.has_error &&
+            (ldc_fb_scratch_bids.count > msg.rep_levels || ldc_fb_scratch_asks.count > msg.rep_levels)) {
+            ldc_fb_field_error(&sc, "data", -1, "at most the channel's levels a side", "more", 4);
+        }
+        if (sc.has_error) {
+            PyErr_SetString(PyExc_ValueError, sc.error);
+            goto done;
+        }
+        msg.step0 = 1; /* made below as a whole book, at seqNum with the channel's levels */
+        msg.version = msg.ev.final_id;
+    } else if (!sc.has_error && (msg.seen & HX_DATA)) { /* the reference reads tick only: data is a doubt */
+        ldc_fb_field_error(&sc, "data", -1, "no data beside ch and tick", "some", 4);
+    }
+    if (msg.step0 && !rep) {
         for (size_t i = 0; i < sizeof HTX_STEP0_REQUIRED / sizeof HTX_STEP0_REQUIRED[0] && !sc.has_error; i++) {
             if (!(msg.seen & HTX_STEP0_REQUIRED[i].bit)) {
                 ldc_fb_field_error(&sc, HTX_STEP0_REQUIRED[i].name, -1, "a value", "nothing", 7);
@@ -328,7 +414,7 @@ PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
         PyObject *topic = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len), *snapshot = NULL;
         if (topic != NULL) {
             snapshot = ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.version,
-                                              HTX_STEP0_LEVELS, msg.ev.event_time, 0);
+                                              rep ? msg.rep_levels : HTX_STEP0_LEVELS, msg.ev.event_time, 0);
         }
         PyObject *pair = snapshot != NULL ? PyTuple_Pack(2, topic, snapshot) : NULL;
         Py_XDECREF(topic);

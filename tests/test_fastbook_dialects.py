@@ -876,3 +876,45 @@ def test_htx_frames_inflate_to_zlibs_bytes_and_broken_ones_are_refused() -> None
             zlib.decompress(broken, 31)
         with pytest.raises(ProtocolError, match="frame: expected .*gzip"):
             htx.decompress(broken)
+
+
+def test_htx_venue_fast_path_reads_gzip_frames_only_as_the_reference_does(htx_texts: list[str]) -> None:
+    """HtxStream.fast_parse (a short frame inflated in one call, a long one through htx.decompress) on recorded
+    frames, broken ones (bad trailer, truncated, two members, trailing bytes, not gzip) and 3,000 byte mutations
+    of the compressed frames: a result only where the reference reads the frame, and then the reference's."""
+    venue = htx.HtxStream("mbp.150")
+    fast = venue.fast_parse
+    assert fast is not None
+
+    def same(frame: bytes) -> str:
+        try:
+            got = fast(frame)
+        except ValueError:
+            got = None
+        try:
+            want = venue.parse(frame)
+        except ProtocolError:
+            assert got is None, frame[:40]
+            return "python"
+        if got is None:
+            return "python"
+        assert isinstance(want, list) and [k for k, _ in got] == [k for k, _ in want]
+        for (_, c_event), (_, py_event) in zip(got, want, strict=True):
+            if isinstance(py_event, DepthSnapshot):
+                assert _snapshot_fields(c_event) == _snapshot_fields(py_event)
+            else:
+                assert _fields(c_event) == _fields(py_event)
+        return "c"
+
+    frames = [gzip.compress(text.encode(), mtime=0) for text in htx_texts]
+    assert all(same(frame) == "c" for frame in frames if b"ping" not in gzip.decompress(frame))
+    frame = frames[1]
+    for broken in (frame[:-8] + bytes([frame[-8] ^ 1]) + frame[-7:], frame[:-3], frame[:12], frame + frame,
+                   frame + b"zz", gzip.decompress(frame), b"\x1f\x8b", b""):  # fmt: skip
+        same(broken)
+    rng = random.Random(17)
+    for _ in range(FUZZ_MUTATIONS):
+        raw = bytearray(rng.choice(frames))
+        for _ in range(rng.randint(1, 3)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        same(bytes(raw))

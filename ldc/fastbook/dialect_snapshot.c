@@ -191,21 +191,19 @@ PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long 
             return NULL;
         }
     }
-    if (depth_snapshot_type == NULL) {
-        PyObject *module = PyImport_ImportModule("ldc.depth");
-        if (module == NULL) {
-            return NULL;
-        }
-        depth_snapshot_type = PyObject_GetAttrString(module, "DepthSnapshot");
-        Py_DECREF(module);
-        if (depth_snapshot_type == NULL) {
-            return NULL;
-        }
-    }
+    /* the scratch levels first: nothing above runs Python code, which could let another thread parse into them */
     PyObject *args[6] = {PyLong_FromLongLong(update_id), levels_new(bids), levels_new(asks), PyLong_FromSsize_t(limit),
                          PyLong_FromLongLong(event_time_ms), PyLong_FromLongLong(checksum)};
     PyObject *snapshot = NULL;
     int ok = 1;
+    if (depth_snapshot_type == NULL) { /* once: the import runs Python code */
+        PyObject *module = PyImport_ImportModule("ldc.depth");
+        if (module != NULL) {
+            depth_snapshot_type = PyObject_GetAttrString(module, "DepthSnapshot");
+            Py_DECREF(module);
+        }
+        ok = depth_snapshot_type != NULL;
+    }
     for (int i = 0; i < 6; i++) {
         ok &= args[i] != NULL;
     }

@@ -1,6 +1,6 @@
 """Type stub of the C extension built from ldc/fastbook/*.c (the book hot path)."""
 
-from typing import Any, Final
+from typing import Any, Final, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -48,14 +48,30 @@ def parse_bybit(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str,
     """A Bybit v5 book delta -> [(topic, diff)] as ldc.venues.bybit.parse_message reads it; None for what that
     reference parser reads (control, other topics, snapshots, the u == 1 reset); ValueError on any doubt."""
 
-def parse_coinbase(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
-    """A Coinbase l2_data update -> [(product_id, diff)] as ldc.venues.coinbase.parse_message reads it; None for
-    what that reference parser reads (control, other channels); ValueError on any doubt (a snapshot event too)."""
+def parse_coinbase(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff | DepthSnapshot]] | None:
+    """A Coinbase l2_data message -> [(product_id, diff or snapshot)] as ldc.venues.coinbase.parse_message reads
+    it; None for what that reference parser reads (control, other channels); ValueError on any doubt."""
 
-def parse_htx(inflated: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff]] | None:
-    """An HTX mbp update, gunzipped -> [(topic, diff)] as ldc.venues.htx.parse_message reads it (numbers as the
-    correctly rounded double of their exact decimal); None for what that reference parser reads (ping, acks,
-    refreshes, depth.step0, other channels); ValueError on any doubt (a sign, a malformed topic, a repeated key)."""
+def parse_htx(inflated: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff | DepthSnapshot]] | None:
+    """An HTX mbp update or depth.step0 book, gunzipped -> [(topic, diff or snapshot)] as
+    ldc.venues.htx.parse_message reads it (numbers as the correctly rounded double of their exact decimal); None
+    for what that reference parser reads (ping, acks, refreshes, other channels); ValueError on any doubt (a
+    sign, a malformed topic, a repeated key)."""
+
+# issue 15: snapshot sides read in C (dialect_snapshot.c), Kraken v2 (dialect_kraken.c)
+class Levels:
+    """A snapshot side read by a C dialect: a read-only sequence of (price, qty) float tuples, best first (equal
+    to the list of them); FastBook.load_snapshot reads its array without making the tuples."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> Level: ...
+    def __iter__(self) -> Iterator[Level]: ...
+
+# issue 15: Kraken v2 (dialect_kraken.c)
+def parse_kraken(raw: bytes | bytearray | memoryview | str, depth: int, /) -> list[tuple[str, ParsedDiff | DepthSnapshot]] | None:
+    """A Kraken v2 book message at the subscribed ``depth`` -> [(symbol, diff or snapshot)] as
+    ldc.venues.kraken.parse_message reads it (JSON numbers exactly, the timestamp in us the update id); None for
+    what that reference parser reads (other channels, control); ValueError on any doubt."""
 
 def parse_snapshot_levels(
     raw: bytes | bytearray | memoryview | str, limit: int, /
@@ -87,6 +103,9 @@ class FastBook:
         """OKX's signed CRC32 of the top ``n`` levels a side, interleaved ``bid:size:ask:size:...``, each number
         fixed to its decimals and trimmed (-1: its shortest round-trip form), as ldc.venues.okx.checksum writes
         them; None when a number must be written by Python (its shortest form has an exponent)."""
+    def kraken_crc32(self, n: int, price_decimals: int, size_decimals: int, /) -> int | None:
+        """Kraken's unsigned CRC32 of the top ``n`` asks then bids, each number as ``rint(value * 10**decimals)``
+        (ldc.venues.kraken._crc); None when Python must compute it (decimals beyond 22, a product beyond 2^62)."""
     def __len__(self) -> int: ...
 
 HOT_PASS: Final[int]  # nothing done: BookSync decides

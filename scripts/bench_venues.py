@@ -3,23 +3,28 @@
 
 Per venue, every book message of the recording, as received, in order (each market its own BookSync):
 
-- ``full``: raw text -> the venue's reference parser -> ``BookSync`` (sequence rule, OKX's checksum of the top
-  25 on every message carrying one, Kraken's top 10 on every update) -> ``FastBook`` -> top 20 into numpy
-  buffers, after every message (Kraken: its v1 recording; HTX: gunzip and Decimal JSON included);
+- ``full``: raw bytes -> the venue's reference parser -> ``BookSync`` (sequence rule, OKX's checksum of the top
+  25 on every message carrying one, Kraken's top 10 on every message) -> ``FastBook`` -> top 20 into numpy
+  buffers, after every message (HTX: gunzip and Decimal JSON included);
+- ``c``: the same run through the stream feeder's per-message path (``ldc.stream_feeder.read_message``: the
+  venue's C dialect, the reference parser for anything it hands back), with ``c_vs_baseline_cpu`` and
+  ``c_vs_full_cpu``: every venue has one (OKX, Bybit: updates in C, snapshots by the reference parser;
+  Coinbase, Kraken, HTX: snapshots / whole books in C too);
 - ``baseline``: in the same run, on the same messages, ``json.loads`` + a ``SortedDict`` per side + a top-20
-  slice per message (no sequence check, no checksum): the usual Python book.
+  slice per message (no sequence check, no checksum): the usual Python book;
+- ``cryptofeed``: cryptofeed's own book code for the venue on the same book updates (its message handler,
+  Decimal levels, order_book's ``OrderBook``, OKX's and Kraken's checksums validated), with
+  ``c_vs_cryptofeed_cpu``; it needs the ``peers`` extra (``pip install -e '.[peers]'``) and is left out, said so
+  in the JSON, without it. cryptofeed's HTX reads depth.step0 only (no mbp).
+
+Kraken: the genuine recording is websocket v1; the feeder speaks v2, so ldc's paths read it as ``ldc sim
+--replay`` serves it (v2 ``book.1000``, values at the pair's AssetPairs decimals, the v2 checksum of the book
+after every message, ``kraken_v2_messages``), cryptofeed's Kraken (a v1 client) the recorded v1 messages
+themselves: the same book updates. ``htx`` is the recorded depth.step0 (a whole book a frame); ``htx-mbp`` is
+HTX's mbp.150 made from those books (``htx_mbp_frames``: no mbp recording exists; gunzip in every path).
 
 Figures are medians over ``--repeats`` runs: level updates per second (wall) and per CPU-second. The machine is
-shared and noisy: compare the ratio, measured in the same run. ``full`` is the reference parser's speed; OKX,
-Bybit, Coinbase and ``htx-mbp`` also have ``c``: the same run through the stream feeder's per-message path
-(``read_message``: the venue's C dialect, the reference parser for snapshots and anything it hands back), with
-``c_vs_baseline_cpu`` and ``c_vs_full_cpu``. ``htx-mbp`` is HTX's mbp.150 made from the recorded depth.step0
-books (``htx_mbp_frames``: no mbp recording exists; gunzip in every path). Kraken and HTX depth.step0 (whole
-books) have no C dialect (their numbers are read as Decimal). The baseline is json + SortedDict; OKX, Bybit and
-Coinbase also have ``cryptofeed``: cryptofeed's own book code for the venue on the same messages (its message
-handler, Decimal levels, order_book's ``OrderBook``, OKX's checksum validated), with ``c_vs_cryptofeed_cpu``
-(cryptofeed's HTX reads depth.step0 only, no mbp); it needs the ``peers`` extra (``pip install -e '.[peers]'``)
-and is left out, said so in the JSON, without it.
+shared and noisy: compare the ratio, measured in the same run.
 
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
 """
@@ -34,6 +39,7 @@ import statistics
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -48,6 +54,7 @@ from ldc.venues import bybit, coinbase, htx, kraken, okx
 from ldc.venues.base import Precision, SequenceRule, SnapshotSource, StreamVenue
 
 DEPTH = 20
+KRAKEN_DEPTH = 1000  # the recording's book-1000, served as v2 book.1000
 DATA = captures_dir().parent / "venues"
 OKX_FILE = "okx_books400_20220513.jsonl.gz"
 BYBIT_FILE = "bybit_v5_orderbook200_20260809.jsonl.gz"
@@ -139,14 +146,14 @@ def cryptofeed_run(name: str, messages: list[tuple[str, str]]) -> Callable[[], i
     venue's symbol list: symbols are used as sent. None when cryptofeed is not installed."""
     try:
         from cryptofeed.defines import L2_BOOK
-        from cryptofeed.exchanges import OKX, Bybit, Coinbase
+        from cryptofeed.exchanges import OKX, Bybit, Coinbase, Huobi, Kraken
     except ImportError:
         return None
     import asyncio
     from types import SimpleNamespace
 
     def run() -> int:
-        kind = {"okx": OKX, "bybit": Bybit, "coinbase": Coinbase}[name]
+        kind = {"okx": OKX, "bybit": Bybit, "coinbase": Coinbase, "kraken": Kraken, "htx": Huobi}[name]
         feed: Any = kind.__new__(kind)
         tops = 0
 
@@ -157,6 +164,8 @@ def cryptofeed_run(name: str, messages: list[tuple[str, str]]) -> Callable[[], i
             tops += 1
 
         feed._l2_book, feed.max_depth, feed.checksum_validation, feed.cross_check = {}, 0, True, False
+        if name == "kraken":  # its v1 book-1000 subscription: the depth the recording was made with
+            feed.max_depth = KRAKEN_DEPTH
         feed.callbacks = {L2_BOOK: [top_20]}
         feed.exchange_symbol_to_std_symbol = lambda symbol: symbol
 
@@ -194,16 +203,30 @@ def _run_stream(messages: list[Any], parse: Callable[[Any], Any], make_sync: Cal
 
 
 def kraken_messages() -> list[str]:
+    """The genuine v1 recording's book messages (what cryptofeed's Kraken reads: it speaks v1)."""
     return [r["data"] for r in _records(KRAKEN_FILE)
             if r["t"] == "recv" and r["data"].startswith("[") and '"book-1000"' in r["data"]]  # fmt: skip
 
 
-def run_kraken(messages: list[str]) -> int:
-    def parse(raw: str) -> Any:
-        return [(e.symbol, e.event) for e in kraken.parse_v1_message(raw)]  # type: ignore[union-attr]
+def kraken_v2_messages(path: Path | None = None) -> tuple[list[bytes], dict[str, Precision]]:
+    """The same recording as ``ldc sim --replay`` serves it to the feeder: websocket v2 ``book`` messages (values
+    at the pair's AssetPairs decimals, the v2 checksum of the book after each, ``timestamp`` the update id), in
+    the recorded order across pairs; and each pair's precision as the feeder reads it from AssetPairs."""
+    from ldc.sim.kraken import book_message
+    from ldc.sim.kraken_replay import kraken_replay_markets
+    from ldc.sim.venue_replay import read_recording
 
-    def make(key: str, raw: str) -> BookSync:  # v1's precision: its snapshot's decimals
-        return _stream_sync(key, kraken.SEQUENCE_RULE, 1000, kraken.book_checksum(kraken.v1_precision(raw)))
+    markets = kraken_replay_markets(read_recording(str(path or DATA / KRAKEN_FILE)), pace=None)
+    timed = [(m.time, book_message("snapshot" if m.snapshot else "update", market.symbol, m.bids, m.asks, checksum=m.checksum, us=m.us))
+             for market in markets for m in market.messages]  # fmt: skip
+    timed.sort(key=lambda item: item[0])  # stable: a pair's own order kept
+    return [raw for _, raw in timed], {market.symbol: Precision(*market.precisions()) for market in markets}
+
+
+def run_kraken(messages: list[bytes], precision: dict[str, Precision], parse: Parse) -> int:
+    """Each pair's BookSync with its v2 checksum of the top 10 (from AssetPairs' decimals) on every message."""
+    def make(key: str, _: bytes) -> BookSync:
+        return _stream_sync(key, kraken.SEQUENCE_RULE, KRAKEN_DEPTH, kraken.book_checksum(precision[key]))
 
     return sum(s.checksum_mismatches + s.resyncs for s in _run_stream(messages, parse, make).values())
 
@@ -222,8 +245,8 @@ def htx_frames() -> list[bytes]:
     return [f for f in frames if b".depth.step0" in gzip.decompress(f)[:60] and b'"tick"' in gzip.decompress(f)[:80]]
 
 
-def run_htx(frames: list[bytes]) -> int:
-    syncs = _run_stream(frames, htx.HtxStream("depth.step0").parse, lambda key, _: _stream_sync(key, htx.SEQUENCE_RULE, 150))
+def run_htx(frames: list[bytes], parse: Parse) -> int:
+    syncs = _run_stream(frames, parse, lambda key, _: _stream_sync(key, htx.SEQUENCE_RULE, 150))
     return sum(s.resyncs for s in syncs.values())
 
 
@@ -282,10 +305,8 @@ def baseline(levels_of: Callable[[Any], tuple[str, str, Any, Any]], messages: li
 
 
 def _kraken_levels(msg: Any) -> tuple[str, str, Any, Any]:
-    sides = {k: v for part in msg[1:-2] for k, v in part.items()}
-    if "as" in sides or "bs" in sides:
-        return msg[-1], "snapshot", sides.get("bs", []), sides.get("as", [])
-    return msg[-1], "update", sides.get("b", []), sides.get("a", [])
+    data = msg["data"][0]
+    return data["symbol"], msg["type"], [(lv["price"], lv["qty"]) for lv in data["bids"]], [(lv["price"], lv["qty"]) for lv in data["asks"]]
 
 
 def _coinbase_levels(msg: dict[str, Any]) -> tuple[str, str, Any, Any]:
@@ -346,27 +367,33 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"{DATA}: the venue recordings are not there")
     okx_raw, precision = okx_messages()
     bybit_raw = bybit_messages()
-    kraken_raw, coinbase_raw, htx_raw = kraken_messages(), coinbase_messages(), htx_frames()
+    kraken_v1_raw, coinbase_raw, htx_raw = kraken_messages(), coinbase_messages(), htx_frames()
+    kraken_raw, kraken_precision = kraken_v2_messages()
     htx_mbp_raw = htx_mbp_frames(htx_raw)
     okx_venue, bybit_venue = okx.OkxStream(), bybit.BybitStream("linear")
     coinbase_venue, htx_mbp_venue = coinbase.CoinbaseStream(), htx.HtxStream("mbp.150")
+    kraken_venue, htx_venue = kraken.KrakenStream(f"book.{KRAKEN_DEPTH}"), htx.HtxStream("depth.step0")
     addresses = {r["conn"]: r["addr"] for r in _records(BYBIT_FILE) if r["t"] == "connect"}
     peer_messages = {"okx": [(okx.WS_PATH, raw.decode()) for raw in okx_raw],
                      "bybit": [(addresses[conn], raw.decode()) for conn, raw in bybit_raw],
-                     "coinbase": [(coinbase.WS_BASE_URL, raw.decode()) for raw in coinbase_raw]}  # fmt: skip
+                     "coinbase": [(coinbase.WS_BASE_URL, raw.decode()) for raw in coinbase_raw],
+                     "kraken": [(kraken.WS_BASE_URL, raw) for raw in kraken_v1_raw],  # cryptofeed speaks v1: the recording
+                     "htx": [(htx.WS_BASE_URL + htx.WS_PATH, raw) for raw in htx_raw]}  # fmt: skip
     # the C path of the venues with a C dialect: the stream feeder's per-message path (read_message)
     c_runs: dict[str, Callable[[], int]] = {
         "okx": lambda: run_okx(okx_raw, precision, c_path(okx_venue)),
         "bybit": lambda: run_bybit(bybit_raw, c_path(bybit_venue)),
         "coinbase": lambda: run_coinbase(coinbase_raw, c_path(coinbase_venue)),
+        "kraken": lambda: run_kraken(kraken_raw, kraken_precision, c_path(kraken_venue)),
+        "htx": lambda: run_htx(htx_raw, c_path(htx_venue)),
         "htx-mbp": lambda: run_htx_mbp(htx_mbp_raw, c_path(htx_mbp_venue)),
     }
     venues: dict[str, tuple[Callable[[], int], list[Any], Callable[[Any], tuple[str, str, Any, Any]], Callable[[Any], Any]]] = {
         "okx": (lambda: run_okx(okx_raw, precision, python_path(okx_venue)), okx_raw, _okx_levels, json.loads),
         "bybit": (lambda: run_bybit(bybit_raw, python_path(bybit_venue)), [raw for _, raw in bybit_raw], _bybit_levels, json.loads),
-        "kraken": (lambda: run_kraken(kraken_raw), kraken_raw, _kraken_levels, json.loads),
+        "kraken": (lambda: run_kraken(kraken_raw, kraken_precision, python_path(kraken_venue)), kraken_raw, _kraken_levels, json.loads),
         "coinbase": (lambda: run_coinbase(coinbase_raw, python_path(coinbase_venue)), coinbase_raw, _coinbase_levels, json.loads),
-        "htx": (lambda: run_htx(htx_raw), htx_raw, _htx_levels, _htx_load),
+        "htx": (lambda: run_htx(htx_raw, python_path(htx_venue)), htx_raw, _htx_levels, _htx_load),
         "htx-mbp": (lambda: run_htx_mbp(htx_mbp_raw, python_path(htx_mbp_venue)), htx_mbp_raw, _htx_mbp_levels, _htx_load),
     }
     out: dict[str, Any] = {"depth": DEPTH, "repeats": args.repeats, "venues": {}}

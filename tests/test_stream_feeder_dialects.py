@@ -60,7 +60,8 @@ class _Replay:
         self.fast, self.parse, self.make_sync = venue.fast_parse, venue.parse, make_sync  # type: ignore[attr-defined]
         self.c_syncs: dict[tuple[str, str], BookSync] = {}  # (connection, stream): Bybit's topics repeat per URL
         self.py_syncs: dict[tuple[str, str], BookSync] = {}
-        self.read_in_c = 0
+        self.read_in_c = 0  # messages of diffs only, read in C
+        self.snapshots_in_c = 0  # messages with a snapshot, read in C
 
     def message(self, raw: str, conn: str = "") -> None:
         self.message_bytes(raw.encode(), conn)
@@ -76,6 +77,11 @@ class _Replay:
             return
         assert not isinstance(reference, VenueControl)
         self.read_in_c += all(isinstance(event, ParsedDiff) for _, event in events)
+        if any(isinstance(event, DepthSnapshot) for _, event in events):
+            try:
+                self.snapshots_in_c += self.fast(raw) is not None
+            except ValueError:
+                pass
         for (key, event), (py_key, py_event) in zip(events, reference, strict=True):
             assert key == py_key
             c_sync = self.c_syncs.get((conn, key)) or self.c_syncs.setdefault((conn, key), self.make_sync(key))
@@ -112,20 +118,69 @@ def test_bybit_recording_books_equal_the_reference_path_at_every_message() -> No
 
 
 def test_coinbase_recording_books_equal_the_reference_path_at_every_message() -> None:
-    """Coinbase's whole-book snapshot by the reference parser, every l2_data update in C, the books equal."""
+    """Coinbase's whole-book snapshots (5.1 and 2.5 MB) and every l2_data update read in C, the books equal."""
     from ldc.venues import coinbase
 
     replay = _Replay("coinbase", lambda key: _sync(key, coinbase.SEQUENCE_RULE, coinbase.WHOLE_BOOK_LEVELS))
     for record in _recording(COINBASE_FILE):
         if record["t"] == "recv":
             replay.message(str(record["data"]), str(record["conn"]))
-    assert replay.read_in_c > 700
+    assert replay.read_in_c > 700 and replay.snapshots_in_c == 2
+    assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
+
+
+def _bench() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_venues", Path(__file__).resolve().parent.parent / "scripts" / "bench_venues.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_kraken_recording_served_as_v2_every_checksum_verified_through_the_c_path() -> None:
+    """The v1 recording as ``ldc sim --replay`` serves it (v2 book.1000, the v2 checksum of the book after every
+    message): every message read in C (snapshots too), every checksum of the top 10 computed in C from the book
+    and verified (2,682, 0 mismatches), the books equal to the reference path's at every message."""
+    from ldc.venues import kraken
+    from venue_recordings import KRAKEN_FILE
+
+    _recording(KRAKEN_FILE)
+    messages, precision = _bench().kraken_v2_messages(venues_dir() / KRAKEN_FILE)
+    replay = _Replay("kraken", lambda key: _sync(key, kraken.SEQUENCE_RULE, 1000, kraken.book_checksum(precision[key])))
+    replay.fast = lambda raw: kraken.KrakenStream("book.1000").fast_parse(raw)  # the recorded depth
+    replay.parse = kraken.KrakenStream("book.1000").parse
+    for raw in messages:
+        replay.message_bytes(raw)
+    syncs = replay.c_syncs.values()
+    snapshots = len(replay.c_syncs)  # one a pair: no resync
+    assert replay.snapshots_in_c == snapshots > 0
+    assert replay.read_in_c == len(messages) - snapshots > 2000  # the shared file: 2,682 updates (its README)
+    assert sum(s.checksums for s in syncs) == len(messages)  # every message carries one in v2, snapshots too
+    assert sum(s.checksum_mismatches + s.resyncs + s.gaps for s in syncs) == 0
+
+
+def test_htx_step0_recording_every_book_read_in_c() -> None:
+    """HTX's recorded depth.step0 frames (a whole book each): every one gunzipped and read in C as a snapshot, the
+    books equal to the reference path's after every frame."""
+    from ldc.venues import htx
+    from venue_recordings import HTX_FILE
+
+    _recording(HTX_FILE)
+    frames = _bench().htx_frames()
+    replay = _Replay("htx", lambda key: _sync(key, htx.SEQUENCE_RULE, 150))
+    replay.fast, replay.parse = htx.HtxStream("depth.step0").fast_parse, htx.HtxStream("depth.step0").parse
+    for frame in frames:
+        replay.message_bytes(frame)
+    assert replay.snapshots_in_c == len(frames) > 100
     assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
 
 
 def test_htx_mbp_books_equal_the_reference_path_at_every_message() -> None:
-    """HTX mbp.150 frames made from the recorded depth.step0 books (scripts/bench_venues.py): the refresh by the
-    reference parser, every update gunzipped and read in C, the books equal after every frame."""
+    """HTX mbp.150 frames made from the recorded depth.step0 books (scripts/bench_venues.py): the refresh answers
+    and every update gunzipped and read in C, the books equal after every frame."""
     import gzip
     import importlib.util
     from pathlib import Path
@@ -141,15 +196,17 @@ def test_htx_mbp_books_equal_the_reference_path_at_every_message() -> None:
     replay = _Replay("htx", lambda key: _sync(key, htx.SEQUENCE_RULE, 150))
     for frame in bench.htx_mbp_frames(bench.htx_frames()):
         replay.message_bytes(frame)
-    assert replay.read_in_c > 200
+    assert replay.read_in_c > 200 and replay.snapshots_in_c == len(replay.c_syncs)  # the refreshes (rep) in C too
     assert sum(s.gaps + s.resyncs for s in replay.c_syncs.values()) == 0
 
 
 def test_a_venue_without_a_c_dialect_runs_on_its_reference_parser() -> None:
     venue = stream_venue("kraken")
-    assert venue is not None and getattr(venue, "fast_parse", None) is None
+    assert venue is not None
     raw = b'{"channel":"heartbeat"}'
     assert read_message(None, venue.parse, raw) == venue.parse(raw)
+    assert venue.fast_parse(raw) is None  # type: ignore[attr-defined]  # and the dialect leaves it to the parser
+    assert read_message(venue.fast_parse, venue.parse, raw) == venue.parse(raw)  # type: ignore[attr-defined]
 
 
 def test_a_doubted_message_is_read_and_refused_by_the_reference_parser() -> None:

@@ -18,6 +18,7 @@ OKX_FILE = "okx_books400_20220513.jsonl.gz"
 BYBIT_FILE = "bybit_v5_orderbook200_20260809.jsonl.gz"
 COINBASE_FILE = "coinbase_advanced_level2_20260809.jsonl.gz"
 HTX_FILE = "huobi_depth_step0_20210417.jsonl.gz"
+KRAKEN_FILE = "kraken_v1_book1000_20210417.jsonl.gz"
 
 
 def venues_dir() -> Path:

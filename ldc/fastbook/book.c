@@ -141,6 +141,21 @@ static PyObject *fastbook_apply_diff(FastBook *self, PyObject *diff)
 /* book.py _load_side */
 static int load_side(FastBook *self, Side *s, PyObject *given, Py_ssize_t limit)
 {
+    if (Py_IS_TYPE(given, &ldc_fb_LevelsType)) { /* a side a C dialect read: its array, no tuple made */
+        const Levels *levels = (const Levels *)given;
+        double deepest = INFINITY;
+        s->lo = s->hi = s->cap / 2;
+        for (Py_ssize_t i = 0; i < Py_SIZE(levels); i++) {
+            double price = levels->levels[i].a;
+            if (ldc_fb_side_set(s, price, levels->levels[i].qty, self->depth) < 0) {
+                return -1;
+            }
+            deepest = s->sign * price < deepest ? s->sign * price : deepest;
+        }
+        s->boundary = Py_SIZE(levels) < limit ? -INFINITY : deepest;
+        ldc_fb_side_prune(s, limit);
+        return 0;
+    }
     PyObject *seq = PySequence_Fast(given, "snapshot levels must be a sequence of (price, qty)");
     if (seq == NULL) {
         return -1;
@@ -481,6 +496,9 @@ static PyMethodDef fastbook_methods[] = {
     {"top_crc32", (PyCFunction)(void (*)(void))ldc_fb_fastbook_top_crc32, METH_FASTCALL,
      "top_crc32(n, price_decimals, size_decimals) -> int | None: OKX's signed CRC32 of the top n levels a side,\n"
      "interleaved, each number fixed to its decimals and trimmed (-1: its shortest form); None: write it in Python."},
+    {"kraken_crc32", (PyCFunction)(void (*)(void))ldc_fb_fastbook_kraken_crc32, METH_FASTCALL,
+     "kraken_crc32(n, price_decimals, size_decimals) -> int | None: Kraken's unsigned CRC32 of the top n asks then\n"
+     "bids, each number as rint(value * 10^decimals) (ldc.venues.kraken._crc); None: compute it in Python."},
     {NULL, NULL, 0, NULL},
 };
 

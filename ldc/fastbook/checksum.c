@@ -157,3 +157,102 @@ PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ss
     crc ^= 0xFFFFFFFFu;
     return PyLong_FromLongLong(crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc);
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * Kraken's checksum (ldc.venues.kraken._crc): the unsigned CRC32 of the top n asks (best first) then the top n
+ * bids, each price and quantity written as the integer rint(value * 10^decimals) in decimal (the text with the
+ * pair's decimals, point and leading zeros removed), concatenated. The same double product and the same
+ * round-half-even as numpy's rint there, so the same integers; None (Python writes it) for decimals beyond
+ * the exact powers of ten or a product beyond 2^62.
+ * ---------------------------------------------------------------------------------------------- */
+
+#define KRAKEN_PRODUCT_MAX 4611686018427387904.0 /* 2^62: int64 in numpy's astype, exactly */
+#define KRAKEN_TEXT_CHARS 512 /* 40 numbers are ~400 characters */
+
+/* crc32_add eight bytes at a time (slicing-by-8: the same CRC, ~3x fewer dependent table loads) */
+static uint32_t crc32_slices[8][256];
+
+static uint32_t crc32_add_wide(uint32_t crc, const char *p, size_t n)
+{
+#if PY_LITTLE_ENDIAN
+    if (crc32_slices[1][1] == 0) { /* built on first use from crc32_table */
+        for (int i = 0; i < 256; i++) {
+            crc32_slices[0][i] = crc32_table[i];
+        }
+        for (int k = 1; k < 8; k++) {
+            for (int i = 0; i < 256; i++) {
+                uint32_t c = crc32_slices[k - 1][i];
+                crc32_slices[k][i] = (c >> 8) ^ crc32_table[c & 0xFF];
+            }
+        }
+    }
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + 4, 4);
+        lo ^= crc;
+        crc = crc32_slices[7][lo & 0xFF] ^ crc32_slices[6][(lo >> 8) & 0xFF] ^ crc32_slices[5][(lo >> 16) & 0xFF] ^
+              crc32_slices[4][lo >> 24] ^ crc32_slices[3][hi & 0xFF] ^ crc32_slices[2][(hi >> 8) & 0xFF] ^
+              crc32_slices[1][(hi >> 16) & 0xFF] ^ crc32_slices[0][hi >> 24];
+    }
+#endif
+    return crc32_add(crc, p, n);
+}
+
+PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "kraken_crc32(n, price_decimals, size_decimals): expected 3 arguments, found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0 || given[0] < 0 || given[1] < 0) {
+        PyErr_Format(PyExc_ValueError, "kraken_crc32: expected n >= 0 and decimals >= 0, found %zd, %ld, %ld", n,
+                     given[0], given[1]);
+        return NULL;
+    }
+    if (given[0] > FAST_POW10_MAX || given[1] > FAST_POW10_MAX) {
+        Py_RETURN_NONE;
+    }
+    const double scale[2] = {POW10[given[0]], POW10[given[1]]};
+    const Side *sides[2] = {&self->asks, &self->bids};
+    uint32_t crc = 0xFFFFFFFFu;
+    char text[KRAKEN_TEXT_CHARS]; /* the numbers' text, hashed a buffer at a time */
+    size_t used = 0;
+    for (int side = 0; side < 2; side++) {
+        const Side *s = sides[side];
+        Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const Level *lv = &s->buf[s->hi - 1 - i];
+            double values[2] = {s->sign * lv->a, lv->qty};
+            for (int k = 0; k < 2; k++) {
+                double y = rint(values[k] * scale[k]);
+                if (!(fabs(y) < KRAKEN_PRODUCT_MAX)) {
+                    Py_RETURN_NONE;
+                }
+                long long v = (long long)y; /* exact: |y| < 2^62 */
+                unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+                char digits[24], *end = digits + sizeof digits, *p = end;
+                do { /* str(int): the digits, a '-' before a negative one */
+                    *--p = (char)('0' + u % 10);
+                    u /= 10;
+                } while (u > 0);
+                if (v < 0) {
+                    *--p = '-';
+                }
+                if (used + (size_t)(end - p) > sizeof text) {
+                    crc = crc32_add_wide(crc, text, used);
+                    used = 0;
+                }
+                memcpy(text + used, p, (size_t)(end - p));
+                used += (size_t)(end - p);
+            }
+        }
+    }
+    crc = crc32_add_wide(crc, text, used);
+    return PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
+}

@@ -10,12 +10,15 @@ enum { CBE_TYPE = 1, CBE_PRODUCT = 2, CBE_UPDATES = 4 };
 enum { CBU_SIDE = 1, CBU_PRICE = 2, CBU_QTY = 4 };
 #define CB_TIMESTAMP_MIN_CHARS 20 /* ldc.venues.coinbase._time_ms: shorter is NO_ID */
 
+#define CB_WHOLE_BOOK_LEVELS (1 << 30) /* ldc.venues.coinbase.WHOLE_BOOK_LEVELS: a snapshot's limit */
+
 typedef struct {
     int seen;
-    int not_ours;    /* another channel or a snapshot event: the reference's */
+    int not_ours;    /* another channel: the reference's */
     long long sequence;
     long long time_ms;
-    PyObject *diffs; /* ParsedDiffs of events[], in order (ids set once the whole message is read) */
+    PyObject *diffs; /* (product_id, ParsedDiff | DepthSnapshot) of events[], in order (a diff's ids set once the
+                        whole message is read) */
 } CoinbaseMessage;
 
 typedef struct {
@@ -25,6 +28,7 @@ typedef struct {
 
 typedef struct {
     int seen;
+    int snapshot; /* type "snapshot": the whole book */
     Event ev;
 } CoinbaseEvent;
 
@@ -140,8 +144,9 @@ static int cb_event_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
         if ((rc = ldc_fb_plain_string(sc, "type", &text, &len)) != 0) {
             return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
         }
-        if (!SPAN_IS(text, len, "update")) { /* a snapshot (5 MB for BTC-USD) or a fault: the reference's, now */
-            ldc_fb_field_error(sc, "type", -1, "'update'", text, len);
+        e->snapshot = SPAN_IS(text, len, "snapshot"); /* the whole book (5 MB for BTC-USD) */
+        if (!e->snapshot && !SPAN_IS(text, len, "update")) { /* a fault: the reference's, now */
+            ldc_fb_field_error(sc, "type", -1, "'snapshot' or 'update'", text, len);
             PyErr_SetString(PyExc_ValueError, sc->error);
             return SCAN_SYNTAX;
         }
@@ -194,13 +199,30 @@ static int cb_events(Scanner *sc, CoinbaseMessage *msg)
             if ((e.seen & (CBE_TYPE | CBE_PRODUCT | CBE_UPDATES)) != (CBE_TYPE | CBE_PRODUCT | CBE_UPDATES)) {
                 ldc_fb_field_error(sc, "events[]", -1, "type, product_id and updates", "fewer", 5);
             }
+            if (!sc->has_error && e.snapshot && (msg->seen & (CB_SEQ | CB_TIMESTAMP)) != (CB_SEQ | CB_TIMESTAMP)) {
+                /* the snapshot is made now (the next event reuses the scratch levels): its id and time must be known */
+                ldc_fb_field_error(sc, "events[]", -1, "a snapshot after sequence_num and timestamp", "one before", 10);
+            }
             if (!sc->has_error) {
-                PyObject *diff = ldc_fb_parsed_diff_new(&e.ev);
-                if (diff == NULL || PyList_Append(msg->diffs, diff) < 0) {
-                    Py_XDECREF(diff);
+                PyObject *product = ldc_fb_symbol_object(e.ev.symbol, e.ev.symbol_len), *event = NULL, *pair = NULL;
+                if (product != NULL && e.snapshot) { /* sorted as the reference sorts it, then checked in order */
+                    ldc_fb_sort_levels(&ldc_fb_scratch_bids, 1);
+                    ldc_fb_sort_levels(&ldc_fb_scratch_asks, 0);
+                    event = ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg->sequence,
+                                                   CB_WHOLE_BOOK_LEVELS, msg->time_ms, 0);
+                } else if (product != NULL) {
+                    event = ldc_fb_parsed_diff_new(&e.ev);
+                }
+                if (event != NULL) {
+                    pair = PyTuple_Pack(2, product, event);
+                }
+                Py_XDECREF(product);
+                Py_XDECREF(event);
+                if (pair == NULL || PyList_Append(msg->diffs, pair) < 0) {
+                    Py_XDECREF(pair);
                     return SCAN_SYNTAX;
                 }
-                Py_DECREF(diff);
+                Py_DECREF(pair);
             }
         }
         skip_ws(sc);
@@ -363,11 +385,14 @@ PyObject *ldc_fb_parse_coinbase(PyObject *module, PyObject *arg)
     }
     Py_ssize_t n = PyList_GET_SIZE(msg.diffs);
     for (Py_ssize_t i = 0; i < n; i++) { /* U = u = the connection's sequence_num, as the reference sets them */
-        ParsedDiff *d = (ParsedDiff *)PyList_GET_ITEM(msg.diffs, i);
-        d->first_id = d->final_id = msg.sequence;
-        d->event_time_ms = msg.time_ms;
+        PyObject *event = PyTuple_GET_ITEM(PyList_GET_ITEM(msg.diffs, i), 1);
+        if (Py_IS_TYPE(event, &ldc_fb_ParsedDiffType)) {
+            ParsedDiff *d = (ParsedDiff *)event;
+            d->first_id = d->final_id = msg.sequence;
+            d->event_time_ms = msg.time_ms;
+        }
     }
-    result = ldc_fb_stream_events(msg.diffs, NULL);
+    result = msg.diffs;
     msg.diffs = NULL;
 done:
     Py_XDECREF(msg.diffs);

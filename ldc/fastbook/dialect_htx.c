@@ -1,23 +1,76 @@
-/* ldc._fastbook: the HTX mbp dialect (fastbook.h describes the whole) */
+/* ldc._fastbook: the HTX mbp and depth.step0 dialect (fastbook.h describes the whole) */
 #include "fastbook.h"
 
 /* ------------------------------------------------------------------------------------------------
  * HTX mbp (C dialect of ldc.venues.htx.parse_message, on the inflated frame)
  * ---------------------------------------------------------------------------------------------- */
 
-enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64 };
+enum { HX_CH = 1, HX_TS = 2, HX_TICK = 4, HX_SEQ = 8, HX_PREV = 16, HX_BIDS = 32, HX_ASKS = 64, HX_VERSION = 128,
+       HX_REP = 256, HX_DATA = 512, HX_STATUS = 1024, HX_PING = 2048 };
+#define HTX_STEP0_LEVELS 150 /* ldc.venues.htx.CHANNELS["depth.step0"]: a whole book of at most this many a side */
 static const char *const HTX_MBP_LEVELS[] = {"5", "20", "150"}; /* ldc.venues.htx.CHANNELS' mbp.N */
 
 typedef struct {
     int seen;
-    int not_ours; /* the reference's: control (ping, status, rep), another channel, a depth.step0 book */
+    int not_ours; /* the reference's: control (ping, status, rep), another channel */
+    int step0;    /* ch is a depth.step0 topic: the whole book, a snapshot at tick.version */
+    int status_ok; /* "status":"ok" */
+    Py_ssize_t rep_levels; /* a refresh answer ("rep"): the levels a side its channel keeps */
+    long long version;
     Event ev;
 } HtxMessage;
+
+/* Clinger's fast path for a number with an exponent ("9.121E-7", as scan_number validated it): digits m with
+ * a fraction of k digits and exponent e are m * 10^(e - k); when m <= 2^53 and |e - k| <= 22, m and the power
+ * are exact doubles and one IEEE multiplication or division rounds the exact value correctly. 1 done, 0 not
+ * taken (dtoa reads it). */
+static int exponent_fast(const char *s, Py_ssize_t n, double *out)
+{
+    const char *p = s, *end = s + n;
+    uint64_t m = 0;
+    int digits = 0, scale = 0;
+    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        digits += m > 0;
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && (unsigned)(*p - '0') < 10; p++, scale++) {
+            m = m * 10 + (uint64_t)(*p - '0');
+            digits += m > 0;
+        }
+    }
+    if (digits > 19 || p >= end || (*p != 'e' && *p != 'E')) {
+        return 0; /* m may have wrapped, or no exponent */
+    }
+    p++;
+    int negative = p < end && *p == '-';
+    p += p < end && (*p == '-' || *p == '+');
+    int e = 0;
+    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
+        if (e > 10000) {
+            return 0;
+        }
+        e = e * 10 + (*p - '0');
+    }
+    if (p != end) {
+        return 0;
+    }
+    int power = (negative ? -e : e) - scale;
+    while (power < 0 && m % 10 == 0 && m > 0) { /* "1.10E-5": trailing zeros */
+        m /= 10;
+        power++;
+    }
+    if (m > FAST_MANTISSA_MAX || power > FAST_POW10_MAX || power < -FAST_POW10_MAX) {
+        return 0;
+    }
+    *out = power >= 0 ? (double)m * POW10[power] : (double)m / POW10[-power];
+    return 1;
+}
 
 /* A JSON number read as the reference reads it (json's int or Decimal, then float(): the correctly rounded
  * double of the exact decimal). 0 read, 1 a doubt (a sign: "-0.0" is -0.0 there; too long; not a number),
  * -1 a syntax error (exception set). */
-static int htx_number(Scanner *sc, double *out)
+int ldc_fb_exact_number(Scanner *sc, double *out)
 {
     const char *from = sc->p;
     if (sc->p >= sc->end || (unsigned)(*sc->p - '0') >= 10) {
@@ -29,6 +82,9 @@ static int htx_number(Scanner *sc, double *out)
     Py_ssize_t n = sc->p - from;
     if (memchr(from, 'e', (size_t)n) == NULL && memchr(from, 'E', (size_t)n) == NULL) {
         return parse_decimal(from, n, out) < 0 ? 1 : 0; /* digits[.digits]: Clinger's fast path or dtoa */
+    }
+    if (exponent_fast(from, n, out)) {
+        return 0;
     }
     if (n > MAX_DECIMAL_CHARS) {
         return 1;
@@ -68,7 +124,7 @@ static int htx_levels(Scanner *sc, const char *field, Scratch *s)
         }
         sc->p++;
         skip_ws(sc);
-        if ((rc = htx_number(sc, &price)) != 0) {
+        if ((rc = ldc_fb_exact_number(sc, &price)) != 0) {
             goto doubt;
         }
         skip_ws(sc);
@@ -77,7 +133,7 @@ static int htx_levels(Scanner *sc, const char *field, Scratch *s)
         }
         sc->p++;
         skip_ws(sc);
-        if ((rc = htx_number(sc, &qty)) != 0) {
+        if ((rc = ldc_fb_exact_number(sc, &qty)) != 0) {
             goto doubt;
         }
         skip_ws(sc);
@@ -122,6 +178,10 @@ static int htx_tick_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
         ldc_fb_dialect_key_once(sc, &msg->seen, HX_PREV, "prevSeqNum");
         return ldc_fb_parse_id(sc, "prevSeqNum", &msg->ev.prev_final_id);
     }
+    if (KEY_IS("version")) { /* depth.step0's id (read in mbp too: a malformed one is only a doubt) */
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_VERSION, "version");
+        return ldc_fb_parse_id(sc, "version", &msg->version);
+    }
     if (KEY_IS("bids")) {
         ldc_fb_dialect_key_once(sc, &msg->seen, HX_BIDS, "bids");
         return htx_levels(sc, "bids", &ldc_fb_scratch_bids);
@@ -133,14 +193,14 @@ static int htx_tick_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
     return ldc_fb_skip_value(sc, 1);
 }
 
-/* ch: "market.SYMBOL.mbp.N" ours; depth.step0 and other channels the reference's; a malformed book topic a doubt */
+/* ch: "market.SYMBOL.mbp.N" and "market.SYMBOL.depth.step0" ours; other channels the reference's; a malformed
+ * book topic a doubt */
 static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize_t len)
 {
     static const char prefix[] = "market.", step0[] = ".depth.step0", mbp[] = ".mbp.";
     const Py_ssize_t plen = (Py_ssize_t)sizeof prefix - 1, slen = (Py_ssize_t)sizeof step0 - 1;
-    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0 ||
-        (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0)) {
-        msg->not_ours = 1; /* another channel (OTHER) or a whole book (a snapshot) */
+    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0) {
+        msg->not_ours = 1; /* another channel (OTHER) */
         return;
     }
     const char *p = text + plen, *end = text + len;
@@ -148,6 +208,16 @@ static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize
         p++;
     }
     int symbol = p > text + plen;
+    if (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0) { /* a whole book (a snapshot) */
+        if (!symbol || p != end - slen) {
+            ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.depth.step0'", text, len);
+            return;
+        }
+        msg->step0 = 1;
+        msg->ev.symbol = text;
+        msg->ev.symbol_len = len;
+        return;
+    }
     if (symbol && end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
         const char *levels = p + sizeof mbp - 1;
         for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
@@ -170,6 +240,37 @@ static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize
     ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.mbp.N' (N 5, 20 or 150)", text, len);
 }
 
+/* The levels a side of a book topic's channel ("market.SYMBOL.mbp.N", N 5, 20, 150: N; depth.step0: 150), as
+ * ldc.venues.htx._channel_of reads it; 0 for any other text. */
+static Py_ssize_t htx_book_levels(const char *text, Py_ssize_t len)
+{
+    static const char prefix[] = "market.", step0[] = "depth.step0", mbp[] = "mbp.";
+    const char *p = text + sizeof prefix - 1, *end = text + len;
+    if (len < (Py_ssize_t)sizeof prefix || memcmp(text, prefix, sizeof prefix - 1) != 0) {
+        return 0;
+    }
+    const char *symbol = p;
+    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
+        p++;
+    }
+    if (p == symbol || p >= end || *p++ != '.') {
+        return 0;
+    }
+    if (end - p == (Py_ssize_t)sizeof step0 - 1 && memcmp(p, step0, sizeof step0 - 1) == 0) {
+        return HTX_STEP0_LEVELS;
+    }
+    if (end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
+        const char *levels = p + sizeof mbp - 1;
+        for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
+            size_t n = strlen(HTX_MBP_LEVELS[i]);
+            if ((size_t)(end - levels) == n && memcmp(levels, HTX_MBP_LEVELS[i], n) == 0) {
+                return atoi(HTX_MBP_LEVELS[i]);
+            }
+        }
+    }
+    return 0;
+}
+
 static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
 {
     HtxMessage *msg = ctx;
@@ -180,9 +281,39 @@ static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, i
         ldc_fb_field_error(sc, "key", -1, "no escapes", key, klen);
         return ldc_fb_skip_value(sc, 1);
     }
-    if (KEY_IS("ping") || KEY_IS("status") || KEY_IS("rep")) { /* control or a refresh: the reference's */
-        msg->not_ours = 1;
+    if (KEY_IS("ping")) { /* the server's keep-alive: the reference's */
+        msg->seen |= HX_PING;
         return ldc_fb_skip_value(sc, 1);
+    }
+    if (KEY_IS("status")) { /* "ok" with "rep": a refresh answer, ours; anything else the reference's */
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_STATUS, "status");
+        if (sc->p < sc->end && *sc->p != '"') {
+            return ldc_fb_skip_value(sc, 1);
+        }
+        if ((rc = ldc_fb_plain_string(sc, "status", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        msg->status_ok = SPAN_IS(text, len, "ok");
+        return SCAN_OK;
+    }
+    if (KEY_IS("rep")) { /* the answer to our refresh request: the book at data.seqNum */
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_REP, "rep");
+        if ((rc = ldc_fb_plain_string(sc, "rep", &text, &len)) != 0) {
+            return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
+        }
+        if ((msg->rep_levels = htx_book_levels(text, len)) == 0) {
+            ldc_fb_field_error(sc, "rep", -1, "'market.SYMBOL.mbp.N' or 'market.SYMBOL.depth.step0'", text, len);
+        }
+        msg->ev.symbol = text;
+        msg->ev.symbol_len = len;
+        return SCAN_OK;
+    }
+    if (KEY_IS("data")) {
+        ldc_fb_dialect_key_once(sc, &msg->seen, HX_DATA, "data");
+        if (sc->p >= sc->end || *sc->p != '{') {
+            return ldc_fb_reject_value(sc, "data", "an object");
+        }
+        return scan_object(sc, htx_tick_field, msg);
     }
     if (KEY_IS("ch")) {
         ldc_fb_dialect_key_once(sc, &msg->seen, HX_CH, "ch");
@@ -213,7 +344,8 @@ static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, i
 static const struct {
     int bit;
     const char *name;
-} HTX_REQUIRED[] = {{HX_TICK, "tick"}, {HX_SEQ, "seqNum"}, {HX_PREV, "prevSeqNum"}};
+} HTX_REQUIRED[] = {{HX_TICK, "tick"}, {HX_SEQ, "seqNum"}, {HX_PREV, "prevSeqNum"}},
+  HTX_STEP0_REQUIRED[] = {{HX_TICK, "tick"}, {HX_VERSION, "version"}};
 
 PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
 {
@@ -232,17 +364,66 @@ PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
     if (rc < 0) {
         goto done;
     }
-    if (rc > 0 || msg.not_ours || !(msg.seen & HX_CH)) {
-        result = Py_NewRef(Py_None);
+    int rep = (msg.seen & HX_REP) != 0;
+    if (rc > 0 || (msg.seen & HX_PING) || ((msg.seen & HX_STATUS) && !rep) || (rep && !msg.status_ok) ||
+        (!rep && (msg.not_ours || !(msg.seen & HX_CH)))) {
+        result = Py_NewRef(Py_None); /* control (a ping, an ack, a refused request), another channel */
         goto done;
     }
-    for (size_t i = 0; i < sizeof HTX_REQUIRED / sizeof HTX_REQUIRED[0] && !sc.has_error; i++) {
+    if (rep) { /* [(topic, DepthSnapshot(data.seqNum, bids, asks, the channel's levels, ts))], as the reference */
+        if (!sc.has_error && (msg.seen & (HX_CH | HX_TICK))) {
+            ldc_fb_field_error(&sc, "rep", -1, "a refresh answer without ch or tick", "them", 4);
+        }
+        if (!sc.has_error && (msg.seen & (HX_DATA | HX_SEQ)) != (HX_DATA | HX_SEQ)) {
+            ldc_fb_field_error(&sc, (msg.seen & HX_DATA) ? "seqNum" : "data", -1, "a value", "nothing", 7);
+        }
+        if (!sc.has_error &&
+            (ldc_fb_scratch_bids.count > msg.rep_levels || ldc_fb_scratch_asks.count > msg.rep_levels)) {
+            ldc_fb_field_error(&sc, "data", -1, "at most the channel's levels a side", "more", 4);
+        }
+        if (sc.has_error) {
+            PyErr_SetString(PyExc_ValueError, sc.error);
+            goto done;
+        }
+        msg.step0 = 1; /* made below as a whole book, at seqNum with the channel's levels */
+        msg.version = msg.ev.final_id;
+    } else if (!sc.has_error && (msg.seen & HX_DATA)) { /* the reference reads tick only: data is a doubt */
+        ldc_fb_field_error(&sc, "data", -1, "no data beside ch and tick", "some", 4);
+    }
+    if (msg.step0 && !rep) {
+        for (size_t i = 0; i < sizeof HTX_STEP0_REQUIRED / sizeof HTX_STEP0_REQUIRED[0] && !sc.has_error; i++) {
+            if (!(msg.seen & HTX_STEP0_REQUIRED[i].bit)) {
+                ldc_fb_field_error(&sc, HTX_STEP0_REQUIRED[i].name, -1, "a value", "nothing", 7);
+            }
+        }
+        if (!sc.has_error &&
+            (ldc_fb_scratch_bids.count > HTX_STEP0_LEVELS || ldc_fb_scratch_asks.count > HTX_STEP0_LEVELS)) {
+            ldc_fb_field_error(&sc, "tick", -1, "at most 150 levels a side", "more", 4);
+        }
+    }
+    for (size_t i = 0; !msg.step0 && i < sizeof HTX_REQUIRED / sizeof HTX_REQUIRED[0] && !sc.has_error; i++) {
         if (!(msg.seen & HTX_REQUIRED[i].bit)) {
             ldc_fb_field_error(&sc, HTX_REQUIRED[i].name, -1, "a value", "nothing", 7);
         }
     }
     if (sc.has_error) {
         PyErr_SetString(PyExc_ValueError, sc.error);
+        goto done;
+    }
+    if (msg.step0) { /* [(topic, DepthSnapshot(version, bids, asks, 150, ts))], as the reference reads it */
+        PyObject *topic = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len), *snapshot = NULL;
+        if (topic != NULL) {
+            snapshot = ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.version,
+                                              rep ? msg.rep_levels : HTX_STEP0_LEVELS, msg.ev.event_time, 0);
+        }
+        PyObject *pair = snapshot != NULL ? PyTuple_Pack(2, topic, snapshot) : NULL;
+        Py_XDECREF(topic);
+        Py_XDECREF(snapshot);
+        if (pair != NULL && (result = PyList_New(1)) != NULL) {
+            PyList_SET_ITEM(result, 0, pair);
+            pair = NULL;
+        }
+        Py_XDECREF(pair);
         goto done;
     }
     msg.ev.first_id = msg.ev.prev_final_id; /* U = pu = prevSeqNum: the PREV_LINK rule, as the reference sets it */

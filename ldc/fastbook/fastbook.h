@@ -347,6 +347,19 @@ PyObject *ldc_fb_parse_coinbase(PyObject *module, PyObject *arg);
 /* dialect_htx.c */
 PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg);
 
+/* dialect_snapshot.c, dialect_kraken.c (issue 15: the stream venues' snapshots, Kraken v2) */
+typedef struct {
+    PyObject_VAR_HEAD /* ob_size: the number of levels */
+    Level levels[1];  /* (price, qty), best first */
+} Levels;             /* a snapshot side read in C: a read-only sequence of (price, qty) tuples made on access */
+extern PyTypeObject ldc_fb_LevelsType;
+void ldc_fb_sort_levels(Scratch *s, int descending);
+PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long long update_id, Py_ssize_t limit,
+                                 long long event_time_ms, long long checksum);
+int ldc_fb_exact_number(Scanner *sc, double *out);
+PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
+
 /* side.c */
 int ldc_fb_side_init(Side *s, double sign);
 int ldc_fb_side_set(Side *s, double price, double qty, Py_ssize_t depth);

@@ -19,12 +19,17 @@ static PyMethodDef module_methods[] = {
      "parse_bybit(raw) -> [(topic, ParsedDiff)] | None: a Bybit v5 book delta (C dialect of ldc.venues.bybit).\n"
      "None for what the reference parser reads (control, other topics, snapshots, u == 1); ValueError on any doubt."},
     {"parse_coinbase", (PyCFunction)ldc_fb_parse_coinbase, METH_O,
-     "parse_coinbase(raw) -> [(product_id, ParsedDiff)] | None: a Coinbase l2_data update (C dialect of "
-     "ldc.venues.coinbase).\nNone for what the reference reads (other channels, control); ValueError on any "
-     "doubt (a snapshot event too)."},
+     "parse_coinbase(raw) -> [(product_id, ParsedDiff | DepthSnapshot)] | None: a Coinbase l2_data message, "
+     "updates and snapshot events (C dialect of ldc.venues.coinbase).\nNone for what the reference reads (other "
+     "channels, control); ValueError on any doubt."},
     {"parse_htx", (PyCFunction)ldc_fb_parse_htx, METH_O,
-     "parse_htx(inflated) -> [(topic, ParsedDiff)] | None: an HTX mbp update, gunzipped (C dialect of "
-     "ldc.venues.htx).\nNone for what the reference reads (control, refreshes, depth.step0, other channels); "
+     "parse_htx(inflated) -> [(topic, ParsedDiff | DepthSnapshot)] | None: an HTX mbp update or depth.step0 book, "
+     "gunzipped (C dialect of ldc.venues.htx).\nNone for what the reference reads (control, refreshes, other channels); "
+     "ValueError on any doubt."},
+    /* issue 15: Kraken v2 (dialect_kraken.c) */
+    {"parse_kraken", (PyCFunction)(void (*)(void))ldc_fb_parse_kraken, METH_FASTCALL,
+     "parse_kraken(raw, depth) -> [(symbol, ParsedDiff | DepthSnapshot)] | None: a Kraken v2 book message (C "
+     "dialect of ldc.venues.kraken.parse_message).\nNone for what the reference reads (other channels, control); "
      "ValueError on any doubt."},
     {NULL, NULL, 0, NULL},
 };
@@ -44,7 +49,8 @@ static int add_owned(PyObject *m, const char *name, PyObject *value)
 PyMODINIT_FUNC PyInit__fastbook(void)
 {
     if (PyType_Ready(&ldc_fb_ParsedDiffType) < 0 || PyType_Ready(&ldc_fb_FastBookType) < 0 ||
-        PyType_Ready(&ldc_fb_HotPathType) < 0 || PyType_Ready(&ldc_fb_RouterType) < 0) {
+        PyType_Ready(&ldc_fb_HotPathType) < 0 || PyType_Ready(&ldc_fb_RouterType) < 0 ||
+        PyType_Ready(&ldc_fb_LevelsType) < 0 /* issue 15: snapshot sides read in C */) {
         return NULL;
     }
     ldc_fb_crc32_init();
@@ -63,7 +69,8 @@ PyMODINIT_FUNC PyInit__fastbook(void)
         PyModule_AddIntConstant(m, "HOT_PASS", HOT_PASS) < 0 || PyModule_AddIntConstant(m, "HOT_DONE", HOT_DONE) < 0 ||
         PyModule_AddIntConstant(m, "HOT_TOP_FAULT", HOT_TOP_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "NO_ID", NO_ID) < 0 ||
-        add_owned(m, "OKX_CHANNELS", ldc_fb_okx_channels_tuple()) < 0) {
+        add_owned(m, "OKX_CHANNELS", ldc_fb_okx_channels_tuple()) < 0 ||
+        PyModule_AddObjectRef(m, "Levels", (PyObject *)&ldc_fb_LevelsType) < 0 /* issue 15 */) {
         Py_DECREF(m);
         return NULL;
     }

@@ -196,9 +196,10 @@ class CoinbaseStream(StreamDefaults):
 
     @property
     def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None]:
-        """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_coinbase``): an ``l2_data`` update's
-        ``[(product_id, ParsedDiff)]``, value for value what :meth:`parse` gives; None for everything it leaves to
-        :meth:`parse` (control, other channels); ValueError on any doubt, a snapshot event too (then :meth:`parse`)."""
+        """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_coinbase``): an ``l2_data`` message's
+        ``[(product_id, ParsedDiff | DepthSnapshot)]`` (a snapshot event sorted and checked as the reference does),
+        value for value what :meth:`parse` gives; None for everything it leaves to :meth:`parse` (control, other
+        channels); ValueError on any doubt (then :meth:`parse`, which names any fault)."""
         from ldc._fastbook import parse_coinbase  # here: the venue table imports without the C extension
 
         return parse_coinbase

@@ -243,10 +243,21 @@ def checksum(bids: Sequence[Level], asks: Sequence[Level], precision: Precision)
 
 
 def book_checksum(precision: Precision) -> Callable[[Book, int], bool]:
-    """``SyncConfig.checksum`` for one Kraken pair: whether the checksum of a book's top 10 is ``expected``."""
+    """``SyncConfig.checksum`` for one Kraken pair: whether the checksum of a book's top 10 is ``expected``. On a
+    ``FastBook`` it is computed in C (``FastBook.kraken_crc32``: the same integers, the same CRC32; None, so here,
+    for decimals beyond 22 or a number beyond 2^62)."""
     bids_out, asks_out = np.zeros((CHECKSUM_LEVELS, 2)), np.zeros((CHECKSUM_LEVELS, 2))
+    try:
+        from ldc._fastbook import FastBook
+    except ImportError:  # the venue table imports without the C extension
+        FastBook = None  # type: ignore[misc,assignment]  # noqa: N806
+    price_decimals, size_decimals = precision.price_decimals, precision.size_decimals
 
     def holds(book: Book, expected: int) -> bool:
+        if type(book) is FastBook:
+            found = book.kraken_crc32(CHECKSUM_LEVELS, price_decimals, size_decimals)
+            if found is not None:
+                return bool(found == expected)
         n_bids, n_asks = book.top(CHECKSUM_LEVELS, bids_out, asks_out)
         return _crc(bids_out[:n_bids], asks_out[:n_asks], precision) == expected
 
@@ -368,6 +379,17 @@ class KrakenStream(StreamDefaults):
 
     def ping_message(self, request_id: str) -> bytes:
         return orjson.dumps({"method": "ping", "req_id": int(request_id)})
+
+    @property
+    def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None]:
+        """The C dialect of :func:`parse_message` at this depth (``ldc._fastbook.parse_kraken``): a book message's
+        ``[(symbol, ParsedDiff | DepthSnapshot)]``, value for value what :meth:`parse` gives (JSON numbers read
+        exactly, the timestamp in microseconds the update id); None for what it leaves to :meth:`parse` (other
+        channels, control); ValueError on any doubt."""
+        from ldc._fastbook import parse_kraken  # here: the venue table imports without the C extension
+
+        depth = self.depth
+        return lambda raw: parse_kraken(raw, depth)
 
     def parse(self, raw: bytes | str) -> list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl:
         parsed = parse_message(raw, self.depth)

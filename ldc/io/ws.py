@@ -622,6 +622,12 @@ def _send_quietly(ws: websocket.WebSocket, frame: ABNF) -> None:
         pass
 
 
+def send_close(ws: websocket.WebSocket, status: bytes) -> None:
+    """Send a close frame with ``status`` (two bytes, or none) on a connection about to be dropped; a failure
+    changes nothing. Echoes a server's close (RFC 6455 5.5.1) as the caller's read loop meets it."""
+    _send_quietly(ws, ABNF.create_frame(status, ABNF.OPCODE_CLOSE))
+
+
 def close_handshake(ws: websocket.WebSocket, parser: FrameParser) -> None:
     """Our side of a clean close (RFC 6455 7.1.2): send CLOSE, read until the server's CLOSE, EOF or
     ``CLOSE_TIMEOUT_S``. Frames arriving meanwhile are dropped: the caller has already closed the stream.

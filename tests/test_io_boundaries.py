@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
+import math
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from ldc.io.rest import RestRules
-from ldc.io.ws import StreamRules
+from ldc.io.ws import StreamRules, WsOptions, WsPool
 from ldc.venues import binance
-from ldc.venues.base import RestProtocol, StreamProtocol
+from ldc.venues.base import ControlAction, FrameKind, RestProtocol, StreamProtocol
+from test_ws import TEXT, Recorder, ScriptedServer, _server_frame, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 IO_DIR = ROOT / "ldc" / "io"
@@ -126,3 +130,57 @@ def test_a_venue_builds_its_requests_and_urls_for_the_socket_layer() -> None:
     assert protocol.connection_lifetime_s == 24 * 3600.0
     assert binance.REST_PROTOCOL.error_of(b'{"code":-1121,"msg":"Invalid symbol."}') == (-1121, "Invalid symbol.")
     assert binance.REST_PROTOCOL.error_of(b"<html>") == (None, "")
+
+
+def _toy_request(action: ControlAction, streams: Sequence[str], request_id: int) -> bytes:
+    return json.dumps({"op": action, "topics": list(streams), "n": request_id}).encode()
+
+
+def _toy_classify(raw: bytes) -> tuple[FrameKind, str] | None:
+    if raw.startswith(b"ack"):
+        return "answer", ""
+    if raw.startswith(b"nak"):
+        return "refused", raw.decode()
+    return ("shutdown", "bye") if raw == b"bye" else None
+
+
+TOY = StreamProtocol(stream_url=lambda endpoint, streams: f"{endpoint}/feed", control_request=_toy_request,
+                     classify=_toy_classify, small_frame_bytes=16, max_streams_per_connection=2, url_streams_max=0,
+                     subscribe_batch=1, control_msgs_per_s=50.0, connection_lifetime_s=math.inf)  # fmt: skip
+TOY_OPTIONS = WsOptions(backoff_initial_s=0.05, backoff_cap_s=0.2, read_poll_s=0.05)
+
+
+def test_the_pool_speaks_whatever_protocol_the_venue_hands_it() -> None:
+    """A made-up venue: its own request JSON, one stream a request, none in the URL, its own answers (small
+    frames only: a long frame is data whatever it starts with), no lifetime. The pool sends what the protocol
+    builds and consumes what it classifies."""
+    long_ack = b"ack, but longer than 16 bytes: data"
+    script = b"".join(_server_frame(f) for f in (b"ack 1", b"data-1", b"nak 2", long_ack))
+    server, recorder = ScriptedServer(script), Recorder()
+    pool = WsPool(f"ws://127.0.0.1:{server.port}", recorder, protocol=TOY, options=TOY_OPTIONS)
+    pool.start(["a", "b"])
+    try:
+        wait_for(lambda: server.received and len([f for f in server.received[0] if f[0] == TEXT]) >= 2, "both requests")
+        wait_for(lambda: len(recorder.messages) >= 2, "the data")
+    finally:
+        pool.stop()
+        server.close()
+    assert recorder.opens()[0][1:] == (("a", "b"), None)
+    assert [raw for _, raw, _ in recorder.messages] == [b"data-1", long_ack]
+    requests = [json.loads(payload) for opcode, payload in server.received[0] if opcode == TEXT]
+    assert requests == [{"op": "subscribe", "topics": ["a"], "n": 1}, {"op": "subscribe", "topics": ["b"], "n": 2}]
+    assert pool.limits.max_streams_per_connection == 2 and pool.limits.rollover_after_s == math.inf
+
+
+def test_the_venues_shutdown_notice_opens_the_successor() -> None:
+    server, recorder = ScriptedServer(_server_frame(b"data-1") + _server_frame(b"bye")), Recorder()
+    pool = WsPool(f"ws://127.0.0.1:{server.port}", recorder, protocol=TOY, options=TOY_OPTIONS)
+    pool.start(["a"])
+    try:
+        wait_for(lambda: len(recorder.opens()) >= 2, "the successor opened on the shutdown notice")
+    finally:
+        pool.stop()  # every successor meets the notice too: a chain until the stop
+        server.close()
+    first, second = recorder.opens()[:2]
+    assert second[2] == first[0]  # it replaces the first
+    assert b"bye" not in [raw for _, raw, _ in recorder.messages]

@@ -565,11 +565,13 @@ class StreamConnection(threading.Thread):
             except (OSError, websocket.WebSocketException) as exc:
                 log.warning("connection %d: %s: %s", self.conn_id, type(exc).__name__, exc)
             finally:
-                if graceful:  # our close: send CLOSE, read until the server's (bounded)
-                    close_handshake(ws, parser)
-                ws.shutdown()  # type: ignore[no-untyped-call]
-                self.feeder.stats.connection_closed(lost=not stop.is_set())
-                self.feeder.on_close(self.conn_id, self.streams)
+                try:  # its markets are flagged first: nothing more of this connection reaches them
+                    self.feeder.on_close(self.conn_id, self.streams)
+                finally:
+                    if graceful:  # our close: send CLOSE, read until the server's (bounded)
+                        close_handshake(ws, parser)
+                    ws.shutdown()  # type: ignore[no-untyped-call]
+                    self.feeder.stats.connection_closed(lost=not stop.is_set())
             stop.wait(RECONNECT_MIN_S)
 
     def _send_all(self, ws: websocket.WebSocket, messages: list[bytes]) -> None:

@@ -202,16 +202,17 @@ class Feeder:
         self._recorder = Recorder(recording, held=self.standby is not None) if recording is not None else None
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s,
-                                ca_file=group.ca_file, on_answer=self._stats.rest_answer)  # fmt: skip
+                                ca_file=group.ca_file, on_answer=self._stats.rest_answer,
+                                protocol=binance.REST_PROTOCOL)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
         self._in_flight: set[futures.Future[None]] = set()
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix=f"ldc-jobs-{group.name}")
         self._background: futures.Future[None] | None = None  # the reload or symbol check running, if any
+        protocol = binance.stream_protocol(self.venue)  # control messages one a second below the venue's limit
         options = ws_options or WsOptions(
-            max_streams_per_connection=min(group.streams_per_connection, self.venue.max_streams_per_connection),
-            control_msgs_per_s=max(1.0, self.venue.control_messages_per_s - 1.0),
+            max_streams_per_connection=min(group.streams_per_connection, protocol.max_streams_per_connection),
         )
-        self.pool = WsPool(self.endpoints.ws_stream_url, self, options=options, ca_file=group.ca_file)
+        self.pool = WsPool(self.endpoints.ws_stream_url, self, protocol=protocol, options=options, ca_file=group.ca_file)
         self._sync_config = SyncConfig(
             rule=self.venue.sequence_rule,
             depth=group.depth,

@@ -41,7 +41,7 @@ from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS
 from ldc.io.rest import RestClient
-from ldc.io.ws import tls_options
+from ldc.io.ws import CLOSE_PROTOCOL_ERROR, FrameParser, close_handshake, send_close, tls_options
 from ldc.publish import SlotPublisher
 from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
@@ -355,6 +355,11 @@ class StreamFeeder:
                     self._carry_out(market, market.sync.on_diff(event, now))
             self.writer.notify()
 
+    def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
+        """The data messages of one socket read, in wire order (``StreamConnection`` calls this once a read)."""
+        for raw in raws:
+            self.on_message(conn_id, raw, recv_time_ns)
+
     def _parse(self, raw: bytes) -> list[tuple[str, Any]] | VenueControl:
         return read_message(self._fast_parse, self.venue.parse, raw)
 
@@ -480,7 +485,15 @@ def _sequence_of(parsed: list[tuple[str, DepthSnapshot | DepthDiff]] | VenueCont
 
 
 class StreamConnection(threading.Thread):
-    """One websocket connection carrying some markets' streams, reconnecting until the feeder stops."""
+    """One websocket connection carrying some markets' streams, reconnecting until the feeder stops.
+
+    websocket-client opens the connection (handshake, TLS, proxies) and sends our frames; the frames received
+    are read off its socket in bulk (``ldc.io.ws.FrameParser``, the reader the REST-snapshot feeder's pool
+    uses: one ``recv_into`` of up to 64 KB, whole text / binary frames split in C), and each read's data
+    messages go to the feeder in one ``on_messages`` call stamped with the read's time. Fragmented messages
+    come reassembled; a server ping is answered with a pong, a server close with a close echoing its status;
+    a protocol violation (a masked frame, reserved bits, a stray continuation) closes the connection with
+    1002 and reconnects. Text keep-alives (OKX ``ping`` / ``pong``) are data to the venue's parser."""
 
     def __init__(self, feeder: StreamFeeder, conn_id: int, streams: list[str]) -> None:
         super().__init__(name=f"ldc-ws-{feeder.group.name}-{conn_id}", daemon=True)
@@ -551,14 +564,22 @@ class StreamConnection(threading.Thread):
             attempt = 0
             self.connects += 1
             self.feeder.stats.connection_opened()
+            parser, graceful = FrameParser(), False
             try:
-                self._serve(ws)
+                graceful = self._serve(ws, parser)
+            except ProtocolError as exc:
+                log.warning("connection %d: protocol error: %s", self.conn_id, exc)
+                send_close(ws, CLOSE_PROTOCOL_ERROR.to_bytes(2, "big"))
             except (OSError, websocket.WebSocketException) as exc:
                 log.warning("connection %d: %s: %s", self.conn_id, type(exc).__name__, exc)
             finally:
-                ws.close()
-                self.feeder.stats.connection_closed(lost=not stop.is_set())
-                self.feeder.on_close(self.conn_id, self.streams)
+                try:  # its markets are flagged first: nothing more of this connection reaches them
+                    self.feeder.on_close(self.conn_id, self.streams)
+                finally:
+                    if graceful:  # our close: send CLOSE, read until the server's (bounded)
+                        close_handshake(ws, parser)
+                    ws.shutdown()  # type: ignore[no-untyped-call]
+                    self.feeder.stats.connection_closed(lost=not stop.is_set())
             stop.wait(RECONNECT_MIN_S)
 
     def _send_all(self, ws: websocket.WebSocket, messages: list[bytes]) -> None:
@@ -577,7 +598,9 @@ class StreamConnection(threading.Thread):
             del sent[0]
         return limit - len(sent)
 
-    def _serve(self, ws: websocket.WebSocket) -> None:
+    def _serve(self, ws: websocket.WebSocket, parser: FrameParser) -> bool:
+        """Read the connection until it must close: True when we close it (stop, reconnect asked: the caller
+        does the close handshake), False when the server closed it or it went silent."""
         venue, channel, stop = self.feeder.venue, self.feeder.group.channel, self.feeder._stop
         self._reconnect.clear()
         self.sequence, self.resyncing = NO_ID, False
@@ -586,7 +609,13 @@ class StreamConnection(threading.Thread):
             self._outbox.clear()  # answers meant for the connection that closed
         if streams:
             self._send_all(ws, venue.subscribe_messages(channel, streams, self._request_id()))
-        ws.settimeout(RECV_POLL_S)
+        sock = ws.sock
+        if sock is None:
+            raise ProtocolError("expected an open socket after the handshake, found none")
+        timeout = RECV_POLL_S
+        ws.settimeout(timeout)
+        conn_id, deliver, read_done = self.conn_id, self.feeder.on_messages, self.feeder.stats.read_done
+        close_opcode, ping_opcode = websocket.ABNF.OPCODE_CLOSE, websocket.ABNF.OPCODE_PING
         pinged = heard = time.monotonic()
         while not stop.is_set() and not self._reconnect.is_set():
             now = time.monotonic()
@@ -594,8 +623,8 @@ class StreamConnection(threading.Thread):
                 ws.send(venue.ping_message(self._request_id()).decode())
                 pinged = now
             if now - heard >= SILENT_CONNECTION_S:
-                log.warning("connection %d: nothing received for %.0f s, reconnecting", self.conn_id, now - heard)
-                return
+                log.warning("connection %d: nothing received for %.0f s, reconnecting", conn_id, now - heard)
+                return False
             with self._lock:
                 # a resubscription costs two requests (unsubscribe, subscribe); it waits for room in the hour
                 room = self._requests_left(now) >= 2 * len(self._resubscribe)
@@ -604,7 +633,10 @@ class StreamConnection(threading.Thread):
                 # pongs and snapshot requests: one a pass, OUTBOX_SPACING_S apart, never blocking the reads
                 due = self._outbox[:1] if now - self._outbox_at >= OUTBOX_SPACING_S else []
                 del self._outbox[: len(due)]
-                ws.settimeout(OUTBOX_SPACING_S if self._outbox else RECV_POLL_S)
+                wanted = OUTBOX_SPACING_S if self._outbox else RECV_POLL_S
+            if wanted != timeout:  # the socket's own timeout ends an idle read (no select: TLS keeps its buffer)
+                ws.settimeout(wanted)
+                timeout = wanted
             for message in due:
                 ws.send(message.decode())
                 self._outbox_at = now
@@ -616,13 +648,30 @@ class StreamConnection(threading.Thread):
             if added:
                 self._send_all(ws, venue.subscribe_messages(channel, added, self._request_id()))
             try:
-                opcode, data = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
+                nbytes = sock.recv_into(parser.space())
+            except TimeoutError:
                 continue
+            if nbytes == 0:
+                return False  # EOF: the server went without a close frame
+            recv_time_ns = time.time_ns()  # once a read: every frame of it reached this process then
             heard = time.monotonic()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return
-            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                recv_time_ns = time.time_ns()
-                self.feeder.on_message(self.conn_id, data, recv_time_ns)
-                self.feeder.stats.read_done(1, time.time_ns() - recv_time_ns)  # one frame a read here
+            batch: list[bytes] = []
+            closing: bytes | None = None
+            for opcode, raw in parser.feed(nbytes):
+                if opcode < close_opcode:  # text or binary (continuations come reassembled)
+                    batch.append(raw)
+                elif opcode == ping_opcode:
+                    ws.pong(raw)
+                elif opcode == close_opcode:
+                    closing = raw
+                    break
+                # a pong needs nothing more: any bytes received proved the connection alive
+            if batch:
+                deliver(conn_id, batch, recv_time_ns)
+                read_done(len(batch), time.time_ns() - recv_time_ns)
+            if closing is not None:
+                send_close(ws, closing[:2] if len(closing) >= 2 else b"")  # RFC 6455 5.5.1: echo its status code
+                return False
+            if parser.error is not None:
+                raise parser.error
+        return True

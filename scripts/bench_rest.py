@@ -34,7 +34,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_feeder_procs import SimProcess  # noqa: E402
 
-from ldc.io.rest import USED_WEIGHT_HEADER, RestClient  # noqa: E402
+from ldc.io.rest import RestClient  # noqa: E402
+from ldc.venues.binance import REST_PROTOCOL, USED_WEIGHT_HEADER  # noqa: E402
 
 DEPTH_PATH = "/api/v3/depth"
 SYMBOL = "BTCUSDT"
@@ -65,7 +66,7 @@ def main() -> int:
     }
     with SimProcess(["--symbols", SYMBOL, "--weight-limit", str(SIM_WEIGHT_LIMIT)]) as sim:
         base = sim.urls["rest"]
-        client = RestClient(base, governor=None)
+        client = RestClient(base, governor=None, protocol=REST_PROTOCOL)
         session = requests.Session()
         limits: dict[str, object] = {}
         for limit in LIMITS:

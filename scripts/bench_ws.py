@@ -44,6 +44,7 @@ import websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ldc.io.ws import CloseReason, WsOptions, WsPool, _FrameParser  # noqa: E402
+from ldc.venues.binance import STREAM_PROTOCOL  # noqa: E402
 from ldc.sim.replay import captures_dir
 
 CAPTURE = captures_dir() / "spot_btcusdt_20240808.gz"
@@ -172,7 +173,7 @@ class Counter:
 
 def run_pool(port: int, total: int) -> tuple[float, float]:
     counter = Counter(total)
-    pool = WsPool(f"ws://127.0.0.1:{port}/stream", counter, options=WsOptions(backoff_initial_s=5.0))
+    pool = WsPool(f"ws://127.0.0.1:{port}/stream", counter, protocol=STREAM_PROTOCOL, options=WsOptions(backoff_initial_s=5.0))
     wall, cpu = time.perf_counter(), time.process_time()
     pool.start(["btcusdt@depth@100ms"])
     if not counter.done.wait(120):

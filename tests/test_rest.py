@@ -15,6 +15,7 @@ import urllib3
 from ldc.errors import RateLimitError, RestError
 from ldc.io.governor import STATUS_LOCAL, RateGovernor, unlink_governor
 from ldc.io.rest import RestClient, _pool_manager
+from ldc.venues.binance import REST_PROTOCOL
 from ldc.sim import Simulator
 from ldc.sim.faults import FaultKind, FaultRule
 from ldc.sim.weights import WeightConfig
@@ -49,7 +50,7 @@ def _counters(sim: Simulator) -> dict[str, int]:
 
 def test_snapshot_returns_the_body_and_the_exchange_weight(spot: Simulator, governor_factory: Callable[..., RateGovernor]) -> None:
     governor = governor_factory(100)
-    with RestClient(spot.rest_url, governor=governor) as client:
+    with RestClient(spot.rest_url, governor=governor, protocol=REST_PROTOCOL) as client:
         response = client.snapshot(DEPTH, symbol="BTCUSDT", limit=100, weight=5)
         again = client.snapshot(DEPTH, symbol="ETHUSDT", limit=100, weight=5)
     doc = orjson.loads(response.body)
@@ -59,17 +60,17 @@ def test_snapshot_returns_the_body_and_the_exchange_weight(spot: Simulator, gove
 
 
 def test_the_exchange_count_wins_when_someone_else_spent_weight(spot: Simulator, governor_factory: Callable[..., RateGovernor]) -> None:
-    with RestClient(spot.rest_url, governor=None) as other_client:
+    with RestClient(spot.rest_url, governor=None, protocol=REST_PROTOCOL) as other_client:
         for _ in range(4):
             other_client.snapshot(DEPTH, symbol="BTCUSDT", limit=1000, weight=50)  # 200 weight we never booked
     governor = governor_factory(1000)
-    with RestClient(spot.rest_url, governor=governor) as client:
+    with RestClient(spot.rest_url, governor=governor, protocol=REST_PROTOCOL) as client:
         client.snapshot(DEPTH, symbol="BTCUSDT", limit=100, weight=5)
     assert governor.used() == 205
 
 
 def test_requests_reuse_one_keep_alive_connection(spot: Simulator) -> None:
-    with RestClient(spot.rest_url, governor=None) as client:
+    with RestClient(spot.rest_url, governor=None, protocol=REST_PROTOCOL) as client:
         for _ in range(5):
             client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
         pools = client._pools.pools
@@ -77,7 +78,7 @@ def test_requests_reuse_one_keep_alive_connection(spot: Simulator) -> None:
 
 
 def test_unknown_symbol_is_a_rest_error_with_binance_code(spot: Simulator) -> None:
-    with RestClient(spot.rest_url, governor=None) as client, pytest.raises(RestError) as info:
+    with RestClient(spot.rest_url, governor=None, protocol=REST_PROTOCOL) as client, pytest.raises(RestError) as info:
         client.snapshot(DEPTH, symbol="NOPE", limit=100, weight=5)
     assert (info.value.status, info.value.code) == (400, -1121)
     assert str(info.value) == (
@@ -87,7 +88,7 @@ def test_unknown_symbol_is_a_rest_error_with_binance_code(spot: Simulator) -> No
 
 def test_server_error_carries_code_and_message(spot: Simulator) -> None:
     spot.add_fault(FaultRule(FaultKind.REST_ERROR, count=1, status=503))
-    with RestClient(spot.rest_url, governor=None) as client:
+    with RestClient(spot.rest_url, governor=None, protocol=REST_PROTOCOL) as client:
         with pytest.raises(RestError) as info:
             client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
         assert client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5).status == 200  # one fault, then fine
@@ -97,14 +98,14 @@ def test_server_error_carries_code_and_message(spot: Simulator) -> None:
 
 def test_slow_answer_times_out_as_a_rest_error_without_status(spot: Simulator) -> None:
     spot.add_fault(FaultRule(FaultKind.REST_DELAY, count=1, ms=2000))
-    with RestClient(spot.rest_url, governor=None, read_timeout_s=0.3) as client, pytest.raises(RestError) as info:
+    with RestClient(spot.rest_url, governor=None, read_timeout_s=0.3, protocol=REST_PROTOCOL) as client, pytest.raises(RestError) as info:
         client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
     assert info.value.status is None
     assert str(info.value).startswith("GET /api/v3/depth?symbol=BTCUSDT&limit=5: no answer within 0.3 s")
 
 
 def test_refused_connection_is_a_rest_error() -> None:
-    with RestClient("http://127.0.0.1:9", governor=None) as client, pytest.raises(RestError, match="request failed"):
+    with RestClient("http://127.0.0.1:9", governor=None, protocol=REST_PROTOCOL) as client, pytest.raises(RestError, match="request failed"):
         client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
 
 
@@ -113,7 +114,7 @@ def test_429_raises_with_retry_after_and_holds_back_the_whole_host(
 ) -> None:
     spot.add_fault(FaultRule(FaultKind.RATE_LIMIT, count=1, ms=30_000))
     governor = governor_factory(1000)
-    with RestClient(spot.rest_url, governor=governor, grant_timeout_s=1) as client:
+    with RestClient(spot.rest_url, governor=governor, grant_timeout_s=1, protocol=REST_PROTOCOL) as client:
         with pytest.raises(RateLimitError) as info:
             client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
         with pytest.raises(RateLimitError) as refused:
@@ -128,7 +129,7 @@ def test_429_storm_is_waited_out_without_a_418(spot: Simulator, governor_factory
     spot.add_fault(FaultRule(FaultKind.RATE_LIMIT, count=3, ms=1000))
     governor = governor_factory(1000)
     statuses: list[int | None] = []
-    with RestClient(spot.rest_url, governor=governor, grant_timeout_s=10) as client:
+    with RestClient(spot.rest_url, governor=governor, grant_timeout_s=10, protocol=REST_PROTOCOL) as client:
         while True:
             try:
                 client.snapshot(DEPTH, symbol="BTCUSDT", limit=5, weight=5)
@@ -150,7 +151,7 @@ def test_two_clients_hammering_never_pass_the_weight_limit(
     failures: list[BaseException] = []
 
     def hammer() -> None:
-        with RestClient(sim.rest_url, governor=budget, grant_timeout_s=10) as client:
+        with RestClient(sim.rest_url, governor=budget, grant_timeout_s=10, protocol=REST_PROTOCOL) as client:
             for _ in range(12):
                 try:
                     used.append(client.snapshot(DEPTH, symbol="BTCUSDT", limit=100, weight=5).used_weight or 0)

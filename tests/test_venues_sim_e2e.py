@@ -131,7 +131,7 @@ def test_the_stream_feeder_fills_the_feeder_stats_block(group: str) -> None:
 
                 first = stats_when(lambda s: s.counters["frames"] > 5)
                 assert (first.counters["ws_opened"], first.gauges["ws_open"], first.counters["ws_reconnects"]) == (1, 1, 0)
-                assert sum(first.latency_counts) >= first.counters["frames"] - 1  # one observation per frame read
+                assert 0 < sum(first.latency_counts) <= first.counters["frames"]  # one observation per socket read
                 sim.add_venue_fault("bybit", venue_fault_from_cli("disconnect:count=1"))
                 frames = first.counters["frames"]
                 again = stats_when(lambda s: s.counters["ws_opened"] == 2 and s.counters["frames"] > frames + 2)

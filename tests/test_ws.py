@@ -32,9 +32,9 @@ from ldc.io.ws import (
     _deliverer,
     _FrameParser,
     backoff_delay,
-    combined_url,
 )
 from ldc.sim import Simulator
+from ldc.venues.binance import STREAM_PROTOCOL, combined_stream_url
 from ldc.sim.faults import FaultKind, FaultRule
 
 WAIT_S = 15.0  # generous: the machine is shared and loaded
@@ -97,7 +97,7 @@ def spot(sim_factory: Callable[..., Simulator]) -> Simulator:
 
 
 def _pool(sim: Simulator, recorder: Recorder, options: WsOptions = FAST) -> WsPool:
-    pool = WsPool(f"{sim.ws_url}/stream", recorder, options=options)
+    pool = WsPool(f"{sim.ws_url}/stream", recorder, protocol=STREAM_PROTOCOL, options=options)
     if recorder.release is None:
         recorder.release = pool.release
     return pool
@@ -200,7 +200,7 @@ def test_repeated_disconnects_back_off_exponentially(sim_factory: Callable[..., 
 
     recorder.on_open = timed_open  # type: ignore[method-assign]
     options = WsOptions(backoff_initial_s=0.1, backoff_cap_s=0.4, read_poll_s=0.05)
-    pool = WsPool(f"{sim.ws_url}/stream", recorder, options=options)
+    pool = WsPool(f"{sim.ws_url}/stream", recorder, protocol=STREAM_PROTOCOL, options=options)
     pool.start(SPOT[:1])
     try:
         wait_for(lambda: len(opened_at) >= 5, "five connections")
@@ -250,7 +250,7 @@ def test_server_shutdown_opens_the_successor_before_the_old_connection_closes(sp
 def test_rollover_by_age_overlaps_until_released(spot: Simulator) -> None:
     released = threading.Event()
     recorder = Recorder()
-    pool = WsPool(f"{spot.ws_url}/stream", recorder, options=WsOptions(rollover_after_s=0.5, read_poll_s=0.05))
+    pool = WsPool(f"{spot.ws_url}/stream", recorder, protocol=STREAM_PROTOCOL, options=WsOptions(rollover_after_s=0.5, read_poll_s=0.05))
 
     def release_later(conn_id: int) -> None:
         def run() -> None:
@@ -275,7 +275,7 @@ def test_rollover_by_age_overlaps_until_released(spot: Simulator) -> None:
 def test_an_unreleased_rollover_closes_after_the_overlap_bound(spot: Simulator) -> None:
     recorder = Recorder(release=lambda conn_id: None)
     options = WsOptions(rollover_after_s=0.3, rollover_overlap_max_s=0.5, read_poll_s=0.05)
-    pool = WsPool(f"{spot.ws_url}/stream", recorder, options=options)
+    pool = WsPool(f"{spot.ws_url}/stream", recorder, protocol=STREAM_PROTOCOL, options=options)
     pool.start(SPOT[:1])
     try:
         wait_for(lambda: recorder.closes(), "the overlap bound")
@@ -328,7 +328,7 @@ def test_refused_connections_back_off_until_the_server_appears(sim_factory: Call
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     recorder = Recorder()
-    pool = WsPool(f"ws://127.0.0.1:{port}/stream", recorder, options=FAST)
+    pool = WsPool(f"ws://127.0.0.1:{port}/stream", recorder, protocol=STREAM_PROTOCOL, options=FAST)
     pool.start(SPOT[:1])
     try:
         time.sleep(0.5)
@@ -384,7 +384,7 @@ def test_a_silent_connection_is_pinged_then_dropped_and_reopened(spot: Simulator
     relay = Blackhole(spot.port)
     recorder = Recorder()
     options = WsOptions(idle_ping_after_s=0.3, pong_timeout_s=0.5, read_poll_s=0.05, backoff_initial_s=0.05)
-    pool = WsPool(f"ws://127.0.0.1:{relay.port}/stream", recorder, options=options)
+    pool = WsPool(f"ws://127.0.0.1:{relay.port}/stream", recorder, protocol=STREAM_PROTOCOL, options=options)
     pool.start(SPOT[:1])
     try:
         wait_for(lambda: recorder.messages, "first frames")
@@ -652,7 +652,7 @@ def test_server_pings_are_echoed_and_fragments_delivered_as_one_message() -> Non
         + _server_frame(b"1}", FIN | CONT)
     )
     server, recorder = ScriptedServer(script), Recorder()
-    pool = WsPool(server.url(), recorder, options=FAST)
+    pool = WsPool(server.url(), recorder, protocol=STREAM_PROTOCOL, options=FAST)
     pool.start(SPOT[:1])
     try:
         wait_for(lambda: server.received and len(server.received[0]) >= 2 and recorder.messages, "the pongs and the message")
@@ -668,7 +668,7 @@ def test_server_pings_are_echoed_and_fragments_delivered_as_one_message() -> Non
 def test_a_server_close_is_echoed_and_closes_as_server_closed() -> None:
     script = _server_frame(b"1") + _server_frame((1001).to_bytes(2, "big") + b"bye", FIN | CLOSE)
     server, recorder = ScriptedServer(script, answers_close=False), Recorder()  # its close came first
-    pool = WsPool(server.url(), recorder, options=WsOptions(backoff_initial_s=30.0, read_poll_s=0.05))
+    pool = WsPool(server.url(), recorder, protocol=STREAM_PROTOCOL, options=WsOptions(backoff_initial_s=30.0, read_poll_s=0.05))
     pool.start(SPOT[:1])
     try:
         wait_for(lambda: recorder.closes(), "the close")
@@ -684,7 +684,7 @@ def test_a_server_close_is_echoed_and_closes_as_server_closed() -> None:
 def test_a_masked_server_frame_drops_the_connection_with_a_protocol_error_close() -> None:
     script = _server_frame(b'{"ok":1}') + _server_frame(b'{"bad":1}', mask=b"\x01\x02\x03\x04")
     server, recorder = ScriptedServer(script), Recorder()
-    pool = WsPool(server.url(), recorder, options=FAST)
+    pool = WsPool(server.url(), recorder, protocol=STREAM_PROTOCOL, options=FAST)
     pool.start(SPOT[:1])
     try:
         wait_for(lambda: len(recorder.opens()) >= 2, "the reconnect")
@@ -717,7 +717,7 @@ def test_frames_over_tls_arrive_intact(tls_files: tuple[str, str], monkeypatch: 
     context.load_cert_chain(cert, key)
     monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", cert)  # websocket-client trusts it, hostname checked
     server, recorder = ScriptedServer(b"".join(_server_frame(p) for p in PAYLOADS), tls=context), Recorder()
-    pool = WsPool(server.url(), recorder, options=FAST)
+    pool = WsPool(server.url(), recorder, protocol=STREAM_PROTOCOL, options=FAST)
     pool.start(SPOT[:1])
     try:
         wait_for(lambda: len(recorder.messages) >= len(PAYLOADS), "every frame")
@@ -730,7 +730,7 @@ def test_frames_over_tls_arrive_intact(tls_files: tuple[str, str], monkeypatch: 
 
 def test_frames_of_one_read_share_its_receive_time() -> None:
     server, recorder = ScriptedServer(b"".join(_server_frame(b"%d" % i) for i in range(50))), Recorder()
-    pool = WsPool(server.url(), recorder, options=FAST)
+    pool = WsPool(server.url(), recorder, protocol=STREAM_PROTOCOL, options=FAST)
     before = time.time_ns()
     pool.start(SPOT[:1])
     try:
@@ -752,6 +752,6 @@ def test_backoff_grows_exponentially_to_the_cap_with_jitter_in_the_upper_half() 
 
 
 def test_combined_url() -> None:
-    assert combined_url("wss://fstream.binance.com/public/stream", ["btcusdt@depth", "ethusdt@depth"]) == (
+    assert combined_stream_url("wss://fstream.binance.com/public/stream", ["btcusdt@depth", "ethusdt@depth"]) == (
         "wss://fstream.binance.com/public/stream?streams=btcusdt@depth/ethusdt@depth"
     )

@@ -1,6 +1,6 @@
 /*
  * ldc.io._frames -- the common case of ldc.io.ws._FrameParser in C: whole, final, unmasked text and binary
- * frames from a server (RFC 6455 section 5.2), which is every depth message Binance sends.
+ * frames from a server (RFC 6455 section 5.2), which is every depth message of a stream venue.
  *
  * split_frames(buffer, pos, end, out) walks buffer[pos:end] and appends (opcode, payload bytes) to the
  * list out for each such frame, in wire order, until it meets

@@ -1,7 +1,7 @@
 """REST weight governor shared by every feeder process on the host.
 
-Binance counts request weight per IP and per API host family in one-minute windows, and bans an IP (418)
-that keeps sending after a 429. So the budget belongs to the host, not to one process: every feeder that
+A venue with a REST weight model counts request weight per IP and per API host in one-minute windows, and
+may ban an IP (status 418) that keeps sending after a 429. So the budget belongs to the host, not to one process: every feeder that
 talks to the same REST host reserves weight in one small POSIX shared-memory segment before each request,
 and a 429 / 418 seen by any of them stops all of them until ``Retry-After`` has passed.
 
@@ -9,11 +9,11 @@ The ledger is a sliding window: weight granted is counted in ``BUCKETS`` buckets
 must keep the last ``BUCKETS + 1`` buckets within the budget. Any interval of one window's length touches
 at most that many buckets, so *every* window the exchange may count in — whatever its alignment against
 our clock — stays within the budget. A cold start pays one bucket (1/60) more than a perfectly aligned
-fixed window would. The exchange's ``X-MBX-USED-WEIGHT-1M`` wins when it is higher than our count (some
+fixed window would. The venue's used-weight header (its ``RestProtocol.used_weight_header``) wins when it is higher than our count (some
 other client of the IP spent weight): the difference is booked into the current bucket.
 
 Segment ``/ldc-governor-<key>`` (``/dev/shm/ldc-governor-<key>``), ``<key>`` = the REST host and port
-(``api.binance.com``, ``127.0.0.1_18080``): one ledger per host, each has its own limit. Little-endian,
+(``api.example.com``, ``127.0.0.1_18080``): one ledger per host, each has its own limit. Little-endian,
 every access a read-modify-write under ``flock(LOCK_EX)`` on the segment's file (plus a thread lock, flock
 being per open file)::
 
@@ -55,7 +55,7 @@ from ldc.shm.files import create_exclusive, owner_name, refusal
 
 log = logging.getLogger(__name__)
 
-WINDOW_MS = 60_000  # Binance's REQUEST_WEIGHT interval: 1 minute
+WINDOW_MS = 60_000  # the venue's weight interval: 1 minute
 BUCKETS = 60  # per window: the sliding count's resolution
 RING = BUCKETS + 1  # a window-long interval touches at most this many buckets
 DEFAULT_418_BACKOFF_MS = 120_000  # a 418 without Retry-After: bans start at 2 minutes
@@ -64,7 +64,7 @@ STATUS_LOCAL = 0  # RateLimitError.status when the governor refused and nothing 
 SEGMENT_PREFIX = "/ldc-governor-"
 SEGMENT_MODE = 0o600  # the feeders' user alone: readers must not be able to fake a ban (issue 14)
 SHM_DIR = "/dev/shm"
-MAX_BUDGET = 1_000_000  # weight per window; Binance's limits are in the thousands
+MAX_BUDGET = 1_000_000  # weight per window; venues' limits are in the thousands
 MAX_WINDOW_MS = 24 * 3600 * 1000  # REQUEST_WEIGHT intervals are a minute; a day bounds any future one
 BAN_STATUSES = (0, 418, 429)
 MAGIC = 0x3230564F47434C44  # b"LDCGOV02" little-endian
@@ -142,7 +142,7 @@ def _wait_until_freed(ledger: Ledger, excess: int, now_ms: int) -> int:
 
 
 def observe_used(ledger: Ledger, used_weight: int, now_ms: int) -> Ledger:
-    """Take the exchange's ``X-MBX-USED-WEIGHT-1M``: weight it counts beyond ours is booked now. A lower
+    """Take the venue's used-weight header: weight it counts beyond ours is booked now. A lower
     count changes nothing (our reservations still in flight are not in it)."""
     missing = used_weight - used(ledger, now_ms)
     return _book(ledger, missing, now_ms) if missing > 0 else ledger
@@ -162,7 +162,7 @@ def observe_ban(ledger: Ledger, status: int, retry_after_s: float | None, now_ms
 
 
 def governor_key(rest_url: str) -> str:
-    """The ledger key of a REST base URL: its host and port, e.g. ``api.binance.com``, ``127.0.0.1_18080``."""
+    """The ledger key of a REST base URL: its host and port, e.g. ``api.example.com``, ``127.0.0.1_18080``."""
     parts = urlsplit(rest_url)
     if not parts.hostname:
         raise ConfigError(f"rest url {rest_url!r} has no host, expected scheme://host[:port]")
@@ -174,7 +174,7 @@ class RateGovernor:
     """The host-wide weight ledger of one REST host, in shared memory.
 
     ``acquire(weight)`` before every request (it waits, bounded, while the host is out of budget or banned);
-    then ``observe_response`` with the response's status, ``X-MBX-USED-WEIGHT-1M`` and ``Retry-After``.
+    then ``observe_response`` with the response's status, the venue's used weight and ``Retry-After``.
     """
 
     def __init__(

@@ -6,12 +6,16 @@ prepared requests): a snapshot GET costs ~0.4 ms of CPU instead of ~1.3 ms here,
 from the thread that feeds the books (the GIL). Like ``requests`` it keeps connections alive, verifies
 TLS, asks for gzip and follows the ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` environment.
 
+What the client reads of a venue's answers beyond HTTP comes from the venue (``protocol``, a ``RestRules``:
+``ldc.venues.base.RestProtocol``): the header carrying its count of the weight used, the code and message of
+its error bodies, the ``Retry-After`` header. Without one, no weight is read and an error body is quoted.
+
 A request either returns the response body as bytes (the venue parses it) or raises:
 
 - ``RateLimitError`` for 429 / 418 (``retry_after_s`` from ``Retry-After``); the ban is already stored for
   every feeder on the host, and also when the governor itself refuses (status ``STATUS_LOCAL``, not sent);
 - ``RestError`` for anything else: a timeout or connection failure (``status`` None), or an HTTP error
-  with Binance's ``{"code": -1121, "msg": "Invalid symbol."}`` in ``code`` and the message.
+  with the venue's error code (``protocol.error_of`` of the body) in ``code`` and its message.
 
 There are no retries here: whether and when to ask again is the sync engine's decision.
 """
@@ -23,6 +27,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from types import TracebackType
 from urllib.parse import urlencode
 
@@ -31,7 +36,6 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 
 from ldc.errors import RateLimitError, RestError
 from ldc.io.governor import RateGovernor
-from ldc.venues import binance
 
 # Timeouts
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
@@ -40,9 +44,26 @@ DEFAULT_GRANT_TIMEOUT_S = 65.0  # waiting for weight: a little over one window
 # Limits
 POOL_MAXSIZE = 16  # keep-alive connections to the host: as many as snapshots fetched at once
 ERROR_BODY_SHOWN = 120  # bytes of a non-JSON error body quoted in the message
-USED_WEIGHT_HEADER = binance.USED_WEIGHT_HEADER  # the venue's; REST-snapshot venues are Binance's so far
 RETRY_AFTER_HEADER = "Retry-After"
 USER_AGENT = "ldc/0.1 (local depth cache)"
+
+
+class RestRules(Protocol):
+    """What the client asks of the venue: ``ldc.venues.base.RestProtocol`` has these fields, the venue module
+    builds the instance (declared here again, read-only, so that ``ldc.io`` imports nothing of the venues)."""
+
+    @property
+    def used_weight_header(self) -> str | None: ...
+
+    @property
+    def error_of(self) -> Callable[[bytes], tuple[int | None, str]]: ...
+
+    @property
+    def retry_after_header(self) -> str: ...
+
+
+def _no_error_code(body: bytes) -> tuple[int | None, str]:
+    return None, ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +72,12 @@ class RestResponse:
 
     status: int
     body: bytes
-    used_weight: int | None  # the exchange's X-MBX-USED-WEIGHT-1M, if sent
+    used_weight: int | None  # the venue's used-weight header, if it has one and sent it
     recv_time_ns: int  # wall clock when the body had arrived
 
 
 class RestClient:
-    """GET requests against one REST base URL, e.g. ``https://api.binance.com`` or the simulator's."""
+    """GET requests against one REST base URL, e.g. ``https://api.example.com`` or the simulator's."""
 
     def __init__(
         self,
@@ -68,6 +89,7 @@ class RestClient:
         grant_timeout_s: float = DEFAULT_GRANT_TIMEOUT_S,
         ca_file: str | None = None,  # CA certificates trusted for https://; None: the system's store
         on_answer: Callable[[int, int | None], None] | None = None,  # (status, used weight) of every answer
+        protocol: RestRules | None = None,  # the venue's; None: no used-weight header, error bodies quoted
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._governor = governor
@@ -76,6 +98,9 @@ class RestClient:
         self._grant_timeout_s = grant_timeout_s
         self._pools = _pool_manager(self.base_url, ca_file)
         self._on_answer = on_answer
+        self._weight_header = protocol.used_weight_header if protocol is not None else None
+        self._retry_after_header = protocol.retry_after_header if protocol is not None else RETRY_AFTER_HEADER
+        self._error_of = protocol.error_of if protocol is not None else _no_error_code
         self._pool_lock = threading.Lock()  # the pools are shared by snapshot threads; close() must not race
 
     def get(
@@ -99,20 +124,20 @@ class RestClient:
             raise RestError(f"{what}: request failed: {exc}") from exc
         recv_time_ns = time.time_ns()
         status = response.status
-        used = _int_header(response.headers.get(USED_WEIGHT_HEADER))
-        retry_after = _float_header(response.headers.get(RETRY_AFTER_HEADER))
+        used = _int_header(response.headers.get(self._weight_header)) if self._weight_header else None
+        retry_after = _float_header(response.headers.get(self._retry_after_header))
         if self._governor is not None:
             self._governor.observe_response(status=status, used_weight=used, retry_after_s=retry_after)
         if self._on_answer is not None:
             self._on_answer(status, used)
         if status >= 300:
-            raise _status_error(what, status, body, retry_after)
+            raise _status_error(what, status, self._error_of(body), body, retry_after)
         return RestResponse(status, body, used, recv_time_ns)
 
     def snapshot(
         self, path: str, *, symbol: str, limit: int, weight: int, stop: threading.Event | None = None
     ) -> RestResponse:
-        """A depth snapshot, e.g. ``snapshot("/api/v3/depth", symbol="BTCUSDT", limit=100, weight=5)``."""
+        """A depth snapshot, e.g. ``snapshot("/v1/depth", symbol="BTCUSDT", limit=100, weight=5)``."""
         return self.get(path, params={"symbol": symbol, "limit": limit}, weight=weight, stop=stop)
 
     def close(self) -> None:
@@ -139,8 +164,8 @@ def _pool_manager(base_url: str, ca_file: str | None = None) -> urllib3.PoolMana
     return urllib3.PoolManager(num_pools=1, maxsize=POOL_MAXSIZE, headers=headers, ca_certs=ca_file)
 
 
-def _status_error(what: str, status: int, body: bytes, retry_after_s: float | None) -> RestError:
-    code, msg = binance.error_of(body)
+def _status_error(what: str, status: int, error: tuple[int | None, str], body: bytes, retry_after_s: float | None) -> RestError:
+    code, msg = error
     detail = f"exchange error {code} {msg!r}" if code is not None else f"body {body[:ERROR_BODY_SHOWN]!r}"
     if status in (418, 429):
         wait = "no Retry-After" if retry_after_s is None else f"retry after {retry_after_s:g} s"
@@ -163,7 +188,7 @@ def _int_header(value: str | None) -> int | None:
 
 
 def _float_header(value: str | None) -> float | None:
-    # Binance sends delta-seconds; an HTTP-date form is not used by it and is ignored
+    # delta-seconds (RFC 9110 10.2.3); the HTTP-date form is not read (RestProtocol.retry_after_header)
     try:
         return float(value) if value is not None else None
     except ValueError:

@@ -1,16 +1,21 @@
-"""Websocket connections of one feeder: streams spread over connections of up to 1024 streams each, one
-reader thread per connection, frames handed over as raw bytes.
+"""Websocket connections of one feeder: streams spread over connections of up to the venue's
+``max_streams_per_connection`` each, one reader thread per connection, frames handed over as raw bytes.
 
-    pool = WsPool("wss://stream.binance.com:9443/stream", handler, control_msgs_per_s=4)
-    pool.start(["btcusdt@depth@100ms", ...])      # returns at once; connections open in their threads
+    pool = WsPool("wss://stream.example.com/stream", handler, protocol=venue_stream_protocol)
+    pool.start(["btc@depth", ...])                 # returns at once; connections open in their threads
     ...
     pool.stop()                                    # from any thread
+
+The venue speaks through ``protocol`` (a ``StreamRules``: ``ldc.venues.base.StreamProtocol``, built by the
+venue module): the URL that opens a connection with its first streams, the subscribe / unsubscribe requests,
+which small frames are answers and shutdown notices, the connection limits and lifetime. Nothing here names
+an exchange.
 
 The handler (``WsHandler``) is called from the connection threads; with several connections, from several
 threads at once:
 
 - ``on_open(conn_id, streams, replaces)`` after the handshake, before any of that connection's frames.
-  ``replaces`` is the id of a connection being rolled over (age, or ``serverShutdown``): both deliver the
+  ``replaces`` is the id of a connection being rolled over (age, or the server's shutdown notice): both deliver the
   same streams until the consumer has moved its markets and calls ``pool.release(replaces)`` (or
   ``ROLLOVER_OVERLAP_MAX_S`` passes), so no market needs to go out of sync. (If the old connection died
   first, its ``on_close`` came already: treat the open as a plain one.)
@@ -18,18 +23,22 @@ threads at once:
   payload bytes, UTF-8 not validated (parsing validates anyway; websocket-client's pure-Python check costs
   ~155 us per 1.3 KB frame). ``recv_time_ns`` is on the wall clock (compare with the exchange's event
   time), stamped once per socket read: the frames of one read share it. Malformed payloads are passed
-  through; only SUBSCRIBE answers and ``serverShutdown`` are consumed here.
+  through; only the answers to our requests and shutdown notices (``protocol.classify``) are consumed here.
 - ``on_close(conn_id, reason, streams)`` once per opened connection; the markets of ``streams`` must resync
   unless ``reason`` is ``ROLLED_OVER`` (their successor is already open). A dropped connection is reopened
   with jittered exponential backoff under a new id.
 
+The pieces of the read path are reusable on their own (the stream venues' connections read through them):
+``FrameParser`` splits the bytes of bulk socket reads into messages and control frames, ``close_handshake``
+closes a connection read that way.
+
 websocket-client opens the connection (handshake, TLS, proxies) and sends our frames; the frames received
-are read off its socket in ``RECV_CHUNK_BYTES`` chunks and parsed here (``_FrameParser``, RFC 6455 5.2):
+are read off its socket in ``RECV_CHUNK_BYTES`` chunks and parsed here (``FrameParser``, RFC 6455 5.2):
 ~5x cheaper per frame than its ``recv_data_frame`` (scripts/bench_ws.py). Every server ping is answered with a pong echoing its
 payload, a server close with a close echoing its status code. A protocol violation (a masked frame,
 reserved bits or opcodes, a stray continuation) drops the connection (``CloseReason.ERROR``).
 A silent connection is probed with our own ping and dropped when nothing answers (``PONG_TIMEOUT_S``).
-Control messages (SUBSCRIBE, UNSUBSCRIBE, our pings) are spaced below the venue's per-connection rate.
+Control messages (subscribe, unsubscribe, our pings) are spaced below the venue's per-connection rate.
 """
 
 from __future__ import annotations
@@ -42,23 +51,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-import orjson
 import websocket
 from websocket import ABNF
 
 from ldc.errors import ConfigError, ProtocolError
 from ldc.io._frames import split_frames
-from ldc.venues.binance import DATA_PREFIX, SHUTDOWN_MARKER, control_request  # the combined-stream protocol
 
 log = logging.getLogger(__name__)
 
-# Limits (web-socket-streams.md)
-MAX_STREAMS_PER_CONNECTION = 1024
-URL_STREAMS_MAX = 100  # streams carried in the URL at connect; more go by SUBSCRIBE (keeps the URL short)
-SUBSCRIBE_BATCH = 100  # streams per SUBSCRIBE / UNSUBSCRIBE message
-SMALL_FRAME_BYTES = 512  # frames up to this size are checked for control answers and serverShutdown
+# Limits (the venue's own come with its StreamRules)
 RECV_CHUNK_BYTES = 65_536  # socket reads: ~50 spot diff frames per read, websocket-client makes 2-3 per frame
 MIN_READ_BYTES = 4096  # the buffer is compacted when less than this is free after a cut frame
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a frame or fragmented message larger than this is a protocol error
@@ -66,17 +69,14 @@ MAX_CONTROL_PAYLOAD_BYTES = 125  # RFC 6455 5.5
 MAX_16BIT_FRAME_BYTES = 65_535
 CLOSE_NORMAL = 1000  # RFC 6455 7.4.1 status codes
 CLOSE_PROTOCOL_ERROR = 1002
-# Rates
-DEFAULT_CONTROL_MSGS_PER_S = 4.0  # spot allows 5 incoming messages/s (pongs included), futures 10
 # Timeouts
 CONNECT_TIMEOUT_S = 10.0
 READ_POLL_S = 0.2  # the reader wakes at least this often to notice stop, rollover and pending subscriptions
 IDLE_PING_AFTER_S = 30.0  # nothing received for this long: send a ping
 PONG_TIMEOUT_S = 15.0  # then nothing at all for this long: the connection is dead
 CLOSE_TIMEOUT_S = 1.0
-# Rollover (Binance cuts every connection at 24 h)
-CONNECTION_LIFETIME_S = 24 * 3600.0
-ROLLOVER_AFTER_S = CONNECTION_LIFETIME_S - 1800.0  # open the successor 30 min before the cut
+# Rollover (a venue may cut every connection at an age: StreamRules.connection_lifetime_s)
+ROLLOVER_LEAD_S = 1800.0  # open the successor 30 min before the cut
 ROLLOVER_OVERLAP_MAX_S = 120.0  # close the old connection this long after its successor opened, released or not
 # Backoff
 BACKOFF_INITIAL_S = 0.5
@@ -92,7 +92,7 @@ class CloseReason(str, enum.Enum):
     REMOVED = "removed"  # every stream of the connection was removed
     ROLLED_OVER = "rolled over"  # its successor carries its streams
     SERVER_CLOSED = "server closed"  # a close frame or EOF from the server
-    SERVER_SHUTDOWN = "server shutdown"  # closed after serverShutdown before the successor took over
+    SERVER_SHUTDOWN = "server shutdown"  # closed after the server's shutdown notice before the successor took over
     PING_TIMEOUT = "ping timeout"  # silent and did not answer our ping
     ERROR = "error"  # a socket or protocol error
 
@@ -113,19 +113,56 @@ class WsHandler(Protocol):
     def on_close(self, conn_id: int, reason: CloseReason, streams: tuple[str, ...]) -> None: ...
 
 
+FrameKind = Literal["answer", "refused", "shutdown"]  # ldc.venues.base.FrameKind
+ControlAction = Literal["subscribe", "unsubscribe", "list"]  # ldc.venues.base.ControlAction
+
+
+class StreamRules(Protocol):
+    """What the pool asks of the venue: ``ldc.venues.base.StreamProtocol`` has these fields, the venue module
+    builds the instance (declared here again, read-only, so that ``ldc.io`` imports nothing of the venues)."""
+
+    @property
+    def stream_url(self) -> Callable[[str, Sequence[str]], str]: ...  # (endpoint, streams) -> connect URL
+
+    @property
+    def control_request(self) -> Callable[[ControlAction, Sequence[str], int], bytes]: ...
+
+    @property
+    def classify(self) -> Callable[[bytes], tuple[FrameKind, str] | None]: ...  # None: data
+
+    @property
+    def small_frame_bytes(self) -> int: ...
+
+    @property
+    def max_streams_per_connection(self) -> int: ...
+
+    @property
+    def url_streams_max(self) -> int: ...
+
+    @property
+    def subscribe_batch(self) -> int: ...
+
+    @property
+    def control_msgs_per_s(self) -> float: ...
+
+    @property
+    def connection_lifetime_s(self) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WsOptions:
-    """Per-pool settings; the defaults follow Binance spot."""
+    """Per-pool settings. None: the venue's (``StreamRules``; ``rollover_after_s``: ``ROLLOVER_LEAD_S`` before
+    its connection lifetime); ``WsPool.options`` holds the values in force."""
 
-    max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
-    control_msgs_per_s: float = DEFAULT_CONTROL_MSGS_PER_S
-    url_streams_max: int = URL_STREAMS_MAX
-    subscribe_batch: int = SUBSCRIBE_BATCH
+    max_streams_per_connection: int | None = None
+    control_msgs_per_s: float | None = None
+    url_streams_max: int | None = None
+    subscribe_batch: int | None = None
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     read_poll_s: float = READ_POLL_S
     idle_ping_after_s: float = IDLE_PING_AFTER_S
     pong_timeout_s: float = PONG_TIMEOUT_S
-    rollover_after_s: float = ROLLOVER_AFTER_S
+    rollover_after_s: float | None = None
     rollover_overlap_max_s: float = ROLLOVER_OVERLAP_MAX_S
     backoff_initial_s: float = BACKOFF_INITIAL_S
     backoff_cap_s: float = BACKOFF_CAP_S
@@ -139,12 +176,31 @@ def backoff_delay(attempt: int, *, initial_s: float, cap_s: float, rand: float) 
     return base * (0.5 + 0.5 * rand)
 
 
-def combined_url(endpoint: str, streams: Sequence[str]) -> str:
-    """``wss://host/stream`` + streams -> ``wss://host/stream?streams=a/b``."""
-    return f"{endpoint}?streams={'/'.join(streams)}"
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """The options in force: ``WsOptions`` with every None replaced by the venue's value."""
+
+    max_streams_per_connection: int
+    control_msgs_per_s: float
+    url_streams_max: int
+    subscribe_batch: int
+    rollover_after_s: float
 
 
-class _FrameParser:
+def _limits(options: WsOptions, rules: StreamRules) -> _Limits:
+    def given(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    return _Limits(
+        max_streams_per_connection=given(options.max_streams_per_connection, rules.max_streams_per_connection),
+        control_msgs_per_s=given(options.control_msgs_per_s, rules.control_msgs_per_s),
+        url_streams_max=given(options.url_streams_max, rules.url_streams_max),
+        subscribe_batch=given(options.subscribe_batch, rules.subscribe_batch),
+        rollover_after_s=given(options.rollover_after_s, rules.connection_lifetime_s - ROLLOVER_LEAD_S),
+    )
+
+
+class FrameParser:
     """RFC 6455 frames from a server, parsed from bytes read into its own buffer; it does no I/O.
 
     The reader ``recv_into(parser.space())``, then ``parser.feed(n)`` returns the complete messages and
@@ -320,8 +376,8 @@ class _Conn:
         self.retire_at = 0.0  # monotonic; set when a successor opened, or inf once released
         self.released = False
         self.successor: _Conn | None = None
-        self._pending: list[str] = []  # streams to SUBSCRIBE on the open connection
-        self._unwanted: list[str] = []  # streams to UNSUBSCRIBE
+        self._pending: list[str] = []  # streams to subscribe on the open connection
+        self._unwanted: list[str] = []  # streams to unsubscribe
         self._seen_version = -1
         self.thread = threading.Thread(target=self._run, name=f"ldc-ws-lane{lane.lane_id}", daemon=True)
 
@@ -352,11 +408,11 @@ class _Conn:
             return list(self.lane.streams)
 
     def _connect(self) -> websocket.WebSocket | None:
-        opts = self.pool.options
+        opts, in_url = self.pool.options, self.pool.limits.url_streams_max
         streams = self._lane_streams()
         if not streams:
             return None
-        url = combined_url(self.pool.endpoint, streams[: opts.url_streams_max])
+        url = self.pool.protocol.stream_url(self.pool.endpoint, streams[:in_url])
         try:
             ws = websocket.create_connection(
                 url,
@@ -372,7 +428,7 @@ class _Conn:
             return None
         ws.settimeout(opts.read_poll_s)
         self.conn_id = next(self.pool._ids)
-        self.subscribed = streams[: opts.url_streams_max]
+        self.subscribed = streams[:in_url]
         replaces = self.replaces.conn_id if self.replaces is not None else None
         log.info("ws %d open: lane %d, %d streams%s", self.conn_id, self.lane.lane_id, len(streams),
                  f", replacing ws {replaces}" if replaces else "")  # fmt: skip
@@ -380,12 +436,12 @@ class _Conn:
         if self.replaces is not None:
             self.replaces._successor_open(self.pool.options.rollover_overlap_max_s)
             self.replaces = None
-        self._pending, self._unwanted = streams[opts.url_streams_max :], []
+        self._pending, self._unwanted = streams[in_url:], []
         self._seen_version = -1
         return ws
 
     def _serve(self, ws: websocket.WebSocket) -> CloseReason:
-        parser = _FrameParser()
+        parser = FrameParser()
         try:
             reason = self._read(ws, parser)
         except ProtocolError as exc:
@@ -400,13 +456,13 @@ class _Conn:
             log.exception("ws %d: the handler raised", self.conn_id)
             reason = CloseReason.ERROR
         if reason in _GRACEFUL:
-            _close_handshake(ws, parser)
+            close_handshake(ws, parser)
         ws.shutdown()  # type: ignore[no-untyped-call]
         log.info("ws %d closed: %s", self.conn_id, reason.value)
         self.pool.handler.on_close(self.conn_id, reason, tuple(self.subscribed))
         return reason
 
-    def _read(self, ws: websocket.WebSocket, parser: _FrameParser) -> CloseReason:
+    def _read(self, ws: websocket.WebSocket, parser: FrameParser) -> CloseReason:
         """Read frames off the socket until the connection must close; the reason.
 
         websocket-client did the handshake and sends our frames (masked, as RFC 6455 wants); reading is
@@ -421,11 +477,12 @@ class _Conn:
         socket buffer before the read is not seen either way."""
         opts, conn_id = self.pool.options, self.conn_id
         deliver = _deliverer(self.pool.handler)
-        close_opcode, small_bytes = ABNF.OPCODE_CLOSE, SMALL_FRAME_BYTES  # locals: read per frame
+        close_opcode, small_bytes = ABNF.OPCODE_CLOSE, self.pool.protocol.small_frame_bytes  # locals: read per frame
+        classify = self.pool.protocol.classify
         sock = ws.sock
         if sock is None:
             raise ProtocolError("expected an open socket after the handshake, found none")
-        rate = _ControlRate(opts.control_msgs_per_s, time.monotonic())
+        rate = _ControlRate(self.pool.limits.control_msgs_per_s, time.monotonic())
         opened = time.monotonic()
         last_rx_ns = time.time_ns()  # the wall clock already read per read; a jump only shifts one ping
         pinged = 0.0
@@ -444,12 +501,15 @@ class _Conn:
                 batch: list[bytes] = []  # the read's data messages, handed over in one call
                 for opcode, raw in parser.feed(nbytes):
                     if opcode < close_opcode:  # text or binary (continuations come reassembled)
-                        if len(raw) > small_bytes or not self._control(raw):
+                        if len(raw) > small_bytes or (kind := classify(raw)) is None:
                             batch.append(raw)
-                        elif not shutdown_seen and SHUTDOWN_MARKER in raw:
-                            shutdown_seen = True
-                            log.info("ws %d: serverShutdown, rolling over", conn_id)
-                            self._start_successor()
+                        elif kind[0] == "shutdown":
+                            if not shutdown_seen:
+                                shutdown_seen = True
+                                log.info("ws %d: the server's shutdown notice (%s), rolling over", conn_id, kind[1])
+                                self._start_successor()
+                        elif kind[0] == "refused":
+                            log.warning("ws %d: %s", conn_id, kind[1])
                     elif opcode == ABNF.OPCODE_PING:
                         ws.pong(raw)
                     elif opcode == ABNF.OPCODE_CLOSE:
@@ -479,7 +539,7 @@ class _Conn:
             return CloseReason.STOPPED
         if self.retire_at and now >= self.retire_at:
             return CloseReason.ROLLED_OVER
-        if self.successor is None and (now - opened >= opts.rollover_after_s or self._rollover_requested()):
+        if self.successor is None and (now - opened >= self.pool.limits.rollover_after_s or self._rollover_requested()):
             log.info("ws %d: %.0f s old, rolling over", self.conn_id, now - opened)
             self._start_successor()
         if not self._lane_streams():
@@ -496,24 +556,8 @@ class _Conn:
 
     # control frames ---------------------------------------------------------------------------------------
 
-    def _control(self, raw: bytes) -> bool:
-        """True when ``raw`` is ours to consume: an answer to a control message, or serverShutdown."""
-        if SHUTDOWN_MARKER in raw:
-            return True
-        if raw.startswith(DATA_PREFIX) or b'"id"' not in raw:
-            return False
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return False  # malformed: the consumer decides what to do with it
-        if not isinstance(doc, dict) or "id" not in doc or not ("result" in doc or "error" in doc):
-            return False
-        if "error" in doc:
-            log.warning("ws %d: control message %s refused: %s", self.conn_id, doc.get("id"), doc["error"])
-        return True
-
     def _reconcile(self, ws: websocket.WebSocket, rate: _ControlRate, now: float) -> None:
-        """Send the SUBSCRIBE / UNSUBSCRIBE the lane's desired streams call for, one message at a time."""
+        """Send the subscribe / unsubscribe requests the lane's desired streams call for, one at a time."""
         with self.pool._lock:
             version = self.lane.version
             desired = list(self.lane.streams) if version != self._seen_version else None
@@ -523,15 +567,15 @@ class _Conn:
             self._pending = [s for s in self._pending if s in wanted] + [s for s in desired if s not in have]
             self._unwanted = [s for s in self.subscribed if s not in wanted]
             self._seen_version = version
-        batch = self.pool.options.subscribe_batch
+        batch = self.pool.limits.subscribe_batch
         if self._unwanted and rate.take(now):
             streams, self._unwanted = self._unwanted[:batch], self._unwanted[batch:]
-            ws.send(self.pool._control_message("UNSUBSCRIBE", streams))
+            ws.send(self.pool._control_message("unsubscribe", streams))
             dropped = set(streams)
             self.subscribed = [s for s in self.subscribed if s not in dropped]
         if self._pending and rate.take(now):
             streams, self._pending = self._pending[:batch], self._pending[batch:]
-            ws.send(self.pool._control_message("SUBSCRIBE", streams))
+            ws.send(self.pool._control_message("subscribe", streams))
             self.subscribed += streams
 
     # rollover ---------------------------------------------------------------------------------------------
@@ -578,7 +622,13 @@ def _send_quietly(ws: websocket.WebSocket, frame: ABNF) -> None:
         pass
 
 
-def _close_handshake(ws: websocket.WebSocket, parser: _FrameParser) -> None:
+def send_close(ws: websocket.WebSocket, status: bytes) -> None:
+    """Send a close frame with ``status`` (two bytes, or none) on a connection about to be dropped; a failure
+    changes nothing. Echoes a server's close (RFC 6455 5.5.1) as the caller's read loop meets it."""
+    _send_quietly(ws, ABNF.create_frame(status, ABNF.OPCODE_CLOSE))
+
+
+def close_handshake(ws: websocket.WebSocket, parser: FrameParser) -> None:
     """Our side of a clean close (RFC 6455 7.1.2): send CLOSE, read until the server's CLOSE, EOF or
     ``CLOSE_TIMEOUT_S``. Frames arriving meanwhile are dropped: the caller has already closed the stream.
     websocket-client's ``close`` cannot do this: it would read from the middle of a frame we buffered."""
@@ -602,13 +652,15 @@ def tls_options(ca_file: str | None) -> dict[str, str]:
 
 class WsPool:
     """The websocket connections of one feeder, ``endpoint`` being the venue's combined-stream URL without
-    a query (``wss://stream.binance.com:9443/stream``, ``wss://fstream.binance.com/public/stream``)."""
+    a query (``wss://stream.example.com/stream``), ``protocol`` the venue's ``StreamRules``."""
 
-    def __init__(self, endpoint: str, handler: WsHandler, *, options: WsOptions | None = None,
+    def __init__(self, endpoint: str, handler: WsHandler, *, protocol: StreamRules, options: WsOptions | None = None,
                  ca_file: str | None = None) -> None:  # fmt: skip
         self.endpoint = endpoint
         self.handler = handler
+        self.protocol = protocol
         self.options = options or WsOptions()
+        self.limits = _limits(self.options, protocol)
         self.sslopt = tls_options(ca_file)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -633,7 +685,7 @@ class WsPool:
             for stream in dict.fromkeys(streams):
                 if stream in present:
                     continue
-                lane = next((ln for ln in self._lanes if len(ln.streams) < self.options.max_streams_per_connection), None)
+                lane = next((ln for ln in self._lanes if len(ln.streams) < self.limits.max_streams_per_connection), None)
                 if lane is None:
                     lane = _Lane(next(self._lane_ids), [])
                     self._lanes.append(lane)
@@ -694,6 +746,9 @@ class WsPool:
             conn.thread.start()
         return conn
 
-    def _control_message(self, method: str, streams: list[str]) -> bytes:
-        return control_request(method, streams, next(self._request_ids))
+    def _control_message(self, action: ControlAction, streams: list[str]) -> bytes:
+        return self.protocol.control_request(action, streams, next(self._request_ids))
+
+
+_FrameParser = FrameParser  # its former name (benchmarks and tests)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence
 
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot
 from ldc.errors import ProtocolError
@@ -42,11 +42,13 @@ __all__ = [
     "Checksum",
     "JoinWait",
     "Precision",
+    "RestProtocol",
     "SequenceRule",
     "SequenceScope",
     "SnapshotSource",
     "StreamEvent",
     "StreamDefaults",
+    "StreamProtocol",
     "StreamVenue",
     "VenueTable",
     "Verdict",
@@ -317,3 +319,45 @@ class StreamDefaults:
 
     def stream_of(self, raw: bytes | str) -> str:
         return ""  # the venue's sequence shows a lost message as a gap
+
+
+# ---------------------------------------------------------------------------------------------
+# What the I/O layer asks of a venue (``ldc.io`` imports nothing of ``ldc.venues``: it declares the same
+# shapes as its own protocols, and the feeder hands the venue's instances over)
+
+FrameKind = Literal["answer", "refused", "shutdown"]  # a small frame that is not data (see StreamProtocol.classify)
+ControlAction = Literal["subscribe", "unsubscribe", "list"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamProtocol:
+    """How a venue carries many streams on one websocket connection, as the socket layer (``ldc.io.ws.WsPool``)
+    needs it: the URL that opens a connection with its first streams, the live subscription requests, which
+    small frames are answers or notices rather than data, and the connection limits."""
+
+    # (endpoint, streams carried in the URL) -> the URL to connect to; endpoint as configured, without a query
+    stream_url: Callable[[str, Sequence[str]], str]
+    # (action, streams, request id) -> the request to send ("list": streams empty)
+    control_request: Callable[[ControlAction, Sequence[str], int], bytes]
+    # a frame of at most ``small_frame_bytes``: None when it is data (handed to the consumer), else its kind and a
+    # few words for the log: "answer" (consumed), "refused" (consumed, logged), "shutdown" (the server will close
+    # the connection soon: the pool opens the successor now)
+    classify: Callable[[bytes], "tuple[FrameKind, str] | None"]
+    small_frame_bytes: int  # larger frames are data, never classified
+    # Limits
+    max_streams_per_connection: int
+    url_streams_max: int  # streams carried in the URL at connect; the rest go by subscribe requests
+    subscribe_batch: int  # streams per subscribe / unsubscribe request
+    control_msgs_per_s: float  # our messages per second per connection (requests and pings), below the venue's limit
+    connection_lifetime_s: float  # the server cuts a connection this old (inf: never)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestProtocol:
+    """What the REST client (``ldc.io.rest.RestClient``) reads of a venue's answers beyond HTTP: its count of the
+    request weight used (folded into the host's governor), and the code and message of an error body."""
+
+    used_weight_header: str | None  # the weight the venue counts for this IP in the current window (None: not sent)
+    error_of: Callable[[bytes], "tuple[int | None, str]"]  # an error body's code and message; (None, ""): none readable
+    # seconds to wait after a 429 (or a ban), as delta-seconds; an HTTP-date is not read
+    retry_after_header: str = "Retry-After"

@@ -32,7 +32,7 @@ import orjson
 
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
-from ldc.venues.base import SequenceRule, VenueTable
+from ldc.venues.base import ControlAction, FrameKind, RestProtocol, SequenceRule, StreamProtocol, VenueTable
 
 __all__ = [
     "EXCHANGES",
@@ -527,17 +527,72 @@ TABLES: tuple[VenueTable, ...] = tuple(
 
 
 # ---------------------------------------------------------------------------------------------
-# What the socket layer, the REST client and the feeder ask of Binance (they name no exchange themselves)
+# What the socket layer, the REST client and the feeder ask of Binance (they name no exchange themselves):
+# the venue's StreamProtocol and RestProtocol instances, built from the table above
 
 SHUTDOWN_MARKER = b"serverShutdown"  # in a small frame: the server will close this connection
 DATA_PREFIX = b'{"stream"'  # a combined-stream data message (never a control answer)
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"  # the IP's request weight used in the current minute
 INVALID_SYMBOL_CODE = -1121  # "Invalid symbol."
+SMALL_FRAME_BYTES = 512  # control answers and serverShutdown are shorter; a diff frame this short is classified
+URL_STREAMS_MAX = 100  # streams carried in the URL at connect; more go by SUBSCRIBE (keeps the URL short)
+SUBSCRIBE_BATCH = 100  # streams per SUBSCRIBE / UNSUBSCRIBE message
+_CONTROL_METHODS = {"subscribe": "SUBSCRIBE", "unsubscribe": "UNSUBSCRIBE", "list": "LIST_SUBSCRIPTIONS"}
+_SHUTDOWN: tuple[FrameKind, str] = ("shutdown", "serverShutdown")
+_ANSWER: tuple[FrameKind, str] = ("answer", "")
+
+
+def combined_stream_url(endpoint: str, streams: Sequence[str]) -> str:
+    """``wss://host/stream`` + streams -> ``wss://host/stream?streams=a/b`` (messages wrapped as
+    ``{"stream":..,"data":..}``)."""
+    return f"{endpoint}?streams={'/'.join(streams)}"
 
 
 def control_request(method: str, streams: Sequence[str], request_id: int) -> bytes:
     """``{"method":"SUBSCRIBE","params":[...],"id":N}`` (SUBSCRIBE / UNSUBSCRIBE), as the socket layer sends it."""
     return orjson.dumps({"method": method, "params": list(streams), "id": request_id})
+
+
+def stream_control_request(action: ControlAction, streams: Sequence[str], request_id: int) -> bytes:
+    """``StreamProtocol.control_request``: subscribe / unsubscribe ``streams``, or list the subscriptions."""
+    if action == "list":
+        return orjson.dumps({"method": _CONTROL_METHODS[action], "id": request_id})
+    return control_request(_CONTROL_METHODS[action], streams, request_id)
+
+
+def classify_frame(raw: bytes) -> tuple[FrameKind, str] | None:
+    """``StreamProtocol.classify`` of a small frame: serverShutdown (raw or wrapped in the combined stream), an
+    answer to SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS (``{"result":..,"id":N}``, ``{"error":..,"id":N}``),
+    or None: data, malformed payloads included (the consumer decides what to do with them)."""
+    if SHUTDOWN_MARKER in raw:
+        return _SHUTDOWN
+    if raw.startswith(DATA_PREFIX) or b'"id"' not in raw:
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or "id" not in doc or not ("result" in doc or "error" in doc):
+        return None
+    if "error" in doc:
+        return "refused", f"control message {doc.get('id')} refused: {doc['error']}"
+    return _ANSWER
+
+
+def stream_protocol(exchange: Exchange) -> StreamProtocol:
+    """The combined-stream protocol of ``exchange`` for ``ldc.io.ws.WsPool``: our control messages stay one a
+    second below the venue's limit (pongs count too), and every connection is cut at 24 h."""
+    return StreamProtocol(
+        stream_url=combined_stream_url,
+        control_request=stream_control_request,
+        classify=classify_frame,
+        small_frame_bytes=SMALL_FRAME_BYTES,
+        max_streams_per_connection=exchange.max_streams_per_connection,
+        url_streams_max=URL_STREAMS_MAX,
+        subscribe_batch=SUBSCRIBE_BATCH,
+        control_msgs_per_s=max(1.0, exchange.control_messages_per_s - 1.0),
+        connection_lifetime_s=float(exchange.connection_lifetime_s),
+    )
 
 
 def error_of(body: bytes) -> tuple[int | None, str]:
@@ -549,6 +604,10 @@ def error_of(body: bytes) -> tuple[int | None, str]:
     if isinstance(doc, dict) and type(doc.get("code")) is int:
         return doc["code"], str(doc.get("msg", ""))
     return None, ""
+
+
+REST_PROTOCOL = RestProtocol(used_weight_header=USED_WEIGHT_HEADER, error_of=error_of)
+STREAM_PROTOCOL = stream_protocol(EXCHANGES["binance.com"])  # spot's (the tests' and benchmarks' default)
 
 
 def listed_symbols(body: bytes | str) -> set[str]:

@@ -7,7 +7,7 @@ CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
 
 # ldc._fastbook's compilation units (ldc/fastbook/fastbook.h says what each holds)
 FASTBOOK_UNITS = ["scan", "dialect_binance", "dialect_okx_bybit", "dialect_coinbase", "dialect_htx", "side", "book",
-                  "checksum", "hotpath", "router", "module"]
+                  "checksum", "hotpath", "router", "stream_router", "module"]
 
 EXTENSIONS = [
     # fenced whole-slot seqlock write/read (see docs/LAYOUT.md, "Memory ordering")

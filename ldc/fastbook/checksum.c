@@ -107,27 +107,12 @@ static Py_ssize_t venue_text(double x, int decimals, char *out)
     return result;
 }
 
-/* top_crc32(n, price_decimals, size_decimals) -> the signed CRC32, or None when Python must write a number */
-PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+/* The signed CRC32 of the top n levels (decimals in -1..MAX_TEXT_DECIMALS) into *out: 1, or 0 when Python must
+ * write a number (an exponent in its shortest form, a text too long), -1 with an exception */
+int ldc_fb_top_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "top_crc32() takes 3 arguments (n, price_decimals, size_decimals), found %zd", nargs);
-        return NULL;
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
-    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    int decimals[2] = {given[0] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[0],
-                       given[1] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[1]};
-    if (n < 0 || decimals[0] < SHORTEST_DECIMALS || decimals[1] < SHORTEST_DECIMALS || decimals[0] > MAX_TEXT_DECIMALS ||
-        decimals[1] > MAX_TEXT_DECIMALS) {
-        PyErr_Format(PyExc_ValueError, "top_crc32: expected n >= 0 and decimals in -1..%d, found %zd, %ld, %ld",
-                     MAX_TEXT_DECIMALS, n, given[0], given[1]);
-        return NULL;
-    }
     const Side *sides[2] = {&self->bids, &self->asks};
+    int decimals[2] = {price_decimals, size_decimals};
     Py_ssize_t counts[2] = {side_len(&self->bids) < n ? side_len(&self->bids) : n,
                             side_len(&self->asks) < n ? side_len(&self->asks) : n};
     uint32_t crc = 0xFFFFFFFFu;
@@ -144,7 +129,7 @@ PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ss
             for (int k = 0; k < 2; k++) {
                 Py_ssize_t len = venue_text(values[k], decimals[k], text);
                 if (len <= 0) {
-                    return len < 0 ? NULL : Py_NewRef(Py_None);
+                    return len < 0 ? -1 : 0;
                 }
                 if (!first) {
                     crc = crc32_add(crc, ":", 1);
@@ -155,5 +140,32 @@ PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ss
         }
     }
     crc ^= 0xFFFFFFFFu;
-    return PyLong_FromLongLong(crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc);
+    *out = crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc;
+    return 1;
+}
+
+/* top_crc32(n, price_decimals, size_decimals) -> the signed CRC32, or None when Python must write a number */
+PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "top_crc32() takes 3 arguments (n, price_decimals, size_decimals), found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0 || given[0] < SHORTEST_DECIMALS || given[1] < SHORTEST_DECIMALS || given[0] > MAX_TEXT_DECIMALS ||
+        given[1] > MAX_TEXT_DECIMALS) {
+        PyErr_Format(PyExc_ValueError, "top_crc32: expected n >= 0 and decimals in -1..%d, found %zd, %ld, %ld",
+                     MAX_TEXT_DECIMALS, n, given[0], given[1]);
+        return NULL;
+    }
+    long long crc;
+    int rc = ldc_fb_top_crc32(self, n, (int)given[0], (int)given[1], &crc);
+    if (rc <= 0) {
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    return PyLong_FromLongLong(crc);
 }

@@ -63,6 +63,10 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     self->conn = -1;
     self->last_event_ms = -1;
     self->last_recv_ns = 0;
+    self->crc_levels = 0;
+    self->crc_price_decimals = self->crc_size_decimals = -1;
+    self->crc_retry_shortest = 0;
+    self->checksums = 0;
     return 0;
 }
 
@@ -136,6 +140,41 @@ static PyObject *hotpath_disarm(HotPath *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* set_checksum(levels, price_decimals, size_decimals): verify the venue's CRC32 of the top `levels` (0: none) on
+ * every diff carrying one, numbers written with these decimals (-1: shortest form), and when they are not the
+ * shortest form, again in it (ldc.venues.okx.book_checksum) */
+static PyObject *hotpath_set_checksum(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "set_checksum() takes 3 arguments (levels, price_decimals, size_decimals), found %zd",
+                     nargs);
+        return NULL;
+    }
+    Py_ssize_t levels = PyLong_AsSsize_t(args[0]);
+    long p = PyLong_AsLong(args[1]), s = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (levels < 0 || p < -1 || s < -1 || p > 30 || s > 30) {
+        PyErr_Format(PyExc_ValueError, "set_checksum: expected levels >= 0 and decimals in -1..30, found %zd, %ld, %ld",
+                     levels, p, s);
+        return NULL;
+    }
+    self->crc_levels = levels;
+    self->crc_price_decimals = (int)p;
+    self->crc_size_decimals = (int)s;
+    self->crc_retry_shortest = p != -1 || s != -1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *hotpath_take_checksums(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    long long checksums = self->checksums;
+    self->checksums = 0;
+    return PyLong_FromLongLong(checksums);
+}
+
 static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
 {
     (void)unused;
@@ -144,9 +183,29 @@ static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
     return PyLong_FromLongLong(applied);
 }
 
+/* Whether the book's checksum is the venue's `expected` (ldc.venues.okx.book_checksum's first two tries, in C):
+ * 1 equal, 0 not equal or a number only Python writes (BookSync verifies it again), -1 with an exception */
+static int hot_checksum_holds(HotPath *self, long long expected)
+{
+    long long crc;
+    int rc = ldc_fb_top_crc32(self->book, self->crc_levels, self->crc_price_decimals, self->crc_size_decimals, &crc);
+    if (rc <= 0) {
+        return rc;
+    }
+    if (crc == expected) {
+        return 1;
+    }
+    if (!self->crc_retry_shortest) {
+        return 0;
+    }
+    rc = ldc_fb_top_crc32(self->book, self->crc_levels, -1, -1, &crc);
+    return rc <= 0 ? rc : crc == expected;
+}
+
 /* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied, recorded,
  * published), HOT_TOP_FAULT (applied, not published: the top is crossed -- not recorded then --, or its
- * coverage changed: lost on a covered book, back on an uncovered one) */
+ * coverage changed: lost on a covered book, back on an uncovered one), HOT_CHECKSUM_FAULT (applied, neither
+ * recorded nor published: the venue's checksum it carries was not confirmed here -- BookSync.checksum_fault) */
 /* the outcome of one diff (see feed), or -1 with an exception set */
 int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
 {
@@ -172,6 +231,16 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
     self->applied++;
     if (changed && ldc_fb_book_crossed(book)) {
         return HOT_TOP_FAULT;
+    }
+    if (d->checksum != 0 && self->crc_levels > 0) { /* BookSync._apply_diff's order: crossed, checksum, record */
+        int holds = hot_checksum_holds(self, d->checksum);
+        if (holds < 0) {
+            return -1;
+        }
+        if (!holds) {
+            return HOT_CHECKSUM_FAULT; /* BookSync writes it again in Python, counts it and decides */
+        }
+        self->checksums++;
     }
     if (self->record != NULL && PyList_Append(self->record, diff) < 0) {
         return -1;
@@ -253,6 +322,10 @@ static PyMethodDef hotpath_methods[] = {
     {"disarm", (PyCFunction)hotpath_disarm, METH_NOARGS, "Stop: every diff is HOT_PASS until the next arm()."},
     {"take_applied", (PyCFunction)hotpath_take_applied, METH_NOARGS,
      "Diffs applied since the last call (and reset to 0)."},
+    {"set_checksum", (PyCFunction)(void (*)(void))hotpath_set_checksum, METH_FASTCALL,
+     "set_checksum(levels, price_decimals, size_decimals): verify the venue's top CRC32 on every diff carrying one."},
+    {"take_checksums", (PyCFunction)hotpath_take_checksums, METH_NOARGS,
+     "Checksums verified (equal) since the last call (and reset to 0)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -149,6 +149,12 @@ class StreamRouter:
     def paths(self) -> dict[str, HotPath]: ...
     @property
     def dialect(self) -> Callable[[bytes], list[tuple[str, ParsedDiff]] | None]: ...
+    @property
+    def fault_stream(self) -> str | None:
+        """The stream whose HotPath raised in the last ``feed`` (its book may be half-applied), or None."""
+    @property
+    def fault_index(self) -> int:
+        """The index in raws of that stream's message (-1: none); the messages after it were not read."""
     def feed(self, raws: list[bytes], start: int, conn_id: int, recv_time_ns: int, /) -> tuple[int, int, Any]:
         """(index, kind, value): raws[start:index] are done; raws[index] is ``kind`` (ROUTE_*); for ROUTE_DIFF,
         ROUTE_TOP_FAULT and ROUTE_CHECKSUM_FAULT, value is the message's [(stream, ParsedDiff)] from the one

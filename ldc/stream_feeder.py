@@ -379,7 +379,10 @@ class StreamFeeder:
                     index, kind, value = router.feed(raws, start, conn_id, recv_time_ns)
                 except Exception as exc:  # raised in C while a HotPath held a book: fail closed
                     self._route_failed(raws[start:], exc)
-                    return
+                    if router.fault_stream is None:
+                        return
+                    start = router.fault_index + 1  # that market resyncs; the read goes on after its message
+                    continue
                 if kind == ROUTE_END:
                     return
                 if kind == ROUTE_DIFF or kind == ROUTE_TOP_FAULT or kind == ROUTE_CHECKSUM_FAULT:
@@ -410,16 +413,22 @@ class StreamFeeder:
             self._events(events[1:], recv_time_ns)
 
     def _route_failed(self, raws: list[bytes], exc: Exception) -> None:
-        """The StreamRouter raised (a HotPath's apply or publish failed in C): a book it held may be half-applied.
-        Every market named in the unfinished messages whose HotPath held its book resyncs (BookSync logs the
-        fault); the lost updates of any other market show as a gap at its next one. Caller holds the lock."""
+        """The StreamRouter raised: a HotPath's apply or publish failed in C, and that market's book may be
+        half-applied, so it resyncs (BookSync logs the fault). The router names it (``fault_stream``); when it
+        cannot (a failure outside any HotPath), every market named in the unfinished messages whose HotPath held
+        its book resyncs. The lost updates of any other market show as a gap at its next one. Caller holds the lock."""
+        router = self._router
+        fault = router.fault_stream if router is not None else None
         streams: set[str] = set()
-        for raw in raws:
-            try:
-                events = self._fast_parse(raw) if self._fast_parse is not None else None
-            except ValueError:
-                continue
-            streams.update(stream for stream, _ in events or ())
+        if fault is not None:
+            streams.add(fault)
+        else:
+            for raw in raws:
+                try:
+                    events = self._fast_parse(raw) if self._fast_parse is not None else None
+                except ValueError:
+                    continue
+                streams.update(stream for stream, _ in events or ())
         for stream in streams:
             market = self.markets.get(stream)
             if market is not None and not market.error and market.handoff.armed:

@@ -387,6 +387,8 @@ typedef struct {
     PyObject *paths;       /* dict: stream key str -> HotPath */
     StreamDialect dialect; /* the venue's C dialect (parse_okx, parse_bybit) */
     PyObject *name;        /* its function object, as given */
+    PyObject *fault_stream; /* the stream whose HotPath raised in the last feed() (NULL: none) */
+    Py_ssize_t fault_index; /* and the index of its message in raws (-1: none) */
 } StreamRouter;
 
 extern PyTypeObject ldc_fb_StreamRouterType;

@@ -20,7 +20,9 @@
  *   (i, ROUTE_CONTROL, None)             the dialect leaves message i to the reference parser (None);
  *   (i, ROUTE_MALFORMED, message)        the dialect doubts message i (its ValueError's message).
  * `events` is the list of message i's (stream, ParsedDiff) from the one Python must see on (the ones before it
- * in the same message were done here). Messages before i are done; the caller handles message i (its
+ * in the same message were done here). When a HotPath raises (its apply or publish failed), feed raises too and
+ * fault_stream names that stream (fault_index its message) until the next feed: its market resyncs (fail
+ * closed), nothing else was touched, and the caller goes on from the next message. Messages before i are done; the caller handles message i (its
  * `events`) and calls again from i + 1. The caller holds the lock that serialises its markets' events.
  * ---------------------------------------------------------------------------------------------- */
 
@@ -51,6 +53,8 @@ static int stream_router_init(StreamRouter *self, PyObject *args, PyObject *kwds
     Py_XSETREF(self->paths, paths);
     Py_XSETREF(self->name, Py_NewRef(fn));
     self->dialect = dialect;
+    Py_CLEAR(self->fault_stream);
+    self->fault_index = -1;
     return 0;
 }
 
@@ -58,6 +62,7 @@ static void stream_router_dealloc(StreamRouter *self)
 {
     Py_CLEAR(self->paths);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->fault_stream);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -101,6 +106,8 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
         return NULL;
     }
     PyObject *raws = args[0];
+    Py_CLEAR(self->fault_stream);
+    self->fault_index = -1;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < PyList_GET_SIZE(raws); i++) {
         PyObject *events = self->dialect(NULL, PyList_GET_ITEM(raws, i));
@@ -125,7 +132,7 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
             Py_DECREF(events);
             return NULL;
         }
-        PyObject *segment = NULL; /* a segment published into (borrowed: its HotPath holds it) */
+        PyObject *segment = NULL, *segment_stream = NULL; /* a segment published into, by that stream (borrowed) */
         for (Py_ssize_t j = 0; j < PyList_GET_SIZE(events); j++) {
             PyObject *pair = PyList_GET_ITEM(events, j);
             if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
@@ -145,7 +152,9 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
             h->last_event_ms = ((ParsedDiff *)diff)->event_time_ms;
             h->last_recv_ns = recv_ns;
             int outcome = ldc_fb_hot_feed(h, diff, recv_ns);
-            if (outcome < 0) {
+            if (outcome < 0) { /* the book may be half-applied: the caller resyncs this stream's market */
+                Py_XSETREF(self->fault_stream, Py_NewRef(PyTuple_GET_ITEM(pair, 0)));
+                self->fault_index = i;
                 Py_DECREF(events);
                 return NULL;
             }
@@ -156,9 +165,14 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
                 return routed_rest(i, kind, events, j);
             }
             segment = h->segment;
+            segment_stream = PyTuple_GET_ITEM(pair, 0);
         }
         /* one wake-up a message, after all its updates (a message stopped early: the caller wakes them) */
         int rc = segment != NULL ? ldc_fb_seqlock_api->notify(segment) : 0;
+        if (rc < 0) {
+            Py_XSETREF(self->fault_stream, Py_NewRef(segment_stream));
+            self->fault_index = i;
+        }
         Py_DECREF(events);
         if (rc < 0) {
             return NULL;
@@ -187,6 +201,18 @@ static PyObject *stream_router_get_dialect(StreamRouter *self, void *closure)
     return Py_NewRef(self->name);
 }
 
+static PyObject *stream_router_get_fault_stream(StreamRouter *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->fault_stream != NULL ? self->fault_stream : Py_None);
+}
+
+static PyObject *stream_router_get_fault_index(StreamRouter *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->fault_stream != NULL ? self->fault_index : -1);
+}
+
 static PyMethodDef stream_router_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))stream_router_feed, METH_FASTCALL,
      "feed(raws, start, conn_id, recv_time_ns) -> (index, kind, value): see the module's StreamRouter notes."},
@@ -196,6 +222,10 @@ static PyMethodDef stream_router_methods[] = {
 static PyGetSetDef stream_router_getset[] = {
     {"paths", (getter)stream_router_get_paths, NULL, "The dict stream key -> HotPath the caller maintains.", NULL},
     {"dialect", (getter)stream_router_get_dialect, NULL, "The venue's C dialect, as given.", NULL},
+    {"fault_stream", (getter)stream_router_get_fault_stream, NULL,
+     "The stream whose HotPath raised in the last feed() (its book may be half-applied), or None.", NULL},
+    {"fault_index", (getter)stream_router_get_fault_index, NULL,
+     "The index in raws of that stream's message (-1: none); the messages after it were not read.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -93,6 +93,7 @@ HOT_PASS: Final[int]  # nothing done: BookSync decides
 HOT_DONE: Final[int]  # applied and published
 HOT_TOP_FAULT: Final[int]  # applied, not published: a crossed top or a coverage change (BookSync.top_fault)
 HOT_CHECKSUM_FAULT: Final[int]  # applied, not published: its venue checksum not confirmed in C (BookSync.checksum_fault)
+HOT_IGNORED: Final[int]  # with skips_old: an update ending at or before the book, counted (take_ignored)
 
 class HotPath:
     """One market's diffs while its book is in sync: continuity check, apply, top N into the slot, in one
@@ -122,6 +123,9 @@ class HotPath:
         HOT_CHECKSUM_FAULT (applied, neither recorded nor published)."""
     def take_checksums(self) -> int:
         """Checksums verified equal since the last call (and reset to 0)."""
+    skips_old: bool  # drop and count an update ending at or before the book (verdict OLD; not OKX's reset)
+    def take_ignored(self) -> int:
+        """Updates dropped as old (``skips_old``) since the last call (and reset to 0)."""
 
 ROUTE_END: Final[int]  # every message from start applied and published
 ROUTE_DIFF: Final[int]  # value: a diff for BookSync

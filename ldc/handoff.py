@@ -48,7 +48,7 @@ class Handoff:
         hot = self.hot
         if hot.armed:
             recorded = self._recorded
-            self.sync.adopt(hot.update_id, hot.take_applied(), recorded, hot.take_checksums())
+            self.sync.adopt(hot.update_id, hot.take_applied(), recorded, hot.take_checksums(), hot.take_ignored())
             hot.disarm()
             recorded.clear()
 

@@ -2,7 +2,8 @@
 
 Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is named here.
 
-    StreamConnection threads ── raw messages ──► venue.parse ──► each market's BookSync ──► FastBook ──► SegmentWriter
+    StreamConnection threads ── a read's messages ──► StreamRouter (C) ──► each market's HotPath (C: applied, checked, published)
+                                                     └─ what it leaves ──► venue.parse ──► BookSync ──► FastBook ──► SegmentWriter
     main thread: ticks (staleness), counters, heartbeat, systemd notifications, signals
 
 Each connection subscribes its markets' streams (split to the venue's per-request and per-connection limits),
@@ -18,6 +19,17 @@ sequence starts again). A message the parser refuses resyncs its market when the
 venue's reply. A venue with a C dialect (``fast_parse``: OKX, Bybit, Coinbase, HTX mbp) has its book updates read in C
 (``ldc/fastbook/dialect_*.c``, the same values as its reference parser); everything else, any message the dialect
 doubts, and every message of a venue without one, is read by the venue's reference parser (correct, slower).
+
+The hot path (OKX, Bybit: ``_fastbook.StreamRouter`` runs their dialects; per-market sequences): as the Binance
+feeder's Router, ``on_messages`` hands one read's messages to the StreamRouter, which feeds each book update to
+its market's C ``HotPath`` while BookSync lets that path hold the book (``BookSync.fast_path``, through the
+market's ``ldc.handoff.Handoff``): the sequence rule's APPLY case (OKX ``prevSeqId == seqId`` of the book,
+Bybit ``u == id + 1``), the update applied, OKX's CRC32 of the top 25 verified in C when the message carries
+one, the top N published; an old update (OKX's keep-alive ``prevSeqId == seqId``, a duplicate) is counted and
+dropped there (``verdict``'s OLD). It stops at the first message Python must see (a snapshot, a control message,
+a gap, a reset, a checksum not confirmed, a crossed top, anything the dialect doubts), which takes the
+path above, in order, after the Handoff settled the book back into BookSync. An exception in C resyncs that
+market (fail closed). Coinbase (its sequence is the connection's), HTX and Kraken stay on the Python path.
 """
 
 from __future__ import annotations
@@ -338,6 +350,7 @@ class StreamFeeder:
                             window_kept_whole=self.venue.keeps_window_whole)  # fmt: skip
         slot = self.writer.add_market(symbol) if slot is None else slot
         hot = HotPath(self.writer.segment, slot, futures=hot_path_links_prev(self.venue.rule))
+        hot.skips_old = True  # an old update (OKX's keep-alive, a duplicate) is counted in C, not handed back
         if hot_checksum is not None:
             hot.set_checksum(*hot_checksum)
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,

@@ -237,13 +237,15 @@ class BookSync:
             return None
         return FastPath(state, True, shadow.room())
 
-    def adopt(self, update_id: int, applied: int, recorded: Sequence[DepthDiff] = (), checksums: int = 0) -> None:
+    def adopt(self, update_id: int, applied: int, recorded: Sequence[DepthDiff] = (), checksums: int = 0,
+              ignored: int = 0) -> None:  # fmt: skip
         """``applied`` diffs continuing the book were applied to ``book`` outside ``on_diff``, ``recorded`` the
         ones among them a pending refresh records (see ``fast_path``, at most its ``record_limit``), ``checksums``
-        the venue checksums verified equal among them (``SyncConfig.checksum_in_c``); the book is now at
-        ``update_id``."""
+        the venue checksums verified equal among them (``SyncConfig.checksum_in_c``), ``ignored`` diffs ending at
+        or before the book were dropped there (``verdict`` OLD); the book is now at ``update_id``."""
         self.update_id = update_id
         self.diffs_applied += applied
+        self.diffs_ignored += ignored
         self.checksums += checksums
         if recorded and self._shadow is not None:
             self._shadow.record_all(list(recorded))

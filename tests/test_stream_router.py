@@ -93,13 +93,14 @@ def _ids(rng: random.Random) -> tuple[int, int]:
 
 @pytest.mark.parametrize("venue", ["okx", "bybit"])
 def test_the_routers_c_rule_applies_exactly_the_apply_verdicts_of_the_python_rule(group: str, venue: str) -> None:
-    """Every update the StreamRouter applies in C is one ``verdict`` calls APPLY (never OLD, GAP or RESET), and
-    every APPLY with ids (an id-less OKX message is proved by its checksum in BookSync) is applied in C."""
+    """Every update the StreamRouter applies in C is one ``verdict`` calls APPLY, every one it drops as old
+    (``skips_old``, as the stream feeder arms it) one it calls OLD, and everything else (GAP, RESET) goes to
+    BookSync; every APPLY and OLD with ids (an id-less OKX message is proved by its checksum in BookSync) stays in C."""
     from ldc.shm.writer import SegmentWriter
 
     rule = SequenceRule.PREV_LINK_RESET if venue == "okx" else SequenceRule.PLUS_ONE
     rng = random.Random(rule.value)
-    applied_seen = passed_seen = 0
+    applied_seen = passed_seen = ignored_seen = 0
     with SegmentWriter(group, depth=DEPTH, capacity=1) as writer:
         slot = writer.add_market("X")
         router = StreamRouter(parse_okx if venue == "okx" else parse_bybit)
@@ -111,7 +112,7 @@ def test_the_routers_c_rule_applies_exactly_the_apply_verdicts_of_the_python_rul
             book = FastBook(depth=DEPTH)
             book.load_snapshot(DepthSnapshot(BOOK_ID, [(100.0, 1.0)], [(101.0, 1.0)], 401))
             hot = HotPath(writer.segment, slot, futures=hot_path_links_prev(rule))
-            hot.conn = 0
+            hot.conn, hot.skips_old = 0, True
             hot.arm(book, BOOK_ID, int(Status.SYNCED))
             router.paths[stream] = hot
             if venue == "okx":
@@ -126,16 +127,19 @@ def test_the_routers_c_rule_applies_exactly_the_apply_verdicts_of_the_python_rul
                 first, prev_final, final_id = final, NO_ID, final
             expected = verdict(rule, first, final_id, prev_final, BOOK_ID)
             index, kind, value = router.feed([raw], 0, 0, 1)
-            applied = kind == ROUTE_END
-            assert applied == (hot.update_id != BOOK_ID) == (hot.take_applied() == 1)
+            applied, ignored = hot.take_applied(), hot.take_ignored()
+            assert applied == (hot.update_id != BOOK_ID) and applied + ignored <= 1
             if applied:
-                assert expected is Verdict.APPLY, (first, final_id, prev_final)
+                assert kind == ROUTE_END and expected is Verdict.APPLY, (first, final_id, prev_final)
                 applied_seen += 1
+            elif ignored:
+                assert kind == ROUTE_END and expected is Verdict.OLD, (first, final_id, prev_final)
+                ignored_seen += 1
             else:
                 assert kind == ROUTE_DIFF and value[0][0] == stream and value[0][1].final_id == final_id
-                assert expected is not Verdict.APPLY or final_id == NO_ID, (first, final_id, prev_final)
+                assert expected in (Verdict.GAP, Verdict.RESET) or final_id == NO_ID, (first, final_id, prev_final, expected)
                 passed_seen += 1
-    assert applied_seen > 50 and passed_seen > 100
+    assert applied_seen > 50 and ignored_seen > 50 and passed_seen > 50
 
 
 def test_the_router_refuses_a_dialect_it_does_not_run_and_a_control_message_goes_to_python() -> None:

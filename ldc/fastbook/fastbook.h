@@ -127,7 +127,7 @@ typedef struct {
     Py_ssize_t window; /* snapshot.limit; 0 before the first snapshot (nothing pruned) */
 } FastBook;
 
-enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2, HOT_CHECKSUM_FAULT = 3 };
+enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2, HOT_CHECKSUM_FAULT = 3, HOT_IGNORED = 4 };
 
 typedef struct {
     PyObject_HEAD
@@ -152,6 +152,9 @@ typedef struct {
                              * fast_path arms only a HotPath that verifies the venue's checksum) */
     int crc_price_decimals, crc_size_decimals, crc_retry_shortest;
     long long checksums;    /* checksums verified (and equal) since the last take_checksums() */
+    int skips_old;          /* an update ending at or before the book (verdict OLD: OKX's keep-alive, a duplicate)
+                             * is counted and dropped here (HOT_IGNORED) instead of handed to BookSync */
+    long long ignored;      /* updates so dropped since the last take_ignored() */
 } HotPath;
 
 enum { ROUTE_END = 0, ROUTE_DIFF = 1, ROUTE_TOP_FAULT = 2, ROUTE_CONTROL = 3, ROUTE_MALFORMED = 4, ROUTE_CHECKSUM_FAULT = 5 };

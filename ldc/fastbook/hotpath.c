@@ -67,6 +67,8 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     self->crc_price_decimals = self->crc_size_decimals = -1;
     self->crc_retry_shortest = 0;
     self->checksums = 0;
+    self->skips_old = 0;
+    self->ignored = 0;
     return 0;
 }
 
@@ -167,6 +169,34 @@ static PyObject *hotpath_set_checksum(HotPath *self, PyObject *const *args, Py_s
     Py_RETURN_NONE;
 }
 
+static PyObject *hotpath_take_ignored(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    long long ignored = self->ignored;
+    self->ignored = 0;
+    return PyLong_FromLongLong(ignored);
+}
+
+static PyObject *hotpath_get_skips_old(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->skips_old);
+}
+
+static int hotpath_set_skips_old(HotPath *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    int on = value == NULL ? -1 : PyObject_IsTrue(value);
+    if (on < 0) {
+        if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "cannot delete a HotPath field");
+        }
+        return -1;
+    }
+    self->skips_old = on;
+    return 0;
+}
+
 static PyObject *hotpath_take_checksums(HotPath *self, PyObject *unused)
 {
     (void)unused;
@@ -205,7 +235,8 @@ static int hot_checksum_holds(HotPath *self, long long expected)
 /* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied, recorded,
  * published), HOT_TOP_FAULT (applied, not published: the top is crossed -- not recorded then --, or its
  * coverage changed: lost on a covered book, back on an uncovered one), HOT_CHECKSUM_FAULT (applied, neither
- * recorded nor published: the venue's checksum it carries was not confirmed here -- BookSync.checksum_fault) */
+ * recorded nor published: the venue's checksum it carries was not confirmed here -- BookSync.checksum_fault),
+ * HOT_IGNORED (with skips_old: an old update, counted in take_ignored(), nothing else done) */
 /* the outcome of one diff (see feed), or -1 with an exception set */
 int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
 {
@@ -214,6 +245,13 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
         return HOT_PASS;
     }
     const ParsedDiff *d = (const ParsedDiff *)diff;
+    /* venues.base.verdict's OLD case, where the caller asked for it (skips_old): an update with ids ending at or
+     * before the book, unless it is PREV_LINK_RESET's reset (prevSeqId == the book's, seqId below it: BookSync's) */
+    if (self->skips_old && d->final_id != NO_ID && d->final_id <= self->update_id &&
+        !(self->futures && d->prev_final_id == self->update_id && d->final_id < d->prev_final_id)) {
+        self->ignored++;
+        return HOT_IGNORED;
+    }
     /* ids are >= 0 (parse_depth), so first_id - 1 cannot overflow; a diff ending at or before the book is
      * BookSync's to ignore, whatever its other ids say */
     if ((self->futures ? d->prev_final_id != self->update_id : d->first_id - 1 != self->update_id) ||
@@ -326,11 +364,15 @@ static PyMethodDef hotpath_methods[] = {
      "set_checksum(levels, price_decimals, size_decimals): verify the venue's top CRC32 on every diff carrying one."},
     {"take_checksums", (PyCFunction)hotpath_take_checksums, METH_NOARGS,
      "Checksums verified (equal) since the last call (and reset to 0)."},
+    {"take_ignored", (PyCFunction)hotpath_take_ignored, METH_NOARGS,
+     "Old updates dropped (skips_old) since the last call (and reset to 0)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef hotpath_getset[] = {
     {"armed", (getter)hotpath_get_armed, NULL, "True between arm() and disarm().", NULL},
+    {"skips_old", (getter)hotpath_get_skips_old, (setter)hotpath_set_skips_old,
+     "Drop and count an update ending at or before the book (verdict OLD) instead of handing it back.", NULL},
     {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
     {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
     {"conn", (getter)hotpath_get_i64, (setter)hotpath_set_i64,

@@ -60,6 +60,7 @@ PyMODINIT_FUNC PyInit__fastbook(void)
         PyModule_AddObjectRef(m, "StreamRouter", (PyObject *)&ldc_fb_StreamRouterType) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CHECKSUM_FAULT", ROUTE_CHECKSUM_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "HOT_CHECKSUM_FAULT", HOT_CHECKSUM_FAULT) < 0 ||
+        PyModule_AddIntConstant(m, "HOT_IGNORED", HOT_IGNORED) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_END", ROUTE_END) < 0 || PyModule_AddIntConstant(m, "ROUTE_DIFF", ROUTE_DIFF) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_TOP_FAULT", ROUTE_TOP_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CONTROL", ROUTE_CONTROL) < 0 ||

@@ -158,6 +158,9 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
                 Py_DECREF(events);
                 return NULL;
             }
+            if (outcome == HOT_IGNORED) { /* old (OKX's keep-alive, a duplicate): counted, nothing published */
+                continue;
+            }
             if (outcome != HOT_DONE) {
                 int kind = outcome == HOT_TOP_FAULT        ? ROUTE_TOP_FAULT
                            : outcome == HOT_CHECKSUM_FAULT ? ROUTE_CHECKSUM_FAULT

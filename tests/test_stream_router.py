@@ -13,6 +13,7 @@ each market's HotPath, BookSync for everything else.
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 import time
 from typing import Any, Iterator
 
@@ -492,3 +493,43 @@ def test_bybit_recording_through_the_c_path_equals_a_decimal_replay_at_every_id_
 
             unlink_group(name)
     assert compared > 200 and in_c > 200
+
+
+# -- the checksum's numbers in their shortest form (no instrument list), written in C ------------------------------
+
+
+def test_the_c_checksum_in_shortest_form_writes_what_repr_writes() -> None:
+    """The shortest form without dtoa (``shortest_text_fast``) against ``okx.checksum`` (Python's repr): decimal
+    prices and sizes of 1-15 significant digits at every scale repr writes without an exponent, doubles that are
+    no short decimal (0.1 + 0.2, thirds), integers up to 1e15, zero sizes' neighbours; None only for an exponent."""
+    from ldc._fastbook import FastBook
+    from ldc.depth import DepthSnapshot
+
+    rng = random.Random(21)
+    shortest = Precision(-1, -1)
+
+    def number() -> float:
+        kind = rng.random()
+        if kind < 0.6:  # a decimal text as a venue sends it
+            digits = rng.randint(1, 15)
+            tiny = rng.random() < 0.01  # below 1e-4 now and then: repr writes an exponent
+            return float(Decimal(rng.randint(1, 10**digits - 1)).scaleb(-rng.randint(0, digits + (6 if tiny else 1))))
+        if kind < 0.8:  # a double that is no short decimal
+            return float(rng.choice([0.1 + 0.2, 1 / 3, 2 / 3 * 10 ** rng.randint(-3, 8), rng.random() * 10 ** rng.randint(-2, 12)]))
+        return float(rng.randint(1, 10**15))
+
+    handed_back = 0
+    for _ in range(3000):
+        book = FastBook(depth=DEPTH)
+        mid = number()
+        bids = sorted({mid * (1 - rng.random() / 100) for _ in range(rng.randint(1, 30))}, reverse=True)
+        asks = sorted({mid * (1 + rng.random() / 100) + mid / 1000 for _ in range(rng.randint(1, 30))})
+        book.load_snapshot(DepthSnapshot(1, [(p, number()) for p in bids], [(p, number()) for p in asks], 401))
+        got = book.top_crc32(okx.CHECKSUM_LEVELS, -1, -1)
+        b, a = book.levels()
+        if got is None:  # a number whose repr has an exponent: Python writes it
+            handed_back += 1
+            assert any("e" in repr(x) for level in b[:25] + a[:25] for x in level)
+            continue
+        assert got == okx.checksum(b, a, shortest)
+    assert handed_back < 1000, handed_back

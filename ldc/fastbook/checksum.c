@@ -108,13 +108,33 @@ static Py_ssize_t fixed_text_fast(double x, int decimals, char *out)
     return whole + 1 + decimals;
 }
 
+/* The shortest form without dtoa, where repr writes no exponent (0, or 1e-4 <= x < 1e16): the fewest decimals d
+ * whose rounding r = round(x * 10^d) reads back as x (r / 10^d, both exact doubles: one correctly rounded
+ * division, as strtod reads "r e-d"). With x * 10^d below FIXED_FAST_MAX (< 2^51) the product is off by at most
+ * 1/4, so r is the integer nearest the exact product and the only one that can read back at that d: the digits
+ * repr writes. Returns its length, 0 when not taken. */
+static Py_ssize_t shortest_text_fast(double x, char *out)
+{
+    if (!(x == 0.0 || x >= 1e-4)) {
+        return 0;
+    }
+    for (int d = 0; d <= FAST_POW10_MAX; d++) {
+        double y = x * POW10[d];
+        if (!(y < FIXED_FAST_MAX)) {
+            return 0;
+        }
+        if (floor(y + 0.5) / POW10[d] == x) {
+            return fixed_text_fast(x, d, out);
+        }
+    }
+    return 0;
+}
+
 static Py_ssize_t venue_text(double x, int decimals, char *out)
 {
-    if (decimals >= 0) {
-        Py_ssize_t len = fixed_text_fast(x, decimals, out);
-        if (len > 0) {
-            return len;
-        }
+    Py_ssize_t fast = decimals >= 0 ? fixed_text_fast(x, decimals, out) : shortest_text_fast(x, out);
+    if (fast > 0) {
+        return fast;
     }
     char *text = decimals >= 0 ? PyOS_double_to_string(x, 'f', decimals, 0, NULL)
                                : PyOS_double_to_string(x, 'r', 0, 0, NULL);

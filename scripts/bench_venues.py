@@ -21,6 +21,14 @@ handler, Decimal levels, order_book's ``OrderBook``, OKX's checksum validated), 
 (cryptofeed's HTX reads depth.step0 only, no mbp); it needs the ``peers`` extra (``pip install -e '.[peers]'``)
 and is left out, said so in the JSON, without it.
 
+OKX and Bybit also have ``feeder``: the stream feeder's real per-message path, no socket -- a ``StreamFeeder``
+(its segment, BookSyncs, HotPaths and the C ``StreamRouter``) takes each message with ``on_messages`` (one
+message a read, as websocket-client reads them), so updates continuing the book are applied, checked (OKX's
+checksum) and published into the segment in C, the rest through BookSync; with ``feeder_vs_full_cpu`` /
+``feeder_vs_baseline_cpu``. OKX's 2022 messages get ``seqId`` / ``prevSeqId`` as the simulator serves them
+(without ids every message would take BookSync's checksum-only path); Bybit runs one feeder per recorded
+connection (spot, linear). ``feeder_faults`` counts mismatches, gaps, resyncs and faults (0 expected).
+
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
 """
 
@@ -479,12 +487,12 @@ def main(argv: list[str]) -> int:
             for run_feeder in feeder_runs[name]:
                 run_feeder()  # warm
             for _ in range(args.repeats):
-                wall = cpu = 0.0
+                feeder_wall = feeder_cpu = 0.0
                 for run_feeder in feeder_runs[name]:
                     faults_one, wall_one, cpu_one = run_feeder()
-                    feeder_faults, wall, cpu = feeder_faults + faults_one, wall + wall_one, cpu + cpu_one
-                walls.append(wall)
-                cpus.append(cpu)
+                    feeder_faults, feeder_wall, feeder_cpu = feeder_faults + faults_one, feeder_wall + wall_one, feeder_cpu + cpu_one
+                walls.append(feeder_wall)
+                cpus.append(feeder_cpu)
             f_wall, f_cpu = statistics.median(walls), statistics.median(cpus)
             out["venues"][name].update({
                 "feeder_faults": feeder_faults,

@@ -408,19 +408,20 @@ class StreamFeeder:
             start = index + 1
 
     def _routed(self, kind: int, events: list[tuple[str, Any]], recv_time_ns: int) -> None:
-        """A message's book updates the StreamRouter left to Python, from the first one it did not finish (the
-        first of them is applied already on ROUTE_TOP_FAULT / ROUTE_CHECKSUM_FAULT). Caller holds the lock."""
+        """A message's events the StreamRouter left to Python, from the first one it did not finish: on
+        ROUTE_TOP_FAULT / ROUTE_CHECKSUM_FAULT that first one is an update applied in C already, BookSync's to
+        answer; the rest (and everything on ROUTE_DIFF) take the reference path. Caller holds the lock."""
+        if kind == ROUTE_DIFF:
+            self._events(events, recv_time_ns)
+            return
         stream, diff = events[0]
         market = self.markets.get(stream)
         if market is not None and not market.error:
             now = time.monotonic()
             if kind == ROUTE_TOP_FAULT:
                 self._carry_out(market, market.handoff.top_fault(now))
-            elif kind == ROUTE_CHECKSUM_FAULT:
-                self._carry_out(market, market.handoff.checksum_fault(diff, now))
             else:
-                market.stamp(diff.event_time_ms, recv_time_ns)
-                self._carry_out(market, market.handoff.on_diff(diff, now))
+                self._carry_out(market, market.handoff.checksum_fault(diff, now))
             self._rearm(market)
         if len(events) > 1:
             self._events(events[1:], recv_time_ns)

@@ -15,6 +15,7 @@
  * k the CRC of a byte followed by k zero bytes. Measured on OKX's top 25 (100 numbers, ~1 KB of text), the
  * bytewise loop was a third of top_crc32's time. */
 static uint32_t crc32_tables[8][256];
+#define crc32_table crc32_tables[0] /* the bytewise table, by its former name */
 
 void ldc_fb_crc32_init(void)
 {

@@ -54,6 +54,7 @@ from ldc.depth import DepthSnapshot
 from ldc.sim.replay import captures_dir
 from ldc.sync import BookSync, SnapshotPurpose, SnapshotResult, SyncConfig
 from ldc.config import GroupConfig
+from ldc.shm.layout import lock_path, segment_path
 from ldc.stream_feeder import StreamFeeder, read_message
 from ldc.venues import bybit, coinbase, htx, kraken, okx, stream_venue
 from ldc.venues.base import Precision, SequenceRule, SnapshotSource, StreamVenue
@@ -179,6 +180,11 @@ def feeder_run(exchange: str, channel: str, precision: dict[str, Precision], mes
             return faults, wall, cpu
         finally:
             feeder.close()
+            for path in (segment_path(group), lock_path(group)):  # a closed segment stays for its readers: none here
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
 
     return run
 

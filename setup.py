@@ -9,7 +9,7 @@ CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
 FASTBOOK_UNITS = ["scan", "dialect_binance", "dialect_okx_bybit", "dialect_coinbase", "dialect_htx",
                   "dialect_snapshot", "dialect_kraken",  # issue 15: stream snapshots, Kraken v2
                   "side", "book",
-                  "checksum", "hotpath", "router", "module"]
+                  "checksum", "hotpath", "router", "stream_router", "module"]
 
 EXTENSIONS = [
     # fenced whole-slot seqlock write/read (see docs/LAYOUT.md, "Memory ordering")

@@ -1,6 +1,6 @@
 """Type stub of the C extension built from ldc/fastbook/*.c (the book hot path)."""
 
-from typing import Any, Final, Iterator
+from typing import Any, Callable, Final, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +111,8 @@ class FastBook:
 HOT_PASS: Final[int]  # nothing done: BookSync decides
 HOT_DONE: Final[int]  # applied and published
 HOT_TOP_FAULT: Final[int]  # applied, not published: a crossed top or a coverage change (BookSync.top_fault)
+HOT_CHECKSUM_FAULT: Final[int]  # applied, not published: its venue checksum not confirmed in C (BookSync.checksum_fault)
+HOT_IGNORED: Final[int]  # with skips_old: an update ending at or before the book, counted (take_ignored)
 
 class HotPath:
     """One market's diffs while its book is in sync: continuity check, apply, top N into the slot, in one
@@ -133,12 +135,23 @@ class HotPath:
     def disarm(self) -> None: ...
     def feed(self, diff: ParsedDiff | DepthDiff, recv_time_ns: int, /) -> int: ...
     def take_applied(self) -> int: ...
+    def set_checksum(self, levels: int, price_decimals: int, size_decimals: int, /) -> None:
+        """Verify the venue's signed CRC32 of the top ``levels`` (0: none) on every diff carrying a non-zero
+        checksum, numbers written with these decimals (-1: shortest form) and, when those are not the shortest
+        form, again in it (``ldc.venues.okx.book_checksum``); a diff whose checksum is not confirmed is
+        HOT_CHECKSUM_FAULT (applied, neither recorded nor published)."""
+    def take_checksums(self) -> int:
+        """Checksums verified equal since the last call (and reset to 0)."""
+    skips_old: bool  # drop and count an update ending at or before the book (verdict OLD; not OKX's reset)
+    def take_ignored(self) -> int:
+        """Updates dropped as old (``skips_old``) since the last call (and reset to 0)."""
 
 ROUTE_END: Final[int]  # every message from start applied and published
 ROUTE_DIFF: Final[int]  # value: a diff for BookSync
 ROUTE_TOP_FAULT: Final[int]  # value: a diff applied, not published (HOT_TOP_FAULT)
 ROUTE_CONTROL: Final[int]  # not a depthUpdate
 ROUTE_MALFORMED: Final[int]  # value: parse_depth's error message
+ROUTE_CHECKSUM_FAULT: Final[int]  # StreamRouter: value: events, the first applied, not published (HOT_CHECKSUM_FAULT)
 
 class Router:
     """The frames of one socket read to their markets' HotPaths in one call (see ldc/fastbook/router.c)."""
@@ -148,3 +161,24 @@ class Router:
     def paths(self) -> dict[str, HotPath]: ...
     def feed(self, raws: list[bytes], start: int, conn_id: int, recv_time_ns: int, /) -> tuple[int, int, Any]:
         """(index, kind, value): raws[start:index] are done; raws[index] is ``kind`` (ROUTE_*)."""
+
+class StreamRouter:
+    """A stream venue's book updates of one socket read to their markets' HotPaths in one call
+    (see ldc/fastbook/stream_router.c): the venue's C dialect (``parse_okx``, ``parse_bybit``; ValueError for
+    any other) reads each message."""
+
+    def __init__(self, dialect: Callable[[bytes], list[tuple[str, ParsedDiff]] | None]) -> None: ...
+    @property
+    def paths(self) -> dict[str, HotPath]: ...
+    @property
+    def dialect(self) -> Callable[[bytes], list[tuple[str, ParsedDiff]] | None]: ...
+    @property
+    def fault_stream(self) -> str | None:
+        """The stream whose HotPath raised in the last ``feed`` (its book may be half-applied), or None."""
+    @property
+    def fault_index(self) -> int:
+        """The index in raws of that stream's message (-1: none); the messages after it were not read."""
+    def feed(self, raws: list[bytes], start: int, conn_id: int, recv_time_ns: int, /) -> tuple[int, int, Any]:
+        """(index, kind, value): raws[start:index] are done; raws[index] is ``kind`` (ROUTE_*); for ROUTE_DIFF,
+        ROUTE_TOP_FAULT and ROUTE_CHECKSUM_FAULT, value is the message's [(stream, ParsedDiff)] from the one
+        Python must see on."""

@@ -8,7 +8,7 @@ One :class:`Handoff` per market owns the hand-over both ways, so no caller does 
 - ``rearm(shown)`` hands the book to the HotPath again when ``BookSync.fast_path()`` allows it and the slot
   already shows that state (the HotPath publishes with the state's flags and must never show a book as more
   exact than its state).
-- ``feed`` / ``top_fault`` / ``fault`` settle first, then let BookSync decide; the caller carries the actions
+- ``feed`` / ``on_diff`` / ``top_fault`` / ``checksum_fault`` / ``fault`` settle first, then let BookSync decide; the caller carries the actions
   out and then calls ``rearm``.
 
 Fail closed (h11): an exception while the engine touched the book (the HotPath or the Router raising in C,
@@ -48,7 +48,7 @@ class Handoff:
         hot = self.hot
         if hot.armed:
             recorded = self._recorded
-            self.sync.adopt(hot.update_id, hot.take_applied(), recorded)
+            self.sync.adopt(hot.update_id, hot.take_applied(), recorded, hot.take_checksums(), hot.take_ignored())
             hot.disarm()
             recorded.clear()
 
@@ -79,6 +79,11 @@ class Handoff:
         """The HotPath applied a diff but did not publish it (crossed top, coverage changed): BookSync's answer."""
         self.settle()
         return self.sync.top_fault(now)
+
+    def checksum_fault(self, diff: DepthDiff, now: float) -> Actions:
+        """The HotPath applied ``diff`` but did not confirm the venue checksum it carries: BookSync verifies it."""
+        self.settle()
+        return self.sync.checksum_fault(diff, now)
 
     def fault(self, exc: BaseException, where: str) -> Actions:
         """The HotPath (or the Router feeding it) raised while it held the book: the book may be half-applied, so

@@ -2,7 +2,8 @@
 
 Glue only, on the venue seam (``ldc.venues.base.StreamVenue``): no exchange is named here.
 
-    StreamConnection threads ── raw messages ──► venue.parse ──► each market's BookSync ──► FastBook ──► SegmentWriter
+    StreamConnection threads ── a read's messages ──► StreamRouter (C) ──► each market's HotPath (C: applied, checked, published)
+                                                     └─ what it leaves ──► venue.parse ──► BookSync ──► FastBook ──► SegmentWriter
     main thread: ticks (staleness), counters, heartbeat, systemd notifications, signals
 
 Each connection subscribes its markets' streams (split to the venue's per-request and per-connection limits),
@@ -18,6 +19,17 @@ sequence starts again). A message the parser refuses resyncs its market when the
 venue's reply. A venue with a C dialect (``fast_parse``: OKX, Bybit, Coinbase, HTX mbp) has its book updates read in C
 (``ldc/fastbook/dialect_*.c``, the same values as its reference parser); everything else, any message the dialect
 doubts, and every message of a venue without one, is read by the venue's reference parser (correct, slower).
+
+The hot path (OKX, Bybit: ``_fastbook.StreamRouter`` runs their dialects; per-market sequences): as the Binance
+feeder's Router, ``on_messages`` hands one read's messages to the StreamRouter, which feeds each book update to
+its market's C ``HotPath`` while BookSync lets that path hold the book (``BookSync.fast_path``, through the
+market's ``ldc.handoff.Handoff``): the sequence rule's APPLY case (OKX ``prevSeqId == seqId`` of the book,
+Bybit ``u == id + 1``), the update applied, OKX's CRC32 of the top 25 verified in C when the message carries
+one, the top N published; an old update (OKX's keep-alive ``prevSeqId == seqId``, a duplicate) is counted and
+dropped there (``verdict``'s OLD). It stops at the first message Python must see (a snapshot, a control message,
+a gap, a reset, a checksum not confirmed, a crossed top, anything the dialect doubts), which takes the
+path above, in order, after the Handoff settled the book back into BookSync. An exception in C resyncs that
+market (fail closed). Coinbase (its sequence is the connection's), HTX and Kraken stay on the Python path.
 """
 
 from __future__ import annotations
@@ -35,11 +47,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import websocket
 
-from ldc._fastbook import FastBook
+from ldc._fastbook import (
+    ROUTE_CHECKSUM_FAULT,
+    ROUTE_CONTROL,
+    ROUTE_DIFF,
+    ROUTE_END,
+    ROUTE_TOP_FAULT,
+    FastBook,
+    HotPath,
+    StreamRouter,
+)
 from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbol_changes
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS
+from ldc.handoff import Handoff
 from ldc.io.rest import RestClient
 from ldc.io.ws import CLOSE_PROTOCOL_ERROR, FrameParser, close_handshake, send_close, tls_options
 from ldc.publish import SlotPublisher
@@ -67,7 +89,7 @@ from ldc.sync import (
 )
 from ldc.venues import stream_venue, venue_table
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision, SequenceScope, SnapshotSource, StreamEvent
+from ldc.venues.base import Precision, SequenceScope, SnapshotSource, StreamEvent, hot_path_links_prev
 
 log = logging.getLogger("ldc.feeder")
 
@@ -90,16 +112,40 @@ class StreamMarket:
     stream: str
     slot: int
     sync: BookSync
+    hot: HotPath  # armed as sync.fast_path() allows (a venue with a StreamRouter); holds conn and the last times
     bids: np.ndarray
     asks: np.ndarray
-    conn: int = -1
     shown_state: SyncState | None = None
     error: str = ""
     published: dict[Counter, int] = field(default_factory=dict)
-    last_event_ms: int = -1
-    last_recv_ns: int = 0
     fetching: bool = False  # a REST snapshot request is in flight
     snapshot_purpose: SnapshotPurpose = SnapshotPurpose.LIVE  # of the websocket snapshot requested last (HTX req)
+    handoff: Handoff = field(init=False)  # the one owner of the book's hand-over between sync and hot
+
+    def __post_init__(self) -> None:
+        self.handoff = Handoff(self.sync, self.hot)
+
+    @property
+    def conn(self) -> int:
+        """The connection carrying the market's stream (-1: none yet): the StreamRouter routes only its updates."""
+        return self.hot.conn
+
+    @conn.setter
+    def conn(self, conn_id: int) -> None:
+        self.hot.conn = conn_id
+
+    @property
+    def last_event_ms(self) -> int:
+        """Exchange event time of the last event of the market (-1: none yet)."""
+        return self.hot.last_event_ms
+
+    @property
+    def last_recv_ns(self) -> int:
+        """When it was received."""
+        return self.hot.last_recv_ns
+
+    def stamp(self, event_time_ms: int, recv_time_ns: int) -> None:
+        self.hot.last_event_ms, self.hot.last_recv_ns = event_time_ms, recv_time_ns
 
 
 class StreamFeeder:
@@ -127,6 +173,9 @@ class StreamFeeder:
         self.malformed = 0  # messages the venue's parser refused (each logged)
         # the venue's C dialect, if it has one: None from it (or a ValueError) hands the message to venue.parse
         self._fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None = getattr(venue, "fast_parse", None)
+        # a venue whose C dialect the StreamRouter runs (OKX, Bybit) and whose sequences are per market has each
+        # read's book updates applied and published in C (on_messages) while a market's HotPath holds its book
+        self._router = _stream_router(self._fast_parse) if venue.scope is SequenceScope.MARKET else None
         self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
         # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
         self.stats = self.writer.stats  # the feeder's own figures in the segment (LAYOUT.md section 16)
@@ -208,6 +257,9 @@ class StreamFeeder:
         with self._lock:
             for symbol in removed:
                 market = self.markets.pop(self.venue.stream(self.group.channel, symbol))
+                market.handoff.settle()  # no update in flight touches its book again
+                if self._router is not None:
+                    self._router.paths.pop(market.stream, None)
                 self.connections[market.conn].remove(market.stream)
                 self.writer.remove_market(symbol)
             for symbol in added:
@@ -299,15 +351,22 @@ class StreamFeeder:
             checksum, error = self.venue.checksum_for(symbol, precision), ""
         except ConfigError as exc:  # a checksum that cannot be verified (Kraken without the pair's precision)
             checksum, error = None, str(exc)
+        hot_checksum = self.venue.hot_checksum(symbol, precision) if checksum is not None else None
         config = SyncConfig(rule=self.venue.rule, depth=depth, snapshot_limit=max(depth, self.table.levels_of(self.group.channel)),
                             snapshot_source=self.venue.snapshot_source, refresh_interval_s=None,
-                            stale_after_s=self.group.stale_after_s, checksum=checksum,
+                            stale_after_s=self.group.stale_after_s, checksum=checksum, checksum_in_c=hot_checksum is not None,
                             window_kept_whole=self.venue.keeps_window_whole)  # fmt: skip
         slot = self.writer.add_market(symbol) if slot is None else slot
+        hot = HotPath(self.writer.segment, slot, futures=hot_path_links_prev(self.venue.rule))
+        hot.skips_old = True  # an old update (OKX's keep-alive, a duplicate) is counted in C, not handed back
+        if hot_checksum is not None:
+            hot.set_checksum(*hot_checksum)
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
-                              BookSync(symbol, lambda: FastBook(depth=depth), config), np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
+                              BookSync(symbol, lambda: FastBook(depth=depth), config), hot, np.zeros((depth, 2)), np.zeros((depth, 2)))  # fmt: skip
         market.published = {counter: 0 for counter in Counter if counter is not Counter.UPDATES}
         self.markets[market.stream] = market
+        if self._router is not None and not error:
+            self._router.paths[market.stream] = hot
         if error:
             market.error = error
             self.writer.set_status(slot, Status.ERROR, error)
@@ -319,13 +378,96 @@ class StreamFeeder:
     # -- connection events (connection threads) --------------------------------------------------
 
     def on_message(self, conn_id: int, raw: bytes, recv_time_ns: int) -> None:
+        self.on_messages(conn_id, [raw], recv_time_ns)
+
+    def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
+        """The messages of one socket read, in order. With a StreamRouter (C), every book update that continues
+        its market's book while the market's HotPath holds it is applied, checked (OKX's checksum) and published
+        in C; the router stops at the first message Python must see (a snapshot, a control message, a gap, a
+        reset, a checksum not confirmed, anything its dialect doubts), which takes the reference path below."""
+        router = self._router
+        if router is None:
+            for raw in raws:
+                self._on_message(conn_id, raw, recv_time_ns, self._parse)
+            return
         if self._recorder is not None:
+            for raw in raws:
+                self._recorder.stream_frame(raw, recv_time_ns)
+        start, count = 0, len(raws)
+        while start < count:
+            with self._lock:
+                try:
+                    index, kind, value = router.feed(raws, start, conn_id, recv_time_ns)
+                except Exception as exc:  # raised in C while a HotPath held a book: fail closed
+                    self._route_failed(raws[start:], exc)
+                    if router.fault_stream is None:
+                        return
+                    start = router.fault_index + 1  # that market resyncs; the read goes on after its message
+                    continue
+                if kind == ROUTE_END:
+                    return
+                if kind == ROUTE_DIFF or kind == ROUTE_TOP_FAULT or kind == ROUTE_CHECKSUM_FAULT:
+                    self._routed(kind, value, recv_time_ns)
+                    self.writer.notify()
+            if kind != ROUTE_DIFF and kind != ROUTE_TOP_FAULT and kind != ROUTE_CHECKSUM_FAULT:
+                # ROUTE_CONTROL: the dialect leaves it to the reference parser; ROUTE_MALFORMED: the dialect
+                # doubts it, and the reference parser reads it or names the fault (read_message's fallback)
+                self._on_message(conn_id, raws[index], recv_time_ns, self.venue.parse, recorded=True)
+            start = index + 1
+
+    def _routed(self, kind: int, events: list[tuple[str, Any]], recv_time_ns: int) -> None:
+        """A message's events the StreamRouter left to Python, from the first one it did not finish: on
+        ROUTE_TOP_FAULT / ROUTE_CHECKSUM_FAULT that first one is an update applied in C already, BookSync's to
+        answer; the rest (and everything on ROUTE_DIFF) take the reference path. Caller holds the lock."""
+        if kind == ROUTE_DIFF:
+            self._events(events, recv_time_ns)
+            return
+        stream, diff = events[0]
+        market = self.markets.get(stream)
+        if market is not None and not market.error:
+            now = time.monotonic()
+            if kind == ROUTE_TOP_FAULT:
+                self._carry_out(market, market.handoff.top_fault(now))
+            else:
+                self._carry_out(market, market.handoff.checksum_fault(diff, now))
+            self._rearm(market)
+        if len(events) > 1:
+            self._events(events[1:], recv_time_ns)
+
+    def _route_failed(self, raws: list[bytes], exc: Exception) -> None:
+        """The StreamRouter raised: a HotPath's apply or publish failed in C, and that market's book may be
+        half-applied, so it resyncs (BookSync logs the fault). The router names it (``fault_stream``); when it
+        cannot (a failure outside any HotPath), every market named in the unfinished messages whose HotPath held
+        its book resyncs. The lost updates of any other market show as a gap at its next one. Caller holds the lock."""
+        router = self._router
+        fault = router.fault_stream if router is not None else None
+        streams: set[str] = set()
+        if fault is not None:
+            streams.add(fault)
+        else:
+            for raw in raws:
+                try:
+                    events = self._fast_parse(raw) if self._fast_parse is not None else None
+                except ValueError:
+                    continue
+                streams.update(stream for stream, _ in events or ())
+        for stream in streams:
+            market = self.markets.get(stream)
+            if market is not None and not market.error and market.handoff.armed:
+                self._carry_out(market, market.handoff.fault(exc, "an update in the hot path"))
+                self._rearm(market)
+        self.writer.notify()
+
+    def _on_message(self, conn_id: int, raw: bytes, recv_time_ns: int,
+                    parse: Callable[[bytes], list[tuple[str, Any]] | VenueControl], recorded: bool = False) -> None:  # fmt: skip
+        """One message on the reference path (``parse``: read_message with the C dialect, or the venue's own)."""
+        if self._recorder is not None and not recorded:
             self._recorder.stream_frame(raw, recv_time_ns)
         connection_scope = self.venue.scope is SequenceScope.CONNECTION
         if connection_scope and self.connections[conn_id].resyncing:
             return  # what follows a connection gap is not read: the reconnect starts the connection's books again
         try:
-            parsed = self._parse(raw)
+            parsed = parse(raw)
         except ProtocolError as exc:
             self.malformed += 1
             log.warning("connection %d: malformed message: %s: %r", conn_id, exc, raw[:120])
@@ -340,25 +482,25 @@ class StreamFeeder:
         if isinstance(parsed, VenueControl):
             self._control(conn_id, parsed)
             return
-        # a snapshot in the stream, or the answer to the websocket snapshot request (HTX req) with its purpose
-        requested = self.venue.snapshot_source is SnapshotSource.REST
         with self._lock:
-            for stream, event in parsed:
-                market = self.markets.get(stream)
-                if market is None or market.error:
-                    continue
-                market.last_event_ms, market.last_recv_ns = event.event_time_ms, recv_time_ns
-                now = time.monotonic()
-                if isinstance(event, DepthSnapshot):
-                    self._feed(market, SnapshotResult(event, market.snapshot_purpose if requested else SnapshotPurpose.STREAM), now)
-                else:
-                    self._carry_out(market, market.sync.on_diff(event, now))
+            self._events(parsed, recv_time_ns)
             self.writer.notify()
 
-    def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
-        """The data messages of one socket read, in wire order (``StreamConnection`` calls this once a read)."""
-        for raw in raws:
-            self.on_message(conn_id, raw, recv_time_ns)
+    def _events(self, parsed: list[tuple[str, Any]], recv_time_ns: int) -> None:
+        """A message's snapshots and updates to their markets' BookSyncs. Caller holds the lock."""
+        # a snapshot in the stream, or the answer to the websocket snapshot request (HTX req) with its purpose
+        requested = self.venue.snapshot_source is SnapshotSource.REST
+        for stream, event in parsed:
+            market = self.markets.get(stream)
+            if market is None or market.error:
+                continue
+            market.stamp(event.event_time_ms, recv_time_ns)
+            now = time.monotonic()
+            if isinstance(event, DepthSnapshot):
+                self._feed(market, SnapshotResult(event, market.snapshot_purpose if requested else SnapshotPurpose.STREAM), now)
+            else:
+                self._carry_out(market, market.handoff.on_diff(event, now))
+                self._rearm(market)
 
     def _parse(self, raw: bytes) -> list[tuple[str, Any]] | VenueControl:
         return read_message(self._fast_parse, self.venue.parse, raw)
@@ -390,6 +532,7 @@ class StreamFeeder:
             with self._lock:
                 market = self.markets.get(control.topic) if control.topic else None
                 if market is not None:
+                    market.handoff.settle()  # the HotPath stops: the slot shows the error from now on
                     market.error = f"{self.venue.name} refused {market.stream}: {control.message}"
                     self.writer.set_status(market.slot, Status.ERROR, market.error)
                     log.error("market %s: %s", market.symbol, market.error)
@@ -425,7 +568,15 @@ class StreamFeeder:
     # -- BookSync's actions ----------------------------------------------------------------------
 
     def _feed(self, market: StreamMarket, event: Event, now: float) -> None:
-        self._carry_out(market, market.sync.feed(event, now))
+        """A non-diff event to BookSync (the book settled first) and its actions carried out. Caller holds the lock."""
+        self._carry_out(market, market.handoff.feed(event, now))
+        self._rearm(market)
+
+    def _rearm(self, market: StreamMarket) -> None:
+        """After BookSync's actions are carried out: the HotPath takes the market's updates again if BookSync
+        allows it and the slot shows the state it publishes with (``Handoff.rearm``; only with a StreamRouter)."""
+        if self._router is not None:
+            market.handoff.rearm(None if market.error else market.shown_state)
 
     def _carry_out(self, market: StreamMarket, actions: Actions) -> None:
         """Caller holds the lock. The slot's flags always follow BookSync's state (SlotPublisher)."""
@@ -455,6 +606,16 @@ class StreamFeeder:
             self.writer.notify()
         if self._recorder is not None:
             self._recorder.publish(self.stats.set)
+
+
+def _stream_router(fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None) -> StreamRouter | None:
+    """A StreamRouter running the venue's C dialect, or None when it routes no such dialect (or there is none)."""
+    if fast_parse is None:
+        return None
+    try:
+        return StreamRouter(fast_parse)
+    except (TypeError, ValueError):  # a dialect the router does not run (Coinbase, HTX): the reference path
+        return None
 
 
 def read_message(

@@ -224,8 +224,10 @@ class BookSync:
         None in every other state. A caller may apply such diffs to ``book`` itself (the feeder's C
         ``HotPath``, through ``ldc.handoff``) and report them with ``adopt`` before it feeds anything else."""
         state = self.state
-        if (state is not SyncState.SYNCED and state is not SyncState.UNCOVERED) or self._checksum is not None:
-            return None  # a venue checksum is verified in Python after every diff carrying one
+        if state is not SyncState.SYNCED and state is not SyncState.UNCOVERED:
+            return None
+        if self._checksum is not None and not self.config.checksum_in_c:
+            return None  # a venue checksum the HotPath cannot verify is verified here after every diff carrying one
         if self.config.window_kept_whole:
             return None  # the C HotPath checks the book's coverage itself
         shadow = self._shadow
@@ -235,12 +237,16 @@ class BookSync:
             return None
         return FastPath(state, True, shadow.room())
 
-    def adopt(self, update_id: int, applied: int, recorded: Sequence[DepthDiff] = ()) -> None:
+    def adopt(self, update_id: int, applied: int, recorded: Sequence[DepthDiff] = (), checksums: int = 0,
+              ignored: int = 0) -> None:  # fmt: skip
         """``applied`` diffs continuing the book were applied to ``book`` outside ``on_diff``, ``recorded`` the
-        ones among them a pending refresh records (see ``fast_path``, at most its ``record_limit``); the book is
-        now at ``update_id``."""
+        ones among them a pending refresh records (see ``fast_path``, at most its ``record_limit``), ``checksums``
+        the venue checksums verified equal among them (``SyncConfig.checksum_in_c``), ``ignored`` diffs ending at
+        or before the book were dropped there (``verdict`` OLD); the book is now at ``update_id``."""
         self.update_id = update_id
         self.diffs_applied += applied
+        self.diffs_ignored += ignored
+        self.checksums += checksums
         if recorded and self._shadow is not None:
             self._shadow.record_all(list(recorded))
 
@@ -251,6 +257,22 @@ class BookSync:
             return self._top_fault(now)
         except Exception as exc:
             return self._fault(exc, "top fault")
+
+    def checksum_fault(self, diff: DepthDiff, now: float) -> Actions:
+        """After an adopted diff (the last applied) whose non-zero checksum the C HotPath did not confirm (a
+        mismatch there, or a number only Python writes): the checksum is verified here, and ``on_diff``'s answer
+        to that diff follows (a mismatch resyncs the market, counted; else record, coverage, publish)."""
+        try:
+            book = self.book
+            assert book is not None and self._checksum is not None
+            if not self._checksum_holds(book, diff.checksum):
+                return self._resync(OutOfSyncReason.CHECKSUM, None)
+            shadow = self._shadow
+            if shadow is not None and not shadow.record(diff):
+                self._drop_shadow(shadow.overflow(), now)
+            return self._after_apply(True, now)  # changed or not, publishing the top again is exact
+        except Exception as exc:
+            return self._fault(exc, "checksum fault")
 
     def fail_closed(self, exc: BaseException, where: str) -> Actions:
         """An exception outside BookSync while it touched this market's book (the C HotPath): the book may be

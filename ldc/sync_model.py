@@ -184,6 +184,10 @@ class SyncConfig:
     # diff's or a snapshot's non-zero ``checksum``; a mismatch resyncs the market). The rule is ``rule`` above.
     snapshot_source: SnapshotSource = SnapshotSource.REST
     checksum: Callable[[Book, int], bool] | None = None
+    # The caller's C HotPath verifies ``checksum`` itself (``HotPath.set_checksum``, the venue's ``hot_checksum``):
+    # ``BookSync.fast_path`` then hands the book over although the venue sends checksums; one not confirmed in C
+    # comes back through ``BookSync.checksum_fault``, which verifies it here
+    checksum_in_c: bool = False
     # The venue keeps the book whole to ``snapshot_limit`` in the stream (``StreamVenue.keeps_window_whole``,
     # Kraken): the top ``depth`` is always known, so the coverage guard (a REST snapshot's deepest price) is off
     window_kept_whole: bool = False

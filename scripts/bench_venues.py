@@ -26,6 +26,14 @@ HTX's mbp.150 made from those books (``htx_mbp_frames``: no mbp recording exists
 Figures are medians over ``--repeats`` runs: level updates per second (wall) and per CPU-second. The machine is
 shared and noisy: compare the ratio, measured in the same run.
 
+OKX and Bybit also have ``feeder``: the stream feeder's real per-message path, no socket -- a ``StreamFeeder``
+(its segment, BookSyncs, HotPaths and the C ``StreamRouter``) takes each message with ``on_messages`` (one
+message a read, as websocket-client reads them), so updates continuing the book are applied, checked (OKX's
+checksum) and published into the segment in C, the rest through BookSync; with ``feeder_vs_full_cpu`` /
+``feeder_vs_baseline_cpu``. OKX's 2022 messages get ``seqId`` / ``prevSeqId`` as the simulator serves them
+(without ids every message would take BookSync's checksum-only path); Bybit runs one feeder per recorded
+connection (spot, linear). ``feeder_faults`` counts mismatches, gaps, resyncs and faults (0 expected).
+
     .venv/bin/python scripts/bench_venues.py [--repeats 5]
 """
 
@@ -34,7 +42,9 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
+import itertools
 import json
+import os
 import statistics
 import sys
 import time
@@ -49,8 +59,10 @@ from ldc._fastbook import FastBook
 from ldc.depth import DepthSnapshot
 from ldc.sim.replay import captures_dir
 from ldc.sync import BookSync, SnapshotPurpose, SnapshotResult, SyncConfig
-from ldc.stream_feeder import read_message
-from ldc.venues import bybit, coinbase, htx, kraken, okx
+from ldc.config import GroupConfig
+from ldc.shm.layout import lock_path, segment_path
+from ldc.stream_feeder import StreamFeeder, read_message
+from ldc.venues import bybit, coinbase, htx, kraken, okx, stream_venue
 from ldc.venues.base import Precision, SequenceRule, SnapshotSource, StreamVenue
 
 DEPTH = 20
@@ -116,6 +128,72 @@ def run_okx(messages: list[bytes], precision: dict[str, Precision], parse: Parse
                 sync.on_diff(event, 0.0)
             sync.book.top(DEPTH, bids, asks)  # type: ignore[union-attr]
     return sum(s.checksum_mismatches + s.resyncs for s in syncs.values())
+
+
+def okx_with_seq_ids(messages: list[bytes]) -> list[bytes]:
+    """The 2022 recording's messages as a live OKX stream carries them: ``prevSeqId`` / ``seqId`` added per instId
+    (a snapshot's prevSeqId -1; +1 a message), as ``ldc sim --replay`` serves them. Without ids the feeder takes
+    every message through BookSync (an id-less message is numbered by the book), so the C path would not run."""
+    last: dict[str, int] = {}
+    out = []
+    for raw in messages:
+        message = json.loads(raw)
+        inst = message["arg"]["instId"]
+        for item in message["data"]:
+            seq = last.get(inst, 1000) + 1
+            item["prevSeqId"], item["seqId"] = (-1 if message["action"] == "snapshot" else last.get(inst, -1)), seq
+            last[inst] = seq
+        out.append(json.dumps(message, separators=(",", ":")).encode())
+    return out
+
+
+_FEEDER_GROUPS = itertools.count(1)
+
+
+def feeder_run(exchange: str, channel: str, precision: dict[str, Precision], messages: list[bytes]) -> Callable[[], tuple[int, float, float]]:
+    """The stream feeder's real per-message path, no socket: a ``StreamFeeder`` (its segment, BookSyncs, HotPaths
+    and StreamRouter) takes each message with ``on_messages`` (one message a read, as websocket-client reads),
+    its markets on connection 0. Returns a run: (faults, wall s, CPU s), the feeder's setup left out."""
+    venue = stream_venue(exchange, channel)
+    assert venue is not None
+    symbols: list[str] = []
+    for raw in messages:  # the markets, in the venue's symbol syntax, from the first message of each stream
+        events = venue.parse(raw)
+        assert isinstance(events, list)
+        for stream, _ in events:
+            symbol = stream.rsplit(".", 1)[-1]  # an OKX instId, a Bybit topic's symbol
+            assert venue.stream(channel, symbol) == stream, stream
+            if symbol not in symbols:
+                symbols.append(symbol)
+
+    def run() -> tuple[int, float, float]:
+        group = f"bench-venues-{os.getpid()}-{next(_FEEDER_GROUPS)}"
+        feeder = StreamFeeder(GroupConfig(name=group, exchange=exchange, symbols=tuple(symbols), channel=channel,
+                                          depth=DEPTH, capacity=len(symbols)))  # fmt: skip
+        try:
+            markets = [feeder._add_market(symbol, precision.get(symbol)) for symbol in symbols]
+            for market in markets:
+                market.conn = 0
+            on_messages = feeder.on_messages
+            wall, cpu = time.perf_counter(), time.process_time()
+            for raw in messages:
+                on_messages(0, [raw], time.time_ns())
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            for market in markets:
+                market.handoff.settle()
+            faults = sum(m.sync.checksum_mismatches + m.sync.resyncs + m.sync.gaps + m.sync.faults for m in markets)
+            if not all(m.sync.synced for m in markets):
+                faults += 1
+            return faults, wall, cpu
+        finally:
+            feeder.close()
+            for path in (segment_path(group), lock_path(group)):  # a closed segment stays for its readers: none here
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+
+    return run
 
 
 def run_bybit(messages: list[tuple[str, bytes]], parse: Parse) -> int:
@@ -388,6 +466,13 @@ def main(argv: list[str]) -> int:
         "htx": lambda: run_htx(htx_raw, c_path(htx_venue)),
         "htx-mbp": lambda: run_htx_mbp(htx_mbp_raw, c_path(htx_mbp_venue)),
     }
+    # the stream feeder's own path (StreamFeeder.on_messages: StreamRouter -> HotPath in C, BookSync for the rest)
+    categories = {conn: addr.rsplit("/", 1)[-1] for conn, addr in addresses.items()}
+    feeder_runs: dict[str, list[Callable[[], tuple[int, float, float]]]] = {
+        "okx": [feeder_run("okx", "books", precision, okx_with_seq_ids(okx_raw))],
+        "bybit": [feeder_run(f"bybit-{categories[conn]}", "orderbook.200", {}, [raw for c, raw in bybit_raw if c == conn])
+                  for conn in sorted({c for c, _ in bybit_raw})],
+    }  # fmt: skip
     venues: dict[str, tuple[Callable[[], int], list[Any], Callable[[Any], tuple[str, str, Any, Any]], Callable[[Any], Any]]] = {
         "okx": (lambda: run_okx(okx_raw, precision, python_path(okx_venue)), okx_raw, _okx_levels, json.loads),
         "bybit": (lambda: run_bybit(bybit_raw, python_path(bybit_venue)), [raw for _, raw in bybit_raw], _bybit_levels, json.loads),
@@ -429,6 +514,25 @@ def main(argv: list[str]) -> int:
             })  # fmt: skip
             if peer is not None:
                 out["venues"][name]["c_vs_cryptofeed_cpu"] = peer_cpu / c_cpu
+        if name in feeder_runs:
+            feeder_faults = 0
+            walls, cpus = [], []
+            for run_feeder in feeder_runs[name]:
+                run_feeder()  # warm
+            for _ in range(args.repeats):
+                feeder_wall = feeder_cpu = 0.0
+                for run_feeder in feeder_runs[name]:
+                    faults_one, wall_one, cpu_one = run_feeder()
+                    feeder_faults, feeder_wall, feeder_cpu = feeder_faults + faults_one, feeder_wall + wall_one, feeder_cpu + cpu_one
+                walls.append(feeder_wall)
+                cpus.append(feeder_cpu)
+            f_wall, f_cpu = statistics.median(walls), statistics.median(cpus)
+            out["venues"][name].update({
+                "feeder_faults": feeder_faults,
+                "feeder": {"level_updates_per_s": levels / f_wall, "level_updates_per_cpu_s": levels / f_cpu,
+                           "us_per_message": f_wall / len(raws) * 1e6, "us_cpu_per_message": f_cpu / len(raws) * 1e6},
+                "feeder_vs_baseline_cpu": base_cpu / f_cpu, "feeder_vs_full_cpu": cpu / f_cpu,
+            })  # fmt: skip
     print(json.dumps(out, indent=1))
     return 0
 

@@ -7,10 +7,15 @@
  * ---------------------------------------------------------------------------------------------- */
 
 #define CRC_TEXT_CHARS 64 /* one number's text; a longer one is handed back to Python */
+#define CRC_TEXT_BUFFER 2048 /* texts joined before they go through the CRC */
 #define SHORTEST_DECIMALS (-1) /* the shortest round-trip form (repr without an exponent) */
 #define MAX_TEXT_DECIMALS 30   /* a tick or lot finer than 1e-30 is no market's */
 
-static uint32_t crc32_table[256];
+/* Slicing-by-8 (Intel's, as zlib's braided CRC before it): eight bytes a step through eight tables, each table
+ * k the CRC of a byte followed by k zero bytes. Measured on OKX's top 25 (100 numbers, ~1 KB of text), the
+ * bytewise loop was a third of top_crc32's time. */
+static uint32_t crc32_tables[8][256];
+#define crc32_table crc32_tables[0] /* the bytewise table, by its former name */
 
 void ldc_fb_crc32_init(void)
 {
@@ -19,14 +24,33 @@ void ldc_fb_crc32_init(void)
         for (int k = 0; k < 8; k++) {
             c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1; /* zlib's polynomial, reflected */
         }
-        crc32_table[i] = c;
+        crc32_tables[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++) {
+        for (int t = 1; t < 8; t++) {
+            uint32_t c = crc32_tables[t - 1][i];
+            crc32_tables[t][i] = crc32_tables[0][c & 0xFF] ^ (c >> 8);
+        }
     }
 }
 
-static uint32_t crc32_add(uint32_t crc, const char *p, size_t n)
+static uint32_t crc32_add(uint32_t crc, const char *text, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        crc = crc32_table[(crc ^ (unsigned char)p[i]) & 0xFF] ^ (crc >> 8);
+    const unsigned char *p = (const unsigned char *)text;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        v ^= crc;
+        crc = crc32_tables[7][v & 0xFF] ^ crc32_tables[6][(v >> 8) & 0xFF] ^ crc32_tables[5][(v >> 16) & 0xFF] ^
+              crc32_tables[4][(v >> 24) & 0xFF] ^ crc32_tables[3][(v >> 32) & 0xFF] ^
+              crc32_tables[2][(v >> 40) & 0xFF] ^ crc32_tables[1][(v >> 48) & 0xFF] ^ crc32_tables[0][v >> 56];
+        p += 8;
+        n -= 8;
+    }
+#endif
+    while (n-- > 0) {
+        crc = crc32_tables[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
     }
     return crc;
 }
@@ -40,6 +64,10 @@ static uint32_t crc32_add(uint32_t crc, const char *p, size_t n)
 /* "%.*f" % x, trailing zeros and point dropped, for the common case: x * 10^d well inside the doubles' integers
  * and not near a rounding tie, where rounding the product is rounding the exact value (what dtoa does). Returns
  * its length, 0 when not taken. */
+static const char DIGIT_PAIRS[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                  "8081828384858687888990919293949596979899";
+
 static Py_ssize_t fixed_text_fast(double x, int decimals, char *out)
 {
     if (!(x >= 0.0) || decimals > FAST_POW10_MAX) {
@@ -49,40 +77,65 @@ static Py_ssize_t fixed_text_fast(double x, int decimals, char *out)
     if (!(y < FIXED_FAST_MAX) || fabs(fabs(y - floor(y)) - 0.5) < FIXED_FAST_HALF_MARGIN) {
         return 0;
     }
-    uint64_t m = (uint64_t)floor(y + 0.5);
-    char digits[32];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + m % 10);
+    uint64_t m = (uint64_t)(y + 0.5); /* y >= 0: truncation is floor */
+    while (decimals > 0 && m % 10 == 0) { /* trailing zeros of the fraction, dropped */
         m /= 10;
-    } while (m > 0);
-    while (n <= decimals) { /* at least one digit before the point */
-        digits[n++] = '0';
+        decimals--;
     }
-    int skip = 0; /* trailing zeros of the fraction, dropped */
-    while (skip < decimals && digits[skip] == '0') {
-        skip++;
+    char digits[24]; /* m < 1e14: at most 14 digits, written from the end two at a time */
+    char *end = digits + sizeof digits, *p = end;
+    while (m >= 100) {
+        const char *pair = DIGIT_PAIRS + 2 * (m % 100);
+        m /= 100;
+        *--p = pair[1];
+        *--p = pair[0];
     }
-    Py_ssize_t len = 0;
-    for (int i = n - 1; i >= decimals; i--) {
-        out[len++] = digits[i];
+    if (m >= 10) {
+        *--p = DIGIT_PAIRS[2 * m + 1];
+        *--p = DIGIT_PAIRS[2 * m];
+    } else {
+        *--p = (char)('0' + m);
     }
-    if (skip < decimals) {
-        out[len++] = '.';
-        for (int i = decimals - 1; i >= skip; i--) {
-            out[len++] = digits[i];
+    while (end - p <= decimals) { /* at least one digit before the point */
+        *--p = '0';
+    }
+    Py_ssize_t whole = (end - p) - decimals;
+    memcpy(out, p, (size_t)whole);
+    if (decimals == 0) {
+        return whole;
+    }
+    out[whole] = '.';
+    memcpy(out + whole + 1, p + whole, (size_t)decimals);
+    return whole + 1 + decimals;
+}
+
+/* The shortest form without dtoa, where repr writes no exponent (0, or 1e-4 <= x < 1e16): the fewest decimals d
+ * whose rounding r = round(x * 10^d) reads back as x (r / 10^d, both exact doubles: one correctly rounded
+ * division, as strtod reads "r e-d"). With x * 10^d below FIXED_FAST_MAX (< 2^51) the product is off by at most
+ * 1/4, so r is the integer nearest the exact product and the only one that can read back at that d: the digits
+ * repr writes. Returns its length, 0 when not taken. */
+static Py_ssize_t shortest_text_fast(double x, char *out)
+{
+    if (!(x == 0.0 || x >= 1e-4)) {
+        return 0;
+    }
+    for (int d = 0; d <= FAST_POW10_MAX; d++) {
+        double y = x * POW10[d];
+        if (!(y < FIXED_FAST_MAX)) {
+            return 0;
+        }
+        if (floor(y + 0.5) / POW10[d] == x) {
+            return fixed_text_fast(x, d, out);
         }
     }
-    return len;
+    return 0;
 }
 
 static Py_ssize_t venue_text(double x, int decimals, char *out)
 {
-    if (decimals >= 0) {
-        Py_ssize_t len = fixed_text_fast(x, decimals, out);
-        if (len > 0) {
-            return len;
-        }
+    Py_ssize_t fast = decimals >= 0 ? fixed_text_fast(x, decimals, out) : shortest_text_fast(x, out);
+    if (fast > 0) {
+        return fast;
     }
     char *text = decimals >= 0 ? PyOS_double_to_string(x, 'f', decimals, 0, NULL)
                                : PyOS_double_to_string(x, 'r', 0, 0, NULL);
@@ -107,6 +160,48 @@ static Py_ssize_t venue_text(double x, int decimals, char *out)
     return result;
 }
 
+/* The signed CRC32 of the top n levels (decimals in -1..MAX_TEXT_DECIMALS) into *out: 1, or 0 when Python must
+ * write a number (an exponent in its shortest form, a text too long), -1 with an exception */
+int ldc_fb_top_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out)
+{
+    const Side *sides[2] = {&self->bids, &self->asks};
+    int decimals[2] = {price_decimals, size_decimals};
+    Py_ssize_t counts[2] = {side_len(&self->bids) < n ? side_len(&self->bids) : n,
+                            side_len(&self->asks) < n ? side_len(&self->asks) : n};
+    uint32_t crc = 0xFFFFFFFFu;
+    char text[CRC_TEXT_BUFFER]; /* the texts, ':'-joined, a buffer at a time through the CRC */
+    Py_ssize_t used = 0;
+    int first = 1;
+    for (Py_ssize_t i = 0; i < counts[0] || i < counts[1]; i++) {
+        for (int side = 0; side < 2; side++) {
+            if (i >= counts[side]) {
+                continue;
+            }
+            const Side *s = sides[side];
+            const Level *lv = &s->buf[s->hi - 1 - i];
+            double values[2] = {s->sign * lv->a, lv->qty};
+            for (int k = 0; k < 2; k++) {
+                if (used + 1 + CRC_TEXT_CHARS > CRC_TEXT_BUFFER) {
+                    crc = crc32_add(crc, text, (size_t)used);
+                    used = 0;
+                }
+                if (!first) {
+                    text[used++] = ':';
+                }
+                first = 0;
+                Py_ssize_t len = venue_text(values[k], decimals[k], text + used);
+                if (len <= 0) {
+                    return len < 0 ? -1 : 0;
+                }
+                used += len;
+            }
+        }
+    }
+    crc = crc32_add(crc, text, (size_t)used) ^ 0xFFFFFFFFu;
+    *out = crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc;
+    return 1;
+}
+
 /* top_crc32(n, price_decimals, size_decimals) -> the signed CRC32, or None when Python must write a number */
 PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -119,43 +214,18 @@ PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ss
     if (PyErr_Occurred()) {
         return NULL;
     }
-    int decimals[2] = {given[0] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[0],
-                       given[1] > MAX_TEXT_DECIMALS ? INT_MAX : (int)given[1]};
-    if (n < 0 || decimals[0] < SHORTEST_DECIMALS || decimals[1] < SHORTEST_DECIMALS || decimals[0] > MAX_TEXT_DECIMALS ||
-        decimals[1] > MAX_TEXT_DECIMALS) {
+    if (n < 0 || given[0] < SHORTEST_DECIMALS || given[1] < SHORTEST_DECIMALS || given[0] > MAX_TEXT_DECIMALS ||
+        given[1] > MAX_TEXT_DECIMALS) {
         PyErr_Format(PyExc_ValueError, "top_crc32: expected n >= 0 and decimals in -1..%d, found %zd, %ld, %ld",
                      MAX_TEXT_DECIMALS, n, given[0], given[1]);
         return NULL;
     }
-    const Side *sides[2] = {&self->bids, &self->asks};
-    Py_ssize_t counts[2] = {side_len(&self->bids) < n ? side_len(&self->bids) : n,
-                            side_len(&self->asks) < n ? side_len(&self->asks) : n};
-    uint32_t crc = 0xFFFFFFFFu;
-    int first = 1;
-    char text[CRC_TEXT_CHARS];
-    for (Py_ssize_t i = 0; i < counts[0] || i < counts[1]; i++) {
-        for (int side = 0; side < 2; side++) {
-            if (i >= counts[side]) {
-                continue;
-            }
-            const Side *s = sides[side];
-            const Level *lv = &s->buf[s->hi - 1 - i];
-            double values[2] = {s->sign * lv->a, lv->qty};
-            for (int k = 0; k < 2; k++) {
-                Py_ssize_t len = venue_text(values[k], decimals[k], text);
-                if (len <= 0) {
-                    return len < 0 ? NULL : Py_NewRef(Py_None);
-                }
-                if (!first) {
-                    crc = crc32_add(crc, ":", 1);
-                }
-                first = 0;
-                crc = crc32_add(crc, text, (size_t)len);
-            }
-        }
+    long long crc;
+    int rc = ldc_fb_top_crc32(self, n, (int)given[0], (int)given[1], &crc);
+    if (rc <= 0) {
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
     }
-    crc ^= 0xFFFFFFFFu;
-    return PyLong_FromLongLong(crc >= 0x80000000u ? (long long)crc - 0x100000000LL : (long long)crc);
+    return PyLong_FromLongLong(crc);
 }
 
 /* ------------------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ typedef struct {
     Py_ssize_t window; /* snapshot.limit; 0 before the first snapshot (nothing pruned) */
 } FastBook;
 
-enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2 };
+enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2, HOT_CHECKSUM_FAULT = 3, HOT_IGNORED = 4 };
 
 typedef struct {
     PyObject_HEAD
@@ -146,9 +146,18 @@ typedef struct {
     PyObject *record;    /* a pending refresh's list of diffs (each applied diff appended), or NULL */
     Py_ssize_t record_limit; /* the list's length at which BookSync takes over (it drops the refresh) */
     double *levels;      /* 4 * depth doubles: the top bids (depth x 2), then the top asks */
+    /* the venue's checksum of the top (OKX: signed CRC32 of the top crc_levels, numbers written with these
+     * decimals, again in the shortest form when crc_retry_shortest), verified on every diff carrying one */
+    Py_ssize_t crc_levels;  /* 0: no checksum verified here (a diff carrying one is still applied: BookSync's
+                             * fast_path arms only a HotPath that verifies the venue's checksum) */
+    int crc_price_decimals, crc_size_decimals, crc_retry_shortest;
+    long long checksums;    /* checksums verified (and equal) since the last take_checksums() */
+    int skips_old;          /* an update ending at or before the book (verdict OLD: OKX's keep-alive, a duplicate)
+                             * is counted and dropped here (HOT_IGNORED) instead of handed to BookSync */
+    long long ignored;      /* updates so dropped since the last take_ignored() */
 } HotPath;
 
-enum { ROUTE_END = 0, ROUTE_DIFF = 1, ROUTE_TOP_FAULT = 2, ROUTE_CONTROL = 3, ROUTE_MALFORMED = 4 };
+enum { ROUTE_END = 0, ROUTE_DIFF = 1, ROUTE_TOP_FAULT = 2, ROUTE_CONTROL = 3, ROUTE_MALFORMED = 4, ROUTE_CHECKSUM_FAULT = 5 };
 
 typedef struct {
     PyObject_HEAD
@@ -376,6 +385,7 @@ int ldc_fb_book_covers(const FastBook *self, Py_ssize_t n);
 /* checksum.c */
 void ldc_fb_crc32_init(void);
 PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
+int ldc_fb_top_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out);
 
 /* hotpath.c */
 extern const LdcSeqlockAPI *ldc_fb_seqlock_api;
@@ -384,5 +394,19 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns);
 
 /* router.c */
 extern PyTypeObject ldc_fb_RouterType;
+
+/* stream_router.c */
+typedef PyObject *(*StreamDialect)(PyObject *module, PyObject *raw); /* [(stream, ParsedDiff)] | None */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *paths;       /* dict: stream key str -> HotPath */
+    StreamDialect dialect; /* the venue's C dialect (parse_okx, parse_bybit) */
+    PyObject *name;        /* its function object, as given */
+    PyObject *fault_stream; /* the stream whose HotPath raised in the last feed() (NULL: none) */
+    Py_ssize_t fault_index; /* and the index of its message in raws (-1: none) */
+} StreamRouter;
+
+extern PyTypeObject ldc_fb_StreamRouterType;
 
 #endif /* LDC_FASTBOOK_H */

@@ -63,6 +63,12 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     self->conn = -1;
     self->last_event_ms = -1;
     self->last_recv_ns = 0;
+    self->crc_levels = 0;
+    self->crc_price_decimals = self->crc_size_decimals = -1;
+    self->crc_retry_shortest = 0;
+    self->checksums = 0;
+    self->skips_old = 0;
+    self->ignored = 0;
     return 0;
 }
 
@@ -136,6 +142,69 @@ static PyObject *hotpath_disarm(HotPath *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* set_checksum(levels, price_decimals, size_decimals): verify the venue's CRC32 of the top `levels` (0: none) on
+ * every diff carrying one, numbers written with these decimals (-1: shortest form), and when they are not the
+ * shortest form, again in it (ldc.venues.okx.book_checksum) */
+static PyObject *hotpath_set_checksum(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "set_checksum() takes 3 arguments (levels, price_decimals, size_decimals), found %zd",
+                     nargs);
+        return NULL;
+    }
+    Py_ssize_t levels = PyLong_AsSsize_t(args[0]);
+    long p = PyLong_AsLong(args[1]), s = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (levels < 0 || p < -1 || s < -1 || p > 30 || s > 30) {
+        PyErr_Format(PyExc_ValueError, "set_checksum: expected levels >= 0 and decimals in -1..30, found %zd, %ld, %ld",
+                     levels, p, s);
+        return NULL;
+    }
+    self->crc_levels = levels;
+    self->crc_price_decimals = (int)p;
+    self->crc_size_decimals = (int)s;
+    self->crc_retry_shortest = p != -1 || s != -1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *hotpath_take_ignored(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    long long ignored = self->ignored;
+    self->ignored = 0;
+    return PyLong_FromLongLong(ignored);
+}
+
+static PyObject *hotpath_get_skips_old(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->skips_old);
+}
+
+static int hotpath_set_skips_old(HotPath *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    int on = value == NULL ? -1 : PyObject_IsTrue(value);
+    if (on < 0) {
+        if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "cannot delete a HotPath field");
+        }
+        return -1;
+    }
+    self->skips_old = on;
+    return 0;
+}
+
+static PyObject *hotpath_take_checksums(HotPath *self, PyObject *unused)
+{
+    (void)unused;
+    long long checksums = self->checksums;
+    self->checksums = 0;
+    return PyLong_FromLongLong(checksums);
+}
+
 static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
 {
     (void)unused;
@@ -144,9 +213,30 @@ static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
     return PyLong_FromLongLong(applied);
 }
 
+/* Whether the book's checksum is the venue's `expected` (ldc.venues.okx.book_checksum's first two tries, in C):
+ * 1 equal, 0 not equal or a number only Python writes (BookSync verifies it again), -1 with an exception */
+static int hot_checksum_holds(HotPath *self, long long expected)
+{
+    long long crc;
+    int rc = ldc_fb_top_crc32(self->book, self->crc_levels, self->crc_price_decimals, self->crc_size_decimals, &crc);
+    if (rc <= 0) {
+        return rc;
+    }
+    if (crc == expected) {
+        return 1;
+    }
+    if (!self->crc_retry_shortest) {
+        return 0;
+    }
+    rc = ldc_fb_top_crc32(self->book, self->crc_levels, -1, -1, &crc);
+    return rc <= 0 ? rc : crc == expected;
+}
+
 /* feed(diff, recv_time_ns) -> HOT_PASS (nothing done: BookSync decides), HOT_DONE (applied, recorded,
  * published), HOT_TOP_FAULT (applied, not published: the top is crossed -- not recorded then --, or its
- * coverage changed: lost on a covered book, back on an uncovered one) */
+ * coverage changed: lost on a covered book, back on an uncovered one), HOT_CHECKSUM_FAULT (applied, neither
+ * recorded nor published: the venue's checksum it carries was not confirmed here -- BookSync.checksum_fault),
+ * HOT_IGNORED (with skips_old: an old update, counted in take_ignored(), nothing else done) */
 /* the outcome of one diff (see feed), or -1 with an exception set */
 int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
 {
@@ -155,6 +245,13 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
         return HOT_PASS;
     }
     const ParsedDiff *d = (const ParsedDiff *)diff;
+    /* venues.base.verdict's OLD case, where the caller asked for it (skips_old): an update with ids ending at or
+     * before the book, unless it is PREV_LINK_RESET's reset (prevSeqId == the book's, seqId below it: BookSync's) */
+    if (self->skips_old && d->final_id != NO_ID && d->final_id <= self->update_id &&
+        !(self->futures && d->prev_final_id == self->update_id && d->final_id < d->prev_final_id)) {
+        self->ignored++;
+        return HOT_IGNORED;
+    }
     /* ids are >= 0 (parse_depth), so first_id - 1 cannot overflow; a diff ending at or before the book is
      * BookSync's to ignore, whatever its other ids say */
     if ((self->futures ? d->prev_final_id != self->update_id : d->first_id - 1 != self->update_id) ||
@@ -172,6 +269,16 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
     self->applied++;
     if (changed && ldc_fb_book_crossed(book)) {
         return HOT_TOP_FAULT;
+    }
+    if (d->checksum != 0 && self->crc_levels > 0) { /* BookSync._apply_diff's order: crossed, checksum, record */
+        int holds = hot_checksum_holds(self, d->checksum);
+        if (holds < 0) {
+            return -1;
+        }
+        if (!holds) {
+            return HOT_CHECKSUM_FAULT; /* BookSync writes it again in Python, counts it and decides */
+        }
+        self->checksums++;
     }
     if (self->record != NULL && PyList_Append(self->record, diff) < 0) {
         return -1;
@@ -253,11 +360,19 @@ static PyMethodDef hotpath_methods[] = {
     {"disarm", (PyCFunction)hotpath_disarm, METH_NOARGS, "Stop: every diff is HOT_PASS until the next arm()."},
     {"take_applied", (PyCFunction)hotpath_take_applied, METH_NOARGS,
      "Diffs applied since the last call (and reset to 0)."},
+    {"set_checksum", (PyCFunction)(void (*)(void))hotpath_set_checksum, METH_FASTCALL,
+     "set_checksum(levels, price_decimals, size_decimals): verify the venue's top CRC32 on every diff carrying one."},
+    {"take_checksums", (PyCFunction)hotpath_take_checksums, METH_NOARGS,
+     "Checksums verified (equal) since the last call (and reset to 0)."},
+    {"take_ignored", (PyCFunction)hotpath_take_ignored, METH_NOARGS,
+     "Old updates dropped (skips_old) since the last call (and reset to 0)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef hotpath_getset[] = {
     {"armed", (getter)hotpath_get_armed, NULL, "True between arm() and disarm().", NULL},
+    {"skips_old", (getter)hotpath_get_skips_old, (setter)hotpath_set_skips_old,
+     "Drop and count an update ending at or before the book (verdict OLD) instead of handing it back.", NULL},
     {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
     {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
     {"conn", (getter)hotpath_get_i64, (setter)hotpath_set_i64,

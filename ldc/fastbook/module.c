@@ -50,7 +50,8 @@ PyMODINIT_FUNC PyInit__fastbook(void)
 {
     if (PyType_Ready(&ldc_fb_ParsedDiffType) < 0 || PyType_Ready(&ldc_fb_FastBookType) < 0 ||
         PyType_Ready(&ldc_fb_HotPathType) < 0 || PyType_Ready(&ldc_fb_RouterType) < 0 ||
-        PyType_Ready(&ldc_fb_LevelsType) < 0 /* issue 15: snapshot sides read in C */) {
+        PyType_Ready(&ldc_fb_LevelsType) < 0 /* issue 15: snapshot sides read in C */ ||
+        PyType_Ready(&ldc_fb_StreamRouterType) < 0) {
         return NULL;
     }
     ldc_fb_crc32_init();
@@ -62,6 +63,10 @@ PyMODINIT_FUNC PyInit__fastbook(void)
         PyModule_AddObjectRef(m, "FastBook", (PyObject *)&ldc_fb_FastBookType) < 0 ||
         PyModule_AddObjectRef(m, "HotPath", (PyObject *)&ldc_fb_HotPathType) < 0 ||
         PyModule_AddObjectRef(m, "Router", (PyObject *)&ldc_fb_RouterType) < 0 ||
+        PyModule_AddObjectRef(m, "StreamRouter", (PyObject *)&ldc_fb_StreamRouterType) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_CHECKSUM_FAULT", ROUTE_CHECKSUM_FAULT) < 0 ||
+        PyModule_AddIntConstant(m, "HOT_CHECKSUM_FAULT", HOT_CHECKSUM_FAULT) < 0 ||
+        PyModule_AddIntConstant(m, "HOT_IGNORED", HOT_IGNORED) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_END", ROUTE_END) < 0 || PyModule_AddIntConstant(m, "ROUTE_DIFF", ROUTE_DIFF) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_TOP_FAULT", ROUTE_TOP_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CONTROL", ROUTE_CONTROL) < 0 ||

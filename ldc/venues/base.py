@@ -275,6 +275,10 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
         """``SyncConfig.checksum`` for one market: whether a book's checksum is the venue's (None: none sent)."""
         ...
 
+    def hot_checksum(self, symbol: str, precision: Precision | None) -> tuple[int, int, int] | None:
+        """The same checksum as ``HotPath.set_checksum`` arguments (None: the C hot path cannot verify it)."""
+        ...
+
     def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
         """REST (path, params) whose answers give the markets' precision for the checksum ([]: none needed)."""
         ...
@@ -300,6 +304,11 @@ class StreamDefaults:
     keeps_window_whole = False  # the snapshot's limit says what is known (OKX, Bybit: base.window_limit)
 
     def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
+        return None
+
+    def hot_checksum(self, symbol: str, precision: Precision | None) -> tuple[int, int, int] | None:
+        """``HotPath.set_checksum``'s (levels, price decimals, size decimals) when the C hot path can verify
+        ``checksum_for``'s checksum itself (OKX's CRC32); None: it cannot, so the market stays on BookSync."""
         return None
 
     def snapshot_request(self, symbol: str, limit: int) -> "tuple[str, dict[str, str | int]] | None":

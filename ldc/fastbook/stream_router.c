@@ -1,0 +1,245 @@
+/* ldc._fastbook: StreamRouter (fastbook.h describes the whole) */
+#include "fastbook.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * StreamRouter: the messages of one socket read of a stream venue (OKX, Bybit) to their markets' HotPaths
+ *
+ * The stream venues' Router. StreamRouter(dialect) takes the venue's C dialect, the module's function
+ * (parse_okx, parse_bybit: venues whose sequence is per market; ValueError for any other), whose answer for a message is [(stream key, ParsedDiff)], None (a snapshot, a
+ * control message, anything its reference parser reads) or a ValueError (a doubt). feed(raws, start, conn_id,
+ * recv_time_ns) takes raws[start:], in order; for each book update of each message, its stream's HotPath is
+ * found in the dict `paths`, and when that path's conn is conn_id its last_event_ms / last_recv_ns are stamped
+ * and the diff fed to it (HotPath: the venue's sequence rule, apply, the venue's checksum when the diff carries
+ * one, publish). It stops at the first thing Python must see and returns (index, kind, value):
+ *   (len(raws), ROUTE_END, None)         every message from start was applied and published;
+ *   (i, ROUTE_DIFF, events)              an update for BookSync: HOT_PASS (a gap, a reset, not armed...), an
+ *                                        unknown stream, another conn;
+ *   (i, ROUTE_TOP_FAULT, events)         applied, not published (HotPath.feed's HOT_TOP_FAULT);
+ *   (i, ROUTE_CHECKSUM_FAULT, events)    applied, not published: the checksum it carries was not confirmed
+ *                                        in C (HOT_CHECKSUM_FAULT: BookSync.checksum_fault decides);
+ *   (i, ROUTE_CONTROL, None)             the dialect leaves message i to the reference parser (None);
+ *   (i, ROUTE_MALFORMED, message)        the dialect doubts message i (its ValueError's message).
+ * `events` is the list of message i's (stream, ParsedDiff) from the one Python must see on (the ones before it
+ * in the same message were done here). When a HotPath raises (its apply or publish failed), feed raises too and
+ * fault_stream names that stream (fault_index its message) until the next feed: its market resyncs (fail
+ * closed), nothing else was touched, and the caller goes on from the next message. Messages before i are done; the caller handles message i (its
+ * `events`) and calls again from i + 1. The caller holds the lock that serialises its markets' events.
+ * ---------------------------------------------------------------------------------------------- */
+
+static int stream_router_init(StreamRouter *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"dialect", NULL};
+    PyObject *fn;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:StreamRouter", kwlist, &fn)) {
+        return -1;
+    }
+    StreamDialect dialect = NULL;
+    if (PyCFunction_Check(fn)) {
+        PyCFunction meth = PyCFunction_GetFunction(fn);
+        if (meth == (PyCFunction)ldc_fb_parse_okx) {
+            dialect = ldc_fb_parse_okx;
+        } else if (meth == (PyCFunction)ldc_fb_parse_bybit) {
+            dialect = ldc_fb_parse_bybit;
+        }
+    }
+    if (dialect == NULL) {
+        PyErr_Format(PyExc_ValueError, "StreamRouter: expected the C dialect parse_okx or parse_bybit, found %R", fn);
+        return -1;
+    }
+    PyObject *paths = PyDict_New();
+    if (paths == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->paths, paths);
+    Py_XSETREF(self->name, Py_NewRef(fn));
+    self->dialect = dialect;
+    Py_CLEAR(self->fault_stream);
+    self->fault_index = -1;
+    return 0;
+}
+
+static void stream_router_dealloc(StreamRouter *self)
+{
+    Py_CLEAR(self->paths);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->fault_stream);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *routed(Py_ssize_t index, int kind, PyObject *value) /* steals value */
+{
+    if (value == NULL) {
+        return NULL;
+    }
+    PyObject *result = Py_BuildValue("(niO)", index, kind, value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* message i's events from j on, for Python (steals events) */
+static PyObject *routed_rest(Py_ssize_t index, int kind, PyObject *events, Py_ssize_t j)
+{
+    PyObject *rest = j == 0 ? Py_NewRef(events) : PyList_GetSlice(events, j, PyList_GET_SIZE(events));
+    Py_DECREF(events);
+    return routed(index, kind, rest);
+}
+
+static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "feed() takes 4 arguments (raws, start, conn_id, recv_time_ns), found %zd",
+                     nargs);
+        return NULL;
+    }
+    if (!PyList_CheckExact(args[0])) {
+        PyErr_Format(PyExc_TypeError, "feed() raws must be a list, found %s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    long long conn = PyLong_AsLongLong(args[2]);
+    long long recv_ns = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->paths == NULL || self->dialect == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "StreamRouter was not initialised: StreamRouter(dialect)");
+        return NULL;
+    }
+    PyObject *raws = args[0];
+    Py_CLEAR(self->fault_stream);
+    self->fault_index = -1;
+    Py_ssize_t i = start < 0 ? 0 : start;
+    for (; i < PyList_GET_SIZE(raws); i++) {
+        PyObject *events = self->dialect(NULL, PyList_GET_ITEM(raws, i));
+        if (events == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+                return NULL;
+            }
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *message = value != NULL ? PyObject_Str(value) : PyUnicode_FromString("malformed");
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return routed(i, ROUTE_MALFORMED, message);
+        }
+        if (events == Py_None) {
+            return routed(i, ROUTE_CONTROL, events);
+        }
+        if (!PyList_CheckExact(events)) { /* the dialects answer a list: anything else is a bug, said so */
+            PyErr_Format(PyExc_TypeError, "StreamRouter: dialect %R answered %s, expected a list or None", self->name,
+                         Py_TYPE(events)->tp_name);
+            Py_DECREF(events);
+            return NULL;
+        }
+        PyObject *segment = NULL, *segment_stream = NULL; /* a segment published into, by that stream (borrowed) */
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(events); j++) {
+            PyObject *pair = PyList_GET_ITEM(events, j);
+            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+                !Py_IS_TYPE(PyTuple_GET_ITEM(pair, 1), &ldc_fb_ParsedDiffType)) {
+                return routed_rest(i, ROUTE_DIFF, events, j);
+            }
+            PyObject *diff = PyTuple_GET_ITEM(pair, 1);
+            PyObject *hot = PyDict_GetItemWithError(self->paths, PyTuple_GET_ITEM(pair, 0)); /* borrowed */
+            if (hot == NULL || !Py_IS_TYPE(hot, &ldc_fb_HotPathType) || ((HotPath *)hot)->conn != conn) {
+                if (hot == NULL && PyErr_Occurred()) {
+                    Py_DECREF(events);
+                    return NULL;
+                }
+                return routed_rest(i, ROUTE_DIFF, events, j);
+            }
+            HotPath *h = (HotPath *)hot;
+            h->last_event_ms = ((ParsedDiff *)diff)->event_time_ms;
+            h->last_recv_ns = recv_ns;
+            int outcome = ldc_fb_hot_feed(h, diff, recv_ns);
+            if (outcome < 0) { /* the book may be half-applied: the caller resyncs this stream's market */
+                Py_XSETREF(self->fault_stream, Py_NewRef(PyTuple_GET_ITEM(pair, 0)));
+                self->fault_index = i;
+                Py_DECREF(events);
+                return NULL;
+            }
+            if (outcome == HOT_IGNORED) { /* old (OKX's keep-alive, a duplicate): counted, nothing published */
+                continue;
+            }
+            if (outcome != HOT_DONE) {
+                int kind = outcome == HOT_TOP_FAULT        ? ROUTE_TOP_FAULT
+                           : outcome == HOT_CHECKSUM_FAULT ? ROUTE_CHECKSUM_FAULT
+                                                           : ROUTE_DIFF;
+                return routed_rest(i, kind, events, j);
+            }
+            segment = h->segment;
+            segment_stream = PyTuple_GET_ITEM(pair, 0);
+        }
+        /* one wake-up a message, after all its updates (a message stopped early: the caller wakes them) */
+        int rc = segment != NULL ? ldc_fb_seqlock_api->notify(segment) : 0;
+        if (rc < 0) {
+            Py_XSETREF(self->fault_stream, Py_NewRef(segment_stream));
+            self->fault_index = i;
+        }
+        Py_DECREF(events);
+        if (rc < 0) {
+            return NULL;
+        }
+    }
+    return routed(i, ROUTE_END, Py_NewRef(Py_None));
+}
+
+static PyObject *stream_router_get_paths(StreamRouter *self, void *closure)
+{
+    (void)closure;
+    if (self->paths == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "StreamRouter was not initialised: StreamRouter(dialect)");
+        return NULL;
+    }
+    return Py_NewRef(self->paths);
+}
+
+static PyObject *stream_router_get_dialect(StreamRouter *self, void *closure)
+{
+    (void)closure;
+    if (self->name == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "StreamRouter was not initialised: StreamRouter(dialect)");
+        return NULL;
+    }
+    return Py_NewRef(self->name);
+}
+
+static PyObject *stream_router_get_fault_stream(StreamRouter *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->fault_stream != NULL ? self->fault_stream : Py_None);
+}
+
+static PyObject *stream_router_get_fault_index(StreamRouter *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->fault_stream != NULL ? self->fault_index : -1);
+}
+
+static PyMethodDef stream_router_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))stream_router_feed, METH_FASTCALL,
+     "feed(raws, start, conn_id, recv_time_ns) -> (index, kind, value): see the module's StreamRouter notes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stream_router_getset[] = {
+    {"paths", (getter)stream_router_get_paths, NULL, "The dict stream key -> HotPath the caller maintains.", NULL},
+    {"dialect", (getter)stream_router_get_dialect, NULL, "The venue's C dialect, as given.", NULL},
+    {"fault_stream", (getter)stream_router_get_fault_stream, NULL,
+     "The stream whose HotPath raised in the last feed() (its book may be half-applied), or None.", NULL},
+    {"fault_index", (getter)stream_router_get_fault_index, NULL,
+     "The index in raws of that stream's message (-1: none); the messages after it were not read.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject ldc_fb_StreamRouterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.StreamRouter",
+    .tp_basicsize = sizeof(StreamRouter),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "StreamRouter(dialect): a stream venue's book updates of one read to their markets' HotPaths.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)stream_router_init,
+    .tp_dealloc = (destructor)stream_router_dealloc,
+    .tp_methods = stream_router_methods,
+    .tp_getset = stream_router_getset,
+};

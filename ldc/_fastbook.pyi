@@ -113,12 +113,16 @@ HOT_DONE: Final[int]  # applied and published
 HOT_TOP_FAULT: Final[int]  # applied, not published: a crossed top or a coverage change (BookSync.top_fault)
 HOT_CHECKSUM_FAULT: Final[int]  # applied, not published: its venue checksum not confirmed in C (BookSync.checksum_fault)
 HOT_IGNORED: Final[int]  # with skips_old: an update ending at or before the book, counted (take_ignored)
+HOT_CRC_OKX: Final[int]  # set_checksum's kind: OKX's signed CRC32 of the texts (ldc.venues.okx.book_checksum)
+HOT_CRC_KRAKEN: Final[int]  # Kraken's unsigned CRC32 of the asks then bids as integers (FastBook.kraken_crc32)
 
 class HotPath:
     """One market's diffs while its book is in sync: continuity check, apply, top N into the slot, in one
     call. Armed as ``BookSync.fast_path()`` says; ``take_applied`` / ``update_id`` go to ``BookSync.adopt``."""
 
-    def __init__(self, segment: object, slot: int, *, futures: bool) -> None: ...
+    def __init__(self, segment: object, slot: int, *, futures: bool, unsequenced: bool = False) -> None:
+        """``unsequenced``: sequence rule NONE (Kraken): every update with an id applies, the book's id is the
+        larger of its id and the update's (never goes back); an id-less update is BookSync's."""
     @property
     def armed(self) -> bool: ...
     @property
@@ -135,14 +139,18 @@ class HotPath:
     def disarm(self) -> None: ...
     def feed(self, diff: ParsedDiff | DepthDiff, recv_time_ns: int, /) -> int: ...
     def take_applied(self) -> int: ...
-    def set_checksum(self, levels: int, price_decimals: int, size_decimals: int, /) -> None:
-        """Verify the venue's signed CRC32 of the top ``levels`` (0: none) on every diff carrying a non-zero
-        checksum, numbers written with these decimals (-1: shortest form) and, when those are not the shortest
-        form, again in it (``ldc.venues.okx.book_checksum``); a diff whose checksum is not confirmed is
+    def set_checksum(self, levels: int, price_decimals: int, size_decimals: int, kind: int = ..., /) -> None:
+        """Verify the venue's CRC32 of the top ``levels`` (0: none) on every diff carrying a non-zero checksum.
+        ``kind`` HOT_CRC_OKX (the default): OKX's signed CRC32, numbers written with these decimals (-1: shortest
+        form) and, when those are not the shortest form, again in it (``ldc.venues.okx.book_checksum``);
+        HOT_CRC_KRAKEN: ``FastBook.kraken_crc32`` (decimals >= 0). A diff whose checksum is not confirmed is
         HOT_CHECKSUM_FAULT (applied, neither recorded nor published)."""
     def take_checksums(self) -> int:
         """Checksums verified equal since the last call (and reset to 0)."""
     skips_old: bool  # drop and count an update ending at or before the book (verdict OLD; not OKX's reset)
+    window_whole: bool  # the venue keeps the book whole to its window (keeps_window_whole): no coverage check
+    @property
+    def unsequenced(self) -> bool: ...
     def take_ignored(self) -> int:
         """Updates dropped as old (``skips_old``) since the last call (and reset to 0)."""
 
@@ -164,14 +172,14 @@ class Router:
 
 class StreamRouter:
     """A stream venue's book updates of one socket read to their markets' HotPaths in one call
-    (see ldc/fastbook/stream_router.c): the venue's C dialect (``parse_okx``, ``parse_bybit``; ValueError for
-    any other) reads each message."""
+    (see ldc/fastbook/stream_router.c): the venue's C dialect (``parse_okx``, ``parse_bybit``, ``parse_kraken``
+    with ``depth``, its subscribed depth; ValueError for any other) reads each message."""
 
-    def __init__(self, dialect: Callable[[bytes], list[tuple[str, ParsedDiff]] | None]) -> None: ...
+    def __init__(self, dialect: Callable[..., list[tuple[str, Any]] | None], depth: int = 0) -> None: ...
     @property
     def paths(self) -> dict[str, HotPath]: ...
     @property
-    def dialect(self) -> Callable[[bytes], list[tuple[str, ParsedDiff]] | None]: ...
+    def dialect(self) -> Callable[..., list[tuple[str, Any]] | None]: ...
     @property
     def fault_stream(self) -> str | None:
         """The stream whose HotPath raised in the last ``feed`` (its book may be half-applied), or None."""

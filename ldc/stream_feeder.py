@@ -89,7 +89,7 @@ from ldc.sync import (
 )
 from ldc.venues import stream_venue, venue_table
 from ldc.venues._parse import ControlKind, VenueControl
-from ldc.venues.base import Precision, SequenceScope, SnapshotSource, StreamEvent, hot_path_links_prev
+from ldc.venues.base import Precision, SequenceScope, SnapshotSource, StreamEvent, hot_path_links_prev, hot_path_unsequenced
 
 log = logging.getLogger("ldc.feeder")
 
@@ -175,7 +175,9 @@ class StreamFeeder:
         self._fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None = getattr(venue, "fast_parse", None)
         # a venue whose C dialect the StreamRouter runs (OKX, Bybit) and whose sequences are per market has each
         # read's book updates applied and published in C (on_messages) while a market's HotPath holds its book
-        self._router = _stream_router(self._fast_parse) if venue.scope is SequenceScope.MARKET else None
+        # (a dialect with arguments names them in ``router_dialect``: Kraken's subscribed depth)
+        dialect = getattr(venue, "router_dialect", self._fast_parse)
+        self._router = _stream_router(dialect) if venue.scope is SequenceScope.MARKET else None
         self.connection_gaps = 0  # connection-scoped sequence gaps (each resyncs that connection's markets)
         # REST snapshots, for a channel without its stream snapshot (OKX's 2026 procedure)
         self.stats = self.writer.stats  # the feeder's own figures in the segment (LAYOUT.md section 16)
@@ -357,8 +359,10 @@ class StreamFeeder:
                             stale_after_s=self.group.stale_after_s, checksum=checksum, checksum_in_c=hot_checksum is not None,
                             window_kept_whole=self.venue.keeps_window_whole)  # fmt: skip
         slot = self.writer.add_market(symbol) if slot is None else slot
-        hot = HotPath(self.writer.segment, slot, futures=hot_path_links_prev(self.venue.rule))
+        hot = HotPath(self.writer.segment, slot, futures=hot_path_links_prev(self.venue.rule),
+                      unsequenced=hot_path_unsequenced(self.venue.rule))  # fmt: skip
         hot.skips_old = True  # an old update (OKX's keep-alive, a duplicate) is counted in C, not handed back
+        hot.window_whole = self.venue.keeps_window_whole  # Kraken: BookSync never checks coverage either
         if hot_checksum is not None:
             hot.set_checksum(*hot_checksum)
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,
@@ -596,6 +600,16 @@ class StreamFeeder:
         elif type(action) is FetchSnapshot:
             self._fetch(market, action)
 
+    def settle(self) -> None:
+        """Every market's book taken back from its HotPath (BookSync adopts what C applied: its counters are
+        current) and handed over again. ``tick`` does as much every TICK_INTERVAL_S; a caller reading
+        ``market.sync`` between ticks (a test, a benchmark) calls this first."""
+        with self._lock:
+            for market in self.markets.values():
+                if not market.error:
+                    market.handoff.settle()
+                    self._rearm(market)
+
     def tick(self) -> None:
         now = time.monotonic()
         with self._lock:
@@ -608,12 +622,13 @@ class StreamFeeder:
             self._recorder.publish(self.stats.set)
 
 
-def _stream_router(fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None) -> StreamRouter | None:
-    """A StreamRouter running the venue's C dialect, or None when it routes no such dialect (or there is none)."""
-    if fast_parse is None:
+def _stream_router(dialect: Callable[..., Any] | tuple[Callable[..., Any], int] | None) -> StreamRouter | None:
+    """A StreamRouter running the venue's C dialect (with its argument: ``(parse_kraken, depth)``), or None when
+    it routes no such dialect (or there is none)."""
+    if dialect is None:
         return None
     try:
-        return StreamRouter(fast_parse)
+        return StreamRouter(*dialect) if isinstance(dialect, tuple) else StreamRouter(dialect)
     except (TypeError, ValueError):  # a dialect the router does not run (Coinbase, HTX): the reference path
         return None
 

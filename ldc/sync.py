@@ -228,8 +228,8 @@ class BookSync:
             return None
         if self._checksum is not None and not self.config.checksum_in_c:
             return None  # a venue checksum the HotPath cannot verify is verified here after every diff carrying one
-        if self.config.window_kept_whole:
-            return None  # the C HotPath checks the book's coverage itself
+        # (window_kept_whole: a HotPath whose window_whole is off checks the book's real coverage and hands a
+        # change back through top_fault, which publishes: slower, never wrong)
         shadow = self._shadow
         if shadow is None:
             return FastPath(state, False, 0)

@@ -26,11 +26,11 @@ HTX's mbp.150 made from those books (``htx_mbp_frames``: no mbp recording exists
 Figures are medians over ``--repeats`` runs: level updates per second (wall) and per CPU-second. The machine is
 shared and noisy: compare the ratio, measured in the same run.
 
-OKX and Bybit also have ``feeder``: the stream feeder's real per-message path, no socket -- a ``StreamFeeder``
-(its segment, BookSyncs, HotPaths and the C ``StreamRouter``) takes each message with ``on_messages`` (one
-message a read, as websocket-client reads them), so updates continuing the book are applied, checked (OKX's
-checksum) and published into the segment in C, the rest through BookSync; with ``feeder_vs_full_cpu`` /
-``feeder_vs_baseline_cpu``. OKX's 2022 messages get ``seqId`` / ``prevSeqId`` as the simulator serves them
+OKX, Bybit and Kraken also have ``feeder``: the stream feeder's real per-message path, no socket -- a
+``StreamFeeder`` (its segment, BookSyncs, HotPaths and the C ``StreamRouter``) takes each message with
+``on_messages`` (one message a read, as websocket-client reads them), so updates continuing the book are applied,
+checked (OKX's checksum, Kraken's) and published into the segment in C, the rest through BookSync; with
+``feeder_vs_full_cpu`` / ``feeder_vs_baseline_cpu`` / ``feeder_vs_cryptofeed_cpu``. OKX's 2022 messages get ``seqId`` / ``prevSeqId`` as the simulator serves them
 (without ids every message would take BookSync's checksum-only path); Bybit runs one feeder per recorded
 connection (spot, linear). ``feeder_faults`` counts mismatches, gaps, resyncs and faults (0 expected).
 
@@ -472,6 +472,7 @@ def main(argv: list[str]) -> int:
         "okx": [feeder_run("okx", "books", precision, okx_with_seq_ids(okx_raw))],
         "bybit": [feeder_run(f"bybit-{categories[conn]}", "orderbook.200", {}, [raw for c, raw in bybit_raw if c == conn])
                   for conn in sorted({c for c, _ in bybit_raw})],
+        "kraken": [feeder_run("kraken", f"book.{KRAKEN_DEPTH}", kraken_precision, kraken_raw)],
     }  # fmt: skip
     venues: dict[str, tuple[Callable[[], int], list[Any], Callable[[Any], tuple[str, str, Any, Any]], Callable[[Any], Any]]] = {
         "okx": (lambda: run_okx(okx_raw, precision, python_path(okx_venue)), okx_raw, _okx_levels, json.loads),
@@ -533,6 +534,8 @@ def main(argv: list[str]) -> int:
                            "us_per_message": f_wall / len(raws) * 1e6, "us_cpu_per_message": f_cpu / len(raws) * 1e6},
                 "feeder_vs_baseline_cpu": base_cpu / f_cpu, "feeder_vs_full_cpu": cpu / f_cpu,
             })  # fmt: skip
+            if peer is not None:
+                out["venues"][name]["feeder_vs_cryptofeed_cpu"] = peer_cpu / f_cpu
     print(json.dumps(out, indent=1))
     return 0
 

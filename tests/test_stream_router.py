@@ -144,7 +144,7 @@ def test_the_routers_c_rule_applies_exactly_the_apply_verdicts_of_the_python_rul
 
 
 def test_the_router_refuses_a_dialect_it_does_not_run_and_a_control_message_goes_to_python() -> None:
-    with pytest.raises(ValueError, match="expected the C dialect parse_okx or parse_bybit, found <built-in function parse_coinbase>"):
+    with pytest.raises(ValueError, match="expected the C dialect parse_okx, parse_bybit or parse_kraken, found <built-in function parse_coinbase>"):
         StreamRouter(parse_coinbase)
     router = StreamRouter(parse_okx)
     assert router.feed([b'{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}'], 0, 0, 1)[:2] == (0, ROUTE_CONTROL)
@@ -533,3 +533,294 @@ def test_the_c_checksum_in_shortest_form_writes_what_repr_writes() -> None:
             continue
         assert got == okx.checksum(b, a, shortest)
     assert handed_back < 1000, handed_back
+
+
+# -- Kraken (sequence rule NONE, its CRC32 of the top 10, the book cut to the subscribed depth) --------------------
+
+KRAKEN_CHANNEL = "book.25"
+KRAKEN_WINDOW = 25  # the subscribed depth: every side cut to it after every message
+KRAKEN_PRECISION = Precision(1, 3)
+KRAKEN_US = 1_696_613_755_440_295  # 2023-10-06T17:35:55.440295Z
+
+
+def _iso(us: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(us // 1_000_000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{us % 1_000_000:06d}Z"
+
+
+def _kraken(symbol: str, kind: str, bids: list[list[str]], asks: list[list[str]], us: int, checksum: int) -> bytes:
+    """A v2 book message as Kraken writes it: prices and quantities JSON numbers (the texts as given)."""
+    def side(levels: list[list[str]]) -> str:
+        return "[" + ",".join(f'{{"price":{p},"qty":{q}}}' for p, q in levels) + "]"
+
+    return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}","bids":{side(bids)},"asks":{side(asks)},'
+            f'"checksum":{checksum},"timestamp":"{_iso(us)}"}}]}}').encode()  # fmt: skip
+
+
+def _kraken_feeder(group: str, symbols: tuple[str, ...], *, router: bool = True, channel: str = KRAKEN_CHANNEL,
+                   precision: dict[str, Precision] | None = None) -> StreamFeeder:  # fmt: skip
+    feeder = StreamFeeder(GroupConfig(name=group, exchange="kraken", symbols=symbols, channel=channel, depth=DEPTH,
+                                      capacity=len(symbols), **LOCAL))  # type: ignore[arg-type]  # fmt: skip
+    feeder._workers.shutdown(wait=True)
+    if not router:
+        feeder._router = None
+    for symbol in symbols:
+        feeder._add_market(symbol, (precision or {}).get(symbol, KRAKEN_PRECISION)).conn = 0
+    return feeder
+
+
+def test_the_router_runs_krakens_dialect_with_its_depth_and_refuses_it_without() -> None:
+    from ldc._fastbook import parse_kraken
+
+    with pytest.raises(ValueError, match="expected parse_kraken's subscribed depth"):
+        StreamRouter(parse_kraken)
+    with pytest.raises(ValueError, match="expected no depth for this dialect, found depth=25"):
+        StreamRouter(parse_okx, 25)
+    router = StreamRouter(parse_kraken, 25)
+    assert router.dialect is parse_kraken
+    assert router.feed([b'{"channel":"heartbeat"}'], 0, 0, 1)[:2] == (0, ROUTE_CONTROL)
+    snapshot = _kraken("BTC/USD", "snapshot", [["99.5", "1"]], [["100.5", "1"]], KRAKEN_US, 7)
+    index, kind, value = router.feed([snapshot], 0, 0, 1)  # a snapshot is BookSync's
+    assert (index, kind, value[0][0], value[0][1].last_update_id) == (0, ROUTE_DIFF, "BTC/USD", KRAKEN_US)
+
+
+def test_the_routers_c_rule_for_kraken_applies_every_update_and_never_moves_the_id_back(group: str) -> None:
+    """Sequence rule NONE in C against ``verdict``: every update (timestamps before, at and after the book's) is
+    APPLY and applied in C, the book's id the larger of the two, as ``BookSync._apply_diff`` keeps it."""
+    from ldc._fastbook import FastBook, parse_kraken
+    from ldc.depth import DepthSnapshot
+    from ldc.shm.writer import SegmentWriter
+    from ldc.venues.base import hot_path_unsequenced
+
+    rule = SequenceRule.NONE
+    rng = random.Random(15)
+    with SegmentWriter(group, depth=DEPTH, capacity=1) as writer:
+        slot = writer.add_market("X")
+        router = StreamRouter(parse_kraken, KRAKEN_WINDOW)
+        for _ in range(400):
+            book = FastBook(depth=DEPTH)
+            book.load_snapshot(DepthSnapshot(KRAKEN_US, [(100.0, 1.0)], [(101.0, 1.0)], KRAKEN_WINDOW))
+            hot = HotPath(writer.segment, slot, futures=hot_path_links_prev(rule), unsequenced=hot_path_unsequenced(rule))
+            hot.conn, hot.skips_old, hot.window_whole = 0, True, True
+            hot.arm(book, KRAKEN_US, int(Status.SYNCED))
+            router.paths["BTC/USD"] = hot
+            us = KRAKEN_US + rng.choice([0, 1, -1, rng.randint(-10**7, 10**7)])
+            expected = verdict(rule, us, us, NO_ID, KRAKEN_US)
+            index, kind, value = router.feed([_kraken("BTC/USD", "update", [["99.5", "2"]], [], us, 0)], 0, 0, 1)
+            assert expected is Verdict.APPLY and (index, kind) == (1, ROUTE_END)
+            assert (hot.take_applied(), hot.take_ignored(), hot.update_id) == (1, 0, max(us, KRAKEN_US))
+            bids, asks = book.levels()
+            assert [tuple(level) for level in bids] == [(100.0, 1.0), (99.5, 2.0)] and len(asks) == 1
+
+
+class _KrakenStream:
+    """A random Kraken v2 stream for one pair and its true book (Decimal), cut to the subscribed depth after every
+    message (Kraken sends no delete for a level pushed out), the checksum of its top 10 on every message; faults:
+    a wrong checksum, a crossed top, a timestamp that repeats or goes back (the id is a clock)."""
+
+    def __init__(self, symbol: str, rng: random.Random) -> None:
+        self.symbol, self.rng = symbol, rng
+        self.book = DecimalBook()
+        self.us = KRAKEN_US
+
+    def _cut(self) -> None:
+        for side, best in ((self.book.bids, True), (self.book.asks, False)):
+            for price in sorted(side, reverse=best)[KRAKEN_WINDOW:]:
+                del side[price]
+
+    def _checksum(self) -> int:
+        from ldc.venues import kraken
+
+        bids, asks = self.book.top(kraken.CHECKSUM_LEVELS)
+        return kraken.checksum([(float(p), float(q)) for p, q in bids], [(float(p), float(q)) for p, q in asks], KRAKEN_PRECISION)
+
+    def _levels(self, low: int, high: int) -> list[list[str]]:
+        rng = self.rng
+        return [[f"{rng.randint(low, high) / 10:.1f}", "0.000" if rng.random() < 0.3 else f"{rng.randint(1, 9000) / 1000:.3f}"]
+                for _ in range(rng.randint(0, 6))]  # fmt: skip
+
+    def snapshot(self) -> bytes:
+        bids = [[f"{p / 10:.1f}", "1.500"] for p in range(990, 960, -1)][:KRAKEN_WINDOW]
+        asks = [[f"{p / 10:.1f}", "2.500"] for p in range(1000, 1030)][:KRAKEN_WINDOW]
+        self.book.reset(bids, asks)
+        self.us += 1000
+        return _kraken(self.symbol, "snapshot", bids, asks, self.us, self._checksum())
+
+    def next(self) -> bytes:
+        rng = self.rng
+        roll = rng.random()
+        cross = roll < 0.02
+        bids = self._levels(900, 1010 if cross else 998)
+        asks = self._levels(990 if cross else 1000, 1100)
+        self.us += rng.choice([0, 1, 250, 10_000, -3_000]) if roll < 0.2 else rng.randint(1, 50_000)
+        self.book.apply(bids, asks)
+        self._cut()
+        checksum = self._checksum()
+        if rng.random() < 0.03:
+            checksum ^= 1 << rng.randint(0, 31)
+        return _kraken(self.symbol, "update", bids, asks, self.us, checksum)
+
+
+def test_the_c_path_publishes_what_the_python_path_publishes_for_kraken_message_for_message() -> None:
+    """Router on (StreamRouter -> HotPath: rule NONE, Kraken's CRC32 in C, window kept whole) against the same
+    feeder on the Python path, on random v2 streams with wrong checksums, crossed tops and timestamps that repeat
+    or go back: the same slots after every read, the same counters at the end."""
+    from shm_helpers import unique_group, unlink_group
+
+    symbols = ("BTC/USD", "ETH/USD")
+    groups = (unique_group(), unique_group())
+    fast, slow = _kraken_feeder(groups[0], symbols), _kraken_feeder(groups[1], symbols, router=False)
+    rng = random.Random(25)
+    streams = [_KrakenStream(s, rng) for s in symbols]
+    compared = routed = 0
+    try:
+        with Reader(groups[0]) as fast_reader, Reader(groups[1]) as slow_reader:
+            batch: list[bytes] = [s.snapshot() for s in streams]
+            for step in range(3000):
+                stream = rng.choice(streams)
+                market = _market(slow, stream.symbol)
+                batch.append(stream.snapshot() if market.sync.state is not SyncState.SYNCED and rng.random() < 0.3 else stream.next())
+                if len(batch) < rng.randint(1, 6):
+                    continue
+                now = time.time_ns()
+                fast.on_messages(0, batch, now)
+                for raw in batch:
+                    slow.on_messages(0, [raw], now)
+                batch = []
+                assert _slots(fast_reader, symbols) == _slots(slow_reader, symbols), step
+                compared += 1
+                routed += sum(_market(fast, s).hot.armed for s in symbols)
+        for symbol in symbols:
+            a, b = _market(fast, symbol), _market(slow, symbol)
+            a.handoff.settle()
+            assert not b.hot.armed
+            assert {k: getattr(a.sync, k) for k in COUNTERS} == {k: getattr(b.sync, k) for k in COUNTERS}, symbol
+            assert (a.sync.state, a.sync.update_id) == (b.sync.state, b.sync.update_id)
+            assert a.sync.resyncs > 5 and a.sync.checksum_mismatches > 5 and a.sync.checksums > 500
+        assert compared > 300 and routed > compared  # the C path held the books most of the time
+    finally:
+        fast.close()
+        slow.close()
+        for g in groups:
+            unlink_group(g)
+
+
+@pytest.mark.parametrize("fault", ["checksum", "crossed", "exception"])
+def test_a_kraken_fault_on_the_c_path_costs_only_its_market(group: str, fault: str) -> None:
+    """A checksum mismatch found in C (handed back: BookSync verifies it again and resubscribes), a crossed top,
+    an exception in C (the slot removed under the armed HotPath): that pair resyncs; the other goes on in C."""
+    symbols = ("BTC/USD", "ETH/USD")
+    feeder = _kraken_feeder(group, symbols)
+    rng = random.Random(4)
+    first, second = (_KrakenStream(s, rng) for s in symbols)
+    try:
+        feeder.on_messages(0, [first.snapshot(), second.snapshot()], time.time_ns())
+        one, two = _market(feeder, first.symbol), _market(feeder, second.symbol)
+        assert one.hot.armed and two.hot.armed and one.hot.window_whole and one.hot.unsequenced
+
+        def update(stream: _KrakenStream, bids: list[list[str]], asks: list[list[str]], wrong: bool = False) -> bytes:
+            stream.us += 1000
+            stream.book.apply(bids, asks)
+            stream._cut()
+            return _kraken(stream.symbol, "update", bids, asks, stream.us, stream._checksum() ^ wrong)
+
+        messages = [update(first, [["98.7", "1.000"]], []), update(second, [["98.7", "2.000"]], [])]
+        if fault == "checksum":
+            messages.append(update(first, [["98.8", "1.000"]], [], wrong=True))
+        elif fault == "crossed":
+            messages.append(update(first, [["100.1", "1.000"]], []))  # above the best ask (100.0)
+        else:
+            feeder.writer.remove_market(first.symbol)
+            messages.append(update(first, [["98.8", "1.000"]], []))
+        messages += [update(second, [["98.6", "3.000"]], []), update(second, [], [["100.2", "0.000"]])]
+        feeder.on_messages(0, messages, time.time_ns())
+        one.handoff.settle()
+        two.handoff.settle()
+        assert one.sync.state is not SyncState.SYNCED and one.sync.resyncs == 1
+        assert (one.sync.checksum_mismatches, one.sync.faults) == {"checksum": (1, 0), "crossed": (0, 0), "exception": (0, 1)}[fault]
+        assert two.sync.state is SyncState.SYNCED and two.sync.update_id == second.us
+        assert (two.sync.resyncs, two.sync.checksum_mismatches, two.sync.faults, two.sync.diffs_applied) == (0, 0, 0, 3)
+        assert two.sync.checksums == 4  # its snapshot in BookSync, its three updates in C
+        with Reader(group) as reader:
+            snap = reader.snapshot(second.symbol, DEPTH)
+            assert snap.in_sync and snap.update_id == second.us
+            assert (snap.bids.tolist(), snap.asks.tolist()) == second.book.top_floats(DEPTH)
+            if fault != "exception":
+                assert not reader.snapshot(first.symbol, DEPTH, allow_out_of_sync=True).in_sync
+    finally:
+        feeder.close()
+
+
+KRAKEN_V2_CHECKSUMS = 2688  # every message of the recording served as v2, its 6 snapshots included
+
+
+@pytest.mark.skipif(not (venues_dir() / "kraken_v1_book1000_20210417.jsonl.gz").is_file(), reason="the Kraken recording is not there")
+def test_kraken_recording_through_the_c_path_equals_a_decimal_replay_at_every_id_read(group: str, monkeypatch: Any) -> None:
+    """The genuine recording as ``ldc sim --replay`` serves it (v2 book.1000): through on_messages in random
+    socket reads, every pair's published top 20 equals a Decimal replay (cut to 1000 levels after every message)
+    at the update id read (the largest timestamp so far); every one of the 2,688 checksums verified, the updates'
+    in C, 0 mismatches."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_venues", Path(__file__).resolve().parent.parent / "scripts" / "bench_venues.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    messages, precision = bench.kraken_v2_messages(venues_dir() / "kraken_v1_book1000_20210417.jsonl.gz")
+    python_checksums = {"n": 0}
+    holds = BookSync._checksum_holds
+
+    def counted(self: BookSync, book: Any, expected: int) -> bool:
+        python_checksums["n"] += 1
+        return holds(self, book, expected)
+
+    monkeypatch.setattr(BookSync, "_checksum_holds", counted)
+    parsed = [json.loads(raw, parse_float=Decimal)["data"][0] for raw in messages]
+    symbols = tuple(sorted({item["symbol"] for item in parsed}))
+    feeder = _kraken_feeder(group, symbols, channel="book.1000", precision=precision)
+    rng = random.Random(7)
+    reference = {s: DecimalBook() for s in symbols}
+    newest: dict[str, int] = {}
+    compared = 0
+    try:
+        with Reader(group) as reader:
+            i = 0
+            while i < len(messages):
+                n = rng.randint(1, 8)
+                batch, items = messages[i : i + n], parsed[i : i + n]
+                i += len(batch)
+                for raw, item in zip(batch, items):
+                    book = reference[item["symbol"]]
+                    bids = [[str(level["price"]), str(level["qty"])] for level in item["bids"]]
+                    asks = [[str(level["price"]), str(level["qty"])] for level in item["asks"]]
+                    book.reset(bids, asks) if b'"type":"snapshot"' in raw else book.apply(bids, asks)
+                    for side, best in ((book.bids, True), (book.asks, False)):
+                        for price in sorted(side, reverse=best)[1000:]:
+                            del side[price]
+                    us = _kraken_us(item["timestamp"])
+                    newest[item["symbol"]] = max(newest.get(item["symbol"], us), us)
+                feeder.on_messages(0, batch, time.time_ns())
+                for symbol in {item["symbol"] for item in items}:
+                    snap = reader.snapshot(symbol, DEPTH)
+                    assert snap.update_id == newest[symbol] and snap.status == Status.SYNCED
+                    assert (snap.bids.tolist(), snap.asks.tolist()) == reference[symbol].top_floats(DEPTH)
+                    compared += 1
+        markets = list(feeder.markets.values())
+        for market in markets:
+            market.handoff.settle()
+        assert len(messages) == KRAKEN_V2_CHECKSUMS
+        assert sum(m.sync.checksums for m in markets) == KRAKEN_V2_CHECKSUMS
+        assert python_checksums["n"] == len(symbols)  # the snapshots; every update's checksum was verified in C
+        assert sum(m.sync.checksum_mismatches + m.sync.resyncs + m.sync.faults for m in markets) == 0
+        assert compared > 1000
+    finally:
+        feeder.close()
+
+
+def _kraken_us(timestamp: str) -> int:
+    from ldc.venues.kraken import timestamp_us
+
+    return timestamp_us(timestamp)

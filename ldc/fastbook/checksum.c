@@ -269,26 +269,14 @@ static uint32_t crc32_add_wide(uint32_t crc, const char *p, size_t n)
     return crc32_add(crc, p, n);
 }
 
-PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+/* Kraken's unsigned CRC32 of the top n (decimals >= 0) into *out: 1, or 0 when Python must compute it (decimals
+ * beyond the exact powers of ten, a product beyond 2^62); never an exception */
+int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "kraken_crc32(n, price_decimals, size_decimals): expected 3 arguments, found %zd", nargs);
-        return NULL;
+    if (price_decimals < 0 || size_decimals < 0 || price_decimals > FAST_POW10_MAX || size_decimals > FAST_POW10_MAX) {
+        return 0;
     }
-    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
-    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    if (n < 0 || given[0] < 0 || given[1] < 0) {
-        PyErr_Format(PyExc_ValueError, "kraken_crc32: expected n >= 0 and decimals >= 0, found %zd, %ld, %ld", n,
-                     given[0], given[1]);
-        return NULL;
-    }
-    if (given[0] > FAST_POW10_MAX || given[1] > FAST_POW10_MAX) {
-        Py_RETURN_NONE;
-    }
-    const double scale[2] = {POW10[given[0]], POW10[given[1]]};
+    const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
     const Side *sides[2] = {&self->asks, &self->bids};
     uint32_t crc = 0xFFFFFFFFu;
     char text[KRAKEN_TEXT_CHARS]; /* the numbers' text, hashed a buffer at a time */
@@ -302,7 +290,7 @@ PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py
             for (int k = 0; k < 2; k++) {
                 double y = rint(values[k] * scale[k]);
                 if (!(fabs(y) < KRAKEN_PRODUCT_MAX)) {
-                    Py_RETURN_NONE;
+                    return 0;
                 }
                 long long v = (long long)y; /* exact: |y| < 2^62 */
                 unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -324,5 +312,30 @@ PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py
         }
     }
     crc = crc32_add_wide(crc, text, used);
-    return PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
+    *out = (long long)(crc ^ 0xFFFFFFFFu);
+    return 1;
+}
+
+PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "kraken_crc32(n, price_decimals, size_decimals): expected 3 arguments, found %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    long given[2] = {PyLong_AsLong(args[1]), PyLong_AsLong(args[2])};
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0 || given[0] < 0 || given[1] < 0) {
+        PyErr_Format(PyExc_ValueError, "kraken_crc32: expected n >= 0 and decimals >= 0, found %zd, %ld, %ld", n,
+                     given[0], given[1]);
+        return NULL;
+    }
+    long long crc;
+    if (given[0] > FAST_POW10_MAX || given[1] > FAST_POW10_MAX ||
+        !ldc_fb_kraken_crc32(self, n, (int)given[0], (int)given[1], &crc)) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong(crc);
 }

@@ -128,6 +128,7 @@ typedef struct {
 } FastBook;
 
 enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2, HOT_CHECKSUM_FAULT = 3, HOT_IGNORED = 4 };
+enum { HOT_CRC_OKX = 0, HOT_CRC_KRAKEN = 1 };
 
 typedef struct {
     PyObject_HEAD
@@ -136,6 +137,10 @@ typedef struct {
     Py_ssize_t slot;
     Py_ssize_t depth;    /* levels per side published: the segment's depth */
     int futures;         /* sequence rule: 1 futures (pu), 0 spot (U) */
+    int unsequenced;     /* sequence rule NONE (Kraken): every update with an id applies, the book's id is the
+                          * larger of its id and the update's (a clock: never goes back); futures is unused */
+    int window_whole;    /* the venue keeps the book whole to its window (keeps_window_whole): coverage is never
+                          * checked here (BookSync's covers is always true then) */
     long long update_id; /* the book's update id while armed */
     long long applied;   /* diffs applied since the last take_applied() */
     uint32_t status;     /* slot status flags published with every diff */
@@ -151,6 +156,8 @@ typedef struct {
     Py_ssize_t crc_levels;  /* 0: no checksum verified here (a diff carrying one is still applied: BookSync's
                              * fast_path arms only a HotPath that verifies the venue's checksum) */
     int crc_price_decimals, crc_size_decimals, crc_retry_shortest;
+    int crc_kind;           /* HOT_CRC_OKX (signed CRC32 of the texts, ':'-joined, bid and ask interleaved) or
+                             * HOT_CRC_KRAKEN (unsigned CRC32 of the asks then the bids, integers at the decimals) */
     long long checksums;    /* checksums verified (and equal) since the last take_checksums() */
     int skips_old;          /* an update ending at or before the book (verdict OLD: OKX's keep-alive, a duplicate)
                              * is counted and dropped here (HOT_IGNORED) instead of handed to BookSync */
@@ -386,6 +393,7 @@ int ldc_fb_book_covers(const FastBook *self, Py_ssize_t n);
 void ldc_fb_crc32_init(void);
 PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
 int ldc_fb_top_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out);
+int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out);
 
 /* hotpath.c */
 extern const LdcSeqlockAPI *ldc_fb_seqlock_api;
@@ -401,7 +409,8 @@ typedef PyObject *(*StreamDialect)(PyObject *module, PyObject *raw); /* [(stream
 typedef struct {
     PyObject_HEAD
     PyObject *paths;       /* dict: stream key str -> HotPath */
-    StreamDialect dialect; /* the venue's C dialect (parse_okx, parse_bybit) */
+    StreamDialect dialect; /* the venue's C dialect (parse_okx, parse_bybit); NULL with parse_kraken */
+    PyObject *depth;       /* parse_kraken's second argument, the subscribed depth (NULL: a one-argument dialect) */
     PyObject *name;        /* its function object, as given */
     PyObject *fault_stream; /* the stream whose HotPath raised in the last feed() (NULL: none) */
     Py_ssize_t fault_index; /* and the index of its message in raws (-1: none) */

@@ -17,11 +17,15 @@ const LdcSeqlockAPI *ldc_fb_seqlock_api; /* ldc.shm._seqlock's C API, imported b
 
 static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"segment", "slot", "futures", NULL};
+    static char *kwlist[] = {"segment", "slot", "futures", "unsequenced", NULL};
     PyObject *segment;
     Py_ssize_t slot;
-    int futures;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On$p:HotPath", kwlist, &segment, &slot, &futures)) {
+    int futures = -1, unsequenced = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|$pp:HotPath", kwlist, &segment, &slot, &futures, &unsequenced)) {
+        return -1;
+    }
+    if (futures < 0) {
+        PyErr_SetString(PyExc_TypeError, "HotPath() missing required keyword-only argument: 'futures'");
         return -1;
     }
     if (ldc_fb_seqlock_api == NULL) {
@@ -57,6 +61,8 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     self->slot = slot;
     self->depth = depth;
     self->futures = futures;
+    self->unsequenced = unsequenced;
+    self->window_whole = 0;
     self->update_id = NO_ID;
     self->applied = 0;
     self->status = 0;
@@ -66,6 +72,7 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     self->crc_levels = 0;
     self->crc_price_decimals = self->crc_size_decimals = -1;
     self->crc_retry_shortest = 0;
+    self->crc_kind = HOT_CRC_OKX;
     self->checksums = 0;
     self->skips_old = 0;
     self->ignored = 0;
@@ -142,30 +149,41 @@ static PyObject *hotpath_disarm(HotPath *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* set_checksum(levels, price_decimals, size_decimals): verify the venue's CRC32 of the top `levels` (0: none) on
- * every diff carrying one, numbers written with these decimals (-1: shortest form), and when they are not the
- * shortest form, again in it (ldc.venues.okx.book_checksum) */
+/* set_checksum(levels, price_decimals, size_decimals, kind=HOT_CRC_OKX): verify the venue's CRC32 of the top
+ * `levels` (0: none) on every diff carrying one. OKX (ldc.venues.okx.book_checksum): numbers written with these
+ * decimals (-1: shortest form), and when they are not the shortest form, again in it. Kraken
+ * (ldc.venues.kraken.book_checksum): the unsigned CRC32 of the asks then the bids, each number the integer
+ * rint(value * 10^decimals) (decimals >= 0) */
 static PyObject *hotpath_set_checksum(HotPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "set_checksum() takes 3 arguments (levels, price_decimals, size_decimals), found %zd",
+    if (nargs != 3 && nargs != 4) {
+        PyErr_Format(PyExc_TypeError,
+                     "set_checksum() takes 3 or 4 arguments (levels, price_decimals, size_decimals, kind), found %zd",
                      nargs);
         return NULL;
     }
     Py_ssize_t levels = PyLong_AsSsize_t(args[0]);
     long p = PyLong_AsLong(args[1]), s = PyLong_AsLong(args[2]);
+    long kind = nargs == 4 ? PyLong_AsLong(args[3]) : HOT_CRC_OKX;
     if (PyErr_Occurred()) {
         return NULL;
     }
-    if (levels < 0 || p < -1 || s < -1 || p > 30 || s > 30) {
-        PyErr_Format(PyExc_ValueError, "set_checksum: expected levels >= 0 and decimals in -1..30, found %zd, %ld, %ld",
-                     levels, p, s);
+    if (kind != HOT_CRC_OKX && kind != HOT_CRC_KRAKEN) {
+        PyErr_Format(PyExc_ValueError, "set_checksum: expected kind HOT_CRC_OKX (%d) or HOT_CRC_KRAKEN (%d), found %ld",
+                     HOT_CRC_OKX, HOT_CRC_KRAKEN, kind);
+        return NULL;
+    }
+    long least = kind == HOT_CRC_KRAKEN ? 0 : -1;
+    if (levels < 0 || p < least || s < least || p > 30 || s > 30) {
+        PyErr_Format(PyExc_ValueError, "set_checksum: expected levels >= 0 and decimals in %ld..30, found %zd, %ld, %ld",
+                     least, levels, p, s);
         return NULL;
     }
     self->crc_levels = levels;
     self->crc_price_decimals = (int)p;
     self->crc_size_decimals = (int)s;
-    self->crc_retry_shortest = p != -1 || s != -1;
+    self->crc_kind = (int)kind;
+    self->crc_retry_shortest = kind == HOT_CRC_OKX && (p != -1 || s != -1);
     Py_RETURN_NONE;
 }
 
@@ -197,6 +215,32 @@ static int hotpath_set_skips_old(HotPath *self, PyObject *value, void *closure)
     return 0;
 }
 
+static PyObject *hotpath_get_window_whole(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->window_whole);
+}
+
+static int hotpath_set_window_whole(HotPath *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    int on = value == NULL ? -1 : PyObject_IsTrue(value);
+    if (on < 0) {
+        if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "cannot delete a HotPath field");
+        }
+        return -1;
+    }
+    self->window_whole = on;
+    return 0;
+}
+
+static PyObject *hotpath_get_unsequenced(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->unsequenced);
+}
+
 static PyObject *hotpath_take_checksums(HotPath *self, PyObject *unused)
 {
     (void)unused;
@@ -218,6 +262,10 @@ static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
 static int hot_checksum_holds(HotPath *self, long long expected)
 {
     long long crc;
+    if (self->crc_kind == HOT_CRC_KRAKEN) { /* 0: a number only Python writes (BookSync verifies it) */
+        return ldc_fb_kraken_crc32(self->book, self->crc_levels, self->crc_price_decimals, self->crc_size_decimals,
+                                   &crc) && crc == expected;
+    }
     int rc = ldc_fb_top_crc32(self->book, self->crc_levels, self->crc_price_decimals, self->crc_size_decimals, &crc);
     if (rc <= 0) {
         return rc;
@@ -245,6 +293,18 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
         return HOT_PASS;
     }
     const ParsedDiff *d = (const ParsedDiff *)diff;
+    long long next_id = d->final_id;
+    if (self->unsequenced) {
+        /* venues.base.verdict's NONE: every update applies; one without an id (numbered by the book) is
+         * BookSync's; the id is a clock that may repeat: the book's never goes back (BookSync._apply_diff) */
+        if (d->final_id == NO_ID) {
+            return HOT_PASS;
+        }
+        if (next_id < self->update_id) {
+            next_id = self->update_id;
+        }
+        goto sequenced;
+    }
     /* venues.base.verdict's OLD case, where the caller asked for it (skips_old): an update with ids ending at or
      * before the book, unless it is PREV_LINK_RESET's reset (prevSeqId == the book's, seqId below it: BookSync's) */
     if (self->skips_old && d->final_id != NO_ID && d->final_id <= self->update_id &&
@@ -258,6 +318,7 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
         d->final_id <= self->update_id) {
         return HOT_PASS;
     }
+sequenced:
     if (self->record != NULL && PyList_GET_SIZE(self->record) >= self->record_limit) {
         return HOT_PASS; /* BookSync records it and drops the refresh */
     }
@@ -265,7 +326,7 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
     if (changed < 0) {
         return -1;
     }
-    self->update_id = d->final_id;
+    self->update_id = next_id;
     self->applied++;
     if (changed && ldc_fb_book_crossed(book)) {
         return HOT_TOP_FAULT;
@@ -283,7 +344,8 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
     if (self->record != NULL && PyList_Append(self->record, diff) < 0) {
         return -1;
     }
-    if (self->uncovered ? ldc_fb_book_covers(book, self->depth) : changed && !ldc_fb_book_covers(book, self->depth)) {
+    if (!self->window_whole &&
+        (self->uncovered ? ldc_fb_book_covers(book, self->depth) : changed && !ldc_fb_book_covers(book, self->depth))) {
         return HOT_TOP_FAULT;
     }
     int rc;
@@ -291,10 +353,10 @@ int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
         double *bids = self->levels, *asks = self->levels + 2 * self->depth;
         Py_ssize_t nb = ldc_fb_top_into(&book->bids, self->depth, bids);
         Py_ssize_t na = ldc_fb_top_into(&book->asks, self->depth, asks);
-        rc = ldc_fb_seqlock_api->publish(self->segment, self->slot, d->final_id, d->event_time_ms, recv_ns,
+        rc = ldc_fb_seqlock_api->publish(self->segment, self->slot, next_id, d->event_time_ms, recv_ns,
                                          self->status, 1, bids, nb, asks, na);
     } else {
-        rc = ldc_fb_seqlock_api->publish(self->segment, self->slot, d->final_id, d->event_time_ms, recv_ns,
+        rc = ldc_fb_seqlock_api->publish(self->segment, self->slot, next_id, d->event_time_ms, recv_ns,
                                          self->status, 0, NULL, 0, NULL, 0);
     }
     return rc < 0 ? -1 : HOT_DONE;
@@ -373,6 +435,10 @@ static PyGetSetDef hotpath_getset[] = {
     {"armed", (getter)hotpath_get_armed, NULL, "True between arm() and disarm().", NULL},
     {"skips_old", (getter)hotpath_get_skips_old, (setter)hotpath_set_skips_old,
      "Drop and count an update ending at or before the book (verdict OLD) instead of handing it back.", NULL},
+    {"window_whole", (getter)hotpath_get_window_whole, (setter)hotpath_set_window_whole,
+     "The venue keeps the book whole to its window (keeps_window_whole): its coverage is never checked here.", NULL},
+    {"unsequenced", (getter)hotpath_get_unsequenced, NULL,
+     "Sequence rule NONE: every update with an id applies; the book's id never goes back.", NULL},
     {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
     {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
     {"conn", (getter)hotpath_get_i64, (setter)hotpath_set_i64,

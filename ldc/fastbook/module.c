@@ -67,6 +67,8 @@ PyMODINIT_FUNC PyInit__fastbook(void)
         PyModule_AddIntConstant(m, "ROUTE_CHECKSUM_FAULT", ROUTE_CHECKSUM_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "HOT_CHECKSUM_FAULT", HOT_CHECKSUM_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "HOT_IGNORED", HOT_IGNORED) < 0 ||
+        PyModule_AddIntConstant(m, "HOT_CRC_OKX", HOT_CRC_OKX) < 0 ||
+        PyModule_AddIntConstant(m, "HOT_CRC_KRAKEN", HOT_CRC_KRAKEN) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_END", ROUTE_END) < 0 || PyModule_AddIntConstant(m, "ROUTE_DIFF", ROUTE_DIFF) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_TOP_FAULT", ROUTE_TOP_FAULT) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CONTROL", ROUTE_CONTROL) < 0 ||

@@ -4,8 +4,9 @@
 /* ------------------------------------------------------------------------------------------------
  * StreamRouter: the messages of one socket read of a stream venue (OKX, Bybit) to their markets' HotPaths
  *
- * The stream venues' Router. StreamRouter(dialect) takes the venue's C dialect, the module's function
- * (parse_okx, parse_bybit: venues whose sequence is per market; ValueError for any other), whose answer for a message is [(stream key, ParsedDiff)], None (a snapshot, a
+ * The stream venues' Router. StreamRouter(dialect, depth=0) takes the venue's C dialect, the module's function
+ * (parse_okx, parse_bybit, parse_kraken with its subscribed depth: venues whose sequence is per market, or
+ * none; ValueError for any other), whose answer for a message is [(stream key, ParsedDiff)], None (a snapshot, a
  * control message, anything its reference parser reads) or a ValueError (a doubt). feed(raws, start, conn_id,
  * recv_time_ns) takes raws[start:], in order; for each book update of each message, its stream's HotPath is
  * found in the dict `paths`, and when that path's conn is conn_id its last_event_ms / last_recv_ns are stamped
@@ -28,28 +29,44 @@
 
 static int stream_router_init(StreamRouter *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"dialect", NULL};
+    static char *kwlist[] = {"dialect", "depth", NULL};
     PyObject *fn;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:StreamRouter", kwlist, &fn)) {
+    Py_ssize_t depth = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|n:StreamRouter", kwlist, &fn, &depth)) {
         return -1;
     }
     StreamDialect dialect = NULL;
+    int kraken = 0;
     if (PyCFunction_Check(fn)) {
         PyCFunction meth = PyCFunction_GetFunction(fn);
         if (meth == (PyCFunction)ldc_fb_parse_okx) {
             dialect = ldc_fb_parse_okx;
         } else if (meth == (PyCFunction)ldc_fb_parse_bybit) {
             dialect = ldc_fb_parse_bybit;
+        } else if (meth == (PyCFunction)(void (*)(void))ldc_fb_parse_kraken) {
+            kraken = 1;
         }
     }
-    if (dialect == NULL) {
-        PyErr_Format(PyExc_ValueError, "StreamRouter: expected the C dialect parse_okx or parse_bybit, found %R", fn);
+    if (dialect == NULL && !kraken) {
+        PyErr_Format(PyExc_ValueError, "StreamRouter: expected the C dialect parse_okx, parse_bybit or parse_kraken, found %R",
+                     fn);
+        return -1;
+    }
+    if (kraken ? depth < 1 : depth != 0) {
+        PyErr_Format(PyExc_ValueError, "StreamRouter: expected %s, found depth=%zd",
+                     kraken ? "parse_kraken's subscribed depth (at least 1)" : "no depth for this dialect", depth);
+        return -1;
+    }
+    PyObject *depth_arg = kraken ? PyLong_FromSsize_t(depth) : NULL;
+    if (kraken && depth_arg == NULL) {
         return -1;
     }
     PyObject *paths = PyDict_New();
     if (paths == NULL) {
+        Py_XDECREF(depth_arg);
         return -1;
     }
+    Py_XSETREF(self->depth, depth_arg);
     Py_XSETREF(self->paths, paths);
     Py_XSETREF(self->name, Py_NewRef(fn));
     self->dialect = dialect;
@@ -62,6 +79,7 @@ static void stream_router_dealloc(StreamRouter *self)
 {
     Py_CLEAR(self->paths);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->depth);
     Py_CLEAR(self->fault_stream);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -101,7 +119,7 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
     if (PyErr_Occurred()) {
         return NULL;
     }
-    if (self->paths == NULL || self->dialect == NULL) {
+    if (self->paths == NULL || (self->dialect == NULL && self->depth == NULL)) {
         PyErr_SetString(PyExc_RuntimeError, "StreamRouter was not initialised: StreamRouter(dialect)");
         return NULL;
     }
@@ -110,7 +128,9 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
     self->fault_index = -1;
     Py_ssize_t i = start < 0 ? 0 : start;
     for (; i < PyList_GET_SIZE(raws); i++) {
-        PyObject *events = self->dialect(NULL, PyList_GET_ITEM(raws, i));
+        PyObject *raw = PyList_GET_ITEM(raws, i);
+        PyObject *kraken_args[2] = {raw, self->depth};
+        PyObject *events = self->depth != NULL ? ldc_fb_parse_kraken(NULL, kraken_args, 2) : self->dialect(NULL, raw);
         if (events == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
                 return NULL;
@@ -236,7 +256,7 @@ PyTypeObject ldc_fb_StreamRouterType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc._fastbook.StreamRouter",
     .tp_basicsize = sizeof(StreamRouter),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "StreamRouter(dialect): a stream venue's book updates of one read to their markets' HotPaths.",
+    .tp_doc = "StreamRouter(dialect, depth=0): a stream venue's book updates of one read to their markets' HotPaths.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)stream_router_init,
     .tp_dealloc = (destructor)stream_router_dealloc,

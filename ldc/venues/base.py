@@ -53,6 +53,7 @@ __all__ = [
     "VenueTable",
     "Verdict",
     "hot_path_links_prev",
+    "hot_path_unsequenced",
     "join_index",
     "verdict",
 ]
@@ -124,6 +125,13 @@ def hot_path_links_prev(rule: SequenceRule) -> bool:
     return rule is SequenceRule.PREV_LINK or rule is SequenceRule.PREV_LINK_RESET
 
 
+def hot_path_unsequenced(rule: SequenceRule) -> bool:
+    """The C HotPath's ``unsequenced`` flag for ``rule``: NONE (Kraken) has no per-market sequence, so every
+    update with an id is :func:`verdict`'s APPLY and the book's id becomes the larger of the two (a clock that
+    may repeat never goes back, as ``BookSync._apply_diff``); an id-less update goes to BookSync."""
+    return rule is SequenceRule.NONE
+
+
 class JoinWait(enum.Enum):
     """Where a REST snapshot joins a buffered stream, when it does not (yet)."""
 
@@ -176,6 +184,10 @@ def window_limit(levels: int) -> int:
     the venue keeps the window exact, deleting the levels that fall out of it and sending the ones that come in,
     so every side held is whole (a side shorter than the limit is whole) and nothing is pruned."""
     return levels + 1
+
+
+# ``HotPath.set_checksum``'s arguments: (levels, price decimals, size decimals), and the kind when not OKX's
+HotChecksum = tuple[int, int, int] | tuple[int, int, int, int]
 
 
 class Checksum(Protocol):  # pragma: no cover - a protocol
@@ -275,7 +287,7 @@ class StreamVenue(Protocol):  # pragma: no cover - a protocol
         """``SyncConfig.checksum`` for one market: whether a book's checksum is the venue's (None: none sent)."""
         ...
 
-    def hot_checksum(self, symbol: str, precision: Precision | None) -> tuple[int, int, int] | None:
+    def hot_checksum(self, symbol: str, precision: Precision | None) -> HotChecksum | None:
         """The same checksum as ``HotPath.set_checksum`` arguments (None: the C hot path cannot verify it)."""
         ...
 
@@ -306,9 +318,10 @@ class StreamDefaults:
     def checksum_for(self, symbol: str, precision: Precision | None) -> "Callable[[Book, int], bool] | None":
         return None
 
-    def hot_checksum(self, symbol: str, precision: Precision | None) -> tuple[int, int, int] | None:
-        """``HotPath.set_checksum``'s (levels, price decimals, size decimals) when the C hot path can verify
-        ``checksum_for``'s checksum itself (OKX's CRC32); None: it cannot, so the market stays on BookSync."""
+    def hot_checksum(self, symbol: str, precision: Precision | None) -> HotChecksum | None:
+        """``HotPath.set_checksum``'s (levels, price decimals, size decimals[, kind]) when the C hot path can
+        verify ``checksum_for``'s checksum itself (OKX's CRC32, Kraken's with ``HOT_CRC_KRAKEN``); None: it
+        cannot, so the market stays on BookSync."""
         return None
 
     def snapshot_request(self, symbol: str, limit: int) -> "tuple[str, dict[str, str | int]] | None":

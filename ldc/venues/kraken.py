@@ -42,7 +42,7 @@ import orjson
 from ldc.depth import NO_ID, Book, DepthDiff, DepthSnapshot, Level
 from ldc.errors import ConfigError, ProtocolError
 from ldc.venues._parse import ControlKind, VenueControl, exact_number, expect_dict, load, load_exact, show, sorted_levels
-from ldc.venues.base import Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
+from ldc.venues.base import HotChecksum, Precision, SequenceRule, SequenceScope, SnapshotSource, StreamDefaults, VenueTable
 
 __all__ = [
     "CHANNELS",
@@ -391,6 +391,14 @@ class KrakenStream(StreamDefaults):
         depth = self.depth
         return lambda raw: parse_kraken(raw, depth)
 
+    @property
+    def router_dialect(self) -> tuple[Callable[..., Any], int]:
+        """``StreamRouter``'s arguments: the C dialect and the subscribed depth it reads snapshots against (the
+        router calls ``parse_kraken(raw, depth)`` itself, with no Python call a message)."""
+        from ldc._fastbook import parse_kraken
+
+        return parse_kraken, self.depth
+
     def parse(self, raw: bytes | str) -> list[tuple[str, DepthSnapshot | DepthDiff]] | VenueControl:
         parsed = parse_message(raw, self.depth)
         return parsed if isinstance(parsed, VenueControl) else [(event.symbol, event.event) for event in parsed]
@@ -399,6 +407,16 @@ class KrakenStream(StreamDefaults):
         if precision is None:
             raise ConfigError(f"Kraken pair {symbol}: no precision known (AssetPairs did not list it): its checksum cannot be verified")
         return book_checksum(precision)
+
+    def hot_checksum(self, symbol: str, precision: Precision | None) -> HotChecksum | None:
+        """:func:`book_checksum` in the C HotPath (``FastBook.kraken_crc32``, ``HOT_CRC_KRAKEN``): the top 10 with
+        the pair's decimals; a book it cannot write (decimals beyond 22, a product beyond 2^62) comes back to
+        :func:`book_checksum` (``BookSync.checksum_fault``)."""
+        if precision is None:
+            return None  # checksum_for refused the pair: its slot says why
+        from ldc._fastbook import HOT_CRC_KRAKEN
+
+        return CHECKSUM_LEVELS, precision.price_decimals, precision.size_decimals, HOT_CRC_KRAKEN
 
     def instrument_requests(self, symbols: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
         return [(ASSET_PAIRS_PATH, {})]

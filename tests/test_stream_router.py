@@ -824,3 +824,39 @@ def _kraken_us(timestamp: str) -> int:
     from ldc.venues.kraken import timestamp_us
 
     return timestamp_us(timestamp)
+
+
+def test_krakens_c_checksum_writes_every_digit_count_and_rounds_as_numpy() -> None:
+    """FastBook.kraken_crc32 (the HotPath's) against ``kraken.checksum`` (numpy's rint, Python's str) where the C
+    text writer changes behaviour: 0, every digit count 1..19 and its edges (10^k - 1, 10^k, 10^k + 1), halves
+    rounding to even, products at 2^52 and just below 2^62; None (Python computes it) only at 2^62 or more."""
+    from ldc._fastbook import FastBook
+    from ldc.depth import DepthSnapshot
+    from ldc.venues import kraken
+
+    rng = random.Random(52)
+    integers = [0, 1, 2**52 - 1, 2**52, 2**52 + 2, 2**62 - 2**10] + [10**k + d for k in range(1, 19) for d in (-1, 0, 1)]
+    halves = [0.5, 1.5, 2.5, 1e6 + 0.5, 2.0**51 + 0.5, 2.0**52 - 0.5]
+    checked = 0
+    for case in range(600):
+        decimals = rng.randint(0, 8)
+        def number() -> float:
+            x = float(rng.choice(integers)) if rng.random() < 0.6 else rng.choice(halves)
+            return x / 10.0**decimals if x else 0.0
+        prices = sorted({number() for _ in range(20)} - {0.0})
+        if len(prices) < 2:
+            continue
+        half = len(prices) // 2
+        bids = [(p, number() or 1.0) for p in reversed(prices[:half])]
+        asks = [(p, number() or 1.0) for p in prices[half:]]
+        book = FastBook(depth=DEPTH)
+        book.load_snapshot(DepthSnapshot(1, bids, asks, 1000))
+        got = book.kraken_crc32(kraken.CHECKSUM_LEVELS, decimals, decimals)
+        b, a = book.levels()
+        top = [x * 10.0**decimals for level in b[:10] + a[:10] for x in level]
+        if got is None:
+            assert max(top) >= 2**62
+            continue
+        assert got == kraken.checksum(b, a, Precision(decimals, decimals)), (decimals, b[:3], a[:3])
+        checked += 1
+    assert checked > 400

@@ -269,6 +269,35 @@ static uint32_t crc32_add_wide(uint32_t crc, const char *p, size_t n)
     return crc32_add(crc, p, n);
 }
 
+/* the 8 decimal digits of v < 10^8, leading zeros included, as the 8 bytes of a word in memory order (built in
+ * a register from four independent pairs: one 8-byte store, no store-forwarding stall on small stores) */
+static inline uint64_t digits8(uint32_t v)
+{
+    uint32_t high = v / 10000, low = v % 10000;
+    uint16_t pairs[4];
+    memcpy(&pairs[0], DIGIT_PAIRS + 2 * (high / 100), 2);
+    memcpy(&pairs[1], DIGIT_PAIRS + 2 * (high % 100), 2);
+    memcpy(&pairs[2], DIGIT_PAIRS + 2 * (low / 100), 2);
+    memcpy(&pairs[3], DIGIT_PAIRS + 2 * (low % 100), 2);
+    uint64_t word;
+    memcpy(&word, pairs, 8);
+    return word;
+}
+
+static const uint64_t POW10_U64[20] = {1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u,
+                                       1000000000u, 10000000000u, 100000000000u, 1000000000000u, 10000000000000u,
+                                       100000000000000u, 1000000000000000u, 10000000000000000u,
+                                       100000000000000000u, 1000000000000000000u, 10000000000000000000u};
+
+/* how many decimal digits str(u) has (1 for 0) */
+static inline int decimal_digits(uint64_t u)
+{
+    uint64_t v = u | 1; /* 0 has one digit, as 1; no other count changes (10^k, k >= 1, is even) */
+    int bits = 64 - __builtin_clzll(v);
+    int guess = (bits * 1233) >> 12; /* 1233 / 4096 ~ log10(2): guess is the count or one less */
+    return guess + (v >= POW10_U64[guess]);
+}
+
 /* Kraken's unsigned CRC32 of the top n (decimals >= 0) into *out: 1, or 0 when Python must compute it (decimals
  * beyond the exact powers of ten, a product beyond 2^62); never an exception */
 int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out)
@@ -279,7 +308,9 @@ int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, 
     const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
     const Side *sides[2] = {&self->asks, &self->bids};
     uint32_t crc = 0xFFFFFFFFu;
-    char text[KRAKEN_TEXT_CHARS]; /* the numbers' text, hashed a buffer at a time */
+    /* the numbers' text, hashed a buffer at a time. A number is written as 8-digit words: the first without its
+     * leading zeros (shifted out; the bytes past the number are overwritten by the next one or not hashed) */
+    char text[KRAKEN_TEXT_CHARS];
     size_t used = 0;
     for (int side = 0; side < 2; side++) {
         const Side *s = sides[side];
@@ -288,26 +319,48 @@ int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, 
             const Level *lv = &s->buf[s->hi - 1 - i];
             double values[2] = {s->sign * lv->a, lv->qty};
             for (int k = 0; k < 2; k++) {
-                double y = rint(values[k] * scale[k]);
-                if (!(fabs(y) < KRAKEN_PRODUCT_MAX)) {
-                    return 0;
+                double y = values[k] * scale[k];
+                if (!(y >= 0.0 && y < KRAKEN_PRODUCT_MAX)) {
+                    return 0; /* negative, NaN or too large: Python writes it */
                 }
-                long long v = (long long)y; /* exact: |y| < 2^62 */
-                unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-                char digits[24], *end = digits + sizeof digits, *p = end;
-                do { /* str(int): the digits, a '-' before a negative one */
-                    *--p = (char)('0' + u % 10);
-                    u /= 10;
-                } while (u > 0);
-                if (v < 0) {
-                    *--p = '-';
+                /* numpy's rint (round half to even, the default rounding mode) without a libm call: below 2^52,
+                 * adding and taking back 2^52 rounds to an integer (IEEE arithmetic: nothing folds it away); at or
+                 * above it a double is an integer already */
+                if (y < 4503599627370496.0) {
+                    y = (y + 4503599627370496.0) - 4503599627370496.0;
                 }
-                if (used + (size_t)(end - p) > sizeof text) {
+                uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
+                if (used + 24 > KRAKEN_TEXT_CHARS) {
                     crc = crc32_add_wide(crc, text, used);
                     used = 0;
                 }
-                memcpy(text + used, p, (size_t)(end - p));
-                used += (size_t)(end - p);
+                int len = decimal_digits(u), words;
+                uint64_t word[3];
+                if (u < 100000000u) {
+                    word[0] = digits8((uint32_t)u);
+                    words = 1;
+                } else if (u < 10000000000000000u) {
+                    word[0] = digits8((uint32_t)(u / 100000000u));
+                    word[1] = digits8((uint32_t)(u % 100000000u));
+                    words = 2;
+                } else { /* u < 2^62: below 10^19 */
+                    uint64_t high = u / 100000000u;
+                    word[0] = digits8((uint32_t)(high / 100000000u));
+                    word[1] = digits8((uint32_t)(high % 100000000u));
+                    word[2] = digits8((uint32_t)(u % 100000000u));
+                    words = 3;
+                }
+                int lead = len - 8 * (words - 1); /* the first word's digits, 1..8 */
+#if PY_LITTLE_ENDIAN
+                word[0] >>= 8 * (8 - lead); /* its leading zeros (the first bytes in memory) dropped */
+                memcpy(text + used, &word[0], 8);
+#else
+                memcpy(text + used, (const char *)&word[0] + 8 - lead, (size_t)lead);
+#endif
+                for (int w = 1; w < words; w++) {
+                    memcpy(text + used + lead + 8 * (w - 1), &word[w], 8);
+                }
+                used += (size_t)len;
             }
         }
     }

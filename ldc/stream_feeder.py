@@ -20,16 +20,16 @@ venue's reply. A venue with a C dialect (``fast_parse``: OKX, Bybit, Coinbase, H
 (``ldc/fastbook/dialect_*.c``, the same values as its reference parser); everything else, any message the dialect
 doubts, and every message of a venue without one, is read by the venue's reference parser (correct, slower).
 
-The hot path (OKX, Bybit: ``_fastbook.StreamRouter`` runs their dialects; per-market sequences): as the Binance
+The hot path (OKX, Bybit, Kraken: ``_fastbook.StreamRouter`` runs their dialects; per-market sequences, or none): as the Binance
 feeder's Router, ``on_messages`` hands one read's messages to the StreamRouter, which feeds each book update to
 its market's C ``HotPath`` while BookSync lets that path hold the book (``BookSync.fast_path``, through the
 market's ``ldc.handoff.Handoff``): the sequence rule's APPLY case (OKX ``prevSeqId == seqId`` of the book,
-Bybit ``u == id + 1``), the update applied, OKX's CRC32 of the top 25 verified in C when the message carries
-one, the top N published; an old update (OKX's keep-alive ``prevSeqId == seqId``, a duplicate) is counted and
+Bybit ``u == id + 1``, Kraken none: every update, the id never back), the update applied, the venue's CRC32
+(OKX's top 25, Kraken's top 10) verified in C when the message carries one, the top N published; an old update (OKX's keep-alive ``prevSeqId == seqId``, a duplicate) is counted and
 dropped there (``verdict``'s OLD). It stops at the first message Python must see (a snapshot, a control message,
 a gap, a reset, a checksum not confirmed, a crossed top, anything the dialect doubts), which takes the
 path above, in order, after the Handoff settled the book back into BookSync. An exception in C resyncs that
-market (fail closed). Coinbase (its sequence is the connection's), HTX and Kraken stay on the Python path.
+market (fail closed). Coinbase (its sequence is the connection's) and HTX stay on the Python path.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class StreamFeeder:
         self.malformed = 0  # messages the venue's parser refused (each logged)
         # the venue's C dialect, if it has one: None from it (or a ValueError) hands the message to venue.parse
         self._fast_parse: Callable[[bytes], list[tuple[str, Any]] | None] | None = getattr(venue, "fast_parse", None)
-        # a venue whose C dialect the StreamRouter runs (OKX, Bybit) and whose sequences are per market has each
+        # a venue whose C dialect the StreamRouter runs (OKX, Bybit, Kraken) and whose sequences are per market has each
         # read's book updates applied and published in C (on_messages) while a market's HotPath holds its book
         # (a dialect with arguments names them in ``router_dialect``: Kraken's subscribed depth)
         dialect = getattr(venue, "router_dialect", self._fast_parse)

@@ -1,13 +1,14 @@
 """The stream venues' C hot path (ldc/fastbook/stream_router.c): StreamFeeder.on_messages -> StreamRouter ->
 each market's HotPath, BookSync for everything else.
 
-- the C copy of the sequence rules (OKX PREV_LINK_RESET, Bybit PLUS_ONE) against ``venues.base.verdict``;
+- the C copy of the sequence rules (OKX PREV_LINK_RESET, Bybit PLUS_ONE, Kraken NONE) against ``venues.base.verdict``;
 - the router-on feeder against the same feeder on the Python path, message for message, on random streams with
-  gaps, duplicates, OKX's keep-alive and reset, Bybit's u == 1, crossed books and wrong checksums: the same
-  slots published, the same counters;
-- a gap, a reset, a checksum mismatch on the C path resync (or reset) only their market;
+  gaps, duplicates, OKX's keep-alive and reset, Bybit's u == 1, Kraken's repeated or earlier timestamps, crossed
+  books and wrong checksums: the same slots published, the same counters;
+- a gap, a reset, a checksum mismatch, a crossed top, an exception on the C path resync (or reset) only their market;
 - the genuine recordings through the whole path: the published top 20 equals a Decimal replay at every update
-  id read, every OKX checksum verified (in C) with 0 mismatches.
+  id read, every OKX checksum and all 2,688 Kraken v2 checksums verified (the updates' in C) with 0 mismatches;
+- Kraken's CRC32 written in C against the reference at every digit count and rounding edge.
 """
 
 from __future__ import annotations

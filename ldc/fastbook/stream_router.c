@@ -2,7 +2,7 @@
 #include "fastbook.h"
 
 /* ------------------------------------------------------------------------------------------------
- * StreamRouter: the messages of one socket read of a stream venue (OKX, Bybit) to their markets' HotPaths
+ * StreamRouter: the messages of one socket read of a stream venue (OKX, Bybit, Kraken) to their markets' HotPaths
  *
  * The stream venues' Router. StreamRouter(dialect, depth=0) takes the venue's C dialect, the module's function
  * (parse_okx, parse_bybit, parse_kraken with its subscribed depth: venues whose sequence is per market, or

@@ -28,7 +28,8 @@ shared and noisy: compare the ratio, measured in the same run.
 
 OKX, Bybit and Kraken also have ``feeder``: the stream feeder's real per-message path, no socket -- a
 ``StreamFeeder`` (its segment, BookSyncs, HotPaths and the C ``StreamRouter``) takes each message with
-``on_messages`` (one message a read, as websocket-client reads them), so updates continuing the book are applied,
+``on_messages`` (one message a read, as websocket-client reads them; ``--messages-per-read N``: N a call, as bulk
+socket reads hand them over), so updates continuing the book are applied,
 checked (OKX's checksum, Kraken's) and published into the segment in C, the rest through BookSync; with
 ``feeder_vs_full_cpu`` / ``feeder_vs_baseline_cpu`` / ``feeder_vs_cryptofeed_cpu``. OKX's 2022 messages get ``seqId`` / ``prevSeqId`` as the simulator serves them
 (without ids every message would take BookSync's checksum-only path); Bybit runs one feeder per recorded
@@ -150,10 +151,12 @@ def okx_with_seq_ids(messages: list[bytes]) -> list[bytes]:
 _FEEDER_GROUPS = itertools.count(1)
 
 
-def feeder_run(exchange: str, channel: str, precision: dict[str, Precision], messages: list[bytes]) -> Callable[[], tuple[int, float, float]]:
+def feeder_run(exchange: str, channel: str, precision: dict[str, Precision], messages: list[bytes],
+               per_read: int = 1) -> Callable[[], tuple[int, float, float]]:  # fmt: skip
     """The stream feeder's real per-message path, no socket: a ``StreamFeeder`` (its segment, BookSyncs, HotPaths
-    and StreamRouter) takes each message with ``on_messages`` (one message a read, as websocket-client reads),
-    its markets on connection 0. Returns a run: (faults, wall s, CPU s), the feeder's setup left out."""
+    and StreamRouter) takes the messages with ``on_messages``, ``per_read`` a call (1: one message a read, as
+    websocket-client reads; more: bulk socket reads), its markets on connection 0. Returns a run: (faults, wall s,
+    CPU s), the feeder's setup left out."""
     venue = stream_venue(exchange, channel)
     assert venue is not None
     symbols: list[str] = []
@@ -176,8 +179,8 @@ def feeder_run(exchange: str, channel: str, precision: dict[str, Precision], mes
                 market.conn = 0
             on_messages = feeder.on_messages
             wall, cpu = time.perf_counter(), time.process_time()
-            for raw in messages:
-                on_messages(0, [raw], time.time_ns())
+            for i in range(0, len(messages), per_read):
+                on_messages(0, messages[i : i + per_read], time.time_ns())
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             for market in markets:
                 market.handoff.settle()
@@ -440,6 +443,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--venues", default="okx,bybit,kraken,coinbase,htx,htx-mbp", help="comma-separated subset")
+    parser.add_argument("--messages-per-read", type=int, default=1,
+                        help="feeder mode: messages handed to on_messages a call (1: websocket-client's reads)")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: the venue recordings are not there")
@@ -468,11 +473,12 @@ def main(argv: list[str]) -> int:
     }
     # the stream feeder's own path (StreamFeeder.on_messages: StreamRouter -> HotPath in C, BookSync for the rest)
     categories = {conn: addr.rsplit("/", 1)[-1] for conn, addr in addresses.items()}
+    per_read = args.messages_per_read
     feeder_runs: dict[str, list[Callable[[], tuple[int, float, float]]]] = {
-        "okx": [feeder_run("okx", "books", precision, okx_with_seq_ids(okx_raw))],
-        "bybit": [feeder_run(f"bybit-{categories[conn]}", "orderbook.200", {}, [raw for c, raw in bybit_raw if c == conn])
+        "okx": [feeder_run("okx", "books", precision, okx_with_seq_ids(okx_raw), per_read)],
+        "bybit": [feeder_run(f"bybit-{categories[conn]}", "orderbook.200", {}, [raw for c, raw in bybit_raw if c == conn], per_read)
                   for conn in sorted({c for c, _ in bybit_raw})],
-        "kraken": [feeder_run("kraken", f"book.{KRAKEN_DEPTH}", kraken_precision, kraken_raw)],
+        "kraken": [feeder_run("kraken", f"book.{KRAKEN_DEPTH}", kraken_precision, kraken_raw, per_read)],
     }  # fmt: skip
     venues: dict[str, tuple[Callable[[], int], list[Any], Callable[[Any], tuple[str, str, Any, Any]], Callable[[Any], Any]]] = {
         "okx": (lambda: run_okx(okx_raw, precision, python_path(okx_venue)), okx_raw, _okx_levels, json.loads),
@@ -482,7 +488,7 @@ def main(argv: list[str]) -> int:
         "htx": (lambda: run_htx(htx_raw, python_path(htx_venue)), htx_raw, _htx_levels, _htx_load),
         "htx-mbp": (lambda: run_htx_mbp(htx_mbp_raw, python_path(htx_mbp_venue)), htx_mbp_raw, _htx_mbp_levels, _htx_load),
     }
-    out: dict[str, Any] = {"depth": DEPTH, "repeats": args.repeats, "venues": {}}
+    out: dict[str, Any] = {"depth": DEPTH, "repeats": args.repeats, "messages_per_read": per_read, "venues": {}}
     for name in args.venues.split(","):
         run, raws, levels_of, load = venues[name]
         faults = run()

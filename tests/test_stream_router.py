@@ -861,3 +861,28 @@ def test_krakens_c_checksum_writes_every_digit_count_and_rounds_as_numpy() -> No
         assert got == kraken.checksum(b, a, Precision(decimals, decimals)), (decimals, b[:3], a[:3])
         checked += 1
     assert checked > 400
+
+
+def test_the_router_wakes_the_readers_once_a_read_after_everything_it_published(group: str) -> None:
+    """Six Kraken updates of two pairs in one read: one wake-up (the segment's notify word once up), after the
+    last publish; a read stopping at a snapshot wakes before Python sees it; a read publishing nothing, none."""
+    symbols = ("BTC/USD", "ETH/USD")
+    feeder = _kraken_feeder(group, symbols)
+    rng = random.Random(9)
+    first, second = (_KrakenStream(s, rng) for s in symbols)
+    try:
+        with Reader(group) as reader:
+            def word() -> int:
+                return int(reader._seg.load_u32(reader._notify_off))
+
+            feeder.on_messages(0, [first.snapshot(), second.snapshot()], time.time_ns())
+            before = word()
+            batch = [s.next() for s in (first, second, first, second, first, second)]
+            index, kind, _ = feeder._router.feed(batch, 0, 0, time.time_ns())  # type: ignore[union-attr]
+            assert (index, kind) == (len(batch), ROUTE_END) and word() == before + 1
+            index, kind, _ = feeder._router.feed([first.next(), first.snapshot()], 0, 0, time.time_ns())  # type: ignore[union-attr]
+            assert (index, kind) == (1, ROUTE_DIFF) and word() == before + 2
+            index, kind, _ = feeder._router.feed([b'{"channel":"heartbeat"}'], 0, 0, time.time_ns())  # type: ignore[union-attr]
+            assert (index, kind) == (0, ROUTE_CONTROL) and word() == before + 2
+    finally:
+        feeder.close()

@@ -23,7 +23,10 @@
  * `events` is the list of message i's (stream, ParsedDiff) from the one Python must see on (the ones before it
  * in the same message were done here). When a HotPath raises (its apply or publish failed), feed raises too and
  * fault_stream names that stream (fault_index its message) until the next feed: its market resyncs (fail
- * closed), nothing else was touched, and the caller goes on from the next message. Messages before i are done; the caller handles message i (its
+ * closed), nothing else was touched, and the caller goes on from the next message. The segment's readers are
+ * woken once a feed(), after everything it published, before it returns (Binance's Router does the same); a
+ * wake that fails is a fault of the last stream that published, whose message fault_index then names (what
+ * came after it is fed again: Python saw none of it). Messages before i are done; the caller handles message i (its
  * `events`) and calls again from i + 1. The caller holds the lock that serialises its markets' events.
  * ---------------------------------------------------------------------------------------------- */
 
@@ -102,6 +105,32 @@ static PyObject *routed_rest(Py_ssize_t index, int kind, PyObject *events, Py_ss
     return routed(index, kind, rest);
 }
 
+/* What one feed() published: the segment (the feeder's markets share one), the HotPath and message that did it
+ * last, so that the readers are woken once a read, before Python sees anything. Borrowed: paths holds them, and
+ * no Python code runs meanwhile to change it */
+typedef struct {
+    PyObject *segment; /* NULL: nothing published yet */
+    HotPath *hot;
+    Py_ssize_t index;
+} Published;
+
+/* A wake that failed (its exception set): the fault of the stream whose HotPath published last */
+static void wake_failed(StreamRouter *self, const Published *published)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(self->paths, &pos, &key, &value)) {
+        if (value == (PyObject *)published->hot) {
+            Py_XSETREF(self->fault_stream, Py_NewRef(key));
+            self->fault_index = published->index;
+            return;
+        }
+    }
+}
+
+static PyObject *stream_router_run(StreamRouter *self, PyObject *raws, Py_ssize_t i, long long conn, long long recv_ns,
+                                   Published *published);
+
 static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4) {
@@ -123,10 +152,35 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
         PyErr_SetString(PyExc_RuntimeError, "StreamRouter was not initialised: StreamRouter(dialect)");
         return NULL;
     }
-    PyObject *raws = args[0];
     Py_CLEAR(self->fault_stream);
     self->fault_index = -1;
-    Py_ssize_t i = start < 0 ? 0 : start;
+    Published published = {NULL, NULL, -1};
+    PyObject *result = stream_router_run(self, args[0], start < 0 ? 0 : start, conn, recv_ns, &published);
+    /* one wake-up a read, after everything it published and before Python sees the rest (a reader never waits
+     * behind the slow path for a publish already made); a failed wake is the last publishing stream's fault */
+    if (published.segment == NULL) {
+        return result;
+    }
+    if (result != NULL) {
+        if (ldc_fb_seqlock_api->notify(published.segment) < 0) {
+            Py_DECREF(result);
+            wake_failed(self, &published);
+            return NULL;
+        }
+        return result;
+    }
+    PyObject *type, *value, *tb; /* a fault is being reported already: it stands, a failed wake's error is dropped */
+    PyErr_Fetch(&type, &value, &tb);
+    if (ldc_fb_seqlock_api->notify(published.segment) < 0) {
+        PyErr_Clear();
+    }
+    PyErr_Restore(type, value, tb);
+    return NULL;
+}
+
+static PyObject *stream_router_run(StreamRouter *self, PyObject *raws, Py_ssize_t i, long long conn, long long recv_ns,
+                                   Published *published)
+{
     for (; i < PyList_GET_SIZE(raws); i++) {
         PyObject *raw = PyList_GET_ITEM(raws, i);
         PyObject *kraken_args[2] = {raw, self->depth};
@@ -152,7 +206,6 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
             Py_DECREF(events);
             return NULL;
         }
-        PyObject *segment = NULL, *segment_stream = NULL; /* a segment published into, by that stream (borrowed) */
         for (Py_ssize_t j = 0; j < PyList_GET_SIZE(events); j++) {
             PyObject *pair = PyList_GET_ITEM(events, j);
             if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
@@ -187,19 +240,17 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
                                                            : ROUTE_DIFF;
                 return routed_rest(i, kind, events, j);
             }
-            segment = h->segment;
-            segment_stream = PyTuple_GET_ITEM(pair, 0);
-        }
-        /* one wake-up a message, after all its updates (a message stopped early: the caller wakes them) */
-        int rc = segment != NULL ? ldc_fb_seqlock_api->notify(segment) : 0;
-        if (rc < 0) {
-            Py_XSETREF(self->fault_stream, Py_NewRef(segment_stream));
-            self->fault_index = i;
+            if (published->segment != h->segment && published->segment != NULL &&
+                ldc_fb_seqlock_api->notify(published->segment) < 0) { /* (markets on two segments: wake the first) */
+                wake_failed(self, published);
+                Py_DECREF(events);
+                return NULL;
+            }
+            published->segment = h->segment;
+            published->hot = h;
+            published->index = i;
         }
         Py_DECREF(events);
-        if (rc < 0) {
-            return NULL;
-        }
     }
     return routed(i, ROUTE_END, Py_NewRef(Py_None));
 }

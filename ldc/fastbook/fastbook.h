@@ -91,7 +91,7 @@ typedef struct {
     int seen;
     int is_depth; /* "e" was "depthUpdate" */
     long long event_time, transaction_time, first_id, final_id, prev_final_id;
-    long long checksum; /* the venue's checksum of its top levels (OKX), 0: none */
+    long long checksum; /* the venue's checksum of its top levels (OKX, Kraken), 0: none */
     const char *symbol;
     Py_ssize_t symbol_len;
 } Event;

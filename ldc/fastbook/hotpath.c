@@ -284,7 +284,9 @@ static int hot_checksum_holds(HotPath *self, long long expected)
  * published), HOT_TOP_FAULT (applied, not published: the top is crossed -- not recorded then --, or its
  * coverage changed: lost on a covered book, back on an uncovered one), HOT_CHECKSUM_FAULT (applied, neither
  * recorded nor published: the venue's checksum it carries was not confirmed here -- BookSync.checksum_fault),
- * HOT_IGNORED (with skips_old: an old update, counted in take_ignored(), nothing else done) */
+ * HOT_IGNORED (with skips_old: an old update, counted in take_ignored(), nothing else done). Unsequenced (rule
+ * NONE, Kraken): every update with an id continues the book, whose id becomes the larger of the two and is what
+ * is published; window_whole: the coverage is never checked (the venue keeps the window whole) */
 /* the outcome of one diff (see feed), or -1 with an exception set */
 int ldc_fb_hot_feed(HotPath *self, PyObject *diff, long long recv_ns)
 {

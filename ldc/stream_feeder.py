@@ -16,7 +16,7 @@ that request on the market's connection. A venue whose sequence counts the whole
 is lost with it) counts a gap on every market of that connection and reconnects it (new snapshots, the
 sequence starts again). A message the parser refuses resyncs its market when the venue can still name it
 (``stream_of``: Kraken, HTX, whose sequences would not show the loss). A server's ping is answered with the
-venue's reply. A venue with a C dialect (``fast_parse``: OKX, Bybit, Coinbase, HTX mbp) has its book updates read in C
+venue's reply. A venue with a C dialect (``fast_parse``: every stream venue: OKX, Bybit, Coinbase, HTX, Kraken v2) has its books read in C
 (``ldc/fastbook/dialect_*.c``, the same values as its reference parser); everything else, any message the dialect
 doubts, and every message of a venue without one, is read by the venue's reference parser (correct, slower).
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from ldc.errors import SegmentError
-from ldc.fanout import codec
+from ldc.fanout import codec, lean
 from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
 from ldc.fanout.relay import log_count, nats_options, run_command
@@ -53,6 +53,8 @@ _EVENT_TIME, _RECV_TIME = _FIELD["event_time_ms"], _FIELD["recv_time_ns"]
 _COUNTERS_AT: Final = _FIELD[COUNTER_FIELDS[0]]
 _COUNTERS_END: Final = _COUNTERS_AT + len(COUNTER_FIELDS)
 _COUNTERS: Final = tuple(Counter)  # in COUNTER_FIELDS order
+_BATCH_B: Final = codec.BATCH_TOKEN.encode()
+_HEARTBEAT_B: Final = codec.HEARTBEAT_TOKEN.encode()
 assert _UPDATES == 0, "_apply compares the counters after updates as one slice"
 
 
@@ -151,12 +153,23 @@ class Mirror:
     # ------------------------------------------------------------------ updates
 
     async def on_data(self, msg: Any) -> None:
-        token = msg.subject.rsplit(".", 1)[-1]
-        if token == codec.HEARTBEAT_TOKEN:
-            await self.on_heartbeat(msg.data)
-        elif token == codec.BATCH_TOKEN or not token.startswith("_"):  # a symbol's subject: a version 1 relay
-            self.handle_batch(msg.data, token, from_stream=True)
+        """nats-py's callback (when ``lean.supported`` is false): as ``on_raw``."""
+        self.on_raw(msg.subject.encode(), msg.data)
+
+    def on_raw(self, subject: bytes, data: bytes) -> None:
+        """A message of the group's subjects, as ``lean.DirectDelivery`` hands it over."""
+        token = subject[subject.rfind(b".") + 1 :]
+        if token == _BATCH_B:
+            self.handle_batch(data, codec.BATCH_TOKEN, from_stream=True)
+        elif token == _HEARTBEAT_B:
+            self.handle_heartbeat(data)
+        elif not token.startswith(b"_"):  # a symbol's subject: a version 1 relay
+            self.handle_batch(data, token.decode(errors="replace"), from_stream=True)
         # other tokens: other mirrors' state requests share the group's subject space
+
+    def on_backlog_drop(self, dropped: int) -> None:
+        log_count(log, dropped, "mirror %s: slow consumer: more than %d messages waiting, a batch dropped (its markets resync)",
+                  self.local_group, self.pending_msgs)
 
     def handle_batch(self, data: bytes, token: str, *, from_stream: bool) -> None:
         """Apply every entry of one batch (from the stream, or a state reply), then wake readers once."""
@@ -305,6 +318,9 @@ class Mirror:
     # ------------------------------------------------------------------ relay heartbeat
 
     async def on_heartbeat(self, data: bytes) -> None:
+        self.handle_heartbeat(data)
+
+    def handle_heartbeat(self, data: bytes) -> None:
         try:
             info = codec.Info.decode(data)
         except codec.DecodeError as exc:
@@ -408,8 +424,13 @@ class Mirror:
             # relay sends one message per window for all of them (docs/FANOUT.md says why)
             subjects = [f"{codec.SUBJECT_PREFIX}.{self.group}.*"] if self.wanted is None else [
                 codec.data_subject(self.group), codec.control_subject(self.group, codec.HEARTBEAT_TOKEN)]
+            # the group's messages skip nats-py's Msg, queue and task (ldc.fanout.lean), its limit kept
+            direct = lean.DirectDelivery(self._nc, self.on_raw, self.pending_msgs, self.on_backlog_drop) \
+                if lean.supported(self._nc) else None
             for subject in subjects:
-                await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
+                sub = await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
+                if direct is not None:
+                    direct.add(sub)
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
             watcher = asyncio.create_task(self.watch())

@@ -1,0 +1,131 @@
+"""ldc.fanout.lean against a real nats-server: the installed nats-py still takes the lean paths, a lean
+publish arrives whole and after what nats-py had queued, a closed connection hands back to
+nats-py, and direct delivery keeps order, leaves other subscriptions to nats-py and drops beyond
+its backlog limit as nats-py's slow-consumer rule does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ldc.fanout import lean
+from ldc.fanout.server import NatsServer
+
+nats_client = pytest.importorskip("nats")
+
+
+@pytest.fixture(scope="module")
+def nats() -> Iterator[NatsServer]:
+    with NatsServer() as server:
+        yield server
+
+
+async def _connect(url: str) -> Any:
+    return await nats_client.connect(url, allow_reconnect=False)
+
+
+def test_the_installed_nats_py_takes_the_lean_paths(nats: NatsServer) -> None:
+    async def go() -> bool:
+        nc = await _connect(nats.url)
+        try:
+            return lean.supported(nc)
+        finally:
+            await nc.close()
+
+    assert asyncio.run(go()), "nats-py changed: ldc.fanout.lean would fall back to nats-py's publish and delivery"
+
+
+def test_a_lean_publish_arrives_whole_after_what_nats_py_queued(nats: NatsServer) -> None:
+    async def go() -> list[tuple[str, bytes]]:
+        sub_nc, pub_nc = await _connect(nats.url), await _connect(nats.url)
+        got: list[tuple[str, bytes]] = []
+        done = asyncio.Event()
+
+        async def cb(msg: Any) -> None:
+            got.append((msg.subject, msg.data))
+            if len(got) == 3:
+                done.set()
+
+        await sub_nc.subscribe("lean.>", cb=cb)
+        await sub_nc.flush()
+        big = bytes(range(256)) * 200 + b"\r\nPUB fake 1\r\nx\r\n"  # protocol-looking bytes inside stay payload
+        await pub_nc.publish("lean.queued", b"first")  # queued for nats-py's flusher, not yet written
+        assert lean.publish_now(pub_nc, b"lean.now", big)
+        assert lean.publish_now(pub_nc, b"lean.empty", b"")
+        assert pub_nc.stats["out_msgs"] == 3
+        await asyncio.wait_for(done.wait(), 5)
+        await pub_nc.close()
+        assert not lean.publish_now(pub_nc, b"lean.closed", b"x"), "a closed connection must hand back to nats-py"
+        await sub_nc.close()
+        return got
+
+    assert asyncio.run(go()) == [("lean.queued", b"first"), ("lean.now", bytes(range(256)) * 200 + b"\r\nPUB fake 1\r\nx\r\n"),
+                                 ("lean.empty", b"")]
+
+
+def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(nats: NatsServer) -> None:
+    async def go() -> tuple[list[tuple[bytes, bytes]], list[bytes], int]:
+        sub_nc, pub_nc = await _connect(nats.url), await _connect(nats.url)
+        direct_got: list[tuple[bytes, bytes]] = []
+        other_got: list[bytes] = []
+        direct = lean.DirectDelivery(sub_nc, lambda subject, data: direct_got.append((subject, data)), 1000, lambda n: None)
+
+        async def never(msg: Any) -> None:
+            raise AssertionError(f"nats-py delivered {msg.subject} of a direct subscription")
+
+        async def other(msg: Any) -> None:
+            other_got.append(msg.data)
+
+        direct.add(await sub_nc.subscribe("d.*", cb=never))
+        await sub_nc.subscribe("o", cb=other)
+        await sub_nc.flush()
+        for i in range(200):
+            await pub_nc.publish(f"d.{i % 3}", str(i).encode())
+            if i % 50 == 0:
+                await pub_nc.publish("o", str(i).encode())
+        await pub_nc.flush()
+        deadline = time.monotonic() + 5
+        while (len(direct_got) < 200 or len(other_got) < 4) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        direct.close()
+        await sub_nc.close()
+        await pub_nc.close()
+        return direct_got, other_got, direct.dropped
+
+    direct_got, other_got, dropped = asyncio.run(go())
+    assert direct_got == [(f"d.{i % 3}".encode(), str(i).encode()) for i in range(200)]
+    assert other_got == [b"0", b"50", b"100", b"150"]
+    assert dropped == 0
+
+
+def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsServer) -> None:
+    """Messages read while the loop was busy wait in the backlog; beyond its limit they are dropped
+    and reported, the rest applied in order (the mirror then sees sequence gaps and resyncs)."""
+
+    async def go() -> tuple[list[bytes], int, list[int]]:
+        sub_nc, pub_nc = await _connect(nats.url), await _connect(nats.url)
+        got: list[bytes] = []
+        reports: list[int] = []
+        direct = lean.DirectDelivery(sub_nc, lambda subject, data: got.append(data), 5, reports.append)
+        direct.add(await sub_nc.subscribe("slow"))
+        await sub_nc.flush()
+        for i in range(50):
+            await pub_nc.publish("slow", b"%d" % i)
+        await pub_nc.flush()
+        time.sleep(0.3)  # the loop is busy: all 50 wait in the socket and are read together
+        deadline = time.monotonic() + 5
+        while len(got) + direct.dropped < 50 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await sub_nc.close()
+        await pub_nc.close()
+        return got, direct.dropped, reports
+
+    got, dropped, reports = asyncio.run(go())
+    assert dropped > 0 and len(got) + dropped == 50
+    assert reports == list(range(1, dropped + 1))
+    numbers = [int(x) for x in got]
+    assert numbers == sorted(numbers) and numbers[:5] == [0, 1, 2, 3, 4]

@@ -67,8 +67,14 @@ def test_a_lean_publish_arrives_whole_after_what_nats_py_queued(nats: NatsServer
                                  ("lean.empty", b"")]
 
 
+BIG = bytes(range(256)) * 1200  # 300 KiB: more than one read, so its frame is split across reads
+
+
 def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(nats: NatsServer) -> None:
-    async def go() -> tuple[list[tuple[bytes, bytes]], list[bytes], int]:
+    """Frames taken where they arrive, others (another subscription, a frame split across reads,
+    what follows them) through nats-py's parser: the handler sees the wire's order all the same."""
+
+    async def go() -> tuple[list[tuple[bytes, bytes]], list[bytes], lean.DirectDelivery]:
         sub_nc, pub_nc = await _connect(nats.url), await _connect(nats.url)
         direct_got: list[tuple[bytes, bytes]] = []
         other_got: list[bytes] = []
@@ -84,9 +90,11 @@ def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(n
         await sub_nc.subscribe("o", cb=other)
         await sub_nc.flush()
         for i in range(200):
-            await pub_nc.publish(f"d.{i % 3}", str(i).encode())
+            await pub_nc.publish(f"d.{i % 3}", BIG if i == 120 else str(i).encode())
             if i % 50 == 0:
                 await pub_nc.publish("o", str(i).encode())
+            if i % 20 == 0:
+                await pub_nc.flush()  # separate reads too, not only one
         await pub_nc.flush()
         deadline = time.monotonic() + 5
         while (len(direct_got) < 200 or len(other_got) < 4) and time.monotonic() < deadline:
@@ -94,38 +102,48 @@ def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(n
         direct.close()
         await sub_nc.close()
         await pub_nc.close()
-        return direct_got, other_got, direct.dropped
+        return direct_got, other_got, direct
 
-    direct_got, other_got, dropped = asyncio.run(go())
-    assert direct_got == [(f"d.{i % 3}".encode(), str(i).encode()) for i in range(200)]
+    direct_got, other_got, direct = asyncio.run(go())
+    assert direct_got == [(f"d.{i % 3}".encode(), BIG if i == 120 else str(i).encode()) for i in range(200)]
     assert other_got == [b"0", b"50", b"100", b"150"]
-    assert dropped == 0
+    assert direct.dropped == 0 and direct.delivered == 200
+    assert 0 < direct.framed < 200, "some frames where they arrive, some (the split one) through nats-py's parser"
 
 
 def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsServer) -> None:
-    """Messages read while the loop was busy wait in the backlog; beyond its limit they are dropped
-    and reported, the rest applied in order (the mirror then sees sequence gaps and resyncs)."""
+    """Messages read while the loop was busy wait; beyond the limit they are dropped and reported,
+    the rest applied in order (the mirror then sees sequence gaps and resyncs), and a subject of
+    ``keep`` (the relay's heartbeat) is never dropped."""
 
-    async def go() -> tuple[list[bytes], int, list[int]]:
+    async def go() -> tuple[list[bytes], list[bytes], int, list[int]]:
         sub_nc, pub_nc = await _connect(nats.url), await _connect(nats.url)
         got: list[bytes] = []
+        kept: list[bytes] = []
+
+        def handler(subject: bytes, data: bytes) -> None:
+            (kept if subject == b"slow.hb" else got).append(data)
+
         reports: list[int] = []
-        direct = lean.DirectDelivery(sub_nc, lambda subject, data: got.append(data), 5, reports.append)
-        direct.add(await sub_nc.subscribe("slow"))
+        direct = lean.DirectDelivery(sub_nc, handler, 5, reports.append, keep=frozenset((b"slow.hb",)))
+        direct.add(await sub_nc.subscribe("slow.*"))
         await sub_nc.flush()
         for i in range(50):
-            await pub_nc.publish("slow", b"%d" % i)
+            await pub_nc.publish("slow.d", b"%d" % i)
+            if i % 10 == 9:
+                await pub_nc.publish("slow.hb", b"%d" % i)
         await pub_nc.flush()
-        time.sleep(0.3)  # the loop is busy: all 50 wait in the socket and are read together
+        time.sleep(0.3)  # the loop is busy: all wait in the socket and are read together
         deadline = time.monotonic() + 5
         while len(got) + direct.dropped < 50 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await sub_nc.close()
         await pub_nc.close()
-        return got, direct.dropped, reports
+        return got, kept, direct.dropped, reports
 
-    got, dropped, reports = asyncio.run(go())
+    got, kept, dropped, reports = asyncio.run(go())
     assert dropped > 0 and len(got) + dropped == 50
     assert reports == list(range(1, dropped + 1))
     numbers = [int(x) for x in got]
     assert numbers == sorted(numbers) and numbers[:5] == [0, 1, 2, 3, 4]
+    assert kept == [b"9", b"19", b"29", b"39", b"49"]

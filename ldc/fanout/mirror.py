@@ -104,6 +104,7 @@ class Mirror:
         self.stale_reason = ""  # non-empty while every market is flagged STALE for it
         self.exchange = ""  # the origin's, once the relay said it
         self._nc: Any = None
+        self._direct: lean.DirectDelivery | None = None
         self._closing = False
         self._stop = asyncio.Event()
         self.failure = ""  # why the mirror gave up (its segment belongs to another writer)
@@ -408,6 +409,8 @@ class Mirror:
     async def on_reconnect(self) -> None:
         log.info("mirror %s: reconnected to %s", self.local_group, connected_url(self._nc))
         self.last_heartbeat = time.monotonic()  # the next heartbeat resyncs everything (stale_reason)
+        if self._direct is not None:
+            self._direct.attach_reader()  # the new connection's reader
 
     def on_wait(self, cause: str) -> None:
         self.flag_all_stale(cause)
@@ -425,8 +428,10 @@ class Mirror:
             subjects = [f"{codec.SUBJECT_PREFIX}.{self.group}.*"] if self.wanted is None else [
                 codec.data_subject(self.group), codec.control_subject(self.group, codec.HEARTBEAT_TOKEN)]
             # the group's messages skip nats-py's Msg, queue and task (ldc.fanout.lean), its limit kept
-            direct = lean.DirectDelivery(self._nc, self.on_raw, self.pending_msgs, self.on_backlog_drop) \
-                if lean.supported(self._nc) else None
+            # (the relay's heartbeats are never dropped: a mirror catching up must not also judge it silent)
+            heartbeat = codec.control_subject(self.group, codec.HEARTBEAT_TOKEN).encode()
+            direct = self._direct = lean.DirectDelivery(self._nc, self.on_raw, self.pending_msgs, self.on_backlog_drop,
+                                                        keep=frozenset((heartbeat,))) if lean.supported(self._nc) else None
             for subject in subjects:
                 sub = await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
                 if direct is not None:

@@ -6,8 +6,11 @@ its backlog limit as nats-py's slow-consumer rule does."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,12 +131,15 @@ def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsSer
         direct = lean.DirectDelivery(sub_nc, handler, 5, reports.append, keep=frozenset((b"slow.hb",)))
         direct.add(await sub_nc.subscribe("slow.*"))
         await sub_nc.flush()
+        socket = sub_nc._transport._io_writer.transport
+        socket.pause_reading()  # the subscriber is busy: everything waits in its socket
         for i in range(50):
             await pub_nc.publish("slow.d", b"%d" % i)
             if i % 10 == 9:
                 await pub_nc.publish("slow.hb", b"%d" % i)
         await pub_nc.flush()
-        time.sleep(0.3)  # the loop is busy: all wait in the socket and are read together
+        await asyncio.sleep(0.3)  # the server has written it all to the subscriber's socket
+        socket.resume_reading()  # ... which is read together
         deadline = time.monotonic() + 5
         while len(got) + direct.dropped < 50 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -147,3 +153,38 @@ def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsSer
     numbers = [int(x) for x in got]
     assert numbers == sorted(numbers) and numbers[:5] == [0, 1, 2, 3, 4]
     assert kept == [b"9", b"19", b"29", b"39", b"49"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificates")
+def test_both_lean_paths_are_taken_over_tls(tmp_path: Path) -> None:
+    """Over TLS the transport is asyncio's TLS one: the lean publish writes through it and the frames
+    are still taken where the decrypted bytes arrive."""
+    from test_fanout_hosts import make_tls
+
+    ca, cert, key, _ = make_tls(tmp_path)
+    with NatsServer(extra_conf=f'tls {{ cert_file: "{cert}"\n key_file: "{key}" }}') as server:
+        url = server.url.replace("nats://", "tls://")
+
+        async def go() -> tuple[list[bytes], int, list[bool]]:
+            tls = ssl.create_default_context(cafile=str(ca))
+            sub_nc = await nats_client.connect(url, tls=tls, allow_reconnect=False)
+            pub_nc = await nats_client.connect(url, tls=tls, allow_reconnect=False)
+            got: list[bytes] = []
+            direct = lean.DirectDelivery(sub_nc, lambda subject, data: got.append(data), 1000, lambda n: None)
+            direct.add(await sub_nc.subscribe("t"))
+            await sub_nc.flush()
+            sent = [lean.supported(pub_nc)]
+            for i in range(100):
+                sent.append(lean.publish_now(pub_nc, b"t", b"%d" % i * 50))
+                await asyncio.sleep(0.001)
+            deadline = time.monotonic() + 5
+            while len(got) < 100 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await sub_nc.close()
+            await pub_nc.close()
+            return got, direct.framed, sent
+
+        got, framed, sent = asyncio.run(go())
+    assert all(sent)
+    assert got == [b"%d" % i * 50 for i in range(100)]
+    assert framed > 0

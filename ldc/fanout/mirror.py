@@ -42,9 +42,9 @@ RELAY_SILENT_S: Final = 1.5  # three missed relay heartbeats (codec: every 0.5 s
 WATCH_INTERVAL_S: Final = 0.25  # relay-silence check and the segment's own heartbeat
 REQUEST_TIMEOUT_S: Final = 1.0  # an info or state request unanswered this long is retried
 STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets resync at once
-# messages (batches) the client may queue for us before it drops (nats-py's slow-consumer limit; its
-# 64 MiB byte limit holds too): a dropped batch is a sequence gap in each market it carried, so those
-# resync; the server cuts a mirror slower still (a lost connection)
+# messages (batches) read and waiting for us before the client drops (nats-py's slow-consumer limit, kept
+# by lean.DirectDelivery with its 64 MiB byte limit): a dropped batch is a sequence gap in each market it
+# carried, so those resync; the server cuts a mirror slower still (a lost connection)
 DEFAULT_PENDING_MSGS: Final = 65_536
 _UPDATES: Final = int(Counter.UPDATES)
 _FIELD: Final = {f.name: i for i, f in enumerate(SLOT_HEADER.fields)}  # Update.fields indices
@@ -465,7 +465,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--local-group", help="segment name on this host (default: the group's own name)")
     p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="depth until the relay says the origin's")
     p.add_argument("--pending-msgs", type=int, default=DEFAULT_PENDING_MSGS,
-                   help="messages (batches) queued in the client before it drops some (each drop resyncs the markets it carried)")
+                   help="messages (batches) read and waiting in the client before it drops some (each drop resyncs the markets it carried)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 

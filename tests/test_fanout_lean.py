@@ -27,8 +27,18 @@ def nats() -> Iterator[NatsServer]:
         yield server
 
 
-async def _connect(url: str) -> Any:
-    return await nats_client.connect(url, allow_reconnect=False)
+async def _connect(url: str, **options: Any) -> Any:
+    return await nats_client.connect(url, allow_reconnect=False, **options)
+
+
+async def _subscribed(nc: Any) -> None:
+    """Return once the server has our SUBs. nats-py's ``flush`` writes its PING at once, ahead of SUBs
+    still queued for its flusher task, so it can return before the server has them (the first
+    messages were then lost now and then, with nats-py's own delivery alike): let the flusher write first."""
+    deadline = time.monotonic() + 5
+    while nc.pending_data_size and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    await nc.flush()
 
 
 def test_the_installed_nats_py_takes_the_lean_paths(nats: NatsServer) -> None:
@@ -54,7 +64,7 @@ def test_a_lean_publish_arrives_whole_after_what_nats_py_queued(nats: NatsServer
                 done.set()
 
         await sub_nc.subscribe("lean.>", cb=cb)
-        await sub_nc.flush()
+        await _subscribed(sub_nc)
         big = bytes(range(256)) * 200 + b"\r\nPUB fake 1\r\nx\r\n"  # protocol-looking bytes inside stay payload
         await pub_nc.publish("lean.queued", b"first")  # queued for nats-py's flusher, not yet written
         assert lean.publish_now(pub_nc, b"lean.now", big)
@@ -91,7 +101,7 @@ def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(n
 
         direct.add(await sub_nc.subscribe("d.*", cb=never))
         await sub_nc.subscribe("o", cb=other)
-        await sub_nc.flush()
+        await _subscribed(sub_nc)
         for i in range(200):
             await pub_nc.publish(f"d.{i % 3}", BIG if i == 120 else str(i).encode())
             if i % 50 == 0:
@@ -130,7 +140,7 @@ def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsSer
         reports: list[int] = []
         direct = lean.DirectDelivery(sub_nc, handler, 5, reports.append, keep=frozenset((b"slow.hb",)))
         direct.add(await sub_nc.subscribe("slow.*"))
-        await sub_nc.flush()
+        await _subscribed(sub_nc)
         socket = sub_nc._transport._io_writer.transport
         socket.pause_reading()  # the subscriber is busy: everything waits in its socket
         for i in range(50):
@@ -167,12 +177,11 @@ def test_both_lean_paths_are_taken_over_tls(tmp_path: Path) -> None:
 
         async def go() -> tuple[list[bytes], int, list[bool]]:
             tls = ssl.create_default_context(cafile=str(ca))
-            sub_nc = await nats_client.connect(url, tls=tls, allow_reconnect=False)
-            pub_nc = await nats_client.connect(url, tls=tls, allow_reconnect=False)
+            sub_nc, pub_nc = await _connect(url, tls=tls), await _connect(url, tls=tls)
             got: list[bytes] = []
             direct = lean.DirectDelivery(sub_nc, lambda subject, data: got.append(data), 1000, lambda n: None)
             direct.add(await sub_nc.subscribe("t"))
-            await sub_nc.flush()
+            await _subscribed(sub_nc)
             sent = [lean.supported(pub_nc)]
             for i in range(100):
                 sent.append(lean.publish_now(pub_nc, b"t", b"%d" % i * 50))

@@ -34,7 +34,6 @@ ABOVE_IO = ("ldc.venues", "ldc.feeder", "ldc.stream_feeder", "ldc.sync", "ldc.bo
 OTHER_NAMES = ("huobi", "mbx", "serverShutdown", "bitget", "deribit", "kucoin")
 
 
-
 def exchange_names() -> set[str]:
     """Every venue module's name (``ldc/venues/okx.py`` -> okx) and the first word of every exchange name in
     the venue tables (binance.com -> binance, bybit-linear -> bybit): a new venue is covered without a change here."""

@@ -7,11 +7,11 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
 from boundary_helpers import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_PACKAGES = ("ldc.book", "ldc.sync", "ldc.venues", "ldc.io", "ldc.feeder", "ldc.catalogue", "ldc.depth", "ldc.shm", "ldc._fastbook")
-
 
 
 def test_no_simulator_module_imports_the_client() -> None:

@@ -54,7 +54,7 @@ from ldc.errors import ConfigError, ProtocolError, RateLimitError, RestError, Se
 from ldc.io.governor import RateGovernor, governor_key
 from ldc.io.rest import RestClient
 from ldc.io.ws import CloseReason, WsOptions, WsPool
-from ldc.handoff import Handoff
+from ldc.handoff import Handoff, HotTimes
 from ldc.logjournal import StructuredFields, stderr_handler
 from ldc.publish import SlotPublisher
 from ldc.record import Recorder, book_snapshot_line, config_for
@@ -118,7 +118,7 @@ _COUNTERS = (
 
 
 @dataclass(eq=False)
-class Market:
+class Market(HotTimes):
     """One market's sync engine, slot and connection bookkeeping."""
 
     symbol: str
@@ -151,19 +151,6 @@ class Market:
     @conn.setter
     def conn(self, conn_id: int | None) -> None:
         self.hot.conn = -1 if conn_id is None else conn_id
-
-    @property
-    def last_event_ms(self) -> int:
-        """Exchange event time of the last diff fed (-1: none yet)."""
-        return self.hot.last_event_ms
-
-    @property
-    def last_recv_ns(self) -> int:
-        """When the last diff fed was received."""
-        return self.hot.last_recv_ns
-
-    def stamp(self, event_time_ms: int, recv_time_ns: int) -> None:
-        self.hot.last_event_ms, self.hot.last_recv_ns = event_time_ms, recv_time_ns
 
 
 class Feeder:

@@ -28,6 +28,26 @@ from ldc.sync import Actions, BookSync, Event, SyncState
 __all__ = ["Handoff"]
 
 
+class HotTimes:
+    """A market whose C HotPath keeps its last event's times (the Router stamps them without Python): the two
+    feeders' market records read and stamp them here. The record has a ``hot: HotPath`` field."""
+
+    hot: HotPath
+
+    @property
+    def last_event_ms(self) -> int:
+        """Exchange event time of the last event fed (-1: none yet)."""
+        return self.hot.last_event_ms
+
+    @property
+    def last_recv_ns(self) -> int:
+        """When it was received."""
+        return self.hot.last_recv_ns
+
+    def stamp(self, event_time_ms: int, recv_time_ns: int) -> None:
+        self.hot.last_event_ms, self.hot.last_recv_ns = event_time_ms, recv_time_ns
+
+
 class Handoff:
     """The hand-over of one market's book between its BookSync and its HotPath (see the module)."""
 

@@ -16,7 +16,7 @@ that request on the market's connection. A venue whose sequence counts the whole
 is lost with it) counts a gap on every market of that connection and reconnects it (new snapshots, the
 sequence starts again). A message the parser refuses resyncs its market when the venue can still name it
 (``stream_of``: Kraken, HTX, whose sequences would not show the loss). A server's ping is answered with the
-venue's reply. A venue with a C dialect (``fast_parse``: OKX, Bybit, Coinbase, HTX mbp) has its book updates read in C
+venue's reply. A venue with a C dialect (``fast_parse``: every stream venue: OKX, Bybit, Coinbase, HTX, Kraken v2) has its books read in C
 (``ldc/fastbook/dialect_*.c``, the same values as its reference parser); everything else, any message the dialect
 doubts, and every message of a venue without one, is read by the venue's reference parser (correct, slower).
 
@@ -61,7 +61,7 @@ from ldc.config import GroupConfig, endpoints, reload_group, restart_keys, symbo
 from ldc.depth import NO_ID, DepthDiff, DepthSnapshot
 from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS
-from ldc.handoff import Handoff
+from ldc.handoff import Handoff, HotTimes
 from ldc.io.rest import RestClient
 from ldc.io.ws import CLOSE_PROTOCOL_ERROR, FrameParser, close_handshake, send_close, tls_options
 from ldc.publish import SlotPublisher
@@ -107,7 +107,7 @@ SNAPSHOT_WORKERS = 2  # REST snapshot requests in flight at once (only without t
 
 
 @dataclass(eq=False)
-class StreamMarket:
+class StreamMarket(HotTimes):
     symbol: str
     stream: str
     slot: int
@@ -133,19 +133,6 @@ class StreamMarket:
     @conn.setter
     def conn(self, conn_id: int) -> None:
         self.hot.conn = conn_id
-
-    @property
-    def last_event_ms(self) -> int:
-        """Exchange event time of the last event of the market (-1: none yet)."""
-        return self.hot.last_event_ms
-
-    @property
-    def last_recv_ns(self) -> int:
-        """When it was received."""
-        return self.hot.last_recv_ns
-
-    def stamp(self, event_time_ms: int, recv_time_ns: int) -> None:
-        self.hot.last_event_ms, self.hot.last_recv_ns = event_time_ms, recv_time_ns
 
 
 class StreamFeeder:

@@ -92,3 +92,28 @@ def test_a_silent_origin_is_not_alive_and_its_updates_carry_the_stored_status(gr
             origin.close()
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("markets", [5, 40])  # below and above origin._SCAN_IN_PYTHON: both scans
+def test_changes_are_exactly_the_markets_published_since_the_last_look(group: str, markets: int) -> None:
+    names = [f"M{i:02d}USDT" for i in range(markets)]
+    bids, asks = book(DEPTH)
+    with SegmentWriter(group, depth=DEPTH, capacity=64, exchange="binance.com", markets=names) as writer:
+        origin = Origin(group, epoch=1)
+        try:
+            def publish(picked: list[str], update_id: int) -> None:
+                for name in picked:
+                    writer.publish(writer.slot(name), update_id=update_id, event_time_ms=1, recv_time_ns=1,
+                                   status=Status.SYNCED, bids=bids, asks=asks, n_bids=DEPTH, n_asks=DEPTH)
+
+            publish(names, 1)
+            assert sorted(c.symbol for c in origin.changes()) == names
+            assert origin.changes() == []
+            picked = names[1::3]
+            publish(picked, 2)
+            found = origin.changes()
+            assert [c.symbol for c in found] == picked and all(c.seq == 2 for c in found)
+            assert all(codec.decode_entry(c.entry, DEPTH).update_id == 2 for c in found)
+            assert origin.changes() == []
+        finally:
+            origin.close()

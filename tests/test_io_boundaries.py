@@ -22,6 +22,7 @@ from ldc.io.ws import StreamRules, WsOptions, WsPool
 from ldc.venues import binance
 from ldc.venues.base import ControlAction, FrameKind, RestProtocol, StreamProtocol
 from test_ws import TEXT, Recorder, ScriptedServer, _server_frame, wait_for
+from boundary_helpers import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 IO_DIR = ROOT / "ldc" / "io"
@@ -31,17 +32,6 @@ ABOVE_IO = ("ldc.venues", "ldc.feeder", "ldc.stream_feeder", "ldc.sync", "ldc.bo
             "ldc._fastbook", "ldc.fastbook", "ldc.publish")  # fmt: skip
 # exchange names beyond the venue modules' own (old names and header prefixes the modules use)
 OTHER_NAMES = ("huobi", "mbx", "serverShutdown", "bitget", "deribit", "kucoin")
-
-
-def imported_modules(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def exchange_names() -> set[str]:

@@ -8,19 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from boundary_helpers import imported_modules
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_PACKAGES = ("ldc.book", "ldc.sync", "ldc.venues", "ldc.io", "ldc.feeder", "ldc.catalogue", "ldc.depth", "ldc.shm", "ldc._fastbook")
-
-
-def imported_modules(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def test_no_simulator_module_imports_the_client() -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from ldc.errors import SegmentError
-from ldc.fanout import codec
+from ldc.fanout import codec, lean
 from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
 from ldc.fanout.relay import log_count, nats_options, run_command
@@ -42,9 +42,9 @@ RELAY_SILENT_S: Final = 1.5  # three missed relay heartbeats (codec: every 0.5 s
 WATCH_INTERVAL_S: Final = 0.25  # relay-silence check and the segment's own heartbeat
 REQUEST_TIMEOUT_S: Final = 1.0  # an info or state request unanswered this long is retried
 STATE_REQUESTS_IN_FLIGHT: Final = 64  # bounded fan-in when hundreds of markets resync at once
-# messages (batches) the client may queue for us before it drops (nats-py's slow-consumer limit; its
-# 64 MiB byte limit holds too): a dropped batch is a sequence gap in each market it carried, so those
-# resync; the server cuts a mirror slower still (a lost connection)
+# messages (batches) read and waiting for us before the client drops (nats-py's slow-consumer limit, kept
+# by lean.DirectDelivery with its 64 MiB byte limit): a dropped batch is a sequence gap in each market it
+# carried, so those resync; the server cuts a mirror slower still (a lost connection)
 DEFAULT_PENDING_MSGS: Final = 65_536
 _UPDATES: Final = int(Counter.UPDATES)
 _FIELD: Final = {f.name: i for i, f in enumerate(SLOT_HEADER.fields)}  # Update.fields indices
@@ -53,6 +53,8 @@ _EVENT_TIME, _RECV_TIME = _FIELD["event_time_ms"], _FIELD["recv_time_ns"]
 _COUNTERS_AT: Final = _FIELD[COUNTER_FIELDS[0]]
 _COUNTERS_END: Final = _COUNTERS_AT + len(COUNTER_FIELDS)
 _COUNTERS: Final = tuple(Counter)  # in COUNTER_FIELDS order
+_BATCH_B: Final = codec.BATCH_TOKEN.encode()
+_HEARTBEAT_B: Final = codec.HEARTBEAT_TOKEN.encode()
 assert _UPDATES == 0, "_apply compares the counters after updates as one slice"
 
 
@@ -102,6 +104,7 @@ class Mirror:
         self.stale_reason = ""  # non-empty while every market is flagged STALE for it
         self.exchange = ""  # the origin's, once the relay said it
         self._nc: Any = None
+        self._direct: lean.DirectDelivery | None = None
         self._closing = False
         self._stop = asyncio.Event()
         self.failure = ""  # why the mirror gave up (its segment belongs to another writer)
@@ -151,12 +154,23 @@ class Mirror:
     # ------------------------------------------------------------------ updates
 
     async def on_data(self, msg: Any) -> None:
-        token = msg.subject.rsplit(".", 1)[-1]
-        if token == codec.HEARTBEAT_TOKEN:
-            await self.on_heartbeat(msg.data)
-        elif token == codec.BATCH_TOKEN or not token.startswith("_"):  # a symbol's subject: a version 1 relay
-            self.handle_batch(msg.data, token, from_stream=True)
+        """nats-py's callback (when ``lean.supported`` is false): as ``on_raw``."""
+        self.on_raw(msg.subject.encode(), msg.data)
+
+    def on_raw(self, subject: bytes, data: bytes) -> None:
+        """A message of the group's subjects, as ``lean.DirectDelivery`` hands it over."""
+        token = subject[subject.rfind(b".") + 1 :]
+        if token == _BATCH_B:
+            self.handle_batch(data, codec.BATCH_TOKEN, from_stream=True)
+        elif token == _HEARTBEAT_B:
+            self.handle_heartbeat(data)
+        elif not token.startswith(b"_"):  # a symbol's subject: a version 1 relay
+            self.handle_batch(data, token.decode(errors="replace"), from_stream=True)
         # other tokens: other mirrors' state requests share the group's subject space
+
+    def on_backlog_drop(self, dropped: int) -> None:
+        log_count(log, dropped, "mirror %s: slow consumer: more than %d messages waiting, a batch dropped (its markets resync)",
+                  self.local_group, self.pending_msgs)
 
     def handle_batch(self, data: bytes, token: str, *, from_stream: bool) -> None:
         """Apply every entry of one batch (from the stream, or a state reply), then wake readers once."""
@@ -305,6 +319,9 @@ class Mirror:
     # ------------------------------------------------------------------ relay heartbeat
 
     async def on_heartbeat(self, data: bytes) -> None:
+        self.handle_heartbeat(data)
+
+    def handle_heartbeat(self, data: bytes) -> None:
         try:
             info = codec.Info.decode(data)
         except codec.DecodeError as exc:
@@ -392,6 +409,8 @@ class Mirror:
     async def on_reconnect(self) -> None:
         log.info("mirror %s: reconnected to %s", self.local_group, connected_url(self._nc))
         self.last_heartbeat = time.monotonic()  # the next heartbeat resyncs everything (stale_reason)
+        if self._direct is not None:
+            self._direct.attach_reader()  # the new connection's reader
 
     def on_wait(self, cause: str) -> None:
         self.flag_all_stale(cause)
@@ -408,8 +427,15 @@ class Mirror:
             # relay sends one message per window for all of them (docs/FANOUT.md says why)
             subjects = [f"{codec.SUBJECT_PREFIX}.{self.group}.*"] if self.wanted is None else [
                 codec.data_subject(self.group), codec.control_subject(self.group, codec.HEARTBEAT_TOKEN)]
+            # the group's messages skip nats-py's Msg, queue and task (ldc.fanout.lean), its limit kept
+            # (the relay's heartbeats are never dropped: a mirror catching up must not also judge it silent)
+            heartbeat = codec.control_subject(self.group, codec.HEARTBEAT_TOKEN).encode()
+            direct = self._direct = lean.DirectDelivery(self._nc, self.on_raw, self.pending_msgs, self.on_backlog_drop,
+                                                        keep=frozenset((heartbeat,))) if lean.supported(self._nc) else None
             for subject in subjects:
-                await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
+                sub = await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
+                if direct is not None:
+                    direct.add(sub)
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
             watcher = asyncio.create_task(self.watch())
@@ -439,7 +465,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--local-group", help="segment name on this host (default: the group's own name)")
     p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="depth until the relay says the origin's")
     p.add_argument("--pending-msgs", type=int, default=DEFAULT_PENDING_MSGS,
-                   help="messages (batches) queued in the client before it drops some (each drop resyncs the markets it carried)")
+                   help="messages (batches) read and waiting in the client before it drops some (each drop resyncs the markets it carried)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 

@@ -26,7 +26,7 @@ import time
 from typing import Any, Final
 
 from ldc.errors import ConfigError, LdcError, SegmentError
-from ldc.fanout import codec
+from ldc.fanout import codec, lean
 from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
 from ldc.fanout.origin import Change, Origin
 from ldc.shm.layout import NAME_SIZE
@@ -76,6 +76,8 @@ class Relay:
         self.batch_seq = 0
         self._group_b = self.group.encode()
         self._subject = codec.data_subject(self.group)
+        self._subject_b = self._subject.encode()
+        self._lean = False  # lean.publish_now for the batches (the installed nats-py supports it)
 
     # ------------------------------------------------------------------ the pump
 
@@ -124,7 +126,9 @@ class Relay:
         for run in codec.split_batches([c.entry for c in changes], limit):
             self.batch_seq += 1
             try:
-                await self._nc.publish(self._subject, codec.encode_batch(self.epoch, self.batch_seq, self._group_b, run))
+                payload = codec.encode_batch(self.epoch, self.batch_seq, self._group_b, run)
+                if not (self._lean and lean.publish_now(self._nc, self._subject_b, payload)):
+                    await self._nc.publish(self._subject, payload)
                 self.published += len(run)
                 self.batches += 1
             except Exception as exc:  # noqa: BLE001  (nats-py raises several kinds while reconnecting)
@@ -165,6 +169,9 @@ class Relay:
                                 f"(epoch {self.rival:x}): one relay per group, or mirrors follow two epochs")
         await self._nc.subscribe(codec.control_subject(self.group, codec.STATE_TOKEN), cb=self._on_state)
         self._started = True
+        self._lean = lean.supported(self._nc)
+        if not self._lean:
+            log.warning("relay %s: this nats-py lacks what ldc.fanout.lean uses: batches go through nc.publish", self.group)
         tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
         try:
             await stop.wait()

@@ -1,0 +1,217 @@
+"""The hot path's two NATS operations, done leaner than nats-py's general ones, on nats-py's connection.
+
+nats-py stays the client: it connects (TLS, user / password, token, nkey, creds), reconnects,
+answers pings, serves requests and heartbeats. Only the relay's batch publish and the mirror's batch
+delivery take a shorter way through the same connection, measured in ``scripts/bench_mirror.py``
+(docs/FANOUT.md):
+
+- ``publish_now`` writes ``PUB <subject> <n>\\r\\n<payload>\\r\\n`` (the protocol's own command, with
+  anything nats-py had queued first, in order) straight to the connection's transport, instead of
+  queueing it for nats-py's flusher task, which costs a loop iteration, a queue and a future per
+  message. While the connection is down, or the transport holds more than ``MAX_UNSENT_BYTES``
+  (a slow server: nats-py's own publish then buffers and waits as it always does), it returns False
+  and the caller publishes through nats-py.
+- ``DirectDelivery`` takes a subscription's messages before nats-py's read loop sees them: the
+  bytes the socket delivered are split into ``MSG`` frames where they arrive (the connection's
+  ``StreamReader.feed_data``) and each frame of a direct subscription goes to the handler there, so
+  a batch costs one loop iteration and no ``Msg`` object, ``asyncio.Queue``, task wake-up or copy
+  through nats-py's parser. Anything else (``PING``, ``INFO``, ``-ERR``, other subscriptions, a
+  frame split across reads), and everything after it until nats-py has parsed it all, goes to
+  nats-py as before; a direct subscription's frame that nats-py parses meanwhile reaches the
+  handler from nats-py's ``_process_msg`` (the last one read at once, others through a backlog one
+  loop callback drains). nats-py's client-side slow-consumer rule holds: of the messages read
+  together, those beyond ``pending_msgs`` (or ``PENDING_BYTES``) are dropped and reported (the
+  mirror sees the sequence gaps and resyncs those markets), except on the ``keep`` subjects (the
+  relay's heartbeat); the server's own cut is untouched.
+
+Both use nats-py internals (``Client._transport``, ``_pending``, ``_process_msg``, ``_ps``, the
+transport's ``StreamReader``): ``supported`` checks they are there (and ``attach_reader`` the
+reader), and without them everything goes through nats-py's public API as before
+(``tests/test_fanout_lean.py`` fails if the installed nats-py no longer takes the lean path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+log = logging.getLogger(__name__)
+
+# bytes a DirectDelivery backlog may hold, as nats-py's own subscription limit (DEFAULT_SUB_PENDING_BYTES_LIMIT)
+PENDING_BYTES: Final = 64 * 1024 * 1024
+_MAX_CONTROL_LINE: Final = 4096  # nats-py's MAX_CONTROL_LINE_SIZE: a longer MSG line is its parser's to refuse
+# bytes the transport may hold unsent before publish_now hands over to nats-py's publish (which
+# buffers up to its pending_size and drains): a server that does not read is not fed without limit
+MAX_UNSENT_BYTES: Final = 1 << 20
+
+
+def supported(nc: Any) -> bool:
+    """True when the installed nats-py has the internals the lean paths use."""
+    transport = getattr(nc, "_transport", None)
+    writer = getattr(transport, "_io_writer", None)
+    return (writer is not None and hasattr(writer, "transport") and isinstance(getattr(nc, "_pending", None), list)
+            and hasattr(nc, "_pending_data_size") and callable(getattr(nc, "_process_msg", None))
+            and isinstance(getattr(getattr(nc, "_ps", None), "buf", None), bytearray))
+
+
+def publish_now(nc: Any, subject: bytes, payload: bytes) -> bool:
+    """Write one PUB on the connection now; False when the caller must use ``nc.publish`` instead."""
+    if not nc.is_connected:
+        return False
+    try:
+        writer = nc._transport._io_writer
+        if writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            return False
+        pending = nc._pending
+    except AttributeError:  # another transport (websocket) or another nats-py
+        return False
+    command = b"PUB %s %d\r\n%s\r\n" % (subject, len(payload), payload)
+    if pending:  # what nats-py queued (a heartbeat, a PING) goes first, as its flusher would send it
+        writer.writelines([*pending, command])
+        nc._pending = []
+        nc._pending_data_size = 0
+    else:
+        writer.write(command)
+    stats = nc.stats
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += len(payload)
+    return True
+
+
+Handler = Callable[[bytes, bytes], None]  # (subject, payload)
+
+
+class DirectDelivery:
+    """Messages of the subscriptions ``add``-ed go to ``handler(subject, payload)`` without a ``Msg``,
+    a queue or a task; any other message goes through nats-py as before. ``on_drop(dropped_so_far)``
+    is called when a message is dropped (more than ``pending_msgs`` read together; never one on a
+    subject of ``keep``). Call
+    ``attach_reader`` after every (re)connect: each connection has a reader of its own."""
+
+    def __init__(self, nc: Any, handler: Handler, pending_msgs: int, on_drop: Callable[[int], None],
+                 keep: frozenset[bytes] = frozenset()) -> None:
+        self._nc = nc
+        self._keep = keep  # subjects never dropped (the relay's heartbeat: small, and what says it is alive)
+        self._handler = handler
+        self._limit = pending_msgs
+        self._on_drop = on_drop
+        self._sids: set[int] = set()
+        self._backlog: deque[tuple[bytes, bytes]] = deque()
+        self._backlog_bytes = 0
+        self._scheduled = False
+        self._reader: Any = None
+        self.dropped = 0
+        self.delivered = 0
+        self.framed = 0  # messages taken where they arrived (the rest went through nats-py's parser)
+        self._loop = asyncio.get_running_loop()
+        from nats.protocol.parser import AWAITING_CONTROL_LINE  # nats-py: the optional extra's
+
+        self._idle = AWAITING_CONTROL_LINE  # the parser's state between messages
+        self._original = nc._process_msg
+        nc._process_msg = self._process_msg  # the parser calls self.nc._process_msg for every MSG
+
+    def add(self, sub: Any) -> None:
+        self._sids.add(sub._id)
+        self.attach_reader()
+
+    def attach_reader(self) -> bool:
+        """Take the current connection's bytes where they arrive; False when this transport has no
+        ``StreamReader`` (a websocket): its messages then come through nats-py's parser alone."""
+        reader = getattr(getattr(self._nc, "_transport", None), "_io_reader", None)
+        if reader is self._reader:
+            return True
+        if not isinstance(reader, asyncio.StreamReader) or not isinstance(getattr(reader, "_buffer", None), bytearray):
+            return False
+        original = reader.feed_data
+
+        def feed_data(data: bytes) -> None:
+            self._feed(reader, original, data)
+
+        setattr(reader, "feed_data", feed_data)  # the protocol's data_received calls reader.feed_data
+        self._reader = reader
+        return True
+
+    def _feed(self, reader: Any, original: Callable[[bytes], None], data: bytes) -> None:
+        ps = self._nc._ps
+        if reader._buffer or ps.buf or ps.state != self._idle or self._backlog or reader is not self._reader:
+            original(data)  # nats-py has bytes to parse first: order stays the wire's
+            return
+        pos, end_of_data, taken, sids = 0, len(data), 0, self._sids
+        while pos < end_of_data:
+            if not data.startswith(b"MSG ", pos):
+                break
+            eol = data.find(b"\r\n", pos, pos + _MAX_CONTROL_LINE)
+            if eol < 0:
+                break
+            parts = data[pos + 4 : eol].split(b" ")
+            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit() or int(parts[1]) not in sids:
+                break  # a reply subject, another subscription: nats-py's
+            start = eol + 2
+            stop = start + int(parts[2])
+            if stop + 2 > end_of_data or data[stop : stop + 2] != b"\r\n":
+                break  # split across reads: nats-py's parser joins it
+            pos = stop + 2
+            taken += 1
+            self._deliver(parts[0], data[start:stop], taken)
+        if pos < end_of_data:
+            original(data[pos:] if pos else data)
+
+    def _deliver(self, subject: bytes, payload: bytes, waiting: int) -> None:
+        stats = self._nc.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(payload)
+        self.framed += 1
+        if waiting > self._limit and subject not in self._keep:  # read with more than the limit before it: dropped, as nats-py would
+            self.dropped += 1
+            self._on_drop(self.dropped)
+            return
+        self._handle(subject, payload)
+
+    def _handle(self, subject: bytes, payload: bytes) -> None:
+        self.delivered += 1
+        try:
+            self._handler(subject, payload)
+        except Exception:  # noqa: BLE001  (as nats-py reports a failing callback and goes on)
+            log.exception("handling a message on %s failed", subject.decode(errors="replace"))
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
+        if sid not in self._sids or headers or reply:
+            await self._original(sid, subject, reply, data, headers)
+            return
+        nc = self._nc
+        nc.stats["in_msgs"] += 1
+        nc.stats["in_bytes"] += len(data)
+        full = len(self._backlog) >= self._limit or self._backlog_bytes + len(data) > PENDING_BYTES
+        if full and subject not in self._keep:
+            self.dropped += 1
+            self._on_drop(self.dropped)
+            return
+        self._backlog.append((subject, data))
+        self._backlog_bytes += len(data)
+        if not nc._ps.buf and not self._unread():
+            self._drain()  # nothing more has been read: apply now, without another loop iteration
+        elif not self._scheduled:  # the parser goes on with what was read; the backlog is applied after
+            self._scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _unread(self) -> int:
+        """Bytes read from the socket that nats-py's read loop has not taken yet (its StreamReader's)."""
+        try:
+            return len(self._nc._transport._io_reader._buffer)
+        except (AttributeError, TypeError):
+            return 1  # unknown: defer to the loop callback
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        backlog = self._backlog
+        while backlog:
+            subject, data = backlog.popleft()
+            self._backlog_bytes -= len(data)
+            self._handle(subject, data)
+
+    def close(self) -> None:
+        if self._nc._process_msg == self._process_msg:
+            self._nc._process_msg = self._original

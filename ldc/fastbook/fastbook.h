@@ -171,6 +171,9 @@ typedef struct {
     PyObject *paths; /* dict: symbol str -> HotPath */
 } Router;
 
+/* router.c: feed(raws, start, conn_id, recv_time_ns)'s arguments, read once for both routers */
+int ldc_fb_feed_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *start, long long *conn, long long *recv_ns);
+
 /* scan.c: the JSON scanner the dialects share (declared before the inline helpers that call it) */
 extern Scratch ldc_fb_scratch_bids, ldc_fb_scratch_asks;
 int ldc_fb_scan_string(Scanner *sc, const char **text, Py_ssize_t *len, int *escaped);

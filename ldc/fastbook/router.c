@@ -58,21 +58,29 @@ static PyObject *woken_then(PyObject *segment, PyObject *result)
     return result;
 }
 
-static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nargs)
+/* feed(raws, start, conn_id, recv_time_ns)'s arguments, for both routers: 0, or -1 with an exception set. */
+int ldc_fb_feed_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *start, long long *conn, long long *recv_ns)
 {
     if (nargs != 4) {
         PyErr_Format(PyExc_TypeError, "feed() takes 4 arguments (raws, start, conn_id, recv_time_ns), found %zd",
                      nargs);
-        return NULL;
+        return -1;
     }
     if (!PyList_CheckExact(args[0])) {
         PyErr_Format(PyExc_TypeError, "feed() raws must be a list, found %s", Py_TYPE(args[0])->tp_name);
-        return NULL;
+        return -1;
     }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    long long conn = PyLong_AsLongLong(args[2]);
-    long long recv_ns = PyLong_AsLongLong(args[3]);
-    if (PyErr_Occurred()) {
+    *start = PyLong_AsSsize_t(args[1]);
+    *conn = PyLong_AsLongLong(args[2]);
+    *recv_ns = PyLong_AsLongLong(args[3]);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t start;
+    long long conn, recv_ns;
+    if (ldc_fb_feed_args(args, nargs, &start, &conn, &recv_ns) < 0) {
         return NULL;
     }
     if (self->paths == NULL) {

@@ -133,19 +133,9 @@ static PyObject *stream_router_run(StreamRouter *self, PyObject *raws, Py_ssize_
 
 static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "feed() takes 4 arguments (raws, start, conn_id, recv_time_ns), found %zd",
-                     nargs);
-        return NULL;
-    }
-    if (!PyList_CheckExact(args[0])) {
-        PyErr_Format(PyExc_TypeError, "feed() raws must be a list, found %s", Py_TYPE(args[0])->tp_name);
-        return NULL;
-    }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    long long conn = PyLong_AsLongLong(args[2]);
-    long long recv_ns = PyLong_AsLongLong(args[3]);
-    if (PyErr_Occurred()) {
+    Py_ssize_t start;
+    long long conn, recv_ns;
+    if (ldc_fb_feed_args(args, nargs, &start, &conn, &recv_ns) < 0) {
         return NULL;
     }
     if (self->paths == NULL || (self->dialect == NULL && self->depth == NULL)) {

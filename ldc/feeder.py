@@ -50,7 +50,7 @@ from ldc._fastbook import (
 from ldc.catalogue import Listing, SymbolCatalogue
 from ldc.config import GroupConfig, endpoints, load_config, reload_group, restart_keys, symbol_changes
 from ldc.control import serve_feeder
-from ldc.errors import ConfigError, ProtocolError, RateLimitError, RestError, SegmentError
+from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError, RestError, SegmentError
 from ldc.io.governor import RateGovernor, governor_key
 from ldc.io.rest import RestClient
 from ldc.io.ws import CloseReason, WsOptions, WsPool
@@ -81,9 +81,8 @@ from ldc.sync import (
     SyncConfig,
     SyncState,
 )
-from ldc.venues import binance, stream_venue
-from ldc.venues.base import Verdict, hot_path_links_prev, verdict
-from ldc.venues.binance import ControlKind
+from ldc.venues import rest_venue, stream_venue
+from ldc.venues.base import RestSnapshotVenue, Verdict, hot_path_links_prev, verdict
 
 if TYPE_CHECKING:
     from ldc.stream_feeder import StreamFeeder
@@ -160,9 +159,12 @@ class Feeder:
                  ws_options: WsOptions | None = None, standby: bool = False) -> None:  # fmt: skip
         self.group = group
         self.config_path = config_path
-        self.venue = binance.exchange(group.exchange)
+        venue = rest_venue(group.exchange)
+        if venue is None:
+            raise LdcError(f"group {group.name!r}: {group.exchange} books start from its websocket: use ldc.stream_feeder.StreamFeeder")
+        self.venue: RestSnapshotVenue = venue
         self.endpoints = endpoints(group)
-        self.limit = binance.snapshot_limit_for(self.venue, group.depth)
+        self.limit = self.venue.snapshot_limit_for(group.depth)
         self._notifier = notifier or Notifier()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -190,12 +192,12 @@ class Feeder:
         self._rest = RestClient(self.endpoints.rest_url, governor=self._governor,
                                 connect_timeout_s=group.rest_timeout_s, read_timeout_s=group.rest_timeout_s,
                                 ca_file=group.ca_file, on_answer=self._stats.rest_answer,
-                                protocol=binance.REST_PROTOCOL)  # fmt: skip
+                                protocol=self.venue.rest_protocol)  # fmt: skip
         self._workers = ThreadPoolExecutor(SNAPSHOT_WORKERS, thread_name_prefix=f"ldc-snap-{group.name}")
         self._in_flight: set[futures.Future[None]] = set()
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix=f"ldc-jobs-{group.name}")
         self._background: futures.Future[None] | None = None  # the reload or symbol check running, if any
-        protocol = binance.stream_protocol(self.venue)  # control messages one a second below the venue's limit
+        protocol = self.venue.stream_protocol()  # control messages one a second below the venue's limit
         options = ws_options or WsOptions(
             max_streams_per_connection=min(group.streams_per_connection, protocol.max_streams_per_connection),
         )
@@ -204,7 +206,7 @@ class Feeder:
             rule=self.venue.sequence_rule,
             depth=group.depth,
             snapshot_limit=self.limit.limit,
-            escalation_limits=tuple(tier.limit for tier in binance.snapshot_ladder(self.venue, group.depth)[1:]),
+            escalation_limits=tuple(tier.limit for tier in self.venue.snapshot_ladder(group.depth)[1:]),
             stale_after_s=group.stale_after_s,
             refresh_interval_s=group.refresh_interval_s or None,
         )
@@ -483,7 +485,7 @@ class Feeder:
         """The Router raised (a HotPath's apply or publish failed in C): the book it held may be half-applied.
         Every market named in the unfinished frames whose HotPath held its book resyncs (BookSync logs the
         fault); the lost diffs of any other market show as a gap at its next diff. Caller holds the lock."""
-        for symbol in {binance.symbol_hint(raw) for raw in raws}:
+        for symbol in {self.venue.symbol_hint(raw) for raw in raws}:
             market = self.markets.get(symbol) if symbol else None
             if market is not None and not market.error and market.handoff.armed:
                 self._carry_out(market, market.handoff.fault(exc, "a diff in the hot path"))
@@ -549,23 +551,22 @@ class Feeder:
 
     def _control(self, conn_id: int, raw: bytes) -> None:
         try:
-            message = binance.parse_message(raw)
+            error = self.venue.control_error(raw)
         except ProtocolError as exc:
             log.warning("connection %d: %s", conn_id, exc)
             return
-        if isinstance(message, binance.ControlMessage) and message.kind is ControlKind.ERROR:
-            log.error("connection %d: exchange error %s %r for request %r", conn_id, message.error_code,
-                      message.error_message, message.request_id)  # fmt: skip
+        if error is not None:
+            log.error("connection %d: %s", conn_id, error)
 
     def _bad_frame(self, raw: bytes) -> None:
         """A depth message the fast parser refused: the reference parser names the fault; that market only
         counts it (its next diff then shows a gap if one was lost)."""
         try:
-            binance.parse_message(raw)
+            self.venue.parse_message(raw)
             why = "the fast parser refused a message the reference parser accepts"
         except ProtocolError as exc:
             why = str(exc)
-        symbol = binance.symbol_hint(raw)
+        symbol = self.venue.symbol_hint(raw)
         market = self.markets.get(symbol) if symbol else None
         now = time.monotonic()
         if market is None:
@@ -613,7 +614,7 @@ class Feeder:
         try:
             response = self._rest.snapshot(self.venue.snapshot_path, symbol=market.symbol, limit=action.limit,
                                            weight=self.venue.snapshot_weight(action.limit), stop=self._stop)  # fmt: skip
-            event = SnapshotResult(binance.parse_snapshot(response.body, action.limit), action.purpose)
+            event = SnapshotResult(self.venue.parse_snapshot(response.body, action.limit), action.purpose)
             if self._recorder is not None:
                 self._recorder.snapshot(self.venue.snapshot_path, {"symbol": market.symbol, "limit": action.limit},
                                         response.body, response.recv_time_ns)  # fmt: skip
@@ -621,7 +622,7 @@ class Feeder:
             event = SnapshotFailed(action.purpose, str(exc), exc.retry_after_s)
         except (RestError, ProtocolError) as exc:
             event = SnapshotFailed(action.purpose, str(exc))
-            if getattr(exc, "code", None) == binance.INVALID_SYMBOL_CODE:
+            if getattr(exc, "code", None) == self.venue.unknown_symbol_code:
                 error = f"unknown symbol {market.symbol}: {exc}"
         except Exception as exc:  # a worker must always hand its market back
             log.exception("market %s: snapshot worker failed", market.symbol)
@@ -706,11 +707,11 @@ class Feeder:
             market.published[counter] = value
 
 
-def exchange_info_listing(venue: binance.Exchange) -> Listing:
+def exchange_info_listing(venue: RestSnapshotVenue) -> Listing:
     """A REST-snapshot venue's whole listing: one exchangeInfo request; a symbol it lacks does not exist."""
     path, weight = venue.exchange_info_path, venue.exchange_info_weight
     return Listing(name="exchangeInfo", requests=lambda symbols: [(path, {}, weight)],
-                   read=lambda body: dict.fromkeys(binance.listed_symbols(body)), complete=True)  # fmt: skip
+                   read=lambda body: dict.fromkeys(venue.listed_symbols(body)), complete=True)  # fmt: skip
 
 
 def _with_symbols(group: GroupConfig, symbols: tuple[str, ...]) -> GroupConfig:

@@ -14,9 +14,9 @@ from typing import Mapping
 
 from ldc.errors import ConfigError
 from ldc.venues import binance, bybit, coinbase, htx, kraken, okx
-from ldc.venues.base import StreamVenue, VenueTable
+from ldc.venues.base import RestSnapshotVenue, StreamVenue, VenueTable
 
-__all__ = ["VENUES", "stream_venue", "venue_table"]
+__all__ = ["VENUES", "rest_venue", "stream_venue", "venue_table"]
 
 VENUES: Mapping[str, VenueTable] = MappingProxyType({
     table.name: table for module in (binance, okx, bybit, kraken, coinbase, htx) for table in module.TABLES
@@ -29,6 +29,13 @@ def venue_table(name: str) -> VenueTable:
         return VENUES[name]
     except KeyError:
         raise ConfigError(f"unknown exchange {name!r}, expected one of {', '.join(sorted(VENUES))}") from None
+
+
+def rest_venue(name: str) -> RestSnapshotVenue | None:
+    """The REST-snapshot venue serving exchange ``name`` (Binance's endpoint families), None for a
+    websocket-snapshot one; ConfigError listing the known names for an unknown one."""
+    table = venue_table(name)
+    return binance.exchange(name) if table.module == binance.__name__ else None
 
 
 def stream_venue(name: str, channel: str = "") -> StreamVenue | None:

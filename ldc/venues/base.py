@@ -240,6 +240,56 @@ class VenueTable:
 StreamEvent = tuple[str, "DepthSnapshot | DepthDiff"]  # (the market's stream key, its event)
 
 
+class SnapshotTier(Protocol):  # pragma: no cover - a protocol
+    """A REST snapshot size the venue allows and what it costs."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def weight(self) -> int: ...
+
+
+class RestSnapshotVenue(Protocol):  # pragma: no cover - a protocol
+    """A venue whose books start from REST snapshots joined to a diff stream (Binance): what the REST-snapshot
+    feeder (``ldc.feeder``) asks of it. Its diff stream is read in C by the Router (that venue's C dialect)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def sequence_rule(self) -> SequenceRule: ...
+    @property
+    def snapshot_path(self) -> str: ...
+    @property
+    def exchange_info_path(self) -> str: ...
+    @property
+    def exchange_info_weight(self) -> int: ...
+    @property
+    def rest_protocol(self) -> RestProtocol: ...
+    @property
+    def snapshot_limits(self) -> Sequence[SnapshotTier]:
+        """The snapshot sizes the venue allows, smallest (cheapest) first."""
+    @property
+    def unknown_symbol_code(self) -> int:
+        """The error code of a REST answer refusing an unknown symbol."""
+
+    def depth_stream(self, symbol: str, update_speed_ms: int | None = None) -> str: ...
+    def snapshot_weight(self, limit: int) -> int: ...
+    def snapshot_limit_for(self, depth: int) -> SnapshotTier:
+        """The first snapshot's size for a book published ``depth`` levels deep."""
+    def snapshot_ladder(self, depth: int) -> Sequence[SnapshotTier]:
+        """The snapshot sizes to climb when coverage is lost, smallest first."""
+    def stream_protocol(self) -> StreamProtocol: ...
+    def parse_message(self, raw: bytes) -> object:
+        """The reference parser: a depth event or a control message; ProtocolError naming the fault."""
+    def control_error(self, raw: bytes) -> str | None:
+        """The error a control message reports, in the venue's words (None: no error)."""
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot: ...
+    def listed_symbols(self, body: bytes) -> set[str]:
+        """Every symbol of the venue's listing (exchangeInfo's body)."""
+    def symbol_hint(self, raw: bytes) -> str | None:
+        """The market a (possibly malformed) message names, found without parsing it."""
+
+
 class StreamVenue(Protocol):  # pragma: no cover - a protocol
     """A venue whose books start from its websocket (a snapshot in the stream, or one requested on the same
     connection as HTX's ``req``): what the stream feeder asks of it. Stream keys are what the venue's messages

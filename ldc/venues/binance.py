@@ -151,6 +151,43 @@ class Exchange:
         self.snapshot_weight(limit)  # validates the limit
         return f"{self.rest_base_url}{self.snapshot_path}?symbol={symbol.upper()}&limit={limit}"
 
+    # -- the REST-snapshot feeder's seam (ldc.venues.base.RestSnapshotVenue): this module's functions --
+
+    @property
+    def rest_protocol(self) -> RestProtocol:
+        return REST_PROTOCOL
+
+    @property
+    def unknown_symbol_code(self) -> int:
+        return INVALID_SYMBOL_CODE
+
+    def snapshot_limit_for(self, depth: int) -> SnapshotLimit:
+        return snapshot_limit_for(self, depth)
+
+    def snapshot_ladder(self, depth: int) -> tuple[SnapshotLimit, ...]:
+        return snapshot_ladder(self, depth)
+
+    def stream_protocol(self) -> StreamProtocol:
+        return stream_protocol(self)
+
+    def parse_message(self, raw: bytes) -> DepthDiff | ControlMessage:
+        return parse_message(raw)
+
+    def control_error(self, raw: bytes) -> str | None:
+        message = parse_message(raw)
+        if isinstance(message, ControlMessage) and message.kind is ControlKind.ERROR:
+            return f"exchange error {message.error_code} {message.error_message!r} for request {message.request_id!r}"
+        return None
+
+    def parse_snapshot(self, body: bytes, limit: int) -> DepthSnapshot:
+        return parse_snapshot(body, limit)
+
+    def listed_symbols(self, body: bytes) -> set[str]:
+        return listed_symbols(body)
+
+    def symbol_hint(self, raw: bytes) -> str | None:
+        return symbol_hint(raw)
+
     def snapshot_weight(self, limit: int) -> int:
         """Request weight of a snapshot with ``limit`` levels; ConfigError for a limit not allowed."""
         if self.market_type is MarketType.SPOT:

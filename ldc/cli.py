@@ -12,7 +12,7 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a command ki
 
 # subcommand -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("ldc.demo", "start the simulator and a feeder per venue (Binance spot, USD-M, OKX, Bybit, HTX, Coinbase), show live books (no network, no config)"),
+    "demo": ("ldc.demo", "start the simulator and a feeder per venue (Binance spot, USD-M, OKX, Bybit, HTX, Coinbase, Kraken), show live books (no network, no config)"),
     "run": ("ldc.supervisor", "run one feeder process per group of a config file, restarting them"),
     "feed": ("ldc.feeder", "run the feeder of one group (what ldc-feeder@.service runs; --standby: a hot standby)"),
     "status": ("ldc.tools.status", "every segment on the host: markets, sync state, ages, rates"),
@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "top": ("ldc.tools.top", "a live ladder of a market in the terminal"),
     "clean": ("ldc.tools.clean", "remove the /dev/shm files of groups no writer runs (--dry-run to list)"),
     "metrics": ("ldc.metrics", "serve Prometheus metrics of every segment on the host (read from shared memory)"),
-    "sim": ("ldc.sim.cli", "run the local Binance exchange simulator on 127.0.0.1"),
+    "sim": ("ldc.sim.cli", "run the local exchange simulator (every venue) on 127.0.0.1"),
     "ctl": ("ldc.control", "control a running feeder: add / remove markets, resync, refresh, list"),
     "relay": ("ldc.fanout.relay", "publish a group's books to NATS for mirrors on other hosts"),
     "mirror": ("ldc.fanout.mirror", "write a group relayed over NATS into this host's segment"),

@@ -39,7 +39,6 @@ else:  # pragma: no cover - the project runs on 3.11, pyproject declares tomli f
 
 # Exchanges: the venue tables (ldc.venues.VENUES) are the one source of names, families, endpoints, symbol
 # syntax, update speeds, channels and limits; they import without the C extension, so none is copied here.
-DEFAULT_WEIGHT_LIMIT_PER_MIN = 6000  # binance.com spot: GroupConfig's default when built without a venue
 
 # Defaults and bounds
 DEFAULT_DEPTH = 20
@@ -49,7 +48,6 @@ DEFAULT_STALE_AFTER_S = 30.0  # no diff for this long: the market is flagged sta
 DEFAULT_REST_TIMEOUT_S = 10.0
 MAX_REST_TIMEOUT_S = 120.0
 DEFAULT_WEIGHT_BUDGET_FRACTION = 0.8  # share of the exchange's weight limit ldc may use; the rest is headroom
-MAX_STREAMS_PER_CONNECTION = 1024  # Binance's limit per websocket connection
 CAPACITY_HEADROOM = 2  # default capacity: this many slots per configured symbol (room for SIGHUP additions)
 MIN_DEFAULT_CAPACITY = 16
 MAX_CAPACITY = 65_536
@@ -74,13 +72,21 @@ class GroupConfig:
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     rest_timeout_s: float = DEFAULT_REST_TIMEOUT_S
     capacity: int = MIN_DEFAULT_CAPACITY
-    weight_limit_per_min: int = DEFAULT_WEIGHT_LIMIT_PER_MIN
+    weight_limit_per_min: int = 0  # 0: the venue table's (its exchange's weight limit per minute)
     weight_budget_fraction: float = DEFAULT_WEIGHT_BUDGET_FRACTION
-    streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
+    streams_per_connection: int = 0  # 0: the venue table's maximum per connection
     channel: str = ""  # the venue's book channel (OKX "books", Bybit "orderbook.200"); "" for Binance
     record: str | None = None  # directory of raw-feed recordings (ldc/record.py); None: no recording
     record_rotate_mb: float = record_limits.DEFAULT_ROTATE_MB
     record_rotate_s: float = record_limits.DEFAULT_ROTATE_S
+
+    def __post_init__(self) -> None:
+        """A group built in code without limits takes its venue's (a TOML group always names them: load())."""
+        table = VENUES.get(self.exchange)  # an unknown name is refused where the group is used
+        if table is not None and not self.weight_limit_per_min:
+            object.__setattr__(self, "weight_limit_per_min", table.weight_limit_per_min)
+        if table is not None and not self.streams_per_connection:
+            object.__setattr__(self, "streams_per_connection", table.max_streams_per_connection)
 
     @property
     def family(self) -> str:

@@ -1,4 +1,8 @@
-"""Per-market sync of a local book with Binance's diff-depth stream. Sans-I/O: no sockets, no clock.
+"""Per-market sync of a local book with a venue's depth stream. Sans-I/O: no sockets, no clock.
+
+The venue's differences arrive as policies in :class:`SyncConfig` (``ldc.venues``): the sequence rule
+(decided in one place, ``ldc.venues.base.verdict``), the snapshot source (REST joined to the stream, or the
+stream's own snapshot), an optional checksum.
 
 One :class:`BookSync` per market. The caller feeds events and carries out the actions returned::
 
@@ -14,7 +18,8 @@ Actions: :class:`FetchSnapshot` (GET the REST snapshot with ``limit`` and feed b
 the top N of ``sync.book`` with the status of ``sync.state``), :class:`MarkOutOfSync` (write the status
 now: readers must stop trusting the book), :class:`Resubscribe` (resubscribe this market's stream).
 
-Rules (binance-spot-api-docs web-socket-streams.md "How to manage a local order book correctly",
+Rules of a REST-snapshot venue, as Binance documents them (binance-spot-api-docs web-socket-streams.md
+"How to manage a local order book correctly",
 2025-11-12; derivatives "How to manage a local order book correctly" for USD-M and COIN-M):
 
 - Buffer diffs; fetch a snapshot; if its ``lastUpdateId`` is below the ``U`` of the first buffered

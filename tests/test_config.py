@@ -9,7 +9,6 @@ import pytest
 from ldc.config import (
     DEFAULT_DEPTH,
     DEFAULT_REFRESH_INTERVAL_S,
-    MAX_STREAMS_PER_CONNECTION,
     GroupConfig,
     endpoints,
     known_exchanges,
@@ -20,6 +19,9 @@ from ldc.config import (
     symbol_changes,
 )
 from ldc.errors import ConfigError
+from ldc.venues import venue_table
+
+MAX_STREAMS_PER_CONNECTION = venue_table("binance.com").max_streams_per_connection  # 1024, the venue's
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -195,15 +195,14 @@ static PyObject *hotpath_take_ignored(HotPath *self, PyObject *unused)
     return PyLong_FromLongLong(ignored);
 }
 
-static PyObject *hotpath_get_skips_old(HotPath *self, void *closure)
+/* the HotPath's int flags as bools; closure: the field's offset (skips_old, window_whole, unsequenced) */
+static PyObject *hotpath_get_flag(HotPath *self, void *closure)
 {
-    (void)closure;
-    return PyBool_FromLong(self->skips_old);
+    return PyBool_FromLong(*(int *)((char *)self + (size_t)closure));
 }
 
-static int hotpath_set_skips_old(HotPath *self, PyObject *value, void *closure)
+static int hotpath_set_flag(HotPath *self, PyObject *value, void *closure)
 {
-    (void)closure;
     int on = value == NULL ? -1 : PyObject_IsTrue(value);
     if (on < 0) {
         if (value == NULL) {
@@ -211,34 +210,8 @@ static int hotpath_set_skips_old(HotPath *self, PyObject *value, void *closure)
         }
         return -1;
     }
-    self->skips_old = on;
+    *(int *)((char *)self + (size_t)closure) = on;
     return 0;
-}
-
-static PyObject *hotpath_get_window_whole(HotPath *self, void *closure)
-{
-    (void)closure;
-    return PyBool_FromLong(self->window_whole);
-}
-
-static int hotpath_set_window_whole(HotPath *self, PyObject *value, void *closure)
-{
-    (void)closure;
-    int on = value == NULL ? -1 : PyObject_IsTrue(value);
-    if (on < 0) {
-        if (value == NULL) {
-            PyErr_SetString(PyExc_AttributeError, "cannot delete a HotPath field");
-        }
-        return -1;
-    }
-    self->window_whole = on;
-    return 0;
-}
-
-static PyObject *hotpath_get_unsequenced(HotPath *self, void *closure)
-{
-    (void)closure;
-    return PyBool_FromLong(self->unsequenced);
 }
 
 static PyObject *hotpath_take_checksums(HotPath *self, PyObject *unused)
@@ -435,12 +408,15 @@ static PyMethodDef hotpath_methods[] = {
 
 static PyGetSetDef hotpath_getset[] = {
     {"armed", (getter)hotpath_get_armed, NULL, "True between arm() and disarm().", NULL},
-    {"skips_old", (getter)hotpath_get_skips_old, (setter)hotpath_set_skips_old,
-     "Drop and count an update ending at or before the book (verdict OLD) instead of handing it back.", NULL},
-    {"window_whole", (getter)hotpath_get_window_whole, (setter)hotpath_set_window_whole,
-     "The venue keeps the book whole to its window (keeps_window_whole): its coverage is never checked here.", NULL},
-    {"unsequenced", (getter)hotpath_get_unsequenced, NULL,
-     "Sequence rule NONE: every update with an id applies; the book's id never goes back.", NULL},
+    {"skips_old", (getter)hotpath_get_flag, (setter)hotpath_set_flag,
+     "Drop and count an update ending at or before the book (verdict OLD) instead of handing it back.",
+     (void *)offsetof(HotPath, skips_old)},
+    {"window_whole", (getter)hotpath_get_flag, (setter)hotpath_set_flag,
+     "The venue keeps the book whole to its window (keeps_window_whole): its coverage is never checked here.",
+     (void *)offsetof(HotPath, window_whole)},
+    {"unsequenced", (getter)hotpath_get_flag, NULL,
+     "Sequence rule NONE: every update with an id applies; the book's id never goes back.",
+     (void *)offsetof(HotPath, unsequenced)},
     {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
     {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
     {"conn", (getter)hotpath_get_i64, (setter)hotpath_set_i64,

@@ -223,16 +223,27 @@ class Recorder:
             self._spool.append_line(line)
 
     def stream_frame(self, raw: bytes, recv_time_ns: int) -> None:
-        """A stream venue's message (``ldc/stream_feeder.py``, one a read): a JSON object as is; a gzip frame
-        (HTX's every frame) as the JSON it holds, since lines are text; anything else (OKX's ``pong``) is not
-        a recording line. A gzip frame that does not inflate is left out: its parser reports it."""
-        if raw[:1] == b"{":
-            self.frames([raw], recv_time_ns)
-        elif raw[:2] == GZIP_MAGIC:
-            try:
-                self.frames([htx_frame_json(raw)], recv_time_ns)
-            except ProtocolError:
-                pass
+        """One stream venue's message: ``stream_frames`` of one."""
+        self.stream_frames([raw], recv_time_ns)
+
+    def stream_frames(self, raws: list[bytes], recv_time_ns: int) -> None:
+        """A stream venue's messages of one socket read (``ldc/stream_feeder.py``), one ``frames`` call: a JSON
+        object as is; a gzip frame (HTX's every frame) as the JSON it holds, since lines are text; anything
+        else (OKX's ``pong``) is not a recording line. A gzip frame that does not inflate is left out: its
+        parser reports it."""
+        lines = [raw for raw in raws if raw[:1] == b"{"]
+        if len(lines) < len(raws):
+            lines = []
+            for raw in raws:
+                if raw[:1] == b"{":
+                    lines.append(raw)
+                elif raw[:2] == GZIP_MAGIC:
+                    try:
+                        lines.append(htx_frame_json(raw))
+                    except ProtocolError:
+                        pass
+        if lines:
+            self.frames(lines, recv_time_ns)
 
     # -- a standby's recorder (held until its takeover) -----------------------------------------
 

@@ -376,14 +376,13 @@ class StreamFeeder:
         its market's book while the market's HotPath holds it is applied, checked (OKX's checksum) and published
         in C; the router stops at the first message Python must see (a snapshot, a control message, a gap, a
         reset, a checksum not confirmed, anything its dialect doubts), which takes the reference path below."""
+        if self._recorder is not None:
+            self._recorder.stream_frames(raws, recv_time_ns)
         router = self._router
         if router is None:
             for raw in raws:
                 self._on_message(conn_id, raw, recv_time_ns, self._parse)
             return
-        if self._recorder is not None:
-            for raw in raws:
-                self._recorder.stream_frame(raw, recv_time_ns)
         start, count = 0, len(raws)
         while start < count:
             with self._lock:
@@ -403,7 +402,7 @@ class StreamFeeder:
             if kind != ROUTE_DIFF and kind != ROUTE_TOP_FAULT and kind != ROUTE_CHECKSUM_FAULT:
                 # ROUTE_CONTROL: the dialect leaves it to the reference parser; ROUTE_MALFORMED: the dialect
                 # doubts it, and the reference parser reads it or names the fault (read_message's fallback)
-                self._on_message(conn_id, raws[index], recv_time_ns, self.venue.parse, recorded=True)
+                self._on_message(conn_id, raws[index], recv_time_ns, self.venue.parse)
             start = index + 1
 
     def _routed(self, kind: int, events: list[tuple[str, Any]], recv_time_ns: int) -> None:
@@ -450,10 +449,9 @@ class StreamFeeder:
         self.writer.notify()
 
     def _on_message(self, conn_id: int, raw: bytes, recv_time_ns: int,
-                    parse: Callable[[bytes], list[tuple[str, Any]] | VenueControl], recorded: bool = False) -> None:  # fmt: skip
-        """One message on the reference path (``parse``: read_message with the C dialect, or the venue's own)."""
-        if self._recorder is not None and not recorded:
-            self._recorder.stream_frame(raw, recv_time_ns)
+                    parse: Callable[[bytes], list[tuple[str, Any]] | VenueControl]) -> None:  # fmt: skip
+        """One message on the reference path (``parse``: read_message with the C dialect, or the venue's own);
+        ``on_messages`` recorded it with its read."""
         connection_scope = self.venue.scope is SequenceScope.CONNECTION
         if connection_scope and self.connections[conn_id].resyncing:
             return  # what follows a connection gap is not read: the reconnect starts the connection's books again

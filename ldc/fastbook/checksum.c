@@ -15,7 +15,6 @@
  * k the CRC of a byte followed by k zero bytes. Measured on OKX's top 25 (100 numbers, ~1 KB of text), the
  * bytewise loop was a third of top_crc32's time. */
 static uint32_t crc32_tables[8][256];
-#define crc32_table crc32_tables[0] /* the bytewise table, by its former name */
 
 void ldc_fb_crc32_init(void)
 {
@@ -239,36 +238,6 @@ PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ss
 #define KRAKEN_PRODUCT_MAX 4611686018427387904.0 /* 2^62: int64 in numpy's astype, exactly */
 #define KRAKEN_TEXT_CHARS 512 /* 40 numbers are ~400 characters */
 
-/* crc32_add eight bytes at a time (slicing-by-8: the same CRC, ~3x fewer dependent table loads) */
-static uint32_t crc32_slices[8][256];
-
-static uint32_t crc32_add_wide(uint32_t crc, const char *p, size_t n)
-{
-#if PY_LITTLE_ENDIAN
-    if (crc32_slices[1][1] == 0) { /* built on first use from crc32_table */
-        for (int i = 0; i < 256; i++) {
-            crc32_slices[0][i] = crc32_table[i];
-        }
-        for (int k = 1; k < 8; k++) {
-            for (int i = 0; i < 256; i++) {
-                uint32_t c = crc32_slices[k - 1][i];
-                crc32_slices[k][i] = (c >> 8) ^ crc32_table[c & 0xFF];
-            }
-        }
-    }
-    for (; n >= 8; p += 8, n -= 8) {
-        uint32_t lo, hi;
-        memcpy(&lo, p, 4);
-        memcpy(&hi, p + 4, 4);
-        lo ^= crc;
-        crc = crc32_slices[7][lo & 0xFF] ^ crc32_slices[6][(lo >> 8) & 0xFF] ^ crc32_slices[5][(lo >> 16) & 0xFF] ^
-              crc32_slices[4][lo >> 24] ^ crc32_slices[3][hi & 0xFF] ^ crc32_slices[2][(hi >> 8) & 0xFF] ^
-              crc32_slices[1][(hi >> 16) & 0xFF] ^ crc32_slices[0][hi >> 24];
-    }
-#endif
-    return crc32_add(crc, p, n);
-}
-
 /* the 8 decimal digits of v < 10^8, leading zeros included, as the 8 bytes of a word in memory order (built in
  * a register from four independent pairs: one 8-byte store, no store-forwarding stall on small stores) */
 static inline uint64_t digits8(uint32_t v)
@@ -331,7 +300,7 @@ int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, 
                 }
                 uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
                 if (used + 24 > KRAKEN_TEXT_CHARS) {
-                    crc = crc32_add_wide(crc, text, used);
+                    crc = crc32_add(crc, text, used);
                     used = 0;
                 }
                 int len = decimal_digits(u), words;
@@ -364,7 +333,7 @@ int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, 
             }
         }
     }
-    crc = crc32_add_wide(crc, text, used);
+    crc = crc32_add(crc, text, used);
     *out = (long long)(crc ^ 0xFFFFFFFFu);
     return 1;
 }

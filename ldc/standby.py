@@ -19,8 +19,8 @@ the name to the new file (LAYOUT.md section 10, "A replaced segment"), unchanged
 Roles alternate: a standby started while no writer holds the group becomes the writer at once (a normal
 start); the active writer killed and restarted with ``--standby`` finds the new writer and waits.
 
-While it waits, the standby's process hands the GIL over every ``WAITING_SWITCH_INTERVAL_S`` instead of
-CPython's 5 ms, so that the takeover (Python between system calls) is not held up behind the standby's own
+While it waits, the standby's process hands the GIL over at least every ``WAITING_SWITCH_INTERVAL_S`` (a finer
+interval already set, as ``ldc feed``'s 50 us, is kept; CPython's default is 5 ms), so that the takeover (Python between system calls) is not held up behind the standby's own
 busy threads at each call; the default comes back once it took over. Its recording is held until then
 (``ldc/record.py``, "A hot standby's recording"): ``on_takeover`` starts it.
 
@@ -67,7 +67,7 @@ class Standby:
         self._writer = writer
         # while waiting (-1: WAITING_SWITCH_INTERVAL_S, read now; None: the process's own, untouched)
         self._switch_interval_s = WAITING_SWITCH_INTERVAL_S if switch_interval_s == -1.0 else switch_interval_s
-        self._saved_interval_s = sys.getswitchinterval()
+        self._saved_interval_s = sys.getswitchinterval()  # read again at start(): the process's then
         self._on_failure = on_failure
         self._on_takeover = on_takeover
         self.failed = False
@@ -77,8 +77,9 @@ class Standby:
         self._thread = threading.Thread(target=self._run, name=f"ldc-standby-{writer.group}", daemon=True)
 
     def start(self) -> None:
-        if self._switch_interval_s is not None:
-            sys.setswitchinterval(self._switch_interval_s)
+        if self._switch_interval_s is not None:  # only ever finer: never coarser than the process already runs
+            self._saved_interval_s = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._saved_interval_s, self._switch_interval_s))
         self._thread.start()
         log.info("standby for %s: waiting for its writer to go (pid %d here)", segment_name(self._writer.group), os.getpid())
 

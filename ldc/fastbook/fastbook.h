@@ -173,6 +173,15 @@ typedef struct {
 
 /* router.c: feed(raws, start, conn_id, recv_time_ns)'s arguments, read once for both routers */
 int ldc_fb_feed_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *start, long long *conn, long long *recv_ns);
+PyObject *ldc_fb_routed(Py_ssize_t index, int kind, PyObject *value);
+PyObject *ldc_fb_routed_malformed(Py_ssize_t index);
+PyObject *ldc_fb_woken_then(PyObject *segment, PyObject *result);
+
+/* what a router hands back for a HotPath outcome other than HOT_DONE / HOT_IGNORED */
+static inline int ldc_fb_route_of(int outcome)
+{
+    return outcome == HOT_TOP_FAULT ? ROUTE_TOP_FAULT : outcome == HOT_CHECKSUM_FAULT ? ROUTE_CHECKSUM_FAULT : ROUTE_DIFF;
+}
 
 /* scan.c: the JSON scanner the dialects share (declared before the inline helpers that call it) */
 extern Scratch ldc_fb_scratch_bids, ldc_fb_scratch_asks;

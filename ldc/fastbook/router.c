@@ -38,21 +38,54 @@ static void router_dealloc(Router *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *routed(Py_ssize_t index, int kind, PyObject *value) /* steals value */
+/* (index, kind, value) for the caller; steals value (NULL: an error already set, passed on) */
+PyObject *ldc_fb_routed(Py_ssize_t index, int kind, PyObject *value)
 {
+    if (value == NULL) {
+        return NULL;
+    }
     PyObject *result = Py_BuildValue("(niO)", index, kind, value);
     Py_DECREF(value);
     return result;
 }
 
+/* message i refused by a dialect: (i, ROUTE_MALFORMED, its ValueError's message) when a ValueError is set
+ * (a doubt: the reference parser names the fault), else NULL with the error as it is */
+PyObject *ldc_fb_routed_malformed(Py_ssize_t index)
+{
+    if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return NULL;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *message = value != NULL ? PyObject_Str(value) : PyUnicode_FromString("malformed");
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return ldc_fb_routed(index, ROUTE_MALFORMED, message);
+}
+
 /* Readers are woken once per feed() call, not once per diff: the wake is a FUTEX_WAKE syscall whether or not
  * anyone sleeps (layout 2.0 keeps no reader-written waiter count), and one socket read carries many diffs.
- * `woken` is the segment of the HotPaths that published since the last wake (NULL: none); the wake comes
- * before Python sees anything, so a reader never waits behind the slow path for a publish already made. */
-static PyObject *woken_then(PyObject *segment, PyObject *result)
+ * `segment` is the one the HotPaths published into since the last wake (NULL: none); the wake comes before
+ * Python sees anything, so a reader never waits behind the slow path for a publish already made. With
+ * `result` NULL a fault is being reported already: it stands, a failed wake's error is dropped. */
+PyObject *ldc_fb_woken_then(PyObject *segment, PyObject *result)
 {
-    if (segment != NULL && ldc_fb_seqlock_api->notify(segment) < 0) {
-        Py_XDECREF(result);
+    if (segment == NULL) {
+        return result;
+    }
+    if (result == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (ldc_fb_seqlock_api->notify(segment) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    if (ldc_fb_seqlock_api->notify(segment) < 0) {
+        Py_DECREF(result);
         return NULL;
     }
     return result;
@@ -93,27 +126,18 @@ static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nar
     for (; i < PyList_GET_SIZE(raws); i++) {
         PyObject *diff = ldc_fb_parse_depth(NULL, PyList_GET_ITEM(raws, i));
         if (diff == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
-                return woken_then(published, NULL);
-            }
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyObject *message = value != NULL ? PyObject_Str(value) : PyUnicode_FromString("malformed");
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            return woken_then(published, message == NULL ? NULL : routed(i, ROUTE_MALFORMED, message));
+            return ldc_fb_woken_then(published, ldc_fb_routed_malformed(i));
         }
         if (diff == Py_None) {
-            return woken_then(published, routed(i, ROUTE_CONTROL, diff));
+            return ldc_fb_woken_then(published, ldc_fb_routed(i, ROUTE_CONTROL, diff));
         }
         PyObject *hot = PyDict_GetItemWithError(self->paths, ((ParsedDiff *)diff)->symbol); /* borrowed */
         if (hot == NULL || !Py_IS_TYPE(hot, &ldc_fb_HotPathType) || ((HotPath *)hot)->conn != conn) {
             if (hot == NULL && PyErr_Occurred()) {
                 Py_DECREF(diff);
-                return woken_then(published, NULL);
+                return ldc_fb_woken_then(published, NULL);
             }
-            return woken_then(published, routed(i, ROUTE_DIFF, diff));
+            return ldc_fb_woken_then(published, ldc_fb_routed(i, ROUTE_DIFF, diff));
         }
         HotPath *h = (HotPath *)hot;
         h->last_event_ms = ((ParsedDiff *)diff)->event_time_ms;
@@ -121,16 +145,19 @@ static PyObject *router_feed(Router *self, PyObject *const *args, Py_ssize_t nar
         int outcome = ldc_fb_hot_feed(h, diff, recv_ns);
         if (outcome < 0) {
             Py_DECREF(diff);
-            return woken_then(published, NULL);
+            return ldc_fb_woken_then(published, NULL);
         }
-        if (outcome != HOT_DONE) {
-            /* the feeder wakes readers itself after deciding on this diff */
-            return woken_then(published, routed(i, outcome == HOT_TOP_FAULT ? ROUTE_TOP_FAULT : ROUTE_DIFF, diff));
+        if (outcome == HOT_IGNORED) { /* old, with skips_old: counted there, nothing published */
+            Py_DECREF(diff);
+            continue;
+        }
+        if (outcome != HOT_DONE) { /* the feeder wakes readers itself after deciding on this diff */
+            return ldc_fb_woken_then(published, ldc_fb_routed(i, ldc_fb_route_of(outcome), diff));
         }
         Py_DECREF(diff);
         published = h->segment;
     }
-    return woken_then(published, routed(i, ROUTE_END, Py_NewRef(Py_None)));
+    return ldc_fb_woken_then(published, ldc_fb_routed(i, ROUTE_END, Py_NewRef(Py_None)));
 }
 
 static PyObject *router_get_paths(Router *self, void *closure)

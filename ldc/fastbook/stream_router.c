@@ -6,15 +6,17 @@
  *
  * The stream venues' Router. StreamRouter(dialect, depth=0) takes the venue's C dialect, the module's function
  * (parse_okx, parse_bybit, parse_kraken with its subscribed depth: venues whose sequence is per market, or
- * none; ValueError for any other), whose answer for a message is [(stream key, ParsedDiff)], None (a snapshot, a
- * control message, anything its reference parser reads) or a ValueError (a doubt). feed(raws, start, conn_id,
+ * none; ValueError for any other), whose answer for a message is [(stream key, ParsedDiff or, Kraken's, DepthSnapshot)], None
+ * (OKX's and Bybit's snapshots, a control message, anything its reference parser reads) or a ValueError (a
+ * doubt). The feeder's markets share one segment: one router publishes into one. feed(raws, start, conn_id,
  * recv_time_ns) takes raws[start:], in order; for each book update of each message, its stream's HotPath is
  * found in the dict `paths`, and when that path's conn is conn_id its last_event_ms / last_recv_ns are stamped
  * and the diff fed to it (HotPath: the venue's sequence rule, apply, the venue's checksum when the diff carries
  * one, publish). It stops at the first thing Python must see and returns (index, kind, value):
  *   (len(raws), ROUTE_END, None)         every message from start was applied and published;
  *   (i, ROUTE_DIFF, events)              an update for BookSync: HOT_PASS (a gap, a reset, not armed...), an
- *                                        unknown stream, another conn;
+ *                                        unknown stream, another conn, an entry that is not a ParsedDiff
+ *                                        (Kraken's snapshot);
  *   (i, ROUTE_TOP_FAULT, events)         applied, not published (HotPath.feed's HOT_TOP_FAULT);
  *   (i, ROUTE_CHECKSUM_FAULT, events)    applied, not published: the checksum it carries was not confirmed
  *                                        in C (HOT_CHECKSUM_FAULT: BookSync.checksum_fault decides);
@@ -87,22 +89,12 @@ static void stream_router_dealloc(StreamRouter *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *routed(Py_ssize_t index, int kind, PyObject *value) /* steals value */
-{
-    if (value == NULL) {
-        return NULL;
-    }
-    PyObject *result = Py_BuildValue("(niO)", index, kind, value);
-    Py_DECREF(value);
-    return result;
-}
-
 /* message i's events from j on, for Python (steals events) */
 static PyObject *routed_rest(Py_ssize_t index, int kind, PyObject *events, Py_ssize_t j)
 {
     PyObject *rest = j == 0 ? Py_NewRef(events) : PyList_GetSlice(events, j, PyList_GET_SIZE(events));
     Py_DECREF(events);
-    return routed(index, kind, rest);
+    return ldc_fb_routed(index, kind, rest);
 }
 
 /* What one feed() published: the segment (the feeder's markets share one), the HotPath and message that did it
@@ -148,24 +140,12 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
     PyObject *result = stream_router_run(self, args[0], start < 0 ? 0 : start, conn, recv_ns, &published);
     /* one wake-up a read, after everything it published and before Python sees the rest (a reader never waits
      * behind the slow path for a publish already made); a failed wake is the last publishing stream's fault */
-    if (published.segment == NULL) {
-        return result;
+    int reported = result == NULL;
+    result = ldc_fb_woken_then(published.segment, result);
+    if (result == NULL && !reported) {
+        wake_failed(self, &published);
     }
-    if (result != NULL) {
-        if (ldc_fb_seqlock_api->notify(published.segment) < 0) {
-            Py_DECREF(result);
-            wake_failed(self, &published);
-            return NULL;
-        }
-        return result;
-    }
-    PyObject *type, *value, *tb; /* a fault is being reported already: it stands, a failed wake's error is dropped */
-    PyErr_Fetch(&type, &value, &tb);
-    if (ldc_fb_seqlock_api->notify(published.segment) < 0) {
-        PyErr_Clear();
-    }
-    PyErr_Restore(type, value, tb);
-    return NULL;
+    return result;
 }
 
 static PyObject *stream_router_run(StreamRouter *self, PyObject *raws, Py_ssize_t i, long long conn, long long recv_ns,
@@ -176,19 +156,10 @@ static PyObject *stream_router_run(StreamRouter *self, PyObject *raws, Py_ssize_
         PyObject *kraken_args[2] = {raw, self->depth};
         PyObject *events = self->depth != NULL ? ldc_fb_parse_kraken(NULL, kraken_args, 2) : self->dialect(NULL, raw);
         if (events == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
-                return NULL;
-            }
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyObject *message = value != NULL ? PyObject_Str(value) : PyUnicode_FromString("malformed");
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            return routed(i, ROUTE_MALFORMED, message);
+            return ldc_fb_routed_malformed(i);
         }
         if (events == Py_None) {
-            return routed(i, ROUTE_CONTROL, events);
+            return ldc_fb_routed(i, ROUTE_CONTROL, events);
         }
         if (!PyList_CheckExact(events)) { /* the dialects answer a list: anything else is a bug, said so */
             PyErr_Format(PyExc_TypeError, "StreamRouter: dialect %R answered %s, expected a list or None", self->name,
@@ -225,24 +196,15 @@ static PyObject *stream_router_run(StreamRouter *self, PyObject *raws, Py_ssize_
                 continue;
             }
             if (outcome != HOT_DONE) {
-                int kind = outcome == HOT_TOP_FAULT        ? ROUTE_TOP_FAULT
-                           : outcome == HOT_CHECKSUM_FAULT ? ROUTE_CHECKSUM_FAULT
-                                                           : ROUTE_DIFF;
-                return routed_rest(i, kind, events, j);
+                return routed_rest(i, ldc_fb_route_of(outcome), events, j);
             }
-            if (published->segment != h->segment && published->segment != NULL &&
-                ldc_fb_seqlock_api->notify(published->segment) < 0) { /* (markets on two segments: wake the first) */
-                wake_failed(self, published);
-                Py_DECREF(events);
-                return NULL;
-            }
-            published->segment = h->segment;
+            published->segment = h->segment; /* one segment a router: the feeder's markets share it */
             published->hot = h;
             published->index = i;
         }
         Py_DECREF(events);
     }
-    return routed(i, ROUTE_END, Py_NewRef(Py_None));
+    return ldc_fb_routed(i, ROUTE_END, Py_NewRef(Py_None));
 }
 
 static PyObject *stream_router_get_paths(StreamRouter *self, void *closure)

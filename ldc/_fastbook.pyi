@@ -55,7 +55,7 @@ def parse_coinbase(raw: bytes | bytearray | memoryview | str, /) -> list[tuple[s
 def parse_htx(inflated: bytes | bytearray | memoryview | str, /) -> list[tuple[str, ParsedDiff | DepthSnapshot]] | None:
     """An HTX mbp update or depth.step0 book, gunzipped -> [(topic, diff or snapshot)] as
     ldc.venues.htx.parse_message reads it (numbers as the correctly rounded double of their exact decimal); None
-    for what that reference parser reads (ping, acks, refreshes, other channels); ValueError on any doubt (a
+    for what that reference parser reads (ping, acks, refused refreshes, other channels); ValueError on any doubt (a
     sign, a malformed topic, a repeated key)."""
 
 # issue 15: snapshot sides read in C (dialect_snapshot.c), Kraken v2 (dialect_kraken.c)

@@ -231,17 +231,15 @@ class Recorder:
         object as is; a gzip frame (HTX's every frame) as the JSON it holds, since lines are text; anything
         else (OKX's ``pong``) is not a recording line. A gzip frame that does not inflate is left out: its
         parser reports it."""
-        lines = [raw for raw in raws if raw[:1] == b"{"]
-        if len(lines) < len(raws):
-            lines = []
-            for raw in raws:
-                if raw[:1] == b"{":
-                    lines.append(raw)
-                elif raw[:2] == GZIP_MAGIC:
-                    try:
-                        lines.append(htx_frame_json(raw))
-                    except ProtocolError:
-                        pass
+        lines = []
+        for raw in raws:
+            if raw[:1] == b"{":
+                lines.append(raw)
+            elif raw[:2] == GZIP_MAGIC:
+                try:
+                    lines.append(htx_frame_json(raw))
+                except ProtocolError:
+                    pass
         if lines:
             self.frames(lines, recv_time_ns)
 

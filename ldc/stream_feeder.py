@@ -373,7 +373,7 @@ class StreamFeeder:
 
     def on_messages(self, conn_id: int, raws: list[bytes], recv_time_ns: int) -> None:
         """The messages of one socket read, in order. With a StreamRouter (C), every book update that continues
-        its market's book while the market's HotPath holds it is applied, checked (OKX's checksum) and published
+        its market's book while the market's HotPath holds it is applied, checked (OKX's and Kraken's checksums) and published
         in C; the router stops at the first message Python must see (a snapshot, a control message, a gap, a
         reset, a checksum not confirmed, anything its dialect doubts), which takes the reference path below."""
         if self._recorder is not None:

@@ -318,9 +318,6 @@ class Mirror:
 
     # ------------------------------------------------------------------ relay heartbeat
 
-    async def on_heartbeat(self, data: bytes) -> None:
-        self.handle_heartbeat(data)
-
     def handle_heartbeat(self, data: bytes) -> None:
         try:
             info = codec.Info.decode(data)

@@ -12,7 +12,7 @@ static const char *const HTX_MBP_LEVELS[] = {"5", "20", "150"}; /* ldc.venues.ht
 
 typedef struct {
     int seen;
-    int not_ours; /* the reference's: control (ping, status, rep), another channel */
+    int not_ours; /* the reference's: control (ping, acks, a refused rep), another channel */
     int step0;    /* ch is a depth.step0 topic: the whole book, a snapshot at tick.version */
     int status_ok; /* "status":"ok" */
     Py_ssize_t rep_levels; /* a refresh answer ("rep"): the levels a side its channel keeps */

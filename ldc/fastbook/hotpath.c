@@ -230,7 +230,7 @@ static PyObject *hotpath_take_applied(HotPath *self, PyObject *unused)
     return PyLong_FromLongLong(applied);
 }
 
-/* Whether the book's checksum is the venue's `expected` (ldc.venues.okx.book_checksum's first two tries, in C):
+/* Whether the book's checksum is the venue's `expected` (OKX: ldc.venues.okx.book_checksum's first two tries; Kraken: kraken.book_checksum; in C):
  * 1 equal, 0 not equal or a number only Python writes (BookSync verifies it again), -1 with an exception */
 static int hot_checksum_holds(HotPath *self, long long expected)
 {
@@ -398,7 +398,7 @@ static PyMethodDef hotpath_methods[] = {
     {"take_applied", (PyCFunction)hotpath_take_applied, METH_NOARGS,
      "Diffs applied since the last call (and reset to 0)."},
     {"set_checksum", (PyCFunction)(void (*)(void))hotpath_set_checksum, METH_FASTCALL,
-     "set_checksum(levels, price_decimals, size_decimals): verify the venue's top CRC32 on every diff carrying one."},
+     "set_checksum(levels, price_decimals, size_decimals, kind): verify the venue's top CRC32 on every diff carrying one."},
     {"take_checksums", (PyCFunction)hotpath_take_checksums, METH_NOARGS,
      "Checksums verified (equal) since the last call (and reset to 0)."},
     {"take_ignored", (PyCFunction)hotpath_take_ignored, METH_NOARGS,

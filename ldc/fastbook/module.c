@@ -24,7 +24,7 @@ static PyMethodDef module_methods[] = {
      "channels, control); ValueError on any doubt."},
     {"parse_htx", (PyCFunction)ldc_fb_parse_htx, METH_O,
      "parse_htx(inflated) -> [(topic, ParsedDiff | DepthSnapshot)] | None: an HTX mbp update or depth.step0 book, "
-     "gunzipped (C dialect of ldc.venues.htx).\nNone for what the reference reads (control, refreshes, other channels); "
+     "gunzipped (C dialect of ldc.venues.htx).\nNone for what the reference reads (control, refused refreshes, other channels); "
      "ValueError on any doubt."},
     /* issue 15: Kraken v2 (dialect_kraken.c) */
     {"parse_kraken", (PyCFunction)(void (*)(void))ldc_fb_parse_kraken, METH_FASTCALL,

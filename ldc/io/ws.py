@@ -152,7 +152,7 @@ class StreamRules(Protocol):
 @dataclass(frozen=True, slots=True)
 class WsOptions:
     """Per-pool settings. None: the venue's (``StreamRules``; ``rollover_after_s``: ``ROLLOVER_LEAD_S`` before
-    its connection lifetime); ``WsPool.options`` holds the values in force."""
+    its connection lifetime); ``WsPool.limits`` holds the values in force."""
 
     max_streams_per_connection: int | None = None
     control_msgs_per_s: float | None = None

@@ -474,7 +474,9 @@ class FeederStats:
     """The feeder's own figures in the segment's feeder-stats block (LAYOUT.md section 16).
 
     Each value is kept here and stored whole into its aligned u64 (one store: on x86-64 and arm64 an
-    aligned 8-byte store is single-copy atomic, so a reader never sees half of one). No seqlock: the
+    aligned 8-byte store is single-copy atomic, so a reader never sees half of one), except the per-read
+    words (``frames``, the latency buckets and sum), which ``read_done`` adds to in place
+    (``Segment.add_u64``): never ``add`` / ``set`` those. No seqlock: the
     counters only go up, so a reader's load is a value the counter had, and a scrape that sees one
     field newer than another is off by the events in between, which the next scrape includes. Counts
     restart at 0 in every new file (a new writer): Prometheus takes that as a counter reset.

@@ -228,7 +228,7 @@ class HtxStream(StreamDefaults):
     def fast_parse(self) -> Callable[[bytes | str], list[tuple[str, Any]] | None] | None:
         """The C dialect of :func:`parse_message` (``ldc._fastbook.parse_htx`` on the frame gunzipped here): an
         mbp update's ``[(topic, ParsedDiff)]``, a depth.step0 book's ``[(topic, DepthSnapshot)]``, value for value
-        what :meth:`parse` gives; None for what it leaves to :meth:`parse` (pings, acks, refreshes, a frame that
+        what :meth:`parse` gives; None for what it leaves to :meth:`parse` (pings, acks, refused refreshes, a frame that
         is not whole gzip); ValueError on any doubt."""
         from ldc._fastbook import parse_htx  # here: the venue table imports without the C extension
 

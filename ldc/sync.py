@@ -269,13 +269,8 @@ class BookSync:
         to that diff follows (a mismatch resyncs the market, counted; else record, coverage, publish)."""
         try:
             book = self.book
-            assert book is not None and self._checksum is not None
-            if not self._checksum_holds(book, diff.checksum):
-                return self._resync(OutOfSyncReason.CHECKSUM, None)
-            shadow = self._shadow
-            if shadow is not None and not shadow.record(diff):
-                self._drop_shadow(shadow.overflow(), now)
-            return self._after_apply(True, now)  # changed or not, publishing the top again is exact
+            assert book is not None and self._checksum is not None and diff.checksum
+            return self._verified(book, diff, True, now)  # changed or not, publishing the top again is exact
         except Exception as exc:
             return self._fault(exc, "checksum fault")
 
@@ -410,6 +405,11 @@ class BookSync:
         assert book is not None
         if changed and book.crossed():
             return self._resync(OutOfSyncReason.CROSSED, None)
+        return self._verified(book, diff, changed, now)
+
+    def _verified(self, book: Book, diff: DepthDiff, changed: bool, now: float) -> Actions:
+        """An applied diff, uncrossed: its checksum checked (a mismatch resyncs), recorded for the shadow audit,
+        then ``_after_apply`` (the C HotPath's order: crossed, checksum, record)."""
         if self._checksum is not None and diff.checksum and not self._checksum_holds(book, diff.checksum):
             return self._resync(OutOfSyncReason.CHECKSUM, None)
         shadow = self._shadow

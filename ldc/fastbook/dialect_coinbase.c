@@ -204,14 +204,17 @@ static int cb_events(Scanner *sc, CoinbaseMessage *msg)
                 ldc_fb_field_error(sc, "events[]", -1, "a snapshot after sequence_num and timestamp", "one before", 10);
             }
             if (!sc->has_error) {
-                PyObject *product = ldc_fb_symbol_object(e.ev.symbol, e.ev.symbol_len), *event = NULL, *pair = NULL;
-                if (product != NULL && e.snapshot) { /* sorted as the reference sorts it, then checked in order */
+                PyObject *product = NULL, *event = NULL, *pair = NULL; /* a diff carries its own product */
+                if (e.snapshot) { /* sorted as the reference sorts it, then checked in order */
+                    product = ldc_fb_symbol_object(e.ev.symbol, e.ev.symbol_len);
                     ldc_fb_sort_levels(&ldc_fb_scratch_bids, 1);
                     ldc_fb_sort_levels(&ldc_fb_scratch_asks, 0);
-                    event = ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg->sequence,
-                                                   CB_WHOLE_BOOK_LEVELS, msg->time_ms, 0);
-                } else if (product != NULL) {
+                    event = product == NULL ? NULL
+                                            : ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks,
+                                                                     msg->sequence, CB_WHOLE_BOOK_LEVELS, msg->time_ms, 0);
+                } else {
                     event = ldc_fb_parsed_diff_new(&e.ev);
+                    product = event != NULL ? Py_NewRef(((ParsedDiff *)event)->symbol) : NULL;
                 }
                 if (event != NULL) {
                     pair = PyTuple_Pack(2, product, event);

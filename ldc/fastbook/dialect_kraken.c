@@ -353,20 +353,21 @@ PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_
         goto done;
     }
     long long ms = msg.us / 1000; /* us >= 0 (KR_MIN_YEAR): floor division as the reference's // */
-    PyObject *symbol = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len);
-    if (symbol == NULL) {
-        goto done;
-    }
+    PyObject *symbol = NULL; /* a diff carries its own (ldc_fb_parsed_diff_new makes it once) */
     if (msg.snapshot) {
-        event = ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.us, depth, ms, msg.checksum);
+        symbol = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len);
+        event = symbol == NULL ? NULL
+                               : ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.us, depth, ms,
+                                                        msg.checksum);
     } else {
         msg.ev.first_id = msg.ev.final_id = msg.us; /* the update id is the timestamp, one message */
         msg.ev.event_time = ms;
         msg.ev.checksum = msg.checksum;
         event = ldc_fb_parsed_diff_new(&msg.ev);
+        symbol = event != NULL ? Py_NewRef(((ParsedDiff *)event)->symbol) : NULL;
     }
     PyObject *pair = event != NULL ? PyTuple_Pack(2, symbol, event) : NULL;
-    Py_DECREF(symbol);
+    Py_XDECREF(symbol);
     if (pair != NULL && (result = PyList_New(1)) != NULL) {
         PyList_SET_ITEM(result, 0, pair);
         pair = NULL;

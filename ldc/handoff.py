@@ -56,6 +56,7 @@ class Handoff:
     def __init__(self, sync: BookSync, hot: HotPath) -> None:
         self.sync = sync
         self.hot = hot
+        hot.window_whole = sync.config.window_kept_whole  # Kraken: neither side checks coverage (one source)
         self._recorded: list[DepthDiff] = []  # what the HotPath records for a pending refresh, until settle()
 
     @property

@@ -349,7 +349,6 @@ class StreamFeeder:
         hot = HotPath(self.writer.segment, slot, futures=hot_path_links_prev(self.venue.rule),
                       unsequenced=hot_path_unsequenced(self.venue.rule))  # fmt: skip
         hot.skips_old = True  # an old update (OKX's keep-alive, a duplicate) is counted in C, not handed back
-        hot.window_whole = self.venue.keeps_window_whole  # Kraken: BookSync never checks coverage either
         if hot_checksum is not None:
             hot.set_checksum(*hot_checksum)
         market = StreamMarket(symbol, self.venue.stream(self.group.channel, symbol), slot,

@@ -250,17 +250,6 @@ static int two_digits(const char *p, int *out)
     return 0;
 }
 
-/* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil) */
-static long long days_from_civil(long long y, int m, int d)
-{
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    long long yoe = y - era * 400;
-    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* "YYYY-MM-DDTHH:MM:SS[.fff...]..." -> ms since the epoch as _time_ms gives it; -1 for any other form (a
  * doubt: strptime accepts forms this does not, and refuses dates this would take) */
 static int cb_time_ms(const char *t, Py_ssize_t n, long long *out)
@@ -304,7 +293,7 @@ static int cb_time_ms(const char *t, Py_ssize_t n, long long *out)
             }
         }
     }
-    *out = ((days_from_civil(year, mo, d) * 24 + h) * 60 + mi) * 60000LL + s * 1000LL + ms;
+    *out = ((ldc_fb_days_from_civil(year, mo, d) * 24 + h) * 60 + mi) * 60000LL + s * 1000LL + ms;
     return 0;
 }
 

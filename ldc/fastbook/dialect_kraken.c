@@ -113,16 +113,6 @@ static int digits(const char *p, int n, int *out)
     return 0;
 }
 
-static long long kr_days_from_civil(long long y, int m, int d)
-{
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    long long yoe = y - era * 400;
-    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* ldc.venues.kraken.timestamp_us: "YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z" in microseconds (fraction cut to 6 digits);
  * -1 for anything else (ASCII digits only: the reference's \d reads other digits, a doubt here) */
 static int kr_timestamp_us(const char *t, Py_ssize_t n, long long *out)
@@ -159,7 +149,7 @@ static int kr_timestamp_us(const char *t, Py_ssize_t n, long long *out)
         h > 23 || mi > 59 || s > 59) {
         return -1;
     }
-    *out = (((kr_days_from_civil(year, mo, d) * 24 + h) * 60 + mi) * 60 + s) * 1000000LL + us;
+    *out = (((ldc_fb_days_from_civil(year, mo, d) * 24 + h) * 60 + mi) * 60 + s) * 1000000LL + us;
     return 0;
 }
 

@@ -171,6 +171,18 @@ typedef struct {
     PyObject *paths; /* dict: symbol str -> HotPath */
 } Router;
 
+/* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil): the dialects whose
+ * messages carry an RFC 3339 time (Coinbase, Kraken v2) */
+static inline long long ldc_fb_days_from_civil(long long y, int m, int d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
 /* router.c: feed(raws, start, conn_id, recv_time_ns)'s arguments, read once for both routers */
 int ldc_fb_feed_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *start, long long *conn, long long *recv_ns);
 PyObject *ldc_fb_routed(Py_ssize_t index, int kind, PyObject *value);

@@ -138,43 +138,40 @@ static PyObject *fastbook_apply_diff(FastBook *self, PyObject *diff)
     return PyBool_FromLong(changed);
 }
 
-/* book.py _load_side */
+/* book.py _load_side; given a Levels (a side a C dialect read: its array, no tuple made) or any sequence of
+ * (price, qty) */
 static int load_side(FastBook *self, Side *s, PyObject *given, Py_ssize_t limit)
 {
-    if (Py_IS_TYPE(given, &ldc_fb_LevelsType)) { /* a side a C dialect read: its array, no tuple made */
-        const Levels *levels = (const Levels *)given;
-        double deepest = INFINITY;
-        s->lo = s->hi = s->cap / 2;
-        for (Py_ssize_t i = 0; i < Py_SIZE(levels); i++) {
-            double price = levels->levels[i].a;
-            if (ldc_fb_side_set(s, price, levels->levels[i].qty, self->depth) < 0) {
-                return -1;
-            }
-            deepest = s->sign * price < deepest ? s->sign * price : deepest;
-        }
-        s->boundary = Py_SIZE(levels) < limit ? -INFINITY : deepest;
-        ldc_fb_side_prune(s, limit);
-        return 0;
-    }
-    PyObject *seq = PySequence_Fast(given, "snapshot levels must be a sequence of (price, qty)");
-    if (seq == NULL) {
+    const Level *array = Py_IS_TYPE(given, &ldc_fb_LevelsType) ? ((const Levels *)given)->levels : NULL;
+    PyObject *seq = NULL;
+    if (array == NULL && (seq = PySequence_Fast(given, "snapshot levels must be a sequence of (price, qty)")) == NULL) {
         return -1;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = array != NULL ? Py_SIZE(given) : PySequence_Fast_GET_SIZE(seq);
     double deepest = INFINITY;
+    int rc = 0;
     s->lo = s->hi = s->cap / 2;
     for (Py_ssize_t i = 0; i < n; i++) {
         double price, qty;
-        if (level_from_object(PySequence_Fast_GET_ITEM(seq, i), &price, &qty) < 0 ||
-            ldc_fb_side_set(s, price, qty, self->depth) < 0) {
-            Py_DECREF(seq);
-            return -1;
+        if (array != NULL) {
+            price = array[i].a;
+            qty = array[i].qty;
+        } else if (level_from_object(PySequence_Fast_GET_ITEM(seq, i), &price, &qty) < 0) {
+            rc = -1;
+            break;
+        }
+        if (ldc_fb_side_set(s, price, qty, self->depth) < 0) {
+            rc = -1;
+            break;
         }
         if (s->sign * price < deepest) {
             deepest = s->sign * price;
         }
     }
-    Py_DECREF(seq);
+    Py_XDECREF(seq);
+    if (rc < 0) {
+        return -1;
+    }
     s->boundary = n < limit ? -INFINITY : deepest;
     ldc_fb_side_prune(s, limit);
     return 0;

@@ -6,7 +6,7 @@ from setuptools import Extension, setup
 CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]
 
 # ldc._fastbook's compilation units (ldc/fastbook/fastbook.h says what each holds)
-FASTBOOK_UNITS = ["scan", "dialect_binance", "dialect_okx_bybit", "dialect_coinbase", "dialect_htx",
+FASTBOOK_UNITS = ["scan", "number", "dialect_binance", "dialect_okx_bybit", "dialect_coinbase", "dialect_htx",
                   "dialect_snapshot", "dialect_kraken",  # issue 15: stream snapshots, Kraken v2
                   "side", "book",
                   "checksum", "hotpath", "router", "stream_router", "module"]

@@ -210,8 +210,9 @@ static int cb_events(Scanner *sc, CoinbaseMessage *msg)
                     ldc_fb_sort_levels(&ldc_fb_scratch_bids, 1);
                     ldc_fb_sort_levels(&ldc_fb_scratch_asks, 0);
                     event = product == NULL ? NULL
-                                            : ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks,
-                                                                     msg->sequence, CB_WHOLE_BOOK_LEVELS, msg->time_ms, 0);
+                                            : ldc_fb_book_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks,
+                                                                   msg->sequence, CB_WHOLE_BOOK_LEVELS, msg->time_ms, 0,
+                                                                   "updates", "at most a whole book's levels a side");
                 } else {
                     event = ldc_fb_parsed_diff_new(&e.ev);
                     product = event != NULL ? Py_NewRef(((ParsedDiff *)event)->symbol) : NULL;

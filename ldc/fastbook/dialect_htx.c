@@ -20,87 +20,6 @@ typedef struct {
     Event ev;
 } HtxMessage;
 
-/* Clinger's fast path for a number with an exponent ("9.121E-7", as scan_number validated it): digits m with
- * a fraction of k digits and exponent e are m * 10^(e - k); when m <= 2^53 and |e - k| <= 22, m and the power
- * are exact doubles and one IEEE multiplication or division rounds the exact value correctly. 1 done, 0 not
- * taken (dtoa reads it). */
-static int exponent_fast(const char *s, Py_ssize_t n, double *out)
-{
-    const char *p = s, *end = s + n;
-    uint64_t m = 0;
-    int digits = 0, scale = 0;
-    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
-        m = m * 10 + (uint64_t)(*p - '0');
-        digits += m > 0;
-    }
-    if (p < end && *p == '.') {
-        for (p++; p < end && (unsigned)(*p - '0') < 10; p++, scale++) {
-            m = m * 10 + (uint64_t)(*p - '0');
-            digits += m > 0;
-        }
-    }
-    if (digits > 19 || p >= end || (*p != 'e' && *p != 'E')) {
-        return 0; /* m may have wrapped, or no exponent */
-    }
-    p++;
-    int negative = p < end && *p == '-';
-    p += p < end && (*p == '-' || *p == '+');
-    int e = 0;
-    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
-        if (e > 10000) {
-            return 0;
-        }
-        e = e * 10 + (*p - '0');
-    }
-    if (p != end) {
-        return 0;
-    }
-    int power = (negative ? -e : e) - scale;
-    while (power < 0 && m % 10 == 0 && m > 0) { /* "1.10E-5": trailing zeros */
-        m /= 10;
-        power++;
-    }
-    if (m > FAST_MANTISSA_MAX || power > FAST_POW10_MAX || power < -FAST_POW10_MAX) {
-        return 0;
-    }
-    *out = power >= 0 ? (double)m * POW10[power] : (double)m / POW10[-power];
-    return 1;
-}
-
-/* A JSON number read as the reference reads it (json's int or Decimal, then float(): the correctly rounded
- * double of the exact decimal). 0 read, 1 a doubt (a sign: "-0.0" is -0.0 there; too long; not a number),
- * -1 a syntax error (exception set). */
-int ldc_fb_exact_number(Scanner *sc, double *out)
-{
-    const char *from = sc->p;
-    if (sc->p >= sc->end || (unsigned)(*sc->p - '0') >= 10) {
-        return 1;
-    }
-    if (ldc_fb_scan_number(sc) < 0) {
-        return -1;
-    }
-    Py_ssize_t n = sc->p - from;
-    if (memchr(from, 'e', (size_t)n) == NULL && memchr(from, 'E', (size_t)n) == NULL) {
-        return parse_decimal(from, n, out) < 0 ? 1 : 0; /* digits[.digits]: Clinger's fast path or dtoa */
-    }
-    if (exponent_fast(from, n, out)) {
-        return 0;
-    }
-    if (n > MAX_DECIMAL_CHARS) {
-        return 1;
-    }
-    char buf[MAX_DECIMAL_CHARS + 1];
-    char *stop = NULL;
-    memcpy(buf, from, (size_t)n);
-    buf[n] = '\0';
-    *out = PyOS_string_to_double(buf, &stop, NULL); /* dtoa: correctly rounded, as float(Decimal) */
-    if (*out == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 1;
-    }
-    return stop == buf + n && isfinite(*out) ? 0 : 1;
-}
-
 /* bids / asks: [[price, size], ...] of non-negative numbers into s */
 static int htx_levels(Scanner *sc, const char *field, Scratch *s)
 {
@@ -193,44 +112,67 @@ static int htx_tick_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
     return ldc_fb_skip_value(sc, 1);
 }
 
-/* ch: "market.SYMBOL.mbp.N" and "market.SYMBOL.depth.step0" ours; other channels the reference's; a malformed
- * book topic a doubt */
+enum { HTX_NOT_BOOK, HTX_MBP, HTX_STEP0 }; /* what htx_topic reads a topic as */
+
+/* A book topic, as ldc.venues.htx._channel_of reads it (the one reader of the grammar, for ch and rep alike):
+ * "market.SYMBOL.mbp.N" (N 5, 20 or 150) HTX_MBP, "market.SYMBOL.depth.step0" HTX_STEP0 (SYMBOL [a-z0-9]+),
+ * with the levels a side the channel keeps in *levels (N; 150); HTX_NOT_BOOK and 0 for any other text. */
+static int htx_topic(const char *text, Py_ssize_t len, Py_ssize_t *levels)
+{
+    static const char prefix[] = "market.", step0[] = "depth.step0", mbp[] = "mbp.";
+    const char *p = text + sizeof prefix - 1, *end = text + len;
+    *levels = 0;
+    if (len < (Py_ssize_t)sizeof prefix || memcmp(text, prefix, sizeof prefix - 1) != 0) {
+        return HTX_NOT_BOOK;
+    }
+    const char *symbol = p;
+    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
+        p++;
+    }
+    if (p == symbol || p >= end || *p++ != '.') {
+        return HTX_NOT_BOOK;
+    }
+    if (end - p == (Py_ssize_t)sizeof step0 - 1 && memcmp(p, step0, sizeof step0 - 1) == 0) {
+        *levels = HTX_STEP0_LEVELS;
+        return HTX_STEP0;
+    }
+    if (end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
+        const char *n = p + sizeof mbp - 1;
+        for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
+            size_t digits = strlen(HTX_MBP_LEVELS[i]);
+            if ((size_t)(end - n) == digits && memcmp(n, HTX_MBP_LEVELS[i], digits) == 0) {
+                *levels = atoi(HTX_MBP_LEVELS[i]);
+                return HTX_MBP;
+            }
+        }
+    }
+    return HTX_NOT_BOOK;
+}
+
+/* ch: a book topic ours; what parse_message leaves to _channel_of ("market." and ".mbp." within or ending
+ * ".depth.step0") a doubt when htx_topic refuses it; other channels the reference's (OTHER there) */
 static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize_t len)
 {
     static const char prefix[] = "market.", step0[] = ".depth.step0", mbp[] = ".mbp.";
     const Py_ssize_t plen = (Py_ssize_t)sizeof prefix - 1, slen = (Py_ssize_t)sizeof step0 - 1;
-    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0) {
-        msg->not_ours = 1; /* another channel (OTHER) */
-        return;
-    }
-    const char *p = text + plen, *end = text + len;
-    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
-        p++;
-    }
-    int symbol = p > text + plen;
-    if (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0) { /* a whole book (a snapshot) */
-        if (!symbol || p != end - slen) {
-            ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.depth.step0'", text, len);
-            return;
-        }
-        msg->step0 = 1;
+    Py_ssize_t levels;
+    int kind = htx_topic(text, len, &levels);
+    if (kind != HTX_NOT_BOOK) {
+        msg->step0 = kind == HTX_STEP0; /* a whole book (a snapshot) */
         msg->ev.symbol = text;
         msg->ev.symbol_len = len;
         return;
     }
-    if (symbol && end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
-        const char *levels = p + sizeof mbp - 1;
-        for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
-            size_t n = strlen(HTX_MBP_LEVELS[i]);
-            if ((size_t)(end - levels) == n && memcmp(levels, HTX_MBP_LEVELS[i], n) == 0) {
-                msg->ev.symbol = text;
-                msg->ev.symbol_len = len;
-                return;
-            }
-        }
+    if (len < plen || memcmp(text, prefix, (size_t)plen) != 0) {
+        msg->not_ours = 1; /* another channel (OTHER) */
+        return;
+    }
+    if (len >= slen && memcmp(text + len - slen, step0, (size_t)slen) == 0) {
+        ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.depth.step0'", text, len);
+        return;
     }
     int has_mbp = 0;
-    for (const char *q = text; !has_mbp && end - q >= (Py_ssize_t)sizeof mbp - 1; q++) {
+    for (const char *q = text, *end = text + len; !has_mbp && end - q >= (Py_ssize_t)sizeof mbp - 1; q++) {
         has_mbp = memcmp(q, mbp, sizeof mbp - 1) == 0;
     }
     if (!has_mbp) {
@@ -238,37 +180,6 @@ static void htx_channel(Scanner *sc, HtxMessage *msg, const char *text, Py_ssize
         return;
     }
     ldc_fb_field_error(sc, "ch", -1, "'market.SYMBOL.mbp.N' (N 5, 20 or 150)", text, len);
-}
-
-/* The levels a side of a book topic's channel ("market.SYMBOL.mbp.N", N 5, 20, 150: N; depth.step0: 150), as
- * ldc.venues.htx._channel_of reads it; 0 for any other text. */
-static Py_ssize_t htx_book_levels(const char *text, Py_ssize_t len)
-{
-    static const char prefix[] = "market.", step0[] = "depth.step0", mbp[] = "mbp.";
-    const char *p = text + sizeof prefix - 1, *end = text + len;
-    if (len < (Py_ssize_t)sizeof prefix || memcmp(text, prefix, sizeof prefix - 1) != 0) {
-        return 0;
-    }
-    const char *symbol = p;
-    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
-        p++;
-    }
-    if (p == symbol || p >= end || *p++ != '.') {
-        return 0;
-    }
-    if (end - p == (Py_ssize_t)sizeof step0 - 1 && memcmp(p, step0, sizeof step0 - 1) == 0) {
-        return HTX_STEP0_LEVELS;
-    }
-    if (end - p > (Py_ssize_t)sizeof mbp - 1 && memcmp(p, mbp, sizeof mbp - 1) == 0) {
-        const char *levels = p + sizeof mbp - 1;
-        for (size_t i = 0; i < sizeof HTX_MBP_LEVELS / sizeof HTX_MBP_LEVELS[0]; i++) {
-            size_t n = strlen(HTX_MBP_LEVELS[i]);
-            if ((size_t)(end - levels) == n && memcmp(levels, HTX_MBP_LEVELS[i], n) == 0) {
-                return atoi(HTX_MBP_LEVELS[i]);
-            }
-        }
-    }
-    return 0;
 }
 
 static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, int escaped)
@@ -301,7 +212,7 @@ static int htx_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, i
         if ((rc = ldc_fb_plain_string(sc, "rep", &text, &len)) != 0) {
             return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
         }
-        if ((msg->rep_levels = htx_book_levels(text, len)) == 0) {
+        if (htx_topic(text, len, &msg->rep_levels) == HTX_NOT_BOOK) {
             ldc_fb_field_error(sc, "rep", -1, "'market.SYMBOL.mbp.N' or 'market.SYMBOL.depth.step0'", text, len);
         }
         msg->ev.symbol = text;
@@ -377,10 +288,6 @@ PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
         if (!sc.has_error && (msg.seen & (HX_DATA | HX_SEQ)) != (HX_DATA | HX_SEQ)) {
             ldc_fb_field_error(&sc, (msg.seen & HX_DATA) ? "seqNum" : "data", -1, "a value", "nothing", 7);
         }
-        if (!sc.has_error &&
-            (ldc_fb_scratch_bids.count > msg.rep_levels || ldc_fb_scratch_asks.count > msg.rep_levels)) {
-            ldc_fb_field_error(&sc, "data", -1, "at most the channel's levels a side", "more", 4);
-        }
         if (sc.has_error) {
             PyErr_SetString(PyExc_ValueError, sc.error);
             goto done;
@@ -396,10 +303,6 @@ PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
                 ldc_fb_field_error(&sc, HTX_STEP0_REQUIRED[i].name, -1, "a value", "nothing", 7);
             }
         }
-        if (!sc.has_error &&
-            (ldc_fb_scratch_bids.count > HTX_STEP0_LEVELS || ldc_fb_scratch_asks.count > HTX_STEP0_LEVELS)) {
-            ldc_fb_field_error(&sc, "tick", -1, "at most 150 levels a side", "more", 4);
-        }
     }
     for (size_t i = 0; !msg.step0 && i < sizeof HTX_REQUIRED / sizeof HTX_REQUIRED[0] && !sc.has_error; i++) {
         if (!(msg.seen & HTX_REQUIRED[i].bit)) {
@@ -413,8 +316,10 @@ PyObject *ldc_fb_parse_htx(PyObject *module, PyObject *arg)
     if (msg.step0) { /* [(topic, DepthSnapshot(version, bids, asks, 150, ts))], as the reference reads it */
         PyObject *topic = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len), *snapshot = NULL;
         if (topic != NULL) {
-            snapshot = ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.version,
-                                              rep ? msg.rep_levels : HTX_STEP0_LEVELS, msg.ev.event_time, 0);
+            snapshot = ldc_fb_book_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.version,
+                                            rep ? msg.rep_levels : HTX_STEP0_LEVELS, msg.ev.event_time, 0,
+                                            rep ? "data" : "tick",
+                                            rep ? "at most the channel's levels a side" : "at most 150 levels a side");
         }
         PyObject *pair = snapshot != NULL ? PyTuple_Pack(2, topic, snapshot) : NULL;
         Py_XDECREF(topic);

@@ -35,7 +35,7 @@ static int by_price_ascending(const void *x, const void *y)
 static int by_price_descending(const void *x, const void *y) { return by_price_ascending(y, x); }
 
 /* Sort s into book order as the reference sorts its (price, qty) tuples (bids reverse=True); equal prices stay
- * side by side, and ldc_fb_stream_snapshot refuses them as sorted_levels does. */
+ * side by side, and ldc_fb_book_snapshot refuses them as sorted_levels does. */
 void ldc_fb_sort_levels(Scratch *s, int descending)
 {
     if (!in_book_order(s, descending)) {
@@ -174,9 +174,17 @@ PyTypeObject ldc_fb_LevelsType = {
     .tp_methods = levels_methods,
 };
 
-PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long long update_id, Py_ssize_t limit,
-                                 long long event_time_ms, long long checksum)
+/* The DepthSnapshot a stream dialect hands over (sides read into bids and asks); ValueError when a side holds more
+ * than limit levels (worded as ldc_fb_field_error words it: "field '<limit_field>': expected <limit_expected>,
+ * found more", before the order is looked at, as the reference parsers check) or is not strictly in book order */
+PyObject *ldc_fb_book_snapshot(const Scratch *bids, const Scratch *asks, long long update_id, Py_ssize_t limit,
+                               long long event_time_ms, long long checksum, const char *limit_field,
+                               const char *limit_expected)
 {
+    if (bids->count > limit || asks->count > limit) {
+        PyErr_Format(PyExc_ValueError, "field '%s': expected %s, found more", limit_field, limit_expected);
+        return NULL;
+    }
     for (int side = 0; side < 2; side++) {
         const Scratch *s = side == 0 ? bids : asks;
         Py_ssize_t at = out_of_order(s, side == 0);

@@ -30,7 +30,8 @@
  * cost is the search (a chain of dependent loads), not the shifting.
  *
  * One extension, several compilation units (setup.py lists them), along the banners of what was one file:
- * scan.c (JSON scanning; the decimal parser is inline here), dialect_binance.c (ParsedDiff, depthUpdate,
+ * scan.c (JSON scanning; the decimal parser is inline here), number.c (JSON numbers read exactly, for the
+ * dialects of venues that send them: HTX, Kraken), dialect_binance.c (ParsedDiff, depthUpdate,
  * REST snapshots), dialect_okx_bybit.c (and the helpers the stream dialects share), dialect_coinbase.c,
  * dialect_htx.c, side.c, book.c (FastBook), checksum.c, hotpath.c, router.c, module.c. This header holds the
  * shared types and the small hot helpers as static inline, so that no per-level or per-key call crosses a unit;
@@ -364,6 +365,9 @@ static ALWAYS_INLINE int scan_object(Scanner *sc, FieldHandler on_field, void *c
 
 #define SPAN_IS(text, len, lit) ((len) == (Py_ssize_t)sizeof(lit) - 1 && memcmp((text), lit, sizeof(lit) - 1) == 0)
 
+/* number.c */
+int ldc_fb_exact_number(Scanner *sc, double *out);
+
 /* dialect_binance.c */
 extern PyTypeObject ldc_fb_ParsedDiffType;
 PyObject *ldc_fb_symbol_object(const char *text, Py_ssize_t len);
@@ -394,9 +398,17 @@ typedef struct {
 } Levels;             /* a snapshot side read in C: a read-only sequence of (price, qty) tuples made on access */
 extern PyTypeObject ldc_fb_LevelsType;
 void ldc_fb_sort_levels(Scratch *s, int descending);
-PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long long update_id, Py_ssize_t limit,
-                                 long long event_time_ms, long long checksum);
-int ldc_fb_exact_number(Scanner *sc, double *out);
+PyObject *ldc_fb_book_snapshot(const Scratch *bids, const Scratch *asks, long long update_id, Py_ssize_t limit,
+                               long long event_time_ms, long long checksum, const char *limit_field,
+                               const char *limit_expected);
+/* dialect_kraken.c's call until it calls ldc_fb_book_snapshot itself (and drops its own depth check beside it):
+ * the same snapshot, a side beyond the depth refused in its words */
+static inline PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long long update_id,
+                                               Py_ssize_t limit, long long event_time_ms, long long checksum)
+{
+    return ldc_fb_book_snapshot(bids, asks, update_id, limit, event_time_ms, checksum, "data",
+                                "at most the subscribed depth a side");
+}
 PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
 

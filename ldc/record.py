@@ -217,8 +217,7 @@ class Recorder:
     def snapshot(self, path: str, params: Mapping[str, str | int], body: bytes, recv_time_ns: int) -> None:
         """A REST answer the feeder loaded, as ``GET path?params`` returned it (a line feed in the body, JSON
         whitespace, is written as a space)."""
-        request = path + ("?" + urlencode(params) if params else "")
-        line = b'%d {"rest":%s,"data":%s}\n' % (recv_time_ns, orjson.dumps(request), body.replace(b"\n", b" "))
+        line = _snapshot_line(path, params, body, recv_time_ns)
         if self._held is None or not self._hold(recv_time_ns, line):
             self._spool.append_line(line)
 
@@ -553,8 +552,15 @@ def book_snapshot_line(path: str, symbol: str, limit: int, update_id: int, bids:
     number the shortest decimal that reads back as the book's double (plain, never an exponent)."""
     body = orjson.dumps({"lastUpdateId": update_id, "bids": [[_plain(p), _plain(q)] for p, q in bids],
                          "asks": [[_plain(p), _plain(q)] for p, q in asks]})  # fmt: skip
-    request = orjson.dumps(path + "?" + urlencode({"symbol": symbol, "limit": limit}))
-    return b'%d {"rest":%s,"data":%s,"source":"takeover"}\n' % (recv_time_ns, request, body)
+    return _snapshot_line(path, {"symbol": symbol, "limit": limit}, body, recv_time_ns, source="takeover")
+
+
+def _snapshot_line(path: str, params: Mapping[str, str | int], body: bytes, recv_time_ns: int, *, source: str = "") -> bytes:
+    """The one form of a snapshot line: ``<recv_time_ns> {"rest":"<path>?<params>","data":<body>}``, with
+    ``,"source":"<source>"`` when given; a line feed in the body (JSON whitespace) is written as a space."""
+    request = orjson.dumps(path + ("?" + urlencode(params) if params else ""))
+    tail = b',"source":' + orjson.dumps(source) if source else b""
+    return b'%d {"rest":%s,"data":%s%s}\n' % (recv_time_ns, request, body.replace(b"\n", b" "), tail)
 
 
 def _plain(value: float) -> str:

@@ -63,7 +63,7 @@ from ldc.errors import ConfigError, LdcError, ProtocolError, RateLimitError
 from ldc.feeder import _COUNTERS
 from ldc.handoff import Handoff, HotTimes
 from ldc.io.rest import RestClient
-from ldc.io.ws import CLOSE_PROTOCOL_ERROR, FrameParser, close_handshake, send_close, tls_options
+from ldc.io.ws import CLOSE_PROTOCOL_ERROR, READ_IDLE, FrameParser, FrameReader, close_handshake, send_close, tls_options
 from ldc.publish import SlotPublisher
 from ldc.record import Recorder, config_for
 from ldc.sdnotify import Notifier
@@ -648,7 +648,7 @@ class StreamConnection(threading.Thread):
     """One websocket connection carrying some markets' streams, reconnecting until the feeder stops.
 
     websocket-client opens the connection (handshake, TLS, proxies) and sends our frames; the frames received
-    are read off its socket in bulk (``ldc.io.ws.FrameParser``, the reader the REST-snapshot feeder's pool
+    are read off its socket in bulk (``ldc.io.ws.FrameReader``, the frame loop the REST-snapshot feeder's pool
     uses: one ``recv_into`` of up to 64 KB, whole text / binary frames split in C), and each read's data
     messages go to the feeder in one ``on_messages`` call stamped with the read's time. Fragmented messages
     come reassembled; a server ping is answered with a pong, a server close with a close echoing its status;
@@ -769,13 +769,10 @@ class StreamConnection(threading.Thread):
             self._outbox.clear()  # answers meant for the connection that closed
         if streams:
             self._send_all(ws, venue.subscribe_messages(channel, streams, self._request_id()))
-        sock = ws.sock
-        if sock is None:
-            raise ProtocolError("expected an open socket after the handshake, found none")
+        reader = FrameReader(ws, parser, self.conn_id, self.feeder.on_messages, done=self.feeder.stats.read_done)
         timeout = RECV_POLL_S
         ws.settimeout(timeout)
-        conn_id, deliver, read_done = self.conn_id, self.feeder.on_messages, self.feeder.stats.read_done
-        close_opcode, ping_opcode = websocket.ABNF.OPCODE_CLOSE, websocket.ABNF.OPCODE_PING
+        conn_id = self.conn_id
         pinged = heard = time.monotonic()
         while not stop.is_set() and not self._reconnect.is_set():
             now = time.monotonic()
@@ -807,31 +804,10 @@ class StreamConnection(threading.Thread):
                 self._send_all(ws, venue.unsubscribe_messages(channel, removed, self._request_id()))
             if added:
                 self._send_all(ws, venue.subscribe_messages(channel, added, self._request_id()))
-            try:
-                nbytes = sock.recv_into(parser.space())
-            except TimeoutError:
+            got = reader.read()  # a read's messages to on_messages, stamped once a read
+            if got == READ_IDLE:
                 continue
-            if nbytes == 0:
-                return False  # EOF: the server went without a close frame
-            recv_time_ns = time.time_ns()  # once a read: every frame of it reached this process then
+            if got < 0:
+                return False  # EOF (the server went without a close frame) or the server's close, echoed
             heard = time.monotonic()
-            batch: list[bytes] = []
-            closing: bytes | None = None
-            for opcode, raw in parser.feed(nbytes):
-                if opcode < close_opcode:  # text or binary (continuations come reassembled)
-                    batch.append(raw)
-                elif opcode == ping_opcode:
-                    ws.pong(raw)
-                elif opcode == close_opcode:
-                    closing = raw
-                    break
-                # a pong needs nothing more: any bytes received proved the connection alive
-            if batch:
-                deliver(conn_id, batch, recv_time_ns)
-                read_done(len(batch), time.time_ns() - recv_time_ns)
-            if closing is not None:
-                send_close(ws, closing[:2] if len(closing) >= 2 else b"")  # RFC 6455 5.5.1: echo its status code
-                return False
-            if parser.error is not None:
-                raise parser.error
         return True

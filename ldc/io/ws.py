@@ -29,8 +29,9 @@ threads at once:
   with jittered exponential backoff under a new id.
 
 The pieces of the read path are reusable on their own (the stream venues' connections read through them):
-``FrameParser`` splits the bytes of bulk socket reads into messages and control frames, ``close_handshake``
-closes a connection read that way.
+``FrameParser`` splits the bytes of bulk socket reads into messages and control frames, ``FrameReader`` is the
+frame loop over it (a read's messages handed over in one call, pings answered, a close echoed),
+``close_handshake`` closes a connection read that way.
 
 websocket-client opens the connection (handshake, TLS, proxies) and sends our frames; the frames received
 are read off its socket in ``RECV_CHUNK_BYTES`` chunks and parsed here (``FrameParser``, RFC 6455 5.2):
@@ -85,6 +86,7 @@ BACKOFF_RESET_AFTER_S = 30.0  # a connection that stayed up this long starts the
 
 
 _CONTROL_OPCODES = frozenset((ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG))
+_CLOSE_OPCODE, _PING_OPCODE = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING
 
 
 class CloseReason(str, enum.Enum):
@@ -357,6 +359,87 @@ class _ControlRate:
         return True
 
 
+# FrameReader.read's answers beside a read's time (a positive ns stamp)
+READ_IDLE = -1  # nothing came within the socket's timeout
+READ_EOF = -2  # the server went without a close frame
+READ_CLOSED = -3  # the server's close frame (its status echoed)
+
+
+def _data(raw: bytes) -> tuple[FrameKind, str] | None:
+    return None
+
+
+class FrameReader:
+    """The frame loop of one connection, one socket read a ``read()`` call (``WsPool``'s connections and the
+    stream venues' read through it).
+
+    websocket-client did the handshake and sends our frames (masked, as RFC 6455 wants); reading is ours: one
+    ``recv_into`` of up to ``RECV_CHUNK_BYTES`` yields up to ~50 diff frames at ~1 us of parsing each, where
+    websocket-client's ``recv_data_frame`` costs ~12 us per frame. The socket's own timeout (not a ``select`` on
+    the descriptor) ends an idle read, so bytes already decrypted in a TLS socket's buffer are returned by the
+    next read, never stranded.
+
+    A read's data messages (text or binary, fragments reassembled) go to ``deliver(conn_id, messages,
+    recv_time_ns)`` in one call, then ``done(count, ns spent delivering)`` when given; a frame of at most
+    ``small_bytes`` that ``classify`` names (an answer, a refusal, a shutdown notice) goes to
+    ``notice(kind, text)`` instead (``small_bytes`` -1: every frame is data). A server ping is answered with a
+    pong, a server close with a close echoing its status (after the read's messages before it); a protocol
+    violation raises the parser's ProtocolError after the messages before it.
+
+    ``recv_time_ns`` is stamped once per read: every frame of a read carries the time its bytes reached this
+    process, so a frame's wait behind the earlier frames of its read counts in its receive-to-publish time (a
+    stamp per frame would hide that queueing). Time spent in the kernel's socket buffer before the read is not
+    seen either way."""
+
+    def __init__(self, ws: websocket.WebSocket, parser: FrameParser, conn_id: int,
+                 deliver: Callable[[int, list[bytes], int], None], *, done: Callable[[int, int], None] | None = None,
+                 classify: Callable[[bytes], tuple[FrameKind, str] | None] = _data, small_bytes: int = -1,
+                 notice: Callable[[FrameKind, str], None] | None = None) -> None:  # fmt: skip
+        sock = ws.sock
+        if sock is None:
+            raise ProtocolError("expected an open socket after the handshake, found none")
+        self.ws, self.sock, self.parser, self.conn_id = ws, sock, parser, conn_id
+        self.deliver, self.done, self.classify, self.small_bytes = deliver, done, classify, small_bytes
+        self.notice = notice
+
+    def read(self) -> int:
+        """One read: the time it was stamped (ns since the epoch) when bytes came, else ``READ_IDLE``,
+        ``READ_EOF`` or ``READ_CLOSED``."""
+        parser = self.parser
+        try:
+            nbytes = self.sock.recv_into(parser.space())
+        except TimeoutError:
+            return READ_IDLE
+        if nbytes == 0:
+            return READ_EOF
+        recv_time_ns = time.time_ns()
+        small_bytes, classify, close_opcode = self.small_bytes, self.classify, _CLOSE_OPCODE  # locals: read per frame
+        batch: list[bytes] = []  # the read's data messages, handed over in one call
+        closing: bytes | None = None
+        for opcode, raw in parser.feed(nbytes):
+            if opcode < close_opcode:  # text or binary (continuations come reassembled)
+                if len(raw) > small_bytes or (kind := classify(raw)) is None:
+                    batch.append(raw)
+                elif self.notice is not None:
+                    self.notice(*kind)
+            elif opcode == _PING_OPCODE:
+                self.ws.pong(raw)
+            elif opcode == close_opcode:
+                closing = raw
+                break
+            # a pong needs nothing more: any bytes received proved the connection alive
+        if batch:
+            self.deliver(self.conn_id, batch, recv_time_ns)
+            if self.done is not None:
+                self.done(len(batch), time.time_ns() - recv_time_ns)
+        if closing is not None:
+            send_close(self.ws, closing[:2] if len(closing) >= 2 else b"")  # RFC 6455 5.5.1: echo its status code
+            return READ_CLOSED
+        if parser.error is not None:
+            raise parser.error
+        return recv_time_ns
+
+
 class _Lane:
     """A set of streams meant to share one connection, and the reader currently serving it."""
 
@@ -379,6 +462,7 @@ class _Conn:
         self._pending: list[str] = []  # streams to subscribe on the open connection
         self._unwanted: list[str] = []  # streams to unsubscribe
         self._seen_version = -1
+        self.shutdown_seen = False  # the server's shutdown notice came on the current connection
         self.thread = threading.Thread(target=self._run, name=f"ldc-ws-lane{lane.lane_id}", daemon=True)
 
     # thread body ------------------------------------------------------------------------------------------
@@ -463,66 +547,25 @@ class _Conn:
         return reason
 
     def _read(self, ws: websocket.WebSocket, parser: FrameParser) -> CloseReason:
-        """Read frames off the socket until the connection must close; the reason.
-
-        websocket-client did the handshake and sends our frames (masked, as RFC 6455 wants); reading is
-        ours: one ``recv_into`` of up to ``RECV_CHUNK_BYTES`` yields up to ~50 diff frames at ~1 us of
-        parsing each, where websocket-client's ``recv_data_frame`` costs ~12 us per frame. The socket's
-        own timeout (not a ``select`` on the descriptor) ends an idle read, so bytes already decrypted in a
-        TLS socket's buffer are returned by the next read, never stranded.
-
-        ``recv_time_ns`` is stamped once per read: every frame of a read carries the time its bytes
-        reached this process, so a frame's wait behind the earlier frames of its read counts in its
-        receive-to-publish time (a stamp per frame would hide that queueing). Time spent in the kernel's
-        socket buffer before the read is not seen either way."""
-        opts, conn_id = self.pool.options, self.conn_id
-        deliver = _deliverer(self.pool.handler)
-        close_opcode, small_bytes = ABNF.OPCODE_CLOSE, self.pool.protocol.small_frame_bytes  # locals: read per frame
-        classify = self.pool.protocol.classify
-        sock = ws.sock
-        if sock is None:
-            raise ProtocolError("expected an open socket after the handshake, found none")
+        """Read frames off the socket (``FrameReader``) until the connection must close; the reason. The
+        checks of ``_housekeeping`` run every ``read_poll_s``, whether frames come or not."""
+        opts, protocol = self.pool.options, self.pool.protocol
+        self.shutdown_seen = False
+        reader = FrameReader(ws, parser, self.conn_id, _deliverer(self.pool.handler), classify=protocol.classify,
+                             small_bytes=protocol.small_frame_bytes, notice=self._notice)  # fmt: skip
         rate = _ControlRate(self.pool.limits.control_msgs_per_s, time.monotonic())
         opened = time.monotonic()
         last_rx_ns = time.time_ns()  # the wall clock already read per read; a jump only shifts one ping
         pinged = 0.0
-        shutdown_seen = False
         next_check_ns = 0
         while True:
-            try:
-                nbytes = sock.recv_into(parser.space())
-            except TimeoutError:
-                nbytes = -1
-            now_ns = time.time_ns()
-            if nbytes == 0:
-                return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
-            if nbytes > 0:
+            now_ns = reader.read()
+            if now_ns == READ_EOF or now_ns == READ_CLOSED:
+                return CloseReason.SERVER_SHUTDOWN if self.shutdown_seen else CloseReason.SERVER_CLOSED
+            if now_ns == READ_IDLE:
+                now_ns = time.time_ns()
+            else:
                 last_rx_ns, pinged = now_ns, 0.0
-                batch: list[bytes] = []  # the read's data messages, handed over in one call
-                for opcode, raw in parser.feed(nbytes):
-                    if opcode < close_opcode:  # text or binary (continuations come reassembled)
-                        if len(raw) > small_bytes or (kind := classify(raw)) is None:
-                            batch.append(raw)
-                        elif kind[0] == "shutdown":
-                            if not shutdown_seen:
-                                shutdown_seen = True
-                                log.info("ws %d: the server's shutdown notice (%s), rolling over", conn_id, kind[1])
-                                self._start_successor()
-                        elif kind[0] == "refused":
-                            log.warning("ws %d: %s", conn_id, kind[1])
-                    elif opcode == ABNF.OPCODE_PING:
-                        ws.pong(raw)
-                    elif opcode == ABNF.OPCODE_CLOSE:
-                        if batch:
-                            deliver(conn_id, batch, now_ns)
-                        status = raw[:2] if len(raw) >= 2 else b""  # RFC 6455 5.5.1: echo its status code
-                        _send_quietly(ws, ABNF.create_frame(status, ABNF.OPCODE_CLOSE))
-                        return CloseReason.SERVER_SHUTDOWN if shutdown_seen else CloseReason.SERVER_CLOSED
-                    # a pong needs nothing more: any bytes received proved the connection alive
-                if batch:
-                    deliver(conn_id, batch, now_ns)
-                if parser.error is not None:
-                    raise parser.error
                 if now_ns < next_check_ns:
                     continue
             next_check_ns = now_ns + int(opts.read_poll_s * 1e9)
@@ -530,6 +573,17 @@ class _Conn:
             if isinstance(reason, CloseReason):
                 return reason
             pinged = reason
+
+    def _notice(self, kind: FrameKind, text: str) -> None:
+        """A small frame the venue's rules name: a shutdown notice rolls the connection over (once), a refusal
+        is logged, an answer needs nothing."""
+        if kind == "shutdown":
+            if not self.shutdown_seen:
+                self.shutdown_seen = True
+                log.info("ws %d: the server's shutdown notice (%s), rolling over", self.conn_id, text)
+                self._start_successor()
+        elif kind == "refused":
+            log.warning("ws %d: %s", self.conn_id, text)
 
     def _housekeeping(self, ws: websocket.WebSocket, rate: _ControlRate, opened: float, idle_ns: int,
                       pinged: float) -> CloseReason | float:  # fmt: skip

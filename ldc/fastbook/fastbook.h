@@ -215,6 +215,26 @@ int ldc_fb_message_bytes(PyObject *arg, const char **data, Py_ssize_t *size, Py_
  * Small hot helpers, inlined into every unit that calls them
  * ---------------------------------------------------------------------------------------------- */
 
+/* The slow exact parser: CPython's dtoa on s[0..n) (correctly rounded, as float() and float(Decimal) read it).
+ * Returns 0, or -1 when the text is longer than MAX_DECIMAL_CHARS or not wholly a number (no exception set);
+ * an overflow reads as an infinity. */
+static inline int dtoa_exact(const char *s, Py_ssize_t n, double *out)
+{
+    if (n > MAX_DECIMAL_CHARS) {
+        return -1;
+    }
+    char buf[MAX_DECIMAL_CHARS + 1];
+    char *stop = NULL;
+    memcpy(buf, s, (size_t)n);
+    buf[n] = '\0';
+    *out = PyOS_string_to_double(buf, &stop, NULL);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return stop == buf + n ? 0 : -1;
+}
+
 /* Correctly rounded parse of [0-9]+(\.[0-9]+)? (Binance's form). Clinger's fast path: when the
  * digits form an integer m <= 2^53 and the scale k <= 22, m and 10^k are exact doubles and one IEEE
  * division rounds m / 10^k correctly. Anything else goes to CPython's dtoa (also correctly rounded).
@@ -255,19 +275,7 @@ static inline int parse_decimal(const char *s, Py_ssize_t n, double *out)
             return 0;
         }
     }
-    if (n > MAX_DECIMAL_CHARS) {
-        return -1;
-    }
-    char buf[MAX_DECIMAL_CHARS + 1];
-    char *stop = NULL;
-    memcpy(buf, s, (size_t)n);
-    buf[n] = '\0';
-    *out = PyOS_string_to_double(buf, &stop, NULL);
-    if (*out == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return -1;
-    }
-    return stop == buf + n ? 0 : -1;
+    return dtoa_exact(s, n, out);
 }
 
 static inline int syntax_error(Scanner *sc, const char *expected)

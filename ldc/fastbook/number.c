@@ -68,17 +68,5 @@ int ldc_fb_exact_number(Scanner *sc, double *out)
     if (exponent_fast(from, n, out)) {
         return 0;
     }
-    if (n > MAX_DECIMAL_CHARS) {
-        return 1;
-    }
-    char buf[MAX_DECIMAL_CHARS + 1];
-    char *stop = NULL;
-    memcpy(buf, from, (size_t)n);
-    buf[n] = '\0';
-    *out = PyOS_string_to_double(buf, &stop, NULL); /* dtoa: correctly rounded, as float(Decimal) */
-    if (*out == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 1;
-    }
-    return stop == buf + n && isfinite(*out) ? 0 : 1;
+    return dtoa_exact(from, n, out) == 0 && isfinite(*out) ? 0 : 1; /* dtoa: as float(Decimal) */
 }

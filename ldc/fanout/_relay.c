@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -37,7 +38,7 @@
 #define MAX_BATCH_ENTRIES 65535 /* codec.MAX_BATCH_ENTRIES */
 #define COPY_ATTEMPTS 256      /* odd or changing this often: skipped this round */
 
-enum { PUMP_SLICE = 0, PUMP_DIRECTORY = 1, PUMP_SHORT = 2, PUMP_ERROR = 3 };
+enum { PUMP_SLICE = 0, PUMP_DIRECTORY = 1, PUMP_SHORT = 2, PUMP_ERROR = 3, PUMP_READABLE = 4 };
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -244,9 +245,19 @@ static Py_ssize_t build(Collector *c, Py_ssize_t limit, int frames, Py_ssize_t *
             end++;
         }
         Py_ssize_t payload = ENVELOPE_SIZE + 1 + c->glen + size;
-        char line[64];
+        char line[32]; /* " <payload>\r\n", the digits written backwards from the end */
         int line_len = 0;
-        if (frames) line_len = snprintf(line, sizeof line, " %zd\r\n", payload);
+        if (frames) {
+            char *q = line + sizeof line;
+            *--q = '\n';
+            *--q = '\r';
+            Py_ssize_t v = payload;
+            do *--q = (char)('0' + v % 10);
+            while ((v /= 10) > 0);
+            *--q = ' ';
+            line_len = (int)(line + sizeof line - q);
+            memmove(line, q, (size_t)line_len);
+        }
         if (out_reserve(c, (size_t)(4 + c->subject_len + line_len + payload + 2)) < 0) return -1;
         if (frames) {
             out_put(c, "PUB ", 4);
@@ -466,10 +477,31 @@ static PyObject *Collector_collect_frames(Collector *c, PyObject *arg) {
     return Py_BuildValue("(y#nn)", c->out, (Py_ssize_t)c->out_len, msgs, bytes);
 }
 
-static void sleep_until(int64_t when_ns) {
-    struct timespec ts = {(time_t)(when_ns / 1000000000LL), (long)(when_ns % 1000000000LL)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+/* Sleep until when_ns (CLOCK_MONOTONIC); with fd >= 0, wake early when fd turns readable (the server
+ * sent something nats-py must see: a ping, a request, a heartbeat). 1 when fd is readable. */
+static int sleep_until(int64_t when_ns, int fd) {
+    for (;;) {
+        int64_t left = when_ns - mono_ns();
+        if (left <= 0) return 0;
+        if (fd < 0) {
+            struct timespec ts = {(time_t)(when_ns / 1000000000LL), (long)(when_ns % 1000000000LL)};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+            }
+            return 0;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+        int rc = ppoll(&p, 1, &ts, NULL);
+        if (rc > 0) return 1;
+        if (rc == 0 || errno != EINTR) return 0;
     }
+}
+
+/* 1 when fd has bytes to read (or is closed / in error): nats-py's to handle */
+static int readable(int fd) {
+    if (fd < 0) return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
 }
 
 /* pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest, messages, payload_bytes, errno)
@@ -479,7 +511,8 @@ static void sleep_until(int64_t when_ns) {
  * (at most wait_s at a time) when nothing changed. Returns when the slice is over (PUMP_SLICE), the
  * directory must be read again (PUMP_DIRECTORY; what was found before is sent), a send was short
  * (PUMP_SHORT: `rest` is the unsent tail, for the caller's transport, in order) or failed
- * (PUMP_ERROR: `rest` unsent, errno given). fd < 0: nothing is sent, the frames of the first send
+ * (PUMP_ERROR: `rest` unsent, errno given), or the socket has bytes to read (PUMP_READABLE: a ping,
+ * a request, a heartbeat for nats-py; looked at while sleeping, so the slice can be long). fd < 0: nothing is sent, the frames of the first send
  * come back as `rest` with PUMP_SHORT (the caller writes them). */
 static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
@@ -507,11 +540,14 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
         int64_t now = mono_ns();
         if (now < c->next_ok_ns) {
             if (c->next_ok_ns >= deadline) {
-                sleep_until(deadline);
+                sleep_until(deadline, fd);
                 break;
             }
-            sleep_until(c->next_ok_ns);
             c->wakes++;
+            if (sleep_until(c->next_ok_ns, fd)) {
+                code = PUMP_READABLE;
+                break;
+            }
             now = mono_ns();
         }
         if (directory_moved(c) || c->need_directory) {
@@ -526,6 +562,10 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
             }
             now = mono_ns();
             if (now >= deadline) break;
+            if (readable(fd)) {
+                code = PUMP_READABLE;
+                break;
+            }
             int64_t nap = deadline - now < wait_ns ? deadline - now : wait_ns;
             struct timespec ts = {(time_t)(nap / 1000000000LL), (long)(nap % 1000000000LL)};
             /* shared futex (no FUTEX_PRIVATE_FLAG): the word lives in a file mapping of several processes */
@@ -762,7 +802,8 @@ PyMODINIT_FUNC PyInit__relay(void) {
         PyModule_AddIntConstant(m, "PUMP_SLICE", PUMP_SLICE) < 0 ||
         PyModule_AddIntConstant(m, "PUMP_DIRECTORY", PUMP_DIRECTORY) < 0 ||
         PyModule_AddIntConstant(m, "PUMP_SHORT", PUMP_SHORT) < 0 ||
-        PyModule_AddIntConstant(m, "PUMP_ERROR", PUMP_ERROR) < 0) {
+        PyModule_AddIntConstant(m, "PUMP_ERROR", PUMP_ERROR) < 0 ||
+        PyModule_AddIntConstant(m, "PUMP_READABLE", PUMP_READABLE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -6,6 +6,7 @@ PUMP_SLICE: int
 PUMP_DIRECTORY: int
 PUMP_SHORT: int
 PUMP_ERROR: int
+PUMP_READABLE: int
 
 class Collector:
     published: int  # entries put into batches

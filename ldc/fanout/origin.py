@@ -30,6 +30,7 @@ PUMP_SLICE: Final = _relay.PUMP_SLICE  # the slice is over
 PUMP_DIRECTORY: Final = _relay.PUMP_DIRECTORY  # the directory changed (call refresh)
 PUMP_SHORT: Final = _relay.PUMP_SHORT  # a send was short: the rest is for the transport
 PUMP_ERROR: Final = _relay.PUMP_ERROR  # a send failed
+PUMP_READABLE: Final = _relay.PUMP_READABLE  # the socket has bytes for nats-py
 
 
 class Change(NamedTuple):

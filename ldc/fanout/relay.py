@@ -38,9 +38,10 @@ HEARTBEAT_INTERVAL_S: Final = 0.5
 # The loop blocks in the origin's notify futex at most this long (the writer wakes every sleeper after each
 # publish batch, layout 2.0: a sleeping relay costs the feeder nothing), so NATS callbacks run in between.
 WAIT_SLICE_S: Final = 0.002
-# On the direct path (Relay._pump_direct) C sleeps and sends this long before the loop runs again:
-# nats-py's callbacks (pings, _state requests, the heartbeat) wait at most this.
-PUMP_SLICE_S: Final = 0.005
+# On the direct path (Relay._pump_direct) C sleeps and sends this long before the loop runs again,
+# unless the socket turns readable (a ping, a _state request, a heartbeat: nats-py's at once); the
+# heartbeat's and the liveness check's timers wait at most this.
+PUMP_SLICE_S: Final = 0.05
 TIMER_SLACK_NS: Final = 1000  # the default 50 us would stretch every window by up to that
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
@@ -92,7 +93,7 @@ class Relay:
         The loop thread itself sleeps and sends: on a plain TCP connection with nothing queued
         before (``lean.direct_fd``), ``Origin.pump`` (C, the GIL released) sleeps on the notify
         futex or out the coalescing window, collects and ``send()``s the batches as ``PUB`` frames
-        for up to ``PUMP_SLICE_S``, then returns so nats-py's callbacks run (pings, ``_state``
+        for up to ``PUMP_SLICE_S`` or until the socket has bytes to read, then returns so nats-py's callbacks run (pings, ``_state``
         requests, the heartbeat, the rival check); a short send's tail goes to the transport, in
         order. Otherwise (TLS, a websocket, a reconnect, nats-py has queued something) C collects
         and encodes and Python writes, sleeping on the futex for at most ``WAIT_SLICE_S`` and out

@@ -474,7 +474,7 @@ static PyObject *Collector_collect_frames(Collector *c, PyObject *arg) {
     Py_ssize_t bytes;
     Py_ssize_t msgs = build(c, limit, 1, &bytes);
     if (msgs < 0) return PyErr_NoMemory();
-    return Py_BuildValue("(y#nn)", c->out, (Py_ssize_t)c->out_len, msgs, bytes);
+    return Py_BuildValue("(y#nn)", c->out ? c->out : "", (Py_ssize_t)c->out_len, msgs, bytes);
 }
 
 /* Sleep until when_ns (CLOCK_MONOTONIC); with fd >= 0, wake early when fd turns readable (the server

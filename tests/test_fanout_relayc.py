@@ -294,22 +294,68 @@ def test_the_pump_sends_the_same_frames_on_a_socket_and_keeps_the_window(group: 
             expected = [ref.entry(writer, n) for n in names]
             window = 0.02
             t0 = time.monotonic()
-            code, rest, messages, payload_bytes, errno = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.005, window, 0.002)
-            assert (code, rest, messages, errno) == (PUMP_SLICE, None, 1, 0)
+            code, rest, messages, payload_bytes, errno, unsent = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.005, window, 0.002)
+            assert (code, rest, messages, errno, unsent) == (PUMP_SLICE, None, 1, 0, 0)
             payload = codec.encode_batch(EPOCH, 1, group.encode(), expected)
             assert b.recv(1 << 20) == _frames(group, [payload]) and payload_bytes == len(payload)
             _random_publish(writer, rng, "BBBUSDT", 2)
             writer.notify()
-            code, rest, messages, _, _ = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.1, window, 0.002)
+            code, rest, messages, _, _, _ = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.1, window, 0.002)
             assert time.monotonic() - t0 >= window  # the change waited out the window after the first send
             assert messages == 1 and code == PUMP_SLICE and rest is None
             (update,) = codec.decode_batch(b.recv(1 << 20).split(b"\r\n", 1)[1][:-2], DEPTH).updates
             assert (update.symbol, update.seq, update.update_id) == ("BBBUSDT", 2, 2)
             _random_publish(writer, rng, "AAAUSDT", 3)
-            code, rest, messages, _, _ = origin.pump(-1, codec.MAX_BATCH_BYTES, 0.1, 0.0, 0.002)  # no socket: frames back
-            assert code == PUMP_SHORT and messages == 1 and rest is not None and frames_entries(rest) == 1
+            code, rest, messages, _, _, unsent = origin.pump(-1, codec.MAX_BATCH_BYTES, 0.1, 0.0, 0.002)  # no socket: frames back
+            assert code == PUMP_SHORT and messages == 1 and rest is not None and frames_entries(rest) == unsent == 1
         finally:
             a.close()
             b.close()
             origin.close()
             ref.close()
+
+
+def test_a_short_send_hands_back_the_exact_tail_and_counts_the_entries_it_touches(group: str) -> None:
+    """The socket takes part of a send: what it took and the tail handed back are the frames, in
+    order, byte for byte; ``unsent`` counts the entries of every frame not wholly sent."""
+    names = [f"T{i:02d}USDT" for i in range(60)]
+    rng = random.Random(3)
+    with SegmentWriter(group, depth=DEPTH, capacity=64, markets=names) as writer:
+        origin = Origin(group, EPOCH)
+        twin = Origin(group, EPOCH)  # takes the same changes the Python way, for the expected bytes
+        a, b = socket.socketpair()
+        try:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            a.setblocking(False)
+            assert origin.refresh() and twin.refresh()
+            for name in names:
+                _random_publish(writer, rng, name, 1)
+            limit = 2000  # many frames
+            expected = _frames(group, twin.collect(limit))
+            code, rest, messages, _, errno, unsent = origin.pump(a.fileno(), limit, 0.05, 0.0, 0.002)
+            assert code == PUMP_SHORT and errno == 0 and rest is not None
+            b.setblocking(False)
+            taken = b""
+            while True:
+                try:
+                    chunk = b.recv(1 << 20)
+                except BlockingIOError:
+                    break
+                taken += chunk
+            assert taken + rest == expected and 0 < len(taken) < len(expected)
+            # the frames the tail touches: from the one the cut falls in to the last
+            cut = len(taken)
+            sizes, pos = [], 0
+            while pos < len(expected):
+                eol = expected.index(b"\r\n", pos)
+                size = int(expected[expected.rindex(b" ", pos, eol) + 1 : eol])
+                end = eol + 2 + size + 2
+                sizes.append((end, codec.batch_count(expected[eol + 2 : eol + 2 + size])))
+                pos = end
+            assert unsent == sum(n for end, n in sizes if end > cut)
+            assert messages == len(sizes)
+        finally:
+            a.close()
+            b.close()
+            origin.close()
+            twin.close()

@@ -81,6 +81,9 @@ typedef struct {
     Py_ssize_t entry_cap;        /* the largest entry this geometry can make */
     char *scratch;               /* one slot's copy */
     Py_ssize_t *changed;         /* indices of the markets encoded by the last scan */
+    size_t *frame_end;           /* per frame of the last build: its end in out, and its entries */
+    Py_ssize_t *frame_entries;
+    Py_ssize_t n_frames;
     Py_ssize_t n_changed;
     char *out;                   /* frames or one payload being built */
     size_t out_len, out_cap;
@@ -281,12 +284,15 @@ static Py_ssize_t build(Collector *c, Py_ssize_t limit, int frames, Py_ssize_t *
             out_put(c, mk->last, (size_t)mk->last_len);
         }
         if (frames) out_put(c, "\r\n", 2);
+        c->frame_end[batches] = c->out_len;
+        c->frame_entries[batches] = end - k;
         c->published += (unsigned long long)(end - k);
         c->batches++;
         *payload_bytes += payload;
         batches++;
         k = end;
     }
+    c->n_frames = batches;
     return batches;
 }
 
@@ -296,8 +302,12 @@ static void free_markets(Collector *c) {
     for (Py_ssize_t i = 0; i < c->n; i++) free(c->m[i].last);
     free(c->m);
     free(c->changed);
+    free(c->frame_end);
+    free(c->frame_entries);
     c->m = NULL;
     c->changed = NULL;
+    c->frame_end = NULL;
+    c->frame_entries = NULL;
     c->n = c->n_changed = 0;
 }
 
@@ -315,9 +325,13 @@ static PyObject *Collector_set_markets(Collector *c, PyObject *const *args, Py_s
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     Market *m = calloc((size_t)(n ? n : 1), sizeof(Market));
     Py_ssize_t *changed = calloc((size_t)(n ? n : 1), sizeof(Py_ssize_t));
-    if (m == NULL || changed == NULL) {
+    size_t *frame_end = calloc((size_t)(n ? n : 1), sizeof(size_t)); /* a batch holds at least one entry */
+    Py_ssize_t *frame_entries = calloc((size_t)(n ? n : 1), sizeof(Py_ssize_t));
+    if (m == NULL || changed == NULL || frame_end == NULL || frame_entries == NULL) {
         free(m);
         free(changed);
+        free(frame_end);
+        free(frame_entries);
         Py_DECREF(seq);
         return PyErr_NoMemory();
     }
@@ -367,11 +381,15 @@ static PyObject *Collector_set_markets(Collector *c, PyObject *const *args, Py_s
         for (Py_ssize_t j = 0; j <= i && j < n; j++) free(m[j].last);
         free(m);
         free(changed);
+        free(frame_end);
+        free(frame_entries);
         return NULL;
     }
     free_markets(c);
     c->m = m;
     c->changed = changed;
+    c->frame_end = frame_end;
+    c->frame_entries = frame_entries;
     c->n = n;
     c->dir_seq = dir_seq;
     c->need_directory = 0;
@@ -504,7 +522,7 @@ static int readable(int fd) {
     return poll(&p, 1, 0) > 0;
 }
 
-/* pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest, messages, payload_bytes, errno)
+/* pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest, messages, payload_bytes, errno, unsent_entries)
  *
  * For up to slice_s, with the GIL released: sleep out the coalescing window after a send, scan,
  * and send every change as PUB frames on the socket fd (non-blocking), or sleep on the notify word
@@ -513,7 +531,8 @@ static int readable(int fd) {
  * (PUMP_SHORT: `rest` is the unsent tail, for the caller's transport, in order) or failed
  * (PUMP_ERROR: `rest` unsent, errno given), or the socket has bytes to read (PUMP_READABLE: a ping,
  * a request, a heartbeat for nats-py; looked at while sleeping, so the slice can be long). fd < 0: nothing is sent, the frames of the first send
- * come back as `rest` with PUMP_SHORT (the caller writes them). */
+ * come back as `rest` with PUMP_SHORT (the caller writes them). `unsent_entries`: the entries of the
+ * frames `rest` holds all or part of (lost if the caller cannot write it). */
 static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "pump(fd, limit, slice_s, window_s, wait_s)");
@@ -529,7 +548,7 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
     if (check_usable(c) < 0) return NULL;
     int64_t slice_ns = (int64_t)(slice_s * 1e9), window_ns = (int64_t)(window_s * 1e9), wait_ns = (int64_t)(wait_s * 1e9);
     int code = PUMP_SLICE, err = 0;
-    Py_ssize_t msgs = 0, bytes = 0, rest_at = 0;
+    Py_ssize_t msgs = 0, bytes = 0, rest_at = 0, unsent = 0;
     int oom = 0;
     c->out_len = 0;
     c->busy = 1;
@@ -585,6 +604,7 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
         c->next_ok_ns = now + window_ns;
         if (fd < 0) {
             code = PUMP_SHORT;
+            for (Py_ssize_t f = 0; f < c->n_frames; f++) unsent += c->frame_entries[f];
             break;
         }
         size_t off = 0;
@@ -606,6 +626,8 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
         if (off < c->out_len) {
             if (code == PUMP_SLICE) code = PUMP_SHORT;
             rest_at = (Py_ssize_t)off;
+            for (Py_ssize_t f = 0; f < c->n_frames; f++) /* frames not wholly sent */
+                if (c->frame_end[f] > off) unsent += c->frame_entries[f];
             break;
         }
         c->out_len = 0;
@@ -624,7 +646,7 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
         rest = Py_NewRef(Py_None);
     c->out_len = 0;
     if (rest == NULL) return NULL;
-    return Py_BuildValue("(iNnni)", code, rest, msgs, bytes, err);
+    return Py_BuildValue("(iNnnin)", code, rest, msgs, bytes, err, unsent);
 }
 
 static PyObject *Collector_release(Collector *c, PyObject *Py_UNUSED(ignored)) {
@@ -759,7 +781,7 @@ static PyMethodDef Collector_methods[] = {
     {"collect_frames", (PyCFunction)Collector_collect_frames, METH_O,
      "collect_frames(limit) -> (PUB frames, messages, payload bytes)"},
     {"pump", (PyCFunction)(void (*)(void))Collector_pump, METH_FASTCALL,
-     "pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest | None, messages, payload_bytes, errno)"},
+     "pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest | None, messages, payload_bytes, errno, unsent entries)"},
     {"release", (PyCFunction)Collector_release, METH_NOARGS, "let go of the mapping (before it is closed)"},
     {NULL, NULL, 0, NULL},
 };

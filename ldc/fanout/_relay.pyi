@@ -29,8 +29,8 @@ class Collector:
         """The changed markets' batch payloads, split at ``limit`` bytes of entries."""
     def collect_frames(self, limit: int, /) -> tuple[bytes, int, int]:
         """(PUB frames, messages, payload bytes) of the changed markets."""
-    def pump(self, fd: int, limit: int, slice_s: float, window_s: float, wait_s: float, /) -> tuple[int, bytes | None, int, int, int]:
-        """(code, unsent frames or None, messages sent, payload bytes sent, errno)."""
+    def pump(self, fd: int, limit: int, slice_s: float, window_s: float, wait_s: float, /) -> tuple[int, bytes | None, int, int, int, int]:
+        """(code, unsent frames or None, messages built, their payload bytes, errno, entries of the frames not wholly sent)."""
     def release(self) -> None: ...
 
 def set_timer_slack_ns(ns: int, /) -> None: ...

@@ -157,9 +157,10 @@ class Origin:
         self.refresh()
         return self._c.collect(limit)
 
-    def pump(self, fd: int, limit: int, slice_s: float, window_s: float, wait_s: float) -> tuple[int, bytes | None, int, int, int]:
+    def pump(self, fd: int, limit: int, slice_s: float, window_s: float, wait_s: float) -> tuple[int, bytes | None, int, int, int, int]:
         """Up to ``slice_s`` of sleeping and sending on socket ``fd`` in C, the GIL released
-        (``_relay.Collector.pump``): (code, unsent frames, messages, payload bytes, errno)."""
+        (``_relay.Collector.pump``): (code, unsent frames, messages, payload bytes, errno, entries of
+        the frames not wholly sent)."""
         return self._c.pump(fd, limit, slice_s, window_s, wait_s)
 
     def _load_directory(self) -> bool:

@@ -139,11 +139,11 @@ class Relay:
 
     def _pump_direct(self, origin: Origin, fd: int, limit: int) -> None:
         before = origin.published
-        code, rest, messages, payload_bytes, errno = origin.pump(fd, limit, PUMP_SLICE_S, self.coalesce_s, self._wait_s)
+        code, rest, messages, payload_bytes, errno, unsent = origin.pump(fd, limit, PUMP_SLICE_S, self.coalesce_s, self._wait_s)
         entries = origin.published - before
         if rest is not None:  # built, not (all) sent: the transport takes it, after what C sent
             if code == PUMP_ERROR or not lean.write_frames(self._nc, rest):
-                lost = frames_entries(rest)
+                lost = unsent  # a tail may start inside a frame: C counted the frames it touches
                 entries -= lost
                 self.dropped += lost
                 self._failed_sends += 1
@@ -153,8 +153,13 @@ class Relay:
         self.batches += messages
         self.batch_seq = origin.batch_seq
         lean.count_sent(self._nc, messages, payload_bytes)
-        if code == PUMP_DIRECTORY and not origin.refresh():  # being changed: look again shortly, not at once
-            origin.wait(origin.notify_word(), self._wait_s)
+        if code == PUMP_DIRECTORY:
+            try:
+                if not origin.refresh():  # being changed: look again shortly, not at once
+                    origin.wait(origin.notify_word(), self._wait_s)
+            except SegmentError as exc:
+                log.warning("origin %s: %s", self.group, exc)
+                origin.wait(origin.notify_word(), self._wait_s)
 
     async def _send(self, payloads: list[bytes]) -> None:
         for payload in payloads:

@@ -359,3 +359,71 @@ def test_a_short_send_hands_back_the_exact_tail_and_counts_the_entries_it_touche
             b.close()
             origin.close()
             twin.close()
+
+
+def test_the_pump_sends_on_nats_py_s_socket_only_when_nothing_goes_before(group: str) -> None:
+    """Against a real nats-server: a plain connection with nothing queued gives the pump its socket,
+    what nats-py queued (or TLS, tests/test_fanout_hosts.py) takes it away; the pump's frames and a
+    tail written to the transport arrive as whole batches, in order, after what went before."""
+    nats_client = pytest.importorskip("nats")
+    from ldc.fanout import lean
+    from ldc.fanout.server import NatsServer
+
+    names = [f"N{i:02d}USDT" for i in range(30)]
+    rng = random.Random(5)
+    with NatsServer() as server, SegmentWriter(group, depth=DEPTH, capacity=32, markets=names) as writer:
+        async def go() -> tuple[list[int], list[bytes], list[int]]:
+            import asyncio
+
+            sub = await nats_client.connect(server.url, allow_reconnect=False)
+            pub = await nats_client.connect(server.url, allow_reconnect=False)
+            got: list[bytes] = []
+
+            async def cb(msg: object) -> None:
+                got.append(msg.data)  # type: ignore[attr-defined]
+
+            await sub.subscribe(f"ldc.{group}.>", cb=cb)  # one subscription: one order
+            while sub.pending_data_size:  # flush's PING can overtake a SUB still queued (test_fanout_lean._subscribed)
+                await asyncio.sleep(0.001)
+            await sub.flush()
+            origin = Origin(group, EPOCH)
+            fds = []
+            try:
+                assert origin.refresh()
+                await pub.publish(f"ldc.{group}.before", b"queued first")  # in nats-py's _pending until its flusher runs
+                fds.append(lean.direct_fd(pub))
+                await asyncio.sleep(0.05)
+                fds.append(lean.direct_fd(pub))
+                for name in names:
+                    _random_publish(writer, rng, name, 1)
+                code, rest, messages, _, _, _ = origin.pump(fds[-1], 3000, 0.01, 0.0, 0.002)
+                assert code in (PUMP_SLICE, PUMP_SHORT) and messages > 1
+                if rest is not None:
+                    assert lean.write_frames(pub, rest, tail=True)
+                for name in names[:3]:
+                    _random_publish(writer, rng, name, 2)
+                code, rest, more, _, _, _ = origin.pump(-1, 3000, 0.01, 0.0, 0.002)  # frames for the transport
+                assert code == PUMP_SHORT and rest is not None and lean.write_frames(pub, rest)
+                messages += more
+                deadline = time.monotonic() + 5
+                while len(got) < messages + 1 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+            finally:
+                origin.close()
+                await sub.close()
+                await pub.close()
+            seqs = [codec.decode_batch(data, DEPTH).batch_seq for data in got[1:]]
+            return fds, got, seqs
+
+        fds, got, seqs = asyncio_run(go())
+    assert fds[0] == -1 and fds[1] >= 0
+    assert got[0] == b"queued first"
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 3
+    updates = [u for data in got[1:] for u in codec.decode_batch(data, DEPTH).updates]
+    assert [(u.symbol, u.seq) for u in updates] == [(n, 1) for n in names] + [(n, 2) for n in names[:3]]
+
+
+def asyncio_run(coro: object) -> tuple[list[int], list[bytes], list[int]]:
+    import asyncio
+
+    return asyncio.run(coro)  # type: ignore[arg-type]

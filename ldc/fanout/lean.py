@@ -101,20 +101,24 @@ def direct_fd(nc: Any) -> int:
     return -1 if sock is None else int(sock.fileno())
 
 
-def write_frames(nc: Any, frames: bytes) -> bool:
-    """Write ready ``PUB`` frames (``_relay.Collector``'s, or the unsent tail of its ``pump``) to the
-    connection's transport now, after whatever nats-py had queued; False when the caller must
-    publish through nats-py instead (down, another transport, or more than ``MAX_UNSENT_BYTES`` unsent)."""
+def write_frames(nc: Any, frames: bytes, tail: bool = False) -> bool:
+    """Write ready ``PUB`` frames to the connection's transport now, after whatever nats-py had
+    queued; False when the caller must publish through nats-py instead (down, another transport, or
+    more than ``MAX_UNSENT_BYTES`` unsent). ``tail``: the unsent rest of a ``_relay`` pump's send,
+    which may begin inside a frame whose start the socket took: it is written whatever the transport
+    holds (only these bytes keep the stream whole), False only when the connection is down."""
     if not nc.is_connected:
         return False
     try:
         writer = nc._transport._io_writer
-        if writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+        if not tail and writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
             return False
         pending = nc._pending
     except AttributeError:
         return False
-    if pending:
+    if tail:  # it completes frames that went before anything nats-py queued since (the pump ran without it)
+        writer.write(frames)
+    elif pending:
         writer.writelines([*pending, frames])
         nc._pending = []
         nc._pending_data_size = 0

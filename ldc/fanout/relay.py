@@ -1,8 +1,10 @@
 """``ldc relay``: publish every market of a group's segment to NATS, and serve newcomers.
 
-The event loop sleeps on the segment's notify word (in slices, see ``Relay._pump``), collects the
-markets whose slot changed (``Origin.changes``) and publishes them together, one batch message on
-``ldc.<group>._batch`` (split at ``codec.MAX_BATCH_BYTES``). After a send it looks again only once
+The loop thread sleeps on the segment's notify word, collects the markets whose slot changed and
+publishes them together, one batch message on ``ldc.<group>._batch`` (split at
+``codec.MAX_BATCH_BYTES``); the per-update and per-send work is C (``ldc.fanout._relay`` through
+``Origin``: scan, seqlock copy, encode, ``PUB`` frames, and on a plain TCP connection the sleep and
+the ``send()`` themselves, see ``Relay._pump``). After a send it looks again only once
 ``coalesce_s`` has passed, so a busy origin costs one send per window whatever its rate, and an
 update waits at most that window (plus the send) before it leaves: a quiet origin's next change
 goes at once. The loop also answers ``_state`` requests from the last entry of each market (kept
@@ -46,9 +48,10 @@ TIMER_SLACK_NS: Final = 1000  # the default 50 us would stretch every window by 
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
 RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is another relay's heartbeat heard?
-# After a send, changes wait this long for the next one: a message costs the relay and each mirror ~90 us
-# of CPU on the loaded 2-core test host, an entry ~2 us (scripts/bench_mirror.py), so CPU per update
-# falls with the window and the window bounds the added latency (docs/FANOUT.md). 0: send on every wake.
+# After a send, changes wait this long for the next one. A send costs the relay ~25-30 us of CPU on the
+# 2-core test host, nearly all of it the kernel's (the wake-up, and loopback TCP delivering to the
+# server inside send()), an entry well under 1 us (C), so the relay's CPU per update falls with the
+# window and the window bounds the added latency (docs/FANOUT.md has the trade). 0: send on every wake.
 DEFAULT_COALESCE_US: Final = 1000
 MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
 # room for the envelope and the longest group name within the server's max_payload
@@ -142,7 +145,7 @@ class Relay:
         code, rest, messages, payload_bytes, errno, unsent = origin.pump(fd, limit, PUMP_SLICE_S, self.coalesce_s, self._wait_s)
         entries = origin.published - before
         if rest is not None:  # built, not (all) sent: the transport takes it, after what C sent
-            if code == PUMP_ERROR or not lean.write_frames(self._nc, rest):
+            if code == PUMP_ERROR or not lean.write_frames(self._nc, rest, tail=True):
                 lost = unsent  # a tail may start inside a frame: C counted the frames it touches
                 entries -= lost
                 self.dropped += lost

@@ -100,9 +100,9 @@ class Relay:
         The loop thread itself sleeps and sends: on a plain TCP connection with nothing queued
         before (``lean.direct_fd``), ``Origin.pump`` (C, the GIL released) sleeps on the notify
         futex or out the coalescing window, collects and ``send()``s the batches as ``PUB`` frames
-        for up to ``PUMP_SLICE_S`` or until the socket has bytes to read, then returns so nats-py's callbacks run (pings, ``_state``
-        requests, the heartbeat, the rival check); a short send's tail goes to the transport, in
-        order. Otherwise (TLS, a websocket, a reconnect, nats-py has queued something) C collects
+        for up to ``PUMP_SLICE_S`` or until the socket has bytes to read, then returns so nats-py's
+        callbacks run (pings, ``_state`` requests, the heartbeat, the rival check); a short send's
+        tail goes to the transport, in order. Otherwise (TLS, a websocket, a reconnect, nats-py has queued something) C collects
         and encodes and Python writes, sleeping on the futex for at most ``WAIT_SLICE_S`` and out
         the window in the same thread. Requests, pings and the heartbeat wait at most one slice."""
         next_check = 0.0

@@ -23,6 +23,8 @@ EXTENSIONS = [
               extra_compile_args=[*CFLAGS, "-fvisibility=hidden", "-flto"], extra_link_args=["-flto", "-O2"]),
     # websocket frames off the socket: whole text / binary frames split in C, the rest in ldc/io/ws.py
     Extension("ldc.io._frames", ["ldc/io/_frames.c"], extra_compile_args=CFLAGS),
+    # the relay's per-update and per-send path: changed slots copied, encoded as wire batches, sent as NATS PUB frames
+    Extension("ldc.fanout._relay", ["ldc/fanout/_relay.c"], extra_compile_args=CFLAGS),
     # the recording's spool: a read's frames copied into a ring, written to the spool file by a native thread
     Extension("ldc._spool", ["ldc/_spool.c"], extra_compile_args=CFLAGS),
 ]

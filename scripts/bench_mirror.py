@@ -374,7 +374,7 @@ def feeder_relay_on_off(nats: NatsServer, repeats: int, markets: int = 10) -> di
 
 def in_process(markets: int, rounds: int) -> dict[str, float]:
     """CPU per update of the work done per market entry, without NATS: the relay's copy and encode
-    (``Origin.changes`` + ``encode_batch``) and the mirror's decode and apply (``handle_batch``), every
+    (``Origin.collect``, C) and the mirror's decode and apply (``handle_batch``), every
     market changed each round. What a message costs on top is the run's figure minus this."""
     from ldc.fanout.conn import options_from_url
     from ldc.fanout.mirror import Mirror
@@ -394,8 +394,7 @@ def in_process(markets: int, rounds: int) -> dict[str, float]:
                 writer.publish(slot, update_id=r, event_time_ms=r, recv_time_ns=r, status=Status.SYNCED, bids=bids, asks=asks,
                                n_bids=DEPTH, n_asks=DEPTH)
             t0 = time.process_time()
-            entries = [c.entry for c in origin.changes()]
-            batches = [codec.encode_batch(1, r, group.encode(), run) for run in codec.split_batches(entries)]
+            batches = origin.collect(codec.MAX_BATCH_BYTES)  # the relay's scan, copy and encode (C)
             t1 = time.process_time()
             for batch in batches:
                 mirror.handle_batch(batch, codec.BATCH_TOKEN, from_stream=True)

@@ -94,7 +94,7 @@ def test_a_silent_origin_is_not_alive_and_its_updates_carry_the_stored_status(gr
         writer.close()
 
 
-@pytest.mark.parametrize("markets", [5, 40])  # below and above origin._SCAN_IN_PYTHON: both scans
+@pytest.mark.parametrize("markets", [5, 40])
 def test_changes_are_exactly_the_markets_published_since_the_last_look(group: str, markets: int) -> None:
     names = [f"M{i:02d}USDT" for i in range(markets)]
     bids, asks = book(DEPTH)

@@ -35,9 +35,9 @@ pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_OUTPUTS = (".git", ".venv", "build", "dist", "*.so", "*.whl", "__pycache__", "*.egg-info", ".pytest_cache",
                  ".mypy_cache", ".hypothesis", "target")  # fmt: skip
-EXTENSIONS = ("ldc/_fastbook", "ldc/shm/_seqlock", "ldc/io/_frames")
+EXTENSIONS = ("ldc/_fastbook", "ldc/shm/_seqlock", "ldc/io/_frames", "ldc/fanout/_relay")
 FASTBOOK_FILES = tuple(str(p.relative_to(ROOT)) for p in sorted((ROOT / "ldc" / "fastbook").glob("*.[ch]")))
-C_FILES = (*FASTBOOK_FILES, "ldc/shm/_seqlock.c", "ldc/io/_frames.c", "ldc/shm/ldc_seqlock_api.h")
+C_FILES = (*FASTBOOK_FILES, "ldc/shm/_seqlock.c", "ldc/io/_frames.c", "ldc/fanout/_relay.c", "ldc/shm/ldc_seqlock_api.h")
 STEP_TIMEOUT_S = 180
 
 
@@ -84,7 +84,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
 def test_the_sdist_carries_the_c_sources_headers_and_type_markers(release: Release) -> None:
     with tarfile.open(release.sdist) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    expected = {*C_FILES, "ldc/py.typed", "ldc/_fastbook.pyi", "ldc/shm/_seqlock.pyi", "ldc/io/_frames.pyi",
+    expected = {*C_FILES, "ldc/py.typed", "ldc/_fastbook.pyi", "ldc/shm/_seqlock.pyi", "ldc/io/_frames.pyi", "ldc/fanout/_relay.pyi",
                 "setup.py", "pyproject.toml", "MANIFEST.in", "docs/LAYOUT.md", "readers/c/ldc.h"}  # fmt: skip
     assert expected <= names, sorted(expected - names)
     assert not [n for n in names if n.endswith(".so") or "__pycache__" in n]

@@ -105,6 +105,11 @@ def encode_batch(epoch: int, batch_seq: int, group: bytes, entries: list[bytes])
                      _LEN8.pack(len(group)), group, *entries))
 
 
+def batch_count(batch: bytes) -> int:
+    """The entry count of a batch ``encode_batch`` made (its envelope's)."""
+    return int.from_bytes(batch[6:8], "little")
+
+
 def split_batches(entries: list[bytes], limit: int = MAX_BATCH_BYTES) -> list[list[bytes]]:
     """``entries`` in order, cut into runs of at most ``limit`` bytes (an entry larger goes alone)."""
     runs: list[list[bytes]] = [[]]

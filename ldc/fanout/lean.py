@@ -5,6 +5,9 @@ answers pings, serves requests and heartbeats. Only the relay's batch publish an
 delivery take a shorter way through the same connection, measured in ``scripts/bench_mirror.py``
 (docs/FANOUT.md):
 
+- ``direct_fd`` says when the relay's C pump (``ldc.fanout._relay``) may ``send()`` its ready
+  ``PUB`` frames straight on the connection's plain TCP socket (nothing queued before them, no
+  TLS); ``write_frames`` hands frames (a short send's tail) to the transport, in order.
 - ``publish_now`` writes ``PUB <subject> <n>\\r\\n<payload>\\r\\n`` (the protocol's own command, with
   anything nats-py had queued first, in order) straight to the connection's transport, instead of
   queueing it for nats-py's flusher task, which costs a loop iteration, a queue and a future per
@@ -79,6 +82,56 @@ def publish_now(nc: Any, subject: bytes, payload: bytes) -> bool:
     stats["out_msgs"] += 1
     stats["out_bytes"] += len(payload)
     return True
+
+
+def direct_fd(nc: Any) -> int:
+    """The connection's plain TCP socket, when the relay's C pump may ``send()`` on it now: connected,
+    no TLS (the bytes would have to go through the SSL object), nothing queued by nats-py (its
+    flusher's ``_pending``) and nothing the transport holds unsent, so what C sends comes after every
+    byte written before it. -1 otherwise (then ``write_frames`` / ``publish_now``, in order)."""
+    if not nc.is_connected or nc._pending:
+        return -1
+    try:
+        transport = nc._transport._io_writer.transport
+    except AttributeError:
+        return -1
+    if transport.get_write_buffer_size() or transport.is_closing() or transport.get_extra_info("sslcontext") is not None:
+        return -1
+    sock = transport.get_extra_info("socket")
+    return -1 if sock is None else int(sock.fileno())
+
+
+def write_frames(nc: Any, frames: bytes, tail: bool = False) -> bool:
+    """Write ready ``PUB`` frames to the connection's transport now, after whatever nats-py had
+    queued; False when the caller must publish through nats-py instead (down, another transport, or
+    more than ``MAX_UNSENT_BYTES`` unsent). ``tail``: the unsent rest of a ``_relay`` pump's send,
+    which may begin inside a frame whose start the socket took: it is written whatever the transport
+    holds (only these bytes keep the stream whole), False only when the connection is down."""
+    if not nc.is_connected:
+        return False
+    try:
+        writer = nc._transport._io_writer
+        if not tail and writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            return False
+        pending = nc._pending
+    except AttributeError:
+        return False
+    if tail:  # it completes frames that went before anything nats-py queued since (the pump ran without it)
+        writer.write(frames)
+    elif pending:
+        writer.writelines([*pending, frames])
+        nc._pending = []
+        nc._pending_data_size = 0
+    else:
+        writer.write(frames)
+    return True
+
+
+def count_sent(nc: Any, messages: int, payload_bytes: int) -> None:
+    """Count messages sent past nats-py's publish in its statistics, as its own publish would."""
+    stats = nc.stats
+    stats["out_msgs"] += messages
+    stats["out_bytes"] += payload_bytes
 
 
 Handler = Callable[[bytes, bytes], None]  # (subject, payload)

@@ -1,11 +1,13 @@
 """The relay's view of the origin segment: which markets changed since the last look, as updates.
 
-It reads the feeder's segment as any reader does (read-only mapping, seqlock copies through
-``ldc.shm.reader.Reader``), so the feeder pays nothing for it. To find what changed without copying
-every slot it keeps its own read-only mapping of the same file (a ``_seqlock.Segment``, the C reader
-the Reader itself uses), compares each active slot's ``seq`` word (a Python scan for a few markets,
-one numpy gather for many) with the ``seq`` of the copy it last sent, and copies the changed slots
-with their status message; the notify futex word wakes it after each publish batch.
+It reads the feeder's segment as any reader does (a read-only mapping, seqlock copies), so the
+feeder pays nothing for it. The per-update work is C (``ldc.fanout._relay.Collector`` over our own
+read-only mapping of the file): it compares each market's slot ``seq`` word with the one of the copy
+it last sent, copies the changed slots with their status message under the seqlock (the status the
+writer stored: never the reader's own STALE judgement, which the relay says in its heartbeat
+instead), and encodes the entries and batches exactly as ``codec.encode_entry`` / ``encode_batch`` /
+``split_batches`` would; ``pump`` also sends them as NATS frames (``Relay._pump``). The notify futex
+word wakes it after each publish batch. Python keeps the directory (markets added, removed, moved).
 """
 
 from __future__ import annotations
@@ -13,33 +15,26 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import struct
 from typing import Final, NamedTuple
 
-import numpy as np
-import numpy.typing as npt
-
-from ldc.fanout import codec
+from ldc.fanout import _relay, codec
 from ldc.shm import _seqlock
 from ldc.errors import SegmentError, SegmentNotFound
-from ldc.shm.layout import HEADER, SLOT_HEADER, Geometry, Status, segment_name, segment_path
-from ldc.shm.reader import Reader, SnapshotBuffer
+from ldc.shm.layout import HEADER, Geometry, segment_name, segment_path
+from ldc.shm.reader import Reader
 
 log = logging.getLogger(__name__)
 
-WORD: Final = 8  # bytes of a u64 seq word
-# consistent copies, in or out of sync, of a live or dead writer (the relay says which separately)
-_STATUS_AT: Final = SLOT_HEADER.offset("status")
-_STATUS: Final = struct.Struct("<I")
-_STALE: Final = int(Status.STALE)  # a plain int: an IntFlag operand costs a flag object per update
-# up to this many markets the changed slots are found by a Python scan of their seq words (2 us for
-# 10, against 4.8 us for numpy's gather and compare); beyond it numpy's (3.6 us for 200, Python 38 us)
-_SCAN_IN_PYTHON: Final = 32
-_COPIED: Final = frozenset((_seqlock.READ_OK, _seqlock.READ_OUT_OF_SYNC, _seqlock.READ_WRITER_DEAD))
+# pump() results (ldc/fanout/_relay.c)
+PUMP_SLICE: Final = _relay.PUMP_SLICE  # the slice is over
+PUMP_DIRECTORY: Final = _relay.PUMP_DIRECTORY  # the directory changed (call refresh)
+PUMP_SHORT: Final = _relay.PUMP_SHORT  # a send was short: the rest is for the transport
+PUMP_ERROR: Final = _relay.PUMP_ERROR  # a send failed
+PUMP_READABLE: Final = _relay.PUMP_READABLE  # the socket has bytes for nats-py
 
 
 class Change(NamedTuple):
-    """One market's entry for the next batch (a NamedTuple: the relay makes one per update)."""
+    """One market's entry for the next batch."""
 
     symbol: str
     seq: int  # the relay's per-market sequence of this update
@@ -49,9 +44,10 @@ class Change(NamedTuple):
 class Origin:
     """One attachment to the origin segment. Not thread-safe: one thread calls everything."""
 
-    def __init__(self, group: str, epoch: int, seqs: dict[str, int] | None = None) -> None:
+    def __init__(self, group: str, epoch: int, seqs: dict[str, int] | None = None, batch_seq: int = 0) -> None:
         """``seqs``: the relay's sequences from a previous attachment (the epoch's sequences go on
-        across a replaced origin file: a mirror takes a sequence that starts again for an old one)."""
+        across a replaced origin file: a mirror takes a sequence that starts again for an old one);
+        ``batch_seq`` likewise the epoch's last batch sequence."""
         self.group = group
         self.epoch = epoch
         # our own descriptor first, then the Reader, then the name again: the name leads to no older
@@ -69,38 +65,54 @@ class Origin:
             if self.replaced():
                 raise SegmentError(f"segment {self.reader.name} was replaced while attaching")
             self._mm = mmap.mmap(fd, self.geometry.segment_size, access=mmap.ACCESS_READ)
-            self._seg = _seqlock.Segment(self._mm, self.geometry.c_layout(), writable=False, lock_fd=fd)
+            layout = self.geometry.c_layout()
+            self._seg = _seqlock.Segment(self._mm, layout, writable=False, lock_fd=fd)
+            self._c = _relay.Collector(self._mm, layout, group.encode(), codec.data_subject(group).encode(), epoch)
         except BaseException:
             os.close(fd)
             self.reader.close()
             raise
+        self._c.batch_seq = batch_seq
         self._fd = fd
-        self._words = np.frombuffer(self._mm, np.uint64)
-        self._buf = SnapshotBuffer(self._seg, self.geometry)
-        self._view = memoryview(self._buf)  # the buffer's bytes, for every copy (it never moves)
         self._notify_off = HEADER.offset("notify")
         self._dir_seq_off = HEADER.offset("dir_seq")
-        self._dir_seq = -1
         self._symbols: list[str] = []
-        self._slots: list[int] = []
-        self._gens: list[int] = []
-        self._symbol_b: list[bytes] = []
-        self._index: list[int] = []  # each market's seq word (u64 index into the segment)
-        self._seq_index: npt.NDArray[np.intp] = np.zeros(0, np.intp)  # the same, for numpy's gather
-        self._sent_list: list[int] = []  # seq of the copy last sent, per market (the scan's)
-        self._sent: npt.NDArray[np.uint64] = np.zeros(0, np.uint64)  # the same, for numpy's compare
-        self._u64 = memoryview(self._mm).cast("Q")  # the segment as u64 words, for the scan in Python
-        self.seqs: dict[str, int] = dict(seqs or {})  # symbol -> last sequence published
-        self.last: dict[str, bytes] = {}  # symbol -> last entry published (served to newcomers)
+        self._loaded = False
+        self._carried: dict[str, int] = dict(seqs or {})  # until the directory is read
 
     def close(self) -> None:
-        self._view.release()
-        self._u64.release()
+        self._c.release()
         self._seg.close()
-        del self._words
         self._mm.close()
         os.close(self._fd)
         self.reader.close()
+
+    # ------------------------------------------------------------------ the relay's state
+
+    @property
+    def seqs(self) -> dict[str, int]:
+        """symbol -> last sequence published (a new dict)."""
+        if not self._loaded:
+            return dict(self._carried)
+        return {s.decode(): seq for s, _sent, seq, _last in self._c.markets() if seq}
+
+    @property
+    def last(self) -> dict[str, bytes]:
+        """symbol -> last entry published (a new dict; ``last_entry`` for one market)."""
+        return {s.decode(): last for s, _sent, _seq, last in self._c.markets() if last is not None}
+
+    def last_entry(self, symbol: str) -> bytes | None:
+        """The market's last entry as published (served to newcomers), or None."""
+        return self._c.last(symbol.encode())
+
+    @property
+    def batch_seq(self) -> int:
+        return self._c.batch_seq
+
+    @property
+    def published(self) -> int:
+        """Entries put into batches through this attachment."""
+        return self._c.published
 
     # ------------------------------------------------------------------ waiting and liveness
 
@@ -129,83 +141,52 @@ class Origin:
 
     # ------------------------------------------------------------------ changes
 
+    def refresh(self) -> bool:
+        """Read the directory again when it changed (or a slot's generation did); False while it
+        cannot be read (being changed: try again shortly)."""
+        return not self._c.need_directory or self._load_directory()
+
     def changes(self) -> list[Change]:
         """Updates for every market whose slot changed since its last update (and new markets)."""
-        if self._seg.load_u64(self._dir_seq_off) != self._dir_seq:
-            self._load_directory()
-        if len(self._index) <= _SCAN_IN_PYTHON:  # a few markets: numpy's per-call overhead is most of it
-            word, sent = self._u64.__getitem__, self._sent_list
-            changed = [i for i, at in enumerate(self._index) if word(at) != sent[i]]
-        else:
-            changed = np.flatnonzero(self._words[self._seq_index] != self._sent).tolist()
-        return [c for i in changed if (c := self._change(i)) is not None]
+        self.refresh()
+        symbols = self._symbols
+        return [Change(symbols[i], seq, entry) for i, seq, entry in self._c.entries()]
 
-    def _change(self, i: int) -> Change | None:
-        # the status message is copied too (Reader.read_into leaves it out): it travels with the data
-        rc = self._seg.read(self._slots[i], self._gens[i], self._buf, True)
-        if rc not in _COPIED:  # removed or reused under us, or no consistent copy: next round
-            self._dir_seq = -1
-            return None
-        buf = self._buf
-        copied = buf.seq
-        if copied == self._sent_list[i]:
-            return None
-        slot = self._view if not buf.status & _STALE else self._stored_status(i, self._view, copied)
-        if slot is None:  # republished since the copy: next round
-            return None
-        self._sent[i] = copied
-        self._sent_list[i] = copied
-        symbol = self._symbols[i]
-        seq = self.seqs.get(symbol, 0) + 1
-        g = self.geometry
-        entry = codec.encode_entry(seq, self._symbol_b[i], slot, buf.n_bids, buf.n_asks, g.bids_offset, g.asks_offset,
-                                   buf.message)
-        self.seqs[symbol] = seq
-        self.last[symbol] = entry
-        return Change(symbol, seq, entry)
+    def collect(self, limit: int) -> list[bytes]:
+        """The changed markets as batch payloads (split at ``limit`` bytes of entries), ready to publish."""
+        self.refresh()
+        return self._c.collect(limit)
 
-    def _stored_status(self, i: int, slot: memoryview, seq: int) -> memoryview | None:
-        """The copy with the status its writer stored. The reader adds STALE to a copy when the
-        origin's heartbeat is old (its own judgement, LAYOUT.md section 10); relayed, that flag would
-        stay on the mirror's slot after the origin's heartbeat resumed, until the market changed.
-        The relay says it in its heartbeat instead (``alive``). None: the slot changed since."""
-        at = int(self._seq_index[i]) * WORD
-        stored = self._seg.load_u32(at + _STATUS_AT)
-        if self._seg.load_u64(at) != seq:  # after the status load: that status is the copy's
-            return None
-        if stored & _STALE:
-            return slot
-        patched = bytearray(slot)
-        _STATUS.pack_into(patched, _STATUS_AT, stored)
-        return memoryview(patched)
+    def pump(self, fd: int, limit: int, slice_s: float, window_s: float, wait_s: float) -> tuple[int, bytes | None, int, int, int, int]:
+        """Up to ``slice_s`` of sleeping and sending on socket ``fd`` in C, the GIL released
+        (``_relay.Collector.pump``): (code, unsent frames, messages, payload bytes, errno, entries of
+        the frames not wholly sent)."""
+        return self._c.pump(fd, limit, slice_s, window_s, wait_s)
 
-    def _load_directory(self) -> None:
+    def _load_directory(self) -> bool:
         before = self._seg.load_u64(self._dir_seq_off)
         entries = self._seg.read_directory()
         if entries is None or before & 1:  # changing (or its writer died mid-change): next round
-            self._dir_seq = -1
-            return
-        self._dir_seq = before
-        sent = dict(zip(self._symbols, self._sent.tolist()))
-        symbols, slots, gens = [], [], []
+            return False
+        known = {s: (sent, seq, last) for s, sent, seq, last in self._c.markets()}
+        carried = self._carried
+        symbols: list[str] = []
+        markets: list[tuple[bytes, int, int, int, int, bytes | None]] = []
         for slot, raw, gen in sorted(entries):
             symbol = raw.decode(errors="replace")
             if not codec.symbol_is_token(symbol):
                 log.error("market %r of group %s cannot be a NATS subject token: not relayed", symbol, self.group)
                 continue
+            symbol_b = symbol.encode()
+            sent, seq, last = known.get(symbol_b) or (0, carried.get(symbol, 0), None)
             symbols.append(symbol)
-            slots.append(slot)
-            gens.append(gen)
-        for gone in set(self.seqs) - set(symbols):
-            self.seqs.pop(gone, None)
-            self.last.pop(gone, None)
-        self._symbols, self._slots, self._gens = symbols, slots, gens
-        self._symbol_b = [s.encode() for s in symbols]
-        self._index = [self.geometry.slot_offset(s) // WORD for s in slots]
-        self._seq_index = np.array(self._index, np.intp)
-        self._sent_list = [sent.get(s, 0) for s in symbols]
-        self._sent = np.array(self._sent_list, np.uint64)
+            markets.append((symbol_b, slot, gen, sent, seq, last))
+        self._c.set_markets(before, markets)
+        self._symbols = symbols
+        self._carried = {}
+        self._loaded = True
         log.info("origin %s: %d markets", self.group, len(symbols))
+        return True
 
 
 def _open(group: str) -> int:

@@ -1,8 +1,10 @@
 """``ldc relay``: publish every market of a group's segment to NATS, and serve newcomers.
 
-The event loop sleeps on the segment's notify word (in slices, see ``Relay._pump``), collects the
-markets whose slot changed (``Origin.changes``) and publishes them together, one batch message on
-``ldc.<group>._batch`` (split at ``codec.MAX_BATCH_BYTES``). After a send it looks again only once
+The loop thread sleeps on the segment's notify word, collects the markets whose slot changed and
+publishes them together, one batch message on ``ldc.<group>._batch`` (split at
+``codec.MAX_BATCH_BYTES``); the per-update and per-send work is C (``ldc.fanout._relay`` through
+``Origin``: scan, seqlock copy, encode, ``PUB`` frames, and on a plain TCP connection the sleep and
+the ``send()`` themselves, see ``Relay._pump``). After a send it looks again only once
 ``coalesce_s`` has passed, so a busy origin costs one send per window whatever its rate, and an
 update waits at most that window (plus the send) before it leaves: a quiet origin's next change
 goes at once. The loop also answers ``_state`` requests from the last entry of each market (kept
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -26,9 +29,9 @@ import time
 from typing import Any, Final
 
 from ldc.errors import ConfigError, LdcError, SegmentError
-from ldc.fanout import codec, lean
+from ldc.fanout import _relay, codec, lean
 from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
-from ldc.fanout.origin import Change, Origin
+from ldc.fanout.origin import PUMP_DIRECTORY, PUMP_ERROR, Origin
 from ldc.shm.layout import NAME_SIZE
 
 log = logging.getLogger("ldc.relay")
@@ -37,12 +40,22 @@ HEARTBEAT_INTERVAL_S: Final = 0.5
 # The loop blocks in the origin's notify futex at most this long (the writer wakes every sleeper after each
 # publish batch, layout 2.0: a sleeping relay costs the feeder nothing), so NATS callbacks run in between.
 WAIT_SLICE_S: Final = 0.002
+# On the direct path (Relay._pump_direct) C sleeps and sends this long before the loop runs again,
+# unless the socket turns readable (a ping, a _state request, a heartbeat: nats-py's at once); the
+# heartbeat's and the liveness check's timers wait at most this.
+PUMP_SLICE_S: Final = 0.05
+# ... and sleeps on the notify futex at most this long at a time while nothing changes (the socket is
+# looked at between: a request to an idle relay waits at most this; 2 ms cost an idle relay 10-12 ms
+# of CPU a second on the test host, 10 ms about 3)
+PUMP_IDLE_WAIT_S: Final = 0.01
+TIMER_SLACK_NS: Final = 1000  # the default 50 us would stretch every window by up to that
 ATTACH_RETRY_S: Final = 0.5  # origin segment missing or being replaced: look again this often
 LIVENESS_CHECK_S: Final = 0.25  # origin writer probe and replacement check
 RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is another relay's heartbeat heard?
-# After a send, changes wait this long for the next one: a message costs the relay and each mirror ~90 us
-# of CPU on the loaded 2-core test host, an entry ~2 us (scripts/bench_mirror.py), so CPU per update
-# falls with the window and the window bounds the added latency (docs/FANOUT.md). 0: send on every wake.
+# After a send, changes wait this long for the next one. A send costs the relay ~25-30 us of CPU on the
+# 2-core test host, nearly all of it the kernel's (the wake-up, and loopback TCP delivering to the
+# server inside send()), an entry well under 1 us (C), so the relay's CPU per update falls with the
+# window and the window bounds the added latency (docs/FANOUT.md has the trade). 0: send on every wake.
 DEFAULT_COALESCE_US: Final = 1000
 MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
 # room for the envelope and the longest group name within the server's max_payload
@@ -84,11 +97,14 @@ class Relay:
     async def _pump(self) -> None:
         """Sleep on the origin's notify word, publish each batch of changes, let the loop run.
 
-        The loop thread itself blocks in the futex wait, for at most ``WAIT_SLICE_S``: no thread
-        hand-off per batch (a watcher thread cost a self-pipe write, an epoll wake and a queue per
-        update, several times the publish itself). After a send it sleeps out the coalescing window
-        (after the flusher wrote the batch) in the same thread. Requests, pings and the heartbeat
-        wait at most one slice or one window."""
+        The loop thread itself sleeps and sends: on a plain TCP connection with nothing queued
+        before (``lean.direct_fd``), ``Origin.pump`` (C, the GIL released) sleeps on the notify
+        futex or out the coalescing window, collects and ``send()``s the batches as ``PUB`` frames
+        for up to ``PUMP_SLICE_S`` or until the socket has bytes to read, then returns so nats-py's
+        callbacks run (pings, ``_state`` requests, the heartbeat, the rival check); a short send's
+        tail goes to the transport, in order. Otherwise (TLS, a websocket, a reconnect, nats-py has queued something) C collects
+        and encodes and Python writes, sleeping on the futex for at most ``WAIT_SLICE_S`` and out
+        the window in the same thread. Requests, pings and the heartbeat wait at most one slice."""
         next_check = 0.0
         while True:
             origin = self.origin
@@ -104,42 +120,73 @@ class Relay:
                     log.warning("origin segment of %s was replaced: attaching to the new one", self.group)
                     self._detach()
                     continue
+            nc = self._nc
+            limit = min(codec.MAX_BATCH_BYTES, nc.max_payload - _BATCH_OVERHEAD)
+            fd = lean.direct_fd(nc) if self._lean else -1
+            if fd >= 0:
+                self._pump_direct(origin, fd, limit)
+                await asyncio.sleep(0)  # callbacks run
+                continue
             word = origin.notify_word()
             try:
-                changes = origin.changes()
+                payloads = origin.collect(limit)
             except SegmentError as exc:
                 log.warning("origin %s: %s", self.group, exc)
-                changes = []
-            if not changes:
+                payloads = []
+            if not payloads:
                 origin.wait(word, self._wait_s)
                 await asyncio.sleep(0)  # callbacks run
                 continue
             sent_at = time.monotonic()
-            await self._send(changes)
+            await self._send(payloads)
             await asyncio.sleep(0)  # the flusher writes what was published; callbacks run
             hold = sent_at + self.coalesce_s - time.monotonic()
             if hold > 0:
                 time.sleep(hold)  # asyncio's timers are whole milliseconds: a window is finer
 
-    async def _send(self, changes: list[Change]) -> None:
-        limit = min(codec.MAX_BATCH_BYTES, self._nc.max_payload - _BATCH_OVERHEAD)
-        for run in codec.split_batches([c.entry for c in changes], limit):
-            self.batch_seq += 1
+    def _pump_direct(self, origin: Origin, fd: int, limit: int) -> None:
+        before = origin.published
+        code, rest, messages, payload_bytes, errno, unsent = origin.pump(fd, limit, PUMP_SLICE_S, self.coalesce_s, PUMP_IDLE_WAIT_S)
+        entries = origin.published - before
+        if rest is not None:  # built, not (all) sent: the transport takes it, after what C sent
+            if code == PUMP_ERROR or not lean.write_frames(self._nc, rest, tail=True):
+                lost = unsent  # a tail may start inside a frame: C counted the frames it touches
+                entries -= lost
+                self.dropped += lost
+                self._failed_sends += 1
+                log_count(log, self._failed_sends, "relay %s: %d updates not sent (%s); %d updates dropped in all",
+                          self.group, lost, os.strerror(errno) if errno else "connection not writable", self.dropped)
+        self.published += entries
+        self.batches += messages
+        self.batch_seq = origin.batch_seq
+        lean.count_sent(self._nc, messages, payload_bytes)
+        if code == PUMP_DIRECTORY:
             try:
-                payload = codec.encode_batch(self.epoch, self.batch_seq, self._group_b, run)
+                if not origin.refresh():  # being changed: look again shortly, not at once
+                    origin.wait(origin.notify_word(), self._wait_s)
+            except SegmentError as exc:
+                log.warning("origin %s: %s", self.group, exc)
+                origin.wait(origin.notify_word(), self._wait_s)
+
+    async def _send(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            count = codec.batch_count(payload)
+            try:
                 if not (self._lean and lean.publish_now(self._nc, self._subject_b, payload)):
                     await self._nc.publish(self._subject, payload)
-                self.published += len(run)
+                self.published += count
                 self.batches += 1
             except Exception as exc:  # noqa: BLE001  (nats-py raises several kinds while reconnecting)
-                self.dropped += len(run)
+                self.dropped += count
                 self._failed_sends += 1
                 log_count(log, self._failed_sends, "relay %s: a batch of %d updates not sent (%s); %d updates dropped in all",
-                          self.group, len(run), exc, self.dropped)
+                          self.group, count, exc, self.dropped)
+        if self.origin is not None:
+            self.batch_seq = self.origin.batch_seq
 
     def _attach(self) -> bool:
         try:
-            self.origin = Origin(self.group, self.epoch, self._seqs)
+            self.origin = Origin(self.group, self.epoch, self._seqs, self.batch_seq)
         except SegmentError as exc:
             log.info("waiting for the origin segment of %s: %s", self.group, exc)
             return False
@@ -172,6 +219,7 @@ class Relay:
         self._lean = lean.supported(self._nc)
         if not self._lean:
             log.warning("relay %s: this nats-py lacks what ldc.fanout.lean uses: batches go through nc.publish", self.group)
+        _relay.set_timer_slack_ns(TIMER_SLACK_NS)  # the loop thread's sleeps end within a few us of their time
         tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
         try:
             await stop.wait()
@@ -211,7 +259,7 @@ class Relay:
     async def _on_state(self, msg: Any) -> None:
         origin = self.origin
         symbol = msg.data.decode(errors="replace")
-        last = origin.last.get(symbol) if origin is not None else None
+        last = origin.last_entry(symbol) if origin is not None else None
         await msg.respond(codec.encode_batch(self.epoch, 0, self._group_b, [last]) if last else b"")
 
     async def _on_disconnect(self) -> None:
@@ -220,6 +268,17 @@ class Relay:
 
     async def _on_reconnect(self) -> None:
         log.info("relay %s: reconnected to %s", self.group, connected_url(self._nc))
+
+
+def frames_entries(frames: bytes) -> int:
+    """Entries in ``PUB`` frames of batches (a pump's unsent tail), from each envelope's count."""
+    total, pos = 0, 0
+    while pos < len(frames):
+        eol = frames.index(b"\r\n", pos)
+        size = int(frames[frames.rindex(b" ", pos, eol) + 1 : eol])
+        total += codec.batch_count(frames[eol + 2 : eol + 2 + size])
+        pos = eol + 2 + size + 2
+    return total
 
 
 def log_count(logger: logging.Logger, count: int, fmt: str, *args: object) -> None:

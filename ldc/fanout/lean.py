@@ -38,6 +38,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+from ldc.fanout import _mirror
+
 log = logging.getLogger(__name__)
 
 # bytes a DirectDelivery backlog may hold, as nats-py's own subscription limit (DEFAULT_SUB_PENDING_BYTES_LIMIT)
@@ -139,24 +141,16 @@ class DirectDelivery:
         if reader._buffer or ps.buf or ps.state != self._idle or self._backlog or reader is not self._reader:
             original(data)  # nats-py has bytes to parse first: order stays the wire's
             return
-        pos, end_of_data, taken, sids = 0, len(data), 0, self._sids
-        while pos < end_of_data:
-            if not data.startswith(b"MSG ", pos):
-                break
-            eol = data.find(b"\r\n", pos, pos + _MAX_CONTROL_LINE)
-            if eol < 0:
-                break
-            parts = data[pos + 4 : eol].split(b" ")
-            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit() or int(parts[1]) not in sids:
-                break  # a reply subject, another subscription: nats-py's
-            start = eol + 2
-            stop = start + int(parts[2])
-            if stop + 2 > end_of_data or data[stop : stop + 2] != b"\r\n":
-                break  # split across reads: nats-py's parser joins it
-            pos = stop + 2
+        if type(data) is not bytes:
+            data = bytes(data)
+        # the whole MSG frames of our subscriptions at the start, split in C; it stops at anything else (a
+        # reply subject, another subscription, a frame split across reads): nats-py's, from there on
+        found, pos = _mirror.frames(data, self._sids, _MAX_CONTROL_LINE)
+        taken = 0
+        for subject, payload in found:
             taken += 1
-            self._deliver(parts[0], data[start:stop], taken)
-        if pos < end_of_data:
+            self._deliver(subject, payload, taken)
+        if pos < len(data):
             original(data[pos:] if pos else data)
 
     def _deliver(self, subject: bytes, payload: bytes, waiting: int) -> None:

@@ -19,8 +19,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "../shm/ldc_seqlock_api.h"
 
@@ -460,6 +464,78 @@ error:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- wait */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* wait(epfd, sockfd, timeout_s, on_data, max_size) -> None
+ * The event loop's wait (lean.LoopReads' selector), with the NATS connection's reads taken here: it sleeps
+ * in epoll_wait on the loop's own epoll set (GIL released) until timeout_s (< 0: no limit) has passed or an
+ * fd is ready. While the only fd ready is sockfd it reads it (as asyncio's transport would: one recv of
+ * at most max_size bytes) and hands the bytes to on_data(data) -> bool, the transport protocol's
+ * data_received; on True (everything was handled, nothing scheduled for the loop) it goes on waiting.
+ * It returns on anything else: another fd ready, the time up, a signal, an EOF or error on sockfd (left
+ * for the transport's own recv to see), or on_data returning False. The caller then polls the loop's
+ * selector without waiting, as asyncio would have. */
+static PyObject *wait_reads(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "wait(epfd, sockfd, timeout_s, on_data, max_size)");
+        return NULL;
+    }
+    int epfd = (int)PyLong_AsLong(args[0]), sockfd = (int)PyLong_AsLong(args[1]);
+    double timeout = PyFloat_AsDouble(args[2]);
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *on_data = args[3];
+    if (max_size <= 0) max_size = 1;
+    double deadline = timeout < 0 ? -1.0 : now_s() + timeout;
+    struct epoll_event evs[16];
+    for (;;) {
+        int ms = -1;
+        if (deadline >= 0) {
+            double left = deadline - now_s();
+            if (left <= 0) break;
+            ms = (int)(left * 1e3);
+            if ((double)ms < left * 1e3) ms++; /* at least the time left, as selectors.EpollSelector rounds */
+        }
+        int n;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, evs, 16, ms);
+        Py_END_ALLOW_THREADS
+        if (n <= 0) break; /* time up, a signal (EINTR) or an error: the selector sees to it */
+        int only_sock = 1;
+        for (int i = 0; i < n; i++)
+            if (evs[i].data.fd != sockfd || (evs[i].events & ~(uint32_t)EPOLLIN)) only_sock = 0;
+        if (!only_sock) break;
+        PyObject *buf = PyBytes_FromStringAndSize(NULL, max_size);
+        if (buf == NULL) return NULL;
+        ssize_t got;
+        Py_BEGIN_ALLOW_THREADS
+        got = recv(sockfd, PyBytes_AS_STRING(buf), (size_t)max_size, MSG_DONTWAIT);
+        Py_END_ALLOW_THREADS
+        if (got <= 0) {
+            int err = errno;
+            Py_DECREF(buf);
+            if (got < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) continue;
+            break; /* EOF or an error: the transport's recv sees it again */
+        }
+        if (got < max_size && _PyBytes_Resize(&buf, got) < 0) return NULL;
+        PyObject *r = PyObject_CallOneArg(on_data, buf);
+        Py_DECREF(buf);
+        if (r == NULL) return NULL;
+        int more = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (more < 0) return NULL;
+        if (!more) break;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyObject *offsets(PyObject *mod, PyObject *Py_UNUSED(ignored)) {
@@ -475,6 +551,8 @@ static PyMethodDef methods[] = {
      "apply_batch(data, segment, group, markets, wanted, stale, slow) -> (applied, skipped) | None"},
     {"frames", (PyCFunction)(void (*)(void))frames, METH_FASTCALL,
      "frames(data, sids, max_control) -> ([(subject, payload), ...], consumed)"},
+    {"wait", (PyCFunction)(void (*)(void))wait_reads, METH_FASTCALL,
+     "wait(epfd, sockfd, timeout_s, on_data, max_size) -> None: the loop's wait, the NATS socket's reads taken in it"},
     {"offsets", offsets, METH_NOARGS, "the wire offsets this module assumes (checked against codec at import)"},
     {NULL},
 };

@@ -32,3 +32,7 @@ def frames(data: bytes, sids: AbstractSet[int], max_control: int, /) -> tuple[li
 
 def offsets() -> dict[str, int]:
     """The wire offsets the module assumes (mirror.py checks them against codec)."""
+
+def wait(epfd: int, sockfd: int, timeout_s: float, on_data: Callable[[bytes], bool], max_size: int, /) -> None:
+    """The event loop's wait on ``epfd`` with ``sockfd``'s reads handed to ``on_data`` while it is the only
+    file with news and ``on_data`` returns True (lean.LoopReads)."""

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
+from asyncio import selector_events
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ldc.fanout import _mirror
@@ -206,6 +208,90 @@ class DirectDelivery:
             self._backlog_bytes -= len(data)
             self._handle(subject, data)
 
+    def take_loop_reads(self) -> bool:
+        """Read the connection's socket in the event loop's own wait (``LoopReads``): while a plain TCP
+        connection's only news is data, the bytes go from ``recv`` to ``feed_data`` without an event-loop
+        iteration. False (nothing changed) on another loop or selector."""
+        loop = self._loop
+        selector = getattr(loop, "_selector", None)
+        if isinstance(selector, LoopReads):
+            selector.direct = self
+            return True
+        if not isinstance(loop, asyncio.SelectorEventLoop) or type(selector) is not selectors.EpollSelector:
+            return False
+        setattr(loop, "_selector", LoopReads(selector, self))
+        return True
+
+    def fast_fd(self) -> int:
+        """The plain TCP socket the loop's wait may read for this connection, or -1 (TLS, closed, paused,
+        another transport: asyncio's own read then)."""
+        try:
+            transport = self._nc._transport._io_writer.transport
+            if (type(transport) is not _PLAIN_TRANSPORT or transport._conn_lost or not transport.is_reading()
+                    or transport.get_protocol()._stream_reader is not self._reader):
+                return -1
+            fd: int = transport._sock_fd
+        except AttributeError:
+            return -1
+        return fd
+
+    def take_read(self, data: bytes) -> bool:
+        """``LoopReads``' bytes, as the transport hands them over; True when the loop has nothing to do for them."""
+        transport = self._nc._transport._io_writer.transport
+        transport.get_protocol().data_received(data)
+        return not self._loop._ready  # type: ignore[attr-defined]
+
     def close(self) -> None:
         if self._nc._process_msg == self._process_msg:
             self._nc._process_msg = self._original
+        selector = getattr(self._loop, "_selector", None)
+        if isinstance(selector, LoopReads) and selector.direct is self:
+            setattr(self._loop, "_selector", selector.inner)
+
+
+_PLAIN_TRANSPORT: Final = getattr(selector_events, "_SelectorSocketTransport", None)
+# bytes one read takes at most, as asyncio's socket transport (its max_size)
+_READ_SIZE: Final = getattr(_PLAIN_TRANSPORT, "max_size", 256 * 1024)
+
+
+class LoopReads(selectors.BaseSelector):
+    """The event loop's selector, with the mirror's NATS socket read inside its wait (``_mirror.wait``):
+    while the socket is the only file with news and its bytes are the direct subscriptions' messages,
+    they are applied there and the wait goes on, so a batch costs a ``recv`` and the mirror's own code,
+    not an event-loop iteration (its timers, ready queue, selector call and transport callbacks).
+    Anything else (another file, a timer due, a signal, bytes that scheduled work for the loop, an EOF
+    or error left for the transport's recv) returns to the loop as its own selector would."""
+
+    def __init__(self, inner: selectors.EpollSelector, direct: DirectDelivery) -> None:
+        self.inner = inner
+        self.direct = direct
+        self._epfd = inner.fileno()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout > 0:
+            fd = self.direct.fast_fd()
+            if fd >= 0:
+                _mirror.wait(self._epfd, fd, -1.0 if timeout is None else timeout, self.direct.take_read, _READ_SIZE)
+                timeout = 0
+        return self.inner.select(timeout)
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.modify(fileobj, events, data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self.inner.get_map()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()

@@ -447,6 +447,8 @@ class Mirror:
                 sub = await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
                 if direct is not None:
                     direct.add(sub)
+            if direct is not None:
+                direct.take_loop_reads()  # the socket read in the loop's wait (plain TCP; TLS stays asyncio's)
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
             watcher = asyncio.create_task(self.watch())
@@ -459,6 +461,8 @@ class Mirror:
                 watcher.cancel()
                 self._closing = True
                 await self._nc.close()
+                if self._direct is not None:
+                    self._direct.close()  # the loop's own selector and nats-py's delivery back
         finally:
             if self._writer is not None:
                 self._writer.close()

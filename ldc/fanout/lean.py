@@ -110,6 +110,7 @@ class DirectDelivery:
         self.dropped = 0
         self.delivered = 0
         self.framed = 0  # messages taken where they arrived (the rest went through nats-py's parser)
+        self.loop_reads = 0  # socket reads taken in the loop's wait (take_loop_reads)
         self._loop = asyncio.get_running_loop()
         from nats.protocol.parser import AWAITING_CONTROL_LINE  # nats-py: the optional extra's
 
@@ -237,6 +238,7 @@ class DirectDelivery:
 
     def take_read(self, data: bytes) -> bool:
         """``LoopReads``' bytes, as the transport hands them over; True when the loop has nothing to do for them."""
+        self.loop_reads += 1
         transport = self._nc._transport._io_writer.transport
         transport.get_protocol().data_received(data)
         return not self._loop._ready  # type: ignore[attr-defined]

@@ -89,8 +89,19 @@ def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(n
     what follows them) through nats-py's parser: the handler sees the wire's order all the same,
     also when the socket is read in the loop's wait (``take_loop_reads``)."""
 
+    async def publish() -> None:
+        pub_nc = await _connect(nats.url)
+        for i in range(200):
+            await pub_nc.publish(f"d.{i % 3}", BIG if i == 120 else str(i).encode())
+            if i % 50 == 0:
+                await pub_nc.publish("o", str(i).encode())
+            if i % 20 == 0:
+                await pub_nc.flush()  # separate reads too, not only one
+        await pub_nc.flush()
+        await pub_nc.close()
+
     async def go() -> tuple[list[tuple[bytes, bytes]], list[bytes], lean.DirectDelivery]:
-        sub_nc, pub_nc = await _connect(nats.url), await _connect(nats.url)
+        sub_nc = await _connect(nats.url)
         direct_got: list[tuple[bytes, bytes]] = []
         other_got: list[bytes] = []
         direct = lean.DirectDelivery(sub_nc, lambda subject, data: direct_got.append((subject, data)), 1000, lambda n: None)
@@ -106,19 +117,13 @@ def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(n
         await _subscribed(sub_nc)
         if loop_reads:
             assert direct.take_loop_reads()
-        for i in range(200):
-            await pub_nc.publish(f"d.{i % 3}", BIG if i == 120 else str(i).encode())
-            if i % 50 == 0:
-                await pub_nc.publish("o", str(i).encode())
-            if i % 20 == 0:
-                await pub_nc.flush()  # separate reads too, not only one
-        await pub_nc.flush()
+        # published from another thread: this loop waits meanwhile, so the bytes arrive while it sleeps
+        await asyncio.to_thread(asyncio.run, publish())
         deadline = time.monotonic() + 5
         while (len(direct_got) < 200 or len(other_got) < 4) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         direct.close()
         await sub_nc.close()
-        await pub_nc.close()
         return direct_got, other_got, direct
 
     direct_got, other_got, direct = asyncio.run(go())

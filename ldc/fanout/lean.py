@@ -240,7 +240,13 @@ class DirectDelivery:
         """``LoopReads``' bytes, as the transport hands them over; True when the loop has nothing to do for them."""
         self.loop_reads += 1
         transport = self._nc._transport._io_writer.transport
-        transport.get_protocol().data_received(data)
+        try:
+            transport.get_protocol().data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # as the transport's own read: the connection fails, not the loop
+            transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return False
         return not self._loop._ready  # type: ignore[attr-defined]
 
     def close(self) -> None:

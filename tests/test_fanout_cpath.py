@@ -314,3 +314,79 @@ def test_frames_takes_the_same_msg_frames_as_the_python_scan() -> None:
         assert _mirror.frames(data, sids, 4096) == python_frames(data, sids), data
     long_line = b"MSG " + b"s" * 5000 + b" 1 0\r\n\r\n"
     assert _mirror.frames(long_line, sids, 4096) == python_frames(long_line, sids) == ([], 0)
+
+
+# ---------------------------------------------------------------- end to end, in this process
+
+
+def test_a_mirror_reads_its_socket_in_the_loops_wait_and_equals_the_origin(tmp_path: object) -> None:
+    """A real nats-server and `ldc relay`; the mirror in this process: its loop reads the NATS socket in
+    its own wait (lean.LoopReads) and applies batches in C, and its slots end equal to the origin's."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from ldc.fanout.server import NatsServer, stop_process
+    from ldc.shm.reader import Reader
+
+    origin_group, local = unique_group("cpo"), unique_group("cpm")
+    symbols = [f"M{i}USDT" for i in range(5)]
+    updates = 300
+    steps = np.arange(DEPTH, dtype=np.float64)
+
+    async def run(url: str, writer: SegmentWriter) -> Mirror:
+        mirror = Mirror(origin_group, options_from_url(url), local_group=local)
+        stop = asyncio.Event()
+        task = asyncio.create_task(mirror.run(stop))
+
+        def in_sync_at(uid: int) -> bool:
+            try:
+                with Reader(local) as reader:
+                    return all(reader.status(s).update_id == uid and reader.status(s).in_sync for s in symbols)
+            except Exception:  # noqa: BLE001  (not made yet)
+                return False
+
+        async def until(cond: object, what: str) -> None:
+            for _ in range(3000):
+                if callable(cond) and cond():
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"{what} not reached; mirror stats {mirror.stats}")
+
+        try:
+            await until(lambda: in_sync_at(0), "the mirror in sync at update 0")
+            for uid in range(1, updates + 1):
+                for k, symbol in enumerate(symbols):
+                    bids = np.ascontiguousarray(np.column_stack([100.0 + uid - steps, np.full(DEPTH, 1.0 + k)]))
+                    asks = np.ascontiguousarray(np.column_stack([101.0 + uid + steps, np.full(DEPTH, 2.0 + k)]))
+                    writer.publish(writer.slot(symbol), update_id=uid, event_time_ms=uid, recv_time_ns=uid, status=Status.SYNCED,
+                                   bids=bids, asks=asks, n_bids=DEPTH, n_asks=DEPTH)
+                writer.notify()
+                writer.heartbeat()
+                await asyncio.sleep(0.003)
+            await until(lambda: in_sync_at(updates), f"the mirror in sync at update {updates}")
+        finally:
+            stop.set()
+            await task
+        return mirror
+
+    with NatsServer() as nats, SegmentWriter(origin_group, depth=DEPTH, capacity=8, markets=symbols) as writer:
+        for symbol in symbols:
+            writer.publish(writer.slot(symbol), update_id=0, event_time_ms=0, recv_time_ns=0, status=Status.SYNCED,
+                           bids=np.zeros((0, 2)), asks=np.zeros((0, 2)), n_bids=0, n_asks=0)
+        relay = subprocess.Popen([sys.executable, "-m", "ldc.cli", "relay", "--group", origin_group, "--nats", nats.url],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            mirror = asyncio.run(run(nats.url, writer))
+            with Reader(origin_group) as o, Reader(local) as m:
+                for symbol in symbols:
+                    a, b = o.snapshot(symbol), m.snapshot(symbol, allow_out_of_sync=True)  # the mirror has stopped
+                    assert (a.update_id, a.bids.tolist(), a.asks.tolist()) == (b.update_id, b.bids.tolist(), b.asks.tolist())
+        finally:
+            stop_process(relay)
+            unlink_group(origin_group)
+            unlink_group(local)
+    direct = mirror._direct  # noqa: SLF001  (the test looks inside)
+    assert direct is not None and direct.loop_reads > 0, "the mirror's socket was never read in the loop's wait"
+    assert mirror.stats.applied >= updates and mirror.stats.gaps == 0 and mirror.stats.undecodable == 0, mirror.stats

@@ -218,8 +218,9 @@ class DirectDelivery:
         if isinstance(selector, LoopReads):
             selector.direct = self
             return True
-        if not isinstance(loop, asyncio.SelectorEventLoop) or type(selector) is not selectors.EpollSelector:
-            return False
+        if (not isinstance(loop, asyncio.SelectorEventLoop) or type(selector) is not selectors.EpollSelector
+                or not hasattr(loop, "_ready") or not hasattr(loop, "_stopping")):
+            return False  # another loop, or an asyncio whose internals differ: asyncio reads as before
         setattr(loop, "_selector", LoopReads(selector, self))
         return True
 
@@ -247,7 +248,8 @@ class DirectDelivery:
         except BaseException as exc:  # as the transport's own read: the connection fails, not the loop
             transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
             return False
-        return not self._loop._ready  # type: ignore[attr-defined]
+        loop: Any = self._loop
+        return not loop._ready and not loop._stopping  # work scheduled, or a stop asked: back to the loop
 
     def close(self) -> None:
         if self._nc._process_msg == self._process_msg:

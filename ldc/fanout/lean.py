@@ -24,6 +24,11 @@ delivery take a shorter way through the same connection, measured in ``scripts/b
   mirror sees the sequence gaps and resyncs those markets), except on the ``keep`` subjects (the
   relay's heartbeat); the server's own cut is untouched.
 
+- ``LoopReads`` (``DirectDelivery.take_loop_reads``, the mirror on a plain TCP connection): the event
+  loop's wait itself reads the socket (``_mirror.wait``) while it is the only file with news, so a
+  batch goes from ``recv`` to the handler without an event-loop iteration (docs/FANOUT.md, "The
+  mirror's path in C"); the frame split is C too (``_mirror.frames``).
+
 Both use nats-py internals (``Client._transport``, ``_pending``, ``_process_msg``, ``_ps``, the
 transport's ``StreamReader``): ``supported`` checks they are there (and ``attach_reader`` the
 reader), and without them everything goes through nats-py's public API as before

@@ -16,6 +16,10 @@ Exact or flagged:
   whose heartbeat is older than its ``stale_after_ms``: its own readers see STALE too) marks
   every market STALE until the relay says otherwise, then re-fetches them all;
 - a new relay epoch (the relay restarted) is followed from each market's first update.
+
+The common update (in sequence, same generation, ``updates`` + 1, nothing else changed) is applied in
+C (``_mirror.apply_batch``); every other entry comes back here, in its place in the batch
+(docs/FANOUT.md, "The mirror's path in C").
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ EXTENSIONS = [
     Extension("ldc.fanout._relay", ["ldc/fanout/_relay.c"], extra_compile_args=CFLAGS),
     # the recording's spool: a read's frames copied into a ring, written to the spool file by a native thread
     Extension("ldc._spool", ["ldc/_spool.c"], extra_compile_args=CFLAGS),
+    # the mirror's per-message and per-update path: a stream batch checked and applied into the slots (issue 16)
+    Extension("ldc.fanout._mirror", ["ldc/fanout/_mirror.c"], depends=["ldc/shm/ldc_seqlock_api.h"], extra_compile_args=CFLAGS),
 ]
 
 # LDC_EXT=ldc._fastbook builds only that extension (for iterating on one C file)

@@ -83,12 +83,25 @@ def test_a_lean_publish_arrives_whole_after_what_nats_py_queued(nats: NatsServer
 BIG = bytes(range(256)) * 1200  # 300 KiB: more than one read, so its frame is split across reads
 
 
-def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(nats: NatsServer) -> None:
+@pytest.mark.parametrize("loop_reads", [False, True])
+def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(nats: NatsServer, loop_reads: bool) -> None:
     """Frames taken where they arrive, others (another subscription, a frame split across reads,
-    what follows them) through nats-py's parser: the handler sees the wire's order all the same."""
+    what follows them) through nats-py's parser: the handler sees the wire's order all the same,
+    also when the socket is read in the loop's wait (``take_loop_reads``)."""
+
+    async def publish() -> None:
+        pub_nc = await _connect(nats.url)
+        for i in range(200):
+            await pub_nc.publish(f"d.{i % 3}", BIG if i == 120 else str(i).encode())
+            if i % 50 == 0:
+                await pub_nc.publish("o", str(i).encode())
+            if i % 20 == 0:
+                await pub_nc.flush()  # separate reads too, not only one
+        await pub_nc.flush()
+        await pub_nc.close()
 
     async def go() -> tuple[list[tuple[bytes, bytes]], list[bytes], lean.DirectDelivery]:
-        sub_nc, pub_nc = await _connect(nats.url), await _connect(nats.url)
+        sub_nc = await _connect(nats.url)
         direct_got: list[tuple[bytes, bytes]] = []
         other_got: list[bytes] = []
         direct = lean.DirectDelivery(sub_nc, lambda subject, data: direct_got.append((subject, data)), 1000, lambda n: None)
@@ -102,19 +115,15 @@ def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(n
         direct.add(await sub_nc.subscribe("d.*", cb=never))
         await sub_nc.subscribe("o", cb=other)
         await _subscribed(sub_nc)
-        for i in range(200):
-            await pub_nc.publish(f"d.{i % 3}", BIG if i == 120 else str(i).encode())
-            if i % 50 == 0:
-                await pub_nc.publish("o", str(i).encode())
-            if i % 20 == 0:
-                await pub_nc.flush()  # separate reads too, not only one
-        await pub_nc.flush()
+        if loop_reads:
+            assert direct.take_loop_reads()
+        # published from another thread: this loop waits meanwhile, so the bytes arrive while it sleeps
+        await asyncio.to_thread(asyncio.run, publish())
         deadline = time.monotonic() + 5
         while (len(direct_got) < 200 or len(other_got) < 4) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         direct.close()
         await sub_nc.close()
-        await pub_nc.close()
         return direct_got, other_got, direct
 
     direct_got, other_got, direct = asyncio.run(go())
@@ -122,9 +131,11 @@ def test_direct_delivery_keeps_order_and_leaves_other_subscriptions_to_nats_py(n
     assert other_got == [b"0", b"50", b"100", b"150"]
     assert direct.dropped == 0 and direct.delivered == 200
     assert 0 < direct.framed < 200, "some frames where they arrive, some (the split one) through nats-py's parser"
+    assert (direct.loop_reads > 0) == loop_reads
 
 
-def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsServer) -> None:
+@pytest.mark.parametrize("loop_reads", [False, True])
+def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsServer, loop_reads: bool) -> None:
     """Messages read while the loop was busy wait; beyond the limit they are dropped and reported,
     the rest applied in order (the mirror then sees sequence gaps and resyncs), and a subject of
     ``keep`` (the relay's heartbeat) is never dropped."""
@@ -141,6 +152,8 @@ def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsSer
         direct = lean.DirectDelivery(sub_nc, handler, 5, reports.append, keep=frozenset((b"slow.hb",)))
         direct.add(await sub_nc.subscribe("slow.*"))
         await _subscribed(sub_nc)
+        if loop_reads:
+            assert direct.take_loop_reads()
         socket = sub_nc._transport._io_writer.transport
         socket.pause_reading()  # the subscriber is busy: everything waits in its socket
         for i in range(50):
@@ -155,6 +168,7 @@ def test_direct_delivery_drops_past_its_backlog_as_a_slow_consumer(nats: NatsSer
             await asyncio.sleep(0.01)
         await sub_nc.close()
         await pub_nc.close()
+        assert (direct.loop_reads > 0) == loop_reads
         return got, kept, direct.dropped, reports
 
     got, kept, dropped, reports = asyncio.run(go())
@@ -182,6 +196,7 @@ def test_both_lean_paths_are_taken_over_tls(tmp_path: Path) -> None:
             direct = lean.DirectDelivery(sub_nc, lambda subject, data: got.append(data), 1000, lambda n: None)
             direct.add(await sub_nc.subscribe("t"))
             await _subscribed(sub_nc)
+            assert direct.take_loop_reads() and direct.fast_fd() == -1  # TLS: asyncio's transport reads
             sent = [lean.supported(pub_nc)]
             for i in range(100):
                 sent.append(lean.publish_now(pub_nc, b"t", b"%d" % i * 50))
@@ -191,6 +206,7 @@ def test_both_lean_paths_are_taken_over_tls(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             await sub_nc.close()
             await pub_nc.close()
+            assert direct.loop_reads == 0
             return got, direct.framed, sent
 
         got, framed, sent = asyncio.run(go())

@@ -218,6 +218,17 @@ def decode_entry(data: bytes, max_depth: int) -> Update:
     return update
 
 
+def decode_entry_at(data: bytes, pos: int, epoch: int, group: str, max_depth: int) -> Update:
+    """The entry at ``pos`` of a batch that ``decode_batch`` accepts (the mirror's C path hands the
+    entries it does not apply itself to the Python path this way)."""
+    try:
+        update, _ = _entry(data, memoryview(data), pos, epoch, group, max_depth, None)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise DecodeError(f"truncated or garbled entry: {exc}") from None
+    assert update is not None
+    return update
+
+
 def _entry(data: bytes, view: memoryview, pos: int, epoch: int, group: str, max_depth: int,
            wanted: AbstractSet[str] | None) -> tuple[Update | None, int]:
     head = ENTRY.unpack_from(data, pos)

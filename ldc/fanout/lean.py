@@ -27,6 +27,11 @@ delivery take a shorter way through the same connection, measured in ``scripts/b
   mirror sees the sequence gaps and resyncs those markets), except on the ``keep`` subjects (the
   relay's heartbeat); the server's own cut is untouched.
 
+- ``LoopReads`` (``DirectDelivery.take_loop_reads``, the mirror on a plain TCP connection): the event
+  loop's wait itself reads the socket (``_mirror.wait``) while it is the only file with news, so a
+  batch goes from ``recv`` to the handler without an event-loop iteration (docs/FANOUT.md, "The
+  mirror's path in C"); the frame split is C too (``_mirror.frames``).
+
 Both use nats-py internals (``Client._transport``, ``_pending``, ``_process_msg``, ``_ps``, the
 transport's ``StreamReader``): ``supported`` checks they are there (and ``attach_reader`` the
 reader), and without them everything goes through nats-py's public API as before
@@ -37,9 +42,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
+from asyncio import selector_events
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
+
+from ldc.fanout import _mirror
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +168,7 @@ class DirectDelivery:
         self.dropped = 0
         self.delivered = 0
         self.framed = 0  # messages taken where they arrived (the rest went through nats-py's parser)
+        self.loop_reads = 0  # socket reads taken in the loop's wait (take_loop_reads)
         self._loop = asyncio.get_running_loop()
         from nats.protocol.parser import AWAITING_CONTROL_LINE  # nats-py: the optional extra's
 
@@ -192,24 +202,16 @@ class DirectDelivery:
         if reader._buffer or ps.buf or ps.state != self._idle or self._backlog or reader is not self._reader:
             original(data)  # nats-py has bytes to parse first: order stays the wire's
             return
-        pos, end_of_data, taken, sids = 0, len(data), 0, self._sids
-        while pos < end_of_data:
-            if not data.startswith(b"MSG ", pos):
-                break
-            eol = data.find(b"\r\n", pos, pos + _MAX_CONTROL_LINE)
-            if eol < 0:
-                break
-            parts = data[pos + 4 : eol].split(b" ")
-            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit() or int(parts[1]) not in sids:
-                break  # a reply subject, another subscription: nats-py's
-            start = eol + 2
-            stop = start + int(parts[2])
-            if stop + 2 > end_of_data or data[stop : stop + 2] != b"\r\n":
-                break  # split across reads: nats-py's parser joins it
-            pos = stop + 2
+        if type(data) is not bytes:
+            data = bytes(data)
+        # the whole MSG frames of our subscriptions at the start, split in C; it stops at anything else (a
+        # reply subject, another subscription, a frame split across reads): nats-py's, from there on
+        found, pos = _mirror.frames(data, self._sids, _MAX_CONTROL_LINE)
+        taken = 0
+        for subject, payload in found:
             taken += 1
-            self._deliver(parts[0], data[start:stop], taken)
-        if pos < end_of_data:
+            self._deliver(subject, payload, taken)
+        if pos < len(data):
             original(data[pos:] if pos else data)
 
     def _deliver(self, subject: bytes, payload: bytes, waiting: int) -> None:
@@ -265,6 +267,99 @@ class DirectDelivery:
             self._backlog_bytes -= len(data)
             self._handle(subject, data)
 
+    def take_loop_reads(self) -> bool:
+        """Read the connection's socket in the event loop's own wait (``LoopReads``): while a plain TCP
+        connection's only news is data, the bytes go from ``recv`` to ``feed_data`` without an event-loop
+        iteration. False (nothing changed) on another loop or selector."""
+        loop = self._loop
+        selector = getattr(loop, "_selector", None)
+        if isinstance(selector, LoopReads):
+            selector.direct = self
+            return True
+        if (not isinstance(loop, asyncio.SelectorEventLoop) or type(selector) is not selectors.EpollSelector
+                or not hasattr(loop, "_ready") or not hasattr(loop, "_stopping")):
+            return False  # another loop, or an asyncio whose internals differ: asyncio reads as before
+        setattr(loop, "_selector", LoopReads(selector, self))
+        return True
+
+    def fast_fd(self) -> int:
+        """The plain TCP socket the loop's wait may read for this connection, or -1 (TLS, closed, paused,
+        another transport: asyncio's own read then)."""
+        try:
+            transport = self._nc._transport._io_writer.transport
+            if (type(transport) is not _PLAIN_TRANSPORT or transport._conn_lost or not transport.is_reading()
+                    or transport.get_protocol()._stream_reader is not self._reader):
+                return -1
+            fd: int = transport._sock_fd
+        except AttributeError:
+            return -1
+        return fd
+
+    def take_read(self, data: bytes) -> bool:
+        """``LoopReads``' bytes, as the transport hands them over; True when the loop has nothing to do for them."""
+        self.loop_reads += 1
+        transport = self._nc._transport._io_writer.transport
+        try:
+            transport.get_protocol().data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # as the transport's own read: the connection fails, not the loop
+            transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return False
+        loop: Any = self._loop
+        return not loop._ready and not loop._stopping  # work scheduled, or a stop asked: back to the loop
+
     def close(self) -> None:
         if self._nc._process_msg == self._process_msg:
             self._nc._process_msg = self._original
+        selector = getattr(self._loop, "_selector", None)
+        if isinstance(selector, LoopReads) and selector.direct is self:
+            setattr(self._loop, "_selector", selector.inner)
+
+
+_PLAIN_TRANSPORT: Final = getattr(selector_events, "_SelectorSocketTransport", None)
+# bytes one read takes at most, as asyncio's socket transport (its max_size)
+_READ_SIZE: Final = getattr(_PLAIN_TRANSPORT, "max_size", 256 * 1024)
+
+
+class LoopReads(selectors.BaseSelector):
+    """The event loop's selector, with the mirror's NATS socket read inside its wait (``_mirror.wait``):
+    while the socket is the only file with news and its bytes are the direct subscriptions' messages,
+    they are applied there and the wait goes on, so a batch costs a ``recv`` and the mirror's own code,
+    not an event-loop iteration (its timers, ready queue, selector call and transport callbacks).
+    Anything else (another file, a timer due, a signal, bytes that scheduled work for the loop, an EOF
+    or error left for the transport's recv) returns to the loop as its own selector would."""
+
+    def __init__(self, inner: selectors.EpollSelector, direct: DirectDelivery) -> None:
+        self.inner = inner
+        self.direct = direct
+        self._epfd = inner.fileno()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout > 0:
+            fd = self.direct.fast_fd()
+            if fd >= 0:
+                _mirror.wait(self._epfd, fd, -1.0 if timeout is None else timeout, self.direct.take_read, _READ_SIZE)
+                timeout = 0
+        return self.inner.select(timeout)
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.modify(fileobj, events, data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self.inner.get_map()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()

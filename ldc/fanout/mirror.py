@@ -16,6 +16,10 @@ Exact or flagged:
   whose heartbeat is older than its ``stale_after_ms``: its own readers see STALE too) marks
   every market STALE until the relay says otherwise, then re-fetches them all;
 - a new relay epoch (the relay restarted) is followed from each market's first update.
+
+The common update (in sequence, same generation, ``updates`` + 1, nothing else changed) is applied in
+C (``_mirror.apply_batch``); every other entry comes back here, in its place in the batch
+(docs/FANOUT.md, "The mirror's path in C").
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from ldc.errors import SegmentError
-from ldc.fanout import codec, lean
+from ldc.fanout import _mirror, codec, lean
 from ldc.fanout.conn import NatsOptions, connect_until
 from ldc.fanout.conn import connected_url
 from ldc.fanout.relay import log_count, nats_options, run_command
-from ldc.shm.layout import COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, MESSAGE_SIZE, SLOT_HEADER, Counter, Status
+from ldc.shm.layout import (COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, LEVEL_SIZE, MESSAGE_SIZE, NAME_SIZE, SLOT_HEADER,
+                            SYMBOL_SIZE, Counter, Status)
 from ldc.shm.segment import truncate_utf8
 from ldc.shm.writer import Levels, SegmentWriter
 
@@ -58,20 +63,15 @@ _HEARTBEAT_B: Final = codec.HEARTBEAT_TOKEN.encode()
 assert _UPDATES == 0, "_apply compares the counters after updates as one slice"
 
 
-@dataclass
-class Market:
-    """What the mirror knows of one market's slot (mutable, owned by the event loop)."""
-
-    slot: int
-    epoch: int = 0
-    seq: int = 0
-    origin_gen: int = 0
-    counters: tuple[int, ...] = (0,) * len(COUNTER_FIELDS)
-    status: int = 0  # the origin's status last applied
-    message: bytes = b""  # the message last written into the slot
-    resyncing: bool = False
-    newest: codec.Update | None = None  # newest stream update seen while resyncing
-    behind_once: bool = False  # the last heartbeat claimed a later sequence
+# What the mirror knows of one market's slot (slot, epoch, seq, origin_gen, counters, status, message,
+# resyncing, newest, behind_once): a C object, so that _mirror.apply_batch reads and updates the same
+# state this module does
+Market = _mirror.Market
+_WIRE: Final = _mirror.offsets()
+assert _WIRE == {"envelope": codec.ENVELOPE.size, "entry": codec.ENTRY.size, "counters": len(COUNTER_FIELDS),
+                 **{name: 8 + SLOT_HEADER.offset(name) for name in ("gen", "update_id", "event_time_ms", "recv_time_ns",
+                                                                    "status", "n_bids", "n_asks", "updates")},
+                 "name_max": NAME_SIZE - 1, "symbol_max": SYMBOL_SIZE - 1, "level": LEVEL_SIZE}, _WIRE
 
 
 @dataclass
@@ -90,6 +90,7 @@ class Mirror:
                  local_group: str | None = None, depth: int = DEFAULT_DEPTH,
                  pending_msgs: int = DEFAULT_PENDING_MSGS) -> None:
         self.group = codec.check_group(group)
+        self._group_b = self.group.encode()
         self.local_group = codec.check_group(local_group or group)
         self.options = options
         self.pending_msgs = pending_msgs
@@ -109,6 +110,7 @@ class Mirror:
         self._stop = asyncio.Event()
         self.failure = ""  # why the mirror gave up (its segment belongs to another writer)
         self._requests = asyncio.Semaphore(STATE_REQUESTS_IN_FLIGHT)
+        self.use_c = True  # stream batches through _mirror.apply_batch (False: the Python path alone, for comparisons)
         for symbol in sorted(self.wanted or ()):
             self._add(symbol)
 
@@ -177,6 +179,18 @@ class Mirror:
         writer = self._writer
         if writer is None:  # before the relay's first heartbeat: it resyncs everything then
             return
+        if from_stream and self.use_c:
+            # the common case in C: the batch checked as decode_batch checks it, each in-sequence entry of an
+            # unchanged generation, counters and message published there, every other entry handed to
+            # _slow_entry in its place; None: refused or another group's, the Python path below says which
+            done = _mirror.apply_batch(data, writer.segment, self._group_b, self.markets, self.wanted, bool(self.stale_reason),
+                                       self._slow_entry)
+            if done is not None:
+                stats = self.stats
+                stats.batches += 1
+                stats.applied += done[0]
+                stats.unwanted += done[1]
+                return
         try:
             batch = codec.decode_batch(data, writer.geometry.depth, self.wanted)
         except (codec.DecodeError, ValueError) as exc:
@@ -193,6 +207,10 @@ class Mirror:
         for update in batch.updates:
             self.handle_update(update, from_stream=from_stream)
         writer.notify()
+
+    def _slow_entry(self, data: bytes, pos: int, epoch: int) -> None:
+        """An entry of a stream batch that _mirror.apply_batch leaves to the Python path."""
+        self.handle_update(codec.decode_entry_at(data, pos, epoch, self.group, self.writer.geometry.depth), from_stream=True)
 
     def handle_update(self, update: codec.Update, *, from_stream: bool) -> None:
         market = self.markets.get(update.symbol)
@@ -433,6 +451,8 @@ class Mirror:
                 sub = await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
                 if direct is not None:
                     direct.add(sub)
+            if direct is not None:
+                direct.take_loop_reads()  # the socket read in the loop's wait (plain TCP; TLS stays asyncio's)
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
             watcher = asyncio.create_task(self.watch())
@@ -445,6 +465,8 @@ class Mirror:
                 watcher.cancel()
                 self._closing = True
                 await self._nc.close()
+                if self._direct is not None:
+                    self._direct.close()  # the loop's own selector and nats-py's delivery back
         finally:
             if self._writer is not None:
                 self._writer.close()

@@ -267,74 +267,144 @@ static inline int decimal_digits(uint64_t u)
     return guess + (v >= POW10_U64[guess]);
 }
 
-/* Kraken's unsigned CRC32 of the top n (decimals >= 0) into *out: 1, or 0 when Python must compute it (decimals
- * beyond the exact powers of ten, a product beyond 2^62); never an exception */
-int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out)
+/* One side's part of Kraken's CRC32: its top n (best first), each price and quantity as the integer
+ * rint(value * scale) in decimal, through *crc. 1, or 0 when Python must compute it (a product beyond 2^62) */
+static int kraken_side_crc(const Side *s, Py_ssize_t n, const double scale[2], uint32_t *crc_io)
 {
-    if (price_decimals < 0 || size_decimals < 0 || price_decimals > FAST_POW10_MAX || size_decimals > FAST_POW10_MAX) {
-        return 0;
-    }
-    const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
-    const Side *sides[2] = {&self->asks, &self->bids};
-    uint32_t crc = 0xFFFFFFFFu;
+    uint32_t crc = *crc_io;
     /* the numbers' text, hashed a buffer at a time. A number is written as 8-digit words: the first without its
      * leading zeros (shifted out; the bytes past the number are overwritten by the next one or not hashed) */
     char text[KRAKEN_TEXT_CHARS];
     size_t used = 0;
-    for (int side = 0; side < 2; side++) {
-        const Side *s = sides[side];
-        Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            const Level *lv = &s->buf[s->hi - 1 - i];
-            double values[2] = {s->sign * lv->a, lv->qty};
-            for (int k = 0; k < 2; k++) {
-                double y = values[k] * scale[k];
-                if (!(y >= 0.0 && y < KRAKEN_PRODUCT_MAX)) {
-                    return 0; /* negative, NaN or too large: Python writes it */
-                }
-                /* numpy's rint (round half to even, the default rounding mode) without a libm call: below 2^52,
-                 * adding and taking back 2^52 rounds to an integer (IEEE arithmetic: nothing folds it away); at or
-                 * above it a double is an integer already */
-                if (y < 4503599627370496.0) {
-                    y = (y + 4503599627370496.0) - 4503599627370496.0;
-                }
-                uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
-                if (used + 24 > KRAKEN_TEXT_CHARS) {
-                    crc = crc32_add(crc, text, used);
-                    used = 0;
-                }
-                int len = decimal_digits(u), words;
-                uint64_t word[3];
-                if (u < 100000000u) {
-                    word[0] = digits8((uint32_t)u);
-                    words = 1;
-                } else if (u < 10000000000000000u) {
-                    word[0] = digits8((uint32_t)(u / 100000000u));
-                    word[1] = digits8((uint32_t)(u % 100000000u));
-                    words = 2;
-                } else { /* u < 2^62: below 10^19 */
-                    uint64_t high = u / 100000000u;
-                    word[0] = digits8((uint32_t)(high / 100000000u));
-                    word[1] = digits8((uint32_t)(high % 100000000u));
-                    word[2] = digits8((uint32_t)(u % 100000000u));
-                    words = 3;
-                }
-                int lead = len - 8 * (words - 1); /* the first word's digits, 1..8 */
-#if PY_LITTLE_ENDIAN
-                word[0] >>= 8 * (8 - lead); /* its leading zeros (the first bytes in memory) dropped */
-                memcpy(text + used, &word[0], 8);
-#else
-                memcpy(text + used, (const char *)&word[0] + 8 - lead, (size_t)lead);
-#endif
-                for (int w = 1; w < words; w++) {
-                    memcpy(text + used + lead + 8 * (w - 1), &word[w], 8);
-                }
-                used += (size_t)len;
+    Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Level *lv = &s->buf[s->hi - 1 - i];
+        double values[2] = {s->sign * lv->a, lv->qty};
+        for (int k = 0; k < 2; k++) {
+            double y = values[k] * scale[k];
+            if (!(y >= 0.0 && y < KRAKEN_PRODUCT_MAX)) {
+                return 0; /* negative, NaN or too large: Python writes it */
             }
+            /* numpy's rint (round half to even, the default rounding mode) without a libm call: below 2^52,
+             * adding and taking back 2^52 rounds to an integer (IEEE arithmetic: nothing folds it away); at or
+             * above it a double is an integer already */
+            if (y < 4503599627370496.0) {
+                y = (y + 4503599627370496.0) - 4503599627370496.0;
+            }
+            uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
+            if (used + 24 > KRAKEN_TEXT_CHARS) {
+                crc = crc32_add(crc, text, used);
+                used = 0;
+            }
+            int len = decimal_digits(u), words;
+            uint64_t word[3];
+            if (u < 100000000u) {
+                word[0] = digits8((uint32_t)u);
+                words = 1;
+            } else if (u < 10000000000000000u) {
+                word[0] = digits8((uint32_t)(u / 100000000u));
+                word[1] = digits8((uint32_t)(u % 100000000u));
+                words = 2;
+            } else { /* u < 2^62: below 10^19 */
+                uint64_t high = u / 100000000u;
+                word[0] = digits8((uint32_t)(high / 100000000u));
+                word[1] = digits8((uint32_t)(high % 100000000u));
+                word[2] = digits8((uint32_t)(u % 100000000u));
+                words = 3;
+            }
+            int lead = len - 8 * (words - 1); /* the first word's digits, 1..8 */
+#if PY_LITTLE_ENDIAN
+            word[0] >>= 8 * (8 - lead); /* its leading zeros (the first bytes in memory) dropped */
+            memcpy(text + used, &word[0], 8);
+#else
+            memcpy(text + used, (const char *)&word[0] + 8 - lead, (size_t)lead);
+#endif
+            for (int w = 1; w < words; w++) {
+                memcpy(text + used + lead + 8 * (w - 1), &word[w], 8);
+            }
+            used += (size_t)len;
         }
     }
-    crc = crc32_add(crc, text, used);
+    *crc_io = crc32_add(crc, text, used);
+    return 1;
+}
+
+static int kraken_decimals_fast(int price_decimals, int size_decimals)
+{
+    return price_decimals >= 0 && size_decimals >= 0 && price_decimals <= FAST_POW10_MAX &&
+           size_decimals <= FAST_POW10_MAX;
+}
+
+/* Kraken's unsigned CRC32 of the top n (decimals >= 0) into *out: 1, or 0 when Python must compute it (decimals
+ * beyond the exact powers of ten, a product beyond 2^62); never an exception */
+int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out)
+{
+    if (!kraken_decimals_fast(price_decimals, size_decimals)) {
+        return 0;
+    }
+    const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
+    uint32_t crc = 0xFFFFFFFFu; /* the asks, then the bids */
+    if (!kraken_side_crc(&self->asks, n, scale, &crc) || !kraken_side_crc(&self->bids, n, scale, &crc)) {
+        return 0;
+    }
     *out = (long long)(crc ^ 0xFFFFFFFFu);
+    return 1;
+}
+
+/* The top count levels of a side, best first, are the array's last count elements: buf[hi - count .. hi) */
+static inline const Level *side_top(const Side *s, Py_ssize_t count) { return s->buf + s->hi - count; }
+
+/* ldc_fb_kraken_crc32 through a cache of the last one: the CRC is a pure function of the top n levels' doubles
+ * (and n and the decimals), so a side whose top n is bitwise what it was (a copy of it is kept) has the same text.
+ * Both sides unchanged: the last CRC; the asks unchanged: the CRC state after them, kept, goes on through the bids
+ * alone. n above KRAKEN_CACHE_LEVELS, or the cache switched off (cache->off): computed whole, every time */
+int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals,
+                               KrakenCrcCache *cache, long long *out)
+{
+    if (cache->off || n > KRAKEN_CACHE_LEVELS || !kraken_decimals_fast(price_decimals, size_decimals)) {
+        cache->valid = 0;
+        return ldc_fb_kraken_crc32(self, n, price_decimals, size_decimals, out);
+    }
+    const Side *sides[2] = {&self->asks, &self->bids};
+    Py_ssize_t counts[2];
+    int same[2];
+    int settings = cache->valid && cache->n == n && cache->price_decimals == price_decimals &&
+                   cache->size_decimals == size_decimals;
+    for (int k = 0; k < 2; k++) {
+        counts[k] = side_len(sides[k]) < n ? side_len(sides[k]) : n;
+        same[k] = settings && cache->count[k] == counts[k] &&
+                  memcmp(cache->top[k], side_top(sides[k], counts[k]), (size_t)counts[k] * sizeof(Level)) == 0;
+    }
+    if (same[0] && same[1]) {
+        cache->reused++;
+        *out = cache->crc;
+        return 1;
+    }
+    const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
+    uint32_t crc = cache->after_asks;
+    cache->valid = 0; /* until both sides are written again */
+    if (same[0]) {
+        cache->bids_only++;
+    } else {
+        crc = 0xFFFFFFFFu;
+        if (!kraken_side_crc(sides[0], n, scale, &crc)) {
+            return 0;
+        }
+        cache->after_asks = crc;
+    }
+    if (!kraken_side_crc(sides[1], n, scale, &crc)) {
+        return 0;
+    }
+    for (int k = 0; k < 2; k++) {
+        cache->count[k] = counts[k];
+        memcpy(cache->top[k], side_top(sides[k], counts[k]), (size_t)counts[k] * sizeof(Level));
+    }
+    cache->n = n;
+    cache->price_decimals = price_decimals;
+    cache->size_decimals = size_decimals;
+    cache->crc = (long long)(crc ^ 0xFFFFFFFFu);
+    cache->valid = 1;
+    *out = cache->crc;
     return 1;
 }
 

@@ -127,6 +127,22 @@ typedef struct {
     Py_ssize_t window; /* snapshot.limit; 0 before the first snapshot (nothing pruned) */
 } FastBook;
 
+/* The last Kraken checksum a HotPath computed (ldc_fb_kraken_crc32_cached): the top levels it was computed from,
+ * bitwise, the CRC32 state after the asks and the CRC. Exact by construction: the checksum is a pure function of
+ * those doubles, n and the decimals, so equal copies give the same text */
+#define KRAKEN_CACHE_LEVELS 10 /* Kraken's checksum covers the top 10 (kraken.CHECKSUM_LEVELS) */
+typedef struct {
+    int valid, off;  /* off: computed whole every time (HotPath.crc_cache = False) */
+    Py_ssize_t n;
+    int price_decimals, size_decimals;
+    Py_ssize_t count[2];                  /* asks, bids: the levels kept */
+    Level top[2][KRAKEN_CACHE_LEVELS];    /* as in the book (key, qty), worst of them first */
+    uint32_t after_asks;                  /* the CRC32 state after the asks' text */
+    long long crc;
+    long long reused;                     /* checksums answered from the cache, both sides unchanged */
+    long long bids_only;                  /* checksums that wrote the bids alone */
+} KrakenCrcCache;
+
 enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2, HOT_CHECKSUM_FAULT = 3, HOT_IGNORED = 4 };
 enum { HOT_CRC_OKX = 0, HOT_CRC_KRAKEN = 1 };
 
@@ -162,6 +178,7 @@ typedef struct {
     int skips_old;          /* an update ending at or before the book (verdict OLD: OKX's keep-alive, a duplicate)
                              * is counted and dropped here (HOT_IGNORED) instead of handed to BookSync */
     long long ignored;      /* updates so dropped since the last take_ignored() */
+    KrakenCrcCache kraken_crc; /* HOT_CRC_KRAKEN: the last checksum, reused while the top 10 stays as it was */
 } HotPath;
 
 enum { ROUTE_END = 0, ROUTE_DIFF = 1, ROUTE_TOP_FAULT = 2, ROUTE_CONTROL = 3, ROUTE_MALFORMED = 4, ROUTE_CHECKSUM_FAULT = 5 };
@@ -418,6 +435,8 @@ void ldc_fb_crc32_init(void);
 PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
 int ldc_fb_top_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out);
 int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out);
+int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals,
+                               KrakenCrcCache *cache, long long *out);
 
 /* hotpath.c */
 extern const LdcSeqlockAPI *ldc_fb_seqlock_api;

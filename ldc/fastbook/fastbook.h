@@ -385,6 +385,8 @@ static ALWAYS_INLINE int scan_object(Scanner *sc, FieldHandler on_field, void *c
 extern PyTypeObject ldc_fb_ParsedDiffType;
 PyObject *ldc_fb_symbol_object(const char *text, Py_ssize_t len);
 PyObject *ldc_fb_parsed_diff_new(const Event *ev);
+#define PARSED_DIFF_SPARE_LEVELS 16 /* the room of a ParsedDiff made to be reused (ldc_fb_parsed_diff_reuse) */
+PyObject *ldc_fb_parsed_diff_reuse(const Event *ev, PyObject **spare);
 PyObject *ldc_fb_parse_depth(PyObject *module, PyObject *arg);
 PyObject *ldc_fb_level_pair(double price, double qty);
 PyObject *ldc_fb_parse_snapshot_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
@@ -415,6 +417,8 @@ PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long 
                                  long long event_time_ms, long long checksum);
 int ldc_fb_exact_number(Scanner *sc, double *out);
 PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+int ldc_fb_kraken_event(PyObject *raw, Py_ssize_t depth, PyObject **spare, PyObject **symbol, PyObject **event);
+PyObject *ldc_fb_kraken_events(PyObject *symbol, PyObject *event);
 PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* side.c */
@@ -454,6 +458,8 @@ typedef struct {
     PyObject *paths;       /* dict: stream key str -> HotPath */
     StreamDialect dialect; /* the venue's C dialect (parse_okx, parse_bybit); NULL with parse_kraken */
     PyObject *depth;       /* parse_kraken's second argument, the subscribed depth (NULL: a one-argument dialect) */
+    Py_ssize_t kraken_depth; /* the same, as a number */
+    PyObject *spare;       /* Kraken: the last ParsedDiff when the router was its last holder, rewritten by the next */
     PyObject *name;        /* its function object, as given */
     PyObject *fault_stream; /* the stream whose HotPath raised in the last feed() (NULL: none) */
     Py_ssize_t fault_index; /* and the index of its message in raws (-1: none) */

@@ -1,7 +1,9 @@
 """Kraken's checksum on the C hot path reused while the top 10 stays as it was (``HotPath.crc_cache``,
 ldc/fastbook/checksum.c ``ldc_fb_kraken_crc32_cached``): the CRC32 is a pure function of the top 10 asks' and bids'
-doubles and the pair's decimals, so the HotPath keeps a bitwise copy of them with the CRC state after the asks and
-the CRC, answers from it when both sides are unchanged and rewrites the bids alone when only they changed.
+doubles and the pair's decimals, so the HotPath keeps a bitwise copy of them with each level's text and the CRC
+state after each level, answers the last CRC when both sides are unchanged, and otherwise writes a changed side
+again from its first changed level (the asks from the start, the bids from the state after the asks when those did
+not change), a level that was in the kept top taking its kept text.
 
 Exactness is the point: every verdict with the cache equals the verdict computed whole every time
 (``crc_cache = False``) and the verdict of the Python reference (``kraken.checksum``), on every message of the

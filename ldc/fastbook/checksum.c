@@ -267,63 +267,77 @@ static inline int decimal_digits(uint64_t u)
     return guess + (v >= POW10_U64[guess]);
 }
 
+/* rint(value * scale) in decimal at out (up to 24 bytes written, the bytes past the number are scratch): its
+ * length, or 0 when Python must write it (negative, NaN, a product of 2^62 or more). A number is written as 8-digit
+ * words: the first without its leading zeros (shifted out) */
+static inline int kraken_number(double value, double scale, char *out)
+{
+    double y = value * scale;
+    if (!(y >= 0.0 && y < KRAKEN_PRODUCT_MAX)) {
+        return 0; /* negative, NaN or too large: Python writes it */
+    }
+    /* numpy's rint (round half to even, the default rounding mode) without a libm call: below 2^52, adding and
+     * taking back 2^52 rounds to an integer (IEEE arithmetic: nothing folds it away); at or above it a double is
+     * an integer already */
+    if (y < 4503599627370496.0) {
+        y = (y + 4503599627370496.0) - 4503599627370496.0;
+    }
+    uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
+    int len = decimal_digits(u), words;
+    uint64_t word[3];
+    if (u < 100000000u) {
+        word[0] = digits8((uint32_t)u);
+        words = 1;
+    } else if (u < 10000000000000000u) {
+        word[0] = digits8((uint32_t)(u / 100000000u));
+        word[1] = digits8((uint32_t)(u % 100000000u));
+        words = 2;
+    } else { /* u < 2^62: below 10^19 */
+        uint64_t high = u / 100000000u;
+        word[0] = digits8((uint32_t)(high / 100000000u));
+        word[1] = digits8((uint32_t)(high % 100000000u));
+        word[2] = digits8((uint32_t)(u % 100000000u));
+        words = 3;
+    }
+    int lead = len - 8 * (words - 1); /* the first word's digits, 1..8 */
+#if PY_LITTLE_ENDIAN
+    word[0] >>= 8 * (8 - lead); /* its leading zeros (the first bytes in memory) dropped */
+    memcpy(out, &word[0], 8);
+#else
+    memcpy(out, (const char *)&word[0] + 8 - lead, (size_t)lead);
+#endif
+    for (int w = 1; w < words; w++) {
+        memcpy(out + lead + 8 * (w - 1), &word[w], 8);
+    }
+    return len;
+}
+
+/* a level's text, price then quantity, at out (KRAKEN_LEVEL_CHARS): its length, 0 when Python must write it */
+static inline int kraken_level_text(const Side *s, const Level *lv, const double scale[2], char *out)
+{
+    int price = kraken_number(s->sign * lv->a, scale[0], out);
+    int qty = price > 0 ? kraken_number(lv->qty, scale[1], out + price) : 0;
+    return qty > 0 ? price + qty : 0;
+}
+
 /* One side's part of Kraken's CRC32: its top n (best first), each price and quantity as the integer
  * rint(value * scale) in decimal, through *crc. 1, or 0 when Python must compute it (a product beyond 2^62) */
 static int kraken_side_crc(const Side *s, Py_ssize_t n, const double scale[2], uint32_t *crc_io)
 {
     uint32_t crc = *crc_io;
-    /* the numbers' text, hashed a buffer at a time. A number is written as 8-digit words: the first without its
-     * leading zeros (shifted out; the bytes past the number are overwritten by the next one or not hashed) */
-    char text[KRAKEN_TEXT_CHARS];
+    char text[KRAKEN_TEXT_CHARS]; /* the levels' texts, hashed a buffer at a time */
     size_t used = 0;
     Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
     for (Py_ssize_t i = 0; i < count; i++) {
-        const Level *lv = &s->buf[s->hi - 1 - i];
-        double values[2] = {s->sign * lv->a, lv->qty};
-        for (int k = 0; k < 2; k++) {
-            double y = values[k] * scale[k];
-            if (!(y >= 0.0 && y < KRAKEN_PRODUCT_MAX)) {
-                return 0; /* negative, NaN or too large: Python writes it */
-            }
-            /* numpy's rint (round half to even, the default rounding mode) without a libm call: below 2^52,
-             * adding and taking back 2^52 rounds to an integer (IEEE arithmetic: nothing folds it away); at or
-             * above it a double is an integer already */
-            if (y < 4503599627370496.0) {
-                y = (y + 4503599627370496.0) - 4503599627370496.0;
-            }
-            uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
-            if (used + 24 > KRAKEN_TEXT_CHARS) {
-                crc = crc32_add(crc, text, used);
-                used = 0;
-            }
-            int len = decimal_digits(u), words;
-            uint64_t word[3];
-            if (u < 100000000u) {
-                word[0] = digits8((uint32_t)u);
-                words = 1;
-            } else if (u < 10000000000000000u) {
-                word[0] = digits8((uint32_t)(u / 100000000u));
-                word[1] = digits8((uint32_t)(u % 100000000u));
-                words = 2;
-            } else { /* u < 2^62: below 10^19 */
-                uint64_t high = u / 100000000u;
-                word[0] = digits8((uint32_t)(high / 100000000u));
-                word[1] = digits8((uint32_t)(high % 100000000u));
-                word[2] = digits8((uint32_t)(u % 100000000u));
-                words = 3;
-            }
-            int lead = len - 8 * (words - 1); /* the first word's digits, 1..8 */
-#if PY_LITTLE_ENDIAN
-            word[0] >>= 8 * (8 - lead); /* its leading zeros (the first bytes in memory) dropped */
-            memcpy(text + used, &word[0], 8);
-#else
-            memcpy(text + used, (const char *)&word[0] + 8 - lead, (size_t)lead);
-#endif
-            for (int w = 1; w < words; w++) {
-                memcpy(text + used + lead + 8 * (w - 1), &word[w], 8);
-            }
-            used += (size_t)len;
+        if (used + KRAKEN_LEVEL_CHARS > KRAKEN_TEXT_CHARS) {
+            crc = crc32_add(crc, text, used);
+            used = 0;
         }
+        int len = kraken_level_text(s, &s->buf[s->hi - 1 - i], scale, text + used);
+        if (len == 0) {
+            return 0;
+        }
+        used += (size_t)len;
     }
     *crc_io = crc32_add(crc, text, used);
     return 1;
@@ -351,13 +365,66 @@ int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, 
     return 1;
 }
 
-/* The top count levels of a side, best first, are the array's last count elements: buf[hi - count .. hi) */
-static inline const Level *side_top(const Side *s, Py_ssize_t count) { return s->buf + s->hi - count; }
+/* The levels of a side's top that are bitwise the kept ones from the best on (the kept copy valid for these
+ * settings, or none) */
+static inline Py_ssize_t kraken_same_prefix(const Side *s, Py_ssize_t count, const KrakenSideCache *kept)
+{
+    Py_ssize_t m = 0, most = count < kept->count ? count : kept->count;
+    while (m < most && memcmp(&kept->levels[m], &s->buf[s->hi - 1 - m], sizeof(Level)) == 0) {
+        m++;
+    }
+    return m;
+}
+
+/* A side's top written into `out` through *crc (which starts as `start`): the levels bitwise equal to the kept
+ * ones from the best on are not written again (the CRC state after them is kept: when `start` is the kept one's),
+ * a level bitwise equal to a kept one anywhere else takes its text; every other level is written. 1, or 0 when
+ * Python must compute it */
+static int kraken_side_cached(const Side *s, Py_ssize_t count, Py_ssize_t prefix, const double scale[2],
+                              const KrakenSideCache *kept, KrakenSideCache *out, uint32_t start, uint32_t *crc_io)
+{
+    if (kept->states[0] != start) {
+        prefix = 0; /* another start (the asks changed before these bids): no state after a level holds */
+    }
+    memcpy(out->levels, kept->levels, (size_t)prefix * sizeof(Level));
+    memcpy(out->states, kept->states, (size_t)(prefix + 1) * sizeof(uint32_t));
+    for (Py_ssize_t i = 0; i < prefix; i++) {
+        memcpy(out->text[i], kept->text[i], kept->len[i]);
+        out->len[i] = kept->len[i];
+    }
+    out->states[0] = start;
+    uint32_t crc = prefix > 0 ? kept->states[prefix] : start;
+    Py_ssize_t j = prefix; /* the kept levels, best first: keys descending as the book's from its best end */
+    for (Py_ssize_t i = prefix; i < count; i++) {
+        const Level *lv = &s->buf[s->hi - 1 - i];
+        while (j < kept->count && kept->levels[j].a > lv->a) {
+            j++;
+        }
+        out->levels[i] = *lv;
+        if (j < kept->count && memcmp(&kept->levels[j], lv, sizeof(Level)) == 0) {
+            memcpy(out->text[i], kept->text[j], kept->len[j]);
+            out->len[i] = kept->len[j];
+        } else {
+            int len = kraken_level_text(s, lv, scale, out->text[i]);
+            if (len == 0) {
+                return 0;
+            }
+            out->len[i] = (uint8_t)len;
+        }
+        crc = crc32_add(crc, out->text[i], out->len[i]);
+        out->states[i + 1] = crc;
+    }
+    out->count = count;
+    *crc_io = crc;
+    return 1;
+}
 
 /* ldc_fb_kraken_crc32 through a cache of the last one: the CRC is a pure function of the top n levels' doubles
  * (and n and the decimals), so a side whose top n is bitwise what it was (a copy of it is kept) has the same text.
- * Both sides unchanged: the last CRC; the asks unchanged: the CRC state after them, kept, goes on through the bids
- * alone. n above KRAKEN_CACHE_LEVELS, or the cache switched off (cache->off): computed whole, every time */
+ * Both sides unchanged: the last CRC. Otherwise a changed side is written again from its first changed level (the
+ * CRC state after each level is kept: the asks from the CRC's start, the bids from the state after the asks when
+ * the asks did not change), each level that was in the kept top taking its kept text. n above
+ * KRAKEN_CACHE_LEVELS, or the cache switched off (cache->off): computed whole, every time */
 int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals,
                                KrakenCrcCache *cache, long long *out)
 {
@@ -366,14 +433,21 @@ int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_dec
         return ldc_fb_kraken_crc32(self, n, price_decimals, size_decimals, out);
     }
     const Side *sides[2] = {&self->asks, &self->bids};
-    Py_ssize_t counts[2];
+    Py_ssize_t counts[2], prefix[2];
     int same[2];
-    int settings = cache->valid && cache->n == n && cache->price_decimals == price_decimals &&
-                   cache->size_decimals == size_decimals;
+    if (!(cache->valid && cache->n == n && cache->price_decimals == price_decimals &&
+          cache->size_decimals == size_decimals)) {
+        for (int k = 0; k < 2; k++) { /* nothing kept holds for these settings */
+            cache->sides[k][cache->current[k]].count = 0;
+            cache->sides[k][cache->current[k]].states[0] = 0;
+        }
+        cache->valid = 0;
+    }
     for (int k = 0; k < 2; k++) {
+        const KrakenSideCache *kept = &cache->sides[k][cache->current[k]];
         counts[k] = side_len(sides[k]) < n ? side_len(sides[k]) : n;
-        same[k] = settings && cache->count[k] == counts[k] &&
-                  memcmp(cache->top[k], side_top(sides[k], counts[k]), (size_t)counts[k] * sizeof(Level)) == 0;
+        prefix[k] = kraken_same_prefix(sides[k], counts[k], kept);
+        same[k] = cache->valid && prefix[k] == counts[k] && counts[k] == kept->count;
     }
     if (same[0] && same[1]) {
         cache->reused++;
@@ -381,24 +455,24 @@ int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_dec
         return 1;
     }
     const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
-    uint32_t crc = cache->after_asks;
-    cache->valid = 0; /* until both sides are written again */
-    if (same[0]) {
-        cache->bids_only++;
-    } else {
-        crc = 0xFFFFFFFFu;
-        if (!kraken_side_crc(sides[0], n, scale, &crc)) {
+    uint32_t crc = 0xFFFFFFFFu;
+    cache->valid = 0; /* until both sides are kept again */
+    for (int k = 0; k < 2; k++) {
+        const KrakenSideCache *kept = &cache->sides[k][cache->current[k]];
+        if (same[k] && kept->states[0] == crc) { /* as kept, from the same start: the state after it holds */
+            crc = kept->states[kept->count];
+            continue;
+        }
+        KrakenSideCache *next = &cache->sides[k][!cache->current[k]];
+        if (!kraken_side_cached(sides[k], counts[k], prefix[k], scale, kept, next, crc, &crc)) {
+            for (int side = 0; side < 2; side++) { /* nothing kept: the next one starts afresh */
+                cache->sides[side][cache->current[side]].count = 0;
+            }
             return 0;
         }
-        cache->after_asks = crc;
+        cache->current[k] = !cache->current[k];
     }
-    if (!kraken_side_crc(sides[1], n, scale, &crc)) {
-        return 0;
-    }
-    for (int k = 0; k < 2; k++) {
-        cache->count[k] = counts[k];
-        memcpy(cache->top[k], side_top(sides[k], counts[k]), (size_t)counts[k] * sizeof(Level));
-    }
+    cache->bids_only += same[0];
     cache->n = n;
     cache->price_decimals = price_decimals;
     cache->size_decimals = size_decimals;

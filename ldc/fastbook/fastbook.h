@@ -127,20 +127,28 @@ typedef struct {
     Py_ssize_t window; /* snapshot.limit; 0 before the first snapshot (nothing pruned) */
 } FastBook;
 
-/* The last Kraken checksum a HotPath computed (ldc_fb_kraken_crc32_cached): the top levels it was computed from,
- * bitwise, the CRC32 state after the asks and the CRC. Exact by construction: the checksum is a pure function of
- * those doubles, n and the decimals, so equal copies give the same text */
+/* The last Kraken checksum a HotPath computed (ldc_fb_kraken_crc32_cached): per side, the top levels it was
+ * computed from, bitwise, each level's text and the CRC32 state after it; and the CRC. Exact by construction: the
+ * checksum is a pure function of those doubles, n and the decimals, so equal copies give the same text */
 #define KRAKEN_CACHE_LEVELS 10 /* Kraken's checksum covers the top 10 (kraken.CHECKSUM_LEVELS) */
+#define KRAKEN_LEVEL_CHARS 48  /* a level's text: two numbers of at most 19 digits, the last written 8 bytes a word */
+typedef struct {
+    Py_ssize_t count;                            /* levels kept */
+    Level levels[KRAKEN_CACHE_LEVELS];           /* as in the book (key, qty), best first */
+    uint32_t states[KRAKEN_CACHE_LEVELS + 1];    /* the CRC32 state before the side, then after each level */
+    uint8_t len[KRAKEN_CACHE_LEVELS];
+    char text[KRAKEN_CACHE_LEVELS][KRAKEN_LEVEL_CHARS]; /* price then quantity digits */
+} KrakenSideCache;
+
 typedef struct {
     int valid, off;  /* off: computed whole every time (HotPath.crc_cache = False) */
     Py_ssize_t n;
     int price_decimals, size_decimals;
-    Py_ssize_t count[2];                  /* asks, bids: the levels kept */
-    Level top[2][KRAKEN_CACHE_LEVELS];    /* as in the book (key, qty), worst of them first */
-    uint32_t after_asks;                  /* the CRC32 state after the asks' text */
+    KrakenSideCache sides[2][2];          /* asks, bids: the kept one (current) and the one written next */
+    int current[2];
     long long crc;
     long long reused;                     /* checksums answered from the cache, both sides unchanged */
-    long long bids_only;                  /* checksums that wrote the bids alone */
+    long long bids_only;                  /* checksums that wrote the bids alone (the asks unchanged) */
 } KrakenCrcCache;
 
 enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2, HOT_CHECKSUM_FAULT = 3, HOT_IGNORED = 4 };

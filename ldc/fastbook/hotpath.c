@@ -443,8 +443,8 @@ static PyGetSetDef hotpath_getset[] = {
      "Sequence rule NONE: every update with an id applies; the book's id never goes back.",
      (void *)offsetof(HotPath, unsequenced)},
     {"crc_cache", (getter)hotpath_get_crc_cache, (setter)hotpath_set_crc_cache,
-     "Kraken: reuse the last checksum while the top 10 is bitwise as it was (the bids alone rewritten when only they\n"
-     "changed); False computes it whole every time.", NULL},
+     "Kraken: reuse the last checksum while the top 10 is bitwise as it was, else write a side again from its first\n"
+     "changed level, kept levels taking their kept text; False computes it whole every time.", NULL},
     {"crc_reused", (getter)hotpath_get_i64, NULL, "Kraken checksums answered from the cache (both sides unchanged).",
      (void *)offsetof(HotPath, kraken_crc.reused)},
     {"crc_bids_only", (getter)hotpath_get_i64, NULL, "Kraken checksums that rewrote the bids alone (the asks unchanged).",

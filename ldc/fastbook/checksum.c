@@ -47,6 +47,15 @@ static uint32_t crc32_add(uint32_t crc, const char *text, size_t n)
         p += 8;
         n -= 8;
     }
+    if (n >= 4) { /* the same, four bytes: short texts (a Kraken level's ~20 bytes) end in up to 7 */
+        uint32_t v;
+        memcpy(&v, p, 4);
+        v ^= crc;
+        crc = crc32_tables[3][v & 0xFF] ^ crc32_tables[2][(v >> 8) & 0xFF] ^ crc32_tables[1][(v >> 16) & 0xFF] ^
+              crc32_tables[0][v >> 24];
+        p += 4;
+        n -= 4;
+    }
 #endif
     while (n-- > 0) {
         crc = crc32_tables[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);

@@ -84,27 +84,6 @@ int ldc_fb_scan_string(Scanner *sc, const char **text, Py_ssize_t *len, int *esc
     const unsigned char *p = (const unsigned char *)sc->p + 1, *end = (const unsigned char *)sc->end;
     *escaped = 0;
     while (p < end) {
-#if PY_LITTLE_ENDIAN
-        /* eight plain bytes a step (none a quote, a backslash, a control character or beyond ASCII), else the first
-         * that is not, found as the lowest flagged byte: the zero-byte and below-0x20 tests flag a byte above a
-         * true hit as well (a borrow), never one below it, so the lowest flag is exact */
-        while (end - p >= 8) {
-            uint64_t w;
-            memcpy(&w, p, 8);
-            const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-            uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-            uint64_t flags = (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | ((w - ones * 0x20) & ~w) |
-                              w) & highs;
-            if (flags != 0) {
-                p += __builtin_ctzll(flags) >> 3;
-                break;
-            }
-            p += 8;
-        }
-        if (p >= end) {
-            break;
-        }
-#endif
         unsigned char c = *p;
         if (c == '"') {
             *text = sc->p + 1;

@@ -16,6 +16,29 @@
  * bytewise loop was a third of top_crc32's time. */
 static uint32_t crc32_tables[8][256];
 
+/* x^(8n) mod P for n bytes (zlib's reflected representation: x^0 is 0x80000000): the CRC32 register after n zero
+ * bytes from a state s is multmodp(crc32_zeros[n], s). The register update is linear in (state, bytes), so the
+ * register after bytes B from s is the one from 0 xor s shifted by len(B) zero bytes (zlib's crc32_combine) */
+#define CRC32_ZEROS_MAX (KRAKEN_CACHE_LEVELS * KRAKEN_LEVEL_CHARS)
+static uint32_t crc32_zeros[CRC32_ZEROS_MAX + 1];
+
+/* a * b mod P (zlib's multmodp) */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+    uint32_t m = 1u << 31, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) {
+                break;
+            }
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ 0xEDB88320u : b >> 1;
+    }
+    return p;
+}
+
 void ldc_fb_crc32_init(void)
 {
     for (uint32_t i = 0; i < 256; i++) {
@@ -24,6 +47,10 @@ void ldc_fb_crc32_init(void)
             c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1; /* zlib's polynomial, reflected */
         }
         crc32_tables[0][i] = c;
+    }
+    crc32_zeros[0] = 0x80000000u;
+    for (int n = 1; n <= CRC32_ZEROS_MAX; n++) {
+        crc32_zeros[n] = multmodp(crc32_zeros[n - 1], 0x00800000u); /* times x^8: one zero byte more */
     }
     for (uint32_t i = 0; i < 256; i++) {
         for (int t = 1; t < 8; t++) {
@@ -424,16 +451,21 @@ static int kraken_side_cached(const Side *s, Py_ssize_t count, Py_ssize_t prefix
         out->states[i + 1] = crc;
     }
     out->count = count;
+    out->total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        out->total += out->len[i];
+    }
     *crc_io = crc;
     return 1;
 }
 
 /* ldc_fb_kraken_crc32 through a cache of the last one: the CRC is a pure function of the top n levels' doubles
  * (and n and the decimals), so a side whose top n is bitwise what it was (a copy of it is kept) has the same text.
- * Both sides unchanged: the last CRC. Otherwise a changed side is written again from its first changed level (the
- * CRC state after each level is kept: the asks from the CRC's start, the bids from the state after the asks when
- * the asks did not change), each level that was in the kept top taking its kept text. n above
- * KRAKEN_CACHE_LEVELS, or the cache switched off (cache->off): computed whole, every time */
+ * Both sides unchanged: the last CRC. Otherwise a changed side is hashed again from its first changed level (the
+ * CRC register after each level is kept: the asks' from the CRC's start, the bids' from 0, so that they do not
+ * depend on the asks), each level that was in the kept top taking its kept text, and the two are combined (the
+ * asks' register shifted by the bids' length, xor the bids'). n above KRAKEN_CACHE_LEVELS, or the cache switched
+ * off (cache->off): computed whole, every time */
 int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals,
                                KrakenCrcCache *cache, long long *out)
 {
@@ -464,16 +496,17 @@ int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_dec
         return 1;
     }
     const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
-    uint32_t crc = 0xFFFFFFFFu;
+    const uint32_t starts[2] = {0xFFFFFFFFu, 0}; /* the asks from the CRC's start; the bids from 0, combined */
+    uint32_t ends[2];
     cache->valid = 0; /* until both sides are kept again */
     for (int k = 0; k < 2; k++) {
         const KrakenSideCache *kept = &cache->sides[k][cache->current[k]];
-        if (same[k] && kept->states[0] == crc) { /* as kept, from the same start: the state after it holds */
-            crc = kept->states[kept->count];
+        if (same[k]) {
+            ends[k] = kept->states[kept->count];
             continue;
         }
         KrakenSideCache *next = &cache->sides[k][!cache->current[k]];
-        if (!kraken_side_cached(sides[k], counts[k], prefix[k], scale, kept, next, crc, &crc)) {
+        if (!kraken_side_cached(sides[k], counts[k], prefix[k], scale, kept, next, starts[k], &ends[k])) {
             for (int side = 0; side < 2; side++) { /* nothing kept: the next one starts afresh */
                 cache->sides[side][cache->current[side]].count = 0;
             }
@@ -481,6 +514,8 @@ int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_dec
         }
         cache->current[k] = !cache->current[k];
     }
+    /* the register after the asks then the bids: the bids' own (from 0) xor the asks' shifted by the bids' length */
+    uint32_t crc = multmodp(crc32_zeros[cache->sides[1][cache->current[1]].total], ends[0]) ^ ends[1];
     cache->bids_only += same[0];
     cache->n = n;
     cache->price_decimals = price_decimals;

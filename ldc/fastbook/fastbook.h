@@ -134,8 +134,10 @@ typedef struct {
 #define KRAKEN_LEVEL_CHARS 48  /* a level's text: two numbers of at most 19 digits, the last written 8 bytes a word */
 typedef struct {
     Py_ssize_t count;                            /* levels kept */
+    size_t total;                                /* their texts' length */
     Level levels[KRAKEN_CACHE_LEVELS];           /* as in the book (key, qty), best first */
-    uint32_t states[KRAKEN_CACHE_LEVELS + 1];    /* the CRC32 state before the side, then after each level */
+    uint32_t states[KRAKEN_CACHE_LEVELS + 1];    /* the CRC32 register before the side (the asks: the CRC's start;
+                                                  * the bids: 0, combined after), then after each level */
     uint8_t len[KRAKEN_CACHE_LEVELS];
     char text[KRAKEN_CACHE_LEVELS][KRAKEN_LEVEL_CHARS]; /* price then quantity digits */
 } KrakenSideCache;

@@ -145,6 +145,11 @@ class HotPath:
         form) and, when those are not the shortest form, again in it (``ldc.venues.okx.book_checksum``);
         HOT_CRC_KRAKEN: ``FastBook.kraken_crc32`` (decimals >= 0). A diff whose checksum is not confirmed is
         HOT_CHECKSUM_FAULT (applied, neither recorded nor published)."""
+    crc_cache: bool  # Kraken: reuse the last checksum while the top 10 is bitwise as it was (False: whole every time)
+    @property
+    def crc_reused(self) -> int: ...  # Kraken checksums answered from that cache (both sides unchanged)
+    @property
+    def crc_bids_only(self) -> int: ...  # Kraken checksums that rewrote the bids alone (the asks unchanged)
     def take_checksums(self) -> int:
         """Checksums verified equal since the last call (and reset to 0)."""
     skips_old: bool  # drop and count an update ending at or before the book (verdict OLD; not OKX's reset)

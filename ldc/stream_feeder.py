@@ -382,9 +382,12 @@ class StreamFeeder:
             for raw in raws:
                 self._on_message(conn_id, raw, recv_time_ns, self._parse)
             return
-        start, count = 0, len(raws)
+        start, count, lock = 0, len(raws), self._lock
         while start < count:
-            with self._lock:
+            # acquire / try / finally release is what `with lock:` does, in half its time (~50 vs ~105 ns: the
+            # context protocol's two method lookups and calls), once a read
+            lock.acquire()
+            try:
                 try:
                     index, kind, value = router.feed(raws, start, conn_id, recv_time_ns)
                 except Exception as exc:  # raised in C while a HotPath held a book: fail closed
@@ -398,6 +401,8 @@ class StreamFeeder:
                 if kind == ROUTE_DIFF or kind == ROUTE_TOP_FAULT or kind == ROUTE_CHECKSUM_FAULT:
                     self._routed(kind, value, recv_time_ns)
                     self.writer.notify()
+            finally:
+                lock.release()
             if kind != ROUTE_DIFF and kind != ROUTE_TOP_FAULT and kind != ROUTE_CHECKSUM_FAULT:
                 # ROUTE_CONTROL: the dialect leaves it to the reference parser; ROUTE_MALFORMED: the dialect
                 # doubts it, and the reference parser reads it or names the fault (read_message's fallback)

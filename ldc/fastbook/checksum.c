@@ -16,6 +16,29 @@
  * bytewise loop was a third of top_crc32's time. */
 static uint32_t crc32_tables[8][256];
 
+/* x^(8n) mod P for n bytes (zlib's reflected representation: x^0 is 0x80000000): the CRC32 register after n zero
+ * bytes from a state s is multmodp(crc32_zeros[n], s). The register update is linear in (state, bytes), so the
+ * register after bytes B from s is the one from 0 xor s shifted by len(B) zero bytes (zlib's crc32_combine) */
+#define CRC32_ZEROS_MAX (KRAKEN_CACHE_LEVELS * KRAKEN_LEVEL_CHARS)
+static uint32_t crc32_zeros[CRC32_ZEROS_MAX + 1];
+
+/* a * b mod P (zlib's multmodp) */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+    uint32_t m = 1u << 31, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) {
+                break;
+            }
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ 0xEDB88320u : b >> 1;
+    }
+    return p;
+}
+
 void ldc_fb_crc32_init(void)
 {
     for (uint32_t i = 0; i < 256; i++) {
@@ -24,6 +47,10 @@ void ldc_fb_crc32_init(void)
             c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1; /* zlib's polynomial, reflected */
         }
         crc32_tables[0][i] = c;
+    }
+    crc32_zeros[0] = 0x80000000u;
+    for (int n = 1; n <= CRC32_ZEROS_MAX; n++) {
+        crc32_zeros[n] = multmodp(crc32_zeros[n - 1], 0x00800000u); /* times x^8: one zero byte more */
     }
     for (uint32_t i = 0; i < 256; i++) {
         for (int t = 1; t < 8; t++) {
@@ -46,6 +73,15 @@ static uint32_t crc32_add(uint32_t crc, const char *text, size_t n)
               crc32_tables[2][(v >> 40) & 0xFF] ^ crc32_tables[1][(v >> 48) & 0xFF] ^ crc32_tables[0][v >> 56];
         p += 8;
         n -= 8;
+    }
+    if (n >= 4) { /* the same, four bytes: short texts (a Kraken level's ~20 bytes) end in up to 7 */
+        uint32_t v;
+        memcpy(&v, p, 4);
+        v ^= crc;
+        crc = crc32_tables[3][v & 0xFF] ^ crc32_tables[2][(v >> 8) & 0xFF] ^ crc32_tables[1][(v >> 16) & 0xFF] ^
+              crc32_tables[0][v >> 24];
+        p += 4;
+        n -= 4;
     }
 #endif
     while (n-- > 0) {
@@ -267,74 +303,226 @@ static inline int decimal_digits(uint64_t u)
     return guess + (v >= POW10_U64[guess]);
 }
 
+/* rint(value * scale) in decimal at out (up to 24 bytes written, the bytes past the number are scratch): its
+ * length, or 0 when Python must write it (negative, NaN, a product of 2^62 or more). A number is written as 8-digit
+ * words: the first without its leading zeros (shifted out) */
+static inline int kraken_number(double value, double scale, char *out)
+{
+    double y = value * scale;
+    if (!(y >= 0.0 && y < KRAKEN_PRODUCT_MAX)) {
+        return 0; /* negative, NaN or too large: Python writes it */
+    }
+    /* numpy's rint (round half to even, the default rounding mode) without a libm call: below 2^52, adding and
+     * taking back 2^52 rounds to an integer (IEEE arithmetic: nothing folds it away); at or above it a double is
+     * an integer already */
+    if (y < 4503599627370496.0) {
+        y = (y + 4503599627370496.0) - 4503599627370496.0;
+    }
+    uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
+    int len = decimal_digits(u), words;
+    uint64_t word[3];
+    if (u < 100000000u) {
+        word[0] = digits8((uint32_t)u);
+        words = 1;
+    } else if (u < 10000000000000000u) {
+        word[0] = digits8((uint32_t)(u / 100000000u));
+        word[1] = digits8((uint32_t)(u % 100000000u));
+        words = 2;
+    } else { /* u < 2^62: below 10^19 */
+        uint64_t high = u / 100000000u;
+        word[0] = digits8((uint32_t)(high / 100000000u));
+        word[1] = digits8((uint32_t)(high % 100000000u));
+        word[2] = digits8((uint32_t)(u % 100000000u));
+        words = 3;
+    }
+    int lead = len - 8 * (words - 1); /* the first word's digits, 1..8 */
+#if PY_LITTLE_ENDIAN
+    word[0] >>= 8 * (8 - lead); /* its leading zeros (the first bytes in memory) dropped */
+    memcpy(out, &word[0], 8);
+#else
+    memcpy(out, (const char *)&word[0] + 8 - lead, (size_t)lead);
+#endif
+    for (int w = 1; w < words; w++) {
+        memcpy(out + lead + 8 * (w - 1), &word[w], 8);
+    }
+    return len;
+}
+
+/* a level's text, price then quantity, at out (KRAKEN_LEVEL_CHARS): its length, 0 when Python must write it */
+static inline int kraken_level_text(const Side *s, const Level *lv, const double scale[2], char *out)
+{
+    int price = kraken_number(s->sign * lv->a, scale[0], out);
+    int qty = price > 0 ? kraken_number(lv->qty, scale[1], out + price) : 0;
+    return qty > 0 ? price + qty : 0;
+}
+
+/* One side's part of Kraken's CRC32: its top n (best first), each price and quantity as the integer
+ * rint(value * scale) in decimal, through *crc. 1, or 0 when Python must compute it (a product beyond 2^62) */
+static int kraken_side_crc(const Side *s, Py_ssize_t n, const double scale[2], uint32_t *crc_io)
+{
+    uint32_t crc = *crc_io;
+    char text[KRAKEN_TEXT_CHARS]; /* the levels' texts, hashed a buffer at a time */
+    size_t used = 0;
+    Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (used + KRAKEN_LEVEL_CHARS > KRAKEN_TEXT_CHARS) {
+            crc = crc32_add(crc, text, used);
+            used = 0;
+        }
+        int len = kraken_level_text(s, &s->buf[s->hi - 1 - i], scale, text + used);
+        if (len == 0) {
+            return 0;
+        }
+        used += (size_t)len;
+    }
+    *crc_io = crc32_add(crc, text, used);
+    return 1;
+}
+
+static int kraken_decimals_fast(int price_decimals, int size_decimals)
+{
+    return price_decimals >= 0 && size_decimals >= 0 && price_decimals <= FAST_POW10_MAX &&
+           size_decimals <= FAST_POW10_MAX;
+}
+
 /* Kraken's unsigned CRC32 of the top n (decimals >= 0) into *out: 1, or 0 when Python must compute it (decimals
  * beyond the exact powers of ten, a product beyond 2^62); never an exception */
 int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out)
 {
-    if (price_decimals < 0 || size_decimals < 0 || price_decimals > FAST_POW10_MAX || size_decimals > FAST_POW10_MAX) {
+    if (!kraken_decimals_fast(price_decimals, size_decimals)) {
         return 0;
     }
     const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
-    const Side *sides[2] = {&self->asks, &self->bids};
-    uint32_t crc = 0xFFFFFFFFu;
-    /* the numbers' text, hashed a buffer at a time. A number is written as 8-digit words: the first without its
-     * leading zeros (shifted out; the bytes past the number are overwritten by the next one or not hashed) */
-    char text[KRAKEN_TEXT_CHARS];
-    size_t used = 0;
-    for (int side = 0; side < 2; side++) {
-        const Side *s = sides[side];
-        Py_ssize_t count = side_len(s) < n ? side_len(s) : n;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            const Level *lv = &s->buf[s->hi - 1 - i];
-            double values[2] = {s->sign * lv->a, lv->qty};
-            for (int k = 0; k < 2; k++) {
-                double y = values[k] * scale[k];
-                if (!(y >= 0.0 && y < KRAKEN_PRODUCT_MAX)) {
-                    return 0; /* negative, NaN or too large: Python writes it */
-                }
-                /* numpy's rint (round half to even, the default rounding mode) without a libm call: below 2^52,
-                 * adding and taking back 2^52 rounds to an integer (IEEE arithmetic: nothing folds it away); at or
-                 * above it a double is an integer already */
-                if (y < 4503599627370496.0) {
-                    y = (y + 4503599627370496.0) - 4503599627370496.0;
-                }
-                uint64_t u = (uint64_t)y; /* exact: y < 2^62 */
-                if (used + 24 > KRAKEN_TEXT_CHARS) {
-                    crc = crc32_add(crc, text, used);
-                    used = 0;
-                }
-                int len = decimal_digits(u), words;
-                uint64_t word[3];
-                if (u < 100000000u) {
-                    word[0] = digits8((uint32_t)u);
-                    words = 1;
-                } else if (u < 10000000000000000u) {
-                    word[0] = digits8((uint32_t)(u / 100000000u));
-                    word[1] = digits8((uint32_t)(u % 100000000u));
-                    words = 2;
-                } else { /* u < 2^62: below 10^19 */
-                    uint64_t high = u / 100000000u;
-                    word[0] = digits8((uint32_t)(high / 100000000u));
-                    word[1] = digits8((uint32_t)(high % 100000000u));
-                    word[2] = digits8((uint32_t)(u % 100000000u));
-                    words = 3;
-                }
-                int lead = len - 8 * (words - 1); /* the first word's digits, 1..8 */
-#if PY_LITTLE_ENDIAN
-                word[0] >>= 8 * (8 - lead); /* its leading zeros (the first bytes in memory) dropped */
-                memcpy(text + used, &word[0], 8);
-#else
-                memcpy(text + used, (const char *)&word[0] + 8 - lead, (size_t)lead);
-#endif
-                for (int w = 1; w < words; w++) {
-                    memcpy(text + used + lead + 8 * (w - 1), &word[w], 8);
-                }
-                used += (size_t)len;
-            }
-        }
+    uint32_t crc = 0xFFFFFFFFu; /* the asks, then the bids */
+    if (!kraken_side_crc(&self->asks, n, scale, &crc) || !kraken_side_crc(&self->bids, n, scale, &crc)) {
+        return 0;
     }
-    crc = crc32_add(crc, text, used);
     *out = (long long)(crc ^ 0xFFFFFFFFu);
+    return 1;
+}
+
+/* The levels of a side's top that are bitwise the kept ones from the best on (the kept copy valid for these
+ * settings, or none) */
+static inline Py_ssize_t kraken_same_prefix(const Side *s, Py_ssize_t count, const KrakenSideCache *kept)
+{
+    Py_ssize_t m = 0, most = count < kept->count ? count : kept->count;
+    while (m < most && memcmp(&kept->levels[m], &s->buf[s->hi - 1 - m], sizeof(Level)) == 0) {
+        m++;
+    }
+    return m;
+}
+
+/* A side's top written into `out` through *crc (which starts as `start`): the levels bitwise equal to the kept
+ * ones from the best on are not written again (the CRC state after them is kept: when `start` is the kept one's),
+ * a level bitwise equal to a kept one anywhere else takes its text; every other level is written. 1, or 0 when
+ * Python must compute it */
+static int kraken_side_cached(const Side *s, Py_ssize_t count, Py_ssize_t prefix, const double scale[2],
+                              const KrakenSideCache *kept, KrakenSideCache *out, uint32_t start, uint32_t *crc_io)
+{
+    if (kept->states[0] != start) {
+        prefix = 0; /* another start (the asks changed before these bids): no state after a level holds */
+    }
+    memcpy(out->levels, kept->levels, (size_t)prefix * sizeof(Level));
+    memcpy(out->states, kept->states, (size_t)(prefix + 1) * sizeof(uint32_t));
+    for (Py_ssize_t i = 0; i < prefix; i++) {
+        memcpy(out->text[i], kept->text[i], kept->len[i]);
+        out->len[i] = kept->len[i];
+    }
+    out->states[0] = start;
+    uint32_t crc = prefix > 0 ? kept->states[prefix] : start;
+    Py_ssize_t j = prefix; /* the kept levels, best first: keys descending as the book's from its best end */
+    for (Py_ssize_t i = prefix; i < count; i++) {
+        const Level *lv = &s->buf[s->hi - 1 - i];
+        while (j < kept->count && kept->levels[j].a > lv->a) {
+            j++;
+        }
+        out->levels[i] = *lv;
+        if (j < kept->count && memcmp(&kept->levels[j], lv, sizeof(Level)) == 0) {
+            memcpy(out->text[i], kept->text[j], kept->len[j]);
+            out->len[i] = kept->len[j];
+        } else {
+            int len = kraken_level_text(s, lv, scale, out->text[i]);
+            if (len == 0) {
+                return 0;
+            }
+            out->len[i] = (uint8_t)len;
+        }
+        crc = crc32_add(crc, out->text[i], out->len[i]);
+        out->states[i + 1] = crc;
+    }
+    out->count = count;
+    out->total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        out->total += out->len[i];
+    }
+    *crc_io = crc;
+    return 1;
+}
+
+/* ldc_fb_kraken_crc32 through a cache of the last one: the CRC is a pure function of the top n levels' doubles
+ * (and n and the decimals), so a side whose top n is bitwise what it was (a copy of it is kept) has the same text.
+ * Both sides unchanged: the last CRC. Otherwise a changed side is hashed again from its first changed level (the
+ * CRC register after each level is kept: the asks' from the CRC's start, the bids' from 0, so that they do not
+ * depend on the asks), each level that was in the kept top taking its kept text, and the two are combined (the
+ * asks' register shifted by the bids' length, xor the bids'). n above KRAKEN_CACHE_LEVELS, or the cache switched
+ * off (cache->off): computed whole, every time */
+int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals,
+                               KrakenCrcCache *cache, long long *out)
+{
+    if (cache->off || n > KRAKEN_CACHE_LEVELS || !kraken_decimals_fast(price_decimals, size_decimals)) {
+        cache->valid = 0;
+        return ldc_fb_kraken_crc32(self, n, price_decimals, size_decimals, out);
+    }
+    const Side *sides[2] = {&self->asks, &self->bids};
+    Py_ssize_t counts[2], prefix[2];
+    int same[2];
+    if (!(cache->valid && cache->n == n && cache->price_decimals == price_decimals &&
+          cache->size_decimals == size_decimals)) {
+        for (int k = 0; k < 2; k++) { /* nothing kept holds for these settings */
+            cache->sides[k][cache->current[k]].count = 0;
+            cache->sides[k][cache->current[k]].states[0] = 0;
+        }
+        cache->valid = 0;
+    }
+    for (int k = 0; k < 2; k++) {
+        const KrakenSideCache *kept = &cache->sides[k][cache->current[k]];
+        counts[k] = side_len(sides[k]) < n ? side_len(sides[k]) : n;
+        prefix[k] = kraken_same_prefix(sides[k], counts[k], kept);
+        same[k] = cache->valid && prefix[k] == counts[k] && counts[k] == kept->count;
+    }
+    if (same[0] && same[1]) {
+        cache->reused++;
+        *out = cache->crc;
+        return 1;
+    }
+    const double scale[2] = {POW10[price_decimals], POW10[size_decimals]};
+    const uint32_t starts[2] = {0xFFFFFFFFu, 0}; /* the asks from the CRC's start; the bids from 0, combined */
+    uint32_t ends[2];
+    cache->valid = 0; /* until both sides are kept again */
+    for (int k = 0; k < 2; k++) {
+        const KrakenSideCache *kept = &cache->sides[k][cache->current[k]];
+        if (same[k]) {
+            ends[k] = kept->states[kept->count];
+            continue;
+        }
+        KrakenSideCache *next = &cache->sides[k][!cache->current[k]];
+        if (!kraken_side_cached(sides[k], counts[k], prefix[k], scale, kept, next, starts[k], &ends[k])) {
+            for (int side = 0; side < 2; side++) { /* nothing kept: the next one starts afresh */
+                cache->sides[side][cache->current[side]].count = 0;
+            }
+            return 0;
+        }
+        cache->current[k] = !cache->current[k];
+    }
+    /* the register after the asks then the bids: the bids' own (from 0) xor the asks' shifted by the bids' length */
+    uint32_t crc = multmodp(crc32_zeros[cache->sides[1][cache->current[1]].total], ends[0]) ^ ends[1];
+    cache->bids_only += same[0];
+    cache->n = n;
+    cache->price_decimals = price_decimals;
+    cache->size_decimals = size_decimals;
+    cache->crc = (long long)(crc ^ 0xFFFFFFFFu);
+    cache->valid = 1;
+    *out = cache->crc;
     return 1;
 }
 

@@ -33,19 +33,10 @@ PyObject *ldc_fb_symbol_object(const char *text, Py_ssize_t len)
     return symbol;
 }
 
-PyObject *ldc_fb_parsed_diff_new(const Event *ev)
+/* an event's fields and the scratch levels into d (its symbol set by the caller) */
+static void parsed_diff_fill(ParsedDiff *d, const Event *ev)
 {
     Py_ssize_t nb = ldc_fb_scratch_bids.count, na = ldc_fb_scratch_asks.count;
-    ParsedDiff *d = PyObject_NewVar(ParsedDiff, &ldc_fb_ParsedDiffType, nb + na);
-    if (d == NULL) {
-        return NULL;
-    }
-    d->symbol = ldc_fb_symbol_object(ev->symbol, ev->symbol_len);
-    d->bids_list = d->asks_list = NULL;
-    if (d->symbol == NULL) {
-        Py_DECREF(d);
-        return NULL;
-    }
     d->first_id = ev->first_id;
     d->final_id = ev->final_id;
     d->prev_final_id = ev->prev_final_id;
@@ -60,6 +51,51 @@ PyObject *ldc_fb_parsed_diff_new(const Event *ev)
     if (na) {
         memcpy(d->levels + nb, ldc_fb_scratch_asks.levels, (size_t)na * sizeof(Level));
     }
+}
+
+/* a ParsedDiff with room for `room` levels (at least the scratch's) */
+static PyObject *parsed_diff_alloc(const Event *ev, Py_ssize_t room)
+{
+    ParsedDiff *d = PyObject_NewVar(ParsedDiff, &ldc_fb_ParsedDiffType, room);
+    if (d == NULL) {
+        return NULL;
+    }
+    d->symbol = ldc_fb_symbol_object(ev->symbol, ev->symbol_len);
+    d->bids_list = d->asks_list = NULL;
+    if (d->symbol == NULL) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    parsed_diff_fill(d, ev);
+    return (PyObject *)d;
+}
+
+PyObject *ldc_fb_parsed_diff_new(const Event *ev)
+{
+    return parsed_diff_alloc(ev, ldc_fb_scratch_bids.count + ldc_fb_scratch_asks.count);
+}
+
+/* ldc_fb_parsed_diff_new into *spare when it is a ParsedDiff nobody else holds (its one reference is *spare's) with
+ * room for the levels: its reference moves to the result (*spare = NULL), nothing is allocated. A new one has room
+ * for PARSED_DIFF_SPARE_LEVELS at least, so that it can serve as the next spare. For a caller that keeps each diff
+ * as its spare once it is the diff's last holder (the StreamRouter: a diff Python was given, or a pending refresh
+ * recorded, is held elsewhere and never rewritten) */
+PyObject *ldc_fb_parsed_diff_reuse(const Event *ev, PyObject **spare)
+{
+    Py_ssize_t needed = ldc_fb_scratch_bids.count + ldc_fb_scratch_asks.count;
+    ParsedDiff *d = (ParsedDiff *)*spare;
+    if (d == NULL || Py_REFCNT(d) != 1 || Py_SIZE(d) < needed) {
+        return parsed_diff_alloc(ev, needed > PARSED_DIFF_SPARE_LEVELS ? needed : PARSED_DIFF_SPARE_LEVELS);
+    }
+    PyObject *symbol = ldc_fb_symbol_object(ev->symbol, ev->symbol_len);
+    if (symbol == NULL) {
+        return NULL;
+    }
+    *spare = NULL;
+    Py_SETREF(d->symbol, symbol);
+    Py_CLEAR(d->bids_list);
+    Py_CLEAR(d->asks_list);
+    parsed_diff_fill(d, ev);
     return (PyObject *)d;
 }
 

@@ -294,36 +294,45 @@ static const struct {
 } KR_REQUIRED[] = {{KRI_SYMBOL, "symbol"}, {KRI_CHECKSUM, "checksum"}, {KRI_BIDS, "bids"}, {KRI_ASKS, "asks"},
                    {KRI_TIMESTAMP, "timestamp"}};
 
-PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* [(symbol, event)] (steals both; NULL with an exception, both released) */
+PyObject *ldc_fb_kraken_events(PyObject *symbol, PyObject *event)
 {
-    (void)module;
+    PyObject *pair = PyTuple_New(2), *result = pair != NULL ? PyList_New(1) : NULL;
+    if (result == NULL) {
+        Py_XDECREF(pair);
+        Py_DECREF(symbol);
+        Py_DECREF(event);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, symbol);
+    PyTuple_SET_ITEM(pair, 1, event);
+    PyList_SET_ITEM(result, 0, pair);
+    return result;
+}
+
+/* One message read: 1 with *symbol and *event (new references: a ParsedDiff for an update, a DepthSnapshot for a
+ * snapshot), 0 when it is not a book message (the reference parser's), -1 with an exception (a ValueError: a
+ * doubt). spare: a ParsedDiff the update may be written into (ldc_fb_parsed_diff_reuse), or NULL */
+int ldc_fb_kraken_event(PyObject *raw, Py_ssize_t depth, PyObject **spare, PyObject **symbol, PyObject **event)
+{
     Scanner sc;
     Py_buffer view = {0};
     const char *data;
-    Py_ssize_t size, depth;
-    PyObject *result = NULL, *event = NULL;
+    Py_ssize_t size;
+    int result = -1;
     KrakenMessage msg = {0};
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "parse_kraken(raw, depth): expected 2 arguments, found %zd", nargs);
-        return NULL;
-    }
-    if ((depth = PyLong_AsSsize_t(args[1])) < 1) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_ValueError, "parse_kraken: expected a depth of at least 1, found %zd", depth);
-        }
-        return NULL;
-    }
+    *symbol = *event = NULL;
     event_reset(&msg.ev);
     msg.us = NO_ID;
-    if (ldc_fb_message_bytes(args[0], &data, &size, &view) < 0) {
-        return NULL;
+    if (ldc_fb_message_bytes(raw, &data, &size, &view) < 0) {
+        return -1;
     }
     int rc = ldc_fb_scan_message(data, size, &sc, kr_field, &msg);
     if (rc < 0) {
         goto done;
     }
     if (rc > 0 || msg.not_ours || !(msg.seen & KR_CHANNEL)) {
-        result = Py_NewRef(Py_None);
+        result = 0;
         goto done;
     }
     if (!sc.has_error && (msg.seen & (KR_TYPE | KR_DATA)) != (KR_TYPE | KR_DATA)) {
@@ -334,39 +343,53 @@ PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_
             ldc_fb_field_error(&sc, KR_REQUIRED[i].name, -1, "a value", "nothing", 7);
         }
     }
-    if (!sc.has_error && msg.snapshot &&
-        (ldc_fb_scratch_bids.count > depth || ldc_fb_scratch_asks.count > depth)) {
-        ldc_fb_field_error(&sc, "data", -1, "at most the subscribed depth a side", "more", 4);
-    }
     if (sc.has_error) {
         PyErr_SetString(PyExc_ValueError, sc.error);
         goto done;
     }
     long long ms = msg.us / 1000; /* us >= 0 (KR_MIN_YEAR): floor division as the reference's // */
-    PyObject *symbol = NULL; /* a diff carries its own (ldc_fb_parsed_diff_new makes it once) */
     if (msg.snapshot) {
-        symbol = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len);
-        event = symbol == NULL ? NULL
-                               : ldc_fb_stream_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.us, depth, ms,
-                                                        msg.checksum);
-    } else {
+        *symbol = ldc_fb_symbol_object(msg.ev.symbol, msg.ev.symbol_len);
+        *event = *symbol == NULL ? NULL
+                                 : ldc_fb_book_snapshot(&ldc_fb_scratch_bids, &ldc_fb_scratch_asks, msg.us, depth, ms,
+                                                        msg.checksum, "data", "at most the subscribed depth a side");
+    } else { /* a diff carries its own symbol (made once) */
         msg.ev.first_id = msg.ev.final_id = msg.us; /* the update id is the timestamp, one message */
         msg.ev.event_time = ms;
         msg.ev.checksum = msg.checksum;
-        event = ldc_fb_parsed_diff_new(&msg.ev);
-        symbol = event != NULL ? Py_NewRef(((ParsedDiff *)event)->symbol) : NULL;
+        *event = spare != NULL ? ldc_fb_parsed_diff_reuse(&msg.ev, spare) : ldc_fb_parsed_diff_new(&msg.ev);
+        *symbol = *event != NULL ? Py_NewRef(((ParsedDiff *)*event)->symbol) : NULL;
     }
-    PyObject *pair = event != NULL ? PyTuple_Pack(2, symbol, event) : NULL;
-    Py_XDECREF(symbol);
-    if (pair != NULL && (result = PyList_New(1)) != NULL) {
-        PyList_SET_ITEM(result, 0, pair);
-        pair = NULL;
+    if (*event == NULL) {
+        Py_CLEAR(*symbol);
+        goto done;
     }
-    Py_XDECREF(pair);
+    result = 1;
 done:
-    Py_XDECREF(event);
     if (view.obj != NULL) {
         PyBuffer_Release(&view);
     }
     return result;
+}
+
+PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Py_ssize_t depth;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "parse_kraken(raw, depth): expected 2 arguments, found %zd", nargs);
+        return NULL;
+    }
+    if ((depth = PyLong_AsSsize_t(args[1])) < 1) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError, "parse_kraken: expected a depth of at least 1, found %zd", depth);
+        }
+        return NULL;
+    }
+    PyObject *symbol, *event;
+    int rc = ldc_fb_kraken_event(args[0], depth, NULL, &symbol, &event);
+    if (rc <= 0) {
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    return ldc_fb_kraken_events(symbol, event);
 }

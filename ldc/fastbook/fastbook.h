@@ -128,6 +128,32 @@ typedef struct {
     Py_ssize_t window; /* snapshot.limit; 0 before the first snapshot (nothing pruned) */
 } FastBook;
 
+/* The last Kraken checksum a HotPath computed (ldc_fb_kraken_crc32_cached): per side, the top levels it was
+ * computed from, bitwise, each level's text and the CRC32 state after it; and the CRC. Exact by construction: the
+ * checksum is a pure function of those doubles, n and the decimals, so equal copies give the same text */
+#define KRAKEN_CACHE_LEVELS 10 /* Kraken's checksum covers the top 10 (kraken.CHECKSUM_LEVELS) */
+#define KRAKEN_LEVEL_CHARS 48  /* a level's text: two numbers of at most 19 digits, the last written 8 bytes a word */
+typedef struct {
+    Py_ssize_t count;                            /* levels kept */
+    size_t total;                                /* their texts' length */
+    Level levels[KRAKEN_CACHE_LEVELS];           /* as in the book (key, qty), best first */
+    uint32_t states[KRAKEN_CACHE_LEVELS + 1];    /* the CRC32 register before the side (the asks: the CRC's start;
+                                                  * the bids: 0, combined after), then after each level */
+    uint8_t len[KRAKEN_CACHE_LEVELS];
+    char text[KRAKEN_CACHE_LEVELS][KRAKEN_LEVEL_CHARS]; /* price then quantity digits */
+} KrakenSideCache;
+
+typedef struct {
+    int valid, off;  /* off: computed whole every time (HotPath.crc_cache = False) */
+    Py_ssize_t n;
+    int price_decimals, size_decimals;
+    KrakenSideCache sides[2][2];          /* asks, bids: the kept one (current) and the one written next */
+    int current[2];
+    long long crc;
+    long long reused;                     /* checksums answered from the cache, both sides unchanged */
+    long long bids_only;                  /* checksums that wrote the bids alone (the asks unchanged) */
+} KrakenCrcCache;
+
 enum { HOT_PASS = 0, HOT_DONE = 1, HOT_TOP_FAULT = 2, HOT_CHECKSUM_FAULT = 3, HOT_IGNORED = 4 };
 enum { HOT_CRC_OKX = 0, HOT_CRC_KRAKEN = 1 };
 
@@ -163,6 +189,7 @@ typedef struct {
     int skips_old;          /* an update ending at or before the book (verdict OLD: OKX's keep-alive, a duplicate)
                              * is counted and dropped here (HOT_IGNORED) instead of handed to BookSync */
     long long ignored;      /* updates so dropped since the last take_ignored() */
+    KrakenCrcCache kraken_crc; /* HOT_CRC_KRAKEN: the last checksum, reused while the top 10 stays as it was */
 } HotPath;
 
 enum { ROUTE_END = 0, ROUTE_DIFF = 1, ROUTE_TOP_FAULT = 2, ROUTE_CONTROL = 3, ROUTE_MALFORMED = 4, ROUTE_CHECKSUM_FAULT = 5 };
@@ -380,6 +407,8 @@ int ldc_fb_exact_number(Scanner *sc, double *out);
 extern PyTypeObject ldc_fb_ParsedDiffType;
 PyObject *ldc_fb_symbol_object(const char *text, Py_ssize_t len);
 PyObject *ldc_fb_parsed_diff_new(const Event *ev);
+#define PARSED_DIFF_SPARE_LEVELS 16 /* the room of a ParsedDiff made to be reused (ldc_fb_parsed_diff_reuse) */
+PyObject *ldc_fb_parsed_diff_reuse(const Event *ev, PyObject **spare);
 PyObject *ldc_fb_parse_depth(PyObject *module, PyObject *arg);
 PyObject *ldc_fb_level_pair(double price, double qty);
 PyObject *ldc_fb_parse_snapshot_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
@@ -409,15 +438,9 @@ void ldc_fb_sort_levels(Scratch *s, int descending);
 PyObject *ldc_fb_book_snapshot(const Scratch *bids, const Scratch *asks, long long update_id, Py_ssize_t limit,
                                long long event_time_ms, long long checksum, const char *limit_field,
                                const char *limit_expected);
-/* dialect_kraken.c's call until it calls ldc_fb_book_snapshot itself (and drops its own depth check beside it):
- * the same snapshot, a side beyond the depth refused in its words */
-static inline PyObject *ldc_fb_stream_snapshot(const Scratch *bids, const Scratch *asks, long long update_id,
-                                               Py_ssize_t limit, long long event_time_ms, long long checksum)
-{
-    return ldc_fb_book_snapshot(bids, asks, update_id, limit, event_time_ms, checksum, "data",
-                                "at most the subscribed depth a side");
-}
 PyObject *ldc_fb_parse_kraken(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+int ldc_fb_kraken_event(PyObject *raw, Py_ssize_t depth, PyObject **spare, PyObject **symbol, PyObject **event);
+PyObject *ldc_fb_kraken_events(PyObject *symbol, PyObject *event);
 PyObject *ldc_fb_fastbook_kraken_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* side.c */
@@ -438,6 +461,8 @@ void ldc_fb_crc32_init(void);
 PyObject *ldc_fb_fastbook_top_crc32(FastBook *self, PyObject *const *args, Py_ssize_t nargs);
 int ldc_fb_top_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out);
 int ldc_fb_kraken_crc32(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals, long long *out);
+int ldc_fb_kraken_crc32_cached(const FastBook *self, Py_ssize_t n, int price_decimals, int size_decimals,
+                               KrakenCrcCache *cache, long long *out);
 
 /* hotpath.c */
 extern const LdcSeqlockAPI *ldc_fb_seqlock_api;
@@ -455,6 +480,8 @@ typedef struct {
     PyObject *paths;       /* dict: stream key str -> HotPath */
     StreamDialect dialect; /* the venue's C dialect (parse_okx, parse_bybit); NULL with parse_kraken */
     PyObject *depth;       /* parse_kraken's second argument, the subscribed depth (NULL: a one-argument dialect) */
+    Py_ssize_t kraken_depth; /* the same, as a number */
+    PyObject *spare;       /* Kraken: the last ParsedDiff when the router was its last holder, rewritten by the next */
     PyObject *name;        /* its function object, as given */
     PyObject *fault_stream; /* the stream whose HotPath raised in the last feed() (NULL: none) */
     Py_ssize_t fault_index; /* and the index of its message in raws (-1: none) */

@@ -76,6 +76,7 @@ static int hotpath_init(HotPath *self, PyObject *args, PyObject *kwds)
     self->checksums = 0;
     self->skips_old = 0;
     self->ignored = 0;
+    memset(&self->kraken_crc, 0, sizeof self->kraken_crc);
     return 0;
 }
 
@@ -214,6 +215,29 @@ static int hotpath_set_flag(HotPath *self, PyObject *value, void *closure)
     return 0;
 }
 
+/* crc_cache: Kraken's checksum reused while the top 10 stays as it was (on by default; off: computed whole
+ * every time, for the tests that compare both) */
+static PyObject *hotpath_get_crc_cache(HotPath *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(!self->kraken_crc.off);
+}
+
+static int hotpath_set_crc_cache(HotPath *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    int on = value == NULL ? -1 : PyObject_IsTrue(value);
+    if (on < 0) {
+        if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "cannot delete a HotPath field");
+        }
+        return -1;
+    }
+    self->kraken_crc.off = !on;
+    self->kraken_crc.valid = 0;
+    return 0;
+}
+
 static PyObject *hotpath_take_checksums(HotPath *self, PyObject *unused)
 {
     (void)unused;
@@ -236,8 +260,9 @@ static int hot_checksum_holds(HotPath *self, long long expected)
 {
     long long crc;
     if (self->crc_kind == HOT_CRC_KRAKEN) { /* 0: a number only Python writes (BookSync verifies it) */
-        return ldc_fb_kraken_crc32(self->book, self->crc_levels, self->crc_price_decimals, self->crc_size_decimals,
-                                   &crc) && crc == expected;
+        return ldc_fb_kraken_crc32_cached(self->book, self->crc_levels, self->crc_price_decimals,
+                                          self->crc_size_decimals, &self->kraken_crc, &crc) &&
+               crc == expected;
     }
     int rc = ldc_fb_top_crc32(self->book, self->crc_levels, self->crc_price_decimals, self->crc_size_decimals, &crc);
     if (rc <= 0) {
@@ -417,6 +442,13 @@ static PyGetSetDef hotpath_getset[] = {
     {"unsequenced", (getter)hotpath_get_flag, NULL,
      "Sequence rule NONE: every update with an id applies; the book's id never goes back.",
      (void *)offsetof(HotPath, unsequenced)},
+    {"crc_cache", (getter)hotpath_get_crc_cache, (setter)hotpath_set_crc_cache,
+     "Kraken: reuse the last checksum while the top 10 is bitwise as it was, else write a side again from its first\n"
+     "changed level, kept levels taking their kept text; False computes it whole every time.", NULL},
+    {"crc_reused", (getter)hotpath_get_i64, NULL, "Kraken checksums answered from the cache (both sides unchanged).",
+     (void *)offsetof(HotPath, kraken_crc.reused)},
+    {"crc_bids_only", (getter)hotpath_get_i64, NULL, "Kraken checksums that rewrote the bids alone (the asks unchanged).",
+     (void *)offsetof(HotPath, kraken_crc.bids_only)},
     {"update_id", (getter)hotpath_get_update_id, NULL, "The book's update id as of the last diff applied here.", NULL},
     {"slot", (getter)hotpath_get_slot, NULL, "The slot published into.", NULL},
     {"conn", (getter)hotpath_get_i64, (setter)hotpath_set_i64,

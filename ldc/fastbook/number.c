@@ -58,6 +58,39 @@ int ldc_fb_exact_number(Scanner *sc, double *out)
     if (sc->p >= sc->end || (unsigned)(*sc->p - '0') >= 10) {
         return 1;
     }
+    /* The common case in one pass: digits[.digits] (no leading zero before a digit, no exponent), at most 19
+     * digits whose integer m <= 2^53 (trailing zeros of the fraction dropped) with a scale <= 22: m / 10^scale,
+     * one correctly rounded division, what parse_decimal's fast path gives. Anything else goes the general way */
+    const char *p = from, *end = sc->end;
+    uint64_t m = 0;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && (unsigned)(*p - '0') < 10) {
+            m = m * 10 + (uint64_t)(*p++ - '0');
+        }
+    }
+    Py_ssize_t int_digits = p - from, scale = 0;
+    int fast = p >= end || (unsigned)(*p - '0') >= 10; /* "01": the general way (its syntax error) */
+    if (fast && p < end && *p == '.') {
+        const char *frac = ++p;
+        while (p < end && (unsigned)(*p - '0') < 10) {
+            m = m * 10 + (uint64_t)(*p++ - '0');
+        }
+        scale = p - frac;
+        fast = scale > 0;
+    }
+    if (fast && (p >= end || (*p != 'e' && *p != 'E')) && int_digits + scale <= 19) {
+        while (scale > 0 && m % 10 == 0 && (m > FAST_MANTISSA_MAX || scale > FAST_POW10_MAX)) {
+            m /= 10;
+            scale--;
+        }
+        if (m <= FAST_MANTISSA_MAX && scale <= FAST_POW10_MAX) {
+            *out = (double)m / POW10[scale];
+            sc->p = p;
+            return 0;
+        }
+    }
     if (ldc_fb_scan_number(sc) < 0) {
         return -1;
     }

@@ -39,13 +39,33 @@ static void router_dealloc(Router *self)
 }
 
 /* (index, kind, value) for the caller; steals value (NULL: an error already set, passed on) */
+#define ROUTED_END_KEPT 64 /* (index, ROUTE_END, None) kept for reads of fewer messages: one a read is the common case */
+static PyObject *routed_end[ROUTED_END_KEPT];
+
 PyObject *ldc_fb_routed(Py_ssize_t index, int kind, PyObject *value)
 {
     if (value == NULL) {
         return NULL;
     }
-    PyObject *result = Py_BuildValue("(niO)", index, kind, value);
-    Py_DECREF(value);
+    int kept = kind == ROUTE_END && value == Py_None && index >= 0 && index < ROUTED_END_KEPT;
+    if (kept && routed_end[index] != NULL) { /* a tuple is immutable: the same one serves every such read */
+        Py_DECREF(value);
+        return Py_NewRef(routed_end[index]);
+    }
+    PyObject *result = PyTuple_New(3), *number = result != NULL ? PyLong_FromSsize_t(index) : NULL;
+    PyObject *kind_number = number != NULL ? PyLong_FromLong(kind) : NULL;
+    if (kind_number == NULL) {
+        Py_XDECREF(number);
+        Py_XDECREF(result);
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, number);
+    PyTuple_SET_ITEM(result, 1, kind_number);
+    PyTuple_SET_ITEM(result, 2, value);
+    if (kept) {
+        routed_end[index] = Py_NewRef(result);
+    }
     return result;
 }
 
@@ -104,8 +124,15 @@ int ldc_fb_feed_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *start,
         return -1;
     }
     *start = PyLong_AsSsize_t(args[1]);
-    *conn = PyLong_AsLongLong(args[2]);
-    *recv_ns = PyLong_AsLongLong(args[3]);
+    /* ...AndOverflow: read digit by digit (PyLong_AsLongLong goes through a byte array for an int past 2^30,
+     * which recv_time_ns always is); too large is the same OverflowError */
+    int overflow[2] = {0, 0};
+    *conn = PyLong_AsLongLongAndOverflow(args[2], &overflow[0]);
+    *recv_ns = PyLong_AsLongLongAndOverflow(args[3], &overflow[1]);
+    if ((overflow[0] || overflow[1]) && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_OverflowError, "feed() %s does not fit a signed 64-bit integer",
+                     overflow[0] ? "conn_id" : "recv_time_ns");
+    }
     return PyErr_Occurred() ? -1 : 0;
 }
 

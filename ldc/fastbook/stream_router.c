@@ -72,6 +72,8 @@ static int stream_router_init(StreamRouter *self, PyObject *args, PyObject *kwds
         return -1;
     }
     Py_XSETREF(self->depth, depth_arg);
+    self->kraken_depth = kraken ? depth : 0;
+    Py_CLEAR(self->spare);
     Py_XSETREF(self->paths, paths);
     Py_XSETREF(self->name, Py_NewRef(fn));
     self->dialect = dialect;
@@ -86,6 +88,7 @@ static void stream_router_dealloc(StreamRouter *self)
     Py_CLEAR(self->name);
     Py_CLEAR(self->depth);
     Py_CLEAR(self->fault_stream);
+    Py_CLEAR(self->spare);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -148,13 +151,74 @@ static PyObject *stream_router_feed(StreamRouter *self, PyObject *const *args, P
     return result;
 }
 
+/* Done with a Kraken diff: kept as the next message's spare when the router is its last holder (Python was not
+ * given it, no pending refresh recorded it) and it has more room than the spare kept, else released */
+static void kraken_done_with(StreamRouter *self, PyObject *diff)
+{
+    if (Py_REFCNT(diff) == 1 && (self->spare == NULL || Py_SIZE(diff) > Py_SIZE(self->spare))) {
+        Py_XSETREF(self->spare, diff);
+    } else {
+        Py_DECREF(diff);
+    }
+}
+
+/* Kraken's messages, one at a time: one book a message, read (ldc_fb_kraken_event) into its symbol and a ParsedDiff
+ * that is the router's spare rewritten when nobody else holds it; the [(symbol, event)] list is made only for
+ * what Python must see. Returns as stream_router_run */
+static PyObject *kraken_run(StreamRouter *self, PyObject *raws, Py_ssize_t i, long long conn, long long recv_ns,
+                            Published *published)
+{
+    for (; i < PyList_GET_SIZE(raws); i++) {
+        PyObject *symbol, *event;
+        int rc = ldc_fb_kraken_event(PyList_GET_ITEM(raws, i), self->kraken_depth, &self->spare, &symbol, &event);
+        if (rc <= 0) {
+            return rc < 0 ? ldc_fb_routed_malformed(i) : ldc_fb_routed(i, ROUTE_CONTROL, Py_NewRef(Py_None));
+        }
+        int kind = ROUTE_DIFF; /* a snapshot, an unknown pair, another conn, HOT_PASS: BookSync's */
+        if (Py_IS_TYPE(event, &ldc_fb_ParsedDiffType)) {
+            PyObject *hot = PyDict_GetItemWithError(self->paths, symbol); /* borrowed */
+            if (hot != NULL && Py_IS_TYPE(hot, &ldc_fb_HotPathType) && ((HotPath *)hot)->conn == conn) {
+                HotPath *h = (HotPath *)hot;
+                h->last_event_ms = ((ParsedDiff *)event)->event_time_ms;
+                h->last_recv_ns = recv_ns;
+                int outcome = ldc_fb_hot_feed(h, event, recv_ns);
+                if (outcome < 0) { /* the book may be half-applied: the caller resyncs this pair's market */
+                    Py_XSETREF(self->fault_stream, symbol);
+                    self->fault_index = i;
+                    Py_DECREF(event);
+                    return NULL;
+                }
+                if (outcome == HOT_DONE || outcome == HOT_IGNORED) {
+                    if (outcome == HOT_DONE) {
+                        published->segment = h->segment;
+                        published->hot = h;
+                        published->index = i;
+                    }
+                    Py_DECREF(symbol);
+                    kraken_done_with(self, event);
+                    continue;
+                }
+                kind = ldc_fb_route_of(outcome);
+            } else if (hot == NULL && PyErr_Occurred()) {
+                Py_DECREF(symbol);
+                Py_DECREF(event);
+                return NULL;
+            }
+        }
+        return ldc_fb_routed(i, kind, ldc_fb_kraken_events(symbol, event));
+    }
+    return ldc_fb_routed(i, ROUTE_END, Py_NewRef(Py_None));
+}
+
 static PyObject *stream_router_run(StreamRouter *self, PyObject *raws, Py_ssize_t i, long long conn, long long recv_ns,
                                    Published *published)
 {
+    if (self->depth != NULL) {
+        return kraken_run(self, raws, i, conn, recv_ns, published);
+    }
     for (; i < PyList_GET_SIZE(raws); i++) {
         PyObject *raw = PyList_GET_ITEM(raws, i);
-        PyObject *kraken_args[2] = {raw, self->depth};
-        PyObject *events = self->depth != NULL ? ldc_fb_parse_kraken(NULL, kraken_args, 2) : self->dialect(NULL, raw);
+        PyObject *events = self->dialect(NULL, raw);
         if (events == NULL) {
             return ldc_fb_routed_malformed(i);
         }

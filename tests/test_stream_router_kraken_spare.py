@@ -60,15 +60,21 @@ def _expected(raw: bytes) -> tuple[Any, ...]:
     return _reads(diff)
 
 
+def _btc_usd(writer: SegmentWriter) -> tuple[HotPath, FastBook]:
+    """BTC/USD's HotPath (Kraken's: unsequenced, its window kept whole, connection 0) and a one-level book for it."""
+    hot = HotPath(writer.segment, writer.add_market("BTC/USD"), futures=False, unsequenced=True)
+    hot.window_whole = True
+    hot.conn = 0
+    book = FastBook(depth=10)
+    book.load_snapshot(DepthSnapshot(US, [(98.0, 1.0)], [(102.0, 1.0)], WINDOW))
+    return hot, book
+
+
 def test_diffs_a_pending_refresh_recorded_are_never_rewritten_by_later_messages(group: str) -> None:
     """A HotPath armed with a record list (a refresh pending): 200 updates in reads of 1 to 7, each appended to
     the record; afterwards every recorded diff reads as its own message (a rewritten spare would read as a later one)."""
     with SegmentWriter(group, depth=10, capacity=1) as writer:
-        hot = HotPath(writer.segment, writer.add_market("BTC/USD"), futures=False, unsequenced=True)
-        hot.window_whole = True
-        hot.conn = 0
-        book = FastBook(depth=10)
-        book.load_snapshot(DepthSnapshot(US, [(98.0, 1.0)], [(102.0, 1.0)], WINDOW))
+        hot, book = _btc_usd(writer)
         record: list[Any] = []
         hot.arm(book, US, int(Status.SYNCED), False, record, 1000)
         router = StreamRouter(parse_kraken, WINDOW)
@@ -88,11 +94,7 @@ def test_diffs_handed_to_python_are_never_rewritten_by_later_messages(group: str
     BTC/USD's are applied in C between them; every diff Python was handed, held to the end, reads as its own
     message; a snapshot's pair is handed over too."""
     with SegmentWriter(group, depth=10, capacity=1) as writer:
-        hot = HotPath(writer.segment, writer.add_market("BTC/USD"), futures=False, unsequenced=True)
-        hot.window_whole = True
-        hot.conn = 0
-        book = FastBook(depth=10)
-        book.load_snapshot(DepthSnapshot(US, [(98.0, 1.0)], [(102.0, 1.0)], WINDOW))
+        hot, book = _btc_usd(writer)
         hot.arm(book, US, int(Status.SYNCED))
         router = StreamRouter(parse_kraken, WINDOW)
         router.paths["BTC/USD"] = hot

@@ -56,7 +56,10 @@ RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is anot
 # 2-core test host, nearly all of it the kernel's (the wake-up, and loopback TCP delivering to the
 # server inside send()), an entry well under 1 us (C), so the relay's CPU per update falls with the
 # window and the window bounds the added latency (docs/FANOUT.md has the trade). 0: send on every wake.
-DEFAULT_COALESCE_US: Final = 1000
+# 800 us: the longest window whose p99 stays under 1 ms on the test host (0.92-0.94 ms at 10 / 200
+# markets, 1 ms gave 1.12-1.13 ms); the relay's 5 us per update is not met at it (6.4-6.5 us), nor at
+# 1 ms (5.7-6.1 us): ~86 % of a send is the kernel's (docs/FANOUT.md, issue 16).
+DEFAULT_COALESCE_US: Final = 800
 MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
 # room for the envelope and the longest group name within the server's max_payload
 _BATCH_OVERHEAD: Final = codec.ENVELOPE.size + 1 + NAME_SIZE

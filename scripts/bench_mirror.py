@@ -266,12 +266,15 @@ def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float
         origin = Reader(group)
         probe = child(script, "--role", "probe", locals_[0], str(seconds), stdout=subprocess.PIPE)
         mirror0 = procs[2]
-        before = (origin_updates(origin, names), cpu_s(relay.pid), cpu_s(mirror0.pid))
+        before = (origin_updates(origin, names), cpu_s(relay.pid), cpu_s(mirror0.pid), time.monotonic())
         out, _ = probe.communicate(timeout=seconds + READY_TIMEOUT_S)
-        after = (origin_updates(origin, names), cpu_s(relay.pid), cpu_s(mirror0.pid))
+        after = (origin_updates(origin, names), cpu_s(relay.pid), cpu_s(mirror0.pid), time.monotonic())
         origin.close()
         updates = max(after[0] - before[0], 1)
+        elapsed = after[3] - before[3]
         return {**json.loads(out), "updates": updates,
+                "relay_cpu_ms_per_s": round((after[1] - before[1]) / elapsed * 1e3, 2),  # at a low --rate: its idle cost
+                "mirror_cpu_ms_per_s": round((after[2] - before[2]) / elapsed * 1e3, 2),
                 "relay_cpu_us_per_update": round((after[1] - before[1]) / updates * 1e6, 2),
                 "mirror_cpu_us_per_update": round((after[2] - before[2]) / updates * 1e6, 2)}
     finally:

@@ -31,7 +31,7 @@ from typing import Any, Final
 from ldc.errors import ConfigError, LdcError, SegmentError
 from ldc.fanout import _relay, codec, lean
 from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
-from ldc.fanout.origin import PUMP_DIRECTORY, PUMP_ERROR, Origin
+from ldc.fanout.origin import PUMP_DIRECTORY, PUMP_ERROR, PUMP_READABLE, Origin
 from ldc.shm.layout import NAME_SIZE
 
 log = logging.getLogger("ldc.relay")
@@ -44,6 +44,13 @@ WAIT_SLICE_S: Final = 0.002
 # unless the socket turns readable (a ping, a _state request, a heartbeat: nats-py's at once); the
 # heartbeat's and the liveness check's timers wait at most this.
 PUMP_SLICE_S: Final = 0.05
+# That is the slice after a return for readable bytes (nats-py's callbacks may have more to do in the
+# next rounds); otherwise the slice lasts until the loop's next timer of ours is due (the heartbeat, the
+# liveness check), at most PUMP_SLICE_MAX_S (nats-py's own timers, a ping every 2 minutes, and a stop wait
+# at most that): a return costs ~90 us of Python, and 50 ms slices made ~22 returns a second (13 now; an
+# idle relay's CPU 6.9 -> 5.9 ms a second, issue 16).
+PUMP_SLICE_MAX_S: Final = 0.25
+PUMP_SLICE_MIN_S: Final = 0.001
 # ... and sleeps on the notify futex at most this long at a time while nothing changes (the socket is
 # looked at between: a request to an idle relay waits at most this; 2 ms cost an idle relay 10-12 ms
 # of CPU a second on the test host, 10 ms about 3)
@@ -56,7 +63,10 @@ RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is anot
 # 2-core test host, nearly all of it the kernel's (the wake-up, and loopback TCP delivering to the
 # server inside send()), an entry well under 1 us (C), so the relay's CPU per update falls with the
 # window and the window bounds the added latency (docs/FANOUT.md has the trade). 0: send on every wake.
-DEFAULT_COALESCE_US: Final = 1000
+# 800 us: the longest window whose p99 stays under 1 ms on the test host (0.92-0.94 ms at 10 / 200
+# markets, 1 ms gave 1.12-1.13 ms); the relay's 5 us per update is not met at it (6.4-6.5 us), nor at
+# 1 ms (5.7-6.1 us): ~86 % of a send is the kernel's (docs/FANOUT.md, issue 16).
+DEFAULT_COALESCE_US: Final = 800
 MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
 # room for the envelope and the longest group name within the server's max_payload
 _BATCH_OVERHEAD: Final = codec.ENVELOPE.size + 1 + NAME_SIZE
@@ -91,6 +101,8 @@ class Relay:
         self._subject = codec.data_subject(self.group)
         self._subject_b = self._subject.encode()
         self._lean = False  # lean.publish_now for the batches (the installed nats-py supports it)
+        self._heartbeat_due = 0.0  # time.monotonic() of the next heartbeat
+        self._last_pump = -1  # the last pump's code
 
     # ------------------------------------------------------------------ the pump
 
@@ -100,11 +112,13 @@ class Relay:
         The loop thread itself sleeps and sends: on a plain TCP connection with nothing queued
         before (``lean.direct_fd``), ``Origin.pump`` (C, the GIL released) sleeps on the notify
         futex or out the coalescing window, collects and ``send()``s the batches as ``PUB`` frames
-        for up to ``PUMP_SLICE_S`` or until the socket has bytes to read, then returns so nats-py's
+        until our next timer is due (the heartbeat, the liveness check; at most ``PUMP_SLICE_MAX_S``,
+        ``PUMP_SLICE_S`` after bytes came in) or the socket has bytes to read, then returns so nats-py's
         callbacks run (pings, ``_state`` requests, the heartbeat, the rival check); a short send's
         tail goes to the transport, in order. Otherwise (TLS, a websocket, a reconnect, nats-py has queued something) C collects
         and encodes and Python writes, sleeping on the futex for at most ``WAIT_SLICE_S`` and out
-        the window in the same thread. Requests, pings and the heartbeat wait at most one slice."""
+        the window in the same thread. Requests, pings and the heartbeat wait at most one slice
+        (a ``_state`` request's bytes end the slice at once)."""
         next_check = 0.0
         while True:
             origin = self.origin
@@ -124,7 +138,12 @@ class Relay:
             limit = min(codec.MAX_BATCH_BYTES, nc.max_payload - _BATCH_OVERHEAD)
             fd = lean.direct_fd(nc) if self._lean else -1
             if fd >= 0:
-                self._pump_direct(origin, fd, limit)
+                if self._last_pump == PUMP_READABLE:  # nats-py's callbacks may have work for the next rounds
+                    slice_s = PUMP_SLICE_S
+                else:
+                    due = min(next_check, self._heartbeat_due) - time.monotonic()
+                    slice_s = min(PUMP_SLICE_MAX_S, max(PUMP_SLICE_MIN_S, due))
+                self._pump_direct(origin, fd, limit, slice_s)
                 await asyncio.sleep(0)  # callbacks run
                 continue
             word = origin.notify_word()
@@ -144,9 +163,10 @@ class Relay:
             if hold > 0:
                 time.sleep(hold)  # asyncio's timers are whole milliseconds: a window is finer
 
-    def _pump_direct(self, origin: Origin, fd: int, limit: int) -> None:
+    def _pump_direct(self, origin: Origin, fd: int, limit: int, slice_s: float = PUMP_SLICE_S) -> None:
         before = origin.published
-        code, rest, messages, payload_bytes, errno, unsent = origin.pump(fd, limit, PUMP_SLICE_S, self.coalesce_s, PUMP_IDLE_WAIT_S)
+        code, rest, messages, payload_bytes, errno, unsent = origin.pump(fd, limit, slice_s, self.coalesce_s, PUMP_IDLE_WAIT_S)
+        self._last_pump = code
         entries = origin.published - before
         if rest is not None:  # built, not (all) sent: the transport takes it, after what C sent
             if code == PUMP_ERROR or not lean.write_frames(self._nc, rest, tail=True):
@@ -244,6 +264,7 @@ class Relay:
                 await self._nc.publish(subject, self.info().encode())
             except Exception as exc:  # noqa: BLE001
                 log.debug("heartbeat not sent: %s", exc)
+            self._heartbeat_due = time.monotonic() + HEARTBEAT_INTERVAL_S
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
     async def _on_heartbeat(self, msg: Any) -> None:

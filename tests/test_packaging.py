@@ -37,7 +37,7 @@ BUILD_OUTPUTS = (".git", ".venv", "build", "dist", "*.so", "*.whl", "__pycache__
                  ".mypy_cache", ".hypothesis", "target")  # fmt: skip
 EXTENSIONS = ("ldc/_fastbook", "ldc/shm/_seqlock", "ldc/io/_frames", "ldc/fanout/_relay")
 FASTBOOK_FILES = tuple(str(p.relative_to(ROOT)) for p in sorted((ROOT / "ldc" / "fastbook").glob("*.[ch]")))
-C_FILES = (*FASTBOOK_FILES, "ldc/shm/_seqlock.c", "ldc/io/_frames.c", "ldc/fanout/_relay.c", "ldc/shm/ldc_seqlock_api.h")
+C_FILES = (*FASTBOOK_FILES, "ldc/shm/_seqlock.c", "ldc/io/_frames.c", "ldc/fanout/_relay.c", "ldc/shm/ldc_seqlock_api.h", "ldc/shm/ldc_shm_inline.h")
 STEP_TIMEOUT_S = 180
 
 

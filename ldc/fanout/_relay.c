@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../shm/ldc_shm_inline.h"
+
 #define LEVEL_SIZE 16
 #define SYMBOL_MAX 39          /* layout.SYMBOL_SIZE - 1 */
 #define GROUP_MAX 63           /* layout.NAME_SIZE - 1 */
@@ -40,20 +42,6 @@
 #define COPY_ATTEMPTS 256      /* odd or changing this often: skipped this round */
 
 enum { PUMP_SLICE = 0, PUMP_DIRECTORY = 1, PUMP_SHORT = 2, PUMP_ERROR = 3, PUMP_READABLE = 4 };
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-static inline int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 typedef struct {
     Py_ssize_t depth, capacity, slots_offset, slot_size, bids_offset, asks_offset, message_offset, message_size;
@@ -102,16 +90,6 @@ typedef struct {
 
 #define U64(p, off) (*(uint64_t *)((p) + (off)))
 #define U32(p, off) (*(uint32_t *)((p) + (off)))
-
-static int layout_get(PyObject *d, const char *key, Py_ssize_t *out) {
-    PyObject *v = PyDict_GetItemString(d, key);
-    if (v == NULL) {
-        PyErr_Format(PyExc_KeyError, "layout has no %s", key);
-        return -1;
-    }
-    *out = PyLong_AsSsize_t(v);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
-}
 
 static int check_usable(Collector *c) {
     if (!c->have_view) {
@@ -168,7 +146,7 @@ static int copy_slot(Collector *c, Market *mk, Py_ssize_t *nb_out, Py_ssize_t *n
                 return 1;
             }
         }
-        cpu_relax();
+        ldc_cpu_relax();
     }
     return 0;
 }
@@ -504,7 +482,7 @@ static PyObject *Collector_collect_frames(Collector *c, PyObject *arg) {
  * queue, polls it and unregisters it at every call (~5 % of a send's relay CPU in perf, issue 16). */
 static int sleep_until(int64_t when_ns, int fd, int ep) {
     for (;;) {
-        int64_t left = when_ns - mono_ns();
+        int64_t left = when_ns - ldc_clock_ns(CLOCK_MONOTONIC);
         if (left <= 0) return 0;
         if (fd < 0) {
             struct timespec ts = {(time_t)(when_ns / 1000000000LL), (long)(when_ns % 1000000000LL)};
@@ -580,10 +558,10 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
     c->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     int ep = epoll_for(fd);
-    int64_t deadline = mono_ns() + slice_ns;
+    int64_t deadline = ldc_clock_ns(CLOCK_MONOTONIC) + slice_ns;
     uint32_t *notify = (uint32_t *)(c->base + c->L.hdr_notify);
     for (;;) {
-        int64_t now = mono_ns();
+        int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
         if (now < c->next_ok_ns) {
             if (c->next_ok_ns >= deadline) {
                 sleep_until(deadline, fd, ep);
@@ -594,7 +572,7 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
                 code = PUMP_READABLE;
                 break;
             }
-            now = mono_ns();
+            now = ldc_clock_ns(CLOCK_MONOTONIC);
         }
         if (directory_moved(c) || c->need_directory) {
             code = PUMP_DIRECTORY;
@@ -606,7 +584,7 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
                 code = PUMP_DIRECTORY;
                 break;
             }
-            now = mono_ns();
+            now = ldc_clock_ns(CLOCK_MONOTONIC);
             if (now >= deadline) break;
             if (readable(fd)) {
                 code = PUMP_READABLE;
@@ -717,7 +695,7 @@ static int Collector_init(Collector *c, PyObject *args, PyObject *kwds) {
         {"slot_gen", &c->L.s_gen}, {"slot_n_bids", &c->L.s_n_bids}, {"slot_n_asks", &c->L.s_n_asks},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (layout_get(layout, keys[i].k, keys[i].p) < 0) return -1;
+        if (ldc_layout_get(layout, keys[i].k, keys[i].p) < 0) return -1;
     const Layout *L = &c->L;
     if (L->depth < 1 || L->capacity < 1 || L->bids_offset + L->depth * LEVEL_SIZE > L->slot_size ||
         L->asks_offset + L->depth * LEVEL_SIZE > L->slot_size || L->message_offset + L->message_size > L->slot_size ||

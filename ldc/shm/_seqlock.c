@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "ldc_seqlock_api.h"
+#include "ldc_shm_inline.h"
 
 /* read results (mirrored in reader.py) */
 enum {
@@ -51,20 +52,6 @@ enum {
 #define READ_SPIN_LIMIT_NS 10000000LL   /* 10 ms: longer than a writer preempted mid-write */
 #define LIVENESS_PROBE_INTERVAL_NS 50000000LL /* 50 ms between lock probes on the read path */
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-static inline int64_t clock_ns(clockid_t clk) {
-    struct timespec ts;
-    clock_gettime(clk, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- layout */
 
 typedef struct {
@@ -76,16 +63,6 @@ typedef struct {
     Py_ssize_t s_status, s_n_bids, s_n_asks, s_status_time_ns;
     Py_ssize_t s_counter[N_COUNTERS];
 } Layout;
-
-static int layout_get(PyObject *d, const char *key, Py_ssize_t *out) {
-    PyObject *v = PyDict_GetItemString(d, key);
-    if (v == NULL) {
-        PyErr_Format(PyExc_KeyError, "layout has no %s", key);
-        return -1;
-    }
-    *out = PyLong_AsSsize_t(v);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
-}
 
 static int layout_load(PyObject *d, Layout *L) {
     static const char *counter_keys[N_COUNTERS] = {"slot_updates", "slot_resyncs", "slot_gaps",
@@ -111,9 +88,9 @@ static int layout_load(PyObject *d, Layout *L) {
         return -1;
     }
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        if (layout_get(d, keys[i].k, keys[i].p) < 0) return -1;
+        if (ldc_layout_get(d, keys[i].k, keys[i].p) < 0) return -1;
     for (int i = 0; i < N_COUNTERS; i++)
-        if (layout_get(d, counter_keys[i], &L->s_counter[i]) < 0) return -1;
+        if (ldc_layout_get(d, counter_keys[i], &L->s_counter[i]) < 0) return -1;
     return 0;
 }
 
@@ -243,13 +220,13 @@ static int heartbeat_stale(const Segment *s) {
     uint32_t limit_ms = __atomic_load_n((uint32_t *)(s->base + s->L.hdr_stale_after_ms), __ATOMIC_RELAXED);
     if (limit_ms == 0) return 0;
     int64_t beat = __atomic_load_n((int64_t *)(s->base + s->L.hdr_heartbeat_ns), __ATOMIC_RELAXED);
-    return clock_ns(CLOCK_REALTIME_COARSE) - beat > (int64_t)limit_ms * 1000000LL;
+    return ldc_clock_ns(CLOCK_REALTIME_COARSE) - beat > (int64_t)limit_ms * 1000000LL;
 }
 
 static int alive_cached(Segment *s) {
     uint32_t state = __atomic_load_n((uint32_t *)(s->base + s->L.hdr_state), __ATOMIC_ACQUIRE);
     if (state != STATE_RUNNING || !owner_alive(s)) return 0;
-    int64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
+    int64_t now = ldc_clock_ns(CLOCK_MONOTONIC_COARSE);
     if (now >= s->next_probe_ns || !s->last_probe_alive) { /* only ALIVE is reused (LAYOUT.md 10) */
         s->last_probe_alive = probe_alive(s);
         s->next_probe_ns = now + LIVENESS_PROBE_INTERVAL_NS;
@@ -292,9 +269,9 @@ static int seq_copy(Segment *s, Py_ssize_t slot, SlotBuffer *b, int with_message
             }
         }
         s->retries++;
-        cpu_relax();
+        ldc_cpu_relax();
         if (attempt % SPIN_CHECK_EVERY == 0) {
-            int64_t now = clock_ns(CLOCK_MONOTONIC);
+            int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
             if (deadline == 0)
                 deadline = now + READ_SPIN_LIMIT_NS;
             else if (now >= deadline)
@@ -396,12 +373,12 @@ static PyObject *Segment_read_directory(Segment *s, PyObject *Py_UNUSED(ignored)
     if (copy == NULL) return PyErr_NoMemory();
     uint64_t *seq = (uint64_t *)(s->base + L->hdr_dir_seq);
     int ok = 0;
-    int64_t deadline = clock_ns(CLOCK_MONOTONIC) + READ_SPIN_LIMIT_NS;
+    int64_t deadline = ldc_clock_ns(CLOCK_MONOTONIC) + READ_SPIN_LIMIT_NS;
     /* a minimum of attempts, so a reader descheduled past the deadline still gets to try */
-    for (unsigned attempt = 0; !ok && (attempt < MIN_READ_ATTEMPTS || clock_ns(CLOCK_MONOTONIC) < deadline); attempt++) {
+    for (unsigned attempt = 0; !ok && (attempt < MIN_READ_ATTEMPTS || ldc_clock_ns(CLOCK_MONOTONIC) < deadline); attempt++) {
         uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
         if (s1 & 1) {
-            cpu_relax();
+            ldc_cpu_relax();
             continue;
         }
         memcpy(copy, s->base + L->directory_offset, n);
@@ -429,7 +406,7 @@ static PyObject *Segment_read_directory(Segment *s, PyObject *Py_UNUSED(ignored)
 static PyObject *Segment_probe(Segment *s, PyObject *Py_UNUSED(ignored)) {
     if (check_open(s) < 0) return NULL;
     s->last_probe_alive = probe_alive(s);
-    s->next_probe_ns = clock_ns(CLOCK_MONOTONIC_COARSE) + LIVENESS_PROBE_INTERVAL_NS;
+    s->next_probe_ns = ldc_clock_ns(CLOCK_MONOTONIC_COARSE) + LIVENESS_PROBE_INTERVAL_NS;
     return PyBool_FromLong(s->last_probe_alive);
 }
 
@@ -539,7 +516,7 @@ static int publish_slot(Segment *s, Py_ssize_t slot, int64_t update_id, int64_t 
         PyErr_Format(PyExc_ValueError, "slot %zd holds no market", slot);
         return -1;
     }
-    int64_t now = clock_ns(CLOCK_REALTIME);
+    int64_t now = ldc_clock_ns(CLOCK_REALTIME);
     uint64_t odd = write_begin(p, L);
     I64(p, L->s_update_id) = update_id;
     I64(p, L->s_event_time_ms) = event_ms;
@@ -680,7 +657,7 @@ static PyObject *Segment_write_status(Segment *s, PyObject *const *args, Py_ssiz
     }
     const Layout *L = &s->L;
     char *p = slot_ptr(s, slot);
-    int64_t now = clock_ns(CLOCK_REALTIME);
+    int64_t now = ldc_clock_ns(CLOCK_REALTIME);
     uint64_t odd = write_begin(p, L);
     U32(p, L->s_status) = (uint32_t)status;
     I64(p, L->s_status_time_ns) = now;
@@ -743,7 +720,7 @@ static PyObject *Segment_reset_slot(Segment *s, PyObject *const *args, Py_ssize_
     }
     U64(p, L->s_gen) = gen;
     U32(p, L->s_status) = (uint32_t)status;
-    I64(p, L->s_status_time_ns) = clock_ns(CLOCK_REALTIME);
+    I64(p, L->s_status_time_ns) = ldc_clock_ns(CLOCK_REALTIME);
     memcpy(p + L->message_offset, msg, (size_t)len);
     memset(p + L->message_offset + len, 0, (size_t)(L->message_size - len));
     write_end(p, L, odd);
@@ -846,7 +823,7 @@ static PyObject *Segment_store_u32(Segment *s, PyObject *const *args, Py_ssize_t
 /* heartbeat(): heartbeat_ns := CLOCK_REALTIME now */
 static PyObject *Segment_heartbeat(Segment *s, PyObject *Py_UNUSED(ignored)) {
     if (check_open(s) < 0 || check_writable(s) < 0) return NULL;
-    __atomic_store_n((int64_t *)(s->base + s->L.hdr_heartbeat_ns), clock_ns(CLOCK_REALTIME), __ATOMIC_RELEASE);
+    __atomic_store_n((int64_t *)(s->base + s->L.hdr_heartbeat_ns), ldc_clock_ns(CLOCK_REALTIME), __ATOMIC_RELEASE);
     Py_RETURN_NONE;
 }
 

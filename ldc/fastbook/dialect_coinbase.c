@@ -116,16 +116,10 @@ static int cb_updates(Scanner *sc)
                 return SCAN_SYNTAX; /* MemoryError set */
             }
         }
-        skip_ws(sc);
-        if (sc->p < sc->end && *sc->p == ',') {
-            sc->p++;
-            continue;
+        int more = list_next(sc);
+        if (more <= 0) {
+            return more == 0 ? SCAN_OK : syntax_error(sc, "',' or ']'");
         }
-        if (sc->p < sc->end && *sc->p == ']') {
-            sc->p++;
-            return SCAN_OK;
-        }
-        return syntax_error(sc, "',' or ']'");
     }
 }
 
@@ -229,16 +223,10 @@ static int cb_events(Scanner *sc, CoinbaseMessage *msg)
                 Py_DECREF(pair);
             }
         }
-        skip_ws(sc);
-        if (sc->p < sc->end && *sc->p == ',') {
-            sc->p++;
-            continue;
+        int more = list_next(sc);
+        if (more <= 0) {
+            return more == 0 ? SCAN_OK : syntax_error(sc, "',' or ']'");
         }
-        if (sc->p < sc->end && *sc->p == ']') {
-            sc->p++;
-            return SCAN_OK;
-        }
-        return syntax_error(sc, "',' or ']'");
     }
 }
 

@@ -63,16 +63,13 @@ static int htx_levels(Scanner *sc, const char *field, Scratch *s)
         if (scratch_push(s, price, qty) < 0) {
             return SCAN_SYNTAX; /* MemoryError set */
         }
-        skip_ws(sc);
-        if (sc->p < sc->end && *sc->p == ',') {
-            sc->p++;
-            continue;
+        int more = list_next(sc);
+        if (more < 0) {
+            goto doubt;
         }
-        if (sc->p < sc->end && *sc->p == ']') {
-            sc->p++;
+        if (more == 0) {
             return SCAN_OK;
         }
-        goto doubt;
     }
 doubt:
     if (rc < 0) {

@@ -87,16 +87,10 @@ static int kr_levels(Scanner *sc, const char *field, Scratch *s)
                 return SCAN_SYNTAX; /* MemoryError set */
             }
         }
-        skip_ws(sc);
-        if (sc->p < sc->end && *sc->p == ',') {
-            sc->p++;
-            continue;
+        int more = list_next(sc);
+        if (more <= 0) {
+            return more == 0 ? SCAN_OK : syntax_error(sc, "',' or ']'");
         }
-        if (sc->p < sc->end && *sc->p == ']') {
-            sc->p++;
-            return SCAN_OK;
-        }
-        return syntax_error(sc, "',' or ']'");
     }
 }
 

@@ -319,6 +319,22 @@ static inline void skip_ws(Scanner *sc)
     }
 }
 
+/* After a list's element: whitespace, then 1 at a ',' (another element follows), 0 at the closing ']', both
+ * consumed; -1 at anything else, left where it stands */
+static inline int list_next(Scanner *sc)
+{
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ',') {
+        sc->p++;
+        return 1;
+    }
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+        return 0;
+    }
+    return -1;
+}
+
 static inline int scratch_push(Scratch *s, double price, double qty)
 {
     if (s->count == s->capacity) {

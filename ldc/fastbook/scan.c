@@ -427,16 +427,10 @@ static int parse_level_pairs(Scanner *sc, Scratch *s, const char **bad, int widt
         if (scratch_push(s, price, qty) < 0) {
             return -1;
         }
-        skip_ws(sc);
-        if (sc->p < sc->end && *sc->p == ',') {
-            sc->p++;
-            continue;
+        int more = list_next(sc);
+        if (more <= 0) {
+            return more < 0; /* 0 at the end, 1 a doubt */
         }
-        if (sc->p < sc->end && *sc->p == ']') {
-            sc->p++;
-            return 0;
-        }
-        return 1;
     }
 }
 

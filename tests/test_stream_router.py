@@ -240,6 +240,38 @@ def _slots(reader: Reader, symbols: tuple[str, ...]) -> list[Any]:
 COUNTERS = ("diffs_applied", "diffs_ignored", "gaps", "resyncs", "snapshots", "checksums", "checksum_mismatches", "faults")
 
 
+def _fast_against_slow(fast: StreamFeeder, slow: StreamFeeder, groups: tuple[str, str], symbols: tuple[str, ...],
+                       streams: list[Any], rng: random.Random) -> tuple[int, int]:
+    """3,000 random messages in reads of 1 to 6, the router-on feeder ``fast`` taking each read whole and the
+    Python-only ``slow`` one message a read: the same slots after every read, and at the end (the fast side's
+    hand-off settled) the same counters, state and update id per market. (reads compared, C-held markets summed)"""
+    compared = routed = 0
+    with Reader(groups[0]) as fast_reader, Reader(groups[1]) as slow_reader:
+        batch: list[bytes] = [s.snapshot() for s in streams]
+        for step in range(3000):
+            stream = rng.choice(streams)
+            # a market out of sync gets a snapshot (the resubscription's answer) now and then
+            market = _market(slow, stream.symbol)
+            batch.append(stream.snapshot() if market.sync.state is not SyncState.SYNCED and rng.random() < 0.3 else stream.next())
+            if len(batch) < rng.randint(1, 6):
+                continue
+            now = time.time_ns()
+            fast.on_messages(0, batch, now)
+            for raw in batch:
+                slow.on_messages(0, [raw], now)
+            batch = []
+            assert _slots(fast_reader, symbols) == _slots(slow_reader, symbols), step
+            compared += 1
+            routed += sum(_market(fast, s).hot.armed for s in symbols)
+    for symbol in symbols:
+        a, b = _market(fast, symbol), _market(slow, symbol)
+        a.handoff.settle()
+        assert not b.hot.armed
+        assert {k: getattr(a.sync, k) for k in COUNTERS} == {k: getattr(b.sync, k) for k in COUNTERS}, symbol
+        assert (a.sync.state, a.sync.update_id) == (b.sync.state, b.sync.update_id)
+    return compared, routed
+
+
 @pytest.mark.parametrize("venue", ["okx", "bybit"])
 def test_the_c_path_publishes_what_the_python_path_publishes_message_for_message(venue: str) -> None:
     from shm_helpers import unique_group, unlink_group
@@ -250,31 +282,10 @@ def test_the_c_path_publishes_what_the_python_path_publishes_message_for_message
     fast, slow = _feeder(groups[0], exchange, symbols), _feeder(groups[1], exchange, symbols, router=False)
     rng = random.Random(12)
     streams = [_Stream(venue, s, rng) for s in symbols]
-    compared = routed = 0
     try:
-        with Reader(groups[0]) as fast_reader, Reader(groups[1]) as slow_reader:
-            batch: list[bytes] = [s.snapshot() for s in streams]
-            for step in range(3000):
-                stream = rng.choice(streams)
-                # a market out of sync gets a snapshot (the resubscription's answer) now and then
-                market = _market(slow, stream.symbol)
-                batch.append(stream.snapshot() if market.sync.state is not SyncState.SYNCED and rng.random() < 0.3 else stream.next())
-                if len(batch) < rng.randint(1, 6):
-                    continue
-                now = time.time_ns()
-                fast.on_messages(0, batch, now)
-                for raw in batch:
-                    slow.on_messages(0, [raw], now)
-                batch = []
-                assert _slots(fast_reader, symbols) == _slots(slow_reader, symbols), step
-                compared += 1
-                routed += sum(_market(fast, s).hot.armed for s in symbols)
+        compared, routed = _fast_against_slow(fast, slow, groups, symbols, streams, rng)
         for symbol in symbols:
-            a, b = _market(fast, symbol), _market(slow, symbol)
-            a.handoff.settle()
-            assert not b.hot.armed
-            assert {k: getattr(a.sync, k) for k in COUNTERS} == {k: getattr(b.sync, k) for k in COUNTERS}, symbol
-            assert (a.sync.state, a.sync.update_id) == (b.sync.state, b.sync.update_id)
+            a = _market(fast, symbol)
             assert a.sync.gaps > 5 and a.sync.resyncs > 5 and a.sync.diffs_applied > 300
             if venue == "okx":
                 assert a.sync.checksum_mismatches > 3 and a.sync.diffs_ignored > 10
@@ -674,30 +685,10 @@ def test_the_c_path_publishes_what_the_python_path_publishes_for_kraken_message_
     fast, slow = _kraken_feeder(groups[0], symbols), _kraken_feeder(groups[1], symbols, router=False)
     rng = random.Random(25)
     streams = [_KrakenStream(s, rng) for s in symbols]
-    compared = routed = 0
     try:
-        with Reader(groups[0]) as fast_reader, Reader(groups[1]) as slow_reader:
-            batch: list[bytes] = [s.snapshot() for s in streams]
-            for step in range(3000):
-                stream = rng.choice(streams)
-                market = _market(slow, stream.symbol)
-                batch.append(stream.snapshot() if market.sync.state is not SyncState.SYNCED and rng.random() < 0.3 else stream.next())
-                if len(batch) < rng.randint(1, 6):
-                    continue
-                now = time.time_ns()
-                fast.on_messages(0, batch, now)
-                for raw in batch:
-                    slow.on_messages(0, [raw], now)
-                batch = []
-                assert _slots(fast_reader, symbols) == _slots(slow_reader, symbols), step
-                compared += 1
-                routed += sum(_market(fast, s).hot.armed for s in symbols)
+        compared, routed = _fast_against_slow(fast, slow, groups, symbols, streams, rng)
         for symbol in symbols:
-            a, b = _market(fast, symbol), _market(slow, symbol)
-            a.handoff.settle()
-            assert not b.hot.armed
-            assert {k: getattr(a.sync, k) for k in COUNTERS} == {k: getattr(b.sync, k) for k in COUNTERS}, symbol
-            assert (a.sync.state, a.sync.update_id) == (b.sync.state, b.sync.update_id)
+            a = _market(fast, symbol)
             assert a.sync.resyncs > 5 and a.sync.checksum_mismatches > 5 and a.sync.checksums > 500
         assert compared > 300 and routed > compared  # the C path held the books most of the time
     finally:

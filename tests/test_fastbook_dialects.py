@@ -306,6 +306,20 @@ def test_invalid_json_is_refused(venue: str) -> None:
             VENUES[venue][1](broken)
 
 
+def _mutated(raw: bytearray, rng: random.Random, alphabet: bytes) -> bytes:
+    """``raw`` after one to three byte mutations from ``alphabet``: a byte replaced, deleted or inserted."""
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(raw))
+        choice = rng.random()
+        if choice < 0.5:
+            raw[at] = rng.choice(alphabet)
+        elif choice < 0.75:
+            del raw[at]
+        else:
+            raw.insert(at, rng.choice(alphabet))
+    return bytes(raw)
+
+
 @pytest.mark.parametrize(("venue", "name"), RECORDINGS)
 def test_mutated_recorded_updates_never_read_otherwise(venue: str, name: str) -> None:
     """Byte mutations of recorded updates: the C dialect reads a message only as the reference does."""
@@ -315,16 +329,7 @@ def test_mutated_recorded_updates_never_read_otherwise(venue: str, name: str) ->
     for _ in range(FUZZ_MUTATIONS):
         raw = bytearray(rng.choice(updates)[:4000].encode())
         raw = raw if len(raw) < 4000 else raw[:-1] + b"}"  # a cut message is invalid anyway: keep most whole
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(raw))
-            choice = rng.random()
-            if choice < 0.5:
-                raw[at] = rng.choice(alphabet)
-            elif choice < 0.75:
-                del raw[at]
-            else:
-                raw.insert(at, rng.choice(alphabet))
-        agree(venue, bytes(raw))
+        agree(venue, _mutated(raw, rng, alphabet))
 
 
 def test_okx_and_bybit_snapshots_in_the_recordings_stay_with_the_reference() -> None:
@@ -531,16 +536,7 @@ def test_htx_mutated_whole_books_never_read_otherwise(htx_texts: list[str]) -> N
     alphabet = b'0123456789.-+eE"[]{},:x \\'
     for _ in range(FUZZ_MUTATIONS):
         raw = bytearray(rng.choice(texts).encode())
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(raw))
-            choice = rng.random()
-            if choice < 0.5:
-                raw[at] = rng.choice(alphabet)
-            elif choice < 0.75:
-                del raw[at]
-            else:
-                raw.insert(at, rng.choice(alphabet))
-        agree("htx", bytes(raw))
+        agree("htx", _mutated(raw, rng, alphabet))
 
 
 def test_htx_mutated_updates_never_read_otherwise(htx_texts: list[str]) -> None:
@@ -549,16 +545,7 @@ def test_htx_mutated_updates_never_read_otherwise(htx_texts: list[str]) -> None:
     alphabet = b'0123456789.-+eE"[]{},:x \\'
     for _ in range(FUZZ_MUTATIONS):
         raw = bytearray(rng.choice(updates)[:4000].encode())
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(raw))
-            choice = rng.random()
-            if choice < 0.5:
-                raw[at] = rng.choice(alphabet)
-            elif choice < 0.75:
-                del raw[at]
-            else:
-                raw.insert(at, rng.choice(alphabet))
-        agree("htx", bytes(raw))
+        agree("htx", _mutated(raw, rng, alphabet))
 
 
 @pytest.mark.parametrize(
@@ -781,16 +768,7 @@ def test_kraken_mutated_messages_never_read_otherwise(kraken_v2: list[bytes]) ->
     for _ in range(FUZZ_MUTATIONS):
         raw = bytearray(rng.choice(kraken_v2)[:4000])
         raw = raw if len(raw) < 4000 else raw[:-1] + b"}"
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(raw))
-            choice = rng.random()
-            if choice < 0.5:
-                raw[at] = rng.choice(alphabet)
-            elif choice < 0.75:
-                del raw[at]
-            else:
-                raw.insert(at, rng.choice(alphabet))
-        agree("kraken-1000", bytes(raw))
+        agree("kraken-1000", _mutated(raw, rng, alphabet))
 
 
 def test_the_kraken_c_checksum_is_the_references() -> None:

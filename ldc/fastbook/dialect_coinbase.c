@@ -32,16 +32,6 @@ typedef struct {
     Event ev;
 } CoinbaseEvent;
 
-static int cb_key_once(Scanner *sc, int *seen, int bit, const char *field)
-{
-    if (*seen & bit) {
-        ldc_fb_field_error(sc, field, -1, "the key once", "a second time", 13);
-        return 1;
-    }
-    *seen |= bit;
-    return 0;
-}
-
 /* A price_level / new_quantity: a decimal string read exactly as float(); anything else a doubt. */
 static int cb_decimal(Scanner *sc, const char *field, double *out)
 {
@@ -65,7 +55,7 @@ static int cb_update_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t k
         return ldc_fb_skip_value(sc, 1);
     }
     if (KEY_IS("side")) {
-        cb_key_once(sc, &u->seen, CBU_SIDE, "side");
+        ldc_fb_dialect_key_once(sc, &u->seen, CBU_SIDE, "side");
         if ((rc = ldc_fb_plain_string(sc, "side", &text, &len)) != 0) {
             return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
         }
@@ -76,11 +66,11 @@ static int cb_update_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t k
         return SCAN_OK;
     }
     if (KEY_IS("price_level")) {
-        cb_key_once(sc, &u->seen, CBU_PRICE, "price_level");
+        ldc_fb_dialect_key_once(sc, &u->seen, CBU_PRICE, "price_level");
         return cb_decimal(sc, "price_level", &u->price);
     }
     if (KEY_IS("new_quantity")) {
-        cb_key_once(sc, &u->seen, CBU_QTY, "new_quantity");
+        ldc_fb_dialect_key_once(sc, &u->seen, CBU_QTY, "new_quantity");
         return cb_decimal(sc, "new_quantity", &u->qty);
     }
     return ldc_fb_skip_value(sc, 1);
@@ -134,7 +124,7 @@ static int cb_event_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
         return ldc_fb_skip_value(sc, 1);
     }
     if (KEY_IS("type")) {
-        cb_key_once(sc, &e->seen, CBE_TYPE, "type");
+        ldc_fb_dialect_key_once(sc, &e->seen, CBE_TYPE, "type");
         if ((rc = ldc_fb_plain_string(sc, "type", &text, &len)) != 0) {
             return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
         }
@@ -147,7 +137,7 @@ static int cb_event_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
         return SCAN_OK;
     }
     if (KEY_IS("product_id")) {
-        cb_key_once(sc, &e->seen, CBE_PRODUCT, "product_id");
+        ldc_fb_dialect_key_once(sc, &e->seen, CBE_PRODUCT, "product_id");
         if ((rc = ldc_fb_plain_string(sc, "product_id", &e->ev.symbol, &e->ev.symbol_len)) != 0) {
             return rc < 0 ? SCAN_SYNTAX : SCAN_OK;
         }
@@ -157,7 +147,7 @@ static int cb_event_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t kl
         return SCAN_OK;
     }
     if (KEY_IS("updates")) {
-        if (cb_key_once(sc, &e->seen, CBE_UPDATES, "updates")) {
+        if (ldc_fb_dialect_key_once(sc, &e->seen, CBE_UPDATES, "updates")) {
             return ldc_fb_skip_value(sc, 1);
         }
         return cb_updates(sc);
@@ -297,7 +287,7 @@ static int cb_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, in
         return ldc_fb_skip_value(sc, 1);
     }
     if (KEY_IS("channel")) {
-        cb_key_once(sc, &msg->seen, CB_CHANNEL, "channel");
+        ldc_fb_dialect_key_once(sc, &msg->seen, CB_CHANNEL, "channel");
         if (sc->p < sc->end && *sc->p != '"') { /* null or another type: the reference's */
             msg->not_ours = 1;
             return ldc_fb_skip_value(sc, 1);
@@ -309,11 +299,11 @@ static int cb_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, in
         return SCAN_OK;
     }
     if (KEY_IS("sequence_num")) {
-        cb_key_once(sc, &msg->seen, CB_SEQ, "sequence_num");
+        ldc_fb_dialect_key_once(sc, &msg->seen, CB_SEQ, "sequence_num");
         return ldc_fb_parse_id(sc, "sequence_num", &msg->sequence);
     }
     if (KEY_IS("timestamp")) {
-        cb_key_once(sc, &msg->seen, CB_TIMESTAMP, "timestamp");
+        ldc_fb_dialect_key_once(sc, &msg->seen, CB_TIMESTAMP, "timestamp");
         if (sc->p < sc->end && *sc->p != '"') {
             return ldc_fb_reject_value(sc, "timestamp", "a time string");
         }
@@ -326,7 +316,7 @@ static int cb_field(Scanner *sc, void *ctx, const char *key, Py_ssize_t klen, in
         return SCAN_OK;
     }
     if (KEY_IS("events")) {
-        if (cb_key_once(sc, &msg->seen, CB_EVENTS, "events") || msg->not_ours) {
+        if (ldc_fb_dialect_key_once(sc, &msg->seen, CB_EVENTS, "events") || msg->not_ours) {
             return ldc_fb_skip_value(sc, 1);
         }
         return cb_events(sc, msg);

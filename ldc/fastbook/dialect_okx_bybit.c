@@ -25,12 +25,14 @@ enum {
     K_U = 32768,
 };
 
-void ldc_fb_dialect_key_once(Scanner *sc, int *seen, int bit, const char *field)
+int ldc_fb_dialect_key_once(Scanner *sc, int *seen, int bit, const char *field)
 {
     if (*seen & bit) {
         ldc_fb_field_error(sc, field, -1, "the key once", "a second time", 13);
+        return 1;
     }
     *seen |= bit;
+    return 0;
 }
 
 /* a JSON integer of either sign (OKX's checksum is a signed CRC32) */

@@ -430,7 +430,8 @@ PyObject *ldc_fb_level_pair(double price, double qty);
 PyObject *ldc_fb_parse_snapshot_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* dialect_okx_bybit.c */
-void ldc_fb_dialect_key_once(Scanner *sc, int *seen, int bit, const char *field);
+/* a key seen a second time: the field error set and 1; else its bit set and 0 */
+int ldc_fb_dialect_key_once(Scanner *sc, int *seen, int bit, const char *field);
 int ldc_fb_plain_string(Scanner *sc, const char *field, const char **text, Py_ssize_t *len);
 int ldc_fb_scan_message(const char *data, Py_ssize_t size, Scanner *sc, FieldHandler on_field, void *ctx);
 PyObject *ldc_fb_stream_events(PyObject *diffs, PyObject *stream);

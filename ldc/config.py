@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from ldc import record as record_limits
 from ldc.errors import ConfigError
+from ldc.shm.layout import DEFAULT_NOTIFY_PACED_US, MAX_NOTIFY_PACED_US
 from ldc.venues import VENUES, venue_table
 from ldc.venues.base import VenueTable
 
@@ -79,6 +80,7 @@ class GroupConfig:
     record: str | None = None  # directory of raw-feed recordings (ldc/record.py); None: no recording
     record_rotate_mb: float = record_limits.DEFAULT_ROTATE_MB
     record_rotate_s: float = record_limits.DEFAULT_ROTATE_S
+    notify_paced_us: int = DEFAULT_NOTIFY_PACED_US  # the segment's paced notify window (LAYOUT.md section 11); 0: off
 
     def __post_init__(self) -> None:
         """A group built in code without limits takes its venue's (a TOML group always names them: load())."""
@@ -227,6 +229,7 @@ def _parse_group(table: object, index: int, source: str) -> GroupConfig:
             table, "weight_budget_fraction", where, DEFAULT_WEIGHT_BUDGET_FRACTION, 0.01, 1.0
         ),
         streams_per_connection=_integer(table, "streams_per_connection", where, limit, 1, limit),
+        notify_paced_us=_integer(table, "notify_paced_us", where, DEFAULT_NOTIFY_PACED_US, 0, MAX_NOTIFY_PACED_US),
         **_record_keys(table, where),
     )
 

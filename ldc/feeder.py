@@ -177,6 +177,7 @@ class Feeder:
         self._route = self._router.feed
         self._conns: dict[int, set[Market]] = {}
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
+                                    notify_paced_us=group.notify_paced_us,
                                     markets=group.symbols, standby=standby)  # a symbol no longer configured is not carried over  # fmt: skip
         # None: this process is the group's writer; a standby's recording starts at its takeover
         self.standby = standby_for(self.writer, self.request_stop, self._record_takeover)

@@ -151,6 +151,7 @@ class StreamFeeder:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.writer = SegmentWriter(group.name, depth=group.depth, capacity=group.capacity, exchange=group.exchange,
+                                    notify_paced_us=group.notify_paced_us,
                                     standby=standby)  # fmt: skip
         # None: this process is the group's writer; a standby's recording starts at its takeover (no snapshot lines)
         self.standby = standby_for(self.writer, self.request_stop, self._record_takeover)

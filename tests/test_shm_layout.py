@@ -122,12 +122,12 @@ def test_c_and_rust_readers_name_the_documented_rules_in_order() -> None:
 
 def test_layout_md_lists_every_header_field_a_reader_must_load_atomically() -> None:
     text = LAYOUT_MD.read_text()
-    table = text[text.index("| field | load | changes when |"):text.index("`writer_pid`, `start_time_ns`, `instance_id`, `takeovers` and `stale_after_ms` are")]
+    table = text[text.index("| field | load | changes when |"):text.index("`writer_pid`, `start_time_ns`, `instance_id`, `takeovers`, `stale_after_ms` and `notify_paced_us` are")]
     rows = [row.strip() for row in table.splitlines()[2:] if row.strip().startswith("|")]
     first_column = "".join(row.split("|")[1] for row in rows)
     documented = set(re.findall(r"`(\w+)`", first_column)) - {"seq"}
     # everything that changes after magic (2.0: the writer's identity is written once, before it)
-    once = {"writer_pid", "start_time_ns", "instance_id", "takeovers", "group"}
+    once = {"writer_pid", "start_time_ns", "instance_id", "takeovers", "group", "notify_paced_us"}
     changing = {f.name for f in HEADER.fields if f.offset >= 128 and f.name not in once and not f.name.startswith("reserved")}
     assert documented == changing | {"magic"}
 
@@ -166,8 +166,8 @@ def test_every_c_header_offset_matches_the_layout_table(tmp_path: Path) -> None:
             assert found[(region.name, f.name)] == [str(f.offset), str(f.size)], f"{region.name}.{f.name}"
     consts = {line.split()[1]: int(line.split()[2]) for line in out if line.startswith("const")}
     assert consts["LDC_MAGIC"] == MAGIC
-    # ldc.h is a 2.0 reader, kept so: it reads 2.1 files unchanged (LAYOUT.md section 13)
-    assert (consts["LDC_VERSION_MAJOR"], consts["LDC_VERSION_MINOR"]) == (VERSION_MAJOR, 0) and VERSION_MINOR == 1
+    # ldc.h is a 2.0 reader, kept so: it reads 2.1 and 2.2 files unchanged (LAYOUT.md section 13)
+    assert (consts["LDC_VERSION_MAJOR"], consts["LDC_VERSION_MINOR"]) == (VERSION_MAJOR, 0) and VERSION_MINOR == 2
     states = ("LDC_STATE_INITIALISING", "LDC_STATE_RUNNING", "LDC_STATE_STOPPED", "LDC_STATE_RETIRED")
     assert tuple(consts[name] for name in states) == tuple(State)
     assert consts["LDC_FUTEX_TID_MASK"] == FUTEX_TID_MASK

@@ -100,7 +100,7 @@ def test_other_major_version_names_both_versions(group: str) -> None:
     fd = os.open(segment_path(group), os.O_RDWR)
     os.pwrite(fd, (3).to_bytes(2, "little") + (7).to_bytes(2, "little"), HEADER.offset("version_major"))
     os.close(fd)
-    with pytest.raises(LayoutError, match=r"has layout version 3\.7, this reader understands 2\.1"):
+    with pytest.raises(LayoutError, match=r"has layout version 3\.7, this reader understands 2\.2"):
         Reader(group)
 
 

@@ -330,3 +330,56 @@ def test_a_live_layout_1_writer_is_never_replaced(group: str) -> None:
         assert os.stat(segment_path(group)).st_ino == os.fstat(fd).st_ino  # not replaced
     finally:
         os.close(fd)
+
+
+def _futex_wait_u32(mm: object, offset: int, expected: int, timeout_s: float) -> int:
+    """FUTEX_WAIT (shared) on the u32 at offset of a writable mapping; 0 woken, else the errno."""
+    import ctypes
+
+    word = ctypes.c_uint32.from_buffer(mm, offset)  # type: ignore[arg-type]
+    libc = ctypes.CDLL(None, use_errno=True)
+    ts = (ctypes.c_long * 2)(int(timeout_s), int(timeout_s % 1 * 1e9))
+    rc = libc.syscall(202, ctypes.byref(word), 0, ctypes.c_uint32(expected), ts, None, 0)  # SYS_futex, FUTEX_WAIT
+    del word
+    return 0 if rc == 0 else ctypes.get_errno()
+
+
+def test_notify_paced_wakes_its_sleepers_at_most_once_a_window(group: str) -> None:
+    """LAYOUT.md section 11 (2.2): every batch bumps notify; notify_paced moves, and wakes a sleeper, only
+    for a batch notify_paced_us or more after its last move; a writer with 0 never moves it."""
+    import mmap
+
+    paced_at, n_at = HEADER.offset("notify_paced"), HEADER.offset("notify")
+    with SegmentWriter(group, depth=DEPTH, capacity=4, notify_paced_us=300_000) as w:
+        fd = os.open(segment_path(group), os.O_RDWR)
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+        os.close(fd)
+        u32 = lambda off: int.from_bytes(mm[off:off + 4], "little")  # noqa: E731
+        assert u32(HEADER.offset("notify_paced_us")) == 300_000
+        before = u32(paced_at)
+        woken: list[tuple[int, float]] = []
+        sleeper = threading.Thread(target=lambda: woken.append((_futex_wait_u32(mm, paced_at, before, 10), time.monotonic())))
+        sleeper.start()
+        time.sleep(0.2)  # asleep on the word by now (a wake before the wait would be EAGAIN, also seen below)
+        t0 = time.monotonic()
+        w.notify()  # the first batch: the window is over (no earlier move)
+        sleeper.join(10)
+        assert u32(paced_at) == before + 1 and woken and woken[0][1] - t0 < 5
+        notified = u32(n_at)
+        for _ in range(50):
+            w.notify()  # inside the window: notify moves, notify_paced does not
+        assert (u32(n_at), u32(paced_at)) == (notified + 50, before + 1)
+        assert _futex_wait_u32(mm, paced_at, before + 1, 0.05) == 110  # ETIMEDOUT: nobody woke it
+        time.sleep(0.3)
+        w.notify()
+        assert u32(paced_at) == before + 2
+        mm.close()
+    with SegmentWriter(group, depth=DEPTH, capacity=4, notify_paced_us=0) as w:
+        raw = Path(segment_path(group)).read_bytes()
+        assert int.from_bytes(raw[paced_at:paced_at + 8], "little") == 0  # the word and its window
+        for _ in range(3):
+            w.notify()
+            time.sleep(0.01)
+        assert int.from_bytes(Path(segment_path(group)).read_bytes()[paced_at:paced_at + 4], "little") == 0
+    with pytest.raises(ValueError, match=r"notify_paced_us must be 0\.\.1000000 \(0: not paced\), got 1000001"):
+        SegmentWriter(group, depth=DEPTH, capacity=4, notify_paced_us=1_000_001)

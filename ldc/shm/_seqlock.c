@@ -57,7 +57,8 @@ enum {
 typedef struct {
     Py_ssize_t depth, capacity, directory_offset, directory_entry_size, slots_offset, slot_size;
     Py_ssize_t bids_offset, asks_offset, message_offset, message_size, slot_header_size, segment_size;
-    Py_ssize_t hdr_magic, hdr_state, hdr_notify, hdr_dir_seq, hdr_heartbeat_ns, hdr_stale_after_ms, hdr_writer_lock;
+    Py_ssize_t hdr_magic, hdr_state, hdr_notify, hdr_notify_paced, hdr_notify_paced_us, hdr_dir_seq, hdr_heartbeat_ns;
+    Py_ssize_t hdr_stale_after_ms, hdr_writer_lock;
     Py_ssize_t dir_symbol, dir_symbol_size, dir_gen;
     Py_ssize_t s_seq, s_gen, s_update_id, s_event_time_ms, s_recv_time_ns, s_publish_time_ns;
     Py_ssize_t s_status, s_n_bids, s_n_asks, s_status_time_ns;
@@ -74,6 +75,7 @@ static int layout_load(PyObject *d, Layout *L) {
         {"message_offset", &L->message_offset}, {"message_size", &L->message_size},
         {"slot_header_size", &L->slot_header_size}, {"segment_size", &L->segment_size},
         {"hdr_magic", &L->hdr_magic}, {"hdr_state", &L->hdr_state}, {"hdr_notify", &L->hdr_notify},
+        {"hdr_notify_paced", &L->hdr_notify_paced}, {"hdr_notify_paced_us", &L->hdr_notify_paced_us},
         {"hdr_dir_seq", &L->hdr_dir_seq}, {"hdr_heartbeat_ns", &L->hdr_heartbeat_ns},
         {"hdr_stale_after_ms", &L->hdr_stale_after_ms}, {"hdr_writer_lock", &L->hdr_writer_lock},
         {"dir_symbol", &L->dir_symbol}, {"dir_symbol_size", &L->dir_symbol_size}, {"dir_gen", &L->dir_gen},
@@ -148,6 +150,7 @@ typedef struct {
     int last_probe_alive;
     unsigned long long retries; /* failed read attempts, cumulative (benchmarks) */
     PyObject *slots;            /* reader's directory cache {symbol: (slot, gen)}, or NULL */
+    int64_t last_paced_ns;      /* writer: CLOCK_MONOTONIC of its last notify_paced increment */
     Layout L;
 } Segment;
 
@@ -536,12 +539,28 @@ static int publish_slot(Segment *s, Py_ssize_t slot, int64_t update_id, int64_t 
 
 /* notify(): bump the futex word and FUTEX_WAKE. Layout 1.x skipped the wake when a reader-written
  * waiter count was 0; a file readers can write lets them SIGBUS the writer (issue 14), and a wake
- * nobody waits for is one syscall per batch (bench_read.py: notify_no_waiter_ns). */
+ * nobody waits for is one syscall per batch (bench_read.py: notify_no_waiter_ns).
+ *
+ * 2.2: also notify_paced, when notify_paced_us (the header's, written once) have passed since its
+ * last increment: a waiter that coalesces (the NATS relay) sleeps on it and is woken at most once a
+ * window by the writer's own publish, where a timer's wake-up costs it ~4x a futex's on this kind of
+ * guest (issue 16, docs/FANOUT.md). The batch that finds the window not yet over does not wake it:
+ * paced waiters wait with a timeout (LAYOUT.md section 11). */
 static int notify_segment(Segment *s) {
     if (check_open(s) < 0 || check_writable(s) < 0) return -1;
     uint32_t *word = (uint32_t *)(s->base + s->L.hdr_notify);
     __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
     syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    uint32_t paced_us = __atomic_load_n((uint32_t *)(s->base + s->L.hdr_notify_paced_us), __ATOMIC_RELAXED);
+    if (paced_us) {
+        int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
+        if (now - s->last_paced_ns >= (int64_t)paced_us * 1000) {
+            s->last_paced_ns = now;
+            uint32_t *paced = (uint32_t *)(s->base + s->L.hdr_notify_paced);
+            __atomic_add_fetch(paced, 1, __ATOMIC_SEQ_CST);
+            syscall(SYS_futex, paced, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+        }
+    }
     return 0;
 }
 

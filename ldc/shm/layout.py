@@ -31,7 +31,7 @@ from typing import Final
 MAGIC_BYTES: Final = b"LDCDEPTH"  # the segment's first 8 bytes, so `head -c 8` shows what it is
 MAGIC: Final = int.from_bytes(MAGIC_BYTES, "little")
 VERSION_MAJOR: Final = 2  # a reader rejects any other major version (2.0: fcntl liveness lock, replace-only)
-VERSION_MINOR: Final = 1  # minors only add fields in reserved space or past the end; fields never move (2.1: feeder stats)
+VERSION_MINOR: Final = 2  # minors only add fields in reserved space or past the end; fields never move (2.1: feeder stats, 2.2: notify_paced)
 ENDIAN_MARKER: Final = 0x0102030405060708  # reads back as 0x0807060504030201 on a big-endian host
 
 # Geometry
@@ -55,6 +55,9 @@ MAX_CAPACITY: Final = 65_536
 DEFAULT_HEARTBEAT_INTERVAL_MS: Final = 1000
 DEFAULT_STALE_AFTER_MS: Final = 5000  # readers flag STALE once the heartbeat is older than this
 MIN_STALE_INTERVALS: Final = 2  # stale_after_ms must cover at least two heartbeat intervals
+# notify_paced's window (2.2): a waiter on it wakes at most this often (the NATS relay's send cadence, docs/FANOUT.md)
+DEFAULT_NOTIFY_PACED_US: Final = 600
+MAX_NOTIFY_PACED_US: Final = 1_000_000
 # Java 17 maps at most Integer.MAX_VALUE bytes in one MappedByteBuffer (LAYOUT.md, notes per language)
 MAX_SEGMENT_SIZE: Final = 2**31 - 1
 
@@ -203,7 +206,11 @@ HEADER: Final = _region(
         ("reserved2", "u8", 16, "zero"),
         # --- line pair 2: the notification futex word, alone so waiters do not share its line ---
         ("notify", "u32", 1, "incremented by the writer after each publish batch; futex word"),
-        ("reserved3", "u8", 60, "zero"),
+        ("notify_paced", "u32", 1, "incremented by the writer after a publish batch at least notify_paced_us after its last "
+         "increment (2.2); futex word: at most one wake-up a window, for waiters that coalesce (the NATS relay)"),
+        ("notify_paced_us", "u32", 1, "the writer's window for notify_paced in µs, written once before magic; 0: not paced "
+         "(a 2.0 / 2.1 writer's zero)"),
+        ("reserved3", "u8", 52, "zero"),
         # --- its own line: loaded by readers on every read, never written while the writer lives ---
         ("writer_lock", "u8", WRITER_LOCK_SIZE, "the writer's robust futex: u32 at +0 holds the writer thread's TID (bits 0-29) while it lives; the kernel clears it and sets bit 30 when that thread dies"),
     ],
@@ -365,7 +372,8 @@ class Geometry:
     def c_layout(self) -> dict[str, int]:
         """What the C extension needs: geometry plus the field offsets it touches."""
         fields = {f"slot_{f.name}": f.offset for f in SLOT_HEADER.fields}
-        names = ("magic", "state", "notify", "dir_seq", "heartbeat_ns", "stale_after_ms", "writer_lock")
+        names = ("magic", "state", "notify", "notify_paced", "notify_paced_us", "dir_seq", "heartbeat_ns", "stale_after_ms",
+                 "writer_lock")
         fields.update({f"hdr_{name}": HEADER.offset(name) for name in names})
         fields.update(dir_symbol=DIR_ENTRY.offset("symbol"), dir_symbol_size=SYMBOL_SIZE, dir_gen=DIR_ENTRY.offset("gen"))
         fields.update(slot_header_size=SLOT_HEADER_SIZE, segment_size=self.segment_size)

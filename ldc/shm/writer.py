@@ -42,6 +42,8 @@ from ldc.shm.layout import (
     DEFAULT_CAPACITY,
     DEFAULT_DEPTH,
     DEFAULT_HEARTBEAT_INTERVAL_MS,
+    DEFAULT_NOTIFY_PACED_US,
+    MAX_NOTIFY_PACED_US,
     DEFAULT_STALE_AFTER_MS,
     DIR_ENTRY,
     ENDIAN_MARKER,
@@ -149,6 +151,7 @@ class SegmentWriter:
         exchange: str = "",
         heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
         stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
+        notify_paced_us: int = DEFAULT_NOTIFY_PACED_US,
         markets: Iterable[str] | None = None,
         standby: bool = False,
     ) -> None:
@@ -161,12 +164,15 @@ class SegmentWriter:
                 f"stale_after_ms must be at least {MIN_STALE_INTERVALS} heartbeat intervals "
                 f"({MIN_STALE_INTERVALS * heartbeat_interval_ms} ms), got {stale_after_ms}"
             )
+        if not 0 <= notify_paced_us <= MAX_NOTIFY_PACED_US:
+            raise ValueError(f"notify_paced_us must be 0..{MAX_NOTIFY_PACED_US} (0: not paced), got {notify_paced_us}")
         self.group = group
         self.name = segment_name(group)
         self.geometry = Geometry.for_size(depth=depth, capacity=capacity)
         self._exchange = exchange
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._stale_after_ms = stale_after_ms
+        self._notify_paced_us = notify_paced_us
         self._slots: dict[str, tuple[int, int]] = {}  # symbol -> (slot, gen)
         self._next_gen = 1
         self.took_over = False  # a predecessor's file existed and this writer replaced it
@@ -302,6 +308,7 @@ class SegmentWriter:
             put(name, getattr(g, name))
         put("heartbeat_interval_ms", self._heartbeat_interval_ms)
         put("stale_after_ms", self._stale_after_ms)
+        put("notify_paced_us", self._notify_paced_us)
         self._put_text("exchange", self._exchange)
         self._put_text("group", self.group)
         put("state", State.RUNNING)

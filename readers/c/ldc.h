@@ -123,7 +123,9 @@ typedef struct {
     uint8_t reserved2[16];
     /* notify block: alone so sleepers do not share its cache lines */
     uint32_t notify;
-    uint8_t reserved3[60];
+    uint32_t notify_paced;    /* 2.2 (section 11); this reader does not use it */
+    uint32_t notify_paced_us; /* 2.2 */
+    uint8_t reserved3[52];
     /* the writer's robust futex: TID in bits 0-29 of writer_lock[0] while its thread lives */
     uint32_t writer_lock[16];
 } ldc_header;

@@ -251,14 +251,17 @@ _RUNS = itertools.count(1)
 
 
 def run_throughput(index: CaptureIndex, markets: int, *, record: str | None = None,
-                   settle_s: float = IDLE_SETTLE_S, tls: bool = False) -> dict[str, Any]:  # fmt: skip
+                   settle_s: float = IDLE_SETTLE_S, tls: bool = False, group_keys: dict[str, object] | None = None) -> dict[str, Any]:  # fmt: skip
     """``record``: the group records into this directory (``--record``); ``settle_s``: wait this long for the
     feeder (and its recording writer, which flushes every second) to be idle before its CPU clock is read;
-    ``tls``: the simulator speaks TLS and the group trusts its CA (``--tls``)."""
+    ``tls``: the simulator speaks TLS and the group trusts its CA (``--tls``); ``group_keys``: more keys of
+    the group's TOML table (``bench_mirror.py``: ``notify_paced_us``)."""
     symbols = symbols_of(markets)
     group = new_group(f"tp{markets}")
     sim_args = replay_args("client", markets, tls=tls)
-    keys: dict[str, object] = {"depth": DEPTH} if record is None else {"depth": DEPTH, "record": f'"{record}"'}
+    keys: dict[str, object] = {"depth": DEPTH, **(group_keys or {})}
+    if record is not None:
+        keys["record"] = f'"{record}"'
     with SimProcess(sim_args) as sim, FeederProcess(group, config_text(group, sim, symbols, **keys)) as feeder:
         reader = attach(group, markets)
         attached_cpu_ns = feeder.cpu_ns()  # markets added, connections not yet open: before the first frame

@@ -64,7 +64,7 @@ from ldc.fanout.origin import Origin
 from ldc.fanout.relay import DEFAULT_COALESCE_US
 from ldc.fanout.demo import remove_segment_files
 from ldc.fanout.server import NatsServer, free_port, stop_process
-from ldc.shm.layout import DEFAULT_STALE_AFTER_MS, MIN_STALE_INTERVALS, Status, is_in_sync
+from ldc.shm.layout import DEFAULT_NOTIFY_PACED_US, DEFAULT_STALE_AFTER_MS, MIN_STALE_INTERVALS, Status, is_in_sync
 from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
 
@@ -84,13 +84,15 @@ def symbols(n: int) -> list[str]:
 # ---------------------------------------------------------------- child roles
 
 
-def run_publisher(group: str, markets: int, rate: float, stale_after_ms: int = DEFAULT_STALE_AFTER_MS) -> None:
+def run_publisher(group: str, markets: int, rate: float, stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
+                  paced_us: int = DEFAULT_NOTIFY_PACED_US) -> None:
     """The origin feeder's stand-in: round-robin publishes at ``rate``, each its own batch, and its
     heartbeat as a feeder keeps it (without it the origin reads STALE after ``stale_after_ms``, and so
-    does every mirror: a run would measure flagged mirrors that apply nothing)."""
+    does every mirror: a run would measure flagged mirrors that apply nothing). ``paced_us``: its segment's
+    notify_paced_us, as a feeder's ``[group] notify_paced_us`` (0: the relay sleeps its window on a timer)."""
     interval_ms = stale_after_ms // MIN_STALE_INTERVALS
     writer = SegmentWriter(group, depth=DEPTH, capacity=max(markets, 16), exchange="binance.com",
-                           heartbeat_interval_ms=interval_ms, stale_after_ms=stale_after_ms)
+                           heartbeat_interval_ms=interval_ms, stale_after_ms=stale_after_ms, notify_paced_us=paced_us)
     heartbeat_s = interval_ms / 1000 / 2
     slots = [writer.add_market(s) for s in symbols(markets)]
     steps = np.arange(DEPTH, dtype=np.float64)
@@ -249,15 +251,16 @@ def wait_in_sync(group: str, names: list[str]) -> None:
     raise RuntimeError(f"mirror {group} did not get in sync within {READY_TIMEOUT_S} s")
 
 
-def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float, coalesce_us: int) -> dict[str, Any]:
+def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float, coalesce_us: int | None,
+             paced_us: int) -> dict[str, Any]:
     script = str(Path(__file__).resolve())
     group = f"bm{os.getpid()}{tag}"
     locals_ = [f"{group}m{i}" for i in range(mirrors)]
     names = symbols(markets)
-    procs = [child(script, "--role", "publisher", group, str(markets), str(rate))]
+    procs = [child(script, "--role", "publisher", group, str(markets), str(rate), str(DEFAULT_STALE_AFTER_MS), str(paced_us))]
     try:
-        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING",
-                      "--coalesce-us", str(coalesce_us))
+        window = [] if coalesce_us is None else ["--coalesce-us", str(coalesce_us)]
+        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING", *window)
         procs.append(relay)
         for local in locals_:
             procs.append(child("-m", "ldc.cli", "mirror", "--group", group, "--nats", nats.url, "--local-group", local, "--log-level", "WARNING"))
@@ -347,19 +350,21 @@ async def state_fetch(url: str) -> dict[str, float]:
 def feeder_relay_on_off(nats: NatsServer, repeats: int, markets: int = 10) -> dict[str, Any]:
     """bench_feeder.py's throughput run (the genuine spot capture replayed as fast as the feeder reads,
     ``markets`` copies), alternately without and with ``ldc relay`` (asleep on the notify word, which the
-    feeder bumps and wakes after every batch whether anyone sleeps or not): the feeder's diffs per
-    CPU-second each way (issue 16: the relay must not slow the feeder)."""
+    feeder bumps and wakes after every batch whether anyone sleeps or not, and on notify_paced): the
+    feeder's diffs per CPU-second each way (issue 16: the relay must not slow the feeder); and without the
+    relay with ``notify_paced_us = 0`` (``unpaced``: what keeping the paced word costs the feeder)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_feeder
 
     index = bench_feeder.load_index(bench_feeder.CAPTURES)
     new_group = bench_feeder.new_group
-    modes: dict[str, list[str] | None] = {"off": None, "relay": []}
+    modes: dict[str, list[str] | None] = {"off": None, "unpaced": None, "relay": []}
     runs: dict[str, list[float]] = {mode: [] for mode in modes}
     for r in range(repeats):
         for mode, extra in modes.items():
-            if extra is None:
-                runs[mode].append(bench_feeder.run_throughput(index, markets)["diffs_per_cpu_s"])
+            if extra is None:  # "unpaced": the segment's notify_paced word off (what pacing costs the feeder)
+                keys = {"notify_paced_us": 0} if mode == "unpaced" else None
+                runs[mode].append(bench_feeder.run_throughput(index, markets, group_keys=keys)["diffs_per_cpu_s"])
                 continue
             group = f"bench-feeder-{os.getpid()}-{mode}-{r}"
             relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING", *extra)
@@ -371,7 +376,7 @@ def feeder_relay_on_off(nats: NatsServer, repeats: int, markets: int = 10) -> di
                 stop(relay)
     off = statistics.median(runs["off"])
     result: dict[str, Any] = {"markets": markets, "diffs_per_cpu_s_relay_off": round(off)}
-    for mode in ("relay",):
+    for mode in ("unpaced", "relay"):
         result[f"diffs_per_cpu_s_{mode}"] = round(statistics.median(runs[mode]))
         result[f"ratio_{mode}_over_off"] = round(statistics.median(runs[mode]) / off, 3)
     result["runs"] = {mode: [round(x) for x in found] for mode, found in runs.items()}
@@ -428,13 +433,19 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rate", type=float, default=5000.0, help="origin updates per second, all markets together")
-    p.add_argument("--coalesce-us", type=int, default=DEFAULT_COALESCE_US, help="the relay's coalescing window")
+    p.add_argument("--coalesce-us", type=int, default=None,
+                   help="the relay's coalescing window (default: the origin's pace, --paced-us)")
+    p.add_argument("--paced-us", type=int, default=DEFAULT_NOTIFY_PACED_US,
+                   help=f"the origin segment's notify_paced_us (default {DEFAULT_NOTIFY_PACED_US}; 0: not paced, the relay's window on a timer)")
+    p.add_argument("--timer-baseline", action="store_true",
+                   help=f"also run each nats part with an origin that does not pace and the relay's timer window of "
+                        f"{DEFAULT_COALESCE_US} us (the previous default), alternated in the same rounds: *_timer keys")
     p.add_argument("--only", help="comma-separated parts to run: nats10x1,nats10x10,nats200x1,nats200x10,inprocess,http10,http200,state,feeder")
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "publisher":
-        run_publisher(args.args[0], int(args.args[1]), float(args.args[2]), *map(int, args.args[3:4]))
+        run_publisher(args.args[0], int(args.args[1]), float(args.args[2]), *map(int, args.args[3:5]))
         return 0
     if args.role == "probe":
         run_probe(args.args[0], float(args.args[1]))
@@ -446,7 +457,7 @@ def main() -> int:
         run_http_poller(int(args.args[0]), float(args.args[1]))
         return 0
     result: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-                              "rate_updates_per_s": args.rate, "coalesce_us": args.coalesce_us, "seconds": args.seconds, "repeat": args.repeat, "targets": TARGETS}
+                              "rate_updates_per_s": args.rate, "coalesce_us": args.coalesce_us, "paced_us": args.paced_us, "seconds": args.seconds, "repeat": args.repeat, "targets": TARGETS}
     runs: dict[str, list[dict[str, Any]]] = {}
     wanted = set(args.only.split(",")) if args.only else None
     js_dir = Path(tempfile.mkdtemp(prefix="ldc-bench-js-"))
@@ -455,7 +466,12 @@ def main() -> int:
             for markets, mirrors in ((10, 1), (10, 10), (200, 1), (200, 10)):
                 if wanted is None or f"nats{markets}x{mirrors}" in wanted:
                     runs.setdefault(f"nats_{markets}_markets_{mirrors}_mirrors", []).append(
-                        nats_run(nats, f"n{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds, args.coalesce_us))
+                        nats_run(nats, f"n{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds, args.coalesce_us,
+                                 args.paced_us))
+                    if args.timer_baseline:
+                        runs.setdefault(f"nats_{markets}_markets_{mirrors}_mirrors_timer", []).append(
+                            nats_run(nats, f"t{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds,
+                                     DEFAULT_COALESCE_US, 0))
             for markets in (10, 200):
                 if wanted is None or "inprocess" in wanted:
                     runs.setdefault(f"in_process_{markets}_markets", []).append(in_process(markets, 40_000 // markets))

@@ -11,6 +11,7 @@ import multiprocessing
 import random
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 
@@ -313,6 +314,74 @@ def test_the_pump_sends_the_same_frames_on_a_socket_and_keeps_the_window(group: 
             b.close()
             origin.close()
             ref.close()
+
+
+def _arrivals(sock: socket.socket, out: list[tuple[float, bytes]], stop: threading.Event) -> None:
+    sock.settimeout(0.01)
+    while not stop.is_set():
+        try:
+            data = sock.recv(1 << 20)
+        except TimeoutError:
+            continue
+        if not data:
+            return
+        out.append((time.monotonic(), data))
+
+
+def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group: str) -> None:
+    """LAYOUT.md 2.2: with a writer that paces (20 ms here), the window after a send ends at the writer's
+    first publish that moves notify_paced (at least a pace after its last move), never earlier than half
+    a pace before the window's end; a change inside the window followed by silence moves nothing, and
+    goes at the guard, half a pace after the window's end."""
+    pace = 0.02
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"], notify_paced_us=int(pace * 1e6)) as writer:
+        origin = Origin(group, EPOCH)
+        assert origin.paced_us == 20_000
+        a, b = socket.socketpair()
+        got: list[tuple[float, bytes]] = []
+        stop = threading.Event()
+        reader = threading.Thread(target=_arrivals, args=(b, got, stop))
+        reader.start()
+        rng = random.Random(3)
+        try:
+            a.setblocking(False)
+            assert origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.005, 0.0, 0.002)[0] == PUMP_DIRECTORY and origin.refresh()
+            _random_publish(writer, rng, "AAAUSDT", 1)
+            writer.notify()  # the writer's first paced move
+            assert origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.005, 0.0, 0.002)[2] == 1  # sent at once
+            _random_publish(writer, rng, "AAAUSDT", 2)
+            writer.notify()  # inside the pace: notify moves, notify_paced does not; then nothing
+            code, _, messages, _, _, _ = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.2, 0.0, 0.002)
+            assert (code, messages) == (PUMP_SLICE, 1)
+            wait_until = time.monotonic() + 5
+            while len(got) < 2 and time.monotonic() < wait_until:
+                time.sleep(0.001)
+            assert got[1][0] - got[0][0] >= 1.5 * pace - 0.002  # the guard: window (one pace) plus half a pace
+            got.clear()
+
+            def steady() -> None:  # a publish every 2 ms for 0.3 s: the writer moves notify_paced every ~20 ms
+                for u in range(3, 153):
+                    _random_publish(writer, rng, "AAAUSDT", u)
+                    writer.notify()
+                    time.sleep(0.002)
+
+            publisher = threading.Thread(target=steady)
+            publisher.start()
+            messages = 0
+            while publisher.is_alive():
+                messages += origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.05, 0.0, 0.002)[2]
+            publisher.join()
+            times = [t for t, _ in got]
+            gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+            assert messages >= 5 and len(times) == messages  # one send per window, each its own read here
+            assert min(gaps) >= pace / 2 - 0.002  # never before half a pace ahead of the window's end
+            assert sorted(gaps)[len(gaps) // 2] < 1.4 * pace  # on the paced word, not the guard's 1.5 paces
+        finally:
+            stop.set()
+            reader.join()
+            a.close()
+            b.close()
+            origin.close()
 
 
 def test_a_short_send_hands_back_the_exact_tail_and_counts_the_entries_it_touches(group: str) -> None:

@@ -70,7 +70,7 @@ def test_kill_restart_and_sigstop_no_dead_writer_data_accepted(classes: Path, sh
     def live(feeder: subprocess.Popen[bytes], truth: torture.Truth) -> None:
         rc, out = _book(classes, group)   # one `book` run while the spinning reader reads
         assert rc == 0, out
-        assert out["version"] == "2.1" and out["group"] == group and out["writer_pid"] == feeder.pid
+        assert out["version"] == "2.2" and out["group"] == group and out["writer_pid"] == feeder.pid
         truth.check(out)
         books.append(_book(classes, group, "--owner", str(os.getuid() + 1)))
 

@@ -198,7 +198,7 @@ def test_list_shows_active_markets_in_slot_order(ldc_read: Path, group: str, wri
 def test_info_reports_header_and_live_writer(ldc_read: Path, group: str, writer: SegmentWriter) -> None:
     writer.add_market("BTCUSDT")
     info = json.loads(run(ldc_read, "info", group).stdout)
-    assert (info["group"], info["exchange"], info["version"], info["depth"], info["capacity"]) == (group, EXCHANGE, "2.1", DEPTH, CAPACITY)
+    assert (info["group"], info["exchange"], info["version"], info["depth"], info["capacity"]) == (group, EXCHANGE, "2.2", DEPTH, CAPACITY)
     assert (info["writer_pid"], info["state"], info["market_count"], info["liveness"]) == (os.getpid(), 2, 1, "alive")
 
 

@@ -18,7 +18,7 @@ import pytest
 from shm_helpers import group_fixture
 from shm_proc import PAYLOADS, payload, payload_errors
 
-from ldc.shm.layout import HEADER, Counter, Status, segment_path
+from ldc.shm.layout import HEADER, VERSION_MINOR, Counter, Status, segment_path
 from ldc.shm.reader import Reader
 from ldc.shm.writer import SegmentWriter
 
@@ -108,7 +108,7 @@ def test_c_reader_fails_clearly_without_a_segment_or_with_another_major(example:
     os.close(fd)
     out = run_c(example, group, "BTCUSDT")
     assert out.returncode == 2
-    assert out.stderr.strip() == f"segment /ldc-{group} has layout version 3.1, this reader understands 2.0"
+    assert out.stderr.strip() == f"segment /ldc-{group} has layout version 3.{VERSION_MINOR}, this reader understands 2.0"
 
 
 def test_c_reader_wakes_on_the_notify_word(example: Path, group: str) -> None:

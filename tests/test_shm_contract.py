@@ -436,9 +436,10 @@ def test_each_start_is_a_new_file_whose_identity_never_changes(group: str) -> No
 
 
 def test_c_and_rust_2_0_readers_read_a_2_1_segment_with_its_feeder_stats_filled(group: str, c_example: Path, rust_read: Path) -> None:
-    """LAYOUT.md section 13: 2.1 only adds the feeder-stats block after the last slot. The C and Rust readers
-    (written for 2.0) read the slot next to it exactly while every stats word is non-zero."""
-    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY) as w:
+    """LAYOUT.md section 13: 2.1 only adds the feeder-stats block after the last slot, 2.2 the paced notify
+    words in reserved3. The C and Rust readers (written for 2.0) read the slot next to the block exactly
+    while every stats word is non-zero and the paced words have moved."""
+    with SegmentWriter(group, depth=DEPTH, capacity=CAPACITY, notify_paced_us=1) as w:
         slots = [w.add_market(f"M{i}") for i in range(CAPACITY)]
         for slot in slots:
             publish(w, slot, 40 + slot)
@@ -447,6 +448,9 @@ def test_c_and_rust_2_0_readers_read_a_2_1_segment_with_its_feeder_stats_filled(
         w.stats.set("rest_weight_used", 2**64 - 1)
         for latency_ns in (1, 7_000, 3_000_000_000):
             w.stats.read_done(5, latency_ns)
+        w.notify()
+        raw = Path(segment_path(group)).read_bytes()
+        assert struct.unpack_from("<II", raw, HEADER.offset("notify_paced")) == (1, 1)  # moved; a 1 us pace
         last = f"M{CAPACITY - 1}"
         c = run(c_example, group, last)
         assert c.returncode == 0, c.stderr

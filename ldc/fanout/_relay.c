@@ -45,7 +45,8 @@ enum { PUMP_SLICE = 0, PUMP_DIRECTORY = 1, PUMP_SHORT = 2, PUMP_ERROR = 3, PUMP_
 
 typedef struct {
     Py_ssize_t depth, capacity, slots_offset, slot_size, bids_offset, asks_offset, message_offset, message_size;
-    Py_ssize_t slot_header_size, segment_size, hdr_notify, hdr_dir_seq, s_seq, s_gen, s_n_bids, s_n_asks;
+    Py_ssize_t slot_header_size, segment_size, hdr_notify, hdr_notify_paced, hdr_notify_paced_us, hdr_dir_seq;
+    Py_ssize_t s_seq, s_gen, s_n_bids, s_n_asks;
 } Layout;
 
 typedef struct {
@@ -84,6 +85,9 @@ typedef struct {
     uint64_t dir_seq;            /* the directory sequence set_markets() was given the markets at */
     int need_directory;          /* a slot's generation differed: the directory must be read again */
     int64_t next_ok_ns;          /* CLOCK_MONOTONIC: no scan before this after a send (the window) */
+    int64_t paced_ns;            /* the origin's notify_paced_us in ns (LAYOUT.md 2.2); 0: its writer does not pace */
+    uint32_t seen_paced;         /* notify_paced as loaded before the last scan */
+    int64_t next_peek_ns;        /* paced waits: when to look at the socket again (it is not watched meanwhile) */
     int busy;
     unsigned long long published, batches, sends, wakes, skipped_copies;
 } Collector;
@@ -526,6 +530,39 @@ static int readable(int fd) {
     return poll(&p, 1, 0) > 0;
 }
 
+#define PEEK_INTERVAL_NS 5000000LL /* paced waits: the socket is looked at after a wake-up at most this often */
+
+enum { PACED_DUE = 0, PACED_SLICE = 1, PACED_READABLE = 2 };
+
+/* The window after a send when the origin's writer paces (LAYOUT.md section 11, 2.2): sleep on
+ * notify_paced, which the writer's own publish moves at most once per paced_ns, instead of a timer
+ * (a timer's expiry costs the sleeper ~4x a futex wake-up on the virtual machines measured, issue 16).
+ * PACED_DUE when it moved at or after early_ns (a move before is the window's own start, ignored), or
+ * at guard_ns (a batch inside the window followed by silence moves nothing: the timeout catches it);
+ * PACED_SLICE at deadline_ns; PACED_READABLE when fd has bytes (looked at every PEEK_INTERVAL_NS). */
+static int paced_wait(Collector *c, int fd, int64_t early_ns, int64_t guard_ns, int64_t deadline_ns) {
+    uint32_t *word = (uint32_t *)(c->base + c->L.hdr_notify_paced);
+    for (;;) {
+        int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
+        if (now >= guard_ns) return PACED_DUE;
+        if (now >= deadline_ns) return PACED_SLICE;
+        if (now >= c->next_peek_ns) {
+            c->next_peek_ns = now + PEEK_INTERVAL_NS;
+            if (readable(fd)) return PACED_READABLE;
+        }
+        uint32_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (w != c->seen_paced) {
+            c->seen_paced = w;
+            if (now >= early_ns) return PACED_DUE;
+            continue;
+        }
+        int64_t left = (guard_ns < deadline_ns ? guard_ns : deadline_ns) - now;
+        struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+        syscall(SYS_futex, word, FUTEX_WAIT, w, &ts, NULL, 0); /* shared: a file mapping of several processes */
+        c->wakes++;
+    }
+}
+
 /* pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest, messages, payload_bytes, errno, unsent_entries)
  *
  * For up to slice_s, with the GIL released: sleep out the coalescing window after a send, scan,
@@ -536,7 +573,11 @@ static int readable(int fd) {
  * (PUMP_ERROR: `rest` unsent, errno given), or the socket has bytes to read (PUMP_READABLE: a ping,
  * a request, a heartbeat for nats-py; looked at while sleeping, so the slice can be long). fd < 0: nothing is sent, the frames of the first send
  * come back as `rest` with PUMP_SHORT (the caller writes them). `unsent_entries`: the entries of the
- * frames `rest` holds all or part of (lost if the caller cannot write it). */
+ * frames `rest` holds all or part of (lost if the caller cannot write it).
+ *
+ * When the origin's writer paces (paced_ns > 0) the window after a send is max(window_s, its pace)
+ * and is slept out on notify_paced (paced_wait), not on a timer: the send comes at the writer's first
+ * publish after the window, or half a pace after the window's end when nothing moved the word. */
 static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "pump(fd, limit, slice_s, window_s, wait_s)");
@@ -560,9 +601,19 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
     int ep = epoll_for(fd);
     int64_t deadline = ldc_clock_ns(CLOCK_MONOTONIC) + slice_ns;
     uint32_t *notify = (uint32_t *)(c->base + c->L.hdr_notify);
+    int64_t paced = c->paced_ns;
+    if (paced > 0 && window_ns < paced) window_ns = paced;
     for (;;) {
         int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
-        if (now < c->next_ok_ns) {
+        if (paced > 0 && now < c->next_ok_ns) {
+            int r = paced_wait(c, fd, c->next_ok_ns - paced / 2, c->next_ok_ns + paced / 2, deadline);
+            if (r == PACED_SLICE) break;
+            if (r == PACED_READABLE) {
+                code = PUMP_READABLE;
+                break;
+            }
+            now = ldc_clock_ns(CLOCK_MONOTONIC);
+        } else if (now < c->next_ok_ns) {
             if (c->next_ok_ns >= deadline) {
                 sleep_until(deadline, fd, ep);
                 break;
@@ -579,6 +630,7 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
             break;
         }
         uint32_t word = __atomic_load_n(notify, __ATOMIC_ACQUIRE);
+        if (paced > 0) c->seen_paced = __atomic_load_n((uint32_t *)(c->base + c->L.hdr_notify_paced), __ATOMIC_ACQUIRE);
         if (scan(c) == 0) {
             if (c->need_directory) {
                 code = PUMP_DIRECTORY;
@@ -692,6 +744,7 @@ static int Collector_init(Collector *c, PyObject *args, PyObject *kwds) {
         {"message_offset", &c->L.message_offset}, {"message_size", &c->L.message_size},
         {"slot_header_size", &c->L.slot_header_size}, {"segment_size", &c->L.segment_size},
         {"hdr_notify", &c->L.hdr_notify}, {"hdr_dir_seq", &c->L.hdr_dir_seq}, {"slot_seq", &c->L.s_seq},
+        {"hdr_notify_paced", &c->L.hdr_notify_paced}, {"hdr_notify_paced_us", &c->L.hdr_notify_paced_us},
         {"slot_gen", &c->L.s_gen}, {"slot_n_bids", &c->L.s_n_bids}, {"slot_n_asks", &c->L.s_n_asks},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -726,6 +779,8 @@ static int Collector_init(Collector *c, PyObject *args, PyObject *kwds) {
     c->glen = glen;
     c->epoch = epoch;
     c->dir_seq = (uint64_t)-1;
+    /* written once before magic, which the Reader checked before this mapping was made */
+    c->paced_ns = (int64_t)U32(c->base, L->hdr_notify_paced_us) * 1000;
     return 0;
 }
 

@@ -21,6 +21,7 @@ Everything maps onto ``nats.connect``'s own options; nothing here speaks the pro
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import ssl
 import sys
@@ -198,6 +199,15 @@ async def connect_until(stop: asyncio.Event, options: NatsOptions, **kwargs: Any
     except asyncio.CancelledError:
         pass
     return None
+
+
+def freeze_heap() -> None:
+    """Move every object made so far (imports, the connection, subscriptions) to the collector's
+    permanent generation: its full passes no longer walk them. Called once a relay or mirror is set
+    up; without it, full collections walking nats-py's and asyncio's objects were ~20 % of the relay's
+    CPU at 5,000 updates/s (perf, issue 16)."""
+    gc.collect()
+    gc.freeze()
 
 
 def connected_url(nc: Any) -> str:

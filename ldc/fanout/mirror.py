@@ -34,7 +34,7 @@ from typing import Any, Final, cast
 from ldc.errors import SegmentError
 from ldc.fanout import _mirror, codec, lean
 from ldc.fanout.conn import NatsOptions, connect_until
-from ldc.fanout.conn import connected_url
+from ldc.fanout.conn import connected_url, freeze_heap
 from ldc.fanout.relay import log_count, nats_options, run_command
 from ldc.shm.layout import (COUNTER_FIELDS, DEFAULT_CAPACITY, DEFAULT_DEPTH, LEVEL_SIZE, MESSAGE_SIZE, NAME_SIZE, SLOT_HEADER,
                             SYMBOL_SIZE, Counter, Status)
@@ -453,6 +453,7 @@ class Mirror:
                     direct.add(sub)
             if direct is not None:
                 direct.take_loop_reads()  # the socket read in the loop's wait (plain TCP; TLS stays asyncio's)
+            freeze_heap()
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")
             watcher = asyncio.create_task(self.watch())

@@ -7,7 +7,9 @@ it last sent, copies the changed slots with their status message under the seqlo
 writer stored: never the reader's own STALE judgement, which the relay says in its heartbeat
 instead), and encodes the entries and batches exactly as ``codec.encode_entry`` / ``encode_batch`` /
 ``split_batches`` would; ``pump`` also sends them as NATS frames (``Relay._pump``). The notify futex
-word wakes it after each publish batch. Python keeps the directory (markets added, removed, moved).
+word wakes it after each publish batch; in the window after a send, the ``notify_paced`` word (layout
+2.2), which the writer moves at most once per its ``notify_paced_us``. Python keeps the directory
+(markets added, removed, moved).
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class Origin:
         self._c.batch_seq = batch_seq
         self._fd = fd
         self._notify_off = HEADER.offset("notify")
+        # written once before magic (LAYOUT.md section 11, 2.2); 0 from a writer that does not pace
+        self.paced_us: int = self._seg.load_u32(HEADER.offset("notify_paced_us"))
         self._dir_seq_off = HEADER.offset("dir_seq")
         self._symbols: list[str] = []
         self._loaded = False

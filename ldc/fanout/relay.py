@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from ldc.errors import ConfigError, LdcError, SegmentError
 from ldc.fanout import _relay, codec, lean
-from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, load_options, options_from_url
+from ldc.fanout.conn import NatsConnectError, NatsOptions, connect_until, connected_url, freeze_heap, load_options, options_from_url
 from ldc.fanout.origin import PUMP_DIRECTORY, PUMP_ERROR, PUMP_READABLE, Origin
 from ldc.shm.layout import NAME_SIZE
 
@@ -63,9 +63,11 @@ RIVAL_LISTEN_S: Final = 1.5 * HEARTBEAT_INTERVAL_S  # before publishing: is anot
 # 2-core test host, nearly all of it the kernel's (the wake-up, and loopback TCP delivering to the
 # server inside send()), an entry well under 1 us (C), so the relay's CPU per update falls with the
 # window and the window bounds the added latency (docs/FANOUT.md has the trade). 0: send on every wake.
-# 800 us: the longest window whose p99 stays under 1 ms on the test host (0.92-0.94 ms at 10 / 200
-# markets, 1 ms gave 1.12-1.13 ms); the relay's 5 us per update is not met at it (6.4-6.5 us), nor at
-# 1 ms (5.7-6.1 us): ~86 % of a send is the kernel's (docs/FANOUT.md, issue 16).
+# By default the window is the origin's pace (its writer's notify_paced_us, LAYOUT.md section 11), slept
+# out on the notify_paced futex word the writer's own publish moves, not on a timer: a timer's expiry
+# costs ~17 us a send on the test host, a futex wake ~3 (docs/FANOUT.md, issue 16). A writer that does
+# not pace (layout < 2.2, notify_paced_us = 0): a timer window of DEFAULT_COALESCE_US, the longest whose
+# p99 stayed under 1 ms there (0.92-0.94 ms at 10 / 200 markets).
 DEFAULT_COALESCE_US: Final = 800
 MAX_COALESCE_US: Final = 100_000  # a tenth of a second: beyond it a mirror's books lag visibly
 # room for the envelope and the longest group name within the server's max_payload
@@ -77,12 +79,16 @@ class RelayConflict(LdcError):
 
 
 class Relay:
-    def __init__(self, group: str, options: NatsOptions, coalesce_us: int = DEFAULT_COALESCE_US) -> None:
+    def __init__(self, group: str, options: NatsOptions, coalesce_us: int | None = None) -> None:
+        """``coalesce_us``: the window after a send; None: the origin's pace (``Origin.paced_us``), or
+        ``DEFAULT_COALESCE_US`` when its writer does not pace. A window shorter than a pacing origin's
+        pace is that pace (the paced word moves no faster)."""
         self.group = codec.check_group(group)
         self.options = options
-        if not 0 <= coalesce_us <= MAX_COALESCE_US:
+        if coalesce_us is not None and not 0 <= coalesce_us <= MAX_COALESCE_US:
             raise ValueError(f"coalescing window must be 0..{MAX_COALESCE_US} us, got {coalesce_us}")
-        self.coalesce_s = coalesce_us / 1e6
+        self.coalesce_us = coalesce_us
+        self.coalesce_s = (DEFAULT_COALESCE_US if coalesce_us is None else coalesce_us) / 1e6  # set per origin (_attach)
         self._wait_s = WAIT_SLICE_S
         self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
         self.origin: Origin | None = None
@@ -211,7 +217,15 @@ class Relay:
             log.info("waiting for the origin segment of %s: %s", self.group, exc)
             return False
         self.origin_alive = self.origin.alive()
-        log.info("attached to %s (depth %d, capacity %d)", self.origin.reader.name, self.origin.geometry.depth, self.origin.geometry.capacity)
+        paced_us = self.origin.paced_us
+        window_us = max(self.coalesce_us if self.coalesce_us is not None else (paced_us or DEFAULT_COALESCE_US), paced_us)
+        self.coalesce_s = window_us / 1e6
+        # paced: the guard's timeout (half a pace past the window) may end anywhere in the next half pace;
+        # a slack lets the kernel fold it into a timer it already has instead of reprogramming its clock
+        _relay.set_timer_slack_ns(paced_us * 500 if paced_us else TIMER_SLACK_NS)
+        log.info("attached to %s (depth %d, capacity %d); window %d us, %s", self.origin.reader.name,
+                 self.origin.geometry.depth, self.origin.geometry.capacity, window_us,
+                 "on its writer's paced notify word" if paced_us else "on a timer (its writer does not pace)")
         return True
 
     def _detach(self) -> None:
@@ -240,6 +254,7 @@ class Relay:
         if not self._lean:
             log.warning("relay %s: this nats-py lacks what ldc.fanout.lean uses: batches go through nc.publish", self.group)
         _relay.set_timer_slack_ns(TIMER_SLACK_NS)  # the loop thread's sleeps end within a few us of their time
+        freeze_heap()
         tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
         try:
             await stop.wait()
@@ -313,9 +328,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("config", nargs="?", help="TOML file with a [nats] table (servers, TLS, credentials)")
     p.add_argument("--group", required=True, help="the group whose segment /dev/shm/ldc-GROUP is relayed")
     p.add_argument("--nats", help="NATS URL(s), comma-separated, instead of a config file")
-    p.add_argument("--coalesce-us", type=int, default=DEFAULT_COALESCE_US,
-                   help="after a send, changes wait this long for the next one: one message per window "
-                        f"carries every market that changed (default {DEFAULT_COALESCE_US}; 0: send on every wake)")
+    p.add_argument("--coalesce-us", type=int, default=None,
+                   help="after a send, changes wait this long for the next one: one message per window carries every "
+                        "market that changed (default: the feeder's notify_paced_us, its segment's pace; "
+                        f"{DEFAULT_COALESCE_US} for a feeder that does not pace; 0: send on every wake)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 

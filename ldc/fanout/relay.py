@@ -220,9 +220,6 @@ class Relay:
         paced_us = self.origin.paced_us
         window_us = max(self.coalesce_us if self.coalesce_us is not None else (paced_us or DEFAULT_COALESCE_US), paced_us)
         self.coalesce_s = window_us / 1e6
-        # paced: the guard's timeout (half a pace past the window) may end anywhere in the next half pace;
-        # a slack lets the kernel fold it into a timer it already has instead of reprogramming its clock
-        _relay.set_timer_slack_ns(paced_us * 500 if paced_us else TIMER_SLACK_NS)
         log.info("attached to %s (depth %d, capacity %d); window %d us, %s", self.origin.reader.name,
                  self.origin.geometry.depth, self.origin.geometry.capacity, window_us,
                  "on its writer's paced notify word" if paced_us else "on a timer (its writer does not pace)")

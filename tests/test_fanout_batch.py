@@ -106,3 +106,25 @@ def test_the_relays_batches_stay_within_the_servers_max_payload(groups: tuple[st
 def test_a_coalescing_window_outside_its_bounds_is_refused() -> None:
     with pytest.raises(ValueError, match="coalescing window must be 0..100000 us, got -1"):
         Relay("spot", options_from_url("nats://127.0.0.1:1"), coalesce_us=-1)
+
+
+@pytest.mark.parametrize(("coalesce_us", "paced_us", "window_us"), [
+    (None, 800, 800),  # default: the origin's pace
+    (None, 0, 800),  # a writer that does not pace: DEFAULT_COALESCE_US, on a timer
+    (300, 800, 800),  # shorter than the pace: the pace (the paced word moves no faster)
+    (2000, 800, 2000),  # longer: the relay's own
+    (0, 0, 0),  # no pace, no window: a send on every wake
+])
+def test_the_relay_s_window_follows_its_origin_s_pace(coalesce_us: int | None, paced_us: int, window_us: int) -> None:
+    group = unique_group("rw")
+    try:
+        with SegmentWriter(group, depth=DEPTH, capacity=4, notify_paced_us=paced_us):
+            relay = Relay(group, options_from_url("nats://127.0.0.1:1"), coalesce_us=coalesce_us)
+            assert relay._attach()
+            try:
+                assert relay.origin is not None and relay.origin.paced_us == paced_us
+                assert round(relay.coalesce_s * 1e6) == window_us
+            finally:
+                relay._detach()
+    finally:
+        unlink_group(group)

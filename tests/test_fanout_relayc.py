@@ -329,14 +329,15 @@ def _arrivals(sock: socket.socket, out: list[tuple[float, bytes]], stop: threadi
 
 
 def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group: str) -> None:
-    """LAYOUT.md 2.2: with a writer that paces (20 ms here), the window after a send ends at the writer's
+    """LAYOUT.md 2.2: with a writer that paces (40 ms here), the window after a send ends at the writer's
     first publish that moves notify_paced (at least a pace after its last move), never earlier than half
     a pace before the window's end; a change inside the window followed by silence moves nothing, and
-    goes at the guard, half a pace after the window's end."""
-    pace = 0.02
+    goes at the guard, half a pace after the window's end. Arrival times are taken by a thread of this
+    process, so the bounds leave a quarter of a pace for its scheduling on a loaded host."""
+    pace = 0.04
     with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"], notify_paced_us=int(pace * 1e6)) as writer:
         origin = Origin(group, EPOCH)
-        assert origin.paced_us == 20_000
+        assert origin.paced_us == 40_000
         a, b = socket.socketpair()
         got: list[tuple[float, bytes]] = []
         stop = threading.Event()
@@ -351,31 +352,32 @@ def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group:
             assert origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.005, 0.0, 0.002)[2] == 1  # sent at once
             _random_publish(writer, rng, "AAAUSDT", 2)
             writer.notify()  # inside the pace: notify moves, notify_paced does not; then nothing
-            code, _, messages, _, _, _ = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.2, 0.0, 0.002)
+            code, _, messages, _, _, _ = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.3, 0.0, 0.002)
             assert (code, messages) == (PUMP_SLICE, 1)
             wait_until = time.monotonic() + 5
             while len(got) < 2 and time.monotonic() < wait_until:
                 time.sleep(0.001)
-            assert got[1][0] - got[0][0] >= 1.5 * pace - 0.002  # the guard: window (one pace) plus half a pace
+            assert got[1][0] - got[0][0] >= 1.25 * pace  # the guard: the window (one pace) plus half a pace
             got.clear()
 
-            def steady() -> None:  # a publish every 2 ms for 0.3 s: the writer moves notify_paced every ~20 ms
-                for u in range(3, 153):
+            def steady() -> None:  # a publish every 2 ms for 0.4 s: the writer moves notify_paced every ~40 ms
+                for u in range(3, 203):
                     _random_publish(writer, rng, "AAAUSDT", u)
                     writer.notify()
                     time.sleep(0.002)
 
             publisher = threading.Thread(target=steady)
+            started = time.monotonic()
             publisher.start()
             messages = 0
             while publisher.is_alive():
                 messages += origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.05, 0.0, 0.002)[2]
             publisher.join()
+            took = time.monotonic() - started
             times = [t for t, _ in got]
-            gaps = [later - earlier for earlier, later in zip(times, times[1:])]
-            assert messages >= 5 and len(times) == messages  # one send per window, each its own read here
-            assert min(gaps) >= pace / 2 - 0.002  # never before half a pace ahead of the window's end
-            assert sorted(gaps)[len(gaps) // 2] < 1.4 * pace  # on the paced word, not the guard's 1.5 paces
+            gaps = sorted(later - earlier for earlier, later in zip(times, times[1:]))
+            assert 5 <= messages <= took / (pace / 2) + 2  # a send per window, never within half a pace of the last
+            assert 0.75 * pace <= gaps[len(gaps) // 2] <= 1.35 * pace  # on the paced word, not the guard's 1.5 paces
         finally:
             stop.set()
             reader.join()

@@ -478,6 +478,10 @@ static PyObject *Collector_collect_frames(Collector *c, PyObject *arg) {
     return Py_BuildValue("(y#nn)", c->out ? c->out : "", (Py_ssize_t)c->out_len, msgs, bytes);
 }
 
+static inline struct timespec timespec_of(int64_t ns) {
+    return (struct timespec){(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+}
+
 /* Sleep until when_ns (CLOCK_MONOTONIC); with fd >= 0, wake early when fd turns readable (the server
  * sent something nats-py must see: a ping, a request, a heartbeat). 1 when fd is readable.
  *
@@ -489,12 +493,12 @@ static int sleep_until(int64_t when_ns, int fd, int ep) {
         int64_t left = when_ns - ldc_clock_ns(CLOCK_MONOTONIC);
         if (left <= 0) return 0;
         if (fd < 0) {
-            struct timespec ts = {(time_t)(when_ns / 1000000000LL), (long)(when_ns % 1000000000LL)};
+            struct timespec ts = timespec_of(when_ns);
             while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
             }
             return 0;
         }
-        struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+        struct timespec ts = timespec_of(left);
         long rc;
         if (ep >= 0) {
             struct epoll_event ev;
@@ -530,7 +534,8 @@ static int readable(int fd) {
     return poll(&p, 1, 0) > 0;
 }
 
-#define PEEK_INTERVAL_NS 5000000LL /* paced waits: the socket is looked at after a wake-up at most this often */
+#define PEEK_INTERVAL_NS 5000000LL /* paced waits: the socket is looked at this often (pings, requests) */
+#define MAX_PACE_NS 100000000LL    /* a header's notify_paced_us above 100 ms (layout.MAX_NOTIFY_PACED_US) counts as 100 ms */
 
 enum { PACED_DUE = 0, PACED_SLICE = 1, PACED_READABLE = 2 };
 
@@ -539,25 +544,26 @@ enum { PACED_DUE = 0, PACED_SLICE = 1, PACED_READABLE = 2 };
  * (a timer's expiry costs the sleeper ~4x a futex wake-up on the virtual machines measured, issue 16).
  * PACED_DUE when it moved at or after early_ns (a move before is the window's own start, ignored), or
  * at guard_ns (a batch inside the window followed by silence moves nothing: the timeout catches it);
- * PACED_SLICE at deadline_ns; PACED_READABLE when fd has bytes (looked at every PEEK_INTERVAL_NS). */
+ * PACED_SLICE at deadline_ns; PACED_READABLE when fd has bytes (looked at every PEEK_INTERVAL_NS: the
+ * futex wait ends by then too, so a ping or a request waits at most that long). */
 static int paced_wait(Collector *c, int fd, int64_t early_ns, int64_t guard_ns, int64_t deadline_ns) {
     uint32_t *word = (uint32_t *)(c->base + c->L.hdr_notify_paced);
     for (;;) {
         int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
+        uint32_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (w != c->seen_paced) {
+            c->seen_paced = w;
+            if (now >= early_ns) return PACED_DUE;
+        }
         if (now >= guard_ns) return PACED_DUE;
         if (now >= deadline_ns) return PACED_SLICE;
         if (now >= c->next_peek_ns) {
             c->next_peek_ns = now + PEEK_INTERVAL_NS;
             if (readable(fd)) return PACED_READABLE;
         }
-        uint32_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (w != c->seen_paced) {
-            c->seen_paced = w;
-            if (now >= early_ns) return PACED_DUE;
-            continue;
-        }
-        int64_t left = (guard_ns < deadline_ns ? guard_ns : deadline_ns) - now;
-        struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+        int64_t until = guard_ns < deadline_ns ? guard_ns : deadline_ns;
+        if (fd >= 0 && c->next_peek_ns < until) until = c->next_peek_ns;
+        struct timespec ts = timespec_of(until - now);
         syscall(SYS_futex, word, FUTEX_WAIT, w, &ts, NULL, 0); /* shared: a file mapping of several processes */
         c->wakes++;
     }
@@ -577,7 +583,9 @@ static int paced_wait(Collector *c, int fd, int64_t early_ns, int64_t guard_ns, 
  *
  * When the origin's writer paces (paced_ns > 0) the window after a send is max(window_s, its pace)
  * and is slept out on notify_paced (paced_wait), not on a timer: the send comes at the writer's first
- * publish after the window, or half a pace after the window's end when nothing moved the word. */
+ * move of the word from half a pace before the window's end on (its moves are a pace apart, so the one
+ * that ends the window may come a little before the relay's own clock says so), or half a pace after
+ * the window's end when nothing moved it. */
 static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "pump(fd, limit, slice_s, window_s, wait_s)");
@@ -643,7 +651,7 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
                 break;
             }
             int64_t nap = deadline - now < wait_ns ? deadline - now : wait_ns;
-            struct timespec ts = {(time_t)(nap / 1000000000LL), (long)(nap % 1000000000LL)};
+            struct timespec ts = timespec_of(nap);
             /* shared futex (no FUTEX_PRIVATE_FLAG): the word lives in a file mapping of several processes */
             syscall(SYS_futex, notify, FUTEX_WAIT, word, &ts, NULL, 0);
             c->wakes++;
@@ -781,6 +789,7 @@ static int Collector_init(Collector *c, PyObject *args, PyObject *kwds) {
     c->dir_seq = (uint64_t)-1;
     /* written once before magic, which the Reader checked before this mapping was made */
     c->paced_ns = (int64_t)U32(c->base, L->hdr_notify_paced_us) * 1000;
+    if (c->paced_ns > MAX_PACE_NS) c->paced_ns = MAX_PACE_NS;
     return 0;
 }
 
@@ -820,6 +829,10 @@ static PyObject *Collector_get_need_directory(Collector *c, void *Py_UNUSED(clos
     return PyBool_FromLong(c->need_directory || (c->have_view && directory_moved(c)));
 }
 
+static PyObject *Collector_get_paced_us(Collector *c, void *Py_UNUSED(closure)) {
+    return PyLong_FromLongLong(c->paced_ns / 1000);
+}
+
 static PyGetSetDef Collector_getset[] = {
     {"published", (getter)Collector_get_published, NULL, "entries (market updates) put into batches", NULL},
     {"batches", (getter)Collector_get_batches, NULL, "batches built", NULL},
@@ -829,6 +842,7 @@ static PyGetSetDef Collector_getset[] = {
     {"batch_seq", (getter)Collector_get_batch_seq, (setter)Collector_set_batch_seq, "the last batch sequence of this epoch", NULL},
     {"dir_seq", (getter)Collector_get_dir_seq, NULL, "the directory sequence set_markets() was given", NULL},
     {"need_directory", (getter)Collector_get_need_directory, NULL, "the directory must be read again", NULL},
+    {"paced_us", (getter)Collector_get_paced_us, NULL, "the origin's notify_paced_us (at most 100 ms); 0: its writer does not pace", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

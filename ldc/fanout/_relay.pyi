@@ -17,6 +17,7 @@ class Collector:
     batch_seq: int
     dir_seq: int
     need_directory: bool
+    paced_us: int
     def __init__(self, mapping: Any, layout: dict[str, int], group: bytes, subject: bytes, epoch: int) -> None: ...
     def set_markets(self, dir_seq: int, markets: list[tuple[bytes, int, int, int, int, bytes | None]], /) -> None:
         """(symbol, slot, gen, seq word last sent, the relay's sequence, last entry or None), in scan order."""

@@ -77,8 +77,8 @@ class Origin:
         self._c.batch_seq = batch_seq
         self._fd = fd
         self._notify_off = HEADER.offset("notify")
-        # written once before magic (LAYOUT.md section 11, 2.2); 0 from a writer that does not pace
-        self.paced_us: int = self._seg.load_u32(HEADER.offset("notify_paced_us"))
+        # the header's notify_paced_us (LAYOUT.md section 11, 2.2; at most 100 ms), 0 from a writer that does not pace
+        self.paced_us: int = self._c.paced_us
         self._dir_seq_off = HEADER.offset("dir_seq")
         self._symbols: list[str] = []
         self._loaded = False

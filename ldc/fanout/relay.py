@@ -328,7 +328,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--coalesce-us", type=int, default=None,
                    help="after a send, changes wait this long for the next one: one message per window carries every "
                         "market that changed (default: the feeder's notify_paced_us, its segment's pace; "
-                        f"{DEFAULT_COALESCE_US} for a feeder that does not pace; 0: send on every wake)")
+                        f"{DEFAULT_COALESCE_US} for a feeder that does not pace). A window shorter than the pace is the "
+                        "pace; with a feeder that does not pace, 0 sends on every wake")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 

@@ -546,19 +546,20 @@ static int publish_slot(Segment *s, Py_ssize_t slot, int64_t update_id, int64_t 
  * window by the writer's own publish, where a timer's wake-up costs it ~4x a futex's on this kind of
  * guest (issue 16, docs/FANOUT.md). The batch that finds the window not yet over does not wake it:
  * paced waiters wait with a timeout (LAYOUT.md section 11). */
+static inline void bump_and_wake(uint32_t *word) {
+    __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0); /* shared: a file mapping */
+}
+
 static int notify_segment(Segment *s) {
     if (check_open(s) < 0 || check_writable(s) < 0) return -1;
-    uint32_t *word = (uint32_t *)(s->base + s->L.hdr_notify);
-    __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
-    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    bump_and_wake((uint32_t *)(s->base + s->L.hdr_notify));
     uint32_t paced_us = __atomic_load_n((uint32_t *)(s->base + s->L.hdr_notify_paced_us), __ATOMIC_RELAXED);
     if (paced_us) {
         int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
         if (now - s->last_paced_ns >= (int64_t)paced_us * 1000) {
             s->last_paced_ns = now;
-            uint32_t *paced = (uint32_t *)(s->base + s->L.hdr_notify_paced);
-            __atomic_add_fetch(paced, 1, __ATOMIC_SEQ_CST);
-            syscall(SYS_futex, paced, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+            bump_and_wake((uint32_t *)(s->base + s->L.hdr_notify_paced));
         }
     }
     return 0;

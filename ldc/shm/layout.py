@@ -57,7 +57,7 @@ DEFAULT_STALE_AFTER_MS: Final = 5000  # readers flag STALE once the heartbeat is
 MIN_STALE_INTERVALS: Final = 2  # stale_after_ms must cover at least two heartbeat intervals
 # notify_paced's window (2.2): a waiter on it wakes at most this often (the NATS relay's send cadence, docs/FANOUT.md)
 DEFAULT_NOTIFY_PACED_US: Final = 800
-MAX_NOTIFY_PACED_US: Final = 1_000_000
+MAX_NOTIFY_PACED_US: Final = 100_000  # the relay's longest window too (relay.MAX_COALESCE_US)
 # Java 17 maps at most Integer.MAX_VALUE bytes in one MappedByteBuffer (LAYOUT.md, notes per language)
 MAX_SEGMENT_SIZE: Final = 2**31 - 1
 
@@ -204,7 +204,7 @@ HEADER: Final = _region(
         ("market_count", "u32", 1, "active directory entries; consistent with the entries only when read between the two dir_seq loads"),
         ("group", "char", NAME_SIZE, "group name, UTF-8, NUL-padded"),
         ("reserved2", "u8", 16, "zero"),
-        # --- line pair 2: the notification futex word, alone so waiters do not share its line ---
+        # --- line pair 2: the notification futex words (only the writer writes them) on a line of their own ---
         ("notify", "u32", 1, "incremented by the writer after each publish batch; futex word"),
         ("notify_paced", "u32", 1, "incremented by the writer after a publish batch at least notify_paced_us after its last "
          "increment (2.2); futex word: at most one wake-up a window, for waiters that coalesce (the NATS relay)"),

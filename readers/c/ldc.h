@@ -121,7 +121,7 @@ typedef struct {
     uint32_t market_count;
     char group[64];
     uint8_t reserved2[16];
-    /* notify block: alone so sleepers do not share its cache lines */
+    /* notify block: the writer's notify words, alone on their cache line (writer_lock on the next) */
     uint32_t notify;
     uint32_t notify_paced;    /* 2.2 (section 11); this reader does not use it */
     uint32_t notify_paced_us; /* 2.2 */

@@ -87,7 +87,7 @@ typedef struct {
     int64_t next_ok_ns;          /* CLOCK_MONOTONIC: no scan before this after a send (the window) */
     int64_t paced_ns;            /* the origin's notify_paced_us in ns (LAYOUT.md 2.2); 0: its writer does not pace */
     uint32_t seen_paced;         /* notify_paced as loaded before the last scan */
-    int64_t next_peek_ns;        /* paced waits: when to look at the socket again (it is not watched meanwhile) */
+    int64_t next_peek_ns;        /* paced waits: when to look at the socket next (a futex wait does not watch it) */
     int busy;
     unsigned long long published, batches, sends, wakes, skipped_copies;
 } Collector;

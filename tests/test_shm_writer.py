@@ -361,6 +361,8 @@ def test_notify_paced_wakes_its_sleepers_at_most_once_a_window(group: str) -> No
         os.close(fd)
         u32 = lambda off: int.from_bytes(mm[off:off + 4], "little")  # noqa: E731
         assert u32(HEADER.offset("notify_paced_us")) == 100_000
+        with Reader(group) as r:
+            assert r.info().notify_paced_us == 100_000
         before = u32(paced_at)
         woken: list[tuple[int, float]] = []
         sleeper = threading.Thread(target=lambda: woken.append((_futex_wait_u32(mm, paced_at, before, 10), time.monotonic())))

@@ -128,6 +128,7 @@ class SegmentInfo:
     heartbeat_interval_ms: int
     stale_after_ms: int  # the writer's limit: readers flag its markets STALE past it
     stale: bool  # heartbeat_ns older than stale_after_ms: the writer holds its lock but is stuck
+    notify_paced_us: int  # the pace of the notify_paced word (LAYOUT.md section 11, 2.2); 0: not paced
     takeovers: int
     market_count: int
     depth: int
@@ -279,6 +280,7 @@ class Reader:
             heartbeat_interval_ms=header_value(raw, "heartbeat_interval_ms"),
             stale_after_ms=header_value(raw, "stale_after_ms"),
             stale=self.writer_stale(),
+            notify_paced_us=header_value(raw, "notify_paced_us"),
             takeovers=load32(HEADER.offset("takeovers")),
             market_count=load32(HEADER.offset("market_count")),
             depth=self.geometry.depth,

@@ -24,7 +24,7 @@ EXTENSIONS = [
     # websocket frames off the socket: whole text / binary frames split in C, the rest in ldc/io/ws.py
     Extension("ldc.io._frames", ["ldc/io/_frames.c"], extra_compile_args=CFLAGS),
     # the relay's per-update and per-send path: changed slots copied, encoded as wire batches, sent as NATS PUB frames
-    Extension("ldc.fanout._relay", ["ldc/fanout/_relay.c"], depends=["ldc/shm/ldc_shm_inline.h"], extra_compile_args=CFLAGS),
+    Extension("ldc.fanout._relay", ["ldc/fanout/_relay.c"], depends=["ldc/shm/ldc_shm_inline.h", "ldc/fanout/ldc_uring.h"], extra_compile_args=CFLAGS),
     # the recording's spool: a read's frames copied into a ring, written to the spool file by a native thread
     Extension("ldc._spool", ["ldc/_spool.c"], extra_compile_args=CFLAGS),
     # the mirror's per-message and per-update path: a stream batch checked and applied into the slots (issue 16)

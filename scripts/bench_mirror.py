@@ -252,7 +252,7 @@ def wait_in_sync(group: str, names: list[str]) -> None:
 
 
 def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float, seconds: float, coalesce_us: int | None,
-             paced_us: int) -> dict[str, Any]:
+             paced_us: int, relay_args: tuple[str, ...] = ()) -> dict[str, Any]:
     script = str(Path(__file__).resolve())
     group = f"bm{os.getpid()}{tag}"
     locals_ = [f"{group}m{i}" for i in range(mirrors)]
@@ -260,7 +260,7 @@ def nats_run(nats: NatsServer, tag: str, markets: int, mirrors: int, rate: float
     procs = [child(script, "--role", "publisher", group, str(markets), str(rate), str(DEFAULT_STALE_AFTER_MS), str(paced_us))]
     try:
         window = [] if coalesce_us is None else ["--coalesce-us", str(coalesce_us)]
-        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING", *window)
+        relay = child("-m", "ldc.cli", "relay", "--group", group, "--nats", nats.url, "--log-level", "WARNING", *window, *relay_args)
         procs.append(relay)
         for local in locals_:
             procs.append(child("-m", "ldc.cli", "mirror", "--group", group, "--nats", nats.url, "--local-group", local, "--log-level", "WARNING"))
@@ -440,6 +440,9 @@ def main() -> int:
     p.add_argument("--timer-baseline", action="store_true",
                    help=f"also run each nats part with an origin that does not pace and the relay's timer window of "
                         f"{DEFAULT_COALESCE_US} us (the previous default), alternated in the same rounds: *_timer keys")
+    p.add_argument("--syscalls-baseline", action="store_true",
+                   help="also run each nats part with the relay's paced sends and sleeps on send() and futex() "
+                        "(ldc relay --no-io-uring), alternated in the same rounds: *_syscalls keys")
     p.add_argument("--only", help="comma-separated parts to run: nats10x1,nats10x10,nats200x1,nats200x10,inprocess,http10,http200,state,feeder")
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
@@ -472,6 +475,10 @@ def main() -> int:
                         runs.setdefault(f"nats_{markets}_markets_{mirrors}_mirrors_timer", []).append(
                             nats_run(nats, f"t{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds,
                                      DEFAULT_COALESCE_US, 0))
+                    if args.syscalls_baseline:
+                        runs.setdefault(f"nats_{markets}_markets_{mirrors}_mirrors_syscalls", []).append(
+                            nats_run(nats, f"s{markets}x{mirrors}r{r}", markets, mirrors, args.rate, args.seconds,
+                                     args.coalesce_us, args.paced_us, ("--no-io-uring",)))
             for markets in (10, 200):
                 if wanted is None or "inprocess" in wanted:
                     runs.setdefault(f"in_process_{markets}_markets", []).append(in_process(markets, 40_000 // markets))

@@ -7,6 +7,7 @@ a message: the test withholds it)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -125,6 +126,37 @@ def test_the_relay_s_window_follows_its_origin_s_pace(coalesce_us: int | None, p
                 assert relay.origin is not None and relay.origin.paced_us == paced_us
                 assert round(relay.coalesce_s * 1e6) == window_us
             finally:
+                relay._detach()
+    finally:
+        unlink_group(group)
+
+
+@pytest.mark.parametrize("argv", [[], ["--no-io-uring"]])
+def test_no_io_uring_keeps_the_relay_s_paced_sends_on_send_and_futex(argv: list[str]) -> None:
+    """``ldc relay --no-io-uring``: the origin's collector is told before its first pump (the default
+    leaves the ring to be opened by the first paced pump where the kernel allows it)."""
+    from ldc.fanout.relay import _Command
+
+    group = unique_group("ru")
+    try:
+        with SegmentWriter(group, depth=DEPTH, capacity=4, notify_paced_us=800):
+            relay = _Command.make(_Command.parse_args(["--group", group, "--nats", "nats://127.0.0.1:1", *argv]))
+            assert relay.io_uring is (not argv)
+            assert relay._attach()
+            a, b = socket.socketpair()
+            try:
+                origin = relay.origin
+                assert origin is not None and origin.io_uring is False  # nothing opened before a pump
+                a.setblocking(False)
+                assert origin.refresh()
+                origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.005, relay.coalesce_s, 0.002)
+                if argv:
+                    assert origin.io_uring is False and origin.io_uring_refused == ""  # not refused: not asked
+                elif not origin.io_uring:
+                    pytest.skip(f"io_uring refused here: {origin.io_uring_refused}")
+            finally:
+                a.close()
+                b.close()
                 relay._detach()
     finally:
         unlink_group(group)

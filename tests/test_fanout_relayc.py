@@ -8,6 +8,7 @@ reused slots. The pump sends the same frames on a real socket."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import socket
 import struct
@@ -37,6 +38,19 @@ def group() -> Iterator[str]:
     name = unique_group("rc")
     yield name
     unlink_group(name)
+
+
+def _ring(origin: Origin, on: bool) -> None:
+    """A paced pump's sends and sleeps through io_uring (on: where the kernel allows it) or send() and futex()."""
+    origin.io_uring = on
+
+
+def _ring_used(origin: Origin, on: bool) -> None:
+    """After a paced pump: the ring was used when asked for, unless the kernel refused it (then said why)."""
+    if on and not origin.io_uring:
+        assert origin.io_uring_refused
+        pytest.skip(f"io_uring refused here: {origin.io_uring_refused}")
+    assert origin.io_uring == on
 
 
 def _random_publish(writer: SegmentWriter, rng: random.Random, symbol: str, update_id: int) -> None:
@@ -277,13 +291,15 @@ def test_a_removed_market_leaves_and_a_reused_slot_is_the_new_markets(group: str
             origin.close()
 
 
-@pytest.mark.parametrize("paced_us", [0, 800])  # a writer that does not pace (the window on a timer), one that does
-def test_the_pump_sends_the_same_frames_on_a_socket_and_keeps_the_window(group: str, paced_us: int) -> None:
+# a writer that does not pace (the window on a timer), one that does with the sends and sleeps through io_uring or not
+@pytest.mark.parametrize(("paced_us", "ring"), [(0, False), (800, True), (800, False)])
+def test_the_pump_sends_the_same_frames_on_a_socket_and_keeps_the_window(group: str, paced_us: int, ring: bool) -> None:
     names = ["AAAUSDT", "BBBUSDT"]
     rng = random.Random(7)
     with SegmentWriter(group, depth=DEPTH, capacity=4, markets=names, notify_paced_us=paced_us) as writer:
         ref = _Reference(group)
         origin = Origin(group, EPOCH)
+        _ring(origin, ring)
         a, b = socket.socketpair()
         try:
             a.setblocking(False)
@@ -305,6 +321,8 @@ def test_the_pump_sends_the_same_frames_on_a_socket_and_keeps_the_window(group: 
             code, rest, messages, _, _, _ = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.1, window, 0.002)
             assert time.monotonic() - t0 >= window  # the change waited out the window after the first send
             assert messages == 1 and code == PUMP_SLICE and rest is None
+            if paced_us:
+                _ring_used(origin, ring)
             (update,) = codec.decode_batch(b.recv(1 << 20).split(b"\r\n", 1)[1][:-2], DEPTH).updates
             assert (update.symbol, update.seq, update.update_id) == ("BBBUSDT", 2, 2)
             _random_publish(writer, rng, "AAAUSDT", 3)
@@ -330,7 +348,8 @@ def _arrivals(sock: socket.socket, out: list[float], stop: threading.Event) -> N
         out.extend([time.monotonic()] * data.count(b"PUB "))
 
 
-def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group: str) -> None:
+@pytest.mark.parametrize("ring", [True, False])
+def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group: str, ring: bool) -> None:
     """LAYOUT.md 2.2: with a writer that paces (100 ms here), the window after a send ends at the writer's
     first publish that moves notify_paced (at least a pace after its last move), never earlier than half
     a pace before the window's end; a change inside the window followed by silence moves nothing, and
@@ -339,6 +358,7 @@ def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group:
     pace = 0.1
     with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"], notify_paced_us=int(pace * 1e6)) as writer:
         origin = Origin(group, EPOCH)
+        _ring(origin, ring)
         assert origin.paced_us == 100_000
         a, b = socket.socketpair()
         got: list[float] = []
@@ -379,6 +399,7 @@ def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group:
             gaps = sorted(later - earlier for earlier, later in zip(got, got[1:]))
             assert 5 <= messages == len(got) and messages <= took / (pace / 2) + 2  # never within half a pace of the last
             assert 0.75 * pace <= gaps[len(gaps) // 2] <= 1.35 * pace  # on the paced word, not the guard's 1.5 paces
+            _ring_used(origin, ring)
         finally:
             stop.set()
             reader.join()
@@ -387,13 +408,16 @@ def test_a_pacing_origin_s_window_is_slept_on_its_paced_word_with_a_guard(group:
             origin.close()
 
 
-def test_a_short_send_hands_back_the_exact_tail_and_counts_the_entries_it_touches(group: str) -> None:
+@pytest.mark.parametrize(("paced_us", "ring"), [(0, False), (800, True), (800, False)])
+def test_a_short_send_hands_back_the_exact_tail_and_counts_the_entries_it_touches(group: str, paced_us: int, ring: bool) -> None:
     """The socket takes part of a send: what it took and the tail handed back are the frames, in
-    order, byte for byte; ``unsent`` counts the entries of every frame not wholly sent."""
+    order, byte for byte; ``unsent`` counts the entries of every frame not wholly sent. Through
+    io_uring the send's result is seen when the sleep submitted with it ends (here the slice's end)."""
     names = [f"T{i:02d}USDT" for i in range(60)]
     rng = random.Random(3)
-    with SegmentWriter(group, depth=DEPTH, capacity=64, markets=names) as writer:
+    with SegmentWriter(group, depth=DEPTH, capacity=64, markets=names, notify_paced_us=paced_us) as writer:
         origin = Origin(group, EPOCH)
+        _ring(origin, ring)
         twin = Origin(group, EPOCH)  # takes the same changes the Python way, for the expected bytes
         a, b = socket.socketpair()
         try:
@@ -426,6 +450,8 @@ def test_a_short_send_hands_back_the_exact_tail_and_counts_the_entries_it_touche
                 pos = end
             assert unsent == sum(n for end, n in sizes if end > cut)
             assert messages == len(sizes)
+            if paced_us:
+                _ring_used(origin, ring)
         finally:
             a.close()
             b.close()
@@ -499,3 +525,78 @@ def asyncio_run(coro: object) -> tuple[list[int], list[bytes], list[int]]:
     import asyncio
 
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _pub_frames(sock: socket.socket, settle_s: float = 0.05) -> bytes:
+    sock.setblocking(False)
+    data, quiet_until = b"", time.monotonic() + settle_s
+    while time.monotonic() < quiet_until:
+        try:
+            chunk = sock.recv(1 << 20)
+        except BlockingIOError:
+            time.sleep(0.002)
+            continue
+        data += chunk
+        quiet_until = time.monotonic() + settle_s
+    return data
+
+
+def test_a_ring_another_thread_cannot_submit_to_falls_back_and_sends_once(group: str) -> None:
+    """The ring is its creator thread's (IORING_SETUP_SINGLE_ISSUER): a pump from another thread has
+    its submission refused, closes the ring, sends that batch itself with send() (once: nothing was
+    submitted) and goes on with futex()."""
+    rng = random.Random(11)
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"], notify_paced_us=800) as writer:
+        origin = Origin(group, EPOCH)
+        a, b = socket.socketpair()
+        try:
+            a.setblocking(False)
+            assert origin.refresh()
+            _random_publish(writer, rng, "AAAUSDT", 1)
+            writer.notify()
+            assert origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.005, 0.0, 0.002)[2] == 1
+            _ring_used(origin, True)
+            _random_publish(writer, rng, "AAAUSDT", 2)
+            writer.notify()
+            got: list[tuple[int, ...]] = []
+            other = threading.Thread(target=lambda: got.append(origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.01, 0.0, 0.002)[::2]))
+            other.start()
+            other.join()
+            (code, messages, errno), = [(g[0], g[1], g[2]) for g in got]
+            assert (code, messages, errno) == (PUMP_SLICE, 1, 0) and not origin.io_uring
+            frames = _pub_frames(b)
+            assert frames.count(b"PUB ") == 2  # the first batch (through the ring), the second (send()), no repeat
+            ids = [u.update_id for f in frames.split(b"PUB ")[1:] for u in codec.decode_batch(f.split(b"\r\n", 1)[1][:-2], DEPTH).updates]
+            assert ids == [1, 2]
+        finally:
+            a.close()
+            b.close()
+            origin.close()
+
+
+def test_closing_an_origin_closes_its_ring_with_a_wait_in_flight(group: str) -> None:
+    """A pump that ends its slice asleep on the paced word through the ring leaves that wait in flight;
+    closing the origin closes the ring (no descriptor left), and the next origin's ring works."""
+    rng = random.Random(12)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=["AAAUSDT"], notify_paced_us=50_000) as writer:
+        a, b = socket.socketpair()
+        try:
+            a.setblocking(False)
+            for u in (1, 2, 3):
+                origin = Origin(group, EPOCH)
+                try:
+                    assert origin.refresh()
+                    _random_publish(writer, rng, "AAAUSDT", u)
+                    writer.notify()
+                    assert origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.01, 0.0, 0.002)[:3:2] == (PUMP_SLICE, 1)
+                    _ring_used(origin, True)
+                finally:
+                    origin.close()  # its ring's futex wait (the window after the send) still in flight
+                writer.notify()  # wakes nothing of a closed ring
+            assert [u.update_id for f in _pub_frames(b).split(b"PUB ")[1:]
+                    for u in codec.decode_batch(f.split(b"\r\n", 1)[1][:-2], DEPTH).updates] == [1, 2, 3]
+        finally:
+            a.close()
+            b.close()
+    assert len(os.listdir("/proc/self/fd")) == fds_before

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../shm/ldc_shm_inline.h"
+#include "ldc_uring.h"
 
 #define LEVEL_SIZE 16
 #define SYMBOL_MAX 39          /* layout.SYMBOL_SIZE - 1 */
@@ -88,6 +89,9 @@ typedef struct {
     int64_t paced_ns;            /* the origin's notify_paced_us in ns (LAYOUT.md 2.2); 0: its writer does not pace */
     uint32_t seen_paced;         /* notify_paced as loaded before the last scan */
     int64_t next_peek_ns;        /* paced waits: when to look at the socket next (a futex wait does not watch it) */
+    Ring ring;                   /* paced sends and waits through io_uring (ldc_uring.h); fd -1: send() and futex() */
+    int ring_state;              /* 0 not tried yet, 1 in use, -1 unavailable or turned off (ring = False) */
+    int ring_errno;              /* why ring_open refused (0: it did not) */
     int busy;
     unsigned long long published, batches, sends, wakes, skipped_copies;
 } Collector;
@@ -539,6 +543,35 @@ static int readable(int fd) {
 
 enum { PACED_DUE = 0, PACED_SLICE = 1, PACED_READABLE = 2 };
 
+/* The ring failed (its submission refused: another thread pumps, and a SINGLE_ISSUER ring is its
+ * creator's; or a wait refused): close it and go on with send() and futex(). A send the kernel had
+ * taken is waited for first (it is done at once: MSG_DONTWAIT), one it had not is done here. */
+static void ring_failed(Collector *c, int fd) {
+    Ring *r = &c->ring;
+    for (int i = 0; i < 100 && r->send_armed && r->send_submitted; i++) ring_enter(r, 1, 1000000);
+    int send_lost = r->send_armed && r->send_submitted;
+    int send_todo = r->send_armed && !r->send_submitted;
+    int32_t res = r->send_res;
+    ring_close(r); /* ring_init: nothing armed */
+    c->ring_state = -1;
+    if (send_lost) res = -EIO;
+    if (send_todo) {
+        size_t len = c->out_len, off = 0;
+        res = 0;
+        while (off < len) {
+            ssize_t w = send(fd, c->out + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                if (off == 0) res = -errno;
+                break;
+            }
+            off += (size_t)w;
+        }
+        if (off) res = (int32_t)off;
+    }
+    r->send_res = res;
+}
+
 /* The window after a send when the origin's writer paces (LAYOUT.md section 11, 2.2): sleep on
  * notify_paced, which the writer's own publish moves at most once per paced_ns, instead of a timer
  * (a timer's expiry costs the sleeper ~4x a futex wake-up on the virtual machines measured, issue 16).
@@ -548,24 +581,35 @@ enum { PACED_DUE = 0, PACED_SLICE = 1, PACED_READABLE = 2 };
  * futex wait ends by then too, so a ping or a request waits at most that long). */
 static int paced_wait(Collector *c, int fd, int64_t early_ns, int64_t guard_ns, int64_t deadline_ns) {
     uint32_t *word = (uint32_t *)(c->base + c->L.hdr_notify_paced);
+    Ring *r = c->ring.fd >= 0 ? &c->ring : NULL;
     for (;;) {
         int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
         uint32_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (w != c->seen_paced) {
-            c->seen_paced = w;
-            if (now >= early_ns) return PACED_DUE;
-        }
-        if (now >= guard_ns) return PACED_DUE;
-        if (now >= deadline_ns) return PACED_SLICE;
-        if (now >= c->next_peek_ns) {
-            c->next_peek_ns = now + PEEK_INTERVAL_NS;
-            if (readable(fd)) return PACED_READABLE;
+        if (r == NULL || !r->send_armed) { /* a send queued with this wait: nothing is decided before it is done */
+            if (w != c->seen_paced) {
+                c->seen_paced = w;
+                if (now >= early_ns) return PACED_DUE;
+            }
+            if (now >= guard_ns) return PACED_DUE;
+            if (now >= deadline_ns) return PACED_SLICE;
+            if (now >= c->next_peek_ns) {
+                c->next_peek_ns = now + PEEK_INTERVAL_NS;
+                if (readable(fd)) return PACED_READABLE;
+            }
         }
         int64_t until = guard_ns < deadline_ns ? guard_ns : deadline_ns;
         if (fd >= 0 && c->next_peek_ns < until) until = c->next_peek_ns;
+        c->wakes++;
+        if (r != NULL) {
+            if (!r->futex_armed) ring_queue_futex_wait(r, word, w);
+            int err = ring_enter(r, r->send_armed ? 2 : 1, until > now ? until - now : 0);
+            if ((err == 0 || err == -ETIME || err == -EINTR) && !ring_futex_broken(r)) continue;
+            ring_failed(c, fd); /* the rest of this wait with futex() */
+            r = NULL;
+            continue;
+        }
         struct timespec ts = timespec_of(until - now);
         syscall(SYS_futex, word, FUTEX_WAIT, w, &ts, NULL, 0); /* shared: a file mapping of several processes */
-        c->wakes++;
     }
 }
 
@@ -611,10 +655,37 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
     uint32_t *notify = (uint32_t *)(c->base + c->L.hdr_notify);
     int64_t paced = c->paced_ns;
     if (paced > 0 && window_ns < paced) window_ns = paced;
+    if (paced > 0 && fd >= 0 && c->ring_state == 0) {
+        c->ring_state = ring_open(&c->ring) == 0 ? 1 : -1;
+        c->ring_errno = c->ring_state < 0 ? errno : 0;
+    }
+    int ring_send = 0; /* the frames built last are queued on the ring, to go with the paced wait's first sleep */
     for (;;) {
         int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
         if (paced > 0 && now < c->next_ok_ns) {
             int r = paced_wait(c, fd, c->next_ok_ns - paced / 2, c->next_ok_ns + paced / 2, deadline);
+            if (ring_send) { /* the send's result first: a short send's tail goes before anything else */
+                ring_send = 0;
+                int32_t res = c->ring.send_res;
+                size_t off = res > 0 ? (size_t)res : 0;
+                if (off < c->out_len) {
+                    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK) {
+                        err = -res;
+                        code = PUMP_ERROR;
+                    } else {
+                        code = PUMP_SHORT;
+                    }
+                    rest_at = (Py_ssize_t)off;
+                    for (Py_ssize_t f = 0; f < c->n_frames; f++) /* frames not wholly sent */
+                        if (c->frame_end[f] > off) unsent += c->frame_entries[f];
+                    break;
+                }
+                c->out_len = 0;
+                if (c->need_directory) {
+                    code = PUMP_DIRECTORY;
+                    break;
+                }
+            }
             if (r == PACED_SLICE) break;
             if (r == PACED_READABLE) {
                 code = PUMP_READABLE;
@@ -672,6 +743,12 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
             for (Py_ssize_t f = 0; f < c->n_frames; f++) unsent += c->frame_entries[f];
             break;
         }
+        if (paced > 0 && c->ring.fd >= 0) { /* sent by the paced wait's first io_uring_enter, with its sleep */
+            ring_queue_send(&c->ring, fd, c->out, c->out_len);
+            ring_send = 1;
+            c->sends++;
+            continue;
+        }
         size_t off = 0;
         while (off < c->out_len) {
             ssize_t w = send(fd, c->out + off, c->out_len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -720,6 +797,7 @@ static PyObject *Collector_release(Collector *c, PyObject *Py_UNUSED(ignored)) {
         PyErr_SetString(PyExc_RuntimeError, "collector is pumping in another call");
         return NULL;
     }
+    ring_close(&c->ring); /* a futex wait in flight was on this mapping */
     if (c->have_view) {
         PyBuffer_Release(&c->view);
         c->have_view = 0;
@@ -794,6 +872,7 @@ static int Collector_init(Collector *c, PyObject *args, PyObject *kwds) {
 }
 
 static void Collector_dealloc(Collector *c) {
+    ring_close(&c->ring);
     if (c->have_view) PyBuffer_Release(&c->view);
     free_markets(c);
     free(c->scratch);
@@ -833,6 +912,33 @@ static PyObject *Collector_get_paced_us(Collector *c, void *Py_UNUSED(closure)) 
     return PyLong_FromLongLong(c->paced_ns / 1000);
 }
 
+static PyObject *Collector_get_ring(Collector *c, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(c->ring.fd >= 0);
+}
+
+static PyObject *Collector_get_ring_errno(Collector *c, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong(c->ring_errno);
+}
+
+/* ring = False: paced sends and waits with send() and futex() from now on; True: try io_uring again */
+static int Collector_set_ring(Collector *c, PyObject *v, void *Py_UNUSED(closure)) {
+    int on = v == NULL ? 0 : PyObject_IsTrue(v);
+    if (on < 0) return -1;
+    if (c->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "collector is pumping in another call");
+        return -1;
+    }
+    if (!on) ring_close(&c->ring);
+    c->ring_state = on && c->ring.fd < 0 ? 0 : (on ? 1 : -1);
+    return 0;
+}
+
+static PyObject *Collector_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    Collector *c = (Collector *)PyType_GenericNew(type, args, kwds);
+    if (c != NULL) ring_init(&c->ring); /* fd -1 before anything can dealloc it */
+    return (PyObject *)c;
+}
+
 static PyGetSetDef Collector_getset[] = {
     {"published", (getter)Collector_get_published, NULL, "entries (market updates) put into batches", NULL},
     {"batches", (getter)Collector_get_batches, NULL, "batches built", NULL},
@@ -843,6 +949,10 @@ static PyGetSetDef Collector_getset[] = {
     {"dir_seq", (getter)Collector_get_dir_seq, NULL, "the directory sequence set_markets() was given", NULL},
     {"need_directory", (getter)Collector_get_need_directory, NULL, "the directory must be read again", NULL},
     {"paced_us", (getter)Collector_get_paced_us, NULL, "the origin's notify_paced_us (at most 100 ms); 0: its writer does not pace", NULL},
+    {"ring", (getter)Collector_get_ring, (setter)Collector_set_ring,
+     "True while paced sends and waits go through io_uring (opened by the first paced pump where the kernel allows it); "
+     "set False for send() and futex()", NULL},
+    {"ring_errno", (getter)Collector_get_ring_errno, NULL, "why io_uring was refused (0: it was not, or not tried)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -867,7 +977,7 @@ static PyTypeObject CollectorType = {
     .tp_basicsize = sizeof(Collector),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "The relay's scan, copy, encode and send of an origin segment's changed markets.",
-    .tp_new = PyType_GenericNew,
+    .tp_new = Collector_new,
     .tp_init = (initproc)Collector_init,
     .tp_dealloc = (destructor)Collector_dealloc,
     .tp_methods = Collector_methods,

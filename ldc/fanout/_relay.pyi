@@ -18,6 +18,8 @@ class Collector:
     dir_seq: int
     need_directory: bool
     paced_us: int
+    ring: bool  # paced sends and sleeps through io_uring (set False: send() and futex())
+    ring_errno: int  # why the kernel refused the ring (0: it did not, or not tried yet)
     def __init__(self, mapping: Any, layout: dict[str, int], group: bytes, subject: bytes, epoch: int) -> None: ...
     def set_markets(self, dir_seq: int, markets: list[tuple[bytes, int, int, int, int, bytes | None]], /) -> None:
         """(symbol, slot, gen, seq word last sent, the relay's sequence, last entry or None), in scan order."""

@@ -84,6 +84,22 @@ class Origin:
         self._loaded = False
         self._carried: dict[str, int] = dict(seqs or {})  # until the directory is read
 
+    @property
+    def io_uring(self) -> bool:
+        """True while the paced sends and the sleeps after them go through io_uring, one syscall each
+        (``ldc/fanout/ldc_uring.h``; opened by the first paced ``pump`` where the kernel allows it)."""
+        return bool(self._c.ring)
+
+    @io_uring.setter
+    def io_uring(self, on: bool) -> None:
+        self._c.ring = on  # False: send() and futex() from the next pump on
+
+    @property
+    def io_uring_refused(self) -> str:
+        """Why the kernel refused the ring ("" when it did not, or it was not tried yet)."""
+        errno_ = self._c.ring_errno
+        return os.strerror(errno_) if errno_ else ""
+
     def close(self) -> None:
         self._c.release()
         self._seg.close()

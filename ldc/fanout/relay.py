@@ -79,15 +79,18 @@ class RelayConflict(LdcError):
 
 
 class Relay:
-    def __init__(self, group: str, options: NatsOptions, coalesce_us: int | None = None) -> None:
+    def __init__(self, group: str, options: NatsOptions, coalesce_us: int | None = None, io_uring: bool = True) -> None:
         """``coalesce_us``: the window after a send; None: the origin's pace (``Origin.paced_us``), or
         ``DEFAULT_COALESCE_US`` when its writer does not pace. A window shorter than a pacing origin's
-        pace is that pace (the paced word moves no faster)."""
+        pace is that pace (the paced word moves no faster). ``io_uring``: False keeps the paced sends
+        and sleeps on send() and futex() even where the kernel offers io_uring (``Origin.io_uring``)."""
         self.group = codec.check_group(group)
         self.options = options
         if coalesce_us is not None and not 0 <= coalesce_us <= MAX_COALESCE_US:
             raise ValueError(f"coalescing window must be 0..{MAX_COALESCE_US} us, got {coalesce_us}")
         self.coalesce_us = coalesce_us
+        self.io_uring = io_uring
+        self._ring_told = False  # the paced path said (once an origin) whether it sends through io_uring
         self.coalesce_s = (DEFAULT_COALESCE_US if coalesce_us is None else coalesce_us) / 1e6  # set per origin (_attach)
         self._wait_s = WAIT_SLICE_S
         self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
@@ -173,6 +176,11 @@ class Relay:
         before = origin.published
         code, rest, messages, payload_bytes, errno, unsent = origin.pump(fd, limit, slice_s, self.coalesce_s, PUMP_IDLE_WAIT_S)
         self._last_pump = code
+        if not self._ring_told and origin.paced_us:
+            self._ring_told = True
+            refused = origin.io_uring_refused
+            log.info("relay %s: paced sends %s", self.group, "and the sleeps after them through io_uring" if origin.io_uring else
+                     f"with send() and futex() (io_uring {'refused: ' + refused if refused else 'turned off'})")
         entries = origin.published - before
         if rest is not None:  # built, not (all) sent: the transport takes it, after what C sent
             if code == PUMP_ERROR or not lean.write_frames(self._nc, rest, tail=True):
@@ -217,6 +225,9 @@ class Relay:
             log.info("waiting for the origin segment of %s: %s", self.group, exc)
             return False
         self.origin_alive = self.origin.alive()
+        if not self.io_uring:
+            self.origin.io_uring = False
+        self._ring_told = False
         paced_us = self.origin.paced_us
         window_us = max(self.coalesce_us if self.coalesce_us is not None else (paced_us or DEFAULT_COALESCE_US), paced_us)
         self.coalesce_s = window_us / 1e6
@@ -330,6 +341,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "market that changed (default: the feeder's notify_paced_us, its segment's pace; "
                         f"{DEFAULT_COALESCE_US} for a feeder that does not pace). A window shorter than the pace is the "
                         "pace; with a feeder that does not pace, 0 sends on every wake")
+    p.add_argument("--no-io-uring", action="store_true",
+                   help="send and sleep with send() and futex() even where the kernel offers io_uring (by default a paced "
+                        "relay submits each send with the sleep after it: one syscall, no preemption in between)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -372,7 +386,8 @@ class _Command:
 
     @staticmethod
     def make(args: argparse.Namespace) -> Relay:
-        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"), args.coalesce_us)
+        return Relay(args.group, nats_options(args.config, args.nats, f"ldc-relay-{args.group}"), args.coalesce_us,
+                     io_uring=not args.no_io_uring)
 
 
 def main(argv: list[str]) -> int:

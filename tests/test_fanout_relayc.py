@@ -600,3 +600,44 @@ def test_closing_an_origin_closes_its_ring_with_a_wait_in_flight(group: str) -> 
             a.close()
             b.close()
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+_REFUSED_SCRIPT = r'''
+import ctypes, socket, struct, sys
+import numpy as np
+libc = ctypes.CDLL(None, use_errno=True)
+# a seccomp filter refusing io_uring_setup (425 on every architecture) with EPERM, everything else allowed
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+prog = [(BPF_LD_W_ABS, 0, 0, 0), (BPF_JEQ_K, 0, 1, 425), (BPF_RET_K, 0, 0, 0x00050000 | 1), (BPF_RET_K, 0, 0, 0x7FFF0000)]
+filt = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in prog))
+fprog = struct.pack("HxxxxxxP", len(prog), ctypes.addressof(filt))
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0, ctypes.get_errno()  # PR_SET_SECCOMP, FILTER
+from ldc.fanout import codec
+from ldc.fanout.origin import Origin
+from ldc.shm.writer import SegmentWriter
+group = sys.argv[1]
+with SegmentWriter(group, depth=4, capacity=4, markets=["AAAUSDT"], notify_paced_us=800) as writer:
+    origin = Origin(group, 1)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    assert origin.refresh()
+    levels = np.array([[1.0, 2.0]])
+    writer.publish(writer.slot("AAAUSDT"), update_id=7, event_time_ms=1, recv_time_ns=1, status=1, bids=levels, asks=levels + 1, n_bids=1, n_asks=1)
+    writer.notify()
+    code, rest, messages = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.01, 0.0, 0.002)[:3]
+    frame = b.recv(1 << 16)
+    print(messages, rest is None, origin.io_uring, origin.io_uring_refused, frame.count(b"PUB "))
+    origin.close()
+'''
+
+
+def test_a_kernel_that_refuses_io_uring_leaves_the_relay_on_send_and_futex(group: str) -> None:
+    """Where io_uring is refused (here a real seccomp filter, as a systemd unit's SystemCallFilter
+    or kernel.io_uring_disabled would), the paced pump says why and sends with send()."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _REFUSED_SCRIPT, group], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "True", "False", "Operation", "not", "permitted", "1"]

@@ -56,7 +56,7 @@ DEFAULT_HEARTBEAT_INTERVAL_MS: Final = 1000
 DEFAULT_STALE_AFTER_MS: Final = 5000  # readers flag STALE once the heartbeat is older than this
 MIN_STALE_INTERVALS: Final = 2  # stale_after_ms must cover at least two heartbeat intervals
 # notify_paced's window (2.2): a waiter on it wakes at most this often (the NATS relay's send cadence, docs/FANOUT.md)
-DEFAULT_NOTIFY_PACED_US: Final = 800
+DEFAULT_NOTIFY_PACED_US: Final = 700
 MAX_NOTIFY_PACED_US: Final = 100_000  # the relay's longest window too (relay.MAX_COALESCE_US)
 # Java 17 maps at most Integer.MAX_VALUE bytes in one MappedByteBuffer (LAYOUT.md, notes per language)
 MAX_SEGMENT_SIZE: Final = 2**31 - 1

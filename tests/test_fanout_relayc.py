@@ -641,3 +641,72 @@ def test_a_kernel_that_refuses_io_uring_leaves_the_relay_on_send_and_futex(group
     out = subprocess.run([sys.executable, "-c", _REFUSED_SCRIPT, group], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "True", "False", "Operation", "not", "permitted", "1"]
+
+
+def _parse_pubs(data: bytes) -> list[int]:
+    """The NATS stream as the server would parse it: whole PUB frames back to back; the update ids of
+    their entries, in order (a torn or stray byte fails)."""
+    ids, pos = [], 0
+    while pos < len(data):
+        eol = data.index(b"\r\n", pos)
+        line = data[pos:eol]
+        assert line.startswith(b"PUB "), (pos, line[:40])
+        size = int(line.split()[-1])
+        payload = data[eol + 2 : eol + 2 + size]
+        assert data[eol + 2 + size : eol + 4 + size] == b"\r\n", pos
+        ids += [u.update_id for u in codec.decode_batch(payload, DEPTH).updates]
+        pos = eol + 4 + size
+    return ids
+
+
+@pytest.mark.parametrize("ring", [True, False])
+def test_a_send_whose_window_is_over_before_its_wait_goes_at_once_and_only_once(group: str, ring: bool) -> None:
+    """Scan and build can take longer than a short pace (1 us here; at the 700 us default a first batch
+    of thousands of markets does): the window after the send is over before its wait begins, and the
+    send queued on the ring must still go in that pump, whole, and never again later."""
+    rng = random.Random(13)
+    names = ["AAAUSDT", "BBBUSDT"]
+    with SegmentWriter(group, depth=DEPTH, capacity=4, markets=names, notify_paced_us=1) as writer:
+        origin = Origin(group, EPOCH)
+        _ring(origin, ring)
+        a, b = socket.socketpair()
+        try:
+            a.setblocking(False)
+            assert origin.refresh()
+            for u in range(1, 6):
+                for name in names:
+                    _random_publish(writer, rng, name, u)
+                writer.notify()
+                code, rest, messages = origin.pump(a.fileno(), codec.MAX_BATCH_BYTES, 0.02, 0.0, 0.002)[:3]
+                assert (u, code, rest, messages) == (u, PUMP_SLICE, None, 1)
+            _ring_used(origin, ring)
+            assert _parse_pubs(_pub_frames(b)) == [u for u in range(1, 6) for _ in names]
+        finally:
+            a.close()
+            b.close()
+            origin.close()
+
+
+def test_a_short_send_through_the_ring_ends_its_wait_at_once(group: str) -> None:
+    """A send the socket takes only part of is handed back as soon as its completion is seen, not at the
+    end of the window submitted with it (100 ms pace, 1 s slice here)."""
+    names = [f"T{i:02d}USDT" for i in range(60)]
+    rng = random.Random(4)
+    with SegmentWriter(group, depth=DEPTH, capacity=64, markets=names, notify_paced_us=100_000) as writer:
+        origin = Origin(group, EPOCH)
+        a, b = socket.socketpair()
+        try:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            a.setblocking(False)
+            assert origin.refresh()
+            for name in names:
+                _random_publish(writer, rng, name, 1)
+            t0 = time.monotonic()
+            code, rest, *_ = origin.pump(a.fileno(), 2000, 1.0, 0.0, 0.002)
+            took = time.monotonic() - t0
+            _ring_used(origin, True)
+            assert code == PUMP_SHORT and rest is not None and took < 0.05  # not the window's 100 ms, nor the slice
+        finally:
+            a.close()
+            b.close()
+            origin.close()

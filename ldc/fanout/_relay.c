@@ -544,19 +544,22 @@ static int readable(int fd) {
 enum { PACED_DUE = 0, PACED_SLICE = 1, PACED_READABLE = 2 };
 
 /* The ring failed (its submission refused: another thread pumps, and a SINGLE_ISSUER ring is its
- * creator's; or a wait refused): close it and go on with send() and futex(). A send the kernel had
- * taken is waited for first (it is done at once: MSG_DONTWAIT), one it had not is done here. */
-static void ring_failed(Collector *c, int fd) {
+ * creator's; or a wait refused, err the reason): close it and go on with send() and futex(). A send
+ * the kernel had taken is waited for first (it is done at once: MSG_DONTWAIT), one it had not is done
+ * here. */
+static void ring_failed(Collector *c, int fd, int err) {
     Ring *r = &c->ring;
     for (int i = 0; i < 100 && r->send_armed && r->send_submitted; i++) ring_enter(r, 1, 1000000);
     int send_lost = r->send_armed && r->send_submitted;
     int send_todo = r->send_armed && !r->send_submitted;
     int32_t res = r->send_res;
+    uint32_t len = r->send_len;
     ring_close(r); /* ring_init: nothing armed */
     c->ring_state = -1;
+    c->ring_errno = err > 0 ? err : EIO;
     if (send_lost) res = -EIO;
     if (send_todo) {
-        size_t len = c->out_len, off = 0;
+        size_t off = 0;
         res = 0;
         while (off < len) {
             ssize_t w = send(fd, c->out + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -570,6 +573,21 @@ static void ring_failed(Collector *c, int fd) {
         if (off) res = (int32_t)off;
     }
     r->send_res = res;
+    r->send_len = len;
+}
+
+/* A send queued on the ring goes now (the wait it was to go with is over before it began): submitted
+ * alone, its completion taken (it is done in the call). */
+static void ring_flush_send(Collector *c, int fd) {
+    Ring *r = &c->ring;
+    for (int i = 0; i < 100 && r->fd >= 0 && r->send_armed; i++) {
+        int err = ring_enter(r, 1, i ? 1000000 : 0);
+        if (err != 0 && err != -ETIME && err != -EINTR) {
+            ring_failed(c, fd, -err);
+            return;
+        }
+    }
+    if (r->fd >= 0 && r->send_armed) ring_failed(c, fd, ETIME);
 }
 
 /* The window after a send when the origin's writer paces (LAYOUT.md section 11, 2.2): sleep on
@@ -578,39 +596,73 @@ static void ring_failed(Collector *c, int fd) {
  * PACED_DUE when it moved at or after early_ns (a move before is the window's own start, ignored), or
  * at guard_ns (a batch inside the window followed by silence moves nothing: the timeout catches it);
  * PACED_SLICE at deadline_ns; PACED_READABLE when fd has bytes (looked at every PEEK_INTERVAL_NS: the
- * futex wait ends by then too, so a ping or a request waits at most that long). */
+ * futex wait ends by then too, so a ping or a request waits at most that long).
+ *
+ * Through the ring (ldc_uring.h) a send the pump queued goes with the first sleep, in the same
+ * io_uring_enter; it is done before this returns (submitted alone when the wait is over at once), and
+ * a short or failed one ends the wait as soon as its completion is seen (PACED_DUE: the pump hands the
+ * tail back before anything else). */
 static int paced_wait(Collector *c, int fd, int64_t early_ns, int64_t guard_ns, int64_t deadline_ns) {
     uint32_t *word = (uint32_t *)(c->base + c->L.hdr_notify_paced);
     Ring *r = c->ring.fd >= 0 ? &c->ring : NULL;
     for (;;) {
         int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
         uint32_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (r == NULL || !r->send_armed) { /* a send queued with this wait: nothing is decided before it is done */
-            if (w != c->seen_paced) {
-                c->seen_paced = w;
-                if (now >= early_ns) return PACED_DUE;
-            }
-            if (now >= guard_ns) return PACED_DUE;
-            if (now >= deadline_ns) return PACED_SLICE;
-            if (now >= c->next_peek_ns) {
-                c->next_peek_ns = now + PEEK_INTERVAL_NS;
-                if (readable(fd)) return PACED_READABLE;
-            }
+        int code = -1;
+        if (w != c->seen_paced) {
+            c->seen_paced = w;
+            if (now >= early_ns) code = PACED_DUE;
+        }
+        if (code < 0 && now >= guard_ns) code = PACED_DUE;
+        if (code < 0 && now >= deadline_ns) code = PACED_SLICE;
+        if (code < 0 && now >= c->next_peek_ns) {
+            c->next_peek_ns = now + PEEK_INTERVAL_NS;
+            if (readable(fd)) code = PACED_READABLE;
+        }
+        if (code >= 0) {
+            if (r != NULL && r->send_armed) ring_flush_send(c, fd);
+            return code;
         }
         int64_t until = guard_ns < deadline_ns ? guard_ns : deadline_ns;
         if (fd >= 0 && c->next_peek_ns < until) until = c->next_peek_ns;
         c->wakes++;
         if (r != NULL) {
-            if (!r->futex_armed) ring_queue_futex_wait(r, word, w);
-            int err = ring_enter(r, r->send_armed ? 2 : 1, until > now ? until - now : 0);
-            if ((err == 0 || err == -ETIME || err == -EINTR) && !ring_futex_broken(r)) continue;
-            ring_failed(c, fd); /* the rest of this wait with futex() */
+            int sending = r->send_armed;
+            int err = !r->futex_armed && ring_queue_futex_wait(r, word, w) < 0 ? -EBUSY : 0;
+            if (err == 0) err = ring_enter(r, sending ? 2 : 1, until > now ? until - now : 0);
+            if ((err == 0 || err == -ETIME || err == -EINTR) && !ring_futex_broken(r)) {
+                if (sending && !r->send_armed && r->send_res != (int32_t)r->send_len) return PACED_DUE;
+                continue;
+            }
+            ring_failed(c, fd, err ? -err : -r->futex_res); /* the rest of this wait with futex() */
             r = NULL;
+            if (sending && c->ring.send_res != (int32_t)c->ring.send_len) return PACED_DUE;
             continue;
         }
         struct timespec ts = timespec_of(until - now);
         syscall(SYS_futex, word, FUTEX_WAIT, w, &ts, NULL, 0); /* shared: a file mapping of several processes */
     }
+}
+
+/* The result of the send a paced wait took (through the ring): 1 when it was short or failed, the
+ * pump's code, errno, tail and unsent entries set for it; else 0, out emptied. */
+static int ring_send_result(Collector *c, int *code, int *err, Py_ssize_t *rest_at, Py_ssize_t *unsent) {
+    int32_t res = c->ring.send_res;
+    size_t off = res > 0 ? (size_t)res : 0;
+    if (off >= c->out_len) {
+        c->out_len = 0;
+        return 0;
+    }
+    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK) {
+        *err = -res;
+        *code = PUMP_ERROR;
+    } else {
+        *code = PUMP_SHORT;
+    }
+    *rest_at = (Py_ssize_t)off;
+    for (Py_ssize_t f = 0; f < c->n_frames; f++) /* frames not wholly sent */
+        if (c->frame_end[f] > off) *unsent += c->frame_entries[f];
+    return 1;
 }
 
 /* pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest, messages, payload_bytes, errno, unsent_entries)
@@ -662,25 +714,11 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
     int ring_send = 0; /* the frames built last are queued on the ring, to go with the paced wait's first sleep */
     for (;;) {
         int64_t now = ldc_clock_ns(CLOCK_MONOTONIC);
-        if (paced > 0 && now < c->next_ok_ns) {
+        if (paced > 0 && (ring_send || now < c->next_ok_ns)) { /* a queued send goes with this wait, due or not */
             int r = paced_wait(c, fd, c->next_ok_ns - paced / 2, c->next_ok_ns + paced / 2, deadline);
             if (ring_send) { /* the send's result first: a short send's tail goes before anything else */
                 ring_send = 0;
-                int32_t res = c->ring.send_res;
-                size_t off = res > 0 ? (size_t)res : 0;
-                if (off < c->out_len) {
-                    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK) {
-                        err = -res;
-                        code = PUMP_ERROR;
-                    } else {
-                        code = PUMP_SHORT;
-                    }
-                    rest_at = (Py_ssize_t)off;
-                    for (Py_ssize_t f = 0; f < c->n_frames; f++) /* frames not wholly sent */
-                        if (c->frame_end[f] > off) unsent += c->frame_entries[f];
-                    break;
-                }
-                c->out_len = 0;
+                if (ring_send_result(c, &code, &err, &rest_at, &unsent)) break;
                 if (c->need_directory) {
                     code = PUMP_DIRECTORY;
                     break;
@@ -743,9 +781,8 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
             for (Py_ssize_t f = 0; f < c->n_frames; f++) unsent += c->frame_entries[f];
             break;
         }
-        if (paced > 0 && c->ring.fd >= 0) { /* sent by the paced wait's first io_uring_enter, with its sleep */
-            ring_queue_send(&c->ring, fd, c->out, c->out_len);
-            ring_send = 1;
+        if (paced > 0 && c->ring.fd >= 0 && ring_queue_send(&c->ring, fd, c->out, c->out_len) == 0) {
+            ring_send = 1; /* sent by the paced wait's first io_uring_enter, with its sleep */
             c->sends++;
             continue;
         }
@@ -777,6 +814,10 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
             code = PUMP_DIRECTORY;
             break;
         }
+    }
+    if (ring_send) { /* not reached (every path from the queueing goes through paced_wait): never left queued */
+        ring_flush_send(c, fd);
+        ring_send_result(c, &code, &err, &rest_at, &unsent);
     }
     if (ep >= 0) close(ep);
     Py_END_ALLOW_THREADS

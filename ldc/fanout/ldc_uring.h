@@ -46,12 +46,39 @@
 
 enum { RING_SEND = 1, RING_FUTEX = 2 }; /* user_data of the two operations */
 
+/* The 64-byte SQE and the getevents argument as the kernel ABI lays them out, defined here: the build
+ * host's <linux/io_uring.h> names their fields differently across versions (addr3 since 5.19, the
+ * getevents argument's `pad` renamed `min_wait_usec` in 6.12) */
+struct ldc_sqe {
+    uint8_t opcode, flags;
+    uint16_t ioprio;
+    int32_t fd;
+    uint64_t off_addr2;   /* FUTEX_WAIT: the expected value */
+    uint64_t addr;        /* SEND: the buffer; FUTEX_WAIT: the word */
+    uint32_t len;
+    uint32_t op_flags;    /* SEND: msg_flags; FUTEX_WAIT: futex_flags, 0 */
+    uint64_t user_data;
+    uint16_t buf_index, personality;
+    uint32_t file_index;
+    uint64_t addr3;       /* FUTEX_WAIT: the mask */
+    uint64_t pad2;
+};
+_Static_assert(sizeof(struct ldc_sqe) == 64, "io_uring SQE is 64 bytes");
+
+struct ldc_getevents_arg {
+    uint64_t sigmask;
+    uint32_t sigmask_sz;
+    uint32_t min_wait_usec;
+    uint64_t ts;
+};
+
 typedef struct {
     int fd;                     /* -1: no ring */
     unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
     unsigned *cq_head, *cq_tail, *cq_mask;
-    struct io_uring_sqe *sqes;
+    struct ldc_sqe *sqes;
     struct io_uring_cqe *cqes;
+    unsigned sq_entries;
     void *rings;
     size_t rings_size, sqes_size;
     unsigned queued;            /* SQEs written, not yet submitted */
@@ -59,6 +86,7 @@ typedef struct {
     int send_armed;             /* a SEND is queued or in flight (its completion not yet seen) */
     int send_submitted;         /* ... and the kernel took it */
     int32_t send_res;           /* the last SEND's result (bytes, or -errno) */
+    uint32_t send_len;          /* ... and the bytes it was given */
     int32_t futex_res;          /* the last FUTEX_WAIT's: 0 woken, -EAGAIN the word had moved; else the ring is unusable */
 } Ring;
 
@@ -111,12 +139,15 @@ static inline int ring_open(Ring *r) {
     r->fd = fd;
     r->rings_size = sq > cq ? sq : cq;
     r->rings = mmap(NULL, r->rings_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
-    r->sqes_size = p.sq_entries * sizeof(struct io_uring_sqe);
+    r->sqes_size = p.sq_entries * sizeof(struct ldc_sqe);
+    r->sq_entries = p.sq_entries;
     r->sqes = mmap(NULL, r->sqes_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
     if (r->rings == MAP_FAILED || r->sqes == MAP_FAILED) {
+        int err = errno;
         if (r->rings == MAP_FAILED) r->rings = NULL;
         if (r->sqes == MAP_FAILED) r->sqes = NULL;
         ring_close(r);
+        errno = err;
         return -1;
     }
     char *base = r->rings;
@@ -131,39 +162,49 @@ static inline int ring_open(Ring *r) {
     return 0;
 }
 
-static inline struct io_uring_sqe *ring_sqe(Ring *r) {
+/* the next free SQE, or NULL when the submission ring is full (never with the two operations in flight
+ * at most that the relay queues: its four entries leave room) */
+static inline struct ldc_sqe *ring_sqe(Ring *r) {
     unsigned tail = *r->sq_tail + r->queued;
+    if (tail - __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE) >= r->sq_entries) return NULL;
     unsigned i = tail & *r->sq_mask;
-    struct io_uring_sqe *sqe = &r->sqes[i];
+    struct ldc_sqe *sqe = &r->sqes[i];
     memset(sqe, 0, sizeof *sqe);
     r->sq_array[i] = i;
     r->queued++;
     return sqe;
 }
 
-/* queue a non-blocking send of len bytes (no retry in the kernel: MSG_DONTWAIT makes EAGAIN final) */
-static inline void ring_queue_send(Ring *r, int fd, const void *buf, size_t len) {
-    struct io_uring_sqe *sqe = ring_sqe(r);
+/* queue a non-blocking send of len bytes (no retry in the kernel: MSG_DONTWAIT makes EAGAIN final, and
+ * without MSG_WAITALL a short send is final too); -1 when the ring is full */
+static inline int ring_queue_send(Ring *r, int fd, const void *buf, size_t len) {
+    struct ldc_sqe *sqe = len <= UINT32_MAX ? ring_sqe(r) : NULL;
+    if (sqe == NULL) return -1;
     sqe->opcode = IORING_OP_SEND;
     sqe->fd = fd;
     sqe->addr = (uint64_t)(uintptr_t)buf;
     sqe->len = (uint32_t)len;
-    sqe->msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+    sqe->op_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
     sqe->user_data = RING_SEND;
     r->send_armed = 1;
     r->send_submitted = 0;
+    r->send_len = (uint32_t)len;
+    r->send_res = 0;
+    return 0;
 }
 
-/* queue a wait on a shared (not private) u32 futex word while it holds val */
-static inline void ring_queue_futex_wait(Ring *r, uint32_t *word, uint32_t val) {
-    struct io_uring_sqe *sqe = ring_sqe(r);
+/* queue a wait on a shared (not private) u32 futex word while it holds val; -1 when the ring is full */
+static inline int ring_queue_futex_wait(Ring *r, uint32_t *word, uint32_t val) {
+    struct ldc_sqe *sqe = ring_sqe(r);
+    if (sqe == NULL) return -1;
     sqe->opcode = LDC_OP_FUTEX_WAIT;
     sqe->fd = LDC_FUTEX2_SIZE_U32;
     sqe->addr = (uint64_t)(uintptr_t)word;
-    sqe->addr2 = val;
+    sqe->off_addr2 = val;
     sqe->addr3 = 0xffffffffu; /* FUTEX_BITSET_MATCH_ANY: what FUTEX_WAKE wakes */
     sqe->user_data = RING_FUTEX;
     r->futex_armed = 1;
+    return 0;
 }
 
 /* Harvest every completion: the send's result into send_res, the futex's clears futex_armed.
@@ -195,7 +236,8 @@ static inline int ring_futex_broken(const Ring *r) {
 
 /* Submit what is queued and wait until `want` completions are in (the ones reaped since count) or
  * timeout_ns passes (relative; < 0: no wait at all). Returns 0, or -errno of io_uring_enter
- * (ETIME and EINTR are normal ends of a wait; with SQEs queued, any error means it took none); the
+ * (ETIME and EINTR are normal ends of a wait; with SQEs queued, any error means it took none, and -EIO
+ * that it took only some, which SUBMIT_ALL leaves to a failed allocation: the caller gives the ring up); the
  * completions are reaped either way. IORING_SETUP_SUBMIT_ALL: the kernel takes every queued SQE or,
  * failing, none (an SQE it refuses completes with its error). */
 static inline int ring_enter(Ring *r, unsigned want, int64_t timeout_ns) {
@@ -204,12 +246,13 @@ static inline int ring_enter(Ring *r, unsigned want, int64_t timeout_ns) {
     r->queued = 0;
     struct __kernel_timespec ts = {.tv_sec = timeout_ns > 0 ? timeout_ns / 1000000000LL : 0,
                                    .tv_nsec = timeout_ns > 0 ? timeout_ns % 1000000000LL : 0};
-    struct io_uring_getevents_arg arg = {.sigmask = 0, .sigmask_sz = _NSIG / 8, .pad = 0, .ts = (uint64_t)(uintptr_t)&ts};
+    struct ldc_getevents_arg arg = {.sigmask = 0, .sigmask_sz = _NSIG / 8, .min_wait_usec = 0, .ts = (uint64_t)(uintptr_t)&ts};
     unsigned flags = timeout_ns >= 0 && want ? IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG : IORING_ENTER_EXT_ARG;
     long rc = syscall(__NR_io_uring_enter, r->fd, submit, timeout_ns >= 0 ? want : 0, flags, &arg, sizeof arg);
     int err = rc < 0 ? errno : 0;
-    if (submit && rc > 0) r->send_submitted = r->send_armed; /* rc: how many it took (all: SUBMIT_ALL) */
+    if (submit && rc > 0) r->send_submitted = r->send_armed; /* the SEND is queued first: taken when any was */
     ring_reap(r);
+    if (submit && rc >= 0 && (unsigned long)rc < submit) return -EIO; /* the rest left in the ring: it is not used again */
     return -err;
 }
 

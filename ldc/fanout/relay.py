@@ -90,7 +90,7 @@ class Relay:
             raise ValueError(f"coalescing window must be 0..{MAX_COALESCE_US} us, got {coalesce_us}")
         self.coalesce_us = coalesce_us
         self.io_uring = io_uring
-        self._ring_told = False  # the paced path said (once an origin) whether it sends through io_uring
+        self._ring_told: bool | None = None  # what the paced path last said: True through io_uring (None: nothing yet)
         self.coalesce_s = (DEFAULT_COALESCE_US if coalesce_us is None else coalesce_us) / 1e6  # set per origin (_attach)
         self._wait_s = WAIT_SLICE_S
         self.epoch = secrets.randbits(63) | 1  # new at every start: mirrors resync from it
@@ -176,11 +176,13 @@ class Relay:
         before = origin.published
         code, rest, messages, payload_bytes, errno, unsent = origin.pump(fd, limit, slice_s, self.coalesce_s, PUMP_IDLE_WAIT_S)
         self._last_pump = code
-        if not self._ring_told and origin.paced_us:
-            self._ring_told = True
-            refused = origin.io_uring_refused
-            log.info("relay %s: paced sends %s", self.group, "and the sleeps after them through io_uring" if origin.io_uring else
-                     f"with send() and futex() (io_uring {'refused: ' + refused if refused else 'turned off'})")
+        if origin.paced_us and self._ring_told != (origin.io_uring or not self.io_uring):
+            # said once an origin, and again if the ring is given up later (another thread, a wait refused)
+            ring, refused = origin.io_uring, origin.io_uring_refused
+            level = logging.WARNING if self._ring_told is True and not ring else logging.INFO
+            log.log(level, "relay %s: paced sends %s", self.group, "and the sleeps after them through io_uring" if ring else
+                    f"with send() and futex() (io_uring {'refused: ' + refused if refused else 'turned off'})")
+            self._ring_told = ring or not self.io_uring
         entries = origin.published - before
         if rest is not None:  # built, not (all) sent: the transport takes it, after what C sent
             if code == PUMP_ERROR or not lean.write_frames(self._nc, rest, tail=True):
@@ -227,7 +229,7 @@ class Relay:
         self.origin_alive = self.origin.alive()
         if not self.io_uring:
             self.origin.io_uring = False
-        self._ring_told = False
+        self._ring_told = None
         paced_us = self.origin.paced_us
         window_us = max(self.coalesce_us if self.coalesce_us is not None else (paced_us or DEFAULT_COALESCE_US), paced_us)
         self.coalesce_s = window_us / 1e6

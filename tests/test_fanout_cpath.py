@@ -262,6 +262,141 @@ def test_the_c_path_writes_the_same_slots_as_the_python_path(seed: int, symbols:
             unlink_group(g)
 
 
+# ---------------------------------------------------------------- a read applied in C (_mirror.Fast)
+
+
+class _FakeLoop:
+    def __init__(self) -> None:
+        from collections import deque
+
+        self._ready: object = deque()
+        self._stopping = True  # each read the Fast path takes ends the wait (its "back to the loop" answer)
+
+
+def _fake_direct(sids: set[int], limit: int = 100) -> object:
+    """What _mirror.Fast reads of lean.DirectDelivery and nats-py's client, idle (nothing buffered)."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    nc = SimpleNamespace(_ps=SimpleNamespace(buf=bytearray(), state=0), stats={"in_msgs": 0, "in_bytes": 0})
+    return SimpleNamespace(_sids=sids, _reader=SimpleNamespace(_buffer=bytearray()), _backlog=deque(), _limit=limit, _idle=0,
+                           _nc=nc, _loop=_FakeLoop())
+
+
+def _msg(subject: bytes, sid: int, payload: bytes) -> bytes:
+    return b"MSG %s %d %d\r\n%s\r\n" % (subject, sid, len(payload), payload)
+
+
+def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> None:
+    """Two mirrors fed the same random stream (gaps, duplicates, late batches, new epochs, refused and
+    foreign batches), one through ``_mirror.wait`` with a ``Fast`` (each socket read of the group's batch
+    frames delivered and applied in C, no Python frame), one through ``handle_batch`` as a read's
+    frames reached it before: the same slots, market states and counts after every read; nats-py's
+    statistics counted; a read with anything else in it (a heartbeat, another subscription's frame, a
+    split frame, more frames than the pending limit) or while nats-py's parser holds bytes goes to
+    ``on_data`` whole."""
+    import select
+    import socket
+
+    rng = random.Random(9)
+    names = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
+    groups = [unique_group("cfa"), unique_group("cfp")]
+    subject = codec.data_subject(GROUP).encode()
+
+    async def run() -> None:
+        mirrors = [Mirror(GROUP, options_from_url("nats://127.0.0.1:1"), local_group=g, depth=DEPTH) for g in groups]
+        for m in mirrors:
+            m._writer = m._new_writer(DEPTH, 8, "")  # noqa: SLF001  (made at the relay's first heartbeat; here at once)
+        direct = _fake_direct({7, 9}, limit=4)
+        fast = mirrors[0]._fast = _mirror.Fast(direct, mirrors[0], subject)  # noqa: SLF001
+        a, b = socket.socketpair()
+        ep = select.epoll()
+        ep.register(b.fileno(), select.EPOLLIN)
+        handed: list[bytes] = []
+
+        def on_data(data: bytes) -> bool:
+            handed.append(data)
+            return False
+
+        try:
+            origin = {s: OriginMarket(s) for s in names}
+            epoch, sent, taken, passed = 11, [], 0, 0
+            for step in range(600):
+                if rng.random() < 0.01:
+                    epoch += 2
+                    for om in origin.values():
+                        om.seq = 0
+                changed = rng.sample(names, rng.randrange(1, len(names) + 1))
+                data = codec.encode_batch(epoch, step, GROUP.encode(), [origin[s].step(rng) for s in changed])
+                sent.append(data)
+                fate = rng.random()
+                if fate < 0.04:
+                    payloads = []
+                elif fate < 0.08 and len(sent) > 2:
+                    payloads = [data, sent[-2]]
+                elif fate < 0.1:
+                    payloads = [data, mutate(data, rng)]  # refused, or applied: the Python path either way
+                elif fate < 0.12:
+                    payloads = [codec.encode_batch(epoch, step, b"othergroup", []), data]  # another group's, counted
+                elif fate < 0.14:
+                    payloads = [data] * 5  # more than the pending limit (4) in one read: Python's rule
+                else:
+                    payloads = [data]
+                extra = rng.random()
+                wire = b"".join(_msg(subject, rng.choice([7, 9]), p) for p in payloads)
+                if extra < 0.05:
+                    wire += _msg(b"ldc.%s._hb" % GROUP.encode(), 7, b"heartbeat")  # not a batch: the whole read is Python's
+                elif extra < 0.08:
+                    wire = _msg(subject, 8, payloads[0] if payloads else b"x") + wire  # another subscription's sid
+                elif extra < 0.1 and wire:
+                    wire = wire[:-1]  # a frame split across reads
+                python_parser_busy = rng.random() < 0.05
+                direct._nc._ps.buf[:] = b"MSG part" if python_parser_busy else b""  # type: ignore[attr-defined]
+                if not wire:
+                    continue
+                a.sendall(wire)
+                handed.clear()
+                _mirror.wait(ep.fileno(), b.fileno(), 1.0, on_data, 1 << 20, fast)
+                took = not handed
+                whole = (extra >= 0.1 and not python_parser_busy and len(payloads) <= 4)
+                assert took == whole, (step, extra, python_parser_busy, len(payloads))
+                if took:
+                    taken += 1
+                    for p in payloads:
+                        mirrors[1].handle_batch(p, codec.BATCH_TOKEN, from_stream=True)
+                else:
+                    passed += 1
+                    assert handed == [wire]
+                    for m in mirrors:  # what DirectDelivery / nats-py then deliver: the frames, as before
+                        for p in payloads:
+                            m.handle_batch(p, codec.BATCH_TOKEN, from_stream=True)
+                assert state(mirrors[0]) == state(mirrors[1]), step
+                if rng.random() < 0.3:  # the relay answers the state requests of markets resyncing
+                    for symbol, market in list(mirrors[0].markets.items()):
+                        if market.resyncing and origin[symbol].last:
+                            reply = codec.encode_batch(epoch, 0, GROUP.encode(), [origin[symbol].last])
+                            for m in mirrors:
+                                m.handle_batch(reply, codec.STATE_TOKEN, from_stream=False)
+            assert taken > 400 and passed > 30, (taken, passed)
+            assert fast.reads == taken and direct._nc.stats["in_msgs"] == fast.frames > taken  # type: ignore[attr-defined]
+            stats = mirrors[0].stats
+            assert stats.applied > 500 and stats.gaps > 5 and stats.undecodable + stats.foreign > 5, stats
+        finally:
+            ep.close()
+            a.close()
+            b.close()
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                task.cancel()
+            for m in mirrors:
+                m.writer.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        for g in groups:
+            unlink_group(g)
+
+
 # ---------------------------------------------------------------- frames
 
 
@@ -321,7 +456,8 @@ def test_frames_takes_the_same_msg_frames_as_the_python_scan() -> None:
 
 def test_a_mirror_reads_its_socket_in_the_loops_wait_and_equals_the_origin(tmp_path: object) -> None:
     """A real nats-server and `ldc relay`; the mirror in this process: its loop reads the NATS socket in
-    its own wait (lean.LoopReads) and applies batches in C, and its slots end equal to the origin's."""
+    its own wait (lean.LoopReads) and applies batches in C (reads of batch frames alone without a Python
+    frame: _mirror.Fast), and its slots end equal to the origin's."""
     import subprocess
     import sys
 
@@ -389,4 +525,6 @@ def test_a_mirror_reads_its_socket_in_the_loops_wait_and_equals_the_origin(tmp_p
             unlink_group(local)
     direct = mirror._direct  # noqa: SLF001  (the test looks inside)
     assert direct is not None and direct.loop_reads > 0, "the mirror's socket was never read in the loop's wait"
+    fast = mirror._fast  # noqa: SLF001
+    assert fast is not None and fast.reads > 0 and fast.frames >= fast.reads, "no read of batch frames applied in C"
     assert mirror.stats.applied >= updates and mirror.stats.gaps == 0 and mirror.stats.undecodable == 0, mirror.stats

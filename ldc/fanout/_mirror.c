@@ -14,6 +14,9 @@
  * - frames(data, sids, max_control): MSG frames of the subscriptions `sids` at the start of `data`,
  *   as lean.DirectDelivery takes them: ([(subject, payload), ...], bytes consumed); it stops at the
  *   first thing that is not a whole such frame (nats-py's parser takes the rest, in order).
+ * - wait(epfd, sockfd, timeout_s, on_data, max_size[, fast]): the event loop's wait with the NATS
+ *   socket's reads taken in it (lean.LoopReads); with a Fast, a read of the group's batch frames alone
+ *   is delivered and applied here, without a Python frame.
  *
  * Wire layout (docs/FANOUT.md; mirror.py asserts these offsets against codec at import). */
 #define PY_SSIZE_T_CLEAN
@@ -298,6 +301,9 @@ error:
     return -1;
 }
 
+static PyObject *apply_core(PyObject *data, PyObject *segment, PyObject *group, PyObject *markets, PyObject *wanted,
+                            int stale, PyObject *slow);
+
 /* apply_batch(data, segment, group: bytes, markets: dict[str, Market], wanted: set | None, stale: bool,
  *             slow: Callable[[bytes, int, int], None]) -> (applied, skipped) | None */
 static PyObject *apply_batch(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
@@ -306,10 +312,13 @@ static PyObject *apply_batch(PyObject *mod, PyObject *const *args, Py_ssize_t na
         PyErr_Format(PyExc_TypeError, "apply_batch takes 7 arguments, got %zd", nargs);
         return NULL;
     }
-    PyObject *data = args[0], *segment = args[1], *group = args[2], *markets = args[3], *wanted = args[4];
-    PyObject *slow = args[6];
     int stale = PyObject_IsTrue(args[5]);
     if (stale < 0) return NULL;
+    return apply_core(args[0], args[1], args[2], args[3], args[4], stale, args[6]);
+}
+
+static PyObject *apply_core(PyObject *data, PyObject *segment, PyObject *group, PyObject *markets, PyObject *wanted,
+                            int stale, PyObject *slow) {
     if (!PyBytes_Check(data) || !PyBytes_Check(group) || !PyDict_Check(markets)) {
         PyErr_SetString(PyExc_TypeError, "apply_batch(data: bytes, segment, group: bytes, markets: dict, ...)");
         return NULL;
@@ -464,6 +473,260 @@ error:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- Fast: a read of batches, whole, in C */
+
+/* Fast(direct, mirror, subject): what lean.DirectDelivery and the mirror do with a socket read made of
+ * the group's batch frames alone, done here, so that such a read costs no Python frame (docs/FANOUT.md,
+ * "The mirror's path in C"). A read it does not take (anything but whole MSG frames of the direct
+ * subscriptions on `subject`, more frames than the client's pending limit, nats-py's parser or the
+ * backlog holding bytes, no segment yet, the C path off) goes to on_data as before, whole. Everything
+ * is read from the two objects at every read (their state changes in Python between reads):
+ * direct._sids, ._reader._buffer, ._backlog, ._limit, ._idle, ._nc (._ps.buf, ._ps.state, .stats),
+ * ._loop (._ready, ._stopping); mirror._writer(.segment), .use_c, .stale_reason, .markets, .wanted,
+ * ._group_b, ._slow_entry, ._python_batch(payload) (a batch apply_batch refuses), ._fast_failed(exc). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *direct, *mirror, *subject;
+    unsigned long long reads, frames, batches, applied, unwanted;
+} Fast;
+
+static PyTypeObject FastType;
+
+static int Fast_init(Fast *f, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"direct", "mirror", "subject", NULL};
+    PyObject *direct, *mirror, *subject;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOS", kwlist, &direct, &mirror, &subject)) return -1;
+    Py_XSETREF(f->direct, Py_NewRef(direct));
+    Py_XSETREF(f->mirror, Py_NewRef(mirror));
+    Py_XSETREF(f->subject, Py_NewRef(subject));
+    return 0;
+}
+
+static int Fast_traverse(Fast *f, visitproc visit, void *arg) {
+    Py_VISIT(f->direct);
+    Py_VISIT(f->mirror);
+    return 0;
+}
+
+static int Fast_clear(Fast *f) {
+    Py_CLEAR(f->direct);
+    Py_CLEAR(f->mirror);
+    return 0;
+}
+
+static void Fast_dealloc(Fast *f) {
+    PyObject_GC_UnTrack(f);
+    Fast_clear(f);
+    Py_CLEAR(f->subject);
+    Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyMemberDef Fast_members[] = {
+    {"reads", T_ULONGLONG, offsetof(Fast, reads), 0, "socket reads taken here"},
+    {"frames", T_ULONGLONG, offsetof(Fast, frames), 0, "MSG frames (batches) delivered here"},
+    {"batches", T_ULONGLONG, offsetof(Fast, batches), 0, "batches apply_batch took"},
+    {"applied", T_ULONGLONG, offsetof(Fast, applied), 0, "entries applied in C"},
+    {"unwanted", T_ULONGLONG, offsetof(Fast, unwanted), 0, "entries of markets outside --symbols"},
+    {NULL},
+};
+
+static PyTypeObject FastType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ldc.fanout._mirror.Fast",
+    .tp_basicsize = sizeof(Fast),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A socket read of the group's batch frames, delivered and applied in C (wait's sixth argument)",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Fast_init,
+    .tp_dealloc = (destructor)Fast_dealloc,
+    .tp_traverse = (traverseproc)Fast_traverse,
+    .tp_clear = (inquiry)Fast_clear,
+    .tp_members = Fast_members,
+};
+
+/* attribute names Fast reads, interned once (PyObject_GetAttr with them hits the type's lookup cache) */
+enum { N_BACKLOG, N_BUFFER, N_FAST_FAILED, N_GROUP_B, N_IDLE, N_LIMIT, N_LOOP, N_NC, N_PS, N_PYTHON_BATCH, N_READER, N_READY, N_SIDS, N_SLOW_ENTRY, N_STOPPING, N_WRITER, N_BUF, N_MARKETS, N_SEGMENT, N_STALE_REASON, N_STATE, N_STATS, N_USE_C, N_WANTED, N_NAMES };
+static const char *const name_text[N_NAMES] = {"_backlog", "_buffer", "_fast_failed", "_group_b", "_idle", "_limit", "_loop", "_nc", "_ps", "_python_batch", "_reader", "_ready", "_sids", "_slow_entry", "_stopping", "_writer", "buf", "markets", "segment", "stale_reason", "state", "stats", "use_c", "wanted"};
+static PyObject *name_obj[N_NAMES];
+
+/* getattr(o, name) as a new reference (NULL with the exception set) */
+static PyObject *attr(PyObject *o, int name) { return PyObject_GetAttr(o, name_obj[name]); }
+
+/* 1 when getattr(o, name) has length 0, 0 when not, -1 on error */
+static int empty_attr(PyObject *o, int name) {
+    PyObject *v = attr(o, name);
+    if (v == NULL) return -1;
+    Py_ssize_t n = PyObject_Length(v);
+    Py_DECREF(v);
+    return n < 0 ? -1 : n == 0;
+}
+
+/* 1 when getattr(o, name) is true, 0 false, -1 on error */
+static int true_attr(PyObject *o, int name) {
+    PyObject *v = attr(o, name);
+    if (v == NULL) return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+#define MAX_FAST_FRAMES 64
+
+/* The whole read as MSG frames of the direct subscriptions on f->subject: their count (payload offsets
+ * and sizes filled), or 0 when it is anything else. */
+static int batch_frames(Fast *f, PyObject *sids, const char *d, Py_ssize_t len, Py_ssize_t *at, Py_ssize_t *size) {
+    const char *subj = PyBytes_AS_STRING(f->subject);
+    Py_ssize_t slen = PyBytes_GET_SIZE(f->subject), pos = 0;
+    int n = 0;
+    while (pos < len) {
+        if (n == MAX_FAST_FRAMES || len - pos < 4 + slen + 1 || memcmp(d + pos, "MSG ", 4) != 0 ||
+            memcmp(d + pos + 4, subj, (size_t)slen) != 0 || d[pos + 4 + slen] != ' ')
+            return 0;
+        const char *a = d + pos + 4 + slen + 1, *end = d + (len - pos > 4096 ? pos + 4096 : len);
+        const char *eol = memchr(a, '\r', (size_t)(end - a));
+        if (eol == NULL || eol + 1 >= d + len || eol[1] != '\n') return 0;
+        const char *sp = memchr(a, ' ', (size_t)(eol - a));
+        Py_ssize_t sid, sz;
+        if (sp == NULL || !digits(a, sp - a, &sid) || !digits(sp + 1, eol - sp - 1, &sz)) return 0; /* a reply subject too: not ours */
+        PyObject *sid_obj = PyLong_FromSsize_t(sid);
+        if (sid_obj == NULL) return -1;
+        int mine = PySet_Contains(sids, sid_obj);
+        Py_DECREF(sid_obj);
+        if (mine <= 0) return mine;
+        Py_ssize_t start = eol + 2 - d;
+        if (start + sz + 2 > len || d[start + sz] != '\r' || d[start + sz + 1] != '\n') return 0;
+        at[n] = start;
+        size[n] = sz;
+        n++;
+        pos = start + sz + 2;
+    }
+    return n;
+}
+
+/* stats[key] += n (nats-py's statistics dict, as its own parser counts); a key it lacks is left alone */
+static int stat_add(PyObject *stats, const char *key, Py_ssize_t n) {
+    PyObject *v = PyDict_GetItemString(stats, key); /* borrowed */
+    if (v == NULL) return 0;
+    PyObject *add = PyLong_FromSsize_t(n);
+    if (add == NULL) return -1;
+    PyObject *sum = PyNumber_Add(v, add);
+    Py_DECREF(add);
+    if (sum == NULL) return -1;
+    int rc = PyDict_SetItemString(stats, key, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+/* The read, whole, through the Fast path: 1 done (the loop has nothing to do), 2 done (the loop has
+ * work: back to it), 0 not taken (nothing consumed: on_data's), -1 error. */
+static int fast_take(Fast *f, const char *d, Py_ssize_t len) {
+    PyObject *direct = f->direct, *mirror = f->mirror;
+    PyObject *sids = NULL, *writer = NULL, *nc = NULL, *ps = NULL, *reader = NULL, *idle = NULL, *state = NULL;
+    PyObject *segment = NULL, *markets = NULL, *wanted = NULL, *group = NULL, *slow = NULL, *stats = NULL, *loop = NULL;
+    int result = 0, ok;
+    Py_ssize_t at[MAX_FAST_FRAMES], size[MAX_FAST_FRAMES], limit;
+    if ((writer = attr(mirror, N_WRITER)) == NULL) goto error;
+    if (writer == Py_None) goto done;
+    if ((ok = true_attr(mirror, N_USE_C)) <= 0) goto check;
+    if ((sids = attr(direct, N_SIDS)) == NULL || !PyAnySet_Check(sids)) goto check_type;
+    int n = batch_frames(f, sids, d, len, at, size);
+    if (n <= 0) {
+        ok = n;
+        goto check;
+    }
+    PyObject *limit_obj = attr(direct, N_LIMIT);
+    if (limit_obj == NULL) goto error;
+    limit = PyLong_AsSsize_t(limit_obj);
+    Py_DECREF(limit_obj);
+    if (limit == -1 && PyErr_Occurred()) goto error;
+    if (n > limit) goto done; /* the client's slow-consumer rule: Python's */
+    /* nats-py's parser and our backlog hold nothing: the wire's order is this read's */
+    if ((reader = attr(direct, N_READER)) == NULL || (nc = attr(direct, N_NC)) == NULL || (ps = attr(nc, N_PS)) == NULL)
+        goto error;
+    if ((ok = empty_attr(reader, N_BUFFER)) <= 0 || (ok = empty_attr(ps, N_BUF)) <= 0 || (ok = empty_attr(direct, N_BACKLOG)) <= 0)
+        goto check;
+    if ((idle = attr(direct, N_IDLE)) == NULL || (state = attr(ps, N_STATE)) == NULL) goto error;
+    if ((ok = PyObject_RichCompareBool(state, idle, Py_EQ)) <= 0) goto check;
+    if ((segment = attr(writer, N_SEGMENT)) == NULL || (markets = attr(mirror, N_MARKETS)) == NULL ||
+        (wanted = attr(mirror, N_WANTED)) == NULL || (group = attr(mirror, N_GROUP_B)) == NULL ||
+        (slow = attr(mirror, N_SLOW_ENTRY)) == NULL || (stats = attr(nc, N_STATS)) == NULL ||
+        (loop = attr(direct, N_LOOP)) == NULL)
+        goto error;
+    if (!PyDict_Check(stats)) goto done;
+    f->reads++;
+    for (int i = 0; i < n; i++) {
+        int stale = true_attr(mirror, N_STALE_REASON); /* a frame's apply can flag or clear every market */
+        if (stale < 0) goto error;
+        PyObject *payload = PyBytes_FromStringAndSize(d + at[i], size[i]);
+        if (payload == NULL) goto error;
+        if (stat_add(stats, "in_msgs", 1) < 0 || stat_add(stats, "in_bytes", size[i]) < 0) {
+            Py_DECREF(payload);
+            goto error;
+        }
+        f->frames++;
+        PyObject *r = apply_core(payload, segment, group, markets, wanted, stale, slow);
+        if (r != NULL && r != Py_None) {
+            Py_ssize_t applied, skipped;
+            if (!PyArg_ParseTuple(r, "nn", &applied, &skipped)) {
+                Py_DECREF(r);
+                r = NULL;
+            } else {
+                f->batches++;
+                f->applied += (unsigned long long)applied;
+                f->unwanted += (unsigned long long)skipped;
+            }
+        } else if (r == Py_None) { /* refused or another group's: the Python path names and counts it */
+            Py_DECREF(r);
+            r = PyObject_CallMethodOneArg(mirror, name_obj[N_PYTHON_BATCH], payload);
+        }
+        if (r == NULL) { /* as DirectDelivery._handle: the failure is logged, the read goes on */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (value != NULL && tb != NULL) PyException_SetTraceback(value, tb);
+            r = PyObject_CallMethodOneArg(mirror, name_obj[N_FAST_FAILED], value ? value : Py_None);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            if (r == NULL) {
+                Py_DECREF(payload);
+                goto error;
+            }
+        }
+        Py_DECREF(r);
+        Py_DECREF(payload);
+    }
+    /* as take_read: work scheduled (a resync's task) or a stop asked: back to the loop */
+    if ((ok = empty_attr(loop, N_READY)) < 0) goto error;
+    int stopping = true_attr(loop, N_STOPPING);
+    if (stopping < 0) goto error;
+    result = ok && !stopping ? 1 : 2;
+    goto done;
+check_type:
+    if (sids != NULL) goto done;
+    goto error;
+check:
+    if (ok < 0) goto error;
+    goto done;
+error:
+    result = -1;
+done:
+    Py_XDECREF(sids);
+    Py_XDECREF(writer);
+    Py_XDECREF(nc);
+    Py_XDECREF(ps);
+    Py_XDECREF(reader);
+    Py_XDECREF(idle);
+    Py_XDECREF(state);
+    Py_XDECREF(segment);
+    Py_XDECREF(markets);
+    Py_XDECREF(wanted);
+    Py_XDECREF(group);
+    Py_XDECREF(slow);
+    Py_XDECREF(stats);
+    Py_XDECREF(loop);
+    return result;
+}
+
 /* ---------------------------------------------------------------- wait */
 
 static double now_s(void) {
@@ -483,10 +746,11 @@ static double now_s(void) {
  * selector without waiting, as asyncio would have. */
 static PyObject *wait_reads(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     (void)mod;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "wait(epfd, sockfd, timeout_s, on_data, max_size)");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "wait(epfd, sockfd, timeout_s, on_data, max_size[, fast])");
         return NULL;
     }
+    Fast *fast = nargs == 6 && Py_IS_TYPE(args[5], &FastType) ? (Fast *)args[5] : NULL;
     int epfd = (int)PyLong_AsLong(args[0]), sockfd = (int)PyLong_AsLong(args[1]);
     double timeout = PyFloat_AsDouble(args[2]);
     Py_ssize_t max_size = PyLong_AsSsize_t(args[4]);
@@ -495,6 +759,7 @@ static PyObject *wait_reads(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     if (max_size <= 0) max_size = 1;
     double deadline = timeout < 0 ? -1.0 : now_s() + timeout;
     struct epoll_event evs[16];
+    char *raw = NULL; /* the reads' buffer, one per call (each read's bytes are copied out of it) */
     for (;;) {
         int ms = -1;
         if (deadline >= 0) {
@@ -512,28 +777,37 @@ static PyObject *wait_reads(PyObject *mod, PyObject *const *args, Py_ssize_t nar
         for (int i = 0; i < n; i++)
             if (evs[i].data.fd != sockfd || (evs[i].events & ~(uint32_t)EPOLLIN)) only_sock = 0;
         if (!only_sock) break;
-        PyObject *buf = PyBytes_FromStringAndSize(NULL, max_size);
-        if (buf == NULL) return NULL;
+        if (raw == NULL && (raw = PyMem_RawMalloc((size_t)max_size)) == NULL) return PyErr_NoMemory();
         ssize_t got;
         Py_BEGIN_ALLOW_THREADS
-        got = recv(sockfd, PyBytes_AS_STRING(buf), (size_t)max_size, MSG_DONTWAIT);
+        got = recv(sockfd, raw, (size_t)max_size, MSG_DONTWAIT);
         Py_END_ALLOW_THREADS
         if (got <= 0) {
             int err = errno;
-            Py_DECREF(buf);
             if (got < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) continue;
             break; /* EOF or an error: the transport's recv sees it again */
         }
-        if (got < max_size && _PyBytes_Resize(&buf, got) < 0) return NULL;
+        if (fast != NULL) {
+            int took = fast_take(fast, raw, (Py_ssize_t)got);
+            if (took < 0) goto error;
+            if (took == 2) break;
+            if (took == 1) continue;
+        }
+        PyObject *buf = PyBytes_FromStringAndSize(raw, (Py_ssize_t)got);
+        if (buf == NULL) goto error;
         PyObject *r = PyObject_CallOneArg(on_data, buf);
         Py_DECREF(buf);
-        if (r == NULL) return NULL;
+        if (r == NULL) goto error;
         int more = PyObject_IsTrue(r);
         Py_DECREF(r);
-        if (more < 0) return NULL;
+        if (more < 0) goto error;
         if (!more) break;
     }
+    PyMem_RawFree(raw);
     Py_RETURN_NONE;
+error:
+    PyMem_RawFree(raw);
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- module */
@@ -552,7 +826,7 @@ static PyMethodDef methods[] = {
     {"frames", (PyCFunction)(void (*)(void))frames, METH_FASTCALL,
      "frames(data, sids, max_control) -> ([(subject, payload), ...], consumed)"},
     {"wait", (PyCFunction)(void (*)(void))wait_reads, METH_FASTCALL,
-     "wait(epfd, sockfd, timeout_s, on_data, max_size) -> None: the loop's wait, the NATS socket's reads taken in it"},
+     "wait(epfd, sockfd, timeout_s, on_data, max_size[, fast]) -> None: the loop's wait, the NATS socket's reads taken in it"},
     {"offsets", offsets, METH_NOARGS, "the wire offsets this module assumes (checked against codec at import)"},
     {NULL},
 };
@@ -573,6 +847,15 @@ PyMODINIT_FUNC PyInit__mirror(void) {
     if (PyType_Ready(&MarketType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    for (int i = 0; i < N_NAMES; i++)
+        if (name_obj[i] == NULL && (name_obj[i] = PyUnicode_InternFromString(name_text[i])) == NULL) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    if (PyType_Ready(&FastType) < 0 || PyModule_AddObjectRef(m, "Fast", (PyObject *)&FastType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddObjectRef(m, "Market", (PyObject *)&MarketType) < 0) {
         Py_DECREF(m);
         return NULL;

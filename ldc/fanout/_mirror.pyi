@@ -21,6 +21,16 @@ class Market:
                  status: int = ..., message: bytes = ..., resyncing: bool = ..., newest: Any = ...,
                  behind_once: bool = ...) -> None: ...
 
+class Fast:
+    """A socket read of the group's batch frames alone, delivered and applied in C (``wait``'s sixth argument)."""
+
+    reads: int
+    frames: int
+    batches: int
+    applied: int
+    unwanted: int
+    def __init__(self, direct: Any, mirror: Any, subject: bytes) -> None: ...
+
 def apply_batch(data: bytes, segment: object, group: bytes, markets: dict[str, Market], wanted: AbstractSet[str] | None,
                 stale: bool, slow: Callable[[bytes, int, int], None], /) -> tuple[int, int] | None:
     """One stream batch: (entries applied in C, entries of unwanted markets), the rest handed to
@@ -33,6 +43,6 @@ def frames(data: bytes, sids: AbstractSet[int], max_control: int, /) -> tuple[li
 def offsets() -> dict[str, int]:
     """The wire offsets the module assumes (mirror.py checks them against codec)."""
 
-def wait(epfd: int, sockfd: int, timeout_s: float, on_data: Callable[[bytes], bool], max_size: int, /) -> None:
+def wait(epfd: int, sockfd: int, timeout_s: float, on_data: Callable[[bytes], bool], max_size: int, fast: Fast | None = None, /) -> None:
     """The event loop's wait on ``epfd`` with ``sockfd``'s reads handed to ``on_data`` while it is the only
-    file with news and ``on_data`` returns True (lean.LoopReads)."""
+    file with news and ``on_data`` returns True (lean.LoopReads); a read ``fast`` takes whole never reaches it."""

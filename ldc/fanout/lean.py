@@ -166,15 +166,33 @@ class DirectDelivery:
         self._scheduled = False
         self._reader: Any = None
         self.dropped = 0
-        self.delivered = 0
-        self.framed = 0  # messages taken where they arrived (the rest went through nats-py's parser)
-        self.loop_reads = 0  # socket reads taken in the loop's wait (take_loop_reads)
+        self._delivered = 0
+        self._framed = 0
+        self._loop_reads = 0
+        # a read of the mirror's batch frames alone, delivered and applied in C (_mirror.Fast, set by the
+        # mirror: its apply is C too); its counters add to the three below
+        self.fast: Any = None
         self._loop = asyncio.get_running_loop()
         from nats.protocol.parser import AWAITING_CONTROL_LINE  # nats-py: the optional extra's
 
         self._idle = AWAITING_CONTROL_LINE  # the parser's state between messages
         self._original = nc._process_msg
         nc._process_msg = self._process_msg  # the parser calls self.nc._process_msg for every MSG
+
+    @property
+    def delivered(self) -> int:
+        """Messages handed to the handler (or applied by ``fast``)."""
+        return self._delivered + (self.fast.frames if self.fast is not None else 0)
+
+    @property
+    def framed(self) -> int:
+        """Messages taken where they arrived (the rest went through nats-py's parser)."""
+        return self._framed + (self.fast.frames if self.fast is not None else 0)
+
+    @property
+    def loop_reads(self) -> int:
+        """Socket reads taken in the loop's wait (take_loop_reads)."""
+        return self._loop_reads + (self.fast.reads if self.fast is not None else 0)
 
     def add(self, sub: Any) -> None:
         self._sids.add(sub._id)
@@ -218,7 +236,7 @@ class DirectDelivery:
         stats = self._nc.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(payload)
-        self.framed += 1
+        self._framed += 1
         if waiting > self._limit and subject not in self._keep:  # read with more than the limit before it: dropped, as nats-py would
             self.dropped += 1
             self._on_drop(self.dropped)
@@ -226,7 +244,7 @@ class DirectDelivery:
         self._handle(subject, payload)
 
     def _handle(self, subject: bytes, payload: bytes) -> None:
-        self.delivered += 1
+        self._delivered += 1
         try:
             self._handler(subject, payload)
         except Exception:  # noqa: BLE001  (as nats-py reports a failing callback and goes on)
@@ -297,7 +315,7 @@ class DirectDelivery:
 
     def take_read(self, data: bytes) -> bool:
         """``LoopReads``' bytes, as the transport hands them over; True when the loop has nothing to do for them."""
-        self.loop_reads += 1
+        self._loop_reads += 1
         transport = self._nc._transport._io_writer.transport
         try:
             transport.get_protocol().data_received(data)
@@ -339,7 +357,8 @@ class LoopReads(selectors.BaseSelector):
         if timeout is None or timeout > 0:
             fd = self.direct.fast_fd()
             if fd >= 0:
-                _mirror.wait(self._epfd, fd, -1.0 if timeout is None else timeout, self.direct.take_read, _READ_SIZE)
+                _mirror.wait(self._epfd, fd, -1.0 if timeout is None else timeout, self.direct.take_read, _READ_SIZE,
+                             self.direct.fast)
                 timeout = 0
         return self.inner.select(timeout)
 

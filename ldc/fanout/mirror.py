@@ -99,7 +99,8 @@ class Mirror:
         # slots then say what the mirror waits for), replaced if the origin's geometry differs
         self._writer = self._new_writer(depth, DEFAULT_CAPACITY, "") if symbols else None
         self.markets: dict[str, Market] = {}
-        self.stats = Stats()
+        self._stats = Stats()
+        self._fast: Any = None  # _mirror.Fast: reads of batch frames alone, applied in C (its counters fold into stats)
         self.relay_epoch = 0
         self.last_heartbeat = 0.0  # monotonic; the connect counts as one (a relay never heard is silent)
         self.stale_reason = ""  # non-empty while every market is flagged STALE for it
@@ -113,6 +114,16 @@ class Mirror:
         self.use_c = True  # stream batches through _mirror.apply_batch (False: the Python path alone, for comparisons)
         for symbol in sorted(self.wanted or ()):
             self._add(symbol)
+
+    @property
+    def stats(self) -> Stats:
+        fast, stats = self._fast, self._stats
+        if fast is not None and fast.batches | fast.applied | fast.unwanted:
+            stats.batches += fast.batches
+            stats.applied += fast.applied
+            stats.unwanted += fast.unwanted
+            fast.batches = fast.applied = fast.unwanted = 0
+        return stats
 
     # ------------------------------------------------------------------ markets and flags
 
@@ -191,6 +202,18 @@ class Mirror:
                 stats.applied += done[0]
                 stats.unwanted += done[1]
                 return
+        self._decode_batch(writer, data, token, from_stream=from_stream)
+
+    def _python_batch(self, data: bytes) -> None:
+        """A stream batch ``_mirror.Fast`` read and ``apply_batch`` refused (or another group's): named, counted."""
+        if self._writer is not None:
+            self._decode_batch(self._writer, data, codec.BATCH_TOKEN, from_stream=True)
+
+    def _fast_failed(self, exc: BaseException | None) -> None:
+        """A batch ``_mirror.Fast`` read failed to apply: logged, as ``lean.DirectDelivery`` logs a failing handler."""
+        log.error("handling a message on %s failed", codec.data_subject(self.group), exc_info=exc)
+
+    def _decode_batch(self, writer: SegmentWriter, data: bytes, token: str, *, from_stream: bool) -> None:
         try:
             batch = codec.decode_batch(data, writer.geometry.depth, self.wanted)
         except (codec.DecodeError, ValueError) as exc:
@@ -451,8 +474,9 @@ class Mirror:
                 sub = await self._nc.subscribe(subject, cb=self.on_data, pending_msgs_limit=self.pending_msgs)
                 if direct is not None:
                     direct.add(sub)
-            if direct is not None:
-                direct.take_loop_reads()  # the socket read in the loop's wait (plain TCP; TLS stays asyncio's)
+            if direct is not None and direct.take_loop_reads():  # the socket read in the loop's wait (plain TCP; TLS stays asyncio's)
+                # ... and a read of batch frames alone applied there, in C, without a Python frame
+                self._fast = direct.fast = _mirror.Fast(direct, self, codec.data_subject(self.group).encode())
             freeze_heap()
             if self.markets:
                 self.flag_all_stale(f"connected to NATS; waiting for the relay of group {self.group}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -174,6 +174,53 @@ class OriginMarket:
         return self.last
 
 
+class RelayStream:
+    """The relay's side of a random stream: each market's next entry, a new relay epoch now and then
+    (every sequence from 1), the batches sent so far, and the relay's answers to state requests."""
+
+    def __init__(self, names: list[str], rng: random.Random) -> None:
+        self.origin = {s: OriginMarket(s) for s in names}
+        self.names = names
+        self.rng = rng
+        self.epoch = 11
+        self.sent: list[bytes] = []
+
+    def batch(self, step: int) -> bytes:
+        if self.rng.random() < 0.01:  # the relay restarted: a new epoch, every sequence from 1
+            self.epoch += 2
+            for om in self.origin.values():
+                om.seq = 0
+        changed = self.rng.sample(self.names, self.rng.randrange(1, len(self.names) + 1))
+        data = codec.encode_batch(self.epoch, step, GROUP.encode(), [self.origin[s].step(self.rng) for s in changed])
+        self.sent.append(data)
+        return data
+
+    def answer_state_requests(self, mirrors: list[Mirror]) -> None:
+        """The relay answers the state requests of the markets resyncing (now and then: 30 %)."""
+        if self.rng.random() >= 0.3:
+            return
+        for symbol, market in list(mirrors[0].markets.items()):
+            if market.resyncing and self.origin[symbol].last:
+                reply = codec.encode_batch(self.epoch, 0, GROUP.encode(), [self.origin[symbol].last])
+                for m in mirrors:
+                    m.handle_batch(reply, codec.STATE_TOKEN, from_stream=False)
+
+
+def _close_mirrors(mirrors: list[Mirror]) -> None:
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        task.cancel()  # the state fetches start_resync began (no NATS here)
+    for m in mirrors:
+        m.writer.close()
+
+
+def _run_unlinking(run: Callable[[], Coroutine[object, object, None]], groups: list[str]) -> None:
+    try:
+        asyncio.run(run())
+    finally:
+        for g in groups:
+            unlink_group(g)
+
+
 def slot_view(writer: SegmentWriter, slot: int) -> bytes:
     """The slot as readers see it, without the host-clock and seqlock words (which differ run to run)."""
     g = writer.geometry
@@ -206,19 +253,11 @@ def test_the_c_path_writes_the_same_slots_as_the_python_path(seed: int, symbols:
             if m._writer is None:  # noqa: SLF001  (made at the relay's first heartbeat; here at once)
                 m._writer = m._new_writer(DEPTH, 8, "")  # noqa: SLF001
         try:
-            origin = {s: OriginMarket(s) for s in names}
-            epoch = 11
-            sent: list[bytes] = []
+            stream = RelayStream(names, rng)
+            sent = stream.sent
             c_applied = 0
             for step in range(1500):
-                roll = rng.random()
-                if roll < 0.01:  # the relay restarted: a new epoch, every sequence from 1
-                    epoch += 2
-                    for om in origin.values():
-                        om.seq = 0
-                changed = rng.sample(names, rng.randrange(1, len(names) + 1))
-                data = codec.encode_batch(epoch, step, GROUP.encode(), [origin[s].step(rng) for s in changed])
-                sent.append(data)
+                data = stream.batch(step)
                 fate = rng.random()
                 if fate < 0.04:
                     deliveries = []  # lost: a gap in each market it carried
@@ -239,27 +278,15 @@ def test_the_c_path_writes_the_same_slots_as_the_python_path(seed: int, symbols:
                 elif rng.random() < 0.05 and mirrors[0].stale_reason:
                     for m in mirrors:
                         m.resync_all("heard again (test)")
-                if rng.random() < 0.3:  # the relay answers the state requests of markets resyncing
-                    for symbol, market in list(mirrors[0].markets.items()):
-                        if market.resyncing and origin[symbol].last:
-                            reply = codec.encode_batch(epoch, 0, GROUP.encode(), [origin[symbol].last])
-                            for m in mirrors:
-                                m.handle_batch(reply, codec.STATE_TOKEN, from_stream=False)
+                stream.answer_state_requests(mirrors)
                 assert state(mirrors[0]) == state(mirrors[1]), step
             stats = mirrors[0].stats
             assert stats.gaps > 10 and stats.old > 5 and stats.applied > 1000, stats
             assert c_applied > 500
         finally:
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
-                task.cancel()  # the state fetches start_resync began (no NATS here)
-            for m in mirrors:
-                m.writer.close()
+            _close_mirrors(mirrors)
 
-    try:
-        asyncio.run(run())
-    finally:
-        for g in groups:
-            unlink_group(g)
+    _run_unlinking(run, groups)
 
 
 # ---------------------------------------------------------------- a read applied in C (_mirror.Fast)
@@ -319,16 +346,10 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
             return False
 
         try:
-            origin = {s: OriginMarket(s) for s in names}
-            epoch, sent, taken, passed = 11, [], 0, 0
+            stream = RelayStream(names, rng)
+            sent, taken, passed = stream.sent, 0, 0
             for step in range(600):
-                if rng.random() < 0.01:
-                    epoch += 2
-                    for om in origin.values():
-                        om.seq = 0
-                changed = rng.sample(names, rng.randrange(1, len(names) + 1))
-                data = codec.encode_batch(epoch, step, GROUP.encode(), [origin[s].step(rng) for s in changed])
-                sent.append(data)
+                data = stream.batch(step)
                 fate = rng.random()
                 if fate < 0.04:
                     payloads = []
@@ -337,7 +358,7 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
                 elif fate < 0.1:
                     payloads = [data, mutate(data, rng)]  # refused, or applied: the Python path either way
                 elif fate < 0.12:
-                    payloads = [codec.encode_batch(epoch, step, b"othergroup", []), data]  # another group's, counted
+                    payloads = [codec.encode_batch(stream.epoch, step, b"othergroup", []), data]  # another group's, counted
                 elif fate < 0.14:
                     payloads = [data] * 5  # more than the pending limit (4) in one read: Python's rule
                 else:
@@ -371,12 +392,7 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
                         for p in payloads:
                             m.handle_batch(p, codec.BATCH_TOKEN, from_stream=True)
                 assert state(mirrors[0]) == state(mirrors[1]), step
-                if rng.random() < 0.3:  # the relay answers the state requests of markets resyncing
-                    for symbol, market in list(mirrors[0].markets.items()):
-                        if market.resyncing and origin[symbol].last:
-                            reply = codec.encode_batch(epoch, 0, GROUP.encode(), [origin[symbol].last])
-                            for m in mirrors:
-                                m.handle_batch(reply, codec.STATE_TOKEN, from_stream=False)
+                stream.answer_state_requests(mirrors)
             assert taken > 400 and passed > 30, (taken, passed)
             assert fast.reads == taken and direct._nc.stats["in_msgs"] == fast.frames > taken  # type: ignore[attr-defined]
             stats = mirrors[0].stats
@@ -385,16 +401,9 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
             ep.close()
             a.close()
             b.close()
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
-                task.cancel()
-            for m in mirrors:
-                m.writer.close()
+            _close_mirrors(mirrors)
 
-    try:
-        asyncio.run(run())
-    finally:
-        for g in groups:
-            unlink_group(g)
+    _run_unlinking(run, groups)
 
 
 # ---------------------------------------------------------------- frames

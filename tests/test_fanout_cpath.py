@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+import time
 from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 from dataclasses import dataclass, field
 
 import pytest
@@ -300,14 +302,18 @@ class _FakeLoop:
         self._stopping = True  # each read the Fast path takes ends the wait (its "back to the loop" answer)
 
 
-def _fake_direct(sids: set[int], limit: int = 100) -> object:
-    """What _mirror.Fast reads of lean.DirectDelivery and nats-py's client, idle (nothing buffered)."""
+def _fake_direct(sids: set[int], limit: int = 100) -> Any:
+    """What _mirror.Fast reads of lean.DirectDelivery and nats-py's client, idle (nothing buffered); the
+    failures it reports are kept in ``failed`` (a batch's apply) and ``errors`` (the connection's)."""
     from collections import deque
     from types import SimpleNamespace
 
     nc = SimpleNamespace(_ps=SimpleNamespace(buf=bytearray(), state=0), stats={"in_msgs": 0, "in_bytes": 0})
+    failed: list[object] = []
+    errors: list[object] = []
     return SimpleNamespace(_sids=sids, _reader=SimpleNamespace(_buffer=bytearray()), _backlog=deque(), _limit=limit, _idle=0,
-                           _nc=nc, _loop=_FakeLoop())
+                           _nc=nc, _loop=_FakeLoop(), failed=failed, errors=errors,
+                           _fast_failed=lambda subject, exc: failed.append((subject, exc)), _fast_error=errors.append)
 
 
 def _msg(subject: bytes, sid: int, payload: bytes) -> bytes:
@@ -320,8 +326,8 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
     frames delivered and applied in C, no Python frame), one through ``handle_batch`` as a read's
     frames reached it before: the same slots, market states and counts after every read; nats-py's
     statistics counted; a read with anything else in it (a heartbeat, another subscription's frame, a
-    split frame, more frames than the pending limit) or while nats-py's parser holds bytes goes to
-    ``on_data`` whole."""
+    split frame, more frames than the pending limit), or while nats-py's parser or reader or the backlog
+    holds bytes, or with the C path off, goes to ``on_data`` whole; STALE spells and resyncs between."""
     import select
     import socket
 
@@ -371,16 +377,32 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
                     wire = _msg(subject, 8, payloads[0] if payloads else b"x") + wire  # another subscription's sid
                 elif extra < 0.1 and wire:
                     wire = wire[:-1]  # a frame split across reads
-                python_parser_busy = rng.random() < 0.05
-                direct._nc._ps.buf[:] = b"MSG part" if python_parser_busy else b""  # type: ignore[attr-defined]
+                busy = rng.choice(["parser buf", "parser state", "reader", "backlog", "C path off"]) if rng.random() < 0.1 else ""
+                d: Any = direct
+                d._nc._ps.buf[:] = b"MSG part" if busy == "parser buf" else b""
+                d._nc._ps.state = 1 if busy == "parser state" else 0
+                d._reader._buffer[:] = b"M" if busy == "reader" else b""
+                d._backlog.clear()
+                if busy == "backlog":
+                    d._backlog.append((subject, b"x"))
+                mirrors[0].use_c = busy != "C path off"
+                python_parser_busy = bool(busy)
+                if rng.random() < 0.02:  # the connection lost and found again: every market STALE, then resynced
+                    for m in mirrors:
+                        m.flag_all_stale("lost the connection (test)")
+                elif rng.random() < 0.05 and mirrors[0].stale_reason:
+                    for m in mirrors:
+                        m.resync_all("heard again (test)")
                 if not wire:
                     continue
+                in_bytes = d._nc.stats["in_bytes"]
                 a.sendall(wire)
                 handed.clear()
                 _mirror.wait(ep.fileno(), b.fileno(), 1.0, on_data, 1 << 20, fast)
                 took = not handed
                 whole = (extra >= 0.1 and not python_parser_busy and len(payloads) <= 4)
                 assert took == whole, (step, extra, python_parser_busy, len(payloads))
+                assert d._nc.stats["in_bytes"] - in_bytes == (sum(map(len, payloads)) if took else 0)
                 if took:
                     taken += 1
                     for p in payloads:
@@ -393,7 +415,7 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
                             m.handle_batch(p, codec.BATCH_TOKEN, from_stream=True)
                 assert state(mirrors[0]) == state(mirrors[1]), step
                 stream.answer_state_requests(mirrors)
-            assert taken > 400 and passed > 30, (taken, passed)
+            assert taken > 350 and passed > 60, (taken, passed)
             assert fast.reads == taken and direct._nc.stats["in_msgs"] == fast.frames > taken  # type: ignore[attr-defined]
             stats = mirrors[0].stats
             assert stats.applied > 500 and stats.gaps > 5 and stats.undecodable + stats.foreign > 5, stats
@@ -404,6 +426,106 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
             _close_mirrors(mirrors)
 
     _run_unlinking(run, groups)
+
+
+def test_a_fast_read_keeps_the_loop_s_contract_and_fails_as_take_read_would() -> None:
+    """``_mirror.wait`` with a ``Fast``: reads taken go on waiting while the loop has nothing to do (two
+    reads, one wait) and end it when it has (``_ready``); a batch whose apply raises an Exception is
+    reported and the read goes on; KeyboardInterrupt leaves the wait; a failure before a frame was
+    delivered leaves the read to ``on_data``, one after fails the connection (``_fast_error``); no
+    segment yet: ``on_data``."""
+    import select
+    import socket
+    import threading
+
+    group = unique_group("cfl")
+    subject = codec.data_subject(GROUP).encode()
+    stream = RelayStream(["AAAUSDT"], random.Random(2))
+
+    async def run() -> None:
+        mirror = Mirror(GROUP, options_from_url("nats://127.0.0.1:1"), local_group=group, depth=DEPTH)
+        mirror._writer = mirror._new_writer(DEPTH, 8, "")  # noqa: SLF001
+        direct = _fake_direct({7})
+        fast = _mirror.Fast(direct, mirror, subject)
+        a, b = socket.socketpair()
+        ep = select.epoll()
+        ep.register(b.fileno(), select.EPOLLIN)
+        handed: list[bytes] = []
+
+        def on_data(data: bytes) -> bool:
+            handed.append(data)
+            return True
+
+        def wait(timeout: float = 0.3, *later: bytes) -> float:
+            def send_later() -> None:
+                for wire in later:
+                    time.sleep(0.05)
+                    a.sendall(wire)
+
+            sender = threading.Thread(target=send_later)
+            sender.start()
+            t0 = time.monotonic()
+            try:
+                _mirror.wait(ep.fileno(), b.fileno(), timeout, on_data, 1 << 16, fast)
+            finally:
+                sender.join()
+            return time.monotonic() - t0
+
+        def frame(step: int) -> bytes:
+            return _msg(subject, 7, stream.batch(step))
+
+        try:
+            direct._loop._stopping = False
+            took = wait(0.3, frame(1), frame(2))  # the loop idle: both reads in one wait, which ends at its time
+            assert fast.reads == 2 and not handed and took >= 0.29 and mirror.markets["AAAUSDT"].seq == 2
+            direct._loop._ready.append("work")  # the loop has work: back to it after the read
+            took = wait(1.0, frame(3), frame(4))
+            assert fast.reads == 3 and took < 0.5
+            direct._loop._ready.clear()
+            wait(0.1)  # the fourth, still in the socket
+            assert fast.reads == 4 and mirror.markets["AAAUSDT"].seq == 4
+            real_slow = mirror._slow_entry
+
+            def raising(*_: object) -> None:
+                raise ValueError("test")
+
+            mirror._slow_entry = raising  # type: ignore[method-assign]
+            stream.origin["AAAUSDT"].seq += 1  # a gap: the entry goes to the Python path, which raises
+            a.sendall(frame(5))
+            wait(0.1)
+            assert fast.reads == 5 and [type(exc) for _, exc in direct.failed] == [ValueError] and not direct.errors
+
+            def interrupted(*_: object) -> None:
+                raise KeyboardInterrupt
+
+            mirror._slow_entry = interrupted  # type: ignore[method-assign]
+            stream.origin["AAAUSDT"].seq += 1
+            a.sendall(frame(6))
+            with pytest.raises(KeyboardInterrupt):
+                wait(0.1)
+            mirror._slow_entry = real_slow  # type: ignore[method-assign]
+            reader, direct._reader = direct._reader, None  # a failure before any frame is delivered: on_data's read
+            a.sendall(frame(7))
+            wait(0.1)
+            assert len(handed) == 1 and fast.reads == 6 and not direct.errors
+            direct._reader, stats = reader, direct._nc.stats
+            direct._nc.stats = {"in_msgs": "not a number", "in_bytes": 0}  # a failure after: the connection fails
+            a.sendall(frame(8))
+            wait(1.0)
+            assert fast.reads == 7 and [type(exc) for exc in direct.errors] == [TypeError]
+            direct._nc.stats = stats
+            writer, mirror._writer = mirror._writer, None  # no segment yet: on_data's
+            a.sendall(frame(9))
+            wait(0.1)
+            assert len(handed) == 2 and fast.reads == 7
+            mirror._writer = writer
+        finally:
+            ep.close()
+            a.close()
+            b.close()
+            _close_mirrors([mirror])
+
+    _run_unlinking(run, [group])
 
 
 # ---------------------------------------------------------------- frames

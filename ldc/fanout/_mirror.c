@@ -483,7 +483,10 @@ error:
  * is read from the two objects at every read (their state changes in Python between reads):
  * direct._sids, ._reader._buffer, ._backlog, ._limit, ._idle, ._nc (._ps.buf, ._ps.state, .stats),
  * ._loop (._ready, ._stopping); mirror._writer(.segment), .use_c, .stale_reason, .markets, .wanted,
- * ._group_b, ._slow_entry, ._python_batch(payload) (a batch apply_batch refuses), ._fast_failed(exc). */
+ * ._group_b, ._slow_entry, ._python_batch(payload) (a batch apply_batch refuses); a batch whose apply raises
+ * an Exception goes to direct._fast_failed(subject, exc) (logged, the read goes on); any other failure
+ * after the first frame to direct._fast_error(exc) (the connection fails, as take_read's would), before
+ * it the read goes to on_data. */
 typedef struct {
     PyObject_HEAD
     PyObject *direct, *mirror, *subject;
@@ -496,6 +499,10 @@ static int Fast_init(Fast *f, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"direct", "mirror", "subject", NULL};
     PyObject *direct, *mirror, *subject;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOS", kwlist, &direct, &mirror, &subject)) return -1;
+    if (PyBytes_GET_SIZE(subject) < 1 || PyBytes_GET_SIZE(subject) > 256) {
+        PyErr_Format(PyExc_ValueError, "subject of %zd bytes, expected 1..256", PyBytes_GET_SIZE(subject));
+        return -1;
+    }
     Py_XSETREF(f->direct, Py_NewRef(direct));
     Py_XSETREF(f->mirror, Py_NewRef(mirror));
     Py_XSETREF(f->subject, Py_NewRef(subject));
@@ -544,8 +551,8 @@ static PyTypeObject FastType = {
 };
 
 /* attribute names Fast reads, interned once (PyObject_GetAttr with them hits the type's lookup cache) */
-enum { N_BACKLOG, N_BUFFER, N_FAST_FAILED, N_GROUP_B, N_IDLE, N_LIMIT, N_LOOP, N_NC, N_PS, N_PYTHON_BATCH, N_READER, N_READY, N_SIDS, N_SLOW_ENTRY, N_STOPPING, N_WRITER, N_BUF, N_MARKETS, N_SEGMENT, N_STALE_REASON, N_STATE, N_STATS, N_USE_C, N_WANTED, N_NAMES };
-static const char *const name_text[N_NAMES] = {"_backlog", "_buffer", "_fast_failed", "_group_b", "_idle", "_limit", "_loop", "_nc", "_ps", "_python_batch", "_reader", "_ready", "_sids", "_slow_entry", "_stopping", "_writer", "buf", "markets", "segment", "stale_reason", "state", "stats", "use_c", "wanted"};
+enum { N_BACKLOG, N_BUFFER, N_FAST_ERROR, N_FAST_FAILED, N_IN_BYTES, N_IN_MSGS, N_GROUP_B, N_IDLE, N_LIMIT, N_LOOP, N_NC, N_PS, N_PYTHON_BATCH, N_READER, N_READY, N_SIDS, N_SLOW_ENTRY, N_STOPPING, N_WRITER, N_BUF, N_MARKETS, N_SEGMENT, N_STALE_REASON, N_STATE, N_STATS, N_USE_C, N_WANTED, N_NAMES };
+static const char *const name_text[N_NAMES] = {"_backlog", "_buffer", "_fast_error", "_fast_failed", "in_bytes", "in_msgs", "_group_b", "_idle", "_limit", "_loop", "_nc", "_ps", "_python_batch", "_reader", "_ready", "_sids", "_slow_entry", "_stopping", "_writer", "buf", "markets", "segment", "stale_reason", "state", "stats", "use_c", "wanted"};
 static PyObject *name_obj[N_NAMES];
 
 /* getattr(o, name) as a new reference (NULL with the exception set) */
@@ -603,23 +610,35 @@ static int batch_frames(Fast *f, PyObject *sids, const char *d, Py_ssize_t len, 
 }
 
 /* stats[key] += n (nats-py's statistics dict, as its own parser counts); a key it lacks is left alone */
-static int stat_add(PyObject *stats, const char *key, Py_ssize_t n) {
-    PyObject *v = PyDict_GetItemString(stats, key); /* borrowed */
-    if (v == NULL) return 0;
+static int stat_add(PyObject *stats, int key, Py_ssize_t n) {
+    PyObject *v = PyDict_GetItemWithError(stats, name_obj[key]); /* borrowed */
+    if (v == NULL) return PyErr_Occurred() ? -1 : 0;
     PyObject *add = PyLong_FromSsize_t(n);
     if (add == NULL) return -1;
     PyObject *sum = PyNumber_Add(v, add);
     Py_DECREF(add);
     if (sum == NULL) return -1;
-    int rc = PyDict_SetItemString(stats, key, sum);
+    int rc = PyDict_SetItem(stats, name_obj[key], sum);
     Py_DECREF(sum);
     return rc;
+}
+
+/* The exception raised, normalized, its traceback attached (a new reference; none left set) */
+static PyObject *fetch_exception(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
 }
 
 /* The read, whole, through the Fast path: 1 done (the loop has nothing to do), 2 done (the loop has
  * work: back to it), 0 not taken (nothing consumed: on_data's), -1 error. */
 static int fast_take(Fast *f, const char *d, Py_ssize_t len) {
-    PyObject *direct = f->direct, *mirror = f->mirror;
+    PyObject *direct = Py_NewRef(f->direct), *mirror = Py_NewRef(f->mirror); /* held: a callback may re-init f */
+    int taking = 0;                                                          /* frames delivered from this read */
     PyObject *sids = NULL, *writer = NULL, *nc = NULL, *ps = NULL, *reader = NULL, *idle = NULL, *state = NULL;
     PyObject *segment = NULL, *markets = NULL, *wanted = NULL, *group = NULL, *slow = NULL, *stats = NULL, *loop = NULL;
     int result = 0, ok;
@@ -653,12 +672,13 @@ static int fast_take(Fast *f, const char *d, Py_ssize_t len) {
         goto error;
     if (!PyDict_Check(stats)) goto done;
     f->reads++;
+    taking = 1;
     for (int i = 0; i < n; i++) {
         int stale = true_attr(mirror, N_STALE_REASON); /* a frame's apply can flag or clear every market */
         if (stale < 0) goto error;
         PyObject *payload = PyBytes_FromStringAndSize(d + at[i], size[i]);
         if (payload == NULL) goto error;
-        if (stat_add(stats, "in_msgs", 1) < 0 || stat_add(stats, "in_bytes", size[i]) < 0) {
+        if (stat_add(stats, N_IN_MSGS, 1) < 0 || stat_add(stats, N_IN_BYTES, size[i]) < 0) {
             Py_DECREF(payload);
             goto error;
         }
@@ -678,15 +698,14 @@ static int fast_take(Fast *f, const char *d, Py_ssize_t len) {
             Py_DECREF(r);
             r = PyObject_CallMethodOneArg(mirror, name_obj[N_PYTHON_BATCH], payload);
         }
-        if (r == NULL) { /* as DirectDelivery._handle: the failure is logged, the read goes on */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            if (value != NULL && tb != NULL) PyException_SetTraceback(value, tb);
-            r = PyObject_CallMethodOneArg(mirror, name_obj[N_FAST_FAILED], value ? value : Py_None);
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
+        if (r == NULL) { /* as DirectDelivery._handle: an Exception is logged and the read goes on */
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                Py_DECREF(payload);
+                goto error;
+            }
+            PyObject *exc = fetch_exception();
+            r = PyObject_CallMethodObjArgs(direct, name_obj[N_FAST_FAILED], f->subject, exc ? exc : Py_None, NULL);
+            Py_XDECREF(exc);
             if (r == NULL) {
                 Py_DECREF(payload);
                 goto error;
@@ -708,7 +727,18 @@ check:
     if (ok < 0) goto error;
     goto done;
 error:
-    result = -1;
+    if (!taking) { /* nothing delivered yet: the read is on_data's, whose path meets the same state */
+        PyErr_Clear();
+        result = 0;
+    } else if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        result = -1; /* as take_read: these leave the loop */
+    } else { /* as take_read: the connection fails (nats-py reconnects), the loop goes on */
+        PyObject *exc = fetch_exception();
+        PyObject *r = PyObject_CallMethodOneArg(direct, name_obj[N_FAST_ERROR], exc ? exc : Py_None);
+        Py_XDECREF(exc);
+        Py_XDECREF(r);
+        result = r == NULL ? -1 : 2;
+    }
 done:
     Py_XDECREF(sids);
     Py_XDECREF(writer);
@@ -724,6 +754,8 @@ done:
     Py_XDECREF(slow);
     Py_XDECREF(stats);
     Py_XDECREF(loop);
+    Py_DECREF(direct);
+    Py_DECREF(mirror);
     return result;
 }
 
@@ -751,6 +783,7 @@ static PyObject *wait_reads(PyObject *mod, PyObject *const *args, Py_ssize_t nar
         return NULL;
     }
     Fast *fast = nargs == 6 && Py_IS_TYPE(args[5], &FastType) ? (Fast *)args[5] : NULL;
+    if (fast != NULL && (fast->direct == NULL || fast->mirror == NULL || fast->subject == NULL)) fast = NULL; /* not initialised */
     int epfd = (int)PyLong_AsLong(args[0]), sockfd = (int)PyLong_AsLong(args[1]);
     double timeout = PyFloat_AsDouble(args[2]);
     Py_ssize_t max_size = PyLong_AsSsize_t(args[4]);

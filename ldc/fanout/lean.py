@@ -322,10 +322,20 @@ class DirectDelivery:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # as the transport's own read: the connection fails, not the loop
-            transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            self._fast_error(exc)
             return False
         loop: Any = self._loop
         return not loop._ready and not loop._stopping  # work scheduled, or a stop asked: back to the loop
+
+    def _fast_error(self, exc: BaseException) -> None:
+        """A read failed in our hands (``take_read``, or ``_mirror.Fast`` after it delivered a frame): the
+        connection fails, as asyncio's transport fails it when ``data_received`` raises (nats-py reconnects)."""
+        transport = self._nc._transport._io_writer.transport
+        transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _fast_failed(self, subject: bytes, exc: BaseException | None) -> None:
+        """A batch ``_mirror.Fast`` read failed to apply: logged, as ``_handle`` logs a failing handler."""
+        log.error("handling a message on %s failed", subject.decode(errors="replace"), exc_info=exc)
 
     def close(self) -> None:
         if self._nc._process_msg == self._process_msg:

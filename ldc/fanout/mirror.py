@@ -209,10 +209,6 @@ class Mirror:
         if self._writer is not None:
             self._decode_batch(self._writer, data, codec.BATCH_TOKEN, from_stream=True)
 
-    def _fast_failed(self, exc: BaseException | None) -> None:
-        """A batch ``_mirror.Fast`` read failed to apply: logged, as ``lean.DirectDelivery`` logs a failing handler."""
-        log.error("handling a message on %s failed", codec.data_subject(self.group), exc_info=exc)
-
     def _decode_batch(self, writer: SegmentWriter, data: bytes, token: str, *, from_stream: bool) -> None:
         try:
             batch = codec.decode_batch(data, writer.geometry.depth, self.wanted)

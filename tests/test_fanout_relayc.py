@@ -705,7 +705,7 @@ def test_a_short_send_through_the_ring_ends_its_wait_at_once(group: str) -> None
             code, rest, *_ = origin.pump(a.fileno(), 2000, 1.0, 0.0, 0.002)
             took = time.monotonic() - t0
             _ring_used(origin, True)
-            assert code == PUMP_SHORT and rest is not None and took < 0.05  # not the window's 100 ms, nor the slice
+            assert code == PUMP_SHORT and rest is not None and took < 0.12  # not the guard (150 ms after the send), nor the slice
         finally:
             a.close()
             b.close()

@@ -320,6 +320,40 @@ def _msg(subject: bytes, sid: int, payload: bytes) -> bytes:
     return b"MSG %s %d %d\r\n%s\r\n" % (subject, sid, len(payload), payload)
 
 
+def _mirror_made(group: str) -> Mirror:
+    """A mirror with its segment made at once (the relay's first heartbeat makes it; no NATS here)."""
+    mirror = Mirror(GROUP, options_from_url("nats://127.0.0.1:1"), local_group=group, depth=DEPTH)
+    mirror._writer = mirror._new_writer(DEPTH, 8, "")  # noqa: SLF001
+    return mirror
+
+
+class _WaitSocket:
+    """A socket pair with its read end in an epoll set, as ``_mirror.wait`` takes them; what reaches
+    ``on_data`` is kept in ``handed`` (``more``: on_data's answer)."""
+
+    def __init__(self, more: bool) -> None:
+        import select
+        import socket
+
+        self.a, self.b = socket.socketpair()
+        self.ep = select.epoll()
+        self.ep.register(self.b.fileno(), select.EPOLLIN)
+        self.handed: list[bytes] = []
+        self.more = more
+
+    def on_data(self, data: bytes) -> bool:
+        self.handed.append(data)
+        return self.more
+
+    def wait(self, timeout: float, fast: object) -> None:
+        _mirror.wait(self.ep.fileno(), self.b.fileno(), timeout, self.on_data, 1 << 20, fast)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.ep.close()
+        self.a.close()
+        self.b.close()
+
+
 def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> None:
     """Two mirrors fed the same random stream (gaps, duplicates, late batches, new epochs, refused and
     foreign batches), one through ``_mirror.wait`` with a ``Fast`` (each socket read of the group's batch
@@ -328,29 +362,17 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
     statistics counted; a read with anything else in it (a heartbeat, another subscription's frame, a
     split frame, more frames than the pending limit), or while nats-py's parser or reader or the backlog
     holds bytes, or with the C path off, goes to ``on_data`` whole; STALE spells and resyncs between."""
-    import select
-    import socket
-
     rng = random.Random(9)
     names = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
     groups = [unique_group("cfa"), unique_group("cfp")]
     subject = codec.data_subject(GROUP).encode()
 
     async def run() -> None:
-        mirrors = [Mirror(GROUP, options_from_url("nats://127.0.0.1:1"), local_group=g, depth=DEPTH) for g in groups]
-        for m in mirrors:
-            m._writer = m._new_writer(DEPTH, 8, "")  # noqa: SLF001  (made at the relay's first heartbeat; here at once)
+        mirrors = [_mirror_made(g) for g in groups]
         direct = _fake_direct({7, 9}, limit=4)
         fast = mirrors[0]._fast = _mirror.Fast(direct, mirrors[0], subject)  # noqa: SLF001
-        a, b = socket.socketpair()
-        ep = select.epoll()
-        ep.register(b.fileno(), select.EPOLLIN)
-        handed: list[bytes] = []
-
-        def on_data(data: bytes) -> bool:
-            handed.append(data)
-            return False
-
+        sock = _WaitSocket(more=False)
+        a, handed = sock.a, sock.handed
         try:
             stream = RelayStream(names, rng)
             sent, taken, passed = stream.sent, 0, 0
@@ -398,7 +420,7 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
                 in_bytes = d._nc.stats["in_bytes"]
                 a.sendall(wire)
                 handed.clear()
-                _mirror.wait(ep.fileno(), b.fileno(), 1.0, on_data, 1 << 20, fast)
+                sock.wait(1.0, fast)
                 took = not handed
                 whole = (extra >= 0.1 and not python_parser_busy and len(payloads) <= 4)
                 assert took == whole, (step, extra, python_parser_busy, len(payloads))
@@ -420,9 +442,7 @@ def test_a_read_of_batch_frames_applied_in_c_equals_the_python_delivery() -> Non
             stats = mirrors[0].stats
             assert stats.applied > 500 and stats.gaps > 5 and stats.undecodable + stats.foreign > 5, stats
         finally:
-            ep.close()
-            a.close()
-            b.close()
+            sock.close()
             _close_mirrors(mirrors)
 
     _run_unlinking(run, groups)
@@ -434,8 +454,6 @@ def test_a_fast_read_keeps_the_loop_s_contract_and_fails_as_take_read_would() ->
     reported and the read goes on; KeyboardInterrupt leaves the wait; a failure before a frame was
     delivered leaves the read to ``on_data``, one after fails the connection (``_fast_error``); no
     segment yet: ``on_data``."""
-    import select
-    import socket
     import threading
 
     group = unique_group("cfl")
@@ -443,18 +461,11 @@ def test_a_fast_read_keeps_the_loop_s_contract_and_fails_as_take_read_would() ->
     stream = RelayStream(["AAAUSDT"], random.Random(2))
 
     async def run() -> None:
-        mirror = Mirror(GROUP, options_from_url("nats://127.0.0.1:1"), local_group=group, depth=DEPTH)
-        mirror._writer = mirror._new_writer(DEPTH, 8, "")  # noqa: SLF001
+        mirror = _mirror_made(group)
         direct = _fake_direct({7})
         fast = _mirror.Fast(direct, mirror, subject)
-        a, b = socket.socketpair()
-        ep = select.epoll()
-        ep.register(b.fileno(), select.EPOLLIN)
-        handed: list[bytes] = []
-
-        def on_data(data: bytes) -> bool:
-            handed.append(data)
-            return True
+        sock = _WaitSocket(more=True)
+        a, handed = sock.a, sock.handed
 
         def wait(timeout: float = 0.3, *later: bytes) -> float:
             def send_later() -> None:
@@ -466,7 +477,7 @@ def test_a_fast_read_keeps_the_loop_s_contract_and_fails_as_take_read_would() ->
             sender.start()
             t0 = time.monotonic()
             try:
-                _mirror.wait(ep.fileno(), b.fileno(), timeout, on_data, 1 << 16, fast)
+                sock.wait(timeout, fast)
             finally:
                 sender.join()
             return time.monotonic() - t0
@@ -520,9 +531,7 @@ def test_a_fast_read_keeps_the_loop_s_contract_and_fails_as_take_read_would() ->
             assert len(handed) == 2 and fast.reads == 7
             mirror._writer = writer
         finally:
-            ep.close()
-            a.close()
-            b.close()
+            sock.close()
             _close_mirrors([mirror])
 
     _run_unlinking(run, [group])

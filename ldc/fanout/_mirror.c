@@ -418,6 +418,50 @@ static int digits(const char *p, Py_ssize_t n, Py_ssize_t *out) {
     return 1;
 }
 
+/* A whole `MSG <subject> <sid> <size>\r\n<payload>\r\n` frame at d + pos: its control line within
+ * max_control bytes, exactly three parts, sid and size digits. 1 with its parts, 0 when it is anything
+ * else (another command, a reply subject, a frame cut by the read's end). */
+typedef struct {
+    const char *subject;
+    Py_ssize_t subject_len, sid, start, size; /* start: the payload's offset in d */
+} MsgFrame;
+
+static int msg_frame(const char *d, Py_ssize_t len, Py_ssize_t pos, Py_ssize_t max_control, MsgFrame *m) {
+    if (len - pos < 4 || memcmp(d + pos, "MSG ", 4) != 0) return 0;
+    /* data.find(b"\r\n", pos, pos + max_control) */
+    Py_ssize_t lim = pos + max_control < len ? pos + max_control : len;
+    const char *eol = NULL;
+    for (const char *q = d + pos; q + 1 < d + lim; q++) {
+        q = memchr(q, '\r', (size_t)(d + lim - 1 - q));
+        if (q == NULL) break;
+        if (q[1] == '\n') {
+            eol = q;
+            break;
+        }
+    }
+    if (eol == NULL) return 0;
+    const char *a = d + pos + 4, *s1 = memchr(a, ' ', (size_t)(eol - a));
+    if (s1 == NULL) return 0;
+    const char *s2 = memchr(s1 + 1, ' ', (size_t)(eol - s1 - 1));
+    if (s2 == NULL || memchr(s2 + 1, ' ', (size_t)(eol - s2 - 1)) != NULL) return 0;
+    if (!digits(s1 + 1, s2 - s1 - 1, &m->sid) || !digits(s2 + 1, eol - s2 - 1, &m->size)) return 0;
+    m->start = eol + 2 - d;
+    Py_ssize_t stop = m->start + m->size;
+    if (stop + 2 > len || d[stop] != '\r' || d[stop + 1] != '\n') return 0;
+    m->subject = a;
+    m->subject_len = s1 - a;
+    return 1;
+}
+
+/* 1 when sid is one of sids (a set of int), 0 not, -1 on error */
+static int sid_in(PyObject *sids, Py_ssize_t sid) {
+    PyObject *sid_obj = PyLong_FromSsize_t(sid);
+    if (sid_obj == NULL) return -1;
+    int mine = PySet_Contains(sids, sid_obj);
+    Py_DECREF(sid_obj);
+    return mine;
+}
+
 /* frames(data: bytes, sids: set[int], max_control: int) -> (list[(subject, payload)], consumed) */
 static PyObject *frames(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     (void)mod;
@@ -431,41 +475,17 @@ static PyObject *frames(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     Py_ssize_t len = PyBytes_GET_SIZE(args[0]), pos = 0;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
-    while (pos < len) {
-        if (len - pos < 4 || memcmp(d + pos, "MSG ", 4) != 0) break;
-        /* data.find(b"\r\n", pos, pos + max_control) */
-        Py_ssize_t lim = pos + max_control < len ? pos + max_control : len;
-        const char *eol = NULL;
-        for (const char *q = d + pos; q + 1 < d + lim; q++) {
-            q = memchr(q, '\r', (size_t)(d + lim - 1 - q));
-            if (q == NULL) break;
-            if (q[1] == '\n') {
-                eol = q;
-                break;
-            }
-        }
-        if (eol == NULL) break;
-        /* exactly three space-separated parts: subject, sid, size */
-        const char *a = d + pos + 4, *s1 = memchr(a, ' ', (size_t)(eol - a));
-        if (s1 == NULL) break;
-        const char *s2 = memchr(s1 + 1, ' ', (size_t)(eol - s1 - 1));
-        if (s2 == NULL || memchr(s2 + 1, ' ', (size_t)(eol - s2 - 1)) != NULL) break;
-        Py_ssize_t sid, size;
-        if (!digits(s1 + 1, s2 - s1 - 1, &sid) || !digits(s2 + 1, eol - s2 - 1, &size)) break;
-        PyObject *sid_obj = PyLong_FromSsize_t(sid);
-        if (sid_obj == NULL) goto error;
-        int mine = PySet_Contains(args[1], sid_obj);
-        Py_DECREF(sid_obj);
+    MsgFrame m;
+    while (pos < len && msg_frame(d, len, pos, max_control, &m)) {
+        int mine = sid_in(args[1], m.sid);
         if (mine < 0) goto error;
         if (!mine) break;
-        Py_ssize_t start = eol + 2 - d, stop = start + size;
-        if (stop + 2 > len || d[stop] != '\r' || d[stop + 1] != '\n') break;
-        PyObject *item = Py_BuildValue("(y#y#)", a, (Py_ssize_t)(s1 - a), d + start, size);
+        PyObject *item = Py_BuildValue("(y#y#)", m.subject, m.subject_len, d + m.start, m.size);
         if (item == NULL) goto error;
         int rc = PyList_Append(out, item);
         Py_DECREF(item);
         if (rc < 0) goto error;
-        pos = stop + 2;
+        pos = m.start + m.size + 2;
     }
     return Py_BuildValue("(Nn)", out, pos);
 error:
@@ -577,6 +597,7 @@ static int true_attr(PyObject *o, int name) {
 }
 
 #define MAX_FAST_FRAMES 64
+#define MAX_CONTROL_LINE 4096 /* nats-py's MAX_CONTROL_LINE_SIZE, as lean._MAX_CONTROL_LINE */
 
 /* The whole read as MSG frames of the direct subscriptions on f->subject: their count (payload offsets
  * and sizes filled), or 0 when it is anything else. */
@@ -584,27 +605,17 @@ static int batch_frames(Fast *f, PyObject *sids, const char *d, Py_ssize_t len, 
     const char *subj = PyBytes_AS_STRING(f->subject);
     Py_ssize_t slen = PyBytes_GET_SIZE(f->subject), pos = 0;
     int n = 0;
+    MsgFrame m;
     while (pos < len) {
-        if (n == MAX_FAST_FRAMES || len - pos < 4 + slen + 1 || memcmp(d + pos, "MSG ", 4) != 0 ||
-            memcmp(d + pos + 4, subj, (size_t)slen) != 0 || d[pos + 4 + slen] != ' ')
+        if (n == MAX_FAST_FRAMES || !msg_frame(d, len, pos, MAX_CONTROL_LINE, &m) || m.subject_len != slen ||
+            memcmp(m.subject, subj, (size_t)slen) != 0)
             return 0;
-        const char *a = d + pos + 4 + slen + 1, *end = d + (len - pos > 4096 ? pos + 4096 : len);
-        const char *eol = memchr(a, '\r', (size_t)(end - a));
-        if (eol == NULL || eol + 1 >= d + len || eol[1] != '\n') return 0;
-        const char *sp = memchr(a, ' ', (size_t)(eol - a));
-        Py_ssize_t sid, sz;
-        if (sp == NULL || !digits(a, sp - a, &sid) || !digits(sp + 1, eol - sp - 1, &sz)) return 0; /* a reply subject too: not ours */
-        PyObject *sid_obj = PyLong_FromSsize_t(sid);
-        if (sid_obj == NULL) return -1;
-        int mine = PySet_Contains(sids, sid_obj);
-        Py_DECREF(sid_obj);
+        int mine = sid_in(sids, m.sid);
         if (mine <= 0) return mine;
-        Py_ssize_t start = eol + 2 - d;
-        if (start + sz + 2 > len || d[start + sz] != '\r' || d[start + sz + 1] != '\n') return 0;
-        at[n] = start;
-        size[n] = sz;
+        at[n] = m.start;
+        size[n] = m.size;
         n++;
-        pos = start + sz + 2;
+        pos = m.start + m.size + 2;
     }
     return n;
 }

@@ -543,6 +543,43 @@ static int readable(int fd) {
 
 enum { PACED_DUE = 0, PACED_SLICE = 1, PACED_READABLE = 2 };
 
+/* send() as much of buf as the socket takes now (non-blocking): the bytes it took; *err the errno that
+ * stopped it short (0 when none did) */
+static size_t send_all(int fd, const char *buf, size_t len, int *err) {
+    size_t off = 0;
+    *err = 0;
+    while (off < len) {
+        ssize_t w = send(fd, buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            *err = errno;
+            break;
+        }
+        off += (size_t)w;
+    }
+    return off;
+}
+
+/* What a send of out left: 0 when it took everything (out emptied); 1 when short or failed, the pump's
+ * code (PUMP_ERROR for an error other than a full socket, else PUMP_SHORT), errno, tail and unsent
+ * entries set for it. */
+static int send_outcome(Collector *c, size_t off, int e, int *code, int *err, Py_ssize_t *rest_at, Py_ssize_t *unsent) {
+    if (off >= c->out_len) {
+        c->out_len = 0;
+        return 0;
+    }
+    if (e != 0 && e != EAGAIN && e != EWOULDBLOCK) {
+        *err = e;
+        *code = PUMP_ERROR;
+    } else {
+        *code = PUMP_SHORT;
+    }
+    *rest_at = (Py_ssize_t)off;
+    for (Py_ssize_t f = 0; f < c->n_frames; f++) /* frames not wholly sent */
+        if (c->frame_end[f] > off) *unsent += c->frame_entries[f];
+    return 1;
+}
+
 /* The ring failed (its submission refused: another thread pumps, and a SINGLE_ISSUER ring is its
  * creator's; or a wait refused, err the reason): close it and go on with send() and futex(). A send
  * the kernel had taken is waited for first (it is done at once: MSG_DONTWAIT), one it had not is done
@@ -559,18 +596,9 @@ static void ring_failed(Collector *c, int fd, int err) {
     c->ring_errno = err > 0 ? err : EIO;
     if (send_lost) res = -EIO;
     if (send_todo) {
-        size_t off = 0;
-        res = 0;
-        while (off < len) {
-            ssize_t w = send(fd, c->out + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (off == 0) res = -errno;
-                break;
-            }
-            off += (size_t)w;
-        }
-        if (off) res = (int32_t)off;
+        int e;
+        size_t off = send_all(fd, c->out, len, &e);
+        res = off ? (int32_t)off : -e;
     }
     r->send_res = res;
     r->send_len = len;
@@ -644,25 +672,10 @@ static int paced_wait(Collector *c, int fd, int64_t early_ns, int64_t guard_ns, 
     }
 }
 
-/* The result of the send a paced wait took (through the ring): 1 when it was short or failed, the
- * pump's code, errno, tail and unsent entries set for it; else 0, out emptied. */
+/* The result of the send a paced wait took (through the ring), as send_outcome gives it */
 static int ring_send_result(Collector *c, int *code, int *err, Py_ssize_t *rest_at, Py_ssize_t *unsent) {
     int32_t res = c->ring.send_res;
-    size_t off = res > 0 ? (size_t)res : 0;
-    if (off >= c->out_len) {
-        c->out_len = 0;
-        return 0;
-    }
-    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK) {
-        *err = -res;
-        *code = PUMP_ERROR;
-    } else {
-        *code = PUMP_SHORT;
-    }
-    *rest_at = (Py_ssize_t)off;
-    for (Py_ssize_t f = 0; f < c->n_frames; f++) /* frames not wholly sent */
-        if (c->frame_end[f] > off) *unsent += c->frame_entries[f];
-    return 1;
+    return send_outcome(c, res > 0 ? (size_t)res : 0, res < 0 ? -res : 0, code, err, rest_at, unsent);
 }
 
 /* pump(fd, limit, slice_s, window_s, wait_s) -> (code, rest, messages, payload_bytes, errno, unsent_entries)
@@ -786,38 +799,14 @@ static PyObject *Collector_pump(Collector *c, PyObject *const *args, Py_ssize_t 
             c->sends++;
             continue;
         }
-        size_t off = 0;
-        while (off < c->out_len) {
-            ssize_t w = send(fd, c->out + off, c->out_len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                    err = errno;
-                    code = PUMP_ERROR;
-                } else {
-                    code = PUMP_SHORT;
-                }
-                break;
-            }
-            off += (size_t)w;
-        }
+        int e;
+        size_t off = send_all(fd, c->out, c->out_len, &e);
         c->sends++;
-        if (off < c->out_len) {
-            if (code == PUMP_SLICE) code = PUMP_SHORT;
-            rest_at = (Py_ssize_t)off;
-            for (Py_ssize_t f = 0; f < c->n_frames; f++) /* frames not wholly sent */
-                if (c->frame_end[f] > off) unsent += c->frame_entries[f];
-            break;
-        }
-        c->out_len = 0;
+        if (send_outcome(c, off, e, &code, &err, &rest_at, &unsent)) break;
         if (c->need_directory) {
             code = PUMP_DIRECTORY;
             break;
         }
-    }
-    if (ring_send) { /* not reached (every path from the queueing goes through paced_wait): never left queued */
-        ring_flush_send(c, fd);
-        ring_send_result(c, &code, &err, &rest_at, &unsent);
     }
     if (ep >= 0) close(ep);
     Py_END_ALLOW_THREADS
